@@ -1,0 +1,126 @@
+/**
+ * Stream chunks → the equivalent `chat.completion`, so a streamed interaction is logged like a
+ * non-streamed one: full content, reasoning, tool calls with complete arguments, finish_reason,
+ * usage. Chunks come from upstreams, so every field is checked before it is used.
+ */
+import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from './openai-types.js';
+
+interface ChoiceState {
+  content: string;
+  hasContent: boolean;
+  reasoning: string;
+  hasReasoning: boolean;
+  refusal: string | null;
+  toolCalls: Map<number, ToolCall>;
+  finishReason: string | null;
+}
+
+export class CompletionAssembler {
+  private id = '';
+  private created = 0;
+  private model = '';
+  private systemFingerprint: string | null | undefined;
+  private usage: Usage | null = null;
+  private readonly choices = new Map<number, ChoiceState>();
+  chunks = 0;
+
+  add(chunk: unknown): void {
+    if (!isRecord(chunk)) return;
+    this.chunks++;
+    if (this.id === '' && typeof chunk.id === 'string') this.id = chunk.id;
+    if (this.created === 0 && typeof chunk.created === 'number') this.created = chunk.created;
+    if (this.model === '' && typeof chunk.model === 'string') this.model = chunk.model;
+    if (typeof chunk.system_fingerprint === 'string') this.systemFingerprint = chunk.system_fingerprint;
+    if (isRecord(chunk.usage)) this.usage = chunk.usage as Usage;
+    if (!Array.isArray(chunk.choices)) return;
+    for (const choice of chunk.choices) {
+      if (!isRecord(choice)) continue;
+      const index = typeof choice.index === 'number' ? choice.index : 0;
+      const state = this.choice(index);
+      if (typeof choice.finish_reason === 'string') state.finishReason = choice.finish_reason;
+      const delta = choice.delta;
+      if (!isRecord(delta)) continue;
+      if (typeof delta.content === 'string') {
+        state.content += delta.content;
+        state.hasContent = true;
+      }
+      if (typeof delta.reasoning_content === 'string') {
+        state.reasoning += delta.reasoning_content;
+        state.hasReasoning = true;
+      }
+      if (typeof delta.refusal === 'string') state.refusal = (state.refusal ?? '') + delta.refusal;
+      if (Array.isArray(delta.tool_calls)) this.addToolCalls(state, delta.tool_calls);
+    }
+  }
+
+  private choice(index: number): ChoiceState {
+    let state = this.choices.get(index);
+    if (state === undefined) {
+      state = {
+        content: '',
+        hasContent: false,
+        reasoning: '',
+        hasReasoning: false,
+        refusal: null,
+        toolCalls: new Map(),
+        finishReason: null,
+      };
+      this.choices.set(index, state);
+    }
+    return state;
+  }
+
+  private addToolCalls(state: ChoiceState, deltas: unknown[]): void {
+    for (const delta of deltas) {
+      if (!isRecord(delta)) continue;
+      const index = typeof delta.index === 'number' ? delta.index : state.toolCalls.size;
+      let call = state.toolCalls.get(index);
+      if (call === undefined) {
+        call = { id: '', type: 'function', function: { name: '', arguments: '' } };
+        state.toolCalls.set(index, call);
+      }
+      if (typeof delta.id === 'string') call.id = delta.id;
+      const fn = delta.function;
+      if (isRecord(fn)) {
+        if (typeof fn.name === 'string') call.function.name += fn.name;
+        if (typeof fn.arguments === 'string') call.function.arguments += fn.arguments;
+      }
+    }
+  }
+
+  /** True once some choice carries a finish_reason: the answer is complete even without `[DONE]`. */
+  get finished(): boolean {
+    for (const state of this.choices.values()) if (state.finishReason !== null) return true;
+    return false;
+  }
+
+  getUsage(): Usage | null {
+    return this.usage;
+  }
+
+  result(): ChatCompletion {
+    const indexes = [...this.choices.keys()].sort((a, b) => a - b);
+    const completion: ChatCompletion = {
+      id: this.id,
+      object: 'chat.completion',
+      created: this.created,
+      model: this.model,
+      choices: indexes.map((index) => {
+        const state = this.choices.get(index) as ChoiceState;
+        const message: AssistantMessage = {
+          role: 'assistant',
+          content: state.hasContent ? state.content : null,
+        };
+        if (state.hasReasoning) message.reasoning_content = state.reasoning;
+        if (state.refusal !== null) message.refusal = state.refusal;
+        if (state.toolCalls.size > 0) {
+          message.tool_calls = [...state.toolCalls.entries()].sort((a, b) => a[0] - b[0]).map((entry) => entry[1]);
+        }
+        return { index, message, finish_reason: state.finishReason };
+      }),
+      usage: this.usage,
+    };
+    if (this.systemFingerprint !== undefined) completion.system_fingerprint = this.systemFingerprint;
+    return completion;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * One error type for everything the gateway answers with a failure, and the one function that
+ * renders it as OpenAI's error body. Callers branch on `code`, never on `message`.
+ */
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | (string & {}); // upstream types (e.g. "insufficient_quota") are passed on as they came
+
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export interface GatewayErrorOptions {
+  type?: ErrorType;
+  code?: string | null;
+  param?: string | null;
+  /** Extra response headers, e.g. `retry-after` or `allow`. */
+  headers?: Record<string, string>;
+  /** What operators need and clients must not see (an upstream host, a parse error); logged only. */
+  logDetail?: string;
+}
+
+export class GatewayError extends Error {
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly code: string | null;
+  readonly param: string | null;
+  readonly headers: Record<string, string> | undefined;
+  readonly logDetail: string | undefined;
+
+  constructor(status: number, message: string, options: GatewayErrorOptions = {}) {
+    super(message);
+    this.name = 'GatewayError';
+    this.status = status;
+    this.type = options.type ?? defaultType(status);
+    this.code = options.code ?? null;
+    this.param = options.param ?? null;
+    this.headers = options.headers;
+    this.logDetail = options.logDetail;
+  }
+
+  toBody(): ErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+function defaultType(status: number): ErrorType {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/** Anything thrown that is not a GatewayError is a bug: the client gets a bare 500, never a stack. */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError(500, 'The gateway hit an unexpected error. The request id identifies it in the logs.', {
+    code: 'internal_error',
+    logDetail: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  });
+}
+
+export function invalidRequest(message: string, param: string | null = null, code = 'invalid_request'): GatewayError {
+  return new GatewayError(400, message, { param, code });
+}

@@ -1,0 +1,89 @@
+/**
+ * What one chat request did, gathered as it happens and turned into exactly one log entry.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { GatewayError } from './errors.js';
+import type { LogEntry } from './log.js';
+import type { Usage } from './openai-types.js';
+
+export interface RequestContext {
+  /** The gateway's own request id, sent to the client as `x-request-id`. */
+  readonly id: string;
+  /** performance.now() when the request arrived. */
+  readonly startedAt: number;
+  readonly method: string;
+  readonly path: string;
+}
+
+/** Ids providers put on their answers: OpenAI `x-request-id`, Anthropic `request-id`, DeepSeek `x-ds-trace-id`. */
+const UPSTREAM_ID_HEADERS = ['x-request-id', 'request-id', 'x-ds-trace-id'] as const;
+
+/** Never log a presented key that matched nothing in full: it may be someone's real secret. */
+export function maskKey(presented: string): string {
+  return `${presented.slice(0, Math.min(6, Math.floor(presented.length / 3)))}…`;
+}
+
+function ms(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+export class Interaction {
+  virtualKey: string | null = null;
+  provider: string | null = null;
+  model: string | null = null;
+  stream = false;
+  request: unknown = null;
+  response: unknown = null;
+  usage: Usage | null = null;
+  error: GatewayError | null = null;
+  status = 0;
+  firstByteAt: number | null = null;
+  upstreamStatus: number | null = null;
+  upstreamRequestId: string | null = null;
+
+  constructor(readonly context: RequestContext) {}
+
+  upstreamAnswered(status: number, headers: IncomingHttpHeaders): void {
+    this.upstreamStatus = status;
+    for (const name of UPSTREAM_ID_HEADERS) {
+      const value = headers[name];
+      if (typeof value === 'string') {
+        this.upstreamRequestId = value;
+        return;
+      }
+    }
+  }
+
+  failed(error: GatewayError, status: number, responseBody: string | null): void {
+    this.error = error;
+    this.status = status;
+    if (responseBody !== null) this.response = JSON.parse(responseBody) as unknown;
+  }
+
+  toEntry(now: number): LogEntry {
+    const context = this.context;
+    const error = this.error;
+    // Built in the documented field order; undefined fields are left out by JSON.stringify.
+    return {
+      timestamp: new Date(Date.now() - (now - context.startedAt)).toISOString(),
+      request_id: context.id,
+      virtual_key: this.virtualKey,
+      provider: this.provider,
+      model: this.model,
+      method: context.method,
+      path: context.path,
+      status: this.status,
+      duration_ms: ms(now - context.startedAt),
+      stream: this.stream,
+      ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
+      usage: this.usage,
+      request: this.request,
+      response: this.response,
+      error:
+        error === null
+          ? undefined
+          : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
+      upstream: this.upstreamStatus === null ? null : { status: this.upstreamStatus, request_id: this.upstreamRequestId },
+    };
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * keys.json → the key store. Validation reports every problem at once (with the file and the
+ * virtual key it concerns), so an operator fixes the file in one pass. The store is a Map indexed
+ * by a SHA-256 digest of the virtual key: a lookup's timing depends on the digest, never on how
+ * many leading characters of a guessed key are right.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { isRecord } from './openai-types.js';
+import type { Provider } from './providers/types.js';
+import { resolveTarget, type UpstreamTarget } from './upstream.js';
+
+export interface VirtualKey {
+  /** The virtual key as written in the file; it names the caller in logs. */
+  readonly id: string;
+  readonly provider: Provider;
+  /** The real provider key. Never logged, never sent to a client. */
+  readonly apiKey: string;
+  /** null for providers that answer in-process. */
+  readonly target: UpstreamTarget | null;
+}
+
+export class KeyFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(
+      problems.length === 1
+        ? `${file}: ${problems[0]}`
+        : `${file}: ${problems.length} problems:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
+    );
+    this.name = 'KeyFileError';
+  }
+}
+
+const KEY_FIELDS = ['provider', 'api_key', 'base_url'];
+const TOP_FIELDS = ['virtual_keys'];
+
+/** Validates the file's text and builds the keys; throws KeyFileError listing every problem. */
+export function parseKeyFile(text: string, file: string, registry: Readonly<Record<string, Provider>>): VirtualKey[] {
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (err) {
+    throw new KeyFileError(file, [`not valid JSON (${(err as Error).message})`]);
+  }
+  if (!isRecord(root)) throw new KeyFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
+
+  const problems: string[] = [];
+  for (const field of Object.keys(root)) {
+    if (!TOP_FIELDS.includes(field)) problems.push(`unknown top-level field "${field}" (expected only "virtual_keys")`);
+  }
+  const entries = root.virtual_keys;
+  if (!isRecord(entries)) {
+    problems.push('"virtual_keys" must be an object mapping each virtual key to {"provider", "api_key", "base_url"}');
+    throw new KeyFileError(file, problems);
+  }
+  const names = Object.keys(entries);
+  if (names.length === 0) problems.push('"virtual_keys" is empty: define at least one virtual key');
+
+  const supported = Object.keys(registry).join(', ');
+  const keys: VirtualKey[] = [];
+  for (const id of names) {
+    const where = `virtual key "${id}"`;
+    const entry = entries[id];
+    if (id.trim() === '' || /[\s\x00-\x1f\x7f]/.test(id)) {
+      problems.push(`${where}: a virtual key must be non-empty, without spaces or control characters (it travels in an HTTP header)`);
+    }
+    if (!isRecord(entry)) {
+      problems.push(`${where}: must be an object like {"provider": "openai", "api_key": "sk-…"}`);
+      continue;
+    }
+    for (const field of Object.keys(entry)) {
+      if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field "${field}" (known fields: ${KEY_FIELDS.join(', ')})`);
+    }
+
+    let provider: Provider | undefined;
+    if (typeof entry.provider !== 'string' || entry.provider === '') {
+      problems.push(`${where}: "provider" is required (supported: ${supported})`);
+    } else if (!Object.hasOwn(registry, entry.provider)) {
+      problems.push(`${where}: unknown provider "${entry.provider}" (supported: ${supported})`);
+    } else {
+      provider = registry[entry.provider];
+    }
+
+    const apiKey = entry.api_key;
+    if (apiKey !== undefined && typeof apiKey !== 'string') {
+      problems.push(`${where}: "api_key" must be a string`);
+    } else if (typeof apiKey === 'string' && apiKey !== apiKey.trim()) {
+      problems.push(`${where}: "api_key" has leading or trailing whitespace`);
+    } else if ((apiKey === undefined || apiKey === '') && provider?.requiresApiKey !== false) {
+      problems.push(`${where}: "api_key" is empty; put the real ${provider?.name ?? 'provider'} API key here`);
+    }
+
+    let target: UpstreamTarget | null = null;
+    const baseUrl = entry.base_url;
+    if (baseUrl !== undefined) {
+      const problem = checkBaseUrl(baseUrl);
+      if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
+    }
+    if (provider === undefined || problems.length > 0) continue;
+    if (provider.answerLocally === undefined) {
+      target = resolveTarget(typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, provider.chatPath);
+    }
+    keys.push({ id, provider, apiKey: typeof apiKey === 'string' ? apiKey : '', target });
+  }
+  if (problems.length > 0) throw new KeyFileError(file, problems);
+  return keys;
+}
+
+function checkBaseUrl(value: unknown): string | null {
+  if (typeof value !== 'string') return 'must be a string URL';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `is not a URL: "${value}"`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `must be an http:// or https:// URL, got "${value}"`;
+  if (url.username !== '' || url.password !== '') return 'must not contain credentials; put the key in "api_key"';
+  if (url.hash !== '') return 'must not contain a #fragment';
+  return null;
+}
+
+/** Reads and validates a keys file. A missing file says how to create one. */
+export async function loadKeyFile(file: string, registry: Readonly<Record<string, Provider>>): Promise<VirtualKey[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new KeyFileError(file, [
+        `file not found (looked at ${resolve(file)}). Create it from the example: cp keys.example.json ${file}, ` +
+          'then replace the placeholder api_key values with your provider keys (or set KEYS_FILE to another file).',
+      ]);
+    }
+    throw new KeyFileError(file, [`cannot be read (${(err as Error).message})`]);
+  }
+  return parseKeyFile(text, file, registry);
+}
+
+function digest(presented: string): string {
+  return createHash('sha256').update(presented).digest('base64');
+}
+
+export class KeyStore {
+  private byDigest: Map<string, VirtualKey>;
+
+  constructor(keys: Iterable<VirtualKey>) {
+    this.byDigest = KeyStore.index(keys);
+  }
+
+  private static index(keys: Iterable<VirtualKey>): Map<string, VirtualKey> {
+    const map = new Map<string, VirtualKey>();
+    for (const key of keys) map.set(digest(key.id), key);
+    return map;
+  }
+
+  get size(): number {
+    return this.byDigest.size;
+  }
+
+  lookup(presented: string): VirtualKey | undefined {
+    return this.byDigest.get(digest(presented));
+  }
+
+  /** Swaps in a new set of keys at once; requests already running keep the key they resolved. */
+  replace(keys: Iterable<VirtualKey>): void {
+    this.byDigest = KeyStore.index(keys);
+  }
+
+  providerNames(): string[] {
+    return [...new Set([...this.byDigest.values()].map((key) => key.provider.name))].sort();
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The interactions log: one pretty-printed JSON entry per chat request, to stdout and to a file.
+ * Entries are rendered after the response is on its way (setImmediate, in batches) and written
+ * by one asynchronous writer per destination, one write at a time: entries never interleave,
+ * stay in order, and no request waits for a disk or a slow stdout reader.
+ */
+import { write as fsWrite } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Usage } from './openai-types.js';
+
+export interface LogEntry {
+  timestamp: string;
+  request_id: string;
+  /** The virtual key used; an unknown presented key is masked. */
+  virtual_key: string | null;
+  provider: string | null;
+  model: string | null;
+  method: string;
+  path: string;
+  status: number;
+  duration_ms: number;
+  stream: boolean;
+  ttfb_ms?: number | null;
+  usage: Usage | null;
+  /** The client's body (parsed; the raw text when it was not JSON). */
+  request: unknown;
+  /** What the client got; for streams the assembled `chat.completion`. */
+  response: unknown;
+  error?: { message: string; type: string; code: string | null; detail?: string };
+  upstream: { status: number | null; request_id: string | null } | null;
+}
+
+export function renderEntry(entry: LogEntry): string {
+  return `${JSON.stringify(entry, null, 2)}\n`;
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`llm-gateway: ${message}\n`);
+}
+
+/** A destination for rendered entries. */
+export interface LogSink {
+  write(text: string): void;
+  /** Resolves once everything written so far has reached the destination (or failed). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Queues text and writes it in order, one write at a time, batching whatever piles up meanwhile. */
+abstract class QueuedWriter implements LogSink {
+  private pending: string[] = [];
+  private writing = false;
+  private idle: Array<() => void> = [];
+  failures = 0;
+
+  protected abstract output(data: Buffer): Promise<void>;
+  protected abstract describe(): string;
+
+  write(text: string): void {
+    this.pending.push(text);
+    if (!this.writing) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    let failing = false;
+    while (this.pending.length > 0) {
+      const data = Buffer.from(this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join(''));
+      this.pending = [];
+      try {
+        await this.output(data);
+        if (failing) warn(`writing the log to ${this.describe()} works again`);
+        failing = false;
+      } catch (err) {
+        this.failures++;
+        // One warning per failure streak: a full disk must not flood stderr.
+        if (!failing) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
+        failing = true;
+      }
+    }
+    this.writing = false;
+    const waiting = this.idle;
+    this.idle = [];
+    for (const resolve of waiting) resolve();
+  }
+
+  flush(): Promise<void> {
+    if (!this.writing && this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+}
+
+/** Appends to a file created with mode 0600 (prompts are sensitive); reopens after a failure. */
+export class FileSink extends QueuedWriter {
+  private handle: FileHandle | null = null;
+
+  constructor(private readonly path: string) {
+    super();
+  }
+
+  /** Creates the folder and opens the file now, so a start-up problem is reported at start-up. */
+  async open(): Promise<void> {
+    try {
+      await this.ensureOpen();
+    } catch (err) {
+      warn(`cannot open the log file ${this.path} (${(err as Error).message}); still serving, will retry on the next entry`);
+    }
+  }
+
+  private async ensureOpen(): Promise<FileHandle> {
+    if (this.handle !== null) return this.handle;
+    await mkdir(dirname(this.path), { recursive: true });
+    const handle = await open(this.path, 'a', 0o600);
+    try {
+      await handle.chmod(0o600);
+    } catch {
+      // not our file (e.g. a shared log): keep its mode rather than fail
+    }
+    this.handle = handle;
+    return handle;
+  }
+
+  protected async output(data: Buffer): Promise<void> {
+    const handle = await this.ensureOpen();
+    try {
+      let offset = 0;
+      while (offset < data.length) {
+        const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+        offset += bytesWritten;
+      }
+    } catch (err) {
+      this.handle = null;
+      await handle.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  protected describe(): string {
+    return this.path;
+  }
+
+  override async close(): Promise<void> {
+    await this.flush();
+    const handle = this.handle;
+    this.handle = null;
+    await handle?.close().catch(() => {});
+  }
+}
+
+/**
+ * Writes to file descriptor 1 through libuv's thread pool. `process.stdout.write` is synchronous
+ * for files and pipes on Linux: a slow reader would stall every request.
+ */
+export class StdoutSink extends QueuedWriter {
+  private closed = false;
+
+  protected output(data: Buffer): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      let offset = 0;
+      const next = (): void => {
+        fsWrite(1, data, offset, data.length - offset, null, (err, written) => {
+          if (err !== null) {
+            // A non-blocking pipe that is full: try again shortly.
+            if (err.code === 'EAGAIN') return void setTimeout(next, 2);
+            if (err.code === 'EPIPE') this.closed = true; // nobody reads stdout any more
+            return reject(err);
+          }
+          offset += written;
+          if (offset < data.length) next();
+          else resolve();
+        });
+      };
+      next();
+    });
+  }
+
+  protected describe(): string {
+    return 'stdout';
+  }
+}
+
+export class InteractionLog {
+  private queue: LogEntry[] = [];
+  private scheduled = false;
+
+  constructor(private readonly sinks: readonly LogSink[]) {}
+
+  get enabled(): boolean {
+    return this.sinks.length > 0;
+  }
+
+  /** Write failures across destinations (exposed as a metric). */
+  get failures(): number {
+    return this.sinks.reduce((sum, sink) => sum + (sink instanceof QueuedWriter ? sink.failures : 0), 0);
+  }
+
+  record(entry: LogEntry): void {
+    if (this.sinks.length === 0) return;
+    this.queue.push(entry);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.renderQueued);
+    }
+  }
+
+  // Rendering is batched per event-loop turn, after the responses of that turn were written.
+  private readonly renderQueued = (): void => {
+    this.scheduled = false;
+    const entries = this.queue;
+    if (entries.length === 0) return;
+    this.queue = [];
+    let text = '';
+    for (const entry of entries) text += renderEntry(entry);
+    for (const sink of this.sinks) sink.write(text);
+  };
+
+  async flush(): Promise<void> {
+    if (this.queue.length > 0) this.renderQueued();
+    await Promise.all(this.sinks.map((sink) => sink.flush()));
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.sinks.map((sink) => sink.close()));
+  }
+}
+
+export async function createInteractionLog(options: { logFile: string | null; logConsole: 'pretty' | 'off' }): Promise<InteractionLog> {
+  const sinks: LogSink[] = [];
+  if (options.logConsole === 'pretty') sinks.push(new StdoutSink());
+  if (options.logFile !== null) {
+    const file = new FileSink(options.logFile);
+    await file.open();
+    sinks.push(file);
+  }
+  return new InteractionLog(sinks);
+}

@@ -1,0 +1,30 @@
+/**
+ * DeepSeek: OpenAI-compatible, with one request fix. Its deserializer has rejected content-part
+ * arrays ("invalid type: sequence, expected a string"), so text-only arrays are flattened to a
+ * string. Responses (`reasoning_content`, `prompt_cache_hit_tokens`, …) pass through untouched.
+ */
+import type { ChatMessage, ChatRequest, ContentPart } from '../openai-types.js';
+import { createOpenAICompatible } from './openai.js';
+
+function isTextOnly(content: unknown): content is ContentPart[] {
+  return (
+    Array.isArray(content) &&
+    content.every((part: unknown) => typeof part === 'object' && part !== null && (part as ContentPart).type === 'text' && typeof (part as ContentPart).text === 'string')
+  );
+}
+
+/** Returns the request with text-only part arrays joined into strings, or null if none had any. */
+export function flattenTextParts(request: ChatRequest): ChatRequest | null {
+  if (!request.messages.some((message) => isTextOnly(message?.content))) return null;
+  const messages = request.messages.map((message): ChatMessage => {
+    if (!isTextOnly(message?.content)) return message;
+    return { ...message, content: message.content.map((part) => part.text).join('') };
+  });
+  return { ...request, messages };
+}
+
+export const deepseek = createOpenAICompatible({
+  name: 'deepseek',
+  defaultBaseUrl: 'https://api.deepseek.com',
+  rewrite: flattenTextParts,
+});

@@ -1,0 +1,66 @@
+/**
+ * The contract every provider implements. A provider is pure translation: it never opens a
+ * connection, never writes to the client and never logs; `upstream.ts` and the handler do that.
+ */
+import type { GatewayError } from '../errors.js';
+import type { ChatCompletion, ChatRequest } from '../openai-types.js';
+import type { SseEvent } from '../sse.js';
+import type { UpstreamResponse } from '../upstream.js';
+
+/** What goes on the wire to the provider. `upstream.ts` adds content-type and content-length. */
+export interface UpstreamCall {
+  body: Buffer | string;
+  /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
+  headers: Record<string, string>;
+}
+
+export interface PrepareInput {
+  /** The client's body, parsed and validated (string `model`, non-empty `messages`). */
+  request: ChatRequest;
+  /** The client's original bytes, forwarded as they are when nothing must change. */
+  raw: Buffer;
+  /** The real provider key for this virtual key. */
+  apiKey: string;
+}
+
+export interface TranslatedResponse {
+  /** The bytes the client receives (the upstream's own bytes when no translation is needed). */
+  body: Buffer | string;
+  /** The same answer as an object, for the log and usage accounting. */
+  completion: ChatCompletion;
+}
+
+/** One item of the OpenAI stream the client receives, produced from one upstream event. */
+export type StreamOutput =
+  /** `data` is the JSON text written to the client; null = the log sees the chunk, the client does not. */
+  | { kind: 'chunk'; chunk: unknown; data: string | null }
+  | { kind: 'done' }
+  /** The upstream failed mid-stream: the client gets an OpenAI-style error event, then the end. */
+  | { kind: 'error'; error: GatewayError };
+
+export interface StreamTranslator {
+  event(event: SseEvent): StreamOutput[];
+}
+
+export interface StreamOptions {
+  /** The client asked for `stream_options.include_usage`; the gateway always asks the upstream. */
+  clientWantsUsage: boolean;
+}
+
+export interface Provider {
+  readonly name: string;
+  /** The official SDK's default base URL; a key's `base_url` replaces it. */
+  readonly defaultBaseUrl: string;
+  /** Appended to the base URL, as the provider's SDK does. */
+  readonly chatPath: string;
+  /** False only for providers that need no account (the mock). */
+  readonly requiresApiKey: boolean;
+  /** Client request → upstream request. Throws a 400 GatewayError for what cannot be translated. */
+  prepare(input: PrepareInput): UpstreamCall;
+  /** Upstream 2xx JSON body → OpenAI `chat.completion`. Throws a 502 GatewayError if it is not one. */
+  translateResponse(body: Buffer): TranslatedResponse;
+  /** A fresh translator for one stream: upstream events → OpenAI chunks. */
+  streamTranslator(options: StreamOptions): StreamTranslator;
+  /** Providers that answer in-process (the mock) implement this instead of being called over HTTP. */
+  answerLocally?(request: ChatRequest): UpstreamResponse;
+}

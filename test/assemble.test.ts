@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CompletionAssembler } from '../src/assemble.js';
+
+const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1730000000, model: 'gpt-4o', system_fingerprint: 'fp_x' };
+
+describe('CompletionAssembler', () => {
+  it('assembles text, reasoning, finish_reason and usage into a chat.completion', () => {
+    const assembler = new CompletionAssembler();
+    assembler.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', reasoning_content: '' }, finish_reason: null }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: { content: null, reasoning_content: 'Think' }, finish_reason: null }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: { content: 'Hel' }, finish_reason: null }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: { content: 'lo!' }, finish_reason: null }] });
+    assert.equal(assembler.finished, false);
+    assembler.add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    assembler.add({ ...base, choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } });
+    assert.equal(assembler.finished, true);
+    assert.deepEqual(assembler.result(), {
+      id: 'chatcmpl-1',
+      object: 'chat.completion',
+      created: 1730000000,
+      model: 'gpt-4o',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hello!', reasoning_content: 'Think' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+      system_fingerprint: 'fp_x',
+    });
+  });
+
+  it('assembles parallel tool calls from fragments by index', () => {
+    const assembler = new CompletionAssembler();
+    const tool = (calls: unknown[], finish: string | null = null) => ({ ...base, choices: [{ index: 0, delta: { tool_calls: calls }, finish_reason: finish }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: null }, finish_reason: null }] });
+    assembler.add(tool([{ index: 0, id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }]));
+    assembler.add(tool([{ index: 0, function: { arguments: '{"ci' } }]));
+    assembler.add(tool([{ index: 0, function: { arguments: 'ty":"Paris"}' } }]));
+    assembler.add(tool([{ index: 1, id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '' } }]));
+    assembler.add(tool([{ index: 1, function: { arguments: '{}' } }]));
+    assembler.add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+    const message = assembler.result().choices[0]?.message;
+    assert.equal(message?.content, null);
+    assert.deepEqual(message?.tool_calls, [
+      { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{}' } },
+    ]);
+    assert.deepEqual(JSON.parse(message?.tool_calls?.[0]?.function.arguments ?? ''), { city: 'Paris' });
+  });
+
+  it('keeps several choices apart (n > 1) and takes usage from a finish chunk (DeepSeek style)', () => {
+    const assembler = new CompletionAssembler();
+    assembler.add({ ...base, choices: [{ index: 1, delta: { content: 'B' }, finish_reason: null }, { index: 0, delta: { content: 'A' }, finish_reason: null }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }, { index: 1, delta: {}, finish_reason: 'length' }], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } });
+    const result = assembler.result();
+    assert.deepEqual(result.choices.map((choice) => [choice.index, choice.message.content, choice.finish_reason]), [
+      [0, 'A', 'stop'],
+      [1, 'B', 'length'],
+    ]);
+    assert.equal(result.usage?.total_tokens, 3);
+  });
+
+  it('ignores malformed chunks instead of throwing', () => {
+    const assembler = new CompletionAssembler();
+    for (const junk of [null, 42, 'x', [], { choices: 'no' }, { choices: [null, 5, { delta: 'x' }] }, { choices: [{ delta: { tool_calls: [null, { index: 'a' }] } }] }]) {
+      assembler.add(junk);
+    }
+    assert.equal(assembler.result().object, 'chat.completion');
+  });
+});

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    assert.deepEqual(loadConfig({}), {
+      keysFile: 'keys.json',
+      port: 8080,
+      host: undefined,
+      logFile: 'logs/llm_interactions.json',
+      logConsole: 'pretty',
+      maxBodyBytes: 20 * 1024 * 1024,
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({ KEYS_FILE: 'k.json', GATEWAY_PORT: '9000', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off', GATEWAY_MAX_BODY_BYTES: '1024' });
+    assert.deepEqual(config, { keysFile: 'k.json', port: 9000, host: '127.0.0.1', logFile: null, logConsole: 'off', maxBodyBytes: 1024 });
+  });
+
+  it('reports every bad value at once', () => {
+    assert.throws(
+      () => loadConfig({ GATEWAY_PORT: '80a', LOG_CONSOLE: 'loud', GATEWAY_MAX_BODY_BYTES: '0' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.problems.length, 3);
+        assert.match(err.message, /GATEWAY_PORT must be an integer from 0 to 65535, got "80a"/);
+        assert.match(err.message, /LOG_CONSOLE must be "pretty" or "off", got "loud"/);
+        assert.match(err.message, /GATEWAY_MAX_BODY_BYTES must be an integer/);
+        return true;
+      },
+    );
+  });
+});
