@@ -1,0 +1,310 @@
+/**
+ * End to end through the real gateway process: routes, authentication, validation, forwarding
+ * to mock OpenAI and DeepSeek upstreams, and every error the client can get.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, closedPort, request } from './support/http.js';
+import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-e2eOPENAIrealkey000111';
+const DEEPSEEK_KEY = 'sk-e2eDEEPSEEKrealkey222333';
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] };
+
+let openaiMock: MockUpstream;
+let deepseekMock: MockUpstream;
+let gateway: GatewayProcess;
+
+before(async () => {
+  openaiMock = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  deepseekMock = await startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY });
+  gateway = await startGateway({
+    keys: {
+      virtual_keys: {
+        vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl },
+        vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
+        vk_deepseek_v1: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `${deepseekMock.origin}/v1` },
+        vk_wrong_real_key: { provider: 'openai', api_key: 'sk-proj-WRONGrealkey999888', base_url: openaiMock.baseUrl },
+        vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${await closedPort()}/v1` },
+        vk_nodns: { provider: 'openai', api_key: OPENAI_KEY, base_url: 'http://no-such-host.invalid/v1' },
+        vk_mock: { provider: 'mock' },
+      },
+    },
+    env: { GATEWAY_MAX_BODY_BYTES: '4096', LOG_CONSOLE: 'off' },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await openaiMock?.close();
+  await deepseekMock?.close();
+});
+
+describe('chat routes', () => {
+  for (const path of ['/chat/completions', '/v1/chat/completions']) {
+    it(`POST ${path} forwards to OpenAI and returns its answer unchanged`, async () => {
+      openaiMock.requests.length = 0;
+      const reply = await chat(gateway.url, 'vk_openai', hello, path);
+      assert.equal(reply.status, 200);
+      assert.match(String(reply.headers['content-type']), /^application\/json/);
+      assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+      assert.equal(reply.json.object, 'chat.completion');
+      assert.equal(reply.json.choices[0].message.content, 'openai says: Hello!');
+      assert.equal(reply.json.usage.total_tokens, 18);
+      assert.equal(openaiMock.requests.length, 1);
+      assert.equal(openaiMock.requests[0]?.path, '/v1/chat/completions');
+    });
+  }
+
+  it('sends the client body byte for byte, with the real key and no client header', async () => {
+    openaiMock.requests.length = 0;
+    const raw = '{"model":"gpt-4o-mini",   "messages":[{"role":"user","content":"caf\\u00e9 ☕"}],"temperature":0.2,"x_custom":[1,2]}';
+    const reply = await request(gateway.url, '/v1/chat/completions', {
+      key: 'vk_openai',
+      body: raw,
+      headers: { cookie: 'session=secret', 'x-custom-header': 'nope', 'openai-organization': 'org-client', 'user-agent': 'client/1.0' },
+    });
+    assert.equal(reply.status, 200);
+    const seen = openaiMock.requests[0];
+    assert.equal(seen?.raw, raw);
+    assert.equal(seen?.headers.authorization, `Bearer ${OPENAI_KEY}`);
+    assert.equal(seen?.headers['content-type'], 'application/json');
+    for (const header of ['cookie', 'x-custom-header', 'openai-organization']) assert.equal(seen?.headers[header], undefined, header);
+    assert.notEqual(seen?.headers['user-agent'], 'client/1.0');
+  });
+
+  it('accepts a body sent without a JSON content type (curl -d)', async () => {
+    const reply = await request(gateway.url, '/chat/completions', { key: 'vk_openai', body: JSON.stringify(hello), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(reply.status, 200);
+  });
+
+  it('answers from the built-in mock provider without any network', async () => {
+    const reply = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: [{ role: 'user', content: 'ping' }] });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.json.choices[0].message.content, 'Echo: ping');
+    assert.equal(reply.json.model, 'demo');
+    assert.ok(reply.json.usage.total_tokens > 0);
+  });
+});
+
+describe('DeepSeek', () => {
+  it('flattens text-only content parts (DeepSeek rejects arrays) and keeps its own fields', async () => {
+    deepseekMock.requests.length = 0;
+    const reply = await chat(gateway.url, 'vk_deepseek', {
+      model: 'deepseek-reasoner',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Why is the sky ' }, { type: 'text', text: 'blue?' }] }],
+    });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(deepseekMock.requests[0]?.json.messages[0].content, 'Why is the sky blue?');
+    assert.equal(reply.json.choices[0].message.reasoning_content, 'Thinking about it.');
+    assert.equal(reply.json.usage.prompt_cache_miss_tokens, 11);
+    assert.equal(reply.json.usage.prompt_cache_hit_tokens, 0);
+    assert.equal(reply.json.usage.completion_tokens_details.reasoning_tokens, 3);
+    assert.equal(deepseekMock.requests[0]?.headers.authorization, `Bearer ${DEEPSEEK_KEY}`);
+  });
+
+  it('works with the /v1 alias as base_url', async () => {
+    deepseekMock.requests.length = 0;
+    const reply = await chat(gateway.url, 'vk_deepseek_v1', { model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(reply.status, 200);
+    assert.equal(deepseekMock.requests[0]?.path, '/v1/chat/completions');
+  });
+
+  it('passes a DeepSeek 422 on with its status and message', async () => {
+    const reply = await chat(gateway.url, 'vk_deepseek', {
+      model: 'deepseek-chat',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }],
+    });
+    assert.equal(reply.status, 422);
+    assert.match(reply.json.error.message, /Failed to deserialize the JSON body/);
+  });
+});
+
+describe('gateway errors', () => {
+  it('404 for an unknown path, in the OpenAI error shape', async () => {
+    const reply = await request(gateway.url, '/v1/completions', { key: 'vk_openai', body: hello });
+    assert.equal(reply.status, 404);
+    assert.deepEqual(Object.keys(reply.json.error).sort(), ['code', 'message', 'param', 'type']);
+    assert.ok(reply.headers['x-request-id']);
+  });
+
+  it('405 with Allow: POST for another method on the chat path', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const reply = await request(gateway.url, '/v1/chat/completions', { method, key: 'vk_openai' });
+      assert.equal(reply.status, 405, method);
+      assert.equal(reply.headers.allow, 'POST');
+      assert.equal(reply.json.error.code, 'method_not_allowed');
+    }
+  });
+
+  it('401 for a missing, malformed or unknown virtual key, never echoing the key', async () => {
+    const cases: Array<Record<string, string>> = [
+      {},
+      { authorization: 'vk_openai' },
+      { authorization: 'Basic dms6b3BlbmFp' },
+      { authorization: 'Bearer vk_not_a_real_key_123456' },
+      { authorization: 'Bearer ' },
+    ];
+    for (const headers of cases) {
+      const reply = await request(gateway.url, '/chat/completions', { key: null, headers, body: hello });
+      assert.equal(reply.status, 401, JSON.stringify(headers));
+      assert.equal(reply.json.error.type, 'authentication_error');
+      assert.doesNotMatch(reply.text, /vk_not_a_real_key|dms6b3BlbmFp/);
+    }
+  });
+
+  it('401 entries in the log mask the presented key', async () => {
+    const reply = await chat(gateway.url, 'vk_guessing_0123456789', hello);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.status, 401);
+    assert.equal(entry.virtual_key, 'vk_gue…');
+    assert.doesNotMatch(JSON.stringify(entry), /guessing_0123456789/);
+  });
+
+  it('413 for a body over GATEWAY_MAX_BODY_BYTES, declared or chunked', async () => {
+    const big = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(5000) }] };
+    const declared = await chat(gateway.url, 'vk_openai', big);
+    assert.equal(declared.status, 413);
+    assert.equal(declared.json.error.code, 'request_too_large');
+
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${gateway.url}/chat/completions`, {
+        method: 'POST',
+        agent: false,
+        headers: { authorization: 'Bearer vk_openai', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (text: string) => (body += text));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.write('{"model":"m","messages":[{"role":"user","content":"');
+      req.write('y'.repeat(3000));
+      req.end('y'.repeat(3000) + '"}]}');
+    });
+    assert.equal(chunked.status, 413);
+    assert.match(chunked.body, /GATEWAY_MAX_BODY_BYTES/);
+  });
+
+  it('400 naming the problem for bodies that are not chat requests', async () => {
+    const cases: Array<[unknown, RegExp, string | null]> = [
+      ['{"model": "m", "messages": [', /not valid JSON/, null],
+      ['', /empty/, null],
+      ['[1,2]', /must be a JSON object/, null],
+      ['"text"', /must be a JSON object/, null],
+      [{ messages: [{ role: 'user', content: 'x' }] }, /Missing required parameter: "model"/, 'model'],
+      [{ model: 42, messages: [{ role: 'user', content: 'x' }] }, /"model" must be a non-empty string/, 'model'],
+      [{ model: 'm' }, /Missing required parameter: "messages"/, 'messages'],
+      [{ model: 'm', messages: [] }, /"messages" must be a non-empty array/, 'messages'],
+      [{ model: 'm', messages: 'hi' }, /"messages" must be a non-empty array/, 'messages'],
+      [{ model: 'm', messages: ['hi'] }, /messages\[0\]/, 'messages[0]'],
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, /"stream" must be true or false/, 'stream'],
+    ];
+    for (const [body, message, param] of cases) {
+      const reply = await chat(gateway.url, 'vk_openai', body);
+      assert.equal(reply.status, 400, JSON.stringify(body));
+      assert.equal(reply.json.error.type, 'invalid_request_error');
+      assert.match(reply.json.error.message, message);
+      assert.equal(reply.json.error.param, param);
+    }
+  });
+
+  it('502 when the provider refuses the connection or its host does not resolve', async () => {
+    for (const key of ['vk_down', 'vk_nodns']) {
+      const reply = await chat(gateway.url, key, hello);
+      assert.equal(reply.status, 502, key);
+      assert.equal(reply.json.error.code, 'upstream_unreachable');
+      assert.doesNotMatch(reply.text, /127\.0\.0\.1|no-such-host/); // internal addresses stay internal
+    }
+  });
+
+  it('502 when the provider resets the connection before answering', async () => {
+    openaiMock.behave(({ req }) => {
+      req.socket.resetAndDestroy();
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 502);
+      assert.equal(reply.json.error.code, 'upstream_unreachable');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('502 when the provider answers 200 with something that is not a completion', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>captive portal</html>');
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 502);
+      assert.equal(reply.json.error.code, 'upstream_invalid_response');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('500 provider_auth_failed when the provider rejects the real key, with no fragment of it', async () => {
+    const reply = await chat(gateway.url, 'vk_wrong_real_key', hello);
+    assert.equal(reply.status, 500);
+    assert.equal(reply.json.error.code, 'provider_auth_failed');
+    assert.match(reply.json.error.message, /provider rejected the gateway's API key for this virtual key/);
+    assert.doesNotMatch(reply.text, /WRONG|9888|sk-proj/);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.upstream.status, 401);
+    assert.doesNotMatch(JSON.stringify(entry), /WRONG|9888|sk-proj-W/);
+  });
+
+  it('403 from the provider is also a gateway key problem (500)', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('Country, region, or territory not supported', 'request_forbidden', 'unsupported_country_region_territory')));
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 500);
+      assert.equal(reply.json.error.code, 'provider_auth_failed');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('passes other upstream errors on with their status, message and retry-after', async () => {
+    const cases: Array<[number, unknown, Record<string, string>]> = [
+      [400, openAIError("Unsupported parameter: 'max_tokens' is not supported with this model.", 'invalid_request_error', 'unsupported_parameter', 'max_tokens'), {}],
+      [404, openAIError('The model `gpt-5-nope` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'), {}],
+      [422, openAIError('Unprocessable', 'invalid_request_error'), {}],
+      [429, openAIError('Rate limit reached for gpt-4o in organization org-xxx on tokens per min (TPM).', 'tokens', 'rate_limit_exceeded'), { 'retry-after': '3' }],
+      [500, openAIError('The server had an error processing your request.', 'server_error'), {}],
+      [503, openAIError('The engine is currently overloaded, please try again later.', 'server_error'), { 'retry-after': '1' }],
+    ];
+    for (const [status, body, headers] of cases) {
+      openaiMock.behave(({ res }) => {
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
+        res.end(JSON.stringify(body));
+      });
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, status);
+      assert.deepEqual(reply.json, body);
+      assert.equal(reply.headers['retry-after'], headers['retry-after']);
+    }
+    openaiMock.behave(null);
+  });
+
+  it('survives garbage HTTP from a client', async () => {
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(gateway.port, '127.0.0.1', () => socket.write('BLAH /\r\n\r\n'));
+      let text = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolve(text));
+    });
+    assert.match(answer, /^HTTP\/1\.1 400/);
+    const reply = await chat(gateway.url, 'vk_mock', hello);
+    assert.equal(reply.status, 200);
+  });
+});

@@ -1,0 +1,239 @@
+/**
+ * The interactions log as operators see it (file and stdout), start-up validation as the
+ * process reports it, and the promise that real keys never leave the gateway.
+ */
+import assert from 'node:assert/strict';
+import { statSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseJsonStream, readLogFile, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, closedPort, request, type Reply } from './support/http.js';
+import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-LOGTESTopenaiSECRET-7Qz9';
+const DEEPSEEK_KEY = 'sk-LOGTESTdeepseekSECRET-4Wv2';
+const ANTHROPIC_KEY = 'sk-ant-api03-LOGTESTanthropicSECRET-8Rt5';
+const WRONG_KEY = 'sk-proj-LOGTESTwrongSECRET-3Kp1';
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello log' }] };
+
+let openaiMock: MockUpstream;
+let deepseekMock: MockUpstream;
+let gateway: GatewayProcess;
+
+before(async () => {
+  openaiMock = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  deepseekMock = await startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY });
+  gateway = await startGateway({
+    keys: {
+      virtual_keys: {
+        vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl },
+        vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
+        vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${await closedPort()}` },
+        vk_wrong: { provider: 'openai', api_key: WRONG_KEY, base_url: openaiMock.baseUrl },
+        vk_down: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `http://127.0.0.1:${await closedPort()}` },
+      },
+    },
+    env: { GATEWAY_MAX_BODY_BYTES: '2048' },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await openaiMock?.close();
+  await deepseekMock?.close();
+});
+
+describe('interactions log', () => {
+  it('writes one pretty-printed entry with every documented field, to the file (mode 0600) and to stdout', async () => {
+    const reply = await chat(gateway.url, 'vk_openai', hello);
+    const id = String(reply.headers['x-request-id']);
+    const entry = await waitForEntry(gateway.logFile, id);
+    assert.deepEqual(Object.keys(entry), [
+      'timestamp', 'request_id', 'virtual_key', 'provider', 'model', 'method', 'path', 'status', 'duration_ms', 'stream', 'usage', 'request', 'response', 'upstream',
+    ]);
+    assert.ok(Math.abs(Date.parse(entry.timestamp) - Date.now()) < 60_000);
+    assert.match(entry.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(entry.virtual_key, 'vk_openai');
+    assert.equal(entry.provider, 'openai');
+    assert.equal(entry.model, 'gpt-4o-mini');
+    assert.equal(entry.method, 'POST');
+    assert.equal(entry.path, '/v1/chat/completions');
+    assert.equal(entry.status, 200);
+    assert.equal(typeof entry.duration_ms, 'number');
+    assert.equal(entry.stream, false);
+    assert.deepEqual(entry.request, hello);
+    assert.deepEqual(entry.response, reply.json);
+    assert.deepEqual(entry.usage, reply.json.usage);
+    assert.equal(entry.upstream.status, 200);
+    assert.match(entry.upstream.request_id, /^req_/);
+
+    assert.equal(statSync(gateway.logFile).mode & 0o777, 0o600);
+    const text = readFileSync(gateway.logFile, 'utf8');
+    assert.match(text, /^\{\n {2}"timestamp": "/, 'pretty-printed with 2 spaces');
+    await waitFor(() => gateway.stdout().includes(id), 'the entry on stdout');
+    assert.ok(parseJsonStream(gateway.stdout()).some((value) => (value as { request_id?: string }).request_id === id));
+  });
+
+  it('logs errors with their error field and the body the client got', async () => {
+    const reply = await chat(gateway.url, 'vk_openai', { model: 'm', messages: [] });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.status, 400);
+    assert.deepEqual(entry.response, reply.json);
+    assert.equal(entry.error.code, 'invalid_type');
+    assert.equal(entry.upstream, null);
+
+    const notJson = await request(gateway.url, '/chat/completions', { key: 'vk_openai', body: 'model=gpt' });
+    const raw = await waitForEntry(gateway.logFile, String(notJson.headers['x-request-id']));
+    assert.equal(raw.request, 'model=gpt', 'a body that is not JSON is logged as text, not lost');
+  });
+
+  it('keeps entries whole and in order under concurrent requests, in the file and on stdout', async () => {
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => chat(gateway.url, i % 2 === 0 ? 'vk_openai' : 'vk_deepseek', { ...hello, stream: i % 3 === 0, messages: [{ role: 'user', content: `n${i}` }] })));
+    const ids = replies.map((reply) => String(reply.headers['x-request-id']));
+    for (const id of ids) await waitForEntry(gateway.logFile, id);
+    await waitFor(() => ids.every((id) => gateway.stdout().includes(id)), 'all entries on stdout');
+    for (const source of [readFileSync(gateway.logFile, 'utf8'), gateway.stdout()]) {
+      const entries = parseJsonStream(source) as Array<{ request_id: string; timestamp: string }>;
+      for (const id of ids) assert.equal(entries.filter((entry) => entry.request_id === id).length, 1);
+      // Every entry is a complete JSON document: re-rendering them reproduces the text exactly.
+      assert.equal(entries.map((entry) => `${JSON.stringify(entry, null, 2)}\n`).join(''), source);
+    }
+  });
+});
+
+describe('real keys never leave the gateway', () => {
+  it('appear in no response, header, log line, stdout or stderr, whatever the route', async () => {
+    const replies: Reply[] = [];
+    const stream = { ...hello, stream: true };
+    replies.push(await chat(gateway.url, 'vk_openai', hello));
+    replies.push(await chat(gateway.url, 'vk_openai', stream));
+    replies.push(await chat(gateway.url, 'vk_deepseek', hello));
+    replies.push(await chat(gateway.url, 'vk_deepseek', stream));
+    replies.push(await chat(gateway.url, 'vk_anthropic', hello));
+    replies.push(await chat(gateway.url, 'vk_wrong', hello)); // the upstream echoes a masked key
+    replies.push(await chat(gateway.url, 'vk_wrong', stream));
+    replies.push(await chat(gateway.url, 'vk_down', hello));
+    replies.push(await chat(gateway.url, 'vk_unknown', hello));
+    replies.push(await chat(gateway.url, OPENAI_KEY, hello)); // a client sending a real key as its virtual key
+    replies.push(await chat(gateway.url, null, hello));
+    replies.push(await chat(gateway.url, 'vk_openai', { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(4000) }] }));
+    replies.push(await chat(gateway.url, 'vk_openai', '{bad json'));
+    replies.push(await request(gateway.url, '/nope', { key: 'vk_openai' }));
+    replies.push(await request(gateway.url, '/chat/completions', { method: 'GET', key: 'vk_openai' }));
+    openaiMock.behave(({ req, res }) => {
+      // A hostile upstream that echoes the key it was given in its error message.
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify(openAIError(`Rate limit for key ${String(req.headers.authorization)}`, 'requests', 'rate_limit_exceeded')));
+    });
+    replies.push(await chat(gateway.url, 'vk_openai', hello));
+    openaiMock.behave(null);
+
+    // 404 and 405 are not interactions: they have no log entry to wait for.
+    for (const reply of replies.filter((r) => r.status !== 404 && r.status !== 405)) await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    await waitFor(() => replies.every((reply) => reply.status === 404 || reply.status === 405 || gateway.stdout().includes(String(reply.headers['x-request-id']))), 'stdout entries');
+    const outputs = {
+      responses: replies.map((reply) => JSON.stringify(reply.headers) + reply.text).join('\n'),
+      logFile: readFileSync(gateway.logFile, 'utf8'),
+      stdout: gateway.stdout(),
+      stderr: gateway.stderr(),
+    };
+    assert.ok(outputs.logFile.length > 1000 && outputs.stdout.length > 1000, 'the outputs searched are not empty');
+    for (const key of [OPENAI_KEY, DEEPSEEK_KEY, ANTHROPIC_KEY, WRONG_KEY]) {
+      const secretPart = /SECRET-\w+/.exec(key)?.[0] ?? key;
+      for (const [name, text] of Object.entries(outputs)) {
+        assert.equal(text.includes(secretPart), false, `${name} contains ${secretPart}`);
+        assert.equal(text.includes(key.slice(-4)), false, `${name} contains the end of a real key (${key.slice(-4)})`);
+      }
+    }
+    assert.doesNotMatch(outputs.logFile + outputs.stdout, /"authorization"/i);
+  });
+});
+
+describe('log destinations', () => {
+  it('LOG_FILE=off writes no file and LOG_CONSOLE=off keeps stdout empty', async () => {
+    const dir = tempDir();
+    const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off' } });
+    try {
+      assert.equal((await chat(quiet.url, 'vk', hello)).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(quiet.stdout(), '');
+      assert.equal(existsSync(join(quiet.dir, 'logs')), false);
+      assert.equal(existsSync(join(dir, 'off')), false);
+    } finally {
+      await quiet.stop();
+    }
+  });
+
+  it('a log file that cannot be written does not stop the gateway: it warns and keeps serving', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'not-a-folder'), '');
+    const broken = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: join(dir, 'not-a-folder', 'log.json') });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await chat(broken.url, 'vk', hello)).status, 200);
+      await waitFor(() => /cannot write the log/.test(broken.stderr()), 'a warning on stderr');
+      assert.match(broken.stderr(), /cannot open the log file/);
+      await waitFor(() => broken.stdout().includes('"status": 200'), 'entries still on stdout');
+    } finally {
+      assert.equal(await broken.stop(), 0);
+    }
+  });
+
+  it('flushes every entry before exiting on SIGTERM (exit code 0)', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    const replies = await Promise.all(Array.from({ length: 30 }, () => chat(gw.url, 'vk', hello)));
+    assert.equal(await gw.stop('SIGTERM'), 0);
+    const ids = new Set(readLogFile(gw.logFile).map((entry) => entry.request_id));
+    for (const reply of replies) assert.ok(ids.has(reply.headers['x-request-id']));
+  });
+
+  it('also exits 0 with a flushed log on SIGINT', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    const reply = await chat(gw.url, 'vk', hello);
+    assert.equal(await gw.stop('SIGINT'), 0);
+    assert.ok(readLogFile(gw.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']));
+  });
+});
+
+describe('start-up validation', () => {
+  it('a missing keys file stops the gateway with exit 1 and says how to create it', async () => {
+    const result = await runGatewayUntilExit({ KEYS_FILE: 'keys.json' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /keys\.json: file not found/);
+    assert.match(result.stderr, /cp keys\.example\.json keys\.json/);
+  });
+
+  it('an invalid keys file stops the gateway listing every problem with its key', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'keys.json');
+    writeFileSync(file, JSON.stringify({ virtual_keys: { vk_a: { provider: 'openai' }, vk_b: { provider: 'gemini', api_key: 'k' }, vk_c: { provider: 'mock', base_url: 'file:///etc' } } }));
+    const result = await runGatewayUntilExit({ KEYS_FILE: file });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`${file.replaceAll('/', '\\/')}: 3 problems`));
+    assert.match(result.stderr, /virtual key "vk_a": "api_key" is empty/);
+    assert.match(result.stderr, /virtual key "vk_b": unknown provider "gemini" \(supported: openai, anthropic, deepseek, mock\)/);
+    assert.match(result.stderr, /virtual key "vk_c": "base_url" must be an http/);
+  });
+
+  it('bad JSON and bad environment values stop it with exit 1', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'keys.json');
+    writeFileSync(file, '{"virtual_keys": {"vk": {"provider": "mock"},}}');
+    const badJson = await runGatewayUntilExit({ KEYS_FILE: file });
+    assert.equal(badJson.code, 1);
+    assert.match(badJson.stderr, /not valid JSON/);
+    const badEnv = await runGatewayUntilExit({ KEYS_FILE: file, GATEWAY_PORT: 'eighty' });
+    assert.equal(badEnv.code, 1);
+    assert.match(badEnv.stderr, /GATEWAY_PORT must be an integer/);
+  });
+
+  it('a port already in use stops it with exit 1', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
+    try {
+      const result = await runGatewayUntilExit({ KEYS_FILE: gw.keysFile, GATEWAY_PORT: String(gw.port) });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /EADDRINUSE/);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * A client for tests: plain `node:http`, so tests see exactly what goes over the wire
+ * (status, headers, raw body, timing of stream chunks).
+ */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import net from 'node:net';
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  json: any;
+}
+
+export interface RequestOptions {
+  method?: string;
+  key?: string | null;
+  headers?: Record<string, string>;
+  /** A string or object body; objects are JSON-encoded. */
+  body?: unknown;
+}
+
+function encode(body: unknown): string | undefined {
+  if (body === undefined) return undefined;
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+export function request(baseUrl: string, path: string, options: RequestOptions = {}): Promise<Reply> {
+  const body = encode(options.body);
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.key !== null && options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
+  if (body !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    headers['content-length'] ??= String(Buffer.byteLength(body));
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${baseUrl}${path}`, { method: options.method ?? 'POST', headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: any;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export function chat(baseUrl: string, key: string | null, body: unknown, path = '/v1/chat/completions'): Promise<Reply> {
+  return request(baseUrl, path, { key, body });
+}
+
+/** Parses an SSE body into its data payloads (`[DONE]` kept as the string). */
+export function sseData(text: string): string[] {
+  return text
+    .split('\n\n')
+    .filter((block) => block.trim() !== '' && !block.startsWith(':'))
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n'),
+    );
+}
+
+/** A port nothing listens on (bound, then released). */
+export function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Opens a streaming request and hands back the response as it arrives. */
+export function openStream(baseUrl: string, key: string, body: unknown): Promise<{ res: http.IncomingMessage; req: http.ClientRequest }> {
+  const text = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) },
+    });
+    req.on('response', (res) => resolve({ res, req }));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
