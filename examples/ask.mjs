@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Ask one virtual key a question through the gateway (zero dependencies: global fetch).
+//
+//   node examples/ask.mjs "What is the capital of France?"
+//   node examples/ask.mjs --stream --key vk_user1_openai --model gpt-4o-mini "Tell me a joke"
+//
+// GATEWAY_URL defaults to http://localhost:8080.
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const at = args.indexOf(`--${name}`);
+  if (at === -1) return fallback;
+  const [, value] = args.splice(at, 2);
+  return value;
+};
+const stream = args.includes('--stream') ? (args.splice(args.indexOf('--stream'), 1), true) : false;
+const key = option('key', 'vk_demo');
+const model = option('model', 'demo-model');
+const question = args.join(' ') || 'Hello! Which model are you?';
+const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8080';
+
+const response = await fetch(`${gateway}/v1/chat/completions`, {
+  method: 'POST',
+  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+  body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: question }] }),
+});
+console.error(`HTTP ${response.status}, x-request-id ${response.headers.get('x-request-id')}`);
+
+if (!response.ok) {
+  console.error(JSON.stringify(await response.json(), null, 2));
+  process.exit(1);
+}
+if (!stream) {
+  const completion = await response.json();
+  console.log(completion.choices[0].message.content);
+  console.error(`usage: ${JSON.stringify(completion.usage)}`);
+  process.exit(0);
+}
+
+// Streaming: print each content delta as it arrives.
+const decoder = new TextDecoder();
+let buffer = '';
+for await (const bytes of response.body) {
+  buffer += decoder.decode(bytes, { stream: true });
+  let end;
+  while ((end = buffer.indexOf('\n\n')) !== -1) {
+    const event = buffer.slice(0, end);
+    buffer = buffer.slice(end + 2);
+    for (const line of event.split('\n')) {
+      if (!line.startsWith('data: ')) continue;
+      const data = line.slice(6);
+      if (data === '[DONE]') continue;
+      const chunk = JSON.parse(data);
+      if (chunk.error) {
+        console.error(`\nstream error: ${chunk.error.message}`);
+        process.exit(1);
+      }
+      process.stdout.write(chunk.choices[0]?.delta?.content ?? '');
+    }
+  }
+}
+process.stdout.write('\n');

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// Ask every virtual key in the keys file "Which model and company are you?" to check that each
+// one reaches the provider it should (zero dependencies: global fetch).
+//
+//   node examples/check-routing.mjs            # reads KEYS_FILE, else keys.json, else keys.example.json
+//
+// GATEWAY_URL defaults to http://localhost:8080. Only the virtual keys are read from the file.
+import { existsSync, readFileSync } from 'node:fs';
+
+const file = process.env.KEYS_FILE ?? (existsSync('keys.json') ? 'keys.json' : 'keys.example.json');
+const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8080';
+const models = { openai: 'gpt-4o-mini', anthropic: 'claude-sonnet-4-5', deepseek: 'deepseek-chat', mock: 'mock-model' };
+
+const { virtual_keys: keys } = JSON.parse(readFileSync(file, 'utf8'));
+console.log(`Checking ${Object.keys(keys).length} virtual keys from ${file} against ${gateway}\n`);
+
+let failures = 0;
+for (const [key, { provider }] of Object.entries(keys)) {
+  const model = models[provider] ?? 'default';
+  const started = performance.now();
+  try {
+    const response = await fetch(`${gateway}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, max_tokens: 60, messages: [{ role: 'user', content: 'Which model and company are you? One sentence.' }] }),
+    });
+    const body = await response.json();
+    const ms = Math.round(performance.now() - started);
+    if (response.ok) {
+      console.log(`✔ ${key} (${provider}, ${body.model}, ${ms} ms): ${body.choices[0].message.content}`);
+    } else {
+      failures++;
+      console.log(`✘ ${key} (${provider}, ${ms} ms): HTTP ${response.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`);
+    }
+  } catch (err) {
+    failures++;
+    console.log(`✘ ${key} (${provider}): ${err.message} (is the gateway running at ${gateway}?)`);
+  }
+}
+process.exit(failures === 0 ? 0 : 1);
