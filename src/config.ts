@@ -12,6 +12,8 @@ export interface Config {
   logFile: string | null;
   logConsole: 'pretty' | 'off';
   maxBodyBytes: number;
+  /** max_tokens sent to Anthropic when the client sets none (Anthropic requires one). */
+  anthropicDefaultMaxTokens: number;
 }
 
 export const DEFAULTS = {
@@ -19,6 +21,7 @@ export const DEFAULTS = {
   port: 8080,
   logFile: 'logs/llm_interactions.json',
   maxBodyBytes: 20 * 1024 * 1024,
+  anthropicDefaultMaxTokens: 4096,
 } as const;
 
 export class ConfigError extends Error {
@@ -61,6 +64,7 @@ export function loadConfig(env: Env = process.env): Config {
     logFile: logFile.toLowerCase() === 'off' ? null : logFile,
     logConsole: logConsole === 'off' ? 'off' : 'pretty',
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
+    anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

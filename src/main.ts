@@ -6,7 +6,7 @@
 import { ConfigError, loadConfig } from './config.js';
 import { KeyFileError, KeyStore, loadKeyFile } from './keys.js';
 import { createInteractionLog, warn } from './log.js';
-import { providers } from './providers/index.js';
+import { createRegistry } from './providers/index.js';
 import { createGatewayServer } from './server.js';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  const providers = createRegistry({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens });
   let keys: KeyStore;
   try {
     keys = new KeyStore(await loadKeyFile(config.keysFile, providers));

@@ -11,12 +11,13 @@ describe('loadConfig', () => {
       logFile: 'logs/llm_interactions.json',
       logConsole: 'pretty',
       maxBodyBytes: 20 * 1024 * 1024,
+      anthropicDefaultMaxTokens: 4096,
     });
   });
 
   it('reads every variable', () => {
-    const config = loadConfig({ KEYS_FILE: 'k.json', GATEWAY_PORT: '9000', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off', GATEWAY_MAX_BODY_BYTES: '1024' });
-    assert.deepEqual(config, { keysFile: 'k.json', port: 9000, host: '127.0.0.1', logFile: null, logConsole: 'off', maxBodyBytes: 1024 });
+    const config = loadConfig({ KEYS_FILE: 'k.json', GATEWAY_PORT: '9000', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off', GATEWAY_MAX_BODY_BYTES: '1024', ANTHROPIC_DEFAULT_MAX_TOKENS: '1000' });
+    assert.deepEqual(config, { keysFile: 'k.json', port: 9000, host: '127.0.0.1', logFile: null, logConsole: 'off', maxBodyBytes: 1024, anthropicDefaultMaxTokens: 1000 });
   });
 
   it('reports every bad value at once', () => {

@@ -1,26 +1,28 @@
 /**
  * The provider registry: name → provider. Adding a provider is its own file plus one line here.
  */
-import { GatewayError } from '../errors.js';
+import { createAnthropic } from './anthropic/index.js';
 import { deepseek } from './deepseek.js';
 import { mock } from './mock.js';
-import { createOpenAICompatible, openai } from './openai.js';
+import { openai } from './openai.js';
 import type { Provider } from './types.js';
 
-// Placeholder until the Anthropic translator lands: its keys validate, its requests get a clear 500.
-const anthropic: Provider = {
-  ...createOpenAICompatible({ name: 'anthropic', defaultBaseUrl: 'https://api.anthropic.com' }),
-  chatPath: '/v1/messages',
-  prepare() {
-    throw new GatewayError(500, 'The anthropic provider is not yet supported by this gateway version.', { code: 'provider_not_supported' });
-  },
-};
+export type Registry = Readonly<Record<string, Provider>>;
 
-export const providers: Readonly<Record<string, Provider>> = {
-  openai,
-  anthropic,
-  deepseek,
-  mock,
-};
+export interface RegistryOptions {
+  anthropicDefaultMaxTokens: number;
+}
+
+export function createRegistry(options: RegistryOptions): Registry {
+  return {
+    openai,
+    anthropic: createAnthropic({ defaultMaxTokens: options.anthropicDefaultMaxTokens }),
+    deepseek,
+    mock,
+  };
+}
+
+/** The registry with default options (what tests and tools use when no config is at hand). */
+export const providers: Registry = createRegistry({ anthropicDefaultMaxTokens: 4096 });
 
 export type { Provider } from './types.js';

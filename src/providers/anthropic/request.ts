@@ -1,0 +1,346 @@
+/**
+ * OpenAI chat request → Anthropic Messages request. Pure: no I/O, no clock; every input it cannot
+ * translate is a 400 GatewayError naming the parameter or message.
+ */
+import { invalidRequest } from '../../errors.js';
+import { isRecord, type ChatMessage, type ChatRequest } from '../../openai-types.js';
+import type {
+  AnthropicMessage,
+  AnthropicRequest,
+  AnthropicTool,
+  AnthropicToolChoice,
+  ContentBlock,
+  ImageBlock,
+  TextBlock,
+  ToolResultBlock,
+  ToolUseBlock,
+} from './types.js';
+
+type Rule =
+  /** Translated by this module. */
+  | { action: 'map'; to: string; refuse?: (value: unknown) => string | null }
+  /** No Anthropic meaning and harmless to ignore: removed. */
+  | { action: 'drop'; why: string }
+  /** No Anthropic meaning, and ignoring it would change what the client gets: 400. */
+  | { action: 'refuse'; why: string; unless?: (value: unknown) => boolean };
+
+/**
+ * Every OpenAI chat parameter and what happens to it with an `anthropic` key. A parameter not in
+ * this table is refused with a 400 naming it (a typo must not silently pass). `null` counts as
+ * absent. The README's Anthropic section lists the same table.
+ */
+export const PARAMETERS: Readonly<Record<string, Rule>> = {
+  model: { action: 'map', to: 'model' },
+  messages: { action: 'map', to: 'system + messages' },
+  max_tokens: { action: 'map', to: 'max_tokens' },
+  max_completion_tokens: { action: 'map', to: 'max_tokens (wins over max_tokens)' },
+  temperature: { action: 'map', to: 'temperature, clamped to 1 (Anthropic accepts 0–1)' },
+  top_p: { action: 'map', to: 'top_p' },
+  top_k: { action: 'map', to: 'top_k (an Anthropic parameter, passed through)' },
+  stop: { action: 'map', to: 'stop_sequences (whitespace-only entries removed)' },
+  stream: { action: 'map', to: 'stream' },
+  stream_options: { action: 'map', to: 'used by the gateway (include_usage), not sent' },
+  user: { action: 'map', to: 'metadata.user_id' },
+  tools: { action: 'map', to: 'tools (name, description, input_schema)' },
+  tool_choice: { action: 'map', to: 'tool_choice (auto/any/none/tool)' },
+  parallel_tool_calls: { action: 'map', to: 'false → tool_choice.disable_parallel_tool_use' },
+  thinking: { action: 'map', to: 'thinking (an Anthropic parameter, passed through)' },
+  n: { action: 'map', to: 'one choice', refuse: (value) => (value === 1 ? null : 'Anthropic returns one choice; "n" must be 1') },
+  frequency_penalty: { action: 'drop', why: 'no Anthropic equivalent' },
+  presence_penalty: { action: 'drop', why: 'no Anthropic equivalent' },
+  seed: { action: 'drop', why: 'no Anthropic equivalent (best-effort in OpenAI too)' },
+  store: { action: 'drop', why: 'OpenAI stored completions' },
+  metadata: { action: 'drop', why: 'OpenAI stored-completion tags' },
+  service_tier: { action: 'drop', why: "OpenAI's tiers do not map to Anthropic's" },
+  prompt_cache_key: { action: 'drop', why: 'OpenAI cache routing hint' },
+  safety_identifier: { action: 'drop', why: 'OpenAI abuse-monitoring id' },
+  verbosity: { action: 'drop', why: 'no Anthropic equivalent' },
+  logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities', unless: (value) => value === false },
+  top_logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities' },
+  logit_bias: { action: 'refuse', why: 'Anthropic has no token biasing' },
+  response_format: {
+    action: 'refuse',
+    why: 'JSON mode / structured outputs are not translated; describe the format in the prompt or use a tool',
+    unless: (value) => isRecord(value) && value.type === 'text',
+  },
+  reasoning_effort: { action: 'refuse', why: 'use the Anthropic "thinking" parameter instead' },
+  audio: { action: 'refuse', why: 'Anthropic has no audio output' },
+  modalities: { action: 'refuse', why: 'Anthropic answers text only', unless: (value) => Array.isArray(value) && value.every((m) => m === 'text') },
+  prediction: { action: 'refuse', why: 'no predicted outputs on Anthropic' },
+  web_search_options: { action: 'refuse', why: 'not translated' },
+  functions: { action: 'refuse', why: 'deprecated; use "tools"' },
+  function_call: { action: 'refuse', why: 'deprecated; use "tool_choice"' },
+};
+
+export interface RequestOptions {
+  /** max_tokens when the client sets none (Anthropic requires it). */
+  defaultMaxTokens: number;
+}
+
+function unsupported(param: string, why: string): never {
+  throw invalidRequest(`Parameter "${param}" is not supported with an anthropic key: ${why}.`, param, 'unsupported_parameter');
+}
+
+function checkParameters(request: ChatRequest): void {
+  for (const param of Object.keys(request)) {
+    const value = request[param];
+    if (value === null || value === undefined) continue;
+    const rule = PARAMETERS[param];
+    if (rule === undefined) unsupported(param, 'it is not an OpenAI chat parameter the gateway knows');
+    if (rule.action === 'refuse' && !(rule.unless?.(value) ?? false)) unsupported(param, rule.why);
+    if (rule.action === 'map' && rule.refuse !== undefined) {
+      const why = rule.refuse(value);
+      if (why !== null) unsupported(param, why);
+    }
+  }
+}
+
+function positiveInteger(value: unknown, param: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw invalidRequest(`"${param}" must be a positive integer.`, param, 'invalid_type');
+  return value;
+}
+
+function number(value: unknown, param: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`"${param}" must be a number.`, param, 'invalid_type');
+  return value;
+}
+
+// ---- content -------------------------------------------------------------------------------
+
+const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
+const DATA_URL = /^data:([^;,]+)((?:;[^;,]*)*);base64,(.*)$/s;
+
+function withCacheControl<T extends TextBlock | ImageBlock>(block: T, part: Record<string, unknown>): T {
+  // Clients that use Anthropic prompt caching through OpenAI's format put cache_control on parts.
+  if (part.cache_control !== undefined) block.cache_control = part.cache_control;
+  return block;
+}
+
+function imageBlock(part: Record<string, unknown>, where: string): ImageBlock {
+  const image = part.image_url;
+  const url = typeof image === 'string' ? image : isRecord(image) && typeof image.url === 'string' ? image.url : undefined;
+  if (url === undefined) throw invalidRequest(`${where}: an image_url part needs image_url.url.`, where, 'invalid_content');
+  if (url.startsWith('data:')) {
+    const match = DATA_URL.exec(url);
+    if (match === null) throw invalidRequest(`${where}: only base64 data: URLs are supported for images.`, where, 'invalid_content');
+    const mediaType = (match[1] as string).toLowerCase();
+    if (mediaType === 'application/pdf') {
+      return withCacheControl({ type: 'document', source: { type: 'base64', media_type: mediaType, data: match[3] as string } }, part);
+    }
+    if (!IMAGE_TYPES.has(mediaType)) {
+      throw invalidRequest(`${where}: image type "${mediaType}" is not supported by Anthropic (jpeg, png, gif, webp).`, where, 'invalid_content');
+    }
+    return withCacheControl({ type: 'image', source: { type: 'base64', media_type: mediaType, data: match[3] as string } }, part);
+  }
+  if (/^https?:\/\//i.test(url)) return withCacheControl({ type: 'image', source: { type: 'url', url } }, part);
+  throw invalidRequest(`${where}: an image URL must be https://, http:// or a base64 data: URL.`, where, 'invalid_content');
+}
+
+/** OpenAI content (string, parts, null) → Anthropic blocks; empty text is dropped (Anthropic rejects it). */
+function blocks(content: unknown, where: string, allowImages: boolean): Array<TextBlock | ImageBlock> {
+  if (content === null || content === undefined) return [];
+  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
+  if (!Array.isArray(content)) throw invalidRequest(`${where}.content must be a string or an array of content parts.`, `${where}.content`, 'invalid_type');
+  const out: Array<TextBlock | ImageBlock> = [];
+  content.forEach((part: unknown, index) => {
+    const at = `${where}.content[${index}]`;
+    if (!isRecord(part)) throw invalidRequest(`${at} must be a content part object.`, at, 'invalid_type');
+    if (part.type === 'text' || part.type === 'refusal') {
+      const text = part.type === 'text' ? part.text : part.refusal;
+      if (typeof text !== 'string') throw invalidRequest(`${at} needs a string "${String(part.type)}".`, at, 'invalid_type');
+      if (text !== '') out.push(withCacheControl({ type: 'text', text }, part));
+    } else if (part.type === 'image_url' && allowImages) {
+      out.push(imageBlock(part, at));
+    } else {
+      throw invalidRequest(`${at}: content part type "${String(part.type)}" is not supported with an anthropic key here.`, at, 'invalid_content');
+    }
+  });
+  return out;
+}
+
+/** Anthropic tool ids must match ^[a-zA-Z0-9_-]+$; other clients' ids are made to fit, the same way on both sides. */
+function toolId(id: string): string {
+  return id.replace(/[^a-zA-Z0-9_-]/g, '_');
+}
+
+function toolUses(message: ChatMessage, where: string): ToolUseBlock[] {
+  const calls: unknown = message.tool_calls;
+  if (calls === undefined || calls === null) return [];
+  if (!Array.isArray(calls)) throw invalidRequest(`${where}.tool_calls must be an array.`, `${where}.tool_calls`, 'invalid_type');
+  return calls.map((call: unknown, index): ToolUseBlock => {
+    const at = `${where}.tool_calls[${index}]`;
+    if (!isRecord(call) || typeof call.id !== 'string' || !isRecord(call.function) || typeof call.function.name !== 'string') {
+      throw invalidRequest(`${at} must have a string "id" and "function.name".`, at, 'invalid_type');
+    }
+    const args = call.function.arguments ?? '';
+    if (typeof args !== 'string') throw invalidRequest(`${at}.function.arguments must be a JSON string.`, `${at}.function.arguments`, 'invalid_type');
+    let input: unknown = {};
+    if (args.trim() !== '') {
+      try {
+        input = JSON.parse(args);
+      } catch {
+        throw invalidRequest(`${at}.function.arguments is not valid JSON; Anthropic needs the tool input as an object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
+      }
+    }
+    if (!isRecord(input)) throw invalidRequest(`${at}.function.arguments must encode a JSON object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
+    return { type: 'tool_use', id: toolId(call.id), name: call.function.name, input };
+  });
+}
+
+function toolResult(message: ChatMessage, where: string): ToolResultBlock {
+  if (typeof message.tool_call_id !== 'string' || message.tool_call_id === '') {
+    throw invalidRequest(`${where}: a tool message needs "tool_call_id".`, `${where}.tool_call_id`, 'missing_required_parameter');
+  }
+  const result: ToolResultBlock = { type: 'tool_result', tool_use_id: toolId(message.tool_call_id) };
+  if (typeof message.content === 'string') {
+    if (message.content !== '') result.content = message.content;
+  } else {
+    const content = blocks(message.content, where, true);
+    if (content.length > 0) result.content = content;
+  }
+  return result;
+}
+
+// ---- messages ------------------------------------------------------------------------------
+
+interface Turn {
+  role: 'user' | 'assistant';
+  blocks: ContentBlock[];
+}
+
+function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
+  const system: TextBlock[] = [];
+  const turns: Turn[] = [];
+  const push = (role: Turn['role'], content: ContentBlock[]): void => {
+    if (content.length === 0) return;
+    const last = turns.at(-1);
+    if (last !== undefined && last.role === role) last.blocks.push(...content);
+    else turns.push({ role, blocks: content });
+  };
+
+  messages.forEach((message, index) => {
+    const where = `messages[${index}]`;
+    switch (message.role) {
+      case 'system':
+      case 'developer':
+        // Wherever they stand, system and developer messages become the top-level system prompt.
+        for (const block of blocks(message.content, where, false)) system.push(block as TextBlock);
+        break;
+      case 'user':
+        push('user', blocks(message.content, where, true));
+        break;
+      case 'assistant':
+        push('assistant', [...blocks(message.content, where, false), ...toolUses(message, where)]);
+        break;
+      case 'tool':
+        push('user', [toolResult(message, where)]);
+        break;
+      default:
+        throw invalidRequest(`${where}: role "${message.role}" is not supported (system, developer, user, assistant, tool).`, `${where}.role`, 'invalid_value');
+    }
+  });
+
+  if (turns.length === 0) throw invalidRequest('"messages" holds no user content to send (only system messages or empty content).', 'messages', 'invalid_value');
+  if (turns[0]?.role !== 'user') throw invalidRequest('The conversation must start with a user message (after any system messages).', 'messages', 'invalid_value');
+
+  // Anthropic wants tool results first in their user turn, and rejects a final assistant turn (prefill) ending in whitespace.
+  for (const turn of turns) {
+    if (turn.role === 'user' && turn.blocks.some((block) => block.type === 'tool_result')) {
+      turn.blocks.sort((a, b) => Number(b.type === 'tool_result') - Number(a.type === 'tool_result'));
+    }
+  }
+  const last = turns.at(-1) as Turn;
+  if (last.role === 'assistant') {
+    const tail = last.blocks.at(-1);
+    if (tail?.type === 'text') {
+      tail.text = tail.text.trimEnd();
+      if (tail.text === '') last.blocks.pop();
+      if (last.blocks.length === 0) turns.pop();
+    }
+  }
+
+  return {
+    system,
+    turns: turns.map(({ role, blocks: content }) => {
+      const only = content[0];
+      // A lone plain text block travels as a string, as the client most likely sent it.
+      if (content.length === 1 && only?.type === 'text' && only.cache_control === undefined) return { role, content: only.text };
+      return { role, content };
+    }),
+  };
+}
+
+// ---- tools ---------------------------------------------------------------------------------
+
+function translateTools(tools: unknown): AnthropicTool[] {
+  if (!Array.isArray(tools)) throw invalidRequest('"tools" must be an array.', 'tools', 'invalid_type');
+  return tools.map((tool: unknown, index): AnthropicTool => {
+    const at = `tools[${index}]`;
+    if (!isRecord(tool) || tool.type !== 'function' || !isRecord(tool.function) || typeof tool.function.name !== 'string') {
+      throw invalidRequest(`${at} must be {"type": "function", "function": {"name", "description", "parameters"}}.`, at, 'invalid_type');
+    }
+    const fn = tool.function;
+    const out: AnthropicTool = { name: fn.name as string, input_schema: fn.parameters ?? { type: 'object', properties: {} } };
+    if (typeof fn.description === 'string') out.description = fn.description;
+    return out;
+  });
+}
+
+function translateToolChoice(choice: unknown): AnthropicToolChoice | undefined {
+  if (choice === undefined || choice === null) return undefined;
+  if (choice === 'auto') return { type: 'auto' };
+  if (choice === 'required') return { type: 'any' };
+  if (choice === 'none') return { type: 'none' };
+  if (isRecord(choice) && choice.type === 'function' && isRecord(choice.function) && typeof choice.function.name === 'string') {
+    return { type: 'tool', name: choice.function.name };
+  }
+  throw invalidRequest('"tool_choice" must be "auto", "required", "none" or {"type": "function", "function": {"name"}}.', 'tool_choice', 'invalid_value');
+}
+
+// ---- the request ---------------------------------------------------------------------------
+
+export function toAnthropicRequest(request: ChatRequest, options: RequestOptions): AnthropicRequest {
+  checkParameters(request);
+  const { system, turns } = translateMessages(request.messages);
+
+  const maxTokens = request.max_completion_tokens ?? request.max_tokens;
+  const out: AnthropicRequest = {
+    model: request.model,
+    max_tokens:
+      maxTokens === undefined || maxTokens === null
+        ? options.defaultMaxTokens
+        : positiveInteger(maxTokens, request.max_completion_tokens !== undefined && request.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens'),
+    messages: turns,
+  };
+  if (system.length > 0) out.system = system;
+
+  if (request.temperature !== undefined && request.temperature !== null) out.temperature = Math.min(number(request.temperature, 'temperature'), 1);
+  if (request.top_p !== undefined && request.top_p !== null) out.top_p = number(request.top_p, 'top_p');
+  if (request.top_k !== undefined && request.top_k !== null) out.top_k = positiveInteger(request.top_k, 'top_k');
+
+  const stop = request.stop;
+  if (stop !== undefined && stop !== null) {
+    const list = typeof stop === 'string' ? [stop] : stop;
+    if (!Array.isArray(list) || !list.every((entry) => typeof entry === 'string')) throw invalidRequest('"stop" must be a string or an array of strings.', 'stop', 'invalid_type');
+    const kept = list.filter((entry) => entry.trim() !== '');
+    if (kept.length > 0) out.stop_sequences = kept;
+  }
+
+  if (request.stream === true) out.stream = true;
+  if (typeof request.user === 'string' && request.user !== '') out.metadata = { user_id: request.user };
+  if (request.thinking !== undefined && request.thinking !== null) out.thinking = request.thinking;
+
+  if (request.tools !== undefined && request.tools !== null) {
+    const tools = translateTools(request.tools);
+    if (tools.length > 0) out.tools = tools;
+  }
+  let toolChoice = translateToolChoice(request.tool_choice);
+  // Anthropic refuses tool_choice without tools; OpenAI ignores it, so the gateway does too.
+  if (out.tools !== undefined) {
+    if (request.parallel_tool_calls === false && toolChoice?.type !== 'none') {
+      toolChoice = { ...(toolChoice ?? { type: 'auto' }), disable_parallel_tool_use: true };
+    }
+    if (toolChoice !== undefined) out.tool_choice = toolChoice;
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+/**
+ * Anthropic Messages response → OpenAI `chat.completion`; the stop-reason and usage mappings
+ * shared with the stream translator. Pure functions.
+ */
+import { GatewayError } from '../../errors.js';
+import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../../openai-types.js';
+import type { AnthropicResponse, AnthropicUsage } from './types.js';
+
+/**
+ * Every Anthropic stop_reason and the OpenAI finish_reason it becomes. Turns that pause
+ * (server tools, human approval, compaction) end normally for an OpenAI client.
+ */
+export const FINISH_REASONS: Readonly<Record<string, string>> = {
+  end_turn: 'stop',
+  stop_sequence: 'stop',
+  max_tokens: 'length',
+  model_context_window_exceeded: 'length',
+  tool_use: 'tool_calls',
+  refusal: 'content_filter',
+  pause_turn: 'stop',
+  pause_run: 'stop',
+  compaction: 'stop',
+};
+
+export function finishReason(stopReason: unknown): string | null {
+  if (stopReason === null || stopReason === undefined) return null;
+  return FINISH_REASONS[String(stopReason)] ?? 'stop';
+}
+
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+/**
+ * OpenAI counts cached tokens inside prompt_tokens; Anthropic's input_tokens excludes cache reads
+ * and writes. So prompt_tokens = input + cache creation + cache read.
+ */
+export function toUsage(usage: AnthropicUsage | undefined): Usage {
+  const input = count(usage?.input_tokens);
+  const cacheCreation = count(usage?.cache_creation_input_tokens);
+  const cacheRead = count(usage?.cache_read_input_tokens);
+  const prompt = input + cacheCreation + cacheRead;
+  const completion = count(usage?.output_tokens);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cacheRead },
+    cache_creation_input_tokens: cacheCreation,
+    cache_read_input_tokens: cacheRead,
+  };
+}
+
+export function invalidAnswer(why: string): GatewayError {
+  return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
+}
+
+export function toChatCompletion(response: unknown, created: number): ChatCompletion {
+  if (!isRecord(response) || response.type !== 'message' || !Array.isArray(response.content)) {
+    throw invalidAnswer('it is not an Anthropic message');
+  }
+  const message = response as unknown as AnthropicResponse;
+  let text = '';
+  let hasText = false;
+  let reasoning = '';
+  let hasReasoning = false;
+  const toolCalls: ToolCall[] = [];
+  for (const block of message.content) {
+    if (!isRecord(block)) continue;
+    if (block.type === 'text' && typeof block.text === 'string') {
+      text += block.text;
+      hasText = true;
+    } else if (block.type === 'thinking' && typeof block.thinking === 'string') {
+      reasoning += block.thinking;
+      hasReasoning = true;
+    } else if (block.type === 'tool_use') {
+      toolCalls.push({
+        id: String(block.id),
+        type: 'function',
+        function: { name: String(block.name), arguments: JSON.stringify(block.input ?? {}) },
+      });
+    }
+  }
+  const assistant: AssistantMessage = { role: 'assistant', content: hasText ? text : toolCalls.length > 0 ? null : '' };
+  if (hasReasoning) assistant.reasoning_content = reasoning;
+  if (toolCalls.length > 0) assistant.tool_calls = toolCalls;
+  return {
+    id: typeof message.id === 'string' ? message.id : '',
+    object: 'chat.completion',
+    created,
+    model: typeof message.model === 'string' ? message.model : '',
+    choices: [{ index: 0, message: assistant, logprobs: null, finish_reason: finishReason(message.stop_reason) ?? 'stop' }],
+    usage: toUsage(isRecord(message.usage) ? message.usage : undefined),
+  };
+}

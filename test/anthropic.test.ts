@@ -1,0 +1,463 @@
+/**
+ * The Anthropic translators, without a network: request, response, stream events and errors.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CompletionAssembler } from '../src/assemble.js';
+import { GatewayError } from '../src/errors.js';
+import type { ChatRequest } from '../src/openai-types.js';
+import { createAnthropic } from '../src/providers/anthropic/index.js';
+import { PARAMETERS, toAnthropicRequest } from '../src/providers/anthropic/request.js';
+import { FINISH_REASONS, finishReason, toChatCompletion, toUsage } from '../src/providers/anthropic/response.js';
+import { createAnthropicStreamTranslator } from '../src/providers/anthropic/stream.js';
+import type { StreamOutput } from '../src/providers/types.js';
+import { SseParser } from '../src/sse.js';
+import { upstreamError } from '../src/upstream-error.js';
+
+const options = { defaultMaxTokens: 4096 };
+const translate = (request: Record<string, unknown>) => toAnthropicRequest({ model: 'claude-sonnet-4-5', ...request } as ChatRequest, options);
+const user = (content: unknown) => ({ role: 'user', content });
+
+function rejects(request: Record<string, unknown>, message: RegExp, param?: string): void {
+  assert.throws(
+    () => translate(request),
+    (err: unknown) => {
+      assert.ok(err instanceof GatewayError, String(err));
+      assert.equal(err.status, 400);
+      assert.match(err.message, message);
+      if (param !== undefined) assert.equal(err.param, param);
+      return true;
+    },
+  );
+}
+
+describe('anthropic request: messages', () => {
+  it('keeps a string a string and defaults max_tokens to 4096 (or the configured value)', () => {
+    assert.deepEqual(translate({ messages: [user('Hello')] }), { model: 'claude-sonnet-4-5', max_tokens: 4096, messages: [{ role: 'user', content: 'Hello' }] });
+    assert.equal(toAnthropicRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }] }, { defaultMaxTokens: 1000 }).max_tokens, 1000);
+  });
+
+  it('max_tokens or max_completion_tokens → max_tokens (max_completion_tokens wins)', () => {
+    assert.equal(translate({ messages: [user('x')], max_tokens: 50 }).max_tokens, 50);
+    assert.equal(translate({ messages: [user('x')], max_completion_tokens: 60 }).max_tokens, 60);
+    assert.equal(translate({ messages: [user('x')], max_tokens: 50, max_completion_tokens: 70 }).max_tokens, 70);
+    rejects({ messages: [user('x')], max_tokens: 0 }, /"max_tokens" must be a positive integer/, 'max_tokens');
+    rejects({ messages: [user('x')], max_completion_tokens: 2.5 }, /"max_completion_tokens" must be a positive integer/);
+  });
+
+  it('hoists system and developer messages from anywhere, in order, into the top-level system', () => {
+    const out = translate({
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        user('Hi'),
+        { role: 'developer', content: [{ type: 'text', text: 'Answer in French.' }] },
+        { role: 'assistant', content: 'Bonjour' },
+        { role: 'system', content: 'Never apologise.' },
+        user('Again'),
+      ],
+    });
+    assert.deepEqual(out.system, [
+      { type: 'text', text: 'You are terse.' },
+      { type: 'text', text: 'Answer in French.' },
+      { type: 'text', text: 'Never apologise.' },
+    ]);
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Bonjour' },
+      { role: 'user', content: 'Again' },
+    ]);
+  });
+
+  it('merges consecutive messages of the same role', () => {
+    const out = translate({ messages: [user('one'), user('two'), { role: 'assistant', content: 'a' }, { role: 'assistant', content: 'b' }, user('three')] });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: [{ type: 'text', text: 'one' }, { type: 'text', text: 'two' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+      { role: 'user', content: 'three' },
+    ]);
+  });
+
+  it('requires the conversation to start with a user turn', () => {
+    rejects({ messages: [{ role: 'system', content: 's' }, { role: 'assistant', content: 'a' }, user('u')] }, /must start with a user message/, 'messages');
+    rejects({ messages: [{ role: 'system', content: 'only system' }] }, /no user content/, 'messages');
+  });
+
+  it('drops empty content (Anthropic rejects empty text blocks) and an assistant turn that had only that', () => {
+    const out = translate({
+      messages: [user('first'), { role: 'assistant', content: '' }, user(''), user([{ type: 'text', text: '' }, { type: 'text', text: 'second' }])],
+    });
+    assert.deepEqual(out.messages, [{ role: 'user', content: [{ type: 'text', text: 'first' }, { type: 'text', text: 'second' }] }]);
+    rejects({ messages: [user('')] }, /no user content/);
+  });
+
+  it('strips trailing whitespace from a final assistant prefill', () => {
+    const out = translate({ messages: [user('Write a haiku'), { role: 'assistant', content: 'Here it is:  \n' }] });
+    assert.deepEqual(out.messages.at(-1), { role: 'assistant', content: 'Here it is:' });
+  });
+
+  it('translates images by data URL (base64 source) and by http(s) URL (url source)', () => {
+    const out = translate({
+      messages: [
+        user([
+          { type: 'text', text: 'What is in these?' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+          { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg', detail: 'high' } },
+          { type: 'image_url', image_url: { url: 'data:application/pdf;base64,JVBERi0=' } },
+        ]),
+      ],
+    });
+    assert.deepEqual(out.messages[0]?.content, [
+      { type: 'text', text: 'What is in these?' },
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
+      { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
+      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
+    ]);
+    rejects({ messages: [user([{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }])] }, /image\/bmp/, 'messages[0].content[0]');
+    rejects({ messages: [user([{ type: 'image_url', image_url: { url: 'ftp://x/y.png' } }])] }, /must be https/);
+    rejects({ messages: [user([{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }])] }, /"input_audio" is not supported/);
+  });
+
+  it('keeps cache_control on parts (Anthropic prompt caching through the OpenAI format)', () => {
+    const out = translate({ messages: [{ role: 'system', content: [{ type: 'text', text: 'long doc', cache_control: { type: 'ephemeral' } }] }, user('q')] });
+    assert.deepEqual(out.system, [{ type: 'text', text: 'long doc', cache_control: { type: 'ephemeral' } }]);
+  });
+});
+
+describe('anthropic request: tools', () => {
+  const weather = { type: 'function', function: { name: 'get_weather', description: 'Weather by city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
+
+  it('translates tool definitions, with an empty object schema when parameters are missing', () => {
+    const out = translate({ messages: [user('x')], tools: [weather, { type: 'function', function: { name: 'now' } }] });
+    assert.deepEqual(out.tools, [
+      { name: 'get_weather', description: 'Weather by city', input_schema: weather.function.parameters },
+      { name: 'now', input_schema: { type: 'object', properties: {} } },
+    ]);
+    rejects({ messages: [user('x')], tools: [{ type: 'web_search' }] }, /tools\[0\] must be/);
+  });
+
+  it('maps tool_choice auto/required/none/named and parallel_tool_calls: false', () => {
+    const choice = (tool_choice: unknown, extra: Record<string, unknown> = {}) => translate({ messages: [user('x')], tools: [weather], tool_choice, ...extra }).tool_choice;
+    assert.deepEqual(choice('auto'), { type: 'auto' });
+    assert.deepEqual(choice('required'), { type: 'any' });
+    assert.deepEqual(choice('none'), { type: 'none' });
+    assert.deepEqual(choice({ type: 'function', function: { name: 'get_weather' } }), { type: 'tool', name: 'get_weather' });
+    assert.deepEqual(choice(undefined, { parallel_tool_calls: false }), { type: 'auto', disable_parallel_tool_use: true });
+    assert.deepEqual(choice('required', { parallel_tool_calls: false }), { type: 'any', disable_parallel_tool_use: true });
+    assert.equal(choice(undefined, { parallel_tool_calls: true }), undefined);
+    assert.equal(translate({ messages: [user('x')], tool_choice: 'auto' }).tool_choice, undefined, 'no tool_choice without tools');
+    rejects({ messages: [user('x')], tools: [weather], tool_choice: 'sometimes' }, /"tool_choice" must be/, 'tool_choice');
+  });
+
+  it('translates a full tool round trip with parallel calls: tool_use with object input, results merged into one user turn', () => {
+    const out = translate({
+      tools: [weather],
+      messages: [
+        user('Weather in Paris and Rome?'),
+        {
+          role: 'assistant',
+          content: 'Let me check.',
+          tool_calls: [
+            { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+            { id: 'call_2', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'call_1', content: '21C' },
+        { role: 'tool', tool_call_id: 'call_2', content: [{ type: 'text', text: '25C' }] },
+        user('Thanks, which is warmer?'),
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'Weather in Paris and Rome?' },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'Let me check.' },
+          { type: 'tool_use', id: 'call_1', name: 'get_weather', input: { city: 'Paris' } },
+          { type: 'tool_use', id: 'call_2', name: 'get_weather', input: { city: 'Rome' } },
+        ],
+      },
+      {
+        role: 'user',
+        content: [
+          { type: 'tool_result', tool_use_id: 'call_1', content: '21C' },
+          { type: 'tool_result', tool_use_id: 'call_2', content: [{ type: 'text', text: '25C' }] },
+          { type: 'text', text: 'Thanks, which is warmer?' },
+        ],
+      },
+    ]);
+  });
+
+  it('an assistant turn with only tool calls gets no empty text block; empty arguments become {}', () => {
+    const out = translate({
+      messages: [user('time?'), { role: 'assistant', content: null, tool_calls: [{ id: 'call_t', type: 'function', function: { name: 'now', arguments: '' } }] }, { role: 'tool', tool_call_id: 'call_t', content: '12:00' }],
+    });
+    assert.deepEqual(out.messages[1], { role: 'assistant', content: [{ type: 'tool_use', id: 'call_t', name: 'now', input: {} }] });
+  });
+
+  it('refuses tool arguments that are not a JSON object, naming the message', () => {
+    const call = (args: string) => ({ messages: [user('x'), { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: args } }] }] });
+    rejects(call('{"city": "Par'), /messages\[1\]\.tool_calls\[0\]\.function\.arguments is not valid JSON/, 'messages[1].tool_calls[0].function.arguments');
+    rejects(call('[1,2]'), /must encode a JSON object/);
+    rejects({ messages: [user('x'), { role: 'tool', content: 'r' }] }, /needs "tool_call_id"/);
+  });
+
+  it('makes tool ids fit Anthropic\'s pattern, the same way on both sides', () => {
+    const out = translate({
+      messages: [user('x'), { role: 'assistant', tool_calls: [{ id: 'functions.get:0', type: 'function', function: { name: 'get', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'functions.get:0', content: 'ok' }],
+    });
+    const use = (out.messages[1]?.content as Array<{ id?: string }>)[0];
+    const result = out.messages[2]?.content as Array<{ tool_use_id?: string }>;
+    assert.equal(use?.id, 'functions_get_0');
+    assert.equal(result[0]?.tool_use_id, 'functions_get_0');
+  });
+});
+
+describe('anthropic request: parameters', () => {
+  it('stop as a string or an array → stop_sequences, dropping whitespace-only entries', () => {
+    assert.deepEqual(translate({ messages: [user('x')], stop: 'END' }).stop_sequences, ['END']);
+    assert.deepEqual(translate({ messages: [user('x')], stop: ['a', ' ', '\n', 'b'] }).stop_sequences, ['a', 'b']);
+    assert.equal(translate({ messages: [user('x')], stop: [' '] }).stop_sequences, undefined);
+    rejects({ messages: [user('x')], stop: 5 }, /"stop" must be/, 'stop');
+  });
+
+  it('clamps temperature above 1 to 1 and keeps the rest', () => {
+    assert.equal(translate({ messages: [user('x')], temperature: 1.5 }).temperature, 1);
+    assert.equal(translate({ messages: [user('x')], temperature: 0.3 }).temperature, 0.3);
+    assert.equal(translate({ messages: [user('x')], temperature: 0 }).temperature, 0);
+  });
+
+  it('maps top_p, stream, user → metadata.user_id, and passes thinking and top_k through', () => {
+    const thinking = { type: 'enabled', budget_tokens: 2048 };
+    const out = translate({ messages: [user('x')], top_p: 0.9, top_k: 40, stream: true, stream_options: { include_usage: true }, user: 'user-42', thinking });
+    assert.equal(out.top_p, 0.9);
+    assert.equal(out.top_k, 40);
+    assert.equal(out.stream, true);
+    assert.deepEqual(out.metadata, { user_id: 'user-42' });
+    assert.deepEqual(out.thinking, thinking);
+    assert.equal((out as unknown as Record<string, unknown>).stream_options, undefined);
+  });
+
+  it('n > 1 → 400; n = 1 is fine', () => {
+    rejects({ messages: [user('x')], n: 2 }, /"n" must be 1/, 'n');
+    assert.doesNotThrow(() => translate({ messages: [user('x')], n: 1 }));
+  });
+
+  it('drops and refuses parameters exactly as the table says', () => {
+    for (const [param, rule] of Object.entries(PARAMETERS)) {
+      if (rule.action !== 'drop') continue;
+      const out = translate({ messages: [user('x')], [param]: 'anything' }) as unknown as Record<string, unknown>;
+      assert.equal(out[param], undefined, `${param} is dropped`);
+    }
+    for (const [param, value] of Object.entries({ logprobs: true, top_logprobs: 3, logit_bias: { 50256: -100 }, response_format: { type: 'json_object' }, reasoning_effort: 'high', audio: {}, modalities: ['text', 'audio'], prediction: {}, functions: [], function_call: 'auto', web_search_options: {} })) {
+      assert.equal(PARAMETERS[param]?.action, 'refuse', param);
+      rejects({ messages: [user('x')], [param]: value }, new RegExp(`Parameter "${param}" is not supported with an anthropic key`), param);
+    }
+    // Harmless values of refused parameters pass.
+    assert.doesNotThrow(() => translate({ messages: [user('x')], logprobs: false, response_format: { type: 'text' }, modalities: ['text'], seed: null, stop: null }));
+    rejects({ messages: [user('x')], temprature: 0.2 }, /Parameter "temprature" is not supported/, 'temprature');
+  });
+});
+
+describe('anthropic response', () => {
+  const message = (content: unknown[], stop_reason: string, usage: Record<string, number> = { input_tokens: 10, output_tokens: 5 }) => ({
+    id: 'msg_01',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-sonnet-4-5-20250929',
+    content,
+    stop_reason,
+    stop_sequence: null,
+    usage,
+  });
+
+  it('text → chat.completion with id, created, model, finish_reason and usage', () => {
+    assert.deepEqual(toChatCompletion(message([{ type: 'text', text: 'Hello' }, { type: 'text', text: ' there' }], 'end_turn'), 1730000000), {
+      id: 'msg_01',
+      object: 'chat.completion',
+      created: 1730000000,
+      model: 'claude-sonnet-4-5-20250929',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, logprobs: null, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, prompt_tokens_details: { cached_tokens: 0 }, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+    });
+  });
+
+  it('tool_use → tool_calls with JSON-string arguments; content null when there is only tool use', () => {
+    const completion = toChatCompletion(message([{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }], 'tool_use'), 1);
+    const choice = completion.choices[0];
+    assert.equal(choice?.message.content, null);
+    assert.deepEqual(choice?.message.tool_calls, [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]);
+    assert.equal(choice?.finish_reason, 'tool_calls');
+    const mixed = toChatCompletion(message([{ type: 'text', text: 'Let me check.' }, { type: 'tool_use', id: 't', name: 'f', input: {} }], 'tool_use'), 1);
+    assert.equal(mixed.choices[0]?.message.content, 'Let me check.');
+  });
+
+  it('thinking blocks → reasoning_content; redacted thinking is left out', () => {
+    const completion = toChatCompletion(message([{ type: 'thinking', thinking: 'Let me think.', signature: 'sig' }, { type: 'redacted_thinking', data: 'xx' }, { type: 'text', text: '42' }], 'end_turn'), 1);
+    assert.deepEqual(completion.choices[0]?.message, { role: 'assistant', content: '42', reasoning_content: 'Let me think.' });
+  });
+
+  it('maps every stop_reason deliberately', () => {
+    assert.deepEqual(FINISH_REASONS, {
+      end_turn: 'stop',
+      stop_sequence: 'stop',
+      max_tokens: 'length',
+      model_context_window_exceeded: 'length',
+      tool_use: 'tool_calls',
+      refusal: 'content_filter',
+      pause_turn: 'stop',
+      pause_run: 'stop',
+      compaction: 'stop',
+    });
+    for (const [reason, expected] of Object.entries(FINISH_REASONS)) assert.equal(toChatCompletion(message([{ type: 'text', text: 'x' }], reason), 1).choices[0]?.finish_reason, expected);
+    assert.equal(finishReason('something_new'), 'stop');
+    assert.equal(finishReason(null), null);
+  });
+
+  it('usage: prompt_tokens includes cache creation and cache reads; cached_tokens = cache reads', () => {
+    assert.deepEqual(toUsage({ input_tokens: 100, cache_creation_input_tokens: 2000, cache_read_input_tokens: 300, output_tokens: 50 }), {
+      prompt_tokens: 2400,
+      completion_tokens: 50,
+      total_tokens: 2450,
+      prompt_tokens_details: { cached_tokens: 300 },
+      cache_creation_input_tokens: 2000,
+      cache_read_input_tokens: 300,
+    });
+    assert.equal(toUsage({ input_tokens: 5, cache_creation_input_tokens: null, output_tokens: 1 }).prompt_tokens, 5);
+  });
+
+  it('an empty answer has empty-string content, and a body that is not a message is a 502', () => {
+    assert.equal(toChatCompletion(message([], 'end_turn'), 1).choices[0]?.message.content, '');
+    const provider = createAnthropic(options);
+    assert.throws(() => provider.translateResponse(Buffer.from('{"type":"error"}')), (err: unknown) => err instanceof GatewayError && err.status === 502);
+    assert.throws(() => provider.translateResponse(Buffer.from('nope')), (err: unknown) => err instanceof GatewayError && err.status === 502);
+  });
+
+  it('errors: Anthropic\'s shape becomes OpenAI\'s with the same status; 401/403 are the gateway\'s key problem', () => {
+    const body = (type: string, message: string) => Buffer.from(JSON.stringify({ type: 'error', error: { type, message }, request_id: 'req_1' }));
+    const overloaded = upstreamError(529, body('overloaded_error', 'Overloaded'), { 'retry-after': '10' }, 'sk-ant-x');
+    assert.equal(overloaded.status, 529);
+    assert.deepEqual(overloaded.toBody(), { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: null } });
+    assert.equal(overloaded.headers?.['retry-after'], '10');
+    const invalid = upstreamError(400, body('invalid_request_error', 'max_tokens: Field required'), {}, 'k');
+    assert.equal(invalid.status, 400);
+    assert.equal(invalid.message, 'max_tokens: Field required');
+    assert.equal(upstreamError(401, body('authentication_error', 'invalid x-api-key'), {}, 'k').code, 'provider_auth_failed');
+  });
+});
+
+// The transcript of ../shared/providers.md §2.6 (text block, then a tool_use block), plus thinking.
+const TRANSCRIPT = [
+  'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_014p7","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":100,"output_tokens":2}}}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"The user wants weather."}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM"}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}\n\n',
+  'event: ping\ndata: {"type": "ping"}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Let me"}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":" check – ☀️."}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01T1","name":"get_weather","input":{}}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\\"city\\": \\"Pa"}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"ris\\"}"}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":2}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_02T2","name":"get_time","input":{}}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":3}\n\n',
+  'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}\n\n',
+  'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+].join('');
+
+function run(chunks: Buffer[], clientWantsUsage: boolean): StreamOutput[] {
+  const parser = new SseParser();
+  const translator = createAnthropicStreamTranslator({ clientWantsUsage }, () => 1730000000000);
+  const outputs: StreamOutput[] = [];
+  for (const chunk of chunks) for (const event of parser.push(chunk)) outputs.push(...translator.event(event));
+  for (const event of parser.end()) outputs.push(...translator.event(event));
+  return outputs;
+}
+
+describe('anthropic stream', () => {
+  it('translates a full transcript into OpenAI chunks with one id, created and model', () => {
+    const outputs = run([Buffer.from(TRANSCRIPT)], false);
+    const sent = outputs.filter((out) => out.kind === 'chunk' && out.data !== null).map((out) => (out.kind === 'chunk' ? JSON.parse(out.data as string) : null));
+    assert.ok(sent.every((chunk) => chunk.id === 'msg_014p7' && chunk.created === 1730000000 && chunk.model === 'claude-sonnet-4-5-20250929' && chunk.object === 'chat.completion.chunk'));
+    assert.deepEqual(
+      sent.map((chunk) => [chunk.choices[0].delta, chunk.choices[0].finish_reason]),
+      [
+        [{ role: 'assistant', content: '' }, null],
+        [{ reasoning_content: 'The user wants weather.' }, null],
+        [{ content: 'Let me' }, null],
+        [{ content: ' check – ☀️.' }, null],
+        [{ tool_calls: [{ index: 0, id: 'toolu_01T1', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, null],
+        [{ tool_calls: [{ index: 0, function: { arguments: '' } }] }, null],
+        [{ tool_calls: [{ index: 0, function: { arguments: '{"city": "Pa' } }] }, null],
+        [{ tool_calls: [{ index: 0, function: { arguments: 'ris"}' } }] }, null],
+        [{ tool_calls: [{ index: 1, id: 'toolu_02T2', type: 'function', function: { name: 'get_time', arguments: '' } }] }, null],
+        [{ tool_calls: [{ index: 1, function: { arguments: '{}' } }] }, null],
+        [{}, 'tool_calls'],
+      ],
+    );
+    assert.deepEqual(outputs.at(-1), { kind: 'done' });
+  });
+
+  it('sends the usage chunk only to clients that asked, but always hands it to the log', () => {
+    const hidden = run([Buffer.from(TRANSCRIPT)], false).at(-2);
+    assert.ok(hidden?.kind === 'chunk' && hidden.data === null);
+    assert.deepEqual((hidden.chunk as { usage: unknown }).usage, {
+      prompt_tokens: 572,
+      completion_tokens: 89,
+      total_tokens: 661,
+      prompt_tokens_details: { cached_tokens: 100 },
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 100,
+    });
+    const shown = run([Buffer.from(TRANSCRIPT)], true).at(-2);
+    assert.ok(shown?.kind === 'chunk' && shown.data !== null);
+    assert.deepEqual(JSON.parse(shown.data).choices, []);
+  });
+
+  it('assembles into the same answer a non-streamed call would give', () => {
+    const assembler = new CompletionAssembler();
+    for (const out of run([Buffer.from(TRANSCRIPT)], false)) if (out.kind === 'chunk') assembler.add(out.chunk);
+    const completion = assembler.result();
+    assert.equal(completion.choices[0]?.message.content, 'Let me check – ☀️.');
+    assert.equal(completion.choices[0]?.message.reasoning_content, 'The user wants weather.');
+    assert.deepEqual(completion.choices[0]?.message.tool_calls?.map((call) => JSON.parse(call.function.arguments)), [{ city: 'Paris' }, {}]);
+    assert.equal(completion.choices[0]?.finish_reason, 'tool_calls');
+    assert.equal(completion.usage?.total_tokens, 661);
+  });
+
+  it('yields the same chunks when the stream is re-split at every byte boundary', () => {
+    const expected = JSON.stringify(run([Buffer.from(TRANSCRIPT)], true));
+    const bytes = Buffer.from(TRANSCRIPT);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      assert.equal(JSON.stringify(run([bytes.subarray(0, cut), bytes.subarray(cut)], true)), expected, `split at byte ${cut}`);
+    }
+    assert.equal(JSON.stringify(run([...bytes].map((byte) => Buffer.from([byte])), true)), expected, 'one byte at a time');
+  });
+
+  it('maps a mid-stream error event to an error output with the matching status', () => {
+    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false });
+    const [out] = translator.event({ event: 'error', data: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' });
+    assert.ok(out?.kind === 'error');
+    assert.equal(out.error.status, 529);
+    assert.deepEqual(out.error.toBody(), { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: 'overloaded_error' } });
+    const [junk] = translator.event({ event: undefined, data: 'not json' });
+    assert.ok(junk?.kind === 'error' && junk.error.code === 'upstream_invalid_response');
+  });
+
+  it('ignores ping and unknown events', () => {
+    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false });
+    assert.deepEqual(translator.event({ event: 'ping', data: '{"type":"ping"}' }), []);
+    assert.deepEqual(translator.event({ event: 'future', data: '{"type":"content_block_future","x":1}' }), []);
+  });
+});
+
+describe('anthropic provider', () => {
+  it('sends x-api-key and anthropic-version, never a Bearer header', () => {
+    const call = createAnthropic(options).prepare({ request: { model: 'm', messages: [{ role: 'user', content: 'x' }] }, raw: Buffer.from(''), apiKey: 'sk-ant-1' });
+    assert.deepEqual(call.headers, { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
+    assert.deepEqual(JSON.parse(String(call.body)), { model: 'm', max_tokens: 4096, messages: [{ role: 'user', content: 'x' }] });
+  });
+});
