@@ -1,16 +1,21 @@
 /**
  * The `/chat/completions` handler: authenticate, read and validate the body, let the key's
- * provider build the upstream request, relay the answer (JSON or stream), and hand exactly one
- * entry to the log. Errors are GatewayErrors all the way; anything else becomes a bare 500.
+ * provider build the upstream request, relay the answer (JSON or stream), and produce exactly one
+ * log entry and one metrics observation. Errors are GatewayErrors all the way; anything else
+ * becomes a bare 500. The returned promise settles only after the entry is recorded, so a
+ * shutdown that waits for in-flight requests never loses an entry.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Cancellation } from './cancel.js';
 import { parseChatRequest } from './chat-request.js';
-import { GatewayError, toGatewayError } from './errors.js';
+import { GatewayError, invalidRequest, toGatewayError } from './errors.js';
 import { clientClosed, readBody, sendError, sendJson } from './http.js';
 import { Interaction, maskKey, type RequestContext } from './interaction.js';
 import type { KeyStore, VirtualKey } from './keys.js';
 import type { InteractionLog } from './log.js';
+import type { Metrics } from './metrics.js';
 import type { ChatRequest } from './openai-types.js';
+import type { UpstreamCall } from './providers/types.js';
 import { relayStream } from './stream-relay.js';
 import { readAll, sendUpstream, type UpstreamResponse } from './upstream.js';
 import { upstreamError } from './upstream-error.js';
@@ -18,15 +23,22 @@ import { upstreamError } from './upstream-error.js';
 export interface ChatDeps {
   readonly keys: KeyStore;
   readonly log: InteractionLog;
+  readonly metrics: Metrics;
   readonly maxBodyBytes: number;
+  readonly upstreamTimeoutMs: number;
+  readonly upstreamIdleTimeoutMs: number;
+  /** Every running request's cancellation, so a shutdown can stop what is left. */
+  readonly inFlight: Set<Cancellation>;
 }
 
-/** Upstream error bodies are short; anything longer is cut (they are only read for their message). */
+/** Upstream error bodies are only read for their message: the first MiB is plenty. */
 const ERROR_BODY_LIMIT = 1024 * 1024;
 /** A non-streamed completion larger than this is not a completion. */
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+export const OVERHEAD_HEADER = 'x-gateway-overhead-ms';
 
 function authenticate(header: string | undefined, keys: KeyStore, interaction: Interaction): VirtualKey {
   const match = header === undefined ? null : BEARER.exec(header);
@@ -40,31 +52,46 @@ function authenticate(header: string | undefined, keys: KeyStore, interaction: I
     throw new GatewayError(401, 'Invalid virtual key. Check the key you were given for this gateway.', { code: 'invalid_api_key' });
   }
   interaction.virtualKey = key.id;
+  interaction.authenticated = true;
   interaction.provider = key.provider.name;
   return key;
 }
 
+function stampOverhead(res: ServerResponse, interaction: Interaction): void {
+  res.setHeader(OVERHEAD_HEADER, interaction.overheadMs(performance.now()).toFixed(3));
+}
+
 export async function handleChat(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: ChatDeps): Promise<void> {
   const interaction = new Interaction(context);
-  const controller = new AbortController();
+  const cancel = new Cancellation();
+  deps.inFlight.add(cancel);
   // The client went away before its answer was complete: stop the upstream call at once.
   const onClose = (): void => {
-    if (!res.writableFinished) controller.abort();
+    if (!res.writableFinished) cancel.cancel(clientClosed());
   };
   res.once('close', onClose);
   try {
+    if (context.method !== 'POST') {
+      throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
+    }
     const key = authenticate(req.headers.authorization, deps.keys, interaction);
     const raw = await readBody(req, deps.maxBodyBytes);
-    interaction.request = raw.toString('utf8'); // replaced by the parsed body once it parses
-    const request = parseChatRequest(raw);
+    let request: ChatRequest;
+    try {
+      request = parseChatRequest(raw);
+    } catch (err) {
+      interaction.request = raw.toString('utf8'); // logged as text: nothing is lost
+      throw err;
+    }
     interaction.request = request;
     interaction.model = request.model;
     interaction.stream = request.stream === true;
 
-    const upstream = await callProvider(key, request, raw, controller.signal);
-    interaction.upstreamAnswered(upstream.status, upstream.headers);
+    const upstream = await callProvider(key, request, raw, cancel, interaction, deps);
+    interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now());
     if (upstream.status < 200 || upstream.status > 299) {
-      const body = await readAll(upstream.body, ERROR_BODY_LIMIT);
+      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstreamIdleTimeoutMs });
+      interaction.upstreamEndedAt = performance.now();
       throw upstreamError(upstream.status, body, upstream.headers, key.apiKey);
     }
     if (interaction.stream) {
@@ -76,53 +103,61 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
         });
       }
       const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request) });
-      await relayStream(upstream, res, translator, interaction, controller.signal);
+      stampOverhead(res, interaction);
+      await relayStream(upstream, res, translator, interaction, { cancel, idleMs: deps.upstreamIdleTimeoutMs, apiKey: key.apiKey });
     } else {
-      await relayCompletion(upstream, key, res, interaction, controller.signal);
+      const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs: deps.upstreamIdleTimeoutMs });
+      interaction.upstreamEndedAt = performance.now();
+      const translated = key.provider.translateResponse(body);
+      stampOverhead(res, interaction);
+      sendJson(res, 200, translated.body);
+      interaction.status = 200;
+      interaction.response = translated.completion;
+      interaction.usage = translated.completion.usage ?? null;
     }
   } catch (err) {
-    const error = controller.signal.aborted ? clientClosed() : toGatewayError(err);
-    if (res.headersSent || error.status === 499) interaction.failed(error, error.status, null);
-    else interaction.failed(error, error.status, sendError(res, error));
+    // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).
+    const error = cancel.reason ?? toGatewayError(err);
+    if (res.headersSent || error.status === 499) {
+      interaction.failed(error, null);
+    } else {
+      // An unread body (a 401 answered first) is not drained: that connection is closed.
+      if (!req.complete) res.setHeader('connection', 'close');
+      stampOverhead(res, interaction);
+      interaction.failed(error, sendError(res, error));
+    }
   } finally {
     res.off('close', onClose);
-    if (controller.signal.aborted && interaction.status !== 499) {
+    deps.inFlight.delete(cancel);
+    if (cancel.reason?.status === 499) {
       interaction.status = 499;
-      interaction.error ??= clientClosed();
+      interaction.error ??= cancel.reason;
     }
-    deps.log.record(interaction.toEntry(performance.now()));
+    const now = performance.now();
+    deps.metrics.request(interaction.observation(now));
+    if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
   }
 }
 
-function callProvider(key: VirtualKey, request: ChatRequest, raw: Buffer, signal: AbortSignal): Promise<UpstreamResponse> {
+function callProvider(key: VirtualKey, request: ChatRequest, raw: Buffer, cancel: Cancellation, interaction: Interaction, deps: ChatDeps): Promise<UpstreamResponse> {
   const provider = key.provider;
-  if (provider.answerLocally !== undefined) return Promise.resolve(provider.answerLocally(request));
-  const call = provider.prepare({ request, raw, apiKey: key.apiKey });
-  return sendUpstream(key.target as NonNullable<VirtualKey['target']>, call, signal);
+  if (provider.answerLocally !== undefined) {
+    interaction.upstreamStartedAt = performance.now();
+    return Promise.resolve(provider.answerLocally(request));
+  }
+  let call: UpstreamCall;
+  try {
+    call = provider.prepare({ request, raw, apiKey: key.apiKey });
+  } catch (err) {
+    // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.
+    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
+    throw err;
+  }
+  interaction.upstreamStartedAt = performance.now();
+  return sendUpstream(key.target as NonNullable<VirtualKey['target']>, call, cancel, deps.upstreamTimeoutMs);
 }
 
 function wantsUsage(request: ChatRequest): boolean {
   const options = request.stream_options;
   return typeof options === 'object' && options !== null && options.include_usage === true;
-}
-
-async function relayCompletion(
-  upstream: UpstreamResponse,
-  key: VirtualKey,
-  res: ServerResponse,
-  interaction: Interaction,
-  signal: AbortSignal,
-): Promise<void> {
-  const onAbort = (): void => upstream.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    const body = await readAll(upstream.body, RESPONSE_LIMIT);
-    const translated = key.provider.translateResponse(body);
-    sendJson(res, 200, translated.body);
-    interaction.status = 200;
-    interaction.response = translated.completion;
-    interaction.usage = translated.completion.usage ?? null;
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
 }

@@ -2,6 +2,7 @@
  * Environment → one typed, validated Config. Defaults are stated here once; every variable is
  * documented in the README's configuration table.
  */
+import { availableParallelism } from 'node:os';
 
 export interface Config {
   keysFile: string;
@@ -14,6 +15,16 @@ export interface Config {
   maxBodyBytes: number;
   /** max_tokens sent to Anthropic when the client sets none (Anthropic requires one). */
   anthropicDefaultMaxTokens: number;
+  /** How long in-flight requests may take to finish after SIGTERM/SIGINT. */
+  shutdownTimeoutMs: number;
+  /** No upstream response headers within this → 504. */
+  upstreamTimeoutMs: number;
+  /** No upstream bytes for this long, once it answered → the stream (or body) is failed. */
+  upstreamIdleTimeoutMs: number;
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  metricsToken: string | null;
+  /** Worker processes (node:cluster); 1 = no cluster. */
+  workers: number;
 }
 
 export const DEFAULTS = {
@@ -22,6 +33,11 @@ export const DEFAULTS = {
   logFile: 'logs/llm_interactions.json',
   maxBodyBytes: 20 * 1024 * 1024,
   anthropicDefaultMaxTokens: 4096,
+  shutdownTimeoutMs: 30_000,
+  // The OpenAI SDK's own default request timeout: 10 minutes.
+  upstreamTimeoutMs: 600_000,
+  upstreamIdleTimeoutMs: 300_000,
+  workers: 1,
 } as const;
 
 export class ConfigError extends Error {
@@ -51,6 +67,12 @@ export function loadConfig(env: Env = process.env): Config {
     return value;
   };
 
+  const workers = (raw: string | undefined): number => {
+    if (raw === undefined) return DEFAULTS.workers;
+    if (raw.toLowerCase() === 'auto') return availableParallelism();
+    return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024);
+  };
+
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
   const logConsole = text('LOG_CONSOLE') ?? 'pretty';
   if (logConsole !== 'pretty' && logConsole !== 'off') {
@@ -65,6 +87,11 @@ export function loadConfig(env: Env = process.env): Config {
     logConsole: logConsole === 'off' ? 'off' : 'pretty',
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
+    shutdownTimeoutMs: integer('GATEWAY_SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 24 * 3600_000),
+    upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', DEFAULTS.upstreamTimeoutMs, 1, 24 * 3600_000),
+    upstreamIdleTimeoutMs: integer('UPSTREAM_IDLE_TIMEOUT_MS', DEFAULTS.upstreamIdleTimeoutMs, 1, 24 * 3600_000),
+    metricsToken: text('METRICS_TOKEN') ?? null,
+    workers: workers(text('GATEWAY_WORKERS')),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -1,9 +1,11 @@
 /**
- * What one chat request did, gathered as it happens and turned into exactly one log entry.
+ * What one chat request did, gathered as it happens: it becomes exactly one log entry and one
+ * metrics observation. Times are performance.now() values.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from './errors.js';
 import type { LogEntry } from './log.js';
+import type { RequestObservation } from './metrics.js';
 import type { Usage } from './openai-types.js';
 
 export interface RequestContext {
@@ -29,6 +31,8 @@ function ms(value: number): number {
 
 export class Interaction {
   virtualKey: string | null = null;
+  /** True once the virtual key matched: only then is it a metrics label. */
+  authenticated = false;
   provider: string | null = null;
   model: string | null = null;
   stream = false;
@@ -40,11 +44,16 @@ export class Interaction {
   firstByteAt: number | null = null;
   upstreamStatus: number | null = null;
   upstreamRequestId: string | null = null;
+  /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
+  upstreamStartedAt: number | null = null;
+  upstreamRespondedAt: number | null = null;
+  upstreamEndedAt: number | null = null;
 
   constructor(readonly context: RequestContext) {}
 
-  upstreamAnswered(status: number, headers: IncomingHttpHeaders): void {
+  upstreamAnswered(status: number, headers: IncomingHttpHeaders, now: number): void {
     this.upstreamStatus = status;
+    this.upstreamRespondedAt = now;
     for (const name of UPSTREAM_ID_HEADERS) {
       const value = headers[name];
       if (typeof value === 'string') {
@@ -54,10 +63,36 @@ export class Interaction {
     }
   }
 
-  failed(error: GatewayError, status: number, responseBody: string | null): void {
+  /**
+   * Time spent in the gateway itself up to `now`: everything except the wait for the provider
+   * (from sending the request to its last byte, or to `now` if it is still answering).
+   */
+  overheadMs(now: number): number {
+    const total = now - this.context.startedAt;
+    if (this.upstreamStartedAt === null) return total;
+    const waited = (this.upstreamEndedAt ?? now) - this.upstreamStartedAt;
+    return Math.max(0, total - waited);
+  }
+
+  failed(error: GatewayError, responseBody: string | null): void {
     this.error = error;
-    this.status = status;
+    this.status = error.status;
     if (responseBody !== null) this.response = JSON.parse(responseBody) as unknown;
+  }
+
+  observation(now: number): RequestObservation {
+    const usage = this.usage;
+    return {
+      provider: this.provider ?? '',
+      virtualKey: this.authenticated ? (this.virtualKey ?? '') : '',
+      model: this.authenticated ? (this.model ?? '') : '',
+      status: this.status,
+      durationSeconds: (now - this.context.startedAt) / 1000,
+      upstreamTtfbSeconds: this.upstreamStartedAt !== null && this.upstreamRespondedAt !== null ? (this.upstreamRespondedAt - this.upstreamStartedAt) / 1000 : null,
+      overheadSeconds: this.overheadMs(now) / 1000,
+      promptTokens: typeof usage?.prompt_tokens === 'number' ? usage.prompt_tokens : 0,
+      completionTokens: typeof usage?.completion_tokens === 'number' ? usage.completion_tokens : 0,
+    };
   }
 
   toEntry(now: number): LogEntry {
@@ -79,10 +114,7 @@ export class Interaction {
       usage: this.usage,
       request: this.request,
       response: this.response,
-      error:
-        error === null
-          ? undefined
-          : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
+      error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
       upstream: this.upstreamStatus === null ? null : { status: this.upstreamStatus, request_id: this.upstreamRequestId },
     };
   }

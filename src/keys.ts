@@ -44,7 +44,9 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   try {
     root = JSON.parse(text);
   } catch (err) {
-    throw new KeyFileError(file, [`not valid JSON (${(err as Error).message})`]);
+    // Only the position: newer V8 messages quote the text around it, which may be an api_key.
+    const position = /position (\d+)/.exec((err as Error).message);
+    throw new KeyFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(text, Number(position[1]))})`]);
   }
   if (!isRecord(root)) throw new KeyFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
 
@@ -108,6 +110,11 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   }
   if (problems.length > 0) throw new KeyFileError(file, problems);
   return keys;
+}
+
+function lineAndColumn(text: string, position: number): string {
+  const before = text.slice(0, position).split('\n');
+  return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
 }
 
 function checkBaseUrl(value: unknown): string | null {

@@ -31,8 +31,18 @@ export interface LogEntry {
   upstream: { status: number | null; request_id: string | null } | null;
 }
 
+/**
+ * One entry as pretty-printed JSON. An entry that cannot be rendered (JSON nested deeper than
+ * the stack allows: a hostile body or answer) is logged without its bodies instead of crashing.
+ */
 export function renderEntry(entry: LogEntry): string {
-  return `${JSON.stringify(entry, null, 2)}\n`;
+  try {
+    return `${JSON.stringify(entry, null, 2)}\n`;
+  } catch (err) {
+    const omitted = `[not logged: ${(err as Error).message}]`;
+    const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
+    return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, 2)}\n`;
+  }
 }
 
 export function warn(message: string): void {
@@ -41,24 +51,40 @@ export function warn(message: string): void {
 
 /** A destination for rendered entries. */
 export interface LogSink {
-  write(text: string): void;
+  write(data: Buffer): void;
   /** Resolves once everything written so far has reached the destination (or failed). */
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** Writes that failed or were dropped. */
+  readonly failures: number;
 }
 
-/** Queues text and writes it in order, one write at a time, batching whatever piles up meanwhile. */
-abstract class QueuedWriter implements LogSink {
-  private pending: string[] = [];
+/** Pending bytes per destination beyond which new entries are dropped (and counted), not queued. */
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+
+/** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
+export abstract class QueuedWriter implements LogSink {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private writing = false;
   private idle: Array<() => void> = [];
+  private dropping = false;
   failures = 0;
 
   protected abstract output(data: Buffer): Promise<void>;
   protected abstract describe(): string;
 
-  write(text: string): void {
-    this.pending.push(text);
+  write(data: Buffer): void {
+    if (this.pendingBytes + data.length > MAX_PENDING_BYTES) {
+      // The destination is stuck (a full disk, a stdout nobody reads): never grow without bound.
+      this.failures++;
+      if (!this.dropping) warn(`the log to ${this.describe()} is not keeping up (${this.pendingBytes} bytes pending); dropping entries until it does`);
+      this.dropping = true;
+      return;
+    }
+    this.dropping = false;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
     if (!this.writing) void this.drain();
   }
 
@@ -66,8 +92,9 @@ abstract class QueuedWriter implements LogSink {
     this.writing = true;
     let failing = false;
     while (this.pending.length > 0) {
-      const data = Buffer.from(this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join(''));
+      const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
+      this.pendingBytes = 0;
       try {
         await this.output(data);
         if (failing) warn(`writing the log to ${this.describe()} works again`);
@@ -191,13 +218,14 @@ export class InteractionLog {
 
   constructor(private readonly sinks: readonly LogSink[]) {}
 
+  /** False when every destination is off: callers skip building entries at all. */
   get enabled(): boolean {
     return this.sinks.length > 0;
   }
 
   /** Write failures across destinations (exposed as a metric). */
   get failures(): number {
-    return this.sinks.reduce((sum, sink) => sum + (sink instanceof QueuedWriter ? sink.failures : 0), 0);
+    return this.sinks.reduce((sum, sink) => sum + sink.failures, 0);
   }
 
   record(entry: LogEntry): void {
@@ -217,21 +245,39 @@ export class InteractionLog {
     this.queue = [];
     let text = '';
     for (const entry of entries) text += renderEntry(entry);
-    for (const sink of this.sinks) sink.write(text);
+    const data = Buffer.from(text);
+    for (const sink of this.sinks) sink.write(data);
   };
 
   async flush(): Promise<void> {
-    if (this.queue.length > 0) this.renderQueued();
+    this.renderQueued();
     await Promise.all(this.sinks.map((sink) => sink.flush()));
   }
 
-  async close(): Promise<void> {
-    await this.flush();
-    await Promise.all(this.sinks.map((sink) => sink.close()));
+  /**
+   * Flushes and closes every destination, waiting at most `deadlineMs`: a destination that is
+   * stuck (stdout nobody reads) must not keep the process from exiting.
+   */
+  async close(deadlineMs = 10_000): Promise<boolean> {
+    this.renderQueued();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), deadlineMs);
+    });
+    const closed = Promise.all(this.sinks.map((sink) => sink.close())).then(() => true);
+    const result = await Promise.race([closed, deadline]);
+    clearTimeout(timer);
+    if (!result) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
+    return result;
   }
 }
 
 export async function createInteractionLog(options: { logFile: string | null; logConsole: 'pretty' | 'off' }): Promise<InteractionLog> {
+  return new InteractionLog(await createSinks(options));
+}
+
+/** The destinations the configuration asks for (a cluster primary owns these for all workers). */
+export async function createSinks(options: { logFile: string | null; logConsole: 'pretty' | 'off' }): Promise<LogSink[]> {
   const sinks: LogSink[] = [];
   if (options.logConsole === 'pretty') sinks.push(new StdoutSink());
   if (options.logFile !== null) {
@@ -239,5 +285,5 @@ export async function createInteractionLog(options: { logFile: string | null; lo
     await file.open();
     sinks.push(file);
   }
-  return new InteractionLog(sinks);
+  return sinks;
 }

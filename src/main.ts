@@ -1,74 +1,61 @@
 /**
- * Entry point: read the configuration, load the keys, open the log, start the server, and wire
- * the signals. No logic of its own. Operational messages go to stderr; stdout carries only the
- * interactions log, so it can be piped straight into a log shipper.
+ * Entry point: read the configuration, validate the keys, open the log, then serve, either in
+ * this process or, with GATEWAY_WORKERS > 1, in cluster workers coordinated by this one. No logic
+ * of its own. Operational messages go to stderr; stdout carries only the interactions log.
  */
-import { ConfigError, loadConfig } from './config.js';
-import { KeyFileError, KeyStore, loadKeyFile } from './keys.js';
-import { createInteractionLog, warn } from './log.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { isPrimary, runPrimary, runWorker } from './cluster.js';
+import { createInstance, watchKeysFile } from './instance.js';
+import { KeyFileError, loadKeyFile, type VirtualKey } from './keys.js';
+import { createSinks, warn } from './log.js';
 import { createRegistry } from './providers/index.js';
-import { createGatewayServer } from './server.js';
-
-const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 function fatal(message: string): never {
   process.stderr.write(`llm-gateway: ${message}\n`);
   process.exit(1);
 }
 
-async function main(): Promise<void> {
-  let config;
+function readConfig(): Config {
   try {
-    config = loadConfig();
+    return loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) fatal(err.message);
     throw err;
   }
+}
 
-  const providers = createRegistry({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens });
-  let keys: KeyStore;
+async function main(): Promise<void> {
+  const config = readConfig();
+  const registry = createRegistry({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens });
+  if (!isPrimary()) return runWorker(config, registry);
+
+  let keys: VirtualKey[];
   try {
-    keys = new KeyStore(await loadKeyFile(config.keysFile, providers));
+    keys = await loadKeyFile(config.keysFile, registry);
   } catch (err) {
     if (err instanceof KeyFileError) fatal(`cannot start: ${err.message}`);
     throw err;
   }
+  const sinks = await createSinks(config);
+  if (config.workers > 1) return runPrimary(config, registry, sinks, keys.length);
 
-  const log = await createInteractionLog(config);
-  const gateway = createGatewayServer({ keys, log, maxBodyBytes: config.maxBodyBytes });
-  const server = gateway.http;
+  const instance = createInstance({ config, registry, keys, sinks });
+  let address: string;
+  try {
+    address = await instance.listen();
+  } catch (err) {
+    fatal(`cannot listen on ${config.host ?? 'all interfaces'}:${config.port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const providers = [...new Set(keys.map((key) => key.provider.name))].sort().join(', ');
+  warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${config.logFile ?? 'off'}`);
 
-  server.once('error', (err: NodeJS.ErrnoException) => {
-    fatal(`cannot listen on ${config.host ?? 'all interfaces'}:${config.port} (${err.code ?? err.message})`);
-  });
-  server.listen(config.port, config.host, () => {
-    const address = server.address();
-    const where = typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
-    warn(
-      `listening on http://${where} with ${keys.size} virtual key${keys.size === 1 ? '' : 's'} ` +
-        `(providers: ${keys.providerNames().join(', ')}); log file: ${config.logFile ?? 'off'}`,
-    );
-  });
-
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    warn(`${signal} received: finishing ${gateway.activeRequests()} in-flight request(s), then exiting`);
-    server.close();
-    server.closeIdleConnections();
-    const timer = setTimeout(() => {
-      warn('shutdown timeout reached: closing the remaining connections');
-      server.closeAllConnections();
-    }, SHUTDOWN_TIMEOUT_MS);
-    timer.unref();
-    void gateway
-      .whenIdle()
-      .then(() => log.close())
-      .then(() => process.exit(0));
+  process.on('SIGHUP', () => void instance.reloadKeys('SIGHUP'));
+  watchKeysFile(config.keysFile, () => void instance.reloadKeys('file changed'));
+  const stop = (signal: string): void => {
+    void instance.shutdown(signal).then(() => process.exit(0));
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err: unknown) => fatal(`failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));

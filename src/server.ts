@@ -1,18 +1,39 @@
 /**
  * The HTTP server: a routing table (path → method → handler), the request id every response
- * carries, and the 404/405/500 answers. Handlers get everything they need passed in.
+ * carries, health and metrics endpoints, in-flight tracking for graceful shutdown, and the
+ * 404/405/500 answers. Handlers get everything they need passed in.
  */
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { handleChat, type ChatDeps } from './chat.js';
+import type { Socket } from 'node:net';
+import type { Cancellation } from './cancel.js';
+import { handleChat, OVERHEAD_HEADER, type ChatDeps } from './chat.js';
 import { GatewayError, toGatewayError } from './errors.js';
-import { sendError } from './http.js';
+import { sendError, sendJson } from './http.js';
 import type { RequestContext } from './interaction.js';
 import { warn } from './log.js';
+import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
 
-export type GatewayDeps = ChatDeps;
+export interface ServerDeps extends ChatDeps {
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | null;
+  /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
+  readonly renderMetrics: () => Promise<string>;
+}
+
+export interface GatewayServer {
+  readonly http: http.Server;
+  /** Requests whose handler has not settled (and so not logged) or whose response is not done. */
+  activeRequests(): number;
+  /** Resolves when no request is in flight. */
+  whenIdle(): Promise<void>;
+  /** Shutdown has begun: /healthz answers 503 and every response closes its connection. */
+  drain(): void;
+  /** Stops every running request with `reason` (streams end with an error event). */
+  cancelAll(reason: GatewayError): void;
+}
 
 function pathOf(url: string | undefined): string {
   if (url === undefined) return '/';
@@ -20,26 +41,37 @@ function pathOf(url: string | undefined): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-export function createRoutes(deps: GatewayDeps): Map<string, Map<string, Handler>> {
-  const chat: Handler = (req, res, context) => handleChat(req, res, context, deps);
-  return new Map([
-    ['/chat/completions', new Map([['POST', chat]])],
-    ['/v1/chat/completions', new Map([['POST', chat]])],
-  ]);
-}
+/** `*` handles every method itself (the chat route logs even the requests it refuses). */
+type Routes = Map<string, Map<string, Handler>>;
 
-export interface GatewayServer {
-  readonly http: http.Server;
-  /** Requests whose response has not finished or closed yet. */
-  readonly activeRequests: () => number;
-  /** Resolves when no request is in flight. */
-  readonly whenIdle: () => Promise<void>;
-}
-
-export function createGatewayServer(deps: GatewayDeps): GatewayServer {
-  const routes = createRoutes(deps);
+export function createGatewayServer(deps: ServerDeps): GatewayServer {
+  let draining = false;
   let active = 0;
   let idleWaiters: Array<() => void> = [];
+  // Sockets with a response in progress: a parse error on them must not write a second response.
+  const busySockets = new WeakSet<Socket>();
+
+  const chat: Handler = (req, res, context) => handleChat(req, res, context, deps);
+  const health: Handler = (_req, res) => {
+    if (draining) sendJson(res, 503, '{"status":"shutting_down"}');
+    else sendJson(res, 200, '{"status":"ok"}');
+  };
+  const metrics: Handler = async (req, res) => {
+    if (deps.metricsToken !== null && req.headers.authorization !== `Bearer ${deps.metricsToken}`) {
+      sendError(res, new GatewayError(401, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { code: 'invalid_metrics_token' }));
+      return;
+    }
+    const text = await deps.renderMetrics();
+    res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  const routes: Routes = new Map([
+    ['/chat/completions', new Map([['*', chat]])],
+    ['/v1/chat/completions', new Map([['*', chat]])],
+    ['/healthz', new Map([['GET', health]])],
+    ['/metrics', new Map([['GET', metrics]])],
+  ]);
+
   const requestDone = (): void => {
     active--;
     if (active === 0 && idleWaiters.length > 0) {
@@ -58,48 +90,75 @@ export function createGatewayServer(deps: GatewayDeps): GatewayServer {
       noDelay: true,
     },
     (req, res) => {
-      const context: RequestContext = {
-        id: randomUUID(),
-        startedAt: performance.now(),
-        method: req.method ?? 'GET',
-        path: pathOf(req.url),
-      };
+      const context: RequestContext = { id: randomUUID(), startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
       res.setHeader('x-request-id', context.id);
+      if (draining) res.setHeader('connection', 'close');
+      const socket = req.socket;
+      busySockets.add(socket);
       active++;
-      res.once('close', requestDone);
+      // Done when the handler settled (its log entry is recorded) and the response is over.
+      let parts = 2;
+      const partDone = (): void => {
+        if (--parts === 0) {
+          busySockets.delete(socket);
+          requestDone();
+        }
+      };
+      res.once('close', partDone);
+
       const methods = routes.get(context.path);
-      if (methods === undefined) {
-        sendError(res, new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves POST /chat/completions and POST /v1/chat/completions.`, { code: 'not_found' }));
-        return;
-      }
-      const handler = methods.get(context.method);
+      const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
       if (handler === undefined) {
-        const allow = [...methods.keys()].join(', ');
-        sendError(res, new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allow}.`, { code: 'method_not_allowed', headers: { allow } }));
+        const error =
+          methods === undefined
+            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves POST /chat/completions and POST /v1/chat/completions.`, { code: 'not_found' })
+            : new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${[...methods.keys()].join(', ')}.`, {
+                code: 'method_not_allowed',
+                headers: { allow: [...methods.keys()].join(', ') },
+              });
+        res.setHeader(OVERHEAD_HEADER, (performance.now() - context.startedAt).toFixed(3));
+        sendError(res, error);
+        partDone();
         return;
       }
+      let pending: Promise<void> | void = undefined;
       try {
-        const pending = handler(req, res, context);
-        if (pending !== undefined) pending.catch((err: unknown) => internalError(res, err));
+        pending = handler(req, res, context);
       } catch (err) {
         internalError(res, err);
       }
+      if (pending instanceof Promise) pending.catch((err: unknown) => internalError(res, err)).finally(partDone);
+      else partDone();
     },
   );
 
-  // Malformed HTTP from a client: answer 400 if the socket can still take it, never crash.
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+  // Malformed HTTP from a client: answer 400/431 if the socket can take it, never crash.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable || busySockets.has(socket)) {
       socket.destroy();
       return;
     }
-    const body = JSON.stringify(new GatewayError(400, 'Malformed HTTP request.', { code: 'bad_http_request' }).toBody());
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const body = JSON.stringify(
+      new GatewayError(status, status === 431 ? 'Request headers too large.' : 'Malformed HTTP request.', { code: status === 431 ? 'headers_too_large' : 'bad_http_request' }).toBody(),
+    );
+    const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `x-request-id: ${randomUUID()}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
+
   return {
     http: server,
     activeRequests: () => active,
     whenIdle: () => (active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))),
+    drain: () => {
+      draining = true;
+    },
+    cancelAll: (reason) => {
+      for (const cancel of [...deps.inFlight] as Cancellation[]) cancel.cancel(reason);
+    },
   };
 }
 

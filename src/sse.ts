@@ -1,8 +1,10 @@
 /**
  * Server-sent events: an incremental parser that accepts bytes split anywhere (inside a line,
  * inside a UTF-8 sequence, between `\r` and `\n`), and the writer for the frames we send.
- * Follows the WHATWG event-stream rules: lines end in `\n`, `\r\n` or `\r`; a blank line
- * dispatches; lines starting with `:` are comments; `data` lines are joined with `\n`.
+ * Follows the WHATWG event-stream rules: an optional leading BOM is skipped; lines end in `\n`,
+ * `\r\n` or `\r`; a blank line dispatches; lines starting with `:` are comments; `data` lines are
+ * joined with `\n`. Linear time: each byte is scanned once, and a line split over many reads is
+ * joined once. Bounded: a line or an event larger than `maxEventBytes` is an error.
  */
 import { StringDecoder } from 'node:string_decoder';
 
@@ -12,18 +14,33 @@ export interface SseEvent {
   readonly data: string;
 }
 
+export class SseTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`an event stream line or event exceeded ${limit} characters`);
+    this.name = 'SseTooLargeError';
+  }
+}
+
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
 export class SseParser {
   private readonly decoder = new StringDecoder('utf8');
-  private pending = '';
-  /** The previous chunk ended in `\r`: a `\n` starting the next chunk belongs to that line end. */
+  /** The start of an unfinished line, in the pieces it arrived in. */
+  private pending: string[] = [];
+  private pendingLength = 0;
+  /** The previous text ended in `\r`: a `\n` starting the next one belongs to that line end. */
   private skipLeadingLf = false;
+  private started = false;
   private dataLines: string[] = [];
+  private dataLength = 0;
   private hasData = false;
   private eventName: string | undefined;
   /** Comment lines seen (e.g. DeepSeek's `: keep-alive`); they prove the upstream is alive. */
   comments = 0;
 
-  /** Feeds bytes; returns every event completed by them, in order. */
+  constructor(private readonly maxEventChars = MAX_EVENT_CHARS) {}
+
+  /** Feeds bytes; returns every event completed by them, in order. Throws SseTooLargeError. */
   push(chunk: Buffer): SseEvent[] {
     return this.scan(this.decoder.write(chunk));
   }
@@ -31,37 +48,43 @@ export class SseParser {
   /** The upstream ended: a last event without its blank line is still delivered (lenient). */
   end(): SseEvent[] {
     const events = this.scan(this.decoder.end());
-    if (this.pending !== '') {
-      const line = this.pending;
-      this.pending = '';
-      this.line(line, events);
-    }
+    if (this.pendingLength > 0) this.line(this.takePending(''), events);
     this.dispatch(events);
     return events;
   }
 
-  private scan(text: string): SseEvent[] {
+  private takePending(tail: string): string {
+    if (this.pending.length === 0) return tail;
+    this.pending.push(tail);
+    const line = this.pending.join('');
+    this.pending = [];
+    this.pendingLength = 0;
+    return line;
+  }
+
+  private scan(input: string): SseEvent[] {
     const events: SseEvent[] = [];
-    let buffer = this.pending === '' ? text : this.pending + text;
+    let text = input;
+    if (!this.started && text.length > 0) {
+      this.started = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
     let pos = 0;
-    if (this.skipLeadingLf && buffer.length > 0) {
-      if (buffer.charCodeAt(0) === 10) pos = 1;
+    if (this.skipLeadingLf && text.length > 0) {
+      if (text.charCodeAt(0) === 10) pos = 1;
       this.skipLeadingLf = false;
     }
-    // indexOf results are kept until passed: a chunk with many lines is scanned once per char kind.
-    let nextLf = buffer.indexOf('\n', pos);
-    let nextCr = buffer.indexOf('\r', pos);
+    // Positions of the next \n and \r are kept until passed: each character is scanned once.
+    let nextLf = text.indexOf('\n', pos);
+    let nextCr = text.indexOf('\r', pos);
     for (;;) {
-      if (nextLf !== -1 && nextLf < pos) nextLf = buffer.indexOf('\n', pos);
-      if (nextCr !== -1 && nextCr < pos) nextCr = buffer.indexOf('\r', pos);
-      let end: number;
-      if (nextLf === -1) end = nextCr;
-      else if (nextCr === -1) end = nextLf;
-      else end = nextLf < nextCr ? nextLf : nextCr;
+      if (nextLf !== -1 && nextLf < pos) nextLf = text.indexOf('\n', pos);
+      if (nextCr !== -1 && nextCr < pos) nextCr = text.indexOf('\r', pos);
+      const end = nextLf === -1 ? nextCr : nextCr === -1 ? nextLf : Math.min(nextLf, nextCr);
       if (end === -1) break;
-      const line = buffer.slice(pos, end);
+      const line = this.takePending(text.slice(pos, end));
       if (end === nextCr) {
-        if (end + 1 < buffer.length) pos = buffer.charCodeAt(end + 1) === 10 ? end + 2 : end + 1;
+        if (end + 1 < text.length) pos = text.charCodeAt(end + 1) === 10 ? end + 2 : end + 1;
         else {
           pos = end + 1;
           this.skipLeadingLf = true;
@@ -71,8 +94,12 @@ export class SseParser {
       }
       this.line(line, events);
     }
-    this.pending = pos === 0 ? buffer : buffer.slice(pos);
-    buffer = '';
+    if (pos < text.length) {
+      const rest = pos === 0 ? text : text.slice(pos);
+      this.pendingLength += rest.length;
+      if (this.pendingLength > this.maxEventChars) throw new SseTooLargeError(this.maxEventChars);
+      this.pending.push(rest);
+    }
     return events;
   }
 
@@ -90,6 +117,8 @@ export class SseParser {
     let value = colon === -1 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
     if (field === 'data') {
+      this.dataLength += value.length + 1;
+      if (this.dataLength > this.maxEventChars) throw new SseTooLargeError(this.maxEventChars);
       this.dataLines.push(value);
       this.hasData = true;
     } else if (field === 'event') {
@@ -104,6 +133,7 @@ export class SseParser {
       events.push({ event: this.eventName, data });
     }
     this.dataLines = [];
+    this.dataLength = 0;
     this.hasData = false;
     this.eventName = undefined;
   }

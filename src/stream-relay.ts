@@ -2,17 +2,29 @@
  * Relays an upstream event stream to the client as OpenAI chunks. Every event is written the
  * moment it is complete (events completed by the same read share one write), backpressure from a
  * slow client pauses the upstream, and the client's stream always ends: with `[DONE]`, or with an
- * OpenAI-style error event when the upstream fails mid-stream.
+ * OpenAI-style error event when the upstream fails, goes silent, or the gateway shuts down.
  */
 import type { ServerResponse } from 'node:http';
 import { CompletionAssembler } from './assemble.js';
+import type { Cancellation } from './cancel.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import type { Interaction } from './interaction.js';
 import type { StreamOutput, StreamTranslator } from './providers/types.js';
-import { SSE_DONE, SSE_HEADERS, SseParser, sseFrame, type SseEvent } from './sse.js';
-import type { UpstreamResponse } from './upstream.js';
+import { SSE_DONE, SSE_HEADERS, SseParser, SseTooLargeError, sseFrame, type SseEvent } from './sse.js';
+import { upstreamIdle, type UpstreamResponse } from './upstream.js';
+import { redactError } from './upstream-error.js';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
+/** After `[DONE]` the rest of the upstream body is read (so its connection is reused), but not forever. */
+const DRAIN_MS = 5000;
+
+export interface RelayOptions {
+  readonly cancel: Cancellation;
+  /** No upstream bytes for this long → error event (UPSTREAM_IDLE_TIMEOUT_MS). */
+  readonly idleMs: number;
+  /** Scrubbed from any upstream error message before it reaches the client or the log. */
+  readonly apiKey: string;
+}
 
 function errorFrame(error: GatewayError): string {
   return sseFrame(JSON.stringify(error.toBody()));
@@ -24,12 +36,13 @@ export function relayStream(
   res: ServerResponse,
   translator: StreamTranslator,
   interaction: Interaction,
-  signal: AbortSignal,
+  options: RelayOptions,
 ): Promise<void> {
   return new Promise((resolve) => {
     const parser = new SseParser();
     const assembler = new CompletionAssembler();
     const body = upstream.body;
+    const cancel = options.cancel;
     let over = false;
 
     res.writeHead(200, SSE_HEADERS);
@@ -37,9 +50,11 @@ export function relayStream(
 
     const finish = (): void => {
       over = true;
+      clearTimeout(idle);
+      cancel.offCancel(onCancel);
+      interaction.upstreamEndedAt = performance.now();
       interaction.response = assembler.result();
       interaction.usage = assembler.getUsage();
-      signal.removeEventListener('abort', onClientGone);
       resolve();
     };
     const end = (tail: string): void => {
@@ -47,12 +62,21 @@ export function relayStream(
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
       res.end(tail);
       finish();
-      // The rest of the upstream body (if any) is read and dropped so its connection can be reused.
-      body.resume();
     };
     const fail = (error: GatewayError, text = ''): void => {
-      interaction.error = error;
-      end(text + errorFrame(error));
+      if (over) return;
+      const safe = redactError(error, options.apiKey);
+      interaction.error = safe;
+      end(text + errorFrame(safe));
+      upstream.abort(); // a failed upstream is not reused, and keeps no socket open
+    };
+    const done = (text: string): void => {
+      end(text + SSE_DONE);
+      // Read and drop whatever follows so the connection returns to the pool.
+      const drain = setTimeout(() => upstream.abort(), DRAIN_MS);
+      drain.unref();
+      body.once('close', () => clearTimeout(drain));
+      body.resume();
     };
     const resume = (): void => {
       body.resume();
@@ -65,7 +89,7 @@ export function relayStream(
       }
     };
 
-    /** Translates events; returns true when the stream is over. */
+    /** Translates events and writes what they give; returns true when the stream is over. */
     const handle = (events: SseEvent[]): boolean => {
       let text = '';
       for (const event of events) {
@@ -80,7 +104,7 @@ export function relayStream(
             assembler.add(output.chunk);
             if (output.data !== null) text += sseFrame(output.data);
           } else if (output.kind === 'done') {
-            end(text + SSE_DONE);
+            done(text);
             return true;
           } else {
             fail(output.error, text);
@@ -92,36 +116,49 @@ export function relayStream(
       return false;
     };
 
+    const parse = (read: () => SseEvent[]): SseEvent[] | null => {
+      try {
+        return read();
+      } catch (err) {
+        if (!(err instanceof SseTooLargeError)) throw err;
+        fail(new GatewayError(502, `The provider sent an event larger than ${err.limit} characters.`, { code: 'upstream_event_too_large' }));
+        return null;
+      }
+    };
+
     const onData = (chunk: Buffer): void => {
       if (over) return;
+      idle.refresh();
       const comments = parser.comments;
-      const events = parser.push(chunk);
-      if (events.length === 0) {
-        // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
-        if (parser.comments !== comments) write(KEEP_ALIVE);
-        return;
-      }
-      handle(events);
+      const events = parse(() => parser.push(chunk));
+      if (events === null) return;
+      if (events.length > 0) handle(events);
+      // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
+      else if (parser.comments !== comments) write(KEEP_ALIVE);
     };
     const onEnd = (): void => {
       if (over) return;
-      if (handle(parser.end())) return;
+      const events = parse(() => parser.end());
+      if (events === null || handle(events)) return;
       // Some OpenAI-compatible servers close after the last chunk without `[DONE]`.
-      if (assembler.finished) end(SSE_DONE);
+      if (assembler.finished) done('');
       else fail(new GatewayError(502, 'The provider ended the stream before the answer was complete.', { code: 'upstream_incomplete_stream' }));
     };
     const onClose = (): void => {
-      if (over || signal.aborted) return;
+      if (over) return;
       fail(new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost' }));
     };
-    function onClientGone(): void {
+    const onCancel = (): void => {
       if (over) return;
+      const reason = cancel.reason as GatewayError;
+      if (reason.status !== 499) return fail(reason); // shutting down: the client gets an error event
       interaction.status = 499;
       upstream.abort();
       finish();
-    }
+    };
+    const idle = setTimeout(() => fail(upstreamIdle(options.idleMs)), options.idleMs);
 
-    signal.addEventListener('abort', onClientGone, { once: true });
+    cancel.onCancel(onCancel);
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('close', onClose);

@@ -44,13 +44,20 @@ function stringOrNull(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
-/** Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3`, DeepSeek `****cd15`. */
-const MASKED_KEY = /\S*\*{3,}\S*/g;
+/** Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`. */
+const MASKED_KEY = /\bsk-[A-Za-z0-9_-]*\*+[A-Za-z0-9_-]*|\*{4,}[A-Za-z0-9_-]{2,}/g;
 
 /** Removes every trace of the real key from text that may reach a client or a log. */
 export function redactKey(text: string, apiKey: string): string {
-  const withoutKey = apiKey.length >= 4 ? text.split(apiKey).join('[redacted]') : text;
+  const withoutKey = apiKey.length >= 4 && text.includes(apiKey) ? text.split(apiKey).join('[redacted]') : text;
   return withoutKey.replace(MASKED_KEY, '[redacted]');
+}
+
+/** The same error with the real key scrubbed from its message (mid-stream errors come from upstreams). */
+export function redactError(error: GatewayError, apiKey: string): GatewayError {
+  const message = redactKey(error.message, apiKey);
+  if (message === error.message) return error;
+  return new GatewayError(error.status, message, { type: error.type, code: error.code, param: error.param, logDetail: error.logDetail });
 }
 
 const PASSED_HEADERS = ['retry-after', 'retry-after-ms'] as const;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { availableParallelism } from 'node:os';
 import { ConfigError, loadConfig } from '../src/config.js';
 
 describe('loadConfig', () => {
@@ -12,20 +13,53 @@ describe('loadConfig', () => {
       logConsole: 'pretty',
       maxBodyBytes: 20 * 1024 * 1024,
       anthropicDefaultMaxTokens: 4096,
+      shutdownTimeoutMs: 30_000,
+      upstreamTimeoutMs: 600_000,
+      upstreamIdleTimeoutMs: 300_000,
+      metricsToken: null,
+      workers: 1,
     });
   });
 
   it('reads every variable', () => {
-    const config = loadConfig({ KEYS_FILE: 'k.json', GATEWAY_PORT: '9000', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off', GATEWAY_MAX_BODY_BYTES: '1024', ANTHROPIC_DEFAULT_MAX_TOKENS: '1000' });
-    assert.deepEqual(config, { keysFile: 'k.json', port: 9000, host: '127.0.0.1', logFile: null, logConsole: 'off', maxBodyBytes: 1024, anthropicDefaultMaxTokens: 1000 });
+    const config = loadConfig({
+      KEYS_FILE: 'k.json',
+      GATEWAY_PORT: '9000',
+      GATEWAY_HOST: '127.0.0.1',
+      LOG_FILE: 'off',
+      LOG_CONSOLE: 'off',
+      GATEWAY_MAX_BODY_BYTES: '1024',
+      ANTHROPIC_DEFAULT_MAX_TOKENS: '1000',
+      GATEWAY_SHUTDOWN_TIMEOUT_MS: '500',
+      UPSTREAM_TIMEOUT_MS: '2000',
+      UPSTREAM_IDLE_TIMEOUT_MS: '300',
+      METRICS_TOKEN: 'scrape-me',
+      GATEWAY_WORKERS: '3',
+    });
+    assert.deepEqual(config, {
+      keysFile: 'k.json',
+      port: 9000,
+      host: '127.0.0.1',
+      logFile: null,
+      logConsole: 'off',
+      maxBodyBytes: 1024,
+      anthropicDefaultMaxTokens: 1000,
+      shutdownTimeoutMs: 500,
+      upstreamTimeoutMs: 2000,
+      upstreamIdleTimeoutMs: 300,
+      metricsToken: 'scrape-me',
+      workers: 3,
+    });
+    assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());
   });
 
   it('reports every bad value at once', () => {
     assert.throws(
-      () => loadConfig({ GATEWAY_PORT: '80a', LOG_CONSOLE: 'loud', GATEWAY_MAX_BODY_BYTES: '0' }),
+      () => loadConfig({ GATEWAY_PORT: '80a', LOG_CONSOLE: 'loud', GATEWAY_MAX_BODY_BYTES: '0', GATEWAY_WORKERS: 'many' }),
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
-        assert.equal(err.problems.length, 3);
+        assert.equal(err.problems.length, 4);
+        assert.match(err.message, /GATEWAY_WORKERS must be an integer from 1 to 1024, got "many"/);
         assert.match(err.message, /GATEWAY_PORT must be an integer from 0 to 65535, got "80a"/);
         assert.match(err.message, /LOG_CONSOLE must be "pretty" or "off", got "loud"/);
         assert.match(err.message, /GATEWAY_MAX_BODY_BYTES must be an integer/);

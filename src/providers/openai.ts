@@ -62,7 +62,7 @@ export function passThroughStream(options: StreamOptions): StreamTranslator {
         return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
       }
       if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
-      if (chunk.error !== undefined) return [{ kind: 'error', error: midStreamError(chunk.error) }];
+      if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: midStreamError(chunk.error) }];
       if (!options.clientWantsUsage && isRecord(chunk.usage)) {
         // Usage-only chunk (OpenAI) → log only; usage on a content chunk (DeepSeek) → strip it.
         if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return [{ kind: 'chunk', chunk, data: null }];

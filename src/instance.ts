@@ -1,0 +1,159 @@
+/**
+ * One serving process: keys, log, metrics and the HTTP server wired together, with key reload
+ * and graceful shutdown. `main.ts` runs one alone, or one per cluster worker.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Cancellation } from './cancel.js';
+import type { Config } from './config.js';
+import { GatewayError } from './errors.js';
+import { KeyFileError, KeyStore, loadKeyFile, type VirtualKey } from './keys.js';
+import { InteractionLog, warn, type LogSink } from './log.js';
+import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
+import type { Registry } from './providers/index.js';
+import { createGatewayServer, type GatewayServer } from './server.js';
+
+export interface InstanceOptions {
+  readonly config: Config;
+  readonly registry: Registry;
+  readonly keys: VirtualKey[];
+  readonly sinks: LogSink[];
+  /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots. */
+  readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string>;
+  /** Whether this process reports the virtual-keys gauge (in a cluster only the primary does). */
+  readonly reportsKeyCount?: boolean;
+}
+
+export interface Instance {
+  readonly server: GatewayServer;
+  readonly keys: KeyStore;
+  readonly log: InteractionLog;
+  /** Starts listening; resolves with a printable address. */
+  listen(): Promise<string>;
+  /** Re-reads the keys file; on any problem keeps the current keys and reports every problem. */
+  reloadKeys(why: string): Promise<boolean>;
+  /** This process's metrics as plain data. */
+  snapshot(): MetricsSnapshot;
+  /** Graceful shutdown (stop accepting, let requests finish, cancel the rest, flush the log). */
+  shutdown(signal: string): Promise<void>;
+}
+
+export function shutdownCancelled(): GatewayError {
+  return new GatewayError(503, 'The gateway is shutting down and could not finish this request in time.', { code: 'gateway_shutting_down' });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+export function createInstance(options: InstanceOptions): Instance {
+  const { config } = options;
+  const keys = new KeyStore(options.keys);
+  const log = new InteractionLog(options.sinks);
+  const metrics = new Metrics();
+  const inFlight = new Set<Cancellation>();
+
+  const snapshot = (): MetricsSnapshot =>
+    metrics.snapshot({
+      gauges: {
+        llm_gateway_requests_in_flight: server.activeRequests(),
+        ...(options.reportsKeyCount === false ? {} : { llm_gateway_virtual_keys: keys.size }),
+      },
+      counters: { llm_gateway_log_write_failures_total: log.failures },
+    });
+
+  const server = createGatewayServer({
+    keys,
+    log,
+    metrics,
+    inFlight,
+    maxBodyBytes: config.maxBodyBytes,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    upstreamIdleTimeoutMs: config.upstreamIdleTimeoutMs,
+    metricsToken: config.metricsToken,
+    renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
+  });
+
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  const reloadKeys = (why: string): Promise<boolean> => {
+    // One reload at a time, in order: the last one reads the file as it finally is.
+    reloading = reloading.then(async () => {
+      try {
+        keys.replace(await loadKeyFile(config.keysFile, options.registry));
+        metrics.keyReload('ok');
+        warn(`keys reloaded (${why}): ${keys.size} virtual key${keys.size === 1 ? '' : 's'} in use`);
+        return true;
+      } catch (err) {
+        metrics.keyReload('error');
+        const message = err instanceof KeyFileError ? err.message : (err as Error).message;
+        warn(`keys NOT reloaded (${why}); still using the previous ${keys.size}:\n${message}`);
+        return false;
+      }
+    });
+    return reloading;
+  };
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = (signal: string): Promise<void> => {
+    stopping ??= (async () => {
+      const http = server.http;
+      warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${config.shutdownTimeoutMs} ms to finish`);
+      server.drain();
+      http.close();
+      http.closeIdleConnections();
+      const finished = await Promise.race([server.whenIdle().then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
+      if (!finished) {
+        warn(`shutdown timeout: cancelling ${server.activeRequests()} request(s) still in flight`);
+        server.cancelAll(shutdownCancelled());
+        await Promise.race([server.whenIdle(), sleep(2000)]);
+      }
+      http.closeAllConnections();
+      await log.close();
+    })();
+    return stopping;
+  };
+
+  return {
+    server,
+    keys,
+    log,
+    snapshot,
+    reloadKeys,
+    shutdown,
+    listen: () =>
+      new Promise((resolve, reject) => {
+        const http = server.http;
+        http.once('error', reject);
+        http.listen(config.port, config.host, () => {
+          http.off('error', reject);
+          const address = http.address();
+          resolve(typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address));
+        });
+      }),
+  };
+}
+
+/**
+ * Calls `onChange` (debounced) when the keys file changes. The folder is watched, not the file:
+ * editors and deploy tools replace the file (a rename), which a watch on the old inode misses.
+ */
+export function watchKeysFile(file: string, onChange: () => void): () => void {
+  const name = basename(file);
+  let timer: NodeJS.Timeout | undefined;
+  let watcher: FSWatcher;
+  try {
+    watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      clearTimeout(timer);
+      timer = setTimeout(onChange, 100);
+    });
+  } catch (err) {
+    warn(`cannot watch ${file} for changes (${(err as Error).message}); reload keys with SIGHUP`);
+    return () => {};
+  }
+  watcher.on('error', (err) => warn(`stopped watching ${file} (${err.message}); reload keys with SIGHUP`));
+  return () => {
+    clearTimeout(timer);
+    watcher.close();
+  };
+}

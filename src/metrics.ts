@@ -1,0 +1,187 @@
+/**
+ * Metrics in the Prometheus text format, hand-written. Each process keeps its own counters and
+ * histograms; a snapshot is plain data, so the cluster primary can merge the workers' snapshots
+ * and answer /metrics for the whole instance.
+ */
+
+export type Labels = Readonly<Record<string, string>>;
+
+export interface HistogramData {
+  /** Non-cumulative counts per bucket, the last one being +Inf. */
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+export interface MetricsSnapshot {
+  /** metric name → serialized label set → value */
+  counters: Record<string, Record<string, number>>;
+  histograms: Record<string, Record<string, HistogramData>>;
+  gauges: Record<string, Record<string, number>>;
+}
+
+interface Definition {
+  readonly type: 'counter' | 'histogram' | 'gauge';
+  readonly help: string;
+  readonly buckets?: readonly number[];
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+/** Every metric the gateway exposes; the README lists the same names. */
+export const METRICS: Readonly<Record<string, Definition>> = {
+  llm_gateway_requests_total: { type: 'counter', help: 'Chat requests by provider, virtual key, model and response status.' },
+  llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Chat request duration, from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
+  llm_gateway_upstream_ttfb_seconds: { type: 'histogram', help: "Time from sending a request to the provider to its response headers.", buckets: LATENCY_BUCKETS },
+  llm_gateway_overhead_seconds: { type: 'histogram', help: 'Time spent in the gateway itself, excluding the wait for the provider.', buckets: OVERHEAD_BUCKETS },
+  llm_gateway_prompt_tokens_total: { type: 'counter', help: 'Prompt tokens reported by providers.' },
+  llm_gateway_completion_tokens_total: { type: 'counter', help: 'Completion tokens reported by providers.' },
+  llm_gateway_requests_in_flight: { type: 'gauge', help: 'Requests being served right now.' },
+  llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log writes that failed (entries lost from a destination).' },
+  llm_gateway_key_reloads_total: { type: 'counter', help: 'Keys file reloads, by result (ok: new keys in use; error: file invalid, previous keys kept).' },
+  llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
+};
+
+/** Beyond this many label sets per metric, new ones are folded into model="(other)": clients choose model names. */
+const MAX_SERIES = 5000;
+
+function escape(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+}
+
+export function labelKey(labels: Labels): string {
+  let key = '';
+  for (const name in labels) key += `${key === '' ? '' : ','}${name}="${escape(labels[name] as string)}"`;
+  return key;
+}
+
+export interface RequestObservation {
+  provider: string;
+  virtualKey: string;
+  model: string;
+  status: number;
+  durationSeconds: number;
+  upstreamTtfbSeconds: number | null;
+  overheadSeconds: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export class Metrics {
+  private readonly counters: Record<string, Map<string, number>> = {};
+  private readonly histograms: Record<string, Map<string, HistogramData>> = {};
+
+  private add(name: string, labels: Labels, value: number): void {
+    const series = (this.counters[name] ??= new Map());
+    let key = labelKey(labels);
+    if (!series.has(key) && series.size >= MAX_SERIES && 'model' in labels) key = labelKey({ ...labels, model: '(other)' });
+    series.set(key, (series.get(key) ?? 0) + value);
+  }
+
+  private observe(name: string, labels: Labels, value: number): void {
+    const bounds = METRICS[name]?.buckets ?? [];
+    const series = (this.histograms[name] ??= new Map());
+    const key = labelKey(labels);
+    let data = series.get(key);
+    if (data === undefined) {
+      data = { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
+      series.set(key, data);
+    }
+    let bucket = 0;
+    while (bucket < bounds.length && value > (bounds[bucket] as number)) bucket++;
+    data.buckets[bucket] = (data.buckets[bucket] as number) + 1;
+    data.sum += value;
+    data.count++;
+  }
+
+  request(o: RequestObservation): void {
+    const byProvider = { provider: o.provider };
+    this.add('llm_gateway_requests_total', { provider: o.provider, virtual_key: o.virtualKey, model: o.model, status: String(o.status) }, 1);
+    this.observe('llm_gateway_request_duration_seconds', byProvider, o.durationSeconds);
+    this.observe('llm_gateway_overhead_seconds', byProvider, o.overheadSeconds);
+    if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', byProvider, o.upstreamTtfbSeconds);
+    if (o.promptTokens > 0 || o.completionTokens > 0) {
+      const byModel = { provider: o.provider, virtual_key: o.virtualKey, model: o.model };
+      this.add('llm_gateway_prompt_tokens_total', byModel, o.promptTokens);
+      this.add('llm_gateway_completion_tokens_total', byModel, o.completionTokens);
+    }
+  }
+
+  keyReload(result: 'ok' | 'error'): void {
+    this.add('llm_gateway_key_reloads_total', { result }, 1);
+  }
+
+  /** Plain data; `extra` adds values read at scrape time (gauges, counters kept elsewhere). */
+  snapshot(extra: { gauges?: Record<string, number>; counters?: Record<string, number> } = {}): MetricsSnapshot {
+    const snapshot: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
+    for (const [name, series] of Object.entries(this.counters)) snapshot.counters[name] = Object.fromEntries(series);
+    for (const [name, series] of Object.entries(this.histograms)) {
+      snapshot.histograms[name] = Object.fromEntries([...series].map(([key, data]) => [key, { ...data, buckets: [...data.buckets] }]));
+    }
+    for (const [name, value] of Object.entries(extra.gauges ?? {})) snapshot.gauges[name] = { '': value };
+    for (const [name, value] of Object.entries(extra.counters ?? {})) snapshot.counters[name] = { ...snapshot.counters[name], '': value };
+    return snapshot;
+  }
+}
+
+/** Sums snapshots (counters, histogram buckets, gauges) into one: the whole instance. */
+export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
+  const merged: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
+  for (const snapshot of snapshots) {
+    for (const kind of ['counters', 'gauges'] as const) {
+      for (const [name, series] of Object.entries(snapshot[kind])) {
+        const target = (merged[kind][name] ??= {});
+        for (const [key, value] of Object.entries(series)) target[key] = (target[key] ?? 0) + value;
+      }
+    }
+    for (const [name, series] of Object.entries(snapshot.histograms)) {
+      const target = (merged.histograms[name] ??= {});
+      for (const [key, data] of Object.entries(series)) {
+        const into = target[key];
+        if (into === undefined) target[key] = { ...data, buckets: [...data.buckets] };
+        else {
+          data.buckets.forEach((count, i) => (into.buckets[i] = (into.buckets[i] ?? 0) + count));
+          into.sum += data.sum;
+          into.count += data.count;
+        }
+      }
+    }
+  }
+  return merged;
+}
+
+function number(value: number): string {
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(12)));
+}
+
+function series(name: string, key: string, value: number, extra = ''): string {
+  const labels = key === '' ? extra : extra === '' ? key : `${key},${extra}`;
+  return `${name}${labels === '' ? '' : `{${labels}}`} ${number(value)}\n`;
+}
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export function renderPrometheus(snapshot: MetricsSnapshot): string {
+  let out = '';
+  for (const [name, definition] of Object.entries(METRICS)) {
+    out += `# HELP ${name} ${definition.help}\n# TYPE ${name} ${definition.type}\n`;
+    if (definition.type === 'histogram') {
+      const bounds = definition.buckets ?? [];
+      for (const [key, data] of Object.entries(snapshot.histograms[name] ?? {})) {
+        let cumulative = 0;
+        bounds.forEach((bound, i) => {
+          cumulative += data.buckets[i] ?? 0;
+          out += series(`${name}_bucket`, key, cumulative, `le="${number(bound)}"`);
+        });
+        out += series(`${name}_bucket`, key, data.count, 'le="+Inf"');
+        out += series(`${name}_sum`, key, data.sum);
+        out += series(`${name}_count`, key, data.count);
+      }
+    } else {
+      const values = (definition.type === 'gauge' ? snapshot.gauges : snapshot.counters)[name] ?? {};
+      for (const [key, value] of Object.entries(values)) out += series(name, key, value);
+    }
+  }
+  return out;
+}
