@@ -98,16 +98,22 @@ export function createInstance(options: InstanceOptions): Instance {
     stopping ??= (async () => {
       const http = server.http;
       warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${config.shutdownTimeoutMs} ms to finish`);
-      server.drain();
-      http.close();
-      http.closeIdleConnections();
-      const finished = await Promise.race([server.whenIdle().then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
+      server.drain(); // from now on every response closes its connection, and /healthz says 503
+      // Resolves once every connection has ended: in-flight responses done, including requests
+      // pipelined behind them, which are still answered.
+      const allClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      const sweep = setInterval(() => {
+        if (server.activeRequests() === 0) http.closeIdleConnections();
+      }, 50);
+      const finished = await Promise.race([allClosed.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
+      clearInterval(sweep);
       if (!finished) {
         warn(`shutdown timeout: cancelling ${server.activeRequests()} request(s) still in flight`);
         server.cancelAll(shutdownCancelled());
         await Promise.race([server.whenIdle(), sleep(2000)]);
+        http.closeAllConnections();
       }
-      http.closeAllConnections();
+      await Promise.race([server.whenIdle(), sleep(1000)]); // every handler has recorded its entry
       await log.close();
     })();
     return stopping;

@@ -3,7 +3,7 @@
  * carries, health and metrics endpoints, in-flight tracking for graceful shutdown, and the
  * 404/405/500 answers. Handlers get everything they need passed in.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Cancellation } from './cancel.js';
@@ -52,16 +52,22 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   const busySockets = new WeakSet<Socket>();
 
   const chat: Handler = (req, res, context) => handleChat(req, res, context, deps);
-  const health: Handler = (_req, res) => {
+  const stamp = (res: ServerResponse, context: RequestContext): void => {
+    res.setHeader(OVERHEAD_HEADER, (performance.now() - context.startedAt).toFixed(3));
+  };
+  const health: Handler = (_req, res, context) => {
+    stamp(res, context);
     if (draining) sendJson(res, 503, '{"status":"shutting_down"}');
     else sendJson(res, 200, '{"status":"ok"}');
   };
-  const metrics: Handler = async (req, res) => {
-    if (deps.metricsToken !== null && req.headers.authorization !== `Bearer ${deps.metricsToken}`) {
+  const metrics: Handler = async (req, res, context) => {
+    if (deps.metricsToken !== null && !safeEqual(req.headers.authorization ?? '', `Bearer ${deps.metricsToken}`)) {
+      stamp(res, context);
       sendError(res, new GatewayError(401, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { code: 'invalid_metrics_token' }));
       return;
     }
     const text = await deps.renderMetrics();
+    stamp(res, context);
     res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
     res.end(text);
   };
@@ -116,7 +122,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
                 code: 'method_not_allowed',
                 headers: { allow: [...methods.keys()].join(', ') },
               });
-        res.setHeader(OVERHEAD_HEADER, (performance.now() - context.startedAt).toFixed(3));
+        stamp(res, context);
         sendError(res, error);
         partDone();
         return;
@@ -160,6 +166,11 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       for (const cancel of [...deps.inFlight] as Cancellation[]) cancel.cancel(reason);
     },
   };
+}
+
+/** Compares secrets in constant time (digests have equal length whatever the input). */
+function safeEqual(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
 function internalError(res: ServerResponse, err: unknown): void {

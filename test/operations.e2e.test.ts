@@ -1,0 +1,354 @@
+/**
+ * What an operator relies on, against the real process: graceful shutdown, cancellation when the
+ * client leaves, upstream timeouts, key reload without restart, health and metrics.
+ */
+import assert from 'node:assert/strict';
+import { renameSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readLogFile, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, openStream, request, sseData } from './support/http.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-opsOPENAIkey-3344';
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello ops' }] };
+const chunkFrame = (content: string, finish: string | null = null) =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-o', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: finish === null ? { content } : {}, finish_reason: finish }] })}\n\n`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let upstream: MockUpstream;
+before(async () => {
+  upstream = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+});
+after(async () => {
+  await upstream?.close();
+});
+
+function keysFor(extra: Record<string, unknown> = {}) {
+  return { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl }, vk_mock: { provider: 'mock' }, ...extra } };
+}
+
+/** A stream that sends one chunk every `everyMs`, `count` times, then finishes. */
+function slowStream(count: number, everyMs: number) {
+  return async ({ res }: { res: http.ServerResponse }) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (let i = 0; i < count && !res.destroyed; i++) {
+      res.write(chunkFrame(`c${i} `));
+      await sleep(everyMs);
+    }
+    if (res.destroyed) return;
+    res.write(chunkFrame('', 'stop'));
+    res.end('data: [DONE]\n\n');
+  };
+}
+
+/** Reads a whole response, noting when its first byte arrived. */
+function collect(res: http.IncomingMessage): Promise<{ text: string; firstAt: number }> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    let firstAt = 0;
+    res.setEncoding('utf8');
+    res.on('data', (piece: string) => {
+      if (firstAt === 0) firstAt = Date.now();
+      text += piece;
+    });
+    res.on('end', () => resolve({ text, firstAt }));
+    res.on('error', reject);
+  });
+}
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM lets a slow stream finish, logs it, refuses new connections, answers /healthz 503, and exits 0', async () => {
+    upstream.behave(slowStream(8, 100));
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
+    try {
+      // A stream on a connection that stays open: idle connections close at the signal, busy
+      // ones carry on, so a health check sent on it after the signal sees the drain.
+      const body = JSON.stringify({ ...hello, stream: true });
+      const socket = net.connect(gateway.port, '127.0.0.1');
+      let text = '';
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => text.includes('c0 '), 'the first chunk');
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
+      socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+
+      const refused = await request(gateway.url, '/healthz', { method: 'GET' }).then(
+        () => 'accepted',
+        (err: NodeJS.ErrnoException) => err.code,
+      );
+      assert.equal(refused, 'ECONNREFUSED', 'a new connection after the signal is refused');
+
+      await closed;
+      const [stream, health] = text.split(/(?=HTTP\/1\.1 503)/);
+      assert.match(stream ?? '', /^HTTP\/1\.1 200/);
+      assert.match(stream ?? '', /data: \[DONE\]/, 'the in-flight stream completed');
+      assert.match(health ?? '', /^HTTP\/1\.1 503/, '/healthz answers 503 while draining');
+      assert.match(health ?? '', /connection: close/i);
+      assert.match(health ?? '', /\{"status":"shutting_down"\}/);
+
+      assert.equal(await gateway.exited, 0);
+      const entry = readLogFile(gateway.logFile).find((candidate) => candidate.stream === true);
+      assert.equal(entry?.status, 200);
+      assert.equal(entry?.response.choices[0].message.content, 'c0 c1 c2 c3 c4 c5 c6 c7 ');
+    } finally {
+      upstream.behave(null);
+      await gateway.stop('SIGKILL');
+    }
+  });
+
+  it('cancels what is left after GATEWAY_SHUTDOWN_TIMEOUT_MS, logs it as cut short, and still exits 0', async () => {
+    upstream.behave(slowStream(1000, 50));
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_SHUTDOWN_TIMEOUT_MS: '300' } });
+    try {
+      const { res } = await openStream(gateway.url, 'vk_openai', { ...hello, stream: true });
+      const body = collect(res);
+      await sleep(100);
+      gateway.child.kill('SIGTERM');
+      const { text } = await body;
+      const last = JSON.parse(sseData(text).at(-1) ?? '{}');
+      assert.equal(last.error.code, 'gateway_shutting_down');
+      assert.equal(await gateway.exited, 0);
+      const [entry] = readLogFile(gateway.logFile);
+      assert.equal(entry?.error.code, 'gateway_shutting_down');
+      assert.match(entry?.response.choices[0].message.content, /^c0 c1 /);
+      await waitFor(() => upstream.requests.at(-1)?.aborted === true, 'the upstream call aborted');
+    } finally {
+      upstream.behave(null);
+      await gateway.stop('SIGKILL');
+    }
+  });
+});
+
+describe('with one gateway', () => {
+  let gateway: GatewayProcess;
+  before(async () => {
+    gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_IDLE_TIMEOUT_MS: '400' } });
+  });
+  after(async () => {
+    await gateway?.stop();
+  });
+
+  describe('the client goes away', () => {
+    it('mid-stream: the upstream call is aborted at once, and the entry says 499 with the partial answer', async () => {
+      upstream.behave(slowStream(1000, 30));
+      try {
+        const { res, req } = await openStream(gateway.url, 'vk_openai', { ...hello, stream: true });
+        const id = String(res.headers['x-request-id']);
+        await new Promise<void>((resolve) => res.once('data', () => resolve()));
+        await sleep(100);
+        req.destroy();
+        await waitFor(() => upstream.requests.at(-1)?.aborted === true, 'the upstream sees its request aborted', 2000);
+        const entry = await waitForEntry(gateway.logFile, id);
+        assert.equal(entry.status, 499);
+        assert.equal(entry.error.code, 'client_closed_request');
+        assert.match(entry.response.choices[0].message.content, /^c0 /);
+      } finally {
+        upstream.behave(null);
+      }
+    });
+
+    it('before the answer: the upstream call is aborted and the entry says 499', async () => {
+      upstream.behave(() => new Promise<void>(() => {})); // never answers
+      try {
+        const req = http.request(`${gateway.url}/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_openai', 'content-type': 'application/json' } });
+        req.on('error', () => {});
+        req.end(JSON.stringify(hello));
+        await waitFor(() => upstream.requests.length > 0 && upstream.requests.at(-1)?.aborted === false, 'the upstream got the request');
+        const seen = upstream.requests.at(-1);
+        await sleep(50);
+        req.destroy();
+        await waitFor(() => seen?.aborted === true, 'the upstream sees its request aborted', 2000);
+        await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.status === 499 && entry.stream === false), 'a 499 entry');
+      } finally {
+        upstream.behave(null);
+      }
+    });
+  });
+
+  describe('timeouts', () => {
+    it('no response headers within UPSTREAM_TIMEOUT_MS → 504, logged', async () => {
+      upstream.behave(() => new Promise<void>(() => {}));
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', hello);
+        assert.equal(reply.status, 504);
+        assert.equal(reply.json.error.code, 'upstream_timeout');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 504);
+        assert.equal(entry.error.code, 'upstream_timeout');
+        await waitFor(() => upstream.requests.at(-1)?.aborted === true, 'the upstream call abandoned');
+      } finally {
+        upstream.behave(null);
+      }
+    });
+
+    it('a stream silent for UPSTREAM_IDLE_TIMEOUT_MS ends with an error event, logged', async () => {
+      upstream.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(chunkFrame('only '));
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+        const data = sseData(reply.text);
+        assert.equal(JSON.parse(data[0] ?? '{}').choices[0].delta.content, 'only ');
+        assert.equal(JSON.parse(data.at(-1) ?? '{}').error.code, 'upstream_idle_timeout');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.error.code, 'upstream_idle_timeout');
+        assert.equal(entry.response.choices[0].message.content, 'only ');
+      } finally {
+        upstream.behave(null);
+      }
+    });
+
+    it('a non-stream body that stalls → 504, and an error body that stalls does not hang either', async () => {
+      for (const status of [200, 500]) {
+        upstream.behave(({ res }) => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.write('{"id":');
+        });
+        const reply = await chat(gateway.url, 'vk_openai', hello);
+        assert.equal(reply.status, 504, `status ${status}`);
+        assert.equal(reply.json.error.code, 'upstream_idle_timeout');
+      }
+      upstream.behave(null);
+    });
+  });
+
+  describe('health and metrics', () => {
+    it('GET /healthz answers 200 {"status":"ok"} without a key and is not logged', async () => {
+      const reply = await request(gateway.url, '/healthz', { method: 'GET' });
+      assert.equal(reply.status, 200);
+      assert.deepEqual(reply.json, { status: 'ok' });
+      assert.ok(reply.headers['x-request-id']);
+      await sleep(50);
+      assert.equal(readLogFile(gateway.logFile).some((entry) => entry.path === '/healthz'), false);
+      assert.equal((await request(gateway.url, '/healthz', { method: 'POST' })).status, 405);
+    });
+
+    it('every response carries x-gateway-overhead-ms', async () => {
+      const replies = [
+        await chat(gateway.url, 'vk_openai', hello),
+        await chat(gateway.url, 'vk_openai', { ...hello, stream: true }),
+        await chat(gateway.url, 'vk_mock', hello),
+        await chat(gateway.url, 'nope', hello),
+        await request(gateway.url, '/nowhere', { method: 'GET' }),
+        await request(gateway.url, '/healthz', { method: 'GET' }),
+        await request(gateway.url, '/metrics', { method: 'GET' }),
+      ];
+      for (const reply of replies) {
+        const value = Number(reply.headers['x-gateway-overhead-ms']);
+        assert.ok(Number.isFinite(value) && value >= 0 && value < 1000, `${reply.status}: ${String(reply.headers['x-gateway-overhead-ms'])}`);
+      }
+    });
+
+    it('GET /metrics exposes requests, durations, overhead, upstream ttfb, tokens, in-flight, log failures and reloads', async () => {
+      const before = await request(gateway.url, '/metrics', { method: 'GET' });
+      const count = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}().*+?[\]\\|^$]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      const okSeries = 'llm_gateway_requests_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini",status="200"}';
+      const tokens = 'llm_gateway_prompt_tokens_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini"}';
+      for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200);
+      const reply = await request(gateway.url, '/metrics', { method: 'GET' });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+      const text = reply.text;
+      assert.equal(count(text, okSeries) - count(before.text, okSeries), 3);
+      assert.equal(count(text, tokens) - count(before.text, tokens), 33, 'prompt tokens: 3 × 11');
+      for (const name of [
+        'llm_gateway_request_duration_seconds_bucket{provider="openai",le="+Inf"}',
+        'llm_gateway_overhead_seconds_count{provider="openai"}',
+        'llm_gateway_upstream_ttfb_seconds_count{provider="openai"}',
+        'llm_gateway_completion_tokens_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini"}',
+        'llm_gateway_requests_in_flight',
+        'llm_gateway_log_write_failures_total',
+        'llm_gateway_virtual_keys',
+      ]) {
+        assert.ok(count(text, name) >= 0 && text.includes(`${name} `), `missing ${name}`);
+      }
+      assert.equal(count(text, 'llm_gateway_virtual_keys'), 2);
+      assert.equal(count(text, 'llm_gateway_requests_in_flight'), 1, 'the scrape itself');
+      assert.match(text, /# TYPE llm_gateway_overhead_seconds histogram/);
+      assert.match(text, /# TYPE llm_gateway_key_reloads_total counter/);
+      // Unauthenticated requests are counted without their (unbounded, untrusted) key or model.
+      await chat(gateway.url, 'vk_who', hello);
+      assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",virtual_key="",model="",status="401"\} \d+/);
+    });
+  });
+});
+
+describe('metrics token', () => {
+  it('METRICS_TOKEN requires Authorization: Bearer on /metrics', async () => {
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', METRICS_TOKEN: 'scrape-secret' } });
+    try {
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET' })).status, 401);
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', key: 'wrong' })).status, 401);
+      const ok = await request(gateway.url, '/metrics', { method: 'GET', key: 'scrape-secret' });
+      assert.equal(ok.status, 200);
+      assert.match(ok.text, /llm_gateway_requests_total/);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('keys change without a restart', () => {
+  it('reloads on file change (written in place or replaced by rename) and on SIGHUP; an invalid file keeps the previous keys', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_old: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_old', hello)).status, 200);
+      assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 401);
+
+      // Written in place.
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_new: { provider: 'mock' } } }));
+      await waitFor(() => /keys reloaded \(file changed\): 1 virtual key in use/.test(gateway.stderr()), 'a reload message');
+      assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 200, 'a new key works');
+      assert.equal((await chat(gateway.url, 'vk_old', hello)).status, 401, 'a removed key gets 401');
+
+      // An invalid file: the previous keys stay, every problem is reported.
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_a: { provider: 'nope' }, vk_b: { provider: 'openai' } } }));
+      await waitFor(() => /keys NOT reloaded/.test(gateway.stderr()), 'a refusal message');
+      assert.match(gateway.stderr(), /virtual key "vk_a": unknown provider "nope"/);
+      assert.match(gateway.stderr(), /virtual key "vk_b": "api_key" is empty/);
+      assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 200, 'previous keys still work');
+
+      // Replaced the way editors and deploy tools do it: a new file renamed over the old one.
+      const temp = join(gateway.dir, 'keys.json.tmp');
+      writeFileSync(temp, JSON.stringify({ virtual_keys: { vk_renamed: { provider: 'mock' }, vk_two: { provider: 'mock' } } }));
+      renameSync(temp, gateway.keysFile);
+      await waitFor(() => /: 2 virtual keys in use/.test(gateway.stderr()), 'a reload after rename');
+      assert.equal((await chat(gateway.url, 'vk_renamed', hello)).status, 200);
+
+      // SIGHUP.
+      const reloadsBefore = (gateway.stderr().match(/keys reloaded \(SIGHUP\)/g) ?? []).length;
+      gateway.child.kill('SIGHUP');
+      await waitFor(() => (gateway.stderr().match(/keys reloaded \(SIGHUP\)/g) ?? []).length > reloadsBefore, 'a SIGHUP reload');
+      const metrics = await request(gateway.url, '/metrics', { method: 'GET' });
+      assert.match(metrics.text, /llm_gateway_key_reloads_total\{result="ok"\} [3-9]/);
+      assert.match(metrics.text, /llm_gateway_key_reloads_total\{result="error"\} [1-9]/);
+      assert.doesNotMatch(gateway.stderr(), /"provider": "mock"/, 'never the file content');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('an in-flight request finishes with the key it started with', async () => {
+    upstream.behave(slowStream(6, 80));
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
+    try {
+      const { res } = await openStream(gateway.url, 'vk_openai', { ...hello, stream: true });
+      const body = collect(res);
+      await sleep(100);
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_other: { provider: 'mock' } } }));
+      await waitFor(() => /keys reloaded/.test(gateway.stderr()), 'the reload');
+      assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 401);
+      const { text } = await body;
+      assert.equal(sseData(text).at(-1), '[DONE]');
+    } finally {
+      upstream.behave(null);
+      await gateway.stop();
+    }
+  });
+});
