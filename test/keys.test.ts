@@ -155,3 +155,16 @@ describe('KeyStore', () => {
     assert.equal(store.size, 1);
   });
 });
+
+describe('key file JSON errors', () => {
+  it('give the line and column, never the text around them (it may hold an api_key)', () => {
+    try {
+      parseKeyFile('{\n  "virtual_keys": {\n    "vk": {"provider": "openai", "api_key": "sk-SECRET"},,\n  }\n}', 'keys.json', providers);
+      assert.fail('expected an error');
+    } catch (err) {
+      assert.ok(err instanceof KeyFileError);
+      assert.match(err.message, /not valid JSON \(line 3, column \d+\)/);
+      assert.doesNotMatch(err.message, /SECRET/);
+    }
+  });
+});

@@ -99,6 +99,14 @@ describe('interactions log', () => {
       assert.equal(entries.map((entry) => `${JSON.stringify(entry, null, 2)}\n`).join(''), source);
     }
   });
+
+  it('keeps entries in the order the requests finished', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push(String((await chat(gateway.url, 'vk_openai', hello)).headers['x-request-id']));
+    await waitForEntry(gateway.logFile, ids.at(-1) as string);
+    const order = readLogFile(gateway.logFile).map((entry) => entry.request_id).filter((id) => ids.includes(id));
+    assert.deepEqual(order, ids);
+  });
 });
 
 describe('real keys never leave the gateway', () => {

@@ -164,3 +164,10 @@ describe('upstream errors', () => {
     assert.equal(redactKey('Your api key: ****cd15 is invalid', 'zzzz'), 'Your api key: [redacted] is invalid');
   });
 });
+
+describe('redaction does not eat ordinary text', () => {
+  it('keeps markdown emphasis and other asterisks', () => {
+    assert.equal(redactKey('Use ***bold*** formatting, 2 * 3 = 6', 'sk-none-here'), 'Use ***bold*** formatting, 2 * 3 = 6');
+    assert.equal(redactKey('Incorrect API key provided: sk-proj-****abcd.', 'zzzz'), 'Incorrect API key provided: [redacted].');
+  });
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SseParser, sseFrame, type SseEvent } from '../src/sse.js';
+import { SseParser, SseTooLargeError, sseFrame, type SseEvent } from '../src/sse.js';
 
 function parseAll(chunks: Buffer[]): { events: SseEvent[]; comments: number } {
   const parser = new SseParser();
@@ -93,5 +93,31 @@ describe('sseFrame', () => {
     const frame = sseFrame('a\nb\r\nc');
     assert.equal(frame, 'data: a\ndata: b\ndata: c\n\n');
     assert.deepEqual(parseAll([Buffer.from(frame)]).events, [{ event: undefined, data: 'a\nb\nc' }]);
+  });
+});
+
+describe('SseParser limits and edge cases', () => {
+  it('skips a UTF-8 byte order mark at the start of the stream', () => {
+    const { events } = parseAll([Buffer.from([0xef, 0xbb]), Buffer.from([0xbf]), Buffer.from('data: first\n\n')]);
+    assert.deepEqual(events, [{ event: undefined, data: 'first' }]);
+  });
+
+  it('joins a line split over thousands of reads, once', () => {
+    const parser = new SseParser();
+    const events: SseEvent[] = [];
+    events.push(...parser.push(Buffer.from('data: ')));
+    for (let i = 0; i < 10_000; i++) events.push(...parser.push(Buffer.from('abcdefghij')));
+    events.push(...parser.push(Buffer.from('\n\n')));
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.data.length, 100_000);
+  });
+
+  it('refuses a line or an event larger than its limit', () => {
+    const parser = new SseParser(1000);
+    assert.throws(() => parser.push(Buffer.from(`data: ${'x'.repeat(2000)}`)), SseTooLargeError);
+    const lines = new SseParser(1000);
+    assert.throws(() => {
+      for (let i = 0; i < 20; i++) lines.push(Buffer.from(`data: ${'y'.repeat(100)}\n`));
+    }, SseTooLargeError);
   });
 });

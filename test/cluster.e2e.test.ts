@@ -1,0 +1,133 @@
+/**
+ * GATEWAY_WORKERS: several workers on one port. Log entries never interleave, /metrics answers
+ * for the whole instance, SIGHUP and SIGTERM reach every worker, a dead worker is replaced.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseJsonStream, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { chat, request } from './support/http.js';
+
+/** Child process ids of `pid`, read from /proc (Linux). */
+function children(pid: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === pid) found.push(Number(name));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
+}
+
+function requestsTotal(metrics: string): number {
+  let total = 0;
+  for (const match of metrics.matchAll(/^llm_gateway_requests_total\{[^}]*\} (\d+)$/gm)) total += Number(match[1]);
+  return total;
+}
+
+describe('several workers (GATEWAY_WORKERS=2)', () => {
+  let gateway: GatewayProcess;
+  let targetFile: string;
+
+  before(async () => {
+    // KEYS_FILE is a symlink into another folder: writing the target is not seen by the folder
+    // watch, so the SIGHUP test below proves the signal alone reloads every worker.
+    const elsewhere = tempDir();
+    targetFile = join(elsewhere, 'real-keys.json');
+    writeFileSync(targetFile, JSON.stringify({ virtual_keys: { vk_a: { provider: 'mock' } } }));
+    const dir = tempDir();
+    mkdirSync(join(dir, 'k'));
+    const link = join(dir, 'k', 'keys.json');
+    symlinkSync(targetFile, link);
+    gateway = await startGateway({ keys: '{}', env: { GATEWAY_WORKERS: '2', KEYS_FILE: link } });
+  });
+
+  after(async () => {
+    await gateway?.stop('SIGKILL');
+  });
+
+  it('starts two workers on one port', async () => {
+    assert.match(gateway.stderr(), /listening on http:\/\/\S+ with 1 virtual key \(2 workers\)/);
+    await waitFor(() => children(gateway.child.pid as number).length === 2, 'two worker processes');
+  });
+
+  it('writes whole entries from every worker, never interleaved, to the file and stdout', async () => {
+    const big = 'x'.repeat(20_000); // entries far larger than a pipe's atomic write size
+    const replies = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => chat(gateway.url, 'vk_a', { model: 'm', stream: i % 2 === 0, messages: [{ role: 'user', content: `${i} ${big}` }] })),
+    );
+    assert.ok(replies.every((reply) => reply.status === 200));
+    const ids = replies.map((reply) => String(reply.headers['x-request-id']));
+    await waitFor(() => ids.every((id) => gateway.stdout().includes(id)), 'every entry on stdout', 10_000);
+    await waitFor(() => readLogFile(gateway.logFile).length >= 60, 'every entry in the file', 10_000);
+    for (const text of [readFileSync(gateway.logFile, 'utf8'), gateway.stdout()]) {
+      const entries = parseJsonStream(text) as Array<{ request_id: string }>;
+      assert.equal(entries.map((entry) => `${JSON.stringify(entry, null, 2)}\n`).join(''), text, 'the text is exactly the whole entries, back to back');
+      for (const id of ids) assert.equal(entries.filter((entry) => entry.request_id === id).length, 1);
+    }
+  });
+
+  it('answers /metrics for the whole instance, whichever worker takes the scrape', async () => {
+    const before = requestsTotal((await request(gateway.url, '/metrics', { method: 'GET' })).text);
+    for (let i = 0; i < 20; i++) assert.equal((await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200);
+    // Fresh connections land on either worker; every scrape must count all 20.
+    for (let i = 0; i < 6; i++) {
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      assert.equal(requestsTotal(text) - before, 20);
+      assert.match(text, /^llm_gateway_virtual_keys 1$/m);
+    }
+  });
+
+  it('SIGHUP reaches every worker', async () => {
+    writeFileSync(targetFile, JSON.stringify({ virtual_keys: { vk_b: { provider: 'mock' } } }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 401, 'not reloaded without the signal');
+    gateway.child.kill('SIGHUP');
+    await waitFor(() => /keys reloaded \(SIGHUP\): 1 virtual key in use by 2 workers/.test(gateway.stderr()), 'the reload message');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (let i = 0; i < 12; i++) {
+      assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200, `request ${i}`);
+      assert.equal((await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 401, `request ${i}`);
+    }
+  });
+
+  it('replaces a worker that dies', async () => {
+    const [victim] = children(gateway.child.pid as number);
+    assert.ok(victim !== undefined);
+    process.kill(victim, 'SIGKILL');
+    await waitFor(() => /died \(SIGKILL\); starting a replacement/.test(gateway.stderr()), 'the replacement message');
+    await waitFor(() => {
+      const now = children(gateway.child.pid as number);
+      return now.length === 2 && !now.includes(victim);
+    }, 'two workers again', 10_000);
+    for (let i = 0; i < 10; i++) assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200);
+  });
+
+  it('SIGTERM reaches every worker: all exit, the log is complete, exit code 0', async () => {
+    const workers = children(gateway.child.pid as number);
+    const reply = await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'last' }] });
+    assert.equal(await gateway.stop('SIGTERM'), 0);
+    assert.ok(readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']));
+    for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'worker gone');
+  });
+});
+
+describe('a cluster that cannot start', () => {
+  it('exits 1 instead of forking workers forever when the port is taken', async () => {
+    const holder = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
+    try {
+      const { runGatewayUntilExit } = await import('./support/gateway.js');
+      const result = await runGatewayUntilExit({ KEYS_FILE: holder.keysFile, GATEWAY_PORT: String(holder.port), GATEWAY_WORKERS: '2' });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /EADDRINUSE|failed to start/);
+    } finally {
+      await holder.stop();
+    }
+  });
+});

@@ -1,0 +1,267 @@
+/**
+ * Regressions from an adversarial review: what hostile or broken clients and upstreams sent, and
+ * what the gateway must do instead of crashing, hanging, leaking or double-billing.
+ */
+import assert from 'node:assert/strict';
+import net, { type Socket } from 'node:net';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, sseData } from './support/http.js';
+import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-hostileOPENAIkey-5150';
+const DEEPSEEK_KEY = 'sk-hostileDEEPSEEKkey-6160';
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] };
+const deep = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+
+let openaiMock: MockUpstream;
+let deepseekMock: MockUpstream;
+let gateway: GatewayProcess;
+
+before(async () => {
+  openaiMock = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  deepseekMock = await startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY });
+  gateway = await startGateway({
+    keys: {
+      virtual_keys: {
+        vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl },
+        vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
+      },
+    },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await openaiMock?.close();
+  await deepseekMock?.close();
+});
+
+async function alive(): Promise<void> {
+  assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200, 'the gateway still serves');
+}
+
+describe('deeply nested JSON', () => {
+  it('a request nested 20,000 deep is answered and logged without its bodies, and the gateway lives on', async () => {
+    const raw = `{"model":"m","messages":[{"role":"user","content":"x"}],"x":${deep(20_000)}}`;
+    const reply = await chat(gateway.url, 'vk_openai', raw);
+    assert.equal(reply.status, 200);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.match(String(entry.request), /^\[not logged: /);
+    await alive();
+  });
+
+  it('a request that must be re-serialised for its provider gets a 400', async () => {
+    const raw = `{"model":"deepseek-chat","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"x":${deep(20_000)}}`;
+    const reply = await chat(gateway.url, 'vk_deepseek', raw);
+    assert.equal(reply.status, 400);
+    assert.match(reply.json.error.message, /nested too deeply/);
+    await alive();
+  });
+
+  it('an upstream answer nested 20,000 deep does not bring the gateway down', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`{"id":"x","object":"chat.completion","choices":[],"deep":${deep(20_000)}}`);
+    });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200);
+    } finally {
+      openaiMock.behave(null);
+    }
+    await alive();
+  });
+});
+
+describe('upstream connections', () => {
+  it('never sends a request twice once the provider has started answering it', async () => {
+    await alive(); // warms the connection pool
+    const before = openaiMock.requests.length;
+    openaiMock.behave(({ req, res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+      res.write('{"id":"partial"');
+      setTimeout(() => req.socket.resetAndDestroy(), 20);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 502);
+      assert.equal(reply.json.error.code, 'upstream_incomplete_response');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(openaiMock.requests.length - before, 1, 'exactly one upstream request');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('retries once, on a fresh connection, when a pooled connection turns out to be dead before any answer', async () => {
+    await alive(); // the pool now holds a used keep-alive connection, which the next request reuses
+    let resets = 0;
+    openaiMock.behave(({ req }) => {
+      if (resets > 0) return false;
+      resets++;
+      req.socket.resetAndDestroy(); // as if the provider had closed it just before our request
+      return true;
+    });
+    try {
+      const before = openaiMock.requests.length;
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(resets, 1);
+      assert.equal(openaiMock.requests.length - before, 2, 'the reset attempt and the retry');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('keeps the provider status of a huge error body (read cut at 1 MiB)', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('x'.repeat(2 * 1024 * 1024), 'invalid_request_error')));
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 400);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('records DeepSeek\'s x-ds-trace-id as the upstream request id', async () => {
+    const reply = await chat(gateway.url, 'vk_deepseek', { model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.match(entry.upstream.request_id, /^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('hostile streams', () => {
+  it('an upstream line that never ends is cut at 16 MiB with an error event, not buffered forever', async () => {
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: ');
+      const piece = 'z'.repeat(1024 * 1024);
+      for (let i = 0; i < 20 && !res.destroyed; i++) {
+        if (!res.write(piece)) await new Promise((resolve) => res.once('drain', resolve));
+      }
+      res.end();
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.equal(JSON.parse(sseData(reply.text).at(-1) ?? '{}').error.code, 'upstream_event_too_large');
+    } finally {
+      openaiMock.behave(null);
+    }
+    await alive();
+  });
+
+  it('a slow client pauses the upstream (backpressure) instead of the gateway buffering everything', async () => {
+    let written = 0;
+    let finished = false;
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const frame = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'y'.repeat(4000) }, finish_reason: null }] })}\n\n`;
+      for (let i = 0; i < 16_000 && !res.destroyed; i++) {
+        written += frame.length;
+        if (!res.write(frame)) await new Promise((resolve) => res.once('drain', resolve));
+      }
+      finished = true;
+      res.end('data: [DONE]\n\n');
+    });
+    const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_openai', 'content-type': 'application/json' } });
+    try {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        req.on('response', resolve).on('error', reject);
+        req.end(JSON.stringify({ ...hello, stream: true }));
+      });
+      res.pause(); // the client reads nothing
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // 64 MB are on offer; socket buffers hold a few MB; a gateway without backpressure reads it all.
+      assert.equal(finished, false, 'the upstream could not send everything');
+      assert.ok(written < 32 * 1024 * 1024, `upstream wrote ${written} bytes to a client that reads nothing`);
+    } finally {
+      req.destroy();
+      openaiMock.behave(null);
+    }
+  });
+
+  it('scrubs the real key from a mid-stream error message', async () => {
+    openaiMock.behave(({ req, res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`data: ${JSON.stringify(openAIError(`key ${String(req.headers.authorization)} was revoked`, 'server_error'))}\n\n`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.match(reply.text, /was revoked/);
+      assert.doesNotMatch(reply.text, /hostileOPENAIkey/);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.doesNotMatch(JSON.stringify(entry), /hostileOPENAIkey/);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('a chunk with "error": null is a normal chunk', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","error":null,"choices":[{"index":0,"delta":{"content":"fine"},"finish_reason":"stop"}]}\n\n`);
+      res.end('data: [DONE]\n\n');
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.deepEqual(sseData(reply.text).slice(-1), ['[DONE]']);
+      assert.match(reply.text, /fine/);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+});
+
+describe('hostile HTTP', () => {
+  function raw(write: (socket: Socket) => void): Promise<string> {
+    return new Promise((resolve) => {
+      const socket = net.connect(gateway.port, '127.0.0.1', () => write(socket));
+      let text = '';
+      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      socket.on('close', () => resolve(text));
+      socket.on('error', () => resolve(text));
+    });
+  }
+
+  it('garbage pipelined behind a stream never lands inside the stream', async () => {
+    const body = JSON.stringify({ ...hello, stream: true });
+    const text = await raw((socket) =>
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}GARBAGE\r\n\r\n`),
+    );
+    assert.doesNotMatch(text, /HTTP\/1\.1 400/);
+    await alive();
+  });
+
+  it('answers malformed HTTP with 400 and oversized headers with 431, each with an x-request-id', async () => {
+    const bad = await raw((socket) => socket.write('BLAH /\r\n\r\n'));
+    assert.match(bad, /^HTTP\/1\.1 400/);
+    assert.match(bad, /x-request-id: [0-9a-f-]{36}/);
+    const huge = await raw((socket) => socket.write(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`));
+    assert.match(huge, /^HTTP\/1\.1 431/);
+    assert.match(huge, /x-request-id: /);
+  });
+
+  it('closes the connection after a 401, without reading the unread body', async () => {
+    const reply = await chat(gateway.url, 'vk_nobody', hello);
+    assert.equal(reply.status, 401);
+    assert.equal(reply.headers.connection, 'close');
+  });
+
+  it('streams through /chat/completions as well as /v1/chat/completions', async () => {
+    const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true }, '/chat/completions');
+    assert.equal(reply.status, 200);
+    assert.equal(sseData(reply.text).at(-1), '[DONE]');
+  });
+});
+
+describe('the process', () => {
+  it('is still the one that started', async () => {
+    await waitFor(() => gateway.child.exitCode === null, 'alive');
+    assert.equal(gateway.child.exitCode, null);
+    assert.doesNotMatch(gateway.stderr(), /unexpected error/);
+  });
+});

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InteractionLog, renderEntry, type LogEntry, type LogSink } from '../src/log.js';
+
+const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
+  timestamp: '2026-01-01T00:00:00.000Z',
+  request_id: id,
+  virtual_key: 'vk',
+  provider: 'mock',
+  model: 'm',
+  method: 'POST',
+  path: '/chat/completions',
+  status: 200,
+  duration_ms: 1,
+  stream: false,
+  usage: null,
+  request,
+  response: null,
+  upstream: null,
+});
+
+class MemorySink implements LogSink {
+  writes: string[] = [];
+  failures = 0;
+  write(data: Buffer): void {
+    this.writes.push(data.toString());
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+describe('log rendering', () => {
+  it('pretty-prints with two spaces', () => {
+    assert.equal(renderEntry(entry('a')).split('\n')[1], '  "timestamp": "2026-01-01T00:00:00.000Z",');
+  });
+
+  it('renders an entry too deep to stringify without its bodies instead of throwing', () => {
+    let deep: unknown[] = [];
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const text = renderEntry(entry('deep', deep));
+    const parsed = JSON.parse(text) as LogEntry;
+    assert.equal(parsed.request_id, 'deep');
+    assert.match(String(parsed.request), /^\[not logged: /);
+  });
+
+  it('writes entries in the order they were recorded, batched per event-loop turn, one buffer for every sink', async () => {
+    const a = new MemorySink();
+    const b = new MemorySink();
+    const log = new InteractionLog([a, b]);
+    for (const id of ['1', '2', '3']) log.record(entry(id));
+    await new Promise((resolve) => setImmediate(resolve));
+    log.record(entry('4'));
+    await log.flush();
+    assert.equal(a.writes.length, 2, 'one write per turn');
+    const ids = a.writes.join('').match(/"request_id": "(\d)"/g);
+    assert.deepEqual(ids, ['"request_id": "1"', '"request_id": "2"', '"request_id": "3"', '"request_id": "4"']);
+    assert.deepEqual(a.writes, b.writes);
+  });
+
+  it('is disabled, and records nothing, without destinations', () => {
+    const log = new InteractionLog([]);
+    assert.equal(log.enabled, false);
+    log.record(entry('x'));
+  });
+});

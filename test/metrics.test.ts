@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { labelKey, mergeSnapshots, Metrics, renderPrometheus, type RequestObservation } from '../src/metrics.js';
+
+const observation = (overrides: Partial<RequestObservation> = {}): RequestObservation => ({
+  provider: 'openai',
+  virtualKey: 'vk_a',
+  model: 'gpt-4o',
+  status: 200,
+  durationSeconds: 0.3,
+  upstreamTtfbSeconds: 0.2,
+  overheadSeconds: 0.0004,
+  promptTokens: 10,
+  completionTokens: 5,
+  ...overrides,
+});
+
+describe('metrics', () => {
+  it('renders counters and cumulative histograms in the Prometheus text format', () => {
+    const metrics = new Metrics();
+    metrics.request(observation());
+    metrics.request(observation({ status: 429, durationSeconds: 0.02, overheadSeconds: 0.00003, promptTokens: 0, completionTokens: 0 }));
+    const text = renderPrometheus(metrics.snapshot({ gauges: { llm_gateway_requests_in_flight: 3 }, counters: { llm_gateway_log_write_failures_total: 2 } }));
+    assert.match(text, /^# TYPE llm_gateway_requests_total counter$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="200"\} 1$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="429"\} 1$/m);
+    assert.match(text, /^llm_gateway_prompt_tokens_total\{provider="openai",virtual_key="vk_a",model="gpt-4o"\} 10$/m);
+    assert.match(text, /^llm_gateway_completion_tokens_total\{provider="openai",virtual_key="vk_a",model="gpt-4o"\} 5$/m);
+    // Cumulative buckets: 0.02 s falls in le=0.025, 0.3 s in le=0.5.
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.01"\} 0$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.025"\} 1$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.5"\} 2$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="\+Inf"\} 2$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_sum\{provider="openai"\} 0.32$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_count\{provider="openai"\} 2$/m);
+    assert.match(text, /^llm_gateway_overhead_seconds_bucket\{provider="openai",le="0.00005"\} 1$/m);
+    assert.match(text, /^llm_gateway_requests_in_flight 3$/m);
+    assert.match(text, /^llm_gateway_log_write_failures_total 2$/m);
+  });
+
+  it('merges snapshots from several workers by summing', () => {
+    const a = new Metrics();
+    const b = new Metrics();
+    a.request(observation());
+    b.request(observation());
+    b.request(observation({ provider: 'anthropic', model: 'claude' }));
+    b.keyReload('ok');
+    const merged = mergeSnapshots([a.snapshot({ gauges: { llm_gateway_requests_in_flight: 1 } }), b.snapshot({ gauges: { llm_gateway_requests_in_flight: 2 } })]);
+    const text = renderPrometheus(merged);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="200"\} 2$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="anthropic",virtual_key="vk_a",model="claude",status="200"\} 1$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_count\{provider="openai"\} 2$/m);
+    assert.match(text, /^llm_gateway_requests_in_flight 3$/m);
+    assert.match(text, /^llm_gateway_key_reloads_total\{result="ok"\} 1$/m);
+  });
+
+  it('escapes label values and caps client-chosen model names', () => {
+    assert.equal(labelKey({ model: 'a"b\\c\nd' }), 'model="a\\"b\\\\c\\nd"');
+    const metrics = new Metrics();
+    for (let i = 0; i < 5100; i++) metrics.request(observation({ model: `m${i}` }));
+    const series = metrics.snapshot().counters.llm_gateway_requests_total ?? {};
+    assert.equal(Object.keys(series).length, 5001);
+    assert.equal(series['provider="openai",virtual_key="vk_a",model="(other)",status="200"'], 100);
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * Beyond one machine: the shipped examples/nginx.conf in front of two gateway instances. A
+ * stream must pass through nginx event by event (no buffering), and both instances serve.
+ * Needs an nginx binary (.ci/run installs Debian's); skipped, saying so, where there is none.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { chat, closedPort, openStream, request, sseData } from './support/http.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find((path) => existsSync(path)) ?? (spawnSync('which', ['nginx']).stdout?.toString().trim() || null);
+const OPENAI_KEY = 'sk-proj-nginxOPENAIkey-9911';
+
+const chunkFrame = (content: string, finish: string | null = null) =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-n', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: finish === null ? { content } : {}, finish_reason: finish }] })}\n\n`;
+
+/** examples/nginx.conf with this test's ports, and its files kept in a temporary prefix. */
+function configFor(listen: number, gateways: number[], prefix: string): string {
+  const shipped = readFileSync(join(ROOT, 'examples', 'nginx.conf'), 'utf8');
+  const servers = [...shipped.matchAll(/^\s*server 127\.0\.0\.1:\d+.*;$/gm)];
+  assert.equal(servers.length, 2, 'the example lists two gateway instances');
+  let conf = shipped.replace(/listen 8000;/, `listen 127.0.0.1:${listen};`);
+  gateways.forEach((port, i) => {
+    conf = conf.replace((servers[i] as RegExpMatchArray)[0], `    server 127.0.0.1:${port};`);
+  });
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${prefix}/${kind};`).join('\n');
+  return conf.replace('http {', `http {\n  access_log off;\n${temp}`);
+}
+
+describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'nginx is not installed (.ci/run installs it)' : false }, () => {
+  let upstream: MockUpstream;
+  const gateways: GatewayProcess[] = [];
+  let nginx: ChildProcess;
+  let nginxUrl = '';
+  let nginxErr = '';
+
+  before(async () => {
+    upstream = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+    for (let i = 0; i < 2; i++) {
+      gateways.push(
+        await startGateway({
+          keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl }, vk_mock: { provider: 'mock' } } },
+          env: { LOG_CONSOLE: 'off' },
+        }),
+      );
+    }
+    const prefix = tempDir();
+    mkdirSync(join(prefix, 'logs'));
+    const port = await closedPort();
+    writeFileSync(join(prefix, 'nginx.conf'), configFor(port, gateways.map((gateway) => gateway.port), prefix));
+    nginx = spawn(NGINX as string, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', `daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/error.log;`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    nginx.stderr?.setEncoding('utf8').on('data', (text: string) => (nginxErr += text));
+    nginxUrl = `http://127.0.0.1:${port}`;
+    await waitFor(() => {
+      const probe = spawnSync(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]);
+      return probe.status === 0;
+    }, `nginx to listen (${nginxErr})`, 10_000);
+  });
+
+  after(async () => {
+    nginx?.kill('SIGQUIT');
+    for (const gateway of gateways) await gateway.stop();
+    await upstream?.close();
+  });
+
+  it('streams event by event through nginx: the first chunk arrives while the upstream is still sending', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    upstream.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(chunkFrame('first'));
+      await released;
+      res.write(chunkFrame(' second'));
+      res.write(chunkFrame('', 'stop'));
+      res.end('data: [DONE]\n\n');
+    });
+    try {
+      const { res } = await openStream(nginxUrl, 'vk_openai', { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8');
+      let text = '';
+      res.setEncoding('utf8');
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the first chunk did not come through nginx while the upstream waited')), 5000);
+        res.on('data', (piece: string) => {
+          text += piece;
+          if (text.includes('first')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      assert.doesNotMatch(text, /second/);
+      release();
+      await new Promise((resolve) => res.on('end', resolve));
+      assert.equal(sseData(text).at(-1), '[DONE]');
+    } finally {
+      release();
+      upstream.behave(null);
+    }
+  });
+
+  it('spreads requests over both instances, each logging its own', async () => {
+    for (let i = 0; i < 12; i++) {
+      const reply = await chat(nginxUrl, 'vk_mock', { model: 'm', messages: [{ role: 'user', content: `n${i}` }] });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.json.choices[0].message.content, `Echo: n${i}`);
+    }
+    await waitFor(() => gateways.every((gateway) => readLogFile(gateway.logFile).length > 0), 'entries in both logs');
+  });
+
+  it('keeps serving through nginx when one instance stops', async () => {
+    await (gateways[0] as GatewayProcess).stop('SIGTERM');
+    for (let i = 0; i < 6; i++) assert.equal((await request(nginxUrl, '/chat/completions', { key: 'vk_mock', body: { model: 'm', messages: [{ role: 'user', content: 'x' }] } })).status, 200);
+  });
+});
