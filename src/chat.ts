@@ -112,8 +112,8 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       stampOverhead(res, interaction);
       sendJson(res, 200, translated.body);
       interaction.status = 200;
-      interaction.response = translated.completion;
-      interaction.usage = translated.completion.usage ?? null;
+      interaction.usage = translated.usage;
+      if (deps.log.enabled) interaction.response = translated.completion() ?? body.toString('utf8');
     }
   } catch (err) {
     // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).

@@ -68,26 +68,53 @@ export interface RequestObservation {
   completionTokens: number;
 }
 
-export class Metrics {
-  private readonly counters: Record<string, Map<string, number>> = {};
-  private readonly histograms: Record<string, Map<string, HistogramData>> = {};
+interface CounterSeries {
+  /** The serialized, escaped label set, built once when the series appears. */
+  readonly labels: string;
+  value: number;
+}
 
-  private add(name: string, labels: Labels, value: number): void {
+interface HistogramSeries {
+  readonly labels: string;
+  readonly data: HistogramData;
+}
+
+const SEP = '\u0001';
+
+export class Metrics {
+  // Series are found by a plain concatenation of raw label values; the escaped Prometheus label
+  // string is built only when a series is first seen (per-request label building was measurable).
+  private readonly counters: Record<string, Map<string, CounterSeries>> = {};
+  private readonly histograms: Record<string, Map<string, HistogramSeries>> = {};
+
+  private add(name: string, raw: string, labels: () => Labels, value: number): void {
     const series = (this.counters[name] ??= new Map());
-    let key = labelKey(labels);
-    if (!series.has(key) && series.size >= MAX_SERIES && 'model' in labels) key = labelKey({ ...labels, model: '(other)' });
-    series.set(key, (series.get(key) ?? 0) + value);
+    let entry = series.get(raw);
+    if (entry === undefined) {
+      let set = labels();
+      if (series.size >= MAX_SERIES && 'model' in set) {
+        // Folded series are found by their (model-free) label string, so all of them share one.
+        set = { ...set, model: '(other)' };
+        raw = `\u0002${labelKey(set)}`;
+        entry = series.get(raw);
+      }
+      if (entry === undefined) {
+        entry = { labels: labelKey(set), value: 0 };
+        series.set(raw, entry);
+      }
+    }
+    entry.value += value;
   }
 
-  private observe(name: string, labels: Labels, value: number): void {
+  private observe(name: string, raw: string, labels: () => Labels, value: number): void {
     const bounds = METRICS[name]?.buckets ?? [];
     const series = (this.histograms[name] ??= new Map());
-    const key = labelKey(labels);
-    let data = series.get(key);
-    if (data === undefined) {
-      data = { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
-      series.set(key, data);
+    let entry = series.get(raw);
+    if (entry === undefined) {
+      entry = { labels: labelKey(labels()), data: { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 } };
+      series.set(raw, entry);
     }
+    const data = entry.data;
     let bucket = 0;
     while (bucket < bounds.length && value > (bounds[bucket] as number)) bucket++;
     data.buckets[bucket] = (data.buckets[bucket] as number) + 1;
@@ -96,28 +123,36 @@ export class Metrics {
   }
 
   request(o: RequestObservation): void {
-    const byProvider = { provider: o.provider };
-    this.add('llm_gateway_requests_total', { provider: o.provider, virtual_key: o.virtualKey, model: o.model, status: String(o.status) }, 1);
-    this.observe('llm_gateway_request_duration_seconds', byProvider, o.durationSeconds);
-    this.observe('llm_gateway_overhead_seconds', byProvider, o.overheadSeconds);
-    if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', byProvider, o.upstreamTtfbSeconds);
+    const provider = o.provider;
+    const byProvider = (): Labels => ({ provider });
+    const byModel = `${provider}${SEP}${o.virtualKey}${SEP}${o.model}`;
+    this.add('llm_gateway_requests_total', `${byModel}${SEP}${o.status}`, () => ({ provider, virtual_key: o.virtualKey, model: o.model, status: String(o.status) }), 1);
+    this.observe('llm_gateway_request_duration_seconds', provider, byProvider, o.durationSeconds);
+    this.observe('llm_gateway_overhead_seconds', provider, byProvider, o.overheadSeconds);
+    if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', provider, byProvider, o.upstreamTtfbSeconds);
     if (o.promptTokens > 0 || o.completionTokens > 0) {
-      const byModel = { provider: o.provider, virtual_key: o.virtualKey, model: o.model };
-      this.add('llm_gateway_prompt_tokens_total', byModel, o.promptTokens);
-      this.add('llm_gateway_completion_tokens_total', byModel, o.completionTokens);
+      const labels = (): Labels => ({ provider, virtual_key: o.virtualKey, model: o.model });
+      this.add('llm_gateway_prompt_tokens_total', byModel, labels, o.promptTokens);
+      this.add('llm_gateway_completion_tokens_total', byModel, labels, o.completionTokens);
     }
   }
 
   keyReload(result: 'ok' | 'error'): void {
-    this.add('llm_gateway_key_reloads_total', { result }, 1);
+    this.add('llm_gateway_key_reloads_total', result, () => ({ result }), 1);
   }
 
   /** Plain data; `extra` adds values read at scrape time (gauges, counters kept elsewhere). */
   snapshot(extra: { gauges?: Record<string, number>; counters?: Record<string, number> } = {}): MetricsSnapshot {
     const snapshot: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
-    for (const [name, series] of Object.entries(this.counters)) snapshot.counters[name] = Object.fromEntries(series);
+    for (const [name, series] of Object.entries(this.counters)) {
+      const values: Record<string, number> = {};
+      for (const entry of series.values()) values[entry.labels] = entry.value;
+      snapshot.counters[name] = values;
+    }
     for (const [name, series] of Object.entries(this.histograms)) {
-      snapshot.histograms[name] = Object.fromEntries([...series].map(([key, data]) => [key, { ...data, buckets: [...data.buckets] }]));
+      const values: Record<string, HistogramData> = {};
+      for (const entry of series.values()) values[entry.labels] = { ...entry.data, buckets: [...entry.data.buckets] };
+      snapshot.histograms[name] = values;
     }
     for (const [name, value] of Object.entries(extra.gauges ?? {})) snapshot.gauges[name] = { '': value };
     for (const [name, value] of Object.entries(extra.counters ?? {})) snapshot.counters[name] = { ...snapshot.counters[name], '': value };

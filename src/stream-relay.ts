@@ -6,6 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { CompletionAssembler } from './assemble.js';
+import { clearDeadline, setDeadline } from './deadlines.js';
 import type { Cancellation } from './cancel.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import type { Interaction } from './interaction.js';
@@ -50,7 +51,7 @@ export function relayStream(
 
     const finish = (): void => {
       over = true;
-      clearTimeout(idle);
+      clearDeadline(idle);
       cancel.offCancel(onCancel);
       interaction.upstreamEndedAt = performance.now();
       interaction.response = assembler.result();
@@ -79,11 +80,14 @@ export function relayStream(
       body.resume();
     };
     const resume = (): void => {
+      idle.at = performance.now() + options.idleMs;
       body.resume();
     };
     const write = (text: string): void => {
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
       if (!res.write(text)) {
+        // Paused for a slow client: the provider's silence is ours, not an idle provider.
+        idle.at = Infinity;
         body.pause();
         res.once('drain', resume);
       }
@@ -128,7 +132,7 @@ export function relayStream(
 
     const onData = (chunk: Buffer): void => {
       if (over) return;
-      idle.refresh();
+      idle.at = performance.now() + options.idleMs;
       const comments = parser.comments;
       const events = parse(() => parser.push(chunk));
       if (events === null) return;
@@ -156,7 +160,7 @@ export function relayStream(
       upstream.abort();
       finish();
     };
-    const idle = setTimeout(() => fail(upstreamIdle(options.idleMs)), options.idleMs);
+    const idle = setDeadline(options.idleMs, () => fail(upstreamIdle(options.idleMs)));
 
     cancel.onCancel(onCancel);
     body.on('data', onData);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { GatewayError } from '../src/errors.js';
 import type { ChatRequest } from '../src/openai-types.js';
 import { flattenTextParts, deepseek } from '../src/providers/deepseek.js';
-import { openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
+import { extractUsage, openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
 import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream-error.js';
 
 function prepared(raw: string, provider = openai): { body: string; headers: Record<string, string> } {
@@ -115,11 +115,24 @@ describe('openai stream pass-through', () => {
 });
 
 describe('openai response', () => {
-  it('returns the upstream bytes and the parsed completion', () => {
-    const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[]}');
+  it('returns the upstream bytes, the usage, and the completion parsed on demand', () => {
+    const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}},"system_fingerprint":"fp"}');
     const out = openai.translateResponse(body);
     assert.equal(out.body, body);
-    assert.equal(out.completion.id, 'x');
+    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, prompt_tokens_details: { cached_tokens: 1 } });
+    assert.equal(out.completion()?.id, 'x');
+  });
+
+  it('reads usage from the bytes whatever the formatting, and only the top-level key', () => {
+    const pretty = Buffer.from('{\n  "choices": [{"message": {"content": "say \\"usage\\": {} please"}}],\n  "usage" : {\n "prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8 }\n}');
+    assert.deepEqual(extractUsage(pretty), { prompt_tokens: 7, completion_tokens: 1, total_tokens: 8 });
+    assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":null}')), null);
+    assert.equal(extractUsage(Buffer.from('{"choices":[]}')), null);
+    assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":{"prompt_tokens":')), null);
+  });
+
+  it('gives a null completion (the log keeps the text) for bytes that pass the cheap check but do not parse', () => {
+    assert.equal(openai.translateResponse(Buffer.from('{"choices": [')).completion(), null);
   });
   it('refuses a body that is not a completion with a 502', () => {
     for (const text of ['<html>oops</html>', '{"no":"choices"}', '']) {

@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage } from '../openai-types.js';
 import type { UpstreamResponse } from '../upstream.js';
-import { parseCompletion, passThroughStream } from './openai.js';
+import { passThroughResponse, passThroughStream } from './openai.js';
 import type { Provider } from './types.js';
 
 let counter = 0;
@@ -53,7 +53,7 @@ export const mock: Provider = {
   chatPath: '',
   requiresApiKey: false,
   prepare: ({ raw }) => ({ body: raw, headers: {} }),
-  translateResponse: (body) => ({ body, completion: parseCompletion(body) }),
+  translateResponse: passThroughResponse,
   streamTranslator: passThroughStream,
 
   answerLocally(request: ChatRequest): UpstreamResponse {

@@ -4,7 +4,7 @@
  * for stream usage, and the upstream's bytes come back unchanged.
  */
 import { GatewayError } from '../errors.js';
-import { isRecord, type ChatCompletion, type ChatRequest } from '../openai-types.js';
+import { isRecord, type ChatCompletion, type ChatRequest, type Usage } from '../openai-types.js';
 import type { PrepareInput, Provider, StreamOptions, StreamOutput, StreamTranslator, TranslatedResponse, UpstreamCall } from './types.js';
 
 export interface OpenAICompatibleOptions {
@@ -43,6 +43,73 @@ export function parseCompletion(body: Buffer): ChatCompletion {
   }
   if (!isRecord(parsed) || !Array.isArray(parsed.choices)) throw invalidAnswer('its answer has no `choices` array');
   return parsed as ChatCompletion;
+}
+
+const CHOICES = Buffer.from('"choices"');
+const USAGE = Buffer.from('"usage"');
+
+/**
+ * The usage object of a completion, read from its bytes without parsing the whole answer: the
+ * last `"usage"` key (a key, since a quote inside a JSON string is always escaped), then its
+ * balanced braces. null when absent or not an object.
+ */
+export function extractUsage(body: Buffer): Usage | null {
+  const at = body.lastIndexOf(USAGE);
+  if (at === -1) return null;
+  let start = at + USAGE.length;
+  while (start < body.length && (body[start] === 0x20 || body[start] === 0x0a || body[start] === 0x0d || body[start] === 0x09 || body[start] === 0x3a)) start++;
+  if (body[start] !== 0x7b /* { */) return null;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b) depth++;
+    else if (c === 0x7d && --depth === 0) {
+      try {
+        const usage: unknown = JSON.parse(body.toString('utf8', start, i + 1));
+        return isRecord(usage) ? (usage as Usage) : null;
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+/** Whether `key` (quoted) appears followed by a colon: a key, not a string value. */
+function hasKey(body: Buffer, key: Buffer): boolean {
+  for (let at = body.indexOf(key); at !== -1; at = body.indexOf(key, at + 1)) {
+    let i = at + key.length;
+    while (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09) i++;
+    if (body[i] === 0x3a /* : */) return true;
+  }
+  return false;
+}
+
+/**
+ * A pass-through answer: the upstream's bytes go to the client as they are. The check that they
+ * are a completion is cheap (an object with a "choices" key); the full parse happens only if a
+ * log entry needs the object.
+ */
+export function passThroughResponse(body: Buffer): TranslatedResponse {
+  let first = 0;
+  while (first < body.length && (body[first] === 0x20 || body[first] === 0x0a || body[first] === 0x0d || body[first] === 0x09)) first++;
+  if (body[first] !== 0x7b || !hasKey(body, CHOICES)) throw invalidAnswer('its answer is not a JSON completion');
+  return {
+    body,
+    usage: extractUsage(body),
+    completion: () => {
+      try {
+        return parseCompletion(body);
+      } catch {
+        return null;
+      }
+    },
+  };
 }
 
 function invalidAnswer(why: string): GatewayError {
@@ -94,9 +161,7 @@ export function createOpenAICompatible(options: OpenAICompatibleOptions): Provid
       const rewritten = rewrite === undefined ? null : rewrite(request);
       return { body: upstreamBody(request, raw, rewritten), headers: { authorization: `Bearer ${apiKey}` } };
     },
-    translateResponse(body: Buffer): TranslatedResponse {
-      return { body, completion: parseCompletion(body) };
-    },
+    translateResponse: passThroughResponse,
     streamTranslator: passThroughStream,
   };
 }

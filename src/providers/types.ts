@@ -3,7 +3,7 @@
  * connection, never writes to the client and never logs; `upstream.ts` and the handler do that.
  */
 import type { GatewayError } from '../errors.js';
-import type { ChatCompletion, ChatRequest } from '../openai-types.js';
+import type { ChatCompletion, ChatRequest, Usage } from '../openai-types.js';
 import type { SseEvent } from '../sse.js';
 import type { UpstreamResponse } from '../upstream.js';
 
@@ -26,8 +26,13 @@ export interface PrepareInput {
 export interface TranslatedResponse {
   /** The bytes the client receives (the upstream's own bytes when no translation is needed). */
   body: Buffer | string;
-  /** The same answer as an object, for the log and usage accounting. */
-  completion: ChatCompletion;
+  /** Token usage, for metrics (and the log). */
+  usage: Usage | null;
+  /**
+   * The same answer as an object, for the log. A function: a pass-through provider parses the
+   * upstream's bytes only when a log entry needs them. Returns null if they do not parse.
+   */
+  completion(): ChatCompletion | null;
 }
 
 /** One item of the OpenAI stream the client receives, produced from one upstream event. */
@@ -57,7 +62,7 @@ export interface Provider {
   readonly requiresApiKey: boolean;
   /** Client request → upstream request. Throws a 400 GatewayError for what cannot be translated. */
   prepare(input: PrepareInput): UpstreamCall;
-  /** Upstream 2xx JSON body → OpenAI `chat.completion`. Throws a 502 GatewayError if it is not one. */
+  /** Upstream 2xx JSON body → OpenAI `chat.completion`. Throws a 502 GatewayError if it is plainly not one. */
   translateResponse(body: Buffer): TranslatedResponse;
   /** A fresh translator for one stream: upstream events → OpenAI chunks. */
   streamTranslator(options: StreamOptions): StreamTranslator;

@@ -34,7 +34,7 @@ export function createAnthropic(options: AnthropicOptions): Provider {
         throw invalidAnswer('its answer is not JSON');
       }
       const completion = toChatCompletion(parsed, Math.floor(Date.now() / 1000));
-      return { body: JSON.stringify(completion), completion };
+      return { body: JSON.stringify(completion), usage: completion.usage ?? null, completion: () => completion };
     },
     streamTranslator: (streamOptions) => createAnthropicStreamTranslator(streamOptions),
   };

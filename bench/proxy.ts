@@ -1,0 +1,42 @@
+/**
+ * The "physical limit": the least work any Node gateway must do. Read the body, swap the key,
+ * forward on a keep-alive `http.request`, pipe the answer back. No validation, no translation,
+ * no log, no metrics.
+ *
+ *   node dist/bench/bench/proxy.js <port> <upstream port>
+ */
+import http from 'node:http';
+
+const upstreamPort = Number(process.argv[3]);
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
+
+const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    const upstream = http.request(
+      {
+        agent,
+        host: '127.0.0.1',
+        port: upstreamPort,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { authorization: 'Bearer sk-real-key', 'content-type': 'application/json', 'content-length': body.length },
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    upstream.end(body);
+  });
+});
+server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
+  const address = server.address();
+  process.stdout.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
+});

@@ -1,0 +1,264 @@
+/**
+ * `npm run bench`: the gateway against the least a Node proxy must do, on this machine, in one
+ * run. Every target is measured in every round, rounds interleaved (these machines drift by ±30%
+ * from minute to minute: only ratios within one run mean anything), and the median is kept.
+ * Prints one table and writes it as JSON to bench/results/.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000),
+ * BENCH_CONNECTIONS (50), BENCH_MEMORY (1: run the memory scenarios; 0: skip them).
+ */
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, LoadSpec } from './load.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const MEMORY = process.env.BENCH_MEMORY !== '0';
+
+const small = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say something short.' }], max_tokens: 32 });
+const streamed = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Count to fifty.' }], max_tokens: 128 });
+const slow = JSON.stringify({ model: 'slow', stream: true, messages: [{ role: 'user', content: 'Take your time.' }] });
+
+// ---- processes ------------------------------------------------------------------------------
+
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** Starts a process and resolves with the port it reports (stdout "ready <port>" or the gateway's stderr line). */
+function start(args: string[], env: Record<string, string> = {}, stdout: 'pipe' | 'ignore' = 'pipe'): Promise<{ child: ChildProcess; port: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', stdout, 'pipe'] });
+    children.push(child);
+    let out = '';
+    const look = (text: string): void => {
+      out += text;
+      const match = /ready (\d+)|listening on http:\/\/\S+:(\d+)/.exec(out);
+      if (match !== null) resolve({ child, port: Number(match[1] ?? match[2]) });
+    };
+    child.stdout?.setEncoding('utf8').on('data', look);
+    child.stderr?.setEncoding('utf8').on('data', look);
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${out}`)));
+  });
+}
+
+function gatewayEnv(dir: string, upstreamPort: number, logs: boolean): Record<string, string> {
+  const keysFile = join(dir, `keys-${logs ? 'logs' : 'nolog'}.json`);
+  writeFileSync(
+    keysFile,
+    JSON.stringify({
+      virtual_keys: {
+        vk_openai: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
+        vk_anthropic: { provider: 'anthropic', api_key: 'sk-ant-bench', base_url: `http://127.0.0.1:${upstreamPort}` },
+      },
+    }),
+  );
+  return {
+    KEYS_FILE: keysFile,
+    GATEWAY_PORT: '0',
+    GATEWAY_HOST: '127.0.0.1',
+    // "As shipped": pretty entries to stdout and to the file. Stdout goes to /dev/null so that no
+    // reader's cost is charged to the gateway.
+    LOG_FILE: logs ? join(dir, `interactions-${Date.now()}.json`) : 'off',
+    LOG_CONSOLE: logs ? 'pretty' : 'off',
+  };
+}
+
+function startGateway(dir: string, upstreamPort: number, logs: boolean): Promise<{ child: ChildProcess; port: number }> {
+  return start([join(ROOT, 'dist', 'main.js')], gatewayEnv(dir, upstreamPort, logs), 'ignore');
+}
+
+function load(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(HERE, 'load.js'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (out += text));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load exited ${code}`))));
+  });
+}
+
+function memory(pid: number): { rssMb: number; peakMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+
+interface Target {
+  name: string;
+  port: number;
+  path: string;
+  key: string;
+}
+
+type Scenario = 'json50' | 'json1' | 'stream1' | 'stream50';
+const SCENARIOS: Record<Scenario, { body: string; connections: number }> = {
+  json50: { body: small, connections: CONNECTIONS },
+  json1: { body: small, connections: 1 },
+  stream1: { body: streamed, connections: 1 },
+  stream50: { body: streamed, connections: CONNECTIONS },
+};
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? NaN : (sorted[Math.floor((sorted.length - 1) / 2)] as number);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'llm-gateway-bench-'));
+  const upstream = await start([join(HERE, 'upstream.js'), '0']);
+  const proxy = await start([join(HERE, 'proxy.js'), '0', String(upstream.port)]);
+  const logged = await startGateway(dir, upstream.port, true);
+  const quiet = await startGateway(dir, upstream.port, false);
+
+  const targets: Target[] = [
+    { name: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', key: 'sk-bench-openai' },
+    { name: 'minimal proxy', port: proxy.port, path: '/v1/chat/completions', key: 'vk' },
+    { name: 'gateway openai, logs on', port: logged.port, path: '/v1/chat/completions', key: 'vk_openai' },
+    { name: 'gateway openai, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_openai' },
+    { name: 'gateway anthropic, logs on', port: logged.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
+    { name: 'gateway anthropic, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
+  ];
+  const results = new Map<string, LoadResult[]>();
+  const record = (scenario: Scenario, target: Target, result: LoadResult): void => {
+    const key = `${scenario}|${target.name}`;
+    results.set(key, [...(results.get(key) ?? []), result]);
+  };
+
+  const total = ROUNDS * Object.keys(SCENARIOS).length * targets.length;
+  let done = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [scenario, setup] of Object.entries(SCENARIOS) as Array<[Scenario, (typeof SCENARIOS)[Scenario]]>) {
+      // Rotate the order each round so no target always runs first (or right after another).
+      const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
+      for (const target of order) {
+        const result = await load({
+          url: `http://127.0.0.1:${target.port}${target.path}`,
+          key: target.key,
+          body: setup.body,
+          connections: setup.connections,
+          warmupMs: WARMUP_MS,
+          durationMs: DURATION_MS,
+          timeoutMs: 10_000,
+        });
+        record(scenario, target, result);
+        process.stderr.write(`\r${++done}/${total} measurements`);
+      }
+    }
+  }
+  process.stderr.write('\n');
+
+  const summary = (scenario: Scenario, target: Target) => {
+    const list = results.get(`${scenario}|${target.name}`) ?? [];
+    return {
+      rps: median(list.map((r) => r.rps)),
+      p50: median(list.map((r) => r.latency.p50)),
+      p99: median(list.map((r) => r.latency.p99)),
+      ttfb50: median(list.map((r) => r.ttfb.p50)),
+      errors: list.reduce((sum, r) => sum + r.errors, 0),
+    };
+  };
+  const table = targets.map((target) => ({
+    target: target.name,
+    json50: summary('json50', target),
+    json1: summary('json1', target),
+    stream1: summary('stream1', target),
+    stream50: summary('stream50', target),
+  }));
+  const proxyRow = table[1] as (typeof table)[number];
+
+  // ---- memory ----
+  let memoryResult: { peakMbWith1000Streams: number; rssMbAfter10k: number; rssMbAfter100k: number } | null = null;
+  if (MEMORY) {
+    process.stderr.write('memory: 1000 concurrent slow streams…\n');
+    const fresh = await startGateway(dir, upstream.port, true);
+    await load({ url: `http://127.0.0.1:${fresh.port}/v1/chat/completions`, key: 'vk_openai', body: slow, connections: 1000, warmupMs: 0, durationMs: 0, maxRequests: 1000, timeoutMs: 60_000 });
+    const peak = memory(fresh.child.pid as number).peakMb;
+    fresh.child.kill('SIGKILL');
+
+    process.stderr.write('memory: 10,000 then 100,000 requests…\n');
+    const steady = await startGateway(dir, upstream.port, true);
+    const url = `http://127.0.0.1:${steady.port}/v1/chat/completions`;
+    await load({ url, key: 'vk_openai', body: small, connections: CONNECTIONS, warmupMs: 0, durationMs: 0, maxRequests: 10_000, timeoutMs: 10_000 });
+    const after10k = memory(steady.child.pid as number).rssMb;
+    await load({ url, key: 'vk_openai', body: small, connections: CONNECTIONS, warmupMs: 0, durationMs: 0, maxRequests: 90_000, timeoutMs: 10_000 });
+    const after100k = memory(steady.child.pid as number).rssMb;
+    steady.child.kill('SIGKILL');
+    memoryResult = { peakMbWith1000Streams: peak, rssMbAfter10k: after10k, rssMbAfter100k: after100k };
+  }
+
+  // ---- report ----
+  const commit = (() => {
+    try {
+      return execSync('git rev-parse --short HEAD', { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    } catch {
+      return 'unknown';
+    }
+  })();
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const f = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '–');
+  const ratio = (value: number, base: number): string => (Number.isFinite(value / base) ? `${(value / base).toFixed(2)}x` : '–');
+  const plus = (value: number, base: number): string => `${value - base >= 0 ? '+' : ''}${(value - base).toFixed(3)}`;
+
+  const lines: string[] = [];
+  lines.push(`llm-gateway benchmark: ${ROUNDS} rounds interleaved, ${DURATION_MS} ms per measurement after ${WARMUP_MS} ms warm-up; medians of the rounds`);
+  lines.push(`machine: ${machine}; commit ${commit}`);
+  lines.push('');
+  lines.push(`| target | ${CONNECTIONS} conn req/s | vs proxy | p50 ms | p99 ms | 1 conn p50 ms | vs proxy ms | stream ttfb p50 ms | vs proxy ms | stream total p50 ms | ${CONNECTIONS} conn streams/s | vs proxy | errors |`);
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const row of table) {
+    const errors = row.json50.errors + row.json1.errors + row.stream1.errors + row.stream50.errors;
+    lines.push(
+      `| ${row.target} | ${f(row.json50.rps)} | ${ratio(row.json50.rps, proxyRow.json50.rps)} | ${f(row.json50.p50, 2)} | ${f(row.json50.p99, 2)} | ${f(row.json1.p50, 3)} | ${plus(row.json1.p50, proxyRow.json1.p50)} | ` +
+        `${f(row.stream1.ttfb50, 3)} | ${plus(row.stream1.ttfb50, proxyRow.stream1.ttfb50)} | ${f(row.stream1.p50, 2)} | ${f(row.stream50.rps)} | ${ratio(row.stream50.rps, proxyRow.stream50.rps)} | ${errors} |`,
+    );
+  }
+  if (memoryResult !== null) {
+    lines.push('');
+    lines.push(
+      `memory (gateway, logs on): peak RSS with 1000 concurrent streams ${f(memoryResult.peakMbWith1000Streams, 1)} MB; ` +
+        `RSS after 10,000 requests ${f(memoryResult.rssMbAfter10k, 1)} MB, after 100,000 ${f(memoryResult.rssMbAfter100k, 1)} MB`,
+    );
+  }
+
+  const row = (name: string) => table.find((candidate) => candidate.target === name) as (typeof table)[number];
+  const checks: Array<[string, boolean, string]> = [
+    ['non-streamed req/s, logs off ≥ 0.90x', row('gateway openai, logs off').json50.rps / proxyRow.json50.rps >= 0.9, ratio(row('gateway openai, logs off').json50.rps, proxyRow.json50.rps)],
+    ['non-streamed req/s, logs as shipped ≥ 0.70x', row('gateway openai, logs on').json50.rps / proxyRow.json50.rps >= 0.7, ratio(row('gateway openai, logs on').json50.rps, proxyRow.json50.rps)],
+    ['anthropic translation req/s, logs off ≥ 0.80x', row('gateway anthropic, logs off').json50.rps / proxyRow.json50.rps >= 0.8, ratio(row('gateway anthropic, logs off').json50.rps, proxyRow.json50.rps)],
+    ['added latency at 1 connection ≤ 0.1 ms p50', row('gateway openai, logs off').json1.p50 - proxyRow.json1.p50 <= 0.1, `${plus(row('gateway openai, logs off').json1.p50, proxyRow.json1.p50)} ms`],
+    ['stream time to first byte ≤ 0.3 ms p50 above', row('gateway openai, logs off').stream1.ttfb50 - proxyRow.stream1.ttfb50 <= 0.3, `${plus(row('gateway openai, logs off').stream1.ttfb50, proxyRow.stream1.ttfb50)} ms`],
+    ['unpaced streams/s ≥ 0.80x', row('gateway openai, logs off').stream50.rps / proxyRow.stream50.rps >= 0.8, ratio(row('gateway openai, logs off').stream50.rps, proxyRow.stream50.rps)],
+  ];
+  if (memoryResult !== null) {
+    checks.push(['peak RSS with 1000 concurrent streams ≤ 150 MB', memoryResult.peakMbWith1000Streams <= 150, `${f(memoryResult.peakMbWith1000Streams, 1)} MB`]);
+    const growth = memoryResult.rssMbAfter100k - memoryResult.rssMbAfter10k;
+    checks.push(['no RSS growth from 10k to 100k requests (≤ 10 MB)', growth <= 10, `${growth >= 0 ? '+' : ''}${f(growth, 1)} MB`]);
+  }
+  lines.push('');
+  for (const [what, ok, value] of checks) lines.push(`${ok ? 'PASS' : 'MISS'}  ${what}: ${value}`);
+
+  const text = lines.join('\n');
+  process.stdout.write(`${text}\n`);
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const json = JSON.stringify({ date: new Date().toISOString(), commit, machine, rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, connections: CONNECTIONS, table, memory: memoryResult, checks, raw: Object.fromEntries(results) }, null, 2);
+  writeFileSync(join(resultsDir, `${commit}-${Date.now()}.json`), json);
+  writeFileSync(join(resultsDir, 'latest.json'), json);
+  process.stderr.write(`results written to bench/results/latest.json\n`);
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

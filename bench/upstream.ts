@@ -1,0 +1,104 @@
+/**
+ * The benchmark's mock provider, in its own process: OpenAI (`/v1/chat/completions`) and
+ * Anthropic (`/v1/messages`) formats, JSON and streams, every answer precomputed so the upstream
+ * costs as little as possible and the same for every target. A request whose body names the
+ * model "slow" gets its stream paced (one chunk per BENCH_SLOW_CHUNK_MS), for the memory test.
+ *
+ *   node dist/bench/bench/upstream.js <port>      (prints "ready <port>" when listening)
+ */
+import http from 'node:http';
+
+export const STREAM_CHUNKS = 50;
+const SLOW_CHUNK_MS = Number(process.env.BENCH_SLOW_CHUNK_MS ?? 100);
+const LATENCY_MS = Number(process.env.BENCH_UPSTREAM_LATENCY_MS ?? 0);
+
+const created = 1730000000;
+const usage = { prompt_tokens: 12, completion_tokens: STREAM_CHUNKS, total_tokens: 12 + STREAM_CHUNKS };
+
+const openaiJson = Buffer.from(
+  JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created,
+    model: 'gpt-4o-mini-2024-07-18',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'The quick brown fox jumps over the lazy dog.', refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    usage: { ...usage, completion_tokens: 10, total_tokens: 22, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } },
+    system_fingerprint: 'fp_bench',
+  }),
+);
+
+const chunk = (delta: object, finish: string | null): string =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', system_fingerprint: 'fp_bench', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+const openaiEvents: Buffer[] = [
+  Buffer.from(chunk({ role: 'assistant', content: '' }, null)),
+  ...Array.from({ length: STREAM_CHUNKS }, (_, i) => Buffer.from(chunk({ content: `word${i} ` }, null))),
+  Buffer.from(chunk({}, 'stop') + `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', choices: [], usage })}\n\n` + 'data: [DONE]\n\n'),
+];
+
+const anthropicJson = Buffer.from(
+  JSON.stringify({
+    id: 'msg_bench',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-sonnet-4-5-20250929',
+    content: [{ type: 'text', text: 'The quick brown fox jumps over the lazy dog.' }],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: { input_tokens: 12, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 10 },
+  }),
+);
+
+const event = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+const anthropicEvents: Buffer[] = [
+  Buffer.from(
+    event('message_start', { message: { id: 'msg_bench', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }) +
+      event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+  ),
+  ...Array.from({ length: STREAM_CHUNKS }, (_, i) => Buffer.from(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: `word${i} ` } }))),
+  Buffer.from(event('content_block_stop', { index: 0 }) + event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: STREAM_CHUNKS } }) + event('message_stop', {})),
+];
+
+const jsonHeaders = (length: number) => ({ 'content-type': 'application/json', 'content-length': length, 'x-request-id': 'req_bench' });
+const sseHeaders = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': 'req_bench' };
+
+function answer(res: http.ServerResponse, anthropic: boolean, stream: boolean, slow: boolean): void {
+  if (!stream) {
+    const body = anthropic ? anthropicJson : openaiJson;
+    res.writeHead(200, jsonHeaders(body.length));
+    res.end(body);
+    return;
+  }
+  const events = anthropic ? anthropicEvents : openaiEvents;
+  res.writeHead(200, sseHeaders);
+  if (!slow) {
+    // Unpaced: every event its own write, as a real provider flushes them, in one tick.
+    for (let i = 0; i < events.length - 1; i++) res.write(events[i]);
+    res.end(events[events.length - 1]);
+    return;
+  }
+  let i = 0;
+  const timer = setInterval(() => {
+    if (res.destroyed) return clearInterval(timer);
+    if (i === events.length - 1) {
+      clearInterval(timer);
+      res.end(events[i]);
+    } else res.write(events[i++]);
+  }, SLOW_CHUNK_MS);
+}
+
+const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    const anthropic = req.url === '/v1/messages';
+    const stream = body.includes('"stream":true');
+    const slow = body.includes('"model":"slow"');
+    if (LATENCY_MS > 0) setTimeout(() => answer(res, anthropic, stream, slow), LATENCY_MS);
+    else answer(res, anthropic, stream, slow);
+  });
+});
+server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
+  const address = server.address();
+  process.stdout.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
+});

@@ -1,0 +1,51 @@
+/**
+ * Timeouts for every in-flight upstream call, checked by one shared timer instead of a
+ * setTimeout per call and a refresh per stream chunk: on the hot path, marking activity is a
+ * single number assignment. Precision is the sweep interval (100 ms), plenty for timeouts
+ * counted in minutes.
+ */
+
+const SWEEP_MS = 100;
+
+export class Deadline {
+  /** performance.now() after which `onExpire` runs, unless pushed back or cleared. */
+  at: number;
+  constructor(
+    at: number,
+    readonly onExpire: () => void,
+  ) {
+    this.at = at;
+  }
+}
+
+const active = new Set<Deadline>();
+let sweeper: NodeJS.Timeout | null = null;
+
+function sweep(): void {
+  const now = performance.now();
+  for (const deadline of active) {
+    if (deadline.at <= now) {
+      active.delete(deadline);
+      deadline.onExpire();
+    }
+  }
+  if (active.size === 0 && sweeper !== null) {
+    clearInterval(sweeper);
+    sweeper = null;
+  }
+}
+
+/** Runs `onExpire` once `ms` have passed, unless `clearDeadline` or `extendDeadline` comes first. */
+export function setDeadline(ms: number, onExpire: () => void): Deadline {
+  const deadline = new Deadline(performance.now() + ms, onExpire);
+  active.add(deadline);
+  if (sweeper === null) {
+    sweeper = setInterval(sweep, Math.min(SWEEP_MS, Math.max(1, ms)));
+    sweeper.unref();
+  }
+  return deadline;
+}
+
+export function clearDeadline(deadline: Deadline): void {
+  active.delete(deadline);
+}
