@@ -1,40 +1,65 @@
 /**
  * Several workers on one port with node:cluster. The primary serves no request: it owns the
  * log destinations (workers send it rendered entries, so entries from different workers never
- * interleave), answers /metrics for the whole instance by merging every worker's snapshot,
- * watches the keys file, relays SIGTERM/SIGINT/SIGHUP to every worker, and replaces a worker
- * that dies.
+ * interleave), holds the keys (it validates the file and hands workers the text it accepted),
+ * answers /metrics for the whole instance by merging every worker's counters, relays
+ * SIGTERM/SIGINT/SIGHUP to every worker, and replaces a worker that dies.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.js';
-import { KeyFileError, loadKeyFile } from './keys.js';
-import { warn, type LogSink } from './log.js';
+import { KeyFileError, loadKeyFileText, parseKeyFile } from './keys.js';
+import { formatsFor, warn, type LogFormat, type LogSink, type RenderedBatch } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
 import { createInstance, watchKeysFile } from './instance.js';
 
 /** Messages between primary and workers. */
 type ToPrimary =
+  | { t: 'hello' }
   | { t: 'ready'; address: string }
-  | { t: 'log'; data: string }
-  | { t: 'metrics'; id: number; snapshot: MetricsSnapshot }
-  | { t: 'snapshot'; id: number; snapshot: MetricsSnapshot };
-type ToWorker = { t: 'reload'; why: string } | { t: 'snapshot'; id: number } | { t: 'metrics'; id: number; text: string };
+  | { t: 'log'; batch: Partial<Record<LogFormat, string>> }
+  | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
+  | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
+type ToWorker = { t: 'keys'; text: string } | { t: 'snapshot'; id: number } | { t: 'metrics'; id: number; text: string };
 
+/** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 const SNAPSHOT_TIMEOUT_MS = 1000;
+/** Workers also send their counters this often, so a worker that dies loses little. */
+const SNAPSHOT_PUSH_MS = 5000;
 
 function isMessage<T extends { t: string }>(value: unknown): value is T {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
 }
 
-/** The primary: forks `config.workers` workers and coordinates them. Resolves never; exits the process. */
-export async function runPrimary(config: Config, registry: Registry, sinks: LogSink[], keyCount: number): Promise<void> {
+/** Counters and histograms only: a dead worker's gauges (in flight) no longer hold. */
+function withoutGauges(snapshot: MetricsSnapshot): MetricsSnapshot {
+  return { counters: snapshot.counters, histograms: snapshot.histograms, gauges: {} };
+}
+
+export interface PrimaryOptions {
+  readonly config: Config;
+  readonly registry: Registry;
+  readonly sinks: LogSink[];
+  /** The keys file's text as validated at start. */
+  readonly keysText: string;
+  readonly keyCount: number;
+}
+
+/** The primary: forks `config.workers` workers and coordinates them. */
+export async function runPrimary(options: PrimaryOptions): Promise<void> {
+  const { config, registry, sinks } = options;
   const metrics = new Metrics();
-  let virtualKeys = keyCount;
+  let keysText = options.keysText;
+  let virtualKeys = options.keyCount;
   let stopping = false;
+  let started = false; // every initial worker has listened once
+  let failedStarts = 0;
   let nextId = 1;
   const ready = new WeakSet<Worker>();
-  const pendingSnapshots = new Map<number, { wanted: number; got: MetricsSnapshot[]; done: () => void }>();
+  /** The last counters each live worker sent, and the sum of those of workers that died. */
+  const latest = new Map<number, MetricsSnapshot>();
+  let retired: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
+  const scrapes = new Map<number, { waiting: Set<number>; fresh: Map<number, MetricsSnapshot>; done: () => void }>();
 
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
   const send = (worker: Worker, message: ToWorker): void => {
@@ -42,23 +67,24 @@ export async function runPrimary(config: Config, registry: Registry, sinks: LogS
   };
   const failures = (): number => sinks.reduce((sum, sink) => sum + sink.failures, 0);
 
-  /** Merges the scraped worker's snapshot, every other worker's (those answering within a second) and the primary's own. */
+  /** Every worker's counters (fresh where they answer in time), the dead ones', and the primary's own. */
   const gather = (scraped: Worker, first: MetricsSnapshot): Promise<string> =>
     new Promise((resolve) => {
       const id = nextId++;
       const others = workers().filter((worker) => worker !== scraped);
       const entry = {
-        wanted: others.length,
-        got: [first] as MetricsSnapshot[],
+        waiting: new Set(others.map((worker) => worker.id)),
+        fresh: new Map<number, MetricsSnapshot>([[scraped.id, first]]),
         done: () => {
           clearTimeout(timer);
-          pendingSnapshots.delete(id);
+          scrapes.delete(id);
+          const parts = workers().map((worker) => entry.fresh.get(worker.id) ?? latest.get(worker.id)).filter((part): part is MetricsSnapshot => part !== undefined);
           const own = metrics.snapshot({ gauges: { llm_gateway_virtual_keys: virtualKeys }, counters: { llm_gateway_log_write_failures_total: failures() } });
-          resolve(renderPrometheus(mergeSnapshots([...entry.got, own])));
+          resolve(renderPrometheus(mergeSnapshots([...parts, retired, own])));
         },
       };
       const timer = setTimeout(entry.done, SNAPSHOT_TIMEOUT_MS);
-      pendingSnapshots.set(id, entry);
+      scrapes.set(id, entry);
       for (const worker of others) send(worker, { t: 'snapshot', id });
       if (others.length === 0) entry.done();
     });
@@ -68,24 +94,30 @@ export async function runPrimary(config: Config, registry: Registry, sinks: LogS
     worker.on('message', (message: unknown) => {
       if (!isMessage<ToPrimary>(message)) return;
       switch (message.t) {
+        case 'hello':
+          send(worker, { t: 'keys', text: keysText });
+          break;
         case 'ready':
           ready.add(worker);
+          failedStarts = 0;
           break;
         case 'log': {
-          const data = Buffer.from(message.data);
-          for (const sink of sinks) sink.write(data);
+          const batch: RenderedBatch = {};
+          for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = Buffer.from(text);
+          for (const sink of sinks) sink.write(batch);
           break;
         }
-        case 'metrics': {
-          // A worker was scraped: it sent its own snapshot; gather the others'.
+        case 'scrape':
+          latest.set(worker.id, message.snapshot);
           void gather(worker, message.snapshot).then((text) => send(worker, { t: 'metrics', id: message.id, text }));
           break;
-        }
         case 'snapshot': {
-          const pending = pendingSnapshots.get(message.id);
-          if (pending === undefined) break;
-          pending.got.push(message.snapshot);
-          if (pending.got.length > pending.wanted) pending.done();
+          latest.set(worker.id, message.snapshot);
+          const scrape = message.id === null ? undefined : scrapes.get(message.id);
+          if (scrape === undefined) break;
+          scrape.fresh.set(worker.id, message.snapshot);
+          scrape.waiting.delete(worker.id);
+          if (scrape.waiting.size === 0) scrape.done();
           break;
         }
       }
@@ -94,33 +126,46 @@ export async function runPrimary(config: Config, registry: Registry, sinks: LogS
   };
 
   cluster.on('exit', (worker, code, signal) => {
+    const last = latest.get(worker.id);
+    if (last !== undefined) retired = mergeSnapshots([retired, withoutGauges(last)]);
+    latest.delete(worker.id);
+    for (const scrape of scrapes.values()) {
+      scrape.waiting.delete(worker.id);
+      if (scrape.waiting.size === 0) scrape.done();
+    }
     if (stopping) return;
-    if (!ready.has(worker)) {
-      // It died before listening (port in use, …): forking again would loop forever.
+    if (!started && !ready.has(worker)) {
+      // An initial worker that cannot even listen (port in use, …): forking again would loop forever.
       warn(`a worker failed to start (exit ${code ?? signal}); stopping`);
-      stopping = true;
-      for (const other of workers()) other.process.kill('SIGTERM');
-      void Promise.all(sinks.map((sink) => sink.close())).then(() => process.exit(1));
+      stop('startup failure', 1);
       return;
     }
-    warn(`worker ${worker.process.pid ?? '?'} died (${signal ?? `exit ${code}`}); starting a replacement`);
-    fork();
+    // Later deaths are replaced, with a growing pause if replacements keep dying before they listen.
+    if (!ready.has(worker)) failedStarts++;
+    const delay = failedStarts === 0 ? 0 : Math.min(30_000, 500 * 2 ** (failedStarts - 1));
+    warn(`worker ${worker.process.pid ?? '?'} died (${signal ?? `exit ${code}`}); starting a replacement${delay > 0 ? ` in ${delay} ms` : ''}`);
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, delay);
   });
 
   const reload = async (why: string): Promise<void> => {
-    // The primary validates once and reports once; workers then load the same file.
+    // The primary validates once and reports once; workers get the very text it accepted.
     try {
-      virtualKeys = (await loadKeyFile(config.keysFile, registry)).length;
+      const loaded = await loadKeyFileText(config.keysFile, registry);
+      if (why === 'file changed' && loaded.text === keysText) return;
+      keysText = loaded.text;
+      virtualKeys = loaded.keys.length;
       metrics.keyReload('ok');
       warn(`keys reloaded (${why}): ${virtualKeys} virtual key${virtualKeys === 1 ? '' : 's'} in use by ${workers().length} workers`);
-      for (const worker of workers()) send(worker, { t: 'reload', why });
+      for (const worker of workers()) send(worker, { t: 'keys', text: keysText });
     } catch (err) {
       metrics.keyReload('error');
       warn(`keys NOT reloaded (${why}); workers keep the previous keys:\n${err instanceof KeyFileError ? err.message : (err as Error).message}`);
     }
   };
 
-  const stop = (signal: string): void => {
+  const stop = (signal: string, exitCode = 0): void => {
     if (stopping) return;
     stopping = true;
     warn(`${signal}: stopping ${workers().length} workers`);
@@ -132,7 +177,7 @@ export async function runPrimary(config: Config, registry: Registry, sinks: LogS
     hardStop.unref();
     const check = (): void => {
       if (workers().length > 0) return;
-      void Promise.race([Promise.all(sinks.map((sink) => sink.close())), new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(0));
+      void Promise.race([Promise.all(sinks.map((sink) => sink.close())), new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
     };
     cluster.on('exit', check);
     check();
@@ -140,19 +185,24 @@ export async function runPrimary(config: Config, registry: Registry, sinks: LogS
 
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void reload('SIGHUP'));
-  watchKeysFile(config.keysFile, () => void reload('file changed'));
+  process.on('SIGHUP', () => {
+    for (const sink of sinks) sink.reopen?.();
+    void reload('SIGHUP');
+  });
+  if (config.keysWatch) watchKeysFile(config.keysFile, () => void reload('file changed'));
 
   for (let i = 0; i < config.workers; i++) fork();
-  // Report the address once, when the first worker listens.
+  // Report the address once, when the first worker listens; the start is over when all have.
   await new Promise<void>((resolve) => {
+    let listening = 0;
     const onMessage = (_worker: Worker, message: unknown): void => {
-      if (isMessage<ToPrimary>(message) && message.t === 'ready') {
+      if (!isMessage<ToPrimary>(message) || message.t !== 'ready') return;
+      if (++listening === 1) {
+        warn(`listening on http://${message.address} with ${virtualKeys} virtual key${virtualKeys === 1 ? '' : 's'} (${config.workers} workers); log file: ${config.logFile ?? 'off'}`);
+      }
+      if (listening === config.workers) {
+        started = true;
         cluster.off('message', onMessage);
-        warn(
-          `listening on http://${message.address} with ${virtualKeys} virtual key${virtualKeys === 1 ? '' : 's'} ` +
-            `(${config.workers} workers); log file: ${config.logFile ?? 'off'}`,
-        );
         resolve();
       }
     };
@@ -166,13 +216,17 @@ class PrimarySink implements LogSink {
   private idle: Array<() => void> = [];
   failures = 0;
 
-  write(data: Buffer): void {
+  constructor(readonly formats: readonly LogFormat[]) {}
+
+  write(batch: RenderedBatch): void {
     if (process.send === undefined || !process.connected) {
       this.failures++;
       return;
     }
+    const texts: Partial<Record<LogFormat, string>> = {};
+    for (const format of this.formats) texts[format] = batch[format]?.toString();
     this.sending++;
-    process.send({ t: 'log', data: data.toString() } satisfies ToPrimary, undefined, undefined, (err) => {
+    process.send({ t: 'log', batch: texts } satisfies ToPrimary, undefined, undefined, (err) => {
       if (err !== null) this.failures++;
       if (--this.sending === 0) {
         const waiting = this.idle;
@@ -192,51 +246,73 @@ class PrimarySink implements LogSink {
   }
 }
 
-/** A worker: one instance whose log goes to the primary and whose /metrics asks the primary. */
+function send(message: ToPrimary): void {
+  if (process.connected) process.send?.(message);
+}
+
+/** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
   let nextId = 1;
   const waiting = new Map<number, (text: string) => void>();
-  let keys;
-  try {
-    keys = await loadKeyFile(config.keysFile, registry);
-  } catch (err) {
-    warn(`worker cannot load keys: ${(err as Error).message}`);
-    process.exit(1);
-  }
-  const instance = createInstance({
+  let instance: ReturnType<typeof createInstance> | null = null;
+
+  // The first keys arrive as the answer to 'hello'; later ones are reloads.
+  const firstKeys = new Promise<string>((resolve) => {
+    process.on('message', (message: unknown) => {
+      if (!isMessage<ToWorker>(message)) return;
+      if (message.t === 'keys') {
+        if (instance === null) resolve(message.text);
+        else instance.useKeys(parseKeyFile(message.text, config.keysFile, registry));
+      } else if (message.t === 'snapshot' && instance !== null) {
+        send({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() });
+      } else if (message.t === 'metrics') {
+        waiting.get(message.id)?.(message.text);
+        waiting.delete(message.id);
+      }
+    });
+  });
+  send({ t: 'hello' });
+  const keys = parseKeyFile(await firstKeys, config.keysFile, registry);
+
+  const created = createInstance({
     config,
     registry,
     keys,
-    sinks: [new PrimarySink()],
+    sinks: [new PrimarySink(formatsFor(config))],
     reportsKeyCount: false,
     gatherMetrics: (local) =>
       new Promise((resolve) => {
         const id = nextId++;
-        waiting.set(id, resolve);
-        process.send?.({ t: 'metrics', id, snapshot: local } satisfies ToPrimary);
+        // If the primary does not answer, this worker's own numbers are better than a hung scrape.
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          resolve(renderPrometheus(local));
+        }, SNAPSHOT_TIMEOUT_MS * 3);
+        waiting.set(id, (text) => {
+          clearTimeout(timer);
+          resolve(text);
+        });
+        send({ t: 'scrape', id, snapshot: local });
       }),
   });
-
-  process.on('message', (message: unknown) => {
-    if (!isMessage<ToWorker>(message)) return;
-    if (message.t === 'reload') void instance.reloadKeys(message.why);
-    else if (message.t === 'snapshot') process.send?.({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() } satisfies ToPrimary);
-    else if (message.t === 'metrics') {
-      waiting.get(message.id)?.(message.text);
-      waiting.delete(message.id);
-    }
-  });
+  instance = created;
+  setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 
   const stop = (signal: string): void => {
-    void instance.shutdown(signal).then(() => process.exit(0));
+    void created.shutdown(signal).then(() => {
+      // Final counters, so the instance's totals keep this worker's requests.
+      if (!process.connected || process.send === undefined) process.exit(0);
+      process.send({ t: 'snapshot', id: null, snapshot: created.snapshot() } satisfies ToPrimary, undefined, undefined, () => process.exit(0));
+      setTimeout(() => process.exit(0), 1000).unref();
+    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   // The primary coordinates reloads; a SIGHUP sent to the whole process group must not kill a worker.
   process.on('SIGHUP', () => {});
 
-  const address = await instance.listen();
-  process.send?.({ t: 'ready', address } satisfies ToPrimary);
+  const address = await created.listen();
+  send({ t: 'ready', address });
 }
 
 export const isPrimary = (): boolean => cluster.isPrimary;

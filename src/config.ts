@@ -11,7 +11,8 @@ export interface Config {
   host: string | undefined;
   /** null = file logging off. */
   logFile: string | null;
-  logConsole: 'pretty' | 'off';
+  /** Entries on stdout: indented (`pretty`), one line each (`json`), or none. */
+  logConsole: 'pretty' | 'json' | 'off';
   maxBodyBytes: number;
   /** max_tokens sent to Anthropic when the client sets none (Anthropic requires one). */
   anthropicDefaultMaxTokens: number;
@@ -25,6 +26,8 @@ export interface Config {
   metricsToken: string | null;
   /** Worker processes (node:cluster); 1 = no cluster. */
   workers: number;
+  /** Reload keys when the file changes (false: only on SIGHUP). */
+  keysWatch: boolean;
 }
 
 export const DEFAULTS = {
@@ -73,10 +76,13 @@ export function loadConfig(env: Env = process.env): Config {
     return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024);
   };
 
+  const keysWatch = text('KEYS_WATCH') ?? 'on';
+  if (keysWatch !== 'on' && keysWatch !== 'off') problems.push(`KEYS_WATCH must be "on" or "off", got "${keysWatch}"`);
+
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
   const logConsole = text('LOG_CONSOLE') ?? 'pretty';
-  if (logConsole !== 'pretty' && logConsole !== 'off') {
-    problems.push(`LOG_CONSOLE must be "pretty" or "off", got "${logConsole}"`);
+  if (logConsole !== 'pretty' && logConsole !== 'json' && logConsole !== 'off') {
+    problems.push(`LOG_CONSOLE must be "pretty", "json" or "off", got "${logConsole}"`);
   }
 
   const config: Config = {
@@ -84,7 +90,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: integer('GATEWAY_PORT', DEFAULTS.port, 0, 65535),
     host: text('GATEWAY_HOST'),
     logFile: logFile.toLowerCase() === 'off' ? null : logFile,
-    logConsole: logConsole === 'off' ? 'off' : 'pretty',
+    logConsole: logConsole === 'off' || logConsole === 'json' ? logConsole : 'pretty',
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
     shutdownTimeoutMs: integer('GATEWAY_SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 24 * 3600_000),
@@ -92,6 +98,7 @@ export function loadConfig(env: Env = process.env): Config {
     upstreamIdleTimeoutMs: integer('UPSTREAM_IDLE_TIMEOUT_MS', DEFAULTS.upstreamIdleTimeoutMs, 1, 24 * 3600_000),
     metricsToken: text('METRICS_TOKEN') ?? null,
     workers: workers(text('GATEWAY_WORKERS')),
+    keysWatch: keysWatch !== 'off',
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -2,12 +2,13 @@
  * One serving process: keys, log, metrics and the HTTP server wired together, with key reload
  * and graceful shutdown. `main.ts` runs one alone, or one per cluster worker.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { realpathSync, watch, type FSWatcher } from 'node:fs';
+import net from 'node:net';
+import { dirname, resolve } from 'node:path';
 import type { Cancellation } from './cancel.js';
 import type { Config } from './config.js';
 import { GatewayError } from './errors.js';
-import { KeyFileError, KeyStore, loadKeyFile, type VirtualKey } from './keys.js';
+import { KeyFileError, KeyStore, loadKeyFileText, type VirtualKey } from './keys.js';
 import { InteractionLog, warn, type LogSink } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
@@ -17,6 +18,8 @@ export interface InstanceOptions {
   readonly config: Config;
   readonly registry: Registry;
   readonly keys: VirtualKey[];
+  /** The text the keys came from, to tell a real change from a touch. */
+  readonly keysText?: string;
   readonly sinks: LogSink[];
   /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots. */
   readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string>;
@@ -30,8 +33,15 @@ export interface Instance {
   readonly log: InteractionLog;
   /** Starts listening; resolves with a printable address. */
   listen(): Promise<string>;
-  /** Re-reads the keys file; on any problem keeps the current keys and reports every problem. */
-  reloadKeys(why: string): Promise<boolean>;
+  /**
+   * Re-reads the keys file; on any problem keeps the current keys and reports every problem.
+   * With `onlyIfChanged`, a file whose text is what was loaded last is left alone, silently.
+   */
+  reloadKeys(why: string, onlyIfChanged?: boolean): Promise<boolean>;
+  /** Swaps in keys validated elsewhere (a cluster worker gets them from its primary). */
+  useKeys(keys: VirtualKey[]): void;
+  /** Reopens the log file (after rotation). */
+  reopenLog(): void;
   /** This process's metrics as plain data. */
   snapshot(): MetricsSnapshot;
   /** Graceful shutdown (stop accepting, let requests finish, cancel the rest, flush the log). */
@@ -41,6 +51,9 @@ export interface Instance {
 export function shutdownCancelled(): GatewayError {
   return new GatewayError(503, 'The gateway is shutting down and could not finish this request in time.', { code: 'gateway_shutting_down' });
 }
+
+/** During shutdown, idle connections are closed once no request has arrived for this long. */
+const QUIET_MS = 250;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -75,11 +88,15 @@ export function createInstance(options: InstanceOptions): Instance {
   });
 
   let reloading: Promise<boolean> = Promise.resolve(true);
-  const reloadKeys = (why: string): Promise<boolean> => {
+  let loadedText = options.keysText;
+  const reloadKeys = (why: string, onlyIfChanged = false): Promise<boolean> => {
     // One reload at a time, in order: the last one reads the file as it finally is.
     reloading = reloading.then(async () => {
       try {
-        keys.replace(await loadKeyFile(config.keysFile, options.registry));
+        const loaded = await loadKeyFileText(config.keysFile, options.registry);
+        if (onlyIfChanged && loaded.text === loadedText) return true;
+        keys.replace(loaded.keys);
+        loadedText = loaded.text;
         metrics.keyReload('ok');
         warn(`keys reloaded (${why}): ${keys.size} virtual key${keys.size === 1 ? '' : 's'} in use`);
         return true;
@@ -99,11 +116,13 @@ export function createInstance(options: InstanceOptions): Instance {
       const http = server.http;
       warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${config.shutdownTimeoutMs} ms to finish`);
       server.drain(); // from now on every response closes its connection, and /healthz says 503
-      // Resolves once every connection has ended: in-flight responses done, including requests
-      // pipelined behind them, which are still answered.
-      const allClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      // Stop accepting, but keep open connections: http.Server#close would also drop idle
+      // keep-alive connections at once, and a proxy (nginx) sending on one just then gets a
+      // reset it cannot retry a POST on. Requests still arriving on them are served with
+      // `connection: close`; a connection idle while no request has arrived for a while is closed.
+      const allClosed = new Promise<void>((resolve) => net.Server.prototype.close.call(http, () => resolve()));
       const sweep = setInterval(() => {
-        if (server.activeRequests() === 0) http.closeIdleConnections();
+        if (server.activeRequests() === 0 && server.quietFor() >= QUIET_MS) http.closeIdleConnections();
       }, 50);
       const finished = await Promise.race([allClosed.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
       clearInterval(sweep);
@@ -125,6 +144,8 @@ export function createInstance(options: InstanceOptions): Instance {
     log,
     snapshot,
     reloadKeys,
+    useKeys: (list) => keys.replace(list),
+    reopenLog: () => log.reopen(),
     shutdown,
     listen: () =>
       new Promise((resolve, reject) => {
@@ -140,26 +161,35 @@ export function createInstance(options: InstanceOptions): Instance {
 }
 
 /**
- * Calls `onChange` (debounced) when the keys file changes. The folder is watched, not the file:
- * editors and deploy tools replace the file (a rename), which a watch on the old inode misses.
+ * Calls `onChange` (debounced) when anything changes in the keys file's folder, or in the folder
+ * of the file it links to. Folders, not the file: editors and deploy tools replace the file (a
+ * rename), and Kubernetes swaps a `..data` symlink; a watch on the old inode sees neither. The
+ * caller compares contents, so unrelated changes in the folder cost a read and nothing else.
  */
 export function watchKeysFile(file: string, onChange: () => void): () => void {
-  const name = basename(file);
   let timer: NodeJS.Timeout | undefined;
-  let watcher: FSWatcher;
+  const changed = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(onChange, 100);
+  };
+  const folders = new Set([dirname(resolve(file))]);
   try {
-    watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
-      if (changed !== null && changed !== name) return;
-      clearTimeout(timer);
-      timer = setTimeout(onChange, 100);
-    });
-  } catch (err) {
-    warn(`cannot watch ${file} for changes (${(err as Error).message}); reload keys with SIGHUP`);
-    return () => {};
+    folders.add(dirname(realpathSync(file)));
+  } catch {
+    // not there (yet), or not a link: the folder of the path is enough
   }
-  watcher.on('error', (err) => warn(`stopped watching ${file} (${err.message}); reload keys with SIGHUP`));
+  const watchers: FSWatcher[] = [];
+  for (const folder of folders) {
+    try {
+      const watcher = watch(folder, { persistent: false }, changed);
+      watcher.on('error', (err) => warn(`stopped watching ${folder} (${err.message}); reload keys with SIGHUP`));
+      watchers.push(watcher);
+    } catch (err) {
+      warn(`cannot watch ${folder} for changes to ${file} (${(err as Error).message}); reload keys with SIGHUP`);
+    }
+  }
   return () => {
     clearTimeout(timer);
-    watcher.close();
+    for (const watcher of watchers) watcher.close();
   };
 }

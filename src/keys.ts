@@ -133,6 +133,11 @@ function checkBaseUrl(value: unknown): string | null {
 
 /** Reads and validates a keys file. A missing file says how to create one. */
 export async function loadKeyFile(file: string, registry: Readonly<Record<string, Provider>>): Promise<VirtualKey[]> {
+  return (await loadKeyFileText(file, registry)).keys;
+}
+
+/** The same, also returning the text that was validated (a cluster primary hands it to workers). */
+export async function loadKeyFileText(file: string, registry: Readonly<Record<string, Provider>>): Promise<{ keys: VirtualKey[]; text: string }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -146,7 +151,7 @@ export async function loadKeyFile(file: string, registry: Readonly<Record<string
     }
     throw new KeyFileError(file, [`cannot be read (${(err as Error).message})`]);
   }
-  return parseKeyFile(text, file, registry);
+  return { keys: parseKeyFile(text, file, registry), text };
 }
 
 function digest(presented: string): string {

@@ -31,17 +31,24 @@ export interface LogEntry {
   upstream: { status: number | null; request_id: string | null } | null;
 }
 
+/** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */
+export type LogFormat = 'pretty' | 'json';
+
+/** One batch of entries, rendered once per format some destination wants. */
+export type RenderedBatch = Partial<Record<LogFormat, Buffer>>;
+
 /**
- * One entry as pretty-printed JSON. An entry that cannot be rendered (JSON nested deeper than
- * the stack allows: a hostile body or answer) is logged without its bodies instead of crashing.
+ * One entry as text. An entry that cannot be rendered (JSON nested deeper than the stack
+ * allows: a hostile body or answer) is logged without its bodies instead of crashing.
  */
-export function renderEntry(entry: LogEntry): string {
+export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): string {
+  const indent = format === 'pretty' ? 2 : undefined;
   try {
-    return `${JSON.stringify(entry, null, 2)}\n`;
+    return `${JSON.stringify(entry, null, indent)}\n`;
   } catch (err) {
     const omitted = `[not logged: ${(err as Error).message}]`;
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
-    return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, 2)}\n`;
+    return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
   }
 }
 
@@ -51,7 +58,11 @@ export function warn(message: string): void {
 
 /** A destination for rendered entries. */
 export interface LogSink {
-  write(data: Buffer): void;
+  /** The formats this destination needs rendered. */
+  readonly formats: readonly LogFormat[];
+  write(batch: RenderedBatch): void;
+  /** Close and reopen the destination (a rotated log file); optional. */
+  reopen?(): void;
   /** Resolves once everything written so far has reached the destination (or failed). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -64,17 +75,26 @@ const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
 export abstract class QueuedWriter implements LogSink {
+  readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing = false;
   private idle: Array<() => void> = [];
   private dropping = false;
+  /** Inside a failure streak: one warning per streak, however many batches fail. */
+  private failing = false;
   failures = 0;
+
+  constructor(readonly format: LogFormat) {
+    this.formats = [format];
+  }
 
   protected abstract output(data: Buffer): Promise<void>;
   protected abstract describe(): string;
 
-  write(data: Buffer): void {
+  write(batch: RenderedBatch): void {
+    const data = batch[this.format];
+    if (data === undefined) return;
     if (this.pendingBytes + data.length > MAX_PENDING_BYTES) {
       // The destination is stuck (a full disk, a stdout nobody reads): never grow without bound.
       this.failures++;
@@ -90,20 +110,19 @@ export abstract class QueuedWriter implements LogSink {
 
   private async drain(): Promise<void> {
     this.writing = true;
-    let failing = false;
     while (this.pending.length > 0) {
       const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
       this.pendingBytes = 0;
       try {
         await this.output(data);
-        if (failing) warn(`writing the log to ${this.describe()} works again`);
-        failing = false;
+        if (this.failing) warn(`writing the log to ${this.describe()} works again`);
+        this.failing = false;
       } catch (err) {
         this.failures++;
         // One warning per failure streak: a full disk must not flood stderr.
-        if (!failing) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
-        failing = true;
+        if (!this.failing) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
+        this.failing = true;
       }
     }
     this.writing = false;
@@ -125,9 +144,15 @@ export abstract class QueuedWriter implements LogSink {
 /** Appends to a file created with mode 0600 (prompts are sensitive); reopens after a failure. */
 export class FileSink extends QueuedWriter {
   private handle: FileHandle | null = null;
+  private reopening = false;
 
   constructor(private readonly path: string) {
-    super();
+    super('pretty');
+  }
+
+  /** The next write closes the file and opens the path again (after logrotate moved it). */
+  reopen(): void {
+    this.reopening = true;
   }
 
   /** Creates the folder and opens the file now, so a start-up problem is reported at start-up. */
@@ -144,7 +169,9 @@ export class FileSink extends QueuedWriter {
     await mkdir(dirname(this.path), { recursive: true });
     const handle = await open(this.path, 'a', 0o600);
     try {
-      await handle.chmod(0o600);
+      // A regular file that existed before with a wider mode is narrowed; a device or a pipe
+      // (LOG_FILE=/dev/stderr, a FIFO) is left as it is.
+      if ((await handle.stat()).isFile()) await handle.chmod(0o600);
     } catch {
       // not our file (e.g. a shared log): keep its mode rather than fail
     }
@@ -153,6 +180,12 @@ export class FileSink extends QueuedWriter {
   }
 
   protected async output(data: Buffer): Promise<void> {
+    if (this.reopening) {
+      this.reopening = false;
+      const old = this.handle;
+      this.handle = null;
+      await old?.close().catch(() => {});
+    }
     const handle = await this.ensureOpen();
     try {
       let offset = 0;
@@ -186,6 +219,10 @@ export class FileSink extends QueuedWriter {
 export class StdoutSink extends QueuedWriter {
   private closed = false;
 
+  constructor(format: LogFormat) {
+    super(format);
+  }
+
   protected output(data: Buffer): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -215,8 +252,11 @@ export class StdoutSink extends QueuedWriter {
 export class InteractionLog {
   private queue: LogEntry[] = [];
   private scheduled = false;
+  private readonly formats: LogFormat[];
 
-  constructor(private readonly sinks: readonly LogSink[]) {}
+  constructor(private readonly sinks: readonly LogSink[]) {
+    this.formats = [...new Set(sinks.flatMap((sink) => sink.formats))];
+  }
 
   /** False when every destination is off: callers skip building entries at all. */
   get enabled(): boolean {
@@ -237,17 +277,27 @@ export class InteractionLog {
     }
   }
 
-  // Rendering is batched per event-loop turn, after the responses of that turn were written.
+  // Rendering is batched per event-loop turn, after the responses of that turn were written,
+  // once per format that some destination wants.
   private readonly renderQueued = (): void => {
     this.scheduled = false;
     const entries = this.queue;
     if (entries.length === 0) return;
     this.queue = [];
-    let text = '';
-    for (const entry of entries) text += renderEntry(entry);
-    const data = Buffer.from(text);
-    for (const sink of this.sinks) sink.write(data);
+    const batch: RenderedBatch = {};
+    for (const format of this.formats) {
+      let text = '';
+      for (const entry of entries) text += renderEntry(entry, format);
+      batch[format] = Buffer.from(text);
+    }
+    for (const sink of this.sinks) sink.write(batch);
   };
+
+
+  /** Reopens destinations that can be (the log file, after rotation). */
+  reopen(): void {
+    for (const sink of this.sinks) sink.reopen?.();
+  }
 
   async flush(): Promise<void> {
     this.renderQueued();
@@ -272,18 +322,31 @@ export class InteractionLog {
   }
 }
 
-export async function createInteractionLog(options: { logFile: string | null; logConsole: 'pretty' | 'off' }): Promise<InteractionLog> {
+export interface LogOptions {
+  logFile: string | null;
+  logConsole: 'pretty' | 'json' | 'off';
+}
+
+export async function createInteractionLog(options: LogOptions): Promise<InteractionLog> {
   return new InteractionLog(await createSinks(options));
 }
 
 /** The destinations the configuration asks for (a cluster primary owns these for all workers). */
-export async function createSinks(options: { logFile: string | null; logConsole: 'pretty' | 'off' }): Promise<LogSink[]> {
+export async function createSinks(options: LogOptions): Promise<LogSink[]> {
   const sinks: LogSink[] = [];
-  if (options.logConsole === 'pretty') sinks.push(new StdoutSink());
+  if (options.logConsole !== 'off') sinks.push(new StdoutSink(options.logConsole));
   if (options.logFile !== null) {
     const file = new FileSink(options.logFile);
     await file.open();
     sinks.push(file);
   }
   return sinks;
+}
+
+/** The formats those destinations need, without opening them (a cluster worker renders for its primary). */
+export function formatsFor(options: LogOptions): LogFormat[] {
+  const formats = new Set<LogFormat>();
+  if (options.logConsole !== 'off') formats.add(options.logConsole);
+  if (options.logFile !== null) formats.add('pretty');
+  return [...formats];
 }

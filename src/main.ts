@@ -6,7 +6,7 @@
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster.js';
 import { createInstance, watchKeysFile } from './instance.js';
-import { KeyFileError, loadKeyFile, type VirtualKey } from './keys.js';
+import { KeyFileError, loadKeyFileText, type VirtualKey } from './keys.js';
 import { createSinks, warn } from './log.js';
 import { createRegistry } from './providers/index.js';
 
@@ -30,16 +30,17 @@ async function main(): Promise<void> {
   if (!isPrimary()) return runWorker(config, registry);
 
   let keys: VirtualKey[];
+  let keysText: string;
   try {
-    keys = await loadKeyFile(config.keysFile, registry);
+    ({ keys, text: keysText } = await loadKeyFileText(config.keysFile, registry));
   } catch (err) {
     if (err instanceof KeyFileError) fatal(`cannot start: ${err.message}`);
     throw err;
   }
   const sinks = await createSinks(config);
-  if (config.workers > 1) return runPrimary(config, registry, sinks, keys.length);
+  if (config.workers > 1) return runPrimary({ config, registry, sinks, keysText, keyCount: keys.length });
 
-  const instance = createInstance({ config, registry, keys, sinks });
+  const instance = createInstance({ config, registry, keys, keysText, sinks });
   let address: string;
   try {
     address = await instance.listen();
@@ -49,8 +50,11 @@ async function main(): Promise<void> {
   const providers = [...new Set(keys.map((key) => key.provider.name))].sort().join(', ');
   warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${config.logFile ?? 'off'}`);
 
-  process.on('SIGHUP', () => void instance.reloadKeys('SIGHUP'));
-  watchKeysFile(config.keysFile, () => void instance.reloadKeys('file changed'));
+  process.on('SIGHUP', () => {
+    instance.reopenLog();
+    void instance.reloadKeys('SIGHUP');
+  });
+  if (config.keysWatch) watchKeysFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
   const stop = (signal: string): void => {
     void instance.shutdown(signal).then(() => process.exit(0));
   };

@@ -31,6 +31,8 @@ export interface GatewayServer {
   whenIdle(): Promise<void>;
   /** Shutdown has begun: /healthz answers 503 and every response closes its connection. */
   drain(): void;
+  /** Milliseconds since the last request arrived. */
+  quietFor(): number;
   /** Stops every running request with `reason` (streams end with an error event). */
   cancelAll(reason: GatewayError): void;
 }
@@ -47,6 +49,7 @@ type Routes = Map<string, Map<string, Handler>>;
 export function createGatewayServer(deps: ServerDeps): GatewayServer {
   let draining = false;
   let active = 0;
+  let lastRequestAt = performance.now();
   let idleWaiters: Array<() => void> = [];
   // Sockets with a response in progress: a parse error on them must not write a second response.
   const busySockets = new WeakSet<Socket>();
@@ -97,6 +100,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     },
     (req, res) => {
       const context: RequestContext = { id: randomUUID(), startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
+      lastRequestAt = context.startedAt;
       res.setHeader('x-request-id', context.id);
       if (draining) res.setHeader('connection', 'close');
       const socket = req.socket;
@@ -151,7 +155,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-        `x-request-id: ${randomUUID()}\r\nconnection: close\r\n\r\n${body}`,
+        `x-request-id: ${randomUUID()}\r\nx-gateway-overhead-ms: 0.000\r\nconnection: close\r\n\r\n${body}`,
     );
   });
 
@@ -162,6 +166,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     drain: () => {
       draining = true;
     },
+    quietFor: () => performance.now() - lastRequestAt,
     cancelAll: (reason) => {
       for (const cancel of [...deps.inFlight] as Cancellation[]) cancel.cancel(reason);
     },

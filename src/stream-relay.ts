@@ -68,6 +68,8 @@ export function relayStream(
       if (over) return;
       const safe = redactError(error, options.apiKey);
       interaction.error = safe;
+      // The client saw 200 then an error event; the log and metrics count the failure by its own status.
+      interaction.status = safe.status;
       end(text + errorFrame(safe));
       upstream.abort(); // a failed upstream is not reused, and keeps no socket open
     };

@@ -7,7 +7,7 @@ import { CompletionAssembler } from '../src/assemble.js';
 import { GatewayError } from '../src/errors.js';
 import type { ChatRequest } from '../src/openai-types.js';
 import { createAnthropic } from '../src/providers/anthropic/index.js';
-import { PARAMETERS, toAnthropicRequest } from '../src/providers/anthropic/request.js';
+import { PARAMETERS, toAnthropicRequest, toolId } from '../src/providers/anthropic/request.js';
 import { FINISH_REASONS, finishReason, toChatCompletion, toUsage } from '../src/providers/anthropic/response.js';
 import { createAnthropicStreamTranslator } from '../src/providers/anthropic/stream.js';
 import type { StreamOutput } from '../src/providers/types.js';
@@ -90,9 +90,26 @@ describe('anthropic request: messages', () => {
     rejects({ messages: [user('')] }, /no user content/);
   });
 
-  it('strips trailing whitespace from a final assistant prefill', () => {
+  it('strips trailing whitespace from a final assistant prefill, across blocks', () => {
     const out = translate({ messages: [user('Write a haiku'), { role: 'assistant', content: 'Here it is:  \n' }] });
     assert.deepEqual(out.messages.at(-1), { role: 'assistant', content: 'Here it is:' });
+    const parts = translate({ messages: [user('Write'), { role: 'assistant', content: [{ type: 'text', text: 'Here it is: ' }, { type: 'text', text: '\n' }] }] });
+    assert.deepEqual(parts.messages.at(-1), { role: 'assistant', content: 'Here it is:' });
+  });
+
+  it('drops whitespace-only text (Anthropic: "text content blocks must contain non-whitespace text")', () => {
+    const out = translate({
+      messages: [
+        { role: 'system', content: '  ' },
+        user('hi'),
+        { role: 'assistant', content: '\n\n', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'c', content: 'ok' },
+        user('   '),
+      ],
+    });
+    assert.equal(out.system, undefined);
+    assert.deepEqual(out.messages[1], { role: 'assistant', content: [{ type: 'tool_use', id: 'c', name: 'f', input: {} }] });
+    assert.deepEqual(out.messages[2], { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'c', content: 'ok' }] });
   });
 
   it('translates images by data URL (base64 source) and by http(s) URL (url source)', () => {
@@ -172,15 +189,15 @@ describe('anthropic request: tools', () => {
         role: 'assistant',
         content: [
           { type: 'text', text: 'Let me check.' },
-          { type: 'tool_use', id: 'call_1', name: 'get_weather', input: { city: 'Paris' } },
-          { type: 'tool_use', id: 'call_2', name: 'get_weather', input: { city: 'Rome' } },
+          { type: 'tool_use', id: 'call__1', name: 'get_weather', input: { city: 'Paris' } },
+          { type: 'tool_use', id: 'call__2', name: 'get_weather', input: { city: 'Rome' } },
         ],
       },
       {
         role: 'user',
         content: [
-          { type: 'tool_result', tool_use_id: 'call_1', content: '21C' },
-          { type: 'tool_result', tool_use_id: 'call_2', content: [{ type: 'text', text: '25C' }] },
+          { type: 'tool_result', tool_use_id: 'call__1', content: '21C' },
+          { type: 'tool_result', tool_use_id: 'call__2', content: [{ type: 'text', text: '25C' }] },
           { type: 'text', text: 'Thanks, which is warmer?' },
         ],
       },
@@ -191,7 +208,7 @@ describe('anthropic request: tools', () => {
     const out = translate({
       messages: [user('time?'), { role: 'assistant', content: null, tool_calls: [{ id: 'call_t', type: 'function', function: { name: 'now', arguments: '' } }] }, { role: 'tool', tool_call_id: 'call_t', content: '12:00' }],
     });
-    assert.deepEqual(out.messages[1], { role: 'assistant', content: [{ type: 'tool_use', id: 'call_t', name: 'now', input: {} }] });
+    assert.deepEqual(out.messages[1], { role: 'assistant', content: [{ type: 'tool_use', id: 'call__t', name: 'now', input: {} }] });
   });
 
   it('refuses tool arguments that are not a JSON object, naming the message', () => {
@@ -207,16 +224,36 @@ describe('anthropic request: tools', () => {
     });
     const use = (out.messages[1]?.content as Array<{ id?: string }>)[0];
     const result = out.messages[2]?.content as Array<{ tool_use_id?: string }>;
-    assert.equal(use?.id, 'functions_get_0');
-    assert.equal(result[0]?.tool_use_id, 'functions_get_0');
+    assert.equal(use?.id, 'functions_2e_get_3a_0');
+    assert.equal(result[0]?.tool_use_id, 'functions_2e_get_3a_0');
+    // One-to-one: ids that differ stay different.
+    const ids = ['a.b', 'a_b', 'a_2e_b', 'a__b', 'call_1', 'toolu_01A'].map(toolId);
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(ids.every((id) => /^[a-zA-Z0-9_-]+$/.test(id)));
+  });
+
+  it('puts tool results first in their user turn, whatever order the client used', () => {
+    const out = translate({
+      messages: [
+        user('go'),
+        { role: 'assistant', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+        user('also this'),
+        { role: 'tool', tool_call_id: 'c1', content: 'done' },
+      ],
+    });
+    assert.deepEqual(out.messages[2]?.content, [
+      { type: 'tool_result', tool_use_id: 'c1', content: 'done' },
+      { type: 'text', text: 'also this' },
+    ]);
   });
 });
 
 describe('anthropic request: parameters', () => {
-  it('stop as a string or an array → stop_sequences, dropping whitespace-only entries', () => {
+  it('stop as a string or an array → stop_sequences; a whitespace-only one is refused, not silently dropped', () => {
     assert.deepEqual(translate({ messages: [user('x')], stop: 'END' }).stop_sequences, ['END']);
-    assert.deepEqual(translate({ messages: [user('x')], stop: ['a', ' ', '\n', 'b'] }).stop_sequences, ['a', 'b']);
-    assert.equal(translate({ messages: [user('x')], stop: [' '] }).stop_sequences, undefined);
+    assert.deepEqual(translate({ messages: [user('x')], stop: ['a', 'b\n'] }).stop_sequences, ['a', 'b\n']);
+    assert.equal(translate({ messages: [user('x')], stop: [] }).stop_sequences, undefined);
+    rejects({ messages: [user('x')], stop: ['a', '\n'] }, /"stop\[1\]" is only whitespace/, 'stop');
     rejects({ messages: [user('x')], stop: 5 }, /"stop" must be/, 'stop');
   });
 
@@ -224,6 +261,18 @@ describe('anthropic request: parameters', () => {
     assert.equal(translate({ messages: [user('x')], temperature: 1.5 }).temperature, 1);
     assert.equal(translate({ messages: [user('x')], temperature: 0.3 }).temperature, 0.3);
     assert.equal(translate({ messages: [user('x')], temperature: 0 }).temperature, 0);
+  });
+
+  it('does not send top_p at its no-op value 1 (newer models refuse temperature with top_p)', () => {
+    const out = translate({ messages: [user('x')], temperature: 0.7, top_p: 1 });
+    assert.equal(out.top_p, undefined);
+    assert.equal(out.temperature, 0.7);
+  });
+
+  it('leaves room for the thinking budget when the client set no max_tokens', () => {
+    assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 8000 } }).max_tokens, 8000 + 4096);
+    assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 2000 } }).max_tokens, 4096);
+    assert.equal(translate({ messages: [user('x')], max_tokens: 9000, thinking: { type: 'enabled', budget_tokens: 8000 } }).max_tokens, 9000);
   });
 
   it('maps top_p, stream, user → metadata.user_id, and passes thinking and top_k through', () => {

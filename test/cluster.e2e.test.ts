@@ -3,10 +3,9 @@
  * for the whole instance, SIGHUP and SIGTERM reach every worker, a dead worker is replaced.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { parseJsonStream, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, request } from './support/http.js';
 
 /** Child process ids of `pid`, read from /proc (Linux). */
@@ -36,16 +35,10 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
   let targetFile: string;
 
   before(async () => {
-    // KEYS_FILE is a symlink into another folder: writing the target is not seen by the folder
-    // watch, so the SIGHUP test below proves the signal alone reloads every worker.
-    const elsewhere = tempDir();
-    targetFile = join(elsewhere, 'real-keys.json');
-    writeFileSync(targetFile, JSON.stringify({ virtual_keys: { vk_a: { provider: 'mock' } } }));
-    const dir = tempDir();
-    mkdirSync(join(dir, 'k'));
-    const link = join(dir, 'k', 'keys.json');
-    symlinkSync(targetFile, link);
-    gateway = await startGateway({ keys: '{}', env: { GATEWAY_WORKERS: '2', KEYS_FILE: link } });
+    // KEYS_WATCH=off: only SIGHUP reloads, so the SIGHUP test below proves the signal alone
+    // reaches every worker (file-change reload in a cluster is tested further down).
+    gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off' } });
+    targetFile = gateway.keysFile;
   });
 
   after(async () => {
@@ -84,12 +77,25 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     }
   });
 
+  it('keeps the instance totals when a worker dies (counters never go down)', async () => {
+    for (let i = 0; i < 10; i++) await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] });
+    const before = requestsTotal((await request(gateway.url, '/metrics', { method: 'GET' })).text);
+    const [victim] = children(gateway.child.pid as number);
+    process.kill(victim as number, 'SIGKILL');
+    await waitFor(() => /starting a replacement/.test(gateway.stderr()), 'the replacement');
+    await waitFor(() => children(gateway.child.pid as number).length === 2, 'two workers again', 10_000);
+    const after = requestsTotal((await request(gateway.url, '/metrics', { method: 'GET' })).text);
+    assert.ok(after >= before, `requests_total went from ${before} to ${after}`);
+  });
+
   it('SIGHUP reaches every worker', async () => {
     writeFileSync(targetFile, JSON.stringify({ virtual_keys: { vk_b: { provider: 'mock' } } }));
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 401, 'not reloaded without the signal');
     gateway.child.kill('SIGHUP');
     await waitFor(() => /keys reloaded \(SIGHUP\): 1 virtual key in use by 2 workers/.test(gateway.stderr()), 'the reload message');
+    assert.equal((gateway.stderr().match(/keys reloaded/g) ?? []).length, 1, 'reported once, by the primary');
+    assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /^llm_gateway_key_reloads_total\{result="ok"\} 1$/m, 'counted once');
     await new Promise((resolve) => setTimeout(resolve, 200));
     for (let i = 0; i < 12; i++) {
       assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200, `request ${i}`);
@@ -97,16 +103,19 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     }
   });
 
-  it('replaces a worker that dies', async () => {
+  it('replaces a worker that dies, even while the keys file on disk is broken', async () => {
+    writeFileSync(targetFile, '{"virtual_keys": {'); // the primary's validated keys are what a replacement gets
     const [victim] = children(gateway.child.pid as number);
     assert.ok(victim !== undefined);
+    const before = (gateway.stderr().match(/died \(SIGKILL\); starting a replacement/g) ?? []).length;
     process.kill(victim, 'SIGKILL');
-    await waitFor(() => /died \(SIGKILL\); starting a replacement/.test(gateway.stderr()), 'the replacement message');
+    await waitFor(() => (gateway.stderr().match(/died \(SIGKILL\); starting a replacement/g) ?? []).length > before, 'the replacement message');
     await waitFor(() => {
       const now = children(gateway.child.pid as number);
       return now.length === 2 && !now.includes(victim);
     }, 'two workers again', 10_000);
     for (let i = 0; i < 10; i++) assert.equal((await chat(gateway.url, 'vk_b', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200);
+    assert.doesNotMatch(gateway.stderr(), /failed to start|stopping/);
   });
 
   it('SIGTERM reaches every worker: all exit, the log is complete, exit code 0', async () => {
@@ -115,6 +124,23 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     assert.equal(await gateway.stop('SIGTERM'), 0);
     assert.ok(readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']));
     for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'worker gone');
+  });
+});
+
+describe('a cluster with the keys file watched', () => {
+  it('reloads every worker on a file change, reporting and counting it once; SIGINT stops it with exit 0', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', LOG_CONSOLE: 'off' } });
+    try {
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_c: { provider: 'mock' } } }));
+      await waitFor(() => /keys reloaded \(file changed\)/.test(gateway.stderr()), 'the reload');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (let i = 0; i < 8; i++) assert.equal((await chat(gateway.url, 'vk_c', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200);
+      assert.equal((gateway.stderr().match(/keys reloaded/g) ?? []).length, 1);
+      assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /^llm_gateway_key_reloads_total\{result="ok"\} 1$/m);
+      assert.equal(await gateway.stop('SIGINT'), 0);
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
   });
 });
 

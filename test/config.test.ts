@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       upstreamIdleTimeoutMs: 300_000,
       metricsToken: null,
       workers: 1,
+      keysWatch: true,
     });
   });
 
@@ -27,7 +28,7 @@ describe('loadConfig', () => {
       GATEWAY_PORT: '9000',
       GATEWAY_HOST: '127.0.0.1',
       LOG_FILE: 'off',
-      LOG_CONSOLE: 'off',
+      LOG_CONSOLE: 'json',
       GATEWAY_MAX_BODY_BYTES: '1024',
       ANTHROPIC_DEFAULT_MAX_TOKENS: '1000',
       GATEWAY_SHUTDOWN_TIMEOUT_MS: '500',
@@ -35,13 +36,14 @@ describe('loadConfig', () => {
       UPSTREAM_IDLE_TIMEOUT_MS: '300',
       METRICS_TOKEN: 'scrape-me',
       GATEWAY_WORKERS: '3',
+      KEYS_WATCH: 'off',
     });
     assert.deepEqual(config, {
       keysFile: 'k.json',
       port: 9000,
       host: '127.0.0.1',
       logFile: null,
-      logConsole: 'off',
+      logConsole: 'json',
       maxBodyBytes: 1024,
       anthropicDefaultMaxTokens: 1000,
       shutdownTimeoutMs: 500,
@@ -49,6 +51,7 @@ describe('loadConfig', () => {
       upstreamIdleTimeoutMs: 300,
       metricsToken: 'scrape-me',
       workers: 3,
+      keysWatch: false,
     });
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());
   });
@@ -61,7 +64,7 @@ describe('loadConfig', () => {
         assert.equal(err.problems.length, 4);
         assert.match(err.message, /GATEWAY_WORKERS must be an integer from 1 to 1024, got "many"/);
         assert.match(err.message, /GATEWAY_PORT must be an integer from 0 to 65535, got "80a"/);
-        assert.match(err.message, /LOG_CONSOLE must be "pretty" or "off", got "loud"/);
+        assert.match(err.message, /LOG_CONSOLE must be "pretty", "json" or "off", got "loud"/);
         assert.match(err.message, /GATEWAY_MAX_BODY_BYTES must be an integer/);
         return true;
       },

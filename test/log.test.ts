@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InteractionLog, renderEntry, type LogEntry, type LogSink } from '../src/log.js';
+import { InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -22,8 +22,9 @@ const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
 class MemorySink implements LogSink {
   writes: string[] = [];
   failures = 0;
-  write(data: Buffer): void {
-    this.writes.push(data.toString());
+  constructor(readonly formats: readonly LogFormat[] = ['pretty']) {}
+  write(batch: RenderedBatch): void {
+    this.writes.push(String(batch[this.formats[0] as LogFormat]));
   }
   flush(): Promise<void> {
     return Promise.resolve();
@@ -59,6 +60,19 @@ describe('log rendering', () => {
     const ids = a.writes.join('').match(/"request_id": "(\d)"/g);
     assert.deepEqual(ids, ['"request_id": "1"', '"request_id": "2"', '"request_id": "3"', '"request_id": "4"']);
     assert.deepEqual(a.writes, b.writes);
+  });
+
+  it('renders each format a destination wants, once per batch: pretty and one line per entry', async () => {
+    const pretty = new MemorySink(['pretty']);
+    const lines = new MemorySink(['json']);
+    const log = new InteractionLog([pretty, lines]);
+    log.record(entry('a'));
+    log.record(entry('b'));
+    await log.flush();
+    assert.equal(lines.writes.length, 1);
+    const rows = (lines.writes[0] as string).trimEnd().split('\n');
+    assert.deepEqual(rows.map((row) => (JSON.parse(row) as LogEntry).request_id), ['a', 'b']);
+    assert.match(pretty.writes[0] as string, /^\{\n {2}"timestamp"/);
   });
 
   it('is disabled, and records nothing, without destinations', () => {

@@ -38,6 +38,14 @@ describe('metrics', () => {
     assert.match(text, /^llm_gateway_log_write_failures_total 2$/m);
   });
 
+  it('counts a value equal to a bucket bound in that bucket (le means less than or equal)', () => {
+    const metrics = new Metrics();
+    metrics.request(observation({ durationSeconds: 0.025 }));
+    const text = renderPrometheus(metrics.snapshot());
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.01"\} 0$/m);
+    assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.025"\} 1$/m);
+  });
+
   it('merges snapshots from several workers by summing', () => {
     const a = new Metrics();
     const b = new Metrics();

@@ -3,12 +3,12 @@
  * client leaves, upstream timeouts, key reload without restart, health and metrics.
  */
 import assert from 'node:assert/strict';
-import { renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { readLogFile, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { readLogFile, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, openStream, request, sseData } from './support/http.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -266,8 +266,9 @@ describe('with one gateway', () => {
         'llm_gateway_log_write_failures_total',
         'llm_gateway_virtual_keys',
       ]) {
-        assert.ok(count(text, name) >= 0 && text.includes(`${name} `), `missing ${name}`);
+        assert.ok(text.includes(`\n${name} `), `missing ${name}`);
       }
+      assert.ok(count(text, 'llm_gateway_request_duration_seconds_count{provider="openai"}') >= 3);
       assert.equal(count(text, 'llm_gateway_virtual_keys'), 2);
       assert.equal(count(text, 'llm_gateway_requests_in_flight'), 1, 'the scrape itself');
       assert.match(text, /# TYPE llm_gateway_overhead_seconds histogram/);
@@ -276,6 +277,48 @@ describe('with one gateway', () => {
       await chat(gateway.url, 'vk_who', hello);
       assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",virtual_key="",model="",status="401"\} \d+/);
     });
+  });
+});
+
+describe('gateway overhead', () => {
+  it('excludes the wait for the provider: a 300 ms provider adds 300 ms to the duration, not to the overhead', async () => {
+    upstream.behave(async () => {
+      await sleep(300);
+      return false; // then the standard answer
+    });
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 200);
+      const overhead = Number(reply.headers['x-gateway-overhead-ms']);
+      assert.ok(overhead >= 0 && overhead < 100, `x-gateway-overhead-ms ${overhead}`);
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"=]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+      assert.ok(value('llm_gateway_request_duration_seconds_sum{provider="openai"}') >= 0.3);
+      assert.ok(value('llm_gateway_upstream_ttfb_seconds_sum{provider="openai"}') >= 0.3);
+      assert.ok(value('llm_gateway_overhead_seconds_sum{provider="openai"}') < 0.1);
+    } finally {
+      upstream.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
+describe('log write failures', () => {
+  it('are counted in llm_gateway_log_write_failures_total, and warned about once per failure streak', async () => {
+    const gateway = await startGateway({ keys: keysFor(), logFile: '/dev/full', env: { LOG_CONSOLE: 'off' } });
+    try {
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await chat(gateway.url, 'vk_mock', hello)).status, 200);
+        await sleep(20);
+      }
+      await waitFor(() => /cannot write the log to \/dev\/full/.test(gateway.stderr()), 'the warning');
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      assert.ok(Number(/^llm_gateway_log_write_failures_total (\d+)$/m.exec(text)?.[1]) >= 3);
+      assert.equal((gateway.stderr().match(/cannot write the log/g) ?? []).length, 1, 'one warning for the streak');
+    } finally {
+      await gateway.stop();
+    }
   });
 });
 
@@ -329,6 +372,29 @@ describe('keys change without a restart', () => {
       assert.match(metrics.text, /llm_gateway_key_reloads_total\{result="ok"\} [3-9]/);
       assert.match(metrics.text, /llm_gateway_key_reloads_total\{result="error"\} [1-9]/);
       assert.doesNotMatch(gateway.stderr(), /"provider": "mock"/, 'never the file content');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('reloads a keys file mounted the Kubernetes way (a ..data symlink swapped to a new folder)', async () => {
+    const dir = tempDir();
+    const first = join(dir, '..2026_1');
+    mkdirSync(first);
+    writeFileSync(join(first, 'keys.json'), JSON.stringify({ virtual_keys: { vk_v1: { provider: 'mock' } } }));
+    symlinkSync('..2026_1', join(dir, '..data'));
+    symlinkSync('..data/keys.json', join(dir, 'keys.json'));
+    const gateway = await startGateway({ keys: '{}', env: { LOG_CONSOLE: 'off', KEYS_FILE: join(dir, 'keys.json') } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_v1', hello)).status, 200);
+      const second = join(dir, '..2026_2');
+      mkdirSync(second);
+      writeFileSync(join(second, 'keys.json'), JSON.stringify({ virtual_keys: { vk_v2: { provider: 'mock' } } }));
+      symlinkSync('..2026_2', join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data')); // the atomic swap kubelet does
+      await waitFor(() => /keys reloaded \(file changed\)/.test(gateway.stderr()), 'a reload');
+      assert.equal((await chat(gateway.url, 'vk_v2', hello)).status, 200);
+      assert.equal((await chat(gateway.url, 'vk_v1', hello)).status, 401);
     } finally {
       await gateway.stop();
     }

@@ -35,9 +35,9 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   max_tokens: { action: 'map', to: 'max_tokens' },
   max_completion_tokens: { action: 'map', to: 'max_tokens (wins over max_tokens)' },
   temperature: { action: 'map', to: 'temperature, clamped to 1 (Anthropic accepts 0–1)' },
-  top_p: { action: 'map', to: 'top_p' },
+  top_p: { action: 'map', to: 'top_p (1, its no-op value, is not sent: newer Claude models refuse temperature and top_p together)' },
   top_k: { action: 'map', to: 'top_k (an Anthropic parameter, passed through)' },
-  stop: { action: 'map', to: 'stop_sequences (whitespace-only entries removed)' },
+  stop: { action: 'map', to: 'stop_sequences (a whitespace-only sequence is refused: Anthropic rejects it)' },
   stream: { action: 'map', to: 'stream' },
   stream_options: { action: 'map', to: 'used by the gateway (include_usage), not sent' },
   user: { action: 'map', to: 'metadata.user_id' },
@@ -136,10 +136,15 @@ function imageBlock(part: Record<string, unknown>, where: string): ImageBlock {
   throw invalidRequest(`${where}: an image URL must be https://, http:// or a base64 data: URL.`, where, 'invalid_content');
 }
 
-/** OpenAI content (string, parts, null) → Anthropic blocks; empty text is dropped (Anthropic rejects it). */
+/** Anthropic rejects text blocks that are empty or only whitespace ("must contain non-whitespace text"). */
+function isBlank(text: string): boolean {
+  return text.trim() === '';
+}
+
+/** OpenAI content (string, parts, null) → Anthropic blocks; blank text is dropped (Anthropic rejects it). */
 function blocks(content: unknown, where: string, allowImages: boolean): Array<TextBlock | ImageBlock> {
   if (content === null || content === undefined) return [];
-  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
+  if (typeof content === 'string') return isBlank(content) ? [] : [{ type: 'text', text: content }];
   if (!Array.isArray(content)) throw invalidRequest(`${where}.content must be a string or an array of content parts.`, `${where}.content`, 'invalid_type');
   const out: Array<TextBlock | ImageBlock> = [];
   content.forEach((part: unknown, index) => {
@@ -148,7 +153,7 @@ function blocks(content: unknown, where: string, allowImages: boolean): Array<Te
     if (part.type === 'text' || part.type === 'refusal') {
       const text = part.type === 'text' ? part.text : part.refusal;
       if (typeof text !== 'string') throw invalidRequest(`${at} needs a string "${String(part.type)}".`, at, 'invalid_type');
-      if (text !== '') out.push(withCacheControl({ type: 'text', text }, part));
+      if (!isBlank(text)) out.push(withCacheControl({ type: 'text', text }, part));
     } else if (part.type === 'image_url' && allowImages) {
       out.push(imageBlock(part, at));
     } else {
@@ -158,9 +163,13 @@ function blocks(content: unknown, where: string, allowImages: boolean): Array<Te
   return out;
 }
 
-/** Anthropic tool ids must match ^[a-zA-Z0-9_-]+$; other clients' ids are made to fit, the same way on both sides. */
-function toolId(id: string): string {
-  return id.replace(/[^a-zA-Z0-9_-]/g, '_');
+/**
+ * Anthropic tool ids must match ^[a-zA-Z0-9_-]+$. Every id is encoded the same way on both sides
+ * (tool_use and tool_result), one-to-one so that two ids never become one: `_` is doubled and
+ * any other character becomes `_<hex>_` (`call.1` → `call_2e_1`).
+ */
+export function toolId(id: string): string {
+  return id.replace(/[^a-zA-Z0-9-]/g, (c) => (c === '_' ? '__' : `_${(c.codePointAt(0) as number).toString(16)}_`));
 }
 
 function toolUses(message: ChatMessage, where: string): ToolUseBlock[] {
@@ -251,12 +260,13 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
   }
   const last = turns.at(-1) as Turn;
   if (last.role === 'assistant') {
-    const tail = last.blocks.at(-1);
-    if (tail?.type === 'text') {
+    // Trailing whitespace of the prefill, across as many trailing text blocks as it spans.
+    for (let tail = last.blocks.at(-1); tail?.type === 'text'; tail = last.blocks.at(-1)) {
       tail.text = tail.text.trimEnd();
-      if (tail.text === '') last.blocks.pop();
-      if (last.blocks.length === 0) turns.pop();
+      if (tail.text !== '') break;
+      last.blocks.pop();
     }
+    if (last.blocks.length === 0) turns.pop();
   }
 
   return {
@@ -315,20 +325,31 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
   if (system.length > 0) out.system = system;
 
   if (request.temperature !== undefined && request.temperature !== null) out.temperature = Math.min(number(request.temperature, 'temperature'), 1);
-  if (request.top_p !== undefined && request.top_p !== null) out.top_p = number(request.top_p, 'top_p');
+  if (request.top_p !== undefined && request.top_p !== null && request.top_p !== 1) out.top_p = number(request.top_p, 'top_p');
   if (request.top_k !== undefined && request.top_k !== null) out.top_k = positiveInteger(request.top_k, 'top_k');
 
   const stop = request.stop;
   if (stop !== undefined && stop !== null) {
     const list = typeof stop === 'string' ? [stop] : stop;
     if (!Array.isArray(list) || !list.every((entry) => typeof entry === 'string')) throw invalidRequest('"stop" must be a string or an array of strings.', 'stop', 'invalid_type');
-    const kept = list.filter((entry) => entry.trim() !== '');
-    if (kept.length > 0) out.stop_sequences = kept;
+    const blank = list.findIndex((entry) => isBlank(entry));
+    if (blank !== -1) {
+      // Dropping it would silently change where the answer stops.
+      throw invalidRequest(`"stop[${blank}]" is only whitespace, which Anthropic does not accept as a stop sequence.`, 'stop', 'unsupported_value');
+    }
+    if (list.length > 0) out.stop_sequences = list;
   }
 
   if (request.stream === true) out.stream = true;
   if (typeof request.user === 'string' && request.user !== '') out.metadata = { user_id: request.user };
-  if (request.thinking !== undefined && request.thinking !== null) out.thinking = request.thinking;
+  if (request.thinking !== undefined && request.thinking !== null) {
+    out.thinking = request.thinking;
+    // max_tokens must exceed the thinking budget; without one from the client, leave room for both.
+    const budget = isRecord(request.thinking) ? request.thinking.budget_tokens : undefined;
+    if (maxTokens === undefined || maxTokens === null) {
+      if (typeof budget === 'number' && budget >= out.max_tokens) out.max_tokens = budget + options.defaultMaxTokens;
+    }
+  }
 
   if (request.tools !== undefined && request.tools !== null) {
     const tools = translateTools(request.tools);
