@@ -75,7 +75,12 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
             ttfbs.push(first - t0);
             measured++;
             if (spec.maxRequests !== undefined && measured >= spec.maxRequests) stop();
-          } else errors++;
+          } else {
+            errors++;
+            // A target that fails every request (not listening, crashing) must not keep a
+            // count-bounded run going until its hard stop.
+            if (errors > 100 && errors > measured) stop();
+          }
         }
         resolve();
       };

@@ -102,7 +102,7 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
           logDetail: `content-type: ${String(upstream.headers['content-type'])}`,
         });
       }
-      const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request) });
+      const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request), assemble: deps.log.enabled });
       stampOverhead(res, interaction);
       await relayStream(upstream, res, translator, interaction, { cancel, idleMs: deps.upstreamIdleTimeoutMs, apiKey: key.apiKey });
     } else {
@@ -113,7 +113,12 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       sendJson(res, 200, translated.body);
       interaction.status = 200;
       interaction.usage = translated.usage;
-      if (deps.log.enabled) interaction.response = translated.completion() ?? body.toString('utf8');
+      if (deps.log.enabled) {
+        const completion = translated.completion();
+        interaction.response = completion ?? body.toString('utf8');
+        // The log shows the provider's own usage object, with every field it sent.
+        if (completion?.usage) interaction.usage = completion.usage;
+      }
     }
   } catch (err) {
     // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).

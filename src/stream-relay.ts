@@ -45,6 +45,8 @@ export function relayStream(
     const body = upstream.body;
     const cancel = options.cancel;
     let over = false;
+    /** Some chunk carried a finish_reason: the answer is complete even if `[DONE]` never comes. */
+    let finished = false;
 
     res.writeHead(200, SSE_HEADERS);
     interaction.status = 200;
@@ -107,7 +109,8 @@ export function relayStream(
         }
         for (const output of outputs) {
           if (output.kind === 'chunk') {
-            assembler.add(output.chunk);
+            if (output.chunk !== null) assembler.add(output.chunk);
+            if (output.finish === true) finished = true;
             if (output.data !== null) text += sseFrame(output.data);
           } else if (output.kind === 'done') {
             done(text);
@@ -147,7 +150,7 @@ export function relayStream(
       const events = parse(() => parser.end());
       if (events === null || handle(events)) return;
       // Some OpenAI-compatible servers close after the last chunk without `[DONE]`.
-      if (assembler.finished) done('');
+      if (finished || assembler.finished) done('');
       else fail(new GatewayError(502, 'The provider ended the stream before the answer was complete.', { code: 'upstream_incomplete_stream' }));
     };
     const onClose = (): void => {

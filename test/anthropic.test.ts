@@ -419,7 +419,7 @@ const TRANSCRIPT = [
 
 function run(chunks: Buffer[], clientWantsUsage: boolean): StreamOutput[] {
   const parser = new SseParser();
-  const translator = createAnthropicStreamTranslator({ clientWantsUsage }, () => 1730000000000);
+  const translator = createAnthropicStreamTranslator({ clientWantsUsage, assemble: true }, () => 1730000000000);
   const outputs: StreamOutput[] = [];
   for (const chunk of chunks) for (const event of parser.push(chunk)) outputs.push(...translator.event(event));
   for (const event of parser.end()) outputs.push(...translator.event(event));
@@ -487,7 +487,7 @@ describe('anthropic stream', () => {
   });
 
   it('maps a mid-stream error event to an error output with the matching status', () => {
-    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false });
+    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false, assemble: true });
     const [out] = translator.event({ event: 'error', data: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' });
     assert.ok(out?.kind === 'error');
     assert.equal(out.error.status, 529);
@@ -497,7 +497,7 @@ describe('anthropic stream', () => {
   });
 
   it('ignores ping and unknown events', () => {
-    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false });
+    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false, assemble: true });
     assert.deepEqual(translator.event({ event: 'ping', data: '{"type":"ping"}' }), []);
     assert.deepEqual(translator.event({ event: 'future', data: '{"type":"content_block_future","x":1}' }), []);
   });

@@ -82,29 +82,45 @@ describe('openai stream pass-through', () => {
   const finalWithUsage = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
 
   it('passes chunks through byte for byte', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false }).event(event(chunk));
+    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(chunk));
     assert.equal(out?.kind, 'chunk');
     assert.equal(out?.kind === 'chunk' ? out.data : null, chunk);
   });
 
   it('holds the usage chunk back from a client that did not ask for it, but still hands it to the log', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false }).event(event(usageChunk));
+    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(usageChunk));
     assert.ok(out?.kind === 'chunk');
     assert.equal(out.data, null);
     assert.deepEqual((out.chunk as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
-    const [shown] = passThroughStream({ clientWantsUsage: true }).event(event(usageChunk));
+    const [shown] = passThroughStream({ clientWantsUsage: true, assemble: true }).event(event(usageChunk));
     assert.equal(shown?.kind === 'chunk' ? shown.data : null, usageChunk);
   });
 
   it('strips usage from a final content chunk (DeepSeek style) for a client that did not ask', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false }).event(event(finalWithUsage));
+    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(finalWithUsage));
     assert.ok(out?.kind === 'chunk' && out.data !== null);
     assert.equal(JSON.parse(out.data).usage, undefined);
     assert.equal(JSON.parse(out.data).choices[0].finish_reason, 'stop');
   });
 
+  it('without a log to assemble, parses only the chunks that matter (usage, errors) and still sees the finish', () => {
+    const fast = passThroughStream({ clientWantsUsage: false, assemble: false });
+    const [plain] = fast.event(event(chunk));
+    assert.deepEqual(plain, { kind: 'chunk', chunk: null, data: chunk, finish: false });
+    const quoted = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"say \\"usage\\": {1} or \\"error\\""},"finish_reason":null}]}';
+    assert.deepEqual(fast.event(event(quoted))[0], { kind: 'chunk', chunk: null, data: quoted, finish: false }, 'quoted words in content are not keys');
+    const [last] = fast.event(event(finalWithUsage));
+    assert.ok(last?.kind === 'chunk' && last.chunk !== null && last.finish === true);
+    assert.equal(JSON.parse(last.data ?? '{}').usage, undefined, 'usage still held back');
+    const [held] = fast.event(event(usageChunk));
+    assert.ok(held?.kind === 'chunk' && held.data === null && held.chunk !== null);
+    const [finishOnly] = fast.event(event('{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'));
+    assert.ok(finishOnly?.kind === 'chunk' && finishOnly.finish === true);
+    assert.equal(fast.event(event('{"error":{"message":"boom","type":"server_error"}}'))[0]?.kind, 'error');
+  });
+
   it('turns [DONE], invalid JSON and upstream error events into done / error outputs', () => {
-    const translator = passThroughStream({ clientWantsUsage: false });
+    const translator = passThroughStream({ clientWantsUsage: false, assemble: true });
     assert.deepEqual(translator.event(event('[DONE]')), [{ kind: 'done' }]);
     const [bad] = translator.event(event('{not json'));
     assert.ok(bad?.kind === 'error' && bad.error.code === 'upstream_invalid_response');
@@ -119,7 +135,7 @@ describe('openai response', () => {
     const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}},"system_fingerprint":"fp"}');
     const out = openai.translateResponse(body);
     assert.equal(out.body, body);
-    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, prompt_tokens_details: { cached_tokens: 1 } });
+    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
     assert.equal(out.completion()?.id, 'x');
   });
 
@@ -129,6 +145,9 @@ describe('openai response', () => {
     assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":null}')), null);
     assert.equal(extractUsage(Buffer.from('{"choices":[]}')), null);
     assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":{"prompt_tokens":')), null);
+    // DeepSeek's usage: extra fields before and after, nested details.
+    const deepseek = Buffer.from('{"choices":[],"usage":{"prompt_tokens":6,"completion_tokens":92,"total_tokens":98,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":81},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":6}}');
+    assert.deepEqual(extractUsage(deepseek), { prompt_tokens: 6, completion_tokens: 92, total_tokens: 98 });
   });
 
   it('gives a null completion (the log keeps the text) for bytes that pass the cheap check but do not parse', () => {

@@ -48,36 +48,33 @@ export function parseCompletion(body: Buffer): ChatCompletion {
 const CHOICES = Buffer.from('"choices"');
 const USAGE = Buffer.from('"usage"');
 
+const PROMPT_TOKENS = Buffer.from('"prompt_tokens"');
+const COMPLETION_TOKENS = Buffer.from('"completion_tokens"');
+
+/** The non-negative integer after `key` and its colon, at or after `from`; null if none. */
+function integerAfter(body: Buffer, key: Buffer, from: number): number | null {
+  const at = body.indexOf(key, from);
+  if (at === -1) return null;
+  let i = at + key.length;
+  while (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09 || body[i] === 0x3a) i++;
+  let value = 0;
+  const start = i;
+  for (let c = body[i]; c !== undefined && c >= 0x30 && c <= 0x39; c = body[++i]) value = value * 10 + (c - 0x30);
+  return i === start ? null : value;
+}
+
 /**
- * The usage object of a completion, read from its bytes without parsing the whole answer: the
- * last `"usage"` key (a key, since a quote inside a JSON string is always escaped), then its
- * balanced braces. null when absent or not an object.
+ * The token counts of a completion, read from its bytes with native searches instead of
+ * parsing the whole answer (for metrics, when no log entry needs the parsed answer): the counts
+ * after the last `"usage"` key (a key: a quote inside a JSON string is always escaped).
  */
 export function extractUsage(body: Buffer): Usage | null {
   const at = body.lastIndexOf(USAGE);
   if (at === -1) return null;
-  let start = at + USAGE.length;
-  while (start < body.length && (body[start] === 0x20 || body[start] === 0x0a || body[start] === 0x0d || body[start] === 0x09 || body[start] === 0x3a)) start++;
-  if (body[start] !== 0x7b /* { */) return null;
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < body.length; i++) {
-    const c = body[i];
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b) depth++;
-    else if (c === 0x7d && --depth === 0) {
-      try {
-        const usage: unknown = JSON.parse(body.toString('utf8', start, i + 1));
-        return isRecord(usage) ? (usage as Usage) : null;
-      } catch {
-        return null;
-      }
-    }
-  }
-  return null;
+  const prompt = integerAfter(body, PROMPT_TOKENS, at);
+  const completion = integerAfter(body, COMPLETION_TOKENS, at);
+  if (prompt === null || completion === null) return null;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
 /** Whether `key` (quoted) appears followed by a colon: a key, not a string value. */
@@ -116,12 +113,19 @@ function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
 }
 
-/** OpenAI stream chunks pass through byte for byte; only the usage the client did not ask for is held back. */
+/**
+ * OpenAI stream chunks pass through byte for byte; only the usage the client did not ask for is
+ * held back. With no log to assemble, a chunk is parsed only when it may matter: an error, or a
+ * usage object (a key match: quotes inside JSON strings are escaped, so content cannot match).
+ */
 export function passThroughStream(options: StreamOptions): StreamTranslator {
   return {
     event(event): StreamOutput[] {
       const data = event.data;
       if (data === '[DONE]') return [{ kind: 'done' }];
+      if (!options.assemble && !data.includes('"error"') && !USAGE_OBJECT.test(data)) {
+        return [{ kind: 'chunk', chunk: null, data, finish: FINISH.test(data) }];
+      }
       let chunk: unknown;
       try {
         chunk = JSON.parse(data);
@@ -130,16 +134,20 @@ export function passThroughStream(options: StreamOptions): StreamTranslator {
       }
       if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
       if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: midStreamError(chunk.error) }];
+      const finish = Array.isArray(chunk.choices) && chunk.choices.some((choice: unknown) => isRecord(choice) && typeof choice.finish_reason === 'string');
       if (!options.clientWantsUsage && isRecord(chunk.usage)) {
         // Usage-only chunk (OpenAI) → log only; usage on a content chunk (DeepSeek) → strip it.
-        if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return [{ kind: 'chunk', chunk, data: null }];
+        if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return [{ kind: 'chunk', chunk, data: null, finish }];
         const { usage: _usage, ...visible } = chunk;
-        return [{ kind: 'chunk', chunk, data: JSON.stringify(visible) }];
+        return [{ kind: 'chunk', chunk, data: JSON.stringify(visible), finish }];
       }
-      return [{ kind: 'chunk', chunk, data }];
+      return [{ kind: 'chunk', chunk, data, finish }];
     },
   };
 }
+
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
+const FINISH = /"finish_reason"\s*:\s*"/;
 
 function midStreamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};

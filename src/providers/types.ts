@@ -37,8 +37,12 @@ export interface TranslatedResponse {
 
 /** One item of the OpenAI stream the client receives, produced from one upstream event. */
 export type StreamOutput =
-  /** `data` is the JSON text written to the client; null = the log sees the chunk, the client does not. */
-  | { kind: 'chunk'; chunk: unknown; data: string | null }
+  /**
+   * `data` is the JSON text written to the client (null: the log sees the chunk, the client does
+   * not); `chunk` the parsed chunk for the log and usage (null when nothing needs it parsed);
+   * `finish` whether it carries a finish_reason.
+   */
+  | { kind: 'chunk'; chunk: unknown; data: string | null; finish?: boolean }
   | { kind: 'done' }
   /** The upstream failed mid-stream: the client gets an OpenAI-style error event, then the end. */
   | { kind: 'error'; error: GatewayError };
@@ -50,6 +54,8 @@ export interface StreamTranslator {
 export interface StreamOptions {
   /** The client asked for `stream_options.include_usage`; the gateway always asks the upstream. */
   clientWantsUsage: boolean;
+  /** A log entry will show the assembled answer, so every chunk must be parsed. */
+  assemble: boolean;
 }
 
 export interface Provider {
