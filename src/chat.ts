@@ -6,10 +6,10 @@
  * shutdown that waits for in-flight requests never loses an entry.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Cancellation } from './cancel.js';
+import type { Cancellation } from './cancel.js';
 import { parseChatRequest } from './chat-request.js';
 import { GatewayError, invalidRequest, toGatewayError } from './errors.js';
-import { clientClosed, readBody, sendError, sendJson } from './http.js';
+import { readBody, sendError, sendJson } from './http.js';
 import { Interaction, maskKey, type RequestContext } from './interaction.js';
 import type { KeyStore, VirtualKey } from './keys.js';
 import type { InteractionLog } from './log.js';
@@ -27,8 +27,6 @@ export interface ChatDeps {
   readonly maxBodyBytes: number;
   readonly upstreamTimeoutMs: number;
   readonly upstreamIdleTimeoutMs: number;
-  /** Every running request's cancellation, so a shutdown can stop what is left. */
-  readonly inFlight: Set<Cancellation>;
 }
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
@@ -63,19 +61,14 @@ function stampOverhead(res: ServerResponse, interaction: Interaction): void {
 
 export async function handleChat(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: ChatDeps): Promise<void> {
   const interaction = new Interaction(context);
-  const cancel = new Cancellation();
-  deps.inFlight.add(cancel);
-  // The client went away before its answer was complete: stop the upstream call at once.
-  const onClose = (): void => {
-    if (!res.writableFinished) cancel.cancel(clientClosed());
-  };
-  res.once('close', onClose);
+  // Cancelled by the server when the client goes away (the upstream call stops at once) or at shutdown.
+  const cancel = context.cancel;
   try {
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
     }
     const key = authenticate(req.headers.authorization, deps.keys, interaction);
-    const raw = await readBody(req, deps.maxBodyBytes);
+    const raw = await readBody(req, deps.maxBodyBytes, cancel);
     let request: ChatRequest;
     try {
       request = parseChatRequest(raw);
@@ -132,8 +125,6 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       interaction.failed(error, sendError(res, error));
     }
   } finally {
-    res.off('close', onClose);
-    deps.inFlight.delete(cancel);
     if (cancel.reason?.status === 499) {
       interaction.status = 499;
       interaction.error ??= cancel.reason;

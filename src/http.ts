@@ -2,6 +2,7 @@
  * Small HTTP helpers shared by the routes: reading a bounded body, answering JSON and errors.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Cancellation } from './cancel.js';
 import { GatewayError } from './errors.js';
 
 export function clientClosed(): GatewayError {
@@ -16,19 +17,16 @@ function tooLarge(limit: number): GatewayError {
   });
 }
 
+/** Errors on a request surface as its cancellation (the response closes too); this only keeps them from throwing. */
+function ignore(): void {}
+
 /** Reads the whole request body, refusing more than `limit` bytes before reading them when it can. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('close', onClose);
-      req.off('error', onClose);
-    };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
@@ -43,14 +41,19 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
-    const onClose = (): void => {
+    const onCancel = (): void => {
       cleanup();
-      reject(clientClosed());
+      reject(cancel.reason);
     };
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      cancel.offCancel(onCancel);
+    };
+    req.on('error', ignore);
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('close', onClose);
-    req.on('error', onClose);
+    cancel.onCancel(onCancel);
   });
 }
 

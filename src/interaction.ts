@@ -3,6 +3,7 @@
  * metrics observation. Times are performance.now() values.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Cancellation } from './cancel.js';
 import type { GatewayError } from './errors.js';
 import type { LogEntry } from './log.js';
 import type { RequestObservation } from './metrics.js';
@@ -11,6 +12,8 @@ import type { Usage } from './openai-types.js';
 export interface RequestContext {
   /** The gateway's own request id, sent to the client as `x-request-id`. */
   readonly id: string;
+  /** Cancelled when the client goes away before its response is complete, or at shutdown. */
+  readonly cancel: Cancellation;
   /** performance.now() when the request arrived. */
   readonly startedAt: number;
   readonly method: string;

@@ -81,17 +81,29 @@ interface HistogramSeries {
 
 const SEP = '\u0001';
 
+/** Labels back from the raw key they were joined into (only when a series is new). */
+function splitModelLabels(raw: string): Labels {
+  const [provider = '', virtualKey = '', model = ''] = raw.split(SEP);
+  return { provider, virtual_key: virtualKey, model };
+}
+
+function splitRequestLabels(raw: string): Labels {
+  const [provider = '', virtualKey = '', model = '', status = ''] = raw.split(SEP);
+  return { provider, virtual_key: virtualKey, model, status };
+}
+
 export class Metrics {
   // Series are found by a plain concatenation of raw label values; the escaped Prometheus label
   // string is built only when a series is first seen (per-request label building was measurable).
   private readonly counters: Record<string, Map<string, CounterSeries>> = {};
   private readonly histograms: Record<string, Map<string, HistogramSeries>> = {};
 
-  private add(name: string, raw: string, labels: () => Labels, value: number): void {
+  /** `labels` is only called for a series not seen before: the common case allocates nothing. */
+  private add(name: string, raw: string, value: number, labels: (raw: string) => Labels): void {
     const series = (this.counters[name] ??= new Map());
     let entry = series.get(raw);
     if (entry === undefined) {
-      let set = labels();
+      let set = labels(raw);
       if (series.size >= MAX_SERIES && 'model' in set) {
         // Folded series are found by their (model-free) label string, so all of them share one.
         set = { ...set, model: '(other)' };
@@ -106,13 +118,13 @@ export class Metrics {
     entry.value += value;
   }
 
-  private observe(name: string, raw: string, labels: () => Labels, value: number): void {
+  private observe(name: string, provider: string, value: number): void {
     const bounds = METRICS[name]?.buckets ?? [];
     const series = (this.histograms[name] ??= new Map());
-    let entry = series.get(raw);
+    let entry = series.get(provider);
     if (entry === undefined) {
-      entry = { labels: labelKey(labels()), data: { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 } };
-      series.set(raw, entry);
+      entry = { labels: labelKey({ provider }), data: { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 } };
+      series.set(provider, entry);
     }
     const data = entry.data;
     let bucket = 0;
@@ -124,21 +136,21 @@ export class Metrics {
 
   request(o: RequestObservation): void {
     const provider = o.provider;
-    const byProvider = (): Labels => ({ provider });
-    const byModel = `${provider}${SEP}${o.virtualKey}${SEP}${o.model}`;
-    this.add('llm_gateway_requests_total', `${byModel}${SEP}${o.status}`, () => ({ provider, virtual_key: o.virtualKey, model: o.model, status: String(o.status) }), 1);
-    this.observe('llm_gateway_request_duration_seconds', provider, byProvider, o.durationSeconds);
-    this.observe('llm_gateway_overhead_seconds', provider, byProvider, o.overheadSeconds);
-    if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', provider, byProvider, o.upstreamTtfbSeconds);
+    // Virtual keys hold no control characters (validated); a client-chosen model name might.
+    const model = o.model.includes(SEP) ? o.model.replaceAll(SEP, ' ') : o.model;
+    const byModel = `${provider}${SEP}${o.virtualKey}${SEP}${model}`;
+    this.add('llm_gateway_requests_total', `${byModel}${SEP}${o.status}`, 1, splitRequestLabels);
+    this.observe('llm_gateway_request_duration_seconds', provider, o.durationSeconds);
+    this.observe('llm_gateway_overhead_seconds', provider, o.overheadSeconds);
+    if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', provider, o.upstreamTtfbSeconds);
     if (o.promptTokens > 0 || o.completionTokens > 0) {
-      const labels = (): Labels => ({ provider, virtual_key: o.virtualKey, model: o.model });
-      this.add('llm_gateway_prompt_tokens_total', byModel, labels, o.promptTokens);
-      this.add('llm_gateway_completion_tokens_total', byModel, labels, o.completionTokens);
+      this.add('llm_gateway_prompt_tokens_total', byModel, o.promptTokens, splitModelLabels);
+      this.add('llm_gateway_completion_tokens_total', byModel, o.completionTokens, splitModelLabels);
     }
   }
 
   keyReload(result: 'ok' | 'error'): void {
-    this.add('llm_gateway_key_reloads_total', result, () => ({ result }), 1);
+    this.add('llm_gateway_key_reloads_total', result, 1, (raw) => ({ result: raw }));
   }
 
   /** Plain data; `extra` adds values read at scrape time (gauges, counters kept elsewhere). */

@@ -6,10 +6,10 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Cancellation } from './cancel.js';
+import { Cancellation } from './cancel.js';
 import { handleChat, OVERHEAD_HEADER, type ChatDeps } from './chat.js';
 import { GatewayError, toGatewayError } from './errors.js';
-import { sendError, sendJson } from './http.js';
+import { clientClosed, sendError, sendJson } from './http.js';
 import type { RequestContext } from './interaction.js';
 import { warn } from './log.js';
 import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
@@ -17,6 +17,8 @@ import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
 
 export interface ServerDeps extends ChatDeps {
+  /** Every running request's cancellation, so a shutdown can stop what is left. */
+  readonly inFlight: Set<Cancellation>;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | null;
   /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
@@ -99,22 +101,29 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       noDelay: true,
     },
     (req, res) => {
-      const context: RequestContext = { id: randomUUID(), startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
+      const cancel = new Cancellation();
+      const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
       lastRequestAt = context.startedAt;
       res.setHeader('x-request-id', context.id);
       if (draining) res.setHeader('connection', 'close');
       const socket = req.socket;
       busySockets.add(socket);
+      deps.inFlight.add(cancel);
       active++;
       // Done when the handler settled (its log entry is recorded) and the response is over.
       let parts = 2;
       const partDone = (): void => {
         if (--parts === 0) {
           busySockets.delete(socket);
+          deps.inFlight.delete(cancel);
           requestDone();
         }
       };
-      res.once('close', partDone);
+      res.once('close', () => {
+        // The client went away before its response was complete: whatever serves it stops.
+        if (!res.writableFinished) cancel.cancel(clientClosed());
+        partDone();
+      });
 
       const methods = routes.get(context.path);
       const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));

@@ -71,3 +71,11 @@ describe('metrics', () => {
     assert.equal(series['provider="openai",virtual_key="vk_a",model="(other)",status="200"'], 100);
   });
 });
+
+describe('metrics labels', () => {
+  it('survive model names with control characters', () => {
+    const metrics = new Metrics();
+    metrics.request(observation({ model: 'a\u0001b' }));
+    assert.match(renderPrometheus(metrics.snapshot()), /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="a b",status="200"\} 1$/m);
+  });
+});
