@@ -4,7 +4,10 @@
  * from minute to minute: only ratios within one run mean anything), and the median is kept.
  * Prints one table and writes it as JSON to bench/results/.
  *
- * Environment: BENCH_ROUNDS (3), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000),
+ * Ratios and differences are computed within each round (a target against the proxy measured
+ * minutes, not hours, apart) and the median over rounds is reported.
+ *
+ * Environment: BENCH_ROUNDS (5), BENCH_DURATION_MS (2000), BENCH_WARMUP_MS (500),
  * BENCH_CONNECTIONS (50), BENCH_MEMORY (1: run the memory scenarios; 0: skip them).
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
@@ -16,9 +19,9 @@ import type { LoadResult, LoadSpec } from './load.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
-const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 2000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 500);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const MEMORY = process.env.BENCH_MEMORY !== '0';
 
@@ -157,13 +160,20 @@ async function main(): Promise<void> {
   }
   process.stderr.write('\n');
 
+  const proxyTarget = targets[1] as Target;
   const summary = (scenario: Scenario, target: Target) => {
     const list = results.get(`${scenario}|${target.name}`) ?? [];
+    const base = results.get(`${scenario}|${proxyTarget.name}`) ?? [];
+    // Per round: this target against the proxy of the same round; then the median over rounds.
+    const perRound = <T>(f: (mine: LoadResult, proxy: LoadResult) => T): T[] => list.map((mine, i) => f(mine, base[i] as LoadResult));
     return {
       rps: median(list.map((r) => r.rps)),
       p50: median(list.map((r) => r.latency.p50)),
       p99: median(list.map((r) => r.latency.p99)),
       ttfb50: median(list.map((r) => r.ttfb.p50)),
+      rpsRatio: median(perRound((mine, proxy) => mine.rps / proxy.rps)),
+      p50Delta: median(perRound((mine, proxy) => mine.latency.p50 - proxy.latency.p50)),
+      ttfbDelta: median(perRound((mine, proxy) => mine.ttfb.p50 - proxy.ttfb.p50)),
       errors: list.reduce((sum, r) => sum + r.errors, 0),
     };
   };
@@ -174,7 +184,6 @@ async function main(): Promise<void> {
     stream1: summary('stream1', target),
     stream50: summary('stream50', target),
   }));
-  const proxyRow = table[1] as (typeof table)[number];
 
   // ---- memory ----
   let memoryResult: { peakMbWith1000Streams: number; rssMbAfter10k: number; rssMbAfter100k: number } | null = null;
@@ -206,11 +215,11 @@ async function main(): Promise<void> {
   })();
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const f = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '–');
-  const ratio = (value: number, base: number): string => (Number.isFinite(value / base) ? `${(value / base).toFixed(2)}x` : '–');
-  const plus = (value: number, base: number): string => `${value - base >= 0 ? '+' : ''}${(value - base).toFixed(3)}`;
+  const times = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(2)}x` : '–');
+  const signed = (value: number): string => `${value >= 0 ? '+' : ''}${value.toFixed(3)}`;
 
   const lines: string[] = [];
-  lines.push(`llm-gateway benchmark: ${ROUNDS} rounds interleaved, ${DURATION_MS} ms per measurement after ${WARMUP_MS} ms warm-up; medians of the rounds`);
+  lines.push(`llm-gateway benchmark: ${ROUNDS} rounds interleaved, ${DURATION_MS} ms per measurement after ${WARMUP_MS} ms warm-up; medians over rounds (ratios and differences taken within each round)`);
   lines.push(`machine: ${machine}; commit ${commit}`);
   lines.push('');
   lines.push(`| target | ${CONNECTIONS} conn req/s | vs proxy | p50 ms | p99 ms | 1 conn p50 ms | vs proxy ms | stream ttfb p50 ms | vs proxy ms | stream total p50 ms | ${CONNECTIONS} conn streams/s | vs proxy | errors |`);
@@ -218,8 +227,8 @@ async function main(): Promise<void> {
   for (const row of table) {
     const errors = row.json50.errors + row.json1.errors + row.stream1.errors + row.stream50.errors;
     lines.push(
-      `| ${row.target} | ${f(row.json50.rps)} | ${ratio(row.json50.rps, proxyRow.json50.rps)} | ${f(row.json50.p50, 2)} | ${f(row.json50.p99, 2)} | ${f(row.json1.p50, 3)} | ${plus(row.json1.p50, proxyRow.json1.p50)} | ` +
-        `${f(row.stream1.ttfb50, 3)} | ${plus(row.stream1.ttfb50, proxyRow.stream1.ttfb50)} | ${f(row.stream1.p50, 2)} | ${f(row.stream50.rps)} | ${ratio(row.stream50.rps, proxyRow.stream50.rps)} | ${errors} |`,
+      `| ${row.target} | ${f(row.json50.rps)} | ${times(row.json50.rpsRatio)} | ${f(row.json50.p50, 2)} | ${f(row.json50.p99, 2)} | ${f(row.json1.p50, 3)} | ${signed(row.json1.p50Delta)} | ` +
+        `${f(row.stream1.ttfb50, 3)} | ${signed(row.stream1.ttfbDelta)} | ${f(row.stream1.p50, 2)} | ${f(row.stream50.rps)} | ${times(row.stream50.rpsRatio)} | ${errors} |`,
     );
   }
   if (memoryResult !== null) {
@@ -231,13 +240,16 @@ async function main(): Promise<void> {
   }
 
   const row = (name: string) => table.find((candidate) => candidate.target === name) as (typeof table)[number];
+  const plain = row('gateway openai, logs off');
+  const shipped = row('gateway openai, logs on');
+  const translated = row('gateway anthropic, logs off');
   const checks: Array<[string, boolean, string]> = [
-    ['non-streamed req/s, logs off ≥ 0.90x', row('gateway openai, logs off').json50.rps / proxyRow.json50.rps >= 0.9, ratio(row('gateway openai, logs off').json50.rps, proxyRow.json50.rps)],
-    ['non-streamed req/s, logs as shipped ≥ 0.70x', row('gateway openai, logs on').json50.rps / proxyRow.json50.rps >= 0.7, ratio(row('gateway openai, logs on').json50.rps, proxyRow.json50.rps)],
-    ['anthropic translation req/s, logs off ≥ 0.80x', row('gateway anthropic, logs off').json50.rps / proxyRow.json50.rps >= 0.8, ratio(row('gateway anthropic, logs off').json50.rps, proxyRow.json50.rps)],
-    ['added latency at 1 connection ≤ 0.1 ms p50', row('gateway openai, logs off').json1.p50 - proxyRow.json1.p50 <= 0.1, `${plus(row('gateway openai, logs off').json1.p50, proxyRow.json1.p50)} ms`],
-    ['stream time to first byte ≤ 0.3 ms p50 above', row('gateway openai, logs off').stream1.ttfb50 - proxyRow.stream1.ttfb50 <= 0.3, `${plus(row('gateway openai, logs off').stream1.ttfb50, proxyRow.stream1.ttfb50)} ms`],
-    ['unpaced streams/s ≥ 0.80x', row('gateway openai, logs off').stream50.rps / proxyRow.stream50.rps >= 0.8, ratio(row('gateway openai, logs off').stream50.rps, proxyRow.stream50.rps)],
+    ['non-streamed req/s, logs off ≥ 0.90x', plain.json50.rpsRatio >= 0.9, times(plain.json50.rpsRatio)],
+    ['non-streamed req/s, logs as shipped ≥ 0.70x', shipped.json50.rpsRatio >= 0.7, times(shipped.json50.rpsRatio)],
+    ['anthropic translation req/s, logs off ≥ 0.80x', translated.json50.rpsRatio >= 0.8, times(translated.json50.rpsRatio)],
+    ['added latency at 1 connection ≤ 0.1 ms p50', plain.json1.p50Delta <= 0.1, `${signed(plain.json1.p50Delta)} ms`],
+    ['stream time to first byte ≤ 0.3 ms p50 above', plain.stream1.ttfbDelta <= 0.3, `${signed(plain.stream1.ttfbDelta)} ms`],
+    ['unpaced streams/s ≥ 0.80x', plain.stream50.rpsRatio >= 0.8, times(plain.stream50.rpsRatio)],
   ];
   if (memoryResult !== null) {
     checks.push(['peak RSS with 1000 concurrent streams ≤ 150 MB', memoryResult.peakMbWith1000Streams <= 150, `${f(memoryResult.peakMbWith1000Streams, 1)} MB`]);
