@@ -1,32 +1,37 @@
 /**
- * The `/chat/completions` handler: authenticate, read and validate the body, let the key's
- * provider build the upstream request, relay the answer (JSON or stream), and produce exactly one
- * log entry and one metrics observation. Errors are GatewayErrors all the way; anything else
- * becomes a bare 500. The returned promise settles only after the entry is recorded, so a
- * shutdown that waits for in-flight requests never loses an entry.
+ * The `/chat/completions` handler: authenticate, read and validate the body, apply the key's
+ * controls (model allowlist, rate limits, budget), let the provider build the upstream request,
+ * relay the answer (JSON or stream), and produce exactly one log entry and one metrics
+ * observation. Errors are GatewayErrors all the way; anything else becomes a bare 500. The
+ * returned promise settles only after the entry is recorded, so a shutdown that waits for
+ * in-flight requests never loses an entry.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Cancellation } from './cancel.js';
+import { authenticate } from './auth.js';
 import { parseChatRequest } from './chat-request.js';
-import { GatewayError, invalidRequest, toGatewayError } from './errors.js';
+import { GatewayError, toGatewayError } from './errors.js';
 import { readBody, sendError, sendJson } from './http.js';
 import { Interaction, maskKey, type RequestContext } from './interaction.js';
 import type { KeyStore, VirtualKey } from './keys.js';
+import { admissionError, limitsOf, type Limiter } from './limits.js';
 import type { InteractionLog } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ChatRequest } from './openai-types.js';
-import type { UpstreamCall } from './providers/types.js';
+import { callProvider } from './provider-call.js';
 import { relayStream } from './stream-relay.js';
-import { readAll, sendUpstream, type UpstreamResponse } from './upstream.js';
+import { readAll } from './upstream.js';
 import { upstreamError } from './upstream-error.js';
 
 export interface ChatDeps {
   readonly keys: KeyStore;
   readonly log: InteractionLog;
   readonly metrics: Metrics;
+  readonly limiter: Limiter;
   readonly maxBodyBytes: number;
   readonly upstreamTimeoutMs: number;
   readonly upstreamIdleTimeoutMs: number;
+  readonly upstreamRetries: number;
+  readonly upstreamRetryMaxDelayMs: number;
 }
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
@@ -34,40 +39,39 @@ const ERROR_BODY_LIMIT = 1024 * 1024;
 /** A non-streamed completion larger than this is not a completion. */
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
-
 export const OVERHEAD_HEADER = 'x-gateway-overhead-ms';
-
-function authenticate(header: string | undefined, keys: KeyStore, interaction: Interaction): VirtualKey {
-  const match = header === undefined ? null : BEARER.exec(header);
-  if (match === null) {
-    throw new GatewayError(401, "Missing virtual key. Send it as 'Authorization: Bearer <virtual key>'.", { code: 'missing_api_key' });
-  }
-  const presented = match[1] as string;
-  const key = keys.lookup(presented);
-  if (key === undefined) {
-    interaction.virtualKey = maskKey(presented);
-    throw new GatewayError(401, 'Invalid virtual key. Check the key you were given for this gateway.', { code: 'invalid_api_key' });
-  }
-  interaction.virtualKey = key.id;
-  interaction.authenticated = true;
-  interaction.provider = key.provider.name;
-  return key;
-}
 
 function stampOverhead(res: ServerResponse, interaction: Interaction): void {
   res.setHeader(OVERHEAD_HEADER, interaction.overheadMs(performance.now()).toFixed(3));
+}
+
+/** The key's model allowlist; the refusal names nothing the key may not see. */
+function checkModel(key: VirtualKey, model: string): void {
+  if (key.models !== null && !key.models.allows(model)) {
+    throw new GatewayError(403, `The model "${model}" is not allowed for this virtual key.`, { type: 'permission_error', code: 'model_not_allowed', param: 'model' });
+  }
 }
 
 export async function handleChat(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: ChatDeps): Promise<void> {
   const interaction = new Interaction(context);
   // Cancelled by the server when the client goes away (the upstream call stops at once) or at shutdown.
   const cancel = context.cancel;
+  const seen = { presented: null as string | null };
+  let key: VirtualKey | null = null;
   try {
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
     }
-    const key = authenticate(req.headers.authorization, deps.keys, interaction);
+    try {
+      key = authenticate(req.headers.authorization, deps.keys, seen);
+    } finally {
+      if (key === null && seen.presented !== null) interaction.virtualKey = maskKey(seen.presented);
+    }
+    interaction.virtualKey = key.id;
+    interaction.authenticated = true;
+    interaction.provider = key.provider.name;
+    interaction.severalKeys = key.apiKeys.length > 1;
+
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
     let request: ChatRequest;
     try {
@@ -80,12 +84,24 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
     interaction.model = request.model;
     interaction.stream = request.stream === true;
 
-    const upstream = await callProvider(key, request, raw, cancel, interaction, deps);
+    checkModel(key, request.model);
+    if (key.rateLimit !== null || key.budget !== null) {
+      const admission = await deps.limiter.admit(limitsOf(key));
+      for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
+      const refused = admissionError(admission);
+      if (refused !== null) throw refused;
+    }
+
+    const { upstream } = await callProvider(key, request, raw, cancel, interaction, {
+      retries: deps.upstreamRetries,
+      maxDelayMs: deps.upstreamRetryMaxDelayMs,
+      timeoutMs: deps.upstreamTimeoutMs,
+    });
     interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now());
     if (upstream.status < 200 || upstream.status > 299) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstreamIdleTimeoutMs });
       interaction.upstreamEndedAt = performance.now();
-      throw upstreamError(upstream.status, body, upstream.headers, key.apiKey);
+      throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys);
     }
     if (interaction.stream) {
       if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
@@ -97,7 +113,7 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       }
       const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request), assemble: deps.log.enabled });
       stampOverhead(res, interaction);
-      await relayStream(upstream, res, translator, interaction, { cancel, idleMs: deps.upstreamIdleTimeoutMs, apiKey: key.apiKey });
+      await relayStream(upstream, res, translator, interaction, { cancel, idleMs: deps.upstreamIdleTimeoutMs, apiKeys: key.apiKeys });
     } else {
       const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs: deps.upstreamIdleTimeoutMs });
       interaction.upstreamEndedAt = performance.now();
@@ -129,28 +145,15 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       interaction.status = 499;
       interaction.error ??= cancel.reason;
     }
+    // Tokens count against the key's tokens per minute and budget once they were used.
+    const usage = interaction.usage;
+    if (key !== null && usage !== null && (key.rateLimit?.tokensPerMinute != null || key.budget !== null)) {
+      deps.limiter.record(limitsOf(key), (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0));
+    }
     const now = performance.now();
     deps.metrics.request(interaction.observation(now));
     if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
   }
-}
-
-function callProvider(key: VirtualKey, request: ChatRequest, raw: Buffer, cancel: Cancellation, interaction: Interaction, deps: ChatDeps): Promise<UpstreamResponse> {
-  const provider = key.provider;
-  if (provider.answerLocally !== undefined) {
-    interaction.upstreamStartedAt = performance.now();
-    return Promise.resolve(provider.answerLocally(request));
-  }
-  let call: UpstreamCall;
-  try {
-    call = provider.prepare({ request, raw, apiKey: key.apiKey });
-  } catch (err) {
-    // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.
-    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
-    throw err;
-  }
-  interaction.upstreamStartedAt = performance.now();
-  return sendUpstream(key.target as NonNullable<VirtualKey['target']>, call, cancel, deps.upstreamTimeoutMs);
 }
 
 function wantsUsage(request: ChatRequest): boolean {

@@ -8,6 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.js';
 import { KeyFileError, loadKeyFileText, parseKeyFile } from './keys.js';
+import type { Admission, BudgetStore, KeyLimits, LimitState, Limiter } from './limits.js';
 import { formatsFor, warn, type LogFormat, type LogSink, type RenderedBatch } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
@@ -16,11 +17,17 @@ import { createInstance, watchKeysFile } from './instance.js';
 /** Messages between primary and workers. */
 type ToPrimary =
   | { t: 'hello' }
+  | { t: 'admit'; id: number; key: KeyLimits }
+  | { t: 'record'; key: KeyLimits; tokens: number }
   | { t: 'ready'; address: string }
   | { t: 'log'; batch: Partial<Record<LogFormat, string>> }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
-type ToWorker = { t: 'keys'; text: string } | { t: 'snapshot'; id: number } | { t: 'metrics'; id: number; text: string };
+type ToWorker =
+  | { t: 'keys'; text: string }
+  | { t: 'snapshot'; id: number }
+  | { t: 'metrics'; id: number; text: string }
+  | { t: 'admitted'; id: number; admission: Admission };
 
 /** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 const SNAPSHOT_TIMEOUT_MS = 1000;
@@ -43,6 +50,9 @@ export interface PrimaryOptions {
   /** The keys file's text as validated at start. */
   readonly keysText: string;
   readonly keyCount: number;
+  /** The authority over every key's rate limits and budgets, for all workers. */
+  readonly limits: LimitState;
+  readonly budgets: BudgetStore;
 }
 
 /** The primary: forks `config.workers` workers and coordinates them. */
@@ -96,6 +106,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       switch (message.t) {
         case 'hello':
           send(worker, { t: 'keys', text: keysText });
+          break;
+        case 'admit':
+          send(worker, { t: 'admitted', id: message.id, admission: options.limits.admit(message.key) });
+          break;
+        case 'record':
+          options.limits.record(message.key, message.tokens);
           break;
         case 'ready':
           ready.add(worker);
@@ -177,7 +193,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     hardStop.unref();
     const check = (): void => {
       if (workers().length > 0) return;
-      void Promise.race([Promise.all(sinks.map((sink) => sink.close())), new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
+      const closing = Promise.all([...sinks.map((sink) => sink.close()), options.budgets.save()]);
+      void Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
     };
     cluster.on('exit', check);
     check();
@@ -250,10 +267,44 @@ function send(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
 }
 
+/** How long a worker waits for the primary's limits decision before letting the request through. */
+const ADMIT_TIMEOUT_MS = 2000;
+
+/** Limits decided by the primary: one decision for the whole instance. */
+function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void } {
+  let nextId = 1;
+  const pending = new Map<number, (admission: Admission) => void>();
+  return {
+    limiter: {
+      admit: (key) =>
+        new Promise((resolve) => {
+          const id = nextId++;
+          // A primary that does not answer must not stop all traffic: the request goes through.
+          const timer = setTimeout(() => {
+            pending.delete(id);
+            warn('the primary did not answer a limits check in time; the request was let through');
+            resolve({ error: null, headers: {} });
+          }, ADMIT_TIMEOUT_MS);
+          pending.set(id, (admission) => {
+            clearTimeout(timer);
+            resolve(admission);
+          });
+          send({ t: 'admit', id, key });
+        }),
+      record: (key, tokens) => send({ t: 'record', key, tokens }),
+    },
+    answered: (id, admission) => {
+      pending.get(id)?.(admission);
+      pending.delete(id);
+    },
+  };
+}
+
 /** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
   let nextId = 1;
   const waiting = new Map<number, (text: string) => void>();
+  const limits = primaryLimiter();
   let instance: ReturnType<typeof createInstance> | null = null;
 
   // The first keys arrive as the answer to 'hello'; later ones are reloads.
@@ -268,6 +319,8 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
       } else if (message.t === 'metrics') {
         waiting.get(message.id)?.(message.text);
         waiting.delete(message.id);
+      } else if (message.t === 'admitted') {
+        limits.answered(message.id, message.admission);
       }
     });
   });
@@ -279,6 +332,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     registry,
     keys,
     sinks: [new PrimarySink(formatsFor(config))],
+    limiter: limits.limiter,
     reportsKeyCount: false,
     gatherMetrics: (local) =>
       new Promise((resolve) => {

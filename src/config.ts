@@ -3,6 +3,7 @@
  * documented in the README's configuration table.
  */
 import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
 
 export interface Config {
   keysFile: string;
@@ -28,6 +29,14 @@ export interface Config {
   workers: number;
   /** Reload keys when the file changes (false: only on SIGHUP). */
   keysWatch: boolean;
+  /** Attempts after the first for a connection failure, 429, 500, 502, 503, 504 or 529. */
+  upstreamRetries: number;
+  /** The longest wait before a retry; a provider asking (retry-after) for longer gets no retry. */
+  upstreamRetryMaxDelayMs: number;
+  /** Budget usage, kept across restarts; null = in memory only. */
+  stateFile: string | null;
+  /** Origins browsers may call from (`*` = any); empty = CORS off. */
+  corsOrigins: string[];
 }
 
 export const DEFAULTS = {
@@ -41,6 +50,8 @@ export const DEFAULTS = {
   upstreamTimeoutMs: 600_000,
   upstreamIdleTimeoutMs: 300_000,
   workers: 1,
+  upstreamRetries: 2,
+  upstreamRetryMaxDelayMs: 20_000,
 } as const;
 
 export class ConfigError extends Error {
@@ -79,6 +90,17 @@ export function loadConfig(env: Env = process.env): Config {
   const keysWatch = text('KEYS_WATCH') ?? 'on';
   if (keysWatch !== 'on' && keysWatch !== 'off') problems.push(`KEYS_WATCH must be "on" or "off", got "${keysWatch}"`);
 
+  // Next to the interactions log by default (its folder), whether or not that log is on.
+  const logFolder = dirname(text('LOG_FILE')?.toLowerCase() === 'off' ? DEFAULTS.logFile : (text('LOG_FILE') ?? DEFAULTS.logFile));
+  const stateFile = text('STATE_FILE') ?? join(logFolder, 'gateway_state.json');
+  const corsOrigins = (text('CORS_ORIGINS') ?? '')
+    .split(',')
+    .map((origin) => origin.trim().replace(/\/+$/, ''))
+    .filter((origin) => origin !== '');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`CORS_ORIGINS must list origins like https://app.example.com (or *), got "${origin}"`);
+  }
+
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
   const logConsole = text('LOG_CONSOLE') ?? 'pretty';
   if (logConsole !== 'pretty' && logConsole !== 'json' && logConsole !== 'off') {
@@ -99,6 +121,10 @@ export function loadConfig(env: Env = process.env): Config {
     metricsToken: text('METRICS_TOKEN') ?? null,
     workers: workers(text('GATEWAY_WORKERS')),
     keysWatch: keysWatch !== 'off',
+    upstreamRetries: integer('UPSTREAM_RETRIES', DEFAULTS.upstreamRetries, 0, 10),
+    upstreamRetryMaxDelayMs: integer('UPSTREAM_RETRY_MAX_DELAY_MS', DEFAULTS.upstreamRetryMaxDelayMs, 0, 3600_000),
+    stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
+    corsOrigins: corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

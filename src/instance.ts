@@ -9,6 +9,7 @@ import type { Cancellation } from './cancel.js';
 import type { Config } from './config.js';
 import { GatewayError } from './errors.js';
 import { KeyFileError, KeyStore, loadKeyFileText, type VirtualKey } from './keys.js';
+import type { Limiter } from './limits.js';
 import { InteractionLog, warn, type LogSink } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
@@ -21,6 +22,8 @@ export interface InstanceOptions {
   /** The text the keys came from, to tell a real change from a touch. */
   readonly keysText?: string;
   readonly sinks: LogSink[];
+  /** Where per-key limits are decided (this process, or the cluster primary). */
+  readonly limiter: Limiter;
   /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots. */
   readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string>;
   /** Whether this process reports the virtual-keys gauge (in a cluster only the primary does). */
@@ -80,9 +83,13 @@ export function createInstance(options: InstanceOptions): Instance {
     log,
     metrics,
     inFlight,
+    limiter: options.limiter,
+    corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamIdleTimeoutMs: config.upstreamIdleTimeoutMs,
+    upstreamRetries: config.upstreamRetries,
+    upstreamRetryMaxDelayMs: config.upstreamRetryMaxDelayMs,
     metricsToken: config.metricsToken,
     renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
   });

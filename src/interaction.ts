@@ -49,6 +49,10 @@ export class Interaction {
   upstreamRequestId: string | null = null;
   /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
   upstreamStartedAt: number | null = null;
+  /** Every call made to the provider for this request (more than one after retries). */
+  readonly attempts: Array<{ api_key: number; status: number | null; error: string | null; duration_ms: number }> = [];
+  /** The virtual key holds several real keys: their indexes appear in the log. */
+  severalKeys = false;
   upstreamRespondedAt: number | null = null;
   upstreamEndedAt: number | null = null;
 
@@ -98,6 +102,15 @@ export class Interaction {
     };
   }
 
+  private upstreamEntry(): LogEntry['upstream'] {
+    if (this.upstreamStatus === null && this.attempts.length === 0) return null;
+    const entry: NonNullable<LogEntry['upstream']> = { status: this.upstreamStatus, request_id: this.upstreamRequestId };
+    const last = this.attempts.at(-1);
+    if (this.severalKeys && last !== undefined) entry.api_key = last.api_key;
+    if (this.attempts.length > 1 || (last !== undefined && last.status === null)) entry.attempts = this.attempts;
+    return entry;
+  }
+
   toEntry(now: number): LogEntry {
     const context = this.context;
     const error = this.error;
@@ -118,7 +131,7 @@ export class Interaction {
       request: this.request,
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
-      upstream: this.upstreamStatus === null ? null : { status: this.upstreamStatus, request_id: this.upstreamRequestId },
+      upstream: this.upstreamEntry(),
     };
   }
 }

@@ -11,14 +11,40 @@ import { isRecord } from './openai-types.js';
 import type { Provider } from './providers/types.js';
 import { resolveTarget, type UpstreamTarget } from './upstream.js';
 
+/** Which models a virtual key may use: exact names and `prefix*` patterns. */
+export interface ModelAllowlist {
+  readonly patterns: readonly string[];
+  allows(model: string): boolean;
+}
+
+export interface RateLimit {
+  readonly requestsPerMinute: number | null;
+  readonly tokensPerMinute: number | null;
+}
+
+export type BudgetPeriod = 'day' | 'month' | 'total';
+
+export interface Budget {
+  readonly maxTokens: number;
+  readonly period: BudgetPeriod;
+}
+
 export interface VirtualKey {
   /** The virtual key as written in the file; it names the caller in logs. */
   readonly id: string;
+  /** SHA-256 of the virtual key: how it is known in state that is written to disk. */
+  readonly digest: string;
   readonly provider: Provider;
-  /** The real provider key. Never logged, never sent to a client. */
-  readonly apiKey: string;
+  /** The real provider keys (one or more). Never logged, never sent to a client. */
+  readonly apiKeys: readonly string[];
   /** null for providers that answer in-process. */
   readonly target: UpstreamTarget | null;
+  /** Where the provider lists its models (null for in-process providers). */
+  readonly modelsTarget: UpstreamTarget | null;
+  /** null: every model is allowed. */
+  readonly models: ModelAllowlist | null;
+  readonly rateLimit: RateLimit | null;
+  readonly budget: Budget | null;
 }
 
 export class KeyFileError extends Error {
@@ -35,8 +61,99 @@ export class KeyFileError extends Error {
   }
 }
 
-const KEY_FIELDS = ['provider', 'api_key', 'base_url'];
+const KEY_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'models', 'rate_limit', 'budget'];
 const TOP_FIELDS = ['virtual_keys'];
+const PERIODS: readonly BudgetPeriod[] = ['day', 'month', 'total'];
+
+function positiveInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+}
+
+export function modelAllowlist(patterns: readonly string[]): ModelAllowlist {
+  const exact = new Set(patterns.filter((pattern) => !pattern.endsWith('*')));
+  const prefixes = patterns.filter((pattern) => pattern.endsWith('*')).map((pattern) => pattern.slice(0, -1));
+  return { patterns, allows: (model) => exact.has(model) || prefixes.some((prefix) => model.startsWith(prefix)) };
+}
+
+/** Each parser returns the value, or pushes its problems and returns undefined. */
+function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undefined, where: string, problems: string[]): string[] | undefined {
+  const single = entry.api_key;
+  const several = entry.api_keys;
+  if (single !== undefined && several !== undefined) {
+    problems.push(`${where}: use either "api_key" or "api_keys", not both`);
+    return undefined;
+  }
+  const keys: unknown[] = several !== undefined ? (Array.isArray(several) ? several : [several]) : single === undefined ? [] : [single];
+  const field = several !== undefined ? 'api_keys' : 'api_key';
+  if (several !== undefined && (!Array.isArray(several) || several.length === 0)) {
+    problems.push(`${where}: "api_keys" must be a non-empty array of strings`);
+    return undefined;
+  }
+  const before = problems.length;
+  keys.forEach((key, index) => {
+    const at = several !== undefined ? `"api_keys[${index}]"` : '"api_key"';
+    if (typeof key !== 'string') problems.push(`${where}: ${at} must be a string`);
+    else if (key !== key.trim()) problems.push(`${where}: ${at} has leading or trailing whitespace`);
+    else if (key === '' && provider?.requiresApiKey !== false) problems.push(`${where}: ${at} is empty; put the real ${provider?.name ?? 'provider'} API key here`);
+  });
+  if (keys.length === 0 && provider?.requiresApiKey !== false) {
+    problems.push(`${where}: "${field}" is empty; put the real ${provider?.name ?? 'provider'} API key here`);
+  }
+  if (several !== undefined && new Set(keys).size !== keys.length) problems.push(`${where}: "api_keys" lists the same key twice`);
+  return problems.length > before ? undefined : (keys as string[]).filter((key) => key !== '');
+}
+
+function parseModels(value: unknown, where: string, problems: string[]): ModelAllowlist | null | undefined {
+  if (value === undefined) return null;
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push(`${where}: "models" must be a non-empty array of model names or "prefix*" patterns`);
+    return undefined;
+  }
+  const before = problems.length;
+  value.forEach((pattern: unknown, index) => {
+    if (typeof pattern !== 'string' || pattern === '') problems.push(`${where}: "models[${index}]" must be a non-empty string`);
+    else if (pattern.slice(0, -1).includes('*')) problems.push(`${where}: "models[${index}]" may use "*" only at the end ("gpt-4.1-*"), got "${pattern}"`);
+  });
+  return problems.length > before ? undefined : modelAllowlist(value as string[]);
+}
+
+function parseRateLimit(value: unknown, where: string, problems: string[]): RateLimit | null | undefined {
+  if (value === undefined) return null;
+  if (!isRecord(value)) {
+    problems.push(`${where}: "rate_limit" must be an object like {"requests_per_minute": 60, "tokens_per_minute": 100000}`);
+    return undefined;
+  }
+  const before = problems.length;
+  for (const field of Object.keys(value)) {
+    if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field "rate_limit.${field}" (known: requests_per_minute, tokens_per_minute)`);
+  }
+  for (const field of ['requests_per_minute', 'tokens_per_minute'] as const) {
+    if (value[field] !== undefined && !positiveInteger(value[field])) problems.push(`${where}: "rate_limit.${field}" must be a positive integer`);
+  }
+  if (value.requests_per_minute === undefined && value.tokens_per_minute === undefined) {
+    problems.push(`${where}: "rate_limit" needs "requests_per_minute" or "tokens_per_minute"`);
+  }
+  if (problems.length > before) return undefined;
+  return {
+    requestsPerMinute: (value.requests_per_minute as number | undefined) ?? null,
+    tokensPerMinute: (value.tokens_per_minute as number | undefined) ?? null,
+  };
+}
+
+function parseBudget(value: unknown, where: string, problems: string[]): Budget | null | undefined {
+  if (value === undefined) return null;
+  if (!isRecord(value)) {
+    problems.push(`${where}: "budget" must be an object like {"max_tokens": 1000000, "period": "month"}`);
+    return undefined;
+  }
+  const before = problems.length;
+  for (const field of Object.keys(value)) {
+    if (field !== 'max_tokens' && field !== 'period') problems.push(`${where}: unknown field "budget.${field}" (known: max_tokens, period)`);
+  }
+  if (!positiveInteger(value.max_tokens)) problems.push(`${where}: "budget.max_tokens" must be a positive integer`);
+  if (!PERIODS.includes(value.period as BudgetPeriod)) problems.push(`${where}: "budget.period" must be "day", "month" or "total"`);
+  return problems.length > before ? undefined : { maxTokens: value.max_tokens as number, period: value.period as BudgetPeriod };
+}
 
 /** Validates the file's text and builds the keys; throws KeyFileError listing every problem. */
 export function parseKeyFile(text: string, file: string, registry: Readonly<Record<string, Provider>>): VirtualKey[] {
@@ -67,6 +184,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   for (const id of names) {
     const where = `virtual key "${id}"`;
     const entry = entries[id];
+    const before = problems.length;
     if (id.trim() === '' || /[\s\x00-\x1f\x7f]/.test(id)) {
       problems.push(`${where}: a virtual key must be non-empty, without spaces or control characters (it travels in an HTTP header)`);
     }
@@ -87,26 +205,30 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       provider = registry[entry.provider];
     }
 
-    const apiKey = entry.api_key;
-    if (apiKey !== undefined && typeof apiKey !== 'string') {
-      problems.push(`${where}: "api_key" must be a string`);
-    } else if (typeof apiKey === 'string' && apiKey !== apiKey.trim()) {
-      problems.push(`${where}: "api_key" has leading or trailing whitespace`);
-    } else if ((apiKey === undefined || apiKey === '') && provider?.requiresApiKey !== false) {
-      problems.push(`${where}: "api_key" is empty; put the real ${provider?.name ?? 'provider'} API key here`);
-    }
-
-    let target: UpstreamTarget | null = null;
+    const apiKeys = parseApiKeys(entry, provider, where, problems);
     const baseUrl = entry.base_url;
     if (baseUrl !== undefined) {
       const problem = checkBaseUrl(baseUrl);
       if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
     }
-    if (provider === undefined || problems.length > 0) continue;
-    if (provider.answerLocally === undefined) {
-      target = resolveTarget(typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, provider.chatPath);
-    }
-    keys.push({ id, provider, apiKey: typeof apiKey === 'string' ? apiKey : '', target });
+    const models = parseModels(entry.models, where, problems);
+    const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
+    const budget = parseBudget(entry.budget, where, problems);
+
+    if (provider === undefined || apiKeys === undefined || models === undefined || rateLimit === undefined || budget === undefined || problems.length > before) continue;
+    const base = typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl;
+    const local = provider.answerLocally !== undefined;
+    keys.push({
+      id,
+      digest: digest(id),
+      provider,
+      apiKeys,
+      target: local ? null : resolveTarget(base, provider.chatPath),
+      modelsTarget: local ? null : resolveTarget(base, provider.modelsPath),
+      models,
+      rateLimit,
+      budget,
+    });
   }
   if (problems.length > 0) throw new KeyFileError(file, problems);
   return keys;

@@ -28,7 +28,16 @@ export interface LogEntry {
   /** What the client got; for streams the assembled `chat.completion`. */
   response: unknown;
   error?: { message: string; type: string; code: string | null; detail?: string };
-  upstream: { status: number | null; request_id: string | null } | null;
+  /**
+   * The provider's answer: `api_key` is the index of the real key used (when the virtual key has
+   * several), `attempts` every call when there was more than one (retries) or none answered.
+   */
+  upstream: {
+    status: number | null;
+    request_id: string | null;
+    api_key?: number;
+    attempts?: Array<{ api_key: number; status: number | null; error: string | null; duration_ms: number }>;
+  } | null;
 }
 
 /** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster.js';
 import { createInstance, watchKeysFile } from './instance.js';
 import { KeyFileError, loadKeyFileText, type VirtualKey } from './keys.js';
+import { BudgetStore, LimitState, type Limiter } from './limits.js';
 import { createSinks, warn } from './log.js';
 import { createRegistry } from './providers/index.js';
 
@@ -38,9 +39,13 @@ async function main(): Promise<void> {
     throw err;
   }
   const sinks = await createSinks(config);
-  if (config.workers > 1) return runPrimary({ config, registry, sinks, keysText, keyCount: keys.length });
+  const budgets = new BudgetStore(config.stateFile);
+  await budgets.load();
+  const limits = new LimitState(budgets);
+  if (config.workers > 1) return runPrimary({ config, registry, sinks, keysText, keyCount: keys.length, limits, budgets });
 
-  const instance = createInstance({ config, registry, keys, keysText, sinks });
+  const limiter: Limiter = { admit: (key) => limits.admit(key), record: (key, tokens) => limits.record(key, tokens) };
+  const instance = createInstance({ config, registry, keys, keysText, sinks, limiter });
   let address: string;
   try {
     address = await instance.listen();
@@ -56,7 +61,10 @@ async function main(): Promise<void> {
   });
   if (config.keysWatch) watchKeysFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
   const stop = (signal: string): void => {
-    void instance.shutdown(signal).then(() => process.exit(0));
+    void instance
+      .shutdown(signal)
+      .then(() => budgets.save())
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Cancellation } from './cancel.js';
 import { handleChat, OVERHEAD_HEADER, type ChatDeps } from './chat.js';
+import { handleModels } from './models.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { clientClosed, sendError, sendJson } from './http.js';
 import type { RequestContext } from './interaction.js';
@@ -17,6 +18,8 @@ import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
 
 export interface ServerDeps extends ChatDeps {
+  /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
+  readonly corsOrigins: readonly string[];
   /** Every running request's cancellation, so a shutdown can stop what is left. */
   readonly inFlight: Set<Cancellation>;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
@@ -60,6 +63,16 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   const stamp = (res: ServerResponse, context: RequestContext): void => {
     res.setHeader(OVERHEAD_HEADER, (performance.now() - context.startedAt).toFixed(3));
   };
+
+  // CORS: answered for the listed origins only; everything else behaves as if it were off.
+  const allowAll = deps.corsOrigins.includes('*');
+  const allowedOrigin = (req: IncomingMessage): string | null => {
+    const origin = req.headers.origin;
+    if (typeof origin !== 'string' || deps.corsOrigins.length === 0) return null;
+    if (allowAll) return '*';
+    return deps.corsOrigins.includes(origin) ? origin : null;
+  };
+  const EXPOSED = 'x-request-id, x-gateway-overhead-ms, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens';
   const health: Handler = (_req, res, context) => {
     stamp(res, context);
     if (draining) sendJson(res, 503, '{"status":"shutting_down"}');
@@ -76,9 +89,17 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
     res.end(text);
   };
+  const models: Handler = (req, res, context) =>
+    handleModels(req, res, context, deps).catch((err: unknown) => {
+      if (res.headersSent || context.cancel.cancelled) return;
+      stamp(res, context);
+      sendError(res, toGatewayError(err));
+    });
   const routes: Routes = new Map([
     ['/chat/completions', new Map([['*', chat]])],
     ['/v1/chat/completions', new Map([['*', chat]])],
+    ['/models', new Map([['GET', models]])],
+    ['/v1/models', new Map([['GET', models]])],
     ['/healthz', new Map([['GET', health]])],
     ['/metrics', new Map([['GET', metrics]])],
   ]);
@@ -125,12 +146,29 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
         partDone();
       });
 
+      const origin = allowedOrigin(req);
+      if (origin !== null) {
+        res.setHeader('access-control-allow-origin', origin);
+        res.setHeader('access-control-expose-headers', EXPOSED);
+        if (origin !== '*') res.setHeader('vary', 'Origin');
+        if (context.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined && routes.has(context.path)) {
+          // A browser's preflight: which methods and headers a real request may use.
+          res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+          res.setHeader('access-control-allow-headers', String(req.headers['access-control-request-headers'] ?? 'authorization, content-type'));
+          res.setHeader('access-control-max-age', '600');
+          stamp(res, context);
+          res.writeHead(204);
+          res.end();
+          partDone();
+          return;
+        }
+      }
       const methods = routes.get(context.path);
       const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
       if (handler === undefined) {
         const error =
           methods === undefined
-            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves POST /chat/completions and POST /v1/chat/completions.`, { code: 'not_found' })
+            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves POST /chat/completions, POST /v1/chat/completions and GET /v1/models.`, { code: 'not_found' })
             : new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${[...methods.keys()].join(', ')}.`, {
                 code: 'method_not_allowed',
                 headers: { allow: [...methods.keys()].join(', ') },

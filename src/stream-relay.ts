@@ -24,7 +24,7 @@ export interface RelayOptions {
   /** No upstream bytes for this long → error event (UPSTREAM_IDLE_TIMEOUT_MS). */
   readonly idleMs: number;
   /** Scrubbed from any upstream error message before it reaches the client or the log. */
-  readonly apiKey: string;
+  readonly apiKeys: readonly string[];
 }
 
 function errorFrame(error: GatewayError): string {
@@ -68,7 +68,7 @@ export function relayStream(
     };
     const fail = (error: GatewayError, text = ''): void => {
       if (over) return;
-      const safe = redactError(error, options.apiKey);
+      const safe = redactError(error, options.apiKeys);
       interaction.error = safe;
       // The client saw 200 then an error event; the log and metrics count the failure by its own status.
       interaction.status = safe.status;

@@ -47,15 +47,18 @@ function stringOrNull(value: unknown): string | null {
 /** Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`. */
 const MASKED_KEY = /\bsk-[A-Za-z0-9_-]*\*+[A-Za-z0-9_-]*|\*{4,}[A-Za-z0-9_-]{2,}/g;
 
-/** Removes every trace of the real key from text that may reach a client or a log. */
-export function redactKey(text: string, apiKey: string): string {
-  const withoutKey = apiKey.length >= 4 && text.includes(apiKey) ? text.split(apiKey).join('[redacted]') : text;
-  return withoutKey.replace(MASKED_KEY, '[redacted]');
+/** Removes every trace of the real key(s) from text that may reach a client or a log. */
+export function redactKey(text: string, apiKeys: string | readonly string[]): string {
+  let clean = text;
+  for (const apiKey of typeof apiKeys === 'string' ? [apiKeys] : apiKeys) {
+    if (apiKey.length >= 4 && clean.includes(apiKey)) clean = clean.split(apiKey).join('[redacted]');
+  }
+  return clean.replace(MASKED_KEY, '[redacted]');
 }
 
 /** The same error with the real key scrubbed from its message (mid-stream errors come from upstreams). */
-export function redactError(error: GatewayError, apiKey: string): GatewayError {
-  const message = redactKey(error.message, apiKey);
+export function redactError(error: GatewayError, apiKeys: string | readonly string[]): GatewayError {
+  const message = redactKey(error.message, apiKeys);
   if (message === error.message) return error;
   return new GatewayError(error.status, message, { type: error.type, code: error.code, param: error.param, logDetail: error.logDetail });
 }
@@ -67,7 +70,7 @@ const PASSED_HEADERS = ['retry-after', 'retry-after-ms'] as const;
  * the operator's problem, not the client's: 500 `provider_auth_failed`, without the upstream
  * message (which echoes part of the key).
  */
-export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string): GatewayError {
+export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string | readonly string[]): GatewayError {
   const info = parseUpstreamError(body);
   const upstreamSays = info.message === null ? '' : redactKey(info.message, apiKey);
   if (status === 401 || status === 403) {

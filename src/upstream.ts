@@ -75,11 +75,14 @@ export function sendUpstream(target: UpstreamTarget, call: UpstreamCall, cancel:
   return new Promise((resolve, reject) => {
     if (cancel.reason !== null) return reject(cancel.reason);
     const body = typeof call.body === 'string' ? Buffer.from(call.body) : call.body;
+    const method = call.method ?? 'POST';
     // Added to the provider's object rather than spread into a new one: a spread object costs
     // ~9 µs per request inside Node's header handling (measured in the benchmark).
     const headers: http.OutgoingHttpHeaders = call.headers;
-    headers['content-type'] = 'application/json';
-    headers['content-length'] = body.length;
+    if (method === 'POST') {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = body.length;
+    }
     let request: http.ClientRequest;
     let settled = false;
     const settle = (): boolean => {
@@ -101,7 +104,7 @@ export function sendUpstream(target: UpstreamTarget, call: UpstreamCall, cancel:
     const attempt = (retried: boolean): void => {
       request = (target.https ? https : http).request({
         agent: target.https ? httpsAgent : httpAgent,
-        method: 'POST',
+        method,
         hostname: target.hostname,
         port: target.port,
         path: target.path,
@@ -119,7 +122,8 @@ export function sendUpstream(target: UpstreamTarget, call: UpstreamCall, cancel:
         if (!retried && request.reusedSocket && STALE_SOCKET_CODES.has(err.code ?? '')) return attempt(true);
         if (settle()) reject(unreachable(target, err));
       });
-      request.end(body);
+      if (method === 'POST') request.end(body);
+      else request.end();
     };
     cancel.onCancel(onCancel);
     if (!settled) attempt(false);

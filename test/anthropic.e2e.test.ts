@@ -23,7 +23,7 @@ before(async () => {
         vk_claude_bad: { provider: 'anthropic', api_key: 'sk-ant-api03-WRONGkey-Zz1', base_url: mock.baseUrl },
       },
     },
-    env: { LOG_CONSOLE: 'off', ANTHROPIC_DEFAULT_MAX_TOKENS: '1234' },
+    env: { LOG_CONSOLE: 'off', ANTHROPIC_DEFAULT_MAX_TOKENS: '1234', UPSTREAM_RETRIES: '0' },
   });
 });
 

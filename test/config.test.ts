@@ -19,6 +19,10 @@ describe('loadConfig', () => {
       metricsToken: null,
       workers: 1,
       keysWatch: true,
+      upstreamRetries: 2,
+      upstreamRetryMaxDelayMs: 20_000,
+      stateFile: 'logs/gateway_state.json',
+      corsOrigins: [],
     });
   });
 
@@ -37,6 +41,10 @@ describe('loadConfig', () => {
       METRICS_TOKEN: 'scrape-me',
       GATEWAY_WORKERS: '3',
       KEYS_WATCH: 'off',
+      UPSTREAM_RETRIES: '0',
+      UPSTREAM_RETRY_MAX_DELAY_MS: '5000',
+      STATE_FILE: 'off',
+      CORS_ORIGINS: 'https://app.example.com, http://localhost:3000/',
     });
     assert.deepEqual(config, {
       keysFile: 'k.json',
@@ -52,6 +60,10 @@ describe('loadConfig', () => {
       metricsToken: 'scrape-me',
       workers: 3,
       keysWatch: false,
+      upstreamRetries: 0,
+      upstreamRetryMaxDelayMs: 5000,
+      stateFile: null,
+      corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
     });
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());
   });

@@ -33,7 +33,7 @@ before(async () => {
         vk_mock: { provider: 'mock' },
       },
     },
-    env: { GATEWAY_MAX_BODY_BYTES: '4096', LOG_CONSOLE: 'off' },
+    env: { GATEWAY_MAX_BODY_BYTES: '4096', LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' },
   });
 });
 

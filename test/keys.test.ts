@@ -138,7 +138,7 @@ describe('loadKeyFile', () => {
     const file = join(tempDir(), 'keys.json');
     writeFileSync(file, '{"virtual_keys":{"vk_1":{"provider":"openai","api_key":"sk-1"}}}');
     const keys = await loadKeyFile(file, providers);
-    assert.equal(keys[0]?.apiKey, 'sk-1');
+    assert.deepEqual(keys[0]?.apiKeys, ['sk-1']);
   });
 });
 

@@ -33,7 +33,7 @@ before(async () => {
         vk_down: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `http://127.0.0.1:${await closedPort()}` },
       },
     },
-    env: { GATEWAY_MAX_BODY_BYTES: '2048' },
+    env: { GATEWAY_MAX_BODY_BYTES: '2048', UPSTREAM_RETRIES: '0' },
   });
 });
 

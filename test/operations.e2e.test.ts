@@ -127,7 +127,7 @@ describe('graceful shutdown', () => {
 describe('with one gateway', () => {
   let gateway: GatewayProcess;
   before(async () => {
-    gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_IDLE_TIMEOUT_MS: '400' } });
+    gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_IDLE_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
   });
   after(async () => {
     await gateway?.stop();

@@ -31,7 +31,7 @@ before(async () => {
         vk_mock: { provider: 'mock' },
       },
     },
-    env: { LOG_CONSOLE: 'off' },
+    env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' },
   });
 });
 

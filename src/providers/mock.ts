@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage } from '../openai-types.js';
 import type { UpstreamResponse } from '../upstream.js';
-import { passThroughResponse, passThroughStream } from './openai.js';
+import { openAIModels, passThroughResponse, passThroughStream } from './openai.js';
 import type { Provider } from './types.js';
 
 let counter = 0;
@@ -51,7 +51,11 @@ export const mock: Provider = {
   name: 'mock',
   defaultBaseUrl: 'mock://local',
   chatPath: '',
+  modelsPath: '',
   requiresApiKey: false,
+  authHeaders: () => ({}),
+  translateModels: openAIModels,
+  localModels: () => ({ object: 'list', data: [{ id: 'mock-echo', object: 'model', created: 0, owned_by: 'llm-gateway' }] }),
   prepare: ({ raw }) => ({ body: raw, headers: {} }),
   translateResponse: passThroughResponse,
   streamTranslator: passThroughStream,

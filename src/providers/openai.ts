@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../errors.js';
 import { isRecord, type ChatCompletion, type ChatRequest, type Usage } from '../openai-types.js';
-import type { PrepareInput, Provider, StreamOptions, StreamOutput, StreamTranslator, TranslatedResponse, UpstreamCall } from './types.js';
+import type { ModelList, PrepareInput, Provider, StreamOptions, StreamOutput, StreamTranslator, TranslatedResponse, UpstreamCall } from './types.js';
 
 export interface OpenAICompatibleOptions {
   name: string;
@@ -158,16 +158,43 @@ function midStreamError(error: unknown): GatewayError {
   });
 }
 
+/** An OpenAI-format model list, checked for its shape; passed on as it is. */
+export function openAIModels(body: Buffer): ModelList {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw invalidAnswer('its model list is not JSON');
+  }
+  if (!isRecord(parsed) || !Array.isArray(parsed.data)) throw invalidAnswer('its model list has no `data` array');
+  const data = parsed.data.filter((model: unknown): model is Record<string, unknown> => isRecord(model) && typeof model.id === 'string');
+  return {
+    object: 'list',
+    data: data.map((model) => ({
+      ...model,
+      id: model.id as string,
+      object: 'model',
+      created: typeof model.created === 'number' ? model.created : 0,
+      owned_by: typeof model.owned_by === 'string' ? model.owned_by : 'system',
+    })),
+  };
+}
+
+const bearer = (apiKey: string): Record<string, string> => ({ authorization: `Bearer ${apiKey}` });
+
 export function createOpenAICompatible(options: OpenAICompatibleOptions): Provider {
   const rewrite = options.rewrite;
   return {
     name: options.name,
     defaultBaseUrl: options.defaultBaseUrl,
     chatPath: '/chat/completions',
+    modelsPath: '/models',
     requiresApiKey: true,
+    authHeaders: bearer,
+    translateModels: openAIModels,
     prepare({ request, raw, apiKey }: PrepareInput): UpstreamCall {
       const rewritten = rewrite === undefined ? null : rewrite(request);
-      return { body: upstreamBody(request, raw, rewritten), headers: { authorization: `Bearer ${apiKey}` } };
+      return { body: upstreamBody(request, raw, rewritten), headers: bearer(apiKey) };
     },
     translateResponse: passThroughResponse,
     streamTranslator: passThroughStream,

@@ -9,6 +9,8 @@ import type { UpstreamResponse } from '../upstream.js';
 
 /** What goes on the wire to the provider. `upstream.ts` adds content-type and content-length. */
 export interface UpstreamCall {
+  /** POST by default; GET for a model list. */
+  method?: 'GET' | 'POST';
   body: Buffer | string;
   /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
   headers: Record<string, string>;
@@ -58,12 +60,24 @@ export interface StreamOptions {
   assemble: boolean;
 }
 
+/** OpenAI's model list: what GET /v1/models answers. */
+export interface ModelList {
+  object: 'list';
+  data: Array<{ id: string; object: 'model'; created: number; owned_by: string }>;
+}
+
 export interface Provider {
   readonly name: string;
   /** The official SDK's default base URL; a key's `base_url` replaces it. */
   readonly defaultBaseUrl: string;
   /** Appended to the base URL, as the provider's SDK does. */
   readonly chatPath: string;
+  /** Where the provider lists its models, appended to the base URL. */
+  readonly modelsPath: string;
+  /** The headers that authenticate a request with a real key. */
+  authHeaders(apiKey: string): Record<string, string>;
+  /** The provider's model list (2xx JSON body) → OpenAI's. Throws a 502 GatewayError if it is not one. */
+  translateModels(body: Buffer): ModelList;
   /** False only for providers that need no account (the mock). */
   readonly requiresApiKey: boolean;
   /** Client request → upstream request. Throws a 400 GatewayError for what cannot be translated. */
@@ -74,4 +88,6 @@ export interface Provider {
   streamTranslator(options: StreamOptions): StreamTranslator;
   /** Providers that answer in-process (the mock) implement this instead of being called over HTTP. */
   answerLocally?(request: ChatRequest): UpstreamResponse;
+  /** …and this for their model list. */
+  localModels?(): ModelList;
 }

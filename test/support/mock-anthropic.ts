@@ -86,6 +86,11 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
   };
 
   const standard = (req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest): void => {
+    if (req.method === 'GET' && recorded.path === '/v1/models') {
+      if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
+      const data = ['claude-sonnet-4-5-20250929', 'claude-haiku-4-5-20251001'].map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-09-29T00:00:00Z' }));
+      return send(res, 200, { data, has_more: false, first_id: data[0]?.id, last_id: data.at(-1)?.id });
+    }
     if (req.method !== 'POST' || recorded.path !== '/v1/messages') return send(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${recorded.path}`));
     if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
     if (req.headers.authorization !== undefined) return send(res, 400, anthropicError('invalid_request_error', 'Send x-api-key or Authorization, not both'));

@@ -41,7 +41,14 @@ export interface MockUpstream {
 export interface MockOptions {
   flavor: Flavor;
   apiKey: string;
+  /** More real keys the mock accepts (a virtual key with several). */
+  otherKeys?: string[];
 }
+
+export const MOCK_MODELS: Record<Flavor, string[]> = {
+  openai: ['gpt-4o-mini', 'gpt-4.1-mini', 'gpt-4.1-nano', 'o3'],
+  deepseek: ['deepseek-chat', 'deepseek-reasoner'],
+};
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -83,11 +90,18 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
     const requestId = flavor === 'openai' ? `req_${randomBytes(16).toString('hex')}` : randomUUID();
     const idHeader: Record<string, string> = { [flavor === 'openai' ? 'x-request-id' : 'x-ds-trace-id']: requestId };
     const validPaths = flavor === 'openai' ? ['/v1/chat/completions'] : ['/chat/completions', '/v1/chat/completions'];
+    const modelPaths = flavor === 'openai' ? ['/v1/models'] : ['/models', '/v1/models'];
+    const auth = req.headers.authorization ?? '';
+    const accepted = [apiKey, ...(options.otherKeys ?? [])].map((key) => `Bearer ${key}`);
+    if (req.method === 'GET' && modelPaths.includes(recorded.path)) {
+      if (!accepted.includes(auth)) return sendJson(res, 401, openAIError('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'), idHeader);
+      const data = MOCK_MODELS[flavor].map((id) => (flavor === 'openai' ? { id, object: 'model', created: 1721172741, owned_by: 'system' } : { id, object: 'model', owned_by: 'deepseek' }));
+      return sendJson(res, 200, { object: 'list', data }, idHeader);
+    }
     if (req.method !== 'POST' || !validPaths.includes(recorded.path)) {
       return sendJson(res, 404, openAIError(`Invalid URL (${req.method} ${recorded.path})`, 'invalid_request_error'), idHeader);
     }
-    const auth = req.headers.authorization ?? '';
-    if (auth !== `Bearer ${apiKey}`) {
+    if (!accepted.includes(auth)) {
       const presented = auth.replace(/^Bearer\s+/i, '');
       return flavor === 'openai'
         ? sendJson(res, 401, openAIError(`Incorrect API key provided: ${masked(presented, flavor)}. You can find your API key at https://platform.openai.com/account/api-keys.`, 'invalid_request_error', 'invalid_api_key'), idHeader)

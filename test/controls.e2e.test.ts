@@ -1,0 +1,396 @@
+/**
+ * Per-key controls and resilience, end to end: model allowlists, rate limits (also across
+ * cluster workers), token budgets that survive a restart, several real keys, retries, the
+ * models list and CORS.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, closedPort, request } from './support/http.js';
+import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { MOCK_MODELS, openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const KEY_A = 'sk-proj-controlsKEY-A-1111';
+const KEY_B = 'sk-proj-controlsKEY-B-2222';
+const ANTHROPIC_KEY = 'sk-ant-controlsKEY-3333';
+const ask = (model = 'gpt-4o-mini', extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'hi' }], ...extra });
+
+let openai: MockUpstream;
+let anthropic: AnthropicMock;
+
+before(async () => {
+  openai = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_A, otherKeys: [KEY_B] });
+  anthropic = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
+});
+after(async () => {
+  await openai?.close();
+  await anthropic?.close();
+});
+
+const upstreamCalls = () => openai.requests.filter((recorded) => recorded.path === '/v1/chat/completions').length;
+
+describe('model allowlist', () => {
+  let gateway: GatewayProcess;
+  before(async () => {
+    gateway = await startGateway({
+      keys: { virtual_keys: { vk_limited: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, models: ['gpt-4o-mini', 'gpt-4.1-*'] }, vk_free: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+  });
+  after(() => gateway.stop());
+
+  it('lets listed models and patterns through and refuses others with 403 model_not_allowed, before any upstream call', async () => {
+    for (const model of ['gpt-4o-mini', 'gpt-4.1-nano']) assert.equal((await chat(gateway.url, 'vk_limited', ask(model))).status, 200, model);
+    const before = upstreamCalls();
+    const refused = await chat(gateway.url, 'vk_limited', ask('o3'));
+    assert.equal(refused.status, 403);
+    assert.equal(refused.json.error.code, 'model_not_allowed');
+    assert.equal(refused.json.error.param, 'model');
+    assert.doesNotMatch(refused.text, /gpt-4\.1|gpt-4o-mini/, 'the allowlist is not listed');
+    assert.equal(upstreamCalls(), before);
+    assert.equal((await chat(gateway.url, 'vk_free', ask('o3'))).status, 200, 'no allowlist: every model');
+  });
+
+  it('lists the allowed models on GET /v1/models and /models (patterns matched against the provider\'s list)', async () => {
+    for (const path of ['/v1/models', '/models']) {
+      const reply = await request(gateway.url, path, { method: 'GET', key: 'vk_limited' });
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(reply.json.object, 'list');
+      assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id).sort(), ['gpt-4.1-mini', 'gpt-4.1-nano', 'gpt-4o-mini']);
+      assert.ok(reply.json.data.every((model: { object: string }) => model.object === 'model'));
+    }
+    const all = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_free' });
+    assert.deepEqual(all.json.data.map((model: { id: string }) => model.id), MOCK_MODELS.openai);
+    assert.equal((await request(gateway.url, '/v1/models', { method: 'GET' })).status, 401);
+    assert.equal((await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_nobody' })).status, 401);
+    assert.equal((await request(gateway.url, '/v1/models', { method: 'POST', key: 'vk_free' })).status, 405);
+  });
+});
+
+describe('models list for other providers', () => {
+  it('translates Anthropic\'s list, and answers the mock\'s locally', async () => {
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, vk_mock: { provider: 'mock' }, vk_exact: { provider: 'anthropic', api_key: 'sk-ant-unused', base_url: anthropic.baseUrl, models: ['claude-x'] } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+    try {
+      const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude' });
+      assert.equal(claude.status, 200, claude.text);
+      assert.deepEqual(claude.json.data[0], { id: 'claude-sonnet-4-5-20250929', object: 'model', created: 1759104000, owned_by: 'anthropic' });
+      const mock = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_mock' });
+      assert.equal(mock.json.data[0].id, 'mock-echo');
+      // Only exact names: answered without asking the provider (whose key here is not even valid).
+      const exact = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_exact' });
+      assert.deepEqual(exact.json.data.map((model: { id: string }) => model.id), ['claude-x']);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('rate limits', () => {
+  it('requests_per_minute: the next request gets 429 with retry-after and OpenAI\'s x-ratelimit headers', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_rpm: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 3 } } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      const ok = [];
+      for (let i = 0; i < 3; i++) ok.push(await chat(gateway.url, 'vk_rpm', ask()));
+      assert.ok(ok.every((reply) => reply.status === 200));
+      assert.equal(ok[0]?.headers['x-ratelimit-limit-requests'], '3');
+      assert.equal(ok[0]?.headers['x-ratelimit-remaining-requests'], '2');
+      const before = upstreamCalls();
+      const refused = await chat(gateway.url, 'vk_rpm', ask());
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json.error.code, 'rate_limit_exceeded');
+      assert.match(refused.json.error.message, /3 requests per minute/);
+      assert.ok(Number(refused.headers['retry-after']) >= 19 && Number(refused.headers['retry-after']) <= 20);
+      assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
+      assert.match(String(refused.headers['x-ratelimit-reset-requests']), /^\d+(\.\d+)?s|^\dm\d+s$/);
+      assert.equal(upstreamCalls(), before, 'refused before any upstream call');
+      const entry = await waitForEntry(gateway.logFile, String(refused.headers['x-request-id']));
+      assert.equal(entry.status, 429);
+      assert.equal(entry.error.code, 'rate_limit_exceeded');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('tokens_per_minute: counted from the usage of answered requests', async () => {
+    // The mock answers 18 tokens (11 prompt + 7 completion) per request.
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_tpm: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, rate_limit: { tokens_per_minute: 30 } } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_tpm', ask())).status, 200);
+      const second = await chat(gateway.url, 'vk_tpm', ask('gpt-4o-mini', { stream: true }));
+      assert.equal(second.status, 200, 'streams count too');
+      const refused = await chat(gateway.url, 'vk_tpm', ask());
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json.error.type, 'tokens');
+      assert.equal(refused.headers['x-ratelimit-limit-tokens'], '30');
+      assert.equal(refused.headers['x-ratelimit-remaining-tokens'], '0');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('holds for the whole instance with several workers', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 5 } } } }, env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2' } });
+    try {
+      const statuses: number[] = [];
+      // Fresh connections: the kernel spreads them over both workers.
+      for (let i = 0; i < 12; i++) statuses.push((await chat(gateway.url, 'vk_rpm', ask())).status);
+      assert.equal(statuses.filter((status) => status === 200).length, 5, statuses.join(','));
+      assert.equal(statuses.filter((status) => status === 429).length, 7);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('follows the keys file when it is reloaded', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock', rate_limit: { requests_per_minute: 1 } } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk', ask())).status, 200);
+      assert.equal((await chat(gateway.url, 'vk', ask())).status, 429);
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk: { provider: 'mock', rate_limit: { requests_per_minute: 600 } } } }));
+      await waitFor(() => /keys reloaded/.test(gateway.stderr()), 'the reload');
+      await new Promise((resolve) => setTimeout(resolve, 150)); // 600 per minute refills one every 100 ms
+      assert.equal((await chat(gateway.url, 'vk', ask())).status, 200);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('token budget', () => {
+  it('refuses with 429 budget_exceeded once used, and survives a restart (state file next to the logs)', async () => {
+    const dir = tempDir();
+    const stateFile = join(dir, 'logs', 'gateway_state.json');
+    const keys = { virtual_keys: { vk_budget: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, budget: { max_tokens: 30, period: 'day' } } } };
+    const env = { LOG_CONSOLE: 'off', LOG_FILE: join(dir, 'logs', 'llm_interactions.json') };
+    const first = await startGateway({ keys, env, logFile: env.LOG_FILE });
+    try {
+      assert.equal((await chat(first.url, 'vk_budget', ask())).status, 200);
+      assert.equal((await chat(first.url, 'vk_budget', ask())).status, 200);
+      const refused = await chat(first.url, 'vk_budget', ask());
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json.error.code, 'budget_exceeded');
+      assert.match(refused.json.error.message, /36 of 30 tokens/);
+      assert.ok(Number(refused.headers['retry-after']) > 0, 'until the day resets');
+    } finally {
+      assert.equal(await first.stop(), 0);
+    }
+    const state = readFileSync(stateFile, 'utf8');
+    assert.doesNotMatch(state, /vk_budget/, 'the state file knows keys by digest only');
+    assert.match(state, /"used": 36/);
+    const second = await startGateway({ keys, env, logFile: env.LOG_FILE });
+    try {
+      const still = await chat(second.url, 'vk_budget', ask());
+      assert.equal(still.status, 429, 'a restart does not reset a budget');
+      assert.equal(still.json.error.code, 'budget_exceeded');
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe('several real keys', () => {
+  it('spreads requests over them, and skips a key the provider rate-limits while the others serve', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
+    const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+    try {
+      let from = openai.requests.length;
+      for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_pool', ask())).status, 200);
+      assert.deepEqual(used(from).sort(), [`Bearer ${KEY_A}`, `Bearer ${KEY_A}`, `Bearer ${KEY_B}`, `Bearer ${KEY_B}`]);
+
+      openai.behave(({ req, res }) => {
+        if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
+        res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
+        return true;
+      });
+      from = openai.requests.length;
+      const replies = [];
+      for (let i = 0; i < 6; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
+      // At most one request met key A's 429 (UPSTREAM_RETRIES=0); then A sat out and B served.
+      assert.ok(replies.filter((reply) => reply.status === 429).length <= 1);
+      assert.ok(replies.slice(-5).every((reply) => reply.status === 200));
+      assert.ok(used(from).slice(-5).every((auth) => auth === `Bearer ${KEY_B}`));
+      const entry = await waitForEntry(gateway.logFile, String(replies.at(-1)?.headers['x-request-id']));
+      assert.equal(entry.upstream.api_key, 1, 'the log names the real key by its index');
+      assert.doesNotMatch(readFileSync(gateway.logFile, 'utf8'), /controlsKEY/);
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
+describe('retries', () => {
+  let gateway: GatewayProcess;
+  before(async () => {
+    gateway = await startGateway({
+      keys: {
+        virtual_keys: {
+          vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+          vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl },
+          vk_down: { provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${await closedPort()}/v1` },
+        },
+      },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '3000' },
+    });
+  });
+  after(() => gateway.stop());
+
+  /** The upstream fails the first `failures` calls with `status` (and headers), then answers normally. */
+  function failFirst(failures: number, status: number, headers: Record<string, string> = {}): void {
+    let count = 0;
+    openai.behave(({ res }) => {
+      if (count++ >= failures) return false;
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(JSON.stringify(openAIError(`failure ${count}`, 'server_error')));
+      return true;
+    });
+  }
+
+  for (const status of [429, 500, 502, 503, 504, 529]) {
+    it(`retries a ${status} before anything reached the client, and logs every attempt`, async () => {
+      failFirst(2, status);
+      try {
+        const reply = await chat(gateway.url, 'vk', ask());
+        assert.equal(reply.status, 200, reply.text);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.deepEqual(entry.upstream.attempts.map((attempt: { status: number }) => attempt.status), [status, status, 200]);
+      } finally {
+        openai.behave(null);
+      }
+    });
+  }
+
+  it('gives up after UPSTREAM_RETRIES (2) retries and answers the last error', async () => {
+    failFirst(5, 503);
+    try {
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk', ask());
+      assert.equal(reply.status, 503);
+      assert.equal(upstreamCalls() - before, 3);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('never retries other statuses (400, 401, 404, 422)', async () => {
+    for (const status of [400, 401, 404, 422]) {
+      failFirst(1, status);
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk', ask());
+      assert.notEqual(reply.status, 200, String(status));
+      assert.equal(upstreamCalls() - before, 1, `status ${status}`);
+    }
+    openai.behave(null);
+  });
+
+  it('honours retry-after, up to the cap (UPSTREAM_RETRY_MAX_DELAY_MS)', async () => {
+    failFirst(1, 503, { 'retry-after': '1' });
+    try {
+      const started = Date.now();
+      const reply = await chat(gateway.url, 'vk', ask());
+      assert.equal(reply.status, 200);
+      assert.ok(Date.now() - started >= 1000, 'waited the second the provider asked for');
+    } finally {
+      openai.behave(null);
+    }
+    failFirst(1, 503, { 'retry-after': '30' });
+    try {
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk', ask());
+      assert.equal(reply.status, 503, 'a provider asking for more than the cap is not waited for');
+      assert.equal(reply.headers['retry-after'], '30');
+      assert.equal(upstreamCalls() - before, 1);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('retries a stream whose upstream failed before its first byte, never one that already started', async () => {
+    failFirst(1, 502);
+    try {
+      const reply = await chat(gateway.url, 'vk', ask('gpt-4o-mini', { stream: true }));
+      assert.equal(reply.status, 200);
+      assert.match(reply.text, /data: \[DONE\]/);
+    } finally {
+      openai.behave(null);
+    }
+    openai.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'half' }, finish_reason: null }] })}\n\n`);
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    try {
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk', ask('gpt-4o-mini', { stream: true }));
+      assert.match(reply.text, /upstream_connection_lost/);
+      assert.equal(upstreamCalls() - before, 1, 'no retry once a byte was sent');
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('retries a connection failure, recording each attempt', async () => {
+    const reply = await chat(gateway.url, 'vk_down', ask());
+    assert.equal(reply.status, 502);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.upstream.attempts.map((attempt: { error: string }) => attempt.error), ['upstream_unreachable', 'upstream_unreachable', 'upstream_unreachable']);
+  });
+
+  it('moves to the next real key at once when one is rate-limited', async () => {
+    openai.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+      res.writeHead(429, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
+      return true;
+    });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_pool', ask())).status, 200);
+    } finally {
+      openai.behave(null);
+    }
+  });
+});
+
+describe('CORS', () => {
+  it('is off by default: no CORS headers, a preflight gets 405', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      const preflight = await request(gateway.url, '/v1/chat/completions', { method: 'OPTIONS', headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' } });
+      assert.equal(preflight.status, 405);
+      assert.equal(preflight.headers['access-control-allow-origin'], undefined);
+      const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'https://app.example.com' } });
+      assert.equal(reply.headers['access-control-allow-origin'], undefined);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('answers preflights and adds CORS headers for the listed origins only', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off', CORS_ORIGINS: 'https://app.example.com,http://localhost:3000' } });
+    try {
+      const preflight = await request(gateway.url, '/v1/chat/completions', {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      });
+      assert.equal(preflight.status, 204);
+      assert.equal(preflight.headers['access-control-allow-origin'], 'https://app.example.com');
+      assert.match(String(preflight.headers['access-control-allow-methods']), /POST/);
+      assert.match(String(preflight.headers['access-control-allow-headers']), /authorization/);
+      assert.equal(preflight.headers.vary, 'Origin');
+      const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'http://localhost:3000' } });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['access-control-allow-origin'], 'http://localhost:3000');
+      assert.match(String(reply.headers['access-control-expose-headers']), /x-request-id/);
+      const stranger = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'https://evil.example' } });
+      assert.equal(stranger.headers['access-control-allow-origin'], undefined);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});

@@ -1,0 +1,202 @@
+/**
+ * Per-key controls without a network: key-file fields, model patterns, rate-limit buckets,
+ * budgets and their persistence, the real-key pool, and retry backoff.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { pickKey, reportStatus, retryAfterMs } from '../src/key-pool.js';
+import { KeyFileError, modelAllowlist, parseKeyFile, type VirtualKey } from '../src/keys.js';
+import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyLimits } from '../src/limits.js';
+import { backoffMs } from '../src/provider-call.js';
+import { providers } from '../src/providers/index.js';
+import { tempDir } from './support/gateway.js';
+
+function keyFile(entry: Record<string, unknown>): VirtualKey {
+  const [key] = parseKeyFile(JSON.stringify({ virtual_keys: { vk: { provider: 'openai', api_key: 'sk-1', ...entry } } }), 'keys.json', providers);
+  return key as VirtualKey;
+}
+
+function problems(entry: Record<string, unknown>): string[] {
+  try {
+    keyFile(entry);
+  } catch (err) {
+    assert.ok(err instanceof KeyFileError);
+    return err.problems;
+  }
+  assert.fail('expected problems');
+}
+
+describe('keys.json controls', () => {
+  it('reads models, rate_limit, budget and api_keys', () => {
+    const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b'], models: ['gpt-4o-mini', 'gpt-4.1-*'], rate_limit: { requests_per_minute: 60, tokens_per_minute: 1000 }, budget: { max_tokens: 50000, period: 'month' } });
+    assert.deepEqual(key.apiKeys, ['sk-a', 'sk-b']);
+    assert.deepEqual(key.rateLimit, { requestsPerMinute: 60, tokensPerMinute: 1000 });
+    assert.deepEqual(key.budget, { maxTokens: 50000, period: 'month' });
+    assert.equal(key.models?.allows('gpt-4.1-nano'), true);
+    assert.equal(key.models?.allows('gpt-4o'), false);
+    assert.match(key.digest, /^[A-Za-z0-9+/]{43}=$/);
+  });
+
+  it('reports every problem with them, naming the field', () => {
+    const found = problems({
+      api_keys: ['sk-2'],
+      models: ['gpt-*-mini', ''],
+      rate_limit: { requests_per_minute: 0, tokens_per_min: 5 },
+      budget: { max_tokens: -1, period: 'week', extra: 1 },
+    });
+    for (const expected of [
+      /use either "api_key" or "api_keys"/,
+      /"models\[0\]" may use "\*" only at the end/,
+      /"models\[1\]" must be a non-empty string/,
+      /unknown field "rate_limit.tokens_per_min"/,
+      /"rate_limit.requests_per_minute" must be a positive integer/,
+      /unknown field "budget.extra"/,
+      /"budget.max_tokens" must be a positive integer/,
+      /"budget.period" must be "day", "month" or "total"/,
+    ]) {
+      assert.ok(found.some((problem) => expected.test(problem)), `missing ${expected} in ${found.join('\n')}`);
+    }
+    assert.match(problems({ api_key: undefined, api_keys: [] }).join(), /"api_keys" must be a non-empty array/);
+    assert.match(problems({ api_key: undefined, api_keys: ['sk-x', 'sk-x'] }).join(), /the same key twice/);
+    assert.match(problems({ api_key: undefined, api_keys: ['sk-x', ' sk-y'] }).join(), /"api_keys\[1\]" has leading or trailing whitespace/);
+    assert.match(problems({ rate_limit: {} }).join(), /needs "requests_per_minute" or "tokens_per_minute"/);
+    assert.match(problems({ models: [] }).join(), /"models" must be a non-empty array/);
+  });
+
+  it('matches models exactly or by a trailing * only', () => {
+    const allow = modelAllowlist(['gpt-4o-mini', 'claude-*']);
+    assert.deepEqual(['gpt-4o-mini', 'gpt-4o-mini-2024', 'claude-sonnet-4-5', 'claude', 'xclaude-1'].map((model) => allow.allows(model)), [true, false, true, false, false]);
+    assert.equal(modelAllowlist(['*']).allows('anything'), true);
+  });
+});
+
+const limits = (rate: { rpm?: number; tpm?: number } | null, budget: KeyLimits['budget'] = null): KeyLimits => ({
+  digest: 'd1',
+  rateLimit: rate === null ? null : { requestsPerMinute: rate.rpm ?? null, tokensPerMinute: rate.tpm ?? null },
+  budget,
+});
+
+describe('rate limits', () => {
+  it('admits requests_per_minute requests, then refuses with retry-after and OpenAI headers, and refills', () => {
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits({ rpm: 3 });
+    const t = 1_000_000;
+    for (let i = 0; i < 3; i++) assert.equal(state.admit(key, t).error, null);
+    const refused = state.admit(key, t);
+    assert.equal(refused.error?.status, 429);
+    assert.equal(refused.error?.code, 'rate_limit_exceeded');
+    assert.equal(refused.error?.type, 'requests');
+    assert.equal(refused.error?.headers['retry-after'], '20', 'one request every 20 s at 3 per minute');
+    assert.equal(refused.headers['x-ratelimit-limit-requests'], '3');
+    assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
+    assert.equal(refused.headers['x-ratelimit-reset-requests'], '1m0s');
+    assert.equal(state.admit(key, t + 19_000).error?.status, 429);
+    const later = state.admit(key, t + 20_000);
+    assert.equal(later.error, null);
+    assert.equal(later.headers['x-ratelimit-remaining-requests'], '0');
+  });
+
+  it('counts tokens of answered requests against tokens_per_minute', () => {
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits({ tpm: 30 });
+    const t = 5_000_000;
+    assert.equal(state.admit(key, t).error, null);
+    state.record(key, 18, t);
+    const second = state.admit(key, t);
+    assert.equal(second.error, null, '12 tokens left: admitted');
+    assert.equal(second.headers['x-ratelimit-remaining-tokens'], '12');
+    state.record(key, 18, t);
+    const third = state.admit(key, t);
+    assert.equal(third.error?.type, 'tokens');
+    assert.equal(third.error?.headers['retry-after'], '14', '7 tokens to regain at 0.5/s');
+    assert.equal(state.admit(key, t + 14_000).error, null);
+  });
+
+  it('formats durations the way OpenAI does', () => {
+    assert.deepEqual([formatDuration(250), formatDuration(1500), formatDuration(60_000), formatDuration(361_000)], ['250ms', '1.5s', '1m0s', '6m1s']);
+  });
+});
+
+describe('budgets', () => {
+  it('refuse once the period\'s tokens are used, until the period resets', () => {
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits(null, { maxTokens: 100, period: 'day' });
+    const t = Date.parse('2026-11-28T20:00:00Z');
+    assert.equal(state.admit(key, t).error, null);
+    state.record(key, 60, t);
+    assert.equal(state.admit(key, t).error, null);
+    state.record(key, 60, t);
+    const refused = state.admit(key, t);
+    assert.equal(refused.error?.status, 429);
+    assert.equal(refused.error?.code, 'budget_exceeded');
+    assert.match(refused.error?.message ?? '', /120 of 100 tokens, this day.*resets at 2026-11-29T00:00:00.000Z/);
+    assert.equal(refused.error?.headers['retry-after'], String(4 * 3600));
+    assert.equal(state.admit(key, Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
+  });
+
+  it('know their periods', () => {
+    const now = new Date('2026-12-31T23:59:59Z');
+    assert.deepEqual([periodId('day', now), periodId('month', now), periodId('total', now)], ['day:2026-12-31', 'month:2026-12', 'total']);
+    assert.equal(periodEnd('month', now)?.toISOString(), '2027-01-01T00:00:00.000Z');
+    assert.equal(periodEnd('total', now), null);
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits(null, { maxTokens: 1, period: 'total' });
+    state.record(key, 5);
+    assert.equal(state.admit(key).error?.headers['retry-after'], undefined, 'a total budget does not reset');
+  });
+
+  it('survive a restart: written atomically to a 0600 file holding digests, not keys', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'state', 'gateway_state.json');
+    const store = new BudgetStore(file);
+    const now = new Date('2026-11-28T10:00:00Z');
+    store.add('digest-A', 'month', 700, now);
+    store.add('digest-A', 'month', 300, now);
+    await store.save();
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(join(dir, 'state')), ['gateway_state.json'], 'no temporary file left');
+    const again = new BudgetStore(file);
+    await again.load();
+    assert.equal(again.used('digest-A', 'month', now), 1000);
+    assert.equal(again.used('digest-A', 'month', new Date('2026-12-01T00:00:00Z')), 0, 'a new month');
+    assert.match(readFileSync(file, 'utf8'), /"month:2026-11"/);
+    const missing = new BudgetStore(join(dir, 'nope.json'));
+    await missing.load();
+    assert.equal(existsSync(join(dir, 'nope.json')), false);
+  });
+});
+
+describe('several real keys', () => {
+  const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b', 'sk-c'] });
+
+  it('are taken in turn, skipping one that is cooling down after a 429 or a 401', () => {
+    const now = 1000;
+    assert.deepEqual([pickKey(key, now), pickKey(key, now), pickKey(key, now), pickKey(key, now)], [0, 1, 2, 0]);
+    reportStatus(key, 1, 429, 10_000, now);
+    reportStatus(key, 2, 401, null, now);
+    assert.deepEqual([pickKey(key, now), pickKey(key, now), pickKey(key, now)], [0, 0, 0]);
+    assert.equal(pickKey(key, now + 10_001), 1, 'back after its cool-down');
+    reportStatus(key, 0, 429, 50_000, now);
+    reportStatus(key, 1, 429, 20_000, now);
+    assert.equal(pickKey(key, now + 100), 1, 'all cooling: the one that recovers first');
+  });
+
+  it('read retry-after in seconds, as a date, or in milliseconds', () => {
+    assert.equal(retryAfterMs({ 'retry-after': '7' }), 7000);
+    assert.equal(retryAfterMs({ 'retry-after-ms': '250' }), 250);
+    assert.equal(retryAfterMs({ 'retry-after': new Date(Date.now() + 5000).toUTCString() }) !== null, true);
+    assert.equal(retryAfterMs({}), null);
+  });
+});
+
+describe('retry backoff', () => {
+  it('grows exponentially with jitter, honours retry-after, and never exceeds the cap', () => {
+    assert.equal(backoffMs(0, null, 20_000, () => 0), 125);
+    assert.equal(backoffMs(0, null, 20_000, () => 1), 250);
+    assert.equal(backoffMs(3, null, 20_000, () => 1), 2000);
+    assert.equal(backoffMs(0, 3000, 20_000, () => 0), 3000);
+    assert.equal(backoffMs(10, null, 5000, () => 1), 5000);
+  });
+});
