@@ -58,6 +58,9 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
   const cancel = context.cancel;
   const seen = { presented: null as string | null };
   let key: VirtualKey | null = null;
+  /** Tokens reserved at admission (-1: not admitted, nothing to settle). */
+  let reserved = -1;
+  let promptEstimate = 0;
   try {
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
@@ -86,10 +89,16 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
 
     checkModel(key, request.model);
     if (key.rateLimit !== null || key.budget !== null) {
-      const admission = await deps.limiter.admit(limitsOf(key));
+      // Requests in flight hold their prompt (~4 bytes per token) and max_tokens against the limits.
+      reserved = Math.ceil(raw.length / 4) + requestedMaxTokens(request);
+      promptEstimate = Math.ceil(raw.length / 4);
+      const admission = await deps.limiter.admit(limitsOf(key), reserved);
       for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
       const refused = admissionError(admission);
-      if (refused !== null) throw refused;
+      if (refused !== null) {
+        reserved = -1;
+        throw refused;
+      }
     }
 
     const { upstream } = await callProvider(key, request, raw, cancel, interaction, {
@@ -113,7 +122,7 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       }
       const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request), assemble: deps.log.enabled });
       stampOverhead(res, interaction);
-      await relayStream(upstream, res, translator, interaction, { cancel, idleMs: deps.upstreamIdleTimeoutMs, apiKeys: key.apiKeys });
+      await relayStream(upstream, res, translator, interaction, { cancel, assemble: deps.log.enabled, idleMs: deps.upstreamIdleTimeoutMs, apiKeys: key.apiKeys });
     } else {
       const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs: deps.upstreamIdleTimeoutMs });
       interaction.upstreamEndedAt = performance.now();
@@ -145,15 +154,25 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       interaction.status = 499;
       interaction.error ??= cancel.reason;
     }
-    // Tokens count against the key's tokens per minute and budget once they were used.
-    const usage = interaction.usage;
-    if (key !== null && usage !== null && (key.rateLimit?.tokensPerMinute != null || key.budget !== null)) {
-      deps.limiter.record(limitsOf(key), (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0));
+    // Tokens count against the key's tokens per minute and budget: the answer's usage, or, for an
+    // answer cut short (the client left, the stream failed), an estimate: the prompt plus one token
+    // per streamed event. Dropping a stream before its usage chunk does not make it free.
+    if (key !== null && reserved >= 0) {
+      const usage = interaction.usage;
+      let used = 0;
+      if (usage !== null) used = (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0);
+      else if (interaction.upstreamStartedAt !== null) used = promptEstimate + interaction.streamedEvents;
+      deps.limiter.record(limitsOf(key), used, reserved);
     }
     const now = performance.now();
     deps.metrics.request(interaction.observation(now));
     if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
   }
+}
+
+function requestedMaxTokens(request: ChatRequest): number {
+  const value = request.max_completion_tokens ?? request.max_tokens;
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
 }
 
 function wantsUsage(request: ChatRequest): boolean {

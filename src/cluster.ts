@@ -17,8 +17,8 @@ import { createInstance, watchKeysFile } from './instance.js';
 /** Messages between primary and workers. */
 type ToPrimary =
   | { t: 'hello' }
-  | { t: 'admit'; id: number; key: KeyLimits }
-  | { t: 'record'; key: KeyLimits; tokens: number }
+  | { t: 'admit'; id: number; key: KeyLimits; estimate: number }
+  | { t: 'record'; key: KeyLimits; tokens: number; reserved: number }
   | { t: 'ready'; address: string }
   | { t: 'log'; batch: Partial<Record<LogFormat, string>> }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
@@ -108,10 +108,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
           send(worker, { t: 'keys', text: keysText });
           break;
         case 'admit':
-          send(worker, { t: 'admitted', id: message.id, admission: options.limits.admit(message.key) });
+          send(worker, { t: 'admitted', id: message.id, admission: options.limits.admit(message.key, message.estimate) });
           break;
         case 'record':
-          options.limits.record(message.key, message.tokens);
+          options.limits.record(message.key, message.tokens, message.reserved);
           break;
         case 'ready':
           ready.add(worker);
@@ -276,7 +276,7 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   const pending = new Map<number, (admission: Admission) => void>();
   return {
     limiter: {
-      admit: (key) =>
+      admit: (key, estimate) =>
         new Promise((resolve) => {
           const id = nextId++;
           // A primary that does not answer must not stop all traffic: the request goes through.
@@ -289,9 +289,9 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
             clearTimeout(timer);
             resolve(admission);
           });
-          send({ t: 'admit', id, key });
+          send({ t: 'admit', id, key, estimate });
         }),
-      record: (key, tokens) => send({ t: 'record', key, tokens }),
+      record: (key, tokens, reserved) => send({ t: 'record', key, tokens, reserved }),
     },
     answered: (id, admission) => {
       pending.get(id)?.(admission);

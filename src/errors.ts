@@ -24,6 +24,8 @@ export interface GatewayErrorOptions {
   headers?: Record<string, string>;
   /** What operators need and clients must not see (an upstream host, a parse error); logged only. */
   logDetail?: string;
+  /** A failure in which nothing reached the provider, so trying again cannot bill twice. */
+  retryable?: boolean;
 }
 
 export class GatewayError extends Error {
@@ -33,6 +35,7 @@ export class GatewayError extends Error {
   readonly param: string | null;
   readonly headers: Record<string, string> | undefined;
   readonly logDetail: string | undefined;
+  readonly retryable: boolean;
 
   constructor(status: number, message: string, options: GatewayErrorOptions = {}) {
     super(message);
@@ -43,6 +46,7 @@ export class GatewayError extends Error {
     this.param = options.param ?? null;
     this.headers = options.headers;
     this.logDetail = options.logDetail;
+    this.retryable = options.retryable ?? false;
   }
 
   toBody(): ErrorBody {

@@ -53,6 +53,8 @@ export class Interaction {
   readonly attempts: Array<{ api_key: number; status: number | null; error: string | null; duration_ms: number }> = [];
   /** The virtual key holds several real keys: their indexes appear in the log. */
   severalKeys = false;
+  /** Events relayed to the client (for a usage estimate when a stream is cut short). */
+  streamedEvents = 0;
   upstreamRespondedAt: number | null = null;
   upstreamEndedAt: number | null = null;
 
@@ -107,7 +109,9 @@ export class Interaction {
     const entry: NonNullable<LogEntry['upstream']> = { status: this.upstreamStatus, request_id: this.upstreamRequestId };
     const last = this.attempts.at(-1);
     if (this.severalKeys && last !== undefined) entry.api_key = last.api_key;
-    if (this.attempts.length > 1 || (last !== undefined && last.status === null)) entry.attempts = this.attempts;
+    // Every attempt when the final answer does not tell the whole story: retries, no answer at
+    // all, or an answer the client never got (it left during a backoff).
+    if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
     return entry;
   }
 

@@ -44,6 +44,13 @@ export function pickKey(key: VirtualKey, now = performance.now()): number {
   return best;
 }
 
+/** Whether a real key other than `index` is not cooling down. */
+export function otherKeyAvailable(key: VirtualKey, index: number, now = performance.now()): boolean {
+  if (key.apiKeys.length <= 1) return false;
+  const state = stateOf(key);
+  return state.coolingUntil.some((until, other) => other !== index && until <= now);
+}
+
 /** The provider answered `status` for key `index`: a 429 or 401/403 sends it into cool-down. */
 export function reportStatus(key: VirtualKey, index: number, status: number, retryAfterMs: number | null, now = performance.now()): void {
   if (key.apiKeys.length <= 1) return;

@@ -4,7 +4,7 @@
  * so a restart does not reset them). One `LimitState` is the authority: in the process itself,
  * or in the cluster primary for every worker, so a limit holds for the whole instance.
  */
-import { rename, writeFile, readFile, mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from './errors.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
@@ -32,12 +32,14 @@ export function admissionError(admission: Admission): GatewayError | null {
 
 const MINUTE_MS = 60_000;
 
-/** OpenAI's reset format: `250ms`, `1.5s`, `6m0s`. */
+/** OpenAI's reset format: `0s`, `250ms`, `1.5s`, `6m0s`. */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.ceil(ms)}ms`;
-  if (ms < MINUTE_MS) return `${Number((ms / 1000).toFixed(3))}s`;
-  const minutes = Math.floor(ms / MINUTE_MS);
-  return `${minutes}m${Math.round((ms - minutes * MINUTE_MS) / 1000)}s`;
+  const rounded = Math.ceil(ms);
+  if (rounded <= 0) return '0s';
+  if (rounded < 1000) return `${rounded}ms`;
+  if (rounded < MINUTE_MS) return `${Number((rounded / 1000).toFixed(3))}s`;
+  const seconds = Math.round(rounded / 1000);
+  return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
 }
 
 /** A bucket of `limit` units per minute, refilling continuously; it may go below zero (tokens are paid after the answer). */
@@ -61,6 +63,11 @@ export class Bucket {
   /** Milliseconds until the level reaches `amount`. */
   msUntil(amount: number): number {
     return this.level >= amount ? 0 : ((amount - this.level) * MINUTE_MS) / this.limit;
+  }
+
+  /** Takes `amount`; the debt is capped at one minute's worth, so one huge answer cannot lock a key for an hour. */
+  take(amount: number): void {
+    this.level = Math.min(this.limit, Math.max(-this.limit, this.level - amount));
   }
 }
 
@@ -91,6 +98,8 @@ interface BudgetUsage {
  */
 export class BudgetStore {
   private usage = new Map<string, BudgetUsage>();
+  /** Tokens reserved by requests still running (in memory only). */
+  private readonly reserved = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
 
@@ -111,8 +120,27 @@ export class BudgetStore {
         if (typeof usage?.period === 'string' && typeof usage.used === 'number') this.usage.set(digest, { period: usage.period, used: usage.used });
       }
     } catch {
-      warn(`the state file ${this.file} is not valid JSON; budgets start from zero`);
+      // Kept aside, not overwritten: an operator can restore the usage it held.
+      const aside = `${this.file}.corrupt-${Date.now()}`;
+      await rename(this.file, aside).catch(() => {});
+      warn(`WARNING: the state file ${this.file} is not valid JSON; it was moved to ${aside} and budgets start from zero until it is restored`);
     }
+  }
+
+  /** Used plus reserved by requests in flight: what admission compares with the budget. */
+  committed(digest: string, period: BudgetPeriod, now: Date): number {
+    return this.used(digest, period, now) + (this.reserved.get(digest) ?? 0);
+  }
+
+  reserve(digest: string, tokens: number): void {
+    if (tokens > 0) this.reserved.set(digest, (this.reserved.get(digest) ?? 0) + tokens);
+  }
+
+  release(digest: string, tokens: number): void {
+    if (tokens <= 0) return;
+    const left = (this.reserved.get(digest) ?? 0) - tokens;
+    if (left > 0) this.reserved.set(digest, left);
+    else this.reserved.delete(digest);
   }
 
   used(digest: string, period: BudgetPeriod, now: Date): number {
@@ -139,7 +167,14 @@ export class BudgetStore {
       const temporary = `${file}.${process.pid}.tmp`;
       try {
         await mkdir(dirname(file), { recursive: true });
-        await writeFile(temporary, text, { mode: 0o600 });
+        // Written, flushed to disk, then renamed over the old file: a crash leaves one or the other, whole.
+        const handle = await open(temporary, 'w', 0o600);
+        try {
+          await handle.writeFile(text);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
         await rename(temporary, file);
       } catch (err) {
         warn(`cannot write the state file ${file} (${(err as Error).message}); budget usage since the last write would be lost at a restart`);
@@ -185,12 +220,16 @@ export class LimitState {
     return entry;
   }
 
-  /** Admits a request (counting it) or refuses it with the limit it hit. */
-  admit(key: KeyLimits, now = Date.now()): Admission {
+  /**
+   * Admits a request (counting it, and reserving `estimate` tokens against tokens per minute and
+   * the budget until its answer is recorded) or refuses it with the limit it hit. `now` is the
+   * wall clock, for budget periods; rate buckets run on the monotonic clock.
+   */
+  admit(key: KeyLimits, estimate = 0, now = Date.now(), tick = performance.now()): Admission {
     const headers: Record<string, string> = {};
     if (key.budget !== null) {
       const date = new Date(now);
-      const used = this.budgets.used(key.digest, key.budget.period, date);
+      const used = this.budgets.committed(key.digest, key.budget.period, date);
       if (used >= key.budget.maxTokens) {
         const end = periodEnd(key.budget.period, date);
         const when = key.budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
@@ -206,8 +245,11 @@ export class LimitState {
         };
       }
     }
-    if (key.rateLimit === null) return { headers, error: null };
-    const { requests, tokens } = this.bucketsFor(key, now);
+    if (key.rateLimit === null) {
+      if (key.budget !== null) this.budgets.reserve(key.digest, estimate);
+      return { headers, error: null };
+    }
+    const { requests, tokens } = this.bucketsFor(key, tick);
     const describe = (): void => {
       if (requests !== null) {
         headers['x-ratelimit-limit-requests'] = String(requests.limit);
@@ -228,26 +270,31 @@ export class LimitState {
       describe();
       return { headers, error: rateError('tokens', tokens.limit, tokens.msUntil(1), headers) };
     }
-    if (requests !== null) requests.level -= 1;
+    if (requests !== null) requests.take(1);
+    if (tokens !== null) tokens.take(estimate);
+    if (key.budget !== null) this.budgets.reserve(key.digest, estimate);
     describe();
     return { headers, error: null };
   }
 
-  /** Tokens an answered request used: they count against tokens per minute and the budget. */
-  record(key: KeyLimits, usedTokens: number, now = Date.now()): void {
-    if (usedTokens <= 0) return;
+  /** Tokens a request used (its answer's usage, or an estimate): the reservation is settled with them. */
+  record(key: KeyLimits, usedTokens: number, reserved = 0, now = Date.now(), tick = performance.now()): void {
     if (key.rateLimit?.tokensPerMinute != null) {
-      const tokens = this.bucketsFor(key, now).tokens;
-      if (tokens !== null) tokens.level -= usedTokens;
+      const tokens = this.bucketsFor(key, tick).tokens;
+      if (tokens !== null) tokens.take(usedTokens - reserved);
     }
-    if (key.budget !== null) this.budgets.add(key.digest, key.budget.period, usedTokens, new Date(now));
+    if (key.budget !== null) {
+      this.budgets.release(key.digest, reserved);
+      if (usedTokens > 0) this.budgets.add(key.digest, key.budget.period, usedTokens, new Date(now));
+    }
   }
 }
 
 /** How a serving process reaches the authority: directly, or over IPC in a cluster worker. */
 export interface Limiter {
-  admit(key: KeyLimits): Admission | Promise<Admission>;
-  record(key: KeyLimits, usedTokens: number): void;
+  /** `estimate`: tokens to reserve while the request runs (its prompt and max_tokens). */
+  admit(key: KeyLimits, estimate: number): Admission | Promise<Admission>;
+  record(key: KeyLimits, usedTokens: number, reserved: number): void;
 }
 
 /** Only the fields the authority needs, so nothing else (the real keys) crosses to another process. */

@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   const limits = new LimitState(budgets);
   if (config.workers > 1) return runPrimary({ config, registry, sinks, keysText, keyCount: keys.length, limits, budgets });
 
-  const limiter: Limiter = { admit: (key) => limits.admit(key), record: (key, tokens) => limits.record(key, tokens) };
+  const limiter: Limiter = { admit: (key, estimate) => limits.admit(key, estimate), record: (key, tokens, reserved) => limits.record(key, tokens, reserved) };
   const instance = createInstance({ config, registry, keys, keysText, sinks, limiter });
   let address: string;
   try {

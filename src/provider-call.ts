@@ -7,7 +7,7 @@
 import type { Cancellation } from './cancel.js';
 import { invalidRequest, toGatewayError } from './errors.js';
 import type { Interaction } from './interaction.js';
-import { pickKey, reportStatus, retryAfterMs } from './key-pool.js';
+import { otherKeyAvailable, pickKey, reportStatus, retryAfterMs } from './key-pool.js';
 import type { VirtualKey } from './keys.js';
 import type { ChatRequest } from './openai-types.js';
 import type { UpstreamCall } from './providers/types.js';
@@ -94,21 +94,25 @@ export async function callProvider(key: VirtualKey, request: ChatRequest, raw: B
     } catch (err) {
       const error = toGatewayError(err);
       interaction.attempts.push({ api_key: index, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
-      if (error.code !== 'upstream_unreachable' || lastChance || cancel.cancelled) throw err;
+      // Only a failure in which nothing reached the provider is tried again (never a reset after
+      // the request was written: it may have been processed and billed).
+      if (!error.retryable || lastChance || cancel.cancelled) throw err;
       await wait(backoffMs(attempt, null, policy.maxDelayMs), cancel);
       continue;
     }
     const status = upstream.status;
     const retryAfter = retryAfterMs(upstream.headers);
+    const elapsed = Math.round(performance.now() - started);
+    if (upstream.resent === true) interaction.attempts.push({ api_key: index, status: null, error: 'stale_connection', duration_ms: elapsed });
     reportStatus(key, index, status, retryAfter);
-    interaction.attempts.push({ api_key: index, status, error: null, duration_ms: Math.round(performance.now() - started) });
-    if (!RETRYABLE_STATUSES.has(status) || lastChance || (retryAfter !== null && retryAfter > policy.maxDelayMs)) {
-      return { upstream, apiKey };
-    }
+    interaction.attempts.push({ api_key: index, status, error: null, duration_ms: elapsed });
+    // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
+    // (the provider did not process the request), whatever its retry-after says.
+    const handOver = (status === 429 || status === 401 || status === 403) && otherKeyAvailable(key, index);
+    const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.maxDelayMs));
+    if (!retry || lastChance) return { upstream, apiKey };
     upstream.abort(); // its answer is not needed: another attempt follows
-    // A 429 with other keys available goes to the next key at once; otherwise, back off.
-    const anotherKey = status === 429 && key.apiKeys.length > 1;
-    await wait(anotherKey ? 0 : backoffMs(attempt, retryAfter, policy.maxDelayMs), cancel);
+    await wait(handOver ? 0 : backoffMs(attempt, retryAfter, policy.maxDelayMs), cancel);
   }
 }
 

@@ -72,6 +72,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     if (allowAll) return '*';
     return deps.corsOrigins.includes(origin) ? origin : null;
   };
+  const CORS_PATHS = new Set(['/chat/completions', '/v1/chat/completions', '/models', '/v1/models']);
   const EXPOSED = 'x-request-id, x-gateway-overhead-ms, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens';
   const health: Handler = (_req, res, context) => {
     stamp(res, context);
@@ -146,21 +147,28 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
         partDone();
       });
 
-      const origin = allowedOrigin(req);
-      if (origin !== null) {
-        res.setHeader('access-control-allow-origin', origin);
-        res.setHeader('access-control-expose-headers', EXPOSED);
-        if (origin !== '*') res.setHeader('vary', 'Origin');
-        if (context.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined && routes.has(context.path)) {
-          // A browser's preflight: which methods and headers a real request may use.
-          res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-          res.setHeader('access-control-allow-headers', String(req.headers['access-control-request-headers'] ?? 'authorization, content-type'));
-          res.setHeader('access-control-max-age', '600');
-          stamp(res, context);
-          res.writeHead(204);
-          res.end();
-          partDone();
-          return;
+      // CORS only where browsers have business: chat and models, never /metrics or /healthz.
+      if (deps.corsOrigins.length > 0 && CORS_PATHS.has(context.path)) {
+        const origin = allowedOrigin(req);
+        // The answer depends on the Origin header (unless every origin is allowed): caches must know.
+        if (!allowAll) res.setHeader('vary', 'Origin');
+        if (origin !== null) {
+          res.setHeader('access-control-allow-origin', origin);
+          res.setHeader('access-control-expose-headers', EXPOSED);
+          if (context.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+            // A browser's preflight: which methods and headers a real request may use.
+            res.setHeader('vary', allowAll ? 'Access-Control-Request-Headers' : 'Origin, Access-Control-Request-Headers');
+            res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+            // The headers the browser asks for (SDKs add their own, e.g. x-stainless-*), if they are plain header names.
+            const asked = req.headers['access-control-request-headers'];
+            res.setHeader('access-control-allow-headers', typeof asked === 'string' && /^[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,1000}$/.test(asked) ? asked : 'authorization, content-type');
+            res.setHeader('access-control-max-age', '600');
+            stamp(res, context);
+            res.writeHead(204);
+            res.end();
+            partDone();
+            return;
+          }
         }
       }
       const methods = routes.get(context.path);

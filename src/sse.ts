@@ -40,9 +40,19 @@ export class SseParser {
 
   constructor(private readonly maxEventChars = MAX_EVENT_CHARS) {}
 
+  /** Between events: no partial line or event pending, so whole events may bypass the parser. */
+  isIdle(): boolean {
+    return this.started && this.pending.length === 0 && !this.hasData && !this.skipLeadingLf && this.eventName === undefined;
+  }
+
   /** Feeds bytes; returns every event completed by them, in order. Throws SseTooLargeError. */
   push(chunk: Buffer): SseEvent[] {
     return this.scan(this.decoder.write(chunk));
+  }
+
+  /** Feeds already-decoded text (whole events kept aside earlier). */
+  pushText(text: string): SseEvent[] {
+    return this.scan(text);
   }
 
   /** The upstream ended: a last event without its blank line is still delivered (lenient). */

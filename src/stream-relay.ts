@@ -16,11 +16,30 @@ import { upstreamIdle, type UpstreamResponse } from './upstream.js';
 import { redactError } from './upstream-error.js';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
+
+/**
+ * What makes an upstream read need the full path: the end, an error, a usage object (held back
+ * or counted), a finish (completion bookkeeping), a CR line end, or named events. A read free of
+ * all of them holds plain content events, forwarded as the upstream's own bytes.
+ */
+const NEEDS_PARSING = ['[DONE]', '"error"', '"usage":{', '"usage": {', '"finish_reason":"', '"finish_reason": "', '\r', 'event:'].map((marker) => Buffer.from(marker));
+
+const BLANK_LINE = Buffer.from('\n\n');
+
+function plainEvents(chunk: Buffer): boolean {
+  const length = chunk.length;
+  // Ends exactly between events (a blank line), so the parser state stays idle.
+  if (length < 2 || chunk[length - 1] !== 10 || chunk[length - 2] !== 10) return false;
+  for (const marker of NEEDS_PARSING) if (chunk.includes(marker)) return false;
+  return true;
+}
 /** After `[DONE]` the rest of the upstream body is read (so its connection is reused), but not forever. */
 const DRAIN_MS = 5000;
 
 export interface RelayOptions {
   readonly cancel: Cancellation;
+  /** A log entry will show the assembled answer. */
+  readonly assemble: boolean;
   /** No upstream bytes for this long → error event (UPSTREAM_IDLE_TIMEOUT_MS). */
   readonly idleMs: number;
   /** Scrubbed from any upstream error message before it reaches the client or the log. */
@@ -44,6 +63,21 @@ export function relayStream(
     const assembler = new CompletionAssembler();
     const body = upstream.body;
     const cancel = options.cancel;
+    // Reads forwarded as they are, kept as text for the log's assembled answer (parsed later, in
+    // order). Text, not the reads themselves: those are slices of 64 KiB socket buffers.
+    let forwarded = '';
+    const assembleForwarded = (): void => {
+      if (forwarded === '') return;
+      const events = new SseParser().pushText(forwarded);
+      forwarded = '';
+      for (const event of events) {
+        try {
+          assembler.add(JSON.parse(event.data));
+        } catch {
+          // it went to the client as the upstream sent it; the log keeps what parses
+        }
+      }
+    };
     let over = false;
     /** Some chunk carried a finish_reason: the answer is complete even if `[DONE]` never comes. */
     let finished = false;
@@ -56,6 +90,7 @@ export function relayStream(
       clearDeadline(idle);
       cancel.offCancel(onCancel);
       interaction.upstreamEndedAt = performance.now();
+      if (options.assemble) assembleForwarded();
       interaction.response = assembler.result();
       interaction.usage = assembler.getUsage();
       resolve();
@@ -87,7 +122,7 @@ export function relayStream(
       idle.at = performance.now() + options.idleMs;
       body.resume();
     };
-    const write = (text: string): void => {
+    const write = (text: string | Buffer): void => {
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
       if (!res.write(text)) {
         // Paused for a slow client: the provider's silence is ours, not an idle provider.
@@ -138,9 +173,18 @@ export function relayStream(
     const onData = (chunk: Buffer): void => {
       if (over) return;
       idle.at = performance.now() + options.idleMs;
+      if (translator.passThrough === true && parser.isIdle() && plainEvents(chunk)) {
+        if (options.assemble) forwarded += chunk.toString('utf8'); // whole events: no split character
+        for (let at = chunk.indexOf(BLANK_LINE); at !== -1; at = chunk.indexOf(BLANK_LINE, at + 2)) interaction.streamedEvents++;
+        write(chunk);
+        return;
+      }
+      // Earlier forwarded reads go to the assembler first, so the answer is assembled in order.
+      if (options.assemble) assembleForwarded();
       const comments = parser.comments;
       const events = parse(() => parser.push(chunk));
       if (events === null) return;
+      interaction.streamedEvents += events.length;
       if (events.length > 0) handle(events);
       // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
       else if (parser.comments !== comments) write(KEEP_ALIVE);

@@ -45,6 +45,8 @@ export interface UpstreamResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
   readonly body: Readable;
+  /** The request was sent again on a fresh connection after a pooled one turned out dead. */
+  readonly resent?: boolean;
   /** Stops the call: the connection is destroyed, so the provider stops generating. */
   abort(): void;
 }
@@ -57,10 +59,15 @@ export function upstreamIdle(ms: number): GatewayError {
   return new GatewayError(504, `The provider went silent for ${ms} ms mid-answer (UPSTREAM_IDLE_TIMEOUT_MS).`, { code: 'upstream_idle_timeout' });
 }
 
+/** Failures that happen before a connection exists: the request cannot have reached the provider. */
+const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
 function unreachable(target: UpstreamTarget, err: NodeJS.ErrnoException): GatewayError {
   return new GatewayError(502, `The provider could not be reached (${err.code ?? 'network error'}).`, {
     code: 'upstream_unreachable',
     logDetail: `${target.https ? 'https' : 'http'}://${target.hostname}:${target.port}: ${err.message}`,
+    // A reset after the request was written may have been processed (and billed): not retried.
+    retryable: NOTHING_SENT.has(err.code ?? ''),
   });
 }
 
@@ -114,7 +121,7 @@ export function sendUpstream(target: UpstreamTarget, call: UpstreamCall, cancel:
         // Errors after this point surface on the response ('close' without 'end'); consumers watch that.
         response.on('error', () => {});
         if (!settle()) return void response.destroy();
-        resolve({ status: response.statusCode ?? 502, headers: response.headers, body: response, abort: () => response.destroy() });
+        resolve({ status: response.statusCode ?? 502, headers: response.headers, body: response, resent: retried, abort: () => response.destroy() });
       });
       request.on('error', (err: NodeJS.ErrnoException) => {
         if (settled) return; // after the response, or after a timeout/cancel that destroyed it

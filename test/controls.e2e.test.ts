@@ -357,7 +357,184 @@ describe('retries', () => {
   });
 });
 
+describe('limits under pressure', () => {
+  it('charges an estimate for a stream the client dropped before its usage chunk (no free tokens)', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, rate_limit: { tokens_per_minute: 100000 } } } }, env: { LOG_CONSOLE: 'off' } });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (let i = 0; i < 40 && !res.destroyed; i++) {
+        res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'tok ' }, finish_reason: null }] })}\n\n`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    });
+    try {
+      const { openStream } = await import('./support/http.js');
+      const { res, req } = await openStream(gateway.url, 'vk', ask('gpt-4o-mini', { stream: true }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      req.destroy();
+      res.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      openai.behave(null);
+      const next = await chat(gateway.url, 'vk', ask());
+      const remaining = Number(next.headers['x-ratelimit-remaining-tokens']);
+      assert.ok(remaining < 100000 - 10, `the dropped stream was charged (remaining ${remaining})`);
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('counts requests in flight (their prompt and max_tokens) against the budget', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, budget: { max_tokens: 150, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    openai.behave(async () => {
+      await held;
+      return false;
+    });
+    try {
+      // Each request reserves ~ its prompt (~25 tokens) + max_tokens 60 = ~85: only one fits in 150 at a time... two do not.
+      const replies = Promise.all([0, 1, 2].map(() => chat(gateway.url, 'vk', ask('gpt-4o-mini', { max_tokens: 60 }))));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      release();
+      const statuses = (await replies).map((reply) => reply.status).sort();
+      assert.deepEqual(statuses, [200, 200, 429]);
+    } finally {
+      release();
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('keeps budgets and tokens per minute for the whole cluster, and saves budgets when it stops', async () => {
+    const dir = tempDir();
+    const logFile = join(dir, 'logs', 'llm_interactions.json');
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, budget: { max_tokens: 50, period: 'month' } } } },
+      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', LOG_FILE: logFile },
+      logFile,
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await chat(gateway.url, 'vk', ask())).status);
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429], '18 tokens each: the third passes at 36 < 50, then the budget is used');
+    assert.equal(await gateway.stop('SIGTERM'), 0);
+    assert.match(readFileSync(join(dir, 'logs', 'gateway_state.json'), 'utf8'), /"used": 54/);
+  });
+});
+
+describe('several real keys, when one is refused', () => {
+  let gateway: GatewayProcess;
+  before(async () => {
+    gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '3000' } });
+  });
+  after(() => gateway.stop());
+
+  for (const [status, headers] of [
+    [429, { 'retry-after': '60' }],
+    [401, {}],
+  ] as const) {
+    it(`a ${status} from one key${status === 429 ? ' (even asking for 60 s)' : ''} hands the request to the other at once`, async () => {
+      openai.behave(({ req, res }) => {
+        if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
+        res.end(JSON.stringify(openAIError('refused', 'requests')));
+        return true;
+      });
+      try {
+        const started = Date.now();
+        for (let i = 0; i < 3; i++) {
+          const reply = await chat(gateway.url, 'vk_pool', ask());
+          assert.equal(reply.status, 200, reply.text);
+        }
+        assert.ok(Date.now() - started < 1500, 'no waiting');
+      } finally {
+        openai.behave(null);
+      }
+    });
+  }
+
+  it('backs off (honouring retry-after) when every key is cooling down', async () => {
+    openai.behave(({ res }) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
+      return true;
+    });
+    try {
+      const started = Date.now();
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk_pool', ask());
+      assert.equal(reply.status, 429);
+      assert.equal(upstreamCalls() - before, 3);
+      assert.ok(Date.now() - started >= 1000, 'waited for the retry-after instead of hammering');
+    } finally {
+      openai.behave(null);
+    }
+  });
+});
+
+describe('retries that must not happen', () => {
+  it('a connection reset after the request was sent is not retried (it may have been billed)', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
+    openai.behave(({ req }) => {
+      req.socket.resetAndDestroy();
+      return true;
+    });
+    try {
+      const before = upstreamCalls();
+      const reply = await chat(gateway.url, 'vk', ask());
+      assert.equal(reply.status, 502);
+      assert.equal(upstreamCalls() - before, 1, 'one delivery only (a fresh connection: no stale-socket resend either)');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('a client leaving during a backoff stops the retries; the entry keeps the attempt', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
+    openai.behave(({ res }) => {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' });
+      res.end(JSON.stringify(openAIError('busy', 'server_error')));
+      return true;
+    });
+    try {
+      const before = upstreamCalls();
+      const { default: http } = await import('node:http');
+      const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk', 'content-type': 'application/json' } });
+      req.on('error', () => {});
+      req.end(JSON.stringify(ask()));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      req.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      assert.equal(upstreamCalls() - before, 1, 'no retry for a client that left');
+      const { readLogFile } = await import('./support/gateway.js');
+      const entry = readLogFile(gateway.logFile).at(-1);
+      assert.equal(entry?.status, 499);
+      assert.equal(entry?.upstream.attempts[0].status, 503);
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
 describe('CORS', () => {
+  it('never exposes /metrics or /healthz to browsers, even with CORS_ORIGINS=*', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off', CORS_ORIGINS: '*' } });
+    try {
+      for (const path of ['/metrics', '/healthz']) {
+        const reply = await request(gateway.url, path, { method: 'GET', headers: { origin: 'https://evil.example' } });
+        assert.equal(reply.headers['access-control-allow-origin'], undefined, path);
+        const preflight = await request(gateway.url, path, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' } });
+        assert.notEqual(preflight.status, 204, path);
+      }
+      const chatReply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'https://any.example' } });
+      assert.equal(chatReply.headers['access-control-allow-origin'], '*');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('is off by default: no CORS headers, a preflight gets 405', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
     try {
@@ -382,13 +559,14 @@ describe('CORS', () => {
       assert.equal(preflight.headers['access-control-allow-origin'], 'https://app.example.com');
       assert.match(String(preflight.headers['access-control-allow-methods']), /POST/);
       assert.match(String(preflight.headers['access-control-allow-headers']), /authorization/);
-      assert.equal(preflight.headers.vary, 'Origin');
+      assert.equal(preflight.headers.vary, 'Origin, Access-Control-Request-Headers');
       const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'http://localhost:3000' } });
       assert.equal(reply.status, 200);
       assert.equal(reply.headers['access-control-allow-origin'], 'http://localhost:3000');
       assert.match(String(reply.headers['access-control-expose-headers']), /x-request-id/);
       const stranger = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'https://evil.example' } });
       assert.equal(stranger.headers['access-control-allow-origin'], undefined);
+      assert.equal(stranger.headers.vary, 'Origin', 'caches must not reuse it for a listed origin');
     } finally {
       await gateway.stop();
     }

@@ -3,7 +3,7 @@
  * budgets and their persistence, the real-key pool, and retry backoff.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { pickKey, reportStatus, retryAfterMs } from '../src/key-pool.js';
@@ -83,8 +83,8 @@ describe('rate limits', () => {
     const state = new LimitState(new BudgetStore(null));
     const key = limits({ rpm: 3 });
     const t = 1_000_000;
-    for (let i = 0; i < 3; i++) assert.equal(state.admit(key, t).error, null);
-    const refused = state.admit(key, t);
+    for (let i = 0; i < 3; i++) assert.equal(state.admit(key, 0, t, t).error, null);
+    const refused = state.admit(key, 0, t, t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.code, 'rate_limit_exceeded');
     assert.equal(refused.error?.type, 'requests');
@@ -92,8 +92,8 @@ describe('rate limits', () => {
     assert.equal(refused.headers['x-ratelimit-limit-requests'], '3');
     assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
     assert.equal(refused.headers['x-ratelimit-reset-requests'], '1m0s');
-    assert.equal(state.admit(key, t + 19_000).error?.status, 429);
-    const later = state.admit(key, t + 20_000);
+    assert.equal(state.admit(key, 0, t + 19_000, t + 19_000).error?.status, 429);
+    const later = state.admit(key, 0, t + 20_000, t + 20_000);
     assert.equal(later.error, null);
     assert.equal(later.headers['x-ratelimit-remaining-requests'], '0');
   });
@@ -102,20 +102,41 @@ describe('rate limits', () => {
     const state = new LimitState(new BudgetStore(null));
     const key = limits({ tpm: 30 });
     const t = 5_000_000;
-    assert.equal(state.admit(key, t).error, null);
-    state.record(key, 18, t);
-    const second = state.admit(key, t);
+    assert.equal(state.admit(key, 0, t, t).error, null);
+    state.record(key, 18, 0, t, t);
+    const second = state.admit(key, 0, t, t);
     assert.equal(second.error, null, '12 tokens left: admitted');
     assert.equal(second.headers['x-ratelimit-remaining-tokens'], '12');
-    state.record(key, 18, t);
-    const third = state.admit(key, t);
+    state.record(key, 18, 0, t, t);
+    const third = state.admit(key, 0, t, t);
     assert.equal(third.error?.type, 'tokens');
     assert.equal(third.error?.headers['retry-after'], '14', '7 tokens to regain at 0.5/s');
-    assert.equal(state.admit(key, t + 14_000).error, null);
+    assert.equal(state.admit(key, 0, t + 14_000, t + 14_000).error, null);
+  });
+
+  it('reserves the estimate of requests in flight, and settles it with what they used', () => {
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits({ tpm: 100 }, { maxTokens: 100, period: 'total' });
+    const t = 9_000_000;
+    for (let i = 0; i < 2; i++) assert.equal(state.admit(key, 50, t, t).error, null);
+    assert.equal(state.admit(key, 50, t, t).error?.status, 429, 'two requests in flight already hold 100 tokens');
+    state.record(key, 10, 50, t, t);
+    state.record(key, 10, 50, t, t);
+    assert.equal(state.admit(key, 50, t, t).error, null, 'they used 20: room again');
+  });
+
+  it('caps token debt at one minute, so one huge answer does not lock a key for an hour', () => {
+    const state = new LimitState(new BudgetStore(null));
+    const key = limits({ tpm: 1000 });
+    const t = 7_000_000;
+    state.admit(key, 0, t, t);
+    state.record(key, 100_000, 0, t, t);
+    assert.equal(state.admit(key, 0, t, t).error?.headers['retry-after'], '61', 'about a minute to refill, not 99');
   });
 
   it('formats durations the way OpenAI does', () => {
     assert.deepEqual([formatDuration(250), formatDuration(1500), formatDuration(60_000), formatDuration(361_000)], ['250ms', '1.5s', '1m0s', '6m1s']);
+    assert.deepEqual([formatDuration(0), formatDuration(999.6), formatDuration(119_700)], ['0s', '1s', '2m0s']);
   });
 });
 
@@ -124,16 +145,16 @@ describe('budgets', () => {
     const state = new LimitState(new BudgetStore(null));
     const key = limits(null, { maxTokens: 100, period: 'day' });
     const t = Date.parse('2026-11-28T20:00:00Z');
-    assert.equal(state.admit(key, t).error, null);
-    state.record(key, 60, t);
-    assert.equal(state.admit(key, t).error, null);
-    state.record(key, 60, t);
-    const refused = state.admit(key, t);
+    assert.equal(state.admit(key, 0, t).error, null);
+    state.record(key, 60, 0, t);
+    assert.equal(state.admit(key, 0, t).error, null);
+    state.record(key, 60, 0, t);
+    const refused = state.admit(key, 0, t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.code, 'budget_exceeded');
     assert.match(refused.error?.message ?? '', /120 of 100 tokens, this day.*resets at 2026-11-29T00:00:00.000Z/);
     assert.equal(refused.error?.headers['retry-after'], String(4 * 3600));
-    assert.equal(state.admit(key, Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
+    assert.equal(state.admit(key, 0, Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
   });
 
   it('know their periods', () => {
@@ -143,8 +164,8 @@ describe('budgets', () => {
     assert.equal(periodEnd('total', now), null);
     const state = new LimitState(new BudgetStore(null));
     const key = limits(null, { maxTokens: 1, period: 'total' });
-    state.record(key, 5);
-    assert.equal(state.admit(key).error?.headers['retry-after'], undefined, 'a total budget does not reset');
+    state.record(key, 5, 0);
+    assert.equal(state.admit(key, 0).error?.headers['retry-after'], undefined, 'a total budget does not reset');
   });
 
   it('survive a restart: written atomically to a 0600 file holding digests, not keys', async () => {
@@ -165,6 +186,17 @@ describe('budgets', () => {
     const missing = new BudgetStore(join(dir, 'nope.json'));
     await missing.load();
     assert.equal(existsSync(join(dir, 'nope.json')), false);
+  });
+
+  it('move a corrupt state file aside (never overwrite it) and say so', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    writeFileSync(file, '{"version":1,"budgets":{"d":{"period":"total","us');
+    const store = new BudgetStore(file);
+    await store.load();
+    const aside = readdirSync(dir).find((name) => name.startsWith('gateway_state.json.corrupt-'));
+    assert.ok(aside !== undefined, 'kept aside');
+    assert.equal(readFileSync(join(dir, aside), 'utf8'), '{"version":1,"budgets":{"d":{"period":"total","us');
   });
 });
 

@@ -120,6 +120,7 @@ function invalidAnswer(why: string): GatewayError {
  */
 export function passThroughStream(options: StreamOptions): StreamTranslator {
   return {
+    passThrough: true,
     event(event): StreamOutput[] {
       const data = event.data;
       if (data === '[DONE]') return [{ kind: 'done' }];

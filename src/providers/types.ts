@@ -51,6 +51,11 @@ export type StreamOutput =
 
 export interface StreamTranslator {
   event(event: SseEvent): StreamOutput[];
+  /**
+   * Events pass through unchanged (OpenAI-compatible upstreams): the relay may forward an
+   * upstream read as its own bytes when it holds only plain content events.
+   */
+  readonly passThrough?: boolean;
 }
 
 export interface StreamOptions {
