@@ -18,21 +18,20 @@ import { redactError } from './upstream-error.js';
 const KEEP_ALIVE = ': keep-alive\n\n';
 
 /**
- * What makes an upstream read need the full path: the end, an error, a usage object (held back
- * or counted), a finish (completion bookkeeping), a CR line end, or named events. A read free of
- * all of them holds plain content events, forwarded as the upstream's own bytes.
+ * What makes an event need the parser and translator: the end, an error, a usage object (held
+ * back or counted), a finish (completion bookkeeping). Any other event is forwarded as its bytes.
+ * Reads with CR line ends or named events always take the full path.
  */
-const NEEDS_PARSING = ['[DONE]', '"error"', '"usage":{', '"usage": {', '"finish_reason":"', '"finish_reason": "', '\r', 'event:'].map((marker) => Buffer.from(marker));
-
+const MARKERS = ['[DONE]', '"error"', '"usage":{', '"usage": {', '"finish_reason":"', '"finish_reason": "'].map((marker) => Buffer.from(marker));
 const BLANK_LINE = Buffer.from('\n\n');
+const CR = Buffer.from('\r');
+const NAMED_EVENT = Buffer.from('event:');
 
-function plainEvents(chunk: Buffer): boolean {
-  const length = chunk.length;
-  // Ends exactly between events (a blank line), so the parser state stays idle.
-  if (length < 2 || chunk[length - 1] !== 10 || chunk[length - 2] !== 10) return false;
-  for (const marker of NEEDS_PARSING) if (chunk.includes(marker)) return false;
-  return true;
+function needsParsing(event: Buffer): boolean {
+  for (const marker of MARKERS) if (event.includes(marker)) return true;
+  return false;
 }
+
 /** After `[DONE]` the rest of the upstream body is read (so its connection is reused), but not forever. */
 const DRAIN_MS = 5000;
 
@@ -170,24 +169,64 @@ export function relayStream(
       }
     };
 
+    /** A run of plain events, written as the upstream's own bytes (and kept as text for the log). */
+    const forward = (bytes: Buffer): void => {
+      if (bytes.length === 0) return;
+      if (options.assemble) forwarded += bytes.toString('utf8'); // whole events: no split character
+      write(bytes);
+    };
+
+    /**
+     * A pass-through read, cut at event boundaries without decoding it: runs of plain events go
+     * out as byte ranges; only events that need it (the end, usage, an error, a finish) go through
+     * the parser and translator. Returns false when the read cannot be cut this way.
+     */
+    const relayBytes = (chunk: Buffer): boolean => {
+      if (!parser.isIdle() || chunk.includes(CR) || chunk.includes(NAMED_EVENT)) return false;
+      let runStart = 0;
+      let position = 0;
+      for (let end = chunk.indexOf(BLANK_LINE); end !== -1; end = chunk.indexOf(BLANK_LINE, position)) {
+        const next = end + 2;
+        interaction.streamedEvents++;
+        const event = chunk.subarray(position, next);
+        if (needsParsing(event)) {
+          forward(chunk.subarray(runStart, position));
+          if (options.assemble) assembleForwarded(); // keep the log's answer in order
+          const events = parse(() => parser.push(event));
+          if (events === null || handle(events)) return true;
+          runStart = next;
+        }
+        position = next;
+      }
+      forward(chunk.subarray(runStart, position));
+      // A partial event at the end waits in the parser for the rest.
+      if (position < chunk.length) {
+        if (options.assemble) assembleForwarded();
+        const events = parse(() => parser.push(chunk.subarray(position)));
+        if (events !== null && events.length > 0) handle(events);
+      }
+      return true;
+    };
+
     const onData = (chunk: Buffer): void => {
       if (over) return;
       idle.at = performance.now() + options.idleMs;
-      if (translator.passThrough === true && parser.isIdle() && plainEvents(chunk)) {
-        if (options.assemble) forwarded += chunk.toString('utf8'); // whole events: no split character
-        for (let at = chunk.indexOf(BLANK_LINE); at !== -1; at = chunk.indexOf(BLANK_LINE, at + 2)) interaction.streamedEvents++;
-        write(chunk);
-        return;
+      // Everything this read completes leaves in one write.
+      res.cork();
+      try {
+        if (translator.passThrough === true && relayBytes(chunk)) return;
+        // Earlier forwarded reads go to the assembler first, so the answer is assembled in order.
+        if (options.assemble) assembleForwarded();
+        const comments = parser.comments;
+        const events = parse(() => parser.push(chunk));
+        if (events === null) return;
+        interaction.streamedEvents += events.length;
+        if (events.length > 0) handle(events);
+        // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
+        else if (parser.comments !== comments) write(KEEP_ALIVE);
+      } finally {
+        res.uncork();
       }
-      // Earlier forwarded reads go to the assembler first, so the answer is assembled in order.
-      if (options.assemble) assembleForwarded();
-      const comments = parser.comments;
-      const events = parse(() => parser.push(chunk));
-      if (events === null) return;
-      interaction.streamedEvents += events.length;
-      if (events.length > 0) handle(events);
-      // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
-      else if (parser.comments !== comments) write(KEEP_ALIVE);
     };
     const onEnd = (): void => {
       if (over) return;

@@ -269,6 +269,49 @@ describe('streaming', () => {
     }
   });
 
+  it('relays a whole stream that arrives in one read: plain events as bytes, the rest translated, the log assembled', async () => {
+    const usage = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
+    const base = { id: 'chatcmpl-one', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o' };
+    const events = [
+      { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], usage: null },
+      { ...base, choices: [{ index: 0, delta: { content: 'one ' }, finish_reason: null }], usage: null },
+      { ...base, choices: [{ index: 0, delta: { content: 'read ' }, finish_reason: null }], usage: null },
+      { ...base, choices: [{ index: 0, delta: { content: 'only' }, finish_reason: null }], usage: null },
+      { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: null },
+      { ...base, choices: [], usage },
+    ];
+    const whole = events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join('') + 'data: [DONE]\n\n';
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(whole);
+    });
+    const quiet = await startGateway({
+      keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl } } },
+      logFile: 'off',
+      env: { LOG_CONSOLE: 'off' },
+    });
+    try {
+      for (const [gw, logged] of [[gateway, true], [quiet, false]] as const) {
+        const reply = await chat(gw.url, 'vk_openai', ask('one read'));
+        const data = sseData(reply.text);
+        assert.equal(data.at(-1), '[DONE]');
+        const chunks = data.slice(0, -1).map((text) => JSON.parse(text));
+        assert.equal(chunks.length, 5, 'the usage chunk nobody asked for is held back');
+        assert.equal(chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), 'one read only');
+        assert.equal(data[1], JSON.stringify(events[1]), 'plain events go out byte for byte');
+        if (logged) {
+          const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+          assert.equal(entry.response.choices[0].message.content, 'one read only');
+          assert.equal(entry.response.choices[0].finish_reason, 'stop');
+          assert.deepEqual(entry.usage, usage);
+        }
+      }
+    } finally {
+      openaiMock.behave(null);
+      await quiet.stop();
+    }
+  });
+
   it('streams from the mock provider, with usage in the log', async () => {
     const reply = await chat(gateway.url, 'vk_mock', ask('stream me'));
     const chunks = sseData(reply.text).slice(0, -1).map((text) => JSON.parse(text));
