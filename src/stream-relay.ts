@@ -22,14 +22,21 @@ const KEEP_ALIVE = ': keep-alive\n\n';
  * back or counted), a finish (completion bookkeeping). Any other event is forwarded as its bytes.
  * Reads with CR line ends or named events always take the full path.
  */
-const MARKERS = ['[DONE]', '"error"', '"usage":{', '"usage": {', '"finish_reason":"', '"finish_reason": "'].map((marker) => Buffer.from(marker));
-const BLANK_LINE = Buffer.from('\n\n');
-const CR = Buffer.from('\r');
-const NAMED_EVENT = Buffer.from('event:');
+const MARKER = /\[DONE\]|"error"|"usage"\s*:\s*\{|"finish_reason"\s*:\s*"/g;
 
-function needsParsing(event: Buffer): boolean {
-  for (const marker of MARKERS) if (event.includes(marker)) return true;
-  return false;
+/** Where the markers are in `text`, found in one pass; then asked in order, event by event. */
+class MarkerScan {
+  private readonly positions: number[] = [];
+  private index = 0;
+  constructor(text: string) {
+    MARKER.lastIndex = 0;
+    for (let match = MARKER.exec(text); match !== null; match = MARKER.exec(text)) this.positions.push(match.index);
+  }
+  /** Whether a marker occurs in [start, end); events are asked about in increasing order. */
+  within(start: number, end: number): boolean {
+    while (this.index < this.positions.length && (this.positions[this.index] as number) < start) this.index++;
+    return this.index < this.positions.length && (this.positions[this.index] as number) < end;
+  }
 }
 
 /** After `[DONE]` the rest of the upstream body is read (so its connection is reused), but not forever. */
@@ -97,7 +104,7 @@ export function relayStream(
     const end = (tail: string): void => {
       if (over) return;
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
-      res.end(tail);
+      res.end(collected(tail));
       finish();
     };
     const fail = (error: GatewayError, text = ''): void => {
@@ -121,14 +128,29 @@ export function relayStream(
       idle.at = performance.now() + options.idleMs;
       body.resume();
     };
-    const write = (text: string | Buffer): void => {
+    // What one upstream read produces is gathered and written at once: one write (one syscall)
+    // per read, whether it came as byte ranges, translated text, or both.
+    let gathering = false;
+    let pieces: Array<string | Buffer> = [];
+    const collected = (tail: string): string | Buffer => {
+      if (pieces.length === 0) return tail;
+      const all = tail === '' ? pieces : [...pieces, tail];
+      pieces = [];
+      if (all.length === 1) return all[0] as string | Buffer;
+      return Buffer.concat(all.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
+    };
+    const send = (data: string | Buffer): void => {
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
-      if (!res.write(text)) {
+      if (!res.write(data)) {
         // Paused for a slow client: the provider's silence is ours, not an idle provider.
         idle.at = Infinity;
         body.pause();
         res.once('drain', resume);
       }
+    };
+    const write = (data: string | Buffer): void => {
+      if (gathering) pieces.push(data);
+      else send(data);
     };
 
     /** Translates events and writes what they give; returns true when the stream is over. */
@@ -182,17 +204,20 @@ export function relayStream(
      * the parser and translator. Returns false when the read cannot be cut this way.
      */
     const relayBytes = (chunk: Buffer): boolean => {
-      if (!parser.isIdle() || chunk.includes(CR) || chunk.includes(NAMED_EVENT)) return false;
+      if (!parser.isIdle()) return false;
+      // latin1: one character per byte, so positions in the text are positions in the bytes.
+      const text = chunk.toString('latin1');
+      if (text.includes('\r') || text.includes('event:')) return false;
+      const markers = new MarkerScan(text);
       let runStart = 0;
       let position = 0;
-      for (let end = chunk.indexOf(BLANK_LINE); end !== -1; end = chunk.indexOf(BLANK_LINE, position)) {
+      for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n', position)) {
         const next = end + 2;
         interaction.streamedEvents++;
-        const event = chunk.subarray(position, next);
-        if (needsParsing(event)) {
+        if (markers.within(position, next)) {
           forward(chunk.subarray(runStart, position));
           if (options.assemble) assembleForwarded(); // keep the log's answer in order
-          const events = parse(() => parser.push(event));
+          const events = parse(() => parser.push(chunk.subarray(position, next)));
           if (events === null || handle(events)) return true;
           runStart = next;
         }
@@ -212,7 +237,7 @@ export function relayStream(
       if (over) return;
       idle.at = performance.now() + options.idleMs;
       // Everything this read completes leaves in one write.
-      res.cork();
+      gathering = true;
       try {
         if (translator.passThrough === true && relayBytes(chunk)) return;
         // Earlier forwarded reads go to the assembler first, so the answer is assembled in order.
@@ -225,7 +250,8 @@ export function relayStream(
         // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
         else if (parser.comments !== comments) write(KEEP_ALIVE);
       } finally {
-        res.uncork();
+        gathering = false;
+        if (!over && pieces.length > 0) send(collected(''));
       }
     };
     const onEnd = (): void => {
