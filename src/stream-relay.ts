@@ -233,13 +233,30 @@ export function relayStream(
       return true;
     };
 
+    /** A read holding only plain events, forwarded as it is; false otherwise. */
+    const relayWhole = (chunk: Buffer): boolean => {
+      if (!parser.isIdle()) return false;
+      const length = chunk.length;
+      if (length < 2 || chunk[length - 1] !== 10 || chunk[length - 2] !== 10) return false;
+      const text = chunk.toString('latin1');
+      MARKER.lastIndex = 0;
+      if (MARKER.test(text) || text.includes('\r') || text.includes('event:')) return false;
+      for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n', at + 2)) interaction.streamedEvents++;
+      forward(chunk);
+      return true;
+    };
+
     const onData = (chunk: Buffer): void => {
       if (over) return;
       idle.at = performance.now() + options.idleMs;
       // Everything this read completes leaves in one write.
       gathering = true;
       try {
-        if (translator.passThrough === true && relayBytes(chunk)) return;
+        if (translator.passThrough === true) {
+          // With a log to assemble, only reads that are all plain events are forwarded as bytes:
+          // cutting reads into ranges while keeping their text measured ~25 MB more at 1,000 streams.
+          if (options.assemble ? relayWhole(chunk) : relayBytes(chunk)) return;
+        }
         // Earlier forwarded reads go to the assembler first, so the answer is assembled in order.
         if (options.assemble) assembleForwarded();
         const comments = parser.comments;
