@@ -4,6 +4,7 @@
  * for stream usage, and the upstream's bytes come back unchanged.
  */
 import { GatewayError } from '../errors.js';
+import { invalidAnswer, parseAnswer } from './answer.js';
 import { isRecord, type ChatCompletion, type ChatRequest, type Usage } from '../openai-types.js';
 import type { ModelList, PrepareInput, Provider, StreamOptions, StreamOutput, StreamTranslator, TranslatedResponse, UpstreamCall } from './types.js';
 
@@ -35,14 +36,7 @@ export function upstreamBody(request: ChatRequest, raw: Buffer, rewritten: ChatR
 }
 
 export function parseCompletion(body: Buffer): ChatCompletion {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw invalidAnswer('its answer is not JSON');
-  }
-  if (!isRecord(parsed) || !Array.isArray(parsed.choices)) throw invalidAnswer('its answer has no `choices` array');
-  return parsed as ChatCompletion;
+  return parseAnswer(body, 'answer', 'choices') as ChatCompletion;
 }
 
 const CHOICES = Buffer.from('"choices"');
@@ -109,9 +103,6 @@ export function passThroughResponse(body: Buffer): TranslatedResponse {
   };
 }
 
-function invalidAnswer(why: string): GatewayError {
-  return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
-}
 
 /**
  * OpenAI stream chunks pass through byte for byte; only the usage the client did not ask for is
@@ -161,14 +152,8 @@ function midStreamError(error: unknown): GatewayError {
 
 /** An OpenAI-format model list, checked for its shape; passed on as it is. */
 export function openAIModels(body: Buffer): ModelList {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw invalidAnswer('its model list is not JSON');
-  }
-  if (!isRecord(parsed) || !Array.isArray(parsed.data)) throw invalidAnswer('its model list has no `data` array');
-  const data = parsed.data.filter((model: unknown): model is Record<string, unknown> => isRecord(model) && typeof model.id === 'string');
+  const parsed = parseAnswer(body, 'model list', 'data');
+  const data = (parsed.data as unknown[]).filter((model: unknown): model is Record<string, unknown> => isRecord(model) && typeof model.id === 'string');
   return {
     object: 'list',
     data: data.map((model) => ({

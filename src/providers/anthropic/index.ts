@@ -3,25 +3,20 @@
  * back. The translators live next to this file and are pure.
  */
 import { isRecord } from '../../openai-types.js';
+import { parseAnswer } from '../answer.js';
 import type { ModelList, Provider } from '../types.js';
 import { toAnthropicRequest } from './request.js';
-import { invalidAnswer, toChatCompletion } from './response.js';
+import { toChatCompletion } from './response.js';
 import { createAnthropicStreamTranslator } from './stream.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 
 /** Anthropic's `{"data": [{"type": "model", "id", "display_name", "created_at"}], "has_more", …}` → OpenAI's list. */
 export function anthropicModels(body: Buffer): ModelList {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw invalidAnswer('its model list is not JSON');
-  }
-  if (!isRecord(parsed) || !Array.isArray(parsed.data)) throw invalidAnswer('its model list has no `data` array');
+  const parsed = parseAnswer(body, 'model list', 'data');
   return {
     object: 'list',
-    data: parsed.data
+    data: (parsed.data as unknown[])
       .filter((model: unknown): model is Record<string, unknown> => isRecord(model) && typeof model.id === 'string')
       .map((model) => ({
         id: model.id as string,
@@ -53,13 +48,7 @@ export function createAnthropic(options: AnthropicOptions): Provider {
       };
     },
     translateResponse(body) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body.toString('utf8'));
-      } catch {
-        throw invalidAnswer('its answer is not JSON');
-      }
-      const completion = toChatCompletion(parsed, Math.floor(Date.now() / 1000));
+      const completion = toChatCompletion(parseAnswer(body, 'answer', 'content'), Math.floor(Date.now() / 1000));
       return { body: JSON.stringify(completion), usage: completion.usage ?? null, completion: () => completion };
     },
     streamTranslator: (streamOptions) => createAnthropicStreamTranslator(streamOptions),

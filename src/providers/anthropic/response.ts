@@ -2,7 +2,7 @@
  * Anthropic Messages response → OpenAI `chat.completion`; the stop-reason and usage mappings
  * shared with the stream translator. Pure functions.
  */
-import { GatewayError } from '../../errors.js';
+import { invalidAnswer } from '../answer.js';
 import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../../openai-types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
 
@@ -51,9 +51,6 @@ export function toUsage(usage: AnthropicUsage | undefined): Usage {
   };
 }
 
-export function invalidAnswer(why: string): GatewayError {
-  return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
-}
 
 export function toChatCompletion(response: unknown, created: number): ChatCompletion {
   if (!isRecord(response) || response.type !== 'message' || !Array.isArray(response.content)) {

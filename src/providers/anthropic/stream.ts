@@ -7,7 +7,8 @@ import { GatewayError } from '../../errors.js';
 import { isRecord, type ChatCompletionChunk, type ChunkDelta, type Usage } from '../../openai-types.js';
 import type { SseEvent } from '../../sse.js';
 import type { StreamOptions, StreamOutput, StreamTranslator } from '../types.js';
-import { finishReason, invalidAnswer, toUsage } from './response.js';
+import { invalidAnswer } from '../answer.js';
+import { finishReason, toUsage } from './response.js';
 import type { AnthropicUsage } from './types.js';
 
 /** The HTTP status each Anthropic error type stands for (mid-stream errors arrive with a 200). */

@@ -1,0 +1,22 @@
+/**
+ * Reading a provider's 2xx answer: JSON, an object, holding the array it must hold. Anything
+ * else is a 502 the client can act on (the provider answered, but not with something usable).
+ */
+import { GatewayError } from '../errors.js';
+import { isRecord } from '../openai-types.js';
+
+export function invalidAnswer(why: string): GatewayError {
+  return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
+}
+
+/** The body as an object with an array under `key` (`choices`, `data`, `content`), or a 502 naming what was wrong. */
+export function parseAnswer(body: Buffer, what: string, key: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw invalidAnswer(`its ${what} is not JSON`);
+  }
+  if (!isRecord(parsed) || !Array.isArray(parsed[key])) throw invalidAnswer(`its ${what} has no \`${key}\` array`);
+  return parsed;
+}
