@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GatewayError, toGatewayError } from '../src/errors.js';
+
+describe('errors', () => {
+  it('turn anything unexpected into a bare 500: no message or stack for the client, the stack for the log', () => {
+    const error = toGatewayError(new TypeError('Cannot read properties of undefined (reading "x")'));
+    assert.equal(error.status, 500);
+    assert.equal(error.code, 'internal_error');
+    const body = JSON.stringify(error.toBody());
+    assert.doesNotMatch(body, /TypeError|Cannot read|at .*\.js/);
+    assert.match(error.logDetail ?? '', /TypeError: Cannot read properties/);
+    assert.match(error.logDetail ?? '', /\n\s+at /, 'the stack goes to the log');
+    assert.equal(toGatewayError('a string').code, 'internal_error');
+  });
+
+  it('render OpenAI\'s error body, with a type that follows the status', () => {
+    assert.deepEqual(new GatewayError(404, 'nope', { code: 'not_found' }).toBody(), { error: { message: 'nope', type: 'not_found_error', param: null, code: 'not_found' } });
+    assert.deepEqual([400, 401, 403, 429, 503].map((status) => new GatewayError(status, 'x').type), ['invalid_request_error', 'authentication_error', 'permission_error', 'rate_limit_error', 'server_error']);
+    const known = new GatewayError(502, 'x');
+    assert.equal(toGatewayError(known), known, 'a GatewayError passes as it is');
+  });
+});
