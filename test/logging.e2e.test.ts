@@ -159,14 +159,13 @@ describe('real keys never leave the gateway', () => {
 
 describe('log destinations', () => {
   it('LOG_FILE=off writes no file and LOG_CONSOLE=off keeps stdout empty', async () => {
-    const dir = tempDir();
     const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off' } });
     try {
       assert.equal((await chat(quiet.url, 'vk', hello)).status, 200);
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(quiet.stdout(), '');
       assert.equal(existsSync(join(quiet.dir, 'logs')), false);
-      assert.equal(existsSync(join(dir, 'off')), false);
+      assert.equal(existsSync(join(quiet.dir, 'off')), false, 'no file named "off" in its working folder');
     } finally {
       await quiet.stop();
     }

@@ -6,18 +6,13 @@
  * unknown top-level fields. Answers and streams in Anthropic's exact format.
  */
 import { randomBytes } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { RecordedRequest } from './mock-openai.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js';
 
-export type AnthropicBehaviour = (exchange: { req: IncomingMessage; res: ServerResponse; recorded: RecordedRequest }) => void | boolean | Promise<void | boolean>;
 
-export interface AnthropicMock {
+export interface AnthropicMock extends RecordingServer {
   /** What to put in keys.json as base_url (the SDK convention: no /v1). */
   readonly baseUrl: string;
-  readonly requests: RecordedRequest[];
-  behave(behaviour: AnthropicBehaviour | null): void;
-  close(): Promise<void>;
 }
 
 const KNOWN_FIELDS = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'stream', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier']);
@@ -76,9 +71,6 @@ function lastUserText(body: any): string {
 }
 
 export function startAnthropicMock(options: { apiKey: string }): Promise<AnthropicMock> {
-  const requests: RecordedRequest[] = [];
-  let behaviour: AnthropicBehaviour | null = null;
-
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'request-id': `req_${randomBytes(12).toString('hex')}`, ...headers });
@@ -131,43 +123,5 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
     res.end();
   };
 
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let json: any;
-      try {
-        json = JSON.parse(raw);
-      } catch {
-        json = undefined;
-      }
-      const recorded: RecordedRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', headers: req.headers, raw, json, aborted: false };
-      requests.push(recorded);
-      res.once('close', () => {
-        if (!res.writableFinished) recorded.aborted = true;
-      });
-      void (async () => {
-        const handled = behaviour === null ? false : await behaviour({ req, res, recorded });
-        if (handled === false) standard(req, res, recorded);
-      })();
-    });
-  });
-
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        baseUrl: `http://127.0.0.1:${port}`,
-        requests,
-        behave(next) {
-          behaviour = next;
-        },
-        close() {
-          server.closeAllConnections();
-          return new Promise((done) => server.close(() => done()));
-        },
-      });
-    });
-  });
+  return startRecordingServer(standard).then((server) => ({ ...server, baseUrl: server.origin }));
 }

@@ -5,37 +5,16 @@
  * keep-alive comments and `reasoning_content`. A test may replace the behaviour per request.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js';
+
+export type { Behaviour, Exchange, RecordedRequest } from './recording-server.js';
 
 export type Flavor = 'openai' | 'deepseek';
 
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  headers: IncomingHttpHeaders;
-  raw: string;
-  json: any;
-  /** Set when the caller went away before the answer was complete. */
-  aborted: boolean;
-}
-
-export interface Exchange {
-  req: IncomingMessage;
-  res: ServerResponse;
-  recorded: RecordedRequest;
-}
-
-/** Replaces the standard behaviour; return false to fall back to it. */
-export type Behaviour = (exchange: Exchange) => void | boolean | Promise<void | boolean>;
-
-export interface MockUpstream {
+export interface MockUpstream extends RecordingServer {
   /** What to put in keys.json as base_url (OpenAI: with `/v1`, as the SDK default has it). */
   readonly baseUrl: string;
-  readonly origin: string;
-  readonly requests: RecordedRequest[];
-  behave(behaviour: Behaviour | null): void;
-  close(): Promise<void>;
 }
 
 export interface MockOptions {
@@ -83,9 +62,6 @@ export function pieces(text: string): string[] {
 
 export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
   const { flavor, apiKey } = options;
-  const requests: RecordedRequest[] = [];
-  let behaviour: Behaviour | null = null;
-
   const standard = (req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest): void => {
     const requestId = flavor === 'openai' ? `req_${randomBytes(16).toString('hex')}` : randomUUID();
     const idHeader: Record<string, string> = { [flavor === 'openai' ? 'x-request-id' : 'x-ds-trace-id']: requestId };
@@ -187,45 +163,8 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
     res.end();
   };
 
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let json: any;
-      try {
-        json = JSON.parse(raw);
-      } catch {
-        json = undefined;
-      }
-      const recorded: RecordedRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', headers: req.headers, raw, json, aborted: false };
-      requests.push(recorded);
-      res.once('close', () => {
-        if (!res.writableFinished) recorded.aborted = true;
-      });
-      void (async () => {
-        const handled = behaviour === null ? false : await behaviour({ req, res, recorded });
-        if (handled === false) standard(req, res, recorded);
-      })();
-    });
-  });
-
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      const origin = `http://127.0.0.1:${port}`;
-      resolve({
-        baseUrl: flavor === 'openai' ? `${origin}/v1` : origin,
-        origin,
-        requests,
-        behave(next) {
-          behaviour = next;
-        },
-        close() {
-          server.closeAllConnections();
-          return new Promise((done) => server.close(() => done()));
-        },
-      });
-    });
-  });
+  return startRecordingServer(standard).then((server) => ({
+    ...server,
+    baseUrl: flavor === 'openai' ? `${server.origin}/v1` : server.origin,
+  }));
 }
