@@ -7,12 +7,6 @@ import type { KeyStore, VirtualKey } from './keys.js';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
-export interface Authenticated {
-  readonly key: VirtualKey | null;
-  /** The presented key, for the log to mask when it matched nothing. */
-  readonly presented: string | null;
-}
-
 /** Returns the key, or throws 401; `seen` learns what was presented either way (for the log). */
 export function authenticate(header: string | undefined, keys: KeyStore, seen: { presented: string | null } = { presented: null }): VirtualKey {
   const match = header === undefined ? null : BEARER.exec(header);

@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cancellation } from './cancel.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, type ErrorBody } from './errors.js';
 
 export function clientClosed(): GatewayError {
   return new GatewayError(499, 'The client closed the request.', { code: 'client_closed_request' });
@@ -67,8 +67,8 @@ export function sendJson(res: ServerResponse, status: number, body: string | Buf
 }
 
 /** Answers an error in OpenAI's shape and returns the body sent, for the log. */
-export function sendError(res: ServerResponse, error: GatewayError): string {
-  const body = JSON.stringify(error.toBody());
-  sendJson(res, error.status, body, error.headers);
+export function sendError(res: ServerResponse, error: GatewayError): ErrorBody {
+  const body = error.toBody();
+  sendJson(res, error.status, JSON.stringify(body), error.headers);
   return body;
 }

@@ -4,8 +4,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Cancellation } from './cancel.js';
-import type { GatewayError } from './errors.js';
-import type { LogEntry } from './log.js';
+import type { ErrorBody, GatewayError } from './errors.js';
+import type { LogEntry, UpstreamAttempt } from './log.js';
 import type { RequestObservation } from './metrics.js';
 import type { Usage } from './openai-types.js';
 
@@ -50,7 +50,7 @@ export class Interaction {
   /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
   upstreamStartedAt: number | null = null;
   /** Every call made to the provider for this request (more than one after retries). */
-  readonly attempts: Array<{ api_key: number; status: number | null; error: string | null; duration_ms: number }> = [];
+  readonly attempts: UpstreamAttempt[] = [];
   /** The virtual key holds several real keys: their indexes appear in the log. */
   severalKeys = false;
   /** Events relayed to the client (for a usage estimate when a stream is cut short). */
@@ -83,10 +83,10 @@ export class Interaction {
     return Math.max(0, total - waited);
   }
 
-  failed(error: GatewayError, responseBody: string | null): void {
+  failed(error: GatewayError, responseBody: ErrorBody | null): void {
     this.error = error;
     this.status = error.status;
-    if (responseBody !== null) this.response = JSON.parse(responseBody) as unknown;
+    if (responseBody !== null) this.response = responseBody;
   }
 
   observation(now: number): RequestObservation {

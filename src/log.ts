@@ -36,8 +36,17 @@ export interface LogEntry {
     status: number | null;
     request_id: string | null;
     api_key?: number;
-    attempts?: Array<{ api_key: number; status: number | null; error: string | null; duration_ms: number }>;
+    attempts?: UpstreamAttempt[];
   } | null;
+}
+
+/** One call to the provider: which real key (its index, never its value), what came back, how long it took. */
+export interface UpstreamAttempt {
+  api_key: number;
+  status: number | null;
+  /** The error code when no answer came (a connection failure). */
+  error: string | null;
+  duration_ms: number;
 }
 
 /** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */
@@ -231,10 +240,6 @@ export class FileSink extends QueuedWriter {
 export class StdoutSink extends QueuedWriter {
   private closed = false;
 
-  constructor(format: LogFormat) {
-    super(format);
-  }
-
   protected output(data: Buffer): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -337,10 +342,6 @@ export class InteractionLog {
 export interface LogOptions {
   logFile: string | null;
   logConsole: 'pretty' | 'json' | 'off';
-}
-
-export async function createInteractionLog(options: LogOptions): Promise<InteractionLog> {
-  return new InteractionLog(await createSinks(options));
 }
 
 /** The destinations the configuration asks for (a cluster primary owns these for all workers). */

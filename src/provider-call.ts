@@ -24,14 +24,6 @@ export interface RetryPolicy {
   readonly timeoutMs: number;
 }
 
-/** One attempt, for the log: which real key (its index, never its value), what came back, how long it took. */
-export interface Attempt {
-  api_key: number;
-  status: number | null;
-  error: string | null;
-  duration_ms: number;
-}
-
 /** Exponential backoff with jitter (between half and all of 250 ms × 2^attempt), at least retry-after, at most the cap. */
 export function backoffMs(attempt: number, retryAfter: number | null, maxDelayMs: number, random = Math.random): number {
   const exponential = BACKOFF_BASE_MS * 2 ** attempt;
