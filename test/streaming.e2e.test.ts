@@ -160,6 +160,40 @@ describe('streaming', () => {
     }
   });
 
+  it('logs the answer in order when reads mix forwarded events and events cut in half', async () => {
+    // \n line ends take the byte-range path: whole plain events are forwarded as bytes (and
+    // assembled at once), a cut event waits in the parser; the log must still read in order.
+    const words = Array.from({ length: 40 }, (_, i) => `wörd${i} `);
+    const events = [chunkFrame({ role: 'assistant', content: '' }), ...words.map((word) => chunkFrame({ content: word })), chunkFrame({}, 'stop'), 'data: [DONE]\n\n'];
+    // Reads of three events, the third cut in half: two forwarded as bytes, one parked; the
+    // read with its second half leaves the parser idle again for the next group.
+    const reads: Buffer[] = [];
+    for (let i = 0; i < events.length; i += 3) {
+      const group = Buffer.from(events.slice(i, i + 3).join(''));
+      const cut = group.length - Math.floor(Buffer.byteLength(events[Math.min(i + 2, events.length - 1)] as string) / 2);
+      reads.push(group.subarray(0, cut), group.subarray(cut));
+    }
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const read of reads) {
+        res.write(read);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      res.end();
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', ask('mixed'));
+      const data = sseData(reply.text);
+      assert.equal(data.at(-1), '[DONE]');
+      assert.equal(data.slice(0, -1).map((text) => JSON.parse(text).choices[0].delta.content ?? '').join(''), words.join(''));
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.response.choices[0].message.content, words.join(''));
+      assert.equal(entry.response.choices[0].finish_reason, 'stop');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('answers an upstream error status on a stream request as a normal JSON error', async () => {
     openaiMock.behave(({ res }) => {
       res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '2' });
