@@ -94,6 +94,8 @@ function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undef
     const at = several !== undefined ? `"api_keys[${index}]"` : '"api_key"';
     if (typeof key !== 'string') problems.push(`${where}: ${at} must be a string`);
     else if (key !== key.trim()) problems.push(`${where}: ${at} has leading or trailing whitespace`);
+    // It travels in a request header: a line break would inject one of its own.
+    else if (/[^\x20-\x7e]/.test(key)) problems.push(`${where}: ${at} holds a control or non-ASCII character, which cannot travel in an HTTP header`);
     else if (key === '' && provider?.requiresApiKey !== false) problems.push(`${where}: ${at} is empty; put the real ${provider?.name ?? 'provider'} API key here`);
   });
   if (keys.length === 0 && provider?.requiresApiKey !== false) {

@@ -80,6 +80,7 @@ describe('parseKeyFile', () => {
           vk_field: { provider: 'openai', api_kye: 'k', api_key: 'k' },
           vk_noprovider: { api_key: 'k' },
           vk_space: { provider: 'openai', api_key: ' sk-x ' },
+          vk_newline: { provider: 'openai', api_key: 'sk-x\r\nx-injected: 1' },
           'vk with space': { provider: 'mock' },
           vk_notobject: 'openai',
         },
@@ -95,6 +96,7 @@ describe('parseKeyFile', () => {
       /virtual key "vk_field": unknown field "api_kye"/,
       /virtual key "vk_noprovider": "provider" is required \(supported: /,
       /virtual key "vk_space": "api_key" has leading or trailing whitespace/,
+      /virtual key "vk_newline": "api_key" holds a control or non-ASCII character/,
       /virtual key "vk with space": a virtual key must be non-empty, without spaces/,
       /virtual key "vk_notobject": must be an object/,
     ];

@@ -1,0 +1,292 @@
+/**
+ * The provider client against raw TCP servers that send exact bytes: every framing, split at
+ * every byte, connection reuse, and every way a response can be cut or malformed.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/http-client.js';
+
+interface RawServer {
+  port: number;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Requests received so far (head and body as text). */
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+/** A server that answers each complete request with `answer(socket, index)`. */
+async function rawServer(answer: (socket: net.Socket, index: number) => void): Promise<RawServer> {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let text = '';
+    socket.setEncoding('latin1').on('data', (data: string) => {
+      text += data;
+      for (;;) {
+        const end = text.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const length = Number(/content-length: (\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
+        if (text.length < end + 4 + length) return;
+        requests.push(text.slice(0, end + 4 + length));
+        text = text.slice(end + 4 + length);
+        answer(socket, requests.length - 1);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => accepted,
+    requests,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const servers: RawServer[] = [];
+after(async () => {
+  await Promise.all(servers.map((server) => server.close()));
+});
+
+async function serve(answer: (socket: net.Socket, index: number) => void): Promise<RawServer> {
+  const server = await rawServer(answer);
+  servers.push(server);
+  return server;
+}
+
+function requestTo(port: number, extra: Partial<ClientRequest> = {}): ClientRequest {
+  return { https: false, hostname: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { authorization: 'Bearer sk-test' }, body: Buffer.from('{"a":1}'), contentType: 'application/json', ...extra };
+}
+
+interface Outcome {
+  status: number;
+  headers: ClientResponse['headers'];
+  body: string;
+  /** The body ended ('end'); false: it closed without its end (cut short). */
+  ended: boolean;
+}
+
+/** One call: the response with its whole body, or the failure before any response. */
+function send(request: ClientRequest): Promise<Outcome | ClientFailure> {
+  return new Promise((resolve) => {
+    call(request, {
+      onResponse: (response) => {
+        const chunks: Buffer[] = [];
+        let ended = false;
+        response.body.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.body.on('end', () => (ended = true));
+        response.body.on('close', () => resolve({ status: response.status, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), ended }));
+      },
+      onError: resolve,
+    });
+  });
+}
+
+async function answered(request: ClientRequest): Promise<Outcome> {
+  const outcome = await send(request);
+  if ('error' in outcome) assert.fail(`expected a response, got ${outcome.error.code}: ${outcome.error.message}`);
+  return outcome;
+}
+
+/** Writes `bytes` in two writes cut at `at`, the second a moment later (so they arrive as two reads). */
+function writeSplit(socket: net.Socket, bytes: Buffer, at: number): void {
+  socket.write(bytes.subarray(0, at));
+  setTimeout(() => socket.write(bytes.subarray(at)), 1);
+}
+
+const body = 'Héllo, 世界: {"x": [1, 2, 3]}';
+
+describe('http client: framing', () => {
+  it('reads a content-length body split at every byte, and reuses the connection', async () => {
+    const response = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: req_1\r\n\r\n${body}`);
+    let split = 0;
+    const server = await serve((socket) => writeSplit(socket, response, split));
+    for (split = 1; split < response.length; split++) {
+      const outcome = await answered(requestTo(server.port));
+      assert.equal(outcome.status, 200);
+      assert.equal(outcome.headers['content-type'], 'application/json');
+      assert.equal(outcome.headers['x-request-id'], 'req_1');
+      assert.equal(outcome.body, body, `split at ${split}`);
+      assert.ok(outcome.ended);
+    }
+    assert.equal(server.connections(), 1, 'one keep-alive connection for every request');
+  });
+
+  it('reads a chunked body with extensions and trailers split at every byte, and reuses the connection', async () => {
+    const bytes = Buffer.from(body);
+    const chunked = Buffer.concat([
+      Buffer.from(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n`),
+      Buffer.from(`${(5).toString(16)};name=value\r\n`),
+      bytes.subarray(0, 5),
+      Buffer.from(`\r\n${(bytes.length - 5).toString(16).toUpperCase()}\r\n`),
+      bytes.subarray(5),
+      Buffer.from('\r\n0\r\nX-Trailer: yes\r\n\r\n'),
+    ]);
+    let split = 0;
+    const server = await serve((socket) => writeSplit(socket, chunked, split));
+    for (split = 1; split < chunked.length; split++) {
+      const outcome = await answered(requestTo(server.port));
+      assert.equal(outcome.body, body, `split at ${split}`);
+      assert.ok(outcome.ended);
+    }
+    assert.equal(server.connections(), 1);
+  });
+
+  it('reads a body without length to the end of the connection, and does not reuse it', async () => {
+    const server = await serve((socket) => socket.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${body}`));
+    for (let i = 0; i < 2; i++) {
+      const outcome = await answered(requestTo(server.port));
+      assert.equal(outcome.body, body);
+      assert.ok(outcome.ended);
+    }
+    assert.equal(server.connections(), 2);
+  });
+
+  it('skips 100 Continue and 103 Early Hints, and answers the final response', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'));
+    const outcome = await answered(requestTo(server.port));
+    assert.equal(outcome.status, 201);
+    assert.equal(outcome.body, 'ok');
+  });
+
+  it('answers 204 and a zero content-length with an empty body, and keeps the connection', async () => {
+    const server = await serve((socket, index) => socket.write(index === 0 ? 'HTTP/1.1 204 No Content\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    assert.equal((await answered(requestTo(server.port))).status, 204);
+    const second = await answered(requestTo(server.port));
+    assert.equal(second.body, '');
+    assert.ok(second.ended);
+    assert.equal(server.connections(), 1);
+  });
+
+  it('does not reuse a connection the server marked close', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok'));
+    await answered(requestTo(server.port));
+    await answered(requestTo(server.port));
+    assert.equal(server.connections(), 2);
+  });
+});
+
+describe('http client: failures', () => {
+  it('reports a body cut short as a close without end', async () => {
+    const server = await serve((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial');
+      setTimeout(() => socket.destroy(), 5);
+    });
+    const outcome = await answered(requestTo(server.port));
+    assert.equal(outcome.body, 'partial');
+    assert.equal(outcome.ended, false);
+  });
+
+  it('reports a chunked body cut before its last chunk, and a bad chunk size, as a close without end', async () => {
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n');
+      else socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n');
+    });
+    for (let i = 0; i < 2; i++) {
+      const outcome = await answered(requestTo(server.port));
+      assert.equal(outcome.body, 'ok');
+      assert.equal(outcome.ended, false);
+    }
+  });
+
+  it('fails a connection closed before any answer (not answered) and a malformed head (answered)', async () => {
+    const closing = await serve((socket) => socket.destroy());
+    const hangUp = (await send(requestTo(closing.port))) as ClientFailure;
+    assert.equal(hangUp.error.code, 'ECONNRESET');
+    assert.equal(hangUp.answered, false);
+    assert.equal(hangUp.reused, false);
+
+    const garbage = await serve((socket) => socket.write('SMTP ready\r\n\r\n'));
+    const malformed = (await send(requestTo(garbage.port))) as ClientFailure;
+    assert.equal(malformed.error.code, 'HPE_INVALID_RESPONSE');
+    assert.equal(malformed.answered, true);
+  });
+
+  it('refuses a response head larger than 64 KiB', async () => {
+    const server = await serve((socket) => socket.write(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}`));
+    const outcome = (await send(requestTo(server.port))) as ClientFailure;
+    assert.equal(outcome.error.code, 'HPE_HEADER_OVERFLOW');
+  });
+
+  it('refuses conflicting content-lengths', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'));
+    const outcome = (await send(requestTo(server.port))) as ClientFailure;
+    assert.equal(outcome.error.code, 'HPE_INVALID_CONTENT_LENGTH');
+  });
+
+  it('reports a refused connection with its code', async () => {
+    const server = await serve(() => {});
+    const port = server.port;
+    await server.close();
+    servers.splice(servers.indexOf(server), 1);
+    const outcome = (await send(requestTo(port))) as ClientFailure;
+    assert.equal(outcome.error.code, 'ECONNREFUSED');
+  });
+
+  it('marks a failure on a pooled connection as reused', async () => {
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      else socket.resetAndDestroy();
+    });
+    await answered(requestTo(server.port));
+    const outcome = (await send(requestTo(server.port))) as ClientFailure;
+    assert.equal(outcome.reused, true);
+    assert.equal(outcome.answered, false);
+    assert.equal(outcome.error.code, 'ECONNRESET');
+  });
+
+  it('abort() closes the connection mid-body', async () => {
+    let closed!: () => void;
+    const serverSawClose = new Promise<void>((resolve) => (closed = resolve));
+    const server = await serve((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nstart');
+      socket.on('close', closed);
+    });
+    await new Promise<void>((resolve) => {
+      const sent = call(requestTo(server.port), {
+        onResponse: (response) => {
+          response.body.once('data', () => sent.abort());
+          response.body.on('close', resolve);
+        },
+        onError: () => assert.fail('no failure expected'),
+      });
+    });
+    await serverSawClose;
+  });
+});
+
+describe('http client: the request', () => {
+  it('writes the head and the body in one piece: method, path, host with its port, length', () => {
+    const bytes = encodeRequest(requestTo(8443, { https: true, hostname: 'api.example.com' })).toString('latin1');
+    assert.equal(
+      bytes,
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com:8443\r\nconnection: keep-alive\r\nauthorization: Bearer sk-test\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}',
+    );
+    assert.match(encodeRequest(requestTo(443, { https: true, hostname: 'api.example.com', method: 'GET', body: null })).toString('latin1'), /^GET \/v1\/chat\/completions HTTP\/1\.1\r\nhost: api\.example\.com\r\n(?:(?!content-length).)*\r\n\r\n$/s);
+    assert.match(encodeRequest(requestTo(80, { hostname: '::1' })).toString('latin1'), /\r\nhost: \[::1\]\r\n/);
+  });
+
+  it('refuses a header value with a line break (it would inject a header)', () => {
+    assert.throws(() => encodeRequest(requestTo(80, { headers: { authorization: 'Bearer x\r\nx-injected: 1' } })), /control character/);
+  });
+
+  it('parses repeated headers as Node does, folded lines, and HTTP/1.0 without keep-alive', () => {
+    const head = parseHead('HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nVary: Origin\r\nVary: Accept\r\nX-Long: one\r\n two');
+    assert.deepEqual(head?.headers['set-cookie'], ['a=1', 'b=2']);
+    assert.equal(head?.headers.vary, 'Origin, Accept');
+    assert.equal(head?.headers['x-long'], 'one two');
+    assert.equal(head?.keepAlive, true);
+    assert.equal(parseHead('HTTP/1.0 200 OK\r\nContent-Length: 1')?.keepAlive, false);
+    assert.equal(parseHead('HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close')?.keepAlive, false);
+    assert.equal(parseHead('HTTP/2 200'), null);
+  });
+});
