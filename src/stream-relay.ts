@@ -239,9 +239,10 @@ export function relayStream(
         const events = parse(() => parser.push(chunk));
         if (events === null) return;
         interaction.streamedEvents += events.length;
+        // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see
+        // life, whether or not events came in the same read.
+        if (parser.comments !== comments) write(KEEP_ALIVE);
         if (events.length > 0) handle(events);
-        // Upstream keep-alives (DeepSeek queues) are passed on so the client's idle timers see life.
-        else if (parser.comments !== comments) write(KEEP_ALIVE);
       } finally {
         gathering = false;
         if (!over && pieces.length > 0) send(collected(''));
