@@ -477,29 +477,34 @@ const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: |$)/;
 
 /** A response head (without its final CRLF CRLF), or null when it is not HTTP/1.x. */
 export function parseHead(text: string): Head | null {
-  const lines = text.split('\r\n');
-  const match = STATUS_LINE.exec(lines[0] as string);
+  let lineEnd = text.indexOf('\r\n');
+  if (lineEnd === -1) lineEnd = text.length;
+  const match = STATUS_LINE.exec(text.slice(0, lineEnd));
   if (match === null) return null;
   const headers: IncomingHttpHeaders = {};
   let last: string | null = null;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (line === '') continue;
-    if ((line[0] === ' ' || line[0] === '\t') && last !== null) {
-      headers[last] = `${String(headers[last])} ${line.trim()}`; // an obsolete folded line
+  // One pass with indexOf: this runs once per provider answer.
+  for (let start = lineEnd + 2; start < text.length; start = lineEnd + 2) {
+    lineEnd = text.indexOf('\r\n', start);
+    if (lineEnd === -1) lineEnd = text.length;
+    if (lineEnd === start) continue;
+    const first = text.charCodeAt(start);
+    if ((first === 32 || first === 9) && last !== null) {
+      headers[last] = `${String(headers[last])} ${text.slice(start, lineEnd).trim()}`; // an obsolete folded line
       continue;
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) return null;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
+    const colon = text.indexOf(':', start);
+    if (colon <= start || colon > lineEnd) return null;
+    const name = text.slice(start, colon).trim().toLowerCase();
+    const value = text.slice(colon + 1, lineEnd).trim();
     const existing = headers[name];
-    if (name === 'set-cookie') headers[name] = existing === undefined ? [value] : [...(existing as string[]), value];
-    else headers[name] = existing === undefined ? value : `${String(existing)}, ${value}`;
+    if (existing === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else headers[name] = `${existing}, ${value}`;
     last = name;
   }
   const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase() : '';
-  const keepAlive = match[1] === '1' ? !/(?:^|,)\s*close\s*(?:,|$)/.test(connection) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(connection);
+  const keepAlive = match[1] === '1' ? connection === '' || !/(?:^|,)\s*close\s*(?:,|$)/.test(connection) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(connection);
   return { status: Number(match[2]), headers, keepAlive };
 }
 
