@@ -371,7 +371,9 @@ class Pool {
   }
 
   private connect(): net.Socket {
-    if (!this.https) return net.connect({ host: this.hostname, port: this.port, noDelay: true });
+    // TCP keep-alive probes, as Node's Agent sets them: a dead peer or a dropped NAT mapping is
+    // noticed on a pooled connection, or under a long silent answer.
+    if (!this.https) return net.connect({ host: this.hostname, port: this.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 1000 });
     const socket = tls.connect({
       host: this.hostname,
       port: this.port,
@@ -380,6 +382,7 @@ class Pool {
       session: this.tlsSession,
     });
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, 1000);
     socket.on('session', (session: Buffer) => (this.tlsSession = session));
     return socket;
   }
