@@ -62,6 +62,9 @@ const FREE_IDLE_MS = 30_000;
 const SWEEP_MS = 5_000;
 
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
+const LF_LF = Buffer.from('\n\n');
+/** Informational (1xx) responses tolerated before the real one. */
+const MAX_INFORMATIONAL = 16;
 /** Header values travel inside the request head: a line break would start a header of its own. */
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
@@ -70,6 +73,9 @@ function failure(code: string, message: string): NodeJS.ErrnoException {
   error.code = code;
   return error;
 }
+
+/** Why a connection we closed ourselves ended. */
+const ABORTED = failure('ECONNABORTED', 'the call was aborted');
 
 // ---- the response body --------------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class Exchange {
   private line = '';
   private keepAlive = false;
   private answered = false;
+  private informational = 0;
   /** Chunk data decoded from the current read, not yet pushed. */
   private gathered: Buffer[] = [];
 
@@ -136,25 +143,34 @@ class Exchange {
   }
 
   private readHead(data: Buffer): void {
-    const previous = this.head === null ? 0 : this.head.length;
-    const head = this.head === null ? data : Buffer.concat([this.head, data]);
-    const end = head.indexOf(CRLF_CRLF, Math.max(0, previous - 3));
-    if (end === -1) {
-      if (head.length > MAX_HEAD_BYTES) return this.fail(failure('HPE_HEADER_OVERFLOW', 'the response head is too large'));
-      this.head = head;
-      return;
-    }
+    let head = this.head === null ? data : Buffer.concat([this.head, data]);
+    let from = this.head === null ? 0 : Math.max(0, this.head.length - 3);
     this.head = null;
-    const parsed = parseHead(head.toString('latin1', 0, end));
-    if (parsed === null) return this.fail(failure('HPE_INVALID_RESPONSE', 'the response is not HTTP/1.1'));
-    const rest = end + 4;
-    if (parsed.status < 200 && parsed.status !== 101) {
-      // 100 Continue, 103 Early Hints: the real answer follows.
-      if (rest < head.length) this.readHead(head.subarray(rest));
-      return;
+    // A loop, not recursion: informational answers (100 Continue, 103 Early Hints) come before
+    // the real one, possibly many in one read.
+    for (;;) {
+      const end = head.indexOf(CRLF_CRLF, from);
+      if (end === -1) {
+        if (head.length > MAX_HEAD_BYTES) return this.fail(failure('HPE_HEADER_OVERFLOW', 'the response head is too large'));
+        // Lines ended by a bare LF: not what providers send, and never completed by more bytes.
+        if (head.includes(LF_LF)) return this.fail(failure('HPE_CR_EXPECTED', 'the response head has lines without CR'));
+        this.head = head;
+        return;
+      }
+      const parsed = parseHead(head.toString('latin1', 0, end));
+      if (parsed === null) return this.fail(failure('HPE_INVALID_RESPONSE', 'the response is not valid HTTP/1.1'));
+      const rest = end + 4;
+      if (parsed.status >= 200 || parsed.status === 101) return this.startBody(parsed, head, rest);
+      if (++this.informational > MAX_INFORMATIONAL) return this.fail(failure('HPE_INVALID_RESPONSE', 'too many informational responses'));
+      head = head.subarray(rest);
+      from = 0;
+      if (head.length === 0) return;
     }
+  }
+
+  private startBody(parsed: Head, head: Buffer, rest: number): void {
     const framing = framingOf(parsed);
-    if (framing === null) return this.fail(failure('HPE_INVALID_CONTENT_LENGTH', 'the response has an invalid content-length'));
+    if (typeof framing === 'string') return this.fail(failure(framing, 'the response body has no valid length'));
     this.framing = framing.framing;
     this.remaining = framing.length;
     this.keepAlive = parsed.keepAlive && framing.framing !== Framing.UntilClose;
@@ -268,7 +284,7 @@ class Exchange {
     else connection.destroy();
   }
 
-  /** The connection ended (`error` null: a clean end of stream). */
+  /** The connection ended (`error` null: a clean end of stream by the server). */
   closed(error: NodeJS.ErrnoException | null): void {
     this.connection = null;
     if (this.complete) return;
@@ -283,8 +299,11 @@ class Exchange {
       return;
     }
     this.complete = true;
-    // Cut short: the body closes without 'end', which its readers report as incomplete.
-    this.body.destroy();
+    // Cut short: the body closes without 'end', which its readers report as incomplete. Not at
+    // once: the reader may still be on its way (the response was handed over in this same read,
+    // and 'close' would fire before its listeners exist).
+    const body = this.body;
+    setImmediate(() => body.destroy());
   }
 
   private fail(error: NodeJS.ErrnoException): void {
@@ -332,9 +351,10 @@ class Connection {
     this.pool.release(this);
   }
 
+  /** Closed by us (an abort, an unusable state): a body in progress is cut, never ended. */
   destroy(): void {
     if (this.dead) return;
-    this.gone(null);
+    this.gone(ABORTED);
     this.socket.destroy();
   }
 
@@ -364,10 +384,11 @@ class Pool {
   ) {}
 
   /** The most recently freed connection (LIFO: warm, and lets idle ones age out), or a new one. */
-  acquire(): Connection {
-    const reuse = this.free.pop();
-    if (reuse !== undefined) return reuse;
-    return new Connection(this.connect(), this);
+  acquire(fresh: boolean): Connection {
+    const reuse = fresh ? undefined : this.free.pop();
+    if (reuse === undefined) return new Connection(this.connect(), this);
+    reuse.socket.ref();
+    return reuse;
   }
 
   private connect(): net.Socket {
@@ -390,6 +411,7 @@ class Pool {
   release(connection: Connection): void {
     if (this.free.length >= MAX_FREE_PER_ORIGIN) return connection.destroy();
     connection.freeSince = performance.now();
+    connection.socket.unref(); // an idle connection does not keep the process alive
     this.free.push(connection);
     watch(this);
   }
@@ -434,12 +456,28 @@ function poolFor(request: ClientRequest): Pool {
   return pool;
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const PATH = /^\/[\x21-\x7e]*$/;
+/** Header names and paths already found valid (they come from code and keys.json: a few dozen). */
+const checked = new Set<string>();
+function remember(value: string): void {
+  if (checked.size < 1024) checked.add(value);
+}
+
 /** The request head and body as one buffer: one write, one packet for a small request. */
 export function encodeRequest(request: ClientRequest): Buffer {
   const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
   const defaultPort = request.https ? 443 : 80;
+  if (!checked.has(request.path)) {
+    if (!PATH.test(request.path)) throw new TypeError('The request path holds characters that must be escaped.');
+    remember(request.path);
+  }
   let head = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.port === defaultPort ? host : `${host}:${request.port}`}\r\nconnection: keep-alive\r\n`;
   for (const name in request.headers) {
+    if (!checked.has(name)) {
+      if (!TOKEN.test(name)) throw new TypeError(`The header name ${JSON.stringify(name)} is not a valid token.`);
+      remember(name);
+    }
     const value = String(request.headers[name]);
     if (UNSAFE_VALUE.test(value)) throw new TypeError(`The header ${name} holds a control character.`);
     head += `${name}: ${value}\r\n`;
@@ -454,16 +492,19 @@ export function encodeRequest(request: ClientRequest): Buffer {
   return bytes;
 }
 
-/** Sends a request on a pooled connection; the handlers hear the response head or the failure. */
-export function call(request: ClientRequest, handlers: CallHandlers): Call {
+/**
+ * Sends a request on a pooled connection (a new one when `fresh`); the handlers hear the response
+ * head or the failure.
+ */
+export function call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
   const head = encodeRequest(request);
-  const connection = poolFor(request).acquire();
+  const connection = poolFor(request).acquire(fresh);
   const exchange = connection.send(head, handlers);
   return {
     abort: () => {
       const current = exchange.connection;
       if (current !== null) current.destroy();
-      else if (!exchange.complete) exchange.closed(null);
+      else if (!exchange.complete) exchange.closed(ABORTED);
     },
   };
 }
@@ -477,6 +518,9 @@ interface Head {
 }
 
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: |$)/;
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Headers of which Node keeps the first value when they repeat (a doubled retry-after stays readable). */
+const FIRST_WINS = new Set(['content-type', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 
 /** A response head (without its final CRLF CRLF), or null when it is not HTTP/1.x. */
 export function parseHead(text: string): Head | null {
@@ -500,10 +544,12 @@ export function parseHead(text: string): Head | null {
     if (colon <= start || colon > lineEnd) return null;
     const name = text.slice(start, colon).trim().toLowerCase();
     const value = text.slice(colon + 1, lineEnd).trim();
+    if (CONTROL.test(value)) return null;
     const existing = headers[name];
     if (existing === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(existing)) existing.push(value);
-    else headers[name] = `${existing}, ${value}`;
+    else if (name === 'content-length') headers[name] = `${existing}, ${value}`; // checked when framing
+    else if (!FIRST_WINS.has(name)) headers[name] = `${existing}${name === 'cookie' ? '; ' : ', '}${value}`;
     last = name;
   }
   const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase() : '';
@@ -511,20 +557,23 @@ export function parseHead(text: string): Head | null {
   return { status: Number(match[2]), headers, keepAlive };
 }
 
-function framingOf(head: Head): { framing: Framing; length: number } | null {
+/** How the body is delimited, or the parser error code when it cannot be told safely. */
+function framingOf(head: Head): { framing: Framing; length: number } | string {
   if (head.status === 204 || head.status === 304) return { framing: Framing.None, length: 0 };
   const encoding = head.headers['transfer-encoding'];
+  const length = head.headers['content-length'];
   if (typeof encoding === 'string') {
+    // Both: a smuggling pattern, to be treated as an error (RFC 9112, 6.3), as Node does.
+    if (length !== undefined) return 'HPE_INVALID_TRANSFER_ENCODING';
     // Another coding last: the body runs to the end of the connection (RFC 9112, 6.3).
     return /(?:^|,)\s*chunked\s*$/i.test(encoding) ? { framing: Framing.Chunked, length: 0 } : { framing: Framing.UntilClose, length: 0 };
   }
-  const length = head.headers['content-length'];
   if (length === undefined) return { framing: Framing.UntilClose, length: 0 };
   // Repeated identical values ("12, 12") are tolerated, as in Node; different ones are not.
   const values = new Set(length.split(',').map((value) => value.trim()));
-  if (values.size !== 1) return null;
   const [value] = values as Set<string> & Iterable<string>;
-  if (!/^\d{1,15}$/.test(value as string)) return null;
+  if (values.size !== 1 || !/^\d{1,15}$/.test(value as string)) return 'HPE_INVALID_CONTENT_LENGTH';
+  head.headers['content-length'] = value as string;
   const bytes = Number(value);
   return bytes === 0 ? { framing: Framing.None, length: 0 } : { framing: Framing.Length, length: bytes };
 }

@@ -108,6 +108,7 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
     });
 
     const attempt = (retried: boolean): void => {
+      // The resend takes a new connection: other pooled ones may have gone stale together.
       const sent = call(request, {
         onResponse: (response) => {
           if (!settle()) return void sent.abort();
@@ -120,7 +121,7 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
           if (!retried && reused && !answered && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
           if (settle()) reject(unreachable(target, error));
         },
-      });
+      }, retried);
       current = sent;
     };
     cancel.onCancel(onCancel);

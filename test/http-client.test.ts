@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
+import { Cancellation } from '../src/cancel.js';
+import type { GatewayError } from '../src/errors.js';
 import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/http-client.js';
+import { readAll, sendUpstream } from '../src/upstream.js';
 
 interface RawServer {
   port: number;
@@ -244,6 +247,64 @@ describe('http client: failures', () => {
     assert.equal(outcome.error.code, 'ECONNRESET');
   });
 
+  it('refuses a head with bare LF line ends at once, and content-length together with chunked', async () => {
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write('HTTP/1.1 200 OK\nContent-Length: 2\n\nok');
+      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    });
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_CR_EXPECTED');
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_INVALID_TRANSFER_ENCODING');
+  });
+
+  it('refuses a header value with a control character, and endless informational answers', async () => {
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write('HTTP/1.1 200 OK\r\nRetry-After: 1\x01\r\nContent-Length: 2\r\n\r\nok');
+      else socket.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(1000));
+    });
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_INVALID_RESPONSE');
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_INVALID_RESPONSE');
+  });
+
+  it('reports a body cut short in the same read as its head to readers that attach after the head (502, not a wait)', { timeout: 10_000 }, async () => {
+    // The gateway reads the body a few promise turns after sendUpstream resolved: the cut must
+    // still reach it as an incomplete answer, not leave it waiting for the idle timeout.
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n'));
+    const target = { https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' };
+    const cancel = new Cancellation();
+    const upstream = await sendUpstream(target, { body: '{}', headers: {} }, cancel, 10_000);
+    const error = await readAll(upstream.body, { limit: 1024, truncate: false, cancel, idleMs: 60_000 }).then(
+      () => assert.fail('a cut body must not read as complete'),
+      (err: unknown) => err as GatewayError,
+    );
+    assert.equal(error.status, 502);
+    assert.equal(error.code, 'upstream_incomplete_response');
+  });
+
+  it('abort() on a body that runs to the end of the connection cuts it (no end)', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\n\r\nstart'));
+    const ended = await new Promise<boolean>((resolve) => {
+      const sent = call(requestTo(server.port), {
+        onResponse: (response) => {
+          let end = false;
+          response.body.once('data', () => sent.abort());
+          response.body.on('end', () => (end = true));
+          response.body.on('close', () => resolve(end));
+        },
+        onError: () => assert.fail('no failure expected'),
+      });
+    });
+    assert.equal(ended, false);
+  });
+
+  it('sends on a new connection when asked for a fresh one (the resend after a stale one)', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    await answered(requestTo(server.port));
+    await new Promise<void>((resolve) => {
+      call(requestTo(server.port), { onResponse: (response) => response.body.on('close', resolve).resume(), onError: () => assert.fail('no failure expected') }, true);
+    });
+    assert.equal(server.connections(), 2);
+  });
+
   it('abort() closes the connection mid-body', async () => {
     let closed!: () => void;
     const serverSawClose = new Promise<void>((resolve) => (closed = resolve));
@@ -275,14 +336,18 @@ describe('http client: the request', () => {
     assert.match(encodeRequest(requestTo(80, { hostname: '::1' })).toString('latin1'), /\r\nhost: \[::1\]\r\n/);
   });
 
-  it('refuses a header value with a line break (it would inject a header)', () => {
+  it('refuses a header value with a line break (it would inject a header), a bad header name, an unescaped path', () => {
     assert.throws(() => encodeRequest(requestTo(80, { headers: { authorization: 'Bearer x\r\nx-injected: 1' } })), /control character/);
+    assert.throws(() => encodeRequest(requestTo(80, { headers: { 'x bad': 'v' } })), /not a valid token/);
+    assert.throws(() => encodeRequest(requestTo(80, { path: '/v1/chat completions' })), /must be escaped/);
   });
 
   it('parses repeated headers as Node does, folded lines, and HTTP/1.0 without keep-alive', () => {
     const head = parseHead('HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nVary: Origin\r\nVary: Accept\r\nX-Long: one\r\n two');
     assert.deepEqual(head?.headers['set-cookie'], ['a=1', 'b=2']);
     assert.equal(head?.headers.vary, 'Origin, Accept');
+    // Node keeps the first of a repeated retry-after or content-type: a doubled one stays readable.
+    assert.equal(parseHead('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 20\r\nRetry-After: 20\r\nContent-Type: application/json\r\ncontent-type: text/plain')?.headers['retry-after'], '20');
     assert.equal(head?.headers['x-long'], 'one two');
     assert.equal(head?.keepAlive, true);
     assert.equal(parseHead('HTTP/1.0 200 OK\r\nContent-Length: 1')?.keepAlive, false);
