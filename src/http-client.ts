@@ -40,6 +40,8 @@ export interface ClientFailure {
   readonly reused: boolean;
   /** Some of the response had arrived. */
   readonly answered: boolean;
+  /** Milliseconds from sending the request to the failure. */
+  readonly elapsedMs: number;
 }
 
 export interface CallHandlers {
@@ -124,6 +126,7 @@ class Exchange {
   private keepAlive = false;
   private answered = false;
   private informational = 0;
+  private readonly sentAt = performance.now();
   /** Chunk data decoded from the current read, not yet pushed. */
   private gathered: Buffer[] = [];
 
@@ -150,6 +153,7 @@ class Exchange {
     // the real one, possibly many in one read.
     for (;;) {
       const end = head.indexOf(CRLF_CRLF, from);
+      if (end > MAX_HEAD_BYTES) return this.fail(failure('HPE_HEADER_OVERFLOW', 'the response head is too large'));
       if (end === -1) {
         if (head.length > MAX_HEAD_BYTES) return this.fail(failure('HPE_HEADER_OVERFLOW', 'the response head is too large'));
         // Lines ended by a bare LF: not what providers send, and never completed by more bytes.
@@ -290,7 +294,7 @@ class Exchange {
     if (this.complete) return;
     if (this.body === null) {
       this.complete = true;
-      this.handlers.onError({ error: error ?? failure('ECONNRESET', 'socket hang up'), reused: this.reused, answered: this.answered });
+      this.handlers.onError({ error: error ?? failure('ECONNRESET', 'socket hang up'), reused: this.reused, answered: this.answered, elapsedMs: performance.now() - this.sentAt });
       return;
     }
     if (error === null && this.framing === Framing.UntilClose) {
@@ -447,7 +451,7 @@ function watch(pool: Pool): void {
 }
 
 function poolFor(request: ClientRequest): Pool {
-  const name = `${request.https ? 's' : ''}${request.hostname}:${request.port}`;
+  const name = `${request.https ? 'https' : 'http'}://${request.hostname}:${request.port}`;
   let pool = pools.get(name);
   if (pool === undefined) {
     pool = new Pool(request.https, request.hostname, request.port);

@@ -70,6 +70,8 @@ function unreachable(target: UpstreamTarget, err: NodeJS.ErrnoException): Gatewa
 
 /** Errors of a pooled socket the server had already closed: worth one attempt on a fresh one. */
 const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+/** How soon after sending a stale connection shows itself (a round trip, with room to spare). */
+export const STALE_RESEND_WINDOW_MS = 1000;
 
 /**
  * Sends the call and resolves once the response headers are in. Rejects with 502 (unreachable),
@@ -114,11 +116,13 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
           if (!settle()) return void sent.abort();
           resolve({ status: response.status, headers: response.headers, body: response.body, resent: retried, abort: () => sent.abort() });
         },
-        onError: ({ error, reused, answered }) => {
+        onError: ({ error, reused, answered, elapsedMs }) => {
           if (settled) return; // after a timeout or cancel that aborted it
-          // A pooled connection the provider had closed, found dead before any answer: worth one
-          // attempt on a fresh one. Never once the provider started answering (it may be billed).
-          if (!retried && reused && !answered && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
+          // A pooled connection the provider had closed while it sat idle fails at once (one round
+          // trip) and before any answer: worth one attempt on a fresh one. A failure later, or
+          // after any byte of an answer, may come from a provider that was working on the
+          // request (and billing it): never resent.
+          if (!retried && reused && !answered && elapsedMs < STALE_RESEND_WINDOW_MS && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
           if (settle()) reject(unreachable(target, error));
         },
       }, retried);

@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { Cancellation } from '../src/cancel.js';
 import type { GatewayError } from '../src/errors.js';
 import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/http-client.js';
-import { readAll, sendUpstream } from '../src/upstream.js';
+import { readAll, sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream.js';
 
 interface RawServer {
   port: number;
@@ -214,10 +214,14 @@ describe('http client: failures', () => {
     assert.equal(malformed.answered, true);
   });
 
-  it('refuses a response head larger than 64 KiB', async () => {
-    const server = await serve((socket) => socket.write(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}`));
-    const outcome = (await send(requestTo(server.port))) as ClientFailure;
-    assert.equal(outcome.error.code, 'HPE_HEADER_OVERFLOW');
+  it('refuses a response head larger than 64 KiB, also when its end arrives in a later read', async () => {
+    const big = `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}`;
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write(big);
+      else writeSplit(socket, Buffer.from(`${big}\r\nContent-Length: 2\r\n\r\nok`), 60 * 1024);
+    });
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_HEADER_OVERFLOW');
+    assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_HEADER_OVERFLOW');
   });
 
   it('refuses conflicting content-lengths', async () => {
@@ -256,7 +260,7 @@ describe('http client: failures', () => {
     assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_INVALID_TRANSFER_ENCODING');
   });
 
-  it('refuses a header value with a control character, and endless informational answers', async () => {
+  it('refuses a header value with a control character, and endless informational answers', { timeout: 10_000 }, async () => {
     const server = await serve((socket, index) => {
       if (index === 0) socket.write('HTTP/1.1 200 OK\r\nRetry-After: 1\x01\r\nContent-Length: 2\r\n\r\nok');
       else socket.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(1000));
@@ -322,6 +326,50 @@ describe('http client: failures', () => {
       });
     });
     await serverSawClose;
+  });
+});
+
+describe('sendUpstream: the one resend after a stale pooled connection', () => {
+  const ok = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+  /** Answers the first request on each connection; `later` decides for the next ones. */
+  async function pooledServer(later: (socket: net.Socket) => void): Promise<RawServer> {
+    const served = new WeakSet<net.Socket>();
+    return serve((socket) => {
+      if (!served.has(socket)) {
+        served.add(socket);
+        socket.write(ok);
+      } else later(socket);
+    });
+  }
+  const targetOf = (server: RawServer) => ({ https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' });
+  /** Two requests at once: two connections in the pool, both used once. */
+  async function fillPool(server: RawServer): Promise<void> {
+    await Promise.all([answered(requestTo(server.port, { path: '/' })), answered(requestTo(server.port, { path: '/' }))]);
+    assert.equal(server.connections(), 2);
+  }
+
+  it('resends once, on a new connection, when pooled connections turn out closed at once', async () => {
+    const server = await pooledServer((socket) => socket.resetAndDestroy()); // every pooled connection is stale
+    await fillPool(server);
+    const upstream = await sendUpstream(targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000);
+    assert.equal(upstream.status, 200);
+    assert.equal(upstream.resent, true);
+    assert.equal(server.requests.length, 4, 'the two that filled the pool, the stale attempt, the resend');
+    assert.equal(server.connections(), 3, 'the resend opened a new connection instead of taking the other stale one');
+  });
+
+  it('never resends when the connection failed after part of an answer, or long after the request was sent', async () => {
+    for (const fail of [(socket: net.Socket) => socket.write('HTTP/1.1 2', () => setTimeout(() => socket.resetAndDestroy(), 20)), (socket: net.Socket) => setTimeout(() => socket.resetAndDestroy(), STALE_RESEND_WINDOW_MS + 300)]) {
+      const server = await pooledServer(fail);
+      await fillPool(server);
+      const error = await sendUpstream(targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000).then(
+        () => assert.fail('expected a failure'),
+        (err: unknown) => err as GatewayError,
+      );
+      assert.equal(error.status, 502);
+      assert.equal(error.code, 'upstream_unreachable');
+      assert.equal(server.requests.length, 3, 'sent once, never again');
+    }
   });
 });
 
