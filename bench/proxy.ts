@@ -3,11 +3,16 @@
  * forward on a keep-alive `http.request`, pipe the answer back. No validation, no translation,
  * no log, no metrics.
  *
- *   node dist/bench/bench/proxy.js <port> <upstream port>
+ * With `pool` as third argument, the same proxy forwards through the gateway's own client
+ * (src/http-client.ts) instead: the least work a gateway on that client must do.
+ *
+ *   node dist/bench/bench/proxy.js <port> <upstream port> [pool]
  */
 import http from 'node:http';
+import { call } from '../src/http-client.js';
 
 const upstreamPort = Number(process.argv[3]);
+const pool = process.argv[4] === 'pool';
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
 
 const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (req, res) => {
@@ -15,6 +20,22 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    if (pool) {
+      call(
+        { https: false, hostname: '127.0.0.1', port: upstreamPort, method: 'POST', path: '/v1/chat/completions', headers: { authorization: 'Bearer sk-real-key' }, body, contentType: 'application/json' },
+        {
+          onResponse: (up) => {
+            res.writeHead(up.status, up.headers);
+            up.body.pipe(res);
+          },
+          onError: () => {
+            res.writeHead(502);
+            res.end();
+          },
+        },
+      );
+      return;
+    }
     const upstream = http.request(
       {
         agent,

@@ -122,6 +122,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'llm-gateway-bench-'));
   const upstream = await start([join(HERE, 'upstream.js'), '0']);
   const proxy = await start([join(HERE, 'proxy.js'), '0', String(upstream.port)]);
+  const poolProxy = await start([join(HERE, 'proxy.js'), '0', String(upstream.port), 'pool']);
   const logged = await startGateway(dir, upstream.port, true);
   const quiet = await startGateway(dir, upstream.port, false);
 
@@ -132,6 +133,8 @@ async function main(): Promise<void> {
     { name: 'gateway openai, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_openai' },
     { name: 'gateway anthropic, logs on', port: logged.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
     { name: 'gateway anthropic, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
+    // Not a target: the same minimal proxy on the gateway's own client, for reference.
+    { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
   ];
   const results = new Map<string, LoadResult[]>();
   const record = (scenario: Scenario, target: Target, result: LoadResult): void => {
