@@ -524,7 +524,9 @@ interface Head {
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: |$)/;
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** Headers of which Node keeps the first value when they repeat (a doubled retry-after stays readable). */
-const FIRST_WINS = new Set(['content-type', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
+const FIRST_WINS = new Set(
+  'content-type user-agent referer host authorization proxy-authorization if-modified-since if-unmodified-since from location max-forwards retry-after etag last-modified server age expires'.split(' '),
+);
 
 /** A response head (without its final CRLF CRLF), or null when it is not HTTP/1.x. */
 export function parseHead(text: string): Head | null {

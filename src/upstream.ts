@@ -12,7 +12,6 @@ import { GatewayError } from './errors.js';
 import { call, type Call, type ClientRequest } from './http-client.js';
 import type { UpstreamCall } from './providers/types.js';
 
-
 /** Where a virtual key's requests go, resolved once when keys are loaded. */
 export interface UpstreamTarget {
   readonly https: boolean;
