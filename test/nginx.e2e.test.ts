@@ -38,6 +38,7 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
   let nginx: ChildProcess;
   let nginxUrl = '';
   let nginxErr = '';
+  let nginxPrefix = '';
 
   before(async () => {
     upstream = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
@@ -50,6 +51,7 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
       );
     }
     const prefix = tempDir();
+    nginxPrefix = prefix;
     mkdirSync(join(prefix, 'logs'));
     const port = await closedPort();
     writeFileSync(join(prefix, 'nginx.conf'), configFor(port, gateways.map((gateway) => gateway.port), prefix));
@@ -146,7 +148,14 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     assert.equal(await stopped, 0);
     const total = [...statuses.values()].reduce((a, b) => a + b, 0);
     assert.ok(total > 100, `enough traffic (${total} requests)`);
-    assert.deepEqual([...statuses.keys()], [200], `every request answered 200: ${JSON.stringify(Object.fromEntries(statuses))}; nginx: ${nginxErr}`);
+    const errorLog = (): string => {
+      try {
+        return readFileSync(join(nginxPrefix, 'error.log'), 'utf8').split('\n').slice(-10).join('\n');
+      } catch {
+        return '(no error.log)';
+      }
+    };
+    assert.deepEqual([...statuses.keys()], [200], `every request answered 200: ${JSON.stringify(Object.fromEntries(statuses))}; nginx: ${nginxErr}; error.log: ${errorLog()}`);
   });
 
   it('ships SSE-safe proxy settings (the gateway\'s x-accel-buffering header would hide their absence above)', () => {
