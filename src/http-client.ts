@@ -293,17 +293,15 @@ class Exchange {
   closed(error: NodeJS.ErrnoException | null): void {
     this.connection = null;
     if (this.complete) return;
+    this.complete = true;
     if (this.body === null) {
-      this.complete = true;
       this.handlers.onError({ error: error ?? failure('ECONNRESET', 'socket hang up'), reused: this.reused, answered: this.answered, elapsedMs: performance.now() - this.sentAt });
       return;
     }
     if (error === null && this.framing === Framing.UntilClose) {
-      this.complete = true;
       this.body.push(null);
       return;
     }
-    this.complete = true;
     // Cut short: the body closes without 'end', which its readers report as incomplete. Not at
     // once: the reader may still be on its way (the response was handed over in this same read,
     // and 'close' would fire before its listeners exist).
@@ -576,11 +574,15 @@ function framingOf(head: Head): { framing: Framing; length: number } | string {
     return /(?:^|,)\s*chunked\s*$/i.test(encoding) ? { framing: Framing.Chunked, length: 0 } : { framing: Framing.UntilClose, length: 0 };
   }
   if (length === undefined) return { framing: Framing.UntilClose, length: 0 };
-  // Repeated identical values ("12, 12") are tolerated, as in Node; different ones are not.
-  const values = new Set(length.split(',').map((value) => value.trim()));
-  const [value] = values as Set<string> & Iterable<string>;
-  if (values.size !== 1 || !/^\d{1,15}$/.test(value as string)) return 'HPE_INVALID_CONTENT_LENGTH';
-  head.headers['content-length'] = value as string;
+  let value = length;
+  if (length.includes(',')) {
+    // Repeated identical values ("12, 12") are tolerated, as in Node; different ones are not.
+    const values = new Set(length.split(',').map((each) => each.trim()));
+    if (values.size !== 1) return 'HPE_INVALID_CONTENT_LENGTH';
+    value = values.values().next().value as string;
+    head.headers['content-length'] = value;
+  }
+  if (!/^\d{1,15}$/.test(value)) return 'HPE_INVALID_CONTENT_LENGTH';
   const bytes = Number(value);
   return bytes === 0 ? { framing: Framing.None, length: 0 } : { framing: Framing.Length, length: bytes };
 }

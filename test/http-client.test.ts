@@ -224,10 +224,13 @@ describe('http client: failures', () => {
     assert.equal(((await send(requestTo(server.port))) as ClientFailure).error.code, 'HPE_HEADER_OVERFLOW');
   });
 
-  it('refuses conflicting content-lengths', async () => {
-    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'));
+  it('refuses conflicting content-lengths, and reads repeated identical ones as one', async () => {
+    const server = await serve((socket, index) => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: ${index === 0 ? 3 : 2}\r\n\r\nok`));
     const outcome = (await send(requestTo(server.port))) as ClientFailure;
     assert.equal(outcome.error.code, 'HPE_INVALID_CONTENT_LENGTH');
+    const repeated = await answered(requestTo(server.port));
+    assert.equal(repeated.body, 'ok');
+    assert.equal(repeated.headers['content-length'], '2');
   });
 
   it('reports a refused connection with its code', async () => {
