@@ -53,15 +53,19 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   const latencies: number[] = [];
   const ttfbs: number[] = [];
   let errors = 0;
-  let measuring = false;
+  // With no warm-up every request counts, from the first one sent.
+  let measuring = spec.warmupMs <= 0;
   let stopped = false;
   let measured = 0;
+  /** Requests sent while measuring: a count-bounded run sends exactly maxRequests of them. */
+  let sent = 0;
   const started = performance.now();
   let measureStart = started;
   let measureEnd = started;
 
   const one = (): Promise<void> =>
     new Promise((resolve) => {
+      if (measuring) sent++;
       const t0 = performance.now();
       let first = 0;
       let done = false;
@@ -106,16 +110,21 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     stopped = true;
     measureEnd = performance.now();
   };
+  // A count-bounded run sends no more than its count: with 1,000 connections and 1,000 requests
+  // that is 1,000 concurrent requests, not a second wave started as the first one ends.
+  const more = (): boolean => !stopped && !(spec.maxRequests !== undefined && measuring && sent >= spec.maxRequests);
   const loop = async (): Promise<void> => {
-    while (!stopped) await one();
+    while (more()) await one();
   };
 
   const warm = setTimeout(() => {
+    if (measuring) return;
     measuring = true;
     measureStart = performance.now();
   }, spec.warmupMs);
   const hardStop = setTimeout(stop, spec.maxRequests === undefined ? spec.warmupMs + spec.durationMs : spec.warmupMs + 10 * 60_000);
   await Promise.all(Array.from({ length: spec.connections }, loop));
+  stop(); // every request sent has ended (some may have failed, so the count was not reached)
   clearTimeout(warm);
   clearTimeout(hardStop);
   agent.destroy();
