@@ -7,6 +7,8 @@ import type { GatewayError } from './errors.js';
 export class Cancellation {
   /** Set once: 499 when the client went away, 503 when the gateway shuts down. */
   reason: GatewayError | null = null;
+  /** Its place among the requests in flight (SlotList). */
+  slot = -1;
   private callbacks: Array<() => void> = [];
 
   get cancelled(): boolean {

@@ -5,11 +5,15 @@
  * counted in minutes.
  */
 
+import { SlotList } from './slot-list.js';
+
 const SWEEP_MS = 100;
 
 export class Deadline {
   /** performance.now() after which `onExpire` runs, unless pushed back or cleared. */
   at: number;
+  /** Its place among the active deadlines (SlotList). */
+  slot = -1;
   constructor(
     at: number,
     readonly onExpire: () => void,
@@ -18,13 +22,14 @@ export class Deadline {
   }
 }
 
-const active = new Set<Deadline>();
+const active = new SlotList<Deadline>();
 let sweeper: NodeJS.Timeout | null = null;
 
 function sweep(): void {
   const now = performance.now();
-  for (const deadline of active) {
-    if (deadline.at <= now) {
+  for (const deadline of active.snapshot()) {
+    // Still active: an earlier expiry in this sweep may have cleared it.
+    if (deadline.at <= now && deadline.slot !== -1) {
       active.delete(deadline);
       deadline.onExpire();
     }

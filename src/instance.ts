@@ -14,6 +14,7 @@ import { InteractionLog, warn, type LogSink } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
 import { createGatewayServer, type GatewayServer } from './server.js';
+import { SlotList } from './slot-list.js';
 
 export interface InstanceOptions {
   readonly config: Config;
@@ -67,7 +68,7 @@ export function createInstance(options: InstanceOptions): Instance {
   const keys = new KeyStore(options.keys);
   const log = new InteractionLog(options.sinks);
   const metrics = new Metrics();
-  const inFlight = new Set<Cancellation>();
+  const inFlight = new SlotList<Cancellation>();
 
   const snapshot = (): MetricsSnapshot =>
     metrics.snapshot({

@@ -14,6 +14,7 @@ import { clientClosed, sendError, sendJson } from './http.js';
 import type { RequestContext } from './interaction.js';
 import { warn } from './log.js';
 import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
+import type { SlotList } from './slot-list.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
 
@@ -21,7 +22,7 @@ export interface ServerDeps extends ChatDeps {
   /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
   readonly corsOrigins: readonly string[];
   /** Every running request's cancellation, so a shutdown can stop what is left. */
-  readonly inFlight: Set<Cancellation>;
+  readonly inFlight: SlotList<Cancellation>;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | null;
   /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
@@ -223,7 +224,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     },
     quietFor: () => performance.now() - lastRequestAt,
     cancelAll: (reason) => {
-      for (const cancel of [...deps.inFlight] as Cancellation[]) cancel.cancel(reason);
+      for (const cancel of deps.inFlight.snapshot()) cancel.cancel(reason);
     },
   };
 }
