@@ -273,29 +273,38 @@ const ADMIT_TIMEOUT_MS = 2000;
 /** Limits decided by the primary: one decision for the whole instance. */
 function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void } {
   let nextId = 1;
-  const pending = new Map<number, (admission: Admission) => void>();
+  // The primary answers each worker's checks in the order they were sent (it decides each one as it
+  // arrives), so the checks waiting form a queue. Not a Map: one entry added and removed per
+  // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
+  // the requests they held alive into the old generation (see slot-list.ts).
+  const pending: Array<{ id: number; settle: ((admission: Admission) => void) | null }> = [];
   return {
     limiter: {
       admit: (key, estimate) =>
         new Promise((resolve) => {
-          const id = nextId++;
+          const entry = { id: nextId++, settle: null as ((admission: Admission) => void) | null };
           // A primary that does not answer must not stop all traffic: the request goes through.
           const timer = setTimeout(() => {
-            pending.delete(id);
+            entry.settle = null; // its answer, if it ever comes, is dropped
             warn('the primary did not answer a limits check in time; the request was let through');
             resolve({ error: null, headers: {} });
           }, ADMIT_TIMEOUT_MS);
-          pending.set(id, (admission) => {
+          entry.settle = (admission) => {
             clearTimeout(timer);
             resolve(admission);
-          });
-          send({ t: 'admit', id, key, estimate });
+          };
+          pending.push(entry);
+          send({ t: 'admit', id: entry.id, key, estimate });
         }),
       record: (key, tokens, reserved) => send({ t: 'record', key, tokens, reserved }),
     },
     answered: (id, admission) => {
-      pending.get(id)?.(admission);
-      pending.delete(id);
+      // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
+      // timer lets it through.
+      while (pending.length > 0 && (pending[0] as (typeof pending)[number]).id < id) pending.shift();
+      if (pending[0]?.id !== id) return;
+      const entry = pending.shift() as (typeof pending)[number];
+      entry.settle?.(admission);
     },
   };
 }

@@ -138,9 +138,9 @@ export class BudgetStore {
 
   release(digest: string, tokens: number): void {
     if (tokens <= 0) return;
-    const left = (this.reserved.get(digest) ?? 0) - tokens;
-    if (left > 0) this.reserved.set(digest, left);
-    else this.reserved.delete(digest);
+    // Kept at zero rather than deleted (one entry per budgeted key): a delete and a set per
+    // request would make V8 replace the Map's table every few requests (see slot-list.ts).
+    this.reserved.set(digest, Math.max(0, (this.reserved.get(digest) ?? 0) - tokens));
   }
 
   used(digest: string, period: BudgetPeriod, now: Date): number {
