@@ -129,7 +129,7 @@ class Exchange {
   private informational = 0;
   private readonly sentAt = performance.now();
   /** Chunk data decoded from the current read, not yet pushed. */
-  private gathered: Buffer[] = [];
+  private readonly gathered: Buffer[] = [];
 
   constructor(
     connection: Connection,
@@ -217,8 +217,9 @@ class Exchange {
   private flushGathered(): void {
     const gathered = this.gathered;
     if (gathered.length === 0) return;
-    this.push(gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered));
-    this.gathered = [];
+    const piece = gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered);
+    gathered.length = 0; // emptied, not replaced: see "Memory" in README's Performance section
+    this.push(piece);
   }
 
   private decodeChunked(data: Buffer, from: number): void {

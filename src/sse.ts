@@ -26,12 +26,12 @@ export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 export class SseParser {
   private readonly decoder = new StringDecoder('utf8');
   /** The start of an unfinished line, in the pieces it arrived in. */
-  private pending: string[] = [];
+  private readonly pending: string[] = [];
   private pendingLength = 0;
   /** The previous text ended in `\r`: a `\n` starting the next one belongs to that line end. */
   private skipLeadingLf = false;
   private started = false;
-  private dataLines: string[] = [];
+  private readonly dataLines: string[] = [];
   private dataLength = 0;
   private hasData = false;
   private eventName: string | undefined;
@@ -67,7 +67,7 @@ export class SseParser {
     if (this.pending.length === 0) return tail;
     this.pending.push(tail);
     const line = this.pending.join('');
-    this.pending = [];
+    this.pending.length = 0;
     this.pendingLength = 0;
     return line;
   }
@@ -142,7 +142,7 @@ export class SseParser {
       const data = this.dataLines.length === 1 ? (this.dataLines[0] as string) : this.dataLines.join('\n');
       events.push({ event: this.eventName, data });
     }
-    this.dataLines = [];
+    this.dataLines.length = 0;
     this.dataLength = 0;
     this.hasData = false;
     this.eventName = undefined;

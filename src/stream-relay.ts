@@ -128,13 +128,13 @@ export function relayStream(
     // What one upstream read produces is gathered and written at once: one write (one syscall)
     // per read, whether it came as byte ranges, translated text, or both.
     let gathering = false;
-    let pieces: Array<string | Buffer> = [];
+    const pieces: Array<string | Buffer> = [];
     const collected = (tail: string): string | Buffer => {
       if (pieces.length === 0) return tail;
-      const all = tail === '' ? pieces : [...pieces, tail];
-      pieces = [];
-      if (all.length === 1) return all[0] as string | Buffer;
-      return Buffer.concat(all.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
+      if (tail !== '') pieces.push(tail);
+      const whole = pieces.length === 1 ? (pieces[0] as string | Buffer) : Buffer.concat(pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
+      pieces.length = 0; // emptied, not replaced: see "Memory" in README's Performance section
+      return whole;
     };
     const send = (data: string | Buffer): void => {
       if (interaction.firstByteAt === null) interaction.firstByteAt = performance.now();
