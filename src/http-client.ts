@@ -4,8 +4,8 @@
  * chunked encoding, or the end of the connection).
  *
  * Why not `http.request`: with its Agent, Node's client took about half of a minimal proxy's
- * JavaScript time per request on our machines; the same proxy on this client serves 1.3x the
- * requests/s and 1.9x the streams/s (`npm run bench`, its last row). Providers are the only
+ * JavaScript time per request on our machines; the same proxy on this client serves 1.1x-1.5x the
+ * requests/s and 1.7x-1.9x the streams/s (`npm run bench`, its last row). Providers are the only
  * servers it talks to, and it reads only what they send.
  */
 import net from 'node:net';
