@@ -57,7 +57,10 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   let measuring = spec.warmupMs <= 0;
   let stopped = false;
   let measured = 0;
-  /** Requests sent while measuring: a count-bounded run sends exactly maxRequests of them. */
+  /**
+   * Requests sent while measuring: a count-bounded run sends exactly maxRequests of them (failed
+   * ones included, never replaced) and measures only those, not the warm-up's stragglers.
+   */
   let sent = 0;
   const started = performance.now();
   let measureStart = started;
@@ -65,7 +68,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
 
   const one = (): Promise<void> =>
     new Promise((resolve) => {
-      if (measuring) sent++;
+      const counted = measuring && spec.maxRequests !== undefined;
+      if (counted) sent++;
       const t0 = performance.now();
       let first = 0;
       let done = false;
@@ -73,7 +77,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        if (measuring && !stopped) {
+        if (measuring && !stopped && (spec.maxRequests === undefined || counted)) {
           if (ok) {
             latencies.push(performance.now() - t0);
             ttfbs.push(first - t0);
