@@ -270,6 +270,12 @@ function send(message: ToPrimary): void {
 /** How long a worker waits for the primary's limits decision before letting the request through. */
 const ADMIT_TIMEOUT_MS = 2000;
 
+/** A limits check sent to the primary; `settle` is null once its timer let the request through. */
+interface PendingCheck {
+  readonly id: number;
+  settle: ((admission: Admission) => void) | null;
+}
+
 /** Limits decided by the primary: one decision for the whole instance. */
 function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void } {
   let nextId = 1;
@@ -277,12 +283,12 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   // arrives), so the checks waiting form a queue. Not a Map: one entry added and removed per
   // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
   // the requests they held alive into the old generation (see slot-list.ts).
-  const pending: Array<{ id: number; settle: ((admission: Admission) => void) | null }> = [];
+  const pending: PendingCheck[] = [];
   return {
     limiter: {
       admit: (key, estimate) =>
         new Promise((resolve) => {
-          const entry = { id: nextId++, settle: null as ((admission: Admission) => void) | null };
+          const entry: PendingCheck = { id: nextId++, settle: null };
           // A primary that does not answer must not stop all traffic: the request goes through.
           const timer = setTimeout(() => {
             entry.settle = null; // its answer, if it ever comes, is dropped
@@ -301,10 +307,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
     answered: (id, admission) => {
       // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
       // timer lets it through.
-      while (pending.length > 0 && (pending[0] as (typeof pending)[number]).id < id) pending.shift();
-      if (pending[0]?.id !== id) return;
-      const entry = pending.shift() as (typeof pending)[number];
-      entry.settle?.(admission);
+      while (pending.length > 0 && (pending[0] as PendingCheck).id < id) pending.shift();
+      if (pending[0]?.id === id) pending.shift()?.settle?.(admission);
     },
   };
 }
