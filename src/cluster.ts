@@ -7,12 +7,12 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.js';
-import { KeyFileError, loadKeyFileText, parseKeyFile } from './keys.js';
+import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile } from './keys.js';
 import type { Admission, BudgetStore, KeyLimits, LimitState, Limiter } from './limits.js';
 import { formatsFor, warn, type LogFormat, type LogSink, type RenderedBatch } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
 import type { Registry } from './providers/index.js';
-import { createInstance, watchKeysFile } from './instance.js';
+import { createInstance, listenFailure, watchKeysFile } from './instance.js';
 
 /** Messages between primary and workers. */
 type ToPrimary =
@@ -20,6 +20,8 @@ type ToPrimary =
   | { t: 'admit'; id: number; key: KeyLimits; estimate: number }
   | { t: 'record'; key: KeyLimits; tokens: number; reserved: number }
   | { t: 'ready'; address: string }
+  /** The worker could not listen: `message` is the one line to print (once, by the primary). */
+  | { t: 'listen-failed'; message: string }
   | { t: 'log'; batch: Partial<Record<LogFormat, string>> }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
@@ -117,6 +119,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
           ready.add(worker);
           failedStarts = 0;
           break;
+        case 'listen-failed':
+          // Every worker would say the same: the first says it, and the instance stops.
+          if (!started && !stopping) {
+            process.stderr.write(`llm-gateway: ${message.message}\n`);
+            stop('startup failure', 1, true);
+          }
+          break;
         case 'log': {
           const batch: RenderedBatch = {};
           for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = Buffer.from(text);
@@ -174,6 +183,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       virtualKeys = loaded.keys.length;
       metrics.keyReload('ok');
       warn(`keys reloaded (${why}): ${virtualKeys} virtual key${virtualKeys === 1 ? '' : 's'} in use by ${workers().length} workers`);
+      for (const warning of keyWarnings(loaded.keys)) warn(warning);
       for (const worker of workers()) send(worker, { t: 'keys', text: keysText });
     } catch (err) {
       metrics.keyReload('error');
@@ -181,10 +191,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     }
   };
 
-  const stop = (signal: string, exitCode = 0): void => {
+  const stop = (signal: string, exitCode = 0, quiet = false): void => {
     if (stopping) return;
     stopping = true;
-    warn(`${signal}: stopping ${workers().length} workers`);
+    if (!quiet) warn(`${signal}: stopping ${workers().length} workers`);
     for (const worker of workers()) worker.process.kill('SIGTERM');
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
     const hardStop = setTimeout(() => {
@@ -365,7 +375,10 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   instance = created;
   setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 
+  let listening = false;
   const stop = (signal: string): void => {
+    // Stopped before it served (another worker could not listen): nothing to drain or report.
+    if (!listening) process.exit(0);
     void created.shutdown(signal).then(() => {
       // Final counters, so the instance's totals keep this worker's requests.
       if (!process.connected || process.send === undefined) process.exit(0);
@@ -378,7 +391,16 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   // The primary coordinates reloads; a SIGHUP sent to the whole process group must not kill a worker.
   process.on('SIGHUP', () => {});
 
-  const address = await created.listen();
+  let address: string;
+  try {
+    address = await created.listen();
+  } catch (err) {
+    // The primary prints it once for all workers; the instance does not start.
+    if (process.connected) process.send?.({ t: 'listen-failed', message: listenFailure(config, err) } satisfies ToPrimary, undefined, undefined, () => process.exit(1));
+    else process.exit(1);
+    return;
+  }
+  listening = true;
   send({ t: 'ready', address });
 }
 

@@ -25,6 +25,8 @@ export interface Config {
   upstreamIdleTimeoutMs: number;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   metricsToken: string | null;
+  /** A client must send its request headers within this, from connecting or from a request's first byte. */
+  headersTimeoutMs: number;
   /** Worker processes (node:cluster); 1 = no cluster. */
   workers: number;
   /** Reload keys when the file changes (false: only on SIGHUP). */
@@ -50,6 +52,8 @@ export const DEFAULTS = {
   upstreamTimeoutMs: 600_000,
   upstreamIdleTimeoutMs: 300_000,
   workers: 1,
+  // Above nginx's keep-alive timeout (60 s), as the keep-alive timeout is.
+  headersTimeoutMs: 66_000,
   upstreamRetries: 2,
   upstreamRetryMaxDelayMs: 20_000,
 } as const;
@@ -119,6 +123,8 @@ export function loadConfig(env: Env = process.env): Config {
     upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', DEFAULTS.upstreamTimeoutMs, 1, 24 * 3600_000),
     upstreamIdleTimeoutMs: integer('UPSTREAM_IDLE_TIMEOUT_MS', DEFAULTS.upstreamIdleTimeoutMs, 1, 24 * 3600_000),
     metricsToken: text('METRICS_TOKEN') ?? null,
+    // Node refuses a headers timeout above its request timeout (300 s).
+    headersTimeoutMs: integer('GATEWAY_HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1000, 300_000),
     workers: workers(text('GATEWAY_WORKERS')),
     keysWatch: keysWatch !== 'off',
     upstreamRetries: integer('UPSTREAM_RETRIES', DEFAULTS.upstreamRetries, 0, 10),
@@ -128,4 +134,11 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Whether `host` (GATEWAY_HOST) only accepts connections from this machine. */
+export function isLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name) || /^::ffff:127\./.test(name);
 }

@@ -6,9 +6,9 @@ import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import net from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Cancellation } from './cancel.js';
-import type { Config } from './config.js';
+import { isLoopback, type Config } from './config.js';
 import { GatewayError } from './errors.js';
-import { KeyFileError, KeyStore, loadKeyFileText, type VirtualKey } from './keys.js';
+import { KeyFileError, KeyStore, keyWarnings, loadKeyFileText, type VirtualKey } from './keys.js';
 import type { Limiter } from './limits.js';
 import { InteractionLog, warn, type LogSink } from './log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
@@ -56,6 +56,16 @@ export function shutdownCancelled(): GatewayError {
   return new GatewayError(503, 'The gateway is shutting down and could not finish this request in time.', { code: 'gateway_shutting_down' });
 }
 
+/** Why the server could not listen, in one line that names the variable to change. */
+export function listenFailure(config: Pick<Config, 'host' | 'port'>, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = config.host === undefined ? `port ${config.port} (all interfaces)` : `${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') return `cannot listen on ${where}: the port is already in use (EADDRINUSE); stop what uses it or set GATEWAY_PORT to another port`;
+  if (code === 'EACCES') return `cannot listen on ${where}: permission denied (EACCES); ports below 1024 need privileges, set GATEWAY_PORT to a higher port`;
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return `cannot listen on ${where}: this machine has no such address (${code}); check GATEWAY_HOST`;
+  return `cannot listen on ${where} (${code ?? (err as Error).message}); check GATEWAY_HOST and GATEWAY_PORT`;
+}
+
 /** During shutdown, idle connections are closed once no request has arrived for this long. */
 const QUIET_MS = 250;
 
@@ -92,6 +102,8 @@ export function createInstance(options: InstanceOptions): Instance {
     upstreamRetries: config.upstreamRetries,
     upstreamRetryMaxDelayMs: config.upstreamRetryMaxDelayMs,
     metricsToken: config.metricsToken,
+    metricsOpen: isLoopback(config.host),
+    headersTimeoutMs: config.headersTimeoutMs,
     renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
   });
 
@@ -107,6 +119,7 @@ export function createInstance(options: InstanceOptions): Instance {
         loadedText = loaded.text;
         metrics.keyReload('ok');
         warn(`keys reloaded (${why}): ${keys.size} virtual key${keys.size === 1 ? '' : 's'} in use`);
+        for (const warning of keyWarnings(loaded.keys)) warn(warning);
         return true;
       } catch (err) {
         metrics.keyReload('error');

@@ -8,6 +8,7 @@ import type { ErrorBody, GatewayError } from './errors.js';
 import type { LogEntry, UpstreamAttempt } from './log.js';
 import type { RequestObservation } from './metrics.js';
 import type { Usage } from './openai-types.js';
+import { redactKey } from './upstream-error.js';
 
 export interface RequestContext {
   /** The gateway's own request id, sent to the client as `x-request-id`. */
@@ -23,17 +24,15 @@ export interface RequestContext {
 /** Ids providers put on their answers: OpenAI `x-request-id`, Anthropic `request-id`, DeepSeek `x-ds-trace-id`. */
 const UPSTREAM_ID_HEADERS = ['x-request-id', 'request-id', 'x-ds-trace-id'] as const;
 
-/** Never log a presented key that matched nothing in full: it may be someone's real secret. */
-export function maskKey(presented: string): string {
-  return `${presented.slice(0, Math.min(6, Math.floor(presented.length / 3)))}…`;
-}
-
 function ms(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
 export class Interaction {
+  /** The virtual key (the interactions log is the one place it appears); an unknown one masked. */
   virtualKey: string | null = null;
+  /** The key's name or digest label: what metrics show. */
+  keyName: string | null = null;
   /** True once the virtual key matched: only then is it a metrics label. */
   authenticated = false;
   provider: string | null = null;
@@ -60,13 +59,14 @@ export class Interaction {
 
   constructor(readonly context: RequestContext) {}
 
-  upstreamAnswered(status: number, headers: IncomingHttpHeaders, now: number): void {
+  /** `apiKeys`: scrubbed from the provider's request id, which the log shows. */
+  upstreamAnswered(status: number, headers: IncomingHttpHeaders, now: number, apiKeys: readonly string[]): void {
     this.upstreamStatus = status;
     this.upstreamRespondedAt = now;
     for (const name of UPSTREAM_ID_HEADERS) {
       const value = headers[name];
       if (typeof value === 'string') {
-        this.upstreamRequestId = value;
+        this.upstreamRequestId = redactKey(value, apiKeys);
         return;
       }
     }
@@ -93,7 +93,7 @@ export class Interaction {
     const usage = this.usage;
     return {
       provider: this.provider ?? '',
-      virtualKey: this.authenticated ? (this.virtualKey ?? '') : '',
+      keyName: this.authenticated ? (this.keyName ?? '') : '',
       model: this.authenticated ? (this.model ?? '') : '',
       status: this.status,
       durationSeconds: (now - this.context.startedAt) / 1000,
@@ -108,6 +108,7 @@ export class Interaction {
     if (this.upstreamStatus === null && this.attempts.length === 0) return null;
     const entry: NonNullable<LogEntry['upstream']> = { status: this.upstreamStatus, request_id: this.upstreamRequestId };
     const last = this.attempts.at(-1);
+    if (last !== undefined) entry.url = last.url;
     if (this.severalKeys && last !== undefined) entry.api_key = last.api_key;
     // Every attempt when the final answer does not tell the whole story: retries, no answer at
     // all, or an answer the client never got (it left during a backoff).
@@ -123,6 +124,7 @@ export class Interaction {
       timestamp: new Date(Date.now() - (now - context.startedAt)).toISOString(),
       request_id: context.id,
       virtual_key: this.virtualKey,
+      key_name: this.keyName,
       provider: this.provider,
       model: this.model,
       method: context.method,

@@ -30,8 +30,15 @@ export interface Budget {
 }
 
 export interface VirtualKey {
-  /** The virtual key as written in the file; it names the caller in logs. */
+  /** The virtual key as written in the file: a credential, shown only in the interactions log. */
   readonly id: string;
+  /** The optional `name` from the file. */
+  readonly name: string | null;
+  /**
+   * How the key is known everywhere but the interactions log (metrics, stderr): its name, else a
+   * short prefix of its SHA-256 (`sha256:3f2a…`), from which a long random key cannot be recovered.
+   */
+  readonly label: string;
   /** SHA-256 of the virtual key: how it is known in state that is written to disk. */
   readonly digest: string;
   readonly provider: Provider;
@@ -61,7 +68,37 @@ export class KeyFileError extends Error {
   }
 }
 
-const KEY_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'models', 'rate_limit', 'budget'];
+const KEY_FIELDS = ['name', 'provider', 'api_key', 'api_keys', 'base_url', 'models', 'rate_limit', 'budget'];
+const MAX_NAME_LENGTH = 100;
+
+/** Never print a virtual key: at most its first 6 characters (a third of it when shorter), then `…`. */
+export function maskKey(presented: string): string {
+  return `${presented.slice(0, Math.min(6, Math.floor(presented.length / 3)))}…`;
+}
+
+/** The metrics label of a key without a name: a digest prefix, stable across restarts. */
+export function digestLabel(id: string): string {
+  return `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 12)}`;
+}
+
+/** A key as named in messages on stderr: by its name, else by its place in the file and a masked prefix. */
+export function describeKey(id: string, name: string | null, position: number): string {
+  return name !== null ? `virtual key "${name}"` : `virtual key #${position} (${maskKey(id)})`;
+}
+
+function parseName(value: unknown, id: string, ids: ReadonlySet<string>, problems: string[]): string | null | undefined {
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_NAME_LENGTH || /[\x00-\x1f\x7f]/.test(value)) {
+    problems.push(`"name" must be a non-empty string of at most ${MAX_NAME_LENGTH} characters without control characters`);
+    return undefined;
+  }
+  // The name is printed where keys never are: it must not be one.
+  if (value === id || ids.has(value)) {
+    problems.push('"name" must not be a virtual key: names appear in metrics and on stderr, keys never do');
+    return undefined;
+  }
+  return value;
+}
 const TOP_FIELDS = ['virtual_keys'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'month', 'total'];
 
@@ -182,11 +219,17 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   if (names.length === 0) problems.push('"virtual_keys" is empty: define at least one virtual key');
 
   const supported = Object.keys(registry).join(', ');
+  const ids = new Set(names);
   const keys: VirtualKey[] = [];
+  let position = 0;
   for (const id of names) {
-    const where = `virtual key "${id}"`;
+    position++;
     const entry = entries[id];
     const before = problems.length;
+    const nameProblems: string[] = [];
+    const name = parseName(isRecord(entry) ? entry.name : undefined, id, ids, nameProblems);
+    const where = describeKey(id, name ?? null, position);
+    for (const problem of nameProblems) problems.push(`${where}: ${problem}`);
     if (id.trim() === '' || /[\s\x00-\x1f\x7f]/.test(id)) {
       problems.push(`${where}: a virtual key must be non-empty, without spaces or control characters (it travels in an HTTP header)`);
     }
@@ -217,11 +260,13 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);
 
-    if (provider === undefined || apiKeys === undefined || models === undefined || rateLimit === undefined || budget === undefined || problems.length > before) continue;
+    if (name === undefined || provider === undefined || apiKeys === undefined || models === undefined || rateLimit === undefined || budget === undefined || problems.length > before) continue;
     const base = typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl;
     const local = provider.answerLocally !== undefined;
     keys.push({
       id,
+      name: name ?? null,
+      label: name ?? digestLabel(id),
       digest: digest(id),
       provider,
       apiKeys,
@@ -234,6 +279,35 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   }
   if (problems.length > 0) throw new KeyFileError(file, problems);
   return keys;
+}
+
+/** Values copied from an example rather than a provider's console: `sk-...`, `sk-your-openai-key`, `<key>`, `${KEY}`. */
+const PLACEHOLDER = /\.\.\.|…|^<.*>$|^\$\{?[A-Za-z_]+\}?$|your[-_ ]?([a-z]+[-_ ])?(api[-_ ]?)?key|change[-_ ]?me|placeholder|replace[-_ ]?(me|this)|^(sk-(ant-)?)?x{6,}$/i;
+
+export function isPlaceholder(apiKey: string): boolean {
+  return PLACEHOLDER.test(apiKey);
+}
+
+/**
+ * What a valid keys file may still hold that will not work: placeholder keys left from the
+ * example, and an Anthropic base_url that already ends in /v1 (the gateway appends /v1/messages).
+ * `keys` are in file order (a valid file: every entry), so positions match the file.
+ */
+export function keyWarnings(keys: readonly VirtualKey[]): string[] {
+  const warnings: string[] = [];
+  keys.forEach((key, index) => {
+    const where = describeKey(key.id, key.name, index + 1);
+    const placeholders = key.apiKeys.filter(isPlaceholder).length;
+    if (placeholders > 0) {
+      // Nothing of the value is printed: a real key this misjudged must not reach stderr.
+      const which = key.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
+      warnings.push(`${where}: ${which} looks like a placeholder, not a real ${key.provider.name} key; its requests will fail until the keys file holds a real one`);
+    }
+    if (key.target !== null && /\/v1\/v1\//.test(key.target.url)) {
+      warnings.push(`${where}: requests go to ${key.target.url}: "base_url" already ends in /v1, and the gateway appends ${key.provider.chatPath}; drop the /v1`);
+    }
+  });
+  return warnings;
 }
 
 function lineAndColumn(text: string, position: number): string {

@@ -4,7 +4,7 @@
  * so a restart does not reset them). One `LimitState` is the authority: in the process itself,
  * or in the cluster primary for every worker, so a limit holds for the whole instance.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from './errors.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
@@ -102,6 +102,8 @@ export class BudgetStore {
   private readonly reserved = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
+  /** Usage changed since the last write. Nothing recorded, nothing written: no key with a budget, no file. */
+  private dirty = false;
 
   constructor(private readonly file: string | null) {}
 
@@ -153,6 +155,7 @@ export class BudgetStore {
     const usage = this.usage.get(digest);
     if (usage !== undefined && usage.period === id) usage.used += tokens;
     else this.usage.set(digest, { period: id, used: tokens });
+    this.dirty = true;
     this.timer ??= setTimeout(() => void this.save(), 1000);
   }
 
@@ -161,7 +164,8 @@ export class BudgetStore {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     const file = this.file;
-    if (file === null) return Promise.resolve();
+    if (file === null || !this.dirty) return this.writing;
+    this.dirty = false;
     const text = `${JSON.stringify({ version: 1, budgets: Object.fromEntries(this.usage) }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
       const temporary = `${file}.${process.pid}.tmp`;
@@ -177,6 +181,9 @@ export class BudgetStore {
         }
         await rename(temporary, file);
       } catch (err) {
+        // Tried again with the next change or at shutdown; a half-written temporary file is not left behind.
+        this.dirty = true;
+        await unlink(temporary).catch(() => {});
         warn(`cannot write the state file ${file} (${(err as Error).message}); budget usage since the last write would be lost at a restart`);
       }
     });

@@ -14,6 +14,8 @@ export interface LogEntry {
   request_id: string;
   /** The virtual key used; an unknown presented key is masked. */
   virtual_key: string | null;
+  /** The key's `name` from keys.json, else its digest label (as in metrics). */
+  key_name: string | null;
   provider: string | null;
   model: string | null;
   method: string;
@@ -35,6 +37,8 @@ export interface LogEntry {
   upstream: {
     status: number | null;
     request_id: string | null;
+    /** The URL of the last call (scheme, host, path). */
+    url?: string;
     api_key?: number;
     attempts?: UpstreamAttempt[];
   } | null;
@@ -43,6 +47,8 @@ export interface LogEntry {
 /** One call to the provider: which real key (its index, never its value), what came back, how long it took. */
 export interface UpstreamAttempt {
   api_key: number;
+  /** Where it went: scheme, host and path (never a query string or a key). */
+  url: string;
   status: number | null;
   /** The error code when no answer came (a connection failure). */
   error: string | null;
@@ -162,10 +168,16 @@ export abstract class QueuedWriter implements LogSink {
   }
 }
 
-/** Appends to a file created with mode 0600 (prompts are sensitive); reopens after a failure. */
+/**
+ * Appends to a file created with mode 0600 (prompts are sensitive); reopens after a failure. A
+ * write that fails part-way (a full disk) is cut back to the last complete entry before anything
+ * else is written, so the file stays a sequence of whole JSON documents.
+ */
 export class FileSink extends QueuedWriter {
   private handle: FileHandle | null = null;
   private reopening = false;
+  /** Where a torn write must be cut off (its file size before it), when that could not be done yet. */
+  private cutTo: number | null = null;
 
   constructor(private readonly path: string) {
     super('pretty');
@@ -200,23 +212,58 @@ export class FileSink extends QueuedWriter {
     return handle;
   }
 
+  /** Cuts a torn write off, if one is pending (true when the file ends with a whole entry again). */
+  private async repair(handle: FileHandle): Promise<boolean> {
+    if (this.cutTo === null) return true;
+    try {
+      await handle.truncate(this.cutTo);
+      this.cutTo = null;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * After a write that failed with `written` of its bytes in the file: where to cut. Measured
+   * then rather than tracked, so a file someone else truncated (logrotate's copytruncate) is
+   * never cut to a stale size. Null: nothing to cut (nothing written, or not a regular file).
+   */
+  private static async tearStart(handle: FileHandle, written: number): Promise<number | null> {
+    if (written === 0) return null;
+    try {
+      const stats = await handle.stat();
+      return stats.isFile() ? Math.max(0, stats.size - written) : null;
+    } catch {
+      return null;
+    }
+  }
+
   protected async output(data: Buffer): Promise<void> {
     if (this.reopening) {
       this.reopening = false;
       const old = this.handle;
       this.handle = null;
+      if (old !== null) await this.repair(old);
+      this.cutTo = null; // the rotated file is no longer ours to cut
       await old?.close().catch(() => {});
     }
     const handle = await this.ensureOpen();
+    // A tear that could not be cut off before (truncate failed too) must go before the next entry.
+    if (!(await this.repair(handle))) throw new Error(`cannot cut a partly written entry off the end of ${this.path}`);
+    let offset = 0;
     try {
-      let offset = 0;
       while (offset < data.length) {
         const { bytesWritten } = await handle.write(data, offset, data.length - offset);
         offset += bytesWritten;
       }
     } catch (err) {
-      this.handle = null;
-      await handle.close().catch(() => {});
+      this.cutTo = await FileSink.tearStart(handle, offset);
+      // Cut back to the last whole entry; kept open if that failed, to try again before the next write.
+      if (await this.repair(handle)) {
+        this.handle = null;
+        await handle.close().catch(() => {});
+      }
       throw err;
     }
   }

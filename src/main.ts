@@ -3,10 +3,10 @@
  * this process or, with GATEWAY_WORKERS > 1, in cluster workers coordinated by this one. No logic
  * of its own. Operational messages go to stderr; stdout carries only the interactions log.
  */
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster.js';
-import { createInstance, watchKeysFile } from './instance.js';
-import { KeyFileError, loadKeyFileText, type VirtualKey } from './keys.js';
+import { createInstance, listenFailure, watchKeysFile } from './instance.js';
+import { KeyFileError, keyWarnings, loadKeyFileText, type VirtualKey } from './keys.js';
 import { BudgetStore, LimitState, type Limiter } from './limits.js';
 import { createSinks, warn } from './log.js';
 import { createRegistry } from './providers/index.js';
@@ -38,6 +38,10 @@ async function main(): Promise<void> {
     if (err instanceof KeyFileError) fatal(`cannot start: ${err.message}`);
     throw err;
   }
+  for (const warning of keyWarnings(keys)) warn(warning);
+  if (config.metricsToken === null && !isLoopback(config.host)) {
+    warn('GET /metrics answers 403 on this address until METRICS_TOKEN is set (without one it is served only on a loopback GATEWAY_HOST)');
+  }
   const sinks = await createSinks(config);
   const budgets = new BudgetStore(config.stateFile);
   await budgets.load();
@@ -50,7 +54,7 @@ async function main(): Promise<void> {
   try {
     address = await instance.listen();
   } catch (err) {
-    fatal(`cannot listen on ${config.host ?? 'all interfaces'}:${config.port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    fatal(listenFailure(config, err));
   }
   const providers = [...new Set(keys.map((key) => key.provider.name))].sort().join(', ');
   warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${config.logFile ?? 'off'}`);

@@ -31,7 +31,7 @@ const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 
 /** Every metric the gateway exposes; the README lists the same names. */
 export const METRICS: Readonly<Record<string, Definition>> = {
-  llm_gateway_requests_total: { type: 'counter', help: 'Chat requests by provider, virtual key, model and response status.' },
+  llm_gateway_requests_total: { type: 'counter', help: 'Chat requests by provider, key name, model and response status.' },
   llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Chat request duration, from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
   llm_gateway_upstream_ttfb_seconds: { type: 'histogram', help: "Time from sending a request to the provider to its response headers.", buckets: LATENCY_BUCKETS },
   llm_gateway_overhead_seconds: { type: 'histogram', help: 'Time spent in the gateway itself, excluding the wait for the provider.', buckets: OVERHEAD_BUCKETS },
@@ -58,7 +58,8 @@ export function labelKey(labels: Labels): string {
 
 export interface RequestObservation {
   provider: string;
-  virtualKey: string;
+  /** The key's name or digest label (never the key itself). */
+  keyName: string;
   model: string;
   status: number;
   durationSeconds: number;
@@ -83,13 +84,13 @@ const SEP = '\u0001';
 
 /** Labels back from the raw key they were joined into (only when a series is new). */
 function splitModelLabels(raw: string): Labels {
-  const [provider = '', virtualKey = '', model = ''] = raw.split(SEP);
-  return { provider, virtual_key: virtualKey, model };
+  const [provider = '', keyName = '', model = ''] = raw.split(SEP);
+  return { provider, key_name: keyName, model };
 }
 
 function splitRequestLabels(raw: string): Labels {
-  const [provider = '', virtualKey = '', model = '', status = ''] = raw.split(SEP);
-  return { provider, virtual_key: virtualKey, model, status };
+  const [provider = '', keyName = '', model = '', status = ''] = raw.split(SEP);
+  return { provider, key_name: keyName, model, status };
 }
 
 export class Metrics {
@@ -136,9 +137,9 @@ export class Metrics {
 
   request(o: RequestObservation): void {
     const provider = o.provider;
-    // Virtual keys hold no control characters (validated); a client-chosen model name might.
+    // Key names hold no control characters (validated); a client-chosen model name might.
     const model = o.model.includes(SEP) ? o.model.replaceAll(SEP, ' ') : o.model;
-    const byModel = `${provider}${SEP}${o.virtualKey}${SEP}${model}`;
+    const byModel = `${provider}${SEP}${o.keyName}${SEP}${model}`;
     this.add('llm_gateway_requests_total', `${byModel}${SEP}${o.status}`, 1, splitRequestLabels);
     this.observe('llm_gateway_request_duration_seconds', provider, o.durationSeconds);
     this.observe('llm_gateway_overhead_seconds', provider, o.overheadSeconds);

@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Cancellation } from './cancel.js';
 import { handleChat, OVERHEAD_HEADER, type ChatDeps } from './chat.js';
+import { Connections, type Exchange } from './connections.js';
 import { handleModels } from './models.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { clientClosed, sendError, sendJson } from './http.js';
@@ -25,6 +26,10 @@ export interface ServerDeps extends ChatDeps {
   readonly inFlight: SlotList<Cancellation>;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | null;
+  /** Without a token, /metrics is served only by a gateway listening on a loopback address. */
+  readonly metricsOpen: boolean;
+  /** A client must send its request headers within this (Node's headersTimeout; also from connecting). */
+  readonly headersTimeoutMs: number;
   /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
   readonly renderMetrics: () => Promise<string>;
 }
@@ -57,8 +62,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   let active = 0;
   let lastRequestAt = performance.now();
   let idleWaiters: Array<() => void> = [];
-  // Sockets with a response in progress: a parse error on them must not write a second response.
-  const busySockets = new WeakSet<Socket>();
+  const connections = new Connections(deps.headersTimeoutMs);
 
   const chat: Handler = (req, res, context) => handleChat(req, res, context, deps);
   const stamp = (res: ServerResponse, context: RequestContext): void => {
@@ -81,6 +85,12 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     else sendJson(res, 200, '{"status":"ok"}');
   };
   const metrics: Handler = async (req, res, context) => {
+    if (deps.metricsToken === null && !deps.metricsOpen) {
+      // Key names, models and volumes are not for whoever reaches the port.
+      stamp(res, context);
+      sendError(res, new GatewayError(403, 'GET /metrics is served without a token only on a loopback address (GATEWAY_HOST=127.0.0.1); set METRICS_TOKEN to serve it here.', { code: 'metrics_token_required' }));
+      return;
+    }
     if (deps.metricsToken !== null && !safeEqual(req.headers.authorization ?? '', `Bearer ${deps.metricsToken}`)) {
       stamp(res, context);
       sendError(res, new GatewayError(401, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { code: 'invalid_metrics_token' }));
@@ -105,6 +115,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     ['/healthz', new Map([['GET', health]])],
     ['/metrics', new Map([['GET', metrics]])],
   ]);
+  /** Every route, for the 404 message (the chat routes, which take any method to log it, serve POST). */
+  const served = [...routes].flatMap(([path, methods]) => [...methods.keys()].map((method) => `${method === '*' ? 'POST' : method} ${path}`)).join(', ');
 
   const requestDone = (): void => {
     active--;
@@ -120,7 +132,9 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       // Above the usual load-balancer idle timeouts (nginx 60 s), so the gateway never closes a
       // connection its proxy is about to reuse.
       keepAliveTimeout: 65_000,
-      headersTimeout: 66_000,
+      headersTimeout: deps.headersTimeoutMs,
+      // Node checks that timeout every 30 s by default: a shorter one would be late by that much.
+      connectionsCheckingInterval: Math.min(30_000, Math.ceil(deps.headersTimeoutMs / 4)),
       noDelay: true,
     },
     (req, res) => {
@@ -130,23 +144,33 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       res.setHeader('x-request-id', context.id);
       if (draining) res.setHeader('connection', 'close');
       const socket = req.socket;
-      busySockets.add(socket);
       deps.inFlight.add(cancel);
       active++;
       // Done when the handler settled (its log entry is recorded) and the response is over.
       let parts = 2;
       const partDone = (): void => {
         if (--parts === 0) {
-          busySockets.delete(socket);
           deps.inFlight.delete(cancel);
           requestDone();
         }
       };
-      res.once('close', () => {
-        // The client went away before its response was complete: whatever serves it stops.
-        if (!res.writableFinished) cancel.cancel(clientClosed());
-        partDone();
-      });
+      let responseOver = false;
+      // Over when the response closes, or when its connection dies first: a response queued
+      // behind another on a pipelined connection never emits 'close' then.
+      const exchange: Exchange = {
+        req,
+        over: () => {
+          if (responseOver) return;
+          responseOver = true;
+          connections.untrack(socket, exchange);
+          // The client went away before its response was complete: whatever serves it stops.
+          if (!res.writableFinished) cancel.cancel(clientClosed());
+          partDone();
+        },
+        abandon: (error) => cancel.cancel(error),
+      };
+      connections.track(socket, exchange);
+      res.once('close', exchange.over);
 
       // CORS only where browsers have business: chat and models, never /metrics or /healthz.
       if (deps.corsOrigins.length > 0 && CORS_PATHS.has(context.path)) {
@@ -177,7 +201,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       if (handler === undefined) {
         const error =
           methods === undefined
-            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves POST /chat/completions, POST /v1/chat/completions and GET /v1/models.`, { code: 'not_found' })
+            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves ${served}.`, { code: 'not_found' })
             : new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${[...methods.keys()].join(', ')}.`, {
                 code: 'method_not_allowed',
                 headers: { allow: [...methods.keys()].join(', ') },
@@ -198,22 +222,9 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     },
   );
 
-  // Malformed HTTP from a client: answer 400/431 if the socket can take it, never crash.
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable || busySockets.has(socket)) {
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const body = JSON.stringify(
-      new GatewayError(status, status === 431 ? 'Request headers too large.' : 'Malformed HTTP request.', { code: status === 431 ? 'headers_too_large' : 'bad_http_request' }).toBody(),
-    );
-    const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-    socket.end(
-      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-        `x-request-id: ${randomUUID()}\r\nx-gateway-overhead-ms: 0.000\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
+  server.on('connection', (socket: Socket) => connections.accept(socket));
+  // Malformed HTTP or a headers timeout: answered (400, 431, 408) after the requests before it, never a crash.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => connections.clientError(err, socket));
 
   return {
     http: server,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { availableParallelism } from 'node:os';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, isLoopback, loadConfig } from '../src/config.js';
 
 describe('loadConfig', () => {
   it('has the documented defaults', () => {
@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       upstreamTimeoutMs: 600_000,
       upstreamIdleTimeoutMs: 300_000,
       metricsToken: null,
+      headersTimeoutMs: 66000,
       workers: 1,
       keysWatch: true,
       upstreamRetries: 2,
@@ -39,6 +40,7 @@ describe('loadConfig', () => {
       UPSTREAM_TIMEOUT_MS: '2000',
       UPSTREAM_IDLE_TIMEOUT_MS: '300',
       METRICS_TOKEN: 'scrape-me',
+      GATEWAY_HEADERS_TIMEOUT_MS: '5000',
       GATEWAY_WORKERS: '3',
       KEYS_WATCH: 'off',
       UPSTREAM_RETRIES: '0',
@@ -58,6 +60,7 @@ describe('loadConfig', () => {
       upstreamTimeoutMs: 2000,
       upstreamIdleTimeoutMs: 300,
       metricsToken: 'scrape-me',
+      headersTimeoutMs: 5000,
       workers: 3,
       keysWatch: false,
       upstreamRetries: 0,
@@ -81,5 +84,12 @@ describe('loadConfig', () => {
         return true;
       },
     );
+  });
+});
+
+describe('isLoopback', () => {
+  it('tells loopback listen addresses (where /metrics may go without a token) from the rest', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) assert.equal(isLoopback(host), true, host);
+    for (const host of [undefined, '0.0.0.0', '::', '10.0.0.5', '192.168.1.1', 'gateway.internal', '::ffff:10.0.0.1']) assert.equal(isLoopback(host), false, String(host));
   });
 });

@@ -4,7 +4,7 @@
  * models list and CORS.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -190,6 +190,22 @@ describe('token budget', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  it('a state file that cannot be written warns and leaves no temporary file behind', async () => {
+    const dir = tempDir();
+    // A folder where the file should be: the write succeeds, the rename over it fails.
+    mkdirSync(join(dir, 'state.json'));
+    const keys = { virtual_keys: { vk_budget: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, budget: { max_tokens: 1000, period: 'day' } } } };
+    const gateway = await startGateway({ keys, env: { LOG_CONSOLE: 'off', STATE_FILE: join(dir, 'state.json') } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_budget', ask())).status, 200);
+      await waitFor(() => /cannot write the state file/.test(gateway.stderr()), 'the failed write reported', 5000);
+      assert.deepEqual(readdirSync(dir), ['state.json'], 'no temporary file left after the periodic write');
+    } finally {
+      assert.equal(await gateway.stop(), 0);
+    }
+    assert.deepEqual(readdirSync(dir), ['state.json'], 'nor after the one at shutdown');
   });
 });
 

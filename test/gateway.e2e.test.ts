@@ -124,10 +124,14 @@ describe('DeepSeek', () => {
 });
 
 describe('gateway errors', () => {
-  it('404 for an unknown path, in the OpenAI error shape', async () => {
+  it('404 for an unknown path, in the OpenAI error shape, listing every route served', async () => {
     const reply = await request(gateway.url, '/v1/completions', { key: 'vk_openai', body: hello });
     assert.equal(reply.status, 404);
     assert.deepEqual(Object.keys(reply.json.error).sort(), ['code', 'message', 'param', 'type']);
+    assert.equal(
+      reply.json.error.message,
+      'Unknown path: POST /v1/completions. The gateway serves POST /chat/completions, POST /v1/chat/completions, GET /models, GET /v1/models, GET /healthz, GET /metrics.',
+    );
     assert.ok(reply.headers['x-request-id']);
   });
 

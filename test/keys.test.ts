@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { KeyFileError, KeyStore, loadKeyFile, parseKeyFile } from '../src/keys.js';
+import { KeyFileError, KeyStore, keyWarnings, loadKeyFile, parseKeyFile } from '../src/keys.js';
 import { providers } from '../src/providers/index.js';
 import { ROOT, tempDir } from './support/gateway.js';
 
@@ -49,9 +49,11 @@ describe('parseKeyFile', () => {
       b: 'https://api.deepseek.com/chat/completions',
       c: 'https://api.anthropic.com/v1/messages',
       d: 'http://127.0.0.1:9999/v1/chat/completions',
-      e: 'https://x.openai.azure.com/openai/v1/chat/completions?api-version=preview',
+      // Logged URLs leave the query string out (some providers take keys there); requests keep it.
+      e: 'https://x.openai.azure.com/openai/v1/chat/completions',
       f: null,
     });
+    assert.equal(keys.find((key) => key.id === 'e')?.target?.path, '/openai/v1/chat/completions?api-version=preview');
     const d = keys.find((key) => key.id === 'd');
     assert.deepEqual([d?.target?.https, d?.target?.hostname, d?.target?.port, d?.target?.path], [false, '127.0.0.1', 9999, '/v1/chat/completions']);
   });
@@ -67,41 +69,72 @@ describe('parseKeyFile', () => {
     assert.match(problems('{"virtual_keys": []}').join('\n'), /"virtual_keys" must be an object/);
   });
 
-  it('reports every problem, each naming its virtual key, not just the first', () => {
-    const found = problems(
-      JSON.stringify({
-        virtual_key: {},
-        virtual_keys: {
-          vk_typo: { provider: 'opena1', api_key: 'k' },
-          vk_empty: { provider: 'openai', api_key: '' },
-          vk_missing: { provider: 'deepseek' },
-          vk_url: { provider: 'openai', api_key: 'k', base_url: 'ftp://example.com' },
-          vk_url2: { provider: 'openai', api_key: 'k', base_url: 'not a url' },
-          vk_field: { provider: 'openai', api_kye: 'k', api_key: 'k' },
-          vk_noprovider: { api_key: 'k' },
-          vk_space: { provider: 'openai', api_key: ' sk-x ' },
-          vk_newline: { provider: 'openai', api_key: 'sk-x\r\nx-injected: 1' },
-          'vk with space': { provider: 'mock' },
-          vk_notobject: 'openai',
-        },
-      }),
-    );
+  it('reports every problem, each naming its key by name or by place and masked prefix, never in full', () => {
+    const entries: Record<string, unknown> = {
+      vk_typo_0000000000: { provider: 'opena1', api_key: 'k' },
+      vk_empty_000000000: { provider: 'openai', api_key: '' },
+      vk_missing_0000000: { provider: 'deepseek' },
+      vk_url_00000000000: { provider: 'openai', api_key: 'k', base_url: 'ftp://example.com' },
+      vk_url2_0000000000: { name: 'team-url', provider: 'openai', api_key: 'k', base_url: 'not a url' },
+      vk_field_000000000: { provider: 'openai', api_kye: 'k', api_key: 'k' },
+      vk_noprovider_0000: { api_key: 'k' },
+      vk_space_000000000: { provider: 'openai', api_key: ' sk-x ' },
+      vk_newline_0000000: { provider: 'openai', api_key: 'sk-x\r\nx-injected: 1' },
+      'vk with space 0000': { provider: 'mock' },
+      vk_notobject_00000: 'openai',
+      vk_badname_0000000: { name: '', provider: 'mock' },
+      vk_keyname_0000000: { name: 'vk_typo_0000000000', provider: 'mock' },
+    };
+    const found = problems(JSON.stringify({ virtual_key: {}, virtual_keys: entries }));
     const expectations: RegExp[] = [
       /unknown top-level field "virtual_key"/,
-      /virtual key "vk_typo": unknown provider "opena1" \(supported: openai, anthropic, deepseek, mock\)/,
-      /virtual key "vk_empty": "api_key" is empty/,
-      /virtual key "vk_missing": "api_key" is empty/,
-      /virtual key "vk_url": "base_url" must be an http:\/\/ or https:\/\/ URL/,
-      /virtual key "vk_url2": "base_url" is not a URL/,
-      /virtual key "vk_field": unknown field "api_kye"/,
-      /virtual key "vk_noprovider": "provider" is required \(supported: /,
-      /virtual key "vk_space": "api_key" has leading or trailing whitespace/,
-      /virtual key "vk_newline": "api_key" holds a control or non-ASCII character/,
-      /virtual key "vk with space": a virtual key must be non-empty, without spaces/,
-      /virtual key "vk_notobject": must be an object/,
+      /virtual key #1 \(vk_typ…\): unknown provider "opena1" \(supported: openai, anthropic, deepseek, mock\)/,
+      /virtual key #2 \(vk_emp…\): "api_key" is empty/,
+      /virtual key #3 \(vk_mis…\): "api_key" is empty/,
+      /virtual key #4 \(vk_url…\): "base_url" must be an http:\/\/ or https:\/\/ URL/,
+      /virtual key "team-url": "base_url" is not a URL/,
+      /virtual key #6 \(vk_fie…\): unknown field "api_kye"/,
+      /virtual key #7 \(vk_nop…\): "provider" is required \(supported: /,
+      /virtual key #8 \(vk_spa…\): "api_key" has leading or trailing whitespace/,
+      /virtual key #9 \(vk_new…\): "api_key" holds a control or non-ASCII character/,
+      /virtual key #10 \(vk wit…\): a virtual key must be non-empty, without spaces/,
+      /virtual key #11 \(vk_not…\): must be an object/,
+      /virtual key #12 \(vk_bad…\): "name" must be a non-empty string/,
+      /virtual key #13 \(vk_key…\): "name" must not be a virtual key/,
     ];
     for (const expected of expectations) assert.ok(found.some((problem) => expected.test(problem)), `missing ${expected} in:\n${found.join('\n')}`);
     assert.equal(found.length, expectations.length, found.join('\n'));
+    for (const id of Object.keys(entries)) assert.ok(!found.join('\n').includes(id), `${id} printed in full`);
+  });
+
+  it('labels a key by its name, else by a digest prefix that is not the key', () => {
+    const [named, unnamed] = parseKeyFile('{"virtual_keys":{"vk_named_key":{"name":"team-web","provider":"mock"},"vk_unnamed_key":{"provider":"mock"}}}', 'keys.json', providers);
+    assert.equal(named?.label, 'team-web');
+    assert.match(unnamed?.label ?? '', /^sha256:[0-9a-f]{12}$/);
+    assert.ok(!(unnamed?.label ?? '').includes('vk_unnamed_key'));
+  });
+
+  it('warns about placeholder keys and an anthropic base_url ending in /v1, naming the key without printing it', () => {
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          vk_example_openai: { provider: 'openai', api_key: 'sk-...' },
+          vk_example_anthropic: { name: 'claude-team', provider: 'anthropic', api_key: 'sk-ant-your-anthropic-key' },
+          vk_pool_of_keys: { provider: 'openai', api_keys: ['sk-proj-RealLookingKey0123456789', '<OPENAI_API_KEY>'] },
+          vk_real_openai: { provider: 'openai', api_key: 'sk-proj-AbCdEf0123456789AbCdEf0123456789' },
+          vk_doubled_v1: { provider: 'anthropic', api_key: 'sk-ant-api03-AbCdEf0123456789', base_url: 'https://api.anthropic.com/v1' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    const warnings = keyWarnings(keys);
+    assert.deepEqual(warnings, [
+      'virtual key #1 (vk_ex…): "api_key" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
+      'virtual key "claude-team": "api_key" looks like a placeholder, not a real anthropic key; its requests will fail until the keys file holds a real one',
+      'virtual key #3 (vk_po…): 1 of its "api_keys" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
+      'virtual key #5 (vk_d…): requests go to https://api.anthropic.com/v1/v1/messages: "base_url" already ends in /v1, and the gateway appends /v1/messages; drop the /v1',
+    ]);
   });
 
   it('lets the mock provider go without an api_key but not the others', () => {
@@ -120,7 +153,7 @@ describe('parseKeyFile', () => {
       assert.fail('expected an error');
     } catch (err) {
       assert.ok(err instanceof KeyFileError);
-      assert.match(err.message, /^my-keys\.json: 4 problems:\n {2}- virtual key "a"/);
+      assert.match(err.message, /^my-keys\.json: 4 problems:\n {2}- virtual key #1 \(…\)/);
     }
   });
 });

@@ -6,6 +6,7 @@ const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
   request_id: id,
   virtual_key: 'vk',
+  key_name: 'team',
   provider: 'mock',
   model: 'm',
   method: 'POST',

@@ -3,10 +3,10 @@
  * process reports it, and the promise that real keys never leave the gateway.
  */
 import assert from 'node:assert/strict';
-import { statSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseJsonStream, readLogFile, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { parseJsonStream, readLogFile, ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, closedPort, request, type Reply } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -49,11 +49,12 @@ describe('interactions log', () => {
     const id = String(reply.headers['x-request-id']);
     const entry = await waitForEntry(gateway.logFile, id);
     assert.deepEqual(Object.keys(entry), [
-      'timestamp', 'request_id', 'virtual_key', 'provider', 'model', 'method', 'path', 'status', 'duration_ms', 'stream', 'usage', 'request', 'response', 'upstream',
+      'timestamp', 'request_id', 'virtual_key', 'key_name', 'provider', 'model', 'method', 'path', 'status', 'duration_ms', 'stream', 'usage', 'request', 'response', 'upstream',
     ]);
     assert.ok(Math.abs(Date.parse(entry.timestamp) - Date.now()) < 60_000);
     assert.match(entry.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.equal(entry.virtual_key, 'vk_openai');
+    assert.match(entry.key_name, /^sha256:[0-9a-f]{12}$/);
     assert.equal(entry.provider, 'openai');
     assert.equal(entry.model, 'gpt-4o-mini');
     assert.equal(entry.method, 'POST');
@@ -66,6 +67,7 @@ describe('interactions log', () => {
     assert.deepEqual(entry.usage, reply.json.usage);
     assert.equal(entry.upstream.status, 200);
     assert.match(entry.upstream.request_id, /^req_/);
+    assert.equal(entry.upstream.url, `${openaiMock.baseUrl}/chat/completions`);
 
     assert.equal(statSync(gateway.logFile).mode & 0o777, 0o600);
     const text = readFileSync(gateway.logFile, 'utf8');
@@ -169,6 +171,39 @@ describe('log destinations', () => {
     } finally {
       await quiet.stop();
     }
+    // Not at shutdown either: with no budget there is no state to keep.
+    assert.deepEqual(readdirSync(quiet.dir), ['keys.json']);
+  });
+
+  it('a full disk never leaves a torn entry: a failed write is cut back to the last whole entry', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' }, fileSizeLimitKiB: 64 });
+    try {
+      const ask = async (size: number): Promise<string> => {
+        const reply = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(size) }] });
+        assert.equal(reply.status, 200);
+        return String(reply.headers['x-request-id']);
+      };
+      // About 25 KiB of entries (the mock echoes the message, so each entry holds it twice)...
+      const before: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        before.push(await ask(1000));
+        await waitForEntry(gw.logFile, before.at(-1) as string);
+      }
+      // ...then one that cannot fit: part of it is written before the limit stops the write.
+      const torn = await ask(40_000);
+      await waitFor(() => /cannot write the log/.test(gw.stderr()), 'the failed write reported');
+      // The next entry fits, and must follow a whole entry.
+      const after = await ask(1000);
+      await waitForEntry(gw.logFile, after);
+      const text = readFileSync(gw.logFile, 'utf8');
+      const entries = parseJsonStream(text) as Array<{ request_id: string }>;
+      assert.equal(entries.map((entry) => `${JSON.stringify(entry, null, 2)}\n`).join(''), text, 'the file is whole entries and nothing else');
+      assert.deepEqual(entries.map((entry) => entry.request_id), [...before, after]);
+      assert.ok(!entries.some((entry) => entry.request_id === torn));
+      assert.match(gw.stderr(), /works again/);
+    } finally {
+      await gw.stop();
+    }
   });
 
   it('a log file that cannot be written does not stop the gateway: it warns and keeps serving', async () => {
@@ -209,16 +244,20 @@ describe('start-up validation', () => {
     assert.match(result.stderr, /cp keys\.example\.json keys\.json/);
   });
 
-  it('an invalid keys file stops the gateway listing every problem with its key', async () => {
+  it('an invalid keys file stops the gateway listing every problem with its key (by name or place, never the key)', async () => {
     const dir = tempDir();
     const file = join(dir, 'keys.json');
-    writeFileSync(file, JSON.stringify({ virtual_keys: { vk_a: { provider: 'openai' }, vk_b: { provider: 'gemini', api_key: 'k' }, vk_c: { provider: 'mock', base_url: 'file:///etc' } } }));
+    writeFileSync(
+      file,
+      JSON.stringify({ virtual_keys: { vk_aaaaaaaa: { provider: 'openai' }, vk_bbbbbbbb: { name: 'team-b', provider: 'gemini', api_key: 'k' }, vk_cccccccc: { provider: 'mock', base_url: 'file:///etc' } } }),
+    );
     const result = await runGatewayUntilExit({ KEYS_FILE: file });
     assert.equal(result.code, 1);
     assert.match(result.stderr, new RegExp(`${file.replaceAll('/', '\\/')}: 3 problems`));
-    assert.match(result.stderr, /virtual key "vk_a": "api_key" is empty/);
-    assert.match(result.stderr, /virtual key "vk_b": unknown provider "gemini" \(supported: openai, anthropic, deepseek, mock\)/);
-    assert.match(result.stderr, /virtual key "vk_c": "base_url" must be an http/);
+    assert.match(result.stderr, /virtual key #1 \(vk_…\): "api_key" is empty/);
+    assert.match(result.stderr, /virtual key "team-b": unknown provider "gemini" \(supported: openai, anthropic, deepseek, mock\)/);
+    assert.match(result.stderr, /virtual key #3 \(vk_…\): "base_url" must be an http/);
+    assert.doesNotMatch(result.stderr, /vk_aaaaaaaa|vk_bbbbbbbb|vk_cccccccc/);
   });
 
   it('bad JSON and bad environment values stop it with exit 1', async () => {
@@ -233,12 +272,27 @@ describe('start-up validation', () => {
     assert.match(badEnv.stderr, /GATEWAY_PORT must be an integer/);
   });
 
-  it('a port already in use stops it with exit 1', async () => {
+  it('a port already in use stops it with exit 1 and one line naming GATEWAY_PORT, alone or with workers', async () => {
     const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
     try {
-      const result = await runGatewayUntilExit({ KEYS_FILE: gw.keysFile, GATEWAY_PORT: String(gw.port) });
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /EADDRINUSE/);
+      for (const workers of ['1', '2']) {
+        const result = await runGatewayUntilExit({ KEYS_FILE: gw.keysFile, GATEWAY_PORT: String(gw.port), GATEWAY_WORKERS: workers });
+        assert.equal(result.code, 1, workers);
+        assert.equal(result.stderr, `llm-gateway: cannot listen on 127.0.0.1:${gw.port}: the port is already in use (EADDRINUSE); stop what uses it or set GATEWAY_PORT to another port\n`, `GATEWAY_WORKERS=${workers}`);
+      }
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('warns at start about placeholder keys left from the example, naming the key but never printing it', async () => {
+    const gw = await startGateway({ keys: readFileSync(join(ROOT, 'keys.example.json'), 'utf8'), env: { LOG_CONSOLE: 'off' } });
+    try {
+      for (const [position, provider] of [[2, 'openai'], [3, 'anthropic'], [4, 'deepseek']] as const) {
+        assert.match(gw.stderr(), new RegExp(`virtual key #${position} \\(vk_use?…\\): "api_key" looks like a placeholder, not a real ${provider} key`));
+      }
+      assert.doesNotMatch(gw.stderr(), /vk_user|sk-your/);
+      assert.equal((await chat(gw.url, 'vk_demo', hello)).status, 200, 'the demo key still works');
     } finally {
       await gw.stop();
     }

@@ -4,7 +4,7 @@ import { labelKey, mergeSnapshots, Metrics, renderPrometheus, type RequestObserv
 
 const observation = (overrides: Partial<RequestObservation> = {}): RequestObservation => ({
   provider: 'openai',
-  virtualKey: 'vk_a',
+  keyName: 'team-a',
   model: 'gpt-4o',
   status: 200,
   durationSeconds: 0.3,
@@ -22,10 +22,10 @@ describe('metrics', () => {
     metrics.request(observation({ status: 429, durationSeconds: 0.02, overheadSeconds: 0.00003, promptTokens: 0, completionTokens: 0 }));
     const text = renderPrometheus(metrics.snapshot({ gauges: { llm_gateway_requests_in_flight: 3 }, counters: { llm_gateway_log_write_failures_total: 2 } }));
     assert.match(text, /^# TYPE llm_gateway_requests_total counter$/m);
-    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="200"\} 1$/m);
-    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="429"\} 1$/m);
-    assert.match(text, /^llm_gateway_prompt_tokens_total\{provider="openai",virtual_key="vk_a",model="gpt-4o"\} 10$/m);
-    assert.match(text, /^llm_gateway_completion_tokens_total\{provider="openai",virtual_key="vk_a",model="gpt-4o"\} 5$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="gpt-4o",status="200"\} 1$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="gpt-4o",status="429"\} 1$/m);
+    assert.match(text, /^llm_gateway_prompt_tokens_total\{provider="openai",key_name="team-a",model="gpt-4o"\} 10$/m);
+    assert.match(text, /^llm_gateway_completion_tokens_total\{provider="openai",key_name="team-a",model="gpt-4o"\} 5$/m);
     // Cumulative buckets: 0.02 s falls in le=0.025, 0.3 s in le=0.5.
     assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.01"\} 0$/m);
     assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="0.025"\} 1$/m);
@@ -55,8 +55,8 @@ describe('metrics', () => {
     b.keyReload('ok');
     const merged = mergeSnapshots([a.snapshot({ gauges: { llm_gateway_requests_in_flight: 1 } }), b.snapshot({ gauges: { llm_gateway_requests_in_flight: 2 } })]);
     const text = renderPrometheus(merged);
-    assert.match(text, /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="gpt-4o",status="200"\} 2$/m);
-    assert.match(text, /^llm_gateway_requests_total\{provider="anthropic",virtual_key="vk_a",model="claude",status="200"\} 1$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="gpt-4o",status="200"\} 2$/m);
+    assert.match(text, /^llm_gateway_requests_total\{provider="anthropic",key_name="team-a",model="claude",status="200"\} 1$/m);
     assert.match(text, /^llm_gateway_request_duration_seconds_count\{provider="openai"\} 2$/m);
     assert.match(text, /^llm_gateway_requests_in_flight 3$/m);
     assert.match(text, /^llm_gateway_key_reloads_total\{result="ok"\} 1$/m);
@@ -68,7 +68,7 @@ describe('metrics', () => {
     for (let i = 0; i < 5100; i++) metrics.request(observation({ model: `m${i}` }));
     const series = metrics.snapshot().counters.llm_gateway_requests_total ?? {};
     assert.equal(Object.keys(series).length, 5001);
-    assert.equal(series['provider="openai",virtual_key="vk_a",model="(other)",status="200"'], 100);
+    assert.equal(series['provider="openai",key_name="team-a",model="(other)",status="200"'], 100);
   });
 });
 
@@ -76,6 +76,6 @@ describe('metrics labels', () => {
   it('survive model names with control characters', () => {
     const metrics = new Metrics();
     metrics.request(observation({ model: 'a\u0001b' }));
-    assert.match(renderPrometheus(metrics.snapshot()), /^llm_gateway_requests_total\{provider="openai",virtual_key="vk_a",model="a b",status="200"\} 1$/m);
+    assert.match(renderPrometheus(metrics.snapshot()), /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="a b",status="200"\} 1$/m);
   });
 });

@@ -27,7 +27,7 @@ after(async () => {
 });
 
 function keysFor(extra: Record<string, unknown> = {}) {
-  return { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl }, vk_mock: { provider: 'mock' }, ...extra } };
+  return { virtual_keys: { vk_openai: { name: 'team-openai', provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl }, vk_mock: { provider: 'mock' }, ...extra } };
 }
 
 /** A stream that sends one chunk every `everyMs`, `count` times, then finishes. */
@@ -248,8 +248,8 @@ describe('with one gateway', () => {
     it('GET /metrics exposes requests, durations, overhead, upstream ttfb, tokens, in-flight, log failures and reloads', async () => {
       const before = await request(gateway.url, '/metrics', { method: 'GET' });
       const count = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}().*+?[\]\\|^$]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-      const okSeries = 'llm_gateway_requests_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini",status="200"}';
-      const tokens = 'llm_gateway_prompt_tokens_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini"}';
+      const okSeries = 'llm_gateway_requests_total{provider="openai",key_name="team-openai",model="gpt-4o-mini",status="200"}';
+      const tokens = 'llm_gateway_prompt_tokens_total{provider="openai",key_name="team-openai",model="gpt-4o-mini"}';
       for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200);
       const reply = await request(gateway.url, '/metrics', { method: 'GET' });
       assert.equal(reply.status, 200);
@@ -261,7 +261,7 @@ describe('with one gateway', () => {
         'llm_gateway_request_duration_seconds_bucket{provider="openai",le="+Inf"}',
         'llm_gateway_overhead_seconds_count{provider="openai"}',
         'llm_gateway_upstream_ttfb_seconds_count{provider="openai"}',
-        'llm_gateway_completion_tokens_total{provider="openai",virtual_key="vk_openai",model="gpt-4o-mini"}',
+        'llm_gateway_completion_tokens_total{provider="openai",key_name="team-openai",model="gpt-4o-mini"}',
         'llm_gateway_requests_in_flight',
         'llm_gateway_log_write_failures_total',
         'llm_gateway_virtual_keys',
@@ -275,7 +275,14 @@ describe('with one gateway', () => {
       assert.match(text, /# TYPE llm_gateway_key_reloads_total counter/);
       // Unauthenticated requests are counted without their (unbounded, untrusted) key or model.
       await chat(gateway.url, 'vk_who', hello);
-      assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",virtual_key="",model="",status="401"\} \d+/);
+      assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",key_name="",model="",status="401"\} \d+/);
+    });
+
+    it('GET /metrics never shows a virtual key: a named key by its name, an unnamed one by a digest prefix', async () => {
+      assert.equal((await chat(gateway.url, 'vk_mock', hello)).status, 200);
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      assert.match(text, /llm_gateway_requests_total\{provider="mock",key_name="sha256:[0-9a-f]{12}",model="gpt-4o-mini",status="200"\} \d+/);
+      assert.doesNotMatch(text, /vk_/, 'no virtual key anywhere in the metrics');
     });
   });
 });
@@ -335,6 +342,27 @@ describe('metrics token', () => {
       await gateway.stop();
     }
   });
+
+  it('without METRICS_TOKEN, a gateway listening beyond loopback refuses /metrics (403) and says so at start', async () => {
+    const open = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_HOST: '0.0.0.0' } });
+    try {
+      const refused = await request(open.url, '/metrics', { method: 'GET' });
+      assert.equal(refused.status, 403);
+      assert.equal(refused.json.error.code, 'metrics_token_required');
+      assert.doesNotMatch(refused.text, /llm_gateway_/);
+      assert.match(open.stderr(), /GET \/metrics answers 403 on this address until METRICS_TOKEN is set/);
+      assert.equal((await chat(open.url, 'vk_mock', hello)).status, 200, 'everything else is served');
+    } finally {
+      await open.stop();
+    }
+    const withToken = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_HOST: '0.0.0.0', METRICS_TOKEN: 'scrape-secret' } });
+    try {
+      assert.equal((await request(withToken.url, '/metrics', { method: 'GET', key: 'scrape-secret' })).status, 200);
+      assert.doesNotMatch(withToken.stderr(), /METRICS_TOKEN is set/);
+    } finally {
+      await withToken.stop();
+    }
+  });
 });
 
 describe('keys change without a restart', () => {
@@ -353,8 +381,8 @@ describe('keys change without a restart', () => {
       // An invalid file: the previous keys stay, every problem is reported.
       writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_a: { provider: 'nope' }, vk_b: { provider: 'openai' } } }));
       await waitFor(() => /keys NOT reloaded/.test(gateway.stderr()), 'a refusal message');
-      assert.match(gateway.stderr(), /virtual key "vk_a": unknown provider "nope"/);
-      assert.match(gateway.stderr(), /virtual key "vk_b": "api_key" is empty/);
+      assert.match(gateway.stderr(), /virtual key #1 \(v…\): unknown provider "nope"/);
+      assert.match(gateway.stderr(), /virtual key #2 \(v…\): "api_key" is empty/);
       assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 200, 'previous keys still work');
 
       // Replaced the way editors and deploy tools do it: a new file renamed over the old one.

@@ -30,6 +30,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Keep LOG_FILE unset (default) or set it; the default puts it in the temp folder. */
   logFile?: string;
+  /** The largest file the process may write, in KiB (RLIMIT_FSIZE): a disk that fills up. */
+  fileSizeLimitKiB?: number;
 }
 
 export function tempDir(): string {
@@ -41,7 +43,10 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
   const keysFile = join(dir, 'keys.json');
   writeFileSync(keysFile, typeof options.keys === 'string' ? options.keys : JSON.stringify(options.keys, null, 2));
   const logFile = options.logFile ?? join(dir, 'logs', 'llm_interactions.json');
-  const child = spawn(process.execPath, [MAIN], {
+  // Through bash's ulimit when the file size is limited (Node ignores SIGXFSZ, so writes past it fail with EFBIG).
+  const [command, args] =
+    options.fileSizeLimitKiB === undefined ? [process.execPath, [MAIN]] : ['bash', ['-c', `ulimit -f ${options.fileSizeLimitKiB} && exec "$0" "$@"`, process.execPath, MAIN]];
+  const child = spawn(command, args, {
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',
@@ -158,9 +163,9 @@ export async function waitForEntry(file: string, requestId: string, timeoutMs = 
   }
 }
 
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

@@ -1,0 +1,149 @@
+/**
+ * Client connections: the requests each one carries, and what happens when one misbehaves.
+ * Node's server leaves three gaps that a gateway facing the internet cannot:
+ * - a response queued behind another on a pipelined connection never emits 'close' when the
+ *   connection dies, so its request would never leave the in-flight count;
+ * - on a parse error the server's `clientError` hook gets only the socket: destroying it would
+ *   drop the good requests that came before the garbage;
+ * - a connection that never sends a byte is never closed (its headers timeout starts with the
+ *   first byte).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { clearDeadline, setDeadline, type Deadline } from './deadlines.js';
+import { GatewayError } from './errors.js';
+import { entryOf } from './openai-types.js';
+
+/** One request on a connection, from its arrival until its response is over. */
+export interface Exchange {
+  readonly req: IncomingMessage;
+  /** The response is over, or can no longer be: called once, by whichever comes first. */
+  over(): void;
+  /** The connection broke while this request's body was still arriving: it answers `error`. */
+  abandon(error: GatewayError): void;
+}
+
+/** After an error answer on a broken connection, the client gets this long to read it. */
+export const BAD_CONNECTION_GRACE_MS = 2000;
+
+function requestTimeout(): GatewayError {
+  return new GatewayError(408, 'The request headers did not arrive in time.', { code: 'request_timeout' });
+}
+
+/** A client's malformed HTTP → the error it is answered with (null: the client is gone, just close). */
+export function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
+  if (err.code === 'ECONNRESET') return null;
+  if (err.code === 'HPE_HEADER_OVERFLOW') return new GatewayError(431, 'Request headers too large.', { code: 'headers_too_large' });
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return requestTimeout();
+  return new GatewayError(400, 'Malformed HTTP request.', { code: 'bad_http_request' });
+}
+
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
+/** The error as a whole HTTP response, written straight to a socket Node's parser has given up on. */
+function rawAnswer(error: GatewayError): string {
+  const body = JSON.stringify(error.toBody());
+  return (
+    `HTTP/1.1 ${error.status} ${entryOf(REASONS, String(error.status)) ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `x-request-id: ${randomUUID()}\r\nx-gateway-overhead-ms: 0.000\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+class ClientConnection {
+  /** Requests whose response is not over, in arrival order. */
+  readonly open: Exchange[] = [];
+  /** A parse error, answered once the requests before it are. */
+  broken: GatewayError | null = null;
+  /** Closes a connection on which no request has begun (null once one has). */
+  firstRequest: Deadline | null;
+  private graceTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    headersTimeoutMs: number,
+  ) {
+    this.firstRequest = setDeadline(headersTimeoutMs, () => {
+      this.firstRequest = null;
+      this.fail(requestTimeout());
+    });
+    socket.once('close', () => this.closed());
+  }
+
+  add(exchange: Exchange): void {
+    if (this.firstRequest !== null) {
+      clearDeadline(this.firstRequest);
+      this.firstRequest = null;
+    }
+    this.open.push(exchange);
+  }
+
+  remove(exchange: Exchange): void {
+    const at = this.open.indexOf(exchange);
+    if (at !== -1) this.open.splice(at, 1);
+    if (this.open.length === 0 && this.broken !== null) this.answerBroken();
+  }
+
+  /**
+   * Malformed HTTP (or a timeout) on this connection. Nothing more is read from it; requests
+   * that arrived whole before the garbage are answered, in order; one whose body was still
+   * arriving answers the error itself; then the error is written and the connection closed.
+   */
+  fail(error: GatewayError | null): void {
+    if (error === null || !this.socket.writable) return void this.socket.destroy();
+    if (this.broken !== null) return; // Node reports each later read again: answered once
+    this.broken = error;
+    this.socket.pause();
+    for (const exchange of this.open.slice()) if (!exchange.req.complete) exchange.abandon(error);
+    if (this.open.length === 0) this.answerBroken();
+  }
+
+  private answerBroken(): void {
+    const socket = this.socket;
+    if (socket.writable && !socket.writableEnded) socket.end(rawAnswer(this.broken as GatewayError));
+    // A client that never closes its side, or keeps trickling, must not hold the socket.
+    this.graceTimer ??= setTimeout(() => socket.destroy(), BAD_CONNECTION_GRACE_MS).unref();
+  }
+
+  /** The socket is gone: every request still open on it is over, answered or not. */
+  private closed(): void {
+    if (this.firstRequest !== null) clearDeadline(this.firstRequest);
+    this.firstRequest = null;
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer);
+    for (const exchange of this.open.slice()) exchange.over();
+    this.open.length = 0;
+  }
+}
+
+/** Every client connection of one server. */
+export class Connections {
+  private readonly bySocket = new WeakMap<Socket, ClientConnection>();
+
+  constructor(private readonly headersTimeoutMs: number) {}
+
+  /** A new connection (the server's 'connection' event). */
+  accept(socket: Socket): void {
+    this.bySocket.set(socket, new ClientConnection(socket, this.headersTimeoutMs));
+  }
+
+  /** A request began on its connection; `exchange.over()` must end it (it removes itself). */
+  track(socket: Socket, exchange: Exchange): void {
+    this.bySocket.get(socket)?.add(exchange);
+  }
+
+  untrack(socket: Socket, exchange: Exchange): void {
+    this.bySocket.get(socket)?.remove(exchange);
+  }
+
+  /** The server's 'clientError' event. */
+  clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const connection = this.bySocket.get(socket);
+    const error = clientErrorOf(err);
+    if (connection === undefined) {
+      if (error !== null && socket.writable) socket.end(rawAnswer(error));
+      else socket.destroy();
+      return;
+    }
+    connection.fail(error);
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * Client connections as attackers and broken clients use them: pipelining, parse errors after
+ * good requests, clients that trickle headers, send nothing, or never close. Every request must
+ * leave the in-flight count, every good request gets its answer, and no socket is held for long.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { request } from './support/http.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-connectionsOPENAIkey-4242';
+const HEADERS_TIMEOUT_MS = 1000;
+const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] });
+const post = `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+let upstream: MockUpstream;
+let gateway: GatewayProcess;
+
+before(async () => {
+  upstream = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  gateway = await startGateway({
+    keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl } } },
+    env: { LOG_CONSOLE: 'off', GATEWAY_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS) },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await upstream?.close();
+});
+
+/** Requests in flight, not counting the scrape that asks. */
+async function inFlight(): Promise<number> {
+  const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+  return Number(/^llm_gateway_requests_in_flight (\d+)$/m.exec(text)?.[1]) - 1;
+}
+
+interface RawConnection {
+  readonly socket: net.Socket;
+  /** Everything received so far. */
+  text(): string;
+  /** Resolves with everything received once the connection is closed at both ends. */
+  readonly closed: Promise<string>;
+}
+
+function connect(): Promise<RawConnection> {
+  return new Promise((resolve) => {
+    // allowHalfOpen: like a client that never closes its side by itself (Node's default answers a FIN with its own).
+    const socket = net.connect({ port: gateway.port, host: '127.0.0.1', allowHalfOpen: true });
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.on('error', () => {});
+    const closed = new Promise<string>((done) => socket.on('close', () => done(text)));
+    socket.on('connect', () => {
+      const connection = { socket, text: () => text, closed };
+      // Accepted by the gateway's process, not just by the kernel's queue: then its release can be seen.
+      void waitFor(() => gatewayHolds(connection), 'the gateway to accept the connection').then(() => resolve(connection));
+    });
+  });
+}
+
+/**
+ * Whether the gateway process still holds its side of this connection. A socket the process has
+ * closed may linger in the kernel (FIN-WAIT-2) but belongs to no file descriptor: /proc shows it
+ * with inode 0. Checked this way because a client that never closes its own side sees nothing.
+ */
+function gatewayHolds(connection: RawConnection): boolean {
+  const hex = (port: number): string => port.toString(16).toUpperCase().padStart(4, '0');
+  const local = `:${hex(gateway.port)}`;
+  const remote = `:${hex(connection.socket.localPort as number)}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1]?.endsWith(local) && fields[2]?.endsWith(remote)) return fields[9] !== '0';
+  }
+  return false;
+}
+
+/** The gateway lets go of the connection within `ms` (a generous bound: this is about never, not speed). */
+async function releasedWithin(connection: RawConnection, ms: number): Promise<string> {
+  let closed = false;
+  let ended = false;
+  void connection.closed.then(() => (closed = true));
+  connection.socket.once('end', () => (ended = true));
+  try {
+    // Let go of, and everything it sent read (its FIN came after it).
+    await waitFor(() => closed || (ended && !gatewayHolds(connection)), `the gateway to let go of the connection; received: ${JSON.stringify(connection.text())}`, ms);
+    return connection.text();
+  } finally {
+    connection.socket.destroy();
+  }
+}
+
+function slowUpstream(ms: number): void {
+  upstream.behave(async () => {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return false;
+  });
+}
+
+function statuses(text: string): number[] {
+  return [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
+}
+
+describe('pipelined requests', () => {
+  it('leave the in-flight count when the client resets the connection while one waits behind another', async () => {
+    slowUpstream(300);
+    try {
+      const connection = await connect();
+      connection.socket.write(post + post);
+      await waitFor(async () => (await inFlight()) === 2, 'both requests in flight');
+      connection.socket.resetAndDestroy();
+      await waitFor(async () => (await inFlight()) === 0, 'no request left in flight');
+    } finally {
+      upstream.behave(null);
+    }
+  });
+
+  it('a parse error after good requests: each is answered in order, then the 400, and nothing stays in flight', async () => {
+    slowUpstream(200);
+    try {
+      const connection = await connect();
+      connection.socket.write(`${post}${post}GARBAGE\r\n\r\n`);
+      const text = await releasedWithin(connection, 10_000);
+      assert.deepEqual(statuses(text), [200, 200, 400]);
+      // Logged as answered, not as a client that went away.
+      for (const id of [...text.matchAll(/x-request-id: (\S+)\r\n[\s\S]*?\r\n\r\n\{"id"/g)].map((match) => match[1] as string)) {
+        assert.equal((await waitForEntry(gateway.logFile, id)).status, 200);
+      }
+      assert.equal(await inFlight(), 0);
+    } finally {
+      upstream.behave(null);
+    }
+  });
+
+  it('a body cut by garbage answers 400 itself, logged as 400, and the connection closes', async () => {
+    const connection = await connect();
+    // Chunked body whose chunk size line is not hexadecimal.
+    connection.socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{"mod\r\nZZZ\r\n');
+    const text = await releasedWithin(connection, 10_000);
+    assert.deepEqual(statuses(text), [400]);
+    const id = /x-request-id: (\S+)/.exec(text)?.[1] as string;
+    const entry = await waitForEntry(gateway.logFile, id);
+    assert.equal(entry.status, 400);
+    assert.equal(entry.error.code, 'bad_http_request');
+    assert.equal(await inFlight(), 0);
+  });
+});
+
+describe('slow and broken clients', () => {
+  it('headers that trickle past the headers timeout get 408, and the connection is closed though the client keeps sending', async () => {
+    const connection = await connect();
+    connection.socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n');
+    const trickle = setInterval(() => connection.socket.write('x'), 100);
+    try {
+      const text = await releasedWithin(connection, 10_000);
+      assert.deepEqual(statuses(text), [408]);
+      assert.match(text, /"code":"request_timeout"/);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('a connection that never sends a byte is closed after the headers timeout', async () => {
+    const connection = await connect();
+    const text = await releasedWithin(connection, 10_000);
+    assert.deepEqual(statuses(text), [408]);
+  });
+
+  it('a client that sent garbage and never closes its side does not keep the socket', async () => {
+    const connection = await connect();
+    connection.socket.write('BLAH /\r\n\r\n');
+    const text = await releasedWithin(connection, 10_000);
+    assert.deepEqual(statuses(text), [400]);
+  });
+
+  it('a good request on a fresh connection is not cut by the first-request timer', async () => {
+    slowUpstream(HEADERS_TIMEOUT_MS + 500);
+    try {
+      const connection = await connect();
+      connection.socket.write(post);
+      await waitFor(() => connection.text().includes('"object":"chat.completion"'), 'the answer', 10_000);
+      assert.deepEqual(statuses(connection.text()), [200]);
+      connection.socket.destroy();
+    } finally {
+      upstream.behave(null);
+    }
+  });
+});
