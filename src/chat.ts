@@ -11,8 +11,8 @@ import { authenticate } from './auth.js';
 import { parseChatRequest } from './chat-request.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { readBody, sendError, sendJson } from './http.js';
-import { Interaction, maskKey, type RequestContext } from './interaction.js';
-import type { KeyStore, VirtualKey } from './keys.js';
+import { Interaction, type RequestContext } from './interaction.js';
+import { maskKey, type KeyStore, type VirtualKey } from './keys.js';
 import { admissionError, limitsOf, type Limiter } from './limits.js';
 import type { InteractionLog } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -20,7 +20,7 @@ import type { ChatRequest } from './openai-types.js';
 import { callProvider } from './provider-call.js';
 import { relayStream } from './stream-relay.js';
 import { readAll } from './upstream.js';
-import { upstreamError } from './upstream-error.js';
+import { redactKey, upstreamError } from './upstream-error.js';
 
 export interface ChatDeps {
   readonly keys: KeyStore;
@@ -71,6 +71,7 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       if (key === null && seen.presented !== null) interaction.virtualKey = maskKey(seen.presented);
     }
     interaction.virtualKey = key.id;
+    interaction.keyName = key.label;
     interaction.authenticated = true;
     interaction.provider = key.provider.name;
     interaction.severalKeys = key.apiKeys.length > 1;
@@ -106,18 +107,18 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       maxDelayMs: deps.upstreamRetryMaxDelayMs,
       timeoutMs: deps.upstreamTimeoutMs,
     });
-    interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now());
+    interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.apiKeys);
     if (upstream.status < 200 || upstream.status > 299) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstreamIdleTimeoutMs });
       interaction.upstreamEndedAt = performance.now();
-      throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys);
+      throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys, key.target?.url);
     }
     if (interaction.stream) {
       if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
         upstream.abort();
         throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
           code: 'upstream_invalid_response',
-          logDetail: `content-type: ${String(upstream.headers['content-type'])}`,
+          logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, key.apiKeys),
         });
       }
       const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request), assemble: deps.log.enabled });
@@ -160,7 +161,7 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
     if (key !== null && reserved >= 0) {
       const usage = interaction.usage;
       let used = 0;
-      if (usage !== null) used = (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0);
+      if (usage !== null) used = tokenCount(usage.prompt_tokens) + tokenCount(usage.completion_tokens);
       else if (interaction.upstreamStartedAt !== null) used = promptEstimate + interaction.streamedEvents;
       deps.limiter.record(limitsOf(key), used, reserved);
     }
@@ -168,6 +169,11 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
     deps.metrics.request(interaction.observation(now));
     if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
   }
+}
+
+/** A token count from a provider's usage: anything but a non-negative finite number counts as 0. */
+function tokenCount(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
 }
 
 function requestedMaxTokens(request: ChatRequest): number {

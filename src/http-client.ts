@@ -68,6 +68,8 @@ const CRLF_CRLF = Buffer.from('\r\n\r\n');
 const LF_LF = Buffer.from('\n\n');
 /** Informational (1xx) responses tolerated before the real one. */
 const MAX_INFORMATIONAL = 16;
+/** The informational statuses a request may get before its answer: Continue, Processing, Early Hints. */
+const INFORMATIONAL: ReadonlySet<number> = new Set([100, 102, 103]);
 /** Header values travel inside the request head: a line break would start a header of its own. */
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
@@ -165,7 +167,12 @@ class Exchange {
       const parsed = parseHead(head.toString('latin1', 0, end));
       if (parsed === null) return this.fail(failure('HPE_INVALID_RESPONSE', 'the response is not valid HTTP/1.1'));
       const rest = end + 4;
-      if (parsed.status >= 200 || parsed.status === 101) return this.startBody(parsed, head, rest);
+      // A status no provider can mean (000, 101 to a request that asked no upgrade, 199, 600)
+      // fails now: waiting for a body it never frames would last until a timeout.
+      if (parsed.status < 100 || parsed.status > 599 || (parsed.status < 200 && !INFORMATIONAL.has(parsed.status))) {
+        return this.fail(failure('HPE_INVALID_STATUS', `the response status ${String(parsed.status).padStart(3, '0')} is not one a request can get`));
+      }
+      if (parsed.status >= 200) return this.startBody(parsed, head, rest);
       if (++this.informational > MAX_INFORMATIONAL) return this.fail(failure('HPE_INVALID_RESPONSE', 'too many informational responses'));
       head = head.subarray(rest);
       from = 0;
@@ -218,7 +225,7 @@ class Exchange {
     const gathered = this.gathered;
     if (gathered.length === 0) return;
     const piece = gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered);
-    gathered.length = 0; // emptied, not replaced: see "Memory" in README's Performance section
+    gathered.length = 0; // emptied, not replaced: see "Memory" in docs/performance.md
     this.push(piece);
   }
 
@@ -476,7 +483,9 @@ export function encodeRequest(request: ClientRequest): Buffer {
     if (!PATH.test(request.path)) throw new TypeError('The request path holds characters that must be escaped.');
     remember(request.path);
   }
-  let head = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.port === defaultPort ? host : `${host}:${request.port}`}\r\nconnection: keep-alive\r\n`;
+  // accept-encoding: identity, because the gateway reads (and relays) bodies as they come: a
+  // compressed answer would be bytes it cannot parse.
+  let head = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.port === defaultPort ? host : `${host}:${request.port}`}\r\nconnection: keep-alive\r\naccept-encoding: identity\r\n`;
   for (const name in request.headers) {
     if (!checked.has(name)) {
       if (!TOKEN.test(name)) throw new TypeError(`The header name ${JSON.stringify(name)} is not a valid token.`);

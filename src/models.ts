@@ -12,7 +12,7 @@ import { pickKey, reportStatus } from './key-pool.js';
 import type { KeyStore, VirtualKey } from './keys.js';
 import type { ModelList } from './providers/types.js';
 import { readAll, sendUpstream } from './upstream.js';
-import { upstreamError } from './upstream-error.js';
+import { redactDeep, upstreamError } from './upstream-error.js';
 
 export interface ModelsDeps {
   readonly keys: KeyStore;
@@ -36,8 +36,9 @@ async function providerModels(key: VirtualKey, context: RequestContext, deps: Mo
   reportStatus(key, index, upstream.status, null);
   const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: upstream.status >= 300, cancel: context.cancel, idleMs: deps.upstreamIdleTimeoutMs });
   timing.upstreamMs = performance.now() - started;
-  if (upstream.status < 200 || upstream.status > 299) throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys);
-  return provider.translateModels(body);
+  if (upstream.status < 200 || upstream.status > 299) throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys, key.modelsTarget?.url);
+  // A provider's list goes to the client: every string in it is scrubbed like its errors.
+  return redactDeep(provider.translateModels(body), key.apiKeys) as ModelList;
 }
 
 export async function listModels(key: VirtualKey, context: RequestContext, deps: ModelsDeps, timing = { upstreamMs: 0 }): Promise<ModelList> {

@@ -68,6 +68,7 @@ export async function callProvider(key: VirtualKey, request: ChatRequest, raw: B
     interaction.upstreamStartedAt = performance.now();
     return { upstream: provider.answerLocally(request), apiKey: '' };
   }
+  const target = key.target as NonNullable<VirtualKey['target']>;
   let call: UpstreamCall | null = null;
   let callKey = -1;
   for (let attempt = 0; ; attempt++) {
@@ -82,10 +83,10 @@ export async function callProvider(key: VirtualKey, request: ChatRequest, raw: B
     const lastChance = attempt >= policy.retries;
     let upstream: UpstreamResponse;
     try {
-      upstream = await sendUpstream(key.target as NonNullable<VirtualKey['target']>, call, cancel, policy.timeoutMs);
+      upstream = await sendUpstream(target, call, cancel, policy.timeoutMs);
     } catch (err) {
       const error = toGatewayError(err);
-      interaction.attempts.push({ api_key: index, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
+      interaction.attempts.push({ api_key: index, url: target.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
       // Only a failure in which nothing reached the provider is tried again (never a reset after
       // the request was written: it may have been processed and billed).
       if (!error.retryable || lastChance || cancel.cancelled) throw err;
@@ -95,9 +96,9 @@ export async function callProvider(key: VirtualKey, request: ChatRequest, raw: B
     const status = upstream.status;
     const retryAfter = retryAfterMs(upstream.headers);
     const elapsed = Math.round(performance.now() - started);
-    if (upstream.resent === true) interaction.attempts.push({ api_key: index, status: null, error: 'stale_connection', duration_ms: elapsed });
+    if (upstream.resent === true) interaction.attempts.push({ api_key: index, url: target.url, status: null, error: 'stale_connection', duration_ms: elapsed });
     reportStatus(key, index, status, retryAfter);
-    interaction.attempts.push({ api_key: index, status, error: null, duration_ms: elapsed });
+    interaction.attempts.push({ api_key: index, url: target.url, status, error: null, duration_ms: elapsed });
     // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
     // (the provider did not process the request), whatever its retry-after says.
     const handOver = (status === 429 || status === 401 || status === 403) && otherKeyAvailable(key, index);

@@ -133,7 +133,7 @@ export function relayStream(
       if (pieces.length === 0) return tail;
       if (tail !== '') pieces.push(tail);
       const whole = pieces.length === 1 ? (pieces[0] as string | Buffer) : Buffer.concat(pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
-      pieces.length = 0; // emptied, not replaced: see "Memory" in README's Performance section
+      pieces.length = 0; // emptied, not replaced: see "Memory" in docs/performance.md
       return whole;
     };
     const send = (data: string | Buffer): void => {

@@ -56,11 +56,55 @@ export function redactKey(text: string, apiKeys: string | readonly string[]): st
   return clean.replace(MASKED_KEY, '[redacted]');
 }
 
-/** The same error with the real key scrubbed from its message (mid-stream errors come from upstreams). */
+/** Deeper than this, a provider's JSON is not a model list or an error: left out, not walked. */
+const MAX_REDACT_DEPTH = 64;
+
+/** A copy of parsed JSON with the real key scrubbed from every string in it, names included. */
+export function redactDeep(value: unknown, apiKeys: string | readonly string[], depth = 0): unknown {
+  if (typeof value === 'string') return redactKey(value, apiKeys);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth >= MAX_REDACT_DEPTH) return '[omitted: nested too deeply]';
+  if (Array.isArray(value)) return value.map((item: unknown) => redactDeep(item, apiKeys, depth + 1));
+  const copy: Record<string, unknown> = {};
+  for (const [name, item] of Object.entries(value)) copy[redactKey(name, apiKeys)] = redactDeep(item, apiKeys, depth + 1);
+  return copy;
+}
+
+function redactOrNull(text: string | null, apiKeys: string | readonly string[]): string | null {
+  return text === null ? null : redactKey(text, apiKeys);
+}
+
+/** Every string a provider's error carries, scrubbed: what reaches a client or a log is only these. */
+function redactInfo(info: UpstreamErrorInfo, apiKeys: string | readonly string[]): UpstreamErrorInfo {
+  return {
+    message: redactOrNull(info.message, apiKeys),
+    type: redactOrNull(info.type, apiKeys),
+    code: redactOrNull(info.code, apiKeys),
+    param: redactOrNull(info.param, apiKeys),
+  };
+}
+
+/**
+ * The same error with the real key scrubbed from every string it carries (mid-stream errors
+ * come from upstreams, in every field): message, type, code, param, headers and the log detail.
+ */
 export function redactError(error: GatewayError, apiKeys: string | readonly string[]): GatewayError {
-  const message = redactKey(error.message, apiKeys);
-  if (message === error.message) return error;
-  return new GatewayError(error.status, message, { type: error.type, code: error.code, param: error.param, logDetail: error.logDetail });
+  const scrub = (text: string): string => redactKey(text, apiKeys);
+  let headers: Record<string, string> | undefined;
+  if (error.headers !== undefined) {
+    headers = {};
+    for (const name in error.headers) headers[name] = scrub(error.headers[name] as string);
+  }
+  const message = scrub(error.message);
+  const type = scrub(error.type);
+  const code = redactOrNull(error.code, apiKeys);
+  const param = redactOrNull(error.param, apiKeys);
+  const logDetail = error.logDetail === undefined ? undefined : scrub(error.logDetail);
+  const same =
+    message === error.message && type === error.type && code === error.code && param === error.param && logDetail === error.logDetail &&
+    (headers === undefined || Object.keys(headers).every((name) => headers[name] === error.headers?.[name]));
+  if (same) return error;
+  return new GatewayError(error.status, message, { type, code, param, logDetail, ...(headers === undefined ? {} : { headers }), retryable: error.retryable });
 }
 
 const PASSED_HEADERS = ['retry-after', 'retry-after-ms'] as const;
@@ -70,31 +114,34 @@ const PASSED_HEADERS = ['retry-after', 'retry-after-ms'] as const;
  * the operator's problem, not the client's: 500 `provider_auth_failed`, without the upstream
  * message (which echoes part of the key).
  */
-export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string | readonly string[]): GatewayError {
-  const info = parseUpstreamError(body);
-  const upstreamSays = info.message === null ? '' : redactKey(info.message, apiKey);
+export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string | readonly string[], url?: string): GatewayError {
+  const info = redactInfo(parseUpstreamError(body), apiKey);
+  const upstreamSays = info.message ?? '';
+  const from = url === undefined ? '' : ` from ${url}`;
   if (status === 401 || status === 403) {
     return new GatewayError(
       500,
       `The provider rejected the gateway's API key for this virtual key (upstream status ${status}). The gateway operator must fix the key in the keys file.`,
-      { type: 'server_error', code: 'provider_auth_failed', logDetail: `upstream ${status}: ${upstreamSays || '(no message)'}` },
+      { type: 'server_error', code: 'provider_auth_failed', logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}` },
     );
   }
   if (status < 400 || status > 599) {
     return new GatewayError(502, `The provider answered with an unexpected status ${status}.`, {
       code: 'upstream_bad_status',
-      logDetail: upstreamSays,
+      logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}`,
     });
   }
   const passed: Record<string, string> = {};
   for (const name of PASSED_HEADERS) {
     const value = headers[name];
-    if (typeof value === 'string') passed[name] = value;
+    if (typeof value === 'string') passed[name] = redactKey(value, apiKey);
   }
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),
     code: info.code,
     param: info.param,
     headers: passed,
+    // Which URL answered: a bare 404 from a base_url with a doubled /v1 says nothing else.
+    logDetail: `upstream ${status}${from}`,
   });
 }

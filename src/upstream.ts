@@ -19,7 +19,7 @@ export interface UpstreamTarget {
   readonly port: number;
   /** Path and query, e.g. `/v1/chat/completions` or `/openai/v1/chat/completions?api-version=…`. */
   readonly path: string;
-  /** The full URL, for operators' logs. Contains no secret: keys travel in headers. */
+  /** Scheme, host and path, for operators' logs: no query string (some providers take keys there). */
   readonly url: string;
 }
 
@@ -33,7 +33,7 @@ export function resolveTarget(baseUrl: string, chatPath: string): UpstreamTarget
     hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
     port: url.port === '' ? (isHttps ? 443 : 80) : Number(url.port),
     path: url.pathname + url.search,
-    url: url.toString(),
+    url: `${url.protocol}//${url.host}${url.pathname}`,
   };
 }
 
@@ -64,6 +64,19 @@ function unreachable(target: UpstreamTarget, err: NodeJS.ErrnoException): Gatewa
     logDetail: `${target.https ? 'https' : 'http'}://${target.hostname}:${target.port}: ${err.message}`,
     // A reset after the request was written may have been processed (and billed): not retried.
     retryable: NOTHING_SENT.has(err.code ?? ''),
+  });
+}
+
+/** The provider answered, with a status no request can get (000, 101, 199, 600). */
+function badStatus(target: UpstreamTarget, err: NodeJS.ErrnoException): GatewayError {
+  return new GatewayError(502, 'The provider answered with an impossible HTTP status.', { code: 'upstream_bad_status', logDetail: `${target.url}: ${err.message}` });
+}
+
+/** The gateway asks for no content coding (accept-encoding: identity); a provider that compresses anyway cannot be read. */
+function compressed(target: UpstreamTarget, encoding: string): GatewayError {
+  return new GatewayError(502, 'The provider sent a compressed answer the gateway cannot read.', {
+    code: 'upstream_invalid_response',
+    logDetail: `${target.url}: content-encoding ${encoding.slice(0, 100)} although the request said accept-encoding: identity`,
   });
 }
 
@@ -113,6 +126,11 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
       const sent = call(request, {
         onResponse: (response) => {
           if (!settle()) return void sent.abort();
+          const encoding = response.headers['content-encoding'];
+          if (encoding !== undefined && !/^\s*identity\s*$/i.test(String(encoding))) {
+            sent.abort();
+            return reject(compressed(target, String(encoding)));
+          }
           resolve({ status: response.status, headers: response.headers, body: response.body, resent: retried, abort: () => sent.abort() });
         },
         onError: ({ error, reused, answered, elapsedMs }) => {
@@ -122,7 +140,7 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
           // after any byte of an answer, may come from a provider that was working on the
           // request (and billing it): never resent.
           if (!retried && reused && !answered && elapsedMs < STALE_RESEND_WINDOW_MS && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
-          if (settle()) reject(unreachable(target, error));
+          if (settle()) reject(error.code === 'HPE_INVALID_STATUS' ? badStatus(target, error) : unreachable(target, error));
         },
       }, retried);
       current = sent;

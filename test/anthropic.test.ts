@@ -305,6 +305,18 @@ describe('anthropic request: parameters', () => {
     assert.doesNotThrow(() => translate({ messages: [user('x')], logprobs: false, response_format: { type: 'text' }, modalities: ['text'], seed: null, stop: null }));
     rejects({ messages: [user('x')], temprature: 0.2 }, /Parameter "temprature" is not supported/, 'temprature');
   });
+
+  it("refuses names of Object.prototype's members like any unknown parameter (the table has own entries only)", () => {
+    for (const param of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf', '__proto__', '__defineGetter__']) {
+      // JSON.parse makes "__proto__" an own property, as a client's body does.
+      const request = JSON.parse(`{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}],${JSON.stringify(param)}:1}`) as ChatRequest;
+      assert.throws(
+        () => toAnthropicRequest(request, { defaultMaxTokens: 4096 }),
+        (err: unknown) => err instanceof GatewayError && err.status === 400 && err.code === 'unsupported_parameter' && err.param === param,
+        param,
+      );
+    }
+  });
 });
 
 describe('anthropic response', () => {
@@ -360,6 +372,8 @@ describe('anthropic response', () => {
     for (const [reason, expected] of Object.entries(FINISH_REASONS)) assert.equal(toChatCompletion(message([{ type: 'text', text: 'x' }], reason), 1).choices[0]?.finish_reason, expected);
     assert.equal(finishReason('something_new'), 'stop');
     assert.equal(finishReason(null), null);
+    // A provider's value never finds Object.prototype's members.
+    for (const reason of ['constructor', 'toString', '__proto__']) assert.equal(finishReason(reason), 'stop', reason);
   });
 
   it('usage: prompt_tokens includes cache creation and cache reads; cached_tokens = cache reads', () => {
@@ -494,6 +508,10 @@ describe('anthropic stream', () => {
     assert.deepEqual(out.error.toBody(), { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: 'overloaded_error' } });
     const [junk] = translator.event({ event: undefined, data: 'not json' });
     assert.ok(junk?.kind === 'error' && junk.error.code === 'upstream_invalid_response');
+    // An error type named like an Object.prototype member is an unknown type: 502, not a function as a status.
+    const [odd] = translator.event({ event: 'error', data: '{"type":"error","error":{"type":"constructor","message":"?"}}' });
+    assert.ok(odd?.kind === 'error');
+    assert.equal(odd.error.status, 502);
   });
 
   it('ignores ping and unknown events', () => {

@@ -381,7 +381,7 @@ describe('http client: the request', () => {
     const bytes = encodeRequest(requestTo(8443, { https: true, hostname: 'api.example.com' })).toString('latin1');
     assert.equal(
       bytes,
-      'POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com:8443\r\nconnection: keep-alive\r\nauthorization: Bearer sk-test\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}',
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com:8443\r\nconnection: keep-alive\r\naccept-encoding: identity\r\nauthorization: Bearer sk-test\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}',
     );
     assert.match(encodeRequest(requestTo(443, { https: true, hostname: 'api.example.com', method: 'GET', body: null })).toString('latin1'), /^GET \/v1\/chat\/completions HTTP\/1\.1\r\nhost: api\.example\.com\r\n(?:(?!content-length).)*\r\n\r\n$/s);
     assert.match(encodeRequest(requestTo(80, { hostname: '::1' })).toString('latin1'), /\r\nhost: \[::1\]\r\n/);

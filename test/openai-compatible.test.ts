@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { GatewayError } from '../src/errors.js';
 import type { ChatRequest } from '../src/openai-types.js';
 import { flattenTextParts, deepseek } from '../src/providers/deepseek.js';
-import { extractUsage, openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
+import { openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
 import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream-error.js';
 
 function prepared(raw: string, provider = openai): { body: string; headers: Record<string, string> } {
@@ -131,27 +131,23 @@ describe('openai stream pass-through', () => {
 });
 
 describe('openai response', () => {
-  it('returns the upstream bytes, the usage, and the completion parsed on demand', () => {
+  it('returns the upstream bytes, its usage as the provider sent it, and the parsed completion', () => {
     const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}},"system_fingerprint":"fp"}');
     const out = openai.translateResponse(body);
     assert.equal(out.body, body);
-    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
+    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, prompt_tokens_details: { cached_tokens: 1 } });
     assert.equal(out.completion()?.id, 'x');
   });
 
-  it('reads usage from the bytes whatever the formatting, and only the top-level key', () => {
-    const pretty = Buffer.from('{\n  "choices": [{"message": {"content": "say \\"usage\\": {} please"}}],\n  "usage" : {\n "prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8 }\n}');
-    assert.deepEqual(extractUsage(pretty), { prompt_tokens: 7, completion_tokens: 1, total_tokens: 8 });
-    assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":null}')), null);
-    assert.equal(extractUsage(Buffer.from('{"choices":[]}')), null);
-    assert.equal(extractUsage(Buffer.from('{"choices":[],"usage":{"prompt_tokens":')), null);
-    // DeepSeek's usage: extra fields before and after, nested details.
-    const deepseek = Buffer.from('{"choices":[],"usage":{"prompt_tokens":6,"completion_tokens":92,"total_tokens":98,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":81},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":6}}');
-    assert.deepEqual(extractUsage(deepseek), { prompt_tokens: 6, completion_tokens: 92, total_tokens: 98 });
-  });
-
-  it('gives a null completion (the log keeps the text) for bytes that pass the cheap check but do not parse', () => {
-    assert.equal(openai.translateResponse(Buffer.from('{"choices": [')).completion(), null);
+  it('refuses (502) an answer cut short, even one that starts like a completion', () => {
+    // A content-length shorter than the JSON: the bytes read are the start of a completion.
+    for (const text of ['{"choices": [', '{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hel', '{"choices":[]}  {']) {
+      assert.throws(
+        () => openai.translateResponse(Buffer.from(text)),
+        (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response',
+        text,
+      );
+    }
   });
   it('refuses a body that is not a completion with a 502', () => {
     for (const text of ['<html>oops</html>', '{"no":"choices"}', '']) {

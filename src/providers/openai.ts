@@ -39,70 +39,15 @@ export function parseCompletion(body: Buffer): ChatCompletion {
   return parseAnswer(body, 'answer', 'choices') as ChatCompletion;
 }
 
-const CHOICES = Buffer.from('"choices"');
-const USAGE = Buffer.from('"usage"');
-
-const PROMPT_TOKENS = Buffer.from('"prompt_tokens"');
-const COMPLETION_TOKENS = Buffer.from('"completion_tokens"');
-
-/** The non-negative integer after `key` and its colon, at or after `from`; null if none. */
-function integerAfter(body: Buffer, key: Buffer, from: number): number | null {
-  const at = body.indexOf(key, from);
-  if (at === -1) return null;
-  let i = at + key.length;
-  while (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09 || body[i] === 0x3a) i++;
-  let value = 0;
-  const start = i;
-  for (let c = body[i]; c !== undefined && c >= 0x30 && c <= 0x39; c = body[++i]) value = value * 10 + (c - 0x30);
-  return i === start ? null : value;
-}
-
 /**
- * The token counts of a completion, read from its bytes with native searches instead of
- * parsing the whole answer (for metrics, when no log entry needs the parsed answer): the counts
- * after the last `"usage"` key (a key: a quote inside a JSON string is always escaped).
- */
-export function extractUsage(body: Buffer): Usage | null {
-  const at = body.lastIndexOf(USAGE);
-  if (at === -1) return null;
-  const prompt = integerAfter(body, PROMPT_TOKENS, at);
-  const completion = integerAfter(body, COMPLETION_TOKENS, at);
-  if (prompt === null || completion === null) return null;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-}
-
-/** Whether `key` (quoted) appears followed by a colon: a key, not a string value. */
-function hasKey(body: Buffer, key: Buffer): boolean {
-  for (let at = body.indexOf(key); at !== -1; at = body.indexOf(key, at + 1)) {
-    let i = at + key.length;
-    while (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09) i++;
-    if (body[i] === 0x3a /* : */) return true;
-  }
-  return false;
-}
-
-/**
- * A pass-through answer: the upstream's bytes go to the client as they are. The check that they
- * are a completion is cheap (an object with a "choices" key); the full parse happens only if a
- * log entry needs the object.
+ * A pass-through answer: the upstream's bytes go to the client as they are, once they parse as a
+ * whole completion. Only a full parse tells: a body cut short by a wrong content-length still
+ * starts like one, and must not reach a client as a 200.
  */
 export function passThroughResponse(body: Buffer): TranslatedResponse {
-  let first = 0;
-  while (first < body.length && (body[first] === 0x20 || body[first] === 0x0a || body[first] === 0x0d || body[first] === 0x09)) first++;
-  if (body[first] !== 0x7b || !hasKey(body, CHOICES)) throw invalidAnswer('its answer is not a JSON completion');
-  return {
-    body,
-    usage: extractUsage(body),
-    completion: () => {
-      try {
-        return parseCompletion(body);
-      } catch {
-        return null;
-      }
-    },
-  };
+  const completion = parseCompletion(body);
+  return { body, usage: isRecord(completion.usage) ? (completion.usage as Usage) : null, completion: () => completion };
 }
-
 
 /**
  * OpenAI stream chunks pass through byte for byte; only the usage the client did not ask for is
@@ -147,6 +92,7 @@ function midStreamError(error: unknown): GatewayError {
   return new GatewayError(502, message, {
     type: typeof detail.type === 'string' ? detail.type : 'server_error',
     code: typeof detail.code === 'string' ? detail.code : 'upstream_stream_error',
+    param: typeof detail.param === 'string' ? detail.param : null,
   });
 }
 

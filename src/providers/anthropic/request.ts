@@ -3,7 +3,7 @@
  * translate is a 400 GatewayError naming the parameter or message.
  */
 import { invalidRequest } from '../../errors.js';
-import { isRecord, type ChatMessage, type ChatRequest } from '../../openai-types.js';
+import { entryOf, isRecord, type ChatMessage, type ChatRequest } from '../../openai-types.js';
 import type {
   AnthropicMessage,
   AnthropicRequest,
@@ -85,7 +85,7 @@ function checkParameters(request: ChatRequest): void {
   for (const param of Object.keys(request)) {
     const value = request[param];
     if (value === null || value === undefined) continue;
-    const rule = PARAMETERS[param];
+    const rule = entryOf(PARAMETERS, param);
     if (rule === undefined) unsupported(param, 'it is not an OpenAI chat parameter the gateway knows');
     if (rule.action === 'refuse' && !(rule.unless?.(value) ?? false)) unsupported(param, rule.why);
     if (rule.action === 'map' && rule.refuse !== undefined) {

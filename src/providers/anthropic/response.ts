@@ -3,7 +3,7 @@
  * shared with the stream translator. Pure functions.
  */
 import { invalidAnswer } from '../answer.js';
-import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../../openai-types.js';
+import { entryOf, isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../../openai-types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
 
 /**
@@ -24,7 +24,7 @@ export const FINISH_REASONS: Readonly<Record<string, string>> = {
 
 export function finishReason(stopReason: unknown): string | null {
   if (stopReason === null || stopReason === undefined) return null;
-  return FINISH_REASONS[String(stopReason)] ?? 'stop';
+  return entryOf(FINISH_REASONS, String(stopReason)) ?? 'stop';
 }
 
 function count(value: unknown): number {

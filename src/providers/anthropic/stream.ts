@@ -4,7 +4,7 @@
  * otherwise pure. See ../shared/providers.md §2.6 and §3.3.
  */
 import { GatewayError } from '../../errors.js';
-import { isRecord, type ChatCompletionChunk, type ChunkDelta, type Usage } from '../../openai-types.js';
+import { entryOf, isRecord, type ChatCompletionChunk, type ChunkDelta, type Usage } from '../../openai-types.js';
 import type { SseEvent } from '../../sse.js';
 import type { StreamOptions, StreamOutput, StreamTranslator } from '../types.js';
 import { invalidAnswer } from '../answer.js';
@@ -29,7 +29,7 @@ export function streamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
   const type = typeof detail.type === 'string' ? detail.type : 'api_error';
   const message = typeof detail.message === 'string' ? detail.message : 'The provider failed mid-stream.';
-  return new GatewayError(ERROR_STATUS[type] ?? 502, message, { type, code: type });
+  return new GatewayError(entryOf(ERROR_STATUS, type) ?? 502, message, { type, code: type });
 }
 
 interface ToolBlock {
