@@ -9,7 +9,7 @@
  *   node dist/bench/bench/proxy.js <port> <upstream port> [pool]
  */
 import http from 'node:http';
-import { call } from '../src/http-client.js';
+import { call } from '../src/upstream/http-client.js';
 
 const upstreamPort = Number(process.argv[3]);
 const pool = process.argv[4] === 'pool';

@@ -7,10 +7,10 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.js';
-import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile } from './keys.js';
-import type { Admission, BudgetStore, KeyLimits, LimitState, Limiter } from './limits.js';
-import { formatsFor, warn, type LogFormat, type LogSink, type RenderedBatch } from './log.js';
-import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
+import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile } from './policy/keys.js';
+import type { Admission, BudgetStore, KeyLimits, LimitState, Limiter } from './policy/limits.js';
+import { formatsFor, warn, type LogFormat, type LogSink, type RenderedBatch } from './observe/log.js';
+import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import type { Registry } from './providers/index.js';
 import { createInstance, listenFailure, watchKeysFile } from './instance.js';
 

@@ -5,15 +5,15 @@
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import net from 'node:net';
 import { dirname, resolve } from 'node:path';
-import type { Cancellation } from './cancel.js';
+import type { Cancellation } from './upstream/cancel.js';
 import { isLoopback, type Config } from './config.js';
 import { GatewayError } from './errors.js';
-import { KeyFileError, KeyStore, keyWarnings, loadKeyFileText, type VirtualKey } from './keys.js';
-import type { Limiter } from './limits.js';
-import { InteractionLog, warn, type LogSink } from './log.js';
-import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './metrics.js';
+import { KeyFileError, KeyStore, keyWarnings, loadKeyFileText, type VirtualKey } from './policy/keys.js';
+import type { Limiter } from './policy/limits.js';
+import { InteractionLog, warn, type LogSink } from './observe/log.js';
+import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import type { Registry } from './providers/index.js';
-import { createGatewayServer, type GatewayServer } from './server.js';
+import { createGatewayServer, type GatewayServer } from './server/server.js';
 import { SlotList } from './slot-list.js';
 
 export interface InstanceOptions {

@@ -6,9 +6,9 @@
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster.js';
 import { createInstance, listenFailure, watchKeysFile } from './instance.js';
-import { KeyFileError, keyWarnings, loadKeyFileText, type VirtualKey } from './keys.js';
-import { BudgetStore, LimitState, type Limiter } from './limits.js';
-import { createSinks, warn } from './log.js';
+import { KeyFileError, keyWarnings, loadKeyFileText, type VirtualKey } from './policy/keys.js';
+import { BudgetStore, LimitState, type Limiter } from './policy/limits.js';
+import { createSinks, warn } from './observe/log.js';
 import { createRegistry } from './providers/index.js';
 
 function fatal(message: string): never {

@@ -3,16 +3,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CompletionAssembler } from '../src/assemble.js';
+import { CompletionAssembler } from '../src/formats/chat/assemble.js';
 import { GatewayError } from '../src/errors.js';
-import type { ChatRequest } from '../src/openai-types.js';
-import { createAnthropic } from '../src/providers/anthropic/index.js';
-import { PARAMETERS, toAnthropicRequest, toolId } from '../src/providers/anthropic/request.js';
-import { FINISH_REASONS, finishReason, toChatCompletion, toUsage } from '../src/providers/anthropic/response.js';
-import { createAnthropicStreamTranslator } from '../src/providers/anthropic/stream.js';
+import type { ChatRequest } from '../src/formats/chat/types.js';
+import { createAnthropic } from '../src/providers/anthropic.js';
+import { PARAMETERS, toAnthropicRequest, toolId } from '../src/formats/messages/from-chat.js';
+import { FINISH_REASONS, finishReason, toChatCompletion, toUsage } from '../src/formats/messages/to-chat.js';
+import { createAnthropicStreamTranslator } from '../src/formats/messages/stream-to-chat.js';
 import type { StreamOutput } from '../src/providers/types.js';
-import { SseParser } from '../src/sse.js';
-import { upstreamError } from '../src/upstream-error.js';
+import { SseParser } from '../src/upstream/sse.js';
+import { upstreamError } from '../src/upstream/errors.js';
 
 const options = { defaultMaxTokens: 4096 };
 const translate = (request: Record<string, unknown>) => toAnthropicRequest({ model: 'claude-sonnet-4-5', ...request } as ChatRequest, options);

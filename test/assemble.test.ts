@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CompletionAssembler } from '../src/assemble.js';
+import { CompletionAssembler } from '../src/formats/chat/assemble.js';
 
 const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1730000000, model: 'gpt-4o', system_fingerprint: 'fp_x' };
 

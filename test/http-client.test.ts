@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { Cancellation } from '../src/cancel.js';
+import { Cancellation } from '../src/upstream/cancel.js';
 import type { GatewayError } from '../src/errors.js';
-import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/http-client.js';
-import { readAll, sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream.js';
+import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
+import { readAll, sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream/send.js';
 
 interface RawServer {
   port: number;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { KeyFileError, KeyStore, keyWarnings, loadKeyFile, parseKeyFile } from '../src/keys.js';
+import { KeyFileError, KeyStore, keyWarnings, loadKeyFile, parseKeyFile } from '../src/policy/keys.js';
 import { providers } from '../src/providers/index.js';
 import { ROOT, tempDir } from './support/gateway.js';
 

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { pickKey, reportStatus, retryAfterMs } from '../src/key-pool.js';
-import { KeyFileError, modelAllowlist, parseKeyFile, type VirtualKey } from '../src/keys.js';
-import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyLimits } from '../src/limits.js';
-import { backoffMs } from '../src/provider-call.js';
+import { pickKey, reportStatus, retryAfterMs } from '../src/policy/key-pool.js';
+import { KeyFileError, modelAllowlist, parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
+import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyLimits } from '../src/policy/limits.js';
+import { backoffMs } from '../src/upstream/call.js';
 import { providers } from '../src/providers/index.js';
 import { tempDir } from './support/gateway.js';
 

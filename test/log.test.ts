@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/log.js';
+import { InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { labelKey, mergeSnapshots, Metrics, renderPrometheus, type RequestObservation } from '../src/metrics.js';
+import { labelKey, mergeSnapshots, Metrics, renderPrometheus, type RequestObservation } from '../src/observe/metrics.js';
 
 const observation = (overrides: Partial<RequestObservation> = {}): RequestObservation => ({
   provider: 'openai',

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { GatewayError } from '../src/errors.js';
-import type { ChatRequest } from '../src/openai-types.js';
+import type { ChatRequest } from '../src/formats/chat/types.js';
 import { flattenTextParts, deepseek } from '../src/providers/deepseek.js';
 import { openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
-import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream-error.js';
+import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream/errors.js';
 
 function prepared(raw: string, provider = openai): { body: string; headers: Record<string, string> } {
   const call = provider.prepare({ request: JSON.parse(raw) as ChatRequest, raw: Buffer.from(raw), apiKey: 'sk-real' });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clearDeadline, setDeadline } from '../src/deadlines.js';
+import { clearDeadline, setDeadline } from '../src/upstream/deadlines.js';
 import { SlotList } from '../src/slot-list.js';
 
 const member = (name: string) => ({ name, slot: -1 });

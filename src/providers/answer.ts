@@ -3,7 +3,7 @@
  * else is a 502 the client can act on (the provider answered, but not with something usable).
  */
 import { GatewayError } from '../errors.js';
-import { isRecord } from '../openai-types.js';
+import { isRecord } from '../formats/chat/types.js';
 
 export function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });

@@ -3,7 +3,7 @@
  * arrays ("invalid type: sequence, expected a string"), so text-only arrays are flattened to a
  * string. Responses (`reasoning_content`, `prompt_cache_hit_tokens`, …) pass through untouched.
  */
-import type { ChatMessage, ChatRequest, ContentPart } from '../openai-types.js';
+import type { ChatMessage, ChatRequest, ContentPart } from '../formats/chat/types.js';
 import { createOpenAICompatible } from './openai.js';
 
 function isTextOnly(content: unknown): content is ContentPart[] {

@@ -1,7 +1,7 @@
 /**
  * The provider registry: name → provider. Adding a provider is its own file plus one line here.
  */
-import { createAnthropic } from './anthropic/index.js';
+import { createAnthropic } from './anthropic.js';
 import { deepseek } from './deepseek.js';
 import { mock } from './mock.js';
 import { openai } from './openai.js';

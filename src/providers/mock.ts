@@ -4,8 +4,8 @@
  * the last user message, with usage numbers estimated at ~4 characters per token.
  */
 import { Readable } from 'node:stream';
-import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage } from '../openai-types.js';
-import type { UpstreamResponse } from '../upstream.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage } from '../formats/chat/types.js';
+import type { UpstreamResponse } from '../upstream/send.js';
 import { openAIModels, passThroughResponse, passThroughStream } from './openai.js';
 import type { Provider } from './types.js';
 

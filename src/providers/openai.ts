@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../errors.js';
 import { invalidAnswer, parseAnswer } from './answer.js';
-import { isRecord, type ChatCompletion, type ChatRequest, type Usage } from '../openai-types.js';
+import { isRecord, type ChatCompletion, type ChatRequest, type Usage } from '../formats/chat/types.js';
 import type { ModelList, PrepareInput, Provider, StreamOptions, StreamOutput, StreamTranslator, TranslatedResponse, UpstreamCall } from './types.js';
 
 export interface OpenAICompatibleOptions {

@@ -3,9 +3,9 @@
  * connection, never writes to the client and never logs; `upstream.ts` and the handler do that.
  */
 import type { GatewayError } from '../errors.js';
-import type { ChatCompletion, ChatRequest, Usage } from '../openai-types.js';
-import type { SseEvent } from '../sse.js';
-import type { UpstreamResponse } from '../upstream.js';
+import type { ChatCompletion, ChatRequest, Usage } from '../formats/chat/types.js';
+import type { SseEvent } from '../upstream/sse.js';
+import type { UpstreamResponse } from '../upstream/send.js';
 
 /** What goes on the wire to the provider. `upstream.ts` adds content-type and content-length. */
 export interface UpstreamCall {

@@ -11,9 +11,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { clearDeadline, setDeadline, type Deadline } from './deadlines.js';
-import { GatewayError } from './errors.js';
-import { entryOf } from './openai-types.js';
+import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
+import { GatewayError } from '../errors.js';
+import { entryOf } from '../formats/chat/types.js';
 
 /** One request on a connection, from its arrival until its response is over. */
 export interface Exchange {

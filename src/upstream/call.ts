@@ -5,13 +5,13 @@
  * exponential backoff and jitter, honouring `retry-after` up to a cap.
  */
 import type { Cancellation } from './cancel.js';
-import { invalidRequest, toGatewayError } from './errors.js';
-import type { Interaction } from './interaction.js';
-import { otherKeyAvailable, pickKey, reportStatus, retryAfterMs } from './key-pool.js';
-import type { VirtualKey } from './keys.js';
-import type { ChatRequest } from './openai-types.js';
-import type { UpstreamCall } from './providers/types.js';
-import { sendUpstream, type UpstreamResponse } from './upstream.js';
+import { invalidRequest, toGatewayError } from '../errors.js';
+import type { Interaction } from '../observe/interaction.js';
+import { otherKeyAvailable, pickKey, reportStatus, retryAfterMs } from '../policy/key-pool.js';
+import type { VirtualKey } from '../policy/keys.js';
+import type { ChatRequest } from '../formats/chat/types.js';
+import type { UpstreamCall } from '../providers/types.js';
+import { sendUpstream, type UpstreamResponse } from './send.js';
 
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
 const BACKOFF_BASE_MS = 250;

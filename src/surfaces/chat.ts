@@ -7,20 +7,20 @@
  * in-flight requests never loses an entry.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { authenticate } from './auth.js';
-import { parseChatRequest } from './chat-request.js';
-import { GatewayError, toGatewayError } from './errors.js';
-import { readBody, sendError, sendJson } from './http.js';
-import { Interaction, type RequestContext } from './interaction.js';
-import { maskKey, type KeyStore, type VirtualKey } from './keys.js';
-import { admissionError, limitsOf, type Limiter } from './limits.js';
-import type { InteractionLog } from './log.js';
-import type { Metrics } from './metrics.js';
-import type { ChatRequest } from './openai-types.js';
-import { callProvider } from './provider-call.js';
-import { relayStream } from './stream-relay.js';
-import { readAll } from './upstream.js';
-import { redactKey, upstreamError } from './upstream-error.js';
+import { authenticate } from '../policy/auth.js';
+import { parseChatRequest } from '../formats/chat/request.js';
+import { GatewayError, toGatewayError } from '../errors.js';
+import { readBody, sendError, sendJson } from '../server/http.js';
+import { Interaction, type RequestContext } from '../observe/interaction.js';
+import { maskKey, type KeyStore, type VirtualKey } from '../policy/keys.js';
+import { admissionError, limitsOf, type Limiter } from '../policy/limits.js';
+import type { InteractionLog } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { ChatRequest } from '../formats/chat/types.js';
+import { callProvider } from '../upstream/call.js';
+import { relayStream } from '../upstream/relay.js';
+import { readAll } from '../upstream/send.js';
+import { redactKey, upstreamError } from '../upstream/errors.js';
 
 export interface ChatDeps {
   readonly keys: KeyStore;

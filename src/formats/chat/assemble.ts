@@ -3,7 +3,7 @@
  * non-streamed one: full content, reasoning, tool calls with complete arguments, finish_reason,
  * usage. Chunks come from upstreams, so every field is checked before it is used.
  */
-import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from './openai-types.js';
+import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from './types.js';
 
 interface ChoiceState {
   content: string;

@@ -2,8 +2,8 @@
  * Small HTTP helpers shared by the routes: reading a bounded body, answering JSON and errors.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Cancellation } from './cancel.js';
-import { GatewayError, type ErrorBody } from './errors.js';
+import type { Cancellation } from '../upstream/cancel.js';
+import { GatewayError, type ErrorBody } from '../errors.js';
 
 export function clientClosed(): GatewayError {
   return new GatewayError(499, 'The client closed the request.', { code: 'client_closed_request' });

@@ -4,8 +4,8 @@
  * the `{"error":"text"}` of some OpenAI-compatible servers, and plain text.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { GatewayError } from './errors.js';
-import { isRecord } from './openai-types.js';
+import { GatewayError } from '../errors.js';
+import { isRecord } from '../formats/chat/types.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;

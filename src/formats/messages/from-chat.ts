@@ -3,7 +3,7 @@
  * translate is a 400 GatewayError naming the parameter or message.
  */
 import { invalidRequest } from '../../errors.js';
-import { entryOf, isRecord, type ChatMessage, type ChatRequest } from '../../openai-types.js';
+import { entryOf, isRecord, type ChatMessage, type ChatRequest } from '../chat/types.js';
 import type {
   AnthropicMessage,
   AnthropicRequest,

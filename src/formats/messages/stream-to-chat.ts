@@ -4,11 +4,11 @@
  * otherwise pure. See ../shared/providers.md §2.6 and §3.3.
  */
 import { GatewayError } from '../../errors.js';
-import { entryOf, isRecord, type ChatCompletionChunk, type ChunkDelta, type Usage } from '../../openai-types.js';
-import type { SseEvent } from '../../sse.js';
-import type { StreamOptions, StreamOutput, StreamTranslator } from '../types.js';
-import { invalidAnswer } from '../answer.js';
-import { finishReason, toUsage } from './response.js';
+import { entryOf, isRecord, type ChatCompletionChunk, type ChunkDelta, type Usage } from '../chat/types.js';
+import type { SseEvent } from '../../upstream/sse.js';
+import type { StreamOptions, StreamOutput, StreamTranslator } from '../../providers/types.js';
+import { invalidAnswer } from '../../providers/answer.js';
+import { finishReason, toUsage } from './to-chat.js';
 import type { AnthropicUsage } from './types.js';
 
 /** The HTTP status each Anthropic error type stands for (mid-stream errors arrive with a 200). */

@@ -5,15 +5,15 @@
  * OpenAI-style error event when the upstream fails, goes silent, or the gateway shuts down.
  */
 import type { ServerResponse } from 'node:http';
-import { CompletionAssembler } from './assemble.js';
+import { CompletionAssembler } from '../formats/chat/assemble.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import type { Cancellation } from './cancel.js';
-import { GatewayError, toGatewayError } from './errors.js';
-import type { Interaction } from './interaction.js';
-import type { StreamOutput, StreamTranslator } from './providers/types.js';
+import { GatewayError, toGatewayError } from '../errors.js';
+import type { Interaction } from '../observe/interaction.js';
+import type { StreamOutput, StreamTranslator } from '../providers/types.js';
 import { SSE_DONE, SSE_HEADERS, SseParser, SseTooLargeError, sseFrame, type SseEvent } from './sse.js';
-import { upstreamIdle, type UpstreamResponse } from './upstream.js';
-import { redactError } from './upstream-error.js';
+import { upstreamIdle, type UpstreamResponse } from './send.js';
+import { redactError } from './errors.js';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
 

@@ -3,12 +3,12 @@
  * metrics observation. Times are performance.now() values.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Cancellation } from './cancel.js';
-import type { ErrorBody, GatewayError } from './errors.js';
+import type { Cancellation } from '../upstream/cancel.js';
+import type { ErrorBody, GatewayError } from '../errors.js';
 import type { LogEntry, UpstreamAttempt } from './log.js';
 import type { RequestObservation } from './metrics.js';
-import type { Usage } from './openai-types.js';
-import { redactKey } from './upstream-error.js';
+import type { Usage } from '../formats/chat/types.js';
+import { redactKey } from '../upstream/errors.js';
 
 export interface RequestContext {
   /** The gateway's own request id, sent to the client as `x-request-id`. */

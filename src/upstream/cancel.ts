@@ -2,7 +2,7 @@
  * Why a request stops early, and who must react. A plain callback list rather than
  * AbortController: the EventTarget machinery cost ~9 µs per request on the hot path.
  */
-import type { GatewayError } from './errors.js';
+import type { GatewayError } from '../errors.js';
 
 export class Cancellation {
   /** Set once: 499 when the client went away, 503 when the gateway shuts down. */

@@ -6,16 +6,16 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Cancellation } from './cancel.js';
-import { handleChat, OVERHEAD_HEADER, type ChatDeps } from './chat.js';
+import { Cancellation } from '../upstream/cancel.js';
+import { handleChat, OVERHEAD_HEADER, type ChatDeps } from '../surfaces/chat.js';
 import { Connections, type Exchange } from './connections.js';
-import { handleModels } from './models.js';
-import { GatewayError, toGatewayError } from './errors.js';
+import { handleModels } from '../surfaces/models.js';
+import { GatewayError, toGatewayError } from '../errors.js';
 import { clientClosed, sendError, sendJson } from './http.js';
-import type { RequestContext } from './interaction.js';
-import { warn } from './log.js';
-import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
-import type { SlotList } from './slot-list.js';
+import type { RequestContext } from '../observe/interaction.js';
+import { warn } from '../observe/log.js';
+import { PROMETHEUS_CONTENT_TYPE } from '../observe/metrics.js';
+import type { SlotList } from '../slot-list.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
 

@@ -6,9 +6,9 @@
  */
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { GatewayError } from './errors.js';
+import { GatewayError } from '../errors.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
-import { warn } from './log.js';
+import { warn } from '../observe/log.js';
 
 /** What the authority needs to know about a key: plain data, so it can cross to a cluster primary. */
 export interface KeyLimits {

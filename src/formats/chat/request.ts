@@ -3,8 +3,8 @@
  * (the provider validates the rest and its errors are passed on): a JSON object with a non-empty
  * string `model`, a non-empty `messages` array of objects, and a boolean `stream` if present.
  */
-import { invalidRequest } from './errors.js';
-import { isRecord, type ChatRequest } from './openai-types.js';
+import { invalidRequest } from '../../errors.js';
+import { isRecord, type ChatRequest } from './types.js';
 
 export function parseChatRequest(raw: Buffer): ChatRequest {
   if (raw.length === 0) throw invalidRequest('The request body is empty; expected a JSON object with "model" and "messages".', null, 'invalid_json');

@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { isRecord } from './openai-types.js';
-import type { Provider } from './providers/types.js';
-import { resolveTarget, type UpstreamTarget } from './upstream.js';
+import { isRecord } from '../formats/chat/types.js';
+import type { Provider } from '../providers/types.js';
+import { resolveTarget, type UpstreamTarget } from '../upstream/send.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {

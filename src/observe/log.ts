@@ -7,7 +7,7 @@
 import { write as fsWrite } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Usage } from './openai-types.js';
+import type { Usage } from '../formats/chat/types.js';
 
 export interface LogEntry {
   timestamp: string;

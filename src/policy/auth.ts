@@ -2,7 +2,7 @@
  * `Authorization: Bearer <virtual key>` → the virtual key, or a 401 that never echoes what was
  * presented.
  */
-import { GatewayError } from './errors.js';
+import { GatewayError } from '../errors.js';
 import type { KeyStore, VirtualKey } from './keys.js';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;

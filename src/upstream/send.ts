@@ -8,9 +8,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
-import { GatewayError } from './errors.js';
+import { GatewayError } from '../errors.js';
 import { call, type Call, type ClientRequest } from './http-client.js';
-import type { UpstreamCall } from './providers/types.js';
+import type { UpstreamCall } from '../providers/types.js';
 
 /** Where a virtual key's requests go, resolved once when keys are loaded. */
 export interface UpstreamTarget {

@@ -4,15 +4,15 @@
  * otherwise the provider's own list.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { authenticate } from './auth.js';
+import { authenticate } from '../policy/auth.js';
 import { OVERHEAD_HEADER } from './chat.js';
-import { sendJson } from './http.js';
-import type { RequestContext } from './interaction.js';
-import { pickKey, reportStatus } from './key-pool.js';
-import type { KeyStore, VirtualKey } from './keys.js';
-import type { ModelList } from './providers/types.js';
-import { readAll, sendUpstream } from './upstream.js';
-import { redactDeep, upstreamError } from './upstream-error.js';
+import { sendJson } from '../server/http.js';
+import type { RequestContext } from '../observe/interaction.js';
+import { pickKey, reportStatus } from '../policy/key-pool.js';
+import type { KeyStore, VirtualKey } from '../policy/keys.js';
+import type { ModelList } from '../providers/types.js';
+import { readAll, sendUpstream } from '../upstream/send.js';
+import { redactDeep, upstreamError } from '../upstream/errors.js';
 
 export interface ModelsDeps {
   readonly keys: KeyStore;

@@ -2,8 +2,8 @@
  * Anthropic Messages response → OpenAI `chat.completion`; the stop-reason and usage mappings
  * shared with the stream translator. Pure functions.
  */
-import { invalidAnswer } from '../answer.js';
-import { entryOf, isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../../openai-types.js';
+import { invalidAnswer } from '../../providers/answer.js';
+import { entryOf, isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../chat/types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
 
 /**

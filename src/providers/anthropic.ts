@@ -2,12 +2,12 @@
  * The `anthropic` provider: OpenAI chat in, Messages API (`POST {base_url}/v1/messages`) out, and
  * back. The translators live next to this file and are pure.
  */
-import { isRecord } from '../../openai-types.js';
-import { parseAnswer } from '../answer.js';
-import type { ModelList, Provider } from '../types.js';
-import { toAnthropicRequest } from './request.js';
-import { toChatCompletion } from './response.js';
-import { createAnthropicStreamTranslator } from './stream.js';
+import { isRecord } from '../formats/chat/types.js';
+import { parseAnswer } from './answer.js';
+import type { ModelList, Provider } from './types.js';
+import { toAnthropicRequest } from '../formats/messages/from-chat.js';
+import { toChatCompletion } from '../formats/messages/to-chat.js';
+import { createAnthropicStreamTranslator } from '../formats/messages/stream-to-chat.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 

@@ -5,7 +5,7 @@
  * counted in minutes.
  */
 
-import { SlotList } from './slot-list.js';
+import { SlotList } from '../slot-list.js';
 
 const SWEEP_MS = 100;
 
