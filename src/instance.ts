@@ -143,7 +143,7 @@ export function createInstance(options: InstanceOptions): Instance {
       // `connection: close`; a connection idle while no request has arrived for a while is closed.
       const allClosed = new Promise<void>((resolve) => net.Server.prototype.close.call(http, () => resolve()));
       const sweep = setInterval(() => {
-        if (server.activeRequests() === 0 && server.quietFor() >= QUIET_MS) http.closeIdleConnections();
+        if (server.activeRequests() === 0 && server.quietFor() >= QUIET_MS) server.closeIdleConnections();
       }, 50);
       const finished = await Promise.race([allClosed.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
       clearInterval(sweep);

@@ -176,6 +176,22 @@ describe('slow and broken clients', () => {
     assert.deepEqual(statuses(text), [400]);
   });
 
+  it('a request Node answers itself (417 for an unknown expect) gets no 408 after it', async () => {
+    const connection = await connect();
+    connection.socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nexpect: something-else\r\n\r\n');
+    await waitFor(() => connection.text().includes('417'), 'the 417');
+    await new Promise((resolve) => setTimeout(resolve, HEADERS_TIMEOUT_MS + 500));
+    assert.deepEqual(statuses(connection.text()), [417]);
+    connection.socket.destroy();
+  });
+
+  it('a CONNECT after a good request: the request is answered, then a 405, then the connection closes', async () => {
+    const connection = await connect();
+    connection.socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nCONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n');
+    const text = await releasedWithin(connection, 10_000);
+    assert.deepEqual(statuses(text), [200, 405]);
+  });
+
   it('a good request on a fresh connection is not cut by the first-request timer', async () => {
     slowUpstream(HEADERS_TIMEOUT_MS + 500);
     try {
@@ -186,6 +202,30 @@ describe('slow and broken clients', () => {
       connection.socket.destroy();
     } finally {
       upstream.behave(null);
+    }
+  });
+});
+
+describe('shutdown with idle and slow connections', () => {
+  it('a connection that sends nothing, and one stuck in its headers, do not hold SIGTERM for the shutdown timeout', async () => {
+    const own = await startGateway({
+      keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', GATEWAY_SHUTDOWN_TIMEOUT_MS: '60000' },
+    });
+    const silent = net.connect(own.port, '127.0.0.1');
+    const slow = net.connect(own.port, '127.0.0.1', () => slow.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n'));
+    for (const socket of [silent, slow]) socket.on('error', () => {});
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const exited = own.stop('SIGTERM');
+      // Generous: this is about not waiting for the 60 s timeout, not about speed.
+      await waitFor(() => own.child.exitCode !== null, 'the gateway to exit', 15_000);
+      assert.equal(await exited, 0);
+      assert.doesNotMatch(own.stderr(), /shutdown timeout/);
+    } finally {
+      silent.destroy();
+      slow.destroy();
+      await own.stop('SIGKILL');
     }
   });
 });

@@ -122,6 +122,7 @@ describe('parseKeyFile', () => {
           vk_example_anthropic: { name: 'claude-team', provider: 'anthropic', api_key: 'sk-ant-your-anthropic-key' },
           vk_pool_of_keys: { provider: 'openai', api_keys: ['sk-proj-RealLookingKey0123456789', '<OPENAI_API_KEY>'] },
           vk_real_openai: { provider: 'openai', api_key: 'sk-proj-AbCdEf0123456789AbCdEf0123456789' },
+          vk_xes: { provider: 'openai', api_key: 'sk-proj-XXXXXXXXXXXX' },
           vk_doubled_v1: { provider: 'anthropic', api_key: 'sk-ant-api03-AbCdEf0123456789', base_url: 'https://api.anthropic.com/v1' },
         },
       }),
@@ -133,7 +134,8 @@ describe('parseKeyFile', () => {
       'virtual key #1 (vk_ex…): "api_key" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
       'virtual key "claude-team": "api_key" looks like a placeholder, not a real anthropic key; its requests will fail until the keys file holds a real one',
       'virtual key #3 (vk_po…): 1 of its "api_keys" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
-      'virtual key #5 (vk_d…): requests go to https://api.anthropic.com/v1/v1/messages: "base_url" already ends in /v1, and the gateway appends /v1/messages; drop the /v1',
+      'virtual key #5 (vk…): "api_key" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
+      'virtual key #6 (vk_d…): requests go to https://api.anthropic.com/v1/v1/messages: "base_url" already ends in /v1, and the gateway appends /v1/messages; drop the /v1',
     ]);
   });
 

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, readLogFile, ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -202,6 +203,33 @@ describe('log destinations', () => {
       assert.ok(!entries.some((entry) => entry.request_id === torn));
       assert.match(gw.stderr(), /works again/);
     } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a log file that refuses the cut (append-only) keeps the torn entry and logging carries on after it, on a new line', async (t) => {
+    const dir = tempDir();
+    const logFile = join(dir, 'log.json');
+    writeFileSync(logFile, '');
+    if (spawnSync('chattr', ['+a', logFile]).status !== 0) return t.skip('chattr +a is not available here (needs root and a file system that has it)');
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile, env: { LOG_CONSOLE: 'off' }, fileSizeLimitKiB: 64 });
+    try {
+      const ask = async (size: number): Promise<string> => String((await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(size) }] })).headers['x-request-id']);
+      const first = await ask(1000);
+      await waitForEntry(logFile, first);
+      await ask(40_000); // torn by the size limit, and the cut is refused
+      await waitFor(() => /cannot cut a partly written entry off the end of .*log\.json/.test(gw.stderr()), 'the refused cut reported');
+      // Room again (the disk was cleaned up), as far as this process is concerned.
+      const lifted = spawnSync('prlimit', ['--pid', String(gw.child.pid), '--fsize=unlimited:'], { encoding: 'utf8' });
+      if (lifted.status !== 0) return t.skip(`prlimit cannot lift the file size limit here: ${lifted.stderr}`);
+      const after = await ask(1000);
+      await waitFor(() => readFileSync(logFile, 'utf8').includes(after), 'the next entry written');
+      const text = readFileSync(logFile, 'utf8');
+      const resumed = text.lastIndexOf('\n{\n  "timestamp"');
+      const entry = JSON.parse(text.slice(resumed + 1)) as { request_id: string };
+      assert.equal(entry.request_id, after, 'a whole entry, on a line of its own after the torn one');
+    } finally {
+      spawnSync('chattr', ['-a', logFile]);
       await gw.stop();
     }
   });

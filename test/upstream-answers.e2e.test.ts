@@ -131,6 +131,96 @@ describe('the real key in any field of a provider error', () => {
     }
   });
 
+  it('a successful answer that echoes the key reaches the client and the log scrubbed, JSON or stream', async () => {
+    openaiMock.behave(({ req, res, recorded }) => {
+      const key = String(req.headers.authorization).replace('Bearer ', '');
+      const chunk = (delta: unknown, finish: string | null): string =>
+        `data: ${JSON.stringify({ id: `chatcmpl-${key}`, object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      if (recorded.json.stream === true) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        // One event, cut inside the key between two writes (two reads at the gateway).
+        const event = chunk({ role: 'assistant', content: `your key is ${key}` }, null);
+        const cut = event.indexOf(key) + 10;
+        res.write(event.slice(0, cut));
+        setTimeout(() => res.end(`${event.slice(cut)}${chunk({}, 'stop')}data: [DONE]\n\n`), 20);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: `chatcmpl-${key}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: `your key is ${key}` }, finish_reason: 'stop' }] }));
+    });
+    try {
+      const json = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(json.status, 200);
+      assert.equal(json.json.choices[0].message.content, 'your key is [redacted]');
+      await assertScrubbed(json, OPENAI_KEY);
+      const stream = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.equal(stream.status, 200);
+      assert.equal(sseData(stream.text).at(-1), '[DONE]');
+      assert.match(stream.text, /"content":"your key is \[redacted\]"/);
+      await assertScrubbed(stream, OPENAI_KEY);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('Anthropic: a message id that holds the key is scrubbed from the translated stream', async () => {
+    anthropicMock.behave(({ req, res }) => {
+      const key = String(req.headers['x-api-key']);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const event = (name: string, data: unknown): string => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+      res.end(
+        event('message_start', { type: 'message_start', message: { id: `msg_${key}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 1 } } }) +
+          event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
+          event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hi' } }) +
+          event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
+          event('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 2 } }) +
+          event('message_stop', { type: 'message_stop' }),
+      );
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_anthropic', { ...claude, stream: true });
+      assert.equal(reply.status, 200);
+      assert.match(reply.text, /"id":"msg_\[redacted\]"/);
+      await assertScrubbed(reply, ANTHROPIC_KEY);
+    } finally {
+      anthropicMock.behave(null);
+    }
+  });
+
+  it('an OpenAI-compatible server\'s bare error object mid-stream (vLLM) ends the stream as an error, scrubbed', async () => {
+    openaiMock.behave(({ req, res }) => {
+      const key = String(req.headers.authorization).replace('Bearer ', '');
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`data: ${JSON.stringify({ object: 'error', message: `engine failed for ${key}`, type: 'InternalServerError', param: null, code: 500 })}\n\n`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+      assert.equal(last.error.message, 'engine failed for [redacted]');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 502, 'logged as the failure it is');
+      await assertScrubbed(reply, OPENAI_KEY);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('a content-encoding that holds the key does not bring it into the log', async () => {
+    openaiMock.behave(({ req, res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': `x-${String(req.headers.authorization).replace('Bearer ', '')}` });
+      res.end('{}');
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 502);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.match(entry.error.detail, /an unknown content-encoding/);
+      await assertScrubbed(reply, OPENAI_KEY);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('a model list that echoes the key reaches the client scrubbed', async () => {
     openaiMock.behave(({ req, res }) => {
       const key = String(req.headers.authorization).replace('Bearer ', '');
@@ -183,14 +273,57 @@ describe('answers the gateway cannot use as they are', () => {
     }
   });
 
-  for (const status of ['101 Switching Protocols', '000 Nothing', '199 Unknown', '600 Beyond']) {
-    it(`status ${status.slice(0, 3)} fails at once as 502 upstream_bad_status, instead of waiting for a timeout`, async () => {
+  it('an error status with a compressed body keeps its status (it may be retried or handed to another key)', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'retry-after': '1' });
+      res.end(gzipSync(JSON.stringify(openAIError('slow down', 'rate_limit_error'))));
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 429);
+      assert.equal(reply.json.error.message, 'The provider answered with status 429.');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('an empty content-encoding header is no encoding', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': '' });
+      res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }] }));
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 200);
+      assert.equal(reply.json.choices[0].message.content, 'fine');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('usage numbers no counter can hold (negative, 1e999) count as 0 in metrics', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id":"x","object":"chat.completion","created":1,"model":"odd-usage","choices":[],"usage":{"prompt_tokens":-1e9,"completion_tokens":1e999,"total_tokens":5}}');
+    });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_openai', { ...hello, model: 'odd-usage' })).status, 200);
+      const metrics = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      assert.doesNotMatch(metrics, /Infinity|-1000000000/);
+      assert.doesNotMatch(metrics, /_tokens_total\{[^}]*model="odd-usage"\}/, 'no token counts for an answer without usable ones');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  for (const status of ['101 Switching Protocols', '000 Nothing', '199 Unknown', '600 Beyond', '1000 Way Beyond']) {
+    it(`status ${status.split(' ')[0]} fails at once as 502 upstream_bad_status, instead of waiting for a timeout`, async () => {
       rawAnswer = `HTTP/1.1 ${status}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n`;
       const reply = await chat(gateway.url, 'vk_raw', hello); // UPSTREAM_TIMEOUT_MS is a minute: a hang fails the test run
       assert.equal(reply.status, 502);
       assert.equal(reply.json.error.code, 'upstream_bad_status');
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.match(entry.error.detail, new RegExp(`status ${status.slice(0, 3)}`));
+      assert.match(entry.error.detail, new RegExp(`status ${status.split(' ')[0]}`));
     });
   }
 

@@ -8,6 +8,7 @@ import type { ErrorBody, GatewayError } from '../errors.js';
 import type { LogEntry, UpstreamAttempt } from './log.js';
 import type { RequestObservation } from './metrics.js';
 import type { Usage } from '../formats/chat/types.js';
+import { tokenCount } from '../formats/usage.js';
 import { redactKey } from '../upstream/errors.js';
 
 export interface RequestContext {
@@ -99,8 +100,8 @@ export class Interaction {
       durationSeconds: (now - this.context.startedAt) / 1000,
       upstreamTtfbSeconds: this.upstreamStartedAt !== null && this.upstreamRespondedAt !== null ? (this.upstreamRespondedAt - this.upstreamStartedAt) / 1000 : null,
       overheadSeconds: this.overheadMs(now) / 1000,
-      promptTokens: typeof usage?.prompt_tokens === 'number' ? usage.prompt_tokens : 0,
-      completionTokens: typeof usage?.completion_tokens === 'number' ? usage.completion_tokens : 0,
+      promptTokens: tokenCount(usage?.prompt_tokens),
+      completionTokens: tokenCount(usage?.completion_tokens),
     };
   }
 

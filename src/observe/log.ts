@@ -100,6 +100,8 @@ const BATCH_MS = 10;
 /** Pending bytes per destination beyond which new entries are dropped (and counted), not queued. */
 const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
+const NEWLINE = Buffer.from('\n');
+
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
 export abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
@@ -176,8 +178,8 @@ export abstract class QueuedWriter implements LogSink {
 export class FileSink extends QueuedWriter {
   private handle: FileHandle | null = null;
   private reopening = false;
-  /** Where a torn write must be cut off (its file size before it), when that could not be done yet. */
-  private cutTo: number | null = null;
+  /** A torn entry could not be cut off: the next write starts on a new line, after it. */
+  private afterTear = false;
 
   constructor(private readonly path: string) {
     super('pretty');
@@ -212,30 +214,20 @@ export class FileSink extends QueuedWriter {
     return handle;
   }
 
-  /** Cuts a torn write off, if one is pending (true when the file ends with a whole entry again). */
-  private async repair(handle: FileHandle): Promise<boolean> {
-    if (this.cutTo === null) return true;
-    try {
-      await handle.truncate(this.cutTo);
-      this.cutTo = null;
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   /**
-   * After a write that failed with `written` of its bytes in the file: where to cut. Measured
-   * then rather than tracked, so a file someone else truncated (logrotate's copytruncate) is
-   * never cut to a stale size. Null: nothing to cut (nothing written, or not a regular file).
+   * After a write that failed with `written` of its bytes in the file, cuts them off: back to the
+   * size the file had before (measured now, not tracked, so a file someone else truncated, as
+   * logrotate's copytruncate does, is never cut to a stale size). A file that refuses the cut (an
+   * append-only file) keeps the torn entry; logging carries on, on a new line after it.
    */
-  private static async tearStart(handle: FileHandle, written: number): Promise<number | null> {
-    if (written === 0) return null;
+  private async cutTear(handle: FileHandle, written: number): Promise<void> {
+    if (written === 0) return;
     try {
       const stats = await handle.stat();
-      return stats.isFile() ? Math.max(0, stats.size - written) : null;
-    } catch {
-      return null;
+      if (stats.isFile()) await handle.truncate(Math.max(0, stats.size - written));
+    } catch (err) {
+      this.afterTear = true;
+      warn(`cannot cut a partly written entry off the end of ${this.path} (${(err as Error).message}); it stays there, and the next entry starts on a new line after it`);
     }
   }
 
@@ -244,26 +236,22 @@ export class FileSink extends QueuedWriter {
       this.reopening = false;
       const old = this.handle;
       this.handle = null;
-      if (old !== null) await this.repair(old);
-      this.cutTo = null; // the rotated file is no longer ours to cut
+      this.afterTear = false; // a new file
       await old?.close().catch(() => {});
     }
     const handle = await this.ensureOpen();
-    // A tear that could not be cut off before (truncate failed too) must go before the next entry.
-    if (!(await this.repair(handle))) throw new Error(`cannot cut a partly written entry off the end of ${this.path}`);
+    const bytes = this.afterTear ? Buffer.concat([NEWLINE, data]) : data;
     let offset = 0;
     try {
-      while (offset < data.length) {
-        const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+      while (offset < bytes.length) {
+        const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
         offset += bytesWritten;
       }
+      this.afterTear = false;
     } catch (err) {
-      this.cutTo = await FileSink.tearStart(handle, offset);
-      // Cut back to the last whole entry; kept open if that failed, to try again before the next write.
-      if (await this.repair(handle)) {
-        this.handle = null;
-        await handle.close().catch(() => {});
-      }
+      await this.cutTear(handle, offset);
+      this.handle = null;
+      await handle.close().catch(() => {});
       throw err;
     }
   }

@@ -200,6 +200,7 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSn
 }
 
 function number(value: number): string {
+  if (!Number.isFinite(value)) return Number.isNaN(value) ? 'NaN' : value > 0 ? '+Inf' : '-Inf'; // Prometheus spells them so
   return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(12)));
 }
 

@@ -282,7 +282,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 }
 
 /** Values copied from an example rather than a provider's console: `sk-...`, `sk-your-openai-key`, `<key>`, `${KEY}`. */
-const PLACEHOLDER = /\.\.\.|…|^<.*>$|^\$\{?[A-Za-z_]+\}?$|your[-_ ]?([a-z]+[-_ ])?(api[-_ ]?)?key|change[-_ ]?me|placeholder|replace[-_ ]?(me|this)|^(sk-(ant-)?)?x{6,}$/i;
+const PLACEHOLDER = /\.\.\.|…|^<.*>$|^\$\{?[A-Za-z_]+\}?$|your[-_ ]?([a-z]+[-_ ])?(api[-_ ]?)?key|change[-_ ]?me|placeholder|replace[-_ ]?(me|this)|^(sk-([a-z0-9]+-)*)?x{6,}$/i;
 
 export function isPlaceholder(apiKey: string): boolean {
   return PLACEHOLDER.test(apiKey);

@@ -71,6 +71,8 @@ export function passThroughStream(options: StreamOptions): StreamTranslator {
       }
       if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
       if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: midStreamError(chunk.error) }];
+      // vLLM and other OpenAI-compatible servers send a bare error object mid-stream.
+      if (chunk.object === 'error') return [{ kind: 'error', error: midStreamError(chunk) }];
       const finish = Array.isArray(chunk.choices) && chunk.choices.some((choice: unknown) => isRecord(choice) && typeof choice.finish_reason === 'string');
       if (!options.clientWantsUsage && isRecord(chunk.usage)) {
         // Usage-only chunk (OpenAI) → log only; usage on a content chunk (DeepSeek) → strip it.

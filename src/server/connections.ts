@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
 import { GatewayError } from '../errors.js';
 import { entryOf } from '../formats/chat/types.js';
@@ -28,7 +29,7 @@ export interface Exchange {
 export const BAD_CONNECTION_GRACE_MS = 2000;
 
 function requestTimeout(): GatewayError {
-  return new GatewayError(408, 'The request headers did not arrive in time.', { code: 'request_timeout' });
+  return new GatewayError(408, 'The request did not arrive in time.', { code: 'request_timeout' });
 }
 
 /** A client's malformed HTTP → the error it is answered with (null: the client is gone, just close). */
@@ -39,7 +40,7 @@ export function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
   return new GatewayError(400, 'Malformed HTTP request.', { code: 'bad_http_request' });
 }
 
-const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 /** The error as a whole HTTP response, written straight to a socket Node's parser has given up on. */
 function rawAnswer(error: GatewayError): string {
@@ -55,17 +56,22 @@ class ClientConnection {
   readonly open: Exchange[] = [];
   /** A parse error, answered once the requests before it are. */
   broken: GatewayError | null = null;
-  /** Closes a connection on which no request has begun (null once one has). */
+  /** Closes a connection that has sent nothing at all (null once it has, or a request began). */
   firstRequest: Deadline | null;
   private graceTimer: NodeJS.Timeout | null = null;
+  /** Its place among the server's connections (SlotList). */
+  slot = -1;
 
   constructor(
     readonly socket: Socket,
     headersTimeoutMs: number,
+    private readonly onClose: (connection: ClientConnection) => void,
   ) {
     this.firstRequest = setDeadline(headersTimeoutMs, () => {
       this.firstRequest = null;
-      this.fail(requestTimeout());
+      // Once bytes came, Node's own timers govern: its headers timeout for a request that has
+      // begun, its keep-alive timeout after one it answered itself (a 417, say).
+      if (socket.bytesRead === 0) this.fail(requestTimeout());
     });
     socket.once('close', () => this.closed());
   }
@@ -112,18 +118,33 @@ class ClientConnection {
     if (this.graceTimer !== null) clearTimeout(this.graceTimer);
     for (const exchange of this.open.slice()) exchange.over();
     this.open.length = 0;
+    this.onClose(this);
   }
 }
 
 /** Every client connection of one server. */
 export class Connections {
   private readonly bySocket = new WeakMap<Socket, ClientConnection>();
+  /** Every open connection, for a shutdown that must close the idle ones. */
+  private readonly all = new SlotList<ClientConnection>();
+  private readonly forget = (connection: ClientConnection): void => this.all.delete(connection);
 
   constructor(private readonly headersTimeoutMs: number) {}
 
   /** A new connection (the server's 'connection' event). */
   accept(socket: Socket): void {
-    this.bySocket.set(socket, new ClientConnection(socket, this.headersTimeoutMs));
+    const connection = new ClientConnection(socket, this.headersTimeoutMs, this.forget);
+    this.bySocket.set(socket, connection);
+    this.all.add(connection);
+  }
+
+  /**
+   * Closes every connection without a request in progress: idle keep-alive ones, and those that
+   * never sent a request, or are still sending its headers (Node's closeIdleConnections leaves
+   * these open up to Node 24, so one silent client would hold a shutdown for its whole timeout).
+   */
+  closeIdle(): void {
+    for (const connection of this.all.snapshot()) if (connection.open.length === 0) connection.socket.destroy();
   }
 
   /** A request began on its connection; `exchange.over()` must end it (it removes itself). */
@@ -137,8 +158,16 @@ export class Connections {
 
   /** The server's 'clientError' event. */
   clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    this.refuse(socket, clientErrorOf(err));
+  }
+
+  /**
+   * Nothing more is served on this connection: `error` is answered after the requests before it
+   * (null: the client is gone, close at once). Also for what Node hands over instead of a request
+   * (CONNECT): without this, Node destroys the socket and the requests before it lose their answers.
+   */
+  refuse(socket: Socket, error: GatewayError | null): void {
     const connection = this.bySocket.get(socket);
-    const error = clientErrorOf(err);
     if (connection === undefined) {
       if (error !== null && socket.writable) socket.end(rawAnswer(error));
       else socket.destroy();

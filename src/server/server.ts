@@ -42,6 +42,8 @@ export interface GatewayServer {
   whenIdle(): Promise<void>;
   /** Shutdown has begun: /healthz answers 503 and every response closes its connection. */
   drain(): void;
+  /** Closes every connection without a request in progress (shutdown, once traffic is quiet). */
+  closeIdleConnections(): void;
   /** Milliseconds since the last request arrived. */
   quietFor(): number;
   /** Stops every running request with `reason` (streams end with an error event). */
@@ -225,6 +227,9 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   server.on('connection', (socket: Socket) => connections.accept(socket));
   // Malformed HTTP or a headers timeout: answered (400, 431, 408) after the requests before it, never a crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => connections.clientError(err, socket));
+  server.on('connect', (_req: IncomingMessage, socket: Socket) =>
+    connections.refuse(socket, new GatewayError(405, 'CONNECT is not served: the gateway is not a forward proxy.', { code: 'method_not_allowed' })),
+  );
 
   return {
     http: server,
@@ -232,6 +237,10 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     whenIdle: () => (active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))),
     drain: () => {
       draining = true;
+    },
+    closeIdleConnections: () => {
+      server.closeIdleConnections();
+      connections.closeIdle();
     },
     quietFor: () => performance.now() - lastRequestAt,
     cancelAll: (reason) => {

@@ -21,6 +21,8 @@ import { callProvider } from '../upstream/call.js';
 import { relayStream } from '../upstream/relay.js';
 import { readAll } from '../upstream/send.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
+import { KeyScrubber } from '../upstream/scrub.js';
+import { tokenCount } from '../formats/usage.js';
 
 export interface ChatDeps {
   readonly keys: KeyStore;
@@ -102,14 +104,16 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       }
     }
 
-    const { upstream } = await callProvider(key, request, raw, cancel, interaction, {
+    const { upstream, apiKey } = await callProvider(key, request, raw, cancel, interaction, {
       retries: deps.upstreamRetries,
       maxDelayMs: deps.upstreamRetryMaxDelayMs,
       timeoutMs: deps.upstreamTimeoutMs,
     });
     interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.apiKeys);
+    // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
+    const scrubber = new KeyScrubber(apiKey);
     if (upstream.status < 200 || upstream.status > 299) {
-      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstreamIdleTimeoutMs });
+      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstreamIdleTimeoutMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
       throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys, key.target?.url);
     }
@@ -123,9 +127,9 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
       }
       const translator = key.provider.streamTranslator({ clientWantsUsage: wantsUsage(request), assemble: deps.log.enabled });
       stampOverhead(res, interaction);
-      await relayStream(upstream, res, translator, interaction, { cancel, assemble: deps.log.enabled, idleMs: deps.upstreamIdleTimeoutMs, apiKeys: key.apiKeys });
+      await relayStream(upstream, res, translator, interaction, { cancel, assemble: deps.log.enabled, idleMs: deps.upstreamIdleTimeoutMs, apiKeys: key.apiKeys, scrubber });
     } else {
-      const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs: deps.upstreamIdleTimeoutMs });
+      const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs: deps.upstreamIdleTimeoutMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
       const translated = key.provider.translateResponse(body);
       stampOverhead(res, interaction);
@@ -169,11 +173,6 @@ export async function handleChat(req: IncomingMessage, res: ServerResponse, cont
     deps.metrics.request(interaction.observation(now));
     if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
   }
-}
-
-/** A token count from a provider's usage: anything but a non-negative finite number counts as 0. */
-function tokenCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
 }
 
 function requestedMaxTokens(request: ChatRequest): number {

@@ -12,6 +12,7 @@ import { pickKey, reportStatus } from '../policy/key-pool.js';
 import type { KeyStore, VirtualKey } from '../policy/keys.js';
 import type { ModelList } from '../providers/types.js';
 import { readAll, sendUpstream } from '../upstream/send.js';
+import { KeyScrubber } from '../upstream/scrub.js';
 import { redactDeep, upstreamError } from '../upstream/errors.js';
 
 export interface ModelsDeps {
@@ -34,7 +35,8 @@ async function providerModels(key: VirtualKey, context: RequestContext, deps: Mo
     deps.upstreamTimeoutMs,
   );
   reportStatus(key, index, upstream.status, null);
-  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: upstream.status >= 300, cancel: context.cancel, idleMs: deps.upstreamIdleTimeoutMs });
+  const scrubber = new KeyScrubber(key.apiKeys[index] as string);
+  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: upstream.status >= 300, cancel: context.cancel, idleMs: deps.upstreamIdleTimeoutMs, scrubber });
   timing.upstreamMs = performance.now() - started;
   if (upstream.status < 200 || upstream.status > 299) throw upstreamError(upstream.status, body, upstream.headers, key.apiKeys, key.modelsTarget?.url);
   // A provider's list goes to the client: every string in it is scrubbed like its errors.

@@ -530,7 +530,8 @@ interface Head {
   keepAlive: boolean;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: |$)/;
+// Any number of digits: a status of the wrong length is refused as a status (upstream_bad_status), not as garbage.
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{1,9})(?: |$)/;
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** Headers of which Node keeps the first value when they repeat (a doubled retry-after stays readable). */
 const FIRST_WINS = new Set(

@@ -14,6 +14,7 @@ import type { StreamOutput, StreamTranslator } from '../providers/types.js';
 import { SSE_DONE, SSE_HEADERS, SseParser, SseTooLargeError, sseFrame, type SseEvent } from './sse.js';
 import { upstreamIdle, type UpstreamResponse } from './send.js';
 import { redactError } from './errors.js';
+import type { KeyScrubber } from './scrub.js';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
 
@@ -50,6 +51,8 @@ export interface RelayOptions {
   readonly idleMs: number;
   /** Scrubbed from any upstream error message before it reaches the client or the log. */
   readonly apiKeys: readonly string[];
+  /** Takes the real key out of the upstream's bytes as they arrive. */
+  readonly scrubber: KeyScrubber;
 }
 
 function errorFrame(error: GatewayError): string {
@@ -228,9 +231,11 @@ export function relayStream(
       return true;
     };
 
-    const onData = (chunk: Buffer): void => {
+    const onData = (read: Buffer): void => {
       if (over) return;
       idle.at = performance.now() + options.idleMs;
+      const chunk = options.scrubber.push(read);
+      if (chunk.length === 0) return;
       // Everything this read completes leaves in one write.
       gathering = true;
       try {
@@ -249,6 +254,9 @@ export function relayStream(
       }
     };
     const onEnd = (): void => {
+      if (over) return;
+      const rest = options.scrubber.flush();
+      if (rest.length > 0) onData(rest);
       if (over) return;
       const events = parse(() => parser.end());
       if (events === null || handle(events)) return;

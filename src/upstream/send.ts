@@ -5,12 +5,13 @@
  * requests/s.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
 import { call, type Call, type ClientRequest } from './http-client.js';
 import type { UpstreamCall } from '../providers/types.js';
+import type { KeyScrubber } from './scrub.js';
 
 /** Where a virtual key's requests go, resolved once when keys are loaded. */
 export interface UpstreamTarget {
@@ -72,12 +73,22 @@ function badStatus(target: UpstreamTarget, err: NodeJS.ErrnoException): GatewayE
   return new GatewayError(502, 'The provider answered with an impossible HTTP status.', { code: 'upstream_bad_status', logDetail: `${target.url}: ${err.message}` });
 }
 
+const KNOWN_CODINGS = /^(?:x-gzip|gzip|deflate|br|zstd|compress|identity)(?:\s*,\s*(?:x-gzip|gzip|deflate|br|zstd|compress|identity)){0,3}$/i;
+
 /** The gateway asks for no content coding (accept-encoding: identity); a provider that compresses anyway cannot be read. */
 function compressed(target: UpstreamTarget, encoding: string): GatewayError {
+  // Named only when it is a coding the log can show: the value is the provider's, and may hold anything.
+  const named = KNOWN_CODINGS.test(encoding.trim());
   return new GatewayError(502, 'The provider sent a compressed answer the gateway cannot read.', {
     code: 'upstream_invalid_response',
-    logDetail: `${target.url}: content-encoding ${encoding.slice(0, 100)} although the request said accept-encoding: identity`,
+    logDetail: `${target.url}: ${named ? `content-encoding ${encoding}` : 'an unknown content-encoding'} although the request said accept-encoding: identity`,
   });
+}
+
+/** Whether the answer's body is in a content coding (an empty or `identity` header is none). */
+function isEncoded(encoding: string | string[] | undefined): boolean {
+  if (encoding === undefined) return false;
+  return !/^\s*(identity)?\s*$/i.test(String(encoding));
 }
 
 /** Errors of a pooled socket the server had already closed: worth one attempt on a fresh one. */
@@ -126,10 +137,12 @@ export function sendUpstream(target: UpstreamTarget, upstreamCall: UpstreamCall,
       const sent = call(request, {
         onResponse: (response) => {
           if (!settle()) return void sent.abort();
-          const encoding = response.headers['content-encoding'];
-          if (encoding !== undefined && !/^\s*identity\s*$/i.test(String(encoding))) {
+          if (isEncoded(response.headers['content-encoding'])) {
             sent.abort();
-            return reject(compressed(target, String(encoding)));
+            // An answer cannot be read, but an error status still counts (a retry, another key):
+            // it goes on without its unreadable body.
+            if (response.status >= 200 && response.status <= 299) return reject(compressed(target, String(response.headers['content-encoding'])));
+            return resolve({ status: response.status, headers: response.headers, body: Readable.from([]), resent: retried, abort: () => {} });
           }
           resolve({ status: response.status, headers: response.headers, body: response.body, resent: retried, abort: () => sent.abort() });
         },
@@ -165,6 +178,8 @@ export interface ReadOptions {
   cancel: Cancellation;
   /** No bytes for this long → 504. */
   idleMs: number;
+  /** Takes the real key out of the bytes as they arrive. */
+  scrubber?: KeyScrubber;
 }
 
 /** Reads a whole (non-stream) body; never hangs, never grows past `limit`. */
@@ -186,8 +201,7 @@ export function readAll(body: Readable, options: ReadOptions): Promise<Buffer> {
     const idle = setDeadline(options.idleMs, () => finish(upstreamIdle(options.idleMs)));
     options.cancel.onCancel(onCancel);
 
-    body.on('data', (chunk: Buffer) => {
-      idle.at = performance.now() + options.idleMs;
+    const take = (chunk: Buffer): void => {
       if (size + chunk.length > options.limit) {
         if (!options.truncate) return finish(new GatewayError(502, `The provider's answer exceeded ${options.limit} bytes.`, { code: 'upstream_response_too_large' }));
         chunks.push(chunk.subarray(0, options.limit - size));
@@ -197,8 +211,16 @@ export function readAll(body: Readable, options: ReadOptions): Promise<Buffer> {
       }
       size += chunk.length;
       chunks.push(chunk);
+    };
+    const scrubber = options.scrubber;
+    body.on('data', (chunk: Buffer) => {
+      idle.at = performance.now() + options.idleMs;
+      take(scrubber === undefined ? chunk : scrubber.push(chunk));
     });
-    body.once('end', () => finish(null));
+    body.once('end', () => {
+      if (scrubber !== undefined && !settled) take(scrubber.flush());
+      finish(null);
+    });
     body.once('close', () => {
       if (!settled) finish(new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response' }));
     });

@@ -45,7 +45,7 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
   const logFile = options.logFile ?? join(dir, 'logs', 'llm_interactions.json');
   // Through bash's ulimit when the file size is limited (Node ignores SIGXFSZ, so writes past it fail with EFBIG).
   const [command, args] =
-    options.fileSizeLimitKiB === undefined ? [process.execPath, [MAIN]] : ['bash', ['-c', `ulimit -f ${options.fileSizeLimitKiB} && exec "$0" "$@"`, process.execPath, MAIN]];
+    options.fileSizeLimitKiB === undefined ? [process.execPath, [MAIN]] : ['bash', ['-c', `ulimit -S -f ${options.fileSizeLimitKiB} && exec "$0" "$@"`, process.execPath, MAIN]];
   const child = spawn(command, args, {
     cwd: dir,
     env: {

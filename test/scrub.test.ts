@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KeyScrubber } from '../src/upstream/scrub.js';
+
+const KEY = 'sk-proj-Scrub0123456789abcdef';
+
+/** Feeds `text` to a fresh scrubber in the given pieces and returns everything it let through. */
+function scrub(pieces: string[], key = KEY): string {
+  const scrubber = new KeyScrubber(key);
+  const out = pieces.map((piece) => scrubber.push(Buffer.from(piece)).toString());
+  return out.join('') + scrubber.flush().toString();
+}
+
+describe('KeyScrubber', () => {
+  it('replaces every whole occurrence of the key, and nothing else', () => {
+    assert.equal(scrub([`a ${KEY} b ${KEY}${KEY} c`]), 'a [redacted] b [redacted][redacted] c');
+    assert.equal(scrub(['sk-proj-Scrub is not the key, nor is sk-proj-']), 'sk-proj-Scrub is not the key, nor is sk-proj-');
+  });
+
+  it('finds the key however the bytes are split: at every pair of boundaries', () => {
+    const text = `data: {"id":"x","content":"${KEY} and ${KEY}"}\n\nsk-proj-Scr`;
+    const expected = 'data: {"id":"x","content":"[redacted] and [redacted]"}\n\nsk-proj-Scr';
+    for (let i = 0; i <= text.length; i++) {
+      for (let j = i; j <= text.length; j++) {
+        assert.equal(scrub([text.slice(0, i), text.slice(i, j), text.slice(j)]), expected, `split at ${i} and ${j}`);
+      }
+    }
+  });
+
+  it('holds nothing back after an event end, so streams are never delayed', () => {
+    const scrubber = new KeyScrubber(KEY);
+    const event = Buffer.from('data: {"a":1}\n\n');
+    assert.equal(scrubber.push(event), event, 'the very same bytes, not a copy');
+  });
+
+  it('leaves short (test) keys alone: replacing them would mangle ordinary text', () => {
+    assert.equal(scrub(['the key sk-1 and sk-1'], 'sk-1'), 'the key sk-1 and sk-1');
+  });
+});
