@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { UpstreamPolicy } from './upstream/types.js';
 
 export interface Config {
   keysFile: string;
@@ -19,10 +20,8 @@ export interface Config {
   anthropicDefaultMaxTokens: number;
   /** How long in-flight requests may take to finish after SIGTERM/SIGINT. */
   shutdownTimeoutMs: number;
-  /** No upstream response headers within this → 504. */
-  upstreamTimeoutMs: number;
-  /** No upstream bytes for this long, once it answered → the stream (or body) is failed. */
-  upstreamIdleTimeoutMs: number;
+  /** Timeouts and retries of every call to a provider. */
+  upstream: UpstreamPolicy;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   metricsToken: string | null;
   /** A client must send its request headers within this, from connecting or from a request's first byte. */
@@ -31,17 +30,13 @@ export interface Config {
   workers: number;
   /** Reload keys when the file changes (false: only on SIGHUP). */
   keysWatch: boolean;
-  /** Attempts after the first for a connection failure, 429, 500, 502, 503, 504 or 529. */
-  upstreamRetries: number;
-  /** The longest wait before a retry; a provider asking (retry-after) for longer gets no retry. */
-  upstreamRetryMaxDelayMs: number;
   /** Budget usage, kept across restarts; null = in memory only. */
   stateFile: string | null;
   /** Origins browsers may call from (`*` = any); empty = CORS off. */
   corsOrigins: string[];
 }
 
-export const DEFAULTS = {
+const DEFAULTS = {
   keysFile: 'keys.json',
   port: 8080,
   logFile: 'logs/llm_interactions.json',
@@ -120,15 +115,18 @@ export function loadConfig(env: Env = process.env): Config {
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
     shutdownTimeoutMs: integer('GATEWAY_SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 24 * 3600_000),
-    upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', DEFAULTS.upstreamTimeoutMs, 1, 24 * 3600_000),
-    upstreamIdleTimeoutMs: integer('UPSTREAM_IDLE_TIMEOUT_MS', DEFAULTS.upstreamIdleTimeoutMs, 1, 24 * 3600_000),
+    upstream: {
+      timeoutMs: integer('UPSTREAM_TIMEOUT_MS', DEFAULTS.upstreamTimeoutMs, 1, 24 * 3600_000),
+      idleTimeoutMs: integer('UPSTREAM_IDLE_TIMEOUT_MS', DEFAULTS.upstreamIdleTimeoutMs, 1, 24 * 3600_000),
+      // Attempts after the first; a provider asking (retry-after) for longer than the delay gets no retry.
+      retries: integer('UPSTREAM_RETRIES', DEFAULTS.upstreamRetries, 0, 10),
+      retryMaxDelayMs: integer('UPSTREAM_RETRY_MAX_DELAY_MS', DEFAULTS.upstreamRetryMaxDelayMs, 0, 3600_000),
+    },
     metricsToken: text('METRICS_TOKEN') ?? null,
     // Node refuses a headers timeout above its request timeout (300 s).
     headersTimeoutMs: integer('GATEWAY_HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1000, 300_000),
     workers: workers(text('GATEWAY_WORKERS')),
     keysWatch: keysWatch !== 'off',
-    upstreamRetries: integer('UPSTREAM_RETRIES', DEFAULTS.upstreamRetries, 0, 10),
-    upstreamRetryMaxDelayMs: integer('UPSTREAM_RETRY_MAX_DELAY_MS', DEFAULTS.upstreamRetryMaxDelayMs, 0, 3600_000),
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
     corsOrigins: corsOrigins,
   };

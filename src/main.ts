@@ -4,12 +4,14 @@
  * of its own. Operational messages go to stderr; stdout carries only the interactions log.
  */
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
-import { isPrimary, runPrimary, runWorker } from './cluster.js';
-import { createInstance, listenFailure, watchKeysFile } from './instance.js';
-import { KeyFileError, keyWarnings, loadKeyFileText, type VirtualKey } from './policy/keys.js';
+import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
+import { createInstance, listenFailure } from './instance.js';
+import { createSinks } from './observe/log.js';
+import { warn } from './observe/warn.js';
+import { KeyFile, watchKeyFile } from './policy/key-file.js';
+import { KeyFileError } from './policy/keys.js';
 import { BudgetStore, LimitState, type Limiter } from './policy/limits.js';
-import { createSinks, warn } from './observe/log.js';
-import { createRegistry } from './providers/index.js';
+import { registry } from './providers/index.js';
 
 function fatal(message: string): never {
   process.stderr.write(`llm-gateway: ${message}\n`);
@@ -27,18 +29,16 @@ function readConfig(): Config {
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const registry = createRegistry({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens });
   if (!isPrimary()) return runWorker(config, registry);
 
-  let keys: VirtualKey[];
-  let keysText: string;
+  let opened: Awaited<ReturnType<typeof KeyFile.open>>;
   try {
-    ({ keys, text: keysText } = await loadKeyFileText(config.keysFile, registry));
+    opened = await KeyFile.open(config.keysFile, registry);
   } catch (err) {
     if (err instanceof KeyFileError) fatal(`cannot start: ${err.message}`);
     throw err;
   }
-  for (const warning of keyWarnings(keys)) warn(warning);
+  const { file: keyFile, keys } = opened;
   if (config.metricsToken === null && !isLoopback(config.host)) {
     warn('GET /metrics answers 403 on this address until METRICS_TOKEN is set (without one it is served only on a loopback GATEWAY_HOST)');
   }
@@ -46,24 +46,24 @@ async function main(): Promise<void> {
   const budgets = new BudgetStore(config.stateFile);
   await budgets.load();
   const limits = new LimitState(budgets);
-  if (config.workers > 1) return runPrimary({ config, registry, sinks, keysText, keyCount: keys.length, limits, budgets });
+  if (config.workers > 1) return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, budgets });
 
   const limiter: Limiter = { admit: (key, estimate) => limits.admit(key, estimate), record: (key, tokens, reserved) => limits.record(key, tokens, reserved) };
-  const instance = createInstance({ config, registry, keys, keysText, sinks, limiter });
+  const instance = createInstance({ config, keys, keyFile, sinks, limiter });
   let address: string;
   try {
     address = await instance.listen();
   } catch (err) {
     fatal(listenFailure(config, err));
   }
-  const providers = [...new Set(keys.map((key) => key.provider.name))].sort().join(', ');
+  const providers = [...new Set(keys.map((key) => key.target.provider.name))].sort().join(', ');
   warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${config.logFile ?? 'off'}`);
 
   process.on('SIGHUP', () => {
     instance.reopenLog();
-    void instance.reloadKeys('SIGHUP');
+    void instance.reloadKeys('SIGHUP', false);
   });
-  if (config.keysWatch) watchKeysFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
+  if (config.keysWatch) watchKeyFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
   const stop = (signal: string): void => {
     void instance
       .shutdown(signal)

@@ -4,13 +4,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CompletionAssembler } from '../src/formats/chat/assemble.js';
+import { chatStreamOutput } from '../src/formats/chat/stream.js';
+import type { ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types.js';
 import { GatewayError } from '../src/errors.js';
-import type { ChatRequest } from '../src/formats/chat/types.js';
-import { createAnthropic } from '../src/providers/anthropic.js';
 import { PARAMETERS, toAnthropicRequest, toolId } from '../src/formats/messages/from-chat.js';
-import { FINISH_REASONS, finishReason, toChatCompletion, toUsage } from '../src/formats/messages/to-chat.js';
-import { createAnthropicStreamTranslator } from '../src/formats/messages/stream-to-chat.js';
-import type { StreamOutput } from '../src/providers/types.js';
+import { chatToMessages, messagesTarget } from '../src/formats/messages/index.js';
+import { decodeMessagesEvent } from '../src/formats/messages/stream.js';
+import { messagesStreamToChat } from '../src/formats/messages/stream-to-chat.js';
+import { FINISH_REASONS, finishReason, toChatCompletion, toChatUsage } from '../src/formats/messages/to-chat.js';
+import type { AnthropicResponse } from '../src/formats/messages/types.js';
+import type { StreamItem } from '../src/formats/stream.js';
+import { anthropic } from '../src/providers/anthropic.js';
 import { SseParser } from '../src/upstream/sse.js';
 import { upstreamError } from '../src/upstream/errors.js';
 
@@ -320,16 +324,17 @@ describe('anthropic request: parameters', () => {
 });
 
 describe('anthropic response', () => {
-  const message = (content: unknown[], stop_reason: string, usage: Record<string, number> = { input_tokens: 10, output_tokens: 5 }) => ({
-    id: 'msg_01',
-    type: 'message',
-    role: 'assistant',
-    model: 'claude-sonnet-4-5-20250929',
-    content,
-    stop_reason,
-    stop_sequence: null,
-    usage,
-  });
+  const message = (content: unknown[], stop_reason: string, usage: Record<string, number> = { input_tokens: 10, output_tokens: 5 }): AnthropicResponse =>
+    ({
+      id: 'msg_01',
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-sonnet-4-5-20250929',
+      content,
+      stop_reason,
+      stop_sequence: null,
+      usage,
+    }) as AnthropicResponse;
 
   it('text → chat.completion with id, created, model, finish_reason and usage', () => {
     assert.deepEqual(toChatCompletion(message([{ type: 'text', text: 'Hello' }, { type: 'text', text: ' there' }], 'end_turn'), 1730000000), {
@@ -377,7 +382,7 @@ describe('anthropic response', () => {
   });
 
   it('usage: prompt_tokens includes cache creation and cache reads; cached_tokens = cache reads', () => {
-    assert.deepEqual(toUsage({ input_tokens: 100, cache_creation_input_tokens: 2000, cache_read_input_tokens: 300, output_tokens: 50 }), {
+    assert.deepEqual(toChatUsage({ input_tokens: 100, cache_creation_input_tokens: 2000, cache_read_input_tokens: 300, output_tokens: 50 }), {
       prompt_tokens: 2400,
       completion_tokens: 50,
       total_tokens: 2450,
@@ -385,14 +390,14 @@ describe('anthropic response', () => {
       cache_creation_input_tokens: 2000,
       cache_read_input_tokens: 300,
     });
-    assert.equal(toUsage({ input_tokens: 5, cache_creation_input_tokens: null, output_tokens: 1 }).prompt_tokens, 5);
+    assert.equal(toChatUsage({ input_tokens: 5, cache_creation_input_tokens: null, output_tokens: 1 }).prompt_tokens, 5);
   });
 
   it('an empty answer has empty-string content, and a body that is not a message is a 502', () => {
     assert.equal(toChatCompletion(message([], 'end_turn'), 1).choices[0]?.message.content, '');
-    const provider = createAnthropic(options);
-    assert.throws(() => provider.translateResponse(Buffer.from('{"type":"error"}')), (err: unknown) => err instanceof GatewayError && err.status === 502);
-    assert.throws(() => provider.translateResponse(Buffer.from('nope')), (err: unknown) => err instanceof GatewayError && err.status === 502);
+    assert.throws(() => messagesTarget.parseResponse(Buffer.from('{"type":"error"}')), (err: unknown) => err instanceof GatewayError && err.status === 502);
+    assert.throws(() => messagesTarget.parseResponse(Buffer.from('{"type":"error","content":[]}')), (err: unknown) => err instanceof GatewayError && err.status === 502);
+    assert.throws(() => messagesTarget.parseResponse(Buffer.from('nope')), (err: unknown) => err instanceof GatewayError && err.status === 502);
   });
 
   it('errors: Anthropic\'s shape becomes OpenAI\'s with the same status; 401/403 are the gateway\'s key problem', () => {
@@ -408,7 +413,7 @@ describe('anthropic response', () => {
   });
 });
 
-// The transcript of ../shared/providers.md §2.6 (text block, then a tool_use block), plus thinking.
+// A streamed answer as Anthropic sends it (docs/providers.md): a text block, then tool_use blocks, plus thinking.
 const TRANSCRIPT = [
   'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_014p7","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":100,"output_tokens":2}}}\n\n',
   'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n',
@@ -431,12 +436,26 @@ const TRANSCRIPT = [
   'event: message_stop\ndata: {"type":"message_stop"}\n\n',
 ].join('');
 
-function run(chunks: Buffer[], clientWantsUsage: boolean): StreamOutput[] {
+/** What a chat client gets of each translated item: the chunk, and the JSON it is sent as (null: not sent). */
+type Output = { kind: 'chunk'; chunk: ChatCompletionChunk; data: string | null } | { kind: 'done' } | { kind: 'error'; error: GatewayError };
+
+/** The provider's bytes → SSE events → Messages items → chat items → what a chat client sees. */
+function run(chunks: Buffer[], clientWantsUsage: boolean): Output[] {
   const parser = new SseParser();
-  const translator = createAnthropicStreamTranslator({ clientWantsUsage, assemble: true }, () => 1730000000000);
-  const outputs: StreamOutput[] = [];
-  for (const chunk of chunks) for (const event of parser.push(chunk)) outputs.push(...translator.event(event));
-  for (const event of parser.end()) outputs.push(...translator.event(event));
+  const translate = messagesStreamToChat(1730000000);
+  const output = chatStreamOutput({ model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) });
+  const outputs: Output[] = [];
+  const toOutput = (item: StreamItem<ChatCompletionChunk>): Output => {
+    if (item.kind === 'end') return { kind: 'done' };
+    if (item.kind === 'error') return item;
+    const frame = output.frame(item);
+    return { kind: 'chunk', chunk: item.event, data: frame === '' ? null : frame.slice('data: '.length, -2) };
+  };
+  const take = (events: ReturnType<SseParser['push']>): void => {
+    for (const event of events) for (const item of decodeMessagesEvent(event)) outputs.push(...translate(item).map(toOutput));
+  };
+  for (const chunk of chunks) take(parser.push(chunk));
+  take(parser.end());
   return outputs;
 }
 
@@ -501,7 +520,7 @@ describe('anthropic stream', () => {
   });
 
   it('maps a mid-stream error event to an error output with the matching status', () => {
-    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false, assemble: true });
+    const translator = { event: decodeMessagesEvent };
     const [out] = translator.event({ event: 'error', data: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' });
     assert.ok(out?.kind === 'error');
     assert.equal(out.error.status, 529);
@@ -515,16 +534,22 @@ describe('anthropic stream', () => {
   });
 
   it('ignores ping and unknown events', () => {
-    const translator = createAnthropicStreamTranslator({ clientWantsUsage: false, assemble: true });
-    assert.deepEqual(translator.event({ event: 'ping', data: '{"type":"ping"}' }), []);
-    assert.deepEqual(translator.event({ event: 'future', data: '{"type":"content_block_future","x":1}' }), []);
+    const translate = messagesStreamToChat(1);
+    const events = (data: string) => decodeMessagesEvent({ event: undefined, data }).flatMap(translate);
+    assert.deepEqual(events('{"type":"ping"}'), []);
+    assert.deepEqual(events('{"type":"content_block_future","x":1}'), []);
   });
 });
 
 describe('anthropic provider', () => {
-  it('sends x-api-key and anthropic-version, never a Bearer header', () => {
-    const call = createAnthropic(options).prepare({ request: { model: 'm', messages: [{ role: 'user', content: 'x' }] }, raw: Buffer.from(''), apiKey: 'sk-ant-1' });
-    assert.deepEqual(call.headers, { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
-    assert.deepEqual(JSON.parse(String(call.body)), { model: 'm', max_tokens: 4096, messages: [{ role: 'user', content: 'x' }] });
+  it('sends x-api-key and anthropic-version, never a Bearer header, and the translated body', () => {
+    assert.deepEqual(anthropic.authHeaders('sk-ant-1'), { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
+    const translation = chatToMessages({ defaultMaxTokens: 4096, now: () => 1 });
+    const body = messagesTarget.body(translation.request({ model: 'm', messages: [{ role: 'user', content: 'x' }] }), null);
+    assert.deepEqual(JSON.parse(String(body)), { model: 'm', max_tokens: 4096, messages: [{ role: 'user', content: 'x' }] });
+  });
+
+  it('speaks the Messages API only, at /v1/messages', () => {
+    assert.deepEqual(anthropic.apis, { messages: '/v1/messages' });
   });
 });

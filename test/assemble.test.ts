@@ -1,20 +1,28 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CompletionAssembler } from '../src/formats/chat/assemble.js';
+import { chatStreamWatch } from '../src/formats/chat/stream.js';
+import type { ChatCompletionChunk } from '../src/formats/chat/types.js';
 
 const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1730000000, model: 'gpt-4o', system_fingerprint: 'fp_x' };
 
 describe('CompletionAssembler', () => {
-  it('assembles text, reasoning, finish_reason and usage into a chat.completion', () => {
+  it('assembles text, reasoning, finish_reason and usage into a chat.completion; the stream watch sees the finish and the usage', () => {
     const assembler = new CompletionAssembler();
-    assembler.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', reasoning_content: '' }, finish_reason: null }] });
-    assembler.add({ ...base, choices: [{ index: 0, delta: { content: null, reasoning_content: 'Think' }, finish_reason: null }] });
-    assembler.add({ ...base, choices: [{ index: 0, delta: { content: 'Hel' }, finish_reason: null }] });
-    assembler.add({ ...base, choices: [{ index: 0, delta: { content: 'lo!' }, finish_reason: null }] });
-    assert.equal(assembler.finished, false);
-    assembler.add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-    assembler.add({ ...base, choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } });
-    assert.equal(assembler.finished, true);
+    const watch = chatStreamWatch();
+    const add = (chunk: Record<string, unknown>): void => {
+      assembler.add(chunk);
+      watch.see(chunk as ChatCompletionChunk);
+    };
+    add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', reasoning_content: '' }, finish_reason: null }] });
+    add({ ...base, choices: [{ index: 0, delta: { content: null, reasoning_content: 'Think' }, finish_reason: null }] });
+    add({ ...base, choices: [{ index: 0, delta: { content: 'Hel' }, finish_reason: null }] });
+    add({ ...base, choices: [{ index: 0, delta: { content: 'lo!' }, finish_reason: null }] });
+    assert.equal(watch.complete, false);
+    add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    add({ ...base, choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } });
+    assert.equal(watch.complete, true);
+    assert.deepEqual(watch.usage(), { input: 9, output: 3, cacheRead: 0, cacheWrite: 0, reasoning: 0 });
     assert.deepEqual(assembler.result(), {
       id: 'chatcmpl-1',
       object: 'chat.completion',
@@ -60,7 +68,7 @@ describe('CompletionAssembler', () => {
   it('ignores malformed chunks instead of throwing', () => {
     const assembler = new CompletionAssembler();
     for (const junk of [null, 42, 'x', [], { choices: 'no' }, { choices: [null, 5, { delta: 'x' }] }, { choices: [{ delta: { tool_calls: [null, { index: 'a' }] } }] }]) {
-      assembler.add(junk);
+      assembler.add(junk as never);
     }
     assert.equal(assembler.result().object, 'chat.completion');
   });

@@ -7,8 +7,14 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { Cancellation } from '../src/upstream/cancel.js';
 import type { GatewayError } from '../src/errors.js';
-import { call, encodeRequest, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
-import { readAll, sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream/send.js';
+import { encodeRequest, HttpClient, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
+import { readAll } from '../src/upstream/read.js';
+import { sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream/send.js';
+import type { Endpoint } from '../src/upstream/types.js';
+
+/** One client for the file, as one gateway process has: its pools are shared by every call. */
+const client = new HttpClient();
+const call = client.call.bind(client);
 
 interface RawServer {
   port: number;
@@ -57,6 +63,7 @@ async function rawServer(answer: (socket: net.Socket, index: number) => void): P
 
 const servers: RawServer[] = [];
 after(async () => {
+  client.close();
   await Promise.all(servers.map((server) => server.close()));
 });
 
@@ -276,9 +283,9 @@ describe('http client: failures', () => {
     // The gateway reads the body a few promise turns after sendUpstream resolved: the cut must
     // still reach it as an incomplete answer, not leave it waiting for the idle timeout.
     const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n'));
-    const target = { https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' };
+    const target: Endpoint = { kind: 'http', https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' };
     const cancel = new Cancellation();
-    const upstream = await sendUpstream(target, { body: '{}', headers: {} }, cancel, 10_000);
+    const upstream = await sendUpstream(client, target, { body: '{}', headers: {} }, cancel, 10_000);
     const error = await readAll(upstream.body, { limit: 1024, truncate: false, cancel, idleMs: 60_000 }).then(
       () => assert.fail('a cut body must not read as complete'),
       (err: unknown) => err as GatewayError,
@@ -344,7 +351,7 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
       } else later(socket);
     });
   }
-  const targetOf = (server: RawServer) => ({ https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' });
+  const targetOf = (server: RawServer): Endpoint => ({ kind: 'http', https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' });
   /** Two requests at once: two connections in the pool, both used once. */
   async function fillPool(server: RawServer): Promise<void> {
     await Promise.all([answered(requestTo(server.port, { path: '/' })), answered(requestTo(server.port, { path: '/' }))]);
@@ -354,7 +361,7 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
   it('resends once, on a new connection, when pooled connections turn out closed at once', async () => {
     const server = await pooledServer((socket) => socket.resetAndDestroy()); // every pooled connection is stale
     await fillPool(server);
-    const upstream = await sendUpstream(targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000);
+    const upstream = await sendUpstream(client, targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000);
     assert.equal(upstream.status, 200);
     assert.equal(upstream.resent, true);
     assert.equal(server.requests.length, 4, 'the two that filled the pool, the stale attempt, the resend');
@@ -365,7 +372,7 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
     for (const fail of [(socket: net.Socket) => socket.write('HTTP/1.1 2', () => setTimeout(() => socket.resetAndDestroy(), 20)), (socket: net.Socket) => setTimeout(() => socket.resetAndDestroy(), STALE_RESEND_WINDOW_MS + 300)]) {
       const server = await pooledServer(fail);
       await fillPool(server);
-      const error = await sendUpstream(targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000).then(
+      const error = await sendUpstream(client, targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000).then(
         () => assert.fail('expected a failure'),
         (err: unknown) => err as GatewayError,
       );

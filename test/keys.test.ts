@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { KeyFileError, KeyStore, keyWarnings, loadKeyFile, parseKeyFile } from '../src/policy/keys.js';
-import { providers } from '../src/providers/index.js';
+import { KeyStore } from '../src/policy/key-store.js';
+import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile } from '../src/policy/keys.js';
+import { registry as providers } from '../src/providers/index.js';
+
+const loadKeyFile = async (file: string, registry: typeof providers) => (await loadKeyFileText(file, registry)).keys;
 import { ROOT, tempDir } from './support/gateway.js';
 
 function problems(text: string): string[] {
@@ -20,7 +23,7 @@ function problems(text: string): string[] {
 describe('parseKeyFile', () => {
   it('accepts the shipped example file', async () => {
     const keys = await loadKeyFile(join(ROOT, 'keys.example.json'), providers);
-    assert.deepEqual(keys.map((key) => [key.id, key.provider.name]), [
+    assert.deepEqual(keys.map((key) => [key.id, key.target.provider.name]), [
       ['vk_demo', 'mock'],
       ['vk_user1_openai', 'openai'],
       ['vk_user2_anthropic', 'anthropic'],
@@ -43,7 +46,9 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    const urls = Object.fromEntries(keys.map((key) => [key.id, key.target?.url ?? null]));
+    // Each provider's one API: chat, or messages for anthropic.
+    const endpointOf = (id: string) => Object.values(keys.find((key) => key.id === id)?.target.endpoints ?? {})[0];
+    const urls = Object.fromEntries(keys.map((key) => [key.id, endpointOf(key.id)?.url ?? null]));
     assert.deepEqual(urls, {
       a: 'https://api.openai.com/v1/chat/completions',
       b: 'https://api.deepseek.com/chat/completions',
@@ -51,11 +56,14 @@ describe('parseKeyFile', () => {
       d: 'http://127.0.0.1:9999/v1/chat/completions',
       // Logged URLs leave the query string out (some providers take keys there); requests keep it.
       e: 'https://x.openai.azure.com/openai/v1/chat/completions',
-      f: null,
+      f: 'mock://local/chat/completions',
     });
-    assert.equal(keys.find((key) => key.id === 'e')?.target?.path, '/openai/v1/chat/completions?api-version=preview');
-    const d = keys.find((key) => key.id === 'd');
-    assert.deepEqual([d?.target?.https, d?.target?.hostname, d?.target?.port, d?.target?.path], [false, '127.0.0.1', 9999, '/v1/chat/completions']);
+    assert.equal(endpointOf('e')?.path, '/openai/v1/chat/completions?api-version=preview');
+    const d = endpointOf('d');
+    assert.ok(d?.kind === 'http');
+    assert.deepEqual([d.https, d.hostname, d.port, d.path], [false, '127.0.0.1', 9999, '/v1/chat/completions']);
+    assert.equal(endpointOf('f')?.kind, 'local', 'the mock answers in-process');
+    assert.equal(keys.find((key) => key.id === 'c')?.target.modelsEndpoint.url, 'https://api.anthropic.com/v1/models');
   });
 
   it('reports bad JSON with the parser message', () => {
@@ -175,7 +183,7 @@ describe('loadKeyFile', () => {
     const file = join(tempDir(), 'keys.json');
     writeFileSync(file, '{"virtual_keys":{"vk_1":{"provider":"openai","api_key":"sk-1"}}}');
     const keys = await loadKeyFile(file, providers);
-    assert.deepEqual(keys[0]?.apiKeys, ['sk-1']);
+    assert.deepEqual(keys[0]?.target.keys.apiKeys, ['sk-1']);
   });
 });
 
@@ -185,7 +193,7 @@ describe('KeyStore', () => {
     const store = new KeyStore(keys);
     assert.equal(store.size, 2);
     assert.equal(store.lookup('vk_a')?.id, 'vk_a');
-    assert.equal(store.lookup('vk_b')?.provider.name, 'openai');
+    assert.equal(store.lookup('vk_b')?.target.provider.name, 'openai');
     for (const near of ['vk_', 'vk_a ', 'VK_A', 'vk_ab', '']) assert.equal(store.lookup(near), undefined, near);
     store.replace(keys.slice(1));
     assert.equal(store.lookup('vk_a'), undefined);

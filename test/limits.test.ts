@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { pickKey, reportStatus, retryAfterMs } from '../src/policy/key-pool.js';
+import { KeyPool } from '../src/policy/key-pool.js';
 import { KeyFileError, modelAllowlist, parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
 import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyLimits } from '../src/policy/limits.js';
-import { backoffMs } from '../src/upstream/call.js';
-import { providers } from '../src/providers/index.js';
+import { backoffMs, retryAfterMs } from '../src/upstream/call.js';
+import { registry as providers } from '../src/providers/index.js';
 import { tempDir } from './support/gateway.js';
 
 function keyFile(entry: Record<string, unknown>): VirtualKey {
@@ -31,7 +31,7 @@ function problems(entry: Record<string, unknown>): string[] {
 describe('keys.json controls', () => {
   it('reads models, rate_limit, budget and api_keys', () => {
     const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b'], models: ['gpt-4o-mini', 'gpt-4.1-*'], rate_limit: { requests_per_minute: 60, tokens_per_minute: 1000 }, budget: { max_tokens: 50000, period: 'month' } });
-    assert.deepEqual(key.apiKeys, ['sk-a', 'sk-b']);
+    assert.deepEqual(key.target.keys.apiKeys, ['sk-a', 'sk-b']);
     assert.deepEqual(key.rateLimit, { requestsPerMinute: 60, tokensPerMinute: 1000 });
     assert.deepEqual(key.budget, { maxTokens: 50000, period: 'month' });
     assert.equal(key.models?.allows('gpt-4.1-nano'), true);
@@ -202,17 +202,18 @@ describe('budgets', () => {
 
 describe('several real keys', () => {
   const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b', 'sk-c'] });
+  const pool: KeyPool = key.target.keys;
 
   it('are taken in turn, skipping one that is cooling down after a 429 or a 401', () => {
     const now = 1000;
-    assert.deepEqual([pickKey(key, now), pickKey(key, now), pickKey(key, now), pickKey(key, now)], [0, 1, 2, 0]);
-    reportStatus(key, 1, 429, 10_000, now);
-    reportStatus(key, 2, 401, null, now);
-    assert.deepEqual([pickKey(key, now), pickKey(key, now), pickKey(key, now)], [0, 0, 0]);
-    assert.equal(pickKey(key, now + 10_001), 1, 'back after its cool-down');
-    reportStatus(key, 0, 429, 50_000, now);
-    reportStatus(key, 1, 429, 20_000, now);
-    assert.equal(pickKey(key, now + 100), 1, 'all cooling: the one that recovers first');
+    assert.deepEqual([pool.pick(now), pool.pick(now), pool.pick(now), pool.pick(now)], [0, 1, 2, 0]);
+    pool.report(1, 429, 10_000, now);
+    pool.report(2, 401, null, now);
+    assert.deepEqual([pool.pick(now), pool.pick(now), pool.pick(now)], [0, 0, 0]);
+    assert.equal(pool.pick(now + 10_001), 1, 'back after its cool-down');
+    pool.report(0, 429, 50_000, now);
+    pool.report(1, 429, 20_000, now);
+    assert.equal(pool.pick(now + 100), 1, 'all cooling: the one that recovers first');
   });
 
   it('read retry-after in seconds, as a date, or in milliseconds', () => {

@@ -65,7 +65,8 @@ describe('interactions log', () => {
     assert.equal(entry.stream, false);
     assert.deepEqual(entry.request, hello);
     assert.deepEqual(entry.response, reply.json);
-    assert.deepEqual(entry.usage, reply.json.usage);
+    assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+    assert.deepEqual(entry.response.usage, reply.json.usage, "the provider's own usage, in the answer");
     assert.equal(entry.upstream.status, 200);
     assert.match(entry.upstream.request_id, /^req_/);
     assert.equal(entry.upstream.url, `${openaiMock.baseUrl}/chat/completions`);

@@ -1,23 +1,39 @@
+/**
+ * OpenAI-compatible providers without a network: the request a provider gets (the client's own
+ * bytes where nothing changes), the pass-through stream a chat client gets, the answer read
+ * whole, and upstream error bodies.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { GatewayError } from '../src/errors.js';
+import { chatClient, chatTarget, type ChatTypes } from '../src/formats/chat/index.js';
+import { chatRequestBody } from '../src/formats/chat/request.js';
+import { CHAT_NOTABLE } from '../src/formats/chat/stream.js';
 import type { ChatRequest } from '../src/formats/chat/types.js';
-import { flattenTextParts, deepseek } from '../src/providers/deepseek.js';
-import { openai, passThroughStream, upstreamBody } from '../src/providers/openai.js';
+import { createRouter } from '../src/formats/router.js';
+import { deepseek, flattenTextParts } from '../src/providers/deepseek.js';
+import { openai } from '../src/providers/openai.js';
+import type { Provider } from '../src/providers/types.js';
+import { streamPipeline } from '../src/surfaces/stream.js';
+import { upstreamBody } from '../src/surfaces/surface.js';
 import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream/errors.js';
 
-function prepared(raw: string, provider = openai): { body: string; headers: Record<string, string> } {
-  const call = provider.prepare({ request: JSON.parse(raw) as ChatRequest, raw: Buffer.from(raw), apiKey: 'sk-real' });
-  return { body: call.body.toString(), headers: call.headers };
+const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
+const route = router.route(chatClient, ['chat']);
+
+/** What a chat-speaking provider is sent for the client's `raw` body. */
+function prepared(raw: string, provider: Provider = openai): { body: string; headers: Record<string, string> } {
+  const body = upstreamBody(route, provider, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
+  return { body: body.toString(), headers: provider.authHeaders('sk-real') };
 }
 
 describe('openai request', () => {
   it('forwards the client bytes unchanged when nothing must change', () => {
     const raw = '{ "model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}], "temperature": 0.5 }';
-    const call = openai.prepare({ request: JSON.parse(raw) as ChatRequest, raw: Buffer.from(raw), apiKey: 'sk-real' });
-    assert.ok(Buffer.isBuffer(call.body));
-    assert.equal(call.body.toString(), raw);
-    assert.deepEqual(call.headers, { authorization: 'Bearer sk-real' });
+    const body = upstreamBody(route, openai, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
+    assert.ok(Buffer.isBuffer(body));
+    assert.equal(body.toString(), raw);
+    assert.deepEqual(openai.authHeaders('sk-real'), { authorization: 'Bearer sk-real' });
   });
 
   it('asks for stream usage by splicing stream_options into the original bytes', () => {
@@ -42,7 +58,7 @@ describe('openai request', () => {
   it('does not add stream_options to a non-stream request', () => {
     const raw = '{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}';
     const rawBytes = Buffer.from(raw);
-    assert.equal(upstreamBody(JSON.parse(raw) as ChatRequest, rawBytes, null), rawBytes);
+    assert.equal(chatRequestBody(JSON.parse(raw) as ChatRequest, rawBytes), rawBytes);
     assert.equal(prepared(raw).body, raw);
   });
 });
@@ -75,75 +91,76 @@ describe('deepseek request', () => {
   });
 });
 
-describe('openai stream pass-through', () => {
+describe('chat stream pass-through', () => {
   const event = (data: string) => ({ event: undefined, data });
   const chunk = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"usage":null}';
   const usageChunk = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
   const finalWithUsage = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}';
+  /** One chat client's stream, passed through; `logged`: a log entry wants the assembled answer. */
+  const pipeline = (clientWantsUsage: boolean, logged = true) => {
+    const request: ChatRequest = { model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) };
+    return streamPipeline<ChatTypes>(route, chatClient.streamOutput(request), logged ? chatClient.assembler() : null);
+  };
 
   it('passes chunks through byte for byte', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(chunk));
-    assert.equal(out?.kind, 'chunk');
-    assert.equal(out?.kind === 'chunk' ? out.data : null, chunk);
+    assert.equal(pipeline(false).event(event(chunk)).text, `data: ${chunk}\n\n`);
   });
 
-  it('holds the usage chunk back from a client that did not ask for it, but still hands it to the log', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(usageChunk));
-    assert.ok(out?.kind === 'chunk');
-    assert.equal(out.data, null);
-    assert.deepEqual((out.chunk as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
-    const [shown] = passThroughStream({ clientWantsUsage: true, assemble: true }).event(event(usageChunk));
-    assert.equal(shown?.kind === 'chunk' ? shown.data : null, usageChunk);
+  it('holds the usage chunk back from a client that did not ask for it, but still counts it and hands it to the log', () => {
+    const hidden = pipeline(false);
+    assert.equal(hidden.event(event(usageChunk)).text, '');
+    assert.deepEqual(hidden.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 });
+    assert.deepEqual((hidden.response() as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
+    assert.equal(pipeline(true).event(event(usageChunk)).text, `data: ${usageChunk}\n\n`);
   });
 
   it('strips usage from a final content chunk (DeepSeek style) for a client that did not ask', () => {
-    const [out] = passThroughStream({ clientWantsUsage: false, assemble: true }).event(event(finalWithUsage));
-    assert.ok(out?.kind === 'chunk' && out.data !== null);
-    assert.equal(JSON.parse(out.data).usage, undefined);
-    assert.equal(JSON.parse(out.data).choices[0].finish_reason, 'stop');
+    const { text } = pipeline(false).event(event(finalWithUsage));
+    const sent = JSON.parse(text.slice('data: '.length));
+    assert.equal(sent.usage, undefined);
+    assert.equal(sent.choices[0].finish_reason, 'stop');
   });
 
-  it('without a log to assemble, parses only the chunks that matter (usage, errors) and still sees the finish', () => {
-    const fast = passThroughStream({ clientWantsUsage: false, assemble: false });
-    const [plain] = fast.event(event(chunk));
-    assert.deepEqual(plain, { kind: 'chunk', chunk: null, data: chunk, finish: false });
+  it('decodes only the chunks that matter (the end, errors, usage, a finish), and still sees the finish', () => {
+    const fast = pipeline(false, false);
+    assert.equal(CHAT_NOTABLE.test(chunk), false, 'a plain chunk goes out as its bytes');
     const quoted = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"say \\"usage\\": {1} or \\"error\\""},"finish_reason":null}]}';
-    assert.deepEqual(fast.event(event(quoted))[0], { kind: 'chunk', chunk: null, data: quoted, finish: false }, 'quoted words in content are not keys');
-    const [last] = fast.event(event(finalWithUsage));
-    assert.ok(last?.kind === 'chunk' && last.chunk !== null && last.finish === true);
-    assert.equal(JSON.parse(last.data ?? '{}').usage, undefined, 'usage still held back');
-    const [held] = fast.event(event(usageChunk));
-    assert.ok(held?.kind === 'chunk' && held.data === null && held.chunk !== null);
-    const [finishOnly] = fast.event(event('{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'));
-    assert.ok(finishOnly?.kind === 'chunk' && finishOnly.finish === true);
-    assert.equal(fast.event(event('{"error":{"message":"boom","type":"server_error"}}'))[0]?.kind, 'error');
+    assert.equal(CHAT_NOTABLE.test(quoted), false, 'quoted words in content are not keys');
+    assert.equal(fast.event(event(quoted)).text, `data: ${quoted}\n\n`);
+    assert.equal(fast.finish(), null, 'no finish yet: a stream ending now is incomplete');
+    const last = fast.event(event(finalWithUsage));
+    assert.equal(JSON.parse(last.text.slice('data: '.length)).usage, undefined, 'usage still held back');
+    assert.equal(fast.finish(), 'data: [DONE]\n\n', 'a finish seen: a stream ending now is complete');
+    assert.equal(fast.event(event(usageChunk)).text, '');
+    assert.equal(fast.event(event('{"error":{"message":"boom","type":"server_error"}}')).error?.message, 'boom');
   });
 
-  it('turns [DONE], invalid JSON and upstream error events into done / error outputs', () => {
-    const translator = passThroughStream({ clientWantsUsage: false, assemble: true });
-    assert.deepEqual(translator.event(event('[DONE]')), [{ kind: 'done' }]);
-    const [bad] = translator.event(event('{not json'));
-    assert.ok(bad?.kind === 'error' && bad.error.code === 'upstream_invalid_response');
-    const [upstreamFailure] = translator.event(event('{"error":{"message":"The server had an error","type":"server_error"}}'));
-    assert.ok(upstreamFailure?.kind === 'error');
-    assert.equal(upstreamFailure.error.message, 'The server had an error');
+  it('turns [DONE] and upstream error events into the end / errors, and passes on what it need not read', () => {
+    const translator = pipeline(false);
+    assert.deepEqual(translator.event(event('[DONE]')), { text: 'data: [DONE]\n\n', done: true });
+    // Passing through, an event that is not notable goes on as it came, JSON or not (translated
+    // streams read every event, and refuse one that is not JSON: see the Anthropic stream tests).
+    assert.equal(translator.event(event('{not json')).text, 'data: {not json\n\n');
+    assert.equal(translator.event(event('{not json, "error"')).error?.code, 'upstream_invalid_response');
+    const upstreamFailure = translator.event(event('{"error":{"message":"The server had an error","type":"server_error"}}'));
+    assert.equal(upstreamFailure.error?.message, 'The server had an error');
   });
 });
 
 describe('openai response', () => {
-  it('returns the upstream bytes, its usage as the provider sent it, and the parsed completion', () => {
+  it('reads an answer whole, with its usage as the one normalised usage; the bytes are what the client gets', () => {
     const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}},"system_fingerprint":"fp"}');
-    const out = openai.translateResponse(body);
-    assert.equal(out.body, body);
-    assert.deepEqual(out.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, prompt_tokens_details: { cached_tokens: 1 } });
-    assert.equal(out.completion()?.id, 'x');
+    const answer = chatTarget.parseResponse(body);
+    assert.equal(answer.id, 'x');
+    assert.deepEqual(chatTarget.usage(answer), { input: 2, output: 2, cacheRead: 1, cacheWrite: 0, reasoning: 0 });
+    assert.equal(route.translation.identity, true, 'passed through: the client gets these very bytes');
   });
 
   it('refuses (502) an answer cut short, even one that starts like a completion', () => {
     // A content-length shorter than the JSON: the bytes read are the start of a completion.
     for (const text of ['{"choices": [', '{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hel', '{"choices":[]}  {']) {
       assert.throws(
-        () => openai.translateResponse(Buffer.from(text)),
+        () => chatTarget.parseResponse(Buffer.from(text)),
         (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response',
         text,
       );
@@ -151,7 +168,7 @@ describe('openai response', () => {
   });
   it('refuses a body that is not a completion with a 502', () => {
     for (const text of ['<html>oops</html>', '{"no":"choices"}', '']) {
-      assert.throws(() => openai.translateResponse(Buffer.from(text)), (err: unknown) => err instanceof GatewayError && err.status === 502);
+      assert.throws(() => chatTarget.parseResponse(Buffer.from(text)), (err: unknown) => err instanceof GatewayError && err.status === 502);
     }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SseParser, SseTooLargeError, sseFrame, type SseEvent } from '../src/upstream/sse.js';
+import { sseFrame, type SseEvent } from '../src/formats/sse.js';
+import { SseParser, SseTooLargeError } from '../src/upstream/sse.js';
 
 function parseAll(chunks: Buffer[]): { events: SseEvent[]; comments: number } {
   const parser = new SseParser();

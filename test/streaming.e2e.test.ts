@@ -65,7 +65,9 @@ describe('streaming', () => {
     assert.equal(entry.stream, true);
     assert.equal(entry.status, 200);
     assert.ok(entry.ttfb_ms > 0 && entry.ttfb_ms <= entry.duration_ms, `ttfb ${entry.ttfb_ms} within duration ${entry.duration_ms}`);
-    assert.deepEqual(entry.usage, { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18, prompt_tokens_details: { cached_tokens: 0 } });
+    assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+    // The provider's own usage object stays in the assembled answer.
+    assert.deepEqual(entry.response.usage, { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18, prompt_tokens_details: { cached_tokens: 0 } });
     assert.equal(entry.response.object, 'chat.completion');
     assert.equal(entry.response.choices[0].message.content, 'openai says: Hi there');
     assert.equal(entry.response.choices[0].finish_reason, 'stop');
@@ -93,7 +95,9 @@ describe('streaming', () => {
 
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.equal(entry.response.choices[0].message.reasoning_content, 'Thinking about it.');
-    assert.equal(entry.usage.prompt_cache_miss_tokens, 11);
+    // DeepSeek's own fields stay in the assembled answer's usage; the log's usage is the normalised one.
+    assert.equal(entry.response.usage.prompt_cache_miss_tokens, 11);
+    assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 3 });
 
     const asked = await chat(gateway.url, 'vk_deepseek', { ...ask('Why?', { stream_options: { include_usage: true } }), model: 'deepseek-chat' });
     const last = JSON.parse(sseData(asked.text).at(-2) ?? '{}');
@@ -337,7 +341,8 @@ describe('streaming', () => {
           const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
           assert.equal(entry.response.choices[0].message.content, 'one read only');
           assert.equal(entry.response.choices[0].finish_reason, 'stop');
-          assert.deepEqual(entry.usage, usage);
+          assert.deepEqual(entry.usage, { input_tokens: 5, output_tokens: 3, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+          assert.deepEqual(entry.response.usage, usage);
         }
       }
     } finally {
@@ -351,6 +356,6 @@ describe('streaming', () => {
     const chunks = sseData(reply.text).slice(0, -1).map((text) => JSON.parse(text));
     assert.equal(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').join(''), 'Echo: stream me');
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-    assert.ok(entry.usage.total_tokens > 0);
+    assert.ok(entry.usage.input_tokens > 0 && entry.usage.output_tokens > 0);
   });
 });

@@ -1,8 +1,54 @@
 /**
- * Token counts as the gateway uses them. A provider's usage is its own JSON: a count that is not
- * a non-negative finite number (a string, -1e9, 1e999) counts as 0, so no provider can move a
- * budget backwards or put Infinity into a metric.
+ * Token usage in one shape, whatever API reported it: what limits, budgets, metrics and the log
+ * use. Each API's module reads its own usage object into this one.
+ *
+ * - `input`: prompt tokens neither read from nor written to a cache (the base input rate);
+ * - `cacheRead`, `cacheWrite`: prompt tokens read from / written to the provider's cache;
+ * - `output`: every generated token, reasoning included (billed as output);
+ * - `reasoning`: the part of `output` spent reasoning, where the provider says.
+ */
+export interface Usage {
+  readonly input: number;
+  readonly output: number;
+  readonly cacheRead: number;
+  readonly cacheWrite: number;
+  readonly reasoning: number;
+}
+
+/** The usage field of a log entry. */
+export interface LoggedUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  reasoning_tokens: number;
+}
+
+/**
+ * A token count from a provider's JSON: anything but a non-negative finite number (a string,
+ * -1e9, 1e999) counts as 0, so no provider can move a budget backwards or put Infinity into a
+ * metric.
  */
 export function tokenCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+}
+
+/** Every prompt token, cached or not. */
+export function promptTokens(usage: Usage): number {
+  return usage.input + usage.cacheRead + usage.cacheWrite;
+}
+
+/** What a request costs against tokens-per-minute limits and token budgets. */
+export function totalTokens(usage: Usage): number {
+  return promptTokens(usage) + usage.output;
+}
+
+export function toLoggedUsage(usage: Usage): LoggedUsage {
+  return {
+    input_tokens: usage.input,
+    output_tokens: usage.output,
+    cache_read_tokens: usage.cacheRead,
+    cache_write_tokens: usage.cacheWrite,
+    reasoning_tokens: usage.reasoning,
+  };
 }

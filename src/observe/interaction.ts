@@ -1,26 +1,16 @@
 /**
- * What one chat request did, gathered as it happens: it becomes exactly one log entry and one
- * metrics observation. Times are performance.now() values.
+ * What one request to a client API did, gathered as it happens: it becomes exactly one log entry
+ * and one metrics observation. Times are performance.now() values.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Cancellation } from '../upstream/cancel.js';
-import type { ErrorBody, GatewayError } from '../errors.js';
-import type { LogEntry, UpstreamAttempt } from './log.js';
-import type { RequestObservation } from './metrics.js';
-import type { Usage } from '../formats/chat/types.js';
-import { tokenCount } from '../formats/usage.js';
+import type { GatewayError } from '../errors.js';
+import { promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
+import type { RequestContext } from '../server/context.js';
+import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactKey } from '../upstream/errors.js';
-
-export interface RequestContext {
-  /** The gateway's own request id, sent to the client as `x-request-id`. */
-  readonly id: string;
-  /** Cancelled when the client goes away before its response is complete, or at shutdown. */
-  readonly cancel: Cancellation;
-  /** performance.now() when the request arrived. */
-  readonly startedAt: number;
-  readonly method: string;
-  readonly path: string;
-}
+import type { RelayRecord } from '../upstream/relay.js';
+import type { LogEntry } from './log.js';
+import type { RequestObservation } from './metrics.js';
 
 /** Ids providers put on their answers: OpenAI `x-request-id`, Anthropic `request-id`, DeepSeek `x-ds-trace-id`. */
 const UPSTREAM_ID_HEADERS = ['x-request-id', 'request-id', 'x-ds-trace-id'] as const;
@@ -29,7 +19,7 @@ function ms(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
-export class Interaction {
+export class Interaction implements CallRecord, RelayRecord {
   /** The virtual key (the interactions log is the one place it appears); an unknown one masked. */
   virtualKey: string | null = null;
   /** The key's name or digest label: what metrics show. */
@@ -41,6 +31,7 @@ export class Interaction {
   stream = false;
   request: unknown = null;
   response: unknown = null;
+  /** The one normalised usage. */
   usage: Usage | null = null;
   error: GatewayError | null = null;
   status = 0;
@@ -84,7 +75,8 @@ export class Interaction {
     return Math.max(0, total - waited);
   }
 
-  failed(error: GatewayError, responseBody: ErrorBody | null): void {
+  /** `responseBody`: the error body the client got (null when it got none, or saw a stream begin). */
+  failed(error: GatewayError, responseBody: unknown): void {
     this.error = error;
     this.status = error.status;
     if (responseBody !== null) this.response = responseBody;
@@ -100,8 +92,8 @@ export class Interaction {
       durationSeconds: (now - this.context.startedAt) / 1000,
       upstreamTtfbSeconds: this.upstreamStartedAt !== null && this.upstreamRespondedAt !== null ? (this.upstreamRespondedAt - this.upstreamStartedAt) / 1000 : null,
       overheadSeconds: this.overheadMs(now) / 1000,
-      promptTokens: tokenCount(usage?.prompt_tokens),
-      completionTokens: tokenCount(usage?.completion_tokens),
+      promptTokens: usage === null ? 0 : promptTokens(usage),
+      completionTokens: usage === null ? 0 : usage.output,
     };
   }
 
@@ -134,7 +126,7 @@ export class Interaction {
       duration_ms: ms(now - context.startedAt),
       stream: this.stream,
       ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
-      usage: this.usage,
+      usage: this.usage === null ? null : toLoggedUsage(this.usage),
       request: this.request,
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },

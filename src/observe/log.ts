@@ -1,13 +1,15 @@
 /**
- * The interactions log: one pretty-printed JSON entry per chat request, to stdout and to a file.
- * Entries are rendered after the response is on its way (setImmediate, in batches) and written
+ * The interactions log: one pretty-printed JSON entry per client API request, to stdout and to a
+ * file. Entries are rendered when recorded and written in batches (every 10 ms at most),
  * by one asynchronous writer per destination, one write at a time: entries never interleave,
  * stay in order, and no request waits for a disk or a slow stdout reader.
  */
 import { write as fsWrite } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Usage } from '../formats/chat/types.js';
+import type { LoggedUsage } from '../formats/usage.js';
+import type { UpstreamAttempt } from '../upstream/call.js';
+import { warn } from './warn.js';
 
 export interface LogEntry {
   timestamp: string;
@@ -24,7 +26,8 @@ export interface LogEntry {
   duration_ms: number;
   stream: boolean;
   ttfb_ms?: number | null;
-  usage: Usage | null;
+  /** The one normalised usage (the provider's own usage object stays inside `response`). */
+  usage: LoggedUsage | null;
   /** The client's body (parsed; the raw text when it was not JSON). */
   request: unknown;
   /** What the client got; for streams the assembled `chat.completion`. */
@@ -42,17 +45,6 @@ export interface LogEntry {
     api_key?: number;
     attempts?: UpstreamAttempt[];
   } | null;
-}
-
-/** One call to the provider: which real key (its index, never its value), what came back, how long it took. */
-export interface UpstreamAttempt {
-  api_key: number;
-  /** Where it went: scheme, host and path (never a query string or a key). */
-  url: string;
-  status: number | null;
-  /** The error code when no answer came (a connection failure). */
-  error: string | null;
-  duration_ms: number;
 }
 
 /** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */
@@ -74,10 +66,6 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
     return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
   }
-}
-
-export function warn(message: string): void {
-  process.stderr.write(`llm-gateway: ${message}\n`);
 }
 
 /** A destination for rendered entries. */
@@ -175,7 +163,7 @@ export abstract class QueuedWriter implements LogSink {
  * write that fails part-way (a full disk) is cut back to the last complete entry before anything
  * else is written, so the file stays a sequence of whole JSON documents.
  */
-export class FileSink extends QueuedWriter {
+class FileSink extends QueuedWriter {
   private handle: FileHandle | null = null;
   private reopening = false;
   /** A torn entry could not be cut off: the next write starts on a new line, after it. */
@@ -272,7 +260,7 @@ export class FileSink extends QueuedWriter {
  * Writes to file descriptor 1 through libuv's thread pool. `process.stdout.write` is synchronous
  * for files and pipes on Linux: a slow reader would stall every request.
  */
-export class StdoutSink extends QueuedWriter {
+class StdoutSink extends QueuedWriter {
   private closed = false;
 
   protected output(data: Buffer): Promise<void> {
@@ -322,7 +310,7 @@ export class InteractionLog {
 
   /**
    * Renders the entry at once, while its objects are still in the CPU's caches (rendering them
-   * later, in a batch, measured several times slower), and queues the text; writes are batched.
+   * later, in a batch, was slower: docs/performance.md), and queues the text; writes are batched.
    */
   record(entry: LogEntry): void {
     if (this.sinks.length === 0) return;

@@ -30,7 +30,7 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
 
 /** Every metric the gateway exposes; the README lists the same names. */
-export const METRICS: Readonly<Record<string, Definition>> = {
+const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_requests_total: { type: 'counter', help: 'Chat requests by provider, key name, model and response status.' },
   llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Chat request duration, from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
   llm_gateway_upstream_ttfb_seconds: { type: 'histogram', help: "Time from sending a request to the provider to its response headers.", buckets: LATENCY_BUCKETS },
@@ -199,14 +199,14 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSn
   return merged;
 }
 
-function number(value: number): string {
+function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return Number.isNaN(value) ? 'NaN' : value > 0 ? '+Inf' : '-Inf'; // Prometheus spells them so
   return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(12)));
 }
 
 function series(name: string, key: string, value: number, extra = ''): string {
   const labels = key === '' ? extra : extra === '' ? key : `${key},${extra}`;
-  return `${name}${labels === '' ? '' : `{${labels}}`} ${number(value)}\n`;
+  return `${name}${labels === '' ? '' : `{${labels}}`} ${formatNumber(value)}\n`;
 }
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -221,7 +221,7 @@ export function renderPrometheus(snapshot: MetricsSnapshot): string {
         let cumulative = 0;
         bounds.forEach((bound, i) => {
           cumulative += data.buckets[i] ?? 0;
-          out += series(`${name}_bucket`, key, cumulative, `le="${number(bound)}"`);
+          out += series(`${name}_bucket`, key, cumulative, `le="${formatNumber(bound)}"`);
         });
         out += series(`${name}_bucket`, key, data.count, 'le="+Inf"');
         out += series(`${name}_sum`, key, data.sum);

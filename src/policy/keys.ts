@@ -1,15 +1,14 @@
 /**
- * keys.json → the key store. Validation reports every problem at once (with the file and the
- * virtual key it concerns), so an operator fixes the file in one pass. The store is a Map indexed
- * by a SHA-256 digest of the virtual key: a lookup's timing depends on the digest, never on how
- * many leading characters of a guessed key are right.
+ * keys.json → virtual keys. Validation reports every problem at once (with the file and the key
+ * it concerns, never the key itself), so an operator fixes the file in one pass; a valid file is
+ * also checked for what will not work (placeholder keys, a doubled /v1).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { isRecord } from '../formats/chat/types.js';
+import { isRecord } from '../formats/json.js';
 import type { Provider } from '../providers/types.js';
-import { resolveTarget, type UpstreamTarget } from '../upstream/send.js';
+import { createTarget, type Target } from './target.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -41,13 +40,8 @@ export interface VirtualKey {
   readonly label: string;
   /** SHA-256 of the virtual key: how it is known in state that is written to disk. */
   readonly digest: string;
-  readonly provider: Provider;
-  /** The real provider keys (one or more). Never logged, never sent to a client. */
-  readonly apiKeys: readonly string[];
-  /** null for providers that answer in-process. */
-  readonly target: UpstreamTarget | null;
-  /** Where the provider lists its models (null for in-process providers). */
-  readonly modelsTarget: UpstreamTarget | null;
+  /** Where its requests go: a provider, its base URL and real keys. */
+  readonly target: Target;
   /** null: every model is allowed. */
   readonly models: ModelAllowlist | null;
   readonly rateLimit: RateLimit | null;
@@ -77,12 +71,12 @@ export function maskKey(presented: string): string {
 }
 
 /** The metrics label of a key without a name: a digest prefix, stable across restarts. */
-export function digestLabel(id: string): string {
+function digestLabel(id: string): string {
   return `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 12)}`;
 }
 
 /** A key as named in messages on stderr: by its name, else by its place in the file and a masked prefix. */
-export function describeKey(id: string, name: string | null, position: number): string {
+function describeKey(id: string, name: string | null, position: number): string {
   return name !== null ? `virtual key "${name}"` : `virtual key #${position} (${maskKey(id)})`;
 }
 
@@ -102,7 +96,7 @@ function parseName(value: unknown, id: string, ids: ReadonlySet<string>, problem
 const TOP_FIELDS = ['virtual_keys'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'month', 'total'];
 
-function positiveInteger(value: unknown): value is number {
+function isPositiveInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 }
 
@@ -167,7 +161,7 @@ function parseRateLimit(value: unknown, where: string, problems: string[]): Rate
     if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field "rate_limit.${field}" (known: requests_per_minute, tokens_per_minute)`);
   }
   for (const field of ['requests_per_minute', 'tokens_per_minute'] as const) {
-    if (value[field] !== undefined && !positiveInteger(value[field])) problems.push(`${where}: "rate_limit.${field}" must be a positive integer`);
+    if (value[field] !== undefined && !isPositiveInteger(value[field])) problems.push(`${where}: "rate_limit.${field}" must be a positive integer`);
   }
   if (value.requests_per_minute === undefined && value.tokens_per_minute === undefined) {
     problems.push(`${where}: "rate_limit" needs "requests_per_minute" or "tokens_per_minute"`);
@@ -189,7 +183,7 @@ function parseBudget(value: unknown, where: string, problems: string[]): Budget 
   for (const field of Object.keys(value)) {
     if (field !== 'max_tokens' && field !== 'period') problems.push(`${where}: unknown field "budget.${field}" (known: max_tokens, period)`);
   }
-  if (!positiveInteger(value.max_tokens)) problems.push(`${where}: "budget.max_tokens" must be a positive integer`);
+  if (!isPositiveInteger(value.max_tokens)) problems.push(`${where}: "budget.max_tokens" must be a positive integer`);
   if (!PERIODS.includes(value.period as BudgetPeriod)) problems.push(`${where}: "budget.period" must be "day", "month" or "total"`);
   return problems.length > before ? undefined : { maxTokens: value.max_tokens as number, period: value.period as BudgetPeriod };
 }
@@ -261,17 +255,12 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const budget = parseBudget(entry.budget, where, problems);
 
     if (name === undefined || provider === undefined || apiKeys === undefined || models === undefined || rateLimit === undefined || budget === undefined || problems.length > before) continue;
-    const base = typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl;
-    const local = provider.answerLocally !== undefined;
     keys.push({
       id,
       name: name ?? null,
       label: name ?? digestLabel(id),
       digest: digest(id),
-      provider,
-      apiKeys,
-      target: local ? null : resolveTarget(base, provider.chatPath),
-      modelsTarget: local ? null : resolveTarget(base, provider.modelsPath),
+      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl),
       models,
       rateLimit,
       budget,
@@ -284,7 +273,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 /** Values copied from an example rather than a provider's console: `sk-...`, `sk-your-openai-key`, `<key>`, `${KEY}`. */
 const PLACEHOLDER = /\.\.\.|…|^<.*>$|^\$\{?[A-Za-z_]+\}?$|your[-_ ]?([a-z]+[-_ ])?(api[-_ ]?)?key|change[-_ ]?me|placeholder|replace[-_ ]?(me|this)|^(sk-([a-z0-9]+-)*)?x{6,}$/i;
 
-export function isPlaceholder(apiKey: string): boolean {
+function isPlaceholder(apiKey: string): boolean {
   return PLACEHOLDER.test(apiKey);
 }
 
@@ -297,14 +286,17 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];
   keys.forEach((key, index) => {
     const where = describeKey(key.id, key.name, index + 1);
-    const placeholders = key.apiKeys.filter(isPlaceholder).length;
+    const { provider, keys: pool, endpoints } = key.target;
+    const placeholders = pool.apiKeys.filter(isPlaceholder).length;
     if (placeholders > 0) {
       // Nothing of the value is printed: a real key this misjudged must not reach stderr.
-      const which = key.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
-      warnings.push(`${where}: ${which} looks like a placeholder, not a real ${key.provider.name} key; its requests will fail until the keys file holds a real one`);
+      const which = pool.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
+      warnings.push(`${where}: ${which} looks like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
     }
-    if (key.target !== null && /\/v1\/v1\//.test(key.target.url)) {
-      warnings.push(`${where}: requests go to ${key.target.url}: "base_url" already ends in /v1, and the gateway appends ${key.provider.chatPath}; drop the /v1`);
+    for (const [api, endpoint] of Object.entries(endpoints)) {
+      if (/\/v1\/v1\//.test(endpoint.url)) {
+        warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${provider.apis[api as keyof typeof provider.apis]}; drop the /v1`);
+      }
     }
   });
   return warnings;
@@ -329,12 +321,10 @@ function checkBaseUrl(value: unknown): string | null {
   return null;
 }
 
-/** Reads and validates a keys file. A missing file says how to create one. */
-export async function loadKeyFile(file: string, registry: Readonly<Record<string, Provider>>): Promise<VirtualKey[]> {
-  return (await loadKeyFileText(file, registry)).keys;
-}
-
-/** The same, also returning the text that was validated (a cluster primary hands it to workers). */
+/**
+ * Reads and validates a keys file, returning the keys and the text they came from (a cluster
+ * primary hands the very text it accepted to its workers). A missing file says how to create one.
+ */
 export async function loadKeyFileText(file: string, registry: Readonly<Record<string, Provider>>): Promise<{ keys: VirtualKey[]; text: string }> {
   let text: string;
   try {
@@ -352,46 +342,7 @@ export async function loadKeyFileText(file: string, registry: Readonly<Record<st
   return { keys: parseKeyFile(text, file, registry), text };
 }
 
-function digest(presented: string): string {
+/** SHA-256 of a virtual key, base64: how it is known in state written to disk, and looked up. */
+export function digest(presented: string): string {
   return createHash('sha256').update(presented).digest('base64');
-}
-
-export class KeyStore {
-  private byDigest: Map<string, VirtualKey>;
-  /**
-   * Keys already verified through their digest, by their value: the SHA-256 costs a few µs per
-   * request. Only correct keys ever get here, so a wrong guess always takes the digest path, and
-   * this lookup compares contents only on a full (seeded) hash match: its timing says nothing
-   * about how close a guess is.
-   */
-  private verified = new Map<string, VirtualKey>();
-
-  constructor(keys: Iterable<VirtualKey>) {
-    this.byDigest = KeyStore.index(keys);
-  }
-
-  private static index(keys: Iterable<VirtualKey>): Map<string, VirtualKey> {
-    const map = new Map<string, VirtualKey>();
-    for (const key of keys) map.set(digest(key.id), key);
-    return map;
-  }
-
-  get size(): number {
-    return this.byDigest.size;
-  }
-
-  lookup(presented: string): VirtualKey | undefined {
-    const known = this.verified.get(presented);
-    if (known !== undefined) return known;
-    const key = this.byDigest.get(digest(presented));
-    if (key !== undefined) this.verified.set(presented, key);
-    return key;
-  }
-
-  /** Swaps in a new set of keys at once; requests already running keep the key they resolved. */
-  replace(keys: Iterable<VirtualKey>): void {
-    this.byDigest = KeyStore.index(keys);
-    this.verified = new Map();
-  }
-
 }

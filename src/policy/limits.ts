@@ -8,7 +8,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
-import { warn } from '../observe/log.js';
+import { warn } from '../observe/warn.js';
 
 /** What the authority needs to know about a key: plain data, so it can cross to a cluster primary. */
 export interface KeyLimits {
@@ -43,7 +43,7 @@ export function formatDuration(ms: number): string {
 }
 
 /** A bucket of `limit` units per minute, refilling continuously; it may go below zero (tokens are paid after the answer). */
-export class Bucket {
+class Bucket {
   level: number;
   private updatedAt: number;
 

@@ -5,6 +5,7 @@
  */
 import type { ChatMessage, ChatRequest, ContentPart } from '../formats/chat/types.js';
 import { createOpenAICompatible } from './openai.js';
+import type { Provider } from './types.js';
 
 function isTextOnly(content: unknown): content is ContentPart[] {
   return (
@@ -23,8 +24,8 @@ export function flattenTextParts(request: ChatRequest): ChatRequest | null {
   return { ...request, messages };
 }
 
-export const deepseek = createOpenAICompatible({
+export const deepseek: Provider = createOpenAICompatible({
   name: 'deepseek',
   defaultBaseUrl: 'https://api.deepseek.com',
-  rewrite: flattenTextParts,
+  adjust: (api, request) => (api === 'chat' ? flattenTextParts(request as ChatRequest) : null),
 });

@@ -1,15 +1,18 @@
 /**
- * The demo provider: answers in-process, with no network and no account, in OpenAI's exact
- * wire format (so the rest of the gateway treats it like any upstream). Deterministic: it echoes
- * the last user message, with usage numbers estimated at ~4 characters per token.
+ * The demo provider: a Chat Completions server that runs in-process, with no network and no
+ * account, in OpenAI's exact wire format (so the rest of the gateway treats it like any
+ * upstream: it gets the request bytes a provider would, and answers with bytes). Deterministic:
+ * it echoes the last user message, with usage numbers estimated at ~4 characters per token.
  */
 import { Readable } from 'node:stream';
-import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage } from '../formats/chat/types.js';
-import type { UpstreamResponse } from '../upstream/send.js';
-import { openAIModels, passThroughResponse, passThroughStream } from './openai.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ChatUsage } from '../formats/chat/types.js';
+import { parseChatModelList } from '../formats/chat/models.js';
+import { isRecord } from '../formats/json.js';
+import type { LocalServer, UpstreamResponse } from '../upstream/types.js';
 import type { Provider } from './types.js';
 
-let counter = 0;
+const CHAT_PATH = '/chat/completions';
+const MODELS_PATH = '/models';
 
 function textOf(message: ChatMessage | undefined): string {
   const content = message?.content;
@@ -25,13 +28,13 @@ function tokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
-export function mockReply(request: ChatRequest): string {
+function mockReply(request: ChatRequest): string {
   const lastUser = [...request.messages].reverse().find((message) => message?.role === 'user');
   const text = textOf(lastUser).trim();
   return `Echo: ${text === '' ? '(no text)' : text}`;
 }
 
-function mockUsage(request: ChatRequest, reply: string): Usage {
+function mockUsage(request: ChatRequest, reply: string): ChatUsage {
   const prompt = request.messages.reduce((sum, message) => sum + tokens(textOf(message)), 0);
   const completion = tokens(reply);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
@@ -39,57 +42,76 @@ function mockUsage(request: ChatRequest, reply: string): Usage {
 
 function respond(status: number, contentType: string, parts: string[], id: string): UpstreamResponse {
   const body = Readable.from(parts.map((part) => Buffer.from(part)));
+  return { status, headers: { 'content-type': contentType, 'x-request-id': `mock-${id}` }, body, abort: () => body.destroy() };
+}
+
+function error(status: number, message: string): UpstreamResponse {
+  return respond(status, 'application/json', [JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code: null } })], 'error');
+}
+
+function answer(request: ChatRequest, id: string): UpstreamResponse {
+  const created = Math.floor(Date.now() / 1000);
+  const model = request.model;
+  const reply = mockReply(request);
+  const usage = mockUsage(request, reply);
+
+  if (request.stream !== true) {
+    const completion: ChatCompletion = {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content: reply }, logprobs: null, finish_reason: 'stop' }],
+      usage,
+    };
+    return respond(200, 'application/json', [JSON.stringify(completion)], id);
+  }
+
+  const chunk = (delta: ChatCompletionChunk['choices'][number]['delta'], finish: string | null): string =>
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  const words = reply.split(/(?<= )/); // keeps each word's trailing space
+  const events = [
+    chunk({ role: 'assistant', content: '' }, null),
+    ...words.map((word) => chunk({ content: word }, null)),
+    chunk({}, 'stop'),
+    // The gateway always asks for usage; it holds this chunk back from clients that did not ask.
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
+    'data: [DONE]\n\n',
+  ];
+  return respond(200, 'text/event-stream; charset=utf-8', events, id);
+}
+
+function createMockServer(): LocalServer {
+  let counter = 0;
   return {
-    status,
-    headers: { 'content-type': contentType, 'x-request-id': `mock-${id}` },
-    body,
-    abort: () => body.destroy(),
+    handle(method, path, body) {
+      if (method === 'GET' && path === MODELS_PATH) {
+        return respond(200, 'application/json', [JSON.stringify({ object: 'list', data: [{ id: 'mock-echo', object: 'model', created: 0, owned_by: 'llm-gateway' }] })], 'models');
+      }
+      if (method !== 'POST' || path !== CHAT_PATH) return error(404, `Unknown path: ${method} ${path}`);
+      let request: unknown;
+      try {
+        request = JSON.parse(body.toString('utf8'));
+      } catch {
+        return error(400, 'The request body is not JSON.');
+      }
+      if (!isRecord(request) || !Array.isArray(request.messages)) return error(400, 'A chat request needs "messages".');
+      return answer(request as ChatRequest, `chatcmpl-mock-${++counter}`);
+    },
   };
 }
 
-export const mock: Provider = {
-  name: 'mock',
-  defaultBaseUrl: 'mock://local',
-  chatPath: '',
-  modelsPath: '',
-  requiresApiKey: false,
-  authHeaders: () => ({}),
-  translateModels: openAIModels,
-  localModels: () => ({ object: 'list', data: [{ id: 'mock-echo', object: 'model', created: 0, owned_by: 'llm-gateway' }] }),
-  prepare: ({ raw }) => ({ body: raw, headers: {} }),
-  translateResponse: passThroughResponse,
-  streamTranslator: passThroughStream,
+function createMock(): Provider {
+  return {
+    name: 'mock',
+    defaultBaseUrl: 'mock://local',
+    requiresApiKey: false,
+    apis: { chat: CHAT_PATH },
+    modelsPath: MODELS_PATH,
+    authHeaders: () => ({}),
+    modelList: parseChatModelList,
+    local: createMockServer(),
+  };
+}
 
-  answerLocally(request: ChatRequest): UpstreamResponse {
-    const id = `chatcmpl-mock-${++counter}`;
-    const created = Math.floor(Date.now() / 1000);
-    const model = request.model;
-    const reply = mockReply(request);
-    const usage = mockUsage(request, reply);
-
-    if (request.stream !== true) {
-      const completion: ChatCompletion = {
-        id,
-        object: 'chat.completion',
-        created,
-        model,
-        choices: [{ index: 0, message: { role: 'assistant', content: reply }, logprobs: null, finish_reason: 'stop' }],
-        usage,
-      };
-      return respond(200, 'application/json', [JSON.stringify(completion)], id);
-    }
-
-    const chunk = (delta: ChatCompletionChunk['choices'][number]['delta'], finish: string | null): string =>
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
-    const words = reply.split(/(?<= )/); // keeps each word's trailing space
-    const events = [
-      chunk({ role: 'assistant', content: '' }, null),
-      ...words.map((word) => chunk({ content: word }, null)),
-      chunk({}, 'stop'),
-      // The gateway always wants usage; it holds this chunk back from clients that did not ask.
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
-      'data: [DONE]\n\n',
-    ];
-    return respond(200, 'text/event-stream; charset=utf-8', events, id);
-  },
-};
+export const mock: Provider = createMock();

@@ -14,7 +14,7 @@ import type { Socket } from 'node:net';
 import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
 import { GatewayError } from '../errors.js';
-import { entryOf } from '../formats/chat/types.js';
+import { entryOf } from '../formats/json.js';
 
 /** One request on a connection, from its arrival until its response is over. */
 export interface Exchange {
@@ -26,14 +26,14 @@ export interface Exchange {
 }
 
 /** After an error answer on a broken connection, the client gets this long to read it. */
-export const BAD_CONNECTION_GRACE_MS = 2000;
+const BAD_CONNECTION_GRACE_MS = 2000;
 
 function requestTimeout(): GatewayError {
   return new GatewayError(408, 'The request did not arrive in time.', { code: 'request_timeout' });
 }
 
 /** A client's malformed HTTP → the error it is answered with (null: the client is gone, just close). */
-export function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
+function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
   if (err.code === 'ECONNRESET') return null;
   if (err.code === 'HPE_HEADER_OVERFLOW') return new GatewayError(431, 'Request headers too large.', { code: 'headers_too_large' });
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return requestTimeout();

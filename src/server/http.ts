@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cancellation } from '../upstream/cancel.js';
-import { GatewayError, type ErrorBody } from '../errors.js';
+import { GatewayError } from '../errors.js';
 
 export function clientClosed(): GatewayError {
   return new GatewayError(499, 'The client closed the request.', { code: 'client_closed_request' });
@@ -66,9 +66,8 @@ export function sendJson(res: ServerResponse, status: number, body: string | Buf
   res.end(body);
 }
 
-/** Answers an error in OpenAI's shape and returns the body sent, for the log. */
-export function sendError(res: ServerResponse, error: GatewayError): ErrorBody {
-  const body = error.toBody();
+/** Answers an error with `body` (its API's shape; OpenAI's by default) and returns the body sent, for the log. */
+export function sendError(res: ServerResponse, error: GatewayError, body: unknown = error.toBody()): unknown {
   sendJson(res, error.status, JSON.stringify(body), error.headers);
   return body;
 }

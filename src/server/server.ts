@@ -1,37 +1,28 @@
 /**
- * The HTTP server: a routing table (path → method → handler), the request id every response
- * carries, health and metrics endpoints, in-flight tracking for graceful shutdown, and the
- * 404/405/500 answers. Handlers get everything they need passed in.
+ * The HTTP server: every request gets its id, its cancellation and its place among the requests
+ * in flight; then CORS, the route table (routes.ts), and the 404/405/500 answers. Client
+ * connections (pipelining, parse errors, silent clients) are connections.ts's.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Cancellation } from '../upstream/cancel.js';
-import { handleChat, OVERHEAD_HEADER, type ChatDeps } from '../surfaces/chat.js';
-import { Connections, type Exchange } from './connections.js';
-import { handleModels } from '../surfaces/models.js';
 import { GatewayError, toGatewayError } from '../errors.js';
-import { clientClosed, sendError, sendJson } from './http.js';
-import type { RequestContext } from '../observe/interaction.js';
-import { warn } from '../observe/log.js';
-import { PROMETHEUS_CONTENT_TYPE } from '../observe/metrics.js';
+import { warn } from '../observe/warn.js';
 import type { SlotList } from '../slot-list.js';
+import { Cancellation } from '../upstream/cancel.js';
+import { Connections, type Exchange } from './connections.js';
+import { stampOverhead, type RequestContext } from './context.js';
+import { createCors } from './cors.js';
+import { clientClosed, sendError } from './http.js';
+import { BROWSER_PATHS, createRoutes, describeRoutes, type Handler, type RouteDeps, type Routes } from './routes.js';
 
-export type Handler = (req: IncomingMessage, res: ServerResponse, context: RequestContext) => Promise<void> | void;
-
-export interface ServerDeps extends ChatDeps {
+export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
   /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
   readonly corsOrigins: readonly string[];
   /** Every running request's cancellation, so a shutdown can stop what is left. */
   readonly inFlight: SlotList<Cancellation>;
-  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
-  readonly metricsToken: string | null;
-  /** Without a token, /metrics is served only by a gateway listening on a loopback address. */
-  readonly metricsOpen: boolean;
   /** A client must send its request headers within this (Node's headersTimeout; also from connecting). */
   readonly headersTimeoutMs: number;
-  /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
-  readonly renderMetrics: () => Promise<string>;
 }
 
 export interface GatewayServer {
@@ -56,77 +47,126 @@ function pathOf(url: string | undefined): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** `*` handles every method itself (the chat route logs even the requests it refuses). */
-type Routes = Map<string, Map<string, Handler>>;
+/** The requests in flight: counted, cancellable, and waited for at shutdown. */
+class InFlight {
+  active = 0;
+  lastArrival = performance.now();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly cancellations: SlotList<Cancellation>,
+    private readonly connections: Connections,
+  ) {}
+
+  /**
+   * A request arrived: it is in flight until both its handler has settled (its log entry is
+   * recorded) and its response is over. Returns the handler's half; the response's half comes
+   * when the response closes, or when its connection dies first (a response queued behind
+   * another on a pipelined connection never emits 'close' then).
+   */
+  begin(req: IncomingMessage, res: ServerResponse, cancel: Cancellation): () => void {
+    this.lastArrival = performance.now();
+    this.cancellations.add(cancel);
+    this.active++;
+    let parts = 2;
+    const partDone = (): void => {
+      if (--parts > 0) return;
+      this.cancellations.delete(cancel);
+      this.end();
+    };
+    const socket = req.socket;
+    let responseOver = false;
+    const exchange: Exchange = {
+      req,
+      over: () => {
+        if (responseOver) return;
+        responseOver = true;
+        this.connections.untrack(socket, exchange);
+        // The client went away before its response was complete: whatever serves it stops.
+        if (!res.writableFinished) cancel.cancel(clientClosed());
+        partDone();
+      },
+      abandon: (error) => cancel.cancel(error),
+    };
+    this.connections.track(socket, exchange);
+    res.once('close', exchange.over);
+    return partDone;
+  }
+
+  whenIdle(): Promise<void> {
+    return this.active === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  cancelAll(reason: GatewayError): void {
+    for (const cancel of this.cancellations.snapshot()) cancel.cancel(reason);
+  }
+
+  private end(): void {
+    this.active--;
+    if (this.active > 0 || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+function notFound(context: RequestContext, served: string): GatewayError {
+  return new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves ${served}.`, { code: 'not_found' });
+}
+
+function methodNotAllowed(context: RequestContext, methods: ReadonlyMap<string, Handler>): GatewayError {
+  const allowed = [...methods.keys()].join(', ');
+  return new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allowed}.`, { code: 'method_not_allowed', headers: { allow: allowed } });
+}
+
+function internalError(res: ServerResponse, err: unknown): void {
+  const error = toGatewayError(err);
+  warn(`unexpected error: ${error.logDetail ?? error.message}`);
+  if (!res.headersSent) sendError(res, error);
+  else res.destroy();
+}
+
+/** Runs a handler; `done` once it has settled, whatever it did. */
+function run(handler: Handler, req: IncomingMessage, res: ServerResponse, context: RequestContext, done: () => void): void {
+  let pending: Promise<void> | void = undefined;
+  try {
+    pending = handler(req, res, context);
+  } catch (err) {
+    internalError(res, err);
+  }
+  if (pending instanceof Promise) pending.catch((err: unknown) => internalError(res, err)).finally(done);
+  else done();
+}
 
 export function createGatewayServer(deps: ServerDeps): GatewayServer {
   let draining = false;
-  let active = 0;
-  let lastRequestAt = performance.now();
-  let idleWaiters: Array<() => void> = [];
   const connections = new Connections(deps.headersTimeoutMs);
+  const inFlight = new InFlight(deps.inFlight, connections);
+  const cors = createCors(deps.corsOrigins, BROWSER_PATHS);
+  const routes: Routes = createRoutes({ ...deps, draining: () => draining });
+  const served = describeRoutes(routes);
 
-  const chat: Handler = (req, res, context) => handleChat(req, res, context, deps);
-  const stamp = (res: ServerResponse, context: RequestContext): void => {
-    res.setHeader(OVERHEAD_HEADER, (performance.now() - context.startedAt).toFixed(3));
-  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const cancel = new Cancellation();
+    const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
+    res.setHeader('x-request-id', context.id);
+    if (draining) res.setHeader('connection', 'close');
+    const handlerDone = inFlight.begin(req, res, cancel);
 
-  // CORS: answered for the listed origins only; everything else behaves as if it were off.
-  const allowAll = deps.corsOrigins.includes('*');
-  const allowedOrigin = (req: IncomingMessage): string | null => {
-    const origin = req.headers.origin;
-    if (typeof origin !== 'string' || deps.corsOrigins.length === 0) return null;
-    if (allowAll) return '*';
-    return deps.corsOrigins.includes(origin) ? origin : null;
-  };
-  const CORS_PATHS = new Set(['/chat/completions', '/v1/chat/completions', '/models', '/v1/models']);
-  const EXPOSED = 'x-request-id, x-gateway-overhead-ms, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens';
-  const health: Handler = (_req, res, context) => {
-    stamp(res, context);
-    if (draining) sendJson(res, 503, '{"status":"shutting_down"}');
-    else sendJson(res, 200, '{"status":"ok"}');
-  };
-  const metrics: Handler = async (req, res, context) => {
-    if (deps.metricsToken === null && !deps.metricsOpen) {
-      // Key names, models and volumes are not for whoever reaches the port.
-      stamp(res, context);
-      sendError(res, new GatewayError(403, 'GET /metrics is served without a token only on a loopback address (GATEWAY_HOST=127.0.0.1); set METRICS_TOKEN to serve it here.', { code: 'metrics_token_required' }));
-      return;
+    if (cors.apply(req, res, context.path)) {
+      stampOverhead(res, performance.now() - context.startedAt);
+      res.writeHead(204);
+      res.end();
+      return handlerDone();
     }
-    if (deps.metricsToken !== null && !safeEqual(req.headers.authorization ?? '', `Bearer ${deps.metricsToken}`)) {
-      stamp(res, context);
-      sendError(res, new GatewayError(401, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { code: 'invalid_metrics_token' }));
-      return;
+    const methods = routes.get(context.path);
+    const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
+    if (handler === undefined) {
+      stampOverhead(res, performance.now() - context.startedAt);
+      sendError(res, methods === undefined ? notFound(context, served) : methodNotAllowed(context, methods));
+      return handlerDone();
     }
-    const text = await deps.renderMetrics();
-    stamp(res, context);
-    res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-  };
-  const models: Handler = (req, res, context) =>
-    handleModels(req, res, context, deps).catch((err: unknown) => {
-      if (res.headersSent || context.cancel.cancelled) return;
-      stamp(res, context);
-      sendError(res, toGatewayError(err));
-    });
-  const routes: Routes = new Map([
-    ['/chat/completions', new Map([['*', chat]])],
-    ['/v1/chat/completions', new Map([['*', chat]])],
-    ['/models', new Map([['GET', models]])],
-    ['/v1/models', new Map([['GET', models]])],
-    ['/healthz', new Map([['GET', health]])],
-    ['/metrics', new Map([['GET', metrics]])],
-  ]);
-  /** Every route, for the 404 message (the chat routes, which take any method to log it, serve POST). */
-  const served = [...routes].flatMap(([path, methods]) => [...methods.keys()].map((method) => `${method === '*' ? 'POST' : method} ${path}`)).join(', ');
-
-  const requestDone = (): void => {
-    active--;
-    if (active === 0 && idleWaiters.length > 0) {
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    run(handler, req, res, context, handlerDone);
   };
 
   const server = http.createServer(
@@ -139,91 +179,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       connectionsCheckingInterval: Math.min(30_000, Math.ceil(deps.headersTimeoutMs / 4)),
       noDelay: true,
     },
-    (req, res) => {
-      const cancel = new Cancellation();
-      const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
-      lastRequestAt = context.startedAt;
-      res.setHeader('x-request-id', context.id);
-      if (draining) res.setHeader('connection', 'close');
-      const socket = req.socket;
-      deps.inFlight.add(cancel);
-      active++;
-      // Done when the handler settled (its log entry is recorded) and the response is over.
-      let parts = 2;
-      const partDone = (): void => {
-        if (--parts === 0) {
-          deps.inFlight.delete(cancel);
-          requestDone();
-        }
-      };
-      let responseOver = false;
-      // Over when the response closes, or when its connection dies first: a response queued
-      // behind another on a pipelined connection never emits 'close' then.
-      const exchange: Exchange = {
-        req,
-        over: () => {
-          if (responseOver) return;
-          responseOver = true;
-          connections.untrack(socket, exchange);
-          // The client went away before its response was complete: whatever serves it stops.
-          if (!res.writableFinished) cancel.cancel(clientClosed());
-          partDone();
-        },
-        abandon: (error) => cancel.cancel(error),
-      };
-      connections.track(socket, exchange);
-      res.once('close', exchange.over);
-
-      // CORS only where browsers have business: chat and models, never /metrics or /healthz.
-      if (deps.corsOrigins.length > 0 && CORS_PATHS.has(context.path)) {
-        const origin = allowedOrigin(req);
-        // The answer depends on the Origin header (unless every origin is allowed): caches must know.
-        if (!allowAll) res.setHeader('vary', 'Origin');
-        if (origin !== null) {
-          res.setHeader('access-control-allow-origin', origin);
-          res.setHeader('access-control-expose-headers', EXPOSED);
-          if (context.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
-            // A browser's preflight: which methods and headers a real request may use.
-            res.setHeader('vary', allowAll ? 'Access-Control-Request-Headers' : 'Origin, Access-Control-Request-Headers');
-            res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-            // The headers the browser asks for (SDKs add their own, e.g. x-stainless-*), if they are plain header names.
-            const asked = req.headers['access-control-request-headers'];
-            res.setHeader('access-control-allow-headers', typeof asked === 'string' && /^[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,1000}$/.test(asked) ? asked : 'authorization, content-type');
-            res.setHeader('access-control-max-age', '600');
-            stamp(res, context);
-            res.writeHead(204);
-            res.end();
-            partDone();
-            return;
-          }
-        }
-      }
-      const methods = routes.get(context.path);
-      const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
-      if (handler === undefined) {
-        const error =
-          methods === undefined
-            ? new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves ${served}.`, { code: 'not_found' })
-            : new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${[...methods.keys()].join(', ')}.`, {
-                code: 'method_not_allowed',
-                headers: { allow: [...methods.keys()].join(', ') },
-              });
-        stamp(res, context);
-        sendError(res, error);
-        partDone();
-        return;
-      }
-      let pending: Promise<void> | void = undefined;
-      try {
-        pending = handler(req, res, context);
-      } catch (err) {
-        internalError(res, err);
-      }
-      if (pending instanceof Promise) pending.catch((err: unknown) => internalError(res, err)).finally(partDone);
-      else partDone();
-    },
+    onRequest,
   );
-
   server.on('connection', (socket: Socket) => connections.accept(socket));
   // Malformed HTTP or a headers timeout: answered (400, 431, 408) after the requests before it, never a crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => connections.clientError(err, socket));
@@ -233,8 +190,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
 
   return {
     http: server,
-    activeRequests: () => active,
-    whenIdle: () => (active === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))),
+    activeRequests: () => inFlight.active,
+    whenIdle: () => inFlight.whenIdle(),
     drain: () => {
       draining = true;
     },
@@ -242,21 +199,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       server.closeIdleConnections();
       connections.closeIdle();
     },
-    quietFor: () => performance.now() - lastRequestAt,
-    cancelAll: (reason) => {
-      for (const cancel of deps.inFlight.snapshot()) cancel.cancel(reason);
-    },
+    quietFor: () => performance.now() - inFlight.lastArrival,
+    cancelAll: (reason) => inFlight.cancelAll(reason),
   };
-}
-
-/** Compares secrets in constant time (digests have equal length whatever the input). */
-function safeEqual(a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
-
-function internalError(res: ServerResponse, err: unknown): void {
-  const error = toGatewayError(err);
-  warn(`unexpected error: ${error.logDetail ?? error.message}`);
-  if (!res.headersSent) sendError(res, error);
-  else res.destroy();
 }

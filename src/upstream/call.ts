@@ -1,27 +1,57 @@
 /**
- * One call to the key's provider, with the resilience a production gateway needs: the next real
- * key in turn (those the provider rate-limited or rejected sit out), and retries before any byte
- * has reached the client — for a connection failure, 429, 500, 502, 503, 504 or 529 only, with
- * exponential backoff and jitter, honouring `retry-after` up to a cap.
+ * One call to a target with the resilience a production gateway needs: the next real key in turn
+ * (those the provider rate-limited or rejected sit out), and retries before any byte has reached
+ * the client — for a connection failure in which nothing was sent, 429, 500, 502, 503, 504 or 529
+ * only, with exponential backoff and jitter, honouring `retry-after` up to a cap. Every attempt
+ * is recorded (its real key by index, its URL, what came back).
  */
 import type { Cancellation } from './cancel.js';
-import { invalidRequest, toGatewayError } from '../errors.js';
-import type { Interaction } from '../observe/interaction.js';
-import { otherKeyAvailable, pickKey, reportStatus, retryAfterMs } from '../policy/key-pool.js';
-import type { VirtualKey } from '../policy/keys.js';
-import type { ChatRequest } from '../formats/chat/types.js';
-import type { UpstreamCall } from '../providers/types.js';
-import { sendUpstream, type UpstreamResponse } from './send.js';
+import { toGatewayError } from '../errors.js';
+import type { HttpClient } from './http-client.js';
+import { sendUpstream } from './send.js';
+import type { Endpoint, UpstreamPolicy, UpstreamRequest, UpstreamResponse } from './types.js';
 
-export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
+const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
 const BACKOFF_BASE_MS = 250;
 
-export interface RetryPolicy {
-  /** Attempts after the first (UPSTREAM_RETRIES). */
-  readonly retries: number;
-  /** The longest wait before a retry (UPSTREAM_RETRY_MAX_DELAY_MS). */
-  readonly maxDelayMs: number;
-  readonly timeoutMs: number;
+/** How calls reach providers: the client that holds the connections, and the policy they follow. */
+export interface Upstream {
+  readonly client: HttpClient;
+  readonly policy: UpstreamPolicy;
+}
+
+/** One call to the provider, for the log: which real key (its index, never its value), where, what came back, how long. */
+export interface UpstreamAttempt {
+  api_key: number;
+  /** Scheme, host and path (never a query string or a key). */
+  url: string;
+  status: number | null;
+  /** The error code when no answer came (a connection failure). */
+  error: string | null;
+  duration_ms: number;
+}
+
+/** Where a call records its attempts, and when it started waiting for the provider. */
+export interface CallRecord {
+  upstreamStartedAt: number | null;
+  readonly attempts: UpstreamAttempt[];
+}
+
+/** A pool of real keys that take turns and sit out cool-downs (policy/key-pool.ts). */
+export interface KeyTurns {
+  readonly apiKeys: readonly string[];
+  /** The index of the real key to use next. */
+  pick(): number;
+  /** Whether a real key other than `index` is not cooling down. */
+  otherAvailable(index: number): boolean;
+  /** The provider answered `status` for key `index` (a 429 or 401/403 sends it into cool-down). */
+  report(index: number, status: number, retryAfterMs: number | null): void;
+}
+
+export interface CallResult {
+  readonly upstream: UpstreamResponse;
+  /** The real key that got this answer (to scrub it from anything the provider sends). */
+  readonly apiKey: string;
 }
 
 /** Exponential backoff with jitter (between half and all of 250 ms × 2^attempt), at least retry-after, at most the cap. */
@@ -29,6 +59,17 @@ export function backoffMs(attempt: number, retryAfter: number | null, maxDelayMs
   const exponential = BACKOFF_BASE_MS * 2 ** attempt;
   const jittered = exponential * (0.5 + random() / 2);
   return Math.min(maxDelayMs, Math.max(jittered, retryAfter ?? 0));
+}
+
+/** Milliseconds from a `retry-after` header (seconds or an HTTP date), or from `retry-after-ms`. */
+export function retryAfterMs(headers: Record<string, string | string[] | undefined>, now = Date.now()): number | null {
+  const ms = headers['retry-after-ms'];
+  if (typeof ms === 'string' && /^\d+(\.\d+)?$/.test(ms.trim())) return Number(ms);
+  const value = headers['retry-after'];
+  if (typeof value !== 'string') return null;
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, date - now);
 }
 
 function wait(ms: number, cancel: Cancellation): Promise<void> {
@@ -46,66 +87,56 @@ function wait(ms: number, cancel: Cancellation): Promise<void> {
   });
 }
 
-function prepare(key: VirtualKey, request: ChatRequest, raw: Buffer, apiKey: string): UpstreamCall {
-  try {
-    return key.provider.prepare({ request, raw, apiKey });
-  } catch (err) {
-    // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.
-    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
-    throw err;
-  }
-}
-
-export interface ProviderAnswer {
-  readonly upstream: UpstreamResponse;
-  /** The real key that got this answer (for scrubbing it from anything the provider says). */
-  readonly apiKey: string;
-}
-
-export async function callProvider(key: VirtualKey, request: ChatRequest, raw: Buffer, cancel: Cancellation, interaction: Interaction, policy: RetryPolicy): Promise<ProviderAnswer> {
-  const provider = key.provider;
-  if (provider.answerLocally !== undefined) {
-    interaction.upstreamStartedAt = performance.now();
-    return { upstream: provider.answerLocally(request), apiKey: '' };
-  }
-  const target = key.target as NonNullable<VirtualKey['target']>;
-  let call: UpstreamCall | null = null;
-  let callKey = -1;
+/**
+ * Calls `endpoint` with the request `build` makes for a real key (built again only when the key
+ * changes), retrying as the policy says; resolves with the answer that is final: a success, an
+ * error status not worth retrying, or the last attempt's.
+ */
+export async function callWithRetries(
+  upstream: Upstream,
+  keys: KeyTurns,
+  endpoint: Endpoint,
+  build: (apiKey: string) => UpstreamRequest,
+  cancel: Cancellation,
+  record: CallRecord,
+): Promise<CallResult> {
+  const policy = upstream.policy;
+  let request: UpstreamRequest | null = null;
+  let requestKey = -1;
   for (let attempt = 0; ; attempt++) {
-    const index = pickKey(key);
-    const apiKey = key.apiKeys[index] as string;
-    if (call === null || index !== callKey) {
-      call = prepare(key, request, raw, apiKey);
-      callKey = index;
+    const index = keys.pick();
+    const apiKey = keys.apiKeys[index] ?? '';
+    if (request === null || index !== requestKey) {
+      request = build(apiKey);
+      requestKey = index;
     }
     const started = performance.now();
-    interaction.upstreamStartedAt ??= started; // retries and their waits count as the provider's time
+    record.upstreamStartedAt ??= started; // retries and their waits count as the provider's time
     const lastChance = attempt >= policy.retries;
-    let upstream: UpstreamResponse;
+    let answer: UpstreamResponse;
     try {
-      upstream = await sendUpstream(target, call, cancel, policy.timeoutMs);
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, policy.timeoutMs);
     } catch (err) {
       const error = toGatewayError(err);
-      interaction.attempts.push({ api_key: index, url: target.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
+      record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
       // Only a failure in which nothing reached the provider is tried again (never a reset after
       // the request was written: it may have been processed and billed).
       if (!error.retryable || lastChance || cancel.cancelled) throw err;
-      await wait(backoffMs(attempt, null, policy.maxDelayMs), cancel);
+      await wait(backoffMs(attempt, null, policy.retryMaxDelayMs), cancel);
       continue;
     }
-    const status = upstream.status;
-    const retryAfter = retryAfterMs(upstream.headers);
+    const status = answer.status;
+    const retryAfter = retryAfterMs(answer.headers);
     const elapsed = Math.round(performance.now() - started);
-    if (upstream.resent === true) interaction.attempts.push({ api_key: index, url: target.url, status: null, error: 'stale_connection', duration_ms: elapsed });
-    reportStatus(key, index, status, retryAfter);
-    interaction.attempts.push({ api_key: index, url: target.url, status, error: null, duration_ms: elapsed });
+    if (answer.resent === true) record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: 'stale_connection', duration_ms: elapsed });
+    keys.report(index, status, retryAfter);
+    record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
     // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
     // (the provider did not process the request), whatever its retry-after says.
-    const handOver = (status === 429 || status === 401 || status === 403) && otherKeyAvailable(key, index);
-    const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.maxDelayMs));
-    if (!retry || lastChance) return { upstream, apiKey };
-    upstream.abort(); // its answer is not needed: another attempt follows
-    await wait(handOver ? 0 : backoffMs(attempt, retryAfter, policy.maxDelayMs), cancel);
+    const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index);
+    const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
+    if (!retry || lastChance) return { upstream: answer, apiKey };
+    answer.abort(); // its answer is not needed: another attempt follows
+    await wait(handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs), cancel);
   }
 }
-

@@ -40,7 +40,7 @@ function sweep(): void {
   }
 }
 
-/** Runs `onExpire` once `ms` have passed, unless `clearDeadline` or `extendDeadline` comes first. */
+/** Runs `onExpire` once `ms` have passed, unless `clearDeadline` comes first; moving `at` moves it. */
 export function setDeadline(ms: number, onExpire: () => void): Deadline {
   const deadline = new Deadline(performance.now() + ms, onExpire);
   active.add(deadline);

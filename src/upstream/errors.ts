@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.js';
-import { isRecord } from '../formats/chat/types.js';
+import { isRecord } from '../formats/json.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;

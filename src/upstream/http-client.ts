@@ -3,10 +3,9 @@
  * and a small response reader (status line, headers, then a body framed by content-length,
  * chunked encoding, or the end of the connection).
  *
- * Why not `http.request`: with its Agent, Node's client took about half of a minimal proxy's
- * JavaScript time per request on our machines; the same proxy on this client serves 1.1x-1.5x the
- * requests/s and 1.7x-1.9x the streams/s (`npm run bench`, its last row). Providers are the only
- * servers it talks to, and it reads only what they send.
+ * Why not `http.request`: its Agent's per-request bookkeeping was most of a minimal proxy's own
+ * time (the measurements are in docs/performance.md, and `npm run bench` measures both again).
+ * Providers are the only servers it talks to, and it reads only what they send.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -392,6 +391,8 @@ class Pool {
     private readonly https: boolean,
     private readonly hostname: string,
     private readonly port: number,
+    /** Tells the client this pool holds idle connections to age out. */
+    private readonly onIdle: (pool: Pool) => void,
   ) {}
 
   /** The most recently freed connection (LIFO: warm, and lets idle ones age out), or a new one. */
@@ -424,7 +425,7 @@ class Pool {
     connection.freeSince = performance.now();
     connection.socket.unref(); // an idle connection does not keep the process alive
     this.free.push(connection);
-    watch(this);
+    this.onIdle(this);
   }
 
   remove(connection: Connection): void {
@@ -437,46 +438,26 @@ class Pool {
     while (this.free.length > 0 && now - (this.free[0] as Connection).freeSince > FREE_IDLE_MS) (this.free[0] as Connection).destroy();
     return this.free.length > 0;
   }
-}
 
-const pools = new Map<string, Pool>();
-const watched = new Set<Pool>();
-let sweeper: NodeJS.Timeout | null = null;
-
-function watch(pool: Pool): void {
-  watched.add(pool);
-  if (sweeper !== null) return;
-  sweeper = setInterval(() => {
-    const now = performance.now();
-    for (const each of watched) if (!each.sweep(now)) watched.delete(each);
-    if (watched.size === 0 && sweeper !== null) {
-      clearInterval(sweeper);
-      sweeper = null;
-    }
-  }, SWEEP_MS);
-  sweeper.unref();
-}
-
-function poolFor(request: ClientRequest): Pool {
-  const name = `${request.https ? 'https' : 'http'}://${request.hostname}:${request.port}`;
-  let pool = pools.get(name);
-  if (pool === undefined) {
-    pool = new Pool(request.https, request.hostname, request.port);
-    pools.set(name, pool);
+  /** Closes its idle connections. */
+  close(): void {
+    while (this.free.length > 0) (this.free[0] as Connection).destroy();
   }
-  return pool;
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const PATH = /^\/[\x21-\x7e]*$/;
-/** Header names and paths already found valid (they come from code and keys.json: a few dozen). */
-const checked = new Set<string>();
-function remember(value: string): void {
-  if (checked.size < 1024) checked.add(value);
-}
+/** At most this many header names and paths are remembered as checked (a few dozen are in use). */
+const MAX_CHECKED = 1024;
 
-/** The request head and body as one buffer: one write, one packet for a small request. */
-export function encodeRequest(request: ClientRequest): Buffer {
+/**
+ * The request head and body as one buffer: one write, one packet for a small request. `checked`
+ * remembers header names and paths already found valid (they come from code and keys.json).
+ */
+export function encodeRequest(request: ClientRequest, checked: Set<string> = new Set()): Buffer {
+  const remember = (value: string): void => {
+    if (checked.size < MAX_CHECKED) checked.add(value);
+  };
   const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
   const defaultPort = request.https ? 443 : 80;
   if (!checked.has(request.path)) {
@@ -506,20 +487,68 @@ export function encodeRequest(request: ClientRequest): Buffer {
 }
 
 /**
- * Sends a request on a pooled connection (a new one when `fresh`); the handlers hear the response
- * head or the failure.
+ * The client: one keep-alive pool per origin (scheme, host, port), owned here so that it can be
+ * closed. No cap on connections in use per origin: a request never waits behind others for a
+ * connection (a wait the client's own timeout could not see); providers bound concurrency with
+ * their rate limits, and the gateway's own limits bound what a key sends. Idle connections: at
+ * most 1024 per origin, each closed after 30-35 s.
  */
-export function call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
-  const head = encodeRequest(request);
-  const connection = poolFor(request).acquire(fresh);
-  const exchange = connection.send(head, handlers);
-  return {
-    abort: () => {
-      const current = exchange.connection;
-      if (current !== null) current.destroy();
-      else if (!exchange.complete) exchange.closed(ABORTED);
-    },
+export class HttpClient {
+  private readonly pools = new Map<string, Pool>();
+  /** Pools that hold idle connections, for the sweeper. */
+  private readonly idle = new Set<Pool>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly checked = new Set<string>();
+  private readonly onIdle = (pool: Pool): void => {
+    this.idle.add(pool);
+    if (this.sweeper !== null) return;
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweeper.unref();
   };
+
+  /**
+   * Sends a request on a pooled connection (a new one when `fresh`); the handlers hear the
+   * response head or the failure.
+   */
+  call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
+    const head = encodeRequest(request, this.checked);
+    const connection = this.poolFor(request).acquire(fresh);
+    const exchange = connection.send(head, handlers);
+    return {
+      abort: () => {
+        const current = exchange.connection;
+        if (current !== null) current.destroy();
+        else if (!exchange.complete) exchange.closed(ABORTED);
+      },
+    };
+  }
+
+  /** Closes every idle connection; calls in progress finish (their connections are not kept). */
+  close(): void {
+    for (const pool of this.pools.values()) pool.close();
+    this.idle.clear();
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+
+  private poolFor(request: ClientRequest): Pool {
+    const name = `${request.https ? 'https' : 'http'}://${request.hostname}:${request.port}`;
+    let pool = this.pools.get(name);
+    if (pool === undefined) {
+      pool = new Pool(request.https, request.hostname, request.port, this.onIdle);
+      this.pools.set(name, pool);
+    }
+    return pool;
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const pool of this.idle) if (!pool.sweep(now)) this.idle.delete(pool);
+    if (this.idle.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
 }
 
 // ---- parsing ------------------------------------------------------------------------------

@@ -1,18 +1,15 @@
 /**
- * Server-sent events: an incremental parser that accepts bytes split anywhere (inside a line,
- * inside a UTF-8 sequence, between `\r` and `\n`), and the writer for the frames we send.
+ * Server-sent events from providers: an incremental parser that accepts bytes split anywhere
+ * (inside a line, inside a UTF-8 sequence, between `\r` and `\n`).
  * Follows the WHATWG event-stream rules: an optional leading BOM is skipped; lines end in `\n`,
  * `\r\n` or `\r`; a blank line dispatches; lines starting with `:` are comments; `data` lines are
  * joined with `\n`. Linear time: each byte is scanned once, and a line split over many reads is
- * joined once. Bounded: a line or an event larger than `maxEventBytes` is an error.
+ * joined once. Bounded: a line or an event larger than `maxEventChars` is an error.
  */
 import { StringDecoder } from 'node:string_decoder';
+import type { SseEvent } from '../formats/sse.js';
 
-export interface SseEvent {
-  /** The `event:` field, when the stream names its events (Anthropic does, OpenAI does not). */
-  readonly event: string | undefined;
-  readonly data: string;
-}
+export type { SseEvent } from '../formats/sse.js';
 
 export class SseTooLargeError extends Error {
   constructor(readonly limit: number) {
@@ -21,7 +18,7 @@ export class SseTooLargeError extends Error {
   }
 }
 
-export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 export class SseParser {
   private readonly decoder = new StringDecoder('utf8');
@@ -148,17 +145,3 @@ export class SseParser {
     this.eventName = undefined;
   }
 }
-
-/** One `data:` frame. Data with line breaks is split over several `data:` lines, as the spec requires. */
-export function sseFrame(data: string): string {
-  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `data: ${data}\n\n`;
-  return `${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}`).join('\n')}\n\n`;
-}
-
-export const SSE_DONE = 'data: [DONE]\n\n';
-
-export const SSE_HEADERS = {
-  'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache',
-  'x-accel-buffering': 'no',
-} as const;

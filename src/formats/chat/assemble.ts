@@ -3,7 +3,9 @@
  * non-streamed one: full content, reasoning, tool calls with complete arguments, finish_reason,
  * usage. Chunks come from upstreams, so every field is checked before it is used.
  */
-import { isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from './types.js';
+import type { Assembler } from '../api.js';
+import { isRecord } from '../json.js';
+import type { AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatUsage, ToolCall } from './types.js';
 
 interface ChoiceState {
   content: string;
@@ -15,23 +17,22 @@ interface ChoiceState {
   finishReason: string | null;
 }
 
-export class CompletionAssembler {
+export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatCompletion> {
   private id = '';
   private created = 0;
   private model = '';
   private systemFingerprint: string | null | undefined;
-  private usage: Usage | null = null;
+  private usage: ChatUsage | null = null;
   private readonly choices = new Map<number, ChoiceState>();
-  chunks = 0;
 
-  add(chunk: unknown): void {
+  /** A chunk as the provider sent it: every field is checked before it is used. */
+  add(chunk: ChatCompletionChunk | Record<string, unknown>): void {
     if (!isRecord(chunk)) return;
-    this.chunks++;
     if (this.id === '' && typeof chunk.id === 'string') this.id = chunk.id;
     if (this.created === 0 && typeof chunk.created === 'number') this.created = chunk.created;
     if (this.model === '' && typeof chunk.model === 'string') this.model = chunk.model;
     if (typeof chunk.system_fingerprint === 'string') this.systemFingerprint = chunk.system_fingerprint;
-    if (isRecord(chunk.usage)) this.usage = chunk.usage as Usage;
+    if (isRecord(chunk.usage)) this.usage = chunk.usage as ChatUsage;
     if (!Array.isArray(chunk.choices)) return;
     for (const choice of chunk.choices) {
       if (!isRecord(choice)) continue;
@@ -86,16 +87,6 @@ export class CompletionAssembler {
         if (typeof fn.arguments === 'string') call.function.arguments += fn.arguments;
       }
     }
-  }
-
-  /** True once some choice carries a finish_reason: the answer is complete even without `[DONE]`. */
-  get finished(): boolean {
-    for (const state of this.choices.values()) if (state.finishReason !== null) return true;
-    return false;
-  }
-
-  getUsage(): Usage | null {
-    return this.usage;
   }
 
   result(): ChatCompletion {

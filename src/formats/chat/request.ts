@@ -1,11 +1,15 @@
 /**
+ * Chat Completions requests: reading a client's, and writing one for a provider.
+ */
+import { invalidRequest } from '../../errors.js';
+import { isRecord } from '../json.js';
+import type { ChatRequest } from './types.js';
+
+/**
  * The client's body → a validated ChatRequest. Only what the gateway itself relies on is checked
  * (the provider validates the rest and its errors are passed on): a JSON object with a non-empty
  * string `model`, a non-empty `messages` array of objects, and a boolean `stream` if present.
  */
-import { invalidRequest } from '../../errors.js';
-import { isRecord, type ChatRequest } from './types.js';
-
 export function parseChatRequest(raw: Buffer): ChatRequest {
   if (raw.length === 0) throw invalidRequest('The request body is empty; expected a JSON object with "model" and "messages".', null, 'invalid_json');
   let body: unknown;
@@ -36,4 +40,36 @@ export function parseChatRequest(raw: Buffer): ChatRequest {
     throw invalidRequest('"stream" must be true or false.', 'stream', 'invalid_type');
   }
   return body as ChatRequest;
+}
+
+/** The output tokens the client allows at most (0: it sets no limit). */
+export function maxOutputTokens(request: ChatRequest): number {
+  const value = request.max_completion_tokens ?? request.max_tokens;
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+}
+
+/** The client asked for usage at the end of its stream. */
+export function wantsStreamUsage(request: ChatRequest): boolean {
+  const options = request.stream_options;
+  return isRecord(options) && options.include_usage === true;
+}
+
+const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');
+
+/**
+ * The body a provider that speaks Chat Completions gets: the client's own bytes when it spoke
+ * chat (`raw`) and nothing must change. For streams the gateway always asks for usage, so every
+ * log entry has token counts; when the client sent no `stream_options`, the field is spliced in
+ * after the opening brace instead of re-serialising the whole body.
+ */
+export function chatRequestBody(request: ChatRequest, raw: Buffer | null): Buffer | string {
+  const needsUsage = request.stream === true && !wantsStreamUsage(request);
+  if (raw !== null && !needsUsage) return raw;
+  if (raw !== null && !('stream_options' in request)) {
+    const brace = raw.indexOf(0x7b /* { */);
+    return Buffer.concat([raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.subarray(brace + 1)]);
+  }
+  if (!needsUsage) return JSON.stringify(request);
+  const options = request.stream_options;
+  return JSON.stringify({ ...request, stream_options: { ...(isRecord(options) ? options : {}), include_usage: true } });
 }

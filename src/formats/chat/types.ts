@@ -33,7 +33,8 @@ export interface ChatRequest {
   [field: string]: unknown;
 }
 
-export interface Usage {
+/** Chat Completions usage as OpenAI and DeepSeek send it. */
+export interface ChatUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
@@ -57,7 +58,7 @@ export interface ChatCompletion {
   created: number;
   model: string;
   choices: Array<{ index: number; message: AssistantMessage; logprobs?: unknown; finish_reason: string | null }>;
-  usage?: Usage | null;
+  usage?: ChatUsage | null;
   system_fingerprint?: string | null;
   [field: string]: unknown;
 }
@@ -84,19 +85,7 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   choices: Array<{ index: number; delta: ChunkDelta; logprobs?: unknown; finish_reason: string | null }>;
-  usage?: Usage | null;
+  usage?: ChatUsage | null;
   system_fingerprint?: string | null;
   [field: string]: unknown;
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/**
- * `table[name]` for a name that comes from a client or a provider: own entries only, so
- * `constructor`, `toString` or `__proto__` find nothing instead of Object.prototype's members.
- */
-export function entryOf<T>(table: Readonly<Record<string, T>>, name: string): T | undefined {
-  return Object.hasOwn(table, name) ? table[name] : undefined;
 }

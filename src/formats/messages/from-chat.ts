@@ -3,7 +3,8 @@
  * translate is a 400 GatewayError naming the parameter or message.
  */
 import { invalidRequest } from '../../errors.js';
-import { entryOf, isRecord, type ChatMessage, type ChatRequest } from '../chat/types.js';
+import { entryOf, isRecord } from '../json.js';
+import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import type {
   AnthropicMessage,
   AnthropicRequest,
@@ -95,12 +96,12 @@ function checkParameters(request: ChatRequest): void {
   }
 }
 
-function positiveInteger(value: unknown, param: string): number {
+function requirePositiveInteger(value: unknown, param: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw invalidRequest(`"${param}" must be a positive integer.`, param, 'invalid_type');
   return value;
 }
 
-function number(value: unknown, param: string): number {
+function requireNumber(value: unknown, param: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`"${param}" must be a number.`, param, 'invalid_type');
   return value;
 }
@@ -319,14 +320,14 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
     max_tokens:
       maxTokens === undefined || maxTokens === null
         ? options.defaultMaxTokens
-        : positiveInteger(maxTokens, request.max_completion_tokens !== undefined && request.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens'),
+        : requirePositiveInteger(maxTokens, request.max_completion_tokens !== undefined && request.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens'),
     messages: turns,
   };
   if (system.length > 0) out.system = system;
 
-  if (request.temperature !== undefined && request.temperature !== null) out.temperature = Math.min(number(request.temperature, 'temperature'), 1);
-  if (request.top_p !== undefined && request.top_p !== null && request.top_p !== 1) out.top_p = number(request.top_p, 'top_p');
-  if (request.top_k !== undefined && request.top_k !== null) out.top_k = positiveInteger(request.top_k, 'top_k');
+  if (request.temperature !== undefined && request.temperature !== null) out.temperature = Math.min(requireNumber(request.temperature, 'temperature'), 1);
+  if (request.top_p !== undefined && request.top_p !== null && request.top_p !== 1) out.top_p = requireNumber(request.top_p, 'top_p');
+  if (request.top_k !== undefined && request.top_k !== null) out.top_k = requirePositiveInteger(request.top_k, 'top_k');
 
   const stop = request.stop;
   if (stop !== undefined && stop !== null) {

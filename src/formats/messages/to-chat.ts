@@ -2,8 +2,8 @@
  * Anthropic Messages response → OpenAI `chat.completion`; the stop-reason and usage mappings
  * shared with the stream translator. Pure functions.
  */
-import { invalidAnswer } from '../../providers/answer.js';
-import { entryOf, isRecord, type AssistantMessage, type ChatCompletion, type ToolCall, type Usage } from '../chat/types.js';
+import { entryOf, isRecord } from '../json.js';
+import type { AssistantMessage, ChatCompletion, ChatUsage, ToolCall } from '../chat/types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
 
 /**
@@ -35,7 +35,7 @@ function count(value: unknown): number {
  * OpenAI counts cached tokens inside prompt_tokens; Anthropic's input_tokens excludes cache reads
  * and writes. So prompt_tokens = input + cache creation + cache read.
  */
-export function toUsage(usage: AnthropicUsage | undefined): Usage {
+export function toChatUsage(usage: AnthropicUsage | undefined): ChatUsage {
   const input = count(usage?.input_tokens);
   const cacheCreation = count(usage?.cache_creation_input_tokens);
   const cacheRead = count(usage?.cache_read_input_tokens);
@@ -52,11 +52,8 @@ export function toUsage(usage: AnthropicUsage | undefined): Usage {
 }
 
 
-export function toChatCompletion(response: unknown, created: number): ChatCompletion {
-  if (!isRecord(response) || response.type !== 'message' || !Array.isArray(response.content)) {
-    throw invalidAnswer('it is not an Anthropic message');
-  }
-  const message = response as unknown as AnthropicResponse;
+/** A message (checked by `parseMessage`) → the equivalent completion, `created` at the given time. */
+export function toChatCompletion(message: AnthropicResponse, created: number): ChatCompletion {
   let text = '';
   let hasText = false;
   let reasoning = '';
@@ -87,6 +84,6 @@ export function toChatCompletion(response: unknown, created: number): ChatComple
     created,
     model: typeof message.model === 'string' ? message.model : '',
     choices: [{ index: 0, message: assistant, logprobs: null, finish_reason: finishReason(message.stop_reason) ?? 'stop' }],
-    usage: toUsage(isRecord(message.usage) ? message.usage : undefined),
+    usage: toChatUsage(isRecord(message.usage) ? message.usage : undefined),
   };
 }

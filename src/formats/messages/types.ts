@@ -1,5 +1,5 @@
 /**
- * The Anthropic Messages API shapes the translators produce and read (../shared/providers.md §2).
+ * The Anthropic Messages API shapes the translators produce and read (docs/providers.md, Anthropic).
  */
 
 export interface TextBlock {
@@ -87,4 +87,10 @@ export interface AnthropicResponse {
   stop_reason: string | null;
   stop_sequence: string | null;
   usage: AnthropicUsage;
+}
+
+/** A stream event's data; `type` names it (message_start, content_block_delta, …). */
+export interface MessagesEvent {
+  type: string;
+  [field: string]: unknown;
 }

@@ -3,13 +3,17 @@
  * else is a 502 the client can act on (the provider answered, but not with something usable).
  */
 import { GatewayError } from '../errors.js';
-import { isRecord } from '../formats/chat/types.js';
+import { isRecord } from './json.js';
 
 export function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
 }
 
-/** The body as an object with an array under `key` (`choices`, `data`, `content`), or a 502 naming what was wrong. */
+/**
+ * The body as an object with an array under `key` (`choices`, `data`, `content`), or a 502 naming
+ * what was wrong. Parsed whole: a body cut short (a content-length shorter than the JSON) still
+ * starts like an answer, and must not reach a client as one.
+ */
 export function parseAnswer(body: Buffer, what: string, key: string): Record<string, unknown> {
   let parsed: unknown;
   try {

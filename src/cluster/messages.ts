@@ -1,0 +1,32 @@
+/**
+ * What the cluster primary and its workers say to each other over IPC.
+ */
+import type { MetricsSnapshot } from '../observe/metrics.js';
+import type { LogFormat } from '../observe/log.js';
+import type { Admission, KeyLimits } from '../policy/limits.js';
+
+export type ToPrimary =
+  | { t: 'hello' }
+  | { t: 'admit'; id: number; key: KeyLimits; estimate: number }
+  | { t: 'record'; key: KeyLimits; tokens: number; reserved: number }
+  | { t: 'ready'; address: string }
+  /** The worker could not listen: `message` is the one line to print (once, by the primary). */
+  | { t: 'listen-failed'; message: string }
+  | { t: 'log'; batch: Partial<Record<LogFormat, string>> }
+  | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
+  | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
+
+export type ToWorker =
+  | { t: 'keys'; text: string }
+  | { t: 'snapshot'; id: number }
+  | { t: 'metrics'; id: number; text: string }
+  | { t: 'admitted'; id: number; admission: Admission };
+
+/** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
+export const SNAPSHOT_TIMEOUT_MS = 1000;
+/** Workers also send their counters this often, so a worker that dies loses little. */
+export const SNAPSHOT_PUSH_MS = 5000;
+
+export function isMessage<T extends { t: string }>(value: unknown): value is T {
+  return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
+}

@@ -1,0 +1,195 @@
+/**
+ * The cluster primary: it serves no request. It owns the log destinations (workers send it
+ * rendered entries, so entries from different workers never interleave), holds the keys (it
+ * validates the file and hands workers the text it accepted), decides every key's limits,
+ * answers /metrics for the whole instance, relays SIGTERM/SIGINT/SIGHUP to every worker, and
+ * replaces a worker that dies.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Config } from '../config.js';
+import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
+import { Metrics } from '../observe/metrics.js';
+import { warn } from '../observe/warn.js';
+import { watchKeyFile, type KeyFile } from '../policy/key-file.js';
+import type { BudgetStore, LimitState } from '../policy/limits.js';
+import { InstanceMetrics } from './instance-metrics.js';
+import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
+
+export interface PrimaryOptions {
+  readonly config: Config;
+  readonly keyFile: KeyFile;
+  readonly keyCount: number;
+  readonly sinks: LogSink[];
+  /** The authority over every key's rate limits and budgets, for all workers. */
+  readonly limits: LimitState;
+  readonly budgets: BudgetStore;
+}
+
+/** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
+const MAX_RESTART_DELAY_MS = 30_000;
+
+class Primary {
+  private readonly metrics = new Metrics();
+  private readonly instanceMetrics: InstanceMetrics;
+  private virtualKeys: number;
+  private stopping = false;
+  /** Every initial worker has listened once. */
+  private started = false;
+  /** Replacements in a row that died before they listened. */
+  private failedStarts = 0;
+  private readonly ready = new WeakSet<Worker>();
+
+  constructor(private readonly options: PrimaryOptions) {
+    this.virtualKeys = options.keyCount;
+    this.instanceMetrics = new InstanceMetrics(() =>
+      this.metrics.snapshot({ gauges: { llm_gateway_virtual_keys: this.virtualKeys }, counters: { llm_gateway_log_write_failures_total: this.logFailures() } }),
+    );
+  }
+
+  async run(): Promise<void> {
+    const { config } = this.options;
+    cluster.on('exit', (worker, code, signal) => this.exited(worker, code, signal));
+    process.on('SIGTERM', () => this.stop('SIGTERM'));
+    process.on('SIGINT', () => this.stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      for (const sink of this.options.sinks) sink.reopen?.();
+      void this.reload('SIGHUP', false);
+    });
+    if (config.keysWatch) watchKeyFile(config.keysFile, () => void this.reload('file changed', true));
+    for (let i = 0; i < config.workers; i++) this.fork();
+    await this.listening();
+  }
+
+  private workers(): Worker[] {
+    return Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+  }
+
+  private send(worker: Worker, message: ToWorker): void {
+    if (worker.isConnected()) worker.send(message);
+  }
+
+  private logFailures(): number {
+    return this.options.sinks.reduce((sum, sink) => sum + sink.failures, 0);
+  }
+
+  private fork(): void {
+    const worker = cluster.fork();
+    worker.on('message', (message: unknown) => {
+      if (isMessage<ToPrimary>(message)) this.received(worker, message);
+    });
+  }
+
+  private received(worker: Worker, message: ToPrimary): void {
+    const { limits, sinks } = this.options;
+    switch (message.t) {
+      case 'hello':
+        return this.send(worker, { t: 'keys', text: this.options.keyFile.text });
+      case 'admit':
+        return this.send(worker, { t: 'admitted', id: message.id, admission: limits.admit(message.key, message.estimate) });
+      case 'record':
+        return limits.record(message.key, message.tokens, message.reserved);
+      case 'ready':
+        this.ready.add(worker);
+        this.failedStarts = 0;
+        return;
+      case 'listen-failed':
+        // Every worker would say the same: the first says it, and the instance stops.
+        if (!this.started && !this.stopping) {
+          process.stderr.write(`llm-gateway: ${message.message}\n`);
+          this.stop('startup failure', 1, true);
+        }
+        return;
+      case 'log': {
+        const batch: RenderedBatch = {};
+        for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = Buffer.from(text);
+        for (const sink of sinks) sink.write(batch);
+        return;
+      }
+      case 'scrape': {
+        const live = (): number[] => this.workers().map((each) => each.id);
+        const ask = (id: number, scrape: number): void => {
+          const each = cluster.workers?.[id];
+          if (each !== undefined) this.send(each, { t: 'snapshot', id: scrape });
+        };
+        void this.instanceMetrics.gather(worker.id, message.snapshot, live, ask).then((text) => this.send(worker, { t: 'metrics', id: message.id, text }));
+        return;
+      }
+      case 'snapshot':
+        return this.instanceMetrics.received(worker.id, message.id, message.snapshot);
+    }
+  }
+
+  private exited(worker: Worker, code: number | null, signal: string | null): void {
+    this.instanceMetrics.retire(worker.id);
+    if (this.stopping) return;
+    if (!this.started && !this.ready.has(worker)) {
+      // An initial worker that cannot even listen: forking again would loop forever.
+      warn(`a worker failed to start (exit ${code ?? signal}); stopping`);
+      this.stop('startup failure', 1);
+      return;
+    }
+    // Later deaths are replaced, with a growing pause if replacements keep dying before they listen.
+    if (!this.ready.has(worker)) this.failedStarts++;
+    const delay = this.failedStarts === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** (this.failedStarts - 1));
+    warn(`worker ${worker.process.pid ?? '?'} died (${signal ?? `exit ${code}`}); starting a replacement${delay > 0 ? ` in ${delay} ms` : ''}`);
+    setTimeout(() => {
+      if (!this.stopping) this.fork();
+    }, delay);
+  }
+
+  /** The primary validates once and reports once; workers get the very text it accepted. */
+  private async reload(why: string, onlyIfChanged: boolean): Promise<void> {
+    const result = await this.options.keyFile.reload(why, { onlyIfChanged, where: `by ${this.workers().length} workers` });
+    if (result.outcome === 'unchanged') return;
+    this.metrics.keyReload(result.outcome === 'reloaded' ? 'ok' : 'error');
+    if (result.outcome !== 'reloaded') return;
+    this.virtualKeys = result.keys.length;
+    for (const worker of this.workers()) this.send(worker, { t: 'keys', text: result.text });
+  }
+
+  private stop(signal: string, exitCode = 0, quiet = false): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    const { config, sinks, budgets } = this.options;
+    if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
+    for (const worker of this.workers()) worker.process.kill('SIGTERM');
+    // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
+    const hardStop = setTimeout(() => {
+      for (const worker of this.workers()) worker.process.kill('SIGKILL');
+    }, config.shutdownTimeoutMs + 15_000);
+    hardStop.unref();
+    const check = (): void => {
+      if (this.workers().length > 0) return;
+      const closing = Promise.all([...sinks.map((sink) => sink.close()), budgets.save()]);
+      void Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
+    };
+    cluster.on('exit', check);
+    check();
+  }
+
+  /** Reports the address once, when the first worker listens; the start is over when all have. */
+  private listening(): Promise<void> {
+    const { config } = this.options;
+    return new Promise((resolve) => {
+      let count = 0;
+      const onMessage = (_worker: Worker, message: unknown): void => {
+        if (!isMessage<ToPrimary>(message) || message.t !== 'ready') return;
+        if (++count === 1) {
+          const keys = `${this.virtualKeys} virtual key${this.virtualKeys === 1 ? '' : 's'}`;
+          warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${config.logFile ?? 'off'}`);
+        }
+        if (count === config.workers) {
+          this.started = true;
+          cluster.off('message', onMessage);
+          resolve();
+        }
+      };
+      cluster.on('message', onMessage);
+    });
+  }
+}
+
+/** Forks `config.workers` workers and coordinates them. */
+export function runPrimary(options: PrimaryOptions): Promise<void> {
+  return new Primary(options).run();
+}

@@ -1,0 +1,182 @@
+/**
+ * A cluster worker: one instance whose keys come from the primary, whose log goes to it, whose
+ * limits it decides, and whose /metrics asks it for the whole instance's.
+ */
+import type { Config } from '../config.js';
+import { createInstance, listenFailure } from '../instance.js';
+import { formatsFor, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { renderPrometheus } from '../observe/metrics.js';
+import { warn } from '../observe/warn.js';
+import { KeyFile } from '../policy/key-file.js';
+import type { Admission, Limiter } from '../policy/limits.js';
+import type { Registry } from '../providers/index.js';
+import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type ToWorker } from './messages.js';
+
+/** Sends rendered entries to the primary, which writes them: whole batches, never interleaved. */
+class PrimarySink implements LogSink {
+  private sending = 0;
+  private idle: Array<() => void> = [];
+  failures = 0;
+
+  constructor(readonly formats: readonly LogFormat[]) {}
+
+  write(batch: RenderedBatch): void {
+    if (process.send === undefined || !process.connected) {
+      this.failures++;
+      return;
+    }
+    const texts: Partial<Record<LogFormat, string>> = {};
+    for (const format of this.formats) texts[format] = batch[format]?.toString();
+    this.sending++;
+    process.send({ t: 'log', batch: texts } satisfies ToPrimary, undefined, undefined, (err) => {
+      if (err !== null) this.failures++;
+      if (--this.sending === 0) {
+        const waiting = this.idle;
+        this.idle = [];
+        for (const resolve of waiting) resolve();
+      }
+    });
+  }
+
+  flush(): Promise<void> {
+    if (this.sending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  close(): Promise<void> {
+    return this.flush();
+  }
+}
+
+function send(message: ToPrimary): void {
+  if (process.connected) process.send?.(message);
+}
+
+/** How long a worker waits for the primary's limits decision before letting the request through. */
+const ADMIT_TIMEOUT_MS = 2000;
+
+/** A limits check sent to the primary; `settle` is null once its timer let the request through. */
+interface PendingCheck {
+  readonly id: number;
+  settle: ((admission: Admission) => void) | null;
+}
+
+/** Limits decided by the primary: one decision for the whole instance. */
+function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void } {
+  let nextId = 1;
+  // The primary answers each worker's checks in the order they were sent (it decides each one as it
+  // arrives), so the checks waiting form a queue. Not a Map: one entry added and removed per
+  // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
+  // the requests they held alive into the old generation (see slot-list.ts).
+  const pending: PendingCheck[] = [];
+  return {
+    limiter: {
+      admit: (key, estimate) =>
+        new Promise((resolve) => {
+          const entry: PendingCheck = { id: nextId++, settle: null };
+          // A primary that does not answer must not stop all traffic: the request goes through.
+          const timer = setTimeout(() => {
+            entry.settle = null; // its answer, if it ever comes, is dropped
+            warn('the primary did not answer a limits check in time; the request was let through');
+            resolve({ error: null, headers: {} });
+          }, ADMIT_TIMEOUT_MS);
+          entry.settle = (admission) => {
+            clearTimeout(timer);
+            resolve(admission);
+          };
+          pending.push(entry);
+          send({ t: 'admit', id: entry.id, key, estimate });
+        }),
+      record: (key, tokens, reserved) => send({ t: 'record', key, tokens, reserved }),
+    },
+    answered: (id, admission) => {
+      // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
+      // timer lets it through.
+      while (pending.length > 0 && (pending[0] as PendingCheck).id < id) pending.shift();
+      if (pending[0]?.id === id) pending.shift()?.settle?.(admission);
+    },
+  };
+}
+
+/** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
+export async function runWorker(config: Config, registry: Registry): Promise<void> {
+  // Keys arrive as text the primary has validated; this parses them the same way.
+  const keyFile = new KeyFile(config.keysFile, registry, '', 0);
+  let nextId = 1;
+  const waiting = new Map<number, (text: string) => void>();
+  const limits = primaryLimiter();
+  let instance: ReturnType<typeof createInstance> | null = null;
+
+  // The first keys arrive as the answer to 'hello'; later ones are reloads.
+  const firstKeys = new Promise<string>((resolve) => {
+    process.on('message', (message: unknown) => {
+      if (!isMessage<ToWorker>(message)) return;
+      if (message.t === 'keys') {
+        if (instance === null) resolve(message.text);
+        else instance.useKeys(keyFile.parse(message.text));
+      } else if (message.t === 'snapshot' && instance !== null) {
+        send({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() });
+      } else if (message.t === 'metrics') {
+        waiting.get(message.id)?.(message.text);
+        waiting.delete(message.id);
+      } else if (message.t === 'admitted') {
+        limits.answered(message.id, message.admission);
+      }
+    });
+  });
+  send({ t: 'hello' });
+  const keys = keyFile.parse(await firstKeys);
+
+  const created = createInstance({
+    config,
+    keys,
+    keyFile: null,
+    sinks: [new PrimarySink(formatsFor(config))],
+    limiter: limits.limiter,
+    reportsKeyCount: false,
+    gatherMetrics: (local) =>
+      new Promise((resolve) => {
+        const id = nextId++;
+        // If the primary does not answer, this worker's own numbers are better than a hung scrape.
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          resolve(renderPrometheus(local));
+        }, SNAPSHOT_TIMEOUT_MS * 3);
+        waiting.set(id, (text) => {
+          clearTimeout(timer);
+          resolve(text);
+        });
+        send({ t: 'scrape', id, snapshot: local });
+      }),
+  });
+  instance = created;
+  setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
+
+  let listening = false;
+  const stop = (signal: string): void => {
+    // Stopped before it served (another worker could not listen): nothing to drain or report.
+    if (!listening) process.exit(0);
+    void created.shutdown(signal).then(() => {
+      // Final counters, so the instance's totals keep this worker's requests.
+      if (!process.connected || process.send === undefined) process.exit(0);
+      process.send({ t: 'snapshot', id: null, snapshot: created.snapshot() } satisfies ToPrimary, undefined, undefined, () => process.exit(0));
+      setTimeout(() => process.exit(0), 1000).unref();
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // The primary coordinates reloads; a SIGHUP sent to the whole process group must not kill a worker.
+  process.on('SIGHUP', () => {});
+
+  let address: string;
+  try {
+    address = await created.listen();
+  } catch (err) {
+    // The primary prints it once for all workers; the instance does not start.
+    if (process.connected) process.send?.({ t: 'listen-failed', message: listenFailure(config, err) } satisfies ToPrimary, undefined, undefined, () => process.exit(1));
+    else process.exit(1);
+    return;
+  }
+  listening = true;
+  send({ t: 'ready', address });
+}

@@ -1,0 +1,80 @@
+/**
+ * What the gateway needs of a wire API, on each side of it. A client API (the one a client speaks
+ * to the gateway) is read and answered; a target API (the one a provider speaks) is written and
+ * read back. An API module (`formats/<api>/`) implements the sides it is used on. Everything here
+ * is pure: no I/O, no clock, no configuration.
+ */
+import type { GatewayError } from '../errors.js';
+import type { SseEvent } from './sse.js';
+import type { StreamItem } from './stream.js';
+import type { Usage } from './usage.js';
+
+/** The APIs the gateway speaks. Chat Completions is the hub every translation goes through. */
+export type ApiName = 'chat' | 'messages';
+
+/** The types of one API's requests, answers and stream events. */
+export interface ApiTypes {
+  request: unknown;
+  response: unknown;
+  event: unknown;
+}
+
+/** A client's request, read and checked. */
+export interface ParsedRequest<Request> {
+  readonly request: Request;
+  readonly model: string;
+  readonly stream: boolean;
+  /** Output tokens the client allows at most (0: it sets no limit): reserved against limits while it runs. */
+  readonly maxOutputTokens: number;
+}
+
+/** How a stream's items reach one client. */
+export interface StreamOutput<Event> {
+  /** The SSE text for one item ('' when the client is not to see it, e.g. usage it did not ask for). */
+  frame(item: StreamItem<Event>): string;
+}
+
+/** Stream events back into one answer, for the log. */
+export interface Assembler<Event, Response> {
+  add(event: Event): void;
+  result(): Response;
+}
+
+export interface ClientApi<T extends ApiTypes> {
+  readonly name: ApiName;
+  /** The client's body → its request; a 400 GatewayError naming what is wrong. */
+  parseRequest(raw: Buffer): ParsedRequest<T['request']>;
+  /** An error in this API's own error shape. */
+  errorBody(error: GatewayError): unknown;
+  /** What this client sees of a stream, given what it asked for. */
+  streamOutput(request: T['request']): StreamOutput<T['event']>;
+  assembler(): Assembler<T['event'], T['response']>;
+}
+
+/** Usage and completeness of one stream, from the provider's own events. */
+export interface StreamWatch<Event> {
+  see(event: Event): void;
+  usage(): Usage | null;
+  /** The answer is complete (a stream that ends now without its end marker lost nothing). */
+  readonly complete: boolean;
+}
+
+export interface TargetApi<T extends ApiTypes> {
+  readonly name: ApiName;
+  /**
+   * The body to send. `raw`: the client's own bytes when it spoke this very API, sent as they are
+   * unless something must change (e.g. asking for stream usage).
+   */
+  body(request: T['request'], raw: Buffer | null): Buffer | string;
+  /** A 2xx JSON answer, checked whole; a 502 GatewayError when it is not one. */
+  parseResponse(body: Buffer): T['response'];
+  usage(response: T['response']): Usage | null;
+  /** One SSE event → stream items; what cannot be read is an error item. */
+  decodeEvent(event: SseEvent): Array<StreamItem<T['event']>>;
+  /**
+   * Events whose text matches are decoded even when the stream passes through unchanged (its
+   * end, errors, usage, a finish); the others may go to the client as their bytes.
+   */
+  readonly notable: RegExp;
+  streamWatch(): StreamWatch<T['event']>;
+}

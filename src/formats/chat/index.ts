@@ -1,0 +1,39 @@
+/**
+ * OpenAI Chat Completions, the hub: every translation between APIs goes through it. Clients
+ * speak it (most SDKs, apps and frameworks), and so do OpenAI, DeepSeek, vLLM, Ollama and the
+ * mock.
+ */
+import type { ClientApi, TargetApi } from '../api.js';
+import { parseCompletion } from './answer.js';
+import { CompletionAssembler } from './assemble.js';
+import { chatRequestBody, maxOutputTokens, parseChatRequest } from './request.js';
+import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from './stream.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
+import { chatUsage } from './usage.js';
+
+export interface ChatTypes {
+  request: ChatRequest;
+  response: ChatCompletion;
+  event: ChatCompletionChunk;
+}
+
+export const chatClient: ClientApi<ChatTypes> = {
+  name: 'chat',
+  parseRequest(raw) {
+    const request = parseChatRequest(raw);
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
+  },
+  errorBody: (error) => error.toBody(),
+  streamOutput: chatStreamOutput,
+  assembler: () => new CompletionAssembler(),
+};
+
+export const chatTarget: TargetApi<ChatTypes> = {
+  name: 'chat',
+  body: chatRequestBody,
+  parseResponse: parseCompletion,
+  usage: (response) => chatUsage(response.usage),
+  decodeEvent: decodeChatEvent,
+  notable: CHAT_NOTABLE,
+  streamWatch: chatStreamWatch,
+};

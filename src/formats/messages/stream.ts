@@ -1,0 +1,77 @@
+/**
+ * Messages streams from a provider: each event (`message_start`, `content_block_*`,
+ * `message_delta`, `message_stop`, `ping`, `error`) read into an item, and the usage and end
+ * watched. Anthropic names the event both in `event:` and in the data's `type`; the data is read.
+ */
+import { GatewayError } from '../../errors.js';
+import type { StreamWatch } from '../api.js';
+import { invalidAnswer } from '../answer.js';
+import { entryOf, isRecord } from '../json.js';
+import type { SseEvent } from '../sse.js';
+import type { StreamItem } from '../stream.js';
+import type { Usage } from '../usage.js';
+import type { MessagesEvent } from './types.js';
+import { messagesUsage } from './usage.js';
+
+/** Events that carry usage, the end or an error; content deltas may pass as their bytes. */
+export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|error)"/;
+
+/** The HTTP status each Anthropic error type stands for (mid-stream errors arrive with a 200). */
+const ERROR_STATUS: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  timeout_error: 504,
+  overloaded_error: 529,
+};
+
+function messagesStreamError(error: unknown): GatewayError {
+  const detail = isRecord(error) ? error : {};
+  const type = typeof detail.type === 'string' ? detail.type : 'api_error';
+  const message = typeof detail.message === 'string' ? detail.message : 'The provider failed mid-stream.';
+  return new GatewayError(entryOf(ERROR_STATUS, type) ?? 502, message, { type, code: type });
+}
+
+export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesEvent>> {
+  let data: unknown;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
+  }
+  if (!isRecord(data) || typeof data.type !== 'string') return [{ kind: 'error', error: invalidAnswer('a stream event is not an object with a type') }];
+  if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
+  const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
+  // message_stop is the last event: the stream's end as well.
+  return data.type === 'message_stop' ? [item, { kind: 'end' }] : [item];
+}
+
+/**
+ * Usage as Anthropic reports it: the input counts in `message_start`, the output count (running
+ * total) in each `message_delta`, which newer API versions also repeat the input counts in.
+ */
+export function messagesStreamWatch(): StreamWatch<MessagesEvent> {
+  let raw: Record<string, unknown> | null = null;
+  let complete = false;
+  const merge = (usage: unknown): void => {
+    if (!isRecord(usage)) return;
+    raw ??= {};
+    for (const [field, value] of Object.entries(usage)) if (typeof value === 'number') raw[field] = value;
+  };
+  return {
+    see(event) {
+      if (event.type === 'message_start' && isRecord(event.message)) merge(event.message.usage);
+      else if (event.type === 'message_delta') merge(event.usage);
+      else if (event.type === 'message_stop') complete = true;
+    },
+    usage: (): Usage | null => messagesUsage(raw),
+    get complete() {
+      return complete;
+    },
+  };
+}

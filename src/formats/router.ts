@@ -1,0 +1,56 @@
+/**
+ * Which translation a request takes: none when the provider speaks the client's API (its bytes
+ * pass through), otherwise through the hub, Chat Completions: the client's API → chat → the
+ * provider's API. Adding an API adds its translations to and from chat here, one line each.
+ */
+import type { ApiName, ApiTypes, ClientApi, TargetApi } from './api.js';
+import { chatTarget, type ChatTypes } from './chat/index.js';
+import { chatToMessages, messagesTarget } from './messages/index.js';
+import { compose, identity, type Translation } from './translation.js';
+
+export interface RouterOptions {
+  /** max_tokens sent to Anthropic when a chat client sets none. */
+  readonly anthropicDefaultMaxTokens: number;
+  /** Seconds since the epoch (translated answers carry a `created` time). */
+  readonly now: () => number;
+}
+
+/** How one request reaches a provider: the provider's API, and the translation to it. */
+export interface Route<C extends ApiTypes> {
+  readonly target: TargetApi<ApiTypes>;
+  readonly translation: Translation<C, ApiTypes>;
+}
+
+export interface Router {
+  /** `speaks`: the APIs the provider speaks natively, the one it prefers first. */
+  route<C extends ApiTypes>(client: ClientApi<C>, speaks: readonly ApiName[]): Route<C>;
+}
+
+type AnyTranslation = Translation<ApiTypes, ApiTypes>;
+
+export function createRouter(options: RouterOptions): Router {
+  const targets: Readonly<Record<ApiName, TargetApi<ApiTypes>>> = {
+    chat: chatTarget as TargetApi<ApiTypes>,
+    messages: messagesTarget as unknown as TargetApi<ApiTypes>,
+  };
+  /** The hub → each API a provider may speak. */
+  const fromChat: Partial<Record<ApiName, Translation<ChatTypes, ApiTypes>>> = {
+    chat: identity() as Translation<ChatTypes, ApiTypes>,
+    messages: chatToMessages({ defaultMaxTokens: options.anthropicDefaultMaxTokens, now: options.now }) as unknown as Translation<ChatTypes, ApiTypes>,
+  };
+  /** Each client API → the hub. */
+  const toChat: Partial<Record<ApiName, Translation<ApiTypes, ChatTypes>>> = {
+    chat: identity() as unknown as Translation<ApiTypes, ChatTypes>,
+  };
+
+  return {
+    route<C extends ApiTypes>(client: ClientApi<C>, speaks: readonly ApiName[]): Route<C> {
+      if (speaks.includes(client.name)) return { target: targets[client.name], translation: identity() as unknown as Translation<C, ApiTypes> };
+      const inbound = toChat[client.name];
+      const api = speaks.find((name) => fromChat[name] !== undefined);
+      if (inbound === undefined || api === undefined) throw new Error(`no translation from ${client.name} to ${speaks.join(', ')}`);
+      const translation = compose(inbound as AnyTranslation, fromChat[api] as unknown as AnyTranslation);
+      return { target: targets[api], translation: translation as unknown as Translation<C, ApiTypes> };
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * One stream's way from the provider's events to the client's frames: decoded in the provider's
+ * API, watched for usage and completeness, translated, framed in the client's API, and assembled
+ * for the log. The relay (upstream/relay.ts) moves the bytes; this decides what they say.
+ */
+import type { ApiTypes, Assembler, StreamOutput } from '../formats/api.js';
+import { isRecord } from '../formats/json.js';
+import type { Route } from '../formats/router.js';
+import { sseFrame, type SseEvent } from '../formats/sse.js';
+import type { StreamItem } from '../formats/stream.js';
+import type { Usage } from '../formats/usage.js';
+import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
+
+/** A pipeline that also tells, once the stream is over, what it used and what the client got. */
+export interface ObservedStream extends StreamPipeline {
+  usage(): Usage | null;
+  /** The answer as the client would have got it whole, for the log (null when no log is kept). */
+  response(): unknown;
+}
+
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null): ObservedStream {
+  const target = route.target;
+  const watch = target.streamWatch();
+  const translate = route.translation.stream();
+  const passThrough = route.translation.identity;
+
+  /** Translated items → frames; stops at the end or an error. */
+  const deliver = (items: Array<StreamItem<C['event']>>, step: { text: string }): StreamStep | null => {
+    for (const item of items) {
+      if (item.kind === 'error') return { text: step.text, error: item.error };
+      if (item.kind === 'event') assembler?.add(item.event);
+      step.text += output.frame(item);
+      if (item.kind === 'end') return { text: step.text, done: true };
+    }
+    return null;
+  };
+
+  return {
+    passThrough,
+    notable: target.notable,
+    assembling: assembler !== null,
+    event(event) {
+      // Passing through, an event that says nothing the gateway reads goes out as it came.
+      if (passThrough && !target.notable.test(event.data)) {
+        this.forwarded(event.data);
+        return { text: sseFrame(event.data, event.event) };
+      }
+      const step = { text: '' };
+      for (const item of target.decodeEvent(event)) {
+        if (item.kind === 'event') watch.see(item.event);
+        const over = deliver(translate(item) as Array<StreamItem<C['event']>>, step);
+        if (over !== null) return over;
+      }
+      return step;
+    },
+    forwarded(data) {
+      if (assembler === null) return;
+      try {
+        const event: unknown = JSON.parse(data);
+        if (isRecord(event)) assembler.add(event as C['event']);
+      } catch {
+        // it went to the client as the provider sent it; the log keeps what parses
+      }
+    },
+    finish() {
+      if (!watch.complete) return null;
+      const step = { text: '' };
+      deliver(translate({ kind: 'end' }) as Array<StreamItem<C['event']>>, step);
+      return step.text;
+    },
+    failure: (error) => output.frame({ kind: 'error', error }),
+    usage: () => watch.usage(),
+    response: () => (assembler === null ? null : assembler.result()),
+  };
+}

@@ -1,0 +1,235 @@
+/**
+ * A surface: one client API served over HTTP. What differs between surfaces is their API module
+ * (reading requests, answering in its shape) and how a client presents its key; everything else
+ * is here, once: authenticate, read and validate the body, apply the key's policy (model
+ * allowlist, rate limits, budget), route to the target (pass-through or translation), call it with
+ * retries, answer (JSON or stream) and produce exactly one log entry and one metrics observation.
+ * The returned promise settles only after the entry is recorded, so a shutdown that waits for
+ * requests in flight never loses one.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
+import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
+import type { Route, Router } from '../formats/router.js';
+import { totalTokens } from '../formats/usage.js';
+import { Interaction } from '../observe/interaction.js';
+import type { InteractionLog } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import { authenticate } from '../policy/auth.js';
+import type { KeyStore } from '../policy/key-store.js';
+import { maskKey, type VirtualKey } from '../policy/keys.js';
+import { admissionError, limitsOf, type Limiter } from '../policy/limits.js';
+import { apisOf, type Provider } from '../providers/types.js';
+import { stampOverhead, type RequestContext } from '../server/context.js';
+import { readBody, sendError, sendJson } from '../server/http.js';
+import { callWithRetries, type Upstream } from '../upstream/call.js';
+import { redactKey, upstreamError } from '../upstream/errors.js';
+import { readAll } from '../upstream/read.js';
+import { relayStream } from '../upstream/relay.js';
+import { KeyScrubber } from '../upstream/scrub.js';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream/types.js';
+import { streamPipeline } from './stream.js';
+
+/** What every surface is given. */
+export interface SurfaceDeps {
+  readonly keys: KeyStore;
+  readonly log: InteractionLog;
+  readonly metrics: Metrics;
+  readonly limiter: Limiter;
+  readonly maxBodyBytes: number;
+  readonly upstream: Upstream;
+  readonly router: Router;
+}
+
+export interface Surface<C extends ApiTypes> {
+  readonly api: ClientApi<C>;
+  /** The virtual key the request presents (null: none). */
+  credential(headers: IncomingHttpHeaders): string | null;
+  /** How a client sends its key, for the 401 of one that sent none. */
+  readonly howToSendKey: string;
+}
+
+/** Upstream error bodies are only read for their message: the first MiB is plenty. */
+const ERROR_BODY_LIMIT = 1024 * 1024;
+/** A non-streamed answer larger than this is not an answer. */
+const RESPONSE_LIMIT = 64 * 1024 * 1024;
+
+/** The key's model allowlist; the refusal names nothing the key may not see. */
+function checkModel(key: VirtualKey, model: string): void {
+  if (key.models !== null && !key.models.allows(model)) {
+    throw new GatewayError(403, `The model "${model}" is not allowed for this virtual key.`, { type: 'permission_error', code: 'model_not_allowed', param: 'model' });
+  }
+}
+
+/** One request through a surface: see the module comment. */
+export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
+  const interaction = new Interaction(context);
+  const cancel = context.cancel;
+  let key: VirtualKey | null = null;
+  /** Tokens reserved at admission (-1: not admitted, nothing to settle), and the prompt's estimate. */
+  let reserved = -1;
+  let promptEstimate = 0;
+  try {
+    if (context.method !== 'POST') {
+      throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
+    }
+    const presented = surface.credential(req.headers);
+    // Never log a presented key that matched nothing in full: it may be someone's real secret.
+    if (presented !== null) interaction.virtualKey = maskKey(presented);
+    key = authenticate(presented, deps.keys, surface.howToSendKey);
+    identify(interaction, key);
+
+    const raw = await readBody(req, deps.maxBodyBytes, cancel);
+    const parsed = parse(surface.api, raw, interaction);
+    checkModel(key, parsed.model);
+    if (key.rateLimit !== null || key.budget !== null) {
+      // Requests in flight hold their prompt (~4 bytes per token) and output limit against the limits.
+      promptEstimate = Math.ceil(raw.length / 4);
+      reserved = await admit(deps.limiter, key, promptEstimate + parsed.maxOutputTokens, res);
+    }
+
+    const route = deps.router.route(surface.api, apisOf(key.target.provider));
+    const { upstream, apiKey } = await call(key, route, parsed, raw, interaction, deps);
+    interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
+    // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
+    const scrubber = new KeyScrubber(apiKey);
+    const read = { cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber };
+    if (upstream.status < 200 || upstream.status > 299) {
+      const body = await readAll(upstream.body, { ...read, limit: ERROR_BODY_LIMIT, truncate: true });
+      interaction.upstreamEndedAt = performance.now();
+      throw upstreamError(upstream.status, body, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
+    }
+    if (parsed.stream) {
+      await answerStream(surface.api, route, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber });
+    } else {
+      const body = await readAll(upstream.body, { ...read, limit: RESPONSE_LIMIT, truncate: false });
+      interaction.upstreamEndedAt = performance.now();
+      answerJson(route, body, res, interaction);
+    }
+  } catch (err) {
+    // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).
+    const error = cancel.reason ?? toGatewayError(err);
+    if (res.headersSent || error.status === 499) {
+      interaction.failed(error, null);
+    } else {
+      // An unread body (a 401 answered first) is not drained: that connection is closed.
+      if (!req.complete) res.setHeader('connection', 'close');
+      stampOverhead(res, interaction.overheadMs(performance.now()));
+      interaction.failed(error, sendError(res, error, surface.api.errorBody(error)));
+    }
+  } finally {
+    if (cancel.reason?.status === 499) {
+      interaction.status = 499;
+      interaction.error ??= cancel.reason;
+    }
+    if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, promptEstimate);
+    const now = performance.now();
+    deps.metrics.request(interaction.observation(now));
+    if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
+  }
+}
+
+function identify(interaction: Interaction, key: VirtualKey): void {
+  interaction.virtualKey = key.id;
+  interaction.keyName = key.label;
+  interaction.authenticated = true;
+  interaction.provider = key.target.provider.name;
+  interaction.severalKeys = key.target.keys.apiKeys.length > 1;
+}
+
+function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
+  let parsed: ParsedRequest<C['request']>;
+  try {
+    parsed = api.parseRequest(raw);
+  } catch (err) {
+    interaction.request = raw.toString('utf8'); // logged as text: nothing is lost
+    throw err;
+  }
+  interaction.request = parsed.request;
+  interaction.model = parsed.model;
+  interaction.stream = parsed.stream;
+  return parsed;
+}
+
+/** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
+async function admit(limiter: Limiter, key: VirtualKey, estimate: number, res: ServerResponse): Promise<number> {
+  const admission = await limiter.admit(limitsOf(key), estimate);
+  for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
+  const refused = admissionError(admission);
+  if (refused !== null) throw refused;
+  return estimate;
+}
+
+/**
+ * Tokens count against the key's tokens per minute and budget: the answer's usage, or, for an
+ * answer cut short (the client left, the stream failed), an estimate: the prompt plus one token
+ * per streamed event. Dropping a stream before its usage does not make it free.
+ */
+function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: number, promptEstimate: number): void {
+  let used = 0;
+  if (interaction.usage !== null) used = totalTokens(interaction.usage);
+  else if (interaction.upstreamStartedAt !== null) used = promptEstimate + interaction.streamedEvents;
+  limiter.record(limitsOf(key), used, reserved);
+}
+
+/**
+ * The body the target gets: the client's request translated where the target speaks another API,
+ * changed where the provider needs it, and the client's own bytes where nothing changes.
+ */
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, request: C['request'], raw: Buffer): Buffer | string {
+  try {
+    const translated = route.translation.request(request);
+    const adjusted = provider.adjust?.(route.target.name, translated) ?? null;
+    return adjusted !== null ? route.target.body(adjusted, null) : route.target.body(translated, route.translation.identity ? raw : null);
+  } catch (err) {
+    // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.
+    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
+    throw err;
+  }
+}
+
+/** The request the target gets, then the call with retries. */
+function call<C extends ApiTypes>(key: VirtualKey, route: Route<C>, parsed: ParsedRequest<C['request']>, raw: Buffer, interaction: Interaction, deps: SurfaceDeps): Promise<{ upstream: UpstreamResponse; apiKey: string }> {
+  const target = key.target;
+  const provider = target.provider;
+  const body = upstreamBody(route, provider, parsed.request, raw);
+  const endpoint = target.endpoints[route.target.name];
+  if (endpoint === undefined) throw new Error(`${provider.name} has no endpoint for ${route.target.name}`);
+  const build = (apiKey: string): UpstreamRequest => ({ body, headers: provider.authHeaders(apiKey) });
+  return callWithRetries(deps.upstream, target.keys, endpoint, build, interaction.context.cancel, interaction);
+}
+
+function answerJson<C extends ApiTypes>(route: Route<C>, body: Buffer, res: ServerResponse, interaction: Interaction): void {
+  const answer = route.target.parseResponse(body);
+  interaction.usage = route.target.usage(answer);
+  const response = route.translation.response(answer);
+  stampOverhead(res, interaction.overheadMs(performance.now()));
+  // Passed through, the provider's own bytes (checked whole above) go on unchanged.
+  sendJson(res, 200, route.translation.identity ? body : JSON.stringify(response));
+  interaction.status = 200;
+  interaction.response = response;
+}
+
+async function answerStream<C extends ApiTypes>(
+  api: ClientApi<C>,
+  route: Route<C>,
+  parsed: ParsedRequest<C['request']>,
+  upstream: UpstreamResponse,
+  res: ServerResponse,
+  interaction: Interaction,
+  deps: SurfaceDeps,
+  keys: { apiKeys: readonly string[]; scrubber: KeyScrubber },
+): Promise<void> {
+  if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
+    upstream.abort();
+    throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
+      code: 'upstream_invalid_response',
+      logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
+    });
+  }
+  const pipeline = streamPipeline(route, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null);
+  stampOverhead(res, interaction.overheadMs(performance.now()));
+  await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
+  interaction.usage = pipeline.usage();
+  if (deps.log.enabled) interaction.response = pipeline.response();
+}

@@ -1,0 +1,75 @@
+/**
+ * What the upstream layer works with: where a request goes, what it sends, what comes back, and
+ * the one policy (timeouts, retries) every call follows. It knows nothing of providers or APIs.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+
+/** Timeouts and retries of every call to a provider: one object, from the configuration. */
+export interface UpstreamPolicy {
+  /** No response headers within this → 504 (UPSTREAM_TIMEOUT_MS). */
+  readonly timeoutMs: number;
+  /** No bytes for this long once it answered → the answer fails (UPSTREAM_IDLE_TIMEOUT_MS). */
+  readonly idleTimeoutMs: number;
+  /** Attempts after the first (UPSTREAM_RETRIES). */
+  readonly retries: number;
+  /** The longest wait before a retry (UPSTREAM_RETRY_MAX_DELAY_MS). */
+  readonly retryMaxDelayMs: number;
+}
+
+/** What goes on the wire. The sender adds host, content-type and content-length. */
+export interface UpstreamRequest {
+  /** POST by default; GET for a model list. */
+  readonly method?: 'GET' | 'POST';
+  readonly body: Buffer | string;
+  /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readable;
+  /** The request was sent again on a fresh connection after a pooled one turned out dead. */
+  readonly resent?: boolean;
+  /** Stops the call: the connection is destroyed, so the provider stops generating. */
+  abort(): void;
+}
+
+/** A provider that answers in-process, like a server would (the mock). */
+export interface LocalServer {
+  handle(method: 'GET' | 'POST', path: string, body: Buffer): UpstreamResponse;
+}
+
+/** Where a request goes, resolved once when keys are loaded. */
+export type Endpoint =
+  | {
+      readonly kind: 'http';
+      readonly https: boolean;
+      readonly hostname: string;
+      readonly port: number;
+      /** Path and query, e.g. `/v1/chat/completions` or `/openai/v1/chat/completions?api-version=…`. */
+      readonly path: string;
+      /** Scheme, host and path, for operators' logs: no query string (some providers take keys there). */
+      readonly url: string;
+    }
+  | { readonly kind: 'local'; readonly server: LocalServer; readonly path: string; readonly url: string };
+
+/** Joins a base URL and a provider path the way the official SDKs do (no doubled slashes). */
+export function httpEndpoint(baseUrl: string, path: string): Endpoint {
+  const url = new URL(baseUrl);
+  url.pathname = url.pathname.replace(/\/+$/, '') + path;
+  const isHttps = url.protocol === 'https:';
+  return {
+    kind: 'http',
+    https: isHttps,
+    hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+    port: url.port === '' ? (isHttps ? 443 : 80) : Number(url.port),
+    path: url.pathname + url.search,
+    url: `${url.protocol}//${url.host}${url.pathname}`,
+  };
+}
+
+export function localEndpoint(server: LocalServer, baseUrl: string, path: string): Endpoint {
+  return { kind: 'local', server, path, url: `${baseUrl}${path}` };
+}
