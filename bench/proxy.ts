@@ -4,16 +4,17 @@
  * no log, no metrics.
  *
  * With `pool` as third argument, the same proxy forwards through the gateway's own client
- * (src/http-client.ts) instead: the least work a gateway on that client must do.
+ * (src/upstream/http-client.ts) instead: the least work a gateway on that client must do.
  *
  *   node dist/bench/bench/proxy.js <port> <upstream port> [pool]
  */
 import http from 'node:http';
-import { call } from '../src/upstream/http-client.js';
+import { HttpClient } from '../src/upstream/http-client.js';
 
 const upstreamPort = Number(process.argv[3]);
 const pool = process.argv[4] === 'pool';
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
+const client = new HttpClient();
 
 const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (req, res) => {
   const chunks: Buffer[] = [];
@@ -21,7 +22,7 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
   req.on('end', () => {
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
     if (pool) {
-      call(
+      client.call(
         { https: false, hostname: '127.0.0.1', port: upstreamPort, method: 'POST', path: '/v1/chat/completions', headers: { authorization: 'Bearer sk-real-key' }, body, contentType: 'application/json' },
         {
           onResponse: (up) => {

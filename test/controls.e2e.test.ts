@@ -67,6 +67,26 @@ describe('model allowlist', () => {
     assert.equal((await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_nobody' })).status, 401);
     assert.equal((await request(gateway.url, '/v1/models', { method: 'POST', key: 'vk_free' })).status, 405);
   });
+
+  it('fetches the provider\'s list through the same call path as every request: a 503 is retried', async () => {
+    let failed = 0;
+    openai.behave(({ req, res }) => {
+      if (req.method !== 'GET' || failed > 0) return false;
+      failed++;
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('busy', 'server_error')));
+      return true;
+    });
+    const before = openai.requests.filter((recorded) => recorded.path === '/v1/models').length;
+    try {
+      const reply = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_free' });
+      assert.equal(reply.status, 200, reply.text);
+      assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id), MOCK_MODELS.openai);
+      assert.equal(openai.requests.filter((recorded) => recorded.path === '/v1/models').length - before, 2, 'the 503, then the retry');
+    } finally {
+      openai.behave(null);
+    }
+  });
 });
 
 describe('models list for other providers', () => {

@@ -383,6 +383,26 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
   });
 });
 
+describe('http client: its owner', () => {
+  it('close() closes the idle pooled connections (the pools belong to the client, not to the module)', async () => {
+    const own = new HttpClient();
+    let closed = 0;
+    const server = await serve((socket) => {
+      socket.once('close', () => closed++);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    await new Promise<void>((resolve) =>
+      own.call(requestTo(server.port), { onResponse: (response) => response.body.on('end', resolve).resume(), onError: () => assert.fail('no failure expected') }),
+    );
+    assert.equal(server.connections(), 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(closed, 0, 'kept for the next request');
+    own.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(closed, 1, 'closed with its owner');
+  });
+});
+
 describe('http client: the request', () => {
   it('writes the head and the body in one piece: method, path, host with its port, length', () => {
     const bytes = encodeRequest(requestTo(8443, { https: true, hostname: 'api.example.com' })).toString('latin1');

@@ -22,7 +22,7 @@ export interface Route<C extends ApiTypes> {
 }
 
 export interface Router {
-  /** `speaks`: the APIs the provider speaks natively, the one it prefers first. */
+  /** `speaks`: the APIs the provider speaks natively, the one it prefers first (the same array each time: routes are remembered by it). */
   route<C extends ApiTypes>(client: ClientApi<C>, speaks: readonly ApiName[]): Route<C>;
 }
 
@@ -43,14 +43,23 @@ export function createRouter(options: RouterOptions): Router {
     chat: identity() as unknown as Translation<ApiTypes, ChatTypes>,
   };
 
+  const find = (client: ApiName, speaks: readonly ApiName[]): Route<ApiTypes> => {
+    if (speaks.includes(client)) return { target: targets[client], translation: identity() };
+    const inbound = toChat[client];
+    const api = speaks.find((name) => fromChat[name] !== undefined);
+    if (inbound === undefined || api === undefined) throw new Error(`no translation from ${client} to ${speaks.join(', ')}`);
+    return { target: targets[api], translation: compose(inbound as AnyTranslation, fromChat[api] as unknown as AnyTranslation) };
+  };
+  // A route depends only on the two sides: found once per client API and provider's list (which
+  // a target keeps, so the lookup allocates nothing per request).
+  const routes = new Map<ApiName, WeakMap<readonly ApiName[], Route<ApiTypes>>>();
   return {
     route<C extends ApiTypes>(client: ClientApi<C>, speaks: readonly ApiName[]): Route<C> {
-      if (speaks.includes(client.name)) return { target: targets[client.name], translation: identity() as unknown as Translation<C, ApiTypes> };
-      const inbound = toChat[client.name];
-      const api = speaks.find((name) => fromChat[name] !== undefined);
-      if (inbound === undefined || api === undefined) throw new Error(`no translation from ${client.name} to ${speaks.join(', ')}`);
-      const translation = compose(inbound as AnyTranslation, fromChat[api] as unknown as AnyTranslation);
-      return { target: targets[api], translation: translation as unknown as Translation<C, ApiTypes> };
+      let known = routes.get(client.name);
+      if (known === undefined) routes.set(client.name, (known = new WeakMap()));
+      let route = known.get(speaks);
+      if (route === undefined) known.set(speaks, (route = find(client.name, speaks)));
+      return route as unknown as Route<C>;
     },
   };
 }

@@ -9,6 +9,8 @@ import { KeyPool } from './key-pool.js';
 
 export interface Target {
   readonly provider: Provider;
+  /** The APIs the provider speaks, in its order of preference. */
+  readonly apis: readonly ApiName[];
   /** The real provider keys, taking turns. Never logged, never sent to a client. */
   readonly keys: KeyPool;
   /** Where each API the provider speaks is served, resolved once. */
@@ -20,6 +22,7 @@ export interface Target {
 export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string): Target {
   const endpoint = (path: string): Endpoint => (provider.local === undefined ? httpEndpoint(baseUrl, path) : localEndpoint(provider.local, baseUrl, path));
   const endpoints: Partial<Record<ApiName, Endpoint>> = {};
-  for (const api of apisOf(provider)) endpoints[api] = endpoint(provider.apis[api] as string);
-  return { provider, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(provider.modelsPath) };
+  const apis = apisOf(provider);
+  for (const api of apis) endpoints[api] = endpoint(provider.apis[api] as string);
+  return { provider, apis, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(provider.modelsPath) };
 }

@@ -19,7 +19,7 @@ import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
 import { maskKey, type VirtualKey } from '../policy/keys.js';
 import { admissionError, limitsOf, type Limiter } from '../policy/limits.js';
-import { apisOf, type Provider } from '../providers/types.js';
+import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { readBody, sendError, sendJson } from '../server/http.js';
 import { callWithRetries, type Upstream } from '../upstream/call.js';
@@ -74,9 +74,13 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
     }
     const presented = surface.credential(req.headers);
-    // Never log a presented key that matched nothing in full: it may be someone's real secret.
-    if (presented !== null) interaction.virtualKey = maskKey(presented);
-    key = authenticate(presented, deps.keys, surface.howToSendKey);
+    try {
+      key = authenticate(presented, deps.keys, surface.howToSendKey);
+    } catch (err) {
+      // Never log a presented key that matched nothing in full: it may be someone's real secret.
+      if (presented !== null) interaction.virtualKey = maskKey(presented);
+      throw err;
+    }
     identify(interaction, key);
 
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
@@ -88,21 +92,21 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       reserved = await admit(deps.limiter, key, promptEstimate + parsed.maxOutputTokens, res);
     }
 
-    const route = deps.router.route(surface.api, apisOf(key.target.provider));
+    const route = deps.router.route(surface.api, key.target.apis);
     const { upstream, apiKey } = await call(key, route, parsed, raw, interaction, deps);
     interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
-    const read = { cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber };
+    const idleMs = deps.upstream.policy.idleTimeoutMs;
     if (upstream.status < 200 || upstream.status > 299) {
-      const body = await readAll(upstream.body, { ...read, limit: ERROR_BODY_LIMIT, truncate: true });
+      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
       throw upstreamError(upstream.status, body, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
     }
     if (parsed.stream) {
       await answerStream(surface.api, route, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber });
     } else {
-      const body = await readAll(upstream.body, { ...read, limit: RESPONSE_LIMIT, truncate: false });
+      const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
       answerJson(route, body, res, interaction);
     }

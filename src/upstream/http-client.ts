@@ -455,14 +455,11 @@ const MAX_CHECKED = 1024;
  * remembers header names and paths already found valid (they come from code and keys.json).
  */
 export function encodeRequest(request: ClientRequest, checked: Set<string> = new Set()): Buffer {
-  const remember = (value: string): void => {
-    if (checked.size < MAX_CHECKED) checked.add(value);
-  };
   const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
   const defaultPort = request.https ? 443 : 80;
   if (!checked.has(request.path)) {
     if (!PATH.test(request.path)) throw new TypeError('The request path holds characters that must be escaped.');
-    remember(request.path);
+    if (checked.size < MAX_CHECKED) checked.add(request.path);
   }
   // accept-encoding: identity, because the gateway reads (and relays) bodies as they come: a
   // compressed answer would be bytes it cannot parse.
@@ -470,7 +467,7 @@ export function encodeRequest(request: ClientRequest, checked: Set<string> = new
   for (const name in request.headers) {
     if (!checked.has(name)) {
       if (!TOKEN.test(name)) throw new TypeError(`The header name ${JSON.stringify(name)} is not a valid token.`);
-      remember(name);
+      if (checked.size < MAX_CHECKED) checked.add(name);
     }
     const value = String(request.headers[name]);
     if (UNSAFE_VALUE.test(value)) throw new TypeError(`The header ${name} holds a control character.`);

@@ -1,6 +1,6 @@
 /**
  * A mock Anthropic Messages API on 127.0.0.1 that enforces what the real one enforces
- * (../shared/providers.md §2): x-api-key and anthropic-version headers, required max_tokens,
+ * (docs/providers.md, Anthropic): x-api-key and anthropic-version headers, required max_tokens,
  * user/assistant roles only, first turn from the user, no empty text, temperature 0–1,
  * tool_use input as an object, every tool_use answered by a tool_result in the next turn, and no
  * unknown top-level fields. Answers and streams in Anthropic's exact format.

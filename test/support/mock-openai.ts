@@ -1,6 +1,6 @@
 /**
  * Mock OpenAI and DeepSeek upstreams on 127.0.0.1, speaking their wire formats as documented in
- * ../shared/providers.md §1 and §4: auth checks with the providers' own error bodies, request
+ * docs/providers.md (OpenAI, DeepSeek): auth checks with the providers' own error bodies, request
  * validation, JSON answers, SSE streams with usage where each provider puts it, DeepSeek's
  * keep-alive comments and `reasoning_content`. A test may replace the behaviour per request.
  */

@@ -1,0 +1,107 @@
+/**
+ * Translations between APIs compose: a chain (a client API → chat → Anthropic) is a composition,
+ * not new code. The router picks none when the provider speaks the client's API, and the hub
+ * otherwise.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ApiTypes } from '../src/formats/api.js';
+import { chatClient, chatTarget, type ChatTypes } from '../src/formats/chat/index.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types.js';
+import { chatToMessages, messagesTarget, type MessagesTypes } from '../src/formats/messages/index.js';
+import type { AnthropicResponse, MessagesEvent } from '../src/formats/messages/types.js';
+import { createRouter } from '../src/formats/router.js';
+import type { StreamItem } from '../src/formats/stream.js';
+import { compose, identity, type Translation } from '../src/formats/translation.js';
+
+/** A toy client API, to show a chain: requests say `say`, answers and events carry `said`. */
+interface ShoutTypes extends ApiTypes {
+  request: { model: string; say: string };
+  response: { said: string };
+  event: { said: string };
+}
+
+const shoutToChat: Translation<ShoutTypes, ChatTypes> = {
+  identity: false,
+  request: (request) => ({ model: request.model, messages: [{ role: 'user', content: request.say }] }),
+  response: (response) => ({ said: String(response.choices[0]?.message.content).toUpperCase() }),
+  stream: () => (item) => {
+    if (item.kind !== 'event') return [item];
+    const content = item.event.choices[0]?.delta.content;
+    return typeof content === 'string' && content !== '' ? [{ kind: 'event', event: { said: content.toUpperCase() } }] : [];
+  },
+};
+
+const chatToAnthropic = chatToMessages({ defaultMaxTokens: 100, now: () => 1730000000 });
+
+const message: AnthropicResponse = {
+  id: 'msg_1',
+  type: 'message',
+  role: 'assistant',
+  model: 'claude-x',
+  content: [{ type: 'text', text: 'hello there' }],
+  stop_reason: 'end_turn',
+  stop_sequence: null,
+  usage: { input_tokens: 3, output_tokens: 2 },
+};
+
+describe('translations', () => {
+  it('identity passes requests, answers and stream items unchanged', () => {
+    const same = identity<ChatTypes>();
+    const request: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'x' }] };
+    assert.equal(same.identity, true);
+    assert.equal(same.request(request), request);
+    const item: StreamItem<ChatCompletionChunk> = { kind: 'end' };
+    assert.deepEqual(same.stream()(item), [item]);
+  });
+
+  it('composing with identity gives the other translation itself', () => {
+    assert.equal(compose(identity<ChatTypes>(), chatToAnthropic), chatToAnthropic);
+    assert.equal(compose(chatToAnthropic, identity<MessagesTypes>()), chatToAnthropic);
+  });
+
+  it('a chain client → chat → Anthropic translates requests forward and answers back, with no code of its own', () => {
+    const chain = compose(shoutToChat, chatToAnthropic);
+    assert.equal(chain.identity, false);
+    assert.deepEqual(chain.request({ model: 'claude-x', say: 'hi' }), { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
+    assert.deepEqual(chain.response(message), { said: 'HELLO THERE' });
+  });
+
+  it('a chain translates a stream event by event, in order, and passes its end and errors through', () => {
+    const chain = compose(shoutToChat, chatToAnthropic).stream();
+    const events: MessagesEvent[] = [
+      { type: 'message_start', message: { id: 'msg_1', model: 'claude-x', usage: { input_tokens: 3 } } },
+      { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'hel' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'lo' } },
+      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 2 } },
+      { type: 'message_stop' },
+    ];
+    const out = events.flatMap((event) => chain({ kind: 'event', event }));
+    assert.deepEqual(out, [
+      { kind: 'event', event: { said: 'HEL' } },
+      { kind: 'event', event: { said: 'LO' } },
+    ]);
+    assert.deepEqual(chain({ kind: 'end' }), [{ kind: 'end' }]);
+  });
+});
+
+describe('the router', () => {
+  const router = createRouter({ anthropicDefaultMaxTokens: 100, now: () => 1 });
+
+  it('passes through when the provider speaks the client\'s API', () => {
+    const route = router.route(chatClient, ['chat']);
+    assert.equal(route.translation.identity, true);
+    assert.equal(route.target, chatTarget);
+  });
+
+  it('translates through the hub otherwise, to the first API the provider speaks', () => {
+    const route = router.route(chatClient, ['messages']);
+    assert.equal(route.translation.identity, false);
+    assert.equal(route.target.name, messagesTarget.name);
+    const request = route.translation.request({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] } satisfies ChatRequest);
+    assert.deepEqual(request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] });
+    const answer = route.translation.response(message) as ChatCompletion;
+    assert.equal(answer.choices[0]?.message.content, 'hello there');
+  });
+});
