@@ -163,7 +163,7 @@ describe('anthropic through the gateway', () => {
           const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
           assert.equal(entry.status, status);
           assert.equal(entry.error.type, type);
-          assert.deepEqual(entry.upstream, { status, request_id: 'req_upstream_err', url: `${mock.baseUrl}/v1/messages` });
+          assert.deepEqual(entry.upstream, { status, request_id: 'req_upstream_err', model: 'claude-sonnet-4-5', url: `${mock.baseUrl}/v1/messages` });
           assert.equal(entry.error.detail, `upstream ${status} from ${mock.baseUrl}/v1/messages`);
         }
       } finally {

@@ -7,11 +7,11 @@ import { CompletionAssembler } from '../src/formats/chat/assemble.js';
 import { chatStreamOutput } from '../src/formats/chat/stream.js';
 import type { ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types.js';
 import { GatewayError } from '../src/errors.js';
-import { PARAMETERS, toAnthropicRequest, toolId } from '../src/formats/messages/from-chat.js';
+import { PARAMETERS, toAnthropicRequest, toolId } from '../src/formats/messages/request-from-chat.js';
 import { chatToMessages, messagesTarget } from '../src/formats/messages/index.js';
 import { decodeMessagesEvent } from '../src/formats/messages/stream.js';
 import { messagesStreamToChat } from '../src/formats/messages/stream-to-chat.js';
-import { FINISH_REASONS, finishReason, toChatCompletion, toChatUsage } from '../src/formats/messages/to-chat.js';
+import { FINISH_REASONS, finishReason, toChatCompletion, toChatUsage } from '../src/formats/messages/response-to-chat.js';
 import type { AnthropicResponse } from '../src/formats/messages/types.js';
 import type { StreamItem } from '../src/formats/stream.js';
 import { anthropic } from '../src/providers/anthropic.js';
@@ -543,13 +543,14 @@ describe('anthropic stream', () => {
 
 describe('anthropic provider', () => {
   it('sends x-api-key and anthropic-version, never a Bearer header, and the translated body', () => {
-    assert.deepEqual(anthropic.authHeaders('sk-ant-1'), { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
+    assert.deepEqual(messagesTarget.authHeaders('sk-ant-1'), { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
     const translation = chatToMessages({ defaultMaxTokens: 4096, now: () => 1 });
     const body = messagesTarget.body(translation.request({ model: 'm', messages: [{ role: 'user', content: 'x' }] }), null);
     assert.deepEqual(JSON.parse(String(body)), { model: 'm', max_tokens: 4096, messages: [{ role: 'user', content: 'x' }] });
   });
 
   it('speaks the Messages API only, at /v1/messages', () => {
-    assert.deepEqual(anthropic.apis, { messages: '/v1/messages' });
+    assert.deepEqual(anthropic.apis, ['messages']);
+    assert.equal(messagesTarget.path, '/v1/messages');
   });
 });

@@ -98,7 +98,7 @@ describe('models list for other providers', () => {
     try {
       const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude' });
       assert.equal(claude.status, 200, claude.text);
-      assert.deepEqual(claude.json.data[0], { id: 'claude-sonnet-4-5-20250929', object: 'model', created: 1759104000, owned_by: 'anthropic' });
+      assert.deepEqual(claude.json.data[0], { id: 'claude-sonnet-4-5-20250929', object: 'model', created: 1759104000, owned_by: 'anthropic', display_name: 'claude-sonnet-4-5-20250929' });
       const mock = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_mock' });
       assert.equal(mock.json.data[0].id, 'mock-echo');
       // Only exact names: answered without asking the provider (whose key here is not even valid).

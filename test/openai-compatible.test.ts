@@ -24,7 +24,7 @@ const route = router.route(chatClient, ['chat']);
 /** What a chat-speaking provider is sent for the client's `raw` body. */
 function prepared(raw: string, provider: Provider = openai): { body: string; headers: Record<string, string> } {
   const body = upstreamBody(route, provider, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
-  return { body: body.toString(), headers: provider.authHeaders('sk-real') };
+  return { body: body.toString(), headers: chatTarget.authHeaders('sk-real') };
 }
 
 describe('openai request', () => {
@@ -33,7 +33,7 @@ describe('openai request', () => {
     const body = upstreamBody(route, openai, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
     assert.ok(Buffer.isBuffer(body));
     assert.equal(body.toString(), raw);
-    assert.deepEqual(openai.authHeaders('sk-real'), { authorization: 'Bearer sk-real' });
+    assert.deepEqual(chatTarget.authHeaders('sk-real'), { authorization: 'Bearer sk-real' });
   });
 
   it('asks for stream usage by splicing stream_options into the original bytes', () => {
@@ -99,7 +99,7 @@ describe('chat stream pass-through', () => {
   /** One chat client's stream, passed through; `logged`: a log entry wants the assembled answer. */
   const pipeline = (clientWantsUsage: boolean, logged = true) => {
     const request: ChatRequest = { model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) };
-    return streamPipeline<ChatTypes>(route, chatClient.streamOutput(request), logged ? chatClient.assembler() : null);
+    return streamPipeline<ChatTypes>(route, chatClient.streamOutput(request), logged ? chatClient.assembler() : null, { promptTokens: 1 });
   };
 
   it('passes chunks through byte for byte', () => {

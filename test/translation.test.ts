@@ -52,7 +52,7 @@ describe('translations', () => {
     assert.equal(same.identity, true);
     assert.equal(same.request(request), request);
     const item: StreamItem<ChatCompletionChunk> = { kind: 'end' };
-    assert.deepEqual(same.stream()(item), [item]);
+    assert.deepEqual(same.stream({ promptTokens: 1 })(item), [item]);
   });
 
   it('composing with identity gives the other translation itself', () => {
@@ -68,7 +68,7 @@ describe('translations', () => {
   });
 
   it('a chain translates a stream event by event, in order, and passes its end and errors through', () => {
-    const chain = compose(shoutToChat, chatToAnthropic).stream();
+    const chain = compose(shoutToChat, chatToAnthropic).stream({ promptTokens: 1 });
     const events: MessagesEvent[] = [
       { type: 'message_start', message: { id: 'msg_1', model: 'claude-x', usage: { input_tokens: 3 } } },
       { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },

@@ -5,6 +5,7 @@
  * is pure: no I/O, no clock, no configuration.
  */
 import type { GatewayError } from '../errors.js';
+import type { ModelList } from './chat/models.js';
 import type { SseEvent } from './sse.js';
 import type { StreamItem } from './stream.js';
 import type { Usage } from './usage.js';
@@ -28,6 +29,12 @@ export interface ParsedRequest<Request> {
   readonly maxOutputTokens: number;
 }
 
+export interface RequestChanges {
+  readonly model: string;
+  /** Set: the output limit to send instead of the client's. */
+  readonly maxOutputTokens?: number;
+}
+
 /** How a stream's items reach one client. */
 export interface StreamOutput<Event> {
   /** The SSE text for one item ('' when the client is not to see it, e.g. usage it did not ask for). */
@@ -44,6 +51,8 @@ export interface ClientApi<T extends ApiTypes> {
   readonly name: ApiName;
   /** The client's body → its request; a 400 GatewayError naming what is wrong. */
   parseRequest(raw: Buffer): ParsedRequest<T['request']>;
+  /** A copy of the request for another model, or with a lower output limit (a key's model map and cap). */
+  rewrite(request: T['request'], changes: RequestChanges): T['request'];
   /** An error in this API's own error shape. */
   errorBody(error: GatewayError): unknown;
   /** What this client sees of a stream, given what it asked for. */
@@ -61,6 +70,13 @@ export interface StreamWatch<Event> {
 
 export interface TargetApi<T extends ApiTypes> {
   readonly name: ApiName;
+  /** Appended to a provider's base URL, as the API's official SDKs do (`/chat/completions`, `/v1/messages`). */
+  readonly path: string;
+  /** The headers that carry a real key (and the API version, where one is required). */
+  authHeaders(apiKey: string): Record<string, string>;
+  /** Where a provider speaking this API lists its models, and that list (a 2xx body) in OpenAI's format. */
+  readonly modelsPath: string;
+  parseModelList(body: Buffer): ModelList;
   /**
    * The body to send. `raw`: the client's own bytes when it spoke this very API, sent as they are
    * unless something must change (e.g. asking for stream usage).
@@ -76,5 +92,7 @@ export interface TargetApi<T extends ApiTypes> {
    * end, errors, usage, a finish); the others may go to the client as their bytes.
    */
   readonly notable: RegExp;
+  /** Each event's `event:` line only repeats its data's `type` (Messages): one may pass as its bytes. */
+  readonly namedEvents: boolean;
   streamWatch(): StreamWatch<T['event']>;
 }

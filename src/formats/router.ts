@@ -4,8 +4,9 @@
  * provider's API. Adding an API adds its translations to and from chat here, one line each.
  */
 import type { ApiName, ApiTypes, ClientApi, TargetApi } from './api.js';
-import { chatTarget, type ChatTypes } from './chat/index.js';
-import { chatToMessages, messagesTarget } from './messages/index.js';
+import { TARGET_APIS } from './apis.js';
+import type { ChatTypes } from './chat/index.js';
+import { chatToMessages, messagesToChat } from './messages/index.js';
 import { compose, identity, type Translation } from './translation.js';
 
 export interface RouterOptions {
@@ -29,10 +30,7 @@ export interface Router {
 type AnyTranslation = Translation<ApiTypes, ApiTypes>;
 
 export function createRouter(options: RouterOptions): Router {
-  const targets: Readonly<Record<ApiName, TargetApi<ApiTypes>>> = {
-    chat: chatTarget as TargetApi<ApiTypes>,
-    messages: messagesTarget as unknown as TargetApi<ApiTypes>,
-  };
+  const targets = TARGET_APIS;
   /** The hub → each API a provider may speak. */
   const fromChat: Partial<Record<ApiName, Translation<ChatTypes, ApiTypes>>> = {
     chat: identity() as Translation<ChatTypes, ApiTypes>,
@@ -41,6 +39,7 @@ export function createRouter(options: RouterOptions): Router {
   /** Each client API → the hub. */
   const toChat: Partial<Record<ApiName, Translation<ApiTypes, ChatTypes>>> = {
     chat: identity() as unknown as Translation<ApiTypes, ChatTypes>,
+    messages: messagesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
   };
 
   const find = (client: ApiName, speaks: readonly ApiName[]): Route<ApiTypes> => {

@@ -7,13 +7,19 @@
 import type { ApiTypes } from './api.js';
 import type { StreamTranslator } from './stream.js';
 
+/** What a stream's translator may need to know of its request before the provider says it. */
+export interface StreamHints {
+  /** An estimate of the prompt's tokens (clients break on a stream that starts with zero usage). */
+  readonly promptTokens: number;
+}
+
 export interface Translation<C extends ApiTypes, T extends ApiTypes> {
   /** Both sides speak the same API: bytes may pass through unchanged. */
   readonly identity: boolean;
   request(request: C['request']): T['request'];
   response(response: T['response']): C['response'];
   /** A fresh translator for one stream. */
-  stream(): StreamTranslator<T['event'], C['event']>;
+  stream(hints: StreamHints): StreamTranslator<T['event'], C['event']>;
 }
 
 export function identity<A extends ApiTypes>(): Translation<A, A> {
@@ -28,9 +34,9 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
     identity: false,
     request: (request) => inner.request(outer.request(request)),
     response: (response) => outer.response(inner.response(response)),
-    stream: () => {
-      const near = inner.stream();
-      const far = outer.stream();
+    stream: (hints) => {
+      const near = inner.stream(hints);
+      const far = outer.stream(hints);
       return (item) => near(item).flatMap(far);
     },
   };

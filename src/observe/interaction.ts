@@ -27,7 +27,9 @@ export class Interaction implements CallRecord, RelayRecord {
   /** True once the virtual key matched: only then is it a metrics label. */
   authenticated = false;
   provider: string | null = null;
+  /** The model the client asked for, and the one the target was asked for (the key's model map). */
   model: string | null = null;
+  upstreamModel: string | null = null;
   stream = false;
   request: unknown = null;
   response: unknown = null;
@@ -100,6 +102,7 @@ export class Interaction implements CallRecord, RelayRecord {
   private upstreamEntry(): LogEntry['upstream'] {
     if (this.upstreamStatus === null && this.attempts.length === 0) return null;
     const entry: NonNullable<LogEntry['upstream']> = { status: this.upstreamStatus, request_id: this.upstreamRequestId };
+    if (this.upstreamModel !== null) entry.model = this.upstreamModel;
     const last = this.attempts.at(-1);
     if (last !== undefined) entry.url = last.url;
     if (this.severalKeys && last !== undefined) entry.api_key = last.api_key;

@@ -40,6 +40,8 @@ export interface LogEntry {
   upstream: {
     status: number | null;
     request_id: string | null;
+    /** The model the provider was asked for (the key's model map applied to `model`). */
+    model?: string;
     /** The URL of the last call (scheme, host, path). */
     url?: string;
     api_key?: number;

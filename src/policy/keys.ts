@@ -8,7 +8,14 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isRecord } from '../formats/json.js';
 import type { Provider } from '../providers/types.js';
+import type { ApiName } from '../formats/api.js';
+import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { createTarget, type Target } from './target.js';
+
+/** A key's model names → the target's: exact names, then the longest matching `prefix*`, then `*`. */
+export interface ModelMap {
+  map(model: string): string;
+}
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -44,6 +51,10 @@ export interface VirtualKey {
   readonly target: Target;
   /** null: every model is allowed. */
   readonly models: ModelAllowlist | null;
+  /** Requested model → the target's model; null: names pass unchanged. */
+  readonly modelMap: ModelMap | null;
+  /** The most output tokens the target accepts: a request asking for more is sent with this many. */
+  readonly maxOutputTokens: number | null;
   readonly rateLimit: RateLimit | null;
   readonly budget: Budget | null;
 }
@@ -62,7 +73,7 @@ export class KeyFileError extends Error {
   }
 }
 
-const KEY_FIELDS = ['name', 'provider', 'api_key', 'api_keys', 'base_url', 'models', 'rate_limit', 'budget'];
+const KEY_FIELDS = ['name', 'provider', 'api_key', 'api_keys', 'base_url', 'api', 'models', 'model_map', 'max_output_tokens', 'rate_limit', 'budget'];
 const MAX_NAME_LENGTH = 100;
 
 /** Never print a virtual key: at most its first 6 characters (a third of it when shorter), then `…`. */
@@ -134,6 +145,56 @@ function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undef
   }
   if (several !== undefined && new Set(keys).size !== keys.length) problems.push(`${where}: "api_keys" lists the same key twice`);
   return problems.length > before ? undefined : (keys as string[]).filter((key) => key !== '');
+}
+
+export function modelMap(entries: Readonly<Record<string, string>>): ModelMap {
+  const exact = new Map<string, string>();
+  const prefixes: Array<[string, string]> = [];
+  for (const [pattern, model] of Object.entries(entries)) {
+    if (pattern.endsWith('*')) prefixes.push([pattern.slice(0, -1), model]);
+    else exact.set(pattern, model);
+  }
+  // Longest prefix first: `claude-3-haiku*` wins over `claude-*`, which wins over `*`.
+  prefixes.sort((a, b) => b[0].length - a[0].length);
+  return {
+    map: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1] ?? model,
+  };
+}
+
+function parseModelMap(value: unknown, where: string, problems: string[]): ModelMap | null | undefined {
+  if (value === undefined) return null;
+  if (!isRecord(value) || Object.keys(value).length === 0) {
+    problems.push(`${where}: "model_map" must be an object of model names or "prefix*" patterns to the target's model names, like {"claude-*": "deepseek-chat"}`);
+    return undefined;
+  }
+  const before = problems.length;
+  for (const [pattern, model] of Object.entries(value)) {
+    if (pattern === '' || pattern.slice(0, -1).includes('*')) problems.push(`${where}: "model_map" key "${pattern}" must be a model name or a "prefix*" pattern ("*" only at the end)`);
+    if (typeof model !== 'string' || model === '') problems.push(`${where}: "model_map.${pattern}" must be a non-empty model name`);
+  }
+  return problems.length > before ? undefined : modelMap(value as Record<string, string>);
+}
+
+function parseApi(value: unknown, provider: Provider | undefined, where: string, problems: string[]): ApiName[] | null | undefined {
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || !API_NAMES.includes(value as ApiName)) {
+    problems.push(`${where}: "api" must be one of ${API_NAMES.map((name) => `"${name}"`).join(', ')}: the API its base_url speaks`);
+    return undefined;
+  }
+  if (provider?.local !== undefined && !provider.apis.includes(value as ApiName)) {
+    problems.push(`${where}: the ${provider.name} provider answers in-process and speaks only ${provider.apis.join(', ')}`);
+    return undefined;
+  }
+  return [value as ApiName];
+}
+
+function parseMaxOutputTokens(value: unknown, where: string, problems: string[]): number | null | undefined {
+  if (value === undefined) return null;
+  if (!isPositiveInteger(value)) {
+    problems.push(`${where}: "max_output_tokens" must be a positive integer (the most output tokens the target accepts)`);
+    return undefined;
+  }
+  return value;
 }
 
 function parseModels(value: unknown, where: string, problems: string[]): ModelAllowlist | null | undefined {
@@ -251,17 +312,30 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
     }
     const models = parseModels(entry.models, where, problems);
+    const map = parseModelMap(entry.model_map, where, problems);
+    const apis = parseApi(entry.api, provider, where, problems);
+    if (apis != null && provider !== undefined && !provider.apis.includes(apis[0] as ApiName) && baseUrl === undefined) {
+      problems.push(`${where}: "api": "${apis[0]}" says its base_url speaks that API, which is not ${provider.name}'s own: give "base_url" (e.g. the provider's ${apis[0]}-compatible endpoint)`);
+    }
+    const maxOutputTokens = parseMaxOutputTokens(entry.max_output_tokens, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);
 
-    if (name === undefined || provider === undefined || apiKeys === undefined || models === undefined || rateLimit === undefined || budget === undefined || problems.length > before) continue;
+    if (
+      name === undefined || provider === undefined || apiKeys === undefined || models === undefined || map === undefined || apis === undefined ||
+      maxOutputTokens === undefined || rateLimit === undefined || budget === undefined || problems.length > before
+    ) {
+      continue;
+    }
     keys.push({
       id,
       name: name ?? null,
       label: name ?? digestLabel(id),
       digest: digest(id),
-      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl),
+      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, apis),
       models,
+      modelMap: map,
+      maxOutputTokens,
       rateLimit,
       budget,
     });
@@ -295,7 +369,7 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
     }
     for (const [api, endpoint] of Object.entries(endpoints)) {
       if (/\/v1\/v1\//.test(endpoint.url)) {
-        warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${provider.apis[api as keyof typeof provider.apis]}; drop the /v1`);
+        warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${TARGET_APIS[api as ApiName].path}; drop the /v1`);
       }
     }
   });

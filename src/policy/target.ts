@@ -1,28 +1,33 @@
 /**
- * A target: one provider, reached at its base URL with one or more real keys. What a virtual key
- * routes to (one target today; several, for fallback, to come).
+ * A target: one provider, reached at its base URL with one or more real keys, speaking one or
+ * more APIs there. What a virtual key routes to (one target today; several, for fallback, to
+ * come).
  */
-import type { ApiName } from '../formats/api.js';
-import { apisOf, type Provider } from '../providers/types.js';
+import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
+import { TARGET_APIS } from '../formats/apis.js';
+import type { Provider } from '../providers/types.js';
 import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
 import { KeyPool } from './key-pool.js';
 
 export interface Target {
   readonly provider: Provider;
-  /** The APIs the provider speaks, in its order of preference. */
+  /** The APIs it speaks at its base URL, preferred first. */
   readonly apis: readonly ApiName[];
   /** The real provider keys, taking turns. Never logged, never sent to a client. */
   readonly keys: KeyPool;
-  /** Where each API the provider speaks is served, resolved once. */
+  /** Where each API it speaks is served, resolved once. */
   readonly endpoints: Readonly<Partial<Record<ApiName, Endpoint>>>;
-  /** Where the provider lists its models. */
+  /** Where it lists its models, and the API whose list format that is. */
   readonly modelsEndpoint: Endpoint;
+  readonly modelsApi: TargetApi<ApiTypes>;
 }
 
-export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string): Target {
+/** `apis`: what the key says its base URL speaks; null: what the provider speaks natively. */
+export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string, apis: readonly ApiName[] | null): Target {
   const endpoint = (path: string): Endpoint => (provider.local === undefined ? httpEndpoint(baseUrl, path) : localEndpoint(provider.local, baseUrl, path));
+  const spoken = apis ?? provider.apis;
   const endpoints: Partial<Record<ApiName, Endpoint>> = {};
-  const apis = apisOf(provider);
-  for (const api of apis) endpoints[api] = endpoint(provider.apis[api] as string);
-  return { provider, apis, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(provider.modelsPath) };
+  for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
+  const modelsApi = TARGET_APIS[spoken[0] as ApiName];
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi };
 }

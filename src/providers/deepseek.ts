@@ -1,7 +1,9 @@
 /**
- * DeepSeek: OpenAI-compatible, with one request fix. Its deserializer has rejected content-part
+ * DeepSeek: OpenAI-compatible, with two request fixes. Its deserializer has rejected content-part
  * arrays ("invalid type: sequence, expected a string"), so text-only arrays are flattened to a
- * string. Responses (`reasoning_content`, `prompt_cache_hit_tokens`, …) pass through untouched.
+ * string; and its output limit is `max_tokens` only, so `max_completion_tokens` (what OpenAI's
+ * newer clients and the gateway's own translations send) is renamed. Responses
+ * (`reasoning_content`, `prompt_cache_hit_tokens`, …) pass through untouched.
  */
 import type { ChatMessage, ChatRequest, ContentPart } from '../formats/chat/types.js';
 import { createOpenAICompatible } from './openai.js';
@@ -24,8 +26,20 @@ export function flattenTextParts(request: ChatRequest): ChatRequest | null {
   return { ...request, messages };
 }
 
+/** `max_completion_tokens` → `max_tokens`, replacing one also sent (the newer field wins, as at OpenAI); null when absent. */
+export function renameOutputLimit(request: ChatRequest): ChatRequest | null {
+  if (request.max_completion_tokens === undefined || request.max_completion_tokens === null) return null;
+  const { max_completion_tokens: limit, ...rest } = request;
+  return { ...rest, max_tokens: limit };
+}
+
+function adjustChat(request: ChatRequest): ChatRequest | null {
+  const flat = flattenTextParts(request);
+  return renameOutputLimit(flat ?? request) ?? flat;
+}
+
 export const deepseek: Provider = createOpenAICompatible({
   name: 'deepseek',
   defaultBaseUrl: 'https://api.deepseek.com',
-  adjust: (api, request) => (api === 'chat' ? flattenTextParts(request as ChatRequest) : null),
+  adjust: (api, request) => (api === 'chat' ? adjustChat(request as ChatRequest) : null),
 });

@@ -5,14 +5,15 @@
  * it echoes the last user message, with usage numbers estimated at ~4 characters per token.
  */
 import { Readable } from 'node:stream';
+import { chatTarget } from '../formats/chat/index.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ChatUsage } from '../formats/chat/types.js';
-import { parseChatModelList } from '../formats/chat/models.js';
 import { isRecord } from '../formats/json.js';
 import type { LocalServer, UpstreamResponse } from '../upstream/types.js';
 import type { Provider } from './types.js';
 
-const CHAT_PATH = '/chat/completions';
-const MODELS_PATH = '/models';
+// Where the chat API is served, as for any provider speaking it.
+const CHAT_PATH = chatTarget.path;
+const MODELS_PATH = chatTarget.modelsPath;
 
 function textOf(message: ChatMessage | undefined): string {
   const content = message?.content;
@@ -102,16 +103,7 @@ function createMockServer(): LocalServer {
 }
 
 function createMock(): Provider {
-  return {
-    name: 'mock',
-    defaultBaseUrl: 'mock://local',
-    requiresApiKey: false,
-    apis: { chat: CHAT_PATH },
-    modelsPath: MODELS_PATH,
-    authHeaders: () => ({}),
-    modelList: parseChatModelList,
-    local: createMockServer(),
-  };
+  return { name: 'mock', defaultBaseUrl: 'mock://local', requiresApiKey: false, apis: ['chat'], local: createMockServer() };
 }
 
 export const mock: Provider = createMock();

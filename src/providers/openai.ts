@@ -1,15 +1,14 @@
 /**
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, Azure's v1 API, other gateways): Chat
- * Completions at `{base_url}/chat/completions`, a bearer token, OpenAI's model list.
+ * Completions at `{base_url}/chat/completions`.
  */
 import type { ApiName } from '../formats/api.js';
-import { parseChatModelList } from '../formats/chat/models.js';
 import type { Provider } from './types.js';
 
 export interface OpenAICompatibleOptions {
   name: string;
   defaultBaseUrl: string;
-  /** A change the provider needs in a chat request; null when none is needed. */
+  /** A change the provider needs in a request; null when none is needed. */
   adjust?: (api: ApiName, request: unknown) => unknown;
 }
 
@@ -18,10 +17,7 @@ export function createOpenAICompatible(options: OpenAICompatibleOptions): Provid
     name: options.name,
     defaultBaseUrl: options.defaultBaseUrl,
     requiresApiKey: true,
-    apis: { chat: '/chat/completions' },
-    modelsPath: '/models',
-    authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
-    modelList: parseChatModelList,
+    apis: ['chat'],
     ...(options.adjust === undefined ? {} : { adjust: options.adjust }),
   };
 }

@@ -14,6 +14,8 @@ export interface RequestContext {
   readonly startedAt: number;
   readonly method: string;
   readonly path: string;
+  /** The query string, without its `?` ('' when none). */
+  readonly query: string;
 }
 
 const OVERHEAD_HEADER = 'x-gateway-overhead-ms';

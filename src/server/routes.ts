@@ -4,9 +4,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError, toGatewayError } from '../errors.js';
+import { GatewayError } from '../errors.js';
+import { messagesErrorBody } from '../formats/messages/errors.js';
 import { PROMETHEUS_CONTENT_TYPE } from '../observe/metrics.js';
 import { chatSurface } from '../surfaces/chat.js';
+import { serveCountTokens } from '../surfaces/count-tokens.js';
+import { isAnthropicStyle, messagesSurface } from '../surfaces/messages.js';
 import { serveModels } from '../surfaces/models.js';
 import { serveSurface, type SurfaceDeps } from '../surfaces/surface.js';
 import { stampOverhead, type RequestContext } from './context.js';
@@ -29,7 +32,7 @@ export interface RouteDeps extends SurfaceDeps {
 }
 
 /** Paths browsers may call (CORS). */
-export const BROWSER_PATHS: ReadonlySet<string> = new Set(['/chat/completions', '/v1/chat/completions', '/models', '/v1/models']);
+export const BROWSER_PATHS: ReadonlySet<string> = new Set(['/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/models', '/v1/models']);
 
 function sinceArrival(context: RequestContext): number {
   return performance.now() - context.startedAt;
@@ -69,21 +72,17 @@ function metricsHandler(deps: RouteDeps): Handler {
   };
 }
 
-function modelsHandler(deps: RouteDeps): Handler {
-  return (req, res, context) =>
-    serveModels(req, res, context, deps).catch((err: unknown) => {
-      if (res.headersSent || context.cancel.cancelled) return;
-      stampOverhead(res, sinceArrival(context));
-      sendError(res, toGatewayError(err));
-    });
-}
 
 export function createRoutes(deps: RouteDeps): Routes {
   const chat: Handler = (req, res, context) => serveSurface(chatSurface, req, res, context, deps);
-  const models = modelsHandler(deps);
+  const messages: Handler = (req, res, context) => serveSurface(messagesSurface, req, res, context, deps);
+  const countTokens: Handler = (req, res, context) => serveCountTokens(req, res, context, deps);
+  const models: Handler = (req, res, context) => serveModels(req, res, context, deps);
   return new Map([
     ['/chat/completions', new Map([['*', chat]])],
     ['/v1/chat/completions', new Map([['*', chat]])],
+    ['/v1/messages', new Map([['*', messages]])],
+    ['/v1/messages/count_tokens', new Map([['*', countTokens]])],
     ['/models', new Map([['GET', models]])],
     ['/v1/models', new Map([['GET', models]])],
     ['/healthz', new Map([['GET', healthHandler(deps)]])],
@@ -94,4 +93,17 @@ export function createRoutes(deps: RouteDeps): Routes {
 /** Every route, for the 404 message (the client API routes, which take any method to log it, serve POST). */
 export function describeRoutes(routes: Routes): string {
   return [...routes].flatMap(([path, methods]) => [...methods.keys()].map((method) => `${method === '*' ? 'POST' : method} ${path}`)).join(', ');
+}
+
+/**
+ * The gateway's own refusals before any handler (404, 405, 500): in Anthropic's shape, with
+ * `request-id`, for Anthropic's routes and clients; OpenAI's otherwise.
+ */
+export function sendRouteError(req: IncomingMessage, res: ServerResponse, context: RequestContext, error: GatewayError): void {
+  if (context.path.startsWith('/v1/messages') || isAnthropicStyle(req.headers)) {
+    res.setHeader('request-id', context.id);
+    sendError(res, error, messagesErrorBody(error));
+  } else {
+    sendError(res, error);
+  }
 }

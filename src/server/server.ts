@@ -13,8 +13,8 @@ import { Cancellation } from '../upstream/cancel.js';
 import { Connections, type Exchange } from './connections.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { createCors } from './cors.js';
-import { clientClosed, sendError } from './http.js';
-import { BROWSER_PATHS, createRoutes, describeRoutes, type Handler, type RouteDeps, type Routes } from './routes.js';
+import { clientClosed } from './http.js';
+import { BROWSER_PATHS, createRoutes, describeRoutes, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
 
 export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
   /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
@@ -45,6 +45,11 @@ function pathOf(url: string | undefined): string {
   if (url === undefined) return '/';
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
+}
+
+function queryOf(url: string | undefined): string {
+  const query = url === undefined ? -1 : url.indexOf('?');
+  return query === -1 ? '' : (url as string).slice(query + 1);
 }
 
 /** The requests in flight: counted, cancellable, and waited for at shutdown. */
@@ -119,10 +124,10 @@ function methodNotAllowed(context: RequestContext, methods: ReadonlyMap<string, 
   return new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allowed}.`, { code: 'method_not_allowed', headers: { allow: allowed } });
 }
 
-function internalError(res: ServerResponse, err: unknown): void {
+function internalError(req: IncomingMessage, res: ServerResponse, context: RequestContext, err: unknown): void {
   const error = toGatewayError(err);
   warn(`unexpected error: ${error.logDetail ?? error.message}`);
-  if (!res.headersSent) sendError(res, error);
+  if (!res.headersSent) sendRouteError(req, res, context, error);
   else res.destroy();
 }
 
@@ -132,9 +137,9 @@ function run(handler: Handler, req: IncomingMessage, res: ServerResponse, contex
   try {
     pending = handler(req, res, context);
   } catch (err) {
-    internalError(res, err);
+    internalError(req, res, context, err);
   }
-  if (pending instanceof Promise) pending.catch((err: unknown) => internalError(res, err)).finally(done);
+  if (pending instanceof Promise) pending.catch((err: unknown) => internalError(req, res, context, err)).finally(done);
   else done();
 }
 
@@ -148,7 +153,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const cancel = new Cancellation();
-    const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url) };
+    const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url), query: queryOf(req.url) };
     res.setHeader('x-request-id', context.id);
     if (draining) res.setHeader('connection', 'close');
     const handlerDone = inFlight.begin(req, res, cancel);
@@ -163,7 +168,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
     if (handler === undefined) {
       stampOverhead(res, performance.now() - context.startedAt);
-      sendError(res, methods === undefined ? notFound(context, served) : methodNotAllowed(context, methods));
+      sendRouteError(req, res, context, methods === undefined ? notFound(context, served) : methodNotAllowed(context, methods));
       return handlerDone();
     }
     run(handler, req, res, context, handlerDone);

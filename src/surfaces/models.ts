@@ -1,35 +1,39 @@
 /**
- * `GET /v1/models` (and `/models`) with a virtual key, in OpenAI's list format: the key's
- * allowlist where it has one (its `prefix*` patterns matched against the provider's own list),
- * otherwise the provider's own list, fetched through the same call path as every request (real
- * keys in turn, retries).
+ * `GET /v1/models` (and `/models`) with a virtual key: the key's allowlist where it has one (its
+ * `prefix*` patterns matched against the provider's own list), otherwise the provider's own list,
+ * fetched through the same call path as every request (real keys in turn, retries). In OpenAI's
+ * list format, or in Anthropic's (and its error shape) for a request in Anthropic's style.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { toGatewayError } from '../errors.js';
 import type { ModelList } from '../formats/chat/models.js';
+import { messagesErrorBody } from '../formats/messages/errors.js';
+import { toAnthropicModelList } from '../formats/messages/models.js';
 import { Interaction } from '../observe/interaction.js';
 import { authenticate, bearerToken } from '../policy/auth.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
-import { sendJson } from '../server/http.js';
+import { sendError, sendJson } from '../server/http.js';
 import { callWithRetries } from '../upstream/call.js';
 import { redactDeep, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { KeyScrubber } from '../upstream/scrub.js';
+import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import type { SurfaceDeps } from './surface.js';
 
 const LIST_LIMIT = 8 * 1024 * 1024;
 
 async function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
-  const { provider, keys, modelsEndpoint } = key.target;
+  const { keys, modelsEndpoint, modelsApi } = key.target;
   const cancel = interaction.context.cancel;
-  const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: provider.authHeaders(apiKey) });
+  const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
   const { upstream, apiKey } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
   const failed = upstream.status < 200 || upstream.status > 299;
   const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
   interaction.upstreamEndedAt = performance.now();
   if (failed) throw upstreamError(upstream.status, body, upstream.headers, keys.apiKeys, modelsEndpoint.url);
   // A provider's list goes to the client: every string in it is scrubbed like its errors.
-  return redactDeep(provider.modelList(body), keys.apiKeys) as ModelList;
+  return redactDeep(modelsApi.parseModelList(body), keys.apiKeys) as ModelList;
 }
 
 async function listModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
@@ -48,11 +52,22 @@ async function listModels(key: VirtualKey, interaction: Interaction, deps: Surfa
 }
 
 export async function serveModels(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
-  const key = authenticate(bearerToken(req.headers.authorization), deps.keys, "Send it as 'Authorization: Bearer <virtual key>'.");
+  const anthropic = isAnthropicStyle(req.headers);
+  if (anthropic) res.setHeader('request-id', context.id);
   // Not logged: the interaction keeps the call's attempts and the wait for the provider.
   const interaction = new Interaction(context);
-  const list = await listModels(key, interaction, deps);
-  if (context.cancel.cancelled) return;
-  stampOverhead(res, interaction.overheadMs(performance.now()));
-  sendJson(res, 200, JSON.stringify(list));
+  try {
+    const key = anthropic
+      ? authenticate(anthropicCredential(req.headers), deps.keys, HOW_TO_SEND_ANTHROPIC_KEY)
+      : authenticate(bearerToken(req.headers.authorization), deps.keys, "Send it as 'Authorization: Bearer <virtual key>'.");
+    const list = await listModels(key, interaction, deps);
+    if (context.cancel.cancelled) return;
+    stampOverhead(res, interaction.overheadMs(performance.now()));
+    sendJson(res, 200, JSON.stringify(anthropic ? toAnthropicModelList(list) : list));
+  } catch (err) {
+    if (res.headersSent || context.cancel.cancelled) return;
+    const error = toGatewayError(err);
+    stampOverhead(res, interaction.overheadMs(performance.now()));
+    sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+  }
 }

@@ -6,8 +6,9 @@
 import type { ApiTypes, Assembler, StreamOutput } from '../formats/api.js';
 import { isRecord } from '../formats/json.js';
 import type { Route } from '../formats/router.js';
-import { sseFrame, type SseEvent } from '../formats/sse.js';
+import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
+import type { StreamHints } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 
@@ -18,10 +19,10 @@ export interface ObservedStream extends StreamPipeline {
   response(): unknown;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null): ObservedStream {
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
   const target = route.target;
   const watch = target.streamWatch();
-  const translate = route.translation.stream();
+  const translate = route.translation.stream(hints);
   const passThrough = route.translation.identity;
 
   /** Translated items → frames; stops at the end or an error. */
@@ -38,6 +39,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: Stre
   return {
     passThrough,
     notable: target.notable,
+    namedEvents: target.namedEvents,
     assembling: assembler !== null,
     event(event) {
       // Passing through, an event that says nothing the gateway reads goes out as it came.

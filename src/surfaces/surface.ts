@@ -27,7 +27,7 @@ import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
-import type { UpstreamRequest, UpstreamResponse } from '../upstream/types.js';
+import { withQuery, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import { streamPipeline } from './stream.js';
 
 /** What every surface is given. */
@@ -47,6 +47,19 @@ export interface Surface<C extends ApiTypes> {
   credential(headers: IncomingHttpHeaders): string | null;
   /** How a client sends its key, for the 401 of one that sent none. */
   readonly howToSendKey: string;
+  /** Headers every answer carries beside `x-request-id` (Anthropic's clients read `request-id`). */
+  answerHeaders?(context: RequestContext): Record<string, string>;
+  /** The client's own headers passed on when its API passes through (Anthropic's version and betas). */
+  passHeaders?(headers: IncomingHttpHeaders): Record<string, string>;
+}
+
+/** The request as it goes to the target: the key's model map and output cap applied. */
+interface Outbound<C extends ApiTypes> {
+  readonly request: C['request'];
+  /** The client's bytes, when they may go as they are (nothing was changed). */
+  readonly raw: Buffer | null;
+  readonly model: string;
+  readonly maxOutputTokens: number;
 }
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
@@ -55,7 +68,7 @@ const ERROR_BODY_LIMIT = 1024 * 1024;
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
 /** The key's model allowlist; the refusal names nothing the key may not see. */
-function checkModel(key: VirtualKey, model: string): void {
+export function checkModel(key: VirtualKey, model: string): void {
   if (key.models !== null && !key.models.allows(model)) {
     throw new GatewayError(403, `The model "${model}" is not allowed for this virtual key.`, { type: 'permission_error', code: 'model_not_allowed', param: 'model' });
   }
@@ -69,6 +82,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   /** Tokens reserved at admission (-1: not admitted, nothing to settle), and the prompt's estimate. */
   let reserved = -1;
   let promptEstimate = 0;
+  const answerHeaders = surface.answerHeaders?.(context);
+  if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
   try {
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
@@ -86,14 +101,18 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
     const parsed = parse(surface.api, raw, interaction);
     checkModel(key, parsed.model);
+    const outbound = outboundRequest(surface.api, key, parsed, raw);
+    interaction.upstreamModel = outbound.model;
+    // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
+    promptEstimate = Math.ceil(raw.length / 4);
     if (key.rateLimit !== null || key.budget !== null) {
-      // Requests in flight hold their prompt (~4 bytes per token) and output limit against the limits.
-      promptEstimate = Math.ceil(raw.length / 4);
-      reserved = await admit(deps.limiter, key, promptEstimate + parsed.maxOutputTokens, res);
+      // Requests in flight hold their prompt and output limit against the limits.
+      reserved = await admit(deps.limiter, key, promptEstimate + outbound.maxOutputTokens, res);
     }
 
     const route = deps.router.route(surface.api, key.target.apis);
-    const { upstream, apiKey } = await call(key, route, parsed, raw, interaction, deps);
+    const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
+    const { upstream, apiKey } = await call(key, route, outbound, passed, interaction, deps);
     interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
@@ -104,7 +123,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       throw upstreamError(upstream.status, body, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
     }
     if (parsed.stream) {
-      await answerStream(surface.api, route, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber });
+      await answerStream(surface.api, route, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber }, promptEstimate);
     } else {
       const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
@@ -139,6 +158,21 @@ function identify(interaction: Interaction, key: VirtualKey): void {
   interaction.authenticated = true;
   interaction.provider = key.target.provider.name;
   interaction.severalKeys = key.target.keys.apiKeys.length > 1;
+}
+
+/**
+ * The key's model map (the requested name → the target's) and output cap (a target that accepts
+ * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). A request
+ * that changes is re-serialised; one that does not goes as the client's own bytes.
+ */
+function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, key: VirtualKey, parsed: ParsedRequest<C['request']>, raw: Buffer): Outbound<C> {
+  const model = key.modelMap?.map(parsed.model) ?? parsed.model;
+  const cap = key.maxOutputTokens;
+  const capped = cap !== null && parsed.maxOutputTokens > cap;
+  if (model === parsed.model && !capped) return { request: parsed.request, raw, model, maxOutputTokens: parsed.maxOutputTokens };
+  const maxOutputTokens = capped ? cap : parsed.maxOutputTokens;
+  const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
+  return { request, raw: null, model, maxOutputTokens };
 }
 
 function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
@@ -180,7 +214,7 @@ function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, res
  * The body the target gets: the client's request translated where the target speaks another API,
  * changed where the provider needs it, and the client's own bytes where nothing changes.
  */
-export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, request: C['request'], raw: Buffer): Buffer | string {
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, request: C['request'], raw: Buffer | null): Buffer | string {
   try {
     const translated = route.translation.request(request);
     const adjusted = provider.adjust?.(route.target.name, translated) ?? null;
@@ -192,14 +226,25 @@ export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Prov
   }
 }
 
-/** The request the target gets, then the call with retries. */
-function call<C extends ApiTypes>(key: VirtualKey, route: Route<C>, parsed: ParsedRequest<C['request']>, raw: Buffer, interaction: Interaction, deps: SurfaceDeps): Promise<{ upstream: UpstreamResponse; apiKey: string }> {
+/**
+ * The request the target gets, then the call with retries. Passed through, the client's query
+ * string and `passed` headers go too.
+ */
+function call<C extends ApiTypes>(
+  key: VirtualKey,
+  route: Route<C>,
+  outbound: Outbound<C>,
+  passed: Record<string, string> | undefined,
+  interaction: Interaction,
+  deps: SurfaceDeps,
+): Promise<{ upstream: UpstreamResponse; apiKey: string }> {
   const target = key.target;
   const provider = target.provider;
-  const body = upstreamBody(route, provider, parsed.request, raw);
-  const endpoint = target.endpoints[route.target.name];
+  const body = upstreamBody(route, provider, outbound.request, outbound.raw);
+  let endpoint = target.endpoints[route.target.name];
   if (endpoint === undefined) throw new Error(`${provider.name} has no endpoint for ${route.target.name}`);
-  const build = (apiKey: string): UpstreamRequest => ({ body, headers: provider.authHeaders(apiKey) });
+  if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
+  const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
   return callWithRetries(deps.upstream, target.keys, endpoint, build, interaction.context.cancel, interaction);
 }
 
@@ -223,6 +268,7 @@ async function answerStream<C extends ApiTypes>(
   interaction: Interaction,
   deps: SurfaceDeps,
   keys: { apiKeys: readonly string[]; scrubber: KeyScrubber },
+  promptEstimate: number,
 ): Promise<void> {
   if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
     upstream.abort();
@@ -231,7 +277,7 @@ async function answerStream<C extends ApiTypes>(
       logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
     });
   }
-  const pipeline = streamPipeline(route, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null);
+  const pipeline = streamPipeline(route, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate });
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();

@@ -32,6 +32,8 @@ export interface StreamPipeline {
   readonly passThrough: boolean;
   /** Which events' text needs decoding (the end, errors, usage, a finish). */
   readonly notable: RegExp;
+  /** Events' `event:` lines only repeat what their data says (Messages), so named events may pass as bytes too. */
+  readonly namedEvents: boolean;
   /** Forwarded events are read for the log's answer (so the relay hands them over). */
   readonly assembling: boolean;
   event(event: SseEvent): StreamStep;
@@ -178,13 +180,14 @@ class StreamRelay {
   /**
    * A pass-through read, cut at event boundaries without decoding it: runs of plain events go
    * out as byte ranges; only notable events go through the parser and the pipeline. Returns false
-   * when the read cannot be cut this way (CR line ends, named events, a partial event pending).
+   * when the read cannot be cut this way (CR line ends, named events where a name could mean
+   * something the data does not say, a partial event pending).
    */
   private relayBytes(chunk: Buffer): boolean {
     if (!this.parser.isIdle()) return false;
     // latin1: one character per byte, so positions in the text are positions in the bytes.
     const text = chunk.toString('latin1');
-    if (text.includes('\r') || text.includes('event:')) return false;
+    if (text.includes('\r') || (!this.pipeline.namedEvents && text.includes('event:'))) return false;
     const notable = new NotableScan(text, this.notableAll);
     let runStart = 0;
     let position = 0;

@@ -70,6 +70,19 @@ export function httpEndpoint(baseUrl: string, path: string): Endpoint {
   };
 }
 
+/** The endpoint with a client's query string added (`beta=true`), after any of its own (`api-version=…`). */
+export function withQuery(endpoint: Endpoint, query: string): Endpoint {
+  if (query === '') return endpoint;
+  return { ...endpoint, path: `${endpoint.path}${endpoint.path.includes('?') ? '&' : '?'}${query}` };
+}
+
+/** The endpoint one path segment further (`/v1/messages` → `/v1/messages/count_tokens`), its own query kept. */
+export function withSubpath(endpoint: Endpoint, suffix: string): Endpoint {
+  const query = endpoint.path.indexOf('?');
+  const path = query === -1 ? endpoint.path + suffix : endpoint.path.slice(0, query) + suffix + endpoint.path.slice(query);
+  return { ...endpoint, path, url: endpoint.url + suffix };
+}
+
 export function localEndpoint(server: LocalServer, baseUrl: string, path: string): Endpoint {
   return { kind: 'local', server, path, url: `${baseUrl}${path}` };
 }

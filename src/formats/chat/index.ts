@@ -9,6 +9,7 @@ import { CompletionAssembler } from './assemble.js';
 import { chatRequestBody, maxOutputTokens, parseChatRequest } from './request.js';
 import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from './stream.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
+import { parseChatModelList } from './models.js';
 import { chatUsage } from './usage.js';
 
 export interface ChatTypes {
@@ -24,16 +25,30 @@ export const chatClient: ClientApi<ChatTypes> = {
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
   },
   errorBody: (error) => error.toBody(),
+  rewrite(request, changes) {
+    const copy: ChatRequest = { ...request, model: changes.model };
+    if (changes.maxOutputTokens !== undefined) {
+      // The field the client used (max_completion_tokens wins, as it does upstream).
+      if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;
+      if (request.max_tokens != null) copy.max_tokens = changes.maxOutputTokens;
+    }
+    return copy;
+  },
   streamOutput: chatStreamOutput,
   assembler: () => new CompletionAssembler(),
 };
 
 export const chatTarget: TargetApi<ChatTypes> = {
   name: 'chat',
+  path: '/chat/completions',
+  authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
+  modelsPath: '/models',
+  parseModelList: parseChatModelList,
   body: chatRequestBody,
   parseResponse: parseCompletion,
   usage: (response) => chatUsage(response.usage),
   decodeEvent: decodeChatEvent,
   notable: CHAT_NOTABLE,
+  namedEvents: false,
   streamWatch: chatStreamWatch,
 };

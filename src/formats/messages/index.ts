@@ -1,16 +1,26 @@
 /**
- * Anthropic's Messages API, as a provider speaks it (Anthropic; DeepSeek at its
- * Anthropic-compatible base URL), and its translation from and to the hub.
+ * Anthropic's Messages API: as clients speak it (Claude Code, the Anthropic SDKs), as a provider
+ * speaks it (Anthropic; DeepSeek at its Anthropic-compatible base URL), and its translations from
+ * and to the hub.
  */
-import type { TargetApi } from '../api.js';
+import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
+import { isRecord } from '../json.js';
 import type { Translation } from '../translation.js';
 import { parseMessage } from './answer.js';
-import { toAnthropicRequest } from './from-chat.js';
+import { MessageAssembler } from './assemble.js';
+import { messagesErrorBody } from './errors.js';
+import { messagesStreamOutput } from './output.js';
+import { parseMessagesRequest } from './request.js';
+import { toChatRequest } from './request-to-chat.js';
+import { toMessage } from './response-from-chat.js';
+import { chatStreamToMessages } from './stream-from-chat.js';
+import { toAnthropicRequest } from './request-from-chat.js';
 import { decodeMessagesEvent, MESSAGES_NOTABLE, messagesStreamWatch } from './stream.js';
 import { messagesStreamToChat } from './stream-to-chat.js';
-import { toChatCompletion } from './to-chat.js';
+import { toChatCompletion } from './response-to-chat.js';
 import type { AnthropicRequest, AnthropicResponse, MessagesEvent } from './types.js';
+import { parseMessagesModelList } from './models.js';
 import { messagesUsage } from './usage.js';
 
 export interface MessagesTypes {
@@ -19,13 +29,49 @@ export interface MessagesTypes {
   event: MessagesEvent;
 }
 
+/** The API version sent when a client gives none (a client's own is passed on). */
+export const ANTHROPIC_VERSION = '2023-06-01';
+
+/** The smallest thinking budget Anthropic accepts. */
+const MIN_THINKING_BUDGET = 1024;
+
+export const messagesClient: ClientApi<MessagesTypes> = {
+  name: 'messages',
+  parseRequest(raw) {
+    const request = parseMessagesRequest(raw);
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: request.max_tokens };
+  },
+  rewrite(request, changes) {
+    const copy: AnthropicRequest = { ...request, model: changes.model };
+    const cap = changes.maxOutputTokens;
+    if (cap !== undefined) {
+      copy.max_tokens = cap;
+      // A thinking budget must stay below max_tokens: lowered with it, or thinking is off when no budget fits.
+      const thinking = request.thinking;
+      if (isRecord(thinking) && thinking.type === 'enabled' && typeof thinking.budget_tokens === 'number' && thinking.budget_tokens >= cap) {
+        if (cap - 1 >= MIN_THINKING_BUDGET) copy.thinking = { ...thinking, budget_tokens: cap - 1 };
+        else delete copy.thinking;
+      }
+    }
+    return copy;
+  },
+  errorBody: messagesErrorBody,
+  streamOutput: () => messagesStreamOutput,
+  assembler: () => new MessageAssembler(),
+};
+
 export const messagesTarget: TargetApi<MessagesTypes> = {
   name: 'messages',
+  path: '/v1/messages',
+  authHeaders: (apiKey) => ({ 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION }),
+  modelsPath: '/v1/models',
+  parseModelList: parseMessagesModelList,
   body: (request, raw) => raw ?? JSON.stringify(request),
   parseResponse: parseMessage,
   usage: (response) => messagesUsage(response.usage),
   decodeEvent: decodeMessagesEvent,
   notable: MESSAGES_NOTABLE,
+  namedEvents: true,
   streamWatch: messagesStreamWatch,
 };
 
@@ -42,5 +88,15 @@ export function chatToMessages(options: ChatToMessagesOptions): Translation<Chat
     request: (request) => toAnthropicRequest(request, options),
     response: (response) => toChatCompletion(response, options.now()),
     stream: () => messagesStreamToChat(options.now()),
+  };
+}
+
+/** Messages clients on a provider that speaks only the hub. */
+export function messagesToChat(): Translation<MessagesTypes, ChatTypes> {
+  return {
+    identity: false,
+    request: toChatRequest,
+    response: toMessage,
+    stream: chatStreamToMessages,
   };
 }

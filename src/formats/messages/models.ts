@@ -1,6 +1,7 @@
 /**
  * Anthropic's model list (`{"data": [{"type": "model", "id", "display_name", "created_at"}],
- * "has_more", …}`) in OpenAI's format (first page only).
+ * "has_more", …}`) in OpenAI's format (first page only; `display_name` kept for Anthropic's
+ * clients), and any list back in Anthropic's.
  */
 import { parseAnswer } from '../answer.js';
 import type { ModelList } from '../chat/models.js';
@@ -17,6 +18,26 @@ export function parseMessagesModelList(body: Buffer): ModelList {
         object: 'model',
         created: typeof model.created_at === 'string' && !Number.isNaN(Date.parse(model.created_at)) ? Math.floor(Date.parse(model.created_at) / 1000) : 0,
         owned_by: 'anthropic',
+        ...(typeof model.display_name === 'string' ? { display_name: model.display_name } : {}),
       })),
   };
+}
+
+/** A model list in Anthropic's format, for Anthropic's clients: the whole list as one page. */
+export interface AnthropicModelList {
+  data: Array<{ type: 'model'; id: string; display_name: string; created_at: string }>;
+  has_more: false;
+  first_id: string | null;
+  last_id: string | null;
+}
+
+export function toAnthropicModelList(list: ModelList): AnthropicModelList {
+  const data = list.data.map((model) => ({
+    type: 'model' as const,
+    id: model.id,
+    display_name: typeof model.display_name === 'string' ? model.display_name : model.id,
+    // RFC 3339, as Anthropic writes it (no milliseconds).
+    created_at: new Date(model.created * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+  }));
+  return { data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null };
 }

@@ -6,7 +6,7 @@
 import type { ChatCompletionChunk, ChunkDelta } from '../chat/types.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
-import { finishReason, toChatUsage } from './to-chat.js';
+import { finishReason, toChatUsage } from './response-to-chat.js';
 import type { AnthropicUsage, MessagesEvent } from './types.js';
 
 interface ToolBlock {

@@ -45,10 +45,20 @@ export type AnthropicToolChoice =
   | { type: 'auto' | 'any' | 'none'; disable_parallel_tool_use?: boolean }
   | { type: 'tool'; name: string; disable_parallel_tool_use?: boolean };
 
+/** A message as a client may send it: `user`, `assistant`, or (newer models) `system` mid-conversation. */
+export interface MessageParam {
+  role: string;
+  content: unknown;
+}
+
+/**
+ * A Messages request: what the chat translation produces, and what a client sends (only the
+ * fields the gateway reads are typed; everything else travels untouched).
+ */
 export interface AnthropicRequest {
   model: string;
   max_tokens: number;
-  messages: AnthropicMessage[];
+  messages: MessageParam[];
   system?: TextBlock[];
   stop_sequences?: string[];
   temperature?: number;
@@ -59,6 +69,7 @@ export interface AnthropicRequest {
   tool_choice?: AnthropicToolChoice;
   metadata?: { user_id: string };
   thinking?: unknown;
+  [field: string]: unknown;
 }
 
 /** A response content block as Anthropic sends it (only the fields read are typed). */
@@ -66,9 +77,11 @@ export interface ResponseBlock {
   type: string;
   text?: string;
   thinking?: string;
+  signature?: string;
   id?: string;
   name?: string;
   input?: unknown;
+  [field: string]: unknown;
 }
 
 export interface AnthropicUsage {
@@ -76,6 +89,7 @@ export interface AnthropicUsage {
   output_tokens?: number;
   cache_creation_input_tokens?: number | null;
   cache_read_input_tokens?: number | null;
+  [field: string]: unknown;
 }
 
 export interface AnthropicResponse {
@@ -87,6 +101,7 @@ export interface AnthropicResponse {
   stop_reason: string | null;
   stop_sequence: string | null;
   usage: AnthropicUsage;
+  [field: string]: unknown;
 }
 
 /** A stream event's data; `type` names it (message_start, content_block_delta, …). */

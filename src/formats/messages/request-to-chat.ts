@@ -1,0 +1,309 @@
+/**
+ * Anthropic Messages request → OpenAI chat request, for a provider that speaks only Chat
+ * Completions (OpenAI, DeepSeek, vLLM, Ollama, the mock). Pure: no I/O, no clock. What it cannot
+ * translate without changing what the client gets is a 400 naming it; what has no meaning on the
+ * other side is dropped. The README's Claude Code section lists the same tables.
+ */
+import { createHash } from 'node:crypto';
+import { invalidRequest } from '../../errors.js';
+import { entryOf, isRecord } from '../json.js';
+import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
+import type { AnthropicRequest } from './types.js';
+
+type Rule = { action: 'map'; to: string } | { action: 'drop'; why: string } | { action: 'refuse'; why: string };
+
+/**
+ * Every Messages parameter and what becomes of it. Parameters not listed are dropped: Anthropic
+ * adds betas faster than any table, and Claude Code must keep working when it sends a new one
+ * (the provider would not understand it anyway).
+ */
+export const MESSAGES_PARAMETERS: Readonly<Record<string, Rule>> = {
+  model: { action: 'map', to: 'model (after the key\'s model_map)' },
+  messages: { action: 'map', to: 'messages (see the content table)' },
+  system: { action: 'map', to: 'a first system message (text blocks joined; cache_control removed)' },
+  max_tokens: { action: 'map', to: 'max_completion_tokens (DeepSeek: max_tokens); 0, a cache warm-up, becomes 1' },
+  stop_sequences: { action: 'map', to: 'stop' },
+  temperature: { action: 'map', to: 'temperature' },
+  top_p: { action: 'map', to: 'top_p' },
+  stream: { action: 'map', to: 'stream, with stream_options.include_usage' },
+  metadata: { action: 'map', to: "metadata.user_id → user (a digest when longer than OpenAI's 64 characters)" },
+  tools: { action: 'map', to: 'function tools (input_schema → parameters; defer_loading, cache_control, strict, input_examples removed); server tools refused' },
+  tool_choice: { action: 'map', to: 'auto → auto, any → required, tool → that function, none → none; disable_parallel_tool_use → parallel_tool_calls: false' },
+  output_config: { action: 'map', to: "effort → reasoning_effort for OpenAI's reasoning models (o1, o3, o4, gpt-5), dropped for others; format → response_format json_schema" },
+  thinking: { action: 'drop', why: 'no Chat Completions equivalent (the effort level is what maps; reasoning models think on their own)' },
+  top_k: { action: 'drop', why: 'no Chat Completions equivalent' },
+  context_management: { action: 'drop', why: "Anthropic's server-side context editing" },
+  service_tier: { action: 'drop', why: "Anthropic's tiers do not map to OpenAI's" },
+  container: { action: 'drop', why: "Anthropic's code-execution container" },
+  cache_control: { action: 'drop', why: "Anthropic's prompt caching (OpenAI and DeepSeek cache on their own)" },
+  speed: { action: 'drop', why: "Anthropic's fast mode" },
+  inference_geo: { action: 'drop', why: "Anthropic's data residency" },
+  diagnostics: { action: 'drop', why: "Anthropic's cache diagnostics" },
+  mcp_servers: { action: 'refuse', why: 'remote MCP servers are run by Anthropic only' },
+};
+
+/** Tool `type`s a client runs itself with a schema it sends; every other type is a tool Anthropic runs or defines. */
+const CUSTOM_TOOL_TYPES = new Set([undefined, 'custom']);
+
+/** OpenAI rejects a longer `user`; Claude Code's user_id (a JSON object as a string) is longer. */
+const MAX_USER_LENGTH = 64;
+
+/** OpenAI's reasoning model families, which take `reasoning_effort` (other models answer 400 to it). */
+const REASONING_MODEL = /^(?:o[1-9]|gpt-5)(?!.*-chat)/;
+
+const EFFORTS: Readonly<Record<string, string>> = { low: 'low', medium: 'medium', high: 'high', xhigh: 'high', max: 'high' };
+
+function unsupported(param: string, why: string): never {
+  throw invalidRequest(`${param}: not supported with this key's provider: ${why}.`, param, 'unsupported_parameter');
+}
+
+// ---- content -------------------------------------------------------------------------------
+
+/** The text of a string or of text blocks (`system`, a system message, a tool result). */
+function textOf(content: unknown, where: string, joiner: string): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw invalidRequest(`${where}: must be a string or an array of text blocks`, where, 'invalid_type');
+  return content
+    .map((block: unknown, index) => {
+      if (!isRecord(block) || block.type !== 'text' || typeof block.text !== 'string') {
+        throw invalidRequest(`${where}.${index}: only text blocks are supported here`, `${where}.${index}`, 'invalid_content');
+      }
+      return block.text;
+    })
+    .join(joiner);
+}
+
+function imagePart(block: Record<string, unknown>, where: string): ContentPart {
+  const source = isRecord(block.source) ? block.source : {};
+  if (source.type === 'base64' && typeof source.media_type === 'string' && typeof source.data === 'string') {
+    return { type: 'image_url', image_url: { url: `data:${source.media_type};base64,${source.data}` } };
+  }
+  if (source.type === 'url' && typeof source.url === 'string') return { type: 'image_url', image_url: { url: source.url } };
+  throw invalidRequest(`${where}: only base64 and URL images can be translated (a file id is Anthropic's own)`, where, 'invalid_content');
+}
+
+function documentPart(block: Record<string, unknown>, where: string): ContentPart {
+  const source = isRecord(block.source) ? block.source : {};
+  if (source.type === 'base64' && source.media_type === 'application/pdf' && typeof source.data === 'string') {
+    const filename = typeof block.title === 'string' && block.title !== '' ? block.title : 'document.pdf';
+    return { type: 'file', file: { filename, file_data: `data:application/pdf;base64,${source.data}` } };
+  }
+  if (source.type === 'text' && typeof source.data === 'string') return { type: 'text', text: source.data };
+  throw invalidRequest(`${where}: only base64 PDF and plain-text documents can be translated`, where, 'invalid_content');
+}
+
+/** A user turn's blocks other than tool results → chat content parts. */
+function userPart(block: Record<string, unknown>, where: string): ContentPart | null {
+  switch (block.type) {
+    case 'text':
+      if (typeof block.text !== 'string') throw invalidRequest(`${where}.text: Field required`, `${where}.text`, 'invalid_type');
+      return { type: 'text', text: block.text };
+    case 'image':
+      return imagePart(block, where);
+    case 'document':
+      return documentPart(block, where);
+    case 'thinking':
+    case 'redacted_thinking':
+      return null;
+    default:
+      throw invalidRequest(`${where}: content block type "${String(block.type)}" cannot be translated for this key's provider`, where, 'invalid_content');
+  }
+}
+
+/** Parts as chat content: one text part travels as a string, as most servers expect. */
+function chatContent(parts: ContentPart[]): string | ContentPart[] {
+  const only = parts[0];
+  if (parts.length === 1 && only?.type === 'text' && typeof only.text === 'string') return only.text;
+  return parts;
+}
+
+/**
+ * A tool result → a tool message. Chat tool messages hold text only: a result's images go in a
+ * user message after the tool messages. An error result says so in its text (chat has no flag).
+ */
+function toolMessage(block: Record<string, unknown>, where: string, images: ContentPart[]): ChatMessage {
+  if (typeof block.tool_use_id !== 'string' || block.tool_use_id === '') throw invalidRequest(`${where}.tool_use_id: Field required`, `${where}.tool_use_id`, 'missing_required_parameter');
+  const texts: string[] = [];
+  const content = block.content;
+  if (typeof content === 'string') texts.push(content);
+  else if (Array.isArray(content)) {
+    content.forEach((inner: unknown, index) => {
+      const at = `${where}.content.${index}`;
+      if (!isRecord(inner)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+      const part = userPart(inner, at);
+      if (part === null) return;
+      if (part.type === 'text') texts.push(part.text as string);
+      else images.push(part);
+    });
+  } else if (content !== undefined && content !== null) {
+    throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+  }
+  let text = texts.join('\n');
+  if (block.is_error === true) text = `Error: ${text}`;
+  return { role: 'tool', tool_call_id: block.tool_use_id, content: text };
+}
+
+/** A user message: its tool results first, as tool messages in order, then the rest as one user message. */
+function userMessages(content: unknown, where: string): ChatMessage[] {
+  if (typeof content === 'string') return [{ role: 'user', content }];
+  if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+  const tools: ChatMessage[] = [];
+  const parts: ContentPart[] = [];
+  const images: ContentPart[] = [];
+  content.forEach((block: unknown, index) => {
+    const at = `${where}.content.${index}`;
+    if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+    if (block.type === 'tool_result') tools.push(toolMessage(block, at, images));
+    else {
+      const part = userPart(block, at);
+      if (part !== null) parts.push(part);
+    }
+  });
+  parts.push(...images);
+  return parts.length === 0 ? tools : [...tools, { role: 'user', content: chatContent(parts) }];
+}
+
+function toolCall(block: Record<string, unknown>, where: string): ToolCall {
+  if (typeof block.id !== 'string' || typeof block.name !== 'string') throw invalidRequest(`${where}: a tool_use block needs "id" and "name"`, where, 'invalid_type');
+  return { id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } };
+}
+
+/** An assistant message: its text, its tool calls; thinking from earlier turns is dropped. */
+function assistantMessage(content: unknown, where: string): ChatMessage | null {
+  if (typeof content === 'string') return { role: 'assistant', content };
+  if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+  let text = '';
+  const calls: ToolCall[] = [];
+  content.forEach((block: unknown, index) => {
+    const at = `${where}.content.${index}`;
+    if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+    if (block.type === 'text' && typeof block.text === 'string') text += block.text;
+    else if (block.type === 'tool_use') calls.push(toolCall(block, at));
+    else if (block.type !== 'thinking' && block.type !== 'redacted_thinking') {
+      throw invalidRequest(`${at}: content block type "${String(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
+    }
+  });
+  if (text === '' && calls.length === 0) return null;
+  const message: ChatMessage = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text };
+  if (calls.length > 0) message.tool_calls = calls;
+  return message;
+}
+
+function translateMessages(request: AnthropicRequest): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  if (request.system !== undefined && request.system !== null) {
+    const system = textOf(request.system, 'system', '\n\n');
+    if (system !== '') out.push({ role: 'system', content: system });
+  }
+  request.messages.forEach((message, index) => {
+    const where = `messages.${index}`;
+    switch (message.role) {
+      case 'user':
+        out.push(...userMessages(message.content, where));
+        break;
+      case 'assistant': {
+        const assistant = assistantMessage(message.content, where);
+        if (assistant !== null) out.push(assistant);
+        break;
+      }
+      case 'system':
+        // Where it stands: instructions given mid-conversation stay mid-conversation.
+        out.push({ role: 'system', content: textOf(message.content, `${where}.content`, '\n\n') });
+        break;
+      default:
+        throw invalidRequest(`${where}.role: Input should be 'user', 'assistant' or 'system'`, `${where}.role`, 'invalid_value');
+    }
+  });
+  return out;
+}
+
+// ---- tools ---------------------------------------------------------------------------------
+
+function translateTools(tools: unknown): Array<Record<string, unknown>> {
+  if (!Array.isArray(tools)) throw invalidRequest('tools: must be an array', 'tools', 'invalid_type');
+  const serverTools: string[] = [];
+  const out = tools.map((tool: unknown, index) => {
+    const at = `tools.${index}`;
+    if (!isRecord(tool)) throw invalidRequest(`${at}: must be an object`, at, 'invalid_type');
+    if (!CUSTOM_TOOL_TYPES.has(tool.type as string | undefined)) {
+      serverTools.push(`${typeof tool.name === 'string' ? tool.name : at} (${String(tool.type)})`);
+      return {};
+    }
+    if (typeof tool.name !== 'string' || tool.name === '') throw invalidRequest(`${at}.name: Field required`, `${at}.name`, 'missing_required_parameter');
+    const fn: Record<string, unknown> = { name: tool.name, parameters: isRecord(tool.input_schema) ? tool.input_schema : { type: 'object', properties: {} } };
+    if (typeof tool.description === 'string') fn.description = tool.description;
+    return { type: 'function', function: fn };
+  });
+  if (serverTools.length > 0) {
+    throw invalidRequest(`tools: ${serverTools.join(', ')}: only Anthropic runs these tools; remove them for this key's provider`, 'tools', 'unsupported_tool');
+  }
+  return out;
+}
+
+function translateToolChoice(choice: unknown): { toolChoice: unknown; parallel: boolean } {
+  if (!isRecord(choice)) throw invalidRequest('tool_choice: must be an object with a "type"', 'tool_choice', 'invalid_type');
+  const parallel = choice.disable_parallel_tool_use !== true;
+  switch (choice.type) {
+    case 'auto':
+      return { toolChoice: 'auto', parallel };
+    case 'any':
+      return { toolChoice: 'required', parallel };
+    case 'none':
+      return { toolChoice: 'none', parallel };
+    case 'tool':
+      if (typeof choice.name !== 'string') throw invalidRequest('tool_choice.name: Field required', 'tool_choice.name', 'missing_required_parameter');
+      return { toolChoice: { type: 'function', function: { name: choice.name } }, parallel };
+    default:
+      throw invalidRequest("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'", 'tool_choice.type', 'invalid_value');
+  }
+}
+
+// ---- the request ---------------------------------------------------------------------------
+
+function userId(metadata: unknown): string | null {
+  if (!isRecord(metadata) || typeof metadata.user_id !== 'string' || metadata.user_id === '') return null;
+  const id = metadata.user_id;
+  return id.length <= MAX_USER_LENGTH ? id : `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+}
+
+function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
+  const config = request.output_config;
+  if (!isRecord(config)) return;
+  const thinkingOff = isRecord(request.thinking) && request.thinking.type === 'disabled';
+  const effort = typeof config.effort === 'string' ? entryOf(EFFORTS, config.effort) : undefined;
+  if (effort !== undefined && !thinkingOff && REASONING_MODEL.test(out.model)) out.reasoning_effort = effort;
+  const format = config.format;
+  if (isRecord(format) && format.type === 'json_schema' && isRecord(format.schema)) {
+    out.response_format = { type: 'json_schema', json_schema: { name: 'response', schema: format.schema } };
+  }
+}
+
+export function toChatRequest(request: AnthropicRequest): ChatRequest {
+  for (const param of Object.keys(request)) {
+    const rule = entryOf(MESSAGES_PARAMETERS, param);
+    if (rule?.action === 'refuse' && request[param] !== undefined && request[param] !== null) unsupported(param, rule.why);
+  }
+  const out: ChatRequest = { model: request.model, messages: translateMessages(request) };
+  out.max_completion_tokens = Math.max(1, request.max_tokens);
+  if (typeof request.temperature === 'number') out.temperature = request.temperature;
+  if (typeof request.top_p === 'number') out.top_p = request.top_p;
+  if (Array.isArray(request.stop_sequences) && request.stop_sequences.length > 0) out.stop = request.stop_sequences;
+  if (request.stream === true) out.stream = true;
+  const user = userId(request.metadata);
+  if (user !== null) out.user = user;
+  applyOutputConfig(out, request);
+
+  if (request.tools !== undefined && request.tools !== null) {
+    const tools = translateTools(request.tools);
+    if (tools.length > 0) {
+      out.tools = tools;
+      // OpenAI refuses tool_choice without tools, as Anthropic does; Anthropic's is ignored then.
+      if (request.tool_choice !== undefined && request.tool_choice !== null) {
+        const { toolChoice, parallel } = translateToolChoice(request.tool_choice);
+        out.tool_choice = toolChoice;
+        if (!parallel) out.parallel_tool_calls = false;
+      }
+    }
+  }
+  return out;
+}

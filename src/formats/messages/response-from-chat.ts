@@ -1,0 +1,82 @@
+/**
+ * OpenAI `chat.completion` → Anthropic Message; the stop-reason and usage mappings shared with
+ * the stream translator. Pure functions.
+ */
+import { chatUsage } from '../chat/usage.js';
+import type { ChatCompletion } from '../chat/types.js';
+import { entryOf, isRecord } from '../json.js';
+import type { AnthropicResponse, AnthropicUsage, ResponseBlock } from './types.js';
+
+/** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
+export const STOP_REASONS: Readonly<Record<string, string>> = {
+  stop: 'end_turn',
+  length: 'max_tokens',
+  tool_calls: 'tool_use',
+  function_call: 'tool_use',
+  content_filter: 'refusal',
+};
+
+/** A finish reason → a stop reason; a turn that called tools stopped for them, whatever a server says (some say "stop"). */
+export function stopReason(finish: unknown, calledTools: boolean): string {
+  if (calledTools && finish !== 'length') return 'tool_use';
+  return (typeof finish === 'string' ? entryOf(STOP_REASONS, finish) : undefined) ?? 'end_turn';
+}
+
+/** Chat usage → Anthropic's: cached prompt tokens move out of input_tokens, as Anthropic counts them. */
+export function toMessagesUsage(raw: unknown): AnthropicUsage {
+  const usage = chatUsage(raw);
+  return {
+    input_tokens: usage?.input ?? 0,
+    cache_creation_input_tokens: usage?.cacheWrite ?? 0,
+    cache_read_input_tokens: usage?.cacheRead ?? 0,
+    output_tokens: usage?.output ?? 0,
+  };
+}
+
+/** Anthropic ids are `msg_…`; the provider's id goes after the prefix. */
+export function messageId(id: unknown): string {
+  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9_-]/g, '') : '';
+  return safe.startsWith('msg_') ? safe : `msg_${safe === '' ? 'gateway' : safe}`;
+}
+
+/** A tool call's arguments → the object Anthropic's `input` must be; arguments that are not one become {}. */
+export function toolInput(args: unknown): Record<string, unknown> {
+  if (typeof args !== 'string' || args.trim() === '') return {};
+  try {
+    const input: unknown = JSON.parse(args);
+    return isRecord(input) ? input : {};
+  } catch {
+    return {};
+  }
+}
+
+/** A completion (checked by `parseCompletion`) → the equivalent Message. */
+export function toMessage(completion: ChatCompletion): AnthropicResponse {
+  const choice: unknown = completion.choices[0];
+  const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
+  const content: ResponseBlock[] = [];
+  if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') {
+    content.push({ type: 'thinking', thinking: message.reasoning_content, signature: '' });
+  }
+  if (typeof message.content === 'string' && message.content !== '') content.push({ type: 'text', text: message.content });
+  const refused = typeof message.refusal === 'string' && message.refusal !== '';
+  if (refused) content.push({ type: 'text', text: message.refusal as string });
+  const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+  calls.forEach((call, index) => {
+    if (!isRecord(call)) return;
+    const fn = isRecord(call.function) ? call.function : {};
+    const id = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${index}`;
+    content.push({ type: 'tool_use', id, name: typeof fn.name === 'string' ? fn.name : '', input: toolInput(fn.arguments) });
+  });
+  const finish = isRecord(choice) ? choice.finish_reason : null;
+  return {
+    id: messageId(completion.id),
+    type: 'message',
+    role: 'assistant',
+    model: typeof completion.model === 'string' ? completion.model : '',
+    content,
+    stop_reason: refused ? 'refusal' : stopReason(finish, content.some((block) => block.type === 'tool_use')),
+    stop_sequence: null,
+    usage: toMessagesUsage(completion.usage),
+  };
+}

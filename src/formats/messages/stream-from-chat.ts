@@ -1,0 +1,124 @@
+/**
+ * Chat Completions chunks → Messages stream events. One translator per stream (it keeps the open
+ * content block, the tool-call numbering, the finish and the usage); otherwise pure.
+ *
+ * `message_start` goes out with the first chunk, its usage an estimate of the prompt (the
+ * provider says the real count only at the end, and clients have broken on zeros). Each run of
+ * reasoning, text, or one tool call's arguments is a content block; `message_delta` (stop_reason,
+ * the provider's usage) and `message_stop` follow the provider's end, after its usage chunk.
+ */
+import type { ChatCompletionChunk } from '../chat/types.js';
+import { isRecord } from '../json.js';
+import type { StreamItem, StreamTranslator } from '../stream.js';
+import type { StreamHints } from '../translation.js';
+import { messageId, stopReason, toMessagesUsage } from './response-from-chat.js';
+import type { MessagesEvent } from './types.js';
+
+type Item = StreamItem<MessagesEvent>;
+
+interface OpenBlock {
+  readonly kind: 'thinking' | 'text' | 'tool';
+  /** The Anthropic block index. */
+  readonly index: number;
+  /** For a tool block: the chat tool_calls index it carries. */
+  readonly call: number;
+}
+
+export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
+  let started = false;
+  let open: OpenBlock | null = null;
+  let blocks = 0;
+  /** chat tool_calls index → its Anthropic block index (a late fragment still finds its block). */
+  const toolBlocks = new Map<number, number>();
+  let finish: unknown = null;
+  let refused = false;
+  let usage: unknown = null;
+
+  const event = (data: MessagesEvent): Item => ({ kind: 'event', event: data });
+
+  const start = (chunk: Record<string, unknown>, out: Item[]): void => {
+    if (started) return;
+    started = true;
+    const message = {
+      id: messageId(chunk.id),
+      type: 'message',
+      role: 'assistant',
+      model: typeof chunk.model === 'string' ? chunk.model : '',
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: { input_tokens: Math.max(1, hints.promptTokens), cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 },
+    };
+    out.push(event({ type: 'message_start', message }));
+  };
+
+  const close = (out: Item[]): void => {
+    if (open === null) return;
+    out.push(event({ type: 'content_block_stop', index: open.index }));
+    open = null;
+  };
+
+  const begin = (kind: OpenBlock['kind'], block: Record<string, unknown>, out: Item[], call = -1): number => {
+    close(out);
+    const index = blocks++;
+    open = { kind, index, call };
+    out.push(event({ type: 'content_block_start', index, content_block: block }));
+    return index;
+  };
+
+  const text = (kind: 'thinking' | 'text', value: string, out: Item[]): void => {
+    if (value === '') return;
+    const current = open as OpenBlock | null;
+    const index = current !== null && current.kind === kind ? current.index : begin(kind, kind === 'text' ? { type: 'text', text: '' } : { type: 'thinking', thinking: '', signature: '' }, out);
+    const delta = kind === 'text' ? { type: 'text_delta', text: value } : { type: 'thinking_delta', thinking: value };
+    out.push(event({ type: 'content_block_delta', index, delta }));
+  };
+
+  const toolFragment = (fragment: unknown, out: Item[]): void => {
+    if (!isRecord(fragment)) return;
+    const call = typeof fragment.index === 'number' ? fragment.index : toolBlocks.size;
+    const fn = isRecord(fragment.function) ? fragment.function : {};
+    let index = toolBlocks.get(call);
+    if (index === undefined) {
+      const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : `call_${call}`;
+      index = begin('tool', { type: 'tool_use', id, name: typeof fn.name === 'string' ? fn.name : '', input: {} }, out, call);
+      toolBlocks.set(call, index);
+    }
+    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
+      out.push(event({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: fn.arguments } }));
+    }
+  };
+
+  const translate = (chunk: ChatCompletionChunk): Item[] => {
+    const out: Item[] = [];
+    start(chunk, out);
+    if (isRecord(chunk.usage)) usage = chunk.usage;
+    const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+    if (!isRecord(choice)) return out;
+    const delta = isRecord(choice.delta) ? choice.delta : {};
+    if (typeof delta.reasoning_content === 'string') text('thinking', delta.reasoning_content, out);
+    if (typeof delta.content === 'string') text('text', delta.content, out);
+    if (typeof delta.refusal === 'string' && delta.refusal !== '') {
+      refused = true;
+      text('text', delta.refusal, out);
+    }
+    if (Array.isArray(delta.tool_calls)) for (const fragment of delta.tool_calls) toolFragment(fragment, out);
+    if (typeof choice.finish_reason === 'string') finish = choice.finish_reason;
+    return out;
+  };
+
+  const end = (): Item[] => {
+    const out: Item[] = [];
+    start({}, out);
+    close(out);
+    const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolBlocks.size > 0), stop_sequence: null };
+    out.push(event({ type: 'message_delta', delta, usage: toMessagesUsage(usage) }), event({ type: 'message_stop' }), { kind: 'end' });
+    return out;
+  };
+
+  return (item) => {
+    if (item.kind === 'event') return translate(item.event);
+    if (item.kind === 'end') return end();
+    return [item];
+  };
+}

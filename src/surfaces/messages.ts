@@ -1,0 +1,42 @@
+/**
+ * `POST /v1/messages`: Anthropic's Messages API, spoken by Claude Code and the Anthropic SDKs.
+ * The key comes as `x-api-key` (ANTHROPIC_API_KEY) or `Authorization: Bearer`
+ * (ANTHROPIC_AUTH_TOKEN); errors have Anthropic's shape and every answer carries `request-id`,
+ * which Anthropic's clients read. Passed through, the client's API version and betas go with it.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { messagesClient, type MessagesTypes } from '../formats/messages/index.js';
+import { bearerToken } from '../policy/auth.js';
+import type { Surface } from './surface.js';
+
+/** The virtual key an Anthropic client presents: `x-api-key` first, as Anthropic reads it. */
+export function anthropicCredential(headers: IncomingHttpHeaders): string | null {
+  const apiKey = headers['x-api-key'];
+  if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim();
+  return bearerToken(headers.authorization);
+}
+
+/** The only client headers that reach the provider: what the request means depends on them. */
+export function anthropicHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const passed: Record<string, string> = {};
+  const version = headers['anthropic-version'];
+  if (typeof version === 'string' && version !== '') passed['anthropic-version'] = version;
+  const beta = headers['anthropic-beta'];
+  if (typeof beta === 'string' && beta !== '') passed['anthropic-beta'] = beta;
+  return passed;
+}
+
+export const HOW_TO_SEND_ANTHROPIC_KEY = "Send it as 'x-api-key: <virtual key>' (ANTHROPIC_API_KEY) or 'Authorization: Bearer <virtual key>' (ANTHROPIC_AUTH_TOKEN).";
+
+export const messagesSurface: Surface<MessagesTypes> = {
+  api: messagesClient,
+  credential: anthropicCredential,
+  howToSendKey: HOW_TO_SEND_ANTHROPIC_KEY,
+  answerHeaders: (context) => ({ 'request-id': context.id }),
+  passHeaders: anthropicHeaders,
+};
+
+/** A request in Anthropic's style (its SDKs send `anthropic-version`, Claude Code `x-api-key`): answered in its format. */
+export function isAnthropicStyle(headers: IncomingHttpHeaders): boolean {
+  return headers['anthropic-version'] !== undefined || headers['x-api-key'] !== undefined;
+}
