@@ -30,6 +30,9 @@ const PEAK_RUNS = Number(process.env.BENCH_PEAK_RUNS ?? 5);
 const small = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 const streamed = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Count to fifty.' }], max_tokens: 128 });
 const slow = JSON.stringify({ model: 'slow', stream: true, messages: [{ role: 'user', content: 'Take your time.' }] });
+// The same requests in Anthropic's Messages format, for the /v1/messages rows.
+const smallMessages = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 32, system: 'You are terse.', messages: [{ role: 'user', content: 'Say something short.' }] });
+const streamedMessages = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 128, stream: true, messages: [{ role: 'user', content: 'Count to fifty.' }] });
 
 // ---- processes ------------------------------------------------------------------------------
 
@@ -103,14 +106,16 @@ interface Target {
   port: number;
   path: string;
   key: string;
+  /** The client API it is sent (chat by default). */
+  messages?: boolean;
 }
 
 type Scenario = 'json50' | 'json1' | 'stream1' | 'stream50';
-const SCENARIOS: Record<Scenario, { body: string; connections: number }> = {
-  json50: { body: small, connections: CONNECTIONS },
-  json1: { body: small, connections: 1 },
-  stream1: { body: streamed, connections: 1 },
-  stream50: { body: streamed, connections: CONNECTIONS },
+const SCENARIOS: Record<Scenario, { body: string; messagesBody: string; connections: number }> = {
+  json50: { body: small, messagesBody: smallMessages, connections: CONNECTIONS },
+  json1: { body: small, messagesBody: smallMessages, connections: 1 },
+  stream1: { body: streamed, messagesBody: streamedMessages, connections: 1 },
+  stream50: { body: streamed, messagesBody: streamedMessages, connections: CONNECTIONS },
 };
 
 function median(values: number[]): number {
@@ -133,6 +138,8 @@ async function main(): Promise<void> {
     { name: 'gateway openai, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_openai' },
     { name: 'gateway anthropic, logs on', port: logged.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
     { name: 'gateway anthropic, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
+    { name: 'gateway messages pass-through, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_anthropic', messages: true },
+    { name: 'gateway messages → chat, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_openai', messages: true },
     // Not a target: the same minimal proxy on the gateway's own client, for reference.
     { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
   ];
@@ -152,7 +159,7 @@ async function main(): Promise<void> {
         const result = await load({
           url: `http://127.0.0.1:${target.port}${target.path}`,
           key: target.key,
-          body: setup.body,
+          body: target.messages === true ? setup.messagesBody : setup.body,
           connections: setup.connections,
           warmupMs: WARMUP_MS,
           durationMs: DURATION_MS,
@@ -267,6 +274,7 @@ async function main(): Promise<void> {
   const plain = row('gateway openai, logs off');
   const shipped = row('gateway openai, logs on');
   const translated = row('gateway anthropic, logs off');
+  const messagesPassThrough = row('gateway messages pass-through, logs off');
   const checks: Array<[string, boolean, string]> = [
     ['non-streamed req/s, logs off ≥ 0.90x', plain.json50.rpsRatio >= 0.9, times(plain.json50.rpsRatio)],
     ['non-streamed req/s, logs as shipped ≥ 0.70x', shipped.json50.rpsRatio >= 0.7, times(shipped.json50.rpsRatio)],
@@ -274,6 +282,9 @@ async function main(): Promise<void> {
     ['added latency at 1 connection ≤ 0.1 ms p50', plain.json1.p50Delta <= 0.1, `${signed(plain.json1.p50Delta)} ms`],
     ['stream time to first byte ≤ 0.3 ms p50 above', plain.stream1.ttfbDelta <= 0.3, `${signed(plain.stream1.ttfbDelta)} ms`],
     ['unpaced streams/s ≥ 0.80x', plain.stream50.rpsRatio >= 0.8, times(plain.stream50.rpsRatio)],
+    // Within noise of the chat pass-through: the same ratio to the proxy, give or take a tenth.
+    ['Messages pass-through req/s within 0.10 of chat pass-through', messagesPassThrough.json50.rpsRatio >= plain.json50.rpsRatio - 0.1, `${times(messagesPassThrough.json50.rpsRatio)} vs ${times(plain.json50.rpsRatio)}`],
+    ['Messages pass-through streams/s within 0.10 of chat pass-through', messagesPassThrough.stream50.rpsRatio >= plain.stream50.rpsRatio - 0.1, `${times(messagesPassThrough.stream50.rpsRatio)} vs ${times(plain.stream50.rpsRatio)}`],
   ];
   if (memoryResult !== null) {
     const { gateway: g, proxy: p } = memoryResult;

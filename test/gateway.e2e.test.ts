@@ -61,7 +61,7 @@ describe('chat routes', () => {
 
   it('sends the client body byte for byte, with the real key and no client header', async () => {
     openaiMock.requests.length = 0;
-    const raw = '{"model":"gpt-4o-mini",   "messages":[{"role":"user","content":"caf\\u00e9 ☕"}],"temperature":0.2,"x_custom":[1,2]}';
+    const raw = '{"model":"gpt-4o-mini",   "messages":[{"role":"user","content":"caf\\u00e9 ☕"}],"temperature":0.2,"metadata":{"x":"1"}}';
     const reply = await request(gateway.url, '/v1/chat/completions', {
       key: 'vk_openai',
       body: raw,

@@ -44,7 +44,7 @@ async function alive(): Promise<void> {
 
 describe('deeply nested JSON', () => {
   it('a request nested 20,000 deep is answered and logged without its bodies, and the gateway lives on', async () => {
-    const raw = `{"model":"m","messages":[{"role":"user","content":"x"}],"x":${deep(20_000)}}`;
+    const raw = `{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":${deep(20_000)}}`;
     const reply = await chat(gateway.url, 'vk_openai', raw);
     assert.equal(reply.status, 200);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
@@ -54,7 +54,7 @@ describe('deeply nested JSON', () => {
 
   it('a request that must be re-serialised for its provider is forwarded whole, or refused with a 400 where V8 cannot serialise it', async () => {
     // JSON.stringify of 20,000 nested arrays overflows the stack up to Node 24 and works on Node 26.
-    const raw = `{"model":"deepseek-chat","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"x":${deep(20_000)}}`;
+    const raw = `{"model":"deepseek-chat","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"metadata":${deep(20_000)}}`;
     const before = deepseekMock.requests.length;
     const reply = await chat(gateway.url, 'vk_deepseek', raw);
     if (reply.status === 400) {
@@ -63,7 +63,7 @@ describe('deeply nested JSON', () => {
     } else {
       assert.equal(reply.status, 200, reply.text.slice(0, 200));
       const sent = deepseekMock.requests.at(-1)?.raw ?? '';
-      assert.ok(sent.includes(`"x":${deep(20_000)}`), 'the nested value reached the provider whole');
+      assert.ok(sent.includes(`"metadata":${deep(20_000)}`), 'the nested value reached the provider whole');
       assert.ok(sent.includes('"content":"hi"'), 'with the text parts flattened');
     }
     await alive();

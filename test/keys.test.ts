@@ -115,6 +115,77 @@ describe('parseKeyFile', () => {
     for (const id of Object.keys(entries)) assert.ok(!found.join('\n').includes(id), `${id} printed in full`);
   });
 
+  it('"api" says which API a base_url speaks: a provider\'s second endpoint (DeepSeek\'s Anthropic one) or an OpenAI-compatible server speaking Messages', () => {
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          ds: { provider: 'deepseek', api_key: 'k', base_url: 'https://api.deepseek.com/anthropic', api: 'messages' },
+          compat: { provider: 'openai', api_key: 'k', base_url: 'http://127.0.0.1:8000', api: 'messages' },
+          own: { provider: 'anthropic', api_key: 'k', api: 'messages' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    const target = (id: string) => keys.find((key) => key.id === id)?.target;
+    assert.deepEqual(target('ds')?.apis, ['messages']);
+    assert.equal(target('ds')?.endpoints.messages?.url, 'https://api.deepseek.com/anthropic/v1/messages');
+    assert.equal(target('ds')?.endpoints.chat, undefined);
+    assert.equal(target('ds')?.modelsEndpoint.url, 'https://api.deepseek.com/anthropic/v1/models');
+    assert.equal(target('compat')?.endpoints.messages?.url, 'http://127.0.0.1:8000/v1/messages');
+    assert.deepEqual(target('own')?.apis, ['messages']);
+  });
+
+  it('refuses an unknown "api", a foreign API without a base_url, and a mock that would speak another API', () => {
+    const found = problems(
+      JSON.stringify({
+        virtual_keys: {
+          vk_a: { provider: 'openai', api_key: 'k', base_url: 'http://x', api: 'responses!' },
+          vk_b: { provider: 'deepseek', api_key: 'k', api: 'messages' },
+          vk_c: { provider: 'mock', api: 'messages' },
+        },
+      }),
+    );
+    assert.equal(found.length, 3, found.join('\n'));
+    assert.match(found[0] ?? '', /#1 .*"api" must be one of "chat", "messages"/);
+    assert.match(found[1] ?? '', /#2 .*"api": "messages" says its base_url speaks that API, which is not deepseek's own: give "base_url"/);
+    assert.match(found[2] ?? '', /#3 .*the mock provider answers in-process and speaks only chat/);
+  });
+
+  it('model_map: an exact name wins over patterns, the longest prefix over shorter ones, "*" matches the rest', () => {
+    const [key] = parseKeyFile(
+      JSON.stringify({ virtual_keys: { vk: { provider: 'mock', model_map: { '*': 'fallback', 'claude-*': 'deepseek-chat', 'claude-opus-*': 'deepseek-reasoner', 'claude-opus-5-5': 'exact' } } } }),
+      'keys.json',
+      providers,
+    );
+    const map = (model: string) => key?.modelMap?.map(model);
+    assert.equal(map('claude-opus-5-5'), 'exact');
+    assert.equal(map('claude-opus-4-6'), 'deepseek-reasoner');
+    assert.equal(map('claude-haiku-4-5'), 'deepseek-chat');
+    assert.equal(map('gpt-4o'), 'fallback');
+    const [plain] = parseKeyFile(JSON.stringify({ virtual_keys: { vk: { provider: 'mock', model_map: { 'claude-*': 'x' } } } }), 'keys.json', providers);
+    assert.equal(plain?.modelMap?.map('gpt-4o'), 'gpt-4o', 'no match: the name passes unchanged');
+  });
+
+  it('refuses a model_map or max_output_tokens it cannot use, naming each problem', () => {
+    const found = problems(
+      JSON.stringify({
+        virtual_keys: {
+          vk_a: { provider: 'mock', model_map: [] },
+          vk_b: { provider: 'mock', model_map: { 'cl*aude': 'x', 'ok*': '' } },
+          vk_c: { provider: 'mock', max_output_tokens: 0 },
+          vk_d: { provider: 'mock', max_output_tokens: '8192' },
+        },
+      }),
+    );
+    assert.equal(found.length, 5, found.join('\n'));
+    assert.match(found[0] ?? '', /#1 .*"model_map" must be an object/);
+    assert.match(found[1] ?? '', /#2 .*"model_map" key "cl\*aude" must be a model name or a "prefix\*" pattern/);
+    assert.match(found[2] ?? '', /#2 .*"model_map.ok\*" must be a non-empty model name/);
+    assert.match(found[3] ?? '', /#3 .*"max_output_tokens" must be a positive integer/);
+    assert.match(found[4] ?? '', /#4 .*"max_output_tokens" must be a positive integer/);
+  });
+
   it('labels a key by its name, else by a digest prefix that is not the key', () => {
     const [named, unnamed] = parseKeyFile('{"virtual_keys":{"vk_named_key":{"name":"team-web","provider":"mock"},"vk_unnamed_key":{"provider":"mock"}}}', 'keys.json', providers);
     assert.equal(named?.label, 'team-web');

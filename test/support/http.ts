@@ -97,3 +97,34 @@ export function openStream(baseUrl: string, key: string, body: unknown): Promise
     req.end(text);
   });
 }
+
+export interface MessagesOptions {
+  /** Sent as `x-api-key` (ANTHROPIC_API_KEY) by default, or as a Bearer token (ANTHROPIC_AUTH_TOKEN). */
+  readonly bearer?: boolean;
+  readonly headers?: Record<string, string>;
+  /** The query string, without its `?` (Claude Code sends `beta=true`). */
+  readonly query?: string;
+  readonly path?: string;
+}
+
+/** A request as Anthropic's SDKs send it: the key as x-api-key (or Bearer), `anthropic-version`. */
+export function messages(baseUrl: string, key: string | null, body: unknown, options: MessagesOptions = {}): Promise<Reply> {
+  const headers: Record<string, string> = { 'anthropic-version': '2023-06-01', ...options.headers };
+  if (key !== null && options.bearer !== true) headers['x-api-key'] = key;
+  const path = `${options.path ?? '/v1/messages'}${options.query === undefined ? '' : `?${options.query}`}`;
+  return request(baseUrl, path, { key: options.bearer === true ? key : null, headers, body });
+}
+
+/** Parses a Messages stream as Anthropic's SDK does: events need their `event:` line, which must name the data's type. */
+export function messagesEvents(text: string): any[] {
+  return text
+    .split('\n\n')
+    .filter((block) => block.trim() !== '' && !block.startsWith(':'))
+    .map((block) => {
+      const lines = block.split('\n');
+      const name = lines.find((line) => line.startsWith('event: '))?.slice(7);
+      const data = JSON.parse(lines.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n'));
+      if (name === undefined || name !== data.type) throw new Error(`event without its name: ${block}`);
+      return data;
+    });
+}

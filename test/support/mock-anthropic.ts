@@ -1,9 +1,12 @@
 /**
  * A mock Anthropic Messages API on 127.0.0.1 that enforces what the real one enforces
- * (docs/providers.md, Anthropic): x-api-key and anthropic-version headers, required max_tokens,
- * user/assistant roles only, first turn from the user, no empty text, temperature 0–1,
- * tool_use input as an object, every tool_use answered by a tool_result in the next turn, and no
- * unknown top-level fields. Answers and streams in Anthropic's exact format.
+ * (docs/providers.md, Anthropic): x-api-key and anthropic-version headers, required max_tokens
+ * (at most 128,000), user/assistant roles (system messages after the first turn), first turn
+ * from the user, no empty text, temperature 0–1, a thinking budget below max_tokens, tool_use
+ * input as an object, every tool_use answered by a tool_result in the next turn, no unknown
+ * top-level fields, and beta fields only with their `anthropic-beta` flag. Answers and streams
+ * (with `event:` lines, thinking when asked) in Anthropic's exact format; counts tokens at
+ * `/v1/messages/count_tokens`.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -15,26 +18,58 @@ export interface AnthropicMock extends RecordingServer {
   readonly baseUrl: string;
 }
 
-const KNOWN_FIELDS = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'stream', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier']);
+const KNOWN_FIELDS = new Set([
+  'model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'stream', 'tools', 'tool_choice',
+  'metadata', 'thinking', 'service_tier', 'output_config', 'cache_control', 'container', 'mcp_servers', 'inference_geo', 'speed',
+  'context_management',
+]);
+/** Fields accepted only with their beta flag in `anthropic-beta`. */
+const BETA_FIELDS: Record<string, string> = { context_management: 'context-management-2025-06-27' };
+const DEFER_LOADING_BETA = 'advanced-tool-use-2025-11-20';
+export const MAX_OUTPUT_TOKENS = 128000;
 
 export function anthropicError(type: string, message: string): unknown {
   return { type: 'error', error: { type, message }, request_id: `req_${randomBytes(12).toString('hex')}` };
 }
 
-/** Returns the first rule the body breaks, as Anthropic words it, or null. */
-export function validate(body: any): string | null {
+/** Returns the first rule the body breaks, as Anthropic words it, or null. `betas`: the request's anthropic-beta flags. */
+export function validate(body: any, betas: readonly string[] = [], countTokens = false): string | null {
   if (typeof body !== 'object' || body === null) return 'body: Input should be an object';
-  for (const field of Object.keys(body)) if (!KNOWN_FIELDS.has(field)) return `${field}: Extra inputs are not permitted`;
+  for (const field of Object.keys(body)) {
+    if (!KNOWN_FIELDS.has(field) || (countTokens && ['max_tokens', 'stream', 'metadata'].includes(field))) return `${field}: Extra inputs are not permitted`;
+    const beta = BETA_FIELDS[field];
+    if (beta !== undefined && !betas.includes(beta)) return `${field}: Extra inputs are not permitted`;
+  }
   if (typeof body.model !== 'string') return 'model: Field required';
-  if (body.max_tokens === undefined) return 'max_tokens: Field required';
-  if (!Number.isInteger(body.max_tokens) || body.max_tokens < 1) return 'max_tokens: Input should be a valid integer greater than 0';
+  if (!countTokens) {
+    if (body.max_tokens === undefined) return 'max_tokens: Field required';
+    if (!Number.isInteger(body.max_tokens) || body.max_tokens < 1) return 'max_tokens: Input should be a valid integer greater than 0';
+    if (body.max_tokens > MAX_OUTPUT_TOKENS) return `max_tokens: ${body.max_tokens} > ${MAX_OUTPUT_TOKENS}, which is the maximum allowed number of output tokens for ${body.model}`;
+  }
+  const thinking = body.thinking;
+  if (thinking !== undefined) {
+    if (!['enabled', 'adaptive', 'disabled'].includes(thinking?.type)) return "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'";
+    if (thinking.type === 'enabled') {
+      if (!Number.isInteger(thinking.budget_tokens) || thinking.budget_tokens < 1024) return 'thinking.enabled.budget_tokens: Input should be greater than or equal to 1024';
+      if (!countTokens && thinking.budget_tokens >= body.max_tokens) return '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size';
+    }
+  }
+  if (Array.isArray(body.tools)) {
+    for (let i = 0; i < body.tools.length; i++) {
+      const tool = body.tools[i];
+      if (tool?.type === undefined || tool.type === 'custom') {
+        if (typeof tool?.name !== 'string' || typeof tool?.input_schema !== 'object') return `tools.${i}.custom.input_schema: Field required`;
+        if (tool.defer_loading !== undefined && !betas.includes(DEFER_LOADING_BETA)) return `tools.${i}.custom.defer_loading: Extra inputs are not permitted`;
+      }
+    }
+  }
   if (body.temperature !== undefined && (body.temperature < 0 || body.temperature > 1)) return 'temperature: range: -1 or 0..1';
   if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: at least one message is required';
   if (body.system !== undefined && typeof body.system !== 'string' && !Array.isArray(body.system)) return 'system: Input should be a valid list';
   const messages: any[] = body.messages;
   for (let i = 0; i < messages.length; i++) {
     const message = messages[i];
-    if (message.role !== 'user' && message.role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
+    if (message.role !== 'user' && message.role !== 'assistant' && !(message.role === 'system' && i > 0)) return `messages.${i}.role: Input should be 'user', 'assistant' or 'system'`;
     if (i === 0 && message.role !== 'user') return 'messages: first message must use the "user" role';
     const content = message.content;
     const blocks: any[] = typeof content === 'string' ? [{ type: 'text', text: content }] : Array.isArray(content) ? content : [];
@@ -83,15 +118,26 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
       const data = ['claude-sonnet-4-5-20250929', 'claude-haiku-4-5-20251001'].map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-09-29T00:00:00Z' }));
       return send(res, 200, { data, has_more: false, first_id: data[0]?.id, last_id: data.at(-1)?.id });
     }
+    if (req.method === 'POST' && recorded.path === '/v1/messages/count_tokens') {
+      if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
+      if (req.headers['anthropic-version'] === undefined) return send(res, 400, anthropicError('invalid_request_error', 'anthropic-version: header is required'));
+      const betas = String(req.headers['anthropic-beta'] ?? '').split(',').map((flag) => flag.trim());
+      const problem = recorded.json === undefined ? 'body: not valid JSON' : validate(recorded.json, betas, true);
+      if (problem !== null) return send(res, 400, anthropicError('invalid_request_error', problem));
+      // A stand-in for the real tokenizer: deterministic, and not the gateway's estimate.
+      return send(res, 200, { input_tokens: 7 + Math.ceil(recorded.raw.length / 5) });
+    }
     if (req.method !== 'POST' || recorded.path !== '/v1/messages') return send(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${recorded.path}`));
     if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
     if (req.headers.authorization !== undefined) return send(res, 400, anthropicError('invalid_request_error', 'Send x-api-key or Authorization, not both'));
     if (req.headers['anthropic-version'] !== '2023-06-01') return send(res, 400, anthropicError('invalid_request_error', 'anthropic-version: header is required'));
     if (recorded.json === undefined) return send(res, 400, anthropicError('invalid_request_error', 'There was an issue with the formatting of your request: the body is not valid JSON'));
-    const problem = validate(recorded.json);
+    const betas = String(req.headers['anthropic-beta'] ?? '').split(',').map((flag) => flag.trim());
+    const problem = validate(recorded.json, betas);
     if (problem !== null) return send(res, 400, anthropicError('invalid_request_error', problem));
 
     const body = recorded.json;
+    const thinks = body.thinking?.type === 'enabled' || body.thinking?.type === 'adaptive';
     const id = `msg_${randomBytes(12).toString('hex')}`;
     const model = `${body.model}-20250929`;
     const text = `claude says: ${lastUserText(body)}`;
@@ -99,22 +145,31 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
     const usage = { input_tokens: 25, cache_creation_input_tokens: 0, cache_read_input_tokens: 5, output_tokens: 12 };
 
     if (body.stream !== true) {
-      const content = wantsTool
+      const content: unknown[] = wantsTool
         ? [{ type: 'text', text: 'Let me check.' }, { type: 'tool_use', id: 'toolu_01A', name: body.tools[0].name, input: { city: 'Paris' } }]
         : [{ type: 'text', text }];
+      if (thinks) content.unshift({ type: 'thinking', thinking: 'Let me think.', signature: 'sig_mock' });
       return send(res, 200, { id, type: 'message', role: 'assistant', model, content, stop_reason: wantsTool ? 'tool_use' : 'end_turn', stop_sequence: null, usage });
     }
 
     const event = (type: string, data: unknown): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...(data as object) })}\n\n`;
     const events = [event('message_start', { message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } })];
-    events.push(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }), event('ping', {}));
+    let index = 0;
+    if (thinks) {
+      events.push(event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+      events.push(event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: 'Let me ' } }), event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: 'think.' } }));
+      events.push(event('content_block_delta', { index, delta: { type: 'signature_delta', signature: 'sig_mock' } }), event('content_block_stop', { index }));
+      index++;
+    }
+    events.push(event('content_block_start', { index, content_block: { type: 'text', text: '' } }), event('ping', {}));
     const say = wantsTool ? 'Let me check.' : text;
-    for (let i = 0; i < say.length; i += 6) events.push(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: say.slice(i, i + 6) } }));
-    events.push(event('content_block_stop', { index: 0 }));
+    for (let i = 0; i < say.length; i += 6) events.push(event('content_block_delta', { index, delta: { type: 'text_delta', text: say.slice(i, i + 6) } }));
+    events.push(event('content_block_stop', { index }));
+    index++;
     if (wantsTool) {
-      events.push(event('content_block_start', { index: 1, content_block: { type: 'tool_use', id: 'toolu_01A', name: body.tools[0].name, input: {} } }));
-      for (const partial of ['', '{"city"', ': "Pa', 'ris", "unit": "c', 'elsius"}']) events.push(event('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: partial } }));
-      events.push(event('content_block_stop', { index: 1 }));
+      events.push(event('content_block_start', { index, content_block: { type: 'tool_use', id: 'toolu_01A', name: body.tools[0].name, input: {} } }));
+      for (const partial of ['', '{"city"', ': "Pa', 'ris", "unit": "c', 'elsius"}']) events.push(event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: partial } }));
+      events.push(event('content_block_stop', { index }));
     }
     events.push(event('message_delta', { delta: { stop_reason: wantsTool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }));
     events.push(event('message_stop', {}));

@@ -43,6 +43,86 @@ function masked(key: string, flavor: Flavor): string {
   return flavor === 'openai' ? `${key.slice(0, 8)}***${key.slice(-4)}` : `****${key.slice(-4)}`;
 }
 
+/** Every top-level Chat Completions parameter OpenAI knows; anything else is refused, as OpenAI does. */
+const KNOWN_PARAMETERS = new Set([
+  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'stream', 'stream_options', 'stop',
+  'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'user', 'tools', 'tool_choice',
+  'parallel_tool_calls', 'response_format', 'seed', 'reasoning_effort', 'metadata', 'store', 'service_tier', 'modalities',
+  'audio', 'prediction', 'web_search_options', 'safety_identifier', 'prompt_cache_key', 'verbosity', 'functions', 'function_call',
+]);
+/** DeepSeek's own, beside OpenAI's. */
+const DEEPSEEK_PARAMETERS = new Set(['thinking']);
+
+/** The most output tokens each flavor's models accept (gpt-4o-mini: 16,384; deepseek-chat: 8,192). */
+export const OUTPUT_LIMIT: Record<Flavor, number> = { openai: 16384, deepseek: 8192 };
+
+const REASONING_MODEL = /^(?:o\d|gpt-5)/;
+
+/**
+ * The first rule of the real APIs the body breaks, as [status, error body], or null: unknown
+ * parameters, output limits, `user` length, roles, tool-call pairing, tool definitions.
+ */
+export function validateChat(flavor: Flavor, body: any): [number, unknown] | null {
+  const bad = (message: string, code: string | null = null, param: string | null = null): [number, unknown] => [400, openAIError(message, 'invalid_request_error', code, param)];
+  for (const field of Object.keys(body)) {
+    if (!KNOWN_PARAMETERS.has(field) && !(flavor === 'deepseek' && DEEPSEEK_PARAMETERS.has(field))) return bad(`Unrecognized request argument supplied: ${field}`);
+  }
+  const limit = body.max_completion_tokens ?? body.max_tokens;
+  if (typeof limit === 'number' && limit > OUTPUT_LIMIT[flavor]) {
+    return flavor === 'openai'
+      ? bad(`max_tokens is too large: ${limit}. This model supports at most ${OUTPUT_LIMIT.openai} completion tokens, whereas you provided ${limit}.`, 'invalid_value', 'max_tokens')
+      : bad(`Invalid max_tokens value, the valid range of max_tokens is [1, ${OUTPUT_LIMIT.deepseek}]`, 'invalid_request_error');
+  }
+  if (flavor === 'openai' && body.max_tokens !== undefined && REASONING_MODEL.test(body.model)) {
+    return bad("Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", 'unsupported_parameter', 'max_tokens');
+  }
+  if (flavor === 'openai' && body.reasoning_effort !== undefined && !REASONING_MODEL.test(body.model)) {
+    return bad("Unsupported parameter: 'reasoning_effort' is not supported with this model.", 'unsupported_parameter', 'reasoning_effort');
+  }
+  if (typeof body.user === 'string' && body.user.length > 64) {
+    return bad(`Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length ${body.user.length} instead.`, 'string_above_max_length', 'user');
+  }
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) return bad("Invalid type for 'tools': expected an array.", 'invalid_type', 'tools');
+    const index = body.tools.findIndex((tool: any) => tool?.type !== 'function' || !/^[a-zA-Z0-9_-]{1,64}$/.test(String(tool?.function?.name)));
+    if (index !== -1) return bad(`Invalid 'tools[${index}]': expected a function tool with a valid name.`, 'invalid_value', `tools[${index}]`);
+  } else if (body.tool_choice !== undefined) {
+    return bad("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", null, 'tool_choice');
+  }
+  const pending = new Set<string>();
+  for (let i = 0; i < body.messages.length; i++) {
+    const message = body.messages[i];
+    if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(message?.role)) {
+      return bad(`Invalid value: '${String(message?.role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, 'invalid_value', `messages[${i}].role`);
+    }
+    if (message.role === 'tool') {
+      if (!pending.delete(message.tool_call_id)) {
+        return bad("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", null, `messages.[${i}].role`);
+      }
+      if (typeof message.content !== 'string' && !Array.isArray(message.content)) return bad(`Invalid 'messages[${i}].content': expected a string.`, 'invalid_type', `messages[${i}].content`);
+      continue;
+    }
+    if (pending.size > 0) {
+      return bad(`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')}`, null, 'messages');
+    }
+    if (Array.isArray(message.content)) {
+      const types = message.role === 'user' ? ['text', 'image_url', 'input_audio', 'file'] : ['text', 'refusal'];
+      const part = message.content.findIndex((candidate: any) => !types.includes(candidate?.type) || Object.keys(candidate).some((key) => key !== 'type' && key !== candidate.type));
+      if (part !== -1) return bad(`Invalid 'messages[${i}].content[${part}]': unknown part or field.`, 'invalid_value', `messages[${i}].content[${part}]`);
+    }
+    if (message.role === 'assistant' && Array.isArray(message.tool_calls)) {
+      for (const call of message.tool_calls) {
+        if (typeof call?.id !== 'string' || typeof call?.function?.arguments !== 'string') return bad(`Invalid 'messages[${i}].tool_calls': expected id and function.arguments strings.`, 'invalid_type');
+        pending.add(call.id);
+      }
+    }
+  }
+  if (pending.size > 0) {
+    return bad(`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')}`, null, 'messages');
+  }
+  return null;
+}
+
 export function lastUserText(json: any): string {
   const messages: any[] = Array.isArray(json?.messages) ? json.messages : [];
   const last = [...messages].reverse().find((message) => message?.role === 'user');
@@ -50,7 +130,15 @@ export function lastUserText(json: any): string {
 }
 
 export function replyFor(flavor: Flavor, json: any): string {
+  const last = Array.isArray(json?.messages) ? json.messages.at(-1) : undefined;
+  if (last?.role === 'tool') return `${flavor} says: the tool answered ${typeof last.content === 'string' ? last.content : JSON.stringify(last.content)}`;
   return `${flavor} says: ${lastUserText(json)}`;
+}
+
+/** A tool call, when the request offers tools and its last message is a user asking about the weather. */
+export function wantsToolCall(json: any): boolean {
+  const last = Array.isArray(json?.messages) ? json.messages.at(-1) : undefined;
+  return Array.isArray(json?.tools) && json.tools.length > 0 && last?.role === 'user' && /weather/i.test(lastUserText(json));
 }
 
 /** Chunk text into pieces of ~5 characters, as real streams do. */
@@ -105,6 +193,8 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
     if (body.stream_options !== undefined && body.stream !== true) {
       return sendJson(res, 400, openAIError("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'invalid_request_error', null, 'stream_options'), idHeader);
     }
+    const broken = validateChat(flavor, body);
+    if (broken !== null) return sendJson(res, broken[0], broken[1], idHeader);
 
     const id = flavor === 'openai' ? `chatcmpl-${randomBytes(12).toString('hex')}` : randomUUID();
     const created = Math.floor(Date.now() / 1000);
@@ -115,8 +205,10 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
     if (flavor === 'deepseek') Object.assign(usage, { prompt_cache_hit_tokens: 0, prompt_cache_miss_tokens: 11 });
     if (reasoning !== null) usage.completion_tokens_details = { reasoning_tokens: 3 };
 
+    const toolCall = wantsToolCall(body) ? { id: flavor === 'openai' ? 'call_Wx1Yz2' : 'call_00_ds1', name: body.tools[0].function.name, arguments: '{"city": "Paris", "unit": "celsius"}' } : null;
     if (body.stream !== true) {
-      const message: any = { role: 'assistant', content: reply };
+      const message: any = { role: 'assistant', content: toolCall === null ? reply : null };
+      if (toolCall !== null) message.tool_calls = [{ id: toolCall.id, type: 'function', function: { name: toolCall.name, arguments: toolCall.arguments } }];
       if (flavor === 'openai') Object.assign(message, { refusal: null, annotations: [] });
       if (reasoning !== null) message.reasoning_content = reasoning;
       const completion = {
@@ -124,7 +216,7 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message, logprobs: null, finish_reason: 'stop' }],
+        choices: [{ index: 0, message, logprobs: null, finish_reason: toolCall === null ? 'stop' : 'tool_calls' }],
         usage,
         system_fingerprint: 'fp_mock',
       };
@@ -147,13 +239,23 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
         events.push(frame({ ...base, choices: [{ index: 0, delta: { content: null, reasoning_content: piece }, logprobs: null, finish_reason: null }] }));
       }
     }
-    for (const piece of pieces(reply)) {
-      events.push(frame({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }], ...usageNull }));
-    }
-    if (flavor === 'deepseek') {
-      events.push(frame({ ...base, choices: [{ index: 0, delta: { content: '' }, logprobs: null, finish_reason: 'stop' }], ...(includeUsage ? { usage } : {}) }));
+    if (toolCall === null) {
+      for (const piece of pieces(reply)) {
+        events.push(frame({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }], ...usageNull }));
+      }
     } else {
-      events.push(frame({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }], ...usageNull }));
+      // OpenAI's shape: the id and name first with empty arguments, then the arguments in fragments.
+      const first = { index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.name, arguments: '' } };
+      events.push(frame({ ...base, choices: [{ index: 0, delta: { tool_calls: [first] }, logprobs: null, finish_reason: null }], ...usageNull }));
+      for (const piece of ['{"ci', 'ty": "Pa', 'ris", "unit', '": "celsius"}']) {
+        events.push(frame({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }], ...usageNull }));
+      }
+    }
+    const finish = toolCall === null ? 'stop' : 'tool_calls';
+    if (flavor === 'deepseek') {
+      events.push(frame({ ...base, choices: [{ index: 0, delta: { content: '' }, logprobs: null, finish_reason: finish }], ...(includeUsage ? { usage } : {}) }));
+    } else {
+      events.push(frame({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finish }], ...usageNull }));
       if (includeUsage) events.push(frame({ ...base, choices: [], usage }));
     }
     events.push('data: [DONE]\n\n');

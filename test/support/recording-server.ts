@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The query string, without its `?` ('' when none). */
+  query: string;
   headers: IncomingHttpHeaders;
   raw: string;
   json: any;
@@ -46,7 +48,8 @@ export function startRecordingServer(standard: (req: IncomingMessage, res: Serve
       } catch {
         json = undefined;
       }
-      const recorded: RecordedRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', headers: req.headers, raw, json, aborted: false };
+      const [path = '', query = ''] = (req.url ?? '').split(/\?(.*)/s);
+      const recorded: RecordedRequest = { method: req.method ?? '', path, query, headers: req.headers, raw, json, aborted: false };
       requests.push(recorded);
       res.once('close', () => {
         if (!res.writableFinished) recorded.aborted = true;

@@ -1,7 +1,7 @@
 /**
  * Errors in Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, with its type
- * for each status. A type that is already one of Anthropic's (a provider's own error passed on)
- * is kept.
+ * for each status. For a status Anthropic has no type of its own for (502, 503, 422, …), a type
+ * that is already one of Anthropic's (a provider's own error passed on) is kept.
  */
 import type { GatewayError } from '../../errors.js';
 import { entryOf } from '../json.js';
@@ -22,8 +22,10 @@ const TYPE_BY_STATUS: Readonly<Record<string, string>> = {
 const ANTHROPIC_TYPES: ReadonlySet<string> = new Set(Object.values(TYPE_BY_STATUS));
 
 export function messagesErrorType(error: GatewayError): string {
+  const byStatus = entryOf(TYPE_BY_STATUS, String(error.status));
+  if (byStatus !== undefined) return byStatus;
   if (ANTHROPIC_TYPES.has(error.type)) return error.type;
-  return entryOf(TYPE_BY_STATUS, String(error.status)) ?? (error.status < 500 ? 'invalid_request_error' : 'api_error');
+  return error.status < 500 ? 'invalid_request_error' : 'api_error';
 }
 
 export function messagesErrorBody(error: GatewayError): { type: 'error'; error: { type: string; message: string } } {

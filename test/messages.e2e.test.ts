@@ -1,0 +1,608 @@
+/**
+ * Anthropic Messages clients (Claude Code, the Anthropic SDKs) end to end: the gateway as it
+ * ships, talked to over HTTP the way those clients do, in front of mock providers that enforce
+ * each API's rules: pass-through to Messages targets (Anthropic, DeepSeek's Anthropic endpoint),
+ * translation to Chat Completions targets (OpenAI, DeepSeek), errors, count_tokens, models.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { estimateInputTokens } from '../src/formats/messages/count.js';
+import type { AnthropicRequest } from '../src/formats/messages/types.js';
+import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './support/claude-code.js';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { closedPort, messages, messagesEvents, request } from './support/http.js';
+import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const ANTHROPIC_KEY = 'sk-ant-api03-e2eMESSAGESkey-Aa1';
+const OPENAI_KEY = 'sk-proj-e2eMESSAGESopenai-Bb2';
+const DEEPSEEK_KEY = 'sk-e2eMESSAGESdeepseek-Cc3';
+const weather = { name: 'get_weather', description: 'Current weather', input_schema: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } }, required: ['city'] } };
+const hello = { model: 'claude-sonnet-4-5', max_tokens: 1024, messages: [{ role: 'user', content: 'Hello Claude' }] };
+
+let anthropic: AnthropicMock;
+let openai: MockUpstream;
+let deepseek: MockUpstream;
+let gateway: GatewayProcess;
+
+before(async () => {
+  [anthropic, openai, deepseek] = await Promise.all([
+    startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
+    startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY }),
+    startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
+  ]);
+  const down = await closedPort();
+  gateway = await startGateway({
+    keys: {
+      virtual_keys: {
+        vk_claude: { name: 'claude-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
+        vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
+        // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
+        vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
+        vk_gpt: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
+        vk_gpt_capped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { '*': 'gpt-4o-mini' }, max_output_tokens: OUTPUT_LIMIT.openai },
+        vk_ds: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'claude-opus-*': 'deepseek-reasoner', 'claude-*': 'deepseek-chat' }, max_output_tokens: OUTPUT_LIMIT.deepseek },
+        vk_haiku_only: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, models: ['claude-haiku-*'] },
+        vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 1 } },
+        vk_bad_real: { provider: 'anthropic', api_key: 'sk-ant-api03-WRONGkey-Zz9', base_url: anthropic.baseUrl },
+        vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${down}/v1` },
+        vk_mock: { provider: 'mock' },
+      },
+    },
+    env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', GATEWAY_MAX_BODY_BYTES: '200000' },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await Promise.all([anthropic?.close(), openai?.close(), deepseek?.close()]);
+});
+
+/** Writes `text` in small pieces of varying size (1–13 bytes), each its own write: events, names and characters split anywhere. */
+async function drip(res: http.ServerResponse, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  for (let at = 0, step = 1; at < bytes.length; at += step, step = (step % 13) + 1) {
+    res.write(bytes.subarray(at, at + step));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
+}
+
+const TRANSCRIPT = [
+  'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_01Pass","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":30,"cache_read_input_tokens":100,"output_tokens":2}}}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"The user wants weather."}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM"}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}\n\n',
+  'event: ping\ndata: {"type": "ping"}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Let me check – ☀️."}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n',
+  'event: content_block_start\ndata: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01T1","name":"get_weather","input":{}}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\\"city\\": \\"Pa"}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"ris\\"}"}}\n\n',
+  'event: content_block_stop\ndata: {"type":"content_block_stop","index":2}\n\n',
+  'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}\n\n',
+  'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+].join('');
+
+describe('messages pass-through (Anthropic)', () => {
+  it('sends the body byte for byte with the real key, the client\'s version, betas and query, and no other client header', async () => {
+    anthropic.requests.length = 0;
+    const raw = `{"model":"claude-sonnet-4-5",  "max_tokens":1024,"messages":[{"role":"user","content":"caf\\u00e9 ☕"}],"context_management":{"edits":[]}}`;
+    const reply = await messages(gateway.url, 'vk_claude', raw, {
+      query: 'beta=true',
+      headers: { 'anthropic-beta': 'context-management-2025-06-27, interleaved-thinking-2025-05-14', cookie: 'session=secret', 'x-stainless-os': 'Linux', 'x-claude-code-session-id': 'abc', 'user-agent': 'claude-cli/2.1.328' },
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const sent = anthropic.requests[0];
+    assert.equal(sent?.raw, raw);
+    assert.equal(sent?.path, '/v1/messages');
+    assert.equal(sent?.query, 'beta=true');
+    assert.equal(sent?.headers['x-api-key'], ANTHROPIC_KEY);
+    assert.equal(sent?.headers['anthropic-version'], '2023-06-01');
+    assert.equal(sent?.headers['anthropic-beta'], 'context-management-2025-06-27, interleaved-thinking-2025-05-14');
+    assert.equal(sent?.headers.authorization, undefined);
+    for (const header of ['cookie', 'x-stainless-os', 'x-claude-code-session-id']) assert.equal(sent?.headers[header], undefined, header);
+    assert.notEqual(sent?.headers['user-agent'], 'claude-cli/2.1.328');
+  });
+
+  it('answers with the provider\'s bytes and request-id, and logs the Message, its usage and both models', async () => {
+    const answer = '{"id":"msg_01Fixed","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"Hm.","signature":"sig"},{"type":"text","text":"Hi ☕"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":3,"cache_read_input_tokens":5,"output_tokens":12}}';
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_upstream_1' });
+      res.end(answer);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', hello);
+      assert.equal(reply.status, 200);
+      assert.equal(reply.text, answer);
+      assert.match(String(reply.headers['content-type']), /^application\/json/);
+      assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.path, '/v1/messages');
+      assert.equal(entry.key_name, 'claude-team');
+      assert.equal(entry.model, 'claude-sonnet-4-5');
+      assert.deepEqual(entry.request, hello);
+      assert.deepEqual(entry.response, JSON.parse(answer));
+      assert.deepEqual(entry.usage, { input_tokens: 25, output_tokens: 12, cache_read_tokens: 5, cache_write_tokens: 3, reasoning_tokens: 0 });
+      assert.deepEqual(entry.upstream, { status: 200, request_id: 'req_upstream_1', model: 'claude-sonnet-4-5', url: `${anthropic.baseUrl}/v1/messages` });
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
+  it('accepts the key as a Bearer token (ANTHROPIC_AUTH_TOKEN) and sends a default anthropic-version when the client gives none', async () => {
+    anthropic.requests.length = 0;
+    const reply = await request(gateway.url, '/v1/messages', { key: 'vk_claude', body: hello });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.type, 'message');
+    assert.equal(anthropic.requests[0]?.headers['anthropic-version'], '2023-06-01');
+    assert.equal(anthropic.requests[0]?.headers['x-api-key'], ANTHROPIC_KEY);
+  });
+
+  it('relays a stream split anywhere unchanged, and logs the assembled Message with usage from message_start and message_delta', async () => {
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      await drip(res, TRANSCRIPT);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream: true, tools: [weather] });
+      assert.equal(reply.status, 200);
+      assert.match(String(reply.headers['content-type']), /^text\/event-stream/);
+      assert.equal(reply.text, TRANSCRIPT);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response, {
+        id: 'msg_01Pass',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-sonnet-4-5-20250929',
+        content: [
+          { type: 'thinking', thinking: 'The user wants weather.', signature: 'EqQBCgIYAhIM' },
+          { type: 'text', text: 'Let me check – ☀️.' },
+          { type: 'tool_use', id: 'toolu_01T1', name: 'get_weather', input: { city: 'Paris' } },
+        ],
+        stop_reason: 'tool_use',
+        stop_sequence: null,
+        usage: { input_tokens: 472, cache_creation_input_tokens: 30, cache_read_input_tokens: 100, output_tokens: 89 },
+      });
+      assert.deepEqual(entry.usage, { input_tokens: 472, output_tokens: 89, cache_read_tokens: 100, cache_write_tokens: 30, reasoning_tokens: 0 });
+      assert.equal(entry.stream, true);
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
+  it('passes a mid-stream error on as Anthropic sent it, and logs its status', async () => {
+    const failing = `${TRANSCRIPT.split('\n\n').slice(0, 3).join('\n\n')}\n\nevent: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n`;
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(failing);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream: true });
+      assert.equal(reply.status, 200);
+      const events = messagesEvents(reply.text);
+      assert.deepEqual(events.at(-1), { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 529);
+      assert.equal(entry.error.type, 'overloaded_error');
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
+  for (const [status, type, message] of [
+    [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit'],
+    [529, 'overloaded_error', 'Overloaded'],
+    [400, 'invalid_request_error', 'messages.0.content: Input should be a valid list'],
+  ] as const) {
+    it(`passes an upstream ${status} ${type} on in Anthropic's shape, with retry-after and request-id`, async () => {
+      anthropic.behave(({ res }) => {
+        res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '7', 'request-id': 'req_up' });
+        res.end(JSON.stringify(anthropicError(type, message)));
+      });
+      try {
+        for (const stream of [false, true]) {
+          const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream });
+          assert.equal(reply.status, status);
+          assert.deepEqual(reply.json, { type: 'error', error: { type, message } });
+          assert.equal(reply.headers['retry-after'], '7');
+          assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+        }
+      } finally {
+        anthropic.behave(null);
+      }
+    });
+  }
+
+  it('stops the provider when the client goes away mid-stream, and logs a 499', async () => {
+    let upstream: http.ServerResponse | null = null;
+    anthropic.behave(({ res }) => {
+      upstream = res;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(TRANSCRIPT.split('\n\n').slice(0, 3).join('\n\n') + '\n\n');
+    });
+    try {
+      const body = JSON.stringify({ ...hello, stream: true });
+      const { res, req } = await new Promise<{ res: http.IncomingMessage; req: http.ClientRequest }>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', agent: false, headers: { 'x-api-key': 'vk_claude', 'content-type': 'application/json', 'anthropic-version': '2023-06-01' } });
+        req.on('response', (res) => resolve({ res, req }));
+        req.on('error', reject);
+        req.end(body);
+      });
+      const id = String(res.headers['x-request-id']);
+      await new Promise((resolve) => res.once('data', resolve));
+      req.destroy();
+      const recorded = anthropic.requests.at(-1);
+      await waitFor(() => recorded?.aborted === true, 'the provider call to be aborted');
+      const entry = await waitForEntry(gateway.logFile, id);
+      assert.equal(entry.status, 499);
+      assert.ok(upstream !== null);
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+});
+
+describe("Claude Code's first turn", () => {
+  for (const variant of ['default', 'sonnet'] as const) {
+    it(`${variant} model: passes through to Anthropic whole (betas forwarded, so its beta fields are accepted)`, async () => {
+      anthropic.requests.length = 0;
+      const body = JSON.stringify(claudeCodeFirstTurn({ variant }));
+      assert.ok(body.length > 85_000 && body.length < 120_000, `${body.length} bytes`);
+      const reply = await request(gateway.url, '/v1/messages?beta=true', { body, headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_claude' } });
+      assert.equal(reply.status, 200, reply.text.slice(0, 300));
+      const events = messagesEvents(reply.text);
+      assert.equal(events[0].type, 'message_start');
+      assert.equal(events.at(-1).type, 'message_stop');
+      const sent = anthropic.requests[0];
+      assert.equal(sent?.raw, body);
+      assert.equal(sent?.query, 'beta=true');
+      assert.equal(sent?.headers['anthropic-beta'], CLAUDE_CODE_BETAS);
+    });
+
+    it(`${variant} model: with a lower output cap on the key, max_tokens is lowered (and a thinking budget below it)`, async () => {
+      anthropic.requests.length = 0;
+      const reply = await request(gateway.url, '/v1/messages?beta=true', { body: claudeCodeFirstTurn({ variant }), headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_claude_capped' } });
+      assert.equal(reply.status, 200, reply.text.slice(0, 300));
+      const sent = anthropic.requests[0]?.json;
+      assert.equal(sent.max_tokens, 16000);
+      assert.deepEqual(sent.thinking, variant === 'sonnet' ? { type: 'enabled', budget_tokens: 15999, display: 'omitted' } : { type: 'adaptive', display: 'omitted' });
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.request.max_tokens, variant === 'sonnet' ? 32000 : 128000, 'the log keeps what the client sent');
+    });
+
+    it(`${variant} model: translated for OpenAI, whose output limit (16,384) is below Claude Code's: refused in Anthropic's shape without a cap, served with one`, async () => {
+      openai.requests.length = 0;
+      const refusedReply = await request(gateway.url, '/v1/messages?beta=true', { body: claudeCodeFirstTurn({ variant }), headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_gpt' } });
+      assert.equal(refusedReply.status, 400);
+      assert.equal(refusedReply.json.type, 'error');
+      assert.equal(refusedReply.json.error.type, 'invalid_request_error');
+      assert.match(refusedReply.json.error.message, /max_tokens is too large: (128000|32000)\. This model supports at most 16384 completion tokens/);
+
+      const reply = await request(gateway.url, '/v1/messages?beta=true', { body: claudeCodeFirstTurn({ variant }), headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_gpt_capped' } });
+      assert.equal(reply.status, 200, reply.text.slice(0, 300));
+      const events = messagesEvents(reply.text);
+      assert.deepEqual(events.map((event) => event.type).filter((type, i, all) => all.indexOf(type) === i), ['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+      assert.ok(events[0].message.usage.input_tokens > 20_000, 'message_start carries an estimate of the ~90 KB prompt');
+      const sent = openai.requests.at(-1)?.json;
+      assert.equal(sent.model, 'gpt-4o-mini');
+      assert.equal(sent.max_completion_tokens, OUTPUT_LIMIT.openai);
+      assert.equal(sent.tools.length, 12);
+      assert.deepEqual(sent.messages.map((message: { role: string }) => message.role), ['system', 'user', 'system']);
+      assert.ok(sent.user.length <= 64);
+      for (const gone of ['cache_control', 'defer_loading', 'context_management', 'thinking', 'output_config', 'budget_tokens']) assert.ok(!openai.requests.at(-1)?.raw.includes(gone), gone);
+      assert.equal(sent.stream_options.include_usage, true);
+    });
+  }
+
+  it('translated for DeepSeek (deepseek-chat, 8,192 output tokens): the key\'s cap goes as max_tokens, text blocks as strings', async () => {
+    deepseek.requests.length = 0;
+    const reply = await request(gateway.url, '/v1/messages?beta=true', { body: claudeCodeFirstTurn({ variant: 'sonnet' }), headers: { ...CLAUDE_CODE_HEADERS, authorization: 'Bearer vk_ds' } });
+    assert.equal(reply.status, 200, reply.text.slice(0, 300));
+    const sent = deepseek.requests[0]?.json;
+    assert.equal(sent.model, 'deepseek-chat');
+    assert.equal(sent.max_tokens, 8192);
+    assert.equal(sent.max_completion_tokens, undefined);
+    assert.ok(sent.messages.every((message: { content: unknown }) => typeof message.content === 'string'));
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.model, 'claude-sonnet-4-5');
+    assert.equal(entry.upstream.model, 'deepseek-chat');
+    assert.equal(entry.response.type, 'message');
+    assert.equal(entry.response.stop_reason, 'end_turn');
+  });
+});
+
+describe('messages translated for Chat Completions providers', () => {
+  it('answers a Message (msg_ id, text, stop_reason, usage) from an OpenAI completion, and logs what the client got', async () => {
+    openai.requests.length = 0;
+    const reply = await messages(gateway.url, 'vk_gpt', { ...hello, system: [{ type: 'text', text: 'Be brief.', cache_control: { type: 'ephemeral' } }] });
+    assert.equal(reply.status, 200, reply.text);
+    assert.match(reply.json.id, /^msg_/);
+    assert.deepEqual({ ...reply.json, id: undefined }, {
+      id: undefined,
+      type: 'message',
+      role: 'assistant',
+      model: 'gpt-4o-mini-2024-08-06',
+      content: [{ type: 'text', text: 'openai says: Hello Claude' }],
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      usage: { input_tokens: 11, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 7 },
+    });
+    assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+    const sent = openai.requests[0];
+    assert.equal(sent?.headers.authorization, `Bearer ${OPENAI_KEY}`);
+    assert.equal(sent?.headers['anthropic-version'], undefined);
+    assert.deepEqual(sent?.json, { model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello Claude' }], max_completion_tokens: 1024 });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.response, reply.json);
+    assert.equal(entry.model, 'claude-sonnet-4-5');
+    assert.equal(entry.upstream.model, 'gpt-4o-mini');
+    assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+  });
+
+  it('streams DeepSeek reasoning as a thinking block, then text, every event named, message_start never zero', async () => {
+    const reply = await messages(gateway.url, 'vk_ds', { ...hello, model: 'claude-opus-5-5', stream: true });
+    assert.equal(reply.status, 200);
+    const events = messagesEvents(reply.text);
+    assert.equal(events[0].type, 'message_start');
+    assert.ok(events[0].message.usage.input_tokens > 0);
+    const blocks = events.filter((event) => event.type === 'content_block_start').map((event) => event.content_block.type);
+    assert.deepEqual(blocks, ['thinking', 'text']);
+    const text = (kind: string) => events.filter((event) => event.delta?.type === kind).map((event) => event.delta.text ?? event.delta.thinking).join('');
+    assert.equal(text('thinking_delta'), 'Thinking about it.');
+    assert.equal(text('text_delta'), 'deepseek says: Hello Claude');
+    const delta = events.at(-2);
+    assert.deepEqual(delta, { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 7 } });
+    assert.deepEqual(events.at(-1), { type: 'message_stop' });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.response.content, [
+      { type: 'thinking', thinking: 'Thinking about it.', signature: '' },
+      { type: 'text', text: 'deepseek says: Hello Claude' },
+    ]);
+    assert.equal(entry.upstream.model, 'deepseek-reasoner');
+    assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 3 });
+  });
+
+  it('a two-turn tool round trip: a streamed tool call whose input_json_deltas join into valid JSON, then its tool_result', async () => {
+    const ask = { model: 'claude-sonnet-4-5', max_tokens: 1024, tools: [weather], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] };
+    const first = await messages(gateway.url, 'vk_gpt', { ...ask, stream: true });
+    assert.equal(first.status, 200);
+    const events = messagesEvents(first.text);
+    const start = events.find((event) => event.type === 'content_block_start' && event.content_block.type === 'tool_use');
+    assert.deepEqual(start.content_block, { type: 'tool_use', id: 'call_Wx1Yz2', name: 'get_weather', input: {} });
+    const json = events.filter((event) => event.index === start.index && event.delta?.type === 'input_json_delta').map((event) => event.delta.partial_json).join('');
+    const input = JSON.parse(json);
+    assert.deepEqual(input, { city: 'Paris', unit: 'celsius' });
+    assert.equal(events.at(-2).delta.stop_reason, 'tool_use');
+
+    const second = await messages(gateway.url, 'vk_gpt', {
+      ...ask,
+      messages: [
+        ...ask.messages,
+        { role: 'assistant', content: [{ type: 'tool_use', id: start.content_block.id, name: 'get_weather', input }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: start.content_block.id, content: [{ type: 'text', text: '21C and sunny' }] }] },
+      ],
+    });
+    assert.equal(second.status, 200, second.text);
+    assert.deepEqual(second.json.content, [{ type: 'text', text: 'openai says: the tool answered 21C and sunny' }]);
+    assert.equal(second.json.stop_reason, 'end_turn');
+    const sent = openai.requests.at(-1)?.json;
+    assert.deepEqual(sent.messages.slice(1), [
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_Wx1Yz2', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris","unit":"celsius"}' } }] },
+      { role: 'tool', tool_call_id: 'call_Wx1Yz2', content: '21C and sunny' },
+    ]);
+  });
+
+  it('a non-streamed tool call comes back as a tool_use block with its input', async () => {
+    const reply = await messages(gateway.url, 'vk_ds', { model: 'claude-sonnet-4-5', max_tokens: 100, tools: [weather], tool_choice: { type: 'any', disable_parallel_tool_use: true }, messages: [{ role: 'user', content: 'weather in Paris?' }] });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json.content, [{ type: 'tool_use', id: 'call_00_ds1', name: 'get_weather', input: { city: 'Paris', unit: 'celsius' } }]);
+    assert.equal(reply.json.stop_reason, 'tool_use');
+    const sent = deepseek.requests.at(-1)?.json;
+    assert.equal(sent.tool_choice, 'required');
+    assert.equal(sent.parallel_tool_calls, false);
+  });
+
+  it('refuses server tools with a 400 naming them; nothing reaches the provider', async () => {
+    const before = openai.requests.length;
+    const reply = await messages(gateway.url, 'vk_gpt', { ...hello, tools: [weather, { type: 'web_search_20250305', name: 'web_search', max_uses: 5 }] });
+    assert.equal(reply.status, 400);
+    assert.deepEqual(reply.json, { type: 'error', error: { type: 'invalid_request_error', message: "tools: web_search (web_search_20250305): only Anthropic runs these tools; remove them for this key's provider" } });
+    assert.equal(openai.requests.length, before);
+  });
+
+  it("ends a stream that fails mid-way with an error event in Anthropic's shape", async () => {
+    openai.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"Hal"},"finish_reason":null}]}\n\n');
+      res.end('data: {"error":{"message":"The server had an error while processing your request.","type":"server_error"}}\n\n');
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_gpt', { ...hello, stream: true });
+      const events = messagesEvents(reply.text);
+      assert.deepEqual(events.map((event) => event.type), ['message_start', 'content_block_start', 'content_block_delta', 'error']);
+      assert.deepEqual(events.at(-1), { type: 'error', error: { type: 'api_error', message: 'The server had an error while processing your request.' } });
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it("passes a provider's 400 on in Anthropic's shape", async () => {
+    const reply = await messages(gateway.url, 'vk_gpt', { ...hello, metadata: { user_id: 'u' }, stop_sequences: ['a'], temperature: 0.2, top_p: 0.5, top_k: 3, tool_choice: { type: 'auto' } });
+    assert.equal(reply.status, 200, 'dropped and mapped parameters are accepted by the provider');
+    openai.behave(({ res }) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: "Invalid 'messages[1].content': string too long.", type: 'invalid_request_error', param: 'messages[1].content', code: 'string_above_max_length' } }));
+    });
+    try {
+      const refused = await messages(gateway.url, 'vk_gpt', hello);
+      assert.equal(refused.status, 400);
+      assert.deepEqual(refused.json, { type: 'error', error: { type: 'invalid_request_error', message: "Invalid 'messages[1].content': string too long." } });
+    } finally {
+      openai.behave(null);
+    }
+  });
+});
+
+describe("DeepSeek's Anthropic endpoint (\"api\": \"messages\")", () => {
+  it('passes through with the key\'s model map applied, the rest of the body unchanged', async () => {
+    anthropic.requests.length = 0;
+    const body = { ...hello, model: 'claude-opus-5-5', thinking: { type: 'adaptive' } };
+    const reply = await messages(gateway.url, 'vk_ds_anthropic', body, { bearer: true });
+    assert.equal(reply.status, 200, reply.text);
+    const sent = anthropic.requests[0];
+    assert.deepEqual(sent?.json, { ...body, model: 'deepseek-v4-pro' });
+    assert.equal(sent?.headers['x-api-key'], ANTHROPIC_KEY);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.provider, 'deepseek');
+    assert.equal(entry.model, 'claude-opus-5-5');
+    assert.equal(entry.upstream.model, 'deepseek-v4-pro');
+  });
+});
+
+describe('errors on the Messages routes', () => {
+  const expectError = (reply: Awaited<ReturnType<typeof request>>, status: number, type: string, message?: RegExp): void => {
+    assert.equal(reply.status, status, reply.text);
+    assert.equal(reply.json?.type, 'error', reply.text);
+    assert.equal(reply.json.error.type, type);
+    assert.deepEqual(Object.keys(reply.json.error).sort(), ['message', 'type']);
+    if (message !== undefined) assert.match(reply.json.error.message, message);
+    assert.match(String(reply.headers['request-id']), /^[0-9a-f-]{36}$/);
+  };
+
+  it('401 without a key (saying where it goes) and with an unknown one', async () => {
+    expectError(await messages(gateway.url, null, hello), 401, 'authentication_error', /x-api-key: <virtual key>.*Authorization: Bearer/);
+    expectError(await messages(gateway.url, 'vk_nope', hello), 401, 'authentication_error', /Invalid virtual key/);
+    expectError(await messages(gateway.url, 'vk_nope', hello, { bearer: true }), 401, 'authentication_error');
+  });
+
+  it('400 for a body Anthropic would refuse, 403 for a model the key may not use, 413 for a body too large', async () => {
+    expectError(await messages(gateway.url, 'vk_claude', '{"model":'), 400, 'invalid_request_error', /not valid JSON/);
+    expectError(await messages(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }] }), 400, 'invalid_request_error', /^max_tokens: Field required$/);
+    expectError(await messages(gateway.url, 'vk_haiku_only', hello), 403, 'permission_error', /claude-sonnet-4-5/);
+    expectError(await messages(gateway.url, 'vk_claude', { ...hello, system: 'x'.repeat(250_000) }), 413, 'request_too_large');
+  });
+
+  it('404 for an unknown path under /v1/messages, 405 for a GET', async () => {
+    expectError(await messages(gateway.url, 'vk_claude', hello, { path: '/v1/messages/batches' }), 404, 'not_found_error', /Unknown path: POST \/v1\/messages\/batches/);
+    expectError(await request(gateway.url, '/v1/messages', { method: 'GET', headers: { 'x-api-key': 'vk_claude' } }), 405, 'invalid_request_error', /use POST/);
+  });
+
+  it('429 from the key\'s rate limit, with retry-after', async () => {
+    assert.equal((await messages(gateway.url, 'vk_rpm', hello)).status, 200);
+    const refused = await messages(gateway.url, 'vk_rpm', hello);
+    expectError(refused, 429, 'rate_limit_error');
+    assert.ok(Number(refused.headers['retry-after']) > 0);
+  });
+
+  it('500 api_error when the provider refuses the real key, 502 api_error when it cannot be reached', async () => {
+    expectError(await messages(gateway.url, 'vk_bad_real', hello), 500, 'api_error', /rejected the gateway's API key/);
+    expectError(await messages(gateway.url, 'vk_down', hello), 502, 'api_error');
+  });
+});
+
+describe('count_tokens', () => {
+  const body = { model: 'claude-sonnet-4-5', system: 'Be brief.', messages: [{ role: 'user', content: 'How many tokens is this?' }], tools: [weather] };
+
+  it('passes through to a Messages provider: body, query, version and betas, with the real key', async () => {
+    anthropic.requests.length = 0;
+    const raw = JSON.stringify(body);
+    const reply = await messages(gateway.url, 'vk_claude', raw, { path: '/v1/messages/count_tokens', query: 'beta=true', headers: { 'anthropic-beta': 'token-counting-2024-11-01' } });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json, { input_tokens: 7 + Math.ceil(raw.length / 5) });
+    assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+    const sent = anthropic.requests[0];
+    assert.equal(sent?.path, '/v1/messages/count_tokens');
+    assert.equal(sent?.query, 'beta=true');
+    assert.equal(sent?.raw, raw);
+    assert.equal(sent?.headers['x-api-key'], ANTHROPIC_KEY);
+    assert.equal(sent?.headers['anthropic-beta'], 'token-counting-2024-11-01');
+  });
+
+  it('applies the model map on the way', async () => {
+    anthropic.requests.length = 0;
+    const reply = await messages(gateway.url, 'vk_ds_anthropic', body, { path: '/v1/messages/count_tokens' });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(anthropic.requests[0]?.json.model, 'deepseek-v4-pro');
+  });
+
+  it('estimates for a Chat Completions provider, without calling it', async () => {
+    const before = openai.requests.length;
+    const reply = await messages(gateway.url, 'vk_gpt', body, { path: '/v1/messages/count_tokens' });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json, { input_tokens: estimateInputTokens(body as unknown as AnthropicRequest) });
+    assert.equal(openai.requests.length, before);
+  });
+
+  it('estimates when a Messages provider has no count_tokens (404 for the path); passes on a 404 about the model', async () => {
+    anthropic.behave(({ res }) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(anthropicError('not_found_error', 'Not Found')));
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', body, { path: '/v1/messages/count_tokens' });
+      assert.deepEqual(reply.json, { input_tokens: estimateInputTokens(body as unknown as AnthropicRequest) });
+    } finally {
+      anthropic.behave(null);
+    }
+    anthropic.behave(({ res }) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(anthropicError('not_found_error', 'model: claude-sonnet-9')));
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', { ...body, model: 'claude-sonnet-9' }, { path: '/v1/messages/count_tokens' });
+      assert.equal(reply.status, 404);
+      assert.deepEqual(reply.json, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-sonnet-9' } });
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
+  it("refuses in Anthropic's shape: no key, a GET, a body without messages", async () => {
+    const noKey = await messages(gateway.url, null, body, { path: '/v1/messages/count_tokens' });
+    assert.equal(noKey.status, 401);
+    assert.equal(noKey.json.error.type, 'authentication_error');
+    const get = await request(gateway.url, '/v1/messages/count_tokens', { method: 'GET', headers: { 'x-api-key': 'vk_claude' } });
+    assert.equal(get.status, 405);
+    assert.equal(get.json.error.type, 'invalid_request_error');
+    const bad = await messages(gateway.url, 'vk_claude', { model: 'm' }, { path: '/v1/messages/count_tokens' });
+    assert.deepEqual(bad.json, { type: 'error', error: { type: 'invalid_request_error', message: 'messages: Field required' } });
+  });
+});
+
+describe('GET /v1/models in both formats', () => {
+  it("answers Anthropic's list format to a request in Anthropic's style (x-api-key or anthropic-version)", async () => {
+    const claude = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_claude', 'anthropic-version': '2023-06-01' } });
+    assert.equal(claude.status, 200, claude.text);
+    assert.deepEqual(claude.json, {
+      data: [
+        { type: 'model', id: 'claude-sonnet-4-5-20250929', display_name: 'claude-sonnet-4-5-20250929', created_at: '2025-09-29T00:00:00Z' },
+        { type: 'model', id: 'claude-haiku-4-5-20251001', display_name: 'claude-haiku-4-5-20251001', created_at: '2025-09-29T00:00:00Z' },
+      ],
+      has_more: false,
+      first_id: 'claude-sonnet-4-5-20250929',
+      last_id: 'claude-haiku-4-5-20251001',
+    });
+    const gpt = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_gpt', headers: { 'anthropic-version': '2023-06-01' } });
+    assert.equal(gpt.status, 200, gpt.text);
+    assert.deepEqual(gpt.json.data[0], { type: 'model', id: 'gpt-4o-mini', display_name: 'gpt-4o-mini', created_at: '2024-07-16T23:32:21Z' });
+    assert.equal(gpt.json.has_more, false);
+  });
+
+  it("answers OpenAI's list format otherwise, for the same keys", async () => {
+    const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude' });
+    assert.equal(claude.json.object, 'list');
+    assert.equal(claude.json.data[0].object, 'model');
+  });
+
+  it("refuses in Anthropic's shape to an Anthropic client", async () => {
+    const reply = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_nope' } });
+    assert.equal(reply.status, 401);
+    assert.deepEqual(Object.keys(reply.json), ['type', 'error']);
+    assert.equal(reply.json.error.type, 'authentication_error');
+    assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+  });
+});

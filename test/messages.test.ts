@@ -1,0 +1,549 @@
+/**
+ * The Messages client API's pure parts: reading a client's request, translating it to chat and
+ * the chat answers and streams back, the error shape, the count estimate, the model list.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GatewayError } from '../src/errors.js';
+import { decodeChatEvent } from '../src/formats/chat/stream.js';
+import type { ChatCompletion, ChatRequest } from '../src/formats/chat/types.js';
+import { MessageAssembler } from '../src/formats/messages/assemble.js';
+import { estimateInputTokens } from '../src/formats/messages/count.js';
+import { messagesErrorBody } from '../src/formats/messages/errors.js';
+import { messagesClient } from '../src/formats/messages/index.js';
+import { toAnthropicModelList } from '../src/formats/messages/models.js';
+import { messagesStreamOutput } from '../src/formats/messages/output.js';
+import { MESSAGES_PARAMETERS, toChatRequest } from '../src/formats/messages/request-to-chat.js';
+import { STOP_REASONS, toMessage } from '../src/formats/messages/response-from-chat.js';
+import { chatStreamToMessages } from '../src/formats/messages/stream-from-chat.js';
+import type { AnthropicRequest, MessagesEvent } from '../src/formats/messages/types.js';
+import type { StreamItem } from '../src/formats/stream.js';
+import { SseParser } from '../src/upstream/sse.js';
+
+const translate = (request: Record<string, unknown>): ChatRequest =>
+  toChatRequest({ model: 'gpt-4o-mini', max_tokens: 1024, messages: [{ role: 'user', content: 'hi' }], ...request } as AnthropicRequest);
+
+function refused(request: Record<string, unknown>, message: RegExp, param?: string): void {
+  assert.throws(
+    () => translate(request),
+    (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.status, 400);
+      assert.match(err.message, message);
+      if (param !== undefined) assert.equal(err.param, param);
+      assert.equal(messagesErrorBody(err).error.type, 'invalid_request_error');
+      return true;
+    },
+  );
+}
+
+describe('messages request → chat: messages', () => {
+  it('system (a string or text blocks, cache_control removed) becomes the first system message', () => {
+    assert.deepEqual(translate({ system: 'Be brief.' }).messages, [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hi' }]);
+    const blocks = translate({
+      system: [
+        { type: 'text', text: 'You are Claude Code.' },
+        { type: 'text', text: 'Follow the rules.', cache_control: { type: 'ephemeral' } },
+      ],
+    });
+    assert.deepEqual(blocks.messages[0], { role: 'system', content: 'You are Claude Code.\n\nFollow the rules.' });
+    assert.ok(!JSON.stringify(blocks).includes('cache_control'));
+  });
+
+  it('role "system" messages inside messages stay where they are, as Claude Code sends one last', () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b', cache_control: { type: 'ephemeral' } }] },
+        { role: 'system', content: [{ type: 'text', text: 'Now be terse.', cache_control: { type: 'ephemeral' } }] },
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+      { role: 'system', content: 'Now be terse.' },
+    ]);
+  });
+
+  it('text and image blocks (base64 and URL) become content parts; one text block travels as a string', () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'only' }] },
+        { role: 'assistant', content: 'ok' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is here?' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
+            { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
+          ],
+        },
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'only' },
+      { role: 'assistant', content: 'ok' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is here?' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+          { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } },
+        ],
+      },
+    ]);
+  });
+
+  it('a tool round trip: tool_use → tool_calls, tool_result (string, blocks, is_error) → tool messages in order, before the rest of the turn', () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: 'Weather in Paris and Rome?' },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'thinking', thinking: 'Two calls.', signature: 'sig' },
+            { type: 'text', text: 'Checking.' },
+            { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris' } },
+            { type: 'tool_use', id: 'toolu_02', name: 'get_weather', input: { city: 'Rome' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Also, thanks.' },
+            { type: 'tool_result', tool_use_id: 'toolu_01', content: '21C' },
+            { type: 'tool_result', tool_use_id: 'toolu_02', content: [{ type: 'text', text: 'city' }, { type: 'text', text: 'not found' }], is_error: true },
+          ],
+        },
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'Weather in Paris and Rome?' },
+      {
+        role: 'assistant',
+        content: 'Checking.',
+        tool_calls: [
+          { id: 'toolu_01', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+          { id: 'toolu_02', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'toolu_01', content: '21C' },
+      { role: 'tool', tool_call_id: 'toolu_02', content: 'Error: city\nnot found' },
+      { role: 'user', content: 'Also, thanks.' },
+    ]);
+  });
+
+  it('an assistant turn of tool calls only has null content; images in a tool result follow in a user message', () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: 'Screenshot?' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_9', name: 'screenshot', input: {} }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_9', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/jpeg', data: '/9j/' } }] }] },
+      ],
+    });
+    assert.deepEqual(out.messages.slice(1), [
+      { role: 'assistant', content: null, tool_calls: [{ id: 'toolu_9', type: 'function', function: { name: 'screenshot', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'toolu_9', content: '' },
+      { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/' } }] },
+    ]);
+  });
+
+  it('thinking and redacted_thinking blocks of earlier turns are dropped; a turn of nothing else goes', () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: [{ type: 'redacted_thinking', data: 'opaque' }] },
+        { role: 'user', content: 'b' },
+      ],
+    });
+    assert.deepEqual(out.messages, [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]);
+  });
+
+  it('refuses what it cannot translate, naming where it is', () => {
+    refused({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'file', file_id: 'file_1' } }] }] }, /messages\.0\.content\.0: only base64 and URL images/, 'messages.0.content.0');
+    refused({ messages: [{ role: 'assistant', content: [{ type: 'server_tool_use', id: 'srvtoolu_1', name: 'web_search', input: {} }] }] }, /messages\.0\.content\.0: content block type "server_tool_use"/);
+    refused({ messages: [{ role: 'user', content: 'x' }, { role: 'system', content: [{ type: 'image', source: {} }] }] }, /messages\.1\.content\.0: only text blocks/);
+    refused({ messages: [{ role: 'user', content: 42 }] }, /messages\.0\.content: must be a string or an array/);
+    refused({ messages: [{ role: 'tool', content: 'x' }] }, /messages\.0\.role/);
+    refused({ messages: [{ role: 'user', content: [{ type: 'tool_result', content: 'x' }] }] }, /messages\.0\.content\.0\.tool_use_id: Field required/);
+  });
+
+  it('a base64 PDF becomes a file part, a text document text', () => {
+    const out = translate({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', title: 'spec.pdf', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
+            { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'plain notes' } },
+          ],
+        },
+      ],
+    });
+    assert.deepEqual(out.messages[0]?.content, [
+      { type: 'file', file: { filename: 'spec.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } },
+      { type: 'text', text: 'plain notes' },
+    ]);
+  });
+});
+
+describe('messages request → chat: tools and parameters', () => {
+  const weather = { name: 'get_weather', description: 'Weather now', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } };
+
+  it('custom tools become function tools; defer_loading, cache_control and other Anthropic fields are removed', () => {
+    const out = translate({ tools: [weather, { ...weather, name: 'later', defer_loading: true, cache_control: { type: 'ephemeral' }, input_examples: [{}], strict: true }] });
+    assert.deepEqual(out.tools, [
+      { type: 'function', function: { name: 'get_weather', parameters: weather.input_schema, description: 'Weather now' } },
+      { type: 'function', function: { name: 'later', parameters: weather.input_schema, description: 'Weather now' } },
+    ]);
+  });
+
+  it('refuses server tools with a 400 naming every one of them', () => {
+    refused(
+      { tools: [weather, { type: 'web_search_20250305', name: 'web_search', max_uses: 3 }, { type: 'code_execution_20250825', name: 'code_execution' }] },
+      /tools: web_search \(web_search_20250305\), code_execution \(code_execution_20250825\): only Anthropic runs these tools/,
+      'tools',
+    );
+  });
+
+  it('tool_choice auto/any/tool/none, and disable_parallel_tool_use → parallel_tool_calls: false', () => {
+    const pick = (choice: unknown) => {
+      const out = translate({ tools: [weather], tool_choice: choice });
+      return [out.tool_choice, out.parallel_tool_calls];
+    };
+    assert.deepEqual(pick({ type: 'auto' }), ['auto', undefined]);
+    assert.deepEqual(pick({ type: 'any', disable_parallel_tool_use: true }), ['required', false]);
+    assert.deepEqual(pick({ type: 'tool', name: 'get_weather' }), [{ type: 'function', function: { name: 'get_weather' } }, undefined]);
+    assert.deepEqual(pick({ type: 'none' }), ['none', undefined]);
+    // Without tools, OpenAI refuses a tool_choice: none is sent.
+    assert.equal(translate({ tool_choice: { type: 'any' } }).tool_choice, undefined);
+    refused({ tools: [weather], tool_choice: { type: 'sometimes' } }, /tool_choice\.type/);
+  });
+
+  it('max_tokens, stop_sequences, temperature, top_p, stream and metadata.user_id map; max_tokens 0 (a cache warm-up) becomes 1', () => {
+    const out = translate({ max_tokens: 2048, stop_sequences: ['END'], temperature: 0.3, top_p: 0.9, stream: true, metadata: { user_id: 'user-42' } });
+    assert.deepEqual(
+      { ...out, messages: undefined },
+      { model: 'gpt-4o-mini', messages: undefined, max_completion_tokens: 2048, stop: ['END'], temperature: 0.3, top_p: 0.9, stream: true, user: 'user-42' },
+    );
+    assert.equal(translate({ max_tokens: 0 }).max_completion_tokens, 1);
+  });
+
+  it("a user_id longer than OpenAI's 64 characters (Claude Code's JSON) becomes a stable digest", () => {
+    const long = JSON.stringify({ device_id: 'd'.repeat(64), account_uuid: '6a1b2c3d-0000-4000-8000-000000000000', session_id: '7e8f9a0b-0000-4000-8000-000000000000' });
+    const first = translate({ metadata: { user_id: long } }).user as string;
+    assert.match(first, /^sha256:[0-9a-f]{32}$/);
+    assert.ok(first.length <= 64);
+    assert.equal(translate({ metadata: { user_id: long } }).user, first);
+    assert.notEqual(translate({ metadata: { user_id: `${long} ` } }).user, first);
+  });
+
+  it('drops what has no meaning on chat (thinking, top_k, context_management, service_tier, betas it does not know)', () => {
+    const out = translate({
+      thinking: { type: 'adaptive', display: 'omitted' },
+      top_k: 5,
+      context_management: { edits: [{ type: 'clear_thinking_20251015', keep: 'all' }] },
+      service_tier: 'auto',
+      speed: 'fast',
+      some_future_beta: { x: 1 },
+    });
+    assert.deepEqual(Object.keys(out).sort(), ['max_completion_tokens', 'messages', 'model']);
+  });
+
+  it("output_config.effort → reasoning_effort for OpenAI's reasoning models only (others refuse it); format → response_format", () => {
+    assert.equal(translate({ model: 'o3', output_config: { effort: 'medium' } }).reasoning_effort, 'medium');
+    assert.equal(translate({ model: 'gpt-5.1', output_config: { effort: 'xhigh' } }).reasoning_effort, 'high');
+    assert.equal(translate({ model: 'gpt-5-chat-latest', output_config: { effort: 'low' } }).reasoning_effort, undefined);
+    assert.equal(translate({ model: 'gpt-4o', output_config: { effort: 'high' } }).reasoning_effort, undefined);
+    assert.equal(translate({ model: 'deepseek-chat', output_config: { effort: 'high' } }).reasoning_effort, undefined);
+    assert.equal(translate({ model: 'o3', thinking: { type: 'disabled' }, output_config: { effort: 'high' } }).reasoning_effort, undefined);
+    const schema = { type: 'object', properties: { a: { type: 'string' } } };
+    assert.deepEqual(translate({ output_config: { format: { type: 'json_schema', schema } } }).response_format, { type: 'json_schema', json_schema: { name: 'response', schema } });
+  });
+
+  it('refuses mcp_servers, which only Anthropic runs', () => {
+    refused({ mcp_servers: [{ type: 'url', url: 'https://mcp.example.com', name: 'x' }] }, /mcp_servers: not supported/, 'mcp_servers');
+  });
+
+  it('the table names every parameter once, each with what happens to it', () => {
+    for (const [name, rule] of Object.entries(MESSAGES_PARAMETERS)) {
+      assert.ok(rule.action === 'map' ? rule.to !== '' : rule.why !== '', name);
+    }
+  });
+});
+
+const completion = (message: Record<string, unknown>, finish: string, usage: Record<string, unknown> = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 }): ChatCompletion =>
+  ({ id: 'chatcmpl-abc', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason: finish }], usage }) as ChatCompletion;
+
+describe('chat answer → Message', () => {
+  it('reasoning → a thinking block, text → a text block, tool calls → tool_use blocks with their input parsed', () => {
+    const message = toMessage(
+      completion(
+        {
+          content: 'Let me check.',
+          reasoning_content: 'The user wants weather.',
+          tool_calls: [
+            { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+            { id: 'call_2', type: 'function', function: { name: 'broken', arguments: '{"city": "Par' } },
+          ],
+        },
+        'tool_calls',
+      ),
+    );
+    assert.deepEqual(message, {
+      id: 'msg_chatcmpl-abc',
+      type: 'message',
+      role: 'assistant',
+      model: 'gpt-4o-mini-2024-07-18',
+      content: [
+        { type: 'thinking', thinking: 'The user wants weather.', signature: '' },
+        { type: 'text', text: 'Let me check.' },
+        { type: 'tool_use', id: 'call_1', name: 'get_weather', input: { city: 'Paris' } },
+        // Arguments that are not a JSON object cannot be Anthropic's input: {}.
+        { type: 'tool_use', id: 'call_2', name: 'broken', input: {} },
+      ],
+      stop_reason: 'tool_use',
+      stop_sequence: null,
+      usage: { input_tokens: 100, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 20 },
+    });
+  });
+
+  it('maps every finish_reason; tool calls under "stop" (some servers) are still tool_use', () => {
+    assert.deepEqual(STOP_REASONS, { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', function_call: 'tool_use', content_filter: 'refusal' });
+    for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion({ content: 'x' }, finish)).stop_reason, stop, finish);
+    assert.equal(toMessage(completion({ content: 'x' }, 'something_new')).stop_reason, 'end_turn');
+    const called = completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }, 'stop');
+    assert.equal(toMessage(called).stop_reason, 'tool_use');
+    assert.equal(toMessage(completion({ content: null, refusal: 'I cannot help.' }, 'stop')).stop_reason, 'refusal');
+  });
+
+  it('cached prompt tokens move from input_tokens to cache_read_input_tokens, as Anthropic counts them', () => {
+    const cached = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 800 } }));
+    assert.deepEqual(cached.usage, { input_tokens: 200, cache_creation_input_tokens: 0, cache_read_input_tokens: 800, output_tokens: 50 });
+    const deepseek = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_cache_hit_tokens: 600, prompt_cache_miss_tokens: 400 }));
+    assert.deepEqual(deepseek.usage, { input_tokens: 400, cache_creation_input_tokens: 0, cache_read_input_tokens: 600, output_tokens: 50 });
+  });
+});
+
+/** A DeepSeek-reasoner-like chat stream with thinking, text, two tool calls, the finish, usage and [DONE]. */
+const CHAT_STREAM = [
+  { choices: [{ index: 0, delta: { role: 'assistant', content: null, reasoning_content: '' }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { content: null, reasoning_content: 'Weather, ' }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { content: null, reasoning_content: 'two cities.' }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { content: 'Checking – ☀️' }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_00_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"city": "Pa' } }] }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ris"}' } }] }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_01_b', type: 'function', function: { name: 'get_weather', arguments: '{"city":' } }] }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: ' "Rome"}' } }] }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+  { choices: [], usage: { prompt_tokens: 900, completion_tokens: 60, total_tokens: 960, prompt_tokens_details: { cached_tokens: 500 } } },
+]
+  .map((chunk) => `data: ${JSON.stringify({ id: 'chatcmpl-s1', object: 'chat.completion.chunk', created: 1, model: 'deepseek-reasoner', ...chunk })}\n\n`)
+  .concat('data: [DONE]\n\n')
+  .join('');
+
+/** The provider's bytes → chat items → Messages items → the frames a Messages client gets. */
+function runTranslated(chunks: Buffer[], promptTokens = 1234): { frames: string; items: Array<StreamItem<MessagesEvent>> } {
+  const parser = new SseParser();
+  const translate = chatStreamToMessages({ promptTokens });
+  const items: Array<StreamItem<MessagesEvent>> = [];
+  const take = (events: ReturnType<SseParser['push']>): void => {
+    for (const event of events) for (const item of decodeChatEvent(event)) items.push(...translate(item));
+  };
+  for (const chunk of chunks) take(parser.push(chunk));
+  take(parser.end());
+  return { frames: items.map((item) => messagesStreamOutput.frame(item)).join(''), items };
+}
+
+/** Parses frames as Anthropic's SDK does: only events with an `event:` line, whose name must match the data's type. */
+function sdkEvents(frames: string): MessagesEvent[] {
+  return frames
+    .split('\n\n')
+    .filter((block) => block !== '')
+    .map((block) => {
+      const name = /^event: (.+)$/m.exec(block)?.[1];
+      const data = JSON.parse(block.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n')) as MessagesEvent;
+      assert.equal(name, data.type, `event line of ${block}`);
+      return data;
+    });
+}
+
+describe('chat stream → Messages stream', () => {
+  it('message_start (a non-zero estimate), one block per thinking, text and tool call, message_delta with the real usage, message_stop', () => {
+    const events = sdkEvents(runTranslated([Buffer.from(CHAT_STREAM)]).frames);
+    assert.deepEqual(
+      events.map((event) => [event.type, event.index ?? null, (event.delta as { type?: string } | undefined)?.type ?? (event.content_block as { type?: string } | undefined)?.type ?? null]),
+      [
+        ['message_start', null, null],
+        ['content_block_start', 0, 'thinking'],
+        ['content_block_delta', 0, 'thinking_delta'],
+        ['content_block_delta', 0, 'thinking_delta'],
+        ['content_block_stop', 0, null],
+        ['content_block_start', 1, 'text'],
+        ['content_block_delta', 1, 'text_delta'],
+        ['content_block_stop', 1, null],
+        ['content_block_start', 2, 'tool_use'],
+        ['content_block_delta', 2, 'input_json_delta'],
+        ['content_block_delta', 2, 'input_json_delta'],
+        ['content_block_stop', 2, null],
+        ['content_block_start', 3, 'tool_use'],
+        ['content_block_delta', 3, 'input_json_delta'],
+        ['content_block_delta', 3, 'input_json_delta'],
+        ['content_block_stop', 3, null],
+        ['message_delta', null, null],
+        ['message_stop', null, null],
+      ],
+    );
+    const start = events[0]?.message as { id: string; model: string; usage: Record<string, number> };
+    assert.equal(start.id, 'msg_chatcmpl-s1');
+    assert.equal(start.model, 'deepseek-reasoner');
+    assert.deepEqual(start.usage, { input_tokens: 1234, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 });
+    const delta = events.at(-2) as MessagesEvent;
+    assert.deepEqual(delta.delta, { stop_reason: 'tool_use', stop_sequence: null });
+    assert.deepEqual(delta.usage, { input_tokens: 400, cache_creation_input_tokens: 0, cache_read_input_tokens: 500, output_tokens: 60 });
+  });
+
+  it("each tool call's input_json_delta fragments join into valid JSON", () => {
+    const events = sdkEvents(runTranslated([Buffer.from(CHAT_STREAM)]).frames);
+    const inputs = new Map<number, string>();
+    for (const event of events) {
+      const delta = event.delta as { type?: string; partial_json?: string } | undefined;
+      if (delta?.type === 'input_json_delta') inputs.set(event.index as number, (inputs.get(event.index as number) ?? '') + delta.partial_json);
+    }
+    assert.deepEqual([...inputs.values()].map((json) => JSON.parse(json)), [{ city: 'Paris' }, { city: 'Rome' }]);
+  });
+
+  it('assembles, for the log, into the Message a non-streamed call would give', () => {
+    const assembler = new MessageAssembler();
+    for (const item of runTranslated([Buffer.from(CHAT_STREAM)]).items) if (item.kind === 'event') assembler.add(item.event);
+    const message = assembler.result();
+    assert.deepEqual(message.content, [
+      { type: 'thinking', thinking: 'Weather, two cities.', signature: '' },
+      { type: 'text', text: 'Checking – ☀️' },
+      { type: 'tool_use', id: 'call_00_a', name: 'get_weather', input: { city: 'Paris' } },
+      { type: 'tool_use', id: 'call_01_b', name: 'get_weather', input: { city: 'Rome' } },
+    ]);
+    assert.equal(message.stop_reason, 'tool_use');
+    assert.equal(message.usage.output_tokens, 60);
+  });
+
+  it('gives the same frames when the provider stream is split at every byte boundary', () => {
+    const expected = runTranslated([Buffer.from(CHAT_STREAM)]).frames;
+    const bytes = Buffer.from(CHAT_STREAM);
+    for (let cut = 1; cut < bytes.length; cut++) assert.equal(runTranslated([bytes.subarray(0, cut), bytes.subarray(cut)]).frames, expected, `split at byte ${cut}`);
+    assert.equal(runTranslated([...bytes].map((byte) => Buffer.from([byte]))).frames, expected, 'one byte at a time');
+  });
+
+  it('an empty answer still starts, stops and ends', () => {
+    const events = sdkEvents(runTranslated([Buffer.from('data: [DONE]\n\n')], 0).frames);
+    assert.deepEqual(events.map((event) => event.type), ['message_start', 'message_delta', 'message_stop']);
+    assert.equal((events[0]?.message as { usage: { input_tokens: number } }).usage.input_tokens, 1, 'never zero');
+  });
+
+  it('a failure mid-stream ends with an error event in Anthropic’s shape', () => {
+    const { frames, items } = runTranslated([Buffer.from(`${CHAT_STREAM.split('\n\n').slice(0, 4).join('\n\n')}\n\ndata: {"error":{"message":"Rate limit reached","type":"rate_limit_error"}}\n\n`)]);
+    assert.equal(items.at(-1)?.kind, 'error');
+    const last = frames.trimEnd().split('\n\n').at(-1) as string;
+    assert.match(last, /^event: error\ndata: /);
+    assert.deepEqual(JSON.parse(last.split('\n')[1]?.slice(6) as string), { type: 'error', error: { type: 'rate_limit_error', message: 'Rate limit reached' } });
+  });
+});
+
+describe('messages client', () => {
+  const parse = (body: unknown) => messagesClient.parseRequest(Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)));
+
+  it('reads model, stream and max_tokens (the output it may reserve)', () => {
+    const parsed = parse({ model: 'claude-sonnet-4-5', max_tokens: 32000, stream: true, messages: [{ role: 'user', content: 'x' }] });
+    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens], ['claude-sonnet-4-5', true, 32000]);
+  });
+
+  it('refuses bodies Anthropic would, in its words, with a 400', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      ['', /empty/],
+      ['{"model":', /not valid JSON/],
+      [[], /JSON object/],
+      [{ max_tokens: 1, messages: [{ role: 'user', content: 'x' }] }, /^model: Field required$/],
+      [{ model: 'm', max_tokens: 1 }, /^messages: Field required$/],
+      [{ model: 'm', max_tokens: 1, messages: [] }, /messages: must be a non-empty array/],
+      [{ model: 'm', max_tokens: 1, messages: ['x'] }, /messages\.0: must be an object/],
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }] }, /^max_tokens: Field required$/],
+      [{ model: 'm', max_tokens: 1.5, messages: [{ role: 'user', content: 'x' }] }, /max_tokens: must be a non-negative integer/],
+      [{ model: 'm', max_tokens: 1, stream: 'yes', messages: [{ role: 'user', content: 'x' }] }, /stream: must be true or false/],
+    ];
+    for (const [body, message] of cases) {
+      assert.throws(
+        () => parse(body),
+        (err: unknown) => err instanceof GatewayError && err.status === 400 && message.test(err.message) && messagesErrorBody(err).error.type === 'invalid_request_error',
+        JSON.stringify(body),
+      );
+    }
+  });
+
+  it("a key's model map and output cap rewrite the request; a thinking budget stays below the cap, or thinking goes", () => {
+    const request = { model: 'claude-opus-5-5', max_tokens: 32000, thinking: { type: 'enabled', budget_tokens: 31999 }, messages: [{ role: 'user', content: 'x' }] } as AnthropicRequest;
+    assert.deepEqual(messagesClient.rewrite(request, { model: 'deepseek-chat' }), { ...request, model: 'deepseek-chat' });
+    assert.deepEqual(messagesClient.rewrite(request, { model: 'm', maxOutputTokens: 8192 }), { ...request, model: 'm', max_tokens: 8192, thinking: { type: 'enabled', budget_tokens: 8191 } });
+    const small = messagesClient.rewrite(request, { model: 'm', maxOutputTokens: 1000 });
+    assert.equal(small.thinking, undefined);
+    assert.equal(request.max_tokens, 32000, 'the original is not changed');
+    const adaptive = { ...request, thinking: { type: 'adaptive' } } as AnthropicRequest;
+    assert.deepEqual(messagesClient.rewrite(adaptive, { model: 'm', maxOutputTokens: 1000 }).thinking, { type: 'adaptive' });
+  });
+
+  it("errors have Anthropic's shape and its type for each status; for a status without one, a provider's own Anthropic type is kept", () => {
+    const pairs: Array<[number, string]> = [
+      [400, 'invalid_request_error'],
+      [401, 'authentication_error'],
+      [403, 'permission_error'],
+      [404, 'not_found_error'],
+      [405, 'invalid_request_error'],
+      [413, 'request_too_large'],
+      [429, 'rate_limit_error'],
+      [500, 'api_error'],
+      [502, 'api_error'],
+      [503, 'api_error'],
+      [504, 'timeout_error'],
+      [529, 'overloaded_error'],
+    ];
+    for (const [status, type] of pairs) {
+      assert.deepEqual(messagesErrorBody(new GatewayError(status, 'why')), { type: 'error', error: { type, message: 'why' } }, String(status));
+    }
+    assert.equal(messagesErrorBody(new GatewayError(503, 'x', { type: 'overloaded_error' })).error.type, 'overloaded_error');
+    assert.equal(messagesErrorBody(new GatewayError(500, 'x', { type: 'server_error' })).error.type, 'api_error');
+    assert.equal(messagesErrorBody(new GatewayError(429, 'x', { type: 'insufficient_quota' })).error.type, 'rate_limit_error');
+  });
+});
+
+describe('count_tokens estimate', () => {
+  it('counts system, messages and tools at about four characters a token, images at a fixed cost', () => {
+    const base = { model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'x'.repeat(400) }] } as AnthropicRequest;
+    const plain = estimateInputTokens(base);
+    assert.equal(plain, 100 + 3);
+    assert.equal(estimateInputTokens({ ...base, system: [{ type: 'text', text: 'y'.repeat(400) }] }), plain + 100);
+    const withImage = { ...base, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'A'.repeat(1_000_000) } }] }] } as AnthropicRequest;
+    assert.equal(estimateInputTokens(withImage), 1600 + 3, 'an image is not its base64 length');
+    const tools = [{ name: 'f', input_schema: { type: 'object' } }];
+    assert.equal(estimateInputTokens({ ...base, tools } as AnthropicRequest), Math.ceil((400 + JSON.stringify(tools).length) / 4) + 3);
+  });
+});
+
+describe('models list in Anthropic format', () => {
+  it('type, id, display_name, created_at (RFC 3339), and the page fields', () => {
+    const list = toAnthropicModelList({
+      object: 'list',
+      data: [
+        { id: 'gpt-4o-mini', object: 'model', created: 1721172741, owned_by: 'system' },
+        { id: 'claude-x', object: 'model', created: 0, owned_by: 'anthropic', display_name: 'Claude X' },
+      ],
+    });
+    assert.deepEqual(list, {
+      data: [
+        { type: 'model', id: 'gpt-4o-mini', display_name: 'gpt-4o-mini', created_at: '2024-07-16T23:32:21Z' },
+        { type: 'model', id: 'claude-x', display_name: 'Claude X', created_at: '1970-01-01T00:00:00Z' },
+      ],
+      has_more: false,
+      first_id: 'gpt-4o-mini',
+      last_id: 'claude-x',
+    });
+    assert.deepEqual(toAnthropicModelList({ object: 'list', data: [] }), { data: [], has_more: false, first_id: null, last_id: null });
+  });
+});
