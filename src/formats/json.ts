@@ -2,6 +2,7 @@
  * Reading JSON that came from a client or a provider: nothing in it can be trusted to have the
  * shape it should.
  */
+import { invalidRequest } from '../errors.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -13,4 +14,17 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
  */
 export function entryOf<T>(table: Readonly<Record<string, T>>, name: string): T | undefined {
   return Object.hasOwn(table, name) ? table[name] : undefined;
+}
+
+/** A client's body as a JSON object, or the 400 saying what it is instead; `expected` names the fields it should hold. */
+export function parseJsonObject(raw: Buffer, expected: string): Record<string, unknown> {
+  if (raw.length === 0) throw invalidRequest(`The request body is empty; expected a JSON object with ${expected}.`, null, 'invalid_json');
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw invalidRequest(`The request body is not valid JSON (${(err as Error).message}).`, null, 'invalid_json');
+  }
+  if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
+  return body;
 }

@@ -2,7 +2,7 @@
  * Chat Completions requests: reading a client's, and writing one for a provider.
  */
 import { invalidRequest } from '../../errors.js';
-import { isRecord } from '../json.js';
+import { isRecord, parseJsonObject } from '../json.js';
 import type { ChatRequest } from './types.js';
 
 /**
@@ -11,14 +11,7 @@ import type { ChatRequest } from './types.js';
  * string `model`, a non-empty `messages` array of objects, and a boolean `stream` if present.
  */
 export function parseChatRequest(raw: Buffer): ChatRequest {
-  if (raw.length === 0) throw invalidRequest('The request body is empty; expected a JSON object with "model" and "messages".', null, 'invalid_json');
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch (err) {
-    throw invalidRequest(`The request body is not valid JSON (${(err as Error).message}).`, null, 'invalid_json');
-  }
-  if (!isRecord(body)) throw invalidRequest('The request body must be a JSON object with "model" and "messages".', null, 'invalid_body');
+  const body = parseJsonObject(raw, '"model" and "messages"');
   if (typeof body.model !== 'string' || body.model === '') {
     throw invalidRequest(
       body.model === undefined ? 'Missing required parameter: "model".' : '"model" must be a non-empty string.',

@@ -6,7 +6,7 @@
  */
 import type { GatewayError } from '../../errors.js';
 import { invalidRequest } from '../../errors.js';
-import { isRecord } from '../json.js';
+import { isRecord, parseJsonObject } from '../json.js';
 import type { AnthropicRequest } from './types.js';
 
 function missing(field: string): GatewayError {
@@ -15,14 +15,7 @@ function missing(field: string): GatewayError {
 
 /** `countTokens`: the body of `POST /v1/messages/count_tokens`, which has no max_tokens. */
 export function parseMessagesRequest(raw: Buffer, countTokens = false): AnthropicRequest {
-  if (raw.length === 0) throw invalidRequest('The request body is empty; expected a JSON object with "model", "messages" and "max_tokens".', null, 'invalid_json');
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch (err) {
-    throw invalidRequest(`The request body is not valid JSON (${(err as Error).message}).`, null, 'invalid_json');
-  }
-  if (!isRecord(body)) throw invalidRequest('The request body must be a JSON object.', null, 'invalid_body');
+  const body = parseJsonObject(raw, countTokens ? '"model" and "messages"' : '"model", "messages" and "max_tokens"');
   if (body.model === undefined) throw missing('model');
   if (typeof body.model !== 'string' || body.model === '') throw invalidRequest('model: must be a non-empty string', 'model', 'invalid_type');
   if (body.messages === undefined) throw missing('messages');
