@@ -48,9 +48,11 @@ before(async () => {
         vk_bad_real: { provider: 'anthropic', api_key: 'sk-ant-api03-WRONGkey-Zz9', base_url: anthropic.baseUrl },
         vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${down}/v1` },
         vk_mock: { provider: 'mock' },
+        vk_mapped_allow: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, models: ['claude-*'], model_map: { 'claude-*': 'gpt-4o-mini' } },
+        vk_budget: { provider: 'mock', budget: { max_tokens: 40, period: 'day' } },
       },
     },
-    env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', GATEWAY_MAX_BODY_BYTES: '200000' },
+    env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', GATEWAY_MAX_BODY_BYTES: '200000', STATE_FILE: 'off' },
   });
 });
 
@@ -463,6 +465,24 @@ describe("DeepSeek's Anthropic endpoint (\"api\": \"messages\")", () => {
   });
 });
 
+describe('the model map on every route', () => {
+  it('maps a chat request too, checks the allowlist on the requested name, and logs both names', async () => {
+    openai.requests.length = 0;
+    const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mapped_allow', body: { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] } });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(openai.requests[0]?.json.model, 'gpt-4o-mini');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.model, 'claude-haiku-4-5');
+    assert.equal(entry.upstream.model, 'gpt-4o-mini');
+    // The target's own name is not on the allowlist: the map does not open a way around it.
+    const direct = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mapped_allow', body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] } });
+    assert.equal(direct.status, 403);
+    const messagesReply = await messages(gateway.url, 'vk_mapped_allow', { ...hello, model: 'claude-opus-5-5' });
+    assert.equal(messagesReply.status, 200, messagesReply.text);
+    assert.equal(openai.requests.at(-1)?.json.model, 'gpt-4o-mini');
+  });
+});
+
 describe('errors on the Messages routes', () => {
   const expectError = (reply: Awaited<ReturnType<typeof request>>, status: number, type: string, message?: RegExp): void => {
     assert.equal(reply.status, status, reply.text);
@@ -496,6 +516,13 @@ describe('errors on the Messages routes', () => {
     const refused = await messages(gateway.url, 'vk_rpm', hello);
     expectError(refused, 429, 'rate_limit_error');
     assert.ok(Number(refused.headers['retry-after']) > 0);
+  });
+
+  it("429 once the key's token budget is used, with retry-after", async () => {
+    let reply = await messages(gateway.url, 'vk_budget', hello);
+    for (let i = 0; i < 10 && reply.status === 200; i++) reply = await messages(gateway.url, 'vk_budget', hello);
+    expectError(reply, 429, 'rate_limit_error', /budget/);
+    assert.ok(Number(reply.headers['retry-after']) > 0);
   });
 
   it('500 api_error when the provider refuses the real key, 502 api_error when it cannot be reached', async () => {
@@ -604,5 +631,51 @@ describe('GET /v1/models in both formats', () => {
     assert.deepEqual(Object.keys(reply.json), ['type', 'error']);
     assert.equal(reply.json.error.type, 'authentication_error');
     assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
+  });
+});
+
+describe('timeouts and shutdown on the Messages routes', () => {
+  it("a provider that does not answer is a 504 timeout_error; one that goes silent mid-stream, a timeout error event; SIGTERM ends a stream with an api_error event", async () => {
+    const silent = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
+    const slow = await startGateway({
+      keys: { virtual_keys: { vk: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: silent.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_IDLE_TIMEOUT_MS: '300', GATEWAY_SHUTDOWN_TIMEOUT_MS: '300' },
+    });
+    try {
+      silent.behave(() => undefined); // never answers
+      const timedOut = await messages(slow.url, 'vk', hello);
+      assert.equal(timedOut.status, 504);
+      assert.deepEqual(timedOut.json.error.type, 'timeout_error');
+      assert.equal(timedOut.headers['request-id'], timedOut.headers['x-request-id']);
+
+      silent.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(TRANSCRIPT.split('\n\n').slice(0, 2).join('\n\n') + '\n\n');
+      });
+      const idle = await messages(slow.url, 'vk', { ...hello, stream: true });
+      assert.equal(idle.status, 200);
+      assert.equal(messagesEvents(idle.text).at(-1).error.type, 'timeout_error');
+
+      silent.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(TRANSCRIPT.split('\n\n').slice(0, 2).join('\n\n') + '\n\n');
+        // keep-alive pings so the idle timeout does not end it first
+        const timer = setInterval(() => res.write('event: ping\ndata: {"type": "ping"}\n\n'), 100);
+        res.once('close', () => clearInterval(timer));
+      });
+      const streaming = messages(slow.url, 'vk', { ...hello, stream: true });
+      await waitFor(() => silent.requests.length === 3, 'the stream to start');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const exited = slow.stop('SIGTERM');
+      const cut = await streaming;
+      const last = messagesEvents(cut.text).at(-1);
+      assert.equal(last.type, 'error');
+      assert.equal(last.error.type, 'api_error');
+      assert.match(last.error.message, /shutting down/i);
+      assert.equal(await exited, 0);
+    } finally {
+      await slow.stop();
+      await silent.close();
+    }
   });
 });
