@@ -50,6 +50,8 @@ before(async () => {
         vk_mock: { provider: 'mock' },
         vk_mapped_allow: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, models: ['claude-*'], model_map: { 'claude-*': 'gpt-4o-mini' } },
         vk_budget: { provider: 'mock', budget: { max_tokens: 40, period: 'day' } },
+        vk_count_rpm: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, rate_limit: { requests_per_minute: 1 } },
+        vk_map_names: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, models: ['claude-*'], model_map: { 'claude-opus-5-5': 'gpt-4.1-mini', 'claude-*': 'gpt-4o-mini' } },
       },
     },
     env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', GATEWAY_MAX_BODY_BYTES: '200000', STATE_FILE: 'off' },
@@ -88,6 +90,29 @@ const TRANSCRIPT = [
   'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}\n\n',
   'event: message_stop\ndata: {"type":"message_stop"}\n\n',
 ].join('');
+
+/** The content blocks a stream's events build, as a client keeps them to send back. */
+class MessageAssemblerForTest {
+  constructor(private readonly events: any[]) {}
+  content(): any[] {
+    const blocks: any[] = [];
+    const json: string[] = [];
+    for (const event of this.events) {
+      if (event.type === 'content_block_start') {
+        blocks[event.index] = { ...event.content_block };
+        json[event.index] = '';
+      } else if (event.type === 'content_block_delta') {
+        const block = blocks[event.index];
+        if (event.delta.type === 'text_delta') block.text += event.delta.text;
+        if (event.delta.type === 'thinking_delta') block.thinking += event.delta.thinking;
+        if (event.delta.type === 'input_json_delta') json[event.index] += event.delta.partial_json;
+      } else if (event.type === 'content_block_stop' && blocks[event.index].type === 'tool_use') {
+        blocks[event.index].input = JSON.parse(json[event.index] || '{}');
+      }
+    }
+    return blocks;
+  }
+}
 
 describe('messages pass-through (Anthropic)', () => {
   it('sends the body byte for byte with the real key, the client\'s version, betas and query, and no other client header', async () => {
@@ -398,6 +423,30 @@ describe('messages translated for Chat Completions providers', () => {
     ]);
   });
 
+  it("DeepSeek's thinking mode gets the thinking of a tool-calling turn back; OpenAI, which refuses the field, does not", async () => {
+    const ask = { model: 'claude-opus-5-5', max_tokens: 1024, tools: [weather], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] };
+    const first = await messages(gateway.url, 'vk_ds', { ...ask, stream: true });
+    assert.equal(first.status, 200, first.text);
+    const assistant = new MessageAssemblerForTest(messagesEvents(first.text)).content();
+    assert.deepEqual(assistant.map((block) => block.type), ['thinking', 'tool_use']);
+    const followUp = (key: string) =>
+      messages(gateway.url, key, {
+        ...ask,
+        messages: [
+          ...ask.messages,
+          { role: 'assistant', content: assistant },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: assistant[1]?.id, content: '21C' }] },
+        ],
+      });
+    const second = await followUp('vk_ds');
+    assert.equal(second.status, 200, second.text);
+    assert.equal(deepseek.requests.at(-1)?.json.messages[1].reasoning_content, 'Thinking about it.');
+    assert.deepEqual(second.json.content.map((block: { type: string }) => block.type), ['thinking', 'text']);
+    const onOpenAI = await followUp('vk_gpt');
+    assert.equal(onOpenAI.status, 200, onOpenAI.text);
+    assert.equal(openai.requests.at(-1)?.json.messages[1].reasoning_content, undefined);
+  });
+
   it('a non-streamed tool call comes back as a tool_use block with its input', async () => {
     const reply = await messages(gateway.url, 'vk_ds', { model: 'claude-sonnet-4-5', max_tokens: 100, tools: [weather], tool_choice: { type: 'any', disable_parallel_tool_use: true }, messages: [{ role: 'user', content: 'weather in Paris?' }] });
     assert.equal(reply.status, 200, reply.text);
@@ -588,6 +637,34 @@ describe('count_tokens', () => {
     }
   });
 
+  it('is logged, counted against the key\'s requests per minute (as zero tokens), and refused in Anthropic\'s shape past it', async () => {
+    const first = await messages(gateway.url, 'vk_count_rpm', body, { path: '/v1/messages/count_tokens' });
+    assert.equal(first.status, 200, first.text);
+    const entry = await waitForEntry(gateway.logFile, String(first.headers['x-request-id']));
+    assert.equal(entry.path, '/v1/messages/count_tokens');
+    assert.deepEqual(entry.request, body);
+    assert.deepEqual(entry.response, first.json);
+    assert.equal(entry.upstream.status, 200);
+    const before = anthropic.requests.length;
+    const second = await messages(gateway.url, 'vk_count_rpm', body, { path: '/v1/messages/count_tokens' });
+    assert.equal(second.status, 429);
+    assert.equal(second.json.error.type, 'rate_limit_error');
+    assert.equal(anthropic.requests.length, before, 'nothing reached the provider');
+  });
+
+  it('answers a body nested too deeply to measure with a 400, not a 500', async () => {
+    const deep = `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":${'['.repeat(60_000)}${']'.repeat(60_000)}}]}`;
+    const estimated = await messages(gateway.url, 'vk_gpt', deep, { path: '/v1/messages/count_tokens' });
+    assert.equal(estimated.status, 400, estimated.text);
+    assert.match(estimated.json.error.message, /nested too deeply/);
+    // Re-serialised for the model map: refused where V8 cannot serialise it (up to Node 24), passed on where it can.
+    const mapped = await messages(gateway.url, 'vk_ds_anthropic', deep, { path: '/v1/messages/count_tokens' });
+    if (mapped.status !== 200) {
+      assert.equal(mapped.status, 400, mapped.text);
+      assert.match(mapped.json.error.message, /nested too deeply/);
+    }
+  });
+
   it("refuses in Anthropic's shape: no key, a GET, a body without messages", async () => {
     const noKey = await messages(gateway.url, null, body, { path: '/v1/messages/count_tokens' });
     assert.equal(noKey.status, 401);
@@ -617,6 +694,12 @@ describe('GET /v1/models in both formats', () => {
     assert.equal(gpt.status, 200, gpt.text);
     assert.deepEqual(gpt.json.data[0], { type: 'model', id: 'gpt-4o-mini', display_name: 'gpt-4o-mini', created_at: '2024-07-16T23:32:21Z' });
     assert.equal(gpt.json.has_more, false);
+  });
+
+  it("lists the model map's exact names a key may ask for (Claude Code's names on another provider)", async () => {
+    const reply = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_map_names' } });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id), ['claude-opus-5-5']);
   });
 
   it("answers OpenAI's list format otherwise, for the same keys", async () => {

@@ -120,6 +120,7 @@ describe('messages request → chat: messages', () => {
       {
         role: 'assistant',
         content: 'Checking.',
+        reasoning_content: 'Two calls.',
         tool_calls: [
           { id: 'toolu_01', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
           { id: 'toolu_02', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
@@ -146,15 +147,32 @@ describe('messages request → chat: messages', () => {
     ]);
   });
 
-  it('thinking and redacted_thinking blocks of earlier turns are dropped; a turn of nothing else goes', () => {
+  it('thinking of earlier turns travels as reasoning_content (DeepSeek wants it back); redacted thinking is dropped, and a turn of nothing else goes', () => {
     const out = translate({
       messages: [
         { role: 'user', content: 'a' },
         { role: 'assistant', content: [{ type: 'redacted_thinking', data: 'opaque' }] },
         { role: 'user', content: 'b' },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'Hm, ', signature: 's1' }, { type: 'redacted_thinking', data: 'x' }, { type: 'thinking', thinking: 'yes.', signature: 's2' }, { type: 'text', text: 'Yes.' }] },
+        { role: 'user', content: 'c' },
       ],
     });
-    assert.deepEqual(out.messages, [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]);
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'a' },
+      { role: 'user', content: 'b' },
+      { role: 'assistant', content: 'Yes.', reasoning_content: 'Hm, yes.' },
+      { role: 'user', content: 'c' },
+    ]);
+  });
+
+  it('refuses fields of the wrong type instead of dropping them', () => {
+    refused({ temperature: 'hot' }, /^temperature: Input should be a valid number$/, 'temperature');
+    refused({ top_p: [1] }, /^top_p: Input should be a valid number$/, 'top_p');
+    refused({ stop_sequences: 'END' }, /^stop_sequences: Input should be a valid list of strings$/);
+    refused({ metadata: 'x' }, /^metadata: Input should be an object$/);
+    refused({ metadata: { user_id: 42 } }, /^metadata\.user_id: Input should be a string$/);
+    refused({ tools: [{ name: 'f', input_schema: 5 }] }, /^tools\.0\.input_schema: Input should be an object$/);
+    refused({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'f', input: '{"a":1}' }] }] }, /messages\.1\.content\.0\.input: Input should be a valid dictionary/);
   });
 
   it('refuses what it cannot translate, naming where it is', () => {
@@ -433,6 +451,45 @@ describe('chat stream → Messages stream', () => {
     assert.equal(runTranslated([...bytes].map((byte) => Buffer.from([byte]))).frames, expected, 'one byte at a time');
   });
 
+  const chunkStream = (chunks: unknown[]): string =>
+    chunks.map((chunk) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', ...(chunk as object) })}\n\n`).join('') + 'data: [DONE]\n\n';
+  const toolInputs = (frames: string): unknown[] => {
+    const events = sdkEvents(frames);
+    const blocks = new Map<number, { id: string; json: string }>();
+    for (const event of events) {
+      if (event.type === 'content_block_start' && (event.content_block as { type: string }).type === 'tool_use') blocks.set(event.index as number, { id: (event.content_block as { id: string }).id, json: '' });
+      const delta = event.delta as { type?: string; partial_json?: string } | undefined;
+      if (delta?.type === 'input_json_delta') (blocks.get(event.index as number) as { json: string }).json += delta.partial_json;
+    }
+    return [...blocks.values()].map((block) => [block.id, JSON.parse(block.json)]);
+  };
+
+  it('tells parallel calls apart by id when a server numbers them all 0 (Ollama)', () => {
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_B', type: 'function', function: { name: 'get_time', arguments: '{"tz":"CET"}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(text)]).frames), [['call_A', { city: 'Paris' }], ['call_B', { tz: 'CET' }]]);
+  });
+
+  it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a":' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ function: { arguments: '1}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_B', type: 'function', function: { name: 'g', arguments: '{}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(text)]).frames), [['call_A', { a: 1 }], ['call_B', {}]]);
+  });
+
+  it('without usage from the provider, message_delta estimates the output and leaves the input as message_start said', () => {
+    const text = chunkStream([{ choices: [{ index: 0, delta: { content: 'Hello' }, finish_reason: null }] }, { choices: [{ index: 0, delta: { content: ' there' }, finish_reason: 'stop' }] }]);
+    const events = sdkEvents(runTranslated([Buffer.from(text)], 55).frames);
+    assert.deepEqual(events.at(-2)?.usage, { output_tokens: 2 });
+    assert.equal((events[0]?.message as { usage: { input_tokens: number } }).usage.input_tokens, 55);
+  });
+
   it('an empty answer still starts, stops and ends', () => {
     const events = sdkEvents(runTranslated([Buffer.from('data: [DONE]\n\n')], 0).frames);
     assert.deepEqual(events.map((event) => event.type), ['message_start', 'message_delta', 'message_stop']);
@@ -545,5 +602,9 @@ describe('models list in Anthropic format', () => {
       last_id: 'claude-x',
     });
     assert.deepEqual(toAnthropicModelList({ object: 'list', data: [] }), { data: [], has_more: false, first_id: null, last_id: null });
+    // A provider's `created` no date can hold (1e14 s, or 1e400 parsed as Infinity) is not a 500.
+    for (const created of [1e14, Infinity]) {
+      assert.equal(toAnthropicModelList({ object: 'list', data: [{ id: 'x', object: 'model', created, owned_by: 'o' }] }).data[0]?.created_at, '1970-01-01T00:00:00Z');
+    }
   });
 });

@@ -28,6 +28,14 @@ function prepared(raw: string, provider: Provider = openai): { body: string; hea
 }
 
 describe('openai request', () => {
+  it("leaves earlier thinking (reasoning_content) out of the gateway's own translations, which OpenAI would refuse, and out of nothing else", () => {
+    const request: ChatRequest = { model: 'gpt-4o', messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b', reasoning_content: 'r' }, { role: 'user', content: 'c' }] };
+    assert.deepEqual(openai.adjust?.('chat', request, true), { ...request, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }] });
+    assert.equal(openai.adjust?.('chat', request, false), null, "a client's own body goes as sent");
+    assert.equal(openai.adjust?.('chat', { model: 'm', messages: [{ role: 'user', content: 'a' }] }, true), null, 'nothing to take out: no copy');
+    assert.equal(deepseek.adjust?.('chat', request, true), null, 'DeepSeek wants it back');
+  });
+
   it('forwards the client bytes unchanged when nothing must change', () => {
     const raw = '{ "model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}], "temperature": 0.5 }';
     const body = upstreamBody(route, openai, JSON.parse(raw) as ChatRequest, Buffer.from(raw));

@@ -15,6 +15,8 @@ import { createTarget, type Target } from './target.js';
 /** A key's model names → the target's: exact names, then the longest matching `prefix*`, then `*`. */
 export interface ModelMap {
   map(model: string): string;
+  /** The exact names it maps (its patterns cannot be listed). */
+  readonly names: readonly string[];
 }
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
@@ -158,6 +160,7 @@ export function modelMap(entries: Readonly<Record<string, string>>): ModelMap {
   prefixes.sort((a, b) => b[0].length - a[0].length);
   return {
     map: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1] ?? model,
+    names: [...exact.keys()],
   };
 }
 

@@ -19,8 +19,11 @@ export interface Provider {
    * provider's second endpoint at another base URL, e.g. DeepSeek's Anthropic-compatible one).
    */
   readonly apis: readonly ApiName[];
-  /** A change this provider needs in a request of an API it speaks; null when none is needed. */
-  adjust?(api: ApiName, request: unknown): unknown;
+  /**
+   * A change this provider needs in a request of an API it speaks; null when none is needed.
+   * `translated`: the request is the gateway's own translation, not a client's own body.
+   */
+  adjust?(api: ApiName, request: unknown, translated: boolean): unknown;
   /** Answers in-process rather than over HTTP (the mock). */
   readonly local?: LocalServer;
 }

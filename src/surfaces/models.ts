@@ -39,14 +39,16 @@ async function providerModels(key: VirtualKey, interaction: Interaction, deps: S
 async function listModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const allowlist = key.models;
   const owner = key.target.provider.name;
-  const exact = allowlist === null ? [] : allowlist.patterns.filter((pattern) => !pattern.endsWith('*'));
-  // Only exact names: the list is known without asking the provider.
-  if (allowlist !== null && exact.length === allowlist.patterns.length) {
+  const allowed = allowlist === null ? [] : allowlist.patterns.filter((pattern) => !pattern.endsWith('*'));
+  // Names a client may ask for by name: the allowlist's, and the model map's (Claude Code's names on another provider).
+  const mapped = (key.modelMap?.names ?? []).filter((id) => allowlist === null || allowlist.allows(id));
+  const exact = [...new Set([...allowed, ...mapped])];
+  // Only exact names allowed: the list is known without asking the provider.
+  if (allowlist !== null && allowed.length === allowlist.patterns.length) {
     return { object: 'list', data: exact.map((id) => ({ id, object: 'model', created: 0, owned_by: owner })) };
   }
   const list = await providerModels(key, interaction, deps);
-  if (allowlist === null) return list;
-  const data = list.data.filter((model) => allowlist.allows(model.id));
+  const data = allowlist === null ? [...list.data] : list.data.filter((model) => allowlist.allows(model.id));
   for (const id of exact) if (!data.some((model) => model.id === id)) data.push({ id, object: 'model', created: 0, owned_by: owner });
   return { object: 'list', data };
 }

@@ -130,29 +130,40 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       answerJson(route, body, res, interaction);
     }
   } catch (err) {
-    // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).
-    const error = cancel.reason ?? toGatewayError(err);
-    if (res.headersSent || error.status === 499) {
-      interaction.failed(error, null);
-    } else {
-      // An unread body (a 401 answered first) is not drained: that connection is closed.
-      if (!req.complete) res.setHeader('connection', 'close');
-      stampOverhead(res, interaction.overheadMs(performance.now()));
-      interaction.failed(error, sendError(res, error, surface.api.errorBody(error)));
-    }
+    answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
-    if (cancel.reason?.status === 499) {
-      interaction.status = 499;
-      interaction.error ??= cancel.reason;
-    }
     if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, promptEstimate);
-    const now = performance.now();
-    deps.metrics.request(interaction.observation(now));
-    if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
+    recordRequest(interaction, deps);
   }
 }
 
-function identify(interaction: Interaction, key: VirtualKey): void {
+/** A request that failed: answered in its API's error shape, unless the client left or the answer had begun. */
+export function answerFailure(err: unknown, req: IncomingMessage, res: ServerResponse, interaction: Interaction, errorBody: (error: GatewayError) => unknown): void {
+  // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).
+  const error = interaction.context.cancel.reason ?? toGatewayError(err);
+  if (res.headersSent || error.status === 499) {
+    interaction.failed(error, null);
+    return;
+  }
+  // An unread body (a 401 answered first) is not drained: that connection is closed.
+  if (!req.complete) res.setHeader('connection', 'close');
+  stampOverhead(res, interaction.overheadMs(performance.now()));
+  interaction.failed(error, sendError(res, error, errorBody(error)));
+}
+
+/** The end of every client request, however it went: one metrics observation and one log entry. */
+export function recordRequest(interaction: Interaction, deps: SurfaceDeps): void {
+  const cancelled = interaction.context.cancel.reason;
+  if (cancelled?.status === 499) {
+    interaction.status = 499;
+    interaction.error ??= cancelled;
+  }
+  const now = performance.now();
+  deps.metrics.request(interaction.observation(now));
+  if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
+}
+
+export function identify(interaction: Interaction, key: VirtualKey): void {
   interaction.virtualKey = key.id;
   interaction.keyName = key.label;
   interaction.authenticated = true;
@@ -190,7 +201,7 @@ function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: 
 }
 
 /** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
-async function admit(limiter: Limiter, key: VirtualKey, estimate: number, res: ServerResponse): Promise<number> {
+export async function admit(limiter: Limiter, key: VirtualKey, estimate: number, res: ServerResponse): Promise<number> {
   const admission = await limiter.admit(limitsOf(key), estimate);
   for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
   const refused = admissionError(admission);
@@ -203,7 +214,7 @@ async function admit(limiter: Limiter, key: VirtualKey, estimate: number, res: S
  * answer cut short (the client left, the stream failed), an estimate: the prompt plus one token
  * per streamed event. Dropping a stream before its usage does not make it free.
  */
-function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: number, promptEstimate: number): void {
+export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: number, promptEstimate: number): void {
   let used = 0;
   if (interaction.usage !== null) used = totalTokens(interaction.usage);
   else if (interaction.upstreamStartedAt !== null) used = promptEstimate + interaction.streamedEvents;
@@ -217,7 +228,7 @@ function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, res
 export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, request: C['request'], raw: Buffer | null): Buffer | string {
   try {
     const translated = route.translation.request(request);
-    const adjusted = provider.adjust?.(route.target.name, translated) ?? null;
+    const adjusted = provider.adjust?.(route.target.name, translated, !route.translation.identity) ?? null;
     return adjusted !== null ? route.target.body(adjusted, null) : route.target.body(translated, route.translation.identity ? raw : null);
   } catch (err) {
     // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.

@@ -58,6 +58,9 @@ export const OUTPUT_LIMIT: Record<Flavor, number> = { openai: 16384, deepseek: 8
 
 const REASONING_MODEL = /^(?:o\d|gpt-5)/;
 
+/** The fields OpenAI accepts on a message; it refuses any other ("Additional properties are not allowed"). */
+const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'refusal', 'audio', 'function_call']);
+
 /**
  * The first rule of the real APIs the body breaks, as [status, error body], or null: unknown
  * parameters, output limits, `user` length, roles, tool-call pairing, tool definitions.
@@ -92,6 +95,14 @@ export function validateChat(flavor: Flavor, body: any): [number, unknown] | nul
   const pending = new Set<string>();
   for (let i = 0; i < body.messages.length; i++) {
     const message = body.messages[i];
+    if (flavor === 'openai' && typeof message === 'object' && message !== null) {
+      const extra = Object.keys(message).filter((field) => !MESSAGE_FIELDS.has(field));
+      if (extra.length > 0) return bad(`Additional properties are not allowed (${extra.map((field) => `'${field}'`).join(', ')} ${extra.length === 1 ? 'was' : 'were'} unexpected) - 'messages.${i}'`);
+    }
+    // DeepSeek's thinking mode wants its reasoning back on every assistant turn that called tools.
+    if (flavor === 'deepseek' && body.model === 'deepseek-reasoner' && message?.role === 'assistant' && Array.isArray(message.tool_calls) && typeof message.reasoning_content !== 'string') {
+      return bad(`Missing \`reasoning_content\` field in the assistant message at message index ${i}. For more information, please refer to https://api-docs.deepseek.com/guides/thinking_mode#tool-calls`, 'invalid_request_error');
+    }
     if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(message?.role)) {
       return bad(`Invalid value: '${String(message?.role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, 'invalid_value', `messages[${i}].role`);
     }

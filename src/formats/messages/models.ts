@@ -31,13 +31,18 @@ export interface AnthropicModelList {
   last_id: string | null;
 }
 
+/** Seconds since the epoch → RFC 3339 as Anthropic writes it (no milliseconds); a time no date can hold → the epoch. */
+function rfc3339(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return (Number.isNaN(date.getTime()) ? new Date(0) : date).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 export function toAnthropicModelList(list: ModelList): AnthropicModelList {
   const data = list.data.map((model) => ({
     type: 'model' as const,
     id: model.id,
     display_name: typeof model.display_name === 'string' ? model.display_name : model.id,
-    // RFC 3339, as Anthropic writes it (no milliseconds).
-    created_at: new Date(model.created * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    created_at: rfc3339(model.created),
   }));
   return { data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null };
 }

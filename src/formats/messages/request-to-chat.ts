@@ -165,26 +165,35 @@ function userMessages(content: unknown, where: string): ChatMessage[] {
 
 function toolCall(block: Record<string, unknown>, where: string): ToolCall {
   if (typeof block.id !== 'string' || typeof block.name !== 'string') throw invalidRequest(`${where}: a tool_use block needs "id" and "name"`, where, 'invalid_type');
+  if (block.input !== undefined && !isRecord(block.input)) throw invalidRequest(`${where}.input: Input should be a valid dictionary`, `${where}.input`, 'invalid_type');
   return { id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } };
 }
 
-/** An assistant message: its text, its tool calls; thinking from earlier turns is dropped. */
+/**
+ * An assistant message: its text, its tool calls, and its thinking as `reasoning_content` (the
+ * field DeepSeek answers with, and requires back after tool calls in its thinking mode; providers
+ * that refuse the field do not get it: see the openai provider). Redacted thinking is opaque
+ * to every other provider: dropped.
+ */
 function assistantMessage(content: unknown, where: string): ChatMessage | null {
   if (typeof content === 'string') return { role: 'assistant', content };
   if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
   let text = '';
+  let reasoning = '';
   const calls: ToolCall[] = [];
   content.forEach((block: unknown, index) => {
     const at = `${where}.content.${index}`;
     if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
     if (block.type === 'text' && typeof block.text === 'string') text += block.text;
     else if (block.type === 'tool_use') calls.push(toolCall(block, at));
-    else if (block.type !== 'thinking' && block.type !== 'redacted_thinking') {
+    else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
+    else if (block.type !== 'redacted_thinking') {
       throw invalidRequest(`${at}: content block type "${String(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
     }
   });
   if (text === '' && calls.length === 0) return null;
   const message: ChatMessage = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text };
+  if (reasoning !== '') message.reasoning_content = reasoning;
   if (calls.length > 0) message.tool_calls = calls;
   return message;
 }
@@ -230,7 +239,8 @@ function translateTools(tools: unknown): Array<Record<string, unknown>> {
       return {};
     }
     if (typeof tool.name !== 'string' || tool.name === '') throw invalidRequest(`${at}.name: Field required`, `${at}.name`, 'missing_required_parameter');
-    const fn: Record<string, unknown> = { name: tool.name, parameters: isRecord(tool.input_schema) ? tool.input_schema : { type: 'object', properties: {} } };
+    if (tool.input_schema !== undefined && !isRecord(tool.input_schema)) throw invalidRequest(`${at}.input_schema: Input should be an object`, `${at}.input_schema`, 'invalid_type');
+    const fn: Record<string, unknown> = { name: tool.name, parameters: tool.input_schema ?? { type: 'object', properties: {} } };
     if (typeof tool.description === 'string') fn.description = tool.description;
     return { type: 'function', function: fn };
   });
@@ -261,7 +271,12 @@ function translateToolChoice(choice: unknown): { toolChoice: unknown; parallel: 
 // ---- the request ---------------------------------------------------------------------------
 
 function userId(metadata: unknown): string | null {
-  if (!isRecord(metadata) || typeof metadata.user_id !== 'string' || metadata.user_id === '') return null;
+  if (metadata === undefined || metadata === null) return null;
+  if (!isRecord(metadata)) throw invalidRequest('metadata: Input should be an object', 'metadata', 'invalid_type');
+  if (metadata.user_id !== undefined && metadata.user_id !== null && typeof metadata.user_id !== 'string') {
+    throw invalidRequest('metadata.user_id: Input should be a string', 'metadata.user_id', 'invalid_type');
+  }
+  if (typeof metadata.user_id !== 'string' || metadata.user_id === '') return null;
   const id = metadata.user_id;
   return id.length <= MAX_USER_LENGTH ? id : `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
 }
@@ -278,6 +293,12 @@ function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
   }
 }
 
+function optionalNumber(value: unknown, param: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`${param}: Input should be a valid number`, param, 'invalid_type');
+  return value;
+}
+
 export function toChatRequest(request: AnthropicRequest): ChatRequest {
   for (const param of Object.keys(request)) {
     const rule = entryOf(MESSAGES_PARAMETERS, param);
@@ -285,9 +306,15 @@ export function toChatRequest(request: AnthropicRequest): ChatRequest {
   }
   const out: ChatRequest = { model: request.model, messages: translateMessages(request) };
   out.max_completion_tokens = Math.max(1, request.max_tokens);
-  if (typeof request.temperature === 'number') out.temperature = request.temperature;
-  if (typeof request.top_p === 'number') out.top_p = request.top_p;
-  if (Array.isArray(request.stop_sequences) && request.stop_sequences.length > 0) out.stop = request.stop_sequences;
+  const temperature = optionalNumber(request.temperature, 'temperature');
+  if (temperature !== undefined) out.temperature = temperature;
+  const topP = optionalNumber(request.top_p, 'top_p');
+  if (topP !== undefined) out.top_p = topP;
+  const stop = request.stop_sequences;
+  if (stop !== undefined && stop !== null) {
+    if (!Array.isArray(stop) || !stop.every((entry) => typeof entry === 'string')) throw invalidRequest('stop_sequences: Input should be a valid list of strings', 'stop_sequences', 'invalid_type');
+    if (stop.length > 0) out.stop = stop;
+  }
   if (request.stream === true) out.stream = true;
   const user = userId(request.metadata);
   if (user !== null) out.user = user;

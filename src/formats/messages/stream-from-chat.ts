@@ -28,8 +28,13 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
   let started = false;
   let open: OpenBlock | null = null;
   let blocks = 0;
-  /** chat tool_calls index → its Anthropic block index (a late fragment still finds its block). */
-  const toolBlocks = new Map<number, number>();
+  /** chat tool_calls index → the call it carries now (a late fragment still finds its block). */
+  const toolBlocks = new Map<number, { block: number; id: string }>();
+  let calls = 0;
+  /** The chat index of the call that started last: where a fragment without an index belongs. */
+  let lastCall: number | null = null;
+  /** Content deltas sent: the output estimate when the provider reports no usage. */
+  let deltas = 0;
   let finish: unknown = null;
   let refused = false;
   let usage: unknown = null;
@@ -71,21 +76,31 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     const current = open as OpenBlock | null;
     const index = current !== null && current.kind === kind ? current.index : begin(kind, kind === 'text' ? { type: 'text', text: '' } : { type: 'thinking', thinking: '', signature: '' }, out);
     const delta = kind === 'text' ? { type: 'text_delta', text: value } : { type: 'thinking_delta', thinking: value };
+    deltas++;
     out.push(event({ type: 'content_block_delta', index, delta }));
   };
 
+  /**
+   * One tool_calls fragment. A call is known by its `index`; a fragment with a new `id` at an index
+   * already used starts another call (Ollama numbers every call 0), and one without an index
+   * continues the last call unless it brings an id of its own.
+   */
   const toolFragment = (fragment: unknown, out: Item[]): void => {
     if (!isRecord(fragment)) return;
-    const call = typeof fragment.index === 'number' ? fragment.index : toolBlocks.size;
     const fn = isRecord(fragment.function) ? fragment.function : {};
-    let index = toolBlocks.get(call);
-    if (index === undefined) {
-      const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : `call_${call}`;
-      index = begin('tool', { type: 'tool_use', id, name: typeof fn.name === 'string' ? fn.name : '', input: {} }, out, call);
-      toolBlocks.set(call, index);
+    const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
+    const call = typeof fragment.index === 'number' ? fragment.index : id === null && lastCall !== null ? lastCall : -1 - calls;
+    let known = toolBlocks.get(call);
+    if (known === undefined || (id !== null && id !== known.id)) {
+      const callId = id ?? `call_${calls}`;
+      known = { block: begin('tool', { type: 'tool_use', id: callId, name: typeof fn.name === 'string' ? fn.name : '', input: {} }, out, call), id: callId };
+      toolBlocks.set(call, known);
+      calls++;
+      lastCall = call;
     }
     if (typeof fn.arguments === 'string' && fn.arguments !== '') {
-      out.push(event({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: fn.arguments } }));
+      deltas++;
+      out.push(event({ type: 'content_block_delta', index: known.block, delta: { type: 'input_json_delta', partial_json: fn.arguments } }));
     }
   };
 
@@ -111,8 +126,11 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     const out: Item[] = [];
     start({}, out);
     close(out);
-    const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolBlocks.size > 0), stop_sequence: null };
-    out.push(event({ type: 'message_delta', delta, usage: toMessagesUsage(usage) }), event({ type: 'message_stop' }), { kind: 'end' });
+    const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, calls > 0), stop_sequence: null };
+    // No usage from the provider: the output is estimated and the input left as message_start
+    // said (a client keeps what message_delta does not name), never zeros.
+    const counts = usage === null ? { output_tokens: Math.max(1, deltas) } : toMessagesUsage(usage);
+    out.push(event({ type: 'message_delta', delta, usage: counts }), event({ type: 'message_stop' }), { kind: 'end' });
     return out;
   };
 
