@@ -7,6 +7,7 @@ import net from 'node:net';
 import { isLoopback, type Config } from './config.js';
 import { GatewayError } from './errors.js';
 import { createRouter } from './formats/router.js';
+import { ResponseOwners } from './policy/response-owners.js';
 import { InteractionLog, type LogSink } from './observe/log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import { warn } from './observe/warn.js';
@@ -128,6 +129,7 @@ export function createInstance(options: InstanceOptions): Instance {
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
     upstream: { client, policy: config.upstream },
+    owners: new ResponseOwners(),
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,
     metricsOpen: isLoopback(config.host),

@@ -545,7 +545,7 @@ describe('anthropic provider', () => {
   it('sends x-api-key and anthropic-version, never a Bearer header, and the translated body', () => {
     assert.deepEqual(messagesTarget.authHeaders('sk-ant-1'), { 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
     const translation = chatToMessages({ defaultMaxTokens: 4096, now: () => 1 });
-    const body = messagesTarget.body(translation.request({ model: 'm', messages: [{ role: 'user', content: 'x' }] }), null);
+    const body = messagesTarget.body(translation.exchange({ model: 'm', messages: [{ role: 'user', content: 'x' }] }).request, null);
     assert.deepEqual(JSON.parse(String(body)), { model: 'm', max_tokens: 4096, messages: [{ role: 'user', content: 'x' }] });
   });
 

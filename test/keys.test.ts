@@ -147,9 +147,49 @@ describe('parseKeyFile', () => {
       }),
     );
     assert.equal(found.length, 3, found.join('\n'));
-    assert.match(found[0] ?? '', /#1 .*"api" must be one of "chat", "messages"/);
+    assert.match(found[0] ?? '', /#1 .*"api" must be one of "chat", "messages", "responses"/);
     assert.match(found[1] ?? '', /#2 .*"api": "messages" says its base_url speaks that API, which is not deepseek's own: give "base_url"/);
     assert.match(found[2] ?? '', /#3 .*the mock provider answers in-process and speaks only chat/);
+  });
+
+  it('OpenAI speaks chat and Responses at its own base URL; another base URL speaks chat unless "api" lists more', () => {
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          official: { provider: 'openai', api_key: 'k' },
+          compat: { provider: 'openai', api_key: 'k', base_url: 'http://127.0.0.1:8000/v1' },
+          declared: { provider: 'openai', api_key: 'k', base_url: 'http://127.0.0.1:8000/v1', api: ['chat', 'responses'] },
+          ds: { provider: 'deepseek', api_key: 'k' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    const target = (id: string) => keys.find((key) => key.id === id)?.target;
+    assert.deepEqual(target('official')?.apis, ['chat', 'responses']);
+    assert.equal(target('official')?.endpoints.responses?.url, 'https://api.openai.com/v1/responses');
+    assert.deepEqual(target('compat')?.apis, ['chat']);
+    assert.deepEqual(target('declared')?.apis, ['chat', 'responses']);
+    assert.equal(target('declared')?.endpoints.responses?.url, 'http://127.0.0.1:8000/v1/responses');
+    assert.deepEqual(target('ds')?.apis, ['chat']);
+  });
+
+  it('refuses an "api" list that repeats, is empty, or leaves no API the gateway can translate into', () => {
+    const found = problems(
+      JSON.stringify({
+        virtual_keys: {
+          vk_a: { provider: 'openai', api_key: 'k', base_url: 'http://x', api: ['chat', 'chat'] },
+          vk_b: { provider: 'openai', api_key: 'k', base_url: 'http://x', api: [] },
+          vk_c: { provider: 'openai', api_key: 'k', base_url: 'http://x', api: 'responses' },
+          vk_d: { provider: 'mock', api: ['chat', 'responses'] },
+        },
+      }),
+    );
+    assert.equal(found.length, 4, found.join('\n'));
+    assert.match(found[0] ?? '', /#1 .*"api" must be one of "chat", "messages", "responses", or a list of them without repeats/);
+    assert.match(found[1] ?? '', /#2 .*"api" must be one of/);
+    assert.match(found[2] ?? '', /#3 .*"api" must include "chat" or "messages"/);
+    assert.match(found[3] ?? '', /#4 .*the mock provider answers in-process and speaks only chat/);
   });
 
   it('model_map: an exact name wins over patterns, the longest prefix over shorter ones, "*" matches the rest', () => {

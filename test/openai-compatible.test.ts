@@ -23,7 +23,7 @@ const route = router.route(chatClient, ['chat']);
 
 /** What a chat-speaking provider is sent for the client's `raw` body. */
 function prepared(raw: string, provider: Provider = openai): { body: string; headers: Record<string, string> } {
-  const body = upstreamBody(route, provider, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
+  const body = upstreamBody(route, provider, route.translation.exchange(JSON.parse(raw) as ChatRequest), Buffer.from(raw));
   return { body: body.toString(), headers: chatTarget.authHeaders('sk-real') };
 }
 
@@ -38,7 +38,7 @@ describe('openai request', () => {
 
   it('forwards the client bytes unchanged when nothing must change', () => {
     const raw = '{ "model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}], "temperature": 0.5 }';
-    const body = upstreamBody(route, openai, JSON.parse(raw) as ChatRequest, Buffer.from(raw));
+    const body = upstreamBody(route, openai, route.translation.exchange(JSON.parse(raw) as ChatRequest), Buffer.from(raw));
     assert.ok(Buffer.isBuffer(body));
     assert.equal(body.toString(), raw);
     assert.deepEqual(chatTarget.authHeaders('sk-real'), { authorization: 'Bearer sk-real' });
@@ -107,7 +107,7 @@ describe('chat stream pass-through', () => {
   /** One chat client's stream, passed through; `logged`: a log entry wants the assembled answer. */
   const pipeline = (clientWantsUsage: boolean, logged = true) => {
     const request: ChatRequest = { model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) };
-    return streamPipeline<ChatTypes>(route, chatClient.streamOutput(request), logged ? chatClient.assembler() : null, { promptTokens: 1 });
+    return streamPipeline<ChatTypes>(route, route.translation.exchange(request), chatClient.streamOutput(request), logged ? chatClient.assembler() : null, { promptTokens: 1 });
   };
 
   it('passes chunks through byte for byte', () => {

@@ -12,7 +12,7 @@ import { chatToMessages, messagesTarget, type MessagesTypes } from '../src/forma
 import type { AnthropicResponse, MessagesEvent } from '../src/formats/messages/types.js';
 import { createRouter } from '../src/formats/router.js';
 import type { StreamItem } from '../src/formats/stream.js';
-import { compose, identity, type Translation } from '../src/formats/translation.js';
+import { compose, identity, stateless, type Translation } from '../src/formats/translation.js';
 
 /** A toy client API, to show a chain: requests say `say`, answers and events carry `said`. */
 interface ShoutTypes extends ApiTypes {
@@ -21,8 +21,7 @@ interface ShoutTypes extends ApiTypes {
   event: { said: string };
 }
 
-const shoutToChat: Translation<ShoutTypes, ChatTypes> = {
-  identity: false,
+const shoutToChat: Translation<ShoutTypes, ChatTypes> = stateless({
   request: (request) => ({ model: request.model, messages: [{ role: 'user', content: request.say }] }),
   response: (response) => ({ said: String(response.choices[0]?.message.content).toUpperCase() }),
   stream: () => (item) => {
@@ -30,7 +29,7 @@ const shoutToChat: Translation<ShoutTypes, ChatTypes> = {
     const content = item.event.choices[0]?.delta.content;
     return typeof content === 'string' && content !== '' ? [{ kind: 'event', event: { said: content.toUpperCase() } }] : [];
   },
-};
+});
 
 const chatToAnthropic = chatToMessages({ defaultMaxTokens: 100, now: () => 1730000000 });
 
@@ -50,9 +49,10 @@ describe('translations', () => {
     const same = identity<ChatTypes>();
     const request: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'x' }] };
     assert.equal(same.identity, true);
-    assert.equal(same.request(request), request);
+    const exchange = same.exchange(request);
+    assert.equal(exchange.request, request);
     const item: StreamItem<ChatCompletionChunk> = { kind: 'end' };
-    assert.deepEqual(same.stream({ promptTokens: 1 })(item), [item]);
+    assert.deepEqual(exchange.stream({ promptTokens: 1 })(item), [item]);
   });
 
   it('composing with identity gives the other translation itself', () => {
@@ -63,12 +63,13 @@ describe('translations', () => {
   it('a chain client → chat → Anthropic translates requests forward and answers back, with no code of its own', () => {
     const chain = compose(shoutToChat, chatToAnthropic);
     assert.equal(chain.identity, false);
-    assert.deepEqual(chain.request({ model: 'claude-x', say: 'hi' }), { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
-    assert.deepEqual(chain.response(message), { said: 'HELLO THERE' });
+    const exchange = chain.exchange({ model: 'claude-x', say: 'hi' });
+    assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
+    assert.deepEqual(exchange.response(message), { said: 'HELLO THERE' });
   });
 
   it('a chain translates a stream event by event, in order, and passes its end and errors through', () => {
-    const chain = compose(shoutToChat, chatToAnthropic).stream({ promptTokens: 1 });
+    const chain = compose(shoutToChat, chatToAnthropic).exchange({ model: 'claude-x', say: 'hi' }).stream({ promptTokens: 1 });
     const events: MessagesEvent[] = [
       { type: 'message_start', message: { id: 'msg_1', model: 'claude-x', usage: { input_tokens: 3 } } },
       { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
@@ -99,9 +100,9 @@ describe('the router', () => {
     const route = router.route(chatClient, ['messages']);
     assert.equal(route.translation.identity, false);
     assert.equal(route.target.name, messagesTarget.name);
-    const request = route.translation.request({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] } satisfies ChatRequest);
-    assert.deepEqual(request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] });
-    const answer = route.translation.response(message) as ChatCompletion;
+    const exchange = route.translation.exchange({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] } satisfies ChatRequest);
+    assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] });
+    const answer = exchange.response(message) as ChatCompletion;
     assert.equal(answer.choices[0]?.message.content, 'hello there');
   });
 });

@@ -11,7 +11,7 @@ import type { StreamItem } from './stream.js';
 import type { Usage } from './usage.js';
 
 /** The APIs the gateway speaks. Chat Completions is the hub every translation goes through. */
-export type ApiName = 'chat' | 'messages';
+export type ApiName = 'chat' | 'messages' | 'responses';
 
 /** The types of one API's requests, answers and stream events. */
 export interface ApiTypes {
@@ -39,6 +39,8 @@ export interface RequestChanges {
 export interface StreamOutput<Event> {
   /** The SSE text for one item ('' when the client is not to see it, e.g. usage it did not ask for). */
   frame(item: StreamItem<Event>): string;
+  /** Events that went to the client as the provider's bytes (pass-through), for an output that numbers its own. */
+  passed?(events: Buffer | string): void;
 }
 
 /** Stream events back into one answer, for the log. */
@@ -64,6 +66,8 @@ export interface ClientApi<T extends ApiTypes> {
 export interface StreamWatch<Event> {
   see(event: Event): void;
   usage(): Usage | null;
+  /** The provider's id for the answer, where the gateway needs it (a stored response's). */
+  answerId?(): string | null;
   /** The answer is complete (a stream that ends now without its end marker lost nothing). */
   readonly complete: boolean;
 }

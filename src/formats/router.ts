@@ -7,6 +7,7 @@ import type { ApiName, ApiTypes, ClientApi, TargetApi } from './api.js';
 import { TARGET_APIS } from './apis.js';
 import type { ChatTypes } from './chat/index.js';
 import { chatToMessages, messagesToChat } from './messages/index.js';
+import { responsesToChat } from './responses/index.js';
 import { compose, identity, type Translation } from './translation.js';
 
 export interface RouterOptions {
@@ -40,6 +41,7 @@ export function createRouter(options: RouterOptions): Router {
   const toChat: Partial<Record<ApiName, Translation<ApiTypes, ChatTypes>>> = {
     chat: identity() as unknown as Translation<ApiTypes, ChatTypes>,
     messages: messagesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
+    responses: responsesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
   };
 
   const find = (client: ApiName, speaks: readonly ApiName[]): Route<ApiTypes> => {

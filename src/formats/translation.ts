@@ -1,7 +1,9 @@
 /**
  * A translation between the API a client speaks (C) and the one its provider speaks (T):
- * requests go forward, answers and streams come back. Each is pure (a stream's translator keeps
- * per-stream state, nothing else). Longer chains are compositions: a client API → the hub (chat)
+ * requests go forward, answers and streams come back. Each exchange (one request and its answer)
+ * is pure; it may remember what its request said that the answer needs (a Responses client's
+ * namespaced and custom tools come back under their own names), and a stream's translator keeps
+ * per-stream state, nothing else. Longer chains are compositions: a client API → the hub (chat)
  * → the provider's API is `compose(clientToChat, chatToProvider)`, not new code.
  */
 import type { ApiTypes } from './api.js';
@@ -13,17 +15,34 @@ export interface StreamHints {
   readonly promptTokens: number;
 }
 
+/** One request translated, and the way back for its answer. */
+export interface Exchange<C extends ApiTypes, T extends ApiTypes> {
+  readonly request: T['request'];
+  response(response: T['response']): C['response'];
+  /** A fresh translator for the answer's stream. */
+  stream(hints: StreamHints): StreamTranslator<T['event'], C['event']>;
+  /** Tools of the request left out (ones only the client API's own provider runs), for the log. */
+  readonly droppedTools?: readonly string[];
+}
+
 export interface Translation<C extends ApiTypes, T extends ApiTypes> {
   /** Both sides speak the same API: bytes may pass through unchanged. */
   readonly identity: boolean;
+  exchange(request: C['request']): Exchange<C, T>;
+}
+
+/** A translation whose answers do not depend on their request. */
+export function stateless<C extends ApiTypes, T extends ApiTypes>(parts: {
   request(request: C['request']): T['request'];
   response(response: T['response']): C['response'];
-  /** A fresh translator for one stream. */
   stream(hints: StreamHints): StreamTranslator<T['event'], C['event']>;
+}): Translation<C, T> {
+  return { identity: false, exchange: (request) => ({ request: parts.request(request), response: parts.response, stream: parts.stream }) };
 }
 
 export function identity<A extends ApiTypes>(): Translation<A, A> {
-  return { identity: true, request: (request) => request, response: (response) => response, stream: () => (item) => [item] };
+  const pass = { response: (response: A['response']) => response, stream: () => (item: Parameters<StreamTranslator<A['event'], A['event']>>[0]) => [item] };
+  return { identity: true, exchange: (request) => ({ request, ...pass }) };
 }
 
 /** C → H → T as one translation. */
@@ -32,12 +51,20 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
   if (outer.identity) return inner as unknown as Translation<C, T>;
   return {
     identity: false,
-    request: (request) => inner.request(outer.request(request)),
-    response: (response) => outer.response(inner.response(response)),
-    stream: (hints) => {
-      const near = inner.stream(hints);
-      const far = outer.stream(hints);
-      return (item) => near(item).flatMap(far);
+    exchange(request) {
+      const far = outer.exchange(request);
+      const near = inner.exchange(far.request);
+      const dropped = [...(far.droppedTools ?? []), ...(near.droppedTools ?? [])];
+      return {
+        ...(dropped.length > 0 ? { droppedTools: dropped } : {}),
+        request: near.request,
+        response: (response) => far.response(near.response(response)),
+        stream: (hints) => {
+          const nearStream = near.stream(hints);
+          const farStream = far.stream(hints);
+          return (item) => nearStream(item).flatMap(farStream);
+        },
+      };
     },
   };
 }

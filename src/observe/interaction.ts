@@ -50,6 +50,8 @@ export class Interaction implements CallRecord, RelayRecord {
   streamedEvents = 0;
   upstreamRespondedAt: number | null = null;
   upstreamEndedAt: number | null = null;
+  /** Tools the translation left out (hosted tools only OpenAI runs). */
+  droppedTools: readonly string[] = [];
 
   constructor(readonly context: RequestContext) {}
 
@@ -109,6 +111,7 @@ export class Interaction implements CallRecord, RelayRecord {
     // Every attempt when the final answer does not tell the whole story: retries, no answer at
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
+    if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
     return entry;
   }
 

@@ -46,6 +46,8 @@ export interface LogEntry {
     url?: string;
     api_key?: number;
     attempts?: UpstreamAttempt[];
+    /** Tools of the request only OpenAI runs (web_search, …), left out for a provider that does not. */
+    dropped_tools?: readonly string[];
   } | null;
 }
 

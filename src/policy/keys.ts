@@ -178,17 +178,36 @@ function parseModelMap(value: unknown, where: string, problems: string[]): Model
   return problems.length > before ? undefined : modelMap(value as Record<string, string>);
 }
 
+/** `api`: the API its base_url speaks, or several (preferred first); the hub must be reachable (chat or messages). */
 function parseApi(value: unknown, provider: Provider | undefined, where: string, problems: string[]): ApiName[] | null | undefined {
   if (value === undefined) return null;
-  if (typeof value !== 'string' || !API_NAMES.includes(value as ApiName)) {
-    problems.push(`${where}: "api" must be one of ${API_NAMES.map((name) => `"${name}"`).join(', ')}: the API its base_url speaks`);
+  const names = typeof value === 'string' ? [value] : value;
+  const known = API_NAMES.map((name) => `"${name}"`).join(', ');
+  if (!Array.isArray(names) || names.length === 0 || names.some((name) => typeof name !== 'string' || !API_NAMES.includes(name as ApiName)) || new Set(names).size !== names.length) {
+    problems.push(`${where}: "api" must be one of ${known}, or a list of them without repeats: the APIs its base_url speaks`);
     return undefined;
   }
-  if (provider?.local !== undefined && !provider.apis.includes(value as ApiName)) {
+  const apis = names as ApiName[];
+  if (!apis.includes('chat') && !apis.includes('messages')) {
+    problems.push(`${where}: "api" must include "chat" or "messages": requests in other APIs are translated to one of them (a server with /responses speaks chat too: ["chat", "responses"])`);
+    return undefined;
+  }
+  if (provider?.local !== undefined && apis.some((api) => !provider.apis.includes(api))) {
     problems.push(`${where}: the ${provider.name} provider answers in-process and speaks only ${provider.apis.join(', ')}`);
     return undefined;
   }
-  return [value as ApiName];
+  return apis;
+}
+
+/**
+ * The APIs a target speaks: what the key says; else the provider's own at its default base URL;
+ * at a base URL of the key's own, only the provider's first (an OpenAI-compatible server is
+ * assumed to speak chat, not Responses, unless the key says so).
+ */
+function spokenApis(declared: ApiName[] | null, provider: Provider, baseUrl: unknown): readonly ApiName[] {
+  if (declared !== null) return declared;
+  if (baseUrl === undefined || baseUrl === provider.defaultBaseUrl) return provider.apis;
+  return provider.apis.slice(0, 1);
 }
 
 function parseMaxOutputTokens(value: unknown, where: string, problems: string[]): number | null | undefined {
@@ -317,8 +336,9 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const models = parseModels(entry.models, where, problems);
     const map = parseModelMap(entry.model_map, where, problems);
     const apis = parseApi(entry.api, provider, where, problems);
-    if (apis != null && provider !== undefined && !provider.apis.includes(apis[0] as ApiName) && baseUrl === undefined) {
-      problems.push(`${where}: "api": "${apis[0]}" says its base_url speaks that API, which is not ${provider.name}'s own: give "base_url" (e.g. the provider's ${apis[0]}-compatible endpoint)`);
+    const foreign = apis?.find((api) => provider !== undefined && !provider.apis.includes(api));
+    if (foreign !== undefined && provider !== undefined && baseUrl === undefined) {
+      problems.push(`${where}: "api": "${foreign}" says its base_url speaks that API, which is not ${provider.name}'s own: give "base_url" (e.g. the provider's ${foreign}-compatible endpoint)`);
     }
     const maxOutputTokens = parseMaxOutputTokens(entry.max_output_tokens, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
@@ -335,7 +355,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       name: name ?? null,
       label: name ?? digestLabel(id),
       digest: digest(id),
-      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, apis),
+      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, spokenApis(apis, provider, baseUrl)),
       models,
       modelMap: map,
       maxOutputTokens,

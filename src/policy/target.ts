@@ -22,10 +22,10 @@ export interface Target {
   readonly modelsApi: TargetApi<ApiTypes>;
 }
 
-/** `apis`: what the key says its base URL speaks; null: what the provider speaks natively. */
-export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string, apis: readonly ApiName[] | null): Target {
+/** `apis`: the APIs it speaks at `baseUrl`, preferred first. */
+export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string, apis: readonly ApiName[]): Target {
   const endpoint = (path: string): Endpoint => (provider.local === undefined ? httpEndpoint(baseUrl, path) : localEndpoint(provider.local, baseUrl, path));
-  const spoken = apis ?? provider.apis;
+  const spoken = apis;
   const endpoints: Partial<Record<ApiName, Endpoint>> = {};
   for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];

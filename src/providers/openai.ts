@@ -12,6 +12,8 @@ import type { Provider } from './types.js';
 export interface OpenAICompatibleOptions {
   name: string;
   defaultBaseUrl: string;
+  /** The APIs it speaks at its default base URL, preferred first (chat when not given). */
+  apis?: readonly ApiName[];
   /** A change the provider needs in a request; null when none is needed. */
   adjust?: (api: ApiName, request: unknown, translated: boolean) => unknown;
 }
@@ -32,7 +34,7 @@ export function createOpenAICompatible(options: OpenAICompatibleOptions): Provid
     name: options.name,
     defaultBaseUrl: options.defaultBaseUrl,
     requiresApiKey: true,
-    apis: ['chat'],
+    apis: options.apis ?? ['chat'],
     ...(options.adjust === undefined ? {} : { adjust: options.adjust }),
   };
 }
@@ -40,5 +42,7 @@ export function createOpenAICompatible(options: OpenAICompatibleOptions): Provid
 export const openai: Provider = createOpenAICompatible({
   name: 'openai',
   defaultBaseUrl: 'https://api.openai.com/v1',
+  // Chat clients pass through to chat, Responses clients to Responses; Messages is translated to chat.
+  apis: ['chat', 'responses'],
   adjust: (api, request, translated) => (api === 'chat' && translated ? withoutReasoning(request as ChatRequest) : null),
 });

@@ -11,6 +11,8 @@ import { chatSurface } from '../surfaces/chat.js';
 import { serveCountTokens } from '../surfaces/count-tokens.js';
 import { isAnthropicStyle, messagesSurface } from '../surfaces/messages.js';
 import { serveModels } from '../surfaces/models.js';
+import { serveInputTokens, serveStoredResponse, storedRouteOf } from '../surfaces/response-routes.js';
+import { responsesSurface } from '../surfaces/responses.js';
 import { serveSurface, type SurfaceDeps } from '../surfaces/surface.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { sendError, sendJson } from './http.js';
@@ -32,7 +34,11 @@ export interface RouteDeps extends SurfaceDeps {
 }
 
 /** Paths browsers may call (CORS). */
-export const BROWSER_PATHS: ReadonlySet<string> = new Set(['/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/models', '/v1/models']);
+export const BROWSER_PATHS: ReadonlySet<string> = new Set([
+  '/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/responses', '/v1/responses',
+  '/responses/input_tokens', '/v1/responses/input_tokens', '/responses/{id}', '/v1/responses/{id}', '/responses/{id}/cancel',
+  '/v1/responses/{id}/cancel', '/responses/{id}/input_items', '/v1/responses/{id}/input_items', '/models', '/v1/models',
+]);
 
 function sinceArrival(context: RequestContext): number {
   return performance.now() - context.startedAt;
@@ -76,6 +82,9 @@ function metricsHandler(deps: RouteDeps): Handler {
 export function createRoutes(deps: RouteDeps): Routes {
   const chat: Handler = (req, res, context) => serveSurface(chatSurface, req, res, context, deps);
   const messages: Handler = (req, res, context) => serveSurface(messagesSurface, req, res, context, deps);
+  const responses: Handler = (req, res, context) => serveSurface(responsesSurface, req, res, context, deps);
+  const inputTokens: Handler = (req, res, context) => serveInputTokens(req, res, context, deps);
+  const stored: Handler = (req, res, context) => serveStoredResponse(req, res, context, deps);
   const countTokens: Handler = (req, res, context) => serveCountTokens(req, res, context, deps);
   const models: Handler = (req, res, context) => serveModels(req, res, context, deps);
   return new Map([
@@ -83,11 +92,23 @@ export function createRoutes(deps: RouteDeps): Routes {
     ['/v1/chat/completions', new Map([['*', chat]])],
     ['/v1/messages', new Map([['*', messages]])],
     ['/v1/messages/count_tokens', new Map([['*', countTokens]])],
+    ...['/v1', ''].flatMap((prefix): Array<[string, Map<string, Handler>]> => [
+      [`${prefix}/responses`, new Map([['*', responses]])],
+      [`${prefix}/responses/input_tokens`, new Map([['*', inputTokens]])],
+      [`${prefix}/responses/{id}`, new Map([['GET', stored], ['DELETE', stored]])],
+      [`${prefix}/responses/{id}/cancel`, new Map([['POST', stored]])],
+      [`${prefix}/responses/{id}/input_items`, new Map([['GET', stored]])],
+    ]),
     ['/models', new Map([['GET', models]])],
     ['/v1/models', new Map([['GET', models]])],
     ['/healthz', new Map([['GET', healthHandler(deps)]])],
     ['/metrics', new Map([['GET', metricsHandler(deps)]])],
   ]);
+}
+
+/** The route a path takes: itself, or the template of a path with an id in it (`/v1/responses/{id}`). */
+export function routeOf(routes: Routes, path: string): string {
+  return routes.has(path) ? path : (storedRouteOf(path) ?? path);
 }
 
 /** Every route, for the 404 message (the client API routes, which take any method to log it, serve POST). */

@@ -14,7 +14,7 @@ import { Connections, type Exchange } from './connections.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { createCors } from './cors.js';
 import { clientClosed } from './http.js';
-import { BROWSER_PATHS, createRoutes, describeRoutes, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
+import { BROWSER_PATHS, createRoutes, describeRoutes, routeOf, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
 
 export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
   /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
@@ -158,13 +158,14 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     if (draining) res.setHeader('connection', 'close');
     const handlerDone = inFlight.begin(req, res, cancel);
 
-    if (cors.apply(req, res, context.path)) {
+    const route = routeOf(routes, context.path);
+    if (cors.apply(req, res, route)) {
       stampOverhead(res, performance.now() - context.startedAt);
       res.writeHead(204);
       res.end();
       return handlerDone();
     }
-    const methods = routes.get(context.path);
+    const methods = routes.get(route);
     const handler = methods === undefined ? undefined : (methods.get('*') ?? methods.get(context.method));
     if (handler === undefined) {
       stampOverhead(res, performance.now() - context.startedAt);

@@ -6,8 +6,10 @@ import { chatClient, type ChatTypes } from '../formats/chat/index.js';
 import { bearerToken } from '../policy/auth.js';
 import type { Surface } from './surface.js';
 
+export const HOW_TO_SEND_BEARER = "Send it as 'Authorization: Bearer <virtual key>'.";
+
 export const chatSurface: Surface<ChatTypes> = {
   api: chatClient,
   credential: (headers) => bearerToken(headers.authorization),
-  howToSendKey: "Send it as 'Authorization: Bearer <virtual key>'.",
+  howToSendKey: HOW_TO_SEND_BEARER,
 };

@@ -7,37 +7,27 @@
  * have Anthropic's shape.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError, invalidRequest } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { messagesTarget } from '../formats/messages/index.js';
 import { parseMessagesRequest } from '../formats/messages/request.js';
 import type { AnthropicRequest } from '../formats/messages/types.js';
-import { Interaction } from '../observe/interaction.js';
-import { authenticate } from '../policy/auth.js';
-import { maskKey, type VirtualKey } from '../policy/keys.js';
-import { stampOverhead, type RequestContext } from '../server/context.js';
-import { readBody, sendJson } from '../server/http.js';
+import type { Interaction } from '../observe/interaction.js';
+import type { VirtualKey } from '../policy/keys.js';
+import type { RequestContext } from '../server/context.js';
+import { readBody } from '../server/http.js';
 import { callWithRetries } from '../upstream/call.js';
 import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { KeyScrubber } from '../upstream/scrub.js';
 import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
 import { anthropicCredential, anthropicHeaders, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
-import { admit, answerFailure, checkModel, identify, recordRequest, settle, type SurfaceDeps } from './surface.js';
+import { serveKeyed, type KeyedRoute } from './keyed.js';
+import { checkModel, shallow, type SurfaceDeps } from './surface.js';
 
 const ANSWER_LIMIT = 1024 * 1024;
-
-/** JSON nested deeper than the stack allows cannot be measured or re-serialised: the client's problem. */
-function shallow<T>(work: () => T): T {
-  try {
-    return work();
-  } catch (err) {
-    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
-    throw err;
-  }
-}
 
 /**
  * A provider that speaks Messages but has no count_tokens (a compatible endpoint that left it
@@ -88,23 +78,16 @@ async function providerCount(key: VirtualKey, endpoint: Endpoint, raw: Buffer, r
   return answer.body;
 }
 
-export async function serveCountTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
-  res.setHeader('request-id', context.id);
-  const interaction = new Interaction(context);
-  let key: VirtualKey | null = null;
-  let reserved = -1;
-  try {
-    if (context.method !== 'POST') {
-      throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
-    }
-    const presented = anthropicCredential(req.headers);
-    try {
-      key = authenticate(presented, deps.keys, HOW_TO_SEND_ANTHROPIC_KEY);
-    } catch (err) {
-      if (presented !== null) interaction.virtualKey = maskKey(presented);
-      throw err;
-    }
-    identify(interaction, key);
+const COUNT_TOKENS: KeyedRoute = {
+  methods: ['POST'],
+  credential: anthropicCredential,
+  howToSendKey: HOW_TO_SEND_ANTHROPIC_KEY,
+  errorBody: messagesErrorBody,
+  answerHeaders: (context) => ({ 'request-id': context.id }),
+};
+
+export function serveCountTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
+  return serveKeyed(COUNT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }) => {
     const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
     let request: AnthropicRequest;
     try {
@@ -116,21 +99,9 @@ export async function serveCountTokens(req: IncomingMessage, res: ServerResponse
     interaction.request = request;
     interaction.model = request.model;
     checkModel(key, request.model);
-    if (key.rateLimit !== null || key.budget !== null) reserved = await admit(deps.limiter, key, 0, res);
-
+    await admit();
     const endpoint = key.target.endpoints.messages;
     const counted = endpoint === undefined ? null : await providerCount(key, endpoint, raw, request, req, interaction, deps);
-    if (context.cancel.cancelled) throw context.cancel.reason;
-    const body = counted ?? JSON.stringify({ input_tokens: shallow(() => estimateInputTokens(request)) });
-    stampOverhead(res, interaction.overheadMs(performance.now()));
-    sendJson(res, 200, body);
-    interaction.status = 200;
-    interaction.response = JSON.parse(body.toString()) as unknown;
-  } catch (err) {
-    answerFailure(err, req, res, interaction, messagesErrorBody);
-  } finally {
-    // Counting uses no tokens: only the request is counted against the key's limits.
-    if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, 0);
-    recordRequest(interaction, deps);
-  }
+    return { status: 200, body: counted ?? JSON.stringify({ input_tokens: shallow(() => estimateInputTokens(request)) }) };
+  });
 }

@@ -18,6 +18,7 @@ import { callWithRetries } from '../upstream/call.js';
 import { redactDeep, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { KeyScrubber } from '../upstream/scrub.js';
+import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import type { SurfaceDeps } from './surface.js';
 
@@ -61,7 +62,7 @@ export async function serveModels(req: IncomingMessage, res: ServerResponse, con
   try {
     const key = anthropic
       ? authenticate(anthropicCredential(req.headers), deps.keys, HOW_TO_SEND_ANTHROPIC_KEY)
-      : authenticate(bearerToken(req.headers.authorization), deps.keys, "Send it as 'Authorization: Bearer <virtual key>'.");
+      : authenticate(bearerToken(req.headers.authorization), deps.keys, HOW_TO_SEND_BEARER);
     const list = await listModels(key, interaction, deps);
     if (context.cancel.cancelled) return;
     stampOverhead(res, interaction.overheadMs(performance.now()));

@@ -8,7 +8,7 @@ import { isRecord } from '../formats/json.js';
 import type { Route } from '../formats/router.js';
 import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
-import type { StreamHints } from '../formats/translation.js';
+import type { Exchange, StreamHints } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 
@@ -17,12 +17,14 @@ export interface ObservedStream extends StreamPipeline {
   usage(): Usage | null;
   /** The answer as the client would have got it whole, for the log (null when no log is kept). */
   response(): unknown;
+  /** The provider's id for the answer, when its stream said it. */
+  answerId(): string | null;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
   const target = route.target;
   const watch = target.streamWatch();
-  const translate = route.translation.stream(hints);
+  const translate = exchange.stream(hints);
   const passThrough = route.translation.identity;
 
   /** Translated items → frames; stops at the end or an error. */
@@ -45,6 +47,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: Stre
       // Passing through, an event that says nothing the gateway reads goes out as it came.
       if (passThrough && !target.notable.test(event.data)) {
         this.forwarded(event.data);
+        output.passed?.(event.data);
         return { text: sseFrame(event.data, event.event) };
       }
       const step = { text: '' };
@@ -70,8 +73,10 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, output: Stre
       deliver(translate({ kind: 'end' }) as Array<StreamItem<C['event']>>, step);
       return step.text;
     },
+    passed: (bytes) => output.passed?.(bytes),
     failure: (error) => output.frame({ kind: 'error', error }),
     usage: () => watch.usage(),
+    answerId: () => watch.answerId?.() ?? null,
     response: () => (assembler === null ? null : assembler.result()),
   };
 }

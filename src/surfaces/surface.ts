@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
+import type { Exchange } from '../formats/translation.js';
 import { totalTokens } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -25,6 +26,7 @@ import { readBody, sendError, sendJson } from '../server/http.js';
 import { callWithRetries, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
+import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
 import { withQuery, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
@@ -39,6 +41,18 @@ export interface SurfaceDeps {
   readonly maxBodyBytes: number;
   readonly upstream: Upstream;
   readonly router: Router;
+  /** Owners of stored responses this process knows (policy/response-owners.ts). */
+  readonly owners: ResponseOwners;
+}
+
+/** A request about to pass through, for a surface that checks or changes it. */
+export interface PassThroughCall<C extends ApiTypes> {
+  readonly request: C['request'];
+  /** The body as it would go. */
+  readonly body: Buffer | string;
+  readonly key: VirtualKey;
+  readonly interaction: Interaction;
+  readonly deps: SurfaceDeps;
 }
 
 export interface Surface<C extends ApiTypes> {
@@ -51,6 +65,14 @@ export interface Surface<C extends ApiTypes> {
   answerHeaders?(context: RequestContext): Record<string, string>;
   /** The client's own headers passed on when its API passes through (Anthropic's version and betas). */
   passHeaders?(headers: IncomingHttpHeaders): Record<string, string>;
+  /**
+   * Passing through: checks the request against what the gateway knows and returns the body to
+   * send (Responses: a stored response it continues must be the key's own; the one it stores is
+   * tagged with its owner).
+   */
+  passThrough?(call: PassThroughCall<C>): Promise<Buffer | string>;
+  /** Passing through: the provider answered with an answer of this id (Responses: remembered as the key's). */
+  answered?(id: string, request: C['request'], key: VirtualKey, deps: SurfaceDeps): void;
 }
 
 /** The request as it goes to the target: the key's model map and output cap applied. */
@@ -111,24 +133,30 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     }
 
     const route = deps.router.route(surface.api, key.target.apis);
+    const exchange = translate(route, outbound.request);
+    if (exchange.droppedTools !== undefined) interaction.droppedTools = exchange.droppedTools;
+    let body = upstreamBody(route, key.target.provider, exchange, outbound.raw);
+    if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
     const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
-    const { upstream, apiKey } = await call(key, route, outbound, passed, interaction, deps);
+    const { upstream, apiKey } = await call(key, route, body, passed, interaction, deps);
     interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
     const idleMs = deps.upstream.policy.idleTimeoutMs;
     if (upstream.status < 200 || upstream.status > 299) {
-      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
+      const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      throw upstreamError(upstream.status, body, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
+      throw upstreamError(upstream.status, error, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
     }
+    let answerId: string | null;
     if (parsed.stream) {
-      await answerStream(surface.api, route, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber }, promptEstimate);
+      answerId = await answerStream(surface.api, route, exchange, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber }, promptEstimate);
     } else {
-      const body = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
+      const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerJson(route, body, res, interaction);
+      answerId = answerJson(route, exchange, answer, res, interaction);
     }
+    if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
@@ -221,20 +249,31 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   limiter.record(limitsOf(key), used, reserved);
 }
 
+/** JSON nested deeper than the stack allows cannot be translated or re-serialised: the client's problem. */
+export function shallow<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (err) {
+    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
+    throw err;
+  }
+}
+
+/** The request in the target's API, and the way back for its answer. */
+export function translate<C extends ApiTypes>(route: Route<C>, request: C['request']): Exchange<C, ApiTypes> {
+  return shallow(() => route.translation.exchange(request));
+}
+
 /**
  * The body the target gets: the client's request translated where the target speaks another API,
  * changed where the provider needs it, and the client's own bytes where nothing changes.
  */
-export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, request: C['request'], raw: Buffer | null): Buffer | string {
-  try {
-    const translated = route.translation.request(request);
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: Buffer | null): Buffer | string {
+  return shallow(() => {
+    const translated = exchange.request;
     const adjusted = provider.adjust?.(route.target.name, translated, !route.translation.identity) ?? null;
     return adjusted !== null ? route.target.body(adjusted, null) : route.target.body(translated, route.translation.identity ? raw : null);
-  } catch (err) {
-    // JSON nested deeper than the stack allows cannot be re-serialised: the client's problem.
-    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
-    throw err;
-  }
+  });
 }
 
 /**
@@ -244,35 +283,37 @@ export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Prov
 function call<C extends ApiTypes>(
   key: VirtualKey,
   route: Route<C>,
-  outbound: Outbound<C>,
+  body: Buffer | string,
   passed: Record<string, string> | undefined,
   interaction: Interaction,
   deps: SurfaceDeps,
 ): Promise<{ upstream: UpstreamResponse; apiKey: string }> {
   const target = key.target;
-  const provider = target.provider;
-  const body = upstreamBody(route, provider, outbound.request, outbound.raw);
   let endpoint = target.endpoints[route.target.name];
-  if (endpoint === undefined) throw new Error(`${provider.name} has no endpoint for ${route.target.name}`);
+  if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
   if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
   const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
   return callWithRetries(deps.upstream, target.keys, endpoint, build, interaction.context.cancel, interaction);
 }
 
-function answerJson<C extends ApiTypes>(route: Route<C>, body: Buffer, res: ServerResponse, interaction: Interaction): void {
+/** Answers a whole (non-stream) answer; returns the provider's id for it. */
+function answerJson<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction): string | null {
   const answer = route.target.parseResponse(body);
   interaction.usage = route.target.usage(answer);
-  const response = route.translation.response(answer);
+  const response = exchange.response(answer);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   // Passed through, the provider's own bytes (checked whole above) go on unchanged.
   sendJson(res, 200, route.translation.identity ? body : JSON.stringify(response));
   interaction.status = 200;
   interaction.response = response;
+  const id = (answer as { id?: unknown }).id;
+  return typeof id === 'string' ? id : null;
 }
 
 async function answerStream<C extends ApiTypes>(
   api: ClientApi<C>,
   route: Route<C>,
+  exchange: Exchange<C, ApiTypes>,
   parsed: ParsedRequest<C['request']>,
   upstream: UpstreamResponse,
   res: ServerResponse,
@@ -280,7 +321,7 @@ async function answerStream<C extends ApiTypes>(
   deps: SurfaceDeps,
   keys: { apiKeys: readonly string[]; scrubber: KeyScrubber },
   promptEstimate: number,
-): Promise<void> {
+): Promise<string | null> {
   if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
@@ -288,9 +329,10 @@ async function answerStream<C extends ApiTypes>(
       logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
     });
   }
-  const pipeline = streamPipeline(route, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate });
+  const pipeline = streamPipeline(route, exchange, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate });
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();
   if (deps.log.enabled) interaction.response = pipeline.response();
+  return pipeline.answerId();
 }

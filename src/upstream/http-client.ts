@@ -16,7 +16,7 @@ export interface ClientRequest {
   readonly https: boolean;
   readonly hostname: string;
   readonly port: number;
-  readonly method: 'GET' | 'POST';
+  readonly method: 'GET' | 'POST' | 'DELETE';
   /** Path and query. */
   readonly path: string;
   readonly headers: Readonly<Record<string, string | number>>;

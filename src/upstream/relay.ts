@@ -39,6 +39,8 @@ export interface StreamPipeline {
   event(event: SseEvent): StreamStep;
   /** An event forwarded as its bytes (pass-through): the log's answer still sees it. */
   forwarded(data: string): void;
+  /** A run of whole events forwarded as their bytes. */
+  passed(bytes: Buffer): void;
   /** The provider's stream ended without its end: the frames that end the client's, or null if the answer is incomplete. */
   finish(): string | null;
   /** The client's last frame when the stream fails. */
@@ -216,6 +218,7 @@ class StreamRelay {
     if (bytes.length === 0) return;
     // Whole events: no character is split.
     if (this.pipeline.assembling) for (const event of new SseParser().pushText(bytes.toString('utf8'))) this.pipeline.forwarded(event.data);
+    this.pipeline.passed(bytes);
     this.write(bytes);
   }
 

@@ -19,8 +19,8 @@ export interface UpstreamPolicy {
 
 /** What goes on the wire. The sender adds host, content-type and content-length. */
 export interface UpstreamRequest {
-  /** POST by default; GET for a model list. */
-  readonly method?: 'GET' | 'POST';
+  /** POST by default; GET for a model list or a stored response, DELETE to delete one. */
+  readonly method?: 'GET' | 'POST' | 'DELETE';
   readonly body: Buffer | string;
   /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
   readonly headers: Readonly<Record<string, string>>;
@@ -38,7 +38,7 @@ export interface UpstreamResponse {
 
 /** A provider that answers in-process, like a server would (the mock). */
 export interface LocalServer {
-  handle(method: 'GET' | 'POST', path: string, body: Buffer): UpstreamResponse;
+  handle(method: 'GET' | 'POST' | 'DELETE', path: string, body: Buffer): UpstreamResponse;
 }
 
 /** Where a request goes, resolved once when keys are loaded. */

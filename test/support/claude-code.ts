@@ -32,7 +32,7 @@ export const CLAUDE_CODE_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** Deterministic prose of about `length` characters (instructions, tool manuals, file contents). */
-function prose(seed: string, length: number): string {
+export function prose(seed: string, length: number): string {
   const words = ['the', 'tool', 'runs', 'in', 'a', 'sandbox', 'and', 'returns', 'its', 'output;', 'use', 'absolute', 'paths,', 'never', 'guess', 'file', 'contents.', 'When', 'unsure,', 'read', 'first.'];
   let text = `${seed}: `;
   for (let i = 0; text.length < length; i++) text += `${words[(i * 7 + seed.length) % words.length]} `;

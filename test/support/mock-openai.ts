@@ -6,6 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveResponses, type ResponseStore } from './mock-responses.js';
 import { startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js';
 
 export type { Behaviour, Exchange, RecordedRequest } from './recording-server.js';
@@ -15,6 +16,8 @@ export type Flavor = 'openai' | 'deepseek';
 export interface MockUpstream extends RecordingServer {
   /** What to put in keys.json as base_url (OpenAI: with `/v1`, as the SDK default has it). */
   readonly baseUrl: string;
+  /** The responses OpenAI's Responses API stored (OpenAI flavor). */
+  readonly stored: ResponseStore;
 }
 
 export interface MockOptions {
@@ -161,6 +164,7 @@ export function pieces(text: string): string[] {
 
 export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
   const { flavor, apiKey } = options;
+  const stored: ResponseStore = new Map();
   const standard = (req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest): void => {
     const requestId = flavor === 'openai' ? `req_${randomBytes(16).toString('hex')}` : randomUUID();
     const idHeader: Record<string, string> = { [flavor === 'openai' ? 'x-request-id' : 'x-ds-trace-id']: requestId };
@@ -172,6 +176,10 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
       if (!accepted.includes(auth)) return sendJson(res, 401, openAIError('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'), idHeader);
       const data = MOCK_MODELS[flavor].map((id) => (flavor === 'openai' ? { id, object: 'model', created: 1721172741, owned_by: 'system' } : { id, object: 'model', owned_by: 'deepseek' }));
       return sendJson(res, 200, { object: 'list', data }, idHeader);
+    }
+    if (flavor === 'openai' && recorded.path.startsWith('/v1/responses')) {
+      if (!accepted.includes(auth)) return sendJson(res, 401, openAIError('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'), idHeader);
+      if (serveResponses(res, recorded, stored, idHeader)) return;
     }
     if (req.method !== 'POST' || !validPaths.includes(recorded.path)) {
       return sendJson(res, 404, openAIError(`Invalid URL (${req.method} ${recorded.path})`, 'invalid_request_error'), idHeader);
@@ -279,5 +287,6 @@ export function startOpenAIMock(options: MockOptions): Promise<MockUpstream> {
   return startRecordingServer(standard).then((server) => ({
     ...server,
     baseUrl: flavor === 'openai' ? `${server.origin}/v1` : server.origin,
+    stored,
   }));
 }

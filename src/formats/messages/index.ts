@@ -6,7 +6,7 @@
 import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { isRecord } from '../json.js';
-import type { Translation } from '../translation.js';
+import { stateless, type Translation } from '../translation.js';
 import { parseMessage } from './answer.js';
 import { MessageAssembler } from './assemble.js';
 import { messagesErrorBody } from './errors.js';
@@ -83,20 +83,14 @@ export interface ChatToMessagesOptions {
 }
 
 export function chatToMessages(options: ChatToMessagesOptions): Translation<ChatTypes, MessagesTypes> {
-  return {
-    identity: false,
+  return stateless({
     request: (request) => toAnthropicRequest(request, options),
     response: (response) => toChatCompletion(response, options.now()),
     stream: () => messagesStreamToChat(options.now()),
-  };
+  });
 }
 
 /** Messages clients on a provider that speaks only the hub. */
 export function messagesToChat(): Translation<MessagesTypes, ChatTypes> {
-  return {
-    identity: false,
-    request: toChatRequest,
-    response: toMessage,
-    stream: chatStreamToMessages,
-  };
+  return stateless({ request: toChatRequest, response: toMessage, stream: chatStreamToMessages });
 }

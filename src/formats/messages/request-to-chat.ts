@@ -4,9 +4,9 @@
  * translate without changing what the client gets is a 400 naming it; what has no meaning on the
  * other side is dropped. The README's Claude Code section lists the same tables.
  */
-import { createHash } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord } from '../json.js';
+import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
 import type { AnthropicRequest } from './types.js';
 
@@ -45,13 +45,6 @@ export const MESSAGES_PARAMETERS: Readonly<Record<string, Rule>> = {
 /** Tool `type`s a client runs itself with a schema it sends; every other type is a tool Anthropic runs or defines. */
 const CUSTOM_TOOL_TYPES = new Set([undefined, 'custom']);
 
-/** OpenAI rejects a longer `user`; Claude Code's user_id (a JSON object as a string) is longer. */
-const MAX_USER_LENGTH = 64;
-
-/** OpenAI's reasoning model families, which take `reasoning_effort` (other models answer 400 to it). */
-const REASONING_MODEL = /^(?:o[1-9]|gpt-5)(?!.*-chat)/;
-
-const EFFORTS: Readonly<Record<string, string>> = { low: 'low', medium: 'medium', high: 'high', xhigh: 'high', max: 'high' };
 
 function unsupported(param: string, why: string): never {
   throw invalidRequest(`${param}: not supported with this key's provider: ${why}.`, param, 'unsupported_parameter');
@@ -277,16 +270,15 @@ function userId(metadata: unknown): string | null {
     throw invalidRequest('metadata.user_id: Input should be a string', 'metadata.user_id', 'invalid_type');
   }
   if (typeof metadata.user_id !== 'string' || metadata.user_id === '') return null;
-  const id = metadata.user_id;
-  return id.length <= MAX_USER_LENGTH ? id : `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+  return chatUser(metadata.user_id);
 }
 
 function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
   const config = request.output_config;
   if (!isRecord(config)) return;
   const thinkingOff = isRecord(request.thinking) && request.thinking.type === 'disabled';
-  const effort = typeof config.effort === 'string' ? entryOf(EFFORTS, config.effort) : undefined;
-  if (effort !== undefined && !thinkingOff && REASONING_MODEL.test(out.model)) out.reasoning_effort = effort;
+  const effort = reasoningEffort(config.effort, out.model);
+  if (effort !== undefined && !thinkingOff) out.reasoning_effort = effort;
   const format = config.format;
   if (isRecord(format) && format.type === 'json_schema' && isRecord(format.schema)) {
     out.response_format = { type: 'json_schema', json_schema: { name: 'response', schema: format.schema } };

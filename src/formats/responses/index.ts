@@ -1,0 +1,74 @@
+/**
+ * OpenAI's Responses API: as clients speak it (Codex CLI, newer OpenAI SDK code), as a provider
+ * speaks it (OpenAI; an OpenAI-compatible server declared to), and its stateless translation to
+ * the hub. There is no translation from the hub to Responses: a provider that speaks Responses
+ * speaks chat too.
+ */
+import type { ClientApi, TargetApi } from '../api.js';
+import type { ChatTypes } from '../chat/index.js';
+import { parseChatModelList } from '../chat/models.js';
+import type { Translation } from '../translation.js';
+import { parseResponseObject } from './answer.js';
+import { ResponseAssembler } from './assemble.js';
+import { responsesStreamOutput } from './output.js';
+import { maxOutputTokens, parseResponsesRequest } from './request.js';
+import { toChatRequest } from './request-to-chat.js';
+import { toResponse } from './response-from-chat.js';
+import { chatStreamToResponses } from './stream-from-chat.js';
+import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
+import type { ResponseObject, ResponsesEvent, ResponsesRequest } from './types.js';
+import { responsesUsage } from './usage.js';
+
+export interface ResponsesTypes {
+  request: ResponsesRequest;
+  response: ResponseObject;
+  event: ResponsesEvent;
+}
+
+export const responsesClient: ClientApi<ResponsesTypes> = {
+  name: 'responses',
+  parseRequest(raw) {
+    const request = parseResponsesRequest(raw);
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
+  },
+  rewrite(request, changes) {
+    const copy: ResponsesRequest = { ...request, model: changes.model };
+    if (changes.maxOutputTokens !== undefined) copy.max_output_tokens = changes.maxOutputTokens;
+    return copy;
+  },
+  errorBody: (error) => error.toBody(),
+  streamOutput: (request) => responsesStreamOutput(request.model),
+  assembler: () => new ResponseAssembler(),
+};
+
+export const responsesTarget: TargetApi<ResponsesTypes> = {
+  name: 'responses',
+  path: '/responses',
+  authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
+  modelsPath: '/models',
+  parseModelList: parseChatModelList,
+  body: (request, raw) => raw ?? JSON.stringify(request),
+  parseResponse: parseResponseObject,
+  usage: (response) => responsesUsage(response.usage),
+  decodeEvent: decodeResponsesEvent,
+  notable: RESPONSES_NOTABLE,
+  namedEvents: true,
+  streamWatch: responsesStreamWatch,
+};
+
+/** Responses clients on a provider that speaks the hub (or Messages, through it): stateless. */
+export function responsesToChat(): Translation<ResponsesTypes, ChatTypes> {
+  return {
+    identity: false,
+    exchange(request) {
+      const translated = toChatRequest(request);
+      const context = { request, tools: translated.tools };
+      return {
+        request: translated.request,
+        ...(translated.dropped.length > 0 ? { droppedTools: translated.dropped } : {}),
+        response: (completion) => toResponse(completion, context),
+        stream: (hints) => chatStreamToResponses(context, hints),
+      };
+    },
+  };
+}

@@ -1,0 +1,405 @@
+/**
+ * OpenAI Responses request → Chat Completions request, for a provider that does not speak
+ * Responses (DeepSeek, Anthropic through the hub, vLLM, Ollama, the mock). Stateless: the whole
+ * conversation is in `input`. Pure: no I/O, no clock. What cannot be translated without changing
+ * what the client gets is a 400 naming it; what has no meaning on the other side is dropped (and
+ * hosted tools are named in the log). The README's Codex section lists the same tables.
+ */
+import { invalidRequest } from '../../errors.js';
+import { chatUser, reasoningEffort } from '../chat/fields.js';
+import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
+import { entryOf, isRecord } from '../json.js';
+import type { ResponsesRequest } from './types.js';
+
+type Rule = { action: 'map'; to: string } | { action: 'drop'; why: string } | { action: 'refuse'; why: string };
+
+const STATELESS = "it is stateless through this gateway: send the whole conversation in `input` (and `store: false`)";
+
+/**
+ * Every Responses parameter and what becomes of it. Parameters not listed are dropped: Codex and
+ * the SDK add fields faster than any table, and a new one must not break every non-OpenAI key.
+ */
+export const RESPONSES_PARAMETERS: Readonly<Record<string, Rule>> = {
+  model: { action: 'map', to: "model (after the key's model_map)" },
+  input: { action: 'map', to: 'messages (see the input table)' },
+  instructions: { action: 'map', to: 'a first system message' },
+  tools: { action: 'map', to: 'function tools (see the tools table); hosted tools dropped and named in the log' },
+  tool_choice: { action: 'map', to: 'tool_choice (a namespaced or custom tool by its function name; allowed_tools → its mode, the tools narrowed to those listed)' },
+  parallel_tool_calls: { action: 'map', to: 'parallel_tool_calls (with tools)' },
+  max_output_tokens: { action: 'map', to: 'max_completion_tokens (DeepSeek: max_tokens; Anthropic: max_tokens)' },
+  temperature: { action: 'map', to: 'temperature' },
+  top_p: { action: 'map', to: 'top_p' },
+  reasoning: { action: 'map', to: "effort → reasoning_effort for OpenAI's reasoning models (o1, o3, o4, gpt-5), dropped for others; summary dropped" },
+  text: { action: 'map', to: 'format json_schema → response_format json_schema, json_object → json_object (Anthropic: 400); verbosity dropped' },
+  user: { action: 'map', to: 'user (a digest when longer than 64 characters)' },
+  safety_identifier: { action: 'map', to: 'user, when no user is given' },
+  stream: { action: 'map', to: 'stream, with stream_options.include_usage' },
+  store: { action: 'drop', why: 'nothing is stored: the translation is stateless' },
+  include: { action: 'drop', why: 'encrypted reasoning and hosted-tool outputs are OpenAI\'s' },
+  prompt_cache_key: { action: 'drop', why: "OpenAI's cache routing hint" },
+  prompt_cache_retention: { action: 'drop', why: "OpenAI's cache retention" },
+  client_metadata: { action: 'drop', why: "Codex's own tags" },
+  metadata: { action: 'drop', why: "OpenAI's stored-response tags" },
+  truncation: { action: 'drop', why: "OpenAI's server-side truncation" },
+  service_tier: { action: 'drop', why: "OpenAI's tiers" },
+  stream_options: { action: 'drop', why: 'obfuscation padding is OpenAI\'s' },
+  top_logprobs: { action: 'drop', why: 'not translated' },
+  context_management: { action: 'drop', why: "OpenAI's server-side compaction" },
+  previous_response_id: { action: 'refuse', why: STATELESS },
+  conversation: { action: 'refuse', why: STATELESS },
+  background: { action: 'refuse', why: 'background responses are stored and polled; ' + STATELESS },
+  prompt: { action: 'refuse', why: "stored prompt templates are OpenAI's" },
+};
+
+/** Tools only OpenAI runs or defines (hosted); left out for other providers, named in the log. */
+const FUNCTION_TYPES = new Set(['function', 'namespace', 'custom']);
+
+/** Input items a provider other than OpenAI cannot use: hosted-tool calls and their outputs, OpenAI's compaction. */
+const HOSTED_ITEMS = new Set([
+  'web_search_call', 'file_search_call', 'code_interpreter_call', 'image_generation_call', 'computer_call', 'computer_call_output',
+  'mcp_call', 'mcp_list_tools', 'mcp_approval_request', 'mcp_approval_response', 'local_shell_call', 'local_shell_call_output',
+  'shell_call', 'shell_call_output', 'apply_patch_call', 'apply_patch_call_output', 'tool_search_call', 'tool_search_output', 'compaction',
+]);
+
+/** A client's tool, by the function name it has in chat. */
+export interface ToolName {
+  readonly name: string;
+  /** The namespace it was declared in (its calls carry it back). */
+  readonly namespace?: string;
+  /** A custom (free-form input) tool: its calls come back as `custom_tool_call`. */
+  readonly custom: boolean;
+}
+
+export interface ChatTranslation {
+  readonly request: ChatRequest;
+  /** Chat function name → the client's tool (only those that differ or are custom are needed, all are kept). */
+  readonly tools: ReadonlyMap<string, ToolName>;
+  /** Hosted tools left out, for the log. */
+  readonly dropped: readonly string[];
+}
+
+/** The one property a custom tool's function takes: its free-form input. */
+const CUSTOM_PARAMETERS = { type: 'object', properties: { input: { type: 'string', description: 'The free-form input.' } }, required: ['input'], additionalProperties: false };
+
+function unsupported(param: string, why: string): never {
+  throw invalidRequest(`${param}: not supported with this key's provider: ${why}.`, param, 'unsupported_parameter');
+}
+
+function invalid(param: string, message: string, code = 'invalid_type'): never {
+  throw invalidRequest(`Invalid '${param}': ${message}`, param, code);
+}
+
+/** A namespaced function's chat name. */
+export function flatName(namespace: string | undefined, name: string): string {
+  return namespace === undefined ? name : `${namespace}__${name}`;
+}
+
+// ---- tools ---------------------------------------------------------------------------------
+
+function customDescription(tool: Record<string, unknown>): string {
+  const said = typeof tool.description === 'string' ? tool.description : '';
+  const format = isRecord(tool.format) ? tool.format : {};
+  let how = 'Put the whole free-form input in the "input" string.';
+  if (format.type === 'grammar' && typeof format.definition === 'string') {
+    how += ` It must follow this ${typeof format.syntax === 'string' ? format.syntax : ''} grammar:\n${format.definition}`;
+  }
+  return said === '' ? how : `${said}\n\n${how}`;
+}
+
+class ToolTable {
+  readonly tools: Array<Record<string, unknown>> = [];
+  readonly names = new Map<string, ToolName>();
+  readonly dropped: string[] = [];
+
+  add(tool: unknown, where: string, namespace?: string): void {
+    if (!isRecord(tool)) invalid(where, 'expected an object.');
+    if (!FUNCTION_TYPES.has(tool.type as string) || (namespace !== undefined && tool.type === 'namespace')) {
+      this.dropped.push(typeof tool.type === 'string' ? tool.type : where);
+      return;
+    }
+    if (typeof tool.name !== 'string' || tool.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
+    if (tool.type === 'namespace') {
+      if (!Array.isArray(tool.tools)) invalid(`${where}.tools`, 'expected an array of tools.');
+      tool.tools.forEach((inner: unknown, index) => this.add(inner, `${where}.tools[${index}]`, tool.name as string));
+      return;
+    }
+    const name = flatName(namespace, tool.name);
+    if (this.names.has(name)) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
+    const custom = tool.type === 'custom';
+    this.names.set(name, namespace === undefined ? { name: tool.name, custom } : { name: tool.name, namespace, custom });
+    const fn: Record<string, unknown> = { name };
+    if (custom) {
+      fn.description = customDescription(tool);
+      fn.parameters = CUSTOM_PARAMETERS;
+    } else {
+      if (tool.parameters !== undefined && tool.parameters !== null && !isRecord(tool.parameters)) invalid(`${where}.parameters`, 'expected a JSON schema object.');
+      if (typeof tool.description === 'string') fn.description = tool.description;
+      fn.parameters = tool.parameters ?? { type: 'object', properties: {} };
+      if (typeof tool.strict === 'boolean') fn.strict = tool.strict;
+    }
+    this.tools.push({ type: 'function', function: fn });
+  }
+}
+
+function chatToolChoice(choice: unknown, table: ToolTable, out: ChatRequest): void {
+  if (choice === 'none' || choice === 'auto' || choice === 'required') {
+    out.tool_choice = choice;
+    return;
+  }
+  if (!isRecord(choice)) invalid('tool_choice', "expected 'none', 'auto', 'required' or an object.", 'invalid_value');
+  const named = (name: unknown, namespace: unknown): string => {
+    const flat = typeof name === 'string' ? flatName(typeof namespace === 'string' ? namespace : undefined, name) : '';
+    if (!table.names.has(flat)) invalid('tool_choice.name', `no tool called "${String(name)}" in tools.`, 'invalid_value');
+    return flat;
+  };
+  switch (choice.type) {
+    case 'function':
+    case 'custom':
+      out.tool_choice = { type: 'function', function: { name: named(choice.name, choice.namespace) } };
+      return;
+    case 'allowed_tools': {
+      const allowed = Array.isArray(choice.tools) ? choice.tools : [];
+      const names = new Set(allowed.map((tool: unknown) => (isRecord(tool) ? named(tool.name, tool.namespace) : '')));
+      out.tools = (out.tools as Array<Record<string, unknown>>).filter((tool) => names.has((tool.function as { name: string }).name));
+      out.tool_choice = choice.mode === 'required' ? 'required' : 'auto';
+      return;
+    }
+    default:
+      unsupported('tool_choice', `"${String(choice.type)}" is a tool only OpenAI runs`);
+  }
+}
+
+// ---- input ---------------------------------------------------------------------------------
+
+function textOfParts(content: unknown, where: string): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) invalid(`${where}`, 'expected a string or an array of content parts.');
+  return content
+    .map((part: unknown, index) => {
+      if (!isRecord(part) || typeof part.text !== 'string') invalid(`${where}[${index}]`, 'only text parts can be translated here.', 'invalid_content');
+      return part.text;
+    })
+    .join('');
+}
+
+/** An input content part → a chat content part. */
+function chatPart(part: unknown, where: string): ContentPart {
+  if (!isRecord(part)) invalid(where, 'expected a content part object.');
+  switch (part.type) {
+    case 'input_text':
+    case 'output_text':
+    case 'text':
+      if (typeof part.text !== 'string') invalid(`${where}.text`, 'expected a string.');
+      return { type: 'text', text: part.text };
+    case 'input_image': {
+      if (typeof part.image_url !== 'string') unsupported(where, 'only images given by URL or data URL can be translated (a file id is OpenAI\'s)');
+      const image: { url: string; detail?: string } = { url: part.image_url };
+      if (part.detail === 'low' || part.detail === 'high' || part.detail === 'auto') image.detail = part.detail;
+      return { type: 'image_url', image_url: image };
+    }
+    case 'input_file': {
+      const file: Record<string, unknown> = {};
+      if (typeof part.file_data === 'string') file.file_data = part.file_data;
+      else if (typeof part.file_id === 'string') file.file_id = part.file_id;
+      else unsupported(where, 'only files given as file_data or file_id can be translated');
+      if (typeof part.filename === 'string') file.filename = part.filename;
+      return { type: 'file', file };
+    }
+    default:
+      throw invalidRequest(`Invalid '${where}.type': "${String(part.type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_content');
+  }
+}
+
+/** Parts as chat content: one text part travels as a string, as most servers expect. */
+function chatContent(content: unknown, where: string): string | ContentPart[] {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) invalid(where, 'expected a string or an array of content parts.');
+  const parts = content.map((part: unknown, index) => chatPart(part, `${where}[${index}]`));
+  const only = parts[0];
+  return parts.length === 1 && only?.type === 'text' && typeof only.text === 'string' ? only.text : parts;
+}
+
+/** Builds the chat messages of an input, item by item. */
+class Conversation {
+  readonly messages: ChatMessage[] = [];
+  /** Reasoning summaries waiting for the assistant turn they belong to (DeepSeek wants them back as reasoning_content). */
+  private reasoning = '';
+  /** Images and files from tool outputs: chat tool messages hold text, so they follow the tool messages. */
+  private attachments: ContentPart[] = [];
+
+  push(message: ChatMessage): void {
+    if (message.role !== 'tool') this.flushAttachments();
+    this.messages.push(message);
+  }
+
+  flushAttachments(): void {
+    if (this.attachments.length === 0) return;
+    const parts = this.attachments;
+    this.attachments = [];
+    this.messages.push({ role: 'user', content: parts });
+  }
+
+  item(item: unknown, where: string): void {
+    if (!isRecord(item)) invalid(where, 'expected an input item object.');
+    const type = item.type ?? (typeof item.role === 'string' ? 'message' : undefined);
+    switch (type) {
+      case 'message':
+        return this.message(item, where);
+      case 'function_call':
+      case 'custom_tool_call':
+        return this.call(item, where);
+      case 'function_call_output':
+      case 'custom_tool_call_output':
+        return this.output(item, where);
+      case 'reasoning':
+        this.reasoning += reasoningText(item);
+        return;
+      case 'item_reference':
+        unsupported(where, STATELESS);
+        break;
+      default:
+        if (typeof type === 'string' && HOSTED_ITEMS.has(type)) return; // an OpenAI-run tool's record: nothing to send elsewhere
+        throw invalidRequest(`Invalid '${where}.type': "${String(type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_value');
+    }
+  }
+
+  private message(item: Record<string, unknown>, where: string): void {
+    switch (item.role) {
+      case 'user':
+        this.push({ role: 'user', content: chatContent(item.content, `${where}.content`) });
+        return;
+      case 'system':
+      case 'developer':
+        // Where it stands: instructions given mid-conversation stay mid-conversation.
+        this.push({ role: 'system', content: textOfParts(item.content, `${where}.content`) });
+        return;
+      case 'assistant': {
+        const text = Array.isArray(item.content)
+          ? item.content.map((part: unknown) => (isRecord(part) ? (typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : '') : '')).join('')
+          : textOfParts(item.content, `${where}.content`);
+        this.push(this.withReasoning({ role: 'assistant', content: text }));
+        return;
+      }
+      default:
+        throw invalidRequest(`Invalid '${where}.role': expected 'user', 'assistant', 'system' or 'developer'.`, `${where}.role`, 'invalid_value');
+    }
+  }
+
+  private withReasoning(message: ChatMessage): ChatMessage {
+    if (this.reasoning !== '') {
+      message.reasoning_content = this.reasoning;
+      this.reasoning = '';
+    }
+    return message;
+  }
+
+  /** A call joins the assistant turn right before it (parallel calls are one chat message). */
+  private call(item: Record<string, unknown>, where: string): void {
+    if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+    if (typeof item.name !== 'string' || item.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
+    const name = flatName(typeof item.namespace === 'string' ? item.namespace : undefined, item.name);
+    let args: string;
+    if (item.type === 'custom_tool_call') args = JSON.stringify({ input: typeof item.input === 'string' ? item.input : '' });
+    else args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
+    const call: ToolCall = { id: item.call_id, type: 'function', function: { name, arguments: args } };
+    const last = this.messages[this.messages.length - 1];
+    if (last?.role === 'assistant' && this.reasoning === '') {
+      last.tool_calls = [...(last.tool_calls ?? []), call];
+      if (last.content === '') last.content = null;
+      return;
+    }
+    this.push(this.withReasoning({ role: 'assistant', content: null, tool_calls: [call] }));
+  }
+
+  private output(item: Record<string, unknown>, where: string): void {
+    if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+    const output = item.output;
+    let text = '';
+    if (typeof output === 'string') text = output;
+    else if (Array.isArray(output)) {
+      output.forEach((part: unknown, index) => {
+        const translated = chatPart(part, `${where}.output[${index}]`);
+        if (translated.type === 'text') text += translated.text as string;
+        else this.attachments.push(translated);
+      });
+    } else if (output !== undefined && output !== null) text = JSON.stringify(output);
+    this.messages.push({ role: 'tool', tool_call_id: item.call_id, content: text });
+  }
+}
+
+function reasoningText(item: Record<string, unknown>): string {
+  const pieces = [item.summary, item.content].flatMap((list) => (Array.isArray(list) ? list : []));
+  return pieces.map((part: unknown) => (isRecord(part) && typeof part.text === 'string' ? part.text : '')).join('');
+}
+
+// ---- the request ---------------------------------------------------------------------------
+
+function optionalNumber(value: unknown, param: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value)) invalid(param, 'expected a number.');
+  return value;
+}
+
+function applyText(text: unknown, out: ChatRequest): void {
+  if (text === undefined || text === null) return;
+  if (!isRecord(text)) invalid('text', 'expected an object.');
+  const format = text.format;
+  if (format === undefined || format === null) return;
+  if (!isRecord(format)) invalid('text.format', 'expected an object.');
+  if (format.type === 'text') return;
+  if (format.type === 'json_object') {
+    out.response_format = { type: 'json_object' };
+    return;
+  }
+  if (format.type !== 'json_schema') invalid('text.format.type', "expected 'text', 'json_object' or 'json_schema'.", 'invalid_value');
+  if (typeof format.name !== 'string' || !isRecord(format.schema)) invalid('text.format', 'json_schema needs "name" and "schema".', 'missing_required_parameter');
+  const schema: Record<string, unknown> = { name: format.name, schema: format.schema };
+  if (typeof format.strict === 'boolean') schema.strict = format.strict;
+  if (typeof format.description === 'string') schema.description = format.description;
+  out.response_format = { type: 'json_schema', json_schema: schema };
+}
+
+export function toChatRequest(request: ResponsesRequest): ChatTranslation {
+  for (const param of Object.keys(request)) {
+    const rule = entryOf(RESPONSES_PARAMETERS, param);
+    if (rule?.action === 'refuse' && request[param] !== undefined && request[param] !== null && request[param] !== false) unsupported(param, rule.why);
+  }
+  const table = new ToolTable();
+  if (request.tools !== undefined && request.tools !== null) {
+    if (!Array.isArray(request.tools)) invalid('tools', 'expected an array of tools.');
+    request.tools.forEach((tool: unknown, index) => table.add(tool, `tools[${index}]`));
+  }
+  const conversation = new Conversation();
+  if (request.instructions !== undefined && request.instructions !== null) {
+    if (typeof request.instructions !== 'string') invalid('instructions', 'expected a string.');
+    if (request.instructions !== '') conversation.push({ role: 'system', content: request.instructions });
+  }
+  const input = request.input;
+  if (input === undefined || input === null) throw invalidRequest("Missing required parameter: 'input'.", 'input', 'missing_required_parameter');
+  if (typeof input === 'string') conversation.push({ role: 'user', content: input });
+  else input.forEach((item, index) => conversation.item(item, `input[${index}]`));
+  conversation.flushAttachments();
+  if (conversation.messages.length === 0) throw invalidRequest("Invalid 'input': there is no message to send.", 'input', 'invalid_value');
+
+  const out: ChatRequest = { model: request.model, messages: conversation.messages };
+  if (typeof request.max_output_tokens === 'number') out.max_completion_tokens = request.max_output_tokens;
+  const temperature = optionalNumber(request.temperature, 'temperature');
+  if (temperature !== undefined) out.temperature = temperature;
+  const topP = optionalNumber(request.top_p, 'top_p');
+  if (topP !== undefined) out.top_p = topP;
+  if (request.stream === true) out.stream = true;
+  const user = typeof request.user === 'string' && request.user !== '' ? request.user : typeof request.safety_identifier === 'string' && request.safety_identifier !== '' ? request.safety_identifier : null;
+  if (user !== null) out.user = chatUser(user);
+  if (request.reasoning !== undefined && request.reasoning !== null) {
+    if (!isRecord(request.reasoning)) invalid('reasoning', 'expected an object.');
+    const effort = reasoningEffort(request.reasoning.effort, out.model);
+    if (effort !== undefined) out.reasoning_effort = effort;
+  }
+  applyText(request.text, out);
+  if (table.tools.length > 0) {
+    out.tools = table.tools;
+    if (request.tool_choice !== undefined && request.tool_choice !== null) chatToolChoice(request.tool_choice, table, out);
+    if (typeof request.parallel_tool_calls === 'boolean') out.parallel_tool_calls = request.parallel_tool_calls;
+  }
+  return { request: out, tools: table.names, dropped: table.dropped };
+}

@@ -1,0 +1,33 @@
+/**
+ * A client's Responses request, read and checked for what the gateway relies on (the provider,
+ * or the translation, checks the rest): a JSON object with a non-empty string `model`, `input`
+ * a string or an array if present, a boolean `stream` and a positive integer
+ * `max_output_tokens` if present.
+ */
+import { invalidRequest } from '../../errors.js';
+import { parseJsonObject } from '../json.js';
+import type { ResponsesRequest } from './types.js';
+
+export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
+  const body = parseJsonObject(raw, '"model" and "input"');
+  if (body.model === undefined) throw invalidRequest("Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
+  if (typeof body.model !== 'string' || body.model === '') throw invalidRequest("Invalid type for 'model': expected a non-empty string.", 'model', 'invalid_type');
+  const input = body.input;
+  if (input !== undefined && input !== null && typeof input !== 'string' && !Array.isArray(input)) {
+    throw invalidRequest("Invalid type for 'input': expected a string or an array of input items.", 'input', 'invalid_type');
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
+    throw invalidRequest("Invalid type for 'stream': expected a boolean.", 'stream', 'invalid_type');
+  }
+  const limit = body.max_output_tokens;
+  if (limit !== undefined && limit !== null && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)) {
+    throw invalidRequest("Invalid 'max_output_tokens': expected a positive integer.", 'max_output_tokens', 'invalid_value');
+  }
+  return body as ResponsesRequest;
+}
+
+/** The output tokens the client allows at most (0: it sets no limit). */
+export function maxOutputTokens(request: ResponsesRequest): number {
+  const value = request.max_output_tokens;
+  return typeof value === 'number' && value > 0 ? value : 0;
+}

@@ -1,0 +1,129 @@
+/**
+ * Chat Completions answer → Responses `response` object, and the pieces the stream translator
+ * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
+ * function or a custom tool comes back under its own name), status and usage. Pure functions.
+ */
+import { chatUsage } from '../chat/usage.js';
+import type { ChatCompletion } from '../chat/types.js';
+import { isRecord } from '../json.js';
+import type { Usage } from '../usage.js';
+import type { ToolName } from './request-to-chat.js';
+import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
+import { toResponsesUsage } from './usage.js';
+
+/** What an answer needs of its request. */
+export interface AnswerContext {
+  readonly request: ResponsesRequest;
+  /** Chat function name → the client's tool. */
+  readonly tools: ReadonlyMap<string, ToolName>;
+}
+
+/** The provider's id, made safe for the gateway's own ids (`resp_…`, `msg_…`, `fc_…`). */
+export function idBase(id: unknown): string {
+  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9]/g, '') : '';
+  return safe === '' ? 'gateway' : safe;
+}
+
+/** The response before its output: status in progress, the request's settings echoed as OpenAI does. */
+export function responseShell(context: AnswerContext, base: string, model: string, createdAt: number): ResponseObject {
+  const request = context.request;
+  const reasoning = isRecord(request.reasoning) ? request.reasoning : {};
+  return {
+    id: `resp_${base}`,
+    object: 'response',
+    created_at: createdAt,
+    status: 'in_progress',
+    background: false,
+    error: null,
+    incomplete_details: null,
+    instructions: typeof request.instructions === 'string' ? request.instructions : null,
+    max_output_tokens: typeof request.max_output_tokens === 'number' ? request.max_output_tokens : null,
+    model,
+    output: [],
+    parallel_tool_calls: request.parallel_tool_calls !== false,
+    previous_response_id: null,
+    reasoning: { effort: reasoning.effort ?? null, summary: reasoning.summary ?? null },
+    // Nothing is stored: the translation is stateless.
+    store: false,
+    temperature: typeof request.temperature === 'number' ? request.temperature : null,
+    text: isRecord(request.text) ? request.text : { format: { type: 'text' } },
+    tool_choice: request.tool_choice ?? 'auto',
+    tools: Array.isArray(request.tools) ? request.tools : [],
+    top_p: typeof request.top_p === 'number' ? request.top_p : null,
+    truncation: 'disabled',
+    usage: null,
+    metadata: isRecord(request.metadata) ? request.metadata : {},
+  };
+}
+
+/** A chat tool call → a `function_call` item, or a `custom_tool_call` for a custom tool (its input unwrapped). */
+export function callItem(context: AnswerContext, base: string, index: number, callId: string, name: string, args: string, status: string): OutputItem {
+  const tool = context.tools.get(name);
+  if (tool?.custom === true) return { type: 'custom_tool_call', id: `ctc_${base}_${index}`, status, call_id: callId, name: tool.name, input: customInput(args) };
+  const item: OutputItem = { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args, call_id: callId, name: tool?.name ?? name };
+  if (tool?.namespace !== undefined) item.namespace = tool.namespace;
+  return item;
+}
+
+/** A custom tool's input from its function's arguments (`{"input": "…"}`); arguments that are not that are the input. */
+export function customInput(args: string): string {
+  try {
+    const parsed: unknown = JSON.parse(args);
+    if (isRecord(parsed) && typeof parsed.input === 'string') return parsed.input;
+  } catch {
+    // a model that did not answer in JSON: its text is the input
+  }
+  return args;
+}
+
+export function reasoningItem(base: string, index: number, text: string): OutputItem {
+  return { type: 'reasoning', id: `rs_${base}_${index}`, summary: [{ type: 'summary_text', text }] };
+}
+
+export function messageItem(base: string, index: number, text: string, refusal: boolean, status: string): OutputItem {
+  const part = refusal ? { type: 'refusal', refusal: text } : { type: 'output_text', text, annotations: [], logprobs: [] };
+  return { type: 'message', id: `msg_${base}_${index}`, status, role: 'assistant', content: [part] };
+}
+
+/** A finish reason → the response's status: a length limit or a filter leaves it incomplete. */
+export function finishStatus(finish: unknown): Pick<ResponseObject, 'status' | 'incomplete_details'> {
+  if (finish === 'length') return { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } };
+  if (finish === 'content_filter') return { status: 'incomplete', incomplete_details: { reason: 'content_filter' } };
+  return { status: 'completed', incomplete_details: null };
+}
+
+/** The text of every output_text part, joined (the SDK's `output_text`). */
+export function outputText(output: readonly OutputItem[]): string {
+  let text = '';
+  for (const item of output) {
+    if (item.type !== 'message' || !Array.isArray(item.content)) continue;
+    for (const part of item.content as unknown[]) if (isRecord(part) && part.type === 'output_text' && typeof part.text === 'string') text += part.text;
+  }
+  return text;
+}
+
+/** The finished response: its output, status and usage (null when the provider reported none). */
+export function finishedResponse(shell: ResponseObject, output: OutputItem[], finish: unknown, usage: Usage | null): ResponseObject {
+  return { ...shell, ...finishStatus(finish), output, output_text: outputText(output), usage: usage === null ? null : toResponsesUsage(usage) };
+}
+
+/** A completion (checked by `parseCompletion`) → the equivalent response. */
+export function toResponse(completion: ChatCompletion, context: AnswerContext): ResponseObject {
+  const base = idBase(completion.id);
+  const choice: unknown = completion.choices[0];
+  const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
+  const output: OutputItem[] = [];
+  if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') output.push(reasoningItem(base, output.length, message.reasoning_content));
+  if (typeof message.content === 'string' && message.content !== '') output.push(messageItem(base, output.length, message.content, false, 'completed'));
+  if (typeof message.refusal === 'string' && message.refusal !== '') output.push(messageItem(base, output.length, message.refusal, true, 'completed'));
+  const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+  calls.forEach((call, index) => {
+    if (!isRecord(call)) return;
+    const fn = isRecord(call.function) ? call.function : {};
+    const callId = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${base}_${index}`;
+    output.push(callItem(context, base, output.length, callId, typeof fn.name === 'string' ? fn.name : '', typeof fn.arguments === 'string' ? fn.arguments : '', 'completed'));
+  });
+  const model = typeof completion.model === 'string' ? completion.model : context.request.model;
+  const created = typeof completion.created === 'number' ? completion.created : 0;
+  return finishedResponse(responseShell(context, base, model, created), output, isRecord(choice) ? choice.finish_reason : null, chatUsage(completion.usage));
+}

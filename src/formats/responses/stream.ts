@@ -1,0 +1,56 @@
+/**
+ * Responses streams from a provider: each event read into an item, its usage and end watched.
+ * The stream ends after its terminal event (`response.completed`, `response.incomplete`, or
+ * `response.failed`, a failure): there is no `[DONE]`. An `error` event says why a
+ * `response.failed` follows; it goes to the client as it came.
+ */
+import type { StreamWatch } from '../api.js';
+import { invalidAnswer } from '../answer.js';
+import { isRecord } from '../json.js';
+import type { SseEvent } from '../sse.js';
+import type { StreamItem } from '../stream.js';
+import type { Usage } from '../usage.js';
+import { failedError } from './errors.js';
+import type { ResponsesEvent } from './types.js';
+import { responsesUsage } from './usage.js';
+
+/** Events that carry the response id, usage, the end or a failure; deltas may pass as their bytes. */
+export const RESPONSES_NOTABLE = /"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"/;
+
+export function isTerminal(type: string): boolean {
+  return type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed';
+}
+
+export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<ResponsesEvent>> {
+  let data: unknown;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
+  }
+  if (!isRecord(data) || typeof data.type !== 'string') return [{ kind: 'error', error: invalidAnswer('a stream event is not an object with a type') }];
+  const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data };
+  // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
+  if (data.type === 'response.failed') return [item, { kind: 'error', error: failedError(data.response) }];
+  return isTerminal(data.type) ? [item, { kind: 'end' }] : [item];
+}
+
+/** The response's id from `response.created`, usage from the terminal event's response; complete once it came. */
+export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
+  let usage: Usage | null = null;
+  let complete = false;
+  let id: string | null = null;
+  return {
+    see(event) {
+      if (event.type === 'response.created' && isRecord(event.response) && typeof event.response.id === 'string') id = event.response.id;
+      if (!isTerminal(event.type)) return;
+      if (isRecord(event.response)) usage = responsesUsage(event.response.usage);
+      complete = true;
+    },
+    usage: () => usage,
+    answerId: () => id,
+    get complete() {
+      return complete;
+    },
+  };
+}

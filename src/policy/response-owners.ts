@@ -1,0 +1,58 @@
+/**
+ * Whose stored response is whose. Several virtual keys often share one real key, and OpenAI
+ * serves any stored response to any holder of the real key: the gateway must keep a virtual key
+ * from reading, continuing, cancelling or deleting another's.
+ *
+ * The record of ownership lives with the response itself, at the provider: a response created
+ * through the gateway with `store` on carries `metadata.llm_gateway_owner`, a digest of the
+ * virtual key that created it (a client's own value under that name is replaced). Before a
+ * request names a stored response (by id, or as `previous_response_id`), the gateway knows its
+ * owner: remembered here (responses created or checked by this process), or read from the
+ * response at the provider. So ownership survives restarts and holds across workers and
+ * instances with nothing shared; a response without the tag (created outside the gateway) belongs
+ * to no virtual key. This is a bounded cache, one per process, never the authority.
+ */
+import { createHash } from 'node:crypto';
+
+/** The metadata field that names a response's owner. */
+export const OWNER_FIELD = 'llm_gateway_owner';
+
+/** A virtual key's owner tag: a digest from which the key cannot be recovered. */
+export function ownerTag(virtualKey: string): string {
+  return createHash('sha256').update(`llm-gateway response owner\0${virtualKey}`).digest('hex').slice(0, 32);
+}
+
+/** The owner tag a stored response carries ('' when none: it was not created through the gateway). */
+export function ownerOf(response: unknown): string {
+  if (typeof response !== 'object' || response === null) return '';
+  const metadata = (response as { metadata?: unknown }).metadata;
+  if (typeof metadata !== 'object' || metadata === null) return '';
+  const tag = (metadata as Record<string, unknown>)[OWNER_FIELD];
+  return typeof tag === 'string' ? tag : '';
+}
+
+export class ResponseOwners {
+  private readonly owners = new Map<string, string>();
+
+  constructor(private readonly capacity = 100_000) {}
+
+  /** The owner tag of a response id, when this process knows it. */
+  get(id: string): string | undefined {
+    return this.owners.get(id);
+  }
+
+  set(id: string, tag: string): void {
+    this.owners.delete(id);
+    this.owners.set(id, tag);
+    // Oldest first out: a forgotten id is read again from the provider.
+    if (this.owners.size > this.capacity) this.owners.delete(this.owners.keys().next().value as string);
+  }
+
+  delete(id: string): void {
+    this.owners.delete(id);
+  }
+
+  get size(): number {
+    return this.owners.size;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * A client request that is not a generation but still belongs to a virtual key (count tokens,
+ * read or delete a stored response): authenticated, counted against the key's requests per
+ * minute (as zero tokens: nothing is generated), logged and measured exactly once, and answered
+ * in its client API's error shape. What it does is the caller's `work`.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { GatewayError } from '../errors.js';
+import { Interaction } from '../observe/interaction.js';
+import { authenticate } from '../policy/auth.js';
+import { maskKey, type VirtualKey } from '../policy/keys.js';
+import { stampOverhead, type RequestContext } from '../server/context.js';
+import { sendJson } from '../server/http.js';
+import { admit, answerFailure, identify, recordRequest, settle, type SurfaceDeps } from './surface.js';
+
+export interface KeyedRoute {
+  /** The methods it serves (any other: 405). */
+  readonly methods: readonly string[];
+  credential(headers: IncomingHttpHeaders): string | null;
+  readonly howToSendKey: string;
+  errorBody(error: GatewayError): unknown;
+  /** Headers every answer carries beside `x-request-id`. */
+  answerHeaders?(context: RequestContext): Record<string, string>;
+}
+
+export interface KeyedAnswer {
+  readonly status: number;
+  /** JSON text. */
+  readonly body: Buffer | string;
+}
+
+export interface KeyedWork {
+  readonly key: VirtualKey;
+  readonly interaction: Interaction;
+  /** Counts the request against the key's limits (or throws their 429): call it once the request is known to be valid. */
+  admit(): Promise<void>;
+}
+
+export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps, work: (request: KeyedWork) => Promise<KeyedAnswer>): Promise<void> {
+  const interaction = new Interaction(context);
+  const headers = route.answerHeaders?.(context);
+  if (headers !== undefined) for (const name in headers) res.setHeader(name, headers[name] as string);
+  let key: VirtualKey | null = null;
+  let reserved = -1;
+  try {
+    if (!route.methods.includes(context.method)) {
+      const allowed = route.methods.join(', ');
+      throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allowed}.`, { code: 'method_not_allowed', headers: { allow: allowed } });
+    }
+    const presented = route.credential(req.headers);
+    try {
+      key = authenticate(presented, deps.keys, route.howToSendKey);
+    } catch (err) {
+      // Never log a presented key that matched nothing in full: it may be someone's real secret.
+      if (presented !== null) interaction.virtualKey = maskKey(presented);
+      throw err;
+    }
+    identify(interaction, key);
+    const owner = key;
+    const answer = await work({
+      key: owner,
+      interaction,
+      admit: async () => {
+        if (owner.rateLimit !== null || owner.budget !== null) reserved = await admit(deps.limiter, owner, 0, res);
+      },
+    });
+    if (context.cancel.cancelled) throw context.cancel.reason;
+    stampOverhead(res, interaction.overheadMs(performance.now()));
+    sendJson(res, answer.status, answer.body);
+    interaction.status = answer.status;
+    interaction.response = parsedOrText(answer.body);
+  } catch (err) {
+    answerFailure(err, req, res, interaction, route.errorBody);
+  } finally {
+    if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, 0);
+    recordRequest(interaction, deps);
+  }
+}
+
+function parsedOrText(body: Buffer | string): unknown {
+  const text = body.toString();
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The Responses API's other routes: `GET`/`DELETE /v1/responses/{id}`,
+ * `POST /v1/responses/{id}/cancel`, `GET /v1/responses/{id}/input_items` (passed through to a
+ * provider that stores responses, for the key that created the response only: anyone else gets
+ * the 404 of an id that does not exist), and `POST /v1/responses/input_tokens` (passed through,
+ * or estimated for a key whose provider is reached through translation). Like every client
+ * request they are authenticated, counted against the key's requests per minute, logged and
+ * measured; errors have OpenAI's shape.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { invalidRequest } from '../errors.js';
+import { parseJsonObject } from '../formats/json.js';
+import { ownerTag } from '../policy/response-owners.js';
+import { bearerToken } from '../policy/auth.js';
+import type { RequestContext } from '../server/context.js';
+import { readBody } from '../server/http.js';
+import { HOW_TO_SEND_BEARER } from './chat.js';
+import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
+import { previousNotFound, refuseConversation } from './responses.js';
+import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
+import { checkModel, shallow, type SurfaceDeps } from './surface.js';
+
+/** `/v1/responses/{id}` and what may follow the id. */
+const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
+
+/** Ids as providers make them; anything else is not one (and never reaches a provider's path). */
+const RESPONSE_ID = /^[A-Za-z0-9_-]{1,200}$/;
+
+/** The route template of a stored-response path (`/v1/responses/{id}/cancel`), or null. */
+export function storedRouteOf(path: string): string | null {
+  const match = STORED_PATH.exec(path);
+  if (match === null) return null;
+  return `${path.startsWith('/v1/') ? '/v1' : ''}/responses/{id}${match[2] ?? ''}`;
+}
+
+function route(methods: readonly string[]): KeyedRoute {
+  return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: HOW_TO_SEND_BEARER, errorBody: (error) => error.toBody() };
+}
+
+const RETRIEVE_OR_DELETE = route(['GET', 'DELETE']);
+const CANCEL = route(['POST']);
+const INPUT_ITEMS = route(['GET']);
+const INPUT_TOKENS = route(['POST']);
+
+function storedRoute(suffix: string): KeyedRoute {
+  if (suffix === '/cancel') return CANCEL;
+  if (suffix === '/input_items') return INPUT_ITEMS;
+  return RETRIEVE_OR_DELETE;
+}
+
+/** A stored response: read (its owner checked in the same call), deleted, cancelled, or its input items listed. */
+export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
+  const match = STORED_PATH.exec(context.path);
+  const suffix = match?.[2] ?? '';
+  return serveKeyed(storedRoute(suffix), req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
+    let id = '';
+    try {
+      id = decodeURIComponent(match?.[1] ?? '');
+    } catch {
+      // not an id
+    }
+    if (!RESPONSE_ID.test(id)) throw responseNotFound(id.slice(0, 200));
+    // A cancel's body says nothing; read so the connection stays usable.
+    if (context.method === 'POST') await readBody(req, deps.maxBodyBytes, context.cancel);
+    responsesEndpoint(key);
+    if (suffix === '' && context.method === 'GET' && /(?:^|&)stream=(?:true|1)(?:&|$)/.test(context.query)) {
+      throw invalidRequest('stream: resuming a response as a stream is not supported through this gateway; GET it without stream=true.', 'stream', 'unsupported_parameter');
+    }
+    await admit();
+    const path = `/${encodeURIComponent(id)}${suffix}`;
+    if (suffix === '' && context.method === 'GET') {
+      // Reading it is how its owner is learnt: one call.
+      const answer = await callStored(key, 'GET', path, context.query, '', interaction, deps);
+      if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+      const owner = ownerInAnswer(answer.body);
+      deps.owners.set(id, owner);
+      if (owner !== ownerTag(key.id)) throw responseNotFound(id);
+      return { status: answer.status, body: answer.body };
+    }
+    await ensureOwner(id, key, interaction, deps, responseNotFound(id));
+    const method = context.method === 'DELETE' ? 'DELETE' : context.method === 'POST' ? 'POST' : 'GET';
+    const answer = await callStored(key, method, path, context.query, '', interaction, deps);
+    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+    if (method === 'DELETE') deps.owners.delete(id);
+    return { status: answer.status, body: answer.body };
+  });
+}
+
+/** An estimate for a key whose provider cannot count: ~4 characters per token of what the model reads. */
+function estimateInputTokens(request: Record<string, unknown>): number {
+  const text = JSON.stringify([request.instructions ?? '', request.input ?? '', request.tools ?? []]);
+  return Math.ceil(text.length / 4);
+}
+
+/** `POST /v1/responses/input_tokens`: how many input tokens a Responses request would use. */
+export function serveInputTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
+  return serveKeyed(INPUT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
+    const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
+    let request: Record<string, unknown>;
+    try {
+      request = parseJsonObject(raw, '"model" and "input"');
+    } catch (err) {
+      interaction.request = raw.toString('utf8');
+      throw err;
+    }
+    interaction.request = request;
+    const model = typeof request.model === 'string' ? request.model : null;
+    if (model !== null) {
+      interaction.model = model;
+      checkModel(key, model);
+    }
+    refuseConversation(request.conversation);
+    const previous = request.previous_response_id;
+    await admit();
+    if (key.target.endpoints.responses === undefined) {
+      if (previous !== undefined && previous !== null) {
+        throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
+      }
+      return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
+    }
+    if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+    const mapped = model === null ? null : (key.modelMap?.map(model) ?? model);
+    if (mapped !== null) interaction.upstreamModel = mapped;
+    const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
+    const answer = await callStored(key, 'POST', '/input_tokens', context.query, body, interaction, deps);
+    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+    return { status: answer.status, body: answer.body };
+  });
+}

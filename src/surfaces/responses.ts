@@ -1,0 +1,43 @@
+/**
+ * `POST /v1/responses` (and `/responses`): OpenAI's Responses API, spoken by Codex CLI and newer
+ * OpenAI SDK code. The key comes as `Authorization: Bearer <virtual key>`; errors have OpenAI's
+ * shape. Passed through (OpenAI), a stored response is the creating key's alone: one it
+ * continues (`previous_response_id`) must be its own, and the one it stores is tagged as its own
+ * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
+ */
+import { GatewayError } from '../errors.js';
+import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
+import { bearerToken } from '../policy/auth.js';
+import { ownerTag } from '../policy/response-owners.js';
+import { HOW_TO_SEND_BEARER } from './chat.js';
+import { ensureOwner, withOwner } from './stored.js';
+import { shallow, type Surface } from './surface.js';
+
+export function previousNotFound(id: string): GatewayError {
+  return new GatewayError(400, `Previous response with id '${id}' not found.`, { code: 'previous_response_not_found', param: 'previous_response_id' });
+}
+
+/** Conversations are created outside the gateway (it does not serve that API): none can be shown to be a key's own. */
+export function refuseConversation(conversation: unknown): void {
+  if (conversation === undefined || conversation === null) return;
+  throw new GatewayError(400, "conversation: not supported through this gateway: it does not serve the Conversations API, so it cannot tell whose a conversation is. Use previous_response_id, or send the whole conversation in 'input'.", {
+    code: 'unsupported_parameter',
+    param: 'conversation',
+  });
+}
+
+export const responsesSurface: Surface<ResponsesTypes> = {
+  api: responsesClient,
+  credential: (headers) => bearerToken(headers.authorization),
+  howToSendKey: HOW_TO_SEND_BEARER,
+  async passThrough({ request, body, key, interaction, deps }) {
+    refuseConversation(request.conversation);
+    const previous = request.previous_response_id;
+    if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+    // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
+    return request.store === false ? body : shallow(() => withOwner(request, body, key));
+  },
+  answered(id, request, key, deps) {
+    if (request.store !== false) deps.owners.set(id, ownerTag(key.id));
+  },
+};

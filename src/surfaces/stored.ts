@@ -1,0 +1,117 @@
+/**
+ * Calls about responses a provider stores (OpenAI's Responses API), with the one rule the gateway
+ * adds: a virtual key only reaches the responses it created (policy/response-owners.ts). Used by
+ * the create route (`previous_response_id`) and by the id routes.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { GatewayError, invalidRequest } from '../errors.js';
+import { isRecord } from '../formats/json.js';
+import { responsesTarget } from '../formats/responses/index.js';
+import type { Interaction } from '../observe/interaction.js';
+import type { VirtualKey } from '../policy/keys.js';
+import { OWNER_FIELD, ownerOf, ownerTag } from '../policy/response-owners.js';
+import { callWithRetries } from '../upstream/call.js';
+import { upstreamError } from '../upstream/errors.js';
+import { readAll } from '../upstream/read.js';
+import { KeyScrubber } from '../upstream/scrub.js';
+import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
+import type { SurfaceDeps } from './surface.js';
+
+/** A stored response (with its output) is read whole: this is far more than any answer. */
+const STORED_LIMIT = 64 * 1024 * 1024;
+
+/** OpenAI's own metadata limit: the owner tag takes one of its 16 pairs. */
+const MAX_METADATA_PAIRS = 16;
+
+export interface StoredAnswer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** The key's Responses endpoint; a key whose provider is reached through translation stores nothing. */
+export function responsesEndpoint(key: VirtualKey): Endpoint {
+  const endpoint = key.target.endpoints.responses;
+  if (endpoint === undefined) {
+    throw new GatewayError(404, "This virtual key's provider does not store responses: Responses requests reach it through a stateless translation, so there is nothing to read, cancel or delete.", {
+      code: 'responses_not_stored',
+    });
+  }
+  return endpoint;
+}
+
+/** One call about stored responses (`suffix` after `/responses`), read whole and scrubbed of the real key. */
+export async function callStored(
+  key: VirtualKey,
+  method: 'GET' | 'POST' | 'DELETE',
+  suffix: string,
+  query: string,
+  body: Buffer | string,
+  interaction: Interaction,
+  deps: SurfaceDeps,
+): Promise<StoredAnswer> {
+  const endpoint = withQuery(withSubpath(responsesEndpoint(key), suffix), query);
+  const cancel = interaction.context.cancel;
+  const build = (apiKey: string) => ({ method, body, headers: responsesTarget.authHeaders(apiKey) });
+  const { upstream, apiKey } = await callWithRetries(deps.upstream, key.target.keys, endpoint, build, cancel, interaction);
+  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
+  const answer = await readAll(upstream.body, { limit: STORED_LIMIT, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
+  interaction.upstreamEndedAt = performance.now();
+  return { status: upstream.status, headers: upstream.headers, body: answer };
+}
+
+/** A failed answer as the client's error (the real key out of it). */
+export function storedError(key: VirtualKey, answer: StoredAnswer): GatewayError {
+  return upstreamError(answer.status, answer.body, answer.headers, key.target.keys.apiKeys, key.target.endpoints.responses?.url);
+}
+
+/** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */
+export function responseNotFound(id: string): GatewayError {
+  return new GatewayError(404, `Response with id '${id}' not found.`, { type: 'invalid_request_error', code: 'not_found' });
+}
+
+/** The owner tag of a stored response's JSON ('' when it is not a response with one). */
+export function ownerInAnswer(body: Buffer): string {
+  try {
+    return ownerOf(JSON.parse(body.toString('utf8')));
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Throws unless the stored response `id` was created by this key: known to this process, or
+ * read from the provider (one GET, remembered). `missing`: the error when it is not the key's.
+ */
+export async function ensureOwner(id: string, key: VirtualKey, interaction: Interaction, deps: SurfaceDeps, missing: GatewayError): Promise<void> {
+  let owner = deps.owners.get(id);
+  if (owner === undefined) {
+    const answer = await callStored(key, 'GET', `/${encodeURIComponent(id)}`, '', '', interaction, deps);
+    if (answer.status === 404) throw missing;
+    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+    owner = ownerInAnswer(answer.body);
+    deps.owners.set(id, owner);
+  }
+  if (owner !== ownerTag(key.id)) throw missing;
+}
+
+/**
+ * The body with `metadata.llm_gateway_owner` set to the key's tag: spliced after the opening
+ * brace when the request has no metadata (no re-serialising of a large body), merged otherwise
+ * (a client's own value under that name is replaced: no key can claim another's).
+ */
+export function withOwner(request: Record<string, unknown>, body: Buffer | string, key: VirtualKey): Buffer | string {
+  const tag = ownerTag(key.id);
+  if (!('metadata' in request)) {
+    const field = `"metadata":{"${OWNER_FIELD}":"${tag}"},`;
+    if (typeof body === 'string') return `{${field}${body.slice(body.indexOf('{') + 1)}`;
+    const brace = body.indexOf(0x7b /* { */);
+    return Buffer.concat([body.subarray(0, brace + 1), Buffer.from(field), body.subarray(brace + 1)]);
+  }
+  const metadata = isRecord(request.metadata) ? request.metadata : {};
+  const { [OWNER_FIELD]: _claimed, ...own } = metadata;
+  if (Object.keys(own).length >= MAX_METADATA_PAIRS) {
+    throw invalidRequest(`Invalid 'metadata': at most ${MAX_METADATA_PAIRS - 1} pairs through this gateway, which adds "${OWNER_FIELD}" to know whose response it is.`, 'metadata', 'invalid_value');
+  }
+  return JSON.stringify({ ...request, metadata: { ...own, [OWNER_FIELD]: tag } });
+}

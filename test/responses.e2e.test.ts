@@ -1,0 +1,533 @@
+/**
+ * Responses clients (Codex CLI, the OpenAI SDK's `responses`) end to end: the gateway as it
+ * ships, talked to over HTTP the way those clients do, in front of mock providers that enforce
+ * each API's rules: pass-through to OpenAI's Responses API (and the stored-response routes, with
+ * the rule that a virtual key reaches only the responses it created), stateless translation to
+ * Chat Completions targets (OpenAI-compatible, DeepSeek) and, through the hub, to Anthropic.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { ownerTag } from '../src/policy/response-owners.js';
+import { CODEX_HEADERS, codexFirstTurn } from './support/codex.js';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { closedPort, request, type Reply } from './support/http.js';
+import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+import { streamEvents } from './support/mock-responses.js';
+
+const OPENAI_KEY = 'sk-proj-e2eRESPONSESopenai-Dd4';
+const DEEPSEEK_KEY = 'sk-e2eRESPONSESdeepseek-Ee5';
+const ANTHROPIC_KEY = 'sk-ant-api03-e2eRESPONSESkey-Ff6';
+const weatherTool = { type: 'function', name: 'get_weather', description: 'Current weather', strict: false, parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } };
+
+let openai: MockUpstream;
+let deepseek: MockUpstream;
+let anthropic: AnthropicMock;
+let gateway: GatewayProcess;
+
+function keysFor(openaiUrl: string): unknown {
+  return {
+    virtual_keys: {
+      vk_codex: { name: 'codex-team', provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'] },
+      vk_codex_other: { name: 'other-team', provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'] },
+      vk_codex_mapped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], model_map: { 'gpt-5-codex': 'gpt-4o-mini' }, max_output_tokens: 4000 },
+      vk_compat: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl },
+      vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
+      vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
+      vk_mock: { provider: 'mock' },
+      vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
+      vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
+      vk_bad_real: { provider: 'openai', api_key: 'sk-proj-WRONGkey-Zz9', base_url: openaiUrl, api: ['chat', 'responses'] },
+    },
+  };
+}
+
+before(async () => {
+  [openai, deepseek, anthropic] = await Promise.all([
+    startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY }),
+    startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
+    startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
+  ]);
+  gateway = await startGateway({ keys: keysFor(openai.baseUrl), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', UPSTREAM_IDLE_TIMEOUT_MS: '1500' } });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await Promise.all([openai?.close(), deepseek?.close(), anthropic?.close()]);
+});
+
+function responses(key: string | null, body: unknown, options: { path?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return request(gateway.url, options.path ?? '/v1/responses', { key, body, ...(options.headers === undefined ? {} : { headers: options.headers }) });
+}
+
+/** Parses a Responses stream as openai-node and Codex do, checking each `event:` line names its data's type. */
+function events(text: string): any[] {
+  return text
+    .split('\n\n')
+    .filter((block) => block.trim() !== '' && !block.startsWith(':'))
+    .map((block) => {
+      const name = /^event: (.+)$/m.exec(block)?.[1];
+      const data = JSON.parse(block.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n'));
+      assert.equal(name, data.type, `event line of ${block}`);
+      return data;
+    });
+}
+
+/** Checks what Codex checks of a stream: created first, numbers in order, completed last with an id and integer usage. */
+function assertCodexStream(list: any[]): any {
+  assert.equal(list[0]?.type, 'response.created');
+  list.forEach((event, index) => assert.equal(event.sequence_number, index, `sequence of ${event.type}`));
+  const last = list.at(-1);
+  assert.equal(last.type, 'response.completed');
+  assert.equal(typeof last.response.id, 'string');
+  for (const field of ['input_tokens', 'output_tokens', 'total_tokens']) assert.ok(Number.isInteger(last.response.usage[field]), field);
+  return last.response;
+}
+
+async function drip(res: http.ServerResponse, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  for (let at = 0, step = 1; at < bytes.length; at += step, step = (step % 13) + 1) {
+    res.write(bytes.subarray(at, at + step));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
+}
+
+describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
+  it('sends the client bytes as they are when nothing is stored, with the real key and none of the client headers', async () => {
+    openai.requests.length = 0;
+    const body = JSON.stringify(codexFirstTurn('gpt-5-codex', 'hello codex'));
+    const reply = await request(gateway.url, '/v1/responses', { key: 'vk_codex', body, headers: CODEX_HEADERS });
+    assert.equal(reply.status, 200, reply.text);
+    const sent = openai.requests[0];
+    assert.equal(sent?.path, '/v1/responses');
+    assert.equal(sent?.raw, body, 'store: false: not one byte changed');
+    assert.equal(sent?.headers.authorization, `Bearer ${OPENAI_KEY}`);
+    for (const header of ['originator', 'session-id', 'x-codex-turn-metadata', 'x-client-request-id']) assert.equal(sent?.headers[header], undefined, header);
+    const response = assertCodexStream(events(reply.text));
+    assert.deepEqual(response.output[0].content[0].text, 'openai says: hello codex');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.usage, { input_tokens: 17, output_tokens: 9, cache_read_tokens: 4, cache_write_tokens: 0, reasoning_tokens: 2 });
+    assert.deepEqual(entry.response, response);
+    assert.equal(entry.key_name, 'codex-team');
+    assert.equal(entry.upstream.url, `${openai.baseUrl}/responses`);
+    assert.equal(entry.upstream.dropped_tools, undefined, 'OpenAI runs web_search itself');
+  });
+
+  it('answers JSON with the provider bytes; a stored response is tagged with its owner, spliced in without re-serialising', async () => {
+    openai.requests.length = 0;
+    const body = '{"model":"gpt-5",   "input":"hi there"}';
+    const reply = await request(gateway.url, '/responses', { key: 'vk_codex', body });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.object, 'response');
+    assert.equal(reply.json.metadata.llm_gateway_owner, ownerTag('vk_codex'));
+    assert.equal(openai.requests[0]?.raw, `{"metadata":{"llm_gateway_owner":"${ownerTag('vk_codex')}"},"model":"gpt-5",   "input":"hi there"}`);
+    const forged = await responses('vk_codex_other', { model: 'gpt-5', input: 'x', metadata: { team: 'b', llm_gateway_owner: ownerTag('vk_codex') } });
+    assert.deepEqual(forged.json.metadata, { team: 'b', llm_gateway_owner: ownerTag('vk_codex_other') }, "no key claims another's tag");
+    const full = await responses('vk_codex', { model: 'gpt-5', input: 'x', metadata: Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v'])) });
+    assert.equal(full.status, 400);
+    assert.equal(full.json.error.param, 'metadata');
+  });
+
+  it('relays a stream split anywhere unchanged and logs the final response and its usage', async () => {
+    const response = { id: 'resp_drip', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_d', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi – ☀️ there', annotations: [] }] }], usage: { input_tokens: 40, input_tokens_details: { cached_tokens: 10 }, output_tokens: 6, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 46 } };
+    const transcript = streamEvents(response).join('');
+    openai.behave(async ({ res, recorded }): Promise<boolean | void> => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-request-id': 'req_up_drip' });
+      await drip(res, transcript);
+    });
+    try {
+      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.text, transcript);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response, response);
+      assert.deepEqual(entry.usage, { input_tokens: 30, output_tokens: 6, cache_read_tokens: 10, cache_write_tokens: 0, reasoning_tokens: 0 });
+      assert.equal(entry.upstream.request_id, 'req_up_drip');
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it("passes a provider's mid-stream failure on as it came, with the real key scrubbed, and logs its status", async () => {
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_f","status":"in_progress","output":[]}}\n\n');
+      res.write(`event: error\ndata: {"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Limit for ${OPENAI_KEY}"}\n\n`);
+      res.end(`event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached for ${OPENAI_KEY}. Please try again in 20s."}}}\n\n`);
+    });
+    try {
+      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+      assert.ok(!reply.text.includes(OPENAI_KEY));
+      const list = events(reply.text);
+      assert.deepEqual(list.map((event) => event.type), ['response.created', 'error', 'response.failed']);
+      assert.equal(list[2].response.error.code, 'rate_limit_exceeded');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 429);
+      assert.equal(entry.error.code, 'rate_limit_exceeded');
+      assert.ok(!JSON.stringify(entry).includes(OPENAI_KEY));
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('ends a stream the provider drops with response.failed numbered after the last event it relayed', async () => {
+    const response = { id: 'resp_cut', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_c', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'A longer answer that is cut', annotations: [] }] }], usage: null };
+    const cut = streamEvents(response).slice(0, -2).join('');
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(cut);
+      setTimeout(() => res.destroy(), 50);
+    });
+    try {
+      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+      const list = events(reply.text);
+      const failed = list.at(-1);
+      assert.equal(failed.type, 'response.failed');
+      assert.equal(failed.sequence_number, list.at(-2).sequence_number + 1);
+      assert.equal(failed.response.id, 'resp_cut');
+      assert.equal(failed.response.error.code, 'server_error');
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('applies the model map and the output cap, re-serialising only then', async () => {
+    openai.requests.length = 0;
+    const reply = await responses('vk_codex_mapped', { model: 'gpt-5-codex', input: 'hi', max_output_tokens: 64000, store: false });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(openai.requests[0]?.json, { model: 'gpt-4o-mini', input: 'hi', max_output_tokens: 4000, store: false });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual([entry.model, entry.upstream.model], ['gpt-5-codex', 'gpt-4o-mini']);
+  });
+
+  it("passes the provider's own errors on in OpenAI's shape", async () => {
+    const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', bogus: 1 });
+    assert.equal(reply.status, 400);
+    assert.deepEqual(reply.json, { error: { message: "Unknown parameter: 'bogus'.", type: 'invalid_request_error', param: 'bogus', code: 'unknown_parameter' } });
+    const badReal = await responses('vk_bad_real', { model: 'gpt-5', input: 'hi' });
+    assert.equal(badReal.status, 500);
+    assert.equal(badReal.json.error.code, 'provider_auth_failed');
+  });
+});
+
+describe('stored responses: a virtual key reaches only its own', () => {
+  let id = '';
+  before(async () => {
+    const reply = await responses('vk_codex', { model: 'gpt-5', input: 'remember me' });
+    assert.equal(reply.status, 200, reply.text);
+    id = reply.json.id;
+  });
+
+  it('lets the creating key read it and its input items, and gives any other key the 404 of an id that does not exist', async () => {
+    const mine = await request(gateway.url, `/v1/responses/${id}`, { method: 'GET', key: 'vk_codex' });
+    assert.equal(mine.status, 200, mine.text);
+    assert.equal(mine.json.id, id);
+    const items = await request(gateway.url, `/v1/responses/${id}/input_items?limit=5&order=asc`, { method: 'GET', key: 'vk_codex' });
+    assert.equal(items.status, 200, items.text);
+    assert.equal(items.json.object, 'list');
+    assert.equal(openai.requests.at(-1)?.query, 'limit=5&order=asc');
+    let last = '';
+    for (const [method, path] of [['GET', `/v1/responses/${id}`], ['GET', `/v1/responses/${id}/input_items`], ['DELETE', `/v1/responses/${id}`], ['POST', `/v1/responses/${id}/cancel`]] as const) {
+      openai.requests.length = 0;
+      const theirs = await request(gateway.url, path, { method, key: 'vk_codex_other' });
+      last = String(theirs.headers['x-request-id']);
+      assert.equal(theirs.status, 404, `${method} ${path}`);
+      assert.deepEqual(theirs.json, { error: { message: `Response with id '${id}' not found.`, type: 'invalid_request_error', param: null, code: 'not_found' } });
+      assert.ok(openai.requests.every((sent) => sent.method === 'GET'), `${method} ${path}: nothing but a read reached the provider`);
+    }
+    const entry = await waitForEntry(gateway.logFile, last);
+    assert.deepEqual([entry.status, entry.key_name, entry.method, entry.path], [404, 'other-team', 'POST', `/v1/responses/${id}/cancel`]);
+  });
+
+  it('refuses to continue another key\'s response, and continues its own', async () => {
+    const theirs = await responses('vk_codex_other', { model: 'gpt-5', input: 'and then?', previous_response_id: id });
+    assert.equal(theirs.status, 400);
+    assert.deepEqual(theirs.json.error, { message: `Previous response with id '${id}' not found.`, type: 'invalid_request_error', param: 'previous_response_id', code: 'previous_response_not_found' });
+    const mine = await responses('vk_codex', { model: 'gpt-5', input: 'and then?', previous_response_id: id, store: false });
+    assert.equal(mine.status, 200, mine.text);
+    assert.equal(mine.json.previous_response_id, id);
+    const conversation = await responses('vk_codex', { model: 'gpt-5', input: 'x', conversation: 'conv_1' });
+    assert.equal(conversation.status, 400);
+    assert.equal(conversation.json.error.param, 'conversation');
+  });
+
+  it('knows a response created outside the gateway as no key\'s', async () => {
+    openai.stored.set('resp_outside', { response: { id: 'resp_outside', object: 'response', status: 'completed', output: [], metadata: {} }, input: [] });
+    const reply = await request(gateway.url, '/v1/responses/resp_outside', { method: 'GET', key: 'vk_codex' });
+    assert.equal(reply.status, 404);
+    const odd = await request(gateway.url, '/v1/responses/..%2Fmodels', { method: 'GET', key: 'vk_codex' });
+    assert.equal(odd.status, 404);
+  });
+
+  it('holds after a restart (the owner is read from the response at the provider), then lets the owner delete it', async () => {
+    await gateway.stop();
+    gateway = await startGateway({ keys: keysFor(openai.baseUrl), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', UPSTREAM_IDLE_TIMEOUT_MS: '1500' } });
+    const theirs = await request(gateway.url, `/v1/responses/${id}`, { method: 'DELETE', key: 'vk_codex_other' });
+    assert.equal(theirs.status, 404);
+    assert.ok(openai.stored.has(id));
+    const cancel = await request(gateway.url, `/v1/responses/${id}/cancel`, { method: 'POST', key: 'vk_codex', body: {} });
+    assert.equal(cancel.status, 400, "the provider's own answer: only background responses can be cancelled");
+    const deleted = await request(gateway.url, `/v1/responses/${id}`, { method: 'DELETE', key: 'vk_codex' });
+    assert.equal(deleted.status, 200, deleted.text);
+    assert.deepEqual(deleted.json, { id, object: 'response', deleted: true });
+    assert.equal(openai.stored.has(id), false);
+    const gone = await request(gateway.url, `/v1/responses/${id}`, { method: 'GET', key: 'vk_codex' });
+    assert.equal(gone.status, 404);
+  });
+
+  it('says a key reached through translation stores nothing, and refuses what is not an id route', async () => {
+    const reply = await request(gateway.url, '/v1/responses/resp_x', { method: 'GET', key: 'vk_ds' });
+    assert.equal(reply.status, 404);
+    assert.equal(reply.json.error.code, 'responses_not_stored');
+    const put = await request(gateway.url, '/v1/responses/resp_x', { method: 'PUT', key: 'vk_codex' });
+    assert.equal(put.status, 405);
+    assert.equal(put.headers.allow, 'GET, DELETE');
+    const stream = await request(gateway.url, '/v1/responses/resp_x?stream=true', { method: 'GET', key: 'vk_codex' });
+    assert.equal(stream.status, 400);
+  });
+
+  it('counts input tokens at the provider, or estimates them for a translated key', async () => {
+    const passed = await request(gateway.url, '/v1/responses/input_tokens', { key: 'vk_codex', body: { model: 'gpt-5', input: 'count these words please' } });
+    assert.equal(passed.status, 200, passed.text);
+    assert.equal(passed.json.object, 'response.input_tokens');
+    assert.equal(openai.requests.at(-1)?.path, '/v1/responses/input_tokens');
+    const estimated = await request(gateway.url, '/responses/input_tokens', { key: 'vk_ds', body: { model: 'gpt-5', input: 'count these words please' } });
+    assert.equal(estimated.status, 200);
+    assert.ok(estimated.json.input_tokens > 0);
+  });
+});
+
+describe('stateless translation to a Chat Completions provider', () => {
+  it('answers a response for a text request to DeepSeek, with instructions as the system message', async () => {
+    deepseek.requests.length = 0;
+    const reply = await responses('vk_ds', { model: 'gpt-4.1', instructions: 'Be terse.', input: 'hello deepseek', max_output_tokens: 500, store: true });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.object, 'response');
+    assert.match(reply.json.id, /^resp_/);
+    assert.equal(reply.json.status, 'completed');
+    assert.equal(reply.json.output_text, 'deepseek says: hello deepseek');
+    assert.deepEqual(reply.json.usage, { input_tokens: 11, input_tokens_details: { cached_tokens: 0 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 18 });
+    assert.deepEqual(deepseek.requests[0]?.json, { model: 'deepseek-chat', messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'hello deepseek' }], max_tokens: 500 });
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual([entry.provider, entry.model, entry.upstream.model, entry.upstream.url], ['deepseek', 'gpt-4.1', 'deepseek-chat', `${deepseek.baseUrl}/chat/completions`]);
+    assert.deepEqual(entry.response, reply.json);
+  });
+
+  it("streams Codex's first turn from DeepSeek's reasoner: reasoning summary, text, completed with usage; web_search left out and logged", async () => {
+    const reply = await request(gateway.url, '/v1/responses', { key: 'vk_ds', body: codexFirstTurn('gpt-5-codex', 'What does this repo do?'), headers: CODEX_HEADERS });
+    assert.equal(reply.status, 200, reply.text);
+    const list = events(reply.text);
+    const response = assertCodexStream(list);
+    assert.deepEqual(response.output.map((item: any) => item.type), ['reasoning', 'message']);
+    assert.equal(response.output[0].summary[0].text, 'Thinking about it.');
+    assert.ok(list.some((event) => event.type === 'response.reasoning_summary_text.delta' && event.summary_index === 0));
+    assert.equal(response.output[1].content[0].text, 'deepseek says: What does this repo do?');
+    assert.deepEqual(response.usage, { input_tokens: 11, input_tokens_details: { cached_tokens: 0 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 3 }, total_tokens: 18 });
+    const sent = deepseek.requests.at(-1)?.json;
+    assert.equal(sent.model, 'deepseek-reasoner');
+    assert.equal(sent.tools.length, 12);
+    assert.ok(sent.tools.some((tool: any) => tool.function.name === 'multi_agent_v1__spawn_agent'));
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.upstream.dropped_tools, ['web_search']);
+    assert.equal(entry.response.id, response.id);
+  });
+
+  it('streams a function call and completes a two-turn tool round trip, reasoning handed back (DeepSeek requires it)', async () => {
+    const first = { model: 'gpt-5', input: [{ role: 'user', content: [{ type: 'input_text', text: 'weather in Paris?' }] }], tools: [weatherTool], stream: true, store: false };
+    const reply = await responses('vk_ds', first);
+    assert.equal(reply.status, 200, reply.text);
+    const list = events(reply.text);
+    const response = assertCodexStream(list);
+    const call = response.output.find((item: any) => item.type === 'function_call');
+    assert.deepEqual([call.name, call.arguments, call.call_id], ['get_weather', '{"city": "Paris", "unit": "celsius"}', 'call_00_ds1']);
+    const deltas = list.filter((event) => event.type === 'response.function_call_arguments.delta').map((event) => event.delta).join('');
+    assert.equal(deltas, call.arguments);
+    // The next turn, as Codex sends it: the earlier output items, then the tool's output.
+    const second = { ...first, input: [...first.input, ...response.output, { type: 'function_call_output', call_id: call.call_id, output: '{"temp_c":21}' }] };
+    const answer = await responses('vk_ds', second);
+    assert.equal(answer.status, 200, answer.text);
+    const done = assertCodexStream(events(answer.text));
+    assert.equal(done.output.at(-1).content[0].text, 'deepseek says: the tool answered {"temp_c":21}');
+    const sent = deepseek.requests.at(-1)?.json;
+    assert.equal(sent.messages[1].reasoning_content, 'Thinking about it.');
+  });
+
+  it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {
+    const tools = [{ type: 'namespace', name: 'geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', parameters: weatherTool.parameters }] }];
+    const first = { model: 'gpt-4o-mini', input: 'weather in Paris?', tools };
+    const reply = await responses('vk_compat', first);
+    assert.equal(reply.status, 200, reply.text);
+    const call = reply.json.output[0];
+    assert.deepEqual([call.type, call.name, call.namespace], ['function_call', 'get_weather', 'geo']);
+    assert.equal(openai.requests.at(-1)?.json.tools[0].function.name, 'geo__get_weather');
+    const next = await responses('vk_compat', { ...first, input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'sunny' }] });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(next.json.output_text, 'openai says: the tool answered sunny');
+    assert.equal(openai.requests.at(-1)?.path, '/v1/chat/completions', 'an OpenAI-compatible base_url speaks chat unless the key says more');
+  });
+
+  it('answers a custom tool as custom_tool_call, streamed with its input, and takes its output back', async () => {
+    const tools = [{ type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } }];
+    const reply = await responses('vk_compat', { model: 'gpt-4o-mini', input: 'weather in Paris?', tools, stream: true });
+    const list = events(reply.text);
+    const response = assertCodexStream(list);
+    const call = response.output[0];
+    assert.deepEqual([call.type, call.name, call.input], ['custom_tool_call', 'apply_patch', '{"city": "Paris", "unit": "celsius"}']);
+    assert.equal(list.find((event) => event.type === 'response.custom_tool_call_input.done')?.input, call.input);
+    const next = await responses('vk_compat', { model: 'gpt-4o-mini', input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'custom_tool_call_output', call_id: call.call_id, output: 'patched' }], tools });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(next.json.output_text, 'openai says: the tool answered patched');
+  });
+
+  it('refuses previous_response_id: the provider is stateless through the gateway', async () => {
+    const reply = await responses('vk_ds', { model: 'gpt-5', input: 'more', previous_response_id: 'resp_1' });
+    assert.equal(reply.status, 400);
+    assert.equal(reply.json.error.code, 'unsupported_parameter');
+    assert.equal(reply.json.error.param, 'previous_response_id');
+    assert.match(reply.json.error.message, /stateless through this gateway/);
+  });
+
+  it("ends a provider's mid-stream failure with response.failed in Codex's terms", async () => {
+    deepseek.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model: 'deepseek-chat', choices: [{ index: 0, delta: { content: 'Hel' }, finish_reason: null }] })}\n\n`);
+      res.end(`data: ${JSON.stringify({ error: { message: 'Rate limit reached', type: 'rate_limit_error', code: 'rate_limit_exceeded' } })}\n\n`);
+    });
+    try {
+      const reply = await responses('vk_ds', { model: 'gpt-4.1', input: 'hi', stream: true });
+      const list = events(reply.text);
+      const failed = list.at(-1);
+      assert.equal(failed.type, 'response.failed');
+      assert.equal(failed.sequence_number, list.length - 1);
+      assert.equal(failed.response.error.code, 'rate_limit_exceeded');
+      assert.match(failed.response.error.message, /try again in \d+s/);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 502);
+    } finally {
+      deepseek.behave(null);
+    }
+  });
+
+  it('works with the demo mock provider, which speaks chat', async () => {
+    const reply = await responses('vk_mock', { model: 'anything', input: 'ping' });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.json.output_text, 'Echo: ping');
+  });
+});
+
+describe('stateless translation to Anthropic, through the hub', () => {
+  it('answers text and streams a tool round trip', async () => {
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', instructions: 'Be terse.', input: 'Hello Claude' });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.object, 'response');
+    assert.ok(reply.json.output_text.length > 0);
+    const sent = anthropic.requests.at(-1);
+    assert.equal(sent?.headers['x-api-key'], ANTHROPIC_KEY);
+    assert.equal(sent?.json.model, 'claude-sonnet-4-5');
+    assert.deepEqual(sent?.json.system, [{ type: 'text', text: 'Be terse.' }]);
+
+    const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'What is the weather in Paris?' }], tools: [weatherTool, { type: 'web_search' }], stream: true };
+    const streamed = await responses('vk_claude', first);
+    assert.equal(streamed.status, 200, streamed.text);
+    const response = assertCodexStream(events(streamed.text));
+    const call = response.output.find((item: any) => item.type === 'function_call');
+    assert.equal(call?.name, 'get_weather');
+    const next = await responses('vk_claude', { ...first, input: [...first.input, ...response.output, { type: 'function_call_output', call_id: call.call_id, output: '21C' }] });
+    assert.equal(next.status, 200, next.text);
+    assertCodexStream(events(next.text));
+    const toolTurn = anthropic.requests.at(-1)?.json.messages;
+    const use = toolTurn.at(-2).content.find((block: any) => block.type === 'tool_use');
+    assert.equal(toolTurn.at(-1).content[0].type, 'tool_result');
+    assert.equal(toolTurn.at(-1).content[0].tool_use_id, use.id, 'the call and its result still pair');
+  });
+});
+
+describe('the Responses route as a client sees it', () => {
+  it("answers every refusal in OpenAI's shape: no key, unknown key, not allowed, bad body, wrong method", async () => {
+    const none = await responses(null, { model: 'gpt-5', input: 'x' });
+    assert.equal(none.status, 401);
+    assert.equal(none.json.error.type, 'authentication_error');
+    assert.equal((await responses('vk_nope', { model: 'gpt-5', input: 'x' })).status, 401);
+    const blocked = await responses('vk_mini_only', { model: 'gpt-5', input: 'x' });
+    assert.equal(blocked.status, 403);
+    assert.equal(blocked.json.error.code, 'model_not_allowed');
+    const broken = await request(gateway.url, '/v1/responses', { key: 'vk_codex', body: '{"model":' });
+    assert.equal(broken.status, 400);
+    assert.equal(broken.json.error.code, 'invalid_json');
+    const get = await request(gateway.url, '/v1/responses', { method: 'GET', key: 'vk_codex' });
+    assert.equal(get.status, 405);
+  });
+
+  it('counts against the key\'s requests per minute, and answers a limit with 429', async () => {
+    assert.equal((await responses('vk_rpm', { model: 'gpt-5', input: 'x', store: false })).status, 200);
+    const limited = await responses('vk_rpm', { model: 'gpt-5', input: 'x', store: false });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.json.error.code, 'rate_limit_exceeded');
+  });
+
+  it('is a gateway error when the provider cannot be reached', async () => {
+    const port = await closedPort();
+    const text = JSON.stringify({ virtual_keys: { vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1`, api: ['chat', 'responses'] } } });
+    const other = await startGateway({ keys: text, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off' } });
+    try {
+      const reply = await request(other.url, '/v1/responses', { key: 'vk_down', body: { model: 'gpt-5', input: 'x' } });
+      assert.equal(reply.status, 502);
+      assert.equal(reply.json.error.code, 'upstream_unreachable');
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('stops the provider when the client leaves mid-stream, and logs 499', async () => {
+    let aborted = false;
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_slow","status":"in_progress","output":[]}}\n\n');
+      res.once('close', () => {
+        aborted = true;
+      });
+    });
+    try {
+      const body = JSON.stringify({ model: 'gpt-5', input: 'x', stream: true, store: false });
+      const id = await new Promise<string>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/responses`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_codex', 'content-type': 'application/json' } }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve(String(res.headers['x-request-id']));
+          });
+        });
+        req.on('error', () => {});
+        req.on('close', () => {});
+        req.end(body);
+        setTimeout(() => reject(new Error('no first event')), 3000);
+      });
+      await waitFor(() => aborted, 'the provider call to be aborted');
+      const entry = await waitForEntry(gateway.logFile, id);
+      assert.equal(entry.status, 499);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
+  it('ends a stream whose provider goes silent with response.failed (UPSTREAM_IDLE_TIMEOUT_MS)', async () => {
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_idle","status":"in_progress","output":[]}}\n\n');
+    });
+    try {
+      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'x', stream: true, store: false });
+      const list = events(reply.text);
+      assert.deepEqual(list.map((event) => [event.type, event.sequence_number]), [['response.created', 0], ['response.failed', 1]]);
+      assert.equal(list[1].response.id, 'resp_idle');
+    } finally {
+      openai.behave(null);
+    }
+  });
+});

@@ -1,0 +1,621 @@
+/**
+ * The Responses client API's pure parts: reading a client's request, translating it to chat (and
+ * on to Anthropic, as a chain), the chat answers and streams back, a provider's own Responses
+ * stream as the gateway reads it, the failure frames, the log's assembled answer.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GatewayError } from '../src/errors.js';
+import { decodeChatEvent } from '../src/formats/chat/stream.js';
+import type { ChatCompletion, ChatRequest } from '../src/formats/chat/types.js';
+import type { AnthropicRequest, AnthropicResponse } from '../src/formats/messages/types.js';
+import { decodeMessagesEvent } from '../src/formats/messages/stream.js';
+import { ResponseAssembler } from '../src/formats/responses/assemble.js';
+import { responseError } from '../src/formats/responses/errors.js';
+import { responsesClient, responsesTarget } from '../src/formats/responses/index.js';
+import { responsesStreamOutput } from '../src/formats/responses/output.js';
+import { parseResponsesRequest } from '../src/formats/responses/request.js';
+import { RESPONSES_PARAMETERS, toChatRequest } from '../src/formats/responses/request-to-chat.js';
+import { toResponse } from '../src/formats/responses/response-from-chat.js';
+import { chatStreamToResponses } from '../src/formats/responses/stream-from-chat.js';
+import { decodeResponsesEvent, responsesStreamWatch } from '../src/formats/responses/stream.js';
+import type { ResponseObject, ResponsesEvent, ResponsesRequest } from '../src/formats/responses/types.js';
+import { createRouter } from '../src/formats/router.js';
+import type { StreamItem } from '../src/formats/stream.js';
+import { SseParser } from '../src/upstream/sse.js';
+import type { VirtualKey } from '../src/policy/keys.js';
+import { ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
+import { withOwner } from '../src/surfaces/stored.js';
+import { codexFirstTurn } from './support/codex.js';
+
+const request = (fields: Record<string, unknown>): ResponsesRequest => ({ model: 'deepseek-chat', input: 'hi', ...fields }) as ResponsesRequest;
+const translate = (fields: Record<string, unknown>): ChatRequest => toChatRequest(request(fields)).request;
+
+function refused(fields: Record<string, unknown>, message: RegExp, param?: string, code?: string): void {
+  assert.throws(
+    () => translate(fields),
+    (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.status, 400);
+      assert.match(err.message, message);
+      if (param !== undefined) assert.equal(err.param, param);
+      if (code !== undefined) assert.equal(err.code, code);
+      return true;
+    },
+  );
+}
+
+const weather = { type: 'function', name: 'get_weather', description: 'Weather now', strict: true, parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } };
+const namespace = { type: 'namespace', name: 'multi_agent_v1', description: 'Agents', tools: [{ type: 'function', name: 'spawn_agent', parameters: { type: 'object', properties: {} } }] };
+const patch = { type: 'custom', name: 'apply_patch', description: 'Edit files.', format: { type: 'grammar', syntax: 'lark', definition: 'start: "*** Begin Patch"' } };
+
+describe('reading a Responses request', () => {
+  const parse = (body: unknown): ResponsesRequest => parseResponsesRequest(Buffer.from(JSON.stringify(body)));
+
+  it('takes a model and input as a string or items, stream and max_output_tokens', () => {
+    assert.equal(parse({ model: 'gpt-5', input: 'hi' }).model, 'gpt-5');
+    const parsed = responsesClient.parseRequest(Buffer.from(JSON.stringify({ model: 'gpt-5', input: [], stream: true, max_output_tokens: 300 })));
+    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens], ['gpt-5', true, 300]);
+  });
+
+  it('refuses what the gateway cannot rely on, in OpenAI words, naming the parameter', () => {
+    const cases: Array<[unknown, string]> = [
+      [{ input: 'x' }, 'model'],
+      [{ model: 5, input: 'x' }, 'model'],
+      [{ model: 'm', input: 5 }, 'input'],
+      [{ model: 'm', input: 'x', stream: 'yes' }, 'stream'],
+      [{ model: 'm', input: 'x', max_output_tokens: 0 }, 'max_output_tokens'],
+      [{ model: 'm', input: 'x', max_output_tokens: 1.5 }, 'max_output_tokens'],
+    ];
+    for (const [body, param] of cases) {
+      assert.throws(() => parse(body), (err: unknown) => err instanceof GatewayError && err.status === 400 && err.param === param, JSON.stringify(body));
+    }
+    assert.throws(() => parseResponsesRequest(Buffer.from('[1]')), /JSON object/);
+  });
+
+  it('rewrites the model and lowers max_output_tokens for a key with a cap, leaving the client request alone', () => {
+    const original = request({ max_output_tokens: 50000 });
+    const copy = responsesClient.rewrite(original, { model: 'x', maxOutputTokens: 8192 });
+    assert.deepEqual([copy.model, copy.max_output_tokens, original.model, original.max_output_tokens], ['x', 8192, 'deepseek-chat', 50000]);
+  });
+});
+
+describe('Responses request → chat', () => {
+  it('puts instructions first and keeps system and developer messages where they stand, as system messages', () => {
+    const out = translate({
+      instructions: 'Be terse.',
+      input: [
+        { role: 'developer', content: 'Dev rules' },
+        { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'one' }, { type: 'input_text', text: ' two' }] },
+        { role: 'system', content: [{ type: 'input_text', text: 'Late rule' }] },
+        { role: 'user', content: 'three' },
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'system', content: 'Be terse.' },
+      { role: 'system', content: 'Dev rules' },
+      { role: 'user', content: [{ type: 'text', text: 'one' }, { type: 'text', text: ' two' }] },
+      { role: 'system', content: 'Late rule' },
+      { role: 'user', content: 'three' },
+    ]);
+  });
+
+  it('takes a string input as one user message, and images and files as chat parts', () => {
+    assert.deepEqual(translate({ input: 'hello' }).messages, [{ role: 'user', content: 'hello' }]);
+    const out = translate({
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'see' }, { type: 'input_image', image_url: 'data:image/png;base64,AAA', detail: 'low' }, { type: 'input_file', filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVB' }] }],
+    });
+    assert.deepEqual(out.messages[0]?.content, [
+      { type: 'text', text: 'see' },
+      { type: 'image_url', image_url: { url: 'data:image/png;base64,AAA', detail: 'low' } },
+      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVB', filename: 'a.pdf' } },
+    ]);
+    refused({ input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file_1' }] }] }, /file id/, 'input[0].content[0]');
+    refused({ input: [{ role: 'user', content: [{ type: 'input_audio' }] }] }, /input_audio/, 'input[0].content[0].type');
+  });
+
+  it('joins function calls to the assistant turn before them and answers them with tool messages; earlier reasoning rides along as reasoning_content', () => {
+    const out = translate({
+      input: [
+        { role: 'user', content: 'weather in Paris and Rome?' },
+        { type: 'reasoning', id: 'rs_1', summary: [{ type: 'summary_text', text: 'Two cities.' }], encrypted_content: 'gAAA' },
+        { type: 'message', role: 'assistant', id: 'msg_1', status: 'completed', content: [{ type: 'output_text', text: 'Checking.', annotations: [] }] },
+        { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris"}' },
+        { type: 'function_call', id: 'fc_2', call_id: 'call_2', name: 'get_weather', arguments: '{"city":"Rome"}' },
+        { type: 'function_call_output', call_id: 'call_1', output: '21C' },
+        { type: 'function_call_output', call_id: 'call_2', output: [{ type: 'input_text', text: '25C' }, { type: 'input_image', image_url: 'https://x/map.png' }] },
+        { type: 'function_call', call_id: 'call_3', name: 'spawn_agent', namespace: 'multi_agent_v1', arguments: '{}' },
+        { type: 'function_call_output', call_id: 'call_3', output: 'spawned' },
+      ],
+      tools: [weather, namespace],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'weather in Paris and Rome?' },
+      {
+        role: 'assistant',
+        content: 'Checking.',
+        reasoning_content: 'Two cities.',
+        tool_calls: [
+          { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+          { id: 'call_2', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_1', content: '21C' },
+      { role: 'tool', tool_call_id: 'call_2', content: '25C' },
+      { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/map.png' } }] },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_3', type: 'function', function: { name: 'multi_agent_v1__spawn_agent', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'call_3', content: 'spawned' },
+    ]);
+  });
+
+  it('sends a custom tool call as a call with its input wrapped, and its output as a tool message', () => {
+    const out = translate({
+      input: [
+        { role: 'user', content: 'fix it' },
+        { type: 'custom_tool_call', call_id: 'call_p', name: 'apply_patch', input: '*** Begin Patch\n*** End Patch' },
+        { type: 'custom_tool_call_output', call_id: 'call_p', output: 'Done' },
+      ],
+      tools: [patch],
+    });
+    assert.deepEqual(out.messages.slice(1), [
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_p', type: 'function', function: { name: 'apply_patch', arguments: '{"input":"*** Begin Patch\\n*** End Patch"}' } }] },
+      { role: 'tool', tool_call_id: 'call_p', content: 'Done' },
+    ]);
+  });
+
+  it('turns function, namespace and custom tools into functions and leaves hosted tools out, naming them', () => {
+    const translated = toChatRequest(request({ tools: [weather, namespace, patch, { type: 'web_search', external_web_access: false }, { type: 'code_interpreter', container: { type: 'auto' } }] }));
+    assert.deepEqual(translated.dropped, ['web_search', 'code_interpreter']);
+    const tools = translated.request.tools as Array<{ type: string; function: Record<string, unknown> }>;
+    assert.deepEqual(tools.map((tool) => tool.function.name), ['get_weather', 'multi_agent_v1__spawn_agent', 'apply_patch']);
+    assert.deepEqual(tools[0], { type: 'function', function: { name: 'get_weather', description: 'Weather now', parameters: weather.parameters, strict: true } });
+    assert.deepEqual(tools[2]?.function.parameters, { type: 'object', properties: { input: { type: 'string', description: 'The free-form input.' } }, required: ['input'], additionalProperties: false });
+    assert.match(String(tools[2]?.function.description), /^Edit files\.\n\n.*"input" string.*lark grammar:\nstart: "\*\*\* Begin Patch"$/s);
+    assert.deepEqual([...translated.tools], [
+      ['get_weather', { name: 'get_weather', custom: false }],
+      ['multi_agent_v1__spawn_agent', { name: 'spawn_agent', namespace: 'multi_agent_v1', custom: false }],
+      ['apply_patch', { name: 'apply_patch', custom: true }],
+    ]);
+    const onlyHosted = toChatRequest(request({ tools: [{ type: 'web_search' }], tool_choice: 'auto', parallel_tool_calls: true }));
+    assert.equal(onlyHosted.request.tools, undefined, 'no tools left: none sent, nor tool_choice');
+    assert.equal(onlyHosted.request.tool_choice, undefined);
+    refused({ tools: [weather, { ...weather }] }, /two tools are called "get_weather"/);
+  });
+
+  it('maps tool_choice, a namespaced or custom tool by its function name, allowed_tools by narrowing the tools', () => {
+    const tools = [weather, namespace, patch];
+    assert.equal(translate({ tools, tool_choice: 'required' }).tool_choice, 'required');
+    assert.deepEqual(translate({ tools, tool_choice: { type: 'function', name: 'get_weather' } }).tool_choice, { type: 'function', function: { name: 'get_weather' } });
+    assert.deepEqual(translate({ tools, tool_choice: { type: 'function', name: 'spawn_agent', namespace: 'multi_agent_v1' } }).tool_choice, { type: 'function', function: { name: 'multi_agent_v1__spawn_agent' } });
+    assert.deepEqual(translate({ tools, tool_choice: { type: 'custom', name: 'apply_patch' } }).tool_choice, { type: 'function', function: { name: 'apply_patch' } });
+    const allowed = translate({ tools, tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'function', name: 'get_weather' }] } });
+    assert.equal(allowed.tool_choice, 'required');
+    assert.deepEqual((allowed.tools as Array<{ function: { name: string } }>).map((tool) => tool.function.name), ['get_weather']);
+    assert.equal(translate({ tools, parallel_tool_calls: false }).parallel_tool_calls, false);
+    refused({ tools: [weather, { type: 'web_search' }], tool_choice: { type: 'web_search' } }, /only OpenAI runs/, 'tool_choice');
+    refused({ tools, tool_choice: { type: 'function', name: 'nope' } }, /no tool called "nope"/, 'tool_choice.name');
+  });
+
+  it('maps output limit, sampling, effort (reasoning models only), structured output and the end user', () => {
+    const out = translate({ max_output_tokens: 500, temperature: 0.2, top_p: 0.9, reasoning: { effort: 'high', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'r', schema: { type: 'object' }, strict: true }, verbosity: 'low' }, user: 'u'.repeat(80), stream: true });
+    assert.deepEqual(out, {
+      model: 'deepseek-chat',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_completion_tokens: 500,
+      temperature: 0.2,
+      top_p: 0.9,
+      stream: true,
+      user: out.user,
+      response_format: { type: 'json_schema', json_schema: { name: 'r', schema: { type: 'object' }, strict: true } },
+    });
+    assert.match(String(out.user), /^sha256:[0-9a-f]{32}$/);
+    assert.equal(toChatRequest(request({ model: 'o3', reasoning: { effort: 'xhigh' } })).request.reasoning_effort, 'high');
+    assert.deepEqual(translate({ text: { format: { type: 'json_object' } } }).response_format, { type: 'json_object' });
+    assert.equal(translate({ safety_identifier: 'sid' }).user, 'sid');
+    refused({ text: { format: { type: 'xml' } } }, /json_schema/, 'text.format.type');
+    refused({ temperature: 'hot' }, /number/, 'temperature');
+  });
+
+  it('accepts and drops what has no meaning without OpenAI (store, include, cache key, metadata, …), as Codex sends them', () => {
+    const out = translate({ store: false, include: ['reasoning.encrypted_content'], prompt_cache_key: 'k', client_metadata: { a: '1' }, metadata: { b: '2' }, truncation: 'auto', service_tier: 'auto', a_future_field: 1 });
+    assert.deepEqual(out, { model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] });
+    for (const param of ['store', 'include', 'prompt_cache_key', 'client_metadata', 'metadata', 'truncation', 'service_tier']) assert.equal(RESPONSES_PARAMETERS[param]?.action, 'drop', param);
+  });
+
+  it('refuses what needs state the gateway does not keep: previous_response_id, conversation, item references, background', () => {
+    refused({ previous_response_id: 'resp_1' }, /stateless through this gateway/, 'previous_response_id', 'unsupported_parameter');
+    refused({ conversation: 'conv_1' }, /stateless/, 'conversation', 'unsupported_parameter');
+    refused({ background: true }, /stored and polled/, 'background');
+    refused({ input: [{ type: 'item_reference', id: 'msg_1' }] }, /stateless/, 'input[0]');
+    assert.doesNotThrow(() => translate({ previous_response_id: null, background: false }));
+  });
+
+  it('skips records of tools OpenAI ran, refuses unknown items, needs some input', () => {
+    const out = translate({ input: [{ role: 'user', content: 'a' }, { type: 'web_search_call', id: 'ws_1', status: 'completed' }, { type: 'compaction', encrypted_content: 'x' }] });
+    assert.deepEqual(out.messages, [{ role: 'user', content: 'a' }]);
+    refused({ input: [{ type: 'mystery' }] }, /"mystery" cannot be translated/, 'input[0].type');
+    refused({ input: undefined }, /input/, 'input');
+    refused({ input: [] }, /no message/, 'input');
+    refused({ input: [{ role: 'critic', content: 'x' }] }, /role/, 'input[0].role');
+    refused({ input: [{ type: 'function_call', name: 'f', arguments: '{}' }] }, /call_id/, 'input[0].call_id');
+  });
+
+  it("translates Codex's first turn: developer messages as system, eight functions and the namespace's flattened, web_search named as dropped", () => {
+    const translated = toChatRequest(codexFirstTurn('deepseek-chat', 'What does this repo do?') as ResponsesRequest);
+    assert.deepEqual(translated.request.messages.map((message) => message.role), ['system', 'system', 'user', 'user']);
+    assert.equal((translated.request.tools as unknown[]).length, 12);
+    assert.deepEqual(translated.dropped, ['web_search']);
+    assert.equal(translated.request.stream, true);
+    for (const field of ['store', 'include', 'prompt_cache_key', 'client_metadata', 'reasoning', 'tool_choice']) assert.equal(field in translated.request && field !== 'tool_choice', false, field);
+    assert.equal(translated.request.tool_choice, 'auto');
+    assert.equal(translated.request.parallel_tool_calls, true);
+  });
+});
+
+const context = (fields: Record<string, unknown> = {}) => {
+  const translated = toChatRequest(request({ tools: [weather, namespace, patch], ...fields }));
+  return { request: request({ tools: [weather, namespace, patch], ...fields }), tools: translated.tools };
+};
+
+function completion(message: Record<string, unknown>, finish = 'stop', usage: unknown = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120, prompt_tokens_details: { cached_tokens: 30 }, completion_tokens_details: { reasoning_tokens: 5 } }): ChatCompletion {
+  return { id: 'chatcmpl-9z', object: 'chat.completion', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, message: { role: 'assistant', content: null, ...message }, finish_reason: finish }], usage } as ChatCompletion;
+}
+
+describe('chat answer → response', () => {
+  it('gives reasoning, message and calls as output items, the text as output_text, and the usage in Responses terms', () => {
+    const response = toResponse(
+      completion({
+        content: 'Checking.',
+        reasoning_content: 'Two tools.',
+        tool_calls: [
+          { id: 'call_a', type: 'function', function: { name: 'multi_agent_v1__spawn_agent', arguments: '{}' } },
+          { id: 'call_b', type: 'function', function: { name: 'apply_patch', arguments: '{"input":"*** Begin Patch"}' } },
+          { id: 'call_c', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+        ],
+      }, 'tool_calls'),
+      context({ instructions: 'Be terse.' }),
+    );
+    assert.equal(response.id, 'resp_chatcmpl9z');
+    assert.equal(response.object, 'response');
+    assert.equal(response.status, 'completed');
+    assert.equal(response.instructions, 'Be terse.');
+    assert.equal(response.created_at, 1750000000);
+    assert.deepEqual(response.output, [
+      { type: 'reasoning', id: 'rs_chatcmpl9z_0', summary: [{ type: 'summary_text', text: 'Two tools.' }] },
+      { type: 'message', id: 'msg_chatcmpl9z_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking.', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_chatcmpl9z_2', status: 'completed', arguments: '{}', call_id: 'call_a', name: 'spawn_agent', namespace: 'multi_agent_v1' },
+      { type: 'custom_tool_call', id: 'ctc_chatcmpl9z_3', status: 'completed', call_id: 'call_b', name: 'apply_patch', input: '*** Begin Patch' },
+      { type: 'function_call', id: 'fc_chatcmpl9z_4', status: 'completed', arguments: '{"city":"Paris"}', call_id: 'call_c', name: 'get_weather' },
+    ]);
+    assert.equal(response.output_text, 'Checking.');
+    assert.deepEqual(response.usage, { input_tokens: 100, input_tokens_details: { cached_tokens: 30 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 5 }, total_tokens: 120 });
+  });
+
+  it('is incomplete with max_output_tokens at a length limit, content_filter when filtered; a refusal is a refusal part', () => {
+    const long = toResponse(completion({ content: 'cut' }, 'length'), context());
+    assert.deepEqual([long.status, long.incomplete_details], ['incomplete', { reason: 'max_output_tokens' }]);
+    assert.deepEqual(toResponse(completion({ content: '' }, 'content_filter'), context()).incomplete_details, { reason: 'content_filter' });
+    const refusal = toResponse(completion({ refusal: 'No.' }), context());
+    assert.deepEqual(refusal.output[0]?.content, [{ type: 'refusal', refusal: 'No.' }]);
+    assert.equal(toResponse(completion({ content: 'x' }, 'stop', null), context()).usage, null);
+  });
+});
+
+/** Runs a chat stream's text, cut into `chunks`, through the translator and the client's output. */
+function runTranslated(text: string, cuts: number[] = [], fields: Record<string, unknown> = {}): { frames: string; events: ResponsesEvent[] } {
+  const parser = new SseParser();
+  const translate = chatStreamToResponses(context(fields), { promptTokens: 900 });
+  const output = responsesStreamOutput('deepseek-chat');
+  const bytes = Buffer.from(text);
+  const items: Array<StreamItem<ResponsesEvent>> = [];
+  const take = (events: ReturnType<SseParser['push']>): void => {
+    for (const event of events) for (const item of decodeChatEvent(event)) items.push(...translate(item));
+  };
+  let at = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    take(parser.push(bytes.subarray(at, cut)));
+    at = cut;
+  }
+  take(parser.end());
+  const frames = items.map((item) => output.frame(item)).join('');
+  return { frames, events: clientEvents(frames) };
+}
+
+/** Parses frames as openai-node and Codex do: the data's JSON; its `event:` line must name its type. */
+function clientEvents(frames: string): ResponsesEvent[] {
+  return frames
+    .split('\n\n')
+    .filter((block) => block !== '')
+    .map((block) => {
+      const name = /^event: (.+)$/m.exec(block)?.[1];
+      const data = JSON.parse(block.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n')) as ResponsesEvent;
+      assert.equal(name, data.type, `event line of ${block}`);
+      return data;
+    });
+}
+
+const chunk = (delta: Record<string, unknown>, finish: string | null = null, extra: Record<string, unknown> = {}): string =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-s1', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-reasoner', choices: [{ index: 0, delta, finish_reason: finish }], ...extra })}\n\n`;
+
+const CHAT_STREAM = [
+  chunk({ role: 'assistant', content: '' }),
+  chunk({ reasoning_content: 'Weather, ' }),
+  chunk({ reasoning_content: 'one city.' }),
+  chunk({ content: 'Checking – ' }),
+  chunk({ content: '☀️' }),
+  chunk({ tool_calls: [{ index: 0, id: 'call_00_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }),
+  chunk({ tool_calls: [{ index: 0, function: { arguments: '{"city": ' } }] }),
+  chunk({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }),
+  chunk({ tool_calls: [{ index: 1, id: 'call_01_b', type: 'function', function: { name: 'apply_patch', arguments: '{"input":"*** Begin' } }] }),
+  chunk({ tool_calls: [{ index: 1, function: { arguments: ' Patch\\n"}' } }] }),
+  chunk({ tool_calls: [{ index: 2, id: 'call_02_c', type: 'function', function: { name: 'multi_agent_v1__spawn_agent', arguments: '{}' } }] }),
+  chunk({}, 'tool_calls'),
+  `data: ${JSON.stringify({ id: 'chatcmpl-s1', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-reasoner', choices: [], usage: { prompt_tokens: 900, completion_tokens: 60, total_tokens: 960, prompt_tokens_details: { cached_tokens: 500 }, completion_tokens_details: { reasoning_tokens: 9 } } })}\n\n`,
+  'data: [DONE]\n\n',
+].join('');
+
+describe('chat stream → Responses stream', () => {
+  it('numbers every event in order, opens with created and in_progress, and ends with completed carrying every item and the usage', () => {
+    const { events } = runTranslated(CHAT_STREAM);
+    assert.deepEqual(events.map((event) => event.sequence_number), events.map((_, index) => index));
+    assert.deepEqual(events.map((event) => event.type), [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.reasoning_summary_part.added',
+      'response.reasoning_summary_text.delta',
+      'response.reasoning_summary_text.delta',
+      'response.reasoning_summary_text.done',
+      'response.reasoning_summary_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.custom_tool_call_input.delta',
+      'response.custom_tool_call_input.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    const created = events[0]?.response as ResponseObject;
+    assert.deepEqual([created.id, created.status, created.output, created.usage, created.model], ['resp_chatcmpls1', 'in_progress', [], null, 'deepseek-reasoner']);
+    const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item);
+    assert.deepEqual(done, [
+      { type: 'reasoning', id: 'rs_chatcmpls1_0', summary: [{ type: 'summary_text', text: 'Weather, one city.' }] },
+      { type: 'message', id: 'msg_chatcmpls1_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking – ☀️', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_chatcmpls1_2', status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_00_a', name: 'get_weather' },
+      { type: 'custom_tool_call', id: 'ctc_chatcmpls1_3', status: 'completed', call_id: 'call_01_b', name: 'apply_patch', input: '*** Begin Patch\n' },
+      { type: 'function_call', id: 'fc_chatcmpls1_4', status: 'completed', arguments: '{}', call_id: 'call_02_c', name: 'spawn_agent', namespace: 'multi_agent_v1' },
+    ]);
+    const completed = events.at(-1)?.response as ResponseObject;
+    assert.equal(completed.status, 'completed');
+    assert.deepEqual(completed.output, done);
+    assert.deepEqual(completed.usage, { input_tokens: 900, input_tokens_details: { cached_tokens: 500 }, output_tokens: 60, output_tokens_details: { reasoning_tokens: 9 }, total_tokens: 960 });
+    const custom = events.find((event) => event.type === 'response.custom_tool_call_input.delta');
+    assert.equal(custom?.delta, '*** Begin Patch\n');
+    const added = events.find((event) => event.type === 'response.output_item.added' && (event.item as { type: string }).type === 'function_call');
+    assert.deepEqual(added?.item, { type: 'function_call', id: 'fc_chatcmpls1_2', status: 'in_progress', arguments: '', call_id: 'call_00_a', name: 'get_weather' });
+  });
+
+  it('gives the same frames when the provider stream is split at every byte boundary', () => {
+    const expected = runTranslated(CHAT_STREAM).frames;
+    const length = Buffer.byteLength(CHAT_STREAM);
+    for (let cut = 1; cut < length; cut++) assert.equal(runTranslated(CHAT_STREAM, [cut]).frames, expected, `split at byte ${cut}`);
+    assert.equal(runTranslated(CHAT_STREAM, Array.from({ length: length - 1 }, (_, i) => i + 1)).frames, expected, 'one byte at a time');
+  });
+
+  it('ends incomplete at a length limit, and estimates the usage a provider did not send (Codex needs one)', () => {
+    const { events } = runTranslated([chunk({ content: 'Cut sho' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
+    const last = events.at(-1) as ResponsesEvent;
+    assert.equal(last.type, 'response.incomplete');
+    const response = last.response as ResponseObject;
+    assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' });
+    assert.deepEqual(response.usage, { input_tokens: 900, input_tokens_details: { cached_tokens: 0 }, output_tokens: 1, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 901 });
+  });
+
+  it('ends a failure mid-stream with response.failed after the last event, in Codex\'s codes, and nothing after it', () => {
+    const failing = [chunk({ content: 'Hel' }), `data: ${JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'rate_limit_error', code: 'rate_limit_exceeded' } })}\n\n`].join('');
+    const { events } = runTranslated(failing);
+    const failed = events.at(-1) as ResponsesEvent;
+    assert.equal(failed.type, 'response.failed');
+    assert.equal(failed.sequence_number, events.length - 1);
+    const response = failed.response as ResponseObject;
+    assert.deepEqual([response.id, response.status], ['resp_chatcmpls1', 'failed']);
+    assert.equal(response.error?.code, 'rate_limit_exceeded');
+    assert.match(String(response.error?.message), /try again in 1s/);
+  });
+});
+
+describe('Responses failures', () => {
+  it('names context_length_exceeded and insufficient_quota where the provider said so, rate limits with a wait Codex can parse', () => {
+    assert.deepEqual(responseError(new GatewayError(400, 'This model\'s maximum context length is 128000 tokens.', { code: 'context_length_exceeded' })).code, 'context_length_exceeded');
+    assert.deepEqual(responseError(new GatewayError(400, 'prompt is too long: 210000 tokens > 200000 maximum')).code, 'context_length_exceeded');
+    assert.deepEqual(responseError(new GatewayError(429, 'You exceeded your current quota.', { type: 'insufficient_quota', code: 'insufficient_quota' })).code, 'insufficient_quota');
+    assert.deepEqual(responseError(new GatewayError(429, 'Slow down.', { headers: { 'retry-after': '7' } })), { code: 'rate_limit_exceeded', message: 'Slow down. Please try again in 7s.' });
+    assert.deepEqual(responseError(new GatewayError(529, 'Overloaded', { type: 'overloaded_error' })).code, 'server_is_overloaded');
+    assert.deepEqual(responseError(new GatewayError(502, 'The connection to the provider was lost mid-stream.')).code, 'server_error');
+  });
+
+  it('frames a failure before anything as response.created then response.failed, and only once', () => {
+    const output = responsesStreamOutput('gpt-5');
+    const frames = output.frame({ kind: 'error', error: new GatewayError(502, 'lost') });
+    const events = clientEvents(frames);
+    assert.deepEqual(events.map((event) => [event.type, event.sequence_number]), [['response.created', 0], ['response.failed', 1]]);
+    assert.equal(output.frame({ kind: 'error', error: new GatewayError(502, 'again') }), '');
+  });
+
+  it("passing through, numbers its failure after the provider's last event, found in bytes it did not parse", () => {
+    const output = responsesStreamOutput('gpt-5');
+    output.frame({ kind: 'event', event: { type: 'response.created', sequence_number: 0, response: { id: 'resp_up', status: 'in_progress' } } });
+    output.passed(Buffer.from('event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":17,"delta":"\\"sequence_number\\":99"}\n\n'));
+    const [failed] = clientEvents(output.frame({ kind: 'error', error: new GatewayError(502, 'lost') }));
+    assert.deepEqual([failed?.type, failed?.sequence_number, (failed?.response as ResponseObject).id], ['response.failed', 18, 'resp_up']);
+  });
+
+  it("passes a provider's own response.failed on, then ends the stream as failed, with no second one", () => {
+    const data = '{"type":"response.failed","sequence_number":4,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached. Please try again in 20s."}}}';
+    const items = decodeResponsesEvent({ event: 'response.failed', data });
+    assert.equal(items.length, 2);
+    const error = items[1]?.kind === 'error' ? items[1].error : null;
+    assert.deepEqual([error?.status, error?.code], [429, 'rate_limit_exceeded']);
+    const output = responsesStreamOutput('gpt-5');
+    assert.equal(items.map((item) => output.frame(item)).join(''), `event: response.failed\ndata: ${data}\n\n`);
+  });
+});
+
+const PASS_THROUGH = [
+  'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_pt","object":"response","status":"in_progress","output":[],"usage":null}}\n\n',
+  'event: response.output_item.added\ndata: {"type":"response.output_item.added","sequence_number":1,"output_index":0,"item":{"type":"message","id":"msg_1","status":"in_progress","role":"assistant","content":[]}}\n\n',
+  'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":2,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi ☀️"}\n\n',
+  'event: response.output_item.done\ndata: {"type":"response.output_item.done","sequence_number":3,"output_index":0,"item":{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hi ☀️","annotations":[]}]}}\n\n',
+  'event: response.completed\ndata: {"type":"response.completed","sequence_number":4,"response":{"id":"resp_pt","object":"response","status":"completed","output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hi ☀️","annotations":[]}]}],"usage":{"input_tokens":50,"input_tokens_details":{"cached_tokens":20},"output_tokens":8,"output_tokens_details":{"reasoning_tokens":3},"total_tokens":58}}}\n\n',
+].join('');
+
+describe("a provider's Responses stream", () => {
+  const read = (cuts: number[]) => {
+    const parser = new SseParser();
+    const watch = responsesStreamWatch();
+    const assembler = new ResponseAssembler();
+    const items: Array<StreamItem<ResponsesEvent>> = [];
+    const bytes = Buffer.from(PASS_THROUGH);
+    let at = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      for (const event of parser.push(bytes.subarray(at, cut))) items.push(...responsesTarget.decodeEvent(event));
+      at = cut;
+    }
+    for (const item of items) {
+      if (item.kind !== 'event') continue;
+      watch.see(item.event);
+      assembler.add(item.event);
+    }
+    return { items, watch, response: assembler.result() };
+  };
+
+  it('is read for its id, its usage (cached tokens apart) and its end; the log gets the final response', () => {
+    const { items, watch, response } = read([]);
+    assert.deepEqual(items.map((item) => item.kind), ['event', 'event', 'event', 'event', 'event', 'end']);
+    assert.equal(watch.answerId?.(), 'resp_pt');
+    assert.equal(watch.complete, true);
+    assert.deepEqual(watch.usage(), { input: 30, cacheRead: 20, cacheWrite: 0, output: 8, reasoning: 3 });
+    assert.equal(response.status, 'completed');
+    assert.equal(response.id, 'resp_pt');
+  });
+
+  it('reads the same at every byte boundary', () => {
+    const expected = JSON.stringify(read([]).items);
+    for (let cut = 1; cut < Buffer.byteLength(PASS_THROUGH); cut++) assert.equal(JSON.stringify(read([cut]).items), expected, `split at byte ${cut}`);
+  });
+
+  it('assembles a stream cut short from the items that were done', () => {
+    const assembler = new ResponseAssembler();
+    const parser = new SseParser();
+    for (const event of parser.push(Buffer.from(PASS_THROUGH.split('event: response.completed')[0] as string))) {
+      for (const item of decodeResponsesEvent(event)) if (item.kind === 'event') assembler.add(item.event);
+    }
+    const response = assembler.result();
+    assert.deepEqual([response.id, response.status, response.output.length], ['resp_pt', 'incomplete', 1]);
+  });
+
+  it('names only the events the gateway must read as notable, never text that quotes them', () => {
+    for (const line of PASS_THROUGH.split('\n').filter((text) => text.startsWith('data: '))) {
+      const type = (JSON.parse(line.slice(6)) as ResponsesEvent).type;
+      assert.equal(responsesTarget.notable.test(line), ['response.created', 'response.completed'].includes(type), type);
+    }
+    assert.equal(responsesTarget.notable.test('{"type":"response.output_text.delta","delta":"\\"type\\":\\"error\\""}'), false);
+    assert.equal(responsesTarget.notable.test('{"type":"error","code":"x"}'), true);
+  });
+});
+
+describe('Responses through the hub to Anthropic (a chain: responses → chat → messages)', () => {
+  const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1750000000 });
+  const route = router.route(responsesClient, ['messages']);
+
+  it('sends Anthropic a Messages request and answers its Message as a response', () => {
+    assert.equal(route.translation.identity, false);
+    assert.equal(route.target.name, 'messages');
+    const exchange = route.translation.exchange(request({ model: 'claude-sonnet-4-5', instructions: 'Be terse.', input: 'weather?', tools: [weather, { type: 'web_search' }], max_output_tokens: 300 }));
+    const sent = exchange.request as AnthropicRequest;
+    assert.deepEqual([sent.model, sent.system, sent.max_tokens, sent.messages], ['claude-sonnet-4-5', [{ type: 'text', text: 'Be terse.' }], 300, [{ role: 'user', content: 'weather?' }]]);
+    assert.deepEqual((sent.tools as Array<{ name: string }>).map((tool) => tool.name), ['get_weather']);
+    assert.deepEqual(exchange.droppedTools, ['web_search']);
+    const message: AnthropicResponse = {
+      id: 'msg_01A', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5',
+      content: [{ type: 'thinking', thinking: 'Paris.', signature: 'sig' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }],
+      stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 40, output_tokens: 12, cache_read_input_tokens: 10 },
+    };
+    const response = exchange.response(message) as ResponseObject;
+    assert.deepEqual(response.output.map((item) => item.type), ['reasoning', 'function_call']);
+    assert.deepEqual([response.output[1]?.call_id, response.output[1]?.arguments], ['toolu_1', '{"city":"Paris"}']);
+    assert.equal((response.usage as { input_tokens: number }).input_tokens, 50);
+  });
+
+  it("translates Anthropic's stream event by event into a Responses stream", () => {
+    const exchange = route.translation.exchange(request({ model: 'claude-sonnet-4-5' }));
+    const stream = exchange.stream({ promptTokens: 10 });
+    const anthropicEvents = [
+      '{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":12,"output_tokens":1}}}',
+      '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+      '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}',
+      '{"type":"content_block_stop","index":0}',
+      '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}',
+      '{"type":"message_stop"}',
+    ];
+    const output = responsesStreamOutput('claude-sonnet-4-5');
+    const frames = anthropicEvents.flatMap((data) => decodeMessagesEvent({ event: undefined, data })).flatMap((item) => stream(item)).map((item) => output.frame(item as StreamItem<ResponsesEvent>)).join('');
+    const events = clientEvents(frames);
+    assert.equal(events[0]?.type, 'response.created');
+    assert.equal(events.find((event) => event.type === 'response.output_text.delta')?.delta, 'Hello');
+    const completed = events.at(-1) as ResponsesEvent;
+    assert.equal(completed.type, 'response.completed');
+    assert.deepEqual((completed.response as ResponseObject).usage, { input_tokens: 12, input_tokens_details: { cached_tokens: 0 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 });
+  });
+});
+
+describe('owners of stored responses', () => {
+  const key = { id: 'vk_team_a' } as VirtualKey;
+
+  it('tags a stored response with a digest of its key: spliced in when there is no metadata, merged (and never forged) when there is', () => {
+    const tag = ownerTag('vk_team_a');
+    assert.match(tag, /^[0-9a-f]{32}$/);
+    assert.notEqual(tag, ownerTag('vk_team_b'));
+    const raw = Buffer.from('  {"model":"gpt-5","input":"hi"}');
+    assert.equal(withOwner({ model: 'gpt-5', input: 'hi' }, raw, key).toString(), `  {"metadata":{"llm_gateway_owner":"${tag}"},"model":"gpt-5","input":"hi"}`);
+    assert.equal(withOwner({ model: 'gpt-5' }, '{"model":"gpt-5"}', key), `{"metadata":{"llm_gateway_owner":"${tag}"},"model":"gpt-5"}`);
+    const merged = JSON.parse(String(withOwner({ model: 'gpt-5', metadata: { team: 'a', llm_gateway_owner: 'forged' } }, '', key)));
+    assert.deepEqual(merged.metadata, { team: 'a', llm_gateway_owner: tag });
+    assert.deepEqual(JSON.parse(String(withOwner({ model: 'gpt-5', metadata: null }, '', key))).metadata, { llm_gateway_owner: tag });
+    const full = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v']));
+    assert.throws(() => withOwner({ model: 'gpt-5', metadata: full }, '', key), (err: unknown) => err instanceof GatewayError && err.param === 'metadata');
+  });
+
+  it('reads the owner from a response, none from one without the tag', () => {
+    assert.equal(ownerOf({ id: 'r', metadata: { llm_gateway_owner: 'abc' } }), 'abc');
+    assert.equal(ownerOf({ id: 'r', metadata: {} }), '');
+    assert.equal(ownerOf({ id: 'r' }), '');
+    assert.equal(ownerOf(null), '');
+  });
+
+  it('remembers a bounded number of owners, forgetting the oldest first', () => {
+    const owners = new ResponseOwners(2);
+    owners.set('a', '1');
+    owners.set('b', '2');
+    owners.set('a', '1');
+    owners.set('c', '3');
+    assert.deepEqual([owners.get('a'), owners.get('b'), owners.get('c'), owners.size], ['1', undefined, '3', 2]);
+    owners.delete('a');
+    assert.equal(owners.get('a'), undefined);
+  });
+});
