@@ -33,6 +33,9 @@ const slow = JSON.stringify({ model: 'slow', stream: true, messages: [{ role: 'u
 // The same requests in Anthropic's Messages format, for the /v1/messages rows.
 const smallMessages = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 32, system: 'You are terse.', messages: [{ role: 'user', content: 'Say something short.' }] });
 const streamedMessages = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 128, stream: true, messages: [{ role: 'user', content: 'Count to fifty.' }] });
+// And in the Responses format, as Codex sends it (store: false), for the /v1/responses rows.
+const smallResponses = JSON.stringify({ model: 'gpt-4o-mini', instructions: 'You are terse.', input: 'Say something short.', max_output_tokens: 32, store: false });
+const streamedResponses = JSON.stringify({ model: 'gpt-4o-mini', input: 'Count to fifty.', max_output_tokens: 128, stream: true, store: false });
 
 // ---- processes ------------------------------------------------------------------------------
 
@@ -64,7 +67,9 @@ function gatewayEnv(dir: string, upstreamPort: number, logs: boolean): Record<st
     keysFile,
     JSON.stringify({
       virtual_keys: {
-        vk_openai: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
+        vk_openai: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1`, api: ['chat', 'responses'] },
+        // The same server as a chat-only OpenAI-compatible one: Responses requests are translated.
+        vk_openai_chat: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
         vk_anthropic: { provider: 'anthropic', api_key: 'sk-ant-bench', base_url: `http://127.0.0.1:${upstreamPort}` },
       },
     }),
@@ -107,15 +112,15 @@ interface Target {
   path: string;
   key: string;
   /** The client API it is sent (chat by default). */
-  messages?: boolean;
+  api?: 'messages' | 'responses';
 }
 
 type Scenario = 'json50' | 'json1' | 'stream1' | 'stream50';
-const SCENARIOS: Record<Scenario, { body: string; messagesBody: string; connections: number }> = {
-  json50: { body: small, messagesBody: smallMessages, connections: CONNECTIONS },
-  json1: { body: small, messagesBody: smallMessages, connections: 1 },
-  stream1: { body: streamed, messagesBody: streamedMessages, connections: 1 },
-  stream50: { body: streamed, messagesBody: streamedMessages, connections: CONNECTIONS },
+const SCENARIOS: Record<Scenario, { body: string; messages: string; responses: string; connections: number }> = {
+  json50: { body: small, messages: smallMessages, responses: smallResponses, connections: CONNECTIONS },
+  json1: { body: small, messages: smallMessages, responses: smallResponses, connections: 1 },
+  stream1: { body: streamed, messages: streamedMessages, responses: streamedResponses, connections: 1 },
+  stream50: { body: streamed, messages: streamedMessages, responses: streamedResponses, connections: CONNECTIONS },
 };
 
 function median(values: number[]): number {
@@ -138,8 +143,10 @@ async function main(): Promise<void> {
     { name: 'gateway openai, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_openai' },
     { name: 'gateway anthropic, logs on', port: logged.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
     { name: 'gateway anthropic, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_anthropic' },
-    { name: 'gateway messages pass-through, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_anthropic', messages: true },
-    { name: 'gateway messages → chat, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_openai', messages: true },
+    { name: 'gateway messages pass-through, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_anthropic', api: 'messages' },
+    { name: 'gateway messages → chat, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_openai', api: 'messages' },
+    { name: 'gateway responses pass-through, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai', api: 'responses' },
+    { name: 'gateway responses → chat, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai_chat', api: 'responses' },
     // Not a target: the same minimal proxy on the gateway's own client, for reference.
     { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
   ];
@@ -159,7 +166,7 @@ async function main(): Promise<void> {
         const result = await load({
           url: `http://127.0.0.1:${target.port}${target.path}`,
           key: target.key,
-          body: target.messages === true ? setup.messagesBody : setup.body,
+          body: target.api === undefined ? setup.body : setup[target.api],
           connections: setup.connections,
           warmupMs: WARMUP_MS,
           durationMs: DURATION_MS,
@@ -274,9 +281,9 @@ async function main(): Promise<void> {
   const plain = row('gateway openai, logs off');
   const shipped = row('gateway openai, logs on');
   const translated = row('gateway anthropic, logs off');
-  /** The Messages pass-through's req/s over the chat pass-through's, per round, median. */
-  const messagesVsChat = (scenario: Scenario): number => {
-    const mine = results.get(`${scenario}|gateway messages pass-through, logs off`) ?? [];
+  /** A client API's pass-through req/s over the chat pass-through's, per round, median. */
+  const vsChat = (api: 'messages' | 'responses', scenario: Scenario): number => {
+    const mine = results.get(`${scenario}|gateway ${api} pass-through, logs off`) ?? [];
     const chat = results.get(`${scenario}|gateway openai, logs off`) ?? [];
     return median(mine.map((result, i) => result.rps / (chat[i] as LoadResult).rps));
   };
@@ -288,8 +295,10 @@ async function main(): Promise<void> {
     ['stream time to first byte ≤ 0.3 ms p50 above', plain.stream1.ttfbDelta <= 0.3, `${signed(plain.stream1.ttfbDelta)} ms`],
     ['unpaced streams/s ≥ 0.80x', plain.stream50.rpsRatio >= 0.8, times(plain.stream50.rpsRatio)],
     // Within noise of the chat pass-through: the two measured side by side in each round.
-    ['Messages pass-through req/s ≥ 0.90x chat pass-through', messagesVsChat('json50') >= 0.9, times(messagesVsChat('json50'))],
-    ['Messages pass-through streams/s ≥ 0.90x chat pass-through', messagesVsChat('stream50') >= 0.9, times(messagesVsChat('stream50'))],
+    ['Messages pass-through req/s ≥ 0.90x chat pass-through', vsChat('messages', 'json50') >= 0.9, times(vsChat('messages', 'json50'))],
+    ['Messages pass-through streams/s ≥ 0.90x chat pass-through', vsChat('messages', 'stream50') >= 0.9, times(vsChat('messages', 'stream50'))],
+    ['Responses pass-through req/s ≥ 0.90x chat pass-through', vsChat('responses', 'json50') >= 0.9, times(vsChat('responses', 'json50'))],
+    ['Responses pass-through streams/s ≥ 0.90x chat pass-through', vsChat('responses', 'stream50') >= 0.9, times(vsChat('responses', 'stream50'))],
   ];
   if (memoryResult !== null) {
     const { gateway: g, proxy: p } = memoryResult;

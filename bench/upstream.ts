@@ -1,6 +1,6 @@
 /**
- * The benchmark's mock provider, in its own process: OpenAI (`/v1/chat/completions`) and
- * Anthropic (`/v1/messages`) formats, JSON and streams, every answer precomputed so the upstream
+ * The benchmark's mock provider, in its own process: OpenAI (`/v1/chat/completions`, `/v1/responses`)
+ * and Anthropic (`/v1/messages`) formats, JSON and streams, every answer precomputed so the upstream
  * costs as little as possible and the same for every target. A request whose body names the
  * model "slow" gets its stream paced (one chunk per BENCH_SLOW_CHUNK_MS), for the memory test.
  *
@@ -58,17 +58,45 @@ const anthropicEvents: Buffer[] = [
   Buffer.from(event('content_block_stop', { index: 0 }) + event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: STREAM_CHUNKS } }) + event('message_stop', {})),
 ];
 
+const text = 'The quick brown fox jumps over the lazy dog.';
+const responseObject = (status: string, output: object[], usageField: object | null): object => ({ id: 'resp_bench', object: 'response', created_at: created, status, model: 'gpt-4o-mini-2024-07-18', output, usage: usageField });
+const message = (content: string): object => ({ type: 'message', id: 'msg_bench', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: content, annotations: [] }] });
+const responsesUsage = (output: number): object => ({ input_tokens: 12, input_tokens_details: { cached_tokens: 0 }, output_tokens: output, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 12 + output });
+const responsesJson = Buffer.from(JSON.stringify(responseObject('completed', [message(text)], responsesUsage(10))));
+let sequence = 0;
+const responsesEvent = (type: string, data: object): string => event(type, { sequence_number: sequence++, ...data });
+const streamedText = Array.from({ length: STREAM_CHUNKS }, (_, i) => `word${i} `).join('');
+const responsesEvents: Buffer[] = [
+  Buffer.from(
+    responsesEvent('response.created', { response: responseObject('in_progress', [], null) }) +
+      responsesEvent('response.in_progress', { response: responseObject('in_progress', [], null) }) +
+      responsesEvent('response.output_item.added', { output_index: 0, item: { type: 'message', id: 'msg_bench', status: 'in_progress', role: 'assistant', content: [] } }) +
+      responsesEvent('response.content_part.added', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
+  ),
+  ...Array.from({ length: STREAM_CHUNKS }, (_, i) => Buffer.from(responsesEvent('response.output_text.delta', { item_id: 'msg_bench', output_index: 0, content_index: 0, delta: `word${i} `, logprobs: [] }))),
+  Buffer.from(
+    responsesEvent('response.output_text.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, text: streamedText, logprobs: [] }) +
+      responsesEvent('response.content_part.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: { type: 'output_text', text: streamedText, annotations: [] } }) +
+      responsesEvent('response.output_item.done', { output_index: 0, item: message(streamedText) }) +
+      responsesEvent('response.completed', { response: responseObject('completed', [message(streamedText)], responsesUsage(STREAM_CHUNKS)) }),
+  ),
+];
+
+type Api = 'chat' | 'messages' | 'responses';
+const JSON_ANSWERS: Record<Api, Buffer> = { chat: openaiJson, messages: anthropicJson, responses: responsesJson };
+const STREAMS: Record<Api, Buffer[]> = { chat: openaiEvents, messages: anthropicEvents, responses: responsesEvents };
+
 const jsonHeaders = (length: number) => ({ 'content-type': 'application/json', 'content-length': length, 'x-request-id': 'req_bench' });
 const sseHeaders = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': 'req_bench' };
 
-function answer(res: http.ServerResponse, anthropic: boolean, stream: boolean, slow: boolean): void {
+function answer(res: http.ServerResponse, api: Api, stream: boolean, slow: boolean): void {
   if (!stream) {
-    const body = anthropic ? anthropicJson : openaiJson;
+    const body = JSON_ANSWERS[api];
     res.writeHead(200, jsonHeaders(body.length));
     res.end(body);
     return;
   }
-  const events = anthropic ? anthropicEvents : openaiEvents;
+  const events = STREAMS[api];
   res.writeHead(200, sseHeaders);
   if (!slow) {
     // Unpaced: every event its own write, as a real provider flushes them, in one tick.
@@ -91,11 +119,11 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-    const anthropic = req.url === '/v1/messages';
+    const api: Api = req.url === '/v1/messages' ? 'messages' : req.url === '/v1/responses' ? 'responses' : 'chat';
     const stream = body.includes('"stream":true');
     const slow = body.includes('"model":"slow"');
-    if (LATENCY_MS > 0) setTimeout(() => answer(res, anthropic, stream, slow), LATENCY_MS);
-    else answer(res, anthropic, stream, slow);
+    if (LATENCY_MS > 0) setTimeout(() => answer(res, api, stream, slow), LATENCY_MS);
+    else answer(res, api, stream, slow);
   });
 });
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
