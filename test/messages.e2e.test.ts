@@ -11,7 +11,7 @@ import { estimateInputTokens } from '../src/formats/messages/count.js';
 import type { AnthropicRequest } from '../src/formats/messages/types.js';
 import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './support/claude-code.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, messages, messagesEvents, request } from './support/http.js';
+import { closedPort, drip, messages, messagesEvents, request } from './support/http.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -62,16 +62,6 @@ after(async () => {
   await gateway?.stop();
   await Promise.all([anthropic?.close(), openai?.close(), deepseek?.close()]);
 });
-
-/** Writes `text` in small pieces of varying size (1–13 bytes), each its own write: events, names and characters split anywhere. */
-async function drip(res: http.ServerResponse, text: string): Promise<void> {
-  const bytes = Buffer.from(text);
-  for (let at = 0, step = 1; at < bytes.length; at += step, step = (step % 13) + 1) {
-    res.write(bytes.subarray(at, at + step));
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  res.end();
-}
 
 const TRANSCRIPT = [
   'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_01Pass","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":30,"cache_read_input_tokens":100,"output_tokens":2}}}\n\n',

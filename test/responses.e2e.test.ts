@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { ownerTag } from '../src/policy/response-owners.js';
 import { CODEX_HEADERS, codexFirstTurn } from './support/codex.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, request, type Reply } from './support/http.js';
+import { closedPort, drip, request, type Reply } from './support/http.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { streamEvents } from './support/mock-responses.js';
@@ -83,15 +83,6 @@ function assertCodexStream(list: any[]): any {
   assert.equal(typeof last.response.id, 'string');
   for (const field of ['input_tokens', 'output_tokens', 'total_tokens']) assert.ok(Number.isInteger(last.response.usage[field]), field);
   return last.response;
-}
-
-async function drip(res: http.ServerResponse, text: string): Promise<void> {
-  const bytes = Buffer.from(text);
-  for (let at = 0, step = 1; at < bytes.length; at += step, step = (step % 13) + 1) {
-    res.write(bytes.subarray(at, at + step));
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  res.end();
 }
 
 describe('pass-through to a provider that speaks Responses (OpenAI)', () => {

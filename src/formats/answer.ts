@@ -24,3 +24,15 @@ export function parseAnswer(body: Buffer, what: string, key: string): Record<str
   if (!isRecord(parsed) || !Array.isArray(parsed[key])) throw invalidAnswer(`its ${what} has no \`${key}\` array`);
   return parsed;
 }
+
+/** A stream event's data as an object with a string `type` (Messages, Responses), or the 502 saying what it is instead. */
+export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | GatewayError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return invalidAnswer('a stream event is not JSON');
+  }
+  if (!isRecord(parsed) || typeof parsed.type !== 'string') return invalidAnswer('a stream event is not an object with a type');
+  return parsed as Record<string, unknown> & { type: string };
+}

@@ -7,11 +7,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { Interaction } from '../observe/interaction.js';
-import { authenticate } from '../policy/auth.js';
-import { maskKey, type VirtualKey } from '../policy/keys.js';
+import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendJson } from '../server/http.js';
-import { admit, answerFailure, identify, recordRequest, settle, type SurfaceDeps } from './surface.js';
+import { admit, answerFailure, authenticateRequest, recordRequest, settle, type SurfaceDeps } from './surface.js';
 
 export interface KeyedRoute {
   /** The methods it serves (any other: 405). */
@@ -47,15 +46,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
       const allowed = route.methods.join(', ');
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allowed}.`, { code: 'method_not_allowed', headers: { allow: allowed } });
     }
-    const presented = route.credential(req.headers);
-    try {
-      key = authenticate(presented, deps.keys, route.howToSendKey);
-    } catch (err) {
-      // Never log a presented key that matched nothing in full: it may be someone's real secret.
-      if (presented !== null) interaction.virtualKey = maskKey(presented);
-      throw err;
-    }
-    identify(interaction, key);
+    key = authenticateRequest(route.credential(req.headers), route.howToSendKey, interaction, deps);
     const owner = key;
     const answer = await work({
       key: owner,

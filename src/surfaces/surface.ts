@@ -110,15 +110,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
     }
-    const presented = surface.credential(req.headers);
-    try {
-      key = authenticate(presented, deps.keys, surface.howToSendKey);
-    } catch (err) {
-      // Never log a presented key that matched nothing in full: it may be someone's real secret.
-      if (presented !== null) interaction.virtualKey = maskKey(presented);
-      throw err;
-    }
-    identify(interaction, key);
+    key = authenticateRequest(surface.credential(req.headers), surface.howToSendKey, interaction, deps);
 
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
     const parsed = parse(surface.api, raw, interaction);
@@ -191,7 +183,21 @@ export function recordRequest(interaction: Interaction, deps: SurfaceDeps): void
   if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
 }
 
-export function identify(interaction: Interaction, key: VirtualKey): void {
+/** The virtual key a request presents, recorded in its interaction; or the 401. */
+export function authenticateRequest(presented: string | null, howToSendKey: string, interaction: Interaction, deps: SurfaceDeps): VirtualKey {
+  let key: VirtualKey;
+  try {
+    key = authenticate(presented, deps.keys, howToSendKey);
+  } catch (err) {
+    // Never log a presented key that matched nothing in full: it may be someone's real secret.
+    if (presented !== null) interaction.virtualKey = maskKey(presented);
+    throw err;
+  }
+  identify(interaction, key);
+  return key;
+}
+
+function identify(interaction: Interaction, key: VirtualKey): void {
   interaction.virtualKey = key.id;
   interaction.keyName = key.label;
   interaction.authenticated = true;

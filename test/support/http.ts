@@ -128,3 +128,13 @@ export function messagesEvents(text: string): any[] {
       return data;
     });
 }
+
+/** Writes `text` in small pieces of varying size (1–13 bytes), each its own write: events, names and characters split anywhere. */
+export async function drip(res: http.ServerResponse, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  for (let at = 0, step = 1; at < bytes.length; at += step, step = (step % 13) + 1) {
+    res.write(bytes.subarray(at, at + step));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
+}

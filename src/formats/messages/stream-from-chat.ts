@@ -7,6 +7,7 @@
  * reasoning, text, or one tool call's arguments is a content block; `message_delta` (stop_reason,
  * the provider's usage) and `message_stop` follow the provider's end, after its usage chunk.
  */
+import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
@@ -20,19 +21,14 @@ interface OpenBlock {
   readonly kind: 'thinking' | 'text' | 'tool';
   /** The Anthropic block index. */
   readonly index: number;
-  /** For a tool block: the chat tool_calls index it carries. */
-  readonly call: number;
 }
 
 export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
   let open: OpenBlock | null = null;
   let blocks = 0;
-  /** chat tool_calls index → the call it carries now (a late fragment still finds its block). */
-  const toolBlocks = new Map<number, { block: number; id: string }>();
-  let calls = 0;
-  /** The chat index of the call that started last: where a fragment without an index belongs. */
-  let lastCall: number | null = null;
+  /** Each tool call's block (a late fragment still finds its own). */
+  const toolCalls = new StreamedToolCalls<number>();
   /** Content deltas sent: the output estimate when the provider reports no usage. */
   let deltas = 0;
   let finish: unknown = null;
@@ -63,10 +59,10 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     open = null;
   };
 
-  const begin = (kind: OpenBlock['kind'], block: Record<string, unknown>, out: Item[], call = -1): number => {
+  const begin = (kind: OpenBlock['kind'], block: Record<string, unknown>, out: Item[]): number => {
     close(out);
     const index = blocks++;
-    open = { kind, index, call };
+    open = { kind, index };
     out.push(event({ type: 'content_block_start', index, content_block: block }));
     return index;
   };
@@ -80,28 +76,12 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     out.push(event({ type: 'content_block_delta', index, delta }));
   };
 
-  /**
-   * One tool_calls fragment. A call is known by its `index`; a fragment with a new `id` at an index
-   * already used starts another call (Ollama numbers every call 0), and one without an index
-   * continues the last call unless it brings an id of its own.
-   */
+  /** One tool_calls fragment: a call's first starts its block, its arguments are input_json_deltas. */
   const toolFragment = (fragment: unknown, out: Item[]): void => {
-    if (!isRecord(fragment)) return;
-    const fn = isRecord(fragment.function) ? fragment.function : {};
-    const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
-    const call = typeof fragment.index === 'number' ? fragment.index : id === null && lastCall !== null ? lastCall : -1 - calls;
-    let known = toolBlocks.get(call);
-    if (known === undefined || (id !== null && id !== known.id)) {
-      const callId = id ?? `call_${calls}`;
-      known = { block: begin('tool', { type: 'tool_use', id: callId, name: typeof fn.name === 'string' ? fn.name : '', input: {} }, out, call), id: callId };
-      toolBlocks.set(call, known);
-      calls++;
-      lastCall = call;
-    }
-    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
-      deltas++;
-      out.push(event({ type: 'content_block_delta', index: known.block, delta: { type: 'input_json_delta', partial_json: fn.arguments } }));
-    }
+    const placed = toolCalls.place(fragment, (id, name) => begin('tool', { type: 'tool_use', id, name, input: {} }, out), (n) => `call_${n}`);
+    if (placed === null || placed.arguments === '') return;
+    deltas++;
+    out.push(event({ type: 'content_block_delta', index: placed.call, delta: { type: 'input_json_delta', partial_json: placed.arguments } }));
   };
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
@@ -126,7 +106,7 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     const out: Item[] = [];
     start({}, out);
     close(out);
-    const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, calls > 0), stop_sequence: null };
+    const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolCalls.count > 0), stop_sequence: null };
     // No usage from the provider: the output is estimated and the input left as message_start
     // said (a client keeps what message_delta does not name), never zeros.
     const counts = usage === null ? { output_tokens: Math.max(1, deltas) } : toMessagesUsage(usage);

@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
-import { invalidAnswer } from '../answer.js';
+import { typedEvent } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -38,13 +38,8 @@ function messagesStreamError(error: unknown): GatewayError {
 }
 
 export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesEvent>> {
-  let data: unknown;
-  try {
-    data = JSON.parse(event.data);
-  } catch {
-    return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
-  }
-  if (!isRecord(data) || typeof data.type !== 'string') return [{ kind: 'error', error: invalidAnswer('a stream event is not an object with a type') }];
+  const data = typedEvent(event.data);
+  if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
   if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
   const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
   // message_stop is the last event: the stream's end as well.

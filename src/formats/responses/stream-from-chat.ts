@@ -11,6 +11,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
+import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { chatUsage } from '../chat/usage.js';
 import { isRecord } from '../json.js';
@@ -40,10 +41,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
   let base = 'gateway';
   const output: OutputItem[] = [];
   let open: OpenItem | null = null;
-  /** chat tool_calls index → the call it carries now (a late fragment still finds its call). */
-  const calls = new Map<number, OpenItem>();
-  let callCount = 0;
-  let lastCall: number | null = null;
+  /** Each tool call's item (a late fragment still finds its own). */
+  const toolCalls = new StreamedToolCalls<OpenItem>();
   let deltas = 0;
   let finish: unknown = null;
   let usage: unknown = null;
@@ -125,30 +124,17 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     else emit(out, 'response.refusal.delta', { ...at, content_index: 0, delta: value });
   };
 
-  /**
-   * One tool_calls fragment. A call is known by its `index`; a fragment with a new `id` at an index
-   * already used starts another call (Ollama numbers every call 0), and one without an index
-   * continues the last call unless it brings an id of its own.
-   */
+  /** One tool_calls fragment: a call's first starts its item, its arguments are deltas (a custom tool's input is sent whole when done). */
   const toolFragment = (out: Item[], fragment: unknown): void => {
-    if (!isRecord(fragment)) return;
-    const fn = isRecord(fragment.function) ? fragment.function : {};
-    const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
-    const index = typeof fragment.index === 'number' ? fragment.index : id === null && lastCall !== null ? lastCall : -1 - callCount;
-    let call = calls.get(index);
-    if (call === undefined || (id !== null && id !== call.callId)) {
-      const name = typeof fn.name === 'string' ? fn.name : '';
-      call = begin(out, 'call', { callId: id ?? `call_${base}_${callCount}`, name, custom: context.tools.get(name)?.custom === true });
-      calls.set(index, call);
-      callCount++;
-      lastCall = index;
-    } else if ((call.name ?? '') === '' && typeof fn.name === 'string') {
-      call.name = fn.name;
-    }
-    if (typeof fn.arguments !== 'string' || fn.arguments === '') return;
-    call.text += fn.arguments;
+    const start = (callId: string, name: string): OpenItem => begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true });
+    const placed = toolCalls.place(fragment, start, (n) => `call_${base}_${n}`);
+    if (placed === null) return;
+    const call = placed.call;
+    if (!placed.started && (call.name ?? '') === '' && placed.name !== null) call.name = placed.name;
+    if (placed.arguments === '') return;
+    call.text += placed.arguments;
     deltas++;
-    if (call === open && call.custom !== true) emit(out, 'response.function_call_arguments.delta', { item_id: call.id, output_index: call.index, delta: fn.arguments });
+    if (call === open && call.custom !== true) emit(out, 'response.function_call_arguments.delta', { item_id: call.id, output_index: call.index, delta: placed.arguments });
     // A fragment of a call already done changes only the final response's item.
     else if (call !== open) output[call.index] = finished(call);
   };

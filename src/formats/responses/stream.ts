@@ -5,7 +5,8 @@
  * `response.failed` follows; it goes to the client as it came.
  */
 import type { StreamWatch } from '../api.js';
-import { invalidAnswer } from '../answer.js';
+import { GatewayError } from '../../errors.js';
+import { typedEvent } from '../answer.js';
 import { isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -22,13 +23,8 @@ export function isTerminal(type: string): boolean {
 }
 
 export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<ResponsesEvent>> {
-  let data: unknown;
-  try {
-    data = JSON.parse(event.data);
-  } catch {
-    return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
-  }
-  if (!isRecord(data) || typeof data.type !== 'string') return [{ kind: 'error', error: invalidAnswer('a stream event is not an object with a type') }];
+  const data = typedEvent(event.data);
+  if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
   const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data };
   // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
   if (data.type === 'response.failed') return [item, { kind: 'error', error: failedError(data.response) }];
