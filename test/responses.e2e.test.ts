@@ -291,6 +291,16 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(estimated.status, 200);
     assert.ok(estimated.json.input_tokens > 0);
   });
+
+  it("passes compaction through to OpenAI, and says a translated key's provider has none", async () => {
+    const compacted = await request(gateway.url, '/v1/responses/compact', { key: 'vk_codex_mapped', body: { model: 'gpt-5-codex', input: [{ role: 'user', content: 'long story' }] } });
+    assert.equal(compacted.status, 200, compacted.text);
+    assert.equal(compacted.json.object, 'response.compaction');
+    assert.deepEqual([openai.requests.at(-1)?.path, openai.requests.at(-1)?.json.model], ['/v1/responses/compact', 'gpt-4o-mini']);
+    const translated = await request(gateway.url, '/v1/responses/compact', { key: 'vk_ds', body: { model: 'gpt-5', input: 'x' } });
+    assert.equal(translated.status, 404);
+    assert.equal(translated.json.error.code, 'responses_not_stored');
+  });
 });
 
 describe('stateless translation to a Chat Completions provider', () => {

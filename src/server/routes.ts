@@ -11,7 +11,7 @@ import { chatSurface } from '../surfaces/chat.js';
 import { serveCountTokens } from '../surfaces/count-tokens.js';
 import { isAnthropicStyle, messagesSurface } from '../surfaces/messages.js';
 import { serveModels } from '../surfaces/models.js';
-import { serveInputTokens, serveStoredResponse, storedRouteOf } from '../surfaces/response-routes.js';
+import { serveCompact, serveInputTokens, serveStoredResponse, storedRouteOf } from '../surfaces/response-routes.js';
 import { responsesSurface } from '../surfaces/responses.js';
 import { serveSurface, type SurfaceDeps } from '../surfaces/surface.js';
 import { stampOverhead, type RequestContext } from './context.js';
@@ -36,7 +36,7 @@ export interface RouteDeps extends SurfaceDeps {
 /** Paths browsers may call (CORS). */
 export const BROWSER_PATHS: ReadonlySet<string> = new Set([
   '/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/responses', '/v1/responses',
-  '/responses/input_tokens', '/v1/responses/input_tokens', '/responses/{id}', '/v1/responses/{id}', '/responses/{id}/cancel',
+  '/responses/input_tokens', '/v1/responses/input_tokens', '/responses/compact', '/v1/responses/compact', '/responses/{id}', '/v1/responses/{id}', '/responses/{id}/cancel',
   '/v1/responses/{id}/cancel', '/responses/{id}/input_items', '/v1/responses/{id}/input_items', '/models', '/v1/models',
 ]);
 
@@ -84,6 +84,7 @@ export function createRoutes(deps: RouteDeps): Routes {
   const messages: Handler = (req, res, context) => serveSurface(messagesSurface, req, res, context, deps);
   const responses: Handler = (req, res, context) => serveSurface(responsesSurface, req, res, context, deps);
   const inputTokens: Handler = (req, res, context) => serveInputTokens(req, res, context, deps);
+  const compact: Handler = (req, res, context) => serveCompact(req, res, context, deps);
   const stored: Handler = (req, res, context) => serveStoredResponse(req, res, context, deps);
   const countTokens: Handler = (req, res, context) => serveCountTokens(req, res, context, deps);
   const models: Handler = (req, res, context) => serveModels(req, res, context, deps);
@@ -95,6 +96,7 @@ export function createRoutes(deps: RouteDeps): Routes {
     ...['/v1', ''].flatMap((prefix): Array<[string, Map<string, Handler>]> => [
       [`${prefix}/responses`, new Map([['*', responses]])],
       [`${prefix}/responses/input_tokens`, new Map([['*', inputTokens]])],
+      [`${prefix}/responses/compact`, new Map([['*', compact]])],
       [`${prefix}/responses/{id}`, new Map([['GET', stored], ['DELETE', stored]])],
       [`${prefix}/responses/{id}/cancel`, new Map([['POST', stored]])],
       [`${prefix}/responses/{id}/input_items`, new Map([['GET', stored]])],

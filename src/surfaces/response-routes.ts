@@ -2,13 +2,14 @@
  * The Responses API's other routes: `GET`/`DELETE /v1/responses/{id}`,
  * `POST /v1/responses/{id}/cancel`, `GET /v1/responses/{id}/input_items` (passed through to a
  * provider that stores responses, for the key that created the response only: anyone else gets
- * the 404 of an id that does not exist), and `POST /v1/responses/input_tokens` (passed through,
- * or estimated for a key whose provider is reached through translation). Like every client
+ * the 404 of an id that does not exist), `POST /v1/responses/input_tokens` (passed through,
+ * or estimated for a key whose provider is reached through translation) and
+ * `POST /v1/responses/compact`. Like every client
  * request they are authenticated, counted against the key's requests per minute, logged and
  * measured; errors have OpenAI's shape.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { invalidRequest } from '../errors.js';
+import { GatewayError, invalidRequest } from '../errors.js';
 import { parseJsonObject } from '../formats/json.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { bearerToken } from '../policy/auth.js';
@@ -38,12 +39,11 @@ function route(methods: readonly string[]): KeyedRoute {
 }
 
 const RETRIEVE_OR_DELETE = route(['GET', 'DELETE']);
-const CANCEL = route(['POST']);
 const INPUT_ITEMS = route(['GET']);
-const INPUT_TOKENS = route(['POST']);
+const POST_ONLY = route(['POST']);
 
 function storedRoute(suffix: string): KeyedRoute {
-  if (suffix === '/cancel') return CANCEL;
+  if (suffix === '/cancel') return POST_ONLY;
   if (suffix === '/input_items') return INPUT_ITEMS;
   return RETRIEVE_OR_DELETE;
 }
@@ -92,38 +92,49 @@ function estimateInputTokens(request: Record<string, unknown>): number {
   return Math.ceil(text.length / 4);
 }
 
-/** `POST /v1/responses/input_tokens`: how many input tokens a Responses request would use. */
-export function serveInputTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
-  return serveKeyed(INPUT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
-    const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
-    let request: Record<string, unknown>;
-    try {
-      request = parseJsonObject(raw, '"model" and "input"');
-    } catch (err) {
-      interaction.request = raw.toString('utf8');
-      throw err;
-    }
-    interaction.request = request;
-    const model = typeof request.model === 'string' ? request.model : null;
-    if (model !== null) {
-      interaction.model = model;
-      checkModel(key, model);
-    }
-    refuseConversation(request.conversation);
-    const previous = request.previous_response_id;
-    await admit();
-    if (key.target.endpoints.responses === undefined) {
-      if (previous !== undefined && previous !== null) {
-        throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
+/**
+ * `POST /v1/responses/input_tokens` (how many input tokens a request would use) and
+ * `POST /v1/responses/compact` (OpenAI's server-side compaction of a conversation): passed through
+ * to a provider that speaks Responses, the model map applied, a continued response checked as the
+ * key's own. For a key reached through translation, input tokens are estimated; compaction is
+ * OpenAI's alone (Codex compacts by itself with other providers).
+ */
+function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps) => Promise<void> {
+  return (req, res, context, deps) =>
+    serveKeyed(POST_ONLY, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
+      const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
+      let request: Record<string, unknown>;
+      try {
+        request = parseJsonObject(raw, '"model" and "input"');
+      } catch (err) {
+        interaction.request = raw.toString('utf8');
+        throw err;
       }
-      return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
-    }
-    if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
-    const mapped = model === null ? null : (key.modelMap?.map(model) ?? model);
-    if (mapped !== null) interaction.upstreamModel = mapped;
-    const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
-    const answer = await callStored(key, 'POST', '/input_tokens', context.query, body, interaction, deps);
-    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-    return { status: answer.status, body: answer.body };
-  });
+      interaction.request = request;
+      const model = typeof request.model === 'string' ? request.model : null;
+      if (model !== null) {
+        interaction.model = model;
+        checkModel(key, model);
+      }
+      refuseConversation(request.conversation);
+      const previous = request.previous_response_id;
+      await admit();
+      if (key.target.endpoints.responses === undefined) {
+        if (suffix === '/compact') throw new GatewayError(404, "Compaction is OpenAI's own: this virtual key's provider is reached through a stateless translation. Compact the conversation client-side.", { code: 'responses_not_stored' });
+        if (previous !== undefined && previous !== null) {
+          throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
+        }
+        return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
+      }
+      if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+      const mapped = model === null ? null : (key.modelMap?.map(model) ?? model);
+      if (mapped !== null) interaction.upstreamModel = mapped;
+      const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
+      const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
+      if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+      return { status: answer.status, body: answer.body };
+    });
 }
+
+export const serveInputTokens = servePassedThrough('/input_tokens');
+export const serveCompact = servePassedThrough('/compact');

@@ -139,6 +139,12 @@ export function serveResponses(res: ServerResponse, recorded: RecordedRequest, s
     send(res, 200, { object: 'response.input_tokens', input_tokens: Math.ceil(JSON.stringify(recorded.json.input ?? '').length / 4) }, idHeader);
     return true;
   }
+  if (id === 'compact' && method === 'POST') {
+    const body = recorded.json;
+    if (typeof body?.model !== 'string') return void send(res, 400, error("Missing required parameter: 'model'.", 'invalid_request_error', 'missing_required_parameter', 'model'), idHeader), true;
+    send(res, 200, { id: `resp_cmp_${randomBytes(6).toString('hex')}`, object: 'response.compaction', created_at: Math.floor(Date.now() / 1000), output: [{ type: 'compaction', encrypted_content: 'gAAAAcompacted' }], usage: { input_tokens: 100, output_tokens: 10, total_tokens: 110 } }, idHeader);
+    return true;
+  }
   if (id !== undefined) {
     const stored = store.get(id);
     if (stored === undefined) return void send(res, 404, error(`Response with id '${id}' not found.`), idHeader), true;
