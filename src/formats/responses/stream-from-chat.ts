@@ -118,10 +118,14 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     const item = current !== null && current.kind === kind ? current : begin(out, kind);
     item.text += value;
     deltas++;
-    const at = { item_id: item.id, output_index: item.index };
-    if (kind === 'reasoning') emit(out, 'response.reasoning_summary_text.delta', { ...at, summary_index: 0, delta: value });
-    else if (kind === 'text') emit(out, 'response.output_text.delta', { ...at, content_index: 0, delta: value, logprobs: [] });
-    else emit(out, 'response.refusal.delta', { ...at, content_index: 0, delta: value });
+    // The most frequent event of all: built as one literal, no spreading.
+    const event: ResponsesEvent =
+      kind === 'text'
+        ? { type: 'response.output_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value, logprobs: [] }
+        : kind === 'reasoning'
+          ? { type: 'response.reasoning_summary_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, summary_index: 0, delta: value }
+          : { type: 'response.refusal.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value };
+    out.push({ kind: 'event', event });
   };
 
   /** One tool_calls fragment: a call's first starts its item, its arguments are deltas (a custom tool's input is sent whole when done). */
