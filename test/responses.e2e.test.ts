@@ -247,6 +247,25 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(conversation.json.error.param, 'conversation');
   });
 
+  it('refuses a stream read however the query spells it, and a duplicated previous_response_id goes as the gateway checked it', async () => {
+    for (const query of ['stream=true', 'stream=%74rue', 'STREAM=True', '%73tream=1']) {
+      openai.requests.length = 0;
+      const reply = await request(gateway.url, `/v1/responses/${id}?${query}`, { method: 'GET', key: 'vk_codex_other' });
+      assert.equal(reply.status, 400, query);
+      assert.equal(openai.requests.length, 0, `${query}: nothing reached the provider`);
+    }
+    const continued = await responses('vk_codex', { model: 'gpt-5', input: 'still mine?', previous_response_id: id, store: false });
+    assert.equal(continued.status, 200, 'the owner is not locked out');
+    openai.requests.length = 0;
+    const body = `{"model":"gpt-5","input":"x","store":false,"previous_response_id":"${id}","previous_response_id":null}`;
+    const sneaky = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body });
+    assert.equal(sneaky.status, 200, sneaky.text);
+    assert.equal(openai.requests[0]?.raw, '{"model":"gpt-5","input":"x","store":false,"previous_response_id":null}', 'one previous_response_id: the one the gateway checked');
+    const invalid = await responses('vk_codex', { model: 'gpt-5', input: 'x', metadata: 'tag' });
+    assert.equal(invalid.status, 400);
+    assert.equal(invalid.json.error.param, 'metadata');
+  });
+
   it('knows a response created outside the gateway as no key\'s', async () => {
     openai.stored.set('resp_outside', { response: { id: 'resp_outside', object: 'response', status: 'completed', output: [], metadata: {} }, input: [] });
     const reply = await request(gateway.url, '/v1/responses/resp_outside', { method: 'GET', key: 'vk_codex' });

@@ -25,7 +25,9 @@ import type { StreamItem } from '../src/formats/stream.js';
 import { SseParser } from '../src/upstream/sse.js';
 import type { VirtualKey } from '../src/policy/keys.js';
 import { ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
-import { withOwner } from '../src/surfaces/stored.js';
+import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
+import { namedTwice } from '../src/surfaces/responses.js';
+import { sseFrame } from '../src/formats/sse.js';
 import { codexFirstTurn } from './support/codex.js';
 
 const request = (fields: Record<string, unknown>): ResponsesRequest => ({ model: 'deepseek-chat', input: 'hi', ...fields }) as ResponsesRequest;
@@ -617,5 +619,63 @@ describe('owners of stored responses', () => {
     assert.deepEqual([owners.get('a'), owners.get('b'), owners.get('c'), owners.size], ['1', undefined, '3', 2]);
     owners.delete('a');
     assert.equal(owners.get('a'), undefined);
+  });
+});
+
+describe('review findings, each a regression test', () => {
+  it('finds a checked field named twice in raw JSON, and only as a key', () => {
+    const field = Buffer.from('"previous_response_id"');
+    assert.equal(namedTwice(Buffer.from('{"previous_response_id":"resp_b","input":"x","previous_response_id" : null}'), field), true);
+    assert.equal(namedTwice(Buffer.from('{"previous_response_id":"resp_b","input":"the \\"previous_response_id\\": field"}'), field), false);
+    assert.equal(namedTwice(Buffer.from('{"input":"previous_response_id","previous_response_id":null}'), field), false);
+  });
+
+  it('keeps an event name to one line, so a provider cannot start events of its own', () => {
+    assert.equal(sseFrame('{}', 'response.created\ndata: {"injected":true}\n\nevent: x'), 'event: response.createddata: {"injected":true}event: x\ndata: {}\n\n');
+    const output = responsesStreamOutput('gpt-5');
+    const [item] = decodeResponsesEvent({ event: undefined, data: '{"type":"response.created","sequence_number":0,"response":{"id":"r"}}' });
+    assert.equal(output.frame(item as StreamItem<ResponsesEvent>), 'data: {"type":"response.created","sequence_number":0,"response":{"id":"r"}}\n\n', 'a provider that names no event gets none added');
+  });
+
+  it("keeps a provider's error event as the cause of a failure that follows it", () => {
+    const output = responsesStreamOutput('gpt-5');
+    for (const data of ['{"type":"response.created","sequence_number":0,"response":{"id":"r"}}', '{"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Please try again in 20s."}']) {
+      for (const item of decodeResponsesEvent({ event: undefined, data })) output.frame(item);
+    }
+    const [failed] = clientEvents(output.frame({ kind: 'error', error: new GatewayError(502, 'The connection to the provider was lost mid-stream.') }));
+    assert.deepEqual([failed?.sequence_number, (failed?.response as ResponseObject).error], [2, { code: 'rate_limit_exceeded', message: 'Please try again in 20s.' }]);
+  });
+
+  it('refuses a tool_choice that needs a tool when every tool was one only OpenAI runs', () => {
+    refused({ tools: [{ type: 'web_search' }], tool_choice: { type: 'web_search' } }, /only OpenAI runs/, 'tool_choice');
+    refused({ tools: [{ type: 'web_search' }], tool_choice: 'required' }, /"required"/, 'tool_choice');
+    assert.equal(translate({ tools: [{ type: 'web_search' }], tool_choice: 'auto' }).tool_choice, undefined);
+  });
+
+  it('refuses metadata that is not an object rather than storing the response untagged', () => {
+    assert.throws(() => withOwner({ model: 'gpt-5', metadata: ['a'] }, '', { id: 'vk' } as VirtualKey), (err: unknown) => err instanceof GatewayError && err.param === 'metadata');
+  });
+
+  it('marks the items an answer cut at its length limit left incomplete, as OpenAI does', () => {
+    const response = toResponse(completion({ content: 'cut' }, 'length'), context());
+    assert.equal(response.output[0]?.status, 'incomplete');
+    const { events } = runTranslated([chunk({ content: 'Cut' }), chunk({ content: 'Done?' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
+    const done = events.find((event) => event.type === 'response.output_item.done');
+    assert.equal((done?.item as { status: string }).status, 'incomplete');
+  });
+
+  it('names the Responses parameter when the provider down the chain refuses what it became', () => {
+    const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
+    const route = router.route(responsesClient, ['messages']);
+    assert.throws(
+      () => route.translation.exchange(request({ text: { format: { type: 'json_object' } } })),
+      (err: unknown) => err instanceof GatewayError && err.param === 'text.format' && err.message.includes('"text.format"') && !err.message.includes('response_format'),
+    );
+  });
+
+  it('knows an owner only from the very response asked for', () => {
+    assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_a","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), 't');
+    assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_b","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), null);
+    assert.equal(ownerInAnswer(Buffer.from('event: response.created\ndata: {}\n\n'), 'resp_a'), null);
   });
 });

@@ -12,7 +12,8 @@ export interface SseEvent {
 
 /** One frame. Data with line breaks is split over several `data:` lines, as the spec requires. */
 export function sseFrame(data: string, event?: string): string {
-  const name = event === undefined ? '' : `event: ${event}\n`;
+  // A name is one line: one with a line break (a provider's `type` is text it chose) would start another event.
+  const name = event === undefined ? '' : `event: ${/[\r\n]/.test(event) ? event.replace(/[\r\n]/g, '') : event}\n`;
   if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `${name}data: ${data}\n\n`;
   return `${name}${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}`).join('\n')}\n\n`;
 }

@@ -6,8 +6,11 @@
 import type { GatewayError } from '../errors.js';
 
 export type StreamItem<Event> =
-  /** `data`: the event's JSON text as the provider sent it, when it is to be passed on unchanged. */
-  | { readonly kind: 'event'; readonly event: Event; readonly data?: string }
+  /**
+   * `data`: the event's JSON text as the provider sent it, when it is to be passed on unchanged;
+   * `name`: then its `event:` line as sent (none: it had none).
+   */
+  | { readonly kind: 'event'; readonly event: Event; readonly data?: string; readonly name?: string }
   /** The API's own end of stream (chat's `[DONE]`; Anthropic's ends with its message_stop event). */
   | { readonly kind: 'end' }
   | { readonly kind: 'error'; readonly error: GatewayError };

@@ -6,6 +6,7 @@
  * per-stream state, nothing else. Longer chains are compositions: a client API → the hub (chat)
  * → the provider's API is `compose(clientToChat, chatToProvider)`, not new code.
  */
+import { GatewayError } from '../errors.js';
 import type { ApiTypes } from './api.js';
 import type { StreamTranslator } from './stream.js';
 
@@ -29,6 +30,24 @@ export interface Translation<C extends ApiTypes, T extends ApiTypes> {
   /** Both sides speak the same API: bytes may pass through unchanged. */
   readonly identity: boolean;
   exchange(request: C['request']): Exchange<C, T>;
+  /**
+   * The client's name for a parameter of the other side (`response_format` → `text.format`): a
+   * refusal further down a chain names what the client sent.
+   */
+  readonly clientParams?: Readonly<Record<string, string>>;
+}
+
+/** An error about `param` of the hub, said in the client's words. */
+function inClientTerms(err: unknown, names: Readonly<Record<string, string>> | undefined): unknown {
+  if (!(err instanceof GatewayError) || err.param === null || names === undefined || !Object.hasOwn(names, err.param)) return err;
+  const renamed = names[err.param] as string;
+  return new GatewayError(err.status, err.message.replaceAll(`"${err.param}"`, `"${renamed}"`), {
+    type: err.type,
+    code: err.code,
+    param: renamed,
+    ...(err.headers === undefined ? {} : { headers: err.headers }),
+    ...(err.logDetail === undefined ? {} : { logDetail: err.logDetail }),
+  });
 }
 
 /** A translation whose answers do not depend on their request. */
@@ -53,7 +72,12 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
     identity: false,
     exchange(request) {
       const far = outer.exchange(request);
-      const near = inner.exchange(far.request);
+      let near: Exchange<H, T>;
+      try {
+        near = inner.exchange(far.request);
+      } catch (err) {
+        throw inClientTerms(err, outer.clientParams);
+      }
       const dropped = [...(far.droppedTools ?? []), ...(near.droppedTools ?? [])];
       return {
         ...(dropped.length > 0 ? { droppedTools: dropped } : {}),

@@ -34,6 +34,19 @@ export function storedRouteOf(path: string): string | null {
   return `${path.startsWith('/v1/') ? '/v1' : ''}/responses/{id}${match[2] ?? ''}`;
 }
 
+/** The query asks for a stream, however it spells it (`stream=True`, `stream=%74rue`): the provider decodes it so. */
+function asksForStream(query: string): boolean {
+  if (query === '') return false;
+  let params: URLSearchParams;
+  try {
+    params = new URLSearchParams(query);
+  } catch {
+    return true;
+  }
+  for (const [name, value] of params) if (name.toLowerCase() === 'stream' && !/^(?:false|0|)$/i.test(value)) return true;
+  return false;
+}
+
 function route(methods: readonly string[]): KeyedRoute {
   return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: HOW_TO_SEND_BEARER, errorBody: (error) => error.toBody() };
 }
@@ -63,7 +76,7 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
     // A cancel's body says nothing; read so the connection stays usable.
     if (context.method === 'POST') await readBody(req, deps.maxBodyBytes, context.cancel);
     responsesEndpoint(key);
-    if (suffix === '' && context.method === 'GET' && /(?:^|&)stream=(?:true|1)(?:&|$)/.test(context.query)) {
+    if (suffix === '' && context.method === 'GET' && asksForStream(context.query)) {
       throw invalidRequest('stream: resuming a response as a stream is not supported through this gateway; GET it without stream=true.', 'stream', 'unsupported_parameter');
     }
     await admit();
@@ -72,7 +85,8 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
       // Reading it is how its owner is learnt: one call.
       const answer = await callStored(key, 'GET', path, context.query, '', interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-      const owner = ownerInAnswer(answer.body);
+      const owner = ownerInAnswer(answer.body, id);
+      if (owner === null) throw responseNotFound(id);
       deps.owners.set(id, owner);
       if (owner !== ownerTag(key.id)) throw responseNotFound(id);
       return { status: answer.status, body: answer.body };

@@ -26,11 +26,32 @@ export function refuseConversation(conversation: unknown): void {
   });
 }
 
+/** The fields the gateway decides on before a request passes through. */
+const CHECKED_FIELDS = ['previous_response_id', 'conversation', 'store', 'metadata'].map((field) => Buffer.from(`"${field}"`));
+
+/**
+ * Whether `"field"` stands as an object key more than once in the JSON (a quoted word followed by
+ * a colon is a key; inside a string its quotes would be escaped). Nested keys of the same name
+ * count too: then the body is re-serialised for nothing, never let through unchecked.
+ */
+export function namedTwice(raw: Buffer, field: Buffer): boolean {
+  let seen = 0;
+  for (let at = raw.indexOf(field); at !== -1; at = raw.indexOf(field, at + field.length)) {
+    let next = at + field.length;
+    while (next < raw.length && (raw[next] === 0x20 || raw[next] === 0x0a || raw[next] === 0x0d || raw[next] === 0x09)) next++;
+    if (raw[next] === 0x3a /* : */ && ++seen > 1) return true;
+  }
+  return false;
+}
+
 export const responsesSurface: Surface<ResponsesTypes> = {
   api: responsesClient,
   credential: (headers) => bearerToken(headers.authorization),
   howToSendKey: HOW_TO_SEND_BEARER,
-  async passThrough({ request, body, key, interaction, deps }) {
+  async passThrough({ request, key, interaction, deps, body: sent }) {
+    // What the gateway checks is what the provider gets: a body that names one of these twice
+    // (JSON parsers differ on which one wins) goes as the gateway read it.
+    const body = Buffer.isBuffer(sent) && CHECKED_FIELDS.some((field) => namedTwice(sent, field)) ? shallow(() => JSON.stringify(request)) : sent;
     refuseConversation(request.conversation);
     const previous = request.previous_response_id;
     if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));

@@ -70,13 +70,18 @@ export function responseNotFound(id: string): GatewayError {
   return new GatewayError(404, `Response with id '${id}' not found.`, { type: 'invalid_request_error', code: 'not_found' });
 }
 
-/** The owner tag of a stored response's JSON ('' when it is not a response with one). */
-export function ownerInAnswer(body: Buffer): string {
+/**
+ * The owner tag of the stored response `id` ('' when it has none); null when the body is not that
+ * response (not JSON, another id): then nothing is known, and nothing is remembered.
+ */
+export function ownerInAnswer(body: Buffer, id: string): string | null {
+  let response: unknown;
   try {
-    return ownerOf(JSON.parse(body.toString('utf8')));
+    response = JSON.parse(body.toString('utf8'));
   } catch {
-    return '';
+    return null;
   }
+  return isRecord(response) && response.id === id ? ownerOf(response) : null;
 }
 
 /**
@@ -89,7 +94,9 @@ export async function ensureOwner(id: string, key: VirtualKey, interaction: Inte
     const answer = await callStored(key, 'GET', `/${encodeURIComponent(id)}`, '', '', interaction, deps);
     if (answer.status === 404) throw missing;
     if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-    owner = ownerInAnswer(answer.body);
+    const read = ownerInAnswer(answer.body, id);
+    if (read === null) throw missing;
+    owner = read;
     deps.owners.set(id, owner);
   }
   if (owner !== ownerTag(key.id)) throw missing;
@@ -108,6 +115,7 @@ export function withOwner(request: Record<string, unknown>, body: Buffer | strin
     const brace = body.indexOf(0x7b /* { */);
     return Buffer.concat([body.subarray(0, brace + 1), Buffer.from(field), body.subarray(brace + 1)]);
   }
+  if (request.metadata !== null && !isRecord(request.metadata)) throw invalidRequest("Invalid type for 'metadata': expected an object of string values.", 'metadata', 'invalid_type');
   const metadata = isRecord(request.metadata) ? request.metadata : {};
   const { [OWNER_FIELD]: _claimed, ...own } = metadata;
   if (Object.keys(own).length >= MAX_METADATA_PAIRS) {

@@ -56,10 +56,20 @@ export const responsesTarget: TargetApi<ResponsesTypes> = {
   streamWatch: responsesStreamWatch,
 };
 
+/** Chat parameters the translation fills, by the Responses names they come from. */
+const CLIENT_PARAMS: Readonly<Record<string, string>> = {
+  response_format: 'text.format',
+  max_completion_tokens: 'max_output_tokens',
+  reasoning_effort: 'reasoning.effort',
+  user: 'user',
+  parallel_tool_calls: 'parallel_tool_calls',
+};
+
 /** Responses clients on a provider that speaks the hub (or Messages, through it): stateless. */
 export function responsesToChat(): Translation<ResponsesTypes, ChatTypes> {
   return {
     identity: false,
+    clientParams: CLIENT_PARAMS,
     exchange(request) {
       const translated = toChatRequest(request);
       const context = { request, tools: translated.tools };

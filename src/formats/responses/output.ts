@@ -8,7 +8,7 @@
 import type { StreamOutput } from '../api.js';
 import { isRecord } from '../json.js';
 import { sseFrame } from '../sse.js';
-import { responseError } from './errors.js';
+import { responseError, type ResponseError } from './errors.js';
 import type { ResponsesEvent } from './types.js';
 
 const SEQUENCE_FIELD = '"sequence_number":';
@@ -31,10 +31,18 @@ export function lastSequence(events: Buffer | string): number {
   return value;
 }
 
+/** What an `error` event says: its `code` and `message`, at the top or under `error` (both are seen). */
+function providerError(event: ResponsesEvent): ResponseError | null {
+  const detail = isRecord(event.error) ? event.error : event;
+  return typeof detail.code === 'string' && typeof detail.message === 'string' ? { code: detail.code, message: detail.message } : null;
+}
+
 export function responsesStreamOutput(model: string): ResponsesStreamOutput {
   let sequence = -1;
   let response: Record<string, unknown> | null = null;
   let failed = false;
+  /** A provider's `error` event: the cause of a failure that follows (a dropped connection says less). */
+  let said: ResponseError | null = null;
   const frame = (event: ResponsesEvent): string => sseFrame(JSON.stringify(event), event.type);
   return {
     frame(item) {
@@ -48,14 +56,16 @@ export function responsesStreamOutput(model: string): ResponsesStreamOutput {
           response = { id: 'resp_gateway_failed', object: 'response', created_at: 0, status: 'in_progress', model, output: [], usage: null };
           text += frame({ type: 'response.created', sequence_number: ++sequence, response });
         }
-        const failure = { ...response, status: 'failed', error: responseError(item.error), incomplete_details: null, output: [], usage: null };
+        const failure = { ...response, status: 'failed', error: said ?? responseError(item.error), incomplete_details: null, output: [], usage: null };
         return text + frame({ type: 'response.failed', sequence_number: ++sequence, response: failure });
       }
       const event = item.event;
       if (typeof event.sequence_number === 'number') sequence = Math.max(sequence, event.sequence_number);
       if (event.type === 'response.created' && isRecord(event.response)) response = event.response;
       else if (event.type === 'response.failed') failed = true;
-      return sseFrame(item.data ?? JSON.stringify(event), event.type);
+      else if (event.type === 'error') said = providerError(event) ?? said;
+      // A provider's own event keeps its framing (named or not, as its other events pass); the gateway's are named.
+      return item.data === undefined ? sseFrame(JSON.stringify(event), event.type) : sseFrame(item.data, item.name);
     },
     passed(events) {
       sequence = Math.max(sequence, lastSequence(events));

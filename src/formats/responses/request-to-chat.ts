@@ -400,6 +400,10 @@ export function toChatRequest(request: ResponsesRequest): ChatTranslation {
     out.tools = table.tools;
     if (request.tool_choice !== undefined && request.tool_choice !== null) chatToolChoice(request.tool_choice, table, out);
     if (typeof request.parallel_tool_calls === 'boolean') out.parallel_tool_calls = request.parallel_tool_calls;
+  } else if (request.tool_choice !== undefined && request.tool_choice !== null && request.tool_choice !== 'auto' && request.tool_choice !== 'none') {
+    // No tool left to choose (every one was OpenAI's own): a choice that needs one cannot be kept.
+    if (request.tool_choice === 'required') unsupported('tool_choice', '"required", but every tool of the request is one only OpenAI runs');
+    chatToolChoice(request.tool_choice, table, out);
   }
   return { request: out, tools: table.names, dropped: table.dropped };
 }

@@ -92,6 +92,11 @@ export function finishStatus(finish: unknown): Pick<ResponseObject, 'status' | '
   return { status: 'completed', incomplete_details: null };
 }
 
+/** An item's status: cut by the length limit, the last items are incomplete, as OpenAI marks them. */
+export function itemStatus(finish: unknown): string {
+  return finish === 'length' ? 'incomplete' : 'completed';
+}
+
 /** The text of every output_text part, joined (the SDK's `output_text`). */
 export function outputText(output: readonly OutputItem[]): string {
   let text = '';
@@ -113,15 +118,16 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
   const choice: unknown = completion.choices[0];
   const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
   const output: OutputItem[] = [];
+  const status = itemStatus(isRecord(choice) ? choice.finish_reason : null);
   if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') output.push(reasoningItem(base, output.length, message.reasoning_content));
-  if (typeof message.content === 'string' && message.content !== '') output.push(messageItem(base, output.length, message.content, false, 'completed'));
-  if (typeof message.refusal === 'string' && message.refusal !== '') output.push(messageItem(base, output.length, message.refusal, true, 'completed'));
+  if (typeof message.content === 'string' && message.content !== '') output.push(messageItem(base, output.length, message.content, false, status));
+  if (typeof message.refusal === 'string' && message.refusal !== '') output.push(messageItem(base, output.length, message.refusal, true, status));
   const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];
   calls.forEach((call, index) => {
     if (!isRecord(call)) return;
     const fn = isRecord(call.function) ? call.function : {};
     const callId = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${base}_${index}`;
-    output.push(callItem(context, base, output.length, callId, typeof fn.name === 'string' ? fn.name : '', typeof fn.arguments === 'string' ? fn.arguments : '', 'completed'));
+    output.push(callItem(context, base, output.length, callId, typeof fn.name === 'string' ? fn.name : '', typeof fn.arguments === 'string' ? fn.arguments : '', status));
   });
   const model = typeof completion.model === 'string' ? completion.model : context.request.model;
   const created = typeof completion.created === 'number' ? completion.created : 0;

@@ -18,7 +18,7 @@ import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import type { StreamHints } from '../translation.js';
 import type { Usage } from '../usage.js';
-import { callItem, customInput, finishedResponse, idBase, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
+import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
 
 type Item = StreamItem<ResponsesEvent>;
@@ -60,18 +60,20 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     emit(out, 'response.in_progress', { response: shell });
   };
 
+  /** An item as done; the one open when the provider stopped at its length limit is incomplete. */
   const finished = (item: OpenItem): OutputItem => {
+    const status = open === item ? itemStatus(finish) : 'completed';
     if (item.kind === 'reasoning') return reasoningItem(base, item.index, item.text);
-    if (item.kind === 'call') return callItem(context, base, item.index, item.callId as string, item.name ?? '', item.text, 'completed');
-    return messageItem(base, item.index, item.text, item.kind === 'refusal', 'completed');
+    if (item.kind === 'call') return callItem(context, base, item.index, item.callId as string, item.name ?? '', item.text, status);
+    return messageItem(base, item.index, item.text, item.kind === 'refusal', status);
   };
 
   const close = (out: Item[]): void => {
     const item = open;
     if (item === null) return;
+    const done = finished(item);
     open = null;
     const at = { item_id: item.id, output_index: item.index };
-    const done = finished(item);
     if (item.kind === 'reasoning') {
       emit(out, 'response.reasoning_summary_text.done', { ...at, summary_index: 0, text: item.text });
       emit(out, 'response.reasoning_summary_part.done', { ...at, summary_index: 0, part: { type: 'summary_text', text: item.text } });

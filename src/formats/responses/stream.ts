@@ -25,7 +25,7 @@ export function isTerminal(type: string): boolean {
 export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<ResponsesEvent>> {
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
-  const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data };
+  const item: StreamItem<ResponsesEvent> = event.event === undefined ? { kind: 'event', event: data as ResponsesEvent, data: event.data } : { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event };
   // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
   if (data.type === 'response.failed') return [item, { kind: 'error', error: failedError(data.response) }];
   return isTerminal(data.type) ? [item, { kind: 'end' }] : [item];
