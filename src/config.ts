@@ -51,6 +51,8 @@ const DEFAULTS = {
   headersTimeoutMs: 66_000,
   upstreamRetries: 2,
   upstreamRetryMaxDelayMs: 20_000,
+  // Retries and fallbacks together: as long as one attempt may wait for its headers.
+  upstreamTotalTimeoutMs: 600_000,
 } as const;
 
 export class ConfigError extends Error {
@@ -121,6 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
       // Attempts after the first; a provider asking (retry-after) for longer than the delay gets no retry.
       retries: integer('UPSTREAM_RETRIES', DEFAULTS.upstreamRetries, 0, 10),
       retryMaxDelayMs: integer('UPSTREAM_RETRY_MAX_DELAY_MS', DEFAULTS.upstreamRetryMaxDelayMs, 0, 3600_000),
+      totalTimeoutMs: integer('UPSTREAM_TOTAL_TIMEOUT_MS', DEFAULTS.upstreamTotalTimeoutMs, 1, 24 * 3600_000),
     },
     metricsToken: text('METRICS_TOKEN') ?? null,
     // Node refuses a headers timeout above its request timeout (300 s).

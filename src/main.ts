@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(listenFailure(config, err));
   }
-  const providers = [...new Set(keys.map((key) => key.target.provider.name))].sort().join(', ');
+  const providers = [...new Set(keys.flatMap((key) => key.targets.map((target) => target.provider.name)))].sort().join(', ');
   warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${config.logFile ?? 'off'}`);
 
   process.on('SIGHUP', () => {

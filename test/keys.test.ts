@@ -23,7 +23,7 @@ function problems(text: string): string[] {
 describe('parseKeyFile', () => {
   it('accepts the shipped example file', async () => {
     const keys = await loadKeyFile(join(ROOT, 'keys.example.json'), providers);
-    assert.deepEqual(keys.map((key) => [key.id, key.target.provider.name]), [
+    assert.deepEqual(keys.map((key) => [key.id, key.targets[0]?.provider.name]), [
       ['vk_demo', 'mock'],
       ['vk_user1_openai', 'openai'],
       ['vk_user2_anthropic', 'anthropic'],
@@ -47,7 +47,7 @@ describe('parseKeyFile', () => {
       providers,
     );
     // Each provider's one API: chat, or messages for anthropic.
-    const endpointOf = (id: string) => Object.values(keys.find((key) => key.id === id)?.target.endpoints ?? {})[0];
+    const endpointOf = (id: string) => Object.values(keys.find((key) => key.id === id)?.targets[0]?.endpoints ?? {})[0];
     const urls = Object.fromEntries(keys.map((key) => [key.id, endpointOf(key.id)?.url ?? null]));
     assert.deepEqual(urls, {
       a: 'https://api.openai.com/v1/chat/completions',
@@ -63,7 +63,7 @@ describe('parseKeyFile', () => {
     assert.ok(d?.kind === 'http');
     assert.deepEqual([d.https, d.hostname, d.port, d.path], [false, '127.0.0.1', 9999, '/v1/chat/completions']);
     assert.equal(endpointOf('f')?.kind, 'local', 'the mock answers in-process');
-    assert.equal(keys.find((key) => key.id === 'c')?.target.modelsEndpoint.url, 'https://api.anthropic.com/v1/models');
+    assert.equal(keys.find((key) => key.id === 'c')?.targets[0]?.modelsEndpoint.url, 'https://api.anthropic.com/v1/models');
   });
 
   it('reports bad JSON with the parser message', () => {
@@ -127,7 +127,7 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    const target = (id: string) => keys.find((key) => key.id === id)?.target;
+    const target = (id: string) => keys.find((key) => key.id === id)?.targets[0];
     assert.deepEqual(target('ds')?.apis, ['messages']);
     assert.equal(target('ds')?.endpoints.messages?.url, 'https://api.deepseek.com/anthropic/v1/messages');
     assert.equal(target('ds')?.endpoints.chat, undefined);
@@ -165,7 +165,7 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    const target = (id: string) => keys.find((key) => key.id === id)?.target;
+    const target = (id: string) => keys.find((key) => key.id === id)?.targets[0];
     assert.deepEqual(target('official')?.apis, ['chat', 'responses']);
     assert.equal(target('official')?.endpoints.responses?.url, 'https://api.openai.com/v1/responses');
     assert.deepEqual(target('compat')?.apis, ['chat']);
@@ -198,13 +198,13 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    const map = (model: string) => key?.modelMap?.map(model);
+    const map = (model: string) => key?.targets[0]?.modelMap?.map(model);
     assert.equal(map('claude-opus-5-5'), 'exact');
     assert.equal(map('claude-opus-4-6'), 'deepseek-reasoner');
     assert.equal(map('claude-haiku-4-5'), 'deepseek-chat');
     assert.equal(map('gpt-4o'), 'fallback');
     const [plain] = parseKeyFile(JSON.stringify({ virtual_keys: { vk: { provider: 'mock', model_map: { 'claude-*': 'x' } } } }), 'keys.json', providers);
-    assert.equal(plain?.modelMap?.map('gpt-4o'), 'gpt-4o', 'no match: the name passes unchanged');
+    assert.equal(plain?.targets[0]?.modelMap?.map('gpt-4o'), 'gpt-4o', 'no match: the name passes unchanged');
   });
 
   it('refuses a model_map or max_output_tokens it cannot use, naming each problem', () => {
@@ -294,7 +294,7 @@ describe('loadKeyFile', () => {
     const file = join(tempDir(), 'keys.json');
     writeFileSync(file, '{"virtual_keys":{"vk_1":{"provider":"openai","api_key":"sk-1"}}}');
     const keys = await loadKeyFile(file, providers);
-    assert.deepEqual(keys[0]?.target.keys.apiKeys, ['sk-1']);
+    assert.deepEqual(keys[0]?.targets[0]?.keys.apiKeys, ['sk-1']);
   });
 });
 
@@ -304,7 +304,7 @@ describe('KeyStore', () => {
     const store = new KeyStore(keys);
     assert.equal(store.size, 2);
     assert.equal(store.lookup('vk_a')?.id, 'vk_a');
-    assert.equal(store.lookup('vk_b')?.target.provider.name, 'openai');
+    assert.equal(store.lookup('vk_b')?.targets[0]?.provider.name, 'openai');
     for (const near of ['vk_', 'vk_a ', 'VK_A', 'vk_ab', '']) assert.equal(store.lookup(near), undefined, near);
     store.replace(keys.slice(1));
     assert.equal(store.lookup('vk_a'), undefined);

@@ -12,6 +12,7 @@ import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyL
 import { backoffMs, retryAfterMs } from '../src/upstream/call.js';
 import { registry as providers } from '../src/providers/index.js';
 import { tempDir } from './support/gateway.js';
+import type { Target } from '../src/policy/target.js';
 
 function keyFile(entry: Record<string, unknown>): VirtualKey {
   const [key] = parseKeyFile(JSON.stringify({ virtual_keys: { vk: { provider: 'openai', api_key: 'sk-1', ...entry } } }), 'keys.json', providers);
@@ -31,7 +32,7 @@ function problems(entry: Record<string, unknown>): string[] {
 describe('keys.json controls', () => {
   it('reads models, rate_limit, budget and api_keys', () => {
     const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b'], models: ['gpt-4o-mini', 'gpt-4.1-*'], rate_limit: { requests_per_minute: 60, tokens_per_minute: 1000 }, budget: { max_tokens: 50000, period: 'month' } });
-    assert.deepEqual(key.target.keys.apiKeys, ['sk-a', 'sk-b']);
+    assert.deepEqual(key.targets[0]?.keys.apiKeys, ['sk-a', 'sk-b']);
     assert.deepEqual(key.rateLimit, { requestsPerMinute: 60, tokensPerMinute: 1000 });
     assert.deepEqual(key.budget, { maxTokens: 50000, period: 'month' });
     assert.equal(key.models?.allows('gpt-4.1-nano'), true);
@@ -202,7 +203,7 @@ describe('budgets', () => {
 
 describe('several real keys', () => {
   const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b', 'sk-c'] });
-  const pool: KeyPool = key.target.keys;
+  const pool: KeyPool = (key.targets[0] as Target).keys;
 
   it('are taken in turn, skipping one that is cooling down after a 429 or a 401', () => {
     const now = 1000;

@@ -10,6 +10,8 @@ const observation = (overrides: Partial<RequestObservation> = {}): RequestObserv
   durationSeconds: 0.3,
   upstreamTtfbSeconds: 0.2,
   overheadSeconds: 0.0004,
+  targets: [],
+  fallbacks: 0,
   promptTokens: 10,
   completionTokens: 5,
   ...overrides,

@@ -10,7 +10,8 @@ import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactKey } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
 import type { LogEntry } from './log.js';
-import type { RequestObservation } from './metrics.js';
+import type { RequestObservation, TargetOutcome } from './metrics.js';
+import type { Target } from '../policy/target.js';
 
 /** Ids providers put on their answers: OpenAI `x-request-id`, Anthropic `request-id`, DeepSeek `x-ds-trace-id`. */
 const UPSTREAM_ID_HEADERS = ['x-request-id', 'request-id', 'x-ds-trace-id'] as const;
@@ -52,8 +53,33 @@ export class Interaction implements CallRecord, RelayRecord {
   upstreamEndedAt: number | null = null;
   /** Tools the translation left out (hosted tools only OpenAI runs). */
   droppedTools: readonly string[] = [];
+  /** For a key with several targets: the one that served (its index), and what each one tried did. */
+  target: number | null = null;
+  readonly targetOutcomes: TargetOutcome[] = [];
+  /** Moves to a next target. */
+  fallbacks = 0;
 
   constructor(readonly context: RequestContext) {}
+
+  /** The request goes to `target` now; `several`: the key has other targets (the log and metrics name which). */
+  serving(target: Target, several: boolean): void {
+    this.provider = target.provider.name;
+    this.severalKeys = target.keys.apiKeys.length > 1;
+    if (several) this.target = target.index;
+  }
+
+  fellBack(): void {
+    this.fallbacks++;
+  }
+
+  targetOutcome(target: Target, outcome: TargetOutcome['outcome']): void {
+    this.targetOutcomes.push({ target: target.index, provider: target.provider.name, outcome });
+  }
+
+  /** Attempts from `from` on went to target `index`. */
+  tagAttempts(from: number, index: number): void {
+    for (let i = from; i < this.attempts.length; i++) (this.attempts[i] as UpstreamAttempt).target = index;
+  }
 
   /** `apiKeys`: scrubbed from the provider's request id, which the log shows. */
   upstreamAnswered(status: number, headers: IncomingHttpHeaders, now: number, apiKeys: readonly string[]): void {
@@ -98,12 +124,15 @@ export class Interaction implements CallRecord, RelayRecord {
       overheadSeconds: this.overheadMs(now) / 1000,
       promptTokens: usage === null ? 0 : promptTokens(usage),
       completionTokens: usage === null ? 0 : usage.output,
+      targets: this.targetOutcomes,
+      fallbacks: this.fallbacks,
     };
   }
 
   private upstreamEntry(): LogEntry['upstream'] {
     if (this.upstreamStatus === null && this.attempts.length === 0) return null;
     const entry: NonNullable<LogEntry['upstream']> = { status: this.upstreamStatus, request_id: this.upstreamRequestId };
+    if (this.target !== null) entry.target = this.target;
     if (this.upstreamModel !== null) entry.model = this.upstreamModel;
     const last = this.attempts.at(-1);
     if (last !== undefined) entry.url = last.url;
@@ -112,6 +141,8 @@ export class Interaction implements CallRecord, RelayRecord {
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
+    const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped').map((outcome) => outcome.target);
+    if (skipped.length > 0) entry.skipped_targets = skipped;
     return entry;
   }
 

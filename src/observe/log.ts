@@ -40,6 +40,8 @@ export interface LogEntry {
   upstream: {
     status: number | null;
     request_id: string | null;
+    /** Which of the key's targets answered (a key with several). */
+    target?: number;
     /** The model the provider was asked for (the key's model map applied to `model`). */
     model?: string;
     /** The URL of the last call (scheme, host, path). */
@@ -48,6 +50,8 @@ export interface LogEntry {
     attempts?: UpstreamAttempt[];
     /** Tools of the request only OpenAI runs (web_search, …), left out for a provider that does not. */
     dropped_tools?: readonly string[];
+    /** Targets passed over: their circuit was open, or their real keys all cooling down. */
+    skipped_targets?: number[];
   } | null;
 }
 

@@ -41,6 +41,8 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log writes that failed (entries lost from a destination).' },
   llm_gateway_key_reloads_total: { type: 'counter', help: 'Keys file reloads, by result (ok: new keys in use; error: file invalid, previous keys kept).' },
   llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
+  llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, skipped: circuit open or keys cooling).' },
+  llm_gateway_fallbacks_total: { type: 'counter', help: 'Moves of a request to the next target of its key, by key name.' },
 };
 
 /** Beyond this many label sets per metric, new ones are folded into model="(other)": clients choose model names. */
@@ -67,6 +69,18 @@ export interface RequestObservation {
   overheadSeconds: number;
   promptTokens: number;
   completionTokens: number;
+  /** A key with several targets: what each target tried did (empty otherwise). */
+  targets: readonly TargetOutcome[];
+  /** Moves to a next target. */
+  fallbacks: number;
+}
+
+export interface TargetOutcome {
+  /** Its index in the key's targets. */
+  readonly target: number;
+  readonly provider: string;
+  /** answered: its answer went to the client (whatever its status); failed: the request moved on; skipped: circuit open or keys cooling. */
+  readonly outcome: 'answered' | 'failed' | 'skipped';
 }
 
 interface CounterSeries {
@@ -91,6 +105,11 @@ function splitModelLabels(raw: string): Labels {
 function splitRequestLabels(raw: string): Labels {
   const [provider = '', keyName = '', model = '', status = ''] = raw.split(SEP);
   return { provider, key_name: keyName, model, status };
+}
+
+function splitTargetLabels(raw: string): Labels {
+  const [keyName = '', target = '', provider = '', outcome = ''] = raw.split(SEP);
+  return { key_name: keyName, target, provider, outcome };
 }
 
 export class Metrics {
@@ -144,6 +163,10 @@ export class Metrics {
     this.observe('llm_gateway_request_duration_seconds', provider, o.durationSeconds);
     this.observe('llm_gateway_overhead_seconds', provider, o.overheadSeconds);
     if (o.upstreamTtfbSeconds !== null) this.observe('llm_gateway_upstream_ttfb_seconds', provider, o.upstreamTtfbSeconds);
+    for (const t of o.targets) {
+      this.add('llm_gateway_target_requests_total', `${o.keyName}${SEP}${t.target}${SEP}${t.provider}${SEP}${t.outcome}`, 1, splitTargetLabels);
+    }
+    if (o.fallbacks > 0) this.add('llm_gateway_fallbacks_total', o.keyName, o.fallbacks, (raw) => ({ key_name: raw }));
     if (o.promptTokens > 0 || o.completionTokens > 0) {
       this.add('llm_gateway_prompt_tokens_total', byModel, o.promptTokens, splitModelLabels);
       this.add('llm_gateway_completion_tokens_total', byModel, o.completionTokens, splitModelLabels);

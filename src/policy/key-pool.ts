@@ -39,8 +39,12 @@ export class KeyPool implements KeyTurns {
     return this.coolingUntil.some((until, other) => other !== index && until <= now);
   }
 
+  /** Every key is cooling down: a virtual key with other targets moves on to the next. */
+  allCooling(now = performance.now()): boolean {
+    return this.coolingUntil.every((until) => until > now);
+  }
+
   report(index: number, status: number, retryAfterMs: number | null, now = performance.now()): void {
-    if (this.apiKeys.length <= 1) return;
     let pause = 0;
     if (status === 429) pause = retryAfterMs ?? RATE_LIMITED_COOLDOWN_MS;
     else if (status === 401 || status === 403) pause = REJECTED_COOLDOWN_MS;

@@ -37,6 +37,13 @@ export interface Budget {
   readonly period: BudgetPeriod;
 }
 
+export type Strategy = 'fallback' | 'weighted';
+
+/** The statuses a request moves on after, unless the key says others: the provider's trouble, not the request's. */
+export const DEFAULT_FALLBACK_ON: readonly number[] = [429, 500, 502, 503, 504, 529];
+/** Statuses that say the request itself is wrong: another target would refuse it too. */
+const NEVER_FALLBACK_ON = new Set([400, 404, 422]);
+
 export interface VirtualKey {
   /** The virtual key as written in the file: a credential, shown only in the interactions log. */
   readonly id: string;
@@ -49,14 +56,16 @@ export interface VirtualKey {
   readonly label: string;
   /** SHA-256 of the virtual key: how it is known in state that is written to disk. */
   readonly digest: string;
-  /** Where its requests go: a provider, its base URL and real keys. */
-  readonly target: Target;
+  /** Where its requests go, in the order the file lists them: a provider, its base URL, real keys, model map. */
+  readonly targets: readonly Target[];
+  /** How a request picks among several targets: in order, or the first by weight. */
+  readonly strategy: Strategy;
+  /** Statuses of a target's answer after which the request moves on to the next target. */
+  readonly fallbackOn: ReadonlySet<number>;
+  /** The wait for each attempt's response headers, when not UPSTREAM_TIMEOUT_MS (a slow target is left sooner). */
+  readonly timeoutMs: number | null;
   /** null: every model is allowed. */
   readonly models: ModelAllowlist | null;
-  /** Requested model → the target's model; null: names pass unchanged. */
-  readonly modelMap: ModelMap | null;
-  /** The most output tokens the target accepts: a request asking for more is sent with this many. */
-  readonly maxOutputTokens: number | null;
   readonly rateLimit: RateLimit | null;
   readonly budget: Budget | null;
 }
@@ -75,7 +84,9 @@ export class KeyFileError extends Error {
   }
 }
 
-const KEY_FIELDS = ['name', 'provider', 'api_key', 'api_keys', 'base_url', 'api', 'models', 'model_map', 'max_output_tokens', 'rate_limit', 'budget'];
+/** A target's fields: at the top of a key with one, in each of `targets` otherwise. */
+const TARGET_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'api', 'model_map', 'max_output_tokens'];
+const KEY_FIELDS = ['name', ...TARGET_FIELDS, 'models', 'rate_limit', 'budget', 'targets', 'strategy', 'fallback_on', 'timeout_ms'];
 const MAX_NAME_LENGTH = 100;
 
 /** Never print a virtual key: at most its first 6 characters (a third of it when shorter), then `…`. */
@@ -271,6 +282,81 @@ function parseBudget(value: unknown, where: string, problems: string[]): Budget 
   return problems.length > before ? undefined : { maxTokens: value.max_tokens as number, period: value.period as BudgetPeriod };
 }
 
+/** One target: a provider at a base URL with its real keys, APIs, model map and output limit. */
+function parseTarget(entry: Record<string, unknown>, index: number, registry: Readonly<Record<string, Provider>>, where: string, problems: string[]): Target | undefined {
+  const before = problems.length;
+  const supported = Object.keys(registry).join(', ');
+  let provider: Provider | undefined;
+  if (typeof entry.provider !== 'string' || entry.provider === '') {
+    problems.push(`${where}: "provider" is required (supported: ${supported})`);
+  } else if (!Object.hasOwn(registry, entry.provider)) {
+    problems.push(`${where}: unknown provider "${entry.provider}" (supported: ${supported})`);
+  } else {
+    provider = registry[entry.provider];
+  }
+  const apiKeys = parseApiKeys(entry, provider, where, problems);
+  const baseUrl = entry.base_url;
+  if (baseUrl !== undefined) {
+    const problem = checkBaseUrl(baseUrl);
+    if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
+  }
+  const map = parseModelMap(entry.model_map, where, problems);
+  const apis = parseApi(entry.api, provider, where, problems);
+  const foreign = apis?.find((api) => provider !== undefined && !provider.apis.includes(api));
+  if (foreign !== undefined && provider !== undefined && baseUrl === undefined) {
+    problems.push(`${where}: "api": "${foreign}" says its base_url speaks that API, which is not ${provider.name}'s own: give "base_url" (e.g. the provider's ${foreign}-compatible endpoint)`);
+  }
+  const maxOutputTokens = parseMaxOutputTokens(entry.max_output_tokens, where, problems);
+  const weight = entry.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) problems.push(`${where}: "weight" must be a positive number (its share of requests with "strategy": "weighted")`);
+  if (provider === undefined || apiKeys === undefined || map === undefined || apis === undefined || maxOutputTokens === undefined || problems.length > before) return undefined;
+  const url = typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl;
+  return createTarget(provider, apiKeys, url, spokenApis(apis, provider, baseUrl), { index, modelMap: map, maxOutputTokens, weight: weight as number });
+}
+
+/** `targets`: a non-empty list of targets, each named by its index in problems; no target field beside it. */
+function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<string, Provider>>, where: string, problems: string[]): Target[] | undefined {
+  const misplaced = TARGET_FIELDS.filter((field) => field in entry);
+  if (misplaced.length > 0) problems.push(`${where}: ${misplaced.map((field) => `"${field}"`).join(', ')} belong${misplaced.length === 1 ? 's' : ''} inside each of "targets", not beside it`);
+  const list = entry.targets;
+  if (!Array.isArray(list) || list.length === 0) {
+    problems.push(`${where}: "targets" must be a non-empty array of targets like {"provider": "openai", "api_key": "sk-…"}`);
+    return undefined;
+  }
+  const targets: Target[] = [];
+  const before = problems.length;
+  list.forEach((item: unknown, index) => {
+    const at = `${where}: targets[${index}]`;
+    if (!isRecord(item)) {
+      problems.push(`${at} must be an object like {"provider": "openai", "api_key": "sk-…"}`);
+      return;
+    }
+    for (const field of Object.keys(item)) {
+      if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field "${field}" (known fields: ${[...TARGET_FIELDS, 'weight'].join(', ')})`);
+    }
+    const target = parseTarget(item, index, registry, at, problems);
+    if (target !== undefined) targets.push(target);
+  });
+  return problems.length > before || misplaced.length > 0 ? undefined : targets;
+}
+
+function parseStrategy(value: unknown, where: string, problems: string[]): Strategy | undefined {
+  if (value === undefined) return 'fallback';
+  if (value === 'fallback' || value === 'weighted') return value;
+  problems.push(`${where}: "strategy" must be "fallback" (targets in order) or "weighted" (the first by weight, the others in order)`);
+  return undefined;
+}
+
+function parseFallbackOn(value: unknown, where: string, problems: string[]): ReadonlySet<number> | undefined {
+  if (value === undefined) return new Set(DEFAULT_FALLBACK_ON);
+  const valid = Array.isArray(value) && value.every((status) => Number.isInteger(status) && status >= 400 && status <= 599 && !NEVER_FALLBACK_ON.has(status));
+  if (!valid) {
+    problems.push(`${where}: "fallback_on" must be a list of HTTP statuses from 401 to 599, without 400, 404 and 422 (the request itself is wrong: another target would refuse it too), like [429, 503]`);
+    return undefined;
+  }
+  return new Set(value as number[]);
+}
+
 /** Validates the file's text and builds the keys; throws KeyFileError listing every problem. */
 export function parseKeyFile(text: string, file: string, registry: Readonly<Record<string, Provider>>): VirtualKey[] {
   let root: unknown;
@@ -295,7 +381,6 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   const names = Object.keys(entries);
   if (names.length === 0) problems.push('"virtual_keys" is empty: define at least one virtual key');
 
-  const supported = Object.keys(registry).join(', ');
   const ids = new Set(names);
   const keys: VirtualKey[] = [];
   let position = 0;
@@ -318,50 +403,28 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field "${field}" (known fields: ${KEY_FIELDS.join(', ')})`);
     }
 
-    let provider: Provider | undefined;
-    if (typeof entry.provider !== 'string' || entry.provider === '') {
-      problems.push(`${where}: "provider" is required (supported: ${supported})`);
-    } else if (!Object.hasOwn(registry, entry.provider)) {
-      problems.push(`${where}: unknown provider "${entry.provider}" (supported: ${supported})`);
+    let targets: Target[] | undefined;
+    if (entry.targets === undefined) {
+      const target = parseTarget(entry, 0, registry, where, problems);
+      targets = target === undefined ? undefined : [target];
     } else {
-      provider = registry[entry.provider];
+      targets = parseTargets(entry, registry, where, problems);
     }
-
-    const apiKeys = parseApiKeys(entry, provider, where, problems);
-    const baseUrl = entry.base_url;
-    if (baseUrl !== undefined) {
-      const problem = checkBaseUrl(baseUrl);
-      if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
-    }
+    const strategy = parseStrategy(entry.strategy, where, problems);
+    const fallbackOn = parseFallbackOn(entry.fallback_on, where, problems);
+    const timeoutMs = entry.timeout_ms ?? null;
+    if (timeoutMs !== null && !isPositiveInteger(timeoutMs)) problems.push(`${where}: "timeout_ms" must be a positive integer (milliseconds to wait for each attempt's response headers)`);
     const models = parseModels(entry.models, where, problems);
-    const map = parseModelMap(entry.model_map, where, problems);
-    const apis = parseApi(entry.api, provider, where, problems);
-    const foreign = apis?.find((api) => provider !== undefined && !provider.apis.includes(api));
-    if (foreign !== undefined && provider !== undefined && baseUrl === undefined) {
-      problems.push(`${where}: "api": "${foreign}" says its base_url speaks that API, which is not ${provider.name}'s own: give "base_url" (e.g. the provider's ${foreign}-compatible endpoint)`);
-    }
-    const maxOutputTokens = parseMaxOutputTokens(entry.max_output_tokens, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);
 
     if (
-      name === undefined || provider === undefined || apiKeys === undefined || models === undefined || map === undefined || apis === undefined ||
-      maxOutputTokens === undefined || rateLimit === undefined || budget === undefined || problems.length > before
+      name === undefined || targets === undefined || strategy === undefined || fallbackOn === undefined || models === undefined ||
+      rateLimit === undefined || budget === undefined || problems.length > before
     ) {
       continue;
     }
-    keys.push({
-      id,
-      name: name ?? null,
-      label: name ?? digestLabel(id),
-      digest: digest(id),
-      target: createTarget(provider, apiKeys, typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl, spokenApis(apis, provider, baseUrl)),
-      models,
-      modelMap: map,
-      maxOutputTokens,
-      rateLimit,
-      budget,
-    });
+    keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
   if (problems.length > 0) throw new KeyFileError(file, problems);
   return keys;
@@ -383,19 +446,25 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];
   keys.forEach((key, index) => {
     const where = describeKey(key.id, key.name, index + 1);
-    const { provider, keys: pool, endpoints } = key.target;
-    const placeholders = pool.apiKeys.filter(isPlaceholder).length;
-    if (placeholders > 0) {
-      // Nothing of the value is printed: a real key this misjudged must not reach stderr.
-      const which = pool.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
-      warnings.push(`${where}: ${which} looks like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
-    }
-    for (const [api, endpoint] of Object.entries(endpoints)) {
-      if (/\/v1\/v1\//.test(endpoint.url)) {
-        warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${TARGET_APIS[api as ApiName].path}; drop the /v1`);
-      }
-    }
+    for (const target of key.targets) warnings.push(...targetWarnings(target, key.targets.length > 1 ? `${where}: targets[${target.index}]` : where));
   });
+  return warnings;
+}
+
+function targetWarnings(target: Target, where: string): string[] {
+  const warnings: string[] = [];
+  const { provider, keys: pool, endpoints } = target;
+  const placeholders = pool.apiKeys.filter(isPlaceholder).length;
+  if (placeholders > 0) {
+    // Nothing of the value is printed: a real key this misjudged must not reach stderr.
+    const which = pool.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
+    warnings.push(`${where}: ${which} looks like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
+  }
+  for (const [api, endpoint] of Object.entries(endpoints)) {
+    if (/\/v1\/v1\//.test(endpoint.url)) {
+      warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${TARGET_APIS[api as ApiName].path}; drop the /v1`);
+    }
+  }
   return warnings;
 }
 

@@ -1,13 +1,15 @@
 /**
  * A target: one provider, reached at its base URL with one or more real keys, speaking one or
- * more APIs there. What a virtual key routes to (one target today; several, for fallback, to
- * come).
+ * more APIs there, with its own model names (a model map) and output limit. A virtual key routes
+ * to one target, or to several (fallback, weighted).
  */
 import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
 import { TARGET_APIS } from '../formats/apis.js';
 import type { Provider } from '../providers/types.js';
 import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
+import { CircuitBreaker } from './breaker.js';
 import { KeyPool } from './key-pool.js';
+import type { ModelMap } from './keys.js';
 
 export interface Target {
   readonly provider: Provider;
@@ -20,14 +22,31 @@ export interface Target {
   /** Where it lists its models, and the API whose list format that is. */
   readonly modelsEndpoint: Endpoint;
   readonly modelsApi: TargetApi<ApiTypes>;
+  /** Its place in the key's `targets` (0 for a key with one). */
+  readonly index: number;
+  /** Requested model → this target's model; null: names pass unchanged. */
+  readonly modelMap: ModelMap | null;
+  /** The most output tokens it accepts: a request asking for more is sent with this many. */
+  readonly maxOutputTokens: number | null;
+  /** Its share of requests under the `weighted` strategy. */
+  readonly weight: number;
+  /** Skips it for a while when it keeps failing (several targets only). */
+  readonly breaker: CircuitBreaker;
+}
+
+export interface TargetOptions {
+  readonly index: number;
+  readonly modelMap: ModelMap | null;
+  readonly maxOutputTokens: number | null;
+  readonly weight: number;
 }
 
 /** `apis`: the APIs it speaks at `baseUrl`, preferred first. */
-export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string, apis: readonly ApiName[]): Target {
+export function createTarget(provider: Provider, apiKeys: readonly string[], baseUrl: string, apis: readonly ApiName[], options: TargetOptions): Target {
   const endpoint = (path: string): Endpoint => (provider.local === undefined ? httpEndpoint(baseUrl, path) : localEndpoint(provider.local, baseUrl, path));
   const spoken = apis;
   const endpoints: Partial<Record<ApiName, Endpoint>> = {};
   for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi };
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...options, breaker: new CircuitBreaker() };
 }

@@ -15,7 +15,8 @@ import { messagesTarget } from '../formats/messages/index.js';
 import { parseMessagesRequest } from '../formats/messages/request.js';
 import type { AnthropicRequest } from '../formats/messages/types.js';
 import type { Interaction } from '../observe/interaction.js';
-import type { VirtualKey } from '../policy/keys.js';
+import { targetFor } from '../policy/routing.js';
+import type { Target } from '../policy/target.js';
 import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { callWithRetries } from '../upstream/call.js';
@@ -45,26 +46,26 @@ interface ProviderAnswer {
   readonly body: Buffer;
 }
 
-async function askProvider(key: VirtualKey, endpoint: Endpoint, body: Buffer | string, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<ProviderAnswer> {
+async function askProvider(target: Target, endpoint: Endpoint, body: Buffer | string, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<ProviderAnswer> {
   const context = interaction.context;
   const passed = anthropicHeaders(req.headers);
   const build = (apiKey: string) => ({ body, headers: { ...messagesTarget.authHeaders(apiKey), ...passed } });
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, key.target.keys, withQuery(endpoint, context.query), build, context.cancel, interaction);
-  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
+  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, withQuery(endpoint, context.query), build, context.cancel, interaction);
+  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
   const answer = await readAll(upstream.body, { limit: ANSWER_LIMIT, truncate: false, cancel: context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
   interaction.upstreamEndedAt = performance.now();
   return { status: upstream.status, headers: upstream.headers, body: answer };
 }
 
 /** The provider's count, or null when it has none (the estimate stands in). */
-async function providerCount(key: VirtualKey, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<Buffer | null> {
-  const model = key.modelMap?.map(request.model) ?? request.model;
+async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<Buffer | null> {
+  const model = target.modelMap?.map(request.model) ?? request.model;
   interaction.upstreamModel = model;
   const body = model === request.model ? raw : shallow(() => JSON.stringify({ ...request, model }));
-  const answer = await askProvider(key, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
+  const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;
-    throw upstreamError(answer.status, answer.body, answer.headers, key.target.keys.apiKeys, endpoint.url);
+    throw upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, endpoint.url);
   }
   let parsed: unknown;
   try {
@@ -100,8 +101,9 @@ export function serveCountTokens(req: IncomingMessage, res: ServerResponse, cont
     interaction.model = request.model;
     checkModel(key, request.model);
     await admit();
-    const endpoint = key.target.endpoints.messages;
-    const counted = endpoint === undefined ? null : await providerCount(key, endpoint, raw, request, req, interaction, deps);
+    const target = targetFor(key, 'messages');
+    const endpoint = target.endpoints.messages;
+    const counted = endpoint === undefined ? null : await providerCount(target, endpoint, raw, request, req, interaction, deps);
     return { status: 200, body: counted ?? JSON.stringify({ input_tokens: shallow(() => estimateInputTokens(request)) }) };
   });
 }

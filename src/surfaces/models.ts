@@ -21,11 +21,12 @@ import { KeyScrubber } from '../upstream/scrub.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import type { SurfaceDeps } from './surface.js';
+import type { Target } from '../policy/target.js';
 
 const LIST_LIMIT = 8 * 1024 * 1024;
 
 async function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
-  const { keys, modelsEndpoint, modelsApi } = key.target;
+  const { keys, modelsEndpoint, modelsApi } = key.targets[0] as Target;
   const cancel = interaction.context.cancel;
   const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
   const { upstream, apiKey } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
@@ -39,10 +40,10 @@ async function providerModels(key: VirtualKey, interaction: Interaction, deps: S
 
 async function listModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const allowlist = key.models;
-  const owner = key.target.provider.name;
+  const owner = (key.targets[0] as Target).provider.name;
   const allowed = allowlist === null ? [] : allowlist.patterns.filter((pattern) => !pattern.endsWith('*'));
   // Names a client may ask for by name: the allowlist's, and the model map's (Claude Code's names on another provider).
-  const mapped = (key.modelMap?.names ?? []).filter((id) => allowlist === null || allowlist.allows(id));
+  const mapped = key.targets.flatMap((target) => target.modelMap?.names ?? []).filter((id) => allowlist === null || allowlist.allows(id));
   const exact = [...new Set([...allowed, ...mapped])];
   // Only exact names allowed: the list is known without asking the provider.
   if (allowlist !== null && allowed.length === allowlist.patterns.length) {

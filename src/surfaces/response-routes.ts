@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, invalidRequest } from '../errors.js';
 import { parseJsonObject } from '../formats/json.js';
 import { ownerTag } from '../policy/response-owners.js';
+import { targetFor } from '../policy/routing.js';
 import { bearerToken } from '../policy/auth.js';
 import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
@@ -133,7 +134,8 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       refuseConversation(request.conversation);
       const previous = request.previous_response_id;
       await admit();
-      if (key.target.endpoints.responses === undefined) {
+      const target = targetFor(key, 'responses');
+      if (target.endpoints.responses === undefined) {
         if (suffix === '/compact') throw new GatewayError(404, "Compaction is OpenAI's own: this virtual key's provider is reached through a stateless translation. Compact the conversation client-side.", { code: 'responses_not_stored' });
         if (previous !== undefined && previous !== null) {
           throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
@@ -141,7 +143,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
       }
       if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
-      const mapped = model === null ? null : (key.modelMap?.map(model) ?? model);
+      const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (mapped !== null) interaction.upstreamModel = mapped;
       const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);

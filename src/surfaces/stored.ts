@@ -9,6 +9,7 @@ import { isRecord } from '../formats/json.js';
 import { responsesTarget } from '../formats/responses/index.js';
 import type { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
+import { targetFor } from '../policy/routing.js';
 import { OWNER_FIELD, ownerOf, ownerTag } from '../policy/response-owners.js';
 import { callWithRetries } from '../upstream/call.js';
 import { upstreamError } from '../upstream/errors.js';
@@ -31,7 +32,7 @@ export interface StoredAnswer {
 
 /** The key's Responses endpoint; a key whose provider is reached through translation stores nothing. */
 export function responsesEndpoint(key: VirtualKey): Endpoint {
-  const endpoint = key.target.endpoints.responses;
+  const endpoint = targetFor(key, 'responses').endpoints.responses;
   if (endpoint === undefined) {
     throw new GatewayError(404, "This virtual key's provider does not store responses: Responses requests reach it through a stateless translation, so there is nothing to read, cancel or delete.", {
       code: 'responses_not_stored',
@@ -51,10 +52,11 @@ export async function callStored(
   deps: SurfaceDeps,
 ): Promise<StoredAnswer> {
   const endpoint = withQuery(withSubpath(responsesEndpoint(key), suffix), query);
+  const target = targetFor(key, 'responses');
   const cancel = interaction.context.cancel;
   const build = (apiKey: string) => ({ method, body, headers: responsesTarget.authHeaders(apiKey) });
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, key.target.keys, endpoint, build, cancel, interaction);
-  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
+  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
+  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
   const answer = await readAll(upstream.body, { limit: STORED_LIMIT, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
   interaction.upstreamEndedAt = performance.now();
   return { status: upstream.status, headers: upstream.headers, body: answer };
@@ -62,7 +64,8 @@ export async function callStored(
 
 /** A failed answer as the client's error (the real key out of it). */
 export function storedError(key: VirtualKey, answer: StoredAnswer): GatewayError {
-  return upstreamError(answer.status, answer.body, answer.headers, key.target.keys.apiKeys, key.target.endpoints.responses?.url);
+  const target = targetFor(key, 'responses');
+  return upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, target.endpoints.responses?.url);
 }
 
 /** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */

@@ -26,6 +26,8 @@ import { readBody, sendError, sendJson } from '../server/http.js';
 import { callWithRetries, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
+import { targetOrder } from '../policy/routing.js';
+import type { Target } from '../policy/target.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
@@ -115,34 +117,28 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
     const parsed = parse(surface.api, raw, interaction);
     checkModel(key, parsed.model);
-    const outbound = outboundRequest(surface.api, key, parsed, raw);
-    interaction.upstreamModel = outbound.model;
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
     promptEstimate = Math.ceil(raw.length / 4);
     if (key.rateLimit !== null || key.budget !== null) {
-      // Requests in flight hold their prompt and output limit against the limits.
-      reserved = await admit(deps.limiter, key, promptEstimate + outbound.maxOutputTokens, res);
+      // Requests in flight hold their prompt and output limit (the first target's cap) against the limits.
+      reserved = await admit(deps.limiter, key, promptEstimate + cappedOutput(key.targets[0] as Target, parsed.maxOutputTokens), res);
     }
 
-    const route = deps.router.route(surface.api, key.target.apis);
-    const exchange = translate(route, outbound.request);
-    if (exchange.droppedTools !== undefined) interaction.droppedTools = exchange.droppedTools;
-    let body = upstreamBody(route, key.target.provider, exchange, outbound.raw);
-    if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
-    const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
-    const { upstream, apiKey } = await call(key, route, body, passed, interaction, deps);
-    interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.target.keys.apiKeys);
+    const { target, route, exchange, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, interaction, deps);
+    const apiKeys = target.keys.apiKeys;
+    // Which provider answered, for a key that has several (never a key or a URL).
+    if (key.targets.length > 1) res.setHeader('x-gateway-provider', target.provider.name);
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
     const idleMs = deps.upstream.policy.idleTimeoutMs;
     if (upstream.status < 200 || upstream.status > 299) {
       const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      throw upstreamError(upstream.status, error, upstream.headers, key.target.keys.apiKeys, key.target.endpoints[route.target.name]?.url);
+      throw upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
     }
     let answerId: string | null;
     if (parsed.stream) {
-      answerId = await answerStream(surface.api, route, exchange, parsed, upstream, res, interaction, deps, { apiKeys: key.target.keys.apiKeys, scrubber }, promptEstimate);
+      answerId = await answerStream(surface.api, route, exchange, parsed, upstream, res, interaction, deps, { apiKeys, scrubber }, promptEstimate);
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
@@ -201,8 +197,12 @@ function identify(interaction: Interaction, key: VirtualKey): void {
   interaction.virtualKey = key.id;
   interaction.keyName = key.label;
   interaction.authenticated = true;
-  interaction.provider = key.target.provider.name;
-  interaction.severalKeys = key.target.keys.apiKeys.length > 1;
+  interaction.serving(key.targets[0] as Target, key.targets.length > 1);
+}
+
+/** The output limit a target is sent: the client's, or the target's cap when the client asks for more. */
+function cappedOutput(target: Target, asked: number): number {
+  return target.maxOutputTokens !== null && asked > target.maxOutputTokens ? target.maxOutputTokens : asked;
 }
 
 /**
@@ -210,12 +210,11 @@ function identify(interaction: Interaction, key: VirtualKey): void {
  * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). A request
  * that changes is re-serialised; one that does not goes as the client's own bytes.
  */
-function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, key: VirtualKey, parsed: ParsedRequest<C['request']>, raw: Buffer): Outbound<C> {
-  const model = key.modelMap?.map(parsed.model) ?? parsed.model;
-  const cap = key.maxOutputTokens;
-  const capped = cap !== null && parsed.maxOutputTokens > cap;
-  if (model === parsed.model && !capped) return { request: parsed.request, raw, model, maxOutputTokens: parsed.maxOutputTokens };
-  const maxOutputTokens = capped ? cap : parsed.maxOutputTokens;
+function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer): Outbound<C> {
+  const model = target.modelMap?.map(parsed.model) ?? parsed.model;
+  const maxOutputTokens = cappedOutput(target, parsed.maxOutputTokens);
+  const capped = maxOutputTokens !== parsed.maxOutputTokens;
+  if (model === parsed.model && !capped) return { request: parsed.request, raw, model, maxOutputTokens };
   const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
   return { request, raw: null, model, maxOutputTokens };
 }
@@ -282,24 +281,95 @@ export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Prov
   });
 }
 
+/** What served a request: the target, its translation, the request it got, and its answer (headers in). */
+interface Served<C extends ApiTypes> {
+  readonly target: Target;
+  readonly route: Route<C>;
+  readonly exchange: Exchange<C, ApiTypes>;
+  readonly outbound: Outbound<C>;
+  readonly upstream: UpstreamResponse;
+  readonly apiKey: string;
+}
+
+/** Failures in which a target gave no answer worth passing on: the next target may serve. */
+const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_bad_status']);
+
 /**
- * The request the target gets, then the call with retries. Passed through, the client's query
- * string and `passed` headers go too.
+ * The key's targets, in their order (routing.ts), until one answers. Each target gets its own
+ * request (its model map, output cap and API: translated when it speaks another) and its retries
+ * (UPSTREAM_RETRIES, real keys in turn); then, before any byte reached the client, the request
+ * moves to the next target after a failure to connect, a headers timeout, or a status in the
+ * key's `fallback_on`, while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
+ * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
+ * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
  */
-function call<C extends ApiTypes>(
+async function callTargets<C extends ApiTypes>(
+  surface: Surface<C>,
   key: VirtualKey,
-  route: Route<C>,
-  body: Buffer | string,
-  passed: Record<string, string> | undefined,
+  parsed: ParsedRequest<C['request']>,
+  raw: Buffer,
+  req: IncomingMessage,
   interaction: Interaction,
   deps: SurfaceDeps,
-): Promise<{ upstream: UpstreamResponse; apiKey: string }> {
-  const target = key.target;
-  let endpoint = target.endpoints[route.target.name];
-  if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
-  if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
-  const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-  return callWithRetries(deps.upstream, target.keys, endpoint, build, interaction.context.cancel, interaction);
+): Promise<Served<C>> {
+  const order = targetOrder(key);
+  const several = order.length > 1;
+  const cancel = interaction.context.cancel;
+  const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
+  const timeoutMs = key.timeoutMs ?? deps.upstream.policy.timeoutMs;
+  let tried = 0;
+  let failure: unknown = null;
+  for (let i = 0; i < order.length; i++) {
+    const target = order[i] as Target;
+    const last = i === order.length - 1;
+    if (several && !(last && tried === 0) && (target.keys.allCooling() || !target.breaker.admit())) {
+      interaction.targetOutcome(target, 'skipped');
+      continue;
+    }
+    if (tried > 0) interaction.fellBack();
+    tried++;
+    interaction.serving(target, several);
+    const outbound = outboundRequest(surface.api, target, parsed, raw);
+    interaction.upstreamModel = outbound.model;
+    const route = deps.router.route(surface.api, target.apis);
+    const exchange = translate(route, outbound.request);
+    interaction.droppedTools = exchange.droppedTools ?? [];
+    let body = upstreamBody(route, target.provider, exchange, outbound.raw);
+    if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
+    const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
+    let endpoint = target.endpoints[route.target.name];
+    if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
+    if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
+    const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
+    const attempts = interaction.attempts.length;
+    const moreTime = (): boolean => !last && !cancel.cancelled && performance.now() < deadline;
+    try {
+      const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction, several ? deadline : Infinity, timeoutMs);
+      if (several) interaction.tagAttempts(attempts, target.index);
+      interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
+      if (several && key.fallbackOn.has(upstream.status)) {
+        target.breaker.failure();
+        if (moreTime()) {
+          interaction.targetOutcome(target, 'failed');
+          upstream.abort(); // its answer is not needed: the next target's is
+          failure = null;
+          continue;
+        }
+      } else if (several) target.breaker.success();
+      interaction.targetOutcome(target, 'answered');
+      return { target, route, exchange, outbound, upstream, apiKey };
+    } catch (err) {
+      if (several) interaction.tagAttempts(attempts, target.index);
+      const movable = err instanceof GatewayError && MOVE_ON_CODES.has(err.code);
+      if (!several || !movable) throw err;
+      target.breaker.failure();
+      interaction.targetOutcome(target, 'failed');
+      if (!moreTime()) throw err;
+      failure = err;
+    }
+  }
+  // Every target left was skipped after the ones tried failed.
+  throw failure ?? new GatewayError(503, "Every target of this virtual key is cooling down after failures; try again shortly.", { code: 'targets_unavailable' });
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */

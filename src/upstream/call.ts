@@ -29,6 +29,8 @@ export interface UpstreamAttempt {
   /** The error code when no answer came (a connection failure). */
   error: string | null;
   duration_ms: number;
+  /** Which of the key's targets it went to (a key with several). */
+  target?: number;
 }
 
 /** Where a call records its attempts, and when it started waiting for the provider. */
@@ -99,6 +101,10 @@ export async function callWithRetries(
   build: (apiKey: string) => UpstreamRequest,
   cancel: Cancellation,
   record: CallRecord,
+  /** performance.now() after which no retry starts (the request's overall bound). */
+  deadline = Infinity,
+  /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`). */
+  timeoutMs = upstream.policy.timeoutMs,
 ): Promise<CallResult> {
   const policy = upstream.policy;
   let request: UpstreamRequest | null = null;
@@ -115,14 +121,15 @@ export async function callWithRetries(
     const lastChance = attempt >= policy.retries;
     let answer: UpstreamResponse;
     try {
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, policy.timeoutMs);
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, timeoutMs);
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
       // Only a failure in which nothing reached the provider is tried again (never a reset after
       // the request was written: it may have been processed and billed).
-      if (!error.retryable || lastChance || cancel.cancelled) throw err;
-      await wait(backoffMs(attempt, null, policy.retryMaxDelayMs), cancel);
+      const delay = backoffMs(attempt, null, policy.retryMaxDelayMs);
+      if (!error.retryable || lastChance || cancel.cancelled || performance.now() + delay >= deadline) throw err;
+      await wait(delay, cancel);
       continue;
     }
     const status = answer.status;
@@ -135,8 +142,9 @@ export async function callWithRetries(
     // (the provider did not process the request), whatever its retry-after says.
     const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index);
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
-    if (!retry || lastChance) return { upstream: answer, apiKey };
+    const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
+    if (!retry || lastChance || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
     answer.abort(); // its answer is not needed: another attempt follows
-    await wait(handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs), cancel);
+    await wait(delay, cancel);
   }
 }

@@ -15,6 +15,8 @@ export interface UpstreamPolicy {
   readonly retries: number;
   /** The longest wait before a retry (UPSTREAM_RETRY_MAX_DELAY_MS). */
   readonly retryMaxDelayMs: number;
+  /** No new attempt (a retry, or a key's next target) starts this long after the request arrived (UPSTREAM_TOTAL_TIMEOUT_MS). */
+  readonly totalTimeoutMs: number;
 }
 
 /** What goes on the wire. The sender adds host, content-type and content-length. */

@@ -1,0 +1,50 @@
+/**
+ * A circuit breaker for one target of a virtual key with several: after FAILURES_TO_OPEN failures
+ * in a row (failures that move a request to the next target) the target is skipped for
+ * OPEN_MS; then one request may probe it (half open): its success closes the breaker, its failure
+ * opens it again. Per process, per loaded key set (a reload starts fresh).
+ */
+
+/** Failures in a row that open the breaker. */
+export const FAILURES_TO_OPEN = 3;
+/** How long an open breaker skips its target before a probe. */
+export const OPEN_MS = 30_000;
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export class CircuitBreaker {
+  private failures = 0;
+  private openUntil = 0;
+  /** A probe is on its way (half open): other requests keep skipping the target. */
+  private probing = false;
+
+  constructor(
+    private readonly failuresToOpen = FAILURES_TO_OPEN,
+    private readonly openMs = OPEN_MS,
+  ) {}
+
+  state(now = performance.now()): BreakerState {
+    if (this.failures < this.failuresToOpen) return 'closed';
+    return now < this.openUntil || this.probing ? 'open' : 'half-open';
+  }
+
+  /** Whether a request may go to the target now; a half-open breaker lets one through (the probe). */
+  admit(now = performance.now()): boolean {
+    const state = this.state(now);
+    if (state === 'closed') return true;
+    if (state === 'open') return false;
+    this.probing = true;
+    return true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.probing = false;
+  }
+
+  failure(now = performance.now()): void {
+    this.failures++;
+    this.probing = false;
+    if (this.failures >= this.failuresToOpen) this.openUntil = now + this.openMs;
+  }
+}
