@@ -12,6 +12,12 @@ export const OPEN_MS = 30_000;
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
+/** A key's `circuit_breaker`. */
+export interface BreakerSettings {
+  readonly failures: number;
+  readonly openMs: number;
+}
+
 export class CircuitBreaker {
   private failures = 0;
   private openUntil = 0;

@@ -10,6 +10,7 @@ import { isRecord } from '../formats/json.js';
 import type { Provider } from '../providers/types.js';
 import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
+import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
 
 /** A key's model names → the target's: exact names, then the longest matching `prefix*`, then `*`. */
@@ -86,7 +87,7 @@ export class KeyFileError extends Error {
 
 /** A target's fields: at the top of a key with one, in each of `targets` otherwise. */
 const TARGET_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'api', 'model_map', 'max_output_tokens'];
-const KEY_FIELDS = ['name', ...TARGET_FIELDS, 'models', 'rate_limit', 'budget', 'targets', 'strategy', 'fallback_on', 'timeout_ms'];
+const KEY_FIELDS = ['name', ...TARGET_FIELDS, 'models', 'rate_limit', 'budget', 'targets', 'strategy', 'fallback_on', 'timeout_ms', 'circuit_breaker'];
 const MAX_NAME_LENGTH = 100;
 
 /** Never print a virtual key: at most its first 6 characters (a third of it when shorter), then `…`. */
@@ -283,7 +284,14 @@ function parseBudget(value: unknown, where: string, problems: string[]): Budget 
 }
 
 /** One target: a provider at a base URL with its real keys, APIs, model map and output limit. */
-function parseTarget(entry: Record<string, unknown>, index: number, registry: Readonly<Record<string, Provider>>, where: string, problems: string[]): Target | undefined {
+function parseTarget(
+  entry: Record<string, unknown>,
+  index: number,
+  registry: Readonly<Record<string, Provider>>,
+  where: string,
+  problems: string[],
+  breaker: BreakerSettings = DEFAULT_BREAKER,
+): Target | undefined {
   const before = problems.length;
   const supported = Object.keys(registry).join(', ');
   let provider: Provider | undefined;
@@ -311,11 +319,11 @@ function parseTarget(entry: Record<string, unknown>, index: number, registry: Re
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) problems.push(`${where}: "weight" must be a positive number (its share of requests with "strategy": "weighted")`);
   if (provider === undefined || apiKeys === undefined || map === undefined || apis === undefined || maxOutputTokens === undefined || problems.length > before) return undefined;
   const url = typeof baseUrl === 'string' ? baseUrl : provider.defaultBaseUrl;
-  return createTarget(provider, apiKeys, url, spokenApis(apis, provider, baseUrl), { index, modelMap: map, maxOutputTokens, weight: weight as number });
+  return createTarget(provider, apiKeys, url, spokenApis(apis, provider, baseUrl), { index, modelMap: map, maxOutputTokens, weight: weight as number, breaker });
 }
 
 /** `targets`: a non-empty list of targets, each named by its index in problems; no target field beside it. */
-function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<string, Provider>>, where: string, problems: string[]): Target[] | undefined {
+function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<string, Provider>>, where: string, problems: string[], breaker: BreakerSettings): Target[] | undefined {
   const misplaced = TARGET_FIELDS.filter((field) => field in entry);
   if (misplaced.length > 0) problems.push(`${where}: ${misplaced.map((field) => `"${field}"`).join(', ')} belong${misplaced.length === 1 ? 's' : ''} inside each of "targets", not beside it`);
   const list = entry.targets;
@@ -334,10 +342,25 @@ function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<
     for (const field of Object.keys(item)) {
       if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field "${field}" (known fields: ${[...TARGET_FIELDS, 'weight'].join(', ')})`);
     }
-    const target = parseTarget(item, index, registry, at, problems);
+    const target = parseTarget(item, index, registry, at, problems, breaker);
     if (target !== undefined) targets.push(target);
   });
   return problems.length > before || misplaced.length > 0 ? undefined : targets;
+}
+
+const DEFAULT_BREAKER: BreakerSettings = { failures: FAILURES_TO_OPEN, openMs: OPEN_MS };
+
+/** `circuit_breaker`: {"failures", "cooldown_ms"}: failures in a row that open a target's circuit, and how long it stays open. */
+function parseBreaker(value: unknown, where: string, problems: string[]): BreakerSettings {
+  if (value === undefined) return DEFAULT_BREAKER;
+  const fields = isRecord(value) ? Object.keys(value) : [];
+  const failures = isRecord(value) ? (value.failures ?? FAILURES_TO_OPEN) : null;
+  const openMs = isRecord(value) ? (value.cooldown_ms ?? OPEN_MS) : null;
+  if (!isRecord(value) || fields.some((field) => field !== 'failures' && field !== 'cooldown_ms') || !isPositiveInteger(failures) || !isPositiveInteger(openMs)) {
+    problems.push(`${where}: "circuit_breaker" must be {"failures": <positive integer>, "cooldown_ms": <positive integer>} (defaults ${FAILURES_TO_OPEN} and ${OPEN_MS})`);
+    return DEFAULT_BREAKER;
+  }
+  return { failures: failures as number, openMs: openMs as number };
 }
 
 function parseStrategy(value: unknown, where: string, problems: string[]): Strategy | undefined {
@@ -403,12 +426,13 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field "${field}" (known fields: ${KEY_FIELDS.join(', ')})`);
     }
 
+    const breaker = parseBreaker(entry.circuit_breaker, where, problems);
     let targets: Target[] | undefined;
     if (entry.targets === undefined) {
-      const target = parseTarget(entry, 0, registry, where, problems);
+      const target = parseTarget(entry, 0, registry, where, problems, breaker);
       targets = target === undefined ? undefined : [target];
     } else {
-      targets = parseTargets(entry, registry, where, problems);
+      targets = parseTargets(entry, registry, where, problems, breaker);
     }
     const strategy = parseStrategy(entry.strategy, where, problems);
     const fallbackOn = parseFallbackOn(entry.fallback_on, where, problems);

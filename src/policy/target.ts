@@ -7,7 +7,7 @@ import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
 import { TARGET_APIS } from '../formats/apis.js';
 import type { Provider } from '../providers/types.js';
 import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
-import { CircuitBreaker } from './breaker.js';
+import { CircuitBreaker, type BreakerSettings } from './breaker.js';
 import { KeyPool } from './key-pool.js';
 import type { ModelMap } from './keys.js';
 
@@ -39,6 +39,7 @@ export interface TargetOptions {
   readonly modelMap: ModelMap | null;
   readonly maxOutputTokens: number | null;
   readonly weight: number;
+  readonly breaker: BreakerSettings;
 }
 
 /** `apis`: the APIs it speaks at `baseUrl`, preferred first. */
@@ -48,5 +49,6 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   const endpoints: Partial<Record<ApiName, Endpoint>> = {};
   for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...options, breaker: new CircuitBreaker() };
+  const { breaker, ...rest } = options;
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs) };
 }

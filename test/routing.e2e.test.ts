@@ -1,0 +1,285 @@
+/**
+ * Virtual keys with several targets, end to end: the gateway as it ships, in front of two or three
+ * mock providers. The first target refuses connections, answers 429 or 503, or hangs past the
+ * key's headers timeout → the next serves, for JSON and streams and each client API (translated
+ * for the target that serves); a 400 and a mid-stream failure do not move on; weights hold over
+ * 1,000 requests; a failing target is skipped during its cool-down and probed after; the log,
+ * the metrics and a response header say what happened; a reload changes the targets.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { closedPort, messages, request, sseData, type Reply } from './support/http.js';
+import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const KEY_A = 'sk-proj-e2eROUTINGfirst-Aa1';
+const KEY_B = 'sk-proj-e2eROUTINGsecond-Bb2';
+const ANTHROPIC_KEY = 'sk-ant-api03-e2eROUTING-Cc3';
+const DEEPSEEK_KEY = 'sk-e2eROUTINGdeepseek-Dd4';
+
+let first: MockUpstream;
+let second: MockUpstream;
+let deepseek: MockUpstream;
+let anthropic: AnthropicMock;
+let gateway: GatewayProcess;
+let down: number;
+
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello there' }] };
+
+function keys(order: 'ab' | 'ba' = 'ab'): unknown {
+  const a = { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl, api: ['chat', 'responses'] };
+  const b = { provider: 'openai', api_key: KEY_B, base_url: second.baseUrl };
+  return {
+    virtual_keys: {
+      // A high failure count: these tests fail its first target on purpose, one after another.
+      vk_fb: { name: 'fb', circuit_breaker: { failures: 100, cooldown_ms: 1000 }, targets: order === 'ab' ? [a, b] : [b, a] },
+      // Its own key: a 429 cools the first target's only real key down (30 s), and the target is then passed over.
+      vk_fb429: { name: 'fb429', targets: [a, b] },
+      vk_refused: { name: 'refused', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
+      vk_hang: { name: 'hang', timeout_ms: 400, targets: [a, b] },
+      vk_claude: { name: 'claude-fb', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
+      vk_codex: { name: 'codex-fb', targets: [a, { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { '*': 'deepseek-chat' } }] },
+      vk_weighted: { name: 'weighted', strategy: 'weighted', targets: [{ ...a, weight: 3 }, { ...b, weight: 1 }] },
+      vk_breaker: { name: 'breaker', circuit_breaker: { failures: 2, cooldown_ms: 1500 }, targets: [a, b] },
+      vk_only: { name: 'only', provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
+    },
+  };
+}
+
+before(async () => {
+  [first, second, deepseek, anthropic] = await Promise.all([
+    startOpenAIMock({ flavor: 'openai', apiKey: KEY_A }),
+    startOpenAIMock({ flavor: 'openai', apiKey: KEY_B }),
+    startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
+    startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
+  ]);
+  down = await closedPort();
+  gateway = await startGateway({ keys: keys(), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', GATEWAY_HOST: '127.0.0.1' } });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await Promise.all([first?.close(), second?.close(), deepseek?.close(), anthropic?.close()]);
+});
+
+function chat(key: string, body: unknown = hello): Promise<Reply> {
+  return request(gateway.url, '/v1/chat/completions', { key, body });
+}
+
+/** The first provider answers every request with `status` until `behave(null)`. */
+function failWith(mock: MockUpstream | AnthropicMock, status: number): void {
+  mock.behave(({ res }) => {
+    const body = JSON.stringify(openAIError(`Failing with ${status} on purpose`, status === 429 ? 'requests' : 'server_error'));
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+}
+
+function reset(): void {
+  for (const mock of [first, second, deepseek, anthropic]) {
+    mock.behave(null);
+    mock.requests.length = 0;
+  }
+}
+
+describe('moving on to the next target', () => {
+  for (const status of [429, 503]) {
+    it(`after a ${status}, the next target answers; the log names both attempts and the target that served`, async () => {
+      reset();
+      failWith(first, status);
+      try {
+        const reply = await chat(status === 429 ? 'vk_fb429' : 'vk_fb');
+        assert.equal(reply.status, 200, reply.text);
+        assert.equal(reply.json.choices[0].message.content, 'openai says: Hello there');
+        assert.equal(reply.headers['x-gateway-provider'], 'openai');
+        assert.equal(first.requests.length, 1);
+        assert.equal(second.requests.length, 1);
+        assert.equal(second.requests[0]?.headers.authorization, `Bearer ${KEY_B}`);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 200);
+        assert.equal(entry.upstream.target, 1);
+        assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, status, null], [1, 200, null]]);
+        assert.ok(!JSON.stringify(entry).includes(KEY_A) && !JSON.stringify(entry).includes(KEY_B));
+      } finally {
+        reset();
+      }
+    });
+  }
+
+  it('after a refused connection, a chat request is translated for the Anthropic target that serves, and answers in chat', async () => {
+    reset();
+    const reply = await chat('vk_refused');
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.object, 'chat.completion');
+    assert.equal(typeof reply.json.choices[0].message.content, 'string');
+    assert.equal(reply.headers['x-gateway-provider'], 'anthropic');
+    assert.equal(anthropic.requests[0]?.json.model, 'claude-sonnet-4-5');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual([entry.provider, entry.upstream.target, entry.upstream.model], ['anthropic', 1, 'claude-sonnet-4-5']);
+    assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
+  });
+
+  it("after the first target hangs past the key's timeout_ms, the next serves a stream", async () => {
+    reset();
+    first.behave(() => {}); // never answers
+    try {
+      const started = Date.now();
+      const reply = await chat('vk_hang', { ...hello, stream: true });
+      assert.equal(reply.status, 200);
+      const data = sseData(reply.text);
+      assert.equal(data.at(-1), '[DONE]');
+      const text = data.filter((event) => event !== '[DONE]').map((event) => JSON.parse(event).choices[0]?.delta?.content ?? '').join('');
+      assert.equal(text, 'openai says: Hello there');
+      assert.ok(Date.now() - started < 5000);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_timeout'], [1, null]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it('moves a stream request on after a 503, before any byte reached the client', async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      const reply = await chat('vk_fb', { ...hello, stream: true });
+      assert.equal(reply.status, 200);
+      assert.equal(sseData(reply.text).at(-1), '[DONE]');
+      assert.equal(second.requests.length, 1);
+    } finally {
+      reset();
+    }
+  });
+
+  it('a Messages request falls back from Anthropic (529) to an OpenAI-format target, answered in Messages', async () => {
+    reset();
+    failWith(anthropic, 529);
+    try {
+      const reply = await messages(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'Hi Claude' }] });
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(reply.json.type, 'message');
+      assert.equal(reply.json.content[0].text, 'openai says: Hi Claude');
+      assert.equal(second.requests[0]?.json.model, 'gpt-4o-mini');
+      assert.equal(reply.headers['x-gateway-provider'], 'openai');
+    } finally {
+      reset();
+    }
+  });
+
+  it('a Responses request falls back from OpenAI (passed through) to DeepSeek (translated), answered in Responses', async () => {
+    reset();
+    failWith(first, 500);
+    try {
+      const reply = await request(gateway.url, '/v1/responses', { key: 'vk_codex', body: { model: 'gpt-5', input: 'Hi Codex', stream: true, store: false } });
+      assert.equal(reply.status, 200, reply.text);
+      const events = sseData(reply.text).map((data) => JSON.parse(data));
+      assert.equal(events[0].type, 'response.created');
+      assert.equal(events.at(-1).type, 'response.completed');
+      assert.equal(events.at(-1).response.output_text, 'deepseek says: Hi Codex');
+      assert.equal(first.requests[0]?.path, '/v1/responses');
+      assert.equal(deepseek.requests[0]?.path, '/chat/completions');
+    } finally {
+      reset();
+    }
+  });
+});
+
+describe('staying with the target', () => {
+  it('passes a 400 on (the request itself is wrong): the next target is never asked', async () => {
+    reset();
+    failWith(first, 400);
+    try {
+      const reply = await chat('vk_fb');
+      assert.equal(reply.status, 400);
+      assert.equal(second.requests.length, 0);
+    } finally {
+      reset();
+    }
+  });
+
+  it('never moves on mid-stream: a stream that fails after its first byte ends with an error', async () => {
+    reset();
+    first.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: 'Hel' }, finish_reason: null }] })}\n\n`);
+      setTimeout(() => res.destroy(), 30);
+    });
+    try {
+      const reply = await chat('vk_fb', { ...hello, stream: true });
+      const data = sseData(reply.text);
+      assert.match(data.at(-1) ?? '', /"error"/);
+      assert.equal(second.requests.length, 0);
+    } finally {
+      reset();
+    }
+  });
+
+  it('a key with one target has no routing header, and its log names no target', async () => {
+    reset();
+    const reply = await chat('vk_only');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['x-gateway-provider'], undefined);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.upstream.target, undefined);
+  });
+});
+
+describe('weights, circuits, metrics and reloads', () => {
+  it('spreads 1,000 requests by weight (3:1): the first target leads 75% of them, within 5 points', async () => {
+    reset();
+    const batch = 50;
+    for (let sent = 0; sent < 1000; sent += batch) {
+      const replies = await Promise.all(Array.from({ length: batch }, () => chat('vk_weighted')));
+      assert.ok(replies.every((reply) => reply.status === 200));
+    }
+    const share = first.requests.length / 1000;
+    assert.equal(first.requests.length + second.requests.length, 1000);
+    assert.ok(Math.abs(share - 0.75) < 0.05, `first target served ${first.requests.length} of 1000`);
+    reset();
+  });
+
+  it('skips a target whose circuit opened during its cool-down, then probes it and uses it again once it answers', async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await chat('vk_breaker')).status, 200);
+      assert.equal(first.requests.length, 2);
+      const skipped = await chat('vk_breaker');
+      assert.equal(skipped.status, 200);
+      assert.equal(first.requests.length, 2, 'skipped while open');
+      const entry = await waitForEntry(gateway.logFile, String(skipped.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.skipped_targets, [0]);
+      first.behave(null);
+      await new Promise((resolve) => setTimeout(resolve, 1600));
+      const probe = await chat('vk_breaker');
+      assert.equal(probe.status, 200);
+      assert.equal(first.requests.length, 3, 'the probe went to the first target');
+      const after = await chat('vk_breaker');
+      assert.equal(after.status, 200);
+      assert.equal(first.requests.length, 4, 'closed again');
+    } finally {
+      reset();
+    }
+  });
+
+  it('counts fallbacks and each target\'s outcomes in /metrics, by key name', async () => {
+    const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.match(text, /llm_gateway_fallbacks_total\{key_name="fb"\} \d+/);
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="0",provider="openai",outcome="failed"\} \d+/);
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="1",provider="openai",outcome="answered"\} \d+/);
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="breaker",target="0",provider="openai",outcome="skipped"\} \d+/);
+    assert.ok(!text.includes('vk_'), 'no virtual key in metrics');
+  });
+
+  it('takes new targets from a reloaded keys file', async () => {
+    reset();
+    writeFileSync(gateway.keysFile, JSON.stringify(keys('ba')));
+    await waitFor(() => (gateway.stderr().match(/keys reloaded/g) ?? []).length >= 1, 'the reload');
+    const reply = await chat('vk_fb');
+    assert.equal(reply.status, 200);
+    assert.deepEqual([first.requests.length, second.requests.length], [0, 1], 'the second mock is first now');
+    reset();
+  });
+});
