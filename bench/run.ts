@@ -14,6 +14,7 @@
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadResult, LoadSpec } from './load.js';
@@ -61,13 +62,33 @@ function start(args: string[], env: Record<string, string> = {}, stdout: 'pipe' 
   });
 }
 
-function gatewayEnv(dir: string, upstreamPort: number, logs: boolean): Record<string, string> {
+/** A port nothing listens on: the first target of the fallback row, which refuses every connection. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function gatewayEnv(dir: string, upstreamPort: number, logs: boolean, refusedPort: number): Record<string, string> {
   const keysFile = join(dir, `keys-${logs ? 'logs' : 'nolog'}.json`);
   writeFileSync(
     keysFile,
     JSON.stringify({
       virtual_keys: {
         vk_openai: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1`, api: ['chat', 'responses'] },
+        // A first target that refuses connections, then the server: every request falls back.
+        vk_fallback: {
+          targets: [
+            { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${refusedPort}/v1` },
+            { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
+          ],
+          // Never skipped: the row measures a fallback on every request, not a skipped target.
+          circuit_breaker: { failures: 1_000_000_000, cooldown_ms: 1 },
+        },
         // The same server as a chat-only OpenAI-compatible one: Responses requests are translated.
         vk_openai_chat: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
         vk_anthropic: { provider: 'anthropic', api_key: 'sk-ant-bench', base_url: `http://127.0.0.1:${upstreamPort}` },
@@ -85,8 +106,8 @@ function gatewayEnv(dir: string, upstreamPort: number, logs: boolean): Record<st
   };
 }
 
-function startGateway(dir: string, upstreamPort: number, logs: boolean): Promise<{ child: ChildProcess; port: number }> {
-  return start([join(ROOT, 'dist', 'main.js')], gatewayEnv(dir, upstreamPort, logs), 'ignore');
+async function startGateway(dir: string, upstreamPort: number, logs: boolean): Promise<{ child: ChildProcess; port: number }> {
+  return start([join(ROOT, 'dist', 'main.js')], gatewayEnv(dir, upstreamPort, logs, await closedPort()), 'ignore');
 }
 
 function load(spec: LoadSpec): Promise<LoadResult> {
@@ -147,6 +168,7 @@ async function main(): Promise<void> {
     { name: 'gateway messages → chat, logs off', port: quiet.port, path: '/v1/messages', key: 'vk_openai', api: 'messages' },
     { name: 'gateway responses pass-through, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai', api: 'responses' },
     { name: 'gateway responses → chat, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai_chat', api: 'responses' },
+    { name: 'gateway fallback (first target refuses), logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_fallback' },
     // Not a target: the same minimal proxy on the gateway's own client, for reference.
     { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
   ];

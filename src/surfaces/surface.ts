@@ -296,8 +296,8 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
 
 /**
  * The key's targets, in their order (routing.ts), until one answers. Each target gets its own
- * request (its model map, output cap and API: translated when it speaks another) and its retries
- * (UPSTREAM_RETRIES, real keys in turn); then, before any byte reached the client, the request
+ * request (its model map, output cap and API: translated when it speaks another) and one attempt
+ * (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
  * moves to the next target after a failure to connect, a headers timeout, or a status in the
  * key's `fallback_on`, while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
@@ -344,7 +344,9 @@ async function callTargets<C extends ApiTypes>(
     const attempts = interaction.attempts.length;
     const moreTime = (): boolean => !last && !cancel.cancelled && performance.now() < deadline;
     try {
-      const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction, several ? deadline : Infinity, timeoutMs);
+      // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
+      const retries = several && !last ? 0 : deps.upstream.policy.retries;
+      const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction, several ? deadline : Infinity, timeoutMs, retries);
       if (several) interaction.tagAttempts(attempts, target.index);
       interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
       if (several && key.fallbackOn.has(upstream.status)) {

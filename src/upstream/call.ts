@@ -105,6 +105,8 @@ export async function callWithRetries(
   deadline = Infinity,
   /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`). */
   timeoutMs = upstream.policy.timeoutMs,
+  /** Attempts after the first, when not the policy's (a key's targets before its last get none: the next target is the retry). */
+  retries = upstream.policy.retries,
 ): Promise<CallResult> {
   const policy = upstream.policy;
   let request: UpstreamRequest | null = null;
@@ -118,7 +120,7 @@ export async function callWithRetries(
     }
     const started = performance.now();
     record.upstreamStartedAt ??= started; // retries and their waits count as the provider's time
-    const lastChance = attempt >= policy.retries;
+    const lastChance = attempt >= retries;
     let answer: UpstreamResponse;
     try {
       answer = await sendUpstream(upstream.client, endpoint, request, cancel, timeoutMs);
