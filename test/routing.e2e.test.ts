@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, messages, request, sseData, type Reply } from './support/http.js';
@@ -44,6 +45,9 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_weighted: { name: 'weighted', strategy: 'weighted', targets: [{ ...a, weight: 3 }, { ...b, weight: 1 }] },
       vk_breaker: { name: 'breaker', circuit_breaker: { failures: 2, cooldown_ms: 1500 }, targets: [a, b] },
       vk_only: { name: 'only', provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
+      vk_probe: { name: 'probe', circuit_breaker: { failures: 1, cooldown_ms: 300 }, targets: [a, b] },
+      vk_cool: { name: 'cool', targets: [a, b] },
+      vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
     },
   };
 }
@@ -223,6 +227,88 @@ describe('staying with the target', () => {
     assert.equal(reply.headers['x-gateway-provider'], undefined);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.equal(entry.upstream.target, undefined);
+  });
+});
+
+describe('review findings', () => {
+  it('a probe the client abandons does not leave the circuit open for good', async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      assert.equal((await chat('vk_probe')).status, 200, 'the 503 opened the circuit');
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      first.behave(() => {}); // the probe hangs, and its client leaves
+      await new Promise<void>((resolve) => {
+        const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_probe', 'content-type': 'application/json' } });
+        req.on('error', () => resolve());
+        req.end(JSON.stringify(hello));
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 200);
+      });
+      first.behave(null);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const before = first.requests.length;
+      const probe = await chat('vk_probe');
+      assert.equal(probe.status, 200);
+      assert.equal(first.requests.length, before + 1, 'the first target is probed again, and serves');
+    } finally {
+      reset();
+    }
+  });
+
+  it("passes the first target's own answer on when every other target is cooling down", async () => {
+    reset();
+    failWith(first, 503);
+    failWith(second, 429);
+    try {
+      const both = await chat('vk_cool');
+      assert.equal(both.status, 429, 'the last target answered 429: its key cools down');
+      failWith(first, 429);
+      const reply = await chat('vk_cool');
+      assert.equal(reply.status, 429);
+      assert.match(reply.json.error.message, /Failing with 429/);
+      assert.equal(reply.headers['x-gateway-provider'], 'openai');
+    } finally {
+      reset();
+    }
+  });
+
+  it('passes over a target the request cannot go to, and the earlier failure stands', async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      const reply = await chat('vk_to_claude', { ...hello, n: 2 });
+      assert.equal(reply.status, 503);
+      assert.equal(anthropic.requests.length, 0);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual([entry.upstream.target, entry.upstream.skipped_targets], [0, [1]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
+    const slow = await startGateway({
+      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2', UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
+    });
+    reset();
+    first.behave(({ res }) => {
+      setTimeout(() => {
+        res.writeHead(503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(openAIError('busy', 'server_error')));
+      }, 100);
+    });
+    try {
+      const reply = await request(slow.url, '/v1/chat/completions', { key: 'vk', body: hello });
+      assert.equal(reply.status, 503);
+      assert.equal(first.requests.length, 1, 'no retry starts after 150 ms');
+    } finally {
+      reset();
+      await slow.stop();
+    }
   });
 });
 

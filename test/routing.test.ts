@@ -79,6 +79,20 @@ describe('targets in keys.json', () => {
   });
 });
 
+describe('routing fields that cannot work', () => {
+  it('refuses routing fields on a key with one target, a null timeout, and weights no number can hold', () => {
+    const found = problems({
+      vk_a: { provider: 'mock', strategy: 'weighted', fallback_on: [503] },
+      vk_b: { provider: 'mock', timeout_ms: null },
+      vk_c: { strategy: 'weighted', targets: [{ provider: 'mock', weight: 1e308 }, { provider: 'mock', weight: 1e308 }] },
+    });
+    assert.equal(found.length, 3, found.join('\n'));
+    assert.match(found[0] ?? '', /#1 .*"strategy", "fallback_on" only mean something for a key with several "targets"/);
+    assert.match(found[1] ?? '', /#2 .*"timeout_ms" must be a positive integer/);
+    assert.match(found[2] ?? '', /#3 .*weights add up to more than a number can hold/);
+  });
+});
+
 describe('the order a request tries targets in', () => {
   const [fallback] = parse({ vk: { targets: [{ provider: 'mock' }, { provider: 'mock' }, { provider: 'mock' }] } });
   const [weighted] = parse({ vk: { strategy: 'weighted', targets: [{ provider: 'mock', weight: 3 }, { provider: 'mock', weight: 1 }, { provider: 'mock', weight: 1 }] } });
@@ -129,6 +143,14 @@ describe('the circuit breaker', () => {
     assert.equal(breaker.admit(1101), false, 'one probe at a time');
     breaker.success();
     assert.equal(breaker.state(1102), 'closed');
+  });
+
+  it('lets a probe go again when the one admitted neither succeeded nor failed (the client left)', () => {
+    const breaker = new CircuitBreaker(1, 1000);
+    breaker.failure(0);
+    assert.equal(breaker.admit(1000), true);
+    breaker.release();
+    assert.equal(breaker.admit(1001), true);
   });
 
   it('opens again when the probe fails', () => {

@@ -43,6 +43,11 @@ export class CircuitBreaker {
     return true;
   }
 
+  /** A request admitted that neither succeeded nor failed (the client left, it was refused first): a probe may go again. */
+  release(): void {
+    this.probing = false;
+  }
+
   success(): void {
     this.failures = 0;
     this.probing = false;

@@ -345,6 +345,7 @@ function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<
     const target = parseTarget(item, index, registry, at, problems, breaker);
     if (target !== undefined) targets.push(target);
   });
+  if (!Number.isFinite(targets.reduce((sum, target) => sum + target.weight, 0))) problems.push(`${where}: the targets' weights add up to more than a number can hold: use smaller ones`);
   return problems.length > before || misplaced.length > 0 ? undefined : targets;
 }
 
@@ -429,6 +430,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const breaker = parseBreaker(entry.circuit_breaker, where, problems);
     let targets: Target[] | undefined;
     if (entry.targets === undefined) {
+      const routing = ['strategy', 'fallback_on', 'circuit_breaker'].filter((field) => field in entry);
+      if (routing.length > 0) problems.push(`${where}: ${routing.map((field) => `"${field}"`).join(', ')} only mean${routing.length === 1 ? 's' : ''} something for a key with several "targets"`);
       const target = parseTarget(entry, 0, registry, where, problems, breaker);
       targets = target === undefined ? undefined : [target];
     } else {
@@ -436,8 +439,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     }
     const strategy = parseStrategy(entry.strategy, where, problems);
     const fallbackOn = parseFallbackOn(entry.fallback_on, where, problems);
-    const timeoutMs = entry.timeout_ms ?? null;
-    if (timeoutMs !== null && !isPositiveInteger(timeoutMs)) problems.push(`${where}: "timeout_ms" must be a positive integer (milliseconds to wait for each attempt's response headers)`);
+    const timeoutMs = entry.timeout_ms === undefined ? null : entry.timeout_ms;
+    if (entry.timeout_ms !== undefined && !isPositiveInteger(timeoutMs)) problems.push(`${where}: "timeout_ms" must be a positive integer (milliseconds to wait for each attempt's response headers)`);
     const models = parseModels(entry.models, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);

@@ -31,7 +31,7 @@ import type { Target } from '../policy/target.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
-import { withQuery, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
+import { withQuery, type Endpoint, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import { streamPipeline } from './stream.js';
 
 /** What every surface is given. */
@@ -120,14 +120,14 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
     promptEstimate = Math.ceil(raw.length / 4);
     if (key.rateLimit !== null || key.budget !== null) {
-      // Requests in flight hold their prompt and output limit (the first target's cap) against the limits.
-      reserved = await admit(deps.limiter, key, promptEstimate + cappedOutput(key.targets[0] as Target, parsed.maxOutputTokens), res);
+      // Requests in flight hold their prompt and output limit against the limits (the largest any target may be sent).
+      let output = 0;
+      for (const target of key.targets) output = Math.max(output, cappedOutput(target, parsed.maxOutputTokens));
+      reserved = await admit(deps.limiter, key, promptEstimate + output, res);
     }
 
-    const { target, route, exchange, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, interaction, deps);
+    const { target, route, exchange, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, res, interaction, deps);
     const apiKeys = target.keys.apiKeys;
-    // Which provider answered, for a key that has several (never a key or a URL).
-    if (key.targets.length > 1) res.setHeader('x-gateway-provider', target.provider.name);
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
     const idleMs = deps.upstream.policy.idleTimeoutMs;
@@ -309,6 +309,7 @@ async function callTargets<C extends ApiTypes>(
   parsed: ParsedRequest<C['request']>,
   raw: Buffer,
   req: IncomingMessage,
+  res: ServerResponse,
   interaction: Interaction,
   deps: SurfaceDeps,
 ): Promise<Served<C>> {
@@ -317,61 +318,107 @@ async function callTargets<C extends ApiTypes>(
   const cancel = interaction.context.cancel;
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
   const timeoutMs = key.timeoutMs ?? deps.upstream.policy.timeoutMs;
+  /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
+  const laterAvailable = (i: number): boolean => order.some((other, j) => j > i && !other.keys.allCooling() && other.breaker.state() !== 'open');
   let tried = 0;
+  /** The last target's failure, passed on when no other target can serve. */
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
-    const last = i === order.length - 1;
-    if (several && !(last && tried === 0) && (target.keys.allCooling() || !target.breaker.admit())) {
+    if (several && !(i === order.length - 1 && tried === 0) && (target.keys.allCooling() || !target.breaker.admit())) {
       interaction.targetOutcome(target, 'skipped');
       continue;
     }
-    if (tried > 0) interaction.fellBack();
-    tried++;
-    interaction.serving(target, several);
-    const outbound = outboundRequest(surface.api, target, parsed, raw);
-    interaction.upstreamModel = outbound.model;
-    const route = deps.router.route(surface.api, target.apis);
-    const exchange = translate(route, outbound.request);
-    interaction.droppedTools = exchange.droppedTools ?? [];
-    let body = upstreamBody(route, target.provider, exchange, outbound.raw);
-    if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
-    const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
-    let endpoint = target.endpoints[route.target.name];
-    if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
-    if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
-    const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-    const attempts = interaction.attempts.length;
-    const moreTime = (): boolean => !last && !cancel.cancelled && performance.now() < deadline;
+    // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
+    const last = !several || !laterAvailable(i);
+    let outcome: 'success' | 'failure' | null = null;
     try {
-      // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
-      const retries = several && !last ? 0 : deps.upstream.policy.retries;
-      const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction, several ? deadline : Infinity, timeoutMs, retries);
-      if (several) interaction.tagAttempts(attempts, target.index);
-      interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
-      if (several && key.fallbackOn.has(upstream.status)) {
-        target.breaker.failure();
-        if (moreTime()) {
-          interaction.targetOutcome(target, 'failed');
-          upstream.abort(); // its answer is not needed: the next target's is
-          failure = null;
-          continue;
-        }
-      } else if (several) target.breaker.success();
-      interaction.targetOutcome(target, 'answered');
-      return { target, route, exchange, outbound, upstream, apiKey };
-    } catch (err) {
-      if (several) interaction.tagAttempts(attempts, target.index);
-      const movable = err instanceof GatewayError && MOVE_ON_CODES.has(err.code);
-      if (!several || !movable) throw err;
-      target.breaker.failure();
-      interaction.targetOutcome(target, 'failed');
-      if (!moreTime()) throw err;
-      failure = err;
+      let prepared: Prepared<C>;
+      try {
+        prepared = await prepare(surface, target, parsed, raw, req, key, interaction, deps);
+      } catch (err) {
+        // A target the request cannot go to (a parameter it has no translation for) after another
+        // failed: passed over, and the earlier failure stands.
+        if (tried === 0 || failure === null) throw err;
+        interaction.targetOutcome(target, 'skipped');
+        continue;
+      }
+      if (tried > 0) interaction.fellBack();
+      tried++;
+      interaction.serving(target, several);
+      interaction.upstreamModel = prepared.outbound.model;
+      interaction.droppedTools = prepared.exchange.droppedTools ?? [];
+      if (several) res.setHeader('x-gateway-provider', target.provider.name);
+      const attempts = interaction.attempts.length;
+      const moveOn = (): boolean => !last && !cancel.cancelled && performance.now() < deadline;
+      try {
+        // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
+        const retries = last ? deps.upstream.policy.retries : 0;
+        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, prepared.build, cancel, interaction, deadline, timeoutMs, retries);
+        if (several) interaction.tagAttempts(attempts, target.index);
+        interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
+        if (several && key.fallbackOn.has(upstream.status)) {
+          outcome = 'failure';
+          if (moveOn()) {
+            interaction.targetOutcome(target, 'failed');
+            // Kept (its error body is small) in case no other target can serve after all.
+            const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
+            failure = upstreamError(upstream.status, body, upstream.headers, target.keys.apiKeys, prepared.endpoint.url);
+            continue;
+          }
+        } else if (several) outcome = 'success';
+        interaction.targetOutcome(target, 'answered');
+        return { target, route: prepared.route, exchange: prepared.exchange, outbound: prepared.outbound, upstream, apiKey };
+      } catch (err) {
+        if (several) interaction.tagAttempts(attempts, target.index);
+        const movable = err instanceof GatewayError && MOVE_ON_CODES.has(err.code);
+        if (!several || !movable) throw err;
+        outcome = 'failure';
+        interaction.targetOutcome(target, 'failed');
+        if (!moveOn()) throw err;
+        failure = err;
+      }
+    } finally {
+      // However the attempt ended (a client that left, a refusal), a probe of a half-open circuit is settled.
+      if (outcome === 'success') target.breaker.success();
+      else if (outcome === 'failure') target.breaker.failure();
+      else target.breaker.release();
     }
   }
   // Every target left was skipped after the ones tried failed.
-  throw failure ?? new GatewayError(503, "Every target of this virtual key is cooling down after failures; try again shortly.", { code: 'targets_unavailable' });
+  throw failure ?? new GatewayError(503, 'Every target of this virtual key is cooling down after failures; try again shortly.', { code: 'targets_unavailable' });
+}
+
+/** A request made ready for one target: its own (model map, output cap), translated where it must be, with its endpoint. */
+interface Prepared<C extends ApiTypes> {
+  readonly outbound: Outbound<C>;
+  readonly route: Route<C>;
+  readonly exchange: Exchange<C, ApiTypes>;
+  readonly endpoint: Endpoint;
+  readonly build: (apiKey: string) => UpstreamRequest;
+}
+
+async function prepare<C extends ApiTypes>(
+  surface: Surface<C>,
+  target: Target,
+  parsed: ParsedRequest<C['request']>,
+  raw: Buffer,
+  req: IncomingMessage,
+  key: VirtualKey,
+  interaction: Interaction,
+  deps: SurfaceDeps,
+): Promise<Prepared<C>> {
+  const outbound = outboundRequest(surface.api, target, parsed, raw);
+  const route = deps.router.route(surface.api, target.apis);
+  const exchange = translate(route, outbound.request);
+  let body = upstreamBody(route, target.provider, exchange, outbound.raw);
+  if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
+  const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
+  let endpoint = target.endpoints[route.target.name];
+  if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
+  if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
+  const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
+  return { outbound, route, exchange, endpoint, build };
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
