@@ -318,8 +318,6 @@ async function callTargets<C extends ApiTypes>(
   const cancel = interaction.context.cancel;
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
   const timeoutMs = key.timeoutMs ?? deps.upstream.policy.timeoutMs;
-  /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
-  const laterAvailable = (i: number): boolean => order.some((other, j) => j > i && !other.keys.allCooling() && other.breaker.state() !== 'open');
   let tried = 0;
   /** The last target's failure, passed on when no other target can serve. */
   let failure: unknown = null;
@@ -330,12 +328,17 @@ async function callTargets<C extends ApiTypes>(
       continue;
     }
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
-    const last = !several || !laterAvailable(i);
+    const last = !several || !laterAvailable(order, i);
     let outcome: 'success' | 'failure' | null = null;
     try {
       let prepared: Prepared<C>;
       try {
-        prepared = await prepare(surface, target, parsed, raw, req, key, interaction, deps);
+        prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
+        // Passing through, the surface may check the request first (Responses: whose stored response it continues).
+        if (prepared.route.translation.identity && surface.passThrough !== undefined) {
+          const body = await surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, interaction, deps });
+          prepared = { ...prepared, body };
+        }
       } catch (err) {
         // A target the request cannot go to (a parameter it has no translation for) after another
         // failed: passed over, and the earlier failure stands.
@@ -350,16 +353,17 @@ async function callTargets<C extends ApiTypes>(
       interaction.droppedTools = prepared.exchange.droppedTools ?? [];
       if (several) res.setHeader('x-gateway-provider', target.provider.name);
       const attempts = interaction.attempts.length;
-      const moveOn = (): boolean => !last && !cancel.cancelled && performance.now() < deadline;
       try {
         // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
         const retries = last ? deps.upstream.policy.retries : 0;
-        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, prepared.build, cancel, interaction, deadline, timeoutMs, retries);
+        const { body, passed, route } = prepared;
+        const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
+        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries);
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
         if (several && key.fallbackOn.has(upstream.status)) {
           outcome = 'failure';
-          if (moveOn()) {
+          if (!last && !cancel.cancelled && performance.now() < deadline) {
             interaction.targetOutcome(target, 'failed');
             // Kept (its error body is small) in case no other target can serve after all.
             const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
@@ -375,7 +379,7 @@ async function callTargets<C extends ApiTypes>(
         if (!several || !movable) throw err;
         outcome = 'failure';
         interaction.targetOutcome(target, 'failed');
-        if (!moveOn()) throw err;
+        if (last || cancel.cancelled || performance.now() >= deadline) throw err;
         failure = err;
       }
     } finally {
@@ -389,36 +393,43 @@ async function callTargets<C extends ApiTypes>(
   throw failure ?? new GatewayError(503, 'Every target of this virtual key is cooling down after failures; try again shortly.', { code: 'targets_unavailable' });
 }
 
+/** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
+function laterAvailable(order: readonly Target[], i: number): boolean {
+  for (let j = i + 1; j < order.length; j++) {
+    const other = order[j] as Target;
+    if (!other.keys.allCooling() && other.breaker.state() !== 'open') return true;
+  }
+  return false;
+}
+
 /** A request made ready for one target: its own (model map, output cap), translated where it must be, with its endpoint. */
 interface Prepared<C extends ApiTypes> {
   readonly outbound: Outbound<C>;
   readonly route: Route<C>;
   readonly exchange: Exchange<C, ApiTypes>;
+  readonly body: Buffer | string;
+  readonly passed: Record<string, string> | undefined;
   readonly endpoint: Endpoint;
-  readonly build: (apiKey: string) => UpstreamRequest;
 }
 
-async function prepare<C extends ApiTypes>(
+function prepare<C extends ApiTypes>(
   surface: Surface<C>,
   target: Target,
   parsed: ParsedRequest<C['request']>,
   raw: Buffer,
   req: IncomingMessage,
-  key: VirtualKey,
   interaction: Interaction,
   deps: SurfaceDeps,
-): Promise<Prepared<C>> {
+): Prepared<C> {
   const outbound = outboundRequest(surface.api, target, parsed, raw);
   const route = deps.router.route(surface.api, target.apis);
   const exchange = translate(route, outbound.request);
-  let body = upstreamBody(route, target.provider, exchange, outbound.raw);
-  if (route.translation.identity && surface.passThrough !== undefined) body = await surface.passThrough({ request: outbound.request, body, key, interaction, deps });
+  const body = upstreamBody(route, target.provider, exchange, outbound.raw);
   const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
   let endpoint = target.endpoints[route.target.name];
   if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
   if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
-  const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-  return { outbound, route, exchange, endpoint, build };
+  return { outbound, route, exchange, body, passed, endpoint };
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
