@@ -60,8 +60,9 @@ export function stateless<C extends ApiTypes, T extends ApiTypes>(parts: {
 }
 
 export function identity<A extends ApiTypes>(): Translation<A, A> {
-  const pass = { response: (response: A['response']) => response, stream: () => (item: Parameters<StreamTranslator<A['event'], A['event']>>[0]) => [item] };
-  return { identity: true, exchange: (request) => ({ request, ...pass }) };
+  const response = (answer: A['response']): A['response'] => answer;
+  const stream = () => (item: Parameters<StreamTranslator<A['event'], A['event']>>[0]) => [item];
+  return { identity: true, exchange: (request) => ({ request, response, stream }) };
 }
 
 /** C → H → T as one translation. */

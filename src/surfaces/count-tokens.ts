@@ -6,7 +6,7 @@
  * requests per minute (as zero tokens: counting generates nothing), logged and measured; errors
  * have Anthropic's shape.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
@@ -19,14 +19,11 @@ import { targetFor } from '../policy/routing.js';
 import type { Target } from '../policy/target.js';
 import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
-import { callWithRetries } from '../upstream/call.js';
 import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
-import { readAll } from '../upstream/read.js';
-import { KeyScrubber } from '../upstream/scrub.js';
 import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
 import { anthropicCredential, anthropicHeaders, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
-import { checkModel, shallow, type SurfaceDeps } from './surface.js';
+import { callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
 
 const ANSWER_LIMIT = 1024 * 1024;
 
@@ -40,21 +37,10 @@ function lacksCountTokens(status: number, body: Buffer): boolean {
   return !/\bmodel\b/i.test(parseUpstreamError(body).message ?? '');
 }
 
-interface ProviderAnswer {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-async function askProvider(target: Target, endpoint: Endpoint, body: Buffer | string, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<ProviderAnswer> {
-  const context = interaction.context;
+function askProvider(target: Target, endpoint: Endpoint, body: Buffer | string, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
   const passed = anthropicHeaders(req.headers);
   const build = (apiKey: string) => ({ body, headers: { ...messagesTarget.authHeaders(apiKey), ...passed } });
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, withQuery(endpoint, context.query), build, context.cancel, interaction);
-  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
-  const answer = await readAll(upstream.body, { limit: ANSWER_LIMIT, truncate: false, cancel: context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
-  interaction.upstreamEndedAt = performance.now();
-  return { status: upstream.status, headers: upstream.headers, body: answer };
+  return callWhole(target, withQuery(endpoint, interaction.context.query), build, ANSWER_LIMIT, interaction, deps);
 }
 
 /** The provider's count, or null when it has none (the estimate stands in). */

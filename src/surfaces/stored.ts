@@ -3,7 +3,6 @@
  * adds: a virtual key only reaches the responses it created (policy/response-owners.ts). Used by
  * the create route (`previous_response_id`) and by the id routes.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError, invalidRequest } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { responsesTarget } from '../formats/responses/index.js';
@@ -11,12 +10,9 @@ import type { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { targetFor } from '../policy/routing.js';
 import { OWNER_FIELD, ownerOf, ownerTag } from '../policy/response-owners.js';
-import { callWithRetries } from '../upstream/call.js';
 import { upstreamError } from '../upstream/errors.js';
-import { readAll } from '../upstream/read.js';
-import { KeyScrubber } from '../upstream/scrub.js';
 import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
-import type { SurfaceDeps } from './surface.js';
+import { callWhole, type SurfaceDeps, type WholeAnswer } from './surface.js';
 
 /** A stored response (with its output) is read whole: this is far more than any answer. */
 const STORED_LIMIT = 64 * 1024 * 1024;
@@ -24,11 +20,7 @@ const STORED_LIMIT = 64 * 1024 * 1024;
 /** OpenAI's own metadata limit: the owner tag takes one of its 16 pairs. */
 const MAX_METADATA_PAIRS = 16;
 
-export interface StoredAnswer {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
+export type StoredAnswer = WholeAnswer;
 
 /** The key's Responses endpoint; a key whose provider is reached through translation stores nothing. */
 export function responsesEndpoint(key: VirtualKey): Endpoint {
@@ -52,14 +44,8 @@ export async function callStored(
   deps: SurfaceDeps,
 ): Promise<StoredAnswer> {
   const endpoint = withQuery(withSubpath(responsesEndpoint(key), suffix), query);
-  const target = targetFor(key, 'responses');
-  const cancel = interaction.context.cancel;
   const build = (apiKey: string) => ({ method, body, headers: responsesTarget.authHeaders(apiKey) });
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
-  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
-  const answer = await readAll(upstream.body, { limit: STORED_LIMIT, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
-  interaction.upstreamEndedAt = performance.now();
-  return { status: upstream.status, headers: upstream.headers, body: answer };
+  return callWhole(targetFor(key, 'responses'), endpoint, build, STORED_LIMIT, interaction, deps);
 }
 
 /** A failed answer as the client's error (the real key out of it). */

@@ -266,7 +266,8 @@ export function shallow<T>(work: () => T): T {
 
 /** The request in the target's API, and the way back for its answer. */
 export function translate<C extends ApiTypes>(route: Route<C>, request: C['request']): Exchange<C, ApiTypes> {
-  return shallow(() => route.translation.exchange(request));
+  // Passing through translates nothing: nothing to guard.
+  return route.translation.identity ? route.translation.exchange(request) : shallow(() => route.translation.exchange(request));
 }
 
 /**
@@ -430,6 +431,23 @@ function prepare<C extends ApiTypes>(
   if (endpoint === undefined) throw new Error(`${target.provider.name} has no endpoint for ${route.target.name}`);
   if (route.translation.identity) endpoint = withQuery(endpoint, interaction.context.query);
   return { outbound, route, exchange, body, passed, endpoint };
+}
+
+/** A provider's whole answer to a request that is not a generation (a count, a stored response). */
+export interface WholeAnswer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** One such request to `target` (its real keys in turn, retries), its answer read whole and scrubbed of the real key. */
+export async function callWhole(target: Target, endpoint: Endpoint, build: (apiKey: string) => UpstreamRequest, limit: number, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
+  const cancel = interaction.context.cancel;
+  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
+  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
+  const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
+  interaction.upstreamEndedAt = performance.now();
+  return { status: upstream.status, headers: upstream.headers, body };
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
