@@ -30,8 +30,10 @@ export interface Config {
   workers: number;
   /** Reload keys when the file changes (false: only on SIGHUP). */
   keysWatch: boolean;
-  /** Budget usage, kept across restarts; null = in memory only. */
+  /** Spend per key (budgets), kept across restarts; null = in memory only. */
   stateFile: string | null;
+  /** Prices added to or replacing the built-in table; null = the built-in table alone. */
+  pricesFile: string | null;
   /** Origins browsers may call from (`*` = any); empty = CORS off. */
   corsOrigins: string[];
 }
@@ -131,6 +133,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: workers(text('GATEWAY_WORKERS')),
     keysWatch: keysWatch !== 'off',
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
+    pricesFile: text('PRICES_FILE') ?? null,
     corsOrigins: corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -16,6 +16,8 @@ import { KeyStore } from './policy/key-store.js';
 import type { VirtualKey } from './policy/keys.js';
 import type { Limiter } from './policy/limits.js';
 import { createGatewayServer, type GatewayServer } from './server/server.js';
+import { Prices } from './prices/prices.js';
+import type { PriceTable } from './prices/table.js';
 import { SlotList } from './slot-list.js';
 import type { Cancellation } from './upstream/cancel.js';
 import { HttpClient } from './upstream/http-client.js';
@@ -23,6 +25,8 @@ import { HttpClient } from './upstream/http-client.js';
 export interface InstanceOptions {
   readonly config: Config;
   readonly keys: VirtualKey[];
+  /** The price table (the built-in one with PRICES_FILE over it). */
+  readonly prices: PriceTable;
   /** The keys file, for reloads (null in a cluster worker: its primary reloads, and sends the keys). */
   readonly keyFile: KeyFile | null;
   readonly sinks: LogSink[];
@@ -45,8 +49,8 @@ export interface Instance {
    * With `onlyIfChanged`, a file whose text is what was loaded last is left alone, silently.
    */
   reloadKeys(why: string, onlyIfChanged: boolean): Promise<void>;
-  /** Swaps in keys validated elsewhere (a cluster worker gets them from its primary). */
-  useKeys(keys: VirtualKey[]): void;
+  /** Swaps in keys and prices validated elsewhere (a cluster worker gets them from its primary). */
+  useKeys(loaded: { keys: VirtualKey[]; prices: PriceTable }): void;
   /** Reopens the log file (after rotation). */
   reopenLog(): void;
   /** This process's metrics as plain data. */
@@ -106,6 +110,7 @@ async function drain(server: GatewayServer, timeoutMs: number, signal: string): 
 export function createInstance(options: InstanceOptions): Instance {
   const { config } = options;
   const keys = new KeyStore(options.keys);
+  const prices = new Prices(options.prices);
   const log = new InteractionLog(options.sinks);
   const metrics = new Metrics();
   const inFlight = new SlotList<Cancellation>();
@@ -130,6 +135,7 @@ export function createInstance(options: InstanceOptions): Instance {
     maxBodyBytes: config.maxBodyBytes,
     upstream: { client, policy: config.upstream },
     owners: new ResponseOwners(),
+    prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,
     metricsOpen: isLoopback(config.host),
@@ -140,7 +146,10 @@ export function createInstance(options: InstanceOptions): Instance {
   const reloadKeys = async (why: string, onlyIfChanged: boolean): Promise<void> => {
     if (options.keyFile === null) return;
     const result = await options.keyFile.reload(why, { onlyIfChanged });
-    if (result.outcome === 'reloaded') keys.replace(result.keys);
+    if (result.outcome === 'reloaded') {
+      keys.replace(result.keys);
+      prices.replace(result.prices);
+    }
     if (result.outcome !== 'unchanged') metrics.keyReload(result.outcome === 'reloaded' ? 'ok' : 'error');
   };
 
@@ -159,7 +168,10 @@ export function createInstance(options: InstanceOptions): Instance {
     log,
     snapshot,
     reloadKeys,
-    useKeys: (list) => keys.replace(list),
+    useKeys: (loaded) => {
+      keys.replace(loaded.keys);
+      prices.replace(loaded.prices);
+    },
     reopenLog: () => log.reopen(),
     shutdown,
     listen: () =>

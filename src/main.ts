@@ -9,8 +9,8 @@ import { createInstance, listenFailure } from './instance.js';
 import { createSinks } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { KeyFile, watchKeyFile } from './policy/key-file.js';
-import { KeyFileError } from './policy/keys.js';
-import { BudgetStore, LimitState, type Limiter } from './policy/limits.js';
+import { ConfigFileError } from './config-file-error.js';
+import { LimitState, localLimiter, SpendStore } from './policy/limits.js';
 import { registry } from './providers/index.js';
 
 function fatal(message: string): never {
@@ -33,23 +33,22 @@ async function main(): Promise<void> {
 
   let opened: Awaited<ReturnType<typeof KeyFile.open>>;
   try {
-    opened = await KeyFile.open(config.keysFile, registry);
+    opened = await KeyFile.open(config.keysFile, registry, config.pricesFile);
   } catch (err) {
-    if (err instanceof KeyFileError) fatal(`cannot start: ${err.message}`);
+    if (err instanceof ConfigFileError) fatal(`cannot start: ${err.message}`);
     throw err;
   }
-  const { file: keyFile, keys } = opened;
+  const { file: keyFile, keys, prices } = opened;
   if (config.metricsToken === null && !isLoopback(config.host)) {
     warn('GET /metrics answers 403 on this address until METRICS_TOKEN is set (without one it is served only on a loopback GATEWAY_HOST)');
   }
   const sinks = await createSinks(config);
-  const budgets = new BudgetStore(config.stateFile);
-  await budgets.load();
-  const limits = new LimitState(budgets);
-  if (config.workers > 1) return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, budgets });
+  const spend = new SpendStore(config.stateFile);
+  await spend.load();
+  const limits = new LimitState(spend);
+  if (config.workers > 1) return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, spend });
 
-  const limiter: Limiter = { admit: (key, estimate) => limits.admit(key, estimate), record: (key, tokens, reserved) => limits.record(key, tokens, reserved) };
-  const instance = createInstance({ config, keys, keyFile, sinks, limiter });
+  const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter: localLimiter(limits) });
   let address: string;
   try {
     address = await instance.listen();
@@ -63,11 +62,14 @@ async function main(): Promise<void> {
     instance.reopenLog();
     void instance.reloadKeys('SIGHUP', false);
   });
-  if (config.keysWatch) watchKeyFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
+  if (config.keysWatch) {
+    watchKeyFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
+    if (config.pricesFile !== null) watchKeyFile(config.pricesFile, () => void instance.reloadKeys('prices changed', true));
+  }
   const stop = (signal: string): void => {
     void instance
       .shutdown(signal)
-      .then(() => budgets.save())
+      .then(() => spend.save())
       .then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

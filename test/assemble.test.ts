@@ -22,7 +22,7 @@ describe('CompletionAssembler', () => {
     add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
     add({ ...base, choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } });
     assert.equal(watch.complete, true);
-    assert.deepEqual(watch.usage(), { input: 9, output: 3, cacheRead: 0, cacheWrite: 0, reasoning: 0 });
+    assert.deepEqual(watch.usage(), { input: 9, output: 3, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     assert.deepEqual(assembler.result(), {
       id: 'chatcmpl-1',
       object: 'chat.completion',

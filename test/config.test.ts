@@ -20,6 +20,7 @@ describe('loadConfig', () => {
       workers: 1,
       keysWatch: true,
       stateFile: 'logs/gateway_state.json',
+      pricesFile: null,
       corsOrigins: [],
     });
   });
@@ -44,6 +45,7 @@ describe('loadConfig', () => {
       UPSTREAM_RETRY_MAX_DELAY_MS: '5000',
       UPSTREAM_TOTAL_TIMEOUT_MS: '9000',
       STATE_FILE: 'off',
+      PRICES_FILE: 'prices.json',
       CORS_ORIGINS: 'https://app.example.com, http://localhost:3000/',
     });
     assert.deepEqual(config, {
@@ -61,6 +63,7 @@ describe('loadConfig', () => {
       workers: 3,
       keysWatch: false,
       stateFile: null,
+      pricesFile: 'prices.json',
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
     });
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());

@@ -201,7 +201,7 @@ describe('token budget', () => {
     }
     const state = readFileSync(stateFile, 'utf8');
     assert.doesNotMatch(state, /vk_budget/, 'the state file knows keys by digest only');
-    assert.match(state, /"used": 36/);
+    assert.match(state, /"tokens": 36/);
     const second = await startGateway({ keys, env, logFile: env.LOG_FILE });
     try {
       const still = await chat(second.url, 'vk_budget', ask());
@@ -454,7 +454,7 @@ describe('limits under pressure', () => {
     for (let i = 0; i < 6; i++) statuses.push((await chat(gateway.url, 'vk', ask())).status);
     assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429], '18 tokens each: the third passes at 36 < 50, then the budget is used');
     assert.equal(await gateway.stop('SIGTERM'), 0);
-    assert.match(readFileSync(join(dir, 'logs', 'gateway_state.json'), 'utf8'), /"used": 54/);
+    assert.match(readFileSync(join(dir, 'logs', 'gateway_state.json'), 'utf8'), /"tokens": 54/);
   });
 });
 

@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyStore } from '../src/policy/key-store.js';
-import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile } from '../src/policy/keys.js';
+import { ConfigFileError } from '../src/config-file-error.js';
+import { keyWarnings, loadKeyFileText, parseKeyFile } from '../src/policy/keys.js';
 import { registry as providers } from '../src/providers/index.js';
 
 const loadKeyFile = async (file: string, registry: typeof providers) => (await loadKeyFileText(file, registry)).keys;
@@ -13,11 +14,11 @@ function problems(text: string): string[] {
   try {
     parseKeyFile(text, 'keys.json', providers);
   } catch (err) {
-    assert.ok(err instanceof KeyFileError);
+    assert.ok(err instanceof ConfigFileError);
     assert.equal(err.file, 'keys.json');
     return err.problems;
   }
-  assert.fail('expected a KeyFileError');
+  assert.fail('expected a ConfigFileError');
 }
 
 describe('parseKeyFile', () => {
@@ -273,7 +274,7 @@ describe('parseKeyFile', () => {
       parseKeyFile('{"virtual_keys":{"a":{"provider":"x"},"b":{"provider":"y"}}}', 'my-keys.json', providers);
       assert.fail('expected an error');
     } catch (err) {
-      assert.ok(err instanceof KeyFileError);
+      assert.ok(err instanceof ConfigFileError);
       assert.match(err.message, /^my-keys\.json: 4 problems:\n {2}- virtual key #1 \(…\)/);
     }
   });
@@ -283,7 +284,7 @@ describe('loadKeyFile', () => {
   it('explains how to create a missing file from keys.example.json', async () => {
     const file = join(tempDir(), 'keys.json');
     await assert.rejects(loadKeyFile(file, providers), (err: unknown) => {
-      assert.ok(err instanceof KeyFileError);
+      assert.ok(err instanceof ConfigFileError);
       assert.match(err.message, /file not found/);
       assert.match(err.message, /cp keys\.example\.json/);
       return true;
@@ -318,7 +319,7 @@ describe('key file JSON errors', () => {
       parseKeyFile('{\n  "virtual_keys": {\n    "vk": {"provider": "openai", "api_key": "sk-SECRET"},,\n  }\n}', 'keys.json', providers);
       assert.fail('expected an error');
     } catch (err) {
-      assert.ok(err instanceof KeyFileError);
+      assert.ok(err instanceof ConfigFileError);
       assert.match(err.message, /not valid JSON \(line 3, column \d+\)/);
       assert.doesNotMatch(err.message, /SECRET/);
     }

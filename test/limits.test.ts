@@ -7,8 +7,9 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyPool } from '../src/policy/key-pool.js';
-import { KeyFileError, modelAllowlist, parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
-import { BudgetStore, formatDuration, LimitState, periodEnd, periodId, type KeyLimits } from '../src/policy/limits.js';
+import { ConfigFileError } from '../src/config-file-error.js';
+import { modelAllowlist, parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
+import { formatDuration, LimitState, periodEnd, periodId, SpendStore, type Charge, type KeyLimits, type Spend } from '../src/policy/limits.js';
 import { backoffMs, retryAfterMs } from '../src/upstream/call.js';
 import { registry as providers } from '../src/providers/index.js';
 import { tempDir } from './support/gateway.js';
@@ -23,7 +24,7 @@ function problems(entry: Record<string, unknown>): string[] {
   try {
     keyFile(entry);
   } catch (err) {
-    assert.ok(err instanceof KeyFileError);
+    assert.ok(err instanceof ConfigFileError);
     return err.problems;
   }
   assert.fail('expected problems');
@@ -34,7 +35,7 @@ describe('keys.json controls', () => {
     const key = keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b'], models: ['gpt-4o-mini', 'gpt-4.1-*'], rate_limit: { requests_per_minute: 60, tokens_per_minute: 1000 }, budget: { max_tokens: 50000, period: 'month' } });
     assert.deepEqual(key.targets[0]?.keys.apiKeys, ['sk-a', 'sk-b']);
     assert.deepEqual(key.rateLimit, { requestsPerMinute: 60, tokensPerMinute: 1000 });
-    assert.deepEqual(key.budget, { maxTokens: 50000, period: 'month' });
+    assert.deepEqual(key.budget, { maxTokens: 50000, maxUsd: null, period: 'month' });
     assert.equal(key.models?.allows('gpt-4.1-nano'), true);
     assert.equal(key.models?.allows('gpt-4o'), false);
     assert.match(key.digest, /^[A-Za-z0-9+/]{43}=$/);
@@ -73,6 +74,10 @@ describe('keys.json controls', () => {
   });
 });
 
+/** A charge of tokens only, and a request that used that many tokens (no price). */
+const tok = (tokens: number): Charge => ({ tokens, usd: 0 });
+const spent = (tokens: number, usd = 0): Spend => ({ tokens, usd, usage: null, unpriced: false });
+
 const limits = (rate: { rpm?: number; tpm?: number } | null, budget: KeyLimits['budget'] = null): KeyLimits => ({
   digest: 'd1',
   rateLimit: rate === null ? null : { requestsPerMinute: rate.rpm ?? null, tokensPerMinute: rate.tpm ?? null },
@@ -81,11 +86,11 @@ const limits = (rate: { rpm?: number; tpm?: number } | null, budget: KeyLimits['
 
 describe('rate limits', () => {
   it('admits requests_per_minute requests, then refuses with retry-after and OpenAI headers, and refills', () => {
-    const state = new LimitState(new BudgetStore(null));
+    const state = new LimitState(new SpendStore(null));
     const key = limits({ rpm: 3 });
     const t = 1_000_000;
-    for (let i = 0; i < 3; i++) assert.equal(state.admit(key, 0, t, t).error, null);
-    const refused = state.admit(key, 0, t, t);
+    for (let i = 0; i < 3; i++) assert.equal(state.admit(key, tok(0), t, t).error, null);
+    const refused = state.admit(key, tok(0), t, t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.code, 'rate_limit_exceeded');
     assert.equal(refused.error?.type, 'requests');
@@ -93,46 +98,46 @@ describe('rate limits', () => {
     assert.equal(refused.headers['x-ratelimit-limit-requests'], '3');
     assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
     assert.equal(refused.headers['x-ratelimit-reset-requests'], '1m0s');
-    assert.equal(state.admit(key, 0, t + 19_000, t + 19_000).error?.status, 429);
-    const later = state.admit(key, 0, t + 20_000, t + 20_000);
+    assert.equal(state.admit(key, tok(0), t + 19_000, t + 19_000).error?.status, 429);
+    const later = state.admit(key, tok(0), t + 20_000, t + 20_000);
     assert.equal(later.error, null);
     assert.equal(later.headers['x-ratelimit-remaining-requests'], '0');
   });
 
   it('counts tokens of answered requests against tokens_per_minute', () => {
-    const state = new LimitState(new BudgetStore(null));
+    const state = new LimitState(new SpendStore(null));
     const key = limits({ tpm: 30 });
     const t = 5_000_000;
-    assert.equal(state.admit(key, 0, t, t).error, null);
-    state.record(key, 18, 0, t, t);
-    const second = state.admit(key, 0, t, t);
+    assert.equal(state.admit(key, tok(0), t, t).error, null);
+    state.record(key, spent(18), tok(0), t, t);
+    const second = state.admit(key, tok(0), t, t);
     assert.equal(second.error, null, '12 tokens left: admitted');
     assert.equal(second.headers['x-ratelimit-remaining-tokens'], '12');
-    state.record(key, 18, 0, t, t);
-    const third = state.admit(key, 0, t, t);
+    state.record(key, spent(18), tok(0), t, t);
+    const third = state.admit(key, tok(0), t, t);
     assert.equal(third.error?.type, 'tokens');
     assert.equal(third.error?.headers['retry-after'], '14', '7 tokens to regain at 0.5/s');
-    assert.equal(state.admit(key, 0, t + 14_000, t + 14_000).error, null);
+    assert.equal(state.admit(key, tok(0), t + 14_000, t + 14_000).error, null);
   });
 
   it('reserves the estimate of requests in flight, and settles it with what they used', () => {
-    const state = new LimitState(new BudgetStore(null));
-    const key = limits({ tpm: 100 }, { maxTokens: 100, period: 'total' });
+    const state = new LimitState(new SpendStore(null));
+    const key = limits({ tpm: 100 }, { maxTokens: 100, maxUsd: null, period: 'total' });
     const t = 9_000_000;
-    for (let i = 0; i < 2; i++) assert.equal(state.admit(key, 50, t, t).error, null);
-    assert.equal(state.admit(key, 50, t, t).error?.status, 429, 'two requests in flight already hold 100 tokens');
-    state.record(key, 10, 50, t, t);
-    state.record(key, 10, 50, t, t);
-    assert.equal(state.admit(key, 50, t, t).error, null, 'they used 20: room again');
+    for (let i = 0; i < 2; i++) assert.equal(state.admit(key, tok(50), t, t).error, null);
+    assert.equal(state.admit(key, tok(50), t, t).error?.status, 429, 'two requests in flight already hold 100 tokens');
+    state.record(key, spent(10), tok(50), t, t);
+    state.record(key, spent(10), tok(50), t, t);
+    assert.equal(state.admit(key, tok(50), t, t).error, null, 'they used 20: room again');
   });
 
   it('caps token debt at one minute, so one huge answer does not lock a key for an hour', () => {
-    const state = new LimitState(new BudgetStore(null));
+    const state = new LimitState(new SpendStore(null));
     const key = limits({ tpm: 1000 });
     const t = 7_000_000;
-    state.admit(key, 0, t, t);
-    state.record(key, 100_000, 0, t, t);
-    assert.equal(state.admit(key, 0, t, t).error?.headers['retry-after'], '61', 'about a minute to refill, not 99');
+    state.admit(key, tok(0), t, t);
+    state.record(key, spent(100_000), tok(0), t, t);
+    assert.equal(state.admit(key, tok(0), t, t).error?.headers['retry-after'], '61', 'about a minute to refill, not 99');
   });
 
   it('formats durations the way OpenAI does', () => {
@@ -143,19 +148,19 @@ describe('rate limits', () => {
 
 describe('budgets', () => {
   it('refuse once the period\'s tokens are used, until the period resets', () => {
-    const state = new LimitState(new BudgetStore(null));
-    const key = limits(null, { maxTokens: 100, period: 'day' });
+    const state = new LimitState(new SpendStore(null));
+    const key = limits(null, { maxTokens: 100, maxUsd: null, period: 'day' });
     const t = Date.parse('2026-11-28T20:00:00Z');
-    assert.equal(state.admit(key, 0, t).error, null);
-    state.record(key, 60, 0, t);
-    assert.equal(state.admit(key, 0, t).error, null);
-    state.record(key, 60, 0, t);
-    const refused = state.admit(key, 0, t);
+    assert.equal(state.admit(key, tok(0), t).error, null);
+    state.record(key, spent(60), tok(0), t);
+    assert.equal(state.admit(key, tok(0), t).error, null);
+    state.record(key, spent(60), tok(0), t);
+    const refused = state.admit(key, tok(0), t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.code, 'budget_exceeded');
     assert.match(refused.error?.message ?? '', /120 of 100 tokens, this day.*resets at 2026-11-29T00:00:00.000Z/);
     assert.equal(refused.error?.headers['retry-after'], String(4 * 3600));
-    assert.equal(state.admit(key, 0, Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
+    assert.equal(state.admit(key, tok(0), Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
   });
 
   it('know their periods', () => {
@@ -163,28 +168,28 @@ describe('budgets', () => {
     assert.deepEqual([periodId('day', now), periodId('month', now), periodId('total', now)], ['day:2026-12-31', 'month:2026-12', 'total']);
     assert.equal(periodEnd('month', now)?.toISOString(), '2027-01-01T00:00:00.000Z');
     assert.equal(periodEnd('total', now), null);
-    const state = new LimitState(new BudgetStore(null));
-    const key = limits(null, { maxTokens: 1, period: 'total' });
-    state.record(key, 5, 0);
-    assert.equal(state.admit(key, 0).error?.headers['retry-after'], undefined, 'a total budget does not reset');
+    const state = new LimitState(new SpendStore(null));
+    const key = limits(null, { maxTokens: 1, maxUsd: null, period: 'total' });
+    state.record(key, spent(5), tok(0));
+    assert.equal(state.admit(key, tok(0)).error?.headers['retry-after'], undefined, 'a total budget does not reset');
   });
 
   it('survive a restart: written atomically to a 0600 file holding digests, not keys', async () => {
     const dir = tempDir();
     const file = join(dir, 'state', 'gateway_state.json');
-    const store = new BudgetStore(file);
+    const store = new SpendStore(file);
     const now = new Date('2026-11-28T10:00:00Z');
-    store.add('digest-A', 'month', 700, now);
-    store.add('digest-A', 'month', 300, now);
+    store.add('digest-A', 'month', spent(700), now);
+    store.add('digest-A', 'month', spent(300), now);
     await store.save();
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.deepEqual(readdirSync(join(dir, 'state')), ['gateway_state.json'], 'no temporary file left');
-    const again = new BudgetStore(file);
+    const again = new SpendStore(file);
     await again.load();
-    assert.equal(again.used('digest-A', 'month', now), 1000);
-    assert.equal(again.used('digest-A', 'month', new Date('2026-12-01T00:00:00Z')), 0, 'a new month');
+    assert.equal(again.current('digest-A', 'month', now).tokens, 1000);
+    assert.equal(again.current('digest-A', 'month', new Date('2026-12-01T00:00:00Z')).tokens, 0, 'a new month');
     assert.match(readFileSync(file, 'utf8'), /"month:2026-11"/);
-    const missing = new BudgetStore(join(dir, 'nope.json'));
+    const missing = new SpendStore(join(dir, 'nope.json'));
     await missing.load();
     assert.equal(existsSync(join(dir, 'nope.json')), false);
   });
@@ -193,7 +198,7 @@ describe('budgets', () => {
     const dir = tempDir();
     const file = join(dir, 'gateway_state.json');
     writeFileSync(file, '{"version":1,"budgets":{"d":{"period":"total","us');
-    const store = new BudgetStore(file);
+    const store = new SpendStore(file);
     await store.load();
     const aside = readdirSync(dir).find((name) => name.startsWith('gateway_state.json.corrupt-'));
     assert.ok(aside !== undefined, 'kept aside');

@@ -15,6 +15,7 @@ const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   duration_ms: 1,
   stream: false,
   usage: null,
+  cost_usd: 0,
   request,
   response: null,
   upstream: null,

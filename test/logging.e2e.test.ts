@@ -50,7 +50,7 @@ describe('interactions log', () => {
     const id = String(reply.headers['x-request-id']);
     const entry = await waitForEntry(gateway.logFile, id);
     assert.deepEqual(Object.keys(entry), [
-      'timestamp', 'request_id', 'virtual_key', 'key_name', 'provider', 'model', 'method', 'path', 'status', 'duration_ms', 'stream', 'usage', 'request', 'response', 'upstream',
+      'timestamp', 'request_id', 'virtual_key', 'key_name', 'provider', 'model', 'method', 'path', 'status', 'duration_ms', 'stream', 'usage', 'cost_usd', 'request', 'response', 'upstream',
     ]);
     assert.ok(Math.abs(Date.parse(entry.timestamp) - Date.now()) < 60_000);
     assert.match(entry.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
@@ -66,6 +66,9 @@ describe('interactions log', () => {
     assert.deepEqual(entry.request, hello);
     assert.deepEqual(entry.response, reply.json);
     assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+    // gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens.
+    assert.equal(entry.cost_usd, (11 * 0.15 + 7 * 0.6) / 1e6);
+    assert.equal(reply.headers['x-gateway-cost-usd'], String(entry.cost_usd));
     assert.deepEqual(entry.response.usage, reply.json.usage, "the provider's own usage, in the answer");
     assert.equal(entry.upstream.status, 200);
     assert.match(entry.upstream.request_id, /^req_/);
@@ -163,7 +166,7 @@ describe('real keys never leave the gateway', () => {
 
 describe('log destinations', () => {
   it('LOG_FILE=off writes no file and LOG_CONSOLE=off keeps stdout empty', async () => {
-    const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off' } });
+    const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off', STATE_FILE: 'off' } });
     try {
       assert.equal((await chat(quiet.url, 'vk', hello)).status, 200);
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -173,7 +176,7 @@ describe('log destinations', () => {
     } finally {
       await quiet.stop();
     }
-    // Not at shutdown either: with no budget there is no state to keep.
+    // Not at shutdown either: with STATE_FILE=off too, spend is kept in memory only.
     assert.deepEqual(readdirSync(quiet.dir), ['keys.json']);
   });
 

@@ -12,6 +12,8 @@ const observation = (overrides: Partial<RequestObservation> = {}): RequestObserv
   overheadSeconds: 0.0004,
   targets: [],
   fallbacks: 0,
+  upstreamModel: 'gpt-4o',
+  costUsd: 0,
   promptTokens: 10,
   completionTokens: 5,
   ...overrides,

@@ -117,7 +117,7 @@ describe('chat stream pass-through', () => {
   it('holds the usage chunk back from a client that did not ask for it, but still counts it and hands it to the log', () => {
     const hidden = pipeline(false);
     assert.equal(hidden.event(event(usageChunk)).text, '');
-    assert.deepEqual(hidden.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 });
+    assert.deepEqual(hidden.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     assert.deepEqual((hidden.response() as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
     assert.equal(pipeline(true).event(event(usageChunk)).text, `data: ${usageChunk}\n\n`);
   });
@@ -160,7 +160,7 @@ describe('openai response', () => {
     const body = Buffer.from('\n\n{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}},"system_fingerprint":"fp"}');
     const answer = chatTarget.parseResponse(body);
     assert.equal(answer.id, 'x');
-    assert.deepEqual(chatTarget.usage(answer), { input: 2, output: 2, cacheRead: 1, cacheWrite: 0, reasoning: 0 });
+    assert.deepEqual(chatTarget.usage(answer), { input: 2, output: 2, cacheRead: 1, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     assert.equal(route.translation.identity, true, 'passed through: the client gets these very bytes');
   });
 

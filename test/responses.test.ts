@@ -511,7 +511,7 @@ describe("a provider's Responses stream", () => {
     assert.deepEqual(items.map((item) => item.kind), ['event', 'event', 'event', 'event', 'event', 'end']);
     assert.equal(watch.answerId?.(), 'resp_pt');
     assert.equal(watch.complete, true);
-    assert.deepEqual(watch.usage(), { input: 30, cacheRead: 20, cacheWrite: 0, output: 8, reasoning: 3 });
+    assert.deepEqual(watch.usage(), { input: 30, cacheRead: 20, cacheWrite: 0, cacheWrite1h: 0, output: 8, reasoning: 3 });
     assert.equal(response.status, 'completed');
     assert.equal(response.id, 'resp_pt');
   });

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../src/policy/breaker.js';
-import { KeyFileError, parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
+import { ConfigFileError } from '../src/config-file-error.js';
+import { parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
 import { targetFor, targetOrder } from '../src/policy/routing.js';
 import { registry as providers } from '../src/providers/index.js';
 
@@ -18,7 +19,7 @@ function problems(keys: Record<string, unknown>): string[] {
   try {
     parse(keys);
   } catch (err) {
-    if (err instanceof KeyFileError) return err.problems;
+    if (err instanceof ConfigFileError) return err.problems;
     throw err;
   }
   return [];

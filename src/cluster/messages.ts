@@ -3,12 +3,13 @@
  */
 import type { MetricsSnapshot } from '../observe/metrics.js';
 import type { LogFormat } from '../observe/log.js';
-import type { Admission, KeyLimits } from '../policy/limits.js';
+import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/limits.js';
 
 export type ToPrimary =
   | { t: 'hello' }
-  | { t: 'admit'; id: number; key: KeyLimits; estimate: number }
-  | { t: 'record'; key: KeyLimits; tokens: number; reserved: number }
+  | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge }
+  | { t: 'record'; key: KeyLimits; spent: Spend; reserved: Charge }
+  | { t: 'report'; id: number; key: KeyLimits }
   | { t: 'ready'; address: string }
   /** The worker could not listen: `message` is the one line to print (once, by the primary). */
   | { t: 'listen-failed'; message: string }
@@ -17,10 +18,12 @@ export type ToPrimary =
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
 
 export type ToWorker =
-  | { t: 'keys'; text: string }
+  /** The keys file's text and PRICES_FILE's (null: none), as the primary accepted them. */
+  | { t: 'keys'; text: string; prices: string | null }
   | { t: 'snapshot'; id: number }
   | { t: 'metrics'; id: number; text: string }
-  | { t: 'admitted'; id: number; admission: Admission };
+  | { t: 'admitted'; id: number; admission: Admission }
+  | { t: 'reported'; id: number; report: KeyReport };
 
 /** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 export const SNAPSHOT_TIMEOUT_MS = 1000;

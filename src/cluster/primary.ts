@@ -11,7 +11,7 @@ import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFile, type KeyFile } from '../policy/key-file.js';
-import type { BudgetStore, LimitState } from '../policy/limits.js';
+import type { LimitState, SpendStore } from '../policy/limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -20,9 +20,9 @@ export interface PrimaryOptions {
   readonly keyFile: KeyFile;
   readonly keyCount: number;
   readonly sinks: LogSink[];
-  /** The authority over every key's rate limits and budgets, for all workers. */
+  /** The authority over every key's rate limits, budgets and spend, for all workers. */
   readonly limits: LimitState;
-  readonly budgets: BudgetStore;
+  readonly spend: SpendStore;
 }
 
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
@@ -55,7 +55,10 @@ class Primary {
       for (const sink of this.options.sinks) sink.reopen?.();
       void this.reload('SIGHUP', false);
     });
-    if (config.keysWatch) watchKeyFile(config.keysFile, () => void this.reload('file changed', true));
+    if (config.keysWatch) {
+      watchKeyFile(config.keysFile, () => void this.reload('file changed', true));
+      if (config.pricesFile !== null) watchKeyFile(config.pricesFile, () => void this.reload('prices changed', true));
+    }
     for (let i = 0; i < config.workers; i++) this.fork();
     await this.listening();
   }
@@ -83,11 +86,13 @@ class Primary {
     const { limits, sinks } = this.options;
     switch (message.t) {
       case 'hello':
-        return this.send(worker, { t: 'keys', text: this.options.keyFile.text });
+        return this.send(worker, { t: 'keys', text: this.options.keyFile.text, prices: this.options.keyFile.pricesText });
       case 'admit':
         return this.send(worker, { t: 'admitted', id: message.id, admission: limits.admit(message.key, message.estimate) });
       case 'record':
-        return limits.record(message.key, message.tokens, message.reserved);
+        return limits.record(message.key, message.spent, message.reserved);
+      case 'report':
+        return this.send(worker, { t: 'reported', id: message.id, report: limits.report(message.key) });
       case 'ready':
         this.ready.add(worker);
         this.failedStarts = 0;
@@ -144,13 +149,13 @@ class Primary {
     this.metrics.keyReload(result.outcome === 'reloaded' ? 'ok' : 'error');
     if (result.outcome !== 'reloaded') return;
     this.virtualKeys = result.keys.length;
-    for (const worker of this.workers()) this.send(worker, { t: 'keys', text: result.text });
+    for (const worker of this.workers()) this.send(worker, { t: 'keys', text: result.text, prices: result.pricesText });
   }
 
   private stop(signal: string, exitCode = 0, quiet = false): void {
     if (this.stopping) return;
     this.stopping = true;
-    const { config, sinks, budgets } = this.options;
+    const { config, sinks, spend } = this.options;
     if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
     for (const worker of this.workers()) worker.process.kill('SIGTERM');
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
@@ -160,7 +165,7 @@ class Primary {
     hardStop.unref();
     const check = (): void => {
       if (this.workers().length > 0) return;
-      const closing = Promise.all([...sinks.map((sink) => sink.close()), budgets.save()]);
+      const closing = Promise.all([...sinks.map((sink) => sink.close()), spend.save()]);
       void Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
     };
     cluster.on('exit', check);

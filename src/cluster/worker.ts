@@ -3,12 +3,13 @@
  * limits it decides, and whose /metrics asks it for the whole instance's.
  */
 import type { Config } from '../config.js';
+import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { formatsFor, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { renderPrometheus } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
-import type { Admission, Limiter } from '../policy/limits.js';
+import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
 import type { Registry } from '../providers/index.js';
 import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -62,8 +63,10 @@ interface PendingCheck {
 }
 
 /** Limits decided by the primary: one decision for the whole instance. */
-function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void } {
+function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void; reported: (id: number, report: KeyReport) => void } {
   let nextId = 1;
+  /** Usage reports asked of the primary (a few, by key holders): by id. */
+  const reports = new Map<number, (report: KeyReport | null) => void>();
   // The primary answers each worker's checks in the order they were sent (it decides each one as it
   // arrives), so the checks waiting form a queue. Not a Map: one entry added and removed per
   // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
@@ -87,8 +90,21 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
           pending.push(entry);
           send({ t: 'admit', id: entry.id, key, estimate });
         }),
-      record: (key, tokens, reserved) => send({ t: 'record', key, tokens, reserved }),
+      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved }),
+      report: (key) =>
+        new Promise((resolve, reject) => {
+          const id = nextId++;
+          const timer = setTimeout(() => reports.get(id)?.(null), ADMIT_TIMEOUT_MS);
+          reports.set(id, (report) => {
+            clearTimeout(timer);
+            reports.delete(id);
+            if (report === null) reject(new GatewayError(503, 'The usage of this virtual key could not be read in time; try again.', { code: 'usage_unavailable' }));
+            else resolve(report);
+          });
+          send({ t: 'report', id, key });
+        }),
     },
+    reported: (id, report) => reports.get(id)?.(report),
     answered: (id, admission) => {
       // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
       // timer lets it through.
@@ -101,19 +117,19 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
 /** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
   // Keys arrive as text the primary has validated; this parses them the same way.
-  const keyFile = new KeyFile(config.keysFile, registry, '', 0);
+  const keyFile = new KeyFile(config.keysFile, registry, config.pricesFile, '', null, 0);
   let nextId = 1;
   const waiting = new Map<number, (text: string) => void>();
   const limits = primaryLimiter();
   let instance: ReturnType<typeof createInstance> | null = null;
 
   // The first keys arrive as the answer to 'hello'; later ones are reloads.
-  const firstKeys = new Promise<string>((resolve) => {
+  const firstKeys = new Promise<{ text: string; prices: string | null }>((resolve) => {
     process.on('message', (message: unknown) => {
       if (!isMessage<ToWorker>(message)) return;
       if (message.t === 'keys') {
-        if (instance === null) resolve(message.text);
-        else instance.useKeys(keyFile.parse(message.text));
+        if (instance === null) resolve(message);
+        else instance.useKeys(keyFile.parse(message.text, message.prices));
       } else if (message.t === 'snapshot' && instance !== null) {
         send({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() });
       } else if (message.t === 'metrics') {
@@ -121,15 +137,19 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         waiting.delete(message.id);
       } else if (message.t === 'admitted') {
         limits.answered(message.id, message.admission);
+      } else if (message.t === 'reported') {
+        limits.reported(message.id, message.report);
       }
     });
   });
   send({ t: 'hello' });
-  const keys = keyFile.parse(await firstKeys);
+  const first = await firstKeys;
+  const { keys, prices } = keyFile.parse(first.text, first.prices);
 
   const created = createInstance({
     config,
     keys,
+    prices,
     keyFile: null,
     sinks: [new PrimarySink(formatsFor(config))],
     limiter: limits.limiter,

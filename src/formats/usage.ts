@@ -4,6 +4,7 @@
  *
  * - `input`: prompt tokens neither read from nor written to a cache (the base input rate);
  * - `cacheRead`, `cacheWrite`: prompt tokens read from / written to the provider's cache;
+ * - `cacheWrite1h`: the part of `cacheWrite` kept for an hour (Anthropic bills it higher than 5 minutes);
  * - `output`: every generated token, reasoning included (billed as output);
  * - `reasoning`: the part of `output` spent reasoning, where the provider says.
  */
@@ -12,6 +13,7 @@ export interface Usage {
   readonly output: number;
   readonly cacheRead: number;
   readonly cacheWrite: number;
+  readonly cacheWrite1h: number;
   readonly reasoning: number;
 }
 

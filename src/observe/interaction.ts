@@ -12,6 +12,7 @@ import type { RelayRecord } from '../upstream/relay.js';
 import type { LogEntry } from './log.js';
 import type { RequestObservation, TargetOutcome } from './metrics.js';
 import type { Target } from '../policy/target.js';
+import type { Price } from '../prices/table.js';
 
 /** Ids providers put on their answers: OpenAI `x-request-id`, Anthropic `request-id`, DeepSeek `x-ds-trace-id`. */
 const UPSTREAM_ID_HEADERS = ['x-request-id', 'request-id', 'x-ds-trace-id'] as const;
@@ -36,6 +37,10 @@ export class Interaction implements CallRecord, RelayRecord {
   response: unknown = null;
   /** The one normalised usage. */
   usage: Usage | null = null;
+  /** The price of the model the serving target was asked for (null: none in the table, or no target yet). */
+  price: Price | null = null;
+  /** What the request cost in USD, as charged to its key (null: tokens of a model without a price). */
+  costUsd: number | null = 0;
   error: GatewayError | null = null;
   status = 0;
   firstByteAt: number | null = null;
@@ -126,6 +131,8 @@ export class Interaction implements CallRecord, RelayRecord {
       completionTokens: usage === null ? 0 : usage.output,
       targets: this.targetOutcomes,
       fallbacks: this.fallbacks,
+      upstreamModel: this.upstreamModel ?? this.model ?? '',
+      costUsd: this.authenticated ? this.costUsd : 0,
     };
   }
 
@@ -164,6 +171,7 @@ export class Interaction implements CallRecord, RelayRecord {
       stream: this.stream,
       ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
       usage: this.usage === null ? null : toLoggedUsage(this.usage),
+      cost_usd: this.costUsd,
       request: this.request,
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },

@@ -28,6 +28,8 @@ export interface LogEntry {
   ttfb_ms?: number | null;
   /** The one normalised usage (the provider's own usage object stays inside `response`). */
   usage: LoggedUsage | null;
+  /** What the request cost in USD (the same figure its key's budget and spend count); null: tokens of a model without a price. */
+  cost_usd: number | null;
   /** The client's body (parsed; the raw text when it was not JSON). */
   request: unknown;
   /** What the client got; for streams the assembled `chat.completion`. */

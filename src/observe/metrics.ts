@@ -43,6 +43,8 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
   llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, skipped: circuit open or keys cooling).' },
   llm_gateway_fallbacks_total: { type: 'counter', help: 'Moves of a request to the next target of its key, by key name.' },
+  llm_gateway_cost_usd_total: { type: 'counter', help: 'Cost in USD of the tokens providers reported, by provider, key name and the model that served (from the price table).' },
+  llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
 };
 
 /** Beyond this many label sets per metric, new ones are folded into model="(other)": clients choose model names. */
@@ -73,6 +75,9 @@ export interface RequestObservation {
   targets: readonly TargetOutcome[];
   /** Moves to a next target. */
   fallbacks: number;
+  /** The model the provider was asked for (what is priced), and the request's cost in USD (null: tokens of a model without a price). */
+  upstreamModel: string;
+  costUsd: number | null;
 }
 
 export interface TargetOutcome {
@@ -105,6 +110,11 @@ function splitModelLabels(raw: string): Labels {
 function splitRequestLabels(raw: string): Labels {
   const [provider = '', keyName = '', model = '', status = ''] = raw.split(SEP);
   return { provider, key_name: keyName, model, status };
+}
+
+function splitUnpricedLabels(raw: string): Labels {
+  const [provider = '', model = ''] = raw.split(SEP);
+  return { provider, model };
 }
 
 function splitTargetLabels(raw: string): Labels {
@@ -170,6 +180,11 @@ export class Metrics {
     if (o.promptTokens > 0 || o.completionTokens > 0) {
       this.add('llm_gateway_prompt_tokens_total', byModel, o.promptTokens, splitModelLabels);
       this.add('llm_gateway_completion_tokens_total', byModel, o.completionTokens, splitModelLabels);
+    }
+    if (o.costUsd !== 0) {
+      const served = o.upstreamModel.includes(SEP) ? o.upstreamModel.replaceAll(SEP, ' ') : o.upstreamModel;
+      if (o.costUsd === null) this.add('llm_gateway_unpriced_requests_total', `${provider}${SEP}${served}`, 1, splitUnpricedLabels);
+      else this.add('llm_gateway_cost_usd_total', `${provider}${SEP}${o.keyName}${SEP}${served}`, o.costUsd, splitModelLabels);
     }
   }
 

@@ -1,16 +1,29 @@
 /**
- * The keys file over time: loaded at start, reloaded on change or SIGHUP, one reload at a time
- * and in order (the last reads the file as it finally is). A reload that finds the file invalid
- * keeps the keys in use and reports every problem; one that finds the text unchanged does nothing.
- * Used alike by a single process and by a cluster primary.
+ * The keys file (and the price overrides, PRICES_FILE, which go with it) over time: loaded at
+ * start, reloaded on change or SIGHUP, one reload at a time and in order (the last reads the files
+ * as they finally are). A reload that finds either file invalid keeps the keys and prices in use
+ * and reports every problem; one that finds both texts unchanged does nothing. Used alike by a
+ * single process and by a cluster primary.
  */
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Registry } from '../providers/index.js';
 import { warn } from '../observe/warn.js';
-import { KeyFileError, keyWarnings, loadKeyFileText, parseKeyFile, type VirtualKey } from './keys.js';
+import { ConfigFileError } from '../config-file-error.js';
+import { loadPrices, pricesWith } from '../prices/prices.js';
+import type { PriceTable } from '../prices/table.js';
+import { keyWarnings, loadKeyFileText, parseKeyFile, type VirtualKey } from './keys.js';
 
-export type ReloadResult = { readonly outcome: 'reloaded'; readonly keys: VirtualKey[]; readonly text: string } | { readonly outcome: 'unchanged' | 'failed' };
+/** What a keys file (and price overrides) hold: the keys and prices, and the texts they came from. */
+export interface Loaded {
+  readonly keys: VirtualKey[];
+  readonly prices: PriceTable;
+  readonly text: string;
+  /** null: no PRICES_FILE. */
+  readonly pricesText: string | null;
+}
+
+export type ReloadResult = ({ readonly outcome: 'reloaded' } & Loaded) | { readonly outcome: 'unchanged' | 'failed' };
 
 export interface ReloadOptions {
   /** A file whose text is what was loaded last is left alone, silently (a change event that changed nothing). */
@@ -25,21 +38,30 @@ export class KeyFile {
   constructor(
     readonly path: string,
     private readonly registry: Registry,
-    /** The text of the keys in use. */
+    /** PRICES_FILE (null: the built-in prices alone). */
+    readonly pricesPath: string | null,
+    /** The texts of the keys and prices in use. */
     public text: string,
+    public pricesText: string | null,
     private keyCount: number,
   ) {}
 
-  /** Loads and validates the file at start; throws KeyFileError listing every problem. */
-  static async open(path: string, registry: Registry): Promise<{ file: KeyFile; keys: VirtualKey[] }> {
-    const loaded = await loadKeyFileText(path, registry);
+  /** Loads and validates the files at start; throws ConfigFileError listing every problem. */
+  static async open(path: string, registry: Registry, pricesPath: string | null): Promise<{ file: KeyFile } & Loaded> {
+    const loaded = await KeyFile.read(path, registry, pricesPath);
     for (const warning of keyWarnings(loaded.keys)) warn(warning);
-    return { file: new KeyFile(path, registry, loaded.text, loaded.keys.length), keys: loaded.keys };
+    return { file: new KeyFile(path, registry, pricesPath, loaded.text, loaded.pricesText, loaded.keys.length), ...loaded };
   }
 
-  /** Keys from a text this file already accepted (a cluster worker gets them from its primary). */
-  parse(text: string): VirtualKey[] {
-    return parseKeyFile(text, this.path, this.registry);
+  private static async read(path: string, registry: Registry, pricesPath: string | null): Promise<Loaded> {
+    const prices = await loadPrices(pricesPath, Object.keys(registry));
+    const keys = await loadKeyFileText(path, registry);
+    return { keys: keys.keys, text: keys.text, prices: prices.table, pricesText: prices.text };
+  }
+
+  /** Keys and prices from texts this file already accepted (a cluster worker gets them from its primary). */
+  parse(text: string, pricesText: string | null): { keys: VirtualKey[]; prices: PriceTable } {
+    return { keys: parseKeyFile(text, this.path, this.registry), prices: pricesWith(pricesText, this.pricesPath, Object.keys(this.registry)) };
   }
 
   reload(why: string, options: ReloadOptions): Promise<ReloadResult> {
@@ -50,16 +72,18 @@ export class KeyFile {
   private async readAgain(why: string, options: ReloadOptions): Promise<ReloadResult> {
     const where = options.where === undefined ? '' : ` ${options.where}`;
     try {
-      const loaded = await loadKeyFileText(this.path, this.registry);
-      if (options.onlyIfChanged && loaded.text === this.text) return { outcome: 'unchanged' };
+      const loaded = await KeyFile.read(this.path, this.registry, this.pricesPath);
+      if (options.onlyIfChanged && loaded.text === this.text && loaded.pricesText === this.pricesText) return { outcome: 'unchanged' };
       this.text = loaded.text;
+      this.pricesText = loaded.pricesText;
       this.keyCount = loaded.keys.length;
-      warn(`keys reloaded (${why}): ${this.keyCount} virtual key${this.keyCount === 1 ? '' : 's'} in use${where}`);
+      const prices = this.pricesPath === null ? '' : ` and prices from ${this.pricesPath}`;
+      warn(`keys reloaded (${why}): ${this.keyCount} virtual key${this.keyCount === 1 ? '' : 's'}${prices} in use${where}`);
       for (const warning of keyWarnings(loaded.keys)) warn(warning);
-      return { outcome: 'reloaded', keys: loaded.keys, text: loaded.text };
+      return { outcome: 'reloaded', ...loaded };
     } catch (err) {
-      const message = err instanceof KeyFileError ? err.message : (err as Error).message;
-      warn(`keys NOT reloaded (${why}); still using the previous ${this.keyCount}:\n${message}`);
+      const message = err instanceof ConfigFileError ? err.message : (err as Error).message;
+      warn(`keys NOT reloaded (${why}); still using the previous ${this.keyCount}${this.pricesPath === null ? '' : ' and their prices'}:\n${message}`);
       return { outcome: 'failed' };
     }
   }

@@ -12,6 +12,7 @@ import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
+import { ConfigFileError } from '../config-file-error.js';
 
 /** A key's model names → the target's: exact names, then the longest matching `prefix*`, then `*`. */
 export interface ModelMap {
@@ -33,8 +34,10 @@ export interface RateLimit {
 
 export type BudgetPeriod = 'day' | 'month' | 'total';
 
+/** A budget in tokens, in USD, or both (whichever is reached first refuses). */
 export interface Budget {
-  readonly maxTokens: number;
+  readonly maxTokens: number | null;
+  readonly maxUsd: number | null;
   readonly period: BudgetPeriod;
 }
 
@@ -71,19 +74,6 @@ export interface VirtualKey {
   readonly budget: Budget | null;
 }
 
-export class KeyFileError extends Error {
-  constructor(
-    readonly file: string,
-    readonly problems: string[],
-  ) {
-    super(
-      problems.length === 1
-        ? `${file}: ${problems[0]}`
-        : `${file}: ${problems.length} problems:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
-    );
-    this.name = 'KeyFileError';
-  }
-}
 
 /** A target's fields: at the top of a key with one, in each of `targets` otherwise. */
 const TARGET_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'api', 'model_map', 'max_output_tokens'];
@@ -270,17 +260,22 @@ function parseRateLimit(value: unknown, where: string, problems: string[]): Rate
 
 function parseBudget(value: unknown, where: string, problems: string[]): Budget | null | undefined {
   if (value === undefined) return null;
+  const example = '{"max_usd": 50, "period": "month"} (or "max_tokens", or both)';
   if (!isRecord(value)) {
-    problems.push(`${where}: "budget" must be an object like {"max_tokens": 1000000, "period": "month"}`);
+    problems.push(`${where}: "budget" must be an object like ${example}`);
     return undefined;
   }
   const before = problems.length;
   for (const field of Object.keys(value)) {
-    if (field !== 'max_tokens' && field !== 'period') problems.push(`${where}: unknown field "budget.${field}" (known: max_tokens, period)`);
+    if (field !== 'max_tokens' && field !== 'max_usd' && field !== 'period') problems.push(`${where}: unknown field "budget.${field}" (known: max_tokens, max_usd, period)`);
   }
-  if (!isPositiveInteger(value.max_tokens)) problems.push(`${where}: "budget.max_tokens" must be a positive integer`);
+  const { max_tokens: maxTokens, max_usd: maxUsd } = value;
+  if (maxTokens === undefined && maxUsd === undefined) problems.push(`${where}: "budget" needs "max_tokens" or "max_usd", like ${example}`);
+  if (maxTokens !== undefined && !isPositiveInteger(maxTokens)) problems.push(`${where}: "budget.max_tokens" must be a positive integer`);
+  if (maxUsd !== undefined && (typeof maxUsd !== 'number' || !Number.isFinite(maxUsd) || maxUsd <= 0)) problems.push(`${where}: "budget.max_usd" must be a positive number of US dollars`);
   if (!PERIODS.includes(value.period as BudgetPeriod)) problems.push(`${where}: "budget.period" must be "day", "month" or "total"`);
-  return problems.length > before ? undefined : { maxTokens: value.max_tokens as number, period: value.period as BudgetPeriod };
+  if (problems.length > before) return undefined;
+  return { maxTokens: (maxTokens as number | undefined) ?? null, maxUsd: (maxUsd as number | undefined) ?? null, period: value.period as BudgetPeriod };
 }
 
 /** One target: a provider at a base URL with its real keys, APIs, model map and output limit. */
@@ -381,7 +376,7 @@ function parseFallbackOn(value: unknown, where: string, problems: string[]): Rea
   return new Set(value as number[]);
 }
 
-/** Validates the file's text and builds the keys; throws KeyFileError listing every problem. */
+/** Validates the file's text and builds the keys; throws ConfigFileError listing every problem. */
 export function parseKeyFile(text: string, file: string, registry: Readonly<Record<string, Provider>>): VirtualKey[] {
   let root: unknown;
   try {
@@ -389,9 +384,9 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   } catch (err) {
     // Only the position: newer V8 messages quote the text around it, which may be an api_key.
     const position = /position (\d+)/.exec((err as Error).message);
-    throw new KeyFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(text, Number(position[1]))})`]);
+    throw new ConfigFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(text, Number(position[1]))})`]);
   }
-  if (!isRecord(root)) throw new KeyFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
+  if (!isRecord(root)) throw new ConfigFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
 
   const problems: string[] = [];
   for (const field of Object.keys(root)) {
@@ -400,7 +395,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   const entries = root.virtual_keys;
   if (!isRecord(entries)) {
     problems.push('"virtual_keys" must be an object mapping each virtual key to {"provider", "api_key", "base_url"}');
-    throw new KeyFileError(file, problems);
+    throw new ConfigFileError(file, problems);
   }
   const names = Object.keys(entries);
   if (names.length === 0) problems.push('"virtual_keys" is empty: define at least one virtual key');
@@ -453,7 +448,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     }
     keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
-  if (problems.length > 0) throw new KeyFileError(file, problems);
+  if (problems.length > 0) throw new ConfigFileError(file, problems);
   return keys;
 }
 
@@ -525,12 +520,12 @@ export async function loadKeyFileText(file: string, registry: Readonly<Record<st
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new KeyFileError(file, [
+      throw new ConfigFileError(file, [
         `file not found (looked at ${resolve(file)}). Create it from the example: cp keys.example.json ${file}, ` +
           'then replace the placeholder api_key values with your provider keys (or set KEYS_FILE to another file).',
       ]);
     }
-    throw new KeyFileError(file, [`cannot be read (${(err as Error).message})`]);
+    throw new ConfigFileError(file, [`cannot be read (${(err as Error).message})`]);
   }
   return { keys: parseKeyFile(text, file, registry), text };
 }

@@ -1,12 +1,15 @@
 /**
  * Per-key limits, enforced before any upstream call: requests and tokens per minute (token
- * buckets that refill continuously), and token budgets per day, month or in total (persisted,
- * so a restart does not reset them). One `LimitState` is the authority: in the process itself,
- * or in the cluster primary for every worker, so a limit holds for the whole instance.
+ * buckets that refill continuously), and budgets in tokens and in USD per day, month or in total
+ * (persisted, so a restart does not reset them); and every key's spend in its period, which a key
+ * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
+ * primary for every worker, so a limit holds for the whole instance.
  */
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
+import type { Usage } from '../formats/usage.js';
+import { formatUsd } from '../prices/cost.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
 import { warn } from '../observe/warn.js';
 
@@ -15,6 +18,20 @@ export interface KeyLimits {
   readonly digest: string;
   readonly rateLimit: RateLimit | null;
   readonly budget: Budget | null;
+}
+
+/** Tokens and dollars: what a request holds while it runs, and what it is charged. */
+export interface Charge {
+  readonly tokens: number;
+  readonly usd: number;
+}
+
+export const NO_CHARGE: Charge = { tokens: 0, usd: 0 };
+
+/** What a finished request is charged: its usage as reported (null: an estimate, or none), and whether its model had no price. */
+export interface Spend extends Charge {
+  readonly usage: Usage | null;
+  readonly unpriced: boolean;
 }
 
 export interface Admission {
@@ -79,6 +96,13 @@ export function periodId(period: BudgetPeriod, now: Date): string {
   return 'total';
 }
 
+/** When the current period began (null for `total`). */
+export function periodStart(period: BudgetPeriod, now: Date): Date | null {
+  if (period === 'day') return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
+  if (period === 'month') return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  return null;
+}
+
 /** When the current period ends (null for `total`). */
 export function periodEnd(period: BudgetPeriod, now: Date): Date | null {
   if (period === 'day') return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1));
@@ -86,23 +110,59 @@ export function periodEnd(period: BudgetPeriod, now: Date): Date | null {
   return null;
 }
 
-interface BudgetUsage {
+/** The period a key's spend is counted in: its budget's, else the calendar month. */
+export function spendPeriod(key: KeyLimits): BudgetPeriod {
+  return key.budget?.period ?? 'month';
+}
+
+/** One key's spend in one period, as the state file holds it. */
+export interface KeySpend {
   period: string;
-  used: number;
+  requests: number;
+  /** Every token, as budgets count them. */
+  tokens: number;
+  usd: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  reasoning_tokens: number;
+  /** Requests that used tokens of a model without a price: `usd` leaves them out. */
+  unpriced_requests: number;
+}
+
+function emptySpend(period: string): KeySpend {
+  return { period, requests: 0, tokens: 0, usd: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 };
+}
+
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+/** An entry of the state file: version 2 (`keys`), or version 1 (`budgets`: tokens only, as `used`). */
+function readSpend(value: unknown): KeySpend | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const entry = value as Record<string, unknown>;
+  if (typeof entry.period !== 'string') return null;
+  const spend = emptySpend(entry.period);
+  spend.tokens = count(entry.tokens ?? entry.used);
+  for (const field of ['requests', 'usd', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens', 'unpriced_requests'] as const) spend[field] = count(entry[field]);
+  return spend;
 }
 
 /**
- * Tokens used per key and period, kept in a small JSON file (keys known by their digest, never
- * their value), written atomically (a temporary file renamed over the old one) at most once per
- * second and when the gateway stops.
+ * Spend per key and period (requests, tokens, USD), kept in a small JSON file (keys known by
+ * their digest, never their value), written atomically (a temporary file renamed over the old
+ * one) at most once per second and when the gateway stops. Reservations of requests in flight
+ * are kept in memory only.
  */
-export class BudgetStore {
-  private usage = new Map<string, BudgetUsage>();
-  /** Tokens reserved by requests still running (in memory only). */
-  private readonly reserved = new Map<string, number>();
+export class SpendStore {
+  private readonly spend = new Map<string, KeySpend>();
+  /** Tokens and dollars reserved by requests still running. */
+  private readonly reserved = new Map<string, { tokens: number; usd: number }>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
-  /** Usage changed since the last write. Nothing recorded, nothing written: no key with a budget, no file. */
+  /** Spend changed since the last write. Nothing recorded, nothing written: no request, no file. */
   private dirty = false;
 
   constructor(private readonly file: string | null) {}
@@ -117,44 +177,69 @@ export class BudgetStore {
       return;
     }
     try {
-      const parsed = JSON.parse(text) as { budgets?: Record<string, BudgetUsage> };
-      for (const [digest, usage] of Object.entries(parsed.budgets ?? {})) {
-        if (typeof usage?.period === 'string' && typeof usage.used === 'number') this.usage.set(digest, { period: usage.period, used: usage.used });
+      const parsed = JSON.parse(text) as { keys?: Record<string, unknown>; budgets?: Record<string, unknown> };
+      for (const [digest, entry] of Object.entries(parsed.keys ?? parsed.budgets ?? {})) {
+        const spend = readSpend(entry);
+        if (spend !== null) this.spend.set(digest, spend);
       }
     } catch {
-      // Kept aside, not overwritten: an operator can restore the usage it held.
+      // Kept aside, not overwritten: an operator can restore the spend it held.
       const aside = `${this.file}.corrupt-${Date.now()}`;
       await rename(this.file, aside).catch(() => {});
       warn(`WARNING: the state file ${this.file} is not valid JSON; it was moved to ${aside} and budgets start from zero until it is restored`);
     }
   }
 
-  /** Used plus reserved by requests in flight: what admission compares with the budget. */
-  committed(digest: string, period: BudgetPeriod, now: Date): number {
-    return this.used(digest, period, now) + (this.reserved.get(digest) ?? 0);
+  /** The key's spend in the current period (a fresh one when the period turned). */
+  current(digest: string, period: BudgetPeriod, now: Date): KeySpend {
+    const id = periodId(period, now);
+    const spend = this.spend.get(digest);
+    return spend !== undefined && spend.period === id ? spend : emptySpend(id);
   }
 
-  reserve(digest: string, tokens: number): void {
-    if (tokens > 0) this.reserved.set(digest, (this.reserved.get(digest) ?? 0) + tokens);
+  /** Held by requests in flight. */
+  held(digest: string): Charge {
+    return this.reserved.get(digest) ?? NO_CHARGE;
   }
 
-  release(digest: string, tokens: number): void {
-    if (tokens <= 0) return;
+  reserve(digest: string, charge: Charge): void {
+    if (charge.tokens <= 0 && charge.usd <= 0) return;
+    const held = this.reserved.get(digest);
+    if (held === undefined) this.reserved.set(digest, { tokens: charge.tokens, usd: charge.usd });
+    else {
+      held.tokens += charge.tokens;
+      held.usd += charge.usd;
+    }
+  }
+
+  release(digest: string, charge: Charge): void {
     // Kept at zero rather than deleted (one entry per budgeted key): a delete and a set per
     // request would make V8 replace the Map's table every few requests (see slot-list.ts).
-    this.reserved.set(digest, Math.max(0, (this.reserved.get(digest) ?? 0) - tokens));
+    const held = this.reserved.get(digest);
+    if (held === undefined) return;
+    held.tokens = Math.max(0, held.tokens - charge.tokens);
+    held.usd = Math.max(0, held.usd - charge.usd);
   }
 
-  used(digest: string, period: BudgetPeriod, now: Date): number {
-    const usage = this.usage.get(digest);
-    return usage !== undefined && usage.period === periodId(period, now) ? usage.used : 0;
-  }
-
-  add(digest: string, period: BudgetPeriod, tokens: number, now: Date): void {
+  add(digest: string, period: BudgetPeriod, spent: Spend, now: Date): void {
     const id = periodId(period, now);
-    const usage = this.usage.get(digest);
-    if (usage !== undefined && usage.period === id) usage.used += tokens;
-    else this.usage.set(digest, { period: id, used: tokens });
+    let spend = this.spend.get(digest);
+    if (spend === undefined || spend.period !== id) {
+      spend = emptySpend(id);
+      this.spend.set(digest, spend);
+    }
+    spend.requests++;
+    spend.tokens += spent.tokens;
+    spend.usd += spent.usd;
+    const usage = spent.usage;
+    if (usage !== null) {
+      spend.input_tokens += usage.input;
+      spend.output_tokens += usage.output;
+      spend.cache_read_tokens += usage.cacheRead;
+      spend.cache_write_tokens += usage.cacheWrite;
+      spend.reasoning_tokens += usage.reasoning;
+    }
+    if (spent.unpriced) spend.unpriced_requests++;
     this.dirty = true;
     this.timer ??= setTimeout(() => void this.save(), 1000);
   }
@@ -166,7 +251,7 @@ export class BudgetStore {
     const file = this.file;
     if (file === null || !this.dirty) return this.writing;
     this.dirty = false;
-    const text = `${JSON.stringify({ version: 1, budgets: Object.fromEntries(this.usage) }, null, 2)}\n`;
+    const text = `${JSON.stringify({ version: 2, keys: Object.fromEntries(this.spend) }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
       const temporary = `${file}.${process.pid}.tmp`;
       try {
@@ -184,7 +269,7 @@ export class BudgetStore {
         // Tried again with the next change or at shutdown; a half-written temporary file is not left behind.
         this.dirty = true;
         await unlink(temporary).catch(() => {});
-        warn(`cannot write the state file ${file} (${(err as Error).message}); budget usage since the last write would be lost at a restart`);
+        warn(`cannot write the state file ${file} (${(err as Error).message}); spend since the last write would be lost at a restart`);
       }
     });
     return this.writing;
@@ -201,11 +286,42 @@ function rateError(kind: 'requests' | 'tokens', limit: number, retryMs: number, 
   };
 }
 
+/** A rate bucket as a key holder sees it. */
+export interface BucketState {
+  readonly limit: number;
+  readonly remaining: number;
+  /** Seconds until it is full again. */
+  readonly reset_seconds: number;
+}
+
+/** A key's spend, budget and rate-limit state, as `GET /v1/usage` reports it: plain data (it crosses from a cluster primary). */
+export interface KeyReport {
+  readonly period: BudgetPeriod;
+  readonly periodStart: string | null;
+  readonly periodEnd: string | null;
+  readonly spend: KeySpend;
+  /** Held by its requests in flight. */
+  readonly inFlight: Charge;
+  readonly budget: Budget | null;
+  readonly requestsPerMinute: BucketState | null;
+  readonly tokensPerMinute: BucketState | null;
+}
+
+function budgetError(message: string, end: Date | null, now: number): Admission['error'] {
+  return {
+    status: 429,
+    message,
+    type: 'insufficient_quota',
+    code: 'budget_exceeded',
+    headers: end === null ? {} : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - now) / 1000))) },
+  };
+}
+
 /** The authority over every key's limits. */
 export class LimitState {
   private readonly buckets = new Map<string, { requests: Bucket | null; tokens: Bucket | null }>();
 
-  constructor(private readonly budgets: BudgetStore) {}
+  constructor(private readonly spend: SpendStore) {}
 
   private bucketsFor(key: KeyLimits, now: number): { requests: Bucket | null; tokens: Bucket | null } {
     let entry = this.buckets.get(key.digest);
@@ -227,33 +343,38 @@ export class LimitState {
     return entry;
   }
 
-  /**
-   * Admits a request (counting it, and reserving `estimate` tokens against tokens per minute and
-   * the budget until its answer is recorded) or refuses it with the limit it hit. `now` is the
-   * wall clock, for budget periods; rate buckets run on the monotonic clock.
-   */
-  admit(key: KeyLimits, estimate = 0, now = Date.now(), tick = performance.now()): Admission {
-    const headers: Record<string, string> = {};
-    if (key.budget !== null) {
-      const date = new Date(now);
-      const used = this.budgets.committed(key.digest, key.budget.period, date);
-      if (used >= key.budget.maxTokens) {
-        const end = periodEnd(key.budget.period, date);
-        const when = key.budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
-        return {
-          headers,
-          error: {
-            status: 429,
-            message: `This virtual key has used its token budget (${used} of ${key.budget.maxTokens} tokens, ${key.budget.period === 'total' ? 'in total' : `this ${key.budget.period}`}); ${when}.`,
-            type: 'insufficient_quota',
-            code: 'budget_exceeded',
-            headers: end === null ? {} : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - now) / 1000))) },
-          },
-        };
-      }
+  /** The refusal of a key whose budget is spent (with what requests in flight hold), or null. */
+  private overBudget(key: KeyLimits, now: number): Admission['error'] {
+    const budget = key.budget;
+    if (budget === null) return null;
+    const date = new Date(now);
+    const spent = this.spend.current(key.digest, budget.period, date);
+    const held = this.spend.held(key.digest);
+    const end = periodEnd(budget.period, date);
+    const when = budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
+    const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
+    const tokens = spent.tokens + held.tokens;
+    if (budget.maxTokens !== null && tokens >= budget.maxTokens) {
+      return budgetError(`This virtual key has used its token budget (${tokens} of ${budget.maxTokens} tokens, ${span}); ${when}.`, end, now);
     }
+    const usd = spent.usd + held.usd;
+    if (budget.maxUsd !== null && usd >= budget.maxUsd) {
+      return budgetError(`This virtual key has used its budget (${formatUsd(usd)} of ${formatUsd(budget.maxUsd)} spent ${span}); ${when}.`, end, now);
+    }
+    return null;
+  }
+
+  /**
+   * Admits a request (counting it, and reserving `estimate` against tokens per minute and the
+   * budget until its answer is recorded) or refuses it with the limit it hit. `now` is the wall
+   * clock, for budget periods; rate buckets run on the monotonic clock.
+   */
+  admit(key: KeyLimits, estimate: Charge = NO_CHARGE, now = Date.now(), tick = performance.now()): Admission {
+    const headers: Record<string, string> = {};
+    const refused = this.overBudget(key, now);
+    if (refused !== null) return { headers, error: refused };
     if (key.rateLimit === null) {
-      if (key.budget !== null) this.budgets.reserve(key.digest, estimate);
+      if (key.budget !== null) this.spend.reserve(key.digest, estimate);
       return { headers, error: null };
     }
     const { requests, tokens } = this.bucketsFor(key, tick);
@@ -278,33 +399,60 @@ export class LimitState {
       return { headers, error: rateError('tokens', tokens.limit, tokens.msUntil(1), headers) };
     }
     if (requests !== null) requests.take(1);
-    if (tokens !== null) tokens.take(estimate);
-    if (key.budget !== null) this.budgets.reserve(key.digest, estimate);
+    if (tokens !== null) tokens.take(estimate.tokens);
+    if (key.budget !== null) this.spend.reserve(key.digest, estimate);
     describe();
     return { headers, error: null };
   }
 
-  /** Tokens a request used (its answer's usage, or an estimate): the reservation is settled with them. */
-  record(key: KeyLimits, usedTokens: number, reserved = 0, now = Date.now(), tick = performance.now()): void {
+  /** What a request was charged (its usage, or an estimate): its reservation is settled with it, its key's spend grows. */
+  record(key: KeyLimits, spent: Spend, reserved: Charge = NO_CHARGE, now = Date.now(), tick = performance.now()): void {
     if (key.rateLimit?.tokensPerMinute != null) {
       const tokens = this.bucketsFor(key, tick).tokens;
-      if (tokens !== null) tokens.take(usedTokens - reserved);
+      if (tokens !== null) tokens.take(spent.tokens - reserved.tokens);
     }
-    if (key.budget !== null) {
-      this.budgets.release(key.digest, reserved);
-      if (usedTokens > 0) this.budgets.add(key.digest, key.budget.period, usedTokens, new Date(now));
-    }
+    if (key.budget !== null) this.spend.release(key.digest, reserved);
+    this.spend.add(key.digest, spendPeriod(key), spent, new Date(now));
+  }
+
+  /** The key's spend in its period, its budget and its rate buckets (nothing about other keys). */
+  report(key: KeyLimits, now = Date.now(), tick = performance.now()): KeyReport {
+    const date = new Date(now);
+    const period = spendPeriod(key);
+    const bucket = (b: Bucket | null): BucketState | null =>
+      b === null ? null : { limit: b.limit, remaining: Math.max(0, Math.floor(b.level)), reset_seconds: Math.ceil(b.msUntil(b.limit)) / 1000 };
+    const buckets = key.rateLimit === null ? { requests: null, tokens: null } : this.bucketsFor(key, tick);
+    return {
+      period,
+      periodStart: periodStart(period, date)?.toISOString() ?? null,
+      periodEnd: periodEnd(period, date)?.toISOString() ?? null,
+      spend: { ...this.spend.current(key.digest, period, date) },
+      inFlight: { ...this.spend.held(key.digest) },
+      budget: key.budget,
+      requestsPerMinute: bucket(buckets.requests),
+      tokensPerMinute: bucket(buckets.tokens),
+    };
   }
 }
 
 /** How a serving process reaches the authority: directly, or over IPC in a cluster worker. */
 export interface Limiter {
-  /** `estimate`: tokens to reserve while the request runs (its prompt and max_tokens). */
-  admit(key: KeyLimits, estimate: number): Admission | Promise<Admission>;
-  record(key: KeyLimits, usedTokens: number, reserved: number): void;
+  /** `estimate`: what to reserve while the request runs (its prompt and output limit, in tokens and at its model's price). */
+  admit(key: KeyLimits, estimate: Charge): Admission | Promise<Admission>;
+  record(key: KeyLimits, spent: Spend, reserved: Charge): void;
+  report(key: KeyLimits): KeyReport | Promise<KeyReport>;
 }
 
 /** Only the fields the authority needs, so nothing else (the real keys) crosses to another process. */
 export function limitsOf(key: { digest: string; rateLimit: RateLimit | null; budget: Budget | null }): KeyLimits {
   return { digest: key.digest, rateLimit: key.rateLimit, budget: key.budget };
+}
+
+/** A Limiter over a LimitState in this process. */
+export function localLimiter(state: LimitState): Limiter {
+  return {
+    admit: (key, estimate) => state.admit(key, estimate),
+    record: (key, spent, reserved) => state.record(key, spent, reserved),
+    report: (key) => state.report(key),
+  };
 }

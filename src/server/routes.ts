@@ -14,6 +14,7 @@ import { serveModels } from '../surfaces/models.js';
 import { serveCompact, serveInputTokens, serveStoredResponse, storedRouteOf } from '../surfaces/response-routes.js';
 import { responsesSurface } from '../surfaces/responses.js';
 import { serveSurface, type SurfaceDeps } from '../surfaces/surface.js';
+import { serveUsage } from '../surfaces/usage.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { sendError, sendJson } from './http.js';
 
@@ -37,7 +38,7 @@ export interface RouteDeps extends SurfaceDeps {
 export const BROWSER_PATHS: ReadonlySet<string> = new Set([
   '/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/responses', '/v1/responses',
   '/responses/input_tokens', '/v1/responses/input_tokens', '/responses/compact', '/v1/responses/compact', '/responses/{id}', '/v1/responses/{id}', '/responses/{id}/cancel',
-  '/v1/responses/{id}/cancel', '/responses/{id}/input_items', '/v1/responses/{id}/input_items', '/models', '/v1/models',
+  '/v1/responses/{id}/cancel', '/responses/{id}/input_items', '/v1/responses/{id}/input_items', '/models', '/v1/models', '/usage', '/v1/usage',
 ]);
 
 function sinceArrival(context: RequestContext): number {
@@ -88,6 +89,7 @@ export function createRoutes(deps: RouteDeps): Routes {
   const stored: Handler = (req, res, context) => serveStoredResponse(req, res, context, deps);
   const countTokens: Handler = (req, res, context) => serveCountTokens(req, res, context, deps);
   const models: Handler = (req, res, context) => serveModels(req, res, context, deps);
+  const usage: Handler = (req, res, context) => serveUsage(req, res, context, deps);
   return new Map([
     ['/chat/completions', new Map([['*', chat]])],
     ['/v1/chat/completions', new Map([['*', chat]])],
@@ -103,6 +105,8 @@ export function createRoutes(deps: RouteDeps): Routes {
     ]),
     ['/models', new Map([['GET', models]])],
     ['/v1/models', new Map([['GET', models]])],
+    ['/usage', new Map([['GET', usage]])],
+    ['/v1/usage', new Map([['GET', usage]])],
     ['/healthz', new Map([['GET', healthHandler(deps)]])],
     ['/metrics', new Map([['GET', metricsHandler(deps)]])],
   ]);

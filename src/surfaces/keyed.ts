@@ -10,6 +10,7 @@ import { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendJson } from '../server/http.js';
+import { NO_CHARGE, type Charge } from '../policy/limits.js';
 import { admit, answerFailure, authenticateRequest, recordRequest, settle, type SurfaceDeps } from './surface.js';
 
 export interface KeyedRoute {
@@ -40,7 +41,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   const headers = route.answerHeaders?.(context);
   if (headers !== undefined) for (const name in headers) res.setHeader(name, headers[name] as string);
   let key: VirtualKey | null = null;
-  let reserved = -1;
+  let reserved: Charge | null = null;
   try {
     if (!route.methods.includes(context.method)) {
       const allowed = route.methods.join(', ');
@@ -52,7 +53,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
       key: owner,
       interaction,
       admit: async () => {
-        if (owner.rateLimit !== null || owner.budget !== null) reserved = await admit(deps.limiter, owner, 0, res);
+        reserved = owner.rateLimit !== null || owner.budget !== null ? await admit(deps.limiter, owner, NO_CHARGE, res) : NO_CHARGE;
       },
     });
     if (context.cancel.cancelled) throw context.cancel.reason;
@@ -63,7 +64,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   } catch (err) {
     answerFailure(err, req, res, interaction, route.errorBody);
   } finally {
-    if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, 0);
+    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, 0, deps.prices);
     recordRequest(interaction, deps);
   }
 }

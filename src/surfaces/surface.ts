@@ -12,14 +12,16 @@ import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { Exchange } from '../formats/translation.js';
-import { totalTokens } from '../formats/usage.js';
+import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
 import { maskKey, type VirtualKey } from '../policy/keys.js';
-import { admissionError, limitsOf, type Limiter } from '../policy/limits.js';
+import { admissionError, limitsOf, NO_CHARGE, type Charge, type Limiter } from '../policy/limits.js';
+import { costUsd, estimateUsd } from '../prices/cost.js';
+import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { readBody, sendError, sendJson } from '../server/http.js';
@@ -45,6 +47,8 @@ export interface SurfaceDeps {
   readonly router: Router;
   /** Owners of stored responses this process knows (policy/response-owners.ts). */
   readonly owners: ResponseOwners;
+  /** What each model costs. */
+  readonly prices: Prices;
 }
 
 /** A request about to pass through, for a surface that checks or changes it. */
@@ -103,8 +107,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   const interaction = new Interaction(context);
   const cancel = context.cancel;
   let key: VirtualKey | null = null;
-  /** Tokens reserved at admission (-1: not admitted, nothing to settle), and the prompt's estimate. */
-  let reserved = -1;
+  /** What admission reserved (null: not admitted, nothing to settle), and the prompt's estimate in tokens. */
+  let reserved: Charge | null = null;
   let promptEstimate = 0;
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
@@ -119,12 +123,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     checkModel(key, parsed.model);
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
     promptEstimate = Math.ceil(raw.length / 4);
-    if (key.rateLimit !== null || key.budget !== null) {
-      // Requests in flight hold their prompt and output limit against the limits (the largest any target may be sent).
-      let output = 0;
-      for (const target of key.targets) output = Math.max(output, cappedOutput(target, parsed.maxOutputTokens));
-      reserved = await admit(deps.limiter, key, promptEstimate + output, res);
-    }
+    reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), res) : NO_CHARGE;
 
     const { target, route, exchange, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, res, interaction, deps);
     const apiKeys = target.keys.apiKeys;
@@ -148,7 +147,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
-    if (key !== null && reserved >= 0) settle(deps.limiter, key, interaction, reserved, promptEstimate);
+    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptEstimate, deps.prices);
     recordRequest(interaction, deps);
   }
 }
@@ -233,8 +232,33 @@ function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: 
   return parsed;
 }
 
+/**
+ * What a request holds against its key's limits while it runs: its prompt and output limit in
+ * tokens, and, for a budget in USD, their cost at its model's price (the largest any target may be
+ * sent). A key whose budget is in USD cannot use a model without a price: its spend could not be counted.
+ */
+function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: number, prices: Prices): Charge {
+  let tokens = 0;
+  let usd = 0;
+  for (const target of key.targets) {
+    const output = cappedOutput(target, parsed.maxOutputTokens);
+    tokens = Math.max(tokens, promptTokens + output);
+    if (key.budget?.maxUsd == null) continue;
+    const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
+    if (price === null) {
+      throw new GatewayError(403, `The model "${parsed.model}" has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
+        type: 'permission_error',
+        code: 'model_not_priced',
+        param: 'model',
+      });
+    }
+    usd = Math.max(usd, estimateUsd(price, promptTokens, output));
+  }
+  return { tokens, usd };
+}
+
 /** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
-export async function admit(limiter: Limiter, key: VirtualKey, estimate: number, res: ServerResponse): Promise<number> {
+export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge, res: ServerResponse): Promise<Charge> {
   const admission = await limiter.admit(limitsOf(key), estimate);
   for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
   const refused = admissionError(admission);
@@ -243,15 +267,25 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: number,
 }
 
 /**
- * Tokens count against the key's tokens per minute and budget: the answer's usage, or, for an
- * answer cut short (the client left, the stream failed), an estimate: the prompt plus one token
- * per streamed event. Dropping a stream before its usage does not make it free.
+ * What a request is charged, in tokens and USD (against tokens per minute, budgets and the key's
+ * spend): the answer's usage; or, for an answer cut short after it began (the client left, the
+ * stream failed), an estimate: the prompt plus one token per streamed event, since dropping a
+ * stream before its usage does not make it free; nothing for a refusal (providers do not bill
+ * them). The cost is null when tokens were used of a model without a price.
  */
-export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: number, promptEstimate: number): void {
-  let used = 0;
-  if (interaction.usage !== null) used = totalTokens(interaction.usage);
-  else if (interaction.upstreamStartedAt !== null) used = promptEstimate + interaction.streamedEvents;
-  limiter.record(limitsOf(key), used, reserved);
+export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Charge, promptEstimate: number, prices: Prices): void {
+  const reported = interaction.usage;
+  let usage: Usage | null = reported;
+  const status = interaction.upstreamStatus;
+  if (usage === null && status !== null && status >= 200 && status < 300) {
+    usage = { input: promptEstimate, output: interaction.streamedEvents, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+  }
+  const tokens = usage === null ? 0 : totalTokens(usage);
+  let usd: number | null = 0;
+  if (usage !== null && tokens > 0) usd = interaction.price === null ? null : costUsd(interaction.price, usage);
+  interaction.costUsd = usd;
+  if (usd === null) prices.unpriced(interaction.provider ?? '', interaction.upstreamModel ?? interaction.model ?? '');
+  limiter.record(limitsOf(key), { tokens, usd: usd ?? 0, usage: reported, unpriced: usd === null }, reserved);
 }
 
 /** JSON nested deeper than the stack allows cannot be translated or re-serialised: the client's problem. */
@@ -351,6 +385,7 @@ async function callTargets<C extends ApiTypes>(
       tried++;
       interaction.serving(target, several);
       interaction.upstreamModel = prepared.outbound.model;
+      interaction.price = deps.prices.price(target.provider.name, prepared.outbound.model);
       interaction.droppedTools = prepared.exchange.droppedTools ?? [];
       if (several) res.setHeader('x-gateway-provider', target.provider.name);
       const attempts = interaction.attempts.length;
@@ -453,8 +488,11 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
 function answerJson<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction): string | null {
   const answer = route.target.parseResponse(body);
-  interaction.usage = route.target.usage(answer);
+  const usage = route.target.usage(answer);
+  interaction.usage = usage;
   const response = exchange.response(answer);
+  // For clients that want it; a stream's cost is known only after its headers went (the log has it).
+  if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', String(costUsd(interaction.price, usage)));
   stampOverhead(res, interaction.overheadMs(performance.now()));
   // Passed through, the provider's own bytes (checked whole above) go on unchanged.
   sendJson(res, 200, route.translation.identity ? body : JSON.stringify(response));

@@ -56,7 +56,8 @@ export function messagesStreamWatch(): StreamWatch<MessagesEvent> {
   const merge = (usage: unknown): void => {
     if (!isRecord(usage)) return;
     raw ??= {};
-    for (const [field, value] of Object.entries(usage)) if (typeof value === 'number') raw[field] = value;
+    // Counts, and the split of cache writes by how long they are kept.
+    for (const [field, value] of Object.entries(usage)) if (typeof value === 'number' || field === 'cache_creation') raw[field] = value;
   };
   return {
     see(event) {

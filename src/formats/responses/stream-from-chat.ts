@@ -165,7 +165,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     start({}, out);
     close(out);
     // No usage from the provider: the prompt as estimated, one token per delta.
-    const counted: Usage = chatUsage(usage) ?? { input: Math.max(1, hints.promptTokens), output: Math.max(1, deltas), cacheRead: 0, cacheWrite: 0, reasoning: 0 };
+    const counted: Usage = chatUsage(usage) ?? { input: Math.max(1, hints.promptTokens), output: Math.max(1, deltas), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
     const response = finishedResponse(shell as unknown as ResponseObject, output, finish, counted);
     emit(out, response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
     out.push({ kind: 'end' });

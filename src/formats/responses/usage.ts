@@ -14,7 +14,7 @@ export function responsesUsage(raw: unknown): Usage | null {
   const outputDetails = isRecord(raw.output_tokens_details) ? raw.output_tokens_details : {};
   const cacheRead = Math.min(input, tokenCount(inputDetails.cached_tokens));
   const cacheWrite = Math.min(input - cacheRead, tokenCount(inputDetails.cache_write_tokens));
-  return { input: input - cacheRead - cacheWrite, output, cacheRead, cacheWrite, reasoning: Math.min(output, tokenCount(outputDetails.reasoning_tokens)) };
+  return { input: input - cacheRead - cacheWrite, output, cacheRead, cacheWrite, cacheWrite1h: 0, reasoning: Math.min(output, tokenCount(outputDetails.reasoning_tokens)) };
 }
 
 /** The gateway's usage → the Responses shape (what translated answers carry). */

@@ -1,0 +1,44 @@
+/**
+ * What a request cost in USD, from the one normalised usage and the price of the model that
+ * served it. Reasoning tokens are inside `output` (billed as output); cache reads and writes at
+ * their own rates; a prompt longer than a tier's threshold puts the whole request at that tier's
+ * rates (as Anthropic and OpenAI bill long context).
+ */
+import { promptTokens, type Usage } from '../formats/usage.js';
+import type { Price, Rates } from './table.js';
+
+/** The rates for a request whose prompt has `prompt` tokens. */
+export function ratesFor(price: Price, prompt: number): Rates {
+  let rates: Rates = price;
+  for (const tier of price.tiers) if (prompt > tier.aboveInputTokens) rates = tier;
+  return rates;
+}
+
+/** Dollars to ten decimal places: a token of the cheapest model is still visible, float noise is not. */
+function dollars(perMillion: number): number {
+  return Number((perMillion / 1_000_000).toFixed(10));
+}
+
+export function costUsd(price: Price, usage: Usage): number {
+  const rates = ratesFor(price, promptTokens(usage));
+  const write1h = Math.min(usage.cacheWrite1h, usage.cacheWrite);
+  return dollars(
+    usage.input * rates.input +
+      usage.cacheRead * rates.cacheRead +
+      (usage.cacheWrite - write1h) * rates.cacheWrite +
+      write1h * rates.cacheWrite1h +
+      usage.output * rates.output,
+  );
+}
+
+/** A request before (or without) its usage: `prompt` tokens at the input rate and `output` tokens. */
+export function estimateUsd(price: Price, prompt: number, output: number): number {
+  const rates = ratesFor(price, prompt);
+  return dollars(prompt * rates.input + output * rates.output);
+}
+
+/** Dollars for people: cents above a cent, two significant digits below. */
+export function formatUsd(value: number): string {
+  if (value === 0) return '$0';
+  return value >= 0.01 ? `$${value.toFixed(2)}` : `$${Number(value.toPrecision(2))}`;
+}

@@ -1,0 +1,253 @@
+/**
+ * Cost in USD end to end: `cost_usd` in the log and a header, metrics by key and model, unpriced
+ * models (warned once, counted), PRICES_FILE (validated at start, reloaded with the keys), budgets
+ * in USD that survive a restart, the usage route (each key sees only its own), with workers too,
+ * and `npm run usage` over the log the gateway wrote.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { chat, messages, request } from './support/http.js';
+import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-costKEY-1111';
+const DEEPSEEK_KEY = 'sk-costKEY-deepseek-2222';
+const ANTHROPIC_KEY = 'sk-ant-costKEY-3333';
+const ask = (model: string, extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'hi' }], ...extra });
+/** The mocks' usage: OpenAI 11 prompt and 7 completion tokens; Anthropic 25 input, 5 read from the cache, 12 output. */
+const GPT_4O_MINI = Number(((11 * 0.15 + 7 * 0.6) / 1e6).toFixed(10));
+const SONNET_4_5 = Number(((25 * 3 + 5 * 0.3 + 12 * 15) / 1e6).toFixed(10));
+
+let openai: MockUpstream;
+let deepseek: MockUpstream;
+let anthropic: AnthropicMock;
+
+before(async () => {
+  openai = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  deepseek = await startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY });
+  anthropic = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
+});
+after(async () => {
+  await openai?.close();
+  await deepseek?.close();
+  await anthropic?.close();
+});
+
+function metric(text: string, line: RegExp): number | null {
+  const found = text.split('\n').find((each) => line.test(each));
+  return found === undefined ? null : Number(found.split(' ').at(-1));
+}
+
+describe('cost per request', () => {
+  let gateway: GatewayProcess;
+  let pricesFile: string;
+  before(async () => {
+    const dir = tempDir();
+    pricesFile = join(dir, 'prices.json');
+    writeFileSync(pricesFile, JSON.stringify({ prices: { openai: { 'gpt-4.1-nano': { input: 0.05, output: 0.2, source: 'our contract', checked: '2026-11-30' } } } }));
+    gateway = await startGateway({
+      keys: {
+        virtual_keys: {
+          vk_team_a: { name: 'team-a', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 100 } },
+          vk_team_b: { name: 'team-b', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_usd: 10, max_tokens: 1000000, period: 'day' } },
+          vk_deepseek: { name: 'old-models', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl },
+        },
+      },
+      env: { LOG_CONSOLE: 'off', PRICES_FILE: pricesFile, GATEWAY_HOST: '127.0.0.1' },
+    });
+  });
+  after(async () => {
+    await gateway?.stop();
+  });
+
+  it('logs cost_usd from the usage and the price of the model that served, and sends it in a header', async () => {
+    const reply = await chat(gateway.url, 'vk_team_a', ask('gpt-4o-mini'));
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['x-gateway-cost-usd'], String(GPT_4O_MINI));
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.cost_usd, GPT_4O_MINI);
+  });
+
+  it('prices a stream after it ends: in the log, not in a header that went before the usage was known', async () => {
+    const reply = await messages(gateway.url, 'vk_team_b', { model: 'claude-sonnet-4-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['x-gateway-cost-usd'], undefined);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.cost_usd, SONNET_4_5, 'cache reads at their rate');
+  });
+
+  it('uses PRICES_FILE over the built-in table', async () => {
+    const reply = await chat(gateway.url, 'vk_team_a', ask('gpt-4.1-nano'));
+    assert.equal(reply.headers['x-gateway-cost-usd'], String(Number(((11 * 0.05 + 7 * 0.2) / 1e6).toFixed(10))));
+  });
+
+  it('logs null for a model without a price, warns once per model, counts it in metrics, and prices it after PRICES_FILE adds it and the keys reload', async () => {
+    const first = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
+    const second = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
+    assert.equal(first.status, 200);
+    assert.equal(first.headers['x-gateway-cost-usd'], undefined);
+    assert.equal((await waitForEntry(gateway.logFile, String(second.headers['x-request-id']))).cost_usd, null);
+    assert.equal(gateway.stderr().match(/no price for deepseek model "deepseek-chat"/g)?.length, 1, gateway.stderr());
+    const scraped = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.equal(metric(scraped, /^llm_gateway_unpriced_requests_total\{provider="deepseek",model="deepseek-chat"\}/), 2);
+
+    writeFileSync(pricesFile, JSON.stringify({ prices: { deepseek: { 'deepseek-chat': { input: 0.28, cache_read: 0.028, output: 0.42 } } } }));
+    gateway.child.kill('SIGHUP');
+    await waitFor(() => /keys reloaded \(SIGHUP\): 3 virtual keys and prices from/.test(gateway.stderr()), 'the reload');
+    const priced = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
+    assert.equal(priced.headers['x-gateway-cost-usd'], String(Number(((11 * 0.28 + 7 * 0.42) / 1e6).toFixed(10))));
+
+    writeFileSync(pricesFile, JSON.stringify({ prices: { deepseek: { 'deepseek-chat': { input: 'cheap', output: 0.42 } } } }));
+    gateway.child.kill('SIGHUP');
+    await waitFor(() => /keys NOT reloaded \(SIGHUP\); still using the previous 3 and their prices:\n.*prices\.json: deepseek "deepseek-chat": "input" must be a number/.test(gateway.stderr()), 'the refused reload');
+    const still = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
+    assert.equal(still.headers['x-gateway-cost-usd'], priced.headers['x-gateway-cost-usd'], 'the prices in use stay');
+  });
+
+  it('adds up cost per provider, key name and served model in llm_gateway_cost_usd_total, never naming a key', async () => {
+    const scraped = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.match(scraped, /# TYPE llm_gateway_cost_usd_total counter/);
+    assert.equal(metric(scraped, /^llm_gateway_cost_usd_total\{provider="anthropic",key_name="team-b",model="claude-sonnet-4-5"\}/), SONNET_4_5);
+    assert.ok((metric(scraped, /^llm_gateway_cost_usd_total\{provider="openai",key_name="team-a",model="gpt-4o-mini"\}/) ?? 0) >= GPT_4O_MINI);
+    assert.doesNotMatch(scraped, /vk_team/);
+  });
+
+  it('GET /v1/usage tells a key its own spend, budget and rate limits, and nothing about other keys', async () => {
+    const a = await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_team_a' } });
+    assert.equal(a.status, 200);
+    const own = a.json;
+    assert.equal(own.object, 'usage');
+    assert.equal(own.key_name, 'team-a');
+    assert.equal(own.period, 'month');
+    assert.match(own.period_start, /^\d{4}-\d{2}-01T00:00:00\.000Z$/);
+    assert.equal(own.requests, 2);
+    assert.deepEqual(own.usage, { input_tokens: 22, output_tokens: 14, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, total_tokens: 36 });
+    assert.equal(own.cost_usd, Number((GPT_4O_MINI + (11 * 0.05 + 7 * 0.2) / 1e6).toFixed(10)));
+    assert.equal(own.budget, null);
+    assert.equal(own.rate_limit.requests_per_minute.limit, 100);
+    assert.ok(own.rate_limit.requests_per_minute.remaining >= 97);
+    assert.doesNotMatch(a.text, /team-b|old-models|vk_/);
+
+    const b = await request(gateway.url, '/v1/usage', { method: 'GET', headers: { 'x-api-key': 'vk_team_b', 'anthropic-version': '2023-06-01' } });
+    assert.equal(b.json.key_name, 'team-b');
+    assert.equal(b.json.period, 'day', 'the period of its budget');
+    assert.equal(b.json.requests, 1);
+    assert.equal(b.json.cost_usd, SONNET_4_5);
+    assert.deepEqual(b.json.budget, { max_tokens: 1000000, max_usd: 10, remaining_tokens: 1000000 - 42, remaining_usd: Number((10 - SONNET_4_5).toFixed(10)) });
+    assert.equal(b.json.rate_limit, null);
+    assert.doesNotMatch(b.text, /team-a|old-models/);
+
+    const old = await request(gateway.url, '/usage', { method: 'GET', headers: { authorization: 'Bearer vk_deepseek' } });
+    assert.equal(old.json.unpriced_requests, 2);
+
+    const none = await request(gateway.url, '/v1/usage', { method: 'GET' });
+    assert.equal(none.status, 401);
+    assert.equal(none.json.error.code, 'missing_api_key');
+    const wrong = await request(gateway.url, '/v1/usage', { method: 'GET', headers: { 'x-api-key': 'vk_team_c' } });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.json.type, 'error', "Anthropic's error shape for an Anthropic-style request");
+    const post = await request(gateway.url, '/v1/usage', { method: 'POST', headers: { authorization: 'Bearer vk_team_a' } });
+    assert.equal(post.status, 405);
+  });
+});
+
+describe('budgets in USD', () => {
+  it('refuse with 429 budget_exceeded saying the spend and the limit, and hold across a restart', async () => {
+    const dir = tempDir();
+    const stateFile = join(dir, 'state.json');
+    // Two gpt-4o-mini answers cost $0.0000117: the third request finds the budget spent.
+    const keys = { virtual_keys: { vk_usd: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_usd: 0.00001, period: 'total' } } } };
+    const env = { LOG_CONSOLE: 'off', STATE_FILE: stateFile };
+    let gateway = await startGateway({ keys, env });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_usd', ask('gpt-4o-mini'))).status, 200);
+      assert.equal((await chat(gateway.url, 'vk_usd', ask('gpt-4o-mini'))).status, 200);
+      const calls = openai.requests.length;
+      const refused = await chat(gateway.url, 'vk_usd', ask('gpt-4o-mini'));
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json.error.code, 'budget_exceeded');
+      assert.equal(refused.json.error.type, 'insufficient_quota');
+      assert.equal(refused.json.error.message, 'This virtual key has used its budget ($0.000012 of $0.00001 spent in total); it does not reset.');
+      assert.equal(openai.requests.length, calls, 'the provider was not called');
+
+      const unpriced = await chat(gateway.url, 'vk_usd', ask('gpt-9-preview'));
+      assert.equal(unpriced.status, 403, 'a USD budget cannot count a model without a price');
+      assert.equal(unpriced.json.error.code, 'model_not_priced');
+      assert.match(unpriced.json.error.message, /"gpt-9-preview" has no price/);
+    } finally {
+      await gateway.stop();
+    }
+    gateway = await startGateway({ keys, env });
+    try {
+      const refused = await chat(gateway.url, 'vk_usd', ask('gpt-4o-mini'));
+      assert.equal(refused.status, 429, 'the spend was kept');
+      assert.match(refused.json.error.message, /\$0\.000012 of \$0\.00001/);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('with workers: the primary keeps the spend every worker reports, and answers the usage route', async () => {
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_w: { name: 'workers', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_usd: 1, period: 'month' } } } },
+      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', KEYS_WATCH: 'off' },
+    });
+    try {
+      for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_w', ask('gpt-4o-mini'))).status, 200);
+      await waitFor(async () => (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_w' } })).json.requests === 4, 'the four requests counted');
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_w' } })).json;
+      assert.equal(usage.cost_usd, Number((4 * GPT_4O_MINI).toFixed(10)));
+      assert.equal(usage.budget.remaining_usd, Number((1 - 4 * GPT_4O_MINI).toFixed(10)));
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('a price file that cannot be used', () => {
+  it('stops the gateway at start, listing every problem', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'mock' } } }));
+    writeFileSync(join(dir, 'prices.json'), JSON.stringify({ prices: { openai: { 'gpt-x': { input: -1, output: 1 }, 'gpt-y': { output: 1 } }, nobody: {} } }));
+    const run = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'prices.json') }, dir);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /prices\.json: 3 problems:/);
+    assert.match(run.stderr, /openai "gpt-x": "input" must be a number/);
+    assert.match(run.stderr, /openai "gpt-y": "input" is required/);
+    assert.match(run.stderr, /unknown provider "nobody"/);
+    const missing = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'nope.json') }, dir);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope\.json: file not found/);
+  });
+});
+
+describe('npm run usage', () => {
+  it('prints requests, tokens and cost per key and per model from the log the gateway wrote', async () => {
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_report: { name: 'reporting', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+    let last = '';
+    try {
+      for (let i = 0; i < 3; i++) last = String((await chat(gateway.url, 'vk_report', ask('gpt-4o-mini'))).headers['x-request-id']);
+      await waitForEntry(gateway.logFile, last);
+    } finally {
+      await gateway.stop();
+    }
+    const output = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--since', '1d'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+      child.once('exit', (code) => resolve({ code, stdout }));
+    });
+    assert.equal(output.code, 0);
+    assert.match(output.stdout, /^3 requests in .*llm_interactions\.json, from /);
+    assert.match(output.stdout, new RegExp(`^reporting\\s+3\\s+0\\s+33\\s+21\\s+0\\s+0\\s+\\$${Number((3 * GPT_4O_MINI).toPrecision(2))}$`, 'm'));
+    assert.match(output.stdout, /^openai\/gpt-4o-mini\s+3\s+/m);
+    assert.doesNotMatch(output.stdout, /vk_report/);
+  });
+});
