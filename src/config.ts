@@ -4,6 +4,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { RedisFailurePolicy } from './policy/shared-limits.js';
+import { parseRedisUrl, type RedisAddress } from './redis/url.js';
 import type { UpstreamPolicy } from './upstream/types.js';
 
 export interface Config {
@@ -34,6 +36,8 @@ export interface Config {
   stateFile: string | null;
   /** Prices added to or replacing the built-in table; null = the built-in table alone. */
   pricesFile: string | null;
+  /** Limits, budgets, cool-downs and circuit breakers shared through Redis; null = per instance. */
+  redis: { address: RedisAddress; timeoutMs: number; failure: RedisFailurePolicy } | null;
   /** Origins browsers may call from (`*` = any); empty = CORS off. */
   corsOrigins: string[];
 }
@@ -55,6 +59,8 @@ const DEFAULTS = {
   upstreamRetryMaxDelayMs: 20_000,
   // Retries and fallbacks together: as long as one attempt may wait for its headers.
   upstreamTotalTimeoutMs: 600_000,
+  // A Redis on the same network answers in about a millisecond; a check waits at most this.
+  redisTimeoutMs: 100,
 } as const;
 
 export class ConfigError extends Error {
@@ -104,6 +110,14 @@ export function loadConfig(env: Env = process.env): Config {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`CORS_ORIGINS must list origins like https://app.example.com (or *), got "${origin}"`);
   }
 
+  const redisUrl = text('REDIS_URL');
+  const redisAddress = redisUrl === undefined ? null : parseRedisUrl(redisUrl);
+  // Never quoted back: the URL may hold a password.
+  if (typeof redisAddress === 'string') problems.push(`REDIS_URL ${redisAddress}`);
+  const redisFailure = text('REDIS_FAILURE') ?? 'open';
+  if (redisFailure !== 'open' && redisFailure !== 'closed') problems.push(`REDIS_FAILURE must be "open" or "closed", got "${redisFailure}"`);
+  const redisTimeoutMs = integer('REDIS_TIMEOUT_MS', DEFAULTS.redisTimeoutMs, 1, 60_000);
+
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
   const logConsole = text('LOG_CONSOLE') ?? 'pretty';
   if (logConsole !== 'pretty' && logConsole !== 'json' && logConsole !== 'off') {
@@ -134,6 +148,7 @@ export function loadConfig(env: Env = process.env): Config {
     keysWatch: keysWatch !== 'off',
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
     pricesFile: text('PRICES_FILE') ?? null,
+    redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, failure: redisFailure === 'closed' ? 'closed' : 'open' },
     corsOrigins: corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);

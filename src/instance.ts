@@ -21,6 +21,8 @@ import type { PriceTable } from './prices/table.js';
 import { SlotList } from './slot-list.js';
 import type { Cancellation } from './upstream/cancel.js';
 import { HttpClient } from './upstream/http-client.js';
+import type { RedisClient } from './redis/client.js';
+import { SharedEvents } from './policy/shared-events.js';
 
 export interface InstanceOptions {
   readonly config: Config;
@@ -36,6 +38,10 @@ export interface InstanceOptions {
   readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string>;
   /** Whether this process reports the virtual-keys gauge (in a cluster only the primary does). */
   readonly reportsKeyCount?: boolean;
+  /** Its metrics, when something made before it (the shared limiter) records into them too. */
+  readonly metrics?: Metrics;
+  /** The connection to Redis, when limits are shared (for /healthz and metrics). */
+  readonly redis?: RedisClient | null;
 }
 
 export interface Instance {
@@ -112,7 +118,11 @@ export function createInstance(options: InstanceOptions): Instance {
   const keys = new KeyStore(options.keys);
   const prices = new Prices(options.prices);
   const log = new InteractionLog(options.sinks);
-  const metrics = new Metrics();
+  const metrics = options.metrics ?? new Metrics();
+  const redis = options.redis ?? null;
+  // With Redis, real-key cool-downs and open circuits are news for the other instances too.
+  const events = redis === null || config.redis === null ? null : new SharedEvents(config.redis.address, redis, (digest) => keys.byDigestOf(digest));
+  events?.attach(options.keys);
   const inFlight = new SlotList<Cancellation>();
   const client = new HttpClient();
 
@@ -121,6 +131,7 @@ export function createInstance(options: InstanceOptions): Instance {
       gauges: {
         llm_gateway_requests_in_flight: server.activeRequests(),
         ...(options.reportsKeyCount === false ? {} : { llm_gateway_virtual_keys: keys.size }),
+        ...(redis === null ? {} : { llm_gateway_redis_up: redis.isReady ? 1 : 0 }),
       },
       counters: { llm_gateway_log_write_failures_total: log.failures },
     });
@@ -138,6 +149,7 @@ export function createInstance(options: InstanceOptions): Instance {
     prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,
+    redisDown: () => (redis === null ? null : !redis.isReady),
     metricsOpen: isLoopback(config.host),
     headersTimeoutMs: config.headersTimeoutMs,
     renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
@@ -149,6 +161,7 @@ export function createInstance(options: InstanceOptions): Instance {
     if (result.outcome === 'reloaded') {
       keys.replace(result.keys);
       prices.replace(result.prices);
+      events?.attach(result.keys);
     }
     if (result.outcome !== 'unchanged') metrics.keyReload(result.outcome === 'reloaded' ? 'ok' : 'error');
   };
@@ -157,6 +170,8 @@ export function createInstance(options: InstanceOptions): Instance {
   const shutdown = (signal: string): Promise<void> => {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
       client.close();
+      redis?.close();
+      events?.close();
       await log.close();
     });
     return stopping;
@@ -171,6 +186,7 @@ export function createInstance(options: InstanceOptions): Instance {
     useKeys: (loaded) => {
       keys.replace(loaded.keys);
       prices.replace(loaded.prices);
+      events?.attach(loaded.keys);
     },
     reopenLog: () => log.reopen(),
     shutdown,

@@ -10,7 +10,10 @@ import { createSinks } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { KeyFile, watchKeyFile } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
-import { LimitState, localLimiter, SpendStore } from './policy/limits.js';
+import { LimitState, localLimiter, SpendStore, type Limiter } from './policy/limits.js';
+import { seedWhenUp, shareLimits } from './policy/shared-limits.js';
+import { Metrics } from './observe/metrics.js';
+import type { RedisClient } from './redis/client.js';
 import { registry } from './providers/index.js';
 
 function fatal(message: string): never {
@@ -46,9 +49,20 @@ async function main(): Promise<void> {
   const spend = new SpendStore(config.stateFile);
   await spend.load();
   const limits = new LimitState(spend);
-  if (config.workers > 1) return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, spend });
+  if (config.workers > 1) {
+    if (config.redis !== null) seedWhenUp(config.redis.address, spend);
+    return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, spend });
+  }
 
-  const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter: localLimiter(limits) });
+  const metrics = new Metrics();
+  let limiter: Limiter = localLimiter(limits);
+  let redis: RedisClient | null = null;
+  if (config.redis !== null) {
+    const shared = shareLimits({ ...config.redis, local: limiter, metrics, seedFrom: spend });
+    limiter = shared.limiter;
+    redis = shared.client;
+  }
+  const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter, metrics, redis });
   let address: string;
   try {
     address = await instance.listen();

@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       keysWatch: true,
       stateFile: 'logs/gateway_state.json',
       pricesFile: null,
+      redis: null,
       corsOrigins: [],
     });
   });
@@ -64,6 +65,7 @@ describe('loadConfig', () => {
       keysWatch: false,
       stateFile: null,
       pricesFile: 'prices.json',
+      redis: null,
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
     });
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());

@@ -6,7 +6,8 @@ import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { formatsFor, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
-import { renderPrometheus } from '../observe/metrics.js';
+import { Metrics, renderPrometheus } from '../observe/metrics.js';
+import { shareLimits } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
 import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
@@ -90,7 +91,7 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
           pending.push(entry);
           send({ t: 'admit', id: entry.id, key, estimate });
         }),
-      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved }),
+      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved: reserved.charge }),
       report: (key) =>
         new Promise((resolve, reject) => {
           const id = nextId++;
@@ -146,13 +147,18 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   const first = await firstKeys;
   const { keys, prices } = keyFile.parse(first.text, first.prices);
 
+  // With Redis, each worker asks it directly; the primary's limits decide while Redis cannot.
+  const metrics = new Metrics();
+  const shared = config.redis === null ? null : shareLimits({ ...config.redis, local: limits.limiter, metrics, seedFrom: null });
   const created = createInstance({
     config,
     keys,
     prices,
     keyFile: null,
     sinks: [new PrimarySink(formatsFor(config))],
-    limiter: limits.limiter,
+    limiter: shared?.limiter ?? limits.limiter,
+    metrics,
+    redis: shared?.client ?? null,
     reportsKeyCount: false,
     gatherMetrics: (local) =>
       new Promise((resolve) => {

@@ -44,6 +44,10 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, skipped: circuit open or keys cooling).' },
   llm_gateway_fallbacks_total: { type: 'counter', help: 'Moves of a request to the next target of its key, by key name.' },
   llm_gateway_cost_usd_total: { type: 'counter', help: 'Cost in USD of the tokens providers reported, by provider, key name and the model that served (from the price table).' },
+  llm_gateway_redis_duration_seconds: { type: 'histogram', help: 'Time Redis took to answer a shared-limits script (REDIS_URL), by operation (admit, settle, report).', buckets: OVERHEAD_BUCKETS },
+  llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down).' },
+  llm_gateway_redis_fallbacks_total: { type: 'counter', help: 'Limit checks decided without Redis, by policy (open: by this instance alone; closed: refused with 503).' },
+  llm_gateway_redis_up: { type: 'gauge', help: 'Whether the connection to Redis is up (1) or not (0); absent without REDIS_URL.' },
   llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
 };
 
@@ -148,13 +152,14 @@ export class Metrics {
     entry.value += value;
   }
 
-  private observe(name: string, provider: string, value: number): void {
+  /** `label`: the histogram's one label's value; `labelName` its name. */
+  private observe(name: string, label: string, value: number, labelName = 'provider'): void {
     const bounds = METRICS[name]?.buckets ?? [];
     const series = (this.histograms[name] ??= new Map());
-    let entry = series.get(provider);
+    let entry = series.get(label);
     if (entry === undefined) {
-      entry = { labels: labelKey({ provider }), data: { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 } };
-      series.set(provider, entry);
+      entry = { labels: labelKey({ [labelName]: label }), data: { buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 } };
+      series.set(label, entry);
     }
     const data = entry.data;
     let bucket = 0;
@@ -186,6 +191,18 @@ export class Metrics {
       if (o.costUsd === null) this.add('llm_gateway_unpriced_requests_total', `${provider}${SEP}${served}`, 1, splitUnpricedLabels);
       else this.add('llm_gateway_cost_usd_total', `${provider}${SEP}${o.keyName}${SEP}${served}`, o.costUsd, splitModelLabels);
     }
+  }
+
+  redisCall(operation: string, seconds: number): void {
+    this.observe('llm_gateway_redis_duration_seconds', operation, seconds, 'operation');
+  }
+
+  redisError(kind: string): void {
+    this.add('llm_gateway_redis_errors_total', kind, 1, (raw) => ({ kind: raw }));
+  }
+
+  redisFallback(policy: string): void {
+    this.add('llm_gateway_redis_fallbacks_total', policy, 1, (raw) => ({ policy: raw }));
   }
 
   keyReload(result: 'ok' | 'error'): void {

@@ -2,7 +2,8 @@
  * A circuit breaker for one target of a virtual key with several: after FAILURES_TO_OPEN failures
  * in a row (failures that move a request to the next target) the target is skipped for
  * OPEN_MS; then one request may probe it (half open): its success closes the breaker, its failure
- * opens it again. Per process, per loaded key set (a reload starts fresh).
+ * opens it again. Per process, per loaded key set (a reload starts fresh); with Redis, opening is
+ * also announced to the other instances (shared-events.ts), which skip the target too.
  */
 
 /** Failures in a row that open the breaker. */
@@ -23,6 +24,9 @@ export class CircuitBreaker {
   private openUntil = 0;
   /** A probe is on its way (half open): other requests keep skipping the target. */
   private probing = false;
+
+  /** Told when this breaker opens by its own count (not when another instance's opening is applied). */
+  onOpened: ((openMs: number) => void) | null = null;
 
   constructor(
     private readonly failuresToOpen = FAILURES_TO_OPEN,
@@ -56,6 +60,15 @@ export class CircuitBreaker {
   failure(now = performance.now()): void {
     this.failures++;
     this.probing = false;
-    if (this.failures >= this.failuresToOpen) this.openUntil = now + this.openMs;
+    if (this.failures >= this.failuresToOpen) {
+      this.openUntil = now + this.openMs;
+      this.onOpened?.(this.openMs);
+    }
+  }
+
+  /** Another instance opened it: skipped here too for `openMs`, then probed here as usual. */
+  openFor(openMs: number, now = performance.now()): void {
+    this.failures = Math.max(this.failures, this.failuresToOpen);
+    this.openUntil = Math.max(this.openUntil, now + openMs);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Several real keys behind one target: requests take them in turn, and a key the provider
  * answered 429 (rate limited) or 401/403 (rejected) sits out a cool-down while the others serve.
- * State is per process and per loaded key set (a reload starts fresh).
+ * State is per process and per loaded key set (a reload starts fresh); with Redis, a cool-down
+ * is also announced to the other instances (shared-events.ts), which apply it to their own pool.
  */
 import type { KeyTurns } from '../upstream/call.js';
 
@@ -13,6 +14,9 @@ export class KeyPool implements KeyTurns {
   private next = 0;
   /** performance.now() until which each key sits out. */
   private readonly coolingUntil: number[];
+
+  /** Told of every cool-down this pool starts itself (not of one applied from elsewhere). */
+  onCooled: ((index: number, pauseMs: number) => void) | null = null;
 
   constructor(readonly apiKeys: readonly string[]) {
     this.coolingUntil = apiKeys.map(() => 0);
@@ -48,6 +52,14 @@ export class KeyPool implements KeyTurns {
     let pause = 0;
     if (status === 429) pause = retryAfterMs ?? RATE_LIMITED_COOLDOWN_MS;
     else if (status === 401 || status === 403) pause = REJECTED_COOLDOWN_MS;
-    if (pause > 0) this.coolingUntil[index] = now + pause;
+    if (pause > 0) {
+      this.coolingUntil[index] = now + pause;
+      this.onCooled?.(index, pause);
+    }
+  }
+
+  /** A cool-down another instance started (it saw the 429 or 401 first). */
+  coolFor(index: number, pauseMs: number, now = performance.now()): void {
+    if (index >= 0 && index < this.coolingUntil.length) this.coolingUntil[index] = Math.max(this.coolingUntil[index] as number, now + pauseMs);
   }
 }

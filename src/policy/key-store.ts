@@ -36,6 +36,11 @@ export class KeyStore {
     return key;
   }
 
+  /** The key with this digest (how other instances name it). */
+  byDigestOf(digest: string): VirtualKey | undefined {
+    return this.byDigest.get(digest);
+  }
+
   /** Swaps in a new set of keys at once; requests already running keep the key they resolved. */
   replace(keys: Iterable<VirtualKey>): void {
     this.byDigest = KeyStore.index(keys);

@@ -35,6 +35,11 @@ export interface Spend extends Charge {
 }
 
 export interface Admission {
+  /**
+   * The request's reservation in a store shared by instances (Redis), to settle it there exactly
+   * once; null: held here (or nowhere).
+   */
+  readonly ticket?: string | null;
   /** null: admitted. */
   readonly error: { status: number; message: string; type: string; code: string; headers: Record<string, string> } | null;
   /** `x-ratelimit-*` headers for the response, as OpenAI sends them. */
@@ -188,6 +193,11 @@ export class SpendStore {
       await rename(this.file, aside).catch(() => {});
       warn(`WARNING: the state file ${this.file} is not valid JSON; it was moved to ${aside} and budgets start from zero until it is restored`);
     }
+  }
+
+  /** Every key's spend as recorded (by digest), whatever its period. */
+  entries(): ReadonlyMap<string, KeySpend> {
+    return this.spend;
   }
 
   /** The key's spend in the current period (a fresh one when the period turned). */
@@ -435,11 +445,23 @@ export class LimitState {
   }
 }
 
-/** How a serving process reaches the authority: directly, or over IPC in a cluster worker. */
+/** What an admitted request holds until it is settled, and where. */
+export interface Reservation {
+  readonly charge: Charge;
+  /** Its id in a shared store (Redis); null: held by this instance's authority, or nowhere. */
+  readonly ticket: string | null;
+}
+
+export const NO_RESERVATION: Reservation = { charge: NO_CHARGE, ticket: null };
+
+/** How a serving process reaches the authority: directly, over IPC in a cluster worker, or in Redis. */
 export interface Limiter {
-  /** `estimate`: what to reserve while the request runs (its prompt and output limit, in tokens and at its model's price). */
-  admit(key: KeyLimits, estimate: Charge): Admission | Promise<Admission>;
-  record(key: KeyLimits, spent: Spend, reserved: Charge): void;
+  /**
+   * `estimate`: what to reserve while the request runs (its prompt and output limit, in tokens and
+   * at its model's price); `id`: the request's id, which names its reservation in a shared store.
+   */
+  admit(key: KeyLimits, estimate: Charge, id: string): Admission | Promise<Admission>;
+  record(key: KeyLimits, spent: Spend, reserved: Reservation): void;
   report(key: KeyLimits): KeyReport | Promise<KeyReport>;
 }
 
@@ -452,7 +474,7 @@ export function limitsOf(key: { digest: string; rateLimit: RateLimit | null; bud
 export function localLimiter(state: LimitState): Limiter {
   return {
     admit: (key, estimate) => state.admit(key, estimate),
-    record: (key, spent, reserved) => state.record(key, spent, reserved),
+    record: (key, spent, reserved) => state.record(key, spent, reserved.charge),
     report: (key) => state.report(key),
   };
 }

@@ -32,6 +32,8 @@ export interface RouteDeps extends SurfaceDeps {
   readonly renderMetrics: () => Promise<string>;
   /** Shutdown has begun: /healthz answers 503. */
   readonly draining: () => boolean;
+  /** Limits are shared through Redis and it cannot be reached (null: no Redis). */
+  readonly redisDown: () => boolean | null;
 }
 
 /** Paths browsers may call (CORS). */
@@ -54,7 +56,11 @@ function healthHandler(deps: RouteDeps): Handler {
   return (_req, res, context) => {
     stampOverhead(res, sinceArrival(context));
     if (deps.draining()) sendJson(res, 503, '{"status":"shutting_down"}');
-    else sendJson(res, 200, '{"status":"ok"}');
+    else {
+      // Redis trouble is reported, not failed on: the instance still serves (REDIS_FAILURE decides how).
+      const redis = deps.redisDown();
+      sendJson(res, 200, redis === null ? '{"status":"ok"}' : `{"status":"ok","redis":"${redis ? 'unavailable' : 'ok'}"}`);
+    }
   };
 }
 

@@ -10,7 +10,7 @@ import { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendJson } from '../server/http.js';
-import { NO_CHARGE, type Charge } from '../policy/limits.js';
+import { NO_CHARGE, NO_RESERVATION, type Reservation } from '../policy/limits.js';
 import { admit, answerFailure, authenticateRequest, recordRequest, settle, type SurfaceDeps } from './surface.js';
 
 export interface KeyedRoute {
@@ -41,7 +41,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   const headers = route.answerHeaders?.(context);
   if (headers !== undefined) for (const name in headers) res.setHeader(name, headers[name] as string);
   let key: VirtualKey | null = null;
-  let reserved: Charge | null = null;
+  let reserved: Reservation | null = null;
   try {
     if (!route.methods.includes(context.method)) {
       const allowed = route.methods.join(', ');
@@ -53,7 +53,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
       key: owner,
       interaction,
       admit: async () => {
-        reserved = owner.rateLimit !== null || owner.budget !== null ? await admit(deps.limiter, owner, NO_CHARGE, res) : NO_CHARGE;
+        reserved = owner.rateLimit !== null || owner.budget !== null ? await admit(deps.limiter, owner, NO_CHARGE, context.id, res) : NO_RESERVATION;
       },
     });
     if (context.cancel.cancelled) throw context.cancel.reason;

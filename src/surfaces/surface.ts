@@ -19,7 +19,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
 import { maskKey, type VirtualKey } from '../policy/keys.js';
-import { admissionError, limitsOf, NO_CHARGE, type Charge, type Limiter } from '../policy/limits.js';
+import { admissionError, limitsOf, NO_RESERVATION, type Charge, type Limiter, type Reservation } from '../policy/limits.js';
 import { costUsd, estimateUsd } from '../prices/cost.js';
 import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
@@ -108,7 +108,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   const cancel = context.cancel;
   let key: VirtualKey | null = null;
   /** What admission reserved (null: not admitted, nothing to settle), and the prompt's estimate in tokens. */
-  let reserved: Charge | null = null;
+  let reserved: Reservation | null = null;
   let promptEstimate = 0;
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
@@ -123,7 +123,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     checkModel(key, parsed.model);
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
     promptEstimate = Math.ceil(raw.length / 4);
-    reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), res) : NO_CHARGE;
+    reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
 
     const { target, route, exchange, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, res, interaction, deps);
     const apiKeys = target.keys.apiKeys;
@@ -258,12 +258,12 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
 }
 
 /** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
-export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge, res: ServerResponse): Promise<Charge> {
-  const admission = await limiter.admit(limitsOf(key), estimate);
+export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge, id: string, res: ServerResponse): Promise<Reservation> {
+  const admission = await limiter.admit(limitsOf(key), estimate, id);
   for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
   const refused = admissionError(admission);
   if (refused !== null) throw refused;
-  return estimate;
+  return { charge: estimate, ticket: admission.ticket ?? null };
 }
 
 /**
@@ -273,7 +273,7 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * stream before its usage does not make it free; nothing for a refusal (providers do not bill
  * them). The cost is null when tokens were used of a model without a price.
  */
-export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Charge, promptEstimate: number, prices: Prices): void {
+export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: number, prices: Prices): void {
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;

@@ -1,0 +1,508 @@
+/**
+ * Limits shared by every gateway instance through Redis (REDIS_URL): rate buckets, budgets in
+ * tokens and USD, and every key's spend. Each check-and-reserve is one Lua script, so two
+ * instances can never both take the last of a budget or a minute's requests; buckets and period
+ * counters expire on their own. Each admitted request holds a reservation named by its id; its
+ * settlement deletes the reservation and applies only if it was there, so settling twice
+ * counts once.
+ *
+ * Redis down or slow: a check that gets no answer within REDIS_TIMEOUT_MS is decided by
+ * REDIS_FAILURE: `open` (the default) asks this instance's own authority (the local limits every
+ * request also feeds), `closed` refuses with 503. Spend recorded while Redis is down is sent when
+ * it returns (up to a bound), so the shared counters catch up.
+ */
+import { createHash } from 'node:crypto';
+import type { Metrics } from '../observe/metrics.js';
+import { warn } from '../observe/warn.js';
+import { RedisClient } from '../redis/client.js';
+import type { RedisAddress } from '../redis/url.js';
+import { RedisReplyError, type RespValue } from '../redis/resp.js';
+import { formatUsd } from '../prices/cost.js';
+import {
+  formatDuration,
+  periodEnd,
+  periodId,
+  periodStart,
+  spendPeriod,
+  type Admission,
+  type BucketState,
+  type Charge,
+  type KeyLimits,
+  type KeyReport,
+  type KeySpend,
+  type Limiter,
+  type Reservation,
+  type Spend,
+  type SpendStore,
+} from './limits.js';
+
+export type RedisFailurePolicy = 'open' | 'closed';
+
+/** A reservation stops holding budget after this (its instance may have died); it is forgotten after KEEP_MS. */
+const HOLD_MS = 3_600_000;
+const KEEP_MS = 86_400_000;
+/** Spend counters outlive their period by this, for the usage route's last look. */
+const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
+/** Settlements waiting for Redis to come back, at most. */
+const MAX_BACKLOG = 10_000;
+
+/** Refills a bucket hash's levels to the server's now: shared by the three scripts. */
+const REFILL = `
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function levels(key, rpm, tpm, now)
+  local state = redis.call('HMGET', key, 'r', 't', 'at')
+  local elapsed = math.max(0, now - (tonumber(state[3]) or now))
+  local r, t = nil, nil
+  if rpm > 0 then r = math.min(rpm, (tonumber(state[1]) or rpm) + elapsed * rpm / 60000) end
+  if tpm > 0 then t = math.min(tpm, (tonumber(state[2]) or tpm) + elapsed * tpm / 60000) end
+  return r, t
+end
+local function save(key, r, t, now)
+  local fields = {'at', tostring(now)}
+  if r ~= nil then table.insert(fields, 'r'); table.insert(fields, tostring(r)) end
+  if t ~= nil then table.insert(fields, 't'); table.insert(fields, tostring(t)) end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('PEXPIRE', key, 120000)
+end
+local function held(key, now, keep)
+  local tokens, usd = 0, 0
+  local entries = redis.call('HGETALL', key)
+  for i = 1, #entries, 2 do
+    local expires, created, tok, cost = string.match(entries[i + 1], '^(%d+) (%d+) (%S+) (%S+)$')
+    if expires == nil or now - tonumber(created) > keep then
+      redis.call('HDEL', key, entries[i])
+    elseif tonumber(expires) > now then
+      tokens = tokens + tonumber(tok)
+      usd = usd + tonumber(cost)
+    end
+  end
+  return tokens, usd
+end
+local function str(v) if v == nil then return '' end return tostring(v) end
+`;
+
+/**
+ * KEYS: bucket, spend, held. ARGV: rpm, tpm, max tokens, max USD (0: none), estimate tokens,
+ * estimate USD, ticket, hold ms, keep ms, has budget (1/0).
+ * → {outcome, requests level, tokens level, committed}: `ok`, `requests`, `tokens`, `budget_tokens`, `budget_usd`.
+ */
+const ADMIT = `${REFILL}
+local now = clock()
+local rpm, tpm, maxTokens, maxUsd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[9]))
+if ARGV[10] == '1' then
+  local spent = redis.call('HMGET', KEYS[2], 'tokens', 'usd')
+  local tokens = (tonumber(spent[1]) or 0) + heldTokens
+  local usd = (tonumber(spent[2]) or 0) + heldUsd
+  if maxTokens > 0 and tokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens)} end
+  if maxUsd > 0 and usd >= maxUsd then return {'budget_usd', '', '', tostring(usd)} end
+end
+local r, t = levels(KEYS[1], rpm, tpm, now)
+if r ~= nil and r < 1 then return {'requests', str(r), str(t), ''} end
+if t ~= nil and t <= 0 then return {'tokens', str(r), str(t), ''} end
+if r ~= nil then r = r - 1 end
+if t ~= nil then t = math.max(-tpm, t - tonumber(ARGV[5])) end
+if r ~= nil or t ~= nil then save(KEYS[1], r, t, now) end
+redis.call('HSET', KEYS[3], ARGV[7], (now + tonumber(ARGV[8])) .. ' ' .. now .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
+return {'ok', str(r), str(t), ''}
+`;
+
+/**
+ * KEYS: bucket, spend, held. ARGV: ticket ('' : none held), tpm, tokens, reserved tokens, USD,
+ * input, output, cache read, cache write, reasoning, unpriced (1/0), spend ttl ms (0: none), rpm.
+ * → 1 applied, 0 already settled.
+ */
+const SETTLE = `${REFILL}
+if ARGV[1] ~= '' and redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+local now = clock()
+local tpm = tonumber(ARGV[2])
+if tpm > 0 then
+  -- Both levels move to now together: the bucket has one clock.
+  local r, t = levels(KEYS[1], tonumber(ARGV[13]), tpm, now)
+  t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[3]) - tonumber(ARGV[4]))))
+  save(KEYS[1], r, t, now)
+end
+redis.call('HINCRBY', KEYS[2], 'requests', 1)
+redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[3])
+redis.call('HINCRBYFLOAT', KEYS[2], 'usd', ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[6])
+redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[7])
+redis.call('HINCRBY', KEYS[2], 'cache_read_tokens', ARGV[8])
+redis.call('HINCRBY', KEYS[2], 'cache_write_tokens', ARGV[9])
+redis.call('HINCRBY', KEYS[2], 'reasoning_tokens', ARGV[10])
+redis.call('HINCRBY', KEYS[2], 'unpriced_requests', ARGV[11])
+if tonumber(ARGV[12]) > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[12])) end
+return 1
+`;
+
+/** KEYS: bucket, spend, held. ARGV: rpm, tpm, keep ms. → {spend fields…, requests level, tokens level, held tokens, held USD}. */
+const REPORT = `${REFILL}
+local now = clock()
+local r, t = levels(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[3]))
+return {redis.call('HGETALL', KEYS[2]), str(r), str(t), tostring(heldTokens), tostring(heldUsd)}
+`;
+
+/** KEYS: spend. ARGV: ttl ms (0: none), then field, value pairs. Seeds a period's spend once: 1 seeded, 0 Redis had it. */
+const SEED = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = {}
+for i = 2, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', KEYS[1], unpack(fields))
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return 1
+`;
+
+interface Script {
+  readonly text: string;
+  readonly sha: string;
+}
+
+function script(text: string): Script {
+  return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+const SCRIPTS = { admit: script(ADMIT), settle: script(SETTLE), report: script(REPORT), seed: script(SEED) };
+
+/** A script by its digest, loaded on first use (NOSCRIPT: after a restart or a SCRIPT FLUSH). */
+export async function runScript(client: RedisClient, which: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<RespValue> {
+  const { sha, text } = SCRIPTS[which];
+  try {
+    return await client.send(['EVALSHA', sha, keys.length, ...keys, ...args]);
+  } catch (err) {
+    if (!(err instanceof RedisReplyError) || err.kind !== 'NOSCRIPT') throw err;
+    return client.send(['EVAL', text, keys.length, ...keys, ...args]);
+  }
+}
+
+/** The Redis keys of one virtual key (by digest), in one hash slot (`{…}`): a script's keys stay together on a cluster. */
+function redisKeys(digest: string, period: string): [bucket: string, spend: string, held: string] {
+  const base = `llmgw:{${digest}}`;
+  return [`${base}:rate`, `${base}:spend:${period}`, `${base}:held`];
+}
+
+/** How long a period's counters are kept: to its end plus a grace; 0 for `total` (kept). */
+function spendTtl(key: KeyLimits, now: Date): number {
+  const period = spendPeriod(key);
+  const end = periodEnd(period, now);
+  return end === null || period === 'total' ? 0 : end.getTime() - now.getTime() + SPEND_GRACE_MS[period];
+}
+
+function num(value: RespValue | undefined): number | null {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string' || value === '') return null;
+  const parsed = Number(value);
+  return Number.isFinite(parsed) ? parsed : null;
+}
+
+class Timeout extends Error {}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Timeout(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+export interface SharedLimiterOptions {
+  readonly client: RedisClient;
+  /** This instance's own authority: what every request also feeds, and what decides while Redis cannot. */
+  readonly local: Limiter;
+  readonly timeoutMs: number;
+  readonly failure: RedisFailurePolicy;
+  readonly metrics: Metrics;
+}
+
+interface Settlement {
+  readonly key: KeyLimits;
+  readonly spent: Spend;
+  readonly reserved: Reservation;
+  readonly at: Date;
+}
+
+export class SharedLimiter implements Limiter {
+  /** A Redis outage is reported once, when it begins, and once when it ends. */
+  private outage = false;
+  private readonly backlog: Settlement[] = [];
+
+  constructor(private readonly options: SharedLimiterOptions) {}
+
+  /** The client's state changed (it calls this): an outage begins or ends; settlements waiting are sent. */
+  connectionChanged(error: Error | null): void {
+    if (error === null) {
+      if (this.outage) warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
+      this.outage = false;
+      this.flush();
+    } else {
+      this.failed(error);
+    }
+  }
+
+  private failed(error: Error): void {
+    this.options.metrics.redisError(error instanceof Timeout ? 'timeout' : error instanceof RedisReplyError ? 'error' : 'unavailable');
+    if (this.outage) return;
+    this.outage = true;
+    const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
+    warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
+  }
+
+  private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[]): Promise<RespValue> {
+    const started = performance.now();
+    const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
+    this.options.metrics.redisCall(which, (performance.now() - started) / 1000);
+    return reply;
+  }
+
+  async admit(key: KeyLimits, estimate: Charge, id: string): Promise<Admission> {
+    const now = new Date();
+    const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), now));
+    const budget = key.budget;
+    const rpm = key.rateLimit?.requestsPerMinute ?? 0;
+    const tpm = key.rateLimit?.tokensPerMinute ?? 0;
+    let reply: RespValue;
+    try {
+      reply = await this.call('admit', [bucket, spend, held], [rpm, tpm, budget?.maxTokens ?? 0, budget?.maxUsd ?? 0, estimate.tokens, estimate.usd, id, HOLD_MS, KEEP_MS, budget === null ? 0 : 1]);
+    } catch (err) {
+      this.failed(err as Error);
+      this.options.metrics.redisFallback(this.options.failure);
+      if (this.options.failure === 'closed') {
+        return { headers: {}, error: { status: 503, message: 'The limits of this virtual key cannot be checked right now; try again shortly.', type: 'api_error', code: 'limits_unavailable', headers: { 'retry-after': '1' } } };
+      }
+      return this.options.local.admit(key, estimate, id);
+    }
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from the admit script: ${JSON.stringify(reply)}`);
+    const [outcome, requestsLevel, tokensLevel, committed] = reply;
+    const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
+    const date = now.getTime();
+    switch (outcome) {
+      case 'ok':
+        return { headers, error: null, ticket: id };
+      case 'requests':
+      case 'tokens': {
+        const limit = (outcome === 'requests' ? rpm : tpm) as number;
+        const level = num(outcome === 'requests' ? requestsLevel : tokensLevel) ?? 0;
+        const retryMs = ((1 - level) * 60_000) / limit;
+        return {
+          headers,
+          error: {
+            status: 429,
+            message: `Rate limit reached for this virtual key: ${limit} ${outcome} per minute. Try again in ${formatDuration(retryMs)}.`,
+            type: outcome,
+            code: 'rate_limit_exceeded',
+            headers: { ...headers, 'retry-after': String(Math.max(1, Math.ceil(retryMs / 1000))) },
+          },
+        };
+      }
+      default: {
+        const period = budget?.period ?? 'total';
+        const end = periodEnd(period, now);
+        const when = period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
+        const span = period === 'total' ? 'in total' : `this ${period}`;
+        const used = num(committed) ?? 0;
+        const message =
+          outcome === 'budget_usd'
+            ? `This virtual key has used its budget (${formatUsd(used)} of ${formatUsd(budget?.maxUsd ?? 0)} spent ${span}); ${when}.`
+            : `This virtual key has used its token budget (${used} of ${budget?.maxTokens ?? 0} tokens, ${span}); ${when}.`;
+        return {
+          headers: {},
+          error: { status: 429, message, type: 'insufficient_quota', code: 'budget_exceeded', headers: end === null ? {} : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - date) / 1000))) } },
+        };
+      }
+    }
+  }
+
+  record(key: KeyLimits, spent: Spend, reserved: Reservation): void {
+    // This instance's own authority counts every request too: it decides while Redis cannot, and its state file keeps the spend.
+    this.options.local.record(key, spent, reserved.ticket === null ? reserved : { charge: { tokens: 0, usd: 0 }, ticket: null });
+    this.settle({ key, spent, reserved, at: new Date() });
+  }
+
+  private settle(settlement: Settlement): void {
+    if (!this.options.client.isReady) {
+      this.keep(settlement);
+      return;
+    }
+    const { key, spent, reserved, at } = settlement;
+    const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), at));
+    const usage = spent.usage;
+    const args = [
+      reserved.ticket ?? '',
+      key.rateLimit?.tokensPerMinute ?? 0,
+      spent.tokens,
+      reserved.ticket === null ? 0 : reserved.charge.tokens,
+      spent.usd,
+      usage?.input ?? 0,
+      usage?.output ?? 0,
+      usage?.cacheRead ?? 0,
+      usage?.cacheWrite ?? 0,
+      usage?.reasoning ?? 0,
+      spent.unpriced ? 1 : 0,
+      spendTtl(key, at),
+      key.rateLimit?.requestsPerMinute ?? 0,
+    ];
+    const started = performance.now();
+    runScript(this.options.client, 'settle', [bucket, spend, held], args).then(
+      () => this.options.metrics.redisCall('settle', (performance.now() - started) / 1000),
+      (err: Error) => {
+        this.failed(err);
+        // A settlement with a ticket applies once however often it is sent; one without may have been applied: not resent.
+        if (reserved.ticket !== null || err.name === 'RedisUnavailable') this.keep(settlement);
+      },
+    );
+  }
+
+  private keep(settlement: Settlement): void {
+    if (this.backlog.length >= MAX_BACKLOG) {
+      this.options.metrics.redisError('backlog_full');
+      return;
+    }
+    this.backlog.push(settlement);
+  }
+
+  private flush(): void {
+    for (const settlement of this.backlog.splice(0)) this.settle(settlement);
+  }
+
+  async report(key: KeyLimits): Promise<KeyReport> {
+    const now = new Date();
+    const period = spendPeriod(key);
+    const [bucket, spend, held] = redisKeys(key.digest, periodId(period, now));
+    let reply: RespValue;
+    try {
+      reply = await this.call('report', [bucket, spend, held], [key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, KEEP_MS]);
+    } catch (err) {
+      this.failed(err as Error);
+      return this.options.local.report(key);
+    }
+    if (!Array.isArray(reply)) throw new Error('unexpected reply from the report script');
+    const [fields, requestsLevel, tokensLevel, heldTokens, heldUsd] = reply;
+    const spendFields: Record<string, number> = {};
+    if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) spendFields[String(fields[i])] = num(fields[i + 1]) ?? 0;
+    const field = (name: keyof KeySpend): number => spendFields[name] ?? 0;
+    const bucketState = (limit: number | null | undefined, level: number | null): BucketState | null =>
+      limit == null ? null : { limit, remaining: Math.max(0, Math.floor(level ?? limit)), reset_seconds: Math.ceil((((limit - (level ?? limit)) * 60_000) / limit)) / 1000 };
+    return {
+      period,
+      periodStart: periodStart(period, now)?.toISOString() ?? null,
+      periodEnd: periodEnd(period, now)?.toISOString() ?? null,
+      spend: {
+        period: periodId(period, now),
+        requests: field('requests'),
+        tokens: field('tokens'),
+        usd: field('usd'),
+        input_tokens: field('input_tokens'),
+        output_tokens: field('output_tokens'),
+        cache_read_tokens: field('cache_read_tokens'),
+        cache_write_tokens: field('cache_write_tokens'),
+        reasoning_tokens: field('reasoning_tokens'),
+        unpriced_requests: field('unpriced_requests'),
+      },
+      inFlight: { tokens: num(heldTokens) ?? 0, usd: num(heldUsd) ?? 0 },
+      budget: key.budget,
+      requestsPerMinute: bucketState(key.rateLimit?.requestsPerMinute, num(requestsLevel)),
+      tokensPerMinute: bucketState(key.rateLimit?.tokensPerMinute, num(tokensLevel)),
+    };
+  }
+}
+
+/** OpenAI's `x-ratelimit-*` headers from the levels after admission. */
+function rateHeaders(key: KeyLimits, requests: number | null, tokens: number | null): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const rpm = key.rateLimit?.requestsPerMinute ?? null;
+  const tpm = key.rateLimit?.tokensPerMinute ?? null;
+  if (rpm !== null && requests !== null) {
+    headers['x-ratelimit-limit-requests'] = String(rpm);
+    headers['x-ratelimit-remaining-requests'] = String(Math.max(0, Math.floor(requests)));
+    headers['x-ratelimit-reset-requests'] = formatDuration(((rpm - requests) * 60_000) / rpm);
+  }
+  if (tpm !== null && tokens !== null) {
+    headers['x-ratelimit-limit-tokens'] = String(tpm);
+    headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(tokens)));
+    headers['x-ratelimit-reset-tokens'] = formatDuration(((tpm - tokens) * 60_000) / tpm);
+  }
+  return headers;
+}
+
+/**
+ * The state file's spend, the first time Redis is used: each key's current period is copied into
+ * Redis unless Redis already counts that period (another instance seeded it, or requests were
+ * counted there): spend is migrated once, never added twice. Returns how many were seeded.
+ */
+export async function seedSpend(client: RedisClient, entries: ReadonlyMap<string, KeySpend>, now = new Date()): Promise<number> {
+  let seeded = 0;
+  for (const [digest, spend] of entries) {
+    const kind = spend.period === 'total' ? 'total' : spend.period.startsWith('day:') ? 'day' : 'month';
+    if (spend.period !== periodId(kind, now)) continue;
+    const end = periodEnd(kind, now);
+    const ttl = end === null || kind === 'total' ? 0 : end.getTime() - now.getTime() + SPEND_GRACE_MS[kind];
+    const fields = Object.entries(spend).filter(([name]) => name !== 'period').flat();
+    const reply = await runScript(client, 'seed', [redisKeys(digest, spend.period)[1]], [ttl, ...fields]);
+    if (reply === 1) seeded++;
+  }
+  return seeded;
+}
+
+/**
+ * Connects to Redis and shares limits through it: the limiter to use, and the client (for
+ * /healthz and metrics). `seedFrom`: the state file's spend, migrated once Redis is first up
+ * (by the process that holds the state file).
+ */
+export function shareLimits(options: {
+  readonly address: RedisAddress;
+  readonly timeoutMs: number;
+  readonly failure: RedisFailurePolicy;
+  readonly local: Limiter;
+  readonly metrics: Metrics;
+  readonly seedFrom: SpendStore | null;
+}): { limiter: SharedLimiter; client: RedisClient } {
+  let limiter: SharedLimiter | null = null;
+  let seeded = options.seedFrom === null;
+  const client: RedisClient = new RedisClient({
+    address: options.address,
+    connectTimeoutMs: Math.max(1000, options.timeoutMs * 10),
+    staleMs: Math.max(1000, options.timeoutMs * 10),
+    onState: (error) => {
+      limiter?.connectionChanged(error);
+      if (error === null && !seeded && options.seedFrom !== null) {
+        seeded = true;
+        seedSpend(client, options.seedFrom.entries()).then(
+          (count) => {
+            if (count > 0) warn(`Redis: the spend of ${count} key${count === 1 ? '' : 's'} in the state file was copied to Redis (their period had none there yet)`);
+          },
+          (err: Error) => {
+            seeded = false;
+            warn(`Redis: the state file's spend could not be copied to Redis yet (${err.message}); tried again when it reconnects`);
+          },
+        );
+      }
+    },
+  });
+  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, failure: options.failure, metrics: options.metrics });
+  client.connect();
+  return { limiter, client };
+}
+
+/** A cluster primary holds the state file but serves nothing: it only migrates the spend, then lets go of Redis. */
+export function seedWhenUp(address: RedisAddress, store: SpendStore): void {
+  const client: RedisClient = new RedisClient({
+    address,
+    connectTimeoutMs: 5000,
+    staleMs: 5000,
+    onState: (error) => {
+      if (error !== null) return;
+      seedSpend(client, store.entries()).then(
+        (count) => {
+          if (count > 0) warn(`Redis: the spend of ${count} key${count === 1 ? '' : 's'} in the state file was copied to Redis (their period had none there yet)`);
+          client.close();
+        },
+        (err: Error) => warn(`Redis: the state file's spend could not be copied to Redis yet (${err.message}); tried again when it reconnects`),
+      );
+    },
+  });
+  client.connect();
+}

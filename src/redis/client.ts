@@ -1,0 +1,203 @@
+/**
+ * A Redis connection: RESP2 over `node:net` or `node:tls`, commands pipelined (written as they
+ * come, replies matched in order), AUTH and SELECT on every (re)connection, reconnection with
+ * exponential backoff. It never makes a caller wait for a connection: a command sent while it is
+ * down fails at once (`RedisUnavailable`), and the caller decides what to do. A connection whose
+ * oldest reply is overdue is dropped and made again (a server that hangs, a network that black-
+ * holes). A subscriber connection (`subscribe`) hands every pushed message to its listener.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { encodeCommand, RedisReplyError, RespParser, type RespValue } from './resp.js';
+import { describeRedis, type RedisAddress } from './url.js';
+
+/** Redis could not be asked: down, connecting, or it dropped the connection with the command in flight. */
+export class RedisUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisUnavailable';
+  }
+}
+
+export interface RedisClientOptions {
+  readonly address: RedisAddress;
+  /** A connection (and its AUTH/SELECT) must be up within this. */
+  readonly connectTimeoutMs: number;
+  /** A reply overdue by this long drops the connection. */
+  readonly staleMs: number;
+  /** Called when the connection comes up (null) or goes down (why). */
+  readonly onState?: (error: Error | null) => void;
+  /** A subscriber: the channels to subscribe to on every connection, and where their messages go. */
+  readonly subscribe?: { readonly channels: readonly string[]; readonly onMessage: (channel: string, message: string) => void };
+}
+
+interface Pending {
+  readonly resolve: (value: RespValue) => void;
+  readonly reject: (error: Error) => void;
+  readonly sentAt: number;
+}
+
+const MIN_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5000;
+
+export class RedisClient {
+  private socket: net.Socket | null = null;
+  private ready = false;
+  private closed = false;
+  private readonly pending: Pending[] = [];
+  private attempts = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private staleTimer: NodeJS.Timeout | null = null;
+  /** The last reason it went down, kept until it is up again (for /healthz). */
+  private lastError: Error | null = new RedisUnavailable('not connected yet');
+
+  constructor(private readonly options: RedisClientOptions) {}
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Why it is not ready (null when it is). */
+  get problem(): string | null {
+    return this.ready ? null : (this.lastError?.message ?? 'not connected');
+  }
+
+  get name(): string {
+    return describeRedis(this.options.address);
+  }
+
+  connect(): void {
+    if (this.closed || this.socket !== null) return;
+    const { address, connectTimeoutMs } = this.options;
+    const socket = address.tls
+      ? tls.connect({ host: address.host, port: address.port, servername: net.isIP(address.host) === 0 ? address.host : undefined })
+      : net.connect({ host: address.host, port: address.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    const parser = new RespParser();
+    const timer = setTimeout(() => socket.destroy(new RedisUnavailable(`no connection within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    timer.unref();
+    socket.once(address.tls ? 'secureConnect' : 'connect', () => {
+      void this.handshake().then(
+        () => {
+          clearTimeout(timer);
+          if (this.socket !== socket) return;
+          this.ready = true;
+          this.attempts = 0;
+          this.lastError = null;
+          this.options.onState?.(null);
+        },
+        (err: Error) => socket.destroy(err),
+      );
+    });
+    socket.on('data', (chunk: Buffer) => {
+      let values: RespValue[];
+      try {
+        values = parser.push(chunk);
+      } catch (err) {
+        socket.destroy(err as Error);
+        return;
+      }
+      for (const value of values) this.reply(value);
+    });
+    socket.on('error', (err) => {
+      this.lastError = err;
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.down(socket);
+    });
+  }
+
+  /** AUTH and SELECT, written before anything else; a subscriber subscribes. */
+  private async handshake(): Promise<void> {
+    const { address, subscribe } = this.options;
+    const first: Array<Promise<RespValue>> = [];
+    if (address.password !== null) first.push(this.write(address.user === null ? ['AUTH', address.password] : ['AUTH', address.user, address.password]));
+    if (address.db !== 0 && subscribe === undefined) first.push(this.write(['SELECT', address.db]));
+    for (const reply of await Promise.all(first)) if (reply instanceof RedisReplyError) throw reply;
+    if (subscribe !== undefined && subscribe.channels.length > 0) {
+      // Its confirmations come as pushes, read by reply(); nothing waits on them.
+      this.socket?.write(encodeCommand(['SUBSCRIBE', ...subscribe.channels]));
+    }
+  }
+
+  private reply(value: RespValue): void {
+    const subscribe = this.options.subscribe;
+    if (subscribe !== undefined && this.ready && Array.isArray(value)) {
+      if (value[0] === 'message' && typeof value[1] === 'string' && typeof value[2] === 'string') subscribe.onMessage(value[1], value[2]);
+      return;
+    }
+    const waiting = this.pending.shift();
+    if (waiting === undefined) return;
+    if (value instanceof RedisReplyError) waiting.reject(value);
+    else waiting.resolve(value);
+  }
+
+  private write(args: readonly (string | number)[]): Promise<RespValue> {
+    const socket = this.socket;
+    if (socket === null || socket.destroyed) return Promise.reject(new RedisUnavailable(this.problem ?? 'not connected'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject, sentAt: performance.now() });
+      socket.write(encodeCommand(args));
+      this.watchStale();
+    });
+  }
+
+  /**
+   * Sends a command; its reply, or an error: RedisReplyError (the server refused it),
+   * RedisUnavailable (not connected: nothing was sent; or the connection dropped with it in flight).
+   */
+  send(args: readonly (string | number)[]): Promise<RespValue> {
+    if (!this.ready) return Promise.reject(new RedisUnavailable(this.problem ?? 'not connected'));
+    return this.write(args);
+  }
+
+  /** One timer while replies are awaited: a connection whose oldest reply is overdue is dropped. */
+  private watchStale(): void {
+    if (this.staleTimer !== null) return;
+    const { staleMs } = this.options;
+    this.staleTimer = setInterval(
+      () => {
+        const oldest = this.pending[0];
+        if (oldest === undefined) {
+          if (this.staleTimer !== null) clearInterval(this.staleTimer);
+          this.staleTimer = null;
+        } else if (performance.now() - oldest.sentAt > staleMs) {
+          this.socket?.destroy(new RedisUnavailable(`no reply within ${staleMs} ms`));
+        }
+      },
+      Math.max(10, Math.min(250, staleMs / 4)),
+    );
+    this.staleTimer.unref();
+  }
+
+  private down(socket: net.Socket): void {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    const wasReady = this.ready;
+    this.ready = false;
+    if (this.staleTimer !== null) clearInterval(this.staleTimer);
+    this.staleTimer = null;
+    const error = new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`);
+    this.lastError = error;
+    for (const waiting of this.pending.splice(0)) waiting.reject(error);
+    if (wasReady || this.attempts === 0) this.options.onState?.(error);
+    if (this.closed) return;
+    // Exponential backoff with jitter, so instances that lost Redis together do not return together.
+    const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempts) * (0.5 + Math.random() / 2);
+    this.attempts = Math.min(this.attempts + 1, 16);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.socket?.destroy();
+  }
+}

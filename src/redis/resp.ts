@@ -1,0 +1,102 @@
+/**
+ * RESP2, the Redis protocol: commands encoded as arrays of bulk strings, replies parsed
+ * incrementally from whatever bytes have arrived (a reply may be split anywhere).
+ */
+
+/** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
+export class RedisReplyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisReplyError';
+  }
+
+  /** The first word: `ERR`, `NOSCRIPT`, `WRONGPASS`, `NOAUTH`, `NOPERM`… */
+  get kind(): string {
+    return this.message.split(' ', 1)[0] ?? '';
+  }
+}
+
+export type RespValue = string | number | null | RedisReplyError | RespValue[];
+
+export function encodeCommand(args: readonly (string | number)[]): Buffer {
+  let text = `*${args.length}\r\n`;
+  for (const arg of args) {
+    const value = String(arg);
+    text += `$${Buffer.byteLength(value)}\r\n${value}\r\n`;
+  }
+  return Buffer.from(text);
+}
+
+/** Replies larger than this are not ours to parse: the connection is dropped. */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+export class RespParseError extends Error {}
+
+/** Parses replies as bytes arrive; `push` returns every reply completed by the chunk. */
+export class RespParser {
+  private buffer: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): RespValue[] {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    const values: RespValue[] = [];
+    let offset = 0;
+    for (;;) {
+      const parsed = this.parse(offset);
+      if (parsed === null) break;
+      values.push(parsed[0]);
+      offset = parsed[1];
+    }
+    this.buffer = offset === this.buffer.length ? Buffer.alloc(0) : this.buffer.subarray(offset);
+    if (this.buffer.length > MAX_REPLY_BYTES) throw new RespParseError('a reply larger than 64 MiB');
+    return values;
+  }
+
+  /** One value at `offset`, and where the next begins; null: not all of it has arrived. */
+  private parse(offset: number): [RespValue, number] | null {
+    const buffer = this.buffer;
+    if (offset >= buffer.length) return null;
+    const end = buffer.indexOf('\r\n', offset);
+    if (end === -1) return null;
+    const type = buffer[offset];
+    const line = buffer.toString('utf8', offset + 1, end);
+    const next = end + 2;
+    switch (type) {
+      case 0x2b: // +
+        return [line, next];
+      case 0x2d: // -
+        return [new RedisReplyError(line), next];
+      case 0x3a: // :
+        return [integer(line), next];
+      case 0x24: {
+        // $
+        const length = integer(line);
+        if (length === -1) return [null, next];
+        if (length < 0) throw new RespParseError(`a bulk string of length ${length}`);
+        if (buffer.length < next + length + 2) return null;
+        return [buffer.toString('utf8', next, next + length), next + length + 2];
+      }
+      case 0x2a: {
+        // *
+        const count = integer(line);
+        if (count === -1) return [null, next];
+        if (count < 0) throw new RespParseError(`an array of length ${count}`);
+        const items: RespValue[] = [];
+        let at = next;
+        for (let i = 0; i < count; i++) {
+          const item = this.parse(at);
+          if (item === null) return null;
+          items.push(item[0]);
+          at = item[1];
+        }
+        return [items, at];
+      }
+      default:
+        throw new RespParseError(`an unknown reply type ${JSON.stringify(String.fromCharCode(type ?? 0))}`);
+    }
+  }
+}
+
+function integer(text: string): number {
+  if (!/^-?\d+$/.test(text)) throw new RespParseError(`not an integer: ${JSON.stringify(text.slice(0, 40))}`);
+  return Number(text);
+}

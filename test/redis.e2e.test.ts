@@ -1,0 +1,268 @@
+/**
+ * Several gateway instances (separate processes) sharing limits through a real Redis: a rate
+ * limit and a budget hold across instances, under concurrent load and across restarts; Redis
+ * killed and restarted mid-load (no crash, no stall, limits resume); REDIS_FAILURE=closed; TLS
+ * with a self-signed CA; a password and an ACL user; real-key cool-downs heard by the other
+ * instance; settlement counted once.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SpendStore, type KeySpend } from '../src/policy/limits.js';
+import { runScript, seedSpend } from '../src/policy/shared-limits.js';
+import { RedisClient } from '../src/redis/client.js';
+import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
+import { startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
+import { chat, request } from './support/http.js';
+import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
+
+const ask = { model: 'mock-echo', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
+const get = (gateway: GatewayProcess, path: string, key?: string) => request(gateway.url, path, { method: 'GET', ...(key === undefined ? {} : { key }) });
+
+function start(keys: unknown, redisUrl: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
+  return startGateway({ keys, env: { LOG_CONSOLE: 'off', KEYS_WATCH: 'off', REDIS_URL: redisUrl, ...env } });
+}
+
+async function redisUp(gateway: GatewayProcess): Promise<void> {
+  await waitFor(async () => (await get(gateway, '/healthz')).json?.redis === 'ok', 'Redis connected', 10_000);
+}
+
+function connect(address: RedisAddress): Promise<RedisClient> {
+  return new Promise((resolve) => {
+    const client: RedisClient = new RedisClient({ address, connectTimeoutMs: 2000, staleMs: 2000, onState: (error) => error === null && resolve(client) });
+    client.connect();
+  });
+}
+
+describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
+  let redis: TestRedis;
+  const gateways: GatewayProcess[] = [];
+  const keys = {
+    virtual_keys: {
+      vk_rpm: { name: 'rpm', provider: 'mock', rate_limit: { requests_per_minute: 5 } },
+      vk_budget: { name: 'budget', provider: 'mock', budget: { max_tokens: 200, period: 'total' } },
+      vk_free: { name: 'free', provider: 'mock' },
+    },
+  };
+  before(async () => {
+    redis = await startRedis();
+    for (let i = 0; i < 2; i++) gateways.push(await start(keys, redis.url(undefined, 1)));
+    for (const gateway of gateways) await redisUp(gateway);
+  });
+  after(async () => {
+    for (const gateway of gateways) await gateway.stop();
+    await redis?.stop();
+  });
+
+  it('holds requests_per_minute across both: the sixth request is refused, whichever instance it reaches', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await chat((gateways[i % 2] as GatewayProcess).url, 'vk_rpm', ask)).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    const refused = await chat((gateways[0] as GatewayProcess).url, 'vk_rpm', ask);
+    assert.equal(refused.json.error.code, 'rate_limit_exceeded');
+    assert.equal(refused.headers['x-ratelimit-limit-requests'], '5');
+    assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
+    assert.ok(Number(refused.headers['retry-after']) >= 1);
+  });
+
+  it('holds a budget across both under concurrent load, and after both restart', async () => {
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => chat((gateways[i % 2] as GatewayProcess).url, 'vk_budget', ask)));
+    const served = results.filter((reply) => reply.status === 200);
+    const refused = results.filter((reply) => reply.status === 429);
+    assert.equal(served.length + refused.length, 40);
+    assert.ok(refused.length > 0 && refused.every((reply) => reply.json.error.code === 'budget_exceeded'));
+    const used = served.reduce((sum, reply) => sum + reply.json.usage.total_tokens, 0);
+    const usage = (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
+    assert.equal(usage.usage.total_tokens, used, 'both instances counted in one place');
+    assert.equal(usage.requests, served.length);
+    // Each request in flight held its prompt and max_tokens (~15 tokens), more than it used: the budget held.
+    assert.ok(used <= 200, `${used} tokens used of 200`);
+
+    for (const gateway of gateways.splice(0)) await gateway.stop();
+    for (let i = 0; i < 2; i++) gateways.push(await start(keys, redis.url(undefined, 1), { STATE_FILE: 'off' }));
+    for (const gateway of gateways) await redisUp(gateway);
+    const after = (await get(gateways[0] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
+    assert.equal(after.usage.total_tokens, used, 'kept in Redis, not in the (now off) state files');
+    if (used + 15 >= 200) assert.equal((await chat((gateways[0] as GatewayProcess).url, 'vk_budget', ask)).status, 429);
+  });
+
+  it('survives Redis killed and restarted mid-load: no crash, no stalled request, limits shared again after', async () => {
+    const latencies: number[] = [];
+    const statuses = new Map<number, number>();
+    let running = true;
+    const load = Array.from({ length: 4 }, async (_, worker) => {
+      while (running) {
+        const started = performance.now();
+        const reply = await chat((gateways[worker % 2] as GatewayProcess).url, 'vk_free', ask);
+        latencies.push(performance.now() - started);
+        statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await redis.kill();
+    await waitFor(async () => (await get(gateways[0] as GatewayProcess, '/healthz')).json?.redis === 'unavailable', 'the outage seen');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await redis.restart();
+    for (const gateway of gateways) await redisUp(gateway);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    running = false;
+    await Promise.all(load);
+    assert.deepEqual([...statuses.keys()], [200], `every request served: ${JSON.stringify([...statuses])}`);
+    assert.ok(Math.max(...latencies) < 2000, `the slowest request took ${Math.max(...latencies)} ms`);
+    for (const gateway of gateways) {
+      assert.equal(gateway.child.exitCode, null, 'still running');
+      assert.equal(gateway.stderr().match(/Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) cannot be used/g)?.length, 1, 'warned once for the outage');
+      assert.match(gateway.stderr(), /Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) is back: limits are shared again/);
+      const metrics = (await get(gateway, '/metrics')).text;
+      assert.match(metrics, /^llm_gateway_redis_up 1$/m);
+      assert.match(metrics, /^llm_gateway_redis_errors_total\{kind="unavailable"\} \d+$/m);
+      assert.match(metrics, /^llm_gateway_redis_duration_seconds_count\{operation="settle"\} \d+$/m);
+    }
+    // The restarted Redis is empty: the rate limit starts afresh and holds across both again.
+    const statusesAfter: number[] = [];
+    for (let i = 0; i < 7; i++) statusesAfter.push((await chat((gateways[i % 2] as GatewayProcess).url, 'vk_rpm', ask)).status);
+    assert.deepEqual(statusesAfter, [200, 200, 200, 200, 200, 429, 429]);
+  });
+
+  it('settles a request once, however often its settlement is sent', async () => {
+    const address = parseRedisUrl(redis.url(undefined, 2)) as RedisAddress;
+    const client = await connect(address);
+    try {
+      const keys = ['llmgw:{d}:rate', 'llmgw:{d}:spend:total', 'llmgw:{d}:held'];
+      const admitted = await runScript(client, 'admit', keys, [0, 0, 1000, 0, 50, 0, 'req-1', 3_600_000, 86_400_000, 1]);
+      assert.deepEqual(admitted, ['ok', '', '', '']);
+      const settle = [ 'req-1', 0, 30, 50, 0.25, 20, 10, 0, 0, 0, 0, 0, 0];
+      assert.equal(await runScript(client, 'settle', keys, settle), 1);
+      assert.equal(await runScript(client, 'settle', keys, settle), 0, 'the second time: already settled');
+      assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens', 'usd']), ['1', '30', '0.25']);
+      // The state file's spend is copied once, into a period Redis does not count yet.
+      const store = new SpendStore(null);
+      const month = `month:${new Date().toISOString().slice(0, 7)}`;
+      (store.entries() as Map<string, KeySpend>).set('d2', { period: month, requests: 3, tokens: 300, usd: 1.5, input_tokens: 200, output_tokens: 100, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
+      (store.entries() as Map<string, KeySpend>).set('d3', { period: 'month:2020-01', requests: 1, tokens: 1, usd: 0, input_tokens: 1, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
+      assert.equal(await seedSpend(client, store.entries()), 1, 'the current period only');
+      assert.equal(await seedSpend(client, store.entries()), 0, 'never twice');
+      assert.deepEqual(await client.send(['HMGET', `llmgw:{d2}:spend:${month}`, 'tokens', 'usd']), ['300', '1.5']);
+      assert.ok((await client.send(['PTTL', `llmgw:{d2}:spend:${month}`])) as number > 0, 'a month counter expires on its own');
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_REDIS }, () => {
+  const keys = { virtual_keys: { vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 2 } }, vk_free: { provider: 'mock' } } };
+
+  it('connects with a password, and with an ACL user; a wrong password is reported without the password, and traffic flows', async () => {
+    const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret'] });
+    try {
+      for (const [db, credentials] of [':default-s3cret', 'gateway:acl-s3cret'].entries()) {
+        const gateway = await start(keys, redis.url(credentials, db));
+        try {
+          await redisUp(gateway);
+          const statuses = [];
+          for (let i = 0; i < 3; i++) statuses.push((await chat(gateway.url, 'vk_rpm', ask)).status);
+          assert.deepEqual(statuses, [200, 200, 429], credentials);
+        } finally {
+          await gateway.stop();
+        }
+      }
+      const wrong = await start(keys, redis.url('gateway:not-the-password'));
+      try {
+        await waitFor(() => /Redis \(redis:\/\/gateway@127\.0\.0\.1:\d+\/0\) cannot be used \(.*WRONGPASS/.test(wrong.stderr()), 'the refusal reported');
+        assert.doesNotMatch(wrong.stderr(), /not-the-password/);
+        assert.equal((await get(wrong, '/healthz')).json.redis, 'unavailable');
+        assert.equal((await chat(wrong.url, 'vk_rpm', ask)).status, 200, 'REDIS_FAILURE=open: decided by the instance alone');
+      } finally {
+        await wrong.stop();
+      }
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('speaks TLS to rediss:// with a self-signed CA from NODE_EXTRA_CA_CERTS, and refuses a certificate it cannot verify', async () => {
+    const redis = await startRedis({ tls: true });
+    try {
+      const gateway = await start(keys, redis.url(), { NODE_EXTRA_CA_CERTS: redis.caFile });
+      try {
+        await redisUp(gateway);
+        const statuses = [];
+        for (let i = 0; i < 3; i++) statuses.push((await chat(gateway.url, 'vk_rpm', ask)).status);
+        assert.deepEqual(statuses, [200, 200, 429]);
+      } finally {
+        await gateway.stop();
+      }
+      const untrusted = await start(keys, redis.url());
+      try {
+        await waitFor(() => /Redis \(rediss:\/\/localhost:\d+\/0\) cannot be used \(.*certificate/i.test(untrusted.stderr()), 'the certificate refused');
+        assert.equal((await get(untrusted, '/healthz')).json.redis, 'unavailable');
+      } finally {
+        await untrusted.stop();
+      }
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('REDIS_FAILURE=closed refuses the requests of keys with limits while Redis is down (503), and serves the others', async () => {
+    const redis = await startRedis();
+    const gateway = await start(keys, redis.url(), { REDIS_FAILURE: 'closed' });
+    try {
+      await redisUp(gateway);
+      await redis.kill();
+      await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'unavailable', 'the outage seen');
+      const refused = await chat(gateway.url, 'vk_rpm', ask);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.json.error.code, 'limits_unavailable');
+      assert.equal(refused.headers['retry-after'], '1');
+      assert.equal((await chat(gateway.url, 'vk_free', ask)).status, 200, 'a key without limits has nothing to check');
+      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_fallbacks_total\{policy="closed"\} 1$/m);
+    } finally {
+      await gateway.stop();
+      await redis.stop();
+    }
+  });
+});
+
+describe('real-key cool-downs shared between instances', { skip: NO_REDIS }, () => {
+  let redis: TestRedis;
+  let openai: MockUpstream;
+  before(async () => {
+    redis = await startRedis();
+    openai = await startOpenAIMock({ flavor: 'openai', apiKey: 'sk-cool-A-1111', otherKeys: ['sk-cool-B-2222'] });
+  });
+  after(async () => {
+    await openai?.close();
+    await redis?.stop();
+  });
+
+  it('a key one instance saw rate-limited is skipped by the other too', async () => {
+    const keys = { virtual_keys: { vk_pool: { provider: 'openai', api_keys: ['sk-cool-A-1111', 'sk-cool-B-2222'], base_url: openai.baseUrl } } };
+    const first = await start(keys, redis.url());
+    const second = await start(keys, redis.url());
+    try {
+      await redisUp(first);
+      await redisUp(second);
+      // Key A is rate limited (for a minute) once.
+      let limited = false;
+      openai.behave(({ req, res }) => {
+        if (limited || req.headers.authorization !== 'Bearer sk-cool-A-1111') return false;
+        limited = true;
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
+        res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
+        return true;
+      });
+      assert.equal((await chat(first.url, 'vk_pool', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status, 200, 'the first instance moved to key B');
+      const from = openai.requests.length;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the news travels
+      for (let i = 0; i < 4; i++) assert.equal((await chat(second.url, 'vk_pool', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status, 200);
+      const used = openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+      assert.deepEqual(used, Array(4).fill('Bearer sk-cool-B-2222'), 'the second instance never tried key A');
+    } finally {
+      openai.behave(null);
+      await first.stop();
+      await second.stop();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * The Redis protocol and address without a server: commands encoded, replies parsed whatever
+ * the split, REDIS_URL read (its password never quoted back).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeCommand, RedisReplyError, RespParseError, RespParser, type RespValue } from '../src/redis/resp.js';
+import { describeRedis, parseRedisUrl } from '../src/redis/url.js';
+import { loadConfig } from '../src/config.js';
+
+const REPLIES = Buffer.from('+OK\r\n-NOSCRIPT No matching script\r\n:42\r\n:-1\r\n$5\r\nhé\r\n\r\n$-1\r\n*3\r\n$2\r\nok\r\n*2\r\n:1\r\n$0\r\n\r\n*-1\r\n*0\r\n');
+
+function expected(): RespValue[] {
+  return ['OK', new RedisReplyError('NOSCRIPT No matching script'), 42, -1, 'hé\r\n', null, ['ok', [1, ''], null], []];
+}
+
+describe('RESP', () => {
+  it('encodes a command as an array of bulk strings, lengths in bytes', () => {
+    assert.equal(encodeCommand(['SET', 'k', 'é', 12]).toString(), '*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\né\r\n$2\r\n12\r\n');
+  });
+
+  it('parses every reply type, split at every byte boundary (and one byte at a time)', () => {
+    for (let cut = 0; cut <= REPLIES.length; cut++) {
+      const parser = new RespParser();
+      const values = [...parser.push(REPLIES.subarray(0, cut)), ...parser.push(REPLIES.subarray(cut))];
+      assert.deepEqual(values, expected(), `split at ${cut}`);
+    }
+    const parser = new RespParser();
+    const values: RespValue[] = [];
+    for (let i = 0; i < REPLIES.length; i++) values.push(...parser.push(REPLIES.subarray(i, i + 1)));
+    assert.deepEqual(values, expected());
+    assert.equal((values[1] as RedisReplyError).kind, 'NOSCRIPT');
+  });
+
+  it('refuses what is not RESP rather than guessing', () => {
+    assert.throws(() => new RespParser().push(Buffer.from('?what\r\n')), RespParseError);
+    assert.throws(() => new RespParser().push(Buffer.from(':12x\r\n')), RespParseError);
+    assert.throws(() => new RespParser().push(Buffer.from('$-5\r\n')), RespParseError);
+  });
+});
+
+describe('REDIS_URL', () => {
+  it('reads host, port, database, user and password; rediss:// is TLS', () => {
+    assert.deepEqual(parseRedisUrl('redis://localhost'), { tls: false, host: 'localhost', port: 6379, user: null, password: null, db: 0 });
+    assert.deepEqual(parseRedisUrl('rediss://alice:p%40ss@redis.internal:6380/3'), { tls: true, host: 'redis.internal', port: 6380, user: 'alice', password: 'p@ss', db: 3 });
+    assert.deepEqual(parseRedisUrl('redis://:s3cret@[::1]:7000'), { tls: false, host: '::1', port: 7000, user: null, password: 's3cret', db: 0 });
+    assert.equal(describeRedis(parseRedisUrl('rediss://alice:p%40ss@redis.internal:6380/3') as never), 'rediss://alice@redis.internal:6380/3');
+  });
+
+  it('refuses a bad one at start without quoting it (it may hold a password)', () => {
+    for (const [url, problem] of [
+      ['http://h:1', /must start with redis:\/\/ or rediss:\/\//],
+      ['redis://:pw@h/x', /the path is the database number/],
+      ['not a url pw', /must be a URL/],
+      ['redis://h:1/0?x=1', /no query string/],
+    ] as const) {
+      const parsed = parseRedisUrl(url);
+      assert.equal(typeof parsed, 'string', url);
+      assert.match(parsed as string, problem);
+    }
+    assert.throws(
+      () => loadConfig({ REDIS_URL: 'redis://:topsecret@h/x', REDIS_FAILURE: 'sometimes', REDIS_TIMEOUT_MS: '0' }),
+      (err: Error) => /REDIS_URL the path/.test(err.message) && /REDIS_FAILURE must be "open" or "closed"/.test(err.message) && /REDIS_TIMEOUT_MS/.test(err.message) && !err.message.includes('topsecret'),
+    );
+    const config = loadConfig({ REDIS_URL: 'redis://cache:6379/1', REDIS_FAILURE: 'closed' });
+    assert.deepEqual(config.redis, { address: { tls: false, host: 'cache', port: 6379, user: null, password: null, db: 1 }, timeoutMs: 100, failure: 'closed' });
+    assert.equal(loadConfig({}).redis, null);
+  });
+});
