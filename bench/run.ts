@@ -12,7 +12,7 @@
  * (5: fresh processes measured for the peak with 1,000 streams, median kept).
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -92,6 +92,8 @@ function gatewayEnv(dir: string, upstreamPort: number, logs: boolean, refusedPor
         // The same server as a chat-only OpenAI-compatible one: Responses requests are translated.
         vk_openai_chat: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
         vk_anthropic: { provider: 'anthropic', api_key: 'sk-ant-bench', base_url: `http://127.0.0.1:${upstreamPort}` },
+        // A rate limit that never refuses: the rows measure the check itself (here, or in Redis).
+        vk_limited: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1`, rate_limit: { requests_per_minute: 1_000_000_000 } },
       },
     }),
   );
@@ -106,8 +108,25 @@ function gatewayEnv(dir: string, upstreamPort: number, logs: boolean, refusedPor
   };
 }
 
-async function startGateway(dir: string, upstreamPort: number, logs: boolean): Promise<{ child: ChildProcess; port: number }> {
-  return start([join(ROOT, 'dist', 'main.js')], gatewayEnv(dir, upstreamPort, logs, await closedPort()), 'ignore');
+async function startGateway(dir: string, upstreamPort: number, logs: boolean, extra: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
+  return start([join(ROOT, 'dist', 'main.js')], { ...gatewayEnv(dir, upstreamPort, logs, await closedPort()), ...extra }, 'ignore');
+}
+
+/** A redis-server for the shared-limits row (none installed: the row is left out). */
+async function startRedis(dir: string): Promise<{ child: ChildProcess; port: number } | null> {
+  const binary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((path) => existsSync(path));
+  if (binary === undefined) return null;
+  const port = await closedPort();
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      if (/Ready to accept connections/.test(out)) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+  });
+  return { child, port };
 }
 
 function load(spec: LoadSpec): Promise<LoadResult> {
@@ -156,6 +175,8 @@ async function main(): Promise<void> {
   const poolProxy = await start([join(HERE, 'proxy.js'), '0', String(upstream.port), 'pool']);
   const logged = await startGateway(dir, upstream.port, true);
   const quiet = await startGateway(dir, upstream.port, false);
+  const redis = await startRedis(dir);
+  const shared = redis === null ? null : await startGateway(dir, upstream.port, false, { REDIS_URL: `redis://127.0.0.1:${redis.port}/0` });
 
   const targets: Target[] = [
     { name: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', key: 'sk-bench-openai' },
@@ -169,6 +190,8 @@ async function main(): Promise<void> {
     { name: 'gateway responses pass-through, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai', api: 'responses' },
     { name: 'gateway responses → chat, logs off', port: quiet.port, path: '/v1/responses', key: 'vk_openai_chat', api: 'responses' },
     { name: 'gateway fallback (first target refuses), logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_fallback' },
+    { name: 'gateway rate-limited key, logs off', port: quiet.port, path: '/v1/chat/completions', key: 'vk_limited' },
+    ...(shared === null ? [] : [{ name: 'gateway rate-limited key, Redis, logs off', port: shared.port, path: '/v1/chat/completions', key: 'vk_limited' }]),
     // Not a target: the same minimal proxy on the gateway's own client, for reference.
     { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
   ];
@@ -334,6 +357,14 @@ async function main(): Promise<void> {
   }
   lines.push('');
   for (const [what, ok, value] of checks) lines.push(`${ok ? 'PASS' : 'MISS'}  ${what}: ${value}`);
+  if (shared !== null) {
+    // Redis's cost per request: the same rate-limited key checked in Redis or in the process, per round.
+    const local = results.get('json1|gateway rate-limited key, logs off') ?? [];
+    const viaRedis = results.get('json1|gateway rate-limited key, Redis, logs off') ?? [];
+    const added = median(viaRedis.map((result, i) => result.latency.p50 - (local[i] as LoadResult).latency.p50));
+    const ratio = median((results.get('json50|gateway rate-limited key, Redis, logs off') ?? []).map((result, i) => result.rps / ((results.get('json50|gateway rate-limited key, logs off') ?? [])[i] as LoadResult).rps));
+    lines.push(`INFO  a rate limit checked in Redis (REDIS_URL, on this machine) instead of in the process: ${signed(added)} ms p50 at 1 connection, ${times(ratio)} req/s at ${CONNECTIONS} connections`);
+  }
 
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
@@ -343,6 +374,7 @@ async function main(): Promise<void> {
   writeFileSync(join(resultsDir, `${commit}-${Date.now()}.json`), json);
   writeFileSync(join(resultsDir, 'latest.json'), json);
   process.stderr.write(`results written to bench/results/latest.json\n`);
+  redis?.child.kill('SIGKILL');
   process.exit(0);
 }
 

@@ -147,7 +147,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: workers(text('GATEWAY_WORKERS')),
     keysWatch: keysWatch !== 'off',
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
-    pricesFile: text('PRICES_FILE') ?? null,
+    pricesFile: text('PRICES_FILE')?.toLowerCase() === 'off' ? null : (text('PRICES_FILE') ?? null),
     redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, failure: redisFailure === 'closed' ? 'closed' : 'open' },
     corsOrigins: corsOrigins,
   };

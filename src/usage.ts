@@ -4,7 +4,7 @@
  *   npm run usage                          this month (UTC), from LOG_FILE or logs/llm_interactions.json
  *   npm run usage -- --since 7d            the last 7 days (also 12h, 30m, or a date: 2026-11-01)
  *   npm run usage -- --since 2026-11-01 --until 2026-12-01 --file /var/log/llm.json
- *   npm run usage -- --all --json          every entry, as JSON
+ *   npm run --silent usage -- --all --json every entry, as JSON (--silent: npm's banner off stdout)
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -47,6 +47,7 @@ function readOptions(args: readonly string[], now: number): Options {
       process.exit(0);
     } else fail(`unknown option ${arg}`);
   }
+  if (since !== null && until !== null && since >= until) fail('--since must be before --until');
   return { range: { since, until }, file, json };
 }
 
@@ -64,10 +65,10 @@ async function main(): Promise<void> {
   });
   try {
     await opened;
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) reader.line(line);
   } catch (err) {
     fail(`cannot read ${options.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the log file with --file`);
   }
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) reader.line(line);
   reader.end();
   process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.file));
 }

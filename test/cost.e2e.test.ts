@@ -92,6 +92,10 @@ describe('cost per request', () => {
     assert.equal(first.headers['x-gateway-cost-usd'], undefined);
     assert.equal((await waitForEntry(gateway.logFile, String(second.headers['x-request-id']))).cost_usd, null);
     assert.equal(gateway.stderr().match(/no price for deepseek model "deepseek-chat"/g)?.length, 1, gateway.stderr());
+    // A name a client chose is quoted: it cannot write lines of its own to stderr.
+    await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat\nllm-gateway: forged'));
+    await waitFor(() => /no price for deepseek model "deepseek-chat\\nllm-gateway: forged"/.test(gateway.stderr()), 'the quoted warning');
+    assert.doesNotMatch(gateway.stderr(), /^llm-gateway: forged/m);
     const scraped = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
     assert.equal(metric(scraped, /^llm_gateway_unpriced_requests_total\{provider="deepseek",model="deepseek-chat"\}/), 2);
 
@@ -142,7 +146,7 @@ describe('cost per request', () => {
     assert.doesNotMatch(b.text, /team-a|old-models/);
 
     const old = await request(gateway.url, '/usage', { method: 'GET', headers: { authorization: 'Bearer vk_deepseek' } });
-    assert.equal(old.json.unpriced_requests, 2);
+    assert.equal(old.json.unpriced_requests, 3);
 
     const none = await request(gateway.url, '/v1/usage', { method: 'GET' });
     assert.equal(none.status, 401);
@@ -202,6 +206,90 @@ describe('budgets in USD', () => {
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_w' } })).json;
       assert.equal(usage.cost_usd, Number((4 * GPT_4O_MINI).toFixed(10)));
       assert.equal(usage.budget.remaining_usd, Number((1 - 4 * GPT_4O_MINI).toFixed(10)));
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('what a budget in USD cannot be made to miss', () => {
+  it('holds an output reserve for requests that set no output limit: parallel requests cannot all pass a nearly spent budget', async () => {
+    // gpt-4o-mini: each request in flight holds 4,096 output tokens ($0.0025): the third finds $0.003 committed.
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_par: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_usd: 0.003, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    openai.behave(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return false;
+    });
+    try {
+      const replies = await Promise.all(Array.from({ length: 10 }, () => chat(gateway.url, 'vk_par', ask('gpt-4o-mini'))));
+      const served = replies.filter((reply) => reply.status === 200).length;
+      assert.ok(served <= 2, `${served} of 10 admitted`);
+      assert.ok(replies.filter((reply) => reply.status === 429).every((reply) => reply.json.error.code === 'budget_exceeded'));
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('charges an Anthropic stream cut short before its message_delta at least the output it relayed', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_cut: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
+    let hang!: () => void;
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const event = (type: string, data: unknown) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...(data as object) })}\n\n`);
+      event('message_start', { message: { id: 'msg_cut', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 25, output_tokens: 1 } } });
+      event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+      for (let i = 0; i < 50; i++) event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: `word${i} ` } });
+      await new Promise<void>((resolve) => (hang = resolve));
+      res.end();
+      return true;
+    });
+    try {
+      const { request: send } = await import('node:http');
+      const requestId = await new Promise<string>((resolve, reject) => {
+        const body = JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 4096, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+        const req = send(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_cut', 'anthropic-version': '2023-06-01', 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => {
+            text += chunk;
+            if ((text.match(/content_block_delta/g)?.length ?? 0) >= 100) {
+              req.destroy(); // the client leaves (Esc in Claude Code)
+              resolve(String(res.headers['request-id']));
+            }
+          });
+        });
+        req.on('error', () => {});
+        req.end(body);
+        setTimeout(() => reject(new Error('the stream did not arrive')), 5000).unref();
+      });
+      const entry = await waitForEntry(gateway.logFile, requestId);
+      assert.equal(entry.status, 499);
+      assert.ok(entry.usage.output_tokens >= 50, `charged ${entry.usage.output_tokens} output tokens for 50 relayed deltas`);
+      assert.equal(entry.cost_usd, Number(((25 * 3 + entry.usage.output_tokens * 15) / 1e6).toFixed(10)));
+    } finally {
+      hang?.();
+      anthropic.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('refuses a background Responses request for a key with a budget, and prices a compaction', async () => {
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+    try {
+      const background = await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
+      assert.equal(background.status, 400);
+      assert.equal(background.json.error.param, 'background');
+      const compact = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: [{ role: 'user', content: 'hi' }] } });
+      assert.equal(compact.status, 200);
+      const entry = await waitForEntry(gateway.logFile, String(compact.headers['x-request-id']));
+      // The mock's compaction: 100 input and 10 output tokens.
+      assert.equal(entry.cost_usd, Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10)));
+      const unpriced = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-9-preview', input: [{ role: 'user', content: 'hi' }] } });
+      assert.equal(unpriced.status, 403);
+      assert.equal(unpriced.json.error.code, 'model_not_priced');
     } finally {
       await gateway.stop();
     }

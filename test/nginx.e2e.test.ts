@@ -1,7 +1,8 @@
 /**
- * Beyond one machine: the shipped examples/nginx.conf in front of two gateway instances. A
- * stream must pass through nginx event by event (no buffering), and both instances serve.
- * Needs an nginx binary (.ci/run installs Debian's); skipped, saying so, where there is none.
+ * Beyond one machine: the shipped examples/nginx.conf in front of two gateway instances sharing
+ * one Redis. A stream must pass through nginx event by event (no buffering), both instances
+ * serve, and a key's rate limit holds for the pair. Needs an nginx binary and redis-server
+ * (.ci/run installs Debian's); skipped, saying so, where there is none.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -10,8 +11,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, openStream, sseData } from './support/http.js';
+import { chat, closedPort, openStream, request, sseData } from './support/http.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find((path) => existsSync(path)) ?? (spawnSync('which', ['nginx']).stdout?.toString().trim() || null);
 const OPENAI_KEY = 'sk-proj-nginxOPENAIkey-9911';
@@ -32,8 +34,9 @@ function configFor(listen: number, gateways: number[], prefix: string): string {
   return conf.replace('http {', `http {\n  access_log off;\n${temp}`);
 }
 
-describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'nginx is not installed (.ci/run installs it)' : false }, () => {
+describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'nginx is not installed (.ci/run installs it)' : NO_REDIS }, () => {
   let upstream: MockUpstream;
+  let redis: TestRedis;
   const gateways: GatewayProcess[] = [];
   let nginx: ChildProcess;
   let nginxUrl = '';
@@ -42,11 +45,18 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
 
   before(async () => {
     upstream = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+    redis = await startRedis();
     for (let i = 0; i < 2; i++) {
       gateways.push(
         await startGateway({
-          keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl }, vk_mock: { provider: 'mock' } } },
-          env: { LOG_CONSOLE: 'off' },
+          keys: {
+            virtual_keys: {
+              vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl },
+              vk_mock: { provider: 'mock' },
+              vk_limited: { provider: 'mock', rate_limit: { requests_per_minute: 4 } },
+            },
+          },
+          env: { LOG_CONSOLE: 'off', REDIS_URL: redis.url() },
         }),
       );
     }
@@ -68,6 +78,17 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     nginx?.kill('SIGQUIT');
     for (const gateway of gateways) await gateway.stop();
     await upstream?.close();
+    await redis?.stop();
+  });
+
+  it('holds a key\'s rate limit for both instances together (shared through Redis)', async () => {
+    for (const gateway of gateways) await waitFor(async () => /"redis":"ok"/.test((await request(gateway.url, '/healthz', { method: 'GET' })).text), 'Redis connected');
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await chat(nginxUrl, 'vk_limited', { model: 'm', messages: [{ role: 'user', content: 'hi' }] })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 429, 429, 429, 429], 'four a minute, whichever instance nginx picks');
+    const served = (): number[] => gateways.map((gateway) => readLogFile(gateway.logFile).filter((entry) => entry.status === 200 && entry.virtual_key === 'vk_limited').length);
+    await waitFor(() => served().reduce((sum, count) => sum + count) === 4, 'the four entries written');
+    assert.ok(served().every((count) => count > 0), `both instances served some: ${served().join(', ')}`);
   });
 
   it('streams event by event through nginx: the first chunk arrives while the upstream is still sending', async () => {

@@ -14,7 +14,7 @@ import { messagesUsage } from '../src/formats/messages/usage.js';
 import { responsesUsage } from '../src/formats/responses/usage.js';
 import type { Usage } from '../src/formats/usage.js';
 import { LimitState, SpendStore, type KeyLimits, type Spend } from '../src/policy/limits.js';
-import { costUsd, estimateUsd, formatUsd } from '../src/prices/cost.js';
+import { costUsd, decimalUsd, estimateUsd, formatUsd } from '../src/prices/cost.js';
 import { BUILT_IN_PRICES, builtInPrices, pricesWith } from '../src/prices/prices.js';
 import { buildPriceTable, parsePriceFile, type Price } from '../src/prices/table.js';
 import { registry } from '../src/providers/index.js';
@@ -70,10 +70,13 @@ describe('the price table in the repository', () => {
     const strict = (entry: Record<string, unknown>): string[] => problems(JSON.stringify({ prices: { openai: { 'gpt-x': entry } } }), true);
     assert.match(strict({ input: 1, output: 2, checked: '2026-12-01' }).join(), /openai "gpt-x": "source" must name where the price comes from/);
     assert.match(strict({ input: 1, output: 2, source: 'https://openai.com/api/pricing/' }).join(), /"checked" must be the day the price was checked/);
-    assert.match(strict({ input: 1, output: 2, source: 'x', checked: '2999-01-01' }).join(), /not in the future/);
     assert.match(strict({ input: 1, output: 2, source: 'x', checked: '2026-02-30' }).join(), /"checked"/);
-    // The table itself passes the same validation: builtInPrices() above would have thrown.
-    assert.doesNotThrow(() => buildPriceTable(file, BUILT_IN_PRICES, { providers: PROVIDERS, requireSource: true }));
+    // The table itself passes the same validation, and no entry is dated after today.
+    assert.doesNotThrow(() => buildPriceTable(file, BUILT_IN_PRICES, { providers: PROVIDERS, requireSource: true, notAfter: new Date() }));
+    const future = { prices: { openai: { 'gpt-x': { input: 1, output: 2, source: 'x', checked: '2999-01-01' } } } };
+    assert.throws(() => buildPriceTable(future, 'p.json', { providers: PROVIDERS, requireSource: true, notAfter: new Date() }), /not in the future/);
+    // At run time a clock that is behind the table's dates must not stop the gateway.
+    assert.doesNotThrow(() => buildPriceTable(future, 'p.json', { providers: PROVIDERS, requireSource: true }));
   });
 
   it('covers the current models of OpenAI, Anthropic and DeepSeek', () => {
@@ -232,7 +235,8 @@ describe('cost', () => {
 
   it('estimates a request before its answer from its prompt and output limit, and prints dollars for people', () => {
     assert.equal(estimateUsd(price('openai', 'gpt-4o-mini'), 4_000, 1_000), usd(4_000 * 0.15 + 1_000 * 0.6));
-    assert.deepEqual([formatUsd(0), formatUsd(12.345), formatUsd(0.0042), formatUsd(50)], ['$0', '$12.35', '$0.0042', '$50.00']);
+    assert.deepEqual([formatUsd(0), formatUsd(12.345), formatUsd(0.0042), formatUsd(50), formatUsd(4.5e-7), formatUsd(0.000012)], ['$0', '$12.35', '$0.0042', '$50.00', '$0.00000045', '$0.000012']);
+    assert.deepEqual([decimalUsd(4.5e-7), decimalUsd(1.5), decimalUsd(0), decimalUsd(0.0000117)], ['0.00000045', '1.5', '0', '0.0000117']);
   });
 });
 
@@ -273,7 +277,9 @@ describe('budgets in USD', () => {
     const store = new SpendStore(file);
     const state = new LimitState(store);
     const key = budgetKey(5);
-    const t = Date.parse('2026-11-20T12:00:00Z');
+    // Now: periods that are over are not kept.
+    const t = Date.now();
+    const month = `month:${new Date(t).toISOString().slice(0, 7)}`;
     const counted = usage({ input: 100, cacheRead: 20, cacheWrite: 5, output: 30, reasoning: 10 });
     state.record(key, { tokens: 155, usd: 1.5, usage: counted, unpriced: false }, { tokens: 0, usd: 0 }, t);
     state.record(key, spent(0, 0, true), { tokens: 0, usd: 0 }, t);
@@ -282,12 +288,17 @@ describe('budgets in USD', () => {
     await (again as unknown as { spend: SpendStore }).spend.load();
     const report = again.report(key, t);
     assert.deepEqual(report.spend, {
-      period: 'month:2026-11', requests: 2, tokens: 155, usd: 1.5, input_tokens: 100, output_tokens: 30, cache_read_tokens: 20, cache_write_tokens: 5, reasoning_tokens: 10, unpriced_requests: 1,
+      period: month, requests: 2, tokens: 155, usd: 1.5, input_tokens: 100, output_tokens: 30, cache_read_tokens: 20, cache_write_tokens: 5, reasoning_tokens: 10, unpriced_requests: 1,
     });
-    assert.equal(report.periodStart, '2026-11-01T00:00:00.000Z');
-    assert.equal(report.periodEnd, '2026-12-01T00:00:00.000Z');
+    assert.equal(report.periodStart, `${month.slice(6)}-01T00:00:00.000Z`);
 
-    writeFileSync(file, JSON.stringify({ version: 1, budgets: { 'd-usd': { period: 'month:2026-11', used: 700 } } }));
+    // A budget whose period changes (a reload) and back keeps each period's count.
+    const daily = budgetKey(5, 'day');
+    again.record(daily, spent(10, 0.5), { tokens: 0, usd: 0 }, t);
+    assert.equal(again.report(daily, t).spend.usd, 0.5);
+    assert.equal(again.report(key, t).spend.usd, 1.5, 'the month still counts what it did');
+
+    writeFileSync(file, JSON.stringify({ version: 1, budgets: { 'd-usd': { period: month, used: 700 } } }));
     const old = new SpendStore(file);
     await old.load();
     assert.equal(old.current('d-usd', 'month', new Date(t)).tokens, 700);
@@ -317,6 +328,8 @@ describe('npm run usage', () => {
     JSON.stringify(entry('2026-12-01T12:00:00.000Z', 'team-b', 'deepseek', 'deepseek-flash', null)),
     JSON.stringify(entry('2026-12-01T12:30:00.000Z', null, 'openai', 'gpt-5', 0, 401, [0, 0, 0, 0]), null, 2),
     JSON.stringify(entry('2026-12-02T00:00:00.000Z', 'team-b', 'openai', 'gpt-5', 3), null, 2),
+    // Written before costs were logged: its cost is unknown, not $0.
+    JSON.stringify({ ...entry('2026-12-02T01:00:00.000Z', 'team-c', 'openai', 'gpt-5\u001b[31m\nforged row', 0), cost_usd: undefined }, null, 2),
   ].join('\n');
 
   function run(since: string | null, until: string | null) {
@@ -346,11 +359,14 @@ describe('npm run usage', () => {
     const text = renderReport(report, range, 'logs/llm_interactions.json');
     assert.doesNotMatch(text, /vk_secret_value/);
     const lines = text.split('\n');
-    assert.match(lines[0] as string, /^5 requests in logs\/llm_interactions\.json, from 2026-12-01T00:00:00Z \(1 unreadable part skipped\)$/);
+    assert.match(lines[0] as string, /^6 requests in logs\/llm_interactions\.json, from 2026-12-01T00:00:00Z \(1 unreadable part skipped\)$/);
     const teamB = lines.find((line) => line.startsWith('team-b'));
     assert.match(teamB ?? '', /^team-b\s+2\s+0\s+200\s+40\s+0\s+0\s+\$3\.00 \+ 1 unpriced$/);
     assert.ok(lines.indexOf(teamB as string) < lines.findIndex((line) => line.startsWith('team-a')), 'the biggest spender first');
-    assert.match(text, /^total\s+5\s+1\s+1,300\s+260\s+5,000\s+300\s+\$4\.75 \+ 1 unpriced$/m);
+    assert.match(text, /^total\s+6\s+1\s+1,400\s+280\s+5,000\s+300\s+\$4\.75 \+ 2 unpriced$/m);
+    assert.match(text, /^team-c\s+1\s+0\s+100\s+20\s+0\s+0\s+\? \+ 1 unpriced$/m, 'no cost logged: unknown');
+    assert.doesNotMatch(text, /\u001b|\nforged/, 'control characters in a model name are shown escaped');
+    assert.match(text, /gpt-5\\u001b\[31m\\u000aforged row-served/);
     assert.match(text, /^anthropic\/claude-sonnet-4-5-served\s+1\s+0\s+1,000\s+200\s+5,000\s+300\s+\$1\.50$/m);
   });
 
@@ -361,5 +377,7 @@ describe('npm run usage', () => {
     assert.equal(parseTime('2026-11-01', now), Date.parse('2026-11-01T00:00:00Z'));
     assert.equal(parseTime('2026-11-01T06:00Z', now), Date.parse('2026-11-01T06:00:00Z'));
     assert.equal(parseTime('yesterday', now), null);
+    assert.equal(parseTime('2026-02-31', now), null, 'no such day');
+    assert.equal(parseTime('2026-11-01T06:00', now), Date.parse('2026-11-01T06:00:00Z'), 'UTC, like the log');
   });
 });

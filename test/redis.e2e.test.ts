@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SpendStore, type KeySpend } from '../src/policy/limits.js';
+import type { KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
@@ -42,6 +42,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       vk_rpm: { name: 'rpm', provider: 'mock', rate_limit: { requests_per_minute: 5 } },
       vk_budget: { name: 'budget', provider: 'mock', budget: { max_tokens: 200, period: 'total' } },
       vk_free: { name: 'free', provider: 'mock' },
+      vk_tpm: { name: 'tpm', provider: 'mock', rate_limit: { tokens_per_minute: 30 } },
     },
   };
   before(async () => {
@@ -63,6 +64,17 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.equal(refused.headers['x-ratelimit-limit-requests'], '5');
     assert.equal(refused.headers['x-ratelimit-remaining-requests'], '0');
     assert.ok(Number(refused.headers['retry-after']) >= 1);
+  });
+
+  it('gives tokens_per_minute back what a request held beyond what it used, on whichever instance asks next', async () => {
+    // No max_tokens: the request holds 4,096 output tokens (more than the bucket has) while it runs.
+    const reply = await chat((gateways[0] as GatewayProcess).url, 'vk_tpm', { model: 'mock-echo', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(reply.status, 200);
+    const used = reply.json.usage.total_tokens as number;
+    await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_tpm')).json.requests === 1, 'the request settled');
+    const state = (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_tpm')).json.rate_limit.tokens_per_minute;
+    assert.equal(state.limit, 30);
+    assert.equal(state.remaining, 30 - used, 'the bucket lost what the request used, not what it held');
   });
 
   it('holds a budget across both under concurrent load, and after both restart', async () => {
@@ -131,17 +143,16 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const keys = ['llmgw:{d}:rate', 'llmgw:{d}:spend:total', 'llmgw:{d}:held'];
       const admitted = await runScript(client, 'admit', keys, [0, 0, 1000, 0, 50, 0, 'req-1', 3_600_000, 86_400_000, 1]);
       assert.deepEqual(admitted, ['ok', '', '', '']);
-      const settle = [ 'req-1', 0, 30, 50, 0.25, 20, 10, 0, 0, 0, 0, 0, 0];
+      const settle = ['req-1', 0, 0, 30, 0.25, 20, 10, 0, 0, 0, 0, 0];
       assert.equal(await runScript(client, 'settle', keys, settle), 1);
       assert.equal(await runScript(client, 'settle', keys, settle), 0, 'the second time: already settled');
       assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens', 'usd']), ['1', '30', '0.25']);
       // The state file's spend is copied once, into a period Redis does not count yet.
-      const store = new SpendStore(null);
       const month = `month:${new Date().toISOString().slice(0, 7)}`;
-      (store.entries() as Map<string, KeySpend>).set('d2', { period: month, requests: 3, tokens: 300, usd: 1.5, input_tokens: 200, output_tokens: 100, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
-      (store.entries() as Map<string, KeySpend>).set('d3', { period: 'month:2020-01', requests: 1, tokens: 1, usd: 0, input_tokens: 1, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
-      assert.equal(await seedSpend(client, store.entries()), 1, 'the current period only');
-      assert.equal(await seedSpend(client, store.entries()), 0, 'never twice');
+      const spent = (period: string, tokens: number, usd: number): KeySpend => ({ period, requests: 3, tokens, usd, input_tokens: tokens, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
+      const entries: Array<[string, KeySpend]> = [['d2', spent(month, 300, 1.5)], ['d3', spent('month:2020-01', 1, 0)]];
+      assert.equal(await seedSpend(client, entries), 1, 'the current period only');
+      assert.equal(await seedSpend(client, entries), 0, 'never twice');
       assert.deepEqual(await client.send(['HMGET', `llmgw:{d2}:spend:${month}`, 'tokens', 'usd']), ['300', '1.5']);
       assert.ok((await client.send(['PTTL', `llmgw:{d2}:spend:${month}`])) as number > 0, 'a month counter expires on its own');
     } finally {

@@ -91,6 +91,14 @@ class Bucket {
   take(amount: number): void {
     this.level = Math.min(this.limit, Math.max(-this.limit, this.level - amount));
   }
+
+  /**
+   * Holds `amount` for a request in flight, without the cap: its settlement gives back exactly
+   * what it held (a cap here would lose the difference, and refill the bucket at settlement).
+   */
+  hold(amount: number): void {
+    this.level -= amount;
+  }
 }
 
 /** The period a budget counts in, as an id: `day:2026-11-28`, `month:2026-11`, `total`. UTC. */
@@ -162,13 +170,16 @@ function readSpend(value: unknown): KeySpend | null {
  * are kept in memory only.
  */
 export class SpendStore {
-  private readonly spend = new Map<string, KeySpend>();
+  /** digest → period id → spend: a key whose budget period changes (a reload) keeps each period's count. */
+  private readonly spend = new Map<string, Map<string, KeySpend>>();
   /** Tokens and dollars reserved by requests still running. */
   private readonly reserved = new Map<string, { tokens: number; usd: number }>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
   /** Spend changed since the last write. Nothing recorded, nothing written: no request, no file. */
   private dirty = false;
+  /** The last write failed: said once, until one succeeds. */
+  private failing = false;
 
   constructor(private readonly file: string | null) {}
 
@@ -182,10 +193,12 @@ export class SpendStore {
       return;
     }
     try {
-      const parsed = JSON.parse(text) as { keys?: Record<string, unknown>; budgets?: Record<string, unknown> };
-      for (const [digest, entry] of Object.entries(parsed.keys ?? parsed.budgets ?? {})) {
+      const parsed = JSON.parse(text) as { spend?: Record<string, Record<string, unknown>>; budgets?: Record<string, unknown> };
+      // Version 2: each key's periods; version 1: one period per key, tokens only.
+      const entries = parsed.spend !== undefined ? Object.entries(parsed.spend).flatMap(([digest, periods]) => Object.values(periods ?? {}).map((entry) => [digest, entry] as const)) : Object.entries(parsed.budgets ?? {});
+      for (const [digest, entry] of entries) {
         const spend = readSpend(entry);
-        if (spend !== null) this.spend.set(digest, spend);
+        if (spend !== null) this.periodsOf(digest).set(spend.period, spend);
       }
     } catch {
       // Kept aside, not overwritten: an operator can restore the spend it held.
@@ -195,16 +208,24 @@ export class SpendStore {
     }
   }
 
-  /** Every key's spend as recorded (by digest), whatever its period. */
-  entries(): ReadonlyMap<string, KeySpend> {
-    return this.spend;
+  private periodsOf(digest: string): Map<string, KeySpend> {
+    let periods = this.spend.get(digest);
+    if (periods === undefined) {
+      periods = new Map();
+      this.spend.set(digest, periods);
+    }
+    return periods;
+  }
+
+  /** Every key's spend as recorded (by digest), one entry per period. */
+  entries(): Array<[string, KeySpend]> {
+    return [...this.spend].flatMap(([digest, periods]) => [...periods.values()].map((spend): [string, KeySpend] => [digest, spend]));
   }
 
   /** The key's spend in the current period (a fresh one when the period turned). */
   current(digest: string, period: BudgetPeriod, now: Date): KeySpend {
     const id = periodId(period, now);
-    const spend = this.spend.get(digest);
-    return spend !== undefined && spend.period === id ? spend : emptySpend(id);
+    return this.spend.get(digest)?.get(id) ?? emptySpend(id);
   }
 
   /** Held by requests in flight. */
@@ -233,10 +254,11 @@ export class SpendStore {
 
   add(digest: string, period: BudgetPeriod, spent: Spend, now: Date): void {
     const id = periodId(period, now);
-    let spend = this.spend.get(digest);
-    if (spend === undefined || spend.period !== id) {
+    const periods = this.periodsOf(digest);
+    let spend = periods.get(id);
+    if (spend === undefined) {
       spend = emptySpend(id);
-      this.spend.set(digest, spend);
+      periods.set(id, spend);
     }
     spend.requests++;
     spend.tokens += spent.tokens;
@@ -261,7 +283,16 @@ export class SpendStore {
     const file = this.file;
     if (file === null || !this.dirty) return this.writing;
     this.dirty = false;
-    const text = `${JSON.stringify({ version: 2, keys: Object.fromEntries(this.spend) }, null, 2)}\n`;
+    // Periods that are over are dropped: only current ones count.
+    const now = new Date();
+    const spend: Record<string, Record<string, KeySpend>> = {};
+    for (const [digest, periods] of this.spend) {
+      for (const [id, entry] of periods) {
+        if (id !== 'total' && id !== periodId(id.startsWith('day:') ? 'day' : 'month', now)) periods.delete(id);
+        else (spend[digest] ??= {})[id] = entry;
+      }
+    }
+    const text = `${JSON.stringify({ version: 2, spend }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
       const temporary = `${file}.${process.pid}.tmp`;
       try {
@@ -275,11 +306,14 @@ export class SpendStore {
           await handle.close();
         }
         await rename(temporary, file);
+        if (this.failing) warn(`the state file ${file} is written again`);
+        this.failing = false;
       } catch (err) {
         // Tried again with the next change or at shutdown; a half-written temporary file is not left behind.
         this.dirty = true;
         await unlink(temporary).catch(() => {});
-        warn(`cannot write the state file ${file} (${(err as Error).message}); spend since the last write would be lost at a restart`);
+        if (!this.failing) warn(`cannot write the state file ${file} (${(err as Error).message}); spend since the last write would be lost at a restart (said once until a write succeeds)`);
+        this.failing = true;
       }
     });
     return this.writing;
@@ -409,7 +443,7 @@ export class LimitState {
       return { headers, error: rateError('tokens', tokens.limit, tokens.msUntil(1), headers) };
     }
     if (requests !== null) requests.take(1);
-    if (tokens !== null) tokens.take(estimate.tokens);
+    if (tokens !== null) tokens.hold(estimate.tokens);
     if (key.budget !== null) this.spend.reserve(key.digest, estimate);
     describe();
     return { headers, error: null };

@@ -71,7 +71,7 @@ local function held(key, now, keep)
   local tokens, usd = 0, 0
   local entries = redis.call('HGETALL', key)
   for i = 1, #entries, 2 do
-    local expires, created, tok, cost = string.match(entries[i + 1], '^(%d+) (%d+) (%S+) (%S+)$')
+    local expires, created, tok, cost = string.match(entries[i + 1], '^(%d+) (%d+) (%S+) (%S+) %S+$')
     if expires == nil or now - tonumber(created) > keep then
       redis.call('HDEL', key, entries[i])
     elseif tonumber(expires) > now then
@@ -104,30 +104,43 @@ local r, t = levels(KEYS[1], rpm, tpm, now)
 if r ~= nil and r < 1 then return {'requests', str(r), str(t), ''} end
 if t ~= nil and t <= 0 then return {'tokens', str(r), str(t), ''} end
 if r ~= nil then r = r - 1 end
-if t ~= nil then t = math.max(-tpm, t - tonumber(ARGV[5])) end
+-- What the bucket really gave (its debt is capped at a minute's worth, so a dead instance's
+-- reservation cannot lock the key for longer): the settlement gives back exactly that.
+local taken = 0
+if t ~= nil then
+  local before = t
+  t = math.max(-tpm, t - tonumber(ARGV[5]))
+  taken = before - t
+end
 if r ~= nil or t ~= nil then save(KEYS[1], r, t, now) end
-redis.call('HSET', KEYS[3], ARGV[7], (now + tonumber(ARGV[8])) .. ' ' .. now .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[7], (now + tonumber(ARGV[8])) .. ' ' .. now .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. tostring(taken))
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
 return {'ok', str(r), str(t), ''}
 `;
 
 /**
- * KEYS: bucket, spend, held. ARGV: ticket ('' : none held), tpm, tokens, reserved tokens, USD,
- * input, output, cache read, cache write, reasoning, unpriced (1/0), spend ttl ms (0: none), rpm.
- * → 1 applied, 0 already settled.
+ * KEYS: bucket, spend, held. ARGV: ticket ('' : none held), rpm, tpm, tokens, USD, input,
+ * output, cache read, cache write, reasoning, unpriced (1/0), spend ttl ms (0: none).
+ * → 1 applied, 0 already settled. The tokens bucket gets back what the admission took from it.
  */
 const SETTLE = `${REFILL}
-if ARGV[1] ~= '' and redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+local taken = 0
+if ARGV[1] ~= '' then
+  local entry = redis.call('HGET', KEYS[3], ARGV[1])
+  if not entry then return 0 end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  taken = tonumber(string.match(entry, '(%S+)$')) or 0
+end
 local now = clock()
-local tpm = tonumber(ARGV[2])
+local tpm = tonumber(ARGV[3])
 if tpm > 0 then
   -- Both levels move to now together: the bucket has one clock.
-  local r, t = levels(KEYS[1], tonumber(ARGV[13]), tpm, now)
-  t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[3]) - tonumber(ARGV[4]))))
+  local r, t = levels(KEYS[1], tonumber(ARGV[2]), tpm, now)
+  t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken)))
   save(KEYS[1], r, t, now)
 end
 redis.call('HINCRBY', KEYS[2], 'requests', 1)
-redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[4])
 redis.call('HINCRBYFLOAT', KEYS[2], 'usd', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[6])
 redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[7])
@@ -332,9 +345,9 @@ export class SharedLimiter implements Limiter {
     const usage = spent.usage;
     const args = [
       reserved.ticket ?? '',
+      key.rateLimit?.requestsPerMinute ?? 0,
       key.rateLimit?.tokensPerMinute ?? 0,
       spent.tokens,
-      reserved.ticket === null ? 0 : reserved.charge.tokens,
       spent.usd,
       usage?.input ?? 0,
       usage?.output ?? 0,
@@ -343,7 +356,6 @@ export class SharedLimiter implements Limiter {
       usage?.reasoning ?? 0,
       spent.unpriced ? 1 : 0,
       spendTtl(key, at),
-      key.rateLimit?.requestsPerMinute ?? 0,
     ];
     const started = performance.now();
     runScript(this.options.client, 'settle', [bucket, spend, held], args).then(
@@ -433,7 +445,7 @@ function rateHeaders(key: KeyLimits, requests: number | null, tokens: number | n
  * Redis unless Redis already counts that period (another instance seeded it, or requests were
  * counted there): spend is migrated once, never added twice. Returns how many were seeded.
  */
-export async function seedSpend(client: RedisClient, entries: ReadonlyMap<string, KeySpend>, now = new Date()): Promise<number> {
+export async function seedSpend(client: RedisClient, entries: Iterable<readonly [string, KeySpend]>, now = new Date()): Promise<number> {
   let seeded = 0;
   for (const [digest, spend] of entries) {
     const kind = spend.period === 'total' ? 'total' : spend.period.startsWith('day:') ? 'day' : 'month';

@@ -37,8 +37,16 @@ export function estimateUsd(price: Price, prompt: number, output: number): numbe
   return dollars(prompt * rates.input + output * rates.output);
 }
 
-/** Dollars for people: cents above a cent, two significant digits below. */
+/** Dollars for people: cents above a cent, two significant digits below (never an exponent). */
 export function formatUsd(value: number): string {
   if (value === 0) return '$0';
-  return value >= 0.01 ? `$${value.toFixed(2)}` : `$${Number(value.toPrecision(2))}`;
+  if (value >= 0.01) return `$${value.toFixed(2)}`;
+  const decimals = Math.min(20, 1 - Math.floor(Math.log10(value)));
+  return `$${value.toFixed(decimals).replace(/0+$/, '')}`;
+}
+
+/** Dollars as a plain decimal (a header, a table): ten places at most, never an exponent. */
+export function decimalUsd(value: number): string {
+  const text = value.toFixed(10).replace(/0+$/, '');
+  return text.endsWith('.') ? text.slice(0, -1) : text;
 }

@@ -57,6 +57,7 @@ export class Prices {
     const id = `${provider}\u0001${model}`;
     if (this.reported.has(id) || this.reported.size >= 1000) return;
     this.reported.add(id);
-    warn(`no price for ${provider} model "${model}": its requests log cost_usd null (a key with a budget in USD refuses it); add its price with PRICES_FILE`);
+    // Quoted as JSON: a client chose the name, and it must not write lines of its own to stderr.
+    warn(`no price for ${provider} model ${JSON.stringify(model)}: its requests log cost_usd null (a key with a budget in USD refuses it); add its price with PRICES_FILE`);
   }
 }

@@ -150,11 +150,11 @@ function parseTiers(value: unknown, where: string, problems: string[]): Tier[] |
   return problems.length > before ? undefined : tiers;
 }
 
-/** A day in the past or today: when a price was last checked against its source. */
-function isCheckedDay(value: unknown, today: Date): value is string {
+/** A real day (YYYY-MM-DD), not after `today` when given: when a price was last checked against its source. */
+function isCheckedDay(value: unknown, today: Date | null): value is string {
   if (typeof value !== 'string' || !DAY.test(value)) return false;
   const day = new Date(`${value}T00:00:00Z`);
-  return !Number.isNaN(day.getTime()) && day.toISOString().startsWith(value) && day.getTime() <= today.getTime();
+  return !Number.isNaN(day.getTime()) && day.toISOString().startsWith(value) && (today === null || day.getTime() <= today.getTime());
 }
 
 export interface PriceFileOptions {
@@ -162,7 +162,11 @@ export interface PriceFileOptions {
   readonly providers: readonly string[];
   /** Every entry must name its source and the day it was checked (the table in the repository). */
   readonly requireSource: boolean;
-  readonly today?: Date;
+  /**
+   * Refuse a `checked` day after this one (the test of the table in the repository). Not at run
+   * time: a machine whose clock is behind must still start.
+   */
+  readonly notAfter?: Date;
 }
 
 /** Validates a price file's text and builds its table; throws ConfigFileError listing every problem. */
@@ -181,7 +185,7 @@ export function buildPriceTable(root: unknown, file: string, options: PriceFileO
   if (!isRecord(root) || !isRecord(root.prices)) throw new ConfigFileError(file, [`the file must hold {"prices": {provider: {model: price}}}, like ${example}`]);
   const problems: string[] = [];
   for (const field of Object.keys(root)) if (field !== 'prices') problems.push(`unknown top-level field "${field}" (expected only "prices")`);
-  const today = options.today ?? new Date();
+  const today = options.notAfter ?? null;
   const entries = new Map<string, Map<string, Price>>();
   for (const [provider, models] of Object.entries(root.prices)) {
     if (!options.providers.includes(provider)) {
@@ -209,7 +213,7 @@ export function buildPriceTable(root: unknown, file: string, options: PriceFileO
         if (typeof source !== 'string' || source.trim() === '') problems.push(`${where}: "source" must name where the price comes from (the provider's pricing page)`);
       }
       if (checked !== undefined || options.requireSource) {
-        if (!isCheckedDay(checked, today)) problems.push(`${where}: "checked" must be the day the price was checked against its source, as YYYY-MM-DD (not in the future)`);
+        if (!isCheckedDay(checked, today)) problems.push(`${where}: "checked" must be the day the price was checked against its source, as YYYY-MM-DD${today === null ? '' : ' (not in the future)'}`);
       }
       if (rates === undefined || tiers === undefined || problems.length > before) continue;
       prices.set(name, { ...rates, tiers, source: (source as string | undefined) ?? null, checked: (checked as string | undefined) ?? null });

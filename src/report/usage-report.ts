@@ -15,7 +15,7 @@ export interface UsageRow {
   cacheReadTokens: number;
   cacheWriteTokens: number;
   costUsd: number;
-  /** Requests whose cost is unknown (a model without a price): `costUsd` leaves them out. */
+  /** Requests whose cost is unknown (a model without a price, or an entry from before costs were logged): `costUsd` leaves them out. */
   unpriced: number;
 }
 
@@ -50,6 +50,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
+function printable(name: string): string {
+  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function addTo(rows: Map<string, UsageRow>, name: string, entry: Record<string, unknown>): void {
   let row = rows.get(name);
   if (row === undefined) {
@@ -67,7 +72,8 @@ function addEntry(row: UsageRow, entry: Record<string, unknown>): void {
   row.outputTokens += num(usage.output_tokens);
   row.cacheReadTokens += num(usage.cache_read_tokens);
   row.cacheWriteTokens += num(usage.cache_write_tokens);
-  if (entry.cost_usd === null) row.unpriced++;
+  // null: a model without a price; absent: an entry written before the gateway logged costs.
+  if (typeof entry.cost_usd !== 'number') row.unpriced++;
   else row.costUsd += num(entry.cost_usd);
 }
 
@@ -81,12 +87,12 @@ export function addToReport(report: UsageReport, entry: unknown, range: Range): 
   if (Number.isNaN(at) || (range.since !== null && at < range.since) || (range.until !== null && at >= range.until)) return;
   report.entries++;
   // Keys by their name (or digest label): the virtual key itself is a credential, not for a terminal.
-  const key = typeof entry.key_name === 'string' ? entry.key_name : '(no valid key)';
+  const key = typeof entry.key_name === 'string' ? printable(entry.key_name) : '(no valid key)';
   const upstream = isRecord(entry.upstream) ? entry.upstream : {};
   const model = typeof upstream.model === 'string' ? upstream.model : typeof entry.model === 'string' ? entry.model : '(none)';
   const provider = typeof entry.provider === 'string' ? entry.provider : '(none)';
   addTo(report.byKey, key, entry);
-  addTo(report.byModel, `${provider}/${model}`, entry);
+  addTo(report.byModel, printable(`${provider}/${model}`), entry);
   addEntry(report.total, entry);
 }
 
@@ -199,7 +205,11 @@ export function reportJson(report: UsageReport, range: Range): unknown {
 export function parseTime(text: string, now: number): number | null {
   const relative = /^(\d+)([mhd])$/.exec(text);
   if (relative !== null) return now - Number(relative[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 'm' | 'h' | 'd'];
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text)) return null;
-  const at = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
-  return Number.isNaN(at) ? null : at;
+  const date = /^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:\d{2})?$/.exec(text);
+  if (date === null) return null;
+  // The log is in UTC: a time without a zone is read as UTC too.
+  const at = Date.parse(`${date[1]}${date[2] ?? 'T00:00'}${date[5] ?? 'Z'}`);
+  // 2026-02-31 is no day (Date would make it March 3rd).
+  if (Number.isNaN(at) || new Date(Date.parse(`${date[1]}T00:00:00Z`)).toISOString().slice(0, 10) !== date[1]) return null;
+  return at;
 }

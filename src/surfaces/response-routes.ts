@@ -10,7 +10,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, invalidRequest } from '../errors.js';
-import { parseJsonObject } from '../formats/json.js';
+import { isRecord, parseJsonObject } from '../formats/json.js';
+import { responsesUsage } from '../formats/responses/usage.js';
+import type { Usage } from '../formats/usage.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { targetFor } from '../policy/routing.js';
 import { bearerToken } from '../policy/auth.js';
@@ -20,7 +22,7 @@ import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { previousNotFound, refuseConversation } from './responses.js';
 import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
-import { checkModel, shallow, type SurfaceDeps } from './surface.js';
+import { checkModel, notPriced, shallow, type SurfaceDeps } from './surface.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
 const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
@@ -145,11 +147,27 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
       const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (mapped !== null) interaction.upstreamModel = mapped;
+      if (suffix === '/compact') {
+        // Compaction generates: priced and counted like any generation.
+        interaction.price = mapped === null ? null : deps.prices.price(target.provider.name, mapped);
+        if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(model ?? '');
+      }
       const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+      if (suffix === '/compact') interaction.usage = compactUsage(answer.body);
       return { status: answer.status, body: answer.body };
     });
+}
+
+/** The usage of a compaction's answer (a response object), for the key's limits, budget and cost. */
+function compactUsage(body: Buffer): Usage | null {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return isRecord(parsed) ? responsesUsage(parsed.usage) : null;
+  } catch {
+    return null;
+  }
 }
 
 export const serveInputTokens = servePassedThrough('/input_tokens');

@@ -5,7 +5,7 @@
  * continues (`previous_response_id`) must be its own, and the one it stores is tagged as its own
  * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
  */
-import { GatewayError } from '../errors.js';
+import { GatewayError, invalidRequest } from '../errors.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
@@ -53,6 +53,10 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     // (JSON parsers differ on which one wins) goes as the gateway read it.
     const body = Buffer.isBuffer(sent) && CHECKED_FIELDS.some((field) => namedTwice(sent, field)) ? shallow(() => JSON.stringify(request)) : sent;
     refuseConversation(request.conversation);
+    // A background response is generated (and billed) after this request has ended: no budget could count it.
+    if (request.background === true && key.budget !== null) {
+      throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');
+    }
     const previous = request.previous_response_id;
     if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.

@@ -20,7 +20,7 @@ import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
 import { maskKey, type VirtualKey } from '../policy/keys.js';
 import { admissionError, limitsOf, NO_RESERVATION, type Charge, type Limiter, type Reservation } from '../policy/limits.js';
-import { costUsd, estimateUsd } from '../prices/cost.js';
+import { costUsd, decimalUsd, estimateUsd } from '../prices/cost.js';
 import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
@@ -89,6 +89,9 @@ interface Outbound<C extends ApiTypes> {
   readonly model: string;
   readonly maxOutputTokens: number;
 }
+
+/** What a request that sets no output limit reserves for its output (unless its target caps output lower). */
+export const UNSTATED_OUTPUT_RESERVE = 4096;
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
 const ERROR_BODY_LIMIT = 1024 * 1024;
@@ -241,20 +244,24 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
   let tokens = 0;
   let usd = 0;
   for (const target of key.targets) {
-    const output = cappedOutput(target, parsed.maxOutputTokens);
+    // A request without an output limit may generate up to the model's own: it holds a default's worth.
+    const output = parsed.maxOutputTokens > 0 ? cappedOutput(target, parsed.maxOutputTokens) : Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
     const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
-    if (price === null) {
-      throw new GatewayError(403, `The model "${parsed.model}" has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
-        type: 'permission_error',
-        code: 'model_not_priced',
-        param: 'model',
-      });
-    }
+    if (price === null) throw notPriced(parsed.model);
     usd = Math.max(usd, estimateUsd(price, promptTokens, output));
   }
   return { tokens, usd };
+}
+
+/** The refusal of a model without a price for a key whose budget is in USD. */
+export function notPriced(model: string): GatewayError {
+  return new GatewayError(403, `The model "${model}" has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
+    type: 'permission_error',
+    code: 'model_not_priced',
+    param: 'model',
+  });
 }
 
 /** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
@@ -279,6 +286,10 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   const status = interaction.upstreamStatus;
   if (usage === null && status !== null && status >= 200 && status < 300) {
     usage = { input: promptEstimate, output: interaction.streamedEvents, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+  } else if (usage !== null && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
+    // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
+    usage = { ...usage, output: interaction.streamedEvents };
+    interaction.usage = usage;
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
   let usd: number | null = 0;
@@ -492,7 +503,7 @@ function answerJson<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, A
   interaction.usage = usage;
   const response = exchange.response(answer);
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
-  if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', String(costUsd(interaction.price, usage)));
+  if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, usage)));
   stampOverhead(res, interaction.overheadMs(performance.now()));
   // Passed through, the provider's own bytes (checked whole above) go on unchanged.
   sendJson(res, 200, route.translation.identity ? body : JSON.stringify(response));
