@@ -87,6 +87,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const usage = (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
     assert.equal(usage.usage.total_tokens, used, 'both instances counted in one place');
     assert.equal(usage.requests, served.length);
+    assert.deepEqual(usage.in_flight, { tokens: 0, cost_usd: 0 }, 'every reservation settled, none left holding');
     // Each request in flight held its prompt and max_tokens (~15 tokens), more than it used: the budget held.
     assert.ok(used <= 200, `${used} tokens used of 200`);
 

@@ -67,18 +67,28 @@ local function save(key, r, t, now)
   redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, 120000)
 end
+-- What requests in flight hold: running totals in the hash's '~tokens' and '~usd' fields (O(1)),
+-- recounted from the reservations themselves every 10 s, which also forgets reservations whose
+-- instance died (they stop holding after their hold time, and are dropped after 'keep').
 local function held(key, now, keep)
+  local totals = redis.call('HMGET', key, '~tokens', '~usd', '~recount')
+  if totals[3] and tonumber(totals[3]) > now then
+    return math.max(0, tonumber(totals[1]) or 0), math.max(0, tonumber(totals[2]) or 0)
+  end
   local tokens, usd = 0, 0
   local entries = redis.call('HGETALL', key)
   for i = 1, #entries, 2 do
-    local expires, created, tok, cost = string.match(entries[i + 1], '^(%d+) (%d+) (%S+) (%S+) %S+$')
-    if expires == nil or now - tonumber(created) > keep then
-      redis.call('HDEL', key, entries[i])
-    elseif tonumber(expires) > now then
-      tokens = tokens + tonumber(tok)
-      usd = usd + tonumber(cost)
+    if string.sub(entries[i], 1, 1) ~= '~' then
+      local expires, created, tok, cost = string.match(entries[i + 1], '^(%d+) (%d+) (%S+) (%S+) %S+$')
+      if expires == nil or now - tonumber(created) > keep then
+        redis.call('HDEL', key, entries[i])
+      elseif tonumber(expires) > now then
+        tokens = tokens + tonumber(tok)
+        usd = usd + tonumber(cost)
+      end
     end
   end
+  redis.call('HSET', key, '~tokens', tostring(tokens), '~usd', tostring(usd), '~recount', tostring(now + 10000))
   return tokens, usd
 end
 local function str(v) if v == nil then return '' end return tostring(v) end
@@ -92,8 +102,8 @@ local function str(v) if v == nil then return '' end return tostring(v) end
 const ADMIT = `${REFILL}
 local now = clock()
 local rpm, tpm, maxTokens, maxUsd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[9]))
 if ARGV[10] == '1' then
+  local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[9]))
   local spent = redis.call('HMGET', KEYS[2], 'tokens', 'usd')
   local tokens = (tonumber(spent[1]) or 0) + heldTokens
   local usd = (tonumber(spent[2]) or 0) + heldUsd
@@ -114,6 +124,8 @@ if t ~= nil then
 end
 if r ~= nil or t ~= nil then save(KEYS[1], r, t, now) end
 redis.call('HSET', KEYS[3], ARGV[7], (now + tonumber(ARGV[8])) .. ' ' .. now .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. tostring(taken))
+redis.call('HINCRBYFLOAT', KEYS[3], '~tokens', ARGV[5])
+redis.call('HINCRBYFLOAT', KEYS[3], '~usd', ARGV[6])
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
 return {'ok', str(r), str(t), ''}
 `;
@@ -129,7 +141,11 @@ if ARGV[1] ~= '' then
   local entry = redis.call('HGET', KEYS[3], ARGV[1])
   if not entry then return 0 end
   redis.call('HDEL', KEYS[3], ARGV[1])
-  taken = tonumber(string.match(entry, '(%S+)$')) or 0
+  local tok, cost, took = string.match(entry, '(%S+) (%S+) (%S+)$')
+  taken = tonumber(took) or 0
+  -- Off the running totals (a drift, e.g. from a reservation that outlived its hold, heals at the next recount).
+  redis.call('HINCRBYFLOAT', KEYS[3], '~tokens', -(tonumber(tok) or 0))
+  redis.call('HINCRBYFLOAT', KEYS[3], '~usd', -(tonumber(cost) or 0))
 end
 local now = clock()
 local tpm = tonumber(ARGV[3])
