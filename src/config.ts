@@ -17,6 +17,8 @@ export interface Config {
   logFile: string | null;
   /** Entries on stdout: indented (`pretty`), one line each (`json`), or none. */
   logConsole: 'pretty' | 'json' | 'off';
+  /** Request and response bodies larger than this are logged as their head and size; null = whole. */
+  logBodyMaxBytes: number | null;
   maxBodyBytes: number;
   /** max_tokens sent to Anthropic when the client sets none (Anthropic requires one). */
   anthropicDefaultMaxTokens: number;
@@ -130,6 +132,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: text('GATEWAY_HOST'),
     logFile: logFile.toLowerCase() === 'off' ? null : logFile,
     logConsole: logConsole === 'off' || logConsole === 'json' ? logConsole : 'pretty',
+    logBodyMaxBytes: text('LOG_BODY_MAX_BYTES')?.toLowerCase() === 'off' ? null : text('LOG_BODY_MAX_BYTES') === undefined ? null : integer('LOG_BODY_MAX_BYTES', 0, 256, 2 ** 31),
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
     shutdownTimeoutMs: integer('GATEWAY_SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 24 * 3600_000),

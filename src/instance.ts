@@ -117,7 +117,7 @@ export function createInstance(options: InstanceOptions): Instance {
   const { config } = options;
   const keys = new KeyStore(options.keys);
   const prices = new Prices(options.prices);
-  const log = new InteractionLog(options.sinks);
+  const log = new InteractionLog(options.sinks, config.logBodyMaxBytes);
   const metrics = options.metrics ?? new Metrics();
   const redis = options.redis ?? null;
   // With Redis, real-key cool-downs and open circuits are news for the other instances too.

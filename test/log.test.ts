@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { capBody, InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -82,5 +82,31 @@ describe('log rendering', () => {
     const log = new InteractionLog([]);
     assert.equal(log.enabled, false);
     log.record(entry('x'));
+  });
+});
+
+describe('LOG_BODY_MAX_BYTES', () => {
+  it('logs a body over the cap as its head (the first bytes of its compact JSON) and its size; smaller ones whole', () => {
+    const big = { model: 'm', messages: [{ role: 'user', content: 'é'.repeat(1000) }] };
+    const capped = capBody(big, 256) as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(capped.truncated, true);
+    assert.equal(capped.original_bytes, Buffer.byteLength(JSON.stringify(big)));
+    assert.ok(Buffer.byteLength(capped.head) <= 256);
+    assert.ok(JSON.stringify(big).startsWith(capped.head), 'cut between characters');
+    assert.deepEqual(capBody({ small: true }, 256), { small: true });
+    assert.equal(capBody('x'.repeat(300), 256 * 2), 'x'.repeat(300), 'text bodies too, by their bytes');
+    assert.equal(capBody(null, 256), null);
+  });
+
+  it('caps each entry before it is rendered, for every destination', async () => {
+    const sink = new MemorySink(['pretty']);
+    const log = new InteractionLog([sink], 300);
+    const body = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(5000) }] };
+    log.record(entry('capped', body));
+    await log.flush();
+    const written = JSON.parse(sink.writes.join(''));
+    assert.equal(written.request.truncated, true);
+    assert.equal(written.request.original_bytes, JSON.stringify(body).length);
+    assert.equal(written.response, null);
   });
 });

@@ -330,3 +330,58 @@ describe('start-up validation', () => {
     }
   });
 });
+
+const LOGROTATE = ['/usr/sbin/logrotate', '/usr/bin/logrotate'].find((path) => existsSync(path)) ?? null;
+
+describe('log volume', () => {
+  it('LOG_BODY_MAX_BYTES logs a larger body as its head and its size, with a clear marker', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off', LOG_BODY_MAX_BYTES: '1024' } });
+    try {
+      const body = { model: 'm', messages: [{ role: 'user', content: 'a long prompt '.repeat(500) }] };
+      const big = await chat(gw.url, 'vk', body);
+      const small = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+      const capped = await waitForEntry(gw.logFile, String(big.headers['x-request-id']));
+      assert.equal(capped.request.truncated, true);
+      assert.equal(capped.request.original_bytes, Buffer.byteLength(JSON.stringify(body)));
+      assert.equal(capped.request.head, JSON.stringify(body).slice(0, 1024));
+      assert.equal(capped.response.truncated, true, 'the mock echoes the prompt: its answer is over the cap too');
+      assert.equal(capped.usage.input_tokens > 0, true, 'everything else of the entry is whole');
+      const whole = await waitForEntry(gw.logFile, String(small.headers['x-request-id']));
+      assert.deepEqual(whole.request, { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('examples/logrotate.conf rotates the log under traffic: SIGHUP reopens it, no entry lost or split', { skip: LOGROTATE === null ? 'logrotate is not installed (.ci/run installs it)' : false }, async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      const ids: string[] = [];
+      let running = true;
+      const traffic = (async () => {
+        while (running) ids.push(String((await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'rotate me' }] })).headers['x-request-id']));
+      })();
+      await waitFor(() => ids.length >= 20, 'some traffic');
+      const shipped = readFileSync(join(ROOT, 'examples', 'logrotate.conf'), 'utf8');
+      const config = shipped.replace('/var/lib/llm-gateway/logs/llm_interactions.json', gw.logFile).replace('systemctl kill --signal=HUP llm-gateway.service', `kill -HUP ${gw.child.pid}`);
+      assert.notEqual(config, shipped);
+      const configFile = join(gw.dir, 'logrotate.conf');
+      writeFileSync(configFile, config);
+      const rotated = spawnSync(LOGROTATE as string, ['-f', '-s', join(gw.dir, 'logrotate.state'), configFile], { encoding: 'utf8' });
+      assert.equal(rotated.status, 0, rotated.stderr);
+      await waitFor(() => existsSync(gw.logFile), 'the gateway writing a new file');
+      await waitFor(() => ids.length >= 60, 'more traffic');
+      running = false;
+      await traffic;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const before = readLogFile(`${gw.logFile}.1`);
+      const after = readLogFile(gw.logFile);
+      assert.ok(before.length > 0 && after.length > 0, `${before.length} entries before, ${after.length} after`);
+      const logged = [...before, ...after].map((entry) => entry.request_id);
+      assert.deepEqual(logged.sort(), [...ids].sort(), 'every request in one of the two files, once');
+      assert.equal(statSync(gw.logFile).mode & 0o777, 0o600, 'the new file is the gateway\'s own');
+    } finally {
+      await gw.stop();
+    }
+  });
+});

@@ -299,12 +299,46 @@ class StdoutSink extends QueuedWriter {
   }
 }
 
+/** What stands in a log entry for a body larger than LOG_BODY_MAX_BYTES. */
+export interface TruncatedBody {
+  readonly truncated: true;
+  /** The body's size as compact JSON (or as text, when it was not JSON). */
+  readonly original_bytes: number;
+  /** Its first LOG_BODY_MAX_BYTES bytes, as compact JSON text. */
+  readonly head: string;
+}
+
+/** A body as logged under a cap: itself, or its head and size. */
+export function capBody(body: unknown, maxBytes: number): unknown {
+  if (body === null || body === undefined) return body;
+  let text: string;
+  try {
+    text = typeof body === 'string' ? body : JSON.stringify(body);
+  } catch {
+    return body; // too deeply nested to render: renderEntry says so
+  }
+  // Most bodies are far below the cap: a length in UTF-16 units bounds their size in bytes by 3x.
+  if (text.length * 3 <= maxBytes) return body;
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= maxBytes) return body;
+  const buffer = Buffer.from(text);
+  // Cut before a character, not inside one.
+  let end = maxBytes;
+  while (end > 0 && ((buffer[end] as number) & 0xc0) === 0x80) end--;
+  const truncated: TruncatedBody = { truncated: true, original_bytes: bytes, head: buffer.toString('utf8', 0, end) };
+  return truncated;
+}
+
 export class InteractionLog {
   /** Rendered text per format, waiting for the next batch write. */
   private pending: Array<{ format: LogFormat; parts: string[] }>;
   private scheduled = false;
 
-  constructor(private readonly sinks: readonly LogSink[]) {
+  /** `bodyMaxBytes`: bodies larger than this are logged as their head and size (null: whole). */
+  constructor(
+    private readonly sinks: readonly LogSink[],
+    private readonly bodyMaxBytes: number | null = null,
+  ) {
     this.pending = [...new Set(sinks.flatMap((sink) => sink.formats))].map((format) => ({ format, parts: [] }));
   }
 
@@ -324,6 +358,11 @@ export class InteractionLog {
    */
   record(entry: LogEntry): void {
     if (this.sinks.length === 0) return;
+    const max = this.bodyMaxBytes;
+    if (max !== null) {
+      entry.request = capBody(entry.request, max);
+      entry.response = capBody(entry.response, max);
+    }
     for (const slot of this.pending) slot.parts.push(renderEntry(entry, slot.format));
     if (!this.scheduled) {
       this.scheduled = true;
