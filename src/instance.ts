@@ -21,7 +21,7 @@ import type { PriceTable } from './prices/table.js';
 import { SlotList } from './slot-list.js';
 import type { Cancellation } from './upstream/cancel.js';
 import { HttpClient } from './upstream/http-client.js';
-import type { RedisClient } from './redis/client.js';
+import type { SharedLimiter } from './policy/shared-limits.js';
 import { SharedEvents } from './policy/shared-events.js';
 
 export interface InstanceOptions {
@@ -40,8 +40,8 @@ export interface InstanceOptions {
   readonly reportsKeyCount?: boolean;
   /** Its metrics, when something made before it (the shared limiter) records into them too. */
   readonly metrics?: Metrics;
-  /** The connection to Redis, when limits are shared (for /healthz and metrics). */
-  readonly redis?: RedisClient | null;
+  /** Limits shared through Redis (for /healthz, metrics and the shared events), when they are. */
+  readonly shared?: SharedLimiter | null;
 }
 
 export interface Instance {
@@ -119,9 +119,9 @@ export function createInstance(options: InstanceOptions): Instance {
   const prices = new Prices(options.prices);
   const log = new InteractionLog(options.sinks, config.logBodyMaxBytes);
   const metrics = options.metrics ?? new Metrics();
-  const redis = options.redis ?? null;
+  const shared = options.shared ?? null;
   // With Redis, real-key cool-downs and open circuits are news for the other instances too.
-  const events = redis === null || config.redis === null ? null : new SharedEvents(config.redis.address, redis, (digest) => keys.byDigestOf(digest));
+  const events = shared === null || config.redis === null ? null : new SharedEvents(config.redis.address, shared.client, (digest) => keys.byDigestOf(digest));
   events?.attach(options.keys);
   const inFlight = new SlotList<Cancellation>();
   const client = new HttpClient();
@@ -131,7 +131,7 @@ export function createInstance(options: InstanceOptions): Instance {
       gauges: {
         llm_gateway_requests_in_flight: server.activeRequests(),
         ...(options.reportsKeyCount === false ? {} : { llm_gateway_virtual_keys: keys.size }),
-        ...(redis === null ? {} : { llm_gateway_redis_up: redis.isReady ? 1 : 0 }),
+        ...(shared === null ? {} : { llm_gateway_redis_up: shared.healthy ? 1 : 0 }),
       },
       counters: { llm_gateway_log_write_failures_total: log.failures },
     });
@@ -149,7 +149,7 @@ export function createInstance(options: InstanceOptions): Instance {
     prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,
-    redisDown: () => (redis === null ? null : !redis.isReady),
+    redisDown: () => (shared === null ? null : !shared.healthy),
     metricsOpen: isLoopback(config.host),
     headersTimeoutMs: config.headersTimeoutMs,
     renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
@@ -170,7 +170,8 @@ export function createInstance(options: InstanceOptions): Instance {
   const shutdown = (signal: string): Promise<void> => {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
       client.close();
-      redis?.close();
+      if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: their spend is in this instance's state file, not in Redis`);
+      shared?.client.close();
       events?.close();
       await log.close();
     });

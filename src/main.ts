@@ -10,10 +10,9 @@ import { createSinks } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { KeyFile, watchKeyFile } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
-import { LimitState, localLimiter, SpendStore, type Limiter } from './policy/limits.js';
+import { LimitState, localLimiter, SpendStore } from './policy/limits.js';
 import { seedWhenUp, shareLimits } from './policy/shared-limits.js';
 import { Metrics } from './observe/metrics.js';
-import type { RedisClient } from './redis/client.js';
 import { registry } from './providers/index.js';
 
 function fatal(message: string): never {
@@ -55,14 +54,9 @@ async function main(): Promise<void> {
   }
 
   const metrics = new Metrics();
-  let limiter: Limiter = localLimiter(limits);
-  let redis: RedisClient | null = null;
-  if (config.redis !== null) {
-    const shared = shareLimits({ ...config.redis, local: limiter, metrics, seedFrom: spend });
-    limiter = shared.limiter;
-    redis = shared.client;
-  }
-  const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter, metrics, redis });
+  const local = localLimiter(limits);
+  const shared = config.redis === null ? null : shareLimits({ ...config.redis, local, metrics, seedFrom: spend });
+  const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter: shared ?? local, metrics, shared });
   let address: string;
   try {
     address = await instance.listen();

@@ -11,7 +11,9 @@ import type { KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
-import { startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, request } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
@@ -43,6 +45,8 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       vk_budget: { name: 'budget', provider: 'mock', budget: { max_tokens: 200, period: 'total' } },
       vk_free: { name: 'free', provider: 'mock' },
       vk_tpm: { name: 'tpm', provider: 'mock', rate_limit: { tokens_per_minute: 30 } },
+      // Limits it never reaches: every request is checked in Redis.
+      vk_busy: { name: 'busy', provider: 'mock', rate_limit: { requests_per_minute: 1_000_000 }, budget: { max_tokens: 1_000_000_000, period: 'total' } },
     },
   };
   before(async () => {
@@ -106,7 +110,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const load = Array.from({ length: 4 }, async (_, worker) => {
       while (running) {
         const started = performance.now();
-        const reply = await chat((gateways[worker % 2] as GatewayProcess).url, 'vk_free', ask);
+        const reply = await chat((gateways[worker % 2] as GatewayProcess).url, 'vk_busy', ask);
         latencies.push(performance.now() - started);
         statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
       }
@@ -137,24 +141,63 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.deepEqual(statusesAfter, [200, 200, 200, 200, 200, 429, 429]);
   });
 
-  it('settles a request once, however often its settlement is sent', async () => {
+  it('serves on when Redis stops answering (SIGSTOP), and counts each request once when it answers again', async () => {
+    const busy = async (gateway: GatewayProcess) => (await get(gateway, '/v1/usage', 'vk_busy')).json;
+    await waitFor(async () => (await busy(gateways[0] as GatewayProcess)).in_flight.tokens === 0, 'earlier requests settled');
+    const before = (await busy(gateways[0] as GatewayProcess)).requests as number;
+    redis.signal('SIGSTOP');
+    let served = 0;
+    try {
+      for (let i = 0; i < 12; i++) {
+        const started = performance.now();
+        const reply = await chat((gateways[i % 2] as GatewayProcess).url, 'vk_busy', ask);
+        assert.equal(reply.status, 200);
+        assert.ok(performance.now() - started < 1000, `request ${i} waited ${performance.now() - started} ms`);
+        served++;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal((await get(gateways[0] as GatewayProcess, '/healthz')).json.redis, 'unavailable');
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    for (const gateway of gateways) await redisUp(gateway);
+    await waitFor(async () => ((await busy(gateways[1] as GatewayProcess)).requests as number) >= before + served, 'the settlements that waited sent');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const after = await busy(gateways[1] as GatewayProcess);
+    assert.equal(after.requests, before + served, 'each request counted once, not once per retry');
+    assert.deepEqual(after.in_flight, { tokens: 0, cost_usd: 0 }, 'no reservation left behind by an admission that timed out');
+    for (const gateway of gateways) {
+      const stderr = gateway.stderr();
+      assert.ok((stderr.match(/cannot be used/g)?.length ?? 0) <= 2, `warned once per outage: ${stderr}`);
+    }
+  });
+
+  it('settles a request once, however often its settlement is sent; adds a state file\'s spend once', async () => {
     const address = parseRedisUrl(redis.url(undefined, 2)) as RedisAddress;
     const client = await connect(address);
     try {
       const keys = ['llmgw:{d}:rate', 'llmgw:{d}:spend:total', 'llmgw:{d}:held'];
       const admitted = await runScript(client, 'admit', keys, [0, 0, 1000, 0, 50, 0, 'req-1', 3_600_000, 86_400_000, 1]);
       assert.deepEqual(admitted, ['ok', '', '', '']);
-      const settle = ['req-1', 0, 0, 30, 0.25, 20, 10, 0, 0, 0, 0, 0];
-      assert.equal(await runScript(client, 'settle', keys, settle), 1);
-      assert.equal(await runScript(client, 'settle', keys, settle), 0, 'the second time: already settled');
+      // ticket, rpm, tpm, tokens, usd, input, output, cache read, cache write, reasoning, unpriced, ttl, mode, counts
+      const settle = (ticket: string, mode: string) => runScript(client, 'settle', [...keys, `llmgw:{d}:settled:${ticket}`], [ticket, 0, 0, 30, 0.25, 20, 10, 0, 0, 0, 0, 0, mode, 1]);
+      assert.equal(await settle('req-1', 'held'), 1);
+      assert.equal(await settle('req-1', 'held'), 0, 'the second time: already settled');
       assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens', 'usd']), ['1', '30', '0.25']);
-      // The state file's spend is copied once, into a period Redis does not count yet.
+      // An admission whose answer never came: settled once whether it reserved or not.
+      assert.equal(await settle('req-2', 'unsure'), 1);
+      assert.equal(await settle('req-2', 'unsure'), 0, 'sent again after a lost answer: counted once');
+      assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens']), ['2', '60']);
+      assert.deepEqual(await client.send(['HMGET', keys[2] as string, '~tokens', '~usd']), ['0', '0'], 'nothing left held');
+
+      // The state file's spend is added once per key and period, to what Redis already counts.
       const month = `month:${new Date().toISOString().slice(0, 7)}`;
+      await client.send(['HSET', `llmgw:{d2}:spend:${month}`, 'requests', '1', 'tokens', '20', 'usd', '0.5']);
       const spent = (period: string, tokens: number, usd: number): KeySpend => ({ period, requests: 3, tokens, usd, input_tokens: tokens, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 });
       const entries: Array<[string, KeySpend]> = [['d2', spent(month, 300, 1.5)], ['d3', spent('month:2020-01', 1, 0)]];
       assert.equal(await seedSpend(client, entries), 1, 'the current period only');
-      assert.equal(await seedSpend(client, entries), 0, 'never twice');
-      assert.deepEqual(await client.send(['HMGET', `llmgw:{d2}:spend:${month}`, 'tokens', 'usd']), ['300', '1.5']);
+      assert.equal(await seedSpend(client, entries), 0, 'never twice (another instance, a restart)');
+      assert.deepEqual(await client.send(['HMGET', `llmgw:{d2}:spend:${month}`, 'requests', 'tokens', 'usd']), ['4', '320', '2']);
       assert.ok((await client.send(['PTTL', `llmgw:{d2}:spend:${month}`])) as number > 0, 'a month counter expires on its own');
     } finally {
       client.close();
@@ -166,7 +209,11 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
   const keys = { virtual_keys: { vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 2 } }, vk_free: { provider: 'mock' } } };
 
   it('connects with a password, and with an ACL user; a wrong password is reported without the password, and traffic flows', async () => {
-    const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret'] });
+    // The README's ACL rules, exactly: the gateway needs no more.
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const rules = /^user gateway on >… (.*)$/m.exec(readme)?.[1];
+    assert.ok(rules !== undefined, 'the README shows the ACL rules');
+    const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret', rules] });
     try {
       for (const [db, credentials] of [':default-s3cret', 'gateway:acl-s3cret'].entries()) {
         const gateway = await start(keys, redis.url(credentials, db));
@@ -275,6 +322,33 @@ describe('real-key cool-downs shared between instances', { skip: NO_REDIS }, () 
       openai.behave(null);
       await first.stop();
       await second.stop();
+    }
+  });
+});
+
+describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
+  it('adds the state file\'s spend to what Redis counted while it was down, once', async () => {
+    const dir = tempDir();
+    const stateFile = join(dir, 'state.json');
+    const { createHash } = await import('node:crypto');
+    const digest = createHash('sha256').update('vk_seed').digest('base64');
+    const month = `month:${new Date().toISOString().slice(0, 7)}`;
+    writeFileSync(stateFile, JSON.stringify({ version: 2, spend: { [digest]: { [month]: { period: month, requests: 9, tokens: 900, usd: 0, input_tokens: 900, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 } } } }));
+    const redis = await startRedis();
+    await redis.kill();
+    const keys = { virtual_keys: { vk_seed: { provider: 'mock', budget: { max_tokens: 10_000, period: 'month' } } } };
+    const gateway = await start(keys, redis.url(), { STATE_FILE: stateFile });
+    try {
+      const reply = await chat(gateway.url, 'vk_seed', ask);
+      assert.equal(reply.status, 200, 'served while Redis is down');
+      const used = reply.json.usage.total_tokens as number;
+      await redis.restart();
+      await redisUp(gateway);
+      await waitFor(async () => (await get(gateway, '/v1/usage', 'vk_seed')).json.usage.total_tokens === 900 + used, 'the file\'s spend and the request counted', 10_000);
+      assert.match(gateway.stderr(), /the spend of 1 key in the state file was added to what Redis counts/);
+    } finally {
+      await gateway.stop();
+      await redis.stop();
     }
   });
 });

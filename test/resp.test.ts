@@ -53,6 +53,7 @@ describe('REDIS_URL', () => {
       ['redis://:pw@h/x', /the path is the database number/],
       ['not a url pw', /must be a URL/],
       ['redis://h:1/0?x=1', /no query string/],
+      ['redis://u:%zz@h/0', /malformed %-escape/],
     ] as const) {
       const parsed = parseRedisUrl(url);
       assert.equal(typeof parsed, 'string', url);

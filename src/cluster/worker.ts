@@ -156,9 +156,9 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     prices,
     keyFile: null,
     sinks: [new PrimarySink(formatsFor(config))],
-    limiter: shared?.limiter ?? limits.limiter,
+    limiter: shared ?? limits.limiter,
     metrics,
-    redis: shared?.client ?? null,
+    shared,
     reportsKeyCount: false,
     gatherMetrics: (local) =>
       new Promise((resolve) => {

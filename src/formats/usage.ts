@@ -32,7 +32,8 @@ export interface LoggedUsage {
  * metric.
  */
 export function tokenCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+  // At most a trillion: past any real request, and still an integer every store can add.
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.min(1e12, Math.floor(value)) : 0;
 }
 
 /** Every prompt token, cached or not. */

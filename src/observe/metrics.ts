@@ -47,7 +47,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_redis_duration_seconds: { type: 'histogram', help: 'Time Redis took to answer a shared-limits script (REDIS_URL), by operation (admit, settle, report).', buckets: OVERHEAD_BUCKETS },
   llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down).' },
   llm_gateway_redis_fallbacks_total: { type: 'counter', help: 'Limit checks decided without Redis, by policy (open: by this instance alone; closed: refused with 503).' },
-  llm_gateway_redis_up: { type: 'gauge', help: 'Whether the connection to Redis is up (1) or not (0); absent without REDIS_URL.' },
+  llm_gateway_redis_up: { type: 'gauge', help: 'Whether limits are shared through Redis right now (1: connected, and its last answer came in time; 0: not); absent without REDIS_URL.' },
   llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
 };
 

@@ -32,13 +32,13 @@ export const NO_CHARGE: Charge = { tokens: 0, usd: 0 };
 export interface Spend extends Charge {
   readonly usage: Usage | null;
   readonly unpriced: boolean;
+  /** Admitted by the shared store (Redis): this instance's own requests bucket counts it too, for a fallback. */
+  readonly decidedElsewhere?: boolean;
 }
 
 export interface Admission {
-  /**
-   * The request's reservation in a store shared by instances (Redis), to settle it there exactly
-   * once; null: held here (or nowhere).
-   */
+  /** Where it is held (absent: `local`), and its id in the shared store (Redis). */
+  readonly where?: Held;
   readonly ticket?: string | null;
   /** null: admitted. */
   readonly error: { status: number; message: string; type: string; code: string; headers: Record<string, string> } | null;
@@ -217,9 +217,9 @@ export class SpendStore {
     return periods;
   }
 
-  /** Every key's spend as recorded (by digest), one entry per period. */
+  /** Every key's spend as recorded (by digest), one entry per period: copies, as they are now. */
   entries(): Array<[string, KeySpend]> {
-    return [...this.spend].flatMap(([digest, periods]) => [...periods.values()].map((spend): [string, KeySpend] => [digest, spend]));
+    return [...this.spend].flatMap(([digest, periods]) => [...periods.values()].map((spend): [string, KeySpend] => [digest, { ...spend }]));
   }
 
   /** The key's spend in the current period (a fresh one when the period turned). */
@@ -451,9 +451,10 @@ export class LimitState {
 
   /** What a request was charged (its usage, or an estimate): its reservation is settled with it, its key's spend grows. */
   record(key: KeyLimits, spent: Spend, reserved: Charge = NO_CHARGE, now = Date.now(), tick = performance.now()): void {
-    if (key.rateLimit?.tokensPerMinute != null) {
-      const tokens = this.bucketsFor(key, tick).tokens;
+    if (key.rateLimit !== null) {
+      const { requests, tokens } = this.bucketsFor(key, tick);
       if (tokens !== null) tokens.take(spent.tokens - reserved.tokens);
+      if (requests !== null && spent.decidedElsewhere === true) requests.take(1);
     }
     if (key.budget !== null) this.spend.release(key.digest, reserved);
     this.spend.add(key.digest, spendPeriod(key), spent, new Date(now));
@@ -479,14 +480,22 @@ export class LimitState {
   }
 }
 
+/**
+ * Where an admitted request's reservation is: `local` (this instance's authority), `shared` (the
+ * shared store answered: it holds it), `unsure` (the shared store did not answer in time: this
+ * instance decided, and the store may hold it too), `none` (a key without limits).
+ */
+export type Held = 'local' | 'shared' | 'unsure' | 'none';
+
 /** What an admitted request holds until it is settled, and where. */
 export interface Reservation {
   readonly charge: Charge;
-  /** Its id in a shared store (Redis); null: held by this instance's authority, or nowhere. */
+  readonly where: Held;
+  /** Its id in the shared store (Redis): the request's id. */
   readonly ticket: string | null;
 }
 
-export const NO_RESERVATION: Reservation = { charge: NO_CHARGE, ticket: null };
+export const NO_RESERVATION: Reservation = { charge: NO_CHARGE, where: 'none', ticket: null };
 
 /** How a serving process reaches the authority: directly, over IPC in a cluster worker, or in Redis. */
 export interface Limiter {

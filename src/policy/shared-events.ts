@@ -12,10 +12,15 @@
 import { randomUUID } from 'node:crypto';
 import { isRecord } from '../formats/json.js';
 import { RedisClient } from '../redis/client.js';
+import { RedisReplyError } from '../redis/resp.js';
 import type { RedisAddress } from '../redis/url.js';
 import type { VirtualKey } from './keys.js';
+import { warn } from '../observe/warn.js';
 
-export const EVENTS_CHANNEL = 'llmgw:events';
+/** The channel of one deployment: PUBLISH is not scoped by database, so the channel names it. */
+export function eventsChannel(db: number): string {
+  return `llmgw:events:${db}`;
+}
 
 interface Cooled {
   readonly t: 'cool';
@@ -58,6 +63,9 @@ function readEvent(text: string): SharedEvent | null {
 export class SharedEvents {
   private readonly id = randomUUID();
   private readonly subscriber: RedisClient;
+  private readonly channel: string;
+  /** A refusal (an ACL without the channel) is said once. */
+  private refused = false;
 
   /**
    * `publisher`: a connection to send on (the shared limits' own); `lookup`: the key with a
@@ -68,11 +76,12 @@ export class SharedEvents {
     private readonly publisher: RedisClient,
     private readonly lookup: (digest: string) => VirtualKey | undefined,
   ) {
+    this.channel = eventsChannel(address.db);
     this.subscriber = new RedisClient({
       address,
       connectTimeoutMs: 5000,
       staleMs: 5000,
-      subscribe: { channels: [EVENTS_CHANNEL], onMessage: (_channel, message) => this.heard(message) },
+      subscribe: { channels: [this.channel], onMessage: (_channel, message) => this.heard(message), onRefused: (error) => this.refusal(error) },
     });
     this.subscriber.connect();
   }
@@ -89,7 +98,15 @@ export class SharedEvents {
 
   private say(event: SharedEvent): void {
     // News that cannot be sent is lost: each instance still finds out for itself.
-    this.publisher.send(['PUBLISH', EVENTS_CHANNEL, JSON.stringify(event)]).catch(() => {});
+    this.publisher.send(['PUBLISH', this.channel, JSON.stringify(event)]).catch((err: Error) => {
+      if (err instanceof RedisReplyError) this.refusal(err);
+    });
+  }
+
+  private refusal(error: RedisReplyError): void {
+    if (this.refused) return;
+    this.refused = true;
+    warn(`Redis refused the channel ${this.channel} (${error.message}): real-key cool-downs and open circuits are not shared between instances; give the gateway's Redis user the channel (&${this.channel})`);
   }
 
   private heard(text: string): void {

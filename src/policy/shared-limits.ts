@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
-import { RedisClient } from '../redis/client.js';
+import { RedisClient, RedisUnavailable } from '../redis/client.js';
 import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
 import { formatUsd } from '../prices/cost.js';
@@ -131,21 +131,29 @@ return {'ok', str(r), str(t), ''}
 `;
 
 /**
- * KEYS: bucket, spend, held. ARGV: ticket ('' : none held), rpm, tpm, tokens, USD, input,
- * output, cache read, cache write, reasoning, unpriced (1/0), spend ttl ms (0: none).
- * → 1 applied, 0 already settled. The tokens bucket gets back what the admission took from it.
+ * KEYS: bucket, spend, held, settled marker. ARGV: ticket, rpm, tpm, tokens, USD, input, output,
+ * cache read, cache write, reasoning, unpriced (1/0), spend ttl ms (0: none), mode, count the
+ * request (1/0). Modes: `held` (the admission holds a reservation: settling deletes it, and a
+ * second settlement finds none and counts nothing), `unsure` (the admission's answer never came:
+ * a reservation there may be, and a marker makes the settlement count once), `none` (nothing
+ * held). → 1 applied, 0 already settled. The tokens bucket gets back what the admission took.
  */
 const SETTLE = `${REFILL}
+local mode = ARGV[13]
+if mode == 'unsure' and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', 3600000) then return 0 end
 local taken = 0
-if ARGV[1] ~= '' then
+if mode ~= 'none' then
   local entry = redis.call('HGET', KEYS[3], ARGV[1])
-  if not entry then return 0 end
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  local tok, cost, took = string.match(entry, '(%S+) (%S+) (%S+)$')
-  taken = tonumber(took) or 0
-  -- Off the running totals (a drift, e.g. from a reservation that outlived its hold, heals at the next recount).
-  redis.call('HINCRBYFLOAT', KEYS[3], '~tokens', -(tonumber(tok) or 0))
-  redis.call('HINCRBYFLOAT', KEYS[3], '~usd', -(tonumber(cost) or 0))
+  if entry then
+    redis.call('HDEL', KEYS[3], ARGV[1])
+    local tok, cost, took = string.match(entry, '(%S+) (%S+) (%S+)$')
+    taken = tonumber(took) or 0
+    -- Off the running totals (a drift, e.g. from a reservation that outlived its hold, heals at the next recount).
+    redis.call('HINCRBYFLOAT', KEYS[3], '~tokens', -(tonumber(tok) or 0))
+    redis.call('HINCRBYFLOAT', KEYS[3], '~usd', -(tonumber(cost) or 0))
+  elseif mode == 'held' then
+    return 0
+  end
 end
 local now = clock()
 local tpm = tonumber(ARGV[3])
@@ -155,16 +163,18 @@ if tpm > 0 then
   t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken)))
   save(KEYS[1], r, t, now)
 end
-redis.call('HINCRBY', KEYS[2], 'requests', 1)
-redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[4])
-redis.call('HINCRBYFLOAT', KEYS[2], 'usd', ARGV[5])
-redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[6])
-redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[7])
-redis.call('HINCRBY', KEYS[2], 'cache_read_tokens', ARGV[8])
-redis.call('HINCRBY', KEYS[2], 'cache_write_tokens', ARGV[9])
-redis.call('HINCRBY', KEYS[2], 'reasoning_tokens', ARGV[10])
-redis.call('HINCRBY', KEYS[2], 'unpriced_requests', ARGV[11])
-if tonumber(ARGV[12]) > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[12])) end
+if ARGV[14] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'requests', 1)
+  redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[4])
+  redis.call('HINCRBYFLOAT', KEYS[2], 'usd', ARGV[5])
+  redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[6])
+  redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[7])
+  redis.call('HINCRBY', KEYS[2], 'cache_read_tokens', ARGV[8])
+  redis.call('HINCRBY', KEYS[2], 'cache_write_tokens', ARGV[9])
+  redis.call('HINCRBY', KEYS[2], 'reasoning_tokens', ARGV[10])
+  redis.call('HINCRBY', KEYS[2], 'unpriced_requests', ARGV[11])
+  if tonumber(ARGV[12]) > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[12])) end
+end
 return 1
 `;
 
@@ -176,13 +186,20 @@ local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[3]))
 return {redis.call('HGETALL', KEYS[2]), str(r), str(t), tostring(heldTokens), tostring(heldUsd)}
 `;
 
-/** KEYS: spend. ARGV: ttl ms (0: none), then field, value pairs. Seeds a period's spend once: 1 seeded, 0 Redis had it. */
+/**
+ * KEYS: spend, seeded marker. ARGV: ttl ms (0: none), then field, amount pairs. Adds a state file's
+ * spend for a period to what Redis counts, once per key and period (the marker): 1 added, 0 done before.
+ */
 const SEED = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fields = {}
-for i = 2, #ARGV do table.insert(fields, ARGV[i]) end
-redis.call('HSET', KEYS[1], unpack(fields))
-if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then return 0 end
+elseif not redis.call('SET', KEYS[2], '1', 'NX') then return 0 end
+for i = 2, #ARGV, 2 do
+  if ARGV[i] == 'usd' then redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[i + 1])
+  else redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 `;
 
@@ -212,6 +229,16 @@ export async function runScript(client: RedisClient, which: keyof typeof SCRIPTS
 function redisKeys(digest: string, period: string): [bucket: string, spend: string, held: string] {
   const base = `llmgw:{${digest}}`;
   return [`${base}:rate`, `${base}:spend:${period}`, `${base}:held`];
+}
+
+/** The marker of a settlement that must count once (its admission went unanswered). */
+function settledKey(digest: string, ticket: string): string {
+  return `llmgw:{${digest}}:settled:${ticket}`;
+}
+
+/** The marker of a state file's spend added to Redis for a key and period. */
+function seededKey(digest: string, period: string): string {
+  return `llmgw:{${digest}}:seeded:${period}`;
 }
 
 /** How long a period's counters are kept: to its end plus a grace; 0 for `total` (kept). */
@@ -252,24 +279,41 @@ interface Settlement {
   readonly spent: Spend;
   readonly reserved: Reservation;
   readonly at: Date;
+  /** false: a release (the request was refused): its reservation goes, nothing is counted. */
+  readonly counts: boolean;
 }
 
 export class SharedLimiter implements Limiter {
-  /** A Redis outage is reported once, when it begins, and once when it ends. */
+  /**
+   * Redis cannot be used (not connected, or its last answer was an error or came too late): said
+   * once when it begins and once when an answer comes again; /healthz says so meanwhile.
+   */
   private outage = false;
   private readonly backlog: Settlement[] = [];
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
+  get client(): RedisClient {
+    return this.options.client;
+  }
+
+  /** Limits are shared right now: connected, and the last call answered. */
+  get healthy(): boolean {
+    return this.options.client.isReady && !this.outage;
+  }
+
   /** The client's state changed (it calls this): an outage begins or ends; settlements waiting are sent. */
   connectionChanged(error: Error | null): void {
-    if (error === null) {
-      if (this.outage) warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
-      this.outage = false;
-      this.flush();
-    } else {
-      this.failed(error);
-    }
+    if (error === null) this.answered();
+    else this.failed(error);
+  }
+
+  /** Redis answered: an outage is over, and what waited for it is sent. */
+  private answered(): void {
+    if (!this.outage) return;
+    this.outage = false;
+    warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
+    this.flush();
   }
 
   private failed(error: Error): void {
@@ -284,6 +328,7 @@ export class SharedLimiter implements Limiter {
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);
+    this.answered();
     return reply;
   }
 
@@ -299,10 +344,14 @@ export class SharedLimiter implements Limiter {
     } catch (err) {
       this.failed(err as Error);
       this.options.metrics.redisFallback(this.options.failure);
+      // Sent but unanswered, the script may have run and reserved: the ticket stays, and its settlement (or release) counts once.
+      const sent = !(err instanceof RedisUnavailable && !err.sent);
       if (this.options.failure === 'closed') {
+        if (sent) this.settle({ key, spent: { tokens: 0, usd: 0, usage: null, unpriced: false }, reserved: { charge: estimate, where: 'unsure', ticket: id }, at: now, counts: false });
         return { headers: {}, error: { status: 503, message: 'The limits of this virtual key cannot be checked right now; try again shortly.', type: 'api_error', code: 'limits_unavailable', headers: { 'retry-after': '1' } } };
       }
-      return this.options.local.admit(key, estimate, id);
+      const local = await this.options.local.admit(key, estimate, id);
+      return sent && local.error === null ? { ...local, where: 'unsure', ticket: id } : local;
     }
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from the admit script: ${JSON.stringify(reply)}`);
     const [outcome, requestsLevel, tokensLevel, committed] = reply;
@@ -310,7 +359,7 @@ export class SharedLimiter implements Limiter {
     const date = now.getTime();
     switch (outcome) {
       case 'ok':
-        return { headers, error: null, ticket: id };
+        return { headers, error: null, where: 'shared', ticket: id };
       case 'requests':
       case 'tokens': {
         const limit = (outcome === 'requests' ? rpm : tpm) as number;
@@ -346,21 +395,25 @@ export class SharedLimiter implements Limiter {
   }
 
   record(key: KeyLimits, spent: Spend, reserved: Reservation): void {
-    // This instance's own authority counts every request too: it decides while Redis cannot, and its state file keeps the spend.
-    this.options.local.record(key, spent, reserved.ticket === null ? reserved : { charge: { tokens: 0, usd: 0 }, ticket: null });
-    this.settle({ key, spent, reserved, at: new Date() });
+    // This instance's own authority counts every request too: it decides while Redis cannot, and
+    // its state file keeps the spend. A request Redis admitted holds nothing here.
+    if (reserved.where === 'shared') this.options.local.record(key, { ...spent, decidedElsewhere: true }, { charge: { tokens: 0, usd: 0 }, where: 'none', ticket: null });
+    else this.options.local.record(key, spent, reserved);
+    this.settle({ key, spent, reserved, at: new Date(), counts: true });
   }
 
   private settle(settlement: Settlement): void {
+    const { key, spent, reserved, at, counts } = settlement;
+    const mode = reserved.where === 'shared' ? 'held' : reserved.where === 'unsure' ? 'unsure' : 'none';
     if (!this.options.client.isReady) {
       this.keep(settlement);
       return;
     }
-    const { key, spent, reserved, at } = settlement;
+    const ticket = reserved.ticket ?? '';
     const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), at));
     const usage = spent.usage;
     const args = [
-      reserved.ticket ?? '',
+      ticket,
       key.rateLimit?.requestsPerMinute ?? 0,
       key.rateLimit?.tokensPerMinute ?? 0,
       spent.tokens,
@@ -372,14 +425,21 @@ export class SharedLimiter implements Limiter {
       usage?.reasoning ?? 0,
       spent.unpriced ? 1 : 0,
       spendTtl(key, at),
+      mode,
+      counts ? 1 : 0,
     ];
     const started = performance.now();
-    runScript(this.options.client, 'settle', [bucket, spend, held], args).then(
-      () => this.options.metrics.redisCall('settle', (performance.now() - started) / 1000),
+    runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).then(
+      () => {
+        this.options.metrics.redisCall('settle', (performance.now() - started) / 1000);
+        this.answered();
+      },
       (err: Error) => {
         this.failed(err);
-        // A settlement with a ticket applies once however often it is sent; one without may have been applied: not resent.
-        if (reserved.ticket !== null || err.name === 'RedisUnavailable') this.keep(settlement);
+        if (err instanceof RedisReplyError) return; // refused: sending it again would be refused again
+        // Never sent: safe to send again. Sent without an answer: again only if it counts once however often it arrives.
+        if ((err instanceof RedisUnavailable && !err.sent) || mode !== 'none') this.keep(settlement);
+        else this.options.metrics.redisError('settlement_lost');
       },
     );
   }
@@ -394,6 +454,11 @@ export class SharedLimiter implements Limiter {
 
   private flush(): void {
     for (const settlement of this.backlog.splice(0)) this.settle(settlement);
+  }
+
+  /** Settlements still waiting for Redis (said at shutdown: they are lost with the process). */
+  get waiting(): number {
+    return this.backlog.length;
   }
 
   async report(key: KeyLimits): Promise<KeyReport> {
@@ -457,28 +522,49 @@ function rateHeaders(key: KeyLimits, requests: number | null, tokens: number | n
 }
 
 /**
- * The state file's spend, the first time Redis is used: each key's current period is copied into
- * Redis unless Redis already counts that period (another instance seeded it, or requests were
- * counted there): spend is migrated once, never added twice. Returns how many were seeded.
+ * The state file's spend, the first time Redis is used: each key's current period is added to
+ * what Redis counts for it, once per key and period however many instances (or restarts) try
+ * (the first to get there adds its file's; the others' are not added on top). Returns how many
+ * were added.
  */
 export async function seedSpend(client: RedisClient, entries: Iterable<readonly [string, KeySpend]>, now = new Date()): Promise<number> {
-  let seeded = 0;
+  const work: Array<Promise<RespValue>> = [];
   for (const [digest, spend] of entries) {
     const kind = spend.period === 'total' ? 'total' : spend.period.startsWith('day:') ? 'day' : 'month';
     if (spend.period !== periodId(kind, now)) continue;
     const end = periodEnd(kind, now);
     const ttl = end === null || kind === 'total' ? 0 : end.getTime() - now.getTime() + SPEND_GRACE_MS[kind];
-    const fields = Object.entries(spend).filter(([name]) => name !== 'period').flat();
-    const reply = await runScript(client, 'seed', [redisKeys(digest, spend.period)[1]], [ttl, ...fields]);
-    if (reply === 1) seeded++;
+    const fields = Object.entries(spend)
+      .filter(([name]) => name !== 'period')
+      .flatMap(([name, value]) => [name, name === 'usd' ? String(value) : String(Math.round(value as number))]);
+    // Pipelined: one round trip for all of them.
+    work.push(runScript(client, 'seed', [redisKeys(digest, spend.period)[1], seededKey(digest, spend.period)], [ttl, ...fields]));
   }
-  return seeded;
+  return (await Promise.all(work)).filter((reply) => reply === 1).length;
+}
+
+/** Retries the migration every 5 s until it worked (or the process ends). */
+function seedUntilDone(client: RedisClient, entries: Array<[string, KeySpend]>, done: () => void): void {
+  if (!client.isReady) {
+    setTimeout(() => seedUntilDone(client, entries, done), 5000).unref();
+    return;
+  }
+  seedSpend(client, entries).then(
+    (count) => {
+      if (count > 0) warn(`Redis: the spend of ${count} key${count === 1 ? '' : 's'} in the state file was added to what Redis counts (once for each key and period)`);
+      done();
+    },
+    (err: Error) => {
+      warn(`Redis: the state file's spend could not be added to Redis yet (${err.message}); trying again in 5 s`);
+      setTimeout(() => seedUntilDone(client, entries, done), 5000).unref();
+    },
+  );
 }
 
 /**
- * Connects to Redis and shares limits through it: the limiter to use, and the client (for
- * /healthz and metrics). `seedFrom`: the state file's spend, migrated once Redis is first up
- * (by the process that holds the state file).
+ * Connects to Redis and shares limits through it: the limiter to use (its client is there too,
+ * for /healthz and the shared events). `seedFrom`: the state file's spend, migrated once Redis is
+ * first up (by the process that holds the state file).
  */
 export function shareLimits(options: {
   readonly address: RedisAddress;
@@ -487,49 +573,40 @@ export function shareLimits(options: {
   readonly local: Limiter;
   readonly metrics: Metrics;
   readonly seedFrom: SpendStore | null;
-}): { limiter: SharedLimiter; client: RedisClient } {
+}): SharedLimiter {
   let limiter: SharedLimiter | null = null;
-  let seeded = options.seedFrom === null;
+  let seeding = false;
+  // What the state file held at start: the requests this instance counts from now on reach Redis themselves.
+  const seedFrom = options.seedFrom?.entries() ?? null;
   const client: RedisClient = new RedisClient({
     address: options.address,
     connectTimeoutMs: Math.max(1000, options.timeoutMs * 10),
     staleMs: Math.max(1000, options.timeoutMs * 10),
     onState: (error) => {
       limiter?.connectionChanged(error);
-      if (error === null && !seeded && options.seedFrom !== null) {
-        seeded = true;
-        seedSpend(client, options.seedFrom.entries()).then(
-          (count) => {
-            if (count > 0) warn(`Redis: the spend of ${count} key${count === 1 ? '' : 's'} in the state file was copied to Redis (their period had none there yet)`);
-          },
-          (err: Error) => {
-            seeded = false;
-            warn(`Redis: the state file's spend could not be copied to Redis yet (${err.message}); tried again when it reconnects`);
-          },
-        );
+      if (error === null && seedFrom !== null && !seeding) {
+        seeding = true;
+        seedUntilDone(client, seedFrom, () => undefined);
       }
     },
   });
   limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, failure: options.failure, metrics: options.metrics });
   client.connect();
-  return { limiter, client };
+  return limiter;
 }
 
 /** A cluster primary holds the state file but serves nothing: it only migrates the spend, then lets go of Redis. */
 export function seedWhenUp(address: RedisAddress, store: SpendStore): void {
+  let seeding = false;
+  const entries = store.entries();
   const client: RedisClient = new RedisClient({
     address,
     connectTimeoutMs: 5000,
     staleMs: 5000,
     onState: (error) => {
-      if (error !== null) return;
-      seedSpend(client, store.entries()).then(
-        (count) => {
-          if (count > 0) warn(`Redis: the spend of ${count} key${count === 1 ? '' : 's'} in the state file was copied to Redis (their period had none there yet)`);
-          client.close();
-        },
-        (err: Error) => warn(`Redis: the state file's spend could not be copied to Redis yet (${err.message}); tried again when it reconnects`),
-      );
+      if (error !== null || seeding) return;
+      seeding = true;
+      seedUntilDone(client, entries, () => client.close());
     },
   });
   client.connect();

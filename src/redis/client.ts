@@ -11,9 +11,15 @@ import tls from 'node:tls';
 import { encodeCommand, RedisReplyError, RespParser, type RespValue } from './resp.js';
 import { describeRedis, type RedisAddress } from './url.js';
 
-/** Redis could not be asked: down, connecting, or it dropped the connection with the command in flight. */
+/**
+ * Redis could not be asked. `sent`: the command was written before the connection dropped (it
+ * may have run); false: it never left (not connected), so sending it again cannot repeat it.
+ */
 export class RedisUnavailable extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly sent = false,
+  ) {
     super(message);
     this.name = 'RedisUnavailable';
   }
@@ -27,8 +33,8 @@ export interface RedisClientOptions {
   readonly staleMs: number;
   /** Called when the connection comes up (null) or goes down (why). */
   readonly onState?: (error: Error | null) => void;
-  /** A subscriber: the channels to subscribe to on every connection, and where their messages go. */
-  readonly subscribe?: { readonly channels: readonly string[]; readonly onMessage: (channel: string, message: string) => void };
+  /** A subscriber: the channels to subscribe to on every connection, where their messages go, and a refusal (NOPERM). */
+  readonly subscribe?: { readonly channels: readonly string[]; readonly onMessage: (channel: string, message: string) => void; readonly onRefused: (error: RedisReplyError) => void };
 }
 
 interface Pending {
@@ -110,12 +116,16 @@ export class RedisClient {
     });
   }
 
-  /** AUTH and SELECT, written before anything else; a subscriber subscribes. */
+  /**
+   * AUTH and SELECT, written before anything else, then a PING: a server that accepts the
+   * connection but does not answer (stopped, overloaded) is not ready. A subscriber subscribes.
+   */
   private async handshake(): Promise<void> {
     const { address, subscribe } = this.options;
     const first: Array<Promise<RespValue>> = [];
     if (address.password !== null) first.push(this.write(address.user === null ? ['AUTH', address.password] : ['AUTH', address.user, address.password]));
     if (address.db !== 0 && subscribe === undefined) first.push(this.write(['SELECT', address.db]));
+    first.push(this.write(['PING']));
     for (const reply of await Promise.all(first)) if (reply instanceof RedisReplyError) throw reply;
     if (subscribe !== undefined && subscribe.channels.length > 0) {
       // Its confirmations come as pushes, read by reply(); nothing waits on them.
@@ -125,8 +135,9 @@ export class RedisClient {
 
   private reply(value: RespValue): void {
     const subscribe = this.options.subscribe;
-    if (subscribe !== undefined && this.ready && Array.isArray(value)) {
-      if (value[0] === 'message' && typeof value[1] === 'string' && typeof value[2] === 'string') subscribe.onMessage(value[1], value[2]);
+    if (subscribe !== undefined && this.ready) {
+      if (Array.isArray(value) && value[0] === 'message' && typeof value[1] === 'string' && typeof value[2] === 'string') subscribe.onMessage(value[1], value[2]);
+      else if (value instanceof RedisReplyError) subscribe.onRefused(value);
       return;
     }
     const waiting = this.pending.shift();
@@ -180,11 +191,11 @@ export class RedisClient {
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;
-    const error = new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`);
+    const error = new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
     this.lastError = error;
     for (const waiting of this.pending.splice(0)) waiting.reject(error);
-    if (wasReady || this.attempts === 0) this.options.onState?.(error);
     if (this.closed) return;
+    if (wasReady || this.attempts === 0) this.options.onState?.(error);
     // Exponential backoff with jitter, so instances that lost Redis together do not return together.
     const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempts) * (0.5 + Math.random() / 2);
     this.attempts = Math.min(this.attempts + 1, 16);

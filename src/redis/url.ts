@@ -26,6 +26,12 @@ export function parseRedisUrl(text: string): RedisAddress | string {
   if (path !== '' && !/^\d{1,2}$/.test(path)) return 'the path is the database number: redis://host:6379/0';
   if (url.search !== '' || url.hash !== '') return 'takes no query string or fragment';
   const decode = (value: string): string | null => (value === '' ? null : decodeURIComponent(value));
+  try {
+    decode(url.username);
+    decode(url.password);
+  } catch {
+    return 'has a malformed %-escape in its user or password';
+  }
   return {
     tls: url.protocol === 'rediss:',
     host: url.hostname.replace(/^\[|\]$/g, ''),

@@ -15,8 +15,8 @@ export const NO_REDIS = REDIS_SERVER === null ? 'redis-server is not installed (
 export interface RedisOptions {
   /** `requirepass` for the default user. */
   readonly password?: string;
-  /** An ACL user: [name, password]. */
-  readonly user?: readonly [string, string];
+  /** An ACL user: [name, password, its rules (default: its keys and every command)]. */
+  readonly user?: readonly [string, string, string?];
   /** TLS only (no plain port), with a certificate for localhost and 127.0.0.1 signed by a CA of its own. */
   readonly tls?: boolean;
 }
@@ -32,6 +32,8 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port, empty. */
   restart(): Promise<void>;
+  /** Sends it a signal (SIGSTOP: a server that accepts connections and answers nothing). */
+  signal(signal: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -66,7 +68,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   if (options.tls === true) args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', 'server.pem', '--tls-key-file', 'server.key', '--tls-ca-cert-file', 'ca.pem', '--tls-auth-clients', 'no');
   else args.push('--port', String(port));
   if (options.password !== undefined) args.push('--requirepass', options.password);
-  if (options.user !== undefined) args.push('--user', options.user[0], 'on', `>${options.user[1]}`, '~llmgw:*', '&*', '+@all');
+  if (options.user !== undefined) args.push('--user', options.user[0], 'on', `>${options.user[1]}`, ...(options.user[2] ?? '~llmgw:* &* +@all').split(' '));
   let child: ChildProcess | null = null;
 
   const start = (): Promise<void> =>
@@ -103,6 +105,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
     caFile: join(dir, 'ca.pem'),
     url: (credentials, db = 0) => `${options.tls === true ? 'rediss' : 'redis'}://${credentials === undefined ? '' : `${credentials}@`}${options.tls === true ? 'localhost' : '127.0.0.1'}:${port}/${db}`,
     kill,
+    signal: (signal) => void (child as ChildProcess | null)?.kill(signal),
     restart: async () => {
       await kill();
       await start();
