@@ -172,6 +172,12 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     }
   });
 
+  it('holds an absurd max_tokens as a large but exact number, and gives all of it back', async () => {
+    const reply = await chat((gateways[0] as GatewayProcess).url, 'vk_busy', { ...ask, max_tokens: 1e23 });
+    assert.equal(reply.status, 200);
+    await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_busy')).json.in_flight.tokens === 0, 'nothing held after it settled');
+  });
+
   it('settles a request once, however often its settlement is sent; adds a state file\'s spend once', async () => {
     const address = parseRedisUrl(redis.url(undefined, 2)) as RedisAddress;
     const client = await connect(address);
@@ -269,6 +275,17 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
     const gateway = await start(keys, redis.url(), { REDIS_FAILURE: 'closed' });
     try {
       await redisUp(gateway);
+      // An admission whose answer comes too late: refused here, and given back there (its request too).
+      redis.signal('SIGSTOP');
+      const late = await chat(gateway.url, 'vk_rpm', ask);
+      redis.signal('SIGCONT');
+      assert.equal(late.status, 503);
+      await redisUp(gateway);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const state = (await get(gateway, '/v1/usage', 'vk_rpm')).json;
+      assert.equal(state.requests, 0);
+      assert.equal(state.rate_limit.requests_per_minute.remaining, 2, 'the refused request took nothing');
+      assert.deepEqual(state.in_flight, { tokens: 0, cost_usd: 0 });
       await redis.kill();
       await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'unavailable', 'the outage seen');
       const refused = await chat(gateway.url, 'vk_rpm', ask);
@@ -276,7 +293,7 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
       assert.equal(refused.json.error.code, 'limits_unavailable');
       assert.equal(refused.headers['retry-after'], '1');
       assert.equal((await chat(gateway.url, 'vk_free', ask)).status, 200, 'a key without limits has nothing to check');
-      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_fallbacks_total\{policy="closed"\} 1$/m);
+      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_fallbacks_total\{policy="closed"\} 2$/m);
     } finally {
       await gateway.stop();
       await redis.stop();
@@ -348,6 +365,20 @@ describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
       assert.match(gateway.stderr(), /the spend of 1 key in the state file was added to what Redis counts/);
     } finally {
       await gateway.stop();
+    }
+    // The file now says its spend is counted in Redis: a restart adds nothing again.
+    assert.match(readFileSync(stateFile, 'utf8'), /"counted_in_redis": true/);
+    const again = await start(keys, redis.url(), { STATE_FILE: stateFile });
+    try {
+      await redisUp(again);
+      const reply = await chat(again.url, 'vk_seed', ask);
+      const used = reply.json.usage.total_tokens as number;
+      await waitFor(async () => (await get(again, '/v1/usage', 'vk_seed')).json.requests === 11, 'the request counted');
+      const usage = (await get(again, '/v1/usage', 'vk_seed')).json;
+      assert.equal(usage.usage.total_tokens, 900 + 2 * used, 'the file was not added a second time');
+      assert.doesNotMatch(again.stderr(), /was added to what Redis counts/);
+    } finally {
+      await again.stop();
       await redis.stop();
     }
   });

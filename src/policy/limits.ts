@@ -180,6 +180,11 @@ export class SpendStore {
   private dirty = false;
   /** The last write failed: said once, until one succeeds. */
   private failing = false;
+  /**
+   * The spend in the file was counted in Redis too (written while REDIS_URL was set): a restart
+   * must not add it to Redis again. False for a file from an instance that ran alone.
+   */
+  countedInRedis = false;
 
   constructor(private readonly file: string | null) {}
 
@@ -193,7 +198,8 @@ export class SpendStore {
       return;
     }
     try {
-      const parsed = JSON.parse(text) as { spend?: Record<string, Record<string, unknown>>; budgets?: Record<string, unknown> };
+      const parsed = JSON.parse(text) as { spend?: Record<string, Record<string, unknown>>; budgets?: Record<string, unknown>; counted_in_redis?: unknown };
+      this.countedInRedis = parsed.counted_in_redis === true;
       // Version 2: each key's periods; version 1: one period per key, tokens only.
       const entries = parsed.spend !== undefined ? Object.entries(parsed.spend).flatMap(([digest, periods]) => Object.values(periods ?? {}).map((entry) => [digest, entry] as const)) : Object.entries(parsed.budgets ?? {});
       for (const [digest, entry] of entries) {
@@ -292,7 +298,7 @@ export class SpendStore {
         else (spend[digest] ??= {})[id] = entry;
       }
     }
-    const text = `${JSON.stringify({ version: 2, spend }, null, 2)}\n`;
+    const text = `${JSON.stringify({ version: 2, ...(this.countedInRedis ? { counted_in_redis: true } : {}), spend }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
       const temporary = `${file}.${process.pid}.tmp`;
       try {

@@ -142,9 +142,11 @@ const SETTLE = `${REFILL}
 local mode = ARGV[13]
 if mode == 'unsure' and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', 3600000) then return 0 end
 local taken = 0
+local found = false
 if mode ~= 'none' then
   local entry = redis.call('HGET', KEYS[3], ARGV[1])
   if entry then
+    found = true
     redis.call('HDEL', KEYS[3], ARGV[1])
     local tok, cost, took = string.match(entry, '(%S+) (%S+) (%S+)$')
     taken = tonumber(took) or 0
@@ -156,11 +158,14 @@ if mode ~= 'none' then
   end
 end
 local now = clock()
-local tpm = tonumber(ARGV[3])
-if tpm > 0 then
+local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- A release (a request refused after all) gives back the request its admission took.
+local release = ARGV[14] == '0' and found and rpm > 0
+if tpm > 0 or release then
   -- Both levels move to now together: the bucket has one clock.
-  local r, t = levels(KEYS[1], tonumber(ARGV[2]), tpm, now)
-  t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken)))
+  local r, t = levels(KEYS[1], rpm, tpm, now)
+  if t ~= nil then t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken))) end
+  if release and r ~= nil then r = math.min(rpm, r + 1) end
   save(KEYS[1], r, t, now)
 end
 if ARGV[14] == '1' then
@@ -543,6 +548,17 @@ export async function seedSpend(client: RedisClient, entries: Iterable<readonly 
   return (await Promise.all(work)).filter((reply) => reply === 1).length;
 }
 
+/**
+ * What the state file held at start, if it was not counted in Redis already (a file written while
+ * REDIS_URL was set): from now on it is (the requests this instance counts reach Redis themselves).
+ */
+function spendToMigrate(store: SpendStore | null): Array<[string, KeySpend]> | null {
+  if (store === null) return null;
+  const entries = store.countedInRedis ? null : store.entries();
+  store.countedInRedis = true;
+  return entries === null || entries.length === 0 ? null : entries;
+}
+
 /** Retries the migration every 5 s until it worked (or the process ends). */
 function seedUntilDone(client: RedisClient, entries: Array<[string, KeySpend]>, done: () => void): void {
   if (!client.isReady) {
@@ -576,8 +592,7 @@ export function shareLimits(options: {
 }): SharedLimiter {
   let limiter: SharedLimiter | null = null;
   let seeding = false;
-  // What the state file held at start: the requests this instance counts from now on reach Redis themselves.
-  const seedFrom = options.seedFrom?.entries() ?? null;
+  const seedFrom = spendToMigrate(options.seedFrom);
   const client: RedisClient = new RedisClient({
     address: options.address,
     connectTimeoutMs: Math.max(1000, options.timeoutMs * 10),
@@ -597,8 +612,9 @@ export function shareLimits(options: {
 
 /** A cluster primary holds the state file but serves nothing: it only migrates the spend, then lets go of Redis. */
 export function seedWhenUp(address: RedisAddress, store: SpendStore): void {
+  const entries = spendToMigrate(store);
+  if (entries === null) return;
   let seeding = false;
-  const entries = store.entries();
   const client: RedisClient = new RedisClient({
     address,
     connectTimeoutMs: 5000,

@@ -92,6 +92,7 @@ interface Outbound<C extends ApiTypes> {
 
 /** What a request that sets no output limit reserves for its output (unless its target caps output lower). */
 export const UNSTATED_OUTPUT_RESERVE = 4096;
+const MAX_RESERVED_OUTPUT = 1e12;
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
 const ERROR_BODY_LIMIT = 1024 * 1024;
@@ -245,7 +246,8 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
   let usd = 0;
   for (const target of key.targets) {
     // A request without an output limit may generate up to the model's own: it holds a default's worth.
-    const output = parsed.maxOutputTokens > 0 ? cappedOutput(target, parsed.maxOutputTokens) : Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
+    // A trillion at most: a client's max_tokens of 1e23 must stay an exact integer in every store that adds it.
+    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
     const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
