@@ -21,8 +21,11 @@ import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 const ask = { model: 'mock-echo', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
 const get = (gateway: GatewayProcess, path: string, key?: string) => request(gateway.url, path, { method: 'GET', ...(key === undefined ? {} : { key }) });
 
+/** REDIS_TIMEOUT_MS 500: on a busy CI machine a reply can take over the default 100 ms, and a fallback would change what a test counts. */
+const TIMEOUT_MS = 500;
+
 function start(keys: unknown, redisUrl: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
-  return startGateway({ keys, env: { LOG_CONSOLE: 'off', KEYS_WATCH: 'off', REDIS_URL: redisUrl, ...env } });
+  return startGateway({ keys, env: { LOG_CONSOLE: 'off', KEYS_WATCH: 'off', REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: String(TIMEOUT_MS), ...env } });
 }
 
 async function redisUp(gateway: GatewayProcess): Promise<void> {
@@ -128,7 +131,9 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.ok(Math.max(...latencies) < 2000, `the slowest request took ${Math.max(...latencies)} ms`);
     for (const gateway of gateways) {
       assert.equal(gateway.child.exitCode, null, 'still running');
-      assert.equal(gateway.stderr().match(/Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) cannot be used/g)?.length, 1, 'warned once for the outage');
+      // Said, and not over and over (a reply slower than REDIS_TIMEOUT_MS on a busy machine may be an episode of its own).
+      const warnings = gateway.stderr().match(/Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) cannot be used/g)?.length ?? 0;
+      assert.ok(warnings >= 1 && warnings <= 2, `warned once for the outage: ${gateway.stderr()}`);
       assert.match(gateway.stderr(), /Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) is back: limits are shared again/);
       const metrics = (await get(gateway, '/metrics')).text;
       assert.match(metrics, /^llm_gateway_redis_up 1$/m);
@@ -145,14 +150,16 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const busy = async (gateway: GatewayProcess) => (await get(gateway, '/v1/usage', 'vk_busy')).json;
     await waitFor(async () => (await busy(gateways[0] as GatewayProcess)).in_flight.tokens === 0, 'earlier requests settled');
     const before = (await busy(gateways[0] as GatewayProcess)).requests as number;
+    const warned = gateways.map((gateway) => gateway.stderr().match(/cannot be used/g)?.length ?? 0);
     redis.signal('SIGSTOP');
     let served = 0;
     try {
-      for (let i = 0; i < 12; i++) {
+      for (let i = 0; i < 6; i++) {
         const started = performance.now();
         const reply = await chat((gateways[i % 2] as GatewayProcess).url, 'vk_busy', ask);
         assert.equal(reply.status, 200);
-        assert.ok(performance.now() - started < 1000, `request ${i} waited ${performance.now() - started} ms`);
+        // REDIS_TIMEOUT_MS, then the instance decides alone: never a stall.
+        assert.ok(performance.now() - started < TIMEOUT_MS + 1000, `request ${i} waited ${performance.now() - started} ms`);
         served++;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -166,10 +173,11 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const after = await busy(gateways[1] as GatewayProcess);
     assert.equal(after.requests, before + served, 'each request counted once, not once per retry');
     assert.deepEqual(after.in_flight, { tokens: 0, cost_usd: 0 }, 'no reservation left behind by an admission that timed out');
-    for (const gateway of gateways) {
-      const stderr = gateway.stderr();
-      assert.ok((stderr.match(/cannot be used/g)?.length ?? 0) <= 2, `warned once per outage: ${stderr}`);
-    }
+    gateways.forEach((gateway, i) => {
+      // Once for the stall (and perhaps once more for a slow reply as it resumes): not once per reconnection.
+      const now = gateway.stderr().match(/cannot be used/g)?.length ?? 0;
+      assert.ok(now - (warned[i] as number) <= 2, `warned once per outage: ${gateway.stderr()}`);
+    });
   });
 
   it('holds an absurd max_tokens as a large but exact number, and gives all of it back', async () => {
