@@ -326,7 +326,7 @@ export class SpendStore {
   }
 }
 
-function rateError(kind: 'requests' | 'tokens', limit: number, retryMs: number, headers: Record<string, string>): Admission['error'] {
+export function rateError(kind: 'requests' | 'tokens', limit: number, retryMs: number, headers: Record<string, string>): Admission['error'] {
   return {
     status: 429,
     message: `Rate limit reached for this virtual key: ${limit} ${kind} per minute. Try again in ${formatDuration(retryMs)}.`,
@@ -357,7 +357,15 @@ export interface KeyReport {
   readonly tokensPerMinute: BucketState | null;
 }
 
-function budgetError(message: string, end: Date | null, now: number): Admission['error'] {
+/** The refusal of a key whose budget in tokens or USD is used (`used`: spent and held), here or in Redis. */
+export function budgetError(budget: Budget, kind: 'tokens' | 'usd', used: number, now: number): Admission['error'] {
+  const end = periodEnd(budget.period, new Date(now));
+  const when = budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
+  const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
+  const message =
+    kind === 'usd'
+      ? `This virtual key has used its budget (${formatUsd(used)} of ${formatUsd(budget.maxUsd ?? 0)} spent ${span}); ${when}.`
+      : `This virtual key has used its token budget (${used} of ${budget.maxTokens ?? 0} tokens, ${span}); ${when}.`;
   return {
     status: 429,
     message,
@@ -397,20 +405,12 @@ export class LimitState {
   private overBudget(key: KeyLimits, now: number): Admission['error'] {
     const budget = key.budget;
     if (budget === null) return null;
-    const date = new Date(now);
-    const spent = this.spend.current(key.digest, budget.period, date);
+    const spent = this.spend.current(key.digest, budget.period, new Date(now));
     const held = this.spend.held(key.digest);
-    const end = periodEnd(budget.period, date);
-    const when = budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
-    const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
     const tokens = spent.tokens + held.tokens;
-    if (budget.maxTokens !== null && tokens >= budget.maxTokens) {
-      return budgetError(`This virtual key has used its token budget (${tokens} of ${budget.maxTokens} tokens, ${span}); ${when}.`, end, now);
-    }
+    if (budget.maxTokens !== null && tokens >= budget.maxTokens) return budgetError(budget, 'tokens', tokens, now);
     const usd = spent.usd + held.usd;
-    if (budget.maxUsd !== null && usd >= budget.maxUsd) {
-      return budgetError(`This virtual key has used its budget (${formatUsd(usd)} of ${formatUsd(budget.maxUsd)} spent ${span}); ${when}.`, end, now);
-    }
+    if (budget.maxUsd !== null && usd >= budget.maxUsd) return budgetError(budget, 'usd', usd, now);
     return null;
   }
 

@@ -17,12 +17,13 @@ import { warn } from '../observe/warn.js';
 import { RedisClient, RedisUnavailable } from '../redis/client.js';
 import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
-import { formatUsd } from '../prices/cost.js';
 import {
+  budgetError,
   formatDuration,
   periodEnd,
   periodId,
   periodStart,
+  rateError,
   spendPeriod,
   type Admission,
   type BucketState,
@@ -369,33 +370,11 @@ export class SharedLimiter implements Limiter {
       case 'tokens': {
         const limit = (outcome === 'requests' ? rpm : tpm) as number;
         const level = num(outcome === 'requests' ? requestsLevel : tokensLevel) ?? 0;
-        const retryMs = ((1 - level) * 60_000) / limit;
-        return {
-          headers,
-          error: {
-            status: 429,
-            message: `Rate limit reached for this virtual key: ${limit} ${outcome} per minute. Try again in ${formatDuration(retryMs)}.`,
-            type: outcome,
-            code: 'rate_limit_exceeded',
-            headers: { ...headers, 'retry-after': String(Math.max(1, Math.ceil(retryMs / 1000))) },
-          },
-        };
+        return { headers, error: rateError(outcome, limit, ((1 - level) * 60_000) / limit, headers) };
       }
-      default: {
-        const period = budget?.period ?? 'total';
-        const end = periodEnd(period, now);
-        const when = period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
-        const span = period === 'total' ? 'in total' : `this ${period}`;
-        const used = num(committed) ?? 0;
-        const message =
-          outcome === 'budget_usd'
-            ? `This virtual key has used its budget (${formatUsd(used)} of ${formatUsd(budget?.maxUsd ?? 0)} spent ${span}); ${when}.`
-            : `This virtual key has used its token budget (${used} of ${budget?.maxTokens ?? 0} tokens, ${span}); ${when}.`;
-        return {
-          headers: {},
-          error: { status: 429, message, type: 'insufficient_quota', code: 'budget_exceeded', headers: end === null ? {} : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - date) / 1000))) } },
-        };
-      }
+      default:
+        if (budget === null) throw new Error(`unexpected outcome of the admit script: ${String(outcome)}`);
+        return { headers: {}, error: budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
     }
   }
 
