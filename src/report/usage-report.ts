@@ -3,6 +3,7 @@
  * tokens and USD per key and per model for a time range, rendered as tables a person reads. Pure:
  * lines in, text out (usage.ts reads the file and the command line).
  */
+import { isRecord } from '../formats/json.js';
 import { formatUsd } from '../prices/cost.js';
 
 /** One row of a table: what a key (or a model) did in the range. */
@@ -44,10 +45,6 @@ export function emptyReport(): UsageReport {
 
 function num(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
