@@ -6,12 +6,15 @@
  *
  *   node dist/bench/bench/load.js '<LoadSpec as JSON>'
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
 export interface LoadSpec {
   url: string;
   key: string;
   body: string;
+  /** Read the body from this file instead (agent-sized bodies exceed what one argument may hold). */
+  bodyFile?: string;
   connections: number;
   warmupMs: number;
   durationMs: number;
@@ -48,7 +51,7 @@ export function percentiles(values: number[]): Percentiles {
 async function run(spec: LoadSpec): Promise<LoadResult> {
   const url = new URL(spec.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: spec.connections, maxFreeSockets: spec.connections });
-  const body = Buffer.from(spec.body);
+  const body = spec.bodyFile === undefined ? Buffer.from(spec.body) : readFileSync(spec.bodyFile);
   const headers = { authorization: `Bearer ${spec.key}`, 'content-type': 'application/json', 'content-length': body.length };
   const latencies: number[] = [];
   const ttfbs: number[] = [];

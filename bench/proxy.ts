@@ -6,11 +6,16 @@
  * With `pool` as third argument, the same proxy forwards through the gateway's own client
  * (src/upstream/http-client.ts) instead: the least work a gateway on that client must do.
  *
+ * With PROXY_PROCESSES=2, two processes share the port (node:cluster), for the rows that compare
+ * the gateway's workers with it.
+ *
  *   node dist/bench/bench/proxy.js <port> <upstream port> [pool]
  */
+import cluster from 'node:cluster';
 import http from 'node:http';
 import { HttpClient } from '../src/upstream/http-client.js';
 
+const processes = Number(process.env.PROXY_PROCESSES ?? 1);
 const upstreamPort = Number(process.argv[3]);
 const pool = process.argv[4] === 'pool';
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
@@ -58,7 +63,23 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
     upstream.end(body);
   });
 });
-server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
-  const address = server.address();
-  process.stdout.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
-});
+if (processes > 1 && cluster.isPrimary) {
+  // The primary picks the port, then its processes share it (round-robin, as the gateway's workers).
+  const probe = http.createServer().listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
+    const address = probe.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    probe.close(() => {
+      let ready = 0;
+      for (let i = 0; i < processes; i++) {
+        cluster.fork({ PROXY_PORT: String(port) }).on('listening', () => {
+          if (++ready === processes) process.stdout.write(`ready ${port}\n`);
+        });
+      }
+    });
+  });
+} else {
+  server.listen(Number(process.env.PROXY_PORT ?? process.argv[2] ?? 0), '127.0.0.1', () => {
+    const address = server.address();
+    if (cluster.isPrimary) process.stdout.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
+  });
+}

@@ -106,7 +106,7 @@ class Primary {
         return;
       case 'log': {
         const batch: RenderedBatch = {};
-        for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = Buffer.from(text);
+        for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = [Buffer.from(text)];
         for (const sink of sinks) sink.write(batch);
         return;
       }

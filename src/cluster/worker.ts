@@ -28,7 +28,10 @@ class PrimarySink implements LogSink {
       return;
     }
     const texts: Partial<Record<LogFormat, string>> = {};
-    for (const format of this.formats) texts[format] = batch[format]?.toString();
+    for (const format of this.formats) {
+      const pieces = batch[format];
+      if (pieces !== undefined) texts[format] = Buffer.concat(pieces).toString();
+    }
     this.sending++;
     process.send({ t: 'log', batch: texts } satisfies ToPrimary, undefined, undefined, (err) => {
       if (err !== null) this.failures++;

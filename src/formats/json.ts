@@ -3,6 +3,7 @@
  * shape it should.
  */
 import { invalidRequest } from '../errors.js';
+import { parseJsonBytes } from './json-bytes.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -21,7 +22,7 @@ export function parseJsonObject(raw: Buffer, expected: string): Record<string, u
   if (raw.length === 0) throw invalidRequest(`The request body is empty; expected a JSON object with ${expected}.`, null, 'invalid_json');
   let body: unknown;
   try {
-    body = JSON.parse(raw.toString('utf8'));
+    body = parseJsonBytes(raw);
   } catch (err) {
     throw invalidRequest(`The request body is not valid JSON (${(err as Error).message}).`, null, 'invalid_json');
   }

@@ -4,9 +4,11 @@
  * by one asynchronous writer per destination, one write at a time: entries never interleave,
  * stay in order, and no request waits for a disk or a slow stdout reader.
  */
-import { write as fsWrite } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { writev as fsWritev } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { indentJsonBytes, PIECE_BYTES } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { warn } from './warn.js';
@@ -60,8 +62,8 @@ export interface LogEntry {
 /** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */
 export type LogFormat = 'pretty' | 'json';
 
-/** One batch of entries, rendered once per format some destination wants. */
-export type RenderedBatch = Partial<Record<LogFormat, Buffer>>;
+/** One batch of entries, rendered once per format some destination wants: pieces written as one (writev), never copied together. */
+export type RenderedBatch = Partial<Record<LogFormat, Buffer[]>>;
 
 /**
  * One entry as text. An entry that cannot be rendered (JSON nested deeper than the stack
@@ -76,6 +78,47 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
     return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
   }
+}
+
+/**
+ * A request body logged as the client's own bytes, re-indented as the entry is rendered: a large
+ * body never becomes one string (src/formats/json-bytes.ts). Only for bodies that parsed as JSON
+ * and are valid UTF-8.
+ */
+export class RawJson {
+  constructor(readonly bytes: Buffer) {}
+
+  /** Whatever renders an entry without knowing the class still gets the body. */
+  toJSON(): unknown {
+    return JSON.parse(this.bytes.toString('utf8'));
+  }
+}
+
+/** What the log keeps of a client's JSON body: its bytes when large (and valid UTF-8), else the parsed value. */
+export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
+  return raw.length > PIECE_BYTES && isUtf8(raw) ? new RawJson(raw) : parsed;
+}
+
+/**
+ * The entry as bytes, appended to `out`: a RawJson request spliced in as its bytes, re-indented,
+ * in place of the `"request": null` the rest of the entry is rendered with (the first one in the
+ * text: fields before it hold only escaped strings, so no earlier match is possible).
+ */
+export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): void {
+  const request = entry.request;
+  if (!(request instanceof RawJson)) {
+    out.push(Buffer.from(renderEntry(entry, format)));
+    return;
+  }
+  const text = renderEntry({ ...entry, request: null }, format);
+  const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
+  const at = text.indexOf(marker);
+  if (at === -1) {
+    out.push(Buffer.from(text)); // rendered without its bodies (too deep): it says so
+    return;
+  }
+  const valueAt = at + marker.length - 4;
+  out.push(Buffer.from(text.slice(0, valueAt)), indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), Buffer.from(text.slice(valueAt + 4)));
 }
 
 /** A destination for rendered entries. */
@@ -100,6 +143,30 @@ const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 const NEWLINE = Buffer.from('\n');
 
+/** Buffers per writev call (Linux's IOV_MAX is 1024). */
+const MAX_PIECES = 1000;
+
+/** What is left of `pieces` after the first `written` bytes of them. */
+function after(pieces: Buffer[], written: number): Buffer[] {
+  let skip = written;
+  let i = 0;
+  while (i < pieces.length && skip >= (pieces[i] as Buffer).length) skip -= (pieces[i++] as Buffer).length;
+  const rest = pieces.slice(i);
+  if (skip > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(skip);
+  return rest;
+}
+
+/** Writes every piece in order, in writev calls of at most MAX_PIECES buffers, until done or a call fails. */
+async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<number>): Promise<void> {
+  let rest = pieces;
+  while (rest.length > 0) {
+    const some = rest.length > MAX_PIECES ? rest.slice(0, MAX_PIECES) : rest;
+    const written = await writev(some);
+    if (written <= 0) throw new Error('nothing was written');
+    rest = after(rest, written);
+  }
+}
+
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
 export abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
@@ -116,13 +183,15 @@ export abstract class QueuedWriter implements LogSink {
     this.formats = [format];
   }
 
-  protected abstract output(data: Buffer): Promise<void>;
+  protected abstract output(pieces: Buffer[], bytes: number): Promise<void>;
   protected abstract describe(): string;
 
   write(batch: RenderedBatch): void {
-    const data = batch[this.format];
-    if (data === undefined) return;
-    if (this.pendingBytes + data.length > MAX_PENDING_BYTES) {
+    const pieces = batch[this.format];
+    if (pieces === undefined) return;
+    let bytes = 0;
+    for (const piece of pieces) bytes += piece.length;
+    if (this.pendingBytes + bytes > MAX_PENDING_BYTES) {
       // The destination is stuck (a full disk, a stdout nobody reads): never grow without bound.
       this.failures++;
       if (!this.dropping) warn(`the log to ${this.describe()} is not keeping up (${this.pendingBytes} bytes pending); dropping entries until it does`);
@@ -130,19 +199,20 @@ export abstract class QueuedWriter implements LogSink {
       return;
     }
     this.dropping = false;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
+    for (const piece of pieces) this.pending.push(piece);
+    this.pendingBytes += bytes;
     if (!this.writing) void this.drain();
   }
 
   private async drain(): Promise<void> {
     this.writing = true;
     while (this.pending.length > 0) {
-      const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+      const pieces = this.pending;
+      const bytes = this.pendingBytes;
       this.pending = [];
       this.pendingBytes = 0;
       try {
-        await this.output(data);
+        await this.output(pieces, bytes);
         if (this.failing) warn(`writing the log to ${this.describe()} works again`);
         this.failing = false;
       } catch (err) {
@@ -229,7 +299,7 @@ class FileSink extends QueuedWriter {
     }
   }
 
-  protected async output(data: Buffer): Promise<void> {
+  protected async output(pieces: Buffer[]): Promise<void> {
     if (this.reopening) {
       this.reopening = false;
       const old = this.handle;
@@ -238,16 +308,16 @@ class FileSink extends QueuedWriter {
       await old?.close().catch(() => {});
     }
     const handle = await this.ensureOpen();
-    const bytes = this.afterTear ? Buffer.concat([NEWLINE, data]) : data;
-    let offset = 0;
+    let written = 0;
     try {
-      while (offset < bytes.length) {
-        const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
-        offset += bytesWritten;
-      }
+      await writeAll(this.afterTear ? [NEWLINE, ...pieces] : pieces, async (some) => {
+        const { bytesWritten } = await handle.writev(some);
+        written += bytesWritten;
+        return bytesWritten;
+      });
       this.afterTear = false;
     } catch (err) {
-      await this.cutTear(handle, offset);
+      await this.cutTear(handle, written);
       this.handle = null;
       await handle.close().catch(() => {});
       throw err;
@@ -273,24 +343,23 @@ class FileSink extends QueuedWriter {
 class StdoutSink extends QueuedWriter {
   private closed = false;
 
-  protected output(data: Buffer): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  protected async output(pieces: Buffer[]): Promise<void> {
+    if (this.closed) return;
+    await writeAll(pieces, (some) => this.writev(some));
+  }
+
+  private writev(pieces: Buffer[]): Promise<number> {
     return new Promise((resolve, reject) => {
-      let offset = 0;
-      const next = (): void => {
-        fsWrite(1, data, offset, data.length - offset, null, (err, written) => {
-          if (err !== null) {
-            // A non-blocking pipe that is full: try again shortly.
-            if (err.code === 'EAGAIN') return void setTimeout(next, 2);
-            if (err.code === 'EPIPE') this.closed = true; // nobody reads stdout any more
-            return reject(err);
-          }
-          offset += written;
-          if (offset < data.length) next();
-          else resolve();
+      const attempt = (): void => {
+        fsWritev(1, pieces, null, (err, written) => {
+          if (err === null) return resolve(written);
+          // A non-blocking pipe that is full: try again shortly.
+          if (err.code === 'EAGAIN') return void setTimeout(attempt, 2);
+          if (err.code === 'EPIPE') this.closed = true; // nobody reads stdout any more
+          reject(err);
         });
       };
-      next();
+      attempt();
     });
   }
 
@@ -311,6 +380,7 @@ export interface TruncatedBody {
 /** A body as logged under a cap: itself, or its head and size. */
 export function capBody(body: unknown, maxBytes: number): unknown {
   if (body === null || body === undefined) return body;
+  if (body instanceof RawJson) return body.bytes.length <= maxBytes ? body : truncate(body.bytes, maxBytes);
   let text: string;
   try {
     text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -321,17 +391,19 @@ export function capBody(body: unknown, maxBytes: number): unknown {
   if (text.length * 3 <= maxBytes) return body;
   const bytes = Buffer.byteLength(text);
   if (bytes <= maxBytes) return body;
-  const buffer = Buffer.from(text);
+  return truncate(Buffer.from(text), maxBytes);
+}
+
+function truncate(buffer: Buffer, maxBytes: number): TruncatedBody {
   // Cut before a character, not inside one.
   let end = maxBytes;
   while (end > 0 && ((buffer[end] as number) & 0xc0) === 0x80) end--;
-  const truncated: TruncatedBody = { truncated: true, original_bytes: bytes, head: buffer.toString('utf8', 0, end) };
-  return truncated;
+  return { truncated: true, original_bytes: buffer.length, head: buffer.toString('utf8', 0, end) };
 }
 
 export class InteractionLog {
-  /** Rendered text per format, waiting for the next batch write. */
-  private pending: Array<{ format: LogFormat; parts: string[] }>;
+  /** Rendered entries per format, waiting for the next batch write. */
+  private pending: Array<{ format: LogFormat; parts: Buffer[] }>;
   private scheduled = false;
 
   /** `bodyMaxBytes`: bodies larger than this are logged as their head and size (null: whole). */
@@ -363,7 +435,7 @@ export class InteractionLog {
       entry.request = capBody(entry.request, max);
       entry.response = capBody(entry.response, max);
     }
-    for (const slot of this.pending) slot.parts.push(renderEntry(entry, slot.format));
+    for (const slot of this.pending) renderEntryBytes(entry, slot.format, slot.parts);
     if (!this.scheduled) {
       this.scheduled = true;
       setTimeout(this.writeQueued, BATCH_MS);
@@ -377,7 +449,7 @@ export class InteractionLog {
     if (this.pending[0] === undefined || this.pending[0].parts.length === 0) return;
     const batch: RenderedBatch = {};
     for (const slot of this.pending) {
-      batch[slot.format] = Buffer.from(slot.parts.length === 1 ? (slot.parts[0] as string) : slot.parts.join(''));
+      batch[slot.format] = slot.parts;
       slot.parts = [];
     }
     for (const sink of this.sinks) sink.write(batch);

@@ -14,7 +14,7 @@ import type { Route, Router } from '../formats/router.js';
 import type { Exchange } from '../formats/translation.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
-import type { InteractionLog } from '../observe/log.js';
+import { loggedRequest, type InteractionLog } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
@@ -230,7 +230,7 @@ function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: 
     interaction.request = raw.toString('utf8'); // logged as text: nothing is lost
     throw err;
   }
-  interaction.request = parsed.request;
+  interaction.request = loggedRequest(raw, parsed.request);
   interaction.model = parsed.model;
   interaction.stream = parsed.stream;
   return parsed;
