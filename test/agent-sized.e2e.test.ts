@@ -1,0 +1,105 @@
+/**
+ * Agent-sized requests (a coding agent's whole conversation, 137 KB to 1 MB) on each client API,
+ * passed through and translated: the provider gets the client's bytes, the client its answer,
+ * and both log destinations the whole body.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
+import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { request } from './support/http.js';
+import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+
+const OPENAI_KEY = 'sk-proj-AGENTtestOPENAI-5Gh2';
+const ANTHROPIC_KEY = 'sk-ant-api03-AGENTtestANTHROPIC-9Lm4';
+
+let openai: MockUpstream;
+let anthropic: AnthropicMock;
+let gateway: GatewayProcess;
+
+const conversation = agentConversation(1_000_000);
+const bodies = { chat: chatBody(conversation), messages: messagesBody(conversation), responses: responsesBody(conversation) };
+const paths = { chat: '/v1/chat/completions', messages: '/v1/messages', responses: '/v1/responses' };
+
+before(async () => {
+  openai = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
+  anthropic = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
+  gateway = await startGateway({
+    keys: {
+      virtual_keys: {
+        // Claude Code asks for 32,000 output tokens: capped at what the OpenAI mock accepts.
+        vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], max_output_tokens: 16384 },
+        vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.origin },
+      },
+    },
+    // One line per entry on stdout: the body spliced into the compact rendering too.
+    env: { LOG_CONSOLE: 'json' },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await openai?.close();
+  await anthropic?.close();
+});
+
+/** Sends `body` and checks the answer ended as its API ends a stream, and both log entries hold the whole body. */
+async function send(api: keyof typeof paths, key: string, body: string): Promise<void> {
+  assert.ok(Buffer.byteLength(body) > 990_000, 'about 1 MB');
+  const reply = await request(gateway.url, paths[api], { key, body, headers: { 'anthropic-version': '2023-06-01' } });
+  assert.equal(reply.status, 200, reply.text.slice(0, 500));
+  assert.match(String(reply.headers['content-type']), /^text\/event-stream/);
+  const ending = { chat: 'data: [DONE]', messages: 'event: message_stop', responses: 'event: response.completed' }[api];
+  assert.ok(reply.text.includes(ending), `the stream ends with ${ending}`);
+  const id = String(reply.headers['x-request-id']);
+  const entry = await waitForEntry(gateway.logFile, id);
+  assert.equal(entry.status, 200);
+  assert.deepEqual(entry.request, JSON.parse(body), 'the whole body in the file');
+  assert.ok(entry.usage.output_tokens > 0);
+  // Its whole line, not the part of it that has arrived.
+  const line = (): string | undefined => gateway.stdout().split('\n').slice(0, -1).find((each) => each.includes(id));
+  await waitFor(() => line() !== undefined, 'the entry on stdout');
+  assert.deepEqual(JSON.parse(line() as string).request, JSON.parse(body), 'the whole body on one stdout line');
+}
+
+describe('agent-sized requests (1 MB)', () => {
+  it('chat passes through byte for byte and is logged whole', async () => {
+    const before = openai.requests.length;
+    await send('chat', 'vk_openai', bodies.chat);
+    const upstream = openai.requests.slice(before);
+    assert.equal(upstream.length, 1);
+    assert.equal(upstream[0]?.raw, bodies.chat);
+  });
+
+  it('Messages passes through byte for byte and is logged whole', async () => {
+    const before = anthropic.requests.length;
+    await send('messages', 'vk_anthropic', bodies.messages);
+    assert.equal(anthropic.requests.slice(before)[0]?.raw, bodies.messages);
+  });
+
+  it('Responses passes through byte for byte and is logged whole', async () => {
+    const before = openai.requests.length;
+    await send('responses', 'vk_openai', bodies.responses);
+    assert.equal(openai.requests.slice(before)[0]?.raw, bodies.responses);
+  });
+
+  it('Messages translated for a chat provider carries every turn, tool call and result', async () => {
+    const before = openai.requests.length;
+    await send('messages', 'vk_openai', bodies.messages);
+    const sent = openai.requests.slice(before)[0]?.json;
+    const expected = JSON.parse(bodies.chat).messages;
+    assert.equal(sent.messages.length, expected.length);
+    assert.deepEqual(
+      sent.messages.filter((message: { role: string }) => message.role === 'tool').map((message: { tool_call_id: string; content: unknown }) => [message.tool_call_id, message.content]),
+      expected.filter((message: { role: string }) => message.role === 'tool').map((message: { tool_call_id: string; content: unknown }) => [message.tool_call_id, message.content]),
+    );
+  });
+
+  it('chat translated for Anthropic arrives whole', async () => {
+    const before = anthropic.requests.length;
+    await send('chat', 'vk_anthropic', bodies.chat.replace('"model":"gpt-4o-mini"', '"model":"claude-sonnet-4-5"'));
+    const sent = anthropic.requests.slice(before)[0]?.json;
+    assert.equal(sent.messages.at(-1).content.at(-1).text, conversation.last);
+  });
+});

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
+import { indentJsonBytes, parseJsonBytes } from '../src/formats/json-bytes.js';
+import { capBody, InteractionLog, loggedRequest, RawJson, renderEntryBytes, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+
+/** A small xorshift generator: the same values in every run. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+}
+
+const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
+
+function randomValue(next: () => number, depth: number): unknown {
+  const pick = next();
+  if (depth > 4 || pick < 0.3) {
+    const kind = Math.floor(next() * 6);
+    if (kind === 0) return STRINGS[Math.floor(next() * STRINGS.length)];
+    if (kind === 1) return Math.floor(next() * 1e6) - 5e5;
+    if (kind === 2) return next() * 1e-3;
+    if (kind === 3) return next() < 0.5;
+    if (kind === 4) return null;
+    return 1e21 * next();
+  }
+  const size = Math.floor(next() * 6);
+  if (pick < 0.6) return Array.from({ length: size }, () => randomValue(next, depth + 1));
+  const object: Record<string, unknown> = {};
+  for (let i = 0; i < size; i++) object[`${STRINGS[Math.floor(next() * STRINGS.length)]}${i}`] = randomValue(next, depth + 1);
+  return object;
+}
+
+const bodies = (() => {
+  const conversation = agentConversation(137_000);
+  return { chat: chatBody(conversation), messages: messagesBody(conversation), responses: responsesBody(conversation) };
+})();
+
+describe('parseJsonBytes', () => {
+  it('gives what JSON.parse gives for agent-sized bodies of each client API', () => {
+    for (const [api, text] of Object.entries(bodies)) {
+      assert.ok(text.length > 130_000, api);
+      assert.deepEqual(parseJsonBytes(Buffer.from(text)), JSON.parse(text), api);
+    }
+  });
+
+  it('gives what JSON.parse gives for random documents split into pieces of every size', () => {
+    const next = random(7);
+    for (let n = 0; n < 300; n++) {
+      const text = JSON.stringify(randomValue(next, 0), null, n % 3 === 0 ? 1 : undefined) ?? 'null';
+      const raw = Buffer.from(text);
+      for (const piece of [1, 2, 7, 64]) assert.deepEqual(parseJsonBytes(raw, piece), JSON.parse(text), `${text} in pieces of ${piece}`);
+    }
+  });
+
+  it('keeps "__proto__" an own property and the last of duplicate keys, as JSON.parse does', () => {
+    const text = '{"__proto__": {"polluted": true}, "a": 1, "a": [2, 3], "b": {"__proto__": 1}}';
+    const parsed = parseJsonBytes(Buffer.from(text), 4) as Record<string, unknown>;
+    assert.deepEqual(parsed, JSON.parse(text));
+    assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.deepEqual(Object.keys(parsed), ['__proto__', 'a', 'b']);
+  });
+
+  it('refuses what JSON.parse refuses, with its error', () => {
+    const bad = ['{"a": 1,}', '{"a" 1}', '[1 2]', '{"a": tru}', '{"a": "x\u0001"}', '{"a": "\\x"}', '[01]', '{"a": 1} x', '{"a": [1, 2}', '{"a": "unterminated}', "{'a': 1}", '[1,,2]', '{,}', ' ', '{"a": -}', '[1.]'];
+    for (const text of bad) {
+      let expected = '';
+      try {
+        JSON.parse(text);
+      } catch (err) {
+        expected = (err as Error).message;
+      }
+      assert.notEqual(expected, '', `${text} is invalid`);
+      for (const piece of [1, 3, 60 * 1024]) assert.throws(() => parseJsonBytes(Buffer.from(text), piece), { name: 'SyntaxError', message: expected }, `${text} in pieces of ${piece}`);
+    }
+  });
+
+  it('parses a body nested deeper than its scan can recurse', () => {
+    const text = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    let depth = 0;
+    for (let value = parseJsonBytes(Buffer.from(text), 1024) as unknown; Array.isArray(value) && value.length > 0; value = value[0]) depth++;
+    assert.equal(depth, 199_999);
+  });
+});
+
+describe('indentJsonBytes', () => {
+  it('lays out bytes as JSON.stringify(value, null, 2) does, at any depth, or on one line', () => {
+    const next = random(11);
+    for (let n = 0; n < 300; n++) {
+      const value = randomValue(next, 0);
+      const raw = Buffer.from(JSON.stringify(value));
+      assert.equal(indentJsonBytes(raw).toString(), JSON.stringify(value, null, 2));
+      assert.equal(indentJsonBytes(raw, null).toString(), JSON.stringify(value));
+      assert.equal(indentJsonBytes(Buffer.from(JSON.stringify(value, null, 3)), null).toString(), JSON.stringify(value), 'whitespace removed');
+      const nested = indentJsonBytes(raw, 2).toString();
+      assert.equal(nested, JSON.stringify(value, null, 2).replaceAll('\n', '\n    '));
+    }
+  });
+
+  it('keeps the client’s escapes and numbers: the same values, not re-encoded', () => {
+    const raw = Buffer.from(' { "e" : "\\u00e9\\/" ,"n":[1.50, 1E2, -0] , "o" : { } , "a" : [ ] } ');
+    const out = indentJsonBytes(raw).toString();
+    assert.equal(out, '{\n  "e": "\\u00e9\\/",\n  "n": [\n    1.50,\n    1E2,\n    -0\n  ],\n  "o": {},\n  "a": []\n}');
+    assert.deepEqual(JSON.parse(out), JSON.parse(raw.toString()));
+  });
+
+  it('is exactly the pretty rendering of the agent fixtures', () => {
+    for (const text of Object.values(bodies)) assert.equal(indentJsonBytes(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
+  });
+});
+
+const entry = (request: unknown): LogEntry => ({
+  timestamp: '2026-01-01T00:00:00.000Z',
+  request_id: 'req_1',
+  virtual_key: 'vk',
+  key_name: 'team',
+  // A client's model name that looks like the field the raw body is spliced into.
+  provider: 'mock',
+  model: '\n  "request": null',
+  method: 'POST',
+  path: '/v1/chat/completions',
+  status: 200,
+  duration_ms: 1,
+  stream: false,
+  usage: null,
+  cost_usd: 0,
+  request,
+  response: { ok: true },
+  upstream: null,
+});
+
+describe('large request bodies in the log', () => {
+  const raw = Buffer.from(bodies.chat);
+
+  it('are logged as their bytes when large and valid UTF-8, parsed otherwise', () => {
+    assert.ok(loggedRequest(raw, null) instanceof RawJson);
+    assert.deepEqual(loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' }), { model: 'm' });
+    const invalid = Buffer.concat([raw.subarray(0, 100), Buffer.from([0xff]), raw.subarray(100)]);
+    assert.deepEqual(loggedRequest(invalid, { parsed: true }), { parsed: true });
+  });
+
+  it('render as the same entry the parsed body would, in both formats', () => {
+    for (const format of ['pretty', 'json'] as LogFormat[]) {
+      const pieces: Buffer[] = [];
+      renderEntryBytes(entry(new RawJson(raw)), format, pieces);
+      const expected = JSON.stringify(entry(JSON.parse(bodies.chat)), null, format === 'pretty' ? 2 : undefined);
+      assert.equal(Buffer.concat(pieces).toString(), `${expected}\n`, format);
+    }
+    // Anything else that renders an entry still gets the body.
+    assert.deepEqual(JSON.parse(JSON.stringify(entry(new RawJson(raw)))).request, JSON.parse(bodies.chat));
+  });
+
+  it('are capped by their size in bytes, with the head of what the client sent', () => {
+    const capped = capBody(new RawJson(raw), 1000) as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(capped.truncated, true);
+    assert.equal(capped.original_bytes, raw.length);
+    assert.equal(capped.head, bodies.chat.slice(0, 1000));
+    const small = new RawJson(raw);
+    assert.equal(capBody(small, raw.length), small);
+  });
+
+  it('reach the destinations through the log whole, among other entries', async () => {
+    const writes: Buffer[][] = [];
+    const sink: LogSink = {
+      formats: ['pretty'],
+      failures: 0,
+      write: (batch: RenderedBatch) => void writes.push(batch.pretty ?? []),
+      flush: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    };
+    const log = new InteractionLog([sink]);
+    log.record(entry({ small: 1 }));
+    log.record(entry(new RawJson(raw)));
+    log.record(entry({ small: 2 }));
+    await log.flush();
+    const text = Buffer.concat(writes.flat()).toString();
+    const entries = text.split('\n}\n').filter((part) => part !== '').map((part) => JSON.parse(`${part}\n}`) as LogEntry);
+    assert.deepEqual(entries.map((each) => each.request), [{ small: 1 }, JSON.parse(bodies.chat), { small: 2 }]);
+  });
+});
