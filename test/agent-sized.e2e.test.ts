@@ -96,6 +96,18 @@ describe('agent-sized requests (1 MB)', () => {
     );
   });
 
+  it('count_tokens of the whole conversation passes through and is logged whole', async () => {
+    const { max_tokens: _max, stream: _stream, metadata: _metadata, ...counted } = JSON.parse(bodies.messages);
+    const body = JSON.stringify(counted);
+    const before = anthropic.requests.length;
+    const reply = await request(gateway.url, '/v1/messages/count_tokens', { key: 'vk_anthropic', body, headers: { 'anthropic-version': '2023-06-01' } });
+    assert.equal(reply.status, 200, reply.text.slice(0, 500));
+    assert.ok(reply.json.input_tokens > 0);
+    assert.equal(anthropic.requests.slice(before)[0]?.raw, body);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.request, counted);
+  });
+
   it('chat translated for Anthropic arrives whole', async () => {
     const before = anthropic.requests.length;
     await send('chat', 'vk_anthropic', bodies.chat.replace('"model":"gpt-4o-mini"', '"model":"claude-sonnet-4-5"'));

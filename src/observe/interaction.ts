@@ -9,7 +9,7 @@ import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactKey } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
-import type { LogEntry } from './log.js';
+import { loggedRequest, type LogEntry } from './log.js';
 import type { RequestObservation, TargetOutcome } from './metrics.js';
 import type { Target } from '../policy/target.js';
 import type { Price } from '../prices/table.js';
@@ -84,6 +84,22 @@ export class Interaction implements CallRecord, RelayRecord {
   /** Attempts from `from` on went to target `index`. */
   tagAttempts(from: number, index: number): void {
     for (let i = from; i < this.attempts.length; i++) (this.attempts[i] as UpstreamAttempt).target = index;
+  }
+
+  /**
+   * The client's body read by `parse`, and kept for the log: what `body` picks of the result (or
+   * the client's bytes, for a large body), or the text itself when it does not parse: nothing is lost.
+   */
+  readRequest<T>(raw: Buffer, parse: (raw: Buffer) => T, body: (parsed: T) => unknown = (parsed) => parsed): T {
+    let parsed: T;
+    try {
+      parsed = parse(raw);
+    } catch (err) {
+      this.request = raw.toString('utf8');
+      throw err;
+    }
+    this.request = loggedRequest(raw, body(parsed));
+    return parsed;
   }
 
   /** `apiKeys`: scrubbed from the provider's request id, which the log shows. */

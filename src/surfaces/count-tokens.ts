@@ -76,14 +76,7 @@ const COUNT_TOKENS: KeyedRoute = {
 export function serveCountTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
   return serveKeyed(COUNT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }) => {
     const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
-    let request: AnthropicRequest;
-    try {
-      request = parseMessagesRequest(raw, true);
-    } catch (err) {
-      interaction.request = raw.toString('utf8');
-      throw err;
-    }
-    interaction.request = request;
+    const request = interaction.readRequest(raw, (bytes) => parseMessagesRequest(bytes, true));
     interaction.model = request.model;
     checkModel(key, request.model);
     await admit();

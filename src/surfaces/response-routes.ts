@@ -120,14 +120,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
   return (req, res, context, deps) =>
     serveKeyed(POST_ONLY, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
       const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
-      let request: Record<string, unknown>;
-      try {
-        request = parseJsonObject(raw, '"model" and "input"');
-      } catch (err) {
-        interaction.request = raw.toString('utf8');
-        throw err;
-      }
-      interaction.request = request;
+      const request = interaction.readRequest(raw, (bytes) => parseJsonObject(bytes, '"model" and "input"'));
       const model = typeof request.model === 'string' ? request.model : null;
       if (model !== null) {
         interaction.model = model;

@@ -14,7 +14,7 @@ import type { Route, Router } from '../formats/router.js';
 import type { Exchange } from '../formats/translation.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
-import { loggedRequest, type InteractionLog } from '../observe/log.js';
+import type { InteractionLog } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { authenticate } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
@@ -223,14 +223,7 @@ function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, 
 }
 
 function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
-  let parsed: ParsedRequest<C['request']>;
-  try {
-    parsed = api.parseRequest(raw);
-  } catch (err) {
-    interaction.request = raw.toString('utf8'); // logged as text: nothing is lost
-    throw err;
-  }
-  interaction.request = loggedRequest(raw, parsed.request);
+  const parsed = interaction.readRequest(raw, (bytes) => api.parseRequest(bytes), (read) => read.request);
   interaction.model = parsed.model;
   interaction.stream = parsed.stream;
   return parsed;
