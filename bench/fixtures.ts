@@ -27,8 +27,8 @@ export interface Conversation {
   last: string;
 }
 
-/** A small xorshift generator: the fixtures must not change between runs. */
-function random(seed: number): () => number {
+/** A small xorshift generator: the fixtures (and the tests' random documents) must not change between runs. */
+export function random(seed: number): () => number {
   let state = seed >>> 0 || 1;
   return () => {
     state ^= state << 13;

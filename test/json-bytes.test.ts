@@ -1,19 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
+import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { indentJsonBytes, parseJsonBytes } from '../src/formats/json-bytes.js';
-import { capBody, InteractionLog, loggedRequest, RawJson, renderEntryBytes, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
-
-/** A small xorshift generator: the same values in every run. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
-}
 
 const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
 
@@ -111,75 +99,5 @@ describe('indentJsonBytes', () => {
 
   it('is exactly the pretty rendering of the agent fixtures', () => {
     for (const text of Object.values(bodies)) assert.equal(indentJsonBytes(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
-  });
-});
-
-const entry = (request: unknown): LogEntry => ({
-  timestamp: '2026-01-01T00:00:00.000Z',
-  request_id: 'req_1',
-  virtual_key: 'vk',
-  key_name: 'team',
-  // A client's model name that looks like the field the raw body is spliced into.
-  provider: 'mock',
-  model: '\n  "request": null',
-  method: 'POST',
-  path: '/v1/chat/completions',
-  status: 200,
-  duration_ms: 1,
-  stream: false,
-  usage: null,
-  cost_usd: 0,
-  request,
-  response: { ok: true },
-  upstream: null,
-});
-
-describe('large request bodies in the log', () => {
-  const raw = Buffer.from(bodies.chat);
-
-  it('are logged as their bytes when large and valid UTF-8, parsed otherwise', () => {
-    assert.ok(loggedRequest(raw, null) instanceof RawJson);
-    assert.deepEqual(loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' }), { model: 'm' });
-    const invalid = Buffer.concat([raw.subarray(0, 100), Buffer.from([0xff]), raw.subarray(100)]);
-    assert.deepEqual(loggedRequest(invalid, { parsed: true }), { parsed: true });
-  });
-
-  it('render as the same entry the parsed body would, in both formats', () => {
-    for (const format of ['pretty', 'json'] as LogFormat[]) {
-      const pieces: Buffer[] = [];
-      renderEntryBytes(entry(new RawJson(raw)), format, pieces);
-      const expected = JSON.stringify(entry(JSON.parse(bodies.chat)), null, format === 'pretty' ? 2 : undefined);
-      assert.equal(Buffer.concat(pieces).toString(), `${expected}\n`, format);
-    }
-    // Anything else that renders an entry still gets the body.
-    assert.deepEqual(JSON.parse(JSON.stringify(entry(new RawJson(raw)))).request, JSON.parse(bodies.chat));
-  });
-
-  it('are capped by their size in bytes, with the head of what the client sent', () => {
-    const capped = capBody(new RawJson(raw), 1000) as { truncated: boolean; original_bytes: number; head: string };
-    assert.equal(capped.truncated, true);
-    assert.equal(capped.original_bytes, raw.length);
-    assert.equal(capped.head, bodies.chat.slice(0, 1000));
-    const small = new RawJson(raw);
-    assert.equal(capBody(small, raw.length), small);
-  });
-
-  it('reach the destinations through the log whole, among other entries', async () => {
-    const writes: Buffer[][] = [];
-    const sink: LogSink = {
-      formats: ['pretty'],
-      failures: 0,
-      write: (batch: RenderedBatch) => void writes.push(batch.pretty ?? []),
-      flush: () => Promise.resolve(),
-      close: () => Promise.resolve(),
-    };
-    const log = new InteractionLog([sink]);
-    log.record(entry({ small: 1 }));
-    log.record(entry(new RawJson(raw)));
-    log.record(entry({ small: 2 }));
-    await log.flush();
-    const text = Buffer.concat(writes.flat()).toString();
-    const entries = text.split('\n}\n').filter((part) => part !== '').map((part) => JSON.parse(`${part}\n}`) as LogEntry);
-    assert.deepEqual(entries.map((each) => each.request), [{ small: 1 }, JSON.parse(bodies.chat), { small: 2 }]);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { capBody, InteractionLog, renderEntry, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { agentConversation, chatBody } from '../bench/fixtures.js';
+import { capBody, InteractionLog, loggedRequest, RawJson, renderEntry, renderEntryBytes, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -108,5 +109,51 @@ describe('LOG_BODY_MAX_BYTES', () => {
     assert.equal(written.request.truncated, true);
     assert.equal(written.request.original_bytes, JSON.stringify(body).length);
     assert.equal(written.response, null);
+  });
+});
+
+describe('large request bodies in the log', () => {
+  const body = chatBody(agentConversation(137_000));
+  const raw = Buffer.from(body);
+  // A client's model name that looks like the field the raw body is spliced into.
+  const large = (request: unknown): LogEntry => ({ ...entry('req_1', request), model: '\n  "request": null', response: { ok: true } });
+
+  it('are logged as their bytes when large and valid UTF-8, parsed otherwise', () => {
+    assert.ok(loggedRequest(raw, null) instanceof RawJson);
+    assert.deepEqual(loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' }), { model: 'm' });
+    const invalid = Buffer.concat([raw.subarray(0, 100), Buffer.from([0xff]), raw.subarray(100)]);
+    assert.deepEqual(loggedRequest(invalid, { parsed: true }), { parsed: true });
+  });
+
+  it('render as the same entry the parsed body would, in both formats', () => {
+    for (const format of ['pretty', 'json'] as LogFormat[]) {
+      const pieces: Buffer[] = [];
+      renderEntryBytes(large(new RawJson(raw)), format, pieces);
+      const expected = JSON.stringify(large(JSON.parse(body)), null, format === 'pretty' ? 2 : undefined);
+      assert.equal(Buffer.concat(pieces).toString(), `${expected}\n`, format);
+    }
+    // Anything else that renders an entry still gets the body.
+    assert.deepEqual(JSON.parse(JSON.stringify(large(new RawJson(raw)))).request, JSON.parse(body));
+  });
+
+  it('are capped by their size in bytes, with the head of what the client sent', () => {
+    const capped = capBody(new RawJson(raw), 1000) as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(capped.truncated, true);
+    assert.equal(capped.original_bytes, raw.length);
+    assert.equal(capped.head, body.slice(0, 1000));
+    const small = new RawJson(raw);
+    assert.equal(capBody(small, raw.length), small);
+  });
+
+  it('reach the destinations through the log whole, among other entries', async () => {
+    const sink = new MemorySink(['pretty']);
+    const log = new InteractionLog([sink]);
+    log.record(large({ small: 1 }));
+    log.record(large(new RawJson(raw)));
+    log.record(large({ small: 2 }));
+    await log.flush();
+    const text = sink.writes.join('');
+    const entries = text.split('\n}\n').filter((part) => part !== '').map((part) => JSON.parse(`${part}\n}`) as LogEntry);
+    assert.deepEqual(entries.map((each) => each.request), [{ small: 1 }, JSON.parse(body), { small: 2 }]);
   });
 });

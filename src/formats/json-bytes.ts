@@ -21,7 +21,7 @@ function isSpace(c: number): boolean {
 }
 
 /** The index after the closing quote of the string that opens at `start`. */
-export function stringEnd(buf: Buffer, start: number): number {
+function stringEnd(buf: Buffer, start: number): number {
   let from = start + 1;
   for (;;) {
     const quote = buf.indexOf(QUOTE, from);

@@ -183,7 +183,7 @@ export abstract class QueuedWriter implements LogSink {
     this.formats = [format];
   }
 
-  protected abstract output(pieces: Buffer[], bytes: number): Promise<void>;
+  protected abstract output(pieces: Buffer[]): Promise<void>;
   protected abstract describe(): string;
 
   write(batch: RenderedBatch): void {
@@ -208,11 +208,10 @@ export abstract class QueuedWriter implements LogSink {
     this.writing = true;
     while (this.pending.length > 0) {
       const pieces = this.pending;
-      const bytes = this.pendingBytes;
       this.pending = [];
       this.pendingBytes = 0;
       try {
-        await this.output(pieces, bytes);
+        await this.output(pieces);
         if (this.failing) warn(`writing the log to ${this.describe()} works again`);
         this.failing = false;
       } catch (err) {
