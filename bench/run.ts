@@ -225,6 +225,8 @@ interface Target {
   key: string;
   /** The client API it is sent (chat by default). */
   api?: 'messages' | 'responses';
+  /** The gateway (or probed proxy) behind it, for its event-loop delay and its log files. */
+  gateway?: Gateway;
 }
 
 type Scenario = 'json50' | 'json1' | 'stream1' | 'stream50';
@@ -243,12 +245,6 @@ function median(values: number[]): number {
 /** Per round: `mine` against `base` of the same round; the median over rounds. */
 function ratio(mine: LoadResult[], base: LoadResult[]): number {
   return median(mine.map((result, i) => result.rps / ((base[i] as LoadResult | undefined)?.rps ?? NaN)));
-}
-
-interface AgentTarget extends Target {
-  /** The gateway behind it, for its event-loop delay and its log files. */
-  gateway?: Gateway;
-  api?: 'messages' | 'responses';
 }
 
 type Api = 'chat' | 'messages' | 'responses';
@@ -297,7 +293,7 @@ async function main(): Promise<void> {
     const redis = await startRedis(dir);
     const shared = redis === null ? null : await startGateway(dir, upstream.port, 'off', { REDIS_URL: `redis://127.0.0.1:${redis.port}/0` });
 
-    const targets: AgentTarget[] = [
+    const targets: Target[] = [
       { name: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', key: 'sk-bench-openai' },
       { name: 'minimal proxy', port: proxy.port, path: '/v1/chat/completions', key: 'vk' },
       { name: 'gateway openai, logs to file', port: toFile.port, path: '/v1/chat/completions', key: 'vk_openai', gateway: toFile },
@@ -322,7 +318,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [scenario, setup] of Object.entries(SCENARIOS) as Array<[Scenario, (typeof SCENARIOS)[Scenario]]>) {
         // Rotate the order each round so no target always runs first (or right after another).
-        const order = targets.map((_, i) => targets[(i + round) % targets.length] as AgentTarget);
+        const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
         for (const target of order) {
           const result = await load({
             url: `http://127.0.0.1:${target.port}${target.path}`,
@@ -418,7 +414,7 @@ async function main(): Promise<void> {
     const passKeys: Record<Api, string> = { chat: 'vk_openai', messages: 'vk_anthropic', responses: 'vk_openai' };
     // The proxy again, with the same event-loop delay probe: on two shared cores, a process waits for the CPU too.
     const probedProxy = await start(['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href, join(HERE, 'proxy.js'), '0', String(upstream.port)]);
-    const targets: AgentTarget[] = [{ name: 'minimal proxy', port: probedProxy.port, path: API_PATHS.chat, key: 'vk', gateway: { ...probedProxy, logFiles: [] } }];
+    const targets: Target[] = [{ name: 'minimal proxy', port: probedProxy.port, path: API_PATHS.chat, key: 'vk', gateway: { ...probedProxy, logFiles: [] } }];
     for (const api of ['chat', 'messages', 'responses'] as const) {
       for (const [logs, gateway] of [['logs off', quiet], ['logs to file', toFile], ['logs to pipe', toPipe]] as const) {
         targets.push({ name: `${api} pass-through, ${logs}`, port: gateway.port, path: API_PATHS[api], key: passKeys[api], api: api === 'chat' ? undefined : api, gateway });
@@ -448,7 +444,7 @@ async function main(): Promise<void> {
     let done = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (const fixture of fixtures) {
-        const order = targets.map((_, i) => targets[(i + round) % targets.length] as AgentTarget);
+        const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
         for (const target of order) {
           if (target.gateway !== undefined) await loopDelay(target.gateway); // starts over
           const result = await load({
