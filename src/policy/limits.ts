@@ -55,6 +55,11 @@ export function admissionError(admission: Admission): GatewayError | null {
 const MINUTE_MS = 60_000;
 
 /** OpenAI's reset format: `0s`, `250ms`, `1.5s`, `6m0s`. */
+/** Milliseconds until a bucket refilling `limit` a minute goes from `level` to `amount`. */
+function refillMs(level: number, limit: number, amount: number): number {
+  return level >= amount ? 0 : ((amount - level) * MINUTE_MS) / limit;
+}
+
 export function formatDuration(ms: number): string {
   const rounded = Math.ceil(ms);
   if (rounded <= 0) return '0s';
@@ -84,7 +89,7 @@ class Bucket {
 
   /** Milliseconds until the level reaches `amount`. */
   msUntil(amount: number): number {
-    return this.level >= amount ? 0 : ((amount - this.level) * MINUTE_MS) / this.limit;
+    return refillMs(this.level, this.limit, amount);
   }
 
   /** Takes `amount`; the debt is capped at one minute's worth, so one huge answer cannot lock a key for an hour. */
@@ -326,6 +331,19 @@ export class SpendStore {
   }
 }
 
+const RATE_HEADERS = {
+  requests: ['x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests'],
+  tokens: ['x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'],
+} as const;
+
+/** OpenAI's `x-ratelimit-*` headers for one bucket at `level`: its limit, what remains, and when it is full again. */
+export function describeBucket(headers: Record<string, string>, kind: 'requests' | 'tokens', limit: number, level: number): void {
+  const [limitName, remainingName, resetName] = RATE_HEADERS[kind];
+  headers[limitName] = String(limit);
+  headers[remainingName] = String(Math.max(0, Math.floor(level)));
+  headers[resetName] = formatDuration(refillMs(level, limit, limit));
+}
+
 export function rateError(kind: 'requests' | 'tokens', limit: number, retryMs: number, headers: Record<string, string>): Admission['error'] {
   return {
     status: 429,
@@ -429,16 +447,8 @@ export class LimitState {
     }
     const { requests, tokens } = this.bucketsFor(key, tick);
     const describe = (): void => {
-      if (requests !== null) {
-        headers['x-ratelimit-limit-requests'] = String(requests.limit);
-        headers['x-ratelimit-remaining-requests'] = String(Math.max(0, Math.floor(requests.level)));
-        headers['x-ratelimit-reset-requests'] = formatDuration(requests.msUntil(requests.limit));
-      }
-      if (tokens !== null) {
-        headers['x-ratelimit-limit-tokens'] = String(tokens.limit);
-        headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(tokens.level)));
-        headers['x-ratelimit-reset-tokens'] = formatDuration(tokens.msUntil(tokens.limit));
-      }
+      if (requests !== null) describeBucket(headers, 'requests', requests.limit, requests.level);
+      if (tokens !== null) describeBucket(headers, 'tokens', tokens.limit, tokens.level);
     };
     if (requests !== null && requests.level < 1) {
       describe();

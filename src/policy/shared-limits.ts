@@ -19,7 +19,7 @@ import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
 import {
   budgetError,
-  formatDuration,
+  describeBucket,
   periodEnd,
   periodId,
   periodStart,
@@ -492,16 +492,8 @@ function rateHeaders(key: KeyLimits, requests: number | null, tokens: number | n
   const headers: Record<string, string> = {};
   const rpm = key.rateLimit?.requestsPerMinute ?? null;
   const tpm = key.rateLimit?.tokensPerMinute ?? null;
-  if (rpm !== null && requests !== null) {
-    headers['x-ratelimit-limit-requests'] = String(rpm);
-    headers['x-ratelimit-remaining-requests'] = String(Math.max(0, Math.floor(requests)));
-    headers['x-ratelimit-reset-requests'] = formatDuration(((rpm - requests) * 60_000) / rpm);
-  }
-  if (tpm !== null && tokens !== null) {
-    headers['x-ratelimit-limit-tokens'] = String(tpm);
-    headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(tokens)));
-    headers['x-ratelimit-reset-tokens'] = formatDuration(((tpm - tokens) * 60_000) / tpm);
-  }
+  if (rpm !== null && requests !== null) describeBucket(headers, 'requests', rpm, requests);
+  if (tpm !== null && tokens !== null) describeBucket(headers, 'tokens', tpm, tokens);
   return headers;
 }
 
