@@ -97,6 +97,15 @@ describe('indentJsonBytes', () => {
     assert.deepEqual(JSON.parse(out), JSON.parse(raw.toString()));
   });
 
+  it('gives way to the one-line layout where indenting would grow the body more than four times', () => {
+    const deep = Buffer.from(`{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}`);
+    assert.equal(indentJsonBytes(deep, 1).toString(), deep.toString());
+    const wide = Buffer.from(JSON.stringify([[[[[[[[[[Array.from({ length: 20_000 }, () => 0)]]]]]]]]]]));
+    assert.equal(indentJsonBytes(wide).toString(), wide.toString(), '20,000 one-byte members 11 levels deep');
+    const shallow = Buffer.from(JSON.stringify([Array.from({ length: 20_000 }, () => 0)]));
+    assert.equal(indentJsonBytes(shallow).toString(), JSON.stringify(JSON.parse(shallow.toString()), null, 2), 'two levels: under four times');
+  });
+
   it('is exactly the pretty rendering of the agent fixtures', () => {
     for (const text of Object.values(bodies)) assert.equal(indentJsonBytes(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
   });

@@ -5,6 +5,7 @@
  * translation to Chat Completions targets (OpenAI, DeepSeek), errors, count_tokens, models.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { estimateInputTokens } from '../src/formats/messages/count.js';
@@ -647,6 +648,13 @@ describe('count_tokens', () => {
     const estimated = await messages(gateway.url, 'vk_gpt', deep, { path: '/v1/messages/count_tokens' });
     assert.equal(estimated.status, 400, estimated.text);
     assert.match(estimated.json.error.message, /nested too deeply/);
+    // Logged whole, and laid out on one line: indented, 60,000 levels would take gigabytes.
+    const logged = await waitForEntry(gateway.logFile, String(estimated.headers['x-request-id']));
+    assert.equal(logged.request.model, 'claude-sonnet-4-5');
+    let depth = 0;
+    for (let value = logged.request.messages[0].content; Array.isArray(value) && value.length > 0; value = value[0]) depth++;
+    assert.equal(depth, 59_999);
+    assert.ok(statSync(gateway.logFile).size < 10 * 1024 * 1024);
     // Re-serialised for the model map: refused where V8 cannot serialise it (up to Node 24), passed on where it can.
     const mapped = await messages(gateway.url, 'vk_ds_anthropic', deep, { path: '/v1/messages/count_tokens' });
     if (mapped.status !== 200) {

@@ -199,16 +199,24 @@ class Output {
   }
 }
 
+/** A pretty layout larger than this many times its input (plus a little) gives way to the compact one. */
+const MAX_GROWTH = 4;
+
 /**
  * Valid JSON bytes laid out as `JSON.stringify(value, null, 2)` lays out its value, for a value
  * nested `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on
  * one line as `JSON.stringify(value)`. Strings and numbers stay as the client wrote them (the same
  * values; `\u00e9` stays escaped), so the bytes never become one string. The input must be valid
  * JSON (parseJsonBytes accepted it).
+ *
+ * Indentation grows with depth: 100 KB of nested brackets would take gigabytes laid out. A layout
+ * that grows past MAX_GROWTH times the input is abandoned for the compact one (never larger than
+ * the input), so the output stays bounded and the body whole.
  */
 export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
-  const out = new Output(raw.length + (level === null ? 0 : raw.length >> 2) + 64);
   const pretty = level !== null;
+  const limit = MAX_GROWTH * raw.length + 4096;
+  const out = new Output(raw.length + (pretty ? raw.length >> 2 : 0) + 64);
   let depth = level ?? 0;
   let i = skipSpace(raw, 0);
   while (i < raw.length) {
@@ -229,7 +237,10 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
         continue;
       }
       depth++;
-      if (pretty) out.newline(depth);
+      if (pretty) {
+        out.newline(depth);
+        if (out.length > limit) return indentJsonBytes(raw, null);
+      }
       i = next;
       continue;
     }
@@ -239,7 +250,10 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
       out.byte(c);
     } else if (c === 0x2c) {
       out.byte(c);
-      if (pretty) out.newline(depth);
+      if (pretty) {
+        out.newline(depth);
+        if (out.length > limit) return indentJsonBytes(raw, null);
+      }
     } else if (c === 0x3a) {
       out.byte(c);
       if (pretty) out.byte(0x20);
