@@ -58,14 +58,21 @@ interface Found {
   built?: unknown;
 }
 
+/**
+ * What a container over the piece size is built from, in order: runs of consecutive members
+ * (their bytes, commas included: parsed together, as many as fit in a piece) and members built
+ * on their own (containers over the piece size, with their key's bytes in an object).
+ */
+type Part = { readonly run: true; readonly start: number; readonly end: number } | { readonly run: false; readonly keyStart: number; readonly keyEnd: number; readonly value: unknown };
+
 class PieceParser {
   constructor(
     private readonly buf: Buffer,
     private readonly pieceBytes: number,
   ) {}
 
-  parseSlice(start: number, end: number): unknown {
-    return JSON.parse(this.buf.toString('utf8', start, end));
+  private text(start: number, end: number): string {
+    return this.buf.toString('utf8', start, end);
   }
 
   /** The value that starts at `start` (no space before it). */
@@ -76,30 +83,35 @@ class PieceParser {
     return { end: scalarEnd(this.buf, start) };
   }
 
-  private member(child: Found, start: number): unknown {
-    return 'built' in child ? child.built : this.parseSlice(start, child.end);
-  }
-
   private container(start: number, object: boolean): Found {
     const buf = this.buf;
     const close = object ? 0x7d : 0x5d;
-    // Member positions: [key start, key end,] value start, value end; built values by value start.
-    const spans: number[] = [];
-    let built: Map<number, unknown> | null = null;
+    const parts: Part[] = [];
+    let runStart = -1;
+    let runEnd = -1;
     let i = skipSpace(buf, start + 1);
     if (buf[i] !== close) {
       for (;;) {
+        const memberStart = i;
+        let keyEnd = -1;
         if (object) {
           if (buf[i] !== QUOTE) throw new NotJson();
-          const keyEnd = stringEnd(buf, i);
-          spans.push(i, keyEnd);
+          keyEnd = stringEnd(buf, i);
           i = skipSpace(buf, keyEnd);
           if (buf[i] !== 0x3a /* : */) throw new NotJson();
           i = skipSpace(buf, i + 1);
         }
         const found = this.value(i);
-        spans.push(i, found.end);
-        if ('built' in found) (built ??= new Map()).set(i, found.built);
+        if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
+          if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
+          runStart = -1;
+        }
+        if ('built' in found) {
+          parts.push({ run: false, keyStart: memberStart, keyEnd, value: found.built });
+        } else {
+          if (runStart === -1) runStart = memberStart;
+          runEnd = found.end;
+        }
         i = skipSpace(buf, found.end);
         if (buf[i] === 0x2c /* , */) {
           i = skipSpace(buf, i + 1);
@@ -112,35 +124,53 @@ class PieceParser {
     const end = i + 1;
     // Small enough to parse whole (as part of its parent, or alone): only its extent is needed.
     if (end - start <= this.pieceBytes) return { end };
-    const at = (valueStart: number, valueEnd: number): unknown => (built?.has(valueStart) ? built.get(valueStart) : this.parseSlice(valueStart, valueEnd));
-    if (!object) {
-      const array: unknown[] = [];
-      for (let k = 0; k < spans.length; k += 2) array.push(at(spans[k] as number, spans[k + 1] as number));
-      return { end, built: array };
+    if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
+    return { end, built: object ? this.buildObject(parts) : this.buildArray(parts) };
+  }
+
+  private buildArray(parts: Part[]): unknown[] {
+    const array: unknown[] = [];
+    for (const part of parts) {
+      if (!part.run) {
+        array.push(part.value);
+        continue;
+      }
+      const members = JSON.parse(`[${this.text(part.start, part.end)}]`) as unknown[];
+      for (const member of members) array.push(member);
     }
+    return array;
+  }
+
+  private buildObject(parts: Part[]): Record<string, unknown> {
     const result: Record<string, unknown> = {};
-    for (let k = 0; k < spans.length; k += 4) {
-      const key = this.parseSlice(spans[k] as number, spans[k + 1] as number) as string;
-      const value = at(spans[k + 2] as number, spans[k + 3] as number);
-      // As JSON.parse: "__proto__" is an own property like any other, never the prototype.
+    // As JSON.parse: the last of duplicate keys wins, and "__proto__" is an own property like any other.
+    const set = (key: string, value: unknown): void => {
       if (key === '__proto__') Object.defineProperty(result, key, { value, writable: true, enumerable: true, configurable: true });
       else result[key] = value;
+    };
+    for (const part of parts) {
+      if (!part.run) {
+        set(JSON.parse(this.text(part.keyStart, part.keyEnd)) as string, part.value);
+        continue;
+      }
+      const members = JSON.parse(`{${this.text(part.start, part.end)}}`) as Record<string, unknown>;
+      for (const key of Object.keys(members)) set(key, members[key]);
     }
-    return { end, built: result };
+    return result;
   }
 
   document(): unknown {
     const start = skipSpace(this.buf, 0);
     const found = this.value(start);
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new NotJson();
-    return this.member(found, start);
+    return 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
   }
 }
 
 /**
  * `JSON.parse(raw.toString('utf8'))`, with the same result and the same errors, but a body over
  * `pieceBytes` is parsed in pieces no larger than that (a single string value over it excepted):
- * its containers are scanned for their members, and the members parsed one by one.
+ * its containers are scanned for their members, and runs of members parsed together.
  */
 export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES): unknown {
   if (raw.length <= pieceBytes) return JSON.parse(raw.toString('utf8'));
