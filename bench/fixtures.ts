@@ -72,6 +72,7 @@ export function agentConversation(bytes: number): Conversation {
   const next = random(bytes);
   const system = `You are a coding agent working in a repository. ${Array.from({ length: 60 }, () => `${words(next, 14)}.`).join(' ')}`;
   const conversation: Conversation = { system, tools: TOOLS, turns: [], last: 'Now run the tests again and tell me what still fails.' };
+  // The body grows by each new message and its comma (they go before the last user message).
   let size = Buffer.byteLength(chatBody(conversation));
   for (let n = 0; size < bytes; n++) {
     const file = sourceFile(next, 40 + Math.floor(next() * 80));
@@ -84,19 +85,24 @@ export function agentConversation(bytes: number): Conversation {
       ],
     };
     conversation.turns.push(turn);
-    size = Buffer.byteLength(chatBody(conversation));
+    for (const message of chatMessages(turn)) size += Buffer.byteLength(JSON.stringify(message)) + 1;
   }
   return conversation;
+}
+
+/** One turn as Chat Completions messages. */
+function chatMessages(turn: Turn): unknown[] {
+  return [
+    ...(turn.user === null ? [] : [{ role: 'user', content: turn.user }]),
+    { role: 'assistant', content: turn.text, tool_calls: turn.calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: JSON.stringify(call.input) } })) },
+    ...turn.calls.map((call) => ({ role: 'tool', tool_call_id: call.id, content: call.result })),
+  ];
 }
 
 /** As the OpenAI SDKs send it: system message, user and assistant turns, tool calls, tool messages. */
 export function chatBody(c: Conversation, model = 'gpt-4o-mini'): string {
   const messages: unknown[] = [{ role: 'system', content: c.system }];
-  for (const turn of c.turns) {
-    if (turn.user !== null) messages.push({ role: 'user', content: turn.user });
-    messages.push({ role: 'assistant', content: turn.text, tool_calls: turn.calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: JSON.stringify(call.input) } })) });
-    for (const call of turn.calls) messages.push({ role: 'tool', tool_call_id: call.id, content: call.result });
-  }
+  for (const turn of c.turns) messages.push(...chatMessages(turn));
   messages.push({ role: 'user', content: c.last });
   return JSON.stringify({ model, stream: true, stream_options: { include_usage: true }, max_tokens: 4096, tools: c.tools.map((tool) => ({ type: 'function', function: tool })), messages });
 }
