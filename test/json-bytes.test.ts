@@ -45,6 +45,12 @@ describe('parseJsonBytes', () => {
     }
   });
 
+  it('parses a body of many small values whole, with the same result', () => {
+    const text = JSON.stringify({ model: 'm', values: Array.from({ length: 100_000 }, (_, i) => (i % 3 === 0 ? i : i % 3 === 1 ? `s${i}` : [i])) });
+    assert.ok(text.length > 600_000);
+    assert.deepEqual(parseJsonBytes(Buffer.from(text)), JSON.parse(text));
+  });
+
   it('keeps "__proto__" an own property and the last of duplicate keys, as JSON.parse does', () => {
     const text = '{"__proto__": {"polluted": true}, "a": 1, "a": [2, 3], "b": {"__proto__": 1}}';
     const parsed = parseJsonBytes(Buffer.from(text), 4) as Record<string, unknown>;
@@ -102,6 +108,9 @@ describe('indentJsonBytes', () => {
     assert.equal(indentJsonBytes(deep, 1).toString(), deep.toString());
     const wide = Buffer.from(JSON.stringify([[[[[[[[[[Array.from({ length: 20_000 }, () => 0)]]]]]]]]]]));
     assert.equal(indentJsonBytes(wide).toString(), wide.toString(), '20,000 one-byte members 11 levels deep');
+    // Closing brackets count too: a long string, then 550 levels that close one by one.
+    const closing = Buffer.from(`["${'x'.repeat(100_000)}",${'['.repeat(550)}1${']'.repeat(550)}]`);
+    assert.ok(indentJsonBytes(closing, 1).length <= 4 * closing.length + 4096 + 2 * 552, 'within 4x and a line');
     const shallow = Buffer.from(JSON.stringify([Array.from({ length: 20_000 }, () => 0)]));
     assert.equal(indentJsonBytes(shallow).toString(), JSON.stringify(JSON.parse(shallow.toString()), null, 2), 'two levels: under four times');
   });

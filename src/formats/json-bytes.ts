@@ -13,8 +13,16 @@ export const PIECE_BYTES = 60 * 1024;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** The JSON is not valid (or not what the byte scanner expects): JSON.parse of the whole says why. */
-class NotJson extends Error {}
+/**
+ * The body is better parsed whole: it is not valid JSON (or not what the scan expects; JSON.parse
+ * of the whole says why), or it is made of many small values, where the scan costs more than the
+ * large string it saves.
+ */
+class ParseWhole extends Error {}
+
+/** A body averaging fewer bytes per value than this (after the first DENSE_AFTER values) is parsed whole. */
+const DENSE_BYTES_PER_VALUE = 32;
+const DENSE_AFTER = 4096;
 
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
@@ -25,7 +33,7 @@ function stringEnd(buf: Buffer, start: number): number {
   let from = start + 1;
   for (;;) {
     const quote = buf.indexOf(QUOTE, from);
-    if (quote === -1) throw new NotJson();
+    if (quote === -1) throw new ParseWhole();
     let slash = quote - 1;
     while (buf[slash] === BACKSLASH) slash--;
     // An even number of backslashes before it: the quote is not escaped.
@@ -42,7 +50,7 @@ function scalarEnd(buf: Buffer, start: number): number {
     // 0-9 + - . and letters (true, false, null, exponents)
     if (!((c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e || (c >= 0x61 && c <= 0x7a) || c === 0x45)) break;
   }
-  if (i === start) throw new NotJson();
+  if (i === start) throw new ParseWhole();
   return i;
 }
 
@@ -75,8 +83,12 @@ class PieceParser {
     return this.buf.toString('utf8', start, end);
   }
 
+  /** Values scanned so far. */
+  private values = 0;
+
   /** The value that starts at `start` (no space before it). */
   value(start: number): Found {
+    if (++this.values > DENSE_AFTER && this.values * DENSE_BYTES_PER_VALUE > start) throw new ParseWhole();
     const c = this.buf[start];
     if (c === QUOTE) return { end: stringEnd(this.buf, start) };
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) return this.container(start, c === 0x7b);
@@ -95,10 +107,10 @@ class PieceParser {
         const memberStart = i;
         let keyEnd = -1;
         if (object) {
-          if (buf[i] !== QUOTE) throw new NotJson();
+          if (buf[i] !== QUOTE) throw new ParseWhole();
           keyEnd = stringEnd(buf, i);
           i = skipSpace(buf, keyEnd);
-          if (buf[i] !== 0x3a /* : */) throw new NotJson();
+          if (buf[i] !== 0x3a /* : */) throw new ParseWhole();
           i = skipSpace(buf, i + 1);
         }
         const found = this.value(i);
@@ -118,7 +130,7 @@ class PieceParser {
           continue;
         }
         if (buf[i] === close) break;
-        throw new NotJson();
+        throw new ParseWhole();
       }
     }
     const end = i + 1;
@@ -162,7 +174,7 @@ class PieceParser {
   document(): unknown {
     const start = skipSpace(this.buf, 0);
     const found = this.value(start);
-    if (skipSpace(this.buf, found.end) !== this.buf.length) throw new NotJson();
+    if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     return 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
   }
 }
@@ -179,7 +191,7 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES): unknown {
   } catch (err) {
     // Whatever the scan found wrong (or a piece's parse), JSON.parse of the whole has the final
     // word: its error message, or its value should the scan have been stricter than JSON.
-    if (err instanceof NotJson || err instanceof SyntaxError || err instanceof RangeError) return JSON.parse(raw.toString('utf8'));
+    if (err instanceof ParseWhole || err instanceof SyntaxError || err instanceof RangeError) return JSON.parse(raw.toString('utf8'));
     throw err;
   }
 }
@@ -216,6 +228,12 @@ class Output {
     let at = this.length;
     for (let i = start; i < end; i++) buf[at++] = from[i] as number;
     this.length = at;
+  }
+
+  /** What was written; copied out of a buffer grown far past it, which would otherwise stay alive with it. */
+  result(): Buffer {
+    if (this.buf.length <= this.length + (this.length >> 1)) return this.buf.subarray(0, this.length);
+    return Buffer.from(this.buf.subarray(0, this.length));
   }
 
   newline(level: number): void {
@@ -276,7 +294,10 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
     }
     if (c === 0x7d || c === 0x5d) {
       depth--;
-      if (pretty) out.newline(depth);
+      if (pretty) {
+        out.newline(depth);
+        if (out.length > limit) return indentJsonBytes(raw, null);
+      }
       out.byte(c);
     } else if (c === 0x2c) {
       out.byte(c);
@@ -292,5 +313,5 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
     }
     i++;
   }
-  return out.buf.subarray(0, out.length);
+  return out.result();
 }
