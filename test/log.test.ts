@@ -112,15 +112,17 @@ describe('LOG_BODY_MAX_BYTES', () => {
   });
 });
 
-describe('large request bodies in the log', () => {
+describe('request bodies in the log, as their bytes', () => {
   const body = chatBody(agentConversation(137_000));
   const raw = Buffer.from(body);
   // A client's model name that looks like the field the raw body is spliced into.
   const large = (request: unknown): LogEntry => ({ ...entry('req_1', request), model: '\n  "request": null', response: { ok: true } });
 
-  it('are logged as their bytes when large and valid UTF-8, parsed otherwise', () => {
+  it('are logged as their bytes when valid UTF-8, whatever their size, parsed otherwise', () => {
     assert.ok(loggedRequest(raw, null) instanceof RawJson);
-    assert.deepEqual(loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' }), { model: 'm' });
+    const small = loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' });
+    assert.ok(small instanceof RawJson);
+    assert.deepEqual(small.toJSON(), { model: 'm' });
     const invalid = Buffer.concat([raw.subarray(0, 100), Buffer.from([0xff]), raw.subarray(100)]);
     assert.deepEqual(loggedRequest(invalid, { parsed: true }), { parsed: true });
   });

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { writev as fsWritev } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { indentJsonBytes, PIECE_BYTES } from '../formats/json-bytes.js';
+import { indentJsonBytes } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { warn } from './warn.js';
@@ -81,9 +81,11 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
 }
 
 /**
- * A request body logged as the client's own bytes, re-indented as the entry is rendered: a large
- * body never becomes one string (src/formats/json-bytes.ts). Only for bodies that parsed as JSON
- * and are valid UTF-8.
+ * A request body logged as the client's own bytes, laid out as the entry is rendered: the body
+ * never becomes one string (a 1 MB body would cost milliseconds: src/formats/json-bytes.ts), the
+ * log shows what the client sent (its key order, escapes and number spellings), and a body nested
+ * deep cannot grow its entry past a few times its size. Only for bodies that parsed as JSON and
+ * are valid UTF-8.
  */
 export class RawJson {
   constructor(readonly bytes: Buffer) {}
@@ -94,9 +96,9 @@ export class RawJson {
   }
 }
 
-/** What the log keeps of a client's JSON body: its bytes when large (and valid UTF-8), else the parsed value. */
+/** What the log keeps of a client's JSON body: its bytes when they are valid UTF-8, else the parsed value. */
 export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
-  return raw.length > PIECE_BYTES && isUtf8(raw) ? new RawJson(raw) : parsed;
+  return isUtf8(raw) ? new RawJson(raw) : parsed;
 }
 
 /**
@@ -199,7 +201,8 @@ export abstract class QueuedWriter implements LogSink {
       return;
     }
     this.dropping = false;
-    for (const piece of pieces) this.pending.push(piece);
+    // An empty piece would be a writev that writes nothing, which writeAll takes for a failure.
+    for (const piece of pieces) if (piece.length > 0) this.pending.push(piece);
     this.pendingBytes += bytes;
     if (!this.writing) void this.drain();
   }
@@ -370,9 +373,9 @@ class StdoutSink extends QueuedWriter {
 /** What stands in a log entry for a body larger than LOG_BODY_MAX_BYTES. */
 export interface TruncatedBody {
   readonly truncated: true;
-  /** The body's size as compact JSON (or as text, when it was not JSON). */
+  /** The body's size: as the client sent it (its JSON bytes, or its text when it was not JSON); an answer's as compact JSON. */
   readonly original_bytes: number;
-  /** Its first LOG_BODY_MAX_BYTES bytes, as compact JSON text. */
+  /** Its first LOG_BODY_MAX_BYTES bytes of that, as text. */
   readonly head: string;
 }
 
