@@ -180,6 +180,24 @@ describe('log destinations', () => {
     assert.deepEqual(readdirSync(quiet.dir), ['keys.json']);
   });
 
+  it('a stdout nobody reads any more (EPIPE) is reported once and never as working again; the file goes on', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
+    try {
+      gw.child.stdout?.destroy(); // the reader goes away
+      for (let i = 0; i < 3; i++) {
+        const reply = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: `hello ${i}` }] });
+        assert.equal(reply.status, 200);
+        await waitForEntry(gw.logFile, String(reply.headers['x-request-id']));
+        await new Promise((resolve) => setTimeout(resolve, 50)); // a batch of its own
+      }
+      await waitFor(() => /cannot write the log to stdout/.test(gw.stderr()), 'the failure reported');
+      assert.doesNotMatch(gw.stderr(), /writing the log to stdout works again/);
+      assert.equal(gw.stderr().match(/cannot write the log to stdout/g)?.length, 1);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('a full disk never leaves a torn entry: a failed write is cut back to the last whole entry', async () => {
     const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' }, fileSizeLimitKiB: 64 });
     try {

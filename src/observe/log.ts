@@ -346,7 +346,8 @@ class StdoutSink extends QueuedWriter {
   private closed = false;
 
   protected async output(pieces: Buffer[]): Promise<void> {
-    if (this.closed) return;
+    // Every later batch is lost too: a failure (counted, within the warning already given), never a success.
+    if (this.closed) throw new Error('nobody reads stdout any more');
     await writeAll(pieces, (some) => this.writev(some));
   }
 
