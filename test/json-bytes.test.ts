@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
-import { indentJsonBytes, parseJsonBytes } from '../src/formats/json-bytes.js';
+import { indentJsonBytes, LARGE_MEMBER_BYTES, parseJsonBytes, releaseLargeMembers } from '../src/formats/json-bytes.js';
 
 const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
 
@@ -79,6 +79,57 @@ describe('parseJsonBytes', () => {
     let depth = 0;
     for (let value = parseJsonBytes(Buffer.from(text), 1024) as unknown; Array.isArray(value) && value.length > 0; value = value[0]) depth++;
     assert.equal(depth, 199_999);
+  });
+});
+
+describe('releaseLargeMembers', () => {
+  const isAccessor = (target: object, key: string): boolean => typeof Object.getOwnPropertyDescriptor(target, key)?.get === 'function';
+
+  it('lets go of each API body\'s large members, which read back as JSON.parse has them, in the same order', () => {
+    for (const [api, text] of Object.entries(bodies)) {
+      const document = parseJsonBytes(Buffer.from(text)) as Record<string, unknown>;
+      const large = Object.keys(document).filter((key) => JSON.stringify(document[key]).length >= LARGE_MEMBER_BYTES);
+      assert.ok(large.length > 0, api);
+      releaseLargeMembers(document);
+      for (const key of Object.keys(document)) assert.equal(isAccessor(document, key), large.includes(key), `${api}: ${key}`);
+      assert.equal(JSON.stringify(document), JSON.stringify(JSON.parse(text)), api);
+      // Read once, a member is kept: a later read is the same value, not another parse.
+      for (const key of large) {
+        assert.equal(isAccessor(document, key), false, `${api}: ${key} kept after its first read`);
+        assert.equal(document[key], document[key]);
+      }
+    }
+  });
+
+  it('lets go of the same values in copies, not of a copy\'s own', () => {
+    const document = parseJsonBytes(Buffer.from(bodies.chat)) as Record<string, unknown>;
+    const copy: Record<string, unknown> = { ...document, model: 'other' };
+    const changed: Record<string, unknown> = { ...document, messages: [{ role: 'user', content: 'mine' }] };
+    releaseLargeMembers(document, [copy, changed]);
+    assert.ok(isAccessor(copy, 'messages'));
+    assert.ok(!isAccessor(changed, 'messages'));
+    assert.deepEqual(changed.messages, [{ role: 'user', content: 'mine' }]);
+    assert.deepEqual(copy.messages, JSON.parse(bodies.chat).messages);
+    assert.equal(copy.model, 'other');
+  });
+
+  it('keeps the last of duplicate keys, a member set after, and does nothing twice or for small bodies', () => {
+    const big = JSON.stringify(Array.from({ length: 2000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(100)}` })));
+    const text = `{"messages":${big},"model":"m","messages":[{"role":"user","content":"last"}],"tools":${big}}`;
+    const document = parseJsonBytes(Buffer.from(text)) as Record<string, unknown>;
+    releaseLargeMembers(document);
+    assert.ok(!isAccessor(document, 'messages'));
+    assert.ok(isAccessor(document, 'tools'));
+    assert.deepEqual(document, JSON.parse(text));
+    releaseLargeMembers(document);
+    assert.ok(!isAccessor(document, 'tools'), 'released once only');
+    const again = parseJsonBytes(Buffer.from(text)) as Record<string, unknown>;
+    releaseLargeMembers(again);
+    again.tools = [];
+    assert.deepEqual(again.tools, []);
+    const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}')) as Record<string, unknown>;
+    releaseLargeMembers(small);
+    assert.ok(!isAccessor(small, 'messages'));
   });
 });
 

@@ -125,6 +125,19 @@ describe('moving on to the next target', () => {
     assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
   });
 
+  it('an agent-sized conversation let go of when passed through reaches the Anthropic target after it whole', async () => {
+    reset();
+    // 300 KB: its messages are parsed in pieces and let go of once the first target's body is its bytes.
+    const messages = Array.from({ length: 60 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `turn ${i} ${'é x'.repeat(1600)}` }));
+    const reply = await chat('vk_refused', { model: 'gpt-4o-mini', max_tokens: 50, messages });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.object, 'chat.completion');
+    const sent = anthropic.requests[0]?.json;
+    assert.deepEqual(sent.messages.map((message: any) => [message.role, message.content]), messages.map((message) => [message.role, message.content]));
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.request.messages, messages);
+  });
+
   it("after the first target hangs past the key's timeout_ms, the next serves a stream", async () => {
     reset();
     first.behave(() => {}); // never answers

@@ -79,6 +79,11 @@ class PieceParser {
     private readonly pieceBytes: number,
   ) {}
 
+  /** Where the document's top-level value starts. */
+  private top = -1;
+  /** The document's large top-level members, where it is an object, by key (the last of duplicates, as JSON.parse). */
+  private readonly large = new Map<string, LargeMember>();
+
   private text(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);
   }
@@ -114,6 +119,7 @@ class PieceParser {
           i = skipSpace(buf, i + 1);
         }
         const found = this.value(i);
+        if (object && start === this.top) this.topMember(memberStart, keyEnd, i, found.end);
         if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
           if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
           runStart = -1;
@@ -171,12 +177,75 @@ class PieceParser {
     return result;
   }
 
+  private topMember(keyStart: number, keyEnd: number, start: number, end: number): void {
+    const key = JSON.parse(this.text(keyStart, keyEnd)) as string;
+    if (end - start >= LARGE_MEMBER_BYTES) this.large.set(key, { key, start, end });
+    else this.large.delete(key);
+  }
+
   document(): unknown {
     const start = skipSpace(this.buf, 0);
+    this.top = start;
     const found = this.value(start);
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
-    return 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
+    const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
+    if (this.large.size > 0) Object.defineProperty(document, LARGE_MEMBERS, { value: { raw: this.buf, members: [...this.large.values()] } satisfies LargeMembers, configurable: true });
+    return document;
   }
+}
+
+/** A top-level member this large (a conversation's messages, its tools) is one a pass-through may let go of. */
+export const LARGE_MEMBER_BYTES = 16 * 1024;
+const LARGE_MEMBERS = Symbol('largeMembers');
+
+/** A large top-level member's value, by its place in the document's bytes. */
+interface LargeMember {
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+interface LargeMembers {
+  readonly raw: Buffer;
+  readonly members: readonly LargeMember[];
+}
+
+/**
+ * Lets go of the parsed values of `document`'s large top-level members (those parseJsonBytes
+ * found), and of the same values in `copies` of it: each becomes a property that parses its bytes
+ * again when it is next read, and keeps that value. A request passed through as the client's bytes
+ * is done with them once it is sent, but it lives as long as its answer: a 1 MB conversation's
+ * tree (about three times its size in objects) would outlive young collections and be promoted,
+ * and twenty of them in flight kept the old generation busy. Let go of, it dies young.
+ */
+export function releaseLargeMembers(document: object, copies: readonly object[] = []): void {
+  const found = (document as { [LARGE_MEMBERS]?: LargeMembers })[LARGE_MEMBERS];
+  if (found === undefined) return;
+  delete (document as { [LARGE_MEMBERS]?: LargeMembers })[LARGE_MEMBERS];
+  for (const { key, start, end } of found.members) {
+    if (!Object.hasOwn(document, key)) continue;
+    const value = (document as Record<string, unknown>)[key];
+    const reparse = (): unknown => parseJsonBytes(found.raw.subarray(start, end));
+    for (const copy of copies) if (copy !== document && Object.hasOwn(copy, key) && (copy as Record<string, unknown>)[key] === value) lazyProperty(copy, key, reparse);
+    lazyProperty(document, key, reparse);
+  }
+}
+
+/** `target[key]` computed by `read` when next read (then kept as a plain property), or set. */
+function lazyProperty(target: object, key: string, read: () => unknown): void {
+  const settle = (value: unknown): void => {
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  };
+  Object.defineProperty(target, key, {
+    enumerable: true,
+    configurable: true,
+    get() {
+      const value = read();
+      settle(value);
+      return value;
+    },
+    set: settle,
+  });
 }
 
 /**

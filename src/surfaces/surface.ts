@@ -12,6 +12,7 @@ import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { Exchange } from '../formats/translation.js';
+import { releaseLargeMembers } from '../formats/json-bytes.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -380,6 +381,8 @@ async function callTargets<C extends ApiTypes>(
           const body = await surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, interaction, deps });
           prepared = { ...prepared, body };
         }
+        // Its body is bytes now: a request passed through lets go of its large members (parsed again if another target needs them).
+        if (prepared.route.translation.identity) releaseLargeMembers(parsed.request as object, [prepared.outbound.request as object]);
       } catch (err) {
         // A target the request cannot go to (a parameter it has no translation for) after another
         // failed: passed over, and the earlier failure stands.
