@@ -53,7 +53,8 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
   it('writes whole entries from every worker, never interleaved, to the file and stdout', async () => {
     const big = 'x'.repeat(20_000); // entries far larger than a pipe's atomic write size
     const replies = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => chat(gateway.url, 'vk_a', { model: 'm', stream: i % 2 === 0, messages: [{ role: 'user', content: `${i} ${big}` }] })),
+      // Some agent-sized, with characters of every UTF-8 length: entries travel from the workers as bytes.
+      Array.from({ length: 60 }, (_, i) => chat(gateway.url, 'vk_a', { model: 'm', stream: i % 2 === 0, messages: [{ role: 'user', content: `${i} ${i % 20 === 1 ? 'é — 😀 '.repeat(6_000) : big}` }] })),
     );
     assert.ok(replies.every((reply) => reply.status === 200));
     const ids = replies.map((reply) => String(reply.headers['x-request-id']));

@@ -59,6 +59,9 @@ class Primary {
       watchKeyFile(config.keysFile, () => void this.reload('file changed', true));
       if (config.pricesFile !== null) watchKeyFile(config.pricesFile, () => void this.reload('prices changed', true));
     }
+    // Workers send their log entries as bytes: structured clone copies a Buffer as it is, where
+    // JSON would decode, escape and re-encode every entry (a 1 MB body several times over).
+    cluster.setupPrimary({ serialization: 'advanced' });
     for (let i = 0; i < config.workers; i++) this.fork();
     await this.listening();
   }
@@ -106,7 +109,7 @@ class Primary {
         return;
       case 'log': {
         const batch: RenderedBatch = {};
-        for (const [format, text] of Object.entries(message.batch) as Array<[LogFormat, string]>) batch[format] = [Buffer.from(text)];
+        for (const [format, pieces] of Object.entries(message.batch) as Array<[LogFormat, Uint8Array[]]>) batch[format] = pieces.map(asBuffer);
         for (const sink of sinks) sink.write(batch);
         return;
       }
@@ -197,4 +200,9 @@ class Primary {
 /** Forks `config.workers` workers and coordinates them. */
 export function runPrimary(options: PrimaryOptions): Promise<void> {
   return new Primary(options).run();
+}
+
+/** A piece as the structured clone delivered it (a Buffer, or a Uint8Array on a runtime that clones it as one). */
+function asBuffer(piece: Uint8Array): Buffer {
+  return Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
 }

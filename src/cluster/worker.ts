@@ -27,13 +27,8 @@ class PrimarySink implements LogSink {
       this.failures++;
       return;
     }
-    const texts: Partial<Record<LogFormat, string>> = {};
-    for (const format of this.formats) {
-      const pieces = batch[format];
-      if (pieces !== undefined) texts[format] = Buffer.concat(pieces).toString();
-    }
     this.sending++;
-    process.send({ t: 'log', batch: texts } satisfies ToPrimary, undefined, undefined, (err) => {
+    process.send({ t: 'log', batch } satisfies ToPrimary, undefined, undefined, (err) => {
       if (err !== null) this.failures++;
       if (--this.sending === 0) {
         const waiting = this.idle;
