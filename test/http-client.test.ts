@@ -408,13 +408,26 @@ describe('http client: its owner', () => {
 
 describe('http client: the request', () => {
   it('writes the head and the body in one piece: method, path, host with its port, length', () => {
-    const bytes = encodeRequest(requestTo(8443, { https: true, hostname: 'api.example.com' })).toString('latin1');
+    const bytes = Buffer.concat(encodeRequest(requestTo(8443, { https: true, hostname: 'api.example.com' }))).toString('latin1');
     assert.equal(
       bytes,
       'POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com:8443\r\nconnection: keep-alive\r\naccept-encoding: identity\r\nauthorization: Bearer sk-test\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}',
     );
-    assert.match(encodeRequest(requestTo(443, { https: true, hostname: 'api.example.com', method: 'GET', body: null })).toString('latin1'), /^GET \/v1\/chat\/completions HTTP\/1\.1\r\nhost: api\.example\.com\r\n(?:(?!content-length).)*\r\n\r\n$/s);
-    assert.match(encodeRequest(requestTo(80, { hostname: '::1' })).toString('latin1'), /\r\nhost: \[::1\]\r\n/);
+    assert.match(Buffer.concat(encodeRequest(requestTo(443, { https: true, hostname: 'api.example.com', method: 'GET', body: null }))).toString('latin1'), /^GET \/v1\/chat\/completions HTTP\/1\.1\r\nhost: api\.example\.com\r\n(?:(?!content-length).)*\r\n\r\n$/s);
+    assert.match(Buffer.concat(encodeRequest(requestTo(80, { hostname: '::1' }))).toString('latin1'), /\r\nhost: \[::1\]\r\n/);
+  });
+
+  it('writes a large body beside its head, not copied, and it arrives whole on a reused connection', async () => {
+    const body = Buffer.from(JSON.stringify({ messages: 'é😀x'.repeat(100_000) }));
+    const pieces = encodeRequest(requestTo(80, { body }));
+    assert.equal(pieces.length, 2);
+    assert.equal(pieces[1], body, 'the body itself, not a copy');
+    assert.match(pieces[0]?.toString('latin1') ?? '', new RegExp(`content-length: ${body.length}\r\n\r\n$`));
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    for (let i = 0; i < 2; i++) assert.equal((await answered(requestTo(server.port, { body }))).body, 'ok');
+    assert.equal(server.connections(), 1);
+    const sent = server.requests.map((request) => request.slice(request.indexOf('\r\n\r\n') + 4));
+    assert.deepEqual(sent, [body.toString('latin1'), body.toString('latin1')]);
   });
 
   it('refuses a header value with a line break (it would inject a header), a bad header name, an unescaped path', () => {

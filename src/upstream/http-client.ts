@@ -345,11 +345,19 @@ class Connection {
     socket.on('close', () => this.gone(null));
   }
 
-  send(head: Buffer, handlers: CallHandlers): Exchange {
+  send(bytes: readonly Buffer[], handlers: CallHandlers): Exchange {
     const exchange = new Exchange(this, handlers, this.requests > 0);
     this.exchange = exchange;
     this.requests++;
-    this.socket.write(head);
+    const socket = this.socket;
+    if (bytes.length === 1) {
+      socket.write(bytes[0] as Buffer);
+    } else {
+      // One writev for head and body.
+      socket.cork();
+      for (const piece of bytes) socket.write(piece);
+      socket.uncork();
+    }
     return exchange;
   }
 
@@ -450,11 +458,16 @@ const PATH = /^\/[\x21-\x7e]*$/;
 /** At most this many header names and paths are remembered as checked (a few dozen are in use). */
 const MAX_CHECKED = 1024;
 
+/** A body larger than this is written beside its head, not copied after it into one buffer. */
+const COPIED_BODY_BYTES = 16 * 1024;
+
 /**
- * The request head and body as one buffer: one write, one packet for a small request. `checked`
- * remembers header names and paths already found valid (they come from code and keys.json).
+ * The request as the buffers to write: head and body as one buffer for a small request (one
+ * packet); a large body (an agent's conversation, up to megabytes) beside its head, not copied,
+ * the two written together. `checked` remembers header names and paths already found valid (they
+ * come from code and keys.json).
  */
-export function encodeRequest(request: ClientRequest, checked: Set<string> = new Set()): Buffer {
+export function encodeRequest(request: ClientRequest, checked: Set<string> = new Set()): Buffer[] {
   const host = request.hostname.includes(':') ? `[${request.hostname}]` : request.hostname;
   const defaultPort = request.https ? 443 : 80;
   if (!checked.has(request.path)) {
@@ -476,11 +489,12 @@ export function encodeRequest(request: ClientRequest, checked: Set<string> = new
   const body = request.body;
   if (body !== null) head += `content-type: ${request.contentType ?? 'application/octet-stream'}\r\ncontent-length: ${body.length}\r\n`;
   head += '\r\n';
+  if (body !== null && body.length > COPIED_BODY_BYTES) return [Buffer.from(head, 'latin1'), body];
   const headLength = Buffer.byteLength(head, 'latin1');
   const bytes = Buffer.allocUnsafe(headLength + (body?.length ?? 0));
   bytes.write(head, 0, 'latin1');
   if (body !== null) body.copy(bytes, headLength);
-  return bytes;
+  return [bytes];
 }
 
 /**
@@ -508,9 +522,9 @@ export class HttpClient {
    * response head or the failure.
    */
   call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
-    const head = encodeRequest(request, this.checked);
+    const bytes = encodeRequest(request, this.checked);
     const connection = this.poolFor(request).acquire(fresh);
-    const exchange = connection.send(head, handlers);
+    const exchange = connection.send(bytes, handlers);
     return {
       abort: () => {
         const current = exchange.connection;
