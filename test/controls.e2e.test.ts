@@ -4,7 +4,7 @@
  * models list and CORS.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -210,6 +210,22 @@ describe('token budget', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  it('a budget given by a reload is saved from then on, with what the key spent before', async () => {
+    const keys = (budget: unknown) => ({ virtual_keys: { vk_later: { provider: 'mock', ...(budget === null ? {} : { budget }) } } });
+    const gateway = await startGateway({ keys: keys(null), env: { LOG_CONSOLE: 'off' } });
+    const stateFile = join(gateway.dir, 'logs', 'gateway_state.json');
+    try {
+      assert.equal((await chat(gateway.url, 'vk_later', ask())).status, 200);
+      writeFileSync(gateway.keysFile, JSON.stringify(keys({ max_tokens: 1000, period: 'month' })));
+      await waitFor(() => /keys reloaded/.test(gateway.stderr()), 'the reload');
+      assert.equal(existsSync(stateFile), false, 'no budget until now: nothing written');
+      assert.equal((await chat(gateway.url, 'vk_later', ask())).status, 200);
+    } finally {
+      assert.equal(await gateway.stop(), 0);
+    }
+    assert.match(readFileSync(stateFile, 'utf8'), /"requests": 2,/);
   });
 
   it('a state file that cannot be written warns and leaves no temporary file behind', async () => {

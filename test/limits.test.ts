@@ -190,8 +190,8 @@ describe('budgets', () => {
     const store = new SpendStore(file);
     // Now: periods that are over are not written.
     const now = new Date();
-    store.add('digest-A', 'month', spent(700), now);
-    store.add('digest-A', 'month', spent(300), now);
+    store.add('digest-A', 'month', spent(700), now, true);
+    store.add('digest-A', 'month', spent(300), now, true);
     await store.save();
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.deepEqual(readdirSync(join(dir, 'state')), ['gateway_state.json'], 'no temporary file left');
@@ -203,6 +203,26 @@ describe('budgets', () => {
     const missing = new SpendStore(join(dir, 'nope.json'));
     await missing.load();
     assert.equal(existsSync(join(dir, 'nope.json')), false);
+  });
+
+  it('write only the spend of keys with a budget: without one no file, the rest counted in memory', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    const store = new SpendStore(file);
+    const now = new Date();
+    store.add('digest-free', 'month', spent(5), now, false);
+    await store.save();
+    assert.equal(existsSync(file), false, 'no budget, no file');
+    assert.equal(store.current('digest-free', 'month', now).tokens, 5, 'counted in memory');
+    store.add('digest-budget', 'month', spent(7), now, true);
+    store.add('digest-free', 'month', spent(5), now, false);
+    await store.save();
+    const written = JSON.parse(readFileSync(file, 'utf8')) as { spend: Record<string, unknown> };
+    assert.deepEqual(Object.keys(written.spend), ['digest-budget']);
+    // Its budget removed by a reload: left out of the next write.
+    store.add('digest-budget', 'month', spent(1), now, false);
+    await store.save();
+    assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { spend: Record<string, unknown> }).spend, {});
   });
 
   it('move a corrupt state file aside (never overwrite it) and say so', async () => {

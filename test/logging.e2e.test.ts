@@ -165,8 +165,8 @@ describe('real keys never leave the gateway', () => {
 });
 
 describe('log destinations', () => {
-  it('LOG_FILE=off writes no file and LOG_CONSOLE=off keeps stdout empty', async () => {
-    const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off', STATE_FILE: 'off' } });
+  it('LOG_FILE=off writes no file (no state file either, without budgets) and LOG_CONSOLE=off keeps stdout empty', async () => {
+    const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off' } });
     try {
       assert.equal((await chat(quiet.url, 'vk', hello)).status, 200);
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -176,7 +176,7 @@ describe('log destinations', () => {
     } finally {
       await quiet.stop();
     }
-    // Not at shutdown either: with STATE_FILE=off too, spend is kept in memory only.
+    // Not at shutdown either: without a budget, spend is kept in memory only.
     assert.deepEqual(readdirSync(quiet.dir), ['keys.json']);
   });
 

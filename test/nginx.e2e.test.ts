@@ -137,6 +137,15 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     await waitFor(() => gateways.every((gateway) => readLogFile(gateway.logFile).length > 0), 'entries in both logs');
   });
 
+  it('refuses /metrics, however it is spelled: the instances serve it without a token to nginx, which asks from their loopback address', async () => {
+    assert.equal((await request((gateways[0] as GatewayProcess).url, '/metrics', { method: 'GET' })).status, 200, 'served to a local asker');
+    for (const path of ['/metrics', '/metrics?x=1', '/%6detrics', '//metrics', '/v1/../metrics']) {
+      const reply = await request(nginxUrl, path, { method: 'GET' });
+      assert.equal(reply.status, 403, path);
+      assert.doesNotMatch(reply.text, /llm_gateway_/, path);
+    }
+  });
+
   it('loses no request when one instance is stopped (SIGTERM) under continuous traffic', async () => {
     const statuses = new Map<number, number>();
     let running = true;

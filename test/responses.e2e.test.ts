@@ -320,6 +320,27 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(translated.status, 404);
     assert.equal(translated.json.error.code, 'responses_not_stored');
   });
+
+  it('answers a provider answer cut short (content-length shorter than its JSON) with 502 upstream_invalid_response: a compaction, and a read (not a 404)', async () => {
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses/compact' && recorded.path !== '/v1/responses/resp_cut') return false;
+      const whole = JSON.stringify({ id: 'resp_cut', object: 'response', status: 'completed', output: [], usage: { input_tokens: 10, output_tokens: 2, total_tokens: 12 } });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': whole.length - 20 });
+      res.end(whole.slice(0, -20));
+    });
+    try {
+      const compacted = await request(gateway.url, '/v1/responses/compact', { key: 'vk_codex', body: { model: 'gpt-5', input: 'long story' } });
+      assert.equal(compacted.status, 502, compacted.text);
+      assert.equal(compacted.json.error.code, 'upstream_invalid_response');
+      const entry = await waitForEntry(gateway.logFile, String(compacted.headers['x-request-id']));
+      assert.equal(entry.status, 502);
+      const read = await request(gateway.url, '/v1/responses/resp_cut', { method: 'GET', key: 'vk_codex' });
+      assert.equal(read.status, 502, `the provider failed, the response is not missing: ${read.text}`);
+      assert.equal(read.json.error.code, 'upstream_invalid_response');
+    } finally {
+      openai.behave(null);
+    }
+  });
 });
 
 describe('stateless translation to a Chat Completions provider', () => {

@@ -673,9 +673,11 @@ describe('review findings, each a regression test', () => {
     );
   });
 
-  it('knows an owner only from the very response asked for', () => {
+  it('knows an owner only from the very response asked for; an answer that is no JSON object is the provider\'s 502', () => {
     assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_a","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), 't');
     assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_b","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), null);
-    assert.equal(ownerInAnswer(Buffer.from('event: response.created\ndata: {}\n\n'), 'resp_a'), null);
+    for (const body of ['event: response.created\ndata: {}\n\n', '{"id":"resp_a","metadata":{"llm_gat', '[]']) {
+      assert.throws(() => ownerInAnswer(Buffer.from(body), 'resp_a'), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', body);
+    }
   });
 });

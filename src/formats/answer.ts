@@ -10,18 +10,25 @@ export function invalidAnswer(why: string): GatewayError {
 }
 
 /**
- * The body as an object with an array under `key` (`choices`, `data`, `content`), or a 502 naming
- * what was wrong. Parsed whole: a body cut short (a content-length shorter than the JSON) still
- * starts like an answer, and must not reach a client as one.
+ * The body as a JSON object, or a 502 naming what was wrong. Parsed whole: a body cut short (a
+ * content-length shorter than the JSON) still starts like an answer, and must not reach a client
+ * as one.
  */
-export function parseAnswer(body: Buffer, what: string, key: string): Record<string, unknown> {
+export function parseObjectAnswer(body: Buffer | string, what: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
     throw invalidAnswer(`its ${what} is not JSON`);
   }
-  if (!isRecord(parsed) || !Array.isArray(parsed[key])) throw invalidAnswer(`its ${what} has no \`${key}\` array`);
+  if (!isRecord(parsed)) throw invalidAnswer(`its ${what} is not a JSON object`);
+  return parsed;
+}
+
+/** The body as an object with an array under `key` (`choices`, `data`, `content`), or a 502 naming what was wrong. */
+export function parseAnswer(body: Buffer, what: string, key: string): Record<string, unknown> {
+  const parsed = parseObjectAnswer(body, what);
+  if (!Array.isArray(parsed[key])) throw invalidAnswer(`its ${what} has no \`${key}\` array`);
   return parsed;
 }
 

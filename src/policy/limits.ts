@@ -169,16 +169,18 @@ function readSpend(value: unknown): KeySpend | null {
 }
 
 /**
- * Spend per key and period (requests, tokens, USD), kept in a small JSON file (keys known by
- * their digest, never their value), written atomically (a temporary file renamed over the old
- * one) at most once per second and when the gateway stops. Reservations of requests in flight
- * are kept in memory only.
+ * Spend per key and period (requests, tokens, USD). The spend of keys with a budget is kept in a
+ * small JSON file (keys known by their digest, never their value), written atomically (a
+ * temporary file renamed over the old one) at most once per second and when the gateway stops;
+ * other keys' spend and reservations of requests in flight are kept in memory only.
  */
 export class SpendStore {
   /** digest → period id → spend: a key whose budget period changes (a reload) keeps each period's count. */
   private readonly spend = new Map<string, Map<string, KeySpend>>();
   /** Tokens and dollars reserved by requests still running. */
   private readonly reserved = new Map<string, { tokens: number; usd: number }>();
+  /** Digests whose spend is written: keys with a budget, and those the file held at start. */
+  private readonly kept = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
   /** Spend changed since the last write. Nothing recorded, nothing written: no request, no file. */
@@ -209,7 +211,9 @@ export class SpendStore {
       const entries = parsed.spend !== undefined ? Object.entries(parsed.spend).flatMap(([digest, periods]) => Object.values(periods ?? {}).map((entry) => [digest, entry] as const)) : Object.entries(parsed.budgets ?? {});
       for (const [digest, entry] of entries) {
         const spend = readSpend(entry);
-        if (spend !== null) this.periodsOf(digest).set(spend.period, spend);
+        if (spend === null) continue;
+        this.periodsOf(digest).set(spend.period, spend);
+        this.kept.add(digest);
       }
     } catch {
       // Kept aside, not overwritten: an operator can restore the spend it held.
@@ -263,7 +267,8 @@ export class SpendStore {
     held.usd = Math.max(0, held.usd - charge.usd);
   }
 
-  add(digest: string, period: BudgetPeriod, spent: Spend, now: Date): void {
+  /** `budgeted`: the key has a budget, so its spend must survive a restart (written to the file). */
+  add(digest: string, period: BudgetPeriod, spent: Spend, now: Date, budgeted: boolean): void {
     const id = periodId(period, now);
     const periods = this.periodsOf(digest);
     let spend = periods.get(id);
@@ -283,6 +288,12 @@ export class SpendStore {
       spend.reasoning_tokens += usage.reasoning;
     }
     if (spent.unpriced) spend.unpriced_requests++;
+    // No budget, no file: a gateway without budgets writes nothing (LOG_FILE=off means no files).
+    // A key whose budget a reload removed is left out of the next write.
+    const wasKept = this.kept.has(digest);
+    if (budgeted) this.kept.add(digest);
+    else if (wasKept) this.kept.delete(digest);
+    else return;
     this.dirty = true;
     this.timer ??= setTimeout(() => void this.save(), 1000);
   }
@@ -300,7 +311,7 @@ export class SpendStore {
     for (const [digest, periods] of this.spend) {
       for (const [id, entry] of periods) {
         if (id !== 'total' && id !== periodId(id.startsWith('day:') ? 'day' : 'month', now)) periods.delete(id);
-        else (spend[digest] ??= {})[id] = entry;
+        else if (this.kept.has(digest)) (spend[digest] ??= {})[id] = entry;
       }
     }
     const text = `${JSON.stringify({ version: 2, ...(this.countedInRedis ? { counted_in_redis: true } : {}), spend }, null, 2)}\n`;
@@ -473,7 +484,7 @@ export class LimitState {
       if (requests !== null && spent.decidedElsewhere === true) requests.take(1);
     }
     if (key.budget !== null) this.spend.release(key.digest, reserved);
-    this.spend.add(key.digest, spendPeriod(key), spent, new Date(now));
+    this.spend.add(key.digest, spendPeriod(key), spent, new Date(now), key.budget !== null);
   }
 
   /** The key's spend in its period, its budget and its rate buckets (nothing about other keys). */

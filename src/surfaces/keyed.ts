@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
+import { parseObjectAnswer } from '../formats/answer.js';
 import { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
@@ -23,9 +24,10 @@ export interface KeyedRoute {
   answerHeaders?(context: RequestContext): Record<string, string>;
 }
 
+/** A success (2xx). */
 export interface KeyedAnswer {
   readonly status: number;
-  /** JSON text. */
+  /** JSON text: a whole object (but for a 204). */
   readonly body: Buffer | string;
 }
 
@@ -57,23 +59,16 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
       },
     });
     if (context.cancel.cancelled) throw context.cancel.reason;
+    // A provider's answer cut short is a 502, as on the generation routes, never relayed as a success.
+    const response = answer.status === 204 ? null : parseObjectAnswer(answer.body, 'answer');
     stampOverhead(res, interaction.overheadMs(performance.now()));
     sendJson(res, answer.status, answer.body);
     interaction.status = answer.status;
-    interaction.response = parsedOrText(answer.body);
+    interaction.response = response;
   } catch (err) {
     answerFailure(err, req, res, interaction, route.errorBody);
   } finally {
     if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, 0, deps.prices);
     recordRequest(interaction, deps);
-  }
-}
-
-function parsedOrText(body: Buffer | string): unknown {
-  const text = body.toString();
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
   }
 }

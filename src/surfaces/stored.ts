@@ -4,6 +4,7 @@
  * the create route (`previous_response_id`) and by the id routes.
  */
 import { GatewayError, invalidRequest } from '../errors.js';
+import { parseObjectAnswer } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
 import { responsesTarget } from '../formats/responses/index.js';
 import type { Interaction } from '../observe/interaction.js';
@@ -60,17 +61,13 @@ export function responseNotFound(id: string): GatewayError {
 }
 
 /**
- * The owner tag of the stored response `id` ('' when it has none); null when the body is not that
- * response (not JSON, another id): then nothing is known, and nothing is remembered.
+ * The owner tag of the stored response `id` ('' when it has none); null when the body is another
+ * response: then nothing is known, and nothing is remembered. A body that is not a whole JSON
+ * object (cut short) is the 502 it is, not a misleading 404.
  */
 export function ownerInAnswer(body: Buffer, id: string): string | null {
-  let response: unknown;
-  try {
-    response = JSON.parse(body.toString('utf8'));
-  } catch {
-    return null;
-  }
-  return isRecord(response) && response.id === id ? ownerOf(response) : null;
+  const response = parseObjectAnswer(body, 'response');
+  return response.id === id ? ownerOf(response) : null;
 }
 
 /**
