@@ -414,6 +414,35 @@ describe('messages translated for Chat Completions providers', () => {
     ]);
   });
 
+  it('parallel tool calls a server interleaves come out as whole blocks, one after the other, their inputs exact', async () => {
+    const chunk = (toolCalls: unknown[], finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-il', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: toolCalls }, finish_reason: finish }] })}\n\n`;
+    const named = (index: number, id: string): unknown => ({ index, id, type: 'function', function: { name: 'get_weather', arguments: '' } });
+    const args = (index: number, text: string): unknown => ({ index, function: { arguments: text } });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // Both calls start, then their arguments alternate (some OpenAI-compatible servers do this).
+      const stream = [chunk([named(0, 'call_Il0'), named(1, 'call_Il1')]), chunk([args(0, '{"city": "Pa')]), chunk([args(1, '{"city": "Ro')]), chunk([args(0, 'ris"}')]), chunk([args(1, 'me", "unit": "°C"}')]), chunk([], 'tool_calls')];
+      await drip(res, `${stream.join('')}data: [DONE]\n\n`);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_gpt', { model: 'claude-sonnet-4-5', max_tokens: 1024, tools: [weather], stream: true, messages: [{ role: 'user', content: 'Weather in Paris and Rome?' }] });
+      assert.equal(reply.status, 200, reply.text);
+      const events = messagesEvents(reply.text);
+      const blockEvents = events.filter((event) => event.type.startsWith('content_block_')).map((event) => `${event.type.slice(14)} ${event.index}`);
+      assert.deepEqual(blockEvents, ['start 0', 'delta 0', 'delta 0', 'stop 0', 'start 1', 'delta 1', 'delta 1', 'stop 1']);
+      const expected = [
+        { type: 'tool_use', id: 'call_Il0', name: 'get_weather', input: { city: 'Paris' } },
+        { type: 'tool_use', id: 'call_Il1', name: 'get_weather', input: { city: 'Rome', unit: '°C' } },
+      ];
+      assert.deepEqual(new MessageAssemblerForTest(events).content(), expected);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response.content, expected);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it("DeepSeek's thinking mode gets the thinking of a tool-calling turn back; OpenAI, which refuses the field, does not", async () => {
     const ask = { model: 'claude-opus-5-5', max_tokens: 1024, tools: [weather], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] };
     const first = await messages(gateway.url, 'vk_ds', { ...ask, stream: true });
