@@ -5,7 +5,7 @@
  * translation to Chat Completions targets (OpenAI, DeepSeek), errors, count_tokens, models.
  */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { estimateInputTokens } from '../src/formats/messages/count.js';
@@ -14,10 +14,11 @@ import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './s
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, drip, messages, messagesEvents, request } from './support/http.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
-import { OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+import { openAIError, OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
 const ANTHROPIC_KEY = 'sk-ant-api03-e2eMESSAGESkey-Aa1';
 const OPENAI_KEY = 'sk-proj-e2eMESSAGESopenai-Bb2';
+const OPENAI_KEY_2 = 'sk-proj-e2eMESSAGESsecond-Dd4';
 const DEEPSEEK_KEY = 'sk-e2eMESSAGESdeepseek-Cc3';
 const weather = { name: 'get_weather', description: 'Current weather', input_schema: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } }, required: ['city'] } };
 const hello = { model: 'claude-sonnet-4-5', max_tokens: 1024, messages: [{ role: 'user', content: 'Hello Claude' }] };
@@ -30,7 +31,7 @@ let gateway: GatewayProcess;
 before(async () => {
   [anthropic, openai, deepseek] = await Promise.all([
     startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
-    startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY }),
+    startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY, otherKeys: [OPENAI_KEY_2] }),
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
   ]);
   const down = await closedPort();
@@ -42,6 +43,7 @@ before(async () => {
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
         vk_gpt: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
+        vk_gpt_pool: { name: 'messages-pool', provider: 'openai', api_keys: [OPENAI_KEY, OPENAI_KEY_2], base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
         vk_gpt_capped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { '*': 'gpt-4o-mini' }, max_output_tokens: OUTPUT_LIMIT.openai },
         vk_ds: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'claude-opus-*': 'deepseek-reasoner', 'claude-*': 'deepseek-chat' }, max_output_tokens: OUTPUT_LIMIT.deepseek },
         vk_haiku_only: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, models: ['claude-haiku-*'] },
@@ -414,6 +416,35 @@ describe('messages translated for Chat Completions providers', () => {
     ]);
   });
 
+  it('parallel tool calls a server interleaves come out as whole blocks, one after the other, their inputs exact', async () => {
+    const chunk = (toolCalls: unknown[], finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-il', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: toolCalls }, finish_reason: finish }] })}\n\n`;
+    const named = (index: number, id: string): unknown => ({ index, id, type: 'function', function: { name: 'get_weather', arguments: '' } });
+    const args = (index: number, text: string): unknown => ({ index, function: { arguments: text } });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // Both calls start, then their arguments alternate (some OpenAI-compatible servers do this).
+      const stream = [chunk([named(0, 'call_Il0'), named(1, 'call_Il1')]), chunk([args(0, '{"city": "Pa')]), chunk([args(1, '{"city": "Ro')]), chunk([args(0, 'ris"}')]), chunk([args(1, 'me", "unit": "°C"}')]), chunk([], 'tool_calls')];
+      await drip(res, `${stream.join('')}data: [DONE]\n\n`);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_gpt', { model: 'claude-sonnet-4-5', max_tokens: 1024, tools: [weather], stream: true, messages: [{ role: 'user', content: 'Weather in Paris and Rome?' }] });
+      assert.equal(reply.status, 200, reply.text);
+      const events = messagesEvents(reply.text);
+      const blockEvents = events.filter((event) => event.type.startsWith('content_block_')).map((event) => `${event.type.slice(14)} ${event.index}`);
+      assert.deepEqual(blockEvents, ['start 0', 'delta 0', 'delta 0', 'stop 0', 'start 1', 'delta 1', 'delta 1', 'stop 1']);
+      const expected = [
+        { type: 'tool_use', id: 'call_Il0', name: 'get_weather', input: { city: 'Paris' } },
+        { type: 'tool_use', id: 'call_Il1', name: 'get_weather', input: { city: 'Rome', unit: '°C' } },
+      ];
+      assert.deepEqual(new MessageAssemblerForTest(events).content(), expected);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response.content, expected);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it("DeepSeek's thinking mode gets the thinking of a tool-calling turn back; OpenAI, which refuses the field, does not", async () => {
     const ask = { model: 'claude-opus-5-5', max_tokens: 1024, tools: [weather], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] };
     const first = await messages(gateway.url, 'vk_ds', { ...ask, stream: true });
@@ -568,6 +599,66 @@ describe('errors on the Messages routes', () => {
   it('500 api_error when the provider refuses the real key, 502 api_error when it cannot be reached', async () => {
     expectError(await messages(gateway.url, 'vk_bad_real', hello), 500, 'api_error', /rejected the gateway's API key/);
     expectError(await messages(gateway.url, 'vk_down', hello), 502, 'api_error');
+  });
+});
+
+describe('shared features on the Messages routes', () => {
+  it('rotates real keys past one the provider rate-limits, scrubs a real key an upstream error echoes, and counts the requests in /metrics', async () => {
+    const series = 'llm_gateway_requests_total{provider="openai",key_name="messages-pool",model="claude-sonnet-4-5",status="200"}';
+    const counted = async (): Promise<number> => {
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      return Number(text.split('\n').find((line) => line.startsWith(`${series} `))?.slice(series.length + 1) ?? 0);
+    };
+    const before = await counted();
+    const from = openai.requests.length;
+    // The first real key is rate-limited: it sits out while the second serves. (With this file's
+    // UPSTREAM_RETRIES=0 the request that met the 429 gets it; with retries it would move on at once.)
+    openai.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${OPENAI_KEY}`) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
+      res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
+      return true;
+    });
+    try {
+      const replies = [];
+      for (let i = 0; i < 4; i++) replies.push(await messages(gateway.url, 'vk_gpt_pool', i === 2 ? { ...hello, stream: true } : hello));
+      assert.deepEqual(replies.map((reply) => reply.status), [429, 200, 200, 200]);
+      assert.deepEqual(replies[0]?.json, { type: 'error', error: { type: 'rate_limit_error', message: 'Rate limit reached for requests' } });
+      assert.deepEqual(replies[1]?.json.content, [{ type: 'text', text: 'openai says: Hello Claude' }]);
+      assert.equal(messagesEvents(replies[2]?.text ?? '').at(-1).type, 'message_stop');
+      const used = openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+      assert.deepEqual(used, [`Bearer ${OPENAI_KEY}`, `Bearer ${OPENAI_KEY_2}`, `Bearer ${OPENAI_KEY_2}`, `Bearer ${OPENAI_KEY_2}`]);
+      const entry = await waitForEntry(gateway.logFile, String(replies[3]?.headers['x-request-id']));
+      assert.equal(entry.upstream.api_key, 1, 'the log names the real key by its index');
+      assert.equal(await counted(), before + 3);
+
+      // An upstream error that echoes the real key, as a status and mid-stream.
+      openai.behave(({ req, res, recorded }) => {
+        const body = JSON.stringify(openAIError(`Key ${String(req.headers.authorization)} may not use this model`, 'invalid_request_error'));
+        if (recorded.json?.stream === true) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end(`data: ${body}\n\n`);
+        } else {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(body);
+        }
+      });
+      const refused = await messages(gateway.url, 'vk_gpt_pool', hello);
+      assert.equal(refused.status, 400, refused.text);
+      assert.equal(refused.json.error.type, 'invalid_request_error');
+      assert.match(refused.json.error.message, /may not use this model/);
+      const streamed = await messages(gateway.url, 'vk_gpt_pool', { ...hello, stream: true });
+      const last = messagesEvents(streamed.text).at(-1);
+      assert.equal(last.type, 'error');
+      assert.match(last.error.message, /may not use this model/);
+      for (const reply of [refused, streamed]) {
+        assert.doesNotMatch(reply.text, /e2eMESSAGES/, 'no real key in what the client gets');
+        await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      }
+      assert.doesNotMatch(readFileSync(gateway.logFile, 'utf8'), /e2eMESSAGES/, 'nor in the log');
+    } finally {
+      openai.behave(null);
+    }
   });
 });
 

@@ -473,6 +473,66 @@ describe('chat stream → Messages stream', () => {
     assert.deepEqual(toolInputs(runTranslated([Buffer.from(text)]).frames), [['call_A', { city: 'Paris' }], ['call_B', { tz: 'CET' }]]);
   });
 
+  /** Asserts each block is started, given its own deltas, then stopped, one at a time, in index order. */
+  const assertWellFormed = (events: MessagesEvent[]): void => {
+    let open: number | null = null;
+    let next = 0;
+    for (const event of events) {
+      const at: string = `${JSON.stringify(event)} (open: ${String(open)})`;
+      if (event.type === 'content_block_start') {
+        assert.equal(open, null, `start while a block is open: ${at}`);
+        assert.equal(event.index, next++, `start out of order: ${at}`);
+        open = event.index as number;
+      } else if (event.type === 'content_block_delta') assert.equal(event.index, open, `delta for a block that is not open: ${at}`);
+      else if (event.type === 'content_block_stop') {
+        assert.equal(event.index, open, `stop of a block that is not open: ${at}`);
+        open = null;
+      } else assert.equal(open, null, `${event.type} inside a block: ${at}`);
+    }
+  };
+
+  it('keeps blocks well-formed and inputs exact when a server interleaves parallel calls, at every byte split', () => {
+    const call = (index: number, args: string, start?: { id: string; name: string }): unknown =>
+      start === undefined ? { index, function: { arguments: args } } : { index, id: start.id, type: 'function', function: { name: start.name, arguments: args } };
+    const fragments = (...calls: unknown[]): unknown => ({ choices: [{ index: 0, delta: { tool_calls: calls }, finish_reason: null }] });
+    // Calls 0 and 1 start together, then their arguments alternate (as some OpenAI-compatible servers send them).
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { role: 'assistant', content: 'Checking both.' }, finish_reason: null }] },
+      fragments(call(0, '', { id: 'call_A', name: 'get_weather' }), call(1, '', { id: 'call_B', name: 'get_weather' })),
+      fragments(call(0, '{"city": "Pa')),
+      fragments(call(1, '{"city": "Ro')),
+      fragments(call(0, 'ris", "unit": "°C"}')),
+      fragments(call(1, 'me"}')),
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    const frames = runTranslated([Buffer.from(text)]).frames;
+    const events = sdkEvents(frames);
+    assertWellFormed(events);
+    assert.deepEqual(toolInputs(frames), [['call_A', { city: 'Paris', unit: '°C' }], ['call_B', { city: 'Rome' }]]);
+    assert.deepEqual(events.at(-2)?.delta, { stop_reason: 'tool_use', stop_sequence: null });
+    const bytes = Buffer.from(text);
+    for (let cut = 1; cut < bytes.length; cut++) assert.equal(runTranslated([bytes.subarray(0, cut), bytes.subarray(cut)]).frames, frames, `split at byte ${cut}`);
+  });
+
+  it('what comes while a call has unfinished arguments (another call, text) follows it whole, in order, at the end', () => {
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a": [1' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'g', arguments: '{"b": 2}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { content: 'Done.' }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: ', 2]}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    const events = sdkEvents(runTranslated([Buffer.from(text)]).frames);
+    assertWellFormed(events);
+    const assembler = new MessageAssembler();
+    for (const event of events) assembler.add(event);
+    assert.deepEqual(assembler.result().content, [
+      { type: 'tool_use', id: 'call_A', name: 'f', input: { a: [1, 2] } },
+      { type: 'tool_use', id: 'call_B', name: 'g', input: { b: 2 } },
+      { type: 'text', text: 'Done.' },
+    ]);
+  });
+
   it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {
     const text = chunkStream([
       { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a":' } }] }, finish_reason: null }] },

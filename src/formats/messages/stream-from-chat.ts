@@ -4,8 +4,9 @@
  *
  * `message_start` goes out with the first chunk, its usage an estimate of the prompt (the
  * provider says the real count only at the end, and clients have broken on zeros). Each run of
- * reasoning, text, or one tool call's arguments is a content block; `message_delta` (stop_reason,
- * the provider's usage) and `message_stop` follow the provider's end, after its usage chunk.
+ * reasoning, text, or one tool call's arguments is a content block, kept in order by
+ * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
+ * provider's end, after its usage chunk.
  */
 import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -13,22 +14,16 @@ import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import type { StreamHints } from '../translation.js';
 import { messageId, stopReason, toMessagesUsage } from './response-from-chat.js';
+import { StreamBlocks, type Block } from './stream-blocks.js';
 import type { MessagesEvent } from './types.js';
 
 type Item = StreamItem<MessagesEvent>;
 
-interface OpenBlock {
-  readonly kind: 'thinking' | 'text' | 'tool';
-  /** The Anthropic block index. */
-  readonly index: number;
-}
-
 export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
-  let open: OpenBlock | null = null;
-  let blocks = 0;
+  const blocks = new StreamBlocks();
   /** Each tool call's block (a late fragment still finds its own). */
-  const toolCalls = new StreamedToolCalls<number>();
+  const toolCalls = new StreamedToolCalls<Block>();
   /** Content deltas sent: the output estimate when the provider reports no usage. */
   let deltas = 0;
   let finish: unknown = null;
@@ -53,35 +48,18 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
     out.push(event({ type: 'message_start', message }));
   };
 
-  const close = (out: Item[]): void => {
-    if (open === null) return;
-    out.push(event({ type: 'content_block_stop', index: open.index }));
-    open = null;
-  };
-
-  const begin = (kind: OpenBlock['kind'], block: Record<string, unknown>, out: Item[]): number => {
-    close(out);
-    const index = blocks++;
-    open = { kind, index };
-    out.push(event({ type: 'content_block_start', index, content_block: block }));
-    return index;
-  };
-
   const text = (kind: 'thinking' | 'text', value: string, out: Item[]): void => {
     if (value === '') return;
-    const current = open as OpenBlock | null;
-    const index = current !== null && current.kind === kind ? current.index : begin(kind, kind === 'text' ? { type: 'text', text: '' } : { type: 'thinking', thinking: '', signature: '' }, out);
-    const delta = kind === 'text' ? { type: 'text_delta', text: value } : { type: 'thinking_delta', thinking: value };
     deltas++;
-    out.push(event({ type: 'content_block_delta', index, delta }));
+    blocks.text(kind, value, out);
   };
 
-  /** One tool_calls fragment: a call's first starts its block, its arguments are input_json_deltas. */
+  /** One tool_calls fragment: a call's first gives it a block, its arguments are input_json_deltas. */
   const toolFragment = (fragment: unknown, out: Item[]): void => {
-    const placed = toolCalls.place(fragment, (id, name) => begin('tool', { type: 'tool_use', id, name, input: {} }, out), (n) => `call_${n}`);
+    const placed = toolCalls.place(fragment, (id, name) => blocks.tool(id, name, out), (n) => `call_${n}`);
     if (placed === null || placed.arguments === '') return;
     deltas++;
-    out.push(event({ type: 'content_block_delta', index: placed.call, delta: { type: 'input_json_delta', partial_json: placed.arguments } }));
+    blocks.toolInput(placed.call, placed.arguments, out);
   };
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
@@ -105,7 +83,7 @@ export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatC
   const end = (): Item[] => {
     const out: Item[] = [];
     start({}, out);
-    close(out);
+    blocks.finish(out);
     const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolCalls.count > 0), stop_sequence: null };
     // No usage from the provider: the output is estimated and the input left as message_start
     // said (a client keeps what message_delta does not name), never zeros.
