@@ -12,14 +12,8 @@ import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
+import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError } from '../config-file-error.js';
-
-/** A key's model names → the target's: exact names, then the longest matching `prefix*`, then `*`. */
-export interface ModelMap {
-  map(model: string): string;
-  /** The exact names it maps (its patterns cannot be listed). */
-  readonly names: readonly string[];
-}
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -149,21 +143,6 @@ function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undef
   }
   if (several !== undefined && new Set(keys).size !== keys.length) problems.push(`${where}: "api_keys" lists the same key twice`);
   return problems.length > before ? undefined : (keys as string[]).filter((key) => key !== '');
-}
-
-export function modelMap(entries: Readonly<Record<string, string>>): ModelMap {
-  const exact = new Map<string, string>();
-  const prefixes: Array<[string, string]> = [];
-  for (const [pattern, model] of Object.entries(entries)) {
-    if (pattern.endsWith('*')) prefixes.push([pattern.slice(0, -1), model]);
-    else exact.set(pattern, model);
-  }
-  // Longest prefix first: `claude-3-haiku*` wins over `claude-*`, which wins over `*`.
-  prefixes.sort((a, b) => b[0].length - a[0].length);
-  return {
-    map: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1] ?? model,
-    names: [...exact.keys()],
-  };
 }
 
 function parseModelMap(value: unknown, where: string, problems: string[]): ModelMap | null | undefined {

@@ -9,7 +9,7 @@ import type { Provider } from '../providers/types.js';
 import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
 import { CircuitBreaker, type BreakerSettings } from './breaker.js';
 import { KeyPool } from './key-pool.js';
-import type { ModelMap } from './keys.js';
+import type { ModelMap } from './model-map.js';
 
 export interface Target {
   readonly provider: Provider;
