@@ -301,12 +301,27 @@ describe('review findings', () => {
       reset();
     }
   });
+});
 
-  it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
-    const slow = await startGateway({
-      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl } } },
+describe('the overall bound (a gateway of its own: UPSTREAM_TOTAL_TIMEOUT_MS=150, UPSTREAM_RETRIES=2)', () => {
+  let bounded: GatewayProcess;
+  const targets = (): unknown[] => [
+    { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
+    { provider: 'openai', api_key: KEY_B, base_url: second.baseUrl },
+  ];
+
+  before(async () => {
+    bounded = await startGateway({
+      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl }, vk_two: { timeout_ms: 3000, targets: targets() } } },
       env: { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2', UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
     });
+  });
+
+  after(async () => {
+    await bounded?.stop();
+  });
+
+  it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
     reset();
     first.behave(({ res }) => {
       setTimeout(() => {
@@ -315,12 +330,28 @@ describe('review findings', () => {
       }, 100);
     });
     try {
-      const reply = await request(slow.url, '/v1/chat/completions', { key: 'vk', body: hello });
+      const reply = await request(bounded.url, '/v1/chat/completions', { key: 'vk', body: hello });
       assert.equal(reply.status, 503);
       assert.equal(first.requests.length, 1, 'no retry starts after 150 ms');
     } finally {
       reset();
-      await slow.stop();
+    }
+  });
+
+  it("cuts the attempt under way at UPSTREAM_TOTAL_TIMEOUT_MS, whatever the key's timeout_ms", async () => {
+    reset();
+    first.behave(() => {}); // never answers
+    try {
+      const reply = await request(bounded.url, '/v1/chat/completions', { key: 'vk_two', body: hello });
+      assert.equal(reply.status, 504);
+      assert.match(reply.json.error.message, /UPSTREAM_TOTAL_TIMEOUT_MS/);
+      assert.equal(second.requests.length, 0, 'no next target once the bound has passed');
+      const entry = await waitForEntry(bounded.logFile, String(reply.headers['x-request-id']));
+      // 150 ms and the deadline sweep's 100 ms, far below the key's 3,000 ms.
+      assert.ok(entry.duration_ms < 2000, `answered after ${entry.duration_ms} ms`);
+      assert.deepEqual([entry.error.code, entry.upstream.target, entry.upstream.status], ['upstream_timeout', 0, null]);
+    } finally {
+      reset();
     }
   });
 });

@@ -101,7 +101,7 @@ export async function callWithRetries(
   build: (apiKey: string) => UpstreamRequest,
   cancel: Cancellation,
   record: CallRecord,
-  /** performance.now() after which no retry starts (the request's overall bound). */
+  /** performance.now() after which no retry starts and no attempt waits for headers (the request's overall bound). */
   deadline = Infinity,
   /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`). */
   timeoutMs = upstream.policy.timeoutMs,
@@ -121,9 +121,12 @@ export async function callWithRetries(
     const started = performance.now();
     record.upstreamStartedAt ??= started; // retries and their waits count as the provider's time
     const lastChance = attempt >= retries;
+    // The overall bound holds for the attempt under way too: its wait for headers ends with it.
+    const left = Math.max(0, Math.round(deadline - started));
+    const bounded = left < timeoutMs;
     let answer: UpstreamResponse;
     try {
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, timeoutMs);
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : timeoutMs, bounded ? 'UPSTREAM_TOTAL_TIMEOUT_MS' : 'UPSTREAM_TIMEOUT_MS');
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
