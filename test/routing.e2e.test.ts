@@ -48,6 +48,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_probe: { name: 'probe', circuit_breaker: { failures: 1, cooldown_ms: 300 }, targets: [a, b] },
       vk_cool: { name: 'cool', targets: [a, b] },
       vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
+      vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
     },
   };
 }
@@ -283,6 +284,20 @@ describe('review findings', () => {
       assert.equal(reply.status, 429);
       assert.match(reply.json.error.message, /Failing with 429/);
       assert.equal(reply.headers['x-gateway-provider'], 'openai');
+    } finally {
+      reset();
+    }
+  });
+
+  it("logs the status of the target that served, not an earlier one's: a 503, then a refused connection", async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      const reply = await chat('vk_then_down');
+      assert.equal(reply.status, 502);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual([entry.status, entry.upstream.target, entry.upstream.status, entry.upstream.request_id], [502, 1, null, null]);
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, 503, null], [1, null, 'upstream_unreachable']]);
     } finally {
       reset();
     }

@@ -69,6 +69,10 @@ export class Interaction implements CallRecord, RelayRecord {
   /** The request goes to `target` now; `several`: the key has other targets (the log and metrics name which). */
   serving(target: Target, several: boolean): void {
     this.provider = target.provider.name;
+    // What an earlier target answered is not this one's: the log names the target beside its own answer (or none).
+    this.upstreamStatus = null;
+    this.upstreamRequestId = null;
+    this.upstreamRespondedAt = null;
     this.severalKeys = target.keys.apiKeys.length > 1;
     if (several) this.target = target.index;
   }
