@@ -418,6 +418,13 @@ describe('weights, circuits, metrics and reloads', () => {
     assert.ok(!text.includes('vk_'), 'no virtual key in metrics');
   });
 
+  it('counts no target for a key with one: its requests add no target series', async () => {
+    assert.equal((await chat('vk_only')).status, 200);
+    const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="only",model="gpt-4o-mini",status="200"\}/);
+    assert.doesNotMatch(text, /llm_gateway_target_requests_total\{key_name="only"/);
+  });
+
   it('takes new targets from a reloaded keys file', async () => {
     reset();
     writeFileSync(gateway.keysFile, JSON.stringify(keys('ba')));

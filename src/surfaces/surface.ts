@@ -416,7 +416,7 @@ async function callTargets<C extends ApiTypes>(
             continue;
           }
         } else if (several) outcome = 'success';
-        interaction.targetOutcome(target, 'answered');
+        if (several) interaction.targetOutcome(target, 'answered');
         return { target, route: prepared.route, exchange: prepared.exchange, outbound: prepared.outbound, upstream, apiKey };
       } catch (err) {
         if (several) interaction.tagAttempts(attempts, target.index);
