@@ -49,6 +49,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_cool: { name: 'cool', targets: [a, b] },
       vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
+      vk_cooling: { name: 'cooling', targets: [a, b] },
     },
   };
 }
@@ -198,6 +199,22 @@ describe('moving on to the next target', () => {
       assert.equal(events.at(-1).response.output_text, 'deepseek says: Hi Codex');
       assert.equal(first.requests[0]?.path, '/v1/responses');
       assert.equal(deepseek.requests[0]?.path, '/chat/completions');
+    } finally {
+      reset();
+    }
+  });
+
+  it('passes over a target whose real keys are all cooling down: the next request does not reach it', async () => {
+    reset();
+    failWith(first, 429);
+    try {
+      assert.equal((await chat('vk_cooling')).status, 200);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 1]);
+      const reply = await chat('vk_cooling');
+      assert.equal(reply.status, 200);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 2], 'the first target was not asked');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual([entry.upstream.target, entry.upstream.skipped_targets], [1, [0]]);
     } finally {
       reset();
     }
@@ -414,7 +431,9 @@ describe('weights, circuits, metrics and reloads', () => {
     assert.match(text, /llm_gateway_fallbacks_total\{key_name="fb"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="0",provider="openai",outcome="failed"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="1",provider="openai",outcome="answered"\} \d+/);
-    assert.match(text, /llm_gateway_target_requests_total\{key_name="breaker",target="0",provider="openai",outcome="skipped"\} \d+/);
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="breaker",target="0",provider="openai",outcome="circuit_open"\} \d+/);
+    assert.doesNotMatch(text, /key_name="breaker",target="0",provider="openai",outcome="skipped"/, 'an open circuit is told apart from keys cooling down');
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="cooling",target="0",provider="openai",outcome="skipped"\} \d+/);
     assert.ok(!text.includes('vk_'), 'no virtual key in metrics');
   });
 

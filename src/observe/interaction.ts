@@ -168,7 +168,7 @@ export class Interaction implements CallRecord, RelayRecord {
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
-    const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped').map((outcome) => outcome.target);
+    const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped' || outcome.outcome === 'circuit_open').map((outcome) => outcome.target);
     if (skipped.length > 0) entry.skipped_targets = skipped;
     return entry;
   }

@@ -365,9 +365,15 @@ async function callTargets<C extends ApiTypes>(
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
-    if (several && !(i === order.length - 1 && tried === 0) && (target.keys.allCooling() || !target.breaker.admit())) {
-      interaction.targetOutcome(target, 'skipped');
-      continue;
+    if (several && !(i === order.length - 1 && tried === 0)) {
+      if (target.keys.allCooling()) {
+        interaction.targetOutcome(target, 'skipped');
+        continue;
+      }
+      if (!target.breaker.admit()) {
+        interaction.targetOutcome(target, 'circuit_open');
+        continue;
+      }
     }
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
     const last = !several || !laterAvailable(order, i);
