@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { readLogFile, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, messages, request, sseData, type Reply } from './support/http.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
@@ -50,6 +50,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
       vk_cooling: { name: 'cooling', targets: [a, b] },
+      vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
     },
   };
 }
@@ -81,6 +82,18 @@ function failWith(mock: MockUpstream | AnthropicMock, status: number): void {
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
+}
+
+/** A request whose client leaves when told to (`leave`); nothing is read of its answer. */
+function leavingRequest(key: string, body: unknown = hello): { leave(): void } {
+  const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } });
+  req.on('error', () => {});
+  req.end(JSON.stringify(body));
+  return { leave: () => req.destroy() };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function reset(): void {
@@ -316,6 +329,36 @@ describe('review findings', () => {
       assert.deepEqual([entry.status, entry.upstream.target, entry.upstream.status, entry.upstream.request_id], [502, 1, null, null]);
       assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, 503, null], [1, null, 'upstream_unreachable']]);
     } finally {
+      reset();
+    }
+  });
+
+  it('sends one probe at a time: a request that reached a half-open target without being its probe, and left, does not free the probe', async () => {
+    reset();
+    failWith(first, 503);
+    failWith(second, 503);
+    const hung: { leave(): void }[] = [];
+    try {
+      assert.equal((await chat('vk_probe2')).status, 503, 'both circuits open');
+      await sleep(300);
+      second.requests.length = 0;
+      // The second target keeps its first two requests waiting, and serves the rest.
+      let calls = 0;
+      second.behave(() => (++calls <= 2 ? undefined : false));
+      // The probe of both: the first target fails (its circuit opens again), the second is probed and hangs.
+      hung.push(leavingRequest('vk_probe2'));
+      await waitFor(() => second.requests.length === 1, 'the probe of the second target');
+      // The first target's circuit is open: this one goes to the last target as nothing else was tried, no probe.
+      const other = leavingRequest('vk_probe2');
+      await waitFor(() => second.requests.length === 2, 'the request that is no probe');
+      other.leave();
+      await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.key_name === 'probe2' && entry.status === 499), 'the request that left');
+      await sleep(300); // the first target half open again
+      const reply = await chat('vk_probe2');
+      assert.equal(reply.status, 503, 'the second target is still being probed: passed over, the first target\'s failure stands');
+      assert.equal(second.requests.length, 2);
+    } finally {
+      for (const request of hung) request.leave();
       reset();
     }
   });

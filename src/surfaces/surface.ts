@@ -31,6 +31,7 @@ import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { targetOrder } from '../policy/routing.js';
 import type { Target } from '../policy/target.js';
+import type { Admission } from '../policy/breaker.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
@@ -365,12 +366,15 @@ async function callTargets<C extends ApiTypes>(
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
+    // The breaker's admission of this request (null: not asked, as for a key with one target).
+    let admission: Admission | null = null;
     if (several && !(i === order.length - 1 && tried === 0)) {
       if (target.keys.allCooling()) {
         interaction.targetOutcome(target, 'skipped');
         continue;
       }
-      if (!target.breaker.admit()) {
+      admission = target.breaker.admit();
+      if (admission === null) {
         interaction.targetOutcome(target, 'circuit_open');
         continue;
       }
@@ -437,7 +441,7 @@ async function callTargets<C extends ApiTypes>(
       // However the attempt ended (a client that left, a refusal), a probe of a half-open circuit is settled.
       if (outcome === 'success') target.breaker.success();
       else if (outcome === 'failure') target.breaker.failure();
-      else target.breaker.release();
+      else if (admission === 'probe') target.breaker.release();
     }
   }
   // Every target left was skipped after the ones tried failed.
