@@ -19,6 +19,7 @@ const KEY_A = 'sk-proj-e2eROUTINGfirst-Aa1';
 const KEY_B = 'sk-proj-e2eROUTINGsecond-Bb2';
 const ANTHROPIC_KEY = 'sk-ant-api03-e2eROUTING-Cc3';
 const DEEPSEEK_KEY = 'sk-e2eROUTINGdeepseek-Dd4';
+const KEY_A2 = 'sk-proj-e2eROUTINGfirst-other-Ee5';
 
 let first: MockUpstream;
 let second: MockUpstream;
@@ -51,13 +52,14 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
       vk_cooling: { name: 'cooling', targets: [a, b] },
       vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
+      vk_two_keys: { name: 'two-keys', targets: [{ ...a, api_key: undefined, api_keys: [KEY_A, KEY_A2] }, b] },
     },
   };
 }
 
 before(async () => {
   [first, second, deepseek, anthropic] = await Promise.all([
-    startOpenAIMock({ flavor: 'openai', apiKey: KEY_A }),
+    startOpenAIMock({ flavor: 'openai', apiKey: KEY_A, otherKeys: [KEY_A2] }),
     startOpenAIMock({ flavor: 'openai', apiKey: KEY_B }),
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
     startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
@@ -228,6 +230,27 @@ describe('moving on to the next target', () => {
       assert.deepEqual([first.requests.length, second.requests.length], [1, 2], 'the first target was not asked');
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       assert.deepEqual([entry.upstream.target, entry.upstream.skipped_targets], [1, [0]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it("after a 429 on a target before the last, its other real key is tried before the next target", async () => {
+    reset();
+    first.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false; // the other key is served as usual
+      const body = JSON.stringify(openAIError('Rate limited on purpose', 'requests'));
+      res.writeHead(429, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return true;
+    });
+    try {
+      const reply = await chat('vk_two_keys');
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(second.requests.length, 0, 'the next target was not needed');
+      assert.deepEqual(first.requests.map((recorded) => recorded.headers.authorization), [`Bearer ${KEY_A}`, `Bearer ${KEY_A2}`]);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.api_key, attempt.status]), [[0, 0, 429], [0, 1, 200]]);
     } finally {
       reset();
     }

@@ -340,7 +340,7 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
 /**
  * The key's targets, in their order (routing.ts), until one answers. Each target gets its own
  * request (its model map, output cap and API: translated when it speaks another) and one attempt
- * (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
+ * per real key (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
  * moves to the next target after a failure to connect, a headers timeout, or a status in the
  * key's `fallback_on`, while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
@@ -409,11 +409,12 @@ async function callTargets<C extends ApiTypes>(
       if (several) res.setHeader('x-gateway-provider', target.provider.name);
       const attempts = interaction.attempts.length;
       try {
-        // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
+        // Before the last target, the next target is the retry: each gets one attempt per real key
+        // (a 429 or 401/403 hands over to another key not cooling down); the last gets UPSTREAM_RETRIES.
         const retries = last ? deps.upstream.policy.retries : 0;
         const { body, passed, route } = prepared;
         const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries);
+        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries, !last);
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
         if (several && key.fallbackOn.has(upstream.status)) {

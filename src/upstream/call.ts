@@ -107,6 +107,8 @@ export async function callWithRetries(
   timeoutMs = upstream.policy.timeoutMs,
   /** Attempts after the first, when not the policy's (a key's targets before its last get none: the next target is the retry). */
   retries = upstream.policy.retries,
+  /** A hand-over to another real key is no retry (a key's targets before its last: one attempt per real key). */
+  freeHandOvers = false,
 ): Promise<CallResult> {
   const policy = upstream.policy;
   let request: UpstreamRequest | null = null;
@@ -148,7 +150,9 @@ export async function callWithRetries(
     const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index);
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
-    if (!retry || lastChance || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
+    // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
+    const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;
+    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
     answer.abort(); // its answer is not needed: another attempt follows
     await wait(delay, cancel);
   }
