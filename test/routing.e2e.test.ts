@@ -2,9 +2,11 @@
  * Virtual keys with several targets, end to end: the gateway as it ships, in front of two or three
  * mock providers. The first target refuses connections, answers 429 or 503, or hangs past the
  * key's headers timeout → the next serves, for JSON and streams and each client API (translated
- * for the target that serves); a 400 and a mid-stream failure do not move on; weights hold over
- * 1,000 requests; a failing target is skipped during its cool-down and probed after; the log,
- * the metrics and a response header say what happened; a reload changes the targets.
+ * for the target that serves); a 400, 404 or 422 and a mid-stream failure do not move on; a key's
+ * own `fallback_on` decides; weights hold over 1,000 requests; a failing target is skipped during
+ * its cool-down and probed after, one probe at a time; retries and moves compose within one overall
+ * bound on attempts and time; the log, the metrics and a response header say what happened; a
+ * reload changes the targets.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -50,9 +52,12 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_cool: { name: 'cool', targets: [a, b] },
       vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
+      vk_on503: { name: 'on503', fallback_on: [503], targets: [a, b] },
+      vk_on401: { name: 'on401', fallback_on: [401, 503], targets: [a, b] },
       vk_cooling: { name: 'cooling', targets: [a, b] },
       vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
       vk_two_keys: { name: 'two-keys', targets: [{ ...a, api_key: undefined, api_keys: [KEY_A, KEY_A2] }, b] },
+      vk_claude_down: { name: 'claude-down', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${down}` }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
     },
   };
 }
@@ -219,6 +224,52 @@ describe('moving on to the next target', () => {
     }
   });
 
+  it('a Messages request whose Anthropic target refuses connections is served by the OpenAI-format target, answered in Messages', async () => {
+    reset();
+    const reply = await messages(gateway.url, 'vk_claude_down', { model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'Hi Claude' }] });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.type, 'message');
+    assert.equal(reply.json.content[0].text, 'openai says: Hi Claude');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
+  });
+
+  it("a Responses request whose first target hangs past the key's timeout_ms is served by the next (translated), answered in Responses", async () => {
+    reset();
+    first.behave(() => {}); // never answers
+    try {
+      const reply = await request(gateway.url, '/v1/responses', { key: 'vk_hang', body: { model: 'gpt-4o-mini', input: 'Hi Codex', store: false } });
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(reply.json.object, 'response');
+      assert.equal(reply.json.output[0].content[0].text, 'openai says: Hi Codex');
+      assert.deepEqual([first.requests[0]?.path, second.requests[0]?.path], ['/v1/responses', '/v1/chat/completions']);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_timeout'], [1, null]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it("follows the key's own fallback_on: with [503], a 500 and a 429 go to the client; with [401, 503], a 401 moves on", async () => {
+    reset();
+    try {
+      // 500 first: the 429 cools the target's only real key down, and the target would be passed over after it.
+      for (const status of [500, 429]) {
+        failWith(first, status);
+        const reply = await chat('vk_on503');
+        assert.equal(reply.status, status, reply.text);
+        assert.match(reply.json.error.message, new RegExp(`Failing with ${status}`));
+      }
+      assert.equal(second.requests.length, 0);
+      failWith(first, 401);
+      const moved = await chat('vk_on401');
+      assert.equal(moved.status, 200, moved.text);
+      assert.equal(second.requests.length, 1);
+    } finally {
+      reset();
+    }
+  });
+
   it('passes over a target whose real keys are all cooling down: the next request does not reach it', async () => {
     reset();
     failWith(first, 429);
@@ -258,17 +309,19 @@ describe('moving on to the next target', () => {
 });
 
 describe('staying with the target', () => {
-  it('passes a 400 on (the request itself is wrong): the next target is never asked', async () => {
-    reset();
-    failWith(first, 400);
-    try {
-      const reply = await chat('vk_fb');
-      assert.equal(reply.status, 400);
-      assert.equal(second.requests.length, 0);
-    } finally {
+  for (const status of [400, 404, 422]) {
+    it(`passes a ${status} on (the request itself is wrong): the next target is never asked`, async () => {
       reset();
-    }
-  });
+      failWith(first, status);
+      try {
+        const reply = await chat('vk_fb');
+        assert.equal(reply.status, status);
+        assert.equal(second.requests.length, 0);
+      } finally {
+        reset();
+      }
+    });
+  }
 
   it('never moves on mid-stream: a stream that fails after its first byte ends with an error', async () => {
     reset();
@@ -401,22 +454,29 @@ describe('review findings', () => {
   });
 });
 
-describe('the overall bound (a gateway of its own: UPSTREAM_TOTAL_TIMEOUT_MS=150, UPSTREAM_RETRIES=2)', () => {
+describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_RETRIES=2)', () => {
+  /** UPSTREAM_TOTAL_TIMEOUT_MS=150: the bound is reached within a test. */
   let bounded: GatewayProcess;
+  /** No wait between retries: they follow at once. */
+  let retrying: GatewayProcess;
   const targets = (): unknown[] => [
     { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
     { provider: 'openai', api_key: KEY_B, base_url: second.baseUrl },
   ];
 
   before(async () => {
-    bounded = await startGateway({
-      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl }, vk_two: { timeout_ms: 3000, targets: targets() } } },
-      env: { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2', UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
-    });
+    const env = { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2' };
+    [bounded, retrying] = await Promise.all([
+      startGateway({
+        keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl }, vk_two: { timeout_ms: 3000, targets: targets() } } },
+        env: { ...env, UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
+      }),
+      startGateway({ keys: { virtual_keys: { vk_two: { targets: targets() } } }, env: { ...env, UPSTREAM_RETRY_MAX_DELAY_MS: '0' } }),
+    ]);
   });
 
   after(async () => {
-    await bounded?.stop();
+    await Promise.all([bounded?.stop(), retrying?.stop()]);
   });
 
   it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
@@ -448,6 +508,21 @@ describe('the overall bound (a gateway of its own: UPSTREAM_TOTAL_TIMEOUT_MS=150
       // 150 ms and the deadline sweep's 100 ms, far below the key's 3,000 ms.
       assert.ok(entry.duration_ms < 2000, `answered after ${entry.duration_ms} ms`);
       assert.deepEqual([entry.error.code, entry.upstream.target, entry.upstream.status], ['upstream_timeout', 0, null]);
+    } finally {
+      reset();
+    }
+  });
+
+  it('composes retries and moves: two targets answering 503 get attempts on targets 0, 1, 1, 1', async () => {
+    reset();
+    failWith(first, 503);
+    failWith(second, 503);
+    try {
+      const reply = await request(retrying.url, '/v1/chat/completions', { key: 'vk_two', body: hello });
+      assert.equal(reply.status, 503);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 3]);
+      const entry = await waitForEntry(retrying.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status]), [[0, 503], [1, 503], [1, 503], [1, 503]]);
     } finally {
       reset();
     }
