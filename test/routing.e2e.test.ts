@@ -2,15 +2,17 @@
  * Virtual keys with several targets, end to end: the gateway as it ships, in front of two or three
  * mock providers. The first target refuses connections, answers 429 or 503, or hangs past the
  * key's headers timeout → the next serves, for JSON and streams and each client API (translated
- * for the target that serves); a 400 and a mid-stream failure do not move on; weights hold over
- * 1,000 requests; a failing target is skipped during its cool-down and probed after; the log,
- * the metrics and a response header say what happened; a reload changes the targets.
+ * for the target that serves); a 400, 404 or 422 and a mid-stream failure do not move on; a key's
+ * own `fallback_on` decides; weights hold over 1,000 requests; a failing target is skipped during
+ * its cool-down and probed after, one probe at a time; retries and moves compose within one overall
+ * bound on attempts and time; the log, the metrics and a response header say what happened; a
+ * reload changes the targets.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { readLogFile, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, messages, request, sseData, type Reply } from './support/http.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
@@ -19,6 +21,7 @@ const KEY_A = 'sk-proj-e2eROUTINGfirst-Aa1';
 const KEY_B = 'sk-proj-e2eROUTINGsecond-Bb2';
 const ANTHROPIC_KEY = 'sk-ant-api03-e2eROUTING-Cc3';
 const DEEPSEEK_KEY = 'sk-e2eROUTINGdeepseek-Dd4';
+const KEY_A2 = 'sk-proj-e2eROUTINGfirst-other-Ee5';
 
 let first: MockUpstream;
 let second: MockUpstream;
@@ -48,13 +51,20 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_probe: { name: 'probe', circuit_breaker: { failures: 1, cooldown_ms: 300 }, targets: [a, b] },
       vk_cool: { name: 'cool', targets: [a, b] },
       vk_to_claude: { name: 'to-claude', targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
+      vk_then_down: { name: 'then-down', targets: [a, { ...b, base_url: `http://127.0.0.1:${down}/v1` }] },
+      vk_on503: { name: 'on503', fallback_on: [503], targets: [a, b] },
+      vk_on401: { name: 'on401', fallback_on: [401, 503], targets: [a, b] },
+      vk_cooling: { name: 'cooling', targets: [a, b] },
+      vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
+      vk_two_keys: { name: 'two-keys', targets: [{ ...a, api_key: undefined, api_keys: [KEY_A, KEY_A2] }, b] },
+      vk_claude_down: { name: 'claude-down', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${down}` }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
     },
   };
 }
 
 before(async () => {
   [first, second, deepseek, anthropic] = await Promise.all([
-    startOpenAIMock({ flavor: 'openai', apiKey: KEY_A }),
+    startOpenAIMock({ flavor: 'openai', apiKey: KEY_A, otherKeys: [KEY_A2] }),
     startOpenAIMock({ flavor: 'openai', apiKey: KEY_B }),
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
     startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
@@ -79,6 +89,18 @@ function failWith(mock: MockUpstream | AnthropicMock, status: number): void {
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
+}
+
+/** A request whose client leaves when told to (`leave`); nothing is read of its answer. */
+function leavingRequest(key: string, body: unknown = hello): { leave(): void } {
+  const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } });
+  req.on('error', () => {});
+  req.end(JSON.stringify(body));
+  return { leave: () => req.destroy() };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function reset(): void {
@@ -201,20 +223,105 @@ describe('moving on to the next target', () => {
       reset();
     }
   });
-});
 
-describe('staying with the target', () => {
-  it('passes a 400 on (the request itself is wrong): the next target is never asked', async () => {
+  it('a Messages request whose Anthropic target refuses connections is served by the OpenAI-format target, answered in Messages', async () => {
     reset();
-    failWith(first, 400);
+    const reply = await messages(gateway.url, 'vk_claude_down', { model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'Hi Claude' }] });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.type, 'message');
+    assert.equal(reply.json.content[0].text, 'openai says: Hi Claude');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
+  });
+
+  it("a Responses request whose first target hangs past the key's timeout_ms is served by the next (translated), answered in Responses", async () => {
+    reset();
+    first.behave(() => {}); // never answers
     try {
-      const reply = await chat('vk_fb');
-      assert.equal(reply.status, 400);
-      assert.equal(second.requests.length, 0);
+      const reply = await request(gateway.url, '/v1/responses', { key: 'vk_hang', body: { model: 'gpt-4o-mini', input: 'Hi Codex', store: false } });
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(reply.json.object, 'response');
+      assert.equal(reply.json.output[0].content[0].text, 'openai says: Hi Codex');
+      assert.deepEqual([first.requests[0]?.path, second.requests[0]?.path], ['/v1/responses', '/v1/chat/completions']);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_timeout'], [1, null]]);
     } finally {
       reset();
     }
   });
+
+  it("follows the key's own fallback_on: with [503], a 500 and a 429 go to the client; with [401, 503], a 401 moves on", async () => {
+    reset();
+    try {
+      // 500 first: the 429 cools the target's only real key down, and the target would be passed over after it.
+      for (const status of [500, 429]) {
+        failWith(first, status);
+        const reply = await chat('vk_on503');
+        assert.equal(reply.status, status, reply.text);
+        assert.match(reply.json.error.message, new RegExp(`Failing with ${status}`));
+      }
+      assert.equal(second.requests.length, 0);
+      failWith(first, 401);
+      const moved = await chat('vk_on401');
+      assert.equal(moved.status, 200, moved.text);
+      assert.equal(second.requests.length, 1);
+    } finally {
+      reset();
+    }
+  });
+
+  it('passes over a target whose real keys are all cooling down: the next request does not reach it', async () => {
+    reset();
+    failWith(first, 429);
+    try {
+      assert.equal((await chat('vk_cooling')).status, 200);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 1]);
+      const reply = await chat('vk_cooling');
+      assert.equal(reply.status, 200);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 2], 'the first target was not asked');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual([entry.upstream.target, entry.upstream.skipped_targets], [1, [0]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it("after a 429 on a target before the last, its other real key is tried before the next target", async () => {
+    reset();
+    first.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false; // the other key is served as usual
+      const body = JSON.stringify(openAIError('Rate limited on purpose', 'requests'));
+      res.writeHead(429, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return true;
+    });
+    try {
+      const reply = await chat('vk_two_keys');
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(second.requests.length, 0, 'the next target was not needed');
+      assert.deepEqual(first.requests.map((recorded) => recorded.headers.authorization), [`Bearer ${KEY_A}`, `Bearer ${KEY_A2}`]);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.api_key, attempt.status]), [[0, 0, 429], [0, 1, 200]]);
+    } finally {
+      reset();
+    }
+  });
+});
+
+describe('staying with the target', () => {
+  for (const status of [400, 404, 422]) {
+    it(`passes a ${status} on (the request itself is wrong): the next target is never asked`, async () => {
+      reset();
+      failWith(first, status);
+      try {
+        const reply = await chat('vk_fb');
+        assert.equal(reply.status, status);
+        assert.equal(second.requests.length, 0);
+      } finally {
+        reset();
+      }
+    });
+  }
 
   it('never moves on mid-stream: a stream that fails after its first byte ends with an error', async () => {
     reset();
@@ -288,6 +395,50 @@ describe('review findings', () => {
     }
   });
 
+  it("logs the status of the target that served, not an earlier one's: a 503, then a refused connection", async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      const reply = await chat('vk_then_down');
+      assert.equal(reply.status, 502);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual([entry.status, entry.upstream.target, entry.upstream.status, entry.upstream.request_id], [502, 1, null, null]);
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, 503, null], [1, null, 'upstream_unreachable']]);
+    } finally {
+      reset();
+    }
+  });
+
+  it('sends one probe at a time: a request that reached a half-open target without being its probe, and left, does not free the probe', async () => {
+    reset();
+    failWith(first, 503);
+    failWith(second, 503);
+    const hung: { leave(): void }[] = [];
+    try {
+      assert.equal((await chat('vk_probe2')).status, 503, 'both circuits open');
+      await sleep(300);
+      second.requests.length = 0;
+      // The second target keeps its first two requests waiting, and serves the rest.
+      let calls = 0;
+      second.behave(() => (++calls <= 2 ? undefined : false));
+      // The probe of both: the first target fails (its circuit opens again), the second is probed and hangs.
+      hung.push(leavingRequest('vk_probe2'));
+      await waitFor(() => second.requests.length === 1, 'the probe of the second target');
+      // The first target's circuit is open: this one goes to the last target as nothing else was tried, no probe.
+      const other = leavingRequest('vk_probe2');
+      await waitFor(() => second.requests.length === 2, 'the request that is no probe');
+      other.leave();
+      await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.key_name === 'probe2' && entry.status === 499), 'the request that left');
+      await sleep(300); // the first target half open again
+      const reply = await chat('vk_probe2');
+      assert.equal(reply.status, 503, 'the second target is still being probed: passed over, the first target\'s failure stands');
+      assert.equal(second.requests.length, 2);
+    } finally {
+      for (const request of hung) request.leave();
+      reset();
+    }
+  });
+
   it('passes over a target the request cannot go to, and the earlier failure stands', async () => {
     reset();
     failWith(first, 503);
@@ -301,12 +452,34 @@ describe('review findings', () => {
       reset();
     }
   });
+});
+
+describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_RETRIES=2)', () => {
+  /** UPSTREAM_TOTAL_TIMEOUT_MS=150: the bound is reached within a test. */
+  let bounded: GatewayProcess;
+  /** No wait between retries: they follow at once. */
+  let retrying: GatewayProcess;
+  const targets = (): unknown[] => [
+    { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
+    { provider: 'openai', api_key: KEY_B, base_url: second.baseUrl },
+  ];
+
+  before(async () => {
+    const env = { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2' };
+    [bounded, retrying] = await Promise.all([
+      startGateway({
+        keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl }, vk_two: { timeout_ms: 3000, targets: targets() } } },
+        env: { ...env, UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
+      }),
+      startGateway({ keys: { virtual_keys: { vk_two: { targets: targets() } } }, env: { ...env, UPSTREAM_RETRY_MAX_DELAY_MS: '0' } }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([bounded?.stop(), retrying?.stop()]);
+  });
 
   it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
-    const slow = await startGateway({
-      keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl } } },
-      env: { LOG_CONSOLE: 'off', STATE_FILE: 'off', UPSTREAM_RETRIES: '2', UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
-    });
     reset();
     first.behave(({ res }) => {
       setTimeout(() => {
@@ -315,12 +488,43 @@ describe('review findings', () => {
       }, 100);
     });
     try {
-      const reply = await request(slow.url, '/v1/chat/completions', { key: 'vk', body: hello });
+      const reply = await request(bounded.url, '/v1/chat/completions', { key: 'vk', body: hello });
       assert.equal(reply.status, 503);
       assert.equal(first.requests.length, 1, 'no retry starts after 150 ms');
     } finally {
       reset();
-      await slow.stop();
+    }
+  });
+
+  it("cuts the attempt under way at UPSTREAM_TOTAL_TIMEOUT_MS, whatever the key's timeout_ms", async () => {
+    reset();
+    first.behave(() => {}); // never answers
+    try {
+      const reply = await request(bounded.url, '/v1/chat/completions', { key: 'vk_two', body: hello });
+      assert.equal(reply.status, 504);
+      assert.match(reply.json.error.message, /UPSTREAM_TOTAL_TIMEOUT_MS/);
+      assert.equal(second.requests.length, 0, 'no next target once the bound has passed');
+      const entry = await waitForEntry(bounded.logFile, String(reply.headers['x-request-id']));
+      // 150 ms and the deadline sweep's 100 ms, far below the key's 3,000 ms.
+      assert.ok(entry.duration_ms < 2000, `answered after ${entry.duration_ms} ms`);
+      assert.deepEqual([entry.error.code, entry.upstream.target, entry.upstream.status], ['upstream_timeout', 0, null]);
+    } finally {
+      reset();
+    }
+  });
+
+  it('composes retries and moves: two targets answering 503 get attempts on targets 0, 1, 1, 1', async () => {
+    reset();
+    failWith(first, 503);
+    failWith(second, 503);
+    try {
+      const reply = await request(retrying.url, '/v1/chat/completions', { key: 'vk_two', body: hello });
+      assert.equal(reply.status, 503);
+      assert.deepEqual([first.requests.length, second.requests.length], [1, 3]);
+      const entry = await waitForEntry(retrying.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status]), [[0, 503], [1, 503], [1, 503], [1, 503]]);
+    } finally {
+      reset();
     }
   });
 });
@@ -368,8 +572,17 @@ describe('weights, circuits, metrics and reloads', () => {
     assert.match(text, /llm_gateway_fallbacks_total\{key_name="fb"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="0",provider="openai",outcome="failed"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="1",provider="openai",outcome="answered"\} \d+/);
-    assert.match(text, /llm_gateway_target_requests_total\{key_name="breaker",target="0",provider="openai",outcome="skipped"\} \d+/);
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="breaker",target="0",provider="openai",outcome="circuit_open"\} \d+/);
+    assert.doesNotMatch(text, /key_name="breaker",target="0",provider="openai",outcome="skipped"/, 'an open circuit is told apart from keys cooling down');
+    assert.match(text, /llm_gateway_target_requests_total\{key_name="cooling",target="0",provider="openai",outcome="skipped"\} \d+/);
     assert.ok(!text.includes('vk_'), 'no virtual key in metrics');
+  });
+
+  it('counts no target for a key with one: its requests add no target series', async () => {
+    assert.equal((await chat('vk_only')).status, 200);
+    const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="only",model="gpt-4o-mini",status="200"\}/);
+    assert.doesNotMatch(text, /llm_gateway_target_requests_total\{key_name="only"/);
   });
 
   it('takes new targets from a reloaded keys file', async () => {

@@ -134,14 +134,14 @@ describe('the circuit breaker', () => {
     const breaker = new CircuitBreaker(3, 1000);
     breaker.failure(0);
     breaker.failure(0);
-    assert.equal(breaker.admit(10), true);
+    assert.equal(breaker.admit(10), 'pass');
     breaker.success();
     for (let i = 0; i < 3; i++) breaker.failure(100);
     assert.equal(breaker.state(500), 'open');
-    assert.equal(breaker.admit(500), false);
+    assert.equal(breaker.admit(500), null);
     assert.equal(breaker.state(1100), 'half-open');
-    assert.equal(breaker.admit(1100), true, 'the probe');
-    assert.equal(breaker.admit(1101), false, 'one probe at a time');
+    assert.equal(breaker.admit(1100), 'probe');
+    assert.equal(breaker.admit(1101), null, 'one probe at a time');
     breaker.success();
     assert.equal(breaker.state(1102), 'closed');
   });
@@ -149,18 +149,18 @@ describe('the circuit breaker', () => {
   it('lets a probe go again when the one admitted neither succeeded nor failed (the client left)', () => {
     const breaker = new CircuitBreaker(1, 1000);
     breaker.failure(0);
-    assert.equal(breaker.admit(1000), true);
+    assert.equal(breaker.admit(1000), 'probe');
     breaker.release();
-    assert.equal(breaker.admit(1001), true);
+    assert.equal(breaker.admit(1001), 'probe');
   });
 
   it('opens again when the probe fails', () => {
     const breaker = new CircuitBreaker(2, 1000);
     breaker.failure(0);
     breaker.failure(0);
-    assert.equal(breaker.admit(1000), true);
+    assert.equal(breaker.admit(1000), 'probe');
     breaker.failure(1000);
-    assert.equal(breaker.admit(1500), false);
-    assert.equal(breaker.admit(2000), true);
+    assert.equal(breaker.admit(1500), null);
+    assert.equal(breaker.admit(2000), 'probe');
   });
 });

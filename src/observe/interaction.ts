@@ -69,6 +69,10 @@ export class Interaction implements CallRecord, RelayRecord {
   /** The request goes to `target` now; `several`: the key has other targets (the log and metrics name which). */
   serving(target: Target, several: boolean): void {
     this.provider = target.provider.name;
+    // What an earlier target answered is not this one's: the log names the target beside its own answer (or none).
+    this.upstreamStatus = null;
+    this.upstreamRequestId = null;
+    this.upstreamRespondedAt = null;
     this.severalKeys = target.keys.apiKeys.length > 1;
     if (several) this.target = target.index;
   }
@@ -164,7 +168,7 @@ export class Interaction implements CallRecord, RelayRecord {
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
-    const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped').map((outcome) => outcome.target);
+    const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped' || outcome.outcome === 'circuit_open').map((outcome) => outcome.target);
     if (skipped.length > 0) entry.skipped_targets = skipped;
     return entry;
   }

@@ -41,7 +41,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log writes that failed (entries lost from a destination).' },
   llm_gateway_key_reloads_total: { type: 'counter', help: 'Keys file reloads, by result (ok: new keys in use; error: file invalid, previous keys kept).' },
   llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
-  llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, skipped: circuit open or keys cooling).' },
+  llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, circuit_open: passed over while its circuit breaker is open, skipped: passed over, its real keys all cooling down or the request unable to go to it).' },
   llm_gateway_fallbacks_total: { type: 'counter', help: 'Moves of a request to the next target of its key, by key name.' },
   llm_gateway_cost_usd_total: { type: 'counter', help: 'Cost in USD of the tokens providers reported, by provider, key name and the model that served (from the price table).' },
   llm_gateway_redis_duration_seconds: { type: 'histogram', help: 'Time Redis took to answer a shared-limits script (REDIS_URL), by operation (admit, settle, report).', buckets: OVERHEAD_BUCKETS },
@@ -88,8 +88,12 @@ export interface TargetOutcome {
   /** Its index in the key's targets. */
   readonly target: number;
   readonly provider: string;
-  /** answered: its answer went to the client (whatever its status); failed: the request moved on; skipped: circuit open or keys cooling. */
-  readonly outcome: 'answered' | 'failed' | 'skipped';
+  /**
+   * answered: its answer went to the client (whatever its status); failed: the request moved on;
+   * circuit_open: passed over, its circuit breaker open; skipped: passed over, its real keys all
+   * cooling down (or the request could not go to it).
+   */
+  readonly outcome: 'answered' | 'failed' | 'circuit_open' | 'skipped';
 }
 
 interface CounterSeries {

@@ -13,6 +13,9 @@ export const OPEN_MS = 30_000;
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
+/** How a request was let through: as usual (closed), or as the one probe of a half-open breaker. */
+export type Admission = 'pass' | 'probe';
+
 /** A key's `circuit_breaker`. */
 export interface BreakerSettings {
   readonly failures: number;
@@ -38,16 +41,19 @@ export class CircuitBreaker {
     return now < this.openUntil || this.probing ? 'open' : 'half-open';
   }
 
-  /** Whether a request may go to the target now; a half-open breaker lets one through (the probe). */
-  admit(now = performance.now()): boolean {
+  /** Whether a request may go to the target now (null: not while open); a half-open breaker lets one through, the probe. */
+  admit(now = performance.now()): Admission | null {
     const state = this.state(now);
-    if (state === 'closed') return true;
-    if (state === 'open') return false;
+    if (state === 'closed') return 'pass';
+    if (state === 'open') return null;
     this.probing = true;
-    return true;
+    return 'probe';
   }
 
-  /** A request admitted that neither succeeded nor failed (the client left, it was refused first): a probe may go again. */
+  /**
+   * The probe neither succeeded nor failed (the client left, it was refused first): another may go.
+   * Only for the request admitted as the probe: any other would free a probe still on its way.
+   */
   release(): void {
     this.probing = false;
   }

@@ -31,6 +31,7 @@ import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { targetOrder } from '../policy/routing.js';
 import type { Target } from '../policy/target.js';
+import type { Admission } from '../policy/breaker.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
@@ -339,7 +340,7 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
 /**
  * The key's targets, in their order (routing.ts), until one answers. Each target gets its own
  * request (its model map, output cap and API: translated when it speaks another) and one attempt
- * (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
+ * per real key (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
  * moves to the next target after a failure to connect, a headers timeout, or a status in the
  * key's `fallback_on`, while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
@@ -365,9 +366,18 @@ async function callTargets<C extends ApiTypes>(
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
-    if (several && !(i === order.length - 1 && tried === 0) && (target.keys.allCooling() || !target.breaker.admit())) {
-      interaction.targetOutcome(target, 'skipped');
-      continue;
+    // The breaker's admission of this request (null: not asked, as for a key with one target).
+    let admission: Admission | null = null;
+    if (several && !(i === order.length - 1 && tried === 0)) {
+      if (target.keys.allCooling()) {
+        interaction.targetOutcome(target, 'skipped');
+        continue;
+      }
+      admission = target.breaker.admit();
+      if (admission === null) {
+        interaction.targetOutcome(target, 'circuit_open');
+        continue;
+      }
     }
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
     const last = !several || !laterAvailable(order, i);
@@ -399,11 +409,12 @@ async function callTargets<C extends ApiTypes>(
       if (several) res.setHeader('x-gateway-provider', target.provider.name);
       const attempts = interaction.attempts.length;
       try {
-        // Before the last target, the next target is the retry: each gets one attempt; the last gets UPSTREAM_RETRIES.
+        // Before the last target, the next target is the retry: each gets one attempt per real key
+        // (a 429 or 401/403 hands over to another key not cooling down); the last gets UPSTREAM_RETRIES.
         const retries = last ? deps.upstream.policy.retries : 0;
         const { body, passed, route } = prepared;
         const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries);
+        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries, !last);
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
         if (several && key.fallbackOn.has(upstream.status)) {
@@ -416,7 +427,7 @@ async function callTargets<C extends ApiTypes>(
             continue;
           }
         } else if (several) outcome = 'success';
-        interaction.targetOutcome(target, 'answered');
+        if (several) interaction.targetOutcome(target, 'answered');
         return { target, route: prepared.route, exchange: prepared.exchange, outbound: prepared.outbound, upstream, apiKey };
       } catch (err) {
         if (several) interaction.tagAttempts(attempts, target.index);
@@ -431,7 +442,7 @@ async function callTargets<C extends ApiTypes>(
       // However the attempt ended (a client that left, a refusal), a probe of a half-open circuit is settled.
       if (outcome === 'success') target.breaker.success();
       else if (outcome === 'failure') target.breaker.failure();
-      else target.breaker.release();
+      else if (admission === 'probe') target.breaker.release();
     }
   }
   // Every target left was skipped after the ones tried failed.

@@ -101,12 +101,14 @@ export async function callWithRetries(
   build: (apiKey: string) => UpstreamRequest,
   cancel: Cancellation,
   record: CallRecord,
-  /** performance.now() after which no retry starts (the request's overall bound). */
+  /** performance.now() after which no retry starts and no attempt waits for headers (the request's overall bound). */
   deadline = Infinity,
   /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`). */
   timeoutMs = upstream.policy.timeoutMs,
   /** Attempts after the first, when not the policy's (a key's targets before its last get none: the next target is the retry). */
   retries = upstream.policy.retries,
+  /** A hand-over to another real key is no retry (a key's targets before its last: one attempt per real key). */
+  freeHandOvers = false,
 ): Promise<CallResult> {
   const policy = upstream.policy;
   let request: UpstreamRequest | null = null;
@@ -121,9 +123,12 @@ export async function callWithRetries(
     const started = performance.now();
     record.upstreamStartedAt ??= started; // retries and their waits count as the provider's time
     const lastChance = attempt >= retries;
+    // The overall bound holds for the attempt under way too: its wait for headers ends with it.
+    const left = Math.max(0, Math.round(deadline - started));
+    const bounded = left < timeoutMs;
     let answer: UpstreamResponse;
     try {
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, timeoutMs);
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : timeoutMs, bounded ? 'UPSTREAM_TOTAL_TIMEOUT_MS' : 'UPSTREAM_TIMEOUT_MS');
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
@@ -145,7 +150,9 @@ export async function callWithRetries(
     const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index);
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
-    if (!retry || lastChance || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
+    // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
+    const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;
+    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
     answer.abort(); // its answer is not needed: another attempt follows
     await wait(delay, cancel);
   }

@@ -11,8 +11,9 @@ import { GatewayError } from '../errors.js';
 import type { Call, ClientRequest, HttpClient } from './http-client.js';
 import type { Endpoint, UpstreamRequest, UpstreamResponse } from './types.js';
 
-function upstreamTimeout(ms: number): GatewayError {
-  return new GatewayError(504, `The provider sent no response within ${ms} ms (UPSTREAM_TIMEOUT_MS).`, { code: 'upstream_timeout' });
+/** `setting`: the limit that ran out (a headers timeout, or the time left of the request's overall bound). */
+function upstreamTimeout(ms: number, setting: string): GatewayError {
+  return new GatewayError(504, `The provider sent no response within ${ms} ms (${setting}).`, { code: 'upstream_timeout' });
 }
 
 /** Failures that happen before a connection exists: the request cannot have reached the provider. */
@@ -57,9 +58,10 @@ export const STALE_RESEND_WINDOW_MS = 1000;
 
 /**
  * Sends the request and resolves once the response headers are in. Rejects with 502
- * (unreachable), 504 (no headers within `timeoutMs`) or the cancellation's reason.
+ * (unreachable), 504 (no headers within `timeoutMs`, named `setting` in its message) or the
+ * cancellation's reason.
  */
-export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number): Promise<UpstreamResponse> {
+export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number, setting = 'UPSTREAM_TIMEOUT_MS'): Promise<UpstreamResponse> {
   if (cancel.reason !== null) return Promise.reject(cancel.reason);
   const method = upstreamRequest.method ?? 'POST';
   const body = method === 'POST' ? (typeof upstreamRequest.body === 'string' ? Buffer.from(upstreamRequest.body) : upstreamRequest.body) : null;
@@ -89,7 +91,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
       current?.abort();
     };
     const deadline = setDeadline(timeoutMs, () => {
-      if (settle()) reject(upstreamTimeout(timeoutMs));
+      if (settle()) reject(upstreamTimeout(timeoutMs, setting));
       current?.abort();
     });
 

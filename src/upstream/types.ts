@@ -15,7 +15,7 @@ export interface UpstreamPolicy {
   readonly retries: number;
   /** The longest wait before a retry (UPSTREAM_RETRY_MAX_DELAY_MS). */
   readonly retryMaxDelayMs: number;
-  /** No new attempt (a retry, or a key's next target) starts this long after the request arrived (UPSTREAM_TOTAL_TIMEOUT_MS). */
+  /** No new attempt (a retry, or a key's next target) starts this long after the request arrived, and none waits for headers past it (UPSTREAM_TOTAL_TIMEOUT_MS). */
   readonly totalTimeoutMs: number;
 }
 
