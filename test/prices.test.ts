@@ -16,7 +16,7 @@ import type { Usage } from '../src/formats/usage.js';
 import { LimitState, SpendStore, type KeyLimits, type Spend } from '../src/policy/limits.js';
 import { costUsd, decimalUsd, estimateUsd, formatUsd } from '../src/prices/cost.js';
 import { BUILT_IN_PRICES, builtInPrices, pricesWith } from '../src/prices/prices.js';
-import { buildPriceTable, parsePriceFile, type Price } from '../src/prices/table.js';
+import { buildPriceTable, parsePriceFile, type Price, type PriceTable } from '../src/prices/table.js';
 import { registry } from '../src/providers/index.js';
 import { addToReport, emptyReport, EntryReader, parseTime, renderReport, reportJson } from '../src/report/usage-report.js';
 import { ROOT, tempDir } from './support/gateway.js';
@@ -104,8 +104,50 @@ describe('the price table in the repository', () => {
         for (const tier of p.tiers) assert.ok(tier.input >= p.input && tier.output >= p.output, `${provider} ${model}: a long-context tier costs more`);
       }
     }
+    assert.deepEqual(implausibleRates(table), []);
+  });
+
+  it('would catch an entry priced per token (or per thousand tokens) instead of per million', () => {
+    const misread = (provider: string, model: string, divisor: number): PriceTable => {
+      const entry = { ...(file.prices[provider]?.[model] as Record<string, unknown>) };
+      for (const field of ['input', 'output', 'cache_read', 'cache_write', 'cache_write_1h']) if (typeof entry[field] === 'number') entry[field] = (entry[field] as number) / divisor;
+      delete entry.tiers;
+      return table.with(buildPriceTable({ prices: { [provider]: { [model]: entry } } }, 'misread.json', { providers: PROVIDERS, requireSource: false }));
+    };
+    assert.match(implausibleRates(misread('openai', 'o1-pro', 1e6)).join('\n'), /openai o1-pro: input 0\.00015 \$\/M/, 'the dearest model, per token');
+    assert.match(implausibleRates(misread('anthropic', 'claude-haiku-5-5', 1e5)).join('\n'), /anthropic claude-haiku-5-5: input/, 'the cheapest, 100,000x off');
+    assert.match(implausibleRates(misread('openai', 'gpt-4o', 1000)).join('\n'), /openai gpt-4o: input 0\.0025 \$\/M is under 0\.01/, 'per thousand tokens');
+    assert.match(implausibleRates(misread('anthropic', 'claude-opus-4-1', 1000)).join('\n'), /anthropic claude-opus-4-1: input 0\.015 \$\/M is under a hundredth of anthropic's median/, 'a dear model per thousand tokens');
+    assert.match(implausibleRates(misread('deepseek', 'deepseek-flash', 1e6)).join('\n'), /deepseek deepseek-flash: cache_read/);
   });
 });
+
+/**
+ * Rates too low to be USD per million tokens: an entry typed per token (1,000,000x too low) or per
+ * thousand. No model the table holds bills under a cent per million input or output tokens, or
+ * under a tenth of a cent for cache reads and writes (the cheapest: $0.005); and none costs under a
+ * hundredth of its provider's median input rate (OpenAI's spread is about 35x below it).
+ */
+function implausibleRates(prices: PriceTable): string[] {
+  const found: string[] = [];
+  for (const [provider, models] of prices.entries) {
+    if (provider === 'mock') continue;
+    const inputs = [...models.values()].map((p) => p.input).sort((a, b) => a - b);
+    const median = inputs[Math.floor(inputs.length / 2)] ?? 0;
+    for (const [model, p] of models) {
+      for (const rates of [p, ...p.tiers]) {
+        const least = { input: 0.01, output: 0.01, cache_read: 0.001, cache_write: 0.001, cache_write_1h: 0.001 };
+        const value = { input: rates.input, output: rates.output, cache_read: rates.cacheRead, cache_write: rates.cacheWrite, cache_write_1h: rates.cacheWrite1h };
+        for (const [field, floor] of Object.entries(least)) {
+          const rate = value[field as keyof typeof value];
+          if (rate < floor) found.push(`${provider} ${model}: ${field} ${rate} $/M is under ${floor} $/M (priced per token or per thousand?)`);
+        }
+      }
+      if (p.input < median / 100) found.push(`${provider} ${model}: input ${p.input} $/M is under a hundredth of ${provider}'s median (${median} $/M)`);
+    }
+  }
+  return found;
+}
 
 describe('model names', () => {
   it('resolve a dated snapshot or a -latest alias to its model, unless the snapshot is listed apart', () => {
