@@ -88,6 +88,14 @@ describe('the price table in the repository', () => {
     for (const [provider, models] of Object.entries(current)) for (const model of models) price(provider, model);
   });
 
+  it('prices the aliases clients send at their model\'s rates', () => {
+    const rates = (p: Price) => ({ ...p, source: null, checked: null });
+    assert.deepEqual(rates(price('openai', 'gpt-5.6')), rates(price('openai', 'gpt-5.6-sol')), 'OpenAI routes gpt-5.6 to GPT-5.6 Sol');
+    for (const legacy of ['deepseek-v4-flash', 'deepseek-v4-flash-vision-exp']) {
+      assert.deepEqual(rates(price('deepseek', legacy)), rates(price('deepseek', 'deepseek-flash')), `DeepSeek serves and bills ${legacy} as Flash`);
+    }
+  });
+
   it('prices every model of the built-in mock at nothing', () => {
     assert.equal(costUsd(price('mock', 'anything-at-all'), usage({ input: 1e6, output: 1e6 })), 0);
   });
