@@ -96,6 +96,22 @@ describe('the price table in the repository', () => {
     }
   });
 
+  it('prices every model the README and the examples send (a key with a budget in USD refuses an unpriced one)', () => {
+    const providerOf = (model: string): string | null => (/^deepseek-/.test(model) ? 'deepseek' : /^claude-/.test(model) ? 'anthropic' : /^(?:gpt-|chatgpt-|o\d)/.test(model) ? 'openai' : null);
+    const unpriced: string[] = [];
+    for (const name of ['README.md', 'examples/curl.sh', 'examples/check-routing.mjs', 'examples/ask.mjs']) {
+      const text = readFileSync(join(ROOT, name), 'utf8');
+      // A request's model (`"model": "…"`, `model: '…'`, `model="…"`, a provider's default), and what a model_map sends.
+      const sent = [...text.matchAll(/\b(?:model|openai|anthropic|deepseek)["']?\s*[:=]\s*["']([^"'*\s]+)["']/g)].map((match) => match[1] as string);
+      for (const map of text.matchAll(/"model_map":\s*(\{[^}]*\})/g)) sent.push(...Object.values(JSON.parse(map[1] as string) as Record<string, string>));
+      for (const model of sent) {
+        const provider = providerOf(model);
+        if (provider !== null && table.price(provider, model) === null) unpriced.push(`${name}: ${provider} ${model}`);
+      }
+    }
+    assert.deepEqual(unpriced, []);
+  });
+
   it('prices every model of the built-in mock at nothing', () => {
     assert.equal(costUsd(price('mock', 'anything-at-all'), usage({ input: 1e6, output: 1e6 })), 0);
   });
