@@ -297,7 +297,7 @@ describe('what a budget in USD cannot be made to miss', () => {
 });
 
 describe('a price file that cannot be used', () => {
-  it('stops the gateway at start, listing every problem', async () => {
+  it('stops the gateway at start, listing every problem, and those of keys.json too', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'mock' } } }));
     writeFileSync(join(dir, 'prices.json'), JSON.stringify({ prices: { openai: { 'gpt-x': { input: -1, output: 1 }, 'gpt-y': { output: 1 } }, nobody: {} } }));
@@ -310,6 +310,11 @@ describe('a price file that cannot be used', () => {
     const missing = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'nope.json') }, dir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /nope\.json: file not found/);
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'nobody' } } }));
+    const both = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'prices.json') }, dir);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /keys\.json: 2 problems:\n.*unknown provider "nobody" \(supported:/, 'the keys file\'s problems, in the same run');
+    assert.match(both.stderr, /prices\.json: 3 problems:\n.*openai "gpt-x": "input" must be a number/);
   });
 });
 

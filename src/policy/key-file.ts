@@ -9,7 +9,7 @@ import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Registry } from '../providers/index.js';
 import { warn } from '../observe/warn.js';
-import { ConfigFileError } from '../config-file-error.js';
+import { allProblems, ConfigFileError } from '../config-file-error.js';
 import { loadPrices, pricesWith } from '../prices/prices.js';
 import type { PriceTable } from '../prices/table.js';
 import { keyWarnings, loadKeyFileText, parseKeyFile, type VirtualKey } from './keys.js';
@@ -53,10 +53,16 @@ export class KeyFile {
     return { file: new KeyFile(path, registry, pricesPath, loaded.text, loaded.pricesText, loaded.keys.length), ...loaded };
   }
 
+  /** Reads both files whatever the other holds: an operator fixes every problem of both in one pass. */
   private static async read(path: string, registry: Registry, pricesPath: string | null): Promise<Loaded> {
-    const prices = await loadPrices(pricesPath, Object.keys(registry));
-    const keys = await loadKeyFileText(path, registry);
-    return { keys: keys.keys, text: keys.text, prices: prices.table, pricesText: prices.text };
+    const [keys, prices] = await Promise.allSettled([loadKeyFileText(path, registry), loadPrices(pricesPath, Object.keys(registry))]);
+    if (keys.status === 'fulfilled' && prices.status === 'fulfilled') {
+      return { keys: keys.value.keys, text: keys.value.text, prices: prices.value.table, pricesText: prices.value.text };
+    }
+    const failures = [keys, prices].flatMap((settled): unknown[] => (settled.status === 'rejected' ? [settled.reason] : []));
+    const unexpected = failures.find((reason) => !(reason instanceof ConfigFileError));
+    if (unexpected !== undefined) throw unexpected;
+    throw allProblems(failures as ConfigFileError[]);
   }
 
   /** Keys and prices from texts this file already accepted (a cluster worker gets them from its primary). */
