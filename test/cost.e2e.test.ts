@@ -284,9 +284,11 @@ describe('what a budget in USD cannot be made to miss', () => {
       assert.equal(background.json.error.param, 'background');
       const compact = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: [{ role: 'user', content: 'hi' }] } });
       assert.equal(compact.status, 200);
-      const entry = await waitForEntry(gateway.logFile, String(compact.headers['x-request-id']));
       // The mock's compaction: 100 input and 10 output tokens.
-      assert.equal(entry.cost_usd, Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10)));
+      const cost = Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10));
+      assert.equal(compact.headers['x-gateway-cost-usd'], String(cost), 'a whole answer says its cost');
+      const entry = await waitForEntry(gateway.logFile, String(compact.headers['x-request-id']));
+      assert.equal(entry.cost_usd, cost);
       const unpriced = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-9-preview', input: [{ role: 'user', content: 'hi' }] } });
       assert.equal(unpriced.status, 403);
       assert.equal(unpriced.json.error.code, 'model_not_priced');

@@ -13,6 +13,7 @@ import { GatewayError, invalidRequest } from '../errors.js';
 import { isRecord, parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
 import type { Usage } from '../formats/usage.js';
+import { costUsd, decimalUsd } from '../prices/cost.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { targetFor } from '../policy/routing.js';
 import { bearerToken } from '../policy/auth.js';
@@ -148,7 +149,11 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-      if (suffix === '/compact') interaction.usage = compactUsage(answer.body);
+      if (suffix === '/compact') {
+        interaction.usage = compactUsage(answer.body);
+        // A whole answer: its cost goes in the header, as a generation's does.
+        if (interaction.usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, interaction.usage)));
+      }
       return { status: answer.status, body: answer.body };
     });
 }
