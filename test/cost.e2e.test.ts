@@ -273,26 +273,43 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
-  it('refuses a background Responses request for a key with a budget, and prices a compaction', async () => {
+  it('refuses a background Responses request for a key with a budget, and prices a compaction, holding its estimate while it runs', async () => {
     const gateway = await startGateway({
-      keys: { virtual_keys: { vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } } } },
+      keys: {
+        virtual_keys: {
+          vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } },
+          vk_compact: { name: 'compacting', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 0.003, period: 'total' } },
+        },
+      },
       env: { LOG_CONSOLE: 'off' },
     });
+    const compact = (key: string, model: string) => request(gateway.url, '/v1/responses/compact', { key, body: { model, input: [{ role: 'user', content: 'hi' }] } });
     try {
       const background = await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
       assert.equal(background.status, 400);
       assert.equal(background.json.error.param, 'background');
-      const compact = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: [{ role: 'user', content: 'hi' }] } });
-      assert.equal(compact.status, 200);
+      const compacted = await compact('vk_resp', 'gpt-4o-mini');
+      assert.equal(compacted.status, 200);
       // The mock's compaction: 100 input and 10 output tokens.
       const cost = Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10));
-      assert.equal(compact.headers['x-gateway-cost-usd'], String(cost), 'a whole answer says its cost');
-      const entry = await waitForEntry(gateway.logFile, String(compact.headers['x-request-id']));
+      assert.equal(compacted.headers['x-gateway-cost-usd'], String(cost), 'a whole answer says its cost');
+      const entry = await waitForEntry(gateway.logFile, String(compacted.headers['x-request-id']));
       assert.equal(entry.cost_usd, cost);
-      const unpriced = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-9-preview', input: [{ role: 'user', content: 'hi' }] } });
+      const unpriced = await compact('vk_resp', 'gpt-9-preview');
       assert.equal(unpriced.status, 403);
       assert.equal(unpriced.json.error.code, 'model_not_priced');
+
+      // Each compaction in flight holds its prompt and 4,096 output tokens of gpt-4o-mini ($0.0025): the third finds $0.003 committed.
+      openai.behave(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return false;
+      });
+      const replies = await Promise.all(Array.from({ length: 10 }, () => compact('vk_compact', 'gpt-4o-mini')));
+      const served = replies.filter((reply) => reply.status === 200).length;
+      assert.ok(served >= 1 && served <= 2, `${served} of 10 admitted`);
+      assert.ok(replies.filter((reply) => reply.status !== 200).every((reply) => reply.status === 429 && reply.json.error.code === 'budget_exceeded'));
     } finally {
+      openai.behave(null);
       await gateway.stop();
     }
   });
