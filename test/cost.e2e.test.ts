@@ -46,19 +46,19 @@ describe('cost per request', () => {
   let gateway: GatewayProcess;
   let pricesFile: string;
   before(async () => {
+    // The price file beside keys.json, both watched.
     const dir = tempDir();
     pricesFile = join(dir, 'prices.json');
     writeFileSync(pricesFile, JSON.stringify({ prices: { openai: { 'gpt-4.1-nano': { input: 0.05, output: 0.2, source: 'our contract', checked: '2026-11-30' } } } }));
-    gateway = await startGateway({
-      keys: {
-        virtual_keys: {
-          vk_team_a: { name: 'team-a', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 100 } },
-          vk_team_b: { name: 'team-b', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_usd: 10, max_tokens: 1000000, period: 'day' } },
-          vk_deepseek: { name: 'old-models', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl },
-        },
+    const keys = {
+      virtual_keys: {
+        vk_team_a: { name: 'team-a', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 100 } },
+        vk_team_b: { name: 'team-b', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_usd: 10, max_tokens: 1000000, period: 'day' } },
+        vk_deepseek: { name: 'old-models', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl },
       },
-      env: { LOG_CONSOLE: 'off', PRICES_FILE: pricesFile, GATEWAY_HOST: '127.0.0.1' },
-    });
+    };
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify(keys));
+    gateway = await startGateway({ keys: '{}', env: { LOG_CONSOLE: 'off', KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: pricesFile, GATEWAY_HOST: '127.0.0.1' } });
   });
   after(async () => {
     await gateway?.stop();
@@ -110,6 +110,11 @@ describe('cost per request', () => {
     await waitFor(() => /keys NOT reloaded \(SIGHUP\); still using the previous 3 and their prices:\n.*prices\.json: deepseek "deepseek-chat": "input" must be a number/.test(gateway.stderr()), 'the refused reload');
     const still = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
     assert.equal(still.headers['x-gateway-cost-usd'], priced.headers['x-gateway-cost-usd'], 'the prices in use stay');
+    // The change was seen too: one refusal for it, though both files' folder is the same.
+    const watched = () => gateway.stderr().match(/keys NOT reloaded \((?:file|prices) changed\)/g)?.length ?? 0;
+    await waitFor(() => watched() > 0, 'the refused reload on change');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(watched(), 1, gateway.stderr());
   });
 
   it('adds up cost per provider, key name and served model in llm_gateway_cost_usd_total, never naming a key', async () => {

@@ -96,22 +96,27 @@ export class KeyFile {
 }
 
 /**
- * Calls `onChange` (debounced) when anything changes in the keys file's folder, or in the folder
- * of the file it links to. Folders, not the file: editors and deploy tools replace the file (a
- * rename), and Kubernetes swaps a `..data` symlink; a watch on the old inode sees neither. The
- * caller compares contents, so unrelated changes in the folder cost a read and nothing else.
+ * Calls `onChange` (debounced) when anything changes in the folder of a file (the keys file, the
+ * price file), or in the folder of the file it links to. Folders, not the file: editors and deploy
+ * tools replace the file (a rename), and Kubernetes swaps a `..data` symlink; a watch on the old
+ * inode sees neither. Each folder is watched once, so files side by side make one reload (and one
+ * warning when it is refused). The caller compares contents, so unrelated changes in the folder
+ * cost a read and nothing else.
  */
-export function watchKeyFile(file: string, onChange: () => void): () => void {
+export function watchKeyFiles(files: readonly string[], onChange: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
   const changed = (): void => {
     clearTimeout(timer);
     timer = setTimeout(onChange, 100);
   };
-  const folders = new Set([dirname(resolve(file))]);
-  try {
-    folders.add(dirname(realpathSync(file)));
-  } catch {
-    // not there (yet), or not a link: the folder of the path is enough
+  const folders = new Set<string>();
+  for (const file of files) {
+    folders.add(dirname(resolve(file)));
+    try {
+      folders.add(dirname(realpathSync(file)));
+    } catch {
+      // not there (yet), or not a link: the folder of the path is enough
+    }
   }
   const watchers: FSWatcher[] = [];
   for (const folder of folders) {
@@ -120,7 +125,7 @@ export function watchKeyFile(file: string, onChange: () => void): () => void {
       watcher.on('error', (err) => warn(`stopped watching ${folder} (${err.message}); reload keys with SIGHUP`));
       watchers.push(watcher);
     } catch (err) {
-      warn(`cannot watch ${folder} for changes to ${file} (${(err as Error).message}); reload keys with SIGHUP`);
+      warn(`cannot watch ${folder} for changes to ${files.join(' or ')} (${(err as Error).message}); reload keys with SIGHUP`);
     }
   }
   return () => {
