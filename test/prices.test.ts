@@ -370,6 +370,16 @@ describe('budgets in USD', () => {
     assert.equal(old.current('d-usd', 'month', new Date(t)).tokens, 700);
     assert.equal(old.current('d-usd', 'month', new Date(t)).usd, 0);
   });
+
+  it('write dollar sums to the state file as the gateway rounds each cost, without float noise', async () => {
+    const file = join(tempDir(), 'gateway_state.json');
+    const store = new SpendStore(file);
+    const state = new LimitState(store);
+    const t = Date.now();
+    for (const dollars of [0.0235, 0.0235, 0.0235]) state.record(budgetKey(5, 'total'), spent(10, dollars), { tokens: 0, usd: 0 }, t);
+    await store.save();
+    assert.match(readFileSync(file, 'utf8'), /"usd": 0\.0705,\n/);
+  });
 });
 
 describe('npm run usage', () => {
