@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 
 const file = process.env.KEYS_FILE ?? (existsSync('keys.json') ? 'keys.json' : 'keys.example.json');
 const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8080';
-const models = { openai: 'gpt-4o-mini', anthropic: 'claude-sonnet-4-5', deepseek: 'deepseek-chat', mock: 'mock-model' };
+const models = { openai: 'gpt-4o-mini', anthropic: 'claude-sonnet-4-5', deepseek: 'deepseek-flash', mock: 'mock-model' };
 
 const { virtual_keys: keys } = JSON.parse(readFileSync(file, 'utf8'));
 console.log(`Checking ${Object.keys(keys).length} virtual keys from ${file} against ${gateway}\n`);

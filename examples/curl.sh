@@ -28,7 +28,7 @@ echo '# DeepSeek'
 curl -s "$GATEWAY_URL/chat/completions" \
   -H "Authorization: Bearer vk_user3_deepseek" \
   -H "Content-Type: application/json" \
-  -d '{"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello!"}]}'
+  -d '{"model": "deepseek-flash", "messages": [{"role": "user", "content": "Hello!"}]}'
 echo; echo
 
 echo '# Streaming (mock)'

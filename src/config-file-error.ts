@@ -15,3 +15,20 @@ export class ConfigFileError extends Error {
     this.name = 'ConfigFileError';
   }
 }
+
+/** Several files' problems at once (keys.json and PRICES_FILE): each file's own message, one after the other. */
+export class ConfigFilesError extends ConfigFileError {
+  constructor(readonly errors: readonly ConfigFileError[]) {
+    super(
+      errors.map((error) => error.file).join(' and '),
+      errors.flatMap((error) => error.problems.map((problem) => `${error.file}: ${problem}`)),
+    );
+    this.message = errors.map((error) => error.message).join('\n');
+    this.name = 'ConfigFilesError';
+  }
+}
+
+/** The error of every file that failed: itself when one did. */
+export function allProblems(errors: readonly ConfigFileError[]): ConfigFileError {
+  return errors.length === 1 ? (errors[0] as ConfigFileError) : new ConfigFilesError(errors);
+}

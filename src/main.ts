@@ -8,7 +8,7 @@ import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
 import { createSinks } from './observe/log.js';
 import { warn } from './observe/warn.js';
-import { KeyFile, watchKeyFile } from './policy/key-file.js';
+import { KeyFile, watchKeyFiles } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
 import { LimitState, localLimiter, SpendStore } from './policy/limits.js';
 import { seedWhenUp, shareLimits } from './policy/shared-limits.js';
@@ -71,8 +71,7 @@ async function main(): Promise<void> {
     void instance.reloadKeys('SIGHUP', false);
   });
   if (config.keysWatch) {
-    watchKeyFile(config.keysFile, () => void instance.reloadKeys('file changed', true));
-    if (config.pricesFile !== null) watchKeyFile(config.pricesFile, () => void instance.reloadKeys('prices changed', true));
+    watchKeyFiles(config.pricesFile === null ? [config.keysFile] : [config.keysFile, config.pricesFile], () => void instance.reloadKeys('file changed', true));
   }
   const stop = (signal: string): void => {
     void instance

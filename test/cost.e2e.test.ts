@@ -46,19 +46,19 @@ describe('cost per request', () => {
   let gateway: GatewayProcess;
   let pricesFile: string;
   before(async () => {
+    // The price file beside keys.json, both watched.
     const dir = tempDir();
     pricesFile = join(dir, 'prices.json');
     writeFileSync(pricesFile, JSON.stringify({ prices: { openai: { 'gpt-4.1-nano': { input: 0.05, output: 0.2, source: 'our contract', checked: '2026-11-30' } } } }));
-    gateway = await startGateway({
-      keys: {
-        virtual_keys: {
-          vk_team_a: { name: 'team-a', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 100 } },
-          vk_team_b: { name: 'team-b', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_usd: 10, max_tokens: 1000000, period: 'day' } },
-          vk_deepseek: { name: 'old-models', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl },
-        },
+    const keys = {
+      virtual_keys: {
+        vk_team_a: { name: 'team-a', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, rate_limit: { requests_per_minute: 100 } },
+        vk_team_b: { name: 'team-b', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_usd: 10, max_tokens: 1000000, period: 'day' } },
+        vk_deepseek: { name: 'old-models', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl },
       },
-      env: { LOG_CONSOLE: 'off', PRICES_FILE: pricesFile, GATEWAY_HOST: '127.0.0.1' },
-    });
+    };
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify(keys));
+    gateway = await startGateway({ keys: '{}', env: { LOG_CONSOLE: 'off', KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: pricesFile, GATEWAY_HOST: '127.0.0.1' } });
   });
   after(async () => {
     await gateway?.stop();
@@ -110,6 +110,11 @@ describe('cost per request', () => {
     await waitFor(() => /keys NOT reloaded \(SIGHUP\); still using the previous 3 and their prices:\n.*prices\.json: deepseek "deepseek-chat": "input" must be a number/.test(gateway.stderr()), 'the refused reload');
     const still = await chat(gateway.url, 'vk_deepseek', ask('deepseek-chat'));
     assert.equal(still.headers['x-gateway-cost-usd'], priced.headers['x-gateway-cost-usd'], 'the prices in use stay');
+    // The change was seen too: one refusal for it, though both files' folder is the same.
+    const watched = () => gateway.stderr().match(/keys NOT reloaded \((?:file|prices) changed\)/g)?.length ?? 0;
+    await waitFor(() => watched() > 0, 'the refused reload on change');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(watched(), 1, gateway.stderr());
   });
 
   it('adds up cost per provider, key name and served model in llm_gateway_cost_usd_total, never naming a key', async () => {
@@ -273,31 +278,50 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
-  it('refuses a background Responses request for a key with a budget, and prices a compaction', async () => {
+  it('refuses a background Responses request for a key with a budget, and prices a compaction, holding its estimate while it runs', async () => {
     const gateway = await startGateway({
-      keys: { virtual_keys: { vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } } } },
+      keys: {
+        virtual_keys: {
+          vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } },
+          vk_compact: { name: 'compacting', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 0.003, period: 'total' } },
+        },
+      },
       env: { LOG_CONSOLE: 'off' },
     });
+    const compact = (key: string, model: string) => request(gateway.url, '/v1/responses/compact', { key, body: { model, input: [{ role: 'user', content: 'hi' }] } });
     try {
       const background = await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
       assert.equal(background.status, 400);
       assert.equal(background.json.error.param, 'background');
-      const compact = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: [{ role: 'user', content: 'hi' }] } });
-      assert.equal(compact.status, 200);
-      const entry = await waitForEntry(gateway.logFile, String(compact.headers['x-request-id']));
+      const compacted = await compact('vk_resp', 'gpt-4o-mini');
+      assert.equal(compacted.status, 200);
       // The mock's compaction: 100 input and 10 output tokens.
-      assert.equal(entry.cost_usd, Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10)));
-      const unpriced = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: 'gpt-9-preview', input: [{ role: 'user', content: 'hi' }] } });
+      const cost = Number(((100 * 0.15 + 10 * 0.6) / 1e6).toFixed(10));
+      assert.equal(compacted.headers['x-gateway-cost-usd'], String(cost), 'a whole answer says its cost');
+      const entry = await waitForEntry(gateway.logFile, String(compacted.headers['x-request-id']));
+      assert.equal(entry.cost_usd, cost);
+      const unpriced = await compact('vk_resp', 'gpt-9-preview');
       assert.equal(unpriced.status, 403);
       assert.equal(unpriced.json.error.code, 'model_not_priced');
+
+      // Each compaction in flight holds its prompt and 4,096 output tokens of gpt-4o-mini ($0.0025): the third finds $0.003 committed.
+      openai.behave(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return false;
+      });
+      const replies = await Promise.all(Array.from({ length: 10 }, () => compact('vk_compact', 'gpt-4o-mini')));
+      const served = replies.filter((reply) => reply.status === 200).length;
+      assert.ok(served >= 1 && served <= 2, `${served} of 10 admitted`);
+      assert.ok(replies.filter((reply) => reply.status !== 200).every((reply) => reply.status === 429 && reply.json.error.code === 'budget_exceeded'));
     } finally {
+      openai.behave(null);
       await gateway.stop();
     }
   });
 });
 
 describe('a price file that cannot be used', () => {
-  it('stops the gateway at start, listing every problem', async () => {
+  it('stops the gateway at start, listing every problem, and those of keys.json too', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'mock' } } }));
     writeFileSync(join(dir, 'prices.json'), JSON.stringify({ prices: { openai: { 'gpt-x': { input: -1, output: 1 }, 'gpt-y': { output: 1 } }, nobody: {} } }));
@@ -310,6 +334,11 @@ describe('a price file that cannot be used', () => {
     const missing = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'nope.json') }, dir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /nope\.json: file not found/);
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'nobody' } } }));
+    const both = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'prices.json') }, dir);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /keys\.json: 2 problems:\n.*unknown provider "nobody" \(supported:/, 'the keys file\'s problems, in the same run');
+    assert.match(both.stderr, /prices\.json: 3 problems:\n.*openai "gpt-x": "input" must be a number/);
   });
 });
 

@@ -16,7 +16,7 @@ import type { Usage } from '../src/formats/usage.js';
 import { LimitState, SpendStore, type KeyLimits, type Spend } from '../src/policy/limits.js';
 import { costUsd, decimalUsd, estimateUsd, formatUsd } from '../src/prices/cost.js';
 import { BUILT_IN_PRICES, builtInPrices, pricesWith } from '../src/prices/prices.js';
-import { buildPriceTable, parsePriceFile, type Price } from '../src/prices/table.js';
+import { buildPriceTable, parsePriceFile, type Price, type PriceTable } from '../src/prices/table.js';
 import { registry } from '../src/providers/index.js';
 import { addToReport, emptyReport, EntryReader, parseTime, renderReport, reportJson } from '../src/report/usage-report.js';
 import { ROOT, tempDir } from './support/gateway.js';
@@ -88,6 +88,30 @@ describe('the price table in the repository', () => {
     for (const [provider, models] of Object.entries(current)) for (const model of models) price(provider, model);
   });
 
+  it('prices the aliases clients send at their model\'s rates', () => {
+    const rates = (p: Price) => ({ ...p, source: null, checked: null });
+    assert.deepEqual(rates(price('openai', 'gpt-5.6')), rates(price('openai', 'gpt-5.6-sol')), 'OpenAI routes gpt-5.6 to GPT-5.6 Sol');
+    for (const legacy of ['deepseek-v4-flash', 'deepseek-v4-flash-vision-exp']) {
+      assert.deepEqual(rates(price('deepseek', legacy)), rates(price('deepseek', 'deepseek-flash')), `DeepSeek serves and bills ${legacy} as Flash`);
+    }
+  });
+
+  it('prices every model the README and the examples send (a key with a budget in USD refuses an unpriced one)', () => {
+    const providerOf = (model: string): string | null => (/^deepseek-/.test(model) ? 'deepseek' : /^claude-/.test(model) ? 'anthropic' : /^(?:gpt-|chatgpt-|o\d)/.test(model) ? 'openai' : null);
+    const unpriced: string[] = [];
+    for (const name of ['README.md', 'examples/curl.sh', 'examples/check-routing.mjs', 'examples/ask.mjs']) {
+      const text = readFileSync(join(ROOT, name), 'utf8');
+      // A request's model (`"model": "…"`, `model: '…'`, `model="…"`, a provider's default), and what a model_map sends.
+      const sent = [...text.matchAll(/\b(?:model|openai|anthropic|deepseek)["']?\s*[:=]\s*["']([^"'*\s]+)["']/g)].map((match) => match[1] as string);
+      for (const map of text.matchAll(/"model_map":\s*(\{[^}]*\})/g)) sent.push(...Object.values(JSON.parse(map[1] as string) as Record<string, string>));
+      for (const model of sent) {
+        const provider = providerOf(model);
+        if (provider !== null && table.price(provider, model) === null) unpriced.push(`${name}: ${provider} ${model}`);
+      }
+    }
+    assert.deepEqual(unpriced, []);
+  });
+
   it('prices every model of the built-in mock at nothing', () => {
     assert.equal(costUsd(price('mock', 'anything-at-all'), usage({ input: 1e6, output: 1e6 })), 0);
   });
@@ -104,8 +128,50 @@ describe('the price table in the repository', () => {
         for (const tier of p.tiers) assert.ok(tier.input >= p.input && tier.output >= p.output, `${provider} ${model}: a long-context tier costs more`);
       }
     }
+    assert.deepEqual(implausibleRates(table), []);
+  });
+
+  it('would catch an entry priced per token (or per thousand tokens) instead of per million', () => {
+    const misread = (provider: string, model: string, divisor: number): PriceTable => {
+      const entry = { ...(file.prices[provider]?.[model] as Record<string, unknown>) };
+      for (const field of ['input', 'output', 'cache_read', 'cache_write', 'cache_write_1h']) if (typeof entry[field] === 'number') entry[field] = (entry[field] as number) / divisor;
+      delete entry.tiers;
+      return table.with(buildPriceTable({ prices: { [provider]: { [model]: entry } } }, 'misread.json', { providers: PROVIDERS, requireSource: false }));
+    };
+    assert.match(implausibleRates(misread('openai', 'o1-pro', 1e6)).join('\n'), /openai o1-pro: input 0\.00015 \$\/M/, 'the dearest model, per token');
+    assert.match(implausibleRates(misread('anthropic', 'claude-haiku-5-5', 1e5)).join('\n'), /anthropic claude-haiku-5-5: input/, 'the cheapest, 100,000x off');
+    assert.match(implausibleRates(misread('openai', 'gpt-4o', 1000)).join('\n'), /openai gpt-4o: input 0\.0025 \$\/M is under 0\.01/, 'per thousand tokens');
+    assert.match(implausibleRates(misread('anthropic', 'claude-opus-4-1', 1000)).join('\n'), /anthropic claude-opus-4-1: input 0\.015 \$\/M is under a hundredth of anthropic's median/, 'a dear model per thousand tokens');
+    assert.match(implausibleRates(misread('deepseek', 'deepseek-flash', 1e6)).join('\n'), /deepseek deepseek-flash: cache_read/);
   });
 });
+
+/**
+ * Rates too low to be USD per million tokens: an entry typed per token (1,000,000x too low) or per
+ * thousand. No model the table holds bills under a cent per million input or output tokens, or
+ * under a tenth of a cent for cache reads and writes (the cheapest: $0.005); and none costs under a
+ * hundredth of its provider's median input rate (OpenAI's spread is about 35x below it).
+ */
+function implausibleRates(prices: PriceTable): string[] {
+  const found: string[] = [];
+  for (const [provider, models] of prices.entries) {
+    if (provider === 'mock') continue;
+    const inputs = [...models.values()].map((p) => p.input).sort((a, b) => a - b);
+    const median = inputs[Math.floor(inputs.length / 2)] ?? 0;
+    for (const [model, p] of models) {
+      for (const rates of [p, ...p.tiers]) {
+        const least = { input: 0.01, output: 0.01, cache_read: 0.001, cache_write: 0.001, cache_write_1h: 0.001 };
+        const value = { input: rates.input, output: rates.output, cache_read: rates.cacheRead, cache_write: rates.cacheWrite, cache_write_1h: rates.cacheWrite1h };
+        for (const [field, floor] of Object.entries(least)) {
+          const rate = value[field as keyof typeof value];
+          if (rate < floor) found.push(`${provider} ${model}: ${field} ${rate} $/M is under ${floor} $/M (priced per token or per thousand?)`);
+        }
+      }
+      if (p.input < median / 100) found.push(`${provider} ${model}: input ${p.input} $/M is under a hundredth of ${provider}'s median (${median} $/M)`);
+    }
+  }
+  return found;
+}
 
 describe('model names', () => {
   it('resolve a dated snapshot or a -latest alias to its model, unless the snapshot is listed apart', () => {
@@ -303,6 +369,16 @@ describe('budgets in USD', () => {
     await old.load();
     assert.equal(old.current('d-usd', 'month', new Date(t)).tokens, 700);
     assert.equal(old.current('d-usd', 'month', new Date(t)).usd, 0);
+  });
+
+  it('write dollar sums to the state file as the gateway rounds each cost, without float noise', async () => {
+    const file = join(tempDir(), 'gateway_state.json');
+    const store = new SpendStore(file);
+    const state = new LimitState(store);
+    const t = Date.now();
+    for (const dollars of [0.0235, 0.0235, 0.0235]) state.record(budgetKey(5, 'total'), spent(10, dollars), { tokens: 0, usd: 0 }, t);
+    await store.save();
+    assert.match(readFileSync(file, 'utf8'), /"usd": 0\.0705,\n/);
   });
 });
 

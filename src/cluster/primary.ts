@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
-import { watchKeyFile, type KeyFile } from '../policy/key-file.js';
+import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
 import type { LimitState, SpendStore } from '../policy/limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
@@ -56,8 +56,7 @@ class Primary {
       void this.reload('SIGHUP', false);
     });
     if (config.keysWatch) {
-      watchKeyFile(config.keysFile, () => void this.reload('file changed', true));
-      if (config.pricesFile !== null) watchKeyFile(config.pricesFile, () => void this.reload('prices changed', true));
+      watchKeyFiles(config.pricesFile === null ? [config.keysFile] : [config.keysFile, config.pricesFile], () => void this.reload('file changed', true));
     }
     // Workers send their log entries as bytes: structured clone copies a Buffer as it is, where
     // JSON would decode, escape and re-encode every entry (a 1 MB body several times over).

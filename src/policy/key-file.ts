@@ -9,7 +9,7 @@ import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Registry } from '../providers/index.js';
 import { warn } from '../observe/warn.js';
-import { ConfigFileError } from '../config-file-error.js';
+import { allProblems, ConfigFileError } from '../config-file-error.js';
 import { loadPrices, pricesWith } from '../prices/prices.js';
 import type { PriceTable } from '../prices/table.js';
 import { keyWarnings, loadKeyFileText, parseKeyFile, type VirtualKey } from './keys.js';
@@ -53,10 +53,16 @@ export class KeyFile {
     return { file: new KeyFile(path, registry, pricesPath, loaded.text, loaded.pricesText, loaded.keys.length), ...loaded };
   }
 
+  /** Reads both files whatever the other holds: an operator fixes every problem of both in one pass. */
   private static async read(path: string, registry: Registry, pricesPath: string | null): Promise<Loaded> {
-    const prices = await loadPrices(pricesPath, Object.keys(registry));
-    const keys = await loadKeyFileText(path, registry);
-    return { keys: keys.keys, text: keys.text, prices: prices.table, pricesText: prices.text };
+    const [keys, prices] = await Promise.allSettled([loadKeyFileText(path, registry), loadPrices(pricesPath, Object.keys(registry))]);
+    if (keys.status === 'fulfilled' && prices.status === 'fulfilled') {
+      return { keys: keys.value.keys, text: keys.value.text, prices: prices.value.table, pricesText: prices.value.text };
+    }
+    const failures = [keys, prices].flatMap((settled): unknown[] => (settled.status === 'rejected' ? [settled.reason] : []));
+    const unexpected = failures.find((reason) => !(reason instanceof ConfigFileError));
+    if (unexpected !== undefined) throw unexpected;
+    throw allProblems(failures as ConfigFileError[]);
   }
 
   /** Keys and prices from texts this file already accepted (a cluster worker gets them from its primary). */
@@ -90,22 +96,27 @@ export class KeyFile {
 }
 
 /**
- * Calls `onChange` (debounced) when anything changes in the keys file's folder, or in the folder
- * of the file it links to. Folders, not the file: editors and deploy tools replace the file (a
- * rename), and Kubernetes swaps a `..data` symlink; a watch on the old inode sees neither. The
- * caller compares contents, so unrelated changes in the folder cost a read and nothing else.
+ * Calls `onChange` (debounced) when anything changes in the folder of a file (the keys file, the
+ * price file), or in the folder of the file it links to. Folders, not the file: editors and deploy
+ * tools replace the file (a rename), and Kubernetes swaps a `..data` symlink; a watch on the old
+ * inode sees neither. Each folder is watched once, so files side by side make one reload (and one
+ * warning when it is refused). The caller compares contents, so unrelated changes in the folder
+ * cost a read and nothing else.
  */
-export function watchKeyFile(file: string, onChange: () => void): () => void {
+export function watchKeyFiles(files: readonly string[], onChange: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
   const changed = (): void => {
     clearTimeout(timer);
     timer = setTimeout(onChange, 100);
   };
-  const folders = new Set([dirname(resolve(file))]);
-  try {
-    folders.add(dirname(realpathSync(file)));
-  } catch {
-    // not there (yet), or not a link: the folder of the path is enough
+  const folders = new Set<string>();
+  for (const file of files) {
+    folders.add(dirname(resolve(file)));
+    try {
+      folders.add(dirname(realpathSync(file)));
+    } catch {
+      // not there (yet), or not a link: the folder of the path is enough
+    }
   }
   const watchers: FSWatcher[] = [];
   for (const folder of folders) {
@@ -114,7 +125,7 @@ export function watchKeyFile(file: string, onChange: () => void): () => void {
       watcher.on('error', (err) => warn(`stopped watching ${folder} (${err.message}); reload keys with SIGHUP`));
       watchers.push(watcher);
     } catch (err) {
-      warn(`cannot watch ${folder} for changes to ${file} (${(err as Error).message}); reload keys with SIGHUP`);
+      warn(`cannot watch ${folder} for changes to ${files.join(' or ')} (${(err as Error).message}); reload keys with SIGHUP`);
     }
   }
   return () => {

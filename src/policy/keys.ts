@@ -148,7 +148,7 @@ function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undef
 function parseModelMap(value: unknown, where: string, problems: string[]): ModelMap | null | undefined {
   if (value === undefined) return null;
   if (!isRecord(value) || Object.keys(value).length === 0) {
-    problems.push(`${where}: "model_map" must be an object of model names or "prefix*" patterns to the target's model names, like {"claude-*": "deepseek-chat"}`);
+    problems.push(`${where}: "model_map" must be an object of model names or "prefix*" patterns to the target's model names, like {"claude-*": "deepseek-flash"}`);
     return undefined;
   }
   const before = problems.length;

@@ -9,7 +9,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
-import { formatUsd } from '../prices/cost.js';
+import { formatUsd, roundUsd } from '../prices/cost.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
 import { warn } from '../observe/warn.js';
 
@@ -311,7 +311,8 @@ export class SpendStore {
     for (const [digest, periods] of this.spend) {
       for (const [id, entry] of periods) {
         if (id !== 'total' && id !== periodId(id.startsWith('day:') ? 'day' : 'month', now)) periods.delete(id);
-        else if (this.kept.has(digest)) (spend[digest] ??= {})[id] = entry;
+        // Sums of dollars as the gateway rounds each cost (0.0705, not 0.07050000000000001).
+        else if (this.kept.has(digest)) (spend[digest] ??= {})[id] = { ...entry, usd: roundUsd(entry.usd) };
       }
     }
     const text = `${JSON.stringify({ version: 2, ...(this.countedInRedis ? { counted_in_redis: true } : {}), spend }, null, 2)}\n`;

@@ -15,8 +15,12 @@ export function ratesFor(price: Price, prompt: number): Rates {
 }
 
 /** Dollars to ten decimal places: a token of the cheapest model is still visible, float noise is not. */
+export function roundUsd(value: number): number {
+  return Number(value.toFixed(10));
+}
+
 function dollars(perMillion: number): number {
-  return Number((perMillion / 1_000_000).toFixed(10));
+  return roundUsd(perMillion / 1_000_000);
 }
 
 export function costUsd(price: Price, usage: Usage): number {

@@ -1,8 +1,9 @@
 /**
  * A client request that is not a generation but still belongs to a virtual key (count tokens,
  * read or delete a stored response): authenticated, counted against the key's requests per
- * minute (as zero tokens: nothing is generated), logged and measured exactly once, and answered
- * in its client API's error shape. What it does is the caller's `work`.
+ * minute (as zero tokens: nothing is generated, unless the work says what it holds, as a
+ * compaction does), logged and measured exactly once, and answered in its client API's error
+ * shape. What it does is the caller's `work`.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
@@ -11,7 +12,7 @@ import { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendJson } from '../server/http.js';
-import { NO_CHARGE, NO_RESERVATION, type Reservation } from '../policy/limits.js';
+import { NO_CHARGE, NO_RESERVATION, type Charge, type Reservation } from '../policy/limits.js';
 import { admit, answerFailure, authenticateRequest, recordRequest, settle, type SurfaceDeps } from './surface.js';
 
 export interface KeyedRoute {
@@ -34,8 +35,12 @@ export interface KeyedAnswer {
 export interface KeyedWork {
   readonly key: VirtualKey;
   readonly interaction: Interaction;
-  /** Counts the request against the key's limits (or throws their 429): call it once the request is known to be valid. */
-  admit(): Promise<void>;
+  /**
+   * Counts the request against the key's limits (or throws their 429): call it once the request is
+   * known to be valid. Work that generates holds its estimate (`charge`; `promptTokens`, what it is
+   * charged for its prompt should the answer say no usage); anything else holds nothing.
+   */
+  admit(estimate?: { readonly charge: Charge; readonly promptTokens: number }): Promise<void>;
 }
 
 export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps, work: (request: KeyedWork) => Promise<KeyedAnswer>): Promise<void> {
@@ -44,6 +49,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   if (headers !== undefined) for (const name in headers) res.setHeader(name, headers[name] as string);
   let key: VirtualKey | null = null;
   let reserved: Reservation | null = null;
+  let promptTokens = 0;
   try {
     if (!route.methods.includes(context.method)) {
       const allowed = route.methods.join(', ');
@@ -54,8 +60,9 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
     const answer = await work({
       key: owner,
       interaction,
-      admit: async () => {
-        reserved = owner.rateLimit !== null || owner.budget !== null ? await admit(deps.limiter, owner, NO_CHARGE, context.id, res) : NO_RESERVATION;
+      admit: async (estimate) => {
+        promptTokens = estimate?.promptTokens ?? 0;
+        reserved = owner.rateLimit !== null || owner.budget !== null ? await admit(deps.limiter, owner, estimate?.charge ?? NO_CHARGE, context.id, res) : NO_RESERVATION;
       },
     });
     if (context.cancel.cancelled) throw context.cancel.reason;
@@ -68,7 +75,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   } catch (err) {
     answerFailure(err, req, res, interaction, route.errorBody);
   } finally {
-    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, 0, deps.prices);
+    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptTokens, deps.prices);
     recordRequest(interaction, deps);
   }
 }

@@ -13,6 +13,10 @@ import { GatewayError, invalidRequest } from '../errors.js';
 import { isRecord, parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
 import type { Usage } from '../formats/usage.js';
+import type { Charge } from '../policy/limits.js';
+import type { Target } from '../policy/target.js';
+import { costUsd, decimalUsd, estimateUsd } from '../prices/cost.js';
+import type { Price } from '../prices/table.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { targetFor } from '../policy/routing.js';
 import { bearerToken } from '../policy/auth.js';
@@ -22,7 +26,7 @@ import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { previousNotFound, refuseConversation } from './responses.js';
 import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
-import { checkModel, notPriced, shallow, type SurfaceDeps } from './surface.js';
+import { checkModel, notPriced, shallow, UNSTATED_OUTPUT_RESERVE, type SurfaceDeps } from './surface.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
 const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
@@ -128,8 +132,15 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       }
       refuseConversation(request.conversation);
       const previous = request.previous_response_id;
-      await admit();
       const target = targetFor(key, 'responses');
+      const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
+      if (suffix === '/compact' && target.endpoints.responses !== undefined) {
+        // Compaction generates: priced, and held against the key's limits like any generation, so
+        // parallel compactions cannot overshoot a budget (an unpriced model is refused before that).
+        interaction.price = mapped === null ? null : deps.prices.price(target.provider.name, mapped);
+        if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(model ?? '');
+        await admit(compactionEstimate(target, interaction.price, raw.length));
+      } else await admit();
       if (target.endpoints.responses === undefined) {
         if (suffix === '/compact') throw new GatewayError(404, "Compaction is OpenAI's own: this virtual key's provider is reached through a stateless translation. Compact the conversation client-side.", { code: 'responses_not_stored' });
         if (previous !== undefined && previous !== null) {
@@ -138,19 +149,27 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
       }
       if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
-      const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (mapped !== null) interaction.upstreamModel = mapped;
-      if (suffix === '/compact') {
-        // Compaction generates: priced and counted like any generation.
-        interaction.price = mapped === null ? null : deps.prices.price(target.provider.name, mapped);
-        if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(model ?? '');
-      }
       const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-      if (suffix === '/compact') interaction.usage = compactUsage(answer.body);
+      if (suffix === '/compact') {
+        interaction.usage = compactUsage(answer.body);
+        // A whole answer: its cost goes in the header, as a generation's does.
+        if (interaction.usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, interaction.usage)));
+      }
       return { status: answer.status, body: answer.body };
     });
+}
+
+/**
+ * What a compaction holds while it runs, as a generation does (surface.ts): its prompt at ~4 bytes
+ * a token, and an output reserve (it takes no output limit), at its model's price.
+ */
+function compactionEstimate(target: Target, price: Price | null, bodyBytes: number): { charge: Charge; promptTokens: number } {
+  const promptTokens = Math.ceil(bodyBytes / 4);
+  const output = Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
+  return { charge: { tokens: promptTokens + output, usd: price === null ? 0 : estimateUsd(price, promptTokens, output) }, promptTokens };
 }
 
 /** The usage of a compaction's answer (a response object), for the key's limits, budget and cost. */
