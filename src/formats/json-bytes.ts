@@ -8,7 +8,7 @@
  */
 
 /** Pieces are parsed at most this size: their text (two bytes per character at worst) stays below 128 KiB. */
-export const PIECE_BYTES = 60 * 1024;
+const PIECE_BYTES = 60 * 1024;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;

@@ -170,7 +170,7 @@ async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<
 }
 
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
-export abstract class QueuedWriter implements LogSink {
+abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
   private pendingBytes = 0;

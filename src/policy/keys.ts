@@ -38,7 +38,7 @@ export interface Budget {
 export type Strategy = 'fallback' | 'weighted';
 
 /** The statuses a request moves on after, unless the key says others: the provider's trouble, not the request's. */
-export const DEFAULT_FALLBACK_ON: readonly number[] = [429, 500, 502, 503, 504, 529];
+const DEFAULT_FALLBACK_ON: readonly number[] = [429, 500, 502, 503, 504, 529];
 /** Statuses that say the request itself is wrong: another target would refuse it too. */
 const NEVER_FALLBACK_ON = new Set([400, 404, 422]);
 

@@ -8,7 +8,7 @@ import { promptTokens, type Usage } from '../formats/usage.js';
 import type { Price, Rates } from './table.js';
 
 /** The rates for a request whose prompt has `prompt` tokens. */
-export function ratesFor(price: Price, prompt: number): Rates {
+function ratesFor(price: Price, prompt: number): Rates {
   let rates: Rates = price;
   for (const tier of price.tiers) if (prompt > tier.aboveInputTokens) rates = tier;
   return rates;

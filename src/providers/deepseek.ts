@@ -27,7 +27,7 @@ export function flattenTextParts(request: ChatRequest): ChatRequest | null {
 }
 
 /** `max_completion_tokens` → `max_tokens`, replacing one also sent (the newer field wins, as at OpenAI); null when absent. */
-export function renameOutputLimit(request: ChatRequest): ChatRequest | null {
+function renameOutputLimit(request: ChatRequest): ChatRequest | null {
   if (request.max_completion_tokens === undefined || request.max_completion_tokens === null) return null;
   const { max_completion_tokens: limit, ...rest } = request;
   return { ...rest, max_tokens: limit };

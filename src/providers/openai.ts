@@ -19,7 +19,7 @@ export interface OpenAICompatibleOptions {
 }
 
 /** The request without `reasoning_content` on its messages; null when none had it. */
-export function withoutReasoning(request: ChatRequest): ChatRequest | null {
+function withoutReasoning(request: ChatRequest): ChatRequest | null {
   if (!request.messages.some((message) => message?.reasoning_content !== undefined)) return null;
   const messages = request.messages.map((message) => {
     if (message?.reasoning_content === undefined) return message;

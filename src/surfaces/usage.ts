@@ -21,7 +21,7 @@ function dollars(value: number): number {
 }
 
 /** The answer's body: the key known by its name (or digest label), never by itself. */
-export function usageBody(keyName: string, report: KeyReport): unknown {
+function usageBody(keyName: string, report: KeyReport): unknown {
   const { spend, budget, inFlight } = report;
   return {
     object: 'usage',

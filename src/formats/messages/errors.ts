@@ -21,7 +21,7 @@ const TYPE_BY_STATUS: Readonly<Record<string, string>> = {
 
 const ANTHROPIC_TYPES: ReadonlySet<string> = new Set(Object.values(TYPE_BY_STATUS));
 
-export function messagesErrorType(error: GatewayError): string {
+function messagesErrorType(error: GatewayError): string {
   const byStatus = entryOf(TYPE_BY_STATUS, String(error.status));
   if (byStatus !== undefined) return byStatus;
   if (ANTHROPIC_TYPES.has(error.type)) return error.type;

@@ -30,7 +30,7 @@ export interface MessagesTypes {
 }
 
 /** The API version sent when a client gives none (a client's own is passed on). */
-export const ANTHROPIC_VERSION = '2023-06-01';
+const ANTHROPIC_VERSION = '2023-06-01';
 
 /** The smallest thinking budget Anthropic accepts. */
 const MIN_THINKING_BUDGET = 1024;
