@@ -35,6 +35,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_compat: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl },
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
       vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
+      vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
       vk_mock: { provider: 'mock' },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
@@ -486,6 +487,52 @@ describe('stateless translation to Anthropic, through the hub', () => {
     assert.equal(toolTurn.at(-1).content[0].type, 'tool_result');
     assert.equal(toolTurn.at(-1).content[0].tool_use_id, use.id, 'the call and its result still pair');
   });
+});
+
+describe('stateless translation to Anthropic: effort and structured output', () => {
+  const place = { type: 'object', properties: { city: { type: 'string' }, sunny: { type: 'boolean' } }, required: ['city', 'sunny'], additionalProperties: false };
+
+  it('gives reasoning.effort as thinking (a budget on Claude 4.5, adaptive on 4.6) and text.format json_schema as structured output', async () => {
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'Where is it sunny?', reasoning: { effort: 'medium', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'place', schema: place, strict: true } } });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json.output.map((item: any) => item.type), ['reasoning', 'message']);
+    assert.deepEqual(JSON.parse(reply.json.output_text), { city: 'claude says: Where is it sunny?', sunny: true });
+    const sent = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([sent.thinking, sent.max_tokens, sent.output_config], [{ type: 'enabled', budget_tokens: 2048 }, 4096 + 2048, { format: { type: 'json_schema', schema: place } }]);
+
+    const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
+    assert.equal(adaptive.status, 200, adaptive.text);
+    assert.equal(assertCodexStream(events(adaptive.text)).output[0].summary[0].text, 'Let me think.');
+    const thought = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([thought.thinking, thought.output_config, thought.max_tokens], [{ type: 'adaptive' }, { effort: 'high' }, 20000]);
+
+    // A tool loop: the call's turn thinks; its continuation cannot send Claude's thinking back, so it goes on without.
+    const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }], tools: [weatherTool], reasoning: { effort: 'high' }, store: false };
+    const called = await responses('vk_claude_adaptive', first);
+    assert.equal(called.status, 200, called.text);
+    const call = called.json.output.find((item: any) => item.type === 'function_call');
+    const next = await responses('vk_claude_adaptive', { ...first, input: [...first.input, ...called.json.output, { type: 'function_call_output', call_id: call.call_id, output: '21C' }] });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(anthropic.requests.at(-1)?.json.thinking, undefined);
+
+    const jsonMode = await responses('vk_claude', { model: 'gpt-5-codex', input: 'x', text: { format: { type: 'json_object' } } });
+    assert.equal(jsonMode.status, 400);
+    assert.deepEqual([jsonMode.json.error.code, jsonMode.json.error.param], ['unsupported_parameter', 'text.format']);
+    assert.match(jsonMode.json.error.message, /structured output only with a schema/);
+  });
+
+  it('gives a chat client structured output and thinking from Claude too', async () => {
+    const reply = await request(gateway.url, '/v1/chat/completions', {
+      key: 'vk_claude_adaptive',
+      body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'Where?' }], reasoning_effort: 'low', response_format: { type: 'json_schema', json_schema: { name: 'place', schema: place, strict: true } } },
+    });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(JSON.parse(reply.json.choices[0].message.content), { city: 'claude says: Where?', sunny: true });
+    assert.equal(reply.json.choices[0].message.reasoning_content, 'Let me think.');
+    const sent = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
+  });
+
 });
 
 describe('the Responses route as a client sees it', () => {

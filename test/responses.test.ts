@@ -673,6 +673,20 @@ describe('review findings, each a regression test', () => {
     );
   });
 
+  it("takes reasoning.effort and text.format json_schema on to Anthropic's thinking and structured output, whatever the model's name", () => {
+    const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
+    const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };
+    const fields = { model: 'claude-opus-4-6', reasoning: { effort: 'high', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'r', schema, strict: true } } };
+    const sent = router.route(responsesClient, ['messages']).translation.exchange(request(fields)).request as AnthropicRequest;
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'high', format: { type: 'json_schema', schema } }]);
+    const chat = router.route(responsesClient, ['chat']).translation.exchange(request(fields)).request as ChatRequest;
+    assert.equal(chat.reasoning_effort, undefined, 'OpenAI-format servers refuse an effort for a model that does not reason');
+    assert.throws(
+      () => router.route(responsesClient, ['messages']).translation.exchange(request({ reasoning: { effort: 'extreme' } })),
+      (err: unknown) => err instanceof GatewayError && err.param === 'reasoning.effort' && err.message.includes('"reasoning.effort"'),
+    );
+  });
+
   it('knows an owner only from the very response asked for; an answer that is no JSON object is the provider\'s 502', () => {
     assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_a","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), 't');
     assert.equal(ownerInAnswer(Buffer.from('{"id":"resp_b","metadata":{"llm_gateway_owner":"t"}}'), 'resp_a'), null);

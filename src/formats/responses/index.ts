@@ -12,7 +12,7 @@ import { parseResponseObject } from './answer.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
 import { maxOutputTokens, parseResponsesRequest } from './request.js';
-import { toChatRequest } from './request-to-chat.js';
+import { toChatRequest, type ToChatOptions } from './request-to-chat.js';
 import { toResponse } from './response-from-chat.js';
 import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
@@ -66,12 +66,12 @@ const CLIENT_PARAMS: Readonly<Record<string, string>> = {
 };
 
 /** Responses clients on a provider that speaks the hub (or Messages, through it): stateless. */
-export function responsesToChat(): Translation<ResponsesTypes, ChatTypes> {
+export function responsesToChat(options: ToChatOptions = { effortForEveryModel: false }): Translation<ResponsesTypes, ChatTypes> {
   return {
     identity: false,
     clientParams: CLIENT_PARAMS,
     exchange(request) {
-      const translated = toChatRequest(request);
+      const translated = toChatRequest(request, options);
       const context = { request, tools: translated.tools };
       return {
         request: translated.request,
