@@ -122,24 +122,34 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     assert.equal(full.json.error.param, 'metadata');
   });
 
-  it('relays a stream split anywhere unchanged and logs the final response and its usage', async () => {
-    const response = { id: 'resp_drip', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_d', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi – ☀️ there', annotations: [] }] }], usage: { input_tokens: 40, input_tokens_details: { cached_tokens: 10 }, output_tokens: 6, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 46 } };
-    const transcript = streamEvents(response).join('');
-    openai.behave(async ({ res, recorded }): Promise<boolean | void> => {
-      if (recorded.path !== '/v1/responses') return false;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-request-id': 'req_up_drip' });
-      await drip(res, transcript);
-    });
-    try {
-      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
-      assert.equal(reply.status, 200);
-      assert.equal(reply.text, transcript);
-      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.deepEqual(entry.response, response);
-      assert.deepEqual(entry.usage, { input_tokens: 30, output_tokens: 6, cache_read_tokens: 10, cache_write_tokens: 0, reasoning_tokens: 0 });
-      assert.equal(entry.upstream.request_id, 'req_up_drip');
-    } finally {
-      openai.behave(null);
+  it('relays a stream split anywhere unchanged and logs the final response and its usage, whichever event ends it', async () => {
+    const usage = { input_tokens: 40, input_tokens_details: { cached_tokens: 10 }, output_tokens: 6, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 46 };
+    const output = [{ type: 'message', id: 'msg_d', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi – ☀️ there', annotations: [] }] }];
+    const endings = [
+      { end: 'response.completed', fields: { status: 'completed' }, status: 200 },
+      { end: 'response.incomplete', fields: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } }, status: 200 },
+      { end: 'response.failed', fields: { status: 'failed', error: { code: 'server_error', message: 'The model failed.' } }, status: 502 },
+    ] as const;
+    for (const { end, fields, status } of endings) {
+      const response = { id: 'resp_drip', object: 'response', created_at: 1, model: 'gpt-5', output, usage, ...fields };
+      const transcript = streamEvents(response, end).join('');
+      openai.behave(async ({ res, recorded }): Promise<boolean | void> => {
+        if (recorded.path !== '/v1/responses') return false;
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-request-id': 'req_up_drip' });
+        await drip(res, transcript);
+      });
+      try {
+        const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+        assert.equal(reply.status, 200);
+        assert.equal(reply.text, transcript, end);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, status, end);
+        assert.deepEqual(entry.response, response, end);
+        assert.deepEqual(entry.usage, { input_tokens: 30, output_tokens: 6, cache_read_tokens: 10, cache_write_tokens: 0, reasoning_tokens: 0 }, end);
+        assert.equal(entry.upstream.request_id, 'req_up_drip');
+      } finally {
+        openai.behave(null);
+      }
     }
   });
 
