@@ -277,6 +277,22 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(invalid.json.error.param, 'metadata');
   });
 
+  it('sends what it checked however a key is spelled (twice, or with escapes): create, compact and input_tokens', async () => {
+    openai.requests.length = 0;
+    const escaped = `{"model":"gpt-5","input":"x","store":false,"previous_resp\\u006fnse_id":"${id}","previous_response_id":null}`;
+    const create = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: escaped });
+    assert.equal(create.status, 200, create.text);
+    assert.equal(openai.requests[0]?.raw, '{"model":"gpt-5","input":"x","store":false,"previous_response_id":null}', 'one previous_response_id: the one the gateway checked');
+    for (const path of ['/v1/responses/compact', '/v1/responses/input_tokens']) {
+      for (const body of [`{"model":"gpt-5","input":"x","previous_response_id":"${id}","previous_response_id":null}`, escaped.replace(',"store":false', '')]) {
+        openai.requests.length = 0;
+        const reply = await request(gateway.url, path, { key: 'vk_codex_other', body });
+        assert.equal(reply.status, 200, `${path} ${body}: ${reply.text}`);
+        assert.equal(openai.requests.at(-1)?.raw, '{"model":"gpt-5","input":"x","previous_response_id":null}', `${path} ${body}`);
+      }
+    }
+  });
+
   it('knows a response created outside the gateway as no key\'s', async () => {
     openai.stored.set('resp_outside', { response: { id: 'resp_outside', object: 'response', status: 'completed', output: [], metadata: {} }, input: [] });
     const reply = await request(gateway.url, '/v1/responses/resp_outside', { method: 'GET', key: 'vk_codex' });

@@ -20,7 +20,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
-import { previousNotFound, refuseConversation } from './responses.js';
+import { checkedBody, previousNotFound, refuseConversation } from './responses.js';
 import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
 import { checkModel, notPriced, shallow, type SurfaceDeps } from './surface.js';
 
@@ -145,7 +145,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         interaction.price = mapped === null ? null : deps.prices.price(target.provider.name, mapped);
         if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(model ?? '');
       }
-      const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
+      const body = mapped === null || mapped === model ? checkedBody(raw, request) : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
       if (suffix === '/compact') interaction.usage = compactUsage(answer.body);

@@ -6,6 +6,7 @@
  * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
  */
 import { GatewayError, invalidRequest } from '../errors.js';
+import { plainUniqueKeys } from '../formats/json-bytes.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
@@ -26,22 +27,14 @@ export function refuseConversation(conversation: unknown): void {
   });
 }
 
-/** The fields the gateway decides on before a request passes through. */
-const CHECKED_FIELDS = ['previous_response_id', 'conversation', 'store', 'metadata'].map((field) => Buffer.from(`"${field}"`));
-
 /**
- * Whether `"field"` stands as an object key more than once in the JSON (a quoted word followed by
- * a colon is a key; inside a string its quotes would be escaped). Nested keys of the same name
- * count too: then the body is re-serialised for nothing, never let through unchecked.
+ * The body to pass through for `request`, parsed from `raw`: the client's bytes, or the request as
+ * the gateway read it when a top-level key stands twice or is written with an escape. The gateway
+ * decides on some fields (previous_response_id, conversation, input, model, store, metadata…)
+ * and parsers differ on which of two keys wins: what it checked is what the provider gets.
  */
-export function namedTwice(raw: Buffer, field: Buffer): boolean {
-  let seen = 0;
-  for (let at = raw.indexOf(field); at !== -1; at = raw.indexOf(field, at + field.length)) {
-    let next = at + field.length;
-    while (next < raw.length && (raw[next] === 0x20 || raw[next] === 0x0a || raw[next] === 0x0d || raw[next] === 0x09)) next++;
-    if (raw[next] === 0x3a /* : */ && ++seen > 1) return true;
-  }
-  return false;
+export function checkedBody(raw: Buffer | string, request: Record<string, unknown>): Buffer | string {
+  return Buffer.isBuffer(raw) && !plainUniqueKeys(raw, request) ? shallow(() => JSON.stringify(request)) : raw;
 }
 
 export const responsesSurface: Surface<ResponsesTypes> = {
@@ -49,9 +42,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   credential: (headers) => bearerToken(headers.authorization),
   howToSendKey: HOW_TO_SEND_BEARER,
   async passThrough({ request, key, interaction, deps, body: sent }) {
-    // What the gateway checks is what the provider gets: a body that names one of these twice
-    // (JSON parsers differ on which one wins) goes as the gateway read it.
-    const body = Buffer.isBuffer(sent) && CHECKED_FIELDS.some((field) => namedTwice(sent, field)) ? shallow(() => JSON.stringify(request)) : sent;
+    const body = checkedBody(sent, request);
     refuseConversation(request.conversation);
     // A background response is generated (and billed) after this request has ended: no budget could count it.
     if (request.background === true && key.budget !== null) {
