@@ -293,6 +293,17 @@ describe('stored responses: a virtual key reaches only its own', () => {
     }
   });
 
+  it("refuses item_reference input items: an item id does not say whose response it is from", async () => {
+    for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
+      openai.requests.length = 0;
+      const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'msg_of_another_key' }] } });
+      assert.equal(reply.status, 400, path);
+      assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
+      assert.match(reply.json.error.message, /item_reference is not supported through this gateway/);
+      assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+    }
+  });
+
   it('knows a response created outside the gateway as no key\'s', async () => {
     openai.stored.set('resp_outside', { response: { id: 'resp_outside', object: 'response', status: 'completed', output: [], metadata: {} }, input: [] });
     const reply = await request(gateway.url, '/v1/responses/resp_outside', { method: 'GET', key: 'vk_codex' });

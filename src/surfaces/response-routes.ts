@@ -20,7 +20,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
-import { checkedBody, previousNotFound, refuseConversation } from './responses.js';
+import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
 import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
 import { checkModel, notPriced, shallow, type SurfaceDeps } from './surface.js';
 
@@ -127,6 +127,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         checkModel(key, model);
       }
       refuseConversation(request.conversation);
+      refuseItemReferences(request.input);
       const previous = request.previous_response_id;
       await admit();
       const target = targetFor(key, 'responses');

@@ -7,6 +7,7 @@
  */
 import { GatewayError, invalidRequest } from '../errors.js';
 import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { isRecord } from '../formats/json.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
@@ -16,6 +17,20 @@ import { shallow, type Surface } from './surface.js';
 
 export function previousNotFound(id: string): GatewayError {
   return new GatewayError(400, `Previous response with id '${id}' not found.`, { code: 'previous_response_not_found', param: 'previous_response_id' });
+}
+
+/**
+ * An `item_reference` input item names an item by id alone, and an id does not say whose
+ * response it came from: a key that learnt another key's item id could pull that item in.
+ */
+export function refuseItemReferences(input: unknown): void {
+  if (!Array.isArray(input)) return;
+  const at = input.findIndex((item: unknown) => isRecord(item) && item.type === 'item_reference');
+  if (at === -1) return;
+  throw new GatewayError(400, `input[${at}]: item_reference is not supported through this gateway: an item id does not say whose response the item belongs to, so it cannot be shown to be this key's. Send the item itself in 'input', or continue with previous_response_id.`, {
+    code: 'unsupported_parameter',
+    param: `input[${at}]`,
+  });
 }
 
 /** Conversations are created outside the gateway (it does not serve that API): none can be shown to be a key's own. */
@@ -44,6 +59,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, interaction, deps, body: sent }) {
     const body = checkedBody(sent, request);
     refuseConversation(request.conversation);
+    refuseItemReferences(request.input);
     // A background response is generated (and billed) after this request has ended: no budget could count it.
     if (request.background === true && key.budget !== null) {
       throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');
