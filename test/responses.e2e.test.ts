@@ -12,7 +12,7 @@ import { ownerTag } from '../src/policy/response-owners.js';
 import { CODEX_HEADERS, codexFirstTurn } from './support/codex.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, drip, request, type Reply } from './support/http.js';
-import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { streamEvents } from './support/mock-responses.js';
 
@@ -568,6 +568,27 @@ describe('stateless translation to Anthropic: effort and structured output', () 
     assert.equal(reply.json.choices[0].message.reasoning_content, 'Let me think.');
     const sent = anthropic.requests.at(-1)?.json;
     assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
+  });
+
+  it("answers an error before the stream in OpenAI's shape with its status; a prompt too long is context_length_exceeded", async () => {
+    for (const [status, type, message, code] of [
+      [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', null],
+      [400, 'invalid_request_error', 'prompt is too long: 215000 tokens > 200000 maximum', 'context_length_exceeded'],
+    ] as const) {
+      anthropic.behave(({ res }) => {
+        const text = JSON.stringify(anthropicError(type, message));
+        res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '7' });
+        res.end(text);
+      });
+      try {
+        const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+        assert.equal(reply.status, status);
+        assert.match(String(reply.headers['content-type']), /^application\/json/);
+        assert.deepEqual(reply.json, { error: { message, type, param: null, code } });
+      } finally {
+        anthropic.behave(null);
+      }
+    }
   });
 
 });

@@ -9,6 +9,7 @@ import type { ChatTypes } from '../chat/index.js';
 import { parseChatModelList } from '../chat/models.js';
 import type { Translation } from '../translation.js';
 import { parseResponseObject } from './answer.js';
+import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
 import { maxOutputTokens, parseResponsesRequest } from './request.js';
@@ -36,7 +37,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
     if (changes.maxOutputTokens !== undefined) copy.max_output_tokens = changes.maxOutputTokens;
     return copy;
   },
-  errorBody: (error) => error.toBody(),
+  errorBody: responsesErrorBody,
   streamOutput: (request) => responsesStreamOutput(request.model),
   assembler: () => new ResponseAssembler(),
 };
