@@ -526,8 +526,47 @@ describe('stateless translation to Anthropic, through the hub', () => {
   });
 });
 
-describe('stateless translation to Anthropic: effort and structured output', () => {
+describe('stateless translation to Anthropic: tools, effort, structured output, refusals and failures', () => {
   const place = { type: 'object', properties: { city: { type: 'string' }, sunny: { type: 'boolean' } }, required: ['city', 'sunny'], additionalProperties: false };
+  const messageStart = 'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_f","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}\n\n';
+
+  it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {
+    const tools = [{ type: 'namespace', name: 'geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', parameters: weatherTool.parameters }] }];
+    const first = { model: 'gpt-5-codex', input: 'weather in Paris?', tools, store: false };
+    const reply = await responses('vk_claude', first);
+    assert.equal(reply.status, 200, reply.text);
+    const call = reply.json.output.find((item: any) => item.type === 'function_call');
+    assert.deepEqual([call.name, call.namespace, JSON.parse(call.arguments)], ['get_weather', 'geo', { city: 'Paris' }]);
+    assert.equal(anthropic.requests.at(-1)?.json.tools[0].name, 'geo__get_weather');
+    const next = await responses('vk_claude', { ...first, input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'sunny' }] });
+    assert.equal(next.status, 200, next.text);
+    const turns = anthropic.requests.at(-1)?.json.messages;
+    assert.deepEqual(turns.at(-2).content.find((block: any) => block.type === 'tool_use')?.name, 'geo__get_weather');
+    assert.deepEqual(turns.at(-1).content[0], { type: 'tool_result', tool_use_id: turns.at(-2).content.find((block: any) => block.type === 'tool_use').id, content: 'sunny' });
+  });
+
+  it('answers a custom tool as custom_tool_call, streamed with its input, and takes its output back', async () => {
+    const tools = [{ type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } }];
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'weather in Paris?', tools, stream: true });
+    assert.equal(reply.status, 200, reply.text);
+    const list = events(reply.text);
+    const call = assertCodexStream(list).output.find((item: any) => item.type === 'custom_tool_call');
+    assert.deepEqual([call.name, call.input], ['apply_patch', '{"city": "Paris", "unit": "celsius"}']);
+    assert.equal(list.find((event) => event.type === 'response.custom_tool_call_input.done')?.input, call.input);
+    const next = await responses('vk_claude', { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'custom_tool_call_output', call_id: call.call_id, output: 'patched' }], tools });
+    assert.equal(next.status, 200, next.text);
+    const use = anthropic.requests.at(-1)?.json.messages.at(-2).content.find((block: any) => block.type === 'tool_use');
+    assert.deepEqual([use.name, use.input], ['apply_patch', { input: call.input }]);
+  });
+
+  it('refuses previous_response_id: the provider is stateless through the gateway', async () => {
+    anthropic.requests.length = 0;
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'more', previous_response_id: 'resp_1' });
+    assert.equal(reply.status, 400);
+    assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'previous_response_id']);
+    assert.match(reply.json.error.message, /stateless through this gateway/);
+    assert.equal(anthropic.requests.length, 0);
+  });
 
   it('gives reasoning.effort as thinking (a budget on Claude 4.5, adaptive on 4.6) and text.format json_schema as structured output', async () => {
     const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'Where is it sunny?', reasoning: { effort: 'medium', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'place', schema: place, strict: true } } });
@@ -591,6 +630,28 @@ describe('stateless translation to Anthropic: effort and structured output', () 
     }
   });
 
+  it('ends a mid-stream failure with response.failed carrying the code Codex acts on', async () => {
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(messageStart);
+      res.write('event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n');
+      res.write('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hal"}}\n\n');
+      res.end('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n');
+    });
+    try {
+      const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+      const list = events(reply.text);
+      list.forEach((event, index) => assert.equal(event.sequence_number, index));
+      const failed = list.at(-1);
+      assert.equal(failed.type, 'response.failed');
+      assert.deepEqual(failed.response.error, { code: 'server_is_overloaded', message: 'Overloaded' });
+      assert.ok(list.some((event) => event.type === 'response.output_text.delta' && event.delta === 'Hal'));
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.error.type, 'overloaded_error');
+    } finally {
+      anthropic.behave(null);
+    }
+  });
 });
 
 describe('the Responses route as a client sees it', () => {
