@@ -290,6 +290,58 @@ describe('anthropic request: parameters', () => {
     assert.equal((out as unknown as Record<string, unknown>).stream_options, undefined);
   });
 
+  it('response_format json_schema → output_config.format (the schema alone); json_object → 400 saying what works', () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
+    const out = translate({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'place', description: 'A place', schema, strict: true } } });
+    assert.deepEqual(out.output_config, { format: { type: 'json_schema', schema } });
+    assert.equal(translate({ messages: [user('x')], response_format: { type: 'text' } }).output_config, undefined);
+    rejects({ messages: [user('x')], response_format: { type: 'json_object' } }, /Parameter "response_format" is not supported with an anthropic key: Anthropic has structured output only with a schema/, 'response_format');
+    rejects({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'place' } } }, /needs "json_schema.schema"/, 'response_format');
+  });
+
+  it('reasoning_effort → adaptive thinking with output_config.effort on Claude 4.6 and later', () => {
+    const out = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'medium' });
+    assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [{ type: 'adaptive' }, { effort: 'medium' }, 4096 + 2048]);
+    assert.deepEqual(translate({ model: 'claude-sonnet-5', messages: [user('x')], reasoning_effort: 'minimal', max_tokens: 1000 }).output_config, { effort: 'low' });
+    assert.deepEqual(translate({ model: 'claude-opus-4-7', messages: [user('x')], reasoning_effort: 'xhigh' }).output_config, { effort: 'high' });
+    const both = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'low', response_format: { type: 'json_schema', json_schema: { name: 'r', schema: { type: 'object' } } } });
+    assert.deepEqual(both.output_config, { effort: 'low', format: { type: 'json_schema', schema: { type: 'object' } } });
+  });
+
+  it('reasoning_effort → a thinking budget on Claude 3.7 to 4.5, at most half the client\'s limit; nothing on older models or for none', () => {
+    const dated = translate({ model: 'claude-sonnet-4-5-20250929', messages: [user('x')], reasoning_effort: 'high' });
+    assert.deepEqual([dated.thinking, dated.max_tokens, dated.output_config], [{ type: 'enabled', budget_tokens: 4096 }, 4096 + 4096, undefined]);
+    assert.deepEqual(translate({ model: 'claude-opus-4-20250514', messages: [user('x')], reasoning_effort: 'low' }).thinking, { type: 'enabled', budget_tokens: 1024 });
+    const limited = translate({ model: 'claude-3-7-sonnet-latest', messages: [user('x')], reasoning_effort: 'high', max_completion_tokens: 5000 });
+    assert.deepEqual([limited.thinking, limited.max_tokens], [{ type: 'enabled', budget_tokens: 2500 }, 5000]);
+    const small = translate({ model: 'claude-haiku-4-5', messages: [user('x')], reasoning_effort: 'high', max_tokens: 2000 });
+    assert.deepEqual([small.thinking, small.max_tokens], [undefined, 2000]);
+    assert.deepEqual(translate({ model: 'deepseek-v4-pro', messages: [user('x')], reasoning_effort: 'medium' }).thinking, { type: 'enabled', budget_tokens: 2048 });
+    for (const [model, effort] of [['claude-3-5-haiku-latest', 'high'], ['claude-opus-4-6', 'none']]) {
+      const out = translate({ model, messages: [user('x')], reasoning_effort: effort });
+      assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [undefined, undefined, 4096], `${model} ${effort}`);
+    }
+    rejects({ messages: [user('x')], reasoning_effort: 'extreme' }, /"reasoning_effort" must be one of/, 'reasoning_effort');
+  });
+
+  it('reasoning_effort leaves out thinking where the last assistant turn called tools (its thinking block cannot be sent back)', () => {
+    const call = { id: 'c1', type: 'function', function: { name: 'weather', arguments: '{}' } };
+    const loop = [user('weather?'), { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'c1', content: 'sunny' }];
+    for (const model of ['claude-opus-4-6', 'claude-sonnet-4-5']) {
+      const out = translate({ model, messages: loop, reasoning_effort: 'high' });
+      assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [undefined, undefined, 4096], model);
+    }
+    const after = translate({ model: 'claude-opus-4-6', messages: [...loop, { role: 'assistant', content: 'It is sunny.' }, user('thanks')], reasoning_effort: 'high' });
+    assert.deepEqual(after.thinking, { type: 'adaptive' }, 'a new question after the answer thinks again');
+  });
+
+  it("a client's own thinking wins over reasoning_effort, which still steers adaptive thinking", () => {
+    const enabled = translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 2048 }, reasoning_effort: 'high' });
+    assert.deepEqual([enabled.thinking, enabled.output_config], [{ type: 'enabled', budget_tokens: 2048 }, undefined]);
+    const adaptive = translate({ model: 'claude-opus-4-6', messages: [user('x')], thinking: { type: 'adaptive' }, reasoning_effort: 'low' });
+    assert.deepEqual([adaptive.thinking, adaptive.output_config], [{ type: 'adaptive' }, { effort: 'low' }]);
+  });
+
   it('n > 1 → 400; n = 1 is fine', () => {
     rejects({ messages: [user('x')], n: 2 }, /"n" must be 1/, 'n');
     assert.doesNotThrow(() => translate({ messages: [user('x')], n: 1 }));
@@ -301,7 +353,7 @@ describe('anthropic request: parameters', () => {
       const out = translate({ messages: [user('x')], [param]: 'anything' }) as unknown as Record<string, unknown>;
       assert.equal(out[param], undefined, `${param} is dropped`);
     }
-    for (const [param, value] of Object.entries({ logprobs: true, top_logprobs: 3, logit_bias: { 50256: -100 }, response_format: { type: 'json_object' }, reasoning_effort: 'high', audio: {}, modalities: ['text', 'audio'], prediction: {}, functions: [], function_call: 'auto', web_search_options: {} })) {
+    for (const [param, value] of Object.entries({ logprobs: true, top_logprobs: 3, logit_bias: { 50256: -100 }, audio: {}, modalities: ['text', 'audio'], prediction: {}, functions: [], function_call: 'auto', web_search_options: {} })) {
       assert.equal(PARAMETERS[param]?.action, 'refuse', param);
       rejects({ messages: [user('x')], [param]: value }, new RegExp(`Parameter "${param}" is not supported with an anthropic key`), param);
     }

@@ -12,7 +12,7 @@ import { ownerTag } from '../src/policy/response-owners.js';
 import { CODEX_HEADERS, codexFirstTurn } from './support/codex.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, drip, request, type Reply } from './support/http.js';
-import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
+import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { streamEvents } from './support/mock-responses.js';
 
@@ -35,6 +35,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_compat: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl },
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
       vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
+      vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
       vk_mock: { provider: 'mock' },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
@@ -121,24 +122,34 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     assert.equal(full.json.error.param, 'metadata');
   });
 
-  it('relays a stream split anywhere unchanged and logs the final response and its usage', async () => {
-    const response = { id: 'resp_drip', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_d', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi – ☀️ there', annotations: [] }] }], usage: { input_tokens: 40, input_tokens_details: { cached_tokens: 10 }, output_tokens: 6, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 46 } };
-    const transcript = streamEvents(response).join('');
-    openai.behave(async ({ res, recorded }): Promise<boolean | void> => {
-      if (recorded.path !== '/v1/responses') return false;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-request-id': 'req_up_drip' });
-      await drip(res, transcript);
-    });
-    try {
-      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
-      assert.equal(reply.status, 200);
-      assert.equal(reply.text, transcript);
-      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.deepEqual(entry.response, response);
-      assert.deepEqual(entry.usage, { input_tokens: 30, output_tokens: 6, cache_read_tokens: 10, cache_write_tokens: 0, reasoning_tokens: 0 });
-      assert.equal(entry.upstream.request_id, 'req_up_drip');
-    } finally {
-      openai.behave(null);
+  it('relays a stream split anywhere unchanged and logs the final response and its usage, whichever event ends it', async () => {
+    const usage = { input_tokens: 40, input_tokens_details: { cached_tokens: 10 }, output_tokens: 6, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 46 };
+    const output = [{ type: 'message', id: 'msg_d', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hi – ☀️ there', annotations: [] }] }];
+    const endings = [
+      { end: 'response.completed', fields: { status: 'completed' }, status: 200 },
+      { end: 'response.incomplete', fields: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } }, status: 200 },
+      { end: 'response.failed', fields: { status: 'failed', error: { code: 'server_error', message: 'The model failed.' } }, status: 502 },
+    ] as const;
+    for (const { end, fields, status } of endings) {
+      const response = { id: 'resp_drip', object: 'response', created_at: 1, model: 'gpt-5', output, usage, ...fields };
+      const transcript = streamEvents(response, end).join('');
+      openai.behave(async ({ res, recorded }): Promise<boolean | void> => {
+        if (recorded.path !== '/v1/responses') return false;
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-request-id': 'req_up_drip' });
+        await drip(res, transcript);
+      });
+      try {
+        const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+        assert.equal(reply.status, 200);
+        assert.equal(reply.text, transcript, end);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, status, end);
+        assert.deepEqual(entry.response, response, end);
+        assert.deepEqual(entry.usage, { input_tokens: 30, output_tokens: 6, cache_read_tokens: 10, cache_write_tokens: 0, reasoning_tokens: 0 }, end);
+        assert.equal(entry.upstream.request_id, 'req_up_drip');
+      } finally {
+        openai.behave(null);
+      }
     }
   });
 
@@ -264,6 +275,33 @@ describe('stored responses: a virtual key reaches only its own', () => {
     const invalid = await responses('vk_codex', { model: 'gpt-5', input: 'x', metadata: 'tag' });
     assert.equal(invalid.status, 400);
     assert.equal(invalid.json.error.param, 'metadata');
+  });
+
+  it('sends what it checked however a key is spelled (twice, or with escapes): create, compact and input_tokens', async () => {
+    openai.requests.length = 0;
+    const escaped = `{"model":"gpt-5","input":"x","store":false,"previous_resp\\u006fnse_id":"${id}","previous_response_id":null}`;
+    const create = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: escaped });
+    assert.equal(create.status, 200, create.text);
+    assert.equal(openai.requests[0]?.raw, '{"model":"gpt-5","input":"x","store":false,"previous_response_id":null}', 'one previous_response_id: the one the gateway checked');
+    for (const path of ['/v1/responses/compact', '/v1/responses/input_tokens']) {
+      for (const body of [`{"model":"gpt-5","input":"x","previous_response_id":"${id}","previous_response_id":null}`, escaped.replace(',"store":false', '')]) {
+        openai.requests.length = 0;
+        const reply = await request(gateway.url, path, { key: 'vk_codex_other', body });
+        assert.equal(reply.status, 200, `${path} ${body}: ${reply.text}`);
+        assert.equal(openai.requests.at(-1)?.raw, '{"model":"gpt-5","input":"x","previous_response_id":null}', `${path} ${body}`);
+      }
+    }
+  });
+
+  it("refuses item_reference input items: an item id does not say whose response it is from", async () => {
+    for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
+      openai.requests.length = 0;
+      const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'msg_of_another_key' }] } });
+      assert.equal(reply.status, 400, path);
+      assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
+      assert.match(reply.json.error.message, /item_reference is not supported through this gateway/);
+      assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+    }
   });
 
   it('knows a response created outside the gateway as no key\'s', async () => {
@@ -485,6 +523,134 @@ describe('stateless translation to Anthropic, through the hub', () => {
     const use = toolTurn.at(-2).content.find((block: any) => block.type === 'tool_use');
     assert.equal(toolTurn.at(-1).content[0].type, 'tool_result');
     assert.equal(toolTurn.at(-1).content[0].tool_use_id, use.id, 'the call and its result still pair');
+  });
+});
+
+describe('stateless translation to Anthropic: tools, effort, structured output, refusals and failures', () => {
+  const place = { type: 'object', properties: { city: { type: 'string' }, sunny: { type: 'boolean' } }, required: ['city', 'sunny'], additionalProperties: false };
+  const messageStart = 'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_f","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}\n\n';
+
+  it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {
+    const tools = [{ type: 'namespace', name: 'geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', parameters: weatherTool.parameters }] }];
+    const first = { model: 'gpt-5-codex', input: 'weather in Paris?', tools, store: false };
+    const reply = await responses('vk_claude', first);
+    assert.equal(reply.status, 200, reply.text);
+    const call = reply.json.output.find((item: any) => item.type === 'function_call');
+    assert.deepEqual([call.name, call.namespace, JSON.parse(call.arguments)], ['get_weather', 'geo', { city: 'Paris' }]);
+    assert.equal(anthropic.requests.at(-1)?.json.tools[0].name, 'geo__get_weather');
+    const next = await responses('vk_claude', { ...first, input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'sunny' }] });
+    assert.equal(next.status, 200, next.text);
+    const turns = anthropic.requests.at(-1)?.json.messages;
+    assert.deepEqual(turns.at(-2).content.find((block: any) => block.type === 'tool_use')?.name, 'geo__get_weather');
+    assert.deepEqual(turns.at(-1).content[0], { type: 'tool_result', tool_use_id: turns.at(-2).content.find((block: any) => block.type === 'tool_use').id, content: 'sunny' });
+  });
+
+  it('answers a custom tool as custom_tool_call, streamed with its input, and takes its output back', async () => {
+    const tools = [{ type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } }];
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'weather in Paris?', tools, stream: true });
+    assert.equal(reply.status, 200, reply.text);
+    const list = events(reply.text);
+    const call = assertCodexStream(list).output.find((item: any) => item.type === 'custom_tool_call');
+    assert.deepEqual([call.name, call.input], ['apply_patch', '{"city": "Paris", "unit": "celsius"}']);
+    assert.equal(list.find((event) => event.type === 'response.custom_tool_call_input.done')?.input, call.input);
+    const next = await responses('vk_claude', { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'custom_tool_call_output', call_id: call.call_id, output: 'patched' }], tools });
+    assert.equal(next.status, 200, next.text);
+    const use = anthropic.requests.at(-1)?.json.messages.at(-2).content.find((block: any) => block.type === 'tool_use');
+    assert.deepEqual([use.name, use.input], ['apply_patch', { input: call.input }]);
+  });
+
+  it('refuses previous_response_id: the provider is stateless through the gateway', async () => {
+    anthropic.requests.length = 0;
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'more', previous_response_id: 'resp_1' });
+    assert.equal(reply.status, 400);
+    assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'previous_response_id']);
+    assert.match(reply.json.error.message, /stateless through this gateway/);
+    assert.equal(anthropic.requests.length, 0);
+  });
+
+  it('gives reasoning.effort as thinking (a budget on Claude 4.5, adaptive on 4.6) and text.format json_schema as structured output', async () => {
+    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'Where is it sunny?', reasoning: { effort: 'medium', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'place', schema: place, strict: true } } });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json.output.map((item: any) => item.type), ['reasoning', 'message']);
+    assert.deepEqual(JSON.parse(reply.json.output_text), { city: 'claude says: Where is it sunny?', sunny: true });
+    const sent = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([sent.thinking, sent.max_tokens, sent.output_config], [{ type: 'enabled', budget_tokens: 2048 }, 4096 + 2048, { format: { type: 'json_schema', schema: place } }]);
+
+    const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
+    assert.equal(adaptive.status, 200, adaptive.text);
+    assert.equal(assertCodexStream(events(adaptive.text)).output[0].summary[0].text, 'Let me think.');
+    const thought = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([thought.thinking, thought.output_config, thought.max_tokens], [{ type: 'adaptive' }, { effort: 'high' }, 20000]);
+
+    // A tool loop: the call's turn thinks; its continuation cannot send Claude's thinking back, so it goes on without.
+    const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }], tools: [weatherTool], reasoning: { effort: 'high' }, store: false };
+    const called = await responses('vk_claude_adaptive', first);
+    assert.equal(called.status, 200, called.text);
+    const call = called.json.output.find((item: any) => item.type === 'function_call');
+    const next = await responses('vk_claude_adaptive', { ...first, input: [...first.input, ...called.json.output, { type: 'function_call_output', call_id: call.call_id, output: '21C' }] });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(anthropic.requests.at(-1)?.json.thinking, undefined);
+
+    const jsonMode = await responses('vk_claude', { model: 'gpt-5-codex', input: 'x', text: { format: { type: 'json_object' } } });
+    assert.equal(jsonMode.status, 400);
+    assert.deepEqual([jsonMode.json.error.code, jsonMode.json.error.param], ['unsupported_parameter', 'text.format']);
+    assert.match(jsonMode.json.error.message, /structured output only with a schema/);
+  });
+
+  it('gives a chat client structured output and thinking from Claude too', async () => {
+    const reply = await request(gateway.url, '/v1/chat/completions', {
+      key: 'vk_claude_adaptive',
+      body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'Where?' }], reasoning_effort: 'low', response_format: { type: 'json_schema', json_schema: { name: 'place', schema: place, strict: true } } },
+    });
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(JSON.parse(reply.json.choices[0].message.content), { city: 'claude says: Where?', sunny: true });
+    assert.equal(reply.json.choices[0].message.reasoning_content, 'Let me think.');
+    const sent = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
+  });
+
+  it("answers an error before the stream in OpenAI's shape with its status; a prompt too long is context_length_exceeded", async () => {
+    for (const [status, type, message, code] of [
+      [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', null],
+      [400, 'invalid_request_error', 'prompt is too long: 215000 tokens > 200000 maximum', 'context_length_exceeded'],
+    ] as const) {
+      anthropic.behave(({ res }) => {
+        const text = JSON.stringify(anthropicError(type, message));
+        res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '7' });
+        res.end(text);
+      });
+      try {
+        const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+        assert.equal(reply.status, status);
+        assert.match(String(reply.headers['content-type']), /^application\/json/);
+        assert.deepEqual(reply.json, { error: { message, type, param: null, code } });
+      } finally {
+        anthropic.behave(null);
+      }
+    }
+  });
+
+  it('ends a mid-stream failure with response.failed carrying the code Codex acts on', async () => {
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(messageStart);
+      res.write('event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n');
+      res.write('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hal"}}\n\n');
+      res.end('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n');
+    });
+    try {
+      const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+      const list = events(reply.text);
+      list.forEach((event, index) => assert.equal(event.sequence_number, index));
+      const failed = list.at(-1);
+      assert.equal(failed.type, 'response.failed');
+      assert.deepEqual(failed.response.error, { code: 'server_is_overloaded', message: 'Overloaded' });
+      assert.ok(list.some((event) => event.type === 'response.output_text.delta' && event.delta === 'Hal'));
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.error.type, 'overloaded_error');
+    } finally {
+      anthropic.behave(null);
+    }
   });
 });
 

@@ -26,7 +26,7 @@ import { SseParser } from '../src/upstream/sse.js';
 import type { VirtualKey } from '../src/policy/keys.js';
 import { ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
 import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
-import { namedTwice } from '../src/surfaces/responses.js';
+import { parseJsonBytes, plainUniqueKeys } from '../src/formats/json-bytes.js';
 import { sseFrame } from '../src/formats/sse.js';
 import { codexFirstTurn } from './support/codex.js';
 
@@ -623,11 +623,21 @@ describe('owners of stored responses', () => {
 });
 
 describe('review findings, each a regression test', () => {
-  it('finds a checked field named twice in raw JSON, and only as a key', () => {
-    const field = Buffer.from('"previous_response_id"');
-    assert.equal(namedTwice(Buffer.from('{"previous_response_id":"resp_b","input":"x","previous_response_id" : null}'), field), true);
-    assert.equal(namedTwice(Buffer.from('{"previous_response_id":"resp_b","input":"the \\"previous_response_id\\": field"}'), field), false);
-    assert.equal(namedTwice(Buffer.from('{"input":"previous_response_id","previous_response_id":null}'), field), false);
+  it('finds a top-level key written twice or with an escape, and only a top-level key', () => {
+    const plain = (text: string): boolean => {
+      const raw = Buffer.from(text);
+      const scanned = plainUniqueKeys(raw);
+      // A large body's parse saw its top-level keys already: it must say the same (pieces of 8 bytes make these large).
+      assert.equal(plainUniqueKeys(raw, parseJsonBytes(raw, 8) as object), scanned, text);
+      return scanned;
+    };
+    assert.equal(plain('{"previous_response_id":"resp_b","input":"x","previous_response_id" : null}'), false);
+    assert.equal(plain('{"previous_resp\\u006fnse_id":"resp_b","previous_response_id":null}'), false, 'the same name once escaped');
+    assert.equal(plain('{"model":"gpt-5","st\\u006fre":false}'), false, 'an escaped key alone');
+    assert.equal(plain('{"previous_response_id":"resp_b","input":"the \\"previous_response_id\\": field"}'), true);
+    assert.equal(plain('{"input":"previous_response_id","previous_response_id":null}'), true);
+    assert.equal(plain(' { "input" : [{"type":"message","type":"x"}], "metadata":{"a":"1","a":"2"}, "tools" : [ {"name":"a\\"b"} ] } '), true, 'nested keys are not the request\'s');
+    assert.equal(plain('{"a":{"b":[1,{"c":2}]},"a\\"":1,"b":"}"}'), false, 'an escaped quote in a key');
   });
 
   it('keeps an event name to one line, so a provider cannot start events of its own', () => {
@@ -670,6 +680,20 @@ describe('review findings, each a regression test', () => {
     assert.throws(
       () => route.translation.exchange(request({ text: { format: { type: 'json_object' } } })),
       (err: unknown) => err instanceof GatewayError && err.param === 'text.format' && err.message.includes('"text.format"') && !err.message.includes('response_format'),
+    );
+  });
+
+  it("takes reasoning.effort and text.format json_schema on to Anthropic's thinking and structured output, whatever the model's name", () => {
+    const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
+    const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };
+    const fields = { model: 'claude-opus-4-6', reasoning: { effort: 'high', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'r', schema, strict: true } } };
+    const sent = router.route(responsesClient, ['messages']).translation.exchange(request(fields)).request as AnthropicRequest;
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'high', format: { type: 'json_schema', schema } }]);
+    const chat = router.route(responsesClient, ['chat']).translation.exchange(request(fields)).request as ChatRequest;
+    assert.equal(chat.reasoning_effort, undefined, 'OpenAI-format servers refuse an effort for a model that does not reason');
+    assert.throws(
+      () => router.route(responsesClient, ['messages']).translation.exchange(request({ reasoning: { effort: 'extreme' } })),
+      (err: unknown) => err instanceof GatewayError && err.param === 'reasoning.effort' && err.message.includes('"reasoning.effort"'),
     );
   });
 

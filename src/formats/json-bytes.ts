@@ -83,6 +83,9 @@ class PieceParser {
   private top = -1;
   /** The document's large top-level members, where it is an object, by key (the last of duplicates, as JSON.parse). */
   private readonly large = new Map<string, LargeMember>();
+  /** The document's top-level keys, and whether each was written plainly and once so far. */
+  private readonly keys = new Set<string>();
+  private plainKeys = true;
 
   private text(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);
@@ -179,6 +182,8 @@ class PieceParser {
 
   private topMember(keyStart: number, keyEnd: number, start: number, end: number): void {
     const key = JSON.parse(this.text(keyStart, keyEnd)) as string;
+    if (this.keys.has(key) || hasBackslash(this.buf, keyStart, keyEnd)) this.plainKeys = false;
+    this.keys.add(key);
     if (end - start >= LARGE_MEMBER_BYTES) this.large.set(key, { key, start, end });
     else this.large.delete(key);
   }
@@ -190,8 +195,18 @@ class PieceParser {
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
     if (this.large.size > 0) Object.defineProperty(document, LARGE_MEMBERS, { value: { raw: this.buf, members: [...this.large.values()] } satisfies LargeMembers, configurable: true });
+    // The scan saw every top-level key: plainUniqueKeys need not look again.
+    if (this.top !== -1 && this.buf[this.top] === 0x7b) Object.defineProperty(document, PLAIN_KEYS, { value: this.plainKeys, configurable: true });
     return document;
   }
+}
+
+/** Whether the document's top-level keys were each written plainly and once, where its scan saw them (not enumerable: copies and JSON leave it out). */
+const PLAIN_KEYS = Symbol('plainKeys');
+
+function hasBackslash(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] === BACKSLASH) return true;
+  return false;
 }
 
 /** A top-level member this large (a conversation's messages, its tools) is one a pass-through may let go of. */
@@ -263,6 +278,43 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES): unknown {
     if (err instanceof ParseWhole || err instanceof SyntaxError || err instanceof RangeError) return JSON.parse(raw.toString('utf8'));
     throw err;
   }
+}
+
+/**
+ * Whether every key of the top level of a valid JSON object (`raw`, which a parser accepted) is
+ * written plainly (no escape) and once. Where one is not, parsers may disagree on what the body
+ * says (which of two keys wins; a key spelled with `\u` escapes decodes to a name a byte search
+ * does not see): a gateway that checked the body as it parsed it must send what it parsed.
+ * `parsed`: the object parseJsonBytes made of `raw`, whose scan of a large body already knows.
+ */
+export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
+  const known = parsed === undefined ? undefined : (parsed as { [PLAIN_KEYS]?: boolean })[PLAIN_KEYS];
+  if (known !== undefined) return known;
+  const seen = new Set<string>();
+  let depth = 0;
+  let atKey = false;
+  for (let i = skipSpace(raw, 0); i < raw.length; i++) {
+    const c = raw[i] as number;
+    if (c === QUOTE) {
+      const end = stringEnd(raw, i);
+      if (atKey) {
+        if (hasBackslash(raw, i + 1, end - 1)) return false;
+        const key = raw.toString('utf8', i + 1, end - 1);
+        if (seen.has(key)) return false;
+        seen.add(key);
+        atKey = false;
+      }
+      i = end - 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      atKey = depth === 1 && c === 0x7b;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    } else if (c === 0x2c && depth === 1) {
+      atKey = true;
+    }
+  }
+  return true;
 }
 
 /** Output that grows as needed. */

@@ -37,11 +37,12 @@ export function createRouter(options: RouterOptions): Router {
     chat: identity() as Translation<ChatTypes, ApiTypes>,
     messages: chatToMessages({ defaultMaxTokens: options.anthropicDefaultMaxTokens, now: options.now }) as unknown as Translation<ChatTypes, ApiTypes>,
   };
-  /** Each client API → the hub. */
-  const toChat: Partial<Record<ApiName, Translation<ApiTypes, ChatTypes>>> = {
-    chat: identity() as unknown as Translation<ApiTypes, ChatTypes>,
-    messages: messagesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
-    responses: responsesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
+  /** Each client API → the hub, on the way to the provider's API `to`. */
+  const toChat: Partial<Record<ApiName, (to: ApiName) => Translation<ApiTypes, ChatTypes>>> = {
+    chat: () => identity() as unknown as Translation<ApiTypes, ChatTypes>,
+    messages: () => messagesToChat() as unknown as Translation<ApiTypes, ChatTypes>,
+    // Chat's reasoning_effort is refused by OpenAI's other models; Anthropic's translation maps it per model.
+    responses: (to) => responsesToChat({ effortForEveryModel: to !== 'chat' }) as unknown as Translation<ApiTypes, ChatTypes>,
   };
 
   const find = (client: ApiName, speaks: readonly ApiName[]): Route<ApiTypes> => {
@@ -49,7 +50,7 @@ export function createRouter(options: RouterOptions): Router {
     const inbound = toChat[client];
     const api = speaks.find((name) => fromChat[name] !== undefined);
     if (inbound === undefined || api === undefined) throw new Error(`no translation from ${client} to ${speaks.join(', ')}`);
-    return { target: targets[api], translation: compose(inbound as AnyTranslation, fromChat[api] as unknown as AnyTranslation) };
+    return { target: targets[api], translation: compose(inbound(api) as AnyTranslation, fromChat[api] as unknown as AnyTranslation) };
   };
   // A route depends only on the two sides: found once per client API and provider's list (which
   // a target keeps, so the lookup allocates nothing per request).

@@ -37,6 +37,8 @@ export class Interaction implements CallRecord, RelayRecord {
   response: unknown = null;
   /** The one normalised usage. */
   usage: Usage | null = null;
+  /** The usage is the provider's count for the whole answer (its stream's end came, even a failure's), not a count so far. */
+  usageFinal = false;
   /** The price of the model the serving target was asked for (null: none in the table, or no target yet). */
   price: Price | null = null;
   /** What the request cost in USD, as charged to its key (null: tokens of a model without a price). */

@@ -24,7 +24,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
-import { previousNotFound, refuseConversation } from './responses.js';
+import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
 import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
 import { checkModel, notPriced, shallow, UNSTATED_OUTPUT_RESERVE, type SurfaceDeps } from './surface.js';
 
@@ -131,6 +131,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         checkModel(key, model);
       }
       refuseConversation(request.conversation);
+      refuseItemReferences(request.input);
       const previous = request.previous_response_id;
       const target = targetFor(key, 'responses');
       const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
@@ -150,7 +151,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       }
       if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
       if (mapped !== null) interaction.upstreamModel = mapped;
-      const body = mapped === null || mapped === model ? raw : shallow(() => JSON.stringify({ ...request, model: mapped }));
+      const body = mapped === null || mapped === model ? checkedBody(raw, request) : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
       if (suffix === '/compact') {

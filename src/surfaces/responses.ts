@@ -6,6 +6,8 @@
  * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
  */
 import { GatewayError, invalidRequest } from '../errors.js';
+import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { isRecord } from '../formats/json.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
@@ -17,6 +19,20 @@ export function previousNotFound(id: string): GatewayError {
   return new GatewayError(400, `Previous response with id '${id}' not found.`, { code: 'previous_response_not_found', param: 'previous_response_id' });
 }
 
+/**
+ * An `item_reference` input item names an item by id alone, and an id does not say whose
+ * response it came from: a key that learnt another key's item id could pull that item in.
+ */
+export function refuseItemReferences(input: unknown): void {
+  if (!Array.isArray(input)) return;
+  const at = input.findIndex((item: unknown) => isRecord(item) && item.type === 'item_reference');
+  if (at === -1) return;
+  throw new GatewayError(400, `input[${at}]: item_reference is not supported through this gateway: an item id does not say whose response the item belongs to, so it cannot be shown to be this key's. Send the item itself in 'input', or continue with previous_response_id.`, {
+    code: 'unsupported_parameter',
+    param: `input[${at}]`,
+  });
+}
+
 /** Conversations are created outside the gateway (it does not serve that API): none can be shown to be a key's own. */
 export function refuseConversation(conversation: unknown): void {
   if (conversation === undefined || conversation === null) return;
@@ -26,22 +42,14 @@ export function refuseConversation(conversation: unknown): void {
   });
 }
 
-/** The fields the gateway decides on before a request passes through. */
-const CHECKED_FIELDS = ['previous_response_id', 'conversation', 'store', 'metadata'].map((field) => Buffer.from(`"${field}"`));
-
 /**
- * Whether `"field"` stands as an object key more than once in the JSON (a quoted word followed by
- * a colon is a key; inside a string its quotes would be escaped). Nested keys of the same name
- * count too: then the body is re-serialised for nothing, never let through unchecked.
+ * The body to pass through for `request`, parsed from `raw`: the client's bytes, or the request as
+ * the gateway read it when a top-level key stands twice or is written with an escape. The gateway
+ * decides on some fields (previous_response_id, conversation, input, model, store, metadata…)
+ * and parsers differ on which of two keys wins: what it checked is what the provider gets.
  */
-export function namedTwice(raw: Buffer, field: Buffer): boolean {
-  let seen = 0;
-  for (let at = raw.indexOf(field); at !== -1; at = raw.indexOf(field, at + field.length)) {
-    let next = at + field.length;
-    while (next < raw.length && (raw[next] === 0x20 || raw[next] === 0x0a || raw[next] === 0x0d || raw[next] === 0x09)) next++;
-    if (raw[next] === 0x3a /* : */ && ++seen > 1) return true;
-  }
-  return false;
+export function checkedBody(raw: Buffer | string, request: Record<string, unknown>): Buffer | string {
+  return Buffer.isBuffer(raw) && !plainUniqueKeys(raw, request) ? shallow(() => JSON.stringify(request)) : raw;
 }
 
 export const responsesSurface: Surface<ResponsesTypes> = {
@@ -49,10 +57,9 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   credential: (headers) => bearerToken(headers.authorization),
   howToSendKey: HOW_TO_SEND_BEARER,
   async passThrough({ request, key, interaction, deps, body: sent }) {
-    // What the gateway checks is what the provider gets: a body that names one of these twice
-    // (JSON parsers differ on which one wins) goes as the gateway read it.
-    const body = Buffer.isBuffer(sent) && CHECKED_FIELDS.some((field) => namedTwice(sent, field)) ? shallow(() => JSON.stringify(request)) : sent;
+    const body = checkedBody(sent, request);
     refuseConversation(request.conversation);
+    refuseItemReferences(request.input);
     // A background response is generated (and billed) after this request has ended: no budget could count it.
     if (request.background === true && key.budget !== null) {
       throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');

@@ -283,7 +283,7 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   const status = interaction.upstreamStatus;
   if (usage === null && status !== null && status >= 200 && status < 300) {
     usage = { input: promptEstimate, output: interaction.streamedEvents, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
-  } else if (usage !== null && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
+  } else if (usage !== null && !interaction.usageFinal && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };
     interaction.usage = usage;
@@ -545,6 +545,7 @@ async function answerStream<C extends ApiTypes>(
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();
+  interaction.usageFinal = pipeline.complete();
   if (deps.log.enabled) interaction.response = pipeline.response();
   return pipeline.answerId();
 }

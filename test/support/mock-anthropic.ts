@@ -2,7 +2,10 @@
  * A mock Anthropic Messages API on 127.0.0.1 that enforces what the real one enforces
  * (docs/providers.md, Anthropic): x-api-key and anthropic-version headers, required max_tokens
  * (at most 128,000), user/assistant roles (system messages after the first turn), first turn
- * from the user, no empty text, temperature 0–1, a thinking budget below max_tokens, tool_use
+ * from the user, no empty text, temperature 0–1, a thinking budget below max_tokens, adaptive
+ * thinking and output_config.effort on Claude 4.6 and later only, with thinking on a last tool-calling
+ * assistant turn that starts with its thinking block, output_config.format a JSON
+ * schema alone (answered with JSON that follows it), tool_use
  * input as an object, every tool_use answered by a tool_result in the next turn, no unknown
  * top-level fields, and beta fields only with their `anthropic-beta` flag. Answers and streams
  * (with `event:` lines, thinking when asked) in Anthropic's exact format; counts tokens at
@@ -27,6 +30,16 @@ const KNOWN_FIELDS = new Set([
 const BETA_FIELDS: Record<string, string> = { context_management: 'context-management-2025-06-27' };
 const DEFER_LOADING_BETA = 'advanced-tool-use-2025-11-20';
 export const MAX_OUTPUT_TOKENS = 128000;
+/** Claude models that think adaptively and take output_config.effort (4.6 and later); older ones refuse both (DeepSeek's models take both). */
+const ADAPTIVE_MODEL = /^claude-(?:opus|sonnet|haiku)-(?:4-[6-9]|[5-9])(?!\d)|^(?!claude-)/;
+const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
+
+/** An answer that follows a structured output's schema: each property a value of its type. */
+function structured(schema: any, text: string): string {
+  const properties: Record<string, any> = schema?.properties ?? {};
+  const value = (type: unknown): unknown => (type === 'string' ? text : type === 'number' || type === 'integer' ? 1 : type === 'boolean' ? true : null);
+  return JSON.stringify(Object.fromEntries(Object.entries(properties).map(([name, property]) => [name, value(property?.type)])));
+}
 
 export function anthropicError(type: string, message: string): unknown {
   return { type: 'error', error: { type, message }, request_id: `req_${randomBytes(12).toString('hex')}` };
@@ -49,9 +62,25 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
   const thinking = body.thinking;
   if (thinking !== undefined) {
     if (!['enabled', 'adaptive', 'disabled'].includes(thinking?.type)) return "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'";
+    if (thinking.type === 'adaptive' && !ADAPTIVE_MODEL.test(body.model)) return `thinking.type: adaptive thinking is not supported on ${body.model}`;
     if (thinking.type === 'enabled') {
       if (!Number.isInteger(thinking.budget_tokens) || thinking.budget_tokens < 1024) return 'thinking.enabled.budget_tokens: Input should be greater than or equal to 1024';
       if (!countTokens && thinking.budget_tokens >= body.max_tokens) return '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size';
+    }
+  }
+  const config = body.output_config;
+  if (config !== undefined) {
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) return 'output_config: Input should be a valid dictionary';
+    for (const field of Object.keys(config)) if (field !== 'effort' && field !== 'format') return `output_config.${field}: Extra inputs are not permitted`;
+    if (config.effort !== undefined) {
+      if (!EFFORTS.includes(config.effort)) return "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'";
+      if (!ADAPTIVE_MODEL.test(body.model)) return `output_config.effort: the effort parameter is not supported by ${body.model}`;
+    }
+    const format = config.format;
+    if (format !== undefined) {
+      if (format?.type !== 'json_schema') return "output_config.format.type: Input should be 'json_schema'";
+      for (const field of Object.keys(format)) if (field !== 'type' && field !== 'schema') return `output_config.format.${field}: Extra inputs are not permitted`;
+      if (typeof format.schema !== 'object' || format.schema === null || Array.isArray(format.schema)) return 'output_config.format.schema: Field required';
     }
   }
   if (Array.isArray(body.tools)) {
@@ -67,6 +96,11 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
   if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: at least one message is required';
   if (body.system !== undefined && typeof body.system !== 'string' && !Array.isArray(body.system)) return 'system: Input should be a valid list';
   const messages: any[] = body.messages;
+  const lastAssistant = messages.findLast((message) => message.role === 'assistant');
+  const lastBlocks: any[] = Array.isArray(lastAssistant?.content) ? lastAssistant.content : [];
+  if ((thinking?.type === 'enabled' || thinking?.type === 'adaptive') && lastBlocks.some((block) => block.type === 'tool_use') && !['thinking', 'redacted_thinking'].includes(lastBlocks[0]?.type)) {
+    return `messages.${messages.lastIndexOf(lastAssistant)}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${lastBlocks[0]?.type}\`. When \`thinking\` is enabled, a final \`assistant\` message must start with a thinking block (preceeding the lastmost set of \`tool_use\` and \`tool_result\` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable \`thinking\`.`;
+  }
   for (let i = 0; i < messages.length; i++) {
     const message = messages[i];
     if (message.role !== 'user' && message.role !== 'assistant' && !(message.role === 'system' && i > 0)) return `messages.${i}.role: Input should be 'user', 'assistant' or 'system'`;
@@ -140,7 +174,8 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
     const thinks = body.thinking?.type === 'enabled' || body.thinking?.type === 'adaptive';
     const id = `msg_${randomBytes(12).toString('hex')}`;
     const model = `${body.model}-20250929`;
-    const text = `claude says: ${lastUserText(body)}`;
+    const said = `claude says: ${lastUserText(body)}`;
+    const text = body.output_config?.format === undefined ? said : structured(body.output_config.format.schema, said);
     const wantsTool = Array.isArray(body.tools) && body.tools.length > 0 && /weather/i.test(lastUserText(body));
     const usage = { input_tokens: 25, cache_creation_input_tokens: 0, cache_read_input_tokens: 5, output_tokens: 12 };
 

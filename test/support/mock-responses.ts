@@ -104,7 +104,7 @@ function responseFor(body: any, id: string): any {
 }
 
 /** The events of a streamed answer, each its own frame. */
-export function streamEvents(response: any): string[] {
+export function streamEvents(response: any, end: 'response.completed' | 'response.incomplete' | 'response.failed' = 'response.completed'): string[] {
   let sequence = 0;
   const frame = (type: string, fields: Record<string, unknown>): string => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...fields })}\n\n`;
   const start = { ...response, status: 'in_progress', output: [], usage: null };
@@ -124,7 +124,7 @@ export function streamEvents(response: any): string[] {
     }
     events.push(frame('response.output_item.done', { output_index: index, item }));
   });
-  events.push(frame('response.completed', { response }));
+  events.push(frame(end, { response }));
   return events;
 }
 

@@ -5,12 +5,14 @@
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord } from '../json.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
+import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
 import type {
   AnthropicMessage,
   AnthropicRequest,
   AnthropicTool,
   AnthropicToolChoice,
   ContentBlock,
+  OutputConfig,
   ImageBlock,
   TextBlock,
   ToolResultBlock,
@@ -46,6 +48,12 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   tool_choice: { action: 'map', to: 'tool_choice (auto/any/none/tool)' },
   parallel_tool_calls: { action: 'map', to: 'false → tool_choice.disable_parallel_tool_use' },
   thinking: { action: 'map', to: 'thinking (an Anthropic parameter, passed through)' },
+  reasoning_effort: { action: 'map', to: 'thinking by model: adaptive with output_config.effort (Claude 4.6+), a budget_tokens (3.7–4.5), none (earlier)' },
+  response_format: {
+    action: 'map',
+    to: 'json_schema → output_config.format; text → nothing',
+    refuse: (value) => (isRecord(value) && (value.type === 'text' || value.type === 'json_schema') ? null : 'Anthropic has structured output only with a schema: send {"type": "json_schema", "json_schema": {"name", "schema"}}'),
+  },
   n: { action: 'map', to: 'one choice', refuse: (value) => (value === 1 ? null : 'Anthropic returns one choice; "n" must be 1') },
   frequency_penalty: { action: 'drop', why: 'no Anthropic equivalent' },
   presence_penalty: { action: 'drop', why: 'no Anthropic equivalent' },
@@ -59,12 +67,6 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities', unless: (value) => value === false },
   top_logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities' },
   logit_bias: { action: 'refuse', why: 'Anthropic has no token biasing' },
-  response_format: {
-    action: 'refuse',
-    why: 'JSON mode / structured outputs are not translated; describe the format in the prompt or use a tool',
-    unless: (value) => isRecord(value) && value.type === 'text',
-  },
-  reasoning_effort: { action: 'refuse', why: 'use the Anthropic "thinking" parameter instead' },
   audio: { action: 'refuse', why: 'Anthropic has no audio output' },
   modalities: { action: 'refuse', why: 'Anthropic answers text only', unless: (value) => Array.isArray(value) && value.every((m) => m === 'text') },
   prediction: { action: 'refuse', why: 'no predicted outputs on Anthropic' },
@@ -310,6 +312,10 @@ function translateToolChoice(choice: unknown): AnthropicToolChoice | undefined {
 
 // ---- the request ---------------------------------------------------------------------------
 
+function callsTools(turn: AnthropicMessage | undefined): boolean {
+  return turn !== undefined && Array.isArray(turn.content) && turn.content.some((block) => block.type === 'tool_use');
+}
+
 export function toAnthropicRequest(request: ChatRequest, options: RequestOptions): AnthropicRequest {
   checkParameters(request);
   const { system, turns } = translateMessages(request.messages);
@@ -343,6 +349,7 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
 
   if (request.stream === true) out.stream = true;
   if (typeof request.user === 'string' && request.user !== '') out.metadata = { user_id: request.user };
+  const config: OutputConfig = {};
   if (request.thinking !== undefined && request.thinking !== null) {
     out.thinking = request.thinking;
     // max_tokens must exceed the thinking budget; without one from the client, leave room for both.
@@ -350,7 +357,27 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
     if (maxTokens === undefined || maxTokens === null) {
       if (typeof budget === 'number' && budget >= out.max_tokens) out.max_tokens = budget + options.defaultMaxTokens;
     }
+    // The client chose its thinking; an effort still steers adaptive thinking.
+    const effort = isRecord(request.thinking) && request.thinking.type === 'adaptive' ? anthropicEffort(request.reasoning_effort) : undefined;
+    if (effort !== undefined) config.effort = effort;
+  } else if (request.reasoning_effort !== undefined && request.reasoning_effort !== null) {
+    const mapped = thinkingFromEffort(request.reasoning_effort, out.model, maxTokens === undefined || maxTokens === null ? null : out.max_tokens, options.defaultMaxTokens);
+    // With thinking on, Anthropic wants a tool-calling turn's thinking block back before its
+    // results, signature and all, and chat has no place for it: such a turn goes on without thinking.
+    if (!callsTools(turns.findLast((turn) => turn.role === 'assistant'))) {
+      out.max_tokens = mapped.maxTokens;
+      if (mapped.thinking !== undefined) out.thinking = mapped.thinking;
+      if (mapped.effort !== undefined) config.effort = mapped.effort;
+    }
   }
+  const format = request.response_format;
+  if (isRecord(format) && format.type === 'json_schema') {
+    const schema = isRecord(format.json_schema) ? format.json_schema.schema : undefined;
+    if (!isRecord(schema)) throw invalidRequest('"response_format" json_schema needs "json_schema.schema", a JSON schema object.', 'response_format', 'invalid_value');
+    // Anthropic's format is the schema alone: its name and description are OpenAI's, and it is always strict.
+    config.format = { type: 'json_schema', schema };
+  }
+  if (config.effort !== undefined || config.format !== undefined) out.output_config = config;
 
   if (request.tools !== undefined && request.tools !== null) {
     const tools = translateTools(request.tools);

@@ -72,6 +72,12 @@ export interface AnthropicRequest {
   [field: string]: unknown;
 }
 
+/** Anthropic's output settings: the effort of adaptive thinking, structured output by a JSON schema. */
+export interface OutputConfig {
+  effort?: string;
+  format?: { type: 'json_schema'; schema: Record<string, unknown> };
+}
+
 /** A response content block as Anthropic sends it (only the fields read are typed). */
 export interface ResponseBlock {
   type: string;

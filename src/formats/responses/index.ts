@@ -9,10 +9,11 @@ import type { ChatTypes } from '../chat/index.js';
 import { parseChatModelList } from '../chat/models.js';
 import type { Translation } from '../translation.js';
 import { parseResponseObject } from './answer.js';
+import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
 import { maxOutputTokens, parseResponsesRequest } from './request.js';
-import { toChatRequest } from './request-to-chat.js';
+import { toChatRequest, type ToChatOptions } from './request-to-chat.js';
 import { toResponse } from './response-from-chat.js';
 import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
@@ -36,7 +37,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
     if (changes.maxOutputTokens !== undefined) copy.max_output_tokens = changes.maxOutputTokens;
     return copy;
   },
-  errorBody: (error) => error.toBody(),
+  errorBody: responsesErrorBody,
   streamOutput: (request) => responsesStreamOutput(request.model),
   assembler: () => new ResponseAssembler(),
 };
@@ -66,12 +67,12 @@ const CLIENT_PARAMS: Readonly<Record<string, string>> = {
 };
 
 /** Responses clients on a provider that speaks the hub (or Messages, through it): stateless. */
-export function responsesToChat(): Translation<ResponsesTypes, ChatTypes> {
+export function responsesToChat(options: ToChatOptions = { effortForEveryModel: false }): Translation<ResponsesTypes, ChatTypes> {
   return {
     identity: false,
     clientParams: CLIENT_PARAMS,
     exchange(request) {
-      const translated = toChatRequest(request);
+      const translated = toChatRequest(request, options);
       const context = { request, tools: translated.tools };
       return {
         request: translated.request,

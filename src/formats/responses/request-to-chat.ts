@@ -29,8 +29,8 @@ export const RESPONSES_PARAMETERS: Readonly<Record<string, Rule>> = {
   max_output_tokens: { action: 'map', to: 'max_completion_tokens (DeepSeek: max_tokens; Anthropic: max_tokens)' },
   temperature: { action: 'map', to: 'temperature' },
   top_p: { action: 'map', to: 'top_p' },
-  reasoning: { action: 'map', to: "effort → reasoning_effort for OpenAI's reasoning models (o1, o3, o4, gpt-5), dropped for others; summary dropped" },
-  text: { action: 'map', to: 'format json_schema → response_format json_schema, json_object → json_object (Anthropic: 400); verbosity dropped' },
+  reasoning: { action: 'map', to: "effort → reasoning_effort for OpenAI's reasoning models (o1, o3, o4, gpt-5), dropped for other chat models; Anthropic: thinking; summary dropped" },
+  text: { action: 'map', to: 'format json_schema → response_format json_schema (Anthropic: output_config.format), json_object → json_object (Anthropic: 400); verbosity dropped' },
   user: { action: 'map', to: 'user (a digest when longer than 64 characters)' },
   safety_identifier: { action: 'map', to: 'user, when no user is given' },
   stream: { action: 'map', to: 'stream, with stream_options.include_usage' },
@@ -68,6 +68,14 @@ export interface ToolName {
   readonly namespace?: string;
   /** A custom (free-form input) tool: its calls come back as `custom_tool_call`. */
   readonly custom: boolean;
+}
+
+export interface ToChatOptions {
+  /**
+   * The chat request goes on to a provider's own API, whose translation decides what an effort
+   * means for its models (Anthropic: thinking): it keeps the client's effort whatever the model.
+   */
+  readonly effortForEveryModel: boolean;
 }
 
 export interface ChatTranslation {
@@ -359,7 +367,7 @@ function applyText(text: unknown, out: ChatRequest): void {
   out.response_format = { type: 'json_schema', json_schema: schema };
 }
 
-export function toChatRequest(request: ResponsesRequest): ChatTranslation {
+export function toChatRequest(request: ResponsesRequest, options: ToChatOptions = { effortForEveryModel: false }): ChatTranslation {
   for (const param of Object.keys(request)) {
     const rule = entryOf(RESPONSES_PARAMETERS, param);
     if (rule?.action === 'refuse' && request[param] !== undefined && request[param] !== null && request[param] !== false) unsupported(param, rule.why);
@@ -392,8 +400,8 @@ export function toChatRequest(request: ResponsesRequest): ChatTranslation {
   if (user !== null) out.user = chatUser(user);
   if (request.reasoning !== undefined && request.reasoning !== null) {
     if (!isRecord(request.reasoning)) invalid('reasoning', 'expected an object.');
-    const effort = reasoningEffort(request.reasoning.effort, out.model);
-    if (effort !== undefined) out.reasoning_effort = effort;
+    const effort = options.effortForEveryModel ? request.reasoning.effort : reasoningEffort(request.reasoning.effort, out.model);
+    if (effort !== undefined && effort !== null) out.reasoning_effort = effort;
   }
   applyText(request.text, out);
   if (table.tools.length > 0) {
