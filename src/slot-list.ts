@@ -6,7 +6,7 @@
  * dozen changes, and V8 links each replaced table to its successor (for live iterators). Once
  * one table has lived long enough to reach the old generation, that chain keeps every later
  * table, and every request they held, alive through young-generation collections until the next
- * full one. Under load that promoted about 2.7 KB per request and grew the heap by 10-20 MB.
+ * full one (measured in docs/performance.md).
  */
 export interface Slotted {
   /** Where the member sits in its list; -1 when in none. */

@@ -2,9 +2,8 @@
  * JSON read and re-indented as bytes, for agent-sized bodies (100 KB–1 MB).
  *
  * V8 puts every string or object over 128 KiB in its large-object space: one mmap and munmap per
- * allocation, measured at ~0.75 ms for a 137 KB body's text on the project's machines against
- * ~0.02 ms for a 120 KB one (docs/performance.md). `JSON.parse(raw.toString())` of a large body
- * pays that on every request; these functions never make a string of the whole body.
+ * allocation, far dearer than a young-generation one (docs/performance.md). `JSON.parse(raw.toString())`
+ * of a large body pays that on every request; these functions never make a string of the whole body.
  */
 
 /** Pieces are parsed at most this size: their text (two bytes per character at worst) stays below 128 KiB. */

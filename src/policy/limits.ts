@@ -153,7 +153,7 @@ function emptySpend(period: string): KeySpend {
   return { period, requests: 0, tokens: 0, usd: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 };
 }
 
-function count(value: unknown): number {
+function storedCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
 }
 
@@ -163,8 +163,8 @@ function readSpend(value: unknown): KeySpend | null {
   const entry = value as Record<string, unknown>;
   if (typeof entry.period !== 'string') return null;
   const spend = emptySpend(entry.period);
-  spend.tokens = count(entry.tokens ?? entry.used);
-  for (const field of ['requests', 'usd', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens', 'unpriced_requests'] as const) spend[field] = count(entry[field]);
+  spend.tokens = storedCount(entry.tokens ?? entry.used);
+  for (const field of ['requests', 'usd', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens', 'unpriced_requests'] as const) spend[field] = storedCount(entry[field]);
   return spend;
 }
 

@@ -19,14 +19,14 @@ export function roundUsd(value: number): number {
   return Number(value.toFixed(10));
 }
 
-function dollars(perMillion: number): number {
+function usdFromPerMillion(perMillion: number): number {
   return roundUsd(perMillion / 1_000_000);
 }
 
 export function costUsd(price: Price, usage: Usage): number {
   const rates = ratesFor(price, promptTokens(usage));
   const write1h = Math.min(usage.cacheWrite1h, usage.cacheWrite);
-  return dollars(
+  return usdFromPerMillion(
     usage.input * rates.input +
       usage.cacheRead * rates.cacheRead +
       (usage.cacheWrite - write1h) * rates.cacheWrite +
@@ -38,7 +38,7 @@ export function costUsd(price: Price, usage: Usage): number {
 /** A request before (or without) its usage: `prompt` tokens at the input rate and `output` tokens. */
 export function estimateUsd(price: Price, prompt: number, output: number): number {
   const rates = ratesFor(price, prompt);
-  return dollars(prompt * rates.input + output * rates.output);
+  return usdFromPerMillion(prompt * rates.input + output * rates.output);
 }
 
 /** Dollars for people: cents above a cent, two significant digits below (never an exponent). */

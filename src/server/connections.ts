@@ -15,6 +15,7 @@ import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
 import { GatewayError } from '../errors.js';
 import { entryOf } from '../formats/json.js';
+import { OVERHEAD_HEADER } from './context.js';
 
 /** One request on a connection, from its arrival until its response is over. */
 export interface Exchange {
@@ -47,7 +48,7 @@ function rawAnswer(error: GatewayError): string {
   const body = JSON.stringify(error.toBody());
   return (
     `HTTP/1.1 ${error.status} ${entryOf(REASONS, String(error.status)) ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-    `x-request-id: ${randomUUID()}\r\nx-gateway-overhead-ms: 0.000\r\nconnection: close\r\n\r\n${body}`
+    `x-request-id: ${randomUUID()}\r\n${OVERHEAD_HEADER}: 0.000\r\nconnection: close\r\n\r\n${body}`
   );
 }
 

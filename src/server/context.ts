@@ -18,7 +18,8 @@ export interface RequestContext {
   readonly query: string;
 }
 
-const OVERHEAD_HEADER = 'x-gateway-overhead-ms';
+/** How long the gateway itself took on a request, in every answer. */
+export const OVERHEAD_HEADER = 'x-gateway-overhead-ms';
 
 /** Every response says how long the gateway itself took (excluding any wait for a provider). */
 export function stampOverhead(res: ServerResponse, overheadMs: number): void {

@@ -108,7 +108,7 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
 }
 
 /** An estimate for a key whose provider cannot count: ~4 characters per token of what the model reads. */
-function estimateInputTokens(request: Record<string, unknown>): number {
+function estimateResponsesInputTokens(request: Record<string, unknown>): number {
   const text = JSON.stringify([request.instructions ?? '', request.input ?? '', request.tools ?? []]);
   return Math.ceil(text.length / 4);
 }
@@ -147,7 +147,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         if (previous !== undefined && previous !== null) {
           throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
         }
-        return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateInputTokens(request)) }) };
+        return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateResponsesInputTokens(request)) }) };
       }
       if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
       if (mapped !== null) interaction.upstreamModel = mapped;

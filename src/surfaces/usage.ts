@@ -14,11 +14,7 @@ import { sendError, sendJson } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import type { SurfaceDeps } from './surface.js';
-
-/** Sums of many small costs: to ten decimal places, as each request's cost is. */
-function dollars(value: number): number {
-  return Number(value.toFixed(10));
-}
+import { roundUsd } from '../prices/cost.js';
 
 /** The answer's body: the key known by its name (or digest label), never by itself. */
 function usageBody(keyName: string, report: KeyReport): unknown {
@@ -38,9 +34,9 @@ function usageBody(keyName: string, report: KeyReport): unknown {
       reasoning_tokens: spend.reasoning_tokens,
       total_tokens: spend.tokens,
     },
-    cost_usd: dollars(spend.usd),
+    cost_usd: roundUsd(spend.usd),
     unpriced_requests: spend.unpriced_requests,
-    in_flight: { tokens: inFlight.tokens, cost_usd: dollars(inFlight.usd) },
+    in_flight: { tokens: inFlight.tokens, cost_usd: roundUsd(inFlight.usd) },
     budget:
       budget === null
         ? null
@@ -48,7 +44,7 @@ function usageBody(keyName: string, report: KeyReport): unknown {
             max_tokens: budget.maxTokens,
             max_usd: budget.maxUsd,
             remaining_tokens: budget.maxTokens === null ? null : Math.max(0, budget.maxTokens - spend.tokens - inFlight.tokens),
-            remaining_usd: budget.maxUsd === null ? null : dollars(Math.max(0, budget.maxUsd - spend.usd - inFlight.usd)),
+            remaining_usd: budget.maxUsd === null ? null : roundUsd(Math.max(0, budget.maxUsd - spend.usd - inFlight.usd)),
           },
     rate_limit:
       report.requestsPerMinute === null && report.tokensPerMinute === null

@@ -27,7 +27,7 @@ export function finishReason(stopReason: unknown): string | null {
   return entryOf(FINISH_REASONS, String(stopReason)) ?? 'stop';
 }
 
-function count(value: unknown): number {
+function finiteCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
@@ -36,11 +36,11 @@ function count(value: unknown): number {
  * and writes. So prompt_tokens = input + cache creation + cache read.
  */
 export function toChatUsage(usage: AnthropicUsage | undefined): ChatUsage {
-  const input = count(usage?.input_tokens);
-  const cacheCreation = count(usage?.cache_creation_input_tokens);
-  const cacheRead = count(usage?.cache_read_input_tokens);
+  const input = finiteCount(usage?.input_tokens);
+  const cacheCreation = finiteCount(usage?.cache_creation_input_tokens);
+  const cacheRead = finiteCount(usage?.cache_read_input_tokens);
   const prompt = input + cacheCreation + cacheRead;
-  const completion = count(usage?.output_tokens);
+  const completion = finiteCount(usage?.output_tokens);
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
