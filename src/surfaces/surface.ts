@@ -366,33 +366,18 @@ async function callTargets<C extends ApiTypes>(
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
-    // The breaker's admission of this request (null: not asked, as for a key with one target).
-    let admission: Admission | null = null;
-    if (several && !(i === order.length - 1 && tried === 0)) {
-      if (target.keys.allCooling()) {
-        interaction.targetOutcome(target, 'skipped');
-        continue;
-      }
-      admission = target.breaker.admit();
-      if (admission === null) {
-        interaction.targetOutcome(target, 'circuit_open');
-        continue;
-      }
-    }
+    // The breaker's admission of this request ('pass' unasked: a key with one target, or the last resort).
+    const admission = several && !(i === order.length - 1 && tried === 0) ? admitTarget(target, interaction) : 'pass';
+    if (admission === null) continue;
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
     const last = !several || !laterAvailable(order, i);
     let outcome: 'success' | 'failure' | null = null;
     try {
       let prepared: Prepared<C>;
       try {
-        prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
-        // Passing through, the surface may check the request first (Responses: whose stored response it continues).
-        if (prepared.route.translation.identity && surface.passThrough !== undefined) {
-          const body = await surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, interaction, deps });
-          prepared = { ...prepared, body };
-        }
-        // Its body is bytes now: a request passed through lets go of its large members (parsed again if another target needs them).
-        if (prepared.route.translation.identity) releaseLargeMembers(parsed.request as object, [prepared.outbound.request as object]);
+        const ready = prepareChecked(surface, target, key, parsed, raw, req, interaction, deps);
+        // Awaited only where the surface checks: a chat request awaits nothing here.
+        prepared = ready instanceof Promise ? await ready : ready;
       } catch (err) {
         // A target the request cannot go to (a parameter it has no translation for) after another
         // failed: passed over, and the earlier failure stands.
@@ -447,6 +432,43 @@ async function callTargets<C extends ApiTypes>(
   }
   // Every target left was skipped after the ones tried failed.
   throw failure ?? new GatewayError(503, 'Every target of this virtual key is cooling down after failures; try again shortly.', { code: 'targets_unavailable' });
+}
+
+/** Whether a key's target may be tried now: its breaker's admission, or null (counted as passed over). */
+function admitTarget(target: Target, interaction: Interaction): Admission | null {
+  if (target.keys.allCooling()) {
+    interaction.targetOutcome(target, 'skipped');
+    return null;
+  }
+  const admission = target.breaker.admit();
+  if (admission === null) interaction.targetOutcome(target, 'circuit_open');
+  return admission;
+}
+
+/**
+ * The request made ready for a target, checked by its surface where it passes through
+ * (Responses: whose stored response it continues); passed through, it lets go of its large
+ * members once its body is bytes (parsed again should another target need them).
+ */
+function prepareChecked<C extends ApiTypes>(
+  surface: Surface<C>,
+  target: Target,
+  key: VirtualKey,
+  parsed: ParsedRequest<C['request']>,
+  raw: Buffer,
+  req: IncomingMessage,
+  interaction: Interaction,
+  deps: SurfaceDeps,
+): Prepared<C> | Promise<Prepared<C>> {
+  const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
+  if (!prepared.route.translation.identity) return prepared;
+  if (surface.passThrough === undefined) return released(parsed, prepared);
+  return surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, interaction, deps }).then((body) => released(parsed, { ...prepared, body }));
+}
+
+function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {
+  releaseLargeMembers(parsed.request as object, [prepared.outbound.request as object]);
+  return prepared;
 }
 
 /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
