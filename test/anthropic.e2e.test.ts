@@ -68,6 +68,8 @@ describe('anthropic through the gateway', () => {
     assert.deepEqual(entry.response, reply.json);
     // The one normalised usage, read from Anthropic's own counts (input_tokens excludes cache reads).
     assert.deepEqual(entry.usage, { input_tokens: 25, output_tokens: 12, cache_read_tokens: 5, cache_write_tokens: 0, reasoning_tokens: 0 });
+    // The answer was translated: Anthropic's own usage object is kept beside it.
+    assert.deepEqual([entry.upstream.usage.input_tokens, entry.upstream.usage.cache_read_input_tokens, entry.upstream.usage.output_tokens], [25, 5, 12]);
     assert.match(entry.upstream.request_id, /^req_/);
   });
 
@@ -88,6 +90,7 @@ describe('anthropic through the gateway', () => {
     assert.equal(entry.stream, true);
     assert.equal(entry.response.choices[0].message.content, 'claude says: Stream please');
     assert.deepEqual(entry.usage, { input_tokens: 25, output_tokens: 12, cache_read_tokens: 5, cache_write_tokens: 0, reasoning_tokens: 0 }, 'usage logged although the client did not ask for it');
+    assert.deepEqual([entry.upstream.usage.input_tokens, entry.upstream.usage.cache_read_input_tokens, entry.upstream.usage.output_tokens], [25, 5, 12], "Anthropic's usage from message_start and message_delta");
 
     const withUsage = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'x' }] });
     const usageChunk = JSON.parse(sseData(withUsage.text).at(-2) ?? '{}');

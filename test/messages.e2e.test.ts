@@ -188,6 +188,7 @@ describe('messages pass-through (Anthropic)', () => {
         usage: { input_tokens: 472, cache_creation_input_tokens: 30, cache_read_input_tokens: 100, output_tokens: 89 },
       });
       assert.deepEqual(entry.usage, { input_tokens: 472, output_tokens: 89, cache_read_tokens: 100, cache_write_tokens: 30, reasoning_tokens: 0 });
+      assert.equal(entry.upstream.usage, undefined, 'passed through, the provider\'s usage is inside response');
       assert.equal(entry.stream, true);
     } finally {
       anthropic.behave(null);

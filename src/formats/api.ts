@@ -66,6 +66,8 @@ export interface ClientApi<T extends ApiTypes> {
 export interface StreamWatch<Event> {
   see(event: Event): void;
   usage(): Usage | null;
+  /** The provider's own usage object, as it reported it (null: none). */
+  rawUsage(): unknown;
   /** The provider's id for the answer, where the gateway needs it (a stored response's). */
   answerId?(): string | null;
   /** The answer is complete (a stream that ends now without its end marker lost nothing). */

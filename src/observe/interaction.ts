@@ -60,6 +60,8 @@ export class Interaction implements CallRecord, RelayRecord {
   upstreamEndedAt: number | null = null;
   /** Tools the translation left out (hosted tools only OpenAI runs). */
   droppedTools: readonly string[] = [];
+  /** The provider's own usage object, kept where its answer was translated. */
+  providerUsage: unknown = null;
   /** For a key with several targets: the one that served (its index), and what each one tried did. */
   target: number | null = null;
   readonly targetOutcomes: TargetOutcome[] = [];
@@ -170,6 +172,7 @@ export class Interaction implements CallRecord, RelayRecord {
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
+    if (this.providerUsage !== null && this.providerUsage !== undefined) entry.usage = this.providerUsage;
     const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped' || outcome.outcome === 'circuit_open').map((outcome) => outcome.target);
     if (skipped.length > 0) entry.skipped_targets = skipped;
     return entry;

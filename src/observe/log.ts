@@ -54,6 +54,8 @@ export interface LogEntry {
     attempts?: UpstreamAttempt[];
     /** Tools of the request only OpenAI runs (web_search, …), left out for a provider that does not. */
     dropped_tools?: readonly string[];
+    /** The provider's own usage object, for an answer translated into the client's API (passed through, it is inside `response`). */
+    usage?: unknown;
     /** Targets passed over: their circuit was open, or their real keys all cooling down. */
     skipped_targets?: number[];
   } | null;

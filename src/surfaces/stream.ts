@@ -15,6 +15,8 @@ import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {
   usage(): Usage | null;
+  /** The provider's own usage object, as it reported it. */
+  rawUsage(): unknown;
   /** The stream's end came (its usage is the whole answer's). */
   complete(): boolean;
   /** The answer as the client would have got it whole, for the log (null when no log is kept). */
@@ -78,6 +80,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, exchange: Ex
     passed: (bytes) => output.passed?.(bytes),
     failure: (error) => output.frame({ kind: 'error', error }),
     usage: () => watch.usage(),
+    rawUsage: () => watch.rawUsage(),
     complete: () => watch.complete,
     answerId: () => watch.answerId?.() ?? null,
     response: () => (assembler === null ? null : assembler.result()),

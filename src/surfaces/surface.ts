@@ -532,6 +532,7 @@ function answerJson<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, A
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
+  if (!route.translation.identity) interaction.providerUsage = (answer as { usage?: unknown }).usage ?? null;
   const response = exchange.response(answer);
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
   if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, usage)));
@@ -568,6 +569,7 @@ async function answerStream<C extends ApiTypes>(
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
+  if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   if (deps.log.enabled) interaction.response = pipeline.response();
   return pipeline.answerId();
 }

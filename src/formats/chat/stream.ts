@@ -55,13 +55,18 @@ function hasFinish(chunk: ChatCompletionChunk): boolean {
 /** Usage from the last chunk that carried it; complete once a choice has finished. */
 export function chatStreamWatch(): StreamWatch<ChatCompletionChunk> {
   let usage: Usage | null = null;
+  let raw: Record<string, unknown> | null = null;
   let complete = false;
   return {
     see(chunk) {
-      if (isRecord(chunk.usage)) usage = chatUsage(chunk.usage);
+      if (isRecord(chunk.usage)) {
+        raw = chunk.usage;
+        usage = chatUsage(raw);
+      }
       if (!complete && hasFinish(chunk)) complete = true;
     },
     usage: () => usage,
+    rawUsage: () => raw,
     get complete() {
       return complete;
     },

@@ -66,6 +66,7 @@ export function messagesStreamWatch(): StreamWatch<MessagesEvent> {
       else if (event.type === 'message_stop') complete = true;
     },
     usage: (): Usage | null => messagesUsage(raw),
+    rawUsage: () => raw,
     get complete() {
       return complete;
     },

@@ -34,16 +34,21 @@ export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<Response
 /** The response's id from `response.created`, usage from the terminal event's response; complete once it came. */
 export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
   let usage: Usage | null = null;
+  let raw: unknown = null;
   let complete = false;
   let id: string | null = null;
   return {
     see(event) {
       if (event.type === 'response.created' && isRecord(event.response) && typeof event.response.id === 'string') id = event.response.id;
       if (!isTerminal(event.type)) return;
-      if (isRecord(event.response)) usage = responsesUsage(event.response.usage);
+      if (isRecord(event.response)) {
+        raw = event.response.usage ?? null;
+        usage = responsesUsage(raw);
+      }
       complete = true;
     },
     usage: () => usage,
+    rawUsage: () => raw,
     answerId: () => id,
     get complete() {
       return complete;
