@@ -41,6 +41,8 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_fb: { name: 'fb', circuit_breaker: { failures: 100, cooldown_ms: 1000 }, targets: order === 'ab' ? [a, b] : [b, a] },
       // Its own key: a 429 cools the first target's only real key down (30 s), and the target is then passed over.
       vk_fb429: { name: 'fb429', targets: [a, b] },
+      // A last target without real keys (the built-in mock): never "cooling".
+      vk_to_mock: { name: 'to-mock', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'mock' }] },
       vk_refused: { name: 'refused', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_hang: { name: 'hang', timeout_ms: 400, targets: [a, b] },
       vk_claude: { name: 'claude-fb', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
@@ -144,6 +146,15 @@ describe('moving on to the next target', () => {
     assert.equal(anthropic.requests[0]?.json.model, 'claude-sonnet-4-5');
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.deepEqual([entry.provider, entry.upstream.target, entry.upstream.model], ['anthropic', 1, 'claude-sonnet-4-5']);
+    assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
+  });
+
+  it('falls back to a target without real keys (the built-in mock)', async () => {
+    reset();
+    const reply = await chat('vk_to_mock');
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.headers['x-gateway-provider'], 'mock');
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_unreachable'], [1, null]]);
   });
 

@@ -43,9 +43,9 @@ export class KeyPool implements KeyTurns {
     return this.coolingUntil.some((until, other) => other !== index && until <= now);
   }
 
-  /** Every key is cooling down: a virtual key with other targets moves on to the next. */
+  /** Every key is cooling down: a virtual key with other targets moves on to the next. A target without keys (the mock) never is. */
   allCooling(now = performance.now()): boolean {
-    return this.coolingUntil.every((until) => until > now);
+    return this.coolingUntil.length > 0 && this.coolingUntil.every((until) => until > now);
   }
 
   report(index: number, status: number, retryAfterMs: number | null, now = performance.now()): void {
