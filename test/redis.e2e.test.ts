@@ -352,24 +352,45 @@ describe('real-key cool-downs shared between instances', { skip: NO_REDIS }, () 
 });
 
 describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
-  it('adds the state file\'s spend to what Redis counted while it was down, once', async () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+
+  it('adds the state file\'s spend to what Redis counted while it was down, once, even after a run that never reached Redis', async () => {
     const dir = tempDir();
     const stateFile = join(dir, 'state.json');
     const { createHash } = await import('node:crypto');
     const digest = createHash('sha256').update('vk_seed').digest('base64');
     const month = `month:${new Date().toISOString().slice(0, 7)}`;
     writeFileSync(stateFile, JSON.stringify({ version: 2, spend: { [digest]: { [month]: { period: month, requests: 9, tokens: 900, usd: 0, input_tokens: 900, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 } } } }));
-    const redis = await startRedis();
     await redis.kill();
     const keys = { virtual_keys: { vk_seed: { provider: 'mock', budget: { max_tokens: 10_000, period: 'month' } } } };
+    // Runs that never reach Redis (with workers: the primary holds the file; without): the file still holds spend to migrate.
+    let used = 0;
+    for (const [run, workers] of ['2', '1'].entries()) {
+      const alone = await start(keys, redis.url(), { STATE_FILE: stateFile, GATEWAY_WORKERS: workers });
+      try {
+        const reply = await chat(alone.url, 'vk_seed', ask);
+        assert.equal(reply.status, 200, 'served while Redis is down');
+        used = reply.json.usage.total_tokens as number;
+      } finally {
+        await alone.stop();
+      }
+      const written = readFileSync(stateFile, 'utf8');
+      assert.match(written, new RegExp(`"tokens": ${900 + (run + 1) * used},`));
+      assert.doesNotMatch(written, /counted_in_redis/, `nothing of it reached Redis (GATEWAY_WORKERS=${workers})`);
+    }
     const gateway = await start(keys, redis.url(), { STATE_FILE: stateFile });
     try {
       const reply = await chat(gateway.url, 'vk_seed', ask);
       assert.equal(reply.status, 200, 'served while Redis is down');
-      const used = reply.json.usage.total_tokens as number;
       await redis.restart();
       await redisUp(gateway);
-      await waitFor(async () => (await get(gateway, '/v1/usage', 'vk_seed')).json.usage.total_tokens === 900 + used, 'the file\'s spend and the request counted', 10_000);
+      await waitFor(async () => (await get(gateway, '/v1/usage', 'vk_seed')).json.usage.total_tokens === 900 + 3 * used, 'the file\'s spend (the earlier runs\' requests too) and the request counted', 10_000);
       assert.match(gateway.stderr(), /the spend of 1 key in the state file was added to what Redis counts/);
     } finally {
       await gateway.stop();
@@ -379,15 +400,13 @@ describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
     const again = await start(keys, redis.url(), { STATE_FILE: stateFile });
     try {
       await redisUp(again);
-      const reply = await chat(again.url, 'vk_seed', ask);
-      const used = reply.json.usage.total_tokens as number;
-      await waitFor(async () => (await get(again, '/v1/usage', 'vk_seed')).json.requests === 11, 'the request counted');
+      assert.equal((await chat(again.url, 'vk_seed', ask)).status, 200);
+      await waitFor(async () => (await get(again, '/v1/usage', 'vk_seed')).json.requests === 13, 'the request counted');
       const usage = (await get(again, '/v1/usage', 'vk_seed')).json;
-      assert.equal(usage.usage.total_tokens, 900 + 2 * used, 'the file was not added a second time');
+      assert.equal(usage.usage.total_tokens, 900 + 4 * used, 'the file was not added a second time');
       assert.doesNotMatch(again.stderr(), /was added to what Redis counts/);
     } finally {
       await again.stop();
-      await redis.stop();
     }
   });
 });
