@@ -11,12 +11,13 @@ import type { KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, request } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
-import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
+import { freePort, NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 
 const ask = { model: 'mock-echo', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
 const get = (gateway: GatewayProcess, path: string, key?: string) => request(gateway.url, path, { method: 'GET', ...(key === undefined ? {} : { key }) });
@@ -228,14 +229,19 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
     const rules = /^user gateway on >… (.*)$/m.exec(readme)?.[1];
     assert.ok(rules !== undefined, 'the README shows the ACL rules');
     const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret', rules] });
+    // Targets nobody listens on: their circuits open at once, which is announced and stored in Redis (and read at start).
+    const nowhere = { provider: 'openai', api_key: 'sk-nowhere', base_url: `http://127.0.0.1:${await freePort()}/v1` };
+    const withCircuit = { virtual_keys: { ...keys.virtual_keys, vk_fb: { circuit_breaker: { failures: 1, cooldown_ms: 60_000 }, targets: [nowhere, nowhere] } } };
     try {
       for (const [db, credentials] of [':default-s3cret', 'gateway:acl-s3cret'].entries()) {
-        const gateway = await start(keys, redis.url(credentials, db));
+        const gateway = await start(withCircuit, redis.url(credentials, db), { UPSTREAM_RETRIES: '0' });
         try {
           await redisUp(gateway);
+          assert.equal((await chat(gateway.url, 'vk_fb', ask)).status, 502);
           const statuses = [];
           for (let i = 0; i < 3; i++) statuses.push((await chat(gateway.url, 'vk_rpm', ask)).status);
           assert.deepEqual(statuses, [200, 200, 429], credentials);
+          assert.doesNotMatch(gateway.stderr(), /Redis refused/, 'every command the gateway sends is allowed');
         } finally {
           await gateway.stop();
         }
@@ -309,7 +315,7 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
   });
 });
 
-describe('real-key cool-downs shared between instances', { skip: NO_REDIS }, () => {
+describe('real-key cool-downs and open circuits shared between instances', { skip: NO_REDIS }, () => {
   let redis: TestRedis;
   let openai: MockUpstream;
   before(async () => {
@@ -321,32 +327,59 @@ describe('real-key cool-downs shared between instances', { skip: NO_REDIS }, () 
     await redis?.stop();
   });
 
-  it('a key one instance saw rate-limited is skipped by the other too', async () => {
-    const keys = { virtual_keys: { vk_pool: { provider: 'openai', api_keys: ['sk-cool-A-1111', 'sk-cool-B-2222'], base_url: openai.baseUrl } } };
+  it('a key one instance saw rate-limited, and a target whose circuit it opened, are skipped by the other too, and by an instance started later', async () => {
+    const failing = 'sk-fail-C-3333';
+    const keys = {
+      virtual_keys: {
+        vk_pool: { provider: 'openai', api_keys: ['sk-cool-A-1111', 'sk-cool-B-2222'], base_url: openai.baseUrl },
+        vk_targets: { circuit_breaker: { failures: 2, cooldown_ms: 60_000 }, targets: [{ provider: 'openai', api_key: failing, base_url: openai.baseUrl }, { provider: 'openai', api_key: 'sk-cool-B-2222', base_url: openai.baseUrl }] },
+      },
+    };
+    const hi = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
     const first = await start(keys, redis.url());
     const second = await start(keys, redis.url());
+    let late: GatewayProcess | null = null;
+    const client = await connect(parseRedisUrl(redis.url()) as RedisAddress);
     try {
       await redisUp(first);
       await redisUp(second);
-      // Key A is rate limited (for a minute) once.
+      // Key A is rate limited (for a minute) once; the first target of vk_targets always fails.
       let limited = false;
       openai.behave(({ req, res }) => {
-        if (limited || req.headers.authorization !== 'Bearer sk-cool-A-1111') return false;
-        limited = true;
-        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
-        res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
+        const failed = req.headers.authorization === `Bearer ${failing}`;
+        if (!failed && (limited || req.headers.authorization !== 'Bearer sk-cool-A-1111')) return false;
+        limited ||= !failed;
+        res.writeHead(failed ? 500 : 429, { 'content-type': 'application/json', 'retry-after': '60' });
+        res.end(JSON.stringify(failed ? openAIError('The server had an error', 'server_error') : openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
         return true;
       });
-      assert.equal((await chat(first.url, 'vk_pool', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status, 200, 'the first instance moved to key B');
+      assert.equal((await chat(first.url, 'vk_pool', hi)).status, 200, 'the first instance moved to key B');
+      for (let i = 0; i < 2; i++) assert.equal((await chat(first.url, 'vk_targets', hi)).status, 200, 'the first instance fell back to the second target');
       const from = openai.requests.length;
       await new Promise((resolve) => setTimeout(resolve, 200)); // the news travels
-      for (let i = 0; i < 4; i++) assert.equal((await chat(second.url, 'vk_pool', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status, 200);
-      const used = openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
-      assert.deepEqual(used, Array(4).fill('Bearer sk-cool-B-2222'), 'the second instance never tried key A');
+      const askEach = async (gateway: GatewayProcess): Promise<void> => {
+        for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_pool', hi)).status, 200);
+        for (let i = 0; i < 2; i++) assert.equal((await chat(gateway.url, 'vk_targets', hi)).status, 200);
+      };
+      await askEach(second);
+      const used = () => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+      assert.deepEqual(used(), Array(6).fill('Bearer sk-cool-B-2222'), 'the second instance never tried key A, nor the target whose circuit is open');
+
+      // Both pauses are kept in Redis until they end, for the instances that were not listening.
+      const digest = (key: string) => createHash('sha256').update(key).digest('base64');
+      const cooling = (await client.send(['PTTL', `llmgw:{${digest('vk_pool')}}:cool:0:0`])) as number;
+      const open = (await client.send(['PTTL', `llmgw:{${digest('vk_targets')}}:open:0`])) as number;
+      assert.ok(cooling > 0 && cooling <= 60_000 && open > 0 && open <= 60_000, `stored with their expiry: ${cooling} ms, ${open} ms`);
+      late = await start(keys, redis.url());
+      await redisUp(late);
+      await askEach(late);
+      assert.deepEqual(used(), Array(12).fill('Bearer sk-cool-B-2222'), 'an instance started later skips them too');
     } finally {
       openai.behave(null);
+      client.close();
       await first.stop();
       await second.stop();
+      await late?.stop();
     }
   });
 });
@@ -363,7 +396,6 @@ describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
   it('adds the state file\'s spend to what Redis counted while it was down, once, even after a run that never reached Redis', async () => {
     const dir = tempDir();
     const stateFile = join(dir, 'state.json');
-    const { createHash } = await import('node:crypto');
     const digest = createHash('sha256').update('vk_seed').digest('base64');
     const month = `month:${new Date().toISOString().slice(0, 7)}`;
     writeFileSync(stateFile, JSON.stringify({ version: 2, spend: { [digest]: { [month]: { period: month, requests: 9, tokens: 900, usd: 0, input_tokens: 900, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 } } } }));

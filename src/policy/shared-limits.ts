@@ -296,8 +296,14 @@ export class SharedLimiter implements Limiter {
    */
   private outage = false;
   private readonly backlog: Settlement[] = [];
+  /** Told each time the connection comes up (the shared events read what is running). */
+  private readonly connectedListeners: Array<() => void> = [];
 
   constructor(private readonly options: SharedLimiterOptions) {}
+
+  onConnected(listener: () => void): void {
+    this.connectedListeners.push(listener);
+  }
 
   get client(): RedisClient {
     return this.options.client;
@@ -310,8 +316,9 @@ export class SharedLimiter implements Limiter {
 
   /** The client's state changed (it calls this): an outage begins or ends; settlements waiting are sent. */
   connectionChanged(error: Error | null): void {
-    if (error === null) this.answered();
-    else this.failed(error);
+    if (error !== null) return this.failed(error);
+    this.answered();
+    for (const listener of this.connectedListeners) listener();
   }
 
   /** Redis answered: an outage is over, and what waited for it is sent. */
