@@ -25,12 +25,24 @@ const get = (gateway: GatewayProcess, path: string, key?: string) => request(gat
 /** REDIS_TIMEOUT_MS 500: on a busy CI machine a reply can take over the default 100 ms, and a fallback would change what a test counts. */
 const TIMEOUT_MS = 500;
 
-function start(keys: unknown, redisUrl: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
-  return startGateway({ keys, env: { LOG_CONSOLE: 'off', KEYS_WATCH: 'off', REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: String(TIMEOUT_MS), ...env } });
+/** How many workers serve each instance (GATEWAY_WORKERS), where more than one. */
+const workersOf = new WeakMap<GatewayProcess, number>();
+
+async function start(keys: unknown, redisUrl: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const gateway = await startGateway({ keys, env: { LOG_CONSOLE: 'off', KEYS_WATCH: 'off', REDIS_URL: redisUrl, REDIS_TIMEOUT_MS: String(TIMEOUT_MS), ...env } });
+  if (env.GATEWAY_WORKERS !== undefined) workersOf.set(gateway, Number(env.GATEWAY_WORKERS));
+  return gateway;
 }
 
+function workers(gateway: GatewayProcess): number {
+  return workersOf.get(gateway) ?? 1;
+}
+
+/** Connected: every worker of it (/healthz answers for the one worker that takes it). */
 async function redisUp(gateway: GatewayProcess): Promise<void> {
-  await waitFor(async () => (await get(gateway, '/healthz')).json?.redis === 'ok', 'Redis connected', 10_000);
+  const count = workers(gateway);
+  const up = count === 1 ? async () => (await get(gateway, '/healthz')).json?.redis === 'ok' : async () => new RegExp(`^llm_gateway_redis_up ${count}$`, 'm').test((await get(gateway, '/metrics')).text);
+  await waitFor(up, 'Redis connected', 10_000);
 }
 
 function connect(address: RedisAddress): Promise<RedisClient> {
@@ -85,13 +97,13 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.equal(state.remaining, 30 - used, 'the bucket lost what the request used, not what it held');
   });
 
-  it('holds a budget across both under concurrent load, and after both restart', async () => {
+  it('holds a budget across both under concurrent load, and after both restart (one of them with two workers)', async () => {
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => chat((gateways[i % 2] as GatewayProcess).url, 'vk_budget', ask)));
     const served = results.filter((reply) => reply.status === 200);
     const refused = results.filter((reply) => reply.status === 429);
     assert.equal(served.length + refused.length, 40);
     assert.ok(refused.length > 0 && refused.every((reply) => reply.json.error.code === 'budget_exceeded'));
-    const used = served.reduce((sum, reply) => sum + reply.json.usage.total_tokens, 0);
+    let used = served.reduce((sum, reply) => sum + reply.json.usage.total_tokens, 0);
     const usage = (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
     assert.equal(usage.usage.total_tokens, used, 'both instances counted in one place');
     assert.equal(usage.requests, served.length);
@@ -100,11 +112,25 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.ok(used <= 200, `${used} tokens used of 200`);
 
     for (const gateway of gateways.splice(0)) await gateway.stop();
-    for (let i = 0; i < 2; i++) gateways.push(await start(keys, redis.url(undefined, 1), { STATE_FILE: 'off' }));
+    // The second instance now has two workers: three processes share the key's budget (and the later tests' limits).
+    for (const workers of ['1', '2']) gateways.push(await start(keys, redis.url(undefined, 1), { STATE_FILE: 'off', GATEWAY_WORKERS: workers }));
     for (const gateway of gateways) await redisUp(gateway);
     const after = (await get(gateways[0] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
     assert.equal(after.usage.total_tokens, used, 'kept in Redis, not in the (now off) state files');
-    if (used + 15 >= 200) assert.equal((await chat((gateways[0] as GatewayProcess).url, 'vk_budget', ask)).status, 429);
+    // What is left is spent one request at a time, on each instance in turn, until one is refused.
+    let refusal: Awaited<ReturnType<typeof chat>> | null = null;
+    for (let i = 0; refusal === null && i < 200; i++) {
+      const reply = await chat((gateways[i % 2] as GatewayProcess).url, 'vk_budget', ask);
+      if (reply.status === 200) used += reply.json.usage.total_tokens as number;
+      else refusal = reply;
+    }
+    assert.equal(refusal?.status, 429);
+    assert.equal(refusal?.json.error.code, 'budget_exceeded');
+    await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json.usage.total_tokens === used, 'every request counted, whichever process served it');
+    // Refused when what was spent plus what requests still settling hold (~15 tokens each) reached 200; never admitted past it.
+    assert.ok(used > 200 - 30 && used < 200 + 15, `refused once the budget was spent, not long before nor after: ${used} tokens`);
+    // The refusal holds in every process: each worker of the second instance asks Redis.
+    for (let i = 0; i < 4; i++) assert.equal((await chat((gateways[1] as GatewayProcess).url, 'vk_budget', ask)).status, 429);
   });
 
   it('survives Redis killed and restarted mid-load: no crash, no stalled request, limits shared again after', async () => {
@@ -122,6 +148,9 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     await redis.kill();
     await waitFor(async () => (await get(gateways[0] as GatewayProcess, '/healthz')).json?.redis === 'unavailable', 'the outage seen');
+    const health = await get(gateways[0] as GatewayProcess, '/healthz');
+    assert.equal(health.status, 200, 'the instance stays in the load balancer');
+    assert.deepEqual(health.json, { status: 'ok', redis: 'unavailable' });
     await new Promise((resolve) => setTimeout(resolve, 500));
     await redis.restart();
     for (const gateway of gateways) await redisUp(gateway);
@@ -133,11 +162,12 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     for (const gateway of gateways) {
       assert.equal(gateway.child.exitCode, null, 'still running');
       // Said, and not over and over (a reply slower than REDIS_TIMEOUT_MS on a busy machine may be an episode of its own).
+      // (Each worker of an instance has its own connection, and says so.)
       const warnings = gateway.stderr().match(/Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) cannot be used/g)?.length ?? 0;
-      assert.ok(warnings >= 1 && warnings <= 2, `warned once for the outage: ${gateway.stderr()}`);
+      assert.ok(warnings >= 1 && warnings <= 2 * workers(gateway), `warned once for the outage: ${gateway.stderr()}`);
       assert.match(gateway.stderr(), /Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) is back: limits are shared again/);
       const metrics = (await get(gateway, '/metrics')).text;
-      assert.match(metrics, /^llm_gateway_redis_up 1$/m);
+      assert.match(metrics, new RegExp(`^llm_gateway_redis_up ${workers(gateway)}$`, 'm'));
       assert.match(metrics, /^llm_gateway_redis_errors_total\{kind="unavailable"\} \d+$/m);
       assert.match(metrics, /^llm_gateway_redis_duration_seconds_count\{operation="settle"\} \d+$/m);
     }
@@ -177,7 +207,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     gateways.forEach((gateway, i) => {
       // Once for the stall (and perhaps once more for a slow reply as it resumes): not once per reconnection.
       const now = gateway.stderr().match(/cannot be used/g)?.length ?? 0;
-      assert.ok(now - (warned[i] as number) <= 2, `warned once per outage: ${gateway.stderr()}`);
+      assert.ok(now - (warned[i] as number) <= 2 * workers(gateway), `warned once per outage: ${gateway.stderr()}`);
     });
   });
 
