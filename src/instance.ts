@@ -120,8 +120,8 @@ export function createInstance(options: InstanceOptions): Instance {
   const log = new InteractionLog(options.sinks, config.logBodyMaxBytes);
   const metrics = options.metrics ?? new Metrics();
   const shared = options.shared ?? null;
-  // With Redis, real-key cool-downs and open circuits are news for the other instances too.
-  const events = shared === null || config.redis === null ? null : new SharedEvents(config.redis.address, shared.client, (digest) => keys.byDigestOf(digest));
+  // With Redis, real-key cool-downs and open circuits are shared with the other instances (announced and stored).
+  const events = shared === null || config.redis === null ? null : new SharedEvents(config.redis.address, shared, (digest) => keys.byDigestOf(digest));
   events?.attach(options.keys);
   const inFlight = new SlotList<Cancellation>();
   const client = new HttpClient();

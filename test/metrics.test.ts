@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { labelKey, mergeSnapshots, Metrics, renderPrometheus, type RequestObservation } from '../src/observe/metrics.js';
+import { labelKey, mergeSnapshots, Metrics, REDIS_ERROR_KINDS, renderPrometheus, type RequestObservation } from '../src/observe/metrics.js';
+import { ROOT } from './support/gateway.js';
 
 const observation = (overrides: Partial<RequestObservation> = {}): RequestObservation => ({
   provider: 'openai',
@@ -81,5 +84,20 @@ describe('metrics labels', () => {
     const metrics = new Metrics();
     metrics.request(observation({ model: 'a\u0001b' }));
     assert.match(renderPrometheus(metrics.snapshot()), /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="a b",status="200"\} 1$/m);
+  });
+});
+
+describe('llm_gateway_redis_errors_total', () => {
+  it('explains every kind it counts, in its help text and in the README', () => {
+    const metrics = new Metrics();
+    for (const kind of REDIS_ERROR_KINDS) metrics.redisError(kind);
+    const text = renderPrometheus(metrics.snapshot());
+    const help = /^# HELP llm_gateway_redis_errors_total (.*)$/m.exec(text)?.[1] ?? '';
+    const row = /^\| `llm_gateway_redis_errors_total` \|.*$/m.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))?.[0] ?? '';
+    for (const kind of REDIS_ERROR_KINDS) {
+      assert.match(text, new RegExp(`^llm_gateway_redis_errors_total\\{kind="${kind}"\\} 1$`, 'm'));
+      assert.match(help, new RegExp(`\\b${kind}: `), `the help text explains ${kind}`);
+      assert.match(row, new RegExp(`\`${kind}\``), `the README's metrics table lists ${kind}`);
+    }
   });
 });

@@ -3,10 +3,12 @@
  * the split, REDIS_URL read (its password never quoted back).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { encodeCommand, RedisReplyError, RespParseError, RespParser, type RespValue } from '../src/redis/resp.js';
 import { describeRedis, parseRedisUrl } from '../src/redis/url.js';
 import { loadConfig } from '../src/config.js';
+import { MAIN } from './support/gateway.js';
 
 const REPLIES = Buffer.from('+OK\r\n-NOSCRIPT No matching script\r\n:42\r\n:-1\r\n$5\r\nhé\r\n\r\n$-1\r\n*3\r\n$2\r\nok\r\n*2\r\n:1\r\n$0\r\n\r\n*-1\r\n*0\r\n');
 
@@ -54,6 +56,7 @@ describe('REDIS_URL', () => {
       ['not a url pw', /must be a URL/],
       ['redis://h:1/0?x=1', /no query string/],
       ['redis://u:%zz@h/0', /malformed %-escape/],
+      ['redis://gateway@h:6379/0', /names a user without a password/],
     ] as const) {
       const parsed = parseRedisUrl(url);
       assert.equal(typeof parsed, 'string', url);
@@ -66,5 +69,11 @@ describe('REDIS_URL', () => {
     const config = loadConfig({ REDIS_URL: 'redis://cache:6379/1', REDIS_FAILURE: 'closed' });
     assert.deepEqual(config.redis, { address: { tls: false, host: 'cache', port: 6379, user: null, password: null, db: 1 }, timeoutMs: 100, failure: 'closed' });
     assert.equal(loadConfig({}).redis, null);
+  });
+
+  it('stops the gateway at start (exit 1) for a user without a password, which Redis cannot authenticate', () => {
+    const run = spawnSync(process.execPath, [MAIN], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', REDIS_URL: 'redis://gateway@127.0.0.1:6379/0' } });
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /REDIS_URL names a user without a password: give both \(redis:\/\/user:password@host:6379\/0\)/);
   });
 });

@@ -6,6 +6,10 @@
 
 export type Labels = Readonly<Record<string, string>>;
 
+/** The kinds of `llm_gateway_redis_errors_total`, each explained in its help text. */
+export const REDIS_ERROR_KINDS = ['unavailable', 'timeout', 'error', 'backlog_full', 'settlement_lost'] as const;
+export type RedisErrorKind = (typeof REDIS_ERROR_KINDS)[number];
+
 export interface HistogramData {
   /** Non-cumulative counts per bucket, the last one being +Inf. */
   buckets: number[];
@@ -45,7 +49,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_fallbacks_total: { type: 'counter', help: 'Moves of a request to the next target of its key, by key name.' },
   llm_gateway_cost_usd_total: { type: 'counter', help: 'Cost in USD of the tokens providers reported, by provider, key name and the model that served (from the price table).' },
   llm_gateway_redis_duration_seconds: { type: 'histogram', help: 'Time Redis took to answer a shared-limits script (REDIS_URL), by operation (admit, settle, report).', buckets: OVERHEAD_BUCKETS },
-  llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down).' },
+  llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down; settlement_lost: a settlement whose connection dropped before its answer, not sent again since it may have counted already).' },
   llm_gateway_redis_fallbacks_total: { type: 'counter', help: 'Limit checks decided without Redis, by policy (open: by this instance alone; closed: refused with 503).' },
   llm_gateway_redis_up: { type: 'gauge', help: 'Whether limits are shared through Redis right now (1: connected, and its last answer came in time; 0: not); absent without REDIS_URL.' },
   llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
@@ -201,7 +205,7 @@ export class Metrics {
     this.observe('llm_gateway_redis_duration_seconds', operation, seconds, 'operation');
   }
 
-  redisError(kind: string): void {
+  redisError(kind: RedisErrorKind): void {
     this.add('llm_gateway_redis_errors_total', kind, 1, (raw) => ({ kind: raw }));
   }
 

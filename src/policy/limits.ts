@@ -298,6 +298,15 @@ export class SpendStore {
     this.timer ??= setTimeout(() => void this.save(), 1000);
   }
 
+  /** Redis counts this spend now (it was migrated): the file says so at its next write, so a restart does not add it again. */
+  markCountedInRedis(): void {
+    if (this.countedInRedis) return;
+    this.countedInRedis = true;
+    if (this.spend.size === 0) return;
+    this.dirty = true;
+    this.timer ??= setTimeout(() => void this.save(), 1000);
+  }
+
   /** Writes the file now (at shutdown). */
   save(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);

@@ -1,10 +1,10 @@
 /**
- * Cool-downs and circuit breakers shared by instances through Redis pub/sub: when a real key
- * sits out (a 429, a 401) or a target's breaker opens here, the other instances hear it within
- * a round trip and skip that key or target too, instead of each finding out with a failed
- * request of its own. Decisions stay local and synchronous (no Redis call on a request's path);
- * only the news travels. An instance that (re)connects hears what happens from then on: the
- * cool-downs already running elsewhere end by themselves within minutes.
+ * Cool-downs and circuit breakers shared by instances through Redis: when a real key sits out (a
+ * 429, a 401) or a target's breaker opens here, the other instances hear it on a pub/sub channel
+ * within a round trip and skip that key or target too, instead of each finding out with a failed
+ * request of its own. Each pause is also stored in Redis with its own expiry, so an instance
+ * that starts, reloads its keys or reconnects reads the pauses already running. Decisions stay
+ * local and synchronous (no Redis call on a request's path); only the news travels.
  *
  * Keys and targets are named by the virtual key's digest and their index in keys.json: every
  * instance must load the same keys file.
@@ -15,11 +15,21 @@ import { RedisClient } from '../redis/client.js';
 import { RedisReplyError } from '../redis/resp.js';
 import type { RedisAddress } from '../redis/url.js';
 import type { VirtualKey } from './keys.js';
+import type { SharedLimiter } from './shared-limits.js';
 import { warn } from '../observe/warn.js';
 
 /** The channel of one deployment: PUBLISH is not scoped by database, so the channel names it. */
 export function eventsChannel(db: number): string {
   return `llmgw:events:${db}`;
+}
+
+/** Where a running pause is stored (in the key's hash slot, like its limits), expiring when it ends. */
+function coolKey(digest: string, target: number, index: number): string {
+  return `llmgw:{${digest}}:cool:${target}:${index}`;
+}
+
+function openKey(digest: string, target: number): string {
+  return `llmgw:{${digest}}:open:${target}`;
 }
 
 interface Cooled {
@@ -63,50 +73,92 @@ function readEvent(text: string): SharedEvent | null {
 export class SharedEvents {
   private readonly id = randomUUID();
   private readonly subscriber: RedisClient;
+  private readonly publisher: RedisClient;
   private readonly channel: string;
-  /** A refusal (an ACL without the channel) is said once. */
+  /** The keys in use: their running pauses are read again whenever a connection comes back. */
+  private keys: readonly VirtualKey[] = [];
+  /** A refusal (an ACL without the channel or a command) is said once. */
   private refused = false;
 
   /**
-   * `publisher`: a connection to send on (the shared limits' own); `lookup`: the key with a
-   * digest, among the keys in use.
+   * `shared`: the shared limits, whose connection sends the news and reads the pauses; `lookup`:
+   * the key with a digest, among the keys in use.
    */
   constructor(
     address: RedisAddress,
-    private readonly publisher: RedisClient,
+    shared: SharedLimiter,
     private readonly lookup: (digest: string) => VirtualKey | undefined,
   ) {
     this.channel = eventsChannel(address.db);
+    this.publisher = shared.client;
+    shared.onConnected(() => this.recall(this.keys));
     this.subscriber = new RedisClient({
       address,
       connectTimeoutMs: 5000,
       staleMs: 5000,
-      subscribe: { channels: [this.channel], onMessage: (_channel, message) => this.heard(message), onRefused: (error) => this.refusal(error) },
+      // Back after an outage: news was missed meanwhile, what it started is read instead.
+      onState: (error) => {
+        if (error === null) this.recall(this.keys);
+      },
+      subscribe: { channels: [this.channel], onMessage: (_channel, message) => this.heard(message), onRefused: (error) => this.refusal(`the channel ${this.channel}`, error) },
     });
     this.subscriber.connect();
   }
 
-  /** Announces what these keys' pools and breakers start (called for every key set loaded). */
+  /** Announces what these keys' pools and breakers start, and applies the pauses already running (called for every key set loaded). */
   attach(keys: readonly VirtualKey[]): void {
+    this.keys = keys;
     for (const key of keys) {
       for (const target of key.targets) {
-        target.keys.onCooled = (index, ms) => this.say({ t: 'cool', from: this.id, key: key.digest, target: target.index, index, ms: Math.round(ms) });
-        target.breaker.onOpened = (ms) => this.say({ t: 'open', from: this.id, key: key.digest, target: target.index, ms: Math.round(ms) });
+        target.keys.onCooled = (index, ms) => this.say({ t: 'cool', from: this.id, key: key.digest, target: target.index, index, ms: Math.round(ms) }, coolKey(key.digest, target.index, index));
+        target.breaker.onOpened = (ms) => this.say({ t: 'open', from: this.id, key: key.digest, target: target.index, ms: Math.round(ms) }, openKey(key.digest, target.index));
+      }
+    }
+    this.recall(keys);
+  }
+
+  private say(event: SharedEvent, stored: string): void {
+    // News that cannot be sent is lost: each instance still finds out for itself. Both go in one round trip.
+    const refused = (what: string) => (err: Error) => {
+      if (err instanceof RedisReplyError) this.refusal(what, err);
+    };
+    this.publisher.send(['PUBLISH', this.channel, JSON.stringify(event)]).catch(refused(`PUBLISH to ${this.channel}`));
+    const ms = Math.min(event.ms, MAX_PAUSE_MS);
+    if (ms >= 1) this.publisher.send(['SET', stored, '1', 'PX', ms]).catch(refused('SET'));
+  }
+
+  /**
+   * Applies the pauses running in Redis to these keys (their remaining time, by Redis's clock):
+   * one PTTL per real key and breaker that can matter, pipelined. A key with one target and one
+   * real key has nothing to skip to, so nothing is read for it.
+   */
+  private recall(keys: readonly VirtualKey[]): void {
+    if (!this.publisher.isReady) return; // its connection coming up calls this again
+    for (const key of keys) {
+      const several = key.targets.length > 1;
+      for (const target of key.targets) {
+        if (several) this.remaining(openKey(key.digest, target.index), (ms) => target.breaker.openFor(ms));
+        if (several || target.keys.apiKeys.length > 1) target.keys.apiKeys.forEach((_, index) => this.remaining(coolKey(key.digest, target.index, index), (ms) => target.keys.coolFor(index, ms)));
       }
     }
   }
 
-  private say(event: SharedEvent): void {
-    // News that cannot be sent is lost: each instance still finds out for itself.
-    this.publisher.send(['PUBLISH', this.channel, JSON.stringify(event)]).catch((err: Error) => {
-      if (err instanceof RedisReplyError) this.refusal(err);
-    });
+  private remaining(stored: string, apply: (ms: number) => void): void {
+    this.publisher.send(['PTTL', stored]).then(
+      (reply) => {
+        // -2: no such pause (over, or never started); -1 cannot happen (each is set with an expiry).
+        if (typeof reply === 'number' && reply > 0) apply(Math.min(reply, MAX_PAUSE_MS));
+      },
+      (err: Error) => {
+        if (err instanceof RedisReplyError) this.refusal('PTTL', err);
+      },
+    );
   }
 
-  private refusal(error: RedisReplyError): void {
+  private refusal(what: string, error: RedisReplyError): void {
     if (this.refused) return;
     this.refused = true;
-    warn(`Redis refused the channel ${this.channel} (${error.message}): real-key cool-downs and open circuits are not shared between instances; give the gateway's Redis user the channel (&${this.channel})`);
+    warn(`Redis refused ${what} (${error.message}): real-key cool-downs and open circuits are not fully shared between instances; give the gateway's Redis user the README's ACL rules (&${this.channel}, +publish, +subscribe, +set, +pttl)`);
   }
 
   private heard(text: string): void {

@@ -296,8 +296,14 @@ export class SharedLimiter implements Limiter {
    */
   private outage = false;
   private readonly backlog: Settlement[] = [];
+  /** Told each time the connection comes up (the shared events read what is running). */
+  private readonly connectedListeners: Array<() => void> = [];
 
   constructor(private readonly options: SharedLimiterOptions) {}
+
+  onConnected(listener: () => void): void {
+    this.connectedListeners.push(listener);
+  }
 
   get client(): RedisClient {
     return this.options.client;
@@ -310,8 +316,9 @@ export class SharedLimiter implements Limiter {
 
   /** The client's state changed (it calls this): an outage begins or ends; settlements waiting are sent. */
   connectionChanged(error: Error | null): void {
-    if (error === null) this.answered();
-    else this.failed(error);
+    if (error !== null) return this.failed(error);
+    this.answered();
+    for (const listener of this.connectedListeners) listener();
   }
 
   /** Redis answered: an outage is over, and what waited for it is sent. */
@@ -519,15 +526,20 @@ export async function seedSpend(client: RedisClient, entries: Iterable<readonly 
   return (await Promise.all(work)).filter((reply) => reply === 1).length;
 }
 
+interface Migration {
+  readonly entries: Array<[string, KeySpend]>;
+  /** Marks the file as counted in Redis: only once the spend was added there. */
+  readonly done: () => void;
+}
+
 /**
- * What the state file held at start, if it was not counted in Redis already (a file written while
- * REDIS_URL was set): from now on it is (the requests this instance counts reach Redis themselves).
+ * What the state file held at start, unless Redis counts it already (the file was written after
+ * an earlier migration). The file says it is counted in Redis only once the migration worked: a
+ * file written by an instance that never reached Redis keeps its spend to migrate at the next start.
  */
-function spendToMigrate(store: SpendStore | null): Array<[string, KeySpend]> | null {
-  if (store === null) return null;
-  const entries = store.countedInRedis ? null : store.entries();
-  store.countedInRedis = true;
-  return entries === null || entries.length === 0 ? null : entries;
+function spendToMigrate(store: SpendStore | null): Migration | null {
+  if (store === null || store.countedInRedis) return null;
+  return { entries: store.entries(), done: () => store.markCountedInRedis() };
 }
 
 /** Retries the migration every 5 s until it worked (or the process ends). */
@@ -563,16 +575,16 @@ export function shareLimits(options: {
 }): SharedLimiter {
   let limiter: SharedLimiter | null = null;
   let seeding = false;
-  const seedFrom = spendToMigrate(options.seedFrom);
+  const migration = spendToMigrate(options.seedFrom);
   const client: RedisClient = new RedisClient({
     address: options.address,
     connectTimeoutMs: Math.max(1000, options.timeoutMs * 10),
     staleMs: Math.max(1000, options.timeoutMs * 10),
     onState: (error) => {
       limiter?.connectionChanged(error);
-      if (error === null && seedFrom !== null && !seeding) {
+      if (error === null && migration !== null && !seeding) {
         seeding = true;
-        seedUntilDone(client, seedFrom, () => undefined);
+        seedUntilDone(client, migration.entries, migration.done);
       }
     },
   });
@@ -583,8 +595,8 @@ export function shareLimits(options: {
 
 /** A cluster primary holds the state file but serves nothing: it only migrates the spend, then lets go of Redis. */
 export function seedWhenUp(address: RedisAddress, store: SpendStore): void {
-  const entries = spendToMigrate(store);
-  if (entries === null) return;
+  const migration = spendToMigrate(store);
+  if (migration === null) return;
   let seeding = false;
   const client: RedisClient = new RedisClient({
     address,
@@ -593,7 +605,10 @@ export function seedWhenUp(address: RedisAddress, store: SpendStore): void {
     onState: (error) => {
       if (error !== null || seeding) return;
       seeding = true;
-      seedUntilDone(client, entries, () => client.close());
+      seedUntilDone(client, migration.entries, () => {
+        migration.done();
+        client.close();
+      });
     },
   });
   client.connect();

@@ -32,6 +32,8 @@ export function parseRedisUrl(text: string): RedisAddress | string {
   } catch {
     return 'has a malformed %-escape in its user or password';
   }
+  // AUTH takes a user only with its password: a user alone would be dropped, connecting as the default user.
+  if (url.username !== '' && url.password === '') return 'names a user without a password: give both (redis://user:password@host:6379/0), or neither for the default user';
   return {
     tls: url.protocol === 'rediss:',
     host: url.hostname.replace(/^\[|\]$/g, ''),

@@ -1,0 +1,77 @@
+/**
+ * The RESP client against a real redis-server: replies matched to pipelined commands in order, a
+ * server that stops answering dropped after the stale timeout and reconnected once it answers,
+ * and reconnection after the server restarts (commands fail at once while it is down).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RedisClient, RedisUnavailable } from '../src/redis/client.js';
+import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
+import { waitFor } from './support/gateway.js';
+import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
+
+const STALE_MS = 300;
+
+describe('RedisClient', { skip: NO_REDIS }, () => {
+  let redis: TestRedis;
+  let client: RedisClient;
+  /** Every state change the client reported: 'up', or why it went down. */
+  const states: string[] = [];
+  const connected = (): Promise<void> => waitFor(() => client.isReady, 'the client connected', 10_000);
+
+  before(async () => {
+    redis = await startRedis();
+    client = new RedisClient({
+      address: parseRedisUrl(redis.url(undefined, 3)) as RedisAddress,
+      connectTimeoutMs: 500,
+      staleMs: STALE_MS,
+      onState: (error) => states.push(error === null ? 'up' : error.message),
+    });
+    client.connect();
+    await connected();
+  });
+  after(async () => {
+    client?.close();
+    await redis?.stop();
+  });
+
+  it('answers pipelined commands in the order they were sent, on the database of its URL', async () => {
+    // All written before the first reply comes back: each must get its own.
+    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? client.send(['INCR', 'llmgw:test:n']) : client.send(['ECHO', 'x'.repeat(i * 50)]))));
+    replies.forEach((reply, i) => assert.deepEqual(reply, i % 2 === 0 ? i / 2 + 1 : 'x'.repeat(i * 50), `reply ${i}`));
+    assert.match(String(await client.send(['CLIENT', 'INFO'])), / db=3 /);
+  });
+
+  it('drops a connection whose reply stalls (SIGSTOP) after the stale timeout, and connects again once the server answers', async () => {
+    const before = states.length;
+    redis.signal('SIGSTOP');
+    let stalled: unknown;
+    let guard: NodeJS.Timeout | undefined;
+    try {
+      // Far longer than the stale timeout: a client that waits on is caught, not hung.
+      stalled = await Promise.race([client.send(['PING']).catch((err: unknown) => err), new Promise((resolve) => (guard = setTimeout(() => resolve('still waiting after 5 s'), 5000)))]);
+    } finally {
+      clearTimeout(guard);
+      redis.signal('SIGCONT');
+    }
+    assert.ok(stalled instanceof RedisUnavailable, `rejected, not left waiting: ${String(stalled)}`);
+    assert.equal(stalled.sent, true, 'it was sent, so it may have run');
+    assert.match(stalled.message, new RegExp(`no reply within ${STALE_MS} ms`));
+    assert.match(states[before] ?? '', /lost \(no reply within/);
+    await connected();
+    assert.equal(states.at(-1), 'up');
+    assert.equal(await client.send(['PING']), 'PONG');
+  });
+
+  it('fails commands at once while the server is down (nothing sent), and reconnects after it restarts', async () => {
+    await redis.kill();
+    await waitFor(() => !client.isReady, 'the loss seen');
+    const refused = await client.send(['PING']).catch((err: unknown) => err);
+    assert.ok(refused instanceof RedisUnavailable);
+    assert.equal(refused.sent, false, 'never sent: safe to send again');
+    await redis.restart();
+    await connected();
+    assert.equal(await client.send(['PING']), 'PONG');
+    assert.equal(await client.send(['GET', 'llmgw:test:n']), null, 'a new, empty server');
+  });
+});
