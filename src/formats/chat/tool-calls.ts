@@ -42,3 +42,14 @@ export class StreamedToolCalls<Call> {
     return { call, started: true, name, arguments: args };
   }
 }
+
+/** A call's arguments are whole: a JSON object, parsed only when they end like one. */
+export function wholeArguments(text: string): boolean {
+  if (!text.trimEnd().endsWith('}')) return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

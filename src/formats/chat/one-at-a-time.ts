@@ -1,0 +1,88 @@
+/**
+ * The items of an answer translated from a chat stream (Messages content blocks, Responses output
+ * items), kept well-formed: one open at a time, each started, given its content, then stopped,
+ * never content after its stop. Shared by the translators from chat streams; one per stream.
+ *
+ * A chat stream need not run its calls one after another: some servers start call 1 before
+ * sending call 0's arguments. So an item stays open until it is whole (a call: once its arguments
+ * are; a server sends no more for it then) or the stream ends; whatever comes meanwhile (another
+ * call, text, reasoning) is held, in order, and sent as soon as its turn comes.
+ */
+import type { StreamItem } from '../stream.js';
+
+export interface Sequenced {
+  /** Everything received for it so far. */
+  text: string;
+  /** Waiting for its turn, open (its content goes out as it comes), or stopped (nothing more goes out). */
+  state: 'waiting' | 'open' | 'stopped';
+}
+
+/** How an API starts, continues and stops an item, and when an item is whole. */
+export interface SequencedEvents<Item extends Sequenced, Event> {
+  start(item: Item, out: Array<StreamItem<Event>>): void;
+  /** Content of the open item; on its start, all it received while it waited. */
+  delta(item: Item, value: string, out: Array<StreamItem<Event>>): void;
+  stop(item: Item, out: Array<StreamItem<Event>>): void;
+  /** Nothing more can come for it: the next item may start. */
+  whole(item: Item): boolean;
+}
+
+export class OneAtATime<Item extends Sequenced, Event> {
+  private open: Item | null = null;
+  /** Items waiting for the open one to stop, in the order they came. */
+  private readonly waiting: Item[] = [];
+  private ending = false;
+
+  constructor(private readonly events: SequencedEvents<Item, Event>) {}
+
+  /** The item added last, open or waiting: a run of text continues it. */
+  get last(): Item | null {
+    return this.waiting.at(-1) ?? this.open;
+  }
+
+  /** A new item (state `waiting`): started now, or when its turn comes. */
+  add(item: Item, out: Array<StreamItem<Event>>): void {
+    this.waiting.push(item);
+    this.release(out);
+  }
+
+  /** Content for an item: sent now if it is open, held while it waits, dropped once it stopped (whole: what could follow is whitespace or a broken server's bytes). */
+  content(item: Item, value: string, out: Array<StreamItem<Event>>): void {
+    if (value === '' || item.state === 'stopped') return;
+    item.text += value;
+    if (item.state !== 'open') return;
+    this.events.delta(item, value, out);
+    this.release(out);
+  }
+
+  /** The stream's end: every item sent and stopped. */
+  finish(out: Array<StreamItem<Event>>): void {
+    this.ending = true;
+    this.release(out);
+    this.stop(out);
+  }
+
+  /** Starts waiting items for as long as the open one may stop. */
+  private release(out: Array<StreamItem<Event>>): void {
+    for (let next = this.waiting[0]; next !== undefined && this.mayStop(); next = this.waiting[0]) {
+      this.waiting.shift();
+      this.stop(out);
+      next.state = 'open';
+      this.open = next;
+      this.events.start(next, out);
+      if (next.text !== '') this.events.delta(next, next.text, out);
+    }
+  }
+
+  private mayStop(): boolean {
+    return this.ending || this.open === null || this.events.whole(this.open);
+  }
+
+  private stop(out: Array<StreamItem<Event>>): void {
+    const item = this.open;
+    if (item === null) return;
+    this.open = null;
+    item.state = 'stopped';
+    this.events.stop(item, out);
+  }
+}
