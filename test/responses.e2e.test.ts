@@ -463,6 +463,49 @@ describe('stateless translation to a Chat Completions provider', () => {
     assert.equal(next.json.output_text, 'openai says: the tool answered patched');
   });
 
+  it('parallel calls a chat server interleaves come out as whole items, one after the other, their arguments exact', async () => {
+    const chunk = (toolCalls: unknown[], finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-il', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: toolCalls }, finish_reason: finish }] })}\n\n`;
+    const named = (index: number, id: string, name: string): unknown => ({ index, id, type: 'function', function: { name, arguments: '' } });
+    const args = (index: number, text: string): unknown => ({ index, function: { arguments: text } });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // Both calls start, then their arguments alternate (some OpenAI-compatible servers do this).
+      const stream = [chunk([named(0, 'call_Il0', 'get_weather'), named(1, 'call_Il1', 'apply_patch')]), chunk([args(0, '{"city": "Pa')]), chunk([args(1, '{"input": "*** Begin')]), chunk([args(0, 'ris"}')]), chunk([args(1, ' Patch\\n"}')]), chunk([], 'tool_calls')];
+      await drip(res, `${stream.join('')}data: [DONE]\n\n`);
+    });
+    try {
+      const patch = { type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } };
+      const reply = await responses('vk_compat', { model: 'gpt-4o-mini', input: 'Weather in Paris, and patch it', tools: [weatherTool, patch], stream: true });
+      assert.equal(reply.status, 200, reply.text);
+      const list = events(reply.text);
+      const response = assertCodexStream(list);
+      const itemEvents = list.filter((event) => event.output_index !== undefined).map((event) => `${event.type.slice(9)} ${event.output_index}`);
+      assert.deepEqual(itemEvents, [
+        'output_item.added 0',
+        'function_call_arguments.delta 0',
+        'function_call_arguments.delta 0',
+        'function_call_arguments.done 0',
+        'output_item.done 0',
+        'output_item.added 1',
+        'custom_tool_call_input.delta 1',
+        'custom_tool_call_input.done 1',
+        'output_item.done 1',
+      ]);
+      const expected = [
+        { type: 'function_call', id: 'fc_chatcmplil_0', status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_Il0', name: 'get_weather' },
+        { type: 'custom_tool_call', id: 'ctc_chatcmplil_1', status: 'completed', call_id: 'call_Il1', name: 'apply_patch', input: '*** Begin Patch\n' },
+      ];
+      assert.deepEqual(list.filter((event) => event.type === 'response.output_item.done').map((event) => event.item), expected);
+      assert.equal(list.find((event) => event.type === 'response.function_call_arguments.done')?.arguments, '{"city": "Paris"}');
+      assert.deepEqual(response.output, expected);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response.output, expected);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it('refuses previous_response_id: the provider is stateless through the gateway', async () => {
     const reply = await responses('vk_ds', { model: 'gpt-5', input: 'more', previous_response_id: 'resp_1' });
     assert.equal(reply.status, 400);

@@ -419,6 +419,68 @@ describe('chat stream → Responses stream', () => {
     assert.equal(runTranslated(CHAT_STREAM, Array.from({ length: length - 1 }, (_, i) => i + 1)).frames, expected, 'one byte at a time');
   });
 
+  /** Asserts numbers count from 0 and each item is added, given its own deltas and `.done` events, then done: one at a time, in output order. */
+  const assertWellFormed = (events: ResponsesEvent[]): void => {
+    let open: number | null = null;
+    let next = 0;
+    events.forEach((event, index) => {
+      const at = `${JSON.stringify(event)} (open: ${String(open)})`;
+      assert.equal(event.sequence_number, index, `number of ${at}`);
+      if (event.type === 'response.output_item.added') {
+        assert.equal(open, null, `added while an item is open: ${at}`);
+        assert.equal(event.output_index, next++, `added out of order: ${at}`);
+        open = next - 1;
+      } else if (event.type === 'response.output_item.done') {
+        assert.equal(event.output_index, open, `done of an item that is not open: ${at}`);
+        open = null;
+      } else if (event.output_index !== undefined) assert.equal(event.output_index, open, `event for an item that is not open: ${at}`);
+      else assert.equal(open, null, `${event.type} inside an item: ${at}`);
+    });
+  };
+
+  it('keeps items well-formed and arguments exact when a server interleaves parallel calls, at every byte split', () => {
+    const call = (index: number, args: string, start?: { id: string; name: string }): unknown =>
+      start === undefined ? { index, function: { arguments: args } } : { index, id: start.id, type: 'function', function: { name: start.name, arguments: args } };
+    // Calls 0 and 1 start together, then their arguments alternate (as some OpenAI-compatible servers send them); call 1 is a custom tool's.
+    const text = [
+      chunk({ role: 'assistant', content: 'Checking both.' }),
+      chunk({ tool_calls: [call(0, '', { id: 'call_A', name: 'get_weather' }), call(1, '', { id: 'call_B', name: 'apply_patch' })] }),
+      chunk({ tool_calls: [call(0, '{"city": "Pa')] }),
+      chunk({ tool_calls: [call(1, '{"input": "*** Begin')] }),
+      chunk({ tool_calls: [call(0, 'ris", "unit": "°C"}')] }),
+      chunk({ tool_calls: [call(1, ' Patch\\n"}')] }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const { frames, events } = runTranslated(text);
+    assertWellFormed(events);
+    const expected = [
+      { type: 'message', id: 'msg_chatcmpls1_0', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking both.', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_chatcmpls1_1', status: 'completed', arguments: '{"city": "Paris", "unit": "°C"}', call_id: 'call_A', name: 'get_weather' },
+      { type: 'custom_tool_call', id: 'ctc_chatcmpls1_2', status: 'completed', call_id: 'call_B', name: 'apply_patch', input: '*** Begin Patch\n' },
+    ];
+    assert.deepEqual(events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item), expected);
+    assert.deepEqual(events.filter((event) => event.type === 'response.function_call_arguments.done').map((event) => event.arguments), ['{"city": "Paris", "unit": "°C"}']);
+    assert.deepEqual(events.filter((event) => event.type === 'response.custom_tool_call_input.done').map((event) => event.input), ['*** Begin Patch\n']);
+    assert.deepEqual((events.at(-1)?.response as ResponseObject).output, expected);
+    const bytes = Buffer.from(text);
+    for (let cut = 1; cut < bytes.length; cut++) assert.equal(runTranslated(text, [cut]).frames, frames, `split at byte ${cut}`);
+  });
+
+  it("keeps a custom tool's bare input open to the end, though part of it reads as a whole JSON object", () => {
+    const text = [
+      chunk({ tool_calls: [{ index: 0, id: 'call_P', type: 'function', function: { name: 'apply_patch', arguments: '{"a": 1}' } }] }),
+      chunk({ tool_calls: [{ index: 1, id: 'call_W', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Rome"}' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '\n{"b": 2}' } }] }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const { events } = runTranslated(text);
+    assertWellFormed(events);
+    const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item as Record<string, unknown>);
+    assert.deepEqual(done.map((item) => item.input ?? item.arguments), ['{"a": 1}\n{"b": 2}', '{"city": "Rome"}']);
+  });
+
   it('ends incomplete at a length limit, and estimates the usage a provider did not send (Codex needs one)', () => {
     const { events } = runTranslated([chunk({ content: 'Cut sho' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
     const last = events.at(-1) as ResponsesEvent;

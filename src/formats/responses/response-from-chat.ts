@@ -67,13 +67,18 @@ export function callItem(context: AnswerContext, base: string, index: number, ca
 
 /** A custom tool's input from its function's arguments (`{"input": "…"}`); arguments that are not that are the input. */
 export function customInput(args: string): string {
+  return wrappedInput(args) ?? args;
+}
+
+/** The input in arguments that are the `{"input": "…"}` a custom tool's function asks for; null for any other text. */
+export function wrappedInput(args: string): string | null {
   try {
     const parsed: unknown = JSON.parse(args);
     if (isRecord(parsed) && typeof parsed.input === 'string') return parsed.input;
   } catch {
-    // a model that did not answer in JSON: its text is the input
+    // not JSON: a model that wrote the input bare
   }
-  return args;
+  return null;
 }
 
 export function reasoningItem(base: string, index: number, text: string): OutputItem {

@@ -7,28 +7,31 @@
  * reasoning (a `reasoning` item with a summary), text or refusal (a `message` item), or one tool
  * call (a `function_call`, or a `custom_tool_call` whose input is sent whole when it is done:
  * it arrives JSON-encoded) is an output item: added, its deltas, its `.done` events, then
- * `response.output_item.done` with the complete item. After the provider's end comes
+ * `response.output_item.done` with the complete item. Items go out one at a time, in order
+ * (OneAtATime): a call's stays open until its arguments are whole, even when the server starts
+ * the next call first, so its `.done` events carry them exact. After the provider's end comes
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { StreamedToolCalls } from '../chat/tool-calls.js';
+import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
+import { StreamedToolCalls, wholeArguments } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { chatUsage } from '../chat/usage.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import type { StreamHints } from '../translation.js';
 import type { Usage } from '../usage.js';
-import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
+import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, wrappedInput, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
 
 type Item = StreamItem<ResponsesEvent>;
 
-interface OpenItem {
+interface OpenItem extends Sequenced {
   readonly kind: 'reasoning' | 'text' | 'refusal' | 'call';
   /** Its output_index. */
   readonly index: number;
-  readonly id: string;
-  text: string;
+  /** Its item id, once added. */
+  id: string;
   /** For a call: its call id, chat function name, and whether it is a custom tool's. */
   readonly callId?: string;
   name?: string;
@@ -40,9 +43,12 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
   let shell: ResponseObject | null = null;
   let base = 'gateway';
   const output: OutputItem[] = [];
-  let open: OpenItem | null = null;
+  /** The provider's stream ended: the items stopped now are the ones its finish cut. */
+  let ended = false;
   /** Each tool call's item (a late fragment still finds its own). */
   const toolCalls = new StreamedToolCalls<OpenItem>();
+  /** Items added so far: the next one's output_index. */
+  let count = 0;
   let deltas = 0;
   let finish: unknown = null;
   let usage: unknown = null;
@@ -60,19 +66,47 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     emit(out, 'response.in_progress', { response: shell });
   };
 
-  /** An item as done; the one open when the provider stopped at its length limit is incomplete. */
+  /** An item as done; one still open when the provider stopped at its length limit is incomplete. */
   const finished = (item: OpenItem): OutputItem => {
-    const status = open === item ? itemStatus(finish) : 'completed';
+    const status = ended ? itemStatus(finish) : 'completed';
     if (item.kind === 'reasoning') return reasoningItem(base, item.index, item.text);
     if (item.kind === 'call') return callItem(context, base, item.index, item.callId as string, item.name ?? '', item.text, status);
     return messageItem(base, item.index, item.text, item.kind === 'refusal', status);
   };
 
-  const close = (out: Item[]): void => {
-    const item = open;
-    if (item === null) return;
+  /** An item's turn: `output_item.added`, and the empty part its deltas fill. */
+  const open = (item: OpenItem, out: Item[]): void => {
+    const index = item.index;
+    let added: OutputItem;
+    if (item.kind === 'call') added = callItem(context, base, index, item.callId as string, item.name ?? '', '', 'in_progress');
+    else if (item.kind === 'reasoning') added = { ...reasoningItem(base, index, ''), summary: [] };
+    else added = { ...messageItem(base, index, '', false, 'in_progress'), content: [] };
+    if (added.type === 'custom_tool_call') added.input = '';
+    item.id = added.id as string;
+    emit(out, 'response.output_item.added', { output_index: index, item: added });
+    const at = { item_id: item.id, output_index: index };
+    if (item.kind === 'reasoning') emit(out, 'response.reasoning_summary_part.added', { ...at, summary_index: 0, part: { type: 'summary_text', text: '' } });
+    else if (item.kind === 'text') emit(out, 'response.content_part.added', { ...at, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+    else if (item.kind === 'refusal') emit(out, 'response.content_part.added', { ...at, content_index: 0, part: { type: 'refusal', refusal: '' } });
+  };
+
+  const delta = (item: OpenItem, value: string, out: Item[]): void => {
+    if (item.kind === 'call') {
+      if (item.custom !== true) emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: value });
+      return;
+    }
+    // The most frequent event of all: built as one literal, no spreading.
+    const event: ResponsesEvent =
+      item.kind === 'text'
+        ? { type: 'response.output_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value, logprobs: [] }
+        : item.kind === 'reasoning'
+          ? { type: 'response.reasoning_summary_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, summary_index: 0, delta: value }
+          : { type: 'response.refusal.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value };
+    out.push({ kind: 'event', event });
+  };
+
+  const close = (item: OpenItem, out: Item[]): void => {
     const done = finished(item);
-    open = null;
     const at = { item_id: item.id, output_index: item.index };
     if (item.kind === 'reasoning') {
       emit(out, 'response.reasoning_summary_text.done', { ...at, summary_index: 0, text: item.text });
@@ -95,42 +129,33 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     emit(out, 'response.output_item.done', { output_index: item.index, item: done });
   };
 
+  /**
+   * Nothing more can come for an item: a call's arguments are a whole JSON object; a custom tool's,
+   * the `{"input": "…"}` its function asks for (its input is free text: one a model wrote bare may
+   * go on until the stream ends).
+   */
+  const whole = (item: OpenItem): boolean => {
+    if (item.kind !== 'call') return true;
+    return wholeArguments(item.text) && (item.custom !== true || wrappedInput(item.text) !== null);
+  };
+
+  const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole });
+
   const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean }): OpenItem => {
-    close(out);
-    const index = output.length;
-    let added: OutputItem;
-    if (kind === 'call' && call !== undefined) added = callItem(context, base, index, call.callId, call.name, '', 'in_progress');
-    else if (kind === 'reasoning') added = { ...reasoningItem(base, index, ''), summary: [] };
-    else added = { ...messageItem(base, index, '', false, 'in_progress'), content: [] };
-    if (added.type === 'custom_tool_call') added.input = '';
-    const item: OpenItem = { kind, index, id: added.id as string, text: '', ...call };
-    output.push(added);
-    open = item;
-    emit(out, 'response.output_item.added', { output_index: index, item: added });
-    const at = { item_id: item.id, output_index: index };
-    if (kind === 'reasoning') emit(out, 'response.reasoning_summary_part.added', { ...at, summary_index: 0, part: { type: 'summary_text', text: '' } });
-    else if (kind === 'text') emit(out, 'response.content_part.added', { ...at, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
-    else if (kind === 'refusal') emit(out, 'response.content_part.added', { ...at, content_index: 0, part: { type: 'refusal', refusal: '' } });
+    const item: OpenItem = { kind, index: count++, id: '', text: '', state: 'waiting', ...call };
+    items.add(item, out);
     return item;
   };
 
   const text = (out: Item[], kind: 'reasoning' | 'text' | 'refusal', value: string): void => {
     if (value === '') return;
-    const current = open as OpenItem | null;
-    const item = current !== null && current.kind === kind ? current : begin(out, kind);
-    item.text += value;
+    const last = items.last;
+    const item = last !== null && last.kind === kind ? last : begin(out, kind);
     deltas++;
-    // The most frequent event of all: built as one literal, no spreading.
-    const event: ResponsesEvent =
-      kind === 'text'
-        ? { type: 'response.output_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value, logprobs: [] }
-        : kind === 'reasoning'
-          ? { type: 'response.reasoning_summary_text.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, summary_index: 0, delta: value }
-          : { type: 'response.refusal.delta', sequence_number: sequence++, item_id: item.id, output_index: item.index, content_index: 0, delta: value };
-    out.push({ kind: 'event', event });
+    items.content(item, value, out);
   };
 
-  /** One tool_calls fragment: a call's first starts its item, its arguments are deltas (a custom tool's input is sent whole when done). */
+  /** One tool_calls fragment: a call's first adds its item, its arguments are deltas (a custom tool's input is sent whole when done). */
   const toolFragment = (out: Item[], fragment: unknown): void => {
     const start = (callId: string, name: string): OpenItem => begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true });
     const placed = toolCalls.place(fragment, start, (n) => `call_${base}_${n}`);
@@ -138,11 +163,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
     const call = placed.call;
     if (!placed.started && (call.name ?? '') === '' && placed.name !== null) call.name = placed.name;
     if (placed.arguments === '') return;
-    call.text += placed.arguments;
     deltas++;
-    if (call === open && call.custom !== true) emit(out, 'response.function_call_arguments.delta', { item_id: call.id, output_index: call.index, delta: placed.arguments });
-    // A fragment of a call already done changes only the final response's item.
-    else if (call !== open) output[call.index] = finished(call);
+    items.content(call, placed.arguments, out);
   };
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
@@ -163,7 +185,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
   const end = (): Item[] => {
     const out: Item[] = [];
     start({}, out);
-    close(out);
+    ended = true;
+    items.finish(out);
     // No usage from the provider: the prompt as estimated, one token per delta.
     const counted: Usage = chatUsage(usage) ?? { input: Math.max(1, hints.promptTokens), output: Math.max(1, deltas), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
     const response = finishedResponse(shell as unknown as ResponseObject, output, finish, counted);
