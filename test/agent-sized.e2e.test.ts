@@ -72,6 +72,14 @@ describe('agent-sized requests (1 MB)', () => {
     assert.equal(upstream[0]?.raw, bodies.chat);
   });
 
+  it('chat without stream_options reaches the provider as its bytes with the usage field spliced in', async () => {
+    const before = openai.requests.length;
+    const body = bodies.chat.replace('"stream_options":{"include_usage":true},', '');
+    await send('chat', 'vk_openai', body);
+    const upstream = openai.requests.slice(before);
+    assert.equal(upstream[0]?.raw, `{"stream_options":{"include_usage":true},${body.slice(1)}`);
+  });
+
   it('Messages passes through byte for byte and is logged whole', async () => {
     const before = anthropic.requests.length;
     await send('messages', 'vk_anthropic', bodies.messages);

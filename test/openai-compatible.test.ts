@@ -24,7 +24,7 @@ const route = router.route(chatClient, ['chat']);
 /** What a chat-speaking provider is sent for the client's `raw` body. */
 function prepared(raw: string, provider: Provider = openai): { body: string; headers: Record<string, string> } {
   const body = upstreamBody(route, provider, route.translation.exchange(JSON.parse(raw) as ChatRequest), Buffer.from(raw));
-  return { body: body.toString(), headers: chatTarget.authHeaders('sk-real') };
+  return { body: typeof body === 'string' || Buffer.isBuffer(body) ? body.toString() : Buffer.concat(body).toString(), headers: chatTarget.authHeaders('sk-real') };
 }
 
 describe('openai request', () => {
@@ -49,6 +49,11 @@ describe('openai request', () => {
     const { body } = prepared(raw);
     assert.equal(body, ' {"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}');
     assert.deepEqual(JSON.parse(body).stream_options, { include_usage: true });
+    // The client's bytes are not copied: the field goes between two views of them.
+    const rawBytes = Buffer.from(raw);
+    const pieces = chatRequestBody(JSON.parse(raw) as ChatRequest, rawBytes);
+    assert.ok(Array.isArray(pieces) && pieces.length === 3);
+    assert.ok(pieces[0]?.buffer === rawBytes.buffer && pieces[2]?.buffer === rawBytes.buffer);
   });
 
   it('keeps the client bytes when the client already asked for usage', () => {

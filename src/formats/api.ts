@@ -87,7 +87,7 @@ export interface TargetApi<T extends ApiTypes> {
    * The body to send. `raw`: the client's own bytes when it spoke this very API, sent as they are
    * unless something must change (e.g. asking for stream usage).
    */
-  body(request: T['request'], raw: Buffer | null): Buffer | string;
+  body(request: T['request'], raw: Buffer | null): Buffer | string | readonly Buffer[];
   /** A 2xx JSON answer, checked whole; a 502 GatewayError when it is not one. */
   parseResponse(body: Buffer): T['response'];
   usage(response: T['response']): Usage | null;

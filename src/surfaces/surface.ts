@@ -35,7 +35,7 @@ import type { Admission } from '../policy/breaker.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
-import { withQuery, type Endpoint, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
+import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import { streamPipeline } from './stream.js';
 
 /** What every surface is given. */
@@ -316,7 +316,7 @@ export function translate<C extends ApiTypes>(route: Route<C>, request: C['reque
  * The body the target gets: the client's request translated where the target speaks another API,
  * changed where the provider needs it, and the client's own bytes where nothing changes.
  */
-export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: Buffer | null): Buffer | string {
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: Buffer | null): RequestBody {
   return shallow(() => {
     const translated = exchange.request;
     const adjusted = provider.adjust?.(route.target.name, translated, !route.translation.identity) ?? null;
@@ -463,7 +463,8 @@ function prepareChecked<C extends ApiTypes>(
   const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
   if (!prepared.route.translation.identity) return prepared;
   if (surface.passThrough === undefined) return released(parsed, prepared);
-  return surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, interaction, deps }).then((body) => released(parsed, { ...prepared, body }));
+  const body = typeof prepared.body === 'string' || Buffer.isBuffer(prepared.body) ? prepared.body : Buffer.concat(prepared.body);
+  return surface.passThrough({ request: prepared.outbound.request, body, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
 }
 
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {
@@ -485,7 +486,7 @@ interface Prepared<C extends ApiTypes> {
   readonly outbound: Outbound<C>;
   readonly route: Route<C>;
   readonly exchange: Exchange<C, ApiTypes>;
-  readonly body: Buffer | string;
+  readonly body: RequestBody;
   readonly passed: Record<string, string> | undefined;
   readonly endpoint: Endpoint;
 }

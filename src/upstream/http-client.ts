@@ -20,7 +20,8 @@ export interface ClientRequest {
   /** Path and query. */
   readonly path: string;
   readonly headers: Readonly<Record<string, string | number>>;
-  readonly body: Buffer | null;
+  /** Pieces are sent in order, as one body. */
+  readonly body: Buffer | readonly Buffer[] | null;
   /** Sent with the body. */
   readonly contentType?: string;
 }
@@ -353,7 +354,7 @@ class Connection {
     if (bytes.length === 1) {
       socket.write(bytes[0] as Buffer);
     } else {
-      // One writev for head and body.
+      // One writev for head and body's pieces.
       socket.cork();
       for (const piece of bytes) socket.write(piece);
       socket.uncork();
@@ -487,13 +488,17 @@ export function encodeRequest(request: ClientRequest, checked: Set<string> = new
     head += `${name}: ${value}\r\n`;
   }
   const body = request.body;
-  if (body !== null) head += `content-type: ${request.contentType ?? 'application/octet-stream'}\r\ncontent-length: ${body.length}\r\n`;
+  const pieces = body === null ? [] : Buffer.isBuffer(body) ? [body] : body;
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  if (body !== null) head += `content-type: ${request.contentType ?? 'application/octet-stream'}\r\ncontent-length: ${length}\r\n`;
   head += '\r\n';
-  if (body !== null && body.length > COPIED_BODY_BYTES) return [Buffer.from(head, 'latin1'), body];
+  if (length > COPIED_BODY_BYTES) return [Buffer.from(head, 'latin1'), ...pieces];
   const headLength = Buffer.byteLength(head, 'latin1');
-  const bytes = Buffer.allocUnsafe(headLength + (body?.length ?? 0));
+  const bytes = Buffer.allocUnsafe(headLength + length);
   bytes.write(head, 0, 'latin1');
-  if (body !== null) body.copy(bytes, headLength);
+  let at = headLength;
+  for (const piece of pieces) at += piece.copy(bytes, at);
   return [bytes];
 }
 

@@ -65,7 +65,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
   if (cancel.reason !== null) return Promise.reject(cancel.reason);
   const method = upstreamRequest.method ?? 'POST';
   const body = method === 'POST' ? (typeof upstreamRequest.body === 'string' ? Buffer.from(upstreamRequest.body) : upstreamRequest.body) : null;
-  if (endpoint.kind === 'local') return Promise.resolve(endpoint.server.handle(method, endpoint.path, body ?? Buffer.alloc(0)));
+  if (endpoint.kind === 'local') return Promise.resolve(endpoint.server.handle(method, endpoint.path, body === null ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.concat(body)));
   const request: ClientRequest = {
     https: endpoint.https,
     hostname: endpoint.hostname,

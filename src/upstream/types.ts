@@ -19,11 +19,14 @@ export interface UpstreamPolicy {
   readonly totalTimeoutMs: number;
 }
 
+/** A request's body: bytes, text, or pieces of bytes sent in order without being joined (a client's body with a field spliced in). */
+export type RequestBody = Buffer | string | readonly Buffer[];
+
 /** What goes on the wire. The sender adds host, content-type and content-length. */
 export interface UpstreamRequest {
   /** POST by default; GET for a model list or a stored response, DELETE to delete one. */
   readonly method?: 'GET' | 'POST' | 'DELETE';
-  readonly body: Buffer | string;
+  readonly body: RequestBody;
   /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
   readonly headers: Readonly<Record<string, string>>;
 }

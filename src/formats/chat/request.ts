@@ -53,14 +53,15 @@ const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},
  * The body a provider that speaks Chat Completions gets: the client's own bytes when it spoke
  * chat (`raw`) and nothing must change. For streams the gateway always asks for usage, so every
  * log entry has token counts; when the client sent no `stream_options`, the field is spliced in
- * after the opening brace instead of re-serialising the whole body.
+ * after the opening brace instead of re-serialising the whole body: the three pieces are sent as
+ * they are, not copied into one.
  */
-export function chatRequestBody(request: ChatRequest, raw: Buffer | null): Buffer | string {
+export function chatRequestBody(request: ChatRequest, raw: Buffer | null): Buffer | string | readonly Buffer[] {
   const needsUsage = request.stream === true && !wantsStreamUsage(request);
   if (raw !== null && !needsUsage) return raw;
   if (raw !== null && !('stream_options' in request)) {
     const brace = raw.indexOf(0x7b /* { */);
-    return Buffer.concat([raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.subarray(brace + 1)]);
+    return [raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.subarray(brace + 1)];
   }
   if (!needsUsage) return JSON.stringify(request);
   const options = request.stream_options;
