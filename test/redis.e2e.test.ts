@@ -118,8 +118,12 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const after = (await get(gateways[0] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
     assert.equal(after.usage.total_tokens, used, 'kept in Redis, not in the (now off) state files');
     // What is left is spent one request at a time, on each instance in turn, until one is refused.
+    // Each waits until the one before has settled (a reservation still held would refuse a
+    // request the budget has room for, and the refusal would not hold once it settled).
+    const settled = async (): Promise<boolean> => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json.in_flight.tokens === 0;
     let refusal: Awaited<ReturnType<typeof chat>> | null = null;
     for (let i = 0; refusal === null && i < 200; i++) {
+      await waitFor(settled, 'the request before settled');
       const reply = await chat((gateways[i % 2] as GatewayProcess).url, 'vk_budget', ask);
       if (reply.status === 200) used += reply.json.usage.total_tokens as number;
       else refusal = reply;
@@ -127,7 +131,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.equal(refusal?.status, 429);
     assert.equal(refusal?.json.error.code, 'budget_exceeded');
     await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json.usage.total_tokens === used, 'every request counted, whichever process served it');
-    // Refused when what was spent plus what requests still settling hold (~15 tokens each) reached 200; never admitted past it.
+    // Refused once what was spent plus the request's own hold (its prompt and max_tokens, ~15 tokens) would pass 200; never admitted past it.
     assert.ok(used > 200 - 30 && used < 200 + 15, `refused once the budget was spent, not long before nor after: ${used} tokens`);
     // The refusal holds in every process: each worker of the second instance asks Redis.
     for (let i = 0; i < 4; i++) assert.equal((await chat((gateways[1] as GatewayProcess).url, 'vk_budget', ask)).status, 429);
