@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { parseJsonStream, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, request, sseData } from './support/http.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
@@ -63,7 +63,8 @@ async function assertScrubbed(reply: { text: string; headers: Record<string, unk
   const id = String(reply.headers['x-request-id']);
   const entry = await waitForEntry(gateway.logFile, id);
   assert.ok(!JSON.stringify(entry).includes(secret), `the log file got the key: ${JSON.stringify(entry)}`);
-  assert.ok(gateway.stdout().includes(id), 'the entry is on stdout');
+  // The file and stdout are written independently: stdout's copy may come a moment later.
+  await waitFor(() => parseJsonStream(gateway.stdout()).some((each) => (each as { request_id?: unknown }).request_id === id), 'the whole entry on stdout');
   assert.ok(!gateway.stdout().includes(secret), 'stdout got the key');
 }
 
