@@ -187,9 +187,12 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     };
     // HTTP/1.1 cannot rule out one race (the README says so): nginx sending a POST on a keep-alive
     // connection the stopping instance is closing, which it may not resend. Seen about once in 20
-    // runs (docs/performance.md): one such 502 is that race; anything else, or more, is a failure.
+    // runs on a quiet machine, and on a busy one (CI) up to three at once, nginx's workers each
+    // reusing a connection of their own (docs/performance.md): up to three 502s, each with that
+    // reset in nginx's log, are that race; anything else, or more, is a failure.
     const failed = [...statuses].filter(([status]) => status !== 200);
-    const race = failed.length === 1 && failed[0]?.[0] === 502 && failed[0][1] === 1 && /Connection reset by peer\) while reading response header/.test(errorLog());
+    const resets = errorLog().match(/Connection reset by peer\) while reading response header/g)?.length ?? 0;
+    const race = failed.length === 1 && failed[0]?.[0] === 502 && failed[0][1] <= 3 && resets >= failed[0][1];
     assert.ok(failed.length === 0 || race, `every request answered 200: ${JSON.stringify(Object.fromEntries(statuses))}; nginx: ${nginxErr}; error.log: ${errorLog()}`);
   });
 
