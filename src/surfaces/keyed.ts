@@ -30,6 +30,8 @@ export interface KeyedAnswer {
   readonly status: number;
   /** JSON text: a whole object (but for a 204). */
   readonly body: Buffer | string;
+  /** The body as the work already read it (checked whole): not parsed again. */
+  readonly parsed?: Record<string, unknown>;
 }
 
 export interface KeyedWork {
@@ -67,7 +69,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
     });
     if (context.cancel.cancelled) throw context.cancel.reason;
     // A provider's answer cut short is a 502, as on the generation routes, never relayed as a success.
-    const response = answer.status === 204 ? null : parseObjectAnswer(answer.body, 'answer');
+    const response = answer.status === 204 ? null : (answer.parsed ?? parseObjectAnswer(answer.body, 'answer'));
     stampOverhead(res, interaction.overheadMs(performance.now()));
     sendJson(res, answer.status, answer.body);
     interaction.status = answer.status;

@@ -9,8 +9,9 @@
  * measured; errors have OpenAI's shape.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseObjectAnswer } from '../formats/answer.js';
 import { GatewayError, invalidRequest } from '../errors.js';
-import { isRecord, parseJsonObject } from '../formats/json.js';
+import { parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
 import type { Usage } from '../formats/usage.js';
 import type { Charge } from '../policy/limits.js';
@@ -25,8 +26,8 @@ import { readBody } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
-import { callStored, ensureOwner, ownerInAnswer, responseNotFound, responsesEndpoint, storedError } from './stored.js';
-import { checkModel, notPriced, shallow, UNSTATED_OUTPUT_RESERVE, type SurfaceDeps } from './surface.js';
+import { callStored, ensureOwner, ownerInResponse, responseNotFound, responsesEndpoint, storedError } from './stored.js';
+import { checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
 const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
@@ -92,11 +93,12 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
       // Reading it is how its owner is learnt: one call.
       const answer = await callStored(key, 'GET', path, context.query, '', interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-      const owner = ownerInAnswer(answer.body, id);
+      const parsed = parseObjectAnswer(answer.body, 'response');
+      const owner = ownerInResponse(parsed, id);
       if (owner === null) throw responseNotFound(id);
       deps.owners.set(id, owner);
       if (owner !== ownerTag(key.id)) throw responseNotFound(id);
-      return { status: answer.status, body: answer.body };
+      return { status: answer.status, body: answer.body, parsed };
     }
     await ensureOwner(id, key, interaction, deps, responseNotFound(id));
     const method = context.method === 'DELETE' ? 'DELETE' : context.method === 'POST' ? 'POST' : 'GET';
@@ -154,12 +156,12 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       const body = mapped === null || mapped === model ? checkedBody(raw, request) : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-      if (suffix === '/compact') {
-        interaction.usage = compactUsage(answer.body);
-        // A whole answer: its cost goes in the header, as a generation's does.
-        if (interaction.usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, interaction.usage)));
-      }
-      return { status: answer.status, body: answer.body };
+      if (suffix !== '/compact') return { status: answer.status, body: answer.body };
+      // A compaction is a whole answer (a response object): its usage counts, its cost goes in the header.
+      const parsed = parseObjectAnswer(answer.body, 'answer');
+      interaction.usage = responsesUsage(parsed.usage);
+      if (interaction.usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, interaction.usage)));
+      return { status: answer.status, body: answer.body, parsed };
     });
 }
 
@@ -169,18 +171,8 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
  */
 function compactionEstimate(target: Target, price: Price | null, bodyBytes: number): { charge: Charge; promptTokens: number } {
   const promptTokens = Math.ceil(bodyBytes / 4);
-  const output = Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
+  const output = unstatedOutputReserve(target);
   return { charge: { tokens: promptTokens + output, usd: price === null ? 0 : estimateUsd(price, promptTokens, output) }, promptTokens };
-}
-
-/** The usage of a compaction's answer (a response object), for the key's limits, budget and cost. */
-function compactUsage(body: Buffer): Usage | null {
-  try {
-    const parsed: unknown = JSON.parse(body.toString('utf8'));
-    return isRecord(parsed) ? responsesUsage(parsed.usage) : null;
-  } catch {
-    return null;
-  }
 }
 
 export const serveInputTokens = servePassedThrough('/input_tokens');

@@ -66,7 +66,11 @@ export function responseNotFound(id: string): GatewayError {
  * object (cut short) is the 502 it is, not a misleading 404.
  */
 export function ownerInAnswer(body: Buffer, id: string): string | null {
-  const response = parseObjectAnswer(body, 'response');
+  return ownerInResponse(parseObjectAnswer(body, 'response'), id);
+}
+
+/** The owner a stored response `id`, already read, names (null: it is another response, or names none). */
+export function ownerInResponse(response: Record<string, unknown>, id: string): string | null {
   return response.id === id ? ownerOf(response) : null;
 }
 

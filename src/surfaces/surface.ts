@@ -93,7 +93,12 @@ interface Outbound<C extends ApiTypes> {
 }
 
 /** What a request that sets no output limit reserves for its output (unless its target caps output lower). */
-export const UNSTATED_OUTPUT_RESERVE = 4096;
+const UNSTATED_OUTPUT_RESERVE = 4096;
+
+/** The output a request without an output limit holds against limits while it runs, on `target`. */
+export function unstatedOutputReserve(target: Target): number {
+  return Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
+}
 const MAX_RESERVED_OUTPUT = 1e12;
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
@@ -242,7 +247,7 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
   for (const target of key.targets) {
     // A request without an output limit may generate up to the model's own: it holds a default's worth.
     // A trillion at most: a client's max_tokens of 1e23 must stay an exact integer in every store that adds it.
-    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
+    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : unstatedOutputReserve(target);
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
     const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
