@@ -470,8 +470,14 @@ describe('limits under pressure', () => {
       env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', LOG_FILE: logFile },
       logFile,
     });
+    // Each request waits until the one before has settled in the primary (a worker settles after
+    // answering): a reservation still held would refuse a request the budget has room for.
+    const settled = async (): Promise<boolean> => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk' })).json.in_flight.tokens === 0;
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await chat(gateway.url, 'vk', ask())).status);
+    for (let i = 0; i < 6; i++) {
+      await waitFor(settled, 'the request before settled');
+      statuses.push((await chat(gateway.url, 'vk', ask())).status);
+    }
     assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429], '18 tokens each: the third passes at 36 < 50, then the budget is used');
     assert.equal(await gateway.stop('SIGTERM'), 0);
     assert.match(readFileSync(join(dir, 'logs', 'gateway_state.json'), 'utf8'), /"tokens": 54/);

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, messages, request } from './support/http.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
@@ -356,7 +357,7 @@ describe('npm run usage', () => {
       await gateway.stop();
     }
     const output = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--since', '1d'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = endWithFile(spawn(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--since', '1d'], { stdio: ['ignore', 'pipe', 'inherit'] }));
       let stdout = '';
       child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
       child.once('exit', (code) => resolve({ code, stdout }));

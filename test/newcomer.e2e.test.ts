@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { endWithFile } from './support/children.js';
 import { ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -106,12 +107,15 @@ describe('a fresh clone', () => {
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
     writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk_demo: { provider: 'mock' } } }));
     // No dist/ here: a start that does not build fails with "Cannot find module".
-    const npm = spawn('npm', ['start'], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '', GATEWAY_PORT: '0', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    const npm = endWithFile(
+      spawn('npm', ['start'], {
+        cwd: dir,
+        env: { PATH: process.env.PATH ?? '', GATEWAY_PORT: '0', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', LOG_CONSOLE: 'off' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      }),
+      true,
+    );
     let output = '';
     npm.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
     npm.stderr.setEncoding('utf8').on('data', (text: string) => (output += text));

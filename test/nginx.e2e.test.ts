@@ -10,6 +10,7 @@ import http from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { endWithFile } from './support/children.js';
 import { ROOT, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, closedPort, openStream, request, sseData } from './support/http.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
@@ -65,7 +66,7 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     mkdirSync(join(prefix, 'logs'));
     const port = await closedPort();
     writeFileSync(join(prefix, 'nginx.conf'), configFor(port, gateways.map((gateway) => gateway.port), prefix));
-    nginx = spawn(NGINX as string, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', `daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/error.log;`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    nginx = endWithFile(spawn(NGINX as string, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', `daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/error.log;`], { stdio: ['ignore', 'pipe', 'pipe'] }));
     nginx.stderr?.setEncoding('utf8').on('data', (text: string) => (nginxErr += text));
     nginxUrl = `http://127.0.0.1:${port}`;
     await waitFor(() => {

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { endWithFile } from './children.js';
 
 export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 export const MAIN = join(ROOT, 'dist', 'main.js');
@@ -46,7 +47,7 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
   // Through bash's ulimit when the file size is limited (Node ignores SIGXFSZ, so writes past it fail with EFBIG).
   const [command, args] =
     options.fileSizeLimitKiB === undefined ? [process.execPath, [MAIN]] : ['bash', ['-c', `ulimit -S -f ${options.fileSizeLimitKiB} && exec "$0" "$@"`, process.execPath, MAIN]];
-  const child = spawn(command, args, {
+  const child = endWithFile(spawn(command, args, {
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',
@@ -57,7 +58,7 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (text: string) => (out += text));
@@ -102,11 +103,11 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
 /** Runs the gateway until it exits (for start-up failures). */
 export function runGatewayUntilExit(env: Record<string, string>, cwd?: string): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN], {
+    const child = endWithFile(spawn(process.execPath, [MAIN], {
       cwd: cwd ?? tempDir(),
       env: { PATH: process.env.PATH ?? '', GATEWAY_PORT: '0', GATEWAY_HOST: '127.0.0.1', LOG_FILE: 'off', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));

@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { endWithFile } from './children.js';
 import { tempDir } from './gateway.js';
 
 export const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((path) => existsSync(path)) ?? (spawnSync('which', ['redis-server']).stdout?.toString().trim() || null);
@@ -73,7 +74,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
 
   const start = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      const started = spawn(REDIS_SERVER as string, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const started = endWithFile(spawn(REDIS_SERVER as string, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
       child = started;
       let out = '';
       const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${out}`)), 10_000);
