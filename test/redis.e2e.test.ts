@@ -104,6 +104,8 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     assert.equal(served.length + refused.length, 40);
     assert.ok(refused.length > 0 && refused.every((reply) => reply.json.error.code === 'budget_exceeded'));
     let used = served.reduce((sum, reply) => sum + reply.json.usage.total_tokens, 0);
+    // An instance settles a request after answering it: the last answers can arrive first.
+    await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json.requests === served.length, 'every answered request settled');
     const usage = (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_budget')).json;
     assert.equal(usage.usage.total_tokens, used, 'both instances counted in one place');
     assert.equal(usage.requests, served.length);
