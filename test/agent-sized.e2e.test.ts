@@ -123,3 +123,57 @@ describe('agent-sized requests (1 MB)', () => {
     assert.equal(sent.messages.at(-1).content.at(-1).text, conversation.last);
   });
 });
+
+describe('agent-sized requests the gateway checks without parsing them', () => {
+  it('refuses a message without a role, naming it, as for any body', async () => {
+    const body = JSON.parse(bodies.chat);
+    body.messages[7] = { content: 'no role' };
+    const reply = await request(gateway.url, paths.chat, { key: 'vk_openai', body: JSON.stringify(body) });
+    assert.equal(reply.status, 400);
+    assert.equal(reply.json.error.param, 'messages[7]');
+    const messages = JSON.parse(bodies.messages);
+    messages.messages[3] = 'a string';
+    const refused = await request(gateway.url, paths.messages, { key: 'vk_anthropic', body: JSON.stringify(messages), headers: { 'anthropic-version': '2023-06-01' } });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.type, 'error');
+    assert.match(refused.json.error.message, /^messages\.3: /);
+  });
+
+  it('refuses an item_reference in a large Responses input, wherever it stands and however its type is spelled', async () => {
+    const body = JSON.parse(bodies.responses);
+    body.input.splice(40, 0, { type: 'item_reference', id: 'msg_someone_elses' });
+    // An escaped spelling of the same key and value: what a byte search would miss.
+    const text = JSON.stringify(body).replace('{"type":"item_reference"', '{"t\\u0079pe":"item\\u005freference"');
+    assert.ok(text.includes('item\\u005freference'));
+    const before = openai.requests.length;
+    const reply = await request(gateway.url, paths.responses, { key: 'vk_openai', body: text });
+    assert.equal(reply.status, 400, reply.text.slice(0, 300));
+    assert.equal(reply.json.error.param, 'input[40]');
+    assert.equal(openai.requests.length, before, 'nothing sent');
+  });
+
+  it('passes a body that is not JSON inside a large member on to the provider, whose refusal the client gets; the log holds it as text', async () => {
+    // A raw control character in a string: the structure is sound, the JSON is not.
+    const body = bodies.chat.replace('"role":"user","content":"', '"role":"user","content":"\u0001');
+    assert.notEqual(body, bodies.chat);
+    const reply = await request(gateway.url, paths.chat, { key: 'vk_openai', body });
+    assert.equal(reply.status, 400, reply.text.slice(0, 300));
+    assert.match(reply.json.error.message, /could not parse the JSON body/);
+    const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+    assert.equal(entry.status, 400);
+    assert.equal(entry.request, body, 'the body whole, as its text: the log stays JSON');
+    const id = String(reply.headers['x-request-id']);
+    await waitFor(() => gateway.stdout().split('\n').slice(0, -1).some((line) => line.includes(id)), 'the entry on stdout');
+    const line = gateway.stdout().split('\n').find((each) => each.includes(id)) as string;
+    assert.equal(JSON.parse(line).request, body);
+  });
+
+  it('translates such a body into a 400 of its own, where the provider speaks another API', async () => {
+    const body = bodies.chat.replace('"model":"gpt-4o-mini"', '"model":"claude-sonnet-4-5"').replace('"role":"user","content":"', '"role":"user","content":"\\q');
+    const before = anthropic.requests.length;
+    const reply = await request(gateway.url, paths.chat, { key: 'vk_anthropic', body });
+    assert.equal(reply.status, 400, reply.text.slice(0, 300));
+    assert.equal(reply.json.error.code, 'invalid_json');
+    assert.equal(anthropic.requests.length, before, 'nothing sent');
+  });
+});

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
-import { indentJsonBytes, LARGE_MEMBER_BYTES, parseJsonBytes, releaseLargeMembers } from '../src/formats/json-bytes.js';
+import { isUtf8 } from 'node:buffer';
+import { hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, type DeferOptions } from '../src/formats/json-bytes.js';
 
 const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
 
@@ -130,6 +131,151 @@ describe('releaseLargeMembers', () => {
     const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}')) as Record<string, unknown>;
     releaseLargeMembers(small);
     assert.ok(!isAccessor(small, 'messages'));
+  });
+});
+
+class NotJson extends Error {}
+const DEFER: DeferOptions = { invalid: (err) => new NotJson(err.message), views: { messages: ['role'], input: ['type'] } };
+const isAccessorOf = (target: object, key: string): boolean => typeof Object.getOwnPropertyDescriptor(target, key)?.get === 'function';
+/** What memberView should show of an array, from JSON.parse's value. */
+const expectedView = (array: unknown[], fields: string[]): unknown[] =>
+  array.map((element) => {
+    if (typeof element !== 'object' || element === null || Array.isArray(element)) return null;
+    const seen: Record<string, unknown> = {};
+    for (const field of fields) {
+      if (!Object.hasOwn(element, field)) continue;
+      const value = (element as Record<string, unknown>)[field];
+      seen[field] = Array.isArray(value) ? [] : typeof value === 'object' && value !== null ? {} : value;
+    }
+    return seen;
+  });
+
+describe('large members left as bytes (DeferOptions)', () => {
+  it('are not parsed until read, then read as JSON.parse has them', () => {
+    for (const [api, text] of Object.entries(bodies)) {
+      const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+      const expected = JSON.parse(text) as Record<string, unknown>;
+      const large = Object.keys(expected).filter((key) => JSON.stringify(expected[key]).length >= LARGE_MEMBER_BYTES);
+      assert.ok(large.length > 0, api);
+      for (const key of Object.keys(expected)) assert.equal(isAccessorOf(document, key), large.includes(key), `${api}: ${key}`);
+      assert.ok(hasDeferredMembers(document));
+      assert.deepEqual(Object.keys(document), Object.keys(expected), 'in the same order');
+      assert.deepEqual(document, expected, api);
+      for (const key of large) assert.equal(isAccessorOf(document, key), false, `${api}: ${key} kept once read`);
+    }
+  });
+
+  it('show their shape (memberView) as JSON.parse has it, without being read', () => {
+    for (const [api, text] of Object.entries(bodies)) {
+      const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+      const expected = JSON.parse(text) as Record<string, unknown[]>;
+      const key = api === 'responses' ? 'input' : 'messages';
+      assert.deepEqual(memberView(document, key), expectedView(expected[key] as unknown[], [api === 'responses' ? 'type' : 'role']), api);
+      assert.ok(isAccessorOf(document, key), 'still unread');
+      void document[key];
+      assert.equal(memberView(document, key), undefined, 'once read, the value itself is what counts');
+    }
+  });
+
+  it('show odd elements as JSON.parse would have them: duplicates, escaped keys, other kinds', () => {
+    const filler = Array.from({ length: 800 }, (_, i) => ({ role: 'user', content: `message ${i} ${'y'.repeat(60)}` }));
+    const odd = [
+      { role: 'first', content: 'x', role2: 1 },
+      'a string',
+      7,
+      null,
+      [{ role: 'nested' }],
+      { content: 'no role' },
+      { role: { not: 'a string' } },
+      { role: ['array'] },
+      { role: 12.5e3 },
+      { role: true },
+      {},
+    ];
+    const messages = JSON.stringify([...odd, ...filler]).replace('{"role":"first","content":"x","role2":1}', '{"role":"first","content":"x","r\\u006fle":"last","role2":1}');
+    const text = `{"model":"m","messages":${messages}}`;
+    const expected = JSON.parse(text);
+    assert.equal(expected.messages[0].role, 'last');
+    const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+    assert.deepEqual(memberView(document, 'messages'), expectedView(expected.messages, ['role']));
+    for (const [value, kind] of [[{ a: 'z'.repeat(70_000) }, {}], ['z'.repeat(70_000), '']] as const) {
+      const other = parseJsonBytes(Buffer.from(JSON.stringify({ model: 'm', messages: value })), undefined, DEFER) as Record<string, unknown>;
+      assert.deepEqual(memberView(other, 'messages'), kind);
+    }
+    const small = parseJsonBytes(Buffer.from('{"messages":[]}'), undefined, DEFER) as Record<string, unknown>;
+    assert.equal(memberView(small, 'messages'), undefined, 'a small body is parsed whole');
+    assert.equal(hasDeferredMembers(small), false);
+  });
+
+  it('that are not JSON throw the given error when read, and only then; a structure that is wrong is refused at once', () => {
+    const base = bodies.chat;
+    for (const broken of ['"content":"\u0001', '"content":"\\q', '"content":"\\u12G4']) {
+      const text = base.replace('"content":"', broken);
+      const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+      assert.throws(() => document.messages, NotJson, broken);
+      assert.equal(isJsonText(Buffer.from(text)), false, broken);
+    }
+    // Numbers and literals stand outside strings, where the scan reads their characters only.
+    const numbers = base.replace(/"tool_call_id":/, '"n":01,"tool_call_id":');
+    assert.throws(() => (parseJsonBytes(Buffer.from(numbers), undefined, DEFER) as Record<string, unknown>).messages, NotJson);
+    for (const broken of [base.replace('},{', '}{'), base.replace('"role":', '"role"'), base.slice(0, -2)]) {
+      assert.throws(() => parseJsonBytes(Buffer.from(broken), undefined, DEFER), SyntaxError);
+    }
+  });
+
+  it('are not read by releaseLargeMembers; one read since is let go of again; one not asked to be seen shows its kind', () => {
+    const big = JSON.stringify(Array.from({ length: 800 }, (_, i) => ({ name: `tool_${i}`, description: 'z'.repeat(80) })));
+    const text = `{"model":"m","tools":${big},"messages":${big}}`;
+    const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+    assert.deepEqual(memberView(document, 'tools'), [], 'its kind only');
+    void document.tools;
+    releaseLargeMembers(document);
+    assert.ok(isAccessorOf(document, 'messages'), 'never read');
+    assert.ok(isAccessorOf(document, 'tools'), 'read, then let go of');
+    assert.deepEqual(document, JSON.parse(text));
+  });
+});
+
+describe('isJsonText', () => {
+  it('says what JSON.parse says of random documents and of every one-byte change to them', () => {
+    const next = random(11);
+    const alphabet = Buffer.from(' \t\n"\\/{}[],:0123456789.eE+-truefalsnbu\u0001x');
+    let checked = 0;
+    for (let n = 0; n < 200; n++) {
+      const text = JSON.stringify(randomValue(next, 0), null, n % 4 === 0 ? 2 : undefined) ?? 'null';
+      const raw = Buffer.from(text);
+      assert.equal(isJsonText(raw), true, text);
+      for (let k = 0; k < 20; k++) {
+        const changed = Buffer.from(raw);
+        const at = Math.floor(next() * changed.length);
+        const op = next();
+        let candidate: Buffer;
+        if (op < 0.4) {
+          changed[at] = alphabet[Math.floor(next() * alphabet.length)] as number;
+          candidate = changed;
+        } else if (op < 0.7) {
+          candidate = Buffer.concat([changed.subarray(0, at), changed.subarray(at + 1)]);
+        } else {
+          candidate = Buffer.concat([changed.subarray(0, at), alphabet.subarray(Math.floor(next() * alphabet.length)).subarray(0, 1), changed.subarray(at)]);
+        }
+        if (!isUtf8(candidate)) continue;
+        let parses = true;
+        try {
+          JSON.parse(candidate.toString('utf8'));
+        } catch {
+          parses = false;
+        }
+        assert.equal(isJsonText(candidate), parses, candidate.toString('utf8'));
+        checked++;
+      }
+    }
+    assert.ok(checked > 3000);
+  });
+
+  it('accepts any depth and every number form JSON has; refuses what it has not', () => {
+    assert.equal(isJsonText(Buffer.from('['.repeat(100_000) + ']'.repeat(100_000))), true);
+    for (const good of ['0', '-0', '1.5e+10', '-2E-3', '0.0', ' true ', 'null', '"\\u00e9\\n\\/"', '{}', '[]', '{"a":[1,{"b":null}]}']) assert.equal(isJsonText(Buffer.from(good)), true, good);
+    for (const bad of ['', '01', '1.', '.5', '-', '1e', '+1', 'tru', 'nul', 'truex', '[1,]', '{"a":1,}', '{"a"}', '{1:2}', '"a', '[1 2]', 'NaN', '"\\x"', '[', ']', '1 2']) assert.equal(isJsonText(Buffer.from(bad)), false, bad);
   });
 });
 

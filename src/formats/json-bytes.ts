@@ -63,6 +63,8 @@ interface Found {
   end: number;
   /** Set for a container over the piece size, built from its parsed members. */
   built?: unknown;
+  /** Set for a member seen as its checks need it (DeferOptions.views). */
+  view?: unknown[];
 }
 
 /**
@@ -76,6 +78,8 @@ class PieceParser {
   constructor(
     private readonly buf: Buffer,
     private readonly pieceBytes: number,
+    /** Leave large top-level members as bytes (deferred), not parsed. */
+    private readonly defer: DeferOptions | null = null,
   ) {}
 
   /** Where the document's top-level value starts. */
@@ -93,21 +97,24 @@ class PieceParser {
   /** Values scanned so far. */
   private values = 0;
 
-  /** The value that starts at `start` (no space before it). */
-  value(start: number): Found {
+  /** The value that starts at `start` (no space before it); `build`: false finds only its end. */
+  value(start: number, build = true): Found {
     if (++this.values > DENSE_AFTER && this.values * DENSE_BYTES_PER_VALUE > start) throw new ParseWhole();
     const c = this.buf[start];
     if (c === QUOTE) return { end: stringEnd(this.buf, start) };
-    if (c === 0x7b /* { */ || c === 0x5b /* [ */) return this.container(start, c === 0x7b);
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) return this.container(start, c === 0x7b, build);
     return { end: scalarEnd(this.buf, start) };
   }
 
-  private container(start: number, object: boolean): Found {
+  private container(start: number, object: boolean, build: boolean): Found {
     const buf = this.buf;
     const close = object ? 0x7d : 0x5d;
     const parts: Part[] = [];
     let runStart = -1;
     let runEnd = -1;
+    const top = object && start === this.top;
+    // At the top, members are walked before they are parsed: a large one may stay bytes.
+    const buildMembers = build && !(top && this.defer !== null);
     let i = skipSpace(buf, start + 1);
     if (buf[i] !== close) {
       for (;;) {
@@ -120,8 +127,21 @@ class PieceParser {
           if (buf[i] !== 0x3a /* : */) throw new ParseWhole();
           i = skipSpace(buf, i + 1);
         }
-        const found = this.value(i);
-        if (object && start === this.top) this.topMember(memberStart, keyEnd, i, found.end);
+        const key = top ? this.topKey(memberStart, keyEnd) : '';
+        const fields = top ? this.defer?.views?.[key] : undefined;
+        const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
+        if (top) this.topMember(key, i, found);
+        if (!build) {
+          i = skipSpace(buf, found.end);
+          if (buf[i] === 0x2c /* , */) {
+            i = skipSpace(buf, i + 1);
+            continue;
+          }
+          if (buf[i] === close) break;
+          throw new ParseWhole();
+        }
+        const deferred = !buildMembers && found.end - i >= LARGE_MEMBER_BYTES;
+        if (deferred) found.built = new DeferredValue(i, found.end);
         if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
           if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
           runStart = -1;
@@ -143,7 +163,7 @@ class PieceParser {
     }
     const end = i + 1;
     // Small enough to parse whole (as part of its parent, or alone): only its extent is needed.
-    if (end - start <= this.pieceBytes) return { end };
+    if (!build || (end - start <= this.pieceBytes && !top)) return { end };
     if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
     return { end, built: object ? this.buildObject(parts) : this.buildArray(parts) };
   }
@@ -179,12 +199,71 @@ class PieceParser {
     return result;
   }
 
-  private topMember(keyStart: number, keyEnd: number, start: number, end: number): void {
+  private topKey(keyStart: number, keyEnd: number): string {
     const key = JSON.parse(this.text(keyStart, keyEnd)) as string;
     if (this.keys.has(key) || hasBackslash(this.buf, keyStart, keyEnd)) this.plainKeys = false;
     this.keys.add(key);
-    if (end - start >= LARGE_MEMBER_BYTES) this.large.set(key, { key, start, end });
+    return key;
+  }
+
+  private topMember(key: string, start: number, found: Found): void {
+    if (found.end - start >= LARGE_MEMBER_BYTES) this.large.set(key, { key, start, end: found.end, view: found.view });
     else this.large.delete(key);
+  }
+
+  /**
+   * A value walked as `value(start, false)` does, and seen as memberView shows it: an array's
+   * object elements with only `fields` (decoded where they are not containers).
+   */
+  private view(start: number, fields: readonly string[]): Found {
+    const buf = this.buf;
+    if (buf[start] !== 0x5b /* [ */) return this.value(start, false);
+    this.values++;
+    const view: unknown[] = [];
+    let i = skipSpace(buf, start + 1);
+    if (buf[i] === 0x5d) return { end: i + 1, view };
+    for (;;) {
+      let end: number;
+      if (buf[i] !== 0x7b) {
+        end = this.value(i, false).end;
+        view.push(null);
+      } else {
+        this.values++;
+        const element: Record<string, unknown> = {};
+        let at = skipSpace(buf, i + 1);
+        if (buf[at] !== 0x7d) {
+          for (;;) {
+            if (buf[at] !== QUOTE) throw new ParseWhole();
+            const keyEnd = stringEnd(buf, at);
+            const name = hasBackslash(buf, at, keyEnd) ? (JSON.parse(this.text(at, keyEnd)) as string) : buf.toString('utf8', at + 1, keyEnd - 1);
+            at = skipSpace(buf, keyEnd);
+            if (buf[at] !== 0x3a /* : */) throw new ParseWhole();
+            const valueStart = skipSpace(buf, at + 1);
+            const valueEnd = this.value(valueStart, false).end;
+            if (fields.includes(name)) {
+              const c = buf[valueStart];
+              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : JSON.parse(this.text(valueStart, valueEnd));
+            }
+            at = skipSpace(buf, valueEnd);
+            if (buf[at] === 0x2c) {
+              at = skipSpace(buf, at + 1);
+              continue;
+            }
+            if (buf[at] === 0x7d) break;
+            throw new ParseWhole();
+          }
+        }
+        end = at + 1;
+        view.push(element);
+      }
+      i = skipSpace(buf, end);
+      if (buf[i] === 0x2c) {
+        i = skipSpace(buf, i + 1);
+        continue;
+      }
+      if (buf[i] === 0x5d) return { end: i + 1, view };
+      throw new ParseWhole();
+    }
   }
 
   document(): unknown {
@@ -193,15 +272,60 @@ class PieceParser {
     const found = this.value(start);
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
-    if (this.large.size > 0) Object.defineProperty(document, LARGE_MEMBERS, { value: { raw: this.buf, members: [...this.large.values()] } satisfies LargeMembers, configurable: true });
-    // The scan saw every top-level key: plainUniqueKeys need not look again.
-    if (this.top !== -1 && this.buf[this.top] === 0x7b) Object.defineProperty(document, PLAIN_KEYS, { value: this.plainKeys, configurable: true });
+    if (this.buf[start] !== 0x7b) return document;
+    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, invalid: this.defer?.invalid ?? null };
+    // The last of duplicate keys is the one JSON.parse keeps: a deferred value only where it was the last.
+    for (const key of Object.keys(document as object)) {
+      const value = (document as Record<string, unknown>)[key];
+      if (value instanceof DeferredValue) lazyProperty(document as object, key, () => readMember(scan, value.start, value.end));
+    }
+    Object.defineProperty(document, SCAN, { value: scan, configurable: true });
     return document;
   }
 }
 
-/** Whether the document's top-level keys were each written plainly and once, where its scan saw them (not enumerable: copies and JSON leave it out). */
-const PLAIN_KEYS = Symbol('plainKeys');
+/** A large top-level member left as bytes while its document is built. */
+class DeferredValue {
+  constructor(
+    readonly start: number,
+    readonly end: number,
+  ) {}
+}
+
+/** How a body's large top-level members are read: parsed with it (default), or left as bytes until first read. */
+export interface DeferOptions {
+  /** What a member left as bytes throws when read if they are not JSON (the scan checks their structure only). */
+  readonly invalid: (err: SyntaxError) => Error;
+  /** Members whose shape the reader checks, by key, and the fields of their elements it reads (memberView). */
+  readonly views?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** What the scan of a large document learnt about its top level (hidden on the document: copies and JSON leave it out). */
+interface Scan {
+  readonly raw: Buffer;
+  /** Its large members (16 KB or more), the last of duplicate keys. */
+  readonly large: readonly LargeMember[];
+  /** Whether every top-level key was written plainly and once. */
+  readonly plainKeys: boolean;
+  /** Set when large members were left as bytes: their error when read. */
+  readonly invalid: DeferOptions['invalid'] | null;
+}
+
+const SCAN = Symbol('scan');
+
+function scanOf(document: unknown): Scan | undefined {
+  return typeof document === 'object' && document !== null ? (document as { [SCAN]?: Scan })[SCAN] : undefined;
+}
+
+/** A member's value, parsed from its bytes. */
+function readMember(scan: Scan, start: number, end: number): unknown {
+  try {
+    return parseJsonBytes(scan.raw.subarray(start, end));
+  } catch (err) {
+    if (scan.invalid !== null && err instanceof SyntaxError) throw scan.invalid(err);
+    throw err;
+  }
+}
 
 function hasBackslash(buf: Buffer, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (buf[i] === BACKSLASH) return true;
@@ -210,36 +334,66 @@ function hasBackslash(buf: Buffer, start: number, end: number): boolean {
 
 /** A top-level member this large (a conversation's messages, its tools) is one a pass-through may let go of. */
 export const LARGE_MEMBER_BYTES = 16 * 1024;
-const LARGE_MEMBERS = Symbol('largeMembers');
 
 /** A large top-level member's value, by its place in the document's bytes. */
 interface LargeMember {
   readonly key: string;
   readonly start: number;
   readonly end: number;
+  /** What memberView shows of it, where the scan was asked to see it (DeferOptions.views). */
+  readonly view: unknown[] | undefined;
 }
 
-interface LargeMembers {
-  readonly raw: Buffer;
-  readonly members: readonly LargeMember[];
+/** Whether `document[key]` is a member left as bytes and not read yet. */
+function unread(document: object, key: string): boolean {
+  return typeof Object.getOwnPropertyDescriptor(document, key)?.get === 'function';
+}
+
+/**
+ * Whether a document read with deferred members (parseJsonBytes with DeferOptions) has some its
+ * structure alone was checked for: bytes that may still not be valid JSON (a control character
+ * in a string, a bad escape, a malformed number).
+ */
+export function hasDeferredMembers(document: unknown): boolean {
+  return scanOf(document)?.invalid != null;
+}
+
+/**
+ * A top-level member left as bytes and not read yet, seen as much as a check of its shape needs,
+ * without parsing it: `undefined` when `key` is no such member (read the property). A member the
+ * scan was asked to see (DeferOptions.views) comes as an array of its elements' kinds: for an
+ * object element, an object with only the fields asked for (strings, numbers, booleans and null
+ * as their values; an object or array as an empty one), for any other element, `null`; the last
+ * of duplicate keys counts, as JSON.parse has it. Any other member, as its kind only: an empty
+ * array or object, or `''` for a string.
+ */
+export function memberView(document: object, key: string): unknown {
+  const scan = scanOf(document);
+  if (scan === undefined || scan.invalid === null || !unread(document, key)) return undefined;
+  const member = scan.large.find((large) => large.key === key);
+  if (member === undefined) return undefined;
+  if (member.view !== undefined) return member.view;
+  const first = scan.raw[member.start];
+  return first === 0x5b ? [] : first === 0x7b ? {} : first === QUOTE ? '' : readMember(scan, member.start, member.end);
 }
 
 /**
  * Lets go of the parsed values of `document`'s large top-level members (those parseJsonBytes
- * found), and of the same values in `copies` of it: each becomes a property that parses its bytes
- * again when it is next read, and keeps that value. A request passed through as the client's bytes
- * is done with them once it is sent, but it lives as long as its answer: a 1 MB conversation's
- * tree (about three times its size in objects) would outlive young collections and be promoted,
- * and twenty of them in flight kept the old generation busy. Let go of, it dies young.
+ * found, and read since if they were left as bytes), and of the same values in `copies` of it:
+ * each becomes a property that parses its bytes again when it is next read, and keeps that value.
+ * A request passed through as the client's bytes is done with them once it is sent, but it lives
+ * as long as its answer: a 1 MB conversation's tree (about three times its size in objects) would
+ * outlive young collections and be promoted, and twenty of them in flight kept the old generation
+ * busy. Let go of, it dies young. Once only: the document forgets its scan.
  */
 export function releaseLargeMembers(document: object, copies: readonly object[] = []): void {
-  const found = (document as { [LARGE_MEMBERS]?: LargeMembers })[LARGE_MEMBERS];
-  if (found === undefined) return;
-  delete (document as { [LARGE_MEMBERS]?: LargeMembers })[LARGE_MEMBERS];
-  for (const { key, start, end } of found.members) {
-    if (!Object.hasOwn(document, key)) continue;
+  const scan = scanOf(document);
+  if (scan === undefined) return;
+  delete (document as { [SCAN]?: Scan })[SCAN];
+  for (const { key, start, end } of scan.large) {
+    if (!Object.hasOwn(document, key) || unread(document, key)) continue;
     const value = (document as Record<string, unknown>)[key];
-    const reparse = (): unknown => parseJsonBytes(found.raw.subarray(start, end));
+    const reparse = (): unknown => readMember(scan, start, end);
     for (const copy of copies) if (copy !== document && Object.hasOwn(copy, key) && (copy as Record<string, unknown>)[key] === value) lazyProperty(copy, key, reparse);
     lazyProperty(document, key, reparse);
   }
@@ -267,10 +421,10 @@ function lazyProperty(target: object, key: string, read: () => unknown): void {
  * `pieceBytes` is parsed in pieces no larger than that (a single string value over it excepted):
  * its containers are scanned for their members, and runs of members parsed together.
  */
-export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES): unknown {
+export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: DeferOptions | null = null): unknown {
   if (raw.length <= pieceBytes) return JSON.parse(raw.toString('utf8'));
   try {
-    return new PieceParser(raw, pieceBytes).document();
+    return new PieceParser(raw, pieceBytes, defer).document();
   } catch (err) {
     // Whatever the scan found wrong (or a piece's parse), JSON.parse of the whole has the final
     // word: its error message, or its value should the scan have been stricter than JSON.
@@ -287,7 +441,7 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES): unknown {
  * `parsed`: the object parseJsonBytes made of `raw`, whose scan of a large body already knows.
  */
 export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
-  const known = parsed === undefined ? undefined : (parsed as { [PLAIN_KEYS]?: boolean })[PLAIN_KEYS];
+  const known = scanOf(parsed)?.plainKeys;
   if (known !== undefined) return known;
   const seen = new Set<string>();
   let depth = 0;
@@ -315,6 +469,112 @@ export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
   }
   return true;
 }
+
+/**
+ * Whether `raw` is one JSON value (RFC 8259), checked without building it: what JSON.parse would
+ * accept, for bytes that are valid UTF-8. For a body whose large members were left as bytes, where
+ * the scan checked their structure only, before the log splices the bytes into an entry.
+ */
+export function isJsonText(raw: Buffer): boolean {
+  // Open containers, innermost last: 0x7b object, 0x5b array. No recursion: any depth is fine.
+  const open: number[] = [];
+  let i = skipSpace(raw, 0);
+  for (;;) {
+    // A value starts at i.
+    const c = raw[i];
+    if (c === 0x7b || c === 0x5b) {
+      i = skipSpace(raw, i + 1);
+      if (raw[i] === (c === 0x7b ? 0x7d : 0x5d)) {
+        i++;
+      } else {
+        open.push(c);
+        if (c === 0x7b) {
+          i = jsonStringEnd(raw, i);
+          if (i === -1) return false;
+          i = skipSpace(raw, i);
+          if (raw[i] !== 0x3a) return false;
+          i = skipSpace(raw, i + 1);
+        }
+        continue;
+      }
+    } else if (c === QUOTE) {
+      i = jsonStringEnd(raw, i);
+    } else {
+      i = jsonScalarEnd(raw, i);
+    }
+    if (i === -1) return false;
+    // After a value: a comma and the next member, a closing bracket, or the end.
+    for (;;) {
+      i = skipSpace(raw, i);
+      if (open.length === 0) return i === raw.length;
+      const container = open[open.length - 1];
+      if (raw[i] === 0x2c) {
+        i = skipSpace(raw, i + 1);
+        if (container === 0x7b) {
+          i = jsonStringEnd(raw, i);
+          if (i === -1) return false;
+          i = skipSpace(raw, i);
+          if (raw[i] !== 0x3a) return false;
+          i = skipSpace(raw, i + 1);
+        }
+        break;
+      }
+      if (raw[i] !== (container === 0x7b ? 0x7d : 0x5d)) return false;
+      open.pop();
+      i++;
+    }
+  }
+}
+
+/** The index after the JSON string that opens at `start`, or -1: no raw control characters, only JSON's escapes. */
+function jsonStringEnd(raw: Buffer, start: number): number {
+  if (raw[start] !== QUOTE) return -1;
+  for (let i = start + 1; i < raw.length; i++) {
+    const c = raw[i] as number;
+    if (c === QUOTE) return i + 1;
+    if (c < 0x20) return -1;
+    if (c !== BACKSLASH) continue;
+    const e = raw[++i];
+    if (e === 0x75 /* u */) {
+      for (let k = 1; k <= 4; k++) if (!isHex(raw[i + k])) return -1;
+      i += 4;
+    } else if (!(e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
+function isHex(c: number | undefined): boolean {
+  return c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46));
+}
+
+function isDigit(c: number | undefined): boolean {
+  return c !== undefined && c >= 0x30 && c <= 0x39;
+}
+
+/** The index after the literal or number at `start`, or -1 (JSON's grammar: no leading zeros, no bare dot). */
+function jsonScalarEnd(raw: Buffer, start: number): number {
+  for (const literal of LITERALS) if (start + literal.length <= raw.length && raw.compare(literal, 0, literal.length, start, start + literal.length) === 0) return start + literal.length;
+  let i = start;
+  if (raw[i] === 0x2d) i++;
+  if (raw[i] === 0x30) i++;
+  else if (isDigit(raw[i])) while (isDigit(raw[i])) i++;
+  else return -1;
+  if (raw[i] === 0x2e) {
+    if (!isDigit(raw[++i])) return -1;
+    while (isDigit(raw[i])) i++;
+  }
+  if (raw[i] === 0x65 || raw[i] === 0x45) {
+    i++;
+    if (raw[i] === 0x2b || raw[i] === 0x2d) i++;
+    if (!isDigit(raw[i])) return -1;
+    while (isDigit(raw[i])) i++;
+  }
+  return i;
+}
+
+const LITERALS = [Buffer.from('true'), Buffer.from('false'), Buffer.from('null')];
 
 /** Output that grows as needed. */
 class Output {

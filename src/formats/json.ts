@@ -3,7 +3,7 @@
  * shape it should.
  */
 import { invalidRequest } from '../errors.js';
-import { parseJsonBytes } from './json-bytes.js';
+import { parseJsonBytes, type DeferOptions } from './json-bytes.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -17,14 +17,20 @@ export function entryOf<T>(table: Readonly<Record<string, T>>, name: string): T 
   return Object.hasOwn(table, name) ? table[name] : undefined;
 }
 
-/** A client's body as a JSON object, or the 400 saying what it is instead; `expected` names the fields it should hold. */
-export function parseJsonObject(raw: Buffer, expected: string): Record<string, unknown> {
+/**
+ * A client's body as a JSON object, or the 400 saying what it is instead; `expected` names the
+ * fields it should hold. Its large members stay bytes until read (`views`: what its checks see of
+ * them without reading them, json-bytes.ts memberView).
+ */
+export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOptions['views']): Record<string, unknown> {
   if (raw.length === 0) throw invalidRequest(`The request body is empty; expected a JSON object with ${expected}.`, null, 'invalid_json');
+  const notJson = (err: Error) => invalidRequest(`The request body is not valid JSON (${err.message}).`, null, 'invalid_json');
   let body: unknown;
   try {
-    body = parseJsonBytes(raw);
+    // Its large members (a conversation) stay bytes until read: a request passed through never parses them.
+    body = parseJsonBytes(raw, undefined, views === undefined ? { invalid: notJson } : { invalid: notJson, views });
   } catch (err) {
-    throw invalidRequest(`The request body is not valid JSON (${(err as Error).message}).`, null, 'invalid_json');
+    throw notJson(err as Error);
   }
   if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
   return body;

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { writev as fsWritev } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { indentJsonBytes } from '../formats/json-bytes.js';
+import { hasDeferredMembers, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { warn } from './warn.js';
@@ -90,17 +90,46 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
  * are valid UTF-8.
  */
 export class RawJson {
-  constructor(readonly bytes: Buffer) {}
+  /**
+   * `checked`: false when only the structure of some of it was checked (a large member a
+   * pass-through never parsed): it is checked as JSON before it is spliced into an entry.
+   */
+  constructor(
+    readonly bytes: Buffer,
+    private checked = true,
+  ) {}
 
-  /** Whatever renders an entry without knowing the class still gets the body. */
+  private json = true;
+
+  /** Whether the bytes can stand in an entry as they are (checked once). */
+  isJson(): boolean {
+    if (!this.checked) {
+      this.json = isJsonText(this.bytes);
+      this.checked = true;
+    }
+    return this.json;
+  }
+
+  /** Whatever renders an entry without knowing the class still gets the body (its text, if it is not JSON after all). */
   toJSON(): unknown {
-    return JSON.parse(this.bytes.toString('utf8'));
+    const text = this.bytes.toString('utf8');
+    return this.isJson() ? JSON.parse(text) : text;
   }
 }
 
-/** What the log keeps of a client's JSON body: its bytes when they are valid UTF-8, else the parsed value. */
+/**
+ * What the log keeps of a client's JSON body: its bytes when they are valid UTF-8, else the parsed
+ * value (read whole now: a member left as bytes that is not JSON makes it the text instead).
+ */
 export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
-  return isUtf8(raw) ? new RawJson(raw) : parsed;
+  if (isUtf8(raw)) return new RawJson(raw, !hasDeferredMembers(parsed));
+  if (!hasDeferredMembers(parsed)) return parsed;
+  try {
+    for (const key of Object.keys(parsed as object)) void (parsed as Record<string, unknown>)[key];
+    return parsed;
+  } catch {
+    return raw.toString('utf8');
+  }
 }
 
 /**
@@ -110,7 +139,7 @@ export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
  */
 export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): void {
   const request = entry.request;
-  if (!(request instanceof RawJson)) {
+  if (!(request instanceof RawJson) || !request.isJson()) {
     out.push(Buffer.from(renderEntry(entry, format)));
     return;
   }

@@ -6,7 +6,7 @@
  * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
  */
 import { GatewayError, invalidRequest } from '../errors.js';
-import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { memberView, plainUniqueKeys } from '../formats/json-bytes.js';
 import { isRecord } from '../formats/json.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { bearerToken } from '../policy/auth.js';
@@ -59,7 +59,8 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, interaction, deps, body: sent }) {
     const body = checkedBody(sent, request);
     refuseConversation(request.conversation);
-    refuseItemReferences(request.input);
+    // Seen as bytes (each item's type) where the conversation is large: passed through, it is never parsed.
+    refuseItemReferences(memberView(request, 'input') ?? request.input);
     // A background response is generated (and billed) after this request has ended: no budget could count it.
     if (request.background === true && key.budget !== null) {
       throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');

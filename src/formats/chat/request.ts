@@ -2,8 +2,12 @@
  * Chat Completions requests: reading a client's, and writing one for a provider.
  */
 import { invalidRequest } from '../../errors.js';
+import { memberView } from '../json-bytes.js';
 import { isRecord, parseJsonObject } from '../json.js';
 import type { ChatRequest } from './types.js';
+
+/** What the checks read of a conversation: each message's role. */
+const MESSAGE_ROLES = { messages: ['role'] };
 
 /**
  * The client's body → a validated ChatRequest. Only what the gateway itself relies on is checked
@@ -11,7 +15,7 @@ import type { ChatRequest } from './types.js';
  * string `model`, a non-empty `messages` array of objects, and a boolean `stream` if present.
  */
 export function parseChatRequest(raw: Buffer): ChatRequest {
-  const body = parseJsonObject(raw, '"model" and "messages"');
+  const body = parseJsonObject(raw, '"model" and "messages"', MESSAGE_ROLES);
   if (typeof body.model !== 'string' || body.model === '') {
     throw invalidRequest(
       body.model === undefined ? 'Missing required parameter: "model".' : '"model" must be a non-empty string.',
@@ -19,7 +23,8 @@ export function parseChatRequest(raw: Buffer): ChatRequest {
       body.model === undefined ? 'missing_required_parameter' : 'invalid_type',
     );
   }
-  const messages = body.messages;
+  // A large conversation is checked as bytes (its roles), not parsed: passed through, nothing reads it.
+  const messages = memberView(body, 'messages') ?? body.messages;
   if (!Array.isArray(messages) || messages.length === 0) {
     throw invalidRequest(
       messages === undefined ? 'Missing required parameter: "messages".' : '"messages" must be a non-empty array of messages.',

@@ -5,14 +5,17 @@
  * `max_output_tokens` if present.
  */
 import { invalidRequest } from '../../errors.js';
+import { memberView } from '../json-bytes.js';
 import { parseJsonObject } from '../json.js';
 import type { ResponsesRequest } from './types.js';
 
 export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
-  const body = parseJsonObject(raw, '"model" and "input"');
+  // Each input item's type: the pass-through checks for item references (surfaces/responses.ts).
+  const body = parseJsonObject(raw, '"model" and "input"', { input: ['type'] });
   if (body.model === undefined) throw invalidRequest("Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
   if (typeof body.model !== 'string' || body.model === '') throw invalidRequest("Invalid type for 'model': expected a non-empty string.", 'model', 'invalid_type');
-  const input = body.input;
+  // A large conversation is checked as bytes (its kind), not parsed: passed through, nothing reads it.
+  const input = memberView(body, 'input') ?? body.input;
   if (input !== undefined && input !== null && typeof input !== 'string' && !Array.isArray(input)) {
     throw invalidRequest("Invalid type for 'input': expected a string or an array of input items.", 'input', 'invalid_type');
   }
