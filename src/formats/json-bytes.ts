@@ -235,14 +235,14 @@ class PieceParser {
           for (;;) {
             if (buf[at] !== QUOTE) throw new ParseWhole();
             const keyEnd = stringEnd(buf, at);
-            const name = hasBackslash(buf, at, keyEnd) ? (JSON.parse(this.text(at, keyEnd)) as string) : buf.toString('utf8', at + 1, keyEnd - 1);
+            const name = fieldNamed(buf, at, keyEnd, fields);
             at = skipSpace(buf, keyEnd);
             if (buf[at] !== 0x3a /* : */) throw new ParseWhole();
             const valueStart = skipSpace(buf, at + 1);
             const valueEnd = this.value(valueStart, false).end;
-            if (fields.includes(name)) {
+            if (name !== null) {
               const c = buf[valueStart];
-              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : JSON.parse(this.text(valueStart, valueEnd));
+              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? buf.toString('utf8', valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
             }
             at = skipSpace(buf, valueEnd);
             if (buf[at] === 0x2c) {
@@ -282,6 +282,25 @@ class PieceParser {
     Object.defineProperty(document, SCAN, { value: scan, configurable: true });
     return document;
   }
+}
+
+/**
+ * Which of `fields` (ASCII names) the key written at buf[start, end) (quotes included) is, or null: compared as
+ * bytes, without making a string of every key of a conversation (an escaped key is decoded).
+ */
+function fieldNamed(buf: Buffer, start: number, end: number, fields: readonly string[]): string | null {
+  if (hasBackslash(buf, start, end)) {
+    const name = JSON.parse(buf.toString('utf8', start, end)) as string;
+    return fields.includes(name) ? name : null;
+  }
+  const length = end - start - 2;
+  for (const field of fields) {
+    if (field.length !== length) continue;
+    let i = 0;
+    while (i < length && buf[start + 1 + i] === field.charCodeAt(i)) i++;
+    if (i === length) return field;
+  }
+  return null;
 }
 
 /** A large top-level member left as bytes while its document is built. */
