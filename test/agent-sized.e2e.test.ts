@@ -4,6 +4,7 @@
  * and both log destinations the whole body.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -176,4 +177,41 @@ describe('agent-sized requests the gateway checks without parsing them', () => {
     assert.equal(reply.json.error.code, 'invalid_json');
     assert.equal(anthropic.requests.length, before, 'nothing sent');
   });
+});
+
+describe('agent-sized bodies however they arrive', () => {
+  /** Sends `body` in pieces of `piece` bytes, with its length declared or chunked; resolves with the status. */
+  function sendInPieces(body: string, piece: number, declared: boolean): Promise<number> {
+    const bytes = Buffer.from(body);
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = { authorization: 'Bearer vk_openai', 'content-type': 'application/json' };
+      if (declared) headers['content-length'] = String(bytes.length);
+      const req = http.request(`${gateway.url}${paths.chat}`, { method: 'POST', headers, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      let at = 0;
+      const next = (): void => {
+        if (at >= bytes.length) return void req.end();
+        const end = Math.min(bytes.length, at + piece);
+        req.write(bytes.subarray(at, end));
+        at = end;
+        setImmediate(next);
+      };
+      next();
+    });
+  }
+
+  for (const [declared, piece] of [
+    [true, 1000],
+    [true, 65_536],
+    [false, 7_919],
+  ] as const) {
+    it(`reaches the provider byte for byte: ${declared ? 'length declared' : 'chunked'}, written ${piece} bytes at a time`, async () => {
+      const before = openai.requests.length;
+      assert.equal(await sendInPieces(bodies.chat, piece, declared), 200);
+      assert.equal(openai.requests.slice(before)[0]?.raw, bodies.chat);
+    });
+  }
 });
