@@ -1,7 +1,8 @@
 /**
  * The "physical limit": the least work any Node gateway must do. Read the body, swap the key,
- * forward on a keep-alive `http.request`, pipe the answer back. No validation, no translation,
- * no log, no metrics.
+ * forward to the same path (the provider answers in the client's own API, as the gateway's
+ * client gets it) on a keep-alive `http.request`, pipe the answer back. No validation, no
+ * translation, no log, no metrics.
  *
  * With `pool` as third argument, the same proxy forwards through the gateway's own client
  * (src/upstream/http-client.ts) instead: the least work a gateway on that client must do.
@@ -28,7 +29,7 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
     if (pool) {
       client.call(
-        { https: false, hostname: '127.0.0.1', port: upstreamPort, method: 'POST', path: '/v1/chat/completions', headers: { authorization: 'Bearer sk-real-key' }, body, contentType: 'application/json' },
+        { https: false, hostname: '127.0.0.1', port: upstreamPort, method: 'POST', path: req.url ?? '/', headers: { authorization: 'Bearer sk-real-key' }, body, contentType: 'application/json' },
         {
           onResponse: (up) => {
             res.writeHead(up.status, up.headers);
@@ -48,7 +49,7 @@ const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (
         host: '127.0.0.1',
         port: upstreamPort,
         method: 'POST',
-        path: '/v1/chat/completions',
+        path: req.url ?? '/',
         headers: { authorization: 'Bearer sk-real-key', 'content-type': 'application/json', 'content-length': body.length },
       },
       (up) => {

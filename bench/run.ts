@@ -56,6 +56,8 @@ const children: ChildProcess[] = [];
 process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
+// Stopped by hand: the processes it started stop with it.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
 /** Starts a process and resolves with the port it reports (stdout "ready <port>" or the gateway's stderr line). */
 function start(args: string[], env: Record<string, string> = {}, stdout: 'pipe' | 'ignore' | number | Writable = 'pipe'): Promise<{ child: ChildProcess; port: number }> {
@@ -414,7 +416,16 @@ async function main(): Promise<void> {
     const passKeys: Record<Api, string> = { chat: 'vk_openai', messages: 'vk_anthropic', responses: 'vk_openai' };
     // The proxy again, with the same event-loop delay probe: on two shared cores, a process waits for the CPU too.
     const probedProxy = await start(['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href, join(HERE, 'proxy.js'), '0', String(upstream.port)]);
-    const targets: Target[] = [{ name: 'minimal proxy', port: probedProxy.port, path: API_PATHS.chat, key: 'vk', gateway: { ...probedProxy, logFiles: [] } }];
+    // The proxy with each API's body on its path: every row is taken against the proxy serving its client's API.
+    const proxyRow = (api: Api): string => (api === 'chat' ? 'minimal proxy' : `minimal proxy, ${api}`);
+    const targets: Target[] = (['chat', 'messages', 'responses'] as const).map((api) => ({
+      name: proxyRow(api),
+      port: probedProxy.port,
+      path: API_PATHS[api],
+      key: 'vk',
+      api: api === 'chat' ? undefined : api,
+      gateway: { ...probedProxy, logFiles: [] },
+    }));
     for (const api of ['chat', 'messages', 'responses'] as const) {
       for (const [logs, gateway] of [['logs off', quiet], ['logs to file', toFile], ['logs to pipe', toPipe]] as const) {
         targets.push({ name: `${api} pass-through, ${logs}`, port: gateway.port, path: API_PATHS[api], key: passKeys[api], api: api === 'chat' ? undefined : api, gateway });
@@ -468,16 +479,17 @@ async function main(): Promise<void> {
     process.stderr.write('\n');
     const runs = (fixture: string, name: string): LoadResult[] => (results.get(`${fixture}|${name}`) ?? []).map((r) => r.load);
     const delayP99 = (fixture: string, name: string): number => median((results.get(`${fixture}|${name}`) ?? []).map((r) => r.delay?.p99 ?? NaN));
+    const apiOf = (name: string): Api => targets.find((target) => target.name === name)?.api ?? 'chat';
     const rowOf = (fixture: string, name: string) => ({
       rps: median(runs(fixture, name).map((r) => r.rps)),
-      ratio: ratio(runs(fixture, name), runs(fixture, 'minimal proxy')),
+      ratio: ratio(runs(fixture, name), runs(fixture, proxyRow(apiOf(name)))),
       p50: median(runs(fixture, name).map((r) => r.latency.p50)),
       delayP99: delayP99(fixture, name),
       errors: runs(fixture, name).reduce((sum, r) => sum + r.errors, 0),
     });
     const table = targets.map((target) => ({ target: target.name, ...Object.fromEntries(fixtures.map((fixture) => [fixture.name, rowOf(fixture.name, target.name)])) }));
     json.agent = { connections: AGENT_CONNECTIONS, table, logged, raw: Object.fromEntries(results) };
-    lines.push(`Agent-sized requests (a coding agent's conversation: system prompt, tools, tool calls and results; streamed), ${AGENT_CONNECTIONS} connections:`);
+    lines.push(`Agent-sized requests (a coding agent's conversation: system prompt, tools, tool calls and results; streamed), ${AGENT_CONNECTIONS} connections; each row against the proxy forwarding its client API's body to that API's path:`);
     lines.push('');
     lines.push(`| target | ${fixtures.map((x) => `${x.name} req/s | vs proxy | p50 ms | loop delay p99 ms`).join(' | ')} | errors |`);
     lines.push(`|---|${fixtures.map(() => '---:|---:|---:|---:').join('|')}|---:|`);
@@ -502,9 +514,10 @@ async function main(): Promise<void> {
         }
       }
     }
-    const gatewayRows = targets.filter((t) => t.gateway !== undefined && t.name !== 'minimal proxy');
+    const isProxy = (t: Target): boolean => t.name.startsWith('minimal proxy');
+    const gatewayRows = targets.filter((t) => t.gateway !== undefined && !isProxy(t));
     const worst = Math.max(...fixtures.flatMap((fixture) => gatewayRows.map((t) => delayP99(fixture.name, t.name))));
-    const proxyWorst = Math.max(...fixtures.map((fixture) => delayP99(fixture.name, 'minimal proxy')));
+    const proxyWorst = Math.max(...fixtures.flatMap((fixture) => targets.filter(isProxy).map((t) => delayP99(fixture.name, t.name))));
     check('event-loop delay p99 during agent-sized requests ≤ 10 ms (worst gateway row)', worst, worst <= 10, `${f(worst, 1)} ms (proxy's worst ${f(proxyWorst, 1)} ms)`);
     for (const child of [quiet.child, toFile.child, toPipe.child, probedProxy.child]) child.kill('SIGKILL');
   }
