@@ -151,6 +151,23 @@ describe('agent-sized requests the gateway checks without parsing them', () => {
     assert.equal(reply.status, 400, reply.text.slice(0, 300));
     assert.equal(reply.json.error.param, 'input[40]');
     assert.equal(openai.requests.length, before, 'nothing sent');
+    // A reference without its (optional) type, seen in the same scan.
+    const untyped = JSON.parse(bodies.responses);
+    untyped.input.splice(12, 0, { id: 'msg_someone_elses' });
+    const refused = await request(gateway.url, paths.responses, { key: 'vk_openai', body: JSON.stringify(untyped) });
+    assert.equal(refused.status, 400, refused.text.slice(0, 300));
+    assert.equal(refused.json.error.param, 'input[12]');
+  });
+
+  it('reads a top-level key named after an Object.prototype member as any other', async () => {
+    const body = JSON.parse(bodies.chat);
+    const text = JSON.stringify({ constructor: [{ a: 1 }], toString: [{ b: 2 }], ...body });
+    const before = openai.requests.length;
+    const reply = await request(gateway.url, paths.chat, { key: 'vk_openai', body: text });
+    // Passed on as sent: the provider, not the gateway, says what it makes of the unknown field.
+    assert.equal(openai.requests.slice(before)[0]?.raw, text);
+    assert.equal(reply.status, 400);
+    assert.match(reply.json.error.message, /Unrecognized request argument supplied: constructor/);
   });
 
   it('passes a body that is not JSON inside a large member on to the provider, whose refusal the client gets; the log holds it as text', async () => {
@@ -203,15 +220,18 @@ describe('agent-sized bodies however they arrive', () => {
     });
   }
 
-  for (const [declared, piece] of [
-    [true, 1000],
-    [true, 65_536],
-    [false, 7_919],
+  // Over 1 MiB, the room first given to a body grows as it arrives.
+  const larger = chatBody(agentConversation(2_600_000));
+  for (const [declared, piece, body] of [
+    [true, 1000, bodies.chat],
+    [true, 65_536, bodies.chat],
+    [false, 7_919, bodies.chat],
+    [true, 65_536, larger],
   ] as const) {
-    it(`reaches the provider byte for byte: ${declared ? 'length declared' : 'chunked'}, written ${piece} bytes at a time`, async () => {
+    it(`reaches the provider byte for byte: ${Math.round(Buffer.byteLength(body) / 1e5) / 10} MB, ${declared ? 'length declared' : 'chunked'}, written ${piece} bytes at a time`, async () => {
       const before = openai.requests.length;
-      assert.equal(await sendInPieces(bodies.chat, piece, declared), 200);
-      assert.equal(openai.requests.slice(before)[0]?.raw, bodies.chat);
+      assert.equal(await sendInPieces(body, piece, declared), 200);
+      assert.equal(openai.requests.slice(before)[0]?.raw, body);
     });
   }
 });

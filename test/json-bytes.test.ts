@@ -202,9 +202,19 @@ describe('large members left as bytes (DeferOptions)', () => {
       const other = parseJsonBytes(Buffer.from(JSON.stringify({ model: 'm', messages: value })), undefined, DEFER) as Record<string, unknown>;
       assert.deepEqual(memberView(other, 'messages'), kind);
     }
+    // Keys named after Object.prototype's members are members like any other, never views asked for.
+    const named = `{"constructor":[{"a":1}],"__proto__":[{"role":"x"}],"toString":${messages},"hasOwnProperty":[{"b":2}],"model":"m","messages":${messages}}`;
+    const parsedNamed = parseJsonBytes(Buffer.from(named), undefined, DEFER) as Record<string, unknown>;
+    assert.deepEqual(memberView(parsedNamed, 'toString'), [], 'its kind: not asked to be seen');
+    assert.deepEqual(memberView(parsedNamed, 'messages'), expectedView(expected.messages, ['role']));
+    assert.deepEqual(parsedNamed, JSON.parse(named));
     const small = parseJsonBytes(Buffer.from('{"messages":[]}'), undefined, DEFER) as Record<string, unknown>;
     assert.equal(memberView(small, 'messages'), undefined, 'a small body is parsed whole');
     assert.equal(hasDeferredMembers(small), false);
+    const manySmall = Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`field${i}`, 'w'.repeat(1000)]));
+    const scanned = parseJsonBytes(Buffer.from(JSON.stringify(manySmall)), undefined, DEFER) as Record<string, unknown>;
+    assert.equal(hasDeferredMembers(scanned), false, 'a large body of small members is parsed whole: nothing left unchecked');
+    assert.deepEqual(scanned, manySmall);
   });
 
   it('that are not JSON throw the given error when read, and only then; a structure that is wrong is refused at once', () => {

@@ -294,14 +294,20 @@ describe('stored responses: a virtual key reaches only its own', () => {
   });
 
   it("refuses item_reference input items: an item id does not say whose response it is from", async () => {
-    for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
-      openai.requests.length = 0;
-      const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'msg_of_another_key' }] } });
-      assert.equal(reply.status, 400, path);
-      assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
-      assert.match(reply.json.error.message, /item_reference is not supported through this gateway/);
-      assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+    // OpenAI's type is optional on a reference: an id with no type (or a null one) and no role is one too.
+    for (const reference of [{ type: 'item_reference', id: 'msg_of_another_key' }, { id: 'msg_of_another_key' }, { type: null, id: 'msg_of_another_key' }]) {
+      for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
+        openai.requests.length = 0;
+        const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, reference] } });
+        assert.equal(reply.status, 400, `${path} ${JSON.stringify(reference)}`);
+        assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
+        assert.match(reply.json.error.message, /item_reference is not supported through this gateway/);
+        assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+      }
     }
+    // A message that carries an id of its own is a message.
+    const message = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ id: 'msg_mine', role: 'user', content: 'x' }] } });
+    assert.equal(message.status, 200, message.text);
   });
 
   it('knows a response created outside the gateway as no key\'s', async () => {

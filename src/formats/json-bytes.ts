@@ -128,7 +128,9 @@ class PieceParser {
           i = skipSpace(buf, i + 1);
         }
         const key = top ? this.topKey(memberStart, keyEnd) : '';
-        const fields = top ? this.defer?.views?.[key] : undefined;
+        const views = top ? this.defer?.views : undefined;
+        // Own entries only: a member named `constructor` or `__proto__` is not asked to be seen.
+        const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
         const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
         if (top) this.topMember(key, i, found);
         if (!build) {
@@ -374,7 +376,8 @@ function unread(document: object, key: string): boolean {
  * in a string, a bad escape, a malformed number).
  */
 export function hasDeferredMembers(document: unknown): boolean {
-  return scanOf(document)?.invalid != null;
+  const scan = scanOf(document);
+  return scan !== undefined && scan.invalid !== null && scan.large.length > 0;
 }
 
 /**

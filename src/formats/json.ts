@@ -30,7 +30,9 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
     // Its large members (a conversation) stay bytes until read: a request passed through never parses them.
     body = parseJsonBytes(raw, undefined, views === undefined ? { invalid: notJson } : { invalid: notJson, views });
   } catch (err) {
-    throw notJson(err as Error);
+    // JSON.parse's verdict; anything else is a bug of the scan, not the client's.
+    if (err instanceof SyntaxError || err instanceof RangeError) throw notJson(err);
+    throw err;
   }
   if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
   return body;

@@ -22,6 +22,8 @@ function ignore(): void {}
 
 /** A declared body larger than this is copied into place piece by piece as it arrives. */
 const PIECE_BY_PIECE = 64 * 1024;
+/** What such a body is first given room for: an agent's turn fits, a larger body grows into its length. */
+const FIRST_ALLOCATION = 1024 * 1024;
 
 /** Reads the whole request body, refusing more than `limit` bytes before reading them when it can. */
 export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation): Promise<Buffer> {
@@ -32,19 +34,30 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   // every body being read: 200 agents' conversations arriving at once). A small body comes in one
   // piece, taken as it is.
   const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : -1;
+  const inPlace = length > PIECE_BY_PIECE;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const body = length > PIECE_BY_PIECE ? Buffer.allocUnsafe(length) : null;
+    // Allocated when the first piece comes, at most FIRST_ALLOCATION then doubled as pieces come:
+    // a client that declares a large body and sends nothing holds nothing.
+    let body: Buffer | null = null;
     let size = 0;
     const onData = (chunk: Buffer): void => {
-      if (size + chunk.length > limit || (body !== null && size + chunk.length > body.length)) {
+      if (size + chunk.length > limit) {
         cleanup();
         req.resume(); // discard the rest while the 413 is answered
         reject(tooLarge(limit));
         return;
       }
-      if (body !== null) chunk.copy(body, size);
-      else chunks.push(chunk);
+      if (inPlace) {
+        if (body === null || size + chunk.length > body.length) {
+          const bigger = Buffer.allocUnsafe(Math.max(size + chunk.length, Math.min(length, body === null ? FIRST_ALLOCATION : body.length * 2)));
+          if (body !== null) body.copy(bigger, 0, 0, size);
+          body = bigger;
+        }
+        chunk.copy(body, size);
+      } else {
+        chunks.push(chunk);
+      }
       size += chunk.length;
     };
     const onEnd = (): void => {

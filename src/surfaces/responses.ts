@@ -7,8 +7,8 @@
  */
 import { GatewayError, invalidRequest } from '../errors.js';
 import { memberView, plainUniqueKeys } from '../formats/json-bytes.js';
-import { isRecord } from '../formats/json.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
+import { isItemReference } from '../formats/responses/request.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
@@ -20,12 +20,12 @@ export function previousNotFound(id: string): GatewayError {
 }
 
 /**
- * An `item_reference` input item names an item by id alone, and an id does not say whose
- * response it came from: a key that learnt another key's item id could pull that item in.
+ * An item reference names an item by id alone, and an id does not say whose response it came
+ * from: a key that learnt another key's item id could pull that item in.
  */
 export function refuseItemReferences(input: unknown): void {
   if (!Array.isArray(input)) return;
-  const at = input.findIndex((item: unknown) => isRecord(item) && item.type === 'item_reference');
+  const at = input.findIndex(isItemReference);
   if (at === -1) return;
   throw new GatewayError(400, `input[${at}]: item_reference is not supported through this gateway: an item id does not say whose response the item belongs to, so it cannot be shown to be this key's. Send the item itself in 'input', or continue with previous_response_id.`, {
     code: 'unsupported_parameter',

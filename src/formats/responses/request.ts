@@ -6,12 +6,22 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { memberView } from '../json-bytes.js';
-import { parseJsonObject } from '../json.js';
+import { isRecord, parseJsonObject } from '../json.js';
 import type { ResponsesRequest } from './types.js';
 
+/** Each input item's type, id and role: enough to tell an item reference. */
+const ITEM_FIELDS = ['type', 'id', 'role'];
+
+/** An input item naming an item by id alone (OpenAI's type is optional on one: an id, no type, no role). */
+export function isItemReference(item: unknown): boolean {
+  if (!isRecord(item)) return false;
+  if (item.type === 'item_reference') return true;
+  return (item.type === undefined || item.type === null) && item.id !== undefined && item.role === undefined;
+}
+
 export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
-  // Each input item's type: the pass-through checks for item references (surfaces/responses.ts).
-  const body = parseJsonObject(raw, '"model" and "input"', { input: ['type'] });
+  // What the pass-through reads of each input item, looking for item references (surfaces/responses.ts).
+  const body = parseJsonObject(raw, '"model" and "input"', { input: ITEM_FIELDS });
   if (body.model === undefined) throw invalidRequest("Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
   if (typeof body.model !== 'string' || body.model === '') throw invalidRequest("Invalid type for 'model': expected a non-empty string.", 'model', 'invalid_type');
   // A large conversation is checked as bytes (its kind), not parsed: passed through, nothing reads it.
