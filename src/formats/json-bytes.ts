@@ -133,26 +133,19 @@ class PieceParser {
         const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
         const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
         if (top) this.topMember(key, i, found);
-        if (!build) {
-          i = skipSpace(buf, found.end);
-          if (buf[i] === 0x2c /* , */) {
-            i = skipSpace(buf, i + 1);
-            continue;
+        // Walked only (build false), a container keeps no parts: its extent is all its parent needs.
+        if (build) {
+          if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
+          if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
+            if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
+            runStart = -1;
           }
-          if (buf[i] === close) break;
-          throw new ParseWhole();
-        }
-        const deferred = !buildMembers && found.end - i >= LARGE_MEMBER_BYTES;
-        if (deferred) found.built = new DeferredValue(i, found.end);
-        if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
-          if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
-          runStart = -1;
-        }
-        if ('built' in found) {
-          parts.push({ run: false, keyStart: memberStart, keyEnd, value: found.built });
-        } else {
-          if (runStart === -1) runStart = memberStart;
-          runEnd = found.end;
+          if ('built' in found) {
+            parts.push({ run: false, keyStart: memberStart, keyEnd, value: found.built });
+          } else {
+            if (runStart === -1) runStart = memberStart;
+            runEnd = found.end;
+          }
         }
         i = skipSpace(buf, found.end);
         if (buf[i] === 0x2c /* , */) {
@@ -513,13 +506,8 @@ export function isJsonText(raw: Buffer): boolean {
         i++;
       } else {
         open.push(c);
-        if (c === 0x7b) {
-          i = jsonStringEnd(raw, i);
-          if (i === -1) return false;
-          i = skipSpace(raw, i);
-          if (raw[i] !== 0x3a) return false;
-          i = skipSpace(raw, i + 1);
-        }
+        if (c === 0x7b) i = afterKey(raw, i, jsonStringEnd);
+        if (i === -1) return false;
         continue;
       }
     } else if (c === QUOTE) {
@@ -535,13 +523,8 @@ export function isJsonText(raw: Buffer): boolean {
       const container = open[open.length - 1];
       if (raw[i] === 0x2c) {
         i = skipSpace(raw, i + 1);
-        if (container === 0x7b) {
-          i = jsonStringEnd(raw, i);
-          if (i === -1) return false;
-          i = skipSpace(raw, i);
-          if (raw[i] !== 0x3a) return false;
-          i = skipSpace(raw, i + 1);
-        }
+        if (container === 0x7b) i = afterKey(raw, i, jsonStringEnd);
+        if (i === -1) return false;
         break;
       }
       if (raw[i] !== (container === 0x7b ? 0x7d : 0x5d)) return false;
@@ -549,6 +532,14 @@ export function isJsonText(raw: Buffer): boolean {
       i++;
     }
   }
+}
+
+/** Where the value of the member whose key starts at `i` starts (after its colon), or -1. */
+function afterKey(raw: Buffer, i: number, jsonStringEnd: (raw: Buffer, start: number) => number): number {
+  const end = jsonStringEnd(raw, i);
+  if (end === -1) return -1;
+  const colon = skipSpace(raw, end);
+  return raw[colon] === 0x3a ? skipSpace(raw, colon + 1) : -1;
 }
 
 const CONTROL = /[\x00-\x1f]/;
