@@ -77,8 +77,8 @@ describe('interactions log', () => {
     assert.equal(statSync(gateway.logFile).mode & 0o777, 0o600);
     const text = readFileSync(gateway.logFile, 'utf8');
     assert.match(text, /^\{\n {2}"timestamp": "/, 'pretty-printed with 2 spaces');
-    await waitFor(() => gateway.stdout().includes(id), 'the entry on stdout');
-    assert.ok(parseJsonStream(gateway.stdout()).some((value) => (value as { request_id?: string }).request_id === id));
+    // The whole entry, not its id alone: the id stands near its top, the rest may still be on its way.
+    await waitFor(() => parseJsonStream(gateway.stdout()).some((value) => (value as { request_id?: string }).request_id === id), 'the entry on stdout, whole');
   });
 
   it('logs errors with their error field and the body the client got', async () => {
@@ -98,7 +98,10 @@ describe('interactions log', () => {
     const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => chat(gateway.url, i % 2 === 0 ? 'vk_openai' : 'vk_deepseek', { ...hello, stream: i % 3 === 0, messages: [{ role: 'user', content: `n${i}` }] })));
     const ids = replies.map((reply) => String(reply.headers['x-request-id']));
     for (const id of ids) await waitForEntry(gateway.logFile, id);
-    await waitFor(() => ids.every((id) => gateway.stdout().includes(id)), 'all entries on stdout');
+    await waitFor(() => {
+      const whole = new Set((parseJsonStream(gateway.stdout()) as Array<{ request_id: string }>).map((entry) => entry.request_id));
+      return ids.every((id) => whole.has(id));
+    }, 'all entries on stdout, whole');
     for (const source of [readFileSync(gateway.logFile, 'utf8'), gateway.stdout()]) {
       const entries = parseJsonStream(source) as Array<{ request_id: string; timestamp: string }>;
       for (const id of ids) assert.equal(entries.filter((entry) => entry.request_id === id).length, 1);
