@@ -173,7 +173,7 @@ describe('large members left as bytes (DeferOptions)', () => {
       assert.deepEqual(memberView(document, key), expectedView(expected[key] as unknown[], [api === 'responses' ? 'type' : 'role']), api);
       assert.ok(isAccessorOf(document, key), 'still unread');
       void document[key];
-      assert.equal(memberView(document, key), undefined, 'once read, the value itself is what counts');
+      assert.equal(memberView(document, key), document[key], 'once read, the value itself is what counts');
     }
   });
 
@@ -209,7 +209,7 @@ describe('large members left as bytes (DeferOptions)', () => {
     assert.deepEqual(memberView(parsedNamed, 'messages'), expectedView(expected.messages, ['role']));
     assert.deepEqual(parsedNamed, JSON.parse(named));
     const small = parseJsonBytes(Buffer.from('{"messages":[]}'), undefined, DEFER) as Record<string, unknown>;
-    assert.equal(memberView(small, 'messages'), undefined, 'a small body is parsed whole');
+    assert.equal(memberView(small, 'messages'), small.messages, 'a small body is parsed whole: the value itself');
     assert.equal(hasDeferredMembers(small), false);
     const manySmall = Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`field${i}`, 'w'.repeat(1000)]));
     const scanned = parseJsonBytes(Buffer.from(JSON.stringify(manySmall)), undefined, DEFER) as Record<string, unknown>;

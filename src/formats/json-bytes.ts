@@ -374,19 +374,18 @@ export function hasDeferredMembers(document: unknown): boolean {
 }
 
 /**
- * A top-level member left as bytes and not read yet, seen as much as a check of its shape needs,
- * without parsing it: `undefined` when `key` is no such member (read the property). A member the
- * scan was asked to see (DeferOptions.views) comes as an array of its elements' kinds: for an
- * object element, an object with only the fields asked for (strings, numbers, booleans and null
- * as their values; an object or array as an empty one), for any other element, `null`; the last
- * of duplicate keys counts, as JSON.parse has it. Any other member, as its kind only: an empty
- * array or object, or `''` for a string.
+ * `document[key]` as a check of its shape sees it, without parsing a member left as bytes: the
+ * value itself, unless it is such a member not read yet. That one, where the scan was asked to see
+ * it (DeferOptions.views), comes as an array of its elements' kinds: for an object element, an
+ * object with only the fields asked for (strings, numbers, booleans and null as their values; an
+ * object or array as an empty one), for any other element, `null`; the last of duplicate keys
+ * counts, as JSON.parse has it. Any other, as its kind only: an empty array or object, or `''`
+ * for a string.
  */
 export function memberView(document: object, key: string): unknown {
   const scan = scanOf(document);
-  if (scan === undefined || scan.invalid === null || !unread(document, key)) return undefined;
-  const member = scan.large.find((large) => large.key === key);
-  if (member === undefined) return undefined;
+  const member = scan?.invalid != null && unread(document, key) ? scan.large.find((large) => large.key === key) : undefined;
+  if (scan === undefined || member === undefined) return (document as Record<string, unknown>)[key];
   if (member.view !== undefined) return member.view;
   const first = scan.raw[member.start];
   return first === 0x5b ? [] : first === 0x7b ? {} : first === QUOTE ? '' : readMember(scan, member.start, member.end);
@@ -567,7 +566,7 @@ function escapedStringEnd(raw: Buffer, start: number): number {
     if (e === 0x75 /* u */) {
       for (let k = 2; k <= 5; k++) if (!isHex(raw[slash + k])) return -1;
       slash = raw.indexOf(BACKSLASH, slash + 6);
-    } else if (e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
+    } else if (isEscaped(e)) {
       slash = raw.indexOf(BACKSLASH, slash + 2);
     } else {
       return -1;
@@ -588,11 +587,16 @@ function checkedStringEnd(raw: Buffer, start: number): number {
     if (e === 0x75 /* u */) {
       for (let k = 1; k <= 4; k++) if (!isHex(raw[i + k])) return -1;
       i += 4;
-    } else if (!(e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
+    } else if (!isEscaped(e)) {
       return -1;
     }
   }
   return -1;
+}
+
+/** A character JSON escapes with a backslash and a letter or itself: " \\ / b f n r t. */
+function isEscaped(c: number | undefined): boolean {
+  return c === QUOTE || c === BACKSLASH || c === 0x2f || c === 0x62 || c === 0x66 || c === 0x6e || c === 0x72 || c === 0x74;
 }
 
 function isHex(c: number | undefined): boolean {

@@ -59,8 +59,8 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, interaction, deps, body: sent }) {
     const body = checkedBody(sent, request);
     refuseConversation(request.conversation);
-    // Seen as bytes (each item's type) where the conversation is large: passed through, it is never parsed.
-    refuseItemReferences(memberView(request, 'input') ?? request.input);
+    // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
+    refuseItemReferences(memberView(request, 'input'));
     // A background response is generated (and billed) after this request has ended: no budget could count it.
     if (request.background === true && key.budget !== null) {
       throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');

@@ -7,6 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { after } from 'node:test';
 
 const running = new Set<ChildProcess>();
+/** Children started detached, each the leader of its own process group (npm and what it started). */
+const childIsGroupLeader = new WeakSet<ChildProcess>();
 
 // Registered once per test file (each file is its own process): runs after its last test, pass or fail.
 after(() => {
@@ -22,8 +24,6 @@ function killTree(child: ChildProcess): void {
     // Already gone.
   }
 }
-
-const childIsGroupLeader = new WeakSet<ChildProcess>();
 
 /** Ends `child` (and, when `group`, its whole process group) when the test file is done. */
 export function endWithFile<T extends ChildProcess>(child: T, group = false): T {

@@ -24,7 +24,7 @@ export function parseChatRequest(raw: Buffer): ChatRequest {
     );
   }
   // A large conversation is checked as bytes (its roles), not parsed: passed through, nothing reads it.
-  const messages = memberView(body, 'messages') ?? body.messages;
+  const messages = memberView(body, 'messages');
   if (!Array.isArray(messages) || messages.length === 0) {
     throw invalidRequest(
       messages === undefined ? 'Missing required parameter: "messages".' : '"messages" must be a non-empty array of messages.',

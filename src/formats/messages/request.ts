@@ -24,7 +24,7 @@ export function parseMessagesRequest(raw: Buffer, countTokens = false): Anthropi
   if (typeof body.model !== 'string' || body.model === '') throw invalidRequest('model: must be a non-empty string', 'model', 'invalid_type');
   if (!Object.hasOwn(body, 'messages')) throw missing('messages');
   // A large conversation is checked as bytes (its roles), not parsed: passed through, nothing reads it.
-  const messages = memberView(body, 'messages') ?? body.messages;
+  const messages = memberView(body, 'messages');
   if (!Array.isArray(messages) || messages.length === 0) throw invalidRequest('messages: must be a non-empty array of messages', 'messages', 'invalid_type');
   const bad = messages.findIndex((message) => !isRecord(message) || typeof message.role !== 'string');
   if (bad !== -1) throw invalidRequest(`messages.${bad}: must be an object with a string "role"`, `messages.${bad}`, 'invalid_type');

@@ -25,7 +25,7 @@ export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
   if (body.model === undefined) throw invalidRequest("Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
   if (typeof body.model !== 'string' || body.model === '') throw invalidRequest("Invalid type for 'model': expected a non-empty string.", 'model', 'invalid_type');
   // A large conversation is checked as bytes (its kind), not parsed: passed through, nothing reads it.
-  const input = memberView(body, 'input') ?? body.input;
+  const input = memberView(body, 'input');
   if (input !== undefined && input !== null && typeof input !== 'string' && !Array.isArray(input)) {
     throw invalidRequest("Invalid type for 'input': expected a string or an array of input items.", 'input', 'invalid_type');
   }
