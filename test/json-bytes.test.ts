@@ -290,39 +290,52 @@ describe('isJsonText', () => {
 });
 
 describe('indentJsonBytes', () => {
+  const layout = (raw: Buffer, level?: number | null): Buffer => Buffer.concat(indentJsonBytes(raw, level));
+
   it('lays out bytes as JSON.stringify(value, null, 2) does, at any depth, or on one line', () => {
     const next = random(11);
     for (let n = 0; n < 300; n++) {
       const value = randomValue(next, 0);
       const raw = Buffer.from(JSON.stringify(value));
-      assert.equal(indentJsonBytes(raw).toString(), JSON.stringify(value, null, 2));
-      assert.equal(indentJsonBytes(raw, null).toString(), JSON.stringify(value));
-      assert.equal(indentJsonBytes(Buffer.from(JSON.stringify(value, null, 3)), null).toString(), JSON.stringify(value), 'whitespace removed');
-      const nested = indentJsonBytes(raw, 2).toString();
+      assert.equal(layout(raw).toString(), JSON.stringify(value, null, 2));
+      assert.equal(layout(raw, null).toString(), JSON.stringify(value));
+      assert.equal(layout(Buffer.from(JSON.stringify(value, null, 3)), null).toString(), JSON.stringify(value), 'whitespace removed');
+      const nested = layout(raw, 2).toString();
       assert.equal(nested, JSON.stringify(value, null, 2).replaceAll('\n', '\n    '));
     }
   });
 
   it('keeps the client’s escapes and numbers: the same values, not re-encoded', () => {
     const raw = Buffer.from(' { "e" : "\\u00e9\\/" ,"n":[1.50, 1E2, -0] , "o" : { } , "a" : [ ] } ');
-    const out = indentJsonBytes(raw).toString();
+    const out = layout(raw).toString();
     assert.equal(out, '{\n  "e": "\\u00e9\\/",\n  "n": [\n    1.50,\n    1E2,\n    -0\n  ],\n  "o": {},\n  "a": []\n}');
     assert.deepEqual(JSON.parse(out), JSON.parse(raw.toString()));
   });
 
   it('gives way to the one-line layout where indenting would grow the body more than four times', () => {
     const deep = Buffer.from(`{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}`);
-    assert.equal(indentJsonBytes(deep, 1).toString(), deep.toString());
+    assert.equal(layout(deep, 1).toString(), deep.toString());
     const wide = Buffer.from(JSON.stringify([[[[[[[[[[Array.from({ length: 20_000 }, () => 0)]]]]]]]]]]));
-    assert.equal(indentJsonBytes(wide).toString(), wide.toString(), '20,000 one-byte members 11 levels deep');
+    assert.equal(layout(wide).toString(), wide.toString(), '20,000 one-byte members 11 levels deep');
     // Closing brackets count too: a long string, then 550 levels that close one by one.
     const closing = Buffer.from(`["${'x'.repeat(100_000)}",${'['.repeat(550)}1${']'.repeat(550)}]`);
-    assert.ok(indentJsonBytes(closing, 1).length <= 4 * closing.length + 4096 + 2 * 552, 'within 4x and a line');
+    assert.ok(layout(closing, 1).length <= 4 * closing.length + 4096 + 2 * 552, 'within 4x and a line');
     const shallow = Buffer.from(JSON.stringify([Array.from({ length: 20_000 }, () => 0)]));
-    assert.equal(indentJsonBytes(shallow).toString(), JSON.stringify(JSON.parse(shallow.toString()), null, 2), 'two levels: under four times');
+    assert.equal(layout(shallow).toString(), JSON.stringify(JSON.parse(shallow.toString()), null, 2), 'two levels: under four times');
+  });
+
+  it('writes long strings as pieces of the input, not copies, and short ones into chunks of its own', () => {
+    const value = { system: 'x'.repeat(5000), messages: Array.from({ length: 3000 }, (_, i) => ({ role: 'user', content: i % 100 === 0 ? `é${'y'.repeat(1500 + i)}` : 'short' })) };
+    const raw = Buffer.from(JSON.stringify(value));
+    const pieces = indentJsonBytes(raw, 1);
+    assert.equal(Buffer.concat(pieces).toString(), JSON.stringify(value, null, 2).replaceAll('\n', '\n  '));
+    const shared = pieces.filter((piece) => piece.buffer === raw.buffer);
+    assert.equal(shared.length, 31, 'the system prompt and 30 long contents');
+    assert.ok(shared.every((piece) => piece.length >= 1024 && piece[0] === 0x22 && piece[piece.length - 1] === 0x22));
+    assert.ok(pieces.filter((piece) => piece.buffer !== raw.buffer).every((piece) => piece.length <= 64 * 1024), 'its own chunks stay small');
   });
 
   it('is exactly the pretty rendering of the agent fixtures', () => {
-    for (const text of Object.values(bodies)) assert.equal(indentJsonBytes(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
+    for (const text of Object.values(bodies)) assert.equal(layout(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
   });
 });

@@ -630,54 +630,78 @@ function jsonScalarEnd(raw: Buffer, start: number): number {
 
 const LITERALS = [Buffer.from('true'), Buffer.from('false'), Buffer.from('null')];
 
-/** Output that grows as needed. */
-class Output {
-  buf: Buffer;
+/** Strings at least this long are pieces of the input itself in a layout, not copies. */
+const SHARED_STRING_BYTES = 1024;
+
+/** Bytes of the chunks a layout writes its own bytes into (indentation, punctuation, short strings). */
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * A layout's output, in pieces to be written as they are (writev): the indentation, punctuation
+ * and short strings written into chunks of its own, each long string a piece of the input. Copying
+ * a 1 MB body's long strings into one buffer cost as much as all of its layout (docs/performance.md).
+ */
+class Pieces {
+  private readonly pieces: Buffer[] = [];
+  private buf: Buffer;
+  /** Where the piece being written began in buf. */
+  private start = 0;
+  private at = 0;
+  /** Bytes in every piece so far, the one being written included. */
   length = 0;
 
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  constructor(private readonly chunkBytes: number) {
+    this.buf = Buffer.allocUnsafe(chunkBytes);
+  }
+
+  private cut(): void {
+    if (this.at > this.start) this.pieces.push(this.buf.subarray(this.start, this.at));
+    this.start = this.at;
   }
 
   private room(bytes: number): void {
-    if (this.length + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + bytes));
-    this.buf.copy(bigger, 0, 0, this.length);
-    this.buf = bigger;
+    if (this.at + bytes <= this.buf.length) return;
+    this.cut();
+    this.buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, bytes));
+    this.start = this.at = 0;
   }
 
   byte(c: number): void {
     this.room(1);
-    this.buf[this.length++] = c;
+    this.buf[this.at++] = c;
+    this.length++;
   }
 
   copy(from: Buffer, start: number, end: number): void {
-    this.room(end - start);
-    // Most strings of a body are keys and short values: a loop is cheaper than a native copy's call.
-    if (end - start > 48) {
-      this.length += from.copy(this.buf, this.length, start, end);
+    const bytes = end - start;
+    this.length += bytes;
+    if (bytes >= SHARED_STRING_BYTES) {
+      this.cut();
+      this.pieces.push(from.subarray(start, end));
       return;
     }
+    this.room(bytes);
+    // Most strings of a body are keys and short values: a loop is cheaper than a native copy's call.
     const buf = this.buf;
-    let at = this.length;
+    let at = this.at;
     for (let i = start; i < end; i++) buf[at++] = from[i] as number;
-    this.length = at;
-  }
-
-  /** What was written; copied out of a buffer grown far past it, which would otherwise stay alive with it. */
-  result(): Buffer {
-    if (this.buf.length <= this.length + (this.length >> 1)) return this.buf.subarray(0, this.length);
-    return Buffer.from(this.buf.subarray(0, this.length));
+    this.at = at;
   }
 
   newline(level: number): void {
     const spaces = level * 2;
     this.room(spaces + 1);
     const buf = this.buf;
-    let at = this.length;
+    let at = this.at;
     buf[at++] = 0x0a;
     for (let i = 0; i < spaces; i++) buf[at++] = 0x20;
-    this.length = at;
+    this.at = at;
+    this.length += spaces + 1;
+  }
+
+  result(): Buffer[] {
+    this.cut();
+    return this.pieces;
   }
 }
 
@@ -689,16 +713,17 @@ const MAX_GROWTH = 4;
  * nested `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on
  * one line as `JSON.stringify(value)`. Strings and numbers stay as the client wrote them (the same
  * values; `\u00e9` stays escaped), so the bytes never become one string. The input must be valid
- * JSON (parseJsonBytes accepted it).
+ * JSON (parseJsonBytes accepted it). The layout is pieces to write in order; its long strings are
+ * pieces of `raw`, which must not change until they are written.
  *
  * Indentation grows with depth: 100 KB of nested brackets would take gigabytes laid out. A layout
  * that grows past MAX_GROWTH times the input is abandoned for the compact one (never larger than
  * the input), so the output stays bounded and the body whole.
  */
-export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer {
+export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer[] {
   const pretty = level !== null;
   const limit = MAX_GROWTH * raw.length + 4096;
-  const out = new Output(raw.length + (pretty ? raw.length >> 2 : 0) + 64);
+  const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (pretty ? raw.length >> 2 : 0) + 64));
   let depth = level ?? 0;
   let i = skipSpace(raw, 0);
   while (i < raw.length) {

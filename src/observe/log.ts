@@ -151,7 +151,7 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
     return;
   }
   const valueAt = at + marker.length - 4;
-  out.push(Buffer.from(text.slice(0, valueAt)), indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), Buffer.from(text.slice(valueAt + 4)));
+  out.push(Buffer.from(text.slice(0, valueAt)), ...indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), Buffer.from(text.slice(valueAt + 4)));
 }
 
 /** A destination for rendered entries. */
