@@ -97,16 +97,51 @@ class PieceParser {
   /** Values scanned so far. */
   private values = 0;
 
-  /** The value that starts at `start` (no space before it); `build`: false finds only its end. */
+  /** The value that starts at `start` (no space before it), built where it is over the piece size; `build`: false finds only its end. */
   value(start: number, build = true): Found {
-    if (++this.values > DENSE_AFTER && this.values * DENSE_BYTES_PER_VALUE > start) throw new ParseWhole();
     const c = this.buf[start];
-    if (c === QUOTE) return { end: stringEnd(this.buf, start) };
-    if (c === 0x7b /* { */ || c === 0x5b /* [ */) return this.container(start, c === 0x7b, build);
-    return { end: scalarEnd(this.buf, start) };
+    if (!build || (c !== 0x7b /* { */ && c !== 0x5b /* [ */)) return { end: this.skip(start) };
+    this.count(start);
+    return this.container(start, c === 0x7b);
   }
 
-  private container(start: number, object: boolean, build: boolean): Found {
+  private count(start: number): void {
+    if (++this.values > DENSE_AFTER && this.values * DENSE_BYTES_PER_VALUE > start) throw new ParseWhole();
+  }
+
+  /**
+   * The index after the value that starts at `start`, its structure checked, nothing built: no
+   * object per value walked (a conversation has thousands, and allocating them cost more garbage
+   * collection than the walk itself: docs/performance.md).
+   */
+  private skip(start: number): number {
+    this.count(start);
+    const buf = this.buf;
+    const c = buf[start];
+    if (c === QUOTE) return stringEnd(buf, start);
+    if (c !== 0x7b && c !== 0x5b) return scalarEnd(buf, start);
+    const object = c === 0x7b;
+    const close = object ? 0x7d : 0x5d;
+    let i = skipSpace(buf, start + 1);
+    if (buf[i] === close) return i + 1;
+    for (;;) {
+      if (object) {
+        if (buf[i] !== QUOTE) throw new ParseWhole();
+        i = skipSpace(buf, stringEnd(buf, i));
+        if (buf[i] !== 0x3a /* : */) throw new ParseWhole();
+        i = skipSpace(buf, i + 1);
+      }
+      i = skipSpace(buf, this.skip(i));
+      if (buf[i] === 0x2c /* , */) {
+        i = skipSpace(buf, i + 1);
+        continue;
+      }
+      if (buf[i] === close) return i + 1;
+      throw new ParseWhole();
+    }
+  }
+
+  private container(start: number, object: boolean): Found {
     const buf = this.buf;
     const close = object ? 0x7d : 0x5d;
     const parts: Part[] = [];
@@ -114,7 +149,7 @@ class PieceParser {
     let runEnd = -1;
     const top = object && start === this.top;
     // At the top, members are walked before they are parsed: a large one may stay bytes.
-    const buildMembers = build && !(top && this.defer !== null);
+    const buildMembers = !(top && this.defer !== null);
     let i = skipSpace(buf, start + 1);
     if (buf[i] !== close) {
       for (;;) {
@@ -133,19 +168,16 @@ class PieceParser {
         const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
         const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
         if (top) this.topMember(key, i, found);
-        // Walked only (build false), a container keeps no parts: its extent is all its parent needs.
-        if (build) {
-          if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
-          if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
-            if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
-            runStart = -1;
-          }
-          if ('built' in found) {
-            parts.push({ run: false, keyStart: memberStart, keyEnd, value: found.built });
-          } else {
-            if (runStart === -1) runStart = memberStart;
-            runEnd = found.end;
-          }
+        if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
+        if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
+          if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
+          runStart = -1;
+        }
+        if ('built' in found) {
+          parts.push({ run: false, keyStart: memberStart, keyEnd, value: found.built });
+        } else {
+          if (runStart === -1) runStart = memberStart;
+          runEnd = found.end;
         }
         i = skipSpace(buf, found.end);
         if (buf[i] === 0x2c /* , */) {
@@ -158,7 +190,7 @@ class PieceParser {
     }
     const end = i + 1;
     // Small enough to parse whole (as part of its parent, or alone): only its extent is needed.
-    if (!build || (end - start <= this.pieceBytes && !top)) return { end };
+    if (end - start <= this.pieceBytes && !top) return { end };
     if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
     return { end, built: object ? this.buildObject(parts) : this.buildArray(parts) };
   }
@@ -207,23 +239,23 @@ class PieceParser {
   }
 
   /**
-   * A value walked as `value(start, false)` does, and seen as memberView shows it: an array's
+   * A value walked as `skip` walks it, and seen as memberView shows it: an array's
    * object elements with only `fields` (decoded where they are not containers).
    */
   private view(start: number, fields: readonly string[]): Found {
     const buf = this.buf;
-    if (buf[start] !== 0x5b /* [ */) return this.value(start, false);
-    this.values++;
+    if (buf[start] !== 0x5b /* [ */) return { end: this.skip(start) };
+    this.count(start);
     const view: unknown[] = [];
     let i = skipSpace(buf, start + 1);
     if (buf[i] === 0x5d) return { end: i + 1, view };
     for (;;) {
       let end: number;
       if (buf[i] !== 0x7b) {
-        end = this.value(i, false).end;
+        end = this.skip(i);
         view.push(null);
       } else {
-        this.values++;
+        this.count(i);
         const element: Record<string, unknown> = {};
         let at = skipSpace(buf, i + 1);
         if (buf[at] !== 0x7d) {
@@ -234,7 +266,7 @@ class PieceParser {
             at = skipSpace(buf, keyEnd);
             if (buf[at] !== 0x3a /* : */) throw new ParseWhole();
             const valueStart = skipSpace(buf, at + 1);
-            const valueEnd = this.value(valueStart, false).end;
+            const valueEnd = this.skip(valueStart);
             if (name !== null) {
               const c = buf[valueStart];
               element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? buf.toString('utf8', valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
