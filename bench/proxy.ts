@@ -10,9 +10,16 @@
  * With PROXY_PROCESSES=2, two processes share the port (node:cluster), for the rows that compare
  * the gateway's workers with it.
  *
+ * With PROXY_LOG_FILE set, it also appends each request body as it came, and a newline, to that
+ * file and to stdout (asynchronous writes): the least a gateway that logs every body to both must
+ * do, whatever its entries look like.
+ *
+ * It reports `ready <port>` on stderr (stdout may be a log).
+ *
  *   node dist/bench/bench/proxy.js <port> <upstream port> [pool]
  */
 import cluster from 'node:cluster';
+import { createWriteStream } from 'node:fs';
 import http from 'node:http';
 import { HttpClient } from '../src/upstream/http-client.js';
 
@@ -21,12 +28,19 @@ const upstreamPort = Number(process.argv[3]);
 const pool = process.argv[4] === 'pool';
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
 const client = new HttpClient();
+const logFile = process.env.PROXY_LOG_FILE;
+const logs = logFile === undefined ? [] : [createWriteStream(logFile, { flags: 'a' }), createWriteStream('', { fd: 1 })];
+const NEWLINE = Buffer.from('\n');
 
 const server = http.createServer({ keepAliveTimeout: 120_000, noDelay: true }, (req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    for (const log of logs) {
+      log.write(body);
+      log.write(NEWLINE);
+    }
     if (pool) {
       client.call(
         { https: false, hostname: '127.0.0.1', port: upstreamPort, method: 'POST', path: req.url ?? '/', headers: { authorization: 'Bearer sk-real-key' }, body, contentType: 'application/json' },
@@ -73,7 +87,7 @@ if (processes > 1 && cluster.isPrimary) {
       let ready = 0;
       for (let i = 0; i < processes; i++) {
         cluster.fork({ PROXY_PORT: String(port) }).on('listening', () => {
-          if (++ready === processes) process.stdout.write(`ready ${port}\n`);
+          if (++ready === processes) process.stderr.write(`ready ${port}\n`);
         });
       }
     });
@@ -81,6 +95,6 @@ if (processes > 1 && cluster.isPrimary) {
 } else {
   server.listen(Number(process.env.PROXY_PORT ?? process.argv[2] ?? 0), '127.0.0.1', () => {
     const address = server.address();
-    if (cluster.isPrimary) process.stdout.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
+    if (cluster.isPrimary) process.stderr.write(`ready ${typeof address === 'object' && address !== null ? address.port : ''}\n`);
   });
 }

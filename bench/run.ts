@@ -40,6 +40,9 @@ const SUITES = new Set((process.env.BENCH_SUITES ?? 'small,agent,cores,memory').
 const MEMORY = process.env.BENCH_MEMORY !== '0' && SUITES.has('memory');
 const PEAK_RUNS = Number(process.env.BENCH_PEAK_RUNS ?? 5);
 
+/** The reference for the logged rows: the minimal proxy writing each body to a file and to stdout. */
+const LOGGING_PROXY = 'minimal proxy logging bodies';
+
 const small = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 const streamed = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Count to fifty.' }], max_tokens: 128 });
 const slow = JSON.stringify({ model: 'slow', stream: true, messages: [{ role: 'user', content: 'Take your time.' }] });
@@ -156,6 +159,21 @@ async function startGateway(dir: string, upstreamPort: number, logs: Logs, extra
   const started = await start(args, env, stdout);
   if (stdoutFd !== null) closeSync(stdoutFd);
   return { ...started, logFiles };
+}
+
+/**
+ * The minimal proxy that also writes each body to a log file and to stdout redirected to a file:
+ * what logging every body as deployed costs at the least, the reference for the logged rows.
+ */
+async function startLoggingProxy(dir: string, upstreamPort: number, loopDelay = false): Promise<Gateway> {
+  const n = ++gateways;
+  const logFile = join(dir, `proxy-bodies-${n}.log`);
+  const stdoutFile = join(dir, `proxy-stdout-${n}.log`);
+  const stdoutFd = openSync(stdoutFile, 'a');
+  const args = [...(loopDelay ? ['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href] : []), join(HERE, 'proxy.js'), '0', String(upstreamPort)];
+  const started = await start(args, { PROXY_LOG_FILE: logFile }, stdoutFd);
+  closeSync(stdoutFd);
+  return { ...started, logFiles: [logFile, stdoutFile] };
 }
 
 /** Empties a gateway's log files (after each measurement). */
@@ -289,6 +307,7 @@ async function main(): Promise<void> {
   // ---- small requests and streams ----
   if (SUITES.has('small')) {
     const poolProxy = await start([join(HERE, 'proxy.js'), '0', String(upstream.port), 'pool']);
+    const loggingProxy = await startLoggingProxy(dir, upstream.port);
     const toFile = await startGateway(dir, upstream.port, 'file');
     const toPipe = await startGateway(dir, upstream.port, 'pipe');
     const quiet = await startGateway(dir, upstream.port, 'off');
@@ -312,6 +331,8 @@ async function main(): Promise<void> {
       ...(shared === null ? [] : [{ name: 'gateway rate-limited key, Redis, logs off', port: shared.port, path: '/v1/chat/completions', key: 'vk_limited' }]),
       // Not a target: the same minimal proxy on the gateway's own client, for reference.
       { name: 'minimal proxy on the gateway client', port: poolProxy.port, path: '/v1/chat/completions', key: 'vk' },
+      // Nor this: the least that logging every body costs, for the logged rows.
+      { name: LOGGING_PROXY, port: loggingProxy.port, path: '/v1/chat/completions', key: 'vk', gateway: loggingProxy },
     ];
     const results = new Map<string, LoadResult[]>();
     const runs = (scenario: Scenario, name: string): LoadResult[] => results.get(`${scenario}|${name}`) ?? [];
@@ -404,7 +425,11 @@ async function main(): Promise<void> {
       lines.push(`a rate limit checked in Redis (REDIS_URL, on this machine) instead of in the process: ${signed(added)} ms p50 at 1 connection, ${times(redisRatio)} req/s at ${CONNECTIONS} connections`);
       lines.push('');
     }
-    for (const child of [poolProxy.child, toFile.child, toPipe.child, quiet.child, shared?.child, redis?.child]) child?.kill('SIGKILL');
+    const logged = row(LOGGING_PROXY);
+    const vsLogging = (name: string, scenario: Scenario): string => times(ratio(runs(scenario, name), runs(scenario, LOGGING_PROXY)));
+    lines.push(`logs as deployed against the ${LOGGING_PROXY} (${times(logged.json50.rpsRatio)} of the proxy's requests/s, ${times(logged.stream50.rpsRatio)} of its streams): requests/s ${vsLogging('gateway openai, logs to file', 'json50')} (to file), ${vsLogging('gateway openai, logs to pipe', 'json50')} (to pipe); streams/s ${vsLogging('gateway openai, logs to file', 'stream50')}, ${vsLogging('gateway openai, logs to pipe', 'stream50')}`);
+    lines.push('');
+    for (const child of [poolProxy.child, loggingProxy.child, toFile.child, toPipe.child, quiet.child, shared?.child, redis?.child]) child?.kill('SIGKILL');
   }
 
   // ---- agent-sized requests ----
@@ -416,6 +441,7 @@ async function main(): Promise<void> {
     const passKeys: Record<Api, string> = { chat: 'vk_openai', messages: 'vk_anthropic', responses: 'vk_openai' };
     // The proxy again, with the same event-loop delay probe: on two shared cores, a process waits for the CPU too.
     const probedProxy = await start(['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href, join(HERE, 'proxy.js'), '0', String(upstream.port)]);
+    const loggingProxy = await startLoggingProxy(dir, upstream.port, true);
     // The proxy with each API's body on its path: every row is taken against the proxy serving its client's API.
     const proxyRow = (api: Api): string => (api === 'chat' ? 'minimal proxy' : `minimal proxy, ${api}`);
     const targets: Target[] = (['chat', 'messages', 'responses'] as const).map((api) => ({
@@ -426,6 +452,10 @@ async function main(): Promise<void> {
       api: api === 'chat' ? undefined : api,
       gateway: { ...probedProxy, logFiles: [] },
     }));
+    const loggingProxyRow = (api: Api): string => `${LOGGING_PROXY}${api === 'chat' ? '' : `, ${api}`}`;
+    for (const api of ['chat', 'messages', 'responses'] as const) {
+      targets.push({ name: loggingProxyRow(api), port: loggingProxy.port, path: API_PATHS[api], key: 'vk', api: api === 'chat' ? undefined : api, gateway: loggingProxy });
+    }
     for (const api of ['chat', 'messages', 'responses'] as const) {
       for (const [logs, gateway] of [['logs off', quiet], ['logs to file', toFile], ['logs to pipe', toPipe]] as const) {
         targets.push({ name: `${api} pass-through, ${logs}`, port: gateway.port, path: API_PATHS[api], key: passKeys[api], api: api === 'chat' ? undefined : api, gateway });
@@ -502,6 +532,17 @@ async function main(): Promise<void> {
       lines.push(`| ${target.name} | ${cells.join(' | ')} | ${errors} |`);
     }
     lines.push('');
+    lines.push(`Logged rows against the ${LOGGING_PROXY} (each body appended as it came to a file and to stdout redirected to a file: the least that logging every body costs):`);
+    lines.push('');
+    lines.push(`| target | ${fixtures.map((x) => `${x.name} vs logging proxy`).join(' | ')} |`);
+    lines.push(`|---|${fixtures.map(() => '---:').join('|')}|`);
+    for (const api of ['chat', 'messages', 'responses'] as const) {
+      for (const logs of ['logs to file', 'logs to pipe'] as const) {
+        const name = `${api} pass-through, ${logs}`;
+        lines.push(`| ${name} | ${fixtures.map((fixture) => times(ratio(runs(fixture.name, name), runs(fixture.name, loggingProxyRow(api))))).join(' | ')} |`);
+      }
+    }
+    lines.push('');
     lines.push('| logged per request | request body | entry (each destination) |');
     lines.push('|---|---:|---:|');
     for (const entry of logged) lines.push(`| ${entry.fixture} ${entry.api} | ${entry.requestBytes} B | ${entry.entryBytes} B |`);
@@ -519,7 +560,7 @@ async function main(): Promise<void> {
     const worst = Math.max(...fixtures.flatMap((fixture) => gatewayRows.map((t) => delayP99(fixture.name, t.name))));
     const proxyWorst = Math.max(...fixtures.flatMap((fixture) => targets.filter(isProxy).map((t) => delayP99(fixture.name, t.name))));
     check('event-loop delay p99 during agent-sized requests ≤ 10 ms (worst gateway row)', worst, worst <= 10, `${f(worst, 1)} ms (proxy's worst ${f(proxyWorst, 1)} ms)`);
-    for (const child of [quiet.child, toFile.child, toPipe.child, probedProxy.child]) child.kill('SIGKILL');
+    for (const child of [quiet.child, toFile.child, toPipe.child, probedProxy.child, loggingProxy.child]) child.kill('SIGKILL');
   }
 
   // ---- cores ----
