@@ -74,6 +74,15 @@ interface Found {
  */
 type Part = { readonly run: true; readonly start: number; readonly end: number } | { readonly run: false; readonly keyStart: number; readonly keyEnd: number; readonly value: unknown };
 
+/** Texts a view reuses: at most this many, of at most this many bytes. */
+const SHORT_TEXTS = 8;
+const SHORT_TEXT = 16;
+
+function isAscii(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if ((buf[i] as number) >= 0x80) return false;
+  return true;
+}
+
 class PieceParser {
   constructor(
     private readonly buf: Buffer,
@@ -96,6 +105,25 @@ class PieceParser {
 
   /** Values scanned so far. */
   private values = 0;
+
+  /** Short ASCII texts a view decoded (each element's role or type repeats a few): reused, not decoded again. */
+  private readonly texts: string[] = [];
+
+  /** The text of buf[start, end), an unescaped string's content. */
+  private shortText(start: number, end: number): string {
+    const length = end - start;
+    if (length > SHORT_TEXT) return this.text(start, end);
+    const buf = this.buf;
+    for (const known of this.texts) {
+      if (known.length !== length) continue;
+      let i = 0;
+      while (i < length && buf[start + i] === known.charCodeAt(i)) i++;
+      if (i === length) return known;
+    }
+    const text = this.text(start, end);
+    if (this.texts.length < SHORT_TEXTS && isAscii(buf, start, end)) this.texts.push(text);
+    return text;
+  }
 
   /** The value that starts at `start` (no space before it), built where it is over the piece size; `build`: false finds only its end. */
   value(start: number, build = true): Found {
@@ -269,7 +297,7 @@ class PieceParser {
             const valueEnd = this.skip(valueStart);
             if (name !== null) {
               const c = buf[valueStart];
-              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? buf.toString('utf8', valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
+              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? this.shortText(valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
             }
             at = skipSpace(buf, valueEnd);
             if (buf[at] === 0x2c) {
