@@ -191,6 +191,8 @@ describe('large members left as bytes (DeferOptions)', () => {
       { role: 12.5e3 },
       { role: true },
       {},
+      // Texts that share a length and differ late, are not ASCII, or are one too many to keep.
+      ...['user', 'usex', 'useR', 'assistant', 'assistanT', 'rôle', 'rôle', 'ü', 'x'.repeat(16), 'x'.repeat(17), 'tool', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'user', 'usex', 'g'].map((role) => ({ role })),
     ];
     const messages = JSON.stringify([...odd, ...filler]).replace('{"role":"first","content":"x","role2":1}', '{"role":"first","content":"x","r\\u006fle":"last","role2":1}');
     const text = `{"model":"m","messages":${messages}}`;
