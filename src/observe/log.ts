@@ -12,6 +12,7 @@ import { hasDeferredMembers, indentJsonBytes, isJsonText } from '../formats/json
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { warn } from './warn.js';
+import { utf8Bytes } from '../utf8.js';
 
 export interface LogEntry {
   timestamp: string;
@@ -140,18 +141,18 @@ export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
 export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): void {
   const request = entry.request;
   if (!(request instanceof RawJson) || !request.isJson()) {
-    out.push(Buffer.from(renderEntry(entry, format)));
+    out.push(utf8Bytes(renderEntry(entry, format)));
     return;
   }
   const text = renderEntry({ ...entry, request: null }, format);
   const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
   const at = text.indexOf(marker);
   if (at === -1) {
-    out.push(Buffer.from(text)); // rendered without its bodies (too deep): it says so
+    out.push(utf8Bytes(text)); // rendered without its bodies (too deep): it says so
     return;
   }
   const valueAt = at + marker.length - 4;
-  out.push(Buffer.from(text.slice(0, valueAt)), ...indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), Buffer.from(text.slice(valueAt + 4)));
+  out.push(utf8Bytes(text.slice(0, valueAt)), ...indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), utf8Bytes(text.slice(valueAt + 4)));
 }
 
 /** A destination for rendered entries. */
@@ -425,7 +426,7 @@ export function capBody(body: unknown, maxBytes: number): unknown {
   if (text.length * 3 <= maxBytes) return body;
   const bytes = Buffer.byteLength(text);
   if (bytes <= maxBytes) return body;
-  return truncate(Buffer.from(text), maxBytes);
+  return truncate(utf8Bytes(text), maxBytes);
 }
 
 function truncate(buffer: Buffer, maxBytes: number): TruncatedBody {

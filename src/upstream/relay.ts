@@ -15,6 +15,7 @@ import { upstreamIdle } from './read.js';
 import type { KeyScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
+import { utf8Bytes } from '../utf8.js';
 
 /** What one provider event gives the client. */
 export interface StreamStep {
@@ -257,7 +258,7 @@ class StreamRelay {
     const pieces = this.pieces;
     if (pieces.length === 0) return tail;
     if (tail !== '') pieces.push(tail);
-    const whole = pieces.length === 1 ? (pieces[0] as string | Buffer) : Buffer.concat(pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
+    const whole = pieces.length === 1 ? (pieces[0] as string | Buffer) : Buffer.concat(pieces.map((piece) => (typeof piece === 'string' ? utf8Bytes(piece) : piece)));
     pieces.length = 0; // emptied, not replaced: see "Memory" in docs/performance.md
     return whole;
   }

@@ -10,6 +10,7 @@ import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
 import type { Call, ClientRequest, HttpClient } from './http-client.js';
 import type { Endpoint, UpstreamRequest, UpstreamResponse } from './types.js';
+import { utf8Bytes } from '../utf8.js';
 
 /** `setting`: the limit that ran out (a headers timeout, or the time left of the request's overall bound). */
 function upstreamTimeout(ms: number, setting: string): GatewayError {
@@ -64,7 +65,7 @@ export const STALE_RESEND_WINDOW_MS = 1000;
 export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number, setting = 'UPSTREAM_TIMEOUT_MS'): Promise<UpstreamResponse> {
   if (cancel.reason !== null) return Promise.reject(cancel.reason);
   const method = upstreamRequest.method ?? 'POST';
-  const body = method === 'POST' ? (typeof upstreamRequest.body === 'string' ? Buffer.from(upstreamRequest.body) : upstreamRequest.body) : null;
+  const body = method === 'POST' ? (typeof upstreamRequest.body === 'string' ? utf8Bytes(upstreamRequest.body) : upstreamRequest.body) : null;
   if (endpoint.kind === 'local') return Promise.resolve(endpoint.server.handle(method, endpoint.path, body === null ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.concat(body)));
   const request: ClientRequest = {
     https: endpoint.https,
