@@ -4,6 +4,7 @@
 import { invalidRequest } from '../../errors.js';
 import { memberView } from '../json-bytes.js';
 import { isRecord, parseJsonObject } from '../json.js';
+import { jsonPieces } from '../json-pieces.js';
 import type { ChatRequest } from './types.js';
 
 /** What the checks read of a conversation: each message's role. */
@@ -68,7 +69,7 @@ export function chatRequestBody(request: ChatRequest, raw: Buffer | null): Buffe
     const brace = raw.indexOf(0x7b /* { */);
     return [raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.subarray(brace + 1)];
   }
-  if (!needsUsage) return JSON.stringify(request);
+  if (!needsUsage) return jsonPieces(request, 'messages');
   const options = request.stream_options;
-  return JSON.stringify({ ...request, stream_options: { ...(isRecord(options) ? options : {}), include_usage: true } });
+  return jsonPieces({ ...request, stream_options: { ...(isRecord(options) ? options : {}), include_usage: true } }, 'messages');
 }

@@ -19,6 +19,7 @@ import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
 import type { ResponseObject, ResponsesEvent, ResponsesRequest } from './types.js';
 import { responsesUsage } from './usage.js';
+import { jsonPieces } from '../json-pieces.js';
 
 export interface ResponsesTypes {
   request: ResponsesRequest;
@@ -48,7 +49,7 @@ export const responsesTarget: TargetApi<ResponsesTypes> = {
   authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
   modelsPath: '/models',
   parseModelList: parseChatModelList,
-  body: (request, raw) => raw ?? JSON.stringify(request),
+  body: (request, raw) => raw ?? jsonPieces(request, 'input'),
   parseResponse: parseResponseObject,
   usage: (response) => responsesUsage(response.usage),
   decodeEvent: decodeResponsesEvent,
