@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { agentConversation, chatBody } from '../bench/fixtures.js';
-import { capBody, InteractionLog, loggedRequest, RawJson, renderEntry, renderEntryBytes, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { agentConversation, chatBody, random } from '../bench/fixtures.js';
+import { capBody, InteractionLog, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -36,6 +36,26 @@ class MemorySink implements LogSink {
     return Promise.resolve();
   }
 }
+
+describe('writeAll', () => {
+  it('writes every byte in order through writes that take part of what they are given, at most 1000 pieces each', async () => {
+    const next = random(9);
+    const pieces = Array.from({ length: 5000 }, (_, i) => Buffer.alloc(1 + Math.floor(next() * 300), i % 251));
+    const written: Buffer[] = [];
+    let calls = 0;
+    await writeAll([...pieces], async (some) => {
+      calls++;
+      assert.ok(some.length <= 1000 && some.length > 0);
+      const all = Buffer.concat(some);
+      const taken = next() < 0.5 ? all.length : 1 + Math.floor(next() * all.length);
+      written.push(all.subarray(0, taken));
+      return taken;
+    });
+    assert.ok(Buffer.concat(written).equals(Buffer.concat(pieces)));
+    assert.ok(calls > 5);
+    await assert.rejects(writeAll([Buffer.from('x')], async () => 0), /nothing was written/);
+  });
+});
 
 describe('log rendering', () => {
   it('pretty-prints with two spaces', () => {

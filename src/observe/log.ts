@@ -152,7 +152,10 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
     return;
   }
   const valueAt = at + marker.length - 4;
-  out.push(utf8Bytes(text.slice(0, valueAt)), ...indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null), utf8Bytes(text.slice(valueAt + 4)));
+  out.push(utf8Bytes(text.slice(0, valueAt)));
+  // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
+  for (const piece of indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null)) out.push(piece);
+  out.push(utf8Bytes(text.slice(valueAt + 4)));
 }
 
 /** A destination for rendered entries. */
@@ -180,24 +183,20 @@ const NEWLINE = Buffer.from('\n');
 /** Buffers per writev call (Linux's IOV_MAX is 1024). */
 const MAX_PIECES = 1000;
 
-/** What is left of `pieces` after the first `written` bytes of them. */
-function after(pieces: Buffer[], written: number): Buffer[] {
-  let skip = written;
-  let i = 0;
-  while (i < pieces.length && skip >= (pieces[i] as Buffer).length) skip -= (pieces[i++] as Buffer).length;
-  const rest = pieces.slice(i);
-  if (skip > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(skip);
-  return rest;
-}
-
 /** Writes every piece in order, in writev calls of at most MAX_PIECES buffers, until done or a call fails. */
-async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<number>): Promise<void> {
-  let rest = pieces;
-  while (rest.length > 0) {
-    const some = rest.length > MAX_PIECES ? rest.slice(0, MAX_PIECES) : rest;
-    const written = await writev(some);
+export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<number>): Promise<void> {
+  // The first piece not yet written whole, and how much of it was.
+  let next = 0;
+  let partly = 0;
+  while (next < pieces.length) {
+    const some = pieces.slice(next, next + MAX_PIECES);
+    if (partly > 0) some[0] = (some[0] as Buffer).subarray(partly);
+    let written = await writev(some);
     if (written <= 0) throw new Error('nothing was written');
-    rest = after(rest, written);
+    written += partly;
+    partly = 0;
+    while (next < pieces.length && written >= (pieces[next] as Buffer).length) written -= (pieces[next++] as Buffer).length;
+    partly = written;
   }
 }
 
