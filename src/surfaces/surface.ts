@@ -58,6 +58,8 @@ export interface PassThroughCall<C extends ApiTypes> {
   readonly request: C['request'];
   /** The body as it would go. */
   readonly body: Buffer | string;
+  /** The gateway wrote the body from the request it read (none of it is the client's bytes): its keys are its own. */
+  readonly serialised: boolean;
   readonly key: VirtualKey;
   readonly interaction: Interaction;
   readonly deps: SurfaceDeps;
@@ -469,7 +471,15 @@ function prepareChecked<C extends ApiTypes>(
   if (!prepared.route.translation.identity) return prepared;
   if (surface.passThrough === undefined) return released(parsed, prepared);
   const body = typeof prepared.body === 'string' || Buffer.isBuffer(prepared.body) ? prepared.body : Buffer.concat(prepared.body);
-  return surface.passThrough({ request: prepared.outbound.request, body, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
+  const serialised = serialisedByGateway(prepared.body, raw);
+  return surface.passThrough({ request: prepared.outbound.request, body, serialised, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
+}
+
+/** Whether a body holds none of the client's bytes `raw` (a piece that may share its memory counts as the client's). */
+function serialisedByGateway(body: RequestBody, raw: Buffer): boolean {
+  if (typeof body === 'string') return true;
+  const pieces = Buffer.isBuffer(body) ? [body] : body;
+  return pieces.every((piece) => piece.buffer !== raw.buffer);
 }
 
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {
