@@ -544,6 +544,9 @@ export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
   return true;
 }
 
+/** The index after the JSON string that opens at `start` of the bytes being checked, or -1. */
+type StringEnd = (start: number) => number;
+
 /**
  * Whether `raw` is one JSON value (RFC 8259), checked without building it: what JSON.parse would
  * accept, for bytes that are valid UTF-8. For a body whose large members were left as bytes, where
@@ -552,7 +555,7 @@ export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
 export function isJsonText(raw: Buffer): boolean {
   // Where the bytes hold no control character at all (compact JSON, as SDKs send it), a string's
   // escapes are all there is to check in it: found with indexOf, not byte by byte.
-  const jsonStringEnd = hasControlBytes(raw) ? checkedStringEnd : escapedStrings(raw);
+  const jsonStringEnd: StringEnd = hasControlBytes(raw) ? (start) => checkedStringEnd(raw, start) : escapedStrings(raw);
   // Open containers, innermost last: 0x7b object, 0x5b array. No recursion: any depth is fine.
   const open: number[] = [];
   let i = skipSpace(raw, 0);
@@ -570,7 +573,7 @@ export function isJsonText(raw: Buffer): boolean {
         continue;
       }
     } else if (c === QUOTE) {
-      i = jsonStringEnd(raw, i);
+      i = jsonStringEnd(i);
     } else {
       i = jsonScalarEnd(raw, i);
     }
@@ -594,8 +597,8 @@ export function isJsonText(raw: Buffer): boolean {
 }
 
 /** Where the value of the member whose key starts at `i` starts (after its colon), or -1. */
-function afterKey(raw: Buffer, i: number, jsonStringEnd: (raw: Buffer, start: number) => number): number {
-  const end = jsonStringEnd(raw, i);
+function afterKey(raw: Buffer, i: number, jsonStringEnd: StringEnd): number {
+  const end = jsonStringEnd(i);
   if (end === -1) return -1;
   const colon = skipSpace(raw, end);
   return raw[colon] === 0x3a ? skipSpace(raw, colon + 1) : -1;
@@ -616,7 +619,7 @@ function hasControlBytes(raw: Buffer): boolean {
  * at, found with indexOf. The next backslash is remembered: a search from each string would run to
  * the end of a body without one, once per string (a 20 MB body took minutes).
  */
-function escapedStrings(raw: Buffer): (raw: Buffer, start: number) => number {
+function escapedStrings(raw: Buffer): StringEnd {
   // The first backslash at or after `searched` is at `found` (raw.length: none).
   let searched = -1;
   let found = -1;
@@ -627,7 +630,7 @@ function escapedStrings(raw: Buffer): (raw: Buffer, start: number) => number {
     found = at === -1 ? raw.length : at;
     return found;
   };
-  return (_same, start) => {
+  return (start) => {
     if (raw[start] !== QUOTE) return -1;
     let end: number;
     try {
@@ -757,6 +760,10 @@ class Pieces {
       return;
     }
     this.room(bytes);
+    if (bytes > 48) {
+      this.at += from.copy(this.buf, this.at, start, end);
+      return;
+    }
     // Most strings of a body are keys and short values: a loop is cheaper than a native copy's call.
     const buf = this.buf;
     let at = this.at;

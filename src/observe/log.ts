@@ -194,7 +194,6 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
     let written = await writev(some);
     if (written <= 0) throw new Error('nothing was written');
     written += partly;
-    partly = 0;
     while (next < pieces.length && written >= (pieces[next] as Buffer).length) written -= (pieces[next++] as Buffer).length;
     partly = written;
   }

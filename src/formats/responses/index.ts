@@ -7,6 +7,7 @@
 import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { parseChatModelList } from '../chat/models.js';
+import { jsonPieces } from '../json-pieces.js';
 import type { Translation } from '../translation.js';
 import { parseResponseObject } from './answer.js';
 import { responsesErrorBody } from './errors.js';
@@ -19,7 +20,6 @@ import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
 import type { ResponseObject, ResponsesEvent, ResponsesRequest } from './types.js';
 import { responsesUsage } from './usage.js';
-import { jsonPieces } from '../json-pieces.js';
 
 export interface ResponsesTypes {
   request: ResponsesRequest;
