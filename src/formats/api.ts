@@ -45,6 +45,11 @@ export interface StreamOutput<Event> {
 
 /** Stream events back into one answer, for the log. */
 export interface Assembler<Event, Response> {
+  /**
+   * Events whose text this does not match are ones `add` ignores (so they need not be parsed);
+   * absent, every event is read. It must match every text with a backslash (an escape can spell any name).
+   */
+  readonly reads?: RegExp;
   add(event: Event): void;
   result(): Response;
 }

@@ -5,6 +5,7 @@
  */
 import type { ApiTypes, Assembler, StreamOutput } from '../formats/api.js';
 import { isRecord } from '../formats/json.js';
+import { JsonSeries } from '../formats/json-series.js';
 import type { Route } from '../formats/router.js';
 import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
@@ -30,6 +31,8 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, exchange: Ex
   const watch = target.streamWatch();
   const translate = exchange.stream(hints);
   const passThrough = route.translation.identity;
+  // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
+  const forwardedEvents = assembler === null ? null : new JsonSeries();
 
   /** Translated items → frames; stops at the end or an error. */
   const deliver = (items: Array<StreamItem<C['event']>>, step: { text: string }): StreamStep | null => {
@@ -63,9 +66,10 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, exchange: Ex
       return step;
     },
     forwarded(data) {
-      if (assembler === null) return;
+      if (assembler === null || forwardedEvents === null) return;
+      if (assembler.reads !== undefined && !assembler.reads.test(data)) return;
       try {
-        const event: unknown = JSON.parse(data);
+        const event: unknown = forwardedEvents.parse(data);
         if (isRecord(event)) assembler.add(event as C['event']);
       } catch {
         // it went to the client as the provider sent it; the log keeps what parses

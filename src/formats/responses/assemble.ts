@@ -13,6 +13,10 @@ export class ResponseAssembler implements Assembler<ResponsesEvent, ResponseObje
   private final: ResponseObject | null = null;
   private readonly items: OutputItem[] = [];
 
+  // A type named without an escape is written as it is: a text with none of these names is an
+  // event add ignores (the deltas, most of a stream).
+  readonly reads = /\\|"response\.(?:created|output_item\.done|completed|incomplete|failed)"/;
+
   add(event: ResponsesEvent): void {
     if (!isRecord(event)) return;
     if (event.type === 'response.created' && isRecord(event.response)) this.created = event.response;
