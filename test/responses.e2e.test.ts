@@ -198,6 +198,29 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     }
   });
 
+  it('logs a stream dropped before its end as the response created with the items that were done', async () => {
+    const output = [
+      { type: 'message', id: 'msg_p', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Reading the file – one moment, please.', annotations: [] }] },
+      { type: 'function_call', id: 'fc_p', call_id: 'call_p', name: 'read_file', arguments: '{"path":"src/a.ts"}', status: 'completed' },
+    ];
+    const response = { id: 'resp_part', object: 'response', created_at: 7, status: 'completed', model: 'gpt-5', output, usage: null };
+    const cut = streamEvents(response).slice(0, -1).join('');
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (recorded.path !== '/v1/responses') return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(cut);
+      setTimeout(() => res.destroy(), 50);
+    });
+    try {
+      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+      assert.equal(events(reply.text).at(-1).type, 'response.failed');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response, { ...response, status: 'incomplete', usage: null, output });
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it('applies the model map and the output cap, re-serialising only then', async () => {
     openai.requests.length = 0;
     const reply = await responses('vk_codex_mapped', { model: 'gpt-5-codex', input: 'hi', max_output_tokens: 64000, store: false });
