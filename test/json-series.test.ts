@@ -52,13 +52,52 @@ describe('JsonSeries', () => {
     sameAsJsonParse(series, `${before}c${after.slice(0, -1)}`, 'cut short');
   });
 
-  it('learns nothing from texts that differ in a number, a key, a literal, spacing or two strings', () => {
+  it('learns the shape of OpenAI chunks, whose content and random obfuscation both change', () => {
+    const openai = (content: string, obfuscation: string): string =>
+      `{"id":"chatcmpl-2","object":"chat.completion.chunk","created":1730000000,"model":"gpt-4o","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"logprobs":null,"finish_reason":null}],"obfuscation":${JSON.stringify(obfuscation)}}`;
+    const series = new JsonSeries();
+    const texts = [openai('The', 'k3f'), openai(' quick', 'Zq'), openai(' brown', 'Zq'), openai(' fox', 'p0Yx1'), openai('', 'a'), openai('"', 'b'), openai(' ok', 'x\\y')];
+    const values = texts.map((text) => sameAsJsonParse(series, text, text) as { choices: unknown[] });
+    assert.notEqual(values[3]?.choices, values[2]?.choices, 'rebuilt along the content');
+    const reuse = values.slice(2, 5).map((value) => (value.choices[0] as { logprobs: unknown; delta: unknown }).delta);
+    assert.equal(new Set(reuse).size, 3);
+  });
+
+  it('never takes a member name that changed for a value (duplicate keys make it look like one)', () => {
+    for (const texts of [
+      ['{"p":"q","q":"p","p":"q"}', '{"p":"q","q":"p","q":"q"}', '{"p":"q","q":"p","r":"q"}', '{"p":"q","q":"p","zz":"q"}'],
+      ['{"a":"b","b":"a","a":"b"}', '{"a":"b","b":"a","b":"b"}', '{"a":"b","b":"a","zz":"b"}', '{"a":"b","b":"a","__proto__":"b"}'],
+      ['{"a":"b","b":"a","a" :"b"}', '{"a":"b","b":"a","b" :"b"}', '{"a":"b","b":"a","zz" :"b"}'],
+    ]) {
+      const series = new JsonSeries();
+      for (const text of texts) sameAsJsonParse(series, text, text);
+    }
+  });
+
+  it('parses values nested deeper than it compares without overflowing the stack', () => {
+    // Deeper than node:assert and JSON.stringify go: walked here without recursion.
+    const series = new JsonSeries();
+    for (const letter of ['a', 'b', 'c', 'd']) {
+      let value = series.parse(`${'['.repeat(8000)}"${letter}"${']'.repeat(8000)}`);
+      let depth = 0;
+      for (; Array.isArray(value); depth++) {
+        assert.equal(value.length, 1);
+        value = value[0];
+      }
+      assert.deepEqual([depth, value], [8000, letter]);
+    }
+    for (const letter of ['a', 'b', 'c']) sameAsJsonParse(series, `${'{"k":'.repeat(40)}"${letter}"${'}'.repeat(40)}`, letter);
+  });
+
+  it('learns nothing from texts that differ in a number, a key, a literal, spacing or more strings than it tracks', () => {
     const pairs: Array<[string, string, string]> = [
       ['{"n":1,"s":"a"}', '{"n":2,"s":"a"}', '{"n":3,"s":"a"}'],
       ['{"ka":"v"}', '{"kb":"v"}', '{"kc":"v"}'],
       ['{"b":true}', '{"b":false}', '{"b":null}'],
       ['{"a":"x", "b":"y"}', '{"a":"x",  "b":"y"}', '{"a":"x",   "b":"y"}'],
       ['{"a":"x","b":"y"}', '{"a":"X","b":"Y"}', '{"a":"z","b":"Y"}'],
+      ['["a","b","c","d","e"]', '["A","B","C","D","E"]', '["1","2","3","4","5"]'],
+      ['["a","a"]', '["b","b"]', '["c","d"]'],
       ['["a","b"]', '["a",["b"]]', '["a","c"]'],
     ];
     for (const texts of pairs) {

@@ -1,15 +1,17 @@
 /**
- * JSON.parse for a series of texts that mostly repeat the one before with one string changed: a
- * stream's events (every chat chunk is the one before with another `content`, every Messages text
- * delta another `text`). Parsing each whole cost a streamed answer's log a third of its gateway
- * CPU (docs/performance.md); here a text that fits the learned shape costs two comparisons and a
- * copy of the objects on the changed string's path.
+ * JSON.parse for a series of texts that mostly repeat the one before with a few strings changed: a
+ * stream's events (every chat chunk is the one before with another `content`, and from OpenAI
+ * another random `obfuscation`; every Messages text delta another `text`). Parsing each whole cost
+ * a streamed answer's log a third of its gateway CPU (docs/performance.md); here a text that fits
+ * the learned shape costs a few comparisons and a copy of the objects on the changed strings' paths.
  *
- * Exact, not a guess: a shape is learned from two texts that JSON.parse read, differing only
- * inside one string literal with no escape in it, and whose values differ only in that string. A
- * later text made of the same bytes around another escape-free string is the same sequence of
- * JSON tokens with that one string changed, so its value is the first's with that string
- * replaced: what JSON.parse returns for it, duplicate keys and `__proto__` members included.
+ * Exact, not a guess. A shape is learned from two texts that JSON.parse read and that differ only
+ * inside a few string literals, each a member's value (not its name), opened by a quote that is
+ * not escaped and holding no quote, backslash or control character in either text; their values
+ * must differ in exactly as many strings, each string's two values being those literals'
+ * characters, told apart by them. A later text made of the same bytes around other such strings
+ * is the same sequence of JSON tokens with those strings changed, so its value is the first's with
+ * them replaced: what JSON.parse returns for it, duplicate keys and `__proto__` members included.
  * Values share the parts that did not change with earlier ones: readers must not change them.
  */
 
@@ -19,20 +21,24 @@ const NOT_PLAIN = /["\\\u0000-\u001f]/;
 /** Texts longer than this are not compared for a shape (events are small; a large one is parsed whole). */
 const LEARN_MAX_CHARS = 16 * 1024;
 
-/** After this many texts in a row teach no shape (their changes are not one string), no more are tried. */
+/** After this many texts in a row teach no shape, no more are tried. */
 const MAX_FAILED_LESSONS = 8;
+
+/** Strings a shape may change (a chunk's content and its obfuscation, with room to spare). */
+const MAX_HOLES = 4;
+
+/** Values compared no deeper than this (events are shallow; a deep one is parsed whole, never a stack overflow). */
+const MAX_DEPTH = 32;
 
 type Path = ReadonlyArray<string | number>;
 
 interface Shape {
-  /** The text before the changing string's characters (ending with its opening quote). */
-  readonly before: string;
-  /** The text after them (starting with its closing quote). */
-  readonly after: string;
+  /** The text around the changing strings' characters: `parts[0]` ends with the first's opening quote, each next part starts with a closing quote. */
+  readonly parts: readonly string[];
   /** The value of the text the shape was learned from. */
   readonly value: unknown;
-  /** Where the string is in it. */
-  readonly path: Path;
+  /** Where each changing string is in it, in the order of the text. */
+  readonly paths: readonly Path[];
 }
 
 export class JsonSeries {
@@ -43,14 +49,9 @@ export class JsonSeries {
 
   /** What JSON.parse(text) returns (and throws what it throws). */
   parse(text: string): unknown {
-    const shape = this.shape;
-    if (shape !== null && text.length >= shape.before.length + shape.after.length) {
-      // Compared as slices: faster than startsWith here (V8 11-12).
-      const end = text.length - shape.after.length;
-      if (text.slice(0, shape.before.length) === shape.before && text.slice(end) === shape.after) {
-        const string = text.slice(shape.before.length, end);
-        if (!NOT_PLAIN.test(string)) return withString(shape.value, shape.path, string);
-      }
+    if (this.shape !== null) {
+      const value = fill(this.shape, text);
+      if (value !== undefined) return value;
     }
     const value: unknown = JSON.parse(text);
     if (this.lastText !== null && this.failedLessons < MAX_FAILED_LESSONS && text.length <= LEARN_MAX_CHARS && this.lastText.length <= LEARN_MAX_CHARS) {
@@ -68,66 +69,104 @@ export class JsonSeries {
   }
 }
 
-/** The shape two parsed texts share, if they differ in one escape-free string only; else null. */
-function learn(a: string, aValue: unknown, b: string, bValue: unknown): Shape | null {
-  // The common start and end of the two texts; what differs lies between.
-  const shorter = Math.min(a.length, b.length);
-  let start = 0;
-  while (start < shorter && a.charCodeAt(start) === b.charCodeAt(start)) start++;
-  if (start === a.length && start === b.length) return null; // the same text
-  let end = 0;
-  while (end < shorter - start && a.charCodeAt(a.length - 1 - end) === b.charCodeAt(b.length - 1 - end)) end++;
-  // The quotes around the difference in `a`: they must bound one string literal's characters.
-  const open = a.lastIndexOf('"', start - 1);
-  if (open === -1 || start === 0) return null;
-  const close = a.indexOf('"', a.length - end);
-  if (close === -1) return null;
-  const aString = a.slice(open + 1, close);
-  const bString = b.slice(open + 1, close + b.length - a.length);
-  if (NOT_PLAIN.test(aString) || NOT_PLAIN.test(bString)) return null;
-  // An escaped quote (an odd run of backslashes before it) is inside a string, not its start.
-  let backslashes = 0;
-  while (a.charCodeAt(open - 1 - backslashes) === 0x5c) backslashes++;
-  if (backslashes % 2 === 1) return null;
-  // The values must differ in exactly that string, and nowhere else.
-  const path: Array<string | number> = [];
-  if (difference(aValue, bValue, path) !== 'one string') return null;
-  if (stringAt(aValue, path) !== aString || stringAt(bValue, path) !== bString) return null;
-  return { before: a.slice(0, open + 1), after: a.slice(close), value: aValue, path };
+/** The value of `text` when it fits `shape`; undefined when it does not. */
+function fill(shape: Shape, text: string): unknown {
+  const parts = shape.parts;
+  const first = parts[0] as string;
+  if (text.slice(0, first.length) !== first) return undefined; // compared as slices: faster than startsWith here (V8 11-12)
+  let value = shape.value;
+  let at = first.length;
+  for (let k = 1; k < parts.length; k++) {
+    // A string without a quote ends at the next one; the part after it must follow.
+    const close = text.indexOf('"', at);
+    if (close === -1) return undefined;
+    const string = text.slice(at, close);
+    const part = parts[k] as string;
+    if (NOT_PLAIN.test(string) || text.slice(close, close + part.length) !== part) return undefined;
+    // A copy of a longer one: a slice would keep the whole event's text alive as long as the
+    // answer holding it (V8 copies slices shorter than 13 characters itself).
+    value = withString(value, shape.paths[k - 1] as Path, string.length < 13 ? string : ` ${string}`.slice(1));
+    at = close + part.length;
+  }
+  return at === text.length ? value : undefined;
 }
 
-type Difference = 'none' | 'one string' | 'more';
+/** The shape two parsed texts share, if they differ only in a few plain strings; else null. */
+function learn(a: string, aValue: unknown, b: string, bValue: unknown): Shape | null {
+  const parts: string[] = [];
+  const holes: Array<{ a: string; b: string }> = [];
+  // `i` in a and `j` in b: where the current common part starts (after the last hole's characters).
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    let k = 0;
+    while (i + k < a.length && j + k < b.length && a.charCodeAt(i + k) === b.charCodeAt(j + k)) k++;
+    if (i + k === a.length && j + k === b.length) break;
+    if (holes.length === MAX_HOLES) return null;
+    // The difference must lie inside a string: its opening quote in this common part (not the
+    // closing quote it starts with), not escaped; its characters run to the next quote in each text.
+    const open = a.lastIndexOf('"', i + k - 1);
+    if (open === -1 || open < i || (holes.length > 0 && open === i) || i + k === 0) return null;
+    let backslashes = 0;
+    while (a.charCodeAt(open - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 1) return null;
+    const aClose = a.indexOf('"', i + k);
+    const bClose = b.indexOf('"', j + k);
+    if (aClose === -1 || bClose === -1) return null;
+    const hole = { a: a.slice(open + 1, aClose), b: b.slice(j + (open + 1 - i), bClose) };
+    if (NOT_PLAIN.test(hole.a) || NOT_PLAIN.test(hole.b)) return null;
+    // A member's name changing is not a value changing.
+    let after = aClose + 1;
+    while (after < a.length && isSpace(a.charCodeAt(after))) after++;
+    if (a.charCodeAt(after) === 0x3a) return null;
+    parts.push(a.slice(i, open + 1));
+    holes.push(hole);
+    i = aClose;
+    j = bClose;
+  }
+  if (holes.length === 0) return null; // the same text
+  parts.push(a.slice(i));
+  // The values must differ in exactly these strings, each found by its two values, and nowhere else.
+  const changed: Array<{ path: Path; a: string; b: string }> = [];
+  if (!differences(aValue, bValue, [], changed, 0) || changed.length !== holes.length) return null;
+  const paths: Path[] = [];
+  for (const hole of holes) {
+    const matching = changed.filter((string) => string.a === hole.a && string.b === hole.b);
+    if (matching.length !== 1) return null;
+    paths.push((matching[0] as { path: Path }).path);
+  }
+  return { parts, value: aValue, paths };
+}
 
-/** How two parsed values differ; on 'one string', `path` leads to it. Key order counts (it shows in the log). */
-function difference(a: unknown, b: unknown, path: Array<string | number>): Difference {
-  if (a === b) return 'none';
-  if (typeof a === 'string' && typeof b === 'string') return 'one string';
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return 'more';
-  if (Array.isArray(a) !== Array.isArray(b)) return 'more';
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/**
+ * Collects the strings two parsed values differ in (their paths and both values); false when they
+ * differ in anything else, in the order of their keys (it shows in the log), or beyond MAX_DEPTH.
+ */
+function differences(a: unknown, b: unknown, path: Array<string | number>, changed: Array<{ path: Path; a: string; b: string }>, depth: number): boolean {
+  if (a === b) return true;
+  if (typeof a === 'string' && typeof b === 'string') {
+    if (changed.length === MAX_HOLES) return false;
+    changed.push({ path: [...path], a, b });
+    return true;
+  }
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || depth === MAX_DEPTH) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
   const aKeys = Object.keys(a);
   const bKeys = Object.keys(b);
-  if (aKeys.length !== bKeys.length) return 'more';
-  let found: Difference = 'none';
+  if (aKeys.length !== bKeys.length) return false;
   for (let i = 0; i < aKeys.length; i++) {
     const key = aKeys[i] as string;
-    if (key !== bKeys[i]) return 'more';
-    const at = path.length;
+    if (key !== bKeys[i]) return false;
     path.push(Array.isArray(a) ? i : key);
-    const inner = difference((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], path);
-    if (inner === 'none') {
-      path.length = at;
-      continue;
-    }
-    if (inner === 'more' || found !== 'none') return 'more';
-    found = inner;
+    const same = differences((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], path, changed, depth + 1);
+    path.pop();
+    if (!same) return false;
   }
-  return found;
-}
-
-function stringAt(value: unknown, path: Path): unknown {
-  let at = value;
-  for (const key of path) at = (at as Record<string | number, unknown>)[key];
-  return at;
+  return true;
 }
 
 /** `value` with the string at `path` replaced: new objects along the path, the rest shared. */
