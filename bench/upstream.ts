@@ -27,12 +27,15 @@ const openaiJson = Buffer.from(
   }),
 );
 
-const chunk = (delta: object, finish: string | null): string =>
-  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', system_fingerprint: 'fp_bench', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+// OpenAI pads each chunk with random characters by default (`obfuscation`, against side channels
+// that read token lengths off packet sizes): every chunk differs from the one before in two strings.
+const padding = (i: number): string => 'q7Zk2Xw9Lm'.slice(0, 1 + ((i * 7) % 10));
+const chunk = (delta: object, finish: string | null, obfuscation: string): string =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', system_fingerprint: 'fp_bench', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], obfuscation })}\n\n`;
 const openaiEvents: Buffer[] = [
-  Buffer.from(chunk({ role: 'assistant', content: '' }, null)),
-  ...Array.from({ length: STREAM_CHUNKS }, (_, i) => Buffer.from(chunk({ content: `word${i} ` }, null))),
-  Buffer.from(chunk({}, 'stop') + `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', choices: [], usage })}\n\n` + 'data: [DONE]\n\n'),
+  Buffer.from(chunk({ role: 'assistant', content: '' }, null, padding(STREAM_CHUNKS))),
+  ...Array.from({ length: STREAM_CHUNKS }, (_, i) => Buffer.from(chunk({ content: `word${i} ` }, null, padding(i)))),
+  Buffer.from(chunk({}, 'stop', padding(STREAM_CHUNKS + 1)) + `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', choices: [], usage })}\n\n` + 'data: [DONE]\n\n'),
 ];
 
 const anthropicJson = Buffer.from(
