@@ -176,15 +176,19 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     }
   });
 
-  it('ends a stream the provider drops with response.failed numbered after the last event it relayed', async () => {
-    const response = { id: 'resp_cut', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_c', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'A longer answer that is cut', annotations: [] }] }], usage: null };
-    const cut = streamEvents(response).slice(0, -2).join('');
+  /** The provider sends `transcript` as a Responses stream, then drops the connection. */
+  const dropsAfter = (transcript: string): void =>
     openai.behave(({ res, recorded }): boolean | void => {
       if (recorded.path !== '/v1/responses') return false;
       res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write(cut);
+      res.write(transcript);
       setTimeout(() => res.destroy(), 50);
     });
+
+  it('ends a stream the provider drops with response.failed numbered after the last event it relayed', async () => {
+    const response = { id: 'resp_cut', object: 'response', created_at: 1, status: 'completed', model: 'gpt-5', output: [{ type: 'message', id: 'msg_c', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'A longer answer that is cut', annotations: [] }] }], usage: null };
+    const cut = streamEvents(response).slice(0, -2).join('');
+    dropsAfter(cut);
     try {
       const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
       const list = events(reply.text);
@@ -205,12 +209,7 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     ];
     const response = { id: 'resp_part', object: 'response', created_at: 7, status: 'completed', model: 'gpt-5', output, usage: null };
     const cut = streamEvents(response).slice(0, -1).join('');
-    openai.behave(({ res, recorded }): boolean | void => {
-      if (recorded.path !== '/v1/responses') return false;
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write(cut);
-      setTimeout(() => res.destroy(), 50);
-    });
+    dropsAfter(cut);
     try {
       const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
       assert.equal(events(reply.text).at(-1).type, 'response.failed');
