@@ -152,7 +152,7 @@ describe('a cluster that cannot start', () => {
     try {
       const { runGatewayUntilExit } = await import('./support/gateway.js');
       const result = await runGatewayUntilExit({ KEYS_FILE: holder.keysFile, GATEWAY_PORT: String(holder.port), GATEWAY_WORKERS: '2' });
-      assert.equal(result.code, 1);
+      assert.equal(result.code, 1, `stderr: ${result.stderr}`);
       assert.match(result.stderr, /EADDRINUSE|failed to start/);
     } finally {
       await holder.stop();
