@@ -165,12 +165,18 @@ class Primary {
       for (const worker of this.workers()) worker.process.kill('SIGKILL');
     }, config.shutdownTimeoutMs + 15_000);
     hardStop.unref();
+    let closing = false;
     const check = (): void => {
-      if (this.workers().length > 0) return;
-      const closing = Promise.all([...sinks.map((sink) => sink.close()), spend.save()]);
-      void Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
+      if (closing || this.workers().length > 0) return;
+      closing = true;
+      const closed = Promise.all([...sinks.map((sink) => sink.close()), spend.save()]);
+      void Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
     };
+    // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked
+    // on 'exit' alone, a last worker whose channel closed after it exited was never seen gone, and
+    // the primary ran out of work and ended with code 0 before closing the log and saving spend.
     cluster.on('exit', check);
+    cluster.on('disconnect', check);
     check();
   }
 
