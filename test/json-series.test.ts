@@ -54,13 +54,18 @@ describe('JsonSeries', () => {
 
   it('learns the shape of OpenAI chunks, whose content and random obfuscation both change', () => {
     const openai = (content: string, obfuscation: string): string =>
-      `{"id":"chatcmpl-2","object":"chat.completion.chunk","created":1730000000,"model":"gpt-4o","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"logprobs":null,"finish_reason":null}],"obfuscation":${JSON.stringify(obfuscation)}}`;
+      `{"id":"chatcmpl-2","object":"chat.completion.chunk","created":1730000000,"model":"gpt-4o","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"logprobs":null,"finish_reason":null,"content_filter_results":{}}],"obfuscation":${JSON.stringify(obfuscation)}}`;
     const series = new JsonSeries();
     const texts = [openai('The', 'k3f'), openai(' quick', 'Zq'), openai(' brown', 'Zq'), openai(' fox', 'p0Yx1'), openai('', 'a'), openai('"', 'b'), openai(' ok', 'x\\y')];
     const values = texts.map((text) => sameAsJsonParse(series, text, text) as { choices: unknown[] });
     assert.notEqual(values[3]?.choices, values[2]?.choices, 'rebuilt along the content');
     const reuse = values.slice(2, 5).map((value) => (value.choices[0] as { logprobs: unknown; delta: unknown }).delta);
     assert.equal(new Set(reuse).size, 3);
+    // What did not change is the first text's own object (Azure's empty filter results), shared by
+    // every text that fitted the shape learned from the first two; the second was parsed whole.
+    const filters = values.map((value) => (value.choices[0] as { content_filter_results: unknown }).content_filter_results);
+    for (const k of [2, 3, 4]) assert.equal(filters[k], filters[0], `text ${k} fitted the shape`);
+    assert.notEqual(filters[1], filters[0]);
   });
 
   it('never takes a member name that changed for a value (duplicate keys make it look like one)', () => {
