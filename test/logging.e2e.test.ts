@@ -338,6 +338,20 @@ describe('start-up validation', () => {
     }
   });
 
+  it('a port already in use stops workers with exit 1 and that one line even when Node answers a worker after it exited', async () => {
+    // The ordering seen once in CI (Node 24): the primary's late answer to a stopped worker's listen
+    // request failed on its closed channel, and the unhandled error crashed the primary with a stack.
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
+    try {
+      const preload = new URL('./support/late-listen-reply.js', import.meta.url).href;
+      const result = await runGatewayUntilExit({ KEYS_FILE: gw.keysFile, GATEWAY_PORT: String(gw.port), GATEWAY_WORKERS: '3', NODE_OPTIONS: `--import=${preload}` });
+      assert.equal(result.stderr, `llm-gateway: cannot listen on 127.0.0.1:${gw.port}: the port is already in use (EADDRINUSE); stop what uses it or set GATEWAY_PORT to another port\n`);
+      assert.equal(result.code, 1);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('warns at start about placeholder keys left from the example, naming the key but never printing it', async () => {
     const gw = await startGateway({ keys: readFileSync(join(ROOT, 'keys.example.json'), 'utf8'), env: { LOG_CONSOLE: 'off' } });
     try {

@@ -82,6 +82,12 @@ class Primary {
     worker.on('message', (message: unknown) => {
       if (isMessage<ToPrimary>(message)) this.received(worker, message);
     });
+    // Node itself writes to a worker (its answer to a listen request, say), and a worker that has
+    // already exited makes that write fail: unhandled, the error would crash the primary. The
+    // worker's exit is handled on 'exit'; anything else is worth a line.
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_IPC_CHANNEL_CLOSED' && !this.stopping) warn(`worker ${worker.process.pid ?? '?'}: ${err.message}`);
+    });
   }
 
   private received(worker: Worker, message: ToPrimary): void {
