@@ -28,4 +28,18 @@ describe('jsonPieces', () => {
     assert.equal(bytesOf(jsonPieces({ ...value, messages: 'not an array' }, 'messages')), JSON.stringify({ ...value, messages: 'not an array' }));
     assert.equal(typeof jsonPieces({ model: 'm', messages: elements.slice(0, 10) }, 'messages'), 'string', 'a short conversation is one string');
   });
+
+  it('goes by size, not by the number of messages: a 137 KB agent turn of a few dozen messages is in pieces, a long chat of short ones one string', () => {
+    const conversation = agentConversation(137_000);
+    const value = JSON.parse(chatBody(conversation)) as { messages: unknown[] };
+    assert.ok(value.messages.length < 64, `${value.messages.length} messages`);
+    const result = jsonPieces(value, 'messages');
+    assert.ok(Array.isArray(result) && result.length >= 4, 'in pieces');
+    assert.equal(bytesOf(result), JSON.stringify(value));
+    const chat = { model: 'm', messages: Array.from({ length: 200 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `turn ${i} é` })) };
+    const short = jsonPieces(chat, 'messages');
+    assert.equal(short, JSON.stringify(chat));
+    assert.equal(jsonPieces({ model: 'm', messages: [] }, 'messages'), '{"model":"m","messages":[]}');
+    assert.equal(jsonPieces({ model: 'm', messages: chat.messages.slice(0, 3) }, 'messages'), JSON.stringify({ model: 'm', messages: chat.messages.slice(0, 3) }));
+  });
 });
