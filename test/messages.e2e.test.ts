@@ -686,6 +686,12 @@ describe('count_tokens', () => {
     const reply = await messages(gateway.url, 'vk_ds_anthropic', body, { path: '/v1/messages/count_tokens' });
     assert.equal(reply.status, 200, reply.text);
     assert.equal(anthropic.requests[0]?.json.model, 'deepseek-v4-pro');
+    // A whole agent conversation (re-serialised in pieces): every message arrives as sent.
+    const turns = Array.from({ length: 41 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `turn ${i} — ${'é→😀 "quoted"\n'.repeat(150)}` }));
+    const long = await messages(gateway.url, 'vk_ds_anthropic', { ...body, messages: turns }, { path: '/v1/messages/count_tokens' });
+    assert.equal(long.status, 200, long.text);
+    assert.equal(anthropic.requests[1]?.json.model, 'deepseek-v4-pro');
+    assert.deepEqual(anthropic.requests[1]?.json.messages, turns);
   });
 
   it('estimates for a Chat Completions provider, without calling it', async () => {

@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
+import { jsonPieces } from '../formats/json-pieces.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { messagesTarget } from '../formats/messages/index.js';
@@ -20,7 +21,7 @@ import type { Target } from '../policy/target.js';
 import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
-import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
+import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upstream/types.js';
 import { anthropicCredential, anthropicHeaders, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
 import { callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
@@ -37,7 +38,7 @@ function lacksCountTokens(status: number, body: Buffer): boolean {
   return !/\bmodel\b/i.test(parseUpstreamError(body).message ?? '');
 }
 
-function askProvider(target: Target, endpoint: Endpoint, body: Buffer | string, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
+function askProvider(target: Target, endpoint: Endpoint, body: RequestBody, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
   const passed = anthropicHeaders(req.headers);
   const build = (apiKey: string) => ({ body, headers: { ...messagesTarget.authHeaders(apiKey), ...passed } });
   return callWhole(target, withQuery(endpoint, interaction.context.query), build, ANSWER_LIMIT, interaction, deps);
@@ -47,7 +48,8 @@ function askProvider(target: Target, endpoint: Endpoint, body: Buffer | string, 
 async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<Buffer | null> {
   const model = target.modelMap?.map(request.model) ?? request.model;
   interaction.upstreamModel = model;
-  const body = model === request.model ? raw : shallow(() => JSON.stringify({ ...request, model }));
+  // Claude Code counts its whole conversation: serialised in pieces, as a translation is.
+  const body = model === request.model ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
   const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;
