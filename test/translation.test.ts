@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { ApiTypes } from '../src/formats/api.js';
 import { chatClient, chatTarget, type ChatTypes } from '../src/formats/chat/index.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types.js';
@@ -12,7 +14,7 @@ import { chatToMessages, messagesTarget, type MessagesTypes } from '../src/forma
 import type { AnthropicResponse, MessagesEvent } from '../src/formats/messages/types.js';
 import { createRouter } from '../src/formats/router.js';
 import type { StreamItem } from '../src/formats/stream.js';
-import { compose, identity, stateless, type Translation } from '../src/formats/translation.js';
+import { compose, identity, stateless, type Translation, type WayBack } from '../src/formats/translation.js';
 
 /** A toy client API, to show a chain: requests say `say`, answers and events carry `said`. */
 interface ShoutTypes extends ApiTypes {
@@ -84,6 +86,35 @@ describe('translations', () => {
       { kind: 'event', event: { said: 'LO' } },
     ]);
     assert.deepEqual(chain({ kind: 'end' }), [{ kind: 'end' }]);
+  });
+});
+
+describe('the way back of an exchange', () => {
+  it("holds neither the hub's request nor the target's: a conversation dies once sent, not with its answer", async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const hubRequests: Array<WeakRef<object>> = [];
+    const recorded: Translation<ShoutTypes, ChatTypes> = {
+      ...shoutToChat,
+      exchange(request) {
+        const exchange = shoutToChat.exchange(request);
+        hubRequests.push(new WeakRef(exchange.request));
+        return exchange;
+      },
+    };
+    // As the gateway does: the request is sent, and only the way back is kept.
+    const exchangeOnce = (): { back: WayBack<ShoutTypes, MessagesTypes>; sent: WeakRef<object> } => {
+      const { request, ...back } = compose(recorded, chatToAnthropic).exchange({ model: 'claude-x', say: 'x'.repeat(100_000) });
+      return { back, sent: new WeakRef(request) };
+    };
+    const { back, sent } = exchangeOnce();
+    // A WeakRef's target lives to the end of the job that made it: collected in a later one.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    assert.ok(hubRequests.length === 1 && sent.deref() === undefined, "the target's request is kept");
+    assert.ok(hubRequests[0]?.deref() === undefined, "the hub's request is kept");
+    assert.deepEqual(back.response(message), { said: 'HELLO THERE' });
+    assert.deepEqual(back.stream({ promptTokens: 1 })({ kind: 'end' }), [{ kind: 'end' }]);
   });
 });
 

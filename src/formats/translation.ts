@@ -26,6 +26,13 @@ export interface Exchange<C extends ApiTypes, T extends ApiTypes> {
   readonly droppedTools?: readonly string[];
 }
 
+/**
+ * An exchange once its request is sent: the way back for its answer. The request (a whole
+ * conversation, translated) is let go of as soon as it is bytes: kept as long as the answer, it
+ * outlived young collections and was promoted (docs/performance.md).
+ */
+export type WayBack<C extends ApiTypes, T extends ApiTypes> = Omit<Exchange<C, T>, 'request'>;
+
 export interface Translation<C extends ApiTypes, T extends ApiTypes> {
   /** Both sides speak the same API: bytes may pass through unchanged. */
   readonly identity: boolean;
@@ -80,13 +87,19 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
         throw inClientTerms(err, outer.clientParams);
       }
       const dropped = [...(far.droppedTools ?? []), ...(near.droppedTools ?? [])];
+      // The way back holds both sides' ways back, never `far` or `near`: they hold the hub's
+      // request and the target's, which must die once sent.
+      const farResponse = far.response;
+      const nearResponse = near.response;
+      const farStreamFor = far.stream;
+      const nearStreamFor = near.stream;
       return {
         ...(dropped.length > 0 ? { droppedTools: dropped } : {}),
         request: near.request,
-        response: (response) => far.response(near.response(response)),
+        response: (response) => farResponse(nearResponse(response)),
         stream: (hints) => {
-          const nearStream = near.stream(hints);
-          const farStream = far.stream(hints);
+          const nearStream = nearStreamFor(hints);
+          const farStream = farStreamFor(hints);
           return (item) => nearStream(item).flatMap(farStream);
         },
       };

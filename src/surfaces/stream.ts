@@ -9,7 +9,7 @@ import { JsonSeries } from '../formats/json-series.js';
 import type { Route } from '../formats/router.js';
 import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
-import type { Exchange, StreamHints } from '../formats/translation.js';
+import type { StreamHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 
@@ -26,10 +26,10 @@ export interface ObservedStream extends StreamPipeline {
   answerId(): string | null;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, exchange: Exchange<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
   const target = route.target;
   const watch = target.streamWatch();
-  const translate = exchange.stream(hints);
+  const translate = back.stream(hints);
   const passThrough = route.translation.identity;
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
   const forwardedEvents = assembler === null ? null : new JsonSeries();
