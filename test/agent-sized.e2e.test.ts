@@ -23,15 +23,32 @@ const conversation = agentConversation(1_000_000);
 const bodies = { chat: chatBody(conversation), messages: messagesBody(conversation), responses: responsesBody(conversation) };
 const paths = { chat: '/v1/chat/completions', messages: '/v1/messages', responses: '/v1/responses' };
 
+/** A port nothing listens on: a target there is unreachable, and the request moves to the next. */
+async function closedPort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 before(async () => {
   openai = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
   anthropic = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
+  const down = await closedPort();
+  const openaiTarget = { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, max_output_tokens: 16384 };
+  const anthropicTarget = { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.origin, model_map: { '*': 'claude-sonnet-4-5' } };
   gateway = await startGateway({
     keys: {
       virtual_keys: {
         // Claude Code asks for 32,000 output tokens: capped at what the OpenAI mock accepts.
         vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], max_output_tokens: 16384 },
         vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.origin },
+        // A chat-only provider: Responses clients are translated.
+        vk_chat_only: openaiTarget,
+        // The first target unreachable: a chat request translated (then passed through), or passed through (then translated).
+        vk_translated_first: { targets: [{ ...anthropicTarget, base_url: `http://127.0.0.1:${down}` }, openaiTarget] },
+        vk_passed_first: { targets: [{ ...openaiTarget, base_url: `http://127.0.0.1:${down}/v1` }, anthropicTarget] },
       },
     },
     // One line per entry on stdout: the body spliced into the compact rendering too.
@@ -115,6 +132,33 @@ describe('agent-sized requests (1 MB)', () => {
     assert.equal(anthropic.requests.slice(before)[0]?.raw, body);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.deepEqual(entry.request, counted);
+  });
+
+  it('Responses translated for a chat provider carries every item, and its answer echoes the tools and instructions', async () => {
+    const before = openai.requests.length;
+    const reply = await request(gateway.url, paths.responses, { key: 'vk_chat_only', body: bodies.responses });
+    assert.equal(reply.status, 200, reply.text.slice(0, 500));
+    const sent = openai.requests.slice(before)[0]?.json;
+    const request_ = JSON.parse(bodies.responses);
+    assert.equal(sent.messages.filter((message: { role: string }) => message.role === 'tool').length, request_.input.filter((item: { type: string }) => item.type === 'function_call_output').length);
+    // The conversation was let go of once sent: what the answer echoes is read again from the client's bytes.
+    const completed = reply.text.split('\n\n').find((frame) => frame.startsWith('event: response.completed'));
+    assert.ok(completed !== undefined, 'response.completed');
+    const response = JSON.parse(completed.slice(completed.indexOf('data: ') + 6)).response;
+    assert.deepEqual(response.tools, request_.tools);
+    assert.equal(response.instructions, request_.instructions);
+    assert.equal(response.status, 'completed');
+  });
+
+  it('moves to the next target with the whole conversation, from a translated target to a pass-through and back', async () => {
+    const beforeOpenai = openai.requests.length;
+    await send('chat', 'vk_translated_first', bodies.chat);
+    assert.equal(openai.requests.slice(beforeOpenai)[0]?.raw, bodies.chat, 'passed through byte for byte after a translated attempt');
+    const beforeAnthropic = anthropic.requests.length;
+    await send('chat', 'vk_passed_first', bodies.chat);
+    const sent = anthropic.requests.slice(beforeAnthropic)[0]?.json;
+    assert.equal(sent.messages.length, JSON.parse(bodies.messages).messages.length, 'translated whole after a pass-through attempt');
+    assert.equal(sent.messages.at(-1).content.at(-1).text, conversation.last);
   });
 
   it('chat translated for Anthropic arrives whole', async () => {
