@@ -114,7 +114,7 @@ describe('releaseLargeMembers', () => {
     assert.equal(copy.model, 'other');
   });
 
-  it('keeps the last of duplicate keys, a member set after, and does nothing twice or for small bodies', () => {
+  it('keeps the last of duplicate keys and a member set after; lets go again only of what was read back since; nothing for small bodies', () => {
     const big = JSON.stringify(Array.from({ length: 2000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(100)}` })));
     const text = `{"messages":${big},"model":"m","messages":[{"role":"user","content":"last"}],"tools":${big}}`;
     const document = parseJsonBytes(Buffer.from(text)) as Record<string, unknown>;
@@ -122,12 +122,27 @@ describe('releaseLargeMembers', () => {
     assert.ok(!isAccessor(document, 'messages'));
     assert.ok(isAccessor(document, 'tools'));
     assert.deepEqual(document, JSON.parse(text));
+    // Read back (a request moving to its next target): let go of again, and read back the same.
     releaseLargeMembers(document);
-    assert.ok(!isAccessor(document, 'tools'), 'released once only');
+    assert.ok(isAccessor(document, 'tools'), 'read back since: let go of again');
+    assert.deepEqual(document, JSON.parse(text));
+    releaseLargeMembers(document);
+    assert.ok(isAccessor(document, 'tools'), 'and again');
+    releaseLargeMembers(document);
+    assert.ok(isAccessor(document, 'tools'), 'not read since: left as it is');
+    assert.deepEqual(document, JSON.parse(text));
     const again = parseJsonBytes(Buffer.from(text)) as Record<string, unknown>;
     releaseLargeMembers(again);
     again.tools = [];
     assert.deepEqual(again.tools, []);
+    releaseLargeMembers(again);
+    assert.ok(!isAccessor(again, 'tools'), 'a value set since is never let go of');
+    assert.deepEqual(again.tools, []);
+    const read = again.messages;
+    again.messages = [{ role: 'user', content: 'set after it was read back' }];
+    releaseLargeMembers(again);
+    assert.deepEqual(again.messages, [{ role: 'user', content: 'set after it was read back' }]);
+    assert.notEqual(read, again.messages);
     const small = parseJsonBytes(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}')) as Record<string, unknown>;
     releaseLargeMembers(small);
     assert.ok(!isAccessor(small, 'messages'));

@@ -328,7 +328,7 @@ class PieceParser {
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
     if (this.buf[start] !== 0x7b) return document;
-    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, invalid: this.defer?.invalid ?? null };
+    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, invalid: this.defer?.invalid ?? null, released: false, readBack: new Map() };
     // The last of duplicate keys is the one JSON.parse keeps: a deferred value only where it was the last.
     for (const key of Object.keys(document as object)) {
       const value = (document as Record<string, unknown>)[key];
@@ -383,6 +383,10 @@ interface Scan {
   readonly plainKeys: boolean;
   /** Set when large members were left as bytes: their error when read. */
   readonly invalid: DeferOptions['invalid'] | null;
+  /** Whether releaseLargeMembers let go of the large members once already. */
+  released: boolean;
+  /** Members released and read back from the bytes since, by key: only these may go again (never a value set since). */
+  readonly readBack: Map<string, unknown>;
 }
 
 const SCAN = Symbol('scan');
@@ -458,19 +462,28 @@ export function memberView(document: object, key: string): unknown {
  * A request passed through as the client's bytes is done with them once it is sent, but it lives
  * as long as its answer: a 1 MB conversation's tree (about three times its size in objects) would
  * outlive young collections and be promoted, and twenty of them in flight kept the old generation
- * busy. Let go of, it dies young. Once only: the document forgets its scan.
+ * busy. Let go of, it dies young. Again after a member was read back (a request that moved to
+ * another target after its first was sent); never a member set since.
  */
 export function releaseLargeMembers(document: object, copies: readonly object[] = []): void {
   const scan = scanOf(document);
   if (scan === undefined) return;
-  delete (document as { [SCAN]?: Scan })[SCAN];
+  const first = !scan.released;
+  scan.released = true;
   for (const { key, start, end } of scan.large) {
     if (!Object.hasOwn(document, key) || unread(document, key)) continue;
     const value = (document as Record<string, unknown>)[key];
+    if (!first && (!scan.readBack.has(key) || scan.readBack.get(key) !== value)) continue;
     const reparse = (): unknown => readMember(scan, start, end);
     for (const copy of copies) if (copy !== document && Object.hasOwn(copy, key) && (copy as Record<string, unknown>)[key] === value) lazyProperty(copy, key, reparse);
-    lazyProperty(document, key, reparse);
+    lazyProperty(document, key, () => {
+      const read = reparse();
+      scan.readBack.set(key, read);
+      return read;
+    });
   }
+  // What was read back is let go of now, or was replaced: either way not kept here.
+  scan.readBack.clear();
 }
 
 /** `target[key]` computed by `read` when next read (then kept as a plain property), or set. */
