@@ -8,7 +8,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { request } from './support/http.js';
+import { closedPort, request } from './support/http.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -22,15 +22,6 @@ let gateway: GatewayProcess;
 const conversation = agentConversation(1_000_000);
 const bodies = { chat: chatBody(conversation), messages: messagesBody(conversation), responses: responsesBody(conversation) };
 const paths = { chat: '/v1/chat/completions', messages: '/v1/messages', responses: '/v1/responses' };
-
-/** A port nothing listens on: a target there is unreachable, and the request moves to the next. */
-async function closedPort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 before(async () => {
   openai = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });

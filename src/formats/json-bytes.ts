@@ -23,7 +23,7 @@ class ParseWhole extends Error {}
 const DENSE_BYTES_PER_VALUE = 32;
 const DENSE_AFTER = 4096;
 
-function isSpace(c: number): boolean {
+export function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 

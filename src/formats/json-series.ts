@@ -14,6 +14,7 @@
  * them replaced: what JSON.parse returns for it, duplicate keys and `__proto__` members included.
  * Values share the parts that did not change with earlier ones: readers must not change them.
  */
+import { isSpace } from './json-bytes.js';
 
 /** Characters a string literal cannot hold as they are: with one of them a text is parsed whole. */
 const NOT_PLAIN = /["\\\u0000-\u001f]/;
@@ -136,10 +137,6 @@ function learn(a: string, aValue: unknown, b: string, bValue: unknown): Shape | 
     paths.push((matching[0] as { path: Path }).path);
   }
   return { parts, value: aValue, paths };
-}
-
-function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
 /**

@@ -32,7 +32,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
   const translate = back.stream(hints);
   const passThrough = route.translation.identity;
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
-  const forwardedEvents = assembler === null ? null : new JsonSeries();
+  const forwardedEvents = new JsonSeries();
 
   /** Translated items → frames; stops at the end or an error. */
   const deliver = (items: Array<StreamItem<C['event']>>, step: { text: string }): StreamStep | null => {
@@ -66,7 +66,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
       return step;
     },
     forwarded(data) {
-      if (assembler === null || forwardedEvents === null) return;
+      if (assembler === null) return;
       if (assembler.reads !== undefined && !assembler.reads.test(data)) return;
       try {
         const event: unknown = forwardedEvents.parse(data);
