@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, type DeferOptions } from '../src/formats/json-bytes.js';
+import { hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, type DeferOptions } from '../src/formats/json-bytes.js';
 
 const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
 
@@ -304,6 +304,42 @@ describe('isJsonText', () => {
       }
     }
     assert.ok(checked > 3000);
+  });
+
+  it('finds a control byte wherever it lies, at any alignment of the bytes in their memory, and only a control byte', () => {
+    const memory = Buffer.alloc(80 + 3);
+    for (let offset = 0; offset < 4; offset++) {
+      for (let length = 0; length <= 80; length++) {
+        const bytes = memory.subarray(offset, offset + length);
+        bytes.fill(0x20);
+        assert.equal(hasControlBytes(bytes), false, `spaces, offset ${offset}, length ${length}`);
+        for (let at = 0; at < length; at++) {
+          for (const byte of [0x00, 0x09, 0x1f]) {
+            bytes[at] = byte;
+            assert.equal(hasControlBytes(bytes), true, `0x${byte.toString(16)} at ${at}, offset ${offset}, length ${length}`);
+          }
+          // Bytes just above the range, and those whose word arithmetic borrows: never a control byte.
+          for (const byte of [0x20, 0x21, 0x7f, 0x80, 0x9f, 0xa0, 0xff]) {
+            bytes[at] = byte;
+            assert.equal(hasControlBytes(bytes), false, `0x${byte.toString(16)} at ${at}, offset ${offset}, length ${length}`);
+          }
+          bytes[at] = 0x20;
+        }
+      }
+    }
+    // Outside the slice: not looked at.
+    memory.fill(0x01);
+    memory.fill(0x41, 1, 81);
+    assert.equal(hasControlBytes(memory.subarray(1, 81)), false);
+  });
+
+  it('refuses a raw control character in a string wherever it lies in a large body, and accepts tabs and newlines between tokens', () => {
+    const text = JSON.stringify({ model: 'm', messages: Array.from({ length: 40 }, (_, i) => ({ role: 'user', content: `${'a'.repeat(90)}\\${i}` })) });
+    for (let at = text.indexOf('aaaa'); at < text.length; at += 997) {
+      if (text[at] !== 'a') continue;
+      assert.equal(isJsonText(Buffer.from(text.slice(0, at) + '\u0001' + text.slice(at + 1))), false, `at ${at}`);
+    }
+    assert.equal(isJsonText(Buffer.from(JSON.stringify(JSON.parse(text), null, '\t').replaceAll('\n', '\r\n'))), true);
   });
 
   it('accepts any depth and every number form JSON has; refuses what it has not', () => {
