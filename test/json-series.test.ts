@@ -136,6 +136,23 @@ describe('JsonSeries', () => {
     }
   });
 
+  it('copies each container on the changing strings\' paths, shares the rest, and never changes a value it gave before', () => {
+    const text = (x: string, y: string, z: string): string => `{"m":{"x":${JSON.stringify(x)},"keep":[1],"y":${JSON.stringify(y)}},"z":${JSON.stringify(z)},"same":{"k":"v"}}`;
+    const inputs: Array<[string, string, string]> = [['a', 'b', 'c'], ['d', 'e', 'f'], ['g', 'h', 'i'], ['j', 'k', 'l'], ['m', 'n', 'o']];
+    const series = new JsonSeries();
+    const values = inputs.map(([x, y, z]) => sameAsJsonParse(series, text(x, y, z), x) as { m: { keep: unknown }; same: unknown });
+    // Every value still what JSON.parse gave for its own text, after those that followed it.
+    values.forEach((value, i) => assert.equal(JSON.stringify(value), JSON.stringify(JSON.parse(text(...(inputs[i] as [string, string, string]))))));
+    for (const k of [3, 4]) {
+      assert.notEqual(values[k], values[k - 1]);
+      assert.notEqual(values[k]?.m, values[k - 1]?.m, 'on the paths: new');
+      assert.equal(values[k]?.m.keep, values[2]?.m.keep, 'beside them: shared');
+      assert.equal(values[k]?.same, values[2]?.same);
+    }
+    const strings = new JsonSeries();
+    for (const string of ['a1', 'a2', 'a3', 'a4']) assert.equal(sameAsJsonParse(strings, JSON.stringify(string), string), string);
+  });
+
   it('agrees with JSON.parse on 20,000 random series of texts mutated from one another', () => {
     const next = random(18);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;

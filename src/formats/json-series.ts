@@ -38,8 +38,17 @@ interface Shape {
   readonly parts: readonly string[];
   /** The value of the text the shape was learned from. */
   readonly value: unknown;
-  /** Where each changing string is in it, in the order of the text. */
-  readonly paths: readonly Path[];
+  /** Where the changing strings go in it. */
+  readonly plan: Plan;
+}
+
+/**
+ * The containers on the changing strings' paths, each with its members to replace: the index of
+ * a string (in the order of the text), or the plan of a container below. A value is rebuilt in one
+ * pass, each container on a path copied once (one copy per string copied the event twice).
+ */
+interface Plan {
+  readonly members: ReadonlyArray<readonly [key: string | number, to: number | Plan]>;
 }
 
 export class JsonSeries {
@@ -75,7 +84,7 @@ function fill(shape: Shape, text: string): unknown {
   const parts = shape.parts;
   const first = parts[0] as string;
   if (text.slice(0, first.length) !== first) return undefined; // compared as slices: faster than startsWith here (V8 11-12)
-  let value = shape.value;
+  const strings: string[] = [];
   let at = first.length;
   for (let k = 1; k < parts.length; k++) {
     // A string without a quote ends at the next one; the part after it must follow.
@@ -86,10 +95,12 @@ function fill(shape: Shape, text: string): unknown {
     if (NOT_PLAIN.test(string) || text.slice(close, close + part.length) !== part) return undefined;
     // A copy of a longer one: a slice would keep the whole event's text alive as long as the
     // answer holding it (V8 copies slices shorter than 13 characters itself).
-    value = withString(value, shape.paths[k - 1] as Path, string.length < 13 ? string : ` ${string}`.slice(1));
+    strings.push(string.length < 13 ? string : ` ${string}`.slice(1));
     at = close + part.length;
   }
-  return at === text.length ? value : undefined;
+  if (at !== text.length) return undefined;
+  // A text that is one string (no container): the string is its value.
+  return shape.plan.members.length === 0 ? strings[0] : rebuild(shape.value, shape.plan, strings);
 }
 
 /** The shape two parsed texts share, if they differ only in a few plain strings; else null. */
@@ -136,7 +147,28 @@ function learn(a: string, aValue: unknown, b: string, bValue: unknown): Shape | 
     if (matching.length !== 1) return null;
     paths.push((matching[0] as { path: Path }).path);
   }
-  return { parts, value: aValue, paths };
+  return { parts, value: aValue, plan: planOf(paths) };
+}
+
+/** The plan of strings at these paths (distinct, none inside another: each ends at a string); no members for the one empty path. */
+function planOf(paths: readonly Path[]): Plan {
+  const root: { members: Array<[string | number, number | Plan]> } = { members: [] };
+  paths.forEach((path, index) => {
+    let node = root;
+    path.forEach((key, depth) => {
+      if (depth === path.length - 1) {
+        node.members.push([key, index]);
+        return;
+      }
+      let below = node.members.find(([member, to]) => member === key && typeof to !== 'number');
+      if (below === undefined) {
+        below = [key, { members: [] }];
+        node.members.push(below);
+      }
+      node = below[1] as typeof root;
+    });
+  });
+  return root;
 }
 
 /**
@@ -166,27 +198,14 @@ function differences(a: unknown, b: unknown, path: Array<string | number>, chang
   return true;
 }
 
-/** `value` with the string at `path` replaced: new objects along the path, the rest shared. */
-function withString(value: unknown, path: Path, string: string): unknown {
-  // The containers along the path, outermost first; then copied from the innermost out.
-  const along: unknown[] = [];
-  let at = value;
-  for (const key of path) {
-    along.push(at);
-    at = (at as Record<string | number, unknown>)[key];
+/** `value` with the plan's strings in place: the containers on their paths copied, the rest shared. */
+function rebuild(value: unknown, plan: Plan, strings: readonly string[]): unknown {
+  const copy = (Array.isArray(value) ? value.slice() : { ...(value as Record<string, unknown>) }) as Record<string | number, unknown>;
+  for (const [key, to] of plan.members) {
+    const member = typeof to === 'number' ? strings[to] : rebuild((value as Record<string | number, unknown>)[key], to, strings);
+    // An own `__proto__` (JSON.parse makes one) is set as a member, never as the prototype.
+    if (key === '__proto__') Object.defineProperty(copy, key, { value: member, writable: true, enumerable: true, configurable: true });
+    else copy[key] = member;
   }
-  let result: unknown = string;
-  for (let depth = path.length - 1; depth >= 0; depth--) {
-    const container = along[depth];
-    const key = path[depth] as string | number;
-    if (Array.isArray(container)) {
-      const copy = container.slice();
-      copy[key as number] = result;
-      result = copy;
-    } else {
-      // A computed key defines an own property, `__proto__` included, as JSON.parse does.
-      result = { ...(container as Record<string, unknown>), [key]: result };
-    }
-  }
-  return result;
+  return copy;
 }
