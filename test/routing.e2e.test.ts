@@ -466,7 +466,7 @@ describe('review findings', () => {
 });
 
 describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_RETRIES=2)', () => {
-  /** UPSTREAM_TOTAL_TIMEOUT_MS=150: the bound is reached within a test. */
+  /** UPSTREAM_TOTAL_TIMEOUT_MS=500: the bound is reached within a test. */
   let bounded: GatewayProcess;
   /** No wait between retries: they follow at once. */
   let retrying: GatewayProcess;
@@ -480,7 +480,7 @@ describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_
     [bounded, retrying] = await Promise.all([
       startGateway({
         keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: first.baseUrl }, vk_two: { timeout_ms: 3000, targets: targets() } } },
-        env: { ...env, UPSTREAM_TOTAL_TIMEOUT_MS: '150' },
+        env: { ...env, UPSTREAM_TOTAL_TIMEOUT_MS: '500' },
       }),
       startGateway({ keys: { virtual_keys: { vk_two: { targets: targets() } } }, env: { ...env, UPSTREAM_RETRY_MAX_DELAY_MS: '0' } }),
     ]);
@@ -492,16 +492,16 @@ describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_
 
   it('bounds the retries of a key with one target by UPSTREAM_TOTAL_TIMEOUT_MS', async () => {
     reset();
+    // Answered at once, asking for a retry in 1 s: within UPSTREAM_RETRY_MAX_DELAY_MS, so only
+    // the bound keeps it from being made (an answer timed close to the bound raced it on a busy machine).
     first.behave(({ res }) => {
-      setTimeout(() => {
-        res.writeHead(503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(openAIError('busy', 'server_error')));
-      }, 100);
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify(openAIError('busy', 'server_error')));
     });
     try {
       const reply = await request(bounded.url, '/v1/chat/completions', { key: 'vk', body: hello });
       assert.equal(reply.status, 503);
-      assert.equal(first.requests.length, 1, 'no retry starts after 150 ms');
+      assert.equal(first.requests.length, 1, 'no retry starts after 500 ms');
     } finally {
       reset();
     }
@@ -516,7 +516,7 @@ describe('retries, moves and the overall bound (gateways of their own: UPSTREAM_
       assert.match(reply.json.error.message, /UPSTREAM_TOTAL_TIMEOUT_MS/);
       assert.equal(second.requests.length, 0, 'no next target once the bound has passed');
       const entry = await waitForEntry(bounded.logFile, String(reply.headers['x-request-id']));
-      // 150 ms and the deadline sweep's 100 ms, far below the key's 3,000 ms.
+      // 500 ms and the deadline sweep's 100 ms, far below the key's 3,000 ms.
       assert.ok(entry.duration_ms < 2000, `answered after ${entry.duration_ms} ms`);
       assert.deepEqual([entry.error.code, entry.upstream.target, entry.upstream.status], ['upstream_timeout', 0, null]);
     } finally {
