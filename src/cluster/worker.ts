@@ -5,48 +5,22 @@
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
-import { formatsFor, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { formatsFor } from '../observe/log.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
 import { shareLimits } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
 import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
 import type { Registry } from '../providers/index.js';
+import { PrimarySink, type SendToPrimary } from './primary-sink.js';
 import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type ToWorker } from './messages.js';
 
-/** Sends rendered entries to the primary, which writes them: whole batches, never interleaved. */
-class PrimarySink implements LogSink {
-  private sending = 0;
-  private idle: Array<() => void> = [];
-  failures = 0;
-
-  constructor(readonly formats: readonly LogFormat[]) {}
-
-  write(batch: RenderedBatch): void {
-    if (process.send === undefined || !process.connected) {
-      this.failures++;
-      return;
-    }
-    this.sending++;
-    process.send({ t: 'log', batch } satisfies ToPrimary, undefined, undefined, (err) => {
-      if (err !== null) this.failures++;
-      if (--this.sending === 0) {
-        const waiting = this.idle;
-        this.idle = [];
-        for (const resolve of waiting) resolve();
-      }
-    });
-  }
-
-  flush(): Promise<void> {
-    if (this.sending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idle.push(resolve));
-  }
-
-  close(): Promise<void> {
-    return this.flush();
-  }
-}
+/** Hands a message to the IPC channel; false when there is none (the primary is gone). */
+const sendToPrimary: SendToPrimary = (message, sent) => {
+  if (process.send === undefined || !process.connected) return false;
+  process.send(message, undefined, undefined, sent); // `sent` is called in every case, an error included
+  return true;
+};
 
 function send(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
@@ -153,7 +127,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     keys,
     prices,
     keyFile: null,
-    sinks: [new PrimarySink(formatsFor(config))],
+    sinks: [new PrimarySink(formatsFor(config), sendToPrimary)],
     limiter: shared ?? limits.limiter,
     metrics,
     shared,

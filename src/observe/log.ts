@@ -176,7 +176,7 @@ export interface LogSink {
 const BATCH_MS = 10;
 
 /** Pending bytes per destination beyond which new entries are dropped (and counted), not queued. */
-const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 const NEWLINE = Buffer.from('\n');
 
@@ -223,14 +223,14 @@ abstract class QueuedWriter implements LogSink {
     if (pieces === undefined) return;
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
-    if (this.pendingBytes + bytes > MAX_PENDING_BYTES) {
+    // A batch alone is always taken (one body may be larger than the cap), never one on top of a full queue.
+    if (this.pendingBytes > 0 && this.pendingBytes + bytes > MAX_PENDING_BYTES) {
       // The destination is stuck (a full disk, a stdout nobody reads): never grow without bound.
       this.failures++;
       if (!this.dropping) warn(`the log to ${this.describe()} is not keeping up (${this.pendingBytes} bytes pending); dropping entries until it does`);
       this.dropping = true;
       return;
     }
-    this.dropping = false;
     // An empty piece would be a writev that writes nothing, which writeAll takes for a failure.
     for (const piece of pieces) if (piece.length > 0) this.pending.push(piece);
     this.pendingBytes += bytes;
@@ -255,6 +255,7 @@ abstract class QueuedWriter implements LogSink {
       }
     }
     this.writing = false;
+    this.dropping = false; // caught up: a later drop starts a new streak, with its own warning
     const waiting = this.idle;
     this.idle = [];
     for (const resolve of waiting) resolve();

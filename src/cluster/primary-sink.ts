@@ -1,0 +1,102 @@
+/**
+ * A worker's log destination: its rendered entries go to the primary, which writes them.
+ *
+ * Limits checks travel the same IPC channel, behind whatever was sent before them. Entries are
+ * therefore sent one message at a time (what piles up meanwhile goes in the next, whole batches
+ * only, so no entry is ever split), a message holds at most MESSAGE_BYTES unless one batch alone is
+ * larger, and what waits in the worker is capped as every log destination is: beyond the cap new
+ * entries are dropped and counted. Sending every batch at once let a client with large bodies
+ * queue gigabytes in a worker, and hold its limits checks back past their timeout.
+ */
+import { MAX_PENDING_BYTES, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { warn } from '../observe/warn.js';
+import type { ToPrimary } from './messages.js';
+
+/** Batches are joined into one message up to this size (a larger batch goes alone). */
+const MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** Sends one message; `sent` is called once it is handed to the channel (or could not be). Returns false when there is no channel. */
+export type SendToPrimary = (message: ToPrimary, sent: (err: Error | null) => void) => boolean;
+
+function batchBytes(batch: RenderedBatch): number {
+  let bytes = 0;
+  for (const pieces of Object.values(batch)) for (const piece of pieces ?? []) bytes += piece.length;
+  return bytes;
+}
+
+export class PrimarySink implements LogSink {
+  /** Batches waiting for the message under way, oldest first, and their bytes. */
+  private waiting: Array<{ batch: RenderedBatch; bytes: number }> = [];
+  private waitingBytes = 0;
+  private sending = false;
+  private dropping = false;
+  private idle: Array<() => void> = [];
+  failures = 0;
+
+  constructor(
+    readonly formats: readonly LogFormat[],
+    private readonly send: SendToPrimary,
+  ) {}
+
+  write(batch: RenderedBatch): void {
+    const bytes = batchBytes(batch);
+    // A batch alone is always taken (a body may be larger than the cap), never one on top of a full queue.
+    if (this.waitingBytes > 0 && this.waitingBytes + bytes > MAX_PENDING_BYTES) {
+      this.failures++;
+      if (!this.dropping) warn(`the log to the primary process is not keeping up (${this.waitingBytes} bytes waiting); dropping entries until it does`);
+      this.dropping = true;
+      return;
+    }
+    this.waiting.push({ batch, bytes });
+    this.waitingBytes += bytes;
+    if (!this.sending) this.sendNext();
+  }
+
+  private sendNext(): void {
+    const first = this.waiting.shift();
+    if (first === undefined) {
+      // Caught up: a later drop starts a new streak, with its own warning.
+      this.sending = false;
+      this.dropping = false;
+      const resolved = this.idle;
+      this.idle = [];
+      for (const resolve of resolved) resolve();
+      return;
+    }
+    // Whole batches, in order, up to MESSAGE_BYTES.
+    const batch: RenderedBatch = {};
+    let bytes = 0;
+    for (let next: typeof first | undefined = first; next !== undefined; next = this.waiting[0]) {
+      if (bytes > 0 && bytes + next.bytes > MESSAGE_BYTES) break;
+      if (next !== first) this.waiting.shift();
+      for (const format of this.formats) {
+        const pieces = next.batch[format];
+        if (pieces === undefined) continue;
+        const joined = batch[format];
+        if (joined === undefined) batch[format] = pieces.slice();
+        else for (const piece of pieces) joined.push(piece);
+      }
+      bytes += next.bytes;
+    }
+    this.waitingBytes -= bytes;
+    this.sending = true;
+    const handed = this.send({ t: 'log', batch }, (err) => {
+      if (err !== null) this.failures++;
+      this.sendNext();
+    });
+    if (!handed) {
+      // No channel to the primary (it is gone): these entries are lost, and the next ones too.
+      this.failures++;
+      this.sendNext();
+    }
+  }
+
+  flush(): Promise<void> {
+    if (!this.sending) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  close(): Promise<void> {
+    return this.flush();
+  }
+}

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { PrimarySink, type SendToPrimary } from '../src/cluster/primary-sink.js';
+import type { ToPrimary } from '../src/cluster/messages.js';
+import { createSinks, MAX_PENDING_BYTES, type RenderedBatch } from '../src/observe/log.js';
+
+/** A channel that holds each message until the test lets it go. */
+function channel(): { send: SendToPrimary; messages: ToPrimary[]; release: () => void; under: () => number } {
+  const messages: ToPrimary[] = [];
+  const held: Array<(err: Error | null) => void> = [];
+  return {
+    messages,
+    send: (message, sent) => {
+      messages.push(message);
+      held.push(sent);
+      return true;
+    },
+    release: () => held.shift()?.(null),
+    under: () => held.length,
+  };
+}
+
+/** Lines written to stderr until restored (the sink warns there). */
+function capturedWarnings(): { lines: string[]; restore: () => void } {
+  const lines: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array): boolean => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  return { lines, restore: () => void (process.stderr.write = write) };
+}
+
+const entry = (text: string): RenderedBatch => ({ pretty: [Buffer.from(text)] });
+const texts = (message: ToPrimary | undefined): string[] => (message?.t === 'log' ? (message.batch.pretty ?? []).map((piece) => piece.toString()) : []);
+
+describe("a worker's log to the primary", () => {
+  it('sends one message at a time: what is written meanwhile goes in the next, whole batches in order', async () => {
+    const ipc = channel();
+    const sink = new PrimarySink(['pretty'], ipc.send);
+    sink.write(entry('a'));
+    sink.write(entry('b'));
+    sink.write({ pretty: [Buffer.from('c1'), Buffer.from('c2')] });
+    assert.equal(ipc.under(), 1, 'one message under way');
+    assert.deepEqual(texts(ipc.messages[0]), ['a']);
+    let flushed = false;
+    const flushing = sink.flush().then(() => (flushed = true));
+    ipc.release();
+    assert.deepEqual(texts(ipc.messages[1]), ['b', 'c1', 'c2']);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(flushed, false, 'not flushed while a message is under way');
+    ipc.release();
+    await flushing;
+    assert.equal(ipc.messages.length, 2);
+    assert.equal(sink.failures, 0);
+  });
+
+  it('joins batches up to 4 MB a message; a larger batch goes alone', () => {
+    const ipc = channel();
+    const sink = new PrimarySink(['pretty'], ipc.send);
+    const mb = (n: number, fill: string): RenderedBatch => ({ pretty: [Buffer.alloc(n * 1024 * 1024, fill)] });
+    sink.write(mb(1, 'a'));
+    for (const fill of ['b', 'c', 'd', 'e', 'f']) sink.write(mb(1, fill));
+    sink.write(mb(6, 'g'));
+    sink.write(mb(1, 'h'));
+    for (let k = 0; k < 4; k++) ipc.release();
+    const firsts = ipc.messages.map((message) => texts(message).map((text) => `${text[0]}${text.length >> 20}`).join(' '));
+    assert.deepEqual(firsts, ['a1', 'b1 c1 d1 e1', 'f1', 'g6', 'h1']);
+  });
+
+  it('caps what waits as every log destination does: a batch alone always goes, one on top of a full queue is dropped and counted', () => {
+    const ipc = channel();
+    const sink = new PrimarySink(['pretty'], ipc.send);
+    const big = (): RenderedBatch => ({ pretty: [Buffer.alloc(MAX_PENDING_BYTES + 1)] });
+    const warnings = capturedWarnings();
+    try {
+      sink.write(big()); // sent at once
+      sink.write(big()); // waits: alone in the queue
+      sink.write(entry('dropped'));
+      sink.write(big());
+      assert.equal(sink.failures, 2);
+      ipc.release();
+      sink.write(entry('taken'));
+      assert.equal(sink.failures, 2, 'the queue is empty again: taken');
+      sink.write(big()); // dropped: still in the same streak, not caught up yet
+      ipc.release();
+      assert.deepEqual(texts(ipc.messages[2]), ['taken']);
+      assert.equal(ipc.messages.length, 3);
+      assert.equal(warnings.lines.filter((line) => line.includes('not keeping up')).length, 1, 'one warning until it caught up');
+      ipc.release(); // caught up
+      sink.write(big());
+      sink.write(big());
+      sink.write(big());
+      assert.equal(sink.failures, 4);
+      assert.equal(warnings.lines.filter((line) => line.includes('not keeping up')).length, 2, 'a new streak, a new warning');
+    } finally {
+      warnings.restore();
+    }
+  });
+
+  it('counts what it cannot send when there is no channel, and flushes', async () => {
+    const sink = new PrimarySink(['pretty', 'json'], () => false);
+    sink.write({ pretty: [Buffer.from('a')], json: [Buffer.from('a')] });
+    sink.write(entry('b'));
+    await sink.flush();
+    assert.equal(sink.failures, 2);
+  });
+});
+
+describe('a log destination given one batch larger than its cap', () => {
+  it('writes it when nothing else waits (a large body is not a stuck destination)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'llmgw-cap-'));
+    try {
+      const path = join(dir, 'log.json');
+      const [file] = await createSinks({ logFile: path, logConsole: 'off' });
+      assert.ok(file !== undefined);
+      const body = Buffer.alloc(MAX_PENDING_BYTES + 1024, 'x');
+      file.write({ pretty: [body] });
+      file.write({ pretty: [Buffer.from('\n')] });
+      await file.close();
+      assert.equal(file.failures, 0);
+      assert.equal((await stat(path)).size, body.length + 1);
+      assert.equal((await readFile(path)).subarray(-2).toString(), 'x\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
