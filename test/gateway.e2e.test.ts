@@ -217,6 +217,31 @@ describe('gateway errors', () => {
     }
   });
 
+  it('400 for a model name longer than 256 characters on every route that takes one, before it is a metrics label', async () => {
+    const long = `m${'x'.repeat(256)}`;
+    const fine = 'x'.repeat(256);
+    const routes: Array<[string, (model: string) => unknown]> = [
+      ['/v1/chat/completions', (model) => ({ model, messages: [{ role: 'user', content: 'hi' }] })],
+      ['/v1/messages', (model) => ({ model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] })],
+      ['/v1/messages/count_tokens', (model) => ({ model, messages: [{ role: 'user', content: 'hi' }] })],
+      ['/v1/responses', (model) => ({ model, input: 'hi' })],
+      ['/v1/responses/input_tokens', (model) => ({ model, input: 'hi' })],
+    ];
+    for (const [path, body] of routes) {
+      const refused = await request(gateway.url, path, { key: 'vk_mock', body: body(long) });
+      assert.equal(refused.status, 400, path);
+      const error = refused.json.error;
+      assert.equal(error.type, 'invalid_request_error', path);
+      assert.match(error.message, /model: must be at most 256 characters \(this one has 257\)/, path);
+      if (!path.startsWith('/v1/messages')) assert.equal(error.param, 'model', path);
+      else assert.equal(refused.json.type, 'error', path);
+      assert.notEqual((await request(gateway.url, path, { key: 'vk_mock', body: body(fine) })).status, 400, `${path}: 256 characters are taken`);
+    }
+    const metrics = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    assert.ok(metrics.includes(fine), 'the names taken are labels');
+    assert.ok(!metrics.includes(long), 'the names refused are not');
+  });
+
   it('502 when the provider refuses the connection or its host does not resolve', async () => {
     for (const key of ['vk_down', 'vk_nodns']) {
       const reply = await chat(gateway.url, key, hello);

@@ -24,7 +24,7 @@ import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
 import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upstream/types.js';
 import { anthropicCredential, anthropicHeaders, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
-import { callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
+import { acceptedModel, callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
 
 const ANSWER_LIMIT = 1024 * 1024;
 
@@ -79,7 +79,7 @@ export function serveCountTokens(req: IncomingMessage, res: ServerResponse, cont
   return serveKeyed(COUNT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }) => {
     const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
     const request = interaction.readRequest(raw, (bytes) => parseMessagesRequest(bytes, true));
-    interaction.model = request.model;
+    interaction.model = acceptedModel(request.model);
     checkModel(key, request.model);
     await admit();
     const target = targetFor(key, 'messages');

@@ -27,7 +27,7 @@ import { HOW_TO_SEND_BEARER } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
 import { callStored, ensureOwner, ownerInResponse, responseNotFound, responsesEndpoint, storedError } from './stored.js';
-import { checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
+import { acceptedModel, checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
 const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
@@ -129,7 +129,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       const request = interaction.readRequest(raw, (bytes) => parseJsonObject(bytes, '"model" and "input"'));
       const model = typeof request.model === 'string' ? request.model : null;
       if (model !== null) {
-        interaction.model = model;
+        interaction.model = acceptedModel(model);
         checkModel(key, model);
       }
       refuseConversation(request.conversation);

@@ -108,6 +108,19 @@ const ERROR_BODY_LIMIT = 1024 * 1024;
 /** A non-streamed answer larger than this is not an answer. */
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
+/**
+ * The longest model name taken. A client chooses it, and it becomes a metrics label and a log
+ * field: 1 MB names grew a gateway by 500 MB and its /metrics to 300 MB. Real ones (fine-tunes,
+ * Bedrock ARNs, a server's model path) are far shorter.
+ */
+export const MAX_MODEL_CHARS = 256;
+
+/** The request's model name, refused with a 400 beyond MAX_MODEL_CHARS before it is recorded anywhere. */
+export function acceptedModel(model: string): string {
+  if (model.length > MAX_MODEL_CHARS) throw invalidRequest(`model: must be at most ${MAX_MODEL_CHARS} characters (this one has ${model.length})`, 'model', 'invalid_value');
+  return model;
+}
+
 /** The key's model allowlist; the refusal names nothing the key may not see. */
 export function checkModel(key: VirtualKey, model: string): void {
   if (key.models !== null && !key.models.allows(model)) {
@@ -233,7 +246,7 @@ function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, 
 
 function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
   const parsed = interaction.readRequest(raw, (bytes) => api.parseRequest(bytes), (read) => read.request);
-  interaction.model = parsed.model;
+  interaction.model = acceptedModel(parsed.model);
   interaction.stream = parsed.stream;
   return parsed;
 }
