@@ -253,6 +253,16 @@ describe('several real keys', () => {
     assert.equal(pool.pick(now + 100), 1, 'all cooling: the one that recovers first');
   });
 
+  it('sit out an hour at most, whatever a retry-after asks (a misbehaving provider must not bench a key until a restart)', () => {
+    const fresh = (keyFile({ api_key: undefined, api_keys: ['sk-a', 'sk-b'] }).targets[0] as Target).keys;
+    const now = 1000;
+    fresh.report(0, 429, 999_999_999_999_000, now);
+    fresh.coolFor(1, Number.MAX_SAFE_INTEGER, now);
+    assert.equal(fresh.allCooling(now + 3_599_999), true);
+    assert.equal(fresh.allCooling(now + 3_600_000), false, 'back after an hour');
+    assert.equal(fresh.pick(now + 3_600_000), 0);
+  });
+
   it('read retry-after in seconds, as a date, or in milliseconds', () => {
     assert.equal(retryAfterMs({ 'retry-after': '7' }), 7000);
     assert.equal(retryAfterMs({ 'retry-after-ms': '250' }), 250);

@@ -9,6 +9,8 @@ import type { KeyTurns } from '../upstream/call.js';
 /** How long a key sits out after a 429 without retry-after, and after a 401/403. */
 const RATE_LIMITED_COOLDOWN_MS = 30_000;
 const REJECTED_COOLDOWN_MS = 300_000;
+/** The longest a 429's retry-after benches a key: `retry-after: 999999999999` must not take it out until a restart. */
+const MAX_COOLDOWN_MS = 3_600_000;
 
 export class KeyPool implements KeyTurns {
   private next = 0;
@@ -50,7 +52,7 @@ export class KeyPool implements KeyTurns {
 
   report(index: number, status: number, retryAfterMs: number | null, now = performance.now()): void {
     let pause = 0;
-    if (status === 429) pause = retryAfterMs ?? RATE_LIMITED_COOLDOWN_MS;
+    if (status === 429) pause = Math.min(retryAfterMs ?? RATE_LIMITED_COOLDOWN_MS, MAX_COOLDOWN_MS);
     else if (status === 401 || status === 403) pause = REJECTED_COOLDOWN_MS;
     if (pause > 0) {
       this.coolingUntil[index] = now + pause;
@@ -60,6 +62,6 @@ export class KeyPool implements KeyTurns {
 
   /** A cool-down another instance started (it saw the 429 or 401 first). */
   coolFor(index: number, pauseMs: number, now = performance.now()): void {
-    if (index >= 0 && index < this.coolingUntil.length) this.coolingUntil[index] = Math.max(this.coolingUntil[index] as number, now + pauseMs);
+    if (index >= 0 && index < this.coolingUntil.length) this.coolingUntil[index] = Math.max(this.coolingUntil[index] as number, now + Math.min(pauseMs, MAX_COOLDOWN_MS));
   }
 }
