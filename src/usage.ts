@@ -5,12 +5,16 @@
  *   npm run usage -- --since 7d            the last 7 days (also 12h, 30m, or a date: 2026-11-01)
  *   npm run usage -- --since 2026-11-01 --until 2026-12-01 --file /var/log/llm.json
  *   npm run --silent usage -- --all --json every entry, as JSON (--silent: npm's banner off stdout)
+ *   npm run usage -- --file logs/llm_interactions.json.2.gz --file logs/llm_interactions.json.1 --file logs/llm_interactions.json
+ *                                          rotated files too (each --file is read; .gz ones decompressed)
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { addToReport, emptyReport, EntryReader, parseTime, renderReport, reportJson, type Range } from './report/usage-report.js';
 
-const USAGE = 'usage: npm run usage -- [--since <date|7d|12h>] [--until <date|…>] [--all] [--file <log file>] [--json]';
+const USAGE = 'usage: npm run usage -- [--since <date|7d|12h>] [--until <date|…>] [--all] [--file <log file, .gz too; repeat for several>] [--json]';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -19,7 +23,7 @@ function fail(message: string): never {
 
 interface Options {
   readonly range: Range;
-  readonly file: string;
+  readonly files: readonly string[];
   readonly json: boolean;
 }
 
@@ -28,7 +32,7 @@ function readOptions(args: readonly string[], now: number): Options {
   let since: number | null = Date.UTC(month.getUTCFullYear(), month.getUTCMonth(), 1);
   let until: number | null = null;
   const logFile = process.env.LOG_FILE;
-  let file = logFile !== undefined && logFile !== '' && logFile.toLowerCase() !== 'off' ? logFile : 'logs/llm_interactions.json';
+  const files: string[] = [];
   let json = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
@@ -40,7 +44,7 @@ function readOptions(args: readonly string[], now: number): Options {
       if (arg === '--since') since = at;
       else until = at;
     } else if (arg === '--all') since = null;
-    else if (arg === '--file') file = value();
+    else if (arg === '--file') files.push(value());
     else if (arg === '--json') json = true;
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(`${USAGE}\n`);
@@ -48,7 +52,8 @@ function readOptions(args: readonly string[], now: number): Options {
     } else fail(`unknown option ${arg}`);
   }
   if (since !== null && until !== null && since >= until) fail('--since must be before --until');
-  return { range: { since, until }, file, json };
+  if (files.length === 0) files.push(logFile !== undefined && logFile !== '' && logFile.toLowerCase() !== 'off' ? logFile : 'logs/llm_interactions.json');
+  return { range: { since, until }, files, json };
 }
 
 async function main(): Promise<void> {
@@ -58,19 +63,30 @@ async function main(): Promise<void> {
     (entry) => addToReport(report, entry, options.range),
     () => report.skipped++,
   );
-  const input = createReadStream(options.file, { encoding: 'utf8' });
-  const opened = new Promise<void>((resolve, reject) => {
-    input.once('open', () => resolve());
-    input.once('error', reject);
-  });
-  try {
-    await opened;
-    for await (const line of createInterface({ input, crlfDelay: Infinity })) reader.line(line);
-  } catch (err) {
-    fail(`cannot read ${options.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the log file with --file`);
+  for (const file of options.files) {
+    try {
+      for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) reader.line(line);
+    } catch (err) {
+      fail(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the log file with --file`);
+    }
+    // Each file ends its last entry: none runs on into the next file.
+    reader.end();
   }
-  reader.end();
-  process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.file));
+  process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.files.join(', ')));
+}
+
+/** A log file's text as a stream, decompressed when its name ends in .gz (logrotate's `compress`), once it is open. */
+async function opened(file: string): Promise<Readable> {
+  const bytes = createReadStream(file);
+  await new Promise<void>((resolve, reject) => {
+    bytes.once('open', () => resolve());
+    bytes.once('error', reject);
+  });
+  if (!file.endsWith('.gz')) return bytes.setEncoding('utf8');
+  const text = createGunzip();
+  // Errors of either stream end the reading (the loop above reports them).
+  bytes.once('error', (err) => text.destroy(err));
+  return bytes.pipe(text).setEncoding('utf8');
 }
 
 void main();

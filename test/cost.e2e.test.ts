@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, messages, request } from './support/http.js';
@@ -356,16 +357,33 @@ describe('npm run usage', () => {
     } finally {
       await gateway.stop();
     }
-    const output = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = endWithFile(spawn(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--since', '1d'], { stdio: ['ignore', 'pipe', 'inherit'] }));
-      let stdout = '';
-      child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-      child.once('exit', (code) => resolve({ code, stdout }));
-    });
+    const usage = (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = endWithFile(spawn(process.execPath, [join(ROOT, 'dist', 'usage.js'), ...args, '--since', '1d'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+        child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+        child.once('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+    const output = await usage('--file', gateway.logFile);
     assert.equal(output.code, 0);
     assert.match(output.stdout, /^3 requests in .*llm_interactions\.json, from /);
     assert.match(output.stdout, new RegExp(`^reporting\\s+3\\s+0\\s+33\\s+21\\s+0\\s+0\\s+\\$${Number((3 * GPT_4O_MINI).toPrecision(2))}$`, 'm'));
     assert.match(output.stdout, /^openai\/gpt-4o-mini\s+3\s+/m);
     assert.doesNotMatch(output.stdout, /vk_report/);
+    // Rotated by logrotate (compress): every --file is read, a .gz one decompressed; an entry cut
+    // short at the end of one file does not run on into the next.
+    const text = readFileSync(gateway.logFile);
+    writeFileSync(`${gateway.logFile}.2.gz`, gzipSync(text));
+    writeFileSync(`${gateway.logFile}.1`, Buffer.concat([text, text.subarray(0, 40)]));
+    const rotated = await usage('--file', `${gateway.logFile}.2.gz`, '--file', `${gateway.logFile}.1`, '--file', gateway.logFile);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(rotated.stdout, /^9 requests in .*llm_interactions\.json\.2\.gz, .*llm_interactions\.json\.1, .*llm_interactions\.json, from .* \(1 unreadable part skipped\)/);
+    assert.match(rotated.stdout, /^reporting\s+9\s+0\s+99\s+63\s/m);
+    writeFileSync(`${gateway.logFile}.3.gz`, text);
+    const notGzip = await usage('--file', `${gateway.logFile}.3.gz`);
+    assert.equal(notGzip.code, 2);
+    assert.match(notGzip.stderr, /cannot read .*\.3\.gz \(Z_DATA_ERROR\)/);
   });
 });
