@@ -12,7 +12,7 @@ import { estimateInputTokens } from '../src/formats/messages/count.js';
 import type { AnthropicRequest } from '../src/formats/messages/types.js';
 import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './support/claude-code.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, drip, messages, messagesEvents, request } from './support/http.js';
+import { closedPort, drip, messages, messagesEvents, request, type Reply } from './support/http.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -569,6 +569,15 @@ describe('errors on the Messages routes', () => {
     expectError(await messages(gateway.url, null, hello), 401, 'authentication_error', /x-api-key: <virtual key>.*Authorization: Bearer/);
     expectError(await messages(gateway.url, 'vk_nope', hello), 401, 'authentication_error', /Invalid virtual key/);
     expectError(await messages(gateway.url, 'vk_nope', hello, { bearer: true }), 401, 'authentication_error');
+  });
+
+  it('takes the virtual key from either header when both come (ANTHROPIC_API_KEY left set beside ANTHROPIC_AUTH_TOKEN)', async () => {
+    const both = (apiKey: string, bearer: string): Promise<Reply> => request(gateway.url, '/v1/messages', { key: bearer, headers: { 'anthropic-version': '2023-06-01', 'x-api-key': apiKey }, body: hello });
+    assert.equal((await both('sk-ant-api03-a-real-key-left-set', 'vk_claude')).status, 200, 'the bearer is the virtual key');
+    assert.equal((await both('vk_claude', 'sk-ant-api03-a-real-key-left-set')).status, 200, 'x-api-key is');
+    const neither = await both('sk-ant-api03-a-real-key-left-set', 'vk_nope');
+    expectError(neither, 401, 'authentication_error', /Invalid virtual key/);
+    assert.doesNotMatch(neither.text, /a-real-key-left-set|vk_nope/);
   });
 
   it('400 for a body Anthropic would refuse, 403 for a model the key may not use, 413 for a body too large', async () => {

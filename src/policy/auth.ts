@@ -13,10 +13,16 @@ export function bearerToken(header: string | undefined): string | null {
   return match === null ? null : (match[1] as string);
 }
 
-/** The key presented (null: none), or a 401; `howToSend` tells a client without one where it goes. */
-export function authenticate(presented: string | null, keys: KeyStore, howToSend: string): VirtualKey {
-  if (presented === null) throw new GatewayError(401, `Missing virtual key. ${howToSend}`, { code: 'missing_api_key' });
-  const key = keys.lookup(presented);
-  if (key === undefined) throw new GatewayError(401, 'Invalid virtual key. Check the key you were given for this gateway.', { code: 'invalid_api_key' });
-  return key;
+/** What a request presents: one key, the keys of several headers in order of preference, or null: none. */
+export type Presented = string | readonly string[] | null;
+
+/** The first key presented that is a virtual key, or a 401; `howToSend` tells a client without one where it goes. */
+export function authenticate(presented: Presented, keys: KeyStore, howToSend: string): VirtualKey {
+  const candidates = presented === null ? [] : typeof presented === 'string' ? [presented] : presented;
+  if (candidates.length === 0) throw new GatewayError(401, `Missing virtual key. ${howToSend}`, { code: 'missing_api_key' });
+  for (const candidate of candidates) {
+    const key = keys.lookup(candidate);
+    if (key !== undefined) return key;
+  }
+  throw new GatewayError(401, 'Invalid virtual key. Check the key you were given for this gateway.', { code: 'invalid_api_key' });
 }

@@ -10,6 +10,7 @@ import { GatewayError } from '../errors.js';
 import { parseObjectAnswer } from '../formats/answer.js';
 import { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
+import type { Presented } from '../policy/auth.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendJson } from '../server/http.js';
 import { NO_CHARGE, NO_RESERVATION, type Charge, type Reservation } from '../policy/limits.js';
@@ -18,7 +19,7 @@ import { admit, answerFailure, authenticateRequest, recordRequest, settle, type 
 export interface KeyedRoute {
   /** The methods it serves (any other: 405). */
   readonly methods: readonly string[];
-  credential(headers: IncomingHttpHeaders): string | null;
+  credential(headers: IncomingHttpHeaders): Presented;
   readonly howToSendKey: string;
   errorBody(error: GatewayError): unknown;
   /** Headers every answer carries beside `x-request-id`. */

@@ -6,14 +6,21 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { messagesClient, type MessagesTypes } from '../formats/messages/index.js';
-import { bearerToken } from '../policy/auth.js';
+import { bearerToken, type Presented } from '../policy/auth.js';
 import type { Surface } from './surface.js';
 
-/** The virtual key an Anthropic client presents: `x-api-key` first, as Anthropic reads it. */
-export function anthropicCredential(headers: IncomingHttpHeaders): string | null {
+/**
+ * The virtual keys an Anthropic client presents: `x-api-key` first, as Anthropic reads it, then
+ * `Authorization: Bearer`. Both are tried: an SDK given ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN
+ * sends both, and a real key left in the first must not hide the virtual key in the second.
+ */
+export function anthropicCredential(headers: IncomingHttpHeaders): Presented {
+  const presented: string[] = [];
   const apiKey = headers['x-api-key'];
-  if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim();
-  return bearerToken(headers.authorization);
+  if (typeof apiKey === 'string' && apiKey.trim() !== '') presented.push(apiKey.trim());
+  const bearer = bearerToken(headers.authorization);
+  if (bearer !== null) presented.push(bearer);
+  return presented.length === 0 ? null : presented;
 }
 
 /** The only client headers that reach the provider: what the request means depends on them. */

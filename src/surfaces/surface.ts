@@ -17,7 +17,7 @@ import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { authenticate } from '../policy/auth.js';
+import { authenticate, type Presented } from '../policy/auth.js';
 import type { KeyStore } from '../policy/key-store.js';
 import { maskKey, type VirtualKey } from '../policy/keys.js';
 import { admissionError, limitsOf, NO_RESERVATION, type Charge, type Limiter, type Reservation } from '../policy/limits.js';
@@ -68,7 +68,7 @@ export interface PassThroughCall<C extends ApiTypes> {
 export interface Surface<C extends ApiTypes> {
   readonly api: ClientApi<C>;
   /** The virtual key the request presents (null: none). */
-  credential(headers: IncomingHttpHeaders): string | null;
+  credential(headers: IncomingHttpHeaders): Presented;
   /** How a client sends its key, for the 401 of one that sent none. */
   readonly howToSendKey: string;
   /** Headers every answer carries beside `x-request-id` (Anthropic's clients read `request-id`). */
@@ -205,13 +205,14 @@ export function recordRequest(interaction: Interaction, deps: SurfaceDeps): void
 }
 
 /** The virtual key a request presents, recorded in its interaction; or the 401. */
-export function authenticateRequest(presented: string | null, howToSendKey: string, interaction: Interaction, deps: SurfaceDeps): VirtualKey {
+export function authenticateRequest(presented: Presented, howToSendKey: string, interaction: Interaction, deps: SurfaceDeps): VirtualKey {
   let key: VirtualKey;
   try {
     key = authenticate(presented, deps.keys, howToSendKey);
   } catch (err) {
     // Never log a presented key that matched nothing in full: it may be someone's real secret.
-    if (presented !== null) interaction.virtualKey = maskKey(presented);
+    const first = typeof presented === 'string' ? presented : presented?.[0];
+    if (first !== undefined) interaction.virtualKey = maskKey(first);
     throw err;
   }
   identify(interaction, key);
