@@ -15,8 +15,11 @@ const { virtual_keys: keys } = JSON.parse(readFileSync(file, 'utf8'));
 console.log(`Checking ${Object.keys(keys).length} virtual keys from ${file} against ${gateway}\n`);
 
 let failures = 0;
-for (const [key, { provider }] of Object.entries(keys)) {
-  const model = models[provider] ?? 'default';
+for (const [key, entry] of Object.entries(keys)) {
+  // A key with several targets is asked as its first target's provider; a model from its own
+  // allowlist when it has one (a pattern is no model name).
+  const provider = (entry.targets?.[0] ?? entry).provider;
+  const model = (entry.models ?? []).find((name) => !name.includes('*')) ?? models[provider] ?? 'default';
   const started = performance.now();
   try {
     const response = await fetch(`${gateway}/v1/chat/completions`, {
@@ -27,7 +30,8 @@ for (const [key, { provider }] of Object.entries(keys)) {
     const body = await response.json();
     const ms = Math.round(performance.now() - started);
     if (response.ok) {
-      console.log(`✔ ${key} (${provider}, ${body.model}, ${ms} ms): ${body.choices[0].message.content}`);
+      const answered = response.headers.get('x-gateway-provider') ?? provider;
+      console.log(`✔ ${key} (${answered}, ${body.model}, ${ms} ms): ${body.choices[0].message.content}`);
     } else {
       failures++;
       console.log(`✘ ${key} (${provider}, ${ms} ms): HTTP ${response.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`);

@@ -81,12 +81,12 @@ export function loadConfig(env: Env = process.env): Config {
     const value = env[name]?.trim();
     return value === undefined || value === '' ? undefined : value;
   };
-  const integer = (name: string, fallback: number, min: number, max: number): number => {
+  const integer = (name: string, fallback: number, min: number, max: number, or = ''): number => {
     const raw = text(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
     if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      problems.push(`${name} must be an integer from ${min} to ${max}${or}, got "${raw}"`);
       return fallback;
     }
     return value;
@@ -95,7 +95,7 @@ export function loadConfig(env: Env = process.env): Config {
   const workers = (raw: string | undefined): number => {
     if (raw === undefined) return DEFAULTS.workers;
     if (raw.toLowerCase() === 'auto') return availableParallelism();
-    return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024);
+    return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024, ' or "auto"');
   };
 
   const keysWatch = text('KEYS_WATCH') ?? 'on';

@@ -80,7 +80,7 @@ describe('loadConfig', () => {
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
         assert.equal(err.problems.length, 4);
-        assert.match(err.message, /GATEWAY_WORKERS must be an integer from 1 to 1024, got "many"/);
+        assert.match(err.message, /GATEWAY_WORKERS must be an integer from 1 to 1024 or "auto", got "many"/);
         assert.match(err.message, /GATEWAY_PORT must be an integer from 0 to 65535, got "80a"/);
         assert.match(err.message, /LOG_CONSOLE must be "pretty", "json" or "off", got "loud"/);
         assert.match(err.message, /GATEWAY_MAX_BODY_BYTES must be an integer/);
