@@ -217,6 +217,16 @@ describe('gateway errors', () => {
     }
   });
 
+  it('sends a body whose model key stands twice as the gateway read it (parsers differ on which wins)', async () => {
+    openaiMock.requests.length = 0;
+    const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk_openai', body: '{"model":"o3","messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini"}' });
+    assert.equal(reply.status, 200, reply.text);
+    const sent = openaiMock.requests[0];
+    assert.equal(sent?.json.model, 'gpt-4o-mini');
+    assert.equal(String(sent?.raw).match(/"model"/g)?.length, 1);
+    assert.doesNotMatch(String(sent?.raw), /o3/);
+  });
+
   it('400 for a model name longer than 256 characters on every route that takes one, before it is a metrics label', async () => {
     const long = `m${'x'.repeat(256)}`;
     const fine = 'x'.repeat(256);

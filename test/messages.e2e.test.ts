@@ -672,6 +672,28 @@ describe('shared features on the Messages routes', () => {
   });
 });
 
+describe('a body whose model key stands twice', () => {
+  it('goes as the gateway read it, on /v1/messages and count_tokens: the provider gets the model it allowed and priced', async () => {
+    // count_tokens takes no max_tokens, as Anthropic's own.
+    const twice = (path: string): string => `{"model":"claude-opus-4-1",${path.endsWith('count_tokens') ? '' : '"max_tokens":16,'}"messages":[{"role":"user","content":"hi"}],"model":"claude-haiku-4-5"}`;
+    for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+      anthropic.requests.length = 0;
+      const reply = await messages(gateway.url, 'vk_haiku_only', twice(path), { path });
+      assert.equal(reply.status, 200, reply.text);
+      const sent = anthropic.requests[0];
+      assert.equal(sent?.path, path);
+      assert.equal(sent?.json.model, 'claude-haiku-4-5');
+      assert.doesNotMatch(String(sent?.raw), /opus/, `${path}: the shadowed model is not sent`);
+      assert.equal(String(sent?.raw).match(/"model"/g)?.length, 1);
+    }
+    // A body written plainly goes byte for byte, as before.
+    anthropic.requests.length = 0;
+    const plain = '{"model":"claude-haiku-4-5","max_tokens":16,  "messages":[{"role":"user","content":"hi"}]}';
+    assert.equal((await messages(gateway.url, 'vk_haiku_only', plain)).status, 200);
+    assert.equal(anthropic.requests[0]?.raw, plain);
+  });
+});
+
 describe('count_tokens', () => {
   const body = { model: 'claude-sonnet-4-5', system: 'Be brief.', messages: [{ role: 'user', content: 'How many tokens is this?' }], tools: [weather] };
 

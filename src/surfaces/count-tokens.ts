@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { jsonPieces } from '../formats/json-pieces.js';
+import { plainUniqueKeys } from '../formats/json-bytes.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { messagesTarget } from '../formats/messages/index.js';
@@ -49,7 +50,7 @@ async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, re
   const model = target.modelMap?.map(request.model) ?? request.model;
   interaction.upstreamModel = model;
   // Claude Code counts its whole conversation: serialised in pieces, as a translation is.
-  const body = model === request.model ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
+  const body = model === request.model && plainUniqueKeys(raw, request) ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
   const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;

@@ -12,7 +12,7 @@ import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { Exchange, WayBack } from '../formats/translation.js';
-import { releaseLargeMembers } from '../formats/json-bytes.js';
+import { plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -240,7 +240,9 @@ function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, 
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
   const maxOutputTokens = cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
-  if (model === parsed.model && !capped) return { request: parsed.request, raw, model, maxOutputTokens };
+  // The client's bytes go only where every top-level key stands once and plainly: parsers differ
+  // on which of two `model`s wins, and the gateway checked (and prices) the one it read.
+  if (model === parsed.model && !capped) return { request: parsed.request, raw: plainUniqueKeys(raw, parsed.request as object) ? raw : null, model, maxOutputTokens };
   const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
   return { request, raw: null, model, maxOutputTokens };
 }
