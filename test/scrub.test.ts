@@ -33,6 +33,30 @@ describe('KeyScrubber', () => {
     assert.equal(scrubber.push(event), event, 'the very same bytes, not a copy');
   });
 
+  it('replaces the key written with JSON escapes, however many of its characters and in either case, at every split', () => {
+    const slashed = 'sk-ant/Scrub0123456789+abcdef';
+    const escape = (text: string, every: number, upper: boolean): string =>
+      [...text].map((c, i) => (i % every === 0 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).map((piece) => (upper && piece.length > 1 ? piece.toUpperCase().replace('\\U', '\\u') : piece)).join('');
+    for (const [key, spelled] of [
+      [KEY, escape(KEY, 1, false)],
+      [KEY, escape(KEY, 3, true)],
+      [KEY, `s\\u006B${KEY.slice(2)}`],
+      [slashed, slashed.replace('/', '\\/')],
+      [slashed, escape(slashed, 2, false)],
+    ] as const) {
+      const text = `data: {"content":"key ${spelled} end"}\n\n`;
+      const expected = 'data: {"content":"key [redacted] end"}\n\n';
+      assert.equal(JSON.parse(text.slice(6)).content, `key ${key} end`, 'what a client would read');
+      for (let i = 0; i <= text.length; i++) {
+        for (let j = i; j <= text.length; j += 7) assert.equal(scrub([text.slice(0, i), text.slice(i, j), text.slice(j)], key), expected, `${spelled} split at ${i} and ${j}`);
+      }
+    }
+    // Escapes of other text, and a key's escaped start that goes on as something else, are left alone.
+    for (const text of ['caf\\u00e9 \\n \\/ \\"', `\\u0073k-proj-Scrub0123 is not it`]) assert.equal(scrub([text]), text);
+    const event = Buffer.from('data: {"a":"\\u00e9"}\n\n');
+    assert.equal(new KeyScrubber(KEY).push(event).toString(), event.toString(), 'an event with an escape is not held back');
+  });
+
   it('leaves short (test) keys alone: replacing them would mangle ordinary text', () => {
     assert.equal(scrub(['the key sk-1 and sk-1'], 'sk-1'), 'the key sk-1 and sk-1');
   });

@@ -3,18 +3,33 @@
  * a client or a log, and a provider knows the key it was sent. One native search per read. A key
  * split across two reads is caught by holding back a tail that could be its start, until the next
  * read; an SSE event ends in "\n\n", which starts no key, so a stream is practically never held.
+ *
+ * Inside JSON a key may also be written with escapes (`\u0073k-…`, `\/`): the client's JSON
+ * parser, and the log's, would decode it. A read holding a `\u` is also searched for the key
+ * spelled that way (a regular expression built from the key), and a tail that could start such a
+ * spelling is held back too.
  */
 const REDACTED = Buffer.from('[redacted]');
 const EMPTY = Buffer.alloc(0);
 /** Shorter keys are test values: replacing them would mangle ordinary text. */
 const MIN_KEY_LENGTH = 8;
 
+const BACKSLASH = 0x5c;
+/** What a key spelled with escapes holds (`\/` only for a key with a slash). */
+const ESCAPE = Buffer.from('\\u', 'latin1');
+const ESCAPED_SLASH = Buffer.from('\\/', 'latin1');
+
 export class KeyScrubber {
   private readonly key: Buffer | null;
+  /** The key with any of its characters escaped as JSON may escape it, in latin1 text. */
+  private readonly escaped: RegExp | null;
+  private readonly slash: boolean;
   private carry: Buffer | null = null;
 
   constructor(apiKey: string) {
     this.key = apiKey.length >= MIN_KEY_LENGTH ? Buffer.from(apiKey, 'latin1') : null;
+    this.escaped = this.key === null ? null : new RegExp([...this.key].map(spellings).join(''), 'g');
+    this.slash = apiKey.includes('/');
   }
 
   /** The bytes of this read that can be passed on, the key replaced wherever it occurs whole. */
@@ -24,7 +39,11 @@ export class KeyScrubber {
     let data = this.carry === null ? read : Buffer.concat([this.carry, read]);
     this.carry = null;
     if (data.indexOf(key) !== -1) data = replaceAll(data, key);
-    const hold = startOfKeyAtEnd(data, key);
+    // Most reads hold no \u at all (a `\n` in text is no concern): one more native search.
+    const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1);
+    if (escaped) data = replaceEscaped(data, this.escaped as RegExp);
+    // A tail spelling the key's start with an escape holds one, or ends with its backslash.
+    const hold = Math.max(startOfKeyAtEnd(data, key), escaped || data[data.length - 1] === BACKSLASH ? startOfEscapedKeyAtEnd(data, key) : 0);
     if (hold === 0) return data;
     this.carry = data.subarray(data.length - hold);
     return data.subarray(0, data.length - hold);
@@ -56,4 +75,62 @@ function startOfKeyAtEnd(data: Buffer, key: Buffer): number {
     if (data.compare(key, 0, length, data.length - length) === 0) return length;
   }
   return 0;
+}
+
+/**
+ * The ways JSON may write one character of a key, as a regular expression: the character itself,
+ * a `\u` escape with either case of each hex digit, and `\/` for a slash.
+ */
+function spellings(code: number): string {
+  const character = String.fromCharCode(code).replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+  const hex = [...code.toString(16).padStart(4, '0')].map((digit) => (/[a-f]/.test(digit) ? `[${digit}${digit.toUpperCase()}]` : digit)).join('');
+  return `(?:${character}|\\\\u${hex}${code === 0x2f ? '|\\\\/' : ''})`;
+}
+
+function replaceEscaped(data: Buffer, escaped: RegExp): Buffer {
+  const text = data.toString('latin1');
+  escaped.lastIndex = 0;
+  if (!escaped.test(text)) return data;
+  escaped.lastIndex = 0;
+  return Buffer.from(text.replace(escaped, '[redacted]'), 'latin1');
+}
+
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+
+/**
+ * How many bytes at the end of `data` could start the key spelled with escapes (and were not the
+ * key itself): from each start that could be its first character, the key's characters are
+ * matched one by one, literally or as an escape, up to the end of the data.
+ */
+function startOfEscapedKeyAtEnd(data: Buffer, key: Buffer): number {
+  const longest = Math.min(data.length, key.length * 6 - 1);
+  for (let start = data.length - longest; start < data.length; start++) {
+    const first = data[start] as number;
+    if (first !== BACKSLASH && first !== key[0]) continue;
+    if (prefixOfEscapedKey(data, start, key)) return data.length - start;
+  }
+  return 0;
+}
+
+function prefixOfEscapedKey(data: Buffer, start: number, key: Buffer): boolean {
+  let at = start;
+  for (let k = 0; k < key.length; k++) {
+    if (at === data.length) return true;
+    const code = key[k] as number;
+    if (data[at] === code) {
+      at++;
+      continue;
+    }
+    if (data[at] !== BACKSLASH) return false;
+    // An escape of this character, whole or cut off by the end of the data.
+    const spelled = code === 0x2f && data[at + 1] === 0x2f ? '\\/' : `\\u${code.toString(16).padStart(4, '0')}`;
+    for (let i = 0; i < spelled.length; i++) {
+      if (at + i === data.length) return true;
+      const byte = data[at + i] as number;
+      const want = spelled.charCodeAt(i);
+      if (byte !== want && !(i >= 2 && isHex(byte) && String.fromCharCode(byte).toLowerCase() === String.fromCharCode(want))) return false;
+    }
+    at += spelled.length;
+  }
+  return false; // the whole key: already replaced, nothing to hold
 }
