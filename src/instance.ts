@@ -8,6 +8,7 @@ import { isLoopback, type Config } from './config.js';
 import { GatewayError } from './errors.js';
 import { createRouter } from './formats/router.js';
 import { ResponseOwners } from './policy/response-owners.js';
+import { ModelLists } from './surfaces/models.js';
 import { InteractionLog, type LogSink } from './observe/log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import { warn } from './observe/warn.js';
@@ -146,6 +147,7 @@ export function createInstance(options: InstanceOptions): Instance {
     maxBodyBytes: config.maxBodyBytes,
     upstream: { client, policy: config.upstream },
     owners: new ResponseOwners(),
+    modelLists: new ModelLists(),
     prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,

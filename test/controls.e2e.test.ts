@@ -35,7 +35,14 @@ describe('model allowlist', () => {
   let gateway: GatewayProcess;
   before(async () => {
     gateway = await startGateway({
-      keys: { virtual_keys: { vk_limited: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, models: ['gpt-4o-mini', 'gpt-4.1-*'] }, vk_free: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl } } },
+      keys: {
+        virtual_keys: {
+          vk_limited: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, models: ['gpt-4o-mini', 'gpt-4.1-*'] },
+          vk_free: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+          vk_retried: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+          vk_kept: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+        },
+      },
       env: { LOG_CONSOLE: 'off' },
     });
   });
@@ -79,13 +86,24 @@ describe('model allowlist', () => {
     });
     const before = openai.requests.filter((recorded) => recorded.path === '/v1/models').length;
     try {
-      const reply = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_free' });
+      const reply = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_retried' });
       assert.equal(reply.status, 200, reply.text);
       assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id), MOCK_MODELS.openai);
       assert.equal(openai.requests.filter((recorded) => recorded.path === '/v1/models').length - before, 2, 'the 503, then the retry');
     } finally {
       openai.behave(null);
     }
+  });
+
+  it("keeps a provider's list a minute: a client asking again and again does not spend the real key's rate limit", async () => {
+    const asked = (): number => openai.requests.filter((recorded) => recorded.path === '/v1/models').length;
+    const before = asked();
+    for (let i = 0; i < 5; i++) {
+      const reply = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_kept' });
+      assert.equal(reply.status, 200, reply.text);
+      assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id), MOCK_MODELS.openai);
+    }
+    assert.equal(asked() - before, 1);
   });
 });
 

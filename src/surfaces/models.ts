@@ -25,8 +25,34 @@ import type { Target } from '../policy/target.js';
 
 const LIST_LIMIT = 8 * 1024 * 1024;
 
+/** How long a provider's list is kept: every ask spends the real key's own rate limit at the provider, and a key's requests limits do not count these. */
+const LIST_TTL_MS = 60_000;
+
+/** Providers' model lists, kept LIST_TTL_MS per target (a reload makes new targets, which ask again). */
+export class ModelLists {
+  private readonly lists = new WeakMap<Target, { readonly list: ModelList; readonly until: number }>();
+
+  get(target: Target, now = performance.now()): ModelList | null {
+    const kept = this.lists.get(target);
+    return kept !== undefined && kept.until > now ? kept.list : null;
+  }
+
+  set(target: Target, list: ModelList, now = performance.now()): void {
+    this.lists.set(target, { list, until: now + LIST_TTL_MS });
+  }
+}
+
 async function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
-  const { keys, modelsEndpoint, modelsApi } = key.targets[0] as Target;
+  const target = key.targets[0] as Target;
+  const kept = deps.modelLists.get(target);
+  if (kept !== null) return kept;
+  const list = await askProvider(target, interaction, deps);
+  deps.modelLists.set(target, list);
+  return list;
+}
+
+async function askProvider(target: Target, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
+  const { keys, modelsEndpoint, modelsApi } = target;
   const cancel = interaction.context.cancel;
   const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
   const { upstream, apiKey } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);

@@ -36,6 +36,7 @@ import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { KeyScrubber } from '../upstream/scrub.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
+import type { ModelLists } from './models.js';
 import { streamPipeline } from './stream.js';
 
 /** What every surface is given. */
@@ -51,6 +52,8 @@ export interface SurfaceDeps {
   readonly owners: ResponseOwners;
   /** What each model costs. */
   readonly prices: Prices;
+  /** Providers' model lists, kept a minute (surfaces/models.ts). */
+  readonly modelLists: ModelLists;
 }
 
 /** A request about to pass through, for a surface that checks or changes it. */
