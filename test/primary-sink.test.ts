@@ -38,37 +38,44 @@ const entry = (text: string): RenderedBatch => ({ pretty: [Buffer.from(text)] })
 const texts = (message: ToPrimary | undefined): string[] => (message?.t === 'log' ? (message.batch.pretty ?? []).map((piece) => piece.toString()) : []);
 
 describe("a worker's log to the primary", () => {
-  it('sends one message at a time: what is written meanwhile goes in the next, whole batches in order', async () => {
-    const ipc = channel();
-    const sink = new PrimarySink(['pretty'], ipc.send);
-    sink.write(entry('a'));
-    sink.write(entry('b'));
-    sink.write({ pretty: [Buffer.from('c1'), Buffer.from('c2')] });
-    assert.equal(ipc.under(), 1, 'one message under way');
-    assert.deepEqual(texts(ipc.messages[0]), ['a']);
-    let flushed = false;
-    const flushing = sink.flush().then(() => (flushed = true));
-    ipc.release();
-    assert.deepEqual(texts(ipc.messages[1]), ['b', 'c1', 'c2']);
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(flushed, false, 'not flushed while a message is under way');
-    ipc.release();
-    await flushing;
-    assert.equal(ipc.messages.length, 2);
-    assert.equal(sink.failures, 0);
-  });
-
-  it('joins batches up to 4 MB a message; a larger batch goes alone', () => {
+  it('sends batches as they come while less than 16 MB is on its way; what waits beyond is joined into messages of whole batches, in order', async () => {
     const ipc = channel();
     const sink = new PrimarySink(['pretty'], ipc.send);
     const mb = (n: number, fill: string): RenderedBatch => ({ pretty: [Buffer.alloc(n * 1024 * 1024, fill)] });
-    sink.write(mb(1, 'a'));
+    for (const text of ['a', 'b', 'c']) sink.write(entry(text));
+    assert.equal(ipc.under(), 3, 'each sent at once');
+    for (const fill of ['1', '2', '3', '4']) sink.write(mb(4, fill));
+    assert.equal(ipc.under(), 7, 'the fourth goes: less than 16 MB was on its way');
+    sink.write(entry('d'));
+    sink.write({ pretty: [Buffer.from('e1'), Buffer.from('e2')] });
+    assert.equal(ipc.under(), 7, '16 MB on its way: they wait');
+    let flushed = false;
+    const flushing = sink.flush().then(() => (flushed = true));
+    for (let k = 0; k < 3; k++) ipc.release();
+    assert.equal(ipc.messages.length, 7, 'still 16 MB on its way');
+    ipc.release();
+    assert.deepEqual(texts(ipc.messages[7]), ['d', 'e1', 'e2'], 'joined, in order');
+    assert.equal(ipc.messages.length, 8);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(flushed, false, 'not flushed while messages are on their way');
+    while (ipc.under() > 0) ipc.release();
+    await flushing;
+    assert.deepEqual(ipc.messages.slice(0, 3).map(texts), [['a'], ['b'], ['c']]);
+    assert.equal(sink.failures, 0);
+  });
+
+  it('joins waiting batches up to 4 MB a message; a larger batch goes alone', () => {
+    const ipc = channel();
+    const sink = new PrimarySink(['pretty'], ipc.send);
+    const mb = (n: number, fill: string): RenderedBatch => ({ pretty: [Buffer.alloc(n * 1024 * 1024, fill)] });
+    sink.write(mb(17, 'a')); // on its way: what follows waits
     for (const fill of ['b', 'c', 'd', 'e', 'f']) sink.write(mb(1, fill));
     sink.write(mb(6, 'g'));
     sink.write(mb(1, 'h'));
-    for (let k = 0; k < 4; k++) ipc.release();
+    assert.equal(ipc.messages.length, 1);
+    ipc.release();
     const firsts = ipc.messages.map((message) => texts(message).map((text) => `${text[0]}${text.length >> 20}`).join(' '));
-    assert.deepEqual(firsts, ['a1', 'b1 c1 d1 e1', 'f1', 'g6', 'h1']);
+    assert.deepEqual(firsts, ['a17', 'b1 c1 d1 e1', 'f1', 'g6', 'h1']);
   });
 
   it('caps what waits as every log destination does: a batch alone always goes, one on top of a full queue is dropped and counted', () => {

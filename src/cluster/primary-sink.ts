@@ -2,11 +2,12 @@
  * A worker's log destination: its rendered entries go to the primary, which writes them.
  *
  * Limits checks travel the same IPC channel, behind whatever was sent before them. Entries are
- * therefore sent one message at a time (what piles up meanwhile goes in the next, whole batches
- * only, so no entry is ever split), a message holds at most MESSAGE_BYTES unless one batch alone is
- * larger, and what waits in the worker is capped as every log destination is: beyond the cap new
- * entries are dropped and counted. Sending every batch at once let a client with large bodies
- * queue gigabytes in a worker, and hold its limits checks back past their timeout.
+ * therefore sent while less than IN_FLIGHT_BYTES are on their way (what piles up meanwhile waits
+ * in the worker, joined into messages of whole batches, so no entry is ever split), and what waits
+ * is capped as every log destination is: beyond the cap new entries are dropped and counted.
+ * Sending every batch at once let a client with large bodies queue gigabytes in a worker, and hold
+ * its limits checks back past their timeout; one message at a time cost the primary a third more
+ * CPU per entry (docs/performance.md).
  */
 import { MAX_PENDING_BYTES, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { warn } from '../observe/warn.js';
@@ -14,6 +15,8 @@ import type { ToPrimary } from './messages.js';
 
 /** Batches are joined into one message up to this size (a larger batch goes alone). */
 const MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Messages are sent while less than this is on its way (handed to the channel, not yet written): what a limits check can wait behind. */
+const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 
 /** Sends one message; `sent` is called once it is handed to the channel (or could not be). Returns false when there is no channel. */
 export type SendToPrimary = (message: ToPrimary, sent: (err: Error | null) => void) => boolean;
@@ -28,7 +31,8 @@ export class PrimarySink implements LogSink {
   /** Batches waiting for the message under way, oldest first, and their bytes. */
   private waiting: Array<{ batch: RenderedBatch; bytes: number }> = [];
   private waitingBytes = 0;
-  private sending = false;
+  /** Bytes of the messages handed to the channel and not yet written. */
+  private inFlight = 0;
   private dropping = false;
   private idle: Array<() => void> = [];
   failures = 0;
@@ -49,20 +53,23 @@ export class PrimarySink implements LogSink {
     }
     this.waiting.push({ batch, bytes });
     this.waitingBytes += bytes;
-    if (!this.sending) this.sendNext();
+    this.sendMore();
+  }
+
+  /** Sends what waits while the channel has room; resolves flushes once nothing waits or is on its way. */
+  private sendMore(): void {
+    while (this.waiting.length > 0 && this.inFlight < IN_FLIGHT_BYTES) this.sendNext();
+    if (this.waiting.length > 0 || this.inFlight > 0) return;
+    // Caught up: a later drop starts a new streak, with its own warning.
+    this.dropping = false;
+    const resolved = this.idle;
+    this.idle = [];
+    for (const resolve of resolved) resolve();
   }
 
   private sendNext(): void {
     const first = this.waiting.shift();
-    if (first === undefined) {
-      // Caught up: a later drop starts a new streak, with its own warning.
-      this.sending = false;
-      this.dropping = false;
-      const resolved = this.idle;
-      this.idle = [];
-      for (const resolve of resolved) resolve();
-      return;
-    }
+    if (first === undefined) return;
     // Whole batches, in order, up to MESSAGE_BYTES.
     const batch: RenderedBatch = {};
     let bytes = 0;
@@ -79,20 +86,22 @@ export class PrimarySink implements LogSink {
       bytes += next.bytes;
     }
     this.waitingBytes -= bytes;
-    this.sending = true;
+    // Counted before it is handed over: a channel that calls back at once must not see it negative.
+    this.inFlight += bytes;
     const handed = this.send({ t: 'log', batch }, (err) => {
       if (err !== null) this.failures++;
-      this.sendNext();
+      this.inFlight -= bytes;
+      this.sendMore();
     });
     if (!handed) {
       // No channel to the primary (it is gone): these entries are lost, and the next ones too.
       this.failures++;
-      this.sendNext();
+      this.inFlight -= bytes;
     }
   }
 
   flush(): Promise<void> {
-    if (!this.sending) return Promise.resolve();
+    if (this.waiting.length === 0 && this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
