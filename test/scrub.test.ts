@@ -57,6 +57,29 @@ describe('KeyScrubber', () => {
     assert.equal(new KeyScrubber(KEY).push(event).toString(), event.toString(), 'an event with an escape is not held back');
   });
 
+  it('tells an escape from an escaped backslash before it, at every split: the JSON stays JSON and the key never passes', () => {
+    const spelled = `\\u0073${KEY.slice(1)}`;
+    for (const [before, redacted] of [
+      ['\\', false], // with the spelling's own backslash, an escaped backslash, then the text u0073k…: not the key
+      ['\\\\\\', false],
+      ['x', true],
+      ['\\\\', true], // an escaped backslash, then the key spelled with an escape
+      ['\\\\x', true],
+    ] as const) {
+      const text = `data: {"c":"${before}${spelled}"}\n\n`;
+      const decoded = JSON.parse(text.slice(6)).c as string;
+      assert.equal(decoded.includes(KEY), redacted, 'what a client would read');
+      for (let i = 0; i <= text.length; i++) {
+        for (let j = i; j <= text.length; j += 5) {
+          const out = scrub([text.slice(0, i), text.slice(i, j), text.slice(j)]);
+          const value = JSON.parse(out.slice(6)).c as string;
+          assert.equal(value.includes(KEY), false, `${before} split at ${i} and ${j}`);
+          assert.equal(out, redacted ? `data: {"c":"${before}[redacted]"}\n\n` : text, `${before} split at ${i} and ${j}`);
+        }
+      }
+    }
+  });
+
   it('leaves short (test) keys alone: replacing them would mangle ordinary text', () => {
     assert.equal(scrub(['the key sk-1 and sk-1'], 'sk-1'), 'the key sk-1 and sk-1');
   });

@@ -25,6 +25,8 @@ export class KeyScrubber {
   private readonly escaped: RegExp | null;
   private readonly slash: boolean;
   private carry: Buffer | null = null;
+  /** Whether what was passed on ends with an odd run of backslashes: the next `\u` is then no escape. */
+  private oddBackslashes = false;
 
   constructor(apiKey: string) {
     this.key = apiKey.length >= MIN_KEY_LENGTH ? Buffer.from(apiKey, 'latin1') : null;
@@ -41,12 +43,13 @@ export class KeyScrubber {
     if (data.indexOf(key) !== -1) data = replaceAll(data, key);
     // Most reads hold no \u at all (a `\n` in text is no concern): one more native search.
     const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1);
-    if (escaped) data = replaceEscaped(data, this.escaped as RegExp);
+    if (escaped) data = replaceEscaped(data, this.escaped as RegExp, this.oddBackslashes);
     // A tail spelling the key's start with an escape holds one, or ends with its backslash.
     const hold = Math.max(startOfKeyAtEnd(data, key), escaped || data[data.length - 1] === BACKSLASH ? startOfEscapedKeyAtEnd(data, key) : 0);
-    if (hold === 0) return data;
-    this.carry = data.subarray(data.length - hold);
-    return data.subarray(0, data.length - hold);
+    const passed = hold === 0 ? data : data.subarray(0, data.length - hold);
+    if (hold > 0) this.carry = data.subarray(data.length - hold);
+    this.oddBackslashes = oddBackslashesAtEnd(passed, this.oddBackslashes);
+    return passed;
   }
 
   /** What was held back, at the end of the body (it was not the key's start after all). */
@@ -87,12 +90,44 @@ function spellings(code: number): string {
   return `(?:${character}|\\\\u${hex}${code === 0x2f ? '|\\\\/' : ''})`;
 }
 
-function replaceEscaped(data: Buffer, escaped: RegExp): Buffer {
+/**
+ * `data` with every spelling of the key replaced, except one whose first backslash is itself
+ * escaped (`\\u0073k…` is a backslash and text, not the key; replacing it would break the JSON).
+ * `oddBefore`: what came before `data` ends with an odd run of backslashes.
+ */
+function replaceEscaped(data: Buffer, escaped: RegExp, oddBefore: boolean): Buffer {
   const text = data.toString('latin1');
+  const parts: string[] = [];
+  let from = 0;
   escaped.lastIndex = 0;
-  if (!escaped.test(text)) return data;
-  escaped.lastIndex = 0;
-  return Buffer.from(text.replace(escaped, '[redacted]'), 'latin1');
+  for (let match = escaped.exec(text); match !== null; match = escaped.exec(text)) {
+    if (escapedBackslashAt(text, match.index, oddBefore)) {
+      escaped.lastIndex = match.index + 1; // a real spelling may still start inside it
+      continue;
+    }
+    parts.push(text.slice(from, match.index), '[redacted]');
+    from = escaped.lastIndex;
+  }
+  if (parts.length === 0) return data;
+  parts.push(text.slice(from));
+  return Buffer.from(parts.join(''), 'latin1');
+}
+
+/** Whether the character at `at` is a backslash that an odd run of backslashes before it escapes. */
+function escapedBackslashAt(text: string, at: number, oddBefore: boolean): boolean {
+  if (text.charCodeAt(at) !== BACKSLASH) return false;
+  let run = 0;
+  while (at - 1 - run >= 0 && text.charCodeAt(at - 1 - run) === BACKSLASH) run++;
+  const odd = run % 2 === 1;
+  return at - run === 0 ? odd !== oddBefore : odd;
+}
+
+/** Whether `bytes`, after what ended with an odd run of backslashes or not, end with an odd run. */
+function oddBackslashesAtEnd(bytes: Buffer, oddBefore: boolean): boolean {
+  let run = 0;
+  while (run < bytes.length && bytes[bytes.length - 1 - run] === BACKSLASH) run++;
+  const odd = run % 2 === 1;
+  return run === bytes.length ? odd !== oddBefore : odd;
 }
 
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
