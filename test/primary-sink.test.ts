@@ -115,6 +115,20 @@ describe("a worker's log to the primary", () => {
     await sink.flush();
     assert.equal(sink.failures, 2);
   });
+
+  it('counts every batch of a joined message that failed', async () => {
+    const held: Array<(err: Error | null) => void> = [];
+    const sink = new PrimarySink(['pretty'], (_message, sent) => {
+      held.push(sent);
+      return true;
+    });
+    sink.write({ pretty: [Buffer.alloc(17 * 1024 * 1024)] }); // fills the window: what follows waits, joined
+    for (const text of ['a', 'b', 'c', 'd']) sink.write(entry(text));
+    held.shift()?.(null);
+    held.shift()?.(new Error('channel closed'));
+    await sink.flush();
+    assert.equal(sink.failures, 4);
+  });
 });
 
 describe('a log destination given one batch larger than its cap', () => {

@@ -73,9 +73,11 @@ export class PrimarySink implements LogSink {
     // Whole batches, in order, up to MESSAGE_BYTES.
     const batch: RenderedBatch = {};
     let bytes = 0;
+    let batches = 0;
     for (let next: typeof first | undefined = first; next !== undefined; next = this.waiting[0]) {
       if (bytes > 0 && bytes + next.bytes > MESSAGE_BYTES) break;
       if (next !== first) this.waiting.shift();
+      batches++;
       for (const format of this.formats) {
         const pieces = next.batch[format];
         if (pieces === undefined) continue;
@@ -88,14 +90,15 @@ export class PrimarySink implements LogSink {
     this.waitingBytes -= bytes;
     // Counted before it is handed over: a channel that calls back at once must not see it negative.
     this.inFlight += bytes;
+    // Failures count the batches lost, as a destination counts each batch it could not write.
     const handed = this.send({ t: 'log', batch }, (err) => {
-      if (err !== null) this.failures++;
+      if (err !== null) this.failures += batches;
       this.inFlight -= bytes;
       this.sendMore();
     });
     if (!handed) {
       // No channel to the primary (it is gone): these entries are lost, and the next ones too.
-      this.failures++;
+      this.failures += batches;
       this.inFlight -= bytes;
     }
   }

@@ -18,7 +18,9 @@ import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type 
 /** Hands a message to the IPC channel; false when there is none (the primary is gone). */
 const sendToPrimary: SendToPrimary = (message, sent) => {
   if (process.send === undefined || !process.connected) return false;
-  process.send(message, undefined, undefined, sent); // `sent` is called in every case, an error included
+  // `sent` is called once: with an error when the channel is closed or the write fails at once;
+  // a write that fails later (the primary gone mid-write) is not told apart by Node.
+  process.send(message, undefined, undefined, sent);
   return true;
 };
 
