@@ -41,6 +41,8 @@ describe('model allowlist', () => {
           vk_free: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
           vk_retried: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
           vk_kept: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+          vk_together: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
+          vk_refused: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl },
         },
       },
       env: { LOG_CONSOLE: 'off' },
@@ -104,6 +106,33 @@ describe('model allowlist', () => {
       assert.deepEqual(reply.json.data.map((model: { id: string }) => model.id), MOCK_MODELS.openai);
     }
     assert.equal(asked() - before, 1);
+  });
+
+  it('asks once for requests that come together, and keeps a refusal a few seconds', async () => {
+    const asked = (): number => openai.requests.filter((recorded) => recorded.path === '/v1/models').length;
+    let refuse = false;
+    openai.behave(({ req, res }) => {
+      if (req.method !== 'GET') return false;
+      if (refuse) {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '30' });
+        res.end(JSON.stringify(openAIError('slow down', 'rate_limit_exceeded')));
+        return true;
+      }
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 0, owned_by: 'openai' }] })), 200);
+      return true;
+    });
+    try {
+      const before = asked();
+      const together = await Promise.all(Array.from({ length: 20 }, () => request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_together' })));
+      assert.ok(together.every((reply) => reply.status === 200 && reply.json.data[0].id === 'gpt-4o-mini'));
+      assert.equal(asked() - before, 1, 'one ask for twenty requests');
+      refuse = true;
+      const refusedBefore = asked();
+      for (let i = 0; i < 5; i++) assert.equal((await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_refused' })).status, 429);
+      assert.equal(asked() - refusedBefore, 1, 'the refusal is kept: no ask per request');
+    } finally {
+      openai.behave(null);
+    }
   });
 });
 

@@ -5,7 +5,7 @@
  * list format, or in Anthropic's (and its error shape) for a request in Anthropic's style.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { toGatewayError } from '../errors.js';
+import { toGatewayError, type GatewayError } from '../errors.js';
 import type { ModelList } from '../formats/chat/models.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { toAnthropicModelList } from '../formats/messages/models.js';
@@ -27,28 +27,53 @@ const LIST_LIMIT = 8 * 1024 * 1024;
 
 /** How long a provider's list is kept: every ask spends the real key's own rate limit at the provider, and a key's requests limits do not count these. */
 const LIST_TTL_MS = 60_000;
+/** How long a provider's refusal (a 429, an outage) is kept: asking again at once would spend the limit it complains of. */
+const FAILURE_TTL_MS = 5_000;
 
-/** Providers' model lists, kept LIST_TTL_MS per target (a reload makes new targets, which ask again). */
+type Kept = { readonly list: ModelList; readonly until: number } | { readonly failure: GatewayError; readonly until: number };
+
+/**
+ * Providers' model lists per target (a reload makes new targets, which ask again): kept a minute,
+ * a refusal a few seconds, and one ask at a time, its answer shared by the requests that came
+ * meanwhile. A request whose shared ask failed because its asker went away asks again itself.
+ */
 export class ModelLists {
-  private readonly lists = new WeakMap<Target, { readonly list: ModelList; readonly until: number }>();
+  private readonly kept = new WeakMap<Target, Kept>();
+  private readonly asking = new WeakMap<Target, Promise<ModelList>>();
 
-  get(target: Target, now = performance.now()): ModelList | null {
-    const kept = this.lists.get(target);
-    return kept !== undefined && kept.until > now ? kept.list : null;
-  }
-
-  set(target: Target, list: ModelList, now = performance.now()): void {
-    this.lists.set(target, { list, until: now + LIST_TTL_MS });
+  async list(target: Target, ask: () => Promise<ModelList>, now: () => number = () => performance.now()): Promise<ModelList> {
+    const kept = this.kept.get(target);
+    if (kept !== undefined && kept.until > now()) {
+      if ('list' in kept) return kept.list;
+      throw kept.failure;
+    }
+    const shared = this.asking.get(target);
+    if (shared !== undefined) {
+      try {
+        return await shared;
+      } catch (err) {
+        if (toGatewayError(err).status !== 499) throw err;
+      }
+    }
+    const asked = ask();
+    this.asking.set(target, asked);
+    try {
+      const list = await asked;
+      this.kept.set(target, { list, until: now() + LIST_TTL_MS });
+      return list;
+    } catch (err) {
+      const failure = toGatewayError(err);
+      if (failure.status !== 499) this.kept.set(target, { failure, until: now() + FAILURE_TTL_MS });
+      throw err;
+    } finally {
+      if (this.asking.get(target) === asked) this.asking.delete(target);
+    }
   }
 }
 
-async function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
+function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const target = key.targets[0] as Target;
-  const kept = deps.modelLists.get(target);
-  if (kept !== null) return kept;
-  const list = await askProvider(target, interaction, deps);
-  deps.modelLists.set(target, list);
-  return list;
+  return deps.modelLists.list(target, () => askProvider(target, interaction, deps));
 }
 
 async function askProvider(target: Target, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
