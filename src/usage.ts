@@ -9,6 +9,7 @@
  *                                          rotated files too (each --file is read; .gz ones decompressed)
  */
 import { createReadStream } from 'node:fs';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -53,7 +54,9 @@ function readOptions(args: readonly string[], now: number): Options {
   }
   if (since !== null && until !== null && since >= until) fail('--since must be before --until');
   if (files.length === 0) files.push(logFile !== undefined && logFile !== '' && logFile.toLowerCase() !== 'off' ? logFile : 'logs/llm_interactions.json');
-  return { range: { since, until }, files, json };
+  // A file named twice would be counted twice.
+  const unique = files.filter((file, i) => files.findIndex((other) => resolve(other) === resolve(file)) === i);
+  return { range: { since, until }, files: unique, json };
 }
 
 async function main(): Promise<void> {
@@ -64,10 +67,18 @@ async function main(): Promise<void> {
     () => report.skipped++,
   );
   for (const file of options.files) {
+    let lines = 0;
     try {
-      for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) reader.line(line);
+      for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
+        lines++;
+        reader.line(line);
+      }
     } catch (err) {
-      fail(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the log file with --file`);
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      if (lines === 0) fail(`cannot read ${file} (${why}); give the log file with --file`);
+      // A file damaged part-way (a .gz cut short): what came before counts, the rest is one skipped part.
+      process.stderr.write(`${file}: stopped reading at a damaged part (${why}); the entries before it are counted\n`);
+      report.skipped++;
     }
     // Each file ends its last entry: none runs on into the next file.
     reader.end();

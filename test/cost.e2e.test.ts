@@ -385,5 +385,12 @@ describe('npm run usage', () => {
     const notGzip = await usage('--file', `${gateway.logFile}.3.gz`);
     assert.equal(notGzip.code, 2);
     assert.match(notGzip.stderr, /cannot read .*\.3\.gz \(Z_DATA_ERROR\)/);
+    // Cut short part-way: what came before counts, and says so; a file named twice is read once.
+    const gzipped = gzipSync(Buffer.concat([text, text]));
+    writeFileSync(`${gateway.logFile}.4.gz`, gzipped.subarray(0, gzipped.length - 20));
+    const cut = await usage('--file', `${gateway.logFile}.4.gz`, '--file', gateway.logFile, '--file', gateway.logFile);
+    assert.equal(cut.code, 0, cut.stderr);
+    assert.match(cut.stderr, /\.4\.gz: stopped reading at a damaged part \(Z_BUF_ERROR\)/);
+    assert.match(cut.stdout, /^(8|9) requests in .*\.4\.gz, .*llm_interactions\.json, from .*unreadable parts? skipped/);
   });
 });
