@@ -56,8 +56,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   api: responsesClient,
   credential: (headers) => bearerToken(headers.authorization),
   howToSendKey: HOW_TO_SEND_BEARER,
-  async passThrough({ request, key, interaction, deps, body: sent, serialised }) {
-    const body = serialised ? sent : checkedBody(sent, request);
+  async passThrough({ request, key, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
     refuseItemReferences(memberView(request, 'input'));

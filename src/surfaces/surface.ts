@@ -59,10 +59,8 @@ export interface SurfaceDeps {
 /** A request about to pass through, for a surface that checks or changes it. */
 export interface PassThroughCall<C extends ApiTypes> {
   readonly request: C['request'];
-  /** The body as it would go. */
+  /** The body as it would go: the client's bytes only where its top-level keys are plain and unique (outboundRequest). */
   readonly body: Buffer | string;
-  /** The gateway wrote the body from the request it read (none of it is the client's bytes): its keys are its own. */
-  readonly serialised: boolean;
   readonly key: VirtualKey;
   readonly interaction: Interaction;
   readonly deps: SurfaceDeps;
@@ -492,15 +490,7 @@ function prepareChecked<C extends ApiTypes>(
   const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
   if (!prepared.route.translation.identity || surface.passThrough === undefined) return released(parsed, prepared);
   const body = typeof prepared.body === 'string' || Buffer.isBuffer(prepared.body) ? prepared.body : Buffer.concat(prepared.body);
-  const serialised = serialisedByGateway(prepared.body, raw);
-  return surface.passThrough({ request: prepared.outbound.request, body, serialised, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
-}
-
-/** Whether a body holds none of the client's bytes `raw` (a piece that may share its memory counts as the client's). */
-function serialisedByGateway(body: RequestBody, raw: Buffer): boolean {
-  if (typeof body === 'string') return true;
-  const pieces = Buffer.isBuffer(body) ? [body] : body;
-  return pieces.every((piece) => piece.buffer !== raw.buffer);
+  return surface.passThrough({ request: prepared.outbound.request, body, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
 }
 
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {

@@ -9,6 +9,8 @@
  * spelled that way (a regular expression built from the key), and a tail that could start such a
  * spelling is held back too.
  */
+import { isHex } from '../formats/json-bytes.js';
+
 const REDACTED = Buffer.from('[redacted]');
 const EMPTY = Buffer.alloc(0);
 /** Shorter keys are test values: replacing them would mangle ordinary text. */
@@ -130,8 +132,6 @@ function oddBackslashesAtEnd(bytes: Buffer, oddBefore: boolean): boolean {
   return run === bytes.length ? odd !== oddBefore : odd;
 }
 
-const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-
 /**
  * How many bytes at the end of `data` could start the key spelled with escapes (and were not the
  * key itself): from each start that could be its first character, the key's characters are
@@ -163,7 +163,8 @@ function prefixOfEscapedKey(data: Buffer, start: number, key: Buffer): boolean {
       if (at + i === data.length) return true;
       const byte = data[at + i] as number;
       const want = spelled.charCodeAt(i);
-      if (byte !== want && !(i >= 2 && isHex(byte) && String.fromCharCode(byte).toLowerCase() === String.fromCharCode(want))) return false;
+      // The hex digits in either case (0x20 is the case bit of A-F; digits have it already).
+      if (byte !== want && !(i >= 2 && isHex(byte) && (byte | 0x20) === want)) return false;
     }
     at += spelled.length;
   }
