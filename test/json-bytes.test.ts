@@ -300,6 +300,10 @@ describe('isJsonText', () => {
           parses = false;
         }
         assert.equal(isJsonText(candidate), parses, candidate.toString('utf8'));
+        // The layout checks as it goes: none for what is not JSON, the same value for what is.
+        const pieces = indentJsonBytes(candidate, n % 3 === 0 ? null : 1);
+        assert.equal(pieces !== null, parses, candidate.toString('utf8'));
+        if (pieces !== null) assert.deepEqual(JSON.parse(Buffer.concat(pieces).toString('utf8')), JSON.parse(candidate.toString('utf8')));
         checked++;
       }
     }
@@ -345,12 +349,15 @@ describe('isJsonText', () => {
   it('accepts any depth and every number form JSON has; refuses what it has not', () => {
     assert.equal(isJsonText(Buffer.from('['.repeat(100_000) + ']'.repeat(100_000))), true);
     for (const good of ['0', '-0', '1.5e+10', '-2E-3', '0.0', ' true ', 'null', '"\\u00e9\\n\\/"', '{}', '[]', '{"a":[1,{"b":null}]}']) assert.equal(isJsonText(Buffer.from(good)), true, good);
-    for (const bad of ['', '01', '1.', '.5', '-', '1e', '+1', 'tru', 'nul', 'truex', '[1,]', '{"a":1,}', '{"a"}', '{1:2}', '"a', '[1 2]', 'NaN', '"\\x"', '[', ']', '1 2']) assert.equal(isJsonText(Buffer.from(bad)), false, bad);
+    for (const bad of ['', '01', '1.', '.5', '-', '1e', '+1', 'tru', 'nul', 'truex', 'fals', 'nulll', 'True', '[1,]', '{"a":1,}', '{"a"}', '{1:2}', '"a', '[1 2]', 'NaN', '"\\x"', '[', ']', '1 2', '{"a":1]', '[1}']) {
+      assert.equal(isJsonText(Buffer.from(bad)), false, bad);
+      assert.equal(indentJsonBytes(Buffer.from(bad)), null, bad);
+    }
   });
 });
 
 describe('indentJsonBytes', () => {
-  const layout = (raw: Buffer, level?: number | null): Buffer => Buffer.concat(indentJsonBytes(raw, level));
+  const layout = (raw: Buffer, level?: number | null): Buffer => Buffer.concat(indentJsonBytes(raw, level) ?? assert.fail('not laid out'));
 
   it('lays out bytes as JSON.stringify(value, null, 2) does, at any depth, or on one line', () => {
     const next = random(11);
@@ -387,7 +394,7 @@ describe('indentJsonBytes', () => {
   it('writes long strings as pieces of the input, not copies, and short ones into chunks of its own', () => {
     const value = { system: 'x'.repeat(5000), messages: Array.from({ length: 3000 }, (_, i) => ({ role: 'user', content: i % 100 === 0 ? `é${'y'.repeat(1500 + i)}` : 'short' })) };
     const raw = Buffer.from(JSON.stringify(value));
-    const pieces = indentJsonBytes(raw, 1);
+    const pieces = indentJsonBytes(raw, 1) ?? assert.fail('not laid out');
     assert.equal(Buffer.concat(pieces).toString(), JSON.stringify(value, null, 2).replaceAll('\n', '\n  '));
     const shared = pieces.filter((piece) => piece.buffer === raw.buffer);
     assert.equal(shared.length, 31, 'the system prompt and 30 long contents');

@@ -563,58 +563,100 @@ type StringEnd = (start: number) => number;
 /**
  * Whether `raw` is one JSON value (RFC 8259), checked without building it: what JSON.parse would
  * accept, for bytes that are valid UTF-8. For a body whose large members were left as bytes, where
- * the scan checked their structure only, before the log splices the bytes into an entry.
+ * the scan checked their structure only, before the log splices the bytes into an entry (which
+ * indentJsonBytes checks as it lays them out, in the same pass).
  */
 export function isJsonText(raw: Buffer): boolean {
+  return walk(raw, null, null, Infinity) === LAID_OUT;
+}
+
+/** How a walk of the bytes ended. */
+const NOT_JSON = 0;
+const LAID_OUT = 1;
+/** The layout grew past its limit (pretty only). */
+const GREW = 2;
+
+/**
+ * One walk of `raw` by JSON's grammar, written to `out` as it goes where there is one (indented
+ * for a value `level` deep, or on one line where `level` is null). Nothing is built, and any depth
+ * is fine: no recursion.
+ */
+function walk(raw: Buffer, out: Pieces | null, level: number | null, limit: number): number {
   // Where the bytes hold no control character at all (compact JSON, as SDKs send it), a string's
   // escapes are all there is to check in it: found with indexOf, not byte by byte.
   const jsonStringEnd: StringEnd = hasControlBytes(raw) ? (start) => checkedStringEnd(raw, start) : escapedStrings(raw);
-  // Open containers, innermost last: 0x7b object, 0x5b array. No recursion: any depth is fine.
+  const pretty = level === null ? null : out;
+  let depth = level ?? 0;
+  // Open containers, innermost last: 0x7b object, 0x5b array.
   const open: number[] = [];
   let i = skipSpace(raw, 0);
   for (;;) {
     // A value starts at i.
     const c = raw[i];
     if (c === 0x7b || c === 0x5b) {
+      const close = c === 0x7b ? 0x7d : 0x5d;
+      out?.byte(c);
       i = skipSpace(raw, i + 1);
-      if (raw[i] === (c === 0x7b ? 0x7d : 0x5d)) {
+      if (raw[i] === close) {
+        out?.byte(close);
         i++;
       } else {
         open.push(c);
-        if (c === 0x7b) i = afterKey(raw, i, jsonStringEnd);
-        if (i === -1) return false;
+        if (pretty !== null) {
+          pretty.newline(++depth);
+          if (pretty.length > limit) return GREW;
+        }
+        if (c === 0x7b) i = afterKey(raw, i, jsonStringEnd, out, pretty !== null);
+        if (i === -1) return NOT_JSON;
         continue;
       }
-    } else if (c === QUOTE) {
-      i = jsonStringEnd(i);
     } else {
-      i = jsonScalarEnd(raw, i);
+      const end = c === QUOTE ? jsonStringEnd(i) : jsonScalarEnd(raw, i);
+      if (end === -1) return NOT_JSON;
+      out?.copy(raw, i, end);
+      i = end;
     }
-    if (i === -1) return false;
     // After a value: a comma and the next member, a closing bracket, or the end.
     for (;;) {
       i = skipSpace(raw, i);
-      if (open.length === 0) return i === raw.length;
+      if (open.length === 0) return i === raw.length ? LAID_OUT : NOT_JSON;
       const container = open[open.length - 1];
-      if (raw[i] === 0x2c) {
+      const next = raw[i];
+      if (next === 0x2c) {
+        out?.byte(next);
+        if (pretty !== null) {
+          pretty.newline(depth);
+          if (pretty.length > limit) return GREW;
+        }
         i = skipSpace(raw, i + 1);
-        if (container === 0x7b) i = afterKey(raw, i, jsonStringEnd);
-        if (i === -1) return false;
+        if (container === 0x7b) i = afterKey(raw, i, jsonStringEnd, out, pretty !== null);
+        if (i === -1) return NOT_JSON;
         break;
       }
-      if (raw[i] !== (container === 0x7b ? 0x7d : 0x5d)) return false;
+      if (next !== (container === 0x7b ? 0x7d : 0x5d)) return NOT_JSON;
       open.pop();
+      if (pretty !== null) {
+        pretty.newline(--depth);
+        if (pretty.length > limit) return GREW;
+      }
+      out?.byte(next);
       i++;
     }
   }
 }
 
-/** Where the value of the member whose key starts at `i` starts (after its colon), or -1. */
-function afterKey(raw: Buffer, i: number, jsonStringEnd: StringEnd): number {
+/** Where the value of the member whose key starts at `i` starts (after its colon), the key and colon written to `out`; or -1. */
+function afterKey(raw: Buffer, i: number, jsonStringEnd: StringEnd, out: Pieces | null, pretty: boolean): number {
   const end = jsonStringEnd(i);
   if (end === -1) return -1;
   const colon = skipSpace(raw, end);
-  return raw[colon] === 0x3a ? skipSpace(raw, colon + 1) : -1;
+  if (raw[colon] !== 0x3a) return -1;
+  if (out !== null) {
+    out.copy(raw, i, end);
+    out.byte(0x3a);
+    if (pretty) out.byte(0x20);
+  }
+  return skipSpace(raw, colon + 1);
 }
 
 /** Whether a 32-bit word holds a byte below 0x20: its top bit set by the borrow, not by the byte itself (exact for any word). */
@@ -719,8 +761,12 @@ function isDigit(c: number | undefined): boolean {
 
 /** The index after the literal or number at `start`, or -1 (JSON's grammar: no leading zeros, no bare dot). */
 function jsonScalarEnd(raw: Buffer, start: number): number {
-  for (const literal of LITERALS) if (start + literal.length <= raw.length && raw.compare(literal, 0, literal.length, start, start + literal.length) === 0) return start + literal.length;
   let i = start;
+  // true, false, null: compared byte by byte (a native compare's call cost more than the bytes).
+  const c = raw[i];
+  if (c === 0x74) return raw[i + 1] === 0x72 && raw[i + 2] === 0x75 && raw[i + 3] === 0x65 ? i + 4 : -1;
+  if (c === 0x66) return raw[i + 1] === 0x61 && raw[i + 2] === 0x6c && raw[i + 3] === 0x73 && raw[i + 4] === 0x65 ? i + 5 : -1;
+  if (c === 0x6e) return raw[i + 1] === 0x75 && raw[i + 2] === 0x6c && raw[i + 3] === 0x6c ? i + 4 : -1;
   if (raw[i] === 0x2d) i++;
   if (raw[i] === 0x30) i++;
   else if (isDigit(raw[i])) while (isDigit(raw[i])) i++;
@@ -737,8 +783,6 @@ function jsonScalarEnd(raw: Buffer, start: number): number {
   }
   return i;
 }
-
-const LITERALS = [Buffer.from('true'), Buffer.from('false'), Buffer.from('null')];
 
 /** Strings at least this long are pieces of the input itself in a layout, not copies. */
 const SHARED_STRING_BYTES = 1024;
@@ -823,68 +867,21 @@ class Pieces {
 const MAX_GROWTH = 4;
 
 /**
- * Valid JSON bytes laid out as `JSON.stringify(value, null, 2)` lays out its value, for a value
- * nested `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on
- * one line as `JSON.stringify(value)`. Strings and numbers stay as the client wrote them (the same
- * values; `\u00e9` stays escaped), so the bytes never become one string. The input must be valid
- * JSON (parseJsonBytes accepted it). The layout is pieces to write in order; its long strings are
+ * JSON bytes laid out as `JSON.stringify(value, null, 2)` lays out their value, for a value nested
+ * `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on one line
+ * as `JSON.stringify(value)`. Null when the bytes are not one JSON value (as isJsonText, checked in
+ * the same pass: a logged body whose large members were never parsed is walked once, not twice).
+ * Strings and numbers stay as the client wrote them (the same values; `\u00e9` stays escaped), so
+ * the bytes never become one string. The layout is pieces to write in order; its long strings are
  * pieces of `raw`, which must not change until they are written.
  *
  * Indentation grows with depth: 100 KB of nested brackets would take gigabytes laid out. A layout
  * that grows past MAX_GROWTH times the input is abandoned for the compact one (never larger than
  * the input), so the output stays bounded and the body whole.
  */
-export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer[] {
-  const pretty = level !== null;
-  const limit = MAX_GROWTH * raw.length + 4096;
-  const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (pretty ? raw.length >> 2 : 0) + 64));
-  let depth = level ?? 0;
-  let i = skipSpace(raw, 0);
-  while (i < raw.length) {
-    const c = raw[i] as number;
-    if (c === QUOTE) {
-      const end = stringEnd(raw, i);
-      out.copy(raw, i, end);
-      i = end;
-      continue;
-    }
-    if (c === 0x7b || c === 0x5b) {
-      const next = skipSpace(raw, i + 1);
-      const close = c === 0x7b ? 0x7d : 0x5d;
-      out.byte(c);
-      if (raw[next] === close) {
-        out.byte(close);
-        i = next + 1;
-        continue;
-      }
-      depth++;
-      if (pretty) {
-        out.newline(depth);
-        if (out.length > limit) return indentJsonBytes(raw, null);
-      }
-      i = next;
-      continue;
-    }
-    if (c === 0x7d || c === 0x5d) {
-      depth--;
-      if (pretty) {
-        out.newline(depth);
-        if (out.length > limit) return indentJsonBytes(raw, null);
-      }
-      out.byte(c);
-    } else if (c === 0x2c) {
-      out.byte(c);
-      if (pretty) {
-        out.newline(depth);
-        if (out.length > limit) return indentJsonBytes(raw, null);
-      }
-    } else if (c === 0x3a) {
-      out.byte(c);
-      if (pretty) out.byte(0x20);
-    } else if (!isSpace(c)) {
-      out.byte(c);
-    }
-    i++;
-  }
-  return out.result();
+export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer[] | null {
+  const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (level !== null ? raw.length >> 2 : 0) + 64));
+  const walked = walk(raw, out, level, MAX_GROWTH * raw.length + 4096);
+  if (walked === GREW) return indentJsonBytes(raw, null);
+  return walked === LAID_OUT ? out.result() : null;
 }

@@ -111,6 +111,18 @@ export class RawJson {
     return this.json;
   }
 
+  /**
+   * The bytes laid out for an entry (indentJsonBytes), or null when they are not JSON after all:
+   * bytes not checked yet are checked by the same pass.
+   */
+  layout(level: number | null): Buffer[] | null {
+    if (!this.json) return null;
+    const pieces = indentJsonBytes(this.bytes, level);
+    this.checked = true;
+    this.json = pieces !== null;
+    return pieces;
+  }
+
   /** Whatever renders an entry without knowing the class still gets the body (its text, if it is not JSON after all). */
   toJSON(): unknown {
     const text = this.bytes.toString('utf8');
@@ -140,7 +152,8 @@ export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
  */
 export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): void {
   const request = entry.request;
-  if (!(request instanceof RawJson) || !request.isJson()) {
+  const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
+  if (body === null) {
     out.push(utf8Bytes(renderEntry(entry, format)));
     return;
   }
@@ -154,7 +167,7 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
   const valueAt = at + marker.length - 4;
   out.push(utf8Bytes(text.slice(0, valueAt)));
   // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
-  for (const piece of indentJsonBytes(request.bytes, format === 'pretty' ? 1 : null)) out.push(piece);
+  for (const piece of body) out.push(piece);
   out.push(utf8Bytes(text.slice(valueAt + 4)));
 }
 
