@@ -23,8 +23,12 @@ const ESCAPED_SLASH = Buffer.from('\\/', 'latin1');
 
 export class KeyScrubber {
   private readonly key: Buffer | null;
-  /** The key with any of its characters escaped as JSON may escape it, in latin1 text. */
-  private readonly escaped: RegExp | null;
+  /**
+   * The key with any of its characters escaped as JSON may escape it, in latin1 text: built on
+   * the first read that holds an escape (building it cost every request ~20 µs, and few reads
+   * hold one).
+   */
+  private escaped: RegExp | null = null;
   private readonly slash: boolean;
   private carry: Buffer | null = null;
   /** Whether what was passed on ends with an odd run of backslashes: the next `\u` is then no escape. */
@@ -32,7 +36,6 @@ export class KeyScrubber {
 
   constructor(apiKey: string) {
     this.key = apiKey.length >= MIN_KEY_LENGTH ? Buffer.from(apiKey, 'latin1') : null;
-    this.escaped = this.key === null ? null : new RegExp([...this.key].map(spellings).join(''), 'g');
     this.slash = apiKey.includes('/');
   }
 
@@ -45,7 +48,7 @@ export class KeyScrubber {
     if (data.indexOf(key) !== -1) data = replaceAll(data, key);
     // Most reads hold no \u at all (a `\n` in text is no concern): one more native search.
     const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1);
-    if (escaped) data = replaceEscaped(data, this.escaped as RegExp, this.oddBackslashes);
+    if (escaped) data = replaceEscaped(data, (this.escaped ??= new RegExp([...key].map(spellings).join(''), 'g')), this.oddBackslashes);
     // A tail spelling the key's start with an escape holds one, or ends with its backslash.
     const hold = Math.max(startOfKeyAtEnd(data, key), escaped || data[data.length - 1] === BACKSLASH ? startOfEscapedKeyAtEnd(data, key) : 0);
     const passed = hold === 0 ? data : data.subarray(0, data.length - hold);
