@@ -102,27 +102,34 @@ interface Gateway {
 
 let gateways = 0;
 
+/**
+ * Real keys as long as the providers' own (an OpenAI project key is 164 characters, an Anthropic
+ * key 108): whatever the gateway does per key character is measured as deployed.
+ */
+const OPENAI_KEY = `sk-proj-${'Bench0penAiKey'.repeat(12).slice(0, 156)}`;
+const ANTHROPIC_KEY = `sk-ant-api03-${'BenchAnthropicKey'.repeat(6).slice(0, 95)}`;
+
 function gatewayEnv(dir: string, upstreamPort: number, refusedPort: number): Record<string, string> {
   const keysFile = join(dir, 'keys.json');
   writeFileSync(
     keysFile,
     JSON.stringify({
       virtual_keys: {
-        vk_openai: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1`, api: ['chat', 'responses'] },
+        vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${upstreamPort}/v1`, api: ['chat', 'responses'] },
         // A first target that refuses connections, then the server: every request falls back.
         vk_fallback: {
           targets: [
-            { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${refusedPort}/v1` },
-            { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
+            { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${refusedPort}/v1` },
+            { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${upstreamPort}/v1` },
           ],
           // Never skipped: the row measures a fallback on every request, not a skipped target.
           circuit_breaker: { failures: 1_000_000_000, cooldown_ms: 1 },
         },
         // The same server as a chat-only OpenAI-compatible one: Responses requests are translated.
-        vk_openai_chat: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1` },
-        vk_anthropic: { provider: 'anthropic', api_key: 'sk-ant-bench', base_url: `http://127.0.0.1:${upstreamPort}` },
+        vk_openai_chat: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${upstreamPort}/v1` },
+        vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${upstreamPort}` },
         // A rate limit that never refuses: the rows measure the check itself (here, or in Redis).
-        vk_limited: { provider: 'openai', api_key: 'sk-bench-openai', base_url: `http://127.0.0.1:${upstreamPort}/v1`, rate_limit: { requests_per_minute: 1_000_000_000 } },
+        vk_limited: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${upstreamPort}/v1`, rate_limit: { requests_per_minute: 1_000_000_000 } },
       },
     }),
   );
@@ -315,7 +322,7 @@ async function main(): Promise<void> {
     const shared = redis === null ? null : await startGateway(dir, upstream.port, 'off', { REDIS_URL: `redis://127.0.0.1:${redis.port}/0` });
 
     const targets: Target[] = [
-      { name: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', key: 'sk-bench-openai' },
+      { name: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', key: OPENAI_KEY },
       { name: 'minimal proxy', port: proxy.port, path: '/v1/chat/completions', key: 'vk' },
       { name: 'gateway openai, logs to file', port: toFile.port, path: '/v1/chat/completions', key: 'vk_openai', gateway: toFile },
       { name: 'gateway openai, logs to pipe', port: toPipe.port, path: '/v1/chat/completions', key: 'vk_openai', gateway: toPipe },
