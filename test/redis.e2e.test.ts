@@ -478,3 +478,95 @@ describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
     }
   });
 });
+
+/**
+ * A server on Redis's protocol that answers the gateway's handshake as Redis does, and every
+ * script with `reply` (RESP text): something else listening where Redis should be, or a Redis
+ * that answers in a shape the scripts never give.
+ */
+async function startOddRedis(reply: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let pending = '';
+    socket.on('data', (data) => {
+      pending += data.toString('latin1');
+      // Whole commands only: an array of bulk strings.
+      for (;;) {
+        const head = /^\*(\d+)\r\n/.exec(pending);
+        if (head === null) return;
+        let at = head[0].length;
+        const args: string[] = [];
+        for (let i = 0; i < Number(head[1]); i++) {
+          const bulk = /^\$(\d+)\r\n/.exec(pending.slice(at));
+          if (bulk === null || pending.length < at + bulk[0].length + Number(bulk[1]) + 2) return;
+          at += bulk[0].length;
+          args.push(pending.slice(at, at + Number(bulk[1])));
+          at += Number(bulk[1]) + 2;
+        }
+        pending = pending.slice(at);
+        const command = (args[0] ?? '').toUpperCase();
+        if (command === 'PING') socket.write('+PONG\r\n');
+        else if (command === 'SUBSCRIBE') for (const channel of args.slice(1)) socket.write(`*3\r\n$9\r\nsubscribe\r\n$${channel.length}\r\n${channel}\r\n:1\r\n`);
+        else if (command === 'EVALSHA' || command === 'EVAL') socket.write(reply);
+        else socket.write('+OK\r\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('a Redis that answers the limits scripts in a shape they never give', () => {
+  const keys = {
+    virtual_keys: {
+      vk_rpm: { name: 'rpm', provider: 'mock', rate_limit: { requests_per_minute: 5 } },
+      vk_budget: { name: 'budget', provider: 'mock', budget: { max_tokens: 200, period: 'total' } },
+    },
+  };
+  const replies = {
+    'an integer': ':5\r\n',
+    'a status': '+ok\r\n',
+    'nil': '$-1\r\n',
+    'an empty array': '*0\r\n',
+    'an outcome the script never gives': '*4\r\n$5\r\nweird\r\n:1\r\n:1\r\n:1\r\n',
+    // The key has no tokens-per-minute limit: this outcome cannot be its script's.
+    'a tokens outcome for a key without that limit': '*4\r\n$6\r\ntokens\r\n:1\r\n:0\r\n:0\r\n',
+  };
+
+  it('is a Redis failure: REDIS_FAILURE=closed refuses with 503, open decides here and serves; /v1/usage answers', async () => {
+    for (const [what, reply] of Object.entries(replies)) {
+      const redis = await startOddRedis(reply);
+      const closed = await start(keys, redis.url, { REDIS_FAILURE: 'closed' });
+      const open = await start(keys, redis.url, { REDIS_FAILURE: 'open' });
+      try {
+        for (const key of ['vk_rpm', 'vk_budget']) {
+          const refused = await chat(closed.url, key, ask);
+          assert.equal(refused.status, 503, `${what}, ${key}: ${refused.text}`);
+          assert.equal(refused.json.error.code, 'limits_unavailable');
+          const served = await chat(open.url, key, ask);
+          assert.equal(served.status, 200, `${what}, ${key}: ${served.text}`);
+          const usage = await get(open, '/v1/usage', key);
+          assert.equal(usage.status, 200, `${what}, ${key}: ${usage.text}`);
+        }
+        await waitFor(() => /unexpected reply from the admit script/.test(open.stderr()), 'the failure said on stderr');
+        assert.equal(open.stderr().match(/cannot be used/g)?.length, 1, `${what}: said once, not per request`);
+      } finally {
+        await closed.stop();
+        await open.stop();
+        await redis.stop();
+      }
+    }
+  });
+});

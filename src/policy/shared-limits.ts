@@ -337,10 +337,15 @@ export class SharedLimiter implements Limiter {
     warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
   }
 
-  private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[]): Promise<RespValue> {
+  /**
+   * A script's reply, or a failure the caller's policy applies to: a reply of a shape the script
+   * never gives (`expected` says no; something else answers on that port) counts as an error reply.
+   */
+  private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[], expected: (reply: RespValue[]) => boolean): Promise<RespValue[]> {
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);
+    if (!Array.isArray(reply) || !expected(reply)) throw new RedisReplyError(`unexpected reply from the ${which} script`);
     this.answered();
     return reply;
   }
@@ -351,9 +356,14 @@ export class SharedLimiter implements Limiter {
     const budget = key.budget;
     const rpm = key.rateLimit?.requestsPerMinute ?? 0;
     const tpm = key.rateLimit?.tokensPerMinute ?? 0;
-    let reply: RespValue;
+    // The outcomes the script gives for this key's limits: any other is no answer.
+    const expected = (reply: RespValue[]): boolean => {
+      const outcome = reply[0];
+      return outcome === 'ok' || (outcome === 'requests' && rpm > 0) || (outcome === 'tokens' && tpm > 0) || ((outcome === 'budget_tokens' || outcome === 'budget_usd') && budget !== null);
+    };
+    let reply: RespValue[];
     try {
-      reply = await this.call('admit', [bucket, spend, held], [rpm, tpm, budget?.maxTokens ?? 0, budget?.maxUsd ?? 0, estimate.tokens, estimate.usd, id, HOLD_MS, KEEP_MS, budget === null ? 0 : 1]);
+      reply = await this.call('admit', [bucket, spend, held], [rpm, tpm, budget?.maxTokens ?? 0, budget?.maxUsd ?? 0, estimate.tokens, estimate.usd, id, HOLD_MS, KEEP_MS, budget === null ? 0 : 1], expected);
     } catch (err) {
       this.failed(err as Error);
       this.options.metrics.redisFallback(this.options.failure);
@@ -366,7 +376,6 @@ export class SharedLimiter implements Limiter {
       const local = await this.options.local.admit(key, estimate, id);
       return sent && local.error === null ? { ...local, where: 'unsure', ticket: id } : local;
     }
-    if (!Array.isArray(reply)) throw new Error(`unexpected reply from the admit script: ${JSON.stringify(reply)}`);
     const [outcome, requestsLevel, tokensLevel, committed] = reply;
     const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
     const date = now.getTime();
@@ -380,8 +389,8 @@ export class SharedLimiter implements Limiter {
         return { headers, error: rateError(outcome, limit, ((1 - level) * 60_000) / limit, headers) };
       }
       default:
-        if (budget === null) throw new Error(`unexpected outcome of the admit script: ${String(outcome)}`);
-        return { headers: {}, error: budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
+        // A budget's outcome: `expected` let none through for a key without one.
+        return { headers: {}, error: budget === null ? null : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
     }
   }
 
@@ -421,9 +430,11 @@ export class SharedLimiter implements Limiter {
     ];
     const started = performance.now();
     runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).then(
-      () => {
+      (reply) => {
         this.options.metrics.redisCall('settle', (performance.now() - started) / 1000);
-        this.answered();
+        // The script says 1 (settled) or 0 (settled before): anything else is not the script's answer.
+        if (reply === 0 || reply === 1) this.answered();
+        else this.failed(new RedisReplyError('unexpected reply from the settle script'));
       },
       (err: Error) => {
         this.failed(err);
@@ -456,14 +467,13 @@ export class SharedLimiter implements Limiter {
     const now = new Date();
     const period = spendPeriod(key);
     const [bucket, spend, held] = redisKeys(key.digest, periodId(period, now));
-    let reply: RespValue;
+    let reply: RespValue[];
     try {
-      reply = await this.call('report', [bucket, spend, held], [key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, KEEP_MS]);
+      reply = await this.call('report', [bucket, spend, held], [key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, KEEP_MS], (answer) => answer.length >= 5 && Array.isArray(answer[0]));
     } catch (err) {
       this.failed(err as Error);
       return this.options.local.report(key);
     }
-    if (!Array.isArray(reply)) throw new Error('unexpected reply from the report script');
     const [fields, requestsLevel, tokensLevel, heldTokens, heldUsd] = reply;
     const spendFields: Record<string, number> = {};
     if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) spendFields[String(fields[i])] = num(fields[i + 1]) ?? 0;
