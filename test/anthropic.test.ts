@@ -12,7 +12,7 @@ import { chatToMessages, messagesTarget } from '../src/formats/messages/index.js
 import { decodeMessagesEvent } from '../src/formats/messages/stream.js';
 import { messagesStreamToChat } from '../src/formats/messages/stream-to-chat.js';
 import { FINISH_REASONS, finishReason, toChatCompletion, toChatUsage } from '../src/formats/messages/response-to-chat.js';
-import type { AnthropicResponse } from '../src/formats/messages/types.js';
+import type { AnthropicResponse, MessagesEvent } from '../src/formats/messages/types.js';
 import type { StreamItem } from '../src/formats/stream.js';
 import { anthropic } from '../src/providers/anthropic.js';
 import { SseParser } from '../src/upstream/sse.js';
@@ -604,5 +604,36 @@ describe('anthropic provider', () => {
   it('speaks the Messages API only, at /v1/messages', () => {
     assert.deepEqual(anthropic.apis, ['messages']);
     assert.equal(messagesTarget.path, '/v1/messages');
+  });
+});
+
+describe('anthropic: what a hostile client or provider sends', () => {
+  it('refuses a content part type that is not a string with a 400, whatever its toString holds', () => {
+    rejects({ messages: [user([{ type: { toString: 1 } }])] }, /content part type "an object"/);
+  });
+
+  it('joins 200,000 parts into the turn before them (spread into one call, they overflowed the stack)', () => {
+    const parts = Array.from({ length: 200_000 }, (_, i) => ({ type: 'text', text: `p${i}` }));
+    const anthropic = translate({ messages: [user('first'), user(parts)] });
+    assert.equal(anthropic.messages.length, 1);
+    const blocks = anthropic.messages[0]?.content as Array<{ text: string }>;
+    assert.equal(blocks.length, 200_001);
+    assert.equal(blocks[200_000]?.text, 'p199999');
+  });
+
+  const answer = (content: unknown[], stopReason: unknown): AnthropicResponse =>
+    ({ id: 'msg_01', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content, stop_reason: stopReason, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } }) as AnthropicResponse;
+  const unreadable = (err: unknown): boolean => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response';
+
+  it('answers 502 for a tool_use block whose id or name is not a string, in an answer and in a stream; an odd stop_reason is a stop', () => {
+    for (const odd of [{ toString: 1 }, 7, null]) {
+      assert.throws(() => toChatCompletion(answer([{ type: 'tool_use', id: odd, name: 'f', input: {} }], 'tool_use'), 1), unreadable);
+      assert.throws(() => toChatCompletion(answer([{ type: 'tool_use', id: 'toolu_1', name: odd, input: {} }], 'tool_use'), 1), unreadable);
+      const items = messagesStreamToChat(1)({ kind: 'event', event: { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: odd, name: 'f', input: {} } } as MessagesEvent });
+      assert.equal(items.length, 1);
+      assert.ok(items[0]?.kind === 'error' && unreadable(items[0].error));
+    }
+    assert.equal(finishReason({ toString: 1 }), 'stop');
+    assert.equal(toChatCompletion(answer([{ type: 'text', text: 'x' }], { toString: 1 }), 1).choices[0]?.finish_reason, 'stop');
   });
 });

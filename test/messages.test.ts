@@ -668,3 +668,17 @@ describe('models list in Anthropic format', () => {
     }
   });
 });
+
+describe('messages request → chat: what a hostile client sends', () => {
+  it('refuses a block type that is not a string with a 400, whatever its toString holds', () => {
+    refused({ messages: [{ role: 'user', content: [{ type: { toString: 1 } }] }] }, /content block type "an object"/);
+    refused({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: [{ type: { toString: 1 } }] }] }, /content block type "an object"/);
+  });
+
+  it('translates 200,000 tool results of one turn (spread into one call, they overflowed the stack)', () => {
+    const content = Array.from({ length: 200_000 }, (_, i) => ({ type: 'tool_result', tool_use_id: `t${i}`, content: 'ok' }));
+    const chat = translate({ messages: [{ role: 'user', content }] });
+    assert.equal(chat.messages.length, 200_000);
+    assert.deepEqual(chat.messages[199_999], { role: 'tool', tool_call_id: 't199999', content: 'ok' });
+  });
+});

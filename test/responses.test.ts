@@ -767,3 +767,23 @@ describe('review findings, each a regression test', () => {
     }
   });
 });
+
+describe('Responses request → chat: what a hostile client sends', () => {
+  it('joins 200,000 consecutive calls into one assistant turn without copying the list for each (60,000 took 33 s)', () => {
+    const calls = Array.from({ length: 200_000 }, (_, i) => ({ type: 'function_call', call_id: `c${i}`, name: 'f', arguments: '' }));
+    const chat = translate({ input: [{ role: 'user', content: 'x' }, ...calls] });
+    assert.equal(chat.messages.length, 2);
+    const turn = chat.messages[1] as { tool_calls: Array<{ id: string }> };
+    assert.equal(turn.tool_calls.length, 200_000);
+    assert.equal(turn.tool_calls[199_999]?.id, 'c199999');
+  });
+
+  it('refuses a type or a name that is not a string with a 400, whatever its toString holds', () => {
+    const odd = { toString: 1 };
+    refused({ input: [{ type: odd }] }, /"an object" cannot be translated/, 'input[0].type');
+    refused({ input: [{ role: 'user', content: [{ type: odd }] }] }, /"an object" cannot be translated/);
+    refused({ tools: [weather], tool_choice: { type: odd } }, /"an object" is a tool only OpenAI runs/);
+    refused({ tools: [weather], tool_choice: { type: 'function', name: odd } }, /no tool called "an object"/);
+    refused({ tools: [weather], tool_choice: { type: 'function', name: [1] } }, /no tool called "an array"/);
+  });
+});

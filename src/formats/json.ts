@@ -10,6 +10,17 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /**
+ * A client's or a provider's value named in a message: a string as it is, any other value by its
+ * kind. `String(value)` throws on an object whose `toString` is not a function
+ * (`{"type":{"toString":1}}`), which turned a refusal into a 500.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' && value !== null ? 'an object' : String(value);
+}
+
+/**
  * `table[name]` for a name that comes from a client or a provider: own entries only, so
  * `constructor`, `toString` or `__proto__` find nothing instead of Object.prototype's members.
  */

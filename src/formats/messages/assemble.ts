@@ -52,7 +52,11 @@ export class MessageAssembler implements Assembler<MessagesEvent, AnthropicRespo
     else if (delta.type === 'thinking_delta' && typeof delta.thinking === 'string') block.thinking = (block.thinking ?? '') + delta.thinking;
     else if (delta.type === 'signature_delta' && typeof delta.signature === 'string') block.signature = delta.signature;
     else if (delta.type === 'input_json_delta' && typeof delta.partial_json === 'string') state.json += delta.partial_json;
-    else if (delta.type === 'citations_delta' && delta.citation !== undefined) block.citations = [...(Array.isArray(block.citations) ? block.citations : []), delta.citation];
+    else if (delta.type === 'citations_delta' && delta.citation !== undefined) {
+      // Pushed, not copied: each delta copying the list made a long stream's assembly quadratic.
+      if (Array.isArray(block.citations)) block.citations.push(delta.citation);
+      else block.citations = [delta.citation];
+    }
   }
 
   result(): AnthropicResponse {

@@ -3,7 +3,7 @@
  * translate is a 400 GatewayError naming the parameter or message.
  */
 import { invalidRequest } from '../../errors.js';
-import { entryOf, isRecord } from '../json.js';
+import { entryOf, isRecord, shown } from '../json.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
 import type {
@@ -155,12 +155,12 @@ function blocks(content: unknown, where: string, allowImages: boolean): Array<Te
     if (!isRecord(part)) throw invalidRequest(`${at} must be a content part object.`, at, 'invalid_type');
     if (part.type === 'text' || part.type === 'refusal') {
       const text = part.type === 'text' ? part.text : part.refusal;
-      if (typeof text !== 'string') throw invalidRequest(`${at} needs a string "${String(part.type)}".`, at, 'invalid_type');
+      if (typeof text !== 'string') throw invalidRequest(`${at} needs a string "${shown(part.type)}".`, at, 'invalid_type');
       if (!isBlank(text)) out.push(withCacheControl({ type: 'text', text }, part));
     } else if (part.type === 'image_url' && allowImages) {
       out.push(imageBlock(part, at));
     } else {
-      throw invalidRequest(`${at}: content part type "${String(part.type)}" is not supported with an anthropic key here.`, at, 'invalid_content');
+      throw invalidRequest(`${at}: content part type "${shown(part.type)}" is not supported with an anthropic key here.`, at, 'invalid_content');
     }
   });
   return out;
@@ -226,7 +226,8 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
   const push = (role: Turn['role'], content: ContentBlock[]): void => {
     if (content.length === 0) return;
     const last = turns.at(-1);
-    if (last !== undefined && last.role === role) last.blocks.push(...content);
+    // One push each: a spread of 150,000 blocks overflows the call stack.
+    if (last !== undefined && last.role === role) for (const block of content) last.blocks.push(block);
     else turns.push({ role, blocks: content });
   };
 

@@ -5,7 +5,7 @@
  * other side is dropped. The README's Claude Code section lists the same tables.
  */
 import { invalidRequest } from '../../errors.js';
-import { entryOf, isRecord } from '../json.js';
+import { entryOf, isRecord, shown } from '../json.js';
 import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
 import type { AnthropicRequest } from './types.js';
@@ -99,7 +99,7 @@ function userPart(block: Record<string, unknown>, where: string): ContentPart | 
     case 'redacted_thinking':
       return null;
     default:
-      throw invalidRequest(`${where}: content block type "${String(block.type)}" cannot be translated for this key's provider`, where, 'invalid_content');
+      throw invalidRequest(`${where}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, where, 'invalid_content');
   }
 }
 
@@ -152,8 +152,9 @@ function userMessages(content: unknown, where: string): ChatMessage[] {
       if (part !== null) parts.push(part);
     }
   });
-  parts.push(...images);
-  return parts.length === 0 ? tools : [...tools, { role: 'user', content: chatContent(parts) }];
+  for (const image of images) parts.push(image);
+  if (parts.length > 0) tools.push({ role: 'user', content: chatContent(parts) });
+  return tools;
 }
 
 function toolCall(block: Record<string, unknown>, where: string): ToolCall {
@@ -181,7 +182,7 @@ function assistantMessage(content: unknown, where: string): ChatMessage | null {
     else if (block.type === 'tool_use') calls.push(toolCall(block, at));
     else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
     else if (block.type !== 'redacted_thinking') {
-      throw invalidRequest(`${at}: content block type "${String(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
+      throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
     }
   });
   if (text === '' && calls.length === 0) return null;
@@ -201,7 +202,8 @@ function translateMessages(request: AnthropicRequest): ChatMessage[] {
     const where = `messages.${index}`;
     switch (message.role) {
       case 'user':
-        out.push(...userMessages(message.content, where));
+        // One push each: a spread of 150,000 blocks' messages overflows the call stack.
+        for (const each of userMessages(message.content, where)) out.push(each);
         break;
       case 'assistant': {
         const assistant = assistantMessage(message.content, where);
@@ -228,7 +230,7 @@ function translateTools(tools: unknown): Array<Record<string, unknown>> {
     const at = `tools.${index}`;
     if (!isRecord(tool)) throw invalidRequest(`${at}: must be an object`, at, 'invalid_type');
     if (!CUSTOM_TOOL_TYPES.has(tool.type as string | undefined)) {
-      serverTools.push(`${typeof tool.name === 'string' ? tool.name : at} (${String(tool.type)})`);
+      serverTools.push(`${typeof tool.name === 'string' ? tool.name : at} (${shown(tool.type)})`);
       return {};
     }
     if (typeof tool.name !== 'string' || tool.name === '') throw invalidRequest(`${at}.name: Field required`, `${at}.name`, 'missing_required_parameter');

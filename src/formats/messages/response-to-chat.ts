@@ -2,6 +2,7 @@
  * Anthropic Messages response → OpenAI `chat.completion`; the stop-reason and usage mappings
  * shared with the stream translator. Pure functions.
  */
+import { invalidAnswer } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 import type { AssistantMessage, ChatCompletion, ChatUsage, ToolCall } from '../chat/types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
@@ -24,7 +25,7 @@ export const FINISH_REASONS: Readonly<Record<string, string>> = {
 
 export function finishReason(stopReason: unknown): string | null {
   if (stopReason === null || stopReason === undefined) return null;
-  return entryOf(FINISH_REASONS, String(stopReason)) ?? 'stop';
+  return (typeof stopReason === 'string' ? entryOf(FINISH_REASONS, stopReason) : undefined) ?? 'stop';
 }
 
 function finiteCount(value: unknown): number {
@@ -68,10 +69,11 @@ export function toChatCompletion(message: AnthropicResponse, created: number): C
       reasoning += block.thinking;
       hasReasoning = true;
     } else if (block.type === 'tool_use') {
+      if (typeof block.id !== 'string' || typeof block.name !== 'string') throw invalidAnswer('a tool_use block has no string id and name');
       toolCalls.push({
-        id: String(block.id),
+        id: block.id,
         type: 'function',
-        function: { name: String(block.name), arguments: JSON.stringify(block.input ?? {}) },
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
       });
     }
   }

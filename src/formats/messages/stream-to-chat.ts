@@ -4,6 +4,7 @@
  * always produced: what a client sees of it is the chat output's business.
  */
 import type { ChatCompletionChunk, ChunkDelta } from '../chat/types.js';
+import { invalidAnswer } from '../answer.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import { finishReason, toChatUsage } from './response-to-chat.js';
@@ -43,9 +44,10 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
         const block = isRecord(data.content_block) ? data.content_block : {};
         const blockIndex = typeof data.index === 'number' ? data.index : -1;
         if (block.type === 'tool_use') {
+          if (typeof block.id !== 'string' || typeof block.name !== 'string') return [{ kind: 'error', error: invalidAnswer('a tool_use block has no string id and name') }];
           const tool: ToolBlock = { index: toolBlocks.size, sawArguments: false };
           toolBlocks.set(blockIndex, tool);
-          return [chunk({ tool_calls: [{ index: tool.index, id: String(block.id), type: 'function', function: { name: String(block.name), arguments: '' } }] })];
+          return [chunk({ tool_calls: [{ index: tool.index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] })];
         }
         if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') return [chunk({ content: block.text })];
         return [];

@@ -8,7 +8,7 @@
 import { invalidRequest } from '../../errors.js';
 import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
-import { entryOf, isRecord } from '../json.js';
+import { entryOf, isRecord, shown } from '../json.js';
 import type { ResponsesRequest } from './types.js';
 
 type Rule = { action: 'map'; to: string } | { action: 'drop'; why: string } | { action: 'refuse'; why: string };
@@ -157,7 +157,7 @@ function chatToolChoice(choice: unknown, table: ToolTable, out: ChatRequest): vo
   if (!isRecord(choice)) invalid('tool_choice', "expected 'none', 'auto', 'required' or an object.", 'invalid_value');
   const named = (name: unknown, namespace: unknown): string => {
     const flat = typeof name === 'string' ? flatName(typeof namespace === 'string' ? namespace : undefined, name) : '';
-    if (!table.names.has(flat)) invalid('tool_choice.name', `no tool called "${String(name)}" in tools.`, 'invalid_value');
+    if (!table.names.has(flat)) invalid('tool_choice.name', `no tool called "${shown(name)}" in tools.`, 'invalid_value');
     return flat;
   };
   switch (choice.type) {
@@ -173,7 +173,7 @@ function chatToolChoice(choice: unknown, table: ToolTable, out: ChatRequest): vo
       return;
     }
     default:
-      unsupported('tool_choice', `"${String(choice.type)}" is a tool only OpenAI runs`);
+      unsupported('tool_choice', `"${shown(choice.type)}" is a tool only OpenAI runs`);
   }
 }
 
@@ -214,7 +214,7 @@ function chatPart(part: unknown, where: string): ContentPart {
       return { type: 'file', file };
     }
     default:
-      throw invalidRequest(`Invalid '${where}.type': "${String(part.type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_content');
+      throw invalidRequest(`Invalid '${where}.type': "${shown(part.type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_content');
   }
 }
 
@@ -267,7 +267,7 @@ class Conversation {
         break;
       default:
         if (typeof type === 'string' && HOSTED_ITEMS.has(type)) return; // an OpenAI-run tool's record: nothing to send elsewhere
-        throw invalidRequest(`Invalid '${where}.type': "${String(type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_value');
+        throw invalidRequest(`Invalid '${where}.type': "${shown(type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_value');
     }
   }
 
@@ -312,7 +312,9 @@ class Conversation {
     const call: ToolCall = { id: item.call_id, type: 'function', function: { name, arguments: args } };
     const last = this.messages[this.messages.length - 1];
     if (last?.role === 'assistant' && this.reasoning === '') {
-      last.tool_calls = [...(last.tool_calls ?? []), call];
+      // Pushed, not copied: a run of 60,000 calls copied the array each time (33 s of a blocked loop).
+      if (last.tool_calls === undefined) last.tool_calls = [call];
+      else last.tool_calls.push(call);
       if (last.content === '') last.content = null;
       return;
     }
