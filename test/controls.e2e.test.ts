@@ -243,6 +243,8 @@ describe('token budget', () => {
       assert.equal(refused.json.error.code, 'budget_exceeded');
       assert.match(refused.json.error.message, /36 of 30 tokens/);
       assert.ok(Number(refused.headers['retry-after']) > 0, 'until the day resets');
+      // The official SDKs would otherwise sleep until then (hours) and retry: told not to.
+      assert.equal(refused.headers['x-should-retry'], 'false');
     } finally {
       assert.equal(await first.stop(), 0);
     }

@@ -293,6 +293,7 @@ describe('gateway errors', () => {
     assert.equal(reply.status, 500);
     assert.equal(reply.json.error.code, 'provider_auth_failed');
     assert.match(reply.json.error.message, /provider rejected the gateway's API key for this virtual key/);
+    assert.equal(reply.headers['x-should-retry'], 'false', 'an SDK retrying would fail the same way');
     assert.doesNotMatch(reply.text, /WRONG|9888|sk-proj/);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.equal(entry.upstream.status, 401);

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OVERHEAD_HEADER } from './context.js';
 
 const EXPOSED =
-  `x-request-id, request-id, ${OVERHEAD_HEADER}, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, x-gateway-provider, x-gateway-cost-usd`;
+  `x-request-id, request-id, ${OVERHEAD_HEADER}, retry-after, x-should-retry, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, x-gateway-provider, x-gateway-cost-usd`;
 /** Header names a browser may ask to send (SDKs add their own, e.g. x-stainless-*). */
 const PLAIN_HEADER_NAMES = /^[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,1000}$/;
 

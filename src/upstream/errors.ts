@@ -122,7 +122,8 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
     return new GatewayError(
       500,
       `The provider rejected the gateway's API key for this virtual key (upstream status ${status}). The gateway operator must fix the key in the keys file.`,
-      { type: 'server_error', code: 'provider_auth_failed', logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}` },
+      // The official SDKs retry a 5xx twice unless told not to: each retry would fail the same way.
+      { type: 'server_error', code: 'provider_auth_failed', logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}`, headers: { 'x-should-retry': 'false' } },
     );
   }
   if (status < 400 || status > 599) {
