@@ -75,3 +75,11 @@ export function toGatewayError(err: unknown): GatewayError {
 export function invalidRequest(message: string, param: string | null = null, code = 'invalid_request'): GatewayError {
   return new GatewayError(400, message, { param, code });
 }
+
+/** How providers word a prompt larger than the model's context (OpenAI, DeepSeek, vLLM, Anthropic). */
+const CONTEXT_TOO_LONG = /context.{0,20}(length|window)|prompt is too long|maximum context|too many (input )?tokens/i;
+
+/** Whether an error is a provider saying the prompt does not fit the model's context: agents compact on it. */
+export function isContextOverflow(error: GatewayError): boolean {
+  return /context_length_exceeded/.test(`${error.code ?? ''} ${error.type}`) || (error.status === 400 && CONTEXT_TOO_LONG.test(error.message));
+}

@@ -682,3 +682,23 @@ describe('messages request → chat: what a hostile client sends', () => {
     assert.deepEqual(chat.messages[199_999], { role: 'tool', tool_call_id: 't199999', content: 'ok' });
   });
 });
+
+describe('messages errors: a context overflow in the words Claude Code compacts on', () => {
+  const said = (error: GatewayError): string => messagesErrorBody(error).error.message;
+
+  it('says "prompt is too long", with the counts where the provider gave them', () => {
+    const openai = "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. Please reduce the length of the messages.";
+    assert.equal(said(new GatewayError(400, openai, { code: 'context_length_exceeded' })), `prompt is too long: 130512 tokens > 128000 maximum. ${openai}`);
+    const vllm = "Requested token count exceeds the model's maximum context length of 262144 tokens. You requested a total of 262462 tokens: 230462 tokens from the input messages and 32000 tokens for the completion.";
+    assert.equal(said(new GatewayError(400, vllm)), `prompt is too long: 262462 tokens > 262144 maximum. ${vllm}`);
+    assert.equal(said(new GatewayError(400, 'context window exceeded')), 'prompt is too long: context window exceeded');
+    assert.equal(messagesErrorBody(new GatewayError(400, vllm)).error.type, 'invalid_request_error');
+  });
+
+  it('leaves Anthropic\'s own words, and every other error, as they are', () => {
+    const anthropic = 'prompt is too long: 208113 tokens > 200000 maximum';
+    assert.equal(said(new GatewayError(400, anthropic)), anthropic);
+    assert.equal(said(new GatewayError(400, 'max_tokens: 300000 > 64000, which is the maximum allowed')), 'max_tokens: 300000 > 64000, which is the maximum allowed');
+    assert.equal(said(new GatewayError(429, 'Rate limit reached for requests')), 'Rate limit reached for requests');
+  });
+});

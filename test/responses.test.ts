@@ -787,3 +787,20 @@ describe('Responses request → chat: what a hostile client sends', () => {
     refused({ tools: [weather], tool_choice: { type: 'function', name: [1] } }, /no tool called "an array"/);
   });
 });
+
+describe('a call without arguments, translated for a Responses client', () => {
+  it('has arguments "{}" (what OpenAI writes; clients JSON.parse them), in an answer and in a stream', () => {
+    const response = toResponse(completion({ tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, 'tool_calls'), context());
+    assert.equal(response.output[0]?.arguments, '{}');
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-9z', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const text = chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }) + chunk({}, 'tool_calls') + 'data: [DONE]\n\n';
+    const { events } = runTranslated(text);
+    const deltas = events.filter((event) => event.type === 'response.function_call_arguments.delta').map((event) => event.delta).join('');
+    assert.equal(deltas, '{}');
+    assert.equal(events.find((event) => event.type === 'response.function_call_arguments.done')?.arguments, '{}');
+    const completed = events.find((event) => event.type === 'response.completed') as { response: ResponseObject } | undefined;
+    assert.equal(completed?.response.output[0]?.arguments, '{}');
+    assert.deepEqual(JSON.parse(String(completed?.response.output[0]?.arguments)), {});
+  });
+});

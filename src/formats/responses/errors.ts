@@ -4,15 +4,13 @@
  * `rate_limit_exceeded` it waits as long as the message's "try again in N s" says; anything
  * else it retries), and the status a provider's `response.failed` stands for in the log.
  */
-import { GatewayError, type ErrorBody } from '../../errors.js';
+import { GatewayError, isContextOverflow, type ErrorBody } from '../../errors.js';
 import { entryOf, isRecord } from '../json.js';
 
 export interface ResponseError {
   code: string;
   message: string;
 }
-
-const CONTEXT_TOO_LONG = /context.{0,20}(length|window)|prompt is too long|maximum context|too many (input )?tokens/i;
 
 function retryAfterSeconds(error: GatewayError): number {
   const header = Number(error.headers?.['retry-after']);
@@ -22,7 +20,7 @@ function retryAfterSeconds(error: GatewayError): number {
 /** A gateway error → the `error` of a `response.failed`. */
 export function responseError(error: GatewayError): ResponseError {
   const said = `${error.code ?? ''} ${error.type}`;
-  if (/context_length_exceeded/.test(said) || (error.status === 400 && CONTEXT_TOO_LONG.test(error.message))) {
+  if (isContextOverflow(error)) {
     return { code: 'context_length_exceeded', message: error.message };
   }
   if (/insufficient_quota|billing/.test(said) || error.status === 402) return { code: 'insufficient_quota', message: error.message };

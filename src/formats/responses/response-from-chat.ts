@@ -60,7 +60,8 @@ export function responseShell(context: AnswerContext, base: string, model: strin
 export function callItem(context: AnswerContext, base: string, index: number, callId: string, name: string, args: string, status: string): OutputItem {
   const tool = context.tools.get(name);
   if (tool?.custom === true) return { type: 'custom_tool_call', id: `ctc_${base}_${index}`, status, call_id: callId, name: tool.name, input: customInput(args) };
-  const item: OutputItem = { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args, call_id: callId, name: tool?.name ?? name };
+  // A finished call without arguments has "{}", as OpenAI writes it: clients JSON.parse them, and "" is no JSON.
+  const item: OutputItem = { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args === '' && status !== 'in_progress' ? '{}' : args, call_id: callId, name: tool?.name ?? name };
   if (tool?.namespace !== undefined) item.namespace = tool.namespace;
   return item;
 }

@@ -106,6 +106,11 @@ export function chatStreamToResponses(context: AnswerContext, hints: StreamHints
   };
 
   const close = (item: OpenItem, out: Item[]): void => {
+    if (item.kind === 'call' && item.custom !== true && item.text === '') {
+      // No arguments came: "{}", as OpenAI streams it (clients JSON.parse what the deltas make).
+      item.text = '{}';
+      emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: item.text });
+    }
     const done = finished(item);
     const at = { item_id: item.id, output_index: item.index };
     if (item.kind === 'reasoning') {
