@@ -359,6 +359,8 @@ describe('anthropic request: parameters', () => {
     }
     // Harmless values of refused parameters pass.
     assert.doesNotThrow(() => translate({ messages: [user('x')], logprobs: false, response_format: { type: 'text' }, modalities: ['text'], seed: null, stop: null }));
+    const unbiased = translate({ messages: [user('x')], logit_bias: {} }) as unknown as Record<string, unknown>;
+    assert.equal(unbiased.logit_bias, undefined, 'an empty logit_bias biases nothing: accepted, not sent');
     rejects({ messages: [user('x')], temprature: 0.2 }, /Parameter "temprature" is not supported/, 'temprature');
   });
 

@@ -66,7 +66,8 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   verbosity: { action: 'drop', why: 'no Anthropic equivalent' },
   logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities', unless: (value) => value === false },
   top_logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities' },
-  logit_bias: { action: 'refuse', why: 'Anthropic has no token biasing' },
+  // An empty map biases nothing (clients that default it send {}).
+  logit_bias: { action: 'refuse', why: 'Anthropic has no token biasing', unless: (value) => isRecord(value) && Object.keys(value).length === 0 },
   audio: { action: 'refuse', why: 'Anthropic has no audio output' },
   modalities: { action: 'refuse', why: 'Anthropic answers text only', unless: (value) => Array.isArray(value) && value.every((m) => m === 'text') },
   prediction: { action: 'refuse', why: 'no predicted outputs on Anthropic' },
