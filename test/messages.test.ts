@@ -291,6 +291,9 @@ describe('messages request → chat: tools and parameters', () => {
 const completion = (message: Record<string, unknown>, finish: string, usage: Record<string, unknown> = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 }): ChatCompletion =>
   ({ id: 'chatcmpl-abc', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason: finish }], usage }) as ChatCompletion;
 
+/** What the surface knows of a request's prompt: its estimate in tokens. */
+const HINTS = { promptTokens: 100 };
+
 describe('chat answer → Message', () => {
   it('reasoning → a thinking block, text → a text block, tool calls → tool_use blocks with their input parsed', () => {
     const message = toMessage(
@@ -305,6 +308,7 @@ describe('chat answer → Message', () => {
         },
         'tool_calls',
       ),
+      HINTS,
     );
     assert.deepEqual(message, {
       id: 'msg_chatcmpl-abc',
@@ -326,18 +330,28 @@ describe('chat answer → Message', () => {
 
   it('maps every finish_reason; tool calls under "stop" (some servers) are still tool_use', () => {
     assert.deepEqual(STOP_REASONS, { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', function_call: 'tool_use', content_filter: 'refusal' });
-    for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion({ content: 'x' }, finish)).stop_reason, stop, finish);
-    assert.equal(toMessage(completion({ content: 'x' }, 'something_new')).stop_reason, 'end_turn');
+    for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion({ content: 'x' }, finish), HINTS).stop_reason, stop, finish);
+    assert.equal(toMessage(completion({ content: 'x' }, 'something_new'), HINTS).stop_reason, 'end_turn');
     const called = completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }, 'stop');
-    assert.equal(toMessage(called).stop_reason, 'tool_use');
-    assert.equal(toMessage(completion({ content: null, refusal: 'I cannot help.' }, 'stop')).stop_reason, 'refusal');
+    assert.equal(toMessage(called, HINTS).stop_reason, 'tool_use');
+    assert.equal(toMessage(completion({ content: null, refusal: 'I cannot help.' }, 'stop'), HINTS).stop_reason, 'refusal');
   });
 
   it('cached prompt tokens move from input_tokens to cache_read_input_tokens, as Anthropic counts them', () => {
-    const cached = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 800 } }));
+    const cached = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 800 } }), HINTS);
     assert.deepEqual(cached.usage, { input_tokens: 200, cache_creation_input_tokens: 0, cache_read_input_tokens: 800, output_tokens: 50 });
-    const deepseek = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_cache_hit_tokens: 600, prompt_cache_miss_tokens: 400 }));
+    const deepseek = toMessage(completion({ content: 'x' }, 'stop', { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_cache_hit_tokens: 600, prompt_cache_miss_tokens: 400 }), HINTS);
     assert.deepEqual(deepseek.usage, { input_tokens: 400, cache_creation_input_tokens: 0, cache_read_input_tokens: 600, output_tokens: 50 });
+  });
+
+  it('estimates the counts, never zeros, for a provider that reports no usage (as a stream does)', () => {
+    for (const usage of [undefined, null]) {
+      const text = 'x'.repeat(41);
+      const answer = { ...completion({ content: text }, 'stop'), usage } as unknown as ChatCompletion;
+      assert.deepEqual(toMessage(answer, { promptTokens: 321 }).usage, { input_tokens: 321, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 11 });
+    }
+    const called = { ...completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{"city":"Paris"}' } }] }, 'tool_calls'), usage: undefined } as unknown as ChatCompletion;
+    assert.deepEqual(toMessage(called, { promptTokens: 0 }).usage, { input_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 4 });
   });
 });
 

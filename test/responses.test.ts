@@ -620,7 +620,7 @@ describe('Responses through the hub to Anthropic (a chain: responses â†’ chat â†
       content: [{ type: 'thinking', thinking: 'Paris.', signature: 'sig' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }],
       stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 40, output_tokens: 12, cache_read_input_tokens: 10 },
     };
-    const response = exchange.response(message) as ResponseObject;
+    const response = exchange.response(message, { promptTokens: 40 }) as ResponseObject;
     assert.deepEqual(response.output.map((item) => item.type), ['reasoning', 'function_call']);
     assert.deepEqual([response.output[1]?.call_id, response.output[1]?.arguments], ['toolu_1', '{"city":"Paris"}']);
     assert.equal((response.usage as { input_tokens: number }).input_tokens, 50);

@@ -67,7 +67,7 @@ describe('translations', () => {
     assert.equal(chain.identity, false);
     const exchange = chain.exchange({ model: 'claude-x', say: 'hi' });
     assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
-    assert.deepEqual(exchange.response(message), { said: 'HELLO THERE' });
+    assert.deepEqual(exchange.response(message, { promptTokens: 1 }), { said: 'HELLO THERE' });
   });
 
   it('a chain translates a stream event by event, in order, and passes its end and errors through', () => {
@@ -113,7 +113,7 @@ describe('the way back of an exchange', () => {
     gc();
     assert.ok(hubRequests.length === 1 && sent.deref() === undefined, "the target's request is kept");
     assert.ok(hubRequests[0]?.deref() === undefined, "the hub's request is kept");
-    assert.deepEqual(back.response(message), { said: 'HELLO THERE' });
+    assert.deepEqual(back.response(message, { promptTokens: 1 }), { said: 'HELLO THERE' });
     assert.deepEqual(back.stream({ promptTokens: 1 })({ kind: 'end' }), [{ kind: 'end' }]);
   });
 });
@@ -133,7 +133,7 @@ describe('the router', () => {
     assert.equal(route.target.name, messagesTarget.name);
     const exchange = route.translation.exchange({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] } satisfies ChatRequest);
     assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] });
-    const answer = exchange.response(message) as ChatCompletion;
+    const answer = exchange.response(message, { promptTokens: 1 }) as ChatCompletion;
     assert.equal(answer.choices[0]?.message.content, 'hello there');
   });
 });

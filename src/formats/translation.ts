@@ -10,18 +10,18 @@ import { GatewayError } from '../errors.js';
 import type { ApiTypes } from './api.js';
 import type { StreamTranslator } from './stream.js';
 
-/** What a stream's translator may need to know of its request before the provider says it. */
-export interface StreamHints {
-  /** An estimate of the prompt's tokens (clients break on a stream that starts with zero usage). */
+/** What the translator of an answer (whole or streamed) may need to know of its request before, or unless, the provider says it. */
+export interface AnswerHints {
+  /** An estimate of the prompt's tokens (clients break on a stream that starts with zero usage, and take zeros for a count). */
   readonly promptTokens: number;
 }
 
 /** One request translated, and the way back for its answer. */
 export interface Exchange<C extends ApiTypes, T extends ApiTypes> {
   readonly request: T['request'];
-  response(response: T['response']): C['response'];
+  response(response: T['response'], hints: AnswerHints): C['response'];
   /** A fresh translator for the answer's stream. */
-  stream(hints: StreamHints): StreamTranslator<T['event'], C['event']>;
+  stream(hints: AnswerHints): StreamTranslator<T['event'], C['event']>;
   /** Tools of the request left out (ones only the client API's own provider runs), for the log. */
   readonly droppedTools?: readonly string[];
 }
@@ -60,8 +60,8 @@ function inClientTerms(err: unknown, names: Readonly<Record<string, string>> | u
 /** A translation whose answers do not depend on their request. */
 export function stateless<C extends ApiTypes, T extends ApiTypes>(parts: {
   request(request: C['request']): T['request'];
-  response(response: T['response']): C['response'];
-  stream(hints: StreamHints): StreamTranslator<T['event'], C['event']>;
+  response(response: T['response'], hints: AnswerHints): C['response'];
+  stream(hints: AnswerHints): StreamTranslator<T['event'], C['event']>;
 }): Translation<C, T> {
   return { identity: false, exchange: (request) => ({ request: parts.request(request), response: parts.response, stream: parts.stream }) };
 }
@@ -96,7 +96,7 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
       return {
         ...(dropped.length > 0 ? { droppedTools: dropped } : {}),
         request: near.request,
-        response: (response) => farResponse(nearResponse(response)),
+        response: (response, hints) => farResponse(nearResponse(response, hints), hints),
         stream: (hints) => {
           const nearStream = nearStreamFor(hints);
           const farStream = farStreamFor(hints);

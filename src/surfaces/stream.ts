@@ -9,7 +9,7 @@ import { JsonSeries } from '../formats/json-series.js';
 import type { Route } from '../formats/router.js';
 import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
-import type { StreamHints, WayBack } from '../formats/translation.js';
+import type { AnswerHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 
@@ -26,7 +26,7 @@ export interface ObservedStream extends StreamPipeline {
   answerId(): string | null;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: StreamHints): ObservedStream {
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: AnswerHints): ObservedStream {
   const target = route.target;
   const watch = target.streamWatch();
   const translate = back.stream(hints);

@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
-import type { Exchange, WayBack } from '../formats/translation.js';
+import type { AnswerHints, Exchange, WayBack } from '../formats/translation.js';
 import { plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
@@ -168,7 +168,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerId = answerJson(route, back, answer, res, interaction);
+      answerId = answerJson(route, back, answer, res, interaction, { promptTokens: promptEstimate });
     }
     if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
   } catch (err) {
@@ -557,12 +557,12 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction): string | null {
+function answerJson<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints): string | null {
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   if (!route.translation.identity) interaction.providerUsage = (answer as { usage?: unknown }).usage ?? null;
-  const response = back.response(answer);
+  const response = back.response(answer, hints);
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
   if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, usage)));
   stampOverhead(res, interaction.overheadMs(performance.now()));

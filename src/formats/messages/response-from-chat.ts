@@ -4,6 +4,7 @@
  */
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
+import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
 import type { AnthropicResponse, AnthropicUsage, ResponseBlock } from './types.js';
 
@@ -50,8 +51,12 @@ export function toolInput(args: unknown): Record<string, unknown> {
   }
 }
 
-/** A completion (checked by `parseCompletion`) → the equivalent Message. */
-export function toMessage(completion: ChatCompletion): AnthropicResponse {
+/**
+ * A completion (checked by `parseCompletion`) → the equivalent Message. Without the provider's
+ * usage, its counts are estimates (the prompt's from `hints`, the output's ~4 characters per
+ * token), as a stream's are: Anthropic's clients take zeros for a count.
+ */
+export function toMessage(completion: ChatCompletion, hints: AnswerHints): AnthropicResponse {
   const choice: unknown = completion.choices[0];
   const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
   const content: ResponseBlock[] = [];
@@ -77,6 +82,12 @@ export function toMessage(completion: ChatCompletion): AnthropicResponse {
     content,
     stop_reason: refused ? 'refusal' : stopReason(finish, content.some((block) => block.type === 'tool_use')),
     stop_sequence: null,
-    usage: toMessagesUsage(completion.usage),
+    usage: completion.usage === undefined || completion.usage === null ? estimatedUsage(content, hints) : toMessagesUsage(completion.usage),
   };
+}
+
+function estimatedUsage(content: readonly ResponseBlock[], hints: AnswerHints): AnthropicUsage {
+  let characters = 0;
+  for (const block of content) characters += (block.text ?? block.thinking ?? JSON.stringify(block.input ?? {})).length;
+  return { input_tokens: Math.max(1, hints.promptTokens), cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: Math.max(1, Math.ceil(characters / 4)) };
 }

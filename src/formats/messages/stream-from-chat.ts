@@ -12,14 +12,14 @@ import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
-import type { StreamHints } from '../translation.js';
+import type { AnswerHints } from '../translation.js';
 import { messageId, stopReason, toMessagesUsage } from './response-from-chat.js';
 import { StreamBlocks, type Block } from './stream-blocks.js';
 import type { MessagesEvent } from './types.js';
 
 type Item = StreamItem<MessagesEvent>;
 
-export function chatStreamToMessages(hints: StreamHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
+export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
   const blocks = new StreamBlocks();
   /** Each tool call's block (a late fragment still finds its own). */

@@ -19,7 +19,7 @@ import type { ChatCompletionChunk } from '../chat/types.js';
 import { chatUsage } from '../chat/usage.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
-import type { StreamHints } from '../translation.js';
+import type { AnswerHints } from '../translation.js';
 import type { Usage } from '../usage.js';
 import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, wrappedInput, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
@@ -38,7 +38,7 @@ interface OpenItem extends Sequenced {
   readonly custom?: boolean;
 }
 
-export function chatStreamToResponses(context: AnswerContext, hints: StreamHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
+export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
   let sequence = 0;
   let shell: ResponseObject | null = null;
   let base = 'gateway';
