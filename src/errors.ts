@@ -77,7 +77,7 @@ export function invalidRequest(message: string, param: string | null = null, cod
 }
 
 /** How providers word a prompt larger than the model's context (OpenAI, DeepSeek, vLLM, Anthropic). */
-const CONTEXT_TOO_LONG = /context.{0,20}(length|window)|prompt is too long|maximum context|too many (input )?tokens/i;
+const CONTEXT_TOO_LONG = /context.{0,20}(length|window).{0,40}(exceed|too)|exceed.{0,40}context|prompt is too long|maximum context length|too many (input )?tokens/i;
 
 /** Whether an error is a provider saying the prompt does not fit the model's context: agents compact on it. */
 export function isContextOverflow(error: GatewayError): boolean {

@@ -369,6 +369,9 @@ describe('indentJsonBytes', () => {
       assert.equal(layout(Buffer.from(JSON.stringify(value, null, 3)), null).toString(), JSON.stringify(value), 'whitespace removed');
       const nested = layout(raw, 2).toString();
       assert.equal(nested, JSON.stringify(value, null, 2).replaceAll('\n', '\n    '));
+      // Bytes already known to be JSON are laid out alike, without the checks.
+      assert.equal(Buffer.concat(indentJsonBytes(raw, 2, true) ?? []).toString(), nested);
+      assert.equal(Buffer.concat(indentJsonBytes(raw, null, true) ?? []).toString(), JSON.stringify(value));
     }
   });
 

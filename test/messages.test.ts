@@ -697,22 +697,37 @@ describe('messages request → chat: what a hostile client sends', () => {
   });
 });
 
-describe('messages errors: a context overflow in the words Claude Code compacts on', () => {
+describe('messages errors: a context overflow in the words Claude Code acts on', () => {
   const said = (error: GatewayError): string => messagesErrorBody(error).error.message;
 
-  it('says "prompt is too long", with the counts where the provider gave them', () => {
+  it('says "prompt is too long" where the prompt alone is over the context, with the counts', () => {
     const openai = "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. Please reduce the length of the messages.";
     assert.equal(said(new GatewayError(400, openai, { code: 'context_length_exceeded' })), `prompt is too long: 130512 tokens > 128000 maximum. ${openai}`);
-    const vllm = "Requested token count exceeds the model's maximum context length of 262144 tokens. You requested a total of 262462 tokens: 230462 tokens from the input messages and 32000 tokens for the completion.";
-    assert.equal(said(new GatewayError(400, vllm)), `prompt is too long: 262462 tokens > 262144 maximum. ${vllm}`);
-    assert.equal(said(new GatewayError(400, 'context window exceeded')), 'prompt is too long: context window exceeded');
-    assert.equal(messagesErrorBody(new GatewayError(400, vllm)).error.type, 'invalid_request_error');
+    const deepseek = "This model's maximum context length is 65536 tokens. However, you requested 70000 tokens (66000 in the messages, 4000 in the completion). Please reduce the length of the messages or completion.";
+    assert.equal(said(new GatewayError(400, deepseek)), `prompt is too long: 66000 tokens > 65536 maximum. ${deepseek}`);
+    const coded = 'Your input exceeds the context window of this model.';
+    assert.equal(said(new GatewayError(400, coded, { code: 'context_length_exceeded' })), `prompt is too long: ${coded}`);
+    assert.equal(messagesErrorBody(new GatewayError(400, openai)).error.type, 'invalid_request_error');
   });
 
-  it('leaves Anthropic\'s own words, and every other error, as they are', () => {
-    const anthropic = 'prompt is too long: 208113 tokens > 200000 maximum';
-    assert.equal(said(new GatewayError(400, anthropic)), anthropic);
-    assert.equal(said(new GatewayError(400, 'max_tokens: 300000 > 64000, which is the maximum allowed')), 'max_tokens: 300000 > 64000, which is the maximum allowed');
+  it('says "input length and `max_tokens` exceed context limit" where the prompt fits and the output asked for does not', () => {
+    const openai = "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens (1000 in the messages, 8000 in the completion). Please reduce the length of the messages or completion.";
+    assert.equal(said(new GatewayError(400, openai, { code: 'context_length_exceeded' })), `input length and \`max_tokens\` exceed context limit: 1000 + 8000 > 8192, decrease input length or \`max_tokens\` and try again. ${openai}`);
+    const vllm = "Requested token count exceeds the model's maximum context length of 262144 tokens. You requested a total of 262462 tokens: 230462 tokens from the input messages and 32000 tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.";
+    assert.match(said(new GatewayError(400, vllm)), /^input length and `max_tokens` exceed context limit: 230462 \+ 32000 > 262144, /);
+    const tooLarge = "'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is 4096 tokens and your request has 30 input tokens (4096 > 4096 - 30).";
+    assert.match(said(new GatewayError(400, tooLarge)), /^input length and `max_tokens` exceed context limit: 30 \+ 4096 > 4096, /);
+  });
+
+  it('leaves Anthropic\'s own words, an overflow it cannot read, and every other error as they are', () => {
+    for (const message of [
+      'prompt is too long: 208113 tokens > 200000 maximum',
+      'input length and `max_tokens` exceed context limit: 186433 + 20000 > 200000, decrease input length or `max_tokens` and try again',
+      'context window exceeded',
+      'Unrecognized request argument supplied: context_window_size',
+      'max_tokens: 300000 > 64000, which is the maximum allowed',
+    ]) assert.equal(said(new GatewayError(400, message)), message);
     assert.equal(said(new GatewayError(429, 'Rate limit reached for requests')), 'Rate limit reached for requests');
   });
 });
+

@@ -537,6 +537,9 @@ describe('a Redis that answers the limits scripts in a shape they never give', (
   };
   const replies = {
     'an integer': ':5\r\n',
+    // What the settle script answers: settlements go through, yet nothing says Redis is back.
+    'a zero': ':0\r\n',
+    'a one': ':1\r\n',
     'a status': '+ok\r\n',
     'nil': '$-1\r\n',
     'an empty array': '*0\r\n',

@@ -507,6 +507,8 @@ describe('Responses failures', () => {
   it('names context_length_exceeded and insufficient_quota where the provider said so, rate limits with a wait Codex can parse', () => {
     assert.deepEqual(responseError(new GatewayError(400, 'This model\'s maximum context length is 128000 tokens.', { code: 'context_length_exceeded' })).code, 'context_length_exceeded');
     assert.deepEqual(responseError(new GatewayError(400, 'prompt is too long: 210000 tokens > 200000 maximum')).code, 'context_length_exceeded');
+    // A parameter named after the context is no overflow: Codex stops for good on one.
+    assert.deepEqual(responseError(new GatewayError(400, 'Unrecognized request argument supplied: context_window_size')).code, 'server_error');
     assert.deepEqual(responseError(new GatewayError(429, 'You exceeded your current quota.', { type: 'insufficient_quota', code: 'insufficient_quota' })).code, 'insufficient_quota');
     assert.deepEqual(responseError(new GatewayError(429, 'Slow down.', { headers: { 'retry-after': '7' } })), { code: 'rate_limit_exceeded', message: 'Slow down. Please try again in 7s.' });
     assert.deepEqual(responseError(new GatewayError(529, 'Overloaded', { type: 'overloaded_error' })).code, 'server_is_overloaded');
@@ -802,5 +804,22 @@ describe('a call without arguments, translated for a Responses client', () => {
     const completed = events.find((event) => event.type === 'response.completed') as { response: ResponseObject } | undefined;
     assert.equal(completed?.response.output[0]?.arguments, '{}');
     assert.deepEqual(JSON.parse(String(completed?.response.output[0]?.arguments)), {});
+    const added = events.find((event) => event.type === 'response.output_item.added') as { item: { arguments: string } } | undefined;
+    assert.equal(added?.item.arguments, '', 'still empty while in progress, as OpenAI streams it');
+  });
+
+  it('leaves a custom tool\'s empty input empty, its name known at once or only in a later fragment', () => {
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-9z', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const named = chunk({ tool_calls: [{ index: 0, id: 'call_b', type: 'function', function: { name: 'apply_patch', arguments: '' } }] });
+    const late = chunk({ tool_calls: [{ index: 0, id: 'call_b', type: 'function', function: { arguments: '' } }] }) + chunk({ tool_calls: [{ index: 0, function: { name: 'apply_patch' } }] });
+    for (const start of [named, late]) {
+      const { events } = runTranslated(`${start}${chunk({}, 'tool_calls')}data: [DONE]\n\n`);
+      assert.equal(events.filter((event) => event.type === 'response.function_call_arguments.delta').length, 0);
+      const completed = events.find((event) => event.type === 'response.completed') as { response: ResponseObject } | undefined;
+      assert.deepEqual([completed?.response.output[0]?.type, completed?.response.output[0]?.input], ['custom_tool_call', '']);
+    }
+    const whole = toResponse(completion({ tool_calls: [{ id: 'call_b', type: 'function', function: { name: 'apply_patch', arguments: '' } }] }, 'tool_calls'), context());
+    assert.deepEqual([whole.output[0]?.type, whole.output[0]?.input], ['custom_tool_call', '']);
   });
 });

@@ -579,12 +579,15 @@ const GREW = 2;
 /**
  * One walk of `raw` by JSON's grammar, written to `out` as it goes where there is one (indented
  * for a value `level` deep, or on one line where `level` is null). Nothing is built, and any depth
- * is fine: no recursion.
+ * is fine: no recursion. `known`: the bytes are already known to be JSON (parsed whole), so only
+ * where each string and number ends is looked for, not whether its insides are valid.
  */
-function walk(raw: Buffer, out: Pieces | null, level: number | null, limit: number): number {
+function walk(raw: Buffer, out: Pieces | null, level: number | null, limit: number, known = false): number {
   // Where the bytes hold no control character at all (compact JSON, as SDKs send it), a string's
   // escapes are all there is to check in it: found with indexOf, not byte by byte.
-  const jsonStringEnd: StringEnd = hasControlBytes(raw) ? (start) => checkedStringEnd(raw, start) : escapedStrings(raw);
+  // Known bytes that are not JSON after all make these throw ParseWhole (indentJsonBytes: null).
+  const jsonStringEnd: StringEnd = known ? (start) => stringEnd(raw, start) : hasControlBytes(raw) ? (start) => checkedStringEnd(raw, start) : escapedStrings(raw);
+  const scalarEndOf = known ? (start: number): number => scalarEnd(raw, start) : (start: number): number => jsonScalarEnd(raw, start);
   const pretty = level === null ? null : out;
   let depth = level ?? 0;
   // Open containers, innermost last: 0x7b object, 0x5b array.
@@ -611,7 +614,7 @@ function walk(raw: Buffer, out: Pieces | null, level: number | null, limit: numb
         continue;
       }
     } else {
-      const end = c === QUOTE ? jsonStringEnd(i) : jsonScalarEnd(raw, i);
+      const end = c === QUOTE ? jsonStringEnd(i) : scalarEndOf(i);
       if (end === -1) return NOT_JSON;
       out?.copy(raw, i, end);
       i = end;
@@ -870,7 +873,8 @@ const MAX_GROWTH = 4;
  * JSON bytes laid out as `JSON.stringify(value, null, 2)` lays out their value, for a value nested
  * `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on one line
  * as `JSON.stringify(value)`. Null when the bytes are not one JSON value (as isJsonText, checked in
- * the same pass: a logged body whose large members were never parsed is walked once, not twice).
+ * the same pass: a logged body whose large members were never parsed is walked once, not twice);
+ * `known`: they were parsed whole, and are only laid out (checking them again doubled the cost).
  * Strings and numbers stay as the client wrote them (the same values; `\u00e9` stays escaped), so
  * the bytes never become one string. The layout is pieces to write in order; its long strings are
  * pieces of `raw`, which must not change until they are written.
@@ -879,9 +883,15 @@ const MAX_GROWTH = 4;
  * that grows past MAX_GROWTH times the input is abandoned for the compact one (never larger than
  * the input), so the output stays bounded and the body whole.
  */
-export function indentJsonBytes(raw: Buffer, level: number | null = 0): Buffer[] | null {
+export function indentJsonBytes(raw: Buffer, level: number | null = 0, known = false): Buffer[] | null {
   const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (level !== null ? raw.length >> 2 : 0) + 64));
-  const walked = walk(raw, out, level, MAX_GROWTH * raw.length + 4096);
-  if (walked === GREW) return indentJsonBytes(raw, null);
+  let walked: number;
+  try {
+    walked = walk(raw, out, level, MAX_GROWTH * raw.length + 4096, known);
+  } catch (err) {
+    if (!(err instanceof ParseWhole)) throw err;
+    walked = NOT_JSON;
+  }
+  if (walked === GREW) return indentJsonBytes(raw, null, known);
   return walked === LAID_OUT ? out.result() : null;
 }

@@ -117,7 +117,7 @@ export class RawJson {
    */
   layout(level: number | null): Buffer[] | null {
     if (!this.json) return null;
-    const pieces = indentJsonBytes(this.bytes, level);
+    const pieces = indentJsonBytes(this.bytes, level, this.checked);
     this.checked = true;
     this.json = pieces !== null;
     return pieces;

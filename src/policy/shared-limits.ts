@@ -271,6 +271,12 @@ function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
+/** A reply of a shape the scripts never give: whatever answered was not them (counted as an error reply). */
+class UnexpectedReply extends RedisReplyError {}
+
+/** The refusal of a request whose key's limits cannot be checked (REDIS_FAILURE=closed). */
+const LIMITS_UNAVAILABLE = { status: 503, message: 'The limits of this virtual key cannot be checked right now; try again shortly.', type: 'api_error', code: 'limits_unavailable', headers: { 'retry-after': '1' } } as const;
+
 export interface SharedLimiterOptions {
   readonly client: RedisClient;
   /** This instance's own authority: what every request also feeds, and what decides while Redis cannot. */
@@ -295,6 +301,8 @@ export class SharedLimiter implements Limiter {
    * once when it begins and once when an answer comes again; /healthz says so meanwhile.
    */
   private outage = false;
+  /** The last failure was a reply in a shape the scripts never give. */
+  private wrongReplies = false;
   private readonly backlog: Settlement[] = [];
   /** Told each time the connection comes up (the shared events read what is running). */
   private readonly connectedListeners: Array<() => void> = [];
@@ -323,6 +331,7 @@ export class SharedLimiter implements Limiter {
 
   /** Redis answered: an outage is over, and what waited for it is sent. */
   private answered(): void {
+    this.wrongReplies = false;
     if (!this.outage) return;
     this.outage = false;
     warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
@@ -331,6 +340,7 @@ export class SharedLimiter implements Limiter {
 
   private failed(error: Error): void {
     this.options.metrics.redisError(error instanceof Timeout ? 'timeout' : error instanceof RedisReplyError ? 'error' : 'unavailable');
+    this.wrongReplies = error instanceof UnexpectedReply;
     if (this.outage) return;
     this.outage = true;
     const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
@@ -345,7 +355,7 @@ export class SharedLimiter implements Limiter {
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);
-    if (!Array.isArray(reply) || !expected(reply)) throw new RedisReplyError(`unexpected reply from the ${which} script`);
+    if (!Array.isArray(reply) || !expected(reply)) throw new UnexpectedReply(`unexpected reply from the ${which} script`);
     this.answered();
     return reply;
   }
@@ -359,7 +369,7 @@ export class SharedLimiter implements Limiter {
     // The outcomes the script gives for this key's limits: any other is no answer.
     const expected = (reply: RespValue[]): boolean => {
       const outcome = reply[0];
-      return outcome === 'ok' || (outcome === 'requests' && rpm > 0) || (outcome === 'tokens' && tpm > 0) || ((outcome === 'budget_tokens' || outcome === 'budget_usd') && budget !== null);
+      return outcome === 'ok' || (outcome === 'requests' && rpm > 0) || (outcome === 'tokens' && tpm > 0) || (outcome === 'budget_tokens' && (budget?.maxTokens ?? 0) > 0) || (outcome === 'budget_usd' && (budget?.maxUsd ?? 0) > 0);
     };
     let reply: RespValue[];
     try {
@@ -371,7 +381,7 @@ export class SharedLimiter implements Limiter {
       const sent = !(err instanceof RedisUnavailable && !err.sent);
       if (this.options.failure === 'closed') {
         if (sent) this.settle({ key, spent: { tokens: 0, usd: 0, usage: null, unpriced: false }, reserved: { charge: estimate, where: 'unsure', ticket: id }, at: now, counts: false });
-        return { headers: {}, error: { status: 503, message: 'The limits of this virtual key cannot be checked right now; try again shortly.', type: 'api_error', code: 'limits_unavailable', headers: { 'retry-after': '1' } } };
+        return { headers: {}, error: LIMITS_UNAVAILABLE };
       }
       const local = await this.options.local.admit(key, estimate, id);
       return sent && local.error === null ? { ...local, where: 'unsure', ticket: id } : local;
@@ -389,8 +399,8 @@ export class SharedLimiter implements Limiter {
         return { headers, error: rateError(outcome, limit, ((1 - level) * 60_000) / limit, headers) };
       }
       default:
-        // A budget's outcome: `expected` let none through for a key without one.
-        return { headers: {}, error: budget === null ? null : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
+        // A budget's outcome (`expected` let none through for a key without one): never admitted unchecked.
+        return { headers: {}, error: budget === null ? LIMITS_UNAVAILABLE : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
     }
   }
 
@@ -433,8 +443,10 @@ export class SharedLimiter implements Limiter {
       (reply) => {
         this.options.metrics.redisCall('settle', (performance.now() - started) / 1000);
         // The script says 1 (settled) or 0 (settled before): anything else is not the script's answer.
-        if (reply === 0 || reply === 1) this.answered();
-        else this.failed(new RedisReplyError('unexpected reply from the settle script'));
+        if (reply !== 0 && reply !== 1) this.failed(new UnexpectedReply('unexpected reply from the settle script'));
+        // An outage of replies in the wrong shape ends only with an admission or a report in the
+        // right one: a server that answers every call with 0 or 1 would end it once per request.
+        else if (!this.wrongReplies) this.answered();
       },
       (err: Error) => {
         this.failed(err);

@@ -28,16 +28,37 @@ function messagesErrorType(error: GatewayError): string {
   return error.status < 500 ? 'invalid_request_error' : 'api_error';
 }
 
+/** The first number one of `patterns` captures in `text`. */
+function count(text: string, patterns: readonly RegExp[]): number | null {
+  for (const pattern of patterns) {
+    const found = pattern.exec(text)?.[1];
+    if (found !== undefined) return Number(found);
+  }
+  return null;
+}
+
+/** How OpenAI, DeepSeek and vLLM say the model's context, the prompt, and the output asked for. */
+const LIMIT = [/maximum context length (?:is |of )?(\d+)/i];
+const PROMPT = [/messages resulted in (\d+) tokens/i, /\((\d+) in the messages/i, /(\d+) tokens from the input/i, /request has (\d+) input tokens/i];
+const OUTPUT = [/(\d+) in the completion/i, /(\d+) tokens for the completion/i, /max_tokens'? [^.]*?too large: (\d+)/i];
+
 /**
- * A context overflow in Anthropic's words: Claude Code compacts the conversation on a 400 that
- * says "prompt is too long" (Anthropic's `prompt is too long: N tokens > M maximum`), and on
- * nothing an OpenAI-compatible provider says, so it would stop at the error instead.
+ * A context overflow in Anthropic's words, where the provider's say which it is: Claude Code
+ * compacts the conversation on "prompt is too long: N tokens > M maximum", and lowers max_tokens
+ * on "input length and `max_tokens` exceed context limit: N + K > M", and on nothing an
+ * OpenAI-compatible provider says (it would stop at the error instead). The provider's message
+ * follows. Anything else is left as it is.
  */
 function messagesErrorMessage(error: GatewayError): string {
-  if (!isContextOverflow(error) || /prompt is too long/i.test(error.message)) return error.message;
-  const limit = /maximum context length (?:is |of )?(\d+)/i.exec(error.message)?.[1];
-  const asked = /(?:resulted in|requested(?: a total of)?) (\d+) tokens/i.exec(error.message)?.[1];
-  return `prompt is too long: ${limit !== undefined && asked !== undefined ? `${asked} tokens > ${limit} maximum. ` : ''}${error.message}`;
+  const message = error.message;
+  if (!isContextOverflow(error) || /prompt is too long|exceed context limit/i.test(message)) return message;
+  const limit = count(message, LIMIT);
+  const prompt = count(message, PROMPT);
+  const output = count(message, OUTPUT);
+  if (limit !== null && prompt !== null && prompt > limit) return `prompt is too long: ${prompt} tokens > ${limit} maximum. ${message}`;
+  if (limit !== null && prompt !== null && output !== null) return `input length and \`max_tokens\` exceed context limit: ${prompt} + ${output} > ${limit}, decrease input length or \`max_tokens\` and try again. ${message}`;
+  // Said only by its code: the prompt, as OpenAI means it.
+  return error.code === 'context_length_exceeded' ? `prompt is too long: ${message}` : message;
 }
 
 export function messagesErrorBody(error: GatewayError): { type: 'error'; error: { type: string; message: string } } {

@@ -106,7 +106,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   };
 
   const close = (item: OpenItem, out: Item[]): void => {
-    if (item.kind === 'call' && item.custom !== true && item.text === '') {
+    // A custom tool's input stays as it came; its name may have come after the call began.
+    if (item.kind === 'call' && item.text === '' && item.custom !== true && context.tools.get(item.name ?? '')?.custom !== true) {
       // No arguments came: "{}", as OpenAI streams it (clients JSON.parse what the deltas make).
       item.text = '{}';
       emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: item.text });
