@@ -25,8 +25,8 @@ export class KeyScrubber {
   private readonly key: Buffer | null;
   /**
    * The key with any of its characters escaped as JSON may escape it, in latin1 text: built on
-   * the first read that holds an escape (building it cost every request ~20 µs, and few reads
-   * hold one).
+   * the first read that holds an escape (built for every request, it cost 74–90 µs with a
+   * 164-character key, and few reads hold one).
    */
   private escaped: RegExp | null = null;
   private readonly slash: boolean;
