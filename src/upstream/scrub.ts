@@ -6,10 +6,9 @@
  *
  * Inside JSON a key may also be written with escapes (`\u0073k-…`, `\/`): the client's JSON
  * parser, and the log's, would decode it. A read holding a `\u` is also searched for the key
- * spelled that way (a regular expression built from the key), and a tail that could start such a
- * spelling is held back too.
+ * spelled that way, and a tail that could start such a spelling is held back too: one matcher
+ * (escapedKeyEnd) for both.
  */
-import { isHex } from '../formats/json-bytes.js';
 
 const REDACTED = Buffer.from('[redacted]');
 const EMPTY = Buffer.alloc(0);
@@ -23,12 +22,6 @@ const ESCAPED_SLASH = Buffer.from('\\/', 'latin1');
 
 export class KeyScrubber {
   private readonly key: Buffer | null;
-  /**
-   * The key with any of its characters escaped as JSON may escape it, in latin1 text: built on
-   * the first read that holds an escape (built for every request, it cost 74–90 µs with a
-   * 164-character key, and few reads hold one).
-   */
-  private escaped: RegExp | null = null;
   private readonly slash: boolean;
   private carry: Buffer | null = null;
   /** Whether what was passed on ends with an odd run of backslashes: the next `\u` is then no escape. */
@@ -48,12 +41,12 @@ export class KeyScrubber {
     if (data.indexOf(key) !== -1) data = replaceAll(data, key);
     // Most reads hold no \u at all (a `\n` in text is no concern): one more native search.
     const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1);
-    if (escaped) data = replaceEscaped(data, (this.escaped ??= new RegExp([...key].map(spellings).join(''), 'g')), this.oddBackslashes);
+    if (escaped) data = replaceEscaped(data, key, this.oddBackslashes);
     // A tail spelling the key's start with an escape holds one, or ends with its backslash.
     const hold = Math.max(startOfKeyAtEnd(data, key), escaped || data[data.length - 1] === BACKSLASH ? startOfEscapedKeyAtEnd(data, key) : 0);
     const passed = hold === 0 ? data : data.subarray(0, data.length - hold);
     if (hold > 0) this.carry = data.subarray(data.length - hold);
-    this.oddBackslashes = oddBackslashesAtEnd(passed, this.oddBackslashes);
+    this.oddBackslashes = oddRunBefore(passed, passed.length, this.oddBackslashes);
     return passed;
   }
 
@@ -85,14 +78,49 @@ function startOfKeyAtEnd(data: Buffer, key: Buffer): number {
   return 0;
 }
 
+/** escapedKeyEnd: the data ends inside a spelling of the key. */
+const CUT = -2;
+
+/** The value of a hex digit in either case, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1;
+}
+
 /**
- * The ways JSON may write one character of a key, as a regular expression: the character itself,
- * a `\u` escape with either case of each hex digit, and `\/` for a slash.
+ * Where the key, as JSON may spell it, ends when it starts at `start`: each of its characters
+ * itself, a `\u` escape (hex digits in either case), or `\/` for a slash. CUT when the data ends
+ * inside such a spelling; -1 when none starts there.
  */
-function spellings(code: number): string {
-  const character = String.fromCharCode(code).replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
-  const hex = [...code.toString(16).padStart(4, '0')].map((digit) => (/[a-f]/.test(digit) ? `[${digit}${digit.toUpperCase()}]` : digit)).join('');
-  return `(?:${character}|\\\\u${hex}${code === 0x2f ? '|\\\\/' : ''})`;
+function escapedKeyEnd(data: Buffer, start: number, key: Buffer): number {
+  let at = start;
+  for (let k = 0; k < key.length; k++) {
+    if (at === data.length) return CUT;
+    const code = key[k] as number;
+    if (data[at] === code) {
+      at++;
+      continue;
+    }
+    if (data[at] !== BACKSLASH) return -1;
+    if (at + 1 === data.length) return CUT;
+    if (code === 0x2f && data[at + 1] === 0x2f) {
+      at += 2;
+      continue;
+    }
+    if (data[at + 1] !== 0x75 /* u */) return -1;
+    // Four hex digits of the character's code; cut short, the digits so far must start it.
+    let value = 0;
+    for (let i = 2; i < 6; i++) {
+      if (at + i === data.length) return value === code >> (4 * (6 - i)) ? CUT : -1;
+      const digit = hexDigit(data[at + i] as number);
+      if (digit === -1) return -1;
+      value = value * 16 + digit;
+    }
+    if (value !== code) return -1;
+    at += 6;
+  }
+  return at;
 }
 
 /**
@@ -100,76 +128,42 @@ function spellings(code: number): string {
  * escaped (`\\u0073k…` is a backslash and text, not the key; replacing it would break the JSON).
  * `oddBefore`: what came before `data` ends with an odd run of backslashes.
  */
-function replaceEscaped(data: Buffer, escaped: RegExp, oddBefore: boolean): Buffer {
-  const text = data.toString('latin1');
-  const parts: string[] = [];
+function replaceEscaped(data: Buffer, key: Buffer, oddBefore: boolean): Buffer {
+  const parts: Buffer[] = [];
   let from = 0;
-  escaped.lastIndex = 0;
-  for (let match = escaped.exec(text); match !== null; match = escaped.exec(text)) {
-    if (escapedBackslashAt(text, match.index, oddBefore)) {
-      escaped.lastIndex = match.index + 1; // a real spelling may still start inside it
-      continue;
-    }
-    parts.push(text.slice(from, match.index), '[redacted]');
-    from = escaped.lastIndex;
+  const first = key[0];
+  for (let at = 0; at < data.length; at++) {
+    const c = data[at];
+    if (c !== BACKSLASH && c !== first) continue;
+    const end = escapedKeyEnd(data, at, key);
+    // An escaped backslash is no escape, but a real spelling may still start inside it.
+    if (end < 0 || (c === BACKSLASH && oddRunBefore(data, at, oddBefore))) continue;
+    parts.push(data.subarray(from, at), REDACTED);
+    from = end;
+    at = end - 1;
   }
   if (parts.length === 0) return data;
-  parts.push(text.slice(from));
-  return Buffer.from(parts.join(''), 'latin1');
+  parts.push(data.subarray(from));
+  return Buffer.concat(parts);
 }
 
-/** Whether the character at `at` is a backslash that an odd run of backslashes before it escapes. */
-function escapedBackslashAt(text: string, at: number, oddBefore: boolean): boolean {
-  if (text.charCodeAt(at) !== BACKSLASH) return false;
+/** Whether the run of backslashes right before `end` is odd (one that starts `bytes` goes on from what came before, odd or not). */
+function oddRunBefore(bytes: Buffer, end: number, oddBefore: boolean): boolean {
   let run = 0;
-  while (at - 1 - run >= 0 && text.charCodeAt(at - 1 - run) === BACKSLASH) run++;
+  while (run < end && bytes[end - 1 - run] === BACKSLASH) run++;
   const odd = run % 2 === 1;
-  return at - run === 0 ? odd !== oddBefore : odd;
-}
-
-/** Whether `bytes`, after what ended with an odd run of backslashes or not, end with an odd run. */
-function oddBackslashesAtEnd(bytes: Buffer, oddBefore: boolean): boolean {
-  let run = 0;
-  while (run < bytes.length && bytes[bytes.length - 1 - run] === BACKSLASH) run++;
-  const odd = run % 2 === 1;
-  return run === bytes.length ? odd !== oddBefore : odd;
+  return run === end ? odd !== oddBefore : odd;
 }
 
 /**
  * How many bytes at the end of `data` could start the key spelled with escapes (and were not the
- * key itself): from each start that could be its first character, the key's characters are
- * matched one by one, literally or as an escape, up to the end of the data.
+ * key itself): the longest tail from which a spelling is cut off by the end of the data.
  */
 function startOfEscapedKeyAtEnd(data: Buffer, key: Buffer): number {
   const longest = Math.min(data.length, key.length * 6 - 1);
   for (let start = data.length - longest; start < data.length; start++) {
     const first = data[start] as number;
-    if (first !== BACKSLASH && first !== key[0]) continue;
-    if (prefixOfEscapedKey(data, start, key)) return data.length - start;
+    if ((first === BACKSLASH || first === key[0]) && escapedKeyEnd(data, start, key) === CUT) return data.length - start;
   }
   return 0;
-}
-
-function prefixOfEscapedKey(data: Buffer, start: number, key: Buffer): boolean {
-  let at = start;
-  for (let k = 0; k < key.length; k++) {
-    if (at === data.length) return true;
-    const code = key[k] as number;
-    if (data[at] === code) {
-      at++;
-      continue;
-    }
-    if (data[at] !== BACKSLASH) return false;
-    // An escape of this character, whole or cut off by the end of the data.
-    const spelled = code === 0x2f && data[at + 1] === 0x2f ? '\\/' : `\\u${code.toString(16).padStart(4, '0')}`;
-    for (let i = 0; i < spelled.length; i++) {
-      if (at + i === data.length) return true;
-      const byte = data[at + i] as number;
-      const want = spelled.charCodeAt(i);
-      // The hex digits in either case (0x20 is the case bit of A-F; digits have it already).
-      if (byte !== want && !(i >= 2 && isHex(byte) && (byte | 0x20) === want)) return false;
-    }
-    at += spelled.length;
-  }
-  return false; // the whole key: already replaced, nothing to hold
 }
