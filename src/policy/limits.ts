@@ -412,7 +412,7 @@ export function budgetError(budget: Budget, kind: 'tokens' | 'usd', used: number
     code: 'budget_exceeded',
     // The official SDKs sleep for any retry-after up to ~24 days and retry (a day's budget: hours,
     // twice): x-should-retry tells them not to; retry-after still says when the budget resets.
-    headers: end === null ? { 'x-should-retry': 'false' } : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - now) / 1000))), 'x-should-retry': 'false' },
+    headers: { ...(end === null ? {} : { 'retry-after': String(Math.max(1, Math.ceil((end.getTime() - now) / 1000))) }), 'x-should-retry': 'false' },
   };
 }
 
