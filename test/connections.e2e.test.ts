@@ -40,6 +40,8 @@ async function inFlight(): Promise<number> {
 
 interface RawConnection {
   readonly socket: net.Socket;
+  /** The client's port, kept: a socket closed by the peer no longer reports it. */
+  readonly localPort: number;
   /** Everything received so far. */
   text(): string;
   /** Resolves with everything received once the connection is closed at both ends. */
@@ -55,7 +57,7 @@ function connect(): Promise<RawConnection> {
     socket.on('error', () => {});
     const closed = new Promise<string>((done) => socket.on('close', () => done(text)));
     socket.on('connect', () => {
-      const connection = { socket, text: () => text, closed };
+      const connection = { socket, localPort: socket.localPort as number, text: () => text, closed };
       // Accepted by the gateway's process, not just by the kernel's queue: then its release can be seen.
       void waitFor(() => gatewayHolds(connection), 'the gateway to accept the connection').then(() => resolve(connection));
     });
@@ -70,7 +72,7 @@ function connect(): Promise<RawConnection> {
 function gatewayHolds(connection: RawConnection): boolean {
   const hex = (port: number): string => port.toString(16).toUpperCase().padStart(4, '0');
   const local = `:${hex(gateway.port)}`;
-  const remote = `:${hex(connection.socket.localPort as number)}`;
+  const remote = `:${hex(connection.localPort)}`;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const fields = line.trim().split(/\s+/);
     if (fields[1]?.endsWith(local) && fields[2]?.endsWith(remote)) return fields[9] !== '0';
