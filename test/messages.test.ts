@@ -379,7 +379,7 @@ function runTranslated(chunks: Buffer[], promptTokens = 1234): { frames: string;
   const translate = chatStreamToMessages({ promptTokens });
   const items: Array<StreamItem<MessagesEvent>> = [];
   const take = (events: ReturnType<SseParser['push']>): void => {
-    for (const event of events) for (const item of decodeChatEvent(event)) items.push(...translate(item));
+    for (const event of events) for (const item of decodeChatEvent(event)) for (const out of translate(item)) items.push(out);
   };
   for (const chunk of chunks) take(parser.push(chunk));
   take(parser.end());
@@ -545,6 +545,24 @@ describe('chat stream → Messages stream', () => {
       { type: 'tool_use', id: 'call_B', name: 'g', input: { b: 2 } },
       { type: 'text', text: 'Done.' },
     ]);
+  });
+
+  it('100,000 calls started while the first one is unfinished all follow it, in order, and the stream goes on (a queue taken by shift() held the loop for seconds)', () => {
+    const calls = 100_000;
+    const later = Array.from({ length: calls }, (_, i) => ({ index: i + 1, id: `call_${i + 1}`, type: 'function', function: { name: 'g', arguments: '{}' } }));
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_0', type: 'function', function: { name: 'f', arguments: '{"a": [1' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: later }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: ', 2]}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { content: 'Then text.' }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    const events = sdkEvents(runTranslated([Buffer.from(text)]).frames);
+    assertWellFormed(events);
+    const starts = events.filter((event) => event.type === 'content_block_start').map((event) => event.content_block as { type: string; id?: string });
+    assert.equal(starts.length, calls + 2);
+    starts.slice(0, -1).forEach((block, i) => assert.equal(block.id, `call_${i}`));
+    assert.equal(starts.at(-1)?.type, 'text');
   });
 
   it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {
