@@ -565,6 +565,20 @@ describe('chat stream → Messages stream', () => {
     assert.equal(starts.at(-1)?.type, 'text');
   });
 
+  it('a call whose arguments come in 50,000 fragments while the next call waits keeps them exact (each fragment is read once, not the text so far parsed again)', () => {
+    const fragments = Array.from({ length: 50_000 }, () => ({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '}' } }] }, finish_reason: null }] }));
+    const text = chunkStream([
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a": "' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'g', arguments: '{"b": 2}' } }] }, finish_reason: null }] },
+      ...fragments,
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '"}' } }] }, finish_reason: null }] },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ]);
+    const frames = runTranslated([Buffer.from(text)]).frames;
+    assertWellFormed(sdkEvents(frames));
+    assert.deepEqual(toolInputs(frames), [['call_A', { a: '}'.repeat(50_000) }], ['call_B', { b: 2 }]]);
+  });
+
   it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {
     const text = chunkStream([
       { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a":' } }] }, finish_reason: null }] },

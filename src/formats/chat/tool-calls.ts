@@ -4,6 +4,7 @@
  * (Ollama numbers every call 0), and one without an index continues the last call unless it
  * brings an id of its own. Shared by the translators from chat streams; one per stream.
  */
+import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';
 
 export interface PlacedFragment<Call> {
@@ -43,13 +44,53 @@ export class StreamedToolCalls<Call> {
   }
 }
 
-/** A call's arguments are whole: a JSON object, parsed only when they end like one. */
-export function wholeArguments(text: string): boolean {
-  if (!text.trimEnd().endsWith('}')) return false;
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
+/**
+ * Whether a call's streamed arguments are a whole JSON object yet (nothing more can come for it),
+ * each fragment read once: the text is parsed once, when its outermost brace closes. Parsing the
+ * text so far at every fragment, as long as another call waited, was quadratic: a server may send
+ * 100,000 fragments.
+ */
+export class ArgumentsEnd {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** Reading the object; its outermost brace closed (only whitespace since); or never whole (not an object, or more after it). */
+  private state: 'reading' | 'closed' | 'never' = 'reading';
+  /** The object, once parsed; null when the closed text is not JSON. */
+  private parsed: Record<string, unknown> | null | undefined = undefined;
+
+  /** Reads the next fragment of the arguments. */
+  feed(fragment: string): void {
+    for (let i = 0; i < fragment.length && this.state !== 'never'; i++) {
+      const c = fragment.charCodeAt(i);
+      if (this.state === 'closed') {
+        if (!isSpace(c)) this.state = 'never';
+      } else if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === 0x5c) this.escaped = true;
+        else if (c === 0x22) this.inString = false;
+      } else if (this.depth === 0) {
+        if (c === 0x7b) this.depth = 1;
+        else if (!isSpace(c)) this.state = 'never';
+      } else if (c === 0x22) this.inString = true;
+      else if (c === 0x7b || c === 0x5b) this.depth++;
+      else if ((c === 0x7d || c === 0x5d) && --this.depth === 0) this.state = 'closed';
+    }
+  }
+
+  /** The arguments as an object once whole, `text` being everything fed; null until then. */
+  whole(text: string): Record<string, unknown> | null {
+    if (this.state !== 'closed') return null;
+    if (this.parsed === undefined) {
+      try {
+        const value: unknown = JSON.parse(text);
+        this.parsed = isRecord(value) ? value : null;
+      } catch {
+        this.parsed = null;
+      }
+      // A closed object that is not JSON stays so, whatever follows.
+      if (this.parsed === null) this.state = 'never';
+    }
+    return this.parsed;
   }
 }

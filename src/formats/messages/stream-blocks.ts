@@ -5,7 +5,7 @@
  * (some servers start the next call before sending this one's arguments) or the stream ends.
  */
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
-import { wholeArguments } from '../chat/tool-calls.js';
+import { ArgumentsEnd } from '../chat/tool-calls.js';
 import type { StreamItem } from '../stream.js';
 import type { MessagesEvent } from './types.js';
 
@@ -17,6 +17,8 @@ export interface Block extends Sequenced {
   readonly start: Record<string, unknown>;
   /** Its Anthropic index, once started. */
   index: number | null;
+  /** A tool call's: where its arguments end. */
+  readonly end: ArgumentsEnd | null;
 }
 
 export class StreamBlocks {
@@ -28,7 +30,7 @@ export class StreamBlocks {
     },
     delta: (block, value, out) => out.push(delta(block, value)),
     stop: (block, out) => out.push({ kind: 'event', event: { type: 'content_block_stop', index: block.index } }),
-    whole: (block) => block.kind !== 'tool' || wholeArguments(block.text),
+    whole: (block) => block.end === null || block.end.whole(block.text) !== null,
   });
 
   /** A run of thinking or text: the last block's continuation, or a new block. */
@@ -45,6 +47,7 @@ export class StreamBlocks {
 
   /** A fragment of a call's arguments, sent in order. */
   toolInput(call: Block, value: string, out: Item[]): void {
+    call.end?.feed(value);
     this.blocks.content(call, value, out);
   }
 
@@ -54,7 +57,7 @@ export class StreamBlocks {
   }
 
   private add(kind: Block['kind'], start: Record<string, unknown>, out: Item[]): Block {
-    const block: Block = { kind, start, text: '', state: 'waiting', index: null };
+    const block: Block = { kind, start, text: '', state: 'waiting', index: null, end: kind === 'tool' ? new ArgumentsEnd() : null };
     this.blocks.add(block, out);
     return block;
   }

@@ -14,14 +14,14 @@
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
-import { StreamedToolCalls, wholeArguments } from '../chat/tool-calls.js';
+import { ArgumentsEnd, StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { chatUsage } from '../chat/usage.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import type { AnswerHints } from '../translation.js';
 import type { Usage } from '../usage.js';
-import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, wrappedInput, type AnswerContext } from './response-from-chat.js';
+import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
 
 type Item = StreamItem<ResponsesEvent>;
@@ -36,6 +36,8 @@ interface OpenItem extends Sequenced {
   readonly callId?: string;
   name?: string;
   readonly custom?: boolean;
+  /** For a call: where its arguments end. */
+  readonly end?: ArgumentsEnd;
 }
 
 export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
@@ -141,13 +143,14 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
    * go on until the stream ends).
    */
   const whole = (item: OpenItem): boolean => {
-    if (item.kind !== 'call') return true;
-    return wholeArguments(item.text) && (item.custom !== true || wrappedInput(item.text) !== null);
+    if (item.end === undefined) return true;
+    const args = item.end.whole(item.text);
+    return args !== null && (item.custom !== true || typeof args.input === 'string');
   };
 
   const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole });
 
-  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean }): OpenItem => {
+  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean; end: ArgumentsEnd }): OpenItem => {
     const item: OpenItem = { kind, index: count++, id: '', text: '', state: 'waiting', ...call };
     items.add(item, out);
     return item;
@@ -163,13 +166,14 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   /** One tool_calls fragment: a call's first adds its item, its arguments are deltas (a custom tool's input is sent whole when done). */
   const toolFragment = (out: Item[], fragment: unknown): void => {
-    const start = (callId: string, name: string): OpenItem => begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true });
+    const start = (callId: string, name: string): OpenItem => begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true, end: new ArgumentsEnd() });
     const placed = toolCalls.place(fragment, start, (n) => `call_${base}_${n}`);
     if (placed === null) return;
     const call = placed.call;
     if (!placed.started && (call.name ?? '') === '' && placed.name !== null) call.name = placed.name;
     if (placed.arguments === '') return;
     deltas++;
+    call.end?.feed(placed.arguments);
     items.content(call, placed.arguments, out);
   };
 

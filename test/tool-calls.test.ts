@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ArgumentsEnd } from '../src/formats/chat/tool-calls.js';
+
+/** What "whole" means: the text so far is one JSON object (with whitespace around it). */
+function wholeByParsing(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
+/** Feeds `text` cut at `cuts`, asking after each fragment; returns each answer with the text so far. */
+function answers(text: string, cuts: number[]): Array<[string, boolean]> {
+  const end = new ArgumentsEnd();
+  const out: Array<[string, boolean]> = [];
+  let from = 0;
+  for (const cut of [...cuts, text.length]) {
+    end.feed(text.slice(from, cut));
+    from = cut;
+    const sofar = text.slice(0, cut);
+    out.push([sofar, end.whole(sofar) !== null]);
+  }
+  return out;
+}
+
+const TEXTS = [
+  '{}',
+  ' {"city": "Paris", "unit": "°C"} \n',
+  '{"a": [1, {"b": "}"}], "c": "\\"}", "d": "\\\\"}',
+  '{"q": "{[\\"]}", "n": null, "t": true, "x": 1.5e3}',
+  '{"a": 1}}',
+  '{"a": 1} x',
+  '{a}',
+  '{"a": }',
+  '[1, 2]',
+  '"{}"',
+  '1',
+  '{"a": [}]}',
+  '{"a": "b"}\t\r\n ',
+  '{"a": "\\u007d"}',
+  '{"a":{"b":{"c":[[["}"]]]}}}',
+  '{"a": 1}{"b": 2}',
+  '',
+  '   ',
+  '{"a": "x"\u00a0}',
+];
+
+describe('where a call\'s streamed arguments end', () => {
+  it('says whole exactly when the text so far is one JSON object, after every fragment, cut at every character', () => {
+    for (const text of TEXTS) {
+      const everyCharacter = Array.from({ length: text.length }, (_, i) => i);
+      for (const [sofar, whole] of answers(text, everyCharacter)) assert.equal(whole, wholeByParsing(sofar), `${JSON.stringify(sofar)} of ${JSON.stringify(text)}`);
+      for (let cut = 0; cut <= text.length; cut++) {
+        for (const [sofar, whole] of answers(text, [cut])) assert.equal(whole, wholeByParsing(sofar), `${JSON.stringify(sofar)} cut at ${cut}`);
+      }
+    }
+  });
+
+  it('agrees with parsing on 20,000 random texts of JSON\'s punctuation, at every prefix', () => {
+    const alphabet = ['{', '}', '[', ']', '"', '\\', ':', ',', ' ', 'a', '1', 'u', '\n'];
+    let seed = 42;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let wholeSeen = 0;
+    for (let round = 0; round < 20_000; round++) {
+      let text = random(2) === 0 ? '{' : '';
+      const length = random(14);
+      for (let i = 0; i < length; i++) text += alphabet[random(alphabet.length)];
+      if (random(3) === 0) text += '}';
+      const cuts = Array.from({ length: text.length }, (_, i) => i).filter(() => random(3) === 0);
+      for (const [sofar, whole] of answers(text, cuts)) {
+        assert.equal(whole, wholeByParsing(sofar), `${JSON.stringify(sofar)} of ${JSON.stringify(text)}`);
+        if (whole) wholeSeen++;
+      }
+    }
+    assert.ok(wholeSeen > 100, `the texts include whole objects (${wholeSeen})`);
+  });
+
+  it('gives the parsed object, for a custom tool\'s {"input": …}', () => {
+    const end = new ArgumentsEnd();
+    const text = '{"input": "print(1)"}';
+    end.feed(text);
+    assert.deepEqual(end.whole(text), { input: 'print(1)' });
+  });
+});
