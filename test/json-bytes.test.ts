@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, type DeferOptions } from '../src/formats/json-bytes.js';
+import { hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_DEPTH, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { GatewayError } from '../src/errors.js';
+import { parseJsonObject } from '../src/formats/json.js';
 
 const STRINGS = ['', 'a', 'with "quotes"', 'back\\slash\\', 'new\nline\ttab', 'é — ✔ 😀', '\u0000\u001f', '"', '\\"', 'x'.repeat(200)];
 
@@ -75,11 +77,31 @@ describe('parseJsonBytes', () => {
     }
   });
 
-  it('parses a body nested deeper than its scan can recurse', () => {
+  it('refuses a body nested deeper than its scan can recurse as too deep, without overflowing the stack', () => {
     const text = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
-    let depth = 0;
-    for (let value = parseJsonBytes(Buffer.from(text), 1024) as unknown; Array.isArray(value) && value.length > 0; value = value[0]) depth++;
-    assert.equal(depth, 199_999);
+    assert.throws(() => parseJsonBytes(Buffer.from(text), 1024), TooDeep);
+  });
+});
+
+describe('a request body nested too deep', () => {
+  // Large and dense: what the scan hands to JSON.parse whole, where millions of nested arrays held the loop for seconds.
+  const body = (depth: number, copies: number): Buffer =>
+    Buffer.from(`{"model":"m","messages":[{"role":"user","content":"hi \\"[[[[\\" ]"}],"x":[${Array(copies).fill('['.repeat(depth) + ']'.repeat(depth)).join(',')}]}`);
+
+  it(`is refused (400, saying so) past ${MAX_DEPTH} levels, strings' brackets not counted; up to it, parsed`, () => {
+    const deep = body(MAX_DEPTH, 200);
+    assert.ok(deep.length > 200_000);
+    assert.throws(
+      () => parseJsonObject(deep, 'a model'),
+      (err: unknown) => err instanceof GatewayError && err.status === 400 && err.message === `The request body nests deeper than ${MAX_DEPTH} levels.`,
+    );
+    const fits = body(MAX_DEPTH - 2, 200); // inside "x": [ … ] of the object: two levels more
+    assert.equal((parseJsonObject(fits, 'a model').x as unknown[]).length, 200);
+  });
+
+  it('a body that is not JSON is still refused as such, whatever brackets its unterminated string holds', () => {
+    const broken = Buffer.from(`{"model":"m","x":"${'['.repeat(200_000)}`);
+    assert.throws(() => parseJsonObject(broken, 'a model'), (err: unknown) => err instanceof GatewayError && err.status === 400 && /not valid JSON/.test(err.message));
   });
 });
 

@@ -515,9 +515,43 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: Def
   } catch (err) {
     // Whatever the scan found wrong (or a piece's parse), JSON.parse of the whole has the final
     // word: its error message, or its value should the scan have been stricter than JSON.
-    if (err instanceof ParseWhole || err instanceof SyntaxError || err instanceof RangeError) return JSON.parse(raw.toString('utf8'));
+    if (err instanceof ParseWhole || err instanceof SyntaxError || err instanceof RangeError) {
+      if (nestsDeeper(raw, MAX_DEPTH)) throw new TooDeep(MAX_DEPTH);
+      return JSON.parse(raw.toString('utf8'));
+    }
     throw err;
   }
+}
+
+/**
+ * A large body parsed whole nests no deeper than this. JSON.parse of millions of nested arrays
+ * (an 18 MB `[[[…]]]`) held the loop for 4–6 s, three times as long as as many flat values; no
+ * API request nests so deep (a tool's schema: tens of levels).
+ */
+export const MAX_DEPTH = 512;
+
+export class TooDeep extends Error {
+  constructor(readonly max: number) {
+    super(`it nests deeper than ${max} levels`);
+  }
+}
+
+/** Whether the JSON text in `buf` nests deeper than `max` levels (false for a text that is not JSON: the parse says why). */
+function nestsDeeper(buf: Buffer, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < buf.length; i++) {
+    const c = buf[i] as number;
+    if (c === QUOTE) {
+      try {
+        i = stringEnd(buf, i) - 1;
+      } catch {
+        return false; // a string that never ends
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 /**

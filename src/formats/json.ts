@@ -3,7 +3,7 @@
  * shape it should.
  */
 import { invalidRequest } from '../errors.js';
-import { parseJsonBytes, type DeferOptions } from './json-bytes.js';
+import { parseJsonBytes, TooDeep, type DeferOptions } from './json-bytes.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -43,6 +43,7 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
   } catch (err) {
     // JSON.parse's verdict; anything else is a bug of the scan, not the client's.
     if (err instanceof SyntaxError || err instanceof RangeError) throw notJson(err);
+    if (err instanceof TooDeep) throw invalidRequest(`The request body nests deeper than ${err.max} levels.`, null, 'invalid_body');
     throw err;
   }
   if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
