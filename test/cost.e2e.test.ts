@@ -280,12 +280,14 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
-  it('refuses a background Responses request for a key with a budget, and prices a compaction, holding its estimate while it runs', async () => {
+  it('refuses a background Responses request for a key with a budget or a token limit, and prices a compaction, holding its estimate while it runs', async () => {
     const gateway = await startGateway({
       keys: {
         virtual_keys: {
           vk_resp: { name: 'codex', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 5, period: 'month' } },
           vk_compact: { name: 'compacting', provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_usd: 0.003, period: 'total' } },
+          vk_tpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], rate_limit: { tokens_per_minute: 1000 } },
+          vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 100 } },
         },
       },
       env: { LOG_CONSOLE: 'off' },
@@ -295,6 +297,14 @@ describe('what a budget in USD cannot be made to miss', () => {
       const background = await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
       assert.equal(background.status, 400);
       assert.equal(background.json.error.param, 'background');
+      assert.match(background.json.error.message, /it has a budget/);
+      // Its tokens come after the request: a tokens-per-minute limit could not count them either.
+      const limited = await request(gateway.url, '/v1/responses', { key: 'vk_tpm', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
+      assert.equal(limited.status, 400);
+      assert.equal(limited.json.error.param, 'background');
+      assert.match(limited.json.error.message, /it has a tokens_per_minute limit/);
+      const counted = await request(gateway.url, '/v1/responses', { key: 'vk_rpm', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
+      assert.equal(counted.status, 200, 'a limit on requests alone counts a background request as any other');
       const compacted = await compact('vk_resp', 'gpt-4o-mini');
       assert.equal(compacted.status, 200);
       // The mock's compaction: 100 input and 10 output tokens.

@@ -60,9 +60,12 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
     refuseItemReferences(memberView(request, 'input'));
-    // A background response is generated (and billed) after this request has ended: no budget could count it.
-    if (request.background === true && key.budget !== null) {
-      throw invalidRequest('background: not available to this virtual key: it has a budget, and a background response is billed after the request ends, where the budget cannot count it. Send the request without background.', 'background');
+    // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
+    if (request.background === true) {
+      const limit = key.budget !== null ? 'a budget' : key.rateLimit?.tokensPerMinute != null ? 'a tokens_per_minute limit' : null;
+      if (limit !== null) {
+        throw invalidRequest(`background: not available to this virtual key: it has ${limit}, and a background response is generated after the request ends, where the gateway cannot count its tokens. Send the request without background.`, 'background');
+      }
     }
     const previous = request.previous_response_id;
     if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
