@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, random } from '../bench/fixtures.js';
-import { capBody, InteractionLog, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { capBody, cutStream, InteractionLog, MAX_ASSEMBLED_STREAM_BYTES, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -107,6 +107,20 @@ describe('log rendering', () => {
 });
 
 describe('LOG_BODY_MAX_BYTES', () => {
+  it("bounds what a stream's logged answer is assembled from: 64 MiB of events, 16 MiB or 256 times a smaller cap under it; a cut stream's head is itself cut to the cap", () => {
+    const MiB = 1024 * 1024;
+    assert.equal(new InteractionLog([], null).assembledStreamLimit, MAX_ASSEMBLED_STREAM_BYTES);
+    assert.equal(MAX_ASSEMBLED_STREAM_BYTES, 64 * MiB);
+    assert.equal(new InteractionLog([], 1024).assembledStreamLimit, 16 * MiB);
+    assert.equal(new InteractionLog([], 128 * 1024).assembledStreamLimit, 32 * MiB);
+    assert.equal(new InteractionLog([], 4 * MiB).assembledStreamLimit, 64 * MiB);
+    const cut = cutStream({ id: 'c', choices: [{ message: { content: 'é'.repeat(1000) } }] }, 123_456_789);
+    assert.deepEqual(JSON.parse(JSON.stringify(cut)), { truncated: true, original_bytes: 123_456_789, head: JSON.stringify({ id: 'c', choices: [{ message: { content: 'é'.repeat(1000) } }] }) });
+    const capped = capBody(cut, 256) as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(capped.original_bytes, 123_456_789, "the stream's size, not its head's");
+    assert.ok(Buffer.byteLength(capped.head) <= 256 && capped.head.startsWith('{"id":"c"'));
+  });
+
   it('logs a body over the cap as its head (the first bytes of its compact JSON) and its size; smaller ones whole', () => {
     const big = { model: 'm', messages: [{ role: 'user', content: 'é'.repeat(1000) }] };
     const capped = capBody(big, 256) as { truncated: boolean; original_bytes: number; head: string };

@@ -14,6 +14,7 @@ import { createRouter } from '../src/formats/router.js';
 import { deepseek, flattenTextParts } from '../src/providers/deepseek.js';
 import { openai } from '../src/providers/openai.js';
 import type { Provider } from '../src/providers/types.js';
+import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log.js';
 import { streamPipeline } from '../src/surfaces/stream.js';
 import { upstreamBody } from '../src/surfaces/surface.js';
 import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream/errors.js';
@@ -114,6 +115,23 @@ describe('chat stream pass-through', () => {
     const request: ChatRequest = { model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) };
     return streamPipeline<ChatTypes>(route, route.translation.exchange(request), chatClient.streamOutput(request), logged ? chatClient.assembler() : null, { promptTokens: 1 });
   };
+
+  it(`relays a stream past ${MAX_ASSEMBLED_STREAM_BYTES / 1024 / 1024} MiB of events whole, and logs the answer assembled until then, marked cut, with the events' size`, () => {
+    const stream = pipeline(false);
+    const big = `{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"${'x'.repeat(1024 * 1024)}"},"finish_reason":null}],"usage":null}`;
+    const count = MAX_ASSEMBLED_STREAM_BYTES / (1024 * 1024) + 2;
+    for (let i = 0; i < count; i++) assert.equal(stream.event(event(big)).text.length, big.length + 8, 'every event reaches the client');
+    stream.event(event(finalWithUsage));
+    const logged = stream.response() as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(logged.truncated, true);
+    assert.equal(logged.original_bytes, count * big.length + finalWithUsage.length);
+    const assembled = JSON.parse(logged.head) as { choices: Array<{ message: { content: string } }> };
+    assert.equal(assembled.choices[0]?.message.content.length, Math.floor(MAX_ASSEMBLED_STREAM_BYTES / big.length) * 1024 * 1024, 'the events within the limit');
+    assert.deepEqual(stream.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 }, 'usage is still read');
+    const small = pipeline(false);
+    small.event(event(chunk));
+    assert.equal((small.response() as { truncated?: boolean }).truncated, undefined, 'below it: the answer itself');
+  });
 
   it('passes chunks through byte for byte', () => {
     assert.equal(pipeline(false).event(event(chunk)).text, `data: ${chunk}\n\n`);

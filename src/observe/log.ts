@@ -424,9 +424,36 @@ export interface TruncatedBody {
   readonly head: string;
 }
 
+/**
+ * A streamed answer is assembled for the log from at most this many bytes of its events, as a
+ * whole answer over it is refused: a stream has no size limit, and its log entry (3-4 times its
+ * size in memory while it is assembled and rendered) must not hold all of it.
+ */
+export const MAX_ASSEMBLED_STREAM_BYTES = 64 * 1024 * 1024;
+
+/** A streamed answer cut for the log at MAX_ASSEMBLED_STREAM_BYTES: the answer assembled so far, as text, and the size of all its events. */
+export function cutStream(assembled: unknown, streamedBytes: number): TruncatedBody {
+  let head: string;
+  try {
+    head = JSON.stringify(assembled) ?? '';
+  } catch {
+    head = '';
+  }
+  return new CutBody(streamedBytes, head);
+}
+
+class CutBody implements TruncatedBody {
+  readonly truncated = true;
+  constructor(
+    readonly original_bytes: number,
+    readonly head: string,
+  ) {}
+}
+
 /** A body as logged under a cap: itself, or its head and size. */
 export function capBody(body: unknown, maxBytes: number): unknown {
   if (body === null || body === undefined) return body;
+  if (body instanceof CutBody) return body.head.length <= maxBytes / 3 ? body : truncate(utf8Bytes(body.head), maxBytes, body.original_bytes);
   if (body instanceof RawJson) return body.bytes.length <= maxBytes ? body : truncate(body.bytes, maxBytes);
   let text: string;
   try {
@@ -441,11 +468,11 @@ export function capBody(body: unknown, maxBytes: number): unknown {
   return truncate(utf8Bytes(text), maxBytes);
 }
 
-function truncate(buffer: Buffer, maxBytes: number): TruncatedBody {
+function truncate(buffer: Buffer, maxBytes: number, originalBytes = buffer.length): TruncatedBody {
   // Cut before a character, not inside one.
-  let end = maxBytes;
-  while (end > 0 && ((buffer[end] as number) & 0xc0) === 0x80) end--;
-  return { truncated: true, original_bytes: buffer.length, head: buffer.toString('utf8', 0, end) };
+  let end = Math.min(maxBytes, buffer.length);
+  while (end > 0 && end < buffer.length && ((buffer[end] as number) & 0xc0) === 0x80) end--;
+  return { truncated: true, original_bytes: originalBytes, head: buffer.toString('utf8', 0, end) };
 }
 
 export class InteractionLog {
@@ -459,6 +486,16 @@ export class InteractionLog {
     private readonly bodyMaxBytes: number | null = null,
   ) {
     this.pending = [...new Set(sinks.flatMap((sink) => sink.formats))].map((format) => ({ format, parts: [] }));
+  }
+
+  /**
+   * Bytes of a stream's events its logged answer is assembled from: MAX_ASSEMBLED_STREAM_BYTES,
+   * less under LOG_BODY_MAX_BYTES (an answer's events run to ~50 times its text: 256 times the cap
+   * still holds every answer the cap would keep whole).
+   */
+  get assembledStreamLimit(): number {
+    const max = this.bodyMaxBytes;
+    return max === null ? MAX_ASSEMBLED_STREAM_BYTES : Math.min(MAX_ASSEMBLED_STREAM_BYTES, Math.max(16 * 1024 * 1024, max * 256));
   }
 
   /** False when every destination is off: callers skip building entries at all. */

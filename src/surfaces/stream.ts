@@ -11,6 +11,7 @@ import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
 import type { AnswerHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
+import { cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../observe/log.js';
 import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
 
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
@@ -26,13 +27,21 @@ export interface ObservedStream extends StreamPipeline {
   answerId(): string | null;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, assembler: Assembler<C['event'], C['response']> | null, hints: AnswerHints): ObservedStream {
+export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, logged: Assembler<C['event'], C['response']> | null, hints: AnswerHints, assembledLimit = MAX_ASSEMBLED_STREAM_BYTES): ObservedStream {
   const target = route.target;
+  /** Null once the events seen exceed `assembledLimit`: the log keeps what was assembled until then. */
+  let assembler = logged;
+  let streamedBytes = 0;
   const watch = target.streamWatch();
   const translate = back.stream(hints);
   const passThrough = route.translation.identity;
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
   const forwardedEvents = new JsonSeries();
+
+  const seen = (data: string): void => {
+    streamedBytes += Buffer.byteLength(data);
+    if (assembler !== null && streamedBytes > assembledLimit) assembler = null;
+  };
 
   /** Translated items → frames; stops at the end or an error. */
   const deliver = (items: Array<StreamItem<C['event']>>, step: { text: string }): StreamStep | null => {
@@ -49,7 +58,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
     passThrough,
     notable: target.notable,
     namedEvents: target.namedEvents,
-    assembling: assembler !== null,
+    assembling: logged !== null,
     event(event) {
       // Passing through, an event that says nothing the gateway reads goes out as it came.
       if (passThrough && !target.notable.test(event.data)) {
@@ -57,6 +66,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
         output.passed?.(event.data);
         return { text: sseFrame(event.data, event.event) };
       }
+      seen(event.data);
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
         if (item.kind === 'event') watch.see(item.event);
@@ -66,6 +76,7 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
       return step;
     },
     forwarded(data) {
+      seen(data);
       if (assembler === null) return;
       if (assembler.reads !== undefined && !assembler.reads.test(data)) return;
       try {
@@ -87,6 +98,9 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
     rawUsage: () => watch.rawUsage(),
     complete: () => watch.complete,
     answerId: () => watch.answerId?.() ?? null,
-    response: () => (assembler === null ? null : assembler.result()),
+    response: () => {
+      if (logged === null) return null;
+      return assembler === null ? cutStream(logged.result(), streamedBytes) : logged.result();
+    },
   };
 }

@@ -593,7 +593,7 @@ async function answerStream<C extends ApiTypes>(
       logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
     });
   }
-  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate });
+  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();
