@@ -198,6 +198,43 @@ describe('hostile streams', () => {
     }
   });
 
+  it('a client that reads nothing of its stream for UPSTREAM_IDLE_TIMEOUT_MS is let go: connection closed, provider released, logged 408 client_stalled', async () => {
+    const idleGateway = await startGateway({
+      keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_IDLE_TIMEOUT_MS: '1000' },
+    });
+    let providerReleased = false;
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const frame = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'y'.repeat(4000) }, finish_reason: null }] })}\n\n`;
+      res.on('close', () => (providerReleased = true));
+      while (!res.destroyed) if (!res.write(frame)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+    });
+    const req = http.request(`${idleGateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_openai', 'content-type': 'application/json' } });
+    try {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        req.on('response', resolve).on('error', reject);
+        req.end(JSON.stringify({ ...hello, stream: true }));
+      });
+      res.pause(); // the client reads nothing, and never closes
+      await waitFor(() => providerReleased, 'the provider connection to be released', 20_000);
+      const entry = await waitForEntry(idleGateway.logFile, String(res.headers['x-request-id']));
+      assert.equal(entry.status, 408);
+      assert.equal(entry.error.code, 'client_stalled');
+      const metrics = await fetch(`${idleGateway.url}/metrics`).then((reply) => reply.text());
+      assert.match(metrics, /^llm_gateway_requests_in_flight 1$/m, 'only the scrape itself is in flight');
+      // Reading again, the client finds its connection closed (a paused socket does not see it).
+      let closed = false;
+      res.socket.once('close', () => (closed = true));
+      res.on('error', () => {}).resume();
+      await waitFor(() => closed, 'the client to find its connection closed', 10_000);
+    } finally {
+      req.destroy();
+      openaiMock.behave(null);
+      await idleGateway.stop();
+    }
+  });
+
   it('scrubs the real key from a mid-stream error message', async () => {
     openaiMock.behave(({ req, res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -90,6 +90,8 @@ class StreamRelay {
   private readonly parser = new SseParser();
   private readonly notableAll: RegExp;
   private readonly idle: Deadline;
+  /** Waiting for the client to read what it was sent. */
+  private paused = false;
   private over = false;
   /** What one read produces, gathered and written at once: one write (one syscall) per read. */
   private gathering = false;
@@ -104,7 +106,8 @@ class StreamRelay {
     private readonly options: RelayOptions,
   ) {
     this.notableAll = new RegExp(pipeline.notable.source, 'g');
-    this.idle = setDeadline(options.idleMs, () => this.fail(upstreamIdle(options.idleMs)));
+    // Nothing moved for idleMs: the provider was silent, or the client read nothing (paused for it).
+    this.idle = setDeadline(options.idleMs, () => (this.paused ? this.stalled() : this.fail(upstreamIdle(options.idleMs))));
   }
 
   run(): Promise<void> {
@@ -266,17 +269,31 @@ class StreamRelay {
   private send(data: string | Buffer): void {
     this.record.firstByteAt ??= performance.now();
     if (!this.res.write(data)) {
-      // Paused for a slow client: the provider's silence is ours, not an idle provider.
-      this.idle.at = Infinity;
+      // Paused for a slow client: the provider's silence is ours; a client that reads nothing for
+      // as long as an idle provider would be given is let go, or it holds the request forever.
+      this.paused = true;
+      this.idle.at = performance.now() + this.options.idleMs;
       this.upstream.body.pause();
       this.res.once('drain', this.resume);
     }
   }
 
   private readonly resume = (): void => {
+    this.paused = false;
     this.idle.at = performance.now() + this.options.idleMs;
     this.upstream.body.resume();
   };
+
+  /** The client read nothing for idleMs: its connection is closed (an error frame would wait behind what it did not read). */
+  private stalled(): void {
+    if (this.over) return;
+    this.record.error = new GatewayError(408, `The client read nothing of the stream for ${this.options.idleMs} ms (UPSTREAM_IDLE_TIMEOUT_MS); its connection was closed.`, { code: 'client_stalled' });
+    this.record.status = 408;
+    this.over = true;
+    this.upstream.abort();
+    this.res.destroy();
+    this.finish();
+  }
 
   // ---- ending -----------------------------------------------------------------------------
 
