@@ -57,6 +57,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_on503: { name: 'on503', fallback_on: [503], targets: [a, b] },
       vk_on401: { name: 'on401', fallback_on: [401, 503], targets: [a, b] },
       vk_cooling: { name: 'cooling', targets: [a, b] },
+      vk_open_to_claude: { name: 'open-to-claude', circuit_breaker: { failures: 1, cooldown_ms: 60_000 }, targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
       vk_two_keys: { name: 'two-keys', targets: [{ ...a, api_key: undefined, api_keys: [KEY_A, KEY_A2] }, b] },
       vk_claude_down: { name: 'claude-down', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${down}` }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
@@ -573,6 +574,24 @@ describe('weights, circuits, metrics and reloads', () => {
       const after = await chat('vk_breaker');
       assert.equal(after.status, 200);
       assert.equal(first.requests.length, 4, 'closed again');
+    } finally {
+      reset();
+    }
+  });
+
+  it('a request only the target with an open circuit can take is told the targets are unavailable (503), not that it is wrong', async () => {
+    reset();
+    failWith(first, 503);
+    try {
+      assert.equal((await chat('vk_open_to_claude')).status, 200, 'the 503 opened the circuit; Anthropic answered');
+      // logprobs: an OpenAI parameter the Anthropic fallback cannot take.
+      const reply = await chat('vk_open_to_claude', { ...hello, logprobs: true });
+      assert.equal(reply.status, 503);
+      assert.equal(reply.json.error.code, 'targets_unavailable');
+      assert.equal(first.requests.length, 1, 'the open circuit was not tried');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 503);
+      assert.equal(entry.error.code, 'targets_unavailable');
     } finally {
       reset();
     }

@@ -386,13 +386,18 @@ async function callTargets<C extends ApiTypes>(
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
   const timeoutMs = key.timeoutMs ?? deps.upstream.policy.timeoutMs;
   let tried = 0;
+  /** A target before this one was passed over (its circuit open, its keys cooling down). */
+  let passedOver = false;
   /** The last target's failure, passed on when no other target can serve. */
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
     const target = order[i] as Target;
     // The breaker's admission of this request ('pass' unasked: a key with one target, or the last resort).
     const admission = several && !(i === order.length - 1 && tried === 0) ? admitTarget(target, interaction) : 'pass';
-    if (admission === null) continue;
+    if (admission === null) {
+      passedOver = true;
+      continue;
+    }
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
     const last = !several || !laterAvailable(order, i);
     let outcome: 'success' | 'failure' | null = null;
@@ -404,8 +409,9 @@ async function callTargets<C extends ApiTypes>(
         prepared = ready instanceof Promise ? await ready : ready;
       } catch (err) {
         // A target the request cannot go to (a parameter it has no translation for) after another
-        // failed: passed over, and the earlier failure stands.
-        if (tried === 0 || failure === null) throw err;
+        // failed or was passed over: passed over too, and the earlier failure stands (else the
+        // targets are unavailable: the request is not wrong because a fallback cannot take it).
+        if (tried === 0 && !passedOver) throw err;
         interaction.targetOutcome(target, 'skipped');
         continue;
       }
