@@ -215,8 +215,9 @@ describe('log destinations', () => {
         before.push(await ask(1000));
         await waitForEntry(gw.logFile, before.at(-1) as string);
       }
-      // ...then one that cannot fit: part of it is written before the limit stops the write.
-      const torn = await ask(40_000);
+      // ...then one that cannot fit (its request alone is over the limit; the mock echoes at most
+      // 4,096 characters): part of it is written before the limit stops the write.
+      const torn = await ask(70_000);
       await waitFor(() => /cannot write the log/.test(gw.stderr()), 'the failed write reported');
       // The next entry fits, and must follow a whole entry.
       const after = await ask(1000);
@@ -242,7 +243,7 @@ describe('log destinations', () => {
       const ask = async (size: number): Promise<string> => String((await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(size) }] })).headers['x-request-id']);
       const first = await ask(1000);
       await waitForEntry(logFile, first);
-      await ask(40_000); // torn by the size limit, and the cut is refused
+      await ask(70_000); // torn by the size limit (its request alone is over it), and the cut is refused
       await waitFor(() => /cannot cut a partly written entry off the end of .*log\.json/.test(gw.stderr()), 'the refused cut reported');
       // Room again (the disk was cleaned up), as far as this process is concerned.
       const lifted = spawnSync('prlimit', ['--pid', String(gw.child.pid), '--fsize=unlimited:'], { encoding: 'utf8' });

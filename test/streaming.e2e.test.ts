@@ -358,4 +358,29 @@ describe('streaming', () => {
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.ok(entry.usage.input_tokens > 0 && entry.usage.output_tokens > 0);
   });
+
+  it('the mock echoes at most 4,096 characters, cut with "…", in at most 64 content events', async () => {
+    // A reviewer's 2 MB of one-letter words came back as 184 MB of events, one per word.
+    const words = 'a '.repeat(100_000);
+    const echo = `Echo: ${words.trim().slice(0, 4096)}…`;
+    const reply = await chat(gateway.url, 'vk_mock', ask(words));
+    assert.equal(reply.status, 200);
+    const chunks = sseData(reply.text).slice(0, -1).map((text) => JSON.parse(text));
+    const contents = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').filter((content: string) => content !== '');
+    assert.equal(contents.join(''), echo);
+    assert.ok(contents.length <= 64, `${contents.length} content events`);
+    assert.ok(reply.text.length < 32 * 1024, `${reply.text.length} bytes streamed`);
+
+    const whole = await chat(gateway.url, 'vk_mock', { ...ask(words), stream: false });
+    assert.equal(whole.json.choices[0].message.content, echo);
+
+    // The cut never splits a character of two UTF-16 units (an emoji): it goes before it.
+    const emoji = await chat(gateway.url, 'vk_mock', { ...ask(`${'x'.repeat(4095)}😀 more`), stream: false });
+    assert.equal(emoji.json.choices[0].message.content, `Echo: ${'x'.repeat(4095)}…`);
+
+    // A short message still streams one event per word.
+    const short = await chat(gateway.url, 'vk_mock', ask('one two three'));
+    const pieces = sseData(short.text).slice(0, -1).map((text) => JSON.parse(text).choices[0]?.delta.content ?? '').filter((content: string) => content !== '');
+    assert.deepEqual(pieces, ['Echo: ', 'one ', 'two ', 'three']);
+  });
 });

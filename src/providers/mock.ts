@@ -3,6 +3,8 @@
  * account, in OpenAI's exact wire format (so the rest of the gateway treats it like any
  * upstream: it gets the request bytes a provider would, and answers with bytes). Deterministic:
  * it echoes the last user message, with usage numbers estimated at ~4 characters per token.
+ * Anyone holding the demo key can send it megabytes, so the echo and its stream are bounded:
+ * at most ECHO_LIMIT characters, in at most STREAM_PIECES content events, each made when read.
  */
 import { Readable } from 'node:stream';
 import { chatTarget } from '../formats/chat/index.js';
@@ -14,6 +16,11 @@ import type { Provider } from './types.js';
 // Where the chat API is served, as for any provider speaking it.
 const CHAT_PATH = chatTarget.path;
 const MODELS_PATH = chatTarget.modelsPath;
+
+/** Characters of the message echoed; longer text is cut and ends with "…". */
+const ECHO_LIMIT = 4096;
+/** Content events of a streamed echo at most: one per word until then, then several words per event. */
+const STREAM_PIECES = 64;
 
 function textOf(message: ChatMessage | undefined): string {
   const content = message?.content;
@@ -29,10 +36,28 @@ function tokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
+function cut(text: string): string {
+  if (text.length <= ECHO_LIMIT) return text;
+  // Never half a surrogate pair: the cut text must still encode to valid UTF-8.
+  const high = text.charCodeAt(ECHO_LIMIT - 1);
+  const end = high >= 0xd800 && high <= 0xdbff ? ECHO_LIMIT - 1 : ECHO_LIMIT;
+  return `${text.slice(0, end)}…`;
+}
+
 function mockReply(request: ChatRequest): string {
   const lastUser = [...request.messages].reverse().find((message) => message?.role === 'user');
   const text = textOf(lastUser).trim();
-  return `Echo: ${text === '' ? '(no text)' : text}`;
+  return `Echo: ${text === '' ? '(no text)' : cut(text)}`;
+}
+
+/** The reply's words (each with its trailing space), joined into at most STREAM_PIECES pieces. */
+function pieces(reply: string): string[] {
+  const words = reply.split(/(?<= )/);
+  if (words.length <= STREAM_PIECES) return words;
+  const size = Math.ceil(words.length / STREAM_PIECES);
+  const joined: string[] = [];
+  for (let i = 0; i < words.length; i += size) joined.push(words.slice(i, i + size).join(''));
+  return joined;
 }
 
 function mockUsage(request: ChatRequest, reply: string): ChatUsage {
@@ -41,8 +66,13 @@ function mockUsage(request: ChatRequest, reply: string): ChatUsage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function respond(status: number, contentType: string, parts: string[], id: string): UpstreamResponse {
-  const body = Readable.from(parts.map((part) => Buffer.from(part)));
+function* asBytes(parts: Iterable<string>): Generator<Buffer> {
+  for (const part of parts) yield Buffer.from(part);
+}
+
+/** `parts` is read as the body is: a generator's are made one at a time, as the client takes them. */
+function respond(status: number, contentType: string, parts: Iterable<string>, id: string): UpstreamResponse {
+  const body = Readable.from(asBytes(parts));
   return { status, headers: { 'content-type': contentType, 'x-request-id': `mock-${id}` }, body, abort: () => body.destroy() };
 }
 
@@ -70,16 +100,15 @@ function answer(request: ChatRequest, id: string): UpstreamResponse {
 
   const chunk = (delta: ChatCompletionChunk['choices'][number]['delta'], finish: string | null): string =>
     `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
-  const words = reply.split(/(?<= )/); // keeps each word's trailing space
-  const events = [
-    chunk({ role: 'assistant', content: '' }, null),
-    ...words.map((word) => chunk({ content: word }, null)),
-    chunk({}, 'stop'),
+  function* events(): Generator<string> {
+    yield chunk({ role: 'assistant', content: '' }, null);
+    for (const piece of pieces(reply)) yield chunk({ content: piece }, null);
+    yield chunk({}, 'stop');
     // The gateway always asks for usage; it holds this chunk back from clients that did not ask.
-    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
-    'data: [DONE]\n\n',
-  ];
-  return respond(200, 'text/event-stream; charset=utf-8', events, id);
+    yield `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`;
+    yield 'data: [DONE]\n\n';
+  }
+  return respond(200, 'text/event-stream; charset=utf-8', events(), id);
 }
 
 function createMockServer(): LocalServer {
