@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, request } from './support/http.js';
+import { chat, closedPort, request, sseData } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
 const OPENAI_KEY = 'sk-proj-e2eOPENAIrealkey000111';
@@ -87,6 +87,18 @@ describe('chat routes', () => {
     assert.equal(reply.json.choices[0].message.content, 'Echo: ping');
     assert.equal(reply.json.model, 'demo');
     assert.ok(reply.json.usage.total_tokens > 0);
+  });
+
+  it('the mock answers chat requests with a query string (an SDK\'s defaultQuery, Azure-style api-version)', async () => {
+    const path = '/v1/chat/completions?api-version=2024-06-01';
+    const ping = { model: 'demo', messages: [{ role: 'user', content: 'ping' }] };
+    const reply = await chat(gateway.url, 'vk_mock', ping, path);
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.choices[0].message.content, 'Echo: ping');
+    const streamed = await chat(gateway.url, 'vk_mock', { ...ping, stream: true }, path);
+    assert.equal(streamed.status, 200, streamed.text);
+    const chunks = sseData(streamed.text).slice(0, -1).map((text) => JSON.parse(text));
+    assert.equal(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').join(''), 'Echo: ping');
   });
 });
 

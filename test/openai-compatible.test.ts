@@ -12,6 +12,7 @@ import { CHAT_NOTABLE } from '../src/formats/chat/stream.js';
 import type { ChatRequest } from '../src/formats/chat/types.js';
 import { createRouter } from '../src/formats/router.js';
 import { deepseek, flattenTextParts } from '../src/providers/deepseek.js';
+import { mock } from '../src/providers/mock.js';
 import { openai } from '../src/providers/openai.js';
 import type { Provider } from '../src/providers/types.js';
 import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log.js';
@@ -245,5 +246,16 @@ describe('redaction does not eat ordinary text', () => {
   it('keeps markdown emphasis and other asterisks', () => {
     assert.equal(redactKey('Use ***bold*** formatting, 2 * 3 = 6', 'sk-none-here'), 'Use ***bold*** formatting, 2 * 3 = 6');
     assert.equal(redactKey('Incorrect API key provided: sk-proj-****abcd.', 'zzzz'), 'Incorrect API key provided: [redacted].');
+  });
+});
+
+describe('mock provider', () => {
+  it('answers a path it does not serve with the gateway\'s own 404 (not_found), whatever the query', async () => {
+    const answer = mock.local?.handle('POST', '/v1/nope?api-version=2024-06-01', Buffer.from('{}'));
+    assert.equal(answer?.status, 404);
+    const body: unknown = JSON.parse(Buffer.concat(await (answer?.body.toArray() ?? [])).toString('utf8'));
+    assert.deepEqual(body, {
+      error: { message: 'Unknown path: POST /v1/nope. The mock provider serves POST /chat/completions and GET /models.', type: 'not_found_error', param: null, code: 'not_found' },
+    });
   });
 });

@@ -9,6 +9,7 @@
 import { Readable } from 'node:stream';
 import { chatTarget } from '../formats/chat/index.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ChatUsage } from '../formats/chat/types.js';
+import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import type { LocalServer, UpstreamResponse } from '../upstream/types.js';
 import type { Provider } from './types.js';
@@ -76,8 +77,13 @@ function respond(status: number, contentType: string, parts: Iterable<string>, i
   return { status, headers: { 'content-type': contentType, 'x-request-id': `mock-${id}` }, body, abort: () => body.destroy() };
 }
 
-function error(status: number, message: string): UpstreamResponse {
-  return respond(status, 'application/json', [JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code: null } })], 'error');
+function error(failure: GatewayError): UpstreamResponse {
+  return respond(failure.status, 'application/json', [JSON.stringify(failure.toBody())], 'error');
+}
+
+/** In the gateway's own words for a path it does not serve. */
+function notFound(method: string, path: string): UpstreamResponse {
+  return error(new GatewayError(404, `Unknown path: ${method} ${path}. The mock provider serves POST ${CHAT_PATH} and GET ${MODELS_PATH}.`, { code: 'not_found' }));
 }
 
 function answer(request: ChatRequest, id: string): UpstreamResponse {
@@ -114,18 +120,22 @@ function answer(request: ChatRequest, id: string): UpstreamResponse {
 function createMockServer(): LocalServer {
   let counter = 0;
   return {
-    handle(method, path, body) {
+    handle(method, target, body) {
+      // Like any server, the query is not part of the path: a chat client's own (an SDK's
+      // defaultQuery, Azure's api-version) is passed on to the provider it speaks to.
+      const query = target.indexOf('?');
+      const path = query === -1 ? target : target.slice(0, query);
       if (method === 'GET' && path === MODELS_PATH) {
         return respond(200, 'application/json', [JSON.stringify({ object: 'list', data: [{ id: 'mock-echo', object: 'model', created: 0, owned_by: 'llm-gateway' }] })], 'models');
       }
-      if (method !== 'POST' || path !== CHAT_PATH) return error(404, `Unknown path: ${method} ${path}`);
+      if (method !== 'POST' || path !== CHAT_PATH) return notFound(method, path);
       let request: unknown;
       try {
         request = JSON.parse(body.toString('utf8'));
       } catch {
-        return error(400, 'The request body is not JSON.');
+        return error(new GatewayError(400, 'The request body is not JSON.'));
       }
-      if (!isRecord(request) || !Array.isArray(request.messages)) return error(400, 'A chat request needs "messages".');
+      if (!isRecord(request) || !Array.isArray(request.messages)) return error(new GatewayError(400, 'A chat request needs "messages".'));
       return answer(request as ChatRequest, `chatcmpl-mock-${++counter}`);
     },
   };
