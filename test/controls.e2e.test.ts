@@ -671,6 +671,7 @@ describe('CORS', () => {
       assert.match(String(preflight.headers['access-control-allow-methods']), /POST/);
       assert.match(String(preflight.headers['access-control-allow-headers']), /authorization/);
       assert.equal(preflight.headers.vary, 'Origin, Access-Control-Request-Headers');
+      assert.equal(preflight.headers['access-control-allow-methods'], 'POST, OPTIONS');
       const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'http://localhost:3000' } });
       assert.equal(reply.status, 200);
       assert.equal(reply.headers['access-control-allow-origin'], 'http://localhost:3000');
@@ -678,6 +679,27 @@ describe('CORS', () => {
       const stranger = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { origin: 'https://evil.example' } });
       assert.equal(stranger.headers['access-control-allow-origin'], undefined);
       assert.equal(stranger.headers.vary, 'Origin', 'caches must not reuse it for a listed origin');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('allows on each stored-response route the methods it serves, DELETE included', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off', CORS_ORIGINS: 'https://app.example.com' } });
+    try {
+      const expected: Array<[string, string, string]> = [
+        ['/v1/responses/resp_123', 'DELETE', 'GET, DELETE, OPTIONS'],
+        ['/responses/resp_123', 'DELETE', 'GET, DELETE, OPTIONS'],
+        ['/v1/responses/resp_123/cancel', 'POST', 'POST, OPTIONS'],
+        ['/v1/responses/resp_123/input_items', 'GET', 'GET, OPTIONS'],
+        ['/v1/models', 'GET', 'GET, OPTIONS'],
+      ];
+      for (const [path, method, allowed] of expected) {
+        const preflight = await request(gateway.url, path, { method: 'OPTIONS', headers: { origin: 'https://app.example.com', 'access-control-request-method': method } });
+        assert.equal(preflight.status, 204, path);
+        assert.equal(preflight.headers['access-control-allow-origin'], 'https://app.example.com', path);
+        assert.equal(preflight.headers['access-control-allow-methods'], allowed, path);
+      }
     } finally {
       await gateway.stop();
     }

@@ -19,7 +19,8 @@ export interface Cors {
   apply(req: IncomingMessage, res: ServerResponse, path: string): boolean;
 }
 
-export function createCors(origins: readonly string[], paths: ReadonlySet<string>): Cors {
+/** `methods`: each browser route → the methods its preflight allows (e.g. `GET, DELETE, OPTIONS`). */
+export function createCors(origins: readonly string[], methods: ReadonlyMap<string, string>): Cors {
   const allowAll = origins.includes('*');
   const allowedOrigin = (req: IncomingMessage): string | null => {
     const origin = req.headers.origin;
@@ -29,7 +30,8 @@ export function createCors(origins: readonly string[], paths: ReadonlySet<string
   };
   return {
     apply(req, res, path) {
-      if (origins.length === 0 || !paths.has(path)) return false;
+      const allowed = methods.get(path);
+      if (origins.length === 0 || allowed === undefined) return false;
       // The answer depends on the Origin header (unless every origin is allowed): caches must know.
       if (!allowAll) res.setHeader('vary', 'Origin');
       const origin = allowedOrigin(req);
@@ -39,7 +41,7 @@ export function createCors(origins: readonly string[], paths: ReadonlySet<string
       if (req.method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
       // A browser's preflight: which methods and headers a real request may use.
       res.setHeader('vary', allowAll ? 'Access-Control-Request-Headers' : 'Origin, Access-Control-Request-Headers');
-      res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+      res.setHeader('access-control-allow-methods', allowed);
       const asked = req.headers['access-control-request-headers'];
       res.setHeader('access-control-allow-headers', typeof asked === 'string' && PLAIN_HEADER_NAMES.test(asked) ? asked : 'authorization, content-type');
       res.setHeader('access-control-max-age', '600');

@@ -37,11 +37,26 @@ export interface RouteDeps extends SurfaceDeps {
 }
 
 /** Paths browsers may call (CORS). */
-export const BROWSER_PATHS: ReadonlySet<string> = new Set([
+const BROWSER_PATHS: ReadonlySet<string> = new Set([
   '/chat/completions', '/v1/chat/completions', '/v1/messages', '/v1/messages/count_tokens', '/responses', '/v1/responses',
   '/responses/input_tokens', '/v1/responses/input_tokens', '/responses/compact', '/v1/responses/compact', '/responses/{id}', '/v1/responses/{id}', '/responses/{id}/cancel',
   '/v1/responses/{id}/cancel', '/responses/{id}/input_items', '/v1/responses/{id}/input_items', '/models', '/v1/models', '/usage', '/v1/usage',
 ]);
+
+/**
+ * What a preflight on each browser path allows: the methods the route serves. A route taking every
+ * method serves POST (its handler refuses the others with 405).
+ */
+export function browserMethods(routes: Routes): ReadonlyMap<string, string> {
+  const allowed = new Map<string, string>();
+  for (const path of BROWSER_PATHS) {
+    const methods = routes.get(path);
+    if (methods === undefined) continue;
+    const served = methods.has('*') ? ['POST'] : [...methods.keys()];
+    allowed.set(path, [...served, 'OPTIONS'].join(', '));
+  }
+  return allowed;
+}
 
 function sinceArrival(context: RequestContext): number {
   return performance.now() - context.startedAt;

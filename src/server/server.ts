@@ -14,7 +14,7 @@ import { Connections, type Exchange } from './connections.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { createCors } from './cors.js';
 import { clientClosed } from './http.js';
-import { BROWSER_PATHS, createRoutes, describeRoutes, routeOf, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
+import { browserMethods, createRoutes, describeRoutes, routeOf, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
 
 export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
   /** Origins browsers may call from (`*`: any); empty: no CORS headers, preflight refused. */
@@ -147,8 +147,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   let draining = false;
   const connections = new Connections(deps.headersTimeoutMs);
   const inFlight = new InFlight(deps.inFlight, connections);
-  const cors = createCors(deps.corsOrigins, BROWSER_PATHS);
   const routes: Routes = createRoutes({ ...deps, draining: () => draining });
+  const cors = createCors(deps.corsOrigins, browserMethods(routes));
   const served = describeRoutes(routes);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
