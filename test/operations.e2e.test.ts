@@ -177,6 +177,7 @@ describe('with one gateway', () => {
         const reply = await chat(gateway.url, 'vk_openai', hello);
         assert.equal(reply.status, 504);
         assert.equal(reply.json.error.code, 'upstream_timeout');
+        assert.equal(reply.json.error.message, 'The provider sent no response within 400 ms (UPSTREAM_TIMEOUT_MS).');
         const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
         assert.equal(entry.status, 504);
         assert.equal(entry.error.code, 'upstream_timeout');

@@ -45,6 +45,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_to_mock: { name: 'to-mock', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'mock' }] },
       vk_refused: { name: 'refused', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_hang: { name: 'hang', timeout_ms: 400, targets: [a, b] },
+      vk_slow: { name: 'slow', timeout_ms: 300, provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
       vk_claude: { name: 'claude-fb', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
       vk_codex: { name: 'codex-fb', targets: [a, { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { '*': 'deepseek-chat' } }] },
       vk_weighted: { name: 'weighted', strategy: 'weighted', targets: [{ ...a, weight: 3 }, { ...b, weight: 1 }] },
@@ -186,6 +187,20 @@ describe('moving on to the next target', () => {
       assert.ok(Date.now() - started < 5000);
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.error]), [[0, 'upstream_timeout'], [1, null]]);
+    } finally {
+      reset();
+    }
+  });
+
+  it("a 504 after the key's timeout_ms names that setting, not UPSTREAM_TIMEOUT_MS", async () => {
+    reset();
+    first.behave(() => {}); // never answers
+    try {
+      const reply = await chat('vk_slow');
+      assert.equal(reply.status, 504);
+      assert.equal(reply.json.error.message, "The provider sent no response within 300 ms (the virtual key's timeout_ms).");
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.error.message, reply.json.error.message);
     } finally {
       reset();
     }

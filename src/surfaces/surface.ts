@@ -26,7 +26,7 @@ import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { readBody, sendError, sendJson } from '../server/http.js';
-import { callWithRetries, type Upstream } from '../upstream/call.js';
+import { callWithRetries, type HeadersWait, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { targetOrder } from '../policy/routing.js';
@@ -384,7 +384,8 @@ async function callTargets<C extends ApiTypes>(
   const several = order.length > 1;
   const cancel = interaction.context.cancel;
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
-  const timeoutMs = key.timeoutMs ?? deps.upstream.policy.timeoutMs;
+  // The 504 names the setting that applied, so an operator looks at the right one.
+  const headersWait: HeadersWait = key.timeoutMs === null ? { ms: deps.upstream.policy.timeoutMs, setting: 'UPSTREAM_TIMEOUT_MS' } : { ms: key.timeoutMs, setting: "the virtual key's timeout_ms" };
   let tried = 0;
   /** A target before this one was passed over (its circuit open, its keys cooling down). */
   let passedOver = false;
@@ -429,7 +430,7 @@ async function callTargets<C extends ApiTypes>(
         const retries = last ? deps.upstream.policy.retries : 0;
         const { body, passed, route } = prepared;
         const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, timeoutMs, retries, !last);
+        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last);
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
         if (several && key.fallbackOn.has(upstream.status)) {

@@ -89,6 +89,12 @@ function wait(ms: number, cancel: Cancellation): Promise<void> {
   });
 }
 
+/** How long an attempt waits for response headers, and the setting that said so (named in its 504). */
+export interface HeadersWait {
+  readonly ms: number;
+  readonly setting: string;
+}
+
 /**
  * Calls `endpoint` with the request `build` makes for a real key (built again only when the key
  * changes), retrying as the policy says; resolves with the answer that is final: a success, an
@@ -103,8 +109,8 @@ export async function callWithRetries(
   record: CallRecord,
   /** performance.now() after which no retry starts and no attempt waits for headers (the request's overall bound). */
   deadline = Infinity,
-  /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`). */
-  timeoutMs = upstream.policy.timeoutMs,
+  /** This call's wait for response headers, when not the policy's (a key's `timeout_ms`), and the setting its 504 names. */
+  headersWait: HeadersWait = { ms: upstream.policy.timeoutMs, setting: 'UPSTREAM_TIMEOUT_MS' },
   /** Attempts after the first, when not the policy's (a key's targets before its last get none: the next target is the retry). */
   retries = upstream.policy.retries,
   /** A hand-over to another real key is no retry (a key's targets before its last: one attempt per real key). */
@@ -125,10 +131,10 @@ export async function callWithRetries(
     const lastChance = attempt >= retries;
     // The overall bound holds for the attempt under way too: its wait for headers ends with it.
     const left = Math.max(0, Math.round(deadline - started));
-    const bounded = left < timeoutMs;
+    const bounded = left < headersWait.ms;
     let answer: UpstreamResponse;
     try {
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : timeoutMs, bounded ? 'UPSTREAM_TOTAL_TIMEOUT_MS' : 'UPSTREAM_TIMEOUT_MS');
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : headersWait.ms, bounded ? 'UPSTREAM_TOTAL_TIMEOUT_MS' : headersWait.setting);
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
