@@ -172,6 +172,23 @@ describe('gateway errors', () => {
     }
   });
 
+  it('401 for a virtual key sent as x-api-key on an OpenAI route says where it goes, without echoing it', async () => {
+    const expected = "Missing virtual key. Send it as 'Authorization: Bearer <virtual key>'; x-api-key is read only on the Anthropic routes (/v1/messages).";
+    const routes: Array<[string, string]> = [['/v1/chat/completions', 'POST'], ['/v1/responses', 'POST'], ['/v1/responses/input_tokens', 'POST'], ['/v1/responses/resp_123', 'GET']];
+    for (const [path, method] of routes) {
+      const reply = await request(gateway.url, path, { method, key: null, headers: { 'x-api-key': 'vk_openai' }, body: method === 'POST' ? hello : undefined });
+      assert.equal(reply.status, 401, path);
+      assert.equal(reply.json.error.code, 'missing_api_key', path);
+      assert.equal(reply.json.error.message, expected, path);
+      assert.doesNotMatch(reply.text, /vk_openai/, path);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.error.message, expected, path);
+    }
+    // Without x-api-key, the plain advice.
+    const none = await request(gateway.url, '/v1/chat/completions', { key: null, body: hello });
+    assert.equal(none.json.error.message, "Missing virtual key. Send it as 'Authorization: Bearer <virtual key>'.");
+  });
+
   it('401 entries in the log mask the presented key', async () => {
     const reply = await chat(gateway.url, 'vk_guessing_0123456789', hello);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));

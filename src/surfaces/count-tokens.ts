@@ -71,7 +71,7 @@ async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, re
 const COUNT_TOKENS: KeyedRoute = {
   methods: ['POST'],
   credential: anthropicCredential,
-  howToSendKey: HOW_TO_SEND_ANTHROPIC_KEY,
+  howToSendKey: () => HOW_TO_SEND_ANTHROPIC_KEY,
   errorBody: messagesErrorBody,
   answerHeaders: (context) => ({ 'request-id': context.id }),
 };

@@ -20,7 +20,8 @@ export interface KeyedRoute {
   /** The methods it serves (any other: 405). */
   readonly methods: readonly string[];
   credential(headers: IncomingHttpHeaders): Presented;
-  readonly howToSendKey: string;
+  /** How a client sends its key, for the 401 of one that sent none (given what it did send). */
+  howToSendKey(headers: IncomingHttpHeaders): string;
   errorBody(error: GatewayError): unknown;
   /** Headers every answer carries beside `x-request-id`. */
   answerHeaders?(context: RequestContext): Record<string, string>;
@@ -58,7 +59,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
       const allowed = route.methods.join(', ');
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use ${allowed}.`, { code: 'method_not_allowed', headers: { allow: allowed } });
     }
-    key = authenticateRequest(route.credential(req.headers), route.howToSendKey, interaction, deps);
+    key = authenticateRequest(route.credential(req.headers), route.howToSendKey(req.headers), interaction, deps);
     const owner = key;
     const answer = await work({
       key: owner,

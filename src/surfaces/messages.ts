@@ -38,7 +38,7 @@ export const HOW_TO_SEND_ANTHROPIC_KEY = "Send it as 'x-api-key: <virtual key>' 
 export const messagesSurface: Surface<MessagesTypes> = {
   api: messagesClient,
   credential: anthropicCredential,
-  howToSendKey: HOW_TO_SEND_ANTHROPIC_KEY,
+  howToSendKey: () => HOW_TO_SEND_ANTHROPIC_KEY,
   answerHeaders: (context) => ({ 'request-id': context.id }),
   passHeaders: anthropicHeaders,
 };

@@ -23,7 +23,7 @@ import { targetFor } from '../policy/routing.js';
 import { bearerToken } from '../policy/auth.js';
 import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
-import { HOW_TO_SEND_BEARER } from './chat.js';
+import { howToSendBearer } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
 import { callStored, ensureOwner, ownerInResponse, responseNotFound, responsesEndpoint, storedError } from './stored.js';
@@ -56,7 +56,7 @@ function asksForStream(query: string): boolean {
 }
 
 function route(methods: readonly string[]): KeyedRoute {
-  return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: HOW_TO_SEND_BEARER, errorBody: (error) => error.toBody() };
+  return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: howToSendBearer, errorBody: (error) => error.toBody() };
 }
 
 const RETRIEVE_OR_DELETE = route(['GET', 'DELETE']);

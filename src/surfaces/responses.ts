@@ -11,7 +11,7 @@ import { responsesClient, type ResponsesTypes } from '../formats/responses/index
 import { isItemReference } from '../formats/responses/request.js';
 import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
-import { HOW_TO_SEND_BEARER } from './chat.js';
+import { howToSendBearer } from './chat.js';
 import { ensureOwner, withOwner } from './stored.js';
 import { shallow, type Surface } from './surface.js';
 
@@ -55,7 +55,7 @@ export function checkedBody(raw: Buffer | string, request: Record<string, unknow
 export const responsesSurface: Surface<ResponsesTypes> = {
   api: responsesClient,
   credential: (headers) => bearerToken(headers.authorization),
-  howToSendKey: HOW_TO_SEND_BEARER,
+  howToSendKey: howToSendBearer,
   async passThrough({ request, key, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.

@@ -70,8 +70,8 @@ export interface Surface<C extends ApiTypes> {
   readonly api: ClientApi<C>;
   /** The virtual key the request presents (null: none). */
   credential(headers: IncomingHttpHeaders): Presented;
-  /** How a client sends its key, for the 401 of one that sent none. */
-  readonly howToSendKey: string;
+  /** How a client sends its key, for the 401 of one that sent none (given what it did send). */
+  howToSendKey(headers: IncomingHttpHeaders): string;
   /** Headers every answer carries beside `x-request-id` (Anthropic's clients read `request-id`). */
   answerHeaders?(context: RequestContext): Record<string, string>;
   /** The client's own headers passed on when its API passes through (Anthropic's version and betas). */
@@ -143,7 +143,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     if (context.method !== 'POST') {
       throw new GatewayError(405, `Method ${context.method} is not allowed on ${context.path}; use POST.`, { code: 'method_not_allowed', headers: { allow: 'POST' } });
     }
-    key = authenticateRequest(surface.credential(req.headers), surface.howToSendKey, interaction, deps);
+    key = authenticateRequest(surface.credential(req.headers), surface.howToSendKey(req.headers), interaction, deps);
 
     const raw = await readBody(req, deps.maxBodyBytes, cancel);
     const parsed = parse(surface.api, raw, interaction);
