@@ -92,14 +92,24 @@ export function loadConfig(env: Env = process.env): Config {
     return value;
   };
 
+  /** One of `options`, in any case (`JSON`, `Off`); anything else is reported as it was written. */
+  const choice = <T extends string>(name: string, options: readonly T[], fallback: T): T => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = options.find((option) => option === raw.toLowerCase());
+    if (value !== undefined) return value;
+    const quoted = options.map((option) => `"${option}"`);
+    problems.push(`${name} must be ${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1) ?? ''}, got "${raw}"`);
+    return fallback;
+  };
+
   const workers = (raw: string | undefined): number => {
     if (raw === undefined) return DEFAULTS.workers;
     if (raw.toLowerCase() === 'auto') return availableParallelism();
     return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024, ' or "auto"');
   };
 
-  const keysWatch = text('KEYS_WATCH') ?? 'on';
-  if (keysWatch !== 'on' && keysWatch !== 'off') problems.push(`KEYS_WATCH must be "on" or "off", got "${keysWatch}"`);
+  const keysWatch = choice('KEYS_WATCH', ['on', 'off'], 'on');
 
   // Next to the interactions log by default (its folder), whether or not that log is on.
   const logFolder = dirname(text('LOG_FILE')?.toLowerCase() === 'off' ? DEFAULTS.logFile : (text('LOG_FILE') ?? DEFAULTS.logFile));
@@ -116,22 +126,18 @@ export function loadConfig(env: Env = process.env): Config {
   const redisAddress = redisUrl === undefined ? null : parseRedisUrl(redisUrl);
   // Never quoted back: the URL may hold a password.
   if (typeof redisAddress === 'string') problems.push(`REDIS_URL ${redisAddress}`);
-  const redisFailure = text('REDIS_FAILURE') ?? 'open';
-  if (redisFailure !== 'open' && redisFailure !== 'closed') problems.push(`REDIS_FAILURE must be "open" or "closed", got "${redisFailure}"`);
+  const redisFailure = choice<RedisFailurePolicy>('REDIS_FAILURE', ['open', 'closed'], 'open');
   const redisTimeoutMs = integer('REDIS_TIMEOUT_MS', DEFAULTS.redisTimeoutMs, 1, 60_000);
 
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
-  const logConsole = text('LOG_CONSOLE') ?? 'pretty';
-  if (logConsole !== 'pretty' && logConsole !== 'json' && logConsole !== 'off') {
-    problems.push(`LOG_CONSOLE must be "pretty", "json" or "off", got "${logConsole}"`);
-  }
+  const logConsole = choice('LOG_CONSOLE', ['pretty', 'json', 'off'], 'pretty');
 
   const config: Config = {
     keysFile: text('KEYS_FILE') ?? DEFAULTS.keysFile,
     port: integer('GATEWAY_PORT', DEFAULTS.port, 0, 65535),
     host: text('GATEWAY_HOST'),
     logFile: logFile.toLowerCase() === 'off' ? null : logFile,
-    logConsole: logConsole === 'off' || logConsole === 'json' ? logConsole : 'pretty',
+    logConsole,
     logBodyMaxBytes: text('LOG_BODY_MAX_BYTES')?.toLowerCase() === 'off' ? null : text('LOG_BODY_MAX_BYTES') === undefined ? null : integer('LOG_BODY_MAX_BYTES', 0, 256, 2 ** 31),
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
@@ -151,7 +157,7 @@ export function loadConfig(env: Env = process.env): Config {
     keysWatch: keysWatch !== 'off',
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
     pricesFile: text('PRICES_FILE')?.toLowerCase() === 'off' ? null : (text('PRICES_FILE') ?? null),
-    redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, failure: redisFailure === 'closed' ? 'closed' : 'open' },
+    redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, failure: redisFailure },
     corsOrigins: corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);

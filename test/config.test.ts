@@ -74,6 +74,27 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());
   });
 
+  it('reads enumerated values in any case, and quotes a bad one as written', () => {
+    const config = loadConfig({ LOG_CONSOLE: 'JSON', KEYS_WATCH: 'OFF', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_FAILURE: 'Closed', GATEWAY_WORKERS: 'AUTO' });
+    assert.equal(config.logConsole, 'json');
+    assert.equal(config.keysWatch, false);
+    assert.equal(config.redis?.failure, 'closed');
+    assert.equal(config.workers, availableParallelism());
+    assert.equal(loadConfig({ LOG_CONSOLE: 'Off', KEYS_WATCH: 'On' }).logConsole, 'off');
+    assert.throws(
+      () => loadConfig({ LOG_CONSOLE: 'Loud', KEYS_WATCH: 'No', REDIS_FAILURE: 'Maybe' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [
+          'KEYS_WATCH must be "on" or "off", got "No"',
+          'REDIS_FAILURE must be "open" or "closed", got "Maybe"',
+          'LOG_CONSOLE must be "pretty", "json" or "off", got "Loud"',
+        ]);
+        return true;
+      },
+    );
+  });
+
   it('reports every bad value at once', () => {
     assert.throws(
       () => loadConfig({ GATEWAY_PORT: '80a', LOG_CONSOLE: 'loud', GATEWAY_MAX_BODY_BYTES: '0', GATEWAY_WORKERS: 'many' }),
