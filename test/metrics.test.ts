@@ -40,6 +40,8 @@ describe('metrics', () => {
     assert.match(text, /^llm_gateway_request_duration_seconds_bucket\{provider="openai",le="\+Inf"\} 2$/m);
     assert.match(text, /^llm_gateway_request_duration_seconds_sum\{provider="openai"\} 0.32$/m);
     assert.match(text, /^llm_gateway_request_duration_seconds_count\{provider="openai"\} 2$/m);
+    // It times every client API, not only chat.
+    assert.match(text, /^# HELP llm_gateway_request_duration_seconds Duration of requests of every client API \(chat, messages, responses and their other routes\), from arrival to the end of the response\.$/m);
     assert.match(text, /^llm_gateway_overhead_seconds_bucket\{provider="openai",le="0.00005"\} 1$/m);
     assert.match(text, /^llm_gateway_requests_in_flight 3$/m);
     assert.match(text, /^llm_gateway_log_write_failures_total 2$/m);

@@ -36,7 +36,7 @@ const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 /** Every metric the gateway exposes; the README lists the same names. */
 const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_requests_total: { type: 'counter', help: 'Requests of every client API by provider, key name, model and response status.' },
-  llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Chat request duration, from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
+  llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Duration of requests of every client API (chat, messages, responses and their other routes), from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
   llm_gateway_upstream_ttfb_seconds: { type: 'histogram', help: "Time from sending a request to the provider to its response headers.", buckets: LATENCY_BUCKETS },
   llm_gateway_overhead_seconds: { type: 'histogram', help: 'Time spent in the gateway itself, excluding the wait for the provider.', buckets: OVERHEAD_BUCKETS },
   llm_gateway_prompt_tokens_total: { type: 'counter', help: 'Prompt tokens reported by providers.' },
