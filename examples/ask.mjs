@@ -2,7 +2,7 @@
 // Ask one virtual key a question through the gateway (zero dependencies: global fetch).
 //
 //   node examples/ask.mjs "What is the capital of France?"
-//   node examples/ask.mjs --stream --key vk_user1_openai --model gpt-4o-mini "Tell me a joke"
+//   node examples/ask.mjs --stream --key vk_<your openai key> --model gpt-4o-mini "Tell me a joke"
 //
 // GATEWAY_URL defaults to http://localhost:8080.
 const args = process.argv.slice(2);

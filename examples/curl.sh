@@ -1,7 +1,12 @@
 #!/usr/bin/env sh
 # The seed's curl examples, one per provider, plus a streaming one. The gateway must be running
-# (npm run demo, or npm start with your keys.json). GATEWAY_URL defaults to http://localhost:8080.
+# (npm run demo, or npm start with your keys.json). GATEWAY_URL defaults to http://localhost:8080;
+# OPENAI_VK, ANTHROPIC_VK and DEEPSEEK_VK are your virtual keys for each provider (the defaults
+# are keys.example.json's, whose placeholder provider keys the providers refuse).
 GATEWAY_URL=${GATEWAY_URL:-http://localhost:8080}
+OPENAI_VK=${OPENAI_VK:-vk_user1_openai}
+ANTHROPIC_VK=${ANTHROPIC_VK:-vk_user2_anthropic}
+DEEPSEEK_VK=${DEEPSEEK_VK:-vk_user3_deepseek}
 
 echo '# mock (no provider account needed)'
 curl -s "$GATEWAY_URL/chat/completions" \
@@ -12,21 +17,21 @@ echo; echo
 
 echo '# OpenAI'
 curl -s "$GATEWAY_URL/chat/completions" \
-  -H "Authorization: Bearer vk_user1_openai" \
+  -H "Authorization: Bearer $OPENAI_VK" \
   -H "Content-Type: application/json" \
   -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}'
 echo; echo
 
 echo '# Anthropic (OpenAI format in, OpenAI format out)'
 curl -s "$GATEWAY_URL/chat/completions" \
-  -H "Authorization: Bearer vk_user2_anthropic" \
+  -H "Authorization: Bearer $ANTHROPIC_VK" \
   -H "Content-Type: application/json" \
   -d '{"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hello!"}]}'
 echo; echo
 
 echo '# DeepSeek'
 curl -s "$GATEWAY_URL/chat/completions" \
-  -H "Authorization: Bearer vk_user3_deepseek" \
+  -H "Authorization: Bearer $DEEPSEEK_VK" \
   -H "Content-Type: application/json" \
   -d '{"model": "deepseek-flash", "messages": [{"role": "user", "content": "Hello!"}]}'
 echo; echo

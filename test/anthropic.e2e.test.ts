@@ -19,7 +19,7 @@ before(async () => {
   gateway = await startGateway({
     keys: {
       virtual_keys: {
-        vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: mock.baseUrl },
+        vk_claude_test: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: mock.baseUrl },
         vk_claude_bad: { provider: 'anthropic', api_key: 'sk-ant-api03-WRONGkey-Zz1', base_url: mock.baseUrl },
       },
     },
@@ -35,7 +35,7 @@ after(async () => {
 describe('anthropic through the gateway', () => {
   it('answers a plain OpenAI request in OpenAI format (non-streaming), and logs it', async () => {
     mock.requests.length = 0;
-    const reply = await chat(gateway.url, 'vk_claude', {
+    const reply = await chat(gateway.url, 'vk_claude_test', {
       model: 'claude-sonnet-4-5',
       temperature: 1.5,
       messages: [
@@ -74,7 +74,7 @@ describe('anthropic through the gateway', () => {
   });
 
   it('streams text as OpenAI chunks ending in [DONE], with usage only when asked', async () => {
-    const reply = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Stream please' }] });
+    const reply = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'Stream please' }] });
     assert.equal(reply.status, 200);
     assert.equal(reply.headers['content-type'], 'text/event-stream; charset=utf-8');
     const data = sseData(reply.text);
@@ -92,14 +92,14 @@ describe('anthropic through the gateway', () => {
     assert.deepEqual(entry.usage, { input_tokens: 25, output_tokens: 12, cache_read_tokens: 5, cache_write_tokens: 0, reasoning_tokens: 0 }, 'usage logged although the client did not ask for it');
     assert.deepEqual([entry.upstream.usage.input_tokens, entry.upstream.usage.cache_read_input_tokens, entry.upstream.usage.output_tokens], [25, 5, 12], "Anthropic's usage from message_start and message_delta");
 
-    const withUsage = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'x' }] });
+    const withUsage = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'x' }] });
     const usageChunk = JSON.parse(sseData(withUsage.text).at(-2) ?? '{}');
     assert.deepEqual(usageChunk.choices, []);
     assert.equal(usageChunk.usage.total_tokens, 42);
   });
 
   it('streams a tool call whose reassembled arguments parse, and logs the assembled call', async () => {
-    const reply = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', stream: true, tools: [weatherTool], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] });
+    const reply = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', stream: true, tools: [weatherTool], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] });
     assert.equal(reply.status, 200, reply.text);
     const chunks = sseData(reply.text).slice(0, -1).map((text) => JSON.parse(text));
     const calls = chunks.flatMap((chunk) => chunk.choices[0].delta.tool_calls ?? []);
@@ -117,11 +117,11 @@ describe('anthropic through the gateway', () => {
   });
 
   it('round-trips a tool conversation the real API would accept', async () => {
-    const first = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', tools: [weatherTool], messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+    const first = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', tools: [weatherTool], messages: [{ role: 'user', content: 'Weather in Paris?' }] });
     assert.equal(first.status, 200, first.text);
     const assistant = first.json.choices[0].message;
     assert.equal(first.json.choices[0].finish_reason, 'tool_calls');
-    const second = await chat(gateway.url, 'vk_claude', {
+    const second = await chat(gateway.url, 'vk_claude_test', {
       model: 'claude-sonnet-4-5',
       tools: [weatherTool],
       messages: [
@@ -137,10 +137,10 @@ describe('anthropic through the gateway', () => {
 
   it('refuses what it cannot translate with a 400 naming it, before calling Anthropic', async () => {
     mock.requests.length = 0;
-    const n = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', n: 3, messages: [{ role: 'user', content: 'x' }] });
+    const n = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', n: 3, messages: [{ role: 'user', content: 'x' }] });
     assert.equal(n.status, 400);
     assert.equal(n.json.error.param, 'n');
-    const args = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{oops' } }] }] });
+    const args = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{oops' } }] }] });
     assert.equal(args.status, 400);
     assert.match(args.json.error.message, /messages\[1\]\.tool_calls\[0\]\.function\.arguments is not valid JSON/);
     assert.equal(mock.requests.length, 0);
@@ -158,7 +158,7 @@ describe('anthropic through the gateway', () => {
       });
       try {
         for (const stream of [false, true]) {
-          const reply = await chat(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', stream, messages: [{ role: 'user', content: 'x' }] });
+          const reply = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', stream, messages: [{ role: 'user', content: 'x' }] });
           assert.equal(reply.status, status);
           assert.match(String(reply.headers['content-type']), /^application\/json/);
           assert.deepEqual(reply.json, { error: { message, type, param: null, code: null } });
@@ -184,7 +184,7 @@ describe('anthropic through the gateway', () => {
       res.end('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n');
     });
     try {
-      const reply = await chat(gateway.url, 'vk_claude', { model: 'claude-x', stream: true, messages: [{ role: 'user', content: 'x' }] });
+      const reply = await chat(gateway.url, 'vk_claude_test', { model: 'claude-x', stream: true, messages: [{ role: 'user', content: 'x' }] });
       const data = sseData(reply.text);
       assert.deepEqual(JSON.parse(data.at(-1) ?? '{}'), { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: 'overloaded_error' } });
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));

@@ -139,11 +139,11 @@ describe('model allowlist', () => {
 describe('models list for other providers', () => {
   it('translates Anthropic\'s list, and answers the mock\'s locally', async () => {
     const gateway = await startGateway({
-      keys: { virtual_keys: { vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, vk_mock: { provider: 'mock' }, vk_exact: { provider: 'anthropic', api_key: 'sk-ant-unused', base_url: anthropic.baseUrl, models: ['claude-x'] } } },
+      keys: { virtual_keys: { vk_claude_test: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, vk_mock: { provider: 'mock' }, vk_exact: { provider: 'anthropic', api_key: 'sk-ant-unused', base_url: anthropic.baseUrl, models: ['claude-x'] } } },
       env: { LOG_CONSOLE: 'off' },
     });
     try {
-      const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude' });
+      const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude_test' });
       assert.equal(claude.status, 200, claude.text);
       assert.deepEqual(claude.json.data[0], { id: 'claude-sonnet-4-5-20250929', object: 'model', created: 1759104000, owned_by: 'anthropic', display_name: 'claude-sonnet-4-5-20250929' });
       const mock = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_mock' });

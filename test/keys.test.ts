@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyStore } from '../src/policy/key-store.js';
 import { ConfigFileError } from '../src/config-file-error.js';
 import { keyWarnings, loadKeyFileText, parseKeyFile } from '../src/policy/keys.js';
 import { registry as providers } from '../src/providers/index.js';
+import { KeyFile } from '../src/policy/key-file.js';
 
 const loadKeyFile = async (file: string, registry: typeof providers) => (await loadKeyFileText(file, registry)).keys;
 import { ROOT, tempDir } from './support/gateway.js';
@@ -323,5 +324,64 @@ describe('key file JSON errors', () => {
       assert.match(err.message, /not valid JSON \(line 3, column \d+\)/);
       assert.doesNotMatch(err.message, /SECRET/);
     }
+  });
+});
+
+/** What `warn` writes to stderr while `run` runs. */
+async function stderrOf(run: () => Promise<unknown>): Promise<string> {
+  const write = process.stderr.write;
+  let text = '';
+  process.stderr.write = ((chunk: string | Uint8Array) => ((text += String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    await run();
+  } finally {
+    process.stderr.write = write;
+  }
+  return text;
+}
+
+describe('the example virtual keys of the README and keys.example.json', () => {
+  const published = [...`${readFileSync(join(ROOT, 'README.md'), 'utf8')}\n${readFileSync(join(ROOT, 'keys.example.json'), 'utf8')}`.matchAll(/"(vk_\w+)"\s*:/g)].map((match) => match[1] as string);
+  const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
+
+  it('are refused, every one, where they guard a real provider key: the start-up error names the key and how to make one', () => {
+    assert.ok(new Set(published).size >= 15, `found only ${published.join(', ')}`);
+    for (const id of new Set(published)) {
+      const found = problems(JSON.stringify({ virtual_keys: { [id]: { targets: [{ provider: 'mock' }, { provider: 'openai', api_key: real }] } } }));
+      assert.equal(found.length, 1, found.join('\n'));
+      assert.match(
+        found[0] ?? '',
+        new RegExp(`^virtual key #1 \\([^)]*…\\): "${id}" is an example virtual key, published in the README, and it guards a real openai key: .*a long random virtual key of your own \\(make one with: echo vk_\\$\\(openssl rand -hex 16\\)\\)`),
+      );
+    }
+  });
+
+  it('are accepted with placeholder provider keys (the demo) or with the mock alone', async () => {
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          vk_user1_openai: { provider: 'openai', api_key: 'sk-your-openai-key' },
+          vk_team_web: { targets: [{ provider: 'openai', api_key: 'sk-...' }, { provider: 'anthropic', api_keys: ['sk-ant-...', '<ANTHROPIC_KEY>'] }] },
+          vk_demo: { provider: 'mock' },
+          vk_mine_0123456789abcdef: { provider: 'openai', api_key: real },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    assert.equal(keys.length, 4);
+  });
+
+  it('make a reload refused, the previous keys kept', async () => {
+    const file = join(tempDir(), 'keys.json');
+    writeFileSync(file, JSON.stringify({ virtual_keys: { vk_user1_openai: { provider: 'openai', api_key: 'sk-your-openai-key' } } }));
+    const { file: keyFile, keys } = await KeyFile.open(file, providers, null);
+    assert.equal(keys.length, 1);
+    writeFileSync(file, JSON.stringify({ virtual_keys: { vk_user1_openai: { provider: 'openai', api_key: real } } }));
+    let outcome = '';
+    const stderr = await stderrOf(async () => (outcome = (await keyFile.reload('SIGHUP', { onlyIfChanged: true })).outcome));
+    assert.equal(outcome, 'failed');
+    assert.match(stderr, /keys NOT reloaded \(SIGHUP\); still using the previous 1:\n.*"vk_user1_openai" is an example virtual key, published in the README/);
+    assert.ok(!stderr.includes(real));
   });
 });

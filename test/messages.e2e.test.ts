@@ -38,7 +38,7 @@ before(async () => {
   gateway = await startGateway({
     keys: {
       virtual_keys: {
-        vk_claude: { name: 'claude-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
+        vk_claude_test: { name: 'claude-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
         vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
@@ -111,7 +111,7 @@ describe('messages pass-through (Anthropic)', () => {
   it('sends the body byte for byte with the real key, the client\'s version, betas and query, and no other client header', async () => {
     anthropic.requests.length = 0;
     const raw = `{"model":"claude-sonnet-4-5",  "max_tokens":1024,"messages":[{"role":"user","content":"caf\\u00e9 ☕"}],"context_management":{"edits":[]}}`;
-    const reply = await messages(gateway.url, 'vk_claude', raw, {
+    const reply = await messages(gateway.url, 'vk_claude_test', raw, {
       query: 'beta=true',
       headers: { 'anthropic-beta': 'context-management-2025-06-27, interleaved-thinking-2025-05-14', cookie: 'session=secret', 'x-stainless-os': 'Linux', 'x-claude-code-session-id': 'abc', 'user-agent': 'claude-cli/2.1.328' },
     });
@@ -135,7 +135,7 @@ describe('messages pass-through (Anthropic)', () => {
       res.end(answer);
     });
     try {
-      const reply = await messages(gateway.url, 'vk_claude', hello);
+      const reply = await messages(gateway.url, 'vk_claude_test', hello);
       assert.equal(reply.status, 200);
       assert.equal(reply.text, answer);
       assert.match(String(reply.headers['content-type']), /^application\/json/);
@@ -155,7 +155,7 @@ describe('messages pass-through (Anthropic)', () => {
 
   it('accepts the key as a Bearer token (ANTHROPIC_AUTH_TOKEN) and sends a default anthropic-version when the client gives none', async () => {
     anthropic.requests.length = 0;
-    const reply = await request(gateway.url, '/v1/messages', { key: 'vk_claude', body: hello });
+    const reply = await request(gateway.url, '/v1/messages', { key: 'vk_claude_test', body: hello });
     assert.equal(reply.status, 200, reply.text);
     assert.equal(reply.json.type, 'message');
     assert.equal(anthropic.requests[0]?.headers['anthropic-version'], '2023-06-01');
@@ -168,7 +168,7 @@ describe('messages pass-through (Anthropic)', () => {
       await drip(res, TRANSCRIPT);
     });
     try {
-      const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream: true, tools: [weather] });
+      const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true, tools: [weather] });
       assert.equal(reply.status, 200);
       assert.match(String(reply.headers['content-type']), /^text\/event-stream/);
       assert.equal(reply.text, TRANSCRIPT);
@@ -202,7 +202,7 @@ describe('messages pass-through (Anthropic)', () => {
       res.end(failing);
     });
     try {
-      const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream: true });
+      const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true });
       assert.equal(reply.status, 200);
       const events = messagesEvents(reply.text);
       assert.deepEqual(events.at(-1), { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
@@ -226,7 +226,7 @@ describe('messages pass-through (Anthropic)', () => {
       });
       try {
         for (const stream of [false, true]) {
-          const reply = await messages(gateway.url, 'vk_claude', { ...hello, stream });
+          const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream });
           assert.equal(reply.status, status);
           assert.deepEqual(reply.json, { type: 'error', error: { type, message } });
           assert.equal(reply.headers['retry-after'], '7');
@@ -248,7 +248,7 @@ describe('messages pass-through (Anthropic)', () => {
     try {
       const body = JSON.stringify({ ...hello, stream: true });
       const { res, req } = await new Promise<{ res: http.IncomingMessage; req: http.ClientRequest }>((resolve, reject) => {
-        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', agent: false, headers: { 'x-api-key': 'vk_claude', 'content-type': 'application/json', 'anthropic-version': '2023-06-01' } });
+        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', agent: false, headers: { 'x-api-key': 'vk_claude_test', 'content-type': 'application/json', 'anthropic-version': '2023-06-01' } });
         req.on('response', (res) => resolve({ res, req }));
         req.on('error', reject);
         req.end(body);
@@ -273,7 +273,7 @@ describe("Claude Code's first turn", () => {
       anthropic.requests.length = 0;
       const body = JSON.stringify(claudeCodeFirstTurn({ variant }));
       assert.ok(body.length > 85_000 && body.length < 120_000, `${body.length} bytes`);
-      const reply = await request(gateway.url, '/v1/messages?beta=true', { body, headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_claude' } });
+      const reply = await request(gateway.url, '/v1/messages?beta=true', { body, headers: { ...CLAUDE_CODE_HEADERS, 'x-api-key': 'vk_claude_test' } });
       assert.equal(reply.status, 200, reply.text.slice(0, 300));
       const events = messagesEvents(reply.text);
       assert.equal(events[0].type, 'message_start');
@@ -573,23 +573,23 @@ describe('errors on the Messages routes', () => {
 
   it('takes the virtual key from either header when both come (ANTHROPIC_API_KEY left set beside ANTHROPIC_AUTH_TOKEN)', async () => {
     const both = (apiKey: string, bearer: string): Promise<Reply> => request(gateway.url, '/v1/messages', { key: bearer, headers: { 'anthropic-version': '2023-06-01', 'x-api-key': apiKey }, body: hello });
-    assert.equal((await both('sk-ant-api03-a-real-key-left-set', 'vk_claude')).status, 200, 'the bearer is the virtual key');
-    assert.equal((await both('vk_claude', 'sk-ant-api03-a-real-key-left-set')).status, 200, 'x-api-key is');
+    assert.equal((await both('sk-ant-api03-a-real-key-left-set', 'vk_claude_test')).status, 200, 'the bearer is the virtual key');
+    assert.equal((await both('vk_claude_test', 'sk-ant-api03-a-real-key-left-set')).status, 200, 'x-api-key is');
     const neither = await both('sk-ant-api03-a-real-key-left-set', 'vk_nope');
     expectError(neither, 401, 'authentication_error', /Invalid virtual key/);
     assert.doesNotMatch(neither.text, /a-real-key-left-set|vk_nope/);
   });
 
   it('400 for a body Anthropic would refuse, 403 for a model the key may not use, 413 for a body too large', async () => {
-    expectError(await messages(gateway.url, 'vk_claude', '{"model":'), 400, 'invalid_request_error', /not valid JSON/);
-    expectError(await messages(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }] }), 400, 'invalid_request_error', /^max_tokens: Field required$/);
+    expectError(await messages(gateway.url, 'vk_claude_test', '{"model":'), 400, 'invalid_request_error', /not valid JSON/);
+    expectError(await messages(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }] }), 400, 'invalid_request_error', /^max_tokens: Field required$/);
     expectError(await messages(gateway.url, 'vk_haiku_only', hello), 403, 'permission_error', /claude-sonnet-4-5/);
-    expectError(await messages(gateway.url, 'vk_claude', { ...hello, system: 'x'.repeat(250_000) }), 413, 'request_too_large');
+    expectError(await messages(gateway.url, 'vk_claude_test', { ...hello, system: 'x'.repeat(250_000) }), 413, 'request_too_large');
   });
 
   it('404 for an unknown path under /v1/messages, 405 for a GET', async () => {
-    expectError(await messages(gateway.url, 'vk_claude', hello, { path: '/v1/messages/batches' }), 404, 'not_found_error', /Unknown path: POST \/v1\/messages\/batches/);
-    expectError(await request(gateway.url, '/v1/messages', { method: 'GET', headers: { 'x-api-key': 'vk_claude' } }), 405, 'invalid_request_error', /use POST/);
+    expectError(await messages(gateway.url, 'vk_claude_test', hello, { path: '/v1/messages/batches' }), 404, 'not_found_error', /Unknown path: POST \/v1\/messages\/batches/);
+    expectError(await request(gateway.url, '/v1/messages', { method: 'GET', headers: { 'x-api-key': 'vk_claude_test' } }), 405, 'invalid_request_error', /use POST/);
   });
 
   it('429 from the key\'s rate limit, with retry-after', async () => {
@@ -700,7 +700,7 @@ describe('count_tokens', () => {
   it('passes through to a Messages provider: body, query, version and betas, with the real key', async () => {
     anthropic.requests.length = 0;
     const raw = JSON.stringify(body);
-    const reply = await messages(gateway.url, 'vk_claude', raw, { path: '/v1/messages/count_tokens', query: 'beta=true', headers: { 'anthropic-beta': 'token-counting-2024-11-01' } });
+    const reply = await messages(gateway.url, 'vk_claude_test', raw, { path: '/v1/messages/count_tokens', query: 'beta=true', headers: { 'anthropic-beta': 'token-counting-2024-11-01' } });
     assert.equal(reply.status, 200, reply.text);
     assert.deepEqual(reply.json, { input_tokens: 7 + Math.ceil(raw.length / 5) });
     assert.equal(reply.headers['request-id'], reply.headers['x-request-id']);
@@ -739,7 +739,7 @@ describe('count_tokens', () => {
       res.end(JSON.stringify(anthropicError('not_found_error', 'Not Found')));
     });
     try {
-      const reply = await messages(gateway.url, 'vk_claude', body, { path: '/v1/messages/count_tokens' });
+      const reply = await messages(gateway.url, 'vk_claude_test', body, { path: '/v1/messages/count_tokens' });
       assert.deepEqual(reply.json, { input_tokens: estimateInputTokens(body as unknown as AnthropicRequest) });
     } finally {
       anthropic.behave(null);
@@ -749,7 +749,7 @@ describe('count_tokens', () => {
       res.end(JSON.stringify(anthropicError('not_found_error', 'model: claude-sonnet-9')));
     });
     try {
-      const reply = await messages(gateway.url, 'vk_claude', { ...body, model: 'claude-sonnet-9' }, { path: '/v1/messages/count_tokens' });
+      const reply = await messages(gateway.url, 'vk_claude_test', { ...body, model: 'claude-sonnet-9' }, { path: '/v1/messages/count_tokens' });
       assert.equal(reply.status, 404);
       assert.deepEqual(reply.json, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-sonnet-9' } });
     } finally {
@@ -791,17 +791,17 @@ describe('count_tokens', () => {
     const noKey = await messages(gateway.url, null, body, { path: '/v1/messages/count_tokens' });
     assert.equal(noKey.status, 401);
     assert.equal(noKey.json.error.type, 'authentication_error');
-    const get = await request(gateway.url, '/v1/messages/count_tokens', { method: 'GET', headers: { 'x-api-key': 'vk_claude' } });
+    const get = await request(gateway.url, '/v1/messages/count_tokens', { method: 'GET', headers: { 'x-api-key': 'vk_claude_test' } });
     assert.equal(get.status, 405);
     assert.equal(get.json.error.type, 'invalid_request_error');
-    const bad = await messages(gateway.url, 'vk_claude', { model: 'm' }, { path: '/v1/messages/count_tokens' });
+    const bad = await messages(gateway.url, 'vk_claude_test', { model: 'm' }, { path: '/v1/messages/count_tokens' });
     assert.deepEqual(bad.json, { type: 'error', error: { type: 'invalid_request_error', message: 'messages: Field required' } });
   });
 });
 
 describe('GET /v1/models in both formats', () => {
   it("answers Anthropic's list format to a request in Anthropic's style (x-api-key or anthropic-version)", async () => {
-    const claude = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_claude', 'anthropic-version': '2023-06-01' } });
+    const claude = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01' } });
     assert.equal(claude.status, 200, claude.text);
     assert.deepEqual(claude.json, {
       data: [
@@ -825,7 +825,7 @@ describe('GET /v1/models in both formats', () => {
   });
 
   it("answers OpenAI's list format otherwise, for the same keys", async () => {
-    const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude' });
+    const claude = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_claude_test' });
     assert.equal(claude.json.object, 'list');
     assert.equal(claude.json.data[0].object, 'model');
   });

@@ -11,7 +11,7 @@ import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { endWithFile } from './support/children.js';
-import { ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
@@ -101,6 +101,18 @@ describe("the README's snippets, as printed, against the demo", () => {
 });
 
 describe('a fresh clone', () => {
+  it('keys.example.json copied with a real provider key in it does not start: its virtual keys are published, and the message says what to do', async () => {
+    const dir = tempDir();
+    const example = readFileSync(join(ROOT, 'keys.example.json'), 'utf8');
+    assert.match(example, /"vk_user1_openai"/);
+    writeFileSync(join(dir, 'keys.json'), example.replace('sk-your-openai-key', 'sk-proj-AbCdEf0123456789AbCdEf0123456789'));
+    const run = await runGatewayUntilExit({ LOG_CONSOLE: 'off' }, dir);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /keys\.json: virtual key #2 \(vk_us…\): "vk_user1_openai" is an example virtual key, published in the README, and it guards a real openai key/);
+    assert.match(run.stderr, /make one with: echo vk_\$\(openssl rand -hex 16\)/);
+    assert.doesNotMatch(run.stderr, /AbCdEf0123456789/);
+  });
+
   it('`npm start` builds first, then starts the gateway', async () => {
     const dir = tempDir();
     for (const entry of ['package.json', 'tsconfig.json', 'src']) cpSync(join(ROOT, entry), join(dir, entry), { recursive: true });

@@ -34,7 +34,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_codex_mapped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], model_map: { 'gpt-5-codex': 'gpt-4o-mini' }, max_output_tokens: 4000 },
       vk_compat: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl },
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
-      vk_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
+      vk_claude_test: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
       vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
       vk_mock: { provider: 'mock' },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
@@ -572,7 +572,7 @@ describe('stateless translation to a Chat Completions provider', () => {
 
 describe('stateless translation to Anthropic, through the hub', () => {
   it('answers text and streams a tool round trip', async () => {
-    const reply = await responses('vk_claude', { model: 'gpt-5-codex', instructions: 'Be terse.', input: 'Hello Claude' });
+    const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', instructions: 'Be terse.', input: 'Hello Claude' });
     assert.equal(reply.status, 200, reply.text);
     assert.equal(reply.json.object, 'response');
     assert.ok(reply.json.output_text.length > 0);
@@ -582,12 +582,12 @@ describe('stateless translation to Anthropic, through the hub', () => {
     assert.deepEqual(sent?.json.system, [{ type: 'text', text: 'Be terse.' }]);
 
     const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'What is the weather in Paris?' }], tools: [weatherTool, { type: 'web_search' }], stream: true };
-    const streamed = await responses('vk_claude', first);
+    const streamed = await responses('vk_claude_test', first);
     assert.equal(streamed.status, 200, streamed.text);
     const response = assertCodexStream(events(streamed.text));
     const call = response.output.find((item: any) => item.type === 'function_call');
     assert.equal(call?.name, 'get_weather');
-    const next = await responses('vk_claude', { ...first, input: [...first.input, ...response.output, { type: 'function_call_output', call_id: call.call_id, output: '21C' }] });
+    const next = await responses('vk_claude_test', { ...first, input: [...first.input, ...response.output, { type: 'function_call_output', call_id: call.call_id, output: '21C' }] });
     assert.equal(next.status, 200, next.text);
     assertCodexStream(events(next.text));
     const toolTurn = anthropic.requests.at(-1)?.json.messages;
@@ -604,12 +604,12 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
   it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {
     const tools = [{ type: 'namespace', name: 'geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', parameters: weatherTool.parameters }] }];
     const first = { model: 'gpt-5-codex', input: 'weather in Paris?', tools, store: false };
-    const reply = await responses('vk_claude', first);
+    const reply = await responses('vk_claude_test', first);
     assert.equal(reply.status, 200, reply.text);
     const call = reply.json.output.find((item: any) => item.type === 'function_call');
     assert.deepEqual([call.name, call.namespace, JSON.parse(call.arguments)], ['get_weather', 'geo', { city: 'Paris' }]);
     assert.equal(anthropic.requests.at(-1)?.json.tools[0].name, 'geo__get_weather');
-    const next = await responses('vk_claude', { ...first, input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'sunny' }] });
+    const next = await responses('vk_claude_test', { ...first, input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'sunny' }] });
     assert.equal(next.status, 200, next.text);
     const turns = anthropic.requests.at(-1)?.json.messages;
     assert.deepEqual(turns.at(-2).content.find((block: any) => block.type === 'tool_use')?.name, 'geo__get_weather');
@@ -618,13 +618,13 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
 
   it('answers a custom tool as custom_tool_call, streamed with its input, and takes its output back', async () => {
     const tools = [{ type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } }];
-    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'weather in Paris?', tools, stream: true });
+    const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'weather in Paris?', tools, stream: true });
     assert.equal(reply.status, 200, reply.text);
     const list = events(reply.text);
     const call = assertCodexStream(list).output.find((item: any) => item.type === 'custom_tool_call');
     assert.deepEqual([call.name, call.input], ['apply_patch', '{"city": "Paris", "unit": "celsius"}']);
     assert.equal(list.find((event) => event.type === 'response.custom_tool_call_input.done')?.input, call.input);
-    const next = await responses('vk_claude', { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'custom_tool_call_output', call_id: call.call_id, output: 'patched' }], tools });
+    const next = await responses('vk_claude_test', { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }, call, { type: 'custom_tool_call_output', call_id: call.call_id, output: 'patched' }], tools });
     assert.equal(next.status, 200, next.text);
     const use = anthropic.requests.at(-1)?.json.messages.at(-2).content.find((block: any) => block.type === 'tool_use');
     assert.deepEqual([use.name, use.input], ['apply_patch', { input: call.input }]);
@@ -632,7 +632,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
 
   it('refuses previous_response_id: the provider is stateless through the gateway', async () => {
     anthropic.requests.length = 0;
-    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'more', previous_response_id: 'resp_1' });
+    const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'more', previous_response_id: 'resp_1' });
     assert.equal(reply.status, 400);
     assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'previous_response_id']);
     assert.match(reply.json.error.message, /stateless through this gateway/);
@@ -640,7 +640,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
   });
 
   it('gives reasoning.effort as thinking (a budget on Claude 4.5, adaptive on 4.6) and text.format json_schema as structured output', async () => {
-    const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'Where is it sunny?', reasoning: { effort: 'medium', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'place', schema: place, strict: true } } });
+    const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'Where is it sunny?', reasoning: { effort: 'medium', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'place', schema: place, strict: true } } });
     assert.equal(reply.status, 200, reply.text);
     assert.deepEqual(reply.json.output.map((item: any) => item.type), ['reasoning', 'message']);
     assert.deepEqual(JSON.parse(reply.json.output_text), { city: 'claude says: Where is it sunny?', sunny: true });
@@ -662,7 +662,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.equal(next.status, 200, next.text);
     assert.equal(anthropic.requests.at(-1)?.json.thinking, undefined);
 
-    const jsonMode = await responses('vk_claude', { model: 'gpt-5-codex', input: 'x', text: { format: { type: 'json_object' } } });
+    const jsonMode = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'x', text: { format: { type: 'json_object' } } });
     assert.equal(jsonMode.status, 400);
     assert.deepEqual([jsonMode.json.error.code, jsonMode.json.error.param], ['unsupported_parameter', 'text.format']);
     assert.match(jsonMode.json.error.message, /structured output only with a schema/);
@@ -691,7 +691,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
         res.end(text);
       });
       try {
-        const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+        const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
         assert.equal(reply.status, status);
         assert.match(String(reply.headers['content-type']), /^application\/json/);
         assert.deepEqual(reply.json, { error: { message, type, param: null, code } });
@@ -710,7 +710,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
       res.end('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n');
     });
     try {
-      const reply = await responses('vk_claude', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
+      const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'hi', stream: true, store: false });
       const list = events(reply.text);
       list.forEach((event, index) => assert.equal(event.sequence_number, index));
       const failed = list.at(-1);

@@ -46,7 +46,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_refused: { name: 'refused', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_hang: { name: 'hang', timeout_ms: 400, targets: [a, b] },
       vk_slow: { name: 'slow', timeout_ms: 300, provider: 'openai', api_key: KEY_A, base_url: first.baseUrl },
-      vk_claude: { name: 'claude-fb', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
+      vk_claude_test: { name: 'claude-fb', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
       vk_codex: { name: 'codex-fb', targets: [a, { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { '*': 'deepseek-chat' } }] },
       vk_weighted: { name: 'weighted', strategy: 'weighted', targets: [{ ...a, weight: 3 }, { ...b, weight: 1 }] },
       vk_breaker: { name: 'breaker', circuit_breaker: { failures: 2, cooldown_ms: 1500 }, targets: [a, b] },
@@ -223,7 +223,7 @@ describe('moving on to the next target', () => {
     reset();
     failWith(anthropic, 529);
     try {
-      const reply = await messages(gateway.url, 'vk_claude', { model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'Hi Claude' }] });
+      const reply = await messages(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'Hi Claude' }] });
       assert.equal(reply.status, 200, reply.text);
       assert.equal(reply.json.type, 'message');
       assert.equal(reply.json.content[0].text, 'openai says: Hi Claude');

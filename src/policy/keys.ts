@@ -14,6 +14,8 @@ import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError } from '../config-file-error.js';
+import { isPlaceholder } from './placeholder.js';
+import { publishedKeyProblem } from './published-keys.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -418,6 +420,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const models = parseModels(entry.models, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);
+    const published = targets === undefined ? null : publishedKeyProblem(id, targets);
+    if (published !== null) problems.push(`${where}: ${published}`);
 
     if (
       name === undefined || targets === undefined || strategy === undefined || fallbackOn === undefined || models === undefined ||
@@ -429,13 +433,6 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   }
   if (problems.length > 0) throw new ConfigFileError(file, problems);
   return keys;
-}
-
-/** Values copied from an example rather than a provider's console: `sk-...`, `sk-your-openai-key`, `<key>`, `${KEY}`. */
-const PLACEHOLDER = /\.\.\.|…|^<.*>$|^\$\{?[A-Za-z_]+\}?$|your[-_ ]?([a-z]+[-_ ])?(api[-_ ]?)?key|change[-_ ]?me|placeholder|replace[-_ ]?(me|this)|^(sk-([a-z0-9]+-)*)?x{6,}$/i;
-
-function isPlaceholder(apiKey: string): boolean {
-  return PLACEHOLDER.test(apiKey);
 }
 
 /**

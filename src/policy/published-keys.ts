@@ -1,0 +1,38 @@
+/**
+ * Virtual keys printed in the README and keys.example.json. Anyone who has read them can present
+ * them, and the gateway listens on every interface by default: such a key must not guard a real
+ * provider key. With placeholders (the demo) or the mock alone it spends nothing, and is let be.
+ */
+import { isPlaceholder } from './placeholder.js';
+import type { Target } from './target.js';
+
+/** Every virtual key of keys.example.json and of the README's keys.json examples (a test keeps the list whole). */
+export const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
+  'vk_demo',
+  'vk_user1_openai',
+  'vk_user2_anthropic',
+  'vk_user3_deepseek',
+  'vk_team_web',
+  'vk_team_claude',
+  'vk_claude_on_deepseek',
+  'vk_claude_on_gpt',
+  'vk_team_codex',
+  'vk_codex_on_deepseek',
+  'vk_codex_on_claude',
+  'vk_codex_on_vllm',
+  'vk_app',
+  'vk_local',
+  'vk_claude',
+]);
+
+/** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
+export function publishedKeyProblem(id: string, targets: readonly Target[]): string | null {
+  if (!PUBLISHED_KEYS.has(id)) return null;
+  const guarded = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => !isPlaceholder(key)));
+  if (guarded === undefined) return null;
+  // The key is printed in full: it is public already, and the operator must find it.
+  return (
+    `"${id}" is an example virtual key, published in the README, and it guards a real ${guarded.provider.name} key: anyone who has read the README can spend on it. ` +
+    'Replace it with a long random virtual key of your own (make one with: echo vk_$(openssl rand -hex 16)) and give that to your clients'
+  );
+}
