@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_DEPTH, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_DEPTH, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -429,5 +429,20 @@ describe('indentJsonBytes', () => {
 
   it('is exactly the pretty rendering of the agent fixtures', () => {
     for (const text of Object.values(bodies)) assert.equal(layout(Buffer.from(text)).toString(), JSON.stringify(JSON.parse(text), null, 2));
+  });
+});
+
+describe('duplicateKeys', () => {
+  it('finds every key written twice in one object, at any depth, by its decoded name, with the object\'s path', () => {
+    const text = '{"a": 1, "b": {"x": [1, {"k": 1, "k": "}]{,\\"k\\""}, {"k": 2}]}, "\\u0061": 2, "c": [[{"z": 0, "z": 0, "z": 0}]]}';
+    const raw = Buffer.from(text);
+    const found = duplicateKeys(raw).map(({ path, key, first, second }) => ({ path, key, first: raw.toString('utf8', first, first + 4), second: raw.toString('utf8', second, second + 4) }));
+    assert.deepEqual(found, [
+      { path: ['b', 'x', 1], key: 'k', first: '"k":', second: '"k":' },
+      { path: [], key: 'a', first: '"a":', second: '"\\u0' },
+      { path: ['c', 0, 0], key: 'z', first: '"z":', second: '"z":' },
+      { path: ['c', 0, 0], key: 'z', first: '"z":', second: '"z":' },
+    ]);
+    assert.deepEqual(duplicateKeys(Buffer.from('{"a": {"a": 1}, "b": [{"a": 1}, {"a": 1}]}')), []);
   });
 });

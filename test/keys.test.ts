@@ -385,3 +385,29 @@ describe('the example virtual keys of the README and keys.example.json', () => {
     assert.ok(!stderr.includes(real));
   });
 });
+
+describe('keys written twice', () => {
+  it('a virtual key defined twice, or a field written twice in one (escaped or not), refuses the file, saying where, never printing the key', () => {
+    const text = `{
+  "virtual_keys": {
+    "vk_team_secret_0123": { "provider": "openai", "api_key": "sk-a", "models": ["gpt-4o-mini"], "budget": {"max_usd": 5, "period": "month"} },
+    "vk_other_secret_4567": { "name": "other", "provider": "openai",
+      "api_key": "sk-b",
+      "api_key": "sk-c" },
+    "vk_routed_secret_89ab": { "targets": [{ "provider": "mock" }, { "provider": "openai", "api_key": "sk-d",
+      "api_\\u006bey": "sk-e" }] },
+    "vk_team_secret_0123": { "provider": "openai", "api_key": "sk-a" }
+  }
+}`;
+    const found = problems(text);
+    assert.deepEqual(found, [
+      '"virtual_keys": the virtual key vk_tea… is defined twice (lines 3 and 9); keep one',
+      'virtual key "other": "api_key" is written twice (lines 5 and 6); keep one',
+      'virtual key #3 (vk_rou…): "targets[1].api_key" is written twice (lines 7 and 8); keep one',
+    ]);
+  });
+
+  it('the same names in different objects are fine', () => {
+    assert.equal(parseKeyFile('{"virtual_keys":{"vk_a":{"provider":"openai","api_key":"sk-1"},"vk_b":{"targets":[{"provider":"openai","api_key":"sk-2"},{"provider":"openai","api_key":"sk-3"}]}}}', 'keys.json', providers).length, 2);
+  });
+});

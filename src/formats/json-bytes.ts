@@ -591,6 +591,58 @@ export function plainUniqueKeys(raw: Buffer, parsed?: object): boolean {
   return true;
 }
 
+/** A key written twice in one object: where the object is, and the byte offsets of both. */
+export interface DuplicateKey {
+  /** The object's place from the top: member names and array indexes. */
+  readonly path: readonly (string | number)[];
+  readonly key: string;
+  readonly first: number;
+  readonly second: number;
+}
+
+/**
+ * Every key written twice in one object, at any depth, of `raw`, a valid JSON text (which
+ * JSON.parse resolves silently: the last wins). Keys are compared decoded (`"a"` and `"\u0061"`
+ * are one key). For configuration files, small: clarity over speed.
+ */
+export function duplicateKeys(raw: Buffer): DuplicateKey[] {
+  interface Open {
+    readonly path: readonly (string | number)[];
+    /** An object's keys and where each was first written; null for an array. */
+    readonly seen: Map<string, number> | null;
+    /** The member whose value comes next: its key (object) or index (array). */
+    member: string | number;
+    atKey: boolean;
+  }
+  const found: DuplicateKey[] = [];
+  const open: Open[] = [];
+  for (let i = skipSpace(raw, 0); i < raw.length; i++) {
+    const c = raw[i] as number;
+    const top = open.at(-1);
+    if (c === QUOTE) {
+      const end = stringEnd(raw, i);
+      if (top?.seen != null && top.atKey) {
+        const key = JSON.parse(raw.toString('utf8', i, end)) as string;
+        const first = top.seen.get(key);
+        if (first === undefined) top.seen.set(key, i);
+        else found.push({ path: top.path, key, first, second: i });
+        top.member = key;
+        top.atKey = false;
+      }
+      i = end - 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      const path = top === undefined ? [] : [...top.path, top.member];
+      open.push({ path, seen: c === 0x7b ? new Map() : null, member: 0, atKey: c === 0x7b });
+    } else if (c === 0x7d || c === 0x5d) {
+      open.pop();
+    } else if (c === 0x2c && top !== undefined) {
+      if (top.seen === null) top.member = (top.member as number) + 1;
+      else top.atKey = true;
+    }
+  }
+  return found;
+}
+
 /** The index after the JSON string that opens at `start` of the bytes being checked, or -1. */
 type StringEnd = (start: number) => number;
 

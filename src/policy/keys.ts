@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isRecord } from '../formats/json.js';
+import { duplicateKeys, type DuplicateKey } from '../formats/json-bytes.js';
 import type { Provider } from '../providers/types.js';
 import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
@@ -370,6 +371,23 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   if (!isRecord(root)) throw new ConfigFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
 
   const problems: string[] = [];
+  const raw = Buffer.from(text, 'utf8');
+  const twice = (duplicate: DuplicateKey): string => `(lines ${lineOf(raw, duplicate.first)} and ${lineOf(raw, duplicate.second)})`;
+  /** Fields written twice inside each virtual key, by key: reported where the key is named. */
+  const doubledFields = new Map<string, string[]>();
+  for (const duplicate of duplicateKeys(raw)) {
+    const [top, id, ...below] = duplicate.path;
+    if (top === 'virtual_keys' && id === undefined) {
+      // JSON keeps the last silently: a block with its allowlist and budget would vanish unseen.
+      problems.push(`"virtual_keys": the virtual key ${maskKey(duplicate.key)} is defined twice ${twice(duplicate)}; keep one`);
+    } else if (top === 'virtual_keys' && typeof id === 'string') {
+      const doubled = doubledFields.get(id) ?? [];
+      doubled.push(`"${fieldPath([...below, duplicate.key])}" is written twice ${twice(duplicate)}; keep one`);
+      doubledFields.set(id, doubled);
+    } else {
+      problems.push(`"${fieldPath([...duplicate.path, duplicate.key])}" is written twice ${twice(duplicate)}; keep one`);
+    }
+  }
   for (const field of Object.keys(root)) {
     if (!TOP_FIELDS.includes(field)) problems.push(`unknown top-level field "${field}" (expected only "virtual_keys")`);
   }
@@ -392,6 +410,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const name = parseName(isRecord(entry) ? entry.name : undefined, id, ids, nameProblems);
     const where = describeKey(id, name ?? null, position);
     for (const problem of nameProblems) problems.push(`${where}: ${problem}`);
+    for (const problem of doubledFields.get(id) ?? []) problems.push(`${where}: ${problem}`);
     if (id.trim() === '' || /[\s\x00-\x1f\x7f]/.test(id)) {
       problems.push(`${where}: a virtual key must be non-empty, without spaces or control characters (it travels in an HTTP header)`);
     }
@@ -464,6 +483,18 @@ function targetWarnings(target: Target, where: string): string[] {
     }
   }
   return warnings;
+}
+
+/** The line of a byte offset of the file. */
+function lineOf(raw: Buffer, offset: number): number {
+  let line = 1;
+  for (let i = raw.indexOf(0x0a); i !== -1 && i < offset; i = raw.indexOf(0x0a, i + 1)) line++;
+  return line;
+}
+
+/** A field's place as the file writes it: `targets[0].api_key`. */
+function fieldPath(path: readonly (string | number)[]): string {
+  return path.map((part, index) => (typeof part === 'number' ? `[${part}]` : index === 0 ? part : `.${part}`)).join('');
 }
 
 function lineAndColumn(text: string, position: number): string {
