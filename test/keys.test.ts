@@ -94,6 +94,7 @@ describe('parseKeyFile', () => {
       vk_notobject_00000: 'openai',
       vk_badname_0000000: { name: '', provider: 'mock' },
       vk_keyname_0000000: { name: 'vk_typo_0000000000', provider: 'mock' },
+      'vk_ключ_000000000': { provider: 'mock' },
     };
     const found = problems(JSON.stringify({ virtual_key: {}, virtual_keys: entries }));
     const expectations: RegExp[] = [
@@ -111,6 +112,7 @@ describe('parseKeyFile', () => {
       /virtual key #11 \(vk_not…\): must be an object/,
       /virtual key #12 \(vk_bad…\): "name" must be a non-empty string/,
       /virtual key #13 \(vk_key…\): "name" must not be a virtual key/,
+      /virtual key #14 \(vk_кл…\): the virtual key holds a non-ASCII character, which cannot travel in an HTTP header/,
     ];
     for (const expected of expectations) assert.ok(found.some((problem) => expected.test(problem)), `missing ${expected} in:\n${found.join('\n')}`);
     assert.equal(found.length, expectations.length, found.join('\n'));

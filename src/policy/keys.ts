@@ -413,6 +413,9 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     for (const problem of doubledFields.get(id) ?? []) problems.push(`${where}: ${problem}`);
     if (id.trim() === '' || /[\s\x00-\x1f\x7f]/.test(id)) {
       problems.push(`${where}: a virtual key must be non-empty, without spaces or control characters (it travels in an HTTP header)`);
+    } else if (/[^\x21-\x7e]/.test(id)) {
+      // Header values are bytes: clients refuse such a key, or send it mangled, and it never matches.
+      problems.push(`${where}: the virtual key holds a non-ASCII character, which cannot travel in an HTTP header`);
     }
     if (!isRecord(entry)) {
       problems.push(`${where}: must be an object like {"provider": "openai", "api_key": "sk-…"}`);
