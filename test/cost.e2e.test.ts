@@ -349,7 +349,7 @@ describe('a price file that cannot be used', () => {
     writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk: { provider: 'nobody' } } }));
     const both = await runGatewayUntilExit({ KEYS_FILE: join(dir, 'keys.json'), PRICES_FILE: join(dir, 'prices.json') }, dir);
     assert.equal(both.code, 1);
-    assert.match(both.stderr, /keys\.json: 2 problems:\n.*unknown provider "nobody" \(supported:/, 'the keys file\'s problems, in the same run');
+    assert.match(both.stderr, /keys\.json: virtual key #1 \(…\): unknown provider "nobody" \(supported:/, 'the keys file\'s problems, in the same run');
     assert.match(both.stderr, /prices\.json: 3 problems:\n.*openai "gpt-x": "input" must be a number/);
   });
 });

@@ -99,9 +99,9 @@ describe('parseKeyFile', () => {
     const found = problems(JSON.stringify({ virtual_key: {}, virtual_keys: entries }));
     const expectations: RegExp[] = [
       /unknown top-level field "virtual_key"/,
-      /virtual key #1 \(vk_typ…\): unknown provider "opena1" \(supported: openai, anthropic, deepseek, mock\)/,
+      /virtual key #1 \(vk_typ…\): unknown provider "opena1" \(did you mean "openai"\? supported: openai, anthropic, deepseek, mock\)/,
       /virtual key #2 \(vk_emp…\): "api_key" is empty/,
-      /virtual key #3 \(vk_mis…\): "api_key" is empty/,
+      /virtual key #3 \(vk_mis…\): "api_key" is missing; put the real deepseek API key here/,
       /virtual key #4 \(vk_url…\): "base_url" must be an http:\/\/ or https:\/\/ URL/,
       /virtual key "team-url": "base_url" is not a URL/,
       /virtual key #6 \(vk_fie…\): unknown field "api_kye"/,
@@ -262,9 +262,25 @@ describe('parseKeyFile', () => {
     ]);
   });
 
+  it('an unknown provider is the key\'s one problem, with the closest known name', () => {
+    assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"},"vk_case_0123456789":{"provider":"OpenAI","api_key":""},"vk_far_01234567890":{"provider":"bedrock"}}}'), [
+      'virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)',
+      'virtual key #2 (vk_cas…): unknown provider "OpenAI" (did you mean "openai"? supported: openai, anthropic, deepseek, mock)',
+      'virtual key #3 (vk_far…): unknown provider "bedrock" (supported: openai, anthropic, deepseek, mock)',
+    ]);
+  });
+
+  it('accepts a file that starts with a UTF-8 byte order mark', async () => {
+    const file = join(tempDir(), 'keys.json');
+    writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{\n  "virtual_keys": {"vk_1": {"provider": "mock"}}\n}')]));
+    assert.deepEqual((await loadKeyFile(file, providers)).map((key) => key.id), ['vk_1']);
+    assert.match(problems('\uFEFF{\n"virtual_keys": {,}}').join(), /not valid JSON \(line 2, column 18\)/);
+  });
+
   it('lets the mock provider go without an api_key but not the others', () => {
     assert.doesNotThrow(() => parseKeyFile('{"virtual_keys":{"vk":{"provider":"mock"}}}', 'keys.json', providers));
-    assert.match(problems('{"virtual_keys":{"vk":{"provider":"anthropic"}}}').join(), /"api_key" is empty/);
+    assert.match(problems('{"virtual_keys":{"vk":{"provider":"anthropic"}}}').join(), /"api_key" is missing; put the real anthropic API key here/);
+    assert.match(problems('{"virtual_keys":{"vk":{"provider":"anthropic","api_key":""}}}').join(), /"api_key" is empty; put the real anthropic API key here/);
   });
 
   it('refuses credentials inside base_url and an empty key table', () => {
@@ -278,7 +294,7 @@ describe('parseKeyFile', () => {
       assert.fail('expected an error');
     } catch (err) {
       assert.ok(err instanceof ConfigFileError);
-      assert.match(err.message, /^my-keys\.json: 4 problems:\n {2}- virtual key #1 \(…\)/);
+      assert.match(err.message, /^my-keys\.json: 2 problems:\n {2}- virtual key #1 \(…\): unknown provider "x" \(supported: /);
     }
   });
 });

@@ -308,7 +308,7 @@ describe('start-up validation', () => {
     const result = await runGatewayUntilExit({ KEYS_FILE: file });
     assert.equal(result.code, 1);
     assert.match(result.stderr, new RegExp(`${file.replaceAll('/', '\\/')}: 3 problems`));
-    assert.match(result.stderr, /virtual key #1 \(vk_…\): "api_key" is empty/);
+    assert.match(result.stderr, /virtual key #1 \(vk_…\): "api_key" is missing; put the real openai API key here/);
     assert.match(result.stderr, /virtual key "team-b": unknown provider "gemini" \(supported: openai, anthropic, deepseek, mock\)/);
     assert.match(result.stderr, /virtual key #3 \(vk_…\): "base_url" must be an http/);
     assert.doesNotMatch(result.stderr, /vk_aaaaaaaa|vk_bbbbbbbb|vk_cccccccc/);

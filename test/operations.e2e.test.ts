@@ -383,7 +383,7 @@ describe('keys change without a restart', () => {
       writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_a: { provider: 'nope' }, vk_b: { provider: 'openai' } } }));
       await waitFor(() => /keys NOT reloaded/.test(gateway.stderr()), 'a refusal message');
       assert.match(gateway.stderr(), /virtual key #1 \(v…\): unknown provider "nope"/);
-      assert.match(gateway.stderr(), /virtual key #2 \(v…\): "api_key" is empty/);
+      assert.match(gateway.stderr(), /virtual key #2 \(v…\): "api_key" is missing; put the real openai API key here/);
       assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 200, 'previous keys still work');
 
       // Replaced the way editors and deploy tools do it: a new file renamed over the old one.

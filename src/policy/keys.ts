@@ -17,6 +17,7 @@ import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
 import { publishedKeyProblem } from './published-keys.js';
+import { closestName } from '../closest-name.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -139,10 +140,11 @@ function parseApiKeys(entry: Record<string, unknown>, provider: Provider | undef
     else if (key !== key.trim()) problems.push(`${where}: ${at} has leading or trailing whitespace`);
     // It travels in a request header: a line break would inject one of its own.
     else if (/[^\x20-\x7e]/.test(key)) problems.push(`${where}: ${at} holds a control or non-ASCII character, which cannot travel in an HTTP header`);
-    else if (key === '' && provider?.requiresApiKey !== false) problems.push(`${where}: ${at} is empty; put the real ${provider?.name ?? 'provider'} API key here`);
+    else if (key === '' && provider?.requiresApiKey === true) problems.push(`${where}: ${at} is empty; put the real ${provider.name} API key here`);
   });
-  if (keys.length === 0 && provider?.requiresApiKey !== false) {
-    problems.push(`${where}: "${field}" is empty; put the real ${provider?.name ?? 'provider'} API key here`);
+  // Without a known provider, whether a key is needed is unknown: its own problem says enough.
+  if (keys.length === 0 && provider?.requiresApiKey === true) {
+    problems.push(`${where}: "${field}" is missing; put the real ${provider.name} API key here`);
   }
   if (several !== undefined && new Set(keys).size !== keys.length) problems.push(`${where}: "api_keys" lists the same key twice`);
   return problems.length > before ? undefined : (keys as string[]).filter((key) => key !== '');
@@ -275,7 +277,8 @@ function parseTarget(
   if (typeof entry.provider !== 'string' || entry.provider === '') {
     problems.push(`${where}: "provider" is required (supported: ${supported})`);
   } else if (!Object.hasOwn(registry, entry.provider)) {
-    problems.push(`${where}: unknown provider "${entry.provider}" (supported: ${supported})`);
+    const near = closestName(entry.provider, Object.keys(registry));
+    problems.push(`${where}: unknown provider "${entry.provider}" (${near === null ? '' : `did you mean "${near}"? `}supported: ${supported})`);
   } else {
     provider = registry[entry.provider];
   }
@@ -360,18 +363,20 @@ function parseFallbackOn(value: unknown, where: string, problems: string[]): Rea
 
 /** Validates the file's text and builds the keys; throws ConfigFileError listing every problem. */
 export function parseKeyFile(text: string, file: string, registry: Readonly<Record<string, Provider>>): VirtualKey[] {
+  // Some Windows editors start a UTF-8 file with a byte order mark, which JSON.parse refuses.
+  const json = text.startsWith('\uFEFF') ? text.slice(1) : text;
   let root: unknown;
   try {
-    root = JSON.parse(text);
+    root = JSON.parse(json);
   } catch (err) {
     // Only the position: newer V8 messages quote the text around it, which may be an api_key.
     const position = /position (\d+)/.exec((err as Error).message);
-    throw new ConfigFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(text, Number(position[1]))})`]);
+    throw new ConfigFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(json, Number(position[1]))})`]);
   }
   if (!isRecord(root)) throw new ConfigFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);
 
   const problems: string[] = [];
-  const raw = Buffer.from(text, 'utf8');
+  const raw = Buffer.from(json, 'utf8');
   const twice = (duplicate: DuplicateKey): string => `(lines ${lineOf(raw, duplicate.first)} and ${lineOf(raw, duplicate.second)})`;
   /** Fields written twice inside each virtual key, by key: reported where the key is named. */
   const doubledFields = new Map<string, string[]>();
