@@ -247,6 +247,7 @@ describe('parseKeyFile', () => {
           vk_real_openai: { provider: 'openai', api_key: 'sk-proj-AbCdEf0123456789AbCdEf0123456789' },
           vk_xes: { provider: 'openai', api_key: 'sk-proj-XXXXXXXXXXXX' },
           vk_doubled_v1: { provider: 'anthropic', api_key: 'sk-ant-api03-AbCdEf0123456789', base_url: 'https://api.anthropic.com/v1' },
+          vk_two_placeholders: { provider: 'openai', api_keys: ['sk-...', 'sk-proj-RealLookingKey0123456789', '<OPENAI_API_KEY>'] },
         },
       }),
       'keys.json',
@@ -259,6 +260,38 @@ describe('parseKeyFile', () => {
       'virtual key #3 (vk_po…): 1 of its "api_keys" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
       'virtual key #5 (vk…): "api_key" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
       'virtual key #6 (vk_d…): requests go to https://api.anthropic.com/v1/v1/messages: "base_url" already ends in /v1, and the gateway appends /v1/messages; drop the /v1',
+      'virtual key #7 (vk_two…): 2 of its "api_keys" look like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
+    ]);
+  });
+
+  it('warns about a base_url that already ends in the path the gateway appends, or that leaves out OpenAI\'s /v1, not about other servers\' paths', () => {
+    const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          vk_chat_twice: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1/chat/completions' },
+          vk_no_v1: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/' },
+          vk_ds_chat: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/chat/completions' },
+          vk_messages_twice: { provider: 'anthropic', api_key: real, base_url: 'https://api.anthropic.com/v1/messages' },
+          vk_both: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1/chat/completions', api: ['chat', 'responses'] },
+          // Fine: official hosts as documented, and other OpenAI-compatible paths.
+          vk_official: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1' },
+          vk_ds_plain: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com' },
+          vk_ds_v1: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/v1' },
+          vk_openrouter: { provider: 'openai', api_key: real, base_url: 'https://openrouter.ai/api/v1' },
+          vk_azure: { provider: 'openai', api_key: real, base_url: 'https://x.openai.azure.com/openai/v1?api-version=preview' },
+          vk_ollama: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    assert.deepEqual(keyWarnings(keys), [
+      'virtual key #1 (vk_c…): requests go to https://api.openai.com/v1/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',
+      'virtual key #2 (vk…): requests go to https://api.openai.com/chat/completions: OpenAI\'s API is under /v1; make "base_url" https://api.openai.com/v1',
+      'virtual key #3 (vk_…): requests go to https://api.deepseek.com/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',
+      'virtual key #4 (vk_me…): requests go to https://api.anthropic.com/v1/messages/v1/messages: "base_url" already ends in /v1/messages, and the gateway appends /v1/messages; drop the /v1/messages',
+      'virtual key #5 (vk…): requests go to http://vllm:8000/v1/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',
     ]);
   });
 

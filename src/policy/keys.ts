@@ -464,7 +464,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 
 /**
  * What a valid keys file may still hold that will not work: placeholder keys left from the
- * example, and an Anthropic base_url that already ends in /v1 (the gateway appends /v1/messages).
+ * example, and a base_url that already ends in what the gateway appends (/v1 for Anthropic,
+ * /chat/completions) or leaves out OpenAI's /v1.
  * `keys` are in file order (a valid file: every entry), so positions match the file.
  */
 export function keyWarnings(keys: readonly VirtualKey[]): string[] {
@@ -483,14 +484,31 @@ function targetWarnings(target: Target, where: string): string[] {
   if (placeholders > 0) {
     // Nothing of the value is printed: a real key this misjudged must not reach stderr.
     const which = pool.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
-    warnings.push(`${where}: ${which} looks like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
+    warnings.push(`${where}: ${which} ${placeholders === 1 ? 'looks' : 'look'} like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
   }
+  const urlWarning = baseUrlWarning(endpoints);
+  if (urlWarning !== null) warnings.push(`${where}: ${urlWarning}`);
+  return warnings;
+}
+
+/** The API paths the gateway appends to a base URL: one already at its end is written twice. */
+const APPENDED = Object.values(TARGET_APIS).map((api) => api.path);
+
+/** A base_url that will not reach the API (the same for each of a target's endpoints: one warning). */
+function baseUrlWarning(endpoints: Target['endpoints']): string | null {
   for (const [api, endpoint] of Object.entries(endpoints)) {
-    if (/\/v1\/v1\//.test(endpoint.url)) {
-      warnings.push(`${where}: requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${TARGET_APIS[api as ApiName].path}; drop the /v1`);
+    if (endpoint.kind !== 'http') return null;
+    const appended = TARGET_APIS[api as ApiName].path;
+    const base = endpoint.url.slice(0, -appended.length);
+    const doubled = APPENDED.find((path) => base.endsWith(path));
+    if (doubled !== undefined) return `requests go to ${endpoint.url}: "base_url" already ends in ${doubled}, and the gateway appends ${appended}; drop the ${doubled}`;
+    if (/\/v1\/v1\//.test(endpoint.url)) return `requests go to ${endpoint.url}: "base_url" already ends in /v1, and the gateway appends ${appended}; drop the /v1`;
+    // Other OpenAI-compatible servers use other paths (/api/v1, /openai/v1); OpenAI's own has one.
+    if (endpoint.hostname === 'api.openai.com' && !/^\/v1\//.test(endpoint.path)) {
+      return `requests go to ${endpoint.url}: OpenAI's API is under /v1; make "base_url" https://api.openai.com/v1`;
     }
   }
-  return warnings;
+  return null;
 }
 
 /** The line of a byte offset of the file. */
