@@ -594,7 +594,7 @@ describe('weights, circuits, metrics and reloads', () => {
     }
   });
 
-  it('a request only the target with an open circuit can take is told the targets are unavailable (503), not that it is wrong', async () => {
+  it('a request only the target with an open circuit can take is told the targets are unavailable (503), not that it is wrong; one that target refuses too is refused (400)', async () => {
     reset();
     failWith(first, 503);
     try {
@@ -607,6 +607,12 @@ describe('weights, circuits, metrics and reloads', () => {
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       assert.equal(entry.status, 503);
       assert.equal(entry.error.code, 'targets_unavailable');
+      // What the skipped target would refuse too is refused as it would: a 400, not a wait for nothing.
+      const conversation = await request(gateway.url, '/v1/responses', { key: 'vk_open_to_claude', body: { model: 'gpt-4o-mini', input: 'hi', conversation: 'conv_123' } });
+      assert.equal(conversation.status, 400, conversation.text);
+      assert.equal(conversation.json.error.param, 'conversation');
+      assert.doesNotMatch(conversation.json.error.message, /anthropic/i, "the first target's own refusal");
+      assert.equal(first.requests.length, 1, 'nothing sent');
     } finally {
       reset();
     }

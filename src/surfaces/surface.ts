@@ -387,8 +387,8 @@ async function callTargets<C extends ApiTypes>(
   // The 504 names the setting that applied, so an operator looks at the right one.
   const headersWait: HeadersWait = key.timeoutMs === null ? { ms: deps.upstream.policy.timeoutMs, setting: 'UPSTREAM_TIMEOUT_MS' } : { ms: key.timeoutMs, setting: "the virtual key's timeout_ms" };
   let tried = 0;
-  /** A target before this one was passed over (its circuit open, its keys cooling down). */
-  let passedOver = false;
+  /** The first target passed over (its circuit open, its keys cooling down), if any. */
+  let passedOver: Target | null = null;
   /** The last target's failure, passed on when no other target can serve. */
   let failure: unknown = null;
   for (let i = 0; i < order.length; i++) {
@@ -396,7 +396,7 @@ async function callTargets<C extends ApiTypes>(
     // The breaker's admission of this request ('pass' unasked: a key with one target, or the last resort).
     const admission = several && !(i === order.length - 1 && tried === 0) ? admitTarget(target, interaction) : 'pass';
     if (admission === null) {
-      passedOver = true;
+      passedOver ??= target;
       continue;
     }
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
@@ -410,9 +410,14 @@ async function callTargets<C extends ApiTypes>(
         prepared = ready instanceof Promise ? await ready : ready;
       } catch (err) {
         // A target the request cannot go to (a parameter it has no translation for) after another
-        // failed or was passed over: passed over too, and the earlier failure stands (else the
-        // targets are unavailable: the request is not wrong because a fallback cannot take it).
-        if (tried === 0 && !passedOver) throw err;
+        // failed: passed over too, and the earlier failure stands. After one passed over only: so
+        // too if that one could have taken it (the targets are unavailable, 503; the request is
+        // not wrong because a fallback cannot take it); else refused as that target refuses it.
+        if (tried === 0) {
+          if (passedOver === null) throw err;
+          const refused = await refusal(surface, passedOver, key, parsed, raw, req, interaction, deps);
+          if (refused !== null) throw refused;
+        }
         interaction.targetOutcome(target, 'skipped');
         continue;
       }
@@ -503,6 +508,16 @@ function prepareChecked<C extends ApiTypes>(
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {
   releaseLargeMembers(parsed.request as object, [prepared.outbound.request as object]);
   return prepared;
+}
+
+/** Why the request could not be made ready for `target` (one passed over: asked, not sent), or null. */
+async function refusal<C extends ApiTypes>(surface: Surface<C>, target: Target, key: VirtualKey, parsed: ParsedRequest<C['request']>, raw: Buffer, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<unknown> {
+  try {
+    await prepareChecked(surface, target, key, parsed, raw, req, interaction, deps);
+    return null;
+  } catch (err) {
+    return err;
+  }
 }
 
 /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
