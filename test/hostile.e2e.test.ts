@@ -235,6 +235,48 @@ describe('hostile streams', () => {
     }
   });
 
+  it('a client that reads slowly but steadily, one large event at a time, is not taken for a stalled one', async () => {
+    const idleGateway = await startGateway({
+      keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', LOG_FILE: 'off', UPSTREAM_IDLE_TIMEOUT_MS: '1000' },
+    });
+    // Events of 8 MB: one takes the client ~4 s to read, far past the 1 s a client that reads nothing is given.
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const frame = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'y'.repeat(8 * 1024 * 1024) }, finish_reason: null }] })}\n\n`;
+      for (let i = 0; i < 2 && !res.destroyed; i++) if (!res.write(frame)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+      res.end('data: [DONE]\n\n');
+    });
+    const body = JSON.stringify({ ...hello, stream: true });
+    const socket = net.connect({ port: idleGateway.port, host: '127.0.0.1' });
+    try {
+      // ~2 MB/s: at most 100 KB per 50 ms window, paused for the rest of it.
+      let tail = '';
+      let windowBytes = 0;
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()).once('end', () => resolve()));
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        tail = (tail + chunk.toString('latin1')).slice(-64);
+        windowBytes += chunk.length;
+        if (windowBytes >= 100 * 1024) socket.pause();
+      });
+      const window = setInterval(() => {
+        windowBytes = 0;
+        socket.resume();
+      }, 50);
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ended, new Promise((resolve) => (timer = setTimeout(resolve, 60_000)))]);
+      clearTimeout(timer);
+      clearInterval(window);
+      assert.match(tail, /data: \[DONE\]\n\n(\r\n0\r\n\r\n)?$/, `the stream reached its end (${JSON.stringify(tail)})`);
+    } finally {
+      socket.destroy();
+      openaiMock.behave(null);
+      await idleGateway.stop();
+    }
+  });
+
   it('scrubs the real key from a mid-stream error message', async () => {
     openaiMock.behave(({ req, res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

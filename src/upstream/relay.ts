@@ -89,9 +89,11 @@ class NotableScan {
 class StreamRelay {
   private readonly parser = new SseParser();
   private readonly notableAll: RegExp;
-  private readonly idle: Deadline;
+  private idle: Deadline;
   /** Waiting for the client to read what it was sent. */
   private paused = false;
+  /** How far the client's socket had got when last looked at, while paused (see `sent`). */
+  private written = -1;
   private over = false;
   /** What one read produces, gathered and written at once: one write (one syscall) per read. */
   private gathering = false;
@@ -106,8 +108,7 @@ class StreamRelay {
     private readonly options: RelayOptions,
   ) {
     this.notableAll = new RegExp(pipeline.notable.source, 'g');
-    // Nothing moved for idleMs: the provider was silent, or the client read nothing (paused for it).
-    this.idle = setDeadline(options.idleMs, () => (this.paused ? this.stalled() : this.fail(upstreamIdle(options.idleMs))));
+    this.idle = setDeadline(options.idleMs, this.onIdle);
   }
 
   run(): Promise<void> {
@@ -272,6 +273,7 @@ class StreamRelay {
       // Paused for a slow client: the provider's silence is ours; a client that reads nothing for
       // as long as an idle provider would be given is let go, or it holds the request forever.
       this.paused = true;
+      this.written = this.sent();
       this.idle.at = performance.now() + this.options.idleMs;
       this.upstream.body.pause();
       this.res.once('drain', this.resume);
@@ -283,6 +285,31 @@ class StreamRelay {
     this.idle.at = performance.now() + this.options.idleMs;
     this.upstream.body.resume();
   };
+
+  /** Nothing moved for idleMs: the provider was silent, or (paused for it) the client read nothing. */
+  private readonly onIdle = (): void => {
+    if (!this.paused) return this.fail(upstreamIdle(this.options.idleMs));
+    // A client reading slowly, a large event at a time, takes bytes without draining them all.
+    const sent = this.sent();
+    if (sent !== this.written) {
+      this.written = sent;
+      this.idle = setDeadline(this.options.idleMs, this.onIdle);
+      return;
+    }
+    this.stalled();
+  };
+
+  /**
+   * Where the client's socket is in sending what it was given: its bytes written (which count a
+   * write as soon as it is made) less what libuv still queues of them, which falls as a client
+   * reads a large write slowly. No other measure moves until a whole write is out.
+   */
+  private sent(): number {
+    const socket = this.res.socket;
+    if (socket === null) return -1;
+    const queued = (socket as unknown as { _handle?: { writeQueueSize?: unknown } })._handle?.writeQueueSize;
+    return socket.bytesWritten - (typeof queued === 'number' ? queued : 0);
+  }
 
   /** The client read nothing for idleMs: its connection is closed (an error frame would wait behind what it did not read). */
   private stalled(): void {
