@@ -407,7 +407,7 @@ describe('the example virtual keys of the README and keys.example.json', () => {
     }
   });
 
-  it('are accepted with placeholder provider keys (the demo) or with the mock alone', async () => {
+  it('are accepted with placeholder provider keys (the demo), with the mock alone, or with a self-hosted server\'s dummy key', async () => {
     const keys = parseKeyFile(
       JSON.stringify({
         virtual_keys: {
@@ -415,12 +415,15 @@ describe('the example virtual keys of the README and keys.example.json', () => {
           vk_team_web: { targets: [{ provider: 'openai', api_key: 'sk-...' }, { provider: 'anthropic', api_keys: ['sk-ant-...', '<ANTHROPIC_KEY>'] }] },
           vk_demo: { provider: 'mock' },
           vk_mine_0123456789abcdef: { provider: 'openai', api_key: real },
+          // As the README's vLLM examples have them: a self-hosted server's dummy key.
+          vk_codex_on_vllm: { provider: 'openai', api_key: 'none', base_url: 'http://vllm:8000/v1' },
+          vk_local: { targets: [{ provider: 'openai', api_key: 'EMPTY', base_url: 'http://vllm-a:8000/v1' }, { provider: 'openai', api_key: 'ollama', base_url: 'http://ollama:11434/v1' }] },
         },
       }),
       'keys.json',
       providers,
     );
-    assert.equal(keys.length, 4);
+    assert.equal(keys.length, 6);
   });
 
   it('make a reload refused, the previous keys kept', async () => {

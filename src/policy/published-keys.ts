@@ -1,7 +1,8 @@
 /**
  * Virtual keys printed in the README and keys.example.json. Anyone who has read them can present
  * them, and the gateway listens on every interface by default: such a key must not guard a real
- * provider key. With placeholders (the demo) or the mock alone it spends nothing, and is let be.
+ * provider key. With placeholders (the demo), the mock alone, or a self-hosted server's dummy key
+ * (`"none"`, as the README's vLLM examples have) it spends nothing, and is let be.
  */
 import { isPlaceholder } from './placeholder.js';
 import type { Target } from './target.js';
@@ -25,10 +26,13 @@ export const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
   'vk_claude',
 ]);
 
+/** What self-hosted servers (vLLM, Ollama, llama.cpp) are given for a key they do not check: no provider's key. */
+const NO_KEY = /^(none|empty|dummy|ollama|no[-_ ]?key|not[-_ ]?needed|sk-no-key-required)$/i;
+
 /** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
 export function publishedKeyProblem(id: string, targets: readonly Target[]): string | null {
   if (!PUBLISHED_KEYS.has(id)) return null;
-  const guarded = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => !isPlaceholder(key)));
+  const guarded = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => !isPlaceholder(key) && !NO_KEY.test(key)));
   if (guarded === undefined) return null;
   // The key is printed in full: it is public already, and the operator must find it.
   return (
