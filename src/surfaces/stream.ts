@@ -38,7 +38,9 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
   const forwardedEvents = new JsonSeries();
 
+  /** Counts an event's bytes against the limit; only where a log entry is assembled at all. */
   const seen = (data: string): void => {
+    if (logged === null) return;
     streamedBytes += Buffer.byteLength(data);
     if (assembler !== null && streamedBytes > assembledLimit) assembler = null;
   };
