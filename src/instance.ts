@@ -16,6 +16,7 @@ import type { KeyFile } from './policy/key-file.js';
 import { KeyStore } from './policy/key-store.js';
 import type { VirtualKey } from './policy/keys.js';
 import type { Limiter } from './policy/limits.js';
+import { BodyPool } from './server/body-pool.js';
 import { createGatewayServer, type GatewayServer } from './server/server.js';
 import { Prices } from './prices/prices.js';
 import type { PriceTable } from './prices/table.js';
@@ -145,6 +146,9 @@ export function createInstance(options: InstanceOptions): Instance {
     limiter: options.limiter,
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
+    // Only where no log entry holds bodies: an entry keeps the client's bytes until both its
+    // destinations have written them, on libuv's threads (docs/performance.md).
+    bodyPool: log.enabled ? null : new BodyPool(),
     upstream: { client, policy: config.upstream },
     owners: new ResponseOwners(),
     modelLists: new ModelLists(),

@@ -449,3 +449,72 @@ describe('http client: the request', () => {
     assert.equal(parseHead('HTTP/2 200'), null);
   });
 });
+
+describe('http client: the memory a body is in', () => {
+  /** A holder that counts: what a pooled body is to the client. */
+  function countingHolder(): { hold(): void; release(): void; holds: number; releases: number } {
+    return {
+      holds: 0,
+      releases: 0,
+      hold() {
+        this.holds++;
+      },
+      release() {
+        this.releases++;
+      },
+    };
+  }
+
+  it('holds a body while it is written and lets go once the socket is done with it', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    const holder = countingHolder();
+    const big = Buffer.alloc(256 * 1024, 0x61);
+    assert.equal((await answered(requestTo(server.port, { body: big, holder }))).body, 'ok');
+    assert.deepEqual([holder.holds, holder.releases], [1, 1]);
+    const small = countingHolder();
+    assert.equal((await answered(requestTo(server.port, { holder: small }))).body, 'ok');
+    assert.deepEqual([small.holds, small.releases], [1, 1]);
+  });
+
+  it('does not reuse a connection answered before its request was written, and lets go of the body once it is closed', async () => {
+    // Answers as soon as a head arrives, then reads nothing more for a while: the rest of a large
+    // body is still on its way when the whole answer is in.
+    let accepted = 0;
+    const heads: string[] = [];
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      accepted++;
+      sockets.add(socket);
+      socket.on('error', () => {});
+      let text = '';
+      const onData = (data: Buffer): void => {
+        text += data.toString('latin1', 0, Math.min(data.length, 4096));
+        if (!text.includes('\r\n\r\n')) return;
+        heads.push(text.slice(0, text.indexOf('\r\n\r\n')));
+        socket.off('data', onData);
+        socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\nno');
+        socket.pause();
+      };
+      socket.on('data', onData);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const holder = countingHolder();
+      const outcome = await answered(requestTo(port, { body: Buffer.alloc(64 * 1024 * 1024, 0x62), holder }));
+      assert.equal(outcome.status, 413);
+      // Released only once the client closed that connection (its write can no longer read the bytes).
+      const deadline = Date.now() + 5000;
+      while (holder.releases === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual([holder.holds, holder.releases], [1, 1]);
+      const next = await answered(requestTo(port));
+      assert.equal(next.status, 413);
+      assert.equal(accepted, 2, 'the next request went on a new connection');
+      assert.equal(heads.length, 2);
+      assert.match(heads[1] as string, /^POST \/v1\/chat\/completions HTTP\/1\.1\r\n/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cancellation } from '../upstream/cancel.js';
 import { GatewayError } from '../errors.js';
+import { POOLED_MIN_BYTES, type BodyPool, type PooledBody } from './body-pool.js';
 
 export function clientClosed(): GatewayError {
   return new GatewayError(499, 'The client closed the request.', { code: 'client_closed_request' });
@@ -21,12 +22,21 @@ function tooLarge(limit: number): GatewayError {
 function ignore(): void {}
 
 /** A declared body larger than this is copied into place piece by piece as it arrives. */
-const PIECE_BY_PIECE = 64 * 1024;
+const PIECE_BY_PIECE = POOLED_MIN_BYTES;
 /** What such a body is first given room for: an agent's turn fits, a larger body grows into its length. */
 const FIRST_ALLOCATION = 1024 * 1024;
 
-/** Reads the whole request body, refusing more than `limit` bytes before reading them when it can. */
-export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation): Promise<Buffer> {
+/** A request's body: its bytes, and the pooled memory they are in (released by the reader's last holder), if any. */
+export interface ReadBody {
+  readonly bytes: Buffer;
+  readonly pooled: PooledBody | null;
+}
+
+/**
+ * Reads the whole request body, refusing more than `limit` bytes before reading them when it can.
+ * With a `pool`, a large body is read into pooled memory, which the caller releases when done.
+ */
+export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation, pool: BodyPool | null = null): Promise<ReadBody> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit));
   // A large declared length is the body's size (Node's parser holds the client to it): each piece
@@ -37,22 +47,34 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   const inPlace = length > PIECE_BY_PIECE;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    // Allocated when the first piece comes, at most FIRST_ALLOCATION then doubled as pieces come:
-    // a client that declares a large body and sends nothing holds nothing.
+    // Allocated when the first piece comes, at most FIRST_ALLOCATION then doubled as pieces come
+    // (pooled memory: the declared length at once): a client that declares a large body and
+    // sends nothing holds nothing.
     let body: Buffer | null = null;
+    let pooled: PooledBody | null = null;
     let size = 0;
+    const letGo = (): void => {
+      pooled?.release();
+      pooled = null;
+    };
     const onData = (chunk: Buffer): void => {
       if (size + chunk.length > limit) {
         cleanup();
+        letGo();
         req.resume(); // discard the rest while the 413 is answered
         reject(tooLarge(limit));
         return;
       }
       if (inPlace) {
+        if (body === null && pool !== null) {
+          pooled = pool.take(length);
+          if (pooled !== null) body = pooled.memory;
+        }
         if (body === null || size + chunk.length > body.length) {
           const bigger = Buffer.allocUnsafe(Math.max(size + chunk.length, Math.min(length, body === null ? FIRST_ALLOCATION : body.length * 2)));
           if (body !== null) body.copy(bigger, 0, 0, size);
           body = bigger;
+          letGo();
         }
         chunk.copy(body, size);
       } else {
@@ -62,11 +84,12 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
     };
     const onEnd = (): void => {
       cleanup();
-      if (body !== null) resolve(size === body.length ? body : body.subarray(0, size));
-      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (body !== null) resolve({ bytes: size === body.length ? body : body.subarray(0, size), pooled });
+      else resolve({ bytes: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size), pooled: null });
     };
     const onCancel = (): void => {
       cleanup();
+      letGo();
       reject(cancel.reason);
     };
     const cleanup = (): void => {

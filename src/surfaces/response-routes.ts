@@ -125,7 +125,7 @@ function estimateResponsesInputTokens(request: Record<string, unknown>): number 
 function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps) => Promise<void> {
   return (req, res, context, deps) =>
     serveKeyed(POST_ONLY, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
-      const raw = await readBody(req, deps.maxBodyBytes, context.cancel);
+      const raw = (await readBody(req, deps.maxBodyBytes, context.cancel)).bytes;
       const request = interaction.readRequest(raw, (bytes) => parseJsonObject(bytes, '"model" and "input"'));
       const model = typeof request.model === 'string' ? request.model : null;
       if (model !== null) {

@@ -26,6 +26,7 @@ import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { readBody, sendError, sendJson } from '../server/http.js';
+import type { BodyPool, PooledBody } from '../server/body-pool.js';
 import { callWithRetries, type HeadersWait, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
@@ -46,6 +47,8 @@ export interface SurfaceDeps {
   readonly metrics: Metrics;
   readonly limiter: Limiter;
   readonly maxBodyBytes: number;
+  /** Memory for large bodies, used again (null: bodies are allocated per request; server/body-pool.ts). */
+  readonly bodyPool: BodyPool | null;
   readonly upstream: Upstream;
   readonly router: Router;
   /** Owners of stored responses this process knows (policy/response-owners.ts). */
@@ -137,6 +140,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   /** What admission reserved (null: not admitted, nothing to settle), and the prompt's estimate in tokens. */
   let reserved: Reservation | null = null;
   let promptEstimate = 0;
+  /** The body's pooled memory, if any: held until the request is done with it (server/body-pool.ts). */
+  let pooled: PooledBody | null = null;
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
   try {
@@ -145,14 +150,16 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     }
     key = authenticateRequest(surface.credential(req.headers), surface.howToSendKey(req.headers), interaction, deps);
 
-    const raw = await readBody(req, deps.maxBodyBytes, cancel);
+    const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool);
+    pooled = read.pooled;
+    const raw = read.bytes;
     const parsed = parse(surface.api, raw, interaction);
     checkModel(key, parsed.model);
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
     promptEstimate = Math.ceil(raw.length / 4);
     reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
 
-    const { target, route, back, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, req, res, interaction, deps);
+    const { target, route, back, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, pooled, req, res, interaction, deps);
     const apiKeys = target.keys.apiKeys;
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
@@ -176,6 +183,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   } finally {
     if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptEstimate, deps.prices);
     recordRequest(interaction, deps);
+    // Last: the answer, the log entry and every upstream write are done with the client's bytes.
+    pooled?.release();
   }
 }
 
@@ -375,6 +384,7 @@ async function callTargets<C extends ApiTypes>(
   key: VirtualKey,
   parsed: ParsedRequest<C['request']>,
   raw: Buffer,
+  pooled: PooledBody | null,
   req: IncomingMessage,
   res: ServerResponse,
   interaction: Interaction,
@@ -434,7 +444,8 @@ async function callTargets<C extends ApiTypes>(
         // (a 429 or 401/403 hands over to another key not cooling down); the last gets UPSTREAM_RETRIES.
         const retries = last ? deps.upstream.policy.retries : 0;
         const { body, passed, route } = prepared;
-        const build = (apiKey: string): UpstreamRequest => ({ body, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
+        // A pooled body is held by each write of it, until the socket is done with its bytes.
+        const build = (apiKey: string): UpstreamRequest => ({ body, holder: pooled, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
         const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last);
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);

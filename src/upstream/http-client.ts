@@ -24,6 +24,17 @@ export interface ClientRequest {
   readonly body: Buffer | readonly Buffer[] | null;
   /** Sent with the body. */
   readonly contentType?: string;
+  /** What the body's memory belongs to: held from the write until the socket is done with its bytes. */
+  readonly holder?: Holder | null;
+}
+
+/**
+ * Something whose memory must not be used again while anyone still reads it (a pooled request
+ * body): each reader holds it, and releases it once done.
+ */
+export interface Holder {
+  hold(): void;
+  release(): void;
 }
 
 export interface ClientResponse {
@@ -293,7 +304,9 @@ class Exchange {
     this.connection = null;
     this.body?.push(null);
     if (connection === null) return;
-    if (this.keepAlive && at >= data.length) connection.release();
+    // A provider may answer before it has read the whole request (an early error): the rest of the
+    // request would go out ahead of the next one on this connection.
+    if (this.keepAlive && at >= data.length && connection.socket.writableLength === 0) connection.release();
     else connection.destroy();
   }
 
@@ -346,17 +359,24 @@ class Connection {
     socket.on('close', () => this.gone(null));
   }
 
-  send(bytes: readonly Buffer[], handlers: CallHandlers): Exchange {
+  send(bytes: readonly Buffer[], handlers: CallHandlers, holder: Holder | null): Exchange {
     const exchange = new Exchange(this, handlers, this.requests > 0);
     this.exchange = exchange;
     this.requests++;
     const socket = this.socket;
+    // Writes end in order: the last one's callback (called however it ends: written, failed, or
+    // the socket destroyed) means none of the bytes is read again.
+    let written: (() => void) | undefined;
+    if (holder !== null) {
+      holder.hold();
+      written = () => holder.release();
+    }
     if (bytes.length === 1) {
-      socket.write(bytes[0] as Buffer);
+      socket.write(bytes[0] as Buffer, written);
     } else {
       // One writev for head and body's pieces.
       socket.cork();
-      for (const piece of bytes) socket.write(piece);
+      for (let i = 0; i < bytes.length; i++) socket.write(bytes[i] as Buffer, i === bytes.length - 1 ? written : undefined);
       socket.uncork();
     }
     return exchange;
@@ -529,7 +549,7 @@ export class HttpClient {
   call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
     const bytes = encodeRequest(request, this.checked);
     const connection = this.poolFor(request).acquire(fresh);
-    const exchange = connection.send(bytes, handlers);
+    const exchange = connection.send(bytes, handlers, request.holder ?? null);
     return {
       abort: () => {
         const current = exchange.connection;

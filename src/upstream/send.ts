@@ -76,6 +76,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
     headers: upstreamRequest.headers,
     body,
     contentType: 'application/json',
+    holder: upstreamRequest.holder,
   };
   return new Promise((resolve, reject) => {
     let current: Call | null = null;

@@ -4,6 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { Holder } from './http-client.js';
 
 /** Timeouts and retries of every call to a provider: one object, from the configuration. */
 export interface UpstreamPolicy {
@@ -27,6 +28,8 @@ export interface UpstreamRequest {
   /** POST by default; GET for a model list or a stored response, DELETE to delete one. */
   readonly method?: 'GET' | 'POST' | 'DELETE';
   readonly body: RequestBody;
+  /** Holds the memory the body's bytes are in while they are written (a pooled client body), if any. */
+  readonly holder?: Holder | null;
   /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
   readonly headers: Readonly<Record<string, string>>;
 }
