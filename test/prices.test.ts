@@ -210,6 +210,8 @@ describe('PRICES_FILE', () => {
     const next = merged.price('anthropic', 'claude-next');
     assert.deepEqual(next && { read: next.cacheRead, write: next.cacheWrite, write1h: next.cacheWrite1h }, { read: 0.3, write: 3, write1h: 3 }, 'missing cache rates cost as input');
     assert.equal(pricesWith(null, null, PROVIDERS).price('openai', 'qwen3'), null);
+    // A byte order mark, as some Windows editors save JSON, is read past (keys.json reads past it too).
+    assert.equal(pricesWith(`\uFEFF${override}`, 'prices.json', PROVIDERS).price('openai', 'gpt-4o')?.input, 2);
   });
 
   it('reports every problem at once', () => {

@@ -173,7 +173,8 @@ export interface PriceFileOptions {
 export function parsePriceFile(text: string, file: string, options: PriceFileOptions): PriceTable {
   let root: unknown;
   try {
-    root = JSON.parse(text);
+    // A UTF-8 byte order mark (some Windows editors write one) is not part of the JSON, as in keys.json.
+    root = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text);
   } catch (err) {
     throw new ConfigFileError(file, [`not valid JSON (${(err as Error).message})`]);
   }
