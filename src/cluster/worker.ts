@@ -14,6 +14,7 @@ import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
 import type { Registry } from '../providers/index.js';
 import { PrimarySink, type SendToPrimary } from './primary-sink.js';
 import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type ToWorker } from './messages.js';
+import { Queue } from '../queue.js';
 
 /** Hands a message to the IPC channel; false when there is none (the primary is gone). */
 const sendToPrimary: SendToPrimary = (message, sent) => {
@@ -46,7 +47,7 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   // arrives), so the checks waiting form a queue. Not a Map: one entry added and removed per
   // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
   // the requests they held alive into the old generation (see slot-list.ts).
-  const pending: PendingCheck[] = [];
+  const pending = new Queue<PendingCheck>();
   return {
     limiter: {
       admit: (key, estimate) =>
@@ -83,8 +84,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
     answered: (id, admission) => {
       // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
       // timer lets it through.
-      while (pending.length > 0 && (pending[0] as PendingCheck).id < id) pending.shift();
-      if (pending[0]?.id === id) pending.shift()?.settle?.(admission);
+      while (pending.length > 0 && (pending.peek() as PendingCheck).id < id) pending.shift();
+      if (pending.peek()?.id === id) pending.shift()?.settle?.(admission);
     },
   };
 }

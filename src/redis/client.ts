@@ -10,6 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { encodeCommand, RedisReplyError, RespParser, type RespValue } from './resp.js';
 import { describeRedis, type RedisAddress } from './url.js';
+import { Queue } from '../queue.js';
 
 /**
  * Redis could not be asked. `sent`: the command was written before the connection dropped (it
@@ -50,7 +51,7 @@ export class RedisClient {
   private socket: net.Socket | null = null;
   private ready = false;
   private closed = false;
-  private readonly pending: Pending[] = [];
+  private readonly pending = new Queue<Pending>();
   private attempts = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
@@ -171,7 +172,7 @@ export class RedisClient {
     const { staleMs } = this.options;
     this.staleTimer = setInterval(
       () => {
-        const oldest = this.pending[0];
+        const oldest = this.pending.peek();
         if (oldest === undefined) {
           if (this.staleTimer !== null) clearInterval(this.staleTimer);
           this.staleTimer = null;
@@ -193,7 +194,7 @@ export class RedisClient {
     this.staleTimer = null;
     const error = new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
     this.lastError = error;
-    for (const waiting of this.pending.splice(0)) waiting.reject(error);
+    for (const waiting of this.pending.drain()) waiting.reject(error);
     if (this.closed) return;
     if (wasReady || this.attempts === 0) this.options.onState?.(error);
     // Exponential backoff with jitter, so instances that lost Redis together do not return together.
