@@ -108,10 +108,10 @@ class Bucket {
 
 /** The period a budget counts in, as an id: `day:2026-11-28`, `month:2026-11`, `total`. UTC. */
 export function periodId(period: BudgetPeriod, now: Date): string {
+  if (period === 'total') return 'total'; // every request of a key without a budget: no date formatted
   const iso = now.toISOString();
   if (period === 'day') return `day:${iso.slice(0, 10)}`;
-  if (period === 'month') return `month:${iso.slice(0, 7)}`;
-  return 'total';
+  return `month:${iso.slice(0, 7)}`;
 }
 
 /** When the current period began (null for `total`). */
