@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_DEPTH, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -102,6 +102,35 @@ describe('a request body nested too deep', () => {
   it('a body that is not JSON is still refused as such, whatever brackets its unterminated string holds', () => {
     const broken = Buffer.from(`{"model":"m","x":"${'['.repeat(200_000)}`);
     assert.throws(() => parseJsonObject(broken, 'a model'), (err: unknown) => err instanceof GatewayError && err.status === 400 && /not valid JSON/.test(err.message));
+  });
+});
+
+describe('a request body with too many objects and arrays', () => {
+  const refused = (err: unknown): boolean => err instanceof GatewayError && err.status === 400 && err.code === 'invalid_body' && err.message === `The request body holds more than ${MAX_CONTAINERS} objects and arrays.`;
+  // Large and dense: what the scan hands to JSON.parse whole, where 6 million `{}` held the loop for seconds.
+  // Four containers besides x's members: the body, messages, its one message, x.
+  const body = (count: number): Buffer => Buffer.from(`{"model":"m","messages":[{"role":"user","content":"hi {[{[ \\\" {"}],"x":[${Array(count).fill('{}').join(',')}]}`);
+
+  it(`is refused (400, saying so) past ${MAX_CONTAINERS}, strings' brackets not counted; up to it, parsed`, () => {
+    assert.throws(() => parseJsonObject(body(MAX_CONTAINERS - 3), 'a model'), refused);
+    assert.equal((parseJsonObject(body(MAX_CONTAINERS - 4), 'a model').x as unknown[]).length, MAX_CONTAINERS - 4);
+  });
+
+  it(`is refused past ${MAX_VALUES} values of any kind (10 MB of zeros took half a second to parse)`, () => {
+    const zeros = (count: number): Buffer => Buffer.from(`{"model":"m","x":[${Array(count).fill('0').join(',')}]}`);
+    const tooMany = (err: unknown): boolean => err instanceof GatewayError && err.status === 400 && err.message === `The request body holds more than ${MAX_VALUES} values.`;
+    assert.throws(() => parseJsonObject(zeros(MAX_VALUES + 1), 'a model'), tooMany);
+    // Counted as containers and commas, never more than there are: here n + 2 of n + 3.
+    assert.equal((parseJsonObject(zeros(MAX_VALUES - 2), 'a model').x as unknown[]).length, MAX_VALUES - 2);
+    assert.throws(() => parseJsonObject(zeros(MAX_VALUES - 1), 'a model'), tooMany);
+  });
+
+  it('is refused as such when a member left as bytes holds them and a translation reads it, not with a 500', () => {
+    // A long string keeps the body as a whole from being dense: its conversation stays bytes, read only when translated.
+    const raw = Buffer.from(`{"model":"m","system":"${'a'.repeat(8_000_000)}","messages":[{"role":"user","content":[${Array(MAX_CONTAINERS).fill('{}').join(',')}]}]}`);
+    const parsed = parseJsonObject(raw, 'a model', { messages: ['role'] });
+    assert.ok(hasDeferredMembers(parsed));
+    assert.throws(() => parsed.messages, refused);
   });
 });
 

@@ -368,8 +368,8 @@ class DeferredValue {
 
 /** How a body's large top-level members are read: parsed with it (default), or left as bytes until first read. */
 export interface DeferOptions {
-  /** What a member left as bytes throws when read if they are not JSON (the scan checks their structure only). */
-  readonly invalid: (err: SyntaxError) => Error;
+  /** What a member left as bytes throws when read if they are not JSON (the scan checks their structure only), or too costly to parse (TooDeep, TooMany). */
+  readonly invalid: (err: SyntaxError | TooDeep | TooMany) => Error;
   /** Members whose shape the reader checks, by key, and the fields of their elements it reads (memberView). */
   readonly views?: Readonly<Record<string, readonly string[]>>;
 }
@@ -400,7 +400,7 @@ function readMember(scan: Scan, start: number, end: number): unknown {
   try {
     return parseJsonBytes(scan.raw.subarray(start, end));
   } catch (err) {
-    if (scan.invalid !== null && err instanceof SyntaxError) throw scan.invalid(err);
+    if (scan.invalid !== null && (err instanceof SyntaxError || err instanceof TooDeep || err instanceof TooMany)) throw scan.invalid(err);
     throw err;
   }
 }
@@ -516,7 +516,8 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: Def
     // Whatever the scan found wrong (or a piece's parse), JSON.parse of the whole has the final
     // word: its error message, or its value should the scan have been stricter than JSON.
     if (err instanceof ParseWhole || err instanceof SyntaxError || err instanceof RangeError) {
-      if (nestsDeeper(raw, MAX_DEPTH)) throw new TooDeep(MAX_DEPTH);
+      const costly = tooCostly(raw);
+      if (costly !== null) throw costly;
       return JSON.parse(raw.toString('utf8'));
     }
     throw err;
@@ -536,22 +537,50 @@ export class TooDeep extends Error {
   }
 }
 
-/** Whether the JSON text in `buf` nests deeper than `max` levels (false for a text that is not JSON: the parse says why). */
-function nestsDeeper(buf: Buffer, max: number): boolean {
+/**
+ * A large body parsed whole holds no more objects and arrays than this, and no more values in all
+ * than MAX_VALUES. JSON.parse of an 18 MB `[{},{},…]` (6 million objects) held the loop for
+ * 2.3–3.9 s, most of it collecting them, and of 10 MB of `0,` 0.48 s; the 1 MB agent fixture holds
+ * 1,240 objects and arrays, so a 20 MB conversation some tens of thousands.
+ */
+export const MAX_CONTAINERS = 200_000;
+export const MAX_VALUES = 1_000_000;
+
+export class TooMany extends Error {
+  constructor(
+    readonly max: number,
+    readonly what: 'objects and arrays' | 'values',
+  ) {
+    super(`it holds more than ${max} ${what}`);
+  }
+}
+
+/**
+ * Why the JSON text in `buf` would hold the loop too long to parse whole (nested deeper than
+ * MAX_DEPTH, too many containers or values), or null (also for a text that is not JSON: the parse
+ * says why). Values are counted as containers and commas: never more than there are.
+ */
+function tooCostly(buf: Buffer): TooDeep | TooMany | null {
   let depth = 0;
+  let containers = 0;
+  let values = 0;
   for (let i = 0; i < buf.length; i++) {
     const c = buf[i] as number;
     if (c === QUOTE) {
       try {
         i = stringEnd(buf, i) - 1;
       } catch {
-        return false; // a string that never ends
+        return null; // a string that never ends
       }
+    } else if (c === 0x2c) {
+      if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true;
+      if (++depth > MAX_DEPTH) return new TooDeep(MAX_DEPTH);
+      if (++containers > MAX_CONTAINERS) return new TooMany(MAX_CONTAINERS, 'objects and arrays');
+      if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
     } else if (c === 0x7d || c === 0x5d) depth--;
   }
-  return false;
+  return null;
 }
 
 /**

@@ -2,8 +2,8 @@
  * Reading JSON that came from a client or a provider: nothing in it can be trusted to have the
  * shape it should.
  */
-import { invalidRequest } from '../errors.js';
-import { parseJsonBytes, TooDeep, type DeferOptions } from './json-bytes.js';
+import { invalidRequest, type GatewayError } from '../errors.js';
+import { parseJsonBytes, TooDeep, TooMany, type DeferOptions } from './json-bytes.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -35,15 +35,18 @@ export function entryOf<T>(table: Readonly<Record<string, T>>, name: string): T 
  */
 export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOptions['views']): Record<string, unknown> {
   if (raw.length === 0) throw invalidRequest(`The request body is empty; expected a JSON object with ${expected}.`, null, 'invalid_json');
-  const notJson = (err: Error) => invalidRequest(`The request body is not valid JSON (${err.message}).`, null, 'invalid_json');
+  // JSON.parse's verdict, or the cost the gateway refuses; anything else is a bug of the scan, not the client's.
+  const refusal = (err: SyntaxError | RangeError | TooDeep | TooMany): GatewayError => {
+    if (err instanceof TooDeep) return invalidRequest(`The request body nests deeper than ${err.max} levels.`, null, 'invalid_body');
+    if (err instanceof TooMany) return invalidRequest(`The request body holds more than ${err.max} ${err.what}.`, null, 'invalid_body');
+    return invalidRequest(`The request body is not valid JSON (${err.message}).`, null, 'invalid_json');
+  };
   let body: unknown;
   try {
     // Its large members (a conversation) stay bytes until read: a request passed through never parses them.
-    body = parseJsonBytes(raw, undefined, views === undefined ? { invalid: notJson } : { invalid: notJson, views });
+    body = parseJsonBytes(raw, undefined, views === undefined ? { invalid: refusal } : { invalid: refusal, views });
   } catch (err) {
-    // JSON.parse's verdict; anything else is a bug of the scan, not the client's.
-    if (err instanceof SyntaxError || err instanceof RangeError) throw notJson(err);
-    if (err instanceof TooDeep) throw invalidRequest(`The request body nests deeper than ${err.max} levels.`, null, 'invalid_body');
+    if (err instanceof SyntaxError || err instanceof RangeError || err instanceof TooDeep || err instanceof TooMany) throw refusal(err);
     throw err;
   }
   if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
