@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { POOLED_MAX_BYTES } from '../src/server/body-pool.js';
 import { startGateway, type GatewayProcess } from './support/gateway.js';
 import { request } from './support/http.js';
 
@@ -35,6 +36,31 @@ function completion(nonce: string): string {
 
 let upstream: http.Server;
 let gateway: GatewayProcess;
+
+/**
+ * A provider that answers a stream before it reads the request, and leaves the answer's framing
+ * open: the gateway's client is done once it has `[DONE]`, and drains the rest for a while, while
+ * its write of a large body is still under way (loopback's buffers hold less than 4 MiB).
+ * The first connection waits for `release` before it reads; later ones are read at once.
+ */
+const slow = { server: null as net.Server | null, port: 0, release: () => {}, bodies: [] as Buffer[] };
+
+function rawRequestBody(socket: net.Socket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let data = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      data = Buffer.concat([data, chunk]);
+      const end = data.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const length = Number(/content-length: *(\d+)/i.exec(data.subarray(0, end).toString('latin1'))?.[1] ?? 0);
+      if (data.length < end + 4 + length) return;
+      socket.off('data', onData);
+      resolve(data.subarray(end + 4, end + 4 + length));
+    };
+    socket.on('data', onData);
+    socket.resume();
+  });
+}
 
 before(async () => {
   upstream = http.createServer((req, res) => {
@@ -67,15 +93,47 @@ before(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  let connections = 0;
+  let released: () => void = () => {};
+  const releasedNow = new Promise<void>((resolve) => (released = resolve));
+  slow.release = released;
+  slow.server = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => {});
+    const first = ++connections === 1;
+    const answer = (): void => {
+      const event = (data: string): string => `${(data.length + 2).toString(16)}\r\n${data}\n\n\r\n`;
+      const chunk = JSON.stringify({ id: 'chatcmpl-slow', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] });
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${event(`data: ${chunk}`)}${event('data: [DONE]')}`);
+    };
+    if (first) {
+      answer(); // before reading anything; the framing's last chunk never comes
+      void releasedNow.then(() => rawRequestBody(socket)).then((body) => slow.bodies.push(body));
+    } else {
+      void rawRequestBody(socket).then((body) => {
+        slow.bodies.push(body);
+        answer();
+        socket.write('0\r\n\r\n');
+      });
+    }
+  });
+  await new Promise<void>((resolve) => slow.server?.listen(0, '127.0.0.1', resolve));
+  slow.port = (slow.server.address() as AddressInfo).port;
   gateway = await startGateway({
-    keys: { virtual_keys: { vk_pool: { provider: 'openai', api_key: REAL_KEY, base_url: base } } },
+    keys: {
+      virtual_keys: {
+        vk_pool: { provider: 'openai', api_key: REAL_KEY, base_url: base },
+        vk_slow: { provider: 'openai', api_key: REAL_KEY, base_url: `http://127.0.0.1:${slow.port}/v1` },
+      },
+    },
     env: { LOG_FILE: 'off', LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '10' },
   });
 });
 
 after(async () => {
+  slow.release();
   await gateway?.stop();
   await new Promise((resolve) => upstream?.close(resolve));
+  slow.server?.close();
 });
 
 /** A body of `bytes` whose every byte depends on its nonce. */
@@ -129,5 +187,34 @@ describe('pooled bodies (logs off)', () => {
     const small = await request(gateway.url, '/v1/chat/completions?case=whole&nonce=last', { key: 'vk_pool', body: last.toString('utf8') });
     assert.equal(small.status, 200);
     assert.equal(verified, expectedVerified + 1);
+  });
+
+  it('keeps a body\'s memory while its write to a provider is still under way after its request ended', { timeout: 30_000 }, async () => {
+    // The largest pooled size: more than loopback's socket buffers take at once.
+    const streamed = (nonce: string): string => {
+      const head = `{"model":"gpt-4o-mini","stream":true,"user":"${nonce}","messages":[{"role":"user","content":"`;
+      const tail = '"}]}';
+      return head + nonce.repeat(POOLED_MAX_BYTES).slice(0, POOLED_MAX_BYTES - head.length - tail.length) + tail;
+    };
+    const first = streamed('FIRST');
+    const second = streamed('OTHER');
+    assert.equal(Buffer.byteLength(first), POOLED_MAX_BYTES);
+    // Answered while the provider has read none of it: the request ends, its write goes on.
+    const one = await request(gateway.url, '/v1/chat/completions', { key: 'vk_slow', body: first });
+    assert.equal(one.status, 200);
+    assert.match(one.text, /data: \[DONE\]/);
+    // Another client's body of the same size, while that write is still under way: it must not get that memory.
+    const two = await request(gateway.url, '/v1/chat/completions', { key: 'vk_slow', body: second });
+    assert.equal(two.status, 200);
+    slow.release();
+    const deadline = Date.now() + 10_000;
+    while (slow.bodies.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(slow.bodies.length, 2);
+    const received = slow.bodies.map((body) => JSON.parse(body.toString('utf8')) as { user: string; messages: Array<{ content: string }> });
+    const byUser = new Map(received.map((body) => [body.user, body.messages[0]?.content]));
+    // Compared as booleans: a failure would print 4 MiB twice.
+    const contentOf = (text: string): string | undefined => (JSON.parse(text) as { messages: Array<{ content: string }> }).messages[0]?.content;
+    assert.ok(byUser.get('FIRST') === contentOf(first), 'the first body whole, none of the second in it');
+    assert.ok(byUser.get('OTHER') === contentOf(second), 'the second body whole');
   });
 });

@@ -113,7 +113,7 @@ describe('reading a body into the pool', () => {
     }
   });
 
-  it('gives the memory back when the body is refused as too large or its client leaves', async () => {
+  it('gives the memory back when its client leaves halfway; takes none for a body of unknown length', async () => {
     const pool = new BodyPool();
     const seen: Array<ReadBody | GatewayError> = [];
     const server = await reading(pool, 1024 * 1024, seen);
@@ -124,8 +124,9 @@ describe('reading a body into the pool', () => {
       while (seen.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       assert.equal((seen[0] as GatewayError).status, 499);
       assert.equal(pool.idle, sizeClass(900_000), 'a client that left');
-      // Declared within the limit, then more than it: Node's parser cuts it at its length, so send
-      // without a length (chunked) to go over.
+      // Without a declared length (chunked), a body is kept as it comes, never in pooled memory:
+      // refused here as too large, with nothing taken. (A declared length over the limit is refused
+      // before anything is read, and Node's parser holds a declared length to its bytes.)
       const over = await new Promise<number>((resolve) => {
         const req = http.request(server.url, { method: 'POST' }, (res) => {
           res.resume();

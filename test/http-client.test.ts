@@ -518,3 +518,16 @@ describe('http client: the memory a body is in', () => {
     }
   });
 });
+
+describe('sendUpstream: the memory a body is in', () => {
+  it('passes the request\'s holder to the client: held once for the write, released once it is done', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    const counts = { holds: 0, releases: 0 };
+    const holder = { hold: () => void counts.holds++, release: () => void counts.releases++ };
+    const endpoint: Endpoint = { kind: 'http', https: false, hostname: '127.0.0.1', port: server.port, path: '/v1/chat/completions', url: '' };
+    const response = await sendUpstream(client, endpoint, { body: Buffer.alloc(200 * 1024, 0x63), holder, headers: {} }, new Cancellation(), 5000);
+    assert.equal(response.status, 200);
+    assert.equal((await readAll(response.body, { limit: 1024, truncate: false, cancel: new Cancellation(), idleMs: 5000 })).toString(), 'ok');
+    assert.deepEqual(counts, { holds: 1, releases: 1 });
+  });
+});
