@@ -176,6 +176,13 @@ describe('budgets', () => {
   it('know their periods', () => {
     const now = new Date('2026-12-31T23:59:59Z');
     assert.deepEqual([periodId('day', now), periodId('month', now), periodId('total', now)], ['day:2026-12-31', 'month:2026-12', 'total']);
+    // The UTC date as toISOString writes it, on every day from 1970 to 2100 (the state file keeps these ids).
+    for (let t = 0; t < Date.UTC(2100, 0, 1); t += 86_400_000 - 1) {
+      const at = new Date(t);
+      const iso = at.toISOString();
+      assert.equal(periodId('day', at), `day:${iso.slice(0, 10)}`);
+      assert.equal(periodId('month', at), `month:${iso.slice(0, 7)}`);
+    }
     assert.equal(periodEnd('month', now)?.toISOString(), '2027-01-01T00:00:00.000Z');
     assert.equal(periodEnd('total', now), null);
     const state = new LimitState(new SpendStore(null));

@@ -108,10 +108,13 @@ class Bucket {
 
 /** The period a budget counts in, as an id: `day:2026-11-28`, `month:2026-11`, `total`. UTC. */
 export function periodId(period: BudgetPeriod, now: Date): string {
-  if (period === 'total') return 'total'; // every request of a key without a budget: no date formatted
-  const iso = now.toISOString();
-  if (period === 'day') return `day:${iso.slice(0, 10)}`;
-  return `month:${iso.slice(0, 7)}`;
+  if (period === 'total') return 'total';
+  // From the date's fields, not toISOString (every request of every key: 0.8 against 0.17 µs).
+  const month = now.getUTCMonth() + 1;
+  const yearMonth = `${now.getUTCFullYear()}-${month < 10 ? '0' : ''}${month}`;
+  if (period === 'month') return `month:${yearMonth}`;
+  const day = now.getUTCDate();
+  return `day:${yearMonth}-${day < 10 ? '0' : ''}${day}`;
 }
 
 /** When the current period began (null for `total`). */
