@@ -34,6 +34,8 @@ export class Interaction implements CallRecord, RelayRecord {
   upstreamModel: string | null = null;
   stream = false;
   request: unknown = null;
+  /** The client's body as read, made into `request` only when an entry is made (no check of its bytes with logs off). */
+  private requestRead: { readonly raw: Buffer; readonly picked: unknown } | null = null;
   response: unknown = null;
   /** The one normalised usage. */
   usage: Usage | null = null;
@@ -106,7 +108,7 @@ export class Interaction implements CallRecord, RelayRecord {
       this.request = raw.toString('utf8');
       throw err;
     }
-    this.request = loggedRequest(raw, body(parsed));
+    this.requestRead = { raw, picked: body(parsed) };
     return parsed;
   }
 
@@ -197,7 +199,7 @@ export class Interaction implements CallRecord, RelayRecord {
       ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
       usage: this.usage === null ? null : toLoggedUsage(this.usage),
       cost_usd: this.costUsd,
-      request: this.request,
+      request: this.requestRead === null ? this.request : loggedRequest(this.requestRead.raw, this.requestRead.picked),
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
       upstream: this.upstreamEntry(),
