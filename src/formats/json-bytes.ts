@@ -179,11 +179,13 @@ class PieceParser {
     // At the top, members are walked before they are parsed: a large one may stay bytes.
     const buildMembers = !(top && this.defer !== null);
     let i = skipSpace(buf, start + 1);
+    let members = 0;
     if (buf[i] !== close) {
       for (;;) {
         const memberStart = i;
         let keyEnd = -1;
         if (object) {
+          if (++members > MAX_OBJECT_MEMBERS) throw new TooMany(MAX_OBJECT_MEMBERS, 'members in one object');
           if (buf[i] !== QUOTE) throw new ParseWhole();
           keyEnd = stringEnd(buf, i);
           i = skipSpace(buf, keyEnd);
@@ -545,11 +547,18 @@ export class TooDeep extends Error {
  */
 export const MAX_CONTAINERS = 200_000;
 export const MAX_VALUES = 1_000_000;
+/**
+ * No object of a request has more members than this, whatever its size: each member of a large
+ * object costs ~0.8 µs to parse (3 µs at the top level, where the scan reads each key), and
+ * 480,000 long keys held the loop 2.5 s. OpenAI caps a structured output's schema at 5,000
+ * properties in all, and metadata at 16.
+ */
+export const MAX_OBJECT_MEMBERS = 10_000;
 
 export class TooMany extends Error {
   constructor(
     readonly max: number,
-    readonly what: 'objects and arrays' | 'values',
+    readonly what: 'objects and arrays' | 'values' | 'members in one object',
   ) {
     super(`it holds more than ${max} ${what}`);
   }
@@ -564,6 +573,8 @@ function tooCostly(buf: Buffer): TooDeep | TooMany | null {
   let depth = 0;
   let containers = 0;
   let values = 0;
+  /** Members of the open container at each depth (colons: only an object's members have one). */
+  const members = new Int32Array(MAX_DEPTH + 2);
   for (let i = 0; i < buf.length; i++) {
     const c = buf[i] as number;
     if (c === QUOTE) {
@@ -574,11 +585,14 @@ function tooCostly(buf: Buffer): TooDeep | TooMany | null {
       }
     } else if (c === 0x2c) {
       if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
+    } else if (c === 0x3a) {
+      if (++(members[depth] as number) > MAX_OBJECT_MEMBERS) return new TooMany(MAX_OBJECT_MEMBERS, 'members in one object');
     } else if (c === 0x7b || c === 0x5b) {
       if (++depth > MAX_DEPTH) return new TooDeep(MAX_DEPTH);
+      members[depth] = 0;
       if (++containers > MAX_CONTAINERS) return new TooMany(MAX_CONTAINERS, 'objects and arrays');
       if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
-    } else if (c === 0x7d || c === 0x5d) depth--;
+    } else if ((c === 0x7d || c === 0x5d) && depth > 0) depth--;
   }
   return null;
 }
