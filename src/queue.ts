@@ -15,6 +15,11 @@ export class Queue<T> {
     this.items.push(item);
   }
 
+  /** The item pushed last, left in place. */
+  get last(): T | undefined {
+    return this.head < this.items.length ? this.items[this.items.length - 1] : undefined;
+  }
+
   /** The first item, left in place. */
   peek(): T | undefined {
     return this.items[this.head];

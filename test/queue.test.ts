@@ -21,6 +21,7 @@ describe('queue', () => {
       const shifts = round % 5 === 4 ? queue.length : (round * 104_729) % (queue.length + 1);
       for (let i = 0; i < shifts; i++) {
         assert.equal(queue.peek(), expected[taken]);
+        assert.equal(queue.last, expected[next - 1]);
         assert.equal(queue.shift(), expected[taken++]);
       }
       assert.equal(queue.length, next - taken);
@@ -29,6 +30,7 @@ describe('queue', () => {
     assert.equal(queue.length, 0);
     assert.equal(queue.shift(), undefined);
     assert.equal(queue.peek(), undefined);
+    assert.equal(queue.last, undefined);
   });
 
   it('takes 200,000 items from the front, one at a time', () => {

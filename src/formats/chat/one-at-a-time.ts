@@ -8,6 +8,7 @@
  * are; a server sends no more for it then) or the stream ends; whatever comes meanwhile (another
  * call, text, reasoning) is held, in order, and sent as soon as its turn comes.
  */
+import { Queue } from '../../queue.js';
 import type { StreamItem } from '../stream.js';
 
 export interface Sequenced {
@@ -29,17 +30,15 @@ export interface SequencedEvents<Item extends Sequenced, Event> {
 
 export class OneAtATime<Item extends Sequenced, Event> {
   private open: Item | null = null;
-  /** Items waiting for the open one to stop, in the order they came, from `head` on. */
-  private waiting: Item[] = [];
-  /** The first waiting item's index: taken by index, as Array#shift is linear on long arrays (a server can start 100,000 calls). */
-  private head = 0;
+  /** Items waiting for the open one to stop, in the order they came (a server can start 100,000 calls). */
+  private readonly waiting = new Queue<Item>();
   private ending = false;
 
   constructor(private readonly events: SequencedEvents<Item, Event>) {}
 
   /** The item added last, open or waiting: a run of text continues it. */
   get last(): Item | null {
-    return this.head < this.waiting.length ? (this.waiting.at(-1) as Item) : this.open;
+    return this.waiting.last ?? this.open;
   }
 
   /** A new item (state `waiting`): started now, or when its turn comes. */
@@ -66,12 +65,8 @@ export class OneAtATime<Item extends Sequenced, Event> {
 
   /** Starts waiting items for as long as the open one may stop. */
   private release(out: Array<StreamItem<Event>>): void {
-    for (let next = this.waiting[this.head]; next !== undefined && this.mayStop(); next = this.waiting[this.head]) {
-      this.head += 1;
-      if (this.head === this.waiting.length) {
-        this.waiting = [];
-        this.head = 0;
-      }
+    for (let next = this.waiting.peek(); next !== undefined && this.mayStop(); next = this.waiting.peek()) {
+      this.waiting.shift();
       this.stop(out);
       next.state = 'open';
       this.open = next;
