@@ -382,6 +382,14 @@ describe('npm run usage', () => {
     assert.match(output.stdout, new RegExp(`^reporting\\s+3\\s+0\\s+33\\s+21\\s+0\\s+0\\s+\\$${Number((3 * GPT_4O_MINI).toPrecision(2))}$`, 'm'));
     assert.match(output.stdout, /^openai\/gpt-4o-mini\s+3\s+/m);
     assert.doesNotMatch(output.stdout, /vk_report/);
+    // --json: the same sums under the names the log and GET /v1/usage use.
+    const json = await usage('--file', gateway.logFile, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    const report = JSON.parse(json.stdout);
+    assert.deepEqual(report.by_key.reporting, { requests: 3, errors: 0, input_tokens: 33, output_tokens: 21, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: report.total.cost_usd, unpriced_requests: 0 });
+    assert.equal(report.total.cost_usd, Number((3 * GPT_4O_MINI).toFixed(10)));
+    assert.equal(report.by_model['openai/gpt-4o-mini'].requests, 3);
+    assert.doesNotMatch(json.stdout, /vk_report/);
     // Rotated by logrotate (compress): every --file is read, a .gz one decompressed; an entry cut
     // short at the end of one file does not run on into the next.
     const text = readFileSync(gateway.logFile);

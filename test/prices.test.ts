@@ -424,12 +424,12 @@ describe('npm run usage', () => {
     const json = reportJson(report, range) as any;
     assert.equal(json.entries, 4);
     assert.equal(json.skipped, 1, 'the torn entry');
-    assert.deepEqual(json.by_key['team-a'], { requests: 2, errors: 0, inputTokens: 1100, outputTokens: 220, cacheReadTokens: 5000, cacheWriteTokens: 300, costUsd: 1.75, unpriced: 0 });
-    assert.deepEqual(json.by_key['team-b'], { requests: 1, errors: 0, inputTokens: 100, outputTokens: 20, cacheReadTokens: 0, cacheWriteTokens: 0, costUsd: 0, unpriced: 1 });
+    assert.deepEqual(json.by_key['team-a'], { requests: 2, errors: 0, input_tokens: 1100, output_tokens: 220, cache_read_tokens: 5000, cache_write_tokens: 300, cost_usd: 1.75, unpriced_requests: 0 });
+    assert.deepEqual(json.by_key['team-b'], { requests: 1, errors: 0, input_tokens: 100, output_tokens: 20, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, unpriced_requests: 1 });
     assert.equal(json.by_key['(no valid key)'].errors, 1);
     assert.equal(json.by_model['openai/gpt-5-served'].requests, 2, 'by the model that served');
-    assert.equal(json.total.costUsd, 1.75);
-    assert.equal(json.total.unpriced, 1);
+    assert.equal(json.total.cost_usd, 1.75);
+    assert.equal(json.total.unpriced_requests, 1);
   });
 
   it('prints tables a person reads, naming keys by name, never by the key itself', () => {

@@ -183,7 +183,7 @@ export function renderReport(report: UsageReport, range: Range, file: string): s
 
 /** The report as JSON, for scripts. */
 export function reportJson(report: UsageReport, range: Range): unknown {
-  const rows = (map: Map<string, UsageRow>): Record<string, UsageRow> => Object.fromEntries([...map].map(([name, row]) => [name, { ...row, costUsd: Number(row.costUsd.toFixed(10)) }]));
+  const rows = (map: Map<string, UsageRow>): Record<string, unknown> => Object.fromEntries([...map].map(([name, row]) => [name, rowJson(row)]));
   return {
     since: range.since === null ? null : new Date(range.since).toISOString(),
     until: range.until === null ? null : new Date(range.until).toISOString(),
@@ -191,7 +191,21 @@ export function reportJson(report: UsageReport, range: Range): unknown {
     skipped: report.skipped,
     by_key: rows(report.byKey),
     by_model: rows(report.byModel),
-    total: { ...report.total, costUsd: Number(report.total.costUsd.toFixed(10)) },
+    total: rowJson(report.total),
+  };
+}
+
+/** A row under the names the log and `GET /v1/usage` use. */
+function rowJson(row: UsageRow): Record<string, number> {
+  return {
+    requests: row.requests,
+    errors: row.errors,
+    input_tokens: row.inputTokens,
+    output_tokens: row.outputTokens,
+    cache_read_tokens: row.cacheReadTokens,
+    cache_write_tokens: row.cacheWriteTokens,
+    cost_usd: Number(row.costUsd.toFixed(10)),
+    unpriced_requests: row.unpriced,
   };
 }
 
