@@ -666,6 +666,11 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.equal(jsonMode.status, 400);
     assert.deepEqual([jsonMode.json.error.code, jsonMode.json.error.param], ['unsupported_parameter', 'text.format']);
     assert.match(jsonMode.json.error.message, /structured output only with a schema/);
+    // A message refused on its way to Anthropic is named by the client's item, not the chat message it became.
+    const fileRef = await responses('vk_claude_test', { model: 'gpt-5-codex', instructions: 'be brief', input: [{ role: 'user', content: [{ type: 'input_text', text: 'read' }, { type: 'input_file', file_id: 'file-1' }] }] });
+    assert.equal(fileRef.status, 400);
+    assert.equal(fileRef.json.error.param, 'input[0].content[1]');
+    assert.doesNotMatch(fileRef.json.error.message, /messages/);
   });
 
   it('gives a chat client structured output and thinking from Claude too', async () => {

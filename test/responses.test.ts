@@ -747,6 +747,32 @@ describe('review findings, each a regression test', () => {
     );
   });
 
+  it("names the client's input item when the provider down the chain refuses a message it became", () => {
+    const route = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 }).route(responsesClient, ['messages']);
+    const refused = (input: unknown, instructions?: string): GatewayError => {
+      try {
+        route.translation.exchange(request({ input, ...(instructions === undefined ? {} : { instructions }) }));
+      } catch (err) {
+        if (err instanceof GatewayError) return err;
+        throw err;
+      }
+      assert.fail('not refused');
+    };
+    const file = { type: 'input_file', file_id: 'file-1' };
+    // instructions became messages[0]: the user item at input[1] is messages[2].
+    const inMessage = refused([{ role: 'user', content: 'hi' }, { role: 'user', content: [{ type: 'input_text', text: 'see' }, file] }], 'be brief');
+    assert.equal(inMessage.param, 'input[1].content[1]');
+    assert.match(inMessage.message, /^input\[1\]\.content\[1\]: content part type "file"/);
+    // A tool output's file follows the tool message as a user message of its own: named by the output item.
+    const call = { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' };
+    const inOutput = refused([{ role: 'user', content: 'hi' }, call, { type: 'function_call_output', call_id: 'c1', output: [file] }]);
+    assert.equal(inOutput.param, 'input[2]');
+    assert.doesNotMatch(inOutput.message, /messages/);
+    const noUser = refused([{ role: 'developer', content: 'rules' }]);
+    assert.deepEqual([noUser.param, noUser.message.startsWith('"input" holds no user content')], ['input', true]);
+    assert.equal(refused([{ role: 'assistant', content: 'hello' }, { role: 'user', content: 'hi' }]).param, 'input');
+  });
+
   it("takes reasoning.effort and text.format json_schema on to Anthropic's thinking and structured output, whatever the model's name", () => {
     const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
     const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };

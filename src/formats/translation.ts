@@ -24,6 +24,12 @@ export interface Exchange<C extends ApiTypes, T extends ApiTypes> {
   stream(hints: AnswerHints): StreamTranslator<T['event'], C['event']>;
   /** Tools of the request left out (ones only the client API's own provider runs), for the log. */
   readonly droppedTools?: readonly string[];
+  /**
+   * The client's name for a parameter of the translated request (`messages[3]` → `input[2]`,
+   * `response_format` → `text.format`), null where it is the same: a refusal further down a
+   * chain names what the client sent.
+   */
+  readonly clientParam?: (param: string) => string | null;
 }
 
 /**
@@ -37,18 +43,18 @@ export interface Translation<C extends ApiTypes, T extends ApiTypes> {
   /** Both sides speak the same API: bytes may pass through unchanged. */
   readonly identity: boolean;
   exchange(request: C['request']): Exchange<C, T>;
-  /**
-   * The client's name for a parameter of the other side (`response_format` → `text.format`): a
-   * refusal further down a chain names what the client sent.
-   */
-  readonly clientParams?: Readonly<Record<string, string>>;
 }
 
 /** An error about `param` of the hub, said in the client's words. */
-function inClientTerms(err: unknown, names: Readonly<Record<string, string>> | undefined): unknown {
-  if (!(err instanceof GatewayError) || err.param === null || names === undefined || !Object.hasOwn(names, err.param)) return err;
-  const renamed = names[err.param] as string;
-  return new GatewayError(err.status, err.message.replaceAll(`"${err.param}"`, `"${renamed}"`), {
+function inClientTerms(err: unknown, clientParam: ((param: string) => string | null) | undefined): unknown {
+  if (!(err instanceof GatewayError) || err.param === null || clientParam === undefined) return err;
+  const param = err.param;
+  const renamed = clientParam(param);
+  if (renamed === null) return err;
+  // Where the message names it: quoted, or leading ("messages[2].content[0]: …").
+  let message = err.message.replaceAll(`"${param}"`, `"${renamed}"`).replaceAll(`'${param}'`, `'${renamed}'`);
+  if (message.startsWith(`${param}:`)) message = `${renamed}${message.slice(param.length)}`;
+  return new GatewayError(err.status, message, {
     type: err.type,
     code: err.code,
     param: renamed,
@@ -84,7 +90,7 @@ export function compose<C extends ApiTypes, H extends ApiTypes, T extends ApiTyp
       try {
         near = inner.exchange(far.request);
       } catch (err) {
-        throw inClientTerms(err, outer.clientParams);
+        throw inClientTerms(err, far.clientParam);
       }
       const dropped = [...(far.droppedTools ?? []), ...(near.droppedTools ?? [])];
       // The way back holds both sides' ways back, never `far` or `near`: they hold the hub's

@@ -14,7 +14,7 @@ import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
 import { maxOutputTokens, parseResponsesRequest } from './request.js';
-import { toChatRequest, type ToChatOptions } from './request-to-chat.js';
+import { clientParamOf, toChatRequest, type ToChatOptions } from './request-to-chat.js';
 import { toResponse } from './response-from-chat.js';
 import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
@@ -71,12 +71,13 @@ const CLIENT_PARAMS: Readonly<Record<string, string>> = {
 export function responsesToChat(options: ToChatOptions = { effortForEveryModel: false }): Translation<ResponsesTypes, ChatTypes> {
   return {
     identity: false,
-    clientParams: CLIENT_PARAMS,
     exchange(request) {
       const translated = toChatRequest(request, options);
       const context = { request, tools: translated.tools };
+      const sources = translated.sources;
       return {
         request: translated.request,
+        clientParam: (param) => clientParamOf(param, sources, CLIENT_PARAMS),
         ...(translated.dropped.length > 0 ? { droppedTools: translated.dropped } : {}),
         response: (completion) => toResponse(completion, context),
         stream: (hints) => chatStreamToResponses(context, hints),

@@ -84,6 +84,32 @@ export interface ChatTranslation {
   readonly tools: ReadonlyMap<string, ToolName>;
   /** Hosted tools left out, for the log. */
   readonly dropped: readonly string[];
+  /** Where each chat message came from in the client's request. */
+  readonly sources: readonly MessageSource[];
+}
+
+/** The part of a Responses request a chat message was made from: `input[3]`, `instructions`, or `input` (a string). */
+export interface MessageSource {
+  readonly at: string;
+  /** A message item, whose content parts keep their places in the chat message. */
+  readonly message: boolean;
+}
+
+/**
+ * The client's name for a parameter of the chat request made from its request, so that a refusal
+ * further down the chain (Anthropic's rules) names what the client sent: `messages[3].content[1]`
+ * → `input[2].content[1]`; `names` for the top-level parameters that were renamed. Null: the
+ * same name.
+ */
+export function clientParamOf(param: string, sources: readonly MessageSource[], names: Readonly<Record<string, string>>): string | null {
+  if (param === 'messages') return 'input';
+  const indexed = /^messages\[(\d+)\](.*)$/.exec(param);
+  if (indexed === null) return Object.hasOwn(names, param) ? (names[param] as string) : null;
+  const source = sources[Number(indexed[1])];
+  if (source === undefined) return 'input';
+  const rest = indexed[2] as string;
+  // Tool calls joined into one assistant turn, or a tool output's images, are named by their item.
+  return source.message && rest.startsWith('.content') ? `${source.at}${rest}` : source.at;
 }
 
 /** The one property a custom tool's function takes: its free-form input. */
@@ -230,14 +256,19 @@ function chatContent(content: unknown, where: string): string | ContentPart[] {
 /** Builds the chat messages of an input, item by item. */
 class Conversation {
   readonly messages: ChatMessage[] = [];
+  /** Where each message came from, by index. */
+  readonly sources: MessageSource[] = [];
   /** Reasoning summaries waiting for the assistant turn they belong to (DeepSeek wants them back as reasoning_content). */
   private reasoning = '';
   /** Images and files from tool outputs: chat tool messages hold text, so they follow the tool messages. */
   private attachments: ContentPart[] = [];
+  /** The tool output the first waiting attachment came from. */
+  private attachmentsFrom = '';
 
-  push(message: ChatMessage): void {
+  push(message: ChatMessage, at: string, fromMessage = false): void {
     if (message.role !== 'tool') this.flushAttachments();
     this.messages.push(message);
+    this.sources.push({ at, message: fromMessage });
   }
 
   flushAttachments(): void {
@@ -245,6 +276,7 @@ class Conversation {
     const parts = this.attachments;
     this.attachments = [];
     this.messages.push({ role: 'user', content: parts });
+    this.sources.push({ at: this.attachmentsFrom, message: false });
   }
 
   item(item: unknown, where: string): void {
@@ -274,18 +306,18 @@ class Conversation {
   private message(item: Record<string, unknown>, where: string): void {
     switch (item.role) {
       case 'user':
-        this.push({ role: 'user', content: chatContent(item.content, `${where}.content`) });
+        this.push({ role: 'user', content: chatContent(item.content, `${where}.content`) }, where, true);
         return;
       case 'system':
       case 'developer':
         // Where it stands: instructions given mid-conversation stay mid-conversation.
-        this.push({ role: 'system', content: textOfParts(item.content, `${where}.content`) });
+        this.push({ role: 'system', content: textOfParts(item.content, `${where}.content`) }, where, true);
         return;
       case 'assistant': {
         const text = Array.isArray(item.content)
           ? item.content.map((part: unknown) => (isRecord(part) ? (typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : '') : '')).join('')
           : textOfParts(item.content, `${where}.content`);
-        this.push(this.withReasoning({ role: 'assistant', content: text }));
+        this.push(this.withReasoning({ role: 'assistant', content: text }), where, true);
         return;
       }
       default:
@@ -318,7 +350,7 @@ class Conversation {
       if (last.content === '') last.content = null;
       return;
     }
-    this.push(this.withReasoning({ role: 'assistant', content: null, tool_calls: [call] }));
+    this.push(this.withReasoning({ role: 'assistant', content: null, tool_calls: [call] }), where);
   }
 
   private output(item: Record<string, unknown>, where: string): void {
@@ -330,10 +362,13 @@ class Conversation {
       output.forEach((part: unknown, index) => {
         const translated = chatPart(part, `${where}.output[${index}]`);
         if (translated.type === 'text') text += translated.text as string;
-        else this.attachments.push(translated);
+        else {
+          if (this.attachments.length === 0) this.attachmentsFrom = where;
+          this.attachments.push(translated);
+        }
       });
     } else if (output !== undefined && output !== null) text = JSON.stringify(output);
-    this.messages.push({ role: 'tool', tool_call_id: item.call_id, content: text });
+    this.push({ role: 'tool', tool_call_id: item.call_id, content: text }, where);
   }
 }
 
@@ -382,11 +417,11 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
   const conversation = new Conversation();
   if (request.instructions !== undefined && request.instructions !== null) {
     if (typeof request.instructions !== 'string') invalid('instructions', 'expected a string.');
-    if (request.instructions !== '') conversation.push({ role: 'system', content: request.instructions });
+    if (request.instructions !== '') conversation.push({ role: 'system', content: request.instructions }, 'instructions');
   }
   const input = request.input;
   if (input === undefined || input === null) throw invalidRequest("Missing required parameter: 'input'.", 'input', 'missing_required_parameter');
-  if (typeof input === 'string') conversation.push({ role: 'user', content: input });
+  if (typeof input === 'string') conversation.push({ role: 'user', content: input }, 'input');
   else input.forEach((item, index) => conversation.item(item, `input[${index}]`));
   conversation.flushAttachments();
   if (conversation.messages.length === 0) throw invalidRequest("Invalid 'input': there is no message to send.", 'input', 'invalid_value');
@@ -415,5 +450,5 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
     if (request.tool_choice === 'required') unsupported('tool_choice', '"required", but every tool of the request is one only OpenAI runs');
     chatToolChoice(request.tool_choice, table, out);
   }
-  return { request: out, tools: table.names, dropped: table.dropped };
+  return { request: out, tools: table.names, dropped: table.dropped, sources: conversation.sources };
 }
