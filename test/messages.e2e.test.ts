@@ -39,6 +39,8 @@ before(async () => {
     keys: {
       virtual_keys: {
         vk_claude_test: { name: 'claude-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
+        // Another team on the same real key.
+        vk_claude_other: { name: 'other-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
         vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
@@ -691,6 +693,64 @@ describe('a body whose model key stands twice', () => {
     const plain = '{"model":"claude-haiku-4-5","max_tokens":16,  "messages":[{"role":"user","content":"hi"}]}';
     assert.equal((await messages(gateway.url, 'vk_haiku_only', plain)).status, 200);
     assert.equal(anthropic.requests[0]?.raw, plain);
+  });
+});
+
+describe('message threads (the thread field, beta message-threads-2026-08-12)', () => {
+  const THREADS = { 'anthropic-beta': 'message-threads-2026-08-12' };
+  const turn = (content: string, thread: unknown, stream = false): Record<string, unknown> => ({ model: 'claude-sonnet-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content }], thread });
+  const continuing = (id: string): unknown => ({ type: 'continue', previous_message_id: id });
+
+  it("are continued by the key whose reply they follow; another key's (sharing the real key), or an unknown one, is a thread not found that never reaches Anthropic", async () => {
+    const created = await messages(gateway.url, 'vk_claude_test', turn('My name is Alice.', { type: 'create' }, true), { headers: THREADS });
+    assert.equal(created.status, 200, created.text);
+    const first = messagesEvents(created.text)[0].message.id as string;
+    anthropic.requests.length = 0;
+    const next = await messages(gateway.url, 'vk_claude_test', turn('What is my name?', continuing(first)), { headers: THREADS });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(anthropic.requests[0]?.json.thread.previous_message_id, first);
+    const second = next.json.id as string;
+
+    anthropic.requests.length = 0;
+    for (const [key, id] of [['vk_claude_other', second], ['vk_claude_test', 'msg_never_answered']] as const) {
+      const refused = await messages(gateway.url, key, turn('What is her name?', continuing(id)), { headers: THREADS });
+      assert.equal(refused.status, 404, refused.text);
+      assert.deepEqual(refused.json.error, { type: 'not_found_error', message: `No thread was found for previous_message_id '${id}'.`, details: { error_code: 'thread_not_found' } });
+    }
+    assert.equal(anthropic.requests.length, 0, 'nothing reached Anthropic');
+
+    // The other key starts its own thread (as the SDK does after a thread not found) and continues it.
+    const own = await messages(gateway.url, 'vk_claude_other', turn('I am Bob.', { type: 'create' }), { headers: THREADS });
+    assert.equal((await messages(gateway.url, 'vk_claude_other', turn('Who am I?', continuing(own.json.id)), { headers: THREADS })).status, 200);
+
+    // A thread written twice goes as the gateway read it: the last one, its own.
+    anthropic.requests.length = 0;
+    const twice = `{"thread":{"type":"continue","previous_message_id":"${second}"},"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Again?"}],"thread":{"type":"continue","previous_message_id":"${own.json.id}"}}`;
+    const shadowed = await messages(gateway.url, 'vk_claude_other', twice, { headers: THREADS });
+    assert.equal(shadowed.status, 200, shadowed.text);
+    assert.equal(String(anthropic.requests[0]?.raw).match(/"thread"/g)?.length, 1);
+    assert.equal(anthropic.requests[0]?.json.thread.previous_message_id, own.json.id);
+
+    const nameless = await messages(gateway.url, 'vk_claude_test', turn('?', { type: 'continue' }), { headers: THREADS });
+    assert.equal(nameless.status, 400);
+    assert.equal(nameless.json.error.type, 'invalid_request_error');
+  });
+
+  it('are refused where the provider keeps no history (a translation, DeepSeek) with the code the SDK recovers from; nothing is sent', async () => {
+    openai.requests.length = 0;
+    anthropic.requests.length = 0;
+    for (const key of ['vk_gpt', 'vk_ds_anthropic']) {
+      for (const thread of [{ type: 'create' }, continuing('msg_x')]) {
+        const refused = await messages(gateway.url, key, turn('Hello', thread), { headers: THREADS });
+        assert.equal(refused.status, 400, `${key}: ${refused.text}`);
+        assert.equal(refused.json.error.type, 'invalid_request_error');
+        assert.deepEqual(refused.json.error.details, { error_code: 'thread_unsupported_request' });
+        assert.match(refused.json.error.message, /^thread: message threads are not available with this key: .*Send the whole conversation without thread\.$/);
+      }
+    }
+    assert.equal(openai.requests.length + anthropic.requests.length, 0);
+    // Without a thread the same request is served.
+    assert.equal((await messages(gateway.url, 'vk_gpt', turn('Hello', undefined))).status, 200);
   });
 });
 

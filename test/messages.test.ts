@@ -281,6 +281,18 @@ describe('messages request → chat: tools and parameters', () => {
     refused({ mcp_servers: [{ type: 'url', url: 'https://mcp.example.com', name: 'x' }] }, /mcp_servers: not supported/, 'mcp_servers');
   });
 
+  it("refuses a message thread with the code Anthropic's SDK recovers from (it sends the whole conversation instead)", () => {
+    for (const thread of [{ type: 'create' }, { type: 'continue', previous_message_id: 'msg_1' }]) {
+      assert.throws(
+        () => translate({ thread }),
+        (err: unknown) => err instanceof GatewayError && err.status === 400 && err.code === 'thread_unsupported_request' && err.param === 'thread',
+      );
+    }
+    const refusal = new GatewayError(400, 'x', { code: 'thread_unsupported_request' });
+    assert.deepEqual(messagesErrorBody(refusal).error.details, { error_code: 'thread_unsupported_request' });
+    assert.equal(messagesErrorBody(new GatewayError(400, 'x', { code: 'invalid_value' })).error.details, undefined, 'other errors carry no details');
+  });
+
   it('the table names every parameter once, each with what happens to it', () => {
     for (const [name, rule] of Object.entries(MESSAGES_PARAMETERS)) {
       assert.ok(rule.action === 'map' ? rule.to !== '' : rule.why !== '', name);

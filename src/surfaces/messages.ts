@@ -6,8 +6,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { messagesClient, type MessagesTypes } from '../formats/messages/index.js';
+import { threadNotFound, threadOf, threadUnsupported } from '../formats/messages/threads.js';
 import { bearerToken, type Presented } from '../policy/auth.js';
-import type { Surface } from './surface.js';
+import { ownerTag } from '../policy/response-owners.js';
+import { shallow, type Surface } from './surface.js';
 
 /**
  * The virtual keys an Anthropic client presents: `x-api-key` first, as Anthropic reads it, then
@@ -41,6 +43,24 @@ export const messagesSurface: Surface<MessagesTypes> = {
   howToSendKey: () => HOW_TO_SEND_ANTHROPIC_KEY,
   answerHeaders: (context) => ({ 'request-id': context.id }),
   passHeaders: anthropicHeaders,
+  /**
+   * A message thread's history is kept at Anthropic, for the real key: several virtual keys often
+   * share one, so a thread is continued only by the key whose reply it follows (remembered by
+   * this process; any other, or one it no longer remembers, is a thread not found, and the SDK
+   * replays the conversation as a new thread). Another provider speaking Messages keeps no threads.
+   */
+  async passThrough({ request, body, key, target, deps }) {
+    const thread = threadOf(request.thread);
+    if (thread.kind === 'none') return body;
+    if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);
+    if (thread.kind === 'create') return body;
+    if (deps.owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
+    // What the gateway checked is what Anthropic gets, whichever of two keys a parser takes.
+    return shallow(() => JSON.stringify(request));
+  },
+  answered(id, request, key, deps) {
+    if (threadOf(request.thread).kind !== 'none') deps.owners.set(id, ownerTag(key.id));
+  },
 };
 
 /** A request in Anthropic's style (its SDKs send `anthropic-version`, Claude Code `x-api-key`): answered in its format. */

@@ -65,6 +65,8 @@ export interface PassThroughCall<C extends ApiTypes> {
   /** The body as it would go: the client's bytes only where its top-level keys are plain and unique (outboundRequest). */
   readonly body: Buffer | string;
   readonly key: VirtualKey;
+  /** The target it goes to. */
+  readonly target: Target;
   readonly interaction: Interaction;
   readonly deps: SurfaceDeps;
 }
@@ -82,10 +84,10 @@ export interface Surface<C extends ApiTypes> {
   /**
    * Passing through: checks the request against what the gateway knows and returns the body to
    * send (Responses: a stored response it continues must be the key's own; the one it stores is
-   * tagged with its owner).
+   * tagged with its owner. Messages: a thread it continues must be the key's own).
    */
   passThrough?(call: PassThroughCall<C>): Promise<Buffer | string>;
-  /** Passing through: the provider answered with an answer of this id (Responses: remembered as the key's). */
+  /** Passing through: the provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's). */
   answered?(id: string, request: C['request'], key: VirtualKey, deps: SurfaceDeps): void;
 }
 
@@ -513,7 +515,7 @@ function prepareChecked<C extends ApiTypes>(
   const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
   if (!prepared.route.translation.identity || surface.passThrough === undefined) return released(parsed, prepared);
   const body = typeof prepared.body === 'string' || Buffer.isBuffer(prepared.body) ? prepared.body : Buffer.concat(prepared.body);
-  return surface.passThrough({ request: prepared.outbound.request, body, key, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
+  return surface.passThrough({ request: prepared.outbound.request, body, key, target, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
 }
 
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {

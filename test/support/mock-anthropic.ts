@@ -24,10 +24,10 @@ export interface AnthropicMock extends RecordingServer {
 const KNOWN_FIELDS = new Set([
   'model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'stream', 'tools', 'tool_choice',
   'metadata', 'thinking', 'service_tier', 'output_config', 'cache_control', 'container', 'mcp_servers', 'inference_geo', 'speed',
-  'context_management',
+  'context_management', 'thread',
 ]);
 /** Fields accepted only with their beta flag in `anthropic-beta`. */
-const BETA_FIELDS: Record<string, string> = { context_management: 'context-management-2025-06-27' };
+const BETA_FIELDS: Record<string, string> = { context_management: 'context-management-2025-06-27', thread: 'message-threads-2026-08-12' };
 const DEFER_LOADING_BETA = 'advanced-tool-use-2025-11-20';
 export const MAX_OUTPUT_TOKENS = 128000;
 /** Claude models that think adaptively and take output_config.effort (4.6 and later); older ones refuse both (DeepSeek's models take both). */
@@ -140,6 +140,8 @@ function lastUserText(body: any): string {
 }
 
 export function startAnthropicMock(options: { apiKey: string }): Promise<AnthropicMock> {
+  /** The replies of every message thread, by id. */
+  const threadReplies = new Set<string>();
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'request-id': `req_${randomBytes(12).toString('hex')}`, ...headers });
@@ -171,8 +173,16 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
     if (problem !== null) return send(res, 400, anthropicError('invalid_request_error', problem));
 
     const body = recorded.json;
+    // Message threads: Anthropic keeps each thread's replies; a continuation names one it keeps.
+    const thread = body.thread;
+    if (thread?.type === 'continue' && !threadReplies.has(thread.previous_message_id)) {
+      const notFound = anthropicError('not_found_error', `No thread found for previous_message_id '${String(thread.previous_message_id)}'.`) as { error: Record<string, unknown> };
+      notFound.error.details = { error_code: 'thread_not_found' };
+      return send(res, 404, notFound);
+    }
     const thinks = body.thinking?.type === 'enabled' || body.thinking?.type === 'adaptive';
     const id = `msg_${randomBytes(12).toString('hex')}`;
+    if (thread !== undefined) threadReplies.add(id);
     const model = `${body.model}-20250929`;
     const said = `claude says: ${lastUserText(body)}`;
     const text = body.output_config?.format === undefined ? said : structured(body.output_config.format.schema, said);

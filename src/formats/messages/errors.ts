@@ -5,6 +5,7 @@
  */
 import { isContextOverflow, type GatewayError } from '../../errors.js';
 import { entryOf } from '../json.js';
+import { THREAD_ERROR_CODES } from './threads.js';
 
 const TYPE_BY_STATUS: Readonly<Record<string, string>> = {
   400: 'invalid_request_error',
@@ -61,6 +62,9 @@ function messagesErrorMessage(error: GatewayError): string {
   return error.code === 'context_length_exceeded' ? `prompt is too long: ${message}` : message;
 }
 
-export function messagesErrorBody(error: GatewayError): { type: 'error'; error: { type: string; message: string } } {
-  return { type: 'error', error: { type: messagesErrorType(error), message: messagesErrorMessage(error) } };
+export function messagesErrorBody(error: GatewayError): { type: 'error'; error: { type: string; message: string; details?: { error_code: string } } } {
+  const body = { type: messagesErrorType(error), message: messagesErrorMessage(error) };
+  // Anthropic's SDK recovers from a thread's refusals by this code (threads.ts).
+  if (error.code !== null && THREAD_ERROR_CODES.has(error.code)) return { type: 'error', error: { ...body, details: { error_code: error.code } } };
+  return { type: 'error', error: body };
 }

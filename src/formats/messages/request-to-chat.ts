@@ -9,6 +9,7 @@ import { entryOf, isRecord, shown } from '../json.js';
 import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
 import type { AnthropicRequest } from './types.js';
+import { threadUnsupported } from './threads.js';
 
 type Rule = { action: 'map'; to: string } | { action: 'drop'; why: string } | { action: 'refuse'; why: string };
 
@@ -40,6 +41,7 @@ export const MESSAGES_PARAMETERS: Readonly<Record<string, Rule>> = {
   inference_geo: { action: 'drop', why: "Anthropic's data residency" },
   diagnostics: { action: 'drop', why: "Anthropic's cache diagnostics" },
   mcp_servers: { action: 'refuse', why: 'remote MCP servers are run by Anthropic only' },
+  thread: { action: 'refuse', why: 'message threads keep the history at Anthropic; a translation keeps none (400 thread_unsupported_request: the SDK sends the whole conversation instead)' },
 };
 
 /** Tool `type`s a client runs itself with a schema it sends; every other type is a tool Anthropic runs or defines. */
@@ -294,6 +296,7 @@ function optionalNumber(value: unknown, param: string): number | undefined {
 }
 
 export function toChatRequest(request: AnthropicRequest): ChatRequest {
+  if (request.thread !== undefined && request.thread !== null) throw threadUnsupported("its provider is reached through a translation, which keeps no conversation's history");
   for (const param of Object.keys(request)) {
     const rule = entryOf(MESSAGES_PARAMETERS, param);
     if (rule?.action === 'refuse' && request[param] !== undefined && request[param] !== null) unsupported(param, rule.why);

@@ -53,6 +53,7 @@ export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesE
 export function messagesStreamWatch(): StreamWatch<MessagesEvent> {
   let raw: Record<string, unknown> | null = null;
   let complete = false;
+  let id: string | null = null;
   const merge = (usage: unknown): void => {
     if (!isRecord(usage)) return;
     raw ??= {};
@@ -61,12 +62,16 @@ export function messagesStreamWatch(): StreamWatch<MessagesEvent> {
   };
   return {
     see(event) {
-      if (event.type === 'message_start' && isRecord(event.message)) merge(event.message.usage);
+      if (event.type === 'message_start' && isRecord(event.message)) {
+        merge(event.message.usage);
+        if (typeof event.message.id === 'string') id = event.message.id;
+      }
       else if (event.type === 'message_delta') merge(event.usage);
       else if (event.type === 'message_stop') complete = true;
     },
     usage: (): Usage | null => messagesUsage(raw),
     rawUsage: () => raw,
+    answerId: () => id,
     get complete() {
       return complete;
     },
