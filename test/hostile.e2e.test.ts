@@ -8,7 +8,7 @@ import net, { type Socket } from 'node:net';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, sseData } from './support/http.js';
+import { chat, request, sseData } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
 const OPENAI_KEY = 'sk-proj-hostileOPENAIkey-5150';
@@ -162,6 +162,30 @@ describe('hostile streams', () => {
     try {
       const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
       assert.equal(JSON.parse(sseData(reply.text).at(-1) ?? '{}').error.code, 'upstream_event_too_large');
+    } finally {
+      openaiMock.behave(null);
+    }
+    await alive();
+  });
+
+  it('a translated answer whose parts would hold more than 64 Mi characters ends with an error event, not a gateway holding it all', async () => {
+    // A Responses client's last events repeat the whole text, so its translation keeps it: bounded.
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = `data: ${JSON.stringify({ id: 'chatcmpl-big', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: 'x'.repeat(256 * 1024) }, finish_reason: null }] })}\n\n`;
+      for (let i = 0; i < 280 && !res.destroyed; i++) {
+        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+      }
+      res.end('data: [DONE]\n\n');
+    });
+    try {
+      const reply = await request(gateway.url, '/v1/responses', { key: 'vk_openai', body: { model: 'gpt-4o-mini', input: 'Write a lot.', stream: true } });
+      assert.equal(reply.status, 200);
+      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+      assert.equal(last.type, 'response.failed');
+      // Codex's codes: anything but its few named ones is a server_error; the message says which.
+      assert.equal(last.response.error.code, 'server_error');
+      assert.match(last.response.error.message, /larger than the gateway translates/);
     } finally {
       openaiMock.behave(null);
     }

@@ -8,11 +8,20 @@
  * are; a server sends no more for it then) or the stream ends; whatever comes meanwhile (another
  * call, text, reasoning) is held, in order, and sent as soon as its turn comes.
  */
+import { GatewayError } from '../../errors.js';
 import { Queue } from '../../queue.js';
 import type { StreamItem } from '../stream.js';
 
+/**
+ * Characters of an answer's items held at once (waiting for their turn, or kept whole until they
+ * stop) before the stream fails: what a translation holds is otherwise the provider's to choose,
+ * and past V8's string limit (~512 MiB) it could hold nothing. A real answer holds well under
+ * 1 MiB (128,000 tokens of output).
+ */
+export const MAX_HELD_CHARS = 64 * 1024 * 1024;
+
 export interface Sequenced {
-  /** Everything received for it so far. */
+  /** What it received and still holds: all of it while it waits, or while its API keeps it whole. */
   text: string;
   /** Waiting for its turn, open (its content goes out as it comes), or stopped (nothing more goes out). */
   state: 'waiting' | 'open' | 'stopped';
@@ -26,6 +35,8 @@ export interface SequencedEvents<Item extends Sequenced, Event> {
   stop(item: Item, out: Array<StreamItem<Event>>): void;
   /** Nothing more can come for it: the next item may start. */
   whole(item: Item): boolean;
+  /** It keeps all its text until it stops (a call's arguments are checked whole; a Responses item's last events repeat it). */
+  keeps(item: Item): boolean;
 }
 
 export class OneAtATime<Item extends Sequenced, Event> {
@@ -33,8 +44,13 @@ export class OneAtATime<Item extends Sequenced, Event> {
   /** Items waiting for the open one to stop, in the order they came (a server can start 100,000 calls). */
   private readonly waiting = new Queue<Item>();
   private ending = false;
+  /** Characters held in items' `text`. */
+  private held = 0;
 
-  constructor(private readonly events: SequencedEvents<Item, Event>) {}
+  constructor(
+    private readonly events: SequencedEvents<Item, Event>,
+    private readonly maxHeld = MAX_HELD_CHARS,
+  ) {}
 
   /** The item added last, open or waiting: a run of text continues it. */
   get last(): Item | null {
@@ -50,7 +66,7 @@ export class OneAtATime<Item extends Sequenced, Event> {
   /** Content for an item: sent now if it is open, held while it waits, dropped once it stopped (whole: what could follow is whitespace or a broken server's bytes). */
   content(item: Item, value: string, out: Array<StreamItem<Event>>): void {
     if (value === '' || item.state === 'stopped') return;
-    item.text += value;
+    if (item.state !== 'open' || this.events.keeps(item)) this.hold(item, value);
     if (item.state !== 'open') return;
     this.events.delta(item, value, out);
     this.release(out);
@@ -71,8 +87,21 @@ export class OneAtATime<Item extends Sequenced, Event> {
       next.state = 'open';
       this.open = next;
       this.events.start(next, out);
-      if (next.text !== '') this.events.delta(next, next.text, out);
+      if (next.text === '') continue;
+      this.events.delta(next, next.text, out);
+      if (!this.events.keeps(next)) {
+        this.held -= next.text.length;
+        next.text = '';
+      }
     }
+  }
+
+  private hold(item: Item, value: string): void {
+    this.held += value.length;
+    if (this.held > this.maxHeld) {
+      throw new GatewayError(502, `The provider's answer is larger than the gateway translates: its parts held ${this.held} characters at once (at most ${this.maxHeld}).`, { code: 'upstream_response_too_large' });
+    }
+    item.text += value;
   }
 
   private mayStop(): boolean {

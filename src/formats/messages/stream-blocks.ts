@@ -31,6 +31,8 @@ export class StreamBlocks {
     delta: (block, value, out) => out.push(delta(block, value)),
     stop: (block, out) => out.push({ kind: 'event', event: { type: 'content_block_stop', index: block.index } }),
     whole: (block) => block.end === null || block.end.whole(block.text) !== null,
+    // Text and thinking go out as they come; a call's arguments are parsed whole when they close.
+    keeps: (block) => block.end !== null,
   });
 
   /** A run of thinking or text: the last block's continuation, or a new block. */
