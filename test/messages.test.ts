@@ -412,6 +412,28 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
+  it("starts a tool_use block once the call's name has come, even after its first fragments; a call whose name never comes goes out at the end", () => {
+    const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const frames = [
+      data({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { arguments: '' } }] }),
+      data({ tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] }),
+      data({ tool_calls: [{ index: 0, function: { name: 'get_weather' } }] }),
+      data({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }),
+      data({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { arguments: '{}' } }] }),
+      data({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const events = sdkEvents(runTranslated([Buffer.from(frames)]).frames);
+    const starts = events.filter((event) => event.type === 'content_block_start').map((event) => event.content_block);
+    assert.deepEqual(starts, [
+      { type: 'tool_use', id: 'call_a', name: 'get_weather', input: {} },
+      { type: 'tool_use', id: 'call_b', name: '', input: {} },
+    ]);
+    const input = events.filter((event) => event.type === 'content_block_delta' && event.index === 0).map((event) => (event.delta as { partial_json: string }).partial_json);
+    assert.equal(input.join(''), '{"city":"Paris"}');
+    assert.equal(events.at(-2)?.type, 'message_delta');
+  });
+
   it('message_start (a non-zero estimate), one block per thinking, text and tool call, message_delta with the real usage, message_stop', () => {
     const events = sdkEvents(runTranslated([Buffer.from(CHAT_STREAM)]).frames);
     assert.deepEqual(

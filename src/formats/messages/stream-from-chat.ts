@@ -8,6 +8,8 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
+import { GatewayError } from '../../errors.js';
+import { MAX_HELD_CHARS } from '../chat/one-at-a-time.js';
 import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -19,11 +21,26 @@ import type { MessagesEvent } from './types.js';
 
 type Item = StreamItem<MessagesEvent>;
 
+/**
+ * A chat tool call on its way to a `tool_use` block, whose start names the tool: some servers
+ * send a call's name after its first fragment, so its block waits for the name (its arguments
+ * held meanwhile), or for the stream's end.
+ */
+interface Call {
+  readonly id: string;
+  name: string;
+  block: Block | null;
+  /** Arguments that came before the name. */
+  pending: string;
+}
+
 export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
   const blocks = new StreamBlocks();
-  /** Each tool call's block (a late fragment still finds its own). */
-  const toolCalls = new StreamedToolCalls<Block>();
+  /** Each tool call (a late fragment still finds its own). */
+  const toolCalls = new StreamedToolCalls<Call>();
+  /** Calls whose name has not come yet, in the order they began. */
+  const unnamed: Call[] = [];
   /** Content deltas sent: the output estimate when the provider reports no usage. */
   let deltas = 0;
   let finish: unknown = null;
@@ -54,12 +71,34 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
     blocks.text(kind, value, out);
   };
 
-  /** One tool_calls fragment: a call's first gives it a block, its arguments are input_json_deltas. */
+  /** A call's block, started now, with the arguments that waited for its name. */
+  const startBlock = (call: Call, out: Item[]): Block => {
+    const block = blocks.tool(call.id, call.name, out);
+    call.block = block;
+    if (call.pending !== '') blocks.toolInput(block, call.pending, out);
+    call.pending = '';
+    return block;
+  };
+
+  /** One tool_calls fragment: a call's block starts once its name is known, its arguments are input_json_deltas. */
   const toolFragment = (fragment: unknown, out: Item[]): void => {
-    const placed = toolCalls.place(fragment, (id, name) => blocks.tool(id, name, out), (n) => `call_${n}`);
-    if (placed === null || placed.arguments === '') return;
-    deltas++;
-    blocks.toolInput(placed.call, placed.arguments, out);
+    const placed = toolCalls.place(fragment, (id, name) => ({ id, name, block: null, pending: '' }), (n) => `call_${n}`);
+    if (placed === null) return;
+    const call = placed.call;
+    if (placed.arguments !== '') deltas++;
+    if (call.block === null) {
+      if (call.name === '' && placed.name !== null) call.name = placed.name;
+      if (call.name === '') {
+        if (placed.started) unnamed.push(call);
+        if (call.pending.length + placed.arguments.length > MAX_HELD_CHARS) {
+          throw new GatewayError(502, "The provider's answer is larger than the gateway translates: a tool call's arguments came without its name.", { code: 'upstream_response_too_large' });
+        }
+        call.pending += placed.arguments;
+        return;
+      }
+      startBlock(call, out);
+    }
+    if (placed.arguments !== '') blocks.toolInput(call.block as Block, placed.arguments, out);
   };
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
@@ -83,6 +122,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
   const end = (): Item[] => {
     const out: Item[] = [];
     start({}, out);
+    // A call whose name never came goes out as it is.
+    for (const call of unnamed) if (call.block === null) startBlock(call, out);
     blocks.finish(out);
     const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolCalls.count > 0), stop_sequence: null };
     // No usage from the provider: the output is estimated and the input left as message_start
