@@ -464,6 +464,30 @@ describe('stateless translation to a Chat Completions provider', () => {
     assert.equal(sent.messages[1].reasoning_content, 'Thinking about it.');
   });
 
+  it('keeps a turn whose calls have text or reasoning between them one assistant message, as OpenAI and DeepSeek require', async () => {
+    // What a chat model that writes, calls, writes again and calls again comes back as, and Codex resends.
+    const call = (id: string, city: string): unknown => ({ type: 'function_call', call_id: id, name: 'get_weather', arguments: JSON.stringify({ city }) });
+    const said = (text: string): unknown => ({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
+    const thought = (text: string): unknown => ({ type: 'reasoning', summary: [{ type: 'summary_text', text }] });
+    const input = [
+      { role: 'user', content: 'weather in Paris and Rome?' },
+      thought('Paris first.'),
+      call('call_p', 'Paris'),
+      said('And Rome:'),
+      thought('Then Rome.'),
+      call('call_r', 'Rome'),
+      { type: 'function_call_output', call_id: 'call_p', output: '{"temp_c":21}' },
+      { type: 'function_call_output', call_id: 'call_r', output: '{"temp_c":25}' },
+    ];
+    for (const key of ['vk_ds', 'vk_compat']) {
+      const reply = await responses(key, { model: 'gpt-5', input, tools: [weatherTool], store: false });
+      assert.equal(reply.status, 200, `${key}: ${reply.text}`);
+    }
+    const sent = deepseek.requests.at(-1)?.json;
+    assert.deepEqual(sent.messages.map((message: any) => message.role), ['user', 'assistant', 'tool', 'tool']);
+    assert.deepEqual([sent.messages[1].content, sent.messages[1].tool_calls.map((c: any) => c.id), sent.messages[1].reasoning_content], ['And Rome:', ['call_p', 'call_r'], 'Paris first.Then Rome.']);
+  });
+
   it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {
     const tools = [{ type: 'namespace', name: 'geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', parameters: weatherTool.parameters }] }];
     const first = { model: 'gpt-4o-mini', input: 'weather in Paris?', tools };

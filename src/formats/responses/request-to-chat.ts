@@ -317,6 +317,15 @@ class Conversation {
         const text = Array.isArray(item.content)
           ? item.content.map((part: unknown) => (isRecord(part) ? (typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : '') : '')).join('')
           : textOfParts(item.content, `${where}.content`);
+        const last = this.messages[this.messages.length - 1];
+        // Text between a turn's calls (a model writes, calls, writes, calls) stays in that turn: a
+        // second assistant message before the calls' outputs is refused by OpenAI and DeepSeek.
+        if (last?.role === 'assistant' && last.tool_calls !== undefined) {
+          const before = typeof last.content === 'string' ? last.content : '';
+          last.content = before + text === '' ? null : before + text;
+          this.joinReasoning(last);
+          return;
+        }
         this.push(this.withReasoning({ role: 'assistant', content: text }), where, true);
         return;
       }
@@ -333,7 +342,17 @@ class Conversation {
     return message;
   }
 
-  /** A call joins the assistant turn right before it (parallel calls are one chat message). */
+  /** Reasoning that came within a turn joins that turn's message. */
+  private joinReasoning(message: ChatMessage): void {
+    if (this.reasoning === '') return;
+    message.reasoning_content = `${typeof message.reasoning_content === 'string' ? message.reasoning_content : ''}${this.reasoning}`;
+    this.reasoning = '';
+  }
+
+  /**
+   * A call joins the assistant turn right before it (parallel calls are one chat message; so are
+   * calls with text or reasoning between them: every item up to the calls' outputs is one turn).
+   */
   private call(item: Record<string, unknown>, where: string): void {
     if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
     if (typeof item.name !== 'string' || item.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
@@ -343,11 +362,12 @@ class Conversation {
     else args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
     const call: ToolCall = { id: item.call_id, type: 'function', function: { name, arguments: args } };
     const last = this.messages[this.messages.length - 1];
-    if (last?.role === 'assistant' && this.reasoning === '') {
+    if (last?.role === 'assistant') {
       // Pushed, not copied: a run of 60,000 calls copied the array each time (33 s of a blocked loop).
       if (last.tool_calls === undefined) last.tool_calls = [call];
       else last.tool_calls.push(call);
       if (last.content === '') last.content = null;
+      this.joinReasoning(last);
       return;
     }
     this.push(this.withReasoning({ role: 'assistant', content: null, tool_calls: [call] }), where);
