@@ -705,6 +705,9 @@ describe('messages client', () => {
       assert.deepEqual(messagesErrorBody(new GatewayError(status, 'why')), { type: 'error', error: { type, message: 'why' } }, String(status));
     }
     assert.equal(messagesErrorBody(new GatewayError(503, 'x', { type: 'overloaded_error' })).error.type, 'overloaded_error');
+    // A chat provider's 503 says OpenAI's invalid_request_error: a name Anthropic uses for the client's errors only.
+    assert.equal(messagesErrorBody(new GatewayError(503, 'x', { type: 'invalid_request_error' })).error.type, 'api_error');
+    assert.equal(messagesErrorBody(new GatewayError(422, 'x', { type: 'permission_error' })).error.type, 'permission_error');
     assert.equal(messagesErrorBody(new GatewayError(500, 'x', { type: 'server_error' })).error.type, 'api_error');
     assert.equal(messagesErrorBody(new GatewayError(429, 'x', { type: 'insufficient_quota' })).error.type, 'rate_limit_error');
   });

@@ -25,8 +25,12 @@ const ANTHROPIC_TYPES: ReadonlySet<string> = new Set(Object.values(TYPE_BY_STATU
 function messagesErrorType(error: GatewayError): string {
   const byStatus = entryOf(TYPE_BY_STATUS, String(error.status));
   if (byStatus !== undefined) return byStatus;
-  if (ANTHROPIC_TYPES.has(error.type)) return error.type;
-  return error.status < 500 ? 'invalid_request_error' : 'api_error';
+  const server = error.status >= 500;
+  // A type of Anthropic's is kept (a provider's own error passed on, a mid-stream error's), but
+  // not the client's invalid_request_error on a server's status: it is OpenAI's generic type too,
+  // which a chat provider's 503 says.
+  if (ANTHROPIC_TYPES.has(error.type) && !(server && error.type === 'invalid_request_error')) return error.type;
+  return server ? 'api_error' : 'invalid_request_error';
 }
 
 /** The first number one of `patterns` captures in `text`. */
