@@ -135,6 +135,12 @@ describe('anthropic through the gateway', () => {
     assert.equal(second.json.choices[0].message.content, 'claude says: Thanks!');
   });
 
+  it("serves a conversation that opens with the assistant's greeting, as OpenAI does (Anthropic would refuse it as sent)", async () => {
+    const greeted = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', messages: [{ role: 'system', content: 'Be kind.' }, { role: 'assistant', content: 'Hi! How can I help?' }, { role: 'user', content: 'Hello' }] });
+    assert.equal(greeted.status, 200, greeted.text);
+    assert.equal(greeted.json.choices[0].message.content, 'claude says: Hello');
+  });
+
   it('refuses what it cannot translate with a 400 naming it, before calling Anthropic', async () => {
     mock.requests.length = 0;
     const n = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', n: 3, messages: [{ role: 'user', content: 'x' }] });

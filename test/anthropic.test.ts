@@ -81,8 +81,16 @@ describe('anthropic request: messages', () => {
     ]);
   });
 
-  it('requires the conversation to start with a user turn', () => {
-    rejects({ messages: [{ role: 'system', content: 's' }, { role: 'assistant', content: 'a' }, user('u')] }, /must start with a user message/, 'messages');
+  it("opens a conversation that starts with the assistant (a greeting) with a minimal user turn, as Anthropic refuses it otherwise", () => {
+    const greeted = translate({ messages: [{ role: 'system', content: 's' }, { role: 'assistant', content: 'Hi! How can I help?' }, user('u')] });
+    assert.deepEqual(greeted.messages, [
+      { role: 'user', content: '.' },
+      { role: 'assistant', content: 'Hi! How can I help?' },
+      { role: 'user', content: 'u' },
+    ]);
+    // An empty first user turn is dropped (Anthropic refuses empty text), which leaves the assistant first.
+    const emptied = translate({ messages: [user(''), { role: 'assistant', content: 'ok' }, user('go on')] });
+    assert.deepEqual(emptied.messages[0], { role: 'user', content: '.' });
     rejects({ messages: [{ role: 'system', content: 'only system' }] }, /no user content/, 'messages');
   });
 

@@ -221,6 +221,9 @@ interface Turn {
   blocks: ContentBlock[];
 }
 
+/** The user turn put before a conversation that opens with the assistant. */
+export const OPENING_USER_TEXT = '.';
+
 function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
   const system: TextBlock[] = [];
   const turns: Turn[] = [];
@@ -255,7 +258,9 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
   });
 
   if (turns.length === 0) throw invalidRequest('"messages" holds no user content to send (only system messages or empty content).', 'messages', 'invalid_value');
-  if (turns[0]?.role !== 'user') throw invalidRequest('The conversation must start with a user message (after any system messages).', 'messages', 'invalid_value');
+  // Anthropic refuses a conversation that opens with the assistant (a chat app's greeting, or
+  // history trimmed from the front), which OpenAI serves: a minimal user turn goes before it.
+  if (turns[0]?.role !== 'user') turns.unshift({ role: 'user', blocks: [{ type: 'text', text: OPENING_USER_TEXT }] });
 
   // Anthropic wants tool results first in their user turn, and rejects a final assistant turn (prefill) ending in whitespace.
   for (const turn of turns) {
