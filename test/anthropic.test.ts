@@ -72,6 +72,15 @@ describe('anthropic request: messages', () => {
     ]);
   });
 
+  it("keeps an assistant turn the model refused: its refusal is the turn's text", () => {
+    const out = translate({ messages: [user('Do something bad'), { role: 'assistant', content: null, refusal: "I can't help with that." }, user('Then something good')] });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'Do something bad' },
+      { role: 'assistant', content: "I can't help with that." },
+      { role: 'user', content: 'Then something good' },
+    ]);
+  });
+
   it('merges consecutive messages of the same role', () => {
     const out = translate({ messages: [user('one'), user('two'), { role: 'assistant', content: 'a' }, { role: 'assistant', content: 'b' }, user('three')] });
     assert.deepEqual(out.messages, [

@@ -246,9 +246,13 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
       case 'user':
         push('user', blocks(message.content, where, true));
         break;
-      case 'assistant':
-        push('assistant', [...blocks(message.content, where, false), ...toolUses(message, where)]);
+      case 'assistant': {
+        const content = blocks(message.content, where, false);
+        // An answer the model refused is its content (OpenAI returns it as `refusal`, content null).
+        if (content.length === 0 && typeof message.refusal === 'string' && message.refusal.trim() !== '') content.push({ type: 'text', text: message.refusal });
+        push('assistant', [...content, ...toolUses(message, where)]);
         break;
+      }
       case 'tool':
         push('user', [toolResult(message, where)]);
         break;
