@@ -72,6 +72,13 @@ describe('anthropic request: messages', () => {
     ]);
   });
 
+  it('sends a PDF file part (file_data) as a document block, and refuses a file id or another type by name', () => {
+    const out = translate({ messages: [user([{ type: 'file', file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0x' } }])] });
+    assert.deepEqual(out.messages[0]?.content, [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' } }]);
+    rejects({ messages: [user([{ type: 'file', file: { file_id: 'file-abc' } }])] }, /a file id \(OpenAI's Files API\) cannot be sent to Anthropic/, 'messages[0].content[0]');
+    rejects({ messages: [user([{ type: 'file', file: { file_data: 'data:text/csv;base64,YSxi' } }])] }, /this file cannot be sent to Anthropic/, 'messages[0].content[0]');
+  });
+
   it("keeps an assistant turn the model refused: its refusal is the turn's text", () => {
     const out = translate({ messages: [user('Do something bad'), { role: 'assistant', content: null, refusal: "I can't help with that." }, user('Then something good')] });
     assert.deepEqual(out.messages, [

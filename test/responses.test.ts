@@ -762,7 +762,7 @@ describe('review findings, each a regression test', () => {
     // instructions became messages[0]: the user item at input[1] is messages[2].
     const inMessage = refused([{ role: 'user', content: 'hi' }, { role: 'user', content: [{ type: 'input_text', text: 'see' }, file] }], 'be brief');
     assert.equal(inMessage.param, 'input[1].content[1]');
-    assert.match(inMessage.message, /^input\[1\]\.content\[1\]: content part type "file"/);
+    assert.match(inMessage.message, /^input\[1\]\.content\[1\]: a file id \(OpenAI's Files API\) cannot be sent to Anthropic/);
     // A tool output's file follows the tool message as a user message of its own: named by the output item.
     const call = { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' };
     const inOutput = refused([{ role: 'user', content: 'hi' }, call, { type: 'function_call_output', call_id: 'c1', output: [file] }]);
@@ -770,7 +770,16 @@ describe('review findings, each a regression test', () => {
     assert.doesNotMatch(inOutput.message, /messages/);
     const noUser = refused([{ role: 'developer', content: 'rules' }]);
     assert.deepEqual([noUser.param, noUser.message.startsWith('"input" holds no user content')], ['input', true]);
-    assert.equal(refused([{ role: 'assistant', content: 'hello' }, { role: 'user', content: 'hi' }]).param, 'input');
+  });
+
+  it("takes a PDF input_file (file_data) on to Anthropic as a document block", () => {
+    const route = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 }).route(responsesClient, ['messages']);
+    const pdf = { type: 'input_file', filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0xLjQK' };
+    const sent = route.translation.exchange(request({ input: [{ role: 'user', content: [{ type: 'input_text', text: 'Summarise' }, pdf] }] })).request as AnthropicRequest;
+    assert.deepEqual(sent.messages[0]?.content, [
+      { type: 'text', text: 'Summarise' },
+      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' } },
+    ]);
   });
 
   it("takes reasoning.effort and text.format json_schema on to Anthropic's thinking and structured output, whatever the model's name", () => {

@@ -140,6 +140,20 @@ function imageBlock(part: Record<string, unknown>, where: string): ImageBlock {
   throw invalidRequest(`${where}: an image URL must be https://, http:// or a base64 data: URL.`, where, 'invalid_content');
 }
 
+/**
+ * A chat `file` part (a Responses `input_file` becomes one): a PDF given as a base64 data: URL is
+ * Anthropic's `document` block, as the same PDF sent as an image_url is.
+ */
+function fileBlock(part: Record<string, unknown>, where: string): ImageBlock {
+  const file = isRecord(part.file) ? part.file : {};
+  const match = typeof file.file_data === 'string' ? DATA_URL.exec(file.file_data) : null;
+  if (match === null || (match[1] as string).toLowerCase() !== 'application/pdf') {
+    const given = typeof file.file_id === 'string' ? 'a file id (OpenAI\'s Files API)' : 'this file';
+    throw invalidRequest(`${where}: ${given} cannot be sent to Anthropic; send a PDF as file_data, a base64 data: URL (data:application/pdf;base64,…).`, where, 'invalid_content');
+  }
+  return withCacheControl({ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: match[3] as string } }, part);
+}
+
 /** Anthropic rejects text blocks that are empty or only whitespace ("must contain non-whitespace text"). */
 function isBlank(text: string): boolean {
   return text.trim() === '';
@@ -160,6 +174,8 @@ function blocks(content: unknown, where: string, allowImages: boolean): Array<Te
       if (!isBlank(text)) out.push(withCacheControl({ type: 'text', text }, part));
     } else if (part.type === 'image_url' && allowImages) {
       out.push(imageBlock(part, at));
+    } else if (part.type === 'file' && allowImages) {
+      out.push(fileBlock(part, at));
     } else {
       throw invalidRequest(`${at}: content part type "${shown(part.type)}" is not supported with an anthropic key here.`, at, 'invalid_content');
     }
