@@ -697,7 +697,8 @@ describe('a body whose model key stands twice', () => {
 });
 
 describe('message threads (the thread field, beta message-threads-2026-08-12)', () => {
-  const THREADS = { 'anthropic-beta': 'message-threads-2026-08-12' };
+  // As the SDK that has threads sends them: its own API version, and the beta.
+  const THREADS = { 'anthropic-beta': 'message-threads-2026-08-12', 'anthropic-version': '2026-10-21' };
   const turn = (content: string, thread: unknown, stream = false): Record<string, unknown> => ({ model: 'claude-sonnet-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content }], thread });
   const continuing = (id: string): unknown => ({ type: 'continue', previous_message_id: id });
 
@@ -709,6 +710,7 @@ describe('message threads (the thread field, beta message-threads-2026-08-12)', 
     const next = await messages(gateway.url, 'vk_claude_test', turn('What is my name?', continuing(first)), { headers: THREADS });
     assert.equal(next.status, 200, next.text);
     assert.equal(anthropic.requests[0]?.json.thread.previous_message_id, first);
+    assert.equal(anthropic.requests[0]?.headers['anthropic-version'], '2026-10-21', "the client's version goes with it");
     const second = next.json.id as string;
 
     anthropic.requests.length = 0;

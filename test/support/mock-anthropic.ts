@@ -30,6 +30,8 @@ const KNOWN_FIELDS = new Set([
 const BETA_FIELDS: Record<string, string> = { context_management: 'context-management-2025-06-27', thread: 'message-threads-2026-08-12' };
 const DEFER_LOADING_BETA = 'advanced-tool-use-2025-11-20';
 export const MAX_OUTPUT_TOKENS = 128000;
+/** API versions Anthropic takes: the long-standing one, and the one its SDK sends since 1.x. */
+const API_VERSIONS = new Set(['2023-06-01', '2026-10-21']);
 /** Claude models that think adaptively and take output_config.effort (4.6 and later); older ones refuse both (DeepSeek's models take both). */
 const ADAPTIVE_MODEL = /^claude-(?:opus|sonnet|haiku)-(?:4-[6-9]|[5-9])(?!\d)|^(?!claude-)/;
 const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
@@ -166,7 +168,7 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
     if (req.method !== 'POST' || recorded.path !== '/v1/messages') return send(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${recorded.path}`));
     if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
     if (req.headers.authorization !== undefined) return send(res, 400, anthropicError('invalid_request_error', 'Send x-api-key or Authorization, not both'));
-    if (req.headers['anthropic-version'] !== '2023-06-01') return send(res, 400, anthropicError('invalid_request_error', 'anthropic-version: header is required'));
+    if (!API_VERSIONS.has(String(req.headers['anthropic-version']))) return send(res, 400, anthropicError('invalid_request_error', 'anthropic-version: header is required'));
     if (recorded.json === undefined) return send(res, 400, anthropicError('invalid_request_error', 'There was an issue with the formatting of your request: the body is not valid JSON'));
     const betas = String(req.headers['anthropic-beta'] ?? '').split(',').map((flag) => flag.trim());
     const problem = validate(recorded.json, betas);
