@@ -49,7 +49,7 @@ export const messagesSurface: Surface<MessagesTypes> = {
    * this process; any other, or one it no longer remembers, is a thread not found, and the SDK
    * replays the conversation as a new thread). Another provider speaking Messages keeps no threads.
    */
-  async passThrough({ request, body, key, target, deps }) {
+  passThrough({ request, body, key, target, deps }) {
     const thread = threadOf(request.thread);
     if (thread.kind === 'none') return body;
     if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);

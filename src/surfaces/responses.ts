@@ -13,7 +13,7 @@ import { bearerToken } from '../policy/auth.js';
 import { ownerTag } from '../policy/response-owners.js';
 import { howToSendBearer } from './chat.js';
 import { ensureOwner, withOwner } from './stored.js';
-import { shallow, type Surface } from './surface.js';
+import { flatBody, shallow, type Surface } from './surface.js';
 
 export function previousNotFound(id: string): GatewayError {
   return new GatewayError(400, `Previous response with id '${id}' not found.`, { code: 'previous_response_not_found', param: 'previous_response_id' });
@@ -70,7 +70,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     const previous = request.previous_response_id;
     if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
-    return request.store === false ? body : shallow(() => withOwner(request, body, key));
+    return request.store === false ? body : shallow(() => withOwner(request, flatBody(body), key));
   },
   answered(id, request, key, deps) {
     if (request.store !== false) deps.owners.set(id, ownerTag(key.id));

@@ -62,8 +62,11 @@ export interface SurfaceDeps {
 /** A request about to pass through, for a surface that checks or changes it. */
 export interface PassThroughCall<C extends ApiTypes> {
   readonly request: C['request'];
-  /** The body as it would go: the client's bytes only where its top-level keys are plain and unique (outboundRequest). */
-  readonly body: Buffer | string;
+  /**
+   * The body as it would go: the client's bytes only where its top-level keys are plain and
+   * unique (outboundRequest); pieces where it was re-serialised (flatBody makes them one).
+   */
+  readonly body: RequestBody;
   readonly key: VirtualKey;
   /** The target it goes to. */
   readonly target: Target;
@@ -86,7 +89,7 @@ export interface Surface<C extends ApiTypes> {
    * send (Responses: a stored response it continues must be the key's own; the one it stores is
    * tagged with its owner. Messages: a thread it continues must be the key's own).
    */
-  passThrough?(call: PassThroughCall<C>): Promise<Buffer | string>;
+  passThrough?(call: PassThroughCall<C>): RequestBody | Promise<RequestBody>;
   /** Passing through: the provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's). */
   answered?(id: string, request: C['request'], key: VirtualKey, deps: SurfaceDeps): void;
 }
@@ -331,6 +334,11 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   limiter.record(limitsOf(key), { tokens, usd: usd ?? 0, usage: reported, unpriced: usd === null }, reserved);
 }
 
+/** A body as one piece, for a surface that changes its bytes (copied only when it is in pieces). */
+export function flatBody(body: RequestBody): Buffer | string {
+  return typeof body === 'string' || Buffer.isBuffer(body) ? body : Buffer.concat(body);
+}
+
 /** JSON nested deeper than the stack allows cannot be translated or re-serialised: the client's problem. */
 export function shallow<T>(work: () => T): T {
   try {
@@ -514,8 +522,10 @@ function prepareChecked<C extends ApiTypes>(
 ): Prepared<C> | Promise<Prepared<C>> {
   const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
   if (!prepared.route.translation.identity || surface.passThrough === undefined) return released(parsed, prepared);
-  const body = typeof prepared.body === 'string' || Buffer.isBuffer(prepared.body) ? prepared.body : Buffer.concat(prepared.body);
-  return surface.passThrough({ request: prepared.outbound.request, body, key, target, interaction, deps }).then((checked) => released(parsed, { ...prepared, body: checked }));
+  // Awaited only where the surface looks something up (Responses: a stored response's owner).
+  const checked = surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, target, interaction, deps });
+  if (checked instanceof Promise) return checked.then((body) => released(parsed, { ...prepared, body }));
+  return released(parsed, { ...prepared, body: checked });
 }
 
 function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepared: Prepared<C>): Prepared<C> {
