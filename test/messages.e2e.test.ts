@@ -733,6 +733,12 @@ describe('message threads (the thread field, beta message-threads-2026-08-12)', 
     assert.equal(String(anthropic.requests[0]?.raw).match(/"thread"/g)?.length, 1);
     assert.equal(anthropic.requests[0]?.json.thread.previous_message_id, own.json.id);
 
+    // Inside thread too: a parser that takes the first of two keys must not see another's continuation.
+    anthropic.requests.length = 0;
+    const inner = `{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"continue","previous_message_id":"${second}","type":"create"}}`;
+    assert.equal((await messages(gateway.url, 'vk_claude_other', inner, { headers: THREADS })).status, 200);
+    assert.equal(anthropic.requests[0]?.raw, '{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"create","previous_message_id":"' + second + '"}}');
+
     const nameless = await messages(gateway.url, 'vk_claude_test', turn('?', { type: 'continue' }), { headers: THREADS });
     assert.equal(nameless.status, 400);
     assert.equal(nameless.json.error.type, 'invalid_request_error');

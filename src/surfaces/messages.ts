@@ -53,9 +53,9 @@ export const messagesSurface: Surface<MessagesTypes> = {
     const thread = threadOf(request.thread);
     if (thread.kind === 'none') return body;
     if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);
-    if (thread.kind === 'create') return body;
-    if (deps.owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
-    // What the gateway checked is what Anthropic gets, whichever of two keys a parser takes.
+    if (thread.kind === 'continue' && deps.owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
+    // What the gateway read is what Anthropic gets, whichever of two keys a parser takes (a
+    // "create" written over a "continue" inside `thread` as well): only requests with a thread pay.
     return shallow(() => JSON.stringify(request));
   },
   answered(id, request, key, deps) {
