@@ -736,12 +736,57 @@ describe('message threads (the thread field, beta message-threads-2026-08-12)', 
     // Inside thread too: a parser that takes the first of two keys must not see another's continuation.
     anthropic.requests.length = 0;
     const inner = `{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"continue","previous_message_id":"${second}","type":"create"}}`;
-    assert.equal((await messages(gateway.url, 'vk_claude_other', inner, { headers: THREADS })).status, 200);
-    assert.equal(anthropic.requests[0]?.raw, '{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"create","previous_message_id":"' + second + '"}}');
+    assert.equal((await messages(gateway.url, 'vk_claude_other', inner, { headers: THREADS })).status, 400);
+    const recreated = `{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"continue","type":"create"}}`;
+    assert.equal((await messages(gateway.url, 'vk_claude_other', recreated, { headers: THREADS })).status, 200);
+    assert.equal(anthropic.requests.length, 1);
+    assert.equal(anthropic.requests[0]?.raw, '{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}],"thread":{"type":"create"}}');
 
     const nameless = await messages(gateway.url, 'vk_claude_test', turn('?', { type: 'continue' }), { headers: THREADS });
     assert.equal(nameless.status, 400);
     assert.equal(nameless.json.error.type, 'invalid_request_error');
+  });
+
+  it("keep the code of Anthropic's own thread refusal (one it let expire), which the SDK recovers from; take only the two shapes Anthropic defines", async () => {
+    const created = await messages(gateway.url, 'vk_claude_test', turn('Remember me.', { type: 'create' }), { headers: THREADS });
+    assert.equal(created.status, 200, created.text);
+    anthropic.behave(({ res }) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'error', error: { type: 'not_found_error', message: 'Thread expired.', details: { error_code: 'thread_not_found' } } }));
+    });
+    try {
+      const expired = await messages(gateway.url, 'vk_claude_test', turn('Still there?', continuing(created.json.id)), { headers: THREADS });
+      assert.equal(expired.status, 404);
+      assert.deepEqual(expired.json.error, { type: 'not_found_error', message: 'Thread expired.', details: { error_code: 'thread_not_found' } });
+    } finally {
+      anthropic.behave(null);
+    }
+    // A value that names a reply is a continuation however its type is written, and any other value is refused.
+    anthropic.requests.length = 0;
+    for (const thread of [{ previous_message_id: created.json.id }, { type: 'Continue', previous_message_id: created.json.id }, { type: 'resume' }, ['continue'], 'create']) {
+      const odd = await messages(gateway.url, 'vk_claude_other', turn('Hi', thread), { headers: THREADS });
+      assert.equal(odd.status, 400, JSON.stringify(thread));
+      assert.equal(odd.json.error.type, 'invalid_request_error');
+    }
+    assert.equal(anthropic.requests.length, 0);
+  });
+
+  it('on count_tokens: the same rules as a turn (another key\'s thread is not found, a key without threads refuses), the body as checked', async () => {
+    const created = await messages(gateway.url, 'vk_claude_test', turn('Count me in.', { type: 'create' }), { headers: THREADS });
+    const count = (key: string, thread: unknown): Promise<Reply> =>
+      messages(gateway.url, key, { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'How long is this?' }], thread }, { path: '/v1/messages/count_tokens', headers: THREADS });
+    anthropic.requests.length = 0;
+    const other = await count('vk_claude_other', continuing(created.json.id));
+    assert.equal(other.status, 404);
+    assert.equal(other.json.error.details.error_code, 'thread_not_found');
+    const translated = await count('vk_gpt', continuing(created.json.id));
+    assert.equal(translated.status, 400);
+    assert.equal(translated.json.error.details.error_code, 'thread_unsupported_request');
+    assert.equal(anthropic.requests.length, 0, 'nothing was sent');
+    const own = await count('vk_claude_test', continuing(created.json.id));
+    assert.equal(own.status, 200, own.text);
+    assert.equal(anthropic.requests[0]?.path, '/v1/messages/count_tokens');
+    assert.deepEqual(anthropic.requests[0]?.json.thread, continuing(created.json.id));
   });
 
   it('are refused where the provider keeps no history (a translation, DeepSeek) with the code the SDK recovers from; nothing is sent', async () => {

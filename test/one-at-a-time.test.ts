@@ -15,12 +15,14 @@ import type { StreamItem } from '../src/formats/stream.js';
 
 interface TestItem extends Sequenced {
   readonly name: string;
+  /** Keeps its text while open; and once stopped. */
   readonly keep: boolean;
+  readonly retain: boolean;
   whole: boolean;
 }
 
 /** A sequencer holding at most 10 characters, and what it sent. */
-function sequencer(): { items: OneAtATime<TestItem, string>; sent: string[]; add(name: string, keep?: boolean): TestItem } {
+function sequencer(): { items: OneAtATime<TestItem, string>; sent: string[]; add(name: string, keep?: boolean, retain?: boolean): TestItem } {
   const sent: string[] = [];
   const items = new OneAtATime<TestItem, string>(
     {
@@ -29,11 +31,12 @@ function sequencer(): { items: OneAtATime<TestItem, string>; sent: string[]; add
       stop: (item) => sent.push(`stop ${item.name}`),
       whole: (item) => item.whole,
       keeps: (item) => item.keep,
+      retains: (item) => item.retain,
     },
     10,
   );
-  const add = (name: string, keep = false): TestItem => {
-    const item: TestItem = { name, keep, whole: false, text: '', state: 'waiting' };
+  const add = (name: string, keep = false, retain = false): TestItem => {
+    const item: TestItem = { name, keep, retain, whole: false, text: '', state: 'waiting' };
     items.add(item, []);
     return item;
   };
@@ -82,6 +85,30 @@ describe('OneAtATime: what it holds', () => {
     assert.equal(kept.text, '0123456789');
     assert.throws(() => items.content(kept, '!', []), tooLarge);
   });
+
+  it('lets go of a kept item\'s text when it stops, unless its API needs it after', () => {
+    const { items, add } = sequencer();
+    const call = add('call', true);
+    items.content(call, '{"a":"12"}', []);
+    call.whole = true;
+    const next = add('next', true, true);
+    assert.equal(call.text, '', 'stopped: let go of');
+    items.content(next, '0123456789', []);
+    assert.equal(next.text, '0123456789');
+    items.finish([]);
+    assert.equal(next.text, '0123456789', 'retained once stopped');
+  });
+
+  it('counts text held outside its items with theirs, until let go of', () => {
+    const first = sequencer();
+    const item = first.add('a', true);
+    first.items.reserve(6);
+    first.items.letGo(6);
+    first.items.content(item, '0123456789', []);
+    const second = sequencer();
+    second.items.reserve(6);
+    assert.throws(() => second.items.content(second.add('a', true), '01234', []), tooLarge);
+  });
 });
 
 describe('a translated answer larger than the limit', () => {
@@ -103,6 +130,21 @@ describe('a translated answer larger than the limit', () => {
     }
     assert.equal(text, pieces * piece.length);
     assert.ok(text > MAX_HELD_CHARS);
+  });
+
+  it("fails a Messages client's stream once calls whose names have not come hold more than the limit between them", () => {
+    const translate = chatStreamToMessages({ promptTokens: 10 });
+    const nameless = (index: number, args: string): StreamItem<ChatCompletionChunk> => ({
+      kind: 'event',
+      event: { id: 'chatcmpl-big', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: [{ index, ...(args === '' ? { id: `call_${index}` } : {}), function: { arguments: args } }] }, finish_reason: null }] } as ChatCompletionChunk,
+    });
+    const half = Math.ceil(pieces / 2);
+    translate(nameless(0, ''));
+    translate(nameless(1, ''));
+    for (let i = 0; i < half - 16; i++) translate(nameless(0, piece));
+    assert.throws(() => {
+      for (let i = 0; i < half + 16; i++) translate(nameless(1, piece));
+    }, tooLarge);
   });
 
   it('fails a Responses client\'s stream as too large: its last events would repeat all of it', () => {

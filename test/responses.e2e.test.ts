@@ -485,7 +485,7 @@ describe('stateless translation to a Chat Completions provider', () => {
     }
     const sent = deepseek.requests.at(-1)?.json;
     assert.deepEqual(sent.messages.map((message: any) => message.role), ['user', 'assistant', 'tool', 'tool']);
-    assert.deepEqual([sent.messages[1].content, sent.messages[1].tool_calls.map((c: any) => c.id), sent.messages[1].reasoning_content], ['And Rome:', ['call_p', 'call_r'], 'Paris first.Then Rome.']);
+    assert.deepEqual([sent.messages[1].content, sent.messages[1].tool_calls.map((c: any) => c.id), sent.messages[1].reasoning_content], ['And Rome:', ['call_p', 'call_r'], 'Paris first.\n\nThen Rome.']);
   });
 
   it('maps a namespaced function back to its namespace, and takes it back in the next turn', async () => {

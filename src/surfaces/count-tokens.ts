@@ -23,7 +23,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
 import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upstream/types.js';
-import { anthropicCredential, anthropicHeaders, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
+import { anthropicCredential, anthropicHeaders, checkThread, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
 import { acceptedModel, callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
 
@@ -46,11 +46,11 @@ function askProvider(target: Target, endpoint: Endpoint, body: RequestBody, req:
 }
 
 /** The provider's count, or null when it has none (the estimate stands in). */
-async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<Buffer | null> {
+async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps, threaded: boolean): Promise<Buffer | null> {
   const model = target.modelMap?.map(request.model) ?? request.model;
   interaction.upstreamModel = model;
   // Claude Code counts its whole conversation: serialised in pieces, as a translation is.
-  const body = model === request.model && plainUniqueKeys(raw, request) ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
+  const body = model === request.model && !threaded && plainUniqueKeys(raw, request) ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
   const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;
@@ -85,7 +85,9 @@ export function serveCountTokens(req: IncomingMessage, res: ServerResponse, cont
     await admit();
     const target = targetFor(key, 'messages');
     const endpoint = target.endpoints.messages;
-    const counted = endpoint === undefined ? null : await providerCount(target, endpoint, raw, request, req, interaction, deps);
+    // A count with a thread counts its history at Anthropic: the same rules as a turn of it.
+    const threaded = checkThread(request, target, key, deps.owners);
+    const counted = endpoint === undefined ? null : await providerCount(target, endpoint, raw, request, req, interaction, deps, threaded);
     return { status: 200, body: counted ?? JSON.stringify({ input_tokens: shallow(() => estimateInputTokens(request)) }) };
   });
 }

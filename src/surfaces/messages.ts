@@ -7,8 +7,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { messagesClient, type MessagesTypes } from '../formats/messages/index.js';
 import { threadNotFound, threadOf, threadUnsupported } from '../formats/messages/threads.js';
+import type { AnthropicRequest } from '../formats/messages/types.js';
 import { bearerToken, type Presented } from '../policy/auth.js';
-import { ownerTag } from '../policy/response-owners.js';
+import type { VirtualKey } from '../policy/keys.js';
+import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
+import type { Target } from '../policy/target.js';
 import { shallow, type Surface } from './surface.js';
 
 /**
@@ -35,6 +38,21 @@ export function anthropicHeaders(headers: IncomingHttpHeaders): Record<string, s
   return passed;
 }
 
+/**
+ * A message thread's history is kept at Anthropic, for the real key: several virtual keys often
+ * share one, so a thread is continued only by the key whose reply it follows (remembered by this
+ * process; any other, or one it no longer remembers, is a thread not found, and the SDK replays
+ * the conversation as a new thread). Another provider speaking Messages keeps no threads. True
+ * when the request has a thread: it then goes re-serialised, as checked.
+ */
+export function checkThread(request: AnthropicRequest, target: Target, key: VirtualKey, owners: ResponseOwners): boolean {
+  const thread = threadOf(request.thread);
+  if (thread.kind === 'none') return false;
+  if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);
+  if (thread.kind === 'continue' && owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
+  return true;
+}
+
 export const HOW_TO_SEND_ANTHROPIC_KEY = "Send it as 'x-api-key: <virtual key>' (ANTHROPIC_API_KEY) or 'Authorization: Bearer <virtual key>' (ANTHROPIC_AUTH_TOKEN).";
 
 export const messagesSurface: Surface<MessagesTypes> = {
@@ -43,20 +61,10 @@ export const messagesSurface: Surface<MessagesTypes> = {
   howToSendKey: () => HOW_TO_SEND_ANTHROPIC_KEY,
   answerHeaders: (context) => ({ 'request-id': context.id }),
   passHeaders: anthropicHeaders,
-  /**
-   * A message thread's history is kept at Anthropic, for the real key: several virtual keys often
-   * share one, so a thread is continued only by the key whose reply it follows (remembered by
-   * this process; any other, or one it no longer remembers, is a thread not found, and the SDK
-   * replays the conversation as a new thread). Another provider speaking Messages keeps no threads.
-   */
   passThrough({ request, body, key, target, deps }) {
-    const thread = threadOf(request.thread);
-    if (thread.kind === 'none') return body;
-    if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);
-    if (thread.kind === 'continue' && deps.owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
-    // What the gateway read is what Anthropic gets, whichever of two keys a parser takes (a
-    // "create" written over a "continue" inside `thread` as well): only requests with a thread pay.
-    return shallow(() => JSON.stringify(request));
+    // What the gateway read is what Anthropic gets, whichever of two keys a parser takes (inside
+    // `thread` as well): only requests with a thread pay.
+    return checkThread(request, target, key, deps.owners) ? shallow(() => JSON.stringify(request)) : body;
   },
   answered(id, request, key, deps) {
     if (threadOf(request.thread).kind !== 'none') deps.owners.set(id, ownerTag(key.id));

@@ -30,7 +30,10 @@ export function parseUpstreamError(body: Buffer): UpstreamErrorInfo {
   if (isRecord(error)) {
     info.message = stringOrNull(error.message);
     info.type = stringOrNull(error.type);
-    info.code = stringOrNull(error.code) ?? (typeof error.code === 'number' ? String(error.code) : null);
+    // Anthropic says what a client can do about some errors in details.error_code (a thread not
+    // found: its SDK replays the conversation); that code goes on with the error.
+    const details = isRecord(error.details) ? stringOrNull(error.details.error_code) : null;
+    info.code = stringOrNull(error.code) ?? (typeof error.code === 'number' ? String(error.code) : details);
     info.param = stringOrNull(error.param);
   } else if (typeof error === 'string') {
     info.message = error;

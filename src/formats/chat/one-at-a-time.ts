@@ -35,8 +35,10 @@ export interface SequencedEvents<Item extends Sequenced, Event> {
   stop(item: Item, out: Array<StreamItem<Event>>): void;
   /** Nothing more can come for it: the next item may start. */
   whole(item: Item): boolean;
-  /** It keeps all its text until it stops (a call's arguments are checked whole; a Responses item's last events repeat it). */
+  /** It keeps all its text while open (a call's arguments are checked whole when they close). */
   keeps(item: Item): boolean;
+  /** It still needs all its text once stopped (a Responses answer's last events repeat every item's). */
+  retains(item: Item): boolean;
 }
 
 export class OneAtATime<Item extends Sequenced, Event> {
@@ -61,6 +63,18 @@ export class OneAtATime<Item extends Sequenced, Event> {
   add(item: Item, out: Array<StreamItem<Event>>): void {
     this.waiting.push(item);
     this.release(out);
+  }
+
+  /**
+   * Text held for the translation outside any item (a tool call's arguments that came before its
+   * name): counted with the items', against the same limit, until `letGo`.
+   */
+  reserve(chars: number): void {
+    this.count(chars);
+  }
+
+  letGo(chars: number): void {
+    this.held -= chars;
   }
 
   /** Content for an item: sent now if it is open, held while it waits, dropped once it stopped (whole: what could follow is whitespace or a broken server's bytes). */
@@ -97,11 +111,15 @@ export class OneAtATime<Item extends Sequenced, Event> {
   }
 
   private hold(item: Item, value: string): void {
-    this.held += value.length;
+    this.count(value.length);
+    item.text += value;
+  }
+
+  private count(chars: number): void {
+    this.held += chars;
     if (this.held > this.maxHeld) {
       throw new GatewayError(502, `The provider's answer is larger than the gateway translates: its parts held ${this.held} characters at once (at most ${this.maxHeld}).`, { code: 'upstream_response_too_large' });
     }
-    item.text += value;
   }
 
   private mayStop(): boolean {
@@ -114,5 +132,9 @@ export class OneAtATime<Item extends Sequenced, Event> {
     this.open = null;
     item.state = 'stopped';
     this.events.stop(item, out);
+    if (!this.events.retains(item)) {
+      this.held -= item.text.length;
+      item.text = '';
+    }
   }
 }

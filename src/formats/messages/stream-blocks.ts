@@ -33,7 +33,17 @@ export class StreamBlocks {
     whole: (block) => block.end === null || block.end.whole(block.text) !== null,
     // Text and thinking go out as they come; a call's arguments are parsed whole when they close.
     keeps: (block) => block.end !== null,
+    retains: () => false,
   });
+
+  /** Text held outside any block (a call's arguments before its name), against the same limit. */
+  reserve(chars: number): void {
+    this.blocks.reserve(chars);
+  }
+
+  letGo(chars: number): void {
+    this.blocks.letGo(chars);
+  }
 
   /** A run of thinking or text: the last block's continuation, or a new block. */
   text(kind: 'thinking' | 'text', value: string, out: Item[]): void {

@@ -8,8 +8,6 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
-import { GatewayError } from '../../errors.js';
-import { MAX_HELD_CHARS } from '../chat/one-at-a-time.js';
 import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -75,8 +73,10 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
   const startBlock = (call: Call, out: Item[]): Block => {
     const block = blocks.tool(call.id, call.name, out);
     call.block = block;
-    if (call.pending !== '') blocks.toolInput(block, call.pending, out);
+    const pending = call.pending;
     call.pending = '';
+    blocks.letGo(pending.length);
+    if (pending !== '') blocks.toolInput(block, pending, out);
     return block;
   };
 
@@ -90,9 +90,7 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
       if (call.name === '' && placed.name !== null) call.name = placed.name;
       if (call.name === '') {
         if (placed.started) unnamed.push(call);
-        if (call.pending.length + placed.arguments.length > MAX_HELD_CHARS) {
-          throw new GatewayError(502, "The provider's answer is larger than the gateway translates: a tool call's arguments came without its name.", { code: 'upstream_response_too_large' });
-        }
+        blocks.reserve(placed.arguments.length);
         call.pending += placed.arguments;
         return;
       }

@@ -26,19 +26,25 @@ export function threadNotFound(id: string): GatewayError {
   return new GatewayError(404, `No thread was found for previous_message_id '${id}'.`, { code: 'thread_not_found', param: 'thread.previous_message_id' });
 }
 
+function invalidThread(message: string, param: string): GatewayError {
+  return new GatewayError(400, message, { code: 'invalid_value', param });
+}
+
 /**
  * What a request's `thread` asks for: none, a new thread, or the continuation of the reply
- * `previous` (a 400 for a continuation that does not name one).
+ * `previous`. Only these two shapes pass: anything that names a reply is a continuation (however
+ * its `type` is written), and any other value is a 400, so that nothing the gateway did not
+ * check can name another key's reply to a provider that reads it otherwise.
  */
 export function threadOf(thread: unknown): { kind: 'none' } | { kind: 'create' } | { kind: 'continue'; previous: string } {
   if (thread === undefined || thread === null) return { kind: 'none' };
-  if (isRecord(thread) && thread.type === 'continue') {
+  if (!isRecord(thread)) throw invalidThread('thread: must be an object, {"type": "create"} or {"type": "continue", "previous_message_id"}.', 'thread');
+  if (thread.type === 'continue' || Object.hasOwn(thread, 'previous_message_id')) {
     const previous = thread.previous_message_id;
-    if (typeof previous !== 'string' || previous === '') {
-      throw new GatewayError(400, 'thread.previous_message_id: a continued thread names the reply it follows (a non-empty string).', { code: 'invalid_value', param: 'thread.previous_message_id' });
-    }
+    if (thread.type !== 'continue') throw invalidThread('thread.type: a thread that names previous_message_id continues it ("type": "continue").', 'thread.type');
+    if (typeof previous !== 'string' || previous === '') throw invalidThread('thread.previous_message_id: a continued thread names the reply it follows (a non-empty string).', 'thread.previous_message_id');
     return { kind: 'continue', previous };
   }
-  // A new thread, or a value only the provider can judge: nothing of another key's is named.
+  if (thread.type !== 'create') throw invalidThread('thread.type: must be "create" or "continue".', 'thread.type');
   return { kind: 'create' };
 }

@@ -322,7 +322,7 @@ class Conversation {
         // second assistant message before the calls' outputs is refused by OpenAI and DeepSeek.
         if (last?.role === 'assistant' && last.tool_calls !== undefined) {
           const before = typeof last.content === 'string' ? last.content : '';
-          last.content = before + text === '' ? null : before + text;
+          last.content = joined(before, text) || null;
           this.joinReasoning(last);
           return;
         }
@@ -345,7 +345,7 @@ class Conversation {
   /** Reasoning that came within a turn joins that turn's message. */
   private joinReasoning(message: ChatMessage): void {
     if (this.reasoning === '') return;
-    message.reasoning_content = `${typeof message.reasoning_content === 'string' ? message.reasoning_content : ''}${this.reasoning}`;
+    message.reasoning_content = joined(typeof message.reasoning_content === 'string' ? message.reasoning_content : '', this.reasoning);
     this.reasoning = '';
   }
 
@@ -390,6 +390,11 @@ class Conversation {
     } else if (output !== undefined && output !== null) text = JSON.stringify(output);
     this.push({ role: 'tool', tool_call_id: item.call_id, content: text }, where);
   }
+}
+
+/** Two items' texts in one message, apart as they were. */
+function joined(before: string, after: string): string {
+  return before === '' || after === '' ? before + after : `${before}\n\n${after}`;
 }
 
 function reasoningText(item: Record<string, unknown>): string {

@@ -149,7 +149,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   };
 
   // Every item's last events (output_text.done, output_item.done, response.completed) repeat its whole text.
-  const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole, keeps: () => true });
+  const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole, keeps: () => true, retains: () => true });
 
   const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean; end: ArgumentsEnd }): OpenItem => {
     const item: OpenItem = { kind, index: count++, id: '', text: '', state: 'waiting', ...call };
