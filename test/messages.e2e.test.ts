@@ -537,6 +537,24 @@ describe("DeepSeek's Anthropic endpoint (\"api\": \"messages\")", () => {
     assert.equal(entry.model, 'claude-opus-5-5');
     assert.equal(entry.upstream.model, 'deepseek-v4-pro');
   });
+
+  it("names its answers after the model the client asked for (Claude Code keeps a turn's signed thinking only then); a key without a map leaves the provider's name", async () => {
+    const body = { ...hello, model: 'claude-opus-5-5', thinking: { type: 'adaptive' } };
+    const whole = await messages(gateway.url, 'vk_ds_anthropic', body);
+    assert.equal(whole.status, 200, whole.text);
+    assert.equal(whole.json.model, 'claude-opus-5-5');
+    assert.equal(whole.json.content.at(-1).text, 'claude says: Hello Claude', 'the rest of the answer as the provider sent it');
+    const streamed = await messages(gateway.url, 'vk_ds_anthropic', { ...body, stream: true });
+    const events = messagesEvents(streamed.text);
+    assert.equal(events[0].message.model, 'claude-opus-5-5');
+    assert.equal(events[0].message.id.startsWith('msg_'), true);
+    assert.equal(events.at(-1).type, 'message_stop');
+    const entry = await waitForEntry(gateway.logFile, String(streamed.headers['x-request-id']));
+    assert.equal(entry.response.model, 'claude-opus-5-5', 'the log shows what the client got');
+    assert.equal(entry.upstream.model, 'deepseek-v4-pro');
+    const unmapped = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true });
+    assert.equal(messagesEvents(unmapped.text)[0].message.model, 'claude-sonnet-4-5-20250929');
+  });
 });
 
 describe('the model map on every route', () => {

@@ -65,6 +65,16 @@ export interface ClientApi<T extends ApiTypes> {
   /** What this client sees of a stream, given what it asked for. */
   streamOutput(request: T['request']): StreamOutput<T['event']>;
   assembler(): Assembler<T['event'], T['response']>;
+  /**
+   * Passed through where the key's model map sent the request to another model: the answer, or an
+   * event of it that names the model (null: none does), named after the model the client asked
+   * for. Only an API whose clients need it has this (Claude Code keeps a turn's signed thinking
+   * only when the answer names the model it asked for).
+   */
+  readonly namedAfter?: {
+    response(response: T['response'], model: string): T['response'];
+    event(event: T['event'], model: string): T['event'] | null;
+  };
 }
 
 /** Usage and completeness of one stream, from the provider's own events. */

@@ -27,7 +27,19 @@ export interface ObservedStream extends StreamPipeline {
   answerId(): string | null;
 }
 
-export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, output: StreamOutput<C['event']>, logged: Assembler<C['event'], C['response']> | null, hints: AnswerHints, assembledLimit = MAX_ASSEMBLED_STREAM_BYTES): ObservedStream {
+/**
+ * `renamed`: where the key's model map sent the request to another model, the client API's
+ * events that name the model, named after the one it asked for (api.ts: `namedAfter`).
+ */
+export function streamPipeline<C extends ApiTypes>(
+  route: Route<C>,
+  back: WayBack<C, ApiTypes>,
+  output: StreamOutput<C['event']>,
+  logged: Assembler<C['event'], C['response']> | null,
+  hints: AnswerHints,
+  assembledLimit = MAX_ASSEMBLED_STREAM_BYTES,
+  renamed: ((event: C['event']) => C['event'] | null) | null = null,
+): ObservedStream {
   const target = route.target;
   /** Null once the events seen exceed `assembledLimit`: the log keeps what was assembled until then. */
   let assembler = logged;
@@ -47,8 +59,11 @@ export function streamPipeline<C extends ApiTypes>(route: Route<C>, back: WayBac
 
   /** Translated items → frames; stops at the end or an error. */
   const deliver = (items: Array<StreamItem<C['event']>>, step: { text: string }): StreamStep | null => {
-    for (const item of items) {
-      if (item.kind === 'error') return { text: step.text, error: item.error };
+    for (const given of items) {
+      if (given.kind === 'error') return { text: step.text, error: given.error };
+      // Renamed, it is framed from the event, not from the provider's text.
+      const event = given.kind === 'event' && renamed !== null ? renamed(given.event) : null;
+      const item: StreamItem<C['event']> = event === null ? given : { kind: 'event', event };
       if (item.kind === 'event') assembler?.add(item.event);
       step.text += output.frame(item);
       if (item.kind === 'end') return { text: step.text, done: true };

@@ -175,12 +175,15 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       throw upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
     }
     let answerId: string | null;
+    // Passed through where the key's model map sent another model: the one the client asked for,
+    // which the answer is named after where its API needs that (api.ts: namedAfter).
+    const asked = route.translation.identity && outbound.model !== parsed.model ? parsed.model : null;
     if (parsed.stream) {
-      answerId = await answerStream(surface.api, route, back, parsed, upstream, res, interaction, deps, { apiKeys, scrubber }, promptEstimate);
+      answerId = await answerStream(surface.api, route, back, parsed, upstream, res, interaction, deps, { apiKeys, scrubber }, promptEstimate, asked);
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerId = answerJson(route, back, answer, res, interaction, { promptTokens: promptEstimate });
+      answerId = answerJson(surface.api, route, back, answer, res, interaction, { promptTokens: promptEstimate }, asked);
     }
     if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
   } catch (err) {
@@ -602,17 +605,19 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>(route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints): string | null {
+function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints, asked: string | null): string | null {
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   if (!route.translation.identity) interaction.providerUsage = (answer as { usage?: unknown }).usage ?? null;
-  const response = back.response(answer, hints);
+  const translated = back.response(answer, hints);
+  const renamed = asked !== null && api.namedAfter !== undefined;
+  const response = renamed ? api.namedAfter.response(translated, asked) : translated;
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
   if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, usage)));
   stampOverhead(res, interaction.overheadMs(performance.now()));
-  // Passed through, the provider's own bytes (checked whole above) go on unchanged.
-  sendJson(res, 200, route.translation.identity ? body : JSON.stringify(response));
+  // Passed through, the provider's own bytes (checked whole above) go on unchanged, unless renamed.
+  sendJson(res, 200, route.translation.identity && !renamed ? body : JSON.stringify(response));
   interaction.status = 200;
   interaction.response = response;
   const id = (answer as { id?: unknown }).id;
@@ -630,6 +635,7 @@ async function answerStream<C extends ApiTypes>(
   deps: SurfaceDeps,
   keys: { apiKeys: readonly string[]; scrubber: KeyScrubber },
   promptEstimate: number,
+  asked: string | null,
 ): Promise<string | null> {
   if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
     upstream.abort();
@@ -638,7 +644,9 @@ async function answerStream<C extends ApiTypes>(
       logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
     });
   }
-  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit);
+  const namedAfter = api.namedAfter;
+  const renamed = asked === null || namedAfter === undefined ? null : (event: C['event']) => namedAfter.event(event, asked);
+  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit, renamed);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
   interaction.usage = pipeline.usage();

@@ -59,6 +59,10 @@ export const messagesClient: ClientApi<MessagesTypes> = {
   errorBody: messagesErrorBody,
   streamOutput: () => messagesStreamOutput,
   assembler: () => new MessageAssembler(),
+  namedAfter: {
+    response: (response, model) => ({ ...response, model }),
+    event: (event, model) => (event.type === 'message_start' && isRecord(event.message) ? { ...event, message: { ...event.message, model } } : null),
+  },
 };
 
 export const messagesTarget: TargetApi<MessagesTypes> = {
