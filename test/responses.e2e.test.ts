@@ -266,6 +266,12 @@ describe('stored responses: a virtual key reaches only its own', () => {
     }
     const entry = await waitForEntry(gateway.logFile, last);
     assert.deepEqual([entry.status, entry.key_name, entry.method, entry.path], [404, 'other-team', 'POST', `/v1/responses/${id}/cancel`]);
+    // The provider's own 404 for an id it does not know: the log names the URL that answered it.
+    const unknown = await request(gateway.url, '/v1/responses/resp_unknown_to_openai?include=x', { method: 'GET', key: 'vk_codex' });
+    assert.equal(unknown.status, 404, unknown.text);
+    const logged = await waitForEntry(gateway.logFile, String(unknown.headers['x-request-id']));
+    assert.match(logged.error.detail, /^upstream 404 from http:\/\/127\.0\.0\.1:\d+\/v1\/responses\/resp_unknown_to_openai\b/);
+    assert.ok(logged.error.detail.startsWith(`upstream 404 from ${logged.upstream.url}`), 'the URL of the call made, as upstream.url says');
   });
 
   it('refuses to continue another key\'s response, and continues its own', async () => {

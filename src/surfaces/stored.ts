@@ -21,7 +21,10 @@ const STORED_LIMIT = 64 * 1024 * 1024;
 /** OpenAI's own metadata limit: the owner tag takes one of its 16 pairs. */
 const MAX_METADATA_PAIRS = 16;
 
-export type StoredAnswer = WholeAnswer;
+export interface StoredAnswer extends WholeAnswer {
+  /** Where it came from (no query string): what its error names in the log. */
+  readonly url: string;
+}
 
 /** The key's Responses endpoint; a key whose provider is reached through translation stores nothing. */
 export function responsesEndpoint(key: VirtualKey): Endpoint {
@@ -44,15 +47,14 @@ export async function callStored(
   interaction: Interaction,
   deps: SurfaceDeps,
 ): Promise<StoredAnswer> {
-  const endpoint = withQuery(withSubpath(responsesEndpoint(key), suffix), query);
+  const at = withSubpath(responsesEndpoint(key), suffix);
   const build = (apiKey: string) => ({ method, body, headers: responsesTarget.authHeaders(apiKey) });
-  return callWhole(targetFor(key, 'responses'), endpoint, build, STORED_LIMIT, interaction, deps);
+  return { ...(await callWhole(targetFor(key, 'responses'), withQuery(at, query), build, STORED_LIMIT, interaction, deps)), url: at.url };
 }
 
 /** A failed answer as the client's error (the real key out of it). */
 export function storedError(key: VirtualKey, answer: StoredAnswer): GatewayError {
-  const target = targetFor(key, 'responses');
-  return upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, target.endpoints.responses?.url);
+  return upstreamError(answer.status, answer.body, answer.headers, targetFor(key, 'responses').keys.apiKeys, answer.url);
 }
 
 /** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */
