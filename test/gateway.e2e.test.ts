@@ -142,7 +142,7 @@ describe('gateway errors', () => {
     assert.deepEqual(Object.keys(reply.json.error).sort(), ['code', 'message', 'param', 'type']);
     assert.equal(
       reply.json.error.message,
-      'Unknown path: POST /v1/completions. The gateway serves POST /chat/completions, POST /v1/chat/completions, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/responses, POST /v1/responses/input_tokens, POST /v1/responses/compact, GET /v1/responses/{id}, DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items, POST /responses, POST /responses/input_tokens, POST /responses/compact, GET /responses/{id}, DELETE /responses/{id}, POST /responses/{id}/cancel, GET /responses/{id}/input_items, GET /models, GET /v1/models, GET /usage, GET /v1/usage, GET /healthz, GET /metrics.',
+      'Unknown path: POST /v1/completions. The gateway serves POST /chat/completions, POST /v1/chat/completions, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/responses, POST /v1/responses/input_tokens, POST /v1/responses/compact, GET /v1/responses/{id}, DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items, POST /responses, POST /responses/input_tokens, POST /responses/compact, GET /responses/{id}, DELETE /responses/{id}, POST /responses/{id}/cancel, GET /responses/{id}/input_items, GET /models, GET /v1/models, GET /usage, GET /v1/usage, GET /healthz, HEAD /healthz, GET /metrics.',
     );
     assert.ok(reply.headers['x-request-id']);
   });

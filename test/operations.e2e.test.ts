@@ -228,6 +228,8 @@ describe('with one gateway', () => {
       await sleep(50);
       assert.equal(readLogFile(gateway.logFile).some((entry) => entry.path === '/healthz'), false);
       assert.equal((await request(gateway.url, '/healthz', { method: 'POST' })).status, 405);
+      const head = await request(gateway.url, '/healthz', { method: 'HEAD' });
+      assert.deepEqual([head.status, head.text], [200, ''], 'HEAD, as some load balancers check');
     });
 
     it('every response carries x-gateway-overhead-ms', async () => {

@@ -128,7 +128,8 @@ export function createRoutes(deps: RouteDeps): Routes {
     ['/v1/models', new Map([['GET', models]])],
     ['/usage', new Map([['GET', usage]])],
     ['/v1/usage', new Map([['GET', usage]])],
-    ['/healthz', new Map([['GET', healthHandler(deps)]])],
+    // HEAD too: some load balancers' health checks send it (Node leaves the body out).
+    ['/healthz', new Map([['GET', healthHandler(deps)], ['HEAD', healthHandler(deps)]])],
     ['/metrics', new Map([['GET', metricsHandler(deps)]])],
   ]);
 }
