@@ -209,6 +209,9 @@ describe('upstream errors', () => {
   it('reads OpenAI, Anthropic, bare-string and plain-text error bodies', () => {
     assert.deepEqual(parseUpstreamError(Buffer.from('{"error":{"message":"m","type":"t","param":"p","code":"c"}}')), { message: 'm', type: 't', code: 'c', param: 'p' });
     assert.deepEqual(parseUpstreamError(Buffer.from('{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')), { message: 'Overloaded', type: 'overloaded_error', code: null, param: null });
+    // Anthropic's thread refusals keep their code (its SDK recovers by it); no other detail becomes one.
+    assert.equal(parseUpstreamError(Buffer.from('{"type":"error","error":{"type":"not_found_error","message":"m","details":{"error_code":"thread_not_found"}}}')).code, 'thread_not_found');
+    assert.equal(parseUpstreamError(Buffer.from('{"type":"error","error":{"type":"invalid_request_error","message":"m","details":{"error_code":"anything_a_provider_says"}}}')).code, null);
     assert.equal(parseUpstreamError(Buffer.from('{"error":"model not found"}')).message, 'model not found');
     assert.equal(parseUpstreamError(Buffer.from('Failed to deserialize the JSON body')).message, 'Failed to deserialize the JSON body');
     assert.equal(parseUpstreamError(Buffer.from('<html><body>502</body></html>')).message, null);

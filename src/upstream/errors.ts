@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
+import { THREAD_ERROR_CODES } from '../formats/messages/threads.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;
@@ -30,10 +31,11 @@ export function parseUpstreamError(body: Buffer): UpstreamErrorInfo {
   if (isRecord(error)) {
     info.message = stringOrNull(error.message);
     info.type = stringOrNull(error.type);
-    // Anthropic says what a client can do about some errors in details.error_code (a thread not
-    // found: its SDK replays the conversation); that code goes on with the error.
+    // Anthropic says what a client can do about a thread's refusal in details.error_code (a thread
+    // not found: its SDK replays the conversation); those codes, and no other, go on with the error.
     const details = isRecord(error.details) ? stringOrNull(error.details.error_code) : null;
-    info.code = stringOrNull(error.code) ?? (typeof error.code === 'number' ? String(error.code) : details);
+    const threadCode = details !== null && THREAD_ERROR_CODES.has(details) ? details : null;
+    info.code = stringOrNull(error.code) ?? (typeof error.code === 'number' ? String(error.code) : threadCode);
     info.param = stringOrNull(error.param);
   } else if (typeof error === 'string') {
     info.message = error;
