@@ -13,7 +13,6 @@ import { parseObjectAnswer } from '../formats/answer.js';
 import { GatewayError, invalidRequest } from '../errors.js';
 import { parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
-import type { Usage } from '../formats/usage.js';
 import type { Charge } from '../policy/limits.js';
 import type { Target } from '../policy/target.js';
 import { costUsd, decimalUsd, estimateUsd } from '../prices/cost.js';

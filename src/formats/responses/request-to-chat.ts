@@ -335,10 +335,7 @@ class Conversation {
   }
 
   private withReasoning(message: ChatMessage): ChatMessage {
-    if (this.reasoning !== '') {
-      message.reasoning_content = this.reasoning;
-      this.reasoning = '';
-    }
+    this.joinReasoning(message);
     return message;
   }
 
