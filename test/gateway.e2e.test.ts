@@ -236,7 +236,12 @@ describe('gateway errors', () => {
       [{ model: 'm', messages: 'hi' }, /"messages" must be a non-empty array/, 'messages'],
       [{ model: 'm', messages: ['hi'] }, /messages\[0\]/, 'messages[0]'],
       [{ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, /"stream" must be true or false/, 'stream'],
+      // A limit the gateway cannot read would escape the key's output cap (a lenient server takes the string).
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: '99999' }, /Invalid type for 'max_tokens': expected an integer/, 'max_tokens'],
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 16.5 }, /Invalid type for 'max_completion_tokens'/, 'max_completion_tokens'],
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 16, max_completion_tokens: [1] }, /max_completion_tokens/, 'max_completion_tokens'],
     ];
+    openaiMock.requests.length = 0;
     for (const [body, message, param] of cases) {
       const reply = await chat(gateway.url, 'vk_openai', body);
       assert.equal(reply.status, 400, JSON.stringify(body));
@@ -244,6 +249,7 @@ describe('gateway errors', () => {
       assert.match(reply.json.error.message, message);
       assert.equal(reply.json.error.param, param);
     }
+    assert.equal(openaiMock.requests.length, 0);
   });
 
   it('sends a body whose model key stands twice as the gateway read it (parsers differ on which wins)', async () => {

@@ -127,7 +127,8 @@ describe('graceful shutdown', () => {
 describe('with one gateway', () => {
   let gateway: GatewayProcess;
   before(async () => {
-    gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_IDLE_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    const narrow = { vk_narrow: { name: 'narrow', provider: 'openai', api_key: OPENAI_KEY, base_url: upstream.baseUrl, models: ['gpt-4o-mini'] } };
+    gateway = await startGateway({ keys: keysFor(narrow), env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_IDLE_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
   });
   after(async () => {
     await gateway?.stop();
@@ -272,13 +273,36 @@ describe('with one gateway', () => {
         assert.ok(text.includes(`\n${name} `), `missing ${name}`);
       }
       assert.ok(count(text, 'llm_gateway_request_duration_seconds_count{provider="openai"}') >= 3);
-      assert.equal(count(text, 'llm_gateway_virtual_keys'), 2);
+      assert.equal(count(text, 'llm_gateway_virtual_keys'), 3);
       assert.equal(count(text, 'llm_gateway_requests_in_flight'), 1, 'the scrape itself');
       assert.match(text, /# TYPE llm_gateway_overhead_seconds histogram/);
       assert.match(text, /# TYPE llm_gateway_key_reloads_total counter/);
       // Unauthenticated requests are counted without their (unbounded, untrusted) key or model.
       await chat(gateway.url, 'vk_who', hello);
       assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",key_name="",model="",status="401"\} \d+/);
+    });
+
+    it('GET /metrics names no model a key may not use, nor one its provider does not know: a client cannot fill the series cap', async () => {
+      const refused = await chat(gateway.url, 'vk_narrow', { ...hello, model: 'junk-model-1' });
+      assert.equal(refused.status, 403);
+      upstream.behave(({ res }) => {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'The model `junk-model-2` does not exist', type: 'invalid_request_error', code: 'model_not_found' } }));
+      });
+      try {
+        assert.equal((await chat(gateway.url, 'vk_openai', { ...hello, model: 'junk-model-2' })).status, 404);
+      } finally {
+        upstream.behave(null);
+      }
+      assert.equal((await chat(gateway.url, 'vk_narrow', hello)).status, 200);
+      const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+      assert.doesNotMatch(text, /junk-model/);
+      assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="narrow",model="",status="403"\} \d+/);
+      assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="team-openai",model="",status="404"\} \d+/);
+      assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="narrow",model="gpt-4o-mini",status="200"\} \d+/);
+      // The log still says what was asked.
+      const entry = await waitForEntry(gateway.logFile, String(refused.headers['x-request-id']));
+      assert.equal(entry.model, 'junk-model-1');
     });
 
     it('GET /metrics never shows a virtual key: a named key by its name, an unnamed one by a digest prefix', async () => {

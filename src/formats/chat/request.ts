@@ -7,13 +7,18 @@ import { isRecord, parseJsonObject } from '../json.js';
 import { jsonPieces } from '../json-pieces.js';
 import type { ChatRequest } from './types.js';
 
+/** The fields that limit a completion's output, of which max_completion_tokens wins. */
+const OUTPUT_LIMITS = ['max_completion_tokens', 'max_tokens'] as const;
+
 /** What the checks read of a conversation: each message's role. */
 const MESSAGE_ROLES = { messages: ['role'] };
 
 /**
  * The client's body → a validated ChatRequest. Only what the gateway itself relies on is checked
  * (the provider validates the rest and its errors are passed on): a JSON object with a non-empty
- * string `model`, a non-empty `messages` array of objects, and a boolean `stream` if present.
+ * string `model`, a non-empty `messages` array of objects, a boolean `stream` and integer output
+ * limits if present (a limit the gateway could not read would escape the key's output cap and
+ * what its limits hold, while a lenient server honours `"max_tokens": "99999"`).
  */
 export function parseChatRequest(raw: Buffer): ChatRequest {
   const body = parseJsonObject(raw, '"model" and "messages"', MESSAGE_ROLES);
@@ -38,13 +43,19 @@ export function parseChatRequest(raw: Buffer): ChatRequest {
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
     throw invalidRequest('"stream" must be true or false.', 'stream', 'invalid_type');
   }
+  for (const name of OUTPUT_LIMITS) {
+    const limit = body[name];
+    if (limit !== undefined && limit !== null && !Number.isInteger(limit)) {
+      throw invalidRequest(`Invalid type for '${name}': expected an integer.`, name, 'invalid_type');
+    }
+  }
   return body as ChatRequest;
 }
 
 /** The output tokens the client allows at most (0: it sets no limit). */
 export function maxOutputTokens(request: ChatRequest): number {
   const value = request.max_completion_tokens ?? request.max_tokens;
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+  return typeof value === 'number' && value > 0 ? value : 0;
 }
 
 /** The client asked for usage at the end of its stream. */
