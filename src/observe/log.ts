@@ -424,6 +424,9 @@ export interface TruncatedBody {
   readonly head: string;
 }
 
+/** The most of a refused request's body its entry holds (LOG_BODY_MAX_BYTES where lower). */
+export const REFUSED_BODY_MAX_BYTES = 64 * 1024;
+
 /**
  * A streamed answer is assembled for the log from at most this many bytes of its events, as a
  * whole answer over it is refused: a stream has no size limit, and its log entry (3-4 times its
@@ -515,10 +518,12 @@ export class InteractionLog {
   record(entry: LogEntry): void {
     if (this.sinks.length === 0) return;
     const max = this.bodyMaxBytes;
-    if (max !== null) {
-      entry.request = capBody(entry.request, max);
-      entry.response = capBody(entry.response, max);
-    }
+    // A request refused before any provider saw it costs its client nothing, and no limit counts
+    // it: logged whole, its body would let a client fill the disk at the speed of its line.
+    const refused = entry.upstream === null && entry.status >= 400 && entry.status < 500;
+    const requestMax = refused ? Math.min(max ?? REFUSED_BODY_MAX_BYTES, REFUSED_BODY_MAX_BYTES) : max;
+    if (requestMax !== null) entry.request = capBody(entry.request, requestMax);
+    if (max !== null) entry.response = capBody(entry.response, max);
     for (const slot of this.pending) renderEntryBytes(entry, slot.format, slot.parts);
     if (!this.scheduled) {
       this.scheduled = true;
