@@ -4,9 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
-import { chat, request } from './support/http.js';
+import { chat, closedPort, openStream, request } from './support/http.js';
 
 /** Child process ids of `pid`, read from /proc (Linux). */
 function children(pid: number): number[] {
@@ -156,6 +158,50 @@ describe('a cluster that cannot start', () => {
       assert.match(result.stderr, /EADDRINUSE|failed to start/);
     } finally {
       await holder.stop();
+    }
+  });
+});
+
+describe('limits with workers', () => {
+  it("gives back what a dead worker's requests in flight held: the key is not locked out of its budget and rate", async () => {
+    // A provider that starts every stream and never ends it.
+    const provider = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'hi' }, finish_reason: null }] })}\n\n`);
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    const baseUrl = `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1`;
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_held: { provider: 'openai', api_key: 'sk-held', base_url: baseUrl, budget: { max_tokens: 100_000, period: 'month' }, rate_limit: { tokens_per_minute: 1_000_000 } } } },
+      // A port of its own: with every worker gone, an ephemeral one would not be the same again.
+      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', GATEWAY_PORT: String(await closedPort()) },
+    });
+    const usage = async () => (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_held' } })).json;
+    try {
+      const ask = { model: 'gpt-4o-mini', max_tokens: 40_000, stream: true, messages: [{ role: 'user', content: 'hi' }] };
+      for (let i = 0; i < 3; i++) {
+        const { res, req } = await openStream(gateway.url, 'vk_held', ask);
+        assert.equal(res.statusCode, 200);
+        res.on('error', () => {});
+        req.on('error', () => {});
+      }
+      const held = await usage();
+      assert.ok(held.in_flight.tokens > 100_000, JSON.stringify(held));
+      assert.equal((await chat(gateway.url, 'vk_held', ask)).status, 429, 'the budget is held by the three in flight');
+      const workers = children(gateway.child.pid as number);
+      for (const pid of workers) process.kill(pid, 'SIGKILL');
+      await waitFor(() => (gateway.stderr().match(/starting a replacement/g) ?? []).length === 2, 'both replaced');
+      // Until a new worker listens, the port refuses connections.
+      await waitFor(() => usage().then((reply) => reply.requests !== undefined, () => false), 'a new worker listening', 10_000);
+      const after = await usage();
+      assert.deepEqual(after.in_flight, { tokens: 0, cost_usd: 0 }, 'nothing held by requests that died');
+      assert.equal(after.requests, 3, 'each counted as a request (of no known usage)');
+      assert.equal(after.budget.remaining_tokens, 100_000);
+      assert.equal(after.rate_limit.tokens_per_minute.remaining, 1_000_000, 'the rate given back too');
+    } finally {
+      await gateway.stop('SIGKILL');
+      provider.closeAllConnections();
+      provider.close();
     }
   });
 });

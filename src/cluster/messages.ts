@@ -7,8 +7,9 @@ import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/l
 
 export type ToPrimary =
   | { t: 'hello' }
-  | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge }
-  | { t: 'record'; key: KeyLimits; spent: Spend; reserved: Charge }
+  /** `request`: the request's id, which its record names again (null: it holds nothing here). */
+  | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge; request: string }
+  | { t: 'record'; key: KeyLimits; spent: Spend; reserved: Charge; request: string | null }
   | { t: 'report'; id: number; key: KeyLimits }
   | { t: 'ready'; address: string }
   /** The worker could not listen: `message` is the one line to print (once, by the primary). */

@@ -11,7 +11,7 @@ import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
-import type { LimitState, SpendStore } from '../policy/limits.js';
+import type { Charge, KeyLimits, LimitState, Spend, SpendStore } from '../policy/limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -24,6 +24,9 @@ export interface PrimaryOptions {
   readonly limits: LimitState;
   readonly spend: SpendStore;
 }
+
+/** A request that died with its worker: its usage is unknown. */
+const UNKNOWN_SPEND: Spend = { tokens: 0, usd: 0, usage: null, unpriced: false };
 
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -38,6 +41,11 @@ class Primary {
   /** Replacements in a row that died before they listened. */
   private failedStarts = 0;
   private readonly ready = new WeakSet<Worker>();
+  /**
+   * What each worker's admitted requests hold against their keys' limits, by request id, until
+   * their record comes: a worker that dies never sends it, and its holds are given back then.
+   */
+  private readonly holds = new Map<number, Map<string, { key: KeyLimits; estimate: Charge }>>();
 
   constructor(private readonly options: PrimaryOptions) {
     this.virtualKeys = options.keyCount;
@@ -95,9 +103,13 @@ class Primary {
     switch (message.t) {
       case 'hello':
         return this.send(worker, { t: 'keys', text: this.options.keyFile.text, prices: this.options.keyFile.pricesText });
-      case 'admit':
-        return this.send(worker, { t: 'admitted', id: message.id, admission: limits.admit(message.key, message.estimate) });
+      case 'admit': {
+        const admission = limits.admit(message.key, message.estimate);
+        if (admission.error === null) this.holdsOf(worker).set(message.request, { key: message.key, estimate: message.estimate });
+        return this.send(worker, { t: 'admitted', id: message.id, admission });
+      }
       case 'record':
+        if (message.request !== null) this.holds.get(worker.id)?.delete(message.request);
         return limits.record(message.key, message.spent, message.reserved);
       case 'report':
         return this.send(worker, { t: 'reported', id: message.id, report: limits.report(message.key) });
@@ -132,8 +144,18 @@ class Primary {
     }
   }
 
+  private holdsOf(worker: Worker): Map<string, { key: KeyLimits; estimate: Charge }> {
+    let holds = this.holds.get(worker.id);
+    if (holds === undefined) this.holds.set(worker.id, (holds = new Map()));
+    return holds;
+  }
+
   private exited(worker: Worker, code: number | null, signal: string | null): void {
     this.instanceMetrics.retire(worker.id);
+    // Its requests in flight died with it: each counts as a request of no known usage, and what it
+    // held goes back (held on, it would keep the key's budget or rate from every later request).
+    for (const { key, estimate } of this.holds.get(worker.id)?.values() ?? []) this.options.limits.record(key, UNKNOWN_SPEND, estimate);
+    this.holds.delete(worker.id);
     if (this.stopping) return;
     if (!this.started && !this.ready.has(worker)) {
       // An initial worker that cannot even listen: forking again would loop forever.

@@ -50,23 +50,25 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   const pending = new Queue<PendingCheck>();
   return {
     limiter: {
-      admit: (key, estimate) =>
+      // The admission names the request (its ticket), so that its record can tell the primary which
+      // reservation it settles: the primary gives back those of a worker that dies before settling.
+      admit: (key, estimate, request) =>
         new Promise((resolve) => {
           const entry: PendingCheck = { id: nextId++, settle: null };
           // A primary that does not answer must not stop all traffic: the request goes through.
           const timer = setTimeout(() => {
             entry.settle = null; // its answer, if it ever comes, is dropped
             warn('the primary did not answer a limits check in time; the request was let through');
-            resolve({ error: null, headers: {} });
+            resolve({ error: null, headers: {}, ticket: request });
           }, ADMIT_TIMEOUT_MS);
           entry.settle = (admission) => {
             clearTimeout(timer);
-            resolve(admission);
+            resolve(admission.error === null ? { ...admission, ticket: request } : admission);
           };
           pending.push(entry);
-          send({ t: 'admit', id: entry.id, key, estimate });
+          send({ t: 'admit', id: entry.id, key, estimate, request });
         }),
-      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved: reserved.charge }),
+      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved: reserved.charge, request: reserved.ticket }),
       report: (key) =>
         new Promise((resolve, reject) => {
           const id = nextId++;
