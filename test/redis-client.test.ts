@@ -4,8 +4,10 @@
  * and reconnection after the server restarts (commands fail at once while it is down).
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisUnavailable } from '../src/redis/client.js';
+import { RedisReplyError, RespParser, type RespValue } from '../src/redis/resp.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
 import { waitFor } from './support/gateway.js';
 import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
@@ -73,5 +75,34 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
     await connected();
     assert.equal(await client.send(['PING']), 'PONG');
     assert.equal(await client.send(['GET', 'llmgw:test:n']), null, 'a new, empty server');
+  });
+});
+
+describe('RedisClient on a node a failover demoted', () => {
+  it('connects again when a write is refused READONLY (the name may lead to the new primary now), and the next write goes there', async () => {
+    // The first connection reaches a replica; any later one, a primary.
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      const replica = ++connections === 1;
+      const parser = new RespParser();
+      socket.on('data', (chunk: Buffer) => {
+        for (const command of parser.push(chunk) as RespValue[][]) {
+          socket.write(String(command[0]).toUpperCase() === 'PING' ? '+PONG\r\n' : replica ? "-READONLY You can't write against a read only replica.\r\n" : ':1\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = new RedisClient({ address: parseRedisUrl(`redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`) as RedisAddress, connectTimeoutMs: 500, staleMs: 2000 });
+    try {
+      client.connect();
+      await waitFor(() => client.isReady, 'connected');
+      const refused = await client.send(['INCR', 'llmgw:test:n']).catch((err: unknown) => err);
+      assert.ok(refused instanceof RedisReplyError && refused.kind === 'READONLY', String(refused));
+      await waitFor(() => connections === 2 && client.isReady, 'a new connection', 5000);
+      assert.equal(await client.send(['INCR', 'llmgw:test:n']), 1);
+    } finally {
+      client.close();
+      server.close();
+    }
   });
 });

@@ -217,6 +217,29 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     });
   });
 
+  it('keeps the settlements Redis refuses while out of memory, and sends them once it takes writes again', async () => {
+    const busy = async (gateway: GatewayProcess) => (await get(gateway, '/v1/usage', 'vk_busy')).json;
+    await waitFor(async () => (await busy(gateways[0] as GatewayProcess)).in_flight.tokens === 0, 'earlier requests settled');
+    const before = (await busy(gateways[0] as GatewayProcess)).requests as number;
+    const admin = await connect(parseRedisUrl(redis.url(undefined, 1)) as RedisAddress);
+    let served = 0;
+    try {
+      await admin.send(['CONFIG', 'SET', 'maxmemory', '1']);
+      for (let i = 0; i < 4; i++) {
+        assert.equal((await chat((gateways[i % 2] as GatewayProcess).url, 'vk_busy', ask)).status, 200, 'decided here meanwhile (REDIS_FAILURE=open)');
+        served++;
+      }
+    } finally {
+      await admin.send(['CONFIG', 'SET', 'maxmemory', '0']);
+      admin.close();
+    }
+    // The next admission Redis answers ends the outage; what waited is sent then.
+    for (const gateway of gateways) assert.equal((await chat(gateway.url, 'vk_busy', ask)).status, 200);
+    await waitFor(async () => ((await busy(gateways[1] as GatewayProcess)).requests as number) >= before + served + 2, 'the refused settlements sent again');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await busy(gateways[1] as GatewayProcess)).requests, before + served + 2, 'each counted once');
+  });
+
   it('holds an absurd max_tokens as a large but exact number, and gives all of it back', async () => {
     const reply = await chat((gateways[0] as GatewayProcess).url, 'vk_busy', { ...ask, max_tokens: 1e23 });
     assert.equal(reply.status, 200);

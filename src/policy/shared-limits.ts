@@ -450,7 +450,14 @@ export class SharedLimiter implements Limiter {
       },
       (err: Error) => {
         this.failed(err);
-        if (err instanceof RedisReplyError) return; // refused: sending it again would be refused again
+        if (err instanceof RedisReplyError) {
+          // Refused for Redis's state (out of memory, a demoted node): no count was written (every
+          // write is refused in that state), and it will be once Redis takes writes again. Refused
+          // for itself (a permission): it never will.
+          if (err.passing) this.keep(settlement);
+          else this.options.metrics.redisError('settlement_lost');
+          return;
+        }
         // Never sent: safe to send again. Sent without an answer: again only if it counts once however often it arrives.
         if ((err instanceof RedisUnavailable && !err.sent) || mode !== 'none') this.keep(settlement);
         else this.options.metrics.redisError('settlement_lost');

@@ -53,6 +53,8 @@ export class RedisClient {
   private closed = false;
   private readonly pending = new Queue<Pending>();
   private attempts = 0;
+  /** Connections in a row that found a node taking no writes (READONLY), for the backoff. */
+  private demotions = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
   /** The last reason it went down, kept until it is up again (for /healthz). */
@@ -143,8 +145,19 @@ export class RedisClient {
     }
     const waiting = this.pending.shift();
     if (waiting === undefined) return;
-    if (value instanceof RedisReplyError) waiting.reject(value);
-    else waiting.resolve(value);
+    if (!(value instanceof RedisReplyError)) {
+      this.demotions = 0;
+      waiting.resolve(value);
+      return;
+    }
+    waiting.reject(value);
+    // A failover that keeps old connections open leaves them on the demoted node: connecting
+    // again (resolving the name again) is how a client reaches the new primary. Each time it is
+    // still a replica, the next try waits longer.
+    if (value.demoted) {
+      this.demotions = Math.min(this.demotions + 1, 16);
+      this.socket?.destroy(new RedisUnavailable(`${this.name} answered ${value.kind}: connecting again`));
+    }
   }
 
   private write(args: readonly (string | number)[]): Promise<RespValue> {
@@ -198,7 +211,7 @@ export class RedisClient {
     if (this.closed) return;
     if (wasReady || this.attempts === 0) this.options.onState?.(error);
     // Exponential backoff with jitter, so instances that lost Redis together do not return together.
-    const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempts) * (0.5 + Math.random() / 2);
+    const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(this.attempts, this.demotions)) * (0.5 + Math.random() / 2);
     this.attempts = Math.min(this.attempts + 1, 16);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;

@@ -4,6 +4,8 @@
  */
 
 /** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
+const PASSING_KINDS: ReadonlySet<string> = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'TRYAGAIN', 'CLUSTERDOWN']);
+
 export class RedisReplyError extends Error {
   constructor(message: string) {
     super(message);
@@ -13,6 +15,19 @@ export class RedisReplyError extends Error {
   /** The first word: `ERR`, `NOSCRIPT`, `WRONGPASS`, `NOAUTH`, `NOPERM`… */
   get kind(): string {
     return this.message.split(' ', 1)[0] ?? '';
+  }
+
+  /**
+   * Refused for the server's state, not the command's: out of memory, loading its data, busy with
+   * a script, or no longer (or not yet) a primary. The command did not run; later it may.
+   */
+  get passing(): boolean {
+    return PASSING_KINDS.has(this.kind);
+  }
+
+  /** A node that no longer takes writes (a failover demoted it): only a new connection can find the primary. */
+  get demoted(): boolean {
+    return this.kind === 'READONLY' || this.kind === 'MASTERDOWN';
   }
 }
 
