@@ -79,6 +79,21 @@ describe('metrics', () => {
     assert.equal(Object.keys(series).length, 5001);
     assert.equal(series['provider="openai",key_name="team-a",model="(other)",status="200"'], 100);
   });
+
+  it('caps them again across workers (and workers that died): each caps only its own', () => {
+    const workers = [0, 1, 2].map((w) => {
+      const metrics = new Metrics();
+      for (let i = 0; i < 3000; i++) metrics.request(observation({ model: `w${w}-m${i}` }));
+      metrics.request(observation({ model: 'gpt-4o' }));
+      return metrics.snapshot();
+    });
+    const series = mergeSnapshots(workers).counters.llm_gateway_requests_total ?? {};
+    assert.equal(Object.keys(series).length, 5001);
+    assert.equal(series['provider="openai",key_name="team-a",model="gpt-4o",status="200"'], 3, 'a series already counted keeps its name');
+    // 9,003 requests: 5,000 in the series first seen (gpt-4o's among them, counted 3 times), the rest folded.
+    assert.equal(series['provider="openai",key_name="team-a",model="(other)",status="200"'], 9003 - 5000 - 2);
+    assert.equal(Object.values(series).reduce((sum, n) => sum + n, 0), 9003, 'nothing lost');
+  });
 });
 
 describe('metrics labels', () => {

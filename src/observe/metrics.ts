@@ -236,15 +236,31 @@ export class Metrics {
   }
 }
 
-/** Sums snapshots (counters, histogram buckets, gauges) into one: the whole instance. */
+const MODEL_LABEL = /(^|,)model="(?:[^"\\]|\\.)*"/;
+
+/**
+ * Sums snapshots (counters, histogram buckets, gauges) into one: the whole instance. Each
+ * worker caps its own series, so the sum of several (and of every worker that ever died) is
+ * capped again: past MAX_SERIES, new model names count as model="(other)".
+ */
 export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
   const merged: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
+  const sizes = new Map<string, number>();
   for (const snapshot of snapshots) {
-    for (const kind of ['counters', 'gauges'] as const) {
-      for (const [name, series] of Object.entries(snapshot[kind])) {
-        const target = (merged[kind][name] ??= {});
-        for (const [key, value] of Object.entries(series)) target[key] = (target[key] ?? 0) + value;
+    for (const [name, series] of Object.entries(snapshot.counters)) {
+      const target = (merged.counters[name] ??= {});
+      let size = sizes.get(name) ?? 0;
+      for (const [key, value] of Object.entries(series)) {
+        let into = key;
+        if (target[key] === undefined && size >= MAX_SERIES) into = key.replace(MODEL_LABEL, '$1model="(other)"');
+        if (target[into] === undefined) size++;
+        target[into] = (target[into] ?? 0) + value;
       }
+      sizes.set(name, size);
+    }
+    for (const [name, series] of Object.entries(snapshot.gauges)) {
+      const target = (merged.gauges[name] ??= {});
+      for (const [key, value] of Object.entries(series)) target[key] = (target[key] ?? 0) + value;
     }
     for (const [name, series] of Object.entries(snapshot.histograms)) {
       const target = (merged.histograms[name] ??= {});
