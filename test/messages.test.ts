@@ -50,6 +50,37 @@ describe('messages request → chat: messages', () => {
     assert.ok(!JSON.stringify(blocks).includes('cache_control'));
   });
 
+  it('consecutive messages of one role are one turn, as Anthropic takes them: a turn\'s calls stay before the results that answer them', () => {
+    const call = (id: string, cmd: string) => ({ type: 'tool_use', id, name: 'Bash', input: { cmd } });
+    const result = (id: string, content: string) => ({ type: 'tool_result', tool_use_id: id, content });
+    const out = translate({
+      messages: [
+        { role: 'user', content: 'list both dirs' },
+        { role: 'assistant', content: [{ type: 'text', text: 'Listing.' }, call('toolu_A', 'ls a')] },
+        { role: 'assistant', content: [call('toolu_B', 'ls b')] },
+        { role: 'user', content: [result('toolu_A', 'x'), { type: 'text', text: 'and then?' }] },
+        { role: 'user', content: [result('toolu_B', 'y')] },
+        { role: 'user', content: 'quick' },
+      ],
+    });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'list both dirs' },
+      {
+        role: 'assistant',
+        content: 'Listing.',
+        tool_calls: [
+          { id: 'toolu_A', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls a"}' } },
+          { id: 'toolu_B', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls b"}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'toolu_A', content: 'x' },
+      { role: 'tool', tool_call_id: 'toolu_B', content: 'y' },
+      { role: 'user', content: [{ type: 'text', text: 'and then?' }, { type: 'text', text: 'quick' }] },
+    ]);
+    // Errors still name the block as the client wrote it.
+    refused({ messages: [{ role: 'user', content: 'a' }, { role: 'user', content: [{ type: 'text', text: 'b' }, { type: 'server_tool_use' }] }] }, /messages\.1\.content\.1: content block type "server_tool_use"/, 'messages.1.content.1');
+  });
+
   it('role "system" messages inside messages stay where they are, as Claude Code sends one last', () => {
     const out = translate({
       messages: [

@@ -138,22 +138,47 @@ function toolMessage(block: Record<string, unknown>, where: string, images: Cont
   return { role: 'tool', tool_call_id: block.tool_use_id, content: text };
 }
 
-/** A user message: its tool results first, as tool messages in order, then the rest as one user message. */
-function userMessages(content: unknown, where: string): ChatMessage[] {
-  if (typeof content === 'string') return [{ role: 'user', content }];
-  if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+/** One message's content, with where it stands in the request (for errors). */
+interface Said {
+  readonly content: unknown;
+  readonly where: string;
+}
+
+/** Each block of a run of messages, with its path; a string content is one text block. */
+function eachBlock(run: readonly Said[], visit: (block: Record<string, unknown>, at: string) => void, onString: (text: string) => void): void {
+  for (const { content, where } of run) {
+    if (typeof content === 'string') {
+      onString(content);
+      continue;
+    }
+    if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+    content.forEach((block: unknown, index) => {
+      const at = `${where}.content.${index}`;
+      if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+      visit(block, at);
+    });
+  }
+}
+
+/**
+ * A user turn (consecutive user messages, which Anthropic takes as one): its tool results first,
+ * as tool messages in order, then the rest as one user message.
+ */
+function userMessages(run: readonly Said[]): ChatMessage[] {
   const tools: ChatMessage[] = [];
   const parts: ContentPart[] = [];
   const images: ContentPart[] = [];
-  content.forEach((block: unknown, index) => {
-    const at = `${where}.content.${index}`;
-    if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
-    if (block.type === 'tool_result') tools.push(toolMessage(block, at, images));
-    else {
-      const part = userPart(block, at);
-      if (part !== null) parts.push(part);
-    }
-  });
+  eachBlock(
+    run,
+    (block, at) => {
+      if (block.type === 'tool_result') tools.push(toolMessage(block, at, images));
+      else {
+        const part = userPart(block, at);
+        if (part !== null) parts.push(part);
+      }
+    },
+    (text) => parts.push({ type: 'text', text }),
+  );
   for (const image of images) parts.push(image);
   if (parts.length > 0) tools.push({ role: 'user', content: chatContent(parts) });
   return tools;
@@ -166,28 +191,32 @@ function toolCall(block: Record<string, unknown>, where: string): ToolCall {
 }
 
 /**
- * An assistant message: its text, its tool calls, and its thinking as `reasoning_content` (the
- * field DeepSeek answers with, and requires back after tool calls in its thinking mode; providers
- * that refuse the field do not get it: see the openai provider). Redacted thinking is opaque
- * to every other provider: dropped.
+ * An assistant turn (consecutive assistant messages, which Anthropic takes as one): its text, its
+ * tool calls, and its thinking as `reasoning_content` (the field DeepSeek answers with, and
+ * requires back after tool calls in its thinking mode; providers that refuse the field do not get
+ * it: see the openai provider). Redacted thinking is opaque to every other provider: dropped.
  */
-function assistantMessage(content: unknown, where: string): ChatMessage | null {
-  if (typeof content === 'string') return { role: 'assistant', content };
-  if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+function assistantMessage(run: readonly Said[]): ChatMessage | null {
   let text = '';
   let reasoning = '';
+  let spoken = false;
   const calls: ToolCall[] = [];
-  content.forEach((block: unknown, index) => {
-    const at = `${where}.content.${index}`;
-    if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
-    if (block.type === 'text' && typeof block.text === 'string') text += block.text;
-    else if (block.type === 'tool_use') calls.push(toolCall(block, at));
-    else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
-    else if (block.type !== 'redacted_thinking') {
-      throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
-    }
-  });
-  if (text === '' && calls.length === 0) return null;
+  eachBlock(
+    run,
+    (block, at) => {
+      if (block.type === 'text' && typeof block.text === 'string') text += block.text;
+      else if (block.type === 'tool_use') calls.push(toolCall(block, at));
+      else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
+      else if (block.type !== 'redacted_thinking') {
+        throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
+      }
+    },
+    (said) => {
+      text += said;
+      spoken = true;
+    },
+  );
+  if (text === '' && calls.length === 0 && !spoken) return null;
   const message: ChatMessage = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text };
   if (reasoning !== '') message.reasoning_content = reasoning;
   if (calls.length > 0) message.tool_calls = calls;
@@ -200,26 +229,29 @@ function translateMessages(request: AnthropicRequest): ChatMessage[] {
     const system = textOf(request.system, 'system', '\n\n');
     if (system !== '') out.push({ role: 'system', content: system });
   }
-  request.messages.forEach((message, index) => {
+  const messages = request.messages;
+  for (let index = 0; index < messages.length; ) {
+    const message = messages[index] as (typeof messages)[number];
     const where = `messages.${index}`;
-    switch (message.role) {
-      case 'user':
+    if (message.role === 'user' || message.role === 'assistant') {
+      // Consecutive messages of one role are one turn to Anthropic: translated apart, an assistant
+      // turn's calls would be split from the results that answer them.
+      const run: Said[] = [];
+      for (; index < messages.length && messages[index]?.role === message.role; index++) run.push({ content: messages[index]?.content, where: `messages.${index}` });
+      if (message.role === 'user') {
         // One push each: a spread of 150,000 blocks' messages overflows the call stack.
-        for (const each of userMessages(message.content, where)) out.push(each);
-        break;
-      case 'assistant': {
-        const assistant = assistantMessage(message.content, where);
+        for (const each of userMessages(run)) out.push(each);
+      } else {
+        const assistant = assistantMessage(run);
         if (assistant !== null) out.push(assistant);
-        break;
       }
-      case 'system':
-        // Where it stands: instructions given mid-conversation stay mid-conversation.
-        out.push({ role: 'system', content: textOf(message.content, `${where}.content`, '\n\n') });
-        break;
-      default:
-        throw invalidRequest(`${where}.role: Input should be 'user', 'assistant' or 'system'`, `${where}.role`, 'invalid_value');
+      continue;
     }
-  });
+    if (message.role !== 'system') throw invalidRequest(`${where}.role: Input should be 'user', 'assistant' or 'system'`, `${where}.role`, 'invalid_value');
+    // Where it stands: instructions given mid-conversation stay mid-conversation.
+    out.push({ role: 'system', content: textOf(message.content, `${where}.content`, '\n\n') });
+    index++;
+  }
   return out;
 }
 
