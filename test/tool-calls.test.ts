@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ArgumentsEnd } from '../src/formats/chat/tool-calls.js';
+import { ArgumentsEnd, StreamedToolCalls } from '../src/formats/chat/tool-calls.js';
 
 /** What "whole" means: the text so far is one JSON object (with whitespace around it). */
 function wholeByParsing(text: string): boolean {
@@ -47,6 +47,39 @@ const TEXTS = [
   '   ',
   '{"a": "x"\u00a0}',
 ];
+
+describe('which call a streamed fragment belongs to', () => {
+  /** The calls the fragments make: each with its id, name and joined arguments. */
+  function calls(fragments: unknown[]): Array<{ id: string; name: string; args: string }> {
+    const placer = new StreamedToolCalls<{ id: string; name: string; args: string }>();
+    const made: Array<{ id: string; name: string; args: string }> = [];
+    for (const fragment of fragments) {
+      const placed = placer.place(fragment, (id, name) => ({ id, name, args: '' }), (n) => `call_${n}`);
+      if (placed === null) continue;
+      if (placed.started) made.push(placed.call);
+      else if (placed.name !== null) placed.call.name += placed.name;
+      placed.call.args += placed.arguments;
+    }
+    return made;
+  }
+
+  it('by index; a new id at a used index is another call (Ollama numbers every call 0)', () => {
+    assert.deepEqual(calls([
+      { index: 0, id: 'a', function: { name: 'f', arguments: '{"x":' } },
+      { index: 0, function: { arguments: '1}' } },
+      { index: 0, id: 'b', function: { name: 'g', arguments: '{}' } },
+    ]), [{ id: 'a', name: 'f', args: '{"x":1}' }, { id: 'b', name: 'g', args: '{}' }]);
+  });
+
+  it('without an index: the last call, unless the fragment brings another id (some servers repeat the id on every fragment)', () => {
+    assert.deepEqual(calls([
+      { id: 'call_1', function: { name: 'shell', arguments: '{"cmd":' } },
+      { id: 'call_1', function: { arguments: '"ls"}' } },
+      { function: { arguments: '' } },
+      { id: 'call_2', function: { name: 'read', arguments: '{}' } },
+    ]), [{ id: 'call_1', name: 'shell', args: '{"cmd":"ls"}' }, { id: 'call_2', name: 'read', args: '{}' }]);
+  });
+});
 
 describe('where a call\'s streamed arguments end', () => {
   it('says whole exactly when the text so far is one JSON object, after every fragment, cut at every character', () => {

@@ -2,7 +2,7 @@
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
  * known by its `index`; a fragment with a new `id` at an index already used starts another call
  * (Ollama numbers every call 0), and one without an index continues the last call unless it
- * brings an id of its own. Shared by the translators from chat streams; one per stream.
+ * brings another id (some servers repeat the call's id on every fragment). Shared by the translators from chat streams; one per stream.
  */
 import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';
@@ -32,7 +32,7 @@ export class StreamedToolCalls<Call> {
     const name = typeof fn.name === 'string' ? fn.name : null;
     const args = typeof fn.arguments === 'string' ? fn.arguments : '';
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
-    const index = typeof fragment.index === 'number' ? fragment.index : id === null && this.last !== null ? this.last : -1 - this.count;
+    const index = typeof fragment.index === 'number' ? fragment.index : this.last !== null && (id === null || id === this.byIndex.get(this.last)?.id) ? this.last : -1 - this.count;
     const known = this.byIndex.get(index);
     if (known !== undefined && (id === null || id === known.id)) return { call: known.call, started: false, name, arguments: args };
     const callId = id ?? fallbackId(this.count);
