@@ -357,6 +357,28 @@ const CHAT_STREAM = [
 ].join('');
 
 describe('chat stream → Responses stream', () => {
+  it("adds a call's item once its name has come, even after its first fragments (a custom tool's item is its own type from the start); one whose name never comes, at the end", () => {
+    const stream = [
+      chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_p', type: 'function', function: { arguments: '{"input":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { name: 'apply_patch' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '"*** Begin Patch"}' } }] }),
+      chunk({ tool_calls: [{ index: 1, id: 'call_w', type: 'function', function: { arguments: '{"city":' } }] }),
+      chunk({ tool_calls: [{ index: 1, function: { name: 'get_weather', arguments: '"Paris"}' } }] }),
+      chunk({ tool_calls: [{ index: 2, id: 'call_x', type: 'function', function: { arguments: '{}' } }] }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const { events } = runTranslated(stream);
+    const added = events.filter((event) => event.type === 'response.output_item.added').map((event) => event.item as Record<string, unknown>);
+    const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item as Record<string, unknown>);
+    assert.deepEqual(added.map((item) => [item.type, item.id, item.name]), done.map((item) => [item.type, item.id, item.name]), 'added as it will be done');
+    assert.deepEqual(done.map((item) => [item.type, item.name]), [['custom_tool_call', 'apply_patch'], ['function_call', 'get_weather'], ['function_call', '']]);
+    assert.equal(done[0]?.input, '*** Begin Patch');
+    assert.equal(done[1]?.arguments, '{"city":"Paris"}');
+    const deltas = events.filter((event) => event.type === 'response.function_call_arguments.delta' && event.item_id === done[1]?.id).map((event) => event.delta);
+    assert.equal(deltas.join(''), '{"city":"Paris"}');
+  });
+
   it('numbers every event in order, opens with created and in_progress, and ends with completed carrying every item and the usage', () => {
     const { events } = runTranslated(CHAT_STREAM);
     assert.deepEqual(events.map((event) => event.sequence_number), events.map((_, index) => index));
