@@ -53,6 +53,18 @@ describe('CompletionAssembler', () => {
     assert.deepEqual(JSON.parse(message?.tool_calls?.[0]?.function.arguments ?? ''), { city: 'Paris' });
   });
 
+  it('places fragments as the stream translators do: Ollama numbers every call 0, some servers repeat the name and id on every fragment', () => {
+    const assembler = new CompletionAssembler();
+    const tool = (calls: unknown[]) => ({ ...base, choices: [{ index: 0, delta: { tool_calls: calls }, finish_reason: null }] });
+    assembler.add(tool([{ index: 0, id: 'call_a', type: 'function', function: { name: 'read_file', arguments: '{"path":"a"}' } }]));
+    assembler.add(tool([{ index: 0, id: 'call_b', type: 'function', function: { name: 'shell', arguments: '{"cmd":' } }]));
+    assembler.add(tool([{ index: 0, id: 'call_b', type: 'function', function: { name: 'shell', arguments: '"ls"}' } }]));
+    assert.deepEqual(assembler.result().choices[0]?.message.tool_calls, [
+      { id: 'call_a', type: 'function', function: { name: 'read_file', arguments: '{"path":"a"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'shell', arguments: '{"cmd":"ls"}' } },
+    ]);
+  });
+
   it('keeps several choices apart (n > 1) and takes usage from a finish chunk (DeepSeek style)', () => {
     const assembler = new CompletionAssembler();
     assembler.add({ ...base, choices: [{ index: 1, delta: { content: 'B' }, finish_reason: null }, { index: 0, delta: { content: 'A' }, finish_reason: null }] });

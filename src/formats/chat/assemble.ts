@@ -5,6 +5,7 @@
  */
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
+import { StreamedToolCalls } from './tool-calls.js';
 import type { AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatUsage, ToolCall } from './types.js';
 
 interface ChoiceState {
@@ -13,7 +14,10 @@ interface ChoiceState {
   reasoning: string;
   hasReasoning: boolean;
   refusal: string | null;
-  toolCalls: Map<number, ToolCall>;
+  /** Which call each fragment belongs to, as the translators place them (Ollama numbers every call 0). */
+  placer: StreamedToolCalls<ToolCall>;
+  /** The calls in the order they began. */
+  toolCalls: ToolCall[];
   finishReason: string | null;
 }
 
@@ -63,7 +67,8 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
         reasoning: '',
         hasReasoning: false,
         refusal: null,
-        toolCalls: new Map(),
+        placer: new StreamedToolCalls(),
+        toolCalls: [],
         finishReason: null,
       };
       this.choices.set(index, state);
@@ -72,20 +77,17 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
   }
 
   private addToolCalls(state: ChoiceState, deltas: unknown[]): void {
+    const start = (id: string, name: string): ToolCall => {
+      const call: ToolCall = { id, type: 'function', function: { name, arguments: '' } };
+      state.toolCalls.push(call);
+      return call;
+    };
     for (const delta of deltas) {
-      if (!isRecord(delta)) continue;
-      const index = typeof delta.index === 'number' ? delta.index : state.toolCalls.size;
-      let call = state.toolCalls.get(index);
-      if (call === undefined) {
-        call = { id: '', type: 'function', function: { name: '', arguments: '' } };
-        state.toolCalls.set(index, call);
-      }
-      if (typeof delta.id === 'string') call.id = delta.id;
-      const fn = delta.function;
-      if (isRecord(fn)) {
-        if (typeof fn.name === 'string') call.function.name += fn.name;
-        if (typeof fn.arguments === 'string') call.function.arguments += fn.arguments;
-      }
+      const placed = state.placer.place(delta, start, () => '');
+      if (placed === null) continue;
+      const fn = placed.call.function;
+      if (fn.name === '' && placed.name !== null) fn.name = placed.name;
+      fn.arguments += placed.arguments;
     }
   }
 
@@ -104,9 +106,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
         };
         if (state.hasReasoning) message.reasoning_content = state.reasoning;
         if (state.refusal !== null) message.refusal = state.refusal;
-        if (state.toolCalls.size > 0) {
-          message.tool_calls = [...state.toolCalls.entries()].sort((a, b) => a[0] - b[0]).map((entry) => entry[1]);
-        }
+        if (state.toolCalls.length > 0) message.tool_calls = state.toolCalls;
         return { index, message, finish_reason: state.finishReason };
       }),
       usage: this.usage,
