@@ -118,6 +118,15 @@ describe('anthropic request: messages', () => {
     rejects({ messages: [user('')] }, /no user content/);
   });
 
+  it('keeps a last user message left empty as a minimal turn: the answer before it is no prefill', () => {
+    const out = translate({ messages: [user('hi'), { role: 'assistant', content: 'Hello! ' }, user('\n')] });
+    assert.deepEqual(out.messages, [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'Hello! ' },
+      { role: 'user', content: '.' },
+    ]);
+  });
+
   it('strips trailing whitespace from a final assistant prefill, across blocks', () => {
     const out = translate({ messages: [user('Write a haiku'), { role: 'assistant', content: 'Here it is:  \n' }] });
     assert.deepEqual(out.messages.at(-1), { role: 'assistant', content: 'Here it is:' });

@@ -237,7 +237,7 @@ interface Turn {
   blocks: ContentBlock[];
 }
 
-/** The user turn put before a conversation that opens with the assistant. */
+/** The user turn put before a conversation that opens with the assistant, and for a last user message left empty. */
 export const OPENING_USER_TEXT = '.';
 
 function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
@@ -278,6 +278,10 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
   });
 
   if (turns.length === 0) throw invalidRequest('"messages" holds no user content to send (only system messages or empty content).', 'messages', 'invalid_value');
+  // A last user message left with nothing (only whitespace) would make the answer before it a
+  // prefill, which the model continues instead of answering: it keeps its place as a minimal turn.
+  const final = messages.at(-1);
+  if (final?.role === 'user' && turns.at(-1)?.role === 'assistant') turns.push({ role: 'user', blocks: [{ type: 'text', text: OPENING_USER_TEXT }] });
   // Anthropic refuses a conversation that opens with the assistant (a chat app's greeting, or
   // history trimmed from the front), which OpenAI serves: a minimal user turn goes before it.
   if (turns[0]?.role !== 'user') turns.unshift({ role: 'user', blocks: [{ type: 'text', text: OPENING_USER_TEXT }] });
