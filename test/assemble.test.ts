@@ -53,6 +53,15 @@ describe('CompletionAssembler', () => {
     assert.deepEqual(JSON.parse(message?.tool_calls?.[0]?.function.arguments ?? ''), { city: 'Paris' });
   });
 
+  it('keeps reasoning under the name the server gave it (`reasoning_content`, or `reasoning`)', () => {
+    const assembler = new CompletionAssembler();
+    assembler.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', reasoning: 'Hm' }, finish_reason: null }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: { reasoning: 'm.', content: 'Yes.' }, finish_reason: 'stop' }] });
+    const message = assembler.result().choices[0]?.message;
+    assert.equal(message?.reasoning, 'Hmm.');
+    assert.equal(message?.reasoning_content, undefined);
+  });
+
   it('places fragments as the stream translators do: Ollama numbers every call 0, some servers repeat the name and id on every fragment', () => {
     const assembler = new CompletionAssembler();
     const tool = (calls: unknown[]) => ({ ...base, choices: [{ index: 0, delta: { tool_calls: calls }, finish_reason: null }] });

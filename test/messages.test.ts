@@ -443,6 +443,15 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
+  it('reads reasoning from `reasoning` too (OpenRouter, newer vLLM), streamed and whole', () => {
+    const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-r', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const frames = [data({ role: 'assistant', reasoning: 'Think' }), data({ reasoning: 'ing.' }), data({ content: 'Done.' }), data({}, 'stop'), 'data: [DONE]\n\n'].join('');
+    const events = sdkEvents(runTranslated([Buffer.from(frames)]).frames);
+    const thinking = events.filter((event) => event.type === 'content_block_delta' && (event.delta as { type: string }).type === 'thinking_delta').map((event) => (event.delta as { thinking: string }).thinking);
+    assert.equal(thinking.join(''), 'Thinking.');
+    assert.deepEqual(toMessage(completion({ content: 'Done.', reasoning: 'Thinking.' }, 'stop'), HINTS).content[0], { type: 'thinking', thinking: 'Thinking.', signature: '' });
+  });
+
   it("starts a tool_use block once the call's name has come, even after its first fragments; a call whose name never comes goes out at the end", () => {
     const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     const frames = [

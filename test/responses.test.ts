@@ -357,6 +357,14 @@ const CHAT_STREAM = [
 ].join('');
 
 describe('chat stream → Responses stream', () => {
+  it('reads reasoning from `reasoning` too (OpenRouter, newer vLLM), streamed and whole', () => {
+    const { events } = runTranslated([chunk({ role: 'assistant', reasoning: 'Think' }), chunk({ reasoning: 'ing.' }), chunk({ content: 'Done.' }), chunk({}, 'stop'), 'data: [DONE]\n\n'].join(''));
+    const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item as Record<string, unknown>);
+    assert.deepEqual(done.map((item) => item.type), ['reasoning', 'message']);
+    assert.deepEqual(done[0]?.summary, [{ type: 'summary_text', text: 'Thinking.' }]);
+    assert.equal(toResponse(completion({ content: 'Done.', reasoning: 'Thinking.' }), context()).output[0]?.type, 'reasoning');
+  });
+
   it("adds a call's item once its name has come, even after its first fragments (a custom tool's item is its own type from the start); one whose name never comes, at the end", () => {
     const stream = [
       chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_p', type: 'function', function: { arguments: '{"input":' } }] }),

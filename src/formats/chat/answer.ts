@@ -8,3 +8,12 @@ import type { ChatCompletion } from './types.js';
 export function parseCompletion(body: Buffer): ChatCompletion {
   return parseAnswer(body, 'answer', 'choices') as ChatCompletion;
 }
+
+/**
+ * A message's or a stream delta's reasoning text: `reasoning_content` (DeepSeek's name, which most
+ * servers took), else `reasoning` (OpenRouter's, and newer vLLM's); null when it has none.
+ */
+export function reasoningText(message: Record<string, unknown>): string | null {
+  if (typeof message.reasoning_content === 'string') return message.reasoning_content;
+  return typeof message.reasoning === 'string' ? message.reasoning : null;
+}

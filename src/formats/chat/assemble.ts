@@ -13,6 +13,8 @@ interface ChoiceState {
   hasContent: boolean;
   reasoning: string;
   hasReasoning: boolean;
+  /** `reasoning`, where the server names it so. */
+  reasoningAs: string | null;
   refusal: string | null;
   /** Which call each fragment belongs to, as the translators place them (Ollama numbers every call 0). */
   placer: StreamedToolCalls<ToolCall>;
@@ -53,6 +55,8 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
         state.reasoning += delta.reasoning_content;
         state.hasReasoning = true;
       }
+      // OpenRouter's and newer vLLM's name for it, logged as they sent it.
+      if (typeof delta.reasoning === 'string') state.reasoningAs = (state.reasoningAs ?? '') + delta.reasoning;
       if (typeof delta.refusal === 'string') state.refusal = (state.refusal ?? '') + delta.refusal;
       if (Array.isArray(delta.tool_calls)) this.addToolCalls(state, delta.tool_calls);
     }
@@ -66,6 +70,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
         hasContent: false,
         reasoning: '',
         hasReasoning: false,
+        reasoningAs: null,
         refusal: null,
         placer: new StreamedToolCalls(),
         toolCalls: [],
@@ -105,6 +110,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
           content: state.hasContent ? state.content : null,
         };
         if (state.hasReasoning) message.reasoning_content = state.reasoning;
+        if (state.reasoningAs !== null) message.reasoning = state.reasoningAs;
         if (state.refusal !== null) message.refusal = state.refusal;
         if (state.toolCalls.length > 0) message.tool_calls = state.toolCalls;
         return { index, message, finish_reason: state.finishReason };

@@ -7,6 +7,7 @@ import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
 import type { AnthropicResponse, AnthropicUsage, ResponseBlock } from './types.js';
+import { reasoningText } from '../chat/answer.js';
 
 /** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
 export const STOP_REASONS: Readonly<Record<string, string>> = {
@@ -60,9 +61,8 @@ export function toMessage(completion: ChatCompletion, hints: AnswerHints): Anthr
   const choice: unknown = completion.choices[0];
   const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
   const content: ResponseBlock[] = [];
-  if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') {
-    content.push({ type: 'thinking', thinking: message.reasoning_content, signature: '' });
-  }
+  const reasoning = reasoningText(message);
+  if (reasoning !== null && reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: '' });
   if (typeof message.content === 'string' && message.content !== '') content.push({ type: 'text', text: message.content });
   const refused = typeof message.refusal === 'string' && message.refusal !== '';
   if (refused) content.push({ type: 'text', text: message.refusal as string });

@@ -16,6 +16,7 @@ import type { AnswerHints } from '../translation.js';
 import { messageId, stopReason, toMessagesUsage } from './response-from-chat.js';
 import { StreamBlocks, type Block } from './stream-blocks.js';
 import type { MessagesEvent } from './types.js';
+import { reasoningText } from '../chat/answer.js';
 
 type Item = StreamItem<MessagesEvent>;
 
@@ -106,7 +107,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
     const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
     if (!isRecord(choice)) return out;
     const delta = isRecord(choice.delta) ? choice.delta : {};
-    if (typeof delta.reasoning_content === 'string') text('thinking', delta.reasoning_content, out);
+    const reasoning = reasoningText(delta);
+    if (reasoning !== null) text('thinking', reasoning, out);
     if (typeof delta.content === 'string') text('text', delta.content, out);
     if (typeof delta.refusal === 'string' && delta.refusal !== '') {
       refused = true;

@@ -10,6 +10,7 @@ import type { Usage } from '../usage.js';
 import type { ToolName } from './request-to-chat.js';
 import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
 import { toResponsesUsage } from './usage.js';
+import { reasoningText } from '../chat/answer.js';
 
 /** What an answer needs of its request. */
 export interface AnswerContext {
@@ -125,7 +126,8 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
   const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
   const output: OutputItem[] = [];
   const status = itemStatus(isRecord(choice) ? choice.finish_reason : null);
-  if (typeof message.reasoning_content === 'string' && message.reasoning_content !== '') output.push(reasoningItem(base, output.length, message.reasoning_content));
+  const reasoning = reasoningText(message);
+  if (reasoning !== null && reasoning !== '') output.push(reasoningItem(base, output.length, reasoning));
   if (typeof message.content === 'string' && message.content !== '') output.push(messageItem(base, output.length, message.content, false, status));
   if (typeof message.refusal === 'string' && message.refusal !== '') output.push(messageItem(base, output.length, message.refusal, true, status));
   const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];

@@ -23,6 +23,7 @@ import type { AnswerHints } from '../translation.js';
 import type { Usage } from '../usage.js';
 import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
+import { reasoningText } from '../chat/answer.js';
 
 type Item = StreamItem<ResponsesEvent>;
 
@@ -224,7 +225,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
     const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
     if (!isRecord(choice)) return out;
     const delta = isRecord(choice.delta) ? choice.delta : {};
-    if (typeof delta.reasoning_content === 'string') text(out, 'reasoning', delta.reasoning_content);
+    const reasoning = reasoningText(delta);
+    if (reasoning !== null) text(out, 'reasoning', reasoning);
     if (typeof delta.content === 'string') text(out, 'text', delta.content);
     if (typeof delta.refusal === 'string') text(out, 'refusal', delta.refusal);
     if (Array.isArray(delta.tool_calls)) for (const fragment of delta.tool_calls) toolFragment(out, fragment);
