@@ -190,7 +190,9 @@ describe('limits with workers', () => {
       assert.equal((await chat(gateway.url, 'vk_held', ask)).status, 429, 'the budget is held by the three in flight');
       const workers = children(gateway.child.pid as number);
       for (const pid of workers) process.kill(pid, 'SIGKILL');
-      await waitFor(() => (gateway.stderr().match(/starting a replacement/g) ?? []).length === 2, 'both replaced');
+      await waitFor(() => (gateway.stderr().match(/starting a replacement/g) ?? []).length === 2, 'both replaced', 10_000).catch((err: Error) => {
+        throw new Error(`${err.message}: workers ${workers.join(', ')}; stderr: ${gateway.stderr()}`);
+      });
       // Until a new worker listens, the port refuses connections.
       await waitFor(() => usage().then((reply) => reply.requests !== undefined, () => false), 'a new worker listening', 10_000);
       const after = await usage();

@@ -208,18 +208,19 @@ class Primary {
     check();
   }
 
-  /** Reports the address once, when the first worker listens; the start is over when all have. */
+  /**
+   * Reports the address once every initial worker listens: the start is over then (until then, a
+   * worker that dies stops the instance, since it may be one that cannot start).
+   */
   private listening(): Promise<void> {
     const { config } = this.options;
     return new Promise((resolve) => {
       let count = 0;
       const onMessage = (_worker: Worker, message: unknown): void => {
         if (!isMessage<ToPrimary>(message) || message.t !== 'ready') return;
-        if (++count === 1) {
+        if (++count === config.workers) {
           const keys = `${this.virtualKeys} virtual key${this.virtualKeys === 1 ? '' : 's'}`;
           warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${config.logFile ?? 'off'}`);
-        }
-        if (count === config.workers) {
           this.started = true;
           cluster.off('message', onMessage);
           resolve();
