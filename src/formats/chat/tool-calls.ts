@@ -2,7 +2,8 @@
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
  * known by its `index`; a fragment with a new `id` at an index already used starts another call
  * (Ollama numbers every call 0), and one without an index continues the last call unless it
- * brings another id (some servers repeat the call's id on every fragment). Shared by the translators from chat streams; one per stream.
+ * brings another id (some servers repeat the call's id on every fragment). Shared by the
+ * translators from chat streams and the log's assembled answer; one per stream.
  */
 import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';

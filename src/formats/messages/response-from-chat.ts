@@ -2,12 +2,12 @@
  * OpenAI `chat.completion` → Anthropic Message; the stop-reason and usage mappings shared with
  * the stream translator. Pure functions.
  */
+import { reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
 import type { AnthropicResponse, AnthropicUsage, ResponseBlock } from './types.js';
-import { reasoningText } from '../chat/answer.js';
 
 /** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
 export const STOP_REASONS: Readonly<Record<string, string>> = {

@@ -8,6 +8,7 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
+import { reasoningText } from '../chat/answer.js';
 import { StreamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -16,7 +17,6 @@ import type { AnswerHints } from '../translation.js';
 import { messageId, stopReason, toMessagesUsage } from './response-from-chat.js';
 import { StreamBlocks, type Block } from './stream-blocks.js';
 import type { MessagesEvent } from './types.js';
-import { reasoningText } from '../chat/answer.js';
 
 type Item = StreamItem<MessagesEvent>;
 

@@ -3,6 +3,7 @@
  * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
  * function or a custom tool comes back under its own name), status and usage. Pure functions.
  */
+import { reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -10,7 +11,6 @@ import type { Usage } from '../usage.js';
 import type { ToolName } from './request-to-chat.js';
 import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
 import { toResponsesUsage } from './usage.js';
-import { reasoningText } from '../chat/answer.js';
 
 /** What an answer needs of its request. */
 export interface AnswerContext {
