@@ -229,6 +229,10 @@ describe('Responses request → chat', () => {
     refused({ conversation: 'conv_1' }, /stateless/, 'conversation', 'unsupported_parameter');
     refused({ background: true }, /stored and polled/, 'background');
     refused({ input: [{ type: 'item_reference', id: 'msg_1' }] }, /stateless/, 'input[0]');
+    refused({ input: [{ id: 'msg_1' }] }, /stateless/, 'input[0]');
+    // A reasoning item referred back to (the Vercel AI SDK, storing by default) is left out: nothing of it was kept.
+    const reasoned = translate({ input: [{ role: 'user', content: 'a' }, { type: 'item_reference', id: 'rs_chatcmpl9z_0' }, { type: 'function_call', call_id: 'c', name: 'get_weather', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: 'sun' }] });
+    assert.deepEqual(reasoned.messages.map((message) => message.role), ['user', 'assistant', 'tool']);
     assert.doesNotThrow(() => translate({ previous_response_id: null, background: false }));
   });
 

@@ -281,7 +281,8 @@ class Conversation {
 
   item(item: unknown, where: string): void {
     if (!isRecord(item)) invalid(where, 'expected an input item object.');
-    const type = item.type ?? (typeof item.role === 'string' ? 'message' : undefined);
+    // OpenAI's `type` is optional on a message and on a reference (an id alone).
+    const type = item.type ?? (typeof item.role === 'string' ? 'message' : typeof item.id === 'string' ? 'item_reference' : undefined);
     switch (type) {
       case 'message':
         return this.message(item, where);
@@ -295,6 +296,10 @@ class Conversation {
         this.reasoning += reasoningText(item);
         return;
       case 'item_reference':
+        // A reasoning item (the Vercel AI SDK, storing by default, refers back to the ones a
+        // translated answer held): its text was never kept, and reasoning is only ever a hint to a
+        // chat provider (OpenAI's is left out anyway), so it is left out. Anything else is content.
+        if (typeof item.id === 'string' && item.id.startsWith('rs_')) return;
         unsupported(where, STATELESS);
         break;
       default:
