@@ -79,6 +79,15 @@ describe('which call a streamed fragment belongs to', () => {
       { id: 'call_2', function: { name: 'read', arguments: '{}' } },
     ]), [{ id: 'call_1', name: 'shell', args: '{"cmd":"ls"}' }, { id: 'call_2', name: 'read', args: '{}' }]);
   });
+
+  it('without an index, fragments of interleaved calls find their call by its id', () => {
+    assert.deepEqual(calls([
+      { id: 'call_A', function: { name: 'get_weather', arguments: '{"cit' } },
+      { id: 'call_B', function: { name: 'get_time', arguments: '{"zo' } },
+      { id: 'call_A', function: { arguments: 'y":"Paris"}' } },
+      { id: 'call_B', function: { arguments: 'ne":"CET"}' } },
+    ]), [{ id: 'call_A', name: 'get_weather', args: '{"city":"Paris"}' }, { id: 'call_B', name: 'get_time', args: '{"zone":"CET"}' }]);
+  });
 });
 
 describe('where a call\'s streamed arguments end', () => {

@@ -1,9 +1,10 @@
 /**
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
  * known by its `index`; a fragment with a new `id` at an index already used starts another call
- * (Ollama numbers every call 0), and one without an index continues the last call unless it
- * brings another id (some servers repeat the call's id on every fragment). Shared by the
- * translators from chat streams and the log's assembled answer; one per stream.
+ * (Ollama numbers every call 0), and one without an index continues the call of its id (some
+ * servers repeat it on every fragment, and may interleave calls), or the last call when it brings
+ * none. Shared by the translators from chat streams and the log's assembled answer; one per
+ * stream.
  */
 import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';
@@ -19,6 +20,8 @@ export interface PlacedFragment<Call> {
 
 export class StreamedToolCalls<Call> {
   private readonly byIndex = new Map<number, { id: string; call: Call }>();
+  /** The index of each call by its id, for fragments without an index that repeat it. */
+  private readonly byId = new Map<string, number>();
   private last: number | null = null;
   /** Calls started so far. */
   count = 0;
@@ -33,12 +36,13 @@ export class StreamedToolCalls<Call> {
     const name = typeof fn.name === 'string' ? fn.name : null;
     const args = typeof fn.arguments === 'string' ? fn.arguments : '';
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
-    const index = typeof fragment.index === 'number' ? fragment.index : this.last !== null && (id === null || id === this.byIndex.get(this.last)?.id) ? this.last : -1 - this.count;
+    const index = typeof fragment.index === 'number' ? fragment.index : id === null ? (this.last ?? -1 - this.count) : (this.byId.get(id) ?? -1 - this.count);
     const known = this.byIndex.get(index);
     if (known !== undefined && (id === null || id === known.id)) return { call: known.call, started: false, name, arguments: args };
     const callId = id ?? fallbackId(this.count);
     const call = start(callId, name ?? '');
     this.byIndex.set(index, { id: callId, call });
+    if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
     return { call, started: true, name, arguments: args };
