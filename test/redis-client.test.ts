@@ -79,11 +79,11 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
 });
 
 describe('RedisClient on a node a failover demoted', () => {
-  it('connects again when a write is refused READONLY (the name may lead to the new primary now), and the next write goes there', async () => {
-    // The first connection reaches a replica; any later one, a primary.
+  /** A server whose first `replicaConnections` connections reach a replica; later ones, a primary. */
+  async function fakeRedis(replicaConnections: number): Promise<{ port: number; connections: () => number; close: () => void }> {
     let connections = 0;
     const server = net.createServer((socket) => {
-      const replica = ++connections === 1;
+      const replica = ++connections <= replicaConnections;
       const parser = new RespParser();
       socket.on('data', (chunk: Buffer) => {
         for (const command of parser.push(chunk) as RespValue[][]) {
@@ -92,17 +92,46 @@ describe('RedisClient on a node a failover demoted', () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const client = new RedisClient({ address: parseRedisUrl(`redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`) as RedisAddress, connectTimeoutMs: 500, staleMs: 2000 });
+    return { port: (server.address() as net.AddressInfo).port, connections: () => connections, close: () => server.close() };
+  }
+
+  it('connects again when a write is refused READONLY (the name may lead to the new primary now); the commands already sent get their own replies', async () => {
+    const redis = await fakeRedis(1);
+    const states: string[] = [];
+    const client = new RedisClient({ address: parseRedisUrl(`redis://127.0.0.1:${redis.port}`) as RedisAddress, connectTimeoutMs: 500, staleMs: 2000, onState: (error) => states.push(error === null ? 'up' : 'down') });
     try {
       client.connect();
       await waitFor(() => client.isReady, 'connected');
-      const refused = await client.send(['INCR', 'llmgw:test:n']).catch((err: unknown) => err);
-      assert.ok(refused instanceof RedisReplyError && refused.kind === 'READONLY', String(refused));
-      await waitFor(() => connections === 2 && client.isReady, 'a new connection', 5000);
+      // Pipelined: every one was refused by the replica, so every one may be sent again.
+      const refused = await Promise.all(Array.from({ length: 50 }, () => client.send(['INCR', 'llmgw:test:n']).catch((err: unknown) => err)));
+      assert.ok(refused.every((err) => err instanceof RedisReplyError && err.kind === 'READONLY' && err.passing), String(refused.find((err) => !(err instanceof RedisReplyError))));
+      await waitFor(() => redis.connections() === 2 && client.isReady, 'a new connection', 5000);
       assert.equal(await client.send(['INCR', 'llmgw:test:n']), 1);
+      assert.deepEqual(states, ['up', 'down', 'up']);
     } finally {
       client.close();
-      server.close();
+      redis.close();
+    }
+  });
+
+  it('waits longer each time it finds a replica again, and does not say it is up until a command succeeds', async () => {
+    const redis = await fakeRedis(Infinity);
+    const states: string[] = [];
+    const client = new RedisClient({ address: parseRedisUrl(`redis://127.0.0.1:${redis.port}`) as RedisAddress, connectTimeoutMs: 500, staleMs: 2000, onState: (error) => states.push(error === null ? 'up' : 'down') });
+    try {
+      client.connect();
+      await waitFor(() => client.isReady, 'connected');
+      const until = performance.now() + 2500;
+      while (performance.now() < until) {
+        await client.send(['INCR', 'llmgw:test:n']).catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Waits of 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6 s: at most 5 connections in 2.5 s (every ~0.15 s without the growth: 15).
+      assert.ok(redis.connections() <= 6, `${redis.connections()} connections`);
+      assert.equal(states.filter((state) => state === 'up').length, 1, `said up only for the first connection: ${states.join(' ')}`);
+    } finally {
+      client.close();
+      redis.close();
     }
   });
 });

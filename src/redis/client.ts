@@ -53,8 +53,13 @@ export class RedisClient {
   private closed = false;
   private readonly pending = new Queue<Pending>();
   private attempts = 0;
-  /** Connections in a row that found a node taking no writes (READONLY), for the backoff. */
+  /** Connections that found a node taking no writes (READONLY) within a minute of each other, for the backoff. */
   private demotions = 0;
+  private lastDemotion = -Infinity;
+  /** This connection found a demoted node: it takes no more commands, and closes once their replies are in. */
+  private draining = false;
+  /** Connected again after a demotion: said to be up only once a command succeeds (a replica answers PING too). */
+  private unproven = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
   /** The last reason it went down, kept until it is up again (for /healthz). */
@@ -95,7 +100,8 @@ export class RedisClient {
           this.ready = true;
           this.attempts = 0;
           this.lastError = null;
-          this.options.onState?.(null);
+          this.unproven = this.demotions > 0;
+          if (!this.unproven) this.options.onState?.(null);
         },
         (err: Error) => socket.destroy(err),
       );
@@ -145,19 +151,30 @@ export class RedisClient {
     }
     const waiting = this.pending.shift();
     if (waiting === undefined) return;
-    if (!(value instanceof RedisReplyError)) {
-      this.demotions = 0;
+    if (value instanceof RedisReplyError) {
+      waiting.reject(value);
+      // A failover that keeps old connections open leaves them on the demoted node: connecting
+      // again (resolving the name again) is how a client reaches the new primary. The commands
+      // already sent get their own replies first (refused as this one was: safe to send again).
+      if (value.demoted && !this.draining && this.ready) this.demoted(value);
+    } else {
       waiting.resolve(value);
-      return;
+      if (this.unproven && this.ready) {
+        this.unproven = false;
+        this.options.onState?.(null);
+      }
     }
-    waiting.reject(value);
-    // A failover that keeps old connections open leaves them on the demoted node: connecting
-    // again (resolving the name again) is how a client reaches the new primary. Each time it is
-    // still a replica, the next try waits longer.
-    if (value.demoted) {
-      this.demotions = Math.min(this.demotions + 1, 16);
-      this.socket?.destroy(new RedisUnavailable(`${this.name} answered ${value.kind}: connecting again`));
-    }
+    if (this.draining && this.pending.length === 0) this.socket?.destroy(new RedisUnavailable(`${this.name} takes no writes: connecting again`));
+  }
+
+  private demoted(refusal: RedisReplyError): void {
+    this.draining = true;
+    this.ready = false;
+    this.lastError = new RedisUnavailable(`${this.name} answered ${refusal.kind}`);
+    // Each time, within a minute, that it still finds a node taking no writes, the next try waits longer.
+    const now = performance.now();
+    this.demotions = now - this.lastDemotion > 60_000 ? 1 : Math.min(this.demotions + 1, 16);
+    this.lastDemotion = now;
   }
 
   private write(args: readonly (string | number)[]): Promise<RespValue> {
@@ -201,7 +218,9 @@ export class RedisClient {
   private down(socket: net.Socket): void {
     if (this.socket !== socket) return;
     this.socket = null;
-    const wasReady = this.ready;
+    const wasReady = this.ready || this.draining;
+    this.draining = false;
+    this.unproven = false;
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;

@@ -4,7 +4,7 @@
  */
 
 /** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
-const PASSING_KINDS: ReadonlySet<string> = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'TRYAGAIN', 'CLUSTERDOWN']);
+const PASSING_KINDS: ReadonlySet<string> = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'NOREPLICAS', 'MISCONF', 'TRYAGAIN', 'CLUSTERDOWN']);
 
 export class RedisReplyError extends Error {
   constructor(message: string) {
@@ -19,7 +19,8 @@ export class RedisReplyError extends Error {
 
   /**
    * Refused for the server's state, not the command's: out of memory, loading its data, busy with
-   * a script, or no longer (or not yet) a primary. The command did not run; later it may.
+   * a script, no longer (or not yet) a primary, too few replicas, a failed save. Nothing was
+   * written (a script stops at its first refused write); later it may be.
    */
   get passing(): boolean {
     return PASSING_KINDS.has(this.kind);
