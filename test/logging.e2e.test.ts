@@ -389,18 +389,19 @@ describe('log volume', () => {
     }
   });
 
-  it('a request refused before any provider saw it logs at most the first 64 KiB of its body; one a provider took, all of it', async () => {
+  it('a request no provider saw (refused, or a count estimated here) logs at most the first 64 KiB of its body; one a provider took, all of it', async () => {
     const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock', models: ['m'] } } }, env: { LOG_CONSOLE: 'off' } });
     try {
       const body = (model: string) => ({ model, messages: [{ role: 'user', content: 'an agent turn '.repeat(15_000) }] });
       const refused = await chat(gw.url, 'vk', body('not-m'));
       const invalid = await chat(gw.url, 'vk', { ...body('m'), stream: 'yes' });
+      const counted = await request(gw.url, '/v1/messages/count_tokens', { headers: { 'x-api-key': 'vk', 'anthropic-version': '2023-06-01' }, body: body('m') });
       const served = await chat(gw.url, 'vk', body('m'));
-      assert.deepEqual([refused.status, invalid.status, served.status], [403, 400, 200]);
-      for (const [reply, model] of [[refused, 'not-m'], [invalid, 'm']] as const) {
+      assert.deepEqual([refused.status, invalid.status, counted.status, served.status], [403, 400, 200, 200]);
+      for (const [reply, sent] of [[refused, body('not-m')], [invalid, { ...body('m'), stream: 'yes' }], [counted, body('m')]] as const) {
         const entry = await waitForEntry(gw.logFile, String(reply.headers['x-request-id']));
-        const sent = JSON.stringify(reply === invalid ? { ...body(model), stream: 'yes' } : body(model));
-        assert.deepEqual(entry.request, { truncated: true, original_bytes: Buffer.byteLength(sent), head: sent.slice(0, 65536) });
+        const text = JSON.stringify(sent);
+        assert.deepEqual(entry.request, { truncated: true, original_bytes: Buffer.byteLength(text), head: text.slice(0, 65536) });
         assert.equal(entry.upstream, null);
       }
       const whole = await waitForEntry(gw.logFile, String(served.headers['x-request-id']));

@@ -9,6 +9,7 @@ const observation = (overrides: Partial<RequestObservation> = {}): RequestObserv
   provider: 'openai',
   keyName: 'team-a',
   model: 'gpt-4o',
+  modelServed: true,
   status: 200,
   durationSeconds: 0.3,
   upstreamTtfbSeconds: 0.2,
@@ -78,6 +79,21 @@ describe('metrics', () => {
     const series = metrics.snapshot().counters.llm_gateway_requests_total ?? {};
     assert.equal(Object.keys(series).length, 5001);
     assert.equal(series['provider="openai",key_name="team-a",model="(other)",status="200"'], 100);
+  });
+
+  it('names only models a provider has served: a refused or unknown name is counted with an empty model', () => {
+    const metrics = new Metrics();
+    metrics.request(observation({ model: 'junk', modelServed: false, status: 403 }));
+    metrics.request(observation({ model: 'gpt-4o', modelServed: false, status: 400 }));
+    metrics.request(observation({ model: 'gpt-4o', modelServed: true, status: 200 }));
+    metrics.request(observation({ model: 'gpt-4o', modelServed: false, status: 429 }));
+    const series = metrics.snapshot().counters.llm_gateway_requests_total ?? {};
+    assert.deepEqual(series, {
+      'provider="openai",key_name="team-a",model="",status="403"': 1,
+      'provider="openai",key_name="team-a",model="",status="400"': 1,
+      'provider="openai",key_name="team-a",model="gpt-4o",status="200"': 1,
+      'provider="openai",key_name="team-a",model="gpt-4o",status="429"': 1,
+    });
   });
 
   it('caps them again across workers (and workers that died): each caps only its own', () => {

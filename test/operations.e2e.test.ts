@@ -282,7 +282,7 @@ describe('with one gateway', () => {
       assert.match((await request(gateway.url, '/metrics', { method: 'GET' })).text, /llm_gateway_requests_total\{provider="",key_name="",model="",status="401"\} \d+/);
     });
 
-    it('GET /metrics names no model a key may not use, nor one its provider does not know: a client cannot fill the series cap', async () => {
+    it('GET /metrics names only models a provider has served: a client cannot fill the series cap with refused or unknown names', async () => {
       const refused = await chat(gateway.url, 'vk_narrow', { ...hello, model: 'junk-model-1' });
       assert.equal(refused.status, 403);
       upstream.behave(({ res }) => {

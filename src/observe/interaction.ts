@@ -148,7 +148,8 @@ export class Interaction implements CallRecord, RelayRecord {
     return {
       provider: this.provider ?? '',
       keyName: this.authenticated ? (this.keyName ?? '') : '',
-      model: this.modelLabel(),
+      model: this.authenticated ? (this.model ?? '') : '',
+      modelServed: this.upstreamStatus !== null && this.upstreamStatus >= 200 && this.upstreamStatus < 300,
       status: this.status,
       durationSeconds: (now - this.context.startedAt) / 1000,
       upstreamTtfbSeconds: this.upstreamStartedAt !== null && this.upstreamRespondedAt !== null ? (this.upstreamRespondedAt - this.upstreamStartedAt) / 1000 : null,
@@ -160,16 +161,6 @@ export class Interaction implements CallRecord, RelayRecord {
       upstreamModel: this.upstreamModel ?? this.model ?? '',
       costUsd: this.authenticated ? this.costUsd : 0,
     };
-  }
-
-  /**
-   * The model a metrics label may name: a client chooses it, so only one its key may use and its
-   * provider knew. Refused names (another key's allowlist, a provider's 404) would let any client
-   * fill the metric's series with names of its making, at no cost.
-   */
-  private modelLabel(): string {
-    if (!this.authenticated || this.error?.code === 'model_not_allowed' || this.upstreamStatus === 404) return '';
-    return this.model ?? '';
   }
 
   private upstreamEntry(): LogEntry['upstream'] {

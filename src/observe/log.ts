@@ -424,8 +424,8 @@ export interface TruncatedBody {
   readonly head: string;
 }
 
-/** The most of a refused request's body its entry holds (LOG_BODY_MAX_BYTES where lower). */
-export const REFUSED_BODY_MAX_BYTES = 64 * 1024;
+/** The most of the body of a request no provider saw its entry holds (LOG_BODY_MAX_BYTES where lower). */
+export const UNSEEN_BODY_MAX_BYTES = 64 * 1024;
 
 /**
  * A streamed answer is assembled for the log from at most this many bytes of its events, as a
@@ -518,10 +518,11 @@ export class InteractionLog {
   record(entry: LogEntry): void {
     if (this.sinks.length === 0) return;
     const max = this.bodyMaxBytes;
-    // A request refused before any provider saw it costs its client nothing, and no limit counts
-    // it: logged whole, its body would let a client fill the disk at the speed of its line.
-    const refused = entry.upstream === null && entry.status >= 400 && entry.status < 500;
-    const requestMax = refused ? Math.min(max ?? REFUSED_BODY_MAX_BYTES, REFUSED_BODY_MAX_BYTES) : max;
+    // A request no provider saw (refused, or answered here: a count_tokens estimate) costs its
+    // client nothing, and no limit counts it: logged whole, its body would let a client fill the
+    // disk at the speed of its line.
+    const unseen = entry.upstream === null;
+    const requestMax = unseen ? Math.min(max ?? UNSEEN_BODY_MAX_BYTES, UNSEEN_BODY_MAX_BYTES) : max;
     if (requestMax !== null) entry.request = capBody(entry.request, requestMax);
     if (max !== null) entry.response = capBody(entry.response, max);
     for (const slot of this.pending) renderEntryBytes(entry, slot.format, slot.parts);

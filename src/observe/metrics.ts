@@ -73,6 +73,8 @@ export interface RequestObservation {
   /** The key's name or digest label (never the key itself). */
   keyName: string;
   model: string;
+  /** A provider answered this request with success: its model name is one a provider knows. */
+  modelServed: boolean;
   status: number;
   durationSeconds: number;
   upstreamTtfbSeconds: number | null;
@@ -139,6 +141,8 @@ export class Metrics {
   // string is built only when a series is first seen (per-request label building was measurable).
   private readonly counters: Record<string, Map<string, CounterSeries>> = {};
   private readonly histograms: Record<string, Map<string, HistogramSeries>> = {};
+  /** Model names a provider has served, the only ones labels name (modelLabel). */
+  private readonly servedModels = new Set<string>();
 
   /** `labels` is only called for a series not seen before: the common case allocates nothing. */
   private add(name: string, raw: string, value: number, labels: (raw: string) => Labels): void {
@@ -177,10 +181,26 @@ export class Metrics {
     data.count++;
   }
 
+  /**
+   * The model a label may name: a client chooses it, so only one a provider has served (answered
+   * with success) here. Any other (another key's allowlist refused it, a provider did not know it,
+   * a count estimated here) is counted with an empty model: it would let a client fill the
+   * metric's series with names of its making, at no cost.
+   */
+  private modelLabel(o: RequestObservation): string {
+    if (o.model === '') return '';
+    if (o.modelServed) {
+      if (this.servedModels.size < MAX_SERIES) this.servedModels.add(o.model);
+      return o.model;
+    }
+    return this.servedModels.has(o.model) ? o.model : '';
+  }
+
   request(o: RequestObservation): void {
     const provider = o.provider;
+    const label = this.modelLabel(o);
     // Key names hold no control characters (validated); a client-chosen model name might.
-    const model = o.model.includes(SEP) ? o.model.replaceAll(SEP, ' ') : o.model;
+    const model = label.includes(SEP) ? label.replaceAll(SEP, ' ') : label;
     const byModel = `${provider}${SEP}${o.keyName}${SEP}${model}`;
     this.add('llm_gateway_requests_total', `${byModel}${SEP}${o.status}`, 1, splitRequestLabels);
     this.observe('llm_gateway_request_duration_seconds', provider, o.durationSeconds);
