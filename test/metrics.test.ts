@@ -110,6 +110,22 @@ describe('metrics', () => {
     assert.equal(series['provider="openai",key_name="team-a",model="(other)",status="200"'], 9003 - 5000 - 2);
     assert.equal(Object.values(series).reduce((sum, n) => sum + n, 0), 9003, 'nothing lost');
   });
+
+  it('keeps a series once shown in the instance\'s sum, whichever worker\'s counters come first next time', () => {
+    const worker = (prefix: string, n: number) => {
+      const metrics = new Metrics();
+      for (let i = 0; i < n; i++) metrics.request(observation({ model: `${prefix}${i}` }));
+      return metrics.snapshot();
+    };
+    const retired = worker('old-', 1);
+    const admitted = new Map<string, Set<string>>();
+    const first = mergeSnapshots([retired, worker('live-', 10)], admitted).counters.llm_gateway_requests_total ?? {};
+    assert.equal(first['provider="openai",key_name="team-a",model="old-0",status="200"'], 1);
+    // Later a live worker has reached the cap, and its counters come first.
+    const later = mergeSnapshots([worker('live-', 5000), retired], admitted).counters.llm_gateway_requests_total ?? {};
+    assert.equal(later['provider="openai",key_name="team-a",model="old-0",status="200"'], 1, 'still shown');
+    assert.equal(Object.keys(later).length, 5001);
+  });
 });
 
 describe('metrics labels', () => {

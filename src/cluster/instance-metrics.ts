@@ -23,6 +23,8 @@ export class InstanceMetrics {
   /** The sum of those of workers that died. */
   private retired: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
   private readonly scrapes = new Map<number, Scrape>();
+  /** The series each counter's sum has let in (mergeSnapshots), so one once shown is never folded later. */
+  private readonly admitted = new Map<string, Set<string>>();
   private nextId = 1;
 
   constructor(
@@ -48,7 +50,7 @@ export class InstanceMetrics {
           const parts = live()
             .map((worker) => scrape.fresh.get(worker) ?? this.latest.get(worker))
             .filter((part): part is MetricsSnapshot => part !== undefined);
-          resolve(renderPrometheus(mergeSnapshots([...parts, this.retired, this.own()])));
+          resolve(renderPrometheus(mergeSnapshots([...parts, this.retired, this.own()], this.admitted)));
         },
       };
       const timer = setTimeout(scrape.done, SNAPSHOT_TIMEOUT_MS);
@@ -70,7 +72,7 @@ export class InstanceMetrics {
   /** A worker died: its counters are kept, and no scrape waits for it. */
   retire(worker: number): void {
     const last = this.latest.get(worker);
-    if (last !== undefined) this.retired = mergeSnapshots([this.retired, withoutGauges(last)]);
+    if (last !== undefined) this.retired = mergeSnapshots([this.retired, withoutGauges(last)], this.admitted);
     this.latest.delete(worker);
     for (const scrape of this.scrapes.values()) this.answered(scrape, worker);
   }

@@ -261,22 +261,25 @@ const MODEL_LABEL = /(^|,)model="(?:[^"\\]|\\.)*"/;
 /**
  * Sums snapshots (counters, histogram buckets, gauges) into one: the whole instance. Each
  * worker caps its own series, so the sum of several (and of every worker that ever died) is
- * capped again: past MAX_SERIES, new model names count as model="(other)".
+ * capped again: past MAX_SERIES, new model names count as model="(other)". `admitted` holds each
+ * counter's series let in so far: kept from one sum to the next, a series once shown stays
+ * (whichever worker's counters come first), rather than folding into "(other)" on a later scrape.
  */
-export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
+export function mergeSnapshots(snapshots: readonly MetricsSnapshot[], admitted = new Map<string, Set<string>>()): MetricsSnapshot {
   const merged: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
-  const sizes = new Map<string, number>();
   for (const snapshot of snapshots) {
     for (const [name, series] of Object.entries(snapshot.counters)) {
       const target = (merged.counters[name] ??= {});
-      let size = sizes.get(name) ?? 0;
+      let known = admitted.get(name);
+      if (known === undefined) admitted.set(name, (known = new Set()));
       for (const [key, value] of Object.entries(series)) {
         let into = key;
-        if (target[key] === undefined && size >= MAX_SERIES) into = key.replace(MODEL_LABEL, '$1model="(other)"');
-        if (target[into] === undefined) size++;
+        if (!known.has(key)) {
+          if (known.size < MAX_SERIES) known.add(key);
+          else into = key.replace(MODEL_LABEL, '$1model="(other)"');
+        }
         target[into] = (target[into] ?? 0) + value;
       }
-      sizes.set(name, size);
     }
     for (const [name, series] of Object.entries(snapshot.gauges)) {
       const target = (merged.gauges[name] ??= {});
