@@ -119,7 +119,7 @@ describe('anthropic request: messages', () => {
   });
 
   it('keeps a last user message left empty as a minimal turn: the answer before it is no prefill', () => {
-    const out = translate({ messages: [user('hi'), { role: 'assistant', content: 'Hello! ' }, user('\n')] });
+    const out = translate({ messages: [user('hi'), { role: 'assistant', content: 'Hello! ' }, user('\n'), { role: 'system', content: 'Be brief.' }] });
     assert.deepEqual(out.messages, [
       { role: 'user', content: 'hi' },
       { role: 'assistant', content: 'Hello! ' },

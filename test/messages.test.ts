@@ -57,7 +57,7 @@ describe('messages request → chat: messages', () => {
       messages: [
         { role: 'user', content: 'list both dirs' },
         { role: 'assistant', content: [{ type: 'text', text: 'Listing.' }, call('toolu_A', 'ls a')] },
-        { role: 'assistant', content: [call('toolu_B', 'ls b')] },
+        { role: 'assistant', content: [{ type: 'text', text: 'And the other.' }, call('toolu_B', 'ls b')] },
         { role: 'user', content: [result('toolu_A', 'x'), { type: 'text', text: 'and then?' }] },
         { role: 'user', content: [result('toolu_B', 'y')] },
         { role: 'user', content: 'quick' },
@@ -67,7 +67,7 @@ describe('messages request → chat: messages', () => {
       { role: 'user', content: 'list both dirs' },
       {
         role: 'assistant',
-        content: 'Listing.',
+        content: 'Listing.\n\nAnd the other.',
         tool_calls: [
           { id: 'toolu_A', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls a"}' } },
           { id: 'toolu_B', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls b"}' } },

@@ -280,7 +280,7 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
   if (turns.length === 0) throw invalidRequest('"messages" holds no user content to send (only system messages or empty content).', 'messages', 'invalid_value');
   // A last user message left with nothing (only whitespace) would make the answer before it a
   // prefill, which the model continues instead of answering: it keeps its place as a minimal turn.
-  const final = messages.at(-1);
+  const final = messages.findLast((message) => message.role !== 'system' && message.role !== 'developer');
   if (final?.role === 'user' && turns.at(-1)?.role === 'assistant') turns.push({ role: 'user', blocks: [{ type: 'text', text: OPENING_USER_TEXT }] });
   // Anthropic refuses a conversation that opens with the assistant (a chat app's greeting, or
   // history trimmed from the front), which OpenAI serves: a minimal user turn goes before it.

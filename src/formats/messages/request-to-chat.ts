@@ -197,25 +197,31 @@ function toolCall(block: Record<string, unknown>, where: string): ToolCall {
  * it: see the openai provider). Redacted thinking is opaque to every other provider: dropped.
  */
 function assistantMessage(run: readonly Said[]): ChatMessage | null {
-  let text = '';
+  /** Each message's text: its blocks joined as they stand, the messages apart by a blank line. */
+  const texts: string[] = [];
   let reasoning = '';
   let spoken = false;
   const calls: ToolCall[] = [];
-  eachBlock(
-    run,
-    (block, at) => {
-      if (block.type === 'text' && typeof block.text === 'string') text += block.text;
-      else if (block.type === 'tool_use') calls.push(toolCall(block, at));
-      else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
-      else if (block.type !== 'redacted_thinking') {
-        throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
-      }
-    },
-    (said) => {
-      text += said;
-      spoken = true;
-    },
-  );
+  for (const said of run) {
+    let text = '';
+    eachBlock(
+      [said],
+      (block, at) => {
+        if (block.type === 'text' && typeof block.text === 'string') text += block.text;
+        else if (block.type === 'tool_use') calls.push(toolCall(block, at));
+        else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
+        else if (block.type !== 'redacted_thinking') {
+          throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
+        }
+      },
+      (whole) => {
+        text += whole;
+        spoken = true;
+      },
+    );
+    if (text !== '') texts.push(text);
+  }
+  const text = texts.join('\n\n');
   if (text === '' && calls.length === 0 && !spoken) return null;
   const message: ChatMessage = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text };
   if (reasoning !== '') message.reasoning_content = reasoning;
