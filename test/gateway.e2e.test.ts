@@ -31,6 +31,7 @@ before(async () => {
         vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${await closedPort()}/v1` },
         vk_nodns: { provider: 'openai', api_key: OPENAI_KEY, base_url: 'http://no-such-host.invalid/v1' },
         vk_mock: { provider: 'mock' },
+        vk_openai_capped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, max_output_tokens: 100 },
       },
     },
     env: { GATEWAY_MAX_BODY_BYTES: '4096', LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' },
@@ -236,10 +237,10 @@ describe('gateway errors', () => {
       [{ model: 'm', messages: 'hi' }, /"messages" must be a non-empty array/, 'messages'],
       [{ model: 'm', messages: ['hi'] }, /messages\[0\]/, 'messages[0]'],
       [{ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, /"stream" must be true or false/, 'stream'],
-      // A limit the gateway cannot read would escape the key's output cap (a lenient server takes the string).
-      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: '99999' }, /Invalid type for 'max_tokens': expected an integer/, 'max_tokens'],
-      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 16.5 }, /Invalid type for 'max_completion_tokens'/, 'max_completion_tokens'],
+      // A limit the gateway cannot read would escape the key's output cap.
+      [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 'lots' }, /Invalid type for 'max_tokens': expected an integer/, 'max_tokens'],
       [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 16, max_completion_tokens: [1] }, /max_completion_tokens/, 'max_completion_tokens'],
+      ['{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1e400}', /Invalid type for 'max_tokens'/, 'max_tokens'],
     ];
     openaiMock.requests.length = 0;
     for (const [body, message, param] of cases) {
@@ -250,6 +251,16 @@ describe('gateway errors', () => {
       assert.equal(reply.json.error.param, param);
     }
     assert.equal(openaiMock.requests.length, 0);
+  });
+
+  it("caps an output limit written as a string, as a lenient server would read it, to the key's max_output_tokens", async () => {
+    openaiMock.requests.length = 0;
+    for (const [limit, sent] of [['99999', 100], ['50', '50'], [99999.5, 100]] as const) {
+      const reply = await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', max_tokens: limit, messages: [{ role: 'user', content: 'hi' }] });
+      // OpenAI refuses a string itself: what matters is what it was sent.
+      assert.ok(reply.status === 200 || reply.status === 400, reply.text);
+      assert.equal(openaiMock.requests.at(-1)?.json.max_tokens ?? openaiMock.requests.at(-1)?.json.max_completion_tokens, sent, String(limit));
+    }
   });
 
   it('sends a body whose model key stands twice as the gateway read it (parsers differ on which wins)', async () => {

@@ -16,9 +16,9 @@ const MESSAGE_ROLES = { messages: ['role'] };
 /**
  * The client's body → a validated ChatRequest. Only what the gateway itself relies on is checked
  * (the provider validates the rest and its errors are passed on): a JSON object with a non-empty
- * string `model`, a non-empty `messages` array of objects, a boolean `stream` and integer output
- * limits if present (a limit the gateway could not read would escape the key's output cap and
- * what its limits hold, while a lenient server honours `"max_tokens": "99999"`).
+ * string `model`, a non-empty `messages` array of objects, a boolean `stream` and output limits
+ * the gateway can read if present: numbers, or numbers written as strings, which lenient servers
+ * honour (a limit it could not read would escape the key's output cap and what its limits hold).
  */
 export function parseChatRequest(raw: Buffer): ChatRequest {
   const body = parseJsonObject(raw, '"model" and "messages"', MESSAGE_ROLES);
@@ -45,17 +45,26 @@ export function parseChatRequest(raw: Buffer): ChatRequest {
   }
   for (const name of OUTPUT_LIMITS) {
     const limit = body[name];
-    if (limit !== undefined && limit !== null && !Number.isInteger(limit)) {
+    if (limit !== undefined && limit !== null && Number.isNaN(limitValue(limit))) {
       throw invalidRequest(`Invalid type for '${name}': expected an integer.`, name, 'invalid_type');
     }
   }
   return body as ChatRequest;
 }
 
+/** Digits, as some clients send a limit (a form's field), and lenient servers take it. */
+const NUMERIC_TEXT = /^\s*\d+(?:\.\d+)?\s*$/;
+
+/** An output limit as the gateway reads it: a finite number, or one written as a string; NaN for anything else. */
+function limitValue(value: unknown): number {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : Number.NaN;
+  return typeof value === 'string' && NUMERIC_TEXT.test(value) ? Number(value) : Number.NaN;
+}
+
 /** The output tokens the client allows at most (0: it sets no limit). */
 export function maxOutputTokens(request: ChatRequest): number {
-  const value = request.max_completion_tokens ?? request.max_tokens;
-  return typeof value === 'number' && value > 0 ? value : 0;
+  const value = limitValue(request.max_completion_tokens ?? request.max_tokens);
+  return value > 0 ? Math.floor(value) : 0;
 }
 
 /** The client asked for usage at the end of its stream. */
