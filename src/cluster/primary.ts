@@ -11,7 +11,7 @@ import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
-import type { Charge, KeyLimits, LimitState, Spend, SpendStore } from '../policy/limits.js';
+import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend, type SpendStore } from '../policy/limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -108,9 +108,13 @@ class Primary {
         if (admission.error === null) this.holdsOf(worker).set(message.request, { key: message.key, estimate: message.estimate });
         return this.send(worker, { t: 'admitted', id: message.id, admission });
       }
-      case 'record':
-        if (message.request !== null) this.holds.get(worker.id)?.delete(message.request);
-        return limits.record(message.key, message.spent, message.reserved);
+      case 'record': {
+        // What it gives back is what the primary holds for it: nothing for a request it never
+        // admitted (the worker let it through when the primary's answer was late, and the answer
+        // was a refusal).
+        const held = message.request === null || this.holds.get(worker.id)?.delete(message.request) === true;
+        return limits.record(message.key, message.spent, held ? message.reserved : NO_CHARGE);
+      }
       case 'report':
         return this.send(worker, { t: 'reported', id: message.id, report: limits.report(message.key) });
       case 'ready':
