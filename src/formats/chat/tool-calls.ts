@@ -49,6 +49,74 @@ export class StreamedToolCalls<Call> {
   }
 }
 
+/** What a translator does with a call once its tool's name is known. */
+export interface CallOpener<Opened, Out> {
+  /** Opens the call's block or item, with the arguments that came before its name (`hold` counted them). */
+  open(id: string, name: string, held: string, out: Out): Opened;
+  /** Arguments kept while a call waits for its name, counted against the translator's limit until `open`. */
+  hold(chars: number): void;
+}
+
+interface WaitingCall<Opened> {
+  readonly id: string;
+  name: string;
+  opened: Opened | null;
+  held: string;
+}
+
+/**
+ * Streamed tool calls as a translator opens them: a call's block or item starts with its tool's
+ * name, and some servers send the name after the call's first fragments, so a call waits for its
+ * name (its arguments held), or for the stream's end.
+ */
+export class NamedToolCalls<Opened, Out> {
+  private readonly calls = new StreamedToolCalls<WaitingCall<Opened>>();
+  /** Calls whose name has not come yet, in the order they began. */
+  private readonly unnamed: Array<WaitingCall<Opened>> = [];
+
+  constructor(
+    private readonly opener: CallOpener<Opened, Out>,
+    private readonly fallbackId: (n: number) => string,
+  ) {}
+
+  /** Calls started so far. */
+  get count(): number {
+    return this.calls.count;
+  }
+
+  /**
+   * One fragment: its call, once opened (null while it waits for its name), and its arguments to
+   * send on; null for a fragment that is not an object.
+   */
+  place(fragment: unknown, out: Out): { opened: Opened | null; arguments: string } | null {
+    const placed = this.calls.place(fragment, (id, name) => ({ id, name, opened: null, held: '' }), this.fallbackId);
+    if (placed === null) return null;
+    const call = placed.call;
+    if (call.opened === null) {
+      if (call.name === '' && placed.name !== null) call.name = placed.name;
+      if (call.name === '') {
+        if (placed.started) this.unnamed.push(call);
+        this.opener.hold(placed.arguments.length);
+        call.held += placed.arguments;
+        return { opened: null, arguments: placed.arguments };
+      }
+      this.open(call, out);
+    }
+    return { opened: call.opened, arguments: placed.arguments };
+  }
+
+  /** The stream's end: a call whose name never came opens as it is. */
+  finish(out: Out): void {
+    for (const call of this.unnamed) if (call.opened === null) this.open(call, out);
+  }
+
+  private open(call: WaitingCall<Opened>, out: Out): void {
+    const held = call.held;
+    call.held = '';
+    call.opened = this.opener.open(call.id, call.name, held, out);
+  }
+}
+
 /**
  * Whether a call's streamed arguments are a whole JSON object yet (nothing more can come for it),
  * each fragment read once: the text is parsed once, when its outermost brace closes. Parsing the

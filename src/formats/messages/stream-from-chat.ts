@@ -9,7 +9,7 @@
  * provider's end, after its usage chunk.
  */
 import { reasoningText } from '../chat/answer.js';
-import { StreamedToolCalls } from '../chat/tool-calls.js';
+import { NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
@@ -20,26 +20,22 @@ import type { MessagesEvent } from './types.js';
 
 type Item = StreamItem<MessagesEvent>;
 
-/**
- * A chat tool call on its way to a `tool_use` block, whose start names the tool: some servers
- * send a call's name after its first fragment, so its block waits for the name (its arguments
- * held meanwhile), or for the stream's end.
- */
-interface Call {
-  readonly id: string;
-  name: string;
-  block: Block | null;
-  /** Arguments that came before the name. */
-  pending: string;
-}
-
 export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
   const blocks = new StreamBlocks();
-  /** Each tool call (a late fragment still finds its own). */
-  const toolCalls = new StreamedToolCalls<Call>();
-  /** Calls whose name has not come yet, in the order they began. */
-  const unnamed: Call[] = [];
+  /** Each tool call's block, started once its tool's name is known (a late fragment still finds its own). */
+  const toolCalls = new NamedToolCalls<Block, Item[]>(
+    {
+      open: (id, name, held, out) => {
+        const block = blocks.tool(id, name, out);
+        blocks.letGo(held.length);
+        if (held !== '') blocks.toolInput(block, held, out);
+        return block;
+      },
+      hold: (chars) => blocks.reserve(chars),
+    },
+    (n) => `call_${n}`,
+  );
   /** Content deltas sent: the output estimate when the provider reports no usage. */
   let deltas = 0;
   let finish: unknown = null;
@@ -70,34 +66,12 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
     blocks.text(kind, value, out);
   };
 
-  /** A call's block, started now, with the arguments that waited for its name. */
-  const startBlock = (call: Call, out: Item[]): Block => {
-    const block = blocks.tool(call.id, call.name, out);
-    call.block = block;
-    const pending = call.pending;
-    call.pending = '';
-    blocks.letGo(pending.length);
-    if (pending !== '') blocks.toolInput(block, pending, out);
-    return block;
-  };
-
   /** One tool_calls fragment: a call's block starts once its name is known, its arguments are input_json_deltas. */
   const toolFragment = (fragment: unknown, out: Item[]): void => {
-    const placed = toolCalls.place(fragment, (id, name) => ({ id, name, block: null, pending: '' }), (n) => `call_${n}`);
-    if (placed === null) return;
-    const call = placed.call;
-    if (placed.arguments !== '') deltas++;
-    if (call.block === null) {
-      if (call.name === '' && placed.name !== null) call.name = placed.name;
-      if (call.name === '') {
-        if (placed.started) unnamed.push(call);
-        blocks.reserve(placed.arguments.length);
-        call.pending += placed.arguments;
-        return;
-      }
-      startBlock(call, out);
-    }
-    if (placed.arguments !== '') blocks.toolInput(call.block as Block, placed.arguments, out);
+    const placed = toolCalls.place(fragment, out);
+    if (placed === null || placed.arguments === '') return;
+    deltas++;
+    if (placed.opened !== null) blocks.toolInput(placed.opened, placed.arguments, out);
   };
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
@@ -122,8 +96,7 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
   const end = (): Item[] => {
     const out: Item[] = [];
     start({}, out);
-    // A call whose name never came goes out as it is.
-    for (const call of unnamed) if (call.block === null) startBlock(call, out);
+    toolCalls.finish(out);
     blocks.finish(out);
     const delta = { stop_reason: refused ? 'refusal' : stopReason(finish, toolCalls.count > 0), stop_sequence: null };
     // No usage from the provider: the output is estimated and the input left as message_start

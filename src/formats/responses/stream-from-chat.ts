@@ -15,7 +15,7 @@
  */
 import { reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
-import { ArgumentsEnd, StreamedToolCalls } from '../chat/tool-calls.js';
+import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { chatUsage } from '../chat/usage.js';
 import { isRecord } from '../json.js';
@@ -41,20 +41,6 @@ interface OpenItem extends Sequenced {
   readonly end?: ArgumentsEnd;
 }
 
-/**
- * A chat tool call on its way to an output item, whose `output_item.added` names the tool (and
- * says whether it is a custom tool's, which changes the item's type): some servers send a call's
- * name after its first fragment, so its item waits for the name (its arguments held meanwhile),
- * or for the stream's end.
- */
-interface Call {
-  readonly callId: string;
-  name: string;
-  item: OpenItem | null;
-  /** Arguments that came before the name. */
-  pending: string;
-}
-
 export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
   let sequence = 0;
   let shell: ResponseObject | null = null;
@@ -62,10 +48,6 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   const output: OutputItem[] = [];
   /** The provider's stream ended: the items stopped now are the ones its finish cut. */
   let ended = false;
-  /** Each tool call (a late fragment still finds its own). */
-  const toolCalls = new StreamedToolCalls<Call>();
-  /** Calls whose name has not come yet, in the order they began. */
-  const unnamed: Call[] = [];
   /** Items added so far: the next one's output_index. */
   let count = 0;
   let deltas = 0;
@@ -182,38 +164,33 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
     items.content(item, value, out);
   };
 
-  /** A call's item, added now, with the arguments that waited for its name. */
-  const startItem = (call: Call, out: Item[]): OpenItem => {
-    const item = begin(out, 'call', { callId: call.callId, name: call.name, custom: context.tools.get(call.name)?.custom === true, end: new ArgumentsEnd() });
-    call.item = item;
-    const pending = call.pending;
-    call.pending = '';
-    items.letGo(pending.length);
-    if (pending !== '') {
-      item.end?.feed(pending);
-      items.content(item, pending, out);
-    }
-    return item;
-  };
+  /**
+   * Each tool call's item, added once its tool's name is known (its type, function_call or
+   * custom_tool_call, depends on it; a late fragment still finds its own).
+   */
+  const toolCalls = new NamedToolCalls<OpenItem, Item[]>(
+    {
+      open: (callId, name, held, out) => {
+        const item = begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true, end: new ArgumentsEnd() });
+        items.letGo(held.length);
+        if (held !== '') {
+          item.end?.feed(held);
+          items.content(item, held, out);
+        }
+        return item;
+      },
+      hold: (chars) => items.reserve(chars),
+    },
+    (n) => `call_${base}_${n}`,
+  );
 
-  /** One tool_calls fragment: a call's item is added once its name is known, its arguments are deltas (a custom tool's input is sent whole when done). */
+  /** One tool_calls fragment: its arguments are deltas (a custom tool's input is sent whole when done). */
   const toolFragment = (out: Item[], fragment: unknown): void => {
-    const placed = toolCalls.place(fragment, (callId, name) => ({ callId, name, item: null, pending: '' }), (n) => `call_${base}_${n}`);
-    if (placed === null) return;
-    const call = placed.call;
-    if (placed.arguments !== '') deltas++;
-    let item = call.item;
-    if (item === null) {
-      if (call.name === '' && placed.name !== null) call.name = placed.name;
-      if (call.name === '') {
-        if (placed.started) unnamed.push(call);
-        items.reserve(placed.arguments.length);
-        call.pending += placed.arguments;
-        return;
-      }
-      item = startItem(call, out);
-    }
-    if (placed.arguments === '') return;
+    const placed = toolCalls.place(fragment, out);
+    if (placed === null || placed.arguments === '') return;
+    deltas++;
+    const item = placed.opened;
+    if (item === null) return;
     item.end?.feed(placed.arguments);
     items.content(item, placed.arguments, out);
   };
@@ -238,8 +215,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
     const out: Item[] = [];
     start({}, out);
     ended = true;
-    // A call whose name never came goes out as it is.
-    for (const call of unnamed) if (call.item === null) startItem(call, out);
+    toolCalls.finish(out);
     items.finish(out);
     // No usage from the provider: the prompt as estimated, one token per delta.
     const counted: Usage = chatUsage(usage) ?? { input: Math.max(1, hints.promptTokens), output: Math.max(1, deltas), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
