@@ -19,7 +19,8 @@ const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   cost_usd: 0,
   request,
   response: null,
-  upstream: null,
+  // A request a provider saw (one none saw is logged with its body capped: InteractionLog.record).
+  upstream: { status: 200, request_id: null },
 });
 
 class MemorySink implements LogSink {
