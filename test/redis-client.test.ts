@@ -80,19 +80,31 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
 
 describe('RedisClient on a node a failover demoted', () => {
   /** A server whose first `replicaConnections` connections reach a replica; later ones, a primary. */
-  async function fakeRedis(replicaConnections: number): Promise<{ port: number; connections: () => number; close: () => void }> {
+  /** A server whose first `replicaConnections` connections reach a replica (it answers PING, refuses writes); later ones, a primary. */
+  async function fakeRedis(replicaConnections: number) {
     let connections = 0;
+    const commands: string[][] = [];
+    const sockets = new Set<net.Socket>();
     const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
       const replica = ++connections <= replicaConnections;
       const parser = new RespParser();
       socket.on('data', (chunk: Buffer) => {
         for (const command of parser.push(chunk) as RespValue[][]) {
+          commands.push(command.map(String));
           socket.write(String(command[0]).toUpperCase() === 'PING' ? '+PONG\r\n' : replica ? "-READONLY You can't write against a read only replica.\r\n" : ':1\r\n');
         }
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return { port: (server.address() as net.AddressInfo).port, connections: () => connections, close: () => server.close() };
+    return {
+      port: (server.address() as net.AddressInfo).port,
+      connections: () => connections,
+      commands,
+      dropAll: () => sockets.forEach((socket) => socket.destroy()),
+      close: () => server.close(),
+    };
   }
 
   it('connects again when a write is refused READONLY (the name may lead to the new primary now); the commands already sent get their own replies', async () => {
@@ -108,6 +120,13 @@ describe('RedisClient on a node a failover demoted', () => {
       await waitFor(() => redis.connections() === 2 && client.isReady, 'a new connection', 5000);
       assert.equal(await client.send(['INCR', 'llmgw:test:n']), 1);
       assert.deepEqual(states, ['up', 'down', 'up']);
+      assert.deepEqual(redis.commands.at(-2), ['SET', 'llmgw:writable', '1', 'PX', '10000'], 'it showed it takes writes before it said up');
+      // The failover is over: a later drop waits as any other (0.1-0.2 s), and no write is asked first.
+      redis.dropAll();
+      const dropped = performance.now();
+      await waitFor(() => redis.connections() === 3 && client.isReady, 'connected again', 5000);
+      assert.ok(performance.now() - dropped < 1000, `${Math.round(performance.now() - dropped)} ms`);
+      assert.deepEqual(redis.commands.at(-1), ['PING']);
     } finally {
       client.close();
       redis.close();

@@ -44,6 +44,9 @@ interface Pending {
   readonly sentAt: number;
 }
 
+/** What a connection writes, just after a node refused writes, to show it takes them (within the ACL's `llmgw:*`). */
+export const WRITE_PROBE_KEY = 'llmgw:writable';
+
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;
 
@@ -58,8 +61,6 @@ export class RedisClient {
   private lastDemotion = -Infinity;
   /** This connection found a demoted node: it takes no more commands, and closes once their replies are in. */
   private draining = false;
-  /** Connected again after a demotion: said to be up only once a command succeeds (a replica answers PING too). */
-  private unproven = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
   /** The last reason it went down, kept until it is up again (for /healthz). */
@@ -100,8 +101,7 @@ export class RedisClient {
           this.ready = true;
           this.attempts = 0;
           this.lastError = null;
-          this.unproven = this.demotions > 0;
-          if (!this.unproven) this.options.onState?.(null);
+          this.options.onState?.(null);
         },
         (err: Error) => socket.destroy(err),
       );
@@ -136,6 +136,23 @@ export class RedisClient {
     if (address.db !== 0 && subscribe === undefined) first.push(this.write(['SELECT', address.db]));
     first.push(this.write(['PING']));
     for (const reply of await Promise.all(first)) if (reply instanceof RedisReplyError) throw reply;
+    // Just after a node refused writes, a replica answers PING as a primary does: this one must
+    // take a write (an expiring key of the gateway's own) before it counts as up. A refusal for
+    // anything but its state (an ACL without SET) proves nothing either way: it is taken as up.
+    if (this.recentDemotions() > 0 && subscribe === undefined) {
+      const refusal = await this.write(['SET', WRITE_PROBE_KEY, '1', 'PX', 10_000]).then(
+        () => null,
+        (err: Error) => err,
+      );
+      if (refusal instanceof RedisReplyError && refusal.demoted) {
+        this.countDemotion();
+        throw refusal;
+      }
+      if (refusal !== null && !(refusal instanceof RedisReplyError)) throw refusal;
+      // It takes writes: the failover is over, and a later drop waits as any other.
+      this.demotions = 0;
+      this.lastDemotion = -Infinity;
+    }
     if (subscribe !== undefined && subscribe.channels.length > 0) {
       // Its confirmations come as pushes, read by reply(); nothing waits on them.
       this.socket?.write(encodeCommand(['SUBSCRIBE', ...subscribe.channels]));
@@ -159,10 +176,6 @@ export class RedisClient {
       if (value.demoted && !this.draining && this.ready) this.demoted(value);
     } else {
       waiting.resolve(value);
-      if (this.unproven && this.ready) {
-        this.unproven = false;
-        this.options.onState?.(null);
-      }
     }
     if (this.draining && this.pending.length === 0) this.socket?.destroy(new RedisUnavailable(`${this.name} takes no writes: connecting again`));
   }
@@ -171,10 +184,18 @@ export class RedisClient {
     this.draining = true;
     this.ready = false;
     this.lastError = new RedisUnavailable(`${this.name} answered ${refusal.kind}`);
-    // Each time, within a minute, that it still finds a node taking no writes, the next try waits longer.
-    const now = performance.now();
-    this.demotions = now - this.lastDemotion > 60_000 ? 1 : Math.min(this.demotions + 1, 16);
-    this.lastDemotion = now;
+    this.countDemotion();
+  }
+
+  /** Each time, within a minute, that it finds a node taking no writes, the next try waits longer. */
+  private countDemotion(): void {
+    this.demotions = this.recentDemotions() + 1;
+    this.lastDemotion = performance.now();
+  }
+
+  /** Demotions found within a minute of each other, the last of them within the last minute (0: none). */
+  private recentDemotions(): number {
+    return performance.now() - this.lastDemotion > 60_000 ? 0 : Math.min(this.demotions, 16);
   }
 
   private write(args: readonly (string | number)[]): Promise<RespValue> {
@@ -220,7 +241,6 @@ export class RedisClient {
     this.socket = null;
     const wasReady = this.ready || this.draining;
     this.draining = false;
-    this.unproven = false;
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;
@@ -230,7 +250,7 @@ export class RedisClient {
     if (this.closed) return;
     if (wasReady || this.attempts === 0) this.options.onState?.(error);
     // Exponential backoff with jitter, so instances that lost Redis together do not return together.
-    const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(this.attempts, this.demotions)) * (0.5 + Math.random() / 2);
+    const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(this.attempts, this.recentDemotions())) * (0.5 + Math.random() / 2);
     this.attempts = Math.min(this.attempts + 1, 16);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
