@@ -241,6 +241,7 @@ describe('gateway errors', () => {
       [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 'lots' }, /Invalid type for 'max_tokens': expected an integer/, 'max_tokens'],
       [{ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 16, max_completion_tokens: [1] }, /max_completion_tokens/, 'max_completion_tokens'],
       ['{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1e400}', /Invalid type for 'max_tokens'/, 'max_tokens'],
+      [`{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"${'9'.repeat(400)}"}`, /Invalid type for 'max_tokens'/, 'max_tokens'],
     ];
     openaiMock.requests.length = 0;
     for (const [body, message, param] of cases) {
@@ -261,6 +262,9 @@ describe('gateway errors', () => {
       assert.ok(reply.status === 200 || reply.status === 400, reply.text);
       assert.equal(openaiMock.requests.at(-1)?.json.max_tokens ?? openaiMock.requests.at(-1)?.json.max_completion_tokens, sent, String(limit));
     }
+    // Servers that read `max_completion_tokens or max_tokens` take the second when the first is 0.
+    await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', max_completion_tokens: 0, max_tokens: '99999', messages: [{ role: 'user', content: 'hi' }] });
+    assert.deepEqual([openaiMock.requests.at(-1)?.json.max_completion_tokens, openaiMock.requests.at(-1)?.json.max_tokens], [100, 100]);
   });
 
   it('sends a body whose model key stands twice as the gateway read it (parsers differ on which wins)', async () => {

@@ -57,13 +57,17 @@ const NUMERIC_TEXT = /^\s*\d+(?:\.\d+)?\s*$/;
 
 /** An output limit as the gateway reads it: a finite number, or one written as a string; NaN for anything else. */
 function limitValue(value: unknown): number {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : Number.NaN;
-  return typeof value === 'string' && NUMERIC_TEXT.test(value) ? Number(value) : Number.NaN;
+  const read = typeof value === 'number' ? value : typeof value === 'string' && NUMERIC_TEXT.test(value) ? Number(value) : Number.NaN;
+  return Number.isFinite(read) ? read : Number.NaN;
 }
 
-/** The output tokens the client allows at most (0: it sets no limit). */
+/**
+ * The output tokens the client allows at most (0: it sets no limit): the larger of its two
+ * fields, since servers differ on which one wins (OpenAI: max_completion_tokens; others read
+ * `max_completion_tokens or max_tokens`, so a 0 in the first gives the second).
+ */
 export function maxOutputTokens(request: ChatRequest): number {
-  const value = limitValue(request.max_completion_tokens ?? request.max_tokens);
+  const value = Math.max(limitValue(request.max_completion_tokens ?? 0) || 0, limitValue(request.max_tokens ?? 0) || 0);
   return value > 0 ? Math.floor(value) : 0;
 }
 
