@@ -56,8 +56,8 @@ describe('messages request → chat: messages', () => {
     const out = translate({
       messages: [
         { role: 'user', content: 'list both dirs' },
-        { role: 'assistant', content: [{ type: 'text', text: 'Listing.' }, call('toolu_A', 'ls a')] },
-        { role: 'assistant', content: [{ type: 'text', text: 'And the other.' }, call('toolu_B', 'ls b')] },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'Two dirs.', signature: 's1' }, { type: 'text', text: 'Listing.' }, call('toolu_A', 'ls a')] },
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 'The other.', signature: 's2' }, { type: 'text', text: 'And the other.' }, call('toolu_B', 'ls b')] },
         { role: 'user', content: [result('toolu_A', 'x'), { type: 'text', text: 'and then?' }] },
         { role: 'user', content: [result('toolu_B', 'y')] },
         { role: 'user', content: 'quick' },
@@ -68,6 +68,7 @@ describe('messages request → chat: messages', () => {
       {
         role: 'assistant',
         content: 'Listing.\n\nAnd the other.',
+        reasoning_content: 'Two dirs.\n\nThe other.',
         tool_calls: [
           { id: 'toolu_A', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls a"}' } },
           { id: 'toolu_B', type: 'function', function: { name: 'Bash', arguments: '{"cmd":"ls b"}' } },

@@ -197,19 +197,20 @@ function toolCall(block: Record<string, unknown>, where: string): ToolCall {
  * it: see the openai provider). Redacted thinking is opaque to every other provider: dropped.
  */
 function assistantMessage(run: readonly Said[]): ChatMessage | null {
-  /** Each message's text: its blocks joined as they stand, the messages apart by a blank line. */
+  /** Each message's text and thinking: its blocks joined as they stand, the messages apart by a blank line. */
   const texts: string[] = [];
-  let reasoning = '';
+  const thoughts: string[] = [];
   let spoken = false;
   const calls: ToolCall[] = [];
   for (const said of run) {
     let text = '';
+    let thought = '';
     eachBlock(
       [said],
       (block, at) => {
         if (block.type === 'text' && typeof block.text === 'string') text += block.text;
         else if (block.type === 'tool_use') calls.push(toolCall(block, at));
-        else if (block.type === 'thinking') reasoning += typeof block.thinking === 'string' ? block.thinking : '';
+        else if (block.type === 'thinking') thought += typeof block.thinking === 'string' ? block.thinking : '';
         else if (block.type !== 'redacted_thinking') {
           throw invalidRequest(`${at}: content block type "${shown(block.type)}" cannot be translated for this key's provider`, at, 'invalid_content');
         }
@@ -220,8 +221,10 @@ function assistantMessage(run: readonly Said[]): ChatMessage | null {
       },
     );
     if (text !== '') texts.push(text);
+    if (thought !== '') thoughts.push(thought);
   }
   const text = texts.join('\n\n');
+  const reasoning = thoughts.join('\n\n');
   if (text === '' && calls.length === 0 && !spoken) return null;
   const message: ChatMessage = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text };
   if (reasoning !== '') message.reasoning_content = reasoning;
