@@ -258,8 +258,8 @@ describe('gateway errors', () => {
     openaiMock.requests.length = 0;
     for (const [limit, sent] of [['99999', 100], ['50', '50'], [99999.5, 100]] as const) {
       const reply = await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', max_tokens: limit, messages: [{ role: 'user', content: 'hi' }] });
-      // OpenAI refuses a string itself: what matters is what it was sent.
-      assert.ok(reply.status === 200 || reply.status === 400, reply.text);
+      // What matters is what the provider was sent (OpenAI itself refuses a string; the mock lets it be).
+      assert.equal(reply.status, 200, reply.text);
       assert.equal(openaiMock.requests.at(-1)?.json.max_tokens ?? openaiMock.requests.at(-1)?.json.max_completion_tokens, sent, String(limit));
     }
     // Servers that read `max_completion_tokens or max_tokens` take the second when the first is 0.

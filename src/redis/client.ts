@@ -45,7 +45,7 @@ interface Pending {
 }
 
 /** What a connection writes, just after a node refused writes, to show it takes them (within the ACL's `llmgw:*`). */
-export const WRITE_PROBE_KEY = 'llmgw:writable';
+const WRITE_PROBE_KEY = 'llmgw:writable';
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;

@@ -3,9 +3,10 @@
  * incrementally from whatever bytes have arrived (a reply may be split anywhere).
  */
 
-/** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
+/** The kinds of error reply Redis gives for its state rather than the command's (RedisReplyError.passing). */
 const PASSING_KINDS: ReadonlySet<string> = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'NOREPLICAS', 'MISCONF', 'TRYAGAIN', 'CLUSTERDOWN']);
 
+/** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
 export class RedisReplyError extends Error {
   constructor(message: string) {
     super(message);

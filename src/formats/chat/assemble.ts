@@ -16,8 +16,8 @@ interface ChoiceState {
   /** `reasoning`, where the server names it so. */
   reasoningAs: string | null;
   refusal: string | null;
-  /** Which call each fragment belongs to, as the translators place them (Ollama numbers every call 0). */
-  placer: StreamedToolCalls<ToolCall>;
+  /** Which call each fragment belongs to, as the translators place them (Ollama numbers every call 0); made at the first. */
+  placer: StreamedToolCalls<ToolCall> | null;
   /** The calls in the order they began. */
   toolCalls: ToolCall[];
   finishReason: string | null;
@@ -72,7 +72,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
         hasReasoning: false,
         reasoningAs: null,
         refusal: null,
-        placer: new StreamedToolCalls(),
+        placer: null,
         toolCalls: [],
         finishReason: null,
       };
@@ -88,7 +88,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       return call;
     };
     for (const delta of deltas) {
-      const placed = state.placer.place(delta, start, () => '');
+      const placed = (state.placer ??= new StreamedToolCalls()).place(delta, start, () => '');
       if (placed === null) continue;
       const fn = placed.call.function;
       if (fn.name === '' && placed.name !== null) fn.name = placed.name;

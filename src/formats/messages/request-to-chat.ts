@@ -144,20 +144,15 @@ interface Said {
   readonly where: string;
 }
 
-/** Each block of a run of messages, with its path; a string content is one text block. */
-function eachBlock(run: readonly Said[], visit: (block: Record<string, unknown>, at: string) => void, onString: (text: string) => void): void {
-  for (const { content, where } of run) {
-    if (typeof content === 'string') {
-      onString(content);
-      continue;
-    }
-    if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
-    content.forEach((block: unknown, index) => {
-      const at = `${where}.content.${index}`;
-      if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
-      visit(block, at);
-    });
-  }
+/** Each block of a message, with its path; a string content is one text, given whole. */
+function eachBlock({ content, where }: Said, visit: (block: Record<string, unknown>, at: string) => void, onString: (text: string) => void): void {
+  if (typeof content === 'string') return onString(content);
+  if (!Array.isArray(content)) throw invalidRequest(`${where}.content: must be a string or an array of blocks`, `${where}.content`, 'invalid_type');
+  content.forEach((block: unknown, index) => {
+    const at = `${where}.content.${index}`;
+    if (!isRecord(block)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+    visit(block, at);
+  });
 }
 
 /**
@@ -168,17 +163,14 @@ function userMessages(run: readonly Said[]): ChatMessage[] {
   const tools: ChatMessage[] = [];
   const parts: ContentPart[] = [];
   const images: ContentPart[] = [];
-  eachBlock(
-    run,
-    (block, at) => {
-      if (block.type === 'tool_result') tools.push(toolMessage(block, at, images));
-      else {
-        const part = userPart(block, at);
-        if (part !== null) parts.push(part);
-      }
-    },
-    (text) => parts.push({ type: 'text', text }),
-  );
+  const visit = (block: Record<string, unknown>, at: string): void => {
+    if (block.type === 'tool_result') tools.push(toolMessage(block, at, images));
+    else {
+      const part = userPart(block, at);
+      if (part !== null) parts.push(part);
+    }
+  };
+  for (const said of run) eachBlock(said, visit, (text) => parts.push({ type: 'text', text }));
   for (const image of images) parts.push(image);
   if (parts.length > 0) tools.push({ role: 'user', content: chatContent(parts) });
   return tools;
@@ -206,7 +198,7 @@ function assistantMessage(run: readonly Said[]): ChatMessage | null {
     let text = '';
     let thought = '';
     eachBlock(
-      [said],
+      said,
       (block, at) => {
         if (block.type === 'text' && typeof block.text === 'string') text += block.text;
         else if (block.type === 'tool_use') calls.push(toolCall(block, at));
