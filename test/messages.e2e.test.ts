@@ -555,6 +555,30 @@ describe("DeepSeek's Anthropic endpoint (\"api\": \"messages\")", () => {
     const unmapped = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true });
     assert.equal(messagesEvents(unmapped.text)[0].message.model, 'claude-sonnet-4-5-20250929');
   });
+
+  it('changes only the model and output limit of a mapped or capped body, and only the model of its answer: numbers JSON cannot hold exactly stay as written', async () => {
+    const tools = '[{"name":"lookup","description":"Finds an order.","input_schema":{"type":"object","properties":{"id":{"type":"integer","maximum":9007199254740993,"minimum":-0,"multipleOf":1e400}}}}]';
+    const body = (model: string): string => `{"model":"${model}", "max_tokens":64000,"messages":[{"role":"user","content":"Hello Claude"}],"tools":${tools},"metadata":{"user_id":"u"}}`;
+    const answer = '{"id":"msg_01","type":"message","role":"assistant","model":"deepseek-v4-pro","content":[{"type":"tool_use","id":"toolu_01","name":"lookup","input":{"id":1234567890123456789,"weight":-0,"big":1e400}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":3}}';
+    anthropic.behave(({ recorded, res }) => {
+      if (recorded.path !== '/v1/messages' || recorded.json?.model !== 'deepseek-v4-pro') return false;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(answer);
+      return true;
+    });
+    try {
+      anthropic.requests.length = 0;
+      const mapped = await messages(gateway.url, 'vk_ds_anthropic', body('claude-opus-5-5'));
+      assert.equal(mapped.status, 200, mapped.text);
+      assert.equal(anthropic.requests[0]?.raw, body('deepseek-v4-pro'), 'the client bytes, but for the model');
+      assert.equal(mapped.text, answer.replace('"model":"deepseek-v4-pro"', '"model":"claude-opus-5-5"'), "the provider's bytes, but for the model");
+      const capped = await messages(gateway.url, 'vk_claude_capped', body('claude-sonnet-4-5'));
+      assert.equal(capped.status, 200, capped.text);
+      assert.equal(anthropic.requests[1]?.raw, body('claude-sonnet-4-5').replace('"max_tokens":64000', '"max_tokens":16000'));
+    } finally {
+      anthropic.behave(null);
+    }
+  });
 });
 
 describe('the model map on every route', () => {

@@ -17,6 +17,7 @@ import { openai } from '../src/providers/openai.js';
 import type { Provider } from '../src/providers/types.js';
 import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log.js';
 import { streamPipeline } from '../src/surfaces/stream.js';
+import { unchanged } from '../src/formats/json-splice.js';
 import { upstreamBody } from '../src/surfaces/surface.js';
 import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream/errors.js';
 
@@ -25,7 +26,8 @@ const route = router.route(chatClient, ['chat']);
 
 /** What a chat-speaking provider is sent for the client's `raw` body. */
 function prepared(raw: string, provider: Provider = openai): { body: string; headers: Record<string, string> } {
-  const body = upstreamBody(route, provider, route.translation.exchange(JSON.parse(raw) as ChatRequest), Buffer.from(raw));
+  const request = JSON.parse(raw) as ChatRequest;
+  const body = upstreamBody(route, provider, route.translation.exchange(request), unchanged(Buffer.from(raw), request));
   return { body: typeof body === 'string' || Buffer.isBuffer(body) ? body.toString() : Buffer.concat(body).toString(), headers: chatTarget.authHeaders('sk-real') };
 }
 
@@ -40,7 +42,8 @@ describe('openai request', () => {
 
   it('forwards the client bytes unchanged when nothing must change', () => {
     const raw = '{ "model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}], "temperature": 0.5 }';
-    const body = upstreamBody(route, openai, route.translation.exchange(JSON.parse(raw) as ChatRequest), Buffer.from(raw));
+    const request = JSON.parse(raw) as ChatRequest;
+    const body = upstreamBody(route, openai, route.translation.exchange(request), unchanged(Buffer.from(raw), request));
     assert.ok(Buffer.isBuffer(body));
     assert.equal(body.toString(), raw);
     assert.deepEqual(chatTarget.authHeaders('sk-real'), { authorization: 'Bearer sk-real' });
@@ -53,7 +56,8 @@ describe('openai request', () => {
     assert.deepEqual(JSON.parse(body).stream_options, { include_usage: true });
     // The client's bytes are not copied: the field goes between two views of them.
     const rawBytes = Buffer.from(raw);
-    const pieces = chatRequestBody(JSON.parse(raw) as ChatRequest, rawBytes);
+    const request = JSON.parse(raw) as ChatRequest;
+    const pieces = chatRequestBody(request, unchanged(rawBytes, request));
     assert.ok(Array.isArray(pieces) && pieces.length === 3);
     assert.ok(pieces[0]?.buffer === rawBytes.buffer && pieces[2]?.buffer === rawBytes.buffer);
   });
@@ -73,7 +77,8 @@ describe('openai request', () => {
   it('does not add stream_options to a non-stream request', () => {
     const raw = '{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}';
     const rawBytes = Buffer.from(raw);
-    assert.equal(chatRequestBody(JSON.parse(raw) as ChatRequest, rawBytes), rawBytes);
+    const request = JSON.parse(raw) as ChatRequest;
+    assert.equal(chatRequestBody(request, unchanged(rawBytes, request)), rawBytes);
     assert.equal(prepared(raw).body, raw);
   });
 });

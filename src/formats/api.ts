@@ -6,6 +6,7 @@
  */
 import type { GatewayError } from '../errors.js';
 import type { ModelList } from './chat/models.js';
+import type { ClientBytes } from './json-splice.js';
 import type { SseEvent } from './sse.js';
 import type { StreamItem } from './stream.js';
 import type { Usage } from './usage.js';
@@ -100,9 +101,10 @@ export interface TargetApi<T extends ApiTypes> {
   parseModelList(body: Buffer): ModelList;
   /**
    * The body to send. `raw`: the client's own bytes when it spoke this very API, sent as they are
-   * unless something must change (e.g. asking for stream usage).
+   * but for the top-level members that must change (a model map, an output cap, asking for stream
+   * usage), spliced in.
    */
-  body(request: T['request'], raw: Buffer | null): Buffer | string | readonly Buffer[];
+  body(request: T['request'], raw: ClientBytes | null): Buffer | string | readonly Buffer[];
   /** A 2xx JSON answer, checked whole; a 502 GatewayError when it is not one. */
   parseResponse(body: Buffer): T['response'];
   usage(response: T['response']): Usage | null;

@@ -28,7 +28,7 @@ export function isSpace(c: number): boolean {
 }
 
 /** The index after the closing quote of the string that opens at `start`. */
-function stringEnd(buf: Buffer, start: number): number {
+export function stringEnd(buf: Buffer, start: number): number {
   let from = start + 1;
   for (;;) {
     const quote = buf.indexOf(QUOTE, from);
@@ -53,7 +53,30 @@ function scalarEnd(buf: Buffer, start: number): number {
   return i;
 }
 
-function skipSpace(buf: Buffer, i: number): number {
+/** The index after the value that starts at `start` of a JSON text a parser accepted. */
+export function valueEnd(buf: Buffer, start: number): number {
+  const c = buf[start];
+  if (c === QUOTE) return stringEnd(buf, start);
+  if (c !== 0x7b && c !== 0x5b) return scalarEnd(buf, start);
+  let depth = 0;
+  for (let i = start; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === QUOTE) i = stringEnd(buf, i) - 1;
+    else if (b === 0x7b || b === 0x5b) depth++;
+    else if ((b === 0x7d || b === 0x5d) && --depth === 0) return i + 1;
+  }
+  throw new ParseWhole();
+}
+
+/** A top-level member of an object's bytes: where its key starts, and its value's extent. */
+export interface TopMember {
+  readonly key: string;
+  readonly keyStart: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+export function skipSpace(buf: Buffer, i: number): number {
   while (i < buf.length && isSpace(buf[i] as number)) i++;
   return i;
 }
@@ -98,6 +121,8 @@ class PieceParser {
   /** The document's top-level keys, and whether each was written plainly and once so far. */
   private readonly keys = new Set<string>();
   private plainKeys = true;
+  /** Every top-level member, in order. */
+  private readonly members: TopMember[] = [];
 
   private text(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);
@@ -197,7 +222,7 @@ class PieceParser {
         // Own entries only: a member named `constructor` or `__proto__` is not asked to be seen.
         const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
         const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
-        if (top) this.topMember(key, i, found);
+        if (top) this.topMember(key, memberStart, i, found);
         if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
         if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
           if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
@@ -263,7 +288,8 @@ class PieceParser {
     return key;
   }
 
-  private topMember(key: string, start: number, found: Found): void {
+  private topMember(key: string, keyStart: number, start: number, found: Found): void {
+    this.members.push({ key, keyStart, start, end: found.end });
     if (found.end - start >= LARGE_MEMBER_BYTES) this.large.set(key, { key, start, end: found.end, view: found.view });
     else this.large.delete(key);
   }
@@ -330,7 +356,7 @@ class PieceParser {
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
     if (this.buf[start] !== 0x7b) return document;
-    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, invalid: this.defer?.invalid ?? null, released: false, readBack: new Map() };
+    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, members: this.members, invalid: this.defer?.invalid ?? null, released: false, readBack: new Map() };
     // The last of duplicate keys is the one JSON.parse keeps: a deferred value only where it was the last.
     for (const key of Object.keys(document as object)) {
       const value = (document as Record<string, unknown>)[key];
@@ -383,6 +409,8 @@ interface Scan {
   readonly large: readonly LargeMember[];
   /** Whether every top-level key was written plainly and once. */
   readonly plainKeys: boolean;
+  /** Every top-level member, in order (for a splice of a few: json-splice.ts). */
+  readonly members: readonly TopMember[];
   /** Set when large members were left as bytes: their error when read. */
   readonly invalid: DeferOptions['invalid'] | null;
   /** Whether releaseLargeMembers let go of the large members once already. */
@@ -395,6 +423,11 @@ const SCAN = Symbol('scan');
 
 function scanOf(document: unknown): Scan | undefined {
   return typeof document === 'object' && document !== null ? (document as { [SCAN]?: Scan })[SCAN] : undefined;
+}
+
+/** The top-level members the scan of a large document found (null: it was not scanned). */
+export function scannedMembers(document: object): readonly TopMember[] | null {
+  return scanOf(document)?.members ?? null;
 }
 
 /** A member's value, parsed from its bytes. */

@@ -11,6 +11,7 @@ import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { jsonPieces } from '../formats/json-pieces.js';
 import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { splicedBody } from '../formats/json-splice.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { messagesTarget } from '../formats/messages/index.js';
@@ -49,8 +50,10 @@ function askProvider(target: Target, endpoint: Endpoint, body: RequestBody, req:
 async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, request: AnthropicRequest, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps, threaded: boolean): Promise<Buffer | null> {
   const model = target.modelMap?.map(request.model) ?? request.model;
   interaction.upstreamModel = model;
-  // Claude Code counts its whole conversation: serialised in pieces, as a translation is.
-  const body = model === request.model && !threaded && plainUniqueKeys(raw, request) ? raw : shallow(() => jsonPieces({ ...request, model }, 'messages'));
+  // Claude Code counts its whole conversation: its bytes, the model spliced in; serialised in
+  // pieces, as a translation is, where a thread changed it.
+  const spliced = !threaded && plainUniqueKeys(raw, request) ? splicedBody({ raw, document: request, changes: new Map(model === request.model ? [] : [['model', model]]) }) : null;
+  const body = spliced ?? shallow(() => jsonPieces({ ...request, model }, 'messages'));
   const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;

@@ -13,6 +13,7 @@ import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { AnswerHints, Exchange, WayBack } from '../formats/translation.js';
 import { plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
+import { changesBetween, splicedBody, unchanged, type ClientBytes } from '../formats/json-splice.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -97,8 +98,8 @@ export interface Surface<C extends ApiTypes> {
 /** The request as it goes to the target: the key's model map and output cap applied. */
 interface Outbound<C extends ApiTypes> {
   readonly request: C['request'];
-  /** The client's bytes, when they may go as they are (nothing was changed). */
-  readonly raw: Buffer | null;
+  /** The client's bytes and what changed in them, when they may go as they are but for those members. */
+  readonly raw: ClientBytes | null;
   readonly model: string;
   readonly maxOutputTokens: number;
 }
@@ -251,8 +252,8 @@ function cappedOutput(target: Target, asked: number): number {
 
 /**
  * The key's model map (the requested name → the target's) and output cap (a target that accepts
- * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). A request
- * that changes is re-serialised; one that does not goes as the client's own bytes.
+ * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). The
+ * client's own bytes go, with the members that change spliced in (json-splice.ts).
  */
 function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer): Outbound<C> {
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
@@ -260,9 +261,11 @@ function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, 
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ
   // on which of two `model`s wins, and the gateway checked (and prices) the one it read.
-  if (model === parsed.model && !capped) return { request: parsed.request, raw: plainUniqueKeys(raw, parsed.request as object) ? raw : null, model, maxOutputTokens };
+  const document = parsed.request as object;
+  const plain = plainUniqueKeys(raw, document);
+  if (model === parsed.model && !capped) return { request: parsed.request, raw: plain ? unchanged(raw, document) : null, model, maxOutputTokens };
   const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
-  return { request, raw: null, model, maxOutputTokens };
+  return { request, raw: plain ? { raw, document, changes: changesBetween(document, request as object) } : null, model, maxOutputTokens };
 }
 
 function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
@@ -362,7 +365,7 @@ export function translate<C extends ApiTypes>(route: Route<C>, request: C['reque
  * The body the target gets: the client's request translated where the target speaks another API,
  * changed where the provider needs it, and the client's own bytes where nothing changes.
  */
-export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: Buffer | null): RequestBody {
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: ClientBytes | null): RequestBody {
   return shallow(() => {
     const translated = exchange.request;
     const adjusted = provider.adjust?.(route.target.name, translated, !route.translation.identity) ?? null;
@@ -616,12 +619,22 @@ function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
   if (usage !== null && interaction.price !== null) res.setHeader('x-gateway-cost-usd', decimalUsd(costUsd(interaction.price, usage)));
   stampOverhead(res, interaction.overheadMs(performance.now()));
-  // Passed through, the provider's own bytes (checked whole above) go on unchanged, unless renamed.
-  sendJson(res, 200, route.translation.identity && !renamed ? body : JSON.stringify(response));
+  // Passed through, the provider's own bytes (checked whole above) go on unchanged, or with the
+  // model the client asked for spliced in (a tool call's input is not re-serialised: an integer
+  // past 2^53 in it would change).
+  const passed = !route.translation.identity ? null : renamed ? renamedBody(body, asked) : body;
+  sendJson(res, 200, passed ?? JSON.stringify(response));
   interaction.status = 200;
   interaction.response = response;
   const id = (answer as { id?: unknown }).id;
   return typeof id === 'string' ? id : null;
+}
+
+/** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
+function renamedBody(body: Buffer, model: string): Buffer | null {
+  if (!plainUniqueKeys(body)) return null;
+  const spliced = splicedBody({ raw: body, document: {}, changes: new Map([['model', model]]) });
+  return spliced === null ? null : Buffer.isBuffer(spliced) ? spliced : Buffer.concat(spliced);
 }
 
 async function answerStream<C extends ApiTypes>(

@@ -5,6 +5,7 @@ import { invalidRequest } from '../../errors.js';
 import { memberView } from '../json-bytes.js';
 import { isRecord, parseJsonObject } from '../json.js';
 import { jsonPieces } from '../json-pieces.js';
+import { splicedBody, withChanges, type ClientBytes } from '../json-splice.js';
 import type { ChatRequest } from './types.js';
 
 /** The fields that limit a completion's output, of which max_completion_tokens wins. */
@@ -77,23 +78,15 @@ export function wantsStreamUsage(request: ChatRequest): boolean {
   return isRecord(options) && options.include_usage === true;
 }
 
-const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');
-
 /**
  * The body a provider that speaks Chat Completions gets: the client's own bytes when it spoke
- * chat (`raw`) and nothing must change. For streams the gateway always asks for usage, so every
- * log entry has token counts; when the client sent no `stream_options`, the field is spliced in
- * after the opening brace instead of re-serialising the whole body: the three pieces are sent as
- * they are, not copied into one.
+ * chat (`raw`), with what must change spliced in. For streams the gateway always asks for usage,
+ * so every log entry has token counts: `stream_options` gets `include_usage`, the rest of the
+ * body sent as the client's pieces, not copied into one.
  */
-export function chatRequestBody(request: ChatRequest, raw: Buffer | null): Buffer | string | readonly Buffer[] {
-  const needsUsage = request.stream === true && !wantsStreamUsage(request);
-  if (raw !== null && !needsUsage) return raw;
-  if (raw !== null && !('stream_options' in request)) {
-    const brace = raw.indexOf(0x7b /* { */);
-    return [raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.subarray(brace + 1)];
-  }
-  if (!needsUsage) return jsonPieces(request, 'messages');
+export function chatRequestBody(request: ChatRequest, raw: ClientBytes | null): Buffer | string | readonly Buffer[] {
   const options = request.stream_options;
-  return jsonPieces({ ...request, stream_options: { ...(isRecord(options) ? options : {}), include_usage: true } }, 'messages');
+  const usage = request.stream === true && !wantsStreamUsage(request) ? { ...(isRecord(options) ? options : {}), include_usage: true } : null;
+  const spliced = raw === null ? null : splicedBody(usage === null ? raw : withChanges(raw, [['stream_options', usage]]));
+  return spliced ?? jsonPieces(usage === null ? request : { ...request, stream_options: usage }, 'messages');
 }

@@ -7,6 +7,7 @@ import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { isRecord } from '../json.js';
 import { jsonPieces } from '../json-pieces.js';
+import { splicedBody } from '../json-splice.js';
 import { stateless, type Translation } from '../translation.js';
 import { parseMessage } from './answer.js';
 import { MessageAssembler } from './assemble.js';
@@ -71,7 +72,7 @@ export const messagesTarget: TargetApi<MessagesTypes> = {
   authHeaders: (apiKey) => ({ 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION }),
   modelsPath: '/v1/models',
   parseModelList: parseMessagesModelList,
-  body: (request, raw) => raw ?? jsonPieces(request, 'messages'),
+  body: (request, raw) => (raw === null ? null : splicedBody(raw)) ?? jsonPieces(request, 'messages'),
   parseResponse: parseMessage,
   usage: (response) => messagesUsage(response.usage),
   decodeEvent: decodeMessagesEvent,

@@ -8,6 +8,7 @@ import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { parseChatModelList } from '../chat/models.js';
 import { jsonPieces } from '../json-pieces.js';
+import { splicedBody } from '../json-splice.js';
 import type { Translation } from '../translation.js';
 import { parseResponseObject } from './answer.js';
 import { responsesErrorBody } from './errors.js';
@@ -49,7 +50,7 @@ export const responsesTarget: TargetApi<ResponsesTypes> = {
   authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
   modelsPath: '/models',
   parseModelList: parseChatModelList,
-  body: (request, raw) => raw ?? jsonPieces(request, 'input'),
+  body: (request, raw) => (raw === null ? null : splicedBody(raw)) ?? jsonPieces(request, 'input'),
   parseResponse: parseResponseObject,
   usage: (response) => responsesUsage(response.usage),
   decodeEvent: decodeResponsesEvent,
