@@ -334,7 +334,7 @@ describe('anthropic request: parameters', () => {
 
   it('reasoning_effort → adaptive thinking with output_config.effort on Claude 4.6 and later', () => {
     const out = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'medium' });
-    assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [{ type: 'adaptive' }, { effort: 'medium' }, 4096 + 2048]);
+    assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [{ type: 'adaptive', display: 'summarized' }, { effort: 'medium' }, 4096 + 2048]);
     assert.deepEqual(translate({ model: 'claude-sonnet-5', messages: [user('x')], reasoning_effort: 'minimal', max_tokens: 1000 }).output_config, { effort: 'low' });
     assert.deepEqual(translate({ model: 'claude-opus-4-7', messages: [user('x')], reasoning_effort: 'xhigh' }).output_config, { effort: 'high' });
     const both = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'low', response_format: { type: 'json_schema', json_schema: { name: 'r', schema: { type: 'object' } } } });
@@ -365,7 +365,7 @@ describe('anthropic request: parameters', () => {
       assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [undefined, undefined, 4096], model);
     }
     const after = translate({ model: 'claude-opus-4-6', messages: [...loop, { role: 'assistant', content: 'It is sunny.' }, user('thanks')], reasoning_effort: 'high' });
-    assert.deepEqual(after.thinking, { type: 'adaptive' }, 'a new question after the answer thinks again');
+    assert.deepEqual(after.thinking, { type: 'adaptive', display: 'summarized' }, 'a new question after the answer thinks again');
   });
 
   it("a client's own thinking wins over reasoning_effort, which still steers adaptive thinking", () => {

@@ -681,7 +681,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.equal(adaptive.status, 200, adaptive.text);
     assert.equal(assertCodexStream(events(adaptive.text)).output[0].summary[0].text, 'Let me think.');
     const thought = anthropic.requests.at(-1)?.json;
-    assert.deepEqual([thought.thinking, thought.output_config, thought.max_tokens], [{ type: 'adaptive' }, { effort: 'high' }, 20000]);
+    assert.deepEqual([thought.thinking, thought.output_config, thought.max_tokens], [{ type: 'adaptive', display: 'summarized' }, { effort: 'high' }, 20000]);
 
     // A tool loop: the call's turn thinks; its continuation cannot send Claude's thinking back, so it goes on without.
     const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }], tools: [weatherTool], reasoning: { effort: 'high' }, store: false };
@@ -712,7 +712,7 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.deepEqual(JSON.parse(reply.json.choices[0].message.content), { city: 'claude says: Where?', sunny: true });
     assert.equal(reply.json.choices[0].message.reasoning_content, 'Let me think.');
     const sent = anthropic.requests.at(-1)?.json;
-    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive', display: 'summarized' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
   });
 
   it("answers an error before the stream in OpenAI's shape with its status; a prompt too long is context_length_exceeded", async () => {

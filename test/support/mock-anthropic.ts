@@ -65,6 +65,7 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
   if (thinking !== undefined) {
     if (!['enabled', 'adaptive', 'disabled'].includes(thinking?.type)) return "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'";
     if (thinking.type === 'adaptive' && !ADAPTIVE_MODEL.test(body.model)) return `thinking.type: adaptive thinking is not supported on ${body.model}`;
+    if (thinking.display !== undefined && !['summarized', 'omitted'].includes(thinking.display)) return "thinking.display: Input should be 'summarized' or 'omitted'";
     if (thinking.type === 'enabled') {
       if (!Number.isInteger(thinking.budget_tokens) || thinking.budget_tokens < 1024) return 'thinking.enabled.budget_tokens: Input should be greater than or equal to 1024';
       if (!countTokens && thinking.budget_tokens >= body.max_tokens) return '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size';

@@ -34,7 +34,7 @@ function modeOf(model: string): Mode {
 }
 
 export interface EffortThinking {
-  readonly thinking?: { type: 'adaptive' } | { type: 'enabled'; budget_tokens: number };
+  readonly thinking?: { type: 'adaptive'; display: 'summarized' } | { type: 'enabled'; budget_tokens: number };
   readonly effort?: string;
   readonly maxTokens: number;
 }
@@ -53,7 +53,9 @@ export function thinkingFromEffort(effort: unknown, model: string, limit: number
   const level = entryOf(BUDGETS, effort);
   if (level === undefined || mode === 'none') return { maxTokens: limit ?? defaultMaxTokens };
   const maxTokens = limit ?? defaultMaxTokens + level;
-  if (mode === 'adaptive') return { thinking: { type: 'adaptive' }, effort: entryOf(EFFORTS, effort) as string, maxTokens };
+  // Summarized: Opus 4.7 and later leave thinking out of the answer unless asked, and a client
+  // that set an effort wants to see it (reasoning_content, a Responses summary).
+  if (mode === 'adaptive') return { thinking: { type: 'adaptive', display: 'summarized' }, effort: entryOf(EFFORTS, effort) as string, maxTokens };
   const budget = limit === null ? level : Math.min(level, Math.floor(limit / 2));
   if (budget < MIN_BUDGET) return { maxTokens };
   return { thinking: { type: 'enabled', budget_tokens: budget }, maxTokens };
