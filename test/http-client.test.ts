@@ -180,6 +180,28 @@ describe('http client: framing', () => {
     assert.equal(server.connections(), 1);
   });
 
+  it('does not reuse a connection after a 204 or 304 that frames a body it cannot have (its late body would answer the next request)', async () => {
+    for (const head of ['HTTP/1.1 204 No Content\r\nContent-Length: 17', 'HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked']) {
+      const server = await serve((socket, index) => {
+        if (index > 0) return void socket.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine');
+        socket.setNoDelay(true);
+        socket.write(`${head}\r\n\r\n`);
+        setTimeout(() => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen'), 5);
+      });
+      await answered(requestTo(server.port));
+      assert.equal((await answered(requestTo(server.port))).body, 'mine', head);
+      assert.equal(server.connections(), 2);
+    }
+  });
+
+  it('closes a connection after 1,000 requests, which bounds a server that answered one request twice', { timeout: 30_000 }, async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    for (let i = 0; i < 1000; i++) await answered(requestTo(server.port));
+    assert.equal(server.connections(), 1);
+    await answered(requestTo(server.port));
+    assert.equal(server.connections(), 2);
+  });
+
   it('does not reuse a connection the server marked close', async () => {
     const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok'));
     await answered(requestTo(server.port));

@@ -73,6 +73,13 @@ const MAX_LINE_BYTES = 8 * 1024;
 /** Idle connections kept per origin, and for how long. */
 const MAX_FREE_PER_ORIGIN = 1024;
 const FREE_IDLE_MS = 30_000;
+/**
+ * Requests per connection, then it is closed (nginx's keepalive_requests default). HTTP/1.1 has no
+ * request ids: a server that answers one request twice shifts every later answer on its
+ * connection by one, which nothing in the bytes can tell. Bytes that come while a connection is
+ * idle close it; under steady load it may never be idle, and this bounds how long it lasts.
+ */
+const MAX_REQUESTS_PER_CONNECTION = 1000;
 const SWEEP_MS = 5_000;
 
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
@@ -196,7 +203,8 @@ class Exchange {
     if (typeof framing === 'string') return this.fail(failure(framing, 'the response body has no valid length'));
     this.framing = framing.framing;
     this.remaining = framing.length;
-    this.keepAlive = parsed.keepAlive && framing.framing !== Framing.UntilClose;
+    // A 204 or 304 that frames a body it cannot have: that body would be read as the next answer.
+    this.keepAlive = parsed.keepAlive && framing.framing !== Framing.UntilClose && !(framing.framing === Framing.None && framesBody(parsed.headers));
     const body = new ResponseBody(this);
     this.body = body;
     this.handlers.onResponse({ status: parsed.status, headers: parsed.headers, body });
@@ -450,7 +458,7 @@ class Pool {
   }
 
   release(connection: Connection): void {
-    if (this.free.length >= MAX_FREE_PER_ORIGIN) return connection.destroy();
+    if (this.free.length >= MAX_FREE_PER_ORIGIN || connection.requests >= MAX_REQUESTS_PER_CONNECTION) return connection.destroy();
     connection.freeSince = performance.now();
     connection.socket.unref(); // an idle connection does not keep the process alive
     this.free.push(connection);
@@ -661,6 +669,12 @@ function framingOf(head: Head): { framing: Framing; length: number } | string {
   if (!/^\d{1,15}$/.test(value)) return 'HPE_INVALID_CONTENT_LENGTH';
   const bytes = Number(value);
   return bytes === 0 ? { framing: Framing.None, length: 0 } : { framing: Framing.Length, length: bytes };
+}
+
+/** The head says a body follows (a length above 0, or a transfer coding). */
+function framesBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && !/^\s*0\s*$/.test(length));
 }
 
 function parseChunkSize(line: string): number | null {
