@@ -307,6 +307,19 @@ describe('messages request → chat: tools and parameters', () => {
     assert.equal(translate({ model: 'o3', thinking: { type: 'disabled' }, output_config: { effort: 'high' } }).reasoning_effort, undefined);
     const schema = { type: 'object', properties: { a: { type: 'string' } } };
     assert.deepEqual(translate({ output_config: { format: { type: 'json_schema', schema } } }).response_format, { type: 'json_schema', json_schema: { name: 'response', schema } });
+    assert.deepEqual(translate({ output_format: { type: 'json_schema', schema } }).response_format, { type: 'json_schema', json_schema: { name: 'response', schema } }, 'the beta name');
+  });
+
+  it("a client's thinking → reasoning_effort for OpenAI's reasoning models, which from GPT-5.1 on reason only when asked (Claude Code sends a budget)", () => {
+    const effort = (thinking: unknown, model = 'gpt-5.2', extra: object = {}): unknown => translate({ model, thinking, ...extra }).reasoning_effort;
+    assert.equal(effort({ type: 'enabled', budget_tokens: 31999 }), 'high');
+    assert.equal(effort({ type: 'enabled', budget_tokens: 2048 }), 'medium');
+    assert.equal(effort({ type: 'enabled', budget_tokens: 1024 }), 'low');
+    assert.equal(effort({ type: 'adaptive' }), 'high');
+    assert.equal(effort({ type: 'adaptive' }, 'gpt-5.2', { output_config: { effort: 'low' } }), 'low', 'the effort the client set wins');
+    assert.equal(effort({ type: 'disabled' }), undefined);
+    assert.equal(effort({ type: 'enabled', budget_tokens: 31999 }, 'gpt-4o'), undefined, 'a model that takes no effort');
+    assert.equal(effort({ type: 'enabled', budget_tokens: 31999 }, 'deepseek-chat'), undefined);
   });
 
   it('refuses mcp_servers, which only Anthropic runs', () => {

@@ -31,7 +31,8 @@ export const MESSAGES_PARAMETERS: Readonly<Record<string, Rule>> = {
   tools: { action: 'map', to: 'function tools (input_schema → parameters; defer_loading, cache_control, strict, input_examples removed); server tools refused' },
   tool_choice: { action: 'map', to: 'auto → auto, any → required, tool → that function, none → none; disable_parallel_tool_use → parallel_tool_calls: false' },
   output_config: { action: 'map', to: "effort → reasoning_effort for OpenAI's reasoning models (o1, o3, o4, gpt-5), dropped for others; format → response_format json_schema" },
-  thinking: { action: 'drop', why: 'no Chat Completions equivalent (the effort level is what maps; reasoning models think on their own)' },
+  output_format: { action: 'map', to: 'response_format json_schema (the structured-outputs beta name of output_config.format)' },
+  thinking: { action: 'map', to: "without output_config.effort, reasoning_effort for OpenAI's reasoning models: budget_tokens under 2,048 low, under 4,096 medium, else high; adaptive high (Anthropic's default effort); dropped for others" },
   top_k: { action: 'drop', why: 'no Chat Completions equivalent' },
   context_management: { action: 'drop', why: "Anthropic's server-side context editing" },
   service_tier: { action: 'drop', why: "Anthropic's tiers do not map to OpenAI's" },
@@ -311,15 +312,23 @@ function userId(metadata: unknown): string | null {
 }
 
 function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
-  const config = request.output_config;
-  if (!isRecord(config)) return;
+  const config = isRecord(request.output_config) ? request.output_config : {};
   const thinkingOff = isRecord(request.thinking) && request.thinking.type === 'disabled';
-  const effort = reasoningEffort(config.effort, out.model);
+  // GPT-5.1 and later reason only when asked: a client's thinking is its ask (Claude Code sends a budget).
+  const effort = reasoningEffort(config.effort ?? effortOfThinking(request.thinking), out.model);
   if (effort !== undefined && !thinkingOff) out.reasoning_effort = effort;
-  const format = config.format;
+  const format = config.format ?? request.output_format;
   if (isRecord(format) && format.type === 'json_schema' && isRecord(format.schema)) {
     out.response_format = { type: 'json_schema', json_schema: { name: 'response', schema: format.schema } };
   }
+}
+
+/** A client's thinking as an effort level: its budget as LiteLLM maps levels to budgets (1,024, 2,048, 4,096); adaptive as Anthropic's default effort. */
+function effortOfThinking(thinking: unknown): string | undefined {
+  if (!isRecord(thinking)) return undefined;
+  if (thinking.type === 'adaptive') return 'high';
+  if (thinking.type !== 'enabled' || typeof thinking.budget_tokens !== 'number') return undefined;
+  return thinking.budget_tokens >= 4096 ? 'high' : thinking.budget_tokens >= 2048 ? 'medium' : 'low';
 }
 
 function optionalNumber(value: unknown, param: string): number | undefined {
