@@ -62,6 +62,7 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   metadata: { action: 'drop', why: 'OpenAI stored-completion tags' },
   service_tier: { action: 'drop', why: "OpenAI's tiers do not map to Anthropic's" },
   prompt_cache_key: { action: 'drop', why: 'OpenAI cache routing hint' },
+  prompt_cache_retention: { action: 'drop', why: "OpenAI's cache retention (Anthropic's is set per block, with cache_control)" },
   safety_identifier: { action: 'drop', why: 'OpenAI abuse-monitoring id' },
   verbosity: { action: 'drop', why: 'no Anthropic equivalent' },
   logprobs: { action: 'refuse', why: 'Anthropic returns no log probabilities', unless: (value) => value === false },
