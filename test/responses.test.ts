@@ -116,6 +116,13 @@ describe('Responses request → chat', () => {
     refused({ input: [{ role: 'user', content: [{ type: 'input_audio' }] }] }, /input_audio/, 'input[0].content[0].type');
   });
 
+  it("takes a reasoning item's own text where it has one, else its summary, never both; parts apart by a blank line", () => {
+    const reasoning = (item: object): unknown => translate({ model: 'deepseek-reasoner', input: [{ role: 'user', content: 'q' }, { type: 'reasoning', id: 'rs_1', ...item }, { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'A.' }] }] }).messages[1]?.reasoning_content;
+    assert.equal(reasoning({ summary: [{ type: 'summary_text', text: 'Short.' }], content: [{ type: 'reasoning_text', text: 'The long one.' }] }), 'The long one.');
+    assert.equal(reasoning({ summary: [{ type: 'summary_text', text: 'First.' }, { type: 'summary_text', text: 'Second.' }] }), 'First.\n\nSecond.');
+    assert.equal(reasoning({ summary: [{ type: 'summary_text', text: 'Kept.' }], content: [] }), 'Kept.');
+  });
+
   it('joins function calls to the assistant turn before them and answers them with tool messages; earlier reasoning rides along as reasoning_content', () => {
     const out = translate({
       input: [
@@ -821,7 +828,7 @@ describe('review findings, each a regression test', () => {
     const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };
     const fields = { model: 'claude-opus-4-6', reasoning: { effort: 'high', summary: 'auto' }, text: { format: { type: 'json_schema', name: 'r', schema, strict: true } } };
     const sent = router.route(responsesClient, ['messages']).translation.exchange(request(fields)).request as AnthropicRequest;
-    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive' }, { effort: 'high', format: { type: 'json_schema', schema } }]);
+    assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive', display: 'summarized' }, { effort: 'high', format: { type: 'json_schema', schema } }]);
     const chat = router.route(responsesClient, ['chat']).translation.exchange(request(fields)).request as ChatRequest;
     assert.equal(chat.reasoning_effort, undefined, 'OpenAI-format servers refuse an effort for a model that does not reason');
     assert.throws(

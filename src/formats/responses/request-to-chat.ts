@@ -400,8 +400,11 @@ function joined(before: string, after: string): string {
 }
 
 function reasoningText(item: Record<string, unknown>): string {
-  const pieces = [item.summary, item.content].flatMap((list) => (Array.isArray(list) ? list : []));
-  return pieces.map((part: unknown) => (isRecord(part) && typeof part.text === 'string' ? part.text : '')).join('');
+  // The reasoning itself where it came (reasoning_text parts), else its summary: not both, which
+  // would say the same twice. Parts apart by a blank line, as summaries are shown.
+  const texts = (list: unknown): string[] => (Array.isArray(list) ? list : []).flatMap((part: unknown) => (isRecord(part) && typeof part.text === 'string' && part.text !== '' ? [part.text] : []));
+  const content = texts(item.content);
+  return (content.length > 0 ? content : texts(item.summary)).join('\n\n');
 }
 
 // ---- the request ---------------------------------------------------------------------------
