@@ -66,6 +66,7 @@ async function main(): Promise<void> {
     (entry) => addToReport(report, entry, options.range),
     () => report.skipped++,
   );
+  const missing: string[] = [];
   for (const file of options.files) {
     let lines = 0;
     try {
@@ -75,6 +76,11 @@ async function main(): Promise<void> {
       }
     } catch (err) {
       const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      // Right after a rotation (logrotate's nocreate) the current file is made by the next entry.
+      if (why === 'ENOENT') {
+        missing.push(file);
+        continue;
+      }
       if (lines === 0) fail(`cannot read ${file} (${why}); give the log file with --file`);
       // A file damaged part-way (a .gz cut short): what came before counts, the rest is one skipped part.
       process.stderr.write(`${file}: stopped reading at a damaged part (${why}); the entries before it are counted\n`);
@@ -83,6 +89,8 @@ async function main(): Promise<void> {
     // Each file ends its last entry: none runs on into the next file.
     reader.end();
   }
+  if (missing.length === options.files.length) fail(`no such file: ${missing.join(', ')} (nothing logged there yet, or the log is elsewhere: give it with --file)`);
+  for (const file of missing) process.stderr.write(`${file} does not exist (yet: after a rotation, the next entry makes it): counted as empty\n`);
   process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.files.join(', ')));
 }
 

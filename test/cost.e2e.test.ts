@@ -399,6 +399,14 @@ describe('npm run usage', () => {
     assert.equal(rotated.code, 0, rotated.stderr);
     assert.match(rotated.stdout, /^9 requests in .*llm_interactions\.json\.2\.gz, .*llm_interactions\.json\.1, .*llm_interactions\.json, from .* \(1 unreadable part skipped\)/);
     assert.match(rotated.stdout, /^reporting\s+9\s+0\s+99\s+63\s/m);
+    // Just rotated (nocreate): the current file comes with the next entry; until then it counts as empty.
+    const justRotated = await usage('--file', `${gateway.logFile}.1`, '--file', `${gateway.logFile}.new`);
+    assert.equal(justRotated.code, 0, justRotated.stderr);
+    assert.match(justRotated.stderr, /llm_interactions\.json\.new does not exist \(yet: after a rotation, the next entry makes it\): counted as empty/);
+    assert.match(justRotated.stdout, /^reporting\s+3\s+0\s+33\s+21\s/m);
+    const none = await usage('--file', `${gateway.logFile}.new`);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no such file: .*\.new \(nothing logged there yet, or the log is elsewhere: give it with --file\)/);
     writeFileSync(`${gateway.logFile}.3.gz`, text);
     const notGzip = await usage('--file', `${gateway.logFile}.3.gz`);
     assert.equal(notGzip.code, 2);
