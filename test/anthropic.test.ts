@@ -9,7 +9,7 @@ import type { ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types
 import { GatewayError } from '../src/errors.js';
 import { PARAMETERS, toAnthropicRequest, toolId } from '../src/formats/messages/request-from-chat.js';
 import { chatToMessages, messagesTarget } from '../src/formats/messages/index.js';
-import { decodeMessagesEvent } from '../src/formats/messages/stream.js';
+import { decodeMessagesEvent, MESSAGES_NOTABLE } from '../src/formats/messages/stream.js';
 import { messagesStreamToChat } from '../src/formats/messages/stream-to-chat.js';
 import { FINISH_REASONS, finishReason, toChatCompletion, toChatUsage } from '../src/formats/messages/response-to-chat.js';
 import type { AnthropicResponse, MessagesEvent } from '../src/formats/messages/types.js';
@@ -618,6 +618,11 @@ describe('anthropic stream', () => {
     const [odd] = translator.event({ event: 'error', data: '{"type":"error","error":{"type":"constructor","message":"?"}}' });
     assert.ok(odd?.kind === 'error');
     assert.equal(odd.error.status, 502);
+    // Named an error, it is one, whatever its data says: Anthropic's SDK goes by the name.
+    const [named] = translator.event({ event: 'error', data: '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}' });
+    assert.ok(named?.kind === 'error');
+    assert.equal(named.error.status, 500, "an api_error, as Anthropic's SDK would take it");
+    assert.match('event: error\ndata: {"type":"content_block_delta"}\n\n', MESSAGES_NOTABLE, 'seen by a pass-through, not forwarded as bytes');
   });
 
   it('ignores ping and unknown events', () => {

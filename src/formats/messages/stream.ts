@@ -14,7 +14,7 @@ import type { MessagesEvent } from './types.js';
 import { messagesUsage } from './usage.js';
 
 /** Events that carry usage, the end or an error; content deltas may pass as their bytes. */
-export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|error)"/;
+export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|error)"|event:\s*error\b/;
 
 /** The HTTP status each Anthropic error type stands for (mid-stream errors arrive with a 200). */
 const ERROR_STATUS: Readonly<Record<string, number>> = {
@@ -40,7 +40,8 @@ function messagesStreamError(error: unknown): GatewayError {
 export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesEvent>> {
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
-  if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
+  // Named an error, it is one: Anthropic's SDK goes by the name, whatever the data says.
+  if (data.type === 'error' || event.event === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
   const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
   // message_stop is the last event: the stream's end as well.
   return data.type === 'message_stop' ? [item, { kind: 'end' }] : [item];
