@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { Cancellation } from '../src/upstream/cancel.js';
 import type { GatewayError } from '../src/errors.js';
-import { encodeRequest, HttpClient, parseHead, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
+import { encodeRequest, HttpClient, parseHead, whyCut, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
 import { readAll } from '../src/upstream/read.js';
 import { sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream/send.js';
 import type { Endpoint } from '../src/upstream/types.js';
@@ -230,6 +230,26 @@ describe('http client: failures', () => {
       const outcome = await answered(requestTo(server.port));
       assert.equal(outcome.body, 'ok');
       assert.equal(outcome.ended, false);
+    }
+  });
+
+  it('says why it cut a body short, for the log: the framing error, not a close by the provider', async () => {
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n');
+      else socket.end('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok');
+    });
+    for (const expected of [/^HPE_INVALID_CHUNK_SIZE: a chunk size is not hexadecimal$/, null]) {
+      const why = await new Promise<string | null>((resolve) => {
+        call(requestTo(server.port), {
+          onResponse: (response) => {
+            response.body.resume();
+            response.body.on('close', () => resolve(whyCut(response.body)));
+          },
+          onError: () => resolve('no response'),
+        });
+      });
+      if (expected === null) assert.equal(why, null, 'a close by the provider: nothing more to say');
+      else assert.match(String(why), expected);
     }
   });
 

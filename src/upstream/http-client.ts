@@ -104,6 +104,9 @@ const ABORTED = failure('ECONNABORTED', 'the call was aborted');
 
 /** The body as a stream; reading it slowly pauses the connection (backpressure to the provider). */
 class ResponseBody extends Readable {
+  /** What cut it short (a framing error, a reset), when something did. */
+  cutBy: NodeJS.ErrnoException | null = null;
+
   constructor(private readonly exchange: Exchange) {
     super();
   }
@@ -117,6 +120,12 @@ class ResponseBody extends Readable {
     if (!this.exchange.complete) this.exchange.connection?.destroy();
     callback(error);
   }
+}
+
+/** Why a response body closed before its end, for an operator's log: the parser's or the socket's error (null: a clean close, or not known). */
+export function whyCut(body: Readable): string | null {
+  const error = body instanceof ResponseBody ? body.cutBy : null;
+  return error === null || error === ABORTED ? null : `${error.code ?? 'error'}: ${error.message}`;
 }
 
 // ---- one request/response on a connection -------------------------------------------------
@@ -335,6 +344,7 @@ class Exchange {
     // once: the reader may still be on its way (the response was handed over in this same read,
     // and 'close' would fire before its listeners exist).
     const body = this.body;
+    body.cutBy = error;
     setImmediate(() => body.destroy());
   }
 

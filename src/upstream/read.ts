@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
+import { whyCut } from './http-client.js';
 import type { KeyScrubber } from './scrub.js';
 
 export function upstreamIdle(ms: number): GatewayError {
@@ -64,7 +65,7 @@ export function readAll(body: Readable, options: ReadOptions): Promise<Buffer> {
       finish(null);
     });
     body.once('close', () => {
-      if (!settled) finish(new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response' }));
+      if (!settled) finish(new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response', logDetail: whyCut(body) ?? undefined }));
     });
   });
 }

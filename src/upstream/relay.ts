@@ -11,6 +11,7 @@ import { clearDeadline, setDeadline, type Deadline } from './deadlines.js';
 import { GatewayError, toGatewayError } from '../errors.js';
 import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
 import { redactError } from './errors.js';
+import { whyCut } from './http-client.js';
 import { upstreamIdle } from './read.js';
 import type { KeyScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
@@ -162,7 +163,7 @@ class StreamRelay {
   };
 
   private readonly onClose = (): void => {
-    if (!this.over) this.fail(new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost' }));
+    if (!this.over) this.fail(new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost', logDetail: whyCut(this.upstream.body) ?? undefined }));
   };
 
   private readonly onCancel = (): void => {
