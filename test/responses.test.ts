@@ -191,6 +191,13 @@ describe('Responses request → chat', () => {
     refused({ tools: [weather, { ...weather }] }, /two tools are called "get_weather"/);
   });
 
+  it("refuses OpenAI's tool types the client runs (shell, patch) and their records: left out, the model would lose them without a word", () => {
+    for (const type of ['local_shell', 'shell', 'apply_patch']) refused({ tools: [weather, { type }] }, new RegExp(`"${type}" is a tool type of OpenAI's Responses API.*Declare the tool as a function`), 'tools[1].type', 'unsupported_tool');
+    const history = [{ role: 'user', content: 'ls' }, { type: 'local_shell_call', call_id: 'c1', status: 'completed', action: { type: 'exec', command: ['ls'] } }, { type: 'local_shell_call_output', call_id: 'c1', output: 'a.txt' }];
+    refused({ input: history }, /"local_shell_call" is a tool type of OpenAI's Responses API/, 'input[1].type', 'unsupported_tool');
+    refused({ input: [{ role: 'user', content: 'x' }, { type: 'apply_patch_call_output', call_id: 'c2', status: 'completed' }] }, /"apply_patch_call_output"/, 'input[1].type', 'unsupported_tool');
+  });
+
   it('maps tool_choice, a namespaced or custom tool by its function name, allowed_tools by narrowing the tools', () => {
     const tools = [weather, namespace, patch];
     assert.equal(translate({ tools, tool_choice: 'required' }).tool_choice, 'required');

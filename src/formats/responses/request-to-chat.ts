@@ -57,9 +57,23 @@ const FUNCTION_TYPES = new Set(['function', 'namespace', 'custom']);
 /** Input items a provider other than OpenAI cannot use: hosted-tool calls and their outputs, OpenAI's compaction. */
 const HOSTED_ITEMS = new Set([
   'web_search_call', 'file_search_call', 'code_interpreter_call', 'image_generation_call', 'computer_call', 'computer_call_output',
-  'mcp_call', 'mcp_list_tools', 'mcp_approval_request', 'mcp_approval_response', 'local_shell_call', 'local_shell_call_output',
-  'shell_call', 'shell_call_output', 'apply_patch_call', 'apply_patch_call_output', 'tool_search_call', 'tool_search_output', 'compaction',
+  'mcp_call', 'mcp_list_tools', 'mcp_approval_request', 'mcp_approval_response', 'tool_search_call', 'tool_search_output', 'compaction',
 ]);
+
+/**
+ * OpenAI's tool types that the client runs (a shell, a patch), with shapes of OpenAI's own: left
+ * out, the model would silently lose its shell and the commands' history, so their tools and
+ * records are refused (a function tool of the client's own works on any provider).
+ */
+const CLIENT_RUN_TYPES = new Set(['local_shell', 'shell', 'apply_patch', 'local_shell_call', 'local_shell_call_output', 'shell_call', 'shell_call_output', 'apply_patch_call', 'apply_patch_call_output']);
+
+function clientRun(where: string, type: string): never {
+  throw invalidRequest(
+    `Invalid '${where}': "${type}" is a tool type of OpenAI's Responses API that this key's provider does not have. Declare the tool as a function (or a custom tool) instead, or use a key whose provider is OpenAI.`,
+    where,
+    'unsupported_tool',
+  );
+}
 
 /** A client's tool, by the function name it has in chat. */
 export interface ToolName {
@@ -147,6 +161,7 @@ class ToolTable {
 
   add(tool: unknown, where: string, namespace?: string): void {
     if (!isRecord(tool)) invalid(where, 'expected an object.');
+    if (typeof tool.type === 'string' && CLIENT_RUN_TYPES.has(tool.type)) clientRun(`${where}.type`, tool.type);
     if (!FUNCTION_TYPES.has(tool.type as string) || (namespace !== undefined && tool.type === 'namespace')) {
       this.dropped.push(typeof tool.type === 'string' ? tool.type : where);
       return;
@@ -304,6 +319,7 @@ class Conversation {
         break;
       default:
         if (typeof type === 'string' && HOSTED_ITEMS.has(type)) return; // an OpenAI-run tool's record: nothing to send elsewhere
+        if (typeof type === 'string' && CLIENT_RUN_TYPES.has(type)) clientRun(`${where}.type`, type);
         throw invalidRequest(`Invalid '${where}.type': "${shown(type)}" cannot be translated for this key's provider.`, `${where}.type`, 'invalid_value');
     }
   }
