@@ -411,6 +411,12 @@ describe('keys change without a restart', () => {
       assert.match(gateway.stderr(), /virtual key #1 \(v…\): unknown provider "nope"/);
       assert.match(gateway.stderr(), /virtual key #2 \(v…\): "api_key" is missing; put the real openai API key here/);
       assert.equal((await chat(gateway.url, 'vk_new', hello)).status, 200, 'previous keys still work');
+      // Said once: other files changing in the folder (stderr redirected there, a log) do not say it again.
+      for (let i = 0; i < 3; i++) {
+        writeFileSync(join(gateway.dir, 'gateway.err'), `line ${i}\n`, { flag: 'a' });
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      assert.equal(gateway.stderr().match(/keys NOT reloaded/g)?.length, 1, gateway.stderr());
 
       // Replaced the way editors and deploy tools do it: a new file renamed over the old one.
       const temp = join(gateway.dir, 'keys.json.tmp');

@@ -6,6 +6,7 @@
  * single process and by a cluster primary.
  */
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Registry } from '../providers/index.js';
 import { warn } from '../observe/warn.js';
@@ -34,6 +35,8 @@ export interface ReloadOptions {
 
 export class KeyFile {
   private reloading: Promise<ReloadResult> = Promise.resolve({ outcome: 'unchanged' });
+  /** What the files held when they were last refused, until they load again. */
+  private refused: string | null = null;
 
   constructor(
     readonly path: string,
@@ -65,6 +68,13 @@ export class KeyFile {
     throw allProblems(failures as ConfigFileError[]);
   }
 
+  /** What the files hold now, as one text (a file that cannot be read, as its error's code). */
+  private async held(): Promise<string> {
+    const text = (path: string | null): Promise<string> => (path === null ? Promise.resolve('') : readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => `\0${err.code ?? 'error'}`));
+    const [keys, prices] = await Promise.all([text(this.path), text(this.pricesPath)]);
+    return `${keys}\0\0${prices}`;
+  }
+
   /** Keys and prices from texts this file already accepted (a cluster worker gets them from its primary). */
   parse(text: string, pricesText: string | null): { keys: VirtualKey[]; prices: PriceTable } {
     return { keys: parseKeyFile(text, this.path, this.registry), prices: pricesWith(pricesText, this.pricesPath, Object.keys(this.registry)) };
@@ -77,18 +87,25 @@ export class KeyFile {
 
   private async readAgain(why: string, options: ReloadOptions): Promise<ReloadResult> {
     const where = options.where === undefined ? '' : ` ${options.where}`;
+    // Files refused as they stand are refused once: anything else in their folder (a log, stderr
+    // redirected there) changing would otherwise say it again, and a warning written to a file in
+    // that folder would set off the next.
+    const held = await this.held();
+    if (options.onlyIfChanged && held === this.refused) return { outcome: 'unchanged' };
     try {
       const loaded = await KeyFile.read(this.path, this.registry, this.pricesPath);
       if (options.onlyIfChanged && loaded.text === this.text && loaded.pricesText === this.pricesText) return { outcome: 'unchanged' };
       this.text = loaded.text;
       this.pricesText = loaded.pricesText;
       this.keyCount = loaded.keys.length;
+      this.refused = null;
       const prices = this.pricesPath === null ? '' : ` and prices from ${this.pricesPath}`;
       warn(`keys reloaded (${why}): ${this.keyCount} virtual key${this.keyCount === 1 ? '' : 's'}${prices} in use${where}`);
       for (const warning of keyWarnings(loaded.keys)) warn(warning);
       return { outcome: 'reloaded', ...loaded };
     } catch (err) {
       const message = err instanceof ConfigFileError ? err.message : (err as Error).message;
+      this.refused = held;
       warn(`keys NOT reloaded (${why}); still using the previous ${this.keyCount}${this.pricesPath === null ? '' : ' and their prices'}:\n${message}`);
       return { outcome: 'failed' };
     }
