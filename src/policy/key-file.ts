@@ -89,9 +89,9 @@ export class KeyFile {
     const where = options.where === undefined ? '' : ` ${options.where}`;
     // Files refused as they stand are refused once: anything else in their folder (a log, stderr
     // redirected there) changing would otherwise say it again, and a warning written to a file in
-    // that folder would set off the next.
+    // that folder would set off the next. Files as they are in use are not parsed again.
     const held = await this.held();
-    if (options.onlyIfChanged && held === this.refused) return { outcome: 'unchanged' };
+    if (options.onlyIfChanged && (held === this.refused || held === `${this.text}\0\0${this.pricesText ?? ''}`)) return { outcome: 'unchanged' };
     try {
       const loaded = await KeyFile.read(this.path, this.registry, this.pricesPath);
       if (options.onlyIfChanged && loaded.text === this.text && loaded.pricesText === this.pricesText) return { outcome: 'unchanged' };
