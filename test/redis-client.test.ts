@@ -65,6 +65,21 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
     assert.equal(await client.send(['PING']), 'PONG');
   });
 
+  it('says a refused password or database is REDIS_URL to fix, not a lost connection', async () => {
+    for (const url of [redis.url(undefined, 99), redis.url(undefined, 0).replace('redis://', 'redis://:wrong-password@')]) {
+      const said: string[] = [];
+      const wrong = new RedisClient({ address: parseRedisUrl(url) as RedisAddress, connectTimeoutMs: 500, staleMs: STALE_MS, onState: (error) => said.push(error === null ? 'up' : error.message) });
+      wrong.connect();
+      try {
+        await waitFor(() => said.length > 0, 'a state');
+        assert.match(said[0] ?? '', /refused the gateway's login or database \(ERR .*\): check the user, password and database number in REDIS_URL/);
+        assert.doesNotMatch(said[0] ?? '', /lost/);
+      } finally {
+        wrong.close();
+      }
+    }
+  });
+
   it('fails commands at once while the server is down (nothing sent), and reconnects after it restarts', async () => {
     await redis.kill();
     await waitFor(() => !client.isReady, 'the loss seen');

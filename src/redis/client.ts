@@ -26,6 +26,9 @@ export class RedisUnavailable extends Error {
   }
 }
 
+/** Redis refused the connection's AUTH or SELECT: REDIS_URL is wrong, or Redis's ACL changed. */
+class RedisRefusal extends RedisUnavailable {}
+
 export interface RedisClientOptions {
   readonly address: RedisAddress;
   /** A connection (and its AUTH/SELECT) must be up within this. */
@@ -135,7 +138,15 @@ export class RedisClient {
     if (address.password !== null) first.push(this.write(address.user === null ? ['AUTH', address.password] : ['AUTH', address.user, address.password]));
     if (address.db !== 0 && subscribe === undefined) first.push(this.write(['SELECT', address.db]));
     first.push(this.write(['PING']));
-    for (const reply of await Promise.all(first)) if (reply instanceof RedisReplyError) throw reply;
+    const replies = await Promise.all(first.map((sent) => sent.catch((err: unknown) => err)));
+    replies.forEach((reply, i) => {
+      if (!(reply instanceof Error)) return;
+      // A refused AUTH or SELECT (all but the last, PING): what an operator must fix, not an outage.
+      if (reply instanceof RedisReplyError && i < replies.length - 1 && !reply.passing) {
+        throw new RedisRefusal(`${this.name} refused the gateway's login or database (${reply.message}): check the user, password and database number in REDIS_URL`);
+      }
+      throw reply;
+    });
     // Just after a node refused writes, a replica answers PING as a primary does: this one must
     // take a write (an expiring key of the gateway's own) before it counts as up. A refusal for
     // anything but its state (an ACL without SET) proves nothing either way: it is taken as up.
@@ -244,7 +255,7 @@ export class RedisClient {
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;
-    const error = new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
+    const error = this.lastError instanceof RedisRefusal ? this.lastError : new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
     this.lastError = error;
     for (const waiting of this.pending.drain()) waiting.reject(error);
     if (this.closed) return;
