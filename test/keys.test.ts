@@ -237,6 +237,26 @@ describe('parseKeyFile', () => {
     assert.ok(!(unnamed?.label ?? '').includes('vk_unnamed_key'));
   });
 
+  it('warns about a short virtual key that guards a real provider key, naming it without printing it; not one guarding the mock or a placeholder', () => {
+    const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          vk_alice: { provider: 'openai', api_key: real },
+          vk_0123456789abcdefghij: { provider: 'openai', api_key: real },
+          vk_bob: { provider: 'mock' },
+          vk_carol: { provider: 'openai', api_key: 'sk-...' },
+          vk_vllm: { provider: 'openai', api_key: 'none', base_url: 'http://127.0.0.1:8000/v1' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /characters long/.test(warning)), [
+      'virtual key #1 (vk…) is 8 characters long and guards a real provider key: a short virtual key can be guessed; use a long random one (echo vk_$(openssl rand -hex 16))',
+    ]);
+  });
+
   it('warns about placeholder keys and an anthropic base_url ending in /v1, naming the key without printing it', () => {
     const keys = parseKeyFile(
       JSON.stringify({
@@ -253,7 +273,7 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    const warnings = keyWarnings(keys);
+    const warnings = keyWarnings(keys).filter((warning) => !/characters long/.test(warning)); // short keys' own warning: tested apart
     assert.deepEqual(warnings, [
       'virtual key #1 (vk_ex…): "api_key" looks like a placeholder, not a real openai key; its requests will fail until the keys file holds a real one',
       'virtual key "claude-team": "api_key" looks like a placeholder, not a real anthropic key; its requests will fail until the keys file holds a real one',
@@ -286,7 +306,7 @@ describe('parseKeyFile', () => {
       'keys.json',
       providers,
     );
-    assert.deepEqual(keyWarnings(keys), [
+    assert.deepEqual(keyWarnings(keys).filter((warning) => !/characters long/.test(warning)), [
       'virtual key #1 (vk_c…): requests go to https://api.openai.com/v1/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',
       'virtual key #2 (vk…): requests go to https://api.openai.com/chat/completions: OpenAI\'s API is under /v1; make "base_url" https://api.openai.com/v1',
       'virtual key #3 (vk_…): requests go to https://api.deepseek.com/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',

@@ -16,7 +16,7 @@ import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
-import { publishedKeyProblem } from './published-keys.js';
+import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
@@ -77,6 +77,8 @@ export interface VirtualKey {
 const TARGET_FIELDS = ['provider', 'api_key', 'api_keys', 'base_url', 'api', 'model_map', 'max_output_tokens'];
 const KEY_FIELDS = ['name', ...TARGET_FIELDS, 'models', 'rate_limit', 'budget', 'targets', 'strategy', 'fallback_on', 'timeout_ms', 'circuit_breaker'];
 const MAX_NAME_LENGTH = 100;
+/** A virtual key shorter than this that guards a real provider key is warned about at start: one a person made up can be guessed (the README's `vk_` and 32 hex digits is 35). */
+const SHORT_KEY = 20;
 
 /** Never print a virtual key: at most its first 6 characters (a third of it when shorter), then `…`. */
 export function maskKey(presented: string): string {
@@ -472,6 +474,9 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];
   keys.forEach((key, index) => {
     const where = describeKey(key.id, key.name, index + 1);
+    if (key.id.length < SHORT_KEY && guardsRealKey(key.targets)) {
+      warnings.push(`${where} is ${key.id.length} characters long and guards a real provider key: a short virtual key can be guessed; use a long random one (echo vk_$(openssl rand -hex 16))`);
+    }
     for (const target of key.targets) warnings.push(...targetWarnings(target, key.targets.length > 1 ? `${where}: targets[${target.index}]` : where));
   });
   return warnings;

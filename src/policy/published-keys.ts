@@ -29,10 +29,20 @@ export const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
 /** What self-hosted servers (vLLM, Ollama, llama.cpp) are given for a key they do not check: no provider's key. */
 const NO_KEY = /^(none|empty|dummy|ollama|no[-_ ]?key|not[-_ ]?needed|sk-no-key-required)$/i;
 
+/** The first target that holds a real-looking provider key (not the mock, a placeholder or a self-hosted server's dummy). */
+function guardedTarget(targets: readonly Target[]): Target | undefined {
+  return targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => !isPlaceholder(key) && !NO_KEY.test(key)));
+}
+
+/** Whether a virtual key's targets hold a real-looking provider key: what guessing the virtual key would spend. */
+export function guardsRealKey(targets: readonly Target[]): boolean {
+  return guardedTarget(targets) !== undefined;
+}
+
 /** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
 export function publishedKeyProblem(id: string, targets: readonly Target[]): string | null {
   if (!PUBLISHED_KEYS.has(id)) return null;
-  const guarded = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => !isPlaceholder(key) && !NO_KEY.test(key)));
+  const guarded = guardedTarget(targets);
   if (guarded === undefined) return null;
   // The key is printed in full: it is public already, and the operator must find it.
   return (
