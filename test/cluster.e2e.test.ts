@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, closedPort, openStream, request } from './support/http.js';
@@ -128,6 +129,20 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     assert.equal(await gateway.stop('SIGTERM'), 0);
     assert.ok(readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']));
     for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'worker gone');
+  });
+});
+
+describe('a cluster with more workers than cores', () => {
+  it('starts and serves, and says at start that the extra workers compete for the cores', async () => {
+    const cores = availableParallelism();
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: String(cores + 1), LOG_CONSOLE: 'off', KEYS_WATCH: 'off' } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] })).status, 200);
+      await waitFor(() => /GATEWAY_WORKERS=\d+ on \d+ cores?: workers beyond the cores compete for them/.test(gateway.stderr()), 'the warning');
+      assert.match(gateway.stderr(), new RegExp(`GATEWAY_WORKERS=${cores + 1} on ${cores} cores?:`));
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
   });
 });
 
