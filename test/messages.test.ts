@@ -457,6 +457,15 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
+  it("takes the answer's id and model from the first chunk, not from a stray event before it", () => {
+    const chunk = `data: ${JSON.stringify({ id: 'chatcmpl-7', object: 'chat.completion.chunk', created: 1, model: 'gpt-x', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] })}\n\n`;
+    const events = sdkEvents(runTranslated([Buffer.from(`data: {"x":1}\n\n${chunk}data: [DONE]\n\n`)]).frames);
+    const start = events[0] as { type: string; message: { id: string; model: string } };
+    assert.equal(start.type, 'message_start');
+    assert.equal(start.message.model, 'gpt-x');
+    assert.match(start.message.id, /chatcmpl-7/);
+  });
+
   it('reads reasoning from `reasoning` too (OpenRouter, newer vLLM), streamed and whole', () => {
     const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-r', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     const frames = [data({ role: 'assistant', reasoning: 'Think' }), data({ reasoning: 'ing.' }), data({ content: 'Done.' }), data({}, 'stop'), 'data: [DONE]\n\n'].join('');

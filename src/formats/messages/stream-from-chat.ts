@@ -76,7 +76,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
     const out: Item[] = [];
-    start(chunk, out);
+    // The answer's id and model come from a chunk, not from a stray event before the first one.
+    if (Array.isArray(chunk.choices) || typeof chunk.id === 'string') start(chunk, out);
     if (isRecord(chunk.usage)) usage = chunk.usage;
     const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
     if (!isRecord(choice)) return out;
