@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, random } from '../bench/fixtures.js';
+import { chatClient } from '../src/formats/chat/index.js';
 import { parseJsonBytes } from '../src/formats/json-bytes.js';
 import { changesBetween, splicedBody, topMembers, withChanges, unchanged } from '../src/formats/json-splice.js';
 
@@ -81,6 +82,24 @@ describe('splicedBody', () => {
       for (const key of [...keys, 'new1', 'new2']) if (next() < 0.3) changes[key] = next() < 0.4 ? undefined : value(1);
       check(source, changes);
     }
+  });
+});
+
+describe('a mapped agent-sized request', () => {
+  it('changes the model without parsing the conversation: the copy keeps it as bytes, and the splice sends it as the client wrote it', () => {
+    const raw = Buffer.from(chatBody(agentConversation(1_000_000)));
+    const parsed = chatClient.parseRequest(raw);
+    const copy = chatClient.rewrite(parsed.request, { model: 'gpt-5' });
+    const unread = (object: object): boolean => typeof Object.getOwnPropertyDescriptor(object, 'messages')?.get === 'function';
+    assert.ok(unread(parsed.request) && unread(copy), 'the conversation was not parsed');
+    const changes = changesBetween(parsed.request, copy);
+    assert.deepEqual([...changes], [['model', 'gpt-5']]);
+    assert.ok(unread(copy), 'nor by finding what changed');
+    const body = text(splicedBody({ raw, document: parsed.request, changes }));
+    assert.equal(body, raw.toString('utf8').replace(/^\{"model":"[^"]*"/, '{"model":"gpt-5"'));
+    // Read on the copy (a translation would), it is the conversation, parsed once for both.
+    assert.deepEqual(copy.messages, (JSON.parse(raw.toString('utf8')) as { messages: unknown }).messages);
+    assert.equal(copy.messages, parsed.request.messages);
   });
 });
 

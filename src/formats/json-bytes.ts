@@ -521,6 +521,27 @@ export function releaseLargeMembers(document: object, copies: readonly object[] 
   scan.readBack.clear();
 }
 
+/**
+ * A shallow copy of `document` (what parseJsonBytes made of a body) in which its members left as
+ * bytes and not read yet stay unread: a key's model map changes `model`, and the conversation is
+ * parsed only if something reads it (a translation), on the copy or the document, once for both.
+ */
+export function shallowCopy<T extends object>(document: T): T {
+  const copy = {};
+  const source = document as Readonly<Record<string, unknown>>;
+  for (const key of Object.keys(document)) {
+    if (unread(document, key)) lazyProperty(copy, key, () => source[key]);
+    // Defined, not assigned: a member named __proto__ is data, as JSON.parse and a spread make it.
+    else Object.defineProperty(copy, key, { value: source[key], writable: true, enumerable: true, configurable: true });
+  }
+  return copy as T;
+}
+
+/** Whether `copy` (made by shallowCopy) still has `key` as it came, not read: then it holds what the document holds. */
+export function copiedUnread(copy: object, key: string): boolean {
+  return unread(copy, key);
+}
+
 /** `target[key]` computed by `read` when next read (then kept as a plain property), or set. */
 function lazyProperty(target: object, key: string, read: () => unknown): void {
   const settle = (value: unknown): void => {

@@ -5,7 +5,7 @@
  * agent's conversation, and change what JSON numbers cannot hold exactly: an integer past 2^53
  * (a tool schema's bound, a `seed`) rounded, `-0` made `0`, `1e400` made `null`.
  */
-import { scannedMembers, skipSpace, stringEnd, valueEnd, type TopMember } from './json-bytes.js';
+import { copiedUnread, scannedMembers, skipSpace, stringEnd, valueEnd, type TopMember } from './json-bytes.js';
 
 /** The client's bytes and what changes in them: each member's new value (undefined: left out). */
 export interface ClientBytes {
@@ -112,12 +112,19 @@ function membersOf(raw: Buffer): TopMember[] | null {
   }
 }
 
-/** The top-level members `copy` (a shallow copy of `original` with some changed) changes: new values, and undefined for those it left out. */
+/**
+ * The top-level members `copy` (a shallowCopy of `original` with some changed) changes: new
+ * values, and undefined for those it left out. A member copied unread is not read (parsed) here.
+ */
 export function changesBetween(original: object, copy: object): Map<string, unknown> {
   const before = original as Readonly<Record<string, unknown>>;
   const after = copy as Readonly<Record<string, unknown>>;
   const changes = new Map<string, unknown>();
-  for (const key of Object.keys(after)) if (!Object.hasOwn(before, key) || before[key] !== after[key]) changes.set(key, after[key]);
+  for (const key of Object.keys(after)) {
+    if (copiedUnread(copy, key)) continue;
+    const was = Object.getOwnPropertyDescriptor(before, key);
+    if (was === undefined || was.get !== undefined || was.value !== after[key]) changes.set(key, after[key]);
+  }
   for (const key of Object.keys(before)) if (!Object.hasOwn(after, key)) changes.set(key, undefined);
   return changes;
 }

@@ -4,6 +4,7 @@
  * mock.
  */
 import type { ClientApi, TargetApi } from '../api.js';
+import { shallowCopy } from '../json-bytes.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
 import { chatRequestBody, maxOutputTokens, parseChatRequest } from './request.js';
@@ -26,7 +27,8 @@ export const chatClient: ClientApi<ChatTypes> = {
   },
   errorBody: (error) => error.toBody(),
   rewrite(request, changes) {
-    const copy: ChatRequest = { ...request, model: changes.model };
+    const copy = shallowCopy(request);
+    copy.model = changes.model;
     if (changes.maxOutputTokens !== undefined) {
       // The field the client used (max_completion_tokens wins, as it does upstream).
       if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;

@@ -9,6 +9,7 @@ import { isRecord } from '../json.js';
 import { jsonPieces } from '../json-pieces.js';
 import { splicedBody } from '../json-splice.js';
 import { stateless, type Translation } from '../translation.js';
+import { shallowCopy } from '../json-bytes.js';
 import { parseMessage } from './answer.js';
 import { MessageAssembler } from './assemble.js';
 import { messagesErrorBody } from './errors.js';
@@ -44,7 +45,8 @@ export const messagesClient: ClientApi<MessagesTypes> = {
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: request.max_tokens };
   },
   rewrite(request, changes) {
-    const copy: AnthropicRequest = { ...request, model: changes.model };
+    const copy = shallowCopy(request);
+    copy.model = changes.model;
     const cap = changes.maxOutputTokens;
     if (cap !== undefined) {
       copy.max_tokens = cap;

@@ -10,6 +10,7 @@ import { parseChatModelList } from '../chat/models.js';
 import { jsonPieces } from '../json-pieces.js';
 import { splicedBody } from '../json-splice.js';
 import type { Translation } from '../translation.js';
+import { shallowCopy } from '../json-bytes.js';
 import { parseResponseObject } from './answer.js';
 import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
@@ -35,7 +36,8 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
   },
   rewrite(request, changes) {
-    const copy: ResponsesRequest = { ...request, model: changes.model };
+    const copy = shallowCopy(request);
+    copy.model = changes.model;
     if (changes.maxOutputTokens !== undefined) copy.max_output_tokens = changes.maxOutputTokens;
     return copy;
   },
