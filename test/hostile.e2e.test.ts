@@ -88,6 +88,27 @@ describe('deeply nested JSON', () => {
   });
 });
 
+describe('keys that differ only in case', () => {
+  it("are refused on every route: a Go server (Ollama) reads Model as model, one the gateway never checked or priced", async () => {
+    const before = openaiMock.requests.length;
+    const messages = [{ role: 'user', content: 'hi' }];
+    const big = 'x'.repeat(70_000); // past the size where the body is scanned as bytes
+    for (const [path, body, headers] of [
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, Model: 'gpt-evil' }, {}],
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: big }], MODEL: 'gpt-evil' }, {}],
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, stream: false, 'ſtream': true }, {}],
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, max_tokens: 10, 'max_to\u212Aens': 99999 }, {}],
+      ['/v1/messages', { model: 'gpt-4o-mini', max_tokens: 10, messages, Model: 'gpt-evil' }, { 'x-api-key': 'vk_openai', 'anthropic-version': '2023-06-01' }],
+      ['/v1/responses', { model: 'gpt-4o-mini', input: 'hi', Model: 'gpt-evil' }, {}],
+    ] as const) {
+      const reply = await request(gateway.url, path, { key: 'x-api-key' in headers ? null : 'vk_openai', headers, body });
+      assert.equal(reply.status, 400, `${path}: ${reply.text.slice(0, 300)}`);
+      assert.match(reply.text, /differ only in case: some servers read them as one/);
+    }
+    assert.equal(openaiMock.requests.length, before, 'nothing reached the provider');
+  });
+});
+
 describe('upstream connections', () => {
   it('never sends a request twice once the provider has started answering it', async () => {
     await alive(); // warms the connection pool

@@ -50,5 +50,25 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
     throw err;
   }
   if (!isRecord(body)) throw invalidRequest(`The request body must be a JSON object with ${expected}.`, null, 'invalid_body');
+  refuseCaseTwins(body);
   return body;
+}
+
+/**
+ * Refuses top-level keys that differ only in case (`model` and `Model`): Go's encoding/json (Ollama
+ * and other servers) matches keys to fields ignoring case, the last one winning, so such a server
+ * would read a `Model` the gateway never checked (allowed, priced). As Go folds them: `ſ` is `s`,
+ * and the Kelvin sign `k`.
+ */
+function refuseCaseTwins(body: Record<string, unknown>): void {
+  const cut = (key: string): string => (key.length > 64 ? `${key.slice(0, 64)}…` : key);
+  const keys = Object.keys(body);
+  if (keys.length < 2) return;
+  const seen = new Map<string, string>();
+  for (const key of keys) {
+    const folded = key.toLowerCase().replaceAll('ſ', 's');
+    const twin = seen.get(folded);
+    if (twin !== undefined) throw invalidRequest(`The request body has the keys "${cut(twin)}" and "${cut(key)}", which differ only in case: some servers read them as one. Send one.`, cut(key), 'invalid_body');
+    seen.set(folded, key);
+  }
 }
