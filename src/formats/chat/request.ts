@@ -78,6 +78,8 @@ export function wantsStreamUsage(request: ChatRequest): boolean {
   return isRecord(options) && options.include_usage === true;
 }
 
+const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');
+
 /**
  * The body a provider that speaks Chat Completions gets: the client's own bytes when it spoke
  * chat (`raw`), with what must change spliced in. For streams the gateway always asks for usage,
@@ -87,6 +89,12 @@ export function wantsStreamUsage(request: ChatRequest): boolean {
 export function chatRequestBody(request: ChatRequest, raw: ClientBytes | null): Buffer | string | readonly Buffer[] {
   const options = request.stream_options;
   const usage = request.stream === true && !wantsStreamUsage(request) ? { ...(isRecord(options) ? options : {}), include_usage: true } : null;
+  // The common case, a stream without stream_options: the field goes after the opening brace, the
+  // body not walked.
+  if (raw !== null && usage !== null && raw.changes.size === 0 && !('stream_options' in request)) {
+    const brace = raw.raw.indexOf(0x7b /* { */);
+    return [raw.raw.subarray(0, brace + 1), STREAM_USAGE_FIELD, raw.raw.subarray(brace + 1)];
+  }
   const spliced = raw === null ? null : splicedBody(usage === null ? raw : withChanges(raw, [['stream_options', usage]]));
   return spliced ?? jsonPieces(usage === null ? request : { ...request, stream_options: usage }, 'messages');
 }
