@@ -15,9 +15,11 @@ export interface ClientBytes {
   readonly changes: ReadonlyMap<string, unknown>;
 }
 
+const NO_CHANGES: ReadonlyMap<string, unknown> = new Map();
+
 /** The client's bytes unchanged. */
 export function unchanged(raw: Buffer, document: object): ClientBytes {
-  return { raw, document, changes: new Map() };
+  return { raw, document, changes: NO_CHANGES };
 }
 
 /** The same bytes with more changes (later ones win). */

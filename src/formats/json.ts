@@ -60,10 +60,13 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
  * would read a `Model` the gateway never checked (allowed, priced). As Go folds them: `ſ` is `s`,
  * and the Kelvin sign `k`.
  */
+const FOLDS = /[^a-z0-9_.-]/;
+
 function refuseCaseTwins(body: Record<string, unknown>): void {
   const cut = (key: string): string => (key.length > 64 ? `${key.slice(0, 64)}…` : key);
   const keys = Object.keys(body);
-  if (keys.length < 2) return;
+  // Keys in lower-case ASCII (every API's own) fold to themselves: twins need one that does not.
+  if (keys.length < 2 || !keys.some((key) => FOLDS.test(key))) return;
   const seen = new Map<string, string>();
   for (const key of keys) {
     const folded = key.toLowerCase().replaceAll('ſ', 's');
