@@ -191,6 +191,24 @@ describe('Responses request → chat', () => {
     refused({ tools: [weather, { ...weather }] }, /two tools are called "get_weather"/);
   });
 
+  it("takes the tools Codex's newer models declare in an additional_tools input item, namespaces and custom tools as the tools parameter's", () => {
+    const exec = { type: 'custom', name: 'exec', description: 'Run JavaScript.', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } };
+    const wait = { type: 'function', name: 'wait', description: 'Wait.', parameters: { type: 'object', properties: { cell_id: { type: 'string' } } } };
+    const translated = toChatRequest(request({
+      input: [
+        { type: 'additional_tools', id: 'at_1', role: 'developer', tools: [{ type: 'namespace', name: 'functions', description: '', tools: [exec, wait] }, { type: 'web_search' }] },
+        { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'Be brief.' }] },
+        { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] },
+      ],
+      reasoning: { effort: 'low', context: 'all_turns' },
+    }));
+    assert.deepEqual((translated.request.tools as Array<{ function: { name: string } }>).map((tool) => tool.function.name), ['functions__exec', 'functions__wait']);
+    assert.deepEqual([...translated.tools], [['functions__exec', { name: 'exec', namespace: 'functions', custom: true }], ['functions__wait', { name: 'wait', namespace: 'functions', custom: false }]]);
+    assert.deepEqual(translated.dropped, ['web_search']);
+    assert.deepEqual(translated.request.messages.map((message) => message.role), ['system', 'user'], 'the item itself is no message');
+    refused({ input: [{ type: 'additional_tools', tools: 'exec' }, { role: 'user', content: 'hi' }] }, /input\[0\]\.tools.*expected an array of tools/, 'input[0].tools');
+  });
+
   it("refuses OpenAI's tool types the client runs (shell, patch) and their records: left out, the model would lose them without a word", () => {
     for (const type of ['local_shell', 'shell', 'apply_patch']) refused({ tools: [weather, { type }] }, new RegExp(`"${type}" is a tool type of OpenAI's Responses API.*Declare the tool as a function`), 'tools[1].type', 'unsupported_tool');
     const history = [{ role: 'user', content: 'ls' }, { type: 'local_shell_call', call_id: 'c1', status: 'completed', action: { type: 'exec', command: ['ls'] } }, { type: 'local_shell_call_output', call_id: 'c1', output: 'a.txt' }];

@@ -310,6 +310,8 @@ class Conversation {
       case 'reasoning':
         this.reasoning += reasoningText(item);
         return;
+      case 'additional_tools':
+        return; // its tools joined the request's (toChatRequest)
       case 'item_reference':
         // A reasoning item (the Vercel AI SDK, storing by default, refers back to the ones a
         // translated answer held): its text was never kept, and reasoning is only ever a hint to a
@@ -459,6 +461,15 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
   if (request.tools !== undefined && request.tools !== null) {
     if (!Array.isArray(request.tools)) invalid('tools', 'expected an array of tools.');
     request.tools.forEach((tool: unknown, index) => table.add(tool, `tools[${index}]`));
+  }
+  // Codex's newer models declare their tools in an input item instead (`additional_tools`, with
+  // the developer's messages): tools as the `tools` parameter's, for chat's one list.
+  if (Array.isArray(request.input)) {
+    request.input.forEach((item: unknown, index) => {
+      if (!isRecord(item) || item.type !== 'additional_tools') return;
+      if (!Array.isArray(item.tools)) invalid(`input[${index}].tools`, 'expected an array of tools.');
+      item.tools.forEach((tool: unknown, at) => table.add(tool, `input[${index}].tools[${at}]`));
+    });
   }
   const conversation = new Conversation();
   if (request.instructions !== undefined && request.instructions !== null) {
