@@ -357,12 +357,12 @@ describe('anthropic request: parameters', () => {
     rejects({ messages: [user('x')], reasoning_effort: 'extreme' }, /"reasoning_effort" must be one of/, 'reasoning_effort');
   });
 
-  it('reasoning_effort leaves out thinking where the last assistant turn called tools (its thinking block cannot be sent back)', () => {
+  it('reasoning_effort leaves out thinking where the last assistant turn called tools (its thinking block cannot be sent back), not the effort', () => {
     const call = { id: 'c1', type: 'function', function: { name: 'weather', arguments: '{}' } };
     const loop = [user('weather?'), { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'c1', content: 'sunny' }];
-    for (const model of ['claude-opus-4-6', 'claude-sonnet-4-5']) {
+    for (const [model, config] of [['claude-opus-4-6', { effort: 'high' }], ['claude-sonnet-4-5', undefined]] as const) {
       const out = translate({ model, messages: loop, reasoning_effort: 'high' });
-      assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [undefined, undefined, 4096], model);
+      assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [undefined, config, 4096], model);
     }
     const after = translate({ model: 'claude-opus-4-6', messages: [...loop, { role: 'assistant', content: 'It is sunny.' }, user('thanks')], reasoning_effort: 'high' });
     assert.deepEqual(after.thinking, { type: 'adaptive', display: 'summarized' }, 'a new question after the answer thinks again');

@@ -399,8 +399,9 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
     if (!callsTools(turns.findLast((turn) => turn.role === 'assistant'))) {
       out.max_tokens = mapped.maxTokens;
       if (mapped.thinking !== undefined) out.thinking = mapped.thinking;
-      if (mapped.effort !== undefined) config.effort = mapped.effort;
     }
+    // An effort steers the whole answer, thinking or not (Claude 4.6 and later take it alone).
+    if (mapped.effort !== undefined) config.effort = mapped.effort;
   }
   const format = request.response_format;
   if (isRecord(format) && format.type === 'json_schema') {
