@@ -54,14 +54,15 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
   return body;
 }
 
+/** A key with a character that may fold to another (upper case, anything past ASCII). */
+const FOLDS = /[^a-z0-9_.-]/;
+
 /**
  * Refuses top-level keys that differ only in case (`model` and `Model`): Go's encoding/json (Ollama
  * and other servers) matches keys to fields ignoring case, the last one winning, so such a server
  * would read a `Model` the gateway never checked (allowed, priced). As Go folds them: `ſ` is `s`,
  * and the Kelvin sign `k`.
  */
-const FOLDS = /[^a-z0-9_.-]/;
-
 function refuseCaseTwins(body: Record<string, unknown>): void {
   const cut = (key: string): string => (key.length > 64 ? `${key.slice(0, 64)}…` : key);
   const keys = Object.keys(body);

@@ -141,8 +141,9 @@ export class RedisClient {
     const replies = await Promise.all(first.map((sent) => sent.catch((err: unknown) => err)));
     replies.forEach((reply, i) => {
       if (!(reply instanceof Error)) return;
-      // A refused AUTH or SELECT (all but the last, PING): what an operator must fix, not an outage.
-      if (reply instanceof RedisReplyError && i < replies.length - 1 && !reply.passing) {
+      // A refused AUTH or SELECT (all but the last, PING), or a PING refused for want of a
+      // password: what an operator must fix, not an outage.
+      if (reply instanceof RedisReplyError && !reply.passing && (i < replies.length - 1 || reply.kind === 'NOAUTH')) {
         throw new RedisRefusal(`${this.name} refused the gateway's login or database (${reply.message}): check the user, password and database number in REDIS_URL`);
       }
       throw reply;
