@@ -277,6 +277,22 @@ describe('token budget', () => {
     assert.match(readFileSync(stateFile, 'utf8'), /"requests": 2,/);
   });
 
+  it('a state file that cannot be written is said at start, before any spend, and once', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'not-a-folder'), 'x');
+    const file = join(dir, 'not-a-folder', 'state.json');
+    const keys = { virtual_keys: { vk_budget: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, budget: { max_tokens: 1000, period: 'day' } } } };
+    const gateway = await startGateway({ keys, env: { LOG_CONSOLE: 'off', STATE_FILE: file } });
+    try {
+      assert.match(gateway.stderr(), /cannot write the state file .*not-a-folder\/state\.json \(.*not-a-folder is not a folder\)/, 'said before any request');
+      assert.equal((await chat(gateway.url, 'vk_budget', ask())).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // a write a second
+      assert.equal(gateway.stderr().match(/cannot write the state file/g)?.length, 1, gateway.stderr());
+    } finally {
+      assert.equal(await gateway.stop(), 0);
+    }
+  });
+
   it('a state file that cannot be written warns and leaves no temporary file behind', async () => {
     const dir = tempDir();
     // A folder where the file should be: the write succeeds, the rename over it fails.

@@ -5,7 +5,8 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
@@ -171,6 +172,27 @@ function readSpend(value: unknown): KeySpend | null {
   return spend;
 }
 
+function unwritable(file: string, why: string): string {
+  return `cannot write the state file ${file} (${why}); spend since the last write would be lost at a restart (said once until a write succeeds)`;
+}
+
+/** Why the state file could not be written (null: nothing seen): it is a folder, or the nearest folder there is refuses writes (a write makes the rest). */
+async function writeProblem(file: string): Promise<string | null> {
+  if ((await stat(file).catch(() => null))?.isDirectory() === true) return 'it is a folder';
+  for (let folder = dirname(file); ; folder = dirname(folder)) {
+    const found = await stat(folder).catch((err: NodeJS.ErrnoException) => err);
+    if (found instanceof Error) {
+      if (found.code === 'ENOENT' && dirname(folder) !== folder) continue;
+      return found.message;
+    }
+    if (!found.isDirectory()) return `${folder} is not a folder`;
+    return access(folder, constants.W_OK).then(
+      () => null,
+      (err: Error) => err.message,
+    );
+  }
+}
+
 /**
  * Spend per key and period (requests, tokens, USD). The spend of keys with a budget is kept in a
  * small JSON file (keys known by their digest, never their value), written atomically (a
@@ -200,6 +222,7 @@ export class SpendStore {
 
   async load(): Promise<void> {
     if (this.file === null) return;
+    await this.checkWritable(this.file);
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
@@ -224,6 +247,18 @@ export class SpendStore {
       await rename(this.file, aside).catch(() => {});
       warn(`WARNING: the state file ${this.file} is not valid JSON; it was moved to ${aside} and budgets start from zero until it is restored`);
     }
+  }
+
+  /**
+   * Says at start, not at the first spend, that the state file cannot be written: its folder (or
+   * the nearest one there is: a write makes the rest) refuses writes. The write's own message is
+   * then not said again until one succeeds.
+   */
+  private async checkWritable(file: string): Promise<void> {
+    const problem = await writeProblem(file);
+    if (problem === null) return;
+    warn(unwritable(file, problem));
+    this.failing = true;
   }
 
   private periodsOf(digest: string): Map<string, KeySpend> {
@@ -347,7 +382,7 @@ export class SpendStore {
         // Tried again with the next change or at shutdown; a half-written temporary file is not left behind.
         this.dirty = true;
         await unlink(temporary).catch(() => {});
-        if (!this.failing) warn(`cannot write the state file ${file} (${(err as Error).message}); spend since the last write would be lost at a restart (said once until a write succeeds)`);
+        if (!this.failing) warn(unwritable(file, (err as Error).message));
         this.failing = true;
       }
     });
