@@ -216,6 +216,26 @@ describe('messages pass-through (Anthropic)', () => {
     }
   });
 
+  it('reads an event named error as one whatever its data says, as Anthropic\'s SDK does, and logs it', async () => {
+    const head = TRANSCRIPT.split('\n\n').slice(0, 3).join('\n\n');
+    for (const data of ['{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}', '{"error":{"type":"overloaded_error","message":"Overloaded"}}']) {
+      anthropic.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${head}\n\nevent: error\ndata: ${data}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n`);
+      });
+      try {
+        const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true });
+        const events = messagesEvents(reply.text);
+        assert.equal(events.at(-1)?.type, 'error', reply.text);
+        assert.ok(!events.some((event) => event.type === 'message_stop'), 'the stream ends at the error');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.ok(entry.status >= 500, `logged as an error: ${entry.status}`);
+      } finally {
+        anthropic.behave(null);
+      }
+    }
+  });
+
   for (const [status, type, message] of [
     [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit'],
     [529, 'overloaded_error', 'Overloaded'],

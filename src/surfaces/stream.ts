@@ -77,8 +77,9 @@ export function streamPipeline<C extends ApiTypes>(
     namedEvents: target.namedEvents,
     assembling: logged !== null,
     event(event) {
-      // Passing through, an event that says nothing the gateway reads goes out as it came.
-      if (passThrough && !target.notable.test(event.data)) {
+      // Passing through, an event that says nothing the gateway reads goes out as it came; one
+      // named error is read whatever its data says (the client's SDK goes by the name).
+      if (passThrough && event.event !== 'error' && !target.notable.test(event.data)) {
         this.forwarded(event.data);
         output.passed?.(event.data);
         return { text: sseFrame(event.data, event.event) };
