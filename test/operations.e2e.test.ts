@@ -3,7 +3,7 @@
  * client leaves, upstream timeouts, key reload without restart, health and metrics.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -417,6 +417,12 @@ describe('keys change without a restart', () => {
         await new Promise((resolve) => setTimeout(resolve, 150));
       }
       assert.equal(gateway.stderr().match(/keys NOT reloaded/g)?.length, 1, gateway.stderr());
+      // Back as in use, then the same mistake again: said again.
+      const invalid = readFileSync(gateway.keysFile, 'utf8');
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_new: { provider: 'mock' } } }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      writeFileSync(gateway.keysFile, invalid);
+      await waitFor(() => gateway.stderr().match(/keys NOT reloaded/g)?.length === 2, 'the refusal said again');
 
       // Replaced the way editors and deploy tools do it: a new file renamed over the old one.
       const temp = join(gateway.dir, 'keys.json.tmp');

@@ -91,7 +91,9 @@ export class KeyFile {
     // redirected there) changing would otherwise say it again, and a warning written to a file in
     // that folder would set off the next. Files as they are in use are not parsed again.
     const held = await this.held();
-    if (options.onlyIfChanged && (held === this.refused || held === `${this.text}\0\0${this.pricesText ?? ''}`)) return { outcome: 'unchanged' };
+    const inUse = held === `${this.text}\0\0${this.pricesText ?? ''}`;
+    if (inUse) this.refused = null; // back as they are in use: the next refusal is news again
+    if (options.onlyIfChanged && (inUse || held === this.refused)) return { outcome: 'unchanged' };
     try {
       const loaded = await KeyFile.read(this.path, this.registry, this.pricesPath);
       if (options.onlyIfChanged && loaded.text === this.text && loaded.pricesText === this.pricesText) return { outcome: 'unchanged' };
