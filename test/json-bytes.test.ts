@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -169,6 +169,20 @@ describe('releaseLargeMembers', () => {
         assert.equal(document[key], document[key]);
       }
     }
+  });
+
+  it('lets go of a member left as bytes that was first read after a first release (a mapped pass-through, then a fallback that translates)', () => {
+    const invalid = (err: Error): Error => err;
+    const document = parseJsonBytes(Buffer.from(bodies.chat), undefined, { invalid }) as Record<string, unknown>;
+    const copy = shallowCopy(document);
+    copy.model = 'mapped';
+    assert.ok(isAccessor(document, 'messages') && isAccessor(copy, 'messages'), 'left as bytes');
+    releaseLargeMembers(document, [copy]); // the first target: nothing read, nothing to let go of
+    const second = shallowCopy(document);
+    assert.deepEqual(second.messages, JSON.parse(bodies.chat).messages, 'the second target reads it');
+    releaseLargeMembers(document, [second]);
+    assert.ok(isAccessor(document, 'messages') && isAccessor(second, 'messages'), 'let go of once that target has it');
+    assert.deepEqual(document.messages, JSON.parse(bodies.chat).messages);
   });
 
   it('lets go of the same values in copies, not of a copy\'s own', () => {

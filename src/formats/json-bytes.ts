@@ -360,7 +360,14 @@ class PieceParser {
     // The last of duplicate keys is the one JSON.parse keeps: a deferred value only where it was the last.
     for (const key of Object.keys(document as object)) {
       const value = (document as Record<string, unknown>)[key];
-      if (value instanceof DeferredValue) lazyProperty(document as object, key, () => readMember(scan, value.start, value.end));
+      // Read later (a translation after a first target passed through), it is one a second release may let go of.
+      if (value instanceof DeferredValue) {
+        lazyProperty(document as object, key, () => {
+          const read = readMember(scan, value.start, value.end);
+          scan.readBack.set(key, read);
+          return read;
+        });
+      }
     }
     Object.defineProperty(document, SCAN, { value: scan, configurable: true });
     return document;
