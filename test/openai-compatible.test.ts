@@ -74,6 +74,11 @@ describe('openai request', () => {
     assert.deepEqual(JSON.parse(prepared(nullOptions).body).stream_options, { include_usage: true });
   });
 
+  it('asks for usage again where stream_options holds a twin of include_usage that Go servers would read instead', () => {
+    const raw = '{"model":"m","stream":true,"stream_options":{"include_usage":true,"Include_usage":false,"include_obfuscation":false},"messages":[{"role":"user","content":"hi"}]}';
+    assert.deepEqual(JSON.parse(prepared(raw).body).stream_options, { include_usage: true, include_obfuscation: false });
+  });
+
   it('does not add stream_options to a non-stream request', () => {
     const raw = '{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}';
     const rawBytes = Buffer.from(raw);

@@ -75,7 +75,12 @@ export function maxOutputTokens(request: ChatRequest): number {
 /** The client asked for usage at the end of its stream. */
 export function wantsStreamUsage(request: ChatRequest): boolean {
   const options = request.stream_options;
-  return isRecord(options) && options.include_usage === true;
+  return isRecord(options) && options.include_usage === true && !Object.keys(options).some(isUsageTwin);
+}
+
+/** `Include_usage` and the like: Go servers (Ollama) read the last of them as include_usage. */
+function isUsageTwin(key: string): boolean {
+  return key !== 'include_usage' && key.toLowerCase().replaceAll('ſ', 's') === 'include_usage';
 }
 
 const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');
@@ -88,7 +93,7 @@ const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},
  */
 export function chatRequestBody(request: ChatRequest, raw: ClientBytes | null): Buffer | string | readonly Buffer[] {
   const options = request.stream_options;
-  const usage = request.stream === true && !wantsStreamUsage(request) ? { ...(isRecord(options) ? options : {}), include_usage: true } : null;
+  const usage = request.stream === true && !wantsStreamUsage(request) ? { ...Object.fromEntries(Object.entries(isRecord(options) ? options : {}).filter(([key]) => !isUsageTwin(key))), include_usage: true } : null;
   // The common case, a stream without stream_options: the field goes after the opening brace, the
   // body not walked.
   if (raw !== null && usage !== null && raw.changes.size === 0 && !('stream_options' in request)) {
