@@ -93,7 +93,7 @@ const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},
  */
 export function chatRequestBody(request: ChatRequest, raw: ClientBytes | null): Buffer | string | readonly Buffer[] {
   const options = request.stream_options;
-  const usage = request.stream === true && !wantsStreamUsage(request) ? { ...Object.fromEntries(Object.entries(isRecord(options) ? options : {}).filter(([key]) => !isUsageTwin(key))), include_usage: true } : null;
+  const usage = request.stream !== true || wantsStreamUsage(request) ? null : isRecord(options) ? { ...Object.fromEntries(Object.entries(options).filter(([key]) => !isUsageTwin(key))), include_usage: true } : { include_usage: true };
   // The common case, a stream without stream_options: the field goes after the opening brace, the
   // body not walked.
   if (raw !== null && usage !== null && raw.changes.size === 0 && !('stream_options' in request)) {
