@@ -100,12 +100,19 @@ describe('keys that differ only in case', () => {
       ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, max_tokens: 10, 'max_to\u212Aens': 99999 }, {}],
       ['/v1/messages', { model: 'gpt-4o-mini', max_tokens: 10, messages, Model: 'gpt-evil' }, { 'x-api-key': 'vk_openai', 'anthropic-version': '2023-06-01' }],
       ['/v1/responses', { model: 'gpt-4o-mini', input: 'hi', Model: 'gpt-evil' }, {}],
+      // Alone too: a Go server would read it after the field the gateway sets.
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, stream: true, Stream_options: { include_usage: false } }, {}],
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, Max_tokens: 99999 }, {}],
     ] as const) {
       const reply = await request(gateway.url, path, { key: 'x-api-key' in headers ? null : 'vk_openai', headers, body });
       assert.equal(reply.status, 400, `${path}: ${reply.text.slice(0, 300)}`);
-      assert.match(reply.text, /differ only in case: some servers read them as one/);
+      assert.match(String(reply.json?.error?.message ?? ''), /(differ only in case|the API's own is "[a-z_]+"), and some servers read them as one/, reply.text);
     }
     assert.equal(openaiMock.requests.length, before, 'nothing reached the provider');
+    // Keys in other cases that are no field the gateway reads go on as they came (the provider judges them).
+    await request(gateway.url, '/v1/chat/completions', { key: 'vk_openai', body: { model: 'gpt-4o-mini', messages, Temperature: 0.5, some_Custom_field: 1 } });
+    assert.equal(openaiMock.requests.length, before + 1);
+    assert.match(openaiMock.requests.at(-1)?.raw ?? '', /"Temperature":0\.5,"some_Custom_field":1/);
   });
 });
 
@@ -170,6 +177,24 @@ describe('upstream connections', () => {
 });
 
 describe('hostile streams', () => {
+  it('a chat stream event named error ends the stream as an error, whatever its data says (OpenAI\'s SDK throws on it)', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (content: string): string => `data: ${JSON.stringify({ id: 'chatcmpl-e', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+      res.end(`${chunk('a')}event: error\ndata: {"message":"overloaded","code":"503"}\n\n${chunk('b')}data: [DONE]\n\n`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+      assert.equal(last.error?.message, 'overloaded', reply.text);
+      assert.doesNotMatch(reply.text, /"content":"b"/, 'the stream ends there');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.ok(entry.status >= 500, `logged as an error: ${entry.status}`);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('an upstream line that never ends is cut at 16 MiB with an error event, not buffered forever', async () => {
     openaiMock.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -18,7 +18,7 @@ import { parseResponsesRequest } from '../src/formats/responses/request.js';
 import { RESPONSES_PARAMETERS, toChatRequest } from '../src/formats/responses/request-to-chat.js';
 import { toResponse } from '../src/formats/responses/response-from-chat.js';
 import { chatStreamToResponses } from '../src/formats/responses/stream-from-chat.js';
-import { decodeResponsesEvent, responsesStreamWatch } from '../src/formats/responses/stream.js';
+import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from '../src/formats/responses/stream.js';
 import type { ResponseObject, ResponsesEvent, ResponsesRequest } from '../src/formats/responses/types.js';
 import { createRouter } from '../src/formats/router.js';
 import type { StreamItem } from '../src/formats/stream.js';
@@ -595,6 +595,18 @@ describe('Responses failures', () => {
     output.passed(Buffer.from('event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":17,"delta":"\\"sequence_number\\":99"}\n\n'));
     const [failed] = clientEvents(output.frame({ kind: 'error', error: new GatewayError(502, 'lost') }));
     assert.deepEqual([failed?.type, failed?.sequence_number, (failed?.response as ResponseObject).id], ['response.failed', 18, 'resp_up']);
+  });
+
+  it('reads an event named error as an error event whatever its data says, its cause kept; a chat event so named is an error too', () => {
+    const [item] = decodeResponsesEvent({ event: 'error', data: '{"error":{"code":"server_error","message":"boom"}}' });
+    assert.ok(item?.kind === 'event');
+    assert.deepEqual(item.event, { code: 'server_error', message: 'boom', type: 'error' });
+    assert.match('event: error\ndata: {"error":{}}\n\n', RESPONSES_NOTABLE, 'not relayed as bytes');
+    const [own] = decodeResponsesEvent({ event: 'error', data: '{"type":"error","code":"x","message":"y","sequence_number":3}' });
+    assert.ok(own?.kind === 'event' && own.data === '{"type":"error","code":"x","message":"y","sequence_number":3}', "OpenAI's own, as it came");
+    const [chat] = decodeChatEvent({ event: 'error', data: '{"message":"overloaded","code":"503"}' });
+    assert.ok(chat?.kind === 'error');
+    assert.equal(chat.error.message, 'overloaded');
   });
 
   it("passes a provider's own response.failed on, then ends the stream as failed, with no second one", () => {

@@ -32,6 +32,16 @@ export function parseAnswer(body: Buffer, what: string, key: string): Record<str
   return parsed;
 }
 
+/** An event's data as an object, or null (not JSON, or not an object): for an event named `error`, whatever it holds. */
+export function eventObject(data: string): Record<string, unknown> | null {
+  try {
+    const parsed: unknown = JSON.parse(data);
+    return isRecord(parsed) ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A stream event's data as an object with a string `type` (Messages, Responses), or the 502 saying what it is instead. */
 export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | GatewayError {
   let parsed: unknown;

@@ -57,20 +57,30 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
 /** A key with a character that may fold to another (upper case, anything past ASCII). */
 const FOLDS = /[^a-z0-9_.-]/;
 
+/** Top-level fields the gateway reads or sets (policy, usage, state), in every API it serves. */
+const READ_FIELDS: ReadonlySet<string> = new Set([
+  'model', 'messages', 'input', 'system', 'instructions', 'tools', 'tool_choice', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens',
+  'max_output_tokens', 'thinking', 'reasoning', 'output_config', 'metadata', 'store', 'previous_response_id', 'background', 'conversation', 'thread',
+]);
+
 /**
- * Refuses top-level keys that differ only in case (`model` and `Model`): Go's encoding/json (Ollama
- * and other servers) matches keys to fields ignoring case, the last one winning, so such a server
- * would read a `Model` the gateway never checked (allowed, priced). As Go folds them: `ſ` is `s`,
- * and the Kelvin sign `k`.
+ * Refuses top-level keys that differ only in case (`model` and `Model`), and a key that is one of
+ * the fields the gateway reads spelled in another case (`Stream_options`): Go's encoding/json
+ * (Ollama and other servers) matches keys to fields ignoring case, the last one winning, so such a
+ * server would read a value the gateway never checked (allowed, priced) or set. As Go folds them:
+ * `ſ` is `s`, and the Kelvin sign `k`.
  */
 function refuseCaseTwins(body: Record<string, unknown>): void {
   const cut = (key: string): string => (key.length > 64 ? `${key.slice(0, 64)}…` : key);
   const keys = Object.keys(body);
   // Keys in lower-case ASCII (every API's own) fold to themselves: twins need one that does not.
-  if (keys.length < 2 || !keys.some((key) => FOLDS.test(key))) return;
+  if (!keys.some((key) => FOLDS.test(key))) return;
   const seen = new Map<string, string>();
   for (const key of keys) {
     const folded = key.toLowerCase().replaceAll('ſ', 's');
+    if (folded !== key && READ_FIELDS.has(folded)) {
+      throw invalidRequest(`The request body has the key "${cut(key)}": the API's own is "${folded}", and some servers read them as one. Send "${folded}".`, cut(key), 'invalid_body');
+    }
     const twin = seen.get(folded);
     if (twin !== undefined) throw invalidRequest(`The request body has the keys "${cut(twin)}" and "${cut(key)}", which differ only in case: some servers read them as one. Send one.`, cut(key), 'invalid_body');
     seen.set(folded, key);

@@ -43,6 +43,8 @@ export function decodeChatEvent(event: SseEvent): Array<StreamItem<ChatCompletio
   }
   if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
   if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: streamError(chunk.error) }];
+  // Named an error, it is one whatever its data says: OpenAI's SDK throws on an event so named.
+  if (event.event === 'error') return [{ kind: 'error', error: streamError(chunk) }];
   // vLLM and other OpenAI-compatible servers send a bare error object mid-stream.
   if (chunk.object === 'error') return [{ kind: 'error', error: streamError(chunk) }];
   return [{ kind: 'event', event: chunk as ChatCompletionChunk, data }];

@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
-import { typedEvent } from '../answer.js';
+import { eventObject, typedEvent } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -38,10 +38,11 @@ function messagesStreamError(error: unknown): GatewayError {
 }
 
 export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesEvent>> {
+  // Named an error, it is one: Anthropic's SDK goes by the name, whatever the data says.
+  if (event.event === 'error') return [{ kind: 'error', error: messagesStreamError(eventObject(event.data)?.error) }];
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
-  // Named an error, it is one: Anthropic's SDK goes by the name, whatever the data says.
-  if (data.type === 'error' || event.event === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
+  if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
   const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
   // message_stop is the last event: the stream's end as well.
   return data.type === 'message_stop' ? [item, { kind: 'end' }] : [item];

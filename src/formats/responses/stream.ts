@@ -6,7 +6,7 @@
  */
 import type { StreamWatch } from '../api.js';
 import { GatewayError } from '../../errors.js';
-import { typedEvent } from '../answer.js';
+import { eventObject, typedEvent } from '../answer.js';
 import { isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -16,13 +16,22 @@ import type { ResponsesEvent } from './types.js';
 import { responsesUsage } from './usage.js';
 
 /** Events that carry the response id, usage, the end or a failure; deltas may pass as their bytes. */
-export const RESPONSES_NOTABLE = /"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"/;
+export const RESPONSES_NOTABLE = /"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"|event:\s*error\b/;
 
 export function isTerminal(type: string): boolean {
   return type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed';
 }
 
 export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<ResponsesEvent>> {
+  // Named an error, it is one whatever its data says (OpenAI's SDK goes by the name): read as
+  // OpenAI's own error event, `{"type": "error", "code", "message"}`, so its cause is kept.
+  if (event.event === 'error') {
+    const found = eventObject(event.data);
+    if (found !== null && found.type !== 'error') {
+      const error: ResponsesEvent = { ...(isRecord(found.error) ? found.error : found), type: 'error' };
+      return [{ kind: 'event', event: error, data: JSON.stringify(error), name: 'error' }];
+    }
+  }
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
   const item: StreamItem<ResponsesEvent> = event.event === undefined ? { kind: 'event', event: data as ResponsesEvent, data: event.data } : { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event };
