@@ -87,6 +87,12 @@ export function splicedBody(bytes: ClientBytes): Buffer | readonly Buffer[] | nu
   return pieces;
 }
 
+/** `raw` (a small JSON object: an answer, a stored request's body) with one top-level member set, as one buffer; null where it cannot be spliced. */
+export function withMember(raw: Buffer, key: string, value: unknown): Buffer | null {
+  const spliced = splicedBody({ raw, document: {}, changes: new Map([[key, value]]) });
+  return spliced === null ? null : Buffer.isBuffer(spliced) ? spliced : Buffer.concat(spliced);
+}
+
 /** The top-level members of `raw`, a JSON text a parser accepted (null: not an object). */
 export function topMembers(raw: Buffer): TopMember[] | null {
   try {

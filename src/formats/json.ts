@@ -54,6 +54,11 @@ export function parseJsonObject(raw: Buffer, expected: string, views?: DeferOpti
   return body;
 }
 
+/** A key as Go's encoding/json matches it to a field: case folded, `ſ` as `s`, the Kelvin sign as `k`. */
+export function goFold(key: string): string {
+  return key.toLowerCase().replaceAll('ſ', 's');
+}
+
 /** A key with a character that may fold to another (upper case, anything past ASCII). */
 const FOLDS = /[^a-z0-9_.-]/;
 
@@ -77,7 +82,7 @@ function refuseCaseTwins(body: Record<string, unknown>): void {
   if (!keys.some((key) => FOLDS.test(key))) return;
   const seen = new Map<string, string>();
   for (const key of keys) {
-    const folded = key.toLowerCase().replaceAll('ſ', 's');
+    const folded = goFold(key);
     if (folded !== key && READ_FIELDS.has(folded)) {
       throw invalidRequest(`The request body has the key "${cut(key)}": the API's own is "${folded}", and some servers read them as one. Send "${folded}".`, cut(key), 'invalid_body');
     }

@@ -139,15 +139,15 @@ export class RedisClient {
     if (address.db !== 0 && subscribe === undefined) first.push(this.write(['SELECT', address.db]));
     first.push(this.write(['PING']));
     const replies = await Promise.all(first.map((sent) => sent.catch((err: unknown) => err)));
-    replies.forEach((reply, i) => {
-      if (!(reply instanceof Error)) return;
+    for (const [i, reply] of replies.entries()) {
+      if (!(reply instanceof Error)) continue;
       // A refused AUTH or SELECT (all but the last, PING), or a PING refused for want of a
       // password: what an operator must fix, not an outage.
       if (reply instanceof RedisReplyError && !reply.passing && (i < replies.length - 1 || reply.kind === 'NOAUTH')) {
         throw new RedisRefusal(`${this.name} refused the gateway's login or database (${reply.message}): check the user, password and database number in REDIS_URL`);
       }
       throw reply;
-    });
+    }
     // Just after a node refused writes, a replica answers PING as a primary does: this one must
     // take a write (an expiring key of the gateway's own) before it counts as up. A refusal for
     // anything but its state (an ACL without SET) proves nothing either way: it is taken as up.

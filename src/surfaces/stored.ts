@@ -6,7 +6,7 @@
 import { GatewayError, invalidRequest } from '../errors.js';
 import { parseObjectAnswer } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
-import { splicedBody } from '../formats/json-splice.js';
+import { withMember } from '../formats/json-splice.js';
 import { responsesTarget } from '../formats/responses/index.js';
 import type { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
@@ -115,8 +115,6 @@ export function withOwner(request: Record<string, unknown>, body: Buffer | strin
     throw invalidRequest(`Invalid 'metadata': at most ${MAX_METADATA_PAIRS - 1} pairs through this gateway, which adds "${OWNER_FIELD}" to know whose response it is.`, 'metadata', 'invalid_value');
   }
   // The rest as it was written: re-serialised, numbers past 2^53 would change.
-  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  const spliced = splicedBody({ raw: bytes, document: {}, changes: new Map([['metadata', { ...own, [OWNER_FIELD]: tag }]]) });
-  if (spliced === null) return JSON.stringify({ ...request, metadata: { ...own, [OWNER_FIELD]: tag } });
-  return Buffer.isBuffer(spliced) ? spliced : Buffer.concat(spliced);
+  const tagged = { ...own, [OWNER_FIELD]: tag };
+  return withMember(typeof body === 'string' ? Buffer.from(body) : body, 'metadata', tagged) ?? JSON.stringify({ ...request, metadata: tagged });
 }

@@ -13,7 +13,7 @@ import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { AnswerHints, Exchange, WayBack } from '../formats/translation.js';
 import { plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
-import { changesBetween, splicedBody, unchanged, type ClientBytes } from '../formats/json-splice.js';
+import { changesBetween, unchanged, withMember, type ClientBytes } from '../formats/json-splice.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -632,9 +632,7 @@ function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back
 
 /** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
 function renamedBody(body: Buffer, model: string): Buffer | null {
-  if (!plainUniqueKeys(body)) return null;
-  const spliced = splicedBody({ raw: body, document: {}, changes: new Map([['model', model]]) });
-  return spliced === null ? null : Buffer.isBuffer(spliced) ? spliced : Buffer.concat(spliced);
+  return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
 }
 
 async function answerStream<C extends ApiTypes>(

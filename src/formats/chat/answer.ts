@@ -9,6 +9,11 @@ export function parseCompletion(body: Buffer): ChatCompletion {
   return parseAnswer(body, 'answer', 'choices') as ChatCompletion;
 }
 
+/** A chunk of the answer, not a stray event before the first one: the answer's id and model come from it. */
+export function isAnswerChunk(chunk: Readonly<Record<string, unknown>>): boolean {
+  return Array.isArray(chunk.choices) || typeof chunk.id === 'string';
+}
+
 /**
  * A message's or a stream delta's reasoning text: `reasoning_content` (DeepSeek's name, which most
  * servers took), else `reasoning` (OpenRouter's, and newer vLLM's); null when it has none.

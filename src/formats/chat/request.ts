@@ -3,7 +3,7 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { memberView } from '../json-bytes.js';
-import { isRecord, parseJsonObject } from '../json.js';
+import { goFold, isRecord, parseJsonObject } from '../json.js';
 import { jsonPieces } from '../json-pieces.js';
 import { splicedBody, withChanges, type ClientBytes } from '../json-splice.js';
 import type { ChatRequest } from './types.js';
@@ -80,7 +80,7 @@ export function wantsStreamUsage(request: ChatRequest): boolean {
 
 /** `Include_usage` and the like: Go servers (Ollama) read the last of them as include_usage. */
 function isUsageTwin(key: string): boolean {
-  return key !== 'include_usage' && key.toLowerCase().replaceAll('ſ', 's') === 'include_usage';
+  return key !== 'include_usage' && goFold(key) === 'include_usage';
 }
 
 const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');

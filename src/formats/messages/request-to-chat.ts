@@ -9,6 +9,7 @@ import { entryOf, isRecord, shown } from '../json.js';
 import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
 import type { AnthropicRequest } from './types.js';
+import { effortOfBudget } from './thinking-from-effort.js';
 import { threadUnsupported } from './threads.js';
 
 type Rule = { action: 'map'; to: string } | { action: 'drop'; why: string } | { action: 'refuse'; why: string };
@@ -323,12 +324,12 @@ function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
   }
 }
 
-/** A client's thinking as an effort level: its budget as LiteLLM maps levels to budgets (1,024, 2,048, 4,096); adaptive as Anthropic's default effort. */
+/** A client's thinking as an effort level: its budget's level; adaptive as Anthropic's default effort. */
 function effortOfThinking(thinking: unknown): string | undefined {
   if (!isRecord(thinking)) return undefined;
   if (thinking.type === 'adaptive') return 'high';
   if (thinking.type !== 'enabled' || typeof thinking.budget_tokens !== 'number') return undefined;
-  return thinking.budget_tokens >= 4096 ? 'high' : thinking.budget_tokens >= 2048 ? 'medium' : 'low';
+  return effortOfBudget(thinking.budget_tokens);
 }
 
 function optionalNumber(value: unknown, param: string): number | undefined {

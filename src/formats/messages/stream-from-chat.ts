@@ -8,7 +8,7 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
-import { reasoningText } from '../chat/answer.js';
+import { isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -76,8 +76,7 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
     const out: Item[] = [];
-    // The answer's id and model come from a chunk, not from a stray event before the first one.
-    if (Array.isArray(chunk.choices) || typeof chunk.id === 'string') start(chunk, out);
+    if (isAnswerChunk(chunk)) start(chunk, out);
     if (isRecord(chunk.usage)) usage = chunk.usage;
     const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
     if (!isRecord(choice)) return out;

@@ -15,6 +15,11 @@ const MIN_BUDGET = 1024;
 /** Budget per level: LiteLLM's (docs/providers.md), so clients moving between gateways get the same. */
 const BUDGETS: Readonly<Record<string, number>> = { minimal: 1024, low: 1024, medium: 2048, high: 4096, xhigh: 4096, max: 4096 };
 
+/** A thinking budget as the level whose budget it reaches (BUDGETS read the other way): Claude Code's budget, for a model that takes an effort. */
+export function effortOfBudget(budget: number): string {
+  return budget >= (BUDGETS.high as number) ? 'high' : budget >= (BUDGETS.medium as number) ? 'medium' : 'low';
+}
+
 /** Anthropic's effort per level; xhigh and max → high, which every model that takes an effort accepts. */
 const EFFORTS: Readonly<Record<string, string>> = { minimal: 'low', low: 'low', medium: 'medium', high: 'high', xhigh: 'high', max: 'high' };
 

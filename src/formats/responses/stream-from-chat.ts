@@ -13,7 +13,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { reasoningText } from '../chat/answer.js';
+import { isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -197,8 +197,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const translate = (chunk: ChatCompletionChunk): Item[] => {
     const out: Item[] = [];
-    // The answer's id and model come from a chunk, not from a stray event before the first one.
-    if (Array.isArray(chunk.choices) || typeof chunk.id === 'string') start(chunk, out);
+    if (isAnswerChunk(chunk)) start(chunk, out);
     if (isRecord(chunk.usage)) usage = chunk.usage;
     const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
     if (!isRecord(choice)) return out;
