@@ -178,6 +178,88 @@ describe('a cluster that cannot start', () => {
 });
 
 describe('limits with workers', () => {
+  it('lets a request through when the primary answers its limits check late, and gives back nothing the late refusal never held', async () => {
+    // Streams are held open; a request without `stream` gets its answer at once.
+    const provider = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { stream?: boolean };
+        if (body.stream === true) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'hi' }, finish_reason: null }] })}\n\n`);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'c2', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'late' }, finish_reason: 'stop' }], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } }));
+      });
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    const baseUrl = `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1`;
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_late: { provider: 'openai', api_key: 'sk-late', base_url: baseUrl, budget: { max_tokens: 100_000, period: 'month' } } } },
+      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', KEYS_WATCH: 'off' },
+    });
+    const usage = async () => (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_late' } })).json;
+    // The primary hands new connections to the workers: while it is stopped only a connection a
+    // worker already holds is served. One socket, kept alive, opened before the stop.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const onKeptSocket = (method: string, path: string, body?: unknown): Promise<{ status: number; text: string; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        const text = body === undefined ? undefined : JSON.stringify(body);
+        const headers: Record<string, string> = { authorization: 'Bearer vk_late' };
+        if (text !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });
+        const req = http.request(`${gateway.url}${path}`, { method, headers, agent }, (res) => {
+          let answer = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: answer, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(text);
+      });
+    const primary = gateway.child.pid as number;
+    let stopped = false;
+    try {
+      const streamed = { model: 'gpt-4o-mini', max_tokens: 40_000, stream: true, messages: [{ role: 'user', content: 'hi' }] };
+      for (let i = 0; i < 3; i++) {
+        const { res, req } = await openStream(gateway.url, 'vk_late', streamed);
+        assert.equal(res.statusCode, 200);
+        res.on('error', () => {});
+        req.on('error', () => {});
+      }
+      const held = (await usage()).in_flight.tokens as number;
+      assert.ok(held > 100_000, `the three streams hold the budget: ${held}`);
+      assert.equal((await onKeptSocket('GET', '/healthz')).status, 200, 'the kept socket is open on a worker');
+
+      process.kill(primary, 'SIGSTOP');
+      stopped = true;
+      const late = onKeptSocket('POST', '/v1/chat/completions', { model: 'gpt-4o-mini', max_tokens: 40_000, messages: [{ role: 'user', content: 'hi' }] });
+      // Past the worker's 2 s wait for the primary's answer, and then some.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      process.kill(primary, 'SIGCONT');
+      stopped = false;
+      const answer = await late;
+      assert.ok(answer.reused, 'sent on the socket a worker already held');
+      assert.equal(answer.status, 200, `let through while the primary did not answer: ${answer.text}`);
+      assert.match(JSON.parse(answer.text).choices[0].message.content, /late/);
+      await waitFor(() => /the primary did not answer a limits check in time; the request was let through/.test(gateway.stderr()), 'the warning');
+
+      // The primary refused that check when it came to it (the budget was held), so it holds
+      // nothing for that request: its record gives nothing back, and the streams' holds stand.
+      await waitFor(async () => (await usage()).requests === 1, 'the late request recorded', 5_000);
+      const after = await usage();
+      assert.equal(after.in_flight.tokens, held, `the streams still hold what they held: ${JSON.stringify(after)}`);
+      assert.equal(after.usage.total_tokens, 10, 'the late request spent what its answer said');
+      assert.equal((await chat(gateway.url, 'vk_late', { model: 'gpt-4o-mini', max_tokens: 40_000, messages: [{ role: 'user', content: 'hi' }] })).status, 429, 'the budget is still held');
+    } finally {
+      if (stopped) process.kill(primary, 'SIGCONT');
+      agent.destroy();
+      await gateway.stop('SIGKILL');
+      provider.closeAllConnections();
+      provider.close();
+    }
+  });
+
   it("gives back what a dead worker's requests in flight held: the key is not locked out of its budget and rate", async () => {
     // A provider that starts every stream and never ends it.
     const provider = http.createServer((_req, res) => {
