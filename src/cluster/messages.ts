@@ -9,7 +9,8 @@ export type ToPrimary =
   | { t: 'hello' }
   /** `request`: the request's id, which its record names again (null: it holds nothing here). */
   | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge; request: string }
-  | { t: 'record'; key: KeyLimits; spent: Spend; reserved: Charge; request: string | null }
+  /** Finished requests' spend, gathered for a few ms (one message per request cost a worker a third of its small requests). */
+  | { t: 'records'; records: readonly SpendRecord[] }
   | { t: 'report'; id: number; key: KeyLimits }
   | { t: 'ready'; address: string }
   /** The worker could not listen: `message` is the one line to print (once, by the primary). */
@@ -18,6 +19,14 @@ export type ToPrimary =
   | { t: 'log'; batch: RenderedBatch }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
+
+/** One finished request: `request` names the admission it settles (null: it holds nothing). */
+export interface SpendRecord {
+  readonly key: KeyLimits;
+  readonly spent: Spend;
+  readonly reserved: Charge;
+  readonly request: string | null;
+}
 
 export type ToWorker =
   /** The keys file's text and PRICES_FILE's (null: none), as the primary accepted them. */

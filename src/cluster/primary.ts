@@ -109,12 +109,16 @@ class Primary {
         if (admission.error === null) this.holdsOf(worker).set(message.request, { key: message.key, estimate: message.estimate });
         return this.send(worker, { t: 'admitted', id: message.id, admission });
       }
-      case 'record': {
-        // What it gives back is what the primary holds for it: nothing for a request it never
-        // admitted (the worker let it through when the primary's answer was late, and the answer
-        // was a refusal).
-        const held = message.request === null || this.holds.get(worker.id)?.delete(message.request) === true;
-        return limits.record(message.key, message.spent, held ? message.reserved : NO_CHARGE);
+      case 'records': {
+        const holds = this.holds.get(worker.id);
+        for (const record of message.records) {
+          // What it gives back is what the primary holds for it: nothing for a request it never
+          // admitted (the worker let it through when the primary's answer was late, and the answer
+          // was a refusal).
+          const held = record.request === null || holds?.delete(record.request) === true;
+          limits.record(record.key, record.spent, held ? record.reserved : NO_CHARGE);
+        }
+        return;
       }
       case 'report':
         return this.send(worker, { t: 'reported', id: message.id, report: limits.report(message.key) });

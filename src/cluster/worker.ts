@@ -13,7 +13,7 @@ import { KeyFile } from '../policy/key-file.js';
 import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
 import type { Registry } from '../providers/index.js';
 import { PrimarySink, type SendToPrimary } from './primary-sink.js';
-import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type ToPrimary, type ToWorker } from './messages.js';
+import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
 import { Queue } from '../queue.js';
 
 /** Hands a message to the IPC channel; false when there is none (the primary is gone). */
@@ -31,6 +31,13 @@ function send(message: ToPrimary): void {
 
 /** How long a worker waits for the primary's limits decision before letting the request through. */
 const ADMIT_TIMEOUT_MS = 2000;
+/**
+ * How long finished requests' spend waits to go to the primary together. Sent one message each,
+ * the writes and the wake-ups they cost took a third of two workers' small requests
+ * (docs/performance.md). A request's hold stays with the primary until its record comes, so
+ * limits only err on the safe side meanwhile.
+ */
+const RECORD_BATCH_MS = 10;
 
 /** A limits check sent to the primary; `settle` is null once its timer let the request through. */
 interface PendingCheck {
@@ -39,8 +46,19 @@ interface PendingCheck {
 }
 
 /** Limits decided by the primary: one decision for the whole instance. */
-function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void; reported: (id: number, report: KeyReport) => void } {
+function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void; reported: (id: number, report: KeyReport) => void; flush: () => void } {
   let nextId = 1;
+  let records: SpendRecord[] = [];
+  let recordTimer: NodeJS.Timeout | null = null;
+  // Sent before anything that reads what they change (a check, a report), so this worker's own
+  // requests are counted in order; and at shutdown.
+  const flush = (): void => {
+    if (recordTimer !== null) clearTimeout(recordTimer);
+    recordTimer = null;
+    if (records.length === 0) return;
+    send({ t: 'records', records });
+    records = [];
+  };
   /** Usage reports asked of the primary (a few, by key holders): by id. */
   const reports = new Map<number, (report: KeyReport | null) => void>();
   // The primary answers each worker's checks in the order they were sent (it decides each one as it
@@ -66,9 +84,13 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
             resolve(admission.error === null ? { ...admission, ticket: request } : admission);
           };
           pending.push(entry);
+          flush();
           send({ t: 'admit', id: entry.id, key, estimate, request });
         }),
-      record: (key, spent, reserved) => send({ t: 'record', key, spent, reserved: reserved.charge, request: reserved.ticket }),
+      record: (key, spent, reserved) => {
+        records.push({ key, spent, reserved: reserved.charge, request: reserved.ticket });
+        recordTimer ??= setTimeout(flush, RECORD_BATCH_MS);
+      },
       report: (key) =>
         new Promise((resolve, reject) => {
           const id = nextId++;
@@ -79,10 +101,12 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
             if (report === null) reject(new GatewayError(503, 'The usage of this virtual key could not be read in time; try again.', { code: 'usage_unavailable' }));
             else resolve(report);
           });
+          flush();
           send({ t: 'report', id, key });
         }),
     },
     reported: (id, report) => reports.get(id)?.(report),
+    flush,
     answered: (id, admission) => {
       // Answers come in order; a check passed over (it cannot happen over IPC) is dropped, and its
       // timer lets it through.
@@ -160,6 +184,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     // Stopped before it served (another worker could not listen): nothing to drain or report.
     if (!listening) process.exit(0);
     void created.shutdown(signal).then(() => {
+      limits.flush();
       // Final counters, so the instance's totals keep this worker's requests.
       if (!process.connected || process.send === undefined) process.exit(0);
       process.send({ t: 'snapshot', id: null, snapshot: created.snapshot() } satisfies ToPrimary, undefined, undefined, () => process.exit(0));
