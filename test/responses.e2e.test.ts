@@ -269,6 +269,8 @@ describe('stored responses: a virtual key reaches only its own', () => {
     // The provider's own 404 for an id it does not know: the log names the URL that answered it.
     const unknown = await request(gateway.url, '/v1/responses/resp_unknown_to_openai?include=x', { method: 'GET', key: 'vk_codex' });
     assert.equal(unknown.status, 404, unknown.text);
+    // The same body as another key's response gets: which of the two an id is cannot be told apart.
+    assert.deepEqual(unknown.json, { error: { message: "Response with id 'resp_unknown_to_openai' not found.", type: 'invalid_request_error', param: null, code: 'not_found' } });
     const logged = await waitForEntry(gateway.logFile, String(unknown.headers['x-request-id']));
     assert.match(logged.error.detail, /^upstream 404 from http:\/\/127\.0\.0\.1:\d+\/v1\/responses\/resp_unknown_to_openai\b/);
     assert.ok(logged.error.detail.startsWith(`upstream 404 from ${logged.upstream.url}`), 'the URL of the call made, as upstream.url says');
@@ -281,6 +283,13 @@ describe('stored responses: a virtual key reaches only its own', () => {
     const mine = await responses('vk_codex', { model: 'gpt-5', input: 'and then?', previous_response_id: id, store: false });
     assert.equal(mine.status, 200, mine.text);
     assert.equal(mine.json.previous_response_id, id);
+    for (const previous of [[id], { id }, 1]) {
+      openai.requests.length = 0;
+      const odd = await responses('vk_codex_other', { model: 'gpt-5', input: 'and then?', previous_response_id: previous });
+      assert.equal(odd.status, 400, JSON.stringify(previous));
+      assert.deepEqual([odd.json.error.param, odd.json.error.code], ['previous_response_id', 'invalid_type']);
+      assert.equal(openai.requests.length, 0, 'the owner check does not depend on the provider refusing the type');
+    }
     const conversation = await responses('vk_codex', { model: 'gpt-5', input: 'x', conversation: 'conv_1' });
     assert.equal(conversation.status, 400);
     assert.equal(conversation.json.error.param, 'conversation');

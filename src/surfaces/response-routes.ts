@@ -24,7 +24,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { howToSendBearer } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
-import { checkedBody, previousNotFound, refuseConversation, refuseItemReferences } from './responses.js';
+import { checkedBody, previousNotFound, previousResponseId, refuseConversation, refuseItemReferences } from './responses.js';
 import { callStored, ensureOwner, ownerInResponse, responseNotFound, responsesEndpoint, storedError } from './stored.js';
 import { acceptedModel, checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
 
@@ -91,6 +91,9 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
     if (suffix === '' && context.method === 'GET') {
       // Reading it is how its owner is learnt: one call.
       const answer = await callStored(key, 'GET', path, context.query, '', interaction, deps);
+      // The provider's own 404 differs from the gateway's: passed on, it would tell another key's
+      // response (the gateway's 404) from one that does not exist.
+      if (answer.status === 404) throw responseNotFound(id, storedError(key, answer).logDetail);
       if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
       const parsed = parseObjectAnswer(answer.body, 'response');
       const owner = ownerInResponse(parsed, id);
@@ -133,7 +136,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       }
       refuseConversation(request.conversation);
       refuseItemReferences(request.input);
-      const previous = request.previous_response_id;
+      const previous = previousResponseId(request);
       const target = targetFor(key, 'responses');
       const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (suffix === '/compact' && target.endpoints.responses !== undefined) {
@@ -145,12 +148,12 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       } else await admit();
       if (target.endpoints.responses === undefined) {
         if (suffix === '/compact') throw new GatewayError(404, "Compaction is OpenAI's own: this virtual key's provider is reached through a stateless translation. Compact the conversation client-side.", { code: 'responses_not_stored' });
-        if (previous !== undefined && previous !== null) {
+        if (previous !== null) {
           throw invalidRequest("previous_response_id: not supported with this key's provider: it is stateless through this gateway; send the whole conversation in 'input'.", 'previous_response_id', 'unsupported_parameter');
         }
         return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateResponsesInputTokens(request)) }) };
       }
-      if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+      if (previous !== null && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
       if (mapped !== null) interaction.upstreamModel = mapped;
       const body = mapped === null || mapped === model ? checkedBody(raw, request) : shallow(() => JSON.stringify({ ...request, model: mapped }));
       const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);

@@ -15,6 +15,18 @@ import { howToSendBearer } from './chat.js';
 import { ensureOwner, withOwner } from './stored.js';
 import { flatBody, shallow, type Surface } from './surface.js';
 
+/**
+ * The response a request continues, whose owner is checked: a string, or none. Any other type is
+ * refused here rather than left to the provider's own validation, which the owner check would
+ * then depend on.
+ */
+export function previousResponseId(request: Readonly<Record<string, unknown>>): string | null {
+  const previous = request.previous_response_id;
+  if (previous === undefined || previous === null) return null;
+  if (typeof previous !== 'string') throw invalidRequest("Invalid type for 'previous_response_id': expected a string.", 'previous_response_id', 'invalid_type');
+  return previous;
+}
+
 export function previousNotFound(id: string): GatewayError {
   return new GatewayError(400, `Previous response with id '${id}' not found.`, { code: 'previous_response_not_found', param: 'previous_response_id' });
 }
@@ -67,8 +79,8 @@ export const responsesSurface: Surface<ResponsesTypes> = {
         throw invalidRequest(`background: not available to this virtual key: it has ${limit}, and a background response is generated after the request ends, where the gateway cannot count its tokens. Send the request without background.`, 'background');
       }
     }
-    const previous = request.previous_response_id;
-    if (typeof previous === 'string' && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+    const previous = previousResponseId(request);
+    if (previous !== null && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
     return request.store === false ? body : shallow(() => withOwner(request, flatBody(body), key));
   },

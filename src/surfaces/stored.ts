@@ -59,8 +59,8 @@ export function storedError(key: VirtualKey, answer: StoredAnswer): GatewayError
 }
 
 /** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */
-export function responseNotFound(id: string): GatewayError {
-  return new GatewayError(404, `Response with id '${id}' not found.`, { type: 'invalid_request_error', code: 'not_found' });
+export function responseNotFound(id: string, logDetail?: string): GatewayError {
+  return new GatewayError(404, `Response with id '${id}' not found.`, { type: 'invalid_request_error', code: 'not_found', logDetail });
 }
 
 /**
