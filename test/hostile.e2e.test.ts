@@ -430,3 +430,77 @@ describe('the process', () => {
     assert.doesNotMatch(gateway.stderr(), /unexpected error/);
   });
 });
+
+describe('a real key the gateway itself makes whole', () => {
+  // The providers' keys, which a hostile provider sends back in pieces the byte scrubber never
+  // sees whole: split between stream events or content blocks, or spelled with an escape inside
+  // a tool call's JSON arguments.
+  const KEY = 'sk-proj-assembledOPENAIkey-7170';
+  const ANTHROPIC_KEY = 'sk-ant-api03-assembledANTHROPICkey-8180';
+  let provider: http.Server;
+  let split: GatewayProcess;
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
+    `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+
+  before(async () => {
+    provider = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (part: Buffer) => chunks.push(part));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { stream?: boolean; messages?: Array<{ content: unknown }> };
+        if (req.url?.startsWith('/v1/messages') === true) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: `key: ${ANTHROPIC_KEY.slice(0, 12)}` }, { type: 'text', text: ANTHROPIC_KEY.slice(12) }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 5, output_tokens: 5 } }));
+          return;
+        }
+        if (body.stream === true) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end(chunk({ role: 'assistant', content: `key: ${KEY.slice(0, 12)}` }) + chunk({ content: KEY.slice(12) }) + chunk({}, 'stop') + 'data: [DONE]\n\n');
+          return;
+        }
+        // A tool call whose arguments spell the key's first letter as \u0073: decoded, they hold it whole.
+        const args = `{"k":"\\u0073${KEY.slice(1)}"}`;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'c2', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: args } }] }, finish_reason: 'tool_calls' }], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } }));
+      });
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    const port = (provider.address() as { port: number }).port;
+    split = await startGateway({
+      keys: {
+        virtual_keys: {
+          vk_whole_chat: { provider: 'openai', api_key: KEY, base_url: `http://127.0.0.1:${port}/v1` },
+          vk_whole_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${port}` },
+        },
+      },
+    });
+  });
+
+  after(async () => {
+    await split?.stop();
+    provider?.closeAllConnections();
+    provider?.close();
+  });
+
+  const leaks = (text: string): boolean => text.includes(KEY) || text.includes(ANTHROPIC_KEY);
+
+  it('takes it out of the log\'s assembled answer, a translated stream\'s joined text, joined content blocks and decoded tool arguments', async () => {
+    const cases: Array<[string, () => Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>]> = [
+      ['chat stream passed through (the log assembles it)', () => chat(split.url, 'vk_whole_chat', { ...hello, stream: true })],
+      ['Responses → chat stream (the .done events join it)', () => request(split.url, '/v1/responses', { key: 'vk_whole_chat', body: { model: 'gpt-4o-mini', input: 'hi', stream: true } })],
+      ['chat → Messages (two text blocks joined)', () => chat(split.url, 'vk_whole_claude', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] })],
+      ['Messages → chat (tool arguments decoded into input)', () => request(split.url, '/v1/messages', { key: null, headers: { 'x-api-key': 'vk_whole_chat', 'anthropic-version': '2023-06-01' }, body: { model: 'gpt-4o-mini', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] } })],
+    ];
+    for (const [name, send] of cases) {
+      const reply = await send();
+      assert.equal(reply.status, 200, `${name}: ${reply.text}`);
+      assert.ok(!leaks(reply.text), `${name}: the client's bytes hold no real key: ${reply.text}`);
+      const entry = await waitForEntry(split.logFile, String(reply.headers['x-request-id']));
+      assert.ok(!leaks(JSON.stringify(entry)), `${name}: the log entry holds no real key: ${JSON.stringify(entry.response)}`);
+      assert.match(JSON.stringify(entry.response), /\[redacted\]/, `${name}: the key's place is marked in the log`);
+      // Passed through, the client gets the provider's pieces as they came (its own SDK joins them).
+      if (!name.includes('passed through')) assert.match(reply.text, /\[redacted\]/, `${name}: the key's place is marked`);
+    }
+    assert.ok(!leaks(readFileSync(split.logFile, 'utf8')) && !leaks(split.stdout()), 'nor does any log line');
+  });
+});

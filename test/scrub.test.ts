@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyScrubber } from '../src/upstream/scrub.js';
+import { KeyScrubber, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
 
 const KEY = 'sk-proj-Scrub0123456789abcdef';
 
@@ -82,5 +82,39 @@ describe('KeyScrubber', () => {
 
   it('leaves short (test) keys alone: replacing them would mangle ordinary text', () => {
     assert.equal(scrub(['the key sk-1 and sk-1'], 'sk-1'), 'the key sk-1 and sk-1');
+  });
+});
+
+describe('withoutKeys: a value the gateway assembled, without the real keys', () => {
+  const KEY = 'sk-proj-wholeKEY-0123';
+  it('gives back the very value when no string holds a key, so nothing is copied', () => {
+    const value = { a: [1, 'x', { b: null }], c: 'text' };
+    assert.equal(withoutKeys(value, [KEY]), value);
+  });
+
+  it('copies only the path to a string that holds one, and takes it out of member names too', () => {
+    const untouched = { deep: ['y'] };
+    const value = { untouched, list: ['ok', `a ${KEY} b`], [`name ${KEY}`]: 1 };
+    const clean = withoutKeys(value, [KEY]);
+    assert.deepEqual(clean, { untouched: { deep: ['y'] }, list: ['ok', 'a [redacted] b'], 'name [redacted]': 1 });
+    assert.equal(clean.untouched, untouched, 'a member with no key is the same object');
+    assert.equal(value.list[1], `a ${KEY} b`, 'the original is not changed');
+  });
+
+  it('keeps a member named __proto__ a member, and leaves a value nested past its depth out only when it holds a key', () => {
+    const parsed = JSON.parse(`{"__proto__":{"k":"${KEY}"}}`) as Record<string, unknown>;
+    const clean = withoutKeys(parsed, [KEY]);
+    assert.deepEqual(Object.keys(clean), ['__proto__']);
+    assert.equal(Object.getPrototypeOf(clean), Object.prototype);
+    let deep: unknown = KEY;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    assert.equal(JSON.stringify(withoutKeys(deep, [KEY])).includes(KEY), false);
+    let plain: unknown = 'x';
+    for (let i = 0; i < 100; i++) plain = [plain];
+    assert.equal(withoutKeys(plain, [KEY]), plain);
+  });
+
+  it('leaves short test keys alone, as the byte scrubber does', () => {
+    assert.equal(textWithoutKeys('abc abc', ['abc']), 'abc abc');
   });
 });

@@ -36,7 +36,7 @@ import type { Target } from '../policy/target.js';
 import type { Admission } from '../policy/breaker.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
-import { KeyScrubber } from '../upstream/scrub.js';
+import { KeyScrubber, withoutKeys } from '../upstream/scrub.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import type { ModelLists } from './models.js';
 import { streamPipeline } from './stream.js';
@@ -184,7 +184,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerId = answerJson(surface.api, route, back, answer, res, interaction, { promptTokens: promptEstimate }, asked);
+      answerId = answerJson(surface.api, route, back, answer, res, interaction, { promptTokens: promptEstimate }, asked, apiKeys);
     }
     if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
   } catch (err) {
@@ -608,12 +608,14 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints, asked: string | null): string | null {
+function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints, asked: string | null, apiKeys: readonly string[]): string | null {
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   if (!route.translation.identity) interaction.providerUsage = (answer as { usage?: unknown }).usage ?? null;
-  const translated = back.response(answer, hints);
+  // Translated, the answer is the gateway's own text: a key the provider split between content
+  // blocks, or spelled inside a tool call's arguments, can be whole in it.
+  const translated = route.translation.identity ? back.response(answer, hints) : withoutKeys(back.response(answer, hints), apiKeys);
   const renamed = asked !== null && api.namedAfter !== undefined;
   const response = renamed ? api.namedAfter.response(translated, asked) : translated;
   // For clients that want it; a stream's cost is known only after its headers went (the log has it).
@@ -663,6 +665,7 @@ async function answerStream<C extends ApiTypes>(
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
-  if (deps.log.enabled) interaction.response = pipeline.response();
+  // Assembled from the events: a key split between two of them is whole here.
+  if (deps.log.enabled) interaction.response = withoutKeys(pipeline.response(), keys.apiKeys);
   return pipeline.answerId();
 }

@@ -13,7 +13,7 @@ import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
 import { redactError } from './errors.js';
 import { whyCut } from './http-client.js';
 import { upstreamIdle } from './read.js';
-import type { KeyScrubber } from './scrub.js';
+import { textWithoutKeys, type KeyScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
@@ -158,7 +158,7 @@ class StreamRelay {
     if (events === null || this.handle(events)) return;
     // Some servers close after the answer's last event without their end marker.
     const ending = this.pipeline.finish();
-    if (ending !== null) this.done(ending);
+    if (ending !== null) this.done(this.made(ending));
     else this.fail(new GatewayError(502, 'The provider ended the stream before the answer was complete.', { code: 'upstream_incomplete_stream' }));
   };
 
@@ -238,7 +238,7 @@ class StreamRelay {
       } catch (err) {
         step = { text: '', error: toGatewayError(err) };
       }
-      text += step.text;
+      text += this.made(step.text);
       if (step.error !== undefined) {
         this.fail(step.error, text);
         return true;
@@ -250,6 +250,15 @@ class StreamRelay {
     }
     if (text !== '') this.write(text);
     return false;
+  }
+
+  /**
+   * Frames the gateway wrote itself: a translation joins what the provider sent in pieces (a
+   * Responses `.done` event's text) and decodes a tool call's JSON, so a real key the byte
+   * scrubber never saw whole can be whole here.
+   */
+  private made(text: string): string {
+    return text === '' ? text : textWithoutKeys(text, this.options.apiKeys);
   }
 
   // ---- writing ----------------------------------------------------------------------------

@@ -58,6 +58,62 @@ export class KeyScrubber {
   }
 }
 
+/**
+ * Text the gateway made whole from a provider's pieces (a translation's joined text, a tool call's
+ * input decoded from the JSON in its arguments, the log's assembled answer): a key the provider
+ * split across pieces, or spelled with escapes inside a JSON string, is whole only here, where no
+ * byte scrubber saw it.
+ */
+export function textWithoutKeys(text: string, apiKeys: readonly string[]): string {
+  let clean = text;
+  for (const key of apiKeys) if (key.length >= MIN_KEY_LENGTH && clean.includes(key)) clean = clean.split(key).join('[redacted]');
+  return clean;
+}
+
+/** Deeper than this, a value is checked as its JSON text, and left out if that holds a key. */
+const MAX_WALK_DEPTH = 64;
+const OMITTED = '[omitted: nested too deeply]';
+
+/**
+ * `value` with every string (and member name) that holds a real key copied without it: the value
+ * itself when none does, so the common case copies nothing.
+ */
+export function withoutKeys<T>(value: T, apiKeys: readonly string[], depth = 0): T {
+  if (typeof value === 'string') return textWithoutKeys(value, apiKeys) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_WALK_DEPTH) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      return OMITTED as T;
+    }
+    return text !== undefined && textWithoutKeys(text, apiKeys) !== text ? (OMITTED as T) : value;
+  }
+  if (Array.isArray(value)) {
+    let copy: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const clean = withoutKeys(item, apiKeys, depth + 1);
+      if (clean !== item) (copy ??= value.slice())[i] = clean;
+    }
+    return (copy ?? value) as T;
+  }
+  const record = value as Record<string, unknown>;
+  let copy: Record<string, unknown> | null = null;
+  for (const name of Object.keys(record)) {
+    const item = record[name];
+    const clean = withoutKeys(item, apiKeys, depth + 1);
+    const cleanName = textWithoutKeys(name, apiKeys);
+    if (clean === item && cleanName === name) continue;
+    if (copy === null) copy = { ...record };
+    if (cleanName !== name) delete copy[name];
+    // Defined, not assigned: a member named "__proto__" stays a member, as JSON.parse made it.
+    Object.defineProperty(copy, cleanName, { value: clean, writable: true, enumerable: true, configurable: true });
+  }
+  return (copy ?? value) as T;
+}
+
 function replaceAll(data: Buffer, key: Buffer): Buffer {
   const parts: Buffer[] = [];
   let from = 0;
