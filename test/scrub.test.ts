@@ -118,3 +118,15 @@ describe('withoutKeys: a value the gateway assembled, without the real keys', ()
     assert.equal(textWithoutKeys('abc abc', ['abc']), 'abc abc');
   });
 });
+
+describe('a real key holding a quote or a backslash', () => {
+  const ODD = 'sk-odd"quote\\back-0123';
+  it('is taken out as JSON spells it (\\" and \\\\), cut at every byte boundary', () => {
+    const text = `{"content":${JSON.stringify(`say ${ODD} now`)}}\n\n`;
+    for (let cut = 0; cut <= text.length; cut++) {
+      const out = scrub([text.slice(0, cut), text.slice(cut)], ODD);
+      assert.equal(out, '{"content":"say [redacted] now"}\n\n', `cut at ${cut}`);
+    }
+    assert.equal(JSON.parse(scrub([`{"a":${JSON.stringify(ODD)}}`], ODD)).a, '[redacted]');
+  });
+});

@@ -4,10 +4,10 @@
  * split across two reads is caught by holding back a tail that could be its start, until the next
  * read; an SSE event ends in "\n\n", which starts no key, so a stream is practically never held.
  *
- * Inside JSON a key may also be written with escapes (`\u0073k-…`, `\/`): the client's JSON
- * parser, and the log's, would decode it. A read holding a `\u` is also searched for the key
- * spelled that way, and a tail that could start such a spelling is held back too: one matcher
- * (escapedKeyEnd) for both.
+ * Inside JSON a key may also be written with escapes (`\u0073k-…`, `\/`, and `\"` or `\\` for a key
+ * holding a quote or a backslash): the client's JSON parser, and the log's, would decode it. A read
+ * holding such an escape is also searched for the key spelled that way, and a tail that could
+ * start such a spelling is held back too: one matcher (escapedKeyEnd) for both.
  */
 
 const REDACTED = Buffer.from('[redacted]');
@@ -23,6 +23,8 @@ const ESCAPED_SLASH = Buffer.from('\\/', 'latin1');
 export class KeyScrubber {
   private readonly key: Buffer | null;
   private readonly slash: boolean;
+  /** The key holds a character JSON must escape (`"` or `\`): its JSON spelling always has a backslash. */
+  private readonly quoted: boolean;
   private carry: Buffer | null = null;
   /** Whether what was passed on ends with an odd run of backslashes: the next `\u` is then no escape. */
   private oddBackslashes = false;
@@ -30,6 +32,7 @@ export class KeyScrubber {
   constructor(apiKey: string) {
     this.key = apiKey.length >= MIN_KEY_LENGTH ? Buffer.from(apiKey, 'latin1') : null;
     this.slash = apiKey.includes('/');
+    this.quoted = apiKey.includes('"') || apiKey.includes('\\');
   }
 
   /** The bytes of this read that can be passed on, the key replaced wherever it occurs whole. */
@@ -40,7 +43,7 @@ export class KeyScrubber {
     this.carry = null;
     if (data.indexOf(key) !== -1) data = replaceAll(data, key);
     // Most reads hold no \u at all (a `\n` in text is no concern): one more native search.
-    const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1);
+    const escaped = data.indexOf(ESCAPE) !== -1 || (this.slash && data.indexOf(ESCAPED_SLASH) !== -1) || (this.quoted && data.indexOf(BACKSLASH) !== -1);
     if (escaped) data = replaceEscaped(data, key, this.oddBackslashes);
     // A tail spelling the key's start with an escape holds one, or ends with its backslash.
     const hold = Math.max(startOfKeyAtEnd(data, key), escaped || data[data.length - 1] === BACKSLASH ? startOfEscapedKeyAtEnd(data, key) : 0);
@@ -154,13 +157,15 @@ function escapedKeyEnd(data: Buffer, start: number, key: Buffer): number {
   for (let k = 0; k < key.length; k++) {
     if (at === data.length) return CUT;
     const code = key[k] as number;
-    if (data[at] === code) {
+    // A backslash in a JSON string always starts an escape: the key's own is spelled `\\`.
+    if (data[at] === code && code !== BACKSLASH) {
       at++;
       continue;
     }
     if (data[at] !== BACKSLASH) return -1;
     if (at + 1 === data.length) return CUT;
-    if (code === 0x2f && data[at + 1] === 0x2f) {
+    // `\/` for a slash; `\"` and `\\` for the quote and backslash JSON must escape.
+    if ((code === 0x2f || code === 0x22 || code === BACKSLASH) && data[at + 1] === code) {
       at += 2;
       continue;
     }
