@@ -93,8 +93,9 @@ class StreamRelay {
   private idle: Deadline;
   /** Waiting for the client to read what it was sent. */
   private paused = false;
-  /** How far the client's socket had got when last looked at, while paused (see `sent`). */
+  /** How far the client's socket had got when last looked at, while paused (see `sent`), and when that moved. */
   private written = -1;
+  private movedAt = 0;
   private over = false;
   /** What one read produces, gathered and written at once: one write (one syscall) per read. */
   private gathering = false;
@@ -284,7 +285,8 @@ class StreamRelay {
       // as long as an idle provider would be given is let go, or it holds the request forever.
       this.paused = true;
       this.written = this.sent();
-      this.idle.at = performance.now() + this.options.idleMs;
+      this.movedAt = performance.now();
+      this.idle.at = this.movedAt + this.lookEvery();
       this.upstream.body.pause();
       this.res.once('drain', this.resume);
     }
@@ -300,14 +302,25 @@ class StreamRelay {
   private readonly onIdle = (): void => {
     if (!this.paused) return this.fail(upstreamIdle(this.options.idleMs));
     // A client reading slowly, a large event at a time, takes bytes without draining them all.
+    // Looked at every quarter period: the kernel takes some bytes right after the pause, which
+    // seen only a whole period later would count as the client reading and grant a second one.
+    const now = performance.now();
     const sent = this.sent();
     if (sent !== this.written) {
       this.written = sent;
-      this.idle = setDeadline(this.options.idleMs, this.onIdle);
+      this.movedAt = now;
+    }
+    const left = this.movedAt + this.options.idleMs - now;
+    if (left > 0) {
+      this.idle = setDeadline(Math.min(left, this.lookEvery()), this.onIdle);
       return;
     }
     this.stalled();
   };
+
+  private lookEvery(): number {
+    return Math.max(1, Math.ceil(this.options.idleMs / 4));
+  }
 
   /**
    * Where the client's socket is in sending what it was given: its bytes written (which count a
