@@ -3,7 +3,7 @@
  * client leaves, upstream timeouts, key reload without restart, health and metrics.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -463,6 +463,24 @@ describe('keys change without a restart', () => {
       assert.equal((await chat(gateway.url, 'vk_v2', hello)).status, 200);
       assert.equal((await chat(gateway.url, 'vk_v1', hello)).status, 401);
     } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('applies a change within moments while another file in its folder is written every 10 ms (stdout redirected beside keys.json)', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_keep: { provider: 'mock' }, vk_leaked: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
+    const out = join(gateway.dir, 'gateway.out');
+    const writer = setInterval(() => appendFileSync(out, 'a line\n'), 10);
+    try {
+      await sleep(300);
+      assert.equal((await chat(gateway.url, 'vk_leaked', hello)).status, 200);
+      writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_keep: { provider: 'mock' } } }));
+      const sizeAtChange = statSync(out).size;
+      await waitFor(async () => (await chat(gateway.url, 'vk_leaked', hello)).status === 401, 'the removed key refused while the writes go on', 2000);
+      assert.ok(statSync(out).size > sizeAtChange, 'the folder kept changing meanwhile');
+      assert.equal((await chat(gateway.url, 'vk_keep', hello)).status, 200);
+    } finally {
+      clearInterval(writer);
       await gateway.stop();
     }
   });

@@ -115,18 +115,22 @@ export class KeyFile {
 }
 
 /**
- * Calls `onChange` (debounced) when anything changes in the folder of a file (the keys file, the
- * price file), or in the folder of the file it links to. Folders, not the file: editors and deploy
- * tools replace the file (a rename), and Kubernetes swaps a `..data` symlink; a watch on the old
- * inode sees neither. Each folder is watched once, so files side by side make one reload (and one
- * warning when it is refused). The caller compares contents, so unrelated changes in the folder
- * cost a read and nothing else.
+ * Calls `onChange` (at most 100 ms later, once for a burst of events) when anything changes in the
+ * folder of a file (the keys file, the price file), or in the folder of the file it links to.
+ * Folders, not the file: editors and deploy tools replace the file (a rename), and Kubernetes swaps
+ * a `..data` symlink; a watch on the old inode sees neither. Each folder is watched once, so files
+ * side by side make one reload (and one warning when it is refused). The caller compares contents,
+ * so unrelated changes in the folder cost a read and nothing else.
  */
 export function watchKeyFiles(files: readonly string[], onChange: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
+  // 100 ms after the first event, not after the last: a folder that never goes quiet (a log or
+  // stdout written there) would otherwise put a change off forever. At most 10 reads a second.
   const changed = (): void => {
-    clearTimeout(timer);
-    timer = setTimeout(onChange, 100);
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      onChange();
+    }, 100);
   };
   const folders = new Set<string>();
   for (const file of files) {
