@@ -467,6 +467,52 @@ describe('keys change without a restart', () => {
     }
   });
 
+  it('notices its folder replaced (rm -rf conf && mkdir conf && cp keys.json conf/) and applies later edits in the new one, without SIGHUP', async () => {
+    const dir = tempDir();
+    const conf = join(dir, 'conf');
+    const keysFile = join(conf, 'keys.json');
+    mkdirSync(conf);
+    writeFileSync(keysFile, JSON.stringify({ virtual_keys: { vk_v1: { provider: 'mock' } } }));
+    const gateway = await startGateway({ keys: '{}', env: { LOG_CONSOLE: 'off', KEYS_FILE: keysFile } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_v1', hello)).status, 200);
+      rmSync(conf, { recursive: true });
+      mkdirSync(conf);
+      writeFileSync(keysFile, JSON.stringify({ virtual_keys: { vk_v2: { provider: 'mock' } } }));
+      await waitFor(async () => (await chat(gateway.url, 'vk_v2', hello)).status === 200, 'the key of the new folder');
+      // The edit that matters: the old folder's watch sees nothing of the new one.
+      writeFileSync(keysFile, JSON.stringify({ virtual_keys: { vk_v3: { provider: 'mock' } } }));
+      await waitFor(async () => (await chat(gateway.url, 'vk_v3', hello)).status === 200, 'an edit in the new folder');
+      assert.equal((await chat(gateway.url, 'vk_v2', hello)).status, 401);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('notices a symlink above it swapped (Capistrano: current -> releases/N) and applies later edits, without SIGHUP', async () => {
+    const dir = tempDir();
+    const release = (n: number, key: string): void => {
+      mkdirSync(join(dir, 'releases', String(n), 'config'), { recursive: true });
+      writeFileSync(join(dir, 'releases', String(n), 'config', 'keys.json'), JSON.stringify({ virtual_keys: { [key]: { provider: 'mock' } } }));
+    };
+    release(1, 'vk_r1');
+    symlinkSync('releases/1', join(dir, 'current'));
+    const keysFile = join(dir, 'current', 'config', 'keys.json');
+    const gateway = await startGateway({ keys: '{}', env: { LOG_CONSOLE: 'off', KEYS_FILE: keysFile } });
+    try {
+      assert.equal((await chat(gateway.url, 'vk_r1', hello)).status, 200);
+      release(2, 'vk_r2');
+      symlinkSync('releases/2', join(dir, 'current.tmp'));
+      renameSync(join(dir, 'current.tmp'), join(dir, 'current')); // ln -s releases/2 current.tmp && mv -T current.tmp current
+      await waitFor(async () => (await chat(gateway.url, 'vk_r2', hello)).status === 200, 'the key of the new release');
+      assert.equal((await chat(gateway.url, 'vk_r1', hello)).status, 401);
+      writeFileSync(keysFile, JSON.stringify({ virtual_keys: { vk_r2b: { provider: 'mock' } } }));
+      await waitFor(async () => (await chat(gateway.url, 'vk_r2b', hello)).status === 200, 'an edit in the new release');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('applies a change within moments while another file in its folder is written every 10 ms (stdout redirected beside keys.json)', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_keep: { provider: 'mock' }, vk_leaked: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' } });
     const out = join(gateway.dir, 'gateway.out');

@@ -5,8 +5,8 @@
  * and reports every problem; one that finds both texts unchanged does nothing. Used alike by a
  * single process and by a cluster primary.
  */
-import { realpathSync, watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Registry } from '../providers/index.js';
 import { warn } from '../observe/warn.js';
@@ -121,8 +121,12 @@ export class KeyFile {
  * a `..data` symlink; a watch on the old inode sees neither. Each folder is watched once, so files
  * side by side make one reload (and one warning when it is refused). The caller compares contents,
  * so unrelated changes in the folder cost a read and nothing else.
+ *
+ * A watch follows the folder it began on, so every `checkEveryMs` each file is looked at again
+ * (what it links to, its inode, size and time) with each folder's inode: a folder replaced, or a
+ * symlink above it swapped, is watched anew and the files read; so is a change a watch missed.
  */
-export function watchKeyFiles(files: readonly string[], onChange: () => void): () => void {
+export function watchKeyFiles(files: readonly string[], onChange: () => void, checkEveryMs = 2000): () => void {
   let timer: NodeJS.Timeout | undefined;
   // 100 ms after the first event, not after the last: a folder that never goes quiet (a log or
   // stdout written there) would otherwise put a change off forever. At most 10 reads a second.
@@ -132,27 +136,65 @@ export function watchKeyFiles(files: readonly string[], onChange: () => void): (
       onChange();
     }, 100);
   };
-  const folders = new Set<string>();
-  for (const file of files) {
-    folders.add(dirname(resolve(file)));
-    try {
-      folders.add(dirname(realpathSync(file)));
-    } catch {
-      // not there (yet), or not a link: the folder of the path is enough
+  let watchers: FSWatcher[] = [];
+  const arm = (folders: readonly string[]): void => {
+    for (const watcher of watchers) watcher.close();
+    watchers = [];
+    for (const folder of folders) {
+      try {
+        const watcher = watch(folder, { persistent: false }, changed);
+        watcher.on('error', (err) => warn(`stopped watching ${folder} (${err.message}); changes to ${files.join(' or ')} are now seen within ${checkEveryMs / 1000} s, or reload keys with SIGHUP`));
+        watchers.push(watcher);
+      } catch (err) {
+        // A folder gone mid-swap: the next look watches it once it is back.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        warn(`cannot watch ${folder} for changes to ${files.join(' or ')} (${(err as Error).message}); changes are seen within ${checkEveryMs / 1000} s, or reload keys with SIGHUP`);
+      }
     }
-  }
-  const watchers: FSWatcher[] = [];
-  for (const folder of folders) {
-    try {
-      const watcher = watch(folder, { persistent: false }, changed);
-      watcher.on('error', (err) => warn(`stopped watching ${folder} (${err.message}); reload keys with SIGHUP`));
-      watchers.push(watcher);
-    } catch (err) {
-      warn(`cannot watch ${folder} for changes to ${files.join(' or ')} (${(err as Error).message}); reload keys with SIGHUP`);
-    }
-  }
+  };
+  let closed = false;
+  let nextLook: NodeJS.Timeout | undefined;
+  // What the folders watched were, and what the files were, at the last look. The first look reads
+  // the files too: a change between loading them and this watch beginning is not lost.
+  let watched = '';
+  let seen = '';
+  const look = async (): Promise<void> => {
+    const now = await whereFilesAre(files);
+    if (closed) return;
+    // The snapshot before the watch: a swap in between makes the next look differ, and watch again.
+    if (now.folders !== watched) arm(now.list);
+    watched = now.folders;
+    if (now.folders + now.files !== seen) changed();
+    seen = now.folders + now.files;
+    nextLook = setTimeout(() => void look(), checkEveryMs);
+    nextLook.unref();
+  };
+  void look();
   return () => {
+    closed = true;
     clearTimeout(timer);
+    clearTimeout(nextLook);
     for (const watcher of watchers) watcher.close();
   };
+}
+
+/** The folders to watch for these files (each file's, and the folder of the file it links to), and what each folder and file is. */
+async function whereFilesAre(files: readonly string[]): Promise<{ list: string[]; folders: string; files: string }> {
+  const what = (path: string, whole: boolean): Promise<string> =>
+    stat(path).then(
+      (found) => (whole ? `${found.dev}:${found.ino}:${found.size}:${found.mtimeMs}` : `${found.dev}:${found.ino}`),
+      (err: NodeJS.ErrnoException) => err.code ?? 'error',
+    );
+  const list = new Set<string>();
+  const described: string[] = [];
+  for (const file of files) {
+    const path = resolve(file);
+    list.add(dirname(path));
+    // null: not there (yet); the folder of the path is watched meanwhile
+    const real = await realpath(path).catch(() => null);
+    if (real !== null) list.add(dirname(real));
+    described.push(`${path} -> ${real ?? '?'} ${await what(path, true)}`);
+  }
+  const folders = await Promise.all([...list].map(async (folder) => `${folder} ${await what(folder, false)}`));
+  return { list: [...list], folders: `${folders.join('\n')}\n`, files: described.join('\n') };
 }
