@@ -63,8 +63,11 @@ export interface Instance {
   reopenLog(): void;
   /** This process's metrics as plain data. */
   snapshot(): MetricsSnapshot;
-  /** Graceful shutdown (stop accepting, let requests finish, cancel the rest, flush the log). */
-  shutdown(signal: string): Promise<void>;
+  /**
+   * Graceful shutdown (stop accepting, let requests finish, cancel the rest, flush the log).
+   * False when the log could not be flushed in time: end the process with endProcess.
+   */
+  shutdown(signal: string): Promise<boolean>;
 }
 
 function shutdownCancelled(): GatewayError {
@@ -172,14 +175,14 @@ export function createInstance(options: InstanceOptions): Instance {
     if (result.outcome !== 'unchanged') metrics.keyReload(result.outcome === 'reloaded' ? 'ok' : 'error');
   };
 
-  let stopping: Promise<void> | null = null;
-  const shutdown = (signal: string): Promise<void> => {
+  let stopping: Promise<boolean> | null = null;
+  const shutdown = (signal: string): Promise<boolean> => {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
       client.close();
       if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: their spend is in this instance's state file, not in Redis`);
       shared?.client.close();
       events?.close();
-      await log.close();
+      return log.close();
     });
     return stopping;
   };

@@ -6,7 +6,7 @@
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
-import { createSinks } from './observe/log.js';
+import { createSinks, endProcess } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { KeyFile, watchKeyFiles } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
@@ -76,8 +76,10 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     void instance
       .shutdown(signal)
-      .then(() => spend.save())
-      .then(() => process.exit(0));
+      .then(async (flushed) => {
+        await spend.save();
+        endProcess(0, flushed, signal);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -124,6 +124,45 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('a stdout nobody reads (a log collector that stalled)', { concurrency: 2 }, () => {
+  // The final flush waits 10 s for stdout, then a write is still stuck in the kernel on one of
+  // libuv's threads: process.exit would join that thread, forever. The process ends by SIGTERM.
+  for (const workers of ['1', '2']) {
+    it(`does not keep the gateway from ending after SIGTERM (GATEWAY_WORKERS=${workers}): it ends by SIGTERM once the 10 s flush gives up, the file complete`, async () => {
+      const shutdownMs = 200;
+      const gateway = await startGateway({
+        keys: { virtual_keys: { vk_mock: { provider: 'mock' } } },
+        env: { GATEWAY_SHUTDOWN_TIMEOUT_MS: String(shutdownMs), GATEWAY_WORKERS: workers, KEYS_WATCH: 'off' },
+        readStdout: false,
+      });
+      const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+        if (gateway.child.exitCode !== null || gateway.child.signalCode !== null) resolve({ code: gateway.child.exitCode, signal: gateway.child.signalCode });
+        gateway.child.once('exit', (code, signal) => resolve({ code, signal }));
+      });
+      try {
+        // Entries of ~300 KB each: far more than the pipe (64 KiB) and what the test reads of it at first.
+        const body = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] };
+        for (let i = 0; i < 6; i++) assert.equal((await chat(gateway.url, 'vk_mock', body)).status, 200);
+        await waitFor(() => readLogFile(gateway.logFile).length === 6, 'the entries in the file');
+        const stoppedAt = Date.now();
+        gateway.child.kill('SIGTERM');
+        const limit = shutdownMs + 15_000;
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([ended, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), limit)))]);
+        clearTimeout(timer);
+        assert.notEqual(outcome, null, `the gateway still runs ${limit} ms after SIGTERM; stderr:\n${gateway.stderr()}`);
+        assert.deepEqual(outcome, { code: null, signal: 'SIGTERM' }, 'it ends by the signal it was sent, not exit code 0');
+        assert.ok(Date.now() - stoppedAt >= 10_000, 'after the 10 s the flush may take');
+        assert.match(gateway.stderr(), /the log could not be flushed within 10000 ms/);
+        assert.match(gateway.stderr(), /a write is still stuck \(see above\): ending by SIGTERM/);
+        assert.equal(readLogFile(gateway.logFile).length, 6, 'the file, which could be written, has every entry');
+      } finally {
+        await gateway.stop('SIGKILL');
+      }
+    });
+  }
+});
+
 describe('with one gateway', () => {
   let gateway: GatewayProcess;
   before(async () => {

@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Config } from '../config.js';
-import type { LogFormat, LogSink, RenderedBatch } from '../observe/log.js';
+import { closeSinks, endProcess, FLUSH_DEADLINE_MS, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
@@ -206,8 +206,19 @@ class Primary {
     const check = (): void => {
       if (closing || this.workers().length > 0) return;
       closing = true;
-      const closed = Promise.all([...sinks.map((sink) => sink.close()), spend.save()]);
-      void Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))]).then(() => process.exit(exitCode));
+      // closeSinks gives up on a stuck destination after FLUSH_DEADLINE_MS; the state file gets as long.
+      const closed = Promise.all([closeSinks(sinks), spend.save()]).then(([flushed]) => flushed);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<false>((resolve) => {
+        timer = setTimeout(() => {
+          warn(`the state file could not be saved within ${FLUSH_DEADLINE_MS + 1000} ms`);
+          resolve(false);
+        }, FLUSH_DEADLINE_MS + 1000);
+      });
+      void Promise.race([closed, late]).then((clean) => {
+        clearTimeout(timer);
+        endProcess(exitCode, clean, signal);
+      });
     };
     // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked
     // on 'exit' alone, a last worker whose channel closed after it exited was never seen gone, and

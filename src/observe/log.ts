@@ -557,20 +557,53 @@ export class InteractionLog {
 
   /**
    * Flushes and closes every destination, waiting at most `deadlineMs`: a destination that is
-   * stuck (stdout nobody reads) must not keep the process from exiting.
+   * stuck (stdout nobody reads) must not keep the process from exiting. False when it timed out:
+   * end the process with endProcess, which does not wait for the stuck write.
    */
-  async close(deadlineMs = 10_000): Promise<boolean> {
+  async close(deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
     this.writeQueued();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), deadlineMs);
-    });
-    const closed = Promise.all(this.sinks.map((sink) => sink.close())).then(() => true);
-    const result = await Promise.race([closed, deadline]);
-    clearTimeout(timer);
-    if (!result) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
-    return result;
+    return closeSinks(this.sinks, deadlineMs);
   }
+}
+
+/** How long the final flush at exit waits for the log's destinations (the README promises 10 s). */
+export const FLUSH_DEADLINE_MS = 10_000;
+
+/** Closes every destination, waiting at most `deadlineMs`; false (and said on stderr) when they did not all finish in time. */
+export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), deadlineMs);
+  });
+  const closed = Promise.all(sinks.map((sink) => sink.close())).then(() => true);
+  const result = await Promise.race([closed, deadline]);
+  clearTimeout(timer);
+  if (!result) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
+  return result;
+}
+
+/**
+ * Ends the process after a shutdown. `clean`: everything was flushed and saved; exits with `code`.
+ * Otherwise a write may still be stuck in the kernel on one of libuv's threads (a pipe whose reader
+ * stalled: a log collector that hangs), and process.exit would never return: it joins those threads
+ * (uv_library_shutdown) and waits for the write forever. The process then ends by the signal that
+ * stopped it (SIGTERM: status 143 to Docker and Kubernetes, SIGINT: 130), its default action
+ * restored, or by SIGKILL (137) when it stopped on its own: a signal ends it without joining threads.
+ */
+export function endProcess(code: number, clean: boolean, signal?: string): void {
+  if (clean) {
+    process.exit(code);
+    return;
+  }
+  const fatal: NodeJS.Signals = signal === 'SIGTERM' || signal === 'SIGINT' ? signal : 'SIGKILL';
+  warn(`a write is still stuck (see above): ending by ${fatal}, since exiting (code ${code}) would wait for it forever`);
+  if (fatal !== 'SIGKILL') {
+    // With no listener left Node restores the signal's default action (terminate), at once.
+    process.removeAllListeners(fatal);
+    process.kill(process.pid, fatal);
+  }
+  // Still here: the signal did not end it (it is ignored, or a listener came back).
+  process.kill(process.pid, 'SIGKILL');
 }
 
 export interface LogOptions {

@@ -33,6 +33,8 @@ export interface StartOptions {
   logFile?: string;
   /** The largest file the process may write, in KiB (RLIMIT_FSIZE): a disk that fills up. */
   fileSizeLimitKiB?: number;
+  /** False: nobody reads the gateway's stdout pipe once it is full (a log collector that stalled); stdout() stays empty. */
+  readStdout?: boolean;
 }
 
 export function tempDir(): string {
@@ -61,7 +63,7 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
   }));
   let out = '';
   let err = '';
-  child.stdout?.setEncoding('utf8').on('data', (text: string) => (out += text));
+  if (options.readStdout !== false) child.stdout?.setEncoding('utf8').on('data', (text: string) => (out += text));
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (err += text));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
