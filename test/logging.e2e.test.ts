@@ -3,9 +3,9 @@
  * process reports it, and the promise that real keys never leave the gateway.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, readLogFile, ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { chat, closedPort, request, type Reply } from './support/http.js';
@@ -168,6 +168,33 @@ describe('real keys never leave the gateway', () => {
 });
 
 describe('log destinations', () => {
+  it('LOG_FILE: a new file is created 0600; an existing one keeps its mode (logrotate\'s create 0640 root adm) at start and after a SIGHUP reopen', async () => {
+    const dir = tempDir();
+    const logFile = join(dir, 'logs', 'llm_interactions.json');
+    mkdirSync(dirname(logFile));
+    writeFileSync(logFile, '', { mode: 0o640 });
+    chmodSync(logFile, 0o640); // whatever the umask
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile, env: { LOG_CONSOLE: 'off' } });
+    try {
+      const ask = async (): Promise<string> => String((await chat(gw.url, 'vk', hello)).headers['x-request-id']);
+      await waitForEntry(logFile, await ask());
+      assert.equal(statSync(logFile).mode & 0o777, 0o640, 'an existing file keeps its mode at start');
+      gw.child.kill('SIGHUP');
+      await waitFor(() => /keys reloaded \(SIGHUP\)/.test(gw.stderr()), 'the reload the SIGHUP also does');
+      await waitForEntry(logFile, await ask());
+      assert.equal(statSync(logFile).mode & 0o777, 0o640, 'and after a SIGHUP reopened it');
+      // Rotated away with nocreate: the gateway creates the new file itself, 0600.
+      renameSync(logFile, `${logFile}.1`);
+      gw.child.kill('SIGHUP');
+      await waitFor(() => (gw.stderr().match(/keys reloaded \(SIGHUP\)/g) ?? []).length >= 2, 'the second reload');
+      await waitForEntry(logFile, await ask());
+      assert.equal(statSync(logFile).mode & 0o777, 0o600, 'a file the gateway creates is 0600');
+      assert.equal(statSync(`${logFile}.1`).mode & 0o777, 0o640);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('LOG_FILE=off writes no file (no state file either, without budgets) and LOG_CONSOLE=off keeps stdout empty', async () => {
     const quiet = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, logFile: 'off', env: { LOG_CONSOLE: 'off' } });
     try {

@@ -285,9 +285,10 @@ abstract class QueuedWriter implements LogSink {
 }
 
 /**
- * Appends to a file created with mode 0600 (prompts are sensitive); reopens after a failure. A
- * write that fails part-way (a full disk) is cut back to the last complete entry before anything
- * else is written, so the file stays a sequence of whole JSON documents.
+ * Appends to a file, created with mode 0600 when it does not exist (prompts are sensitive; an
+ * existing file keeps its mode); reopens after a failure. A write that fails part-way (a full
+ * disk) is cut back to the last complete entry before anything else is written, so the file stays
+ * a sequence of whole JSON documents.
  */
 class FileSink extends QueuedWriter {
   private handle: FileHandle | null = null;
@@ -316,14 +317,10 @@ class FileSink extends QueuedWriter {
   private async ensureOpen(): Promise<FileHandle> {
     if (this.handle !== null) return this.handle;
     await mkdir(dirname(this.path), { recursive: true });
+    // The mode applies only to a file this creates: one that exists keeps the mode its owner gave
+    // it (logrotate's `create 0640 root adm`, for a log shipper in group adm), at start and at
+    // every reopen; so does a device or a pipe (LOG_FILE=/dev/stderr, a FIFO).
     const handle = await open(this.path, 'a', 0o600);
-    try {
-      // A regular file that existed before with a wider mode is narrowed; a device or a pipe
-      // (LOG_FILE=/dev/stderr, a FIFO) is left as it is.
-      if ((await handle.stat()).isFile()) await handle.chmod(0o600);
-    } catch {
-      // not our file (e.g. a shared log): keep its mode rather than fail
-    }
     this.handle = handle;
     return handle;
   }
