@@ -6,7 +6,7 @@
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
-import { createSinks, endProcess } from './observe/log.js';
+import { createSinks, endProcess, savedAtExit } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { KeyFile, watchKeyFiles } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
@@ -77,8 +77,8 @@ async function main(): Promise<void> {
     void instance
       .shutdown(signal)
       .then(async (flushed) => {
-        await spend.save();
-        endProcess(0, flushed, signal);
+        const saved = await savedAtExit(spend.save());
+        endProcess(0, flushed && saved, signal);
       });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Config } from '../config.js';
-import { closeSinks, endProcess, FLUSH_DEADLINE_MS, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { closeSinks, endProcess, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
@@ -206,19 +206,8 @@ class Primary {
     const check = (): void => {
       if (closing || this.workers().length > 0) return;
       closing = true;
-      // closeSinks gives up on a stuck destination after FLUSH_DEADLINE_MS; the state file gets as long.
-      const closed = Promise.all([closeSinks(sinks), spend.save()]).then(([flushed]) => flushed);
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<false>((resolve) => {
-        timer = setTimeout(() => {
-          warn(`the state file could not be saved within ${FLUSH_DEADLINE_MS + 1000} ms`);
-          resolve(false);
-        }, FLUSH_DEADLINE_MS + 1000);
-      });
-      void Promise.race([closed, late]).then((clean) => {
-        clearTimeout(timer);
-        endProcess(exitCode, clean, signal);
-      });
+      // Each gives up on a stuck write after FLUSH_DEADLINE_MS; endProcess then does not wait for it.
+      void Promise.all([closeSinks(sinks), savedAtExit(spend.save())]).then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
     };
     // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked
     // on 'exit' alone, a last worker whose channel closed after it exited was never seen gone, and

@@ -566,17 +566,29 @@ export class InteractionLog {
 /** How long the final flush at exit waits for the log's destinations (the README promises 10 s). */
 export const FLUSH_DEADLINE_MS = 10_000;
 
-/** Closes every destination, waiting at most `deadlineMs`; false (and said on stderr) when they did not all finish in time. */
-export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
+/** Whether `work` settled within `ms` (a write stuck in the kernel never does). */
+async function doneWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), deadlineMs);
+    timer = setTimeout(() => resolve(false), ms);
   });
-  const closed = Promise.all(sinks.map((sink) => sink.close())).then(() => true);
-  const result = await Promise.race([closed, deadline]);
+  const result = await Promise.race([work.then(() => true), deadline]);
   clearTimeout(timer);
-  if (!result) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
   return result;
+}
+
+/** Closes every destination, waiting at most `deadlineMs`; false (and said on stderr) when they did not all finish in time. */
+export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
+  const closed = await doneWithin(Promise.all(sinks.map((sink) => sink.close())), deadlineMs);
+  if (!closed) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
+  return closed;
+}
+
+/** The state file's save at exit, waiting as long as the log's flush; false (and said on stderr) when it did not finish. */
+export async function savedAtExit(save: Promise<unknown>): Promise<boolean> {
+  const saved = await doneWithin(save, FLUSH_DEADLINE_MS);
+  if (!saved) warn(`the state file could not be saved within ${FLUSH_DEADLINE_MS} ms`);
+  return saved;
 }
 
 /**
