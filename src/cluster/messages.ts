@@ -9,7 +9,7 @@ export type ToPrimary =
   | { t: 'hello' }
   /** `request`: the request's id, which its record names again (null: it holds nothing here). */
   | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge; request: string }
-  /** Finished requests' spend, gathered for a few ms (one message per request cost a worker a third of its small requests). */
+  /** Finished requests' spend, gathered for one turn of the event loop (one message per request cost a worker a third of its small requests). */
   | { t: 'records'; records: readonly SpendRecord[] }
   | { t: 'report'; id: number; key: KeyLimits }
   | { t: 'ready'; address: string }

@@ -31,13 +31,6 @@ function send(message: ToPrimary): void {
 
 /** How long a worker waits for the primary's limits decision before letting the request through. */
 const ADMIT_TIMEOUT_MS = 2000;
-/**
- * How long finished requests' spend waits to go to the primary together. Sent one message each,
- * the writes and the wake-ups they cost took a third of two workers' small requests
- * (docs/performance.md). A request's hold stays with the primary until its record comes, so
- * limits only err on the safe side meanwhile.
- */
-const RECORD_BATCH_MS = 10;
 
 /** A limits check sent to the primary; `settle` is null once its timer let the request through. */
 interface PendingCheck {
@@ -48,13 +41,16 @@ interface PendingCheck {
 /** Limits decided by the primary: one decision for the whole instance. */
 function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission: Admission) => void; reported: (id: number, report: KeyReport) => void; flush: () => void } {
   let nextId = 1;
+  // The spend of a key without limits (it only feeds /v1/usage) goes to the primary once per turn
+  // of the event loop, in one message: one message each, the writes and wake-ups took a third of
+  // two workers' small requests (docs/performance.md). A request the primary admitted settles
+  // its hold at once, as its check was sent: every worker's next check sees it, as the client does.
+  // Gathered ones go first, so the primary counts this worker's requests in order.
   let records: SpendRecord[] = [];
-  let recordTimer: NodeJS.Timeout | null = null;
-  // Sent before anything that reads what they change (a check, a report), so this worker's own
-  // requests are counted in order; and at shutdown.
+  let queued: NodeJS.Immediate | null = null;
   const flush = (): void => {
-    if (recordTimer !== null) clearTimeout(recordTimer);
-    recordTimer = null;
+    if (queued !== null) clearImmediate(queued);
+    queued = null;
     if (records.length === 0) return;
     send({ t: 'records', records });
     records = [];
@@ -89,7 +85,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
         }),
       record: (key, spent, reserved) => {
         records.push({ key, spent, reserved: reserved.charge, request: reserved.ticket });
-        recordTimer ??= setTimeout(flush, RECORD_BATCH_MS);
+        if (reserved.ticket !== null) flush();
+        else queued ??= setImmediate(flush);
       },
       report: (key) =>
         new Promise((resolve, reject) => {
