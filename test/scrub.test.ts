@@ -130,3 +130,21 @@ describe('a real key holding a quote or a backslash', () => {
     assert.equal(JSON.parse(scrub([`{"a":${JSON.stringify(ODD)}}`], ODD)).a, '[redacted]');
   });
 });
+
+describe('textWithoutKeys and withoutKeys, for keys JSON escapes and for class instances', () => {
+  const ODD = 'sk-odd"quote\\back-0123';
+  it('takes a key holding a quote or a backslash out of a frame already written as JSON', () => {
+    const frame = `data: ${JSON.stringify({ text: `the key ${ODD} whole` })}\n\n`;
+    assert.equal(textWithoutKeys(frame, [ODD]), 'data: {"text":"the key [redacted] whole"}\n\n');
+  });
+
+  it('leaves an instance of a class as it is (the log keeps its cut and raw bodies as they are)', () => {
+    class Cut {
+      constructor(readonly head: string) {}
+    }
+    const cut = new Cut('no key here');
+    const value = { response: cut };
+    assert.equal(withoutKeys(value, [ODD]), value);
+    assert.ok(withoutKeys({ a: cut, b: ODD }, [ODD]).a instanceof Cut);
+  });
+});

@@ -69,7 +69,13 @@ export class KeyScrubber {
  */
 export function textWithoutKeys(text: string, apiKeys: readonly string[]): string {
   let clean = text;
-  for (const key of apiKeys) if (key.length >= MIN_KEY_LENGTH && clean.includes(key)) clean = clean.split(key).join('[redacted]');
+  for (const key of apiKeys) {
+    if (key.length < MIN_KEY_LENGTH) continue;
+    if (clean.includes(key)) clean = clean.split(key).join('[redacted]');
+    // In a frame already written as JSON, a key holding a quote or a backslash is spelled escaped.
+    const spelled = JSON.stringify(key).slice(1, -1);
+    if (spelled !== key && clean.includes(spelled)) clean = clean.split(spelled).join('[redacted]');
+  }
   return clean;
 }
 
@@ -84,6 +90,9 @@ const OMITTED = '[omitted: nested too deeply]';
 export function withoutKeys<T>(value: T, apiKeys: readonly string[], depth = 0): T {
   if (typeof value === 'string') return textWithoutKeys(value, apiKeys) as T;
   if (typeof value !== 'object' || value === null) return value;
+  // Plain data only: an instance of a class (the log's cut or raw bodies) keeps its kind, and its own rules.
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null && !Array.isArray(value)) return value;
   if (depth >= MAX_WALK_DEPTH) {
     let text: string | undefined;
     try {
