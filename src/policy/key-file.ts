@@ -115,7 +115,7 @@ export class KeyFile {
 }
 
 /**
- * Calls `onChange` (at most 100 ms later, once for a burst of events) when anything changes in the
+ * Calls `onChange` (100 ms after a burst of events, at most 500 ms after its first) when anything changes in the
  * folder of a file (the keys file, the price file), or in the folder of the file it links to.
  * Folders, not the file: editors and deploy tools replace the file (a rename), and Kubernetes swaps
  * a `..data` symlink; a watch on the old inode sees neither. Each folder is watched once, so files
@@ -128,13 +128,21 @@ export class KeyFile {
  */
 export function watchKeyFiles(files: readonly string[], onChange: () => void, checkEveryMs = 2000): () => void {
   let timer: NodeJS.Timeout | undefined;
-  // 100 ms after the first event, not after the last: a folder that never goes quiet (a log or
-  // stdout written there) would otherwise put a change off forever. At most 10 reads a second.
+  let latest = 0;
+  // 100 ms after the last event (an in-place edit truncates, then writes: read between the two, the
+  // file is half there), but never more than 500 ms after the first: a folder that never goes
+  // quiet (a log or stdout written there) would otherwise put a change off forever.
   const changed = (): void => {
-    timer ??= setTimeout(() => {
-      timer = undefined;
-      onChange();
-    }, 100);
+    const now = Date.now();
+    if (timer === undefined) latest = now + 500;
+    else clearTimeout(timer);
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        onChange();
+      },
+      Math.max(0, Math.min(100, latest - now)),
+    );
   };
   let watchers: FSWatcher[] = [];
   const arm = (folders: readonly string[]): void => {
