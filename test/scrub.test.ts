@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyScrubber, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
+import { KeyScrubber, keySpellings, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
 
 const KEY = 'sk-proj-Scrub0123456789abcdef';
 
@@ -115,7 +115,7 @@ describe('withoutKeys: a value the gateway assembled, without the real keys', ()
   });
 
   it('leaves short test keys alone, as the byte scrubber does', () => {
-    assert.equal(textWithoutKeys('abc abc', ['abc']), 'abc abc');
+    assert.equal(textWithoutKeys('abc abc', keySpellings(['abc'])), 'abc abc');
   });
 });
 
@@ -135,7 +135,7 @@ describe('textWithoutKeys and withoutKeys, for keys JSON escapes and for class i
   const ODD = 'sk-odd"quote\\back-0123';
   it('takes a key holding a quote or a backslash out of a frame already written as JSON', () => {
     const frame = `data: ${JSON.stringify({ text: `the key ${ODD} whole` })}\n\n`;
-    assert.equal(textWithoutKeys(frame, [ODD]), 'data: {"text":"the key [redacted] whole"}\n\n');
+    assert.equal(textWithoutKeys(frame, keySpellings([ODD])), 'data: {"text":"the key [redacted] whole"}\n\n');
   });
 
   it('leaves an instance of a class as it is (the log keeps its cut and raw bodies as they are)', () => {

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { THREAD_ERROR_CODES } from '../formats/messages/threads.js';
+import { keySpellings, textWithoutKeys } from './scrub.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;
@@ -54,11 +55,7 @@ const MASKED_KEY = /\bsk-[A-Za-z0-9_-]*\*+[A-Za-z0-9_-]*|\*{4,}[A-Za-z0-9_-]{2,}
 
 /** Removes every trace of the real key(s) from text that may reach a client or a log. */
 export function redactKey(text: string, apiKeys: string | readonly string[]): string {
-  let clean = text;
-  for (const apiKey of typeof apiKeys === 'string' ? [apiKeys] : apiKeys) {
-    if (apiKey.length >= 4 && clean.includes(apiKey)) clean = clean.split(apiKey).join('[redacted]');
-  }
-  return clean.replace(MASKED_KEY, '[redacted]');
+  return textWithoutKeys(text, keySpellings(typeof apiKeys === 'string' ? [apiKeys] : apiKeys, 4)).replace(MASKED_KEY, '[redacted]');
 }
 
 /** Deeper than this, a provider's JSON is not a model list or an error: left out, not walked. */

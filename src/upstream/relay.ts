@@ -13,7 +13,7 @@ import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
 import { redactError } from './errors.js';
 import { whyCut } from './http-client.js';
 import { upstreamIdle } from './read.js';
-import { textWithoutKeys, type KeyScrubber } from './scrub.js';
+import { keySpellings, textWithoutKeys, type KeyScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
@@ -96,6 +96,8 @@ class StreamRelay {
   /** How far the client's socket had got when last looked at, while paused (see `sent`), and when that moved. */
   private written = -1;
   private movedAt = 0;
+  /** The real keys as `made` searches for them (keySpellings), once a frame needs them. */
+  private spellings: readonly string[] | null = null;
   private over = false;
   /** What one read produces, gathered and written at once: one write (one syscall) per read. */
   private gathering = false;
@@ -259,7 +261,7 @@ class StreamRelay {
    * scrubber never saw whole can be whole here.
    */
   private made(text: string): string {
-    return text === '' ? text : textWithoutKeys(text, this.options.apiKeys);
+    return text === '' ? text : textWithoutKeys(text, (this.spellings ??= keySpellings(this.options.apiKeys)));
   }
 
   // ---- writing ----------------------------------------------------------------------------

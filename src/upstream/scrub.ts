@@ -62,20 +62,30 @@ export class KeyScrubber {
 }
 
 /**
+ * What to search text for, for these real keys: each key, and its JSON spelling where that differs
+ * (a key holding a quote or a backslash, in a frame already written as JSON). Made once per
+ * request or walk, not per string. `minLength`: shorter keys are test values (MIN_KEY_LENGTH).
+ */
+export function keySpellings(apiKeys: readonly string[], minLength = MIN_KEY_LENGTH): readonly string[] {
+  const spellings: string[] = [];
+  for (const key of apiKeys) {
+    if (key.length < minLength) continue;
+    spellings.push(key);
+    const spelled = JSON.stringify(key).slice(1, -1);
+    if (spelled !== key) spellings.push(spelled);
+  }
+  return spellings;
+}
+
+/**
  * Text the gateway made whole from a provider's pieces (a translation's joined text, a tool call's
  * input decoded from the JSON in its arguments, the log's assembled answer): a key the provider
  * split across pieces, or spelled with escapes inside a JSON string, is whole only here, where no
- * byte scrubber saw it.
+ * byte scrubber saw it. `spellings`: from keySpellings.
  */
-export function textWithoutKeys(text: string, apiKeys: readonly string[]): string {
+export function textWithoutKeys(text: string, spellings: readonly string[]): string {
   let clean = text;
-  for (const key of apiKeys) {
-    if (key.length < MIN_KEY_LENGTH) continue;
-    if (clean.includes(key)) clean = clean.split(key).join('[redacted]');
-    // In a frame already written as JSON, a key holding a quote or a backslash is spelled escaped.
-    const spelled = JSON.stringify(key).slice(1, -1);
-    if (spelled !== key && clean.includes(spelled)) clean = clean.split(spelled).join('[redacted]');
-  }
+  for (const spelling of spellings) if (clean.includes(spelling)) clean = clean.split(spelling).join('[redacted]');
   return clean;
 }
 
@@ -87,8 +97,12 @@ const OMITTED = '[omitted: nested too deeply]';
  * `value` with every string (and member name) that holds a real key copied without it: the value
  * itself when none does, so the common case copies nothing.
  */
-export function withoutKeys<T>(value: T, apiKeys: readonly string[], depth = 0): T {
-  if (typeof value === 'string') return textWithoutKeys(value, apiKeys) as T;
+export function withoutKeys<T>(value: T, apiKeys: readonly string[]): T {
+  return withoutSpellings(value, keySpellings(apiKeys), 0);
+}
+
+function withoutSpellings<T>(value: T, spellings: readonly string[], depth: number): T {
+  if (typeof value === 'string') return textWithoutKeys(value, spellings) as T;
   if (typeof value !== 'object' || value === null) return value;
   // Plain data only: an instance of a class (the log's cut or raw bodies) keeps its kind, and its own rules.
   const prototype: unknown = Object.getPrototypeOf(value);
@@ -100,13 +114,13 @@ export function withoutKeys<T>(value: T, apiKeys: readonly string[], depth = 0):
     } catch {
       return OMITTED as T;
     }
-    return text !== undefined && textWithoutKeys(text, apiKeys) !== text ? (OMITTED as T) : value;
+    return text !== undefined && textWithoutKeys(text, spellings) !== text ? (OMITTED as T) : value;
   }
   if (Array.isArray(value)) {
     let copy: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      const clean = withoutKeys(item, apiKeys, depth + 1);
+      const clean = withoutSpellings(item, spellings, depth + 1);
       if (clean !== item) (copy ??= value.slice())[i] = clean;
     }
     return (copy ?? value) as T;
@@ -115,8 +129,8 @@ export function withoutKeys<T>(value: T, apiKeys: readonly string[], depth = 0):
   let copy: Record<string, unknown> | null = null;
   for (const name of Object.keys(record)) {
     const item = record[name];
-    const clean = withoutKeys(item, apiKeys, depth + 1);
-    const cleanName = textWithoutKeys(name, apiKeys);
+    const clean = withoutSpellings(item, spellings, depth + 1);
+    const cleanName = textWithoutKeys(name, spellings);
     if (clean === item && cleanName === name) continue;
     if (copy === null) copy = { ...record };
     if (cleanName !== name) delete copy[name];

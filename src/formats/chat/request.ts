@@ -83,6 +83,11 @@ function isUsageTwin(key: string): boolean {
   return key !== 'include_usage' && goFold(key) === 'include_usage';
 }
 
+/** The client's stream options, less any twin of include_usage (the gateway sets it). */
+function withoutUsageTwins(options: unknown): Record<string, unknown> {
+  return isRecord(options) ? Object.fromEntries(Object.entries(options).filter(([key]) => !isUsageTwin(key))) : {};
+}
+
 const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},');
 
 /**
@@ -93,7 +98,7 @@ const STREAM_USAGE_FIELD = Buffer.from('"stream_options":{"include_usage":true},
  */
 export function chatRequestBody(request: ChatRequest, raw: ClientBytes | null): Buffer | string | readonly Buffer[] {
   const options = request.stream_options;
-  const usage = request.stream !== true || wantsStreamUsage(request) ? null : isRecord(options) ? { ...Object.fromEntries(Object.entries(options).filter(([key]) => !isUsageTwin(key))), include_usage: true } : { include_usage: true };
+  const usage = request.stream === true && !wantsStreamUsage(request) ? { ...withoutUsageTwins(options), include_usage: true } : null;
   // The common case, a stream without stream_options: the field goes after the opening brace, the
   // body not walked.
   if (raw !== null && usage !== null && raw.changes.size === 0 && !('stream_options' in request)) {
