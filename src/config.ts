@@ -2,8 +2,8 @@
  * Environment → one typed, validated Config. Defaults are stated here once; every variable is
  * documented in the README's configuration table.
  */
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import { usableCores } from './cores.js';
 import type { RedisFailurePolicy } from './policy/shared-limits.js';
 import { parseRedisUrl, type RedisAddress } from './redis/url.js';
 import type { UpstreamPolicy } from './upstream/types.js';
@@ -105,7 +105,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   const workers = (raw: string | undefined): number => {
     if (raw === undefined) return DEFAULTS.workers;
-    if (raw.toLowerCase() === 'auto') return availableParallelism();
+    if (raw.toLowerCase() === 'auto') return usableCores();
     return integer('GATEWAY_WORKERS', DEFAULTS.workers, 1, 1024, ' or "auto"');
   };
 

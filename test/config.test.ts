@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { availableParallelism } from 'node:os';
 import { ConfigError, isLoopback, loadConfig } from '../src/config.js';
+import { usableCores } from '../src/cores.js';
 
 describe('loadConfig', () => {
   it('has the documented defaults', () => {
@@ -71,7 +71,7 @@ describe('loadConfig', () => {
       redis: null,
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
     });
-    assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, availableParallelism());
+    assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, usableCores());
   });
 
   it('reads enumerated values in any case, and quotes a bad one as written', () => {
@@ -79,7 +79,7 @@ describe('loadConfig', () => {
     assert.equal(config.logConsole, 'json');
     assert.equal(config.keysWatch, false);
     assert.equal(config.redis?.failure, 'closed');
-    assert.equal(config.workers, availableParallelism());
+    assert.equal(config.workers, usableCores());
     assert.equal(loadConfig({ LOG_CONSOLE: 'Off', KEYS_WATCH: 'On' }).logConsole, 'off');
     assert.throws(
       () => loadConfig({ LOG_CONSOLE: 'Loud', KEYS_WATCH: 'No', REDIS_FAILURE: 'Maybe' }),

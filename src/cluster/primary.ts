@@ -6,8 +6,8 @@
  * replaces a worker that dies.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import type { Config } from '../config.js';
+import { usableCores } from '../cores.js';
 import { closeSinks, endProcess, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
@@ -230,7 +230,7 @@ class Primary {
         if (++count === config.workers) {
           const keys = `${this.virtualKeys} virtual key${this.virtualKeys === 1 ? '' : 's'}`;
           warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${config.logFile ?? 'off'}`);
-          const cores = availableParallelism();
+          const cores = usableCores();
           if (config.workers > cores) warn(`GATEWAY_WORKERS=${config.workers} on ${cores} core${cores === 1 ? '' : 's'}: workers beyond the cores compete for them and serve less, not more ("auto" starts one per core)`);
           this.started = true;
           cluster.off('message', onMessage);
