@@ -442,6 +442,8 @@ describe('a real key the gateway itself makes whole', () => {
   const ANTHROPIC_KEY = 'sk-ant-api03-assembledANTHROPICkey-8180';
   let provider: http.Server;
   let split: GatewayProcess;
+  /** Logs bodies cut at 1 KiB: a stream of 16 MiB is logged as the head of what was assembled. */
+  let cut: GatewayProcess;
   const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
     `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 
@@ -458,7 +460,10 @@ describe('a real key the gateway itself makes whole', () => {
         }
         if (body.stream === true) {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
-          res.end(chunk({ role: 'assistant', content: `key: ${KEY.slice(0, 12)}` }) + chunk({ content: KEY.slice(12) }) + chunk({}, 'stop') + 'data: [DONE]\n\n');
+          res.write(chunk({ role: 'assistant', content: `key: ${KEY.slice(0, 12)}` }) + chunk({ content: KEY.slice(12) }));
+          // "long": past what the log assembles (16 MiB of events under LOG_BODY_MAX_BYTES=1024).
+          if (body.messages?.[0]?.content === 'long') for (let i = 0; i < 300; i++) res.write(chunk({ content: 'x'.repeat(60_000) }));
+          res.end(chunk({}, 'stop') + 'data: [DONE]\n\n');
           return;
         }
         // A tool call whose arguments spell the key's first letter as \u0073: decoded, they hold it whole.
@@ -477,10 +482,15 @@ describe('a real key the gateway itself makes whole', () => {
         },
       },
     });
+    cut = await startGateway({
+      keys: { virtual_keys: { vk_whole_chat: { provider: 'openai', api_key: KEY, base_url: `http://127.0.0.1:${port}/v1` } } },
+      env: { LOG_BODY_MAX_BYTES: '1024' },
+    });
   });
 
   after(async () => {
     await split?.stop();
+    await cut?.stop();
     provider?.closeAllConnections();
     provider?.close();
   });
@@ -505,5 +515,18 @@ describe('a real key the gateway itself makes whole', () => {
       if (!name.includes('passed through')) assert.match(reply.text, /\[redacted\]/, `${name}: the key's place is marked`);
     }
     assert.ok(!leaks(readFileSync(split.logFile, 'utf8')) && !leaks(split.stdout()), 'nor does any log line');
+  });
+
+  it('takes it out of the head of a stream too long to assemble for the log', async () => {
+    const reply = await chat(cut.url, 'vk_whole_chat', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'long' }], stream: true });
+    assert.equal(reply.status, 200);
+    assert.ok(reply.text.length > 16 * 1024 * 1024, 'the client got the whole stream');
+    const entry = await waitForEntry(cut.logFile, String(reply.headers['x-request-id']));
+    const logged = entry.response as { truncated: boolean; original_bytes: number; head: string };
+    assert.equal(logged.truncated, true);
+    assert.ok(logged.original_bytes > 16 * 1024 * 1024, `the stream's size: ${logged.original_bytes}`);
+    assert.ok(!leaks(logged.head), `the head holds no real key: ${logged.head.slice(0, 300)}`);
+    assert.match(logged.head, /key: \[redacted\]x/, "the key's place is marked");
+    assert.ok(!leaks(readFileSync(cut.logFile, 'utf8')) && !leaks(cut.stdout()), 'nor does any log line');
   });
 });

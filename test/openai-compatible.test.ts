@@ -133,7 +133,7 @@ describe('chat stream pass-through', () => {
     const count = MAX_ASSEMBLED_STREAM_BYTES / (1024 * 1024) + 2;
     for (let i = 0; i < count; i++) assert.equal(stream.event(event(big)).text.length, big.length + 8, 'every event reaches the client');
     stream.event(event(finalWithUsage));
-    const logged = stream.response() as { truncated: boolean; original_bytes: number; head: string };
+    const logged = stream.response((answer) => answer) as { truncated: boolean; original_bytes: number; head: string };
     assert.equal(logged.truncated, true);
     assert.equal(logged.original_bytes, count * big.length + finalWithUsage.length);
     const assembled = JSON.parse(logged.head) as { choices: Array<{ message: { content: string } }> };
@@ -141,7 +141,7 @@ describe('chat stream pass-through', () => {
     assert.deepEqual(stream.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 }, 'usage is still read');
     const small = pipeline(false);
     small.event(event(chunk));
-    assert.equal((small.response() as { truncated?: boolean }).truncated, undefined, 'below it: the answer itself');
+    assert.equal((small.response((answer) => answer) as { truncated?: boolean }).truncated, undefined, 'below it: the answer itself');
   });
 
   it('passes chunks through byte for byte', () => {
@@ -152,7 +152,7 @@ describe('chat stream pass-through', () => {
     const hidden = pipeline(false);
     assert.equal(hidden.event(event(usageChunk)).text, '');
     assert.deepEqual(hidden.usage(), { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
-    assert.deepEqual((hidden.response() as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
+    assert.deepEqual((hidden.response((answer) => answer) as { usage: unknown }).usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
     assert.equal(pipeline(true).event(event(usageChunk)).text, `data: ${usageChunk}\n\n`);
   });
 

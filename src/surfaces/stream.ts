@@ -21,8 +21,11 @@ export interface ObservedStream extends StreamPipeline {
   rawUsage(): unknown;
   /** The stream's end came (its usage is the whole answer's). */
   complete(): boolean;
-  /** The answer as the client would have got it whole, for the log (null when no log is kept). */
-  response(): unknown;
+  /**
+   * The answer as the client would have got it whole, for the log (null when no log is kept).
+   * `clean` sees it before a stream too long to keep whole is cut to text.
+   */
+  response(clean: <T>(answer: T) => T): unknown;
   /** The provider's id for the answer, when its stream said it. */
   answerId(): string | null;
 }
@@ -116,9 +119,9 @@ export function streamPipeline<C extends ApiTypes>(
     rawUsage: () => watch.rawUsage(),
     complete: () => watch.complete,
     answerId: () => watch.answerId?.() ?? null,
-    response: () => {
+    response: (clean) => {
       if (logged === null) return null;
-      return assembler === null ? cutStream(logged.result(), streamedBytes) : logged.result();
+      return assembler === null ? cutStream(clean(logged.result()), streamedBytes) : clean(logged.result());
     },
   };
 }

@@ -666,6 +666,6 @@ async function answerStream<C extends ApiTypes>(
   interaction.usageFinal = pipeline.complete();
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
-  if (deps.log.enabled) interaction.response = withoutKeys(pipeline.response(), keys.apiKeys);
+  if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, keys.apiKeys));
   return pipeline.answerId();
 }
