@@ -320,6 +320,9 @@ describe('what a budget in USD cannot be made to miss', () => {
       const unpriced = await compact('vk_resp', 'gpt-9-preview');
       assert.equal(unpriced.status, 403);
       assert.equal(unpriced.json.error.code, 'model_not_priced');
+      // Null is OpenAI's "the provider picks": a budget in USD could not be priced.
+      const unnamed = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: null, input: [{ role: 'user', content: 'hi' }] } });
+      assert.deepEqual([unnamed.status, unnamed.json.error.code, unnamed.json.error.param], [400, 'missing_required_parameter', 'model'], unnamed.text);
 
       // Each compaction in flight holds its prompt and 4,096 output tokens of gpt-4o-mini ($0.0025): the third finds $0.003 committed.
       openai.behave(async () => {

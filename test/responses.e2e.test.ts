@@ -778,6 +778,23 @@ describe('the Responses route as a client sees it', () => {
     const blocked = await responses('vk_mini_only', { model: 'gpt-5', input: 'x' });
     assert.equal(blocked.status, 403);
     assert.equal(blocked.json.error.code, 'model_not_allowed');
+    // compact and input_tokens may name no model (the provider picks one): not with an allowlist, which must see it.
+    for (const path of ['/v1/responses/compact', '/v1/responses/input_tokens']) {
+      for (const [body, status, code] of [
+        [{ input: 'x' }, 400, 'missing_required_parameter'],
+        [{ model: null, input: 'x' }, 400, 'missing_required_parameter'],
+        [{ model: ['gpt-5'], input: 'x' }, 400, 'invalid_type'],
+        [{ model: 'gpt-5', input: 'x' }, 403, 'model_not_allowed'],
+      ] as const) {
+        openai.requests.length = 0;
+        const reply = await request(gateway.url, path, { key: 'vk_mini_only', body });
+        assert.deepEqual([reply.status, reply.json.error?.code, reply.json.error?.param], [status, code, 'model'], `${path} ${JSON.stringify(body)}: ${reply.text}`);
+        assert.equal(openai.requests.length, 0, `${path} ${JSON.stringify(body)}: nothing reached the provider`);
+      }
+      const open = await request(gateway.url, path, { key: 'vk_codex', body: { model: null, input: 'x' } });
+      assert.equal(open.status, 200, `${path}: a key without an allowlist may leave the model to the provider: ${open.text}`);
+      assert.equal((await request(gateway.url, path, { key: 'vk_codex', body: { model: 7, input: 'x' } })).status, 400, `${path}: a model that is not a string`);
+    }
     const broken = await request(gateway.url, '/v1/responses', { key: 'vk_codex', body: '{"model":' });
     assert.equal(broken.status, 400);
     assert.equal(broken.json.error.code, 'invalid_json');

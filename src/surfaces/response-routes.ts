@@ -13,6 +13,7 @@ import { parseObjectAnswer } from '../formats/answer.js';
 import { GatewayError, invalidRequest } from '../errors.js';
 import { parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
+import type { VirtualKey } from '../policy/keys.js';
 import type { Charge } from '../policy/limits.js';
 import type { Target } from '../policy/target.js';
 import { costUsd, decimalUsd, estimateUsd } from '../prices/cost.js';
@@ -118,6 +119,20 @@ function estimateResponsesInputTokens(request: Record<string, unknown>): number 
 }
 
 /**
+ * The model these routes name: a string, or none (null or left out: the provider picks one, as
+ * OpenAI does from a previous response). None only for a key whose policy needs no model: one
+ * with an allowlist or a budget in USD (its price) must say which.
+ */
+function requestedModel(model: unknown, key: VirtualKey): string | null {
+  if (typeof model === 'string') return model;
+  if (model !== undefined && model !== null) throw invalidRequest("Invalid type for 'model': expected a string or null.", 'model', 'invalid_type');
+  if (key.models !== null || key.budget?.maxUsd != null) {
+    throw invalidRequest("Missing required parameter: 'model' (this virtual key allows only some models or has a budget in USD: the gateway must know which model).", 'model', 'missing_required_parameter');
+  }
+  return null;
+}
+
+/**
  * `POST /v1/responses/input_tokens` (how many input tokens a request would use) and
  * `POST /v1/responses/compact` (OpenAI's server-side compaction of a conversation): passed through
  * to a provider that speaks Responses, the model map applied, a continued response checked as the
@@ -129,7 +144,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
     serveKeyed(POST_ONLY, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
       const raw = (await readBody(req, deps.maxBodyBytes, context.cancel)).bytes;
       const request = interaction.readRequest(raw, (bytes) => parseJsonObject(bytes, '"model" and "input"'));
-      const model = typeof request.model === 'string' ? request.model : null;
+      const model = requestedModel(request.model, key);
       if (model !== null) {
         interaction.model = acceptedModel(model);
         checkModel(key, model);

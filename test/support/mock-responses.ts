@@ -141,7 +141,9 @@ export function serveResponses(res: ServerResponse, recorded: RecordedRequest, s
   }
   if (id === 'compact' && method === 'POST') {
     const body = recorded.json;
-    if (typeof body?.model !== 'string') return void send(res, 400, error("Missing required parameter: 'model'.", 'invalid_request_error', 'missing_required_parameter', 'model'), idHeader), true;
+    // Required, and nullable: OpenAI picks the model (from a previous response) when it is null.
+    if (body?.model === undefined) return void send(res, 400, error("Missing required parameter: 'model'.", 'invalid_request_error', 'missing_required_parameter', 'model'), idHeader), true;
+    if (body.model !== null && typeof body.model !== 'string') return void send(res, 400, error("Invalid type for 'model': expected a string or null.", 'invalid_request_error', 'invalid_type', 'model'), idHeader), true;
     send(res, 200, { id: `resp_cmp_${randomBytes(6).toString('hex')}`, object: 'response.compaction', created_at: Math.floor(Date.now() / 1000), output: [{ type: 'compaction', encrypted_content: 'gAAAAcompacted' }], usage: { input_tokens: 100, output_tokens: 10, total_tokens: 110 } }, idHeader);
     return true;
   }
