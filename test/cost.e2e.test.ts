@@ -243,6 +243,30 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
+  it('charges a whole answer that reports no usage (an OpenAI-compatible server) its size in output tokens', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_silent: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    const content = 'word '.repeat(800);
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'chatcmpl-silent', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }));
+      return true;
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_silent', ask('gpt-4o-mini'));
+      assert.equal(reply.status, 200);
+      const output = Math.ceil(Buffer.byteLength(reply.text) / 4);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.usage, null, 'the log says what the provider reported');
+      assert.ok(entry.cost_usd >= (output * 0.6) / 1e6, `charged $${entry.cost_usd} for an answer of ~${output} tokens`);
+      const usage = await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_silent' });
+      const spent = 1_000_000 - usage.json.budget.remaining_tokens;
+      assert.ok(spent >= output && spent < output + 100, `${spent} tokens counted against the budget for ~${output} of output`);
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
   it('charges an Anthropic stream cut short before its message_delta at least the output it relayed', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_cut: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
     let hang!: () => void;

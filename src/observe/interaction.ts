@@ -58,6 +58,8 @@ export class Interaction implements CallRecord, RelayRecord {
   severalKeys = false;
   /** Events relayed to the client (for a usage estimate when a stream is cut short). */
   streamedEvents = 0;
+  /** A whole answer that said no usage: its output estimated from its size (~4 bytes per token). */
+  unreportedOutput = 0;
   upstreamRespondedAt: number | null = null;
   upstreamEndedAt: number | null = null;
   /** Tools the translation left out (hosted tools only OpenAI runs). */

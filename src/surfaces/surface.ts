@@ -318,15 +318,16 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * What a request is charged, in tokens and USD (against tokens per minute, budgets and the key's
  * spend): the answer's usage; or, for an answer cut short after it began (the client left, the
  * stream failed), an estimate: the prompt plus one token per streamed event, since dropping a
- * stream before its usage does not make it free; nothing for a refusal (providers do not bill
- * them). The cost is null when tokens were used of a model without a price.
+ * stream before its usage does not make it free; for a whole answer without usage, the prompt
+ * plus its size in tokens; nothing for a refusal (providers do not bill them). The cost is null
+ * when tokens were used of a model without a price.
  */
 export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: number, prices: Prices): void {
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
   if (usage === null && status !== null && status >= 200 && status < 300) {
-    usage = { input: promptEstimate, output: interaction.streamedEvents, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+    usage = { input: promptEstimate, output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage !== null && !interaction.usageFinal && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };
@@ -612,6 +613,8 @@ function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
+  // An OpenAI-compatible server that reports no usage still generated: its answer's size says how much.
+  if (usage === null) interaction.unreportedOutput = Math.ceil(body.length / 4);
   if (!route.translation.identity) interaction.providerUsage = (answer as { usage?: unknown }).usage ?? null;
   // Translated, the answer is the gateway's own text: a key the provider split between content
   // blocks, or spelled inside a tool call's arguments, can be whole in it.
