@@ -198,6 +198,27 @@ describe('gateway errors', () => {
     assert.doesNotMatch(JSON.stringify(entry), /guessing_0123456789/);
   });
 
+  it('logs and counts a refused key on the routes that are not logged otherwise (models, usage)', async () => {
+    const refusals = async (): Promise<number> => {
+      const text = (await request(gateway.url, '/metrics', { method: 'GET', key: null })).text;
+      return [...text.matchAll(/^llm_gateway_requests_total\{[^}]*status="401"[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+    };
+    const before = await refusals();
+    const tries: Array<[string, Record<string, string>]> = [
+      ['/v1/models', { authorization: 'Bearer vk_guessing_models_01' }],
+      ['/v1/usage', { authorization: 'Bearer vk_guessing_usage_02' }],
+      ['/v1/models', { 'x-api-key': 'vk_guessing_claude_03', 'anthropic-version': '2023-06-01' }],
+    ];
+    for (const [path, headers] of tries) {
+      const reply = await request(gateway.url, path, { method: 'GET', key: null, headers });
+      assert.equal(reply.status, 401, path);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id'] ?? reply.headers['request-id']));
+      assert.deepEqual([entry.status, entry.method, entry.path, entry.virtual_key], [401, 'GET', path, 'vk_gue…']);
+      assert.doesNotMatch(JSON.stringify(entry), /guessing_/, 'the presented key is masked');
+    }
+    assert.equal(await refusals(), before + tries.length, 'each is in llm_gateway_requests_total with status 401');
+  });
+
   it('413 for a body over GATEWAY_MAX_BODY_BYTES, declared or chunked', async () => {
     const big = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(5000) }] };
     const declared = await chat(gateway.url, 'vk_openai', big);

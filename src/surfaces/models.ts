@@ -10,7 +10,7 @@ import type { ModelList } from '../formats/chat/models.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { toAnthropicModelList } from '../formats/messages/models.js';
 import { Interaction } from '../observe/interaction.js';
-import { authenticate, bearerToken } from '../policy/auth.js';
+import { bearerToken } from '../policy/auth.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendError, sendJson } from '../server/http.js';
@@ -20,7 +20,7 @@ import { readAll } from '../upstream/read.js';
 import { KeyScrubber } from '../upstream/scrub.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
-import type { SurfaceDeps } from './surface.js';
+import { authenticateRequest, recordRefusedKey, type SurfaceDeps } from './surface.js';
 import type { Target } from '../policy/target.js';
 
 const LIST_LIMIT = 8 * 1024 * 1024;
@@ -113,8 +113,8 @@ export async function serveModels(req: IncomingMessage, res: ServerResponse, con
   const interaction = new Interaction(context);
   try {
     const key = anthropic
-      ? authenticate(anthropicCredential(req.headers), deps.keys, HOW_TO_SEND_ANTHROPIC_KEY)
-      : authenticate(bearerToken(req.headers.authorization), deps.keys, HOW_TO_SEND_BEARER);
+      ? authenticateRequest(anthropicCredential(req.headers), HOW_TO_SEND_ANTHROPIC_KEY, interaction, deps)
+      : authenticateRequest(bearerToken(req.headers.authorization), HOW_TO_SEND_BEARER, interaction, deps);
     const list = await listModels(key, interaction, deps);
     if (context.cancel.cancelled) return;
     stampOverhead(res, interaction.overheadMs(performance.now()));
@@ -123,6 +123,7 @@ export async function serveModels(req: IncomingMessage, res: ServerResponse, con
     if (res.headersSent || context.cancel.cancelled) return;
     const error = toGatewayError(err);
     stampOverhead(res, interaction.overheadMs(performance.now()));
-    sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    recordRefusedKey(interaction, error, body, deps);
   }
 }

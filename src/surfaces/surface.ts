@@ -223,6 +223,16 @@ export function recordRequest(interaction: Interaction, deps: SurfaceDeps): void
   if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
 }
 
+/**
+ * On the routes that are not logged (`/v1/models`, `/v1/usage`), a refused key still is, and
+ * counted in the metrics: guesses at virtual keys show wherever they are tried.
+ */
+export function recordRefusedKey(interaction: Interaction, error: GatewayError, body: unknown, deps: SurfaceDeps): void {
+  if (error.status !== 401) return;
+  interaction.failed(error, body);
+  recordRequest(interaction, deps);
+}
+
 /** The virtual key a request presents, recorded in its interaction; or the 401. */
 export function authenticateRequest(presented: Presented, howToSendKey: string, interaction: Interaction, deps: SurfaceDeps): VirtualKey {
   let key: VirtualKey;

@@ -7,13 +7,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { toGatewayError } from '../errors.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
-import { authenticate, bearerToken } from '../policy/auth.js';
+import { Interaction } from '../observe/interaction.js';
+import { bearerToken } from '../policy/auth.js';
 import { limitsOf, type KeyReport } from '../policy/limits.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendError, sendJson } from '../server/http.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
-import type { SurfaceDeps } from './surface.js';
+import { authenticateRequest, recordRefusedKey, type SurfaceDeps } from './surface.js';
 import { roundUsd } from '../prices/cost.js';
 
 /** The answer's body: the key known by its name (or digest label), never by itself. */
@@ -56,10 +57,11 @@ function usageBody(keyName: string, report: KeyReport): unknown {
 export async function serveUsage(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
   const anthropic = isAnthropicStyle(req.headers);
   if (anthropic) res.setHeader('request-id', context.id);
+  const interaction = new Interaction(context);
   try {
     const key = anthropic
-      ? authenticate(anthropicCredential(req.headers), deps.keys, HOW_TO_SEND_ANTHROPIC_KEY)
-      : authenticate(bearerToken(req.headers.authorization), deps.keys, HOW_TO_SEND_BEARER);
+      ? authenticateRequest(anthropicCredential(req.headers), HOW_TO_SEND_ANTHROPIC_KEY, interaction, deps)
+      : authenticateRequest(bearerToken(req.headers.authorization), HOW_TO_SEND_BEARER, interaction, deps);
     const report = await deps.limiter.report(limitsOf(key));
     if (context.cancel.cancelled) return;
     stampOverhead(res, performance.now() - context.startedAt);
@@ -68,6 +70,7 @@ export async function serveUsage(req: IncomingMessage, res: ServerResponse, cont
     if (res.headersSent || context.cancel.cancelled) return;
     const error = toGatewayError(err);
     stampOverhead(res, performance.now() - context.startedAt);
-    sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    recordRefusedKey(interaction, error, body, deps);
   }
 }
