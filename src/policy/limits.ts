@@ -55,12 +55,12 @@ export function admissionError(admission: Admission): GatewayError | null {
 
 const MINUTE_MS = 60_000;
 
-/** OpenAI's reset format: `0s`, `250ms`, `1.5s`, `6m0s`. */
 /** Milliseconds until a bucket refilling `limit` a minute goes from `level` to `amount`. */
 function refillMs(level: number, limit: number, amount: number): number {
   return level >= amount ? 0 : ((amount - level) * MINUTE_MS) / limit;
 }
 
+/** OpenAI's reset format: `0s`, `250ms`, `1.5s`, `6m0s`. */
 export function formatDuration(ms: number): string {
   const rounded = Math.ceil(ms);
   if (rounded <= 0) return '0s';

@@ -2,7 +2,8 @@
  * Timeouts for every in-flight upstream call, checked by one shared timer instead of a
  * setTimeout per call and a refresh per stream chunk: on the hot path, marking activity is a
  * single number assignment. Precision is the sweep interval (100 ms), plenty for timeouts
- * counted in minutes.
+ * counted in minutes. One list and one timer for the whole process, as Node's own timers are:
+ * a deadline belongs to no instance, and a timer per instance would only add wake-ups.
  */
 
 import { SlotList } from '../slot-list.js';
