@@ -165,7 +165,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     promptEstimate = Math.ceil(raw.length / 4);
     reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
 
-    const { target, route, back, outbound, upstream, apiKey } = await callTargets(surface, key, parsed, raw, pooled, req, res, interaction, deps);
+    const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
     const apiKeys = target.keys.apiKeys;
     // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
     const scrubber = new KeyScrubber(apiKey);
@@ -179,12 +179,13 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     // Passed through where the key's model map sent another model: the one the client asked for,
     // which the answer is named after where its API needs that (api.ts: namedAfter).
     const asked = route.translation.identity && outbound.model !== parsed.model ? parsed.model : null;
+    const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked };
     if (parsed.stream) {
-      answerId = await answerStream(surface.api, route, back, parsed, upstream, res, interaction, deps, { apiKeys, scrubber }, promptEstimate, asked);
+      answerId = await answerStream(answering, upstream);
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerId = answerJson(surface.api, route, back, answer, res, interaction, { promptTokens: promptEstimate }, asked, apiKeys);
+      answerId = answerJson(answering, answer);
     }
     if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
   } catch (err) {
@@ -406,17 +407,8 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
  * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
  */
-async function callTargets<C extends ApiTypes>(
-  surface: Surface<C>,
-  key: VirtualKey,
-  parsed: ParsedRequest<C['request']>,
-  raw: Buffer,
-  pooled: PooledBody | null,
-  req: IncomingMessage,
-  res: ServerResponse,
-  interaction: Interaction,
-  deps: SurfaceDeps,
-): Promise<Served<C>> {
+async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Served<C>> {
+  const { key, pooled, res, interaction, deps } = request;
   const order = targetOrder(key);
   const several = order.length > 1;
   const cancel = interaction.context.cancel;
@@ -442,7 +434,7 @@ async function callTargets<C extends ApiTypes>(
     try {
       let prepared: Prepared<C>;
       try {
-        const ready = prepareChecked(surface, target, key, parsed, raw, req, interaction, deps);
+        const ready = prepareChecked(request, target);
         // Awaited only where the surface checks: a chat request awaits nothing here.
         prepared = ready instanceof Promise ? await ready : ready;
       } catch (err) {
@@ -452,7 +444,7 @@ async function callTargets<C extends ApiTypes>(
         // not wrong because a fallback cannot take it); else refused as that target refuses it.
         if (tried === 0) {
           if (passedOver === null) throw err;
-          const refused = await refusal(surface, passedOver, key, parsed, raw, req, interaction, deps);
+          const refused = await refusal(request, passedOver);
           if (refused !== null) throw refused;
         }
         interaction.targetOutcome(target, 'skipped');
@@ -527,17 +519,9 @@ function admitTarget(target: Target, interaction: Interaction): Admission | null
  * twenty such in flight made every young collection copy them (translated 137 KB: 0.6–0.8 ms of
  * scavenging per request, 0.25 without).
  */
-function prepareChecked<C extends ApiTypes>(
-  surface: Surface<C>,
-  target: Target,
-  key: VirtualKey,
-  parsed: ParsedRequest<C['request']>,
-  raw: Buffer,
-  req: IncomingMessage,
-  interaction: Interaction,
-  deps: SurfaceDeps,
-): Prepared<C> | Promise<Prepared<C>> {
-  const prepared = prepare(surface, target, parsed, raw, req, interaction, deps);
+function prepareChecked<C extends ApiTypes>(request: AtHand<C>, target: Target): Prepared<C> | Promise<Prepared<C>> {
+  const { surface, key, parsed, interaction, deps } = request;
+  const prepared = prepare(request, target);
   if (!prepared.route.translation.identity || surface.passThrough === undefined) return released(parsed, prepared);
   // Awaited only where the surface looks something up (Responses: a stored response's owner).
   const checked = surface.passThrough({ request: prepared.outbound.request, body: prepared.body, key, target, interaction, deps });
@@ -551,13 +535,44 @@ function released<C extends ApiTypes>(parsed: ParsedRequest<C['request']>, prepa
 }
 
 /** Why the request could not be made ready for `target` (one passed over: asked, not sent), or null. */
-async function refusal<C extends ApiTypes>(surface: Surface<C>, target: Target, key: VirtualKey, parsed: ParsedRequest<C['request']>, raw: Buffer, req: IncomingMessage, interaction: Interaction, deps: SurfaceDeps): Promise<unknown> {
+async function refusal<C extends ApiTypes>(request: AtHand<C>, target: Target): Promise<unknown> {
   try {
-    await prepareChecked(surface, target, key, parsed, raw, req, interaction, deps);
+    await prepareChecked(request, target);
     return null;
   } catch (err) {
     return err;
   }
+}
+
+/** One client request while the surface finds it a target: what every step of that reads. */
+interface AtHand<C extends ApiTypes> {
+  readonly surface: Surface<C>;
+  readonly key: VirtualKey;
+  readonly parsed: ParsedRequest<C['request']>;
+  /** The client's body, and the pooled memory it is in (held by each upstream write of it). */
+  readonly raw: Buffer;
+  readonly pooled: PooledBody | null;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly interaction: Interaction;
+  readonly deps: SurfaceDeps;
+}
+
+/** A provider's answer on its way back to the client, whole or streamed. */
+interface Answering<C extends ApiTypes> {
+  readonly api: ClientApi<C>;
+  readonly route: Route<C>;
+  readonly back: WayBack<C, ApiTypes>;
+  readonly parsed: ParsedRequest<C['request']>;
+  readonly res: ServerResponse;
+  readonly interaction: Interaction;
+  readonly deps: SurfaceDeps;
+  /** The target's real keys (taken out of what the gateway assembles), and the scrubber of the one sent. */
+  readonly apiKeys: readonly string[];
+  readonly scrubber: KeyScrubber;
+  readonly promptEstimate: number;
+  /** The model the client asked for, where the key's model map sent another (null: the same). */
+  readonly asked: string | null;
 }
 
 /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
@@ -579,15 +594,7 @@ interface Prepared<C extends ApiTypes> {
   readonly endpoint: Endpoint;
 }
 
-function prepare<C extends ApiTypes>(
-  surface: Surface<C>,
-  target: Target,
-  parsed: ParsedRequest<C['request']>,
-  raw: Buffer,
-  req: IncomingMessage,
-  interaction: Interaction,
-  deps: SurfaceDeps,
-): Prepared<C> {
+function prepare<C extends ApiTypes>({ surface, parsed, raw, req, interaction, deps }: AtHand<C>, target: Target): Prepared<C> {
   const outbound = outboundRequest(surface.api, target, parsed, raw);
   const route = deps.router.route(surface.api, target.apis);
   const exchange = translate(route, outbound.request);
@@ -619,7 +626,8 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>(api: ClientApi<C>, route: Route<C>, back: WayBack<C, ApiTypes>, body: Buffer, res: ServerResponse, interaction: Interaction, hints: AnswerHints, asked: string | null, apiKeys: readonly string[]): string | null {
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys }: Answering<C>, body: Buffer): string | null {
+  const hints: AnswerHints = { promptTokens: promptEstimate };
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
@@ -650,35 +658,24 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
   return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
 }
 
-async function answerStream<C extends ApiTypes>(
-  api: ClientApi<C>,
-  route: Route<C>,
-  back: WayBack<C, ApiTypes>,
-  parsed: ParsedRequest<C['request']>,
-  upstream: UpstreamResponse,
-  res: ServerResponse,
-  interaction: Interaction,
-  deps: SurfaceDeps,
-  keys: { apiKeys: readonly string[]; scrubber: KeyScrubber },
-  promptEstimate: number,
-  asked: string | null,
-): Promise<string | null> {
+async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<string | null> {
+  const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked } = answering;
   if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
       code: 'upstream_invalid_response',
-      logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, keys.apiKeys),
+      logDetail: redactKey(`content-type: ${String(upstream.headers['content-type'])}`, apiKeys),
     });
   }
   const namedAfter = api.namedAfter;
   const renamed = asked === null || namedAfter === undefined ? null : (event: C['event']) => namedAfter.event(event, asked);
   const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit, renamed);
   stampOverhead(res, interaction.overheadMs(performance.now()));
-  await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, ...keys });
+  await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
-  if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, keys.apiKeys));
+  if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
   return pipeline.answerId();
 }
