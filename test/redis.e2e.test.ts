@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { KeySpend } from '../src/policy/limits.js';
-import { runScript, seedSpend } from '../src/policy/shared-limits.js';
+import { Metrics } from '../src/observe/metrics.js';
+import { LimitState, localLimiter, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
+import { runScript, seedSpend, SharedLimiter } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
 import { createHash } from 'node:crypto';
@@ -244,6 +245,34 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const reply = await chat((gateways[0] as GatewayProcess).url, 'vk_busy', { ...ask, max_tokens: 1e23 });
     assert.equal(reply.status, 200);
     await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_busy')).json.in_flight.tokens === 0, 'nothing held after it settled');
+  });
+
+  it('releases what Redis reserves for an admission it answered too late, which this instance then refused (REDIS_FAILURE=open)', async () => {
+    // Several instances (or workers) see a stall in different orders: here, one whose own count has
+    // used the key's one request a minute that Redis has not counted yet.
+    const client = await connect(parseRedisUrl(redis.url(undefined, 3)) as RedisAddress);
+    try {
+      const key: KeyLimits = { digest: 'stalled', rateLimit: { requestsPerMinute: 1, tokensPerMinute: null }, budget: { maxTokens: 100_000, maxUsd: null, period: 'total' } };
+      const local = new LimitState(new SpendStore(null));
+      assert.equal(local.admit(key, { tokens: 10, usd: 0 }).error, null);
+      const limiter = new SharedLimiter({ client, local: localLimiter(local), timeoutMs: 200, failure: 'open', metrics: new Metrics() });
+      redis.signal('SIGSTOP');
+      let refused;
+      try {
+        refused = await limiter.admit(key, { tokens: 4_000, usd: 0 }, 'req-stalled');
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      assert.equal(refused.error?.status, 429, 'decided here, where the one request a minute is used');
+      // One connection answers in order: once PING is answered, the late admission and whatever followed it ran.
+      assert.equal(await client.send(['PING']), 'PONG');
+      const held = 'llmgw:{stalled}:held';
+      assert.equal(await client.send(['HGET', held, 'req-stalled']), null, 'no reservation left for a request that never ran');
+      assert.deepEqual(await client.send(['HMGET', held, '~tokens']), ['0']);
+      assert.equal(await client.send(['HGET', 'llmgw:{stalled}:spend:total', 'requests']), null, 'and nothing counted');
+    } finally {
+      client.close();
+    }
   });
 
   it('settles a request once, however often its settlement is sent; adds a state file\'s spend once', async () => {

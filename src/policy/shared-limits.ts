@@ -379,12 +379,20 @@ export class SharedLimiter implements Limiter {
       this.options.metrics.redisFallback(this.options.failure);
       // Sent but unanswered, the script may have run and reserved: the ticket stays, and its settlement (or release) counts once.
       const sent = !(err instanceof RedisUnavailable && !err.sent);
+      // Refused here after all: what Redis may still reserve when it runs the admission is released
+      // behind it (on the same connection, or from the backlog), or it would hold the budget for an hour.
+      const release = (): void => this.settle({ key, spent: { tokens: 0, usd: 0, usage: null, unpriced: false }, reserved: { charge: estimate, where: 'unsure', ticket: id }, at: now, counts: false });
       if (this.options.failure === 'closed') {
-        if (sent) this.settle({ key, spent: { tokens: 0, usd: 0, usage: null, unpriced: false }, reserved: { charge: estimate, where: 'unsure', ticket: id }, at: now, counts: false });
+        if (sent) release();
         return { headers: {}, error: LIMITS_UNAVAILABLE };
       }
       const local = await this.options.local.admit(key, estimate, id);
-      return sent && local.error === null ? { ...local, where: 'unsure', ticket: id } : local;
+      if (!sent) return local;
+      if (local.error !== null) {
+        release();
+        return local;
+      }
+      return { ...local, where: 'unsure', ticket: id };
     }
     const [outcome, requestsLevel, tokensLevel, committed] = reply;
     const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
