@@ -173,6 +173,20 @@ describe('budgets', () => {
     assert.equal(state.admit(key, tok(0), Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
   });
 
+  it('say a budget its requests in flight hold comes back, where they are what fills it', () => {
+    const state = new LimitState(new SpendStore(null));
+    const key = limits(null, { maxTokens: 100, maxUsd: null, period: 'day' });
+    const t = Date.parse('2026-11-28T20:00:00Z');
+    assert.equal(state.admit(key, tok(70), t).error, null);
+    state.record(key, spent(30), tok(70), t);
+    assert.equal(state.admit(key, tok(80), t).error, null);
+    const held = state.admit(key, tok(10), t);
+    assert.deepEqual([held.error?.status, held.error?.code, held.error?.headers], [429, 'budget_held', { 'retry-after': '5' }]);
+    assert.match(held.error?.message ?? '', /\(30 tokens spent and 80 held of 100 this day\)/);
+    state.record(key, spent(75), tok(80), t);
+    assert.equal(state.admit(key, tok(10), t).error?.code, 'budget_exceeded', 'spent alone: used until the period resets');
+  });
+
   it('know their periods', () => {
     const now = new Date('2026-12-31T23:59:59Z');
     assert.deepEqual([periodId('day', now), periodId('month', now), periodId('total', now)], ['day:2026-12-31', 'month:2026-12', 'total']);

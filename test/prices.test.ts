@@ -319,7 +319,9 @@ describe('budgets in USD', () => {
     assert.equal(state.admit(key, { tokens: 10, usd: 0.6 }, t).error, null);
     assert.equal(state.admit(key, { tokens: 10, usd: 0.6 }, t).error, null, 'admitted while anything is left');
     const held = state.admit(key, { tokens: 10, usd: 0.1 }, t);
-    assert.equal(held.error?.code, 'budget_exceeded', 'two requests in flight hold $1.20');
+    assert.equal(held.error?.code, 'budget_held', 'two requests in flight hold $1.20');
+    assert.equal(held.error?.message, "This virtual key's budget is taken by its requests in flight ($0 spent and $1.20 held of $1.00 this month); what they do not use comes back when they finish. Try again shortly.");
+    assert.deepEqual([held.error?.status, held.error?.headers], [429, { 'retry-after': '5' }], 'soon, and an SDK may retry: not until the period ends');
     state.record(key, spent(10, 0.25), { tokens: 10, usd: 0.6 }, t);
     state.record(key, spent(10, 0.25), { tokens: 10, usd: 0.6 }, t);
     assert.equal(state.admit(key, { tokens: 10, usd: 0.1 }, t).error, null, 'they cost $0.50: room again');

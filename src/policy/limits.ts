@@ -435,10 +435,30 @@ export interface KeyReport {
 }
 
 /** The refusal of a key whose budget in tokens or USD is used (`used`: spent and held), here or in Redis. */
-export function budgetError(budget: Budget, kind: 'tokens' | 'usd', used: number, now: number): Admission['error'] {
+/** How long a client refused for a budget its requests in flight hold is told to wait: they end, or give back what they did not use. */
+const HELD_RETRY_SECONDS = 5;
+
+/**
+ * The refusal of a request over its key's budget: `spent` in the period and `held` by requests in
+ * flight (their estimates until their answers settle). Spent alone, the budget is used until the
+ * period resets; held in part, it may come back within seconds, and says so.
+ */
+export function budgetError(budget: Budget, kind: 'tokens' | 'usd', spent: number, held: number, now: number): Admission['error'] {
+  const max = (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
+  const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
+  if (held > 0 && spent < max) {
+    const amounts = kind === 'usd' ? `${formatUsd(spent)} spent and ${formatUsd(held)} held of ${formatUsd(max)} ${span}` : `${spent} tokens spent and ${held} held of ${max} ${span}`;
+    return {
+      status: 429,
+      message: `This virtual key's budget is taken by its requests in flight (${amounts}); what they do not use comes back when they finish. Try again shortly.`,
+      type: 'tokens',
+      code: 'budget_held',
+      headers: { 'retry-after': String(HELD_RETRY_SECONDS) },
+    };
+  }
+  const used = spent + held;
   const end = periodEnd(budget.period, new Date(now));
   const when = budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
-  const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
   const message =
     kind === 'usd'
       ? `This virtual key has used its budget (${formatUsd(used)} of ${formatUsd(budget.maxUsd ?? 0)} spent ${span}); ${when}.`
@@ -486,10 +506,8 @@ export class LimitState {
     if (budget === null) return null;
     const spent = this.spend.current(key.digest, budget.period, new Date(now));
     const held = this.spend.held(key.digest);
-    const tokens = spent.tokens + held.tokens;
-    if (budget.maxTokens !== null && tokens >= budget.maxTokens) return budgetError(budget, 'tokens', tokens, now);
-    const usd = spent.usd + held.usd;
-    if (budget.maxUsd !== null && usd >= budget.maxUsd) return budgetError(budget, 'usd', usd, now);
+    if (budget.maxTokens !== null && spent.tokens + held.tokens >= budget.maxTokens) return budgetError(budget, 'tokens', spent.tokens, held.tokens, now);
+    if (budget.maxUsd !== null && spent.usd + held.usd >= budget.maxUsd) return budgetError(budget, 'usd', spent.usd, held.usd, now);
     return null;
   }
 

@@ -98,7 +98,7 @@ local function str(v) if v == nil then return '' end return tostring(v) end
 /**
  * KEYS: bucket, spend, held. ARGV: rpm, tpm, max tokens, max USD (0: none), estimate tokens,
  * estimate USD, ticket, hold ms, keep ms, has budget (1/0).
- * → {outcome, requests level, tokens level, committed}: `ok`, `requests`, `tokens`, `budget_tokens`, `budget_usd`.
+ * → {outcome, requests level, tokens level, spent, held}: `ok`, `requests`, `tokens`, `budget_tokens`, `budget_usd` (spent and held: a budget's).
  */
 const ADMIT = `${REFILL}
 local now = clock()
@@ -108,8 +108,8 @@ if ARGV[10] == '1' then
   local spent = redis.call('HMGET', KEYS[2], 'tokens', 'usd')
   local tokens = (tonumber(spent[1]) or 0) + heldTokens
   local usd = (tonumber(spent[2]) or 0) + heldUsd
-  if maxTokens > 0 and tokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens)} end
-  if maxUsd > 0 and usd >= maxUsd then return {'budget_usd', '', '', tostring(usd)} end
+  if maxTokens > 0 and tokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens - heldTokens), tostring(heldTokens)} end
+  if maxUsd > 0 and usd >= maxUsd then return {'budget_usd', '', '', tostring(usd - heldUsd), tostring(heldUsd)} end
 end
 local r, t = levels(KEYS[1], rpm, tpm, now)
 if r ~= nil and r < 1 then return {'requests', str(r), str(t), ''} end
@@ -394,7 +394,7 @@ export class SharedLimiter implements Limiter {
       }
       return { ...local, where: 'unsure', ticket: id };
     }
-    const [outcome, requestsLevel, tokensLevel, committed] = reply;
+    const [outcome, requestsLevel, tokensLevel, spent, heldNow] = reply;
     const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
     const date = now.getTime();
     switch (outcome) {
@@ -408,7 +408,7 @@ export class SharedLimiter implements Limiter {
       }
       default:
         // A budget's outcome (`expected` let none through for a key without one): never admitted unchecked.
-        return { headers: {}, error: budget === null ? LIMITS_UNAVAILABLE : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(committed) ?? 0, date) };
+        return { headers: {}, error: budget === null ? LIMITS_UNAVAILABLE : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(spent) ?? 0, num(heldNow) ?? 0, date) };
     }
   }
 
