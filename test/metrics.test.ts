@@ -70,6 +70,11 @@ describe('metrics', () => {
     assert.match(text, /^llm_gateway_request_duration_seconds_count\{provider="openai"\} 2$/m);
     assert.match(text, /^llm_gateway_requests_in_flight 3$/m);
     assert.match(text, /^llm_gateway_key_reloads_total\{result="ok"\} 1$/m);
+    // Redis is up for the instance only where it is for every worker: the least, not the sum.
+    const up = (...values: number[]) => renderPrometheus(mergeSnapshots(values.map((value) => new Metrics().snapshot({ gauges: { llm_gateway_redis_up: value } }))));
+    assert.match(up(1, 1), /^llm_gateway_redis_up 1$/m);
+    assert.match(up(1, 0), /^llm_gateway_redis_up 0$/m);
+    assert.match(up(0, 1, 1), /^llm_gateway_redis_up 0$/m);
   });
 
   it('escapes label values and caps client-chosen model names', () => {

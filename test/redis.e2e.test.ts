@@ -42,7 +42,8 @@ function workers(gateway: GatewayProcess): number {
 /** Connected: every worker of it (/healthz answers for the one worker that takes it). */
 async function redisUp(gateway: GatewayProcess): Promise<void> {
   const count = workers(gateway);
-  const up = count === 1 ? async () => (await get(gateway, '/healthz')).json?.redis === 'ok' : async () => new RegExp(`^llm_gateway_redis_up ${count}$`, 'm').test((await get(gateway, '/metrics')).text);
+  // The instance's gauge is the least of its workers': 1 once every one is connected.
+  const up = count === 1 ? async () => (await get(gateway, '/healthz')).json?.redis === 'ok' : async () => /^llm_gateway_redis_up 1$/m.test((await get(gateway, '/metrics')).text);
   await waitFor(up, 'Redis connected', 10_000);
 }
 
@@ -176,7 +177,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       assert.ok(warnings >= 1 && warnings <= 2 * workers(gateway), `warned once for the outage: ${gateway.stderr()}`);
       assert.match(gateway.stderr(), /Redis \(redis:\/\/127\.0\.0\.1:\d+\/1\) is back: limits are shared again/);
       const metrics = (await get(gateway, '/metrics')).text;
-      assert.match(metrics, new RegExp(`^llm_gateway_redis_up ${workers(gateway)}$`, 'm'));
+      assert.match(metrics, /^llm_gateway_redis_up 1$/m, 'every worker connected');
       assert.match(metrics, /^llm_gateway_redis_errors_total\{kind="unavailable"\} \d+$/m);
       assert.match(metrics, /^llm_gateway_redis_duration_seconds_count\{operation="settle"\} \d+$/m);
     }
@@ -218,6 +219,22 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const now = gateway.stderr().match(/cannot be used/g)?.length ?? 0;
       assert.ok(now - (warned[i] as number) <= 2 * workers(gateway), `warned once per outage: ${gateway.stderr()}`);
     });
+  });
+
+  it('says Redis is back once it answers in time again, with no request to notice it (an idle instance)', async () => {
+    const gateway = gateways[0] as GatewayProcess;
+    await redisUp(gateway);
+    redis.signal('SIGSTOP');
+    try {
+      // A report that waited REDIS_TIMEOUT_MS: answered from this instance's own counts, on a connection still up.
+      assert.equal((await get(gateway, '/v1/usage', 'vk_budget')).status, 200);
+      assert.equal((await get(gateway, '/healthz')).json.redis, 'unavailable');
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    // Nothing but /healthz, which asks nothing of Redis.
+    await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'ok', 'Redis said back without a request', 5000);
+    assert.match(gateway.stderr(), /is back: limits are shared again/);
   });
 
   it('keeps the settlements Redis refuses while out of memory, and sends them once it takes writes again', async () => {

@@ -28,6 +28,8 @@ interface Definition {
   readonly type: 'counter' | 'histogram' | 'gauge';
   readonly help: string;
   readonly buckets?: readonly number[];
+  /** How a gauge of several workers is one instance's: their sum (requests in flight), or the least (all of them up). */
+  readonly combine?: 'min';
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -51,7 +53,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_redis_duration_seconds: { type: 'histogram', help: 'Time Redis took to answer a shared-limits script (REDIS_URL), by operation (admit, settle, report).', buckets: OVERHEAD_BUCKETS },
   llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down; settlement_lost: a settlement whose connection dropped before its answer, not sent again since it may have counted already, or one Redis refused for anything but its state).' },
   llm_gateway_redis_fallbacks_total: { type: 'counter', help: 'Limit checks decided without Redis, by policy (open: by this instance alone; closed: refused with 503).' },
-  llm_gateway_redis_up: { type: 'gauge', help: 'Whether limits are shared through Redis right now (1: connected, and its last answer came in time; 0: not); absent without REDIS_URL.' },
+  llm_gateway_redis_up: { type: 'gauge', help: 'Whether limits are shared through Redis right now (1: connected, and its last answer came in time, in every worker; 0: not, in one at least); absent without REDIS_URL.', combine: 'min' },
   llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
 };
 
@@ -283,7 +285,8 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[], admitted =
     }
     for (const [name, series] of Object.entries(snapshot.gauges)) {
       const target = (merged.gauges[name] ??= {});
-      for (const [key, value] of Object.entries(series)) target[key] = (target[key] ?? 0) + value;
+      const least = METRICS[name]?.combine === 'min';
+      for (const [key, value] of Object.entries(series)) target[key] = least ? Math.min(target[key] ?? value, value) : (target[key] ?? 0) + value;
     }
     for (const [name, series] of Object.entries(snapshot.histograms)) {
       const target = (merged.histograms[name] ??= {});

@@ -44,6 +44,8 @@ const HOLD_MS = 3_600_000;
 const KEEP_MS = 86_400_000;
 /** Spend counters outlive their period by this, for the usage route's last look. */
 const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
+/** How often an outage on a live connection is probed. */
+const PROBE_MS = 1000;
 /** Settlements waiting for Redis to come back, at most. */
 const MAX_BACKLOG = 10_000;
 
@@ -303,6 +305,8 @@ export class SharedLimiter implements Limiter {
   private outage = false;
   /** The last failure was a reply in a shape the scripts never give. */
   private wrongReplies = false;
+  /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
+  private probe: NodeJS.Timeout | null = null;
   private readonly backlog: Settlement[] = [];
   /** Told each time the connection comes up (the shared events read what is running). */
   private readonly connectedListeners: Array<() => void> = [];
@@ -334,6 +338,8 @@ export class SharedLimiter implements Limiter {
     this.wrongReplies = false;
     if (!this.outage) return;
     this.outage = false;
+    if (this.probe !== null) clearInterval(this.probe);
+    this.probe = null;
     warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
     this.flush();
   }
@@ -345,6 +351,27 @@ export class SharedLimiter implements Limiter {
     this.outage = true;
     const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
     warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
+    this.probeUntilBack();
+  }
+
+  /**
+   * An outage on a connection that stayed up (a reply that came too late, a write refused for
+   * Redis's state) would otherwise end only with this process's next limit check, settlement or
+   * report: an idle worker said Redis was down long after it was back. A lost connection ends its
+   * outage by itself when it is made again.
+   */
+  private probeUntilBack(): void {
+    if (this.probe !== null) return;
+    this.probe = setInterval(() => {
+      const client = this.options.client;
+      // A reply in a shape the scripts never give: only a script's answer in the right one ends that.
+      if (!client.isReady || this.wrongReplies) return;
+      withDeadline(client.sendWriteProbe(), this.options.timeoutMs).then(
+        () => this.answered(),
+        () => {},
+      );
+    }, PROBE_MS);
+    this.probe.unref();
   }
 
   /**

@@ -229,6 +229,11 @@ export class RedisClient {
     return this.write(args);
   }
 
+  /** A write that shows the server takes them now (an outage's end: a PING answers even while writes are refused). */
+  sendWriteProbe(): Promise<RespValue> {
+    return this.send(['SET', WRITE_PROBE_KEY, '1', 'PX', 10_000]);
+  }
+
   /** One timer while replies are awaited: a connection whose oldest reply is overdue is dropped. */
   private watchStale(): void {
     if (this.staleTimer !== null) return;
