@@ -3,29 +3,13 @@
  * for the whole instance, SIGHUP and SIGTERM reach every worker, a dead worker is replaced.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
+import { children, parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, closedPort, openStream, request } from './support/http.js';
-
-/** Child process ids of `pid`, read from /proc (Linux). */
-function children(pid: number): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parent === pid) found.push(Number(name));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return found;
-}
 
 function requestsTotal(metrics: string): number {
   let total = 0;

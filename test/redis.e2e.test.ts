@@ -15,8 +15,8 @@ import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
-import { chat, request } from './support/http.js';
+import { children, ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { chat, openStream, request } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { freePort, NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 
@@ -487,6 +487,50 @@ describe('real-key cool-downs and open circuits shared between instances', { ski
       await first.stop();
       await second.stop();
       await late?.stop();
+    }
+  });
+});
+
+describe('a worker killed outright, with Redis', { skip: NO_REDIS }, () => {
+  it('has its reservations released by a worker that lives: the budget they held comes back, each counted as a request', async () => {
+    const redis = await startRedis();
+    const openai = await startOpenAIMock({ flavor: 'openai', apiKey: 'sk-held-1111' });
+    // Streams that wait until released: requests in flight on both workers.
+    const waiting: Array<() => void> = [];
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (delta: object, finish: string | null) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      res.write(chunk({ role: 'assistant', content: 'hi' }, null));
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      res.end(`${chunk({}, 'stop')}data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [], usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } })}\n\ndata: [DONE]\n\n`);
+      return true;
+    });
+    const keys = { virtual_keys: { vk_held: { provider: 'openai', api_key: 'sk-held-1111', base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } };
+    const gateway = await start(keys, redis.url(), { GATEWAY_WORKERS: '2' });
+    const streams: Array<Awaited<ReturnType<typeof openStream>>> = [];
+    try {
+      await redisUp(gateway);
+      await waitFor(() => children(gateway.child.pid as number).length === 2, 'two workers');
+      // Fresh connections are spread over the workers by the kernel: enough that both hold some.
+      for (let i = 0; i < 12; i++) streams.push(await openStream(gateway.url, 'vk_held', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+      await waitFor(() => waiting.length === 12, 'twelve streams at the provider');
+      const usage = async () => (await get(gateway, '/v1/usage', 'vk_held')).json;
+      assert.ok((await usage()).in_flight.tokens > 0, 'held while they run');
+      const [victim] = children(gateway.child.pid as number);
+      process.kill(victim as number, 'SIGKILL');
+      await waitFor(() => /released \d+ reservations? in Redis of a worker that died/.test(gateway.stderr()), 'the dead worker\'s reservations released', 10_000);
+      for (const release of waiting.splice(0)) release();
+      await waitFor(async () => (await usage()).in_flight.tokens === 0, 'nothing held once the live worker\'s streams end', 10_000);
+      const after = await usage();
+      assert.equal(after.requests, 12, 'every request counted: those of the dead worker as of unknown usage');
+      const released = Number(/released (\d+) reservation/.exec(gateway.stderr())?.[1]);
+      assert.equal(after.usage.total_tokens, 6 * (12 - released), 'the others as they were used');
+    } finally {
+      for (const release of waiting.splice(0)) release();
+      for (const { req } of streams) req.destroy();
+      await gateway.stop();
+      await openai.close();
+      await redis.stop();
     }
   });
 });

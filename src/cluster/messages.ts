@@ -6,7 +6,8 @@ import type { RenderedBatch } from '../observe/log.js';
 import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/limits.js';
 
 export type ToPrimary =
-  | { t: 'hello' }
+  /** `owner`: the mark that starts its reservations' names in Redis (released by another worker if it dies). */
+  | { t: 'hello'; owner: string }
   /** `request`: the request's id, which its record names again (null: it holds nothing here). */
   | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge; request: string }
   /** Finished requests' spend, gathered for one turn of the event loop (one message per request cost a worker a third of its small requests). */
@@ -34,7 +35,9 @@ export type ToWorker =
   | { t: 'snapshot'; id: number }
   | { t: 'metrics'; id: number; text: string }
   | { t: 'admitted'; id: number; admission: Admission }
-  | { t: 'reported'; id: number; report: KeyReport };
+  | { t: 'reported'; id: number; report: KeyReport }
+  /** Workers that died: release what they held in Redis (by their marks). */
+  | { t: 'release'; owners: readonly string[] };
 
 /** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 export const SNAPSHOT_TIMEOUT_MS = 1000;

@@ -47,6 +47,10 @@ class Primary {
    * their record comes: a worker that dies never sends it, and its holds are given back then.
    */
   private readonly holds = new Map<number, Map<string, { key: KeyLimits; estimate: Charge }>>();
+  /** Each worker's mark on its reservations in Redis (its hello says it). */
+  private readonly owners = new Map<number, string>();
+  /** The marks of workers that died, until a live worker is told to release their reservations. */
+  private deadOwners: string[] = [];
 
   constructor(private readonly options: PrimaryOptions) {
     this.virtualKeys = options.keyCount;
@@ -103,6 +107,7 @@ class Primary {
     const { limits, sinks } = this.options;
     switch (message.t) {
       case 'hello':
+        if (typeof message.owner === 'string') this.owners.set(worker.id, message.owner);
         return this.send(worker, { t: 'keys', text: this.options.keyFile.text, prices: this.options.keyFile.pricesText });
       case 'admit': {
         const admission = limits.admit(message.key, message.estimate);
@@ -125,6 +130,7 @@ class Primary {
       case 'ready':
         this.ready.add(worker);
         this.failedStarts = 0;
+        this.releaseDeadOwners();
         return;
       case 'listen-failed':
         // Every worker would say the same: the first says it, and the instance stops.
@@ -165,6 +171,13 @@ class Primary {
     // held goes back (held on, it would keep the key's budget or rate from every later request).
     for (const { key, estimate } of this.holds.get(worker.id)?.values() ?? []) this.options.limits.record(key, UNKNOWN_SPEND, estimate);
     this.holds.delete(worker.id);
+    // What it held in Redis (its own admissions there) is released by a worker that lives.
+    const owner = this.owners.get(worker.id);
+    this.owners.delete(worker.id);
+    if (owner !== undefined && this.options.config.redis !== null) {
+      this.deadOwners.push(owner);
+      this.releaseDeadOwners();
+    }
     if (this.stopping) return;
     if (!this.started && !this.ready.has(worker)) {
       // An initial worker that cannot even listen: forking again would loop forever.
@@ -179,6 +192,15 @@ class Primary {
     setTimeout(() => {
       if (!this.stopping) this.fork();
     }, delay);
+  }
+
+  /** Tells a live worker that has listened to release the reservations of workers that died (none live: the next that listens). */
+  private releaseDeadOwners(): void {
+    if (this.deadOwners.length === 0) return;
+    const live = this.workers().find((worker) => this.ready.has(worker) && !worker.isDead() && worker.isConnected());
+    if (live === undefined) return;
+    this.send(live, { t: 'release', owners: this.deadOwners });
+    this.deadOwners = [];
   }
 
   /** The primary validates once and reports once; workers get the very text it accepted. */

@@ -2,6 +2,7 @@
  * A cluster worker: one instance whose keys come from the primary, whose log goes to it, whose
  * limits it decides, and whose /metrics asks it for the whole instance's.
  */
+import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
@@ -10,7 +11,8 @@ import { Metrics, renderPrometheus } from '../observe/metrics.js';
 import { shareLimits } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
-import type { Admission, KeyReport, Limiter } from '../policy/limits.js';
+import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter } from '../policy/limits.js';
+import type { VirtualKey } from '../policy/keys.js';
 import type { Registry } from '../providers/index.js';
 import { PrimarySink, type SendToPrimary } from './primary-sink.js';
 import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
@@ -113,6 +115,11 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   };
 }
 
+/** The limits of the keys that have any. */
+function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
+  return keys.filter((key) => key.rateLimit !== null || key.budget !== null).map(limitsOf);
+}
+
 /** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
   // Keys arrive as text the primary has validated; this parses them the same way.
@@ -121,6 +128,10 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   const waiting = new Map<number, (text: string) => void>();
   const limits = primaryLimiter();
   let instance: ReturnType<typeof createInstance> | null = null;
+  /** The keys with limits, as last loaded: what a dead worker's reservations can be held against. */
+  let limited: KeyLimits[] = [];
+  /** Set once Redis is set up (the primary asks only a worker that listens). */
+  let releaseOwners = (_owners: readonly string[]): void => {};
 
   // The first keys arrive as the answer to 'hello'; later ones are reloads.
   const firstKeys = new Promise<{ text: string; prices: string | null }>((resolve) => {
@@ -128,7 +139,11 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
       if (!isMessage<ToWorker>(message)) return;
       if (message.t === 'keys') {
         if (instance === null) resolve(message);
-        else instance.useKeys(keyFile.parse(message.text, message.prices));
+        else {
+          const loaded = keyFile.parse(message.text, message.prices);
+          limited = withLimits(loaded.keys);
+          instance.useKeys(loaded);
+        }
       } else if (message.t === 'snapshot' && instance !== null) {
         send({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() });
       } else if (message.t === 'metrics') {
@@ -138,16 +153,28 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         limits.answered(message.id, message.admission);
       } else if (message.t === 'reported') {
         limits.reported(message.id, message.report);
+      } else if (message.t === 'release') {
+        releaseOwners(message.owners);
       }
     });
   });
-  send({ t: 'hello' });
+  // This worker's mark on its reservations in Redis: should it die, another releases them.
+  const owner = randomBytes(6).toString('hex');
+  send({ t: 'hello', owner });
   const first = await firstKeys;
   const { keys, prices } = keyFile.parse(first.text, first.prices);
+  limited = withLimits(keys);
 
   // With Redis, each worker asks it directly; the primary's limits decide while Redis cannot.
   const metrics = new Metrics();
-  const shared = config.redis === null ? null : shareLimits({ ...config.redis, local: limits.limiter, metrics, seedFrom: null });
+  const shared = config.redis === null ? null : shareLimits({ ...config.redis, local: limits.limiter, metrics, seedFrom: null, owner });
+  releaseOwners = (owners) => {
+    if (shared === null) return;
+    void Promise.all(owners.flatMap((dead) => limited.map((key) => shared.releaseOwner(dead, key)))).then((counts) => {
+      const released = counts.reduce((sum, count) => sum + count, 0);
+      if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
+    });
+  };
   const created = createInstance({
     config,
     keys,

@@ -195,6 +195,38 @@ return {redis.call('HGETALL', KEYS[2]), str(r), str(t), tostring(heldTokens), to
 `;
 
 /**
+ * KEYS: held, bucket, spend. ARGV: ticket prefix (a worker's), rpm, tpm, spend ttl ms (0: none).
+ * The reservations of a worker that died: each goes, counts as a request of unknown usage, and
+ * gives the tokens bucket back what its admission took. → how many.
+ */
+const RELEASE_OWNER = `${REFILL}
+local prefix = ARGV[1]
+local count, tokens, usd, taken = 0, 0, 0, 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then
+    local tok, cost, took = string.match(redis.call('HGET', KEYS[1], field), '(%S+) (%S+) (%S+)$')
+    redis.call('HDEL', KEYS[1], field)
+    count = count + 1
+    tokens = tokens + (tonumber(tok) or 0)
+    usd = usd + (tonumber(cost) or 0)
+    taken = taken + (tonumber(took) or 0)
+  end
+end
+if count == 0 then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[1], '~tokens', -tokens)
+redis.call('HINCRBYFLOAT', KEYS[1], '~usd', -usd)
+local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+if tpm > 0 then
+  local now = clock()
+  local r, t = levels(KEYS[2], rpm, tpm, now)
+  save(KEYS[2], r, math.min(tpm, t + taken), now)
+end
+redis.call('HINCRBY', KEYS[3], 'requests', count)
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4])) end
+return count
+`;
+
+/**
  * KEYS: spend, seeded marker. ARGV: ttl ms (0: none), then field, amount pairs. Adds a state file's
  * spend for a period to what Redis counts, once per key and period (the marker): 1 added, 0 done before.
  */
@@ -220,7 +252,7 @@ function script(text: string): Script {
   return { text, sha: createHash('sha1').update(text).digest('hex') };
 }
 
-const SCRIPTS = { admit: script(ADMIT), settle: script(SETTLE), report: script(REPORT), seed: script(SEED) };
+const SCRIPTS = { admit: script(ADMIT), settle: script(SETTLE), report: script(REPORT), seed: script(SEED), releaseOwner: script(RELEASE_OWNER) };
 
 /** A script by its digest, loaded on first use (NOSCRIPT: after a restart or a SCRIPT FLUSH). */
 export async function runScript(client: RedisClient, which: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<RespValue> {
@@ -286,6 +318,11 @@ export interface SharedLimiterOptions {
   readonly timeoutMs: number;
   readonly failure: RedisFailurePolicy;
   readonly metrics: Metrics;
+  /**
+   * A cluster worker's own mark, which starts its reservations' names: when it dies, another
+   * worker releases them (releaseOwner). Null in a single process, whose death is the instance's.
+   */
+  readonly owner?: string | null;
 }
 
 interface Settlement {
@@ -387,7 +424,9 @@ export class SharedLimiter implements Limiter {
     return reply;
   }
 
-  async admit(key: KeyLimits, estimate: Charge, id: string): Promise<Admission> {
+  async admit(key: KeyLimits, estimate: Charge, request: string): Promise<Admission> {
+    const owner = this.options.owner ?? null;
+    const id = owner === null ? request : `${owner}:${request}`;
     const now = new Date();
     const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), now));
     const budget = key.budget;
@@ -517,6 +556,23 @@ export class SharedLimiter implements Limiter {
     return this.backlog.length;
   }
 
+  /**
+   * Releases what a worker that died (`owner`: its mark) held against `key`'s limits in Redis: its
+   * requests count as of unknown usage, as the primary counts those it admitted. Without this, a
+   * worker killed outright (an OOM kill) left its reservations holding the budget for an hour.
+   * Resolves with how many (0 when Redis cannot be reached: they go when their hold ends).
+   */
+  async releaseOwner(owner: string, key: KeyLimits): Promise<number> {
+    const now = new Date();
+    const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), now));
+    try {
+      const reply = await runScript(this.options.client, 'releaseOwner', [held, bucket, spend], [`${owner}:`, key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, spendTtl(key, now)]);
+      return typeof reply === 'number' ? reply : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   async report(key: KeyLimits): Promise<KeyReport> {
     const now = new Date();
     const period = spendPeriod(key);
@@ -636,6 +692,7 @@ export function shareLimits(options: {
   readonly local: Limiter;
   readonly metrics: Metrics;
   readonly seedFrom: SpendStore | null;
+  readonly owner?: string | null;
 }): SharedLimiter {
   let limiter: SharedLimiter | null = null;
   let seeding = false;
@@ -652,7 +709,7 @@ export function shareLimits(options: {
       }
     },
   });
-  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, failure: options.failure, metrics: options.metrics });
+  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null });
   client.connect();
   return limiter;
 }

@@ -3,7 +3,7 @@
  * keys file and log file in a temporary folder, on an ephemeral port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,22 @@ export interface StartOptions {
   fileSizeLimitKiB?: number;
   /** False: nobody reads the gateway's stdout pipe once it is full (a log collector that stalled); stdout() stays empty. */
   readStdout?: boolean;
+}
+
+/** Child process ids of `pid`, read from /proc (Linux): a cluster primary's workers. */
+export function children(pid: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === pid) found.push(Number(name));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
 }
 
 export function tempDir(): string {
