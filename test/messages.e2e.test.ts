@@ -397,13 +397,16 @@ describe('messages translated for Chat Completions providers', () => {
     assert.deepEqual(blocks, ['thinking', 'text']);
     const text = (kind: string) => events.filter((event) => event.delta?.type === kind).map((event) => event.delta.text ?? event.delta.thinking).join('');
     assert.equal(text('thinking_delta'), 'Thinking about it.');
+    // A signature before the thinking block stops, as Anthropic sends one: clients drop thinking without (the Vercel AI SDK).
+    const thinkingStop = events.findIndex((event) => event.type === 'content_block_stop' && event.index === 0);
+    assert.deepEqual(events[thinkingStop - 1], { type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: 'llm-gateway:unsigned' } });
     assert.equal(text('text_delta'), 'deepseek says: Hello Claude');
     const delta = events.at(-2);
     assert.deepEqual(delta, { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 7 } });
     assert.deepEqual(events.at(-1), { type: 'message_stop' });
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.deepEqual(entry.response.content, [
-      { type: 'thinking', thinking: 'Thinking about it.', signature: '' },
+      { type: 'thinking', thinking: 'Thinking about it.', signature: 'llm-gateway:unsigned' },
       { type: 'text', text: 'deepseek says: Hello Claude' },
     ]);
     assert.equal(entry.upstream.model, 'deepseek-reasoner');

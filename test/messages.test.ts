@@ -373,7 +373,7 @@ describe('chat answer → Message', () => {
       role: 'assistant',
       model: 'gpt-4o-mini-2024-07-18',
       content: [
-        { type: 'thinking', thinking: 'The user wants weather.', signature: '' },
+        { type: 'thinking', thinking: 'The user wants weather.', signature: 'llm-gateway:unsigned' },
         { type: 'text', text: 'Let me check.' },
         { type: 'tool_use', id: 'call_1', name: 'get_weather', input: { city: 'Paris' } },
         // Arguments that are not a JSON object cannot be Anthropic's input: {}.
@@ -472,7 +472,7 @@ describe('chat stream → Messages stream', () => {
     const events = sdkEvents(runTranslated([Buffer.from(frames)]).frames);
     const thinking = events.filter((event) => event.type === 'content_block_delta' && (event.delta as { type: string }).type === 'thinking_delta').map((event) => (event.delta as { thinking: string }).thinking);
     assert.equal(thinking.join(''), 'Thinking.');
-    assert.deepEqual(toMessage(completion({ content: 'Done.', reasoning: 'Thinking.' }, 'stop'), HINTS).content[0], { type: 'thinking', thinking: 'Thinking.', signature: '' });
+    assert.deepEqual(toMessage(completion({ content: 'Done.', reasoning: 'Thinking.' }, 'stop'), HINTS).content[0], { type: 'thinking', thinking: 'Thinking.', signature: 'llm-gateway:unsigned' });
   });
 
   it("starts a tool_use block once the call's name has come, even after its first fragments; a call whose name never comes goes out at the end", () => {
@@ -506,6 +506,7 @@ describe('chat stream → Messages stream', () => {
         ['content_block_start', 0, 'thinking'],
         ['content_block_delta', 0, 'thinking_delta'],
         ['content_block_delta', 0, 'thinking_delta'],
+        ['content_block_delta', 0, 'signature_delta'],
         ['content_block_stop', 0, null],
         ['content_block_start', 1, 'text'],
         ['content_block_delta', 1, 'text_delta'],
@@ -546,7 +547,7 @@ describe('chat stream → Messages stream', () => {
     for (const item of runTranslated([Buffer.from(CHAT_STREAM)]).items) if (item.kind === 'event') assembler.add(item.event);
     const message = assembler.result();
     assert.deepEqual(message.content, [
-      { type: 'thinking', thinking: 'Weather, two cities.', signature: '' },
+      { type: 'thinking', thinking: 'Weather, two cities.', signature: 'llm-gateway:unsigned' },
       { type: 'text', text: 'Checking – ☀️' },
       { type: 'tool_use', id: 'call_00_a', name: 'get_weather', input: { city: 'Paris' } },
       { type: 'tool_use', id: 'call_01_b', name: 'get_weather', input: { city: 'Rome' } },

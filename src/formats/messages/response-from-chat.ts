@@ -7,7 +7,7 @@ import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
-import type { AnthropicResponse, AnthropicUsage, ResponseBlock } from './types.js';
+import { UNSIGNED_THINKING, type AnthropicResponse, type AnthropicUsage, type ResponseBlock } from './types.js';
 
 /** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
 export const STOP_REASONS: Readonly<Record<string, string>> = {
@@ -62,7 +62,7 @@ export function toMessage(completion: ChatCompletion, hints: AnswerHints): Anthr
   const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
   const content: ResponseBlock[] = [];
   const reasoning = reasoningText(message);
-  if (reasoning !== null && reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: '' });
+  if (reasoning !== null && reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: UNSIGNED_THINKING });
   if (typeof message.content === 'string' && message.content !== '') content.push({ type: 'text', text: message.content });
   const refused = typeof message.refusal === 'string' && message.refusal !== '';
   if (refused) content.push({ type: 'text', text: message.refusal as string });

@@ -7,7 +7,7 @@
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd } from '../chat/tool-calls.js';
 import type { StreamItem } from '../stream.js';
-import type { MessagesEvent } from './types.js';
+import { UNSIGNED_THINKING, type MessagesEvent } from './types.js';
 
 type Item = StreamItem<MessagesEvent>;
 
@@ -29,7 +29,11 @@ export class StreamBlocks {
       out.push({ kind: 'event', event: { type: 'content_block_start', index: block.index, content_block: block.start } });
     },
     delta: (block, value, out) => out.push(delta(block, value)),
-    stop: (block, out) => out.push({ kind: 'event', event: { type: 'content_block_stop', index: block.index } }),
+    stop: (block, out) => {
+      // Anthropic's thinking ends with its signature; a client may keep only thinking that has one.
+      if (block.kind === 'thinking') out.push({ kind: 'event', event: { type: 'content_block_delta', index: block.index, delta: { type: 'signature_delta', signature: UNSIGNED_THINKING } } });
+      out.push({ kind: 'event', event: { type: 'content_block_stop', index: block.index } });
+    },
     whole: (block) => block.end === null || block.end.whole(block.text) !== null,
     // Text and thinking go out as they come; a call's arguments are parsed whole when they close.
     keeps: (block) => block.end !== null,

@@ -115,3 +115,11 @@ export interface MessagesEvent {
   type: string;
   [field: string]: unknown;
 }
+
+/**
+ * The signature of thinking the gateway made from another provider's reasoning (`reasoning_content`):
+ * not Anthropic's (it signs nothing), but not empty, as clients such as the Vercel AI SDK drop
+ * thinking without one and then cannot send it back (DeepSeek's thinking mode requires it after
+ * tool calls). Coming back, the thinking's text is what is read; the signature is not.
+ */
+export const UNSIGNED_THINKING = 'llm-gateway:unsigned';
