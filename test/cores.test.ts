@@ -55,6 +55,8 @@ describe('usable cores (GATEWAY_WORKERS=auto)', () => {
   });
 
   it('auto is the fewer of the CPUs the process may run on and its quota', () => {
+    const one = cgroupFs({ 'cpu.max': '100000 100000\n' });
+    assert.equal(usableCores({ root: one, membership: '0::/\n' }), 1, 'one core of quota, whatever the CPUs');
     const two = cgroupFs({ 'cpu.max': '200000 100000\n' });
     assert.equal(usableCores({ root: two, membership: '0::/\n' }), Math.min(2, availableParallelism()));
     const many = cgroupFs({ 'cpu.max': `${(availableParallelism() + 8) * 100000} 100000\n` });

@@ -185,6 +185,14 @@ describe('budgets', () => {
     assert.match(held.error?.message ?? '', /\(30 tokens spent and 80 held of 100 this day\)/);
     state.record(key, spent(75), tok(80), t);
     assert.equal(state.admit(key, tok(10), t).error?.code, 'budget_exceeded', 'spent alone: used until the period resets');
+    // One budget spent past its limit is used up, even where the other is only held full.
+    const fresh = new LimitState(new SpendStore(null));
+    const both = limits(null, { maxTokens: 1000, maxUsd: 0.01, period: 'day' });
+    assert.equal(fresh.admit(both, { tokens: 995, usd: 0 }, t).error, null, 'a long request holds 995 tokens');
+    assert.equal(fresh.admit(both, tok(0), t).error, null);
+    fresh.record(both, { tokens: 10, usd: 0.02, usage: null, unpriced: false }, tok(0), t);
+    const spentUsd = fresh.admit(both, tok(0), t).error;
+    assert.deepEqual([spentUsd?.code, spentUsd?.headers['x-should-retry']], ['budget_exceeded', 'false'], 'USD spent past its limit: not "held, try again"');
   });
 
   it('know their periods', () => {

@@ -312,6 +312,13 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens']), ['2', '60']);
       assert.deepEqual(await client.send(['HMGET', keys[2] as string, '~tokens', '~usd']), ['0', '0'], 'nothing left held');
 
+      // One budget spent past its limit is used up, even where the other is only held full (as the local authority says).
+      const order = ['llmgw:{o}:rate', 'llmgw:{o}:spend:total', 'llmgw:{o}:held'];
+      const now = Date.now();
+      await client.send(['HSET', order[1] as string, 'tokens', '10', 'usd', '0.02']);
+      await client.send(['HSET', order[2] as string, 'long-request', `${now + 3_600_000} ${now} 995 0 0`]);
+      assert.deepEqual(await runScript(client, 'admit', order, [0, 0, 1000, 0.01, 0, 0, 'req-o', 3_600_000, 86_400_000, 1]), ['budget_usd', '', '', '0.02', '0']);
+
       // The state file's spend is added once per key and period, to what Redis already counts.
       const month = `month:${new Date().toISOString().slice(0, 7)}`;
       await client.send(['HSET', `llmgw:{d2}:spend:${month}`, 'requests', '1', 'tokens', '20', 'usd', '0.5']);
@@ -493,7 +500,10 @@ describe('real-key cool-downs and open circuits shared between instances', { ski
 
 describe('a worker killed outright, with Redis', { skip: NO_REDIS }, () => {
   it('has its reservations released by a worker that lives: the budget they held comes back, each counted as a request', async () => {
-    const redis = await startRedis();
+    // As the README's ACL user: the release runs only commands it allows.
+    const rules = /^user gateway on >… (.*)$/m.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))?.[1];
+    assert.ok(rules !== undefined, 'the README shows the ACL rules');
+    const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret', rules] });
     const openai = await startOpenAIMock({ flavor: 'openai', apiKey: 'sk-held-1111' });
     // Streams that wait until released: requests in flight on both workers.
     const waiting: Array<() => void> = [];
@@ -506,7 +516,7 @@ describe('a worker killed outright, with Redis', { skip: NO_REDIS }, () => {
       return true;
     });
     const keys = { virtual_keys: { vk_held: { provider: 'openai', api_key: 'sk-held-1111', base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } };
-    const gateway = await start(keys, redis.url(), { GATEWAY_WORKERS: '2' });
+    const gateway = await start(keys, redis.url('gateway:acl-s3cret'), { GATEWAY_WORKERS: '2' });
     const streams: Array<Awaited<ReturnType<typeof openStream>>> = [];
     try {
       await redisUp(gateway);

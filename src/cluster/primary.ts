@@ -29,6 +29,10 @@ export interface PrimaryOptions {
 /** A request that died with its worker: its usage is unknown. */
 const UNKNOWN_SPEND: Spend = { tokens: 0, usd: 0, usage: null, unpriced: false };
 
+/** How long a dead worker's reservations would hold in Redis (shared-limits: HOLD_MS), and how many such workers are remembered. */
+const DEAD_OWNER_MS = 3_600_000;
+const MAX_DEAD_OWNERS = 64;
+
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
 const MAX_RESTART_DELAY_MS = 30_000;
 
@@ -49,8 +53,12 @@ class Primary {
   private readonly holds = new Map<number, Map<string, { key: KeyLimits; estimate: Charge }>>();
   /** Each worker's mark on its reservations in Redis (its hello says it). */
   private readonly owners = new Map<number, string>();
-  /** The marks of workers that died, until a live worker is told to release their reservations. */
-  private deadOwners: string[] = [];
+  /**
+   * The marks of workers that died within the hour their reservations would hold: told to a live
+   * worker at each death and to each worker that starts listening (a worker told may die before it
+   * releases them; a release asked twice finds nothing the second time).
+   */
+  private deadOwners: Array<{ owner: string; diedAt: number }> = [];
 
   constructor(private readonly options: PrimaryOptions) {
     this.virtualKeys = options.keyCount;
@@ -175,7 +183,7 @@ class Primary {
     const owner = this.owners.get(worker.id);
     this.owners.delete(worker.id);
     if (owner !== undefined && this.options.config.redis !== null) {
-      this.deadOwners.push(owner);
+      this.deadOwners.push({ owner, diedAt: Date.now() });
       this.releaseDeadOwners();
     }
     if (this.stopping) return;
@@ -196,11 +204,11 @@ class Primary {
 
   /** Tells a live worker that has listened to release the reservations of workers that died (none live: the next that listens). */
   private releaseDeadOwners(): void {
+    const since = Date.now() - DEAD_OWNER_MS;
+    this.deadOwners = this.deadOwners.filter((dead) => dead.diedAt > since).slice(-MAX_DEAD_OWNERS);
     if (this.deadOwners.length === 0) return;
     const live = this.workers().find((worker) => this.ready.has(worker) && !worker.isDead() && worker.isConnected());
-    if (live === undefined) return;
-    this.send(live, { t: 'release', owners: this.deadOwners });
-    this.deadOwners = [];
+    if (live !== undefined) this.send(live, { t: 'release', owners: this.deadOwners.map((dead) => dead.owner) });
   }
 
   /** The primary validates once and reports once; workers get the very text it accepted. */

@@ -115,6 +115,10 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   };
 }
 
+/** A dead worker's release that failed (Redis away) is tried again this often, this many times. */
+const RELEASE_RETRY_MS = 5000;
+const RELEASE_ATTEMPTS = 12;
+
 /** The limits of the keys that have any. */
 function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
   return keys.filter((key) => key.rateLimit !== null || key.budget !== null).map(limitsOf);
@@ -170,10 +174,18 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   const shared = config.redis === null ? null : shareLimits({ ...config.redis, local: limits.limiter, metrics, seedFrom: null, owner });
   releaseOwners = (owners) => {
     if (shared === null) return;
-    void Promise.all(owners.flatMap((dead) => limited.map((key) => shared.releaseOwner(dead, key)))).then((counts) => {
-      const released = counts.reduce((sum, count) => sum + count, 0);
-      if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
-    });
+    // Asked again after a failure (Redis away): a release that already worked finds nothing the second time.
+    const attempt = (left: number): void => {
+      void Promise.allSettled(owners.flatMap((dead) => limited.map((key) => shared.releaseOwner(dead, key)))).then((results) => {
+        const released = results.reduce((sum, result) => sum + (result.status === 'fulfilled' ? result.value : 0), 0);
+        if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
+        const failure = results.find((result) => result.status === 'rejected');
+        if (failure === undefined) return;
+        if (left > 0) setTimeout(() => attempt(left - 1), RELEASE_RETRY_MS).unref();
+        else warn(`the reservations in Redis of a worker that died could not be released (${String(failure.reason instanceof Error ? failure.reason.message : failure.reason)}); they stop holding within an hour`);
+      });
+    };
+    attempt(RELEASE_ATTEMPTS);
   };
   const created = createInstance({
     config,

@@ -506,6 +506,9 @@ export class LimitState {
     if (budget === null) return null;
     const spent = this.spend.current(key.digest, budget.period, new Date(now));
     const held = this.spend.held(key.digest);
+    // Spent alone past either: used until the period resets, whatever requests in flight hold.
+    if (budget.maxTokens !== null && spent.tokens >= budget.maxTokens) return budgetError(budget, 'tokens', spent.tokens, held.tokens, now);
+    if (budget.maxUsd !== null && spent.usd >= budget.maxUsd) return budgetError(budget, 'usd', spent.usd, held.usd, now);
     if (budget.maxTokens !== null && spent.tokens + held.tokens >= budget.maxTokens) return budgetError(budget, 'tokens', spent.tokens, held.tokens, now);
     if (budget.maxUsd !== null && spent.usd + held.usd >= budget.maxUsd) return budgetError(budget, 'usd', spent.usd, held.usd, now);
     return null;

@@ -108,10 +108,12 @@ local rpm, tpm, maxTokens, maxUsd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumb
 if ARGV[10] == '1' then
   local heldTokens, heldUsd = held(KEYS[3], now, tonumber(ARGV[9]))
   local spent = redis.call('HMGET', KEYS[2], 'tokens', 'usd')
-  local tokens = (tonumber(spent[1]) or 0) + heldTokens
-  local usd = (tonumber(spent[2]) or 0) + heldUsd
-  if maxTokens > 0 and tokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens - heldTokens), tostring(heldTokens)} end
-  if maxUsd > 0 and usd >= maxUsd then return {'budget_usd', '', '', tostring(usd - heldUsd), tostring(heldUsd)} end
+  local tokens, usd = tonumber(spent[1]) or 0, tonumber(spent[2]) or 0
+  -- Spent alone past either first: used until the period resets, whatever is held.
+  if maxTokens > 0 and tokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens), tostring(heldTokens)} end
+  if maxUsd > 0 and usd >= maxUsd then return {'budget_usd', '', '', tostring(usd), tostring(heldUsd)} end
+  if maxTokens > 0 and tokens + heldTokens >= maxTokens then return {'budget_tokens', '', '', tostring(tokens), tostring(heldTokens)} end
+  if maxUsd > 0 and usd + heldUsd >= maxUsd then return {'budget_usd', '', '', tostring(usd), tostring(heldUsd)} end
 end
 local r, t = levels(KEYS[1], rpm, tpm, now)
 if r ~= nil and r < 1 then return {'requests', str(r), str(t), ''} end
@@ -202,9 +204,12 @@ return {redis.call('HGETALL', KEYS[2]), str(r), str(t), tostring(heldTokens), to
 const RELEASE_OWNER = `${REFILL}
 local prefix = ARGV[1]
 local count, tokens, usd, taken = 0, 0, 0, 0
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+-- HGETALL, as held() reads them: the commands the README's ACL allows.
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local field = entries[i]
   if string.sub(field, 1, #prefix) == prefix then
-    local tok, cost, took = string.match(redis.call('HGET', KEYS[1], field), '(%S+) (%S+) (%S+)$')
+    local tok, cost, took = string.match(entries[i + 1], '(%S+) (%S+) (%S+)$')
     redis.call('HDEL', KEYS[1], field)
     count = count + 1
     tokens = tokens + (tonumber(tok) or 0)
@@ -388,7 +393,9 @@ export class SharedLimiter implements Limiter {
     this.outage = true;
     const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
     warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
-    this.probeUntilBack();
+    // Slow, or refusing writes for its state: a write shows when that is over. A refusal of the
+    // scripts themselves (NOPERM) is not, whatever a write says: only a script's answer ends it.
+    if (error instanceof Timeout || (error instanceof RedisReplyError && error.passing)) this.probeUntilBack();
   }
 
   /**
@@ -560,17 +567,15 @@ export class SharedLimiter implements Limiter {
    * Releases what a worker that died (`owner`: its mark) held against `key`'s limits in Redis: its
    * requests count as of unknown usage, as the primary counts those it admitted. Without this, a
    * worker killed outright (an OOM kill) left its reservations holding the budget for an hour.
-   * Resolves with how many (0 when Redis cannot be reached: they go when their hold ends).
+   * Resolves with how many; rejects when Redis could not be asked or refused (the caller tries again).
+   * Asking twice is harmless: a reservation released is gone, and counts once.
    */
   async releaseOwner(owner: string, key: KeyLimits): Promise<number> {
     const now = new Date();
     const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), now));
-    try {
-      const reply = await runScript(this.options.client, 'releaseOwner', [held, bucket, spend], [`${owner}:`, key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, spendTtl(key, now)]);
-      return typeof reply === 'number' ? reply : 0;
-    } catch {
-      return 0;
-    }
+    const reply = await withDeadline(runScript(this.options.client, 'releaseOwner', [held, bucket, spend], [`${owner}:`, key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, spendTtl(key, now)]), this.options.timeoutMs * 10);
+    if (typeof reply !== 'number') throw new UnexpectedReply('unexpected reply from the release script');
+    return reply;
   }
 
   async report(key: KeyLimits): Promise<KeyReport> {

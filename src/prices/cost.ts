@@ -16,8 +16,8 @@ function ratesFor(price: Price, prompt: number): Rates {
 
 /**
  * Dollars to ten decimal places: a token of the cheapest model is still visible, float noise is
- * not. The nearest double to a whole number of 1e-10 dollars, as `Number(value.toFixed(10))`
- * gives, at a twentieth of its cost (it runs for every request).
+ * not. Within 1e-10 of `Number(value.toFixed(10))` (they differ on halves at the tenth decimal),
+ * at a twentieth of its cost: it runs for every request.
  */
 export function roundUsd(value: number): number {
   return Math.round(value * 1e10) / 1e10;
