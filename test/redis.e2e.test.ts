@@ -319,6 +319,19 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       await client.send(['HSET', order[2] as string, 'long-request', `${now + 3_600_000} ${now} 995 0 0`]);
       assert.deepEqual(await runScript(client, 'admit', order, [0, 0, 1000, 0.01, 0, 0, 'req-o', 3_600_000, 86_400_000, 1]), ['budget_usd', '', '', '0.02', '0']);
 
+      // Dead workers' reservations, by their marks: released and counted once, another's kept; a hold
+      // that already ended comes off nothing (the running totals no longer count it).
+      const owned = ['llmgw:{w}:held', 'llmgw:{w}:rate', 'llmgw:{w}:spend:total'];
+      await runScript(client, 'admit', [owned[1] as string, owned[2] as string, owned[0] as string], [0, 0, 10_000, 0, 100, 0, 'deadA:r1', 3_600_000, 86_400_000, 1]);
+      await runScript(client, 'admit', [owned[1] as string, owned[2] as string, owned[0] as string], [0, 0, 10_000, 0, 200, 0, 'deadB:r2', 3_600_000, 86_400_000, 1]);
+      await runScript(client, 'admit', [owned[1] as string, owned[2] as string, owned[0] as string], [0, 0, 10_000, 0, 400, 0, 'alive:r3', 3_600_000, 86_400_000, 1]);
+      await client.send(['HSET', owned[0] as string, 'deadA:r0', `${Date.now() - 1000} ${Date.now() - 3_601_000} 800 0 0`]);
+      assert.equal(await runScript(client, 'releaseOwner', owned, ['deadA deadB', 0, 0, 0]), 3);
+      assert.equal(await runScript(client, 'releaseOwner', owned, ['deadA deadB', 0, 0, 0]), 0, 'asked twice: nothing more');
+      assert.deepEqual(await client.send(['HKEYS', owned[0] as string]), ['~tokens', '~usd', '~recount', 'alive:r3']);
+      assert.deepEqual(await client.send(['HMGET', owned[0] as string, '~tokens']), ['400'], 'the live one still held, the ended one not taken off twice');
+      assert.equal(await client.send(['HGET', owned[2] as string, 'requests']), '3');
+
       // The state file's spend is added once per key and period, to what Redis already counts.
       const month = `month:${new Date().toISOString().slice(0, 7)}`;
       await client.send(['HSET', `llmgw:{d2}:spend:${month}`, 'requests', '1', 'tokens', '20', 'usd', '0.5']);

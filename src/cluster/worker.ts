@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { formatsFor } from '../observe/log.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
-import { shareLimits } from '../policy/shared-limits.js';
+import { shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
 import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter } from '../policy/limits.js';
@@ -115,9 +115,9 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   };
 }
 
-/** A dead worker's release that failed (Redis away) is tried again this often, this many times. */
+/** A dead worker's release that failed (Redis away) is tried again this often, for as long as its reservations would hold. */
 const RELEASE_RETRY_MS = 5000;
-const RELEASE_ATTEMPTS = 12;
+const RELEASE_FOR_MS = 3_600_000;
 
 /** The limits of the keys that have any. */
 function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
@@ -172,20 +172,44 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   // With Redis, each worker asks it directly; the primary's limits decide while Redis cannot.
   const metrics = new Metrics();
   const shared = config.redis === null ? null : shareLimits({ ...config.redis, local: limits.limiter, metrics, seedFrom: null, owner });
+  // Dead workers' marks still to release: one pass at a time, one key at a time (a burst of scripts
+  // on the connection admissions use would hold them up), tried again every 5 s while Redis fails.
+  const toRelease = new Set<string>();
+  let releasing = false;
+  const releaseAll = async (limiter: SharedLimiter): Promise<void> => {
+    releasing = true;
+    const giveUpAt = Date.now() + RELEASE_FOR_MS;
+    try {
+      while (toRelease.size > 0) {
+        const owners = [...toRelease];
+        let released = 0;
+        let failure: unknown = null;
+        for (const key of limited) {
+          try {
+            released += await limiter.releaseOwners(owners, key);
+          } catch (err) {
+            failure = err;
+            break;
+          }
+        }
+        if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
+        if (failure === null) {
+          for (const owner of owners) toRelease.delete(owner);
+        } else if (Date.now() > giveUpAt) {
+          warn(`the reservations in Redis of a worker that died could not be released (${failure instanceof Error ? failure.message : String(failure)}); they stop holding within an hour`);
+          toRelease.clear();
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS).unref());
+        }
+      }
+    } finally {
+      releasing = false;
+    }
+  };
   releaseOwners = (owners) => {
     if (shared === null) return;
-    // Asked again after a failure (Redis away): a release that already worked finds nothing the second time.
-    const attempt = (left: number): void => {
-      void Promise.allSettled(owners.flatMap((dead) => limited.map((key) => shared.releaseOwner(dead, key)))).then((results) => {
-        const released = results.reduce((sum, result) => sum + (result.status === 'fulfilled' ? result.value : 0), 0);
-        if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
-        const failure = results.find((result) => result.status === 'rejected');
-        if (failure === undefined) return;
-        if (left > 0) setTimeout(() => attempt(left - 1), RELEASE_RETRY_MS).unref();
-        else warn(`the reservations in Redis of a worker that died could not be released (${String(failure.reason instanceof Error ? failure.reason.message : failure.reason)}); they stop holding within an hour`);
-      });
-    };
-    attempt(RELEASE_ATTEMPTS);
+    for (const dead of owners) toRelease.add(dead);
+    if (!releasing) void releaseAll(shared);
   };
   const created = createInstance({
     config,

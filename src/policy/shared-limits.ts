@@ -197,24 +197,30 @@ return {redis.call('HGETALL', KEYS[2]), str(r), str(t), tostring(heldTokens), to
 `;
 
 /**
- * KEYS: held, bucket, spend. ARGV: ticket prefix (a worker's), rpm, tpm, spend ttl ms (0: none).
- * The reservations of a worker that died: each goes, counts as a request of unknown usage, and
+ * KEYS: held, bucket, spend. ARGV: the marks of workers that died (space-separated), rpm, tpm,
+ * spend ttl ms (0: none). Their reservations: each goes, counts as a request of unknown usage, and
  * gives the tokens bucket back what its admission took. → how many.
  */
 const RELEASE_OWNER = `${REFILL}
-local prefix = ARGV[1]
+local dead = {}
+for mark in string.gmatch(ARGV[1], '%S+') do dead[mark] = true end
+local now = clock()
 local count, tokens, usd, taken = 0, 0, 0, 0
 -- HGETALL, as held() reads them: the commands the README's ACL allows.
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
   local field = entries[i]
-  if string.sub(field, 1, #prefix) == prefix then
-    local tok, cost, took = string.match(entries[i + 1], '(%S+) (%S+) (%S+)$')
+  local mark = string.match(field, '^([^:~]+):')
+  if mark ~= nil and dead[mark] then
+    local expires, tok, cost, took = string.match(entries[i + 1], '^(%S+) %S+ (%S+) (%S+) (%S+)$')
     redis.call('HDEL', KEYS[1], field)
     count = count + 1
-    tokens = tokens + (tonumber(tok) or 0)
-    usd = usd + (tonumber(cost) or 0)
     taken = taken + (tonumber(took) or 0)
+    -- Off the running totals only what they still count (held() leaves out a hold that ended).
+    if (tonumber(expires) or 0) > now then
+      tokens = tokens + (tonumber(tok) or 0)
+      usd = usd + (tonumber(cost) or 0)
+    end
   end
 end
 if count == 0 then return 0 end
@@ -222,7 +228,6 @@ redis.call('HINCRBYFLOAT', KEYS[1], '~tokens', -tokens)
 redis.call('HINCRBYFLOAT', KEYS[1], '~usd', -usd)
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 if tpm > 0 then
-  local now = clock()
   local r, t = levels(KEYS[2], rpm, tpm, now)
   save(KEYS[2], r, math.min(tpm, t + taken), now)
 end
@@ -564,16 +569,16 @@ export class SharedLimiter implements Limiter {
   }
 
   /**
-   * Releases what a worker that died (`owner`: its mark) held against `key`'s limits in Redis: its
+   * Releases what workers that died (`owners`: their marks) held against `key`'s limits in Redis: their
    * requests count as of unknown usage, as the primary counts those it admitted. Without this, a
    * worker killed outright (an OOM kill) left its reservations holding the budget for an hour.
    * Resolves with how many; rejects when Redis could not be asked or refused (the caller tries again).
    * Asking twice is harmless: a reservation released is gone, and counts once.
    */
-  async releaseOwner(owner: string, key: KeyLimits): Promise<number> {
+  async releaseOwners(owners: readonly string[], key: KeyLimits): Promise<number> {
     const now = new Date();
     const [bucket, spend, held] = redisKeys(key.digest, periodId(spendPeriod(key), now));
-    const reply = await withDeadline(runScript(this.options.client, 'releaseOwner', [held, bucket, spend], [`${owner}:`, key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, spendTtl(key, now)]), this.options.timeoutMs * 10);
+    const reply = await withDeadline(runScript(this.options.client, 'releaseOwner', [held, bucket, spend], [owners.join(' '), key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, spendTtl(key, now)]), this.options.timeoutMs * 10);
     if (typeof reply !== 'number') throw new UnexpectedReply('unexpected reply from the release script');
     return reply;
   }
