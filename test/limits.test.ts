@@ -188,11 +188,12 @@ describe('budgets', () => {
     // One budget spent past its limit is used up, even where the other is only held full.
     const fresh = new LimitState(new SpendStore(null));
     const both = limits(null, { maxTokens: 1000, maxUsd: 0.01, period: 'day' });
-    assert.equal(fresh.admit(both, { tokens: 995, usd: 0 }, t).error, null, 'a long request holds 995 tokens');
+    assert.equal(fresh.admit(both, { tokens: 995, usd: 0.008 }, t).error, null, 'a long request holds 995 tokens and $0.008');
     assert.equal(fresh.admit(both, tok(0), t).error, null);
     fresh.record(both, { tokens: 10, usd: 0.02, usage: null, unpriced: false }, tok(0), t);
     const spentUsd = fresh.admit(both, tok(0), t).error;
     assert.deepEqual([spentUsd?.code, spentUsd?.headers['x-should-retry']], ['budget_exceeded', 'false'], 'USD spent past its limit: not "held, try again"');
+    assert.match(spentUsd?.message ?? '', /\(\$0\.02 of \$0\.01 spent this day\)/, 'what was spent, not what is also held');
   });
 
   it('know their periods', () => {

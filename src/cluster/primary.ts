@@ -13,6 +13,7 @@ import { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
 import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend, type SpendStore } from '../policy/limits.js';
+import { HOLD_MS } from '../policy/shared-limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -29,8 +30,7 @@ export interface PrimaryOptions {
 /** A request that died with its worker: its usage is unknown. */
 const UNKNOWN_SPEND: Spend = { tokens: 0, usd: 0, usage: null, unpriced: false };
 
-/** How long a dead worker's reservations would hold in Redis (shared-limits: HOLD_MS), and how many such workers are remembered. */
-const DEAD_OWNER_MS = 3_600_000;
+/** How many dead workers are remembered (for as long as their reservations would hold in Redis). */
 const MAX_DEAD_OWNERS = 64;
 
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
@@ -204,7 +204,7 @@ class Primary {
 
   /** Tells a live worker that has listened to release the reservations of workers that died (none live: the next that listens). */
   private releaseDeadOwners(): void {
-    const since = Date.now() - DEAD_OWNER_MS;
+    const since = Date.now() - HOLD_MS;
     this.deadOwners = this.deadOwners.filter((dead) => dead.diedAt > since).slice(-MAX_DEAD_OWNERS);
     if (this.deadOwners.length === 0) return;
     const live = this.workers().find((worker) => this.ready.has(worker) && !worker.isDead() && worker.isConnected());

@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { formatsFor } from '../observe/log.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
-import { shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
+import { HOLD_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
 import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter } from '../policy/limits.js';
@@ -115,9 +115,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   };
 }
 
-/** A dead worker's release that failed (Redis away) is tried again this often, for as long as its reservations would hold. */
+/** A dead worker's release that failed (Redis away) is tried again this often, for as long as its reservations would hold (HOLD_MS). */
 const RELEASE_RETRY_MS = 5000;
-const RELEASE_FOR_MS = 3_600_000;
 
 /** The limits of the keys that have any. */
 function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
@@ -178,7 +177,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   let releasing = false;
   const releaseAll = async (limiter: SharedLimiter): Promise<void> => {
     releasing = true;
-    const giveUpAt = Date.now() + RELEASE_FOR_MS;
+    const giveUpAt = Date.now() + HOLD_MS;
     try {
       while (toRelease.size > 0) {
         const owners = [...toRelease];

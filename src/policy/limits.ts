@@ -434,7 +434,6 @@ export interface KeyReport {
   readonly tokensPerMinute: BucketState | null;
 }
 
-/** The refusal of a key whose budget in tokens or USD is used (`used`: spent and held), here or in Redis. */
 /** How long a client refused for a budget its requests in flight hold is told to wait: they end, or give back what they did not use. */
 const HELD_RETRY_SECONDS = 5;
 
@@ -456,13 +455,12 @@ export function budgetError(budget: Budget, kind: 'tokens' | 'usd', spent: numbe
       headers: { 'retry-after': String(HELD_RETRY_SECONDS) },
     };
   }
-  const used = spent + held;
   const end = periodEnd(budget.period, new Date(now));
   const when = budget.period === 'total' ? 'it does not reset' : `it resets at ${end?.toISOString()}`;
   const message =
     kind === 'usd'
-      ? `This virtual key has used its budget (${formatUsd(used)} of ${formatUsd(budget.maxUsd ?? 0)} spent ${span}); ${when}.`
-      : `This virtual key has used its token budget (${used} of ${budget.maxTokens ?? 0} tokens, ${span}); ${when}.`;
+      ? `This virtual key has used its budget (${formatUsd(spent)} of ${formatUsd(budget.maxUsd ?? 0)} spent ${span}); ${when}.`
+      : `This virtual key has used its token budget (${spent} of ${budget.maxTokens ?? 0} tokens, ${span}); ${when}.`;
   return {
     status: 429,
     message,

@@ -40,7 +40,7 @@ import {
 export type RedisFailurePolicy = 'open' | 'closed';
 
 /** A reservation stops holding budget after this (its instance may have died); it is forgotten after KEEP_MS. */
-const HOLD_MS = 3_600_000;
+export const HOLD_MS = 3_600_000;
 const KEEP_MS = 86_400_000;
 /** Spend counters outlive their period by this, for the usage route's last look. */
 const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
@@ -330,7 +330,7 @@ export interface SharedLimiterOptions {
   readonly metrics: Metrics;
   /**
    * A cluster worker's own mark, which starts its reservations' names: when it dies, another
-   * worker releases them (releaseOwner). Null in a single process, whose death is the instance's.
+   * worker releases them (releaseOwners). Null in a single process, whose death is the instance's.
    */
   readonly owner?: string | null;
 }
