@@ -15,7 +15,7 @@ import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { children, ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { children, connectedTo, ROOT, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, openStream, request } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { freePort, NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
@@ -554,6 +554,100 @@ describe('a worker killed outright, with Redis', { skip: NO_REDIS }, () => {
       await gateway.stop();
       await openai.close();
       await redis.stop();
+    }
+  });
+});
+
+describe('a stop, and what requests hold in Redis', { skip: NO_REDIS }, () => {
+  let redis: TestRedis;
+  let openai: MockUpstream;
+  /** Streams that wait, at the provider, until released. */
+  const waiting: Array<() => void> = [];
+  const keys = () => ({ virtual_keys: { vk_held: { provider: 'openai', api_key: 'sk-held-1111', base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } });
+  before(async () => {
+    redis = await startRedis();
+    openai = await startOpenAIMock({ flavor: 'openai', apiKey: 'sk-held-1111' });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'hi' }, finish_reason: null }] })}\n\n`);
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      res.end();
+      return true;
+    });
+  });
+  after(async () => {
+    for (const release of waiting.splice(0)) release();
+    await openai?.close();
+    await redis?.stop();
+  });
+
+  async function flush(): Promise<void> {
+    const client = await connect(parseRedisUrl(redis.url()) as RedisAddress);
+    await client.send(['FLUSHALL']);
+    client.close();
+  }
+
+  /** What another instance sees of the key once `gateway` has stopped. */
+  async function seenAfter(gateway: GatewayProcess): Promise<{ requests: number; in_flight: unknown }> {
+    assert.equal(await gateway.exited, 0);
+    const later = await start(keys(), redis.url());
+    try {
+      await redisUp(later);
+      return (await get(later, '/v1/usage', 'vk_held')).json;
+    } finally {
+      await later.stop();
+    }
+  }
+
+  it('settles in Redis the streams a stop cancels before it closes the connection: nothing held an hour for other instances, each counted', async () => {
+    await flush();
+    const gateway = await start(keys(), redis.url(), { GATEWAY_SHUTDOWN_TIMEOUT_MS: '300' });
+    const streams: Array<Awaited<ReturnType<typeof openStream>>> = [];
+    try {
+      await redisUp(gateway);
+      for (let i = 0; i < 12; i++) streams.push(await openStream(gateway.url, 'vk_held', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+      await waitFor(() => waiting.length === 12, 'twelve streams at the provider');
+      gateway.child.kill('SIGTERM');
+      const usage = await seenAfter(gateway);
+      assert.deepEqual(usage.in_flight, { tokens: 0, cost_usd: 0 });
+      assert.equal(usage.requests, 12);
+    } finally {
+      for (const release of waiting.splice(0)) release();
+      for (const { req } of streams) req.destroy();
+      await gateway.stop('SIGKILL');
+    }
+  });
+
+  it('has a worker release what a worker killed just before held, before it stops them (Redis stalled meanwhile)', async () => {
+    await flush();
+    const gateway = await start(keys(), redis.url(), { GATEWAY_WORKERS: '2' });
+    let open: Awaited<ReturnType<typeof openStream>> | undefined;
+    try {
+      await redisUp(gateway);
+      await waitFor(() => children(gateway.child.pid as number).length === 2, 'two workers');
+      // One stream: the other worker has nothing in flight, so it would stop (and close its
+      // connection to Redis) at once, with the release still waiting for Redis.
+      open = await openStream(gateway.url, 'vk_held', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+      await waitFor(() => waiting.length === 1, 'the stream at the provider');
+      const holder = children(gateway.child.pid as number).find((pid) => connectedTo(pid, Number(new URL(openai.baseUrl).port)));
+      assert.ok(holder !== undefined, 'the worker that took it');
+      redis.signal('SIGSTOP');
+      try {
+        process.kill(holder, 'SIGKILL');
+        await waitFor(() => /died \(SIGKILL\)/.test(gateway.stderr()), 'the death noticed');
+        gateway.child.kill('SIGTERM');
+        await new Promise((resolve) => setTimeout(resolve, 800));
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      const usage = await seenAfter(gateway);
+      assert.deepEqual(usage.in_flight, { tokens: 0, cost_usd: 0 });
+      assert.equal(usage.requests, 1, 'counted, of unknown usage');
+      assert.match(gateway.stderr(), /released 1 reservation in Redis of a worker that died/);
+    } finally {
+      for (const release of waiting.splice(0)) release();
+      open?.req.destroy();
+      await gateway.stop('SIGKILL');
     }
   });
 });

@@ -19,7 +19,9 @@ export type ToPrimary =
   /** Rendered entries (sent with the `advanced` serialization: Buffers arrive as bytes). */
   | { t: 'log'; batch: RenderedBatch }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
-  | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot };
+  | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot }
+  /** Dead workers whose reservations in Redis this worker has released (the primary forgets them). */
+  | { t: 'released'; owners: readonly string[] };
 
 /** One finished request: `request` names the admission it settles (null: it holds nothing). */
 export interface SpendRecord {

@@ -194,6 +194,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         if (released > 0) warn(`released ${released} reservation${released === 1 ? '' : 's'} in Redis of a worker that died (each counted as a request of unknown usage)`);
         if (failure === null) {
           for (const owner of owners) toRelease.delete(owner);
+          send({ t: 'released', owners });
         } else if (Date.now() > giveUpAt) {
           warn(`the reservations in Redis of a worker that died could not be released (${failure instanceof Error ? failure.message : String(failure)}); they stop holding within an hour`);
           toRelease.clear();

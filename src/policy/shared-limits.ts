@@ -355,6 +355,9 @@ export class SharedLimiter implements Limiter {
   /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
   private probe: NodeJS.Timeout | null = null;
   private readonly backlog: Settlement[] = [];
+  /** Settlements sent and not yet answered, and who waits for the last answer (a shutdown). */
+  private unanswered = 0;
+  private whenAnswered: Array<() => void> = [];
   /** Told each time the connection comes up (the shared events read what is running). */
   private readonly connectedListeners: Array<() => void> = [];
 
@@ -525,7 +528,8 @@ export class SharedLimiter implements Limiter {
       counts ? 1 : 0,
     ];
     const started = performance.now();
-    runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).then(
+    this.unanswered++;
+    runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).finally(() => this.answeredSettlement()).then(
       (reply) => {
         this.options.metrics.redisCall('settle', (performance.now() - started) / 1000);
         // The script says 1 (settled) or 0 (settled before): anything else is not the script's answer.
@@ -561,6 +565,27 @@ export class SharedLimiter implements Limiter {
 
   private flush(): void {
     for (const settlement of this.backlog.splice(0)) this.settle(settlement);
+  }
+
+  private answeredSettlement(): void {
+    if (--this.unanswered > 0) return;
+    for (const resolve of this.whenAnswered.splice(0)) resolve();
+  }
+
+  /**
+   * Resolves once every settlement sent has its answer, or after `ms`: a shutdown waits for it
+   * before it closes the connection (closed first, the last requests' holds would keep the key's
+   * budget from every instance for an hour, and their spend would never be counted in Redis).
+   */
+  settled(ms: number): Promise<void> {
+    if (this.unanswered === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.whenAnswered.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Settlements still waiting for Redis (said at shutdown: they are lost with the process). */

@@ -3,7 +3,7 @@
  * keys file and log file in a temporary folder, on an ephemeral port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,31 @@ export interface StartOptions {
 }
 
 /** Child process ids of `pid`, read from /proc (Linux): a cluster primary's workers. */
+/** Whether process `pid` holds a TCP connection to 127.0.0.1:`port` (from /proc: which worker took a request). */
+export function connectedTo(pid: number, port: number): boolean {
+  const sockets = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (target.startsWith('socket:[')) sockets.add(target.slice(8, -1));
+      } catch {
+        // closed while we looked
+      }
+    }
+  } catch {
+    return false; // the process ended
+  }
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[2] === remote && fields[3] === '01' && sockets.has(fields[9] as string);
+    });
+}
+
 export function children(pid: number): number[] {
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
