@@ -6,8 +6,9 @@
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
-import { createSinks, endProcess, savedAtExit } from './observe/log.js';
+import { closeSinks, createSinks, endProcess, savedAtExit } from './observe/log.js';
 import { warn } from './observe/warn.js';
+import { endOnUncaught } from './observe/crash.js';
 import { KeyFile, watchKeyFiles } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
 import { LimitState, localLimiter, SpendStore } from './policy/limits.js';
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
   const limits = new LimitState(spend);
   if (config.workers > 1) {
     if (config.redis !== null) seedWhenUp(config.redis.address, spend);
+    endOnUncaught((deadlineMs) => closeSinks(sinks, deadlineMs), () => spend.save());
     return runPrimary({ config, keyFile, keyCount: keys.length, sinks, limits, spend });
   }
 
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
   const local = localLimiter(limits);
   const shared = config.redis === null ? null : shareLimits({ ...config.redis, local, metrics, seedFrom: spend });
   const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter: shared ?? local, metrics, shared });
+  endOnUncaught((deadlineMs) => instance.log.close(deadlineMs), () => spend.save());
   let address: string;
   try {
     address = await instance.listen();

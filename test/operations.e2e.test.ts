@@ -163,6 +163,63 @@ describe('a stdout nobody reads (a log collector that stalled)', { concurrency: 
   }
 });
 
+describe('a bug that escapes (an uncaught exception)', () => {
+  /** A preload that throws outside any handler on SIGUSR2: what a bug in the gateway would do. */
+  function bugOnSignal(): string {
+    const file = join(tempDir(), 'bug.mjs');
+    writeFileSync(file, "process.on('SIGUSR2', () => setImmediate(() => { throw new Error('a bug in the gateway'); }));\n");
+    return file;
+  }
+  const ended = (gateway: GatewayProcess, withinMs: number) =>
+    new Promise<{ code: number | null; signal: NodeJS.Signals | null } | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), withinMs);
+      gateway.child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal });
+      });
+    });
+
+  it('writes the entries it holds, then exits 1, the error on stderr', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_mock: { provider: 'mock' } } }, env: { KEYS_WATCH: 'off', NODE_OPTIONS: `--import ${bugOnSignal()}` } });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_mock', hello)).status, 200);
+      // At once: the last entry still waits in its batch.
+      const exit = ended(gateway, 15_000);
+      gateway.child.kill('SIGUSR2');
+      assert.deepEqual(await exit, { code: 1, signal: null });
+      assert.match(gateway.stderr(), /uncaught exception \(a bug; please report it\), exiting: Error: a bug in the gateway/);
+      assert.equal(readLogFile(gateway.logFile).length, 3, 'every entry in the file');
+      assert.equal(gateway.stdout().match(/^\{$/gm)?.length, 3, 'and on stdout');
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
+  });
+
+  for (const workers of ['1', '2']) {
+    it(`ends even with a stdout nobody reads (GATEWAY_WORKERS=${workers}): by SIGKILL once the 2 s flush gives up, the file complete`, async () => {
+      const gateway = await startGateway({
+        keys: { virtual_keys: { vk_mock: { provider: 'mock' } } },
+        env: { KEYS_WATCH: 'off', GATEWAY_WORKERS: workers, NODE_OPTIONS: `--import ${bugOnSignal()}` },
+        readStdout: false,
+      });
+      try {
+        // Entries of ~300 KB each: far more than the pipe holds.
+        const body = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] };
+        for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_mock', body)).status, 200);
+        await waitFor(() => readLogFile(gateway.logFile).length === 4, 'the entries in the file');
+        const exit = ended(gateway, 15_000);
+        gateway.child.kill('SIGUSR2');
+        assert.deepEqual(await exit, { code: null, signal: 'SIGKILL' }, `it ends (Node's own exit would wait for the stuck write forever); stderr:\n${gateway.stderr()}`);
+        assert.match(gateway.stderr(), /uncaught exception \(a bug; please report it\)/);
+        assert.match(gateway.stderr(), /a write is still stuck \(see above\): ending by SIGKILL/);
+        assert.equal(readLogFile(gateway.logFile).length, 4);
+      } finally {
+        await gateway.stop('SIGKILL');
+      }
+    });
+  }
+});
+
 describe('with one gateway', () => {
   let gateway: GatewayProcess;
   before(async () => {

@@ -1,0 +1,23 @@
+/**
+ * A bug that escaped (an exception nobody caught, a rejection nobody handled) ends the process,
+ * as Node would, but first writes the log entries still pending and saves the state file, within
+ * CRASH_FLUSH_MS. Node's own exit loses those entries, and when stdout is a pipe whose reader
+ * stalled it never ends: it waits for the stuck write forever (see endProcess), a hung process a
+ * supervisor takes for a live one.
+ */
+import { endProcess, savedAtExit } from './log.js';
+
+/** How long a crash waits for the log before it ends the process anyway. */
+const CRASH_FLUSH_MS = 2000;
+
+/** `closeLog`: writes what the log holds and closes it, within the time given (false: it could not). */
+export function endOnUncaught(closeLog: (deadlineMs: number) => Promise<boolean>, save: () => Promise<unknown>): void {
+  let ending = false;
+  process.on('uncaughtException', (err: unknown, origin: string) => {
+    const what = origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception';
+    process.stderr.write(`llm-gateway: ${what} (a bug; please report it), exiting: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (ending) return;
+    ending = true;
+    void Promise.all([closeLog(CRASH_FLUSH_MS), savedAtExit(save())]).then(([flushed, saved]) => endProcess(1, flushed && saved));
+  });
+}
