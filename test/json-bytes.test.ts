@@ -88,15 +88,32 @@ describe('a request body nested too deep', () => {
   const body = (depth: number, copies: number): Buffer =>
     Buffer.from(`{"model":"m","messages":[{"role":"user","content":"hi \\"[[[[\\" ]"}],"x":[${Array(copies).fill('['.repeat(depth) + ']'.repeat(depth)).join(',')}]}`);
 
-  it(`is refused (400, saying so) past ${MAX_DEPTH} levels, strings' brackets not counted; up to it, parsed`, () => {
-    const deep = body(MAX_DEPTH, 200);
-    assert.ok(deep.length > 200_000);
-    assert.throws(
-      () => parseJsonObject(deep, 'a model'),
-      (err: unknown) => err instanceof GatewayError && err.status === 400 && err.message === `The request body nests deeper than ${MAX_DEPTH} levels.`,
-    );
-    const fits = body(MAX_DEPTH - 2, 200); // inside "x": [ … ] of the object: two levels more
-    assert.equal((parseJsonObject(fits, 'a model').x as unknown[]).length, 200);
+  const tooDeep = (err: unknown): boolean => err instanceof GatewayError && err.status === 400 && err.message === `The request body nests deeper than ${MAX_DEPTH} levels.`;
+
+  it(`is refused (400, saying so) past ${MAX_DEPTH} levels, strings' brackets not counted; up to it, parsed: large and small`, () => {
+    for (const copies of [1000, 1]) {
+      const deep = body(MAX_DEPTH, copies);
+      assert.ok(copies === 1 ? deep.length < 60 * 1024 : deep.length > 200_000);
+      assert.throws(() => parseJsonObject(deep, 'a model'), tooDeep, `${deep.length} bytes`);
+      const fits = body(MAX_DEPTH - 2, copies); // inside "x": [ … ] of the object: two levels more
+      assert.equal((parseJsonObject(fits, 'a model').x as unknown[]).length, copies);
+    }
+  });
+
+  it('is refused however small, where a log reader would stop (jq 1.6: 256 levels; 29,000 fit in 60 KB)', () => {
+    for (const depth of [MAX_DEPTH + 1, 300, 29_000]) {
+      const deep = Buffer.from(`{"model":"m","messages":[{"role":"user","content":"x"}],"x":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`);
+      assert.throws(() => parseJsonObject(deep, 'a model'), tooDeep, `${depth} levels`);
+    }
+  });
+
+  it('is refused in a large member left as bytes on its way through (a conversation passed through), not only once parsed', () => {
+    const nested = `${'['.repeat(MAX_DEPTH)}${']'.repeat(MAX_DEPTH)}`;
+    const messages = [{ role: 'user', content: 'y'.repeat(100_000) }];
+    const deep = Buffer.from(`{"model":"m","messages":[${JSON.stringify(messages[0])},{"role":"user","content":"x","n":${nested}}]}`);
+    assert.throws(() => parseJsonObject(deep, 'a model', { messages: ['role'] }), tooDeep);
+    const shallow = Buffer.from(`{"model":"m","messages":[${JSON.stringify(messages[0])},{"role":"user","content":"x","n":[[]]}]}`);
+    assert.equal((parseJsonObject(shallow, 'a model', { messages: ['role'] }).messages as unknown[]).length, 2);
   });
 
   it('a body that is not JSON is still refused as such, whatever brackets its unterminated string holds', () => {

@@ -955,7 +955,7 @@ describe('count_tokens', () => {
     const deep = `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":${'['.repeat(60_000)}${']'.repeat(60_000)}}]}`;
     const estimated = await messages(gateway.url, 'vk_gpt', deep, { path: '/v1/messages/count_tokens' });
     assert.equal(estimated.status, 400, estimated.text);
-    assert.equal(estimated.json.error.message, 'The request body nests deeper than 512 levels.');
+    assert.equal(estimated.json.error.message, 'The request body nests deeper than 128 levels.');
     // Logged as the text it was refused as (indented, 60,000 levels would take gigabytes), its first
     // 64 KiB, as every request refused before a provider saw it.
     const logged = await waitForEntry(gateway.logFile, String(estimated.headers['x-request-id']));
@@ -964,7 +964,7 @@ describe('count_tokens', () => {
     // Refused before anything would re-serialise it (a model map), which V8 cannot do up to Node 24.
     const mapped = await messages(gateway.url, 'vk_ds_anthropic', deep, { path: '/v1/messages/count_tokens' });
     assert.equal(mapped.status, 400, mapped.text);
-    assert.equal(mapped.json.error.message, 'The request body nests deeper than 512 levels.');
+    assert.equal(mapped.json.error.message, 'The request body nests deeper than 128 levels.');
   });
 
   it("refuses in Anthropic's shape: no key, a GET, a body without messages", async () => {

@@ -150,12 +150,15 @@ class PieceParser {
     return text;
   }
 
-  /** The value that starts at `start` (no space before it), built where it is over the piece size; `build`: false finds only its end. */
-  value(start: number, build = true): Found {
+  /**
+   * The value that starts at `start` (no space before it), built where it is over the piece size;
+   * `build`: false finds only its end. `depth`: its level (the top's is 1), past MAX_DEPTH too deep.
+   */
+  value(start: number, build = true, depth = 1): Found {
     const c = this.buf[start];
-    if (!build || (c !== 0x7b /* { */ && c !== 0x5b /* [ */)) return { end: this.skip(start) };
+    if (!build || (c !== 0x7b /* { */ && c !== 0x5b /* [ */)) return { end: this.skip(start, depth) };
     this.count(start);
-    return this.container(start, c === 0x7b);
+    return this.container(start, c === 0x7b, depth);
   }
 
   private count(start: number): void {
@@ -167,12 +170,14 @@ class PieceParser {
    * object per value walked (a conversation has thousands, and allocating them cost more garbage
    * collection than the walk itself: docs/performance.md).
    */
-  private skip(start: number): number {
+  private skip(start: number, depth: number): number {
     this.count(start);
     const buf = this.buf;
     const c = buf[start];
     if (c === QUOTE) return stringEnd(buf, start);
     if (c !== 0x7b && c !== 0x5b) return scalarEnd(buf, start);
+    // Parsed whole instead, which refuses it as too deep (tooCostly).
+    if (depth > MAX_DEPTH) throw new ParseWhole();
     const object = c === 0x7b;
     const close = object ? 0x7d : 0x5d;
     let i = skipSpace(buf, start + 1);
@@ -184,7 +189,7 @@ class PieceParser {
         if (buf[i] !== 0x3a /* : */) throw new ParseWhole();
         i = skipSpace(buf, i + 1);
       }
-      i = skipSpace(buf, this.skip(i));
+      i = skipSpace(buf, this.skip(i, depth + 1));
       if (buf[i] === 0x2c /* , */) {
         i = skipSpace(buf, i + 1);
         continue;
@@ -194,7 +199,8 @@ class PieceParser {
     }
   }
 
-  private container(start: number, object: boolean): Found {
+  private container(start: number, object: boolean, depth: number): Found {
+    if (depth > MAX_DEPTH) throw new ParseWhole();
     const buf = this.buf;
     const close = object ? 0x7d : 0x5d;
     const parts: Part[] = [];
@@ -221,7 +227,7 @@ class PieceParser {
         const views = top ? this.defer?.views : undefined;
         // Own entries only: a member named `constructor` or `__proto__` is not asked to be seen.
         const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
-        const found = fields === undefined ? this.value(i, buildMembers) : this.view(i, fields);
+        const found = fields === undefined ? this.value(i, buildMembers, depth + 1) : this.view(i, fields, depth + 1);
         if (top) this.topMember(key, memberStart, i, found);
         if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
         if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
@@ -298,9 +304,9 @@ class PieceParser {
    * A value walked as `skip` walks it, and seen as memberView shows it: an array's
    * object elements with only `fields` (decoded where they are not containers).
    */
-  private view(start: number, fields: readonly string[]): Found {
+  private view(start: number, fields: readonly string[], depth: number): Found {
     const buf = this.buf;
-    if (buf[start] !== 0x5b /* [ */) return { end: this.skip(start) };
+    if (buf[start] !== 0x5b /* [ */) return { end: this.skip(start, depth) };
     this.count(start);
     const view: unknown[] = [];
     let i = skipSpace(buf, start + 1);
@@ -308,7 +314,7 @@ class PieceParser {
     for (;;) {
       let end: number;
       if (buf[i] !== 0x7b) {
-        end = this.skip(i);
+        end = this.skip(i, depth + 1);
         view.push(null);
       } else {
         this.count(i);
@@ -322,7 +328,7 @@ class PieceParser {
             at = skipSpace(buf, keyEnd);
             if (buf[at] !== 0x3a /* : */) throw new ParseWhole();
             const valueStart = skipSpace(buf, at + 1);
-            const valueEnd = this.skip(valueStart);
+            const valueEnd = this.skip(valueStart, depth + 2);
             if (name !== null) {
               const c = buf[valueStart];
               element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? this.shortText(valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
@@ -572,7 +578,11 @@ function lazyProperty(target: object, key: string, read: () => unknown): void {
  * its containers are scanned for their members, and runs of members parsed together.
  */
 export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: DeferOptions | null = null): unknown {
-  if (raw.length <= pieceBytes) return JSON.parse(raw.toString('utf8'));
+  if (raw.length <= pieceBytes) {
+    const value: unknown = JSON.parse(raw.toString('utf8'));
+    if (deeperThan(raw, MAX_DEPTH)) throw new TooDeep(MAX_DEPTH);
+    return value;
+  }
   try {
     return new PieceParser(raw, pieceBytes, defer).document();
   } catch (err) {
@@ -588,11 +598,28 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: Def
 }
 
 /**
- * A large body parsed whole nests no deeper than this. JSON.parse of millions of nested arrays
- * (an 18 MB `[[[…]]]`) held the loop for 4–6 s, three times as long as as many flat values; no
- * API request nests so deep (a tool's schema: tens of levels).
+ * No body nests deeper than this. The log holds each body, a few levels further in, and common
+ * readers of it stop at a depth: jq 1.6 (Debian 12's) at 256 levels, so a client could make the
+ * log unreadable with a 60 KB `[[[…]]]`. JSON.parse of millions of nested arrays (an 18 MB
+ * `[[[…]]]`) also held the loop for 4–6 s. No API request nests so deep (a tool's schema: tens of
+ * levels; OpenAI's structured outputs allow 10).
  */
-export const MAX_DEPTH = 512;
+export const MAX_DEPTH = 128;
+
+/** Whether the JSON text in `buf` (which JSON.parse accepted) nests deeper than `max` levels. */
+function deeperThan(buf: Buffer, max: number): boolean {
+  // Each level takes two bytes at least.
+  if (buf.length <= 2 * max) return false;
+  let depth = 0;
+  for (let i = 0; i < buf.length; i++) {
+    const c = buf[i] as number;
+    if (c === QUOTE) i = stringEnd(buf, i) - 1;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
 
 export class TooDeep extends Error {
   constructor(readonly max: number) {
