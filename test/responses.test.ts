@@ -61,16 +61,17 @@ describe('reading a Responses request', () => {
   });
 
   it('refuses what the gateway cannot rely on, in OpenAI words, naming the parameter', () => {
-    const cases: Array<[unknown, string]> = [
-      [{ input: 'x' }, 'model'],
-      [{ model: 5, input: 'x' }, 'model'],
-      [{ model: 'm', input: 5 }, 'input'],
-      [{ model: 'm', input: 'x', stream: 'yes' }, 'stream'],
-      [{ model: 'm', input: 'x', max_output_tokens: 0 }, 'max_output_tokens'],
-      [{ model: 'm', input: 'x', max_output_tokens: 1.5 }, 'max_output_tokens'],
+    const cases: Array<[unknown, string, string]> = [
+      [{ input: 'x' }, 'model', 'missing_required_parameter'],
+      [{ model: 5, input: 'x' }, 'model', 'invalid_type'],
+      [{ model: 'm', input: 5 }, 'input', 'invalid_type'],
+      [{ model: 'm', input: 'x', stream: 'yes' }, 'stream', 'invalid_type'],
+      [{ model: 'm', input: 'x', max_output_tokens: 0 }, 'max_output_tokens', 'integer_below_min_value'],
+      [{ model: 'm', input: 'x', max_output_tokens: 1.5 }, 'max_output_tokens', 'invalid_type'],
+      [{ model: 'm', input: 'x', max_output_tokens: 'abc' }, 'max_output_tokens', 'invalid_type'],
     ];
-    for (const [body, param] of cases) {
-      assert.throws(() => parse(body), (err: unknown) => err instanceof GatewayError && err.status === 400 && err.param === param, JSON.stringify(body));
+    for (const [body, param, code] of cases) {
+      assert.throws(() => parse(body), (err: unknown) => err instanceof GatewayError && err.status === 400 && err.param === param && err.code === code, JSON.stringify(body));
     }
     assert.throws(() => parseResponsesRequest(Buffer.from('[1]')), /JSON object/);
   });

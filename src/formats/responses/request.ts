@@ -33,8 +33,10 @@ export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
     throw invalidRequest("Invalid type for 'stream': expected a boolean.", 'stream', 'invalid_type');
   }
   const limit = body.max_output_tokens;
-  if (limit !== undefined && limit !== null && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)) {
-    throw invalidRequest("Invalid 'max_output_tokens': expected a positive integer.", 'max_output_tokens', 'invalid_value');
+  if (limit !== undefined && limit !== null) {
+    // As OpenAI words and codes them.
+    if (typeof limit !== 'number' || !Number.isInteger(limit)) throw invalidRequest("Invalid type for 'max_output_tokens': expected an integer.", 'max_output_tokens', 'invalid_type');
+    if (limit < 1) throw invalidRequest(`Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 1, but got ${limit} instead.`, 'max_output_tokens', 'integer_below_min_value');
   }
   return body as ResponsesRequest;
 }
