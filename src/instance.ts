@@ -180,7 +180,7 @@ export function createInstance(options: InstanceOptions): Instance {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
       client.close();
       if (shared !== null && config.redis !== null) await shared.settled(config.redis.timeoutMs * 10);
-      if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: their spend is in this instance's state file, not in Redis`);
+      if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`);
       shared?.client.close();
       events?.close();
       return log.close();
