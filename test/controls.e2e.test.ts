@@ -709,6 +709,7 @@ describe('CORS', () => {
         ['/v1/responses/resp_123/cancel', 'POST', 'POST, OPTIONS'],
         ['/v1/responses/resp_123/input_items', 'GET', 'GET, OPTIONS'],
         ['/v1/models', 'GET', 'GET, OPTIONS'],
+        ['/v1/usage', 'GET', 'GET, OPTIONS'],
       ];
       for (const [path, method, allowed] of expected) {
         const preflight = await request(gateway.url, path, { method: 'OPTIONS', headers: { origin: 'https://app.example.com', 'access-control-request-method': method } });
