@@ -35,6 +35,7 @@ function readOptions(args: readonly string[], now: number): Options {
   const logFile = process.env.LOG_FILE;
   const files: string[] = [];
   let json = false;
+  let sinceGiven = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     const value = (): string => args[++i] ?? fail(`${arg} needs a value`);
@@ -42,9 +43,15 @@ function readOptions(args: readonly string[], now: number): Options {
       const text = value();
       const at = parseTime(text, now);
       if (at === null) fail(`${arg}: "${text}" is not a date (2026-11-01, 2026-11-01T12:00Z) or a time ago (30m, 12h, 7d)`);
-      if (arg === '--since') since = at;
+      if (arg === '--since') {
+        since = at;
+        sinceGiven = true;
+      }
       else until = at;
-    } else if (arg === '--all') since = null;
+    } else if (arg === '--all') {
+      since = null;
+      sinceGiven = true;
+    }
     else if (arg === '--file') files.push(value());
     else if (arg === '--json') json = true;
     else if (arg === '--help' || arg === '-h') {
@@ -52,7 +59,9 @@ function readOptions(args: readonly string[], now: number): Options {
       process.exit(0);
     } else fail(`unknown option ${arg}`);
   }
-  if (since !== null && until !== null && since >= until) fail('--since must be before --until');
+  if (since !== null && until !== null && since >= until) {
+    fail(sinceGiven ? '--since must be before --until' : '--until is before the start of this month (the default --since): give --since too, or --all');
+  }
   if (files.length === 0) files.push(logFile !== undefined && logFile !== '' && logFile.toLowerCase() !== 'off' ? logFile : 'logs/llm_interactions.json');
   // A file named twice would be counted twice.
   const unique = files.filter((file, i) => files.findIndex((other) => resolve(other) === resolve(file)) === i);

@@ -5,7 +5,7 @@
  * and `npm run usage` over the log the gateway wrote.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -451,5 +451,12 @@ describe('npm run usage', () => {
     assert.equal(cut.code, 0, cut.stderr);
     assert.match(cut.stderr, /\.4\.gz: stopped reading at a damaged part \(Z_BUF_ERROR\)/);
     assert.match(cut.stdout, /^(8|9) requests in .*\.4\.gz, .*llm_interactions\.json, from .*unreadable parts? skipped/);
+    // An end before the start: the option the user gave is the one named.
+    const early = await usage('--file', gateway.logFile, '--until', '2000-01-01');
+    assert.equal(early.code, 2);
+    assert.match(early.stderr, /^--since must be before --until/);
+    const byDefault = spawnSync(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--until', '2000-01-01'], { encoding: 'utf8' });
+    assert.equal(byDefault.status, 2);
+    assert.match(byDefault.stderr, /^--until is before the start of this month \(the default --since\): give --since too, or --all/);
   });
 });
