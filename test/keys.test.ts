@@ -481,6 +481,12 @@ describe('keys written twice', () => {
     ]);
   });
 
+  it('a field written twice on one line is said so', () => {
+    assert.deepEqual(problems('{"virtual_keys": {"vk_other_secret_4567": {"name": "other", "provider": "openai", "api_key": "sk-b", "api_key": "sk-c"}}}'), [
+      'virtual key "other": "api_key" is written twice (both on line 1); keep one',
+    ]);
+  });
+
   it('the same names in different objects are fine', () => {
     assert.equal(parseKeyFile('{"virtual_keys":{"vk_a":{"provider":"openai","api_key":"sk-1"},"vk_b":{"targets":[{"provider":"openai","api_key":"sk-2"},{"provider":"openai","api_key":"sk-3"}]}}}', 'keys.json', providers).length, 2);
   });

@@ -379,7 +379,10 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 
   const problems: string[] = [];
   const raw = Buffer.from(json, 'utf8');
-  const twice = (duplicate: DuplicateKey): string => `(lines ${lineOf(raw, duplicate.first)} and ${lineOf(raw, duplicate.second)})`;
+  const twice = (duplicate: DuplicateKey): string => {
+    const [first, second] = [lineOf(raw, duplicate.first), lineOf(raw, duplicate.second)];
+    return first === second ? `(both on line ${first})` : `(lines ${first} and ${second})`;
+  };
   /** Fields written twice inside each virtual key, by key: reported where the key is named. */
   const doubledFields = new Map<string, string[]>();
   for (const duplicate of duplicateKeys(raw)) {
