@@ -5,7 +5,7 @@
  * stalled it never ends: it waits for the stuck write forever (see endProcess), a hung process a
  * supervisor takes for a live one.
  */
-import { endProcess, savedAtExit } from './log.js';
+import { endProcess, FLUSH_DEADLINE_MS, savedAtExit } from './log.js';
 
 /** How long a crash waits for the log before it ends the process anyway. */
 const CRASH_FLUSH_MS = 2000;
@@ -14,10 +14,16 @@ const CRASH_FLUSH_MS = 2000;
 export function endOnUncaught(closeLog: (deadlineMs: number) => Promise<boolean>, save: () => Promise<unknown>): void {
   let ending = false;
   process.on('uncaughtException', (err: unknown, origin: string) => {
-    const what = origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception';
-    process.stderr.write(`llm-gateway: ${what} (a bug; please report it), exiting: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // The first says what went wrong; others while the log is written would only repeat it.
     if (ending) return;
     ending = true;
-    void Promise.all([closeLog(CRASH_FLUSH_MS), savedAtExit(save())]).then(([flushed, saved]) => endProcess(1, flushed && saved));
+    const what = origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception';
+    process.stderr.write(`llm-gateway: ${what} (a bug; please report it), exiting: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // Whatever the flush does (it may fail too, after such a bug), the process ends.
+    setTimeout(() => endProcess(1, false), CRASH_FLUSH_MS + FLUSH_DEADLINE_MS);
+    Promise.all([closeLog(CRASH_FLUSH_MS), savedAtExit(save())]).then(
+      ([flushed, saved]) => endProcess(1, flushed && saved),
+      () => endProcess(1, false),
+    );
   });
 }
