@@ -475,6 +475,16 @@ describe('chat stream → Messages stream', () => {
     assert.deepEqual(toMessage(completion({ content: 'Done.', reasoning: 'Thinking.' }, 'stop'), HINTS).content[0], { type: 'thinking', thinking: 'Thinking.', signature: 'llm-gateway:unsigned' });
   });
 
+  it("reads text sent as an array of parts (Mistral's reasoning models), streamed and whole; other parts are not its text", () => {
+    const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-p', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const parts = [{ type: 'thinking', thinking: [{ type: 'text', text: 'hmm' }] }, { type: 'text', text: 'part one ' }, { type: 'text', text: 'part two' }];
+    const frames = [data({ role: 'assistant', content: parts }), data({ content: [{ type: 'text', text: '!' }] }), data({}, 'stop'), 'data: [DONE]\n\n'].join('');
+    const events = sdkEvents(runTranslated([Buffer.from(frames)]).frames);
+    const text = events.filter((event) => event.type === 'content_block_delta' && (event.delta as { type: string }).type === 'text_delta').map((event) => (event.delta as { text: string }).text);
+    assert.equal(text.join(''), 'part one part two!');
+    assert.deepEqual(toMessage(completion({ content: parts }, 'stop'), HINTS).content, [{ type: 'text', text: 'part one part two' }]);
+  });
+
   it("starts a tool_use block once the call's name has come, even after its first fragments; a call whose name never comes goes out at the end", () => {
     const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     const frames = [

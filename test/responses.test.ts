@@ -330,6 +330,14 @@ describe('chat answer → response', () => {
     assert.deepEqual(response.usage, { input_tokens: 100, input_tokens_details: { cached_tokens: 30 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 5 }, total_tokens: 120 });
   });
 
+  it("reads text sent as an array of parts (Mistral's reasoning models), whole and streamed", () => {
+    const parts = [{ type: 'thinking', thinking: [{ type: 'text', text: 'hmm' }] }, { type: 'text', text: 'part one ' }, { type: 'text', text: 'part two' }];
+    assert.equal(toResponse(completion({ content: parts }), context()).output_text, 'part one part two');
+    const { events } = runTranslated([chunk({ role: 'assistant', content: parts }), chunk({ content: [{ type: 'text', text: '!' }] }), chunk({}, 'stop'), 'data: [DONE]\n\n'].join(''));
+    const done = events.find((event) => event.type === 'response.completed') as { response: { output_text?: string; output: Array<{ content?: Array<{ text?: string }> }> } } | undefined;
+    assert.equal(done?.response.output[0]?.content?.[0]?.text, 'part one part two!');
+  });
+
   it('is incomplete with max_output_tokens at a length limit, content_filter when filtered; a refusal is a refusal part', () => {
     const long = toResponse(completion({ content: 'cut' }, 'length'), context());
     assert.deepEqual([long.status, long.incomplete_details], ['incomplete', { reason: 'max_output_tokens' }]);

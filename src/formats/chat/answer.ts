@@ -22,3 +22,20 @@ export function reasoningText(message: Record<string, unknown>): string | null {
   if (typeof message.reasoning_content === 'string') return message.reasoning_content;
   return typeof message.reasoning === 'string' ? message.reasoning : null;
 }
+
+/**
+ * A message's or a stream delta's text: `content` as a string, or the text of its parts where a
+ * server sends an array of them (Mistral's reasoning models: `[{type: 'text', text}, …]`; other
+ * parts, such as their `thinking`, are not its text); null when it has none.
+ */
+export function contentText(content: unknown): string | null {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return null;
+  let text: string | null = null;
+  for (const part of content) {
+    if (typeof part === 'object' && part !== null && (part as { type?: unknown }).type === 'text' && typeof (part as { text?: unknown }).text === 'string') {
+      text = (text ?? '') + (part as { text: string }).text;
+    }
+  }
+  return text;
+}

@@ -6,6 +6,7 @@
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
 import { StreamedToolCalls } from './tool-calls.js';
+import { contentText } from './answer.js';
 import type { AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatUsage, ToolCall } from './types.js';
 
 interface ChoiceState {
@@ -47,8 +48,9 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       if (typeof choice.finish_reason === 'string') state.finishReason = choice.finish_reason;
       const delta = choice.delta;
       if (!isRecord(delta)) continue;
-      if (typeof delta.content === 'string') {
-        state.content += delta.content;
+      const text = contentText(delta.content);
+      if (text !== null) {
+        state.content += text;
         state.hasContent = true;
       }
       if (typeof delta.reasoning_content === 'string') {

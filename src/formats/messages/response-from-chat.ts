@@ -2,7 +2,7 @@
  * OpenAI `chat.completion` → Anthropic Message; the stop-reason and usage mappings shared with
  * the stream translator. Pure functions.
  */
-import { reasoningText } from '../chat/answer.js';
+import { contentText, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
@@ -63,7 +63,8 @@ export function toMessage(completion: ChatCompletion, hints: AnswerHints): Anthr
   const content: ResponseBlock[] = [];
   const reasoning = reasoningText(message);
   if (reasoning !== null && reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: UNSIGNED_THINKING });
-  if (typeof message.content === 'string' && message.content !== '') content.push({ type: 'text', text: message.content });
+  const text = contentText(message.content);
+  if (text !== null && text !== '') content.push({ type: 'text', text });
   const refused = typeof message.refusal === 'string' && message.refusal !== '';
   if (refused) content.push({ type: 'text', text: message.refusal as string });
   const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];

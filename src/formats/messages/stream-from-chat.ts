@@ -8,7 +8,7 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
-import { isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -83,7 +83,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
     const delta = isRecord(choice.delta) ? choice.delta : {};
     const reasoning = reasoningText(delta);
     if (reasoning !== null) text('thinking', reasoning, out);
-    if (typeof delta.content === 'string') text('text', delta.content, out);
+    const content = contentText(delta.content);
+    if (content !== null) text('text', content, out);
     if (typeof delta.refusal === 'string' && delta.refusal !== '') {
       refused = true;
       text('text', delta.refusal, out);

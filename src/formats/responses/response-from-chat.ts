@@ -3,7 +3,7 @@
  * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
  * function or a custom tool comes back under its own name), status and usage. Pure functions.
  */
-import { reasoningText } from '../chat/answer.js';
+import { contentText, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -128,7 +128,8 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
   const status = itemStatus(isRecord(choice) ? choice.finish_reason : null);
   const reasoning = reasoningText(message);
   if (reasoning !== null && reasoning !== '') output.push(reasoningItem(base, output.length, reasoning));
-  if (typeof message.content === 'string' && message.content !== '') output.push(messageItem(base, output.length, message.content, false, status));
+  const text = contentText(message.content);
+  if (text !== null && text !== '') output.push(messageItem(base, output.length, text, false, status));
   if (typeof message.refusal === 'string' && message.refusal !== '') output.push(messageItem(base, output.length, message.refusal, true, status));
   const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];
   calls.forEach((call, index) => {

@@ -13,7 +13,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -204,7 +204,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
     const delta = isRecord(choice.delta) ? choice.delta : {};
     const reasoning = reasoningText(delta);
     if (reasoning !== null) text(out, 'reasoning', reasoning);
-    if (typeof delta.content === 'string') text(out, 'text', delta.content);
+    const content = contentText(delta.content);
+    if (content !== null) text(out, 'text', content);
     if (typeof delta.refusal === 'string') text(out, 'refusal', delta.refusal);
     if (Array.isArray(delta.tool_calls)) for (const fragment of delta.tool_calls) toolFragment(out, fragment);
     if (typeof choice.finish_reason === 'string') finish = choice.finish_reason;
