@@ -307,6 +307,21 @@ describe('streaming', () => {
     }
   });
 
+  it('takes an event stream whose media type is written in another case (Text/Event-Stream)', async () => {
+    const chunk = { id: 'chatcmpl-case', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { content: 'cased' }, finish_reason: 'stop' }] };
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'Text/Event-Stream; charset=utf-8' });
+      res.end(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', ask('x'));
+      assert.equal(reply.status, 200);
+      assert.match(reply.text, /"content":"cased"/);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('relays a whole stream that arrives in one read: plain events as bytes, the rest translated, the log assembled', async () => {
     const usage = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
     const base = { id: 'chatcmpl-one', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o' };

@@ -660,7 +660,8 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
 
 async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<string | null> {
   const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked } = answering;
-  if (!String(upstream.headers['content-type']).includes('text/event-stream')) {
+  // Media types are case-insensitive (RFC 9110): Text/Event-Stream is one.
+  if (!String(upstream.headers['content-type']).toLowerCase().includes('text/event-stream')) {
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
       code: 'upstream_invalid_response',
