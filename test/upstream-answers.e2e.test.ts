@@ -41,6 +41,7 @@ before(async () => {
         vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropicMock.baseUrl },
         vk_anthropic_v1: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `${anthropicMock.baseUrl}/v1` },
         vk_raw: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${rawPort}/v1` },
+        vk_chat_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat'] },
       },
     },
     // Retries would only repeat what these tests look at; UPSTREAM_TIMEOUT_MS is long so that a hang shows.
@@ -201,6 +202,33 @@ describe('the real key in any field of a provider error', () => {
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       assert.equal(entry.status, 502, 'logged as the failure it is');
       await assertScrubbed(reply, OPENAI_KEY);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it("a chat stream's [DONE] before any choice finished is a cut stream to a client it is translated for (Messages, Responses), not a finished answer", async () => {
+    const data = (delta: object) => `data: ${JSON.stringify({ id: 'chatcmpl-cut', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`${data({ role: 'assistant', content: 'Hel' })}${data({ content: 'lo' })}data: [DONE]\n\n`);
+    });
+    try {
+      const headers = { 'x-api-key': 'vk_openai', 'anthropic-version': '2023-06-01' };
+      const messages = await request(gateway.url, '/v1/messages', { headers, body: { ...claude, model: 'gpt-4o-mini', stream: true } });
+      assert.equal(messages.status, 200);
+      assert.match(messages.text, /event: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"The provider ended the stream before the answer was complete\."/);
+      assert.doesNotMatch(messages.text, /message_stop|end_turn/);
+      const logged = await waitForEntry(gateway.logFile, String(messages.headers['x-request-id']));
+      assert.equal(logged.status, 502);
+      assert.equal(logged.error.code, 'upstream_incomplete_stream');
+      const responses = await request(gateway.url, '/v1/responses', { key: 'vk_chat_only', body: { model: 'gpt-4o-mini', input: 'Hello', stream: true } });
+      assert.equal(responses.status, 200);
+      assert.match(responses.text, /event: response\.failed/);
+      assert.doesNotMatch(responses.text, /response\.completed/);
+      // Passed through, the client gets what the provider sent.
+      const passed = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.match(passed.text, /"content":"lo"[^\n]*\n\ndata: \[DONE\]/);
     } finally {
       openaiMock.behave(null);
     }

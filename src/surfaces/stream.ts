@@ -12,7 +12,7 @@ import type { StreamItem } from '../formats/stream.js';
 import type { AnswerHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import { cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../observe/log.js';
-import type { StreamPipeline, StreamStep } from '../upstream/relay.js';
+import { incompleteStream, type StreamPipeline, type StreamStep } from '../upstream/relay.js';
 
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {
@@ -91,6 +91,10 @@ export function streamPipeline<C extends ApiTypes>(
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
         if (item.kind === 'event') watch.see(item.event);
+        // A chat provider's [DONE] before any choice finished: passed through, the client sees
+        // what the provider sent; translated, it would become a finished answer (end_turn,
+        // completed) of whatever came, so it is the cut stream it is.
+        else if (item.kind === 'end' && !passThrough && !watch.complete) return { text: step.text, error: incompleteStream() };
         const over = deliver(translate(item) as Array<StreamItem<C['event']>>, step);
         if (over !== null) return over;
       }

@@ -18,6 +18,11 @@ import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
 
+/** The provider's stream ended before its answer did (no finish, whether or not its end marker came). */
+export function incompleteStream(): GatewayError {
+  return new GatewayError(502, 'The provider ended the stream before the answer was complete.', { code: 'upstream_incomplete_stream' });
+}
+
 /** What one provider event gives the client. */
 export interface StreamStep {
   /** Frames to send ('' for none). */
@@ -162,7 +167,7 @@ class StreamRelay {
     // Some servers close after the answer's last event without their end marker.
     const ending = this.pipeline.finish();
     if (ending !== null) this.done(this.made(ending));
-    else this.fail(new GatewayError(502, 'The provider ended the stream before the answer was complete.', { code: 'upstream_incomplete_stream' }));
+    else this.fail(incompleteStream());
   };
 
   private readonly onClose = (): void => {
