@@ -42,6 +42,7 @@ before(async () => {
         vk_anthropic_v1: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `${anthropicMock.baseUrl}/v1` },
         vk_raw: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${rawPort}/v1` },
         vk_chat_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat'] },
+        vk_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
       },
     },
     // Retries would only repeat what these tests look at; UPSTREAM_TIMEOUT_MS is long so that a hang shows.
@@ -330,16 +331,24 @@ describe('answers the gateway cannot use as they are', () => {
     }
   });
 
-  it('usage numbers no counter can hold (negative, 1e999) count as 0 in metrics', async () => {
+  it('usage numbers no counter can hold (negative, 1e999), or not numbers, are no usage: never in metrics, and estimated against a budget, not free', async () => {
+    let usage = '{"prompt_tokens":-1e9,"completion_tokens":1e999,"total_tokens":5}';
     openaiMock.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"id":"x","object":"chat.completion","created":1,"model":"odd-usage","choices":[],"usage":{"prompt_tokens":-1e9,"completion_tokens":1e999,"total_tokens":5}}');
+      res.end(`{"id":"x","object":"chat.completion","created":1,"model":"odd-usage","choices":[{"index":0,"message":{"role":"assistant","content":"${'y'.repeat(400)}"},"finish_reason":"stop"}],"usage":${usage}}`);
     });
     try {
       assert.equal((await chat(gateway.url, 'vk_openai', { ...hello, model: 'odd-usage' })).status, 200);
       const metrics = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
       assert.doesNotMatch(metrics, /Infinity|-1000000000/);
       assert.doesNotMatch(metrics, /_tokens_total\{[^}]*model="odd-usage"\}/, 'no token counts for an answer without usable ones');
+      usage = '{"prompt_tokens":"12","completion_tokens":{"a":1},"total_tokens":[]}';
+      const reply = await chat(gateway.url, 'vk_budget', { ...hello, messages: [{ role: 'user', content: 'z'.repeat(4000) }] });
+      assert.equal(reply.status, 200);
+      await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      const spent = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_budget' })).json;
+      assert.equal(spent.requests, 1);
+      assert.ok(spent.usage.total_tokens >= 1000, `estimated, prompt and answer: ${JSON.stringify(spent.usage)}`);
     } finally {
       openaiMock.behave(null);
     }

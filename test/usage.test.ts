@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { chatUsage } from '../src/formats/chat/usage.js';
 import { messagesUsage } from '../src/formats/messages/usage.js';
+import { responsesUsage } from '../src/formats/responses/usage.js';
 import { promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
 
 describe('normalised usage', () => {
@@ -30,7 +31,12 @@ describe('normalised usage', () => {
   it('counts that are not non-negative finite numbers count as 0; no usage is null', () => {
     for (const value of [-5, '12', null, undefined, Number.NaN, 1e999, {}]) assert.equal(tokenCount(value), 0, String(value));
     assert.equal(tokenCount(12.9), 12);
-    assert.deepEqual(chatUsage({ prompt_tokens: -1e9, completion_tokens: 1e999 }), { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
+    // A main count that is there but unreadable: no usage (estimated instead), never a free answer.
+    for (const odd of [{ prompt_tokens: -1e9, completion_tokens: 1e999 }, { prompt_tokens: '12', completion_tokens: 3 }, { prompt_tokens: 12, completion_tokens: { a: 1 } }]) assert.equal(chatUsage(odd), null, JSON.stringify(odd));
+    assert.equal(messagesUsage({ input_tokens: 10, output_tokens: -3 }), null);
+    assert.equal(responsesUsage({ input_tokens: '10', output_tokens: 3 }), null);
+    // Absent ones count as 0 (Anthropic's message_delta names only output_tokens).
+    assert.deepEqual(messagesUsage({ output_tokens: 7 }), { input: 0, output: 7, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     assert.equal(chatUsage(null), null);
     assert.equal(messagesUsage('x'), null);
   });

@@ -36,6 +36,16 @@ export function tokenCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.min(1e12, Math.floor(value)) : 0;
 }
 
+/**
+ * Whether a provider's main count (prompt or output tokens) can be read: absent, or a
+ * non-negative finite number. One that is there but cannot (a string, an object, -1e9, 1e999)
+ * makes the whole usage unreadable, estimated as if the provider had sent none: read as 0, it
+ * would let any answer through a token budget for free.
+ */
+export function readableCount(value: unknown): boolean {
+  return value === undefined || value === null || (typeof value === 'number' && Number.isFinite(value) && value >= 0);
+}
+
 /** Every prompt token, cached or not. */
 export function promptTokens(usage: Usage): number {
   return usage.input + usage.cacheRead + usage.cacheWrite;
