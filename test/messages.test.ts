@@ -385,6 +385,12 @@ describe('chat answer → Message', () => {
     });
   });
 
+  it('an answer without a choice holding a message is a 502, not an empty message', () => {
+    for (const choices of [[], [null, 5], [{ index: 0, message: null, finish_reason: 'stop' }]]) {
+      assert.throws(() => toMessage({ ...completion({ content: 'x' }, 'stop'), choices } as unknown as ChatCompletion, HINTS), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));
+    }
+  });
+
   it('maps every finish_reason; tool calls under "stop" (some servers) are still tool_use', () => {
     assert.deepEqual(STOP_REASONS, { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', function_call: 'tool_use', content_filter: 'refusal' });
     for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion({ content: 'x' }, finish), HINTS).stop_reason, stop, finish);

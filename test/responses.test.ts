@@ -330,6 +330,12 @@ describe('chat answer → response', () => {
     assert.deepEqual(response.usage, { input_tokens: 100, input_tokens_details: { cached_tokens: 30 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 5 }, total_tokens: 120 });
   });
 
+  it('an answer without a choice holding a message is a 502, not an empty completed response', () => {
+    for (const choices of [[], [null, 5], [{ index: 0, message: null, finish_reason: 'stop' }]]) {
+      assert.throws(() => toResponse({ ...completion({ content: 'x' }), choices } as unknown as ChatCompletion, context()), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));
+    }
+  });
+
   it("reads text sent as an array of parts (Mistral's reasoning models), whole and streamed", () => {
     const parts = [{ type: 'thinking', thinking: [{ type: 'text', text: 'hmm' }] }, { type: 'text', text: 'part one ' }, { type: 'text', text: 'part two' }];
     assert.equal(toResponse(completion({ content: parts }), context()).output_text, 'part one part two');

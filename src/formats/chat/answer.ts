@@ -2,7 +2,8 @@
  * A provider's non-streamed Chat Completions answer, read whole (pass-through sends its own
  * bytes on, once they are known to be one).
  */
-import { parseAnswer } from '../answer.js';
+import { invalidAnswer, parseAnswer } from '../answer.js';
+import { isRecord } from '../json.js';
 import type { ChatCompletion } from './types.js';
 
 export function parseCompletion(body: Buffer): ChatCompletion {
@@ -38,4 +39,15 @@ export function contentText(content: unknown): string | null {
     }
   }
   return text;
+}
+
+/**
+ * The first choice and its message, which a translation reads (a chat client gets the answer as
+ * it came): an answer without one (`"choices": []`, a choice without a message) is a 502, not an
+ * empty success.
+ */
+export function firstChoice(completion: ChatCompletion): { choice: Record<string, unknown>; message: Record<string, unknown> } {
+  const choice: unknown = completion.choices[0];
+  if (!isRecord(choice) || !isRecord(choice.message)) throw invalidAnswer('its choices hold no message');
+  return { choice, message: choice.message };
 }

@@ -2,7 +2,7 @@
  * OpenAI `chat.completion` → Anthropic Message; the stop-reason and usage mappings shared with
  * the stream translator. Pure functions.
  */
-import { contentText, reasoningText } from '../chat/answer.js';
+import { contentText, firstChoice, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
@@ -58,8 +58,7 @@ export function toolInput(args: unknown): Record<string, unknown> {
  * token), as a stream's are: Anthropic's clients take zeros for a count.
  */
 export function toMessage(completion: ChatCompletion, hints: AnswerHints): AnthropicResponse {
-  const choice: unknown = completion.choices[0];
-  const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
+  const { choice, message } = firstChoice(completion);
   const content: ResponseBlock[] = [];
   const reasoning = reasoningText(message);
   if (reasoning !== null && reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: UNSIGNED_THINKING });
@@ -74,7 +73,7 @@ export function toMessage(completion: ChatCompletion, hints: AnswerHints): Anthr
     const id = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${index}`;
     content.push({ type: 'tool_use', id, name: typeof fn.name === 'string' ? fn.name : '', input: toolInput(fn.arguments) });
   });
-  const finish = isRecord(choice) ? choice.finish_reason : null;
+  const finish = choice.finish_reason;
   return {
     id: messageId(completion.id),
     type: 'message',

@@ -3,7 +3,7 @@
  * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
  * function or a custom tool comes back under its own name), status and usage. Pure functions.
  */
-import { contentText, reasoningText } from '../chat/answer.js';
+import { contentText, firstChoice, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -122,10 +122,9 @@ export function finishedResponse(shell: ResponseObject, output: OutputItem[], fi
 /** A completion (checked by `parseCompletion`) → the equivalent response. */
 export function toResponse(completion: ChatCompletion, context: AnswerContext): ResponseObject {
   const base = idBase(completion.id);
-  const choice: unknown = completion.choices[0];
-  const message = isRecord(choice) && isRecord(choice.message) ? choice.message : {};
+  const { choice, message } = firstChoice(completion);
   const output: OutputItem[] = [];
-  const status = itemStatus(isRecord(choice) ? choice.finish_reason : null);
+  const status = itemStatus(choice.finish_reason);
   const reasoning = reasoningText(message);
   if (reasoning !== null && reasoning !== '') output.push(reasoningItem(base, output.length, reasoning));
   const text = contentText(message.content);
@@ -140,5 +139,5 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
   });
   const model = typeof completion.model === 'string' ? completion.model : context.request.model;
   const created = typeof completion.created === 'number' ? completion.created : 0;
-  return finishedResponse(responseShell(context, base, model, created), output, isRecord(choice) ? choice.finish_reason : null, chatUsage(completion.usage));
+  return finishedResponse(responseShell(context, base, model, created), output, choice.finish_reason, chatUsage(completion.usage));
 }
