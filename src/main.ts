@@ -59,7 +59,14 @@ async function main(): Promise<void> {
   const local = localLimiter(limits);
   const shared = config.redis === null ? null : shareLimits({ ...config.redis, local, metrics, seedFrom: spend });
   const instance = createInstance({ config, keys, prices, keyFile, sinks, limiter: shared ?? local, metrics, shared });
-  endOnUncaught((deadlineMs) => instance.log.close(deadlineMs), () => spend.save());
+  endOnUncaught(
+    (deadlineMs) => instance.log.close(deadlineMs),
+    () => spend.save(),
+    () => {
+      instance.server.drain();
+      instance.server.http.close();
+    },
+  );
   let address: string;
   try {
     address = await instance.listen();

@@ -209,6 +209,12 @@ describe('a bug that escapes (an uncaught exception)', () => {
         await waitFor(() => readLogFile(gateway.logFile).length === 4, 'the entries in the file');
         const exit = ended(gateway, 15_000);
         gateway.child.kill('SIGUSR2');
+        if (workers === '1') {
+          // While it writes what it can, it takes no new request.
+          await waitFor(() => /uncaught exception/.test(gateway.stderr()), 'the crash said');
+          const health = await request(gateway.url, '/healthz', { method: 'GET' }).then((reply) => reply.status, () => 'refused');
+          assert.ok(health === 'refused' || health === 503, `healthz: ${health}`);
+        }
         assert.deepEqual(await exit, { code: null, signal: 'SIGKILL' }, `it ends (Node's own exit would wait for the stuck write forever); stderr:\n${gateway.stderr()}`);
         assert.match(gateway.stderr(), /uncaught exception \(a bug; please report it\)/);
         assert.match(gateway.stderr(), /a write is still stuck \(see above\): ending by SIGKILL/);

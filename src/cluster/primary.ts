@@ -264,9 +264,13 @@ class Primary {
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
     void this.releasedBeforeStop().then(() => {
       for (const worker of this.workers()) worker.process.kill('SIGTERM');
+      // Past the drain, a worker waits for Redis to answer its last settlements (10 × REDIS_TIMEOUT_MS).
+      const settling = config.redis === null ? 0 : config.redis.timeoutMs * 10;
       const hardStop = setTimeout(() => {
-        for (const worker of this.workers()) worker.process.kill('SIGKILL');
-      }, config.shutdownTimeoutMs + 15_000);
+        const left = this.workers();
+        if (left.length > 0) warn(`${left.length} worker(s) still running ${config.shutdownTimeoutMs + settling + 15_000} ms after the stop: killed (SIGKILL)`);
+        for (const worker of left) worker.process.kill('SIGKILL');
+      }, config.shutdownTimeoutMs + settling + 15_000);
       hardStop.unref();
     });
     let closing = false;

@@ -567,7 +567,7 @@ export class InteractionLog {
 export const FLUSH_DEADLINE_MS = 10_000;
 
 /** Whether `work` settled within `ms` (a write stuck in the kernel never does). */
-async function doneWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+export async function doneWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
@@ -585,9 +585,9 @@ export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_D
 }
 
 /** The state file's save at exit, waiting as long as the log's flush; false (and said on stderr) when it did not finish. */
-export async function savedAtExit(save: Promise<unknown>): Promise<boolean> {
-  const saved = await doneWithin(save, FLUSH_DEADLINE_MS);
-  if (!saved) warn(`the state file could not be saved within ${FLUSH_DEADLINE_MS} ms`);
+export async function savedAtExit(save: Promise<unknown>, deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
+  const saved = await doneWithin(save, deadlineMs);
+  if (!saved) warn(`the state file could not be saved within ${deadlineMs} ms`);
   return saved;
 }
 

@@ -529,7 +529,7 @@ export class SharedLimiter implements Limiter {
     ];
     const started = performance.now();
     this.unanswered++;
-    runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).finally(() => this.answeredSettlement()).then(
+    runScript(this.options.client, 'settle', [bucket, spend, held, settledKey(key.digest, ticket)], args).then(
       (reply) => {
         this.options.metrics.redisCall('settle', (performance.now() - started) / 1000);
         // The script says 1 (settled) or 0 (settled before): anything else is not the script's answer.
@@ -552,7 +552,9 @@ export class SharedLimiter implements Limiter {
         if ((err instanceof RedisUnavailable && !err.sent) || mode !== 'none') this.keep(settlement);
         else this.options.metrics.redisError('settlement_lost');
       },
-    );
+    )
+      // Counted once its handlers ran: one that failed is in the backlog by then (a shutdown says so).
+      .finally(() => this.answeredSettlement());
   }
 
   private keep(settlement: Settlement): void {

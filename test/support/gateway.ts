@@ -37,7 +37,6 @@ export interface StartOptions {
   readStdout?: boolean;
 }
 
-/** Child process ids of `pid`, read from /proc (Linux): a cluster primary's workers. */
 /** Whether process `pid` holds a TCP connection to 127.0.0.1:`port` (from /proc: which worker took a request). */
 export function connectedTo(pid: number, port: number): boolean {
   const sockets = new Set<string>();
@@ -63,6 +62,7 @@ export function connectedTo(pid: number, port: number): boolean {
     });
 }
 
+/** Child process ids of `pid`, read from /proc (Linux): a cluster primary's workers. */
 export function children(pid: number): number[] {
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
