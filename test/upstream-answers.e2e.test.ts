@@ -365,6 +365,16 @@ describe('answers the gateway cannot use as they are', () => {
     });
   }
 
+  it('an answer that is not HTTP the gateway can read is a 502 upstream_invalid_response, not a provider that could not be reached', async () => {
+    for (const answer of ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`]) {
+      rawAnswer = answer;
+      const reply = await chat(gateway.url, 'vk_raw', hello);
+      assert.equal(reply.status, 502);
+      assert.equal(reply.json.error.code, 'upstream_invalid_response');
+      assert.match(reply.json.error.message, /^The provider's answer is not valid HTTP \(HPE_[A-Z_]+\)\.$/);
+    }
+  });
+
   it('a 200 JSON answer cut short by its content-length is a 502 upstream_invalid_response, not a 200 with broken JSON', async () => {
     const completion = JSON.stringify({ id: 'x', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, finish_reason: 'stop' }] });
     rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${completion.length - 20}\r\n\r\n${completion}`;

@@ -29,6 +29,11 @@ function unreachable(url: string, err: NodeJS.ErrnoException): GatewayError {
   });
 }
 
+/** The provider answered, but not in HTTP/1.1 the client can read (a head over 64 KiB, conflicting lengths, HTTP/2 bytes). */
+function malformedAnswer(url: string, err: NodeJS.ErrnoException): GatewayError {
+  return new GatewayError(502, `The provider's answer is not valid HTTP (${err.code ?? 'parse error'}).`, { code: 'upstream_invalid_response', logDetail: `${url}: ${err.message}` });
+}
+
 /** The provider answered, with a status no request can get (000, 101, 199, 600). */
 function badStatus(url: string, err: NodeJS.ErrnoException): GatewayError {
   return new GatewayError(502, 'The provider answered with an impossible HTTP status.', { code: 'upstream_bad_status', logDetail: `${url}: ${err.message}` });
@@ -118,7 +123,10 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
           // after any byte of an answer, may come from a provider that was working on the
           // request (and billing it): never resent.
           if (!retried && reused && !answered && elapsedMs < STALE_RESEND_WINDOW_MS && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
-          if (settle()) reject(error.code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : unreachable(endpoint.url, error));
+          if (settle()) {
+            const code = error.code ?? '';
+            reject(code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : code.startsWith('HPE_') ? malformedAnswer(endpoint.url, error) : unreachable(endpoint.url, error));
+          }
         },
       }, retried);
       current = sent;
