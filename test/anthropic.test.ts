@@ -493,6 +493,10 @@ describe('anthropic response', () => {
     assert.equal(overloaded.status, 529);
     assert.deepEqual(overloaded.toBody(), { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: null } });
     assert.equal(overloaded.headers?.['retry-after'], '10');
+    // Seconds, an HTTP date, or milliseconds: passed on; anything else no client reads: dropped.
+    const dated = upstreamError(429, body('rate_limit_error', 'slow down'), { 'retry-after': 'Wed, 21 Oct 2026 07:28:00 GMT', 'retry-after-ms': '1500.5' }, 'k');
+    assert.deepEqual(dated.headers, { 'retry-after': 'Wed, 21 Oct 2026 07:28:00 GMT', 'retry-after-ms': '1500.5' });
+    assert.deepEqual(upstreamError(429, body('rate_limit_error', 'slow down'), { 'retry-after': 'soon', 'retry-after-ms': '-1' }, 'k').headers, {});
     const invalid = upstreamError(400, body('invalid_request_error', 'max_tokens: Field required'), {}, 'k');
     assert.equal(invalid.status, 400);
     assert.equal(invalid.message, 'max_tokens: Field required');

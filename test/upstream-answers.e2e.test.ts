@@ -81,6 +81,7 @@ describe('the real key in any field of a provider error', () => {
       const reply = await chat(gateway.url, 'vk_openai', hello);
       assert.equal(reply.status, 400);
       assert.deepEqual(reply.json, { error: { message: 'bad key [redacted]', type: 'type_[redacted]', param: 'param_[redacted]', code: 'code_[redacted]' } });
+      assert.equal(reply.headers['retry-after'], undefined, 'not a retry-after any client can read: dropped');
       await assertScrubbed(reply, OPENAI_KEY);
     } finally {
       openaiMock.behave(null);

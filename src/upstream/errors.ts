@@ -109,7 +109,15 @@ export function redactError(error: GatewayError, apiKeys: string | readonly stri
   return new GatewayError(error.status, message, { type, code, param, logDetail, ...(headers === undefined ? {} : { headers }), retryable: error.retryable });
 }
 
-const PASSED_HEADERS = ['retry-after', 'retry-after-ms'] as const;
+/**
+ * The provider's headers a client gets with its error, and what each may hold: seconds or an HTTP
+ * date (retry-after), milliseconds (retry-after-ms). Anything else is no header an SDK can read,
+ * and could carry what the provider echoed: dropped.
+ */
+const PASSED_HEADERS = [
+  ['retry-after', /^(?:\d{1,10}|[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)$/],
+  ['retry-after-ms', /^\d{1,12}(?:\.\d{1,6})?$/],
+] as const;
 
 /**
  * The client-facing error for an upstream error status. A rejected provider key (401/403) is
@@ -135,9 +143,9 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
     });
   }
   const passed: Record<string, string> = {};
-  for (const name of PASSED_HEADERS) {
+  for (const [name, shape] of PASSED_HEADERS) {
     const value = headers[name];
-    if (typeof value === 'string') passed[name] = redactKey(value, apiKey);
+    if (typeof value === 'string' && shape.test(value.trim())) passed[name] = value.trim();
   }
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),
