@@ -491,6 +491,22 @@ describe('chat stream → Messages stream', () => {
     assert.deepEqual(toMessage(completion({ content: parts }, 'stop'), HINTS).content, [{ type: 'text', text: 'part one part two' }]);
   });
 
+  it('translates the first choice (index 0) only, in whatever order a provider lists its choices, streamed and whole', () => {
+    const frame = (choices: unknown[]): string => `data: ${JSON.stringify({ id: 'chatcmpl-n', object: 'chat.completion.chunk', created: 1, model: 'm', choices })}\n\n`;
+    const frames = [
+      frame([{ index: 1, delta: { role: 'assistant', content: 'second' }, finish_reason: null }, { index: 0, delta: { role: 'assistant', content: 'first' }, finish_reason: null }]),
+      frame([{ index: 1, delta: {}, finish_reason: 'length' }, { index: 0, delta: {}, finish_reason: 'stop' }]),
+      'data: [DONE]\n\n',
+    ].join('');
+    const events = sdkEvents(runTranslated([Buffer.from(frames)]).frames);
+    const text = events.filter((event) => event.type === 'content_block_delta').map((event) => (event.delta as { text: string }).text);
+    assert.deepEqual(text, ['first']);
+    assert.equal((events.find((event) => event.type === 'message_delta') as unknown as { delta: { stop_reason: string } }).delta.stop_reason, 'end_turn');
+    const whole = { ...completion({ content: 'first' }, 'stop'), choices: [{ index: 1, message: { role: 'assistant', content: 'second' }, finish_reason: 'length' }, { index: 0, message: { role: 'assistant', content: 'first' }, finish_reason: 'stop' }] } as ChatCompletion;
+    assert.deepEqual(toMessage(whole, HINTS).content, [{ type: 'text', text: 'first' }]);
+    assert.equal(toMessage(whole, HINTS).stop_reason, 'end_turn');
+  });
+
   it("starts a tool_use block once the call's name has come, even after its first fragments; a call whose name never comes goes out at the end", () => {
     const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     const frames = [

@@ -47,7 +47,18 @@ export function contentText(content: unknown): string | null {
  * empty success.
  */
 export function firstChoice(completion: ChatCompletion): { choice: Record<string, unknown>; message: Record<string, unknown> } {
-  const choice: unknown = completion.choices[0];
+  const choice = choiceZero(completion.choices);
   if (!isRecord(choice) || !isRecord(choice.message)) throw invalidAnswer('its choices hold no message');
   return { choice, message: choice.message };
+}
+
+/**
+ * The first choice (index 0, or the first element where none says its index), which is the one
+ * answer a translation gives: another choice's text (a provider sending `n` > 1, in any order)
+ * must not be mixed into it.
+ */
+export function choiceZero(choices: unknown): unknown {
+  if (!Array.isArray(choices)) return undefined;
+  for (const choice of choices) if (isRecord(choice) && (choice.index === 0 || choice.index === undefined)) return choice;
+  return undefined;
 }

@@ -8,7 +8,7 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
-import { contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { choiceZero, contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -78,7 +78,7 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
     const out: Item[] = [];
     if (isAnswerChunk(chunk)) start(chunk, out);
     if (isRecord(chunk.usage)) usage = chunk.usage;
-    const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+    const choice = choiceZero(chunk.choices);
     if (!isRecord(choice)) return out;
     const delta = isRecord(choice.delta) ? choice.delta : {};
     const reasoning = reasoningText(delta);

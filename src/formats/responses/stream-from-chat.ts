@@ -13,7 +13,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { choiceZero, contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -199,7 +199,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
     const out: Item[] = [];
     if (isAnswerChunk(chunk)) start(chunk, out);
     if (isRecord(chunk.usage)) usage = chunk.usage;
-    const choice: unknown = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+    const choice = choiceZero(chunk.choices);
     if (!isRecord(choice)) return out;
     const delta = isRecord(choice.delta) ? choice.delta : {};
     const reasoning = reasoningText(delta);
