@@ -385,6 +385,11 @@ describe('chat answer → Message', () => {
     });
   });
 
+  it('takes tool arguments sent as an object (some OpenAI-compatible servers) as the input', () => {
+    const called = completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: { city: 'Paris' } } }] }, 'tool_calls');
+    assert.deepEqual(toMessage(called, HINTS).content, [{ type: 'tool_use', id: 'c', name: 'f', input: { city: 'Paris' } }]);
+  });
+
   it('an answer without a choice holding a message is a 502, not an empty message', () => {
     for (const choices of [[], [null, 5], [{ index: 0, message: null, finish_reason: 'stop' }]]) {
       assert.throws(() => toMessage({ ...completion({ content: 'x' }, 'stop'), choices } as unknown as ChatCompletion, HINTS), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));

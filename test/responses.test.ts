@@ -330,6 +330,11 @@ describe('chat answer → response', () => {
     assert.deepEqual(response.usage, { input_tokens: 100, input_tokens_details: { cached_tokens: 30 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 5 }, total_tokens: 120 });
   });
 
+  it('takes tool arguments sent as an object (some OpenAI-compatible servers) as their JSON text', () => {
+    const response = toResponse(completion({ tool_calls: [{ id: 'c', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] }, 'tool_calls'), context());
+    assert.equal((response.output[0] as { arguments?: string }).arguments, '{"city":"Paris"}');
+  });
+
   it('an answer without a choice holding a message is a 502, not an empty completed response', () => {
     for (const choices of [[], [null, 5], [{ index: 0, message: null, finish_reason: 'stop' }]]) {
       assert.throws(() => toResponse({ ...completion({ content: 'x' }), choices } as unknown as ChatCompletion, context()), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));

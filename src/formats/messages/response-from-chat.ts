@@ -41,8 +41,12 @@ export function messageId(id: unknown): string {
   return safe.startsWith('msg_') ? safe : `msg_${safe === '' ? 'gateway' : safe}`;
 }
 
-/** A tool call's arguments → the object Anthropic's `input` must be; arguments that are not one become {}. */
+/**
+ * A tool call's arguments → the object Anthropic's `input` must be: JSON text of one, or one
+ * already (some OpenAI-compatible servers send the object); anything else becomes {}.
+ */
 export function toolInput(args: unknown): Record<string, unknown> {
+  if (isRecord(args)) return args;
   if (typeof args !== 'string' || args.trim() === '') return {};
   try {
     const input: unknown = JSON.parse(args);

@@ -120,6 +120,12 @@ export function finishedResponse(shell: ResponseObject, output: OutputItem[], fi
 }
 
 /** A completion (checked by `parseCompletion`) → the equivalent response. */
+/** A tool call's arguments as the JSON text Responses carries: as sent, or an object some OpenAI-compatible servers send, written. */
+function argumentsText(args: unknown): string {
+  if (typeof args === 'string') return args;
+  return isRecord(args) ? JSON.stringify(args) : '';
+}
+
 export function toResponse(completion: ChatCompletion, context: AnswerContext): ResponseObject {
   const base = idBase(completion.id);
   const { choice, message } = firstChoice(completion);
@@ -135,7 +141,7 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
     if (!isRecord(call)) return;
     const fn = isRecord(call.function) ? call.function : {};
     const callId = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${base}_${index}`;
-    output.push(callItem(context, base, output.length, callId, typeof fn.name === 'string' ? fn.name : '', typeof fn.arguments === 'string' ? fn.arguments : '', status));
+    output.push(callItem(context, base, output.length, callId, typeof fn.name === 'string' ? fn.name : '', argumentsText(fn.arguments), status));
   });
   const model = typeof completion.model === 'string' ? completion.model : context.request.model;
   const created = typeof completion.created === 'number' ? completion.created : 0;
