@@ -364,6 +364,14 @@ describe('http client: failures', () => {
     assert.equal(server.connections(), 2);
   });
 
+  it('never shares a connection between partitions (real keys): an answer out of turn reaches only the same key\'s next request', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    for (const partition of ['sk-a', 'sk-b', 'sk-a', 'sk-b']) await answered(requestTo(server.port, { partition }));
+    assert.equal(server.connections(), 2, 'one per key, each reused');
+    await answered(requestTo(server.port));
+    assert.equal(server.connections(), 3, 'none shared with a request of no partition either');
+  });
+
   it('abort() closes the connection mid-body', async () => {
     let closed!: () => void;
     const serverSawClose = new Promise<void>((resolve) => (closed = resolve));

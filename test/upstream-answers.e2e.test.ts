@@ -23,6 +23,8 @@ let anthropicMock: AnthropicMock;
 /** A provider that answers with whatever bytes a test sets, whatever was asked. */
 let raw: net.Server;
 let rawAnswer = '';
+/** A provider that answers key A's request twice (the second out of turn, a moment later), key B's after a while. */
+let twice: net.Server;
 let gateway: GatewayProcess;
 
 before(async () => {
@@ -34,6 +36,29 @@ before(async () => {
   });
   await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
   const rawPort = (raw.address() as net.AddressInfo).port;
+  const completion = (text: string) => {
+    const body = JSON.stringify({ id: 'chatcmpl-t', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+    return `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  };
+  twice = net.createServer((socket) => {
+    socket.on('error', () => {});
+    let head = '';
+    socket.on('data', (data: Buffer) => {
+      head += data.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      if (head.length < end + 4 + length) return;
+      const asked = head;
+      head = '';
+      if (asked.includes('sk-tenant-A')) {
+        socket.write(completion('for A'));
+        setTimeout(() => socket.write(completion('out of turn, from A\'s connection')), 150);
+      } else setTimeout(() => socket.write(completion('for B')), 400);
+    });
+  });
+  await new Promise<void>((resolve) => twice.listen(0, '127.0.0.1', resolve));
+  const twicePort = (twice.address() as net.AddressInfo).port;
   gateway = await startGateway({
     keys: {
       virtual_keys: {
@@ -42,6 +67,8 @@ before(async () => {
         vk_anthropic_v1: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `${anthropicMock.baseUrl}/v1` },
         vk_raw: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${rawPort}/v1` },
         vk_chat_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat'] },
+        vk_tenant_a: { provider: 'openai', api_key: 'sk-tenant-A-1111111111', base_url: `http://127.0.0.1:${twicePort}/v1` },
+        vk_tenant_b: { provider: 'openai', api_key: 'sk-tenant-B-2222222222', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
       },
     },
@@ -55,6 +82,7 @@ after(async () => {
   await openaiMock?.close();
   await anthropicMock?.close();
   raw?.close();
+  twice?.close();
 });
 
 /** Nothing the client got, nor its log entry in the file, nor stdout, holds the key or a part of it. */
@@ -234,6 +262,14 @@ describe('the real key in any field of a provider error', () => {
     } finally {
       openaiMock.behave(null);
     }
+  });
+
+  it("an answer a provider sends out of turn on one real key's connection never reaches a request made with another real key", async () => {
+    const first = await chat(gateway.url, 'vk_tenant_a', hello);
+    assert.equal(first.json.choices[0].message.content, 'for A');
+    const second = await chat(gateway.url, 'vk_tenant_b', hello);
+    assert.equal(second.status, 200);
+    assert.equal(second.json.choices[0].message.content, 'for B');
   });
 
   it('a content-encoding that holds the key does not bring it into the log', async () => {

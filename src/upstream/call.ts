@@ -123,7 +123,8 @@ export async function callWithRetries(
     const index = keys.pick();
     const apiKey = keys.apiKeys[index] ?? '';
     if (request === null || index !== requestKey) {
-      request = build(apiKey);
+      // Each real key its own connections: a provider's answer out of turn reaches no other key's request.
+      request = { ...build(apiKey), partition: apiKey };
       requestKey = index;
     }
     const started = performance.now();

@@ -1,5 +1,5 @@
 /**
- * A lean HTTP/1.1 client for provider calls: a keep-alive pool per origin, one write per request,
+ * A lean HTTP/1.1 client for provider calls: a keep-alive pool per origin (and partition: the real key), one write per request,
  * and a small response reader (status line, headers, then a body framed by content-length,
  * chunked encoding, or the end of the connection).
  *
@@ -26,6 +26,12 @@ export interface ClientRequest {
   readonly contentType?: string;
   /** What the body's memory belongs to: held from the write until the socket is done with its bytes. */
   readonly holder?: Holder | null;
+  /**
+   * Requests of different partitions never share a connection (the gateway gives the real key):
+   * HTTP/1.1 answers in order without naming the request, so an answer a server sends out of turn
+   * is read as the next request's, which then can only be one made with the same key.
+   */
+  readonly partition?: string;
 }
 
 /**
@@ -70,8 +76,8 @@ export interface Call {
 const MAX_HEAD_BYTES = 64 * 1024;
 /** A chunk-size line (with extensions) or a trailer line longer than this is refused. */
 const MAX_LINE_BYTES = 8 * 1024;
-/** Idle connections kept per origin, and for how long. */
-const MAX_FREE_PER_ORIGIN = 1024;
+/** Idle connections kept per pool, and for how long. */
+const MAX_FREE_PER_POOL = 1024;
 const FREE_IDLE_MS = 30_000;
 /**
  * Requests per connection, then it is closed (nginx's keepalive_requests default). HTTP/1.1 has no
@@ -468,7 +474,7 @@ class Pool {
   }
 
   release(connection: Connection): void {
-    if (this.free.length >= MAX_FREE_PER_ORIGIN || connection.requests >= MAX_REQUESTS_PER_CONNECTION) return connection.destroy();
+    if (this.free.length >= MAX_FREE_PER_POOL || connection.requests >= MAX_REQUESTS_PER_CONNECTION) return connection.destroy();
     connection.freeSince = performance.now();
     connection.socket.unref(); // an idle connection does not keep the process alive
     this.free.push(connection);
@@ -541,11 +547,11 @@ export function encodeRequest(request: ClientRequest, checked: Set<string> = new
 }
 
 /**
- * The client: one keep-alive pool per origin (scheme, host, port), owned here so that it can be
+ * The client: one keep-alive pool per origin (scheme, host, port) and partition, owned here so that it can be
  * closed. No cap on connections in use per origin: a request never waits behind others for a
  * connection (a wait the client's own timeout could not see); providers bound concurrency with
  * their rate limits, and the gateway's own limits bound what a key sends. Idle connections: at
- * most 1024 per origin, each closed after 30-35 s.
+ * most 1024 per pool, each closed after 30-35 s.
  */
 export class HttpClient {
   private readonly pools = new Map<string, Pool>();
@@ -586,7 +592,8 @@ export class HttpClient {
   }
 
   private poolFor(request: ClientRequest): Pool {
-    const name = `${request.https ? 'https' : 'http'}://${request.hostname}:${request.port}`;
+    const origin = `${request.https ? 'https' : 'http'}://${request.hostname}:${request.port}`;
+    const name = request.partition === undefined ? origin : `${origin} ${request.partition}`;
     let pool = this.pools.get(name);
     if (pool === undefined) {
       pool = new Pool(request.https, request.hostname, request.port, this.onIdle);

@@ -82,6 +82,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
     body,
     contentType: 'application/json',
     holder: upstreamRequest.holder,
+    ...(upstreamRequest.partition === undefined ? {} : { partition: upstreamRequest.partition }),
   };
   return new Promise((resolve, reject) => {
     let current: Call | null = null;
