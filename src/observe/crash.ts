@@ -39,4 +39,3 @@ export function endOnUncaught(closeLog: (deadlineMs: number) => Promise<boolean>
     );
   });
 }
-

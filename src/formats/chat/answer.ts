@@ -33,11 +33,7 @@ export function contentText(content: unknown): string | null {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return null;
   let text: string | null = null;
-  for (const part of content) {
-    if (typeof part === 'object' && part !== null && (part as { type?: unknown }).type === 'text' && typeof (part as { text?: unknown }).text === 'string') {
-      text = (text ?? '') + (part as { text: string }).text;
-    }
-  }
+  for (const part of content) if (isRecord(part) && part.type === 'text' && typeof part.text === 'string') text = (text ?? '') + part.text;
   return text;
 }
 
@@ -53,7 +49,7 @@ export function firstChoice(completion: ChatCompletion): { choice: Record<string
 }
 
 /**
- * The first choice (index 0, or the first element where none says its index), which is the one
+ * The first choice: the one with index 0, else the first that names no index. It is the one
  * answer a translation gives: another choice's text (a provider sending `n` > 1, in any order)
  * must not be mixed into it.
  */

@@ -119,13 +119,13 @@ export function finishedResponse(shell: ResponseObject, output: OutputItem[], fi
   return { ...shell, ...finishStatus(finish), output, output_text: outputText(output), usage: usage === null ? null : toResponsesUsage(usage) };
 }
 
-/** A completion (checked by `parseCompletion`) → the equivalent response. */
 /** A tool call's arguments as the JSON text Responses carries: as sent, or an object some OpenAI-compatible servers send, written. */
 function argumentsText(args: unknown): string {
   if (typeof args === 'string') return args;
   return isRecord(args) ? JSON.stringify(args) : '';
 }
 
+/** A completion (checked by `parseCompletion`) → the equivalent response. */
 export function toResponse(completion: ChatCompletion, context: AnswerContext): ResponseObject {
   const base = idBase(completion.id);
   const { choice, message } = firstChoice(completion);
