@@ -44,6 +44,8 @@ export interface InstanceOptions {
   readonly metrics?: Metrics;
   /** Limits shared through Redis (for /healthz, metrics and the shared events), when they are. */
   readonly shared?: SharedLimiter | null;
+  /** What a stop waits for, past the drain, before it closes the connection to Redis (a worker's release of a dead one's holds). */
+  readonly beforeClosingRedis?: () => Promise<void>;
 }
 
 export interface Instance {
@@ -179,7 +181,7 @@ export function createInstance(options: InstanceOptions): Instance {
   const shutdown = (signal: string): Promise<boolean> => {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
       client.close();
-      if (shared !== null && config.redis !== null) await shared.settled(config.redis.timeoutMs * 10);
+      if (shared !== null && config.redis !== null) await Promise.all([shared.settled(config.redis.timeoutMs * 10), options.beforeClosingRedis?.()]);
       if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`);
       shared?.client.close();
       events?.close();

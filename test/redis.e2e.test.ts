@@ -618,7 +618,7 @@ describe('a stop, and what requests hold in Redis', { skip: NO_REDIS }, () => {
     }
   });
 
-  it('has a worker release what a worker killed just before held, before it stops them (Redis stalled meanwhile)', async () => {
+  it('has a worker release what a worker killed just before held, before it closes its connection to Redis (Redis stalled meanwhile)', async () => {
     await flush();
     const gateway = await start(keys(), redis.url(), { GATEWAY_WORKERS: '2' });
     let open: Awaited<ReturnType<typeof openStream>> | undefined;
@@ -626,7 +626,7 @@ describe('a stop, and what requests hold in Redis', { skip: NO_REDIS }, () => {
       await redisUp(gateway);
       await waitFor(() => children(gateway.child.pid as number).length === 2, 'two workers');
       // One stream: the other worker has nothing in flight, so it would stop (and close its
-      // connection to Redis) at once, with the release still waiting for Redis.
+      // connection to Redis) at once, with the release still waiting for Redis; it waits for it.
       open = await openStream(gateway.url, 'vk_held', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
       await waitFor(() => waiting.length === 1, 'the stream at the provider');
       const holder = children(gateway.child.pid as number).find((pid) => connectedTo(pid, Number(new URL(openai.baseUrl).port)));

@@ -33,13 +33,6 @@ const UNKNOWN_SPEND: Spend = { tokens: 0, usd: 0, usage: null, unpriced: false }
 /** How many dead workers are remembered (for as long as their reservations would hold in Redis). */
 const MAX_DEAD_OWNERS = 64;
 
-/**
- * How long a stop waits for a live worker to release what workers that died hold in Redis, before
- * it stops them all (a stop right after a death would otherwise close the Redis connections first,
- * and the dead worker's holds would keep the budget from every instance for an hour).
- */
-const RELEASE_AT_STOP_MS = 2000;
-
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
 const MAX_RESTART_DELAY_MS = 30_000;
 
@@ -66,8 +59,6 @@ class Primary {
    * releases them; a release asked twice finds nothing the second time).
    */
   private deadOwners: Array<{ owner: string; diedAt: number }> = [];
-  /** Told when a worker says it released dead workers' reservations (a stop waits for it). */
-  private onReleased: (() => void) | null = null;
 
   constructor(private readonly options: PrimaryOptions) {
     this.virtualKeys = options.keyCount;
@@ -179,7 +170,7 @@ class Primary {
       case 'released': {
         const released = new Set(message.owners);
         this.deadOwners = this.deadOwners.filter((dead) => !released.has(dead.owner));
-        return this.onReleased?.();
+        return;
       }
     }
   }
@@ -219,34 +210,13 @@ class Primary {
     }, delay);
   }
 
-  /**
-   * Tells a live worker that has listened to release the reservations of workers that died (none
-   * live: the next that listens). False: nobody was told (none to release, or no worker to ask).
-   */
-  private releaseDeadOwners(): boolean {
+  /** Tells a live worker that has listened to release the reservations of workers that died (none live: the next that listens). */
+  private releaseDeadOwners(): void {
     const since = Date.now() - HOLD_MS;
     this.deadOwners = this.deadOwners.filter((dead) => dead.diedAt > since).slice(-MAX_DEAD_OWNERS);
-    if (this.deadOwners.length === 0) return false;
+    if (this.deadOwners.length === 0) return;
     const live = this.workers().find((worker) => this.ready.has(worker) && !worker.isDead() && worker.isConnected());
-    if (live === undefined) return false;
-    this.send(live, { t: 'release', owners: this.deadOwners.map((dead) => dead.owner) });
-    return true;
-  }
-
-  /** Resolves once no dead worker's reservations are left to release, or after RELEASE_AT_STOP_MS. */
-  private releasedBeforeStop(): Promise<void> {
-    if (!this.releaseDeadOwners()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.onReleased = null;
-        resolve();
-      };
-      const timer = setTimeout(done, RELEASE_AT_STOP_MS);
-      this.onReleased = () => {
-        if (this.deadOwners.length === 0) done();
-      };
-    });
+    if (live !== undefined) this.send(live, { t: 'release', owners: this.deadOwners.map((dead) => dead.owner) });
   }
 
   /** The primary validates once and reports once; workers get the very text it accepted. */
@@ -265,17 +235,15 @@ class Primary {
     const { config, sinks, spend } = this.options;
     if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
-    void this.releasedBeforeStop().then(() => {
-      for (const worker of this.workers()) worker.process.kill('SIGTERM');
-      // Past the drain, a worker waits for Redis to answer its last settlements (10 × REDIS_TIMEOUT_MS).
-      const settling = config.redis === null ? 0 : config.redis.timeoutMs * 10;
-      const hardStop = setTimeout(() => {
-        const left = this.workers();
-        if (left.length > 0) warn(`${left.length} worker(s) still running ${config.shutdownTimeoutMs + settling + 15_000} ms after the stop: killed (SIGKILL)`);
-        for (const worker of left) worker.process.kill('SIGKILL');
-      }, config.shutdownTimeoutMs + settling + 15_000);
-      hardStop.unref();
-    });
+    for (const worker of this.workers()) worker.process.kill('SIGTERM');
+    // Past the drain, a worker waits for Redis to answer its last settlements (10 × REDIS_TIMEOUT_MS).
+    const settling = config.redis === null ? 0 : config.redis.timeoutMs * 10;
+    const hardStop = setTimeout(() => {
+      const left = this.workers();
+      if (left.length > 0) warn(`${left.length} worker(s) still running ${config.shutdownTimeoutMs + settling + 15_000} ms after the stop: killed (SIGKILL)`);
+      for (const worker of left) worker.process.kill('SIGKILL');
+    }, config.shutdownTimeoutMs + settling + 15_000);
+    hardStop.unref();
     let closing = false;
     const check = (): void => {
       if (closing || this.workers().length > 0) return;

@@ -117,6 +117,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
 
 /** A dead worker's release that failed (Redis away) is tried again this often, for as long as its reservations would hold (HOLD_MS). */
 const RELEASE_RETRY_MS = 5000;
+/** How long a stopping worker's release of a dead worker's reservations may still take. */
+const RELEASE_AT_STOP_MS = 2000;
 
 /** The limits of the keys that have any. */
 function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
@@ -174,9 +176,11 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   // Dead workers' marks still to release: one pass at a time, one key at a time (a burst of scripts
   // on the connection admissions use would hold them up), tried again every 5 s while Redis fails.
   const toRelease = new Set<string>();
-  let releasing = false;
+  /** The pass under way (null: none). */
+  let releasing: Promise<void> | null = null;
+  /** Set once this worker stops: a pass then makes one last try, never a wait for the next. */
+  let stopping = false;
   const releaseAll = async (limiter: SharedLimiter): Promise<void> => {
-    releasing = true;
     const giveUpAt = Date.now() + HOLD_MS;
     try {
       while (toRelease.size > 0) {
@@ -195,7 +199,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         if (failure === null) {
           for (const owner of owners) toRelease.delete(owner);
           send({ t: 'released', owners });
-        } else if (Date.now() > giveUpAt) {
+        } else if (stopping || Date.now() > giveUpAt) {
           warn(`the reservations in Redis of a worker that died could not be released (${failure instanceof Error ? failure.message : String(failure)}); they stop holding within an hour`);
           toRelease.clear();
         } else {
@@ -203,13 +207,25 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         }
       }
     } finally {
-      releasing = false;
+      releasing = null;
     }
   };
   releaseOwners = (owners) => {
     if (shared === null) return;
     for (const dead of owners) toRelease.add(dead);
-    if (!releasing) void releaseAll(shared);
+    releasing ??= releaseAll(shared);
+  };
+  /**
+   * Before a stop closes the connection to Redis, the release under way (the primary asks for one
+   * at each death, so a stop right after a death finds it running) gets up to RELEASE_AT_STOP_MS:
+   * cut short, the dead worker's holds would keep the budget from every instance for an hour.
+   */
+  const released = async (): Promise<void> => {
+    stopping = true;
+    if (releasing === null) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([releasing, new Promise<void>((resolve) => (timer = setTimeout(resolve, RELEASE_AT_STOP_MS)))]);
+    clearTimeout(timer);
   };
   const created = createInstance({
     config,
@@ -220,6 +236,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     limiter: shared ?? limits.limiter,
     metrics,
     shared,
+    beforeClosingRedis: released,
     reportsKeyCount: false,
     gatherMetrics: (local) =>
       new Promise((resolve) => {
