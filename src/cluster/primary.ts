@@ -82,9 +82,6 @@ class Primary {
     // Workers send their log entries as bytes: structured clone copies a Buffer as it is, where
     // JSON would decode, escape and re-encode every entry (a 1 MB body several times over).
     cluster.setupPrimary({ serialization: 'advanced' });
-    // Said before forking: a thousand workers on two cores take a while to all listen.
-    const cores = usableCores();
-    if (config.workers > cores) warn(`GATEWAY_WORKERS=${config.workers} on ${cores} core${cores === 1 ? '' : 's'}: workers beyond the cores compete for them and serve less, not more ("auto" starts one per core)`);
     for (let i = 0; i < config.workers; i++) this.fork();
     await this.listening();
   }
@@ -272,6 +269,8 @@ class Primary {
         if (++count === config.workers) {
           const keys = `${this.virtualKeys} virtual key${this.virtualKeys === 1 ? '' : 's'}`;
           warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${config.logFile ?? 'off'}`);
+          const cores = usableCores();
+          if (config.workers > cores) warn(`GATEWAY_WORKERS=${config.workers} on ${cores} core${cores === 1 ? '' : 's'}: workers beyond the cores compete for them and serve less, not more ("auto" starts one per core)`);
           this.started = true;
           cluster.off('message', onMessage);
           resolve();
