@@ -261,7 +261,7 @@ describe('Responses request → chat', () => {
     refused({ previous_response_id: 'resp_1' }, /stateless through this gateway/, 'previous_response_id', 'unsupported_parameter');
     refused({ conversation: 'conv_1' }, /stateless/, 'conversation', 'unsupported_parameter');
     refused({ background: true }, /stored and polled/, 'background');
-    refused({ input: [{ type: 'item_reference', id: 'msg_1' }] }, /stateless/, 'input[0]');
+    refused({ input: [{ type: 'item_reference', id: 'msg_1' }] }, /an item_reference \(to msg_1\) names an item this key's provider never stored; it is stateless.*providerOptions\.openai\.store = false/, 'input[0]');
     refused({ input: [{ id: 'msg_1' }] }, /stateless/, 'input[0]');
     // A reasoning item referred back to (the Vercel AI SDK, storing by default) is left out: nothing of it was kept.
     const reasoned = translate({ input: [{ role: 'user', content: 'a' }, { type: 'item_reference', id: 'rs_chatcmpl9z_0' }, { type: 'function_call', call_id: 'c', name: 'get_weather', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: 'sun' }] });

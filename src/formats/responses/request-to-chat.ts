@@ -317,7 +317,8 @@ class Conversation {
         // translated answer held): its text was never kept, and reasoning is only ever a hint to a
         // chat provider (OpenAI's is left out anyway), so it is left out. Anything else is content.
         if (typeof item.id === 'string' && item.id.startsWith('rs_')) return;
-        unsupported(where, STATELESS);
+        // Named, with the client setting that stops it: the AI SDK sends these while it stores.
+        unsupported(where, `an item_reference (to ${shown(item.id)}) names an item this key's provider never stored; ${STATELESS} (the Vercel AI SDK: providerOptions.openai.store = false)`);
         break;
       default:
         if (typeof type === 'string' && HOSTED_ITEMS.has(type)) return; // an OpenAI-run tool's record: nothing to send elsewhere
