@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
-import { formatsFor } from '../observe/log.js';
+import { doneWithin, formatsFor } from '../observe/log.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
 import { HOLD_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
@@ -222,10 +222,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
    */
   const released = async (): Promise<void> => {
     stopping = true;
-    if (releasing === null) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([releasing, new Promise<void>((resolve) => (timer = setTimeout(resolve, RELEASE_AT_STOP_MS)))]);
-    clearTimeout(timer);
+    if (releasing !== null) await doneWithin(releasing, RELEASE_AT_STOP_MS);
   };
   const created = createInstance({
     config,

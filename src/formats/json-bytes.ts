@@ -580,7 +580,10 @@ function lazyProperty(target: object, key: string, read: () => unknown): void {
 export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: DeferOptions | null = null): unknown {
   if (raw.length <= pieceBytes) {
     const value: unknown = JSON.parse(raw.toString('utf8'));
-    if (deeperThan(raw, MAX_DEPTH)) throw new TooDeep(MAX_DEPTH);
+    // Held to the large bodies' limits too (a 40 KB body can nest 20,000 deep); each level takes
+    // two bytes, so a body this short can reach none of them.
+    const costly = raw.length <= 2 * MAX_DEPTH ? null : tooCostly(raw);
+    if (costly !== null) throw costly;
     return value;
   }
   try {
@@ -605,21 +608,6 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: Def
  * levels; OpenAI's structured outputs allow 10).
  */
 export const MAX_DEPTH = 128;
-
-/** Whether the JSON text in `buf` (which JSON.parse accepted) nests deeper than `max` levels. */
-function deeperThan(buf: Buffer, max: number): boolean {
-  // Each level takes two bytes at least.
-  if (buf.length <= 2 * max) return false;
-  let depth = 0;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i] as number;
-    if (c === QUOTE) i = stringEnd(buf, i) - 1;
-    else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true;
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return false;
-}
 
 export class TooDeep extends Error {
   constructor(readonly max: number) {

@@ -567,7 +567,7 @@ export class InteractionLog {
 export const FLUSH_DEADLINE_MS = 10_000;
 
 /** Whether `work` settled within `ms` (a write stuck in the kernel never does). */
-async function doneWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+export async function doneWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
