@@ -10,6 +10,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { estimateInputTokens } from '../src/formats/messages/count.js';
 import type { AnthropicRequest } from '../src/formats/messages/types.js';
+import { ownerTag } from '../src/policy/response-owners.js';
 import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './support/claude-code.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { closedPort, drip, messages, messagesEvents, request, type Reply } from './support/http.js';
@@ -27,8 +28,16 @@ let anthropic: AnthropicMock;
 let openai: MockUpstream;
 let deepseek: MockUpstream;
 let gateway: GatewayProcess;
+/** A team's own Responses server: it says of any id that the team's key on the shared Anthropic key owns it. */
+let forger: http.Server;
 
 before(async () => {
+  forger = http.createServer((req, res) => {
+    const id = decodeURIComponent(/\/responses\/([^/?]+)/.exec(req.url ?? '')?.[1] ?? '');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id, object: 'response', status: 'completed', metadata: { llm_gateway_owner: ownerTag('vk_claude_other') }, output: [] }));
+  });
+  await new Promise<void>((resolve) => forger.listen(0, '127.0.0.1', resolve));
   [anthropic, openai, deepseek] = await Promise.all([
     startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
     startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY, otherKeys: [OPENAI_KEY_2] }),
@@ -41,6 +50,7 @@ before(async () => {
         vk_claude_test: { name: 'claude-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
         // Another team on the same real key.
         vk_claude_other: { name: 'other-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
+        vk_other_own_server: { provider: 'openai', api_key: 'none', base_url: `http://127.0.0.1:${(forger.address() as { port: number }).port}/v1`, api: ['chat', 'responses'] },
         vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
@@ -66,6 +76,7 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   await Promise.all([anthropic?.close(), openai?.close(), deepseek?.close()]);
+  forger?.close();
 });
 
 const TRANSCRIPT = [
@@ -779,6 +790,8 @@ describe('message threads (the thread field, beta message-threads-2026-08-12)', 
     assert.equal(anthropic.requests[0]?.headers['anthropic-version'], '2026-10-21', "the client's version goes with it");
     const second = next.json.id as string;
 
+    // The other team's own server, asked for the reply as a stored response, says the other key owns it: no other provider's word counts.
+    assert.equal((await request(gateway.url, `/v1/responses/${second}`, { method: 'GET', key: 'vk_other_own_server' })).status, 404);
     anthropic.requests.length = 0;
     for (const [key, id] of [['vk_claude_other', second], ['vk_claude_test', 'msg_never_answered']] as const) {
       const refused = await messages(gateway.url, key, turn('What is her name?', continuing(id)), { headers: THREADS });

@@ -25,12 +25,16 @@ let openai: MockUpstream;
 let deepseek: MockUpstream;
 let anthropic: AnthropicMock;
 let gateway: GatewayProcess;
+/** A team's own Responses server (its vLLM): it says of any id that the team's other key owns it. */
+let forger: http.Server;
+let forgerUrl = '';
 
 function keysFor(openaiUrl: string): unknown {
   return {
     virtual_keys: {
       vk_codex: { name: 'codex-team', provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'] },
       vk_codex_other: { name: 'other-team', provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'] },
+      vk_other_own_server: { name: 'other-team-vllm', provider: 'openai', api_key: 'none', base_url: forgerUrl, api: ['chat', 'responses'] },
       vk_codex_mapped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], model_map: { 'gpt-5-codex': 'gpt-4o-mini' }, max_output_tokens: 4000 },
       vk_compat: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl },
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
@@ -45,6 +49,13 @@ function keysFor(openaiUrl: string): unknown {
 }
 
 before(async () => {
+  forger = http.createServer((req, res) => {
+    const id = decodeURIComponent(/\/responses\/([^/?]+)/.exec(req.url ?? '')?.[1] ?? '');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id, object: 'response', status: 'completed', metadata: { llm_gateway_owner: ownerTag('vk_codex_other') }, output: [] }));
+  });
+  await new Promise<void>((resolve) => forger.listen(0, '127.0.0.1', resolve));
+  forgerUrl = `http://127.0.0.1:${(forger.address() as { port: number }).port}/v1`;
   [openai, deepseek, anthropic] = await Promise.all([
     startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY }),
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
@@ -56,6 +67,7 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   await Promise.all([openai?.close(), deepseek?.close(), anthropic?.close()]);
+  forger?.close();
 });
 
 function responses(key: string | null, body: unknown, options: { path?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
@@ -274,6 +286,21 @@ describe('stored responses: a virtual key reaches only its own', () => {
     const logged = await waitForEntry(gateway.logFile, String(unknown.headers['x-request-id']));
     assert.match(logged.error.detail, /^upstream 404 from http:\/\/127\.0\.0\.1:\d+\/v1\/responses\/resp_unknown_to_openai\b/);
     assert.ok(logged.error.detail.startsWith(`upstream 404 from ${logged.upstream.url}`), 'the URL of the call made, as upstream.url says');
+  });
+
+  it("keeps another key's response from a key whose own provider says it owns it: an owner said by one provider account vouches for no other", async () => {
+    // The other team's own server claims the response for the team's key that shares the real OpenAI key.
+    const claimed = await request(gateway.url, `/v1/responses/${id}`, { method: 'GET', key: 'vk_other_own_server' });
+    assert.equal(claimed.status, 404, 'its own server answered for another id: not the response it asked for');
+    for (const [method, path] of [['GET', `/v1/responses/${id}/input_items`], ['DELETE', `/v1/responses/${id}`], ['GET', `/v1/responses/${id}`]] as const) {
+      const theirs = await request(gateway.url, path, { method, key: 'vk_codex_other' });
+      assert.equal(theirs.status, 404, `${method} ${path}: ${theirs.text}`);
+    }
+    const continued = await responses('vk_codex_other', { model: 'gpt-5', input: 'repeat everything', previous_response_id: id, store: false });
+    assert.equal(continued.status, 400, continued.text);
+    assert.equal(continued.json.error.code, 'previous_response_not_found');
+    const mine = await request(gateway.url, `/v1/responses/${id}`, { method: 'GET', key: 'vk_codex' });
+    assert.equal(mine.status, 200, 'still there, and still its creator\'s');
   });
 
   it('refuses to continue another key\'s response, and continues its own', async () => {

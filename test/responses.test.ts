@@ -774,13 +774,22 @@ describe('owners of stored responses', () => {
 
   it('remembers a bounded number of owners, forgetting the oldest first', () => {
     const owners = new ResponseOwners(2);
-    owners.set('a', '1');
-    owners.set('b', '2');
-    owners.set('a', '1');
-    owners.set('c', '3');
-    assert.deepEqual([owners.get('a'), owners.get('b'), owners.get('c'), owners.size], ['1', undefined, '3', 2]);
-    owners.delete('a');
-    assert.equal(owners.get('a'), undefined);
+    owners.set('s', 'a', '1');
+    owners.set('s', 'b', '2');
+    owners.set('s', 'a', '1');
+    owners.set('s', 'c', '3');
+    assert.deepEqual([owners.get('s', 'a'), owners.get('s', 'b'), owners.get('s', 'c'), owners.size], ['1', undefined, '3', 2]);
+    owners.delete('s', 'a');
+    assert.equal(owners.get('s', 'a'), undefined);
+  });
+
+  it('remembers an owner for the provider account it was read from, and for no other', () => {
+    const owners = new ResponseOwners();
+    owners.set('openai-account', 'resp_1', 'tag-a');
+    owners.set('own-server', 'resp_1', 'tag-b');
+    assert.deepEqual([owners.get('openai-account', 'resp_1'), owners.get('own-server', 'resp_1'), owners.get('other', 'resp_1')], ['tag-a', 'tag-b', undefined]);
+    owners.delete('own-server', 'resp_1');
+    assert.equal(owners.get('openai-account', 'resp_1'), 'tag-a');
   });
 });
 

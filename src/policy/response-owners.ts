@@ -10,7 +10,11 @@
  * owner: remembered here (responses created or checked by this process), or read from the
  * response at the provider. So ownership survives restarts and holds across workers and
  * instances with nothing shared; a response without the tag (created outside the gateway) belongs
- * to no virtual key. This is a bounded cache, one per process, never the authority.
+ * to no virtual key. This is a bounded cache, one per process, of what providers said.
+ *
+ * An owner is remembered for the provider account it was read from or created in (a target's
+ * `storage`: its base URL and real keys): any target's provider may say anything of any id (a
+ * team's own server too), so what one said vouches only for requests to that same account.
  */
 import { createHash } from 'node:crypto';
 
@@ -36,20 +40,21 @@ export class ResponseOwners {
 
   constructor(private readonly capacity = 100_000) {}
 
-  /** The owner tag of a response id, when this process knows it. */
-  get(id: string): string | undefined {
-    return this.owners.get(id);
+  /** The owner tag of response `id` in the provider account `storage`, when this process knows it. */
+  get(storage: string, id: string): string | undefined {
+    return this.owners.get(`${storage} ${id}`);
   }
 
-  set(id: string, tag: string): void {
-    this.owners.delete(id);
-    this.owners.set(id, tag);
+  set(storage: string, id: string, tag: string): void {
+    const at = `${storage} ${id}`;
+    this.owners.delete(at);
+    this.owners.set(at, tag);
     // Oldest first out: a forgotten id is read again from the provider.
     if (this.owners.size > this.capacity) this.owners.delete(this.owners.keys().next().value as string);
   }
 
-  delete(id: string): void {
-    this.owners.delete(id);
+  delete(storage: string, id: string): void {
+    this.owners.delete(`${storage} ${id}`);
   }
 
   get size(): number {

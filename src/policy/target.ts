@@ -3,6 +3,7 @@
  * more APIs there, with its own model names (a model map) and output limit. A virtual key routes
  * to one target, or to several (fallback, weighted).
  */
+import { createHash } from 'node:crypto';
 import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
 import { TARGET_APIS } from '../formats/apis.js';
 import type { Provider } from '../providers/types.js';
@@ -32,6 +33,11 @@ export interface Target {
   readonly weight: number;
   /** Skips it for a while when it keeps failing (several targets only). */
   readonly breaker: CircuitBreaker;
+  /**
+   * The provider account what it stores lives in (responses, threads): a digest of its provider,
+   * base URL and real keys. Targets that share it reach the same stored responses.
+   */
+  readonly storage: string;
 }
 
 export interface TargetOptions {
@@ -50,5 +56,6 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
   const { breaker, ...rest } = options;
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs) };
+  const storage = createHash('sha256').update(['llm-gateway storage', provider.name, baseUrl, ...[...apiKeys].sort()].join('\0')).digest('hex').slice(0, 32);
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
 }

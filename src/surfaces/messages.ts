@@ -49,7 +49,7 @@ export function checkThread(request: AnthropicRequest, target: Target, key: Virt
   const thread = threadOf(request.thread);
   if (thread.kind === 'none') return false;
   if (target.provider.name !== 'anthropic') throw threadUnsupported(`its provider (${target.provider.name}) keeps no conversation's history`);
-  if (thread.kind === 'continue' && owners.get(thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
+  if (thread.kind === 'continue' && owners.get(target.storage, thread.previous) !== ownerTag(key.id)) throw threadNotFound(thread.previous);
   return true;
 }
 
@@ -66,8 +66,8 @@ export const messagesSurface: Surface<MessagesTypes> = {
     // `thread` as well): only requests with a thread pay.
     return checkThread(request, target, key, deps.owners) ? shallow(() => JSON.stringify(request)) : body;
   },
-  answered(id, request, key, deps) {
-    if (threadOf(request.thread).kind !== 'none') deps.owners.set(id, ownerTag(key.id));
+  answered(id, request, key, target, deps) {
+    if (threadOf(request.thread).kind !== 'none') deps.owners.set(target.storage, id, ownerTag(key.id));
   },
 };
 

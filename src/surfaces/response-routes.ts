@@ -26,7 +26,7 @@ import { readBody } from '../server/http.js';
 import { howToSendBearer } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { checkedBody, previousNotFound, previousResponseId, refuseConversation, refuseItemReferences } from './responses.js';
-import { callStored, ensureOwner, ownerInResponse, responseNotFound, responsesEndpoint, storedError } from './stored.js';
+import { callStored, ensureOwner, ownerInResponse, responseNotFound, storedError, storingTarget } from './stored.js';
 import { acceptedModel, checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
@@ -83,7 +83,7 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
     if (!RESPONSE_ID.test(id)) throw responseNotFound(id.slice(0, 200));
     // A cancel's body says nothing; read so the connection stays usable.
     if (context.method === 'POST') await readBody(req, deps.maxBodyBytes, context.cancel);
-    responsesEndpoint(key);
+    const target = storingTarget(key);
     if (suffix === '' && context.method === 'GET' && asksForStream(context.query)) {
       throw invalidRequest('stream: resuming a response as a stream is not supported through this gateway; GET it without stream=true.', 'stream', 'unsupported_parameter');
     }
@@ -91,23 +91,23 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
     const path = `/${encodeURIComponent(id)}${suffix}`;
     if (suffix === '' && context.method === 'GET') {
       // Reading it is how its owner is learnt: one call.
-      const answer = await callStored(key, 'GET', path, context.query, '', interaction, deps);
+      const answer = await callStored(target, 'GET', path, context.query, '', interaction, deps);
       // The provider's own 404 differs from the gateway's: passed on, it would tell another key's
       // response (the gateway's 404) from one that does not exist.
-      if (answer.status === 404) throw responseNotFound(id, storedError(key, answer).logDetail);
-      if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+      if (answer.status === 404) throw responseNotFound(id, storedError(target, answer).logDetail);
+      if (answer.status < 200 || answer.status > 299) throw storedError(target, answer);
       const parsed = parseObjectAnswer(answer.body, 'response');
       const owner = ownerInResponse(parsed, id);
       if (owner === null) throw responseNotFound(id);
-      deps.owners.set(id, owner);
+      deps.owners.set(target.storage, id, owner);
       if (owner !== ownerTag(key.id)) throw responseNotFound(id);
       return { status: answer.status, body: answer.body, parsed };
     }
-    await ensureOwner(id, key, interaction, deps, responseNotFound(id));
+    await ensureOwner(id, key, target, interaction, deps, responseNotFound(id));
     const method = context.method === 'DELETE' ? 'DELETE' : context.method === 'POST' ? 'POST' : 'GET';
-    const answer = await callStored(key, method, path, context.query, '', interaction, deps);
-    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
-    if (method === 'DELETE') deps.owners.delete(id);
+    const answer = await callStored(target, method, path, context.query, '', interaction, deps);
+    if (answer.status < 200 || answer.status > 299) throw storedError(target, answer);
+    if (method === 'DELETE') deps.owners.delete(target.storage, id);
     return { status: answer.status, body: answer.body };
   });
 }
@@ -168,11 +168,11 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         }
         return { status: 200, body: JSON.stringify({ object: 'response.input_tokens', input_tokens: shallow(() => estimateResponsesInputTokens(request)) }) };
       }
-      if (previous !== null && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+      if (previous !== null && previous !== '') await ensureOwner(previous, key, target, interaction, deps, previousNotFound(previous));
       if (mapped !== null) interaction.upstreamModel = mapped;
       const body = mapped === null || mapped === model ? checkedBody(raw, request) : shallow(() => JSON.stringify({ ...request, model: mapped }));
-      const answer = await callStored(key, 'POST', suffix, context.query, body, interaction, deps);
-      if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+      const answer = await callStored(target, 'POST', suffix, context.query, body, interaction, deps);
+      if (answer.status < 200 || answer.status > 299) throw storedError(target, answer);
       if (suffix !== '/compact') return { status: answer.status, body: answer.body };
       // A compaction is a whole answer (a response object): its usage counts, its cost goes in the header.
       const parsed = parseObjectAnswer(answer.body, 'answer');

@@ -68,7 +68,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   api: responsesClient,
   credential: (headers) => bearerToken(headers.authorization),
   howToSendKey: howToSendBearer,
-  async passThrough({ request, key, interaction, deps, body }) {
+  async passThrough({ request, key, target, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
     refuseItemReferences(memberView(request, 'input'));
@@ -80,11 +80,11 @@ export const responsesSurface: Surface<ResponsesTypes> = {
       }
     }
     const previous = previousResponseId(request);
-    if (previous !== null && previous !== '') await ensureOwner(previous, key, interaction, deps, previousNotFound(previous));
+    if (previous !== null && previous !== '') await ensureOwner(previous, key, target, interaction, deps, previousNotFound(previous));
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
     return request.store === false ? body : shallow(() => withOwner(request, flatBody(body), key));
   },
-  answered(id, request, key, deps) {
-    if (request.store !== false) deps.owners.set(id, ownerTag(key.id));
+  answered(id, request, key, target, deps) {
+    if (request.store !== false) deps.owners.set(target.storage, id, ownerTag(key.id));
   },
 };

@@ -11,6 +11,7 @@ import { responsesTarget } from '../formats/responses/index.js';
 import type { Interaction } from '../observe/interaction.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { targetFor } from '../policy/routing.js';
+import type { Target } from '../policy/target.js';
 import { OWNER_FIELD, ownerOf, ownerTag } from '../policy/response-owners.js';
 import { upstreamError } from '../upstream/errors.js';
 import { withQuery, withSubpath, type Endpoint } from '../upstream/types.js';
@@ -27,20 +28,20 @@ export interface StoredAnswer extends WholeAnswer {
   readonly url: string;
 }
 
-/** The key's Responses endpoint; a key whose provider is reached through translation stores nothing. */
-export function responsesEndpoint(key: VirtualKey): Endpoint {
-  const endpoint = targetFor(key, 'responses').endpoints.responses;
-  if (endpoint === undefined) {
+/** The target whose stored responses a key reaches; a key whose provider is reached through translation stores nothing. */
+export function storingTarget(key: VirtualKey): Target {
+  const target = targetFor(key, 'responses');
+  if (target.endpoints.responses === undefined) {
     throw new GatewayError(404, "This virtual key's provider does not store responses: Responses requests reach it through a stateless translation, so there is nothing to read, cancel or delete.", {
       code: 'responses_not_stored',
     });
   }
-  return endpoint;
+  return target;
 }
 
-/** One call about stored responses (`suffix` after `/responses`), read whole and scrubbed of the real key. */
+/** One call about `target`'s stored responses (`suffix` after `/responses`), read whole and scrubbed of the real key. */
 export async function callStored(
-  key: VirtualKey,
+  target: Target,
   method: 'GET' | 'POST' | 'DELETE',
   suffix: string,
   query: string,
@@ -48,14 +49,14 @@ export async function callStored(
   interaction: Interaction,
   deps: SurfaceDeps,
 ): Promise<StoredAnswer> {
-  const at = withSubpath(responsesEndpoint(key), suffix);
+  const at = withSubpath(target.endpoints.responses as Endpoint, suffix);
   const build = (apiKey: string) => ({ method, body, headers: responsesTarget.authHeaders(apiKey) });
-  return { ...(await callWhole(targetFor(key, 'responses'), withQuery(at, query), build, STORED_LIMIT, interaction, deps)), url: at.url };
+  return { ...(await callWhole(target, withQuery(at, query), build, STORED_LIMIT, interaction, deps)), url: at.url };
 }
 
 /** A failed answer as the client's error (the real key out of it). */
-export function storedError(key: VirtualKey, answer: StoredAnswer): GatewayError {
-  return upstreamError(answer.status, answer.body, answer.headers, targetFor(key, 'responses').keys.apiKeys, answer.url);
+export function storedError(target: Target, answer: StoredAnswer): GatewayError {
+  return upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, answer.url);
 }
 
 /** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */
@@ -78,19 +79,20 @@ export function ownerInResponse(response: Record<string, unknown>, id: string): 
 }
 
 /**
- * Throws unless the stored response `id` was created by this key: known to this process, or
- * read from the provider (one GET, remembered). `missing`: the error when it is not the key's.
+ * Throws unless the stored response `id` at `target` (where the request naming it goes) was
+ * created by this key: known to this process for that provider account, or read from it (one GET,
+ * remembered). `missing`: the error when it is not the key's.
  */
-export async function ensureOwner(id: string, key: VirtualKey, interaction: Interaction, deps: SurfaceDeps, missing: GatewayError): Promise<void> {
-  let owner = deps.owners.get(id);
+export async function ensureOwner(id: string, key: VirtualKey, target: Target, interaction: Interaction, deps: SurfaceDeps, missing: GatewayError): Promise<void> {
+  let owner = deps.owners.get(target.storage, id);
   if (owner === undefined) {
-    const answer = await callStored(key, 'GET', `/${encodeURIComponent(id)}`, '', '', interaction, deps);
+    const answer = await callStored(target, 'GET', `/${encodeURIComponent(id)}`, '', '', interaction, deps);
     if (answer.status === 404) throw missing;
-    if (answer.status < 200 || answer.status > 299) throw storedError(key, answer);
+    if (answer.status < 200 || answer.status > 299) throw storedError(target, answer);
     const read = ownerInAnswer(answer.body, id);
     if (read === null) throw missing;
     owner = read;
-    deps.owners.set(id, owner);
+    deps.owners.set(target.storage, id, owner);
   }
   if (owner !== ownerTag(key.id)) throw missing;
 }

@@ -91,8 +91,8 @@ export interface Surface<C extends ApiTypes> {
    * tagged with its owner. Messages: a thread it continues must be the key's own).
    */
   passThrough?(call: PassThroughCall<C>): RequestBody | Promise<RequestBody>;
-  /** Passing through: the provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's). */
-  answered?(id: string, request: C['request'], key: VirtualKey, deps: SurfaceDeps): void;
+  /** Passing through: `target`'s provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's there). */
+  answered?(id: string, request: C['request'], key: VirtualKey, target: Target, deps: SurfaceDeps): void;
 }
 
 /** The request as it goes to the target: the key's model map and output cap applied. */
@@ -187,7 +187,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       interaction.upstreamEndedAt = performance.now();
       answerId = answerJson(answering, answer);
     }
-    if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, deps);
+    if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, target, deps);
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
