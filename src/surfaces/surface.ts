@@ -193,7 +193,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   } finally {
     if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptEstimate, deps.prices);
     recordRequest(interaction, deps);
-    // Last: the answer, the log entry and every upstream write are done with the client's bytes.
+    // Last: the answer is done with the client's bytes, and upstream writes hold them themselves (a log entry does not: no pool while logs are on).
     pooled?.release();
   }
 }
