@@ -32,3 +32,13 @@ export class ConfigFilesError extends ConfigFileError {
 export function allProblems(errors: readonly ConfigFileError[]): ConfigFileError {
   return errors.length === 1 ? (errors[0] as ConfigFileError) : new ConfigFilesError(errors);
 }
+
+/**
+ * A value from a configuration file, quoted for a problem's message; a value that may be a real
+ * key pasted into the wrong field (a provider's `sk-` prefix, or a long random-looking string) is
+ * described instead: messages go to stderr, which keys never do.
+ */
+export function quoted(value: string): string {
+  const random = /[A-Za-z0-9_-]{32,}/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /\d/.test(value);
+  return /^\s*(?:sk|rk|pk)[-_]/i.test(value) || random ? `a value of ${value.length} characters that may be a key (not shown)` : JSON.stringify(value);
+}

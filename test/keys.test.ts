@@ -315,6 +315,60 @@ describe('parseKeyFile', () => {
     ]);
   });
 
+  it('refuses a provider\'s own host over plain http, and warns of any other public host over it (not of local or private ones, nor of a dummy key)', () => {
+    const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
+    assert.deepEqual(problems(JSON.stringify({ virtual_keys: { vk_plain_openai_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com/v1' }, vk_plain_claude_0123: { provider: 'anthropic', api_key: real, base_url: 'http://api.anthropic.com' } } })), [
+      'virtual key #1 (vk_pla…): "base_url" would send the real key to api.openai.com unencrypted: use https://',
+      'virtual key #2 (vk_pla…): "base_url" would send the real key to api.anthropic.com unencrypted: use https://',
+    ]);
+    const keys = parseKeyFile(
+      JSON.stringify({
+        virtual_keys: {
+          vk_public_0123456789: { provider: 'openai', api_key: real, base_url: 'http://api.together.xyz/v1' },
+          vk_public_ip_0123456: { provider: 'openai', api_key: real, base_url: 'http://203.0.113.7:8000/v1' },
+          vk_local_0123456789a: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434/v1' },
+          vk_service_012345678: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1' },
+          vk_private_012345678: { provider: 'openai', api_key: real, base_url: 'http://10.0.3.4:8000/v1' },
+          vk_private6_01234567: { provider: 'openai', api_key: real, base_url: 'http://[fd00::4]:8000/v1' },
+          vk_internal_01234567: { provider: 'openai', api_key: real, base_url: 'http://llm.corp.internal/v1' },
+        },
+      }),
+      'keys.json',
+      providers,
+    );
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /plain http/.test(warning)), [
+      'virtual key #1 (vk_pub…): "base_url" is plain http:// to api.together.xyz: its key and every conversation cross the network unencrypted; use https://',
+      'virtual key #2 (vk_pub…): "base_url" is plain http:// to 203.0.113.7: its key and every conversation cross the network unencrypted; use https://',
+    ]);
+  });
+
+  it('never prints a value that may be a real key pasted into the wrong field; refuses a real key kept as a virtual key or a name', () => {
+    const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
+    const other = 'sk-ant-api03-QwErTy0123456789QwErTy0123456789';
+    const hex = 'Zx9' + 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const found = problems(
+      JSON.stringify({
+        virtual_keys: {
+          vk_swapped_012345678: { provider: 'openai', api_key: 'https://api.openai.com/v1', base_url: real },
+          vk_in_provider_01234: { provider: real, api_key: real },
+          vk_in_models_0123456: { provider: 'openai', api_key: real, models: [`${hex}*x`] },
+          [real]: { provider: 'openai', api_key: real },
+          vk_named_0123456789a: { name: other, provider: 'anthropic', api_key: other },
+        },
+      }),
+    );
+    assert.ok(found.every((problem) => !problem.includes('AbCdEf0123456789') && !problem.includes('QwErTy0123456789') && !problem.includes(hex)), found.join('\n'));
+    assert.deepEqual(found, [
+      'virtual key #1 (vk_swa…): "base_url" is not a URL: a value of 40 characters that may be a key (not shown)',
+      'virtual key #2 (vk_in_…): unknown provider a value of 40 characters that may be a key (not shown) (supported: openai, anthropic, deepseek, mock)',
+      'virtual key #3 (vk_in_…): "models[0]" may use "*" only at the end ("gpt-4.1-*"), got a value of 37 characters that may be a key (not shown)',
+      'virtual key #4 (sk-pro…): the virtual key is one of this file\'s real provider keys: clients would hold it, and every log entry would show it; give the key its own (vk_$(openssl rand -hex 16))',
+      'virtual key #5 (vk_nam…): "name" is one of this file\'s real provider keys: names appear in the log, metrics and /v1/usage',
+    ]);
+    // Values that look like what they are still quoted.
+    assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"}}}'), ['virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)']);
+  });
+
   it('an unknown provider is the key\'s one problem, with the closest known name', () => {
     assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"},"vk_case_0123456789":{"provider":"OpenAI","api_key":""},"vk_far_01234567890":{"provider":"bedrock"}}}'), [
       'virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)',

@@ -14,7 +14,7 @@ import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
-import { ConfigFileError } from '../config-file-error.js';
+import { ConfigFileError, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
 import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
@@ -160,7 +160,7 @@ function parseModelMap(value: unknown, where: string, problems: string[]): Model
   }
   const before = problems.length;
   for (const [pattern, model] of Object.entries(value)) {
-    if (pattern === '' || pattern.slice(0, -1).includes('*')) problems.push(`${where}: "model_map" key "${pattern}" must be a model name or a "prefix*" pattern ("*" only at the end)`);
+    if (pattern === '' || pattern.slice(0, -1).includes('*')) problems.push(`${where}: "model_map" key ${quoted(pattern)} must be a model name or a "prefix*" pattern ("*" only at the end)`);
     if (typeof model !== 'string' || model === '') problems.push(`${where}: "model_map.${pattern}" must be a non-empty model name`);
   }
   return problems.length > before ? undefined : modelMap(value as Record<string, string>);
@@ -216,7 +216,7 @@ function parseModels(value: unknown, where: string, problems: string[]): ModelAl
   const before = problems.length;
   value.forEach((pattern: unknown, index) => {
     if (typeof pattern !== 'string' || pattern === '') problems.push(`${where}: "models[${index}]" must be a non-empty string`);
-    else if (pattern.slice(0, -1).includes('*')) problems.push(`${where}: "models[${index}]" may use "*" only at the end ("gpt-4.1-*"), got "${pattern}"`);
+    else if (pattern.slice(0, -1).includes('*')) problems.push(`${where}: "models[${index}]" may use "*" only at the end ("gpt-4.1-*"), got ${quoted(pattern)}`);
   });
   return problems.length > before ? undefined : modelAllowlist(value as string[]);
 }
@@ -280,14 +280,14 @@ function parseTarget(
     problems.push(`${where}: "provider" is required (supported: ${supported})`);
   } else if (!Object.hasOwn(registry, entry.provider)) {
     const near = closestName(entry.provider, Object.keys(registry));
-    problems.push(`${where}: unknown provider "${entry.provider}" (${near === null ? '' : `did you mean "${near}"? `}supported: ${supported})`);
+    problems.push(`${where}: unknown provider ${quoted(entry.provider)} (${near === null ? '' : `did you mean "${near}"? `}supported: ${supported})`);
   } else {
     provider = registry[entry.provider];
   }
   const apiKeys = parseApiKeys(entry, provider, where, problems);
   const baseUrl = entry.base_url;
   if (baseUrl !== undefined) {
-    const problem = checkBaseUrl(baseUrl);
+    const problem = checkBaseUrl(baseUrl) ?? plainHttpToProvider(baseUrl as string, registry);
     if (problem !== null) problems.push(`${where}: "base_url" ${problem}`);
   }
   const map = parseModelMap(entry.model_map, where, problems);
@@ -322,7 +322,7 @@ function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<
       return;
     }
     for (const field of Object.keys(item)) {
-      if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field "${field}" (known fields: ${[...TARGET_FIELDS, 'weight'].join(', ')})`);
+      if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field ${quoted(field)} (known fields: ${[...TARGET_FIELDS, 'weight'].join(', ')})`);
     }
     const target = parseTarget(item, index, registry, at, problems, breaker);
     if (target !== undefined) targets.push(target);
@@ -399,7 +399,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     }
   }
   for (const field of Object.keys(root)) {
-    if (!TOP_FIELDS.includes(field)) problems.push(`unknown top-level field "${field}" (expected only "virtual_keys")`);
+    if (!TOP_FIELDS.includes(field)) problems.push(`unknown top-level field ${quoted(field)} (expected only "virtual_keys")`);
   }
   const entries = root.virtual_keys;
   if (!isRecord(entries)) {
@@ -411,6 +411,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 
   const ids = new Set(names);
   const keys: VirtualKey[] = [];
+  /** Every key whose targets could be read, with its place in the file: checked against all of the file's real keys at the end. */
+  const named: Array<{ id: string; name: string | null; position: number; targets: readonly Target[] }> = [];
   let position = 0;
   for (const id of names) {
     position++;
@@ -432,7 +434,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       continue;
     }
     for (const field of Object.keys(entry)) {
-      if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field "${field}" (known fields: ${KEY_FIELDS.join(', ')})`);
+      if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field ${quoted(field)} (known fields: ${KEY_FIELDS.join(', ')})`);
     }
 
     const breaker = parseBreaker(entry.circuit_breaker, where, problems);
@@ -452,6 +454,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const models = parseModels(entry.models, where, problems);
     const rateLimit = parseRateLimit(entry.rate_limit, where, problems);
     const budget = parseBudget(entry.budget, where, problems);
+    if (targets !== undefined) named.push({ id, name: name ?? null, position, targets });
     const published = targets === undefined ? null : publishedKeyProblem(id, targets);
     if (published !== null) problems.push(`${where}: ${published}`);
 
@@ -463,8 +466,25 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     }
     keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
+  problems.push(...realKeysInPlainSight(named));
   if (problems.length > 0) throw new ConfigFileError(file, problems);
   return keys;
+}
+
+/**
+ * A virtual key or a name that is one of the file's real provider keys (an app's OPENAI_API_KEY
+ * kept as its virtual key): clients would hold the real key, and the log, metrics and /v1/usage
+ * would show it. Named by position and masked: the message itself goes to stderr.
+ */
+function realKeysInPlainSight(named: ReadonlyArray<{ id: string; name: string | null; position: number; targets: readonly Target[] }>): string[] {
+  const real = new Set(named.flatMap((key) => key.targets.flatMap((target) => target.keys.apiKeys)).filter((apiKey) => !isPlaceholder(apiKey)));
+  const problems: string[] = [];
+  for (const { id, name, position } of named) {
+    const where = describeKey(id, null, position);
+    if (real.has(id)) problems.push(`${where}: the virtual key is one of this file's real provider keys: clients would hold it, and every log entry would show it; give the key its own (vk_$(openssl rand -hex 16))`);
+    if (name !== null && real.has(name)) problems.push(`${where}: "name" is one of this file's real provider keys: names appear in the log, metrics and /v1/usage`);
+  }
+  return problems;
 }
 
 /**
@@ -496,6 +516,10 @@ function targetWarnings(target: Target, where: string): string[] {
   }
   const urlWarning = baseUrlWarning(endpoints);
   if (urlWarning !== null) warnings.push(`${where}: ${urlWarning}`);
+  const plain = Object.values(endpoints).find((endpoint) => endpoint.kind === 'http' && !endpoint.https && isPublicHost(endpoint.hostname));
+  if (plain !== undefined && plain.kind === 'http') {
+    warnings.push(`${where}: "base_url" is plain http:// to ${plain.hostname}: its key and every conversation cross the network unencrypted; use https://`);
+  }
   return warnings;
 }
 
@@ -536,15 +560,32 @@ function lineAndColumn(text: string, position: number): string {
   return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
 }
 
+/** A provider's own API host over plain http: the real key would cross the internet unencrypted before any answer. */
+function plainHttpToProvider(value: string, registry: Readonly<Record<string, Provider>>): string | null {
+  const url = new URL(value);
+  if (url.protocol !== 'http:') return null;
+  const own = Object.values(registry).some((provider) => URL.canParse(provider.defaultBaseUrl) && new URL(provider.defaultBaseUrl).hostname === url.hostname);
+  return own ? `would send the real key to ${url.hostname} unencrypted: use https://` : null;
+}
+
+/** A host reached over the internet rather than on this machine or a private network (where plain http may be how a local server is served). */
+function isPublicHost(hostname: string): boolean {
+  const name = hostname.toLowerCase();
+  if (name.includes(':')) return !/^(?:::1$|f[cd]|fe[89ab])/.test(name); // IPv6: loopback, unique local, link-local
+  if (!name.includes('.')) return false; // localhost, a container's service name
+  if (/^(?:127|10)\.|^192\.168\.|^169\.254\.|^172\.(?:1[6-9]|2\d|3[01])\.|^100\.(?:6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(name)) return false;
+  return !/\.(?:local|localhost|internal|lan|home\.arpa|svc|cluster\.local)$/.test(name);
+}
+
 function checkBaseUrl(value: unknown): string | null {
   if (typeof value !== 'string') return 'must be a string URL';
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    return `is not a URL: "${value}"`;
+    return `is not a URL: ${quoted(value)}`;
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `must be an http:// or https:// URL, got "${value}"`;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `must be an http:// or https:// URL, got ${quoted(value)}`;
   if (url.username !== '' || url.password !== '') return 'must not contain credentials; put the key in "api_key"';
   if (url.hash !== '') return 'must not contain a #fragment';
   return null;
