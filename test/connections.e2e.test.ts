@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { request } from './support/http.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
+import { MAX_PIPELINED } from '../src/server/connections.js';
 
 const OPENAI_KEY = 'sk-proj-connectionsOPENAIkey-4242';
 const HEADERS_TIMEOUT_MS = 1000;
@@ -115,6 +116,25 @@ describe('pipelined requests', () => {
       await waitFor(async () => (await inFlight()) === 2, 'both requests in flight');
       connection.socket.resetAndDestroy();
       await waitFor(async () => (await inFlight()) === 0, 'no request left in flight');
+    } finally {
+      upstream.behave(null);
+    }
+  });
+
+  it(`more than ${MAX_PIPELINED} waiting on one connection close it: its requests are cancelled, and none beyond them reaches the provider`, async () => {
+    slowUpstream(300);
+    const before = upstream.requests.length;
+    try {
+      const connection = await connect();
+      connection.socket.write(post.repeat(200));
+      const text = await releasedWithin(connection, 10_000);
+      assert.ok(statuses(text).length <= MAX_PIPELINED, `${statuses(text).length} answers`);
+      await waitFor(async () => (await inFlight()) === 0, 'no request left in flight');
+      assert.ok(upstream.requests.length - before <= MAX_PIPELINED + 1, `${upstream.requests.length - before} reached the provider`);
+      // Pipelining a few is served as ever.
+      const few = await connect();
+      few.socket.write(post.repeat(3) + 'GARBAGE\r\n\r\n');
+      assert.deepEqual(statuses(await releasedWithin(few, 10_000)), [200, 200, 200, 400]);
     } finally {
       upstream.behave(null);
     }

@@ -328,6 +328,13 @@ describe('what a budget in USD cannot be made to miss', () => {
       assert.equal(background.status, 400);
       assert.equal(background.json.error.param, 'background');
       assert.match(background.json.error.message, /it has a budget/);
+      // Spelled otherwise, as a server that coerces types (pydantic) reads as true, nothing passes either.
+      for (const spelled of [1, 'true', '1', 'yes', {}]) {
+        const coerced = await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: spelled } });
+        assert.equal(coerced.status, 400, JSON.stringify(spelled));
+        assert.equal(coerced.json.error.param, 'background');
+      }
+      assert.equal((await request(gateway.url, '/v1/responses', { key: 'vk_resp', body: { model: 'gpt-4o-mini', input: 'hi', background: false } })).status, 200);
       // Its tokens come after the request: a tokens-per-minute limit could not count them either.
       const limited = await request(gateway.url, '/v1/responses', { key: 'vk_tpm', body: { model: 'gpt-4o-mini', input: 'hi', background: true } });
       assert.equal(limited.status, 400);

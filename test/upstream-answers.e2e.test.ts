@@ -70,6 +70,8 @@ before(async () => {
         vk_tenant_a: { provider: 'openai', api_key: 'sk-tenant-A-1111111111', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_tenant_b: { provider: 'openai', api_key: 'sk-tenant-B-2222222222', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
+        // Its own target: its model list is asked for (and kept) apart from vk_openai's.
+        vk_models: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, rate_limit: { requests_per_minute: 1000 } },
       },
     },
     // Retries would only repeat what these tests look at; UPSTREAM_TIMEOUT_MS is long so that a hang shows.
@@ -299,6 +301,37 @@ describe('the real key in any field of a provider error', () => {
       assert.equal(reply.status, 200);
       assert.equal(reply.json.data[0].owned_by, 'org [redacted]');
       assert.ok(!reply.text.includes(OPENAI_KEY.slice(-12)), reply.text);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+});
+
+describe('a provider\'s model list', () => {
+  it('is asked for once for clients that come and go while it is slow: a client that leaves stops waiting, and does not cancel the ask', async () => {
+    let asked = 0;
+    openaiMock.behave(({ req, res }) => {
+      if (req.method !== 'GET') return false;
+      asked++;
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'system' }] }));
+      }, 600);
+      return true;
+    });
+    try {
+      // Clients that ask and leave at once, one after another, then many that wait.
+      for (let i = 0; i < 5; i++) {
+        const socket = net.connect(Number(new URL(gateway.url).port), '127.0.0.1');
+        socket.on('error', () => {});
+        socket.write('GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_models\r\n\r\n');
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        socket.destroy();
+      }
+      const replies = await Promise.all(Array.from({ length: 20 }, () => request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_models' })));
+      assert.deepEqual(replies.map((reply) => reply.status), Array(20).fill(200));
+      assert.deepEqual(replies[19]?.json.data.map((model: { id: string }) => model.id), ['gpt-4o-mini']);
+      assert.equal(asked, 1, 'one ask of the provider');
     } finally {
       openaiMock.behave(null);
     }

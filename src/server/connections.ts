@@ -26,6 +26,13 @@ export interface Exchange {
   abandon(error: GatewayError): void;
 }
 
+/**
+ * Requests one connection may have waiting for their answers (pipelined). Clients send one at a
+ * time; thousands pipelined on one connection (a few MB sent at once) would each hold memory and
+ * a handler until answered, and stall every other client.
+ */
+export const MAX_PIPELINED = 32;
+
 /** After an error answer on a broken connection, the client gets this long to read it. */
 const BAD_CONNECTION_GRACE_MS = 2000;
 
@@ -83,6 +90,8 @@ class ClientConnection {
       this.firstRequest = null;
     }
     this.open.push(exchange);
+    // No client does this: it is closed, its requests cancelled as if it had left.
+    if (this.open.length > MAX_PIPELINED) this.socket.destroy();
   }
 
   remove(exchange: Exchange): void {

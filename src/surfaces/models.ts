@@ -5,7 +5,7 @@
  * list format, or in Anthropic's (and its error shape) for a request in Anthropic's style.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { toGatewayError, type GatewayError } from '../errors.js';
+import { GatewayError, toGatewayError } from '../errors.js';
 import type { ModelList } from '../formats/chat/models.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { toAnthropicModelList } from '../formats/messages/models.js';
@@ -15,6 +15,7 @@ import type { VirtualKey } from '../policy/keys.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendError, sendJson } from '../server/http.js';
 import { callWithRetries } from '../upstream/call.js';
+import { Cancellation } from '../upstream/cancel.js';
 import { redactDeep, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
 import { KeyScrubber } from '../upstream/scrub.js';
@@ -32,53 +33,75 @@ const FAILURE_TTL_MS = 5_000;
 
 type Kept = { readonly list: ModelList; readonly until: number } | { readonly failure: GatewayError; readonly until: number };
 
+/** A provider's list is asked for on the gateway's behalf, not the asking client's: it gets this long. */
+const ASK_TIMEOUT_MS = 30_000;
+
 /**
  * Providers' model lists per target (a reload makes new targets, which ask again): kept a minute,
  * a refusal a few seconds, and one ask at a time, its answer shared by the requests that came
- * meanwhile. A request whose shared ask failed because its asker went away asks again itself.
+ * meanwhile. The ask is not the asking client's to cancel: a client that leaves only stops
+ * waiting (were it cancelled with it, every client that connects and leaves would ask again).
  */
 export class ModelLists {
   private readonly kept = new WeakMap<Target, Kept>();
   private readonly asking = new WeakMap<Target, Promise<ModelList>>();
 
-  async list(target: Target, ask: () => Promise<ModelList>, now: () => number = () => performance.now()): Promise<ModelList> {
+  /** `waiting`: the request that waits for the list (it stops waiting when cancelled). */
+  list(target: Target, ask: (cancel: Cancellation) => Promise<ModelList>, waiting: Cancellation, now: () => number = () => performance.now()): Promise<ModelList> {
     const kept = this.kept.get(target);
-    if (kept !== undefined && kept.until > now()) {
-      if ('list' in kept) return kept.list;
-      throw kept.failure;
-    }
-    const shared = this.asking.get(target);
-    if (shared !== undefined) {
-      try {
-        return await shared;
-      } catch (err) {
-        if (toGatewayError(err).status !== 499) throw err;
-      }
-    }
-    const asked = ask();
-    this.asking.set(target, asked);
-    try {
-      const list = await asked;
-      this.kept.set(target, { list, until: now() + LIST_TTL_MS });
-      return list;
-    } catch (err) {
-      const failure = toGatewayError(err);
-      if (failure.status !== 499) this.kept.set(target, { failure, until: now() + FAILURE_TTL_MS });
-      throw err;
-    } finally {
-      if (this.asking.get(target) === asked) this.asking.delete(target);
-    }
+    if (kept !== undefined && kept.until > now()) return 'list' in kept ? Promise.resolve(kept.list) : Promise.reject(kept.failure);
+    return unlessCancelled(this.asking.get(target) ?? this.ask(target, ask, now), waiting);
   }
+
+  private ask(target: Target, ask: (cancel: Cancellation) => Promise<ModelList>, now: () => number): Promise<ModelList> {
+    const cancel = new Cancellation();
+    const timer = setTimeout(() => cancel.cancel(new GatewayError(504, `The provider did not send its model list within ${ASK_TIMEOUT_MS / 1000} s.`, { code: 'upstream_timeout' })), ASK_TIMEOUT_MS);
+    timer.unref();
+    const asked = ask(cancel).then(
+      (list) => {
+        this.kept.set(target, { list, until: now() + LIST_TTL_MS });
+        return list;
+      },
+      (err: unknown) => {
+        this.kept.set(target, { failure: toGatewayError(err), until: now() + FAILURE_TTL_MS });
+        throw err;
+      },
+    );
+    const done = (): void => {
+      clearTimeout(timer);
+      this.asking.delete(target);
+    };
+    asked.then(done, done);
+    this.asking.set(target, asked);
+    return asked;
+  }
+}
+
+/** `work`, or the reason `cancel` gives once it comes first. */
+function unlessCancelled<T>(work: Promise<T>, cancel: Cancellation): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const stop = (): void => reject(cancel.reason);
+    cancel.onCancel(stop);
+    work.then(
+      (value) => {
+        cancel.offCancel(stop);
+        resolve(value);
+      },
+      (err: unknown) => {
+        cancel.offCancel(stop);
+        reject(err);
+      },
+    );
+  });
 }
 
 function providerModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const target = key.targets[0] as Target;
-  return deps.modelLists.list(target, () => askProvider(target, interaction, deps));
+  return deps.modelLists.list(target, (cancel) => askProvider(target, cancel, interaction, deps), interaction.context.cancel);
 }
 
-async function askProvider(target: Target, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
+async function askProvider(target: Target, cancel: Cancellation, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const { keys, modelsEndpoint, modelsApi } = target;
-  const cancel = interaction.context.cancel;
   const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
   const { upstream, apiKey } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
   const failed = upstream.status < 200 || upstream.status > 299;

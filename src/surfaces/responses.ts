@@ -73,7 +73,8 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
     refuseItemReferences(memberView(request, 'input'));
     // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
-    if (request.background === true) {
+    // Anything but false or absent: a server may read 1 or "true" as true (pydantic does), and then no limit counts it.
+    if (request.background !== undefined && request.background !== null && request.background !== false) {
       const limit = key.budget !== null ? 'a budget' : key.rateLimit?.tokensPerMinute != null ? 'a tokens_per_minute limit' : null;
       if (limit !== null) {
         throw invalidRequest(`background: not available to this virtual key: it has ${limit}, and a background response is generated after the request ends, where the gateway cannot count its tokens. Send the request without background.`, 'background');
