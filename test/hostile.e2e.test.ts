@@ -43,6 +43,53 @@ async function alive(): Promise<void> {
   assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200, 'the gateway still serves');
 }
 
+/** Strings of a parsed entry that hold half a surrogate pair: what jq refuses, with the rest of the log file. */
+function loneSurrogates(value: unknown, found: string[] = []): string[] {
+  if (typeof value === 'string') {
+    if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value)) found.push(value);
+  } else if (Array.isArray(value)) {
+    for (const item of value) loneSurrogates(item, found);
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) loneSurrogates([key, item], found);
+  }
+  return found;
+}
+
+describe('half a surrogate pair (valid JSON that jq refuses, with every entry after it)', () => {
+  it('never reaches the log as an escape: a body holding one is logged as its text, any other string gets U+FFFD; a whole pair stays', async () => {
+    const pad = 'x'.repeat(20_000); // a member of 16 KB or more is passed through unparsed: its bytes are checked when logged
+    const bodies = [
+      `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a\\ud800b"}]}`,
+      `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"${pad} \\udc00"}]}`,
+      `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"${pad} \\ud83d"}]}`,
+      `{"model":"gpt-4o-mini\\ud800","messages":[{"role":"user","content":"hi"}]}`,
+    ];
+    for (const body of bodies) {
+      const reply = await chat(gateway.url, 'vk_openai', body);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(loneSurrogates(entry), [], body.slice(-60));
+      if (reply.status === 200) assert.equal(entry.request, body, 'logged as the text it came as');
+    }
+    // A whole pair, escaped as Python's json.dumps writes an emoji, is logged as JSON.
+    const pair = await chat(gateway.url, 'vk_openai', `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"${pad} \\ud83d\\ude00"}]}`);
+    assert.equal((await waitForEntry(gateway.logFile, String(pair.headers['x-request-id']))).request.messages[0].content, `${pad} \u{1f600}`);
+    // A provider's answer holding one.
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok \\ud800 and \\\\ud800"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}');
+    });
+    try {
+      const answered = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(answered.status, 200);
+      const entry = await waitForEntry(gateway.logFile, String(answered.headers['x-request-id']));
+      assert.equal(entry.response.choices[0].message.content, 'ok \ufffd and \\ud800', 'the escape becomes U+FFFD; text that spells one stays');
+    } finally {
+      openaiMock.behave(null);
+    }
+    await alive();
+  });
+});
+
 describe('deeply nested JSON', () => {
   it('a request nested 20,000 deep (40 KB) is refused with a 400 and logged as its text: a log reader stops at a depth (jq 1.6 at 256 levels)', async () => {
     const raw = `{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":${deep(20_000)}}`;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { duplicateKeys, hasControlBytes, hasDeferredMembers, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys, hasControlBytes, hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -452,6 +452,21 @@ describe('isJsonText', () => {
     for (const bad of ['', '01', '1.', '.5', '-', '1e', '+1', 'tru', 'nul', 'truex', 'fals', 'nulll', 'True', '[1,]', '{"a":1,}', '{"a"}', '{1:2}', '"a', '[1 2]', 'NaN', '"\\x"', '[', ']', '1 2', '{"a":1]', '[1}']) {
       assert.equal(isJsonText(Buffer.from(bad)), false, bad);
       assert.equal(indentJsonBytes(Buffer.from(bad)), null, bad);
+    }
+  });
+
+  it('refuses half a surrogate pair escaped (JSON allows it, jq refuses it and every entry after it), in short and long strings; a whole pair is fine', () => {
+    const long = 'x'.repeat(300);
+    for (const [text, json] of [
+      ['"\\ud83d\\ude00"', true], ['"\\uD83D\\uDE00 ok"', true], ['"\\u00e9\\ud7ff\\ue000"', true], ['"a\\\\ud800"', true],
+      ['"\\ud800"', false], ['"a\\ud800b"', false], ['"\\udc00"', false], ['"\\uDBFF\\u0041"', false], ['"\\ud800\\ud800"', false], ['"\\ude00\\ud83d"', false], ['"\\ud83d"', false],
+    ] as const) {
+      for (const variant of [text, `{"a":[${text}],"b":"${long}"}`, `{"a":"${long}",\n"b":${text}}`]) {
+        assert.equal(isJsonText(Buffer.from(variant)), json, variant);
+        assert.equal(indentJsonBytes(Buffer.from(variant)) !== null, json, variant);
+        // Bytes already parsed whole are only laid out: they are searched apart (an escaped backslash before "ud800" counts too).
+        assert.equal(hasLoneSurrogateEscape(Buffer.from(variant)), !json || variant.includes('\\\\u'), variant);
+      }
     }
   });
 });

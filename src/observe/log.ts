@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { writev as fsWritev } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { hasDeferredMembers, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
+import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { warn } from './warn.js';
@@ -74,14 +74,21 @@ export type RenderedBatch = Partial<Record<LogFormat, Buffer[]>>;
  */
 export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): string {
   const indent = format === 'pretty' ? 2 : undefined;
+  let text: string;
   try {
-    return `${JSON.stringify(entry, null, indent)}\n`;
+    text = `${JSON.stringify(entry, null, indent)}\n`;
   } catch (err) {
     const omitted = `[not logged: ${(err as Error).message}]`;
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
-    return `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
+    text = `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
   }
+  // JSON.stringify writes a lone surrogate (a client's "\ud800", a provider's) as that escape, and
+  // jq refuses it and the rest of the file: it becomes U+FFFD, as a decoder would make it.
+  return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
 }
+
+/** In JSON.stringify's output, every `\\udXXX` escape is a lone surrogate (pairs are written as characters); an even run of backslashes before it is text. */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 
 /**
  * A request body logged as the client's own bytes, laid out as the entry is rendered: the body
@@ -98,7 +105,10 @@ export class RawJson {
   constructor(
     readonly bytes: Buffer,
     private checked = true,
-  ) {}
+  ) {
+    // Bytes checked as they are laid out are checked for these there.
+    if (checked && hasLoneSurrogateEscape(bytes)) this.json = false;
+  }
 
   private json = true;
 
