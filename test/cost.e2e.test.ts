@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import http from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -239,6 +240,58 @@ describe('what a budget in USD cannot be made to miss', () => {
       // Nothing spent yet: what refuses is what the two in flight hold, which comes back.
       assert.ok(replies.filter((reply) => reply.status === 429).every((reply) => reply.json.error.code === 'budget_held' && reply.headers['retry-after'] === '5'));
     } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it('holds and charges images and files by URL or id at their worth, not their bytes: a stream cut before its usage is not nearly free', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_media: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } }, vk_small: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 20_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    let hang!: () => void;
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'I see' }, finish_reason: null }] })}\n\n`);
+      await new Promise<void>((resolve) => (hang = resolve));
+      res.end();
+      return true;
+    });
+    const images = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'image_url', image_url: { url: `https://example.com/${i}.png` } }));
+    // Cut after the first chunk, as the attacker does: the provider bills every image, the gateway never hears how much.
+    const cut = (content: unknown[]) =>
+      new Promise<void>((resolve, reject) => {
+        const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 1, stream: true, messages: [{ role: 'user', content }] });
+        const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer vk_media', 'content-type': 'application/json' } }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', () => {});
+        req.end(body);
+        setTimeout(() => reject(new Error('no stream')), 5000).unref();
+      });
+    const spent = async (): Promise<number> => 1_000_000 - (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_media' })).json.budget.remaining_tokens;
+    try {
+      await cut(images(20)); // 2 KB
+      await waitFor(async () => (await spent()) > 0, 'the cut stream charged');
+      assert.ok((await spent()) >= 20 * 1600, `${await spent()} tokens charged for 20 images`);
+      // A body too large to search before admission is searched once its usage is known never to come.
+      const before = await spent();
+      await cut([{ type: 'text', text: 'x'.repeat(100_000) }, ...images(20)]);
+      await waitFor(async () => (await spent()) > before, 'the second cut stream charged');
+      assert.ok((await spent()) - before >= 25_000 + 20 * 1600, `${(await spent()) - before} tokens for 100 KB of text and 20 images`);
+      // And held while it runs: 20 images in flight leave nothing of 20,000 tokens to a request beside them.
+      hang();
+      const asked = openai.requests.length;
+      const first = chat(gateway.url, 'vk_small', { model: 'gpt-4o-mini', max_tokens: 1, messages: [{ role: 'user', content: images(20) }] });
+      await waitFor(async () => openai.requests.length > asked, 'the first request at the provider');
+      const beside = await chat(gateway.url, 'vk_small', { model: 'gpt-4o-mini', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] });
+      assert.equal(beside.status, 429, beside.text);
+      assert.equal(beside.json.error.code, 'budget_held');
+      hang();
+      await first;
+    } finally {
+      hang?.();
       openai.behave(null);
       await gateway.stop();
     }

@@ -79,7 +79,7 @@ export async function serveKeyed(route: KeyedRoute, req: IncomingMessage, res: S
   } catch (err) {
     answerFailure(err, req, res, interaction, route.errorBody);
   } finally {
-    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptTokens, deps.prices);
+    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, () => promptTokens, deps.prices);
     recordRequest(interaction, deps);
   }
 }

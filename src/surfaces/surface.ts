@@ -40,6 +40,7 @@ import { KeyScrubber, withoutKeys } from '../upstream/scrub.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import type { ModelLists } from './models.js';
 import { streamPipeline } from './stream.js';
+import { countMediaParts, MEDIA_PART_TOKENS } from '../formats/media.js';
 
 /** What every surface is given. */
 export interface SurfaceDeps {
@@ -138,6 +139,9 @@ export function checkModel(key: VirtualKey, model: string): void {
   }
 }
 
+/** Bodies up to this size have their media parts counted before admission (~1 µs per KB); larger ones only when their usage never comes. */
+const MEDIA_SEARCHED_BYTES = 64 * 1024;
+
 /** One request through a surface: see the module comment. */
 export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
   const interaction = new Interaction(context);
@@ -146,8 +150,11 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   /** What admission reserved (null: not admitted, nothing to settle), and the prompt's estimate in tokens. */
   let reserved: Reservation | null = null;
   let promptEstimate = 0;
+  /** Whether promptEstimate counts the body's media parts (else they are counted should the answer's usage never come). */
+  let mediaCounted = false;
   /** The body's pooled memory, if any: held until the request is done with it (server/body-pool.ts). */
   let pooled: PooledBody | null = null;
+  let raw: Buffer | null = null;
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
   try {
@@ -158,12 +165,18 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
 
     const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool);
     pooled = read.pooled;
-    const raw = read.bytes;
+    raw = read.bytes;
     const parsed = parse(surface.api, raw, interaction);
     checkModel(key, parsed.model);
-    // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer says.
+    const limited = key.rateLimit !== null || key.budget !== null;
+    // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer
+    // says; images and files by URL or id held at their worth where the search is cheap (formats/media.ts).
     promptEstimate = Math.ceil(raw.length / 4);
-    reserved = key.rateLimit !== null || key.budget !== null ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
+    if (limited && raw.length <= MEDIA_SEARCHED_BYTES) {
+      promptEstimate += MEDIA_PART_TOKENS * countMediaParts(raw, surface.api.mediaTypes);
+      mediaCounted = true;
+    }
+    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
 
     const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
     const apiKeys = target.keys.apiKeys;
@@ -191,7 +204,11 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
-    if (key !== null && reserved !== null) settle(deps.limiter, key, interaction, reserved, promptEstimate, deps.prices);
+    if (key !== null && reserved !== null) {
+      const body = raw;
+      const unreported = mediaCounted || body === null ? () => promptEstimate : () => promptEstimate + MEDIA_PART_TOKENS * countMediaParts(body, surface.api.mediaTypes);
+      settle(deps.limiter, key, interaction, reserved, unreported, deps.prices);
+    }
     recordRequest(interaction, deps);
     // Last: the answer is done with the client's bytes, and upstream writes hold them themselves (a log entry does not: no pool while logs are on).
     pooled?.release();
@@ -333,12 +350,12 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * plus its size in tokens; nothing for a refusal (providers do not bill them). The cost is null
  * when tokens were used of a model without a price.
  */
-export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: number, prices: Prices): void {
+export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: () => number, prices: Prices): void {
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
   if (usage === null && status !== null && status >= 200 && status < 300) {
-    usage = { input: promptEstimate, output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+    usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage !== null && !interaction.usageFinal && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };

@@ -12,6 +12,7 @@ import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
 import { parseChatModelList } from './models.js';
 import { chatUsage } from './usage.js';
+import { mediaTypes } from '../media.js';
 
 export interface ChatTypes {
   request: ChatRequest;
@@ -21,6 +22,7 @@ export interface ChatTypes {
 
 export const chatClient: ClientApi<ChatTypes> = {
   name: 'chat',
+  mediaTypes: mediaTypes('image_url', 'input_audio', 'file'),
   parseRequest(raw) {
     const request = parseChatRequest(raw);
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
