@@ -163,6 +163,50 @@ describe('keys that differ only in case', () => {
   });
 });
 
+describe('a gateway out of file descriptors', () => {
+  it('answers 503 gateway_out_of_resources, says so on stderr, and counts nothing against the provider: no circuit opens', async () => {
+    const limited = await startGateway({
+      keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl }, { provider: 'openai', api_key: OPENAI_KEY, base_url: `${openaiMock.baseUrl}/` }], circuit_breaker: { failures: 1, cooldown_ms: 60_000 } } } },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' },
+      openFilesLimit: 100,
+    });
+    const port = Number(new URL(limited.url).port);
+    let idle: Socket[] = [];
+    try {
+      // Idle clients until the gateway can accept no more (libuv closes what it cannot hold).
+      const refused = new Set<Socket>();
+      for (let i = 0; i < 150 && refused.size === 0; i++) {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        socket.once('close', () => refused.add(socket));
+        idle.push(socket);
+        await new Promise((resolve) => setTimeout(resolve, 30));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      idle = idle.filter((socket) => !refused.has(socket));
+      // One freed: a request gets in, and its connection to the provider finds no descriptor left.
+      idle.pop()?.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const starved = await chat(limited.url, 'vk_two', hello);
+      assert.equal(starved.status, 503, starved.text);
+      assert.equal(starved.json.error.code, 'gateway_out_of_resources');
+      assert.match(starved.json.error.message, /out of file descriptors \(EMFILE\)/);
+      await waitFor(async () => /cannot open connections to providers: EMFILE/.test(limited.stderr()), 'the shortage said on stderr');
+      for (const socket of idle.splice(0)) socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Its first target was not blamed: served by it, nothing skipped.
+      const served = await chat(limited.url, 'vk_two', hello);
+      assert.equal(served.status, 200, served.text);
+      const entry = await waitForEntry(limited.logFile, String(served.headers['x-request-id']));
+      assert.equal(entry.upstream.target, 0, JSON.stringify(entry.upstream));
+      assert.equal(entry.upstream.skipped_targets, undefined);
+    } finally {
+      for (const socket of idle) socket.destroy();
+      await limited.stop();
+    }
+  });
+});
+
 describe('upstream connections', () => {
   it('never sends a request twice once the provider has started answering it', async () => {
     await alive(); // warms the connection pool

@@ -18,7 +18,22 @@ function upstreamTimeout(ms: number, setting: string): GatewayError {
 }
 
 /** Failures that happen before a connection exists: the request cannot have reached the provider. */
-const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * The gateway's own shortages, not the provider's: no file descriptor (EMFILE, ENFILE), no local
+ * port (EADDRNOTAVAIL), no kernel memory (ENOBUFS, ENOMEM). Counted against the provider, they
+ * would open a healthy target's circuit, on every instance through Redis.
+ */
+const LOCAL_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'ENOMEM']);
+
+function outOfResources(url: string, err: NodeJS.ErrnoException): GatewayError {
+  return new GatewayError(503, `The gateway could not open a connection to the provider: it is out of ${err.code === 'EADDRNOTAVAIL' ? 'local ports' : err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : 'memory'} (${err.code}). Try again shortly.`, {
+    code: 'gateway_out_of_resources',
+    logDetail: `${url}: ${err.message}`,
+    headers: { 'retry-after': '1' },
+  });
+}
 
 function unreachable(url: string, err: NodeJS.ErrnoException): GatewayError {
   return new GatewayError(502, `The provider could not be reached (${err.code ?? 'network error'}).`, {
@@ -126,6 +141,10 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
           if (!retried && reused && !answered && elapsedMs < STALE_RESEND_WINDOW_MS && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
           if (settle()) {
             const code = error.code ?? '';
+            if (LOCAL_SHORTAGE.has(code)) {
+              client.shortage(code);
+              return reject(outOfResources(endpoint.url, error));
+            }
             reject(code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : code.startsWith('HPE_') ? malformedAnswer(endpoint.url, error) : unreachable(endpoint.url, error));
           }
         },

@@ -33,6 +33,8 @@ export interface StartOptions {
   logFile?: string;
   /** The largest file the process may write, in KiB (RLIMIT_FSIZE): a disk that fills up. */
   fileSizeLimitKiB?: number;
+  /** The most files the process may hold open (RLIMIT_NOFILE): a gateway out of file descriptors. */
+  openFilesLimit?: number;
   /** False: nobody reads the gateway's stdout pipe once it is full (a log collector that stalled); stdout() stays empty. */
   readStdout?: boolean;
 }
@@ -87,9 +89,13 @@ export function startGateway(options: StartOptions): Promise<GatewayProcess> {
   const keysFile = join(dir, 'keys.json');
   writeFileSync(keysFile, typeof options.keys === 'string' ? options.keys : JSON.stringify(options.keys, null, 2));
   const logFile = options.logFile ?? join(dir, 'logs', 'llm_interactions.json');
-  // Through bash's ulimit when the file size is limited (Node ignores SIGXFSZ, so writes past it fail with EFBIG).
-  const [command, args] =
-    options.fileSizeLimitKiB === undefined ? [process.execPath, [MAIN]] : ['bash', ['-c', `ulimit -S -f ${options.fileSizeLimitKiB} && exec "$0" "$@"`, process.execPath, MAIN]];
+  // Through bash's ulimit when the file size (Node ignores SIGXFSZ, so writes past it fail with
+  // EFBIG) or the open files are limited.
+  const limits = [
+    ...(options.fileSizeLimitKiB === undefined ? [] : [`ulimit -S -f ${options.fileSizeLimitKiB}`]),
+    ...(options.openFilesLimit === undefined ? [] : [`ulimit -n ${options.openFilesLimit}`]),
+  ];
+  const [command, args] = limits.length === 0 ? [process.execPath, [MAIN]] : ['bash', ['-c', `${limits.join(' && ')} && exec "$0" "$@"`, process.execPath, MAIN]];
   const child = endWithFile(spawn(command, args, {
     cwd: dir,
     env: {
