@@ -6,6 +6,7 @@
  * instance; settlement counted once.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Metrics } from '../src/observe/metrics.js';
 import { LimitState, localLimiter, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
@@ -235,6 +236,32 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     // Nothing but /healthz, which asks nothing of Redis.
     await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'ok', 'Redis said back without a request', 5000);
     assert.match(gateway.stderr(), /is back: limits are shared again/);
+  });
+
+  it('says once that a Redis slower than REDIS_TIMEOUT_MS cannot be used, not "back" whenever a late reply comes', async () => {
+    // Redis behind a proxy that holds each of its replies longer than the timeout.
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(redis.port, '127.0.0.1');
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.pipe(upstream);
+      upstream.on('data', (data: Buffer) => setTimeout(() => client.writable && client.write(data), TIMEOUT_MS * 1.5));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const slow = await start(keys, `redis://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/1`);
+    try {
+      // Its connection's handshake is slow too: once it is up, the checks begin.
+      await waitFor(async () => (await get(slow, '/healthz')).json.redis === 'ok', 'connected', 10_000);
+      const before = slow.stderr().length;
+      for (let i = 0; i < 12; i++) assert.equal((await chat(slow.url, 'vk_busy', ask)).status, 200, 'served, each limit check decided here');
+      await new Promise((resolve) => setTimeout(resolve, TIMEOUT_MS * 2));
+      const said = slow.stderr().slice(before).match(/cannot be used|is back/g) ?? [];
+      assert.deepEqual(said, ['cannot be used'], slow.stderr());
+      assert.equal((await get(slow, '/healthz')).json.redis, 'unavailable');
+    } finally {
+      await slow.stop();
+      proxy.close();
+    }
   });
 
   it('keeps the settlements Redis refuses while out of memory, and sends them once it takes writes again', async () => {

@@ -536,7 +536,9 @@ export class SharedLimiter implements Limiter {
         if (reply !== 0 && reply !== 1) this.failed(new UnexpectedReply('unexpected reply from the settle script'));
         // An outage of replies in the wrong shape ends only with an admission or a report in the
         // right one: a server that answers every call with 0 or 1 would end it once per request.
-        else if (!this.wrongReplies) this.answered();
+        // Nor does a reply later than a limits check may wait: a Redis that slow is still out (each
+        // late reply ended the outage, and the next check's timeout began another, twice a request).
+        else if (!this.wrongReplies && performance.now() - started <= this.options.timeoutMs) this.answered();
       },
       (err: Error) => {
         this.failed(err);
