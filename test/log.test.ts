@@ -28,7 +28,7 @@ class MemorySink implements LogSink {
   failures = 0;
   constructor(readonly formats: readonly LogFormat[] = ['pretty']) {}
   write(batch: RenderedBatch): void {
-    this.writes.push(Buffer.concat(batch[this.formats[0] as LogFormat] ?? []).toString());
+    this.writes.push(Buffer.concat(batch.text[this.formats[0] as LogFormat] ?? []).toString());
   }
   flush(): Promise<void> {
     return Promise.resolve();

@@ -23,7 +23,7 @@ export type SendToPrimary = (message: ToPrimary, sent: (err: Error | null) => vo
 
 function batchBytes(batch: RenderedBatch): number {
   let bytes = 0;
-  for (const pieces of Object.values(batch)) for (const piece of pieces ?? []) bytes += piece.length;
+  for (const pieces of Object.values(batch.text)) for (const piece of pieces ?? []) bytes += piece.length;
   return bytes;
 }
 
@@ -46,7 +46,7 @@ export class PrimarySink implements LogSink {
     const bytes = batchBytes(batch);
     // A batch alone is always taken (a body may be larger than the cap), never one on top of a full queue.
     if (this.waitingBytes > 0 && this.waitingBytes + bytes > MAX_PENDING_BYTES) {
-      this.failures++;
+      this.failures += batch.entries;
       if (!this.dropping) warn(`the log to the primary process is not keeping up (${this.waitingBytes} bytes waiting); dropping entries until it does`);
       this.dropping = true;
       return;
@@ -71,34 +71,35 @@ export class PrimarySink implements LogSink {
     const first = this.waiting.shift();
     if (first === undefined) return;
     // Whole batches, in order, up to MESSAGE_BYTES.
-    const batch: RenderedBatch = {};
+    const text: RenderedBatch['text'] = {};
     let bytes = 0;
-    let batches = 0;
+    let entries = 0;
     for (let next: typeof first | undefined = first; next !== undefined; next = this.waiting[0]) {
       if (bytes > 0 && bytes + next.bytes > MESSAGE_BYTES) break;
       if (next !== first) this.waiting.shift();
-      batches++;
+      entries += next.batch.entries;
       for (const format of this.formats) {
-        const pieces = next.batch[format];
+        const pieces = next.batch.text[format];
         if (pieces === undefined) continue;
-        const joined = batch[format];
-        if (joined === undefined) batch[format] = pieces.slice();
+        const joined = text[format];
+        if (joined === undefined) text[format] = pieces.slice();
         else for (const piece of pieces) joined.push(piece);
       }
       bytes += next.bytes;
     }
+    const batch: RenderedBatch = { entries, text };
     this.waitingBytes -= bytes;
     // Counted before it is handed over: a channel that calls back at once must not see it negative.
     this.inFlight += bytes;
-    // Failures count the batches lost, as a destination counts each batch it could not write.
+    // Failures count the entries lost, as a destination counts those it could not write.
     const handed = this.send({ t: 'log', batch }, (err) => {
-      if (err !== null) this.failures += batches;
+      if (err !== null) this.failures += entries;
       this.inFlight -= bytes;
       this.sendMore();
     });
     if (!handed) {
       // No channel to the primary (it is gone): these entries are lost, and the next ones too.
-      this.failures += batches;
+      this.failures += entries;
       this.inFlight -= bytes;
     }
   }

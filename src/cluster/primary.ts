@@ -148,8 +148,10 @@ class Primary {
         }
         return;
       case 'log': {
-        const batch: RenderedBatch = {};
-        for (const [format, pieces] of Object.entries(message.batch) as Array<[LogFormat, Uint8Array[]]>) batch[format] = pieces.map(asBuffer);
+        // Over IPC its buffers arrive as byte arrays.
+        const text: RenderedBatch['text'] = {};
+        for (const [format, pieces] of Object.entries(message.batch.text) as Array<[LogFormat, Uint8Array[]]>) text[format] = pieces.map(asBuffer);
+        const batch: RenderedBatch = { entries: message.batch.entries, text };
         for (const sink of sinks) sink.write(batch);
         return;
       }

@@ -66,7 +66,11 @@ export interface LogEntry {
 export type LogFormat = 'pretty' | 'json';
 
 /** One batch of entries, rendered once per format some destination wants: pieces written as one (writev), never copied together. */
-export type RenderedBatch = Partial<Record<LogFormat, Buffer[]>>;
+export interface RenderedBatch {
+  /** How many entries it holds: what a destination that cannot write it loses (counted). */
+  readonly entries: number;
+  readonly text: Partial<Record<LogFormat, Buffer[]>>;
+}
 
 /**
  * One entry as text. An entry that cannot be rendered (JSON nested deeper than the stack
@@ -191,7 +195,7 @@ export interface LogSink {
   /** Resolves once everything written so far has reached the destination (or failed). */
   flush(): Promise<void>;
   close(): Promise<void>;
-  /** Writes that failed or were dropped. */
+  /** Entries it lost: writes that failed, or were dropped. */
   readonly failures: number;
 }
 
@@ -227,11 +231,13 @@ abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private pendingEntries = 0;
   private writing = false;
   private idle: Array<() => void> = [];
   private dropping = false;
   /** Inside a failure streak: one warning per streak, however many batches fail. */
   private failing = false;
+  /** Entries lost: in writes that failed, or dropped while the destination was stuck. */
   failures = 0;
 
   constructor(readonly format: LogFormat) {
@@ -242,14 +248,14 @@ abstract class QueuedWriter implements LogSink {
   protected abstract describe(): string;
 
   write(batch: RenderedBatch): void {
-    const pieces = batch[this.format];
+    const pieces = batch.text[this.format];
     if (pieces === undefined) return;
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
     // A batch alone is always taken (one body may be larger than the cap), never one on top of a full queue.
     if (this.pendingBytes > 0 && this.pendingBytes + bytes > MAX_PENDING_BYTES) {
       // The destination is stuck (a full disk, a stdout nobody reads): never grow without bound.
-      this.failures++;
+      this.failures += batch.entries;
       if (!this.dropping) warn(`the log to ${this.describe()} is not keeping up (${this.pendingBytes} bytes pending); dropping entries until it does`);
       this.dropping = true;
       return;
@@ -257,6 +263,7 @@ abstract class QueuedWriter implements LogSink {
     // An empty piece would be a writev that writes nothing, which writeAll takes for a failure.
     for (const piece of pieces) if (piece.length > 0) this.pending.push(piece);
     this.pendingBytes += bytes;
+    this.pendingEntries += batch.entries;
     if (!this.writing) void this.drain();
   }
 
@@ -264,14 +271,17 @@ abstract class QueuedWriter implements LogSink {
     this.writing = true;
     while (this.pending.length > 0) {
       const pieces = this.pending;
+      const entries = this.pendingEntries;
       this.pending = [];
       this.pendingBytes = 0;
+      this.pendingEntries = 0;
       try {
         await this.output(pieces);
         if (this.failing) warn(`writing the log to ${this.describe()} works again`);
         this.failing = false;
       } catch (err) {
-        this.failures++;
+        // The write's entries are lost (one torn by a full disk is cut back off the file).
+        this.failures += entries;
         // One warning per failure streak: a full disk must not flood stderr.
         if (!this.failing) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
         this.failing = true;
@@ -488,6 +498,8 @@ function truncate(buffer: Buffer, maxBytes: number, originalBytes = buffer.lengt
 export class InteractionLog {
   /** Rendered entries per format, waiting for the next batch write. */
   private pending: Array<{ format: LogFormat; parts: Buffer[] }>;
+  /** Entries rendered into `pending`. */
+  private pendingEntries = 0;
   private scheduled = false;
 
   /** `bodyMaxBytes`: bodies larger than this are logged as their head and size (null: whole). */
@@ -533,6 +545,7 @@ export class InteractionLog {
     if (requestMax !== null) entry.request = capBody(entry.request, requestMax);
     if (max !== null) entry.response = capBody(entry.response, max);
     for (const slot of this.pending) renderEntryBytes(entry, slot.format, slot.parts);
+    this.pendingEntries++;
     if (!this.scheduled) {
       this.scheduled = true;
       setTimeout(this.writeQueued, BATCH_MS);
@@ -544,11 +557,13 @@ export class InteractionLog {
   private readonly writeQueued = (): void => {
     this.scheduled = false;
     if (this.pending[0] === undefined || this.pending[0].parts.length === 0) return;
-    const batch: RenderedBatch = {};
+    const text: RenderedBatch['text'] = {};
     for (const slot of this.pending) {
-      batch[slot.format] = slot.parts;
+      text[slot.format] = slot.parts;
       slot.parts = [];
     }
+    const batch: RenderedBatch = { entries: this.pendingEntries, text };
+    this.pendingEntries = 0;
     for (const sink of this.sinks) sink.write(batch);
   };
 

@@ -44,7 +44,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_prompt_tokens_total: { type: 'counter', help: 'Prompt tokens reported by providers.' },
   llm_gateway_completion_tokens_total: { type: 'counter', help: 'Completion tokens reported by providers.' },
   llm_gateway_requests_in_flight: { type: 'gauge', help: 'Requests being served right now.' },
-  llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log writes that failed (entries lost from a destination).' },
+  llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log entries lost from a destination (a write that failed, or dropped while it was stuck), counted per destination.' },
   llm_gateway_key_reloads_total: { type: 'counter', help: 'Keys file reloads, by result (ok: new keys in use; error: file invalid, previous keys kept).' },
   llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
   llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, circuit_open: passed over while its circuit breaker is open, skipped: passed over, its real keys all cooling down or the request unable to go to it).' },
