@@ -524,7 +524,8 @@ describe('keys change without a restart', () => {
       // Back as in use, then the same mistake again: said again.
       const invalid = readFileSync(gateway.keysFile, 'utf8');
       writeFileSync(gateway.keysFile, JSON.stringify({ virtual_keys: { vk_new: { provider: 'mock' } } }));
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Said, since stderr's last word was the refusal (an edit undone, a redeploy of what runs).
+      await waitFor(() => /keys file back as it is in use \(file changed\): the 1 virtual key in use stay/.test(gateway.stderr()), 'the mistake undone, said');
       writeFileSync(gateway.keysFile, invalid);
       await waitFor(() => gateway.stderr().match(/keys NOT reloaded/g)?.length === 2, 'the refusal said again');
 

@@ -92,7 +92,11 @@ export class KeyFile {
     // that folder would set off the next. Files as they are in use are not parsed again.
     const held = await this.held();
     const inUse = held === `${this.text}\0\0${this.pricesText ?? ''}`;
-    if (inUse) this.refused = null; // back as they are in use: the next refusal is news again
+    if (inUse && this.refused !== null) {
+      // Back as they are in use (an edit undone): said, since stderr's last word was the refusal.
+      this.refused = null;
+      warn(`keys file back as it is in use (${why}): the ${this.keyCount} virtual key${this.keyCount === 1 ? '' : 's'} in use stay; nothing was refused`);
+    }
     if (options.onlyIfChanged && (inUse || held === this.refused)) return { outcome: 'unchanged' };
     try {
       const loaded = await KeyFile.read(this.path, this.registry, this.pricesPath);
