@@ -64,6 +64,8 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   // request makes V8 replace its table every few requests, and the chain of replaced tables keeps
   // the requests they held alive into the old generation (see slot-list.ts).
   const pending = new Queue<PendingCheck>();
+  /** Checks the primary did not answer in time since it last did (null: it answers): said once per streak, not per request. */
+  let letThrough: number | null = null;
   return {
     limiter: {
       // The admission names the request (its ticket), so that its record can tell the primary which
@@ -74,11 +76,14 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
           // A primary that does not answer must not stop all traffic: the request goes through.
           const timer = setTimeout(() => {
             entry.settle = null; // its answer, if it ever comes, is dropped
-            warn('the primary did not answer a limits check in time; the request was let through');
+            if (letThrough === null) warn(`the primary did not answer a limits check within ${ADMIT_TIMEOUT_MS / 1000} s; requests are let through unchecked until it does`);
+            letThrough = (letThrough ?? 0) + 1;
             resolve({ error: null, headers: {}, ticket: request });
           }, ADMIT_TIMEOUT_MS);
           entry.settle = (admission) => {
             clearTimeout(timer);
+            if (letThrough !== null) warn(`the primary answers limits checks again; ${letThrough} request${letThrough === 1 ? ' was' : 's were'} let through unchecked meanwhile`);
+            letThrough = null;
             resolve(admission.error === null ? { ...admission, ticket: request } : admission);
           };
           pending.push(entry);
