@@ -39,6 +39,11 @@ export function allProblems(errors: readonly ConfigFileError[]): ConfigFileError
  * described instead: messages go to stderr, which keys never do.
  */
 export function quoted(value: string): string {
+  return maybeSecret(value) ? `a value of ${value.length} characters that may be a key (not shown)` : JSON.stringify(value);
+}
+
+/** Whether a value looks like a provider key: a provider's `sk-` prefix, or a long random-looking string. */
+export function maybeSecret(value: string): boolean {
   const random = /[A-Za-z0-9_-]{32,}/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /\d/.test(value);
-  return /^\s*(?:sk|rk|pk)[-_]/i.test(value) || random ? `a value of ${value.length} characters that may be a key (not shown)` : JSON.stringify(value);
+  return /^\s*(?:sk|rk|pk)[-_]/i.test(value) || random;
 }

@@ -225,7 +225,7 @@ describe('parseKeyFile', () => {
     assert.equal(found.length, 5, found.join('\n'));
     assert.match(found[0] ?? '', /#1 .*"model_map" must be an object/);
     assert.match(found[1] ?? '', /#2 .*"model_map" key "cl\*aude" must be a model name or a "prefix\*" pattern/);
-    assert.match(found[2] ?? '', /#2 .*"model_map.ok\*" must be a non-empty model name/);
+    assert.match(found[2] ?? "", /#2 .*"model_map" "ok\*" must map to a non-empty model name/);
     assert.match(found[3] ?? '', /#3 .*"max_output_tokens" must be a positive integer/);
     assert.match(found[4] ?? '', /#4 .*"max_output_tokens" must be a positive integer/);
   });
@@ -317,9 +317,10 @@ describe('parseKeyFile', () => {
 
   it('refuses a provider\'s own host over plain http, and warns of any other public host over it (not of local or private ones, nor of a dummy key)', () => {
     const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
-    assert.deepEqual(problems(JSON.stringify({ virtual_keys: { vk_plain_openai_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com/v1' }, vk_plain_claude_0123: { provider: 'anthropic', api_key: real, base_url: 'http://api.anthropic.com' } } })), [
+    assert.deepEqual(problems(JSON.stringify({ virtual_keys: { vk_plain_openai_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com/v1' }, vk_plain_claude_0123: { provider: 'anthropic', api_key: real, base_url: 'http://api.anthropic.com' }, vk_plain_rooted_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com./v1' } } })), [
       'virtual key #1 (vk_pla…): "base_url" would send the real key to api.openai.com unencrypted: use https://',
       'virtual key #2 (vk_pla…): "base_url" would send the real key to api.anthropic.com unencrypted: use https://',
+      'virtual key #3 (vk_pla…): "base_url" would send the real key to api.openai.com unencrypted: use https://',
     ]);
     const keys = parseKeyFile(
       JSON.stringify({
@@ -331,6 +332,9 @@ describe('parseKeyFile', () => {
           vk_private_012345678: { provider: 'openai', api_key: real, base_url: 'http://10.0.3.4:8000/v1' },
           vk_private6_01234567: { provider: 'openai', api_key: real, base_url: 'http://[fd00::4]:8000/v1' },
           vk_internal_01234567: { provider: 'openai', api_key: real, base_url: 'http://llm.corp.internal/v1' },
+          vk_any_0123456789abc: { provider: 'openai', api_key: real, base_url: 'http://0.0.0.0:8000/v1' },
+          vk_mapped_0123456789: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:127.0.0.1]:8000/v1' },
+          vk_rooted_0123456789: { provider: 'openai', api_key: real, base_url: 'http://localhost.:8000/v1' },
         },
       }),
       'keys.json',
@@ -353,7 +357,9 @@ describe('parseKeyFile', () => {
           vk_in_provider_01234: { provider: real, api_key: real },
           vk_in_models_0123456: { provider: 'openai', api_key: real, models: [`${hex}*x`] },
           [real]: { provider: 'openai', api_key: real },
-          vk_named_0123456789a: { name: other, provider: 'anthropic', api_key: other },
+          vk_named_0123456789a: { name: other, provider: 'anthropic', api_key: other, rate_limit: { requests_per_minute: -1 } },
+          // Its provider misspelt: its targets cannot be read, and its name is still not printed.
+          vk_named_typo_012345: { name: other, provider: 'antropic', api_key: other },
         },
       }),
     );
@@ -362,6 +368,8 @@ describe('parseKeyFile', () => {
       'virtual key #1 (vk_swa…): "base_url" is not a URL: a value of 40 characters that may be a key (not shown)',
       'virtual key #2 (vk_in_…): unknown provider a value of 40 characters that may be a key (not shown) (supported: openai, anthropic, deepseek, mock)',
       'virtual key #3 (vk_in_…): "models[0]" may use "*" only at the end ("gpt-4.1-*"), got a value of 37 characters that may be a key (not shown)',
+      'virtual key #5 (vk_nam…): "rate_limit.requests_per_minute" must be a positive integer',
+      'virtual key #6 (vk_nam…): unknown provider "antropic" (did you mean "anthropic"? supported: openai, anthropic, deepseek, mock)',
       'virtual key #4 (sk-pro…): the virtual key is one of this file\'s real provider keys: clients would hold it, and every log entry would show it; give the key its own (vk_$(openssl rand -hex 16))',
       'virtual key #5 (vk_nam…): "name" is one of this file\'s real provider keys: names appear in the log, metrics and /v1/usage',
     ]);

@@ -14,7 +14,7 @@ import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
-import { ConfigFileError, quoted } from '../config-file-error.js';
+import { ConfigFileError, maybeSecret, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
 import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
@@ -90,9 +90,9 @@ function digestLabel(id: string): string {
   return `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 12)}`;
 }
 
-/** A key as named in messages on stderr: by its name, else by its place in the file and a masked prefix. */
+/** A key as named in messages on stderr: by its name, else (or when the name may be a real key pasted there) by its place in the file and a masked prefix. */
 function describeKey(id: string, name: string | null, position: number): string {
-  return name !== null ? `virtual key "${name}"` : `virtual key #${position} (${maskKey(id)})`;
+  return name !== null && !maybeSecret(name) ? `virtual key "${name}"` : `virtual key #${position} (${maskKey(id)})`;
 }
 
 function parseName(value: unknown, id: string, ids: ReadonlySet<string>, problems: string[]): string | null | undefined {
@@ -161,7 +161,7 @@ function parseModelMap(value: unknown, where: string, problems: string[]): Model
   const before = problems.length;
   for (const [pattern, model] of Object.entries(value)) {
     if (pattern === '' || pattern.slice(0, -1).includes('*')) problems.push(`${where}: "model_map" key ${quoted(pattern)} must be a model name or a "prefix*" pattern ("*" only at the end)`);
-    if (typeof model !== 'string' || model === '') problems.push(`${where}: "model_map.${pattern}" must be a non-empty model name`);
+    if (typeof model !== 'string' || model === '') problems.push(`${where}: "model_map" ${quoted(pattern)} must map to a non-empty model name`);
   }
   return problems.length > before ? undefined : modelMap(value as Record<string, string>);
 }
@@ -564,16 +564,18 @@ function lineAndColumn(text: string, position: number): string {
 function plainHttpToProvider(value: string, registry: Readonly<Record<string, Provider>>): string | null {
   const url = new URL(value);
   if (url.protocol !== 'http:') return null;
-  const own = Object.values(registry).some((provider) => URL.canParse(provider.defaultBaseUrl) && new URL(provider.defaultBaseUrl).hostname === url.hostname);
-  return own ? `would send the real key to ${url.hostname} unencrypted: use https://` : null;
+  // A name with its root's dot (api.openai.com.) is the same host.
+  const host = url.hostname.replace(/\.$/, '');
+  const own = Object.values(registry).some((provider) => URL.canParse(provider.defaultBaseUrl) && new URL(provider.defaultBaseUrl).hostname === host);
+  return own ? `would send the real key to ${host} unencrypted: use https://` : null;
 }
 
 /** A host reached over the internet rather than on this machine or a private network (where plain http may be how a local server is served). */
 function isPublicHost(hostname: string): boolean {
-  const name = hostname.toLowerCase();
-  if (name.includes(':')) return !/^(?:::1$|f[cd]|fe[89ab])/.test(name); // IPv6: loopback, unique local, link-local
+  const name = hostname.toLowerCase().replace(/\.$/, '');
+  if (name.includes(':')) return !/^(?:::1$|::ffff:|f[cd]|fe[89ab])/.test(name); // IPv6: loopback, IPv4-mapped, unique local, link-local
   if (!name.includes('.')) return false; // localhost, a container's service name
-  if (/^(?:127|10)\.|^192\.168\.|^169\.254\.|^172\.(?:1[6-9]|2\d|3[01])\.|^100\.(?:6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(name)) return false;
+  if (/^(?:127|10|0)\.|^192\.168\.|^169\.254\.|^172\.(?:1[6-9]|2\d|3[01])\.|^100\.(?:6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(name)) return false;
   return !/\.(?:local|localhost|internal|lan|home\.arpa|svc|cluster\.local)$/.test(name);
 }
 

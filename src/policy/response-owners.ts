@@ -12,9 +12,9 @@
  * instances with nothing shared; a response without the tag (created outside the gateway) belongs
  * to no virtual key. This is a bounded cache, one per process, of what providers said.
  *
- * An owner is remembered for the provider account it was read from or created in (a target's
- * `storage`: its base URL and real keys): any target's provider may say anything of any id (a
- * team's own server too), so what one said vouches only for requests to that same account.
+ * An owner is remembered for the server it was read from or created at (a target's `storage`: its
+ * provider and base URL): any target's provider may say anything of any id (a team's own server
+ * too), so what one said vouches only for requests to that same server.
  */
 import { createHash } from 'node:crypto';
 

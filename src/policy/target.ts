@@ -3,7 +3,6 @@
  * more APIs there, with its own model names (a model map) and output limit. A virtual key routes
  * to one target, or to several (fallback, weighted).
  */
-import { createHash } from 'node:crypto';
 import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
 import { TARGET_APIS } from '../formats/apis.js';
 import type { Provider } from '../providers/types.js';
@@ -34,8 +33,10 @@ export interface Target {
   /** Skips it for a while when it keeps failing (several targets only). */
   readonly breaker: CircuitBreaker;
   /**
-   * The provider account what it stores lives in (responses, threads): a digest of its provider,
-   * base URL and real keys. Targets that share it reach the same stored responses.
+   * Where what it stores (responses, threads) lives: its provider and base URL. What one server
+   * says of an id vouches only for requests to that server; its real keys are left out, so adding
+   * a key to rotate keeps the threads in progress (an id lives in one account there, which another
+   * account's key cannot reach).
    */
   readonly storage: string;
 }
@@ -56,6 +57,6 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   for (const api of spoken) endpoints[api] = endpoint(TARGET_APIS[api].path);
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
   const { breaker, ...rest } = options;
-  const storage = createHash('sha256').update(['llm-gateway storage', provider.name, baseUrl, ...[...apiKeys].sort()].join('\0')).digest('hex').slice(0, 32);
+  const storage = `${provider.name} ${baseUrl}`;
   return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
 }

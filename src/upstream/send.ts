@@ -18,17 +18,18 @@ function upstreamTimeout(ms: number, setting: string): GatewayError {
 }
 
 /** Failures that happen before a connection exists: the request cannot have reached the provider. */
-const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /**
- * The gateway's own shortages, not the provider's: no file descriptor (EMFILE, ENFILE), no local
- * port (EADDRNOTAVAIL), no kernel memory (ENOBUFS, ENOMEM). Counted against the provider, they
- * would open a healthy target's circuit, on every instance through Redis.
+ * The gateway's own shortages, not the provider's: no file descriptor (EMFILE, ENFILE), no kernel
+ * memory (ENOBUFS, ENOMEM). Counted against the provider, they would open a healthy target's
+ * circuit, on every instance through Redis. (EADDRNOTAVAIL is not one of them: it is also an IPv6
+ * address on a host without IPv6, the provider's side.)
  */
-const LOCAL_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'ENOMEM']);
+const LOCAL_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 
 function outOfResources(url: string, err: NodeJS.ErrnoException): GatewayError {
-  return new GatewayError(503, `The gateway could not open a connection to the provider: it is out of ${err.code === 'EADDRNOTAVAIL' ? 'local ports' : err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : 'memory'} (${err.code}). Try again shortly.`, {
+  return new GatewayError(503, `The gateway could not open a connection to the provider: it is out of ${err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : 'memory'} (${err.code}). Try again shortly.`, {
     code: 'gateway_out_of_resources',
     logDetail: `${url}: ${err.message}`,
     headers: { 'retry-after': '1' },
