@@ -459,13 +459,13 @@ describe('isJsonText', () => {
     const long = 'x'.repeat(300);
     for (const [text, json] of [
       ['"\\ud83d\\ude00"', true], ['"\\uD83D\\uDE00 ok"', true], ['"\\u00e9\\ud7ff\\ue000"', true], ['"a\\\\ud800"', true],
-      ['"\\ud800"', false], ['"a\\ud800b"', false], ['"\\udc00"', false], ['"\\uDBFF\\u0041"', false], ['"\\ud800\\ud800"', false], ['"\\ude00\\ud83d"', false], ['"\\ud83d"', false],
+      ['"\\ud800"', false], ['"a\\ud800b"', false], ['"\\\\ud800\\udc00"', false], ['"\\\\\\ud800"', false], ['"\\udc00"', false], ['"\\uDBFF\\u0041"', false], ['"\\ud800\\ud800"', false], ['"\\ude00\\ud83d"', false], ['"\\ud83d"', false],
     ] as const) {
       for (const variant of [text, `{"a":[${text}],"b":"${long}"}`, `{"a":"${long}",\n"b":${text}}`]) {
         assert.equal(isJsonText(Buffer.from(variant)), json, variant);
         assert.equal(indentJsonBytes(Buffer.from(variant)) !== null, json, variant);
-        // Bytes already parsed whole are only laid out: they are searched apart (an escaped backslash before "ud800" counts too).
-        assert.equal(hasLoneSurrogateEscape(Buffer.from(variant)), !json || variant.includes('\\\\u'), variant);
+        // Bytes already parsed whole are only laid out: they are searched apart.
+        assert.equal(hasLoneSurrogateEscape(Buffer.from(variant)), !json, variant);
       }
     }
   });
