@@ -257,9 +257,9 @@ describe('what a budget in USD cannot be made to miss', () => {
     });
     const images = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'image_url', image_url: { url: `https://example.com/${i}.png` } }));
     // Cut after the first chunk, as the attacker does: the provider bills every image, the gateway never hears how much.
-    const cut = (content: unknown[]) =>
+    const cut = (content: unknown[], spell = (body: string): string => body) =>
       new Promise<void>((resolve, reject) => {
-        const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 1, stream: true, messages: [{ role: 'user', content }] });
+        const body = spell(JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 1, stream: true, messages: [{ role: 'user', content }] }));
         const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer vk_media', 'content-type': 'application/json' } }, (res) => {
           res.once('data', () => {
             req.destroy();
@@ -275,7 +275,12 @@ describe('what a budget in USD cannot be made to miss', () => {
       await cut(images(20)); // 2 KB
       await waitFor(async () => (await spent()) > 0, 'the cut stream charged');
       assert.ok((await spent()) >= 20 * 1600, `${await spent()} tokens charged for 20 images`);
-      // A body too large to search before admission is searched once its usage is known never to come.
+      // However the client spells the type (the provider decodes the escape).
+      const plain = await spent();
+      await cut(images(20), (body) => body.replaceAll('"type":"image_url"', '"type":"image\\u005furl"'));
+      await waitFor(async () => (await spent()) > plain, 'the escaped cut stream charged');
+      assert.ok((await spent()) - plain >= 20 * 1600, `${(await spent()) - plain} tokens charged for 20 images spelt with an escape`);
+      // A body whose conversation is left as bytes on its way through is counted once its usage is known never to come.
       const before = await spent();
       await cut([{ type: 'text', text: 'x'.repeat(100_000) }, ...images(20)]);
       await waitFor(async () => (await spent()) > before, 'the second cut stream charged');

@@ -5,17 +5,17 @@ import { countMediaParts } from '../src/formats/media.js';
 import { messagesClient } from '../src/formats/messages/index.js';
 import { responsesClient } from '../src/formats/responses/index.js';
 
-describe('media parts counted from a body\'s bytes', () => {
-  it('counts each API\'s image, audio and file parts by their type, however the JSON is spaced; not keys of that name, nor text that spells one', () => {
-    const chat = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'see "image_url" and {"type":"file"}' }, { type: 'image_url', image_url: { url: 'https://x/1.png' } }, { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }, { type: 'file', file: { file_id: 'file-1' } }] }] });
-    assert.equal(countMediaParts(Buffer.from(chat), chatClient.mediaTypes), 3);
-    // Python's json.dumps writes ", " and ": ".
-    const spaced = JSON.stringify(JSON.parse(chat), null, 1).replaceAll('":', '" :');
-    assert.equal(countMediaParts(Buffer.from(spaced), chatClient.mediaTypes), 3);
-    const messages = JSON.stringify({ model: 'm', max_tokens: 1, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://x/1.png' } }, { type: 'document', source: { type: 'file', file_id: 'file_1' } }, { type: 'text', text: 'what is in this image?' }] }] });
-    assert.equal(countMediaParts(Buffer.from(messages), messagesClient.mediaTypes), 2);
-    const responses = JSON.stringify({ model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/1.png' }, { type: 'input_file', file_id: 'file-1' }, { type: 'input_text', text: 'describe "input_image"' }] }] });
-    assert.equal(countMediaParts(Buffer.from(responses), responsesClient.mediaTypes), 2);
-    assert.equal(countMediaParts(Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] })), chatClient.mediaTypes), 0);
+describe('media parts of a request', () => {
+  it("counts each API's image, audio and file parts by their type, however the client spelt it; not a tool, a schema or a text merely named so", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'see "image_url" and {"type":"file"}' }, { type: 'image_url', image_url: { url: 'https://x/1.png' } }, { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }, { type: 'file', file: { file_id: 'file-1' } }] }], tools: [{ type: 'function', function: { name: 'image_url', parameters: { type: 'object', properties: { file: { type: 'string' } }, required: ['file'] } } }] };
+    assert.equal(countMediaParts(chat, chatClient.mediaTypes), 3);
+    // The same value written with an escape, as the provider decodes it.
+    const escaped = JSON.parse(JSON.stringify(chat).replaceAll('"type":"image_url"', '"type":"image\\u005furl"'));
+    assert.equal(countMediaParts(escaped, chatClient.mediaTypes), 3);
+    const messages = { model: 'm', max_tokens: 1, tools: [{ name: 'image', input_schema: { type: 'object' } }], messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://x/1.png' } }, { type: 'document', source: { type: 'file', file_id: 'file_1' } }, { type: 'text', text: 'image' }] }, { role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'image', input: {} }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] }] }] };
+    assert.equal(countMediaParts(messages, messagesClient.mediaTypes), 3);
+    const responses = { model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/1.png' }, { type: 'input_file', file_id: 'file-1' }, { type: 'input_text', text: 'input_image' }] }] };
+    assert.equal(countMediaParts(responses, responsesClient.mediaTypes), 2);
+    assert.equal(countMediaParts({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, chatClient.mediaTypes), 0);
   });
 });

@@ -57,8 +57,8 @@ export interface Assembler<Event, Response> {
 
 export interface ClientApi<T extends ApiTypes> {
   readonly name: ApiName;
-  /** The `type` of its content parts that are images, audio or files, quoted (formats/media.ts). */
-  readonly mediaTypes: readonly Buffer[];
+  /** The `type` of its content parts that are images, audio or files (formats/media.ts). */
+  readonly mediaTypes: ReadonlySet<string>;
   /** The client's body → its request; a 400 GatewayError naming what is wrong. */
   parseRequest(raw: Buffer): ParsedRequest<T['request']>;
   /** A copy of the request for another model, or with a lower output limit (a key's model map and cap). */

@@ -12,7 +12,7 @@ import { GatewayError, invalidRequest, toGatewayError } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { AnswerHints, Exchange, WayBack } from '../formats/translation.js';
-import { plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
+import { hasDeferredMembers, plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
 import { changesBetween, unchanged, withMember, type ClientBytes } from '../formats/json-splice.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
@@ -139,8 +139,14 @@ export function checkModel(key: VirtualKey, model: string): void {
   }
 }
 
-/** Bodies up to this size have their media parts counted before admission (~1 µs per KB); larger ones only when their usage never comes. */
-const MEDIA_SEARCHED_BYTES = 64 * 1024;
+/** The media parts of a request whose conversation may be bytes not yet parsed: none where they are not JSON after all (the request failed for it). */
+function countedMedia(request: unknown, types: ReadonlySet<string>): number {
+  try {
+    return countMediaParts(request, types);
+  } catch {
+    return 0;
+  }
+}
 
 /** One request through a surface: see the module comment. */
 export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
@@ -154,7 +160,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   let mediaCounted = false;
   /** The body's pooled memory, if any: held until the request is done with it (server/body-pool.ts). */
   let pooled: PooledBody | null = null;
-  let raw: Buffer | null = null;
+  let parsed: ParsedRequest<C['request']> | null = null;
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
   try {
@@ -165,15 +171,16 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
 
     const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool);
     pooled = read.pooled;
-    raw = read.bytes;
-    const parsed = parse(surface.api, raw, interaction);
+    const raw = read.bytes;
+    parsed = parse(surface.api, raw, interaction);
     checkModel(key, parsed.model);
     const limited = key.rateLimit !== null || key.budget !== null;
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer
-    // says; images and files by URL or id held at their worth where the search is cheap (formats/media.ts).
+    // says; images and files by URL or id held at their worth where the body was parsed whole
+    // (a large one's conversation is bytes: counted only should its usage never come).
     promptEstimate = Math.ceil(raw.length / 4);
-    if (limited && raw.length <= MEDIA_SEARCHED_BYTES) {
-      promptEstimate += MEDIA_PART_TOKENS * countMediaParts(raw, surface.api.mediaTypes);
+    if (limited && !hasDeferredMembers(parsed.request)) {
+      promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
     reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
@@ -205,8 +212,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
     if (key !== null && reserved !== null) {
-      const body = raw;
-      const unreported = mediaCounted || body === null ? () => promptEstimate : () => promptEstimate + MEDIA_PART_TOKENS * countMediaParts(body, surface.api.mediaTypes);
+      const request = parsed?.request;
+      const unreported = mediaCounted || request === undefined ? () => promptEstimate : () => promptEstimate + MEDIA_PART_TOKENS * countedMedia(request, surface.api.mediaTypes);
       settle(deps.limiter, key, interaction, reserved, unreported, deps.prices);
     }
     recordRequest(interaction, deps);

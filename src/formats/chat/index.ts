@@ -12,7 +12,6 @@ import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
 import { parseChatModelList } from './models.js';
 import { chatUsage } from './usage.js';
-import { mediaTypes } from '../media.js';
 
 export interface ChatTypes {
   request: ChatRequest;
@@ -22,7 +21,7 @@ export interface ChatTypes {
 
 export const chatClient: ClientApi<ChatTypes> = {
   name: 'chat',
-  mediaTypes: mediaTypes('image_url', 'input_audio', 'file'),
+  mediaTypes: new Set(['image_url', 'input_audio', 'file']),
   parseRequest(raw) {
     const request = parseChatRequest(raw);
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };

@@ -25,7 +25,6 @@ import { toChatCompletion } from './response-to-chat.js';
 import type { AnthropicRequest, AnthropicResponse, MessagesEvent } from './types.js';
 import { parseMessagesModelList } from './models.js';
 import { messagesUsage } from './usage.js';
-import { mediaTypes } from '../media.js';
 
 export interface MessagesTypes {
   request: AnthropicRequest;
@@ -41,7 +40,7 @@ const MIN_THINKING_BUDGET = 1024;
 
 export const messagesClient: ClientApi<MessagesTypes> = {
   name: 'messages',
-  mediaTypes: mediaTypes('image', 'document'),
+  mediaTypes: new Set(['image', 'document']),
   parseRequest(raw) {
     const request = parseMessagesRequest(raw);
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: request.max_tokens };

@@ -22,7 +22,6 @@ import { chatStreamToResponses } from './stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from './stream.js';
 import type { ResponseObject, ResponsesEvent, ResponsesRequest } from './types.js';
 import { responsesUsage } from './usage.js';
-import { mediaTypes } from '../media.js';
 
 export interface ResponsesTypes {
   request: ResponsesRequest;
@@ -32,7 +31,7 @@ export interface ResponsesTypes {
 
 export const responsesClient: ClientApi<ResponsesTypes> = {
   name: 'responses',
-  mediaTypes: mediaTypes('input_image', 'input_file'),
+  mediaTypes: new Set(['input_image', 'input_file']),
   parseRequest(raw) {
     const request = parseResponsesRequest(raw);
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
