@@ -179,7 +179,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     // says; images and files by URL or id held at their worth where the body was parsed whole
     // (a large one's conversation is bytes: counted only should its usage never come).
     promptEstimate = Math.ceil(raw.length / 4);
-    if (limited && !hasDeferredMembers(parsed.request)) {
+    if (!hasDeferredMembers(parsed.request)) {
       promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
