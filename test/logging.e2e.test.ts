@@ -255,6 +255,14 @@ describe('log destinations', () => {
       assert.deepEqual(entries.map((entry) => entry.request_id), [...before, after]);
       assert.ok(!entries.some((entry) => entry.request_id === torn));
       assert.match(gw.stderr(), /works again/);
+      // Still full: writes fail and work in turn (each cut-back frees what the next small one takes); said once, not each time.
+      for (let i = 0; i < 3; i++) {
+        await ask(70_000);
+        await new Promise((resolve) => setTimeout(resolve, 100)); // its own write, not the next one's
+        await waitForEntry(gw.logFile, await ask(1000));
+      }
+      assert.equal(gw.stderr().match(/cannot write the log/g)?.length, 1, gw.stderr());
+      assert.equal(gw.stderr().match(/writing the log to \S+ works again/g)?.length, 1, gw.stderr());
     } finally {
       await gw.stop();
     }

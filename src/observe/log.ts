@@ -226,6 +226,9 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
   }
 }
 
+/** A failure streak that begins within this long of the last one said is counted, not said. */
+const STREAKS_SAID_EVERY_MS = 60_000;
+
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
 abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
@@ -237,6 +240,10 @@ abstract class QueuedWriter implements LogSink {
   private dropping = false;
   /** Inside a failure streak: one warning per streak, however many batches fail. */
   private failing = false;
+  /** Whether this streak was said (a streak within a minute of the last one said is not, nor its end). */
+  private said = false;
+  /** When a streak was last said. */
+  private saidAt = -Infinity;
   /** Entries lost: in writes that failed, or dropped while the destination was stuck. */
   failures = 0;
 
@@ -277,13 +284,20 @@ abstract class QueuedWriter implements LogSink {
       this.pendingEntries = 0;
       try {
         await this.output(pieces);
-        if (this.failing) warn(`writing the log to ${this.describe()} works again`);
+        if (this.failing && this.said) warn(`writing the log to ${this.describe()} works again`);
         this.failing = false;
       } catch (err) {
         // The write's entries are lost (one torn by a full disk is cut back off the file).
         this.failures += entries;
-        // One warning per failure streak: a full disk must not flood stderr.
-        if (!this.failing) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
+        // One warning per failure streak, and at most one a minute: a full disk must not flood
+        // stderr (cutting a torn write back frees a few KB, so writes there fail and work in turn).
+        if (!this.failing) {
+          this.said = performance.now() - this.saidAt >= STREAKS_SAID_EVERY_MS;
+          if (this.said) {
+            this.saidAt = performance.now();
+            warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
+          }
+        }
         this.failing = true;
       }
     }
