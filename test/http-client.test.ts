@@ -581,3 +581,38 @@ describe('sendUpstream: the memory a body is in', () => {
     assert.deepEqual(counts, { holds: 1, releases: 1 });
   });
 });
+
+describe('a connection the gateway cannot open', () => {
+  /** A client whose every call fails before connecting, with `error`. */
+  const failing = (error: NodeJS.ErrnoException & { address?: string }): HttpClient => {
+    const fake = new HttpClient();
+    fake.call = (_request, handlers) => {
+      setImmediate(() => handlers.onError({ error, reused: false, answered: false, elapsedMs: 0 }));
+      return { abort: () => {} };
+    };
+    fake.shortage = () => {};
+    return fake;
+  };
+  const target: Endpoint = { kind: 'http', https: false, hostname: 'provider.example', port: 80, path: '/v1/chat/completions', url: 'http://provider.example/v1/chat/completions' };
+  const outcome = async (error: NodeJS.ErrnoException & { address?: string }): Promise<GatewayError> => {
+    try {
+      await sendUpstream(failing(error), target, { body: '{}', headers: {} }, new Cancellation(), 10_000);
+    } catch (err) {
+      return err as GatewayError;
+    }
+    assert.fail('the call succeeded');
+  };
+  const errno = (code: string, address?: string): NodeJS.ErrnoException & { address?: string } => Object.assign(new Error(`connect ${code}`), { code, ...(address === undefined ? {} : { address }) });
+
+  it("is the gateway's own shortage, not the provider's failure: out of descriptors, memory, or IPv4 ports", async () => {
+    for (const error of [errno('EMFILE'), errno('ENFILE'), errno('ENOBUFS'), errno('ENOMEM'), errno('EADDRNOTAVAIL', '203.0.113.7')]) {
+      const refused = await outcome(error);
+      assert.deepEqual([refused.status, refused.code, refused.retryable], [503, 'gateway_out_of_resources', false], error.code);
+    }
+  });
+
+  it('is the provider unreachable, and worth retrying, for an IPv6 address on a host without IPv6 (EADDRNOTAVAIL)', async () => {
+    const refused = await outcome(errno('EADDRNOTAVAIL', '2001:db8::1'));
+    assert.deepEqual([refused.status, refused.code, refused.retryable], [502, 'upstream_unreachable', true]);
+  });
+});

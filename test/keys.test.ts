@@ -334,6 +334,7 @@ describe('parseKeyFile', () => {
           vk_internal_01234567: { provider: 'openai', api_key: real, base_url: 'http://llm.corp.internal/v1' },
           vk_any_0123456789abc: { provider: 'openai', api_key: real, base_url: 'http://0.0.0.0:8000/v1' },
           vk_mapped_0123456789: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:127.0.0.1]:8000/v1' },
+          vk_mapped_public_012: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:8.8.8.8]/v1' },
           vk_rooted_0123456789: { provider: 'openai', api_key: real, base_url: 'http://localhost.:8000/v1' },
         },
       }),
@@ -343,6 +344,7 @@ describe('parseKeyFile', () => {
     assert.deepEqual(keyWarnings(keys).filter((warning) => /plain http/.test(warning)), [
       'virtual key #1 (vk_pub…): "base_url" is plain http:// to api.together.xyz: its key and every conversation cross the network unencrypted; use https://',
       'virtual key #2 (vk_pub…): "base_url" is plain http:// to 203.0.113.7: its key and every conversation cross the network unencrypted; use https://',
+      'virtual key #10 (vk_map…): "base_url" is plain http:// to ::ffff:808:808: its key and every conversation cross the network unencrypted; use https://',
     ]);
   });
 
@@ -375,6 +377,19 @@ describe('parseKeyFile', () => {
     ]);
     // Values that look like what they are still quoted.
     assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"}}}'), ['virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)']);
+  });
+
+  it('keeps what a target stores (responses, threads) under its provider and base URL: a key added to rotate keeps them; another server does not share them', () => {
+    const storage = (target: Record<string, unknown>): string => (parseKeyFile(JSON.stringify({ virtual_keys: { vk_store_0123456789: target } }), 'keys.json', providers)[0]?.targets[0]?.storage ?? '');
+    const one = storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000' });
+    assert.equal(storage({ provider: 'anthropic', api_keys: ['sk-ant-api03-first-0000', 'sk-ant-api03-second-1111'] }), one);
+    assert.notEqual(storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000', base_url: 'http://10.0.0.9:8080' }), one);
+    assert.notEqual(storage({ provider: 'openai', api_key: 'none', base_url: 'https://api.anthropic.com' }), one);
+  });
+
+  it('warns of a name that looks like a provider key: names appear in the log, metrics and /v1/usage', () => {
+    const keys = parseKeyFile(JSON.stringify({ virtual_keys: { vk_named_key_0123456: { name: 'sk-ant-api03-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1', provider: 'mock' }, vk_named_plain_01234: { name: 'team-a', provider: 'mock' } } }), 'keys.json', providers);
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /looks like a provider key/.test(warning)), ['virtual key #1 (vk_nam…): its "name" looks like a provider key, and names appear in the log, metrics and /v1/usage: give it a plain name']);
   });
 
   it('an unknown provider is the key\'s one problem, with the closest known name', () => {

@@ -52,9 +52,9 @@ describe('keys.json controls', () => {
       /use either "api_key" or "api_keys"/,
       /"models\[0\]" may use "\*" only at the end/,
       /"models\[1\]" must be a non-empty string/,
-      /unknown field "rate_limit.tokens_per_min"/,
+      /unknown field in "rate_limit": "tokens_per_min"/,
       /"rate_limit.requests_per_minute" must be a positive integer/,
-      /unknown field "budget.extra"/,
+      /unknown field in "budget": "extra"/,
       /"budget.max_tokens" must be a positive integer/,
       /"budget.period" must be "day", "month" or "total"/,
     ]) {

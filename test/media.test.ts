@@ -14,8 +14,11 @@ describe('media parts of a request', () => {
     assert.equal(countMediaParts(escaped, chatClient.mediaTypes), 3);
     const messages = { model: 'm', max_tokens: 1, tools: [{ name: 'image', input_schema: { type: 'object' } }], messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://x/1.png' } }, { type: 'document', source: { type: 'file', file_id: 'file_1' } }, { type: 'text', text: 'image' }] }, { role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'image', input: {} }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] }] }] };
     assert.equal(countMediaParts(messages, messagesClient.mediaTypes), 3);
-    const responses = { model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/1.png' }, { type: 'input_file', file_id: 'file-1' }, { type: 'input_text', text: 'input_image' }] }] };
-    assert.equal(countMediaParts(responses, responsesClient.mediaTypes), 2);
+    // A tool whose input has a type of that name, or a schema's example, is not a part.
+    const calls = { model: 'm', max_tokens: 1, tools: [{ name: 'open', input_schema: { type: 'object', examples: [{ type: 'document' }] } }], messages: Array.from({ length: 30 }, (_, i) => ({ role: 'assistant', content: [{ type: 'tool_use', id: `t${i}`, name: 'open', input: { type: 'document', path: 'a.md' } }] })) };
+    assert.equal(countMediaParts(calls, messagesClient.mediaTypes), 0);
+    const responses = { model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/1.png' }, { type: 'input_file', file_id: 'file-1' }, { type: 'input_text', text: 'input_image' }] }, { type: 'function_call_output', call_id: 'c', output: [{ type: 'input_image', image_url: 'https://x/2.png' }] }] };
+    assert.equal(countMediaParts(responses, responsesClient.mediaTypes), 3);
     assert.equal(countMediaParts({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, chatClient.mediaTypes), 0);
   });
 });

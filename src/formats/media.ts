@@ -9,10 +9,11 @@
 export const MEDIA_PART_TOKENS = 1600;
 
 /**
- * How many objects in a parsed request have a `type` among `types` (an API's media parts, such as
- * `image_url`): counted in the values the client's JSON means, so no spelling of the bytes
- * (`"image\u005furl"`) hides one, and a tool or a string that is merely named so is not one.
- * Reading a member left as bytes parses it (json-bytes.ts).
+ * How many media parts a parsed request holds: elements of a `content` array (a message's, a tool
+ * result's) or an `output` array (a Responses function call's output) whose `type` is among
+ * `types` (an API's, such as `image_url`). Counted in the values the client's JSON means, so no
+ * spelling of the bytes (`"image\u005furl"`) hides one; a tool's input, a schema or a text that
+ * merely holds such a `type` is not one. Reading a member left as bytes parses it (json-bytes.ts).
  */
 export function countMediaParts(request: unknown, types: ReadonlySet<string>): number {
   let count = 0;
@@ -25,10 +26,13 @@ export function countMediaParts(request: unknown, types: ReadonlySet<string>): n
       continue;
     }
     const record = value as Record<string, unknown>;
-    if (typeof record.type === 'string' && types.has(record.type)) count++;
     for (const key in record) {
       const item = record[key];
-      if (typeof item === 'object' && item !== null) stack.push(item);
+      if (typeof item !== 'object' || item === null) continue;
+      if ((key === 'content' || key === 'output') && Array.isArray(item)) {
+        for (const part of item) if (typeof part === 'object' && part !== null && types.has((part as { type?: unknown }).type as string)) count++;
+      }
+      stack.push(item);
     }
   }
   return count;

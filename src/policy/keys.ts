@@ -229,7 +229,7 @@ function parseRateLimit(value: unknown, where: string, problems: string[]): Rate
   }
   const before = problems.length;
   for (const field of Object.keys(value)) {
-    if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field "rate_limit.${field}" (known: requests_per_minute, tokens_per_minute)`);
+    if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field in "rate_limit": ${quoted(field)} (known: requests_per_minute, tokens_per_minute)`);
   }
   for (const field of ['requests_per_minute', 'tokens_per_minute'] as const) {
     if (value[field] !== undefined && !isPositiveInteger(value[field])) problems.push(`${where}: "rate_limit.${field}" must be a positive integer`);
@@ -253,7 +253,7 @@ function parseBudget(value: unknown, where: string, problems: string[]): Budget 
   }
   const before = problems.length;
   for (const field of Object.keys(value)) {
-    if (field !== 'max_tokens' && field !== 'max_usd' && field !== 'period') problems.push(`${where}: unknown field "budget.${field}" (known: max_tokens, max_usd, period)`);
+    if (field !== 'max_tokens' && field !== 'max_usd' && field !== 'period') problems.push(`${where}: unknown field in "budget": ${quoted(field)} (known: max_tokens, max_usd, period)`);
   }
   const { max_tokens: maxTokens, max_usd: maxUsd } = value;
   if (maxTokens === undefined && maxUsd === undefined) problems.push(`${where}: "budget" needs "max_tokens" or "max_usd", like ${example}`);
@@ -497,6 +497,9 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];
   keys.forEach((key, index) => {
     const where = describeKey(key.id, key.name, index + 1);
+    if (key.name !== null && maybeSecret(key.name)) {
+      warnings.push(`${where}: its "name" looks like a provider key, and names appear in the log, metrics and /v1/usage: give it a plain name`);
+    }
     if (key.id.length < SHORT_KEY && guardsRealKey(key.targets)) {
       warnings.push(`${where} is ${key.id.length} characters long and guards a real provider key: a short virtual key can be guessed; use a long random one (echo vk_$(openssl rand -hex 16))`);
     }
@@ -573,7 +576,12 @@ function plainHttpToProvider(value: string, registry: Readonly<Record<string, Pr
 /** A host reached over the internet rather than on this machine or a private network (where plain http may be how a local server is served). */
 function isPublicHost(hostname: string): boolean {
   const name = hostname.toLowerCase().replace(/\.$/, '');
-  if (name.includes(':')) return !/^(?:::1$|::ffff:|f[cd]|fe[89ab])/.test(name); // IPv6: loopback, IPv4-mapped, unique local, link-local
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(name); // an IPv4 address in IPv6 form, as URL writes it
+  if (mapped !== null) {
+    const [high, low] = [parseInt(mapped[1] as string, 16), parseInt(mapped[2] as string, 16)];
+    return isPublicHost(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`);
+  }
+  if (name.includes(':')) return !/^(?:::1$|f[cd]|fe[89ab])/.test(name); // IPv6: loopback, unique local, link-local
   if (!name.includes('.')) return false; // localhost, a container's service name
   if (/^(?:127|10|0)\.|^192\.168\.|^169\.254\.|^172\.(?:1[6-9]|2\d|3[01])\.|^100\.(?:6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(name)) return false;
   return !/\.(?:local|localhost|internal|lan|home\.arpa|svc|cluster\.local)$/.test(name);

@@ -508,6 +508,7 @@ const MAX_CHECKED = 1024;
 const SHORTAGES: Readonly<Record<string, string>> = {
   EMFILE: "the process's file-descriptor limit, ulimit -n, is reached",
   ENFILE: "the system's file-descriptor limit is reached",
+  EADDRNOTAVAIL: 'no local port is free for a new connection',
   ENOBUFS: 'the kernel is out of buffer space',
   ENOMEM: 'the kernel is out of memory',
 };

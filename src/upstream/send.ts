@@ -22,14 +22,20 @@ const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUN
 
 /**
  * The gateway's own shortages, not the provider's: no file descriptor (EMFILE, ENFILE), no kernel
- * memory (ENOBUFS, ENOMEM). Counted against the provider, they would open a healthy target's
- * circuit, on every instance through Redis. (EADDRNOTAVAIL is not one of them: it is also an IPv6
- * address on a host without IPv6, the provider's side.)
+ * memory (ENOBUFS, ENOMEM), no local port for an IPv4 connection (EADDRNOTAVAIL; to an IPv6
+ * address it is a host without IPv6, the provider's side). Counted against the provider, they
+ * would open a healthy target's circuit, on every instance through Redis.
  */
 const LOCAL_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 
+export function isLocalShortage(err: NodeJS.ErrnoException & { address?: string }): boolean {
+  if (err.code === 'EADDRNOTAVAIL') return typeof err.address === 'string' && !err.address.includes(':');
+  return LOCAL_SHORTAGE.has(err.code ?? '');
+}
+
 function outOfResources(url: string, err: NodeJS.ErrnoException): GatewayError {
-  return new GatewayError(503, `The gateway could not open a connection to the provider: it is out of ${err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : 'memory'} (${err.code}). Try again shortly.`, {
+  const what = err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : err.code === 'EADDRNOTAVAIL' ? 'local ports' : 'memory';
+  return new GatewayError(503, `The gateway could not open a connection to the provider: it is out of ${what} (${err.code}). Try again shortly.`, {
     code: 'gateway_out_of_resources',
     logDetail: `${url}: ${err.message}`,
     headers: { 'retry-after': '1' },
@@ -142,7 +148,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
           if (!retried && reused && !answered && elapsedMs < STALE_RESEND_WINDOW_MS && STALE_SOCKET_CODES.has(error.code ?? '')) return attempt(true);
           if (settle()) {
             const code = error.code ?? '';
-            if (LOCAL_SHORTAGE.has(code)) {
+            if (isLocalShortage(error)) {
               client.shortage(code);
               return reject(outOfResources(endpoint.url, error));
             }
