@@ -5,7 +5,7 @@
  * arrives, spend a fraction of what they cost.
  */
 
-/** Prompt tokens one part is taken for: about the most an image costs at OpenAI (~1,450 at high detail) and Anthropic (~1,600). */
+/** Prompt tokens one part is taken for: about the most an image costs at OpenAI (~1,450 at high detail) and Anthropic (~1,600: about 1.15 megapixels / 750). */
 export const MEDIA_PART_TOKENS = 1600;
 
 /**

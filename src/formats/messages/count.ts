@@ -5,11 +5,10 @@
  * enough for a client deciding when to compact a conversation; never used for billing.
  */
 import { isRecord } from '../json.js';
+import { MEDIA_PART_TOKENS as IMAGE_TOKENS } from '../media.js';
 import type { AnthropicRequest } from './types.js';
 
 const CHARS_PER_TOKEN = 4;
-/** Anthropic's own figure for an image at its largest size (about 1.15 megapixels / 750). */
-const IMAGE_TOKENS = 1600;
 /** Role and separators around each message. */
 const MESSAGE_TOKENS = 3;
 
