@@ -590,7 +590,7 @@ describe('a connection the gateway cannot open', () => {
       setImmediate(() => handlers.onError({ error, reused: false, answered: false, elapsedMs: 0 }));
       return { abort: () => {} };
     };
-    fake.shortage = () => {};
+    fake.shortages.due(); // said already: the test's output stays quiet
     return fake;
   };
   const target: Endpoint = { kind: 'http', https: false, hostname: 'provider.example', port: 80, path: '/v1/chat/completions', url: 'http://provider.example/v1/chat/completions' };

@@ -11,6 +11,11 @@ import { KeyFile } from '../src/policy/key-file.js';
 const loadKeyFile = async (file: string, registry: typeof providers) => (await loadKeyFileText(file, registry)).keys;
 import { ROOT, tempDir } from './support/gateway.js';
 
+/** The keys a valid file holding these virtual keys gives. */
+function keysOf(virtualKeys: Record<string, unknown>): ReturnType<typeof parseKeyFile> {
+  return parseKeyFile(JSON.stringify({ virtual_keys: virtualKeys }), 'keys.json', providers);
+}
+
 function problems(text: string): string[] {
   try {
     parseKeyFile(text, 'keys.json', providers);
@@ -286,26 +291,20 @@ describe('parseKeyFile', () => {
 
   it('warns about a base_url that already ends in the path the gateway appends, or that leaves out OpenAI\'s /v1, not about other servers\' paths', () => {
     const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
-    const keys = parseKeyFile(
-      JSON.stringify({
-        virtual_keys: {
-          vk_chat_twice: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1/chat/completions' },
-          vk_no_v1: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/' },
-          vk_ds_chat: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/chat/completions' },
-          vk_messages_twice: { provider: 'anthropic', api_key: real, base_url: 'https://api.anthropic.com/v1/messages' },
-          vk_both: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1/chat/completions', api: ['chat', 'responses'] },
-          // Fine: official hosts as documented, and other OpenAI-compatible paths.
-          vk_official: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1' },
-          vk_ds_plain: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com' },
-          vk_ds_v1: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/v1' },
-          vk_openrouter: { provider: 'openai', api_key: real, base_url: 'https://openrouter.ai/api/v1' },
-          vk_azure: { provider: 'openai', api_key: real, base_url: 'https://x.openai.azure.com/openai/v1?api-version=preview' },
-          vk_ollama: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434' },
-        },
-      }),
-      'keys.json',
-      providers,
-    );
+    const keys = keysOf({
+      vk_chat_twice: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1/chat/completions' },
+      vk_no_v1: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/' },
+      vk_ds_chat: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/chat/completions' },
+      vk_messages_twice: { provider: 'anthropic', api_key: real, base_url: 'https://api.anthropic.com/v1/messages' },
+      vk_both: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1/chat/completions', api: ['chat', 'responses'] },
+      // Fine: official hosts as documented, and other OpenAI-compatible paths.
+      vk_official: { provider: 'openai', api_key: real, base_url: 'https://api.openai.com/v1' },
+      vk_ds_plain: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com' },
+      vk_ds_v1: { provider: 'deepseek', api_key: real, base_url: 'https://api.deepseek.com/v1' },
+      vk_openrouter: { provider: 'openai', api_key: real, base_url: 'https://openrouter.ai/api/v1' },
+      vk_azure: { provider: 'openai', api_key: real, base_url: 'https://x.openai.azure.com/openai/v1?api-version=preview' },
+      vk_ollama: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434' },
+    });
     assert.deepEqual(keyWarnings(keys).filter((warning) => !/characters long/.test(warning)), [
       'virtual key #1 (vk_c…): requests go to https://api.openai.com/v1/chat/completions/chat/completions: "base_url" already ends in /chat/completions, and the gateway appends /chat/completions; drop the /chat/completions',
       'virtual key #2 (vk…): requests go to https://api.openai.com/chat/completions: OpenAI\'s API is under /v1; make "base_url" https://api.openai.com/v1',
@@ -315,32 +314,26 @@ describe('parseKeyFile', () => {
     ]);
   });
 
-  it('refuses a provider\'s own host over plain http, and warns of any other public host over it (not of local or private ones, nor of a dummy key)', () => {
+  it('refuses a provider\'s own host over plain http, and warns of any other public host over it (not of local or private ones)', () => {
     const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
     assert.deepEqual(problems(JSON.stringify({ virtual_keys: { vk_plain_openai_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com/v1' }, vk_plain_claude_0123: { provider: 'anthropic', api_key: real, base_url: 'http://api.anthropic.com' }, vk_plain_rooted_0123: { provider: 'openai', api_key: real, base_url: 'http://api.openai.com./v1' } } })), [
       'virtual key #1 (vk_pla…): "base_url" would send the real key to api.openai.com unencrypted: use https://',
       'virtual key #2 (vk_pla…): "base_url" would send the real key to api.anthropic.com unencrypted: use https://',
       'virtual key #3 (vk_pla…): "base_url" would send the real key to api.openai.com unencrypted: use https://',
     ]);
-    const keys = parseKeyFile(
-      JSON.stringify({
-        virtual_keys: {
-          vk_public_0123456789: { provider: 'openai', api_key: real, base_url: 'http://api.together.xyz/v1' },
-          vk_public_ip_0123456: { provider: 'openai', api_key: real, base_url: 'http://203.0.113.7:8000/v1' },
-          vk_local_0123456789a: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434/v1' },
-          vk_service_012345678: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1' },
-          vk_private_012345678: { provider: 'openai', api_key: real, base_url: 'http://10.0.3.4:8000/v1' },
-          vk_private6_01234567: { provider: 'openai', api_key: real, base_url: 'http://[fd00::4]:8000/v1' },
-          vk_internal_01234567: { provider: 'openai', api_key: real, base_url: 'http://llm.corp.internal/v1' },
-          vk_any_0123456789abc: { provider: 'openai', api_key: real, base_url: 'http://0.0.0.0:8000/v1' },
-          vk_mapped_0123456789: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:127.0.0.1]:8000/v1' },
-          vk_mapped_public_012: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:8.8.8.8]/v1' },
-          vk_rooted_0123456789: { provider: 'openai', api_key: real, base_url: 'http://localhost.:8000/v1' },
-        },
-      }),
-      'keys.json',
-      providers,
-    );
+    const keys = keysOf({
+      vk_public_0123456789: { provider: 'openai', api_key: real, base_url: 'http://api.together.xyz/v1' },
+      vk_public_ip_0123456: { provider: 'openai', api_key: real, base_url: 'http://203.0.113.7:8000/v1' },
+      vk_local_0123456789a: { provider: 'openai', api_key: real, base_url: 'http://localhost:11434/v1' },
+      vk_service_012345678: { provider: 'openai', api_key: real, base_url: 'http://vllm:8000/v1' },
+      vk_private_012345678: { provider: 'openai', api_key: real, base_url: 'http://10.0.3.4:8000/v1' },
+      vk_private6_01234567: { provider: 'openai', api_key: real, base_url: 'http://[fd00::4]:8000/v1' },
+      vk_internal_01234567: { provider: 'openai', api_key: real, base_url: 'http://llm.corp.internal/v1' },
+      vk_any_0123456789abc: { provider: 'openai', api_key: real, base_url: 'http://0.0.0.0:8000/v1' },
+      vk_mapped_0123456789: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:127.0.0.1]:8000/v1' },
+      vk_mapped_public_012: { provider: 'openai', api_key: real, base_url: 'http://[::ffff:8.8.8.8]/v1' },
+      vk_rooted_0123456789: { provider: 'openai', api_key: real, base_url: 'http://localhost.:8000/v1' },
+    });
     assert.deepEqual(keyWarnings(keys).filter((warning) => /plain http/.test(warning)), [
       'virtual key #1 (vk_pub…): "base_url" is plain http:// to api.together.xyz: its key and every conversation cross the network unencrypted; use https://',
       'virtual key #2 (vk_pub…): "base_url" is plain http:// to 203.0.113.7: its key and every conversation cross the network unencrypted; use https://',
@@ -380,7 +373,7 @@ describe('parseKeyFile', () => {
   });
 
   it('keeps what a target stores (responses, threads) under its provider and base URL: a key added to rotate keeps them; another server does not share them', () => {
-    const storage = (target: Record<string, unknown>): string => (parseKeyFile(JSON.stringify({ virtual_keys: { vk_store_0123456789: target } }), 'keys.json', providers)[0]?.targets[0]?.storage ?? '');
+    const storage = (target: Record<string, unknown>): string => keysOf({ vk_store_0123456789: target })[0]?.targets[0]?.storage ?? '';
     const one = storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000' });
     assert.equal(storage({ provider: 'anthropic', api_keys: ['sk-ant-api03-first-0000', 'sk-ant-api03-second-1111'] }), one);
     assert.notEqual(storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000', base_url: 'http://10.0.0.9:8080' }), one);
@@ -388,7 +381,7 @@ describe('parseKeyFile', () => {
   });
 
   it('warns of a name that looks like a provider key: names appear in the log, metrics and /v1/usage', () => {
-    const keys = parseKeyFile(JSON.stringify({ virtual_keys: { vk_named_key_0123456: { name: 'sk-ant-api03-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1', provider: 'mock' }, vk_named_plain_01234: { name: 'team-a', provider: 'mock' } } }), 'keys.json', providers);
+    const keys = keysOf({ vk_named_key_0123456: { name: 'sk-ant-api03-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1', provider: 'mock' }, vk_named_plain_01234: { name: 'team-a', provider: 'mock' } });
     assert.deepEqual(keyWarnings(keys).filter((warning) => /looks like a provider key/.test(warning)), ['virtual key #1 (vk_nam…): its "name" looks like a provider key, and names appear in the log, metrics and /v1/usage: give it a plain name']);
   });
 

@@ -783,7 +783,7 @@ describe('owners of stored responses', () => {
     assert.equal(owners.get('s', 'a'), undefined);
   });
 
-  it('remembers an owner for the provider account it was read from, and for no other', () => {
+  it('remembers an owner for the server it was read from (a target\'s storage), and for no other', () => {
     const owners = new ResponseOwners();
     owners.set('openai-account', 'resp_1', 'tag-a');
     owners.set('own-server', 'resp_1', 'tag-b');

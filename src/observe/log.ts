@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
-import { warn } from './warn.js';
+import { Throttle, warn } from './warn.js';
 import { utf8Bytes } from '../utf8.js';
 
 export interface LogEntry {
@@ -226,9 +226,6 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
   }
 }
 
-/** A failure streak that begins within this long of the last one said is counted, not said. */
-const STREAKS_SAID_EVERY_MS = 60_000;
-
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
 abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
@@ -242,8 +239,7 @@ abstract class QueuedWriter implements LogSink {
   private failing = false;
   /** Whether this streak was said (a streak within a minute of the last one said is not, nor its end). */
   private said = false;
-  /** When a streak was last said. */
-  private saidAt = -Infinity;
+  private readonly streaks = new Throttle(60_000);
   /** Entries lost: in writes that failed, or dropped while the destination was stuck. */
   failures = 0;
 
@@ -292,11 +288,8 @@ abstract class QueuedWriter implements LogSink {
         // One warning per failure streak, and at most one a minute: a full disk must not flood
         // stderr (cutting a torn write back frees a few KB, so writes there fail and work in turn).
         if (!this.failing) {
-          this.said = performance.now() - this.saidAt >= STREAKS_SAID_EVERY_MS;
-          if (this.said) {
-            this.saidAt = performance.now();
-            warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
-          }
+          this.said = this.streaks.due();
+          if (this.said) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
         }
         this.failing = true;
       }

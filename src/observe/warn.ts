@@ -5,3 +5,18 @@
 export function warn(message: string): void {
   process.stderr.write(`llm-gateway: ${message}\n`);
 }
+
+/** A condition that keeps coming back (a full disk, descriptors run out) said at most once per `everyMs`. */
+export class Throttle {
+  private saidAt = -Infinity;
+
+  constructor(private readonly everyMs: number) {}
+
+  /** Whether it may be said now; if so, it counts as said. */
+  due(): boolean {
+    const now = performance.now();
+    if (now - this.saidAt < this.everyMs) return false;
+    this.saidAt = now;
+    return true;
+  }
+}

@@ -11,7 +11,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import { warn } from '../observe/warn.js';
+import { Throttle } from '../observe/warn.js';
 
 export interface ClientRequest {
   readonly https: boolean;
@@ -504,15 +504,6 @@ const PATH = /^\/[\x21-\x7e]*$/;
 /** At most this many header names and paths are remembered as checked (a few dozen are in use). */
 const MAX_CHECKED = 1024;
 
-/** What each shortage means for an operator. */
-const SHORTAGES: Readonly<Record<string, string>> = {
-  EMFILE: "the process's file-descriptor limit, ulimit -n, is reached",
-  ENFILE: "the system's file-descriptor limit is reached",
-  EADDRNOTAVAIL: 'no local port is free for a new connection',
-  ENOBUFS: 'the kernel is out of buffer space',
-  ENOMEM: 'the kernel is out of memory',
-};
-
 /** A body larger than this is written beside its head, not copied after it into one buffer. */
 const COPIED_BODY_BYTES = 16 * 1024;
 
@@ -569,22 +560,14 @@ export class HttpClient {
   private readonly idle = new Set<Pool>();
   private sweeper: NodeJS.Timeout | null = null;
   private readonly checked = new Set<string>();
-  /** When a shortage of the gateway's own resources was last said on stderr. */
-  private shortageSaidAt = -Infinity;
+  /** Connections the gateway could not open for want of its own resources, said at most once a minute (send.ts). */
+  readonly shortages = new Throttle(60_000);
   private readonly onIdle = (pool: Pool): void => {
     this.idle.add(pool);
     if (this.sweeper !== null) return;
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   };
-
-  /** A connection could not be opened for want of the gateway's own resources: said on stderr, at most once a minute. */
-  shortage(code: string): void {
-    const now = performance.now();
-    if (now - this.shortageSaidAt < 60_000) return;
-    this.shortageSaidAt = now;
-    warn(`cannot open connections to providers: ${code} (${SHORTAGES[code] ?? 'a resource of this machine ran out'}); requests are answered 503 gateway_out_of_resources until it passes`);
-  }
 
   /**
    * Sends a request on a pooled connection (a new one when `fresh`); the handlers hear the

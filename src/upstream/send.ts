@@ -11,6 +11,7 @@ import { GatewayError } from '../errors.js';
 import type { Call, ClientRequest, HttpClient } from './http-client.js';
 import type { Endpoint, UpstreamRequest, UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
+import { warn } from '../observe/warn.js';
 
 /** `setting`: the limit that ran out (a headers timeout, or the time left of the request's overall bound). */
 function upstreamTimeout(ms: number, setting: string): GatewayError {
@@ -32,6 +33,15 @@ export function isLocalShortage(err: NodeJS.ErrnoException & { address?: string 
   if (err.code === 'EADDRNOTAVAIL') return typeof err.address === 'string' && !err.address.includes(':');
   return LOCAL_SHORTAGE.has(err.code ?? '');
 }
+
+/** What each shortage means for an operator. */
+const SHORTAGES: Readonly<Record<string, string>> = {
+  EMFILE: "the process's file-descriptor limit, ulimit -n, is reached",
+  ENFILE: "the system's file-descriptor limit is reached",
+  EADDRNOTAVAIL: 'no local port is free for a new connection',
+  ENOBUFS: 'the kernel is out of buffer space',
+  ENOMEM: 'the kernel is out of memory',
+};
 
 function outOfResources(url: string, err: NodeJS.ErrnoException): GatewayError {
   const what = err.code === 'EMFILE' || err.code === 'ENFILE' ? 'file descriptors' : err.code === 'EADDRNOTAVAIL' ? 'local ports' : 'memory';
@@ -149,7 +159,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
           if (settle()) {
             const code = error.code ?? '';
             if (isLocalShortage(error)) {
-              client.shortage(code);
+              if (client.shortages.due()) warn(`cannot open connections to providers: ${code} (${SHORTAGES[code] ?? 'a resource of this machine ran out'}); requests are answered 503 gateway_out_of_resources until it passes`);
               return reject(outOfResources(endpoint.url, error));
             }
             reject(code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : code.startsWith('HPE_') ? malformedAnswer(endpoint.url, error) : unreachable(endpoint.url, error));
