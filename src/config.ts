@@ -39,7 +39,7 @@ export interface Config {
   /** Prices added to or replacing the built-in table; null = the built-in table alone. */
   pricesFile: string | null;
   /** Limits, budgets, cool-downs and circuit breakers shared through Redis; null = per instance. */
-  redis: { address: RedisAddress; timeoutMs: number; failure: RedisFailurePolicy } | null;
+  redis: { address: RedisAddress; timeoutMs: number; holdMs: number; failure: RedisFailurePolicy } | null;
   /** Origins browsers may call from (`*` = any); empty = CORS off. */
   corsOrigins: string[];
 }
@@ -63,6 +63,7 @@ const DEFAULTS = {
   upstreamTotalTimeoutMs: 600_000,
   // A Redis on the same network answers in about a millisecond; a check waits at most this.
   redisTimeoutMs: 100,
+  redisHoldMs: 120_000,
 } as const;
 
 export class ConfigError extends Error {
@@ -128,6 +129,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (typeof redisAddress === 'string') problems.push(`REDIS_URL ${redisAddress}`);
   const redisFailure = choice<RedisFailurePolicy>('REDIS_FAILURE', ['open', 'closed'], 'open');
   const redisTimeoutMs = integer('REDIS_TIMEOUT_MS', DEFAULTS.redisTimeoutMs, 1, 60_000);
+  const redisHoldMs = integer('REDIS_HOLD_MS', DEFAULTS.redisHoldMs, 1000, 3_600_000);
 
   const logFile = text('LOG_FILE') ?? DEFAULTS.logFile;
   const logConsole = choice('LOG_CONSOLE', ['pretty', 'json', 'off'], 'pretty');
@@ -157,7 +159,7 @@ export function loadConfig(env: Env = process.env): Config {
     keysWatch: keysWatch !== 'off',
     stateFile: stateFile.toLowerCase() === 'off' ? null : stateFile,
     pricesFile: text('PRICES_FILE')?.toLowerCase() === 'off' ? null : (text('PRICES_FILE') ?? null),
-    redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, failure: redisFailure },
+    redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, holdMs: redisHoldMs, failure: redisFailure },
     corsOrigins: corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);

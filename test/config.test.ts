@@ -74,6 +74,12 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, usableCores());
   });
 
+  it('holds a request\'s reservation in Redis 2 minutes unless renewed (REDIS_HOLD_MS), from 1 s to an hour', () => {
+    assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redis?.holdMs, 120_000);
+    assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_HOLD_MS: '30000' }).redis?.holdMs, 30_000);
+    assert.throws(() => loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_HOLD_MS: '500' }), /REDIS_HOLD_MS must be an integer from 1000 to 3600000, got "500"/);
+  });
+
   it('reads enumerated values in any case, and quotes a bad one as written', () => {
     const config = loadConfig({ LOG_CONSOLE: 'JSON', KEYS_WATCH: 'OFF', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_FAILURE: 'Closed', GATEWAY_WORKERS: 'AUTO' });
     assert.equal(config.logConsole, 'json');

@@ -301,7 +301,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const key: KeyLimits = { digest: 'stalled', rateLimit: { requestsPerMinute: 1, tokensPerMinute: null }, budget: { maxTokens: 100_000, maxUsd: null, period: 'total' } };
       const local = new LimitState(new SpendStore(null));
       assert.equal(local.admit(key, { tokens: 10, usd: 0 }).error, null);
-      const limiter = new SharedLimiter({ client, local: localLimiter(local), timeoutMs: 200, failure: 'open', metrics: new Metrics() });
+      const limiter = new SharedLimiter({ client, local: localLimiter(local), timeoutMs: 200, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
       redis.signal('SIGSTOP');
       let refused;
       try {
@@ -642,6 +642,39 @@ describe('a stop, and what requests hold in Redis', { skip: NO_REDIS }, () => {
       for (const release of waiting.splice(0)) release();
       for (const { req } of streams) req.destroy();
       await gateway.stop('SIGKILL');
+    }
+  });
+
+  it('lets go of what an instance killed outright held after REDIS_HOLD_MS, while a live instance keeps renewing its long streams\' holds', async () => {
+    await flush();
+    const both = { virtual_keys: { vk_lives: { ...keys().virtual_keys.vk_held }, vk_dies: { ...keys().virtual_keys.vk_held } } };
+    // Held 1.5 s unless renewed (every 0.5 s); what requests hold is recounted from the reservations every 10 s.
+    const env = { REDIS_HOLD_MS: '1500' };
+    const living = await start(both, redis.url(), env);
+    const dying = await start(both, redis.url(), env);
+    const streams: Array<Awaited<ReturnType<typeof openStream>>> = [];
+    const held = async (key: string) => (await get(living, '/v1/usage', key)).json.in_flight.tokens as number;
+    try {
+      await redisUp(living);
+      await redisUp(dying);
+      const body = { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] };
+      for (let i = 0; i < 3; i++) streams.push(await openStream(living.url, 'vk_lives', body));
+      for (let i = 0; i < 3; i++) streams.push(await openStream(dying.url, 'vk_dies', body));
+      await waitFor(() => waiting.length === 6, 'six streams at the provider');
+      assert.ok((await held('vk_dies')) > 0 && (await held('vk_lives')) > 0, 'both held while they run');
+      await dying.stop('SIGKILL');
+      await waitFor(async () => (await held('vk_dies')) === 0, 'the killed instance\'s holds let go', 20_000);
+      // The live key's next read recounts its reservations too (its streams began first): past their first hold by now.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.ok((await held('vk_lives')) > 0, 'a stream longer than the hold still holds: its instance renewed it');
+      for (const release of waiting.splice(0)) release();
+      await waitFor(async () => (await held('vk_lives')) === 0, 'let go once they end');
+      assert.equal((await get(living, '/v1/usage', 'vk_lives')).json.requests, 3);
+    } finally {
+      for (const release of waiting.splice(0)) release();
+      for (const { req } of streams) req.destroy();
+      await living.stop('SIGKILL');
+      await dying.stop('SIGKILL');
     }
   });
 

@@ -10,10 +10,10 @@ import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
 import { closeSinks, endProcess, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
+import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
 import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend, type SpendStore } from '../policy/limits.js';
-import { HOLD_MS } from '../policy/shared-limits.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -211,7 +211,7 @@ class Primary {
 
   /** Tells a live worker that has listened to release the reservations of workers that died (none live: the next that listens). */
   private releaseDeadOwners(): void {
-    const since = Date.now() - HOLD_MS;
+    const since = Date.now() - RELEASE_WITHIN_MS;
     this.deadOwners = this.deadOwners.filter((dead) => dead.diedAt > since).slice(-MAX_DEAD_OWNERS);
     if (this.deadOwners.length === 0) return;
     const live = this.workers().find((worker) => this.ready.has(worker) && !worker.isDead() && worker.isConnected());

@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { doneWithin, formatsFor } from '../observe/log.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
-import { HOLD_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
+import { RELEASE_WITHIN_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
 import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter } from '../policy/limits.js';
@@ -120,7 +120,7 @@ function primaryLimiter(): { limiter: Limiter; answered: (id: number, admission:
   };
 }
 
-/** A dead worker's release that failed (Redis away) is tried again this often, for as long as its reservations would hold (HOLD_MS). */
+/** A dead worker's release that failed (Redis away) is tried again this often, for up to RELEASE_WITHIN_MS. */
 const RELEASE_RETRY_MS = 5000;
 /** How long a stopping worker's release of a dead worker's reservations may still take. */
 const RELEASE_AT_STOP_MS = 2000;
@@ -186,7 +186,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   /** Set once this worker stops: a pass then makes one last try, never a wait for the next. */
   let stopping = false;
   const releaseAll = async (limiter: SharedLimiter): Promise<void> => {
-    const giveUpAt = Date.now() + HOLD_MS;
+    const giveUpAt = Date.now() + RELEASE_WITHIN_MS;
     try {
       while (toRelease.size > 0) {
         const owners = [...toRelease];

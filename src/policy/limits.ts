@@ -13,6 +13,7 @@ import type { Usage } from '../formats/usage.js';
 import { formatUsd, roundUsd } from '../prices/cost.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
 import { warn } from '../observe/warn.js';
+import type { Slotted } from '../slot-list.js';
 
 /** What the authority needs to know about a key: plain data, so it can cross to a cluster primary. */
 export interface KeyLimits {
@@ -41,6 +42,7 @@ export interface Admission {
   /** Where it is held (absent: `local`), and its id in the shared store (Redis). */
   readonly where?: Held;
   readonly ticket?: string | null;
+  readonly lease?: Lease | null;
   /** null: admitted. */
   readonly error: { status: number; message: string; type: string; code: string; headers: Record<string, string> } | null;
   /** `x-ratelimit-*` headers for the response, as OpenAI sends them. */
@@ -589,6 +591,20 @@ export interface Reservation {
   readonly where: Held;
   /** Its id in the shared store (Redis): the request's id. */
   readonly ticket: string | null;
+  /** The shared store's renewal of it while the request runs, which its settlement ends. */
+  readonly lease?: Lease | null;
+}
+
+/**
+ * A reservation in a shared store holds budget for a short while unless its instance renews it:
+ * what an instance killed outright held is let go soon, while a long stream keeps its hold.
+ */
+export interface Lease extends Slotted {
+  /** Where the store keeps it (Redis: the key's hash of reservations), and its name there. */
+  readonly place: string;
+  readonly ticket: string;
+  /** When it was made (ms): a lease younger than one renewal period still has a full hold. */
+  readonly since: number;
 }
 
 export const NO_RESERVATION: Reservation = { charge: NO_CHARGE, where: 'none', ticket: null };

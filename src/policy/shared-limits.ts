@@ -17,6 +17,7 @@ import { warn } from '../observe/warn.js';
 import { RedisClient, RedisUnavailable } from '../redis/client.js';
 import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
+import { SlotList } from '../slot-list.js';
 import {
   budgetError,
   describeBucket,
@@ -31,6 +32,7 @@ import {
   type KeyLimits,
   type KeyReport,
   type KeySpend,
+  type Lease,
   type Limiter,
   type Reservation,
   type Spend,
@@ -39,9 +41,15 @@ import {
 
 export type RedisFailurePolicy = 'open' | 'closed';
 
-/** A reservation stops holding budget after this (its instance may have died); it is forgotten after KEEP_MS. */
-export const HOLD_MS = 3_600_000;
+/**
+ * A dead worker's reservations are released, and its requests counted, for this long after it
+ * died (while Redis cannot be reached, the release is tried again); after it, they are left as they are.
+ */
+export const RELEASE_WITHIN_MS = 3_600_000;
+/** A reservation is forgotten this long after it was made (it stops holding budget long before: holdMs). */
 const KEEP_MS = 86_400_000;
+/** Reservations renewed by one script call, at most (a long burst of streams is several calls). */
+const RENEW_BATCH = 500;
 /** Spend counters outlive their period by this, for the usage route's last look. */
 const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
 /** How often an outage on a live connection is probed. */
@@ -188,6 +196,21 @@ end
 return 1
 `;
 
+/** KEYS: held. ARGV: hold ms, tickets… → how many were renewed (a ticket settled meanwhile is not there). */
+const RENEW = `${REFILL}
+local expires = clock() + tonumber(ARGV[1])
+local count = 0
+for i = 2, #ARGV do
+  local entry = redis.call('HGET', KEYS[1], ARGV[i])
+  local rest = entry and string.match(entry, '^%d+ (.*)$')
+  if rest then
+    redis.call('HSET', KEYS[1], ARGV[i], expires .. ' ' .. rest)
+    count = count + 1
+  end
+end
+return count
+`;
+
 /** KEYS: bucket, spend, held. ARGV: rpm, tpm, keep ms. → {spend fields…, requests level, tokens level, held tokens, held USD}. */
 const REPORT = `${REFILL}
 local now = clock()
@@ -262,7 +285,7 @@ function script(text: string): Script {
   return { text, sha: createHash('sha1').update(text).digest('hex') };
 }
 
-const SCRIPTS = { admit: script(ADMIT), settle: script(SETTLE), report: script(REPORT), seed: script(SEED), releaseOwner: script(RELEASE_OWNER) };
+const SCRIPTS = { admit: script(ADMIT), settle: script(SETTLE), renew: script(RENEW), report: script(REPORT), seed: script(SEED), releaseOwner: script(RELEASE_OWNER) };
 
 /** A script by its digest, loaded on first use (NOSCRIPT: after a restart or a SCRIPT FLUSH). */
 export async function runScript(client: RedisClient, which: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<RespValue> {
@@ -326,6 +349,12 @@ export interface SharedLimiterOptions {
   /** This instance's own authority: what every request also feeds, and what decides while Redis cannot. */
   readonly local: Limiter;
   readonly timeoutMs: number;
+  /**
+   * A reservation stops holding budget this long after it was made or last renewed (REDIS_HOLD_MS):
+   * its instance renews it every third of that while the request runs, so only the holds of an
+   * instance that died (killed outright: no settlement came) end this way.
+   */
+  readonly holdMs: number;
   readonly failure: RedisFailurePolicy;
   readonly metrics: Metrics;
   /**
@@ -360,6 +389,9 @@ export class SharedLimiter implements Limiter {
   private whenAnswered: Array<() => void> = [];
   /** Told each time the connection comes up (the shared events read what is running). */
   private readonly connectedListeners: Array<() => void> = [];
+  /** Reservations of requests still running, renewed every third of the hold (started with the first). */
+  private readonly leases = new SlotList<Lease>();
+  private renewer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -454,14 +486,14 @@ export class SharedLimiter implements Limiter {
     };
     let reply: RespValue[];
     try {
-      reply = await this.call('admit', [bucket, spend, held], [rpm, tpm, budget?.maxTokens ?? 0, budget?.maxUsd ?? 0, estimate.tokens, estimate.usd, id, HOLD_MS, KEEP_MS, budget === null ? 0 : 1], expected);
+      reply = await this.call('admit', [bucket, spend, held], [rpm, tpm, budget?.maxTokens ?? 0, budget?.maxUsd ?? 0, estimate.tokens, estimate.usd, id, this.options.holdMs, KEEP_MS, budget === null ? 0 : 1], expected);
     } catch (err) {
       this.failed(err as Error);
       this.options.metrics.redisFallback(this.options.failure);
       // Sent but unanswered, the script may have run and reserved: the ticket stays, and its settlement (or release) counts once.
       const sent = !(err instanceof RedisUnavailable && !err.sent);
       // Refused here after all: what Redis may still reserve when it runs the admission is released
-      // behind it (on the same connection, or from the backlog), or it would hold the budget for an hour.
+      // behind it (on the same connection, or from the backlog), or it would hold the budget until its hold ended.
       const release = (): void => this.settle({ key, spent: { tokens: 0, usd: 0, usage: null, unpriced: false }, reserved: { charge: estimate, where: 'unsure', ticket: id }, at: now, counts: false });
       if (this.options.failure === 'closed') {
         if (sent) release();
@@ -473,14 +505,15 @@ export class SharedLimiter implements Limiter {
         release();
         return local;
       }
-      return { ...local, where: 'unsure', ticket: id };
+      // Redis may run the admission late and reserve: renewed like any other, a settlement ends it.
+      return { ...local, where: 'unsure', ticket: id, lease: this.lease(held, id) };
     }
     const [outcome, requestsLevel, tokensLevel, spent, heldNow] = reply;
     const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
     const date = now.getTime();
     switch (outcome) {
       case 'ok':
-        return { headers, error: null, where: 'shared', ticket: id };
+        return { headers, error: null, where: 'shared', ticket: id, lease: this.lease(held, id) };
       case 'requests':
       case 'tokens': {
         const limit = (outcome === 'requests' ? rpm : tpm) as number;
@@ -494,11 +527,52 @@ export class SharedLimiter implements Limiter {
   }
 
   record(key: KeyLimits, spent: Spend, reserved: Reservation): void {
+    if (reserved.lease != null) this.leases.delete(reserved.lease);
     // This instance's own authority counts every request too: it decides while Redis cannot, and
     // its state file keeps the spend. A request Redis admitted holds nothing here.
     if (reserved.where === 'shared') this.options.local.record(key, { ...spent, decidedElsewhere: true }, { charge: { tokens: 0, usd: 0 }, where: 'none', ticket: null });
     else this.options.local.record(key, spent, reserved);
     this.settle({ key, spent, reserved, at: new Date(), counts: true });
+  }
+
+  /** Keeps `ticket` (in the hash `place`) holding for as long as its request runs. */
+  private lease(place: string, ticket: string): Lease {
+    const lease: Lease = { slot: -1, place, ticket, since: Date.now() };
+    this.leases.add(lease);
+    if (this.renewer === null) {
+      this.renewer = setInterval(() => this.renew(), Math.max(1, Math.floor(this.options.holdMs / 3)));
+      this.renewer.unref();
+    }
+    return lease;
+  }
+
+  /**
+   * Renews the reservations of requests still running, but for those made within the last renewal
+   * period (they hold long enough). A renewal lost to an outage longer than the hold lets them stop
+   * holding, never counting: the settlement still finds them.
+   */
+  private renew(): void {
+    if (this.leases.size === 0 || !this.options.client.isReady) return;
+    const now = Date.now();
+    const due = new Map<string, string[]>();
+    for (const lease of this.leases.snapshot()) {
+      // Redis has forgotten it by now; a request that never settles must not be renewed forever.
+      if (now - lease.since > KEEP_MS) this.leases.delete(lease);
+      else if (now - lease.since >= this.options.holdMs / 3) {
+        const tickets = due.get(lease.place);
+        if (tickets === undefined) due.set(lease.place, [lease.ticket]);
+        else tickets.push(lease.ticket);
+      }
+    }
+    for (const [place, tickets] of due) {
+      for (let at = 0; at < tickets.length; at += RENEW_BATCH) {
+        const started = performance.now();
+        runScript(this.options.client, 'renew', [place], [this.options.holdMs, ...tickets.slice(at, at + RENEW_BATCH)]).then(
+          () => this.options.metrics.redisCall('renew', (performance.now() - started) / 1000),
+          (err: Error) => this.failed(err),
+        );
+      }
+    }
   }
 
   private settle(settlement: Settlement): void {
@@ -579,7 +653,7 @@ export class SharedLimiter implements Limiter {
   /**
    * Resolves once every settlement sent has its answer, or after `ms`: a shutdown waits for it
    * before it closes the connection (closed first, the last requests' holds would keep the key's
-   * budget from every instance for an hour, and their spend would never be counted in Redis).
+   * budget from every instance until their holds ended, and their spend would never be counted in Redis).
    */
   settled(ms: number): Promise<void> {
     if (this.unanswered === 0) return Promise.resolve();
@@ -600,7 +674,7 @@ export class SharedLimiter implements Limiter {
   /**
    * Releases what workers that died (`owners`: their marks) held against `key`'s limits in Redis: their
    * requests count as of unknown usage, as the primary counts those it admitted. Without this, a
-   * worker killed outright (an OOM kill) left its reservations holding the budget for an hour.
+   * worker killed outright (an OOM kill) left its reservations holding the budget until their holds ended.
    * Resolves with how many; rejects when Redis could not be asked or refused (the caller tries again).
    * Asking twice is harmless: a reservation released is gone, and counts once.
    */
@@ -727,6 +801,7 @@ function seedUntilDone(client: RedisClient, entries: Array<[string, KeySpend]>, 
 export function shareLimits(options: {
   readonly address: RedisAddress;
   readonly timeoutMs: number;
+  readonly holdMs: number;
   readonly failure: RedisFailurePolicy;
   readonly local: Limiter;
   readonly metrics: Metrics;
@@ -748,7 +823,7 @@ export function shareLimits(options: {
       }
     },
   });
-  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null });
+  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, holdMs: options.holdMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null });
   client.connect();
   return limiter;
 }

@@ -346,7 +346,7 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
   for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
   const refused = admissionError(admission);
   if (refused !== null) throw refused;
-  return { charge: estimate, where: admission.where ?? 'local', ticket: admission.ticket ?? null };
+  return { charge: estimate, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null };
 }
 
 /**
