@@ -265,6 +265,31 @@ describe('budgets', () => {
     assert.ok(aside !== undefined, 'kept aside');
     assert.equal(readFileSync(join(dir, aside), 'utf8'), '{"version":1,"budgets":{"d":{"period":"total","us');
   });
+
+  it('moves aside, never reads as no spend, a state file of valid JSON in a shape it does not read: a field renamed by hand, another version, an entry without its period', async () => {
+    const month = periodId('month', new Date());
+    const good = JSON.stringify({ version: 2, spend: { d: { [`month:${month}`]: { period: `month:${month}`, requests: 3, tokens: 900, usd: 0.5 } } } });
+    const shapes = [good.replace('"spend"', '"Spend"'), good.replace('"version":2', '"version":3'), good.replace(`"period":"month:${month}",`, ''), '[]', '{"version":2,"spend":{"d":7}}'];
+    for (const text of shapes) {
+      const dir = tempDir();
+      const file = join(dir, 'gateway_state.json');
+      writeFileSync(file, text);
+      const store = new SpendStore(file);
+      await store.load();
+      const aside = readdirSync(dir).find((name) => name.startsWith('gateway_state.json.corrupt-'));
+      assert.ok(aside !== undefined, `kept aside: ${text}`);
+      assert.equal(readFileSync(join(dir, aside), 'utf8'), text);
+      assert.equal(existsSync(file), false, 'not left to be overwritten by the next write');
+    }
+    // The same file as written is read.
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    writeFileSync(file, good);
+    const store = new SpendStore(file);
+    await store.load();
+    assert.equal(readdirSync(dir).length, 1);
+    assert.equal(store.entries()[0]?.[1].tokens, 900);
+  });
 });
 
 describe('several real keys', () => {

@@ -174,6 +174,41 @@ function readSpend(value: unknown): KeySpend | null {
   return spend;
 }
 
+interface StateFile {
+  readonly entries: ReadonlyArray<readonly [digest: string, spend: KeySpend]>;
+  readonly countedInRedis: boolean;
+}
+
+/**
+ * The spend a state file holds, or what is wrong with it: version 2 (`spend`: each key's periods),
+ * or version 1 (`budgets`: one period per key, tokens only). Anything else (another version, a
+ * field renamed, an entry that cannot be read) is not read as no spend.
+ */
+function readStateFile(parsed: unknown): StateFile | string {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'is not a JSON object';
+  const file = parsed as { version?: unknown; spend?: unknown; budgets?: unknown; counted_in_redis?: unknown };
+  const isMap = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  let entries: Array<readonly [string, unknown]>;
+  if (file.version === 2 && isMap(file.spend)) {
+    entries = [];
+    for (const [digest, periods] of Object.entries(file.spend)) {
+      if (!isMap(periods)) return `holds spend of key ${digest} that is not an object of periods`;
+      for (const entry of Object.values(periods)) entries.push([digest, entry]);
+    }
+  } else if ((file.version === 1 || file.version === undefined) && isMap(file.budgets)) {
+    entries = Object.entries(file.budgets);
+  } else {
+    return `is not a state file this gateway reads (version ${JSON.stringify(file.version) ?? 'absent'}; version 2 has "spend", version 1 "budgets")`;
+  }
+  const read: Array<readonly [string, KeySpend]> = [];
+  for (const [digest, entry] of entries) {
+    const spend = readSpend(entry);
+    if (spend === null) return `holds an entry of key ${digest} without its period`;
+    read.push([digest, spend]);
+  }
+  return { entries: read, countedInRedis: file.counted_in_redis === true };
+}
+
 function unwritable(file: string, why: string): string {
   return `cannot write the state file ${file} (${why}); spend since the last write would be lost at a restart (said once until a write succeeds)`;
 }
@@ -232,22 +267,24 @@ export class SpendStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') warn(`cannot read the state file ${this.file} (${(err as Error).message}); budgets start from zero`);
       return;
     }
+    let read: StateFile | string;
     try {
-      const parsed = JSON.parse(text) as { spend?: Record<string, Record<string, unknown>>; budgets?: Record<string, unknown>; counted_in_redis?: unknown };
-      this.countedInRedis = parsed.counted_in_redis === true;
-      // Version 2: each key's periods; version 1: one period per key, tokens only.
-      const entries = parsed.spend !== undefined ? Object.entries(parsed.spend).flatMap(([digest, periods]) => Object.values(periods ?? {}).map((entry) => [digest, entry] as const)) : Object.entries(parsed.budgets ?? {});
-      for (const [digest, entry] of entries) {
-        const spend = readSpend(entry);
-        if (spend === null) continue;
-        this.periodsOf(digest).set(spend.period, spend);
-        this.kept.add(digest);
-      }
+      read = readStateFile(JSON.parse(text));
     } catch {
-      // Kept aside, not overwritten: an operator can restore the spend it held.
+      read = 'is not valid JSON';
+    }
+    if (typeof read === 'string') {
+      // Kept aside, not overwritten: an operator can restore the spend it held (a hand edit that
+      // renamed a field, or a newer gateway's format, would otherwise be read as no spend and lost).
       const aside = `${this.file}.corrupt-${Date.now()}`;
       await rename(this.file, aside).catch(() => {});
-      warn(`WARNING: the state file ${this.file} is not valid JSON; it was moved to ${aside} and budgets start from zero until it is restored`);
+      warn(`WARNING: the state file ${this.file} ${read}; it was moved to ${aside} and budgets start from zero until it is restored`);
+      return;
+    }
+    this.countedInRedis = read.countedInRedis;
+    for (const [digest, spend] of read.entries) {
+      this.periodsOf(digest).set(spend.period, spend);
+      this.kept.add(digest);
     }
   }
 
