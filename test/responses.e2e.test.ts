@@ -357,7 +357,7 @@ describe('stored responses: a virtual key reaches only its own', () => {
     }
   });
 
-  it("refuses item_reference input items: an item id does not say whose response it is from", async () => {
+  it("refuses item_reference input items naming no item of the key's own stored responses: an item id does not say whose response it is from", async () => {
     // OpenAI's type is optional on a reference: an id with no type (or a null one) and no role is one too.
     for (const reference of [{ type: 'item_reference', id: 'msg_of_another_key' }, { id: 'msg_of_another_key' }, { type: null, id: 'msg_of_another_key' }]) {
       for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
@@ -365,13 +365,45 @@ describe('stored responses: a virtual key reaches only its own', () => {
         const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, reference] } });
         assert.equal(reply.status, 400, `${path} ${JSON.stringify(reference)}`);
         assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
-        assert.match(reply.json.error.message, /item_reference is not supported through this gateway/);
+        assert.match(reply.json.error.message, /item_reference \(to 'msg_of_another_key'\) names no item of a response this virtual key stored through this gateway process.*providerOptions\.openai\.store = false/);
         assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
       }
     }
     // A message that carries an id of its own is a message.
     const message = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ id: 'msg_mine', role: 'user', content: 'x' }] } });
     assert.equal(message.status, 200, message.text);
+  });
+
+  it("lets a key name by item_reference the output items of its own stored responses (the Vercel AI SDK's history), never another key's", async () => {
+    const first = await responses('vk_codex', { model: 'gpt-5', input: 'hello' });
+    assert.equal(first.status, 200, first.text);
+    const streamed = await responses('vk_codex', { model: 'gpt-5', input: 'again', stream: true });
+    assert.equal(streamed.status, 200, streamed.text);
+    const unstored = await responses('vk_codex', { model: 'gpt-5', input: 'not kept', store: false });
+    const [said] = first.json.output.map((item: { id: string }) => item.id);
+    const streamedId = /"type":"response\.completed".*?"output":\[\{[^{]*?"id":"([^"]+)"/.exec(streamed.text)?.[1];
+    assert.ok(said !== undefined && streamedId !== undefined, 'output items with ids');
+    // As @ai-sdk/openai sends a conversation's history while it stores: each earlier assistant turn by reference.
+    const history = { model: 'gpt-5', input: [{ role: 'user', content: 'hello' }, { type: 'item_reference', id: said }, { role: 'user', content: 'again' }, { type: 'item_reference', id: streamedId }, { role: 'user', content: 'and?' }] };
+    openai.requests.length = 0;
+    const mine = await responses('vk_codex', history);
+    assert.equal(mine.status, 200, mine.text);
+    assert.deepEqual(JSON.parse(openai.requests[0]?.raw ?? '{}').input[1], { type: 'item_reference', id: said }, 'sent as it came');
+    openai.requests.length = 0;
+    const theirs = await responses('vk_codex_other', history);
+    assert.equal(theirs.status, 400, theirs.text);
+    assert.equal(theirs.json.error.param, 'input[1]');
+    assert.equal(openai.requests.length, 0, "another key's reference never reaches the provider");
+    for (const path of ['/v1/responses/input_tokens', '/v1/responses/compact']) {
+      assert.equal((await responses('vk_codex_other', history, { path })).status, 400, path);
+      assert.equal(openai.requests.length, 0, path);
+      assert.equal((await responses('vk_codex', history, { path })).status, 200, path);
+      openai.requests.length = 0;
+    }
+    // A response not stored has no items to name.
+    const notKept = unstored.json.output[0].id;
+    const refused = await responses('vk_codex', { model: 'gpt-5', input: [{ type: 'item_reference', id: notKept }] });
+    assert.equal(refused.status, 400, refused.text);
   });
 
   it('knows a response created outside the gateway as no key\'s', async () => {

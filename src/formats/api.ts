@@ -88,6 +88,8 @@ export interface StreamWatch<Event> {
   rawUsage(): unknown;
   /** The provider's id for the answer, where the gateway needs it (a stored response's). */
   answerId?(): string | null;
+  /** The ids of the answer's output items, which a later request may name (a stored response's). */
+  answerItems?(): readonly string[];
   /** The answer is complete (a stream that ends now without its end marker lost nothing). */
   readonly complete: boolean;
 }
@@ -110,6 +112,8 @@ export interface TargetApi<T extends ApiTypes> {
   /** A 2xx JSON answer, checked whole; a 502 GatewayError when it is not one. */
   parseResponse(body: Buffer): T['response'];
   usage(response: T['response']): Usage | null;
+  /** The ids of the answer's output items, which a later request may name (a stored response's). */
+  answerItems?(response: T['response']): readonly string[];
   /** One SSE event → stream items; what cannot be read is an error item. */
   decodeEvent(event: SseEvent): Array<StreamItem<T['event']>>;
   /**

@@ -66,8 +66,8 @@ export const messagesSurface: Surface<MessagesTypes> = {
     // `thread` as well): only requests with a thread pay.
     return checkThread(request, target, key, deps.owners) ? shallow(() => JSON.stringify(request)) : body;
   },
-  answered(id, request, key, target, deps) {
-    if (threadOf(request.thread).kind !== 'none') deps.owners.set(target.storage, id, ownerTag(key.id));
+  answered(answer, request, key, target, deps) {
+    if (threadOf(request.thread).kind !== 'none') deps.owners.set(target.storage, answer.id, ownerTag(key.id));
   },
 };
 

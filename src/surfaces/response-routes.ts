@@ -25,7 +25,7 @@ import type { RequestContext } from '../server/context.js';
 import { readBody } from '../server/http.js';
 import { howToSendBearer } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
-import { checkedBody, previousNotFound, previousResponseId, refuseConversation, refuseItemReferences } from './responses.js';
+import { checkedBody, ensureItemsOwned, previousNotFound, previousResponseId, refuseConversation } from './responses.js';
 import { callStored, ensureOwner, ownerInResponse, responseNotFound, storedError, storingTarget } from './stored.js';
 import { acceptedModel, checkModel, notPriced, shallow, unstatedOutputReserve, type SurfaceDeps } from './surface.js';
 
@@ -150,9 +150,9 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         checkModel(key, model);
       }
       refuseConversation(request.conversation);
-      refuseItemReferences(request.input);
       const previous = previousResponseId(request);
       const target = targetFor(key, 'responses');
+      ensureItemsOwned(request.input, key, target, deps.owners);
       const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (suffix === '/compact' && target.endpoints.responses !== undefined) {
         // Compaction generates: priced, and held against the key's limits like any generation, so

@@ -10,7 +10,10 @@ import { memberView, plainUniqueKeys } from '../formats/json-bytes.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { isItemReference } from '../formats/responses/request.js';
 import { bearerToken } from '../policy/auth.js';
-import { ownerTag } from '../policy/response-owners.js';
+import type { VirtualKey } from '../policy/keys.js';
+import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
+import type { Target } from '../policy/target.js';
+import { shown } from '../formats/json.js';
 import { howToSendBearer } from './chat.js';
 import { ensureOwner, withOwner } from './stored.js';
 import { flatBody, shallow, type Surface } from './surface.js';
@@ -32,17 +35,27 @@ export function previousNotFound(id: string): GatewayError {
 }
 
 /**
- * An item reference names an item by id alone, and an id does not say whose response it came
- * from: a key that learnt another key's item id could pull that item in.
+ * An item reference names an item by id alone: an id does not say whose response it came from
+ * (a key that learnt another key's item id could pull that item in), and the provider cannot be
+ * asked. So a key may name only the output items of responses it stored at `target` that this
+ * process saw created (remembered with their response's owner: not across restarts, workers or
+ * instances). The Vercel AI SDK names every earlier assistant message and reasoning item so.
  */
-export function refuseItemReferences(input: unknown): void {
+export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target, owners: ResponseOwners): void {
   if (!Array.isArray(input)) return;
-  const at = input.findIndex(isItemReference);
-  if (at === -1) return;
-  throw new GatewayError(400, `input[${at}]: item_reference is not supported through this gateway: an item id does not say whose response the item belongs to, so it cannot be shown to be this key's. Send the item itself in 'input', or continue with previous_response_id.`, {
-    code: 'unsupported_parameter',
-    param: `input[${at}]`,
-  });
+  let tag: string | null = null;
+  for (let at = 0; at < input.length; at++) {
+    const item: unknown = input[at];
+    if (!isItemReference(item)) continue;
+    const id = (item as { id?: unknown }).id;
+    tag ??= ownerTag(key.id);
+    if (typeof id === 'string' && owners.get(target.storage, id) === tag) continue;
+    throw new GatewayError(
+      400,
+      `input[${at}]: item_reference (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
+      { code: 'unsupported_parameter', param: `input[${at}]` },
+    );
+  }
 }
 
 /** Conversations are created outside the gateway (it does not serve that API): none can be shown to be a key's own. */
@@ -71,7 +84,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, target, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
-    refuseItemReferences(memberView(request, 'input'));
+    ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners);
     // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
     // Anything but false or absent: a server may read 1 or "true" as true (pydantic does), and then no limit counts it.
     if (request.background !== undefined && request.background !== null && request.background !== false) {
@@ -85,7 +98,11 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
     return request.store === false ? body : shallow(() => withOwner(request, flatBody(body), key));
   },
-  answered(id, request, key, target, deps) {
-    if (request.store !== false) deps.owners.set(target.storage, id, ownerTag(key.id));
+  answered(answer, request, key, target, deps) {
+    if (request.store === false) return;
+    const tag = ownerTag(key.id);
+    deps.owners.set(target.storage, answer.id, tag);
+    // Stored with it: the items a later request may name by id (ensureItemsOwned).
+    for (const item of answer.items()) deps.owners.set(target.storage, item, tag);
   },
 };

@@ -28,6 +28,7 @@ export interface ObservedStream extends StreamPipeline {
   response(clean: <T>(answer: T) => T): unknown;
   /** The provider's id for the answer, when its stream said it. */
   answerId(): string | null;
+  answerItems(): readonly string[];
 }
 
 /**
@@ -123,6 +124,7 @@ export function streamPipeline<C extends ApiTypes>(
     rawUsage: () => watch.rawUsage(),
     complete: () => watch.complete,
     answerId: () => watch.answerId?.() ?? null,
+    answerItems: () => watch.answerItems?.() ?? [],
     response: (clean) => {
       if (logged === null) return null;
       return assembler === null ? cutStream(clean(logged.result()), streamedBytes) : clean(logged.result());

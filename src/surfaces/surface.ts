@@ -76,6 +76,12 @@ export interface PassThroughCall<C extends ApiTypes> {
   readonly deps: SurfaceDeps;
 }
 
+/** What a passed-through answer is known by: its id, and (read only if asked) its output items' ids. */
+export interface AnswerIds {
+  readonly id: string;
+  items(): readonly string[];
+}
+
 export interface Surface<C extends ApiTypes> {
   readonly api: ClientApi<C>;
   /** The virtual key the request presents (null: none). */
@@ -93,7 +99,7 @@ export interface Surface<C extends ApiTypes> {
    */
   passThrough?(call: PassThroughCall<C>): RequestBody | Promise<RequestBody>;
   /** Passing through: `target`'s provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's there). */
-  answered?(id: string, request: C['request'], key: VirtualKey, target: Target, deps: SurfaceDeps): void;
+  answered?(answer: AnswerIds, request: C['request'], key: VirtualKey, target: Target, deps: SurfaceDeps): void;
 }
 
 /** The request as it goes to the target: the key's model map and output cap applied. */
@@ -195,19 +201,19 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       interaction.upstreamEndedAt = performance.now();
       throw upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
     }
-    let answerId: string | null;
+    let answerIds: AnswerIds | null;
     // Passed through where the key's model map sent another model: the one the client asked for,
     // which the answer is named after where its API needs that (api.ts: namedAfter).
     const asked = route.translation.identity && outbound.model !== parsed.model ? parsed.model : null;
     const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked };
     if (parsed.stream) {
-      answerId = await answerStream(answering, upstream);
+      answerIds = await answerStream(answering, upstream);
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerId = answerJson(answering, answer);
+      answerIds = answerJson(answering, answer);
     }
-    if (answerId !== null && route.translation.identity) surface.answered?.(answerId, outbound.request, key, target, deps);
+    if (answerIds !== null && route.translation.identity) surface.answered?.(answerIds, outbound.request, key, target, deps);
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
@@ -650,7 +656,7 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys }: Answering<C>, body: Buffer): string | null {
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys }: Answering<C>, body: Buffer): AnswerIds | null {
   const hints: AnswerHints = { promptTokens: promptEstimate };
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
@@ -674,7 +680,8 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
   interaction.status = 200;
   interaction.response = response;
   const id = (answer as { id?: unknown }).id;
-  return typeof id === 'string' ? id : null;
+  const target = route.target;
+  return typeof id === 'string' ? { id, items: () => target.answerItems?.(answer) ?? [] } : null;
 }
 
 /** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
@@ -682,7 +689,7 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
   return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
 }
 
-async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<string | null> {
+async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<AnswerIds | null> {
   const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked } = answering;
   // Media types are case-insensitive (RFC 9110): Text/Event-Stream is one.
   if (!String(upstream.headers['content-type']).toLowerCase().includes('text/event-stream')) {
@@ -702,5 +709,6 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
-  return pipeline.answerId();
+  const id = pipeline.answerId();
+  return id === null ? null : { id, items: () => pipeline.answerItems() };
 }

@@ -57,6 +57,13 @@ export function validateResponses(body: any, store: ResponseStore): [number, unk
     const index = (body.tools as any[]).findIndex((tool) => !TOOL_TYPES.has(tool?.type) || (['function', 'custom', 'namespace'].includes(tool.type) && typeof tool.name !== 'string'));
     if (index !== -1) return bad(`Invalid 'tools[${index}]': unknown tool type or missing name.`, 'invalid_value', `tools[${index}]`);
   }
+  // An item named by id alone must be one OpenAI stored (an output item of a stored response).
+  for (const [index, item] of (Array.isArray(body.input) ? (body.input as any[]) : []).entries()) {
+    const reference = item?.type === 'item_reference' || ((item?.type === undefined || item?.type === null) && item?.id !== undefined && item?.role === undefined);
+    if (reference && ![...store.values()].some((stored) => stored.response.output?.some((output: any) => output?.id === item.id))) {
+      return [404, error(`Item with id '${item.id}' not found.`, 'invalid_request_error', null, `input[${index}]`)];
+    }
+  }
   const calls = new Set<string>();
   const previous = body.previous_response_id === undefined ? undefined : store.get(body.previous_response_id);
   for (const item of previous?.response.output ?? []) if (typeof item.call_id === 'string') calls.add(item.call_id);

@@ -11,7 +11,7 @@ import { jsonPieces } from '../json-pieces.js';
 import { splicedBody } from '../json-splice.js';
 import type { Translation } from '../translation.js';
 import { shallowCopy } from '../json-bytes.js';
-import { parseResponseObject } from './answer.js';
+import { outputItemIds, parseResponseObject } from './answer.js';
 import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
@@ -56,6 +56,7 @@ export const responsesTarget: TargetApi<ResponsesTypes> = {
   body: (request, raw) => (raw === null ? null : splicedBody(raw)) ?? jsonPieces(request, 'input'),
   parseResponse: parseResponseObject,
   usage: (response) => responsesUsage(response.usage),
+  answerItems: outputItemIds,
   decodeEvent: decodeResponsesEvent,
   notable: RESPONSES_NOTABLE,
   namedEvents: true,

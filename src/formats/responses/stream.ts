@@ -11,6 +11,7 @@ import { isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
 import type { Usage } from '../usage.js';
+import { outputItemIds } from './answer.js';
 import { failedError } from './errors.js';
 import type { ResponsesEvent } from './types.js';
 import { responsesUsage } from './usage.js';
@@ -46,6 +47,7 @@ export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
   let raw: unknown = null;
   let complete = false;
   let id: string | null = null;
+  let items: readonly string[] = [];
   return {
     see(event) {
       if (event.type === 'response.created' && isRecord(event.response) && typeof event.response.id === 'string') id = event.response.id;
@@ -53,12 +55,14 @@ export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
       if (isRecord(event.response)) {
         raw = event.response.usage ?? null;
         usage = responsesUsage(raw);
+        items = outputItemIds(event.response);
       }
       complete = true;
     },
     usage: () => usage,
     rawUsage: () => raw,
     answerId: () => id,
+    answerItems: () => items,
     get complete() {
       return complete;
     },
