@@ -83,3 +83,18 @@ const CONTEXT_TOO_LONG = /context.{0,20}(length|window).{0,40}(exceed|too)|excee
 export function isContextOverflow(error: GatewayError): boolean {
   return /context_length_exceeded/.test(`${error.code ?? ''} ${error.type}`) || (error.status === 400 && CONTEXT_TOO_LONG.test(error.message));
 }
+
+/**
+ * An error as an OpenAI client's body (Chat Completions, Responses), with the code OpenAI gives
+ * where the provider gave none (Anthropic's errors carry only a type): clients act on it
+ * (LangChain raises its context overflow on `context_length_exceeded`, Codex stops on it, and
+ * waits on `rate_limit_exceeded`).
+ */
+export function openAiErrorBody(error: GatewayError): ErrorBody {
+  const body = error.toBody();
+  if (body.error.code === null) {
+    if (isContextOverflow(error)) body.error.code = 'context_length_exceeded';
+    else if (error.status === 429) body.error.code = 'rate_limit_exceeded';
+  }
+  return body;
+}

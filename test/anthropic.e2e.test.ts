@@ -152,11 +152,11 @@ describe('anthropic through the gateway', () => {
     assert.equal(mock.requests.length, 0);
   });
 
-  for (const [status, type, message, retryAfter] of [
-    [429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 20,000 input tokens per minute.', '12'],
-    [529, 'overloaded_error', 'Overloaded', '30'],
+  for (const [status, type, message, retryAfter, code] of [
+    [429, 'rate_limit_error', 'This request would exceed the rate limit for your organization of 20,000 input tokens per minute.', '12', 'rate_limit_exceeded'],
+    [529, 'overloaded_error', 'Overloaded', '30', null],
   ] as const) {
-    it(`passes an upstream ${status} on with its status, message and retry-after, and logs it`, async () => {
+    it(`passes an upstream ${status} on with its status, message, retry-after and OpenAI's code, and logs it`, async () => {
       mock.behave(({ res }) => {
         const text = JSON.stringify(anthropicError(type, message));
         res.writeHead(status, { 'content-type': 'application/json', 'retry-after': retryAfter, 'request-id': 'req_upstream_err' });
@@ -167,7 +167,7 @@ describe('anthropic through the gateway', () => {
           const reply = await chat(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', stream, messages: [{ role: 'user', content: 'x' }] });
           assert.equal(reply.status, status);
           assert.match(String(reply.headers['content-type']), /^application\/json/);
-          assert.deepEqual(reply.json, { error: { message, type, param: null, code: null } });
+          assert.deepEqual(reply.json, { error: { message, type, param: null, code } });
           assert.equal(reply.headers['retry-after'], retryAfter);
           const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
           assert.equal(entry.status, status);

@@ -783,9 +783,9 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.deepEqual([sent.thinking, sent.output_config], [{ type: 'adaptive', display: 'summarized' }, { effort: 'low', format: { type: 'json_schema', schema: place } }]);
   });
 
-  it("answers an error before the stream in OpenAI's shape with its status; a prompt too long is context_length_exceeded", async () => {
+  it("answers an error before the stream in OpenAI's shape with its status, and OpenAI's code (Responses and chat clients): a prompt too long is context_length_exceeded, a 429 rate_limit_exceeded", async () => {
     for (const [status, type, message, code] of [
-      [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', null],
+      [429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', 'rate_limit_exceeded'],
       [400, 'invalid_request_error', 'prompt is too long: 215000 tokens > 200000 maximum', 'context_length_exceeded'],
     ] as const) {
       anthropic.behave(({ res }) => {
@@ -798,6 +798,12 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
         assert.equal(reply.status, status);
         assert.match(String(reply.headers['content-type']), /^application\/json/);
         assert.deepEqual(reply.json, { error: { message, type, param: null, code } });
+        // LangChain's ChatOpenAI raises its context overflow on this code; the OpenAI SDK's error carries it.
+        for (const stream of [false, true]) {
+          const chat = await request(gateway.url, '/v1/chat/completions', { key: 'vk_claude_test', body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], stream } });
+          assert.equal(chat.status, status);
+          assert.deepEqual(chat.json, { error: { message, type, param: null, code } }, `chat, stream ${stream}`);
+        }
       } finally {
         anthropic.behave(null);
       }

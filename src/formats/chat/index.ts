@@ -3,6 +3,7 @@
  * speak it (most SDKs, apps and frameworks), and so do OpenAI, DeepSeek, vLLM, Ollama and the
  * mock.
  */
+import { openAiErrorBody } from '../../errors.js';
 import type { ClientApi, TargetApi } from '../api.js';
 import { shallowCopy } from '../json-bytes.js';
 import { parseCompletion } from './answer.js';
@@ -26,7 +27,7 @@ export const chatClient: ClientApi<ChatTypes> = {
     const request = parseChatRequest(raw);
     return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
   },
-  errorBody: (error) => error.toBody(),
+  errorBody: openAiErrorBody,
   rewrite(request, changes) {
     const copy = shallowCopy(request);
     copy.model = changes.model;

@@ -4,7 +4,7 @@
  * `rate_limit_exceeded` it waits as long as the message's "try again in N s" says; anything
  * else it retries), and the status a provider's `response.failed` stands for in the log.
  */
-import { GatewayError, isContextOverflow, type ErrorBody } from '../../errors.js';
+import { GatewayError, isContextOverflow } from '../../errors.js';
 import { entryOf, isRecord } from '../json.js';
 
 export interface ResponseError {
@@ -31,16 +31,6 @@ export function responseError(error: GatewayError): ResponseError {
   if (error.status === 529 || /overloaded/.test(said)) return { code: 'server_is_overloaded', message: error.message };
   if (error.status === 400 && error.code === 'invalid_prompt') return { code: 'invalid_prompt', message: error.message };
   return { code: 'server_error', message: error.message };
-}
-
-/**
- * A gateway error as a Responses client's error body. A context overflow said only in words
- * (Anthropic's "prompt is too long" 400 has no code) gets the code Codex stops on, as it does mid-stream.
- */
-export function responsesErrorBody(error: GatewayError): ErrorBody {
-  const body = error.toBody();
-  if (body.error.code === null && responseError(error).code === 'context_length_exceeded') body.error.code = 'context_length_exceeded';
-  return body;
 }
 
 const STATUS_BY_CODE: Readonly<Record<string, number>> = {

@@ -4,6 +4,7 @@
  * the hub. There is no translation from the hub to Responses: a provider that speaks Responses
  * speaks chat too.
  */
+import { openAiErrorBody } from '../../errors.js';
 import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { parseChatModelList } from '../chat/models.js';
@@ -12,7 +13,6 @@ import { splicedBody } from '../json-splice.js';
 import type { Translation } from '../translation.js';
 import { shallowCopy } from '../json-bytes.js';
 import { outputItemIds, parseResponseObject } from './answer.js';
-import { responsesErrorBody } from './errors.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
 import { maxOutputTokens, parseResponsesRequest } from './request.js';
@@ -42,7 +42,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
     if (changes.maxOutputTokens !== undefined) copy.max_output_tokens = changes.maxOutputTokens;
     return copy;
   },
-  errorBody: responsesErrorBody,
+  errorBody: openAiErrorBody,
   streamOutput: (request) => responsesStreamOutput(request.model),
   assembler: () => new ResponseAssembler(),
 };
