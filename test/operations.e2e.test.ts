@@ -284,6 +284,8 @@ describe('with one gateway', () => {
         const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
         assert.equal(entry.status, 504);
         assert.equal(entry.error.code, 'upstream_timeout');
+        // One attempt, no answer: listed, with why (the README: "or none got an answer").
+        assert.deepEqual(entry.upstream.attempts.map((attempt: { status: number | null; error: string | null }) => [attempt.status, attempt.error]), [[null, 'upstream_timeout']]);
         await waitFor(() => upstream.requests.at(-1)?.aborted === true, 'the upstream call abandoned');
       } finally {
         upstream.behave(null);

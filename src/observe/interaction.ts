@@ -175,7 +175,7 @@ export class Interaction implements CallRecord, RelayRecord {
     if (this.severalKeys && last !== undefined) entry.api_key = last.api_key;
     // Every attempt when the final answer does not tell the whole story: retries, no answer at
     // all, or an answer the client never got (it left during a backoff).
-    if (this.attempts.length > 1 || (last !== undefined && last.status !== this.upstreamStatus)) entry.attempts = this.attempts;
+    if (this.attempts.length > 1 || (last !== undefined && (last.status === null || last.status !== this.upstreamStatus))) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
     if (this.providerUsage !== null && this.providerUsage !== undefined) entry.usage = this.providerUsage;
     const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped' || outcome.outcome === 'circuit_open').map((outcome) => outcome.target);
