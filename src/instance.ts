@@ -133,10 +133,11 @@ export function createInstance(options: InstanceOptions): Instance {
   const inFlight = new SlotList<Cancellation>();
   const client = new HttpClient();
 
-  const snapshot = (): MetricsSnapshot =>
+  /** `scraping`: taken for the /metrics request this process is serving, which is not one of the requests it reports. */
+  const snapshot = (scraping = false): MetricsSnapshot =>
     metrics.snapshot({
       gauges: {
-        llm_gateway_requests_in_flight: server.activeRequests(),
+        llm_gateway_requests_in_flight: server.activeRequests() - (scraping ? 1 : 0),
         ...(options.reportsKeyCount === false ? {} : { llm_gateway_virtual_keys: keys.size }),
         ...(shared === null ? {} : { llm_gateway_redis_up: shared.healthy ? 1 : 0 }),
       },
@@ -163,7 +164,7 @@ export function createInstance(options: InstanceOptions): Instance {
     redisDown: () => (shared === null ? null : !shared.healthy),
     metricsOpen: isLoopback(config.host),
     headersTimeoutMs: config.headersTimeoutMs,
-    renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot()]))) : options.gatherMetrics(snapshot())),
+    renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot(true)]))) : options.gatherMetrics(snapshot(true))),
   });
 
   const reloadKeys = async (why: string, onlyIfChanged: boolean): Promise<void> => {
