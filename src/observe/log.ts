@@ -13,6 +13,7 @@ import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import { Throttle, warn } from './warn.js';
 import { utf8Bytes } from '../utf8.js';
+import { writeProblem } from '../write-problem.js';
 
 export interface LogEntry {
   timestamp: string;
@@ -337,8 +338,15 @@ class FileSink extends QueuedWriter {
     try {
       await this.ensureOpen();
     } catch (err) {
-      warn(`cannot open the log file ${this.path} (${(err as Error).message}); still serving, will retry on the next entry`);
+      // In the operator's words where it can be (`/etc/passwd is not a folder`, not mkdir's EEXIST).
+      const why = (await writeProblem(this.path)) ?? (err as Error).message;
+      warn(`cannot open the log file ${this.path} (${why}); still serving, will retry on the next entry`);
     }
+  }
+
+  /** The file is open (false: it could not be opened or written, and is tried again at the next entry). */
+  get usable(): boolean {
+    return this.handle !== null;
   }
 
   private async ensureOpen(): Promise<FileHandle> {
@@ -662,6 +670,13 @@ export async function createSinks(options: LogOptions): Promise<LogSink[]> {
     sinks.push(file);
   }
   return sinks;
+}
+
+/** The log file as the start-up line names it: its path, said unusable where it could not be opened. */
+export function logFileShown(path: string | null, sinks: readonly LogSink[]): string {
+  if (path === null) return 'off';
+  const file = sinks.find((sink): sink is FileSink => sink instanceof FileSink);
+  return file === undefined || file.usable ? path : `${path} (cannot be opened: see above)`;
 }
 
 /** The formats those destinations need, without opening them (a cluster worker renders for its primary). */

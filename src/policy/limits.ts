@@ -5,14 +5,14 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
 import { formatUsd, roundUsd } from '../prices/cost.js';
 import type { Budget, BudgetPeriod, RateLimit } from './keys.js';
 import { warn } from '../observe/warn.js';
+import { writeProblem } from '../write-problem.js';
 import type { Slotted } from '../slot-list.js';
 
 /** What the authority needs to know about a key: plain data, so it can cross to a cluster primary. */
@@ -213,22 +213,6 @@ function unwritable(file: string, why: string): string {
   return `cannot write the state file ${file} (${why}); spend since the last write would be lost at a restart (said once until a write succeeds)`;
 }
 
-/** Why the state file could not be written (null: nothing seen): it is a folder, or the nearest folder there is refuses writes (a write makes the rest). */
-async function writeProblem(file: string): Promise<string | null> {
-  if ((await stat(file).catch(() => null))?.isDirectory() === true) return 'it is a folder';
-  for (let folder = dirname(file); ; folder = dirname(folder)) {
-    const found = await stat(folder).catch((err: NodeJS.ErrnoException) => err);
-    if (found instanceof Error) {
-      if (found.code === 'ENOENT' && dirname(folder) !== folder) continue;
-      return found.message;
-    }
-    if (!found.isDirectory()) return `${folder} is not a folder`;
-    return access(folder, constants.W_OK).then(
-      () => null,
-      (err: Error) => err.message,
-    );
-  }
-}
 
 /**
  * Spend per key and period (requests, tokens, USD). The spend of keys with a budget is kept in a
