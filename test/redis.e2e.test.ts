@@ -227,8 +227,10 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     await redisUp(gateway);
     redis.signal('SIGSTOP');
     try {
-      // A report that waited REDIS_TIMEOUT_MS: answered from this instance's own counts, on a connection still up.
-      assert.equal((await get(gateway, '/v1/usage', 'vk_budget')).status, 200);
+      // A report that waited REDIS_TIMEOUT_MS: answered from this instance's own counts, on a connection still up, and said to be.
+      const partial = await get(gateway, '/v1/usage', 'vk_budget');
+      assert.equal(partial.status, 200);
+      assert.equal(partial.json.partial, true, "this instance's own count: another's requests are not in it");
       assert.equal((await get(gateway, '/healthz')).json.redis, 'unavailable');
     } finally {
       redis.signal('SIGCONT');
@@ -236,6 +238,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     // Nothing but /healthz, which asks nothing of Redis.
     await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'ok', 'Redis said back without a request', 5000);
     assert.match(gateway.stderr(), /is back: limits are shared again/);
+    assert.equal((await get(gateway, '/v1/usage', 'vk_budget')).json.partial, undefined, 'the whole count again, with Redis');
   });
 
   it('says once that a Redis slower than REDIS_TIMEOUT_MS cannot be used, not "back" whenever a late reply comes', async () => {

@@ -455,6 +455,8 @@ export interface KeyReport {
   readonly budget: Budget | null;
   readonly requestsPerMinute: BucketState | null;
   readonly tokensPerMinute: BucketState | null;
+  /** This instance's own count only: Redis, which counts every instance's, could not be asked. */
+  readonly partial?: boolean;
 }
 
 /** How long a client refused for a budget its requests in flight hold is told to wait: they end, or give back what they did not use. */

@@ -695,7 +695,7 @@ export class SharedLimiter implements Limiter {
       reply = await this.call('report', [bucket, spend, held], [key.rateLimit?.requestsPerMinute ?? 0, key.rateLimit?.tokensPerMinute ?? 0, KEEP_MS], (answer) => answer.length >= 5 && Array.isArray(answer[0]));
     } catch (err) {
       this.failed(err as Error);
-      return this.options.local.report(key);
+      return { ...(await this.options.local.report(key)), partial: true };
     }
     const [fields, requestsLevel, tokensLevel, heldTokens, heldUsd] = reply;
     const spendFields: Record<string, number> = {};

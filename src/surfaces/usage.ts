@@ -51,6 +51,8 @@ function usageBody(keyName: string, report: KeyReport): unknown {
       report.requestsPerMinute === null && report.tokensPerMinute === null
         ? null
         : { requests_per_minute: report.requestsPerMinute, tokens_per_minute: report.tokensPerMinute },
+    // Said, not left to look like the key's whole spend: another instance's requests are not in it.
+    ...(report.partial === true ? { partial: true } : {}),
   };
 }
 
