@@ -47,7 +47,7 @@ describe('anthropic through the gateway', () => {
     assert.equal(reply.json.object, 'chat.completion');
     assert.match(reply.json.id, /^msg_/);
     assert.equal(reply.json.model, 'claude-sonnet-4-5-20250929');
-    assert.deepEqual(reply.json.choices[0].message, { role: 'assistant', content: 'claude says: Hello Claude' });
+    assert.deepEqual(reply.json.choices[0].message, { role: 'assistant', content: 'claude says: Hello Claude', refusal: null, annotations: [] });
     assert.equal(reply.json.choices[0].finish_reason, 'stop');
     assert.deepEqual(
       [reply.json.usage.prompt_tokens, reply.json.usage.completion_tokens, reply.json.usage.total_tokens, reply.json.usage.prompt_tokens_details.cached_tokens],

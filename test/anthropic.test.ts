@@ -429,7 +429,7 @@ describe('anthropic response', () => {
       object: 'chat.completion',
       created: 1730000000,
       model: 'claude-sonnet-4-5-20250929',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, logprobs: null, finish_reason: 'stop' }],
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there', refusal: null, annotations: [] }, logprobs: null, finish_reason: 'stop' }],
       usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, prompt_tokens_details: { cached_tokens: 0 }, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
     });
   });
@@ -446,7 +446,7 @@ describe('anthropic response', () => {
 
   it('thinking blocks → reasoning_content; redacted thinking is left out', () => {
     const completion = toChatCompletion(message([{ type: 'thinking', thinking: 'Let me think.', signature: 'sig' }, { type: 'redacted_thinking', data: 'xx' }, { type: 'text', text: '42' }], 'end_turn'), 1);
-    assert.deepEqual(completion.choices[0]?.message, { role: 'assistant', content: '42', reasoning_content: 'Let me think.' });
+    assert.deepEqual(completion.choices[0]?.message, { role: 'assistant', content: '42', refusal: null, annotations: [], reasoning_content: 'Let me think.' });
   });
 
   it('maps every stop_reason deliberately', () => {

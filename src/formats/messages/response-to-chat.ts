@@ -77,7 +77,8 @@ export function toChatCompletion(message: AnthropicResponse, created: number): C
       });
     }
   }
-  const assistant: AssistantMessage = { role: 'assistant', content: hasText ? text : toolCalls.length > 0 ? null : '' };
+  // `refusal` and `annotations` as OpenAI always sends them (the OpenAI SDK's types mark them present).
+  const assistant: AssistantMessage = { role: 'assistant', content: hasText ? text : toolCalls.length > 0 ? null : '', refusal: null, annotations: [] };
   if (hasReasoning) assistant.reasoning_content = reasoning;
   if (toolCalls.length > 0) assistant.tool_calls = toolCalls;
   return {
