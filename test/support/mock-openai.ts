@@ -62,7 +62,7 @@ export const OUTPUT_LIMIT: Record<Flavor, number> = { openai: 16384, deepseek: 8
 const REASONING_MODEL = /^(?:o\d|gpt-5)/;
 
 /** The fields OpenAI accepts on a message; it refuses any other ("Additional properties are not allowed"). */
-const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'refusal', 'audio', 'function_call']);
+const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'refusal', 'annotations', 'audio', 'function_call']);
 
 /**
  * The first rule of the real APIs the body breaks, as [status, error body], or null: unknown
