@@ -300,6 +300,8 @@ function completion(message: Record<string, unknown>, finish = 'stop', usage: un
   return { id: 'chatcmpl-9z', object: 'chat.completion', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, message: { role: 'assistant', content: null, ...message }, finish_reason: finish }], usage } as ChatCompletion;
 }
 
+const HINTS = { promptTokens: 50 };
+
 describe('chat answer → response', () => {
   it('gives reasoning, message and calls as output items, the text as output_text, and the usage in Responses terms', () => {
     const response = toResponse(
@@ -313,6 +315,7 @@ describe('chat answer → response', () => {
         ],
       }, 'tool_calls'),
       context({ instructions: 'Be terse.' }),
+      HINTS,
     );
     assert.equal(response.id, 'resp_chatcmpl9z');
     assert.equal(response.object, 'response');
@@ -331,31 +334,32 @@ describe('chat answer → response', () => {
   });
 
   it('takes tool arguments sent as an object (some OpenAI-compatible servers) as their JSON text', () => {
-    const response = toResponse(completion({ tool_calls: [{ id: 'c', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] }, 'tool_calls'), context());
+    const response = toResponse(completion({ tool_calls: [{ id: 'c', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] }, 'tool_calls'), context(), HINTS);
     assert.equal((response.output[0] as { arguments?: string }).arguments, '{"city":"Paris"}');
   });
 
   it('an answer without a choice holding a message is a 502, not an empty completed response', () => {
     for (const choices of [[], [null, 5], [{ index: 0, message: null, finish_reason: 'stop' }]]) {
-      assert.throws(() => toResponse({ ...completion({ content: 'x' }), choices } as unknown as ChatCompletion, context()), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));
+      assert.throws(() => toResponse({ ...completion({ content: 'x' }), choices } as unknown as ChatCompletion, context(), HINTS), (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response', JSON.stringify(choices));
     }
   });
 
   it("reads text sent as an array of parts (Mistral's reasoning models), whole and streamed", () => {
     const parts = [{ type: 'thinking', thinking: [{ type: 'text', text: 'hmm' }] }, { type: 'text', text: 'part one ' }, { type: 'text', text: 'part two' }];
-    assert.equal(toResponse(completion({ content: parts }), context()).output_text, 'part one part two');
+    assert.equal(toResponse(completion({ content: parts }), context(), HINTS).output_text, 'part one part two');
     const { events } = runTranslated([chunk({ role: 'assistant', content: parts }), chunk({ content: [{ type: 'text', text: '!' }] }), chunk({}, 'stop'), 'data: [DONE]\n\n'].join(''));
     const done = events.find((event) => event.type === 'response.completed') as { response: { output_text?: string; output: Array<{ content?: Array<{ text?: string }> }> } } | undefined;
     assert.equal(done?.response.output[0]?.content?.[0]?.text, 'part one part two!');
   });
 
   it('is incomplete with max_output_tokens at a length limit, content_filter when filtered; a refusal is a refusal part', () => {
-    const long = toResponse(completion({ content: 'cut' }, 'length'), context());
+    const long = toResponse(completion({ content: 'cut' }, 'length'), context(), HINTS);
     assert.deepEqual([long.status, long.incomplete_details], ['incomplete', { reason: 'max_output_tokens' }]);
-    assert.deepEqual(toResponse(completion({ content: '' }, 'content_filter'), context()).incomplete_details, { reason: 'content_filter' });
-    const refusal = toResponse(completion({ refusal: 'No.' }), context());
+    assert.deepEqual(toResponse(completion({ content: '' }, 'content_filter'), context(), HINTS).incomplete_details, { reason: 'content_filter' });
+    const refusal = toResponse(completion({ refusal: 'No.' }), context(), HINTS);
     assert.deepEqual(refusal.output[0]?.content, [{ type: 'refusal', refusal: 'No.' }]);
-    assert.equal(toResponse(completion({ content: 'x' }, 'stop', null), context()).usage, null);
+    // No usage from the provider: estimates (a client reads none as no tokens), as a stream's.
+    assert.deepEqual(toResponse(completion({ content: 'twelve chars' }, 'stop', null), context(), HINTS).usage, { input_tokens: 50, input_tokens_details: { cached_tokens: 0 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 53 });
   });
 });
 
@@ -418,7 +422,7 @@ describe('chat stream → Responses stream', () => {
     const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item as Record<string, unknown>);
     assert.deepEqual(done.map((item) => item.type), ['reasoning', 'message']);
     assert.deepEqual(done[0]?.summary, [{ type: 'summary_text', text: 'Thinking.' }]);
-    assert.equal(toResponse(completion({ content: 'Done.', reasoning: 'Thinking.' }), context()).output[0]?.type, 'reasoning');
+    assert.equal(toResponse(completion({ content: 'Done.', reasoning: 'Thinking.' }), context(), HINTS).output[0]?.type, 'reasoning');
   });
 
   it("adds a call's item once its name has come, even after its first fragments (a custom tool's item is its own type from the start); one whose name never comes, at the end", () => {
@@ -838,7 +842,7 @@ describe('review findings, each a regression test', () => {
   });
 
   it('marks the items an answer cut at its length limit left incomplete, as OpenAI does', () => {
-    const response = toResponse(completion({ content: 'cut' }, 'length'), context());
+    const response = toResponse(completion({ content: 'cut' }, 'length'), context(), HINTS);
     assert.equal(response.output[0]?.status, 'incomplete');
     const { events } = runTranslated([chunk({ content: 'Cut' }), chunk({ content: 'Done?' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
     const done = events.find((event) => event.type === 'response.output_item.done');
@@ -934,7 +938,7 @@ describe('Responses request → chat: what a hostile client sends', () => {
 
 describe('a call without arguments, translated for a Responses client', () => {
   it('has arguments "{}" (what OpenAI writes; clients JSON.parse them), in an answer and in a stream', () => {
-    const response = toResponse(completion({ tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, 'tool_calls'), context());
+    const response = toResponse(completion({ tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, 'tool_calls'), context(), HINTS);
     assert.equal(response.output[0]?.arguments, '{}');
     const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
       `data: ${JSON.stringify({ id: 'chatcmpl-9z', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
@@ -961,7 +965,7 @@ describe('a call without arguments, translated for a Responses client', () => {
       const completed = events.find((event) => event.type === 'response.completed') as { response: ResponseObject } | undefined;
       assert.deepEqual([completed?.response.output[0]?.type, completed?.response.output[0]?.input], ['custom_tool_call', '']);
     }
-    const whole = toResponse(completion({ tool_calls: [{ id: 'call_b', type: 'function', function: { name: 'apply_patch', arguments: '' } }] }, 'tool_calls'), context());
+    const whole = toResponse(completion({ tool_calls: [{ id: 'call_b', type: 'function', function: { name: 'apply_patch', arguments: '' } }] }, 'tool_calls'), context(), HINTS);
     assert.deepEqual([whole.output[0]?.type, whole.output[0]?.input], ['custom_tool_call', '']);
   });
 });

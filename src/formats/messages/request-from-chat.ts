@@ -52,7 +52,7 @@ export const PARAMETERS: Readonly<Record<string, Rule>> = {
   response_format: {
     action: 'map',
     to: 'json_schema → output_config.format; text → nothing',
-    refuse: (value) => (isRecord(value) && (value.type === 'text' || value.type === 'json_schema') ? null : 'Anthropic has structured output only with a schema: send a "json_schema" format (Chat Completions: response_format {"type": "json_schema", "json_schema": {"name", "schema"}}; Responses: text.format {"type": "json_schema", "name", "schema"})'),
+    refuse: (value) => (isRecord(value) && (value.type === 'text' || value.type === 'json_schema') ? null : 'Anthropic has structured output only with a schema: send the format of type "json_schema", with its "name" and "schema"'),
   },
   n: { action: 'map', to: 'one choice', refuse: (value) => (value === 1 ? null : 'Anthropic returns one choice; "n" must be 1') },
   frequency_penalty: { action: 'drop', why: 'no Anthropic equivalent' },

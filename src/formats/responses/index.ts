@@ -84,7 +84,7 @@ export function responsesToChat(options: ToChatOptions = { effortForEveryModel: 
         request: translated.request,
         clientParam: (param) => clientParamOf(param, sources, CLIENT_PARAMS),
         ...(translated.dropped.length > 0 ? { droppedTools: translated.dropped } : {}),
-        response: (completion) => toResponse(completion, context),
+        response: (completion, hints) => toResponse(completion, context, hints),
         stream: (hints) => chatStreamToResponses(context, hints),
       };
     },

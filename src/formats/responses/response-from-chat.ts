@@ -11,6 +11,7 @@ import type { Usage } from '../usage.js';
 import type { ToolName } from './request-to-chat.js';
 import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
 import { toResponsesUsage } from './usage.js';
+import type { AnswerHints } from '../translation.js';
 
 /** What an answer needs of its request. */
 export interface AnswerContext {
@@ -125,8 +126,12 @@ function argumentsText(args: unknown): string {
   return isRecord(args) ? JSON.stringify(args) : '';
 }
 
-/** A completion (checked by `parseCompletion`) → the equivalent response. */
-export function toResponse(completion: ChatCompletion, context: AnswerContext): ResponseObject {
+/**
+ * A completion (checked by `parseCompletion`) → the equivalent response. Without the provider's
+ * usage, its counts are estimates (the prompt's from `hints`, the output's ~4 characters per
+ * token), as a stream's are: a client reads no usage as no tokens.
+ */
+export function toResponse(completion: ChatCompletion, context: AnswerContext, hints: AnswerHints): ResponseObject {
   const base = idBase(completion.id);
   const { choice, message } = firstChoice(completion);
   const output: OutputItem[] = [];
@@ -145,5 +150,8 @@ export function toResponse(completion: ChatCompletion, context: AnswerContext): 
   });
   const model = typeof completion.model === 'string' ? completion.model : context.request.model;
   const created = typeof completion.created === 'number' ? completion.created : 0;
-  return finishedResponse(responseShell(context, base, model, created), output, choice.finish_reason, chatUsage(completion.usage));
+  const reported = chatUsage(completion.usage);
+  const said = (reasoning ?? '').length + (text ?? '').length + (typeof message.refusal === 'string' ? message.refusal.length : 0) + calls.reduce<number>((sum, call) => sum + (isRecord(call) && isRecord(call.function) ? argumentsText(call.function.arguments).length : 0), 0);
+  const usage = reported ?? { input: Math.max(1, hints.promptTokens), output: Math.max(1, Math.ceil(said / 4)), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+  return finishedResponse(responseShell(context, base, model, created), output, choice.finish_reason, usage);
 }
