@@ -164,6 +164,7 @@ describe('cost per request', () => {
     const none = await request(gateway.url, '/v1/usage', { method: 'GET' });
     assert.equal(none.status, 401);
     assert.equal(none.json.error.code, 'missing_api_key');
+    assert.match(none.json.error.message, /'Authorization: Bearer <virtual key>' or as 'x-api-key: <virtual key>'/, 'both ways this route takes');
     const wrong = await request(gateway.url, '/v1/usage', { method: 'GET', headers: { 'x-api-key': 'vk_team_c' } });
     assert.equal(wrong.status, 401);
     assert.equal(wrong.json.type, 'error', "Anthropic's error shape for an Anthropic-style request");

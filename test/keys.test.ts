@@ -400,6 +400,10 @@ describe('parseKeyFile', () => {
     assert.match(problems('\uFEFF{\n"virtual_keys": {,}}').join(), /not valid JSON \(line 2, column 18\)/);
   });
 
+  it('says an empty file is empty, not "not valid JSON" with no place', () => {
+    for (const text of ['', '\n  \n', '\uFEFF']) assert.match(problems(text).join(), /the file is empty: it must hold a JSON object/);
+  });
+
   it('lets the mock provider go without an api_key but not the others', () => {
     assert.doesNotThrow(() => parseKeyFile('{"virtual_keys":{"vk":{"provider":"mock"}}}', 'keys.json', providers));
     assert.match(problems('{"virtual_keys":{"vk":{"provider":"anthropic"}}}').join(), /"api_key" is missing; put the real anthropic API key here/);

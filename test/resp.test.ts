@@ -52,7 +52,7 @@ describe('REDIS_URL', () => {
   it('refuses a bad one at start without quoting it (it may hold a password)', () => {
     for (const [url, problem] of [
       ['http://h:1', /must start with redis:\/\/ or rediss:\/\//],
-      ['redis://:pw@h/x', /the path is the database number/],
+      ['redis://:pw@h/x', /has a path that is not a database number \(0 to 99\)/],
       ['not a url pw', /must be a URL/],
       ['redis://h:1/0?x=1', /no query string/],
       ['redis://u:%zz@h/0', /malformed %-escape/],
@@ -64,10 +64,10 @@ describe('REDIS_URL', () => {
     }
     assert.throws(
       () => loadConfig({ REDIS_URL: 'redis://:topsecret@h/x', REDIS_FAILURE: 'sometimes', REDIS_TIMEOUT_MS: '0' }),
-      (err: Error) => /REDIS_URL the path/.test(err.message) && /REDIS_FAILURE must be "open" or "closed"/.test(err.message) && /REDIS_TIMEOUT_MS/.test(err.message) && !err.message.includes('topsecret'),
+      (err: Error) => /REDIS_URL has a path that is not a database number/.test(err.message) && /REDIS_FAILURE must be "open" or "closed"/.test(err.message) && /REDIS_TIMEOUT_MS/.test(err.message) && !err.message.includes('topsecret'),
     );
     const config = loadConfig({ REDIS_URL: 'redis://cache:6379/1', REDIS_FAILURE: 'closed' });
-    assert.deepEqual(config.redis, { address: { tls: false, host: 'cache', port: 6379, user: null, password: null, db: 1 }, timeoutMs: 100, failure: 'closed' });
+    assert.deepEqual(config.redis, { address: { tls: false, host: 'cache', port: 6379, user: null, password: null, db: 1 }, timeoutMs: 100, holdMs: 120_000, failure: 'closed' });
     assert.equal(loadConfig({}).redis, null);
   });
 

@@ -373,6 +373,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
   } catch (err) {
     // Only the position: newer V8 messages quote the text around it, which may be an api_key.
     const position = /position (\d+)/.exec((err as Error).message);
+    if (json.trim() === '') throw new ConfigFileError(file, ['the file is empty: it must hold a JSON object, {"virtual_keys": {…}} (see keys.example.json)']);
     throw new ConfigFileError(file, [position === null ? 'not valid JSON' : `not valid JSON (${lineAndColumn(json, Number(position[1]))})`]);
   }
   if (!isRecord(root)) throw new ConfigFileError(file, ['the file must hold a JSON object: {"virtual_keys": {…}}']);

@@ -261,7 +261,7 @@ export class RedisClient {
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;
-    const error = this.lastError instanceof RedisRefusal ? this.lastError : new RedisUnavailable(`connection to ${this.name} lost${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
+    const error = this.lastError instanceof RedisRefusal ? this.lastError : new RedisUnavailable(`connection to ${this.name} ${wasReady ? 'lost' : 'could not be made'}${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
     this.lastError = error;
     for (const waiting of this.pending.drain()) waiting.reject(error);
     if (this.closed) return;

@@ -23,7 +23,7 @@ export function parseRedisUrl(text: string): RedisAddress | string {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `must start with redis:// or rediss:// (TLS), not ${url.protocol}//`;
   if (url.hostname === '') return 'needs a host: redis://host:6379/0';
   const path = url.pathname.replace(/^\//, '');
-  if (path !== '' && !/^\d{1,2}$/.test(path)) return 'the path is the database number: redis://host:6379/0';
+  if (path !== '' && !/^\d{1,2}$/.test(path)) return 'has a path that is not a database number (0 to 99): redis://host:6379/0';
   if (url.search !== '' || url.hash !== '') return 'takes no query string or fragment';
   const decode = (value: string): string | null => (value === '' ? null : decodeURIComponent(value));
   try {

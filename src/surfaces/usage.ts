@@ -12,10 +12,12 @@ import { bearerToken } from '../policy/auth.js';
 import { limitsOf, type KeyReport } from '../policy/limits.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { sendError, sendJson } from '../server/http.js';
-import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import { authenticateRequest, recordRefusedKey, type SurfaceDeps } from './surface.js';
 import { roundUsd } from '../prices/cost.js';
+
+/** Both ways work here: the route serves OpenAI's and Anthropic's clients alike. */
+const HOW_TO_SEND_EITHER = "Send it as 'Authorization: Bearer <virtual key>' or as 'x-api-key: <virtual key>'.";
 
 /** The answer's body: the key known by its name (or digest label), never by itself. */
 function usageBody(keyName: string, report: KeyReport): unknown {
@@ -63,7 +65,7 @@ export async function serveUsage(req: IncomingMessage, res: ServerResponse, cont
   try {
     const key = anthropic
       ? authenticateRequest(anthropicCredential(req.headers), HOW_TO_SEND_ANTHROPIC_KEY, interaction, deps)
-      : authenticateRequest(bearerToken(req.headers.authorization), HOW_TO_SEND_BEARER, interaction, deps);
+      : authenticateRequest(bearerToken(req.headers.authorization), HOW_TO_SEND_EITHER, interaction, deps);
     const report = await deps.limiter.report(limitsOf(key));
     if (context.cancel.cancelled) return;
     stampOverhead(res, performance.now() - context.startedAt);
