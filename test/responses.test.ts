@@ -24,7 +24,7 @@ import { createRouter } from '../src/formats/router.js';
 import type { StreamItem } from '../src/formats/stream.js';
 import { SseParser } from '../src/upstream/sse.js';
 import type { VirtualKey } from '../src/policy/keys.js';
-import { ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
+import { ItemOwners, ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
 import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
 import { parseJsonBytes, plainUniqueKeys } from '../src/formats/json-bytes.js';
 import { sseFrame } from '../src/formats/sse.js';
@@ -794,6 +794,23 @@ describe('owners of stored responses', () => {
     assert.deepEqual([owners.get('openai-account', 'resp_1'), owners.get('own-server', 'resp_1'), owners.get('other', 'resp_1')], ['tag-a', 'tag-b', undefined]);
     owners.delete('own-server', 'resp_1');
     assert.equal(owners.get('openai-account', 'resp_1'), 'tag-a');
+  });
+
+  it("keeps output items apart from responses, per server, bounded; an item named again is kept longest, and an item once a key's is never another's", () => {
+    const items = new ItemOwners(3);
+    items.add('s', 'msg_alice', 'alice');
+    items.add('s', 'msg_alice', 'mallory');
+    assert.equal(items.get('s', 'msg_alice'), 'alice', 'the first owner stays');
+    // A conversation in use names its items on every turn: a flood of others' items does not push them out.
+    for (let i = 0; i < 10; i++) {
+      items.add('s', `msg_flood_${i}`, 'mallory');
+      assert.equal(items.get('s', 'msg_alice'), 'alice', `after ${i + 1} others`);
+    }
+    assert.equal(items.get('s', 'msg_flood_0'), undefined, 'the least recently named goes first');
+    assert.equal(items.get('other', 'msg_alice'), undefined, 'another server: unknown');
+    const owners = new ResponseOwners();
+    owners.items.add('s', 'resp_x', 'alice');
+    assert.equal(owners.get('s', 'resp_x'), undefined, "an item id does not vouch for a response of the same id");
   });
 });
 

@@ -205,7 +205,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
           for (const owner of owners) toRelease.delete(owner);
           send({ t: 'released', owners });
         } else if (stopping || Date.now() > giveUpAt) {
-          warn(`the reservations in Redis of a worker that died could not be released (${failure instanceof Error ? failure.message : String(failure)}); they stop holding within an hour`);
+          warn(`the reservations in Redis of a worker that died could not be released (${failure instanceof Error ? failure.message : String(failure)}); they stop holding within REDIS_HOLD_MS (${Math.round((config.redis?.holdMs ?? 0) / 1000)} s), and their requests are not counted`);
           toRelease.clear();
         } else {
           await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS).unref());
@@ -223,7 +223,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   /**
    * Before a stop closes the connection to Redis, the release under way (the primary asks for one
    * at each death, so a stop right after a death finds it running) gets up to RELEASE_AT_STOP_MS:
-   * cut short, the dead worker's holds would keep the budget from every instance for an hour.
+   * cut short, the dead worker's holds would keep the budget from every instance until their holds end.
    */
   const released = async (): Promise<void> => {
     stopping = true;

@@ -35,10 +35,51 @@ export function ownerOf(response: unknown): string {
   return typeof tag === 'string' ? tag : '';
 }
 
+/**
+ * Whose output items are whose: the ids of the output items (messages, reasoning, tool calls) of
+ * the responses keys stored, as this process saw them created, per provider account. Unlike a
+ * response, an item cannot be read back from the provider by its id, so a forgotten one is refused:
+ * an id named again moves to the back (a conversation in use keeps its items however many others
+ * come), and an id once a key's is never another's (a provider that repeated one cannot hand it over).
+ */
+export class ItemOwners {
+  private readonly byStorage = new Map<string, Map<string, string>>();
+  /** One string per owner tag, however many items it owns. */
+  private readonly tags = new Map<string, string>();
+
+  constructor(private readonly capacity = 200_000) {}
+
+  /** The owner tag of item `id` in `storage`, when this process knows it; a known one is kept longest. */
+  get(storage: string, id: string): string | undefined {
+    const items = this.byStorage.get(storage);
+    const tag = items?.get(id);
+    if (items !== undefined && tag !== undefined) {
+      items.delete(id);
+      items.set(id, tag);
+    }
+    return tag;
+  }
+
+  add(storage: string, id: string, tag: string): void {
+    let items = this.byStorage.get(storage);
+    if (items === undefined) this.byStorage.set(storage, (items = new Map()));
+    if (items.has(id)) return;
+    let shared = this.tags.get(tag);
+    if (shared === undefined) this.tags.set(tag, (shared = tag));
+    items.set(id, shared);
+    // Oldest (least recently named) first out: a reference to it is then refused.
+    if (items.size > this.capacity) items.delete(items.keys().next().value as string);
+  }
+}
+
 export class ResponseOwners {
   private readonly owners = new Map<string, string>();
+  /** The output items of the responses whose owners are here. */
+  readonly items: ItemOwners;
 
-  constructor(private readonly capacity = 100_000) {}
+  constructor(private readonly capacity = 100_000, itemCapacity = 200_000) {
+    this.items = new ItemOwners(itemCapacity);
+  }
 
   /** The owner tag of response `id` in the provider account `storage`, when this process knows it. */
   get(storage: string, id: string): string | undefined {

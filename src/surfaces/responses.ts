@@ -11,7 +11,7 @@ import { responsesClient, type ResponsesTypes } from '../formats/responses/index
 import { isItemReference } from '../formats/responses/request.js';
 import { bearerToken } from '../policy/auth.js';
 import type { VirtualKey } from '../policy/keys.js';
-import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
+import { ownerTag, type ItemOwners } from '../policy/response-owners.js';
 import type { Target } from '../policy/target.js';
 import { shown } from '../formats/json.js';
 import { howToSendBearer } from './chat.js';
@@ -41,7 +41,7 @@ export function previousNotFound(id: string): GatewayError {
  * process saw created (remembered with their response's owner: not across restarts, workers or
  * instances). The Vercel AI SDK names every earlier assistant message and reasoning item so.
  */
-export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target, owners: ResponseOwners): void {
+export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): void {
   if (!Array.isArray(input)) return;
   let tag: string | null = null;
   for (let at = 0; at < input.length; at++) {
@@ -84,7 +84,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, target, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
-    ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners);
+    ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners.items);
     // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
     // Anything but false or absent: a server may read 1 or "true" as true (pydantic does), and then no limit counts it.
     if (request.background !== undefined && request.background !== null && request.background !== false) {
@@ -103,6 +103,6 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     const tag = ownerTag(key.id);
     deps.owners.set(target.storage, answer.id, tag);
     // Stored with it: the items a later request may name by id (ensureItemsOwned).
-    for (const item of answer.items()) deps.owners.set(target.storage, item, tag);
+    for (const item of answer.items()) deps.owners.items.add(target.storage, item, tag);
   },
 };
