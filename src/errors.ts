@@ -93,7 +93,9 @@ export function isContextOverflow(error: GatewayError): boolean {
 export function openAiErrorBody(error: GatewayError): ErrorBody {
   const body = error.toBody();
   if (body.error.code === null) {
+    // In the order the mid-stream mapping takes (formats/responses/errors.ts): a quota before a 429.
     if (isContextOverflow(error)) body.error.code = 'context_length_exceeded';
+    else if (/insufficient_quota|billing/.test(error.type) || error.status === 402) body.error.code = 'insufficient_quota';
     else if (error.status === 429) body.error.code = 'rate_limit_exceeded';
   }
   return body;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GatewayError, toGatewayError } from '../src/errors.js';
+import { GatewayError, openAiErrorBody, toGatewayError } from '../src/errors.js';
 
 describe('errors', () => {
   it('turn anything unexpected into a bare 500: no message or stack for the client, the stack for the log', () => {
@@ -19,5 +19,14 @@ describe('errors', () => {
     assert.deepEqual([400, 401, 403, 429, 503].map((status) => new GatewayError(status, 'x').type), ['invalid_request_error', 'authentication_error', 'permission_error', 'rate_limit_error', 'server_error']);
     const known = new GatewayError(502, 'x');
     assert.equal(toGatewayError(known), known, 'a GatewayError passes as it is');
+  });
+
+  it("give an OpenAI client the code OpenAI would where the provider gave none, a quota before a 429, and keep any code given", () => {
+    const code = (error: GatewayError) => openAiErrorBody(error).error.code;
+    assert.equal(code(new GatewayError(400, 'prompt is too long: 210000 tokens > 200000 maximum', { type: 'invalid_request_error' })), 'context_length_exceeded');
+    assert.equal(code(new GatewayError(429, 'You exceeded your current quota.', { type: 'insufficient_quota' })), 'insufficient_quota', 'Codex stops on it, where it would wait on a rate limit');
+    assert.equal(code(new GatewayError(429, 'Number of request tokens has exceeded your per-minute rate limit', { type: 'rate_limit_error' })), 'rate_limit_exceeded');
+    assert.equal(code(new GatewayError(429, 'Budget used.', { code: 'budget_exceeded' })), 'budget_exceeded', "the gateway's own code stays");
+    assert.equal(code(new GatewayError(529, 'Overloaded', { type: 'overloaded_error' })), null);
   });
 });

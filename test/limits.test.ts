@@ -266,10 +266,10 @@ describe('budgets', () => {
     assert.equal(readFileSync(join(dir, aside), 'utf8'), '{"version":1,"budgets":{"d":{"period":"total","us');
   });
 
-  it('moves aside, never reads as no spend, a state file of valid JSON in a shape it does not read: a field renamed by hand, another version, an entry without its period', async () => {
+  it('moves aside, never reads as no spend, a state file of valid JSON in a shape it does not read: a field renamed by hand, another version', async () => {
     const month = periodId('month', new Date());
     const good = JSON.stringify({ version: 2, spend: { d: { [`month:${month}`]: { period: `month:${month}`, requests: 3, tokens: 900, usd: 0.5 } } } });
-    const shapes = [good.replace('"spend"', '"Spend"'), good.replace('"version":2', '"version":3'), good.replace(`"period":"month:${month}",`, ''), '[]', '{"version":2,"spend":{"d":7}}'];
+    const shapes = [good.replace('"spend"', '"Spend"'), good.replace('"version":2', '"version":3'), '[]', '{"version":2}'];
     for (const text of shapes) {
       const dir = tempDir();
       const file = join(dir, 'gateway_state.json');
@@ -289,6 +289,27 @@ describe('budgets', () => {
     await store.load();
     assert.equal(readdirSync(dir).length, 1);
     assert.equal(store.entries()[0]?.[1].tokens, 900);
+  });
+
+  it('reads the other entries of a state file where one cannot be read, keeping the file as it was; and the first USD builds\' "keys"', async () => {
+    const month = periodId('month', new Date());
+    const entry = (tokens: number) => ({ period: `month:${month}`, requests: 1, tokens, usd: 0 });
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    const text = JSON.stringify({ version: 2, spend: { good: { [`month:${month}`]: entry(700) }, bad: { [`month:${month}`]: { tokens: 5 } }, odd: 7 } });
+    writeFileSync(file, text);
+    const store = new SpendStore(file);
+    await store.load();
+    assert.deepEqual(store.entries().map(([digest, spend]) => [digest, spend.tokens]), [['good', 700]]);
+    const kept = readdirSync(dir).find((name) => name.startsWith('gateway_state.json.corrupt-'));
+    assert.ok(kept !== undefined && readFileSync(join(dir, kept), 'utf8') === text, 'the file as it was, kept');
+    assert.ok(existsSync(file), 'the file itself stays, to be written again');
+    // Written by the first builds with USD budgets: version 2, one period per key under "keys".
+    const early = join(tempDir(), 'gateway_state.json');
+    writeFileSync(early, JSON.stringify({ version: 2, keys: { abc: entry(500) } }));
+    const read = new SpendStore(early);
+    await read.load();
+    assert.deepEqual(read.entries().map(([digest, spend]) => [digest, spend.tokens]), [['abc', 500]]);
   });
 });
 

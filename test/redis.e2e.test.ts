@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Metrics } from '../src/observe/metrics.js';
+import { Metrics, renderPrometheus } from '../src/observe/metrics.js';
 import { LimitState, localLimiter, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend, SharedLimiter } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
@@ -319,6 +319,34 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       assert.equal(await client.send(['HGET', held, 'req-stalled']), null, 'no reservation left for a request that never ran');
       assert.deepEqual(await client.send(['HMGET', held, '~tokens']), ['0']);
       assert.equal(await client.send(['HGET', 'llmgw:{stalled}:spend:total', 'requests']), null, 'and nothing counted');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('renews the holds of running requests of a key with a budget, in several calls, and no others', async () => {
+    const client = await connect(parseRedisUrl(redis.url(undefined, 4)) as RedisAddress);
+    try {
+      const metrics = new Metrics();
+      const limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 2000, holdMs: 1500, failure: 'open', metrics });
+      const budgeted: KeyLimits = { digest: 'renewed', rateLimit: null, budget: { maxTokens: 1e12, maxUsd: null, period: 'total' } };
+      const rated: KeyLimits = { digest: 'rated', rateLimit: { requestsPerMinute: 1e9, tokensPerMinute: null }, budget: null };
+      const admitted = [];
+      for (let i = 0; i < 1_200; i++) admitted.push(limiter.admit(budgeted, { tokens: 10, usd: 0 }, `req-${i}`));
+      admitted.push(limiter.admit(rated, { tokens: 10, usd: 0 }, 'req-rated'));
+      for (const admission of await Promise.all(admitted)) assert.equal(admission.error, null);
+      // Past the hold: renewed every 0.5 s, each still holds; the rate-limited key's was never renewed.
+      await new Promise((resolve) => setTimeout(resolve, 2_200));
+      const now = Number(((await client.send(['TIME'])) as string[])[0]) * 1000;
+      const entries = (await client.send(['HGETALL', 'llmgw:{renewed}:held'])) as string[];
+      const expiries: number[] = [];
+      for (let i = 0; i < entries.length; i += 2) if (!String(entries[i]).startsWith('~')) expiries.push(Number(String(entries[i + 1]).split(' ')[0]));
+      assert.equal(expiries.length, 1_200);
+      assert.ok(expiries.every((expires) => expires > now), 'every running request still holds');
+      const rated_ = String(await client.send(['HGET', 'llmgw:{rated}:held', 'req-rated']));
+      assert.ok(Number(rated_.split(' ')[0]) < now, 'a key without a budget: nothing renewed');
+      const calls = /^llm_gateway_redis_duration_seconds_count\{operation="renew"\} (\d+)$/m.exec(renderPrometheus(metrics.snapshot({ gauges: {}, counters: {} })))?.[1];
+      assert.ok(Number(calls) >= 3, `several calls (at most 500 each) renewed 1,200: ${calls}`);
     } finally {
       client.close();
     }

@@ -5,7 +5,7 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
@@ -177,36 +177,42 @@ function readSpend(value: unknown): KeySpend | null {
 interface StateFile {
   readonly entries: ReadonlyArray<readonly [digest: string, spend: KeySpend]>;
   readonly countedInRedis: boolean;
+  /** Keys (digests) with an entry that could not be read: their spend starts from zero. */
+  readonly unreadable: readonly string[];
 }
 
 /**
- * The spend a state file holds, or what is wrong with it: version 2 (`spend`: each key's periods),
- * or version 1 (`budgets`: one period per key, tokens only). Anything else (another version, a
- * field renamed, an entry that cannot be read) is not read as no spend.
+ * The spend a state file holds, or what is wrong with it: version 2 (`spend`: each key's periods;
+ * the first builds with USD budgets wrote `keys`, one period per key), or version 1 (`budgets`:
+ * one period per key, tokens only). Anything else (another version, a field renamed) is not read
+ * as no spend; an entry that cannot be read is named, the others read.
  */
 function readStateFile(parsed: unknown): StateFile | string {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'is not a JSON object';
-  const file = parsed as { version?: unknown; spend?: unknown; budgets?: unknown; counted_in_redis?: unknown };
+  const file = parsed as { version?: unknown; spend?: unknown; keys?: unknown; budgets?: unknown; counted_in_redis?: unknown };
   const isMap = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
   let entries: Array<readonly [string, unknown]>;
   if (file.version === 2 && isMap(file.spend)) {
     entries = [];
     for (const [digest, periods] of Object.entries(file.spend)) {
-      if (!isMap(periods)) return `holds spend of key ${digest} that is not an object of periods`;
-      for (const entry of Object.values(periods)) entries.push([digest, entry]);
+      if (!isMap(periods)) entries.push([digest, periods]);
+      else for (const entry of Object.values(periods)) entries.push([digest, entry]);
     }
+  } else if (file.version === 2 && isMap(file.keys)) {
+    entries = Object.entries(file.keys);
   } else if ((file.version === 1 || file.version === undefined) && isMap(file.budgets)) {
     entries = Object.entries(file.budgets);
   } else {
     return `is not a state file this gateway reads (version ${JSON.stringify(file.version) ?? 'absent'}; version 2 has "spend", version 1 "budgets")`;
   }
   const read: Array<readonly [string, KeySpend]> = [];
+  const unreadable = new Set<string>();
   for (const [digest, entry] of entries) {
     const spend = readSpend(entry);
-    if (spend === null) return `holds an entry of key ${digest} without its period`;
-    read.push([digest, spend]);
+    if (spend === null) unreadable.add(digest);
+    else read.push([digest, spend]);
   }
-  return { entries: read, countedInRedis: file.counted_in_redis === true };
+  return { entries: read, countedInRedis: file.counted_in_redis === true, unreadable: [...unreadable] };
 }
 
 function unwritable(file: string, why: string): string {
@@ -264,6 +270,12 @@ export class SpendStore {
       await rename(this.file, aside).catch(() => {});
       warn(`WARNING: the state file ${this.file} ${read}; it was moved to ${aside} and budgets start from zero until it is restored`);
       return;
+    }
+    if (read.unreadable.length > 0) {
+      // The rest is read; the file as it was is kept (the next write leaves out what was not read).
+      const copy = `${this.file}.corrupt-${Date.now()}`;
+      await copyFile(this.file, copy).catch(() => {});
+      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; the file as it was is kept in ${copy}`);
     }
     this.countedInRedis = read.countedInRedis;
     for (const [digest, spend] of read.entries) {

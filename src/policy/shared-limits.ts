@@ -48,7 +48,7 @@ export type RedisFailurePolicy = 'open' | 'closed';
 export const RELEASE_WITHIN_MS = 3_600_000;
 /** A reservation is forgotten this long after it was made (it stops holding budget long before: holdMs). */
 const KEEP_MS = 86_400_000;
-/** Reservations renewed by one script call, at most (a long burst of streams is several calls). */
+/** Reservations renewed by one script call, at most (~1 ms of Redis's time; more are several calls, one after another). */
 const RENEW_BATCH = 500;
 /** Spend counters outlive their period by this, for the usage route's last look. */
 const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
@@ -392,6 +392,8 @@ export class SharedLimiter implements Limiter {
   /** Reservations of requests still running, renewed every third of the hold (started with the first). */
   private readonly leases = new SlotList<Lease>();
   private renewer: NodeJS.Timeout | null = null;
+  /** A renewal pass is under way: the next tick waits for it to end. */
+  private renewing = false;
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -506,14 +508,15 @@ export class SharedLimiter implements Limiter {
         return local;
       }
       // Redis may run the admission late and reserve: renewed like any other, a settlement ends it.
-      return { ...local, where: 'unsure', ticket: id, lease: this.lease(held, id) };
+      // (Only a budget counts what requests hold: a key with rate limits alone needs no renewal.)
+      return { ...local, where: 'unsure', ticket: id, lease: budget === null ? null : this.lease(held, id) };
     }
     const [outcome, requestsLevel, tokensLevel, spent, heldNow] = reply;
     const headers = rateHeaders(key, num(requestsLevel), num(tokensLevel));
     const date = now.getTime();
     switch (outcome) {
       case 'ok':
-        return { headers, error: null, where: 'shared', ticket: id, lease: this.lease(held, id) };
+        return { headers, error: null, where: 'shared', ticket: id, lease: budget === null ? null : this.lease(held, id) };
       case 'requests':
       case 'tokens': {
         const limit = (outcome === 'requests' ? rpm : tpm) as number;
@@ -537,10 +540,10 @@ export class SharedLimiter implements Limiter {
 
   /** Keeps `ticket` (in the hash `place`) holding for as long as its request runs. */
   private lease(place: string, ticket: string): Lease {
-    const lease: Lease = { slot: -1, place, ticket, since: Date.now() };
+    const lease: Lease = { slot: -1, place, ticket, since: performance.now() };
     this.leases.add(lease);
     if (this.renewer === null) {
-      this.renewer = setInterval(() => this.renew(), Math.max(1, Math.floor(this.options.holdMs / 3)));
+      this.renewer = setInterval(() => void this.renew(), Math.max(1, Math.floor(this.options.holdMs / 3)));
       this.renewer.unref();
     }
     return lease;
@@ -548,30 +551,38 @@ export class SharedLimiter implements Limiter {
 
   /**
    * Renews the reservations of requests still running, but for those made within the last renewal
-   * period (they hold long enough). A renewal lost to an outage longer than the hold lets them stop
-   * holding, never counting: the settlement still finds them.
+   * period (they hold long enough): one script call at a time, each for at most RENEW_BATCH of
+   * them, so that tens of thousands of streams in flight never hold Redis (and the admissions
+   * queued behind) for more than one call's work. Skipped while Redis is out: a renewal lost to an
+   * outage longer than the hold lets them stop holding, never counting (the settlement still finds them).
    */
-  private renew(): void {
-    if (this.leases.size === 0 || !this.options.client.isReady) return;
-    const now = Date.now();
-    const due = new Map<string, string[]>();
-    for (const lease of this.leases.snapshot()) {
-      // Redis has forgotten it by now; a request that never settles must not be renewed forever.
-      if (now - lease.since > KEEP_MS) this.leases.delete(lease);
-      else if (now - lease.since >= this.options.holdMs / 3) {
-        const tickets = due.get(lease.place);
-        if (tickets === undefined) due.set(lease.place, [lease.ticket]);
-        else tickets.push(lease.ticket);
+  private async renew(): Promise<void> {
+    if (this.renewing || this.leases.size === 0 || !this.healthy) return;
+    this.renewing = true;
+    try {
+      const now = performance.now();
+      const due = new Map<string, string[]>();
+      for (const lease of this.leases.snapshot()) {
+        // Redis has forgotten it by now; a request that never settles must not be renewed forever.
+        if (now - lease.since > KEEP_MS) this.leases.delete(lease);
+        else if (now - lease.since >= this.options.holdMs / 3) {
+          const tickets = due.get(lease.place);
+          if (tickets === undefined) due.set(lease.place, [lease.ticket]);
+          else tickets.push(lease.ticket);
+        }
       }
-    }
-    for (const [place, tickets] of due) {
-      for (let at = 0; at < tickets.length; at += RENEW_BATCH) {
-        const started = performance.now();
-        runScript(this.options.client, 'renew', [place], [this.options.holdMs, ...tickets.slice(at, at + RENEW_BATCH)]).then(
-          () => this.options.metrics.redisCall('renew', (performance.now() - started) / 1000),
-          (err: Error) => this.failed(err),
-        );
+      for (const [place, tickets] of due) {
+        for (let at = 0; at < tickets.length; at += RENEW_BATCH) {
+          if (!this.healthy) return;
+          const started = performance.now();
+          await withDeadline(runScript(this.options.client, 'renew', [place], [this.options.holdMs, ...tickets.slice(at, at + RENEW_BATCH)]), this.options.timeoutMs * 10);
+          this.options.metrics.redisCall('renew', (performance.now() - started) / 1000);
+        }
       }
+    } catch (err) {
+      this.failed(err as Error);
+    } finally {
+      this.renewing = false;
     }
   }
 
