@@ -380,7 +380,8 @@ describe('messages translated for Chat Completions providers', () => {
       id: undefined,
       type: 'message',
       role: 'assistant',
-      model: 'gpt-4o-mini-2024-08-06',
+      // The model asked for, not the one the key's model map sent (Claude Code drops thinking on another name).
+      model: 'claude-sonnet-4-5',
       content: [{ type: 'text', text: 'openai says: Hello Claude' }],
       stop_reason: 'end_turn',
       stop_sequence: null,
@@ -404,6 +405,7 @@ describe('messages translated for Chat Completions providers', () => {
     const events = messagesEvents(reply.text);
     assert.equal(events[0].type, 'message_start');
     assert.ok(events[0].message.usage.input_tokens > 0);
+    assert.equal(events[0].message.model, 'claude-opus-5-5', 'named after the model asked for, so Claude Code keeps the thinking and sends it back');
     const blocks = events.filter((event) => event.type === 'content_block_start').map((event) => event.content_block.type);
     assert.deepEqual(blocks, ['thinking', 'text']);
     const text = (kind: string) => events.filter((event) => event.delta?.type === kind).map((event) => event.delta.text ?? event.delta.thinking).join('');

@@ -202,9 +202,10 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       throw upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
     }
     let answerIds: AnswerIds | null;
-    // Passed through where the key's model map sent another model: the one the client asked for,
-    // which the answer is named after where its API needs that (api.ts: namedAfter).
-    const asked = route.translation.identity && outbound.model !== parsed.model ? parsed.model : null;
+    // Where the key's model map sent another model (passed through or translated): the one the
+    // client asked for, which the answer is named after where its API needs that (api.ts:
+    // namedAfter; Claude Code drops a turn's thinking when the answer names another model).
+    const asked = outbound.model !== parsed.model ? parsed.model : null;
     const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked };
     if (parsed.stream) {
       answerIds = await answerStream(answering, upstream);
