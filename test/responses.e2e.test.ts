@@ -40,6 +40,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
       vk_claude_test: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
       vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
+      vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' }, max_output_tokens: 32000 },
       vk_mock: { provider: 'mock' },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
@@ -744,6 +745,14 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.deepEqual(JSON.parse(reply.json.output_text), { city: 'claude says: Where is it sunny?', sunny: true });
     const sent = anthropic.requests.at(-1)?.json;
     assert.deepEqual([sent.thinking, sent.max_tokens, sent.output_config], [{ type: 'enabled', budget_tokens: 2048 }, 4096 + 2048, { format: { type: 'json_schema', schema: place } }]);
+    // Codex sets no output limit: on a key with max_output_tokens, that is the limit Claude gets (not 4,096), thinking within it.
+    const codexTurn = await responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'Write the patch.', reasoning: { effort: 'medium' }, store: false });
+    assert.equal(codexTurn.status, 200, codexTurn.text);
+    const capped = anthropic.requests.at(-1)?.json;
+    assert.deepEqual([capped.max_tokens, capped.thinking], [32000, { type: 'enabled', budget_tokens: 2048 }]);
+    const asked = await responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'Short.', max_output_tokens: 1000, store: false });
+    assert.equal(asked.status, 200, asked.text);
+    assert.equal(anthropic.requests.at(-1)?.json.max_tokens, 1000, "a client's own limit stays");
 
     const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
     assert.equal(adaptive.status, 200, adaptive.text);

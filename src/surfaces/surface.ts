@@ -297,9 +297,12 @@ function cappedOutput(target: Target, asked: number): number {
  * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). The
  * client's own bytes go, with the members that change spliced in (json-splice.ts).
  */
-function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer): Outbound<C> {
+function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, toMessages: boolean): Outbound<C> {
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
-  const maxOutputTokens = cappedOutput(target, parsed.maxOutputTokens);
+  // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
+  // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
+  const unstated = parsed.maxOutputTokens === 0 && toMessages && target.maxOutputTokens !== null;
+  const maxOutputTokens = unstated ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ
   // on which of two `model`s wins, and the gateway checked (and prices) the one it read.
@@ -626,8 +629,8 @@ interface Prepared<C extends ApiTypes> {
 }
 
 function prepare<C extends ApiTypes>({ surface, parsed, raw, req, interaction, deps }: AtHand<C>, target: Target): Prepared<C> {
-  const outbound = outboundRequest(surface.api, target, parsed, raw);
   const route = deps.router.route(surface.api, target.apis);
+  const outbound = outboundRequest(surface.api, target, parsed, raw, !route.translation.identity && route.target.name === 'messages');
   const exchange = translate(route, outbound.request);
   const body = upstreamBody(route, target.provider, exchange, outbound.raw);
   const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
