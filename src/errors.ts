@@ -52,6 +52,11 @@ export class GatewayError extends Error {
   toBody(): ErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
+
+  /** The same error answered with another status (its type kept). */
+  withStatus(status: number): GatewayError {
+    return new GatewayError(status, this.message, { type: this.type, code: this.code, param: this.param, ...(this.headers === undefined ? {} : { headers: this.headers }), ...(this.logDetail === undefined ? {} : { logDetail: this.logDetail }), retryable: this.retryable });
+  }
 }
 
 function defaultType(status: number): ErrorType {

@@ -662,6 +662,24 @@ describe('stateless translation to a Chat Completions provider', () => {
     }
   });
 
+  it("answers a chat provider's 422 (DeepSeek's invalid parameters) as the 400 it is in the Responses API, which Codex does not retry; the log keeps the 422", async () => {
+    deepseek.behave(({ res }) => {
+      res.writeHead(422, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'Failed to deserialize the JSON body into the target type: messages[0]: unknown variant `image_url`', type: 'invalid_request_error', param: null, code: 'invalid_request_error' } }));
+    });
+    try {
+      for (const stream of [false, true]) {
+        const reply = await responses('vk_ds', { model: 'gpt-4.1', input: 'hi', stream });
+        assert.equal(reply.status, 400, reply.text);
+        assert.match(reply.json.error.message, /unknown variant `image_url`/);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.deepEqual([entry.status, entry.upstream.status], [400, 422]);
+      }
+    } finally {
+      deepseek.behave(null);
+    }
+  });
+
   it('works with the demo mock provider, which speaks chat', async () => {
     const reply = await responses('vk_mock', { model: 'anything', input: 'ping' });
     assert.equal(reply.status, 200);

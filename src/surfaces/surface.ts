@@ -199,7 +199,10 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     if (upstream.status < 200 || upstream.status > 299) {
       const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      throw upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
+      const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
+      // Translated, the answer is in the client's API, where a request the provider cannot serve is
+      // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
+      throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;
     }
     let answerIds: AnswerIds | null;
     // Where the key's model map sent another model (passed through or translated): the one the
