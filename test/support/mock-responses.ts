@@ -17,7 +17,7 @@ const KNOWN_PARAMETERS = new Set([
   'context_management', 'client_metadata',
 ]);
 
-const TOOL_TYPES = new Set(['function', 'custom', 'namespace', 'web_search', 'web_search_preview', 'file_search', 'code_interpreter', 'image_generation', 'mcp', 'local_shell', 'shell', 'apply_patch', 'computer_use_preview']);
+const TOOL_TYPES = new Set(['function', 'custom', 'namespace', 'tool_search', 'web_search', 'web_search_preview', 'file_search', 'code_interpreter', 'image_generation', 'mcp', 'local_shell', 'shell', 'apply_patch', 'computer_use_preview']);
 
 export interface StoredResponse {
   response: any;
