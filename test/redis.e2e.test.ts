@@ -337,7 +337,8 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       for (const admission of await Promise.all(admitted)) assert.equal(admission.error, null);
       // Past the hold: renewed every 0.5 s, each still holds; the rate-limited key's was never renewed.
       await new Promise((resolve) => setTimeout(resolve, 2_200));
-      const now = Number(((await client.send(['TIME'])) as string[])[0]) * 1000;
+      const [seconds, micros] = (await client.send(['TIME'])) as string[];
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
       const entries = (await client.send(['HGETALL', 'llmgw:{renewed}:held'])) as string[];
       const expiries: number[] = [];
       for (let i = 0; i < entries.length; i += 2) if (!String(entries[i]).startsWith('~')) expiries.push(Number(String(entries[i + 1]).split(' ')[0]));

@@ -40,7 +40,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_ds: { name: 'ds-team', provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'gpt-5*': 'deepseek-reasoner', '*': 'deepseek-chat' } },
       vk_claude_test: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } },
       vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
-      vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' }, max_output_tokens: 32000 },
+      vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' }, max_output_tokens: 32000, budget: { max_tokens: 1_000_000_000, period: 'total' } },
       vk_mock: { provider: 'mock' },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
@@ -771,6 +771,20 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     const asked = await responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'Short.', max_output_tokens: 1000, store: false });
     assert.equal(asked.status, 200, asked.text);
     assert.equal(anthropic.requests.at(-1)?.json.max_tokens, 1000, "a client's own limit stays");
+    // While it runs, it holds what it may generate: the cap it was sent, not the 4,096 of a request without a limit.
+    let release = (): void => {};
+    anthropic.behave(() => new Promise<void>((resolve) => (release = resolve)).then(() => false));
+    try {
+      const pending = responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'Write the patch.', store: false });
+      await waitFor(async () => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_capped' })).json.in_flight.tokens > 0, 'held while it runs');
+      const held = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_capped' })).json.in_flight.tokens;
+      assert.ok(held >= 32000, `holds the cap it was sent: ${held}`);
+      release();
+      assert.equal((await pending).status, 200);
+    } finally {
+      release();
+      anthropic.behave(null);
+    }
 
     const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
     assert.equal(adaptive.status, 200, adaptive.text);

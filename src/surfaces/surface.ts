@@ -189,7 +189,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
-    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices), context.id, res) : NO_RESERVATION;
+    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, (target) => toMessages(deps.router.route(surface.api, target.apis))), context.id, res) : NO_RESERVATION;
 
     const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
     const apiKeys = target.keys.apiKeys;
@@ -290,6 +290,11 @@ function identify(interaction: Interaction, key: VirtualKey): void {
   interaction.serving(key.targets[0] as Target, key.targets.length > 1);
 }
 
+/** The route translates for Messages, which requires an output limit (a request without one gets the key's cap, where it has one). */
+function toMessages<C extends ApiTypes>(route: Route<C>): boolean {
+  return !route.translation.identity && route.target.name === 'messages';
+}
+
 /** The output limit a target is sent: the client's, or the target's cap when the client asks for more. */
 function cappedOutput(target: Target, asked: number): number {
   return target.maxOutputTokens !== null && asked > target.maxOutputTokens ? target.maxOutputTokens : asked;
@@ -300,11 +305,11 @@ function cappedOutput(target: Target, asked: number): number {
  * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). The
  * client's own bytes go, with the members that change spliced in (json-splice.ts).
  */
-function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, toMessages: boolean): Outbound<C> {
+function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, forMessages: boolean): Outbound<C> {
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
   // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
   // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
-  const unstated = parsed.maxOutputTokens === 0 && toMessages && target.maxOutputTokens !== null;
+  const unstated = parsed.maxOutputTokens === 0 && forMessages && target.maxOutputTokens !== null;
   const maxOutputTokens = unstated ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ
@@ -328,13 +333,15 @@ function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: 
  * tokens, and, for a budget in USD, their cost at its model's price (the largest any target may be
  * sent). A key whose budget is in USD cannot use a model without a price: its spend could not be counted.
  */
-function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: number, prices: Prices): Charge {
+function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: number, prices: Prices, fillsLimit: (target: Target) => boolean): Charge {
   let tokens = 0;
   let usd = 0;
   for (const target of key.targets) {
     // A request without an output limit may generate up to the model's own: it holds a default's worth.
     // A trillion at most: a client's max_tokens of 1e23 must stay an exact integer in every store that adds it.
-    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : unstatedOutputReserve(target);
+    // One translated for Anthropic is sent the key's cap as its limit (outboundRequest): it holds that.
+    const unstated = fillsLimit(target) && target.maxOutputTokens !== null ? target.maxOutputTokens : unstatedOutputReserve(target);
+    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : unstated;
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
     const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
@@ -633,7 +640,7 @@ interface Prepared<C extends ApiTypes> {
 
 function prepare<C extends ApiTypes>({ surface, parsed, raw, req, interaction, deps }: AtHand<C>, target: Target): Prepared<C> {
   const route = deps.router.route(surface.api, target.apis);
-  const outbound = outboundRequest(surface.api, target, parsed, raw, !route.translation.identity && route.target.name === 'messages');
+  const outbound = outboundRequest(surface.api, target, parsed, raw, toMessages(route));
   const exchange = translate(route, outbound.request);
   const body = upstreamBody(route, target.provider, exchange, outbound.raw);
   const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
