@@ -55,6 +55,7 @@ before(async () => {
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
         vk_gpt: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
+        vk_gpt_plain: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl },
         vk_gpt_pool: { name: 'messages-pool', provider: 'openai', api_keys: [OPENAI_KEY, OPENAI_KEY_2], base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
         vk_gpt_capped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { '*': 'gpt-4o-mini' }, max_output_tokens: OUTPUT_LIMIT.openai },
         vk_ds: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseek.baseUrl, model_map: { 'claude-opus-*': 'deepseek-reasoner', 'claude-*': 'deepseek-chat' }, max_output_tokens: OUTPUT_LIMIT.deepseek },
@@ -397,6 +398,10 @@ describe('messages translated for Chat Completions providers', () => {
     assert.equal(entry.model, 'claude-sonnet-4-5');
     assert.equal(entry.upstream.model, 'gpt-4o-mini');
     assert.deepEqual(entry.usage, { input_tokens: 11, output_tokens: 7, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0 });
+    // Without a model map too: the provider's dated name (gpt-4o-mini-2024-08-06) is not the one asked for.
+    const plain = await messages(gateway.url, 'vk_gpt_plain', { ...hello, model: 'gpt-4o-mini' });
+    assert.equal(plain.status, 200, plain.text);
+    assert.equal(plain.json.model, 'gpt-4o-mini');
   });
 
   it('streams DeepSeek reasoning as a thinking block, then text, every event named, message_start never zero', async () => {

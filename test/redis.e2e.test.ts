@@ -334,7 +334,9 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const admitted = [];
       for (let i = 0; i < 1_200; i++) admitted.push(limiter.admit(budgeted, { tokens: 10, usd: 0 }, `req-${i}`));
       admitted.push(limiter.admit(rated, { tokens: 10, usd: 0 }, 'req-rated'));
-      for (const admission of await Promise.all(admitted)) assert.equal(admission.error, null);
+      const results = await Promise.all(admitted);
+      for (const admission of results) assert.equal(admission.error, null);
+      assert.deepEqual([results.at(-1)?.where, results.at(-1)?.lease], ['shared', null], 'the rate-limited key: admitted in Redis, no lease');
       // Past the hold: renewed every 0.5 s, each still holds; the rate-limited key's was never renewed.
       await new Promise((resolve) => setTimeout(resolve, 2_200));
       const [seconds, micros] = (await client.send(['TIME'])) as string[];

@@ -785,6 +785,13 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
       release();
       anthropic.behave(null);
     }
+    // A chat client's limit, however wrong, is its own: refused as before, never replaced by the cap;
+    // its own thinking budget above the cap keeps the translation's room for it.
+    const chatOn = (body: object) => request(gateway.url, '/v1/chat/completions', { key: 'vk_claude_capped', body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], ...body } });
+    for (const limit of [0, -5, 0.5]) assert.equal((await chatOn({ max_tokens: limit })).status, 400, `max_tokens ${limit}`);
+    const thinking = await chatOn({ thinking: { type: 'enabled', budget_tokens: 40000 } });
+    assert.equal(thinking.status, 200, thinking.text);
+    assert.equal(anthropic.requests.at(-1)?.json.max_tokens, 40000 + 4096);
 
     const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
     assert.equal(adaptive.status, 200, adaptive.text);

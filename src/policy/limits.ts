@@ -5,7 +5,7 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
@@ -273,9 +273,13 @@ export class SpendStore {
     }
     if (read.unreadable.length > 0) {
       // The rest is read; the file as it was is kept (the next write leaves out what was not read).
+      // The text as read (not the file again), written only where nothing is.
       const copy = `${this.file}.corrupt-${Date.now()}`;
-      await copyFile(this.file, copy).catch(() => {});
-      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; the file as it was is kept in ${copy}`);
+      const kept = await writeFile(copy, text, { flag: 'wx', mode: 0o600 }).then(
+        () => `the file as it was is kept in ${copy}`,
+        (err: Error) => `a copy of the file as it was could not be written (${err.message}): the next write leaves them out`,
+      );
+      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
     }
     this.countedInRedis = read.countedInRedis;
     for (const [digest, spend] of read.entries) {

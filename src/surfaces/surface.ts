@@ -189,7 +189,9 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
-    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, (target) => toMessages(deps.router.route(surface.api, target.apis))), context.id, res) : NO_RESERVATION;
+    const request = parsed; // a const the closure below can rely on
+    const fillsLimit = (target: Target): boolean => fillsOutputLimit(toMessages(deps.router.route(surface.api, target.apis)), target, request);
+    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, fillsLimit), context.id, res) : NO_RESERVATION;
 
     const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
     const apiKeys = target.keys.apiKeys;
@@ -205,10 +207,11 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;
     }
     let answerIds: AnswerIds | null;
-    // Where the key's model map sent another model (passed through or translated): the one the
+    // Translated, or passed through where the key's model map sent another model: the one the
     // client asked for, which the answer is named after where its API needs that (api.ts:
-    // namedAfter; Claude Code drops a turn's thinking when the answer names another model).
-    const asked = outbound.model !== parsed.model ? parsed.model : null;
+    // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
+    // provider may answer with a dated name of its own).
+    const asked = !route.translation.identity || outbound.model !== parsed.model ? parsed.model : null;
     const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked };
     if (parsed.stream) {
       answerIds = await answerStream(answering, upstream);
@@ -295,6 +298,20 @@ function toMessages<C extends ApiTypes>(route: Route<C>): boolean {
   return !route.translation.identity && route.target.name === 'messages';
 }
 
+/** Every client API's names for an output limit: one written at all (0, -5, "x") is the client's to have refused, never replaced. */
+const LIMIT_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
+
+/**
+ * The key's cap is sent as the limit of a request translated for Messages that states none, unless
+ * it brings its own `thinking` (its budget may be above the cap: the translation then makes room
+ * for it above its default, as before).
+ */
+function fillsOutputLimit<R>(forMessages: boolean, target: Target, parsed: ParsedRequest<R>): boolean {
+  if (!forMessages || target.maxOutputTokens === null) return false;
+  const request = parsed.request as Record<string, unknown>;
+  return LIMIT_FIELDS.every((field) => request[field] == null) && request.thinking == null;
+}
+
 /** The output limit a target is sent: the client's, or the target's cap when the client asks for more. */
 function cappedOutput(target: Target, asked: number): number {
   return target.maxOutputTokens !== null && asked > target.maxOutputTokens ? target.maxOutputTokens : asked;
@@ -309,7 +326,7 @@ function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, 
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
   // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
   // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
-  const unstated = parsed.maxOutputTokens === 0 && forMessages && target.maxOutputTokens !== null;
+  const unstated = fillsOutputLimit(forMessages, target, parsed);
   const maxOutputTokens = unstated ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ
@@ -340,7 +357,7 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
     // A request without an output limit may generate up to the model's own: it holds a default's worth.
     // A trillion at most: a client's max_tokens of 1e23 must stay an exact integer in every store that adds it.
     // One translated for Anthropic is sent the key's cap as its limit (outboundRequest): it holds that.
-    const unstated = fillsLimit(target) && target.maxOutputTokens !== null ? target.maxOutputTokens : unstatedOutputReserve(target);
+    const unstated = fillsLimit(target) ? (target.maxOutputTokens as number) : unstatedOutputReserve(target);
     const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : unstated;
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
