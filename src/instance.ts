@@ -7,7 +7,7 @@ import net from 'node:net';
 import { isLoopback, type Config } from './config.js';
 import { GatewayError } from './errors.js';
 import { createRouter } from './formats/router.js';
-import { ResponseOwners } from './policy/response-owners.js';
+import { ResponseOwners, type ItemOwners } from './policy/response-owners.js';
 import { ModelLists } from './surfaces/models.js';
 import { InteractionLog, type LogSink } from './observe/log.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
@@ -52,6 +52,8 @@ export interface Instance {
   readonly server: GatewayServer;
   readonly keys: KeyStore;
   readonly log: InteractionLog;
+  /** Whose stored responses' output items are whose (a cluster worker shares what it learns with the others). */
+  readonly items: ItemOwners;
   /** Starts listening; resolves with a printable address. */
   listen(): Promise<string>;
   /**
@@ -132,6 +134,7 @@ export function createInstance(options: InstanceOptions): Instance {
   events?.attach(options.keys);
   const inFlight = new SlotList<Cancellation>();
   const client = new HttpClient();
+  const owners = new ResponseOwners();
 
   /** `scraping`: taken for the /metrics request this process is serving, which is not one of the requests it reports. */
   const snapshot = (scraping = false): MetricsSnapshot =>
@@ -156,7 +159,7 @@ export function createInstance(options: InstanceOptions): Instance {
     // destinations have written them, on libuv's threads (docs/performance.md).
     bodyPool: log.enabled ? null : new BodyPool(),
     upstream: { client, policy: config.upstream },
-    owners: new ResponseOwners(),
+    owners,
     modelLists: new ModelLists(),
     prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
@@ -195,6 +198,7 @@ export function createInstance(options: InstanceOptions): Instance {
     server,
     keys,
     log,
+    items: owners.items,
     snapshot,
     reloadKeys,
     useKeys: (loaded) => {

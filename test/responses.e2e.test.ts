@@ -375,6 +375,28 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(message.status, 200, message.text);
   });
 
+  it('lets a key name its items on any worker (GATEWAY_WORKERS=2): the worker that saw them stored tells the others', async () => {
+    const workers = await startGateway({ keys: keysFor(openai.baseUrl), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', GATEWAY_WORKERS: '2' } });
+    try {
+      // Each request on a new connection: the primary hands them to the workers in turn.
+      for (let turn = 0; turn < 4; turn++) {
+        // Streamed every other turn: remembered before the terminal event goes out.
+        const stream = turn % 2 === 1;
+        const stored = await request(workers.url, '/v1/responses', { key: 'vk_codex', body: { model: 'gpt-5', input: `turn ${turn}`, stream } });
+        assert.equal(stored.status, 200, stored.text);
+        const item = stream ? /"type":"response\.completed".*?"output":\[\{[^{]*?"id":"([^"]+)"/.exec(stored.text)?.[1] : stored.json.output[0].id;
+        assert.ok(typeof item === 'string', 'an output item id');
+        // The next turn at once, as the AI SDK's tool loop sends it, on another connection (another worker).
+        const next = await request(workers.url, '/v1/responses', { key: 'vk_codex', body: { model: 'gpt-5', input: [{ role: 'user', content: `turn ${turn}` }, { type: 'item_reference', id: item }, { role: 'user', content: 'and?' }] } });
+        assert.equal(next.status, 200, `turn ${turn}: ${next.text}`);
+        const theirs = await request(workers.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ type: 'item_reference', id: item }] } });
+        assert.equal(theirs.status, 400, `turn ${turn}: another key's, on either worker`);
+      }
+    } finally {
+      await workers.stop();
+    }
+  });
+
   it("lets a key name by item_reference the output items of its own stored responses (the Vercel AI SDK's history), never another key's", async () => {
     const first = await responses('vk_codex', { model: 'gpt-5', input: 'hello' });
     assert.equal(first.status, 200, first.text);

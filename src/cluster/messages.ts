@@ -21,7 +21,9 @@ export type ToPrimary =
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot }
   /** Dead workers whose reservations in Redis this worker has released (the primary forgets them). */
-  | { t: 'released'; owners: readonly string[] };
+  | { t: 'released'; owners: readonly string[] }
+  /** The output items of a response this worker saw stored (`tag`: its owner): every other worker learns them. */
+  | { t: 'items'; storage: string; ids: readonly string[]; tag: string };
 
 /** One finished request: `request` names the admission it settles (null: it holds nothing). */
 export interface SpendRecord {
@@ -39,7 +41,9 @@ export type ToWorker =
   | { t: 'admitted'; id: number; admission: Admission }
   | { t: 'reported'; id: number; report: KeyReport }
   /** Workers that died: release what they held in Redis (by their marks). */
-  | { t: 'release'; owners: readonly string[] };
+  | { t: 'release'; owners: readonly string[] }
+  /** Output items another worker saw stored: a reference to them may reach this one next. */
+  | { t: 'items'; storage: string; ids: readonly string[]; tag: string };
 
 /** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 export const SNAPSHOT_TIMEOUT_MS = 1000;

@@ -171,6 +171,9 @@ class Primary {
         this.deadOwners = this.deadOwners.filter((dead) => !released.has(dead.owner));
         return;
       }
+      case 'items':
+        for (const other of this.workers()) if (other !== worker && this.ready.has(other)) this.send(other, message);
+        return;
     }
   }
 

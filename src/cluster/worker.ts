@@ -165,6 +165,8 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         limits.reported(message.id, message.report);
       } else if (message.t === 'release') {
         releaseOwners(message.owners);
+      } else if (message.t === 'items' && instance !== null) {
+        for (const id of message.ids) instance.items.add(message.storage, id, message.tag);
       }
     });
   });
@@ -255,6 +257,8 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         send({ t: 'scrape', id, snapshot: local });
       }),
   });
+  // A client's next request (a Vercel AI SDK turn naming its items) may reach another worker.
+  created.items.onAdded = (storage, ids, tag) => send({ t: 'items', storage, ids, tag });
   instance = created;
   setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 

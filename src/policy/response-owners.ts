@@ -47,7 +47,17 @@ export class ItemOwners {
   /** One string per owner tag, however many items it owns. */
   private readonly tags = new Map<string, string>();
 
+  /** Told of the items this process saw created (a cluster worker tells its primary, which tells the others). */
+  onAdded: ((storage: string, ids: readonly string[], tag: string) => void) | null = null;
+
   constructor(private readonly capacity = 200_000) {}
+
+  /** The output items of one response this process saw created, said to `onAdded`. */
+  addAll(storage: string, ids: readonly string[], tag: string): void {
+    if (ids.length === 0) return;
+    for (const id of ids) this.add(storage, id, tag);
+    this.onAdded?.(storage, ids, tag);
+  }
 
   /** The owner tag of item `id` in `storage`, when this process knows it; a known one is kept longest. */
   get(storage: string, id: string): string | undefined {

@@ -103,6 +103,6 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     const tag = ownerTag(key.id);
     deps.owners.set(target.storage, answer.id, tag);
     // Stored with it: the items a later request may name by id (ensureItemsOwned).
-    for (const item of answer.items()) deps.owners.items.add(target.storage, item, tag);
+    deps.owners.items.addAll(target.storage, answer.items(), tag);
   },
 };

@@ -43,6 +43,7 @@ export function streamPipeline<C extends ApiTypes>(
   hints: AnswerHints,
   assembledLimit = MAX_ASSEMBLED_STREAM_BYTES,
   renamed: ((event: C['event']) => C['event'] | null) | null = null,
+  onComplete: (() => void) | null = null,
 ): ObservedStream {
   const target = route.target;
   /** Null once the events seen exceed `assembledLimit`: the log keeps what was assembled until then. */
@@ -91,7 +92,15 @@ export function streamPipeline<C extends ApiTypes>(
       seen(event.data);
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
-        if (item.kind === 'event') watch.see(item.event);
+        if (item.kind === 'event') {
+          watch.see(item.event);
+          // Told once, before the event that completed the answer is framed for the client.
+          if (onComplete !== null && watch.complete) {
+            const told = onComplete;
+            onComplete = null;
+            told();
+          }
+        }
         // A chat provider's [DONE] before any choice finished: passed through, the client sees
         // what the provider sent; translated, it would become a finished answer (end_turn,
         // completed) of whatever came, so it is the cut stream it is.

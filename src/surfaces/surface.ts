@@ -206,21 +206,24 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
       throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;
     }
-    let answerIds: AnswerIds | null;
+    // Passed through, what the answer is known by is remembered before its last bytes go: the
+    // client's next request (on another worker, told over IPC ahead of its connection) may name it.
+    const asking = key;
+    const answered = surface.answered;
+    const remember = route.translation.identity && answered !== undefined ? (ids: AnswerIds) => answered(ids, outbound.request, asking, target, deps) : null;
     // Translated, or passed through where the key's model map sent another model: the one the
     // client asked for, which the answer is named after where its API needs that (api.ts:
     // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
     // provider may answer with a dated name of its own).
     const asked = !route.translation.identity || outbound.model !== parsed.model ? parsed.model : null;
-    const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked };
+    const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember };
     if (parsed.stream) {
-      answerIds = await answerStream(answering, upstream);
+      await answerStream(answering, upstream);
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerIds = answerJson(answering, answer);
+      answerJson(answering, answer);
     }
-    if (answerIds !== null && route.translation.identity) surface.answered?.(answerIds, outbound.request, key, target, deps);
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
@@ -634,6 +637,8 @@ interface Answering<C extends ApiTypes> {
   readonly promptEstimate: number;
   /** The model the client asked for, where the key's model map sent another (null: the same). */
   readonly asked: string | null;
+  /** Passed through: what the answer is known by, remembered before its last bytes go (null: nothing to). */
+  readonly remember: ((ids: AnswerIds) => void) | null;
 }
 
 /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
@@ -687,7 +692,7 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys }: Answering<C>, body: Buffer): AnswerIds | null {
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer): void {
   const hints: AnswerHints = { promptTokens: promptEstimate };
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
@@ -707,12 +712,12 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
   // model the client asked for spliced in (a tool call's input is not re-serialised: an integer
   // past 2^53 in it would change).
   const passed = !route.translation.identity ? null : renamed ? renamedBody(body, asked) : body;
+  const id = (answer as { id?: unknown }).id;
+  const target = route.target;
+  if (remember !== null && typeof id === 'string') remember({ id, items: () => target.answerItems?.(answer) ?? [] });
   sendJson(res, 200, passed ?? JSON.stringify(response));
   interaction.status = 200;
   interaction.response = response;
-  const id = (answer as { id?: unknown }).id;
-  const target = route.target;
-  return typeof id === 'string' ? { id, items: () => target.answerItems?.(answer) ?? [] } : null;
 }
 
 /** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
@@ -720,8 +725,8 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
   return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
 }
 
-async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<AnswerIds | null> {
-  const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked } = answering;
+async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<void> {
+  const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember } = answering;
   // Media types are case-insensitive (RFC 9110): Text/Event-Stream is one.
   if (!String(upstream.headers['content-type']).toLowerCase().includes('text/event-stream')) {
     upstream.abort();
@@ -732,7 +737,15 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   }
   const namedAfter = api.namedAfter;
   const renamed = asked === null || namedAfter === undefined ? null : (event: C['event']) => namedAfter.event(event, asked);
-  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit, renamed);
+  let remembered = remember === null;
+  // At the provider's end, before its terminal event goes to the client; a stream cut short, after it.
+  const tell = (): void => {
+    const id = pipeline.answerId();
+    if (remembered || id === null) return;
+    remembered = true;
+    remember?.({ id, items: () => pipeline.answerItems() });
+  };
+  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();
@@ -740,6 +753,5 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
-  const id = pipeline.answerId();
-  return id === null ? null : { id, items: () => pipeline.answerItems() };
+  tell();
 }
