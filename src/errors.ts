@@ -90,18 +90,22 @@ export function isContextOverflow(error: GatewayError): boolean {
 }
 
 /**
- * An error as an OpenAI client's body (Chat Completions, Responses), with the code OpenAI gives
- * where the provider gave none (Anthropic's errors carry only a type): clients act on it
- * (LangChain raises its context overflow on `context_length_exceeded`, Codex stops on it, and
- * waits on `rate_limit_exceeded`).
+ * The code OpenAI gives for what clients act on (LangChain raises its context overflow on
+ * `context_length_exceeded`; Codex stops on it and on `insufficient_quota`, and waits on
+ * `rate_limit_exceeded`), whatever the provider said it in (Anthropic's errors carry only a type,
+ * its overflow only words); null for anything else. A quota is checked before a 429.
  */
+export function openAiCode(error: GatewayError): 'context_length_exceeded' | 'insufficient_quota' | 'rate_limit_exceeded' | null {
+  const said = `${error.code ?? ''} ${error.type}`;
+  if (isContextOverflow(error)) return 'context_length_exceeded';
+  if (/insufficient_quota|billing/.test(said) || error.status === 402) return 'insufficient_quota';
+  if (error.status === 429 || /rate_limit/.test(said)) return 'rate_limit_exceeded';
+  return null;
+}
+
+/** An error as an OpenAI client's body (Chat Completions, Responses), with OpenAI's code where the provider gave none. */
 export function openAiErrorBody(error: GatewayError): ErrorBody {
   const body = error.toBody();
-  if (body.error.code === null) {
-    // In the order the mid-stream mapping takes (formats/responses/errors.ts): a quota before a 429.
-    if (isContextOverflow(error)) body.error.code = 'context_length_exceeded';
-    else if (/insufficient_quota|billing/.test(error.type) || error.status === 402) body.error.code = 'insufficient_quota';
-    else if (error.status === 429) body.error.code = 'rate_limit_exceeded';
-  }
+  if (body.error.code === null) body.error.code = openAiCode(error);
   return body;
 }

@@ -4,7 +4,7 @@
  * `rate_limit_exceeded` it waits as long as the message's "try again in N s" says; anything
  * else it retries), and the status a provider's `response.failed` stands for in the log.
  */
-import { GatewayError, isContextOverflow } from '../../errors.js';
+import { GatewayError, openAiCode } from '../../errors.js';
 import { entryOf, isRecord } from '../json.js';
 
 export interface ResponseError {
@@ -20,14 +20,12 @@ function retryAfterSeconds(error: GatewayError): number {
 /** A gateway error → the `error` of a `response.failed`. */
 export function responseError(error: GatewayError): ResponseError {
   const said = `${error.code ?? ''} ${error.type}`;
-  if (isContextOverflow(error)) {
-    return { code: 'context_length_exceeded', message: error.message };
-  }
-  if (/insufficient_quota|billing/.test(said) || error.status === 402) return { code: 'insufficient_quota', message: error.message };
-  if (error.status === 429 || /rate_limit/.test(said)) {
+  const code = openAiCode(error);
+  if (code === 'rate_limit_exceeded') {
     const message = /try again in/i.test(error.message) ? error.message : `${error.message} Please try again in ${retryAfterSeconds(error)}s.`;
     return { code: 'rate_limit_exceeded', message };
   }
+  if (code !== null) return { code, message: error.message };
   if (error.status === 529 || /overloaded/.test(said)) return { code: 'server_is_overloaded', message: error.message };
   if (error.status === 400 && error.code === 'invalid_prompt') return { code: 'invalid_prompt', message: error.message };
   return { code: 'server_error', message: error.message };
