@@ -751,7 +751,7 @@ describe('messages client', () => {
 
   it('reads model, stream and max_tokens (the output it may reserve)', () => {
     const parsed = parse({ model: 'claude-sonnet-4-5', max_tokens: 32000, stream: true, messages: [{ role: 'user', content: 'x' }] });
-    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens], ['claude-sonnet-4-5', true, 32000]);
+    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens, parsed.statesOutputLimit], ['claude-sonnet-4-5', true, 32000, true]);
   });
 
   it('refuses bodies Anthropic would, in its words, with a 400', () => {

@@ -31,6 +31,23 @@ function prepared(raw: string, provider: Provider = openai): { body: string; hea
   return { body: typeof body === 'string' || Buffer.isBuffer(body) ? body.toString() : Buffer.concat(body).toString(), headers: chatTarget.authHeaders('sk-real') };
 }
 
+describe('chat client', () => {
+  it('reads the output limit the client allows, and whether it wrote one at all (0 or -5 is written: the provider refuses it, no default replaces it)', () => {
+    const read = (body: object) => {
+      const parsed = chatClient.parseRequest(Buffer.from(JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }], ...body })));
+      return [parsed.maxOutputTokens, parsed.statesOutputLimit];
+    };
+    assert.deepEqual(read({}), [0, false]);
+    assert.deepEqual(read({ max_tokens: null, max_completion_tokens: null }), [0, false]);
+    assert.deepEqual(read({ max_output_tokens: 500 }), [0, false], "Responses' name is not a chat limit");
+    assert.deepEqual(read({ max_tokens: 300 }), [300, true]);
+    assert.deepEqual(read({ max_tokens: 300, max_completion_tokens: 700 }), [700, true]);
+    assert.deepEqual(read({ max_completion_tokens: 0 }), [0, true]);
+    assert.deepEqual(read({ max_tokens: -5 }), [0, true]);
+    assert.deepEqual(read({ thinking: { type: 'enabled', budget_tokens: 9000 } }), [0, true], 'a budget of its own: the translation makes room for it');
+  });
+});
+
 describe('openai request', () => {
   it("leaves earlier thinking (reasoning_content) out of the gateway's own translations, which OpenAI would refuse, and out of nothing else", () => {
     const request: ChatRequest = { model: 'gpt-4o', messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b', reasoning_content: 'r' }, { role: 'user', content: 'c' }] };

@@ -57,7 +57,9 @@ describe('reading a Responses request', () => {
   it('takes a model and input as a string or items, stream and max_output_tokens', () => {
     assert.equal(parse({ model: 'gpt-5', input: 'hi' }).model, 'gpt-5');
     const parsed = responsesClient.parseRequest(Buffer.from(JSON.stringify({ model: 'gpt-5', input: [], stream: true, max_output_tokens: 300 })));
-    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens], ['gpt-5', true, 300]);
+    assert.deepEqual([parsed.model, parsed.stream, parsed.maxOutputTokens, parsed.statesOutputLimit], ['gpt-5', true, 300, true]);
+    const stated = (body: object): boolean => responsesClient.parseRequest(Buffer.from(JSON.stringify({ model: 'gpt-5', input: 'hi', ...body }))).statesOutputLimit;
+    assert.deepEqual([stated({}), stated({ max_output_tokens: null }), stated({ max_tokens: 300 })], [false, false, false]);
   });
 
   it('refuses what the gateway cannot rely on, in OpenAI words, naming the parameter', () => {

@@ -301,18 +301,13 @@ function toMessages<C extends ApiTypes>(route: Route<C>): boolean {
   return !route.translation.identity && route.target.name === 'messages';
 }
 
-/** Every client API's names for an output limit: one written at all (0, -5, "x") is the client's to have refused, never replaced. */
-const LIMIT_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
-
 /**
- * The key's cap is sent as the limit of a request translated for Messages that states none, unless
- * it brings its own `thinking` (its budget may be above the cap: the translation then makes room
- * for it above its default, as before).
+ * The key's cap is sent as the limit of a request translated for Messages that states none (nor a
+ * thinking budget of its own, which may be above the cap: the translation then makes room for it
+ * above its default, as before).
  */
 function fillsOutputLimit<R>(forMessages: boolean, target: Target, parsed: ParsedRequest<R>): boolean {
-  if (!forMessages || target.maxOutputTokens === null) return false;
-  const request = parsed.request as Record<string, unknown>;
-  return LIMIT_FIELDS.every((field) => request[field] == null) && request.thinking == null;
+  return forMessages && target.maxOutputTokens !== null && !parsed.statesOutputLimit;
 }
 
 /** The output limit a target is sent: the client's, or the target's cap when the client asks for more. */

@@ -8,7 +8,7 @@ import type { ClientApi, TargetApi } from '../api.js';
 import { shallowCopy } from '../json-bytes.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
-import { chatRequestBody, maxOutputTokens, parseChatRequest } from './request.js';
+import { chatRequestBody, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
 import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from './stream.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
 import { parseChatModelList } from './models.js';
@@ -25,7 +25,7 @@ export const chatClient: ClientApi<ChatTypes> = {
   mediaTypes: new Set(['image_url', 'input_audio', 'file']),
   parseRequest(raw) {
     const request = parseChatRequest(raw);
-    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request) };
   },
   errorBody: openAiErrorBody,
   rewrite(request, changes) {

@@ -72,6 +72,11 @@ export function maxOutputTokens(request: ChatRequest): number {
   return value > 0 ? Math.floor(value) : 0;
 }
 
+/** The client wrote a limit in either field, or a thinking budget (an extension some servers read). */
+export function statesOutputLimit(request: ChatRequest): boolean {
+  return request.max_completion_tokens != null || request.max_tokens != null || request.thinking != null;
+}
+
 /** The client asked for usage at the end of its stream. */
 export function wantsStreamUsage(request: ChatRequest): boolean {
   const options = request.stream_options;

@@ -15,7 +15,7 @@ import { shallowCopy } from '../json-bytes.js';
 import { outputItemIds, parseResponseObject } from './answer.js';
 import { ResponseAssembler } from './assemble.js';
 import { responsesStreamOutput } from './output.js';
-import { maxOutputTokens, parseResponsesRequest } from './request.js';
+import { maxOutputTokens, parseResponsesRequest, statesOutputLimit } from './request.js';
 import { clientParamOf, toChatRequest, type ToChatOptions } from './request-to-chat.js';
 import { toResponse } from './response-from-chat.js';
 import { chatStreamToResponses } from './stream-from-chat.js';
@@ -34,7 +34,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
   mediaTypes: new Set(['input_image', 'input_file']),
   parseRequest(raw) {
     const request = parseResponsesRequest(raw);
-    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request) };
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request) };
   },
   rewrite(request, changes) {
     const copy = shallowCopy(request);

@@ -41,6 +41,11 @@ export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
   return body as ResponsesRequest;
 }
 
+/** The client wrote a limit, whatever its value. */
+export function statesOutputLimit(request: ResponsesRequest): boolean {
+  return request.max_output_tokens != null;
+}
+
 /** The output tokens the client allows at most (0: it sets no limit). */
 export function maxOutputTokens(request: ResponsesRequest): number {
   const value = request.max_output_tokens;
