@@ -10,6 +10,7 @@ import { createRouter } from './formats/router.js';
 import { ResponseOwners, type ItemOwners } from './policy/response-owners.js';
 import { ModelLists } from './surfaces/models.js';
 import { InteractionLog, type LogSink } from './observe/log.js';
+import { Turns } from './turns.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import { warn } from './observe/warn.js';
 import type { KeyFile } from './policy/key-file.js';
@@ -161,6 +162,7 @@ export function createInstance(options: InstanceOptions): Instance {
     upstream: { client, policy: config.upstream },
     owners,
     modelLists: new ModelLists(),
+    turns: new Turns(),
     prices,
     router: createRouter({ anthropicDefaultMaxTokens: config.anthropicDefaultMaxTokens, now: () => Math.floor(Date.now() / 1000) }),
     metricsToken: config.metricsToken,
