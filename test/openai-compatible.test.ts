@@ -44,7 +44,18 @@ describe('chat client', () => {
     assert.deepEqual(read({ max_tokens: 300, max_completion_tokens: 700 }), [700, true]);
     assert.deepEqual(read({ max_completion_tokens: 0 }), [0, true]);
     assert.deepEqual(read({ max_tokens: -5 }), [0, true]);
-    assert.deepEqual(read({ thinking: { type: 'enabled', budget_tokens: 9000 } }), [0, true], 'a budget of its own: the translation makes room for it');
+    assert.deepEqual(read({ thinking: { type: 'enabled', budget_tokens: 9000 } }), [0, false], 'a thinking budget is no limit: the key cap still applies');
+  });
+
+  it('lowers a thinking budget with the limit it lowers to a cap (Anthropic wants it below max_tokens), or turns it off when none fits', () => {
+    const request: ChatRequest = { model: 'claude', messages: [{ role: 'user', content: 'x' }], thinking: { type: 'enabled', budget_tokens: 60000 } };
+    assert.deepEqual(chatClient.rewrite(request, { model: 'c', maxOutputTokens: 8192 }), { ...request, model: 'c', max_completion_tokens: 8192, thinking: { type: 'enabled', budget_tokens: 8191 } });
+    assert.deepEqual(chatClient.rewrite({ ...request, max_tokens: 64000 }, { model: 'c', maxOutputTokens: 8192 }), { ...request, model: 'c', max_tokens: 8192, thinking: { type: 'enabled', budget_tokens: 8191 } });
+    const off = chatClient.rewrite(request, { model: 'c', maxOutputTokens: 1024 });
+    assert.equal('thinking' in off, false, 'no budget of 1,024 or more fits below 1,024');
+    const small = { ...request, thinking: { type: 'enabled', budget_tokens: 2000 } };
+    assert.deepEqual(chatClient.rewrite(small, { model: 'c', maxOutputTokens: 8192 }).thinking, small.thinking, 'a budget below the cap stays');
+    assert.equal('thinking' in chatClient.rewrite({ model: 'm', messages: [] }, { model: 'c', maxOutputTokens: 8192 }), false, 'none added');
   });
 });
 

@@ -808,12 +808,19 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
       anthropic.behave(null);
     }
     // A chat client's limit, however wrong, is its own: refused as before, never replaced by the cap;
-    // its own thinking budget above the cap keeps the translation's room for it.
+    // its own thinking budget above the cap is lowered below it (it would let a request generate
+    // 60,000 tokens while holding the cap's worth), with or without a limit of its own.
     const chatOn = (body: object) => request(gateway.url, '/v1/chat/completions', { key: 'vk_claude_capped', body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], ...body } });
     for (const limit of [0, -5, 0.5]) assert.equal((await chatOn({ max_tokens: limit })).status, 400, `max_tokens ${limit}`);
-    const thinking = await chatOn({ thinking: { type: 'enabled', budget_tokens: 40000 } });
-    assert.equal(thinking.status, 200, thinking.text);
-    assert.equal(anthropic.requests.at(-1)?.json.max_tokens, 40000 + 4096);
+    for (const limit of [{}, { max_tokens: 64096 }, { max_completion_tokens: 64096 }]) {
+      const thinking = await chatOn({ thinking: { type: 'enabled', budget_tokens: 60000 }, ...limit });
+      assert.equal(thinking.status, 200, thinking.text);
+      const sent = anthropic.requests.at(-1)?.json;
+      assert.deepEqual([sent.max_tokens, sent.thinking], [32000, { type: 'enabled', budget_tokens: 31999 }], JSON.stringify(limit));
+    }
+    // Responses has no max_tokens nor thinking: written there, neither is a limit.
+    assert.equal((await responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'hi', store: false, max_tokens: 5, thinking: { type: 'enabled', budget_tokens: 60000 } })).status, 200);
+    assert.equal(anthropic.requests.at(-1)?.json.max_tokens, 32000);
 
     const adaptive = await responses('vk_claude_adaptive', { model: 'gpt-5-codex', input: 'hi', reasoning: { effort: 'high', summary: 'auto' }, stream: true, store: false, max_output_tokens: 20000 });
     assert.equal(adaptive.status, 200, adaptive.text);

@@ -28,10 +28,7 @@ export interface ParsedRequest<Request> {
   readonly stream: boolean;
   /** Output tokens the client allows at most (0: it sets no limit): reserved against limits while it runs. */
   readonly maxOutputTokens: number;
-  /**
-   * The client wrote an output limit, whatever its value (one it wrote is its own to have refused,
-   * never replaced by a default), or a thinking budget of its own that a default limit could cut.
-   */
+  /** The client wrote an output limit, whatever its value (one it wrote is its own to have refused, never replaced by a default). */
   readonly statesOutputLimit: boolean;
 }
 

@@ -323,9 +323,8 @@ function toMessages<C extends ApiTypes>(route: Route<C>): boolean {
 }
 
 /**
- * The key's cap is sent as the limit of a request translated for Messages that states none (nor a
- * thinking budget of its own, which may be above the cap: the translation then makes room for it
- * above its default, as before).
+ * The key's cap is sent as the limit of a request translated for Messages that states none (a
+ * thinking budget of its own is lowered below it: the rewrite's thinkingUnder).
  */
 function fillsOutputLimit<R>(forMessages: boolean, target: Target, parsed: ParsedRequest<R>): boolean {
   return forMessages && target.maxOutputTokens !== null && !parsed.statesOutputLimit;

@@ -6,6 +6,7 @@
 import { openAiErrorBody } from '../../errors.js';
 import type { ClientApi, TargetApi } from '../api.js';
 import { shallowCopy } from '../json-bytes.js';
+import { thinkingUnder } from '../thinking-budget.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
 import { chatRequestBody, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
@@ -35,6 +36,10 @@ export const chatClient: ClientApi<ChatTypes> = {
       // The field the client used (max_completion_tokens wins, as it does upstream).
       if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;
       if (request.max_tokens != null) copy.max_tokens = changes.maxOutputTokens;
+      // Anthropic's thinking extension, translated for a provider that takes it: its budget below the limit.
+      const thinking = thinkingUnder(request.thinking, changes.maxOutputTokens);
+      if (thinking === undefined) delete copy.thinking;
+      else copy.thinking = thinking;
     }
     return copy;
   },

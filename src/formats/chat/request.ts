@@ -72,9 +72,9 @@ export function maxOutputTokens(request: ChatRequest): number {
   return value > 0 ? Math.floor(value) : 0;
 }
 
-/** The client wrote a limit in either field, or a thinking budget (an extension some servers read). */
+/** The client wrote a limit in either field. */
 export function statesOutputLimit(request: ChatRequest): boolean {
-  return request.max_completion_tokens != null || request.max_tokens != null || request.thinking != null;
+  return request.max_completion_tokens != null || request.max_tokens != null;
 }
 
 /** The client asked for usage at the end of its stream. */

@@ -6,6 +6,7 @@
 import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { isRecord } from '../json.js';
+import { thinkingUnder } from '../thinking-budget.js';
 import { jsonPieces } from '../json-pieces.js';
 import { splicedBody } from '../json-splice.js';
 import { stateless, type Translation } from '../translation.js';
@@ -35,9 +36,6 @@ export interface MessagesTypes {
 /** The API version sent when a client gives none (a client's own is passed on). */
 const ANTHROPIC_VERSION = '2023-06-01';
 
-/** The smallest thinking budget Anthropic accepts. */
-const MIN_THINKING_BUDGET = 1024;
-
 export const messagesClient: ClientApi<MessagesTypes> = {
   name: 'messages',
   mediaTypes: new Set(['image', 'document']),
@@ -51,12 +49,9 @@ export const messagesClient: ClientApi<MessagesTypes> = {
     const cap = changes.maxOutputTokens;
     if (cap !== undefined) {
       copy.max_tokens = cap;
-      // A thinking budget must stay below max_tokens: lowered with it, or thinking is off when no budget fits.
-      const thinking = request.thinking;
-      if (isRecord(thinking) && thinking.type === 'enabled' && typeof thinking.budget_tokens === 'number' && thinking.budget_tokens >= cap) {
-        if (cap - 1 >= MIN_THINKING_BUDGET) copy.thinking = { ...thinking, budget_tokens: cap - 1 };
-        else delete copy.thinking;
-      }
+      const thinking = thinkingUnder(request.thinking, cap);
+      if (thinking === undefined) delete copy.thinking;
+      else copy.thinking = thinking as AnthropicRequest['thinking'];
     }
     return copy;
   },

@@ -8,9 +8,8 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { entryOf } from '../json.js';
+import { MIN_THINKING_BUDGET } from '../thinking-budget.js';
 
-/** The smallest budget Anthropic accepts. */
-const MIN_BUDGET = 1024;
 
 /** Budget per level: LiteLLM's (docs/providers.md), so clients moving between gateways get the same. */
 const BUDGETS: Readonly<Record<string, number>> = { minimal: 1024, low: 1024, medium: 2048, high: 4096, xhigh: 4096, max: 4096 };
@@ -62,7 +61,7 @@ export function thinkingFromEffort(effort: unknown, model: string, limit: number
   // that set an effort wants to see it (reasoning_content, a Responses summary).
   if (mode === 'adaptive') return { thinking: { type: 'adaptive', display: 'summarized' }, effort: entryOf(EFFORTS, effort) as string, maxTokens };
   const budget = limit === null ? level : Math.min(level, Math.floor(limit / 2));
-  if (budget < MIN_BUDGET) return { maxTokens };
+  if (budget < MIN_THINKING_BUDGET) return { maxTokens };
   return { thinking: { type: 'enabled', budget_tokens: budget }, maxTokens };
 }
 
