@@ -360,7 +360,7 @@ describe('stored responses: a virtual key reaches only its own', () => {
 
   it("refuses item_reference input items naming no item of the key's own stored responses: an item id does not say whose response it is from", async () => {
     // OpenAI's type is optional on a reference: an id with no type (or a null one) and no role is one too.
-    for (const reference of [{ type: 'item_reference', id: 'msg_of_another_key' }, { id: 'msg_of_another_key' }, { type: null, id: 'msg_of_another_key' }]) {
+    for (const reference of [{ type: 'item_reference', id: 'msg_of_another_key' }, { id: 'msg_of_another_key' }, { type: null, id: 'msg_of_another_key' }, { id: 'msg_of_another_key', role: null }, { type: null, id: 'msg_of_another_key', role: null }]) {
       for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
         openai.requests.length = 0;
         const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: [{ role: 'user', content: 'x' }, reference] } });

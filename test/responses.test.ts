@@ -24,7 +24,7 @@ import { createRouter } from '../src/formats/router.js';
 import type { StreamItem } from '../src/formats/stream.js';
 import { SseParser } from '../src/upstream/sse.js';
 import type { VirtualKey } from '../src/policy/keys.js';
-import { ItemOwners, ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
+import { ItemOwners, MAX_REMEMBERED_ID_CHARS, ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
 import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
 import { parseJsonBytes, plainUniqueKeys } from '../src/formats/json-bytes.js';
 import { sseFrame } from '../src/formats/sse.js';
@@ -813,6 +813,34 @@ describe('owners of stored responses', () => {
     const owners = new ResponseOwners();
     owners.items.add('s', 'resp_x', 'alice');
     assert.equal(owners.get('s', 'resp_x'), undefined, "an item id does not vouch for a response of the same id");
+  });
+
+  it("when full, forgets the least recently named item of the key holding the most: a key storing many cannot push out another's conversation", () => {
+    const items = new ItemOwners(100);
+    for (let i = 0; i < 5; i++) items.add('s', `msg_victim_${i}`, 'victim');
+    // Another key's flood, never naming the victim's items again.
+    for (let i = 0; i < 1000; i++) items.add('s', `msg_flood_${i}`, 'attacker');
+    for (let i = 0; i < 5; i++) assert.equal(items.get('s', `msg_victim_${i}`), 'victim', `victim item ${i}`);
+    assert.equal(items.get('s', 'msg_flood_999'), 'attacker', "the flood's newest stay");
+    assert.equal(items.get('s', 'msg_flood_0'), undefined, "the flood's oldest went");
+    // Two keys at the cap share it: the larger gives way, whichever adds.
+    const shared = new ItemOwners(10);
+    for (let i = 0; i < 6; i++) shared.add('s', `a${i}`, 'a');
+    for (let i = 0; i < 6; i++) shared.add('s', `b${i}`, 'b');
+    assert.deepEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b5'].map((id) => shared.get('s', id)), [undefined, 'a', 'a', undefined, 'b', 'b']);
+  });
+
+  it('remembers no id longer than a provider would write (a server answering megabyte ids grew the gateway without bound)', () => {
+    const owners = new ResponseOwners();
+    const long = `resp_${'x'.repeat(MAX_REMEMBERED_ID_CHARS)}`;
+    owners.set('s', long, 'tag');
+    assert.equal(owners.size, 0);
+    const told: string[][] = [];
+    owners.items.onAdded = (_storage, ids) => told.push([...ids]);
+    owners.items.addAll('s', [long, 'msg_ok'], 'tag');
+    assert.deepEqual([owners.items.get('s', long), owners.items.get('s', 'msg_ok'), told], [undefined, 'tag', [['msg_ok']]]);
+    owners.items.addAll('s', [long], 'tag');
+    assert.equal(told.length, 1, 'nothing said to the other workers either');
   });
 });
 

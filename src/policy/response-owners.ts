@@ -36,14 +36,37 @@ export function ownerOf(response: unknown): string {
 }
 
 /**
+ * The longest id remembered. Providers' ids are ~30–60 characters; a server that answers with
+ * megabyte ids (a team's own may say anything) would otherwise grow every map that keeps them.
+ * A longer id is not remembered: a response's owner is then read from the provider again, and
+ * an item named by such an id is refused.
+ */
+export const MAX_REMEMBERED_ID_CHARS = 256;
+
+/** One provider account's items: whose each is, and each owner's in the order they were last named. */
+class AccountItems {
+  readonly owner = new Map<string, string>();
+  readonly byOwner = new Map<string, Set<string>>();
+
+  /** The owner holding the most items: the one that gives up its least recently named when full. */
+  largest(): Set<string> | undefined {
+    let most: Set<string> | undefined;
+    for (const ids of this.byOwner.values()) if (most === undefined || ids.size > most.size) most = ids;
+    return most;
+  }
+}
+
+/**
  * Whose output items are whose: the ids of the output items (messages, reasoning, tool calls) of
  * the responses keys stored, as this process saw them created, per provider account. Unlike a
- * response, an item cannot be read back from the provider by its id, so a forgotten one is refused:
- * an id named again moves to the back (a conversation in use keeps its items however many others
- * come), and an id once a key's is never another's (a provider that repeated one cannot hand it over).
+ * response, an item cannot be read back from the provider by its id, so a forgotten one is refused.
+ * An id named again moves to the back of its owner's, and when an account holds `capacity` items
+ * the key holding the most gives up its least recently named: a key that stores many cannot push
+ * out another's conversation. An id once a key's is never another's while remembered (a provider
+ * that repeated one cannot hand it over).
  */
 export class ItemOwners {
-  private readonly byStorage = new Map<string, Map<string, string>>();
+  private readonly byStorage = new Map<string, AccountItems>();
   /** One string per owner tag, however many items it owns. */
   private readonly tags = new Map<string, string>();
 
@@ -54,32 +77,48 @@ export class ItemOwners {
 
   /** The output items of one response this process saw created, said to `onAdded`. */
   addAll(storage: string, ids: readonly string[], tag: string): void {
-    if (ids.length === 0) return;
-    for (const id of ids) this.add(storage, id, tag);
-    this.onAdded?.(storage, ids, tag);
+    const kept = ids.filter((id) => id.length <= MAX_REMEMBERED_ID_CHARS);
+    if (kept.length === 0) return;
+    for (const id of kept) this.add(storage, id, tag);
+    this.onAdded?.(storage, kept, tag);
   }
 
   /** The owner tag of item `id` in `storage`, when this process knows it; a known one is kept longest. */
   get(storage: string, id: string): string | undefined {
-    const items = this.byStorage.get(storage);
-    const tag = items?.get(id);
-    if (items !== undefined && tag !== undefined) {
-      items.delete(id);
-      items.set(id, tag);
+    const account = this.byStorage.get(storage);
+    const tag = account?.owner.get(id);
+    if (account !== undefined && tag !== undefined) {
+      const ids = account.byOwner.get(tag) as Set<string>;
+      ids.delete(id);
+      ids.add(id);
     }
     return tag;
   }
 
   add(storage: string, id: string, tag: string): void {
-    let items = this.byStorage.get(storage);
-    if (items === undefined) this.byStorage.set(storage, (items = new Map()));
-    if (items.has(id)) return;
+    if (id.length > MAX_REMEMBERED_ID_CHARS) return;
+    let account = this.byStorage.get(storage);
+    if (account === undefined) this.byStorage.set(storage, (account = new AccountItems()));
+    if (account.owner.has(id)) return;
     let shared = this.tags.get(tag);
     if (shared === undefined) this.tags.set(tag, (shared = tag));
-    items.set(id, shared);
-    // Oldest (least recently named) first out: a reference to it is then refused.
-    if (items.size > this.capacity) items.delete(items.keys().next().value as string);
+    account.owner.set(id, shared);
+    let ids = account.byOwner.get(shared);
+    if (ids === undefined) account.byOwner.set(shared, (ids = new Set()));
+    ids.add(id);
+    if (account.owner.size > this.capacity) forgetOne(account);
   }
+}
+
+/** The least recently named item of the key holding the most (a reference to it is then refused). */
+function forgetOne(account: AccountItems): void {
+  const ids = account.largest();
+  const oldest = ids?.values().next().value;
+  if (ids === undefined || oldest === undefined) return;
+  const tag = account.owner.get(oldest) as string;
+  ids.delete(oldest);
+  account.owner.delete(oldest);
+  if (ids.size === 0) account.byOwner.delete(tag);
 }
 
 export class ResponseOwners {
@@ -97,6 +136,7 @@ export class ResponseOwners {
   }
 
   set(storage: string, id: string, tag: string): void {
+    if (id.length > MAX_REMEMBERED_ID_CHARS) return;
     const at = `${storage} ${id}`;
     this.owners.delete(at);
     this.owners.set(at, tag);

@@ -12,11 +12,14 @@ import type { ResponsesRequest } from './types.js';
 /** Each input item's type, id and role: enough to tell an item reference. */
 const ITEM_FIELDS = ['type', 'id', 'role'];
 
-/** An input item naming an item by id alone (OpenAI's type is optional on one: an id, no type, no role). */
+/**
+ * An input item naming an item by id alone (OpenAI's type is optional on one: an id, no type, no
+ * role). A null type or role is read as absent, as a server may read it.
+ */
 export function isItemReference(item: unknown): boolean {
   if (!isRecord(item)) return false;
   if (item.type === 'item_reference') return true;
-  return (item.type === undefined || item.type === null) && item.id !== undefined && item.role === undefined;
+  return item.type == null && item.id != null && item.role == null;
 }
 
 export function parseResponsesRequest(raw: Buffer): ResponsesRequest {
