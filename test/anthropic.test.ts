@@ -368,6 +368,20 @@ describe('anthropic request: parameters', () => {
     assert.deepEqual(after.thinking, { type: 'adaptive', display: 'summarized' }, 'a new question after the answer thinks again');
   });
 
+  it('reasoning_effort leaves out thinking where tool_choice forces a tool (Anthropic refuses both), not the effort', () => {
+    const tools = [{ type: 'function', function: { name: 'answer', parameters: { type: 'object' } } }];
+    for (const tool_choice of ['required', { type: 'function', function: { name: 'answer' } }]) {
+      for (const [model, config] of [['claude-opus-4-6', { effort: 'high' }], ['claude-sonnet-4-5', undefined]] as const) {
+        const out = translate({ model, messages: [user('x')], tools, tool_choice, reasoning_effort: 'high', max_completion_tokens: 16000 });
+        assert.deepEqual([out.thinking, out.output_config, out.tool_choice?.type], [undefined, config, tool_choice === 'required' ? 'any' : 'tool'], `${model} ${JSON.stringify(tool_choice)}`);
+      }
+    }
+    const auto = translate({ model: 'claude-sonnet-4-5', messages: [user('x')], tools, tool_choice: 'auto', reasoning_effort: 'high', max_completion_tokens: 16000 });
+    assert.deepEqual(auto.thinking, { type: 'enabled', budget_tokens: 4096 }, 'auto still thinks');
+    const none = translate({ model: 'claude-sonnet-4-5', messages: [user('x')], tool_choice: 'required', reasoning_effort: 'high', max_completion_tokens: 16000 });
+    assert.deepEqual(none.thinking, { type: 'enabled', budget_tokens: 4096 }, 'no tools: nothing is forced');
+  });
+
   it("a client's own thinking wins over reasoning_effort, which still steers adaptive thinking", () => {
     const enabled = translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 2048 }, reasoning_effort: 'high' });
     assert.deepEqual([enabled.thinking, enabled.output_config], [{ type: 'enabled', budget_tokens: 2048 }, undefined]);

@@ -2,7 +2,7 @@
  * A mock Anthropic Messages API on 127.0.0.1 that enforces what the real one enforces
  * (docs/providers.md, Anthropic): x-api-key and anthropic-version headers, required max_tokens
  * (at most 128,000), user/assistant roles (system messages after the first turn), first turn
- * from the user, no empty text, temperature 0–1, a thinking budget below max_tokens, adaptive
+ * from the user, no empty text, temperature 0–1, a thinking budget below max_tokens and no forced tool with thinking, adaptive
  * thinking and output_config.effort on Claude 4.6 and later only, with thinking on a last tool-calling
  * assistant turn that starts with its thinking block, output_config.format a JSON
  * schema alone (answered with JSON that follows it), tool_use
@@ -66,6 +66,8 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
     if (!['enabled', 'adaptive', 'disabled'].includes(thinking?.type)) return "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'";
     if (thinking.type === 'adaptive' && !ADAPTIVE_MODEL.test(body.model)) return `thinking.type: adaptive thinking is not supported on ${body.model}`;
     if (thinking.display !== undefined && !['summarized', 'omitted'].includes(thinking.display)) return "thinking.display: Input should be 'summarized' or 'omitted'";
+    const forced = body.tool_choice?.type === 'any' || body.tool_choice?.type === 'tool';
+    if (thinking.type !== 'disabled' && forced) return 'Thinking may not be enabled when tool_choice forces tool use.';
     if (thinking.type === 'enabled') {
       if (!Number.isInteger(thinking.budget_tokens) || thinking.budget_tokens < 1024) return 'thinking.enabled.budget_tokens: Input should be greater than or equal to 1024';
       if (!countTokens && thinking.budget_tokens >= body.max_tokens) return '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size';

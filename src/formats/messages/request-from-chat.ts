@@ -348,6 +348,12 @@ function callsTools(turn: AnthropicMessage | undefined): boolean {
   return turn !== undefined && Array.isArray(turn.content) && turn.content.some((block) => block.type === 'tool_use');
 }
 
+/** The request makes the model call a tool (`required`, or a named function), which Anthropic refuses with thinking on. */
+function forcesTool(request: ChatRequest): boolean {
+  const choice = request.tool_choice;
+  return Array.isArray(request.tools) && request.tools.length > 0 && (choice === 'required' || (isRecord(choice) && choice.type === 'function'));
+}
+
 export function toAnthropicRequest(request: ChatRequest, options: RequestOptions): AnthropicRequest {
   checkParameters(request);
   const { system, turns } = translateMessages(request.messages);
@@ -396,7 +402,8 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
     const mapped = thinkingFromEffort(request.reasoning_effort, out.model, maxTokens === undefined || maxTokens === null ? null : out.max_tokens, options.defaultMaxTokens);
     // With thinking on, Anthropic wants a tool-calling turn's thinking block back before its
     // results, signature and all, and chat has no place for it: such a turn goes on without thinking.
-    if (!callsTools(turns.findLast((turn) => turn.role === 'assistant'))) {
+    // Nor does it take thinking with a forced tool (LangChain's structured output by function calling).
+    if (!callsTools(turns.findLast((turn) => turn.role === 'assistant')) && !forcesTool(request)) {
       out.max_tokens = mapped.maxTokens;
       if (mapped.thinking !== undefined) out.thinking = mapped.thinking;
     }
