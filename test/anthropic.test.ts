@@ -332,13 +332,57 @@ describe('anthropic request: parameters', () => {
     rejects({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'place' } } }, /needs "json_schema.schema"/, 'response_format');
   });
 
+  it("response_format's schema as Anthropic takes it: keywords it refuses moved into descriptions, objects closed", () => {
+    const schema = {
+      $schema: 'http://json-schema.org/draft-07/schema#',
+      type: 'object',
+      description: 'A person',
+      properties: {
+        name: { type: 'string', minLength: 1, maxLength: 50 },
+        age: { type: 'integer', minimum: 0 },
+        email: { type: 'string', format: 'email' },
+        site: { type: 'string', format: 'hostname-idn' },
+        tags: { type: 'array', items: { type: 'string', pattern: '^[a-z]+$' }, minItems: 2 },
+        maybe: { type: 'array', items: { type: 'number' }, minItems: 1 },
+        color: { type: 'string', enum: ['red', 'green'] },
+        exact: { const: 3, type: 'number' },
+        either: { oneOf: [{ type: 'object', properties: { x: { type: 'number', multipleOf: 0.5 } }, required: ['x'] }, { type: 'null' }] },
+        thing: { $ref: '#/$defs/Thing', description: 'a thing', default: 1 },
+      },
+      required: ['name'],
+      additionalProperties: true,
+      $defs: { Thing: { type: 'object', properties: {} } },
+    };
+    const out = translate({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'person', schema } } });
+    assert.deepEqual((out.output_config as { format?: { schema: unknown } } | undefined)?.format?.schema, {
+      type: 'object',
+      description: 'A person',
+      properties: {
+        name: { type: 'string', description: '{minLength: 1, maxLength: 50}' },
+        age: { type: 'integer', description: '{minimum: 0}' },
+        email: { type: 'string', format: 'email' },
+        site: { type: 'string', description: '{format: "hostname-idn"}' },
+        tags: { type: 'array', items: { type: 'string', description: '{pattern: "^[a-z]+$"}' }, description: '{minItems: 2}' },
+        maybe: { type: 'array', items: { type: 'number' }, minItems: 1 },
+        color: { enum: ['red', 'green'] },
+        exact: { const: 3 },
+        either: { anyOf: [{ type: 'object', properties: { x: { type: 'number', description: '{multipleOf: 0.5}' } }, required: ['x'], additionalProperties: false }, { type: 'null' }] },
+        thing: { $ref: '#/$defs/Thing', description: 'a thing' },
+      },
+      required: ['name'],
+      additionalProperties: false,
+      $defs: { Thing: { type: 'object', properties: {}, additionalProperties: false } },
+    });
+    assert.deepEqual(schema.properties.name, { type: 'string', minLength: 1, maxLength: 50 }, "the client's schema is not changed");
+  });
+
   it('reasoning_effort → adaptive thinking with output_config.effort on Claude 4.6 and later', () => {
     const out = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'medium' });
     assert.deepEqual([out.thinking, out.output_config, out.max_tokens], [{ type: 'adaptive', display: 'summarized' }, { effort: 'medium' }, 4096 + 2048]);
     assert.deepEqual(translate({ model: 'claude-sonnet-5', messages: [user('x')], reasoning_effort: 'minimal', max_tokens: 1000 }).output_config, { effort: 'low' });
     assert.deepEqual(translate({ model: 'claude-opus-4-7', messages: [user('x')], reasoning_effort: 'xhigh' }).output_config, { effort: 'high' });
     const both = translate({ model: 'claude-opus-4-6', messages: [user('x')], reasoning_effort: 'low', response_format: { type: 'json_schema', json_schema: { name: 'r', schema: { type: 'object' } } } });
-    assert.deepEqual(both.output_config, { effort: 'low', format: { type: 'json_schema', schema: { type: 'object' } } });
+    assert.deepEqual(both.output_config, { effort: 'low', format: { type: 'json_schema', schema: { type: 'object', properties: {}, additionalProperties: false } } });
   });
 
   it('reasoning_effort → a thinking budget on Claude 3.7 to 4.5, at most half the client\'s limit; nothing on older models or for none', () => {

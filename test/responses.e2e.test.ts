@@ -785,6 +785,16 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.deepEqual(JSON.parse(reply.json.output_text), { city: 'claude says: Where is it sunny?', sunny: true });
     const sent = anthropic.requests.at(-1)?.json;
     assert.deepEqual([sent.thinking, sent.max_tokens, sent.output_config], [{ type: 'enabled', budget_tokens: 2048 }, 4096 + 2048, { format: { type: 'json_schema', schema: place } }]);
+    // A schema as zod writes it (openai's zodTextFormat): the keywords Anthropic refuses go into descriptions.
+    const zodPlace = { $schema: 'http://json-schema.org/draft-07/schema#', type: 'object', properties: { city: { type: 'string', minLength: 1 }, visits: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 } }, required: ['city', 'visits'], additionalProperties: false };
+    const zod = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'Where?', text: { format: { type: 'json_schema', name: 'place', schema: zodPlace, strict: true } } });
+    assert.equal(zod.status, 200, zod.text);
+    assert.deepEqual(anthropic.requests.at(-1)?.json.output_config.format.schema, {
+      type: 'object',
+      properties: { city: { type: 'string', description: '{minLength: 1}' }, visits: { type: 'integer', description: '{minimum: -9007199254740991, maximum: 9007199254740991}' } },
+      required: ['city', 'visits'],
+      additionalProperties: false,
+    });
     // Codex sets no output limit: on a key with max_output_tokens, that is the limit Claude gets (not 4,096), thinking within it.
     const codexTurn = await responses('vk_claude_capped', { model: 'gpt-5-codex', input: 'Write the patch.', reasoning: { effort: 'medium' }, store: false });
     assert.equal(codexTurn.status, 200, codexTurn.text);

@@ -86,6 +86,8 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
       if (format?.type !== 'json_schema') return "output_config.format.type: Input should be 'json_schema'";
       for (const field of Object.keys(format)) if (field !== 'type' && field !== 'schema') return `output_config.format.${field}: Extra inputs are not permitted`;
       if (typeof format.schema !== 'object' || format.schema === null || Array.isArray(format.schema)) return 'output_config.format.schema: Field required';
+      const unsupported = unsupportedSchemaKeyword(format.schema);
+      if (unsupported !== null) return `output_format.schema: ${unsupported}`;
     }
   }
   if (Array.isArray(body.tools)) {
@@ -229,4 +231,18 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
   };
 
   return startRecordingServer(standard).then((server) => ({ ...server, baseUrl: server.origin }));
+}
+
+/** What Anthropic's structured outputs refuse in a schema (numeric and length constraints; an object left open), else null. */
+function unsupportedSchemaKeyword(schema: any): string | null {
+  if (typeof schema !== 'object' || schema === null) return null;
+  const constraints: Record<string, string[]> = { integer: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'], number: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'], string: ['minLength', 'maxLength'] };
+  for (const keyword of constraints[schema.type] ?? []) if (schema[keyword] !== undefined) return `For '${schema.type}' type, property '${keyword}' is not supported`;
+  if (schema.type === 'object' && schema.additionalProperties !== false) return "For 'object' type, 'additionalProperties' must be explicitly set to false";
+  const children = [...Object.values(schema.properties ?? {}), ...Object.values(schema.$defs ?? {}), schema.items, ...(schema.anyOf ?? []), ...(schema.allOf ?? [])];
+  for (const child of children) {
+    const found = unsupportedSchemaKeyword(child);
+    if (found !== null) return found;
+  }
+  return null;
 }

@@ -5,6 +5,7 @@
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
+import { anthropicSchema } from './output-schema.js';
 import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
 import type {
   AnthropicMessage,
@@ -415,7 +416,7 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
     const schema = isRecord(format.json_schema) ? format.json_schema.schema : undefined;
     if (!isRecord(schema)) throw invalidRequest('"response_format" json_schema needs "json_schema.schema", a JSON schema object.', 'response_format', 'invalid_value');
     // Anthropic's format is the schema alone: its name and description are OpenAI's, and it is always strict.
-    config.format = { type: 'json_schema', schema };
+    config.format = { type: 'json_schema', schema: anthropicSchema(schema) as Record<string, unknown> };
   }
   if (config.effort !== undefined || config.format !== undefined) out.output_config = config;
 
