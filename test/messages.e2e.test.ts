@@ -363,6 +363,9 @@ describe("Claude Code's first turn", () => {
     assert.equal(sent.max_tokens, 8192);
     assert.equal(sent.max_completion_tokens, undefined);
     assert.ok(sent.messages.every((message: { content: unknown }) => typeof message.content === 'string'));
+    // Its system reminders and its question stay apart, as separate blocks were.
+    const asked = sent.messages.find((message: { role: string; content: string }) => message.role === 'user' && message.content.includes('Fix the failing test'));
+    assert.match(asked.content, /<\/system-reminder>\n\nFix the failing test/);
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
     assert.equal(entry.model, 'claude-sonnet-4-5');
     assert.equal(entry.upstream.model, 'deepseek-chat');

@@ -129,6 +129,8 @@ describe('deepseek request', () => {
     } as ChatRequest;
     const flat = flattenTextParts(request);
     assert.deepEqual(flat?.messages.map((message) => message.content), ['Be brief.', 'plain', request.messages[2]?.content, null]);
+    // Parts the gateway made of a Messages client's blocks (Claude Code's reminder, then its question): apart.
+    assert.equal(flattenTextParts(request, true)?.messages[0]?.content, 'Be \n\nbrief.');
     assert.equal(flattenTextParts({ model: 'm', messages: [{ role: 'user', content: 'x' }] }), null);
   });
 

@@ -16,12 +16,18 @@ function isTextOnly(content: unknown): content is ContentPart[] {
   );
 }
 
-/** Returns the request with text-only part arrays joined into strings, or null if none had any. */
-export function flattenTextParts(request: ChatRequest): ChatRequest | null {
+/**
+ * Returns the request with text-only part arrays joined into strings, or null if none had any. A
+ * client's own parts are joined as they are (its text cut in pieces); parts the gateway made of
+ * another API's blocks or items (Claude Code's system reminder, then the question) apart by a
+ * blank line, as the translation joins system blocks.
+ */
+export function flattenTextParts(request: ChatRequest, translated = false): ChatRequest | null {
   if (!request.messages.some((message) => isTextOnly(message?.content))) return null;
+  const separator = translated ? '\n\n' : '';
   const messages = request.messages.map((message): ChatMessage => {
     if (!isTextOnly(message?.content)) return message;
-    return { ...message, content: message.content.map((part) => part.text).join('') };
+    return { ...message, content: message.content.map((part) => part.text).join(separator) };
   });
   return { ...request, messages };
 }
@@ -33,13 +39,13 @@ function renameOutputLimit(request: ChatRequest): ChatRequest | null {
   return { ...rest, max_tokens: limit };
 }
 
-function adjustChat(request: ChatRequest): ChatRequest | null {
-  const flat = flattenTextParts(request);
+function adjustChat(request: ChatRequest, translated: boolean): ChatRequest | null {
+  const flat = flattenTextParts(request, translated);
   return renameOutputLimit(flat ?? request) ?? flat;
 }
 
 export const deepseek: Provider = createOpenAICompatible({
   name: 'deepseek',
   defaultBaseUrl: 'https://api.deepseek.com',
-  adjust: (api, request) => (api === 'chat' ? adjustChat(request as ChatRequest) : null),
+  adjust: (api, request, translated) => (api === 'chat' ? adjustChat(request as ChatRequest, translated) : null),
 });
