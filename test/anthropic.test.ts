@@ -167,6 +167,8 @@ describe('anthropic request: messages', () => {
       { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
     ]);
     rejects({ messages: [user([{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }])] }, /image\/bmp/, 'messages[0].content[0]');
+    const jpg = translate({ messages: [user([{ type: 'image_url', image_url: { url: 'data:image/JPG;base64,/9j/' } }])] });
+    assert.deepEqual((jpg.messages[0]?.content as unknown[])[0], { type: 'image', source: { type: 'base64', media_type: 'image/jpeg', data: '/9j/' } }, 'image/jpg, as clients write it from an extension');
     rejects({ messages: [user([{ type: 'image_url', image_url: { url: 'ftp://x/y.png' } }])] }, /must be https/);
     rejects({ messages: [user([{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }])] }, /"input_audio" is not supported/);
   });

@@ -129,7 +129,9 @@ function imageBlock(part: Record<string, unknown>, where: string): ImageBlock {
   if (url.startsWith('data:')) {
     const match = DATA_URL.exec(url);
     if (match === null) throw invalidRequest(`${where}: only base64 data: URLs are supported for images.`, where, 'invalid_content');
-    const mediaType = (match[1] as string).toLowerCase();
+    // image/jpg is no registered type, but clients write it from a file's extension, and OpenAI takes it.
+    const written = (match[1] as string).toLowerCase();
+    const mediaType = written === 'image/jpg' ? 'image/jpeg' : written;
     if (mediaType === 'application/pdf') {
       return withCacheControl({ type: 'document', source: { type: 'base64', media_type: mediaType, data: match[3] as string } }, part);
     }
