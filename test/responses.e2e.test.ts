@@ -755,6 +755,28 @@ describe('stateless translation to Anthropic: tools, effort, structured output, 
     assert.deepEqual(turns.at(-1).content[0], { type: 'tool_result', tool_use_id: turns.at(-2).content.find((block: any) => block.type === 'tool_use').id, content: 'sunny' });
   });
 
+  it("carries Codex's client-run tool_search (its MCP tools): the search's call back as a tool_search_call, the tools it loaded callable next turn", async () => {
+    const search = { type: 'tool_search', execution: 'client', description: '# Tool discovery', parameters: { type: 'object', properties: { query: { type: 'string' } }, required: ['query'], additionalProperties: false } };
+    const first = { model: 'gpt-5-codex', input: [{ role: 'user', content: 'weather in Paris?' }], tools: [search], stream: true, store: false };
+    const reply = await responses('vk_claude_test', first);
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(anthropic.requests.at(-1)?.json.tools.map((tool: any) => tool.name), ['tool_search']);
+    const called = assertCodexStream(events(reply.text)).output.find((item: any) => item.type === 'tool_search_call');
+    assert.deepEqual([called.execution, called.status, typeof called.arguments, typeof called.call_id], ['client', 'completed', 'object', 'string']);
+    // Codex ran the search and loaded its MCP server's tools.
+    const geo = { type: 'namespace', name: 'mcp__geo', description: 'Places', tools: [{ type: 'function', name: 'get_weather', description: 'Weather now', defer_loading: true, parameters: weatherTool.parameters }] };
+    const loaded = { type: 'tool_search_output', call_id: called.call_id, status: 'completed', execution: 'client', tools: [geo] };
+    const next = await responses('vk_claude_test', { ...first, stream: false, tools: [], input: [...first.input, called, loaded, { role: 'user', content: 'weather in Paris?' }] });
+    assert.equal(next.status, 200, next.text);
+    const sent = anthropic.requests.at(-1)?.json;
+    assert.deepEqual(sent.tools.map((tool: any) => tool.name), ['mcp__geo__get_weather']);
+    const use = sent.messages[1].content.find((block: any) => block.type === 'tool_use');
+    assert.deepEqual([use.name, use.input], ['tool_search', called.arguments]);
+    assert.deepEqual(sent.messages[2].content[0], { type: 'tool_result', tool_use_id: use.id, content: 'Tools found, which can be called now:\n- mcp__geo__get_weather: Weather now' });
+    const call = next.json.output.find((item: any) => item.type === 'function_call');
+    assert.deepEqual([call.namespace, call.name], ['mcp__geo', 'get_weather'], 'a loaded tool is called under its namespace');
+  });
+
   it('answers a custom tool as custom_tool_call, streamed with its input, and takes its output back', async () => {
     const tools = [{ type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } }];
     const reply = await responses('vk_claude_test', { model: 'gpt-5-codex', input: 'weather in Paris?', tools, stream: true });

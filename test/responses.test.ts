@@ -194,6 +194,72 @@ describe('Responses request → chat', () => {
     refused({ tools: [weather, { ...weather }] }, /two tools are called "get_weather"/);
   });
 
+  it("carries Codex's client-run tool_search: the tool as a function, its calls and outputs as calls and tool messages, the tools it loaded as functions from then on", () => {
+    const search = { type: 'tool_search', execution: 'client', description: '# Tool discovery', parameters: { type: 'object', properties: { query: { type: 'string' }, limit: { type: 'integer' } }, required: ['query'], additionalProperties: false } };
+    const calendar = { type: 'namespace', name: 'mcp__calendar', description: 'Tools in the mcp__calendar namespace.', tools: [{ type: 'function', name: 'create_event', description: 'Create an event\nwith details', strict: false, defer_loading: true, parameters: { type: 'object', properties: { title: { type: 'string' } }, additionalProperties: false } }] };
+    const translated = toChatRequest(
+      request({
+        tools: [weather, search, { type: 'tool_search' }],
+        input: [
+          { role: 'user', content: 'book lunch' },
+          { type: 'tool_search_call', call_id: 'search-1', status: 'completed', execution: 'client', arguments: { query: 'calendar create', limit: 1 } },
+          { type: 'tool_search_output', call_id: 'search-1', status: 'completed', execution: 'client', tools: [calendar] },
+          { type: 'tool_search_call', call_id: 'search-2', execution: 'client', arguments: { query: 'calendar' } },
+          { type: 'tool_search_output', call_id: 'search-2', execution: 'client', tools: [calendar] },
+          { type: 'tool_search_call', id: 'tsc_server', execution: 'server', arguments: { query: 'x' } },
+          { type: 'function_call', call_id: 'call_1', namespace: 'mcp__calendar', name: 'create_event', arguments: '{"title":"Lunch"}' },
+          { type: 'function_call_output', call_id: 'call_1', output: 'created' },
+        ],
+      }),
+    );
+    const out = translated.request;
+    const tools = out.tools as Array<{ function: { name: string } }>;
+    assert.deepEqual(tools.map((tool) => tool.function.name), ['get_weather', 'tool_search', 'mcp__calendar__create_event'], 'loaded once, however many searches loaded it');
+    assert.deepEqual(tools[1]?.function, { name: 'tool_search', description: '# Tool discovery', parameters: search.parameters });
+    assert.deepEqual(translated.dropped, ['tool_search'], 'a search OpenAI runs is OpenAI\'s');
+    assert.deepEqual(translated.tools.get('tool_search'), { name: 'tool_search', custom: false, search: true });
+    assert.deepEqual(translated.tools.get('mcp__calendar__create_event'), { name: 'create_event', namespace: 'mcp__calendar', custom: false });
+    assert.deepEqual(
+      out.messages.map((message) => [message.role, message.tool_calls?.map((call) => [call.id, call.function.name, call.function.arguments]) ?? message.content]),
+      [
+        ['user', 'book lunch'],
+        ['assistant', [['search-1', 'tool_search', '{"query":"calendar create","limit":1}']]],
+        ['tool', 'Tools found, which can be called now:\n- mcp__calendar__create_event: Create an event'],
+        ['assistant', [['search-2', 'tool_search', '{"query":"calendar"}']]],
+        ['tool', 'Tools found, which can be called now:\n- mcp__calendar__create_event: Create an event'],
+        ['assistant', [['call_1', 'mcp__calendar__create_event', '{"title":"Lunch"}']]],
+        ['tool', 'created'],
+      ],
+    );
+    const empty = translate({ tools: [search], input: [{ role: 'user', content: 'x' }, { type: 'tool_search_call', call_id: 's', execution: 'client', arguments: { query: 'q' } }, { type: 'tool_search_output', call_id: 's', execution: 'client', tools: [] }] });
+    assert.equal(empty.messages.at(-1)?.content, 'No tools found.');
+    refused({ input: [{ type: 'tool_search_output', execution: 'client', tools: [] }] }, /call_id/, 'input[0].call_id');
+  });
+
+  it("answers a call of the client-run tool_search as a tool_search_call whose arguments are an object, whole and streamed (no argument deltas: Codex reads the item)", () => {
+    const search = { type: 'tool_search', execution: 'client', description: 'Search tools', parameters: { type: 'object', properties: { query: { type: 'string' } } } };
+    const fields = { tools: [weather, search] };
+    const whole = toResponse(completion({ tool_calls: [{ id: 'call_s', type: 'function', function: { name: 'tool_search', arguments: '{"query":"calendar"}' } }] }, 'tool_calls'), context(fields), HINTS);
+    const item = whole.output.find((each) => each.type === 'tool_search_call') as Record<string, unknown>;
+    assert.deepEqual({ ...item, id: 'x' }, { type: 'tool_search_call', id: 'x', status: 'completed', call_id: 'call_s', execution: 'client', arguments: { query: 'calendar' } });
+    const bare = toResponse(completion({ tool_calls: [{ id: 'call_b', type: 'function', function: { name: 'tool_search', arguments: 'calendar tools' } }] }, 'tool_calls'), context(fields), HINTS);
+    assert.deepEqual((bare.output.find((each) => each.type === 'tool_search_call') as Record<string, unknown>).arguments, { query: 'calendar tools' });
+    const stream = [
+      chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_s', type: 'function', function: { name: 'tool_search', arguments: '{"query":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '"calendar"}' } }] }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const { events } = runTranslated(stream, [], fields);
+    const added = events.find((event) => event.type === 'response.output_item.added')?.item as Record<string, unknown>;
+    const done = events.find((event) => event.type === 'response.output_item.done')?.item as Record<string, unknown>;
+    assert.deepEqual([added.type, added.status, added.arguments, added.execution], ['tool_search_call', 'in_progress', {}, 'client']);
+    assert.deepEqual([done.type, done.id, done.call_id, done.arguments], ['tool_search_call', added.id, 'call_s', { query: 'calendar' }]);
+    assert.equal(events.filter((event) => event.type.startsWith('response.function_call_arguments')).length, 0);
+    const completed = events.at(-1) as unknown as { response: { output: Array<Record<string, unknown>> } };
+    assert.deepEqual(completed.response.output.map((each) => each.type), ['tool_search_call']);
+  });
+
   it("takes the tools Codex's newer models declare in an additional_tools input item, namespaces and custom tools as the tools parameter's", () => {
     const exec = { type: 'custom', name: 'exec', description: 'Run JavaScript.', format: { type: 'grammar', syntax: 'lark', definition: 'start: /.+/' } };
     const wait = { type: 'function', name: 'wait', description: 'Wait.', parameters: { type: 'object', properties: { cell_id: { type: 'string' } } } };

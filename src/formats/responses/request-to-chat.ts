@@ -82,6 +82,8 @@ export interface ToolName {
   readonly namespace?: string;
   /** A custom (free-form input) tool: its calls come back as `custom_tool_call`. */
   readonly custom: boolean;
+  /** The client-run `tool_search` (Codex's search of its MCP tools): its calls come back as `tool_search_call`. */
+  readonly search?: boolean;
 }
 
 export interface ToChatOptions {
@@ -159,9 +161,14 @@ class ToolTable {
   readonly names = new Map<string, ToolName>();
   readonly dropped: string[] = [];
 
-  add(tool: unknown, where: string, namespace?: string): void {
+  /** `loaded`: a tool a client-run search loaded (tool_search_output), which later searches may load again. */
+  add(tool: unknown, where: string, namespace?: string, loaded = false): void {
     if (!isRecord(tool)) invalid(where, 'expected an object.');
     if (typeof tool.type === 'string' && CLIENT_RUN_TYPES.has(tool.type)) clientRun(`${where}.type`, tool.type);
+    if (tool.type === 'tool_search' && tool.execution === 'client' && namespace === undefined) {
+      this.addSearch(tool, where);
+      return;
+    }
     if (!FUNCTION_TYPES.has(tool.type as string) || (namespace !== undefined && tool.type === 'namespace')) {
       this.dropped.push(typeof tool.type === 'string' ? tool.type : where);
       return;
@@ -169,10 +176,11 @@ class ToolTable {
     if (typeof tool.name !== 'string' || tool.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
     if (tool.type === 'namespace') {
       if (!Array.isArray(tool.tools)) invalid(`${where}.tools`, 'expected an array of tools.');
-      tool.tools.forEach((inner: unknown, index) => this.add(inner, `${where}.tools[${index}]`, tool.name as string));
+      tool.tools.forEach((inner: unknown, index) => this.add(inner, `${where}.tools[${index}]`, tool.name as string, loaded));
       return;
     }
     const name = flatName(namespace, tool.name);
+    if (loaded && this.names.has(name)) return;
     if (this.names.has(name)) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
     const custom = tool.type === 'custom';
     this.names.set(name, namespace === undefined ? { name: tool.name, custom } : { name: tool.name, namespace, custom });
@@ -188,6 +196,41 @@ class ToolTable {
     }
     this.tools.push({ type: 'function', function: fn });
   }
+
+  /** A client-run tool search: a function the client runs, whose results (tool_search_output) load more tools. */
+  private addSearch(tool: Record<string, unknown>, where: string): void {
+    if (this.names.has(SEARCH_NAME)) throw invalidRequest(`Invalid '${where}': two tools are called "${SEARCH_NAME}".`, where, 'invalid_value');
+    if (tool.parameters !== undefined && tool.parameters !== null && !isRecord(tool.parameters)) invalid(`${where}.parameters`, 'expected a JSON schema object.');
+    this.names.set(SEARCH_NAME, { name: SEARCH_NAME, custom: false, search: true });
+    const fn: Record<string, unknown> = { name: SEARCH_NAME, description: typeof tool.description === 'string' ? tool.description : SEARCH_DESCRIPTION, parameters: tool.parameters ?? SEARCH_PARAMETERS };
+    this.tools.push({ type: 'function', function: fn });
+  }
+}
+
+/** The chat function a client-run `tool_search` becomes. */
+const SEARCH_NAME = 'tool_search';
+const SEARCH_DESCRIPTION = 'Searches for more tools; the ones found can be called next.';
+const SEARCH_PARAMETERS = { type: 'object', properties: { query: { type: 'string', description: 'What the tools are for.' } }, required: ['query'], additionalProperties: false };
+
+/** An item of a client-run tool search (Codex runs its own over its MCP tools); one OpenAI ran is its own record. */
+function clientSearch(item: Record<string, unknown>): boolean {
+  return item.execution === 'client';
+}
+
+/** What a tool search's output says in a tool message: the tools it loaded, which the request's tools now include. */
+function searchResult(tools: unknown): string {
+  const found: string[] = [];
+  const list = (each: unknown, namespace?: string): void => {
+    if (!isRecord(each) || typeof each.name !== 'string') return;
+    if (each.type === 'namespace' && Array.isArray(each.tools) && namespace === undefined) {
+      for (const inner of each.tools) list(inner, each.name);
+      return;
+    }
+    const description = typeof each.description === 'string' && each.description !== '' ? `: ${each.description.split('\n')[0]}` : '';
+    found.push(`- ${flatName(namespace, each.name)}${description}`);
+  };
+  if (Array.isArray(tools)) for (const tool of tools) list(tool);
+  return found.length === 0 ? 'No tools found.' : `Tools found, which can be called now:\n${found.join('\n')}`;
 }
 
 function chatToolChoice(choice: unknown, table: ToolTable, out: ChatRequest): void {
@@ -312,6 +355,16 @@ class Conversation {
         return;
       case 'additional_tools':
         return; // its tools joined the request's (toChatRequest)
+      case 'tool_search_call':
+        if (!clientSearch(item)) return; // an OpenAI-run search: nothing to send elsewhere
+        if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+        return this.joinCall({ id: item.call_id, type: 'function', function: { name: SEARCH_NAME, arguments: typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {}) } }, where);
+      case 'tool_search_output':
+        if (!clientSearch(item)) return;
+        if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+        // Its tools joined the request's (toChatRequest).
+        this.push({ role: 'tool', tool_call_id: item.call_id, content: searchResult(item.tools) }, where);
+        return;
       case 'item_reference':
         // A reasoning item (the Vercel AI SDK, storing by default, refers back to the ones a
         // translated answer held): its text was never kept, and reasoning is only ever a hint to a
@@ -381,7 +434,10 @@ class Conversation {
     let args: string;
     if (item.type === 'custom_tool_call') args = JSON.stringify({ input: typeof item.input === 'string' ? item.input : '' });
     else args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
-    const call: ToolCall = { id: item.call_id, type: 'function', function: { name, arguments: args } };
+    this.joinCall({ id: item.call_id, type: 'function', function: { name, arguments: args } }, where);
+  }
+
+  private joinCall(call: ToolCall, where: string): void {
     const last = this.messages[this.messages.length - 1];
     if (last?.role === 'assistant') {
       // Pushed, not copied: a run of 60,000 calls copied the array each time (33 s of a blocked loop).
@@ -470,6 +526,13 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
       if (!isRecord(item) || item.type !== 'additional_tools') return;
       if (!Array.isArray(item.tools)) invalid(`input[${index}].tools`, 'expected an array of tools.');
       item.tools.forEach((tool: unknown, at) => table.add(tool, `input[${index}].tools[${at}]`));
+    });
+    // Tools a client-run search loaded can be called from then on: functions of the request too
+    // (Responses loads them into the model's context; chat has its one list).
+    request.input.forEach((item: unknown, index) => {
+      if (!isRecord(item) || item.type !== 'tool_search_output' || !clientSearch(item)) return;
+      if (item.tools !== undefined && !Array.isArray(item.tools)) invalid(`input[${index}].tools`, 'expected an array of tools.');
+      (item.tools ?? []).forEach((tool: unknown, at: number) => table.add(tool, `input[${index}].tools[${at}]`, undefined, true));
     });
   }
   const conversation = new Conversation();

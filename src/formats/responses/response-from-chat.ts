@@ -58,14 +58,30 @@ export function responseShell(context: AnswerContext, base: string, model: strin
   };
 }
 
-/** A chat tool call → a `function_call` item, or a `custom_tool_call` for a custom tool (its input unwrapped). */
+/**
+ * A chat tool call → a `function_call` item, a `custom_tool_call` for a custom tool (its input
+ * unwrapped), or a `tool_search_call` for the client-run tool search (its arguments an object).
+ */
 export function callItem(context: AnswerContext, base: string, index: number, callId: string, name: string, args: string, status: string): OutputItem {
   const tool = context.tools.get(name);
+  if (tool?.search === true) return { type: 'tool_search_call', id: `tsc_${base}_${index}`, status, call_id: callId, execution: 'client', arguments: searchArguments(args) };
   if (tool?.custom === true) return { type: 'custom_tool_call', id: `ctc_${base}_${index}`, status, call_id: callId, name: tool.name, input: customInput(args) };
   // A finished call without arguments has "{}", as OpenAI writes it: clients JSON.parse them, and "" is no JSON.
   const item: OutputItem = { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args === '' && status !== 'in_progress' ? '{}' : args, call_id: callId, name: tool?.name ?? name };
   if (tool?.namespace !== undefined) item.namespace = tool.namespace;
   return item;
+}
+
+/** A tool search's arguments as the object Codex reads (`{"query": …}`); text that is no JSON object is the query. */
+export function searchArguments(args: string): Record<string, unknown> {
+  if (args === '') return {};
+  try {
+    const parsed: unknown = JSON.parse(args);
+    if (isRecord(parsed)) return parsed;
+  } catch {
+    // not JSON: a model that wrote the query bare
+  }
+  return { query: args };
 }
 
 /** A custom tool's input from its function's arguments (`{"input": "…"}`); arguments that are not that are the input. */

@@ -33,10 +33,11 @@ interface OpenItem extends Sequenced {
   readonly index: number;
   /** Its item id, once added. */
   id: string;
-  /** For a call: its call id, chat function name, and whether it is a custom tool's. */
+  /** For a call: its call id, chat function name, and whether its arguments stream as deltas (not a custom tool's input, nor a search's). */
   readonly callId?: string;
   name?: string;
   readonly custom?: boolean;
+  readonly search?: boolean;
   /** For a call: where its arguments end. */
   readonly end?: ArgumentsEnd;
 }
@@ -93,7 +94,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const delta = (item: OpenItem, value: string, out: Item[]): void => {
     if (item.kind === 'call') {
-      if (item.custom !== true) emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: value });
+      if (item.custom !== true && item.search !== true) emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: value });
       return;
     }
     // The most frequent event of all: built as one literal, no spreading.
@@ -108,7 +109,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const close = (item: OpenItem, out: Item[]): void => {
     // A custom tool's input stays as it came; its name may have come after the call began.
-    if (item.kind === 'call' && item.text === '' && item.custom !== true && context.tools.get(item.name ?? '')?.custom !== true) {
+    const tool = context.tools.get(item.name ?? '');
+    if (item.kind === 'call' && item.text === '' && item.custom !== true && tool?.custom !== true && item.search !== true && tool?.search !== true) {
       // No arguments came: "{}", as OpenAI streams it (clients JSON.parse what the deltas make).
       item.text = '{}';
       emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: item.text });
@@ -123,7 +125,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
         const input = customInput(item.text);
         if (input !== '') emit(out, 'response.custom_tool_call_input.delta', { ...at, delta: input });
         emit(out, 'response.custom_tool_call_input.done', { ...at, input });
-      } else {
+      } else if (item.search !== true) {
+        // (A search's arguments are an object, sent whole in its item: Codex reads the item alone.)
         emit(out, 'response.function_call_arguments.done', { ...at, arguments: item.text });
       }
     } else {
@@ -150,7 +153,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   // Every item's last events (output_text.done, output_item.done, response.completed) repeat its whole text.
   const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole, keeps: () => true, retains: () => true });
 
-  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean; end: ArgumentsEnd }): OpenItem => {
+  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean; search: boolean; end: ArgumentsEnd }): OpenItem => {
     const item: OpenItem = { kind, index: count++, id: '', text: '', state: 'waiting', ...call };
     items.add(item, out);
     return item;
@@ -171,7 +174,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   const toolCalls = new NamedToolCalls<OpenItem, Item[]>(
     {
       open: (callId, name, held, out) => {
-        const item = begin(out, 'call', { callId, name, custom: context.tools.get(name)?.custom === true, end: new ArgumentsEnd() });
+        const tool = context.tools.get(name);
+        const item = begin(out, 'call', { callId, name, custom: tool?.custom === true, search: tool?.search === true, end: new ArgumentsEnd() });
         items.letGo(held.length);
         if (held !== '') {
           item.end?.feed(held);
