@@ -74,7 +74,9 @@ describe('anthropic request: messages', () => {
 
   it('sends a PDF file part (file_data) as a document block, and refuses a file id or another type by name', () => {
     const out = translate({ messages: [user([{ type: 'file', file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0x' } }])] });
-    assert.deepEqual(out.messages[0]?.content, [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' } }]);
+    assert.deepEqual(out.messages[0]?.content, [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' }, title: 'a.pdf' }]);
+    const text = translate({ messages: [user([{ type: 'file', file: { file_data: `data:text/plain;base64,${Buffer.from('notes: é').toString('base64')}` } }])] });
+    assert.deepEqual(text.messages[0]?.content, [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'notes: é' } }], 'plain text as its own text source');
     rejects({ messages: [user([{ type: 'file', file: { file_id: 'file-abc' } }])] }, /a file id \(OpenAI's Files API\) cannot be sent to Anthropic/, 'messages[0].content[0]');
     rejects({ messages: [user([{ type: 'file', file: { file_data: 'data:text/csv;base64,YSxi' } }])] }, /this file cannot be sent to Anthropic/, 'messages[0].content[0]');
   });

@@ -1002,7 +1002,7 @@ describe('review findings, each a regression test', () => {
     const sent = route.translation.exchange(request({ input: [{ role: 'user', content: [{ type: 'input_text', text: 'Summarise' }, pdf] }] })).request as AnthropicRequest;
     assert.deepEqual(sent.messages[0]?.content, [
       { type: 'text', text: 'Summarise' },
-      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' } },
+      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' }, title: 'a.pdf' },
     ]);
   });
 

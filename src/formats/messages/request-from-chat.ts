@@ -145,17 +145,25 @@ function imageBlock(part: Record<string, unknown>, where: string): ImageBlock {
 }
 
 /**
- * A chat `file` part (a Responses `input_file` becomes one): a PDF given as a base64 data: URL is
- * Anthropic's `document` block, as the same PDF sent as an image_url is.
+ * A chat `file` part (a Responses `input_file` becomes one): a PDF or plain text given as a base64
+ * data: URL is Anthropic's `document` block (a PDF as the same PDF sent as an image_url is, text
+ * as its own text source), titled with the file's name.
  */
 function fileBlock(part: Record<string, unknown>, where: string): ImageBlock {
   const file = isRecord(part.file) ? part.file : {};
   const match = typeof file.file_data === 'string' ? DATA_URL.exec(file.file_data) : null;
-  if (match === null || (match[1] as string).toLowerCase() !== 'application/pdf') {
+  const mediaType = match === null ? '' : (match[1] as string).toLowerCase();
+  if (match === null || (mediaType !== 'application/pdf' && mediaType !== 'text/plain')) {
     const given = typeof file.file_id === 'string' ? 'a file id (OpenAI\'s Files API)' : 'this file';
-    throw invalidRequest(`${where}: ${given} cannot be sent to Anthropic; send a PDF as file_data, a base64 data: URL (data:application/pdf;base64,…).`, where, 'invalid_content');
+    throw invalidRequest(`${where}: ${given} cannot be sent to Anthropic; send a PDF or plain text as file_data, a base64 data: URL (data:application/pdf;base64,…).`, where, 'invalid_content');
   }
-  return withCacheControl({ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: match[3] as string } }, part);
+  const data = match[3] as string;
+  const block: ImageBlock =
+    mediaType === 'text/plain'
+      ? { type: 'document', source: { type: 'text', media_type: 'text/plain', data: Buffer.from(data, 'base64').toString('utf8') } }
+      : { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data } };
+  if (typeof file.filename === 'string' && file.filename !== '') block.title = file.filename;
+  return withCacheControl(block, part);
 }
 
 /** Anthropic rejects text blocks that are empty or only whitespace ("must contain non-whitespace text"). */

@@ -10,7 +10,9 @@ export interface TextBlock {
 
 export interface ImageBlock {
   type: 'image' | 'document';
-  source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
+  source: { type: 'base64'; media_type: string; data: string } | { type: 'text'; media_type: 'text/plain'; data: string } | { type: 'url'; url: string };
+  /** A document's title. */
+  title?: string;
   cache_control?: unknown;
 }
 
