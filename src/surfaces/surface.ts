@@ -13,7 +13,7 @@ import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
 import type { Route, Router } from '../formats/router.js';
 import type { AnswerHints, Exchange, WayBack } from '../formats/translation.js';
 import { hasDeferredMembers, plainUniqueKeys, releaseLargeMembers } from '../formats/json-bytes.js';
-import { changesBetween, unchanged, withMember, type ClientBytes } from '../formats/json-splice.js';
+import { withMember, type ClientBytes } from '../formats/json-splice.js';
 import { totalTokens, type Usage } from '../formats/usage.js';
 import { Interaction } from '../observe/interaction.js';
 import type { InteractionLog } from '../observe/log.js';
@@ -41,6 +41,7 @@ import { KeyScrubber, withoutKeys } from '../upstream/scrub.js';
 import type { Cancellation } from '../upstream/cancel.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import type { ModelLists } from './models.js';
+import { cappedOutput, fillsOutputLimit, MAX_RESERVED_OUTPUT, outboundRequest, toMessages, unstatedOutputReserve, type Outbound } from './outbound.js';
 import { streamPipeline } from './stream.js';
 import { countMediaParts, MEDIA_PART_TOKENS } from '../formats/media.js';
 
@@ -105,24 +106,6 @@ export interface Surface<C extends ApiTypes> {
   /** Passing through: `target`'s provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's there). */
   answered?(answer: AnswerIds, request: C['request'], key: VirtualKey, target: Target, deps: SurfaceDeps): void;
 }
-
-/** The request as it goes to the target: the key's model map and output cap applied. */
-interface Outbound<C extends ApiTypes> {
-  readonly request: C['request'];
-  /** The client's bytes and what changed in them, when they may go as they are but for those members. */
-  readonly raw: ClientBytes | null;
-  readonly model: string;
-  readonly maxOutputTokens: number;
-}
-
-/** What a request that sets no output limit reserves for its output (unless its target caps output lower). */
-const UNSTATED_OUTPUT_RESERVE = 4096;
-
-/** The output a request without an output limit holds against limits while it runs, on `target`. */
-export function unstatedOutputReserve(target: Target): number {
-  return Math.min(UNSTATED_OUTPUT_RESERVE, target.maxOutputTokens ?? UNSTATED_OUTPUT_RESERVE);
-}
-const MAX_RESERVED_OUTPUT = 1e12;
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
 const ERROR_BODY_LIMIT = 1024 * 1024;
@@ -315,45 +298,6 @@ async function turnOf(turns: Turns, cancel: Cancellation): Promise<void> {
   await turns.take();
   // A client that left while its turn came costs nothing more.
   if (cancel.reason !== null) throw cancel.reason;
-}
-
-/** The route translates for Messages, which requires an output limit (a request without one gets the key's cap, where it has one). */
-function toMessages<C extends ApiTypes>(route: Route<C>): boolean {
-  return !route.translation.identity && route.target.name === 'messages';
-}
-
-/**
- * The key's cap is sent as the limit of a request translated for Messages that states none (a
- * thinking budget of its own is lowered below it: the rewrite's thinkingUnder).
- */
-function fillsOutputLimit<R>(forMessages: boolean, target: Target, parsed: ParsedRequest<R>): boolean {
-  return forMessages && target.maxOutputTokens !== null && !parsed.statesOutputLimit;
-}
-
-/** The output limit a target is sent: the client's, or the target's cap when the client asks for more. */
-function cappedOutput(target: Target, asked: number): number {
-  return target.maxOutputTokens !== null && asked > target.maxOutputTokens ? target.maxOutputTokens : asked;
-}
-
-/**
- * The key's model map (the requested name → the target's) and output cap (a target that accepts
- * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). The
- * client's own bytes go, with the members that change spliced in (json-splice.ts).
- */
-function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, forMessages: boolean): Outbound<C> {
-  const model = target.modelMap?.map(parsed.model) ?? parsed.model;
-  // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
-  // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
-  const unstated = fillsOutputLimit(forMessages, target, parsed);
-  const maxOutputTokens = unstated ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
-  const capped = maxOutputTokens !== parsed.maxOutputTokens;
-  // The client's bytes go only where every top-level key stands once and plainly: parsers differ
-  // on which of two `model`s wins, and the gateway checked (and prices) the one it read.
-  const document = parsed.request as object;
-  const plain = plainUniqueKeys(raw, document);
-  if (model === parsed.model && !capped) return { request: parsed.request, raw: plain ? unchanged(raw, document) : null, model, maxOutputTokens };
-  const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
-  return { request, raw: plain ? { raw, document, changes: changesBetween(document, request as object) } : null, model, maxOutputTokens };
 }
 
 function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
