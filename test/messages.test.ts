@@ -216,7 +216,7 @@ describe('messages request → chat: messages', () => {
     refused({ messages: [{ role: 'user', content: [{ type: 'tool_result', content: 'x' }] }] }, /messages\.0\.content\.0\.tool_use_id: Field required/);
   });
 
-  it('a base64 PDF becomes a file part, a text document text', () => {
+  it('a base64 PDF becomes a file part, a text document text (after its title and context)', () => {
     const out = translate({
       messages: [
         {
@@ -224,6 +224,7 @@ describe('messages request → chat: messages', () => {
           content: [
             { type: 'document', title: 'spec.pdf', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
             { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'plain notes' } },
+            { type: 'document', title: 'Minutes', context: 'From the Monday meeting', source: { type: 'text', media_type: 'text/plain', data: 'We agreed.' } },
           ],
         },
       ],
@@ -231,6 +232,7 @@ describe('messages request → chat: messages', () => {
     assert.deepEqual(out.messages[0]?.content, [
       { type: 'file', file: { filename: 'spec.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } },
       { type: 'text', text: 'plain notes' },
+      { type: 'text', text: 'Minutes\nFrom the Monday meeting\n\nWe agreed.' },
     ]);
   });
 });

@@ -85,7 +85,11 @@ function documentPart(block: Record<string, unknown>, where: string): ContentPar
     const filename = typeof block.title === 'string' && block.title !== '' ? block.title : 'document.pdf';
     return { type: 'file', file: { filename, file_data: `data:application/pdf;base64,${source.data}` } };
   }
-  if (source.type === 'text' && typeof source.data === 'string') return { type: 'text', text: source.data };
+  if (source.type === 'text' && typeof source.data === 'string') {
+    // Its title and context say what the text is: kept before it, as a chat part has no place for them.
+    const about = [block.title, block.context].filter((said): said is string => typeof said === 'string' && said !== '');
+    return { type: 'text', text: about.length === 0 ? source.data : `${about.join('\n')}\n\n${source.data}` };
+  }
   throw invalidRequest(`${where}: only base64 PDF and plain-text documents can be translated`, where, 'invalid_content');
 }
 
