@@ -371,13 +371,32 @@ describe('anthropic request: parameters', () => {
         color: { enum: ['red', 'green'] },
         exact: { const: 3 },
         either: { anyOf: [{ type: 'object', properties: { x: { type: 'number', description: '{multipleOf: 0.5}' } }, required: ['x'], additionalProperties: false }, { type: 'null' }] },
-        thing: { $ref: '#/$defs/Thing', description: 'a thing' },
+        thing: { $ref: '#/$defs/Thing', description: 'a thing\n\n{default: 1}' },
       },
       required: ['name'],
-      additionalProperties: false,
+      additionalProperties: true,
       $defs: { Thing: { type: 'object', properties: {}, additionalProperties: false } },
-    });
+    }, 'an object the client left open stays open, for Anthropic to refuse in its words');
     assert.deepEqual(schema.properties.name, { type: 'string', minLength: 1, maxLength: 50 }, "the client's schema is not changed");
+    const shape = (given: unknown): unknown => {
+      const translated = translate({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: given } } });
+      return (translated.output_config as { format?: { schema: unknown } } | undefined)?.format?.schema;
+    };
+    // Draft 7's definitions (zod's and zod-to-json-schema's), a root reference to them included.
+    assert.deepEqual(shape({ $ref: '#/definitions/hello', definitions: { hello: { type: 'object', properties: { n: { type: 'integer', minimum: 1 } } } } }), {
+      definitions: { hello: { type: 'object', properties: { n: { type: 'integer', description: '{minimum: 1}' } }, additionalProperties: false } },
+      $ref: '#/definitions/hello',
+    });
+    // Nullable by a list of types (OpenAI's documented style), an object known by its properties.
+    assert.deepEqual(shape({ type: ['object', 'null'], properties: { tags: { type: ['array', 'null'], items: { type: 'string', format: 'email' }, minItems: 1 } }, additionalProperties: false }), {
+      type: ['object', 'null'],
+      properties: { tags: { type: ['array', 'null'], items: { type: 'string', format: 'email' }, minItems: 1 } },
+      additionalProperties: false,
+    });
+    assert.deepEqual(shape({ properties: { a: { type: 'string' } } }), { properties: { a: { type: 'string' } }, additionalProperties: false });
+    // A map (zod's record) is the client's to have refused, not silently made an empty object.
+    assert.deepEqual(shape({ type: 'object', additionalProperties: { type: 'number' } }), { type: 'object', additionalProperties: { type: 'number' }, properties: {} });
+    assert.deepEqual(shape({ $ref: '#/$defs/A', title: 'x', $defs: { A: { type: 'string' } } }), { $defs: { A: { type: 'string' } }, $ref: '#/$defs/A', description: '{title: "x"}' });
   });
 
   it('reasoning_effort → adaptive thinking with output_config.effort on Claude 4.6 and later', () => {

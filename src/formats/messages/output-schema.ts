@@ -3,8 +3,9 @@
  * keywords it does not enforce (`output_format.schema: For 'integer' type, property 'minimum' is not
  * supported`), and zod writes them for common types (`z.number().int()` gives a minimum and a
  * maximum). As Anthropic's own SDK does, a keyword it does not take is moved into the schema's
- * description, where the model still reads it, and every object is closed
- * (`additionalProperties: false`, which Anthropic requires).
+ * description, where the model still reads it, and every object not closed is closed
+ * (`additionalProperties: false`, which Anthropic requires; one the client left open is sent as it
+ * wrote it, for Anthropic to refuse rather than the gateway to change what it means).
  */
 import { isRecord } from '../json.js';
 
@@ -18,23 +19,34 @@ function isPrimitive(value: unknown): boolean {
   return value === null || typeof value !== 'object';
 }
 
+/** Whether a schema's `type` (a name, or a list of names: `["object", "null"]`) includes `kind`. */
+function allows(type: unknown, kind: string): boolean {
+  return type === kind || (Array.isArray(type) && type.includes(kind));
+}
+
+/** Definitions, under either name (`$defs`; `definitions`, draft 7's, which zod and zod-to-json-schema write). */
+const DEFINITIONS = new Set(['$defs', 'definitions']);
+
 export function anthropicSchema(schema: unknown): unknown {
   if (!isRecord(schema)) return schema;
   const out: Record<string, unknown> = {};
   const moved: string[] = [];
-  const defs = schema.$defs;
-  if (isRecord(defs)) out.$defs = Object.fromEntries(Object.entries(defs).map(([name, def]) => [name, anthropicSchema(def)]));
-  if (schema.$ref !== undefined) {
-    // A reference stands alone: what is beside it is not read.
-    out.$ref = schema.$ref;
-    if (schema.description !== undefined) out.description = schema.description;
-    return out;
+  for (const name of DEFINITIONS) {
+    const defs = schema[name];
+    if (isRecord(defs)) out[name] = Object.fromEntries(Object.entries(defs).map(([key, def]) => [key, anthropicSchema(def)]));
   }
+  const type = schema.type;
+  // An object is one by its type or its properties.
+  const object = allows(type, 'object') || (type === undefined && isRecord(schema.properties));
   const literal = (Array.isArray(schema.enum) && schema.enum.length > 0 && schema.enum.every(isPrimitive)) || (schema.const !== undefined && isPrimitive(schema.const));
   const variants = Array.isArray(schema.anyOf) ? schema.anyOf : Array.isArray(schema.oneOf) ? schema.oneOf : null;
   for (const [name, value] of Object.entries(schema)) {
-    if (name === '$defs' || name === '$schema') continue; // `$schema` names a dialect and constrains nothing
-    if (KEPT.has(name)) {
+    if (DEFINITIONS.has(name) && isRecord(value)) continue;
+    if (name === '$schema') continue; // names a dialect and constrains nothing
+    if (schema.$ref !== undefined && name !== '$ref' && name !== 'description') {
+      // A reference stands for its schema: what is beside it is said, not enforced.
+      moved.push(`${name}: ${JSON.stringify(value)}`);
+    } else if (name === '$ref' || KEPT.has(name)) {
       // A literal's type is its values'.
       if (!(name === 'type' && literal)) out[name] = value;
     } else if ((name === 'enum' || name === 'const') && literal) {
@@ -47,21 +59,23 @@ export function anthropicSchema(schema: unknown): unknown {
       out.properties = Object.fromEntries(Object.entries(value).map(([key, property]) => [key, anthropicSchema(property)]));
     } else if (name === 'required') {
       out.required = value;
-    } else if (name === 'additionalProperties' && schema.type === 'object') {
-      // closed below
-    } else if (name === 'items' && schema.type === 'array') {
+    } else if (name === 'additionalProperties' && object) {
+      // Anthropic takes only false (set below when absent): a map's value schema (zod's record)
+      // or true is the client's, which Anthropic refuses in its own words, not a silent `{}`.
+      out.additionalProperties = value;
+    } else if (name === 'items' && allows(type, 'array')) {
       out.items = anthropicSchema(value);
-    } else if (name === 'minItems' && schema.type === 'array' && (value === 0 || value === 1)) {
+    } else if (name === 'minItems' && allows(type, 'array') && (value === 0 || value === 1)) {
       out.minItems = value;
-    } else if (name === 'format' && schema.type === 'string' && typeof value === 'string' && STRING_FORMATS.has(value)) {
+    } else if (name === 'format' && allows(type, 'string') && typeof value === 'string' && STRING_FORMATS.has(value)) {
       out.format = value;
     } else {
       moved.push(`${name}: ${JSON.stringify(value)}`);
     }
   }
-  if (schema.type === 'object') {
+  if (object && schema.$ref === undefined) {
     out.properties ??= {};
-    out.additionalProperties = false;
+    out.additionalProperties ??= false;
   }
   if (moved.length > 0) out.description = `${typeof out.description === 'string' && out.description !== '' ? `${out.description}\n\n` : ''}{${moved.join(', ')}}`;
   return out;
