@@ -16,7 +16,7 @@ import { responsesClient, responsesTarget } from '../src/formats/responses/index
 import { responsesStreamOutput } from '../src/formats/responses/output.js';
 import { parseResponsesRequest } from '../src/formats/responses/request.js';
 import { RESPONSES_PARAMETERS, toChatRequest } from '../src/formats/responses/request-to-chat.js';
-import { toResponse } from '../src/formats/responses/response-from-chat.js';
+import { searchArguments, toResponse } from '../src/formats/responses/response-from-chat.js';
 import { chatStreamToResponses } from '../src/formats/responses/stream-from-chat.js';
 import { decodeResponsesEvent, RESPONSES_NOTABLE, responsesStreamWatch } from '../src/formats/responses/stream.js';
 import type { ResponseObject, ResponsesEvent, ResponsesRequest } from '../src/formats/responses/types.js';
@@ -234,6 +234,46 @@ describe('Responses request → chat', () => {
     const empty = translate({ tools: [search], input: [{ role: 'user', content: 'x' }, { type: 'tool_search_call', call_id: 's', execution: 'client', arguments: { query: 'q' } }, { type: 'tool_search_output', call_id: 's', execution: 'client', tools: [] }] });
     assert.equal(empty.messages.at(-1)?.content, 'No tools found.');
     refused({ input: [{ type: 'tool_search_output', execution: 'client', tools: [] }] }, /call_id/, 'input[0].call_id');
+  });
+
+  it('gives a namespaced function past 64 characters a shortened name, the same for its tool and its calls, and maps it back', () => {
+    const confluence = { type: 'namespace', name: 'mcp__atlassian_confluence_cloud', description: 'Confluence', tools: [{ type: 'function', name: 'get_confluence_page_ancestors_by_id', parameters: { type: 'object', properties: {} } }] };
+    const translated = toChatRequest(request({ tools: [confluence], input: [{ role: 'user', content: 'x' }, { type: 'function_call', call_id: 'c1', namespace: confluence.name, name: 'get_confluence_page_ancestors_by_id', arguments: '{}' }, { type: 'function_call_output', call_id: 'c1', output: 'ok' }] }));
+    const name = (translated.request.tools as Array<{ function: { name: string } }>)[0]?.function.name as string;
+    assert.equal(name.length, 64);
+    assert.match(name, /^mcp__atlassian_confluence_cloud__get_confluence_page_an_[0-9a-f]{8}$/);
+    assert.equal(translated.request.messages[1]?.tool_calls?.[0]?.function.name, name, 'its call in the input: the same name');
+    assert.deepEqual(translated.tools.get(name), { name: 'get_confluence_page_ancestors_by_id', namespace: 'mcp__atlassian_confluence_cloud', custom: false });
+  });
+
+  it("refuses a searched tool named like a declared one, loads the same tool once, and lists only what it loaded", () => {
+    const search = { type: 'tool_search', execution: 'client' };
+    const found = (tools: unknown[], declared: unknown[] = [search]) =>
+      toChatRequest(request({ tools: declared, input: [{ role: 'user', content: 'x' }, { type: 'tool_search_call', call_id: 's', execution: 'client', arguments: { query: 'q' } }, { type: 'tool_search_output', call_id: 's', execution: 'client', tools }] }));
+    const nested = { type: 'namespace', name: 'outer', tools: [{ type: 'namespace', name: 'inner', tools: [] }, { type: 'function', name: 'go', description: 'Go.' }, search] };
+    const listed = found([nested]);
+    assert.equal(listed.request.messages.at(-1)?.content, 'Tools found, which can be called now:\n- outer__go: Go.');
+    assert.deepEqual(listed.dropped, ['namespace', 'tool_search'], 'a namespace (or a search) in a namespace is left out, and not listed');
+    refused({ tools: [search, { type: 'function', name: 'outer__go' }], input: [{ role: 'user', content: 'x' }, { type: 'tool_search_output', call_id: 's', execution: 'client', tools: [nested] }] }, /two tools are called "outer__go"/, 'input[1].tools[0].tools[1].name');
+  });
+
+  it('reads a tool search call\'s arguments as Codex can run them: a JSON string is the query, limit a positive integer, a call cut short none', () => {
+    assert.deepEqual(searchArguments('"weather"', 'completed'), { query: 'weather' });
+    assert.deepEqual(searchArguments('{"query":"w","limit":"3"}', 'completed'), { query: 'w', limit: 3 });
+    assert.deepEqual(searchArguments('{"query":"w","limit":3.5}', 'completed'), { query: 'w', limit: 4 });
+    assert.deepEqual(searchArguments('{"query":"w","limit":0}', 'completed'), { query: 'w' });
+    assert.deepEqual(searchArguments('{"query":"w","limit":"many"}', 'completed'), { query: 'w' });
+    assert.deepEqual(searchArguments('{"query":', 'incomplete'), {});
+    assert.deepEqual(searchArguments('', 'in_progress'), {});
+    assert.deepEqual(searchArguments('weather tools', 'completed'), { query: 'weather tools' });
+  });
+
+  it('answers a custom tool of a namespace with its namespace (Codex runs code mode\'s exec only under its namespace)', () => {
+    const exec = { type: 'custom', name: 'exec', description: 'Run code' };
+    const fields = { tools: [{ type: 'namespace', name: 'functions', description: '', tools: [exec] }] };
+    const whole = toResponse(completion({ tool_calls: [{ id: 'call_e', type: 'function', function: { name: 'functions__exec', arguments: '{"input":"1+1"}' } }] }, 'tool_calls'), context(fields), HINTS);
+    const item = whole.output.find((each) => each.type === 'custom_tool_call') as Record<string, unknown>;
+    assert.deepEqual([item.name, item.namespace, item.input], ['exec', 'functions', '1+1']);
   });
 
   it("answers a call of the client-run tool_search as a tool_search_call whose arguments are an object, whole and streamed (no argument deltas: Codex reads the item)", () => {

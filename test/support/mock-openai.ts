@@ -66,7 +66,8 @@ const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_c
 
 /**
  * The first rule of the real APIs the body breaks, as [status, error body], or null: unknown
- * parameters, output limits, `user` length, roles, tool-call pairing, tool definitions.
+ * parameters, output limits, DeepSeek's response formats (no json_schema; json_object only with
+ * "json" in the prompt), `user` length, roles, tool-call pairing, tool definitions.
  */
 export function validateChat(flavor: Flavor, body: any): [number, unknown] | null {
   const bad = (message: string, code: string | null = null, param: string | null = null): [number, unknown] => [400, openAIError(message, 'invalid_request_error', code, param)];
@@ -84,6 +85,11 @@ export function validateChat(flavor: Flavor, body: any): [number, unknown] | nul
   }
   if (flavor === 'openai' && body.reasoning_effort !== undefined && !REASONING_MODEL.test(body.model)) {
     return bad("Unsupported parameter: 'reasoning_effort' is not supported with this model.", 'unsupported_parameter', 'reasoning_effort');
+  }
+  const format = body.response_format?.type;
+  if (flavor === 'deepseek' && format !== undefined && format !== 'text' && format !== 'json_object') return bad('This response_format type is unavailable now', 'invalid_request_error');
+  if (flavor === 'deepseek' && format === 'json_object' && !/json/i.test(JSON.stringify(body.messages))) {
+    return bad("Prompt must contain the word 'json' in some form to use 'response_format' of type 'json_object'.", 'invalid_request_error');
   }
   if (typeof body.user === 'string' && body.user.length > 64) {
     return bad(`Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length ${body.user.length} instead.`, 'string_above_max_length', 'user');

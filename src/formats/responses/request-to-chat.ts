@@ -5,6 +5,7 @@
  * what the client gets is a 400 naming it; what has no meaning on the other side is dropped (and
  * hosted tools are named in the log). The README's Codex section lists the same tables.
  */
+import { createHash } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
 import { chatUser, reasoningEffort } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest, ContentPart, ToolCall } from '../chat/types.js';
@@ -139,9 +140,19 @@ function invalid(param: string, message: string, code = 'invalid_type'): never {
   throw invalidRequest(`Invalid '${param}': ${message}`, param, code);
 }
 
-/** A namespaced function's chat name. */
+/** OpenAI's (and DeepSeek's) longest function name. */
+const MAX_FUNCTION_NAME = 64;
+
+/**
+ * A namespaced function's chat name: `namespace__name`, or, past 64 characters (an MCP server's
+ * long name and its tool's: Codex sends them apart), its first 55 and a digest of the whole, so
+ * that the tool and every call of it in the input get the same name.
+ */
 export function flatName(namespace: string | undefined, name: string): string {
-  return namespace === undefined ? name : `${namespace}__${name}`;
+  if (namespace === undefined) return name;
+  const joined = `${namespace}__${name}`;
+  if (joined.length <= MAX_FUNCTION_NAME) return joined;
+  return `${joined.slice(0, MAX_FUNCTION_NAME - 9)}_${createHash('sha256').update(joined).digest('hex').slice(0, 8)}`;
 }
 
 // ---- tools ---------------------------------------------------------------------------------
@@ -160,28 +171,37 @@ class ToolTable {
   readonly tools: Array<Record<string, unknown>> = [];
   readonly names = new Map<string, ToolName>();
   readonly dropped: string[] = [];
+  /** The chat names of tools a client-run search loaded, which a later search may load again. */
+  private readonly loaded = new Set<string>();
+  /** Each function's description's first line, for a search's tool message. */
+  private readonly summaries = new Map<string, string>();
 
-  /** `loaded`: a tool a client-run search loaded (tool_search_output), which later searches may load again. */
-  add(tool: unknown, where: string, namespace?: string, loaded = false): void {
+  /**
+   * Adds a tool (a namespace's functions each), returning the chat names it has. `loaded`: a tool
+   * a client-run search loaded (tool_search_output).
+   */
+  add(tool: unknown, where: string, namespace?: string, loaded = false): string[] {
     if (!isRecord(tool)) invalid(where, 'expected an object.');
     if (typeof tool.type === 'string' && CLIENT_RUN_TYPES.has(tool.type)) clientRun(`${where}.type`, tool.type);
     if (tool.type === 'tool_search' && tool.execution === 'client' && namespace === undefined) {
-      this.addSearch(tool, where);
-      return;
+      if (!loaded) this.addSearch(tool, where);
+      return [];
     }
     if (!FUNCTION_TYPES.has(tool.type as string) || (namespace !== undefined && tool.type === 'namespace')) {
       this.dropped.push(typeof tool.type === 'string' ? tool.type : where);
-      return;
+      return [];
     }
     if (typeof tool.name !== 'string' || tool.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
     if (tool.type === 'namespace') {
       if (!Array.isArray(tool.tools)) invalid(`${where}.tools`, 'expected an array of tools.');
-      tool.tools.forEach((inner: unknown, index) => this.add(inner, `${where}.tools[${index}]`, tool.name as string, loaded));
-      return;
+      return tool.tools.flatMap((inner: unknown, index) => this.add(inner, `${where}.tools[${index}]`, tool.name as string, loaded));
     }
     const name = flatName(namespace, tool.name);
-    if (loaded && this.names.has(name)) return;
-    if (this.names.has(name)) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
+    const known = this.names.get(name);
+    // A search that loads again what an earlier one loaded: the same function.
+    if (loaded && known !== undefined && this.loaded.has(name) && known.name === tool.name && known.namespace === namespace) return [name];
+    if (known !== undefined) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
+    if (loaded) this.loaded.add(name);
     const custom = tool.type === 'custom';
     this.names.set(name, namespace === undefined ? { name: tool.name, custom } : { name: tool.name, namespace, custom });
     const fn: Record<string, unknown> = { name };
@@ -195,6 +215,18 @@ class ToolTable {
       if (typeof tool.strict === 'boolean') fn.strict = tool.strict;
     }
     this.tools.push({ type: 'function', function: fn });
+    if (typeof tool.description === 'string' && tool.description !== '') this.summaries.set(name, tool.description.split('\n')[0] as string);
+    return [name];
+  }
+
+  /** What a client-run search found, as its tool message says it: the functions it loaded. */
+  searchResult(names: readonly string[]): string {
+    if (names.length === 0) return 'No tools found.';
+    const lines = names.map((name) => {
+      const summary = this.summaries.get(name);
+      return summary === undefined ? `- ${name}` : `- ${name}: ${summary}`;
+    });
+    return `Tools found, which can be called now:\n${lines.join('\n')}`;
   }
 
   /** A client-run tool search: a function the client runs, whose results (tool_search_output) load more tools. */
@@ -215,22 +247,6 @@ const SEARCH_PARAMETERS = { type: 'object', properties: { query: { type: 'string
 /** An item of a client-run tool search (Codex runs its own over its MCP tools); one OpenAI ran is its own record. */
 function clientSearch(item: Record<string, unknown>): boolean {
   return item.execution === 'client';
-}
-
-/** What a tool search's output says in a tool message: the tools it loaded, which the request's tools now include. */
-function searchResult(tools: unknown): string {
-  const found: string[] = [];
-  const list = (each: unknown, namespace?: string): void => {
-    if (!isRecord(each) || typeof each.name !== 'string') return;
-    if (each.type === 'namespace' && Array.isArray(each.tools) && namespace === undefined) {
-      for (const inner of each.tools) list(inner, each.name);
-      return;
-    }
-    const description = typeof each.description === 'string' && each.description !== '' ? `: ${each.description.split('\n')[0]}` : '';
-    found.push(`- ${flatName(namespace, each.name)}${description}`);
-  };
-  if (Array.isArray(tools)) for (const tool of tools) list(tool);
-  return found.length === 0 ? 'No tools found.' : `Tools found, which can be called now:\n${found.join('\n')}`;
 }
 
 function chatToolChoice(choice: unknown, table: ToolTable, out: ChatRequest): void {
@@ -313,6 +329,9 @@ function chatContent(content: unknown, where: string): string | ContentPart[] {
 
 /** Builds the chat messages of an input, item by item. */
 class Conversation {
+  /** `searches`: each client-run search output's tool message, by where it stands (`input[3]`). */
+  constructor(private readonly searches: ReadonlyMap<string, string> = new Map()) {}
+
   readonly messages: ChatMessage[] = [];
   /** Where each message came from, by index. */
   readonly sources: MessageSource[] = [];
@@ -363,7 +382,7 @@ class Conversation {
         if (!clientSearch(item)) return;
         if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
         // Its tools joined the request's (toChatRequest).
-        this.push({ role: 'tool', tool_call_id: item.call_id, content: searchResult(item.tools) }, where);
+        this.push({ role: 'tool', tool_call_id: item.call_id, content: this.searches.get(where) ?? 'No tools found.' }, where);
         return;
       case 'item_reference':
         // A reasoning item (the Vercel AI SDK, storing by default, refers back to the ones a
@@ -515,6 +534,7 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
     if (rule?.action === 'refuse' && request[param] !== undefined && request[param] !== null && request[param] !== false) unsupported(param, rule.why);
   }
   const table = new ToolTable();
+  const searches = new Map<string, string>();
   if (request.tools !== undefined && request.tools !== null) {
     if (!Array.isArray(request.tools)) invalid('tools', 'expected an array of tools.');
     request.tools.forEach((tool: unknown, index) => table.add(tool, `tools[${index}]`));
@@ -532,10 +552,11 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
     request.input.forEach((item: unknown, index) => {
       if (!isRecord(item) || item.type !== 'tool_search_output' || !clientSearch(item)) return;
       if (item.tools !== undefined && !Array.isArray(item.tools)) invalid(`input[${index}].tools`, 'expected an array of tools.');
-      (item.tools ?? []).forEach((tool: unknown, at: number) => table.add(tool, `input[${index}].tools[${at}]`, undefined, true));
+      const names = ((item.tools ?? []) as unknown[]).flatMap((tool, at) => table.add(tool, `input[${index}].tools[${at}]`, undefined, true));
+      searches.set(`input[${index}]`, table.searchResult(names));
     });
   }
-  const conversation = new Conversation();
+  const conversation = new Conversation(searches);
   if (request.instructions !== undefined && request.instructions !== null) {
     if (typeof request.instructions !== 'string') invalid('instructions', 'expected a string.');
     if (request.instructions !== '') conversation.push({ role: 'system', content: request.instructions }, 'instructions');

@@ -64,24 +64,37 @@ export function responseShell(context: AnswerContext, base: string, model: strin
  */
 export function callItem(context: AnswerContext, base: string, index: number, callId: string, name: string, args: string, status: string): OutputItem {
   const tool = context.tools.get(name);
-  if (tool?.search === true) return { type: 'tool_search_call', id: `tsc_${base}_${index}`, status, call_id: callId, execution: 'client', arguments: searchArguments(args) };
-  if (tool?.custom === true) return { type: 'custom_tool_call', id: `ctc_${base}_${index}`, status, call_id: callId, name: tool.name, input: customInput(args) };
+  if (tool?.search === true) return { type: 'tool_search_call', id: `tsc_${base}_${index}`, status, call_id: callId, execution: 'client', arguments: searchArguments(args, status) };
   // A finished call without arguments has "{}", as OpenAI writes it: clients JSON.parse them, and "" is no JSON.
-  const item: OutputItem = { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args === '' && status !== 'in_progress' ? '{}' : args, call_id: callId, name: tool?.name ?? name };
+  const item: OutputItem =
+    tool?.custom === true
+      ? { type: 'custom_tool_call', id: `ctc_${base}_${index}`, status, call_id: callId, name: tool.name, input: customInput(args) }
+      : { type: 'function_call', id: `fc_${base}_${index}`, status, arguments: args === '' && status !== 'in_progress' ? '{}' : args, call_id: callId, name: tool?.name ?? name };
+  // Codex runs a namespaced tool's call only under its namespace (its code mode's `exec` is a custom tool in one).
   if (tool?.namespace !== undefined) item.namespace = tool.namespace;
   return item;
 }
 
-/** A tool search's arguments as the object Codex reads (`{"query": …}`); text that is no JSON object is the query. */
-export function searchArguments(args: string): Record<string, unknown> {
-  if (args === '') return {};
+/**
+ * A tool search's arguments as the object Codex reads (`{query: string, limit?: positive integer}`:
+ * anything else fails its search): text that is no JSON object is the query (a JSON string, its
+ * text), a `limit` that is no positive integer is rounded or left out. A call the stream cut before
+ * its arguments were whole has none.
+ */
+export function searchArguments(args: string, status: string): Record<string, unknown> {
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(args);
-    if (isRecord(parsed)) return parsed;
+    parsed = JSON.parse(args);
   } catch {
-    // not JSON: a model that wrote the query bare
+    // Not JSON: cut short, or a model that wrote the query bare.
+    return status === 'completed' && args !== '' ? { query: args } : {};
   }
-  return { query: args };
+  if (typeof parsed === 'string') return { query: parsed };
+  if (!isRecord(parsed)) return { query: args };
+  const limit = typeof parsed.limit === 'string' ? Number(parsed.limit) : parsed.limit;
+  if (parsed.limit === undefined) return parsed;
+  const { limit: _given, ...rest } = parsed;
+  return typeof limit === 'number' && Number.isFinite(limit) && limit >= 1 ? { ...rest, limit: Math.round(limit) } : rest;
 }
 
 /** A custom tool's input from its function's arguments (`{"input": "…"}`); arguments that are not that are the input. */
