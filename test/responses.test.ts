@@ -934,6 +934,13 @@ describe('owners of stored responses', () => {
     for (let i = 0; i < 6; i++) shared.add('s', `a${i}`, 'a');
     for (let i = 0; i < 6; i++) shared.add('s', `b${i}`, 'b');
     assert.deepEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b5'].map((id) => shared.get('s', id)), [undefined, 'a', 'a', undefined, 'b', 'b']);
+    // A third key adding: the two that hold the most give up items in turn, neither drained alone.
+    const three = new ItemOwners(200);
+    for (let i = 0; i < 100; i++) three.add('s', `v${i}`, 'v');
+    for (let i = 0; i < 100; i++) three.add('s', `w${i}`, 'w');
+    for (let i = 0; i < 60; i++) three.add('s', `c${i}`, 'c');
+    const kept = (prefix: string, owner: string, n: number): number => Array.from({ length: n }, (_, i) => three.get('s', `${prefix}${i}`)).filter((tag) => tag === owner).length;
+    assert.deepEqual([kept('v', 'v', 100), kept('w', 'w', 100), kept('c', 'c', 60)], [70, 70, 60]);
   });
 
   it('remembers no id longer than a provider would write (a server answering megabyte ids grew the gateway without bound)', () => {
