@@ -36,7 +36,7 @@ export const chatClient: ClientApi<ChatTypes> = {
       // The field the client used (max_completion_tokens wins, as it does upstream).
       if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;
       if (request.max_tokens != null) copy.max_tokens = changes.maxOutputTokens;
-      // Anthropic's thinking extension, translated for a provider that takes it: its budget below the limit.
+      // Anthropic's thinking extension (a chat client's; vLLM and others read it too): its budget below the limit.
       const thinking = thinkingUnder(request.thinking, changes.maxOutputTokens);
       if (thinking === undefined) delete copy.thinking;
       else copy.thinking = thinking;

@@ -51,7 +51,7 @@ export const messagesClient: ClientApi<MessagesTypes> = {
       copy.max_tokens = cap;
       const thinking = thinkingUnder(request.thinking, cap);
       if (thinking === undefined) delete copy.thinking;
-      else copy.thinking = thinking as AnthropicRequest['thinking'];
+      else copy.thinking = thinking;
     }
     return copy;
   },

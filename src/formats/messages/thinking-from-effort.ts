@@ -10,7 +10,6 @@ import { invalidRequest } from '../../errors.js';
 import { entryOf } from '../json.js';
 import { MIN_THINKING_BUDGET } from '../thinking-budget.js';
 
-
 /** Budget per level: LiteLLM's (docs/providers.md), so clients moving between gateways get the same. */
 const BUDGETS: Readonly<Record<string, number>> = { minimal: 1024, low: 1024, medium: 2048, high: 4096, xhigh: 4096, max: 4096 };
 
