@@ -62,7 +62,7 @@ export interface SurfaceDeps {
   readonly prices: Prices;
   /** Providers' model lists, kept a minute (surfaces/models.ts). */
   readonly modelLists: ModelLists;
-  /** The loop's turns, one per large body read (turns.ts). */
+  /** The loop's turns, one per large body translated (turns.ts). */
   readonly turns: Turns;
 }
 
