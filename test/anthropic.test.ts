@@ -336,7 +336,7 @@ describe('anthropic request: parameters', () => {
     rejects({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'place' } } }, /needs "json_schema.schema"/, 'response_format');
   });
 
-  it("response_format's schema as Anthropic takes it: keywords it refuses moved into descriptions, objects closed", () => {
+  it("response_format's schema as Anthropic takes it: keywords it refuses moved into descriptions, objects closed where whole", () => {
     const schema = {
       $schema: 'http://json-schema.org/draft-07/schema#',
       type: 'object',
@@ -366,7 +366,7 @@ describe('anthropic request: parameters', () => {
         age: { type: 'integer', description: '{minimum: 0}' },
         email: { type: 'string', format: 'email' },
         site: { type: 'string', description: '{format: "hostname-idn"}' },
-        tags: { type: 'array', items: { type: 'string', description: '{pattern: "^[a-z]+$"}' }, description: '{minItems: 2}' },
+        tags: { type: 'array', items: { type: 'string', pattern: '^[a-z]+$' }, description: '{minItems: 2}' },
         maybe: { type: 'array', items: { type: 'number' }, minItems: 1 },
         color: { enum: ['red', 'green'] },
         exact: { const: 3 },
@@ -397,6 +397,10 @@ describe('anthropic request: parameters', () => {
     // A map (zod's record) is the client's to have refused, not silently made an empty object.
     assert.deepEqual(shape({ type: 'object', additionalProperties: { type: 'number' } }), { type: 'object', additionalProperties: { type: 'number' }, properties: {} });
     assert.deepEqual(shape({ $ref: '#/$defs/A', title: 'x', $defs: { A: { type: 'string' } } }), { $defs: { A: { type: 'string' } }, $ref: '#/$defs/A', description: '{title: "x"}' });
+    // An intersection (zod's .and()): its members are not closed one by one, which no object could meet.
+    const a = { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] };
+    const b = { type: 'object', properties: { b: { type: 'number', minimum: 0 } }, required: ['b'] };
+    assert.deepEqual(shape({ allOf: [a, b] }), { allOf: [a, { ...b, properties: { b: { type: 'number', description: '{minimum: 0}' } } }] });
   });
 
   it('reasoning_effort → adaptive thinking with output_config.effort on Claude 4.6 and later', () => {

@@ -255,6 +255,10 @@ describe('Responses request → chat', () => {
     assert.equal(listed.request.messages.at(-1)?.content, 'Tools found, which can be called now:\n- outer__go: Go.');
     assert.deepEqual(listed.dropped, ['namespace', 'tool_search'], 'a namespace (or a search) in a namespace is left out, and not listed');
     refused({ tools: [search, { type: 'function', name: 'outer__go' }], input: [{ role: 'user', content: 'x' }, { type: 'tool_search_output', call_id: 's', execution: 'client', tools: [nested] }] }, /two tools are called "outer__go"/, 'input[1].tools[0].tools[1].name');
+    // The same tool the request declares (a model that takes MCP tools in `tools`, after one that searched): one tool.
+    const declared = found([nested, nested], [search, { type: 'namespace', name: 'outer', tools: [{ type: 'function', name: 'go', description: 'Go.' }] }]);
+    assert.deepEqual((declared.request.tools as Array<{ function: { name: string } }>).map((tool) => tool.function.name), ['tool_search', 'outer__go']);
+    assert.equal(declared.request.messages.at(-1)?.content, 'Tools found, which can be called now:\n- outer__go: Go.', 'listed once');
   });
 
   it('reads a tool search call\'s arguments as Codex can run them: a JSON string is the query, limit a positive integer, a call cut short none', () => {
@@ -266,6 +270,8 @@ describe('Responses request → chat', () => {
     assert.deepEqual(searchArguments('{"query":', 'incomplete'), {});
     assert.deepEqual(searchArguments('', 'in_progress'), {});
     assert.deepEqual(searchArguments('weather tools', 'completed'), { query: 'weather tools' });
+    assert.deepEqual(searchArguments('{"query":5,"limit":1e21}', 'completed'), { query: '5' }, 'a limit no integer can hold is left out');
+    assert.deepEqual(searchArguments('{"query":"w","limit":5000}', 'completed'), { query: 'w', limit: 100 });
   });
 
   it('answers a custom tool of a namespace with its namespace (Codex runs code mode\'s exec only under its namespace)', () => {

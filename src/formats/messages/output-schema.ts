@@ -27,7 +27,8 @@ function allows(type: unknown, kind: string): boolean {
 /** Definitions, under either name (`$defs`; `definitions`, draft 7's, which zod and zod-to-json-schema write). */
 const DEFINITIONS = new Set(['$defs', 'definitions']);
 
-export function anthropicSchema(schema: unknown): unknown {
+/** `inAllOf`: a member of an `allOf`, which must not be closed on its own (no object would then meet every member). */
+export function anthropicSchema(schema: unknown, inAllOf = false): unknown {
   if (!isRecord(schema)) return schema;
   const out: Record<string, unknown> = {};
   const moved: string[] = [];
@@ -52,9 +53,9 @@ export function anthropicSchema(schema: unknown): unknown {
     } else if ((name === 'enum' || name === 'const') && literal) {
       out[name] = value;
     } else if ((name === 'anyOf' || name === 'oneOf') && variants === value) {
-      out.anyOf = (value as unknown[]).map(anthropicSchema);
+      out.anyOf = (value as unknown[]).map((variant) => anthropicSchema(variant));
     } else if (name === 'allOf' && Array.isArray(value) && variants === null) {
-      out.allOf = value.map(anthropicSchema);
+      out.allOf = value.map((member: unknown) => anthropicSchema(member, true));
     } else if (name === 'properties' && isRecord(value)) {
       out.properties = Object.fromEntries(Object.entries(value).map(([key, property]) => [key, anthropicSchema(property)]));
     } else if (name === 'required') {
@@ -69,11 +70,15 @@ export function anthropicSchema(schema: unknown): unknown {
       out.minItems = value;
     } else if (name === 'format' && allows(type, 'string') && typeof value === 'string' && STRING_FORMATS.has(value)) {
       out.format = value;
+    } else if (name === 'pattern' && allows(type, 'string')) {
+      // Anthropic enforces a simple pattern (and refuses one it cannot, in its own words).
+      out.pattern = value;
     } else {
       moved.push(`${name}: ${JSON.stringify(value)}`);
     }
   }
-  if (object && schema.$ref === undefined) {
+  // Closed once, where it is whole: not a member of an allOf, nor an object its allOf adds to.
+  if (object && schema.$ref === undefined && !inAllOf && schema.allOf === undefined) {
     out.properties ??= {};
     out.additionalProperties ??= false;
   }

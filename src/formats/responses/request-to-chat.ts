@@ -171,8 +171,6 @@ class ToolTable {
   readonly tools: Array<Record<string, unknown>> = [];
   readonly names = new Map<string, ToolName>();
   readonly dropped: string[] = [];
-  /** The chat names of tools a client-run search loaded, which a later search may load again. */
-  private readonly loaded = new Set<string>();
   /** Each function's description's first line, for a search's tool message. */
   private readonly summaries = new Map<string, string>();
 
@@ -198,11 +196,10 @@ class ToolTable {
     }
     const name = flatName(namespace, tool.name);
     const known = this.names.get(name);
-    // A search that loads again what an earlier one loaded: the same function.
-    if (loaded && known !== undefined && this.loaded.has(name) && known.name === tool.name && known.namespace === namespace) return [name];
-    if (known !== undefined) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
-    if (loaded) this.loaded.add(name);
     const custom = tool.type === 'custom';
+    // A search that loads again what the request has (declared, or loaded before): the same tool.
+    if (loaded && known !== undefined && known.name === tool.name && known.namespace === namespace && known.custom === custom) return [name];
+    if (known !== undefined) throw invalidRequest(`Invalid '${where}.name': two tools are called "${name}" for this key's provider (a namespace's tools are named namespace__name).`, `${where}.name`, 'invalid_value');
     this.names.set(name, namespace === undefined ? { name: tool.name, custom } : { name: tool.name, namespace, custom });
     const fn: Record<string, unknown> = { name };
     if (custom) {
@@ -222,7 +219,7 @@ class ToolTable {
   /** What a client-run search found, as its tool message says it: the functions it loaded. */
   searchResult(names: readonly string[]): string {
     if (names.length === 0) return 'No tools found.';
-    const lines = names.map((name) => {
+    const lines = [...new Set(names)].map((name) => {
       const summary = this.summaries.get(name);
       return summary === undefined ? `- ${name}` : `- ${name}: ${summary}`;
     });

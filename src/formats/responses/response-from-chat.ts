@@ -91,11 +91,14 @@ export function searchArguments(args: string, status: string): Record<string, un
   }
   if (typeof parsed === 'string') return { query: parsed };
   if (!isRecord(parsed)) return { query: args };
-  const limit = typeof parsed.limit === 'string' ? Number(parsed.limit) : parsed.limit;
-  if (parsed.limit === undefined) return parsed;
-  const { limit: _given, ...rest } = parsed;
-  return typeof limit === 'number' && Number.isFinite(limit) && limit >= 1 ? { ...rest, limit: Math.round(limit) } : rest;
+  const { limit: given, ...rest } = parsed;
+  if (rest.query !== undefined && typeof rest.query !== 'string') rest.query = typeof rest.query === 'object' ? JSON.stringify(rest.query) : String(rest.query);
+  const limit = Math.round(typeof given === 'string' ? Number(given) : typeof given === 'number' ? given : Number.NaN);
+  return Number.isSafeInteger(limit) && limit >= 1 ? { ...rest, limit: Math.min(limit, MAX_SEARCH_LIMIT) } : rest;
 }
+
+/** The most tools a search is asked for (Codex reads `limit` as an unsigned integer; its own default is 8). */
+const MAX_SEARCH_LIMIT = 100;
 
 /** A custom tool's input from its function's arguments (`{"input": "…"}`); arguments that are not that are the input. */
 export function customInput(args: string): string {
