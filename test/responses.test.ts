@@ -26,6 +26,8 @@ import { SseParser } from '../src/upstream/sse.js';
 import type { VirtualKey } from '../src/policy/keys.js';
 import { ItemOwners, MAX_REMEMBERED_ID_CHARS, ownerOf, ownerTag, ResponseOwners } from '../src/policy/response-owners.js';
 import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
+import { ensureItemsOwned } from '../src/surfaces/responses.js';
+import type { Target } from '../src/policy/target.js';
 import { parseJsonBytes, plainUniqueKeys } from '../src/formats/json-bytes.js';
 import { sseFrame } from '../src/formats/sse.js';
 import { codexFirstTurn } from './support/codex.js';
@@ -947,6 +949,24 @@ describe('owners of stored responses', () => {
     for (let i = 0; i < 60; i++) three.add('s', `c${i}`, 'c');
     const kept = (prefix: string, owner: string, n: number): number => Array.from({ length: n }, (_, i) => three.get('s', `${prefix}${i}`)).filter((tag) => tag === owner).length;
     assert.deepEqual([kept('v', 'v', 100), kept('w', 'w', 100), kept('c', 'c', 60)], [70, 70, 60]);
+  });
+
+  it("asks a cluster worker to catch up with its siblings' items before it refuses a reference it does not know", async () => {
+    const key = { id: 'vk_one' } as VirtualKey;
+    const target = { storage: 's' } as Target;
+    const input = [{ type: 'item_reference', id: 'msg_sibling' }];
+    const owners = new ResponseOwners();
+    assert.throws(() => ensureItemsOwned(input, key, target, owners.items), /names no item/, 'alone, at once');
+    let asked = 0;
+    owners.items.catchUp = async () => {
+      asked++;
+      owners.items.add('s', 'msg_sibling', ownerTag('vk_one'));
+    };
+    await ensureItemsOwned(input, key, target, owners.items);
+    assert.equal(asked, 1);
+    assert.equal(ensureItemsOwned(input, key, target, owners.items), undefined, 'known now: no asking, no promise');
+    await assert.rejects(async () => ensureItemsOwned([{ id: 'msg_nobody' }], key, target, owners.items), /names no item/);
+    assert.equal(asked, 2);
   });
 
   it('remembers no id longer than a provider would write (a server answering megabyte ids grew the gateway without bound)', () => {

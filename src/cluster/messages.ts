@@ -23,7 +23,9 @@ export type ToPrimary =
   /** Dead workers whose reservations in Redis this worker has released (the primary forgets them). */
   | { t: 'released'; owners: readonly string[] }
   /** The output items of a response this worker saw stored (`tag`: its owner): every other worker learns them. */
-  | { t: 'items'; storage: string; ids: readonly string[]; tag: string };
+  | { t: 'items'; storage: string; ids: readonly string[]; tag: string }
+  /** Answer `synced` once every worker's items sent before this have been passed on to this worker. */
+  | { t: 'sync'; id: number };
 
 /** One finished request: `request` names the admission it settles (null: it holds nothing). */
 export interface SpendRecord {
@@ -43,8 +45,11 @@ export type ToWorker =
   /** Workers that died: release what they held in Redis (by their marks). */
   | { t: 'release'; owners: readonly string[] }
   /** Output items another worker saw stored: a reference to them may reach this one next. */
-  | { t: 'items'; storage: string; ids: readonly string[]; tag: string };
+  | { t: 'items'; storage: string; ids: readonly string[]; tag: string }
+  | { t: 'synced'; id: number };
 
+/** How long a worker waits for the primary to pass on other workers' items before refusing a reference it does not know. */
+export const SYNC_TIMEOUT_MS = 1000;
 /** How long a scrape waits for every worker's fresh counters (then uses their last ones). */
 export const SNAPSHOT_TIMEOUT_MS = 1000;
 /** Workers also send their counters this often, so a worker that dies loses little. */

@@ -174,6 +174,12 @@ class Primary {
       case 'items':
         for (const other of this.workers()) if (other !== worker && this.ready.has(other)) this.send(other, message);
         return;
+      case 'sync':
+        // Answered in the loop's next turn: by then every worker's message that was waiting when
+        // this one came (the items of an answer its client has already read) has been read and
+        // passed on, ahead of the answer on this worker's channel.
+        setImmediate(() => this.send(worker, { t: 'synced', id: message.id }));
+        return;
     }
   }
 

@@ -15,7 +15,7 @@ import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter 
 import type { VirtualKey } from '../policy/keys.js';
 import type { Registry } from '../providers/index.js';
 import { PrimarySink, type SendToPrimary } from './primary-sink.js';
-import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
+import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, SYNC_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
 import { Queue } from '../queue.js';
 
 /** Hands a message to the IPC channel; false when there is none (the primary is gone). */
@@ -136,6 +136,9 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   const keyFile = new KeyFile(config.keysFile, registry, config.pricesFile, '', null, 0);
   let nextId = 1;
   const waiting = new Map<number, (text: string) => void>();
+  /** Item syncs waiting for the primary's answer, by id. */
+  const syncs = new Map<number, () => void>();
+  let syncCount = 0;
   const limits = primaryLimiter();
   let instance: ReturnType<typeof createInstance> | null = null;
   /** The keys with limits, as last loaded: what a dead worker's reservations can be held against. */
@@ -167,6 +170,9 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         releaseOwners(message.owners);
       } else if (message.t === 'items' && instance !== null) {
         for (const id of message.ids) instance.items.add(message.storage, id, message.tag);
+      } else if (message.t === 'synced') {
+        syncs.get(message.id)?.();
+        syncs.delete(message.id);
       }
     });
   });
@@ -257,8 +263,23 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         send({ t: 'scrape', id, snapshot: local });
       }),
   });
-  // A client's next request (a Vercel AI SDK turn naming its items) may reach another worker.
+  // A client's next request (a Vercel AI SDK turn naming its items) may reach another worker,
+  // sometimes before the items: a reference not known here waits for the primary to pass on what
+  // it has (a second at most) before it is refused.
   created.items.onAdded = (storage, ids, tag) => send({ t: 'items', storage, ids, tag });
+  created.items.catchUp = () =>
+    new Promise<void>((resolve) => {
+      const id = ++syncCount;
+      const timer = setTimeout(() => {
+        syncs.delete(id);
+        resolve();
+      }, SYNC_TIMEOUT_MS);
+      syncs.set(id, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      send({ t: 'sync', id });
+    });
   instance = created;
   setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 

@@ -105,6 +105,8 @@ export class ItemOwners {
 
   /** Told of the items this process saw created (a cluster worker tells its primary, which tells the others). */
   onAdded: ((storage: string, ids: readonly string[], tag: string) => void) | null = null;
+  /** Resolves once items other processes saw created before now are known here too (a cluster worker's; null: none). */
+  catchUp: (() => Promise<void>) | null = null;
 
   constructor(private readonly capacity = 200_000) {}
 

@@ -153,7 +153,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
       refuseConversation(request.conversation);
       const previous = previousResponseId(request);
       const target = targetFor(key, 'responses');
-      ensureItemsOwned(request.input, key, target, deps.owners.items);
+      await ensureItemsOwned(request.input, key, target, deps.owners.items);
       const mapped = model === null ? null : (target.modelMap?.map(model) ?? model);
       if (suffix === '/compact' && target.endpoints.responses !== undefined) {
         // Compaction generates: priced, and held against the key's limits like any generation, so

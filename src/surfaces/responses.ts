@@ -41,21 +41,37 @@ export function previousNotFound(id: string): GatewayError {
  * process saw created (remembered with their response's owner: not across restarts, workers or
  * instances). The Vercel AI SDK names every earlier assistant message and reasoning item so.
  */
-export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): void {
-  if (!Array.isArray(input)) return;
+export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): void | Promise<void> {
+  const unknown = notOwned(input, key, target, owners);
+  if (unknown === null) return;
+  // A sibling worker may have seen it stored a moment ago: asked once more after catching up.
+  if (owners.catchUp === null) throw notOwnedError(unknown);
+  return owners.catchUp().then(() => {
+    const still = notOwned(input, key, target, owners);
+    if (still !== null) throw notOwnedError(still);
+  });
+}
+
+/** The first item reference of `input` that names no item of the key's own stored responses, or null. */
+function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): { at: number; id: unknown } | null {
+  if (!Array.isArray(input)) return null;
   let tag: string | null = null;
   for (let at = 0; at < input.length; at++) {
     const item: unknown = input[at];
     if (!isItemReference(item)) continue;
     const id = (item as { id?: unknown }).id;
     tag ??= ownerTag(key.id);
-    if (typeof id === 'string' && owners.get(target.storage, id) === tag) continue;
-    throw new GatewayError(
-      400,
-      `input[${at}]: item_reference (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
-      { code: 'unsupported_parameter', param: `input[${at}]` },
-    );
+    if (typeof id !== 'string' || owners.get(target.storage, id) !== tag) return { at, id };
   }
+  return null;
+}
+
+function notOwnedError({ at, id }: { at: number; id: unknown }): GatewayError {
+  return new GatewayError(
+    400,
+    `input[${at}]: item_reference (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
+    { code: 'unsupported_parameter', param: `input[${at}]` },
+  );
 }
 
 /** Conversations are created outside the gateway (it does not serve that API): none can be shown to be a key's own. */
@@ -84,7 +100,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   async passThrough({ request, key, target, interaction, deps, body }) {
     refuseConversation(request.conversation);
     // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
-    ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners.items);
+    await ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners.items);
     // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
     // Anything but false or absent: a server may read 1 or "true" as true (pydantic does), and then no limit counts it.
     if (request.background !== undefined && request.background !== null && request.background !== false) {
