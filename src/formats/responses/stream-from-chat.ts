@@ -24,6 +24,7 @@ import type { AnswerHints } from '../translation.js';
 import type { Usage } from '../usage.js';
 import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
+import type { ToolName } from './request-to-chat.js';
 
 type Item = StreamItem<ResponsesEvent>;
 
@@ -33,13 +34,20 @@ interface OpenItem extends Sequenced {
   readonly index: number;
   /** Its item id, once added. */
   id: string;
-  /** For a call: its call id, chat function name, and whether its arguments stream as deltas (not a custom tool's input, nor a search's). */
+  /** For a call: its call id, chat function name, and the client's tool it names (if any). */
   readonly callId?: string;
   name?: string;
-  readonly custom?: boolean;
-  readonly search?: boolean;
+  readonly tool?: ToolName;
   /** For a call: where its arguments end. */
   readonly end?: ArgumentsEnd;
+}
+
+/**
+ * A call whose arguments stream as `function_call_arguments` deltas: not a custom tool's (its input
+ * goes whole when done), nor a search's (an object, whole in its item: Codex reads the item alone).
+ */
+function streamsArguments(item: OpenItem): boolean {
+  return item.tool?.custom !== true && item.tool?.search !== true;
 }
 
 export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
@@ -94,7 +102,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const delta = (item: OpenItem, value: string, out: Item[]): void => {
     if (item.kind === 'call') {
-      if (item.custom !== true && item.search !== true) emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: value });
+      if (streamsArguments(item)) emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: value });
       return;
     }
     // The most frequent event of all: built as one literal, no spreading.
@@ -108,9 +116,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   };
 
   const close = (item: OpenItem, out: Item[]): void => {
-    // A custom tool's input stays as it came; its name may have come after the call began.
-    const tool = context.tools.get(item.name ?? '');
-    if (item.kind === 'call' && item.text === '' && item.custom !== true && tool?.custom !== true && item.search !== true && tool?.search !== true) {
+    // A custom tool's input, or a search's arguments, stays as it came.
+    if (item.kind === 'call' && item.text === '' && streamsArguments(item)) {
       // No arguments came: "{}", as OpenAI streams it (clients JSON.parse what the deltas make).
       item.text = '{}';
       emit(out, 'response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: item.text });
@@ -121,12 +128,11 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
       emit(out, 'response.reasoning_summary_text.done', { ...at, summary_index: 0, text: item.text });
       emit(out, 'response.reasoning_summary_part.done', { ...at, summary_index: 0, part: { type: 'summary_text', text: item.text } });
     } else if (item.kind === 'call') {
-      if (item.custom === true) {
+      if (item.tool?.custom === true) {
         const input = customInput(item.text);
         if (input !== '') emit(out, 'response.custom_tool_call_input.delta', { ...at, delta: input });
         emit(out, 'response.custom_tool_call_input.done', { ...at, input });
-      } else if (item.search !== true) {
-        // (A search's arguments are an object, sent whole in its item: Codex reads the item alone.)
+      } else if (streamsArguments(item)) {
         emit(out, 'response.function_call_arguments.done', { ...at, arguments: item.text });
       }
     } else {
@@ -147,13 +153,13 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   const whole = (item: OpenItem): boolean => {
     if (item.end === undefined) return true;
     const args = item.end.whole(item.text);
-    return args !== null && (item.custom !== true || typeof args.input === 'string');
+    return args !== null && (item.tool?.custom !== true || typeof args.input === 'string');
   };
 
   // Every item's last events (output_text.done, output_item.done, response.completed) repeat its whole text.
   const items = new OneAtATime<OpenItem, ResponsesEvent>({ start: open, delta, stop: close, whole, keeps: () => true, retains: () => true });
 
-  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; custom: boolean; search: boolean; end: ArgumentsEnd }): OpenItem => {
+  const begin = (out: Item[], kind: OpenItem['kind'], call?: { callId: string; name: string; tool: ToolName | undefined; end: ArgumentsEnd }): OpenItem => {
     const item: OpenItem = { kind, index: count++, id: '', text: '', state: 'waiting', ...call };
     items.add(item, out);
     return item;
@@ -174,8 +180,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
   const toolCalls = new NamedToolCalls<OpenItem, Item[]>(
     {
       open: (callId, name, held, out) => {
-        const tool = context.tools.get(name);
-        const item = begin(out, 'call', { callId, name, custom: tool?.custom === true, search: tool?.search === true, end: new ArgumentsEnd() });
+        const item = begin(out, 'call', { callId, name, tool: context.tools.get(name), end: new ArgumentsEnd() });
         items.letGo(held.length);
         if (held !== '') {
           item.end?.feed(held);
