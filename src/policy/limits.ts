@@ -219,7 +219,6 @@ function unwritable(file: string, why: string): string {
   return `cannot write the state file ${file} (${why}); spend since the last write would be lost at a restart (said once until a write succeeds)`;
 }
 
-
 /**
  * Spend per key and period (requests, tokens, USD). The spend of keys with a budget is kept in a
  * small JSON file (keys known by their digest, never their value), written atomically (a

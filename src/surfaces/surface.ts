@@ -177,9 +177,13 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
-    const request = parsed; // a const the closure below can rely on
-    const fillsLimit = (target: Target): boolean => fillsOutputLimit(toMessages(deps.router.route(surface.api, target.apis)), target, request);
-    reserved = limited ? await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, fillsLimit), context.id, res) : NO_RESERVATION;
+    if (limited) {
+      const request = parsed; // a const the closure below can rely on
+      const fillsLimit = (target: Target): boolean => fillsOutputLimit(toMessages(deps.router.route(surface.api, target.apis)), target, request);
+      reserved = await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, fillsLimit), context.id, res);
+    } else {
+      reserved = NO_RESERVATION;
+    }
 
     const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
     const apiKeys = target.keys.apiKeys;
@@ -286,8 +290,8 @@ function identify(interaction: Interaction, key: VirtualKey): void {
 
 /**
  * The key's first target translates the request: a large one is parsed and written again whole
- * (~15 ms per MB), at a turn of the loop of its own (turns.ts). Measured, waiting for the turn
- * before the body is parsed costs nothing; after, its parsed parts grow old waiting (~10% more CPU).
+ * (~15 ms per MB), at a turn of the loop of its own (turns.ts), taken before it is parsed (taken
+ * just before the translation instead, it cost more: docs/performance.md).
  */
 function translated<C extends ApiTypes>(api: ClientApi<C>, key: VirtualKey, router: Router): boolean {
   const first = key.targets[0];

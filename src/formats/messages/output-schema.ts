@@ -3,9 +3,9 @@
  * keywords it does not enforce (`output_format.schema: For 'integer' type, property 'minimum' is not
  * supported`), and zod writes them for common types (`z.number().int()` gives a minimum and a
  * maximum). As Anthropic's own SDK does, a keyword it does not take is moved into the schema's
- * description, where the model still reads it, and every object not closed is closed
- * (`additionalProperties: false`, which Anthropic requires; one the client left open is sent as it
- * wrote it, for Anthropic to refuse rather than the gateway to change what it means).
+ * description, where the model still reads it, and an object that says nothing of
+ * `additionalProperties` is closed (`false`, which Anthropic requires); one the client left open is
+ * sent as it wrote it, for Anthropic to refuse rather than the gateway to change what it means.
  */
 import { isRecord } from '../json.js';
 
