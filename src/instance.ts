@@ -156,9 +156,7 @@ export function createInstance(options: InstanceOptions): Instance {
     limiter: options.limiter,
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
-    // Only where no log entry holds bodies: an entry keeps the client's bytes until both its
-    // destinations have written them, on libuv's threads (docs/performance.md).
-    bodyPool: log.enabled ? null : new BodyPool(),
+    bodyPool: new BodyPool(),
     upstream: { client, policy: config.upstream },
     owners,
     modelLists: new ModelLists(),

@@ -1,15 +1,19 @@
 /**
- * Large bodies in pooled memory (logs off), end to end: under concurrency, with memory used again
- * from one request to the next, every provider request carries exactly its own client's bytes,
- * also where the provider answers before reading the body, a retry sends it again, or a client
- * leaves halfway through its upload.
+ * Large bodies in pooled memory, end to end: under concurrency, with memory used again from one
+ * request to the next, every provider request carries exactly its own client's bytes, also where
+ * the provider answers before reading the body, a retry sends it again, or a client leaves halfway
+ * through its upload; and every log entry shows its own client's bytes, also when a destination
+ * writes it long after its request ended.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { POOLED_MAX_BYTES } from '../src/server/body-pool.js';
-import { startGateway, type GatewayProcess } from './support/gateway.js';
+import { parseJsonStream, startGateway, tempDir, type Entry, type GatewayProcess } from './support/gateway.js';
 import { request } from './support/http.js';
 
 const REAL_KEY = 'sk-proj-POOLtestREAL-7Kq3';
@@ -216,5 +220,66 @@ describe('pooled bodies (logs off)', () => {
     const contentOf = (text: string): string | undefined => (JSON.parse(text) as { messages: Array<{ content: string }> }).messages[0]?.content;
     assert.ok(byUser.get('FIRST') === contentOf(first), 'the first body whole, none of the second in it');
     assert.ok(byUser.get('OTHER') === contentOf(second), 'the second body whole');
+  });
+});
+
+describe('pooled bodies (logs on)', () => {
+  let logged: GatewayProcess;
+  let fifo: ReturnType<typeof createReadStream>;
+  before(async () => {
+    // The log file is a pipe nobody reads until every request has ended: its writes wait in the
+    // kernel while later requests take the pooled memory their requests let go of.
+    const path = join(tempDir(), 'log.fifo');
+    execFileSync('mkfifo', [path]);
+    fifo = createReadStream(path);
+    fifo.pause();
+    logged = await startGateway({
+      keys: { virtual_keys: { vk_pool: { provider: 'openai', api_key: REAL_KEY, base_url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` } } },
+      logFile: path,
+      env: { LOG_CONSOLE: 'pretty' },
+    });
+  });
+
+  after(async () => {
+    fifo?.resume();
+    await logged?.stop();
+    fifo?.destroy();
+  });
+
+  it("every entry holds its own client's bytes, written while the memory they were read into serves other requests", { timeout: 90_000 }, async () => {
+    const expected = new Map<string, string>();
+    for (let wave = 0; wave < 3; wave++) {
+      const work: Array<Promise<void>> = [];
+      for (let i = 0; i < 16; i++) {
+        const nonce = `log${wave}x${i}`;
+        // The same sizes in every wave: each wave's bodies fit the memory the one before let go of.
+        const body = bodyFor(nonce, 70_000 + ((i * 7919) % 330_000));
+        sent.set(nonce, body);
+        expected.set(nonce, body.toString('utf8'));
+        work.push(
+          request(logged.url, `/v1/chat/completions?case=whole&nonce=${nonce}`, { key: 'vk_pool', body: body.toString('utf8') }).then((reply) => {
+            assert.equal(reply.status, 200, reply.text.slice(0, 300));
+          }),
+        );
+      }
+      await Promise.all(work);
+      // Past the log's batching: every entry of this wave is rendered before the next wave comes.
+      await new Promise((resolve) => setTimeout(resolve, 30));
+    }
+    let text = '';
+    fifo.setEncoding('utf8').on('data', (chunk: string | Buffer) => (text += chunk.toString()));
+    fifo.resume();
+    const deadline = Date.now() + 30_000;
+    const count = (all: string): number => (all.match(/\n}\n/g) ?? []).length;
+    while ((count(text) < expected.size || count(logged.stdout()) < expected.size) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const [where, all] of [['the log file', text], ['stdout', logged.stdout()]] as const) {
+      const entries = parseJsonStream(all) as Entry[];
+      assert.equal(entries.length, expected.size, where);
+      for (const entry of entries) {
+        const nonce = entry.request?.user as string;
+        // Compared as booleans: a failure would print megabytes.
+        assert.ok(JSON.stringify(entry.request) === expected.get(nonce), `${where}: the entry of ${nonce} holds its own body`);
+      }
+    }
   });
 });

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, random } from '../bench/fixtures.js';
-import { capBody, cutStream, InteractionLog, MAX_ASSEMBLED_STREAM_BYTES, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { capBody, createSinks, cutStream, InteractionLog, MAX_PENDING_BYTES, MAX_ASSEMBLED_STREAM_BYTES, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { parseJsonStream } from './support/gateway.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -29,6 +33,7 @@ class MemorySink implements LogSink {
   constructor(readonly formats: readonly LogFormat[] = ['pretty']) {}
   write(batch: RenderedBatch): void {
     this.writes.push(Buffer.concat(batch.text[this.formats[0] as LogFormat] ?? []).toString());
+    batch.done();
   }
   flush(): Promise<void> {
     return Promise.resolve();
@@ -192,5 +197,99 @@ describe('request bodies in the log, as their bytes', () => {
     const text = sink.writes.join('');
     const entries = text.split('\n}\n').filter((part) => part !== '').map((part) => JSON.parse(`${part}\n}`) as LogEntry);
     assert.deepEqual(entries.map((each) => each.request), [{ small: 1 }, JSON.parse(body), { small: 2 }]);
+  });
+});
+
+/** A pooled body's holds and releases, counted. */
+class CountingHolder {
+  holds = 0;
+  releases = 0;
+  hold(): void {
+    this.holds++;
+  }
+  release(): void {
+    this.releases++;
+  }
+}
+
+/** A destination that keeps each batch until the test says it is done with it. */
+class HeldSink implements LogSink {
+  readonly formats: readonly LogFormat[] = ['pretty'];
+  batches: RenderedBatch[] = [];
+  failures = 0;
+  write(batch: RenderedBatch): void {
+    this.batches.push(batch);
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+describe('pooled request bodies in the log', () => {
+  const body = chatBody(agentConversation(137_000));
+  const raw = Buffer.from(body);
+
+  it('are held while any destination may still write pieces that view them, and let go of once every one is done', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'llmgw-held-'));
+    try {
+      const [file] = await createSinks({ logFile: join(dir, 'log.json'), logConsole: 'off' });
+      assert.ok(file !== undefined);
+      const slow = new HeldSink();
+      const log = new InteractionLog([slow, file]);
+      const holder = new CountingHolder();
+      log.record(entry('held', new RawJson(raw, true, holder)));
+      log.record(entry('small'));
+      assert.equal(holder.holds, 1, 'held as it is rendered, before its request lets go');
+      await log.flush();
+      assert.equal(holder.releases, 0, 'the file has written it; the other destination has not');
+      const entries = parseJsonStream((await readFile(join(dir, 'log.json'))).toString()) as LogEntry[];
+      assert.deepEqual(entries.map((each) => each.request), [JSON.parse(body), { model: 'm' }]);
+      assert.equal(slow.batches.length, 1);
+      slow.batches[0]?.done();
+      assert.equal(holder.releases, 1, 'let go of when the last destination is done');
+      await file.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('are not held where no piece views them: a body over the cap, or bytes that are not JSON', async () => {
+    const sink = new HeldSink();
+    const capped = new CountingHolder();
+    new InteractionLog([sink], 1000).record(entry('capped', new RawJson(raw, true, capped)));
+    const notJson = new CountingHolder();
+    new InteractionLog([sink]).record(entry('not json', new RawJson(Buffer.from('{"model": "m", "a": tru}'), false, notJson)));
+    assert.equal(capped.holds, 0, 'its head is a copy');
+    assert.equal(notJson.holds, 0, 'logged as its text, a copy');
+  });
+
+  it('are let go of by a destination that drops the batch (stuck past its cap) or does not write its format', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'llmgw-drop-'));
+    try {
+      const [file] = await createSinks({ logFile: join(dir, 'log.json'), logConsole: 'off' });
+      assert.ok(file !== undefined);
+      let done = 0;
+      const batch = (bytes: number): RenderedBatch => ({ entries: 1, text: { pretty: [Buffer.alloc(bytes, 'x')] }, done: () => done++ });
+      const warn = process.stderr.write;
+      process.stderr.write = (() => true) as typeof process.stderr.write;
+      try {
+        file.write(batch(10)); // being written
+        file.write(batch(MAX_PENDING_BYTES)); // waits, alone
+        file.write(batch(10)); // on top of a full queue: dropped
+        assert.equal(done, 1, 'the dropped one at once');
+        file.write({ entries: 1, text: { json: [Buffer.from('{}')] }, done: () => done++ });
+        assert.equal(done, 2, 'a format it does not write: at once');
+        await file.flush();
+        assert.equal(done, 4, 'the written ones once written');
+      } finally {
+        process.stderr.write = warn;
+      }
+      await file.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

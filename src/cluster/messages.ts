@@ -2,7 +2,7 @@
  * What the cluster primary and its workers say to each other over IPC.
  */
 import type { MetricsSnapshot } from '../observe/metrics.js';
-import type { RenderedBatch } from '../observe/log.js';
+import type { BatchText } from '../observe/log.js';
 import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/limits.js';
 
 export type ToPrimary =
@@ -17,7 +17,7 @@ export type ToPrimary =
   /** The worker could not listen: `message` is the one line to print (once, by the primary). */
   | { t: 'listen-failed'; message: string }
   /** Rendered entries (sent with the `advanced` serialization: Buffers arrive as bytes). */
-  | { t: 'log'; batch: RenderedBatch }
+  | { t: 'log'; batch: BatchText }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot }
   /** Dead workers whose reservations in Redis this worker has released (the primary forgets them). */

@@ -9,7 +9,7 @@
  * its limits checks back past their timeout; one message at a time cost the primary a third more
  * CPU per entry (docs/performance.md).
  */
-import { MAX_PENDING_BYTES, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { MAX_PENDING_BYTES, type BatchText, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { warn } from '../observe/warn.js';
 import type { ToPrimary } from './messages.js';
 
@@ -49,7 +49,7 @@ export class PrimarySink implements LogSink {
       this.failures += batch.entries;
       if (!this.dropping) warn(`the log to the primary process is not keeping up (${this.waitingBytes} bytes waiting); dropping entries until it does`);
       this.dropping = true;
-      return;
+      return batch.done();
     }
     this.waiting.push({ batch, bytes });
     this.waitingBytes += bytes;
@@ -71,13 +71,15 @@ export class PrimarySink implements LogSink {
     const first = this.waiting.shift();
     if (first === undefined) return;
     // Whole batches, in order, up to MESSAGE_BYTES.
-    const text: RenderedBatch['text'] = {};
+    const text: BatchText['text'] = {};
+    const done: Array<() => void> = [];
     let bytes = 0;
     let entries = 0;
     for (let next: typeof first | undefined = first; next !== undefined; next = this.waiting[0]) {
       if (bytes > 0 && bytes + next.bytes > MESSAGE_BYTES) break;
       if (next !== first) this.waiting.shift();
       entries += next.batch.entries;
+      done.push(next.batch.done);
       for (const format of this.formats) {
         const pieces = next.batch.text[format];
         if (pieces === undefined) continue;
@@ -87,7 +89,7 @@ export class PrimarySink implements LogSink {
       }
       bytes += next.bytes;
     }
-    const batch: RenderedBatch = { entries, text };
+    const batch: BatchText = { entries, text };
     this.waitingBytes -= bytes;
     // Counted before it is handed over: a channel that calls back at once must not see it negative.
     this.inFlight += bytes;
@@ -95,12 +97,15 @@ export class PrimarySink implements LogSink {
     const handed = this.send({ t: 'log', batch }, (err) => {
       if (err !== null) this.failures += entries;
       this.inFlight -= bytes;
+      // The message was serialised (a copy) when it was handed over: the pieces are not read again.
+      for (const each of done) each();
       this.sendMore();
     });
     if (!handed) {
       // No channel to the primary (it is gone): these entries are lost, and the next ones too.
       this.failures += entries;
       this.inFlight -= bytes;
+      for (const each of done) each();
     }
   }
 

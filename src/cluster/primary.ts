@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
-import { closeSinks, endProcess, logFileShown, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
+import { closeSinks, endProcess, logFileShown, NOTHING_HELD, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
@@ -151,7 +151,7 @@ class Primary {
         // Over IPC its buffers arrive as byte arrays.
         const text: RenderedBatch['text'] = {};
         for (const [format, pieces] of Object.entries(message.batch.text) as Array<[LogFormat, Uint8Array[]]>) text[format] = pieces.map(asBuffer);
-        const batch: RenderedBatch = { entries: message.batch.entries, text };
+        const batch: RenderedBatch = { entries: message.batch.entries, text, done: NOTHING_HELD };
         for (const sink of sinks) sink.write(batch);
         return;
       }

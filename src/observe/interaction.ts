@@ -9,6 +9,7 @@ import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactKey } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
+import type { Holder } from '../upstream/http-client.js';
 import { loggedRequest, type LogEntry } from './log.js';
 import type { RequestObservation, TargetOutcome } from './metrics.js';
 import type { Target } from '../policy/target.js';
@@ -34,8 +35,8 @@ export class Interaction implements CallRecord, RelayRecord {
   upstreamModel: string | null = null;
   stream = false;
   request: unknown = null;
-  /** The client's body as read, made into `request` only when an entry is made (no check of its bytes with logs off). */
-  private requestRead: { readonly raw: Buffer; readonly picked: unknown } | null = null;
+  /** The client's body as read, made into `request` only when an entry is made (no check of its bytes with logs off); `holder`: the pooled memory it is in. */
+  private requestRead: { readonly raw: Buffer; readonly picked: unknown; readonly holder: Holder | null } | null = null;
   response: unknown = null;
   /** The one normalised usage. */
   usage: Usage | null = null;
@@ -101,8 +102,9 @@ export class Interaction implements CallRecord, RelayRecord {
   /**
    * The client's body read by `parse`, and kept for the log: what `body` picks of the result (or
    * the client's bytes, for a large body), or the text itself when it does not parse: nothing is lost.
+   * `holder`: the pooled memory the bytes are in, which the log holds while its entry views them.
    */
-  readRequest<T>(raw: Buffer, parse: (raw: Buffer) => T, body: (parsed: T) => unknown = (parsed) => parsed): T {
+  readRequest<T>(raw: Buffer, parse: (raw: Buffer) => T, body: (parsed: T) => unknown = (parsed) => parsed, holder: Holder | null = null): T {
     let parsed: T;
     try {
       parsed = parse(raw);
@@ -110,7 +112,7 @@ export class Interaction implements CallRecord, RelayRecord {
       this.request = raw.toString('utf8');
       throw err;
     }
-    this.requestRead = { raw, picked: body(parsed) };
+    this.requestRead = { raw, picked: body(parsed), holder };
     return parsed;
   }
 
@@ -202,7 +204,7 @@ export class Interaction implements CallRecord, RelayRecord {
       ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
       usage: this.usage === null ? null : toLoggedUsage(this.usage),
       cost_usd: this.costUsd,
-      request: this.requestRead === null ? this.request : loggedRequest(this.requestRead.raw, this.requestRead.picked),
+      request: this.requestRead === null ? this.request : loggedRequest(this.requestRead.raw, this.requestRead.picked, this.requestRead.holder),
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
       upstream: this.upstreamEntry(),

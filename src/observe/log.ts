@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
+import type { Holder } from '../upstream/http-client.js';
 import { Throttle, warn } from './warn.js';
 import { utf8Bytes } from '../utf8.js';
 import { writeProblem } from '../write-problem.js';
@@ -67,10 +68,29 @@ export interface LogEntry {
 export type LogFormat = 'pretty' | 'json';
 
 /** One batch of entries, rendered once per format some destination wants: pieces written as one (writev), never copied together. */
-export interface RenderedBatch {
+export interface BatchText {
   /** How many entries it holds: what a destination that cannot write it loses (counted). */
   readonly entries: number;
   readonly text: Partial<Record<LogFormat, Buffer[]>>;
+}
+
+export interface RenderedBatch extends BatchText {
+  /**
+   * Each destination given the batch calls this once, when it is done with the pieces (written,
+   * failed or dropped): the pooled request bodies they view are let go of when every one has.
+   */
+  readonly done: () => void;
+}
+
+/** A batch whose pieces view no pooled memory. */
+export const NOTHING_HELD = (): void => {};
+
+/** A batch's `done` for `destinations` destinations: lets go of `held` when the last is done. */
+function releaseWhenDone(destinations: number, held: readonly Holder[]): () => void {
+  let left = destinations;
+  return () => {
+    if (--left === 0) for (const holder of held) holder.release();
+  };
 }
 
 /**
@@ -106,10 +126,13 @@ export class RawJson {
   /**
    * `checked`: false when only the structure of some of it was checked (a large member a
    * pass-through never parsed): it is checked as JSON before it is spliced into an entry.
+   * `holder`: the pooled memory the bytes are in, if any (held by the log while an entry's
+   * pieces view it: server/body-pool.ts).
    */
   constructor(
     readonly bytes: Buffer,
     private checked = true,
+    readonly holder: Holder | null = null,
   ) {
     // Bytes checked as they are laid out are checked for these there.
     if (checked && hasLoneSurrogateEscape(bytes)) this.json = false;
@@ -149,8 +172,8 @@ export class RawJson {
  * What the log keeps of a client's JSON body: its bytes when they are valid UTF-8, else the parsed
  * value (read whole now: a member left as bytes that is not JSON makes it the text instead).
  */
-export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
-  if (isUtf8(raw)) return new RawJson(raw, !hasDeferredMembers(parsed));
+export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | null = null): unknown {
+  if (isUtf8(raw)) return new RawJson(raw, !hasDeferredMembers(parsed), holder);
   if (!hasDeferredMembers(parsed)) return parsed;
   try {
     for (const key of Object.keys(parsed as object)) void (parsed as Record<string, unknown>)[key];
@@ -163,27 +186,29 @@ export function loggedRequest(raw: Buffer, parsed: unknown): unknown {
 /**
  * The entry as bytes, appended to `out`: a RawJson request spliced in as its bytes, re-indented,
  * in place of the `"request": null` the rest of the entry is rendered with (the first one in the
- * text: fields before it hold only escaped strings, so no earlier match is possible).
+ * text: fields before it hold only escaped strings, so no earlier match is possible). True when
+ * some of the pieces view the request's bytes (a long string is a piece of them, not a copy).
  */
-export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): void {
+export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): boolean {
   const request = entry.request;
   const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
   if (body === null) {
     out.push(utf8Bytes(renderEntry(entry, format)));
-    return;
+    return false;
   }
   const text = renderEntry({ ...entry, request: null }, format);
   const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
   const at = text.indexOf(marker);
   if (at === -1) {
     out.push(utf8Bytes(text)); // rendered without its bodies (too deep): it says so
-    return;
+    return false;
   }
   const valueAt = at + marker.length - 4;
   out.push(utf8Bytes(text.slice(0, valueAt)));
   // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
   for (const piece of body) out.push(piece);
   out.push(utf8Bytes(text.slice(valueAt + 4)));
+  return true;
 }
 
 /** A destination for rendered entries. */
@@ -231,6 +256,8 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
 abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
+  /** The `done` of each batch in `pending`. */
+  private pendingDone: Array<() => void> = [];
   private pendingBytes = 0;
   private pendingEntries = 0;
   private writing = false;
@@ -253,7 +280,7 @@ abstract class QueuedWriter implements LogSink {
 
   write(batch: RenderedBatch): void {
     const pieces = batch.text[this.format];
-    if (pieces === undefined) return;
+    if (pieces === undefined) return batch.done();
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
     // A batch alone is always taken (one body may be larger than the cap), never one on top of a full queue.
@@ -262,10 +289,11 @@ abstract class QueuedWriter implements LogSink {
       this.failures += batch.entries;
       if (!this.dropping) warn(`the log to ${this.describe()} is not keeping up (${this.pendingBytes} bytes pending); dropping entries until it does`);
       this.dropping = true;
-      return;
+      return batch.done();
     }
     // An empty piece would be a writev that writes nothing, which writeAll takes for a failure.
     for (const piece of pieces) if (piece.length > 0) this.pending.push(piece);
+    this.pendingDone.push(batch.done);
     this.pendingBytes += bytes;
     this.pendingEntries += batch.entries;
     if (!this.writing) void this.drain();
@@ -276,7 +304,9 @@ abstract class QueuedWriter implements LogSink {
     while (this.pending.length > 0) {
       const pieces = this.pending;
       const entries = this.pendingEntries;
+      const done = this.pendingDone;
       this.pending = [];
+      this.pendingDone = [];
       this.pendingBytes = 0;
       this.pendingEntries = 0;
       try {
@@ -294,6 +324,8 @@ abstract class QueuedWriter implements LogSink {
         }
         this.failing = true;
       }
+      // Written or lost, the pieces are not read again.
+      for (const each of done) each();
     }
     this.writing = false;
     this.dropping = false; // caught up: a later drop starts a new streak, with its own warning
@@ -515,6 +547,8 @@ export class InteractionLog {
   private pending: Array<{ format: LogFormat; parts: Buffer[] }>;
   /** Entries rendered into `pending`. */
   private pendingEntries = 0;
+  /** The pooled bodies `pending`'s pieces view, held until every destination is done with them. */
+  private held: Holder[] = [];
   private scheduled = false;
 
   /** `bodyMaxBytes`: bodies larger than this are logged as their head and size (null: whole). */
@@ -559,7 +593,13 @@ export class InteractionLog {
     const requestMax = unseen ? Math.min(max ?? UNSEEN_BODY_MAX_BYTES, UNSEEN_BODY_MAX_BYTES) : max;
     if (requestMax !== null) entry.request = capBody(entry.request, requestMax);
     if (max !== null) entry.response = capBody(entry.response, max);
-    for (const slot of this.pending) renderEntryBytes(entry, slot.format, slot.parts);
+    let viewsBody = false;
+    for (const slot of this.pending) if (renderEntryBytes(entry, slot.format, slot.parts)) viewsBody = true;
+    const holder = entry.request instanceof RawJson ? entry.request.holder : null;
+    if (viewsBody && holder !== null) {
+      holder.hold();
+      this.held.push(holder);
+    }
     this.pendingEntries++;
     if (!this.scheduled) {
       this.scheduled = true;
@@ -577,7 +617,9 @@ export class InteractionLog {
       text[slot.format] = slot.parts;
       slot.parts = [];
     }
-    const batch: RenderedBatch = { entries: this.pendingEntries, text };
+    const held = this.held;
+    this.held = [];
+    const batch: RenderedBatch = { entries: this.pendingEntries, text, done: held.length === 0 ? NOTHING_HELD : releaseWhenDone(this.sinks.length, held) };
     this.pendingEntries = 0;
     for (const sink of this.sinks) sink.write(batch);
   };

@@ -8,10 +8,10 @@
  *
  * The rule that keeps one client's bytes from reaching another: a body goes back to the pool only
  * when its last holder lets go, and nothing may read its bytes after letting go. Its holders are
- * the request that read it (until its answer is done with it) and each upstream write of it (until
- * the socket reports the write finished, or failed). A log entry is not a holder: it keeps views of
- * the body until its destinations have written it, after the request let go, so the pool is used
- * only when both log destinations are off (instance.ts).
+ * the request that read it (until its answer is done with it), each upstream write of it (until
+ * the socket reports the write finished, or failed), and the log while an entry's pieces view it
+ * (until every destination has written the entry's batch, failed to, or dropped it; a worker's
+ * until the batch was handed to the channel to its primary, which copies it).
  */
 
 /** Bodies from this size up come from the pool (smaller ones arrive in one piece and are kept as read). */

@@ -166,7 +166,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     pooled = read.pooled;
     const raw = read.bytes;
     if (raw.length >= LARGE_JOB_BYTES && translated(surface.api, key, deps.router)) await turnOf(deps.turns, cancel);
-    parsed = parse(surface.api, raw, interaction);
+    parsed = parse(surface.api, raw, interaction, pooled);
     checkModel(key, parsed.model);
     const limited = key.rateLimit !== null || key.budget !== null;
     // ~4 bytes per token: what a stream's first event reports, and what limits hold until the answer
@@ -225,7 +225,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       settle(deps.limiter, key, interaction, reserved, unreported, deps.prices);
     }
     recordRequest(interaction, deps);
-    // Last: the answer is done with the client's bytes, and upstream writes hold them themselves (a log entry does not: no pool while logs are on).
+    // Last: the answer is done with the client's bytes; upstream writes and the log's entry hold them themselves.
     pooled?.release();
   }
 }
@@ -304,8 +304,8 @@ async function turnOf(turns: Turns, cancel: Cancellation): Promise<void> {
   if (cancel.reason !== null) throw cancel.reason;
 }
 
-function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction): ParsedRequest<C['request']> {
-  const parsed = interaction.readRequest(raw, (bytes) => api.parseRequest(bytes), (read) => read.request);
+function parse<C extends ApiTypes>(api: ClientApi<C>, raw: Buffer, interaction: Interaction, pooled: PooledBody | null): ParsedRequest<C['request']> {
+  const parsed = interaction.readRequest(raw, (bytes) => api.parseRequest(bytes), (read) => read.request, pooled);
   interaction.model = acceptedModel(parsed.model);
   interaction.stream = parsed.stream;
   return parsed;
