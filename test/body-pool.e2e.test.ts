@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { POOLED_MAX_BYTES } from '../src/server/body-pool.js';
 import { parseJsonStream, startGateway, tempDir, type Entry, type GatewayProcess } from './support/gateway.js';
+import { startOpenAIMock } from './support/mock-openai.js';
 import { request } from './support/http.js';
 
 const REAL_KEY = 'sk-proj-POOLtestREAL-7Kq3';
@@ -280,6 +281,36 @@ describe('pooled bodies (logs on)', () => {
         // Compared as booleans: a failure would print megabytes.
         assert.ok(JSON.stringify(entry.request) === expected.get(nonce), `${where}: the entry of ${nonce} holds its own body`);
       }
+    }
+  });
+});
+
+describe('pooled bodies held by a stuck log destination', () => {
+  it('count against its cap: bodies of whitespace, whose entries are a few hundred bytes, cannot pile up past it', { timeout: 60_000 }, async () => {
+    const mock = await startOpenAIMock({ flavor: 'openai', apiKey: REAL_KEY });
+    // stdout is a pipe nobody reads: once it is full, every entry waits.
+    const stuck = await startGateway({
+      keys: { virtual_keys: { vk_pool: { provider: 'openai', api_key: REAL_KEY, base_url: mock.baseUrl } } },
+      env: { LOG_FILE: 'off', LOG_CONSOLE: 'json' },
+      readStdout: false,
+    });
+    try {
+      const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${stuck.child.pid}/status`, 'utf8'))?.[1]) / 1024;
+      const fill = await request(stuck.url, '/v1/chat/completions', { key: 'vk_pool', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(300_000) }] }) });
+      assert.equal(fill.status, 200);
+      // 4 MiB each, laid out to a short entry: each held body is 4 MiB the cap must count.
+      const head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}';
+      const body = head + ' '.repeat(4 * 1024 * 1024 - 200 - head.length);
+      for (let i = 0; i < 80; i += 4) {
+        const replies = await Promise.all([0, 1, 2, 3].map(() => request(stuck.url, '/v1/chat/completions', { key: 'vk_pool', body })));
+        for (const reply of replies) assert.equal(reply.status, 200);
+      }
+      // 80 bodies of 4 MiB held would be 336 MB more than at start; the cap holds 64 MB of them.
+      assert.ok(rssMb() < 300, `RSS ${rssMb().toFixed(0)} MB`);
+      assert.match(stuck.stderr(), /the log to stdout is not keeping up/);
+    } finally {
+      await stuck.stop('SIGKILL');
+      await mock.close();
     }
   });
 });

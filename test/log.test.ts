@@ -248,6 +248,7 @@ describe('pooled request bodies in the log', () => {
       const entries = parseJsonStream((await readFile(join(dir, 'log.json'))).toString()) as LogEntry[];
       assert.deepEqual(entries.map((each) => each.request), [JSON.parse(body), { model: 'm' }]);
       assert.equal(slow.batches.length, 1);
+      assert.equal(slow.batches[0]?.heldBytes, raw.buffer.byteLength, 'the memory its pieces keep alive, for the caps');
       slow.batches[0]?.done();
       assert.equal(holder.releases, 1, 'let go of when the last destination is done');
       await file.close();
@@ -272,7 +273,7 @@ describe('pooled request bodies in the log', () => {
       const [file] = await createSinks({ logFile: join(dir, 'log.json'), logConsole: 'off' });
       assert.ok(file !== undefined);
       let done = 0;
-      const batch = (bytes: number): RenderedBatch => ({ entries: 1, text: { pretty: [Buffer.alloc(bytes, 'x')] }, done: () => done++ });
+      const batch = (bytes: number): RenderedBatch => ({ entries: 1, text: { pretty: [Buffer.alloc(bytes, 'x')] }, heldBytes: 0, done: () => done++ });
       const warn = process.stderr.write;
       process.stderr.write = (() => true) as typeof process.stderr.write;
       try {
@@ -280,10 +281,17 @@ describe('pooled request bodies in the log', () => {
         file.write(batch(MAX_PENDING_BYTES)); // waits, alone
         file.write(batch(10)); // on top of a full queue: dropped
         assert.equal(done, 1, 'the dropped one at once');
-        file.write({ entries: 1, text: { json: [Buffer.from('{}')] }, done: () => done++ });
+        file.write({ entries: 1, text: { json: [Buffer.from('{}')] }, heldBytes: 0, done: () => done++ });
         assert.equal(done, 2, 'a format it does not write: at once');
         await file.flush();
         assert.equal(done, 4, 'the written ones once written');
+        // What a batch's pieces keep alive counts against the cap as their own bytes do.
+        file.write(batch(10)); // being written
+        file.write({ ...batch(10), heldBytes: MAX_PENDING_BYTES }); // waits, alone
+        file.write(batch(10)); // dropped
+        assert.equal(done, 5);
+        await file.flush();
+        assert.equal(done, 7);
       } finally {
         process.stderr.write = warn;
       }

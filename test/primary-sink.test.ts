@@ -34,20 +34,20 @@ function capturedWarnings(): { lines: string[]; restore: () => void } {
   return { lines, restore: () => void (process.stderr.write = write) };
 }
 
-const entry = (text: string): RenderedBatch => ({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.from(text)] } });
+const entry = (text: string): RenderedBatch => ({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.from(text)] } });
 const texts = (message: ToPrimary | undefined): string[] => (message?.t === 'log' ? (message.batch.text.pretty ?? []).map((piece) => piece.toString()) : []);
 
 describe("a worker's log to the primary", () => {
   it('sends batches as they come while less than 16 MB is on its way; what waits beyond is joined into messages of whole batches, in order', async () => {
     const ipc = channel();
     const sink = new PrimarySink(['pretty'], ipc.send);
-    const mb = (n: number, fill: string): RenderedBatch => ({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.alloc(n * 1024 * 1024, fill)] } });
+    const mb = (n: number, fill: string): RenderedBatch => ({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.alloc(n * 1024 * 1024, fill)] } });
     for (const text of ['a', 'b', 'c']) sink.write(entry(text));
     assert.equal(ipc.under(), 3, 'each sent at once');
     for (const fill of ['1', '2', '3', '4']) sink.write(mb(4, fill));
     assert.equal(ipc.under(), 7, 'the fourth goes: less than 16 MB was on its way');
     sink.write(entry('d'));
-    sink.write({ done: NOTHING_HELD, entries: 2, text: { pretty: [Buffer.from('e1'), Buffer.from('e2')] } });
+    sink.write({ done: NOTHING_HELD, heldBytes: 0, entries: 2, text: { pretty: [Buffer.from('e1'), Buffer.from('e2')] } });
     assert.equal(ipc.under(), 7, '16 MB on its way: they wait');
     let flushed = false;
     const flushing = sink.flush().then(() => (flushed = true));
@@ -67,7 +67,7 @@ describe("a worker's log to the primary", () => {
   it('joins waiting batches up to 4 MB a message; a larger batch goes alone', () => {
     const ipc = channel();
     const sink = new PrimarySink(['pretty'], ipc.send);
-    const mb = (n: number, fill: string): RenderedBatch => ({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.alloc(n * 1024 * 1024, fill)] } });
+    const mb = (n: number, fill: string): RenderedBatch => ({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.alloc(n * 1024 * 1024, fill)] } });
     sink.write(mb(17, 'a')); // on its way: what follows waits
     for (const fill of ['b', 'c', 'd', 'e', 'f']) sink.write(mb(1, fill));
     sink.write(mb(6, 'g'));
@@ -81,7 +81,7 @@ describe("a worker's log to the primary", () => {
   it('caps what waits as every log destination does: a batch alone always goes, one on top of a full queue is dropped and counted', () => {
     const ipc = channel();
     const sink = new PrimarySink(['pretty'], ipc.send);
-    const big = (): RenderedBatch => ({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.alloc(MAX_PENDING_BYTES + 1)] } });
+    const big = (): RenderedBatch => ({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.alloc(MAX_PENDING_BYTES + 1)] } });
     const warnings = capturedWarnings();
     try {
       sink.write(big()); // sent at once
@@ -110,7 +110,7 @@ describe("a worker's log to the primary", () => {
 
   it('counts what it cannot send when there is no channel, and flushes', async () => {
     const sink = new PrimarySink(['pretty', 'json'], () => false);
-    sink.write({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.from('a')], json: [Buffer.from('a')] } });
+    sink.write({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.from('a')], json: [Buffer.from('a')] } });
     sink.write(entry('b'));
     await sink.flush();
     assert.equal(sink.failures, 2);
@@ -122,7 +122,7 @@ describe("a worker's log to the primary", () => {
       held.push(sent);
       return true;
     });
-    sink.write({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.alloc(17 * 1024 * 1024)] } }); // fills the window: what follows waits, joined
+    sink.write({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.alloc(17 * 1024 * 1024)] } }); // fills the window: what follows waits, joined
     for (const text of ['a', 'b', 'c', 'd']) sink.write(entry(text));
     held.shift()?.(null);
     held.shift()?.(new Error('channel closed'));
@@ -136,7 +136,7 @@ describe("a worker's log to the primary, and the pooled bodies its batches view"
     const ipc = channel();
     const sink = new PrimarySink(['pretty'], ipc.send);
     const done: string[] = [];
-    const batch = (text: string, bytes = 1): RenderedBatch => ({ entries: 1, text: { pretty: [Buffer.alloc(bytes, text)] }, done: () => done.push(text) });
+    const batch = (text: string, bytes = 1): RenderedBatch => ({ entries: 1, text: { pretty: [Buffer.alloc(bytes, text)] }, heldBytes: 0, done: () => done.push(text) });
     sink.write(batch('a', 17 * 1024 * 1024)); // on its way: what follows waits
     sink.write(batch('b'));
     sink.write(batch('c', MAX_PENDING_BYTES)); // on top of a queue it would overfill: dropped
@@ -147,6 +147,12 @@ describe("a worker's log to the primary, and the pooled bodies its batches view"
     assert.equal(ipc.under(), 1);
     ipc.release();
     assert.deepEqual(done, ['c', 'a', 'b', 'd']);
+    // The memory a batch's pieces keep alive counts against the cap as their own bytes do.
+    sink.write(batch('f', 17 * 1024 * 1024)); // on its way
+    sink.write({ ...batch('g'), heldBytes: MAX_PENDING_BYTES });
+    sink.write(batch('h')); // dropped
+    assert.deepEqual(done.slice(-1), ['h']);
+    while (ipc.under() > 0) ipc.release();
     const nowhere = new PrimarySink(['pretty'], () => false);
     nowhere.write(batch('e'));
     assert.deepEqual(done.slice(-1), ['e']);
@@ -161,8 +167,8 @@ describe('a log destination given one batch larger than its cap', () => {
       const [file] = await createSinks({ logFile: path, logConsole: 'off' });
       assert.ok(file !== undefined);
       const body = Buffer.alloc(MAX_PENDING_BYTES + 1024, 'x');
-      file.write({ done: NOTHING_HELD, entries: 1, text: { pretty: [body] } });
-      file.write({ done: NOTHING_HELD, entries: 1, text: { pretty: [Buffer.from('\n')] } });
+      file.write({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [body] } });
+      file.write({ done: NOTHING_HELD, heldBytes: 0, entries: 1, text: { pretty: [Buffer.from('\n')] } });
       await file.close();
       assert.equal(file.failures, 0);
       assert.equal((await stat(path)).size, body.length + 1);

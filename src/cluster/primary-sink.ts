@@ -21,8 +21,9 @@ const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /** Sends one message; `sent` is called once it is handed to the channel (or could not be). Returns false when there is no channel. */
 export type SendToPrimary = (message: ToPrimary, sent: (err: Error | null) => void) => boolean;
 
+/** Its pieces' bytes and the memory they keep alive (both stay in this process until the batch is handed over). */
 function batchBytes(batch: RenderedBatch): number {
-  let bytes = 0;
+  let bytes = batch.heldBytes;
   for (const pieces of Object.values(batch.text)) for (const piece of pieces ?? []) bytes += piece.length;
   return bytes;
 }

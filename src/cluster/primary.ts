@@ -151,7 +151,7 @@ class Primary {
         // Over IPC its buffers arrive as byte arrays.
         const text: RenderedBatch['text'] = {};
         for (const [format, pieces] of Object.entries(message.batch.text) as Array<[LogFormat, Uint8Array[]]>) text[format] = pieces.map(asBuffer);
-        const batch: RenderedBatch = { entries: message.batch.entries, text, done: NOTHING_HELD };
+        const batch: RenderedBatch = { entries: message.batch.entries, text, heldBytes: 0, done: NOTHING_HELD };
         for (const sink of sinks) sink.write(batch);
         return;
       }

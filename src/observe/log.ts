@@ -76,6 +76,12 @@ export interface BatchText {
 
 export interface RenderedBatch extends BatchText {
   /**
+   * Memory the pieces keep alive beyond their own bytes: the whole buffer of each request body they
+   * view. A destination counts it against its cap (a 4 MiB body of whitespace lays out to a few
+   * hundred bytes, and a stuck destination must not hold thousands of them).
+   */
+  readonly heldBytes: number;
+  /**
    * Each destination given the batch calls this once, when it is done with the pieces (written,
    * failed or dropped): the pooled request bodies they view are let go of when every one has.
    */
@@ -281,7 +287,7 @@ abstract class QueuedWriter implements LogSink {
   write(batch: RenderedBatch): void {
     const pieces = batch.text[this.format];
     if (pieces === undefined) return batch.done();
-    let bytes = 0;
+    let bytes = batch.heldBytes;
     for (const piece of pieces) bytes += piece.length;
     // A batch alone is always taken (one body may be larger than the cap), never one on top of a full queue.
     if (this.pendingBytes > 0 && this.pendingBytes + bytes > MAX_PENDING_BYTES) {
@@ -549,6 +555,8 @@ export class InteractionLog {
   private pendingEntries = 0;
   /** The pooled bodies `pending`'s pieces view, held until every destination is done with them. */
   private held: Holder[] = [];
+  /** The memory of every body `pending`'s pieces view (RenderedBatch.heldBytes). */
+  private heldBytes = 0;
   private scheduled = false;
 
   /** `bodyMaxBytes`: bodies larger than this are logged as their head and size (null: whole). */
@@ -595,10 +603,14 @@ export class InteractionLog {
     if (max !== null) entry.response = capBody(entry.response, max);
     let viewsBody = false;
     for (const slot of this.pending) if (renderEntryBytes(entry, slot.format, slot.parts)) viewsBody = true;
-    const holder = entry.request instanceof RawJson ? entry.request.holder : null;
-    if (viewsBody && holder !== null) {
-      holder.hold();
-      this.held.push(holder);
+    const request = entry.request;
+    if (viewsBody && request instanceof RawJson) {
+      // Pooled or not, a view keeps the whole buffer the body is in.
+      this.heldBytes += request.bytes.buffer.byteLength;
+      if (request.holder !== null) {
+        request.holder.hold();
+        this.held.push(request.holder);
+      }
     }
     this.pendingEntries++;
     if (!this.scheduled) {
@@ -618,8 +630,9 @@ export class InteractionLog {
       slot.parts = [];
     }
     const held = this.held;
+    const batch: RenderedBatch = { entries: this.pendingEntries, text, heldBytes: this.heldBytes, done: held.length === 0 ? NOTHING_HELD : releaseWhenDone(this.sinks.length, held) };
     this.held = [];
-    const batch: RenderedBatch = { entries: this.pendingEntries, text, done: held.length === 0 ? NOTHING_HELD : releaseWhenDone(this.sinks.length, held) };
+    this.heldBytes = 0;
     this.pendingEntries = 0;
     for (const sink of this.sinks) sink.write(batch);
   };
