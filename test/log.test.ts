@@ -292,6 +292,9 @@ describe('pooled request bodies in the log', () => {
         assert.equal(done, 5);
         await file.flush();
         assert.equal(done, 7);
+        file.write(batch(0)); // nothing to write, still done with
+        await file.flush();
+        assert.equal(done, 8);
       } finally {
         process.stderr.write = warn;
       }

@@ -307,7 +307,8 @@ abstract class QueuedWriter implements LogSink {
 
   private async drain(): Promise<void> {
     this.writing = true;
-    while (this.pending.length > 0) {
+    // A batch of empty pieces still has its `done` to call.
+    while (this.pending.length > 0 || this.pendingDone.length > 0) {
       const pieces = this.pending;
       const entries = this.pendingEntries;
       const done = this.pendingDone;
