@@ -90,6 +90,28 @@ describe('chat routes', () => {
     assert.ok(reply.json.usage.total_tokens > 0);
   });
 
+  it('the mock answers n choices and certain logprobs when asked, streamed or not, and refuses what OpenAI refuses', async () => {
+    const ask = { model: 'demo', messages: [{ role: 'user', content: 'two words' }], n: 2, logprobs: true, top_logprobs: 1 };
+    const reply = await chat(gateway.url, 'vk_mock', ask);
+    assert.equal(reply.status, 200, reply.text);
+    assert.deepEqual(reply.json.choices.map((choice: any) => [choice.index, choice.message.content]), [[0, 'Echo: two words'], [1, 'Echo: two words']]);
+    assert.deepEqual(reply.json.choices[1].logprobs.content.map((token: any) => [token.token, token.logprob, token.top_logprobs.length]), [['Echo: ', 0, 1], ['two ', 0, 1], ['words', 0, 1]]);
+    const one = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: ask.messages });
+    assert.equal(reply.json.usage.completion_tokens, 2 * one.json.usage.completion_tokens, 'every choice billed');
+    assert.equal(one.json.choices[0].logprobs, null);
+    const streamed = await chat(gateway.url, 'vk_mock', { ...ask, stream: true });
+    const chunks = sseData(streamed.text).slice(0, -1).map((text) => JSON.parse(text));
+    for (const index of [0, 1]) {
+      const mine = chunks.filter((chunk) => chunk.choices[0]?.index === index);
+      assert.equal(mine.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), 'Echo: two words');
+      assert.equal(mine.flatMap((chunk) => chunk.choices[0].logprobs?.content ?? []).length, 3);
+    }
+    for (const [bad, param] of [[{ n: 0 }, 'n'], [{ n: 129 }, 'n'], [{ top_logprobs: 2 }, 'logprobs'], [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs']] as const) {
+      const refused = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: ask.messages, ...bad });
+      assert.deepEqual([refused.status, refused.json.error.param], [400, param], JSON.stringify(bad));
+    }
+  });
+
   it('the mock answers chat requests with a query string (an SDK\'s defaultQuery, Azure-style api-version)', async () => {
     const path = '/v1/chat/completions?api-version=2024-06-01';
     const ping = { model: 'demo', messages: [{ role: 'user', content: 'ping' }] };

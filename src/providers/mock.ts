@@ -2,7 +2,8 @@
  * The demo provider: a Chat Completions server that runs in-process, with no network and no
  * account, in OpenAI's exact wire format (so the rest of the gateway treats it like any
  * upstream: it gets the request bytes a provider would, and answers with bytes). Deterministic:
- * it echoes the last user message, with usage numbers estimated at ~4 characters per token.
+ * it echoes the last user message (in each of `n` choices, with certain `logprobs` when asked),
+ * with usage numbers estimated at ~4 characters per token.
  * Anyone holding the demo key can send it megabytes, so the echo and its stream are bounded:
  * at most ECHO_LIMIT characters, in at most STREAM_PIECES content events, each made when read.
  */
@@ -86,30 +87,61 @@ function notFound(method: string, path: string): UpstreamResponse {
   return error(new GatewayError(404, `Unknown path: ${method} ${path}. The mock provider serves POST ${CHAT_PATH} and GET ${MODELS_PATH}.`, { code: 'not_found' }));
 }
 
+/** OpenAI's bounds on `n` and `top_logprobs`. */
+const MAX_CHOICES = 128;
+const MAX_TOP_LOGPROBS = 20;
+
+/** A token's log probability as OpenAI writes one: the echo is certain, so 0, and its only alternative is itself. */
+function tokenLogprob(token: string, top: number): Record<string, unknown> {
+  const bytes = [...Buffer.from(token)];
+  return { token, logprob: 0, bytes, top_logprobs: top > 0 ? [{ token, logprob: 0, bytes }] : [] };
+}
+
+/** `n` and `logprobs` as OpenAI takes them (a 400 naming the field otherwise). */
+function choicesOf(request: ChatRequest): { n: number; top: number | null } | GatewayError {
+  const n = request.n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHOICES) return new GatewayError(400, `"n" must be an integer from 1 to ${MAX_CHOICES}.`, { param: 'n', code: 'invalid_value' });
+  const top = request.top_logprobs ?? 0;
+  if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) return new GatewayError(400, `"top_logprobs" must be an integer from 0 to ${MAX_TOP_LOGPROBS}.`, { param: 'top_logprobs', code: 'invalid_value' });
+  if (request.top_logprobs !== undefined && request.top_logprobs !== null && request.logprobs !== true) return new GatewayError(400, '"logprobs" must be true when "top_logprobs" is set.', { param: 'logprobs', code: 'invalid_value' });
+  return { n, top: request.logprobs === true ? top : null };
+}
+
 function answer(request: ChatRequest, id: string): UpstreamResponse {
   const created = Math.floor(Date.now() / 1000);
   const model = request.model;
+  const asked = choicesOf(request);
+  if (asked instanceof GatewayError) return error(asked);
+  const { n, top } = asked;
   const reply = mockReply(request);
+  const replyPieces = pieces(reply);
   const usage = mockUsage(request, reply);
+  // Every choice's tokens are billed, as OpenAI bills them.
+  usage.completion_tokens *= n;
+  usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+  const indexes = Array.from({ length: n }, (_, index) => index);
 
   if (request.stream !== true) {
+    const logprobs = top === null ? null : { content: replyPieces.map((piece) => tokenLogprob(piece, top)), refusal: null };
     const completion: ChatCompletion = {
       id,
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: reply }, logprobs: null, finish_reason: 'stop' }],
+      choices: indexes.map((index) => ({ index, message: { role: 'assistant', content: reply }, logprobs, finish_reason: 'stop' })),
       usage,
     };
     return respond(200, 'application/json', [JSON.stringify(completion)], id);
   }
 
-  const chunk = (delta: ChatCompletionChunk['choices'][number]['delta'], finish: string | null): string =>
-    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  const chunk = (index: number, delta: ChatCompletionChunk['choices'][number]['delta'], finish: string | null, logprobs: unknown = null): string =>
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index, delta, logprobs, finish_reason: finish }] })}\n\n`;
   function* events(): Generator<string> {
-    yield chunk({ role: 'assistant', content: '' }, null);
-    for (const piece of pieces(reply)) yield chunk({ content: piece }, null);
-    yield chunk({}, 'stop');
+    for (const index of indexes) {
+      yield chunk(index, { role: 'assistant', content: '' }, null);
+      for (const piece of replyPieces) yield chunk(index, { content: piece }, null, top === null ? null : { content: [tokenLogprob(piece, top)], refusal: null });
+      yield chunk(index, {}, 'stop');
+    }
     // The gateway always asks for usage; it holds this chunk back from clients that did not ask.
     yield `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`;
     yield 'data: [DONE]\n\n';
