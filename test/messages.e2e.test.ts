@@ -554,6 +554,10 @@ describe('messages translated for Chat Completions providers', () => {
   it("passes a provider's 400 on in Anthropic's shape", async () => {
     const reply = await messages(gateway.url, 'vk_gpt', { ...hello, metadata: { user_id: 'u' }, stop_sequences: ['a'], temperature: 0.2, top_p: 0.5, top_k: 3, tool_choice: { type: 'auto' } });
     assert.equal(reply.status, 200, 'dropped and mapped parameters are accepted by the provider');
+    // More stop sequences than OpenAI takes (4): its own 400, in Anthropic's shape, rather than some dropped without a word.
+    const five = await messages(gateway.url, 'vk_gpt', { ...hello, stop_sequences: ['a', 'b', 'c', 'd', 'e'] });
+    assert.deepEqual([five.status, five.json.type, five.json.error.type], [400, 'error', 'invalid_request_error']);
+    assert.match(five.json.error.message, /'stop': array too long/);
     openai.behave(({ res }) => {
       res.writeHead(400, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { message: "Invalid 'messages[1].content': string too long.", type: 'invalid_request_error', param: 'messages[1].content', code: 'string_above_max_length' } }));

@@ -91,6 +91,9 @@ export function validateChat(flavor: Flavor, body: any): [number, unknown] | nul
   if (flavor === 'deepseek' && format === 'json_object' && !/json/i.test(JSON.stringify(body.messages))) {
     return bad("Prompt must contain the word 'json' in some form to use 'response_format' of type 'json_object'.", 'invalid_request_error');
   }
+  if (flavor === 'openai' && Array.isArray(body.stop) && body.stop.length > 4) {
+    return bad(`Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length ${body.stop.length} instead.`, 'array_above_max_length', 'stop');
+  }
   if (typeof body.user === 'string' && body.user.length > 64) {
     return bad(`Invalid 'user': string too long. Expected a string with maximum length 64, but got a string with length ${body.user.length} instead.`, 'string_above_max_length', 'user');
   }
