@@ -96,10 +96,6 @@ export function validate(body: any, betas: readonly string[] = [], countTokens =
       if (tool?.type === undefined || tool.type === 'custom') {
         if (typeof tool?.name !== 'string' || typeof tool?.input_schema !== 'object') return `tools.${i}.custom.input_schema: Field required`;
         if (tool.defer_loading !== undefined && !betas.includes(DEFER_LOADING_BETA)) return `tools.${i}.custom.defer_loading: Extra inputs are not permitted`;
-        if (tool.strict !== undefined && typeof tool.strict !== 'boolean') return `tools.${i}.custom.strict: Input should be a valid boolean`;
-        // Strict tool use takes the schemas structured outputs take.
-        const unsupported = tool.strict === true ? unsupportedSchemaKeyword(tool.input_schema) : null;
-        if (unsupported !== null) return `tools.${i}.custom.input_schema: ${unsupported}`;
       }
     }
   }

@@ -6,7 +6,7 @@ import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicSchema } from './output-schema.js';
-import { anthropicEffort, takesStrictTools, thinkingFromEffort } from './thinking-from-effort.js';
+import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
 import type {
   AnthropicMessage,
   AnthropicRequest,
@@ -328,8 +328,7 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
 
 // ---- tools ---------------------------------------------------------------------------------
 
-/** `strict`: whether the model takes strict tool use (else a tool's `strict` is left out: structured outputs came with Claude 4.5). */
-function translateTools(tools: unknown, strict: boolean): AnthropicTool[] {
+function translateTools(tools: unknown): AnthropicTool[] {
   if (!Array.isArray(tools)) throw invalidRequest('"tools" must be an array.', 'tools', 'invalid_type');
   return tools.map((tool: unknown, index): AnthropicTool => {
     const at = `tools[${index}]`;
@@ -337,12 +336,8 @@ function translateTools(tools: unknown, strict: boolean): AnthropicTool[] {
       throw invalidRequest(`${at} must be {"type": "function", "function": {"name", "description", "parameters"}}.`, at, 'invalid_type');
     }
     const fn = tool.function;
-    const parameters = fn.parameters ?? { type: 'object', properties: {} };
-    // Strict function calling is Anthropic's strict tool use, whose schemas are its structured outputs' (output-schema.ts).
-    const strictTool = strict && fn.strict === true;
-    const out: AnthropicTool = { name: fn.name as string, input_schema: strictTool ? anthropicSchema(parameters) : parameters };
+    const out: AnthropicTool = { name: fn.name as string, input_schema: fn.parameters ?? { type: 'object', properties: {} } };
     if (typeof fn.description === 'string') out.description = fn.description;
-    if (strictTool) out.strict = true;
     return out;
   });
 }
@@ -436,7 +431,7 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
   if (config.effort !== undefined || config.format !== undefined) out.output_config = config;
 
   if (request.tools !== undefined && request.tools !== null) {
-    const tools = translateTools(request.tools, takesStrictTools(out.model));
+    const tools = translateTools(request.tools);
     if (tools.length > 0) out.tools = tools;
   }
   let toolChoice = translateToolChoice(request.tool_choice);

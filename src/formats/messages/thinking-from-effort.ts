@@ -36,16 +36,6 @@ function modeOf(model: string): Mode {
   return version >= 3.7 ? 'budget' : 'none';
 }
 
-/**
- * Whether `model` takes strict tool use (Anthropic's structured outputs: Claude 4.5 and later, and
- * Claude names of a new kind); older Claude models and other servers' models get tools without it.
- */
-export function takesStrictTools(model: string): boolean {
-  const match = NEW_NAME.exec(model) ?? OLD_NAME.exec(model);
-  if (match === null) return /(?:^|[/.])claude-/.test(model);
-  return Number(match[1]) + Number(match[2] ?? 0) / 10 >= 4.5;
-}
-
 export interface EffortThinking {
   readonly thinking?: { type: 'adaptive'; display: 'summarized' } | { type: 'enabled'; budget_tokens: number };
   readonly effort?: string;

@@ -41,8 +41,6 @@ export interface AnthropicTool {
   name: string;
   description?: string;
   input_schema: unknown;
-  /** Strict tool use: the input always fits the schema (the same schema subset as structured outputs). */
-  strict?: boolean;
 }
 
 export type AnthropicToolChoice =
