@@ -106,6 +106,8 @@ describe('chat routes', () => {
       assert.equal(mine.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), 'Echo: two words');
       assert.equal(mine.flatMap((chunk) => chunk.choices[0].logprobs?.content ?? []).length, 3);
     }
+    const none = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: ask.messages, n: null, logprobs: false, top_logprobs: 0 });
+    assert.equal(none.status, 200, 'what asks for nothing is taken');
     for (const [bad, param] of [[{ n: 0 }, 'n'], [{ n: 129 }, 'n'], [{ top_logprobs: 2 }, 'logprobs'], [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs']] as const) {
       const refused = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: ask.messages, ...bad });
       assert.deepEqual([refused.status, refused.json.error.param], [400, param], JSON.stringify(bad));

@@ -103,7 +103,7 @@ function choicesOf(request: ChatRequest): { n: number; top: number | null } | Ga
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHOICES) return new GatewayError(400, `"n" must be an integer from 1 to ${MAX_CHOICES}.`, { param: 'n', code: 'invalid_value' });
   const top = request.top_logprobs ?? 0;
   if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) return new GatewayError(400, `"top_logprobs" must be an integer from 0 to ${MAX_TOP_LOGPROBS}.`, { param: 'top_logprobs', code: 'invalid_value' });
-  if (request.top_logprobs !== undefined && request.top_logprobs !== null && request.logprobs !== true) return new GatewayError(400, '"logprobs" must be true when "top_logprobs" is set.', { param: 'logprobs', code: 'invalid_value' });
+  if (top > 0 && request.logprobs !== true) return new GatewayError(400, '"logprobs" must be true when "top_logprobs" is set.', { param: 'logprobs', code: 'invalid_value' });
   return { n, top: request.logprobs === true ? top : null };
 }
 
