@@ -20,6 +20,8 @@ export interface Config {
   /** Request and response bodies larger than this are logged as their head and size; null = whole. */
   logBodyMaxBytes: number | null;
   maxBodyBytes: number;
+  /** The memory request bodies may take at once across the process (503 past it). */
+  maxBodiesBytes: number;
   /** max_tokens sent to Anthropic when the client sets none (Anthropic requires one). */
   anthropicDefaultMaxTokens: number;
   /** How long in-flight requests may take to finish after SIGTERM/SIGINT. */
@@ -49,6 +51,7 @@ const DEFAULTS = {
   port: 8080,
   logFile: 'logs/llm_interactions.json',
   maxBodyBytes: 20 * 1024 * 1024,
+  maxBodiesBytes: 1024 * 1024 * 1024,
   anthropicDefaultMaxTokens: 4096,
   shutdownTimeoutMs: 30_000,
   // The OpenAI SDK's own default request timeout: 10 minutes.
@@ -142,6 +145,7 @@ export function loadConfig(env: Env = process.env): Config {
     logConsole,
     logBodyMaxBytes: text('LOG_BODY_MAX_BYTES')?.toLowerCase() === 'off' ? null : text('LOG_BODY_MAX_BYTES') === undefined ? null : integer('LOG_BODY_MAX_BYTES', 0, 256, 2 ** 31),
     maxBodyBytes: integer('GATEWAY_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1, 2 ** 31),
+    maxBodiesBytes: integer('GATEWAY_MAX_BODIES_BYTES', DEFAULTS.maxBodiesBytes, 1, 2 ** 42),
     anthropicDefaultMaxTokens: integer('ANTHROPIC_DEFAULT_MAX_TOKENS', DEFAULTS.anthropicDefaultMaxTokens, 1, 1_000_000),
     shutdownTimeoutMs: integer('GATEWAY_SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 24 * 3600_000),
     upstream: {

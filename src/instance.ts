@@ -17,6 +17,7 @@ import type { KeyFile } from './policy/key-file.js';
 import { KeyStore } from './policy/key-store.js';
 import type { VirtualKey } from './policy/keys.js';
 import type { Limiter } from './policy/limits.js';
+import { BodyMemory } from './server/body-memory.js';
 import { BodyPool } from './server/body-pool.js';
 import { createGatewayServer, type GatewayServer } from './server/server.js';
 import { Prices } from './prices/prices.js';
@@ -157,6 +158,7 @@ export function createInstance(options: InstanceOptions): Instance {
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
     bodyPool: new BodyPool(),
+    bodyMemory: new BodyMemory(config.maxBodiesBytes),
     upstream: { client, policy: config.upstream },
     owners,
     modelLists: new ModelLists(),

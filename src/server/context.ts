@@ -4,6 +4,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Cancellation } from '../upstream/cancel.js';
+import type { BodyShare } from './body-memory.js';
 
 export interface RequestContext {
   /** The gateway's own request id, sent to the client as `x-request-id`. */
@@ -16,6 +17,8 @@ export interface RequestContext {
   readonly path: string;
   /** The query string, without its `?` ('' when none). */
   readonly query: string;
+  /** What its body counts against the memory for bodies (given back when its handler is done). */
+  readonly bodies: BodyShare;
 }
 
 /** How long the gateway itself took on a request, in every answer. */

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cancellation } from '../upstream/cancel.js';
 import { GatewayError } from '../errors.js';
 import { POOLED_MIN_BYTES, type BodyPool, type PooledBody } from './body-pool.js';
+import type { BodyShare } from './body-memory.js';
 
 export function clientClosed(): GatewayError {
   return new GatewayError(499, 'The client closed the request.', { code: 'client_closed_request' });
@@ -15,6 +16,14 @@ function tooLarge(limit: number): GatewayError {
     code: 'request_too_large',
     // The rest of an oversized body is not read: the connection cannot be reused.
     headers: { connection: 'close' },
+  });
+}
+
+function overloaded(): GatewayError {
+  return new GatewayError(503, 'The gateway holds as much of request bodies as it may at once (GATEWAY_MAX_BODIES_BYTES); try again shortly.', {
+    code: 'gateway_overloaded',
+    // The rest of the body is not read: the connection cannot be reused.
+    headers: { 'retry-after': '1', connection: 'close' },
   });
 }
 
@@ -35,8 +44,10 @@ export interface ReadBody {
 /**
  * Reads the whole request body, refusing more than `limit` bytes before reading them when it can.
  * With a `pool`, a large body is read into pooled memory, which the caller releases when done.
+ * With a `share`, the body counts against the process's memory for bodies (body-memory.ts): a
+ * declared length before anything is read, a chunked body as it comes; past the cap, a 503.
  */
-export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation, pool: BodyPool | null = null): Promise<ReadBody> {
+export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation, pool: BodyPool | null = null, share: BodyShare | null = null): Promise<ReadBody> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit));
   // A large declared length is the body's size (Node's parser holds the client to it): each piece
@@ -44,6 +55,12 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   // every body being read: 200 agents' conversations arriving at once). A small body comes in one
   // piece, taken as it is.
   const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : -1;
+  if (length > 0 && share !== null && !share.take(length)) {
+    req.resume(); // discarded while the 503 is answered
+    return Promise.reject(overloaded());
+  }
+  // A body of no declared length is counted as it comes.
+  const counted = length === -1 ? share : null;
   const inPlace = length > PIECE_BY_PIECE;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -58,11 +75,11 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
       pooled = null;
     };
     const onData = (chunk: Buffer): void => {
-      if (size + chunk.length > limit) {
+      if (size + chunk.length > limit || (counted !== null && !counted.take(chunk.length))) {
         cleanup();
         letGo();
-        req.resume(); // discard the rest while the 413 is answered
-        reject(tooLarge(limit));
+        req.resume(); // discard the rest while the error is answered
+        reject(size + chunk.length > limit ? tooLarge(limit) : overloaded());
         return;
       }
       if (inPlace) {

@@ -10,6 +10,7 @@ import { GatewayError, toGatewayError } from '../errors.js';
 import { warn } from '../observe/warn.js';
 import type { SlotList } from '../slot-list.js';
 import { Cancellation } from '../upstream/cancel.js';
+import type { BodyMemory } from './body-memory.js';
 import { Connections, type Exchange } from './connections.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { createCors } from './cors.js';
@@ -23,6 +24,8 @@ export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
   readonly inFlight: SlotList<Cancellation>;
   /** A client must send its request headers within this (Node's headersTimeout; also from connecting). */
   readonly headersTimeoutMs: number;
+  /** The memory request bodies may take at once (GATEWAY_MAX_BODIES_BYTES). */
+  readonly bodyMemory: BodyMemory;
 }
 
 export interface GatewayServer {
@@ -153,10 +156,16 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const cancel = new Cancellation();
-    const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url), query: queryOf(req.url) };
+    const bodies = deps.bodyMemory.share();
+    const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url), query: queryOf(req.url), bodies };
     res.setHeader('x-request-id', context.id);
     if (draining) res.setHeader('connection', 'close');
-    const handlerDone = inFlight.begin(req, res, cancel);
+    const inFlightDone = inFlight.begin(req, res, cancel);
+    // However the handler ends, its body no longer counts.
+    const handlerDone = (): void => {
+      bodies.release();
+      inFlightDone();
+    };
 
     const route = routeOf(routes, context.path);
     if (cors.apply(req, res, route)) {

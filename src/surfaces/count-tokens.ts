@@ -81,7 +81,7 @@ const COUNT_TOKENS: KeyedRoute = {
 
 export function serveCountTokens(req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps): Promise<void> {
   return serveKeyed(COUNT_TOKENS, req, res, context, deps, async ({ key, interaction, admit }) => {
-    const raw = (await readBody(req, deps.maxBodyBytes, context.cancel)).bytes;
+    const raw = (await readBody(req, deps.maxBodyBytes, context.cancel, null, context.bodies)).bytes;
     const request = interaction.readRequest(raw, (bytes) => parseMessagesRequest(bytes, true));
     interaction.model = acceptedModel(request.model);
     checkModel(key, request.model);

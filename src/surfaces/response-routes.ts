@@ -83,7 +83,7 @@ export function serveStoredResponse(req: IncomingMessage, res: ServerResponse, c
     }
     if (!RESPONSE_ID.test(id)) throw responseNotFound(id.slice(0, 200));
     // A cancel's body says nothing; read so the connection stays usable.
-    if (context.method === 'POST') await readBody(req, deps.maxBodyBytes, context.cancel);
+    if (context.method === 'POST') await readBody(req, deps.maxBodyBytes, context.cancel, null, context.bodies);
     const target = storingTarget(key);
     if (suffix === '' && context.method === 'GET' && asksForStream(context.query)) {
       throw invalidRequest('stream: resuming a response as a stream is not supported through this gateway; GET it without stream=true.', 'stream', 'unsupported_parameter');
@@ -143,7 +143,7 @@ function requestedModel(model: unknown, key: VirtualKey): string | null {
 function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: IncomingMessage, res: ServerResponse, context: RequestContext, deps: SurfaceDeps) => Promise<void> {
   return (req, res, context, deps) =>
     serveKeyed(POST_ONLY, req, res, context, deps, async ({ key, interaction, admit }): Promise<KeyedAnswer> => {
-      const raw = (await readBody(req, deps.maxBodyBytes, context.cancel)).bytes;
+      const raw = (await readBody(req, deps.maxBodyBytes, context.cancel, null, context.bodies)).bytes;
       const request = interaction.readRequest(raw, (bytes) => parseJsonObject(bytes, '"model" and "input"'));
       const model = requestedModel(request.model, key);
       if (model !== null) {

@@ -162,7 +162,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     }
     key = authenticateRequest(surface.credential(req.headers), surface.howToSendKey(req.headers), interaction, deps);
 
-    const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool);
+    const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool, context.bodies);
     pooled = read.pooled;
     const raw = read.bytes;
     if (raw.length >= LARGE_JOB_BYTES && translated(surface.api, key, deps.router)) await turnOf(deps.turns, cancel);

@@ -1,0 +1,119 @@
+/**
+ * GATEWAY_MAX_BODIES_BYTES end to end: while requests hold large bodies (their provider has not
+ * answered), another body that would pass the cap is refused with a 503 before it is read, in the
+ * client API's shape, and logged; the memory comes back when requests end, however they end
+ * (answered, or their client left mid-upload).
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { readLogFile, startGateway, type GatewayProcess } from './support/gateway.js';
+import { request } from './support/http.js';
+
+const REAL_KEY = 'sk-proj-MEMtestREAL-4Kq9';
+const MB = 1024 * 1024;
+
+let upstream: http.Server;
+let gateway: GatewayProcess;
+/** Answers held until the test lets them go. */
+const held: Array<() => void> = [];
+let received = 0;
+
+function completion(): string {
+  return JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+}
+
+before(async () => {
+  upstream = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      received++;
+      const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json' }).end(completion());
+      if (req.url?.includes('hold')) held.push(answer);
+      else answer();
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  gateway = await startGateway({
+    keys: { virtual_keys: { vk_mem: { provider: 'openai', api_key: REAL_KEY, base_url: `${base}/v1` } } },
+    env: { GATEWAY_MAX_BODIES_BYTES: String(3 * MB), LOG_CONSOLE: 'off' },
+  });
+});
+
+after(async () => {
+  for (const answer of held.splice(0)) answer();
+  await gateway?.stop();
+  await new Promise((resolve) => upstream?.close(resolve));
+});
+
+const body = (bytes: number): string => JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(bytes) }] });
+
+/** Sends half of a declared body, then leaves. */
+function leaveMidUpload(bytes: number): Promise<void> {
+  const text = body(bytes);
+  return new Promise((resolve) => {
+    const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_mem', 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } });
+    req.on('error', () => resolve());
+    req.on('close', () => resolve());
+    req.write(text.slice(0, text.length >> 1), () => setTimeout(() => req.destroy(), 50));
+  });
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+describe('the memory request bodies may take at once', () => {
+  it('refuses a body past GATEWAY_MAX_BODIES_BYTES with a 503 while others hold theirs, and takes it once they are done', { timeout: 60_000 }, async () => {
+    // Two bodies of 1.2 MB held by a provider that has not answered.
+    const holding = [request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) }), request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) })];
+    await until(() => held.length === 2);
+    assert.equal(held.length, 2);
+    const before = received;
+    const refused = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mem', body: body(1.2 * MB) });
+    assert.equal(refused.status, 503, refused.text);
+    assert.equal(refused.json.error.code, 'gateway_overloaded');
+    assert.match(refused.json.error.message, /GATEWAY_MAX_BODIES_BYTES/);
+    assert.equal(refused.headers['retry-after'], '1');
+    // In the client API's own shape on the Messages route.
+    const messages = await request(gateway.url, '/v1/messages', { headers: { 'x-api-key': 'vk_mem', 'anthropic-version': '2023-06-01' }, body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(1.2 * MB) }] }) });
+    assert.equal(messages.status, 503, messages.text);
+    assert.equal(messages.json.type, 'error');
+    // A small body still fits beside them.
+    const small = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mem', body: body(100) });
+    assert.equal(small.status, 200, small.text);
+    assert.equal(received, before + 1, 'the refused bodies never reached the provider');
+    for (const answer of held.splice(0)) answer();
+    for (const reply of await Promise.all(holding)) assert.equal(reply.status, 200);
+    const taken = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mem', body: body(1.2 * MB) });
+    assert.equal(taken.status, 200, 'their memory came back when they were answered');
+    await until(() => readLogFile(gateway.logFile).some((entry) => entry.status === 503));
+    const entry = readLogFile(gateway.logFile).find((each) => each.status === 503);
+    assert.equal(entry?.error?.code, 'gateway_overloaded');
+  });
+
+  it('gives back the memory of a client that left mid-upload, and counts a chunked body as it comes', { timeout: 60_000 }, async () => {
+    for (let i = 0; i < 4; i++) await leaveMidUpload(1.2 * MB);
+    // Had the four been kept, 4.8 MB would be held: two more of 1.2 MB fit only if they were given back.
+    const holding = [request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) }), request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) })];
+    await until(() => held.length === 2);
+    assert.equal(held.length, 2, 'both taken');
+    // Chunked (no content-length): counted as it comes, refused once it passes the cap.
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: 'Bearer vk_mem', 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      const text = body(1.2 * MB);
+      for (let at = 0; at < text.length; at += 64 * 1024) req.write(text.slice(at, at + 64 * 1024));
+      req.end();
+    });
+    assert.equal(chunked, 503);
+    for (const answer of held.splice(0)) answer();
+    for (const reply of await Promise.all(holding)) assert.equal(reply.status, 200);
+  });
+});
