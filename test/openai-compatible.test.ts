@@ -285,6 +285,23 @@ describe('upstream errors', () => {
   });
 });
 
+describe('redaction of masked keys, in time linear in the text', () => {
+  it('scrubs 80,000 characters a provider may echo (stars, sk- over and over) as it scrubs a short text', () => {
+    // Quadratic, the stars alone took ~10 s (blocking the event loop); linear, milliseconds. The
+    // bound is loose on purpose: it tells the two apart on any machine.
+    const started = performance.now();
+    const stars = '*'.repeat(80_000);
+    assert.equal(redactKey(`role ${stars} is invalid`, 'zzzz'), `role ${stars} is invalid`);
+    assert.equal(redactKey(`${stars}ab`, 'zzzz'), '[redacted]');
+    const prefixes = 'sk-'.repeat(27_000);
+    assert.equal(redactKey(prefixes, 'zzzz'), prefixes);
+    assert.equal(redactKey(`${prefixes}***wjh3`, 'zzzz').endsWith('[redacted]'), true);
+    assert.equal(redactKey(`sk-${stars}`, 'zzzz'), '[redacted]');
+    assert.equal(redactKey('key sk-VKMIs***wjh3 and ****cd15', 'zzzz'), 'key [redacted] and [redacted]');
+    assert.ok(performance.now() - started < 3000, `${Math.round(performance.now() - started)} ms`);
+  });
+});
+
 describe('redaction does not eat ordinary text', () => {
   it('keeps markdown emphasis and other asterisks', () => {
     assert.equal(redactKey('Use ***bold*** formatting, 2 * 3 = 6', 'sk-none-here'), 'Use ***bold*** formatting, 2 * 3 = 6');

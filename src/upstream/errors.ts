@@ -50,8 +50,14 @@ function stringOrNull(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
-/** Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`. */
-const MASKED_KEY = /\bsk-[A-Za-z0-9_-]*\*+[A-Za-z0-9_-]*|\*{4,}[A-Za-z0-9_-]{2,}/g;
+/**
+ * Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`.
+ * Linear in the text: the part before the stars is bounded (a masked key shows a few characters),
+ * and a run of stars is tried only from its start. Unbounded, a provider's message of 64,000 stars
+ * or `sk-sk-sk-…` (which a server may echo from a client's own field) took seconds to scrub, and
+ * the event loop with it.
+ */
+const MASKED_KEY = /\bsk-[A-Za-z0-9_-]{0,64}\*+[A-Za-z0-9_-]*|(?<!\*)\*{4,}[A-Za-z0-9_-]{2,}/g;
 
 /** Removes every trace of the real key(s) from text that may reach a client or a log. */
 export function redactKey(text: string, apiKeys: string | readonly string[]): string {
