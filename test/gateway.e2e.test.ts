@@ -77,6 +77,27 @@ describe('chat routes', () => {
     assert.notEqual(seen?.headers['user-agent'], 'client/1.0');
   });
 
+  it('serves an absolute-form request target (as a client sends one to a proxy), and never passes a fragment on', async () => {
+    const raw = (target: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify(hello);
+        const socket = net.connect(gateway.port, '127.0.0.1', () => {
+          socket.write(`POST ${target} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+        });
+        let text = '';
+        socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+    openaiMock.requests.length = 0;
+    const absolute = await raw(`http://127.0.0.1:${gateway.port}/v1/chat/completions?api-version=1`);
+    assert.match(absolute, /^HTTP\/1\.1 200 /);
+    assert.deepEqual([openaiMock.requests[0]?.path, openaiMock.requests[0]?.query], ['/v1/chat/completions', 'api-version=1']);
+    const fragment = await raw('/v1/chat/completions?api-version=2#part');
+    assert.match(fragment, /^HTTP\/1\.1 200 /);
+    assert.deepEqual([openaiMock.requests[1]?.path, openaiMock.requests[1]?.query], ['/v1/chat/completions', 'api-version=2']);
+  });
+
   it('accepts a body sent without a JSON content type (curl -d)', async () => {
     const reply = await request(gateway.url, '/chat/completions', { key: 'vk_openai', body: JSON.stringify(hello), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     assert.equal(reply.status, 200);

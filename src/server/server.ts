@@ -44,15 +44,34 @@ export interface GatewayServer {
   cancelAll(reason: GatewayError): void;
 }
 
+/** Where a request target's path begins: after the scheme and host of an absolute-form target (`http://host/v1/…`, which a server must accept: RFC 9112, 3.2.2). */
+function pathStart(url: string): number {
+  if (url.charCodeAt(0) === 0x2f) return 0;
+  const scheme = url.indexOf('://');
+  if (scheme === -1) return 0;
+  const slash = url.indexOf('/', scheme + 3);
+  return slash === -1 ? url.length : slash;
+}
+
+/** Where a request target's path and query end: at a fragment, which a client never sends (it is not passed on). */
+function targetEnd(url: string): number {
+  const hash = url.indexOf('#');
+  return hash === -1 ? url.length : hash;
+}
+
 function pathOf(url: string | undefined): string {
   if (url === undefined) return '/';
+  const end = targetEnd(url);
   const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
+  const path = url.slice(pathStart(url), query === -1 || query > end ? end : query);
+  return path === '' ? '/' : path;
 }
 
 function queryOf(url: string | undefined): string {
-  const query = url === undefined ? -1 : url.indexOf('?');
-  return query === -1 ? '' : (url as string).slice(query + 1);
+  if (url === undefined) return '';
+  const end = targetEnd(url);
+  const query = url.indexOf('?');
+  return query === -1 || query > end ? '' : url.slice(query + 1, end);
 }
 
 /** The requests in flight: counted, cancellable, and waited for at shutdown. */
