@@ -1,12 +1,12 @@
 /**
  * GATEWAY_MAX_BODIES_BYTES end to end: while requests hold large bodies (their provider has not
- * answered), another body that would pass the cap is refused with a 503 before it is read, in the
- * client API's shape, and logged; the memory comes back when requests end, however they end
- * (answered, or their client left mid-upload).
+ * answered), another body that would pass the cap is refused with a 503 before more of it is read,
+ * in the client API's shape, and logged; bodies count as they arrive, not as declared; the memory
+ * comes back when requests end, however they end (answered, or their client left mid-upload).
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { readLogFile, startGateway, type GatewayProcess } from './support/gateway.js';
 import { request } from './support/http.js';
@@ -93,6 +93,29 @@ describe('the memory request bodies may take at once', () => {
     await until(() => readLogFile(gateway.logFile).some((entry) => entry.status === 503));
     const entry = readLogFile(gateway.logFile).find((each) => each.status === 503);
     assert.equal(entry?.error?.code, 'gateway_overloaded');
+  });
+
+  it('counts bodies as they arrive: clients that declare large bodies and send nothing block nobody', { timeout: 60_000 }, async () => {
+    const silent = await Promise.all(
+      [0, 1, 2, 3].map(
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const socket = net.connect(gateway.port, '127.0.0.1', () => {
+              socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_mem\r\ncontent-type: application/json\r\ncontent-length: ${2 * MB}\r\n\r\n`);
+              resolve(socket);
+            });
+            socket.on('error', () => {});
+          }),
+      ),
+    );
+    try {
+      // 8 MB declared against a 3 MB cap, none of it sent.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mem', body: body(1.2 * MB) });
+      assert.equal(reply.status, 200, reply.text.slice(0, 300));
+    } finally {
+      for (const socket of silent) socket.destroy();
+    }
   });
 
   it('gives back the memory of a client that left mid-upload, and counts a chunked body as it comes', { timeout: 60_000 }, async () => {

@@ -10,7 +10,8 @@ describe('memory for request bodies', () => {
   it('counts what shares take, refuses what would pass the cap (a body alone always goes), and takes it back as they release', () => {
     const memory = new BodyMemory(1000);
     const first = memory.share();
-    assert.equal(first.take(5000), true, 'alone: taken, whatever its size');
+    assert.equal(first.take(600), true);
+    assert.equal(first.take(4400), true, 'alone: taken, whatever its size, piece after piece');
     const second = memory.share();
     assert.equal(second.take(1), false);
     assert.equal(memory.bytes, 5000, 'a refused take counts nothing');
@@ -24,6 +25,19 @@ describe('memory for request bodies', () => {
     second.release();
     assert.equal(third.take(1000), true);
     third.release();
+    assert.equal(memory.bytes, 0);
+  });
+
+  it('counts what may not be refused (a small body) even past the cap', () => {
+    const memory = new BodyMemory(1000);
+    const large = memory.share();
+    assert.equal(large.take(1000), true);
+    const small = memory.share();
+    assert.equal(small.take(100, false), true);
+    assert.equal(memory.bytes, 1100);
+    assert.equal(memory.share().take(1), false);
+    small.release();
+    large.release();
     assert.equal(memory.bytes, 0);
   });
 });

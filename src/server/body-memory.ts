@@ -1,10 +1,11 @@
 /**
  * The memory request bodies take across the process, capped (`GATEWAY_MAX_BODIES_BYTES`): a body
- * counts from when it is read until its request's handler is done (a declared length at once, a
- * chunked one as it comes), and a body that would take the total past the cap is refused with a
- * 503 before more of it is read. Without it, clients holding a key could send enough large bodies
- * at once to run the process out of memory. A body alone is always taken (the cap may be below
- * `GATEWAY_MAX_BODY_BYTES`).
+ * counts as its bytes arrive until its request's handler is done, and a body that would take the
+ * total past the cap is refused with a 503 before more of it is read. Without it, clients holding a
+ * key could send enough large bodies at once to run the process out of memory. Counted as they
+ * arrive, not as declared: a client that declares bodies and sends nothing holds nothing. A body of
+ * 64 KiB or less is counted and never refused (small requests keep flowing while large bodies fill
+ * the cap), and a body alone is always taken (the cap may be below `GATEWAY_MAX_BODY_BYTES`).
  */
 export class BodyMemory {
   private held = 0;
@@ -21,9 +22,9 @@ export class BodyMemory {
     return new BodyShare(this);
   }
 
-  /** @internal BodyShare's: false when `bytes` more would pass the cap. */
-  take(bytes: number): boolean {
-    if (this.held > 0 && this.held + bytes > this.maxBytes) return false;
+  /** @internal BodyShare's (holding `own` already): false when `bytes` more would pass the cap while others hold some, and may be refused. */
+  take(bytes: number, refusable: boolean, own: number): boolean {
+    if (refusable && this.held > own && this.held + bytes > this.maxBytes) return false;
     this.held += bytes;
     return true;
   }
@@ -39,9 +40,9 @@ export class BodyShare {
 
   constructor(private readonly memory: BodyMemory) {}
 
-  /** Counts `bytes` more of this request's body; false (nothing counted) when that would pass the cap. */
-  take(bytes: number): boolean {
-    if (!this.memory.take(bytes)) return false;
+  /** Counts `bytes` more of this request's body; false (nothing counted) when that would pass the cap and `refusable`. */
+  take(bytes: number, refusable = true): boolean {
+    if (!this.memory.take(bytes, refusable, this.bytes)) return false;
     this.bytes += bytes;
     return true;
   }

@@ -44,8 +44,8 @@ export interface ReadBody {
 /**
  * Reads the whole request body, refusing more than `limit` bytes before reading them when it can.
  * With a `pool`, a large body is read into pooled memory, which the caller releases when done.
- * With a `share`, the body counts against the process's memory for bodies (body-memory.ts): a
- * declared length before anything is read, a chunked body as it comes; past the cap, a 503.
+ * With a `share`, the body counts against the process's memory for bodies as it comes
+ * (body-memory.ts); past the cap, a body larger than 64 KiB is refused with a 503.
  */
 export function readBody(req: IncomingMessage, limit: number, cancel: Cancellation, pool: BodyPool | null = null, share: BodyShare | null = null): Promise<ReadBody> {
   const declared = req.headers['content-length'];
@@ -55,12 +55,6 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   // every body being read: 200 agents' conversations arriving at once). A small body comes in one
   // piece, taken as it is.
   const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : -1;
-  if (length > 0 && share !== null && !share.take(length)) {
-    req.resume(); // discarded while the 503 is answered
-    return Promise.reject(overloaded());
-  }
-  // A body of no declared length is counted as it comes.
-  const counted = length === -1 ? share : null;
   const inPlace = length > PIECE_BY_PIECE;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -75,11 +69,14 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
       pooled = null;
     };
     const onData = (chunk: Buffer): void => {
-      if (size + chunk.length > limit || (counted !== null && !counted.take(chunk.length))) {
+      // Counted as it comes, not as declared: a client that declares bodies and sends nothing
+      // must not fill the count for everyone. A small body is counted and never refused.
+      const over = size + chunk.length > limit;
+      if (over || (share !== null && !share.take(chunk.length, size + chunk.length > PIECE_BY_PIECE))) {
         cleanup();
         letGo();
         req.resume(); // discard the rest while the error is answered
-        reject(size + chunk.length > limit ? tooLarge(limit) : overloaded());
+        reject(over ? tooLarge(limit) : overloaded());
         return;
       }
       if (inPlace) {
