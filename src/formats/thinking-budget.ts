@@ -13,3 +13,11 @@ export function thinkingUnder(thinking: unknown, cap: number): unknown {
   if (!isRecord(thinking) || thinking.type !== 'enabled' || typeof thinking.budget_tokens !== 'number' || thinking.budget_tokens < cap) return thinking;
   return cap - 1 >= MIN_THINKING_BUDGET ? { ...thinking, budget_tokens: cap - 1 } : undefined;
 }
+
+/** A rewritten request's `thinking` under a limit of `cap` tokens (thinkingUnder), removed when thinking goes off. */
+export function setThinkingUnder(copy: object, thinking: unknown, cap: number): void {
+  const under = thinkingUnder(thinking, cap);
+  const fields = copy as { thinking?: unknown };
+  if (under === undefined) delete fields.thinking;
+  else fields.thinking = under;
+}

@@ -6,7 +6,7 @@
 import { openAiErrorBody } from '../../errors.js';
 import type { ClientApi, TargetApi } from '../api.js';
 import { shallowCopy } from '../json-bytes.js';
-import { thinkingUnder } from '../thinking-budget.js';
+import { setThinkingUnder } from '../thinking-budget.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
 import { chatRequestBody, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
@@ -37,9 +37,7 @@ export const chatClient: ClientApi<ChatTypes> = {
       if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;
       if (request.max_tokens != null) copy.max_tokens = changes.maxOutputTokens;
       // Anthropic's thinking extension (a chat client's; vLLM and others read it too): its budget below the limit.
-      const thinking = thinkingUnder(request.thinking, changes.maxOutputTokens);
-      if (thinking === undefined) delete copy.thinking;
-      else copy.thinking = thinking;
+      setThinkingUnder(copy, request.thinking, changes.maxOutputTokens);
     }
     return copy;
   },

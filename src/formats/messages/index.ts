@@ -6,7 +6,7 @@
 import type { ClientApi, TargetApi } from '../api.js';
 import type { ChatTypes } from '../chat/index.js';
 import { isRecord } from '../json.js';
-import { thinkingUnder } from '../thinking-budget.js';
+import { setThinkingUnder } from '../thinking-budget.js';
 import { jsonPieces } from '../json-pieces.js';
 import { splicedBody } from '../json-splice.js';
 import { stateless, type Translation } from '../translation.js';
@@ -49,9 +49,7 @@ export const messagesClient: ClientApi<MessagesTypes> = {
     const cap = changes.maxOutputTokens;
     if (cap !== undefined) {
       copy.max_tokens = cap;
-      const thinking = thinkingUnder(request.thinking, cap);
-      if (thinking === undefined) delete copy.thinking;
-      else copy.thinking = thinking;
+      setThinkingUnder(copy, request.thinking, cap);
     }
     return copy;
   },

@@ -140,6 +140,12 @@ function invalid(param: string, message: string, code = 'invalid_type'): never {
   throw invalidRequest(`Invalid '${param}': ${message}`, param, code);
 }
 
+/** An item's call id: a non-empty string, or a 400 naming it. */
+function callIdOf(item: Record<string, unknown>, where: string): string {
+  if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+  return item.call_id;
+}
+
 /** OpenAI's (and DeepSeek's) longest function name. */
 const MAX_FUNCTION_NAME = 64;
 
@@ -373,13 +379,11 @@ class Conversation {
         return; // its tools joined the request's (toChatRequest)
       case 'tool_search_call':
         if (!clientSearch(item)) return; // an OpenAI-run search: nothing to send elsewhere
-        if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
-        return this.joinCall({ id: item.call_id, type: 'function', function: { name: SEARCH_NAME, arguments: typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {}) } }, where);
+        return this.joinCall({ id: callIdOf(item, where), type: 'function', function: { name: SEARCH_NAME, arguments: typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {}) } }, where);
       case 'tool_search_output':
         if (!clientSearch(item)) return;
-        if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
         // Its tools joined the request's (toChatRequest).
-        this.push({ role: 'tool', tool_call_id: item.call_id, content: this.searches.get(where) ?? 'No tools found.' }, where);
+        this.push({ role: 'tool', tool_call_id: callIdOf(item, where), content: this.searches.get(where) ?? 'No tools found.' }, where);
         return;
       case 'item_reference':
         // A reasoning item (the Vercel AI SDK, storing by default, refers back to the ones a
@@ -444,13 +448,13 @@ class Conversation {
    * calls with text or reasoning between them: every item up to the calls' outputs is one turn).
    */
   private call(item: Record<string, unknown>, where: string): void {
-    if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+    const callId = callIdOf(item, where);
     if (typeof item.name !== 'string' || item.name === '') invalid(`${where}.name`, 'expected a non-empty string.', 'missing_required_parameter');
     const name = flatName(typeof item.namespace === 'string' ? item.namespace : undefined, item.name);
     let args: string;
     if (item.type === 'custom_tool_call') args = JSON.stringify({ input: typeof item.input === 'string' ? item.input : '' });
     else args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
-    this.joinCall({ id: item.call_id, type: 'function', function: { name, arguments: args } }, where);
+    this.joinCall({ id: callId, type: 'function', function: { name, arguments: args } }, where);
   }
 
   private joinCall(call: ToolCall, where: string): void {
@@ -467,7 +471,7 @@ class Conversation {
   }
 
   private output(item: Record<string, unknown>, where: string): void {
-    if (typeof item.call_id !== 'string' || item.call_id === '') invalid(`${where}.call_id`, 'expected a non-empty string.', 'missing_required_parameter');
+    const callId = callIdOf(item, where);
     const output = item.output;
     let text = '';
     if (typeof output === 'string') text = output;
@@ -481,7 +485,7 @@ class Conversation {
         }
       });
     } else if (output !== undefined && output !== null) text = JSON.stringify(output);
-    this.push({ role: 'tool', tool_call_id: item.call_id, content: text }, where);
+    this.push({ role: 'tool', tool_call_id: callId, content: text }, where);
   }
 }
 
