@@ -61,6 +61,27 @@ function leaveMidUpload(bytes: number): Promise<void> {
   });
 }
 
+/** Sends a request's head with `Expect: 100-continue`; the body only once a 100 comes. Resolves with all the client read, once the connection closes or a final answer ended. */
+function expectingContinue(text: string, key = 'vk_mem'): Promise<string> {
+  return new Promise((resolve) => {
+    let read = '';
+    let sent = false;
+    const socket = net.connect(gateway.port, '127.0.0.1', () => {
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nexpect: 100-continue\r\n\r\n`);
+    });
+    socket.on('data', (data) => {
+      read += data.toString('latin1');
+      if (!sent && read.startsWith('HTTP/1.1 100 ')) {
+        sent = true;
+        socket.write(text);
+      }
+      if (/\r\n\r\n\{[^]*\}$/.test(read.replace(/^HTTP\/1\.1 100 [^]*?\r\n\r\n/, ''))) socket.destroy();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(read));
+  });
+}
+
 async function until(condition: () => boolean): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -93,6 +114,25 @@ describe('the memory request bodies may take at once', () => {
     await until(() => readLogFile(gateway.logFile).some((entry) => entry.status === 503));
     const entry = readLogFile(gateway.logFile).find((each) => each.status === 503);
     assert.equal(entry?.error?.code, 'gateway_overloaded');
+  });
+
+  it('refuses a body that would not fit before it is sent when its client waits for a 100 (Expect: 100-continue), and sends the 100 once it fits', { timeout: 60_000 }, async () => {
+    const holding = [request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) }), request(gateway.url, '/v1/chat/completions?hold', { key: 'vk_mem', body: body(1.2 * MB) })];
+    await until(() => held.length === 2);
+    assert.equal(held.length, 2);
+    const refused = await expectingContinue(body(1.2 * MB));
+    // No 100 first: the client never sent its body, and the connection closed after the 503.
+    assert.match(refused, /^HTTP\/1\.1 503 /, refused.slice(0, 200));
+    assert.match(refused, /gateway_overloaded/);
+    assert.match(refused, /\r\nconnection: close\r\n/i);
+    // A wrong key is refused before the upload too.
+    const stranger = await expectingContinue(body(1.2 * MB), 'vk_nobody');
+    assert.match(stranger, /^HTTP\/1\.1 401 /, stranger.slice(0, 200));
+    for (const answer of held.splice(0)) answer();
+    for (const reply of await Promise.all(holding)) assert.equal(reply.status, 200);
+    const taken = await expectingContinue(body(1.2 * MB));
+    assert.match(taken, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, taken.slice(0, 200));
+    assert.match(taken, /"chat\.completion"/);
   });
 
   it('counts bodies as they arrive: clients that declare large bodies and send nothing block nobody', { timeout: 60_000 }, async () => {

@@ -24,9 +24,14 @@ export class BodyMemory {
 
   /** @internal BodyShare's (holding `own` already): false when `bytes` more would pass the cap while others hold some, and may be refused. */
   take(bytes: number, refusable: boolean, own: number): boolean {
-    if (refusable && this.held > own && this.held + bytes > this.maxBytes) return false;
+    if (refusable && !this.fits(bytes, own)) return false;
     this.held += bytes;
     return true;
+  }
+
+  /** @internal BodyShare's: whether `bytes` more would be taken now. */
+  fits(bytes: number, own: number): boolean {
+    return !(this.held > own && this.held + bytes > this.maxBytes);
   }
 
   /** @internal */
@@ -45,6 +50,11 @@ export class BodyShare {
     if (!this.memory.take(bytes, refusable, this.bytes)) return false;
     this.bytes += bytes;
     return true;
+  }
+
+  /** Whether `bytes` more would be counted now (a body of that size not refused). */
+  fits(bytes: number): boolean {
+    return this.memory.fits(bytes, this.bytes);
   }
 
   /** Gives back all it took (again: nothing). */

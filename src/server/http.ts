@@ -27,6 +27,12 @@ function overloaded(): GatewayError {
   });
 }
 
+/** Whether the client sent `Expect: 100-continue` (as Node's server tells it). */
+function awaitsContinue(req: IncomingMessage): boolean {
+  const expect = req.headers.expect;
+  return expect !== undefined && /(?:^|\W)100-continue(?:$|\W)/i.test(expect);
+}
+
 /** Errors on a request surface as its cancellation (the response closes too); this only keeps them from throwing. */
 function ignore(): void {}
 
@@ -56,6 +62,9 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   // piece, taken as it is.
   const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : -1;
   const inPlace = length > PIECE_BY_PIECE;
+  // A client waiting for its 100 has sent nothing yet: a body that would not fit now is refused
+  // before it comes (its 100 is sent only once the body is read: server.ts).
+  if (inPlace && share !== null && awaitsContinue(req) && !share.fits(length)) return Promise.reject(overloaded());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     // Allocated when the first piece comes, at most FIRST_ALLOCATION then doubled as pieces come

@@ -215,6 +215,15 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     },
     onRequest,
   );
+  // A client that sent `Expect: 100-continue` sends its body after the 100: sent once the handler
+  // starts reading it, so a request refused first (401, 404, a declared body too large) costs no
+  // upload (Node closes the connection after a final answer without a 100).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    req.once('resume', () => {
+      if (!res.headersSent) res.writeContinue();
+    });
+    onRequest(req, res);
+  });
   server.on('connection', (socket: Socket) => connections.accept(socket));
   // Malformed HTTP or a headers timeout: answered (400, 431, 408) after the requests before it, never a crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => connections.clientError(err, socket));
