@@ -165,7 +165,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     const read = await readBody(req, deps.maxBodyBytes, cancel, deps.bodyPool, context.bodies);
     pooled = read.pooled;
     const raw = read.bytes;
-    if (raw.length >= LARGE_JOB_BYTES && translated(surface.api, key, deps.router)) await turnOf(deps.turns, cancel);
+    const largeTranslation = raw.length >= LARGE_JOB_BYTES && translated(surface.api, key, deps.router);
+    if (largeTranslation) await turnOf(deps.turns, cancel);
     parsed = parse(surface.api, raw, interaction, pooled);
     checkModel(key, parsed.model);
     const limited = key.rateLimit !== null || key.budget !== null;
@@ -180,7 +181,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     if (limited) {
       const request = parsed; // a const the closure below can rely on
       const fillsLimit = (target: Target): boolean => fillsOutputLimit(toMessages(deps.router.route(surface.api, target.apis)), target, request);
-      reserved = await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, fillsLimit), context.id, res);
+      reserved = await admit(deps.limiter, key, estimate(key, parsed, promptEstimate, deps.prices, fillsLimit), context.id, res, largeTranslation ? deps.turns : null);
+      if (cancel.reason !== null) throw cancel.reason;
     } else {
       reserved = NO_RESERVATION;
     }
@@ -343,12 +345,19 @@ export function notPriced(model: string): GatewayError {
   });
 }
 
-/** Admits the request against the key's limits (its headers go on the answer) or throws the 429; returns what it reserved. */
-export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge, id: string, res: ServerResponse): Promise<Reservation> {
-  const admission = await limiter.admit(limitsOf(key), estimate, id);
+/**
+ * Admits the request against the key's limits (its headers go on the answer) or throws the 429;
+ * returns what it reserved. `turns`: given for a large body to be translated, which takes a turn
+ * of the loop of its own again when its admission came from elsewhere (Redis, a cluster's
+ * primary): answers read in one poll would otherwise have their translations run back to back.
+ */
+export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge, id: string, res: ServerResponse, turns: Turns | null = null): Promise<Reservation> {
+  const answer = limiter.admit(limitsOf(key), estimate, id);
+  const admission = answer instanceof Promise ? await answer : answer;
   for (const name in admission.headers) res.setHeader(name, admission.headers[name] as string);
   const refused = admissionError(admission);
   if (refused !== null) throw refused;
+  if (turns !== null && answer instanceof Promise) await turns.take();
   return { charge: estimate, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null };
 }
 
