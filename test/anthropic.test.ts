@@ -720,6 +720,42 @@ describe('anthropic stream', () => {
     assert.match('event: error\ndata: {"type":"content_block_delta"}\n\n', MESSAGES_NOTABLE, 'seen by a pass-through, not forwarded as bytes');
   });
 
+  /** What a chat client is sent for these Messages events' data (one event each). */
+  const chunksFor = (events: readonly object[]): Array<[unknown, unknown]> => {
+    const translate = messagesStreamToChat(1);
+    const items = events.flatMap((event) => decodeMessagesEvent({ event: undefined, data: JSON.stringify(event) }).flatMap(translate));
+    return items.map((item) => (item.kind === 'event' ? [item.event.choices[0]?.delta ?? 'usage', item.event.choices[0]?.finish_reason ?? null] : [item.kind, null]));
+  };
+  const START = { type: 'message_start', message: { id: 'msg_1', model: 'claude', usage: { input_tokens: 5, output_tokens: 1 } } };
+
+  it('sends one finish reason however many message_delta events come, the first stop reason (Anthropic sends "one or more")', () => {
+    assert.deepEqual(chunksFor([START, { type: 'message_delta', delta: { stop_reason: null }, usage: { output_tokens: 3 } }, { type: 'message_delta', delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 9 } }, { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 9 } }, { type: 'message_stop' }]), [
+      [{ role: 'assistant', content: '' }, null],
+      [{}, 'tool_calls'],
+      ['usage', null],
+      ['end', null],
+    ]);
+  });
+
+  it('finishes a stream that stops without a message_delta', () => {
+    assert.deepEqual(chunksFor([START, { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hi' } }, { type: 'content_block_stop', index: 0 }, { type: 'message_stop' }]), [
+      [{ role: 'assistant', content: '' }, null],
+      [{ content: 'Hi' }, null],
+      [{}, 'stop'],
+      ['usage', null],
+      ['end', null],
+    ]);
+  });
+
+  it("keeps a tool's input and a thinking block's text sent whole in content_block_start", () => {
+    assert.deepEqual(chunksFor([START, { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: 'Pre-thought', signature: '' } }, { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: ' more' } }, { type: 'content_block_stop', index: 0 }, { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } } }, { type: 'content_block_stop', index: 1 }]), [
+      [{ role: 'assistant', content: '' }, null],
+      [{ reasoning_content: 'Pre-thought' }, null],
+      [{ reasoning_content: ' more' }, null],
+      [{ tool_calls: [{ index: 0, id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }, null],
+    ]);
+  });
+
   it('ignores ping and unknown events', () => {
     const translate = messagesStreamToChat(1);
     const events = (data: string) => decodeMessagesEvent({ event: undefined, data }).flatMap(translate);

@@ -716,6 +716,16 @@ describe('chat stream → Messages stream', () => {
     assert.deepEqual(toolInputs(frames), [['call_A', { a: '}'.repeat(50_000) }], ['call_B', { b: 2 }]]);
   });
 
+  it("one call when its id comes after its first fragment, or anew on every fragment, with the server's id where the name came late", () => {
+    const late = (fragments: unknown[]) => chunkStream([...fragments.map((fragment) => ({ choices: [{ index: 0, delta: { tool_calls: [fragment] }, finish_reason: null }] })), { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }]);
+    const lateId = late([{ index: 0, type: 'function', function: { name: 'get_weather', arguments: '{"city":' } }, { index: 0, id: 'call_LATE', function: { arguments: '"Paris"}' } }]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateId)]).frames), [['call_0', { city: 'Paris' }]]);
+    const lateBoth = late([{ index: 0, function: { arguments: '{"city":' } }, { index: 0, id: 'call_LATE', type: 'function', function: { name: 'get_weather', arguments: '"Paris"}' } }]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateBoth)]).frames), [['call_LATE', { city: 'Paris' }]]);
+    const newEach = late([...'{"city":"Paris"}'].map((c, i) => ({ index: 0, id: `call_${i}x`, ...(i === 0 ? { type: 'function' } : {}), function: { ...(i === 0 ? { name: 'get_weather' } : {}), arguments: c } })));
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(newEach)]).frames), [['call_0x', { city: 'Paris' }]]);
+  });
+
   it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {
     const text = chunkStream([
       { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_A', type: 'function', function: { name: 'f', arguments: '{"a":' } }] }, finish_reason: null }] },

@@ -93,6 +93,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       const placed = (state.placer ??= new StreamedToolCalls()).place(delta, start, () => '');
       if (placed === null) continue;
       const fn = placed.call.function;
+      if (placed.lateId !== null && placed.call.id === '') placed.call.id = placed.lateId;
       if (fn.name === '' && placed.name !== null) fn.name = placed.name;
       fn.arguments += placed.arguments;
     }

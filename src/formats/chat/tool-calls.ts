@@ -1,7 +1,9 @@
 /**
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
- * known by its `index`; a fragment with a new `id` at an index already used starts another call
- * (Ollama numbers every call 0), and one without an index continues the call of its id (some
+ * known by its `index`; a fragment with a new `id` and a function name at an index already used
+ * starts another call (Ollama numbers every call 0, each call whole in one fragment), while a new id
+ * without a name, or the first id of a call begun without one, continues it (servers that send the
+ * id late, or a new one on every fragment). One without an index continues the call of its id (some
  * servers repeat it on every fragment, and may interleave calls), or the last call when it brings
  * none. Shared by the translators from chat streams and the log's assembled answer; one per
  * stream.
@@ -16,10 +18,19 @@ export interface PlacedFragment<Call> {
   /** Its function's name and arguments text, as far as it says them. */
   readonly name: string | null;
   readonly arguments: string;
+  /** The server's id for a call it began without one (the call keeps the id it started with once sent). */
+  readonly lateId: string | null;
+}
+
+interface KnownCall<Call> {
+  id: string;
+  /** Whether `id` is the server's (not the fallback's). */
+  fromServer: boolean;
+  readonly call: Call;
 }
 
 export class StreamedToolCalls<Call> {
-  private readonly byIndex = new Map<number, { id: string; call: Call }>();
+  private readonly byIndex = new Map<number, KnownCall<Call>>();
   /** The index of each call by its id, for fragments without an index that repeat it. */
   private readonly byId = new Map<string, number>();
   private last: number | null = null;
@@ -34,18 +45,27 @@ export class StreamedToolCalls<Call> {
     if (!isRecord(fragment)) return null;
     const fn = isRecord(fragment.function) ? fragment.function : {};
     const name = typeof fn.name === 'string' ? fn.name : null;
-    const args = typeof fn.arguments === 'string' ? fn.arguments : '';
+    // Some servers send the arguments as an object, whole.
+    const args = typeof fn.arguments === 'string' ? fn.arguments : isRecord(fn.arguments) ? JSON.stringify(fn.arguments) : '';
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
     const index = typeof fragment.index === 'number' ? fragment.index : id === null ? (this.last ?? -1 - this.count) : (this.byId.get(id) ?? -1 - this.count);
     const known = this.byIndex.get(index);
-    if (known !== undefined && (id === null || id === known.id)) return { call: known.call, started: false, name, arguments: args };
+    if (known !== undefined && (id === null || id === known.id || !known.fromServer || name === null)) {
+      let lateId: string | null = null;
+      if (id !== null && !known.fromServer) {
+        known.id = lateId = id;
+        known.fromServer = true;
+        if (!this.byId.has(id)) this.byId.set(id, index);
+      }
+      return { call: known.call, started: false, name, arguments: args, lateId };
+    }
     const callId = id ?? fallbackId(this.count);
     const call = start(callId, name ?? '');
-    this.byIndex.set(index, { id: callId, call });
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, call });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
-    return { call, started: true, name, arguments: args };
+    return { call, started: true, name, arguments: args, lateId: null };
   }
 }
 
@@ -58,7 +78,7 @@ export interface CallOpener<Opened, Out> {
 }
 
 interface WaitingCall<Opened> {
-  readonly id: string;
+  id: string;
   name: string;
   opened: Opened | null;
   held: string;
@@ -93,6 +113,7 @@ export class NamedToolCalls<Opened, Out> {
     if (placed === null) return null;
     const call = placed.call;
     if (call.opened === null) {
+      if (placed.lateId !== null) call.id = placed.lateId;
       if (call.name === '' && placed.name !== null) call.name = placed.name;
       if (call.name === '') {
         if (placed.started) this.unnamed.push(call);

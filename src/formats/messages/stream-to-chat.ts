@@ -24,6 +24,8 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
   let model = '';
   let usage: AnthropicUsage = {};
   const toolBlocks = new Map<number, ToolBlock>();
+  /** Whether the finish chunk was sent: once, for the first stop reason (a provider may send more than one message_delta). */
+  let finished = false;
 
   const chunk = (delta: ChunkDelta, finish: string | null = null): Chunk => ({
     kind: 'event',
@@ -45,11 +47,14 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
         const blockIndex = typeof data.index === 'number' ? data.index : -1;
         if (block.type === 'tool_use') {
           if (typeof block.id !== 'string' || typeof block.name !== 'string') return [{ kind: 'error', error: invalidAnswer('a tool_use block has no string id and name') }];
-          const tool: ToolBlock = { index: toolBlocks.size, sawArguments: false };
+          // Anthropic starts with `input: {}` and streams it; a server may send it whole here instead.
+          const input = isRecord(block.input) && Object.keys(block.input).length > 0 ? JSON.stringify(block.input) : '';
+          const tool: ToolBlock = { index: toolBlocks.size, sawArguments: input !== '' };
           toolBlocks.set(blockIndex, tool);
-          return [chunk({ tool_calls: [{ index: tool.index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] })];
+          return [chunk({ tool_calls: [{ index: tool.index, id: block.id, type: 'function', function: { name: block.name, arguments: input } }] })];
         }
         if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') return [chunk({ content: block.text })];
+        if (block.type === 'thinking' && typeof block.thinking === 'string' && block.thinking !== '') return [chunk({ reasoning_content: block.thinking })];
         return [];
       }
       case 'content_block_delta': {
@@ -80,10 +85,17 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
           for (const [field, value] of Object.entries(data.usage)) if (typeof value === 'number') usage = { ...usage, [field]: value };
         }
         const delta = isRecord(data.delta) ? data.delta : {};
-        return [chunk({}, finishReason(delta.stop_reason) ?? 'stop')];
+        const finish = finishReason(delta.stop_reason);
+        if (finish === null || finished) return [];
+        finished = true;
+        return [chunk({}, finish)];
       }
-      case 'message_stop':
-        return [usageChunk()];
+      case 'message_stop': {
+        // A chat client needs a finish reason (the SDK's finalChatCompletion throws without one).
+        const ending = finished ? [] : [chunk({}, 'stop')];
+        finished = true;
+        return [...ending, usageChunk()];
+      }
       default:
         return []; // ping, and event types added after this was written
     }
