@@ -71,7 +71,7 @@ describe('which call a streamed fragment belongs to', () => {
     ]), [{ id: 'a', name: 'f', args: '{"x":1}' }, { id: 'b', name: 'g', args: '{}' }]);
   });
 
-  it("a call begun without an id takes the server's when it comes late, and continues; a new id without a name continues the call (a server that sends one on every fragment)", () => {
+  it("a call begun without an id takes the server's when it comes late, and continues; a new id before its arguments are whole continues the call (a server that sends one on every fragment)", () => {
     const placer = new StreamedToolCalls<{ args: string }>();
     const place = (fragment: unknown) => placer.place(fragment, () => ({ args: '' }), (n) => `call_${n}`);
     const first = place({ index: 0, function: { name: 'get_weather', arguments: '{"city":' } });
@@ -81,11 +81,11 @@ describe('which call a streamed fragment belongs to', () => {
     assert.equal(late?.lateId, 'call_LATE');
     assert.deepEqual(calls([
       { index: 0, id: 'a', function: { name: 'f', arguments: '{"x"' } },
-      { index: 0, id: 'b', function: { arguments: ':1' } },
+      { index: 0, id: 'b', function: { name: 'f', arguments: ':1' } },
       { index: 0, id: 'c', function: { arguments: '}' } },
       { index: 1, function: { name: 'g', arguments: '{' } },
       { index: 1, id: 'late', function: { name: 'g', arguments: '}' } },
-    ]), [{ id: 'a', name: 'f', args: '{"x":1}' }, { id: 'call_1', name: 'gg', args: '{}' }]);
+    ]), [{ id: 'a', name: 'ff', args: '{"x":1}' }, { id: 'call_1', name: 'gg', args: '{}' }]);
   });
 
   it('arguments sent as an object are its JSON text', () => {

@@ -1,9 +1,9 @@
 /**
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
- * known by its `index`; a fragment with a new `id` and a function name at an index already used
- * starts another call (Ollama numbers every call 0, each call whole in one fragment), while a new id
- * without a name, or the first id of a call begun without one, continues it (servers that send the
- * id late, or a new one on every fragment). One without an index continues the call of its id (some
+ * known by its `index`; a fragment with a new `id` at an index already used starts another call
+ * once that call's arguments are a whole JSON object (Ollama numbers every call 0, each call whole
+ * in one fragment), and continues it before (servers that send a new id on every fragment), as does
+ * the first id of a call begun without one (servers that send it late). One without an index continues the call of its id (some
  * servers repeat it on every fragment, and may interleave calls), or the last call when it brings
  * none. Shared by the translators from chat streams and the log's assembled answer; one per
  * stream.
@@ -27,6 +27,7 @@ interface KnownCall<Call> {
   /** Whether `id` is the server's (not the fallback's). */
   fromServer: boolean;
   readonly call: Call;
+  readonly end: ArgumentsEnd;
 }
 
 export class StreamedToolCalls<Call> {
@@ -50,7 +51,8 @@ export class StreamedToolCalls<Call> {
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
     const index = typeof fragment.index === 'number' ? fragment.index : id === null ? (this.last ?? -1 - this.count) : (this.byId.get(id) ?? -1 - this.count);
     const known = this.byIndex.get(index);
-    if (known !== undefined && (id === null || id === known.id || !known.fromServer || name === null)) {
+    if (known !== undefined && (id === null || id === known.id || !known.fromServer || !known.end.closed)) {
+      known.end.feed(args);
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
         known.id = lateId = id;
@@ -61,7 +63,9 @@ export class StreamedToolCalls<Call> {
     }
     const callId = id ?? fallbackId(this.count);
     const call = start(callId, name ?? '');
-    this.byIndex.set(index, { id: callId, fromServer: id !== null, call });
+    const end = new ArgumentsEnd();
+    end.feed(args);
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, call, end });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
@@ -152,6 +156,11 @@ export class ArgumentsEnd {
   private state: 'reading' | 'closed' | 'never' = 'reading';
   /** The object, once parsed; null when the closed text is not JSON. */
   private parsed: Record<string, unknown> | null | undefined = undefined;
+
+  /** Whether the outermost object closed (with only whitespace since): nothing more can belong to it. */
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
 
   /** Reads the next fragment of the arguments. */
   feed(fragment: string): void {
