@@ -351,7 +351,7 @@ const completion = (message: Record<string, unknown>, finish: string, usage: Rec
   ({ id: 'chatcmpl-abc', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason: finish }], usage }) as ChatCompletion;
 
 /** What the surface knows of a request's prompt: its estimate in tokens. */
-const HINTS = { promptTokens: 100 };
+const HINTS = { promptTokens: 100, answerId: 'gw1' };
 
 describe('chat answer → Message', () => {
   it('reasoning → a thinking block, text → a text block, tool calls → tool_use blocks with their input parsed', () => {
@@ -418,10 +418,10 @@ describe('chat answer → Message', () => {
     for (const usage of [undefined, null]) {
       const text = 'x'.repeat(41);
       const answer = { ...completion({ content: text }, 'stop'), usage } as unknown as ChatCompletion;
-      assert.deepEqual(toMessage(answer, { promptTokens: 321 }).usage, { input_tokens: 321, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 11 });
+      assert.deepEqual(toMessage(answer, { promptTokens: 321, answerId: 'gw1' }).usage, { input_tokens: 321, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 11 });
     }
     const called = { ...completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{"city":"Paris"}' } }] }, 'tool_calls'), usage: undefined } as unknown as ChatCompletion;
-    assert.deepEqual(toMessage(called, { promptTokens: 0 }).usage, { input_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 4 });
+    assert.deepEqual(toMessage(called, { promptTokens: 0, answerId: 'gw1' }).usage, { input_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 4 });
   });
 });
 
@@ -446,7 +446,7 @@ const CHAT_STREAM = [
 /** The provider's bytes → chat items → Messages items → the frames a Messages client gets. */
 function runTranslated(chunks: Buffer[], promptTokens = 1234): { frames: string; items: Array<StreamItem<MessagesEvent>> } {
   const parser = new SseParser();
-  const translate = chatStreamToMessages({ promptTokens });
+  const translate = chatStreamToMessages({ promptTokens, answerId: 'gw1' });
   const items: Array<StreamItem<MessagesEvent>> = [];
   const take = (events: ReturnType<SseParser['push']>): void => {
     for (const event of events) for (const item of decodeChatEvent(event)) for (const out of translate(item)) items.push(out);
@@ -719,11 +719,29 @@ describe('chat stream → Messages stream', () => {
   it("one call when its id comes after its first fragment, or anew on every fragment, with the server's id where the name came late", () => {
     const late = (fragments: unknown[]) => chunkStream([...fragments.map((fragment) => ({ choices: [{ index: 0, delta: { tool_calls: [fragment] }, finish_reason: null }] })), { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }]);
     const lateId = late([{ index: 0, type: 'function', function: { name: 'get_weather', arguments: '{"city":' } }, { index: 0, id: 'call_LATE', function: { arguments: '"Paris"}' } }]);
-    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateId)]).frames), [['call_0', { city: 'Paris' }]]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateId)]).frames), [['call_c_0', { city: 'Paris' }]]);
     const lateBoth = late([{ index: 0, function: { arguments: '{"city":' } }, { index: 0, id: 'call_LATE', type: 'function', function: { name: 'get_weather', arguments: '"Paris"}' } }]);
     assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateBoth)]).frames), [['call_LATE', { city: 'Paris' }]]);
     const newEach = late([...'{"city":"Paris"}'].map((c, i) => ({ index: 0, id: `call_${i}x`, ...(i === 0 ? { type: 'function' } : {}), function: { ...(i === 0 ? { name: 'get_weather' } : {}), arguments: c } })));
     assert.deepEqual(toolInputs(runTranslated([Buffer.from(newEach)]).frames), [['call_0x', { city: 'Paris' }]]);
+  });
+
+  it("makes the ids a provider leaves out from the gateway's request id (unique per answer), and takes them from the first chunk that has an id or a choice, not Azure's prompt filter chunk", () => {
+    const azure = `data: ${JSON.stringify({ id: '', object: '', created: 0, model: '', choices: [], prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }] })}\n\n`;
+    const noIds = (answerId: string) => {
+      const translate = chatStreamToMessages({ promptTokens: 1, answerId });
+      const body = azure + `data: ${JSON.stringify({ id: '', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] })}\n\ndata: [DONE]\n\n`;
+      const items = new SseParser().push(Buffer.from(body)).flatMap((event) => decodeChatEvent(event)).flatMap((item) => translate(item));
+      const events = items.flatMap((item) => (item.kind === 'event' ? [item.event] : []));
+      const start = events.find((event) => event.type === 'message_start') as unknown as { message: { id: string; model: string } };
+      const tool = events.find((event) => event.type === 'content_block_start') as unknown as { content_block: { id: string } };
+      return [start.message.id, start.message.model, tool.content_block.id];
+    };
+    assert.deepEqual(noIds('a1'), ['msg_a1', 'gpt-4o', 'call_a1_0']);
+    assert.deepEqual(noIds('b2'), ['msg_b2', 'gpt-4o', 'call_b2_0']);
+    const whole = toMessage({ id: '', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: '', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] } as never, { promptTokens: 1, answerId: 'c3' });
+    assert.equal(whole.id, 'msg_c3');
+    assert.equal((whole.content[0] as { id: string }).id, 'call_c3_0');
   });
 
   it('a fragment without an index continues the last call; one with a new id and no index starts another', () => {

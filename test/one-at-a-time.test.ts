@@ -120,7 +120,7 @@ describe('a translated answer larger than the limit', () => {
   });
 
   it('goes through to a Messages client whole: its text is sent as it comes, never held', () => {
-    const translate = chatStreamToMessages({ promptTokens: 10 });
+    const translate = chatStreamToMessages({ promptTokens: 10, answerId: 'gw1' });
     let text = 0;
     for (let i = 0; i < pieces; i++) {
       for (const item of translate(chunk(piece))) {
@@ -133,7 +133,7 @@ describe('a translated answer larger than the limit', () => {
   });
 
   it("fails a Messages client's stream once calls whose names have not come hold more than the limit between them", () => {
-    const translate = chatStreamToMessages({ promptTokens: 10 });
+    const translate = chatStreamToMessages({ promptTokens: 10, answerId: 'gw1' });
     const nameless = (index: number, args: string): StreamItem<ChatCompletionChunk> => ({
       kind: 'event',
       event: { id: 'chatcmpl-big', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: [{ index, ...(args === '' ? { id: `call_${index}` } : {}), function: { arguments: args } }] }, finish_reason: null }] } as ChatCompletionChunk,
@@ -148,7 +148,7 @@ describe('a translated answer larger than the limit', () => {
   });
 
   it('fails a Responses client\'s stream as too large: its last events would repeat all of it', () => {
-    const translate = chatStreamToResponses({ request: { model: 'gpt-4o-mini', input: 'hi' }, tools: new Map() }, { promptTokens: 10 });
+    const translate = chatStreamToResponses({ request: { model: 'gpt-4o-mini', input: 'hi' }, tools: new Map() }, { promptTokens: 10, answerId: 'gw1' });
     let sent = 0;
     assert.throws(() => {
       for (let i = 0; i < pieces; i++) {

@@ -416,7 +416,7 @@ function completion(message: Record<string, unknown>, finish = 'stop', usage: un
   return { id: 'chatcmpl-9z', object: 'chat.completion', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, message: { role: 'assistant', content: null, ...message }, finish_reason: finish }], usage } as ChatCompletion;
 }
 
-const HINTS = { promptTokens: 50 };
+const HINTS = { promptTokens: 50, answerId: 'gw1' };
 
 describe('chat answer → response', () => {
   it('gives reasoning, message and calls as output items, the text as output_text, and the usage in Responses terms', () => {
@@ -482,7 +482,7 @@ describe('chat answer → response', () => {
 /** Runs a chat stream's text, cut into `chunks`, through the translator and the client's output. */
 function runTranslated(text: string, cuts: number[] = [], fields: Record<string, unknown> = {}): { frames: string; events: ResponsesEvent[] } {
   const parser = new SseParser();
-  const translate = chatStreamToResponses(context(fields), { promptTokens: 900 });
+  const translate = chatStreamToResponses(context(fields), { promptTokens: 900, answerId: 'gw1' });
   const output = responsesStreamOutput('deepseek-chat');
   const bytes = Buffer.from(text);
   const items: Array<StreamItem<ResponsesEvent>> = [];
@@ -840,7 +840,7 @@ describe('Responses through the hub to Anthropic (a chain: responses → chat �
       content: [{ type: 'thinking', thinking: 'Paris.', signature: 'sig' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }],
       stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 40, output_tokens: 12, cache_read_input_tokens: 10 },
     };
-    const response = exchange.response(message, { promptTokens: 40 }) as ResponseObject;
+    const response = exchange.response(message, { promptTokens: 40, answerId: 'gw1' }) as ResponseObject;
     assert.deepEqual(response.output.map((item) => item.type), ['reasoning', 'function_call']);
     assert.deepEqual([response.output[1]?.call_id, response.output[1]?.arguments], ['toolu_1', '{"city":"Paris"}']);
     assert.equal((response.usage as { input_tokens: number }).input_tokens, 50);
@@ -848,7 +848,7 @@ describe('Responses through the hub to Anthropic (a chain: responses → chat �
 
   it("translates Anthropic's stream event by event into a Responses stream", () => {
     const exchange = route.translation.exchange(request({ model: 'claude-sonnet-4-5' }));
-    const stream = exchange.stream({ promptTokens: 10 });
+    const stream = exchange.stream({ promptTokens: 10, answerId: 'gw1' });
     const anthropicEvents = [
       '{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":12,"output_tokens":1}}}',
       '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',

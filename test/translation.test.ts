@@ -54,7 +54,7 @@ describe('translations', () => {
     const exchange = same.exchange(request);
     assert.equal(exchange.request, request);
     const item: StreamItem<ChatCompletionChunk> = { kind: 'end' };
-    assert.deepEqual(exchange.stream({ promptTokens: 1 })(item), [item]);
+    assert.deepEqual(exchange.stream({ promptTokens: 1, answerId: 'gw1' })(item), [item]);
   });
 
   it('composing with identity gives the other translation itself', () => {
@@ -67,11 +67,11 @@ describe('translations', () => {
     assert.equal(chain.identity, false);
     const exchange = chain.exchange({ model: 'claude-x', say: 'hi' });
     assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
-    assert.deepEqual(exchange.response(message, { promptTokens: 1 }), { said: 'HELLO THERE' });
+    assert.deepEqual(exchange.response(message, { promptTokens: 1, answerId: 'gw1' }), { said: 'HELLO THERE' });
   });
 
   it('a chain translates a stream event by event, in order, and passes its end and errors through', () => {
-    const chain = compose(shoutToChat, chatToAnthropic).exchange({ model: 'claude-x', say: 'hi' }).stream({ promptTokens: 1 });
+    const chain = compose(shoutToChat, chatToAnthropic).exchange({ model: 'claude-x', say: 'hi' }).stream({ promptTokens: 1, answerId: 'gw1' });
     const events: MessagesEvent[] = [
       { type: 'message_start', message: { id: 'msg_1', model: 'claude-x', usage: { input_tokens: 3 } } },
       { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
@@ -113,8 +113,8 @@ describe('the way back of an exchange', () => {
     gc();
     assert.ok(hubRequests.length === 1 && sent.deref() === undefined, "the target's request is kept");
     assert.ok(hubRequests[0]?.deref() === undefined, "the hub's request is kept");
-    assert.deepEqual(back.response(message, { promptTokens: 1 }), { said: 'HELLO THERE' });
-    assert.deepEqual(back.stream({ promptTokens: 1 })({ kind: 'end' }), [{ kind: 'end' }]);
+    assert.deepEqual(back.response(message, { promptTokens: 1, answerId: 'gw1' }), { said: 'HELLO THERE' });
+    assert.deepEqual(back.stream({ promptTokens: 1, answerId: 'gw1' })({ kind: 'end' }), [{ kind: 'end' }]);
   });
 });
 
@@ -133,7 +133,7 @@ describe('the router', () => {
     assert.equal(route.target.name, messagesTarget.name);
     const exchange = route.translation.exchange({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] } satisfies ChatRequest);
     assert.deepEqual(exchange.request, { model: 'claude-x', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] });
-    const answer = exchange.response(message, { promptTokens: 1 }) as ChatCompletion;
+    const answer = exchange.response(message, { promptTokens: 1, answerId: 'gw1' }) as ChatCompletion;
     assert.equal(answer.choices[0]?.message.content, 'hello there');
   });
 });

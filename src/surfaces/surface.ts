@@ -663,9 +663,13 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
   return { status: upstream.status, headers: upstream.headers, body };
 }
 
+function answerHints(interaction: Interaction, promptEstimate: number): AnswerHints {
+  return { promptTokens: promptEstimate, answerId: interaction.context.id.replaceAll('-', '') };
+}
+
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
 function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer): void {
-  const hints: AnswerHints = { promptTokens: promptEstimate };
+  const hints = answerHints(interaction, promptEstimate);
   const answer = route.target.parseResponse(body);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
@@ -717,7 +721,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     remembered = true;
     remember?.({ id, items: () => pipeline.answerItems() });
   };
-  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, { promptTokens: promptEstimate }, deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
+  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, answerHints(interaction, promptEstimate), deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();

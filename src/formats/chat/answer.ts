@@ -10,9 +10,18 @@ export function parseCompletion(body: Buffer): ChatCompletion {
   return parseAnswer(body, 'answer', 'choices') as ChatCompletion;
 }
 
-/** A chunk of the answer, not a stray event before the first one: the answer's id and model come from it. */
+/**
+ * A chunk of the answer, not a stray event before the first one: the answer's id and model come
+ * from it. Azure's first chunk (`id: ""`, `choices: []`, its prompt filter results) is not one.
+ */
 export function isAnswerChunk(chunk: Readonly<Record<string, unknown>>): boolean {
-  return Array.isArray(chunk.choices) || typeof chunk.id === 'string';
+  return (Array.isArray(chunk.choices) && chunk.choices.length > 0) || (typeof chunk.id === 'string' && chunk.id !== '');
+}
+
+/** The letters and digits of an answer's id, what the ids made for its parts start from; `fallback` when it has none. */
+export function idBase(id: unknown, fallback: string): string {
+  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9]/g, '') : '';
+  return safe === '' ? fallback : safe;
 }
 
 /**

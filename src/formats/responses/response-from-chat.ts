@@ -3,7 +3,7 @@
  * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
  * function or a custom tool comes back under its own name), status and usage. Pure functions.
  */
-import { contentText, firstChoice, reasoningText } from '../chat/answer.js';
+import { contentText, firstChoice, idBase, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -21,10 +21,6 @@ export interface AnswerContext {
 }
 
 /** The provider's id, made safe for the gateway's own ids (`resp_…`, `msg_…`, `fc_…`). */
-export function idBase(id: unknown): string {
-  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9]/g, '') : '';
-  return safe === '' ? 'gateway' : safe;
-}
 
 /** The response before its output: status in progress, the request's settings echoed as OpenAI does. */
 export function responseShell(context: AnswerContext, base: string, model: string, createdAt: number): ResponseObject {
@@ -164,7 +160,7 @@ function argumentsText(args: unknown): string {
  * token), as a stream's are: a client reads no usage as no tokens.
  */
 export function toResponse(completion: ChatCompletion, context: AnswerContext, hints: AnswerHints): ResponseObject {
-  const base = idBase(completion.id);
+  const base = idBase(completion.id, hints.answerId);
   const { choice, message } = firstChoice(completion);
   const output: OutputItem[] = [];
   const status = itemStatus(choice.finish_reason);

@@ -13,7 +13,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { choiceZero, contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { choiceZero, contentText, idBase, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -22,7 +22,7 @@ import { isRecord } from '../json.js';
 import type { StreamItem, StreamTranslator } from '../stream.js';
 import type { AnswerHints } from '../translation.js';
 import type { Usage } from '../usage.js';
-import { callItem, customInput, finishedResponse, idBase, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
+import { callItem, customInput, finishedResponse, itemStatus, messageItem, reasoningItem, responseShell, type AnswerContext } from './response-from-chat.js';
 import type { OutputItem, ResponseObject, ResponsesEvent } from './types.js';
 import type { ToolName } from './request-to-chat.js';
 
@@ -53,7 +53,7 @@ function streamsArguments(item: OpenItem): boolean {
 export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
   let sequence = 0;
   let shell: ResponseObject | null = null;
-  let base = 'gateway';
+  let base = hints.answerId;
   const output: OutputItem[] = [];
   /** The provider's stream ended: the items stopped now are the ones its finish cut. */
   let ended = false;
@@ -69,7 +69,7 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const start = (chunk: Record<string, unknown>, out: Item[]): void => {
     if (shell !== null) return;
-    base = idBase(chunk.id);
+    base = idBase(chunk.id, hints.answerId);
     const model = typeof chunk.model === 'string' && chunk.model !== '' ? chunk.model : context.request.model;
     shell = responseShell(context, base, model, typeof chunk.created === 'number' ? chunk.created : 0);
     emit(out, 'response.created', { response: shell });
