@@ -303,6 +303,42 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
+  it("holds each of a chat request's n answers' output, and charges the prompt of a request its provider had when its client left", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_n: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 20_000, period: 'total' } }, vk_gone: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    // The provider has the request and has not answered yet.
+    const waiting: Array<() => void> = [];
+    openai.behave(async () => {
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      return false;
+    });
+    try {
+      // Four answers of up to 6,000 tokens each hold 24,000: nothing of 20,000 is left to a request beside it.
+      const asked = openai.requests.length;
+      const first = chat(gateway.url, 'vk_n', ask('gpt-4o-mini', { n: 4, max_tokens: 6000 }));
+      await waitFor(() => openai.requests.length > asked, 'the first request at the provider');
+      const beside = await chat(gateway.url, 'vk_n', ask('gpt-4o-mini', { max_tokens: 1 }));
+      assert.equal(beside.status, 429, beside.text);
+      assert.equal(beside.json.error.code, 'budget_held');
+      for (const answer of waiting.splice(0)) answer();
+      assert.equal((await first).status, 200);
+      // A client that leaves while its provider works on a 40 KB prompt (~10,000 tokens): the prompt was read, and is charged.
+      const before = openai.requests.length;
+      const body = JSON.stringify(ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] }));
+      const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer vk_gone', 'content-type': 'application/json' } });
+      req.on('error', () => {});
+      req.end(body);
+      await waitFor(() => openai.requests.length > before, 'the request at the provider');
+      req.destroy();
+      const spent = async (): Promise<number> => 1_000_000 - (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_gone' })).json.budget.remaining_tokens;
+      await waitFor(async () => (await spent()) > 0, 'the abandoned request charged');
+      assert.ok((await spent()) >= 10_000, `${await spent()} tokens charged for a 40 KB prompt`);
+    } finally {
+      for (const answer of waiting.splice(0)) answer();
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
   it('charges a whole answer that reports no usage (an OpenAI-compatible server) its size in output tokens', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_silent: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
     const content = 'word '.repeat(800);

@@ -30,6 +30,8 @@ export interface ParsedRequest<Request> {
   readonly maxOutputTokens: number;
   /** The client wrote an output limit, whatever its value (one it wrote is its own to have refused, never replaced by a default). */
   readonly statesOutputLimit: boolean;
+  /** Answers asked for (chat's `n`; 1 elsewhere): each may generate up to the output limit. */
+  readonly choices: number;
 }
 
 export interface RequestChanges {

@@ -326,7 +326,8 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
     // A trillion at most: a client's max_tokens of 1e23 must stay an exact integer in every store that adds it.
     // One translated for Anthropic is sent the key's cap as its limit (outboundRequest): it holds that.
     const unstated = fillsLimit(target) ? (target.maxOutputTokens as number) : unstatedOutputReserve(target);
-    const output = parsed.maxOutputTokens > 0 ? Math.min(MAX_RESERVED_OUTPUT, cappedOutput(target, parsed.maxOutputTokens)) : unstated;
+    // Each of a chat request's `n` answers may generate that much (and is billed).
+    const output = Math.min(MAX_RESERVED_OUTPUT, (parsed.maxOutputTokens > 0 ? cappedOutput(target, parsed.maxOutputTokens) : unstated) * parsed.choices);
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
     const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
@@ -334,6 +335,16 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
     usd = Math.max(usd, estimateUsd(price, promptTokens, output));
   }
   return { tokens, usd };
+}
+
+/** Failures of an attempt whose request the provider had (written whole, or being written): it may have run. */
+const AFTER_SENDING: ReadonlySet<string | null> = new Set(['client_closed_request', 'upstream_timeout', 'gateway_shutting_down', 'upstream_connection_lost']);
+
+/** The attempts of a request that got no answer but may have run at the provider. */
+function mayHaveRun(interaction: Interaction): number {
+  let count = 0;
+  for (const attempt of interaction.attempts) if (attempt.status === null && AFTER_SENDING.has(attempt.error)) count++;
+  return count;
 }
 
 /** The refusal of a model without a price for a key whose budget is in USD. */
@@ -373,8 +384,13 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
+  const unanswered = status === null ? mayHaveRun(interaction) : 0;
   if (usage === null && status !== null && status >= 200 && status < 300) {
     usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+  } else if (usage === null && unanswered > 0) {
+    // Sent, and never answered because the client left or the wait ran out: the provider read the
+    // prompt (and may have answered it for nobody), so it is not free.
+    usage = { input: promptEstimate() * unanswered, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage !== null && !interaction.usageFinal && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };

@@ -9,7 +9,7 @@ import { shallowCopy } from '../json-bytes.js';
 import { setThinkingUnder } from '../thinking-budget.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
-import { chatRequestBody, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
+import { chatRequestBody, choicesAsked, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
 import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from './stream.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
 import { parseChatModelList } from './models.js';
@@ -26,7 +26,7 @@ export const chatClient: ClientApi<ChatTypes> = {
   mediaTypes: new Set(['image_url', 'input_audio', 'file']),
   parseRequest(raw) {
     const request = parseChatRequest(raw);
-    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request) };
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request), choices: choicesAsked(request) };
   },
   errorBody: openAiErrorBody,
   rewrite(request, changes) {

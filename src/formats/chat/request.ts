@@ -72,6 +72,12 @@ export function maxOutputTokens(request: ChatRequest): number {
   return value > 0 ? Math.floor(value) : 0;
 }
 
+/** The answers the client asks for (`n`, read as its limits are: a lenient server takes `"2"`), at least 1. */
+export function choicesAsked(request: ChatRequest): number {
+  const n = limitValue(request.n ?? 1);
+  return n >= 1 ? Math.floor(n) : 1;
+}
+
 /** The client wrote a limit in either field. */
 export function statesOutputLimit(request: ChatRequest): boolean {
   return request.max_completion_tokens != null || request.max_tokens != null;

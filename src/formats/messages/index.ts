@@ -41,7 +41,7 @@ export const messagesClient: ClientApi<MessagesTypes> = {
   mediaTypes: new Set(['image', 'document']),
   parseRequest(raw) {
     const request = parseMessagesRequest(raw);
-    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: request.max_tokens, statesOutputLimit: true };
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: request.max_tokens, statesOutputLimit: true, choices: 1 };
   },
   rewrite(request, changes) {
     const copy = shallowCopy(request);

@@ -34,7 +34,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
   mediaTypes: new Set(['input_image', 'input_file']),
   parseRequest(raw) {
     const request = parseResponsesRequest(raw);
-    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request) };
+    return { request, model: request.model, stream: request.stream === true, maxOutputTokens: maxOutputTokens(request), statesOutputLimit: statesOutputLimit(request), choices: 1 };
   },
   rewrite(request, changes) {
     const copy = shallowCopy(request);
