@@ -16,6 +16,24 @@ export class ConfigFileError extends Error {
   }
 }
 
+/** The line of a byte offset of a file. */
+function lineOf(raw: Buffer, offset: number): number {
+  let line = 1;
+  for (let i = raw.indexOf(0x0a); i !== -1 && i < offset; i = raw.indexOf(0x0a, i + 1)) line++;
+  return line;
+}
+
+/** Where a key written twice is: `(lines 3 and 9)`, or `(both on line 3)`. */
+export function linesOf(raw: Buffer, twice: { readonly first: number; readonly second: number }): string {
+  const [first, second] = [lineOf(raw, twice.first), lineOf(raw, twice.second)];
+  return first === second ? `(both on line ${first})` : `(lines ${first} and ${second})`;
+}
+
+/** A field's place as the file writes it: `targets[0].api_key`. */
+export function fieldPath(path: readonly (string | number)[]): string {
+  return path.map((part, index) => (typeof part === 'number' ? `[${part}]` : index === 0 ? part : `.${part}`)).join('');
+}
+
 /** Several files' problems at once (keys.json and PRICES_FILE): each file's own message, one after the other. */
 export class ConfigFilesError extends ConfigFileError {
   constructor(readonly errors: readonly ConfigFileError[]) {

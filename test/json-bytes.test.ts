@@ -538,4 +538,14 @@ describe('duplicateKeys', () => {
     ]);
     assert.deepEqual(duplicateKeys(Buffer.from('{"a": {"a": 1}, "b": [{"a": 1}, {"a": 1}]}')), []);
   });
+
+  it('takes memory in proportion to the depth: 20,000 nested brackets (a copy of the path per level took gigabytes, a keys.json reload crashed the gateway)', () => {
+    const depth = 20_000;
+    const raw = Buffer.from(`{"a": ${'['.repeat(depth)}{"k": 1, "k": 2}${']'.repeat(depth)}}`);
+    const before = process.resourceUsage().maxRSS;
+    const [found] = duplicateKeys(raw);
+    assert.equal(found?.path.length, depth + 1);
+    const grew = (process.resourceUsage().maxRSS - before) / 1024;
+    assert.ok(grew < 300, `peak RSS grew by ${Math.round(grew)} MB`);
+  });
 });

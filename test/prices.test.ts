@@ -246,6 +246,11 @@ describe('PRICES_FILE', () => {
     assert.match(problems('{"prices": ').join(), /not valid JSON/);
     assert.match(problems('[]').join(), /must hold \{"prices"/);
   });
+
+  it('refuses a model priced twice (JSON would keep the last, silently), saying where', () => {
+    const text = '{"prices": {"openai": {\n"gpt-4o": {"input": 2, "output": 8},\n"gpt-4o": {"input": 0.01, "output": 0.01}}}}';
+    assert.deepEqual(problems(text), ['"prices.openai.gpt-4o" is written twice (lines 2 and 3); keep one']);
+  });
 });
 
 describe('cost', () => {

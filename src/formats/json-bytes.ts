@@ -726,13 +726,19 @@ export interface DuplicateKey {
  */
 export function duplicateKeys(raw: Buffer): DuplicateKey[] {
   interface Open {
-    readonly path: readonly (string | number)[];
+    /** The container this one is a member of (its path is only made for a duplicate: a copy per level was quadratic in the depth). */
+    readonly parent: Open | null;
     /** An object's keys and where each was first written; null for an array. */
     readonly seen: Map<string, number> | null;
     /** The member whose value comes next: its key (object) or index (array). */
     member: string | number;
     atKey: boolean;
   }
+  const pathOf = (open: Open): (string | number)[] => {
+    const path: (string | number)[] = [];
+    for (let at = open.parent; at !== null; at = at.parent) path.push(at.member);
+    return path.reverse();
+  };
   const found: DuplicateKey[] = [];
   const open: Open[] = [];
   for (let i = skipSpace(raw, 0); i < raw.length; i++) {
@@ -744,14 +750,13 @@ export function duplicateKeys(raw: Buffer): DuplicateKey[] {
         const key = JSON.parse(raw.toString('utf8', i, end)) as string;
         const first = top.seen.get(key);
         if (first === undefined) top.seen.set(key, i);
-        else found.push({ path: top.path, key, first, second: i });
+        else found.push({ path: pathOf(top), key, first, second: i });
         top.member = key;
         top.atKey = false;
       }
       i = end - 1;
     } else if (c === 0x7b || c === 0x5b) {
-      const path = top === undefined ? [] : [...top.path, top.member];
-      open.push({ path, seen: c === 0x7b ? new Map() : null, member: 0, atKey: c === 0x7b });
+      open.push({ parent: top ?? null, seen: c === 0x7b ? new Map() : null, member: 0, atKey: c === 0x7b });
     } else if (c === 0x7d || c === 0x5d) {
       open.pop();
     } else if (c === 0x2c && top !== undefined) {

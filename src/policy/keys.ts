@@ -7,14 +7,14 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isRecord } from '../formats/json.js';
-import { duplicateKeys, type DuplicateKey } from '../formats/json-bytes.js';
+import { duplicateKeys } from '../formats/json-bytes.js';
 import type { Provider } from '../providers/types.js';
 import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';
 import { FAILURES_TO_OPEN, OPEN_MS, type BreakerSettings } from './breaker.js';
 import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
-import { ConfigFileError, maybeSecret, quoted } from '../config-file-error.js';
+import { ConfigFileError, fieldPath, linesOf, maybeSecret, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
 import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
@@ -380,23 +380,19 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
 
   const problems: string[] = [];
   const raw = Buffer.from(json, 'utf8');
-  const twice = (duplicate: DuplicateKey): string => {
-    const [first, second] = [lineOf(raw, duplicate.first), lineOf(raw, duplicate.second)];
-    return first === second ? `(both on line ${first})` : `(lines ${first} and ${second})`;
-  };
   /** Fields written twice inside each virtual key, by key: reported where the key is named. */
   const doubledFields = new Map<string, string[]>();
   for (const duplicate of duplicateKeys(raw)) {
     const [top, id, ...below] = duplicate.path;
     if (top === 'virtual_keys' && id === undefined) {
       // JSON keeps the last silently: a block with its allowlist and budget would vanish unseen.
-      problems.push(`"virtual_keys": the virtual key ${maskKey(duplicate.key)} is defined twice ${twice(duplicate)}; keep one`);
+      problems.push(`"virtual_keys": the virtual key ${maskKey(duplicate.key)} is defined twice ${linesOf(raw, duplicate)}; keep one`);
     } else if (top === 'virtual_keys' && typeof id === 'string') {
       const doubled = doubledFields.get(id) ?? [];
-      doubled.push(`"${fieldPath([...below, duplicate.key])}" is written twice ${twice(duplicate)}; keep one`);
+      doubled.push(`"${fieldPath([...below, duplicate.key])}" is written twice ${linesOf(raw, duplicate)}; keep one`);
       doubledFields.set(id, doubled);
     } else {
-      problems.push(`"${fieldPath([...duplicate.path, duplicate.key])}" is written twice ${twice(duplicate)}; keep one`);
+      problems.push(`"${fieldPath([...duplicate.path, duplicate.key])}" is written twice ${linesOf(raw, duplicate)}; keep one`);
     }
   }
   for (const field of Object.keys(root)) {
@@ -545,18 +541,6 @@ function baseUrlWarning(endpoints: Target['endpoints']): string | null {
     }
   }
   return null;
-}
-
-/** The line of a byte offset of the file. */
-function lineOf(raw: Buffer, offset: number): number {
-  let line = 1;
-  for (let i = raw.indexOf(0x0a); i !== -1 && i < offset; i = raw.indexOf(0x0a, i + 1)) line++;
-  return line;
-}
-
-/** A field's place as the file writes it: `targets[0].api_key`. */
-function fieldPath(path: readonly (string | number)[]): string {
-  return path.map((part, index) => (typeof part === 'number' ? `[${part}]` : index === 0 ? part : `.${part}`)).join('');
 }
 
 function lineAndColumn(text: string, position: number): string {

@@ -7,7 +7,8 @@
  * `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`, `…-latest` → `…`); else the longest
  * `prefix*` pattern (`*` alone prices every other model of that provider).
  */
-import { ConfigFileError } from '../config-file-error.js';
+import { ConfigFileError, fieldPath, linesOf } from '../config-file-error.js';
+import { duplicateKeys } from '../formats/json-bytes.js';
 import { isRecord } from '../formats/json.js';
 
 /** USD per million tokens of each kind. */
@@ -172,19 +173,23 @@ export interface PriceFileOptions {
 /** Validates a price file's text and builds its table; throws ConfigFileError listing every problem. */
 export function parsePriceFile(text: string, file: string, options: PriceFileOptions): PriceTable {
   let root: unknown;
+  // A UTF-8 byte order mark (some Windows editors write one) is not part of the JSON, as in keys.json.
+  const json = text.startsWith('\uFEFF') ? text.slice(1) : text;
   try {
-    // A UTF-8 byte order mark (some Windows editors write one) is not part of the JSON, as in keys.json.
-    root = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text);
+    root = JSON.parse(json);
   } catch (err) {
     throw new ConfigFileError(file, [`not valid JSON (${(err as Error).message})`]);
   }
-  return buildPriceTable(root, file, options);
+  // JSON keeps the last of a name written twice, silently: a negotiated price would vanish unseen.
+  const raw = Buffer.from(json, 'utf8');
+  const doubled = duplicateKeys(raw).map((twice) => `"${fieldPath([...twice.path, twice.key])}" is written twice ${linesOf(raw, twice)}; keep one`);
+  return buildPriceTable(root, file, options, doubled);
 }
 
-export function buildPriceTable(root: unknown, file: string, options: PriceFileOptions): PriceTable {
+/** `problems`: found in the file's text already, reported with the rest. */
+export function buildPriceTable(root: unknown, file: string, options: PriceFileOptions, problems: string[] = []): PriceTable {
   const example = '{"prices": {"openai": {"gpt-5": {"input": 1.25, "cache_read": 0.125, "output": 10, "source": "https://openai.com/api/pricing/", "checked": "2026-12-01"}}}}';
   if (!isRecord(root) || !isRecord(root.prices)) throw new ConfigFileError(file, [`the file must hold {"prices": {provider: {model: price}}}, like ${example}`]);
-  const problems: string[] = [];
   for (const field of Object.keys(root)) if (field !== 'prices') problems.push(`unknown top-level field "${field}" (expected only "prices")`);
   const today = options.notAfter ?? null;
   const entries = new Map<string, Map<string, Price>>();
