@@ -296,7 +296,12 @@ describe('budgets', () => {
     const entry = (tokens: number) => ({ period: `month:${month}`, requests: 1, tokens, usd: 0 });
     const dir = tempDir();
     const file = join(dir, 'gateway_state.json');
-    const text = JSON.stringify({ version: 2, spend: { good: { [`month:${month}`]: entry(700) }, bad: { [`month:${month}`]: { tokens: 5 } }, odd: 7 } });
+    const edited = (fields: Record<string, unknown>) => ({ [`month:${month}`]: { ...entry(4000), ...fields } });
+    // Hand edits: a field renamed, a count that is not one. Read as 0, a budget would start again unseen.
+    const text = JSON.stringify({
+      version: 2,
+      spend: { good: { [`month:${month}`]: entry(700) }, bad: { [`month:${month}`]: { tokens: 5 } }, odd: 7, renamed: edited({ tokens: undefined, token: 4000 }), text: edited({ usd: '0.5' }), negative: edited({ requests: -5 }), extra: edited({ note: 'x' }) },
+    });
     writeFileSync(file, text);
     const store = new SpendStore(file);
     await store.load();

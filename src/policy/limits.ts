@@ -159,18 +159,34 @@ function emptySpend(period: string): KeySpend {
   return { period, requests: 0, tokens: 0, usd: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, unpriced_requests: 0 };
 }
 
-function storedCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+const COUNTS = ['requests', 'usd', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens', 'unpriced_requests'] as const;
+/** Every field an entry may have (`used`: version 1's tokens). */
+const ENTRY_FIELDS: ReadonlySet<string> = new Set(['period', 'tokens', 'used', ...COUNTS]);
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
 }
 
-/** An entry of the state file: version 2 (`keys`), or version 1 (`budgets`: tokens only, as `used`). */
+/**
+ * An entry of the state file: version 2 (`keys`), or version 1 (`budgets`: tokens only, as
+ * `used`); null when it cannot be read as it was written: no period or no tokens, a field renamed
+ * (a hand edit), or a count that is not one (read as 0, a budget would start again unseen).
+ * Counts a version did not write yet are 0.
+ */
 function readSpend(value: unknown): KeySpend | null {
-  if (typeof value !== 'object' || value === null) return null;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
   const entry = value as Record<string, unknown>;
   if (typeof entry.period !== 'string') return null;
+  for (const field of Object.keys(entry)) if (!ENTRY_FIELDS.has(field)) return null;
+  const tokens = entry.tokens ?? entry.used;
+  if (!isCount(tokens)) return null;
   const spend = emptySpend(entry.period);
-  spend.tokens = storedCount(entry.tokens ?? entry.used);
-  for (const field of ['requests', 'usd', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens', 'unpriced_requests'] as const) spend[field] = storedCount(entry[field]);
+  spend.tokens = tokens;
+  for (const field of COUNTS) {
+    const count = entry[field] ?? 0;
+    if (!isCount(count)) return null;
+    spend[field] = count;
+  }
   return spend;
 }
 
@@ -278,7 +294,7 @@ export class SpendStore {
         () => `the file as it was is kept in ${copy}`,
         (err: Error) => `a copy of the file as it was could not be written (${err.message}): the next write leaves them out`,
       );
-      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
+      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period or no tokens, a field renamed, or a count that is not one) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
     }
     this.countedInRedis = read.countedInRedis;
     for (const [digest, spend] of read.entries) {
