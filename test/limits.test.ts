@@ -150,6 +150,20 @@ describe('rate limits', () => {
     assert.equal(state.admit(key, tok(0), t, t).error?.headers['retry-after'], '61', 'about a minute to refill, not 99');
   });
 
+  it("tells a client at most a minute's wait while a request in flight holds more than the bucket (its hold comes back when it ends)", () => {
+    const state = new LimitState(new SpendStore(null));
+    const key = limits({ tpm: 1000 });
+    const t = 6_000_000;
+    const first = state.admit(key, tok(4_111), t, t);
+    assert.equal(first.error, null);
+    assert.equal(first.headers['x-ratelimit-reset-tokens'], '2m0s', 'from a minute of debt to full, not 4m7s');
+    const beside = state.admit(key, tok(10), t, t);
+    assert.equal(beside.error?.headers['retry-after'], '61', 'not 188');
+    assert.match(beside.error?.message ?? '', /Try again in 1m0s/);
+    state.record(key, spent(15), tok(4_111), t, t);
+    assert.equal(state.admit(key, tok(0), t, t).error, null, 'back once it ended');
+  });
+
   it('formats durations the way OpenAI does', () => {
     assert.deepEqual([formatDuration(250), formatDuration(1500), formatDuration(60_000), formatDuration(361_000)], ['250ms', '1.5s', '1m0s', '6m1s']);
     assert.deepEqual([formatDuration(0), formatDuration(999.6), formatDuration(119_700)], ['0s', '1s', '2m0s']);

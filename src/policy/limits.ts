@@ -57,9 +57,15 @@ export function admissionError(admission: Admission): GatewayError | null {
 
 const MINUTE_MS = 60_000;
 
-/** Milliseconds until a bucket refilling `limit` a minute goes from `level` to `amount`. */
-function refillMs(level: number, limit: number, amount: number): number {
-  return level >= amount ? 0 : ((amount - level) * MINUTE_MS) / limit;
+/**
+ * Milliseconds until a bucket refilling `limit` a minute goes from `level` to `amount`, as a client
+ * is told (headers, retry-after): from one minute's debt at most. A level below that is held by
+ * requests in flight (their estimates, given back as they end: a key whose `tokens_per_minute` is
+ * below one request's output reserve would otherwise be told to wait minutes after a 15-token answer).
+ */
+export function refillMs(level: number, limit: number, amount: number): number {
+  const from = Math.max(level, -limit);
+  return from >= amount ? 0 : ((amount - from) * MINUTE_MS) / limit;
 }
 
 /** OpenAI's reset format: `0s`, `250ms`, `1.5s`, `6m0s`. */

@@ -25,6 +25,7 @@ import {
   periodId,
   periodStart,
   rateError,
+  refillMs,
   spendPeriod,
   type Admission,
   type BucketState,
@@ -521,7 +522,7 @@ export class SharedLimiter implements Limiter {
       case 'tokens': {
         const limit = (outcome === 'requests' ? rpm : tpm) as number;
         const level = num(outcome === 'requests' ? requestsLevel : tokensLevel) ?? 0;
-        return { headers, error: rateError(outcome, limit, ((1 - level) * 60_000) / limit, headers) };
+        return { headers, error: rateError(outcome, limit, refillMs(level, limit, 1), headers) };
       }
       default:
         // A budget's outcome (`expected` let none through for a key without one): never admitted unchecked.
@@ -713,7 +714,7 @@ export class SharedLimiter implements Limiter {
     if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) spendFields[String(fields[i])] = num(fields[i + 1]) ?? 0;
     const field = (name: keyof KeySpend): number => spendFields[name] ?? 0;
     const bucketState = (limit: number | null | undefined, level: number | null): BucketState | null =>
-      limit == null ? null : { limit, remaining: Math.max(0, Math.floor(level ?? limit)), reset_seconds: Math.ceil((((limit - (level ?? limit)) * 60_000) / limit)) / 1000 };
+      limit == null ? null : { limit, remaining: Math.max(0, Math.floor(level ?? limit)), reset_seconds: Math.ceil(refillMs(level ?? limit, limit, limit)) / 1000 };
     return {
       period,
       periodStart: periodStart(period, now)?.toISOString() ?? null,
