@@ -64,6 +64,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       vk_budget: { name: 'budget', provider: 'mock', budget: { max_tokens: 200, period: 'total' } },
       vk_free: { name: 'free', provider: 'mock' },
       vk_tpm: { name: 'tpm', provider: 'mock', rate_limit: { tokens_per_minute: 30 } },
+      vk_outage: { name: 'outage', provider: 'mock', rate_limit: { requests_per_minute: 5 } },
       // Limits it never reaches: every request is checked in Redis.
       vk_busy: { name: 'busy', provider: 'mock', rate_limit: { requests_per_minute: 1_000_000 }, budget: { max_tokens: 1_000_000_000, period: 'total' } },
     },
@@ -186,6 +187,19 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const statusesAfter: number[] = [];
     for (let i = 0; i < 7; i++) statusesAfter.push((await chat((gateways[i % 2] as GatewayProcess).url, 'vk_rpm', ask)).status);
     assert.deepEqual(statusesAfter, [200, 200, 200, 200, 200, 429, 429]);
+  });
+
+  it("counts the requests an instance admitted alone while Redis was down against the shared requests_per_minute once it is back", async () => {
+    await redis.kill();
+    await waitFor(async () => (await get(gateways[0] as GatewayProcess, '/healthz')).json?.redis === 'unavailable', 'the outage seen');
+    for (let i = 0; i < 3; i++) assert.equal((await chat((gateways[0] as GatewayProcess).url, 'vk_outage', ask)).status, 200, 'decided here alone');
+    await redis.restart();
+    for (const gateway of gateways) await redisUp(gateway);
+    await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_outage')).json?.requests === 3, 'the three counted in Redis');
+    // 5 a minute, 3 used: two more, on either instance.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await chat((gateways[i % 2] as GatewayProcess).url, 'vk_outage', ask)).status);
+    assert.deepEqual(statuses, [200, 200, 429, 429]);
   });
 
   it('serves on when Redis stops answering (SIGSTOP), and counts each request once when it answers again', async () => {

@@ -175,11 +175,15 @@ local now = clock()
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 -- A release (a request refused after all) gives back the request its admission took.
 local release = ARGV[14] == '0' and found and rpm > 0
-if tpm > 0 or release then
+-- A request an instance admitted alone while Redis was out (no admission here took it) counts
+-- against the requests bucket too, as its tokens do: at most a minute's worth behind.
+local unseen = ARGV[14] == '1' and not found and rpm > 0
+if tpm > 0 or release or unseen then
   -- Both levels move to now together: the bucket has one clock.
   local r, t = levels(KEYS[1], rpm, tpm, now)
   if t ~= nil then t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken))) end
   if release and r ~= nil then r = math.min(rpm, r + 1) end
+  if unseen and r ~= nil then r = math.max(-rpm, r - 1) end
   save(KEYS[1], r, t, now)
 end
 if ARGV[14] == '1' then
