@@ -471,6 +471,9 @@ describe('metrics token', () => {
       const ok = await request(gateway.url, '/metrics', { method: 'GET', key: 'scrape-secret' });
       assert.equal(ok.status, 200);
       assert.match(ok.text, /llm_gateway_requests_total/);
+      // The scheme in any case and any spacing, as HTTP allows it and virtual keys are read.
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'bearer  scrape-secret' } })).status, 200);
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'Bearer scrape-secretX' } })).status, 401);
     } finally {
       await gateway.stop();
     }
