@@ -404,6 +404,32 @@ describe('gateway errors', () => {
     }
   });
 
+  it("a provider's error answered with a 200 (some servers and proxies) is that error, at the status it stands for, streamed or not", async () => {
+    let body = '';
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'retry-after': '3' });
+      res.end(body);
+    });
+    try {
+      body = JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+      const overloaded = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(overloaded.status, 529, overloaded.text);
+      assert.equal(overloaded.json.error.message, 'Overloaded');
+      body = JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } });
+      const limited = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.equal(limited.status, 429, limited.text);
+      assert.equal(limited.json.error.message, 'Rate limit reached for requests');
+      assert.equal(limited.headers['retry-after'], '3');
+      body = JSON.stringify({ error: { message: 'Upstream model failed', code: 503 } });
+      assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 503);
+      // Nothing that says it is an error: not a completion.
+      body = JSON.stringify({ object: 'chat.completion' });
+      assert.equal((await chat(gateway.url, 'vk_openai', hello)).json.error.code, 'upstream_invalid_response');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('500 provider_auth_failed when the provider rejects the real key, with no fragment of it', async () => {
     const reply = await chat(gateway.url, 'vk_wrong_real_key', hello);
     assert.equal(reply.status, 500);

@@ -3,7 +3,7 @@
  * else is a 502 the client can act on (the provider answered, but not with something usable).
  */
 import { GatewayError } from '../errors.js';
-import { isRecord } from './json.js';
+import { entryOf, isRecord } from './json.js';
 
 export function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
@@ -30,6 +30,43 @@ export function parseAnswer(body: Buffer, what: string, key: string): Record<str
   const parsed = parseObjectAnswer(body, what);
   if (!Array.isArray(parsed[key])) throw invalidAnswer(`its ${what} has no \`${key}\` array`);
   return parsed;
+}
+
+/** The HTTP status each Anthropic error type stands for (mid-stream errors, and some servers' errors, arrive with a 200). */
+export const ERROR_STATUS: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  timeout_error: 504,
+  overloaded_error: 529,
+};
+
+/**
+ * The status a 2xx answer that is an error stands for (some OpenAI-compatible servers and proxies
+ * answer an error with a 200: `{"error": {…}}`, Anthropic's `{"type": "error", "error": {…}}`): the
+ * status it names (`status`, or a numeric `code`), else its Anthropic type's, else 502; null for a
+ * body that is not an error.
+ */
+export function answerErrorStatus(body: Buffer): number | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (!isRecord(parsed) || !isRecord(parsed.error)) return null;
+  const error = parsed.error;
+  for (const said of [error.status, error.code]) {
+    const status = typeof said === 'number' ? said : typeof said === 'string' && /^\d{3}$/.test(said) ? Number(said) : Number.NaN;
+    if (status >= 400 && status <= 599) return status;
+  }
+  if (error.code === 'rate_limit_exceeded') return 429;
+  return (typeof error.type === 'string' ? entryOf(ERROR_STATUS, error.type) : undefined) ?? 502;
 }
 
 /** An event's data as an object, or null (not JSON, or not an object): for an event named `error`, whatever it holds. */

@@ -28,6 +28,7 @@ import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
 import { readBody, sendError, sendJson } from '../server/http.js';
 import { LARGE_JOB_BYTES, type Turns } from '../turns.js';
+import { answerErrorStatus } from '../formats/answer.js';
 import type { BodyPool, PooledBody } from '../server/body-pool.js';
 import { callWithRetries, type HeadersWait, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
@@ -686,7 +687,7 @@ function answerHints(interaction: Interaction, promptEstimate: number): AnswerHi
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
 function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer): void {
   const hints = answerHints(interaction, promptEstimate);
-  const answer = route.target.parseResponse(body);
+  const answer = parsedAnswer(route, body, apiKeys);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   // An OpenAI-compatible server that reports no usage still generated: its answer's size says how much.
@@ -712,6 +713,16 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
   interaction.response = response;
 }
 
+/** The provider's answer, read; one that is an error (with a 200: some servers and proxies) is that error, at the status it stands for. */
+function parsedAnswer<C extends ApiTypes>(route: Route<C>, body: Buffer, apiKeys: readonly string[]): ReturnType<Route<C>['target']['parseResponse']> {
+  try {
+    return route.target.parseResponse(body);
+  } catch (err) {
+    const status = answerErrorStatus(body);
+    throw status === null ? err : upstreamError(status, body, {}, apiKeys);
+  }
+}
+
 /** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
 function renamedBody(body: Buffer, model: string): Buffer | null {
   return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
@@ -720,7 +731,14 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
 async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<void> {
   const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember } = answering;
   // Media types are case-insensitive (RFC 9110): Text/Event-Stream is one.
-  if (!String(upstream.headers['content-type']).toLowerCase().includes('text/event-stream')) {
+  const type = String(upstream.headers['content-type']).toLowerCase();
+  if (!type.includes('text/event-stream')) {
+    // An error answered with a 200 (some servers and proxies): that error, at the status it stands for.
+    if (type.includes('json')) {
+      const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber });
+      const status = answerErrorStatus(body);
+      if (status !== null) throw upstreamError(status, body, upstream.headers, apiKeys);
+    }
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
       code: 'upstream_invalid_response',

@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
-import { eventObject, typedEvent } from '../answer.js';
+import { ERROR_STATUS, eventObject, typedEvent } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -15,20 +15,6 @@ import { messagesUsage } from './usage.js';
 
 /** Events that carry usage, the end or an error; content deltas may pass as their bytes. */
 export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|error)"|event:\s*error\b/;
-
-/** The HTTP status each Anthropic error type stands for (mid-stream errors arrive with a 200). */
-const ERROR_STATUS: Readonly<Record<string, number>> = {
-  invalid_request_error: 400,
-  authentication_error: 401,
-  billing_error: 402,
-  permission_error: 403,
-  not_found_error: 404,
-  request_too_large: 413,
-  rate_limit_error: 429,
-  api_error: 500,
-  timeout_error: 504,
-  overloaded_error: 529,
-};
 
 function messagesStreamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
