@@ -135,7 +135,8 @@ export async function callWithRetries(
     const bounded = left < headersWait.ms;
     let answer: UpstreamResponse;
     try {
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : headersWait.ms, bounded ? 'UPSTREAM_TOTAL_TIMEOUT_MS' : headersWait.setting);
+      // Bounded, the wait is what was left: the 504 names the bound itself, not only the remainder.
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : headersWait.ms, bounded ? `UPSTREAM_TOTAL_TIMEOUT_MS: ${policy.totalTimeoutMs} ms since the request arrived` : headersWait.setting);
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
