@@ -182,7 +182,7 @@ describe('budgets', () => {
     const refused = state.admit(key, tok(0), t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.code, 'budget_exceeded');
-    assert.match(refused.error?.message ?? '', /120 of 100 tokens, this day.*resets at 2026-11-29T00:00:00.000Z/);
+    assert.match(refused.error?.message ?? '', /120 of 100 tokens, today \(UTC\).*resets at 2026-11-29T00:00:00.000Z/);
     assert.equal(refused.error?.headers['retry-after'], String(4 * 3600));
     assert.equal(state.admit(key, tok(0), Date.parse('2026-11-29T00:00:01Z')).error, null, 'a new day');
   });
@@ -196,7 +196,7 @@ describe('budgets', () => {
     assert.equal(state.admit(key, tok(80), t).error, null);
     const held = state.admit(key, tok(10), t);
     assert.deepEqual([held.error?.status, held.error?.code, held.error?.headers], [429, 'budget_held', { 'retry-after': '5' }]);
-    assert.match(held.error?.message ?? '', /\(30 tokens spent and 80 held of 100 this day\)/);
+    assert.match(held.error?.message ?? '', /\(30 tokens spent and 80 held of 100 today \(UTC\)\)/);
     state.record(key, spent(75), tok(80), t);
     assert.equal(state.admit(key, tok(10), t).error?.code, 'budget_exceeded', 'spent alone: used until the period resets');
     // One budget spent past its limit is used up, even where the other is only held full.
@@ -207,7 +207,7 @@ describe('budgets', () => {
     fresh.record(both, { tokens: 10, usd: 0.02, usage: null, unpriced: false }, tok(0), t);
     const spentUsd = fresh.admit(both, tok(0), t).error;
     assert.deepEqual([spentUsd?.code, spentUsd?.headers['x-should-retry']], ['budget_exceeded', 'false'], 'USD spent past its limit: not "held, try again"');
-    assert.match(spentUsd?.message ?? '', /\(\$0\.02 of \$0\.01 spent this day\)/, 'what was spent, not what is also held');
+    assert.match(spentUsd?.message ?? '', /\(\$0\.02 of \$0\.01 spent today \(UTC\)\)/, 'what was spent, not what is also held');
   });
 
   it('know their periods', () => {

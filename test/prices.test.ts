@@ -325,7 +325,7 @@ describe('budgets in USD', () => {
     assert.equal(state.admit(key, { tokens: 10, usd: 0.6 }, t).error, null, 'admitted while anything is left');
     const held = state.admit(key, { tokens: 10, usd: 0.1 }, t);
     assert.equal(held.error?.code, 'budget_held', 'two requests in flight hold $1.20');
-    assert.equal(held.error?.message, "This virtual key's budget is taken by its requests in flight ($0 spent and $1.20 held of $1.00 this month); what they do not use comes back when they finish. Try again shortly.");
+    assert.equal(held.error?.message, "This virtual key's budget is taken by its requests in flight ($0 spent and $1.20 held of $1.00 this month (UTC)); what they do not use comes back when they finish. Try again shortly.");
     assert.deepEqual([held.error?.status, held.error?.headers], [429, { 'retry-after': '5' }], 'soon, and an SDK may retry: not until the period ends');
     state.record(key, spent(10, 0.25), { tokens: 10, usd: 0.6 }, t);
     state.record(key, spent(10, 0.25), { tokens: 10, usd: 0.6 }, t);
@@ -334,7 +334,7 @@ describe('budgets in USD', () => {
     const refused = state.admit(key, { tokens: 10, usd: 0.1 }, t);
     assert.equal(refused.error?.status, 429);
     assert.equal(refused.error?.type, 'insufficient_quota');
-    assert.match(refused.error?.message ?? '', /used its budget \(\$1\.10 of \$1\.00 spent this month\); it resets at 2026-12-01T00:00:00\.000Z/);
+    assert.match(refused.error?.message ?? '', /used its budget \(\$1\.10 of \$1\.00 spent this month \(UTC\)\); it resets at 2026-12-01T00:00:00\.000Z/);
     assert.equal(refused.error?.headers['retry-after'], String((Date.parse('2026-12-01T00:00:00Z') - t) / 1000));
     assert.equal(state.admit(key, { tokens: 10, usd: 0.1 }, Date.parse('2026-12-01T00:00:00Z')).error, null, 'a new month');
   });

@@ -506,7 +506,7 @@ const HELD_RETRY_SECONDS = 5;
  */
 export function budgetError(budget: Budget, kind: 'tokens' | 'usd', spent: number, held: number, now: number): Admission['error'] {
   const max = (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
-  const span = budget.period === 'total' ? 'in total' : `this ${budget.period}`;
+  const span = budget.period === 'total' ? 'in total' : budget.period === 'day' ? 'today (UTC)' : 'this month (UTC)';
   if (held > 0 && spent < max) {
     const amounts = kind === 'usd' ? `${formatUsd(spent)} spent and ${formatUsd(held)} held of ${formatUsd(max)} ${span}` : `${spent} tokens spent and ${held} held of ${max} ${span}`;
     return {
