@@ -34,6 +34,22 @@ describe('RESP', () => {
     assert.equal((values[1] as RedisReplyError).kind, 'NOSCRIPT');
   });
 
+  it('joins a large reply once it can be whole: 40 MB in 4 KiB pieces (joined and parsed again at every piece, minutes)', () => {
+    const size = 40 * 1024 * 1024;
+    const reply = Buffer.concat([Buffer.from(`*2\r\n$${size}\r\n`), Buffer.alloc(size, 0x61), Buffer.from('\r\n:7\r\n')]);
+    const parser = new RespParser();
+    const started = performance.now();
+    const values: RespValue[] = [];
+    for (let at = 0; at < reply.length; at += 4096) values.push(...parser.push(reply.subarray(at, at + 4096)));
+    // A loose bound: milliseconds when linear, minutes when quadratic (the only way this fails quickly).
+    assert.ok(performance.now() - started < 10_000, `${Math.round(performance.now() - started)} ms`);
+    assert.equal(values.length, 1);
+    assert.equal(((values[0] as RespValue[])[0] as string).length, size);
+    assert.equal((values[0] as RespValue[])[1], 7);
+    // A bulk string declared over 64 MiB is refused at its header, not read.
+    assert.throws(() => new RespParser().push(Buffer.from(`$${70 * 1024 * 1024}\r\nabc`)), RespParseError);
+  });
+
   it('refuses what is not RESP rather than guessing', () => {
     assert.throws(() => new RespParser().push(Buffer.from('?what\r\n')), RespParseError);
     assert.throws(() => new RespParser().push(Buffer.from(':12x\r\n')), RespParseError);

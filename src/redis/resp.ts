@@ -52,9 +52,20 @@ export class RespParseError extends Error {}
 /** Parses replies as bytes arrive; `push` returns every reply completed by the chunk. */
 export class RespParser {
   private buffer: Buffer = Buffer.alloc(0);
+  /** Bytes arrived after `buffer`, not joined to it yet: a reply's pieces are joined once it can be whole, not at every chunk. */
+  private pending: Buffer[] = [];
+  private length = 0;
+  /** Bytes the reply under way needs at least (from the start of what is kept), as far as its parse saw. */
+  private needed = 0;
+  /** Where the parse that came short found its end must be, at least (an index in `buffer`). */
+  private short = 0;
 
   push(chunk: Buffer): RespValue[] {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    this.pending.push(chunk);
+    this.length += chunk.length;
+    // Joining and parsing again at every chunk was quadratic in a large reply's size.
+    if (this.length < this.needed) return [];
+    this.buffer = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.length);
     const values: RespValue[] = [];
     let offset = 0;
     for (;;) {
@@ -64,16 +75,25 @@ export class RespParser {
       offset = parsed[1];
     }
     this.buffer = offset === this.buffer.length ? Buffer.alloc(0) : this.buffer.subarray(offset);
-    if (this.buffer.length > MAX_REPLY_BYTES) throw new RespParseError('a reply larger than 64 MiB');
+    this.pending = this.buffer.length === 0 ? [] : [this.buffer];
+    this.length = this.buffer.length;
+    this.needed = this.buffer.length === 0 ? 0 : this.short - offset;
+    if (this.buffer.length > MAX_REPLY_BYTES || this.needed > MAX_REPLY_BYTES) throw new RespParseError('a reply larger than 64 MiB');
     return values;
+  }
+
+  /** A parse that came short: not all of it is here, and it ends at `end` at least. */
+  private shortOf(end: number): null {
+    this.short = end;
+    return null;
   }
 
   /** One value at `offset`, and where the next begins; null: not all of it has arrived. */
   private parse(offset: number): [RespValue, number] | null {
     const buffer = this.buffer;
-    if (offset >= buffer.length) return null;
+    if (offset >= buffer.length) return this.shortOf(offset + 1);
     const end = buffer.indexOf('\r\n', offset);
-    if (end === -1) return null;
+    if (end === -1) return this.shortOf(buffer.length + 1);
     const type = buffer[offset];
     const line = buffer.toString('utf8', offset + 1, end);
     const next = end + 2;
@@ -89,7 +109,7 @@ export class RespParser {
         const length = integer(line);
         if (length === -1) return [null, next];
         if (length < 0) throw new RespParseError(`a bulk string of length ${length}`);
-        if (buffer.length < next + length + 2) return null;
+        if (buffer.length < next + length + 2) return this.shortOf(next + length + 2);
         return [buffer.toString('utf8', next, next + length), next + length + 2];
       }
       case 0x2a: {
