@@ -88,6 +88,13 @@ describe('which call a streamed fragment belongs to', () => {
     ]), [{ id: 'a', name: 'ff', args: '{"x":1}' }, { id: 'call_1', name: 'gg', args: '{}' }]);
   });
 
+  it('a new id naming a function at a used index, before that call had any arguments, is another call', () => {
+    assert.deepEqual(calls([
+      { index: 0, id: 'a', function: { name: 'list', arguments: '' } },
+      { index: 0, id: 'b', function: { name: 'read', arguments: '{"path":"x"}' } },
+    ]), [{ id: 'a', name: 'list', args: '' }, { id: 'b', name: 'read', args: '{"path":"x"}' }]);
+  });
+
   it('arguments sent as an object are its JSON text', () => {
     assert.deepEqual(calls([{ index: 0, id: 'a', function: { name: 'f', arguments: { city: 'Paris' } } }]), [{ id: 'a', name: 'f', args: '{"city":"Paris"}' }]);
   });

@@ -1,12 +1,13 @@
 /**
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
- * known by its `index`; a fragment with a new `id` at an index already used starts another call
+ * known by its `index`. A fragment with a new `id` at an index already used starts another call
  * once that call's arguments are a whole JSON object (Ollama numbers every call 0, each call whole
- * in one fragment), and continues it before (servers that send a new id on every fragment), as does
- * the first id of a call begun without one (servers that send it late). One without an index continues the call of its id (some
- * servers repeat it on every fragment, and may interleave calls), or the last call when it brings
- * none. Shared by the translators from chat streams and the log's assembled answer; one per
- * stream.
+ * in one fragment), or when it names a function before that call had any arguments (each call's id
+ * and name first, all at one index); otherwise it continues the call (servers that send a new id
+ * on every fragment), as does the first id of a call begun without one (servers that send it
+ * late). One without an index continues the call of its id (some servers repeat it on every
+ * fragment, and may interleave calls), or the last call when it brings none. Shared by the
+ * translators from chat streams and the log's assembled answer; one per stream.
  */
 import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';
@@ -51,7 +52,8 @@ export class StreamedToolCalls<Call> {
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
     const index = typeof fragment.index === 'number' ? fragment.index : id === null ? (this.last ?? -1 - this.count) : (this.byId.get(id) ?? -1 - this.count);
     const known = this.byIndex.get(index);
-    if (known !== undefined && (id === null || id === known.id || !known.fromServer || !known.end.closed)) {
+    const another = id !== null && id !== known?.id && known?.fromServer === true && (known.end.closed || (name !== null && known.end.empty));
+    if (known !== undefined && !another) {
       known.end.feed(args);
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
@@ -156,6 +158,11 @@ export class ArgumentsEnd {
   private state: 'reading' | 'closed' | 'never' = 'reading';
   /** The object, once parsed; null when the closed text is not JSON. */
   private parsed: Record<string, unknown> | null | undefined = undefined;
+
+  /** Whether nothing but whitespace was fed yet. */
+  get empty(): boolean {
+    return this.state === 'reading' && this.depth === 0;
+  }
 
   /** Whether the outermost object closed (with only whitespace since): nothing more can belong to it. */
   get closed(): boolean {
