@@ -370,7 +370,7 @@ describe('chat answer → Message', () => {
       HINTS,
     );
     assert.deepEqual(message, {
-      id: 'msg_chatcmpl-abc',
+      id: 'msg_gw1',
       type: 'message',
       role: 'assistant',
       model: 'gpt-4o-mini-2024-07-18',
@@ -470,13 +470,13 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
-  it("takes the answer's id and model from the first chunk, not from a stray event before it", () => {
+  it("takes the answer's model from the first chunk, not from a stray event before it, and its id from the gateway's request", () => {
     const chunk = `data: ${JSON.stringify({ id: 'chatcmpl-7', object: 'chat.completion.chunk', created: 1, model: 'gpt-x', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] })}\n\n`;
     const events = sdkEvents(runTranslated([Buffer.from(`data: {"x":1}\n\n${chunk}data: [DONE]\n\n`)]).frames);
     const start = events[0] as { type: string; message: { id: string; model: string } };
     assert.equal(start.type, 'message_start');
     assert.equal(start.message.model, 'gpt-x');
-    assert.match(start.message.id, /chatcmpl-7/);
+    assert.equal(start.message.id, 'msg_gw1');
   });
 
   it('reads reasoning from `reasoning` too (OpenRouter, newer vLLM), streamed and whole', () => {
@@ -563,7 +563,7 @@ describe('chat stream → Messages stream', () => {
       ],
     );
     const start = events[0]?.message as { id: string; model: string; usage: Record<string, number> };
-    assert.equal(start.id, 'msg_chatcmpl-s1');
+    assert.equal(start.id, 'msg_gw1');
     assert.equal(start.model, 'deepseek-reasoner');
     assert.deepEqual(start.usage, { input_tokens: 1234, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 });
     const delta = events.at(-2) as MessagesEvent;
@@ -719,18 +719,18 @@ describe('chat stream → Messages stream', () => {
   it("one call when its id comes after its first fragment, or anew on every fragment, with the server's id where the name came late", () => {
     const late = (fragments: unknown[]) => chunkStream([...fragments.map((fragment) => ({ choices: [{ index: 0, delta: { tool_calls: [fragment] }, finish_reason: null }] })), { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }]);
     const lateId = late([{ index: 0, type: 'function', function: { name: 'get_weather', arguments: '{"city":' } }, { index: 0, id: 'call_LATE', function: { arguments: '"Paris"}' } }]);
-    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateId)]).frames), [['call_c_0', { city: 'Paris' }]]);
+    assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateId)]).frames), [['call_gw1_0', { city: 'Paris' }]]);
     const lateBoth = late([{ index: 0, function: { arguments: '{"city":' } }, { index: 0, id: 'call_LATE', type: 'function', function: { name: 'get_weather', arguments: '"Paris"}' } }]);
     assert.deepEqual(toolInputs(runTranslated([Buffer.from(lateBoth)]).frames), [['call_LATE', { city: 'Paris' }]]);
     const newEach = late([...'{"city":"Paris"}'].map((c, i) => ({ index: 0, id: `call_${i}x`, ...(i === 0 ? { type: 'function' } : {}), function: { ...(i === 0 ? { name: 'get_weather' } : {}), arguments: c } })));
     assert.deepEqual(toolInputs(runTranslated([Buffer.from(newEach)]).frames), [['call_0x', { city: 'Paris' }]]);
   });
 
-  it("makes the ids a provider leaves out from the gateway's request id (unique per answer), and takes them from the first chunk that has an id or a choice, not Azure's prompt filter chunk", () => {
+  it("makes the answer's id, and those of tool calls the provider leaves without one, from the gateway's request id (unique per answer: a provider's may repeat), and its model from the first chunk that has an id or a choice, not Azure's prompt filter chunk", () => {
     const azure = `data: ${JSON.stringify({ id: '', object: '', created: 0, model: '', choices: [], prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }] })}\n\n`;
     const noIds = (answerId: string) => {
       const translate = chatStreamToMessages({ promptTokens: 1, answerId });
-      const body = azure + `data: ${JSON.stringify({ id: '', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] })}\n\ndata: [DONE]\n\n`;
+      const body = azure + `data: ${JSON.stringify({ id: 'chatcmpl-5', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] })}\n\ndata: [DONE]\n\n`;
       const items = new SseParser().push(Buffer.from(body)).flatMap((event) => decodeChatEvent(event)).flatMap((item) => translate(item));
       const events = items.flatMap((item) => (item.kind === 'event' ? [item.event] : []));
       const start = events.find((event) => event.type === 'message_start') as unknown as { message: { id: string; model: string } };
@@ -739,7 +739,7 @@ describe('chat stream → Messages stream', () => {
     };
     assert.deepEqual(noIds('a1'), ['msg_a1', 'gpt-4o', 'call_a1_0']);
     assert.deepEqual(noIds('b2'), ['msg_b2', 'gpt-4o', 'call_b2_0']);
-    const whole = toMessage({ id: '', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: '', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] } as never, { promptTokens: 1, answerId: 'c3' });
+    const whole = toMessage({ id: 'chatcmpl-5', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: '', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] } as never, { promptTokens: 1, answerId: 'c3' });
     assert.equal(whole.id, 'msg_c3');
     assert.equal((whole.content[0] as { id: string }).id, 'call_c3_0');
   });

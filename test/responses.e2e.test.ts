@@ -641,9 +641,12 @@ describe('stateless translation to a Chat Completions provider', () => {
         'custom_tool_call_input.done 1',
         'output_item.done 1',
       ]);
+      // Item ids are made from the gateway's request id (a provider's completion id may repeat).
+      const base = String(reply.headers['x-request-id']).replaceAll('-', '');
+      assert.equal(response.id, `resp_${base}`);
       const expected = [
-        { type: 'function_call', id: 'fc_chatcmplil_0', status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_Il0', name: 'get_weather' },
-        { type: 'custom_tool_call', id: 'ctc_chatcmplil_1', status: 'completed', call_id: 'call_Il1', name: 'apply_patch', input: '*** Begin Patch\n' },
+        { type: 'function_call', id: `fc_${base}_0`, status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_Il0', name: 'get_weather' },
+        { type: 'custom_tool_call', id: `ctc_${base}_1`, status: 'completed', call_id: 'call_Il1', name: 'apply_patch', input: '*** Begin Patch\n' },
       ];
       assert.deepEqual(list.filter((event) => event.type === 'response.output_item.done').map((event) => event.item), expected);
       assert.equal(list.find((event) => event.type === 'response.function_call_arguments.done')?.arguments, '{"city": "Paris"}');

@@ -433,17 +433,17 @@ describe('chat answer → response', () => {
       context({ instructions: 'Be terse.' }),
       HINTS,
     );
-    assert.equal(response.id, 'resp_chatcmpl9z');
+    assert.equal(response.id, 'resp_gw1');
     assert.equal(response.object, 'response');
     assert.equal(response.status, 'completed');
     assert.equal(response.instructions, 'Be terse.');
     assert.equal(response.created_at, 1750000000);
     assert.deepEqual(response.output, [
-      { type: 'reasoning', id: 'rs_chatcmpl9z_0', summary: [{ type: 'summary_text', text: 'Two tools.' }] },
-      { type: 'message', id: 'msg_chatcmpl9z_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking.', annotations: [], logprobs: [] }] },
-      { type: 'function_call', id: 'fc_chatcmpl9z_2', status: 'completed', arguments: '{}', call_id: 'call_a', name: 'spawn_agent', namespace: 'multi_agent_v1' },
-      { type: 'custom_tool_call', id: 'ctc_chatcmpl9z_3', status: 'completed', call_id: 'call_b', name: 'apply_patch', input: '*** Begin Patch' },
-      { type: 'function_call', id: 'fc_chatcmpl9z_4', status: 'completed', arguments: '{"city":"Paris"}', call_id: 'call_c', name: 'get_weather' },
+      { type: 'reasoning', id: 'rs_gw1_0', summary: [{ type: 'summary_text', text: 'Two tools.' }] },
+      { type: 'message', id: 'msg_gw1_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking.', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_gw1_2', status: 'completed', arguments: '{}', call_id: 'call_a', name: 'spawn_agent', namespace: 'multi_agent_v1' },
+      { type: 'custom_tool_call', id: 'ctc_gw1_3', status: 'completed', call_id: 'call_b', name: 'apply_patch', input: '*** Begin Patch' },
+      { type: 'function_call', id: 'fc_gw1_4', status: 'completed', arguments: '{"city":"Paris"}', call_id: 'call_c', name: 'get_weather' },
     ]);
     assert.equal(response.output_text, 'Checking.');
     assert.deepEqual(response.usage, { input_tokens: 100, input_tokens_details: { cached_tokens: 30 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 5 }, total_tokens: 120 });
@@ -599,14 +599,14 @@ describe('chat stream → Responses stream', () => {
       'response.completed',
     ]);
     const created = events[0]?.response as ResponseObject;
-    assert.deepEqual([created.id, created.status, created.output, created.usage, created.model], ['resp_chatcmpls1', 'in_progress', [], null, 'deepseek-reasoner']);
+    assert.deepEqual([created.id, created.status, created.output, created.usage, created.model], ['resp_gw1', 'in_progress', [], null, 'deepseek-reasoner']);
     const done = events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item);
     assert.deepEqual(done, [
-      { type: 'reasoning', id: 'rs_chatcmpls1_0', summary: [{ type: 'summary_text', text: 'Weather, one city.' }] },
-      { type: 'message', id: 'msg_chatcmpls1_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking – ☀️', annotations: [], logprobs: [] }] },
-      { type: 'function_call', id: 'fc_chatcmpls1_2', status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_00_a', name: 'get_weather' },
-      { type: 'custom_tool_call', id: 'ctc_chatcmpls1_3', status: 'completed', call_id: 'call_01_b', name: 'apply_patch', input: '*** Begin Patch\n' },
-      { type: 'function_call', id: 'fc_chatcmpls1_4', status: 'completed', arguments: '{}', call_id: 'call_02_c', name: 'spawn_agent', namespace: 'multi_agent_v1' },
+      { type: 'reasoning', id: 'rs_gw1_0', summary: [{ type: 'summary_text', text: 'Weather, one city.' }] },
+      { type: 'message', id: 'msg_gw1_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking – ☀️', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_gw1_2', status: 'completed', arguments: '{"city": "Paris"}', call_id: 'call_00_a', name: 'get_weather' },
+      { type: 'custom_tool_call', id: 'ctc_gw1_3', status: 'completed', call_id: 'call_01_b', name: 'apply_patch', input: '*** Begin Patch\n' },
+      { type: 'function_call', id: 'fc_gw1_4', status: 'completed', arguments: '{}', call_id: 'call_02_c', name: 'spawn_agent', namespace: 'multi_agent_v1' },
     ]);
     const completed = events.at(-1)?.response as ResponseObject;
     assert.equal(completed.status, 'completed');
@@ -615,7 +615,7 @@ describe('chat stream → Responses stream', () => {
     const custom = events.find((event) => event.type === 'response.custom_tool_call_input.delta');
     assert.equal(custom?.delta, '*** Begin Patch\n');
     const added = events.find((event) => event.type === 'response.output_item.added' && (event.item as { type: string }).type === 'function_call');
-    assert.deepEqual(added?.item, { type: 'function_call', id: 'fc_chatcmpls1_2', status: 'in_progress', arguments: '', call_id: 'call_00_a', name: 'get_weather' });
+    assert.deepEqual(added?.item, { type: 'function_call', id: 'fc_gw1_2', status: 'in_progress', arguments: '', call_id: 'call_00_a', name: 'get_weather' });
   });
 
   it('gives the same frames when the provider stream is split at every byte boundary', () => {
@@ -661,9 +661,9 @@ describe('chat stream → Responses stream', () => {
     const { frames, events } = runTranslated(text);
     assertWellFormed(events);
     const expected = [
-      { type: 'message', id: 'msg_chatcmpls1_0', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking both.', annotations: [], logprobs: [] }] },
-      { type: 'function_call', id: 'fc_chatcmpls1_1', status: 'completed', arguments: '{"city": "Paris", "unit": "°C"}', call_id: 'call_A', name: 'get_weather' },
-      { type: 'custom_tool_call', id: 'ctc_chatcmpls1_2', status: 'completed', call_id: 'call_B', name: 'apply_patch', input: '*** Begin Patch\n' },
+      { type: 'message', id: 'msg_gw1_0', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Checking both.', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_gw1_1', status: 'completed', arguments: '{"city": "Paris", "unit": "°C"}', call_id: 'call_A', name: 'get_weather' },
+      { type: 'custom_tool_call', id: 'ctc_gw1_2', status: 'completed', call_id: 'call_B', name: 'apply_patch', input: '*** Begin Patch\n' },
     ];
     assert.deepEqual(events.filter((event) => event.type === 'response.output_item.done').map((event) => event.item), expected);
     assert.deepEqual(events.filter((event) => event.type === 'response.function_call_arguments.done').map((event) => event.arguments), ['{"city": "Paris", "unit": "°C"}']);
@@ -703,7 +703,7 @@ describe('chat stream → Responses stream', () => {
     assert.equal(failed.type, 'response.failed');
     assert.equal(failed.sequence_number, events.length - 1);
     const response = failed.response as ResponseObject;
-    assert.deepEqual([response.id, response.status], ['resp_chatcmpls1', 'failed']);
+    assert.deepEqual([response.id, response.status], ['resp_gw1', 'failed']);
     assert.equal(response.error?.code, 'rate_limit_exceeded');
     assert.match(String(response.error?.message), /try again in 1s/);
   });

@@ -18,11 +18,6 @@ export function isAnswerChunk(chunk: Readonly<Record<string, unknown>>): boolean
   return (Array.isArray(chunk.choices) && chunk.choices.length > 0) || (typeof chunk.id === 'string' && chunk.id !== '');
 }
 
-/** The letters and digits of an answer's id, what the ids made for its parts start from; `fallback` when it has none. */
-export function idBase(id: unknown, fallback: string): string {
-  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9]/g, '') : '';
-  return safe === '' ? fallback : safe;
-}
 
 /**
  * A message's or a stream delta's reasoning text: `reasoning_content` (DeepSeek's name, which most

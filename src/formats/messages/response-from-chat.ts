@@ -2,7 +2,7 @@
  * OpenAI `chat.completion` → Anthropic Message; the stop-reason and usage mappings shared with
  * the stream translator. Pure functions.
  */
-import { contentText, firstChoice, idBase, reasoningText } from '../chat/answer.js';
+import { contentText, firstChoice, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
@@ -35,10 +35,13 @@ export function toMessagesUsage(raw: unknown): AnthropicUsage {
   };
 }
 
-/** Anthropic ids are `msg_…`; the provider's id goes after the prefix. */
-export function messageId(id: unknown, fallback: string): string {
-  const safe = typeof id === 'string' ? id.replace(/[^A-Za-z0-9_-]/g, '') : '';
-  return safe.startsWith('msg_') ? safe : `msg_${safe === '' ? fallback : safe}`;
+/**
+ * A translated answer's id: `msg_` and the gateway's request id. Not the provider's: Claude Code
+ * takes two answers with one id for one (it moved a later turn's tool calls into an earlier one),
+ * and some servers' ids repeat (Ollama draws `chatcmpl-<n>` from 999 numbers).
+ */
+export function messageId(hints: AnswerHints): string {
+  return `msg_${hints.answerId}`;
 }
 
 /**
@@ -71,16 +74,15 @@ export function toMessage(completion: ChatCompletion, hints: AnswerHints): Anthr
   const refused = typeof message.refusal === 'string' && message.refusal !== '';
   if (refused) content.push({ type: 'text', text: message.refusal as string });
   const calls: unknown[] = Array.isArray(message.tool_calls) ? message.tool_calls : [];
-  const base = idBase(completion.id, hints.answerId);
   calls.forEach((call, index) => {
     if (!isRecord(call)) return;
     const fn = isRecord(call.function) ? call.function : {};
-    const id = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${base}_${index}`;
+    const id = typeof call.id === 'string' && call.id !== '' ? call.id : `call_${hints.answerId}_${index}`;
     content.push({ type: 'tool_use', id, name: typeof fn.name === 'string' ? fn.name : '', input: toolInput(fn.arguments) });
   });
   const finish = choice.finish_reason;
   return {
-    id: messageId(completion.id, hints.answerId),
+    id: messageId(hints),
     type: 'message',
     role: 'assistant',
     model: typeof completion.model === 'string' ? completion.model : '',

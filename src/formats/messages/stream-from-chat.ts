@@ -8,7 +8,7 @@
  * StreamBlocks; `message_delta` (stop_reason, the provider's usage) and `message_stop` follow the
  * provider's end, after its usage chunk.
  */
-import { choiceZero, contentText, idBase, isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { choiceZero, contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -22,8 +22,6 @@ type Item = StreamItem<MessagesEvent>;
 
 export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatCompletionChunk, MessagesEvent> {
   let started = false;
-  /** What the ids made for tool calls without one start from (the answer's id, once known). */
-  let base = hints.answerId;
   const blocks = new StreamBlocks();
   /** Each tool call's block, started once its tool's name is known (a late fragment still finds its own). */
   const toolCalls = new NamedToolCalls<Block, Item[]>(
@@ -36,7 +34,7 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
       },
       hold: (chars) => blocks.reserve(chars),
     },
-    (n) => `call_${base}_${n}`,
+    (n) => `call_${hints.answerId}_${n}`,
   );
   /** Content deltas sent: the output estimate when the provider reports no usage. */
   let deltas = 0;
@@ -49,9 +47,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
   const start = (chunk: Record<string, unknown>, out: Item[]): void => {
     if (started) return;
     started = true;
-    base = idBase(chunk.id, hints.answerId);
     const message = {
-      id: messageId(chunk.id, hints.answerId),
+      id: messageId(hints),
       type: 'message',
       role: 'assistant',
       model: typeof chunk.model === 'string' ? chunk.model : '',

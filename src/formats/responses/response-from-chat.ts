@@ -3,7 +3,7 @@
  * shares: ids, the response's echo of its request, output items for tool calls (a namespaced
  * function or a custom tool comes back under its own name), status and usage. Pure functions.
  */
-import { contentText, firstChoice, idBase, reasoningText } from '../chat/answer.js';
+import { contentText, firstChoice, reasoningText } from '../chat/answer.js';
 import { chatUsage } from '../chat/usage.js';
 import type { ChatCompletion } from '../chat/types.js';
 import { isRecord } from '../json.js';
@@ -160,7 +160,8 @@ function argumentsText(args: unknown): string {
  * token), as a stream's are: a client reads no usage as no tokens.
  */
 export function toResponse(completion: ChatCompletion, context: AnswerContext, hints: AnswerHints): ResponseObject {
-  const base = idBase(completion.id, hints.answerId);
+  // The gateway's request id, not the provider's (messages/response-from-chat.ts messageId says why).
+  const base = hints.answerId;
   const { choice, message } = firstChoice(completion);
   const output: OutputItem[] = [];
   const status = itemStatus(choice.finish_reason);

@@ -13,7 +13,7 @@
  * `response.completed` (or `response.incomplete` at a length limit) with every item and the
  * usage: the provider's, or an estimate when it sent none (Codex needs one).
  */
-import { choiceZero, contentText, idBase, isAnswerChunk, reasoningText } from '../chat/answer.js';
+import { choiceZero, contentText, isAnswerChunk, reasoningText } from '../chat/answer.js';
 import { OneAtATime, type Sequenced } from '../chat/one-at-a-time.js';
 import { ArgumentsEnd, NamedToolCalls } from '../chat/tool-calls.js';
 import type { ChatCompletionChunk } from '../chat/types.js';
@@ -53,7 +53,8 @@ function streamsArguments(item: OpenItem): boolean {
 export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints): StreamTranslator<ChatCompletionChunk, ResponsesEvent> {
   let sequence = 0;
   let shell: ResponseObject | null = null;
-  let base = hints.answerId;
+  // The gateway's request id, not the provider's (messages/response-from-chat.ts messageId says why).
+  const base = hints.answerId;
   const output: OutputItem[] = [];
   /** The provider's stream ended: the items stopped now are the ones its finish cut. */
   let ended = false;
@@ -69,7 +70,6 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const start = (chunk: Record<string, unknown>, out: Item[]): void => {
     if (shell !== null) return;
-    base = idBase(chunk.id, hints.answerId);
     const model = typeof chunk.model === 'string' && chunk.model !== '' ? chunk.model : context.request.model;
     shell = responseShell(context, base, model, typeof chunk.created === 'number' ? chunk.created : 0);
     emit(out, 'response.created', { response: shell });
