@@ -88,11 +88,23 @@ describe('which call a streamed fragment belongs to', () => {
     ]), [{ id: 'a', name: 'ff', args: '{"x":1}' }, { id: 'call_1', name: 'gg', args: '{}' }]);
   });
 
-  it('a new id naming a function at a used index, before that call had any arguments, is another call', () => {
+  it("a new id naming another function at a used index is another call, whatever the first call's arguments (none, or never whole)", () => {
     assert.deepEqual(calls([
       { index: 0, id: 'a', function: { name: 'list', arguments: '' } },
       { index: 0, id: 'b', function: { name: 'read', arguments: '{"path":"x"}' } },
-    ]), [{ id: 'a', name: 'list', args: '' }, { id: 'b', name: 'read', args: '{"path":"x"}' }]);
+      { index: 0, id: 'c', function: { name: 'get_time', arguments: '{"tz": "Europe/Par' } },
+      { index: 0, id: 'd', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+    ]), [{ id: 'a', name: 'list', args: '' }, { id: 'b', name: 'read', args: '{"path":"x"}' }, { id: 'c', name: 'get_time', args: '{"tz": "Europe/Par' }, { id: 'd', name: 'get_weather', args: '{"city":"Paris"}' }]);
+    // A call begun without an id whose arguments are whole: a new id after it is another call, not its late id.
+    assert.deepEqual(calls([
+      { index: 0, function: { name: 'f', arguments: '{"x":1}' } },
+      { index: 0, id: 'b', function: { name: 'f', arguments: '{"y":2}' } },
+    ]), [{ id: 'call_0', name: 'f', args: '{"x":1}' }, { id: 'b', name: 'f', args: '{"y":2}' }]);
+    // A fragment with nothing but a new id after a whole call starts nothing.
+    assert.deepEqual(calls([
+      { index: 0, id: 'a1', function: { name: 'f', arguments: '{"x":1}' } },
+      { index: 0, id: 'a2', function: { arguments: '' } },
+    ]), [{ id: 'a1', name: 'f', args: '{"x":1}' }]);
   });
 
   it('arguments sent as an object are its JSON text', () => {

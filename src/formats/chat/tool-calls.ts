@@ -1,11 +1,11 @@
 /**
  * Which call a streamed `tool_calls` fragment belongs to, as every server numbers them. A call is
  * known by its `index`. A fragment with a new `id` at an index already used starts another call
- * once that call's arguments are a whole JSON object (Ollama numbers every call 0, each call whole
- * in one fragment), or when it names a function before that call had any arguments (each call's id
- * and name first, all at one index); otherwise it continues the call (servers that send a new id
- * on every fragment), as does the first id of a call begun without one (servers that send it
- * late). One without an index continues the call of its id (some servers repeat it on every
+ * once that call's arguments are a whole JSON object, or when it names another function than that
+ * call's, whatever its arguments (Ollama numbers every call 0, each call whole in one fragment,
+ * and a small model's arguments may never be whole); otherwise it continues the call (servers
+ * that send a new id on every fragment, its name repeated or not), as does the first id of a call
+ * begun without one (servers that send it late). One without an index continues the call of its id (some servers repeat it on every
  * fragment, and may interleave calls), or the last call when it brings none. Shared by the
  * translators from chat streams and the log's assembled answer; one per stream.
  */
@@ -27,6 +27,8 @@ interface KnownCall<Call> {
   id: string;
   /** Whether `id` is the server's (not the fallback's). */
   fromServer: boolean;
+  /** Its function's name, once a fragment said it ('' until then). */
+  name: string;
   readonly call: Call;
   readonly end: ArgumentsEnd;
 }
@@ -52,9 +54,12 @@ export class StreamedToolCalls<Call> {
     const id = typeof fragment.id === 'string' && fragment.id !== '' ? fragment.id : null;
     const index = typeof fragment.index === 'number' ? fragment.index : id === null ? (this.last ?? -1 - this.count) : (this.byId.get(id) ?? -1 - this.count);
     const known = this.byIndex.get(index);
-    const another = id !== null && id !== known?.id && known?.fromServer === true && (known.end.closed || (name !== null && known.end.empty));
+    // (A fragment that brings nothing but an id after a whole call starts nothing.)
+    const namesAnother = name !== null && name !== '' && known !== undefined && known.name !== '' && name !== known.name;
+    const another = known !== undefined && id !== null && id !== known.id && (namesAnother || (known.end.closed && (name !== null || args !== '')));
     if (known !== undefined && !another) {
       known.end.feed(args);
+      if (known.name === '' && name !== null) known.name = name;
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
         known.id = lateId = id;
@@ -67,7 +72,7 @@ export class StreamedToolCalls<Call> {
     const call = start(callId, name ?? '');
     const end = new ArgumentsEnd();
     end.feed(args);
-    this.byIndex.set(index, { id: callId, fromServer: id !== null, call, end });
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', call, end });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
@@ -158,11 +163,6 @@ export class ArgumentsEnd {
   private state: 'reading' | 'closed' | 'never' = 'reading';
   /** The object, once parsed; null when the closed text is not JSON. */
   private parsed: Record<string, unknown> | null | undefined = undefined;
-
-  /** Whether nothing but whitespace was fed yet. */
-  get empty(): boolean {
-    return this.state === 'reading' && this.depth === 0;
-  }
 
   /** Whether the outermost object closed (with only whitespace since): nothing more can belong to it. */
   get closed(): boolean {
