@@ -752,8 +752,12 @@ describe('anthropic stream', () => {
       [{ role: 'assistant', content: '' }, null],
       [{ reasoning_content: 'Pre-thought' }, null],
       [{ reasoning_content: ' more' }, null],
-      [{ tool_calls: [{ index: 0, id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }, null],
+      [{ tool_calls: [{ index: 0, id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, null],
+      [{ tool_calls: [{ index: 0, function: { arguments: '{"city":"Paris"}' } }] }, null],
     ]);
+    // Sent whole at the start and again as deltas: the deltas, once.
+    const both = chunksFor([START, { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'toolu_2', name: 'f', input: { a: 1 } } }, { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"a": 1}' } }, { type: 'content_block_stop', index: 0 }]);
+    assert.deepEqual(both.slice(1).map(([delta]) => (delta as { tool_calls: Array<{ function: { arguments: string } }> }).tool_calls[0]?.function.arguments).join(''), '{"a": 1}');
   });
 
   it('ignores ping and unknown events', () => {

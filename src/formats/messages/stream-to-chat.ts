@@ -14,6 +14,8 @@ interface ToolBlock {
   /** The OpenAI tool_calls index: a 0-based count of tool blocks, not Anthropic's block index. */
   index: number;
   sawArguments: boolean;
+  /** The input the block started with, sent at its end where no input_json_delta came ('{}' for Anthropic's empty one). */
+  startInput: string;
 }
 
 type Chunk = StreamItem<ChatCompletionChunk>;
@@ -47,11 +49,11 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
         const blockIndex = typeof data.index === 'number' ? data.index : -1;
         if (block.type === 'tool_use') {
           if (typeof block.id !== 'string' || typeof block.name !== 'string') return [{ kind: 'error', error: invalidAnswer('a tool_use block has no string id and name') }];
-          // Anthropic starts with `input: {}` and streams it; a server may send it whole here instead.
-          const input = isRecord(block.input) && Object.keys(block.input).length > 0 ? JSON.stringify(block.input) : '';
-          const tool: ToolBlock = { index: toolBlocks.size, sawArguments: input !== '' };
+          // Anthropic starts with `input: {}` and streams it; a server may send it whole here instead
+          // (or here and again as deltas: the deltas win).
+          const tool: ToolBlock = { index: toolBlocks.size, sawArguments: false, startInput: isRecord(block.input) ? JSON.stringify(block.input) : '{}' };
           toolBlocks.set(blockIndex, tool);
-          return [chunk({ tool_calls: [{ index: tool.index, id: block.id, type: 'function', function: { name: block.name, arguments: input } }] })];
+          return [chunk({ tool_calls: [{ index: tool.index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] })];
         }
         if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') return [chunk({ content: block.text })];
         if (block.type === 'thinking' && typeof block.thinking === 'string' && block.thinking !== '') return [chunk({ reasoning_content: block.thinking })];
@@ -75,7 +77,7 @@ export function messagesStreamToChat(created: number): StreamTranslator<Messages
         // A tool called without arguments still needs parseable arguments: "{}".
         if (tool !== undefined && !tool.sawArguments) {
           tool.sawArguments = true;
-          return [chunk({ tool_calls: [{ index: tool.index, function: { arguments: '{}' } }] })];
+          return [chunk({ tool_calls: [{ index: tool.index, function: { arguments: tool.startInput } }] })];
         }
         return [];
       }
