@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import http from 'node:http';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
@@ -336,6 +337,33 @@ describe('what a budget in USD cannot be made to miss', () => {
       for (const answer of waiting.splice(0)) answer();
       openai.behave(null);
       await gateway.stop();
+    }
+  });
+
+  it('charges nothing for a request never written whole to its provider: a TLS handshake that never finishes', async () => {
+    // A server that takes the connection and never answers the ClientHello: the request waits in
+    // the TLS socket, unsent, until the wait runs out.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => {
+      socket.on('error', () => {});
+      held.push(socket);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_tls: { provider: 'openai', api_key: OPENAI_KEY, base_url: `https://127.0.0.1:${port}/v1`, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    try {
+      const reply = await chat(gateway.url, 'vk_tls', ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] }));
+      assert.equal(reply.status, 504, reply.text);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.upstream.attempts.length, 1);
+      assert.equal(entry.upstream.attempts[0].error, 'upstream_timeout');
+      assert.equal(held.length > 0, true, 'the gateway reached the server');
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_tls' })).json;
+      assert.equal(usage.budget.remaining_tokens, 1_000_000, 'nothing charged for a request the provider never had');
+    } finally {
+      await gateway.stop();
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 

@@ -588,7 +588,7 @@ describe('a connection the gateway cannot open', () => {
     const fake = new HttpClient();
     fake.call = (_request, handlers) => {
       setImmediate(() => handlers.onError({ error, reused: false, answered: false, elapsedMs: 0 }));
-      return { abort: () => {} };
+      return { abort: () => {}, sent: false };
     };
     fake.shortages.due(); // said already: the test's output stays quiet
     return fake;

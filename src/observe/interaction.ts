@@ -53,6 +53,7 @@ export class Interaction implements CallRecord, RelayRecord {
   upstreamRequestId: string | null = null;
   /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
   upstreamStartedAt: number | null = null;
+  unansweredSends = 0;
   /** Every call made to the provider for this request (more than one after retries). */
   readonly attempts: UpstreamAttempt[] = [];
   /** The virtual key holds several real keys: their indexes appear in the log. */

@@ -338,16 +338,6 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
   return { tokens, usd };
 }
 
-/** Failures of an attempt whose request the provider had (written whole, or being written): it may have run. */
-const AFTER_SENDING: ReadonlySet<string | null> = new Set(['client_closed_request', 'upstream_timeout', 'gateway_shutting_down', 'upstream_connection_lost']);
-
-/** The attempts of a request that got no answer but may have run at the provider. */
-function mayHaveRun(interaction: Interaction): number {
-  let count = 0;
-  for (const attempt of interaction.attempts) if (attempt.status === null && AFTER_SENDING.has(attempt.error)) count++;
-  return count;
-}
-
 /** The refusal of a model without a price for a key whose budget is in USD. */
 export function notPriced(model: string): GatewayError {
   return new GatewayError(403, `The model "${model}" has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
@@ -378,14 +368,16 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * spend): the answer's usage; or, for an answer cut short after it began (the client left, the
  * stream failed), an estimate: the prompt plus one token per streamed event, since dropping a
  * stream before its usage does not make it free; for a whole answer without usage, the prompt
- * plus its size in tokens; nothing for a refusal (providers do not bill them). The cost is null
+ * plus its size in tokens; for a request written whole to the provider that got no answer (the
+ * client left, the wait ran out), its prompt, once per such attempt; nothing for a refusal
+ * (providers do not bill them), or a request that never reached the provider. The cost is null
  * when tokens were used of a model without a price.
  */
 export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: () => number, prices: Prices): void {
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
-  const unanswered = status === null ? mayHaveRun(interaction) : 0;
+  const unanswered = status === null ? interaction.unansweredSends : 0;
   if (usage === null && status !== null && status >= 200 && status < 300) {
     usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage === null && unanswered > 0) {

@@ -8,7 +8,7 @@
 import type { Cancellation } from './cancel.js';
 import { toGatewayError } from '../errors.js';
 import type { HttpClient } from './http-client.js';
-import { sendUpstream } from './send.js';
+import { sendUpstream, type SendProgress } from './send.js';
 import type { Endpoint, UpstreamPolicy, UpstreamRequest, UpstreamResponse } from './types.js';
 
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
@@ -37,6 +37,8 @@ export interface UpstreamAttempt {
 export interface CallRecord {
   upstreamStartedAt: number | null;
   readonly attempts: UpstreamAttempt[];
+  /** Attempts written whole to the provider that got no answer (timed out, cut, the client gone): it may have run them. */
+  unansweredSends: number;
 }
 
 /** A pool of real keys that take turns and sit out cool-downs (policy/key-pool.ts). */
@@ -134,12 +136,14 @@ export async function callWithRetries(
     const left = Math.max(0, Math.round(deadline - started));
     const bounded = left < headersWait.ms;
     let answer: UpstreamResponse;
+    const progress: SendProgress = { sent: false };
     try {
       // Bounded, the wait is what was left: the 504 names the bound itself, not only the remainder.
-      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : headersWait.ms, bounded ? `UPSTREAM_TOTAL_TIMEOUT_MS: ${policy.totalTimeoutMs} ms since the request arrived` : headersWait.setting);
+      answer = await sendUpstream(upstream.client, endpoint, request, cancel, bounded ? left : headersWait.ms, bounded ? `UPSTREAM_TOTAL_TIMEOUT_MS: ${policy.totalTimeoutMs} ms since the request arrived` : headersWait.setting, progress);
     } catch (err) {
       const error = toGatewayError(err);
       record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: error.code, duration_ms: Math.round(performance.now() - started) });
+      if (progress.sent) record.unansweredSends++;
       // Only a failure in which nothing reached the provider is tried again (never a reset after
       // the request was written: it may have been processed and billed).
       const delay = backoffMs(attempt, null, policy.retryMaxDelayMs);

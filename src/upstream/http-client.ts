@@ -71,6 +71,8 @@ export interface CallHandlers {
 /** A call in progress; abort() destroys its connection (the provider stops working on it). */
 export interface Call {
   abort(): void;
+  /** Whether the whole request was written to its connection: the provider may have it, and work on it. */
+  readonly sent: boolean;
 }
 
 /** A response head larger than this is not from a provider. */
@@ -154,6 +156,8 @@ const enum ChunkState {
 class Exchange {
   connection: Connection | null;
   complete = false;
+  /** The request's last byte was written to the connection. */
+  written = false;
   private head: Buffer | null = null;
   private body: ResponseBody | null = null;
   private framing = Framing.None;
@@ -390,12 +394,13 @@ class Connection {
     this.requests++;
     const socket = this.socket;
     // Writes end in order: the last one's callback (called however it ends: written, failed, or
-    // the socket destroyed) means none of the bytes is read again.
-    let written: (() => void) | undefined;
-    if (holder !== null) {
-      holder.hold();
-      written = () => holder.release();
-    }
+    // the socket destroyed) means none of the bytes is read again, and, without an error, that
+    // the provider may have the request.
+    holder?.hold();
+    const written = (error?: Error | null): void => {
+      if (error == null) exchange.written = true;
+      holder?.release();
+    };
     if (bytes.length === 1) {
       socket.write(bytes[0] as Buffer, written);
     } else {
@@ -582,6 +587,9 @@ export class HttpClient {
         const current = exchange.connection;
         if (current !== null) current.destroy();
         else if (!exchange.complete) exchange.closed(ABORTED);
+      },
+      get sent() {
+        return exchange.written;
       },
     };
   }

@@ -97,12 +97,17 @@ const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
 /** How soon after sending a stale connection shows itself (a round trip, with room to spare). */
 export const STALE_RESEND_WINDOW_MS = 1000;
 
+/** What became of a request that got no answer: whether it was written whole (the provider may have it). */
+export interface SendProgress {
+  sent: boolean;
+}
+
 /**
  * Sends the request and resolves once the response headers are in. Rejects with 502
  * (unreachable), 504 (no headers within `timeoutMs`, named `setting` in its message) or the
- * cancellation's reason.
+ * cancellation's reason; `progress` then says whether the request had been written whole.
  */
-export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number, setting = 'UPSTREAM_TIMEOUT_MS'): Promise<UpstreamResponse> {
+export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number, setting = 'UPSTREAM_TIMEOUT_MS', progress: SendProgress | null = null): Promise<UpstreamResponse> {
   if (cancel.reason !== null) return Promise.reject(cancel.reason);
   const method = upstreamRequest.method ?? 'POST';
   const body = method === 'POST' ? (typeof upstreamRequest.body === 'string' ? utf8Bytes(upstreamRequest.body) : upstreamRequest.body) : null;
@@ -127,6 +132,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
       settled = true;
       clearDeadline(deadline);
       cancel.offCancel(onCancel);
+      if (progress !== null) progress.sent = current?.sent ?? false;
       return true;
     };
     const onCancel = (): void => {
