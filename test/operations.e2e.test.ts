@@ -464,16 +464,19 @@ describe('log write failures', () => {
 
 describe('metrics token', () => {
   it('METRICS_TOKEN requires Authorization: Bearer on /metrics', async () => {
-    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', METRICS_TOKEN: 'scrape-secret' } });
+    // Any text an operator chose, spaces included.
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', METRICS_TOKEN: 'scrape secret' } });
     try {
       assert.equal((await request(gateway.url, '/metrics', { method: 'GET' })).status, 401);
       assert.equal((await request(gateway.url, '/metrics', { method: 'GET', key: 'wrong' })).status, 401);
-      const ok = await request(gateway.url, '/metrics', { method: 'GET', key: 'scrape-secret' });
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', key: 'scrape' })).status, 401);
+      const ok = await request(gateway.url, '/metrics', { method: 'GET', key: 'scrape secret' });
       assert.equal(ok.status, 200);
       assert.match(ok.text, /llm_gateway_requests_total/);
       // The scheme in any case and any spacing, as HTTP allows it and virtual keys are read.
-      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'bearer  scrape-secret' } })).status, 200);
-      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'Bearer scrape-secretX' } })).status, 401);
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'bearer  scrape secret ' } })).status, 200);
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'Bearer scrape secretX' } })).status, 401);
+      assert.equal((await request(gateway.url, '/metrics', { method: 'GET', headers: { authorization: 'Bearer scrape  secret' } })).status, 401);
     } finally {
       await gateway.stop();
     }

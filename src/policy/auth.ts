@@ -13,6 +13,14 @@ export function bearerToken(header: string | undefined): string | null {
   return match === null ? null : (match[1] as string);
 }
 
+const BEARER_TEXT = /^Bearer\s+(.*?)\s*$/is;
+
+/** All that follows `Bearer` in an Authorization header, spaces within kept (an operator's token may have them), or null. */
+export function bearerText(header: string | undefined): string | null {
+  const match = header === undefined ? null : BEARER_TEXT.exec(header);
+  return match === null ? null : (match[1] as string);
+}
+
 /** What a request presents: one key, the keys of several headers in order of preference, or null: none. */
 export type Presented = string | readonly string[] | null;
 

@@ -15,7 +15,7 @@ import { serveCompact, serveInputTokens, serveStoredResponse, storedRouteOf } fr
 import { responsesSurface } from '../surfaces/responses.js';
 import { serveSurface, type SurfaceDeps } from '../surfaces/surface.js';
 import { serveUsage } from '../surfaces/usage.js';
-import { bearerToken } from '../policy/auth.js';
+import { bearerText } from '../policy/auth.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { sendError, sendJson } from './http.js';
 
@@ -86,7 +86,7 @@ function metricsHandler(deps: RouteDeps): Handler {
     if (deps.metricsToken === null && !deps.metricsOpen) {
       // Key names, models and volumes are not for whoever reaches the port.
       refusal = new GatewayError(403, 'GET /metrics is served without a token only on a loopback address (GATEWAY_HOST=127.0.0.1); set METRICS_TOKEN to serve it here.', { code: 'metrics_token_required' });
-    } else if (deps.metricsToken !== null && !safeEqual(bearerToken(req.headers.authorization) ?? '', deps.metricsToken)) {
+    } else if (deps.metricsToken !== null && !safeEqual(bearerText(req.headers.authorization) ?? '', deps.metricsToken)) {
       refusal = new GatewayError(401, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { code: 'invalid_metrics_token' });
     }
     if (refusal !== null) {
