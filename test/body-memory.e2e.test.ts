@@ -135,6 +135,27 @@ describe('the memory request bodies may take at once', () => {
     assert.match(taken, /"chat\.completion"/);
   });
 
+  it('answers a request without a body that waits for a 100 (Expect: 100-continue) and keeps its connection for the next', async () => {
+    const socket = net.connect(gateway.port, '127.0.0.1');
+    socket.on('error', () => {});
+    let read = '';
+    let closed = false;
+    socket.on('data', (data) => (read += data.toString('latin1')));
+    socket.on('close', () => (closed = true));
+    const answers = () => read.match(/HTTP\/1\.1 200 /g)?.length ?? 0;
+    try {
+      socket.write('GET /v1/usage HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_mem\r\nexpect: 100-continue\r\n\r\n');
+      await until(() => answers() === 1 && /\r\n\r\n\{[^]*\}$/.test(read));
+      assert.match(read, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, read.slice(0, 200));
+      assert.doesNotMatch(read, /\r\nconnection: close\r\n/i);
+      socket.write('GET /v1/usage HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_mem\r\n\r\n');
+      await until(() => answers() === 2 || closed);
+      assert.equal(answers(), 2, read);
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it('counts bodies as they arrive: clients that declare large bodies and send nothing block nobody', { timeout: 60_000 }, async () => {
     const silent = await Promise.all(
       [0, 1, 2, 3].map(

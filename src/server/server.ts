@@ -137,6 +137,12 @@ class InFlight {
   }
 }
 
+/** Whether a request comes with a body: chunked, or a length above zero. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 function notFound(context: RequestContext, served: string): GatewayError {
   return new GatewayError(404, `Unknown path: ${context.method} ${context.path}. The gateway serves ${served}.`, { code: 'not_found' });
 }
@@ -218,10 +224,16 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   // A client that sent `Expect: 100-continue` sends its body after the 100: sent once the handler
   // starts reading it, so a request refused first (401, 404, a declared body too large) costs no
   // upload (Node closes the connection after a final answer without a 100).
+  // A request without a body is sent its 100 at once: there is no upload to spare, and Node would
+  // close a keep-alive connection whose answer came without one.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    req.once('resume', () => {
-      if (!res.headersSent) res.writeContinue();
-    });
+    if (hasBody(req)) {
+      req.once('resume', () => {
+        if (!res.headersSent) res.writeContinue();
+      });
+    } else {
+      res.writeContinue();
+    }
     onRequest(req, res);
   });
   server.on('connection', (socket: Socket) => connections.accept(socket));
