@@ -367,6 +367,27 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
+  it('charges nothing for an error a provider answered with a 200, streamed or not', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_err200: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    openai.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } }));
+    });
+    try {
+      const prompt = { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] };
+      const whole = await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', prompt));
+      assert.equal(whole.status, 429, whole.text);
+      const streamed = await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', { ...prompt, stream: true }));
+      assert.equal(streamed.status, 429, streamed.text);
+      for (const reply of [whole, streamed]) assert.equal((await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']))).usage, null);
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_err200' })).json;
+      assert.equal(usage.budget.remaining_tokens, 1_000_000, 'a refusal is not billed, whatever its status');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
   it('charges a whole answer that reports no usage (an OpenAI-compatible server) its size in output tokens', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_silent: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
     const content = 'word '.repeat(800);

@@ -415,6 +415,7 @@ describe('gateway errors', () => {
       const overloaded = await chat(gateway.url, 'vk_openai', hello);
       assert.equal(overloaded.status, 529, overloaded.text);
       assert.equal(overloaded.json.error.message, 'Overloaded');
+      assert.equal(overloaded.headers['retry-after'], '3', "the provider's wait is passed on");
       body = JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } });
       const limited = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
       assert.equal(limited.status, 429, limited.text);

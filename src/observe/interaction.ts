@@ -62,6 +62,8 @@ export class Interaction implements CallRecord, RelayRecord {
   streamedEvents = 0;
   /** A whole answer that said no usage: its output estimated from its size (~4 bytes per token). */
   unreportedOutput = 0;
+  /** The provider's 2xx answer was an error body (some servers and proxies): nothing generated, nothing charged. */
+  answeredWithError = false;
   upstreamRespondedAt: number | null = null;
   upstreamEndedAt: number | null = null;
   /** Tools the translation left out (hosted tools only OpenAI runs). */

@@ -217,7 +217,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     } else {
       const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
       interaction.upstreamEndedAt = performance.now();
-      answerJson(answering, answer);
+      answerJson(answering, answer, upstream.headers);
     }
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
@@ -370,7 +370,7 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * stream before its usage does not make it free; for a whole answer without usage, the prompt
  * plus its size in tokens; for a request written whole to the provider that got no answer (the
  * client left, the wait ran out), its prompt, once per such attempt; nothing for a refusal
- * (providers do not bill them), or a request that never reached the provider. The cost is null
+ * (providers do not bill them, whatever their status: some answer an error with a 200), or a request that never reached the provider. The cost is null
  * when tokens were used of a model without a price.
  */
 export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: () => number, prices: Prices): void {
@@ -378,7 +378,7 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
   const unanswered = status === null ? interaction.unansweredSends : 0;
-  if (usage === null && status !== null && status >= 200 && status < 300) {
+  if (usage === null && status !== null && status >= 200 && status < 300 && !interaction.answeredWithError) {
     usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage === null && unanswered > 0) {
     // Sent, and never answered because the client left or the wait ran out: the provider read the
@@ -677,9 +677,9 @@ function answerHints(interaction: Interaction, promptEstimate: number): AnswerHi
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer): void {
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer, headers: IncomingHttpHeaders): void {
   const hints = answerHints(interaction, promptEstimate);
-  const answer = parsedAnswer(route, body, apiKeys);
+  const answer = parsedAnswer(route, body, headers, apiKeys, interaction);
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   // An OpenAI-compatible server that reports no usage still generated: its answer's size says how much.
@@ -706,12 +706,14 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
 }
 
 /** The provider's answer, read; one that is an error (with a 200: some servers and proxies) is that error, at the status it stands for. */
-function parsedAnswer<C extends ApiTypes>(route: Route<C>, body: Buffer, apiKeys: readonly string[]): ReturnType<Route<C>['target']['parseResponse']> {
+function parsedAnswer<C extends ApiTypes>(route: Route<C>, body: Buffer, headers: IncomingHttpHeaders, apiKeys: readonly string[], interaction: Interaction): ReturnType<Route<C>['target']['parseResponse']> {
   try {
     return route.target.parseResponse(body);
   } catch (err) {
     const status = answerErrorStatus(body);
-    throw status === null ? err : upstreamError(status, body, {}, apiKeys);
+    if (status === null) throw err;
+    interaction.answeredWithError = true;
+    throw upstreamError(status, body, headers, apiKeys);
   }
 }
 
@@ -729,7 +731,10 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     if (type.includes('json')) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber });
       const status = answerErrorStatus(body);
-      if (status !== null) throw upstreamError(status, body, upstream.headers, apiKeys);
+      if (status !== null) {
+        interaction.answeredWithError = true;
+        throw upstreamError(status, body, upstream.headers, apiKeys);
+      }
     }
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
