@@ -209,6 +209,24 @@ describe('messages pass-through (Anthropic)', () => {
     }
   });
 
+  it('names the events of a provider that sends data lines only (SDKs read events by name), in pieces or whole', async () => {
+    const unnamed = TRANSCRIPT.replace(/^event: [^\n]*\n/gm, '');
+    assert.doesNotMatch(unnamed, /event:/);
+    for (const send of [(res: http.ServerResponse) => drip(res, unnamed), (res: http.ServerResponse) => res.end(unnamed)]) {
+      anthropic.behave(async ({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+        await send(res);
+      });
+      try {
+        const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true, tools: [weather] });
+        assert.equal(reply.status, 200);
+        assert.equal(reply.text, TRANSCRIPT);
+      } finally {
+        anthropic.behave(null);
+      }
+    }
+  });
+
   it('passes a mid-stream error on as Anthropic sent it, and logs its status', async () => {
     const failing = `${TRANSCRIPT.split('\n\n').slice(0, 3).join('\n\n')}\n\nevent: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n`;
     anthropic.behave(({ res }) => {

@@ -4,7 +4,9 @@
  * for the log. The relay (upstream/relay.ts) moves the bytes; this decides what they say.
  */
 import type { ApiTypes, Assembler, StreamOutput } from '../formats/api.js';
+import { typedEvent } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
+import { GatewayError } from '../errors.js';
 import { JsonSeries } from '../formats/json-series.js';
 import type { Route } from '../formats/router.js';
 import { sseFrame } from '../formats/sse.js';
@@ -13,6 +15,12 @@ import type { AnswerHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
 import { cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../observe/log.js';
 import { incompleteStream, type StreamPipeline, type StreamStep } from '../upstream/relay.js';
+
+/** The name of an event a provider sent without one, from its data's `type` (as the API names its events). */
+function nameOf(data: string): string | undefined {
+  const event = typedEvent(data);
+  return event instanceof GatewayError ? undefined : event.type;
+}
 
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {
@@ -87,7 +95,7 @@ export function streamPipeline<C extends ApiTypes>(
       if (passThrough && event.event !== 'error' && !target.notable.test(event.data)) {
         this.forwarded(event.data);
         output.passed?.(event.data);
-        return { text: sseFrame(event.data, event.event) };
+        return { text: sseFrame(event.data, event.event ?? (target.namedEvents ? nameOf(event.data) : undefined)) };
       }
       seen(event.data);
       const step = { text: '' };

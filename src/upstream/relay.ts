@@ -205,12 +205,15 @@ class StreamRelay {
     const text = chunk.toString('latin1');
     if (text.includes('\r') || (!this.pipeline.namedEvents && text.includes('event:'))) return false;
     const notable = new NotableScan(text, this.notableAll);
+    // In an API whose events are named, one without its name (some compatible servers send data
+    // lines only) is framed again with it: SDKs read events by name and skip the rest.
+    const named = this.pipeline.namedEvents;
     let runStart = 0;
     let position = 0;
     for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n', position)) {
       const next = end + 2;
       this.record.streamedEvents++;
-      if (notable.within(position, next)) {
+      if (notable.within(position, next) || (named && text.startsWith('data', position))) {
         this.forward(chunk.subarray(runStart, position));
         const events = this.parse(() => this.parser.push(chunk.subarray(position, next)));
         if (events === null || this.handle(events)) return true;
