@@ -166,26 +166,30 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     }
   });
 
-  it("passes a provider's mid-stream failure on as it came, with the real key scrubbed, and logs its status", async () => {
-    openai.behave(({ res, recorded }): boolean | void => {
-      if (recorded.path !== '/v1/responses') return false;
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_f","status":"in_progress","output":[]}}\n\n');
-      res.write(`event: error\ndata: {"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Limit for ${OPENAI_KEY}"}\n\n`);
-      res.end(`event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached for ${OPENAI_KEY}. Please try again in 20s."}}}\n\n`);
-    });
-    try {
-      const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
-      assert.ok(!reply.text.includes(OPENAI_KEY));
-      const list = events(reply.text);
-      assert.deepEqual(list.map((event) => event.type), ['response.created', 'error', 'response.failed']);
-      assert.equal(list[2].response.error.code, 'rate_limit_exceeded');
-      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.equal(entry.status, 429);
-      assert.equal(entry.error.code, 'rate_limit_exceeded');
-      assert.ok(!JSON.stringify(entry).includes(OPENAI_KEY));
-    } finally {
-      openai.behave(null);
+  it("passes a provider's mid-stream failure on as it came, with the real key scrubbed, and logs its status, with or without a response.failed after its error event", async () => {
+    for (const failedAfter of [true, false]) {
+      openai.behave(({ res, recorded }): boolean | void => {
+        if (recorded.path !== '/v1/responses') return false;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_f","status":"in_progress","output":[]}}\n\n');
+        res.write(`event: error\ndata: {"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Limit for ${OPENAI_KEY}"}\n\n`);
+        // Some servers end the stream with the error event.
+        res.end(failedAfter ? `event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached for ${OPENAI_KEY}. Please try again in 20s."}}}\n\n` : '');
+      });
+      try {
+        const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
+        assert.ok(!reply.text.includes(OPENAI_KEY));
+        const list = events(reply.text);
+        assert.deepEqual(list.map((event) => event.type), ['response.created', 'error', 'response.failed']);
+        assert.equal(list[2].response.error.code, 'rate_limit_exceeded');
+        assert.equal(list[2].response.id, 'resp_f');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 429, `failedAfter: ${failedAfter}`);
+        assert.equal(entry.error.code, 'rate_limit_exceeded');
+        assert.ok(!JSON.stringify(entry).includes(OPENAI_KEY));
+      } finally {
+        openai.behave(null);
+      }
     }
   });
 

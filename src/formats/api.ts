@@ -96,6 +96,8 @@ export interface StreamWatch<Event> {
   answerItems?(): readonly string[];
   /** The answer is complete (a stream that ends now without its end marker lost nothing). */
   readonly complete: boolean;
+  /** What the provider said went wrong, should its stream end short after saying it (a Responses `error` event). */
+  failure?(): GatewayError | null;
 }
 
 export interface TargetApi<T extends ApiTypes> {

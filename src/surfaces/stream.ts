@@ -140,6 +140,7 @@ export function streamPipeline<C extends ApiTypes>(
     usage: () => watch.usage(),
     rawUsage: () => watch.rawUsage(),
     complete: () => watch.complete,
+    said: () => watch.failure?.() ?? null,
     answerId: () => watch.answerId?.() ?? null,
     answerItems: () => watch.answerItems?.() ?? [],
     response: (clean) => {

@@ -50,6 +50,8 @@ export interface StreamPipeline {
   passed(bytes: Buffer): void;
   /** The provider's stream ended without its end: the frames that end the client's, or null if the answer is incomplete. */
   finish(): string | null;
+  /** Why a stream that ended short failed, where the provider said it before it ended (null: it did not). */
+  said(): GatewayError | null;
   /** The client's last frame when the stream fails. */
   failure(error: GatewayError): string;
 }
@@ -167,7 +169,7 @@ class StreamRelay {
     // Some servers close after the answer's last event without their end marker.
     const ending = this.pipeline.finish();
     if (ending !== null) this.done(this.made(ending));
-    else this.fail(incompleteStream());
+    else this.fail(this.pipeline.said() ?? incompleteStream());
   };
 
   private readonly onClose = (): void => {

@@ -48,8 +48,11 @@ export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
   let complete = false;
   let id: string | null = null;
   let items: readonly string[] = [];
+  let failure: GatewayError | null = null;
   return {
     see(event) {
+      // OpenAI's error event carries its code at the top; some servers nest it under `error`.
+      if (event.type === 'error') failure = failedError({ error: isRecord(event.error) ? event.error : event });
       if (event.type === 'response.created' && isRecord(event.response) && typeof event.response.id === 'string') id = event.response.id;
       if (!isTerminal(event.type)) return;
       if (isRecord(event.response)) {
@@ -63,6 +66,7 @@ export function responsesStreamWatch(): StreamWatch<ResponsesEvent> {
     rawUsage: () => raw,
     answerId: () => id,
     answerItems: () => items,
+    failure: () => failure,
     get complete() {
       return complete;
     },
