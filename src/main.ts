@@ -47,7 +47,12 @@ async function main(): Promise<void> {
   }
   const sinks = await createSinks(config);
   const spend = new SpendStore(config.stateFile);
-  await spend.load();
+  try {
+    await spend.load();
+  } catch (err) {
+    if (err instanceof ConfigFileError) fatal(`cannot start: ${err.message}`);
+    throw err;
+  }
   const limits = new LimitState(spend);
   if (config.workers > 1) {
     if (config.redis !== null) seedWhenUp(config.redis.address, spend);

@@ -3,7 +3,7 @@
  * budgets and their persistence, the real-key pool, and retry backoff.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyPool } from '../src/policy/key-pool.js';
@@ -12,7 +12,7 @@ import { modelAllowlist, parseKeyFile, type VirtualKey } from '../src/policy/key
 import { formatDuration, LimitState, periodEnd, periodId, SpendStore, type Charge, type KeyLimits, type Spend } from '../src/policy/limits.js';
 import { backoffMs, retryAfterMs } from '../src/upstream/call.js';
 import { registry as providers } from '../src/providers/index.js';
-import { tempDir } from './support/gateway.js';
+import { ROOT, runGatewayUntilExit, tempDir } from './support/gateway.js';
 import type { Target } from '../src/policy/target.js';
 
 function keyFile(entry: Record<string, unknown>): VirtualKey {
@@ -267,6 +267,18 @@ describe('budgets', () => {
     store.add('digest-budget', 'month', spent(1), now, false);
     await store.save();
     assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { spend: Record<string, unknown> }).spend, {});
+  });
+
+  it('refuse a state file that is there and cannot be read, rather than start every budget from zero', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    mkdirSync(file);
+    const store = new SpendStore(file);
+    await assert.rejects(store.load(), (err: Error) => err instanceof ConfigFileError && /gateway_state\.json: the state file cannot be read \(EISDIR[^)]*\).*STATE_FILE=off/.test(err.message));
+    // Whoever starts it again finds the gateway's own file missing, not spend read as none.
+    const gone = await runGatewayUntilExit({ KEYS_FILE: join(ROOT, 'keys.example.json'), STATE_FILE: file, LOG_FILE: 'off' }, dir);
+    assert.equal(gone.code, 1, gone.stderr);
+    assert.match(gone.stderr, /llm-gateway: cannot start: .*gateway_state\.json: the state file cannot be read \(EISDIR/);
   });
 
   it('move a corrupt state file aside (never overwrite it) and say so', async () => {

@@ -7,6 +7,7 @@
  */
 import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { ConfigFileError } from '../config-file-error.js';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
 import { formatUsd, roundUsd } from '../prices/cost.js';
@@ -268,6 +269,7 @@ export class SpendStore {
 
   constructor(private readonly file: string | null) {}
 
+  /** Reads the state file; one that is there and cannot be read is a ConfigFileError (the gateway does not start). */
   async load(): Promise<void> {
     if (this.file === null) return;
     await this.checkWritable(this.file);
@@ -275,8 +277,10 @@ export class SpendStore {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') warn(`cannot read the state file ${this.file} (${(err as Error).message}); budgets start from zero`);
-      return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // Started anyway, every budget would begin again from zero, and the next write would replace
+      // the spend the file holds: the operator decides.
+      throw new ConfigFileError(this.file, [`the state file cannot be read (${(err as Error).message}), and without it every budget would start from zero: fix it (its permissions), move it away to start budgets from zero, or set STATE_FILE=off`]);
     }
     let read: StateFile | string;
     try {
