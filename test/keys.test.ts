@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyStore } from '../src/policy/key-store.js';
+import { bearerText } from '../src/policy/auth.js';
 import { ConfigFileError } from '../src/config-file-error.js';
 import { keyWarnings, loadKeyFileText, parseKeyFile } from '../src/policy/keys.js';
 import { registry as providers } from '../src/providers/index.js';
@@ -563,5 +564,20 @@ describe('keys written twice', () => {
 
   it('the same names in different objects are fine', () => {
     assert.equal(parseKeyFile('{"virtual_keys":{"vk_a":{"provider":"openai","api_key":"sk-1"},"vk_b":{"targets":[{"provider":"openai","api_key":"sk-2"},{"provider":"openai","api_key":"sk-3"}]}}}', 'keys.json', providers).length, 2);
+  });
+});
+
+describe('the text of an Authorization: Bearer header', () => {
+  it('is all that follows the scheme (in any case), spaces within kept, and read in linear time', () => {
+    assert.equal(bearerText('Bearer scrape secret'), 'scrape secret');
+    assert.equal(bearerText('bearer \t scrape secret \t'), 'scrape secret');
+    assert.equal(bearerText('Bearer'), null);
+    assert.equal(bearerText('Bearerx y'), null);
+    assert.equal(bearerText('Basic eDp5'), null);
+    assert.equal(bearerText(undefined), null);
+    // A lazy pattern took ~2.5 s on 64 KB of spaces within (quadratic); 1 MB here would take minutes.
+    const started = performance.now();
+    assert.equal(bearerText(`Bearer a${' '.repeat(1_000_000)}b`)?.length, 1_000_002);
+    assert.ok(performance.now() - started < 10_000, `${Math.round(performance.now() - started)} ms`);
   });
 });
