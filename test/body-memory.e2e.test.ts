@@ -151,6 +151,11 @@ describe('the memory request bodies may take at once', () => {
       socket.write('GET /v1/usage HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_mem\r\n\r\n');
       await until(() => answers() === 2 || closed);
       assert.equal(answers(), 2, read);
+      // A length of zero written otherwise.
+      socket.write('GET /v1/usage HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_mem\r\ncontent-length: 00\r\nexpect: 100-continue\r\n\r\n');
+      await until(() => answers() === 3 || closed);
+      assert.equal(answers(), 3, read);
+      assert.equal(read.match(/HTTP\/1\.1 100 Continue/g)?.length, 2);
     } finally {
       socket.destroy();
     }

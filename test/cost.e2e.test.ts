@@ -367,6 +367,33 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
+  it('charges the prompt of an attempt that timed out after it was written whole, beside the answer of the target that took over', async () => {
+    // The first target reads every request and never answers.
+    const silent = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const targets = [
+      { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1` },
+      { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl },
+    ];
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_over: { targets, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    try {
+      const reply = await chat(gateway.url, 'vk_over', ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] }));
+      assert.equal(reply.status, 200, reply.text);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: { status: number | null; error?: string }) => attempt.error ?? attempt.status), ['upstream_timeout', 200]);
+      const spent = 1_000_000 - (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_over' })).json.budget.remaining_tokens;
+      // The answer's 18 tokens, and ~10,000 for the 40 KB prompt the first target read.
+      assert.ok(spent >= 10_018, `${spent} tokens charged`);
+    } finally {
+      await gateway.stop();
+      silent.close();
+    }
+  });
+
   it('charges nothing for an error a provider answered with a 200, streamed or not', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_err200: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
     openai.behave(({ res }) => {

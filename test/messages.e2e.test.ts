@@ -225,6 +225,23 @@ describe('messages pass-through (Anthropic)', () => {
         anthropic.behave(null);
       }
     }
+    // Events that begin with another field (id:, retry:) or a comment, the rest whole in one read after the first: named too.
+    const fields = unnamed.split('\n\n').filter(Boolean).map((event, i) => `${['id: 7', 'retry: 1000', ': hi'][i % 3]}\n${event}\n\n`);
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      res.write(fields[0]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      res.end(fields.slice(1).join(''));
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true, tools: [weather] });
+      const frames = reply.text.split('\n\n').filter((frame) => frame.includes('data:'));
+      assert.equal(frames.length, TRANSCRIPT.split('\n\n').filter(Boolean).length);
+      for (const frame of frames) assert.equal(/^event: (.*)$/m.exec(frame)?.[1], JSON.parse(/^data: (.*)$/m.exec(frame)?.[1] ?? '').type, frame);
+      assert.deepEqual(messagesEvents(reply.text), messagesEvents(TRANSCRIPT));
+    } finally {
+      anthropic.behave(null);
+    }
   });
 
   it('passes a mid-stream error on as Anthropic sent it, and logs its status', async () => {

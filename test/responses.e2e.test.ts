@@ -166,15 +166,17 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     }
   });
 
-  it("passes a provider's mid-stream failure on as it came, with the real key scrubbed, and logs its status, with or without a response.failed after its error event", async () => {
-    for (const failedAfter of [true, false]) {
+  it("passes a provider's mid-stream failure on as it came, with the real key scrubbed, and logs its status, with or without a response.failed after its error event, its events named or not", async () => {
+    for (const [after, named] of [['failed', true], ['end', true], ['reset', true], ['end', false]] as const) {
       openai.behave(({ res, recorded }): boolean | void => {
         if (recorded.path !== '/v1/responses') return false;
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.write('event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_f","status":"in_progress","output":[]}}\n\n');
-        res.write(`event: error\ndata: {"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Limit for ${OPENAI_KEY}"}\n\n`);
-        // Some servers end the stream with the error event.
-        res.end(failedAfter ? `event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached for ${OPENAI_KEY}. Please try again in 20s."}}}\n\n` : '');
+        const name = (type: string): string => (named ? `event: ${type}\n` : '');
+        res.write(`${name('response.created')}data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_f","status":"in_progress","output":[]}}\n\n`);
+        res.write(`${name('error')}data: {"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Limit for ${OPENAI_KEY}"}\n\n`);
+        // Some servers end the stream with the error event, or drop the connection after it.
+        if (after === 'reset') setTimeout(() => res.destroy(), 50);
+        else res.end(after === 'failed' ? `event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached for ${OPENAI_KEY}. Please try again in 20s."}}}\n\n` : '');
       });
       try {
         const reply = await responses('vk_codex', { model: 'gpt-5', input: 'hi', stream: true, store: false });
@@ -183,8 +185,10 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
         assert.deepEqual(list.map((event) => event.type), ['response.created', 'error', 'response.failed']);
         assert.equal(list[2].response.error.code, 'rate_limit_exceeded');
         assert.equal(list[2].response.id, 'resp_f');
+        // Every event named after its type (the SDK reads events by name), whether the provider named them or not.
+        assert.deepEqual([...reply.text.matchAll(/^event: (.*)$/gm)].map((match) => match[1]), ['response.created', 'error', 'response.failed'], reply.text);
         const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-        assert.equal(entry.status, 429, `failedAfter: ${failedAfter}`);
+        assert.equal(entry.status, 429, `after: ${after}, named: ${named}`);
         assert.equal(entry.error.code, 'rate_limit_exceeded');
         assert.ok(!JSON.stringify(entry).includes(OPENAI_KEY));
       } finally {

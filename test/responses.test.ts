@@ -1001,11 +1001,14 @@ describe('review findings, each a regression test', () => {
     assert.equal(plain('{"a":{"b":[1,{"c":2}]},"a\\"":1,"b":"}"}'), false, 'an escaped quote in a key');
   });
 
-  it('keeps an event name to one line, so a provider cannot start events of its own', () => {
+  it('keeps an event name to one line, so a provider cannot start events of its own, and names an event that came without one after its type', () => {
     assert.equal(sseFrame('{}', 'response.created\ndata: {"injected":true}\n\nevent: x'), 'event: response.createddata: {"injected":true}event: x\ndata: {}\n\n');
     const output = responsesStreamOutput('gpt-5');
     const [item] = decodeResponsesEvent({ event: undefined, data: '{"type":"response.created","sequence_number":0,"response":{"id":"r"}}' });
-    assert.equal(output.frame(item as StreamItem<ResponsesEvent>), 'data: {"type":"response.created","sequence_number":0,"response":{"id":"r"}}\n\n', 'a provider that names no event gets none added');
+    assert.equal(output.frame(item as StreamItem<ResponsesEvent>), 'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"r"}}\n\n', 'a provider that names no event has it named after its type');
+    // A type that would start events of its own, as that name, stays one line.
+    const [typed] = decodeResponsesEvent({ event: undefined, data: '{"type":"x\\n\\nevent: y","sequence_number":1}' });
+    assert.equal(output.frame(typed as StreamItem<ResponsesEvent>), 'event: xevent: y\ndata: {"type":"x\\n\\nevent: y","sequence_number":1}\n\n');
   });
 
   it("keeps a provider's error event as the cause of a failure that follows it", () => {

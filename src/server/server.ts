@@ -137,10 +137,9 @@ class InFlight {
   }
 }
 
-/** Whether a request comes with a body: chunked, or a length above zero. */
+/** Whether a request comes with a body: chunked, or a length above zero (`00` is zero too). */
 function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 function notFound(context: RequestContext, served: string): GatewayError {

@@ -368,19 +368,20 @@ export async function admit(limiter: Limiter, key: VirtualKey, estimate: Charge,
  * spend): the answer's usage; or, for an answer cut short after it began (the client left, the
  * stream failed), an estimate: the prompt plus one token per streamed event, since dropping a
  * stream before its usage does not make it free; for a whole answer without usage, the prompt
- * plus its size in tokens; for a request written whole to the provider that got no answer (the
- * client left, the wait ran out), its prompt, once per such attempt; nothing for a refusal
- * (providers do not bill them, whatever their status: some answer an error with a 200), or a request that never reached the provider. The cost is null
+ * plus its size in tokens; and for every attempt written whole to a provider that got no answer
+ * (the client left, the wait ran out, the connection failed after it), its prompt, beside whatever
+ * another attempt was charged; nothing for a refusal (providers do not bill them, whatever their
+ * status: some answer an error with a 200), or an attempt never written whole. The cost is null
  * when tokens were used of a model without a price.
  */
 export function settle(limiter: Limiter, key: VirtualKey, interaction: Interaction, reserved: Reservation, promptEstimate: () => number, prices: Prices): void {
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
-  const unanswered = status === null ? interaction.unansweredSends : 0;
+  const unanswered = interaction.unansweredSends;
   if (usage === null && status !== null && status >= 200 && status < 300 && !interaction.answeredWithError) {
     usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
-  } else if (usage === null && unanswered > 0) {
+  } else if (usage === null && status === null && unanswered > 0) {
     // Sent, and never answered because the client left or the wait ran out: the provider read the
     // prompt (and may have answered it for nobody), so it is not free.
     usage = { input: promptEstimate() * unanswered, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
@@ -388,6 +389,12 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };
     interaction.usage = usage;
+  }
+  if (status !== null && unanswered > 0) {
+    // Attempts written whole that got no answer before another attempt answered (a wait that ran
+    // out, then a fallback): the provider may have run those too.
+    const answered = usage ?? { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+    usage = { ...answered, input: answered.input + promptEstimate() * unanswered };
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
   let usd: number | null = 0;

@@ -173,7 +173,8 @@ class StreamRelay {
   };
 
   private readonly onClose = (): void => {
-    if (!this.over) this.fail(new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost', logDetail: whyCut(this.upstream.body) ?? undefined }));
+    // Cut after the provider said what went wrong (a Responses error event): that is the failure.
+    if (!this.over) this.fail(this.pipeline.said() ?? new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost', logDetail: whyCut(this.upstream.body) ?? undefined }));
   };
 
   private readonly onCancel = (): void => {
@@ -208,17 +209,32 @@ class StreamRelay {
     if (text.includes('\r') || (!this.pipeline.namedEvents && text.includes('event:'))) return false;
     const notable = new NotableScan(text, this.notableAll);
     // In an API whose events are named, one without its name (some compatible servers send data
-    // lines only) is framed again with it: SDKs read events by name and skip the rest.
+    // lines only) is framed again with it: SDKs read events by name and skip the rest. An event
+    // names itself first (Anthropic's, OpenAI's), or on a later line: where the next such line is,
+    // is found once per such line (a stream without any finds none once).
     const named = this.pipeline.namedEvents;
+    let nameLineAt = -1;
     let runStart = 0;
     let position = 0;
     for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n', position)) {
       const next = end + 2;
       this.record.streamedEvents++;
-      if (notable.within(position, next) || (named && text.startsWith('data', position))) {
+      let unnamed = false;
+      if (named && !text.startsWith('event:', position)) {
+        if (nameLineAt !== Infinity && nameLineAt < position) {
+          nameLineAt = text.indexOf('\nevent:', position);
+          if (nameLineAt === -1) nameLineAt = Infinity;
+        }
+        unnamed = nameLineAt >= end;
+      }
+      // (A block of comments alone is an event without a name too: parsed, it is a keep-alive.)
+      if (unnamed || notable.within(position, next)) {
         this.forward(chunk.subarray(runStart, position));
+        const comments = this.parser.comments;
         const events = this.parse(() => this.parser.push(chunk.subarray(position, next)));
-        if (events === null || this.handle(events)) return true;
+        if (events === null) return true;
+        if (this.parser.comments !== comments) this.write(KEEP_ALIVE);
+        if (this.handle(events)) return true;
         runStart = next;
       }
       position = next;

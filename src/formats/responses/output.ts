@@ -64,7 +64,7 @@ export function responsesStreamOutput(model: string): ResponsesStreamOutput {
       if (event.type === 'response.created' && isRecord(event.response)) response = event.response;
       else if (event.type === 'response.failed') failed = true;
       else if (event.type === 'error') said = providerError(event) ?? said;
-      // A provider's own event keeps its framing (named or not, as its other events pass); the gateway's are named.
+      // A provider's own event keeps its text and name (named after its type where it had none); the gateway's are named.
       return item.data === undefined ? sseFrame(JSON.stringify(event), event.type) : sseFrame(item.data, item.name);
     },
     passed(events) {

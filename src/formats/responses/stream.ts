@@ -35,7 +35,8 @@ export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<Response
   }
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
-  const item: StreamItem<ResponsesEvent> = event.event === undefined ? { kind: 'event', event: data as ResponsesEvent, data: event.data } : { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event };
+  // Named as the provider named it, or after its type where it did not (SDKs read events by name).
+  const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event ?? data.type };
   // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
   if (data.type === 'response.failed') return [item, { kind: 'error', error: failedError(data.response) }];
   return isTerminal(data.type) ? [item, { kind: 'end' }] : [item];
