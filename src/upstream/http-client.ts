@@ -153,11 +153,11 @@ const enum ChunkState {
   Trailer,
 }
 
-class Exchange {
+class Exchange implements Call {
   connection: Connection | null;
   complete = false;
   /** The request's last byte was written to the connection. */
-  written = false;
+  sent = false;
   private head: Buffer | null = null;
   private body: ResponseBody | null = null;
   private framing = Framing.None;
@@ -338,6 +338,13 @@ class Exchange {
     else connection.destroy();
   }
 
+  /** Destroys its connection: the provider stops working on it. */
+  abort(): void {
+    const current = this.connection;
+    if (current !== null) current.destroy();
+    else if (!this.complete) this.closed(ABORTED);
+  }
+
   /** The connection ended (`error` null: a clean end of stream by the server). */
   closed(error: NodeJS.ErrnoException | null): void {
     this.connection = null;
@@ -398,7 +405,7 @@ class Connection {
     // the provider may have the request.
     holder?.hold();
     const written = (error?: Error | null): void => {
-      if (error == null) exchange.written = true;
+      if (error == null) exchange.sent = true;
       holder?.release();
     };
     if (bytes.length === 1) {
@@ -581,17 +588,7 @@ export class HttpClient {
   call(request: ClientRequest, handlers: CallHandlers, fresh = false): Call {
     const bytes = encodeRequest(request, this.checked);
     const connection = this.poolFor(request).acquire(fresh);
-    const exchange = connection.send(bytes, handlers, request.holder ?? null);
-    return {
-      abort: () => {
-        const current = exchange.connection;
-        if (current !== null) current.destroy();
-        else if (!exchange.complete) exchange.closed(ABORTED);
-      },
-      get sent() {
-        return exchange.written;
-      },
-    };
+    return connection.send(bytes, handlers, request.holder ?? null);
   }
 
   /** Closes every idle connection; calls in progress finish (their connections are not kept). */
