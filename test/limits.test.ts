@@ -3,7 +3,7 @@
  * budgets and their persistence, the real-key pool, and retry backoff.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyPool } from '../src/policy/key-pool.js';
@@ -270,15 +270,16 @@ describe('budgets', () => {
   });
 
   it('refuse a state file that is there and cannot be read, rather than start every budget from zero', async () => {
+    // Tests run as root, whom permissions do not stop: a link to itself cannot be read either.
     const dir = tempDir();
     const file = join(dir, 'gateway_state.json');
-    mkdirSync(file);
+    symlinkSync(file, file);
     const store = new SpendStore(file);
-    await assert.rejects(store.load(), (err: Error) => err instanceof ConfigFileError && /gateway_state\.json: the state file cannot be read \(EISDIR[^)]*\).*STATE_FILE=off/.test(err.message));
+    await assert.rejects(store.load(), (err: Error) => err instanceof ConfigFileError && /gateway_state\.json: the state file cannot be read \(ELOOP[^)]*\).*STATE_FILE=off/.test(err.message));
     // Whoever starts it again finds the gateway's own file missing, not spend read as none.
     const gone = await runGatewayUntilExit({ KEYS_FILE: join(ROOT, 'keys.example.json'), STATE_FILE: file, LOG_FILE: 'off' }, dir);
     assert.equal(gone.code, 1, gone.stderr);
-    assert.match(gone.stderr, /llm-gateway: cannot start: .*gateway_state\.json: the state file cannot be read \(EISDIR/);
+    assert.match(gone.stderr, /llm-gateway: cannot start: .*gateway_state\.json: the state file cannot be read \(ELOOP/);
   });
 
   it('move a corrupt state file aside (never overwrite it) and say so', async () => {

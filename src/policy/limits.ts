@@ -269,7 +269,7 @@ export class SpendStore {
 
   constructor(private readonly file: string | null) {}
 
-  /** Reads the state file; one that is there and cannot be read is a ConfigFileError (the gateway does not start). */
+  /** Reads the state file; one that may be there and cannot be read is a ConfigFileError (the gateway does not start). */
   async load(): Promise<void> {
     if (this.file === null) return;
     await this.checkWritable(this.file);
@@ -277,9 +277,16 @@ export class SpendStore {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      // Started anyway, every budget would begin again from zero, and the next write would replace
-      // the spend the file holds: the operator decides.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      // No file can be there (a folder at its path, or on it): no spend to lose. The writes fail
+      // too, which checkWritable has said.
+      if (code === 'EISDIR' || code === 'ENOTDIR') {
+        warn(`cannot read the state file ${this.file} (${(err as Error).message}); budgets start from zero`);
+        return;
+      }
+      // A file that is there (its permissions, a link that leads nowhere): started anyway, every
+      // budget would begin again from zero, and the next write would replace the spend it holds.
       throw new ConfigFileError(this.file, [`the state file cannot be read (${(err as Error).message}), and without it every budget would start from zero: fix it (its permissions), move it away to start budgets from zero, or set STATE_FILE=off`]);
     }
     let read: StateFile | string;
