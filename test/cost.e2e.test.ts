@@ -394,7 +394,7 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
-  it('charges nothing for an error a provider answered with a 200, streamed or not', async () => {
+  it('charges nothing for an error a provider answered with a 200, streamed or not, or as the first event of its stream', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_err200: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
     openai.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -407,8 +407,24 @@ describe('what a budget in USD cannot be made to miss', () => {
       const streamed = await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', { ...prompt, stream: true }));
       assert.equal(streamed.status, 429, streamed.text);
       for (const reply of [whole, streamed]) assert.equal((await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']))).usage, null);
+      // An event stream whose first event is the error: the client's stream carries it, nothing is charged.
+      openai.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`data: ${JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } })}\n\n`);
+      });
+      const evented = await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', { ...prompt, stream: true }));
+      assert.equal(evented.status, 200);
+      assert.match(evented.text, /rate_limit_exceeded/);
+      assert.equal((await waitForEntry(gateway.logFile, String(evented.headers['x-request-id']))).status, 429);
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_err200' })).json;
       assert.equal(usage.budget.remaining_tokens, 1_000_000, 'a refusal is not billed, whatever its status');
+      // One that had begun before its error is charged as any stream cut short.
+      openai.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\ndata: ${JSON.stringify({ error: { message: 'Upstream failed', type: 'server_error', code: null } })}\n\n`);
+      });
+      await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', { ...prompt, stream: true }));
+      await waitFor(async () => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_err200' })).json.budget.remaining_tokens < 1_000_000 - 10_000, 'the begun stream charged its prompt');
     } finally {
       openai.behave(null);
       await gateway.stop();

@@ -689,7 +689,7 @@ describe('stateless translation to a Chat Completions provider', () => {
       assert.equal(failed.response.error.code, 'rate_limit_exceeded');
       assert.match(failed.response.error.message, /try again in \d+s/);
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.equal(entry.status, 502);
+      assert.equal(entry.status, 429, 'logged as the rate limit it is');
     } finally {
       deepseek.behave(null);
     }

@@ -232,7 +232,7 @@ describe('the real key in any field of a provider error', () => {
       const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
       assert.equal(last.error.message, 'engine failed for [redacted]');
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.equal(entry.status, 502, 'logged as the failure it is');
+      assert.equal(entry.status, 500, 'logged at the status it names, as its HTTP answer would be');
       await assertScrubbed(reply, OPENAI_KEY);
     } finally {
       openaiMock.behave(null);

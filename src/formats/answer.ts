@@ -60,7 +60,11 @@ export function answerErrorStatus(body: Buffer): number | null {
     return null;
   }
   if (!isRecord(parsed) || !isRecord(parsed.error)) return null;
-  const error = parsed.error;
+  return errorStatus(parsed.error);
+}
+
+/** The status a provider's error object stands for: the one it names (`status`, or a numeric `code`), else its code's or Anthropic type's, else 502. */
+export function errorStatus(error: Record<string, unknown>): number {
   for (const said of [error.status, error.code]) {
     const status = typeof said === 'number' ? said : typeof said === 'string' && /^\d{3}$/.test(said) ? Number(said) : Number.NaN;
     if (status >= 400 && status <= 599) return status;

@@ -37,6 +37,8 @@ export interface ObservedStream extends StreamPipeline {
   /** The provider's id for the answer, when its stream said it. */
   answerId(): string | null;
   answerItems(): readonly string[];
+  /** The stream's first event was the provider's error: a refusal, as an error status would be (nothing to charge). */
+  refused(): boolean;
 }
 
 /**
@@ -62,6 +64,9 @@ export function streamPipeline<C extends ApiTypes>(
   const passThrough = route.translation.identity;
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
   const forwardedEvents = new JsonSeries();
+  /** Whether any event came before (an error then is not the stream's first), and whether the first was an error. */
+  let began = false;
+  let refused = false;
 
   /** Counts an event's bytes against the limit; only where a log entry is assembled at all. */
   const seen = (data: string): void => {
@@ -90,6 +95,8 @@ export function streamPipeline<C extends ApiTypes>(
     namedEvents: target.namedEvents,
     assembling: logged !== null,
     event(event) {
+      const first = !began;
+      began = true;
       // Passing through, an event that says nothing the gateway reads goes out as it came; one
       // named error is read whatever its data says (the client's SDK goes by the name).
       if (passThrough && event.event !== 'error' && !target.notable.test(event.data)) {
@@ -100,6 +107,8 @@ export function streamPipeline<C extends ApiTypes>(
       seen(event.data);
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
+        // (A Responses provider's error is an event of its own, the failure after it.)
+        if (first && (item.kind === 'error' || (item.kind === 'event' && (item.event as { type?: unknown }).type === 'error'))) refused = true;
         if (item.kind === 'event') {
           watch.see(item.event);
           // Told once, before the event that completed the answer is framed for the client.
@@ -135,7 +144,10 @@ export function streamPipeline<C extends ApiTypes>(
       deliver(translate({ kind: 'end' }) as Array<StreamItem<C['event']>>, step);
       return step.text;
     },
-    passed: (bytes) => output.passed?.(bytes),
+    passed: (bytes) => {
+      began = true;
+      output.passed?.(bytes);
+    },
     failure: (error) => output.frame({ kind: 'error', error }),
     usage: () => watch.usage(),
     rawUsage: () => watch.rawUsage(),
@@ -143,6 +155,7 @@ export function streamPipeline<C extends ApiTypes>(
     said: () => watch.failure?.() ?? null,
     answerId: () => watch.answerId?.() ?? null,
     answerItems: () => watch.answerItems?.() ?? [],
+    refused: () => refused,
     response: (clean) => {
       if (logged === null) return null;
       return assembler === null ? cutStream(clean(logged.result()), streamedBytes) : clean(logged.result());

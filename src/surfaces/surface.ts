@@ -764,6 +764,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
+  if (pipeline.refused()) interaction.answeredWithError = true;
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));

@@ -4,7 +4,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamOutput, StreamWatch } from '../api.js';
-import { invalidAnswer } from '../answer.js';
+import { errorStatus, invalidAnswer } from '../answer.js';
 import { isRecord } from '../json.js';
 import { sseFrame, type SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -25,7 +25,7 @@ const CHAT_DONE_FRAME = 'data: [DONE]\n\n';
 function streamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
   const message = typeof detail.message === 'string' ? detail.message : typeof error === 'string' ? error : 'The provider failed mid-stream.';
-  return new GatewayError(502, message, {
+  return new GatewayError(errorStatus(detail), message, {
     type: typeof detail.type === 'string' ? detail.type : 'server_error',
     code: typeof detail.code === 'string' ? detail.code : 'upstream_stream_error',
     param: typeof detail.param === 'string' ? detail.param : null,
