@@ -395,7 +395,7 @@ describe('what a budget in USD cannot be made to miss', () => {
   });
 
   it('charges nothing for an error a provider answered with a 200, streamed or not, or as the first event of its stream', async () => {
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_err200: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_err200: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, api: ['chat', 'responses'], budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off' } });
     openai.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } }));
@@ -424,7 +424,23 @@ describe('what a budget in USD cannot be made to miss', () => {
         res.end(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\ndata: ${JSON.stringify({ error: { message: 'Upstream failed', type: 'server_error', code: null } })}\n\n`);
       });
       await chat(gateway.url, 'vk_err200', ask('gpt-4o-mini', { ...prompt, stream: true }));
-      await waitFor(async () => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_err200' })).json.budget.remaining_tokens < 1_000_000 - 10_000, 'the begun stream charged its prompt');
+      const left = async (): Promise<number> => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_err200' })).json.budget.remaining_tokens;
+      await waitFor(async () => (await left()) < 1_000_000 - 10_000, 'the begun stream charged its prompt');
+      // A Responses provider's error event is an event of its own: an answer that goes on after it (no usage) is no refusal.
+      const before = await left();
+      openai.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const events = [
+          { type: 'error', sequence_number: 0, code: 'server_error', message: 'hiccup' },
+          { type: 'response.created', sequence_number: 1, response: { id: 'resp_x', object: 'response', status: 'in_progress', output: [] } },
+          { type: 'response.output_text.delta', sequence_number: 2, item_id: 'msg_x', output_index: 0, content_index: 0, delta: 'x'.repeat(50) },
+          { type: 'response.completed', sequence_number: 3, response: { id: 'resp_x', object: 'response', status: 'completed', output: [] } },
+        ];
+        res.end(events.map((event) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`).join(''));
+      });
+      const answered = await request(gateway.url, '/v1/responses', { key: 'vk_err200', body: JSON.stringify({ model: 'gpt-4o-mini', input: 'x'.repeat(40_000), stream: true }) });
+      assert.match(answered.text, /response\.completed/);
+      await waitFor(async () => (await left()) < before - 10_000, 'the answer after the error charged its prompt');
     } finally {
       openai.behave(null);
       await gateway.stop();

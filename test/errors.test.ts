@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { GatewayError, openAiErrorBody, toGatewayError } from '../src/errors.js';
+import { errorStatus } from '../src/formats/answer.js';
 
 describe('errors', () => {
   it('turn anything unexpected into a bare 500: no message or stack for the client, the stack for the log', () => {
@@ -28,5 +29,16 @@ describe('errors', () => {
     assert.equal(code(new GatewayError(429, 'Number of request tokens has exceeded your per-minute rate limit', { type: 'rate_limit_error' })), 'rate_limit_exceeded');
     assert.equal(code(new GatewayError(429, 'Budget used.', { code: 'budget_exceeded' })), 'budget_exceeded', "the gateway's own code stays");
     assert.equal(code(new GatewayError(529, 'Overloaded', { type: 'overloaded_error' })), null);
+  });
+});
+
+describe("the status a provider's error object stands for", () => {
+  it('is the whole status it names, else its code or type, else 502', () => {
+    assert.equal(errorStatus({ status: 429 }), 429);
+    assert.equal(errorStatus({ code: '503' }), 503);
+    assert.equal(errorStatus({ status: 429.5 }), 502, 'not a status: logged and counted as one it would be');
+    assert.equal(errorStatus({ status: 200, code: 'rate_limit_exceeded' }), 429);
+    assert.equal(errorStatus({ type: 'overloaded_error' }), 529);
+    assert.equal(errorStatus({ message: 'x' }), 502);
   });
 });

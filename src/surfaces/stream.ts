@@ -22,6 +22,9 @@ function nameOf(data: string): string | undefined {
   return event instanceof GatewayError ? undefined : event.type;
 }
 
+/** Event types that say the provider failed: a stream of nothing else is a refusal. */
+const ERROR_TYPES: ReadonlySet<unknown> = new Set(['error', 'response.failed']);
+
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {
   usage(): Usage | null;
@@ -37,7 +40,7 @@ export interface ObservedStream extends StreamPipeline {
   /** The provider's id for the answer, when its stream said it. */
   answerId(): string | null;
   answerItems(): readonly string[];
-  /** The stream's first event was the provider's error: a refusal, as an error status would be (nothing to charge). */
+  /** Every event of the stream was the provider's error: a refusal, as an error status would be (nothing to charge). */
   refused(): boolean;
 }
 
@@ -64,9 +67,9 @@ export function streamPipeline<C extends ApiTypes>(
   const passThrough = route.translation.identity;
   // Events forwarded as bytes are parsed only for the log's answer, and mostly repeat each other.
   const forwardedEvents = new JsonSeries();
-  /** Whether any event came before (an error then is not the stream's first), and whether the first was an error. */
+  /** Whether any event came, and whether every one was the provider's error (a refusal: nothing generated). */
   let began = false;
-  let refused = false;
+  let onlyErrors = true;
 
   /** Counts an event's bytes against the limit; only where a log entry is assembled at all. */
   const seen = (data: string): void => {
@@ -95,11 +98,11 @@ export function streamPipeline<C extends ApiTypes>(
     namedEvents: target.namedEvents,
     assembling: logged !== null,
     event(event) {
-      const first = !began;
       began = true;
       // Passing through, an event that says nothing the gateway reads goes out as it came; one
       // named error is read whatever its data says (the client's SDK goes by the name).
       if (passThrough && event.event !== 'error' && !target.notable.test(event.data)) {
+        onlyErrors = false;
         this.forwarded(event.data);
         output.passed?.(event.data);
         return { text: sseFrame(event.data, event.event ?? (target.namedEvents ? nameOf(event.data) : undefined)) };
@@ -107,8 +110,8 @@ export function streamPipeline<C extends ApiTypes>(
       seen(event.data);
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
-        // (A Responses provider's error is an event of its own, the failure after it.)
-        if (first && (item.kind === 'error' || (item.kind === 'event' && (item.event as { type?: unknown }).type === 'error'))) refused = true;
+        // (A Responses provider's error is an event of its own, and so is the response.failed after it.)
+        if (item.kind === 'event' && !ERROR_TYPES.has((item.event as { type?: unknown }).type)) onlyErrors = false;
         if (item.kind === 'event') {
           watch.see(item.event);
           // Told once, before the event that completed the answer is framed for the client.
@@ -146,6 +149,7 @@ export function streamPipeline<C extends ApiTypes>(
     },
     passed: (bytes) => {
       began = true;
+      onlyErrors = false;
       output.passed?.(bytes);
     },
     failure: (error) => output.frame({ kind: 'error', error }),
@@ -155,7 +159,7 @@ export function streamPipeline<C extends ApiTypes>(
     said: () => watch.failure?.() ?? null,
     answerId: () => watch.answerId?.() ?? null,
     answerItems: () => watch.answerItems?.() ?? [],
-    refused: () => refused,
+    refused: () => began && onlyErrors,
     response: (clean) => {
       if (logged === null) return null;
       return assembler === null ? cutStream(clean(logged.result()), streamedBytes) : clean(logged.result());
