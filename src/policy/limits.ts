@@ -285,7 +285,7 @@ export class SpendStore {
         warn(`cannot read the state file ${this.file} (${(err as Error).message}); budgets start from zero`);
         return;
       }
-      // A file that is there (its permissions, a link that leads nowhere): started anyway, every
+      // A file that is there (its permissions, a link that loops): started anyway, every
       // budget would begin again from zero, and the next write would replace the spend it holds.
       throw new ConfigFileError(this.file, [`the state file cannot be read (${(err as Error).message}), and without it every budget would start from zero: fix it (its permissions), move it away to start budgets from zero, or set STATE_FILE=off`]);
     }
