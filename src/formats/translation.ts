@@ -15,8 +15,8 @@ export interface AnswerHints {
   /** An estimate of the prompt's tokens (clients break on a stream that starts with zero usage, and take zeros for a count). */
   readonly promptTokens: number;
   /**
-   * What the answer's ids are made of where the provider gives none (the gateway's request id, in
-   * letters and digits): unique, as a client expects an answer's and its tool calls' ids to be.
+   * What a translated answer's ids are made of (the gateway's request id, in letters and digits),
+   * never the provider's: unique, as a client expects an answer's and its tool calls' ids to be.
    */
   readonly answerId: string;
 }

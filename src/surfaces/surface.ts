@@ -378,21 +378,18 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   const reported = interaction.usage;
   let usage: Usage | null = reported;
   const status = interaction.upstreamStatus;
-  const unanswered = interaction.unansweredSends;
   if (usage === null && status !== null && status >= 200 && status < 300 && !interaction.answeredWithError) {
     usage = { input: promptEstimate(), output: Math.max(interaction.streamedEvents, interaction.unreportedOutput), cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
-  } else if (usage === null && status === null && unanswered > 0) {
-    // Sent, and never answered because the client left or the wait ran out: the provider read the
-    // prompt (and may have answered it for nobody), so it is not free.
-    usage = { input: promptEstimate() * unanswered, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
   } else if (usage !== null && !interaction.usageFinal && (interaction.error !== null || interaction.context.cancel.cancelled) && usage.output < interaction.streamedEvents) {
     // A stream cut short has only its usage so far (Anthropic's message_start says 1 output token): at least what was relayed.
     usage = { ...usage, output: interaction.streamedEvents };
     interaction.usage = usage;
   }
-  if (status !== null && unanswered > 0) {
-    // Attempts written whole that got no answer before another attempt answered (a wait that ran
-    // out, then a fallback): the provider may have run those too.
+  const unanswered = interaction.unansweredSends;
+  if (unanswered > 0) {
+    // Attempts written whole that got no answer (the client left, the wait ran out, the connection
+    // failed after it; perhaps before another attempt answered): the provider read the prompt, and
+    // may have answered it for nobody, so it is not free.
     const answered = usage ?? { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
     usage = { ...answered, input: answered.input + promptEstimate() * unanswered };
   }
@@ -717,11 +714,16 @@ function parsedAnswer<C extends ApiTypes>(route: Route<C>, body: Buffer, headers
   try {
     return route.target.parseResponse(body);
   } catch (err) {
-    const status = answerErrorStatus(body);
-    if (status === null) throw err;
-    interaction.answeredWithError = true;
-    throw upstreamError(status, body, headers, apiKeys);
+    throw errorAnswered(body, headers, apiKeys, interaction) ?? err;
   }
+}
+
+/** A 2xx answer whose body is an error (some servers and proxies): that error, at the status it stands for; null for one that is not. */
+function errorAnswered(body: Buffer, headers: IncomingHttpHeaders, apiKeys: readonly string[], interaction: Interaction): GatewayError | null {
+  const status = answerErrorStatus(body);
+  if (status === null) return null;
+  interaction.answeredWithError = true;
+  return upstreamError(status, body, headers, apiKeys);
 }
 
 /** A passed-through answer's bytes with its `model` replaced (null: it cannot be spliced). */
@@ -737,11 +739,8 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     // An error answered with a 200 (some servers and proxies): that error, at the status it stands for.
     if (type.includes('json')) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber });
-      const status = answerErrorStatus(body);
-      if (status !== null) {
-        interaction.answeredWithError = true;
-        throw upstreamError(status, body, upstream.headers, apiKeys);
-      }
+      const error = errorAnswered(body, upstream.headers, apiKeys, interaction);
+      if (error !== null) throw error;
     }
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {

@@ -18,7 +18,6 @@ export function isAnswerChunk(chunk: Readonly<Record<string, unknown>>): boolean
   return (Array.isArray(chunk.choices) && chunk.choices.length > 0) || (typeof chunk.id === 'string' && chunk.id !== '');
 }
 
-
 /**
  * A message's or a stream delta's reasoning text: `reasoning_content` (DeepSeek's name, which most
  * servers took), else `reasoning` (OpenRouter's, and newer vLLM's); null when it has none.

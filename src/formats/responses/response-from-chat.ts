@@ -20,8 +20,6 @@ export interface AnswerContext {
   readonly tools: ReadonlyMap<string, ToolName>;
 }
 
-/** The provider's id, made safe for the gateway's own ids (`resp_…`, `msg_…`, `fc_…`). */
-
 /** The response before its output: status in progress, the request's settings echoed as OpenAI does. */
 export function responseShell(context: AnswerContext, base: string, model: string, createdAt: number): ResponseObject {
   const request = context.request;
