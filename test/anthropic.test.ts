@@ -318,7 +318,9 @@ describe('anthropic request: parameters', () => {
 
   it('leaves room for the thinking budget when the client set no max_tokens', () => {
     assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 8000 } }).max_tokens, 8000 + 4096);
-    assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 2000 } }).max_tokens, 4096);
+    // A budget under the default still leaves the answer the default's room (4,000 of 4,096 left it 96).
+    assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 4000 } }).max_tokens, 4000 + 4096);
+    assert.equal(translate({ messages: [user('x')], thinking: { type: 'enabled', budget_tokens: 2000 } }).max_tokens, 2000 + 4096);
     assert.equal(translate({ messages: [user('x')], max_tokens: 9000, thinking: { type: 'enabled', budget_tokens: 8000 } }).max_tokens, 9000);
   });
 

@@ -401,11 +401,10 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
   const config: OutputConfig = {};
   if (request.thinking !== undefined && request.thinking !== null) {
     out.thinking = request.thinking;
-    // max_tokens must exceed the thinking budget; without one from the client, leave room for both.
+    // max_tokens must exceed the thinking budget; without one from the client, the answer keeps
+    // the default's room beside it (a budget of 4,000 under a max_tokens of 4,096 left 96).
     const budget = isRecord(request.thinking) ? request.thinking.budget_tokens : undefined;
-    if (maxTokens === undefined || maxTokens === null) {
-      if (typeof budget === 'number' && budget >= out.max_tokens) out.max_tokens = budget + options.defaultMaxTokens;
-    }
+    if ((maxTokens === undefined || maxTokens === null) && typeof budget === 'number') out.max_tokens = budget + options.defaultMaxTokens;
     // The client chose its thinking; an effort still steers adaptive thinking.
     const effort = isRecord(request.thinking) && request.thinking.type === 'adaptive' ? anthropicEffort(request.reasoning_effort) : undefined;
     if (effort !== undefined) config.effort = effort;
