@@ -154,7 +154,7 @@ describe('chat stream pass-through', () => {
   /** One chat client's stream, passed through; `logged`: a log entry wants the assembled answer. */
   const pipeline = (clientWantsUsage: boolean, logged = true) => {
     const request: ChatRequest = { model: 'm', messages: [], stream: true, ...(clientWantsUsage ? { stream_options: { include_usage: true } } : {}) };
-    return streamPipeline<ChatTypes>(route, route.translation.exchange(request), chatClient.streamOutput(request), logged ? chatClient.assembler() : null, { promptTokens: 1, answerId: 'gw1' });
+    return streamPipeline<ChatTypes>(route, route.translation.exchange(request), chatClient.streamOutput(request, 'gw1'), logged ? chatClient.assembler() : null, { promptTokens: 1, answerId: 'gw1' });
   };
 
   it(`relays a stream past ${MAX_ASSEMBLED_STREAM_BYTES / 1024 / 1024} MiB of events whole, and logs the answer assembled until then, marked cut, with the events' size`, () => {

@@ -483,7 +483,7 @@ describe('chat answer → response', () => {
 function runTranslated(text: string, cuts: number[] = [], fields: Record<string, unknown> = {}): { frames: string; events: ResponsesEvent[] } {
   const parser = new SseParser();
   const translate = chatStreamToResponses(context(fields), { promptTokens: 900, answerId: 'gw1' });
-  const output = responsesStreamOutput('deepseek-chat');
+  const output = responsesStreamOutput('deepseek-chat', 'gw1');
   const bytes = Buffer.from(text);
   const items: Array<StreamItem<ResponsesEvent>> = [];
   const take = (events: ReturnType<SseParser['push']>): void => {
@@ -722,15 +722,17 @@ describe('Responses failures', () => {
   });
 
   it('frames a failure before anything as response.created then response.failed, and only once', () => {
-    const output = responsesStreamOutput('gpt-5');
+    const output = responsesStreamOutput('gpt-5', 'gw1');
     const frames = output.frame({ kind: 'error', error: new GatewayError(502, 'lost') });
     const events = clientEvents(frames);
     assert.deepEqual(events.map((event) => [event.type, event.sequence_number]), [['response.created', 0], ['response.failed', 1]]);
+    // Its id is the one a translated answer of this request would have had: failures stay apart.
+    assert.deepEqual(events.map((event) => (event.response as { id?: unknown }).id), ['resp_gw1', 'resp_gw1']);
     assert.equal(output.frame({ kind: 'error', error: new GatewayError(502, 'again') }), '');
   });
 
   it("passing through, numbers its failure after the provider's last event, found in bytes it did not parse", () => {
-    const output = responsesStreamOutput('gpt-5');
+    const output = responsesStreamOutput('gpt-5', 'gw1');
     output.frame({ kind: 'event', event: { type: 'response.created', sequence_number: 0, response: { id: 'resp_up', status: 'in_progress' } } });
     output.passed(Buffer.from('event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":17,"delta":"\\"sequence_number\\":99"}\n\n'));
     const [failed] = clientEvents(output.frame({ kind: 'error', error: new GatewayError(502, 'lost') }));
@@ -755,7 +757,7 @@ describe('Responses failures', () => {
     assert.equal(items.length, 2);
     const error = items[1]?.kind === 'error' ? items[1].error : null;
     assert.deepEqual([error?.status, error?.code], [429, 'rate_limit_exceeded']);
-    const output = responsesStreamOutput('gpt-5');
+    const output = responsesStreamOutput('gpt-5', 'gw1');
     assert.equal(items.map((item) => output.frame(item)).join(''), `event: response.failed\ndata: ${data}\n\n`);
   });
 });
@@ -857,7 +859,7 @@ describe('Responses through the hub to Anthropic (a chain: responses → chat �
       '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}',
       '{"type":"message_stop"}',
     ];
-    const output = responsesStreamOutput('claude-sonnet-4-5');
+    const output = responsesStreamOutput('claude-sonnet-4-5', 'gw1');
     const frames = anthropicEvents.flatMap((data) => decodeMessagesEvent({ event: undefined, data })).flatMap((item) => stream(item)).map((item) => output.frame(item as StreamItem<ResponsesEvent>)).join('');
     const events = clientEvents(frames);
     assert.equal(events[0]?.type, 'response.created');
@@ -1003,7 +1005,7 @@ describe('review findings, each a regression test', () => {
 
   it('keeps an event name to one line, so a provider cannot start events of its own, and names an event that came without one after its type', () => {
     assert.equal(sseFrame('{}', 'response.created\ndata: {"injected":true}\n\nevent: x'), 'event: response.createddata: {"injected":true}event: x\ndata: {}\n\n');
-    const output = responsesStreamOutput('gpt-5');
+    const output = responsesStreamOutput('gpt-5', 'gw1');
     const [item] = decodeResponsesEvent({ event: undefined, data: '{"type":"response.created","sequence_number":0,"response":{"id":"r"}}' });
     assert.equal(output.frame(item as StreamItem<ResponsesEvent>), 'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"r"}}\n\n', 'a provider that names no event has it named after its type');
     // A type that would start events of its own, as that name, stays one line.
@@ -1012,7 +1014,7 @@ describe('review findings, each a regression test', () => {
   });
 
   it("keeps a provider's error event as the cause of a failure that follows it", () => {
-    const output = responsesStreamOutput('gpt-5');
+    const output = responsesStreamOutput('gpt-5', 'gw1');
     for (const data of ['{"type":"response.created","sequence_number":0,"response":{"id":"r"}}', '{"type":"error","sequence_number":1,"code":"rate_limit_exceeded","message":"Please try again in 20s."}']) {
       for (const item of decodeResponsesEvent({ event: undefined, data })) output.frame(item);
     }

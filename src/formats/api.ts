@@ -69,8 +69,8 @@ export interface ClientApi<T extends ApiTypes> {
   rewrite(request: T['request'], changes: RequestChanges): T['request'];
   /** An error in this API's own error shape. */
   errorBody(error: GatewayError): unknown;
-  /** What this client sees of a stream, given what it asked for. */
-  streamOutput(request: T['request']): StreamOutput<T['event']>;
+  /** What this client sees of a stream, given what it asked for; `answerId` names what the gateway makes of it (translation.ts: AnswerHints). */
+  streamOutput(request: T['request'], answerId: string): StreamOutput<T['event']>;
   assembler(): Assembler<T['event'], T['response']>;
   /**
    * Passed through where the key's model map sent the request to another model: the answer, or an

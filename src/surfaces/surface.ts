@@ -758,7 +758,8 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     remembered = true;
     remember?.({ id, items: () => pipeline.answerItems() });
   };
-  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request), deps.log.enabled ? api.assembler() : null, answerHints(interaction, promptEstimate), deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
+  const hints = answerHints(interaction, promptEstimate);
+  const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request, hints.answerId), deps.log.enabled ? api.assembler() : null, hints, deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
   stampOverhead(res, interaction.overheadMs(performance.now()));
   await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();

@@ -43,7 +43,7 @@ export const responsesClient: ClientApi<ResponsesTypes> = {
     return copy;
   },
   errorBody: openAiErrorBody,
-  streamOutput: (request) => responsesStreamOutput(request.model),
+  streamOutput: (request, answerId) => responsesStreamOutput(request.model, answerId),
   assembler: () => new ResponseAssembler(),
 };
 

@@ -37,7 +37,7 @@ function providerError(event: ResponsesEvent): ResponseError | null {
   return typeof detail.code === 'string' && typeof detail.message === 'string' ? { code: detail.code, message: detail.message } : null;
 }
 
-export function responsesStreamOutput(model: string): ResponsesStreamOutput {
+export function responsesStreamOutput(model: string, answerId: string): ResponsesStreamOutput {
   let sequence = -1;
   let response: Record<string, unknown> | null = null;
   let failed = false;
@@ -52,8 +52,8 @@ export function responsesStreamOutput(model: string): ResponsesStreamOutput {
         failed = true;
         let text = '';
         if (response === null) {
-          // No clock here: the failure is what the client needs from this stand-in.
-          response = { id: 'resp_gateway_failed', object: 'response', created_at: 0, status: 'in_progress', model, output: [], usage: null };
+          // Its id as a translated answer's would be; no clock here: the failure is what the client needs from this stand-in.
+          response = { id: `resp_${answerId}`, object: 'response', created_at: 0, status: 'in_progress', model, output: [], usage: null };
           text += frame({ type: 'response.created', sequence_number: ++sequence, response });
         }
         const failure = { ...response, status: 'failed', error: said ?? responseError(item.error), incomplete_details: null, output: [], usage: null };
