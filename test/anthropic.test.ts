@@ -151,6 +151,17 @@ describe('anthropic request: messages', () => {
     assert.deepEqual(out.messages[2], { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'c', content: 'ok' }] });
   });
 
+  it("holds a tool call's arguments to the body's limits: the body's own do not reach into its strings (18 MB of [[[…]]] there held the loop 6 s)", () => {
+    const call = (args: string) => ({ messages: [user('hi'), { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: args } }] }, { role: 'tool', tool_call_id: 'c', content: 'ok' }] });
+    const nested = (depth: number) => `{"a":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+    rejects(call(nested(129)), /tool_calls\[0\]\.function\.arguments nests deeper than 128 levels; Anthropic needs the tool input as an object/, 'messages[1].tool_calls[0].function.arguments');
+    rejects(call(`{"a":[${'0,'.repeat(1_000_001)}0]}`), /arguments holds more than 1000000 values/);
+    rejects(call('{"a":'), /arguments is not valid JSON/);
+    // At the limit, and as deep as a tool's schema gets, it is the input it says.
+    const deep = translate(call(nested(128)));
+    assert.equal(JSON.stringify(deep.messages[1]?.content), JSON.stringify([{ type: 'tool_use', id: 'c', name: 'f', input: JSON.parse(nested(128)) }]));
+  });
+
   it('translates images by data URL (base64 source) and by http(s) URL (url source)', () => {
     const out = translate({
       messages: [

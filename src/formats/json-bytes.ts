@@ -601,6 +601,21 @@ export function parseJsonBytes(raw: Buffer, pieceBytes = PIECE_BYTES, defer: Def
 }
 
 /**
+ * JSON.parse of a JSON text a request carries as a string (a chat tool call's arguments, which
+ * Anthropic takes as an object), held to the body's limits: the body's own do not reach into its
+ * strings, and 18 MB of `[[[…]]]` there held the loop for 6 s. Throws TooDeep or TooMany, or
+ * JSON.parse's SyntaxError.
+ */
+export function parseJsonText(text: string): unknown {
+  // Each level takes two characters: a text this short can reach none of the limits.
+  if (text.length > 2 * MAX_DEPTH) {
+    const costly = tooCostly(Buffer.from(text, 'utf8'));
+    if (costly !== null) throw costly;
+  }
+  return JSON.parse(text);
+}
+
+/**
  * No body nests deeper than this. The log holds each body, a few levels further in, and common
  * readers of it stop at a depth: jq 1.6 (Debian 12's) at 256 levels, so a client could make the
  * log unreadable with a 60 KB `[[[…]]]`. JSON.parse of millions of nested arrays (an 18 MB

@@ -4,6 +4,7 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
+import { parseJsonText, TooDeep, TooMany } from '../json-bytes.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicSchema } from './output-schema.js';
 import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
@@ -218,9 +219,10 @@ function toolUses(message: ChatMessage, where: string): ToolUseBlock[] {
     let input: unknown = {};
     if (args.trim() !== '') {
       try {
-        input = JSON.parse(args);
-      } catch {
-        throw invalidRequest(`${at}.function.arguments is not valid JSON; Anthropic needs the tool input as an object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
+        input = parseJsonText(args);
+      } catch (err) {
+        const why = err instanceof TooDeep ? `nests deeper than ${err.max} levels` : err instanceof TooMany ? `holds more than ${err.max} ${err.what}` : 'is not valid JSON';
+        throw invalidRequest(`${at}.function.arguments ${why}; Anthropic needs the tool input as an object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
       }
     }
     if (!isRecord(input)) throw invalidRequest(`${at}.function.arguments must encode a JSON object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
