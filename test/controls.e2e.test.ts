@@ -552,9 +552,55 @@ describe('limits under pressure', () => {
 describe('several real keys, when one is refused', () => {
   let gateway: GatewayProcess;
   before(async () => {
-    gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '3000' } });
+    const two = { virtual_keys: {
+      vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl },
+      // Two targets on one server (a shared proxy): the second's answer may echo the first's key.
+      vk_fallback: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: openai.baseUrl }] },
+    } };
+    gateway = await startGateway({ keys: two, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '3000' } });
   });
   after(() => gateway.stop());
+
+  it("takes every real key the request may have sent out of what the provider answers: another key's in turn, a fallback target's (a shared server that echoes another request's key)", async () => {
+    // Answers with the key it was not sent this time, and refuses KEY_A with a 429 when asked to.
+    let refuseA = false;
+    openai.behave(({ req, res, recorded }) => {
+      const sent = req.headers.authorization === `Bearer ${KEY_A}` ? KEY_A : KEY_B;
+      if (refuseA && sent === KEY_A) {
+        res.writeHead(429, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
+        return true;
+      }
+      const other = sent === KEY_A ? KEY_B : KEY_A;
+      if (recorded.json?.stream !== true) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: `the last caller used ${other}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+        return true;
+      }
+      // Content events the gateway passes on as bytes, each in a write of its own.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (delta: unknown, finish: string | null) => `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      res.write(chunk({ role: 'assistant', content: '' }, null));
+      setTimeout(() => res.write(chunk({ content: `the last caller used ${other}` }, null)), 20);
+      setTimeout(() => res.end(`${chunk({}, 'stop')}data: [DONE]\n\n`), 40);
+      return true;
+    });
+    try {
+      for (const [key, stream] of [['vk_pool', false], ['vk_pool', false], ['vk_pool', true], ['vk_pool', true], ['vk_fallback', false], ['vk_fallback', true]] as const) {
+        refuseA = key === 'vk_fallback';
+        const reply = await chat(gateway.url, key, { ...ask(), stream });
+        assert.equal(reply.status, 200, reply.text);
+        assert.match(reply.text, /the last caller used \[redacted\]/, `${key}, stream: ${stream}`);
+        assert.ok(!reply.text.includes(KEY_A) && !reply.text.includes(KEY_B), reply.text);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        const logged = JSON.stringify(entry);
+        assert.ok(!logged.includes(KEY_A) && !logged.includes(KEY_B), logged);
+        assert.match(logged, /the last caller used \[redacted\]/);
+      }
+    } finally {
+      openai.behave(null);
+    }
+  });
 
   for (const [status, headers] of [
     [429, { 'retry-after': '60' }],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyScrubber, keySpellings, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
+import { KeyScrubber, keysScrubber, keySpellings, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
 
 const KEY = 'sk-proj-Scrub0123456789abcdef';
 
@@ -10,6 +10,32 @@ function scrub(pieces: string[], key = KEY): string {
   const out = pieces.map((piece) => scrubber.push(Buffer.from(piece)).toString());
   return out.join('') + scrubber.flush().toString();
 }
+
+describe('keysScrubber: every real key a request may have sent', () => {
+  const OTHER = 'sk-other-0123456789abcdefXYZ';
+  /** A key that holds another: replaced whole, not as the shorter key and a tail of it. */
+  const LONGER = `${KEY}-and-more`;
+  const keys = [KEY, OTHER, LONGER];
+
+  it('finds each, however the bytes are split: at every pair of boundaries, with nothing held back at the end', () => {
+    const text = `data: {"a":"${OTHER} ${KEY}","b":"${LONGER}\u002e"}\n\nsk-oth`;
+    const expected = 'data: {"a":"[redacted] [redacted]","b":"[redacted]\u002e"}\n\nsk-oth';
+    for (let i = 0; i <= text.length; i++) {
+      for (let j = i; j <= text.length; j++) {
+        const scrubber = keysScrubber(keys);
+        const out = [text.slice(0, i), text.slice(i, j), text.slice(j)].map((piece) => scrubber.push(Buffer.from(piece)).toString()).join('') + scrubber.flush().toString();
+        assert.equal(out, expected, `split at ${i} and ${j}`);
+      }
+    }
+  });
+
+  it('is the one key\'s scrubber for one key (what a key with one real key paid before), and passes bytes as they are without keys to find', () => {
+    assert.ok(keysScrubber([KEY, KEY]) instanceof KeyScrubber);
+    const event = Buffer.from('data: {"a":1}\n\n');
+    assert.equal(keysScrubber(keys).push(event), event, 'the very same bytes, not a copy');
+    assert.equal(keysScrubber(['short']).push(event), event);
+  });
+});
 
 describe('KeyScrubber', () => {
   it('replaces every whole occurrence of the key, and nothing else', () => {

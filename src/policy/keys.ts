@@ -60,6 +60,12 @@ export interface VirtualKey {
   readonly digest: string;
   /** Where its requests go, in the order the file lists them: a provider, its base URL, real keys, model map. */
   readonly targets: readonly Target[];
+  /**
+   * Every real key of its targets, longest first: what a request of this key may have sent to a
+   * provider (a fallback's target, another real key in turn), and so what comes out of anything a
+   * provider sends back (a shared server may echo another request's key).
+   */
+  readonly realKeys: readonly string[];
   /** How a request picks among several targets: in order, or the first by weight. */
   readonly strategy: Strategy;
   /** Statuses of a target's answer after which the request moves on to the next target. */
@@ -461,7 +467,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     ) {
       continue;
     }
-    keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
+    const realKeys = [...new Set(targets.flatMap((target) => target.keys.apiKeys))].sort((a, b) => b.length - a.length);
+    keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, realKeys, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
   problems.push(...realKeysInPlainSight(named));
   if (problems.length > 0) throw new ConfigFileError(file, problems);

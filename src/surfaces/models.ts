@@ -18,7 +18,7 @@ import { callWithRetries } from '../upstream/call.js';
 import { Cancellation } from '../upstream/cancel.js';
 import { redactDeep, upstreamError } from '../upstream/errors.js';
 import { readAll } from '../upstream/read.js';
-import { KeyScrubber } from '../upstream/scrub.js';
+import { keysScrubber } from '../upstream/scrub.js';
 import { HOW_TO_SEND_BEARER } from './chat.js';
 import { anthropicCredential, HOW_TO_SEND_ANTHROPIC_KEY, isAnthropicStyle } from './messages.js';
 import { authenticateRequest, recordRefusedKey, type SurfaceDeps } from './surface.js';
@@ -103,9 +103,9 @@ function providerModels(key: VirtualKey, interaction: Interaction, deps: Surface
 async function askProvider(target: Target, cancel: Cancellation, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {
   const { keys, modelsEndpoint, modelsApi } = target;
   const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
+  const { upstream } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
   const failed = upstream.status < 200 || upstream.status > 299;
-  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
+  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(keys.apiKeys) });
   interaction.upstreamEndedAt = performance.now();
   if (failed) throw upstreamError(upstream.status, body, upstream.headers, keys.apiKeys, modelsEndpoint.url);
   // A provider's list goes to the client: every string in it is scrubbed like its errors.

@@ -38,7 +38,7 @@ import type { Target } from '../policy/target.js';
 import type { Admission } from '../policy/breaker.js';
 import type { ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
-import { KeyScrubber, withoutKeys } from '../upstream/scrub.js';
+import { keysScrubber, withoutKeys, type ByteScrubber } from '../upstream/scrub.js';
 import type { Cancellation } from '../upstream/cancel.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import type { ModelLists } from './models.js';
@@ -188,10 +188,10 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       reserved = NO_RESERVATION;
     }
 
-    const { target, route, back, outbound, upstream, apiKey } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
-    const apiKeys = target.keys.apiKeys;
-    // Whatever the provider sends may reach the client or the log: the key it was sent comes out.
-    const scrubber = new KeyScrubber(apiKey);
+    const { target, route, back, outbound, upstream } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
+    // Whatever the provider sends may reach the client or the log: every real key the request may have sent comes out.
+    const apiKeys = key.realKeys;
+    const scrubber = keysScrubber(apiKeys);
     const idleMs = deps.upstream.policy.idleTimeoutMs;
     if (upstream.status < 200 || upstream.status > 299) {
       const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
@@ -441,7 +441,6 @@ interface Served<C extends ApiTypes> {
   readonly back: WayBack<C, ApiTypes>;
   readonly outbound: Outbound<C>;
   readonly upstream: UpstreamResponse;
-  readonly apiKey: string;
 }
 
 /** Failures in which a target gave no answer worth passing on: the next target may serve. */
@@ -514,21 +513,21 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Serv
         const { body, passed, route } = prepared;
         // A pooled body is held by each write of it, until the socket is done with its bytes.
         const build = (apiKey: string): UpstreamRequest => ({ body, holder: pooled, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-        const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last);
+        const { upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last);
         if (several) interaction.tagAttempts(attempts, target.index);
-        interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
+        interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.realKeys);
         if (several && key.fallbackOn.has(upstream.status)) {
           outcome = 'failure';
           if (!last && !cancel.cancelled && performance.now() < deadline) {
             interaction.targetOutcome(target, 'failed');
             // Kept (its error body is small) in case no other target can serve after all.
-            const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
-            failure = upstreamError(upstream.status, body, upstream.headers, target.keys.apiKeys, prepared.endpoint.url);
+            const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(key.realKeys) });
+            failure = upstreamError(upstream.status, body, upstream.headers, key.realKeys, prepared.endpoint.url);
             continue;
           }
         } else if (several) outcome = 'success';
         if (several) interaction.targetOutcome(target, 'answered');
-        return { target, route: prepared.route, back: prepared.back, outbound: prepared.outbound, upstream, apiKey };
+        return { target, route: prepared.route, back: prepared.back, outbound: prepared.outbound, upstream };
       } catch (err) {
         if (several) interaction.tagAttempts(attempts, target.index);
         const movable = err instanceof GatewayError && MOVE_ON_CODES.has(err.code);
@@ -616,9 +615,9 @@ interface Answering<C extends ApiTypes> {
   readonly res: ServerResponse;
   readonly interaction: Interaction;
   readonly deps: SurfaceDeps;
-  /** The target's real keys (taken out of what the gateway assembles), and the scrubber of the one sent. */
+  /** Every real key the request may have sent (taken out of what the gateway assembles), and the scrubber of the provider's bytes. */
   readonly apiKeys: readonly string[];
-  readonly scrubber: KeyScrubber;
+  readonly scrubber: ByteScrubber;
   readonly promptEstimate: number;
   /** The model the client asked for, where the key's model map sent another (null: the same). */
   readonly asked: string | null;
@@ -666,12 +665,12 @@ export interface WholeAnswer {
   readonly body: Buffer;
 }
 
-/** One such request to `target` (its real keys in turn, retries), its answer read whole and scrubbed of the real key. */
+/** One such request to `target` (its real keys in turn, retries), its answer read whole and scrubbed of every real key of the target. */
 export async function callWhole(target: Target, endpoint: Endpoint, build: (apiKey: string) => UpstreamRequest, limit: number, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
   const cancel = interaction.context.cancel;
-  const { upstream, apiKey } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
+  const { upstream } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
   interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
-  const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: new KeyScrubber(apiKey) });
+  const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.keys.apiKeys) });
   interaction.upstreamEndedAt = performance.now();
   return { status: upstream.status, headers: upstream.headers, body };
 }

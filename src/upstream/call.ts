@@ -54,8 +54,6 @@ export interface KeyTurns {
 
 export interface CallResult {
   readonly upstream: UpstreamResponse;
-  /** The real key that got this answer (to scrub it from anything the provider sends). */
-  readonly apiKey: string;
 }
 
 /** Exponential backoff with jitter (between half and all of 250 ms × 2^attempt), at least retry-after, at most the cap. */
@@ -164,7 +162,7 @@ export async function callWithRetries(
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
     // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
     const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;
-    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) return { upstream: answer, apiKey };
+    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) return { upstream: answer };
     answer.abort(); // its answer is not needed: another attempt follows
     await wait(delay, cancel);
   }

@@ -7,7 +7,7 @@ import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
 import { whyCut } from './http-client.js';
-import type { KeyScrubber } from './scrub.js';
+import type { ByteScrubber } from './scrub.js';
 
 export function upstreamIdle(ms: number): GatewayError {
   return new GatewayError(504, `The provider went silent for ${ms} ms mid-answer (UPSTREAM_IDLE_TIMEOUT_MS).`, { code: 'upstream_idle_timeout' });
@@ -21,8 +21,8 @@ export interface ReadOptions {
   cancel: Cancellation;
   /** No bytes for this long → 504. */
   idleMs: number;
-  /** Takes the real key out of the bytes as they arrive. */
-  scrubber?: KeyScrubber;
+  /** Takes the real keys out of the bytes as they arrive. */
+  scrubber?: ByteScrubber;
 }
 
 /** Reads a whole (non-stream) body; never hangs, never grows past `limit`. */

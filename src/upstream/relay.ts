@@ -13,7 +13,7 @@ import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
 import { redactError } from './errors.js';
 import { whyCut } from './http-client.js';
 import { upstreamIdle } from './read.js';
-import { keySpellings, textWithoutKeys, type KeyScrubber } from './scrub.js';
+import { keySpellings, textWithoutKeys, type ByteScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
@@ -66,8 +66,8 @@ export interface RelayOptions {
   readonly idleMs: number;
   /** Scrubbed from a provider's error (its message and every other field) before it reaches the client or the log. */
   readonly apiKeys: readonly string[];
-  /** Takes the real key out of the provider's bytes as they arrive. */
-  readonly scrubber: KeyScrubber;
+  /** Takes the real keys out of the provider's bytes as they arrive. */
+  readonly scrubber: ByteScrubber;
 }
 
 /** What the log and the metrics learn from a relayed stream. */

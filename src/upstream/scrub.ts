@@ -20,7 +20,40 @@ const BACKSLASH = 0x5c;
 const ESCAPE = Buffer.from('\\u', 'latin1');
 const ESCAPED_SLASH = Buffer.from('\\/', 'latin1');
 
-export class KeyScrubber {
+/** Takes real keys out of a provider's bytes as they arrive (push each read, flush at the end). */
+export interface ByteScrubber {
+  push(read: Buffer): Buffer;
+  flush(): Buffer;
+}
+
+/**
+ * A scrubber for every one of `apiKeys`: one native search per key per read (a key with one real
+ * key pays what it did). Longest first: a key that holds another is replaced whole.
+ */
+export function keysScrubber(apiKeys: readonly string[]): ByteScrubber {
+  if (apiKeys.length === 1) return new KeyScrubber(apiKeys[0] as string);
+  const real = [...new Set(apiKeys)].filter((key) => key.length >= MIN_KEY_LENGTH).sort((a, b) => b.length - a.length);
+  return real.length <= 1 ? new KeyScrubber(real[0] ?? '') : new KeysScrubber(real.map((key) => new KeyScrubber(key)));
+}
+
+/** Each key's scrubber in turn; each holds back its own tail that could start its key. */
+class KeysScrubber implements ByteScrubber {
+  constructor(private readonly scrubbers: readonly KeyScrubber[]) {}
+
+  push(read: Buffer): Buffer {
+    let data = read;
+    for (const scrubber of this.scrubbers) data = scrubber.push(data);
+    return data;
+  }
+
+  flush(): Buffer {
+    let data = EMPTY;
+    for (const scrubber of this.scrubbers) data = Buffer.concat([scrubber.push(data), scrubber.flush()]);
+    return data;
+  }
+}
+
+export class KeyScrubber implements ByteScrubber {
   private readonly key: Buffer | null;
   private readonly slash: boolean;
   /** The key holds a character JSON must escape (`"` or `\`): its JSON spelling always has a backslash. */
