@@ -645,6 +645,42 @@ describe('several real keys, when one is refused', () => {
   });
 });
 
+describe('a credential in a base URL\'s query', () => {
+  it('is taken out of what the provider echoes (a 404 saying the path it was asked, an answer, a model list), as a real key is', async () => {
+    const secret = 'AIzaSyQueryCredential0123456789';
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_query: { provider: 'openai', api_key: KEY_A, base_url: `${openai.baseUrl}?api-version=2024-10-21&key=${secret}` } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
+    let status = 404;
+    openai.behave(({ req, res }) => {
+      if (status === 404) {
+        // As Express says it: the path and query it was asked.
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(openAIError(`Cannot ${req.method} ${req.url}`, 'invalid_request_error')));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: `you asked ${req.url}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+      }
+      return true;
+    });
+    try {
+      for (const answer of [404, 200]) {
+        status = answer;
+        const reply = await chat(gateway.url, 'vk_query', ask());
+        assert.equal(reply.status, answer, reply.text);
+        assert.ok(!reply.text.includes(secret), reply.text);
+        assert.match(reply.text, /api-version=2024-10-21&key=\[redacted\]/, 'the rest of the query stays');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.ok(!JSON.stringify(entry).includes(secret), JSON.stringify(entry));
+      }
+      status = 404;
+      const models = await request(gateway.url, '/v1/models?refresh=1', { method: 'GET', key: 'vk_query' });
+      assert.ok(!models.text.includes(secret), models.text);
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
 describe('retries that must not happen', () => {
   it('a connection reset after the request was sent is not retried (it may have been billed)', async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });

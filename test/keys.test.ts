@@ -438,6 +438,19 @@ describe('loadKeyFile', () => {
     });
   });
 
+  it("knows what a key's requests may send a provider, to take it out of what comes back: every target's real keys, and credentials in a base URL's query (written and decoded), longest first", () => {
+    const [key] = parseKeyFile(
+      JSON.stringify({ virtual_keys: { vk_1: { targets: [
+        { provider: 'openai', api_keys: ['sk-first-0123456789', 'sk-second-0123456789abc'] },
+        { provider: 'openai', api_key: 'sk-first-0123456789', base_url: 'https://proxy.example/v1?api-version=2024-10-21&key=AIza%2Bquery0123&x_sig=s1g0123456789' },
+      ] } } }),
+      'keys.json',
+      providers,
+    );
+    assert.deepEqual(key?.realKeys, ['sk-second-0123456789abc', 'sk-first-0123456789', 'AIza%2Bquery0123', 'AIza+query0123', 's1g0123456789']);
+    assert.deepEqual(key?.targets[1]?.secrets, ['sk-first-0123456789', 'AIza%2Bquery0123', 'AIza+query0123', 's1g0123456789'], 'not the api-version: no credential');
+  });
+
   it('reads a valid file', async () => {
     const file = join(tempDir(), 'keys.json');
     writeFileSync(file, '{"virtual_keys":{"vk_1":{"provider":"openai","api_key":"sk-1"}}}');

@@ -61,9 +61,10 @@ export interface VirtualKey {
   /** Where its requests go, in the order the file lists them: a provider, its base URL, real keys, model map. */
   readonly targets: readonly Target[];
   /**
-   * Every real key of its targets, longest first: what a request of this key may have sent to a
-   * provider (a fallback's target, another real key in turn), and so what comes out of anything a
-   * provider sends back (a shared server may echo another request's key).
+   * Every real key of its targets (and credential in their base URLs), longest first: what a
+   * request of this key may have sent to a provider (a fallback's target, another real key in
+   * turn), and so what comes out of anything a provider sends back (a shared server may echo
+   * another request's key).
    */
   readonly realKeys: readonly string[];
   /** How a request picks among several targets: in order, or the first by weight. */
@@ -467,7 +468,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     ) {
       continue;
     }
-    const realKeys = [...new Set(targets.flatMap((target) => target.keys.apiKeys))].sort((a, b) => b.length - a.length);
+    const realKeys = [...new Set(targets.flatMap((target) => target.secrets))].sort((a, b) => b.length - a.length);
     keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, realKeys, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
   problems.push(...realKeysInPlainSight(named));

@@ -17,6 +17,12 @@ export interface Target {
   readonly apis: readonly ApiName[];
   /** The real provider keys, taking turns. Never logged, never sent to a client. */
   readonly keys: KeyPool;
+  /**
+   * What comes out of anything it sends back: its real keys, and the values of its base URL's
+   * query that name a key, token or signature (`?key=…`: some providers take keys there, and a 404
+   * echoes the path it was asked).
+   */
+  readonly secrets: readonly string[];
   /** Where each API it speaks is served, resolved once. */
   readonly endpoints: Readonly<Partial<Record<ApiName, Endpoint>>>;
   /** Where it lists its models, and the API whose list format that is. */
@@ -58,5 +64,32 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
   const { breaker, ...rest } = options;
   const storage = `${provider.name} ${baseUrl}`;
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), secrets: [...apiKeys, ...queryCredentials(baseUrl)], endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
+}
+
+/** Query parameters whose name says they carry a credential. */
+const CREDENTIAL_NAME = /key|token|secret|sig|auth|pass|credential/i;
+
+/** The values (as written, and decoded) of `baseUrl`'s query parameters that carry a credential. */
+export function queryCredentials(baseUrl: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const part of url.search.slice(1).split('&')) {
+    const equals = part.indexOf('=');
+    if (equals === -1 || !CREDENTIAL_NAME.test(part.slice(0, equals))) continue;
+    const written = part.slice(equals + 1);
+    found.push(written);
+    try {
+      const decoded = decodeURIComponent(written.replaceAll('+', ' '));
+      if (decoded !== written) found.push(decoded);
+    } catch {
+      // a value that is not percent-encoded text is taken out as it is written
+    }
+  }
+  return found.filter((value) => value !== '');
 }

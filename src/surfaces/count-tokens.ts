@@ -57,7 +57,7 @@ async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, re
   const answer = await askProvider(target, withSubpath(endpoint, '/count_tokens'), body, req, interaction, deps);
   if (answer.status < 200 || answer.status > 299) {
     if (lacksCountTokens(answer.status, answer.body)) return null;
-    throw upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, endpoint.url);
+    throw upstreamError(answer.status, answer.body, answer.headers, target.secrets, endpoint.url);
   }
   let parsed: unknown;
   try {

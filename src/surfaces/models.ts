@@ -105,11 +105,11 @@ async function askProvider(target: Target, cancel: Cancellation, interaction: In
   const build = (apiKey: string) => ({ method: 'GET' as const, body: '', headers: modelsApi.authHeaders(apiKey) });
   const { upstream } = await callWithRetries(deps.upstream, keys, modelsEndpoint, build, cancel, interaction);
   const failed = upstream.status < 200 || upstream.status > 299;
-  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(keys.apiKeys) });
+  const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.secrets) });
   interaction.upstreamEndedAt = performance.now();
-  if (failed) throw upstreamError(upstream.status, body, upstream.headers, keys.apiKeys, modelsEndpoint.url);
+  if (failed) throw upstreamError(upstream.status, body, upstream.headers, target.secrets, modelsEndpoint.url);
   // A provider's list goes to the client: every string in it is scrubbed like its errors.
-  return redactDeep(modelsApi.parseModelList(body), keys.apiKeys) as ModelList;
+  return redactDeep(modelsApi.parseModelList(body), target.secrets) as ModelList;
 }
 
 async function listModels(key: VirtualKey, interaction: Interaction, deps: SurfaceDeps): Promise<ModelList> {

@@ -56,7 +56,7 @@ export async function callStored(
 
 /** A failed answer as the client's error (the real key out of it). */
 export function storedError(target: Target, answer: StoredAnswer): GatewayError {
-  return upstreamError(answer.status, answer.body, answer.headers, target.keys.apiKeys, answer.url);
+  return upstreamError(answer.status, answer.body, answer.headers, target.secrets, answer.url);
 }
 
 /** The 404 OpenAI gives for an id it does not know: the same whether the response is another key's or does not exist. */

@@ -665,12 +665,12 @@ export interface WholeAnswer {
   readonly body: Buffer;
 }
 
-/** One such request to `target` (its real keys in turn, retries), its answer read whole and scrubbed of every real key of the target. */
+/** One such request to `target` (its real keys in turn, retries), its answer read whole and scrubbed of every real key of the target (Target.secrets). */
 export async function callWhole(target: Target, endpoint: Endpoint, build: (apiKey: string) => UpstreamRequest, limit: number, interaction: Interaction, deps: SurfaceDeps): Promise<WholeAnswer> {
   const cancel = interaction.context.cancel;
   const { upstream } = await callWithRetries(deps.upstream, target.keys, endpoint, build, cancel, interaction);
-  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.keys.apiKeys);
-  const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.keys.apiKeys) });
+  interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.secrets);
+  const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.secrets) });
   interaction.upstreamEndedAt = performance.now();
   return { status: upstream.status, headers: upstream.headers, body };
 }
