@@ -60,8 +60,11 @@ export function quoted(value: string): string {
   return maybeSecret(value) ? `a value of ${value.length} characters that may be a key (not shown)` : JSON.stringify(value);
 }
 
-/** Whether a value looks like a provider key: a provider's `sk-` prefix, or a long random-looking string. */
+/**
+ * Whether a value looks like a provider key: a provider's `sk-` prefix, a long random-looking
+ * string, or 32 hex digits or more (Azure OpenAI's keys, Together's).
+ */
 export function maybeSecret(value: string): boolean {
   const random = /[A-Za-z0-9_-]{32,}/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /\d/.test(value);
-  return /^\s*(?:sk|rk|pk)[-_]/i.test(value) || random;
+  return /^\s*(?:sk|rk|pk)[-_]/i.test(value) || random || /[0-9a-f]{32,}/i.test(value);
 }

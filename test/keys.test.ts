@@ -373,6 +373,23 @@ describe('parseKeyFile', () => {
     assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"}}}'), ['virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)']);
   });
 
+  it("never prints a real key of the file, whatever its shape, nor 32 hex digits or more (Azure OpenAI's keys), wherever it was pasted", () => {
+    const azure = '0123456789abcdef0123456789abcdef';
+    const plain = 'selfhosted-server-secret';
+    const found = problems(
+      JSON.stringify({
+        virtual_keys: {
+          vk_azure_in_provider: { provider: azure, api_key: azure },
+          vk_azure_in_url_0123: { provider: 'openai', api_key: 'sk-x-0123456789', base_url: azure },
+          vk_plain_in_models_0: { provider: 'openai', api_key: plain, base_url: 'http://vllm:8000/v1', models: [`${plain}*x`] },
+          vk_plain_field_01234: { targets: [{ provider: 'openai', api_keys: ['sk-y-0123456789', plain] }], [plain]: 1 },
+        },
+      }),
+    );
+    assert.ok(found.length >= 4, found.join('\n'));
+    for (const secret of [azure, plain]) assert.ok(found.every((problem) => !problem.includes(secret)), found.join('\n'));
+  });
+
   it('keeps what a target stores (responses, threads) under its provider and base URL: a key added to rotate keeps them; another server does not share them', () => {
     const storage = (target: Record<string, unknown>): string => keysOf({ vk_store_0123456789: target })[0]?.targets[0]?.storage ?? '';
     const one = storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000' });

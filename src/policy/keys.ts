@@ -18,6 +18,7 @@ import { ConfigFileError, fieldPath, linesOf, maybeSecret, quoted } from '../con
 import { isPlaceholder } from './placeholder.js';
 import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
+import { keySpellings, textWithoutKeys } from '../upstream/scrub.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -472,8 +473,28 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, realKeys, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
   problems.push(...realKeysInPlainSight(named));
-  if (problems.length > 0) throw new ConfigFileError(file, problems);
+  if (problems.length > 0) throw new ConfigFileError(file, withoutFileKeys(problems, entries));
   return keys;
+}
+
+/**
+ * Problems with every real key the file holds (any `api_key` or `api_keys` value, valid or not)
+ * taken out: a key pasted into another field (`provider`, a model pattern, a field's name) is
+ * quoted there, and only keys of a known shape are recognised by their looks (maybeSecret).
+ */
+function withoutFileKeys(problems: readonly string[], entries: Record<string, unknown>): string[] {
+  const found: string[] = [];
+  const collect = (holder: unknown): void => {
+    if (!isRecord(holder)) return;
+    if (typeof holder.api_key === 'string') found.push(holder.api_key);
+    if (Array.isArray(holder.api_keys)) for (const key of holder.api_keys) if (typeof key === 'string') found.push(key);
+  };
+  for (const entry of Object.values(entries)) {
+    collect(entry);
+    if (isRecord(entry) && Array.isArray(entry.targets)) entry.targets.forEach(collect);
+  }
+  const spellings = keySpellings(found).slice().sort((a, b) => b.length - a.length);
+  return spellings.length === 0 ? [...problems] : problems.map((problem) => textWithoutKeys(problem, spellings));
 }
 
 /**
