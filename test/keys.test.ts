@@ -290,6 +290,19 @@ describe('parseKeyFile', () => {
     ]);
   });
 
+  it("warns of a real key too short to be taken out of what the provider sends back, not of a self-hosted server's dummy", () => {
+    const keys = keysOf({
+      vk_short_key_0123456: { provider: 'openai', api_key: 'Tq7pW2x', base_url: 'http://vllm:8000/v1' },
+      vk_short_pool_012345: { provider: 'openai', api_keys: ['sk-proj-RealLookingKey0123456789', 'Tq7pW2x', 'k9'] },
+      vk_dummy_key_0123456: { provider: 'openai', api_key: 'ollama', base_url: 'http://localhost:11434/v1' },
+      vk_the_mock_01234567: { provider: 'mock' },
+    });
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /shorter than/.test(warning)), [
+      'virtual key #1 (vk_sho…): "api_key" is shorter than 8 characters: a key this short is not taken out of what the provider sends back (it would mangle ordinary text); use a longer one',
+      'virtual key #2 (vk_sho…): 2 of its "api_keys" are shorter than 8 characters: a key this short is not taken out of what the provider sends back (it would mangle ordinary text); use a longer one',
+    ]);
+  });
+
   it('warns about a base_url that already ends in the path the gateway appends, or that leaves out OpenAI\'s /v1, not about other servers\' paths', () => {
     const real = 'sk-proj-AbCdEf0123456789AbCdEf0123456789';
     const keys = keysOf({

@@ -16,9 +16,9 @@ import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError, fieldPath, linesOf, maybeSecret, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
-import { guardsRealKey, publishedKeyProblem } from './published-keys.js';
+import { guardsRealKey, NO_KEY, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
-import { keySpellings, textWithoutKeys } from '../upstream/scrub.js';
+import { keySpellings, MIN_KEY_LENGTH, textWithoutKeys } from '../upstream/scrub.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -542,6 +542,12 @@ function targetWarnings(target: Target, where: string): string[] {
     // Nothing of the value is printed: a real key this misjudged must not reach stderr.
     const which = pool.apiKeys.length === 1 ? '"api_key"' : `${placeholders} of its "api_keys"`;
     warnings.push(`${where}: ${which} ${placeholders === 1 ? 'looks' : 'look'} like a placeholder, not a real ${provider.name} key; its requests will fail until the keys file holds a real one`);
+  }
+  // A self-hosted server's dummy key (`none`, `ollama`) is no secret; a short real one is not scrubbed.
+  const short = pool.apiKeys.filter((key) => key.length < MIN_KEY_LENGTH && !isPlaceholder(key) && !NO_KEY.test(key)).length;
+  if (short > 0 && provider.local === undefined) {
+    const which = pool.apiKeys.length === 1 ? '"api_key" is' : `${short} of its "api_keys" are`;
+    warnings.push(`${where}: ${which} shorter than ${MIN_KEY_LENGTH} characters: a key this short is not taken out of what the provider sends back (it would mangle ordinary text); use a longer one`);
   }
   const urlWarning = baseUrlWarning(endpoints);
   if (urlWarning !== null) warnings.push(`${where}: ${urlWarning}`);

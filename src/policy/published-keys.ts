@@ -27,7 +27,7 @@ export const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
 ]);
 
 /** What self-hosted servers (vLLM, Ollama, llama.cpp) are given for a key they do not check: no provider's key. */
-const NO_KEY = /^(none|empty|dummy|ollama|no[-_ ]?key|not[-_ ]?needed|sk-no-key-required)$/i;
+export const NO_KEY = /^(none|empty|dummy|ollama|no[-_ ]?key|not[-_ ]?needed|sk-no-key-required)$/i;
 
 /** The first target that holds a real-looking provider key (not the mock, a placeholder or a self-hosted server's dummy). */
 function guardedTarget(targets: readonly Target[]): Target | undefined {

@@ -12,8 +12,8 @@
 
 const REDACTED = Buffer.from('[redacted]');
 const EMPTY = Buffer.alloc(0);
-/** Shorter keys are test values: replacing them would mangle ordinary text. */
-const MIN_KEY_LENGTH = 8;
+/** Shorter keys are test values: replacing them would mangle ordinary text (warned of at start: keys.ts). */
+export const MIN_KEY_LENGTH = 8;
 
 const BACKSLASH = 0x5c;
 /** What a key spelled with escapes holds (`\/` only for a key with a slash). */
