@@ -693,6 +693,30 @@ describe('errors on the Messages routes', () => {
     assert.match(String(reply.headers['request-id']), /^[0-9a-f-]{36}$/);
   };
 
+  it("a provider's overloaded_error as its stream's first event is the answer's status (529), which the client's SDK retries; after the stream began, an error event", async () => {
+    const overloaded = `event: error\ndata: ${JSON.stringify(anthropicError('overloaded_error', 'Overloaded'))}\n\n`;
+    const start = `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 1 } } })}\n\n`;
+    for (const begun of [false, true]) {
+      anthropic.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${begun ? start : ''}${overloaded}`);
+      });
+      try {
+        const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true });
+        if (begun) {
+          assert.equal(reply.status, 200);
+          assert.deepEqual(messagesEvents(reply.text).map((event) => event.type), ['message_start', 'error']);
+        } else {
+          expectError(reply, 529, 'overloaded_error', /^Overloaded$/);
+        }
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['request-id']));
+        assert.equal(entry.status, 529);
+      } finally {
+        anthropic.behave(null);
+      }
+    }
+  });
+
   it('401 without a key (saying where it goes) and with an unknown one', async () => {
     expectError(await messages(gateway.url, null, hello), 401, 'authentication_error', /x-api-key: <virtual key>.*Authorization: Bearer/);
     expectError(await messages(gateway.url, 'vk_nope', hello), 401, 'authentication_error', /Invalid virtual key/);
@@ -770,7 +794,7 @@ describe('shared features on the Messages routes', () => {
       assert.equal(entry.upstream.api_key, 1, 'the log names the real key by its index');
       assert.equal(await counted(), before + 3);
 
-      // An upstream error that echoes the real key, as a status and mid-stream.
+      // An upstream error that echoes the real key, as a status and as a stream's first event (answered as its status too).
       openai.behave(({ req, res, recorded }) => {
         const body = JSON.stringify(openAIError(`Key ${String(req.headers.authorization)} may not use this model`, 'invalid_request_error'));
         if (recorded.json?.stream === true) {
@@ -786,9 +810,9 @@ describe('shared features on the Messages routes', () => {
       assert.equal(refused.json.error.type, 'invalid_request_error');
       assert.match(refused.json.error.message, /may not use this model/);
       const streamed = await messages(gateway.url, 'vk_gpt_pool', { ...hello, stream: true });
-      const last = messagesEvents(streamed.text).at(-1);
-      assert.equal(last.type, 'error');
-      assert.match(last.error.message, /may not use this model/);
+      assert.equal(streamed.status, 400, streamed.text);
+      assert.equal(streamed.json.type, 'error');
+      assert.match(streamed.json.error.message, /may not use this model/);
       for (const reply of [refused, streamed]) {
         assert.doesNotMatch(reply.text, /e2eMESSAGES/, 'no real key in what the client gets');
         await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));

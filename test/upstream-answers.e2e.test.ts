@@ -88,6 +88,23 @@ after(async () => {
 });
 
 /** Nothing the client got, nor its log entry in the file, nor stdout, holds the key or a part of it. */
+/** A chat chunk of text: a stream that has begun before its error. */
+const begun = (text: string) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: text }, finish_reason: null }] })}\n\n`;
+const anthropicBegun = `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 1 } } })}\n\n`;
+
+/**
+ * A stream's error as the client got it: at the stream's end once it had begun; as the answer's
+ * status and body when it was the provider's first event (nothing had reached the client).
+ */
+function streamedError(reply: { status: number; text: string; json: any }, first: boolean, status: number): any {
+  if (!first) {
+    assert.equal(reply.status, 200, reply.text);
+    return JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+  }
+  assert.equal(reply.status, status, reply.text);
+  return reply.json;
+}
+
 async function assertScrubbed(reply: { text: string; headers: Record<string, unknown> }, key: string): Promise<void> {
   const secret = key.slice(-12);
   assert.ok(!reply.text.includes(secret), `the client got the key: ${reply.text}`);
@@ -133,37 +150,40 @@ describe('the real key in any field of a provider error', () => {
     }
   });
 
-  it('OpenAI mid-stream error event: every field scrubbed', async () => {
-    openaiMock.behave(({ req, res }) => {
-      const key = String(req.headers.authorization).replace('Bearer ', '');
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.end(`data: ${JSON.stringify(openAIError(`revoked ${key}`, `type_${key}`, `code_${key}`, `param_${key}`))}\n\n`);
+  for (const first of [false, true]) {
+    it(`OpenAI error event ${first ? 'as the first event (the answer\'s status)' : 'mid-stream'}: every field scrubbed`, async () => {
+      openaiMock.behave(({ req, res }) => {
+        const key = String(req.headers.authorization).replace('Bearer ', '');
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${first ? '' : begun('Hi')}data: ${JSON.stringify(openAIError(`revoked ${key}`, `type_${key}`, `code_${key}`, `param_${key}`))}\n\n`);
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+        assert.deepEqual(streamedError(reply, first, 502), { error: { message: 'revoked [redacted]', type: 'type_[redacted]', param: 'param_[redacted]', code: 'code_[redacted]' } });
+        await assertScrubbed(reply, OPENAI_KEY);
+      } finally {
+        openaiMock.behave(null);
+      }
     });
-    try {
-      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
-      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
-      assert.deepEqual(last, { error: { message: 'revoked [redacted]', type: 'type_[redacted]', param: 'param_[redacted]', code: 'code_[redacted]' } });
-      await assertScrubbed(reply, OPENAI_KEY);
-    } finally {
-      openaiMock.behave(null);
-    }
-  });
+  }
 
-  it('Anthropic mid-stream error event: the type (which is also its code) scrubbed', async () => {
-    anthropicMock.behave(({ req, res }) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.end(`event: error\ndata: ${JSON.stringify(anthropicError(`overloaded_${String(req.headers['x-api-key'])}`, 'busy'))}\n\n`);
+  for (const first of [false, true]) {
+    it(`Anthropic error event ${first ? 'as the first event (the answer\'s status)' : 'mid-stream'}: the type (which is also its code) scrubbed`, async () => {
+      anthropicMock.behave(({ req, res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${first ? '' : anthropicBegun}event: error\ndata: ${JSON.stringify(anthropicError(`overloaded_${String(req.headers['x-api-key'])}`, 'busy'))}\n\n`);
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_anthropic', { ...claude, stream: true });
+        const error = streamedError(reply, first, 502).error;
+        assert.equal(error.type, 'overloaded_[redacted]');
+        assert.equal(error.code, 'overloaded_[redacted]');
+        await assertScrubbed(reply, ANTHROPIC_KEY);
+      } finally {
+        anthropicMock.behave(null);
+      }
     });
-    try {
-      const reply = await chat(gateway.url, 'vk_anthropic', { ...claude, stream: true });
-      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
-      assert.equal(last.error.type, 'overloaded_[redacted]');
-      assert.equal(last.error.code, 'overloaded_[redacted]');
-      await assertScrubbed(reply, ANTHROPIC_KEY);
-    } finally {
-      anthropicMock.behave(null);
-    }
-  });
+  }
 
   it('a successful answer that echoes the key reaches the client and the log scrubbed, JSON or stream', async () => {
     openaiMock.behave(({ req, res, recorded }) => {
@@ -221,23 +241,24 @@ describe('the real key in any field of a provider error', () => {
     }
   });
 
-  it('an OpenAI-compatible server\'s bare error object mid-stream (vLLM) ends the stream as an error, scrubbed', async () => {
-    openaiMock.behave(({ req, res }) => {
-      const key = String(req.headers.authorization).replace('Bearer ', '');
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.end(`data: ${JSON.stringify({ object: 'error', message: `engine failed for ${key}`, type: 'InternalServerError', param: null, code: 500 })}\n\n`);
+  for (const first of [false, true]) {
+    it(`an OpenAI-compatible server's bare error object (vLLM) ${first ? 'as its first event is the answer\'s status' : 'mid-stream ends the stream as an error'}, scrubbed`, async () => {
+      openaiMock.behave(({ req, res }) => {
+        const key = String(req.headers.authorization).replace('Bearer ', '');
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${first ? '' : begun('Hi')}data: ${JSON.stringify({ object: 'error', message: `engine failed for ${key}`, type: 'InternalServerError', param: null, code: 500 })}\n\n`);
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+        assert.equal(streamedError(reply, first, 500).error.message, 'engine failed for [redacted]');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 500, 'logged at the status it names, as its HTTP answer would be');
+        await assertScrubbed(reply, OPENAI_KEY);
+      } finally {
+        openaiMock.behave(null);
+      }
     });
-    try {
-      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
-      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
-      assert.equal(last.error.message, 'engine failed for [redacted]');
-      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
-      assert.equal(entry.status, 500, 'logged at the status it names, as its HTTP answer would be');
-      await assertScrubbed(reply, OPENAI_KEY);
-    } finally {
-      openaiMock.behave(null);
-    }
-  });
+  }
 
   it("a chat stream's [DONE] before any choice finished is a cut stream to a client it is translated for (Messages, Responses), not a finished answer", async () => {
     const data = (delta: object) => `data: ${JSON.stringify({ id: 'chatcmpl-cut', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;

@@ -760,7 +760,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   const hints = answerHints(interaction, promptEstimate);
   const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request, hints.answerId), deps.log.enabled ? api.assembler() : null, hints, deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
   stampOverhead(res, interaction.overheadMs(performance.now()));
-  await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
+  const refusal = await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
   if (pipeline.refused()) interaction.answeredWithError = true;
@@ -768,4 +768,6 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
   tell();
+  // The provider's error as its first event, nothing sent yet: the client gets it as its status.
+  if (refusal !== null) throw refusal;
 }

@@ -109,7 +109,9 @@ class StreamRelay {
   /** What one read produces, gathered and written at once: one write (one syscall) per read. */
   private gathering = false;
   private readonly pieces: Array<string | Buffer> = [];
-  private resolve: () => void = () => {};
+  /** The provider's error as the stream's first event, before the client got a byte: answered as its status instead. */
+  private refusal: GatewayError | null = null;
+  private resolve: (refusal: GatewayError | null) => void = () => {};
 
   constructor(
     private readonly upstream: UpstreamResponse,
@@ -122,10 +124,11 @@ class StreamRelay {
     this.idle = setDeadline(options.idleMs, this.onIdle);
   }
 
-  run(): Promise<void> {
+  run(): Promise<GatewayError | null> {
     return new Promise((resolve) => {
       this.resolve = resolve;
-      this.res.writeHead(200, SSE_HEADERS);
+      // Written with the first bytes (Node sends a head only then anyway): until then the
+      // provider's error as its first event can still be answered as an error status.
       this.record.status = 200;
       this.options.cancel.onCancel(this.onCancel);
       const body = this.upstream.body;
@@ -269,7 +272,8 @@ class StreamRelay {
       }
       text += this.made(step.text);
       if (step.error !== undefined) {
-        this.fail(step.error, text);
+        if (text === '' && this.pieces.length === 0 && this.record.firstByteAt === null) this.refuse(step.error);
+        else this.fail(step.error, text);
         return true;
       }
       if (step.done === true) {
@@ -307,7 +311,7 @@ class StreamRelay {
   }
 
   private send(data: string | Buffer): void {
-    this.record.firstByteAt ??= performance.now();
+    this.head();
     if (!this.res.write(data)) {
       // Paused for a slow client: the provider's silence is ours; a client that reads nothing for
       // as long as an idle provider would be given is let go, or it holds the request forever.
@@ -375,17 +379,37 @@ class StreamRelay {
 
   // ---- ending -----------------------------------------------------------------------------
 
+  /** The stream's head, with its first bytes. */
+  private head(): void {
+    if (this.record.firstByteAt !== null) return;
+    this.record.firstByteAt = performance.now();
+    this.res.writeHead(200, SSE_HEADERS);
+  }
+
   private finish(): void {
     this.over = true;
     clearDeadline(this.idle);
     this.options.cancel.offCancel(this.onCancel);
     this.record.upstreamEndedAt = performance.now();
-    this.resolve();
+    this.resolve(this.refusal);
+  }
+
+  /**
+   * The provider refused in its stream's first event (Anthropic's `overloaded_error` after a 200,
+   * a compatible server's error chunk): nothing reached the client, which gets the error as its
+   * status, as had the provider answered so: its SDK retries a 429 or 529 as it would that.
+   */
+  private refuse(error: GatewayError): void {
+    this.refusal = redactError(error, this.options.apiKeys);
+    this.record.error = this.refusal;
+    this.record.status = this.refusal.status;
+    this.upstream.abort();
+    this.finish();
   }
 
   private end(tail: string): void {
     if (this.over) return;
-    this.record.firstByteAt ??= performance.now();
+    this.head();
     this.res.end(this.collected(tail));
     this.finish();
   }
@@ -411,7 +435,11 @@ class StreamRelay {
   }
 }
 
-/** Resolves once the client's stream is over, whichever way it ended; never rejects. */
-export function relayStream(upstream: UpstreamResponse, res: ServerResponse, pipeline: StreamPipeline, record: RelayRecord, options: RelayOptions): Promise<void> {
+/**
+ * Resolves once the client's stream is over, whichever way it ended; never rejects. With the
+ * provider's refusal when its stream's first event was its error and the client got nothing yet
+ * (no head either): the caller answers it as an error status.
+ */
+export function relayStream(upstream: UpstreamResponse, res: ServerResponse, pipeline: StreamPipeline, record: RelayRecord, options: RelayOptions): Promise<GatewayError | null> {
   return new StreamRelay(upstream, res, pipeline, record, options).run();
 }
