@@ -168,6 +168,28 @@ describe('the real key in any field of a provider error', () => {
   }
 
   for (const first of [false, true]) {
+    it(`a stream's error saying 401 ${first ? 'as its first event' : 'mid-stream'} is told as a refused real key, without the provider's message (which echoes part of the key)`, async () => {
+      openaiMock.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${first ? '' : begun('Hi')}data: ${JSON.stringify({ error: { message: 'Incorrect API key provided: sk-proj-****wxyz', type: 'invalid_request_error', code: 'invalid_api_key', status: 401 } })}\n\n`);
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+        const error = streamedError(reply, first, 500).error;
+        assert.equal(error.code, 'provider_auth_failed');
+        assert.match(error.message, /The provider rejected the gateway's API key/);
+        assert.doesNotMatch(reply.text, /wxyz/);
+        if (first) assert.equal(reply.headers['x-should-retry'], 'false');
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 500);
+        assert.match(entry.error.detail, /upstream stream error 401: Incorrect API key provided/, 'the operator reads what the provider said');
+      } finally {
+        openaiMock.behave(null);
+      }
+    });
+  }
+
+  for (const first of [false, true]) {
     it(`Anthropic error event ${first ? 'as the first event (the answer\'s status)' : 'mid-stream'}: the type (which is also its code) scrubbed`, async () => {
       anthropicMock.behave(({ req, res }) => {
         res.writeHead(200, { 'content-type': 'text/event-stream' });

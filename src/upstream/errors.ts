@@ -125,6 +125,22 @@ const PASSED_HEADERS = [
   ['retry-after-ms', /^\d{1,12}(?:\.\d{1,6})?$/],
 ] as const;
 
+/** The provider refused the gateway's real key (401/403): the operator's problem, told without the provider's message (which echoes part of the key). */
+function providerAuthFailed(status: number, logDetail: string): GatewayError {
+  return new GatewayError(
+    500,
+    `The provider rejected the gateway's API key for this virtual key (upstream status ${status}). The gateway operator must fix the key in the keys file.`,
+    // The official SDKs retry a 5xx twice unless told not to: each retry would fail the same way.
+    { type: 'server_error', code: 'provider_auth_failed', logDetail, headers: { 'x-should-retry': 'false' } },
+  );
+}
+
+/** A provider's error in a stream (already scrubbed), as a client may see it: one that says 401 or 403 is told as a refused key is. */
+export function streamedUpstreamError(error: GatewayError): GatewayError {
+  if (error.status !== 401 && error.status !== 403) return error;
+  return providerAuthFailed(error.status, `upstream stream error ${error.status}: ${error.message}`);
+}
+
 /**
  * The client-facing error for an upstream error status. A rejected provider key (401/403) is
  * the operator's problem, not the client's: 500 `provider_auth_failed`, without the upstream
@@ -134,14 +150,7 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
   const info = redactInfo(parseUpstreamError(body), apiKey);
   const upstreamSays = info.message ?? '';
   const from = url === undefined ? '' : ` from ${url}`;
-  if (status === 401 || status === 403) {
-    return new GatewayError(
-      500,
-      `The provider rejected the gateway's API key for this virtual key (upstream status ${status}). The gateway operator must fix the key in the keys file.`,
-      // The official SDKs retry a 5xx twice unless told not to: each retry would fail the same way.
-      { type: 'server_error', code: 'provider_auth_failed', logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}`, headers: { 'x-should-retry': 'false' } },
-    );
-  }
+  if (status === 401 || status === 403) return providerAuthFailed(status, `upstream ${status}${from}: ${upstreamSays || '(no message)'}`);
   if (status < 400 || status > 599) {
     return new GatewayError(502, `The provider answered with an unexpected status ${status}.`, {
       code: 'upstream_bad_status',

@@ -10,7 +10,7 @@ import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline, type Deadline } from './deadlines.js';
 import { GatewayError, toGatewayError } from '../errors.js';
 import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
-import { redactError } from './errors.js';
+import { redactError, streamedUpstreamError } from './errors.js';
 import { whyCut } from './http-client.js';
 import { upstreamIdle } from './read.js';
 import { keySpellings, textWithoutKeys, type ByteScrubber } from './scrub.js';
@@ -400,7 +400,7 @@ class StreamRelay {
    * status, as had the provider answered so: its SDK retries a 429 or 529 as it would that.
    */
   private refuse(error: GatewayError): void {
-    this.refusal = redactError(error, this.options.apiKeys);
+    this.refusal = streamedUpstreamError(redactError(error, this.options.apiKeys));
     this.record.error = this.refusal;
     this.record.status = this.refusal.status;
     this.upstream.abort();
@@ -426,7 +426,7 @@ class StreamRelay {
 
   private fail(error: GatewayError, text = ''): void {
     if (this.over) return;
-    const safe = redactError(error, this.options.apiKeys);
+    const safe = streamedUpstreamError(redactError(error, this.options.apiKeys));
     this.record.error = safe;
     // The client saw 200 then an error frame; the log and metrics count the failure by its own status.
     this.record.status = safe.status;
