@@ -198,13 +198,31 @@ describe('slow and broken clients', () => {
     assert.deepEqual(statuses(text), [400]);
   });
 
-  it('a request Node answers itself (417 for an unknown expect) gets no 408 after it', async () => {
+  it('an unknown expectation gets the gateway\'s own 417 (its error shape, a request id), and no 408 after it', async () => {
     const connection = await connect();
     connection.socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nexpect: something-else\r\n\r\n');
-    await waitFor(() => connection.text().includes('417'), 'the 417');
+    await waitFor(() => connection.text().includes('expectation_failed'), 'the 417');
     await new Promise((resolve) => setTimeout(resolve, HEADERS_TIMEOUT_MS + 500));
     assert.deepEqual(statuses(connection.text()), [417]);
+    assert.match(connection.text(), /x-request-id: [0-9a-f-]{36}/i);
+    assert.match(connection.text(), /"message":"The expectation \\"something-else\\" is not supported; only \\"100-continue\\" is\."/);
     connection.socket.destroy();
+  });
+
+  it('an HTTP/1.1 request without Host gets the gateway\'s own 400 in the route\'s error shape; HTTP/1.0 needs none', async () => {
+    const connection = await connect();
+    connection.socket.write('POST /v1/messages HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}');
+    await waitFor(() => connection.text().includes('Host header'), 'the 400', 5000);
+    const text = connection.text();
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.match(text, /"type":"error","error":\{"type":"invalid_request_error","message":"An HTTP\/1\.1 request needs a Host header\."\}/);
+    assert.match(text, /request-id: [0-9a-f-]{36}/i);
+    connection.socket.destroy();
+    const old = await connect();
+    old.socket.write('GET /healthz HTTP/1.0\r\n\r\n');
+    await waitFor(() => statuses(old.text()).length === 1, 'the answer', 5000);
+    assert.deepEqual(statuses(old.text()), [200]);
+    old.socket.destroy();
   });
 
   it('a CONNECT after a good request: the request is answered, then a 405, then the connection closes', async () => {

@@ -178,7 +178,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
   const cors = createCors(deps.corsOrigins, browserMethods(routes));
   const served = describeRoutes(routes);
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  /** `refused`: what the request is answered before any route sees it (an expectation not met, no Host). */
+  const onRequest = (req: IncomingMessage, res: ServerResponse, refused: GatewayError | null = null): void => {
     const cancel = new Cancellation();
     const bodies = deps.bodyMemory.share();
     const context: RequestContext = { id: randomUUID(), cancel, startedAt: performance.now(), method: req.method ?? 'GET', path: pathOf(req.url), query: queryOf(req.url), bodies };
@@ -191,6 +192,14 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       inFlightDone();
     };
 
+    refused ??= req.headers.host === undefined && req.httpVersion === '1.1' ? new GatewayError(400, 'An HTTP/1.1 request needs a Host header.', { code: 'bad_http_request' }) : null;
+    if (refused !== null) {
+      // Its body (if any) is not read: that connection is closed.
+      if (!req.complete) res.setHeader('connection', 'close');
+      stampOverhead(res, performance.now() - context.startedAt);
+      sendRouteError(req, res, context, refused);
+      return handlerDone();
+    }
     const route = routeOf(routes, context.path);
     if (cors.apply(req, res, route)) {
       stampOverhead(res, performance.now() - context.startedAt);
@@ -217,8 +226,10 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
       // Node checks that timeout every 30 s by default: a shorter one would be late by that much.
       connectionsCheckingInterval: Math.min(30_000, Math.ceil(deps.headersTimeoutMs / 4)),
       noDelay: true,
+      // Checked by onRequest instead, so that the 400 is the gateway's own (its error shape, a request id).
+      requireHostHeader: false,
     },
-    onRequest,
+    (req, res) => onRequest(req, res),
   );
   // A client that sent `Expect: 100-continue` sends its body after the 100: sent once the handler
   // starts reading it, so a request refused first (401, 404, a declared body too large) costs no
@@ -235,6 +246,10 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     }
     onRequest(req, res);
   });
+  // Any other expectation: the gateway's own 417 (Node's would have an empty body and no request id).
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    onRequest(req, res, new GatewayError(417, `The expectation "${String(req.headers.expect).slice(0, 100)}" is not supported; only "100-continue" is.`, { code: 'expectation_failed' })),
+  );
   server.on('connection', (socket: Socket) => connections.accept(socket));
   // Malformed HTTP or a headers timeout: answered (400, 431, 408) after the requests before it, never a crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => connections.clientError(err, socket));
