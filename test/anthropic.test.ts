@@ -109,7 +109,10 @@ describe('anthropic request: messages', () => {
     // An empty first user turn is dropped (Anthropic refuses empty text), which leaves the assistant first.
     const emptied = translate({ messages: [user(''), { role: 'assistant', content: 'ok' }, user('go on')] });
     assert.deepEqual(emptied.messages[0], { role: 'user', content: '.' });
-    rejects({ messages: [{ role: 'system', content: 'only system' }] }, /no user content/, 'messages');
+    // Only a system prompt, which OpenAI answers: a minimal user turn to answer it with.
+    const systemOnly = translate({ messages: [{ role: 'system', content: 'Write a haiku' }] });
+    assert.deepEqual([systemOnly.system, systemOnly.messages], [[{ type: 'text', text: 'Write a haiku' }], [{ role: 'user', content: '.' }]]);
+    rejects({ messages: [{ role: 'system', content: '  ' }] }, /no content to send/, 'messages');
   });
 
   it('drops empty content (Anthropic rejects empty text blocks) and an assistant turn that had only that', () => {
@@ -117,7 +120,7 @@ describe('anthropic request: messages', () => {
       messages: [user('first'), { role: 'assistant', content: '' }, user(''), user([{ type: 'text', text: '' }, { type: 'text', text: 'second' }])],
     });
     assert.deepEqual(out.messages, [{ role: 'user', content: [{ type: 'text', text: 'first' }, { type: 'text', text: 'second' }] }]);
-    rejects({ messages: [user('')] }, /no user content/);
+    rejects({ messages: [user('')] }, /no content to send/);
   });
 
   it('keeps a last user message left empty as a minimal turn: the answer before it is no prefill', () => {

@@ -1070,8 +1070,8 @@ describe('review findings, each a regression test', () => {
     const inOutput = refused([{ role: 'user', content: 'hi' }, call, { type: 'function_call_output', call_id: 'c1', output: [file] }]);
     assert.equal(inOutput.param, 'input[2]');
     assert.doesNotMatch(inOutput.message, /messages/);
-    const noUser = refused([{ role: 'developer', content: 'rules' }]);
-    assert.deepEqual([noUser.param, noUser.message.startsWith('"input" holds no user content')], ['input', true]);
+    const nothing = refused([{ role: 'user', content: '  ' }]);
+    assert.deepEqual([nothing.param, nothing.message.startsWith('"input" holds no content to send')], ['input', true]);
   });
 
   it("takes a PDF input_file (file_data) on to Anthropic as a document block", () => {

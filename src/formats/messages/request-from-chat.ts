@@ -251,7 +251,7 @@ interface Turn {
   blocks: ContentBlock[];
 }
 
-/** The user turn put before a conversation that opens with the assistant, and for a last user message left empty. */
+/** The user turn put before a conversation that opens with the assistant, after only a system prompt, and for a last user message left empty. */
 export const OPENING_USER_TEXT = '.';
 
 function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
@@ -291,7 +291,12 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
     }
   });
 
-  if (turns.length === 0) throw invalidRequest('"messages" holds no user content to send (only system messages or empty content).', 'messages', 'invalid_value');
+  if (turns.length === 0) {
+    if (system.length === 0) throw invalidRequest('"messages" holds no content to send (only empty content).', 'messages', 'invalid_value');
+    // Only a system prompt (a script that writes its whole instruction there): OpenAI answers it,
+    // Anthropic needs a user turn to answer.
+    turns.push({ role: 'user', blocks: [{ type: 'text', text: OPENING_USER_TEXT }] });
+  }
   // A last user message left with nothing (only whitespace) would make the answer before it a
   // prefill, which the model continues instead of answering: it keeps its place as a minimal turn.
   const final = messages.findLast((message) => message.role !== 'system' && message.role !== 'developer');
