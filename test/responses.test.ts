@@ -162,6 +162,17 @@ describe('Responses request → chat', () => {
     ]);
   });
 
+  it("moves a user or developer message that came between calls and their outputs after the last output (chat providers take only tool messages there); one whose calls never got outputs stays last", () => {
+    const call = (id: string) => ({ type: 'function_call', call_id: id, name: 'get_weather', arguments: '{}' });
+    const output = (id: string) => ({ type: 'function_call_output', call_id: id, output: 'ok' });
+    const roles = (input: unknown[]) => translate({ input, tools: [weather] }).messages.map((message) => (message.role === 'tool' ? `tool ${message.tool_call_id}` : `${message.role} ${typeof message.content === 'string' ? message.content : ''}`.trim()));
+    assert.deepEqual(roles([{ role: 'user', content: 'q' }, call('a'), call('b'), { role: 'user', content: 'interject' }, { role: 'developer', content: 'rule' }, output('a'), output('b'), { role: 'user', content: 'next' }]), [
+      'user q', 'assistant', 'tool a', 'tool b', 'user interject', 'system rule', 'user next',
+    ]);
+    assert.deepEqual(roles([{ role: 'user', content: 'q' }, call('a'), output('a'), { role: 'user', content: 'after' }]), ['user q', 'assistant', 'tool a', 'user after'], 'in place when no call awaits');
+    assert.deepEqual(roles([{ role: 'user', content: 'q' }, call('a'), { role: 'user', content: 'cut off' }]), ['user q', 'assistant', 'user cut off']);
+  });
+
   it('sends a custom tool call as a call with its input wrapped, and its output as a tool message', () => {
     const out = translate({
       input: [

@@ -344,11 +344,38 @@ class Conversation {
   private attachments: ContentPart[] = [];
   /** The tool output the first waiting attachment came from. */
   private attachmentsFrom = '';
+  /** Calls of the last assistant turn whose outputs have not come yet. */
+  private readonly awaiting = new Set<string>();
+  /**
+   * User and system messages that came between calls and their outputs: chat providers refuse
+   * anything but the tool messages after an assistant's calls, so they follow the last output.
+   */
+  private held: Array<{ message: ChatMessage; at: string }> = [];
 
   push(message: ChatMessage, at: string, fromMessage = false): void {
     if (message.role !== 'tool') this.flushAttachments();
     this.messages.push(message);
     this.sources.push({ at, message: fromMessage });
+    if (message.role === 'tool' && typeof message.tool_call_id === 'string' && this.awaiting.delete(message.tool_call_id) && this.awaiting.size === 0) this.releaseHeld();
+  }
+
+  /** A user or system message, held while calls await their outputs. */
+  private pushAsked(message: ChatMessage, at: string): void {
+    if (this.awaiting.size > 0) this.held.push({ message, at });
+    else this.push(message, at, true);
+  }
+
+  private releaseHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const { message, at } of held) this.push(message, at, true);
+  }
+
+  /** After the last item: attachments still waiting, and messages held for outputs that never came. */
+  finish(): void {
+    this.awaiting.clear();
+    this.flushAttachments();
+    this.releaseHeld();
   }
 
   flushAttachments(): void {
@@ -403,12 +430,12 @@ class Conversation {
   private message(item: Record<string, unknown>, where: string): void {
     switch (item.role) {
       case 'user':
-        this.push({ role: 'user', content: chatContent(item.content, `${where}.content`) }, where, true);
+        this.pushAsked({ role: 'user', content: chatContent(item.content, `${where}.content`) }, where);
         return;
       case 'system':
       case 'developer':
         // Where it stands: instructions given mid-conversation stay mid-conversation.
-        this.push({ role: 'system', content: textOfParts(item.content, `${where}.content`) }, where, true);
+        this.pushAsked({ role: 'system', content: textOfParts(item.content, `${where}.content`) }, where);
         return;
       case 'assistant': {
         const text = Array.isArray(item.content)
@@ -458,6 +485,7 @@ class Conversation {
   }
 
   private joinCall(call: ToolCall, where: string): void {
+    this.awaiting.add(call.id);
     const last = this.messages[this.messages.length - 1];
     if (last?.role === 'assistant') {
       // Pushed, not copied: a run of 60,000 calls copied the array each time (33 s of a blocked loop).
@@ -566,7 +594,7 @@ export function toChatRequest(request: ResponsesRequest, options: ToChatOptions 
   if (input === undefined || input === null) throw invalidRequest("Missing required parameter: 'input'.", 'input', 'missing_required_parameter');
   if (typeof input === 'string') conversation.push({ role: 'user', content: input }, 'input');
   else input.forEach((item, index) => conversation.item(item, `input[${index}]`));
-  conversation.flushAttachments();
+  conversation.finish();
   if (conversation.messages.length === 0) throw invalidRequest("Invalid 'input': there is no message to send.", 'input', 'invalid_value');
 
   const out: ChatRequest = { model: request.model, messages: conversation.messages };
