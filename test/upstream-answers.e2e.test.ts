@@ -167,6 +167,29 @@ describe('the real key in any field of a provider error', () => {
     });
   }
 
+  it("a provider's 499 (its word for a client that closed), as a stream's first event or a status, is answered 502: never taken for this client leaving, which goes unanswered", async () => {
+    for (const streamed of [true, false]) {
+      openaiMock.behave(({ res }) => {
+        const body = JSON.stringify({ error: { message: 'Client Closed Request', type: 'server_error', code: 499 } });
+        if (streamed) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end(`data: ${body}\n\n`);
+        } else {
+          res.writeHead(499, { 'content-type': 'application/json' });
+          res.end(body);
+        }
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+        assert.equal(reply.status, 502, reply.text);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 502);
+      } finally {
+        openaiMock.behave(null);
+      }
+    }
+  });
+
   for (const first of [false, true]) {
     it(`a stream's error saying 401 ${first ? 'as its first event' : 'mid-stream'} is told as a refused real key, without the provider's message (which echoes part of the key)`, async () => {
       openaiMock.behave(({ res }) => {

@@ -67,7 +67,8 @@ export function answerErrorStatus(body: Buffer): number | null {
 export function errorStatus(error: Record<string, unknown>): number {
   for (const said of [error.status, error.code]) {
     const status = typeof said === 'number' ? said : typeof said === 'string' && /^\d{3}$/.test(said) ? Number(said) : Number.NaN;
-    if (Number.isInteger(status) && status >= 400 && status <= 599) return status;
+    // (Not 499: the gateway's word for a client that left, whose request goes unanswered.)
+    if (Number.isInteger(status) && status >= 400 && status <= 599 && status !== 499) return status;
   }
   if (error.code === 'rate_limit_exceeded') return 429;
   return (typeof error.type === 'string' ? entryOf(ERROR_STATUS, error.type) : undefined) ?? 502;

@@ -151,7 +151,8 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
   const upstreamSays = info.message ?? '';
   const from = url === undefined ? '' : ` from ${url}`;
   if (status === 401 || status === 403) return providerAuthFailed(status, `upstream ${status}${from}: ${upstreamSays || '(no message)'}`);
-  if (status < 400 || status > 599) {
+  // 499 is the gateway's own word for a client that left: a provider's would read as that, and go unanswered.
+  if (status < 400 || status > 599 || status === 499) {
     return new GatewayError(502, `The provider answered with an unexpected status ${status}.`, {
       code: 'upstream_bad_status',
       logDetail: `upstream ${status}${from}: ${upstreamSays || '(no message)'}`,
