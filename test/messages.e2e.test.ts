@@ -52,6 +52,7 @@ before(async () => {
         vk_claude_other: { name: 'other-team', provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl },
         vk_other_own_server: { provider: 'openai', api_key: 'none', base_url: `http://127.0.0.1:${(forger.address() as { port: number }).port}/v1`, api: ['chat', 'responses'] },
         vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
+        vk_claude_budget: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
         vk_gpt: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
@@ -714,6 +715,21 @@ describe('errors on the Messages routes', () => {
       } finally {
         anthropic.behave(null);
       }
+    }
+    // Translated for a chat client, after a ping (which says nothing to it): still nothing sent, a 529, and nothing charged.
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`event: ping\ndata: {"type": "ping"}\n\n${overloaded}`);
+    });
+    try {
+      const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk_claude_budget', body: JSON.stringify({ model: 'claude-sonnet-4-5', stream: true, messages: [{ role: 'user', content: 'x'.repeat(4000) }] }) });
+      assert.equal(reply.status, 529, reply.text);
+      assert.equal(reply.json.error.type, 'overloaded_error');
+      await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_budget' })).json;
+      assert.equal(usage.budget.remaining_tokens, 1_000_000, 'a refusal is not billed');
+    } finally {
+      anthropic.behave(null);
     }
   });
 

@@ -768,6 +768,10 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
   tell();
-  // The provider's error as its first event, nothing sent yet: the client gets it as its status.
-  if (refusal !== null) throw refusal;
+  // The provider's error as its first event, nothing sent yet: the client gets it as its status,
+  // and it is charged nothing, whatever came before it that said nothing (a ping, an empty chunk).
+  if (refusal !== null) {
+    interaction.answeredWithError = true;
+    throw refusal;
+  }
 }
