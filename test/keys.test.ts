@@ -472,13 +472,16 @@ describe('loadKeyFile', () => {
     const [key] = parseKeyFile(
       JSON.stringify({ virtual_keys: { vk_1: { targets: [
         { provider: 'openai', api_keys: ['sk-first-0123456789', 'sk-second-0123456789abc'] },
-        { provider: 'openai', api_key: 'sk-first-0123456789', base_url: 'https://proxy.example/v1?api-version=2024-10-21&key=AIza%2Bquery0123&x_sig=s1g0123456789' },
+        { provider: 'openai', api_key: 'sk-first-0123456789', base_url: 'https://proxy.example/v1?api-version=2024-10-21&key=AIza%2Bquery0123&x_sig=s1g0123456789&tokenizer=cl100k_base&author=assistant&token=true' },
+        // A dummy a self-hosted server does not check is no secret (its "none" would be taken out of every error).
+        { provider: 'openai', api_key: 'none', base_url: 'http://vllm:8000/v1' },
       ] } } }),
       'keys.json',
       providers,
     );
     assert.deepEqual(key?.realKeys, ['sk-second-0123456789abc', 'sk-first-0123456789', 'AIza%2Bquery0123', 'AIza+query0123', 's1g0123456789']);
-    assert.deepEqual(key?.targets[1]?.secrets, ['sk-first-0123456789', 'AIza%2Bquery0123', 'AIza+query0123', 's1g0123456789'], 'not the api-version: no credential');
+    assert.deepEqual(key?.targets[1]?.secrets, ['sk-first-0123456789', 'AIza%2Bquery0123', 'AIza+query0123', 's1g0123456789'], 'not the api-version, a tokenizer or an author (no credential), nor a value too short to be one');
+    assert.deepEqual(key?.targets[2]?.secrets, []);
   });
 
   it('reads a valid file', async () => {

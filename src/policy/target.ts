@@ -9,6 +9,7 @@ import type { Provider } from '../providers/types.js';
 import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
 import { CircuitBreaker, type BreakerSettings } from './breaker.js';
 import { KeyPool } from './key-pool.js';
+import { NO_KEY } from './published-keys.js';
 import type { ModelMap } from './model-map.js';
 
 export interface Target {
@@ -18,9 +19,9 @@ export interface Target {
   /** The real provider keys, taking turns. Never logged, never sent to a client. */
   readonly keys: KeyPool;
   /**
-   * What comes out of anything it sends back: its real keys, and the values of its base URL's
-   * query that name a key, token or signature (`?key=…`: some providers take keys there, and a 404
-   * echoes the path it was asked).
+   * What comes out of anything it sends back: its real keys (not a dummy a self-hosted server does
+   * not check, `none`), and the values of its base URL's query that name a key, token or signature
+   * (`?key=…`: some providers take keys there, and a 404 echoes the path it was asked).
    */
   readonly secrets: readonly string[];
   /** Where each API it speaks is served, resolved once. */
@@ -64,11 +65,18 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
   const { breaker, ...rest } = options;
   const storage = `${provider.name} ${baseUrl}`;
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), secrets: [...apiKeys, ...queryCredentials(baseUrl)], endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), secrets: [...apiKeys.filter((key) => !NO_KEY.test(key)), ...queryCredentials(baseUrl)], endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
 }
 
-/** Query parameters whose name says they carry a credential. */
-const CREDENTIAL_NAME = /key|token|secret|sig|auth|pass|credential/i;
+/** Words of a query parameter's name (`api-key`, `access_token`, `x-goog-api-key`, `sig`) that say it carries a credential. */
+const CREDENTIAL_WORDS: ReadonlySet<string> = new Set(['key', 'apikey', 'token', 'secret', 'sig', 'signature', 'auth', 'password', 'passwd', 'credential', 'credentials']);
+/** Shorter values are no secret worth the name, and replacing them would mangle ordinary text (`?token=true`). */
+const MIN_SECRET_LENGTH = 8;
+
+/** Whether a query parameter's name says it carries a credential: one of its words, whole (`tokenizer`, `design` and `author` do not). */
+function namesCredential(name: string): boolean {
+  return name.toLowerCase().split(/[^a-z0-9]+/).some((word) => CREDENTIAL_WORDS.has(word));
+}
 
 /** The values (as written, and decoded) of `baseUrl`'s query parameters that carry a credential. */
 export function queryCredentials(baseUrl: string): string[] {
@@ -81,7 +89,7 @@ export function queryCredentials(baseUrl: string): string[] {
   const found: string[] = [];
   for (const part of url.search.slice(1).split('&')) {
     const equals = part.indexOf('=');
-    if (equals === -1 || !CREDENTIAL_NAME.test(part.slice(0, equals))) continue;
+    if (equals === -1 || !namesCredential(part.slice(0, equals))) continue;
     const written = part.slice(equals + 1);
     found.push(written);
     try {
@@ -91,5 +99,5 @@ export function queryCredentials(baseUrl: string): string[] {
       // a value that is not percent-encoded text is taken out as it is written
     }
   }
-  return found.filter((value) => value !== '');
+  return found.filter((value) => value.length >= MIN_SECRET_LENGTH);
 }
