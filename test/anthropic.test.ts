@@ -159,6 +159,12 @@ describe('anthropic request: messages', () => {
     const nested = (depth: number) => `{"a":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
     rejects(call(nested(129)), /tool_calls\[0\]\.function\.arguments nests deeper than 128 levels; Anthropic needs the tool input as an object/, 'messages[1].tool_calls[0].function.arguments');
     rejects(call(`{"a":[${'0,'.repeat(1_000_001)}0]}`), /arguments holds more than 1000000 values/);
+    // The limits hold for the request's tool calls together: thirty calls of 199,000 objects each held the loop 2–4 s.
+    const many = (count: number) => ({
+      messages: [user('hi'), { role: 'assistant', content: null, tool_calls: Array.from({ length: count }, (_, i) => ({ id: `c${i}`, type: 'function', function: { name: 'f', arguments: `{"a":[${'{},'.repeat(60_000)}{}]}` } })) }, ...Array.from({ length: count }, (_, i) => ({ role: 'tool', tool_call_id: `c${i}`, content: 'ok' }))],
+    });
+    assert.equal(translate(many(3)).messages.length, 3, 'three calls of 60,001 objects pass');
+    rejects(many(4), /tool_calls\[3\]\.function\.arguments holds more than 200000 objects and arrays \(with the request's earlier tool calls' arguments\)/);
     rejects(call('{"a":'), /arguments is not valid JSON/);
     // At the limit, and as deep as a tool's schema gets, it is the input it says.
     const deep = translate(call(nested(128)));

@@ -4,7 +4,7 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
-import { parseJsonText, TooDeep, TooMany } from '../json-bytes.js';
+import { parseJsonText, TooDeep, TooMany, type JsonSpent } from '../json-bytes.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicSchema } from './output-schema.js';
 import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
@@ -205,7 +205,8 @@ export function toolId(id: string): string {
   return id.replace(/[^a-zA-Z0-9-]/g, (c) => (c === '_' ? '__' : `_${(c.codePointAt(0) as number).toString(16)}_`));
 }
 
-function toolUses(message: ChatMessage, where: string): ToolUseBlock[] {
+/** `spent`: what the request's tool calls' arguments parsed so far used of the body's limits (they share them). */
+function toolUses(message: ChatMessage, where: string, spent: JsonSpent): ToolUseBlock[] {
   const calls: unknown = message.tool_calls;
   if (calls === undefined || calls === null) return [];
   if (!Array.isArray(calls)) throw invalidRequest(`${where}.tool_calls must be an array.`, `${where}.tool_calls`, 'invalid_type');
@@ -219,9 +220,9 @@ function toolUses(message: ChatMessage, where: string): ToolUseBlock[] {
     let input: unknown = {};
     if (args.trim() !== '') {
       try {
-        input = parseJsonText(args);
+        input = parseJsonText(args, spent);
       } catch (err) {
-        const why = err instanceof TooDeep ? `nests deeper than ${err.max} levels` : err instanceof TooMany ? `holds more than ${err.max} ${err.what}` : 'is not valid JSON';
+        const why = err instanceof TooDeep ? `nests deeper than ${err.max} levels` : err instanceof TooMany ? `holds more than ${err.max} ${err.what} (with the request's earlier tool calls' arguments)` : 'is not valid JSON';
         throw invalidRequest(`${at}.function.arguments ${why}; Anthropic needs the tool input as an object.`, `${at}.function.arguments`, 'invalid_tool_arguments');
       }
     }
@@ -256,6 +257,7 @@ export const OPENING_USER_TEXT = '.';
 
 function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
   const system: TextBlock[] = [];
+  const spent: JsonSpent = { containers: 0, values: 0 };
   const turns: Turn[] = [];
   const push = (role: Turn['role'], content: ContentBlock[]): void => {
     if (content.length === 0) return;
@@ -280,7 +282,7 @@ function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turn
         const content = blocks(message.content, where, false);
         // An answer the model refused is its content (OpenAI returns it as `refusal`, content null).
         if (content.length === 0 && typeof message.refusal === 'string' && message.refusal.trim() !== '') content.push({ type: 'text', text: message.refusal });
-        push('assistant', [...content, ...toolUses(message, where)]);
+        push('assistant', [...content, ...toolUses(message, where, spent)]);
         break;
       }
       case 'tool':
