@@ -236,8 +236,10 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
 /** A request that failed: answered in its API's error shape, unless the client left or the answer had begun. */
 export function answerFailure(err: unknown, req: IncomingMessage, res: ServerResponse, interaction: Interaction, errorBody: (error: GatewayError) => unknown): void {
   // A cancellation explains whatever error it caused (a destroyed socket, a rejected read).
-  const error = interaction.context.cancel.reason ?? toGatewayError(err);
-  if (res.headersSent || error.status === 499) {
+  const cancelled = interaction.context.cancel.reason;
+  const error = cancelled ?? toGatewayError(err);
+  // Unanswered only when this client left: a 499 from anywhere else is still answered.
+  if (res.headersSent || cancelled?.status === 499) {
     interaction.failed(error, null);
     return;
   }
@@ -763,15 +765,13 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   const refusal = await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
-  if (pipeline.refused()) interaction.answeredWithError = true;
+  // A stream of nothing but the provider's errors, or one whose first event was its error (answered
+  // as its status below, whatever came before it that said nothing: a ping, an empty chunk): a refusal.
+  if (refusal !== null || pipeline.refused()) interaction.answeredWithError = true;
   if (!route.translation.identity) interaction.providerUsage = pipeline.rawUsage();
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
   tell();
-  // The provider's error as its first event, nothing sent yet: the client gets it as its status,
-  // and it is charged nothing, whatever came before it that said nothing (a ping, an empty chunk).
-  if (refusal !== null) {
-    interaction.answeredWithError = true;
-    throw refusal;
-  }
+  // The provider's error as its first event, nothing sent yet: the client gets it as its status.
+  if (refusal !== null) throw refusal;
 }
