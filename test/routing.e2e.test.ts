@@ -219,6 +219,64 @@ describe('moving on to the next target', () => {
     }
   });
 
+  it("moves a stream on when the provider's 200 opens with its error (Anthropic's overloaded_error), before any byte reached the client", async () => {
+    reset();
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n');
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', max_tokens: 200, stream: true, messages: [{ role: 'user', content: 'Hi Claude' }] });
+      assert.equal(reply.status, 200, reply.text);
+      assert.match(reply.text, /^event: message_start\n/);
+      const text = sseData(reply.text).map((data) => JSON.parse(data)).filter((event) => event.type === 'content_block_delta').map((event) => event.delta.text).join('');
+      assert.equal(text, 'openai says: Hi Claude');
+      assert.match(reply.text, /event: message_stop\n/);
+      assert.doesNotMatch(reply.text, /overloaded/);
+      assert.equal(anthropic.requests.length, 1);
+      assert.equal(second.requests.length, 1);
+      assert.equal(reply.headers['x-gateway-provider'], 'openai');
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.status, 200);
+      assert.equal(entry.error, undefined);
+      assert.equal(entry.upstream.target, 1);
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, 200, 'overloaded_error'], [1, 200, null]]);
+      assert.equal(entry.response.content.map((block: any) => block.text).join(''), 'openai says: Hi Claude');
+    } finally {
+      reset();
+    }
+  });
+
+  it("moves on when the provider's 200 holds its error as JSON (a proxy's 503 wrapped in a 200); one not in fallback_on goes to the client at its status", async () => {
+    reset();
+    first.behave(({ res }) => {
+      const body = JSON.stringify({ error: { message: 'Service Unavailable', type: 'server_error', param: null, code: 503 } });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    try {
+      const reply = await chat('vk_fb');
+      assert.equal(reply.status, 200, reply.text);
+      assert.equal(reply.json.choices[0].message.content, 'openai says: Hello there');
+      assert.equal(second.requests.length, 1);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.upstream.attempts.map((attempt: any) => [attempt.target, attempt.status, attempt.error]), [[0, 200, '503'], [1, 200, null]]);
+      assert.equal(entry.response.choices[0].message.content, 'openai says: Hello there');
+      // fallback_on [503] only: a 500 in a 200 is the client's, at its status.
+      first.behave(({ res }) => {
+        const body = JSON.stringify({ error: { message: 'Boom', type: 'server_error', param: null, code: 500 } });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+      const kept = await chat('vk_on503');
+      assert.equal(kept.status, 500, kept.text);
+      assert.equal(kept.json.error.message, 'Boom');
+      assert.equal(second.requests.length, 1);
+    } finally {
+      reset();
+    }
+  });
+
   it('a Messages request falls back from Anthropic (529) to an OpenAI-format target, answered in Messages', async () => {
     reset();
     failWith(anthropic, 529);

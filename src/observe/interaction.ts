@@ -86,7 +86,25 @@ export class Interaction implements CallRecord, RelayRecord {
     this.upstreamRequestId = null;
     this.upstreamRespondedAt = null;
     this.severalKeys = target.keys.apiKeys.length > 1;
+    // Nor is what an earlier target's answer set, when it was its error after all (moved on from).
+    this.error = null;
+    this.answeredWithError = false;
+    this.usage = null;
+    this.usageFinal = false;
+    this.providerUsage = null;
+    this.response = null;
+    this.streamedEvents = 0;
+    this.unreportedOutput = 0;
+    this.upstreamEndedAt = null;
     if (several) this.target = target.index;
+  }
+
+  /** The last attempt's answer, a 200, held the provider's error: its log entry says which; returned (null: none). */
+  declined(error: GatewayError): UpstreamAttempt | null {
+    const attempt = this.attempts.at(-1);
+    if (attempt === undefined) return null;
+    attempt.error = error.code ?? error.type;
+    return attempt;
   }
 
   fellBack(): void {

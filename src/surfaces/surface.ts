@@ -188,37 +188,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       reserved = NO_RESERVATION;
     }
 
-    const { target, route, back, outbound, upstream } = await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps });
-    // Whatever the provider sends may reach the client or the log: every real key the request may have sent comes out.
-    const apiKeys = key.realKeys;
-    const scrubber = keysScrubber(apiKeys);
-    const idleMs = deps.upstream.policy.idleTimeoutMs;
-    if (upstream.status < 200 || upstream.status > 299) {
-      const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
-      interaction.upstreamEndedAt = performance.now();
-      const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
-      // Translated, the answer is in the client's API, where a request the provider cannot serve is
-      // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
-      throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;
-    }
-    // Passed through, what the answer is known by is remembered before its last bytes go: the
-    // client's next request (on another worker, told over IPC ahead of its connection) may name it.
-    const asking = key;
-    const answered = surface.answered;
-    const remember = route.translation.identity && answered !== undefined ? (ids: AnswerIds) => answered(ids, outbound.request, asking, target, deps) : null;
-    // Translated, or passed through where the key's model map sent another model: the one the
-    // client asked for, which the answer is named after where its API needs that (api.ts:
-    // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
-    // provider may answer with a dated name of its own).
-    const asked = !route.translation.identity || outbound.model !== parsed.model ? parsed.model : null;
-    const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember };
-    if (parsed.stream) {
-      await answerStream(answering, upstream);
-    } else {
-      const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
-      interaction.upstreamEndedAt = performance.now();
-      answerJson(answering, answer, upstream.headers);
-    }
+    await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps, promptEstimate });
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
@@ -231,6 +201,42 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
     // Last: the answer is done with the client's bytes; upstream writes and the log's entry hold them themselves.
     pooled?.release();
   }
+}
+
+/**
+ * Answers the client with what `served`'s provider sent: its error status as an error, else its
+ * answer, whole or streamed. Resolves with the provider's error when its answer was one after all
+ * (a 200 whose JSON body is an error, or whose stream's first event is) and nothing reached the
+ * client yet: callTargets moves on from it as from that status, or throws it (answered as its status).
+ */
+async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, interaction, deps, promptEstimate }: AtHand<C>, { target, route, back, outbound, upstream }: Served<C>): Promise<GatewayError | null> {
+  const cancel = interaction.context.cancel;
+  // Whatever the provider sends may reach the client or the log: every real key the request may have sent comes out.
+  const apiKeys = key.realKeys;
+  const scrubber = keysScrubber(apiKeys);
+  const idleMs = deps.upstream.policy.idleTimeoutMs;
+  if (upstream.status < 200 || upstream.status > 299) {
+    const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
+    interaction.upstreamEndedAt = performance.now();
+    const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
+    // Translated, the answer is in the client's API, where a request the provider cannot serve is
+    // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
+    throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;
+  }
+  // Passed through, what the answer is known by is remembered before its last bytes go: the
+  // client's next request (on another worker, told over IPC ahead of its connection) may name it.
+  const answered = surface.answered;
+  const remember = route.translation.identity && answered !== undefined ? (ids: AnswerIds) => answered(ids, outbound.request, key, target, deps) : null;
+  // Translated, or passed through where the key's model map sent another model: the one the
+  // client asked for, which the answer is named after where its API needs that (api.ts:
+  // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
+  // provider may answer with a dated name of its own).
+  const asked = !route.translation.identity || outbound.model !== parsed.model ? parsed.model : null;
+  const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember };
+  if (parsed.stream) return answerStream(answering, upstream);
+  const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
+  interaction.upstreamEndedAt = performance.now();
+  return answerJson(answering, answer, upstream.headers);
 }
 
 /** A request that failed: answered in its API's error shape, unless the client left or the answer had begun. */
@@ -449,15 +455,16 @@ interface Served<C extends ApiTypes> {
 const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_bad_status']);
 
 /**
- * The key's targets, in their order (routing.ts), until one answers. Each target gets its own
- * request (its model map, output cap and API: translated when it speaks another) and one attempt
- * per real key (the last: UPSTREAM_RETRIES more, real keys in turn); then, before any byte reached the client, the request
- * moves to the next target after a failure to connect, a headers timeout, or a status in the
- * key's `fallback_on`, while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
+ * The key's targets, in their order (routing.ts), until one answers; its answer goes to the
+ * client. Each target gets its own request (its model map, output cap and API: translated when it
+ * speaks another) and one attempt per real key (the last: UPSTREAM_RETRIES more, real keys in
+ * turn); then, before any byte reached the client, the request moves to the next target after a
+ * failure to connect, a headers timeout, or a status in the key's `fallback_on` (as an HTTP
+ * status, or as the provider's error in a 200), while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
  * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
  */
-async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Served<C>> {
+async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void> {
   const { key, pooled, res, interaction, deps } = request;
   const order = targetOrder(key);
   const several = order.length > 1;
@@ -508,6 +515,7 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Serv
       interaction.droppedTools = prepared.back.droppedTools ?? [];
       if (several) res.setHeader('x-gateway-provider', target.provider.name);
       const attempts = interaction.attempts.length;
+      let served: Served<C>;
       try {
         // Before the last target, the next target is the retry: each gets one attempt per real key
         // (a 429 or 401/403 hands over to another key not cooling down); the last gets UPSTREAM_RETRIES.
@@ -528,8 +536,7 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Serv
             continue;
           }
         } else if (several) outcome = 'success';
-        if (several) interaction.targetOutcome(target, 'answered');
-        return { target, route: prepared.route, back: prepared.back, outbound: prepared.outbound, upstream };
+        served = { target, route: prepared.route, back: prepared.back, outbound: prepared.outbound, upstream };
       } catch (err) {
         if (several) interaction.tagAttempts(attempts, target.index);
         const movable = err instanceof GatewayError && MOVE_ON_CODES.has(err.code);
@@ -538,6 +545,27 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<Serv
         interaction.targetOutcome(target, 'failed');
         if (last || cancel.cancelled || performance.now() >= deadline) throw err;
         failure = err;
+        continue;
+      }
+      let movedOn = false;
+      try {
+        const declined = await answerServed(request, served);
+        if (declined === null) return;
+        // The provider's error in a 200 (its JSON body, its stream's first event), nothing sent to
+        // the client yet: its real key and the target are held to it as to that status.
+        const attempt = interaction.declined(declined);
+        if (attempt !== null) target.keys.report(attempt.api_key, declined.status, null);
+        if (several && key.fallbackOn.has(declined.status)) {
+          outcome = 'failure';
+          if (!last && !cancel.cancelled && performance.now() < deadline) {
+            movedOn = true;
+            failure = declined;
+            continue;
+          }
+        }
+        throw declined;
+      } finally {
+        if (several) interaction.targetOutcome(target, movedOn ? 'failed' : 'answered');
       }
     } finally {
       // However the attempt ended (a client that left, a refusal), a probe of a half-open circuit is settled.
@@ -606,6 +634,8 @@ interface AtHand<C extends ApiTypes> {
   readonly res: ServerResponse;
   readonly interaction: Interaction;
   readonly deps: SurfaceDeps;
+  /** The prompt's estimate in tokens (what a translated stream's first event reports). */
+  readonly promptEstimate: number;
 }
 
 /** A provider's answer on its way back to the client, whole or streamed. */
@@ -681,10 +711,17 @@ function answerHints(interaction: Interaction, promptEstimate: number): AnswerHi
   return { promptTokens: promptEstimate, answerId: interaction.context.id.replaceAll('-', '') };
 }
 
-/** Answers a whole (non-stream) answer; returns the provider's id for it. */
-function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer, headers: IncomingHttpHeaders): void {
+/** Answers a whole (non-stream) answer; returns the provider's error instead when the answer was one (with a 200: some servers and proxies). */
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer, headers: IncomingHttpHeaders): GatewayError | null {
   const hints = answerHints(interaction, promptEstimate);
-  const answer = parsedAnswer(route, body, headers, apiKeys, interaction);
+  let answer: ReturnType<Route<C>['target']['parseResponse']>;
+  try {
+    answer = route.target.parseResponse(body);
+  } catch (err) {
+    const error = errorAnswered(body, headers, apiKeys, interaction);
+    if (error === null) throw err;
+    return error;
+  }
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   // An OpenAI-compatible server that reports no usage still generated: its answer's size says how much.
@@ -708,15 +745,7 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
   sendJson(res, 200, passed ?? JSON.stringify(response));
   interaction.status = 200;
   interaction.response = response;
-}
-
-/** The provider's answer, read; one that is an error (with a 200: some servers and proxies) is that error, at the status it stands for. */
-function parsedAnswer<C extends ApiTypes>(route: Route<C>, body: Buffer, headers: IncomingHttpHeaders, apiKeys: readonly string[], interaction: Interaction): ReturnType<Route<C>['target']['parseResponse']> {
-  try {
-    return route.target.parseResponse(body);
-  } catch (err) {
-    throw errorAnswered(body, headers, apiKeys, interaction) ?? err;
-  }
+  return null;
 }
 
 /** A 2xx answer whose body is an error (some servers and proxies): that error, at the status it stands for; null for one that is not. */
@@ -732,7 +761,8 @@ function renamedBody(body: Buffer, model: string): Buffer | null {
   return plainUniqueKeys(body) ? withMember(body, 'model', model) : null;
 }
 
-async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<void> {
+/** Relays a streamed answer; resolves with the provider's error instead when its answer was one before any byte reached the client. */
+async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstream: UpstreamResponse): Promise<GatewayError | null> {
   const { api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember } = answering;
   // Media types are case-insensitive (RFC 9110): Text/Event-Stream is one.
   const type = String(upstream.headers['content-type']).toLowerCase();
@@ -741,7 +771,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     if (type.includes('json')) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber });
       const error = errorAnswered(body, upstream.headers, apiKeys, interaction);
-      if (error !== null) throw error;
+      if (error !== null) return error;
     }
     upstream.abort();
     throw new GatewayError(502, 'The provider answered a stream request without an event stream.', {
@@ -772,6 +802,6 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   // Assembled from the events: a key split between two of them is whole here.
   if (deps.log.enabled) interaction.response = pipeline.response((answer) => withoutKeys(answer, apiKeys));
   tell();
-  // The provider's error as its first event, nothing sent yet: the client gets it as its status.
-  if (refusal !== null) throw refusal;
+  // The provider's error as its first event, nothing sent yet: the client gets it as its status (or another target the request).
+  return refusal;
 }
