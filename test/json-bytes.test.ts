@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { duplicateKeys, hasControlBytes, hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, TooDeep, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys, hasControlBytes, hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, parseProviderJson, releaseLargeMembers, shallowCopy, TooDeep, TooMany, type DeferOptions } from '../src/formats/json-bytes.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -547,5 +547,34 @@ describe('duplicateKeys', () => {
     assert.equal(found?.path.length, depth + 1);
     const grew = (process.resourceUsage().maxRSS - before) / 1024;
     assert.ok(grew < 300, `peak RSS grew by ${Math.round(grew)} MB`);
+  });
+});
+
+describe("parseProviderJson (a provider's answers and events)", () => {
+  it('parses what JSON.parse parses, text or bytes, and throws its SyntaxError', () => {
+    const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'hé \u2028 "quoted"' } }], usage: { prompt_tokens: 1 } };
+    assert.deepEqual(parseProviderJson(JSON.stringify(answer)), answer);
+    assert.deepEqual(parseProviderJson(Buffer.from(JSON.stringify(answer))), answer);
+    assert.throws(() => parseProviderJson('{"a":'), SyntaxError);
+    assert.throws(() => parseProviderJson(Buffer.from(`{"a":[${'1,'.repeat(40_000)}`)), SyntaxError);
+  });
+
+  it('refuses a long text of millions of tiny values before parsing it, and one nested past 128 levels', () => {
+    const objects = `{"choices":[${'{},'.repeat(1_100_000)}{}]}`;
+    assert.throws(() => parseProviderJson(objects), (err: unknown) => err instanceof TooMany && err.what === 'objects and arrays' && err.max === 1_000_000);
+    assert.throws(() => parseProviderJson(Buffer.from(objects)), TooMany);
+    assert.throws(() => parseProviderJson(`{"a":[${'0,'.repeat(4_100_000)}0]}`), (err: unknown) => err instanceof TooMany && err.what === 'values');
+    assert.throws(() => parseProviderJson(`${'['.repeat(40_000)}${']'.repeat(40_000)}`), TooDeep);
+  });
+
+  it("takes more than a request may hold: a long answer's logprobs (600,000 objects and arrays), and short texts unscanned", () => {
+    const token = { token: 'x', logprob: -0.1, bytes: [120], top_logprobs: [1, 2, 3, 4, 5].map(() => ({ token: 'y', logprob: -1, bytes: [121] })) };
+    const content = Array.from({ length: 46_000 }, () => token);
+    const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, logprobs: { content } }] };
+    const parsed = parseProviderJson(JSON.stringify(answer)) as typeof answer;
+    assert.equal(parsed.choices[0]?.logprobs.content.length, 46_000);
+    assert.ok(46_000 * 13 > MAX_CONTAINERS);
+    // Under 64 KB: parsed as it is (21,000 objects cost a few milliseconds at most).
+    assert.equal((parseProviderJson(`[${'{},'.repeat(21_000)}{}]`) as unknown[]).length, 21_001);
   });
 });

@@ -9,7 +9,7 @@ import { gzipSync } from 'node:zlib';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, request, sseData } from './support/http.js';
+import { chat, messages, request, sseData } from './support/http.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -509,6 +509,20 @@ describe('answers the gateway cannot use as they are', () => {
       assert.equal(reply.json.error.code, 'upstream_invalid_response');
       assert.match(reply.json.error.message, /^The provider's answer is not valid HTTP \(HPE_[A-Z_]+\)\.$/);
     }
+  });
+
+  it('an answer of millions of tiny values (whole, or as a stream event) is a 502 naming why, not parsed while every other request waits', async () => {
+    const objects = `{"id":"x","object":"chat.completion","choices":[${'{},'.repeat(1_100_000)}{}]}`;
+    rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${objects.length}\r\n\r\n${objects}`;
+    const reply = await chat(gateway.url, 'vk_raw', hello);
+    assert.equal(reply.status, 502, reply.text.slice(0, 300));
+    assert.equal(reply.json.error.code, 'upstream_invalid_response');
+    assert.equal(reply.json.error.message, 'The provider sent an answer the gateway cannot read: its answer holds more than 1000000 objects and arrays.');
+    // Translated (a Messages client, a chat provider), every event is read; passed through, a plain one goes on as its bytes.
+    rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: ${objects}\n\n`;
+    const streamed = await messages(gateway.url, 'vk_raw', { model: 'gpt-4o-mini', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'Hello' }] });
+    assert.equal(streamed.status, 502, streamed.text.slice(0, 300));
+    assert.equal(streamed.json.error.message, 'The provider sent an answer the gateway cannot read: a stream event holds more than 1000000 objects and arrays.');
   });
 
   it('a 200 JSON answer cut short by its content-length is a 502 upstream_invalid_response, not a 200 with broken JSON', async () => {

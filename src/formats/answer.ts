@@ -4,9 +4,17 @@
  */
 import { GatewayError } from '../errors.js';
 import { entryOf, isRecord } from './json.js';
+import { parseProviderJson, TooDeep, TooMany } from './json-bytes.js';
 
 export function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });
+}
+
+/** Why `what` could not be parsed: not JSON, or past the limits of parseProviderJson (TooDeep, TooMany say which). */
+export function notJson(what: string, err: unknown): string {
+  if (err instanceof TooMany) return `${what} holds more than ${err.max} ${err.what}`;
+  if (err instanceof TooDeep) return `${what} nests deeper than ${err.max} levels`;
+  return `${what} is not JSON`;
 }
 
 /**
@@ -17,9 +25,10 @@ export function invalidAnswer(why: string): GatewayError {
 export function parseObjectAnswer(body: Buffer | string, what: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw invalidAnswer(`its ${what} is not JSON`);
+    parsed = parseProviderJson(body);
+  } catch (err) {
+    // Past a body's limits, it says which (TooDeep, TooMany).
+    throw invalidAnswer(notJson(`its ${what}`, err));
   }
   if (!isRecord(parsed)) throw invalidAnswer(`its ${what} is not a JSON object`);
   return parsed;
@@ -55,7 +64,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
 export function answerErrorStatus(body: Buffer): number | null {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = parseProviderJson(body);
   } catch {
     return null;
   }
@@ -77,7 +86,7 @@ export function errorStatus(error: Record<string, unknown>): number {
 /** An event's data as an object, or null (not JSON, or not an object): for an event named `error`, whatever it holds. */
 export function eventObject(data: string): Record<string, unknown> | null {
   try {
-    const parsed: unknown = JSON.parse(data);
+    const parsed: unknown = parseProviderJson(data);
     return isRecord(parsed) ? parsed : null;
   } catch {
     return null;
@@ -88,9 +97,9 @@ export function eventObject(data: string): Record<string, unknown> | null {
 export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | GatewayError {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(data);
-  } catch {
-    return invalidAnswer('a stream event is not JSON');
+    parsed = parseProviderJson(data);
+  } catch (err) {
+    return invalidAnswer(notJson('a stream event', err));
   }
   if (!isRecord(parsed) || typeof parsed.type !== 'string') return invalidAnswer('a stream event is not an object with a type');
   return parsed as Record<string, unknown> & { type: string };

@@ -622,6 +622,36 @@ export function parseJsonText(text: string, spent: JsonSpent = { containers: 0, 
   return JSON.parse(text);
 }
 
+/** A text shorter than this parses in a few milliseconds whatever it holds (64 KB of `{},`: ~22,000 objects). */
+const CHEAP_TEXT_BYTES = 64 * 1024;
+
+/** How much a JSON text may hold before parsing it whole would hold the loop too long. */
+interface JsonLimits {
+  readonly maxContainers: number;
+  readonly maxValues: number;
+  readonly maxMembers: number;
+}
+
+/**
+ * A provider's answer may hold more than a request: a long answer with `logprobs` is ~13 objects
+ * and arrays per token at `top_logprobs: 5` (43 at 20), so 75,000 tokens at 5 pass. These still
+ * bound a parse to about a second (2 million objects took 1.6 s here), not the 29 s of 60 MB.
+ */
+const ANSWER_LIMITS: JsonLimits = { maxContainers: 1_000_000, maxValues: 4_000_000, maxMembers: 100_000 };
+
+/**
+ * JSON.parse of what a provider sent (an answer, a stream event, a tool call's arguments), held to
+ * a body's limits once long enough to reach past them: an answer of 60 MB of `{},` held the loop,
+ * and every other tenant's requests, for 29 s. Throws TooDeep or TooMany, or JSON.parse's SyntaxError.
+ */
+export function parseProviderJson(data: string | Buffer): unknown {
+  if (data.length > CHEAP_TEXT_BYTES) {
+    const costly = tooCostly(typeof data === 'string' ? Buffer.from(data, 'utf8') : data, undefined, ANSWER_LIMITS);
+    if (costly !== null) throw costly;
+  }
+  return JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+}
+
 /**
  * No body nests deeper than this. The log holds each body, a few levels further in, and common
  * readers of it stop at a depth: jq 1.6 (Debian 12's) at 256 levels, so a client could make the
@@ -653,6 +683,8 @@ export const MAX_VALUES = 1_000_000;
  */
 export const MAX_OBJECT_MEMBERS = 10_000;
 
+const BODY_LIMITS: JsonLimits = { maxContainers: MAX_CONTAINERS, maxValues: MAX_VALUES, maxMembers: MAX_OBJECT_MEMBERS };
+
 export class TooMany extends Error {
   constructor(
     readonly max: number,
@@ -667,9 +699,10 @@ export class TooMany extends Error {
  * MAX_DEPTH, too many containers or values), or null (also for a text that is not JSON: the parse
  * says why). Values are counted as containers and commas: never more than there are.
  */
-function tooCostly(buf: Buffer, spent: JsonSpent = { containers: 0, values: 0 }): TooDeep | TooMany | null {
+function tooCostly(buf: Buffer, spent: JsonSpent = { containers: 0, values: 0 }, limits: JsonLimits = BODY_LIMITS): TooDeep | TooMany | null {
   let depth = 0;
   let { containers, values } = spent;
+  const { maxContainers, maxValues, maxMembers } = limits;
   /** Members of the open container at each depth (colons: only an object's members have one). */
   const members = new Int32Array(MAX_DEPTH + 2);
   for (let i = 0; i < buf.length; i++) {
@@ -681,14 +714,14 @@ function tooCostly(buf: Buffer, spent: JsonSpent = { containers: 0, values: 0 })
         return null; // a string that never ends
       }
     } else if (c === 0x2c) {
-      if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
+      if (++values > maxValues) return new TooMany(maxValues, 'values');
     } else if (c === 0x3a) {
-      if (++(members[depth] as number) > MAX_OBJECT_MEMBERS) return new TooMany(MAX_OBJECT_MEMBERS, 'members in one object');
+      if (++(members[depth] as number) > maxMembers) return new TooMany(maxMembers, 'members in one object');
     } else if (c === 0x7b || c === 0x5b) {
       if (++depth > MAX_DEPTH) return new TooDeep(MAX_DEPTH);
       members[depth] = 0;
-      if (++containers > MAX_CONTAINERS) return new TooMany(MAX_CONTAINERS, 'objects and arrays');
-      if (++values > MAX_VALUES) return new TooMany(MAX_VALUES, 'values');
+      if (++containers > maxContainers) return new TooMany(maxContainers, 'objects and arrays');
+      if (++values > maxValues) return new TooMany(maxValues, 'values');
     } else if ((c === 0x7d || c === 0x5d) && depth > 0) depth--;
   }
   spent.containers = containers;

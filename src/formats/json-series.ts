@@ -14,7 +14,7 @@
  * them replaced: what JSON.parse returns for it, duplicate keys and `__proto__` members included.
  * Values share the parts that did not change with earlier ones: readers must not change them.
  */
-import { isSpace } from './json-bytes.js';
+import { isSpace, parseProviderJson } from './json-bytes.js';
 
 /** Characters a string literal cannot hold as they are: with one of them a text is parsed whole. */
 const NOT_PLAIN = /["\\\u0000-\u001f]/;
@@ -57,13 +57,13 @@ export class JsonSeries {
   private lastValue: unknown = undefined;
   private failedLessons = 0;
 
-  /** What JSON.parse(text) returns (and throws what it throws). */
+  /** What JSON.parse(text) returns (and throws what it throws; a long text past a body's limits: parseProviderJson). */
   parse(text: string): unknown {
     if (this.shape !== null) {
       const value = fill(this.shape, text);
       if (value !== undefined) return value;
     }
-    const value: unknown = JSON.parse(text);
+    const value: unknown = parseProviderJson(text);
     if (this.lastText !== null && this.failedLessons < MAX_FAILED_LESSONS && text.length <= LEARN_MAX_CHARS && this.lastText.length <= LEARN_MAX_CHARS) {
       const learned = learn(this.lastText, this.lastValue, text, value);
       if (learned !== null) {

@@ -27,6 +27,7 @@ import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upst
 import { anthropicCredential, anthropicHeaders, checkThread, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
 import { acceptedModel, callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
+import { parseProviderJson } from '../formats/json-bytes.js';
 
 const ANSWER_LIMIT = 1024 * 1024;
 
@@ -61,7 +62,7 @@ async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, re
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(answer.body.toString('utf8'));
+    parsed = parseProviderJson(answer.body);
   } catch {
     parsed = null;
   }

@@ -8,6 +8,7 @@ import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { THREAD_ERROR_CODES } from '../formats/messages/threads.js';
 import { keySpellings, textWithoutKeys } from './scrub.js';
+import { parseProviderJson } from '../formats/json-bytes.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;
@@ -21,7 +22,7 @@ export function parseUpstreamError(body: Buffer): UpstreamErrorInfo {
   const info: UpstreamErrorInfo = { message: null, type: null, code: null, param: null };
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = parseProviderJson(text);
   } catch {
     // Plain-text errors (older DeepSeek 422s, proxies) are passed on; HTML error pages are not.
     if (text !== '' && !text.startsWith('<')) info.message = text.slice(0, 1000);

@@ -4,7 +4,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamOutput, StreamWatch } from '../api.js';
-import { errorStatus, invalidAnswer } from '../answer.js';
+import { errorStatus, invalidAnswer, notJson } from '../answer.js';
 import { isRecord } from '../json.js';
 import { sseFrame, type SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -12,6 +12,7 @@ import type { Usage } from '../usage.js';
 import { wantsStreamUsage } from './request.js';
 import type { ChatCompletionChunk, ChatRequest } from './types.js';
 import { chatUsage } from './usage.js';
+import { parseProviderJson } from '../json-bytes.js';
 
 /**
  * The one rule for which chat events matter beyond their bytes: the end, an error, a usage
@@ -37,9 +38,9 @@ export function decodeChatEvent(event: SseEvent): Array<StreamItem<ChatCompletio
   if (data === '[DONE]') return [{ kind: 'end' }];
   let chunk: unknown;
   try {
-    chunk = JSON.parse(data);
-  } catch {
-    return [{ kind: 'error', error: invalidAnswer('a stream event is not JSON') }];
+    chunk = parseProviderJson(data);
+  } catch (err) {
+    return [{ kind: 'error', error: invalidAnswer(notJson('a stream event', err)) }];
   }
   if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
   if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: streamError(chunk.error) }];

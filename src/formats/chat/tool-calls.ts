@@ -11,6 +11,7 @@
  */
 import { isSpace } from '../json-bytes.js';
 import { isRecord } from '../json.js';
+import { parseProviderJson } from '../json-bytes.js';
 
 export interface PlacedFragment<Call> {
   readonly call: Call;
@@ -193,7 +194,7 @@ export class ArgumentsEnd {
     if (this.state !== 'closed') return null;
     if (this.parsed === undefined) {
       try {
-        const value: unknown = JSON.parse(text);
+        const value: unknown = parseProviderJson(text);
         this.parsed = isRecord(value) ? value : null;
       } catch {
         this.parsed = null;

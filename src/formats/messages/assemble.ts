@@ -7,6 +7,7 @@
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
 import type { AnthropicResponse, MessagesEvent, ResponseBlock } from './types.js';
+import { parseProviderJson } from '../json-bytes.js';
 
 interface BlockState {
   block: ResponseBlock;
@@ -66,7 +67,7 @@ export class MessageAssembler implements Assembler<MessagesEvent, AnthropicRespo
         if (state.json === '') return state.block;
         let input: unknown = state.json;
         try {
-          input = JSON.parse(state.json);
+          input = parseProviderJson(state.json);
         } catch {
           // kept as the text that arrived: the log shows what the model sent
         }

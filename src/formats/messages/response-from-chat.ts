@@ -8,6 +8,7 @@ import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
 import { UNSIGNED_THINKING, type AnthropicResponse, type AnthropicUsage, type ResponseBlock } from './types.js';
+import { parseProviderJson } from '../json-bytes.js';
 
 /** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
 export const STOP_REASONS: Readonly<Record<string, string>> = {
@@ -52,7 +53,7 @@ export function toolInput(args: unknown): Record<string, unknown> {
   if (isRecord(args)) return args;
   if (typeof args !== 'string' || args.trim() === '') return {};
   try {
-    const input: unknown = JSON.parse(args);
+    const input: unknown = parseProviderJson(args);
     return isRecord(input) ? input : {};
   } catch {
     return {};

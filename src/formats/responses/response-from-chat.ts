@@ -12,6 +12,7 @@ import type { ToolName } from './request-to-chat.js';
 import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
 import { toResponsesUsage } from './usage.js';
 import type { AnswerHints } from '../translation.js';
+import { parseProviderJson } from '../json-bytes.js';
 
 /** What an answer needs of its request. */
 export interface AnswerContext {
@@ -78,7 +79,7 @@ export function callItem(context: AnswerContext, base: string, index: number, ca
 export function searchArguments(args: string, status: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(args);
+    parsed = parseProviderJson(args);
   } catch {
     // Not JSON: cut short, or a model that wrote the query bare.
     return status === 'completed' && args !== '' ? { query: args } : {};
@@ -102,7 +103,7 @@ export function customInput(args: string): string {
 /** The input in arguments that are the `{"input": "…"}` a custom tool's function asks for; null for any other text. */
 export function wrappedInput(args: string): string | null {
   try {
-    const parsed: unknown = JSON.parse(args);
+    const parsed: unknown = parseProviderJson(args);
     if (isRecord(parsed) && typeof parsed.input === 'string') return parsed.input;
   } catch {
     // not JSON: a model that wrote the input bare
