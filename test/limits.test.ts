@@ -104,6 +104,21 @@ describe('rate limits', () => {
     assert.equal(later.headers['x-ratelimit-remaining-requests'], '0');
   });
 
+  it('keeps what was used when a reload changes a limit: raised, its difference is there at once; lowered below what was used, it refuses', () => {
+    const state = new LimitState(new SpendStore(null));
+    const t = 2_000_000;
+    for (let i = 0; i < 3; i++) assert.equal(state.admit(limits({ rpm: 5 }), tok(0), t, t).error, null);
+    const raised = state.admit(limits({ rpm: 10 }), tok(0), t, t);
+    assert.equal(raised.error, null);
+    assert.equal(raised.headers['x-ratelimit-remaining-requests'], '6', '10 less the 4 used');
+    for (let i = 0; i < 6; i++) assert.equal(state.admit(limits({ rpm: 10 }), tok(0), t, t).error, null);
+    assert.equal(state.admit(limits({ rpm: 10 }), tok(0), t, t).error?.status, 429);
+    // 10 used, the limit lowered to 4: refused until a debt of at most a minute's worth is paid off.
+    const lowered = state.admit(limits({ rpm: 4 }), tok(0), t, t);
+    assert.equal(lowered.error?.status, 429);
+    assert.equal(lowered.error?.headers['retry-after'], '75', 'from -4 to 1 at 4 a minute');
+  });
+
   it('counts tokens of answered requests against tokens_per_minute', () => {
     const state = new LimitState(new SpendStore(null));
     const key = limits({ tpm: 30 });

@@ -271,6 +271,28 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     await waitFor(async () => (await get(gateways[1] as GatewayProcess, '/v1/usage', 'vk_busy')).json.in_flight.tokens === 0, 'nothing held after it settled');
   });
 
+  it('keeps what was used when a limit changes (a reload on one instance before another): raised, its difference is there at once', async () => {
+    const client = await connect(parseRedisUrl(redis.url(undefined, 4)) as RedisAddress);
+    try {
+      const limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 2000, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
+      const at = (rpm: number): KeyLimits => ({ digest: 'resized', rateLimit: { requestsPerMinute: rpm, tokensPerMinute: null }, budget: null });
+      for (let i = 0; i < 3; i++) assert.equal((await limiter.admit(at(5), { tokens: 0, usd: 0 }, `r${i}`)).error, null);
+      const raised = await limiter.admit(at(10), { tokens: 0, usd: 0 }, 'r3');
+      assert.equal(raised.error, null);
+      assert.equal(raised.headers['x-ratelimit-remaining-requests'], '6', '10 less the 4 used');
+      // An instance not reloaded yet sees the same 4 used under its own limit: one more, then none.
+      const old = await limiter.admit(at(5), { tokens: 0, usd: 0 }, 'r4');
+      assert.equal(old.error, null);
+      assert.equal(old.headers['x-ratelimit-remaining-requests'], '0');
+      assert.equal((await limiter.admit(at(5), { tokens: 0, usd: 0 }, 'r5')).error?.status, 429);
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await limiter.admit(at(10), { tokens: 0, usd: 0 }, `s${i}`)).error?.status ?? 200);
+      assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429], '10 less the 5 used');
+    } finally {
+      client.close();
+    }
+  });
+
   it('releases what Redis reserves for an admission it answered too late, which this instance then refused (REDIS_FAILURE=open)', async () => {
     // Several instances (or workers) see a stall in different orders: here, one whose own count has
     // used the key's one request a minute that Redis has not counted yet.

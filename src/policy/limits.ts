@@ -107,6 +107,13 @@ class Bucket {
     this.level = Math.min(this.limit, Math.max(-this.limit, this.level - amount));
   }
 
+  /** A new limit (a reload): what was used stays used, so raising a limit gives its difference at once. */
+  resize(limit: number): void {
+    if (limit === this.limit) return;
+    this.level = Math.max(-limit, this.level + limit - this.limit);
+    this.limit = limit;
+  }
+
   /**
    * Holds `amount` for a request in flight, without the cap: its settlement gives back exactly
    * what it held (a cap here would lose the difference, and refill the bucket at settlement).
@@ -562,10 +569,10 @@ export class LimitState {
     const tpm = key.rateLimit?.tokensPerMinute ?? null;
     if (rpm === null) entry.requests = null;
     else if (entry.requests === null) entry.requests = new Bucket(rpm, now);
-    else entry.requests.limit = rpm;
+    else entry.requests.resize(rpm);
     if (tpm === null) entry.tokens = null;
     else if (entry.tokens === null) entry.tokens = new Bucket(tpm, now);
-    else entry.tokens.limit = tpm;
+    else entry.tokens.resize(tpm);
     entry.requests?.refill(now);
     entry.tokens?.refill(now);
     return entry;

@@ -64,18 +64,25 @@ local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- A level saved under another limit (a reload) keeps what was used: raising a limit gives its difference.
+local function resized(level, was, limit)
+  if level == nil then return limit end
+  local before = tonumber(was)
+  if before == nil or before == limit then return level end
+  return math.max(-limit, level + limit - before)
+end
 local function levels(key, rpm, tpm, now)
-  local state = redis.call('HMGET', key, 'r', 't', 'at')
+  local state = redis.call('HMGET', key, 'r', 't', 'at', 'rl', 'tl')
   local elapsed = math.max(0, now - (tonumber(state[3]) or now))
   local r, t = nil, nil
-  if rpm > 0 then r = math.min(rpm, (tonumber(state[1]) or rpm) + elapsed * rpm / 60000) end
-  if tpm > 0 then t = math.min(tpm, (tonumber(state[2]) or tpm) + elapsed * tpm / 60000) end
+  if rpm > 0 then r = math.min(rpm, resized(tonumber(state[1]), state[4], rpm) + elapsed * rpm / 60000) end
+  if tpm > 0 then t = math.min(tpm, resized(tonumber(state[2]), state[5], tpm) + elapsed * tpm / 60000) end
   return r, t
 end
-local function save(key, r, t, now)
+local function save(key, r, t, now, rpm, tpm)
   local fields = {'at', tostring(now)}
-  if r ~= nil then table.insert(fields, 'r'); table.insert(fields, tostring(r)) end
-  if t ~= nil then table.insert(fields, 't'); table.insert(fields, tostring(t)) end
+  if r ~= nil then table.insert(fields, 'r'); table.insert(fields, tostring(r)); table.insert(fields, 'rl'); table.insert(fields, tostring(rpm)) end
+  if t ~= nil then table.insert(fields, 't'); table.insert(fields, tostring(t)); table.insert(fields, 'tl'); table.insert(fields, tostring(tpm)) end
   redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, 120000)
 end
@@ -136,7 +143,7 @@ if t ~= nil then
   t = math.max(-tpm, t - tonumber(ARGV[5]))
   taken = before - t
 end
-if r ~= nil or t ~= nil then save(KEYS[1], r, t, now) end
+if r ~= nil or t ~= nil then save(KEYS[1], r, t, now, rpm, tpm) end
 redis.call('HSET', KEYS[3], ARGV[7], (now + tonumber(ARGV[8])) .. ' ' .. now .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. tostring(taken))
 redis.call('HINCRBYFLOAT', KEYS[3], '~tokens', ARGV[5])
 redis.call('HINCRBYFLOAT', KEYS[3], '~usd', ARGV[6])
@@ -184,7 +191,7 @@ if tpm > 0 or release or unseen then
   if t ~= nil then t = math.min(tpm, math.max(-tpm, t - (tonumber(ARGV[4]) - taken))) end
   if release and r ~= nil then r = math.min(rpm, r + 1) end
   if unseen and r ~= nil then r = math.max(-rpm, r - 1) end
-  save(KEYS[1], r, t, now)
+  save(KEYS[1], r, t, now, rpm, tpm)
 end
 if ARGV[14] == '1' then
   redis.call('HINCRBY', KEYS[2], 'requests', 1)
@@ -257,7 +264,7 @@ redis.call('HINCRBYFLOAT', KEYS[1], '~usd', -usd)
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 if tpm > 0 then
   local r, t = levels(KEYS[2], rpm, tpm, now)
-  save(KEYS[2], r, math.min(tpm, t + taken), now)
+  save(KEYS[2], r, math.min(tpm, t + taken), now, rpm, tpm)
 end
 redis.call('HINCRBY', KEYS[3], 'requests', count)
 if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4])) end
