@@ -375,19 +375,24 @@ describe('what a budget in USD cannot be made to miss', () => {
     });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
+    // The target that read the prompt runs a dearer model than the one that answered: each is charged at its own price.
     const targets = [
-      { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1` },
+      { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1`, model_map: { '*': 'gpt-4o' } },
       { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl },
     ];
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_over: { targets, budget: { max_tokens: 1_000_000, period: 'total' } } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_over: { targets, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
     try {
-      const reply = await chat(gateway.url, 'vk_over', ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] }));
+      const body = ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] });
+      const reply = await chat(gateway.url, 'vk_over', body);
       assert.equal(reply.status, 200, reply.text);
       const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       assert.deepEqual(entry.upstream.attempts.map((attempt: { status: number | null; error?: string }) => attempt.error ?? attempt.status), ['upstream_timeout', 200]);
       const spent = 1_000_000 - (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_over' })).json.budget.remaining_tokens;
       // The answer's 18 tokens, and ~10,000 for the 40 KB prompt the first target read.
       assert.ok(spent >= 10_018, `${spent} tokens charged`);
+      // Its ~10,000 tokens at gpt-4o's $2.50 per million, the answer at gpt-4o-mini's (a few millionths).
+      const unanswered = Math.ceil(JSON.stringify(body).length / 4) * 2.5e-6;
+      assert.ok(entry.cost_usd >= unanswered && entry.cost_usd < unanswered + 0.0001, `${entry.cost_usd} USD charged, ${unanswered} for the prompt gpt-4o read`);
     } finally {
       await gateway.stop();
       silent.close();

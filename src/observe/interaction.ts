@@ -54,6 +54,8 @@ export class Interaction implements CallRecord, RelayRecord {
   /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
   upstreamStartedAt: number | null = null;
   unansweredSends = 0;
+  /** The price of the target each unanswered send went to, as far as they are attributed (a key's targets differ). */
+  private readonly sendPrices: Array<Price | null> = [];
   /** Every call made to the provider for this request (more than one after retries). */
   readonly attempts: UpstreamAttempt[] = [];
   /** The virtual key holds several real keys: their indexes appear in the log. */
@@ -105,6 +107,16 @@ export class Interaction implements CallRecord, RelayRecord {
     if (attempt === undefined) return null;
     attempt.error = error.code ?? error.type;
     return attempt;
+  }
+
+  /** The unanswered sends so far not attributed went to the target now priced (`price`). */
+  attributeSends(): void {
+    while (this.sendPrices.length < this.unansweredSends) this.sendPrices.push(this.price);
+  }
+
+  /** The price of the `i`-th unanswered send's target (the answering target's where none was attributed). */
+  sendPrice(i: number): Price | null {
+    return i < this.sendPrices.length ? (this.sendPrices[i] as Price | null) : this.price;
   }
 
   fellBack(): void {

@@ -393,17 +393,22 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
     usage = { ...usage, output: interaction.streamedEvents };
     interaction.usage = usage;
   }
+  const answered = usage;
+  let usd: number | null = answered === null || totalTokens(answered) === 0 ? 0 : interaction.price === null ? null : costUsd(interaction.price, answered);
   const unanswered = interaction.unansweredSends;
   if (unanswered > 0) {
     // Attempts written whole that got no answer (the client left, the wait ran out, the connection
     // failed after it; perhaps before another attempt answered): the provider read the prompt, and
-    // may have answered it for nobody, so it is not free.
-    const answered = usage ?? { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
-    usage = { ...answered, input: answered.input + promptEstimate() * unanswered };
+    // may have answered it for nobody, so it is not free. Each at its own target's price.
+    const prompt = promptEstimate();
+    const none = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
+    usage = { ...(answered ?? none), input: (answered?.input ?? 0) + prompt * unanswered };
+    for (let i = 0; i < unanswered && usd !== null && prompt > 0; i++) {
+      const price = interaction.sendPrice(i);
+      usd = price === null ? null : usd + costUsd(price, { ...none, input: prompt });
+    }
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
-  let usd: number | null = 0;
-  if (usage !== null && tokens > 0) usd = interaction.price === null ? null : costUsd(interaction.price, usage);
   interaction.costUsd = usd;
   if (usd === null) prices.unpriced(interaction.provider ?? '', interaction.upstreamModel ?? interaction.model ?? '');
   limiter.record(limitsOf(key), { tokens, usd: usd ?? 0, usage: reported, unpriced: usd === null }, reserved);
@@ -523,7 +528,12 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
         const { body, passed, route } = prepared;
         // A pooled body is held by each write of it, until the socket is done with its bytes.
         const build = (apiKey: string): UpstreamRequest => ({ body, holder: pooled, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
-        const { upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last);
+        let upstream: UpstreamResponse;
+        try {
+          ({ upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last));
+        } finally {
+          interaction.attributeSends();
+        }
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.realKeys);
         if (several && key.fallbackOn.has(upstream.status)) {
