@@ -179,7 +179,12 @@ describe('budgets in USD', () => {
     const dir = tempDir();
     const stateFile = join(dir, 'state.json');
     // Two gpt-4o-mini answers cost $0.0000117: the third request finds the budget spent.
-    const keys = { virtual_keys: { vk_usd: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_usd: 0.00001, period: 'total' } } } };
+    const keys = {
+      virtual_keys: {
+        vk_usd: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, budget: { max_usd: 0.00001, period: 'total' } },
+        vk_mapped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { '*': 'my-llama' }, budget: { max_usd: 1, period: 'total' } },
+      },
+    };
     const env = { LOG_CONSOLE: 'off', STATE_FILE: stateFile };
     let gateway = await startGateway({ keys, env });
     try {
@@ -197,6 +202,10 @@ describe('budgets in USD', () => {
       assert.equal(unpriced.status, 403, 'a USD budget cannot count a model without a price');
       assert.equal(unpriced.json.error.code, 'model_not_priced');
       assert.match(unpriced.json.error.message, /"gpt-9-preview" has no price/);
+      // The model without a price is the one the key's model_map sends the request to: named, beside the one asked for.
+      const mapped = await chat(gateway.url, 'vk_mapped', ask('gpt-4o-mini'));
+      assert.equal(mapped.status, 403);
+      assert.match(mapped.json.error.message, /^The model "my-llama" \(which this virtual key's model_map sends "gpt-4o-mini" to\) has no price/);
     } finally {
       await gateway.stop();
     }

@@ -159,7 +159,7 @@ function servePassedThrough(suffix: '/input_tokens' | '/compact'): (req: Incomin
         // Compaction generates: priced, and held against the key's limits like any generation, so
         // parallel compactions cannot overshoot a budget (an unpriced model is refused before that).
         interaction.price = mapped === null ? null : deps.prices.price(target.provider.name, mapped);
-        if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(model ?? '');
+        if (key.budget?.maxUsd != null && interaction.price === null) throw notPriced(mapped ?? '', model ?? '');
         await admit(compactionEstimate(target, interaction.price, raw.length));
       } else await admit();
       if (target.endpoints.responses === undefined) {

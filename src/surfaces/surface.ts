@@ -339,16 +339,19 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
     const output = Math.min(MAX_RESERVED_OUTPUT, (parsed.maxOutputTokens > 0 ? cappedOutput(target, parsed.maxOutputTokens) : unstated) * parsed.choices);
     tokens = Math.max(tokens, promptTokens + output);
     if (key.budget?.maxUsd == null) continue;
-    const price = prices.price(target.provider.name, target.modelMap?.map(parsed.model) ?? parsed.model);
-    if (price === null) throw notPriced(parsed.model);
+    const model = target.modelMap?.map(parsed.model) ?? parsed.model;
+    const price = prices.price(target.provider.name, model);
+    if (price === null) throw notPriced(model, parsed.model);
     usd = Math.max(usd, estimateUsd(price, promptTokens, output));
   }
   return { tokens, usd };
 }
 
 /** The refusal of a model without a price for a key whose budget is in USD. */
-export function notPriced(model: string): GatewayError {
-  return new GatewayError(403, `The model "${model}" has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
+/** `asked`: the model the client named, where the key's model_map sends it to `model`. */
+export function notPriced(model: string, asked = model): GatewayError {
+  const named = asked === model ? `"${model}"` : `"${model}" (which this virtual key's model_map sends "${asked}" to)`;
+  return new GatewayError(403, `The model ${named} has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
     type: 'permission_error',
     code: 'model_not_priced',
     param: 'model',
