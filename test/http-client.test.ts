@@ -260,10 +260,20 @@ describe('http client: failures', () => {
     assert.equal(hangUp.answered, false);
     assert.equal(hangUp.reused, false);
 
-    const garbage = await serve((socket) => socket.write('SMTP ready\r\n\r\n'));
+    const garbage = await serve((socket, index) => {
+      if (index === 2) writeSplit(socket, Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'), 1);
+      else socket.write(['HTTP/1.1 2OO OK\r\n\r\n', 'SMTP ready\r\n', '', 'HTTP/2 200\r\n'][index] ?? '');
+    });
     const malformed = (await send(requestTo(garbage.port))) as ClientFailure;
     assert.equal(malformed.error.code, 'HPE_INVALID_RESPONSE');
     assert.equal(malformed.answered, true);
+    // Not HTTP/1.x from its first bytes, the connection left open: failed at once, not at a timeout.
+    const banner = (await send(requestTo(garbage.port))) as ClientFailure;
+    assert.equal(banner.error.code, 'HPE_INVALID_CONSTANT');
+    assert.equal(banner.answered, true);
+    // A first byte that could begin HTTP/1.x waits for the rest.
+    assert.equal((await answered(requestTo(garbage.port))).body, 'ok');
+    assert.equal(((await send(requestTo(garbage.port))) as ClientFailure).error.code, 'HPE_INVALID_CONSTANT');
   });
 
   it('refuses a response head larger than 64 KiB, also when its end arrives in a later read', async () => {

@@ -502,7 +502,9 @@ describe('answers the gateway cannot use as they are', () => {
   }
 
   it('an answer that is not HTTP the gateway can read is a 502 upstream_invalid_response, not a provider that could not be reached', async () => {
-    for (const answer of ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`]) {
+    // Also at once for what is plainly not HTTP/1.x and never ends a head (a mail server's banner, HTTP/2's GOAWAY frame): not after UPSTREAM_TIMEOUT_MS.
+    const goAway = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).toString('latin1');
+    for (const answer of ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`, '220 mail.example.com ESMTP ready\r\n', goAway, 'HTTP/2 200\r\n']) {
       rawAnswer = answer;
       const reply = await chat(gateway.url, 'vk_raw', hello);
       assert.equal(reply.status, 502);

@@ -100,6 +100,14 @@ const INFORMATIONAL: ReadonlySet<number> = new Set([100, 102, 103]);
 /** Header values travel inside the request head: a line break would start a header of its own. */
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
+const HTTP_1 = Buffer.from('HTTP/1.', 'latin1');
+
+/** Whether a response head's bytes so far can begin an HTTP/1.x status line. */
+function startsAsHttp(head: Buffer): boolean {
+  const length = Math.min(head.length, HTTP_1.length);
+  return head.compare(HTTP_1, 0, length, 0, length) === 0;
+}
+
 function failure(code: string, message: string): NodeJS.ErrnoException {
   const error: NodeJS.ErrnoException = new Error(message);
   error.code = code;
@@ -193,6 +201,8 @@ class Exchange implements Call {
     // A loop, not recursion: informational answers (100 Continue, 103 Early Hints) come before
     // the real one, possibly many in one read.
     for (;;) {
+      // What is not HTTP/1.x says so in its first bytes (an SMTP banner, HTTP/2 frames): never completed by more.
+      if (!startsAsHttp(head)) return this.fail(failure('HPE_INVALID_CONSTANT', 'the response is not HTTP/1.1'));
       const end = head.indexOf(CRLF_CRLF, from);
       if (end > MAX_HEAD_BYTES) return this.fail(failure('HPE_HEADER_OVERFLOW', 'the response head is too large'));
       if (end === -1) {
