@@ -51,7 +51,8 @@ before(async () => {
       if (head.length < end + 4 + length) return;
       const asked = head;
       head = '';
-      if (asked.includes('sk-tenant-A')) {
+      if (asked.includes('answer me later')) setTimeout(() => socket.write(completion('for C')), 400);
+      else if (asked.includes('sk-tenant-A')) {
         socket.write(completion('for A'));
         setTimeout(() => socket.write(completion('out of turn, from A\'s connection')), 150);
       } else setTimeout(() => socket.write(completion('for B')), 400);
@@ -69,6 +70,8 @@ before(async () => {
         vk_chat_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat'] },
         vk_tenant_a: { provider: 'openai', api_key: 'sk-tenant-A-1111111111', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_tenant_b: { provider: 'openai', api_key: 'sk-tenant-B-2222222222', base_url: `http://127.0.0.1:${twicePort}/v1` },
+        // Another tenant on the same real key (an organisation's one key, shared by its teams' virtual keys).
+        vk_tenant_c: { provider: 'openai', api_key: 'sk-tenant-A-1111111111', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
         // Its own target: its model list is asked for (and kept) apart from vk_openai's.
         vk_models: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, rate_limit: { requests_per_minute: 1000 } },
@@ -338,6 +341,14 @@ describe('the real key in any field of a provider error', () => {
     const second = await chat(gateway.url, 'vk_tenant_b', hello);
     assert.equal(second.status, 200);
     assert.equal(second.json.choices[0].message.content, 'for B');
+  });
+
+  it("nor a request of another virtual key made with the same real key: each virtual key has its own connections", async () => {
+    const first = await chat(gateway.url, 'vk_tenant_a', hello);
+    assert.equal(first.json.choices[0].message.content, 'for A');
+    const other = await chat(gateway.url, 'vk_tenant_c', { ...hello, messages: [{ role: 'user', content: 'answer me later' }] });
+    assert.equal(other.status, 200);
+    assert.equal(other.json.choices[0].message.content, 'for C');
   });
 
   it('a content-encoding that holds the key does not bring it into the log', async () => {

@@ -35,6 +35,8 @@ export interface UpstreamAttempt {
 
 /** Where a call records its attempts, and when it started waiting for the provider. */
 export interface CallRecord {
+  /** The virtual key the call is made for (null: none): its calls have connections of their own. */
+  readonly virtualKey: string | null;
   upstreamStartedAt: number | null;
   readonly attempts: UpstreamAttempt[];
   /** Attempts written whole to the provider that got no answer (timed out, cut, the client gone): it may have run them. */
@@ -123,8 +125,9 @@ export async function callWithRetries(
     const index = keys.pick();
     const apiKey = keys.apiKeys[index] ?? '';
     if (request === null || index !== requestKey) {
-      // Each real key its own connections: a provider's answer out of turn reaches no other key's request.
-      request = { ...build(apiKey), partition: apiKey };
+      // Each virtual key and real key its own connections: a provider's answer out of turn (HTTP/1.1
+      // names no request) reaches no other tenant's request, though tenants often share a real key.
+      request = { ...build(apiKey), partition: record.virtualKey === null ? apiKey : `${apiKey} ${record.virtualKey}` };
       requestKey = index;
     }
     const started = performance.now();

@@ -1,5 +1,5 @@
 /**
- * A lean HTTP/1.1 client for provider calls: a keep-alive pool per origin (and partition: the real key), one write per request,
+ * A lean HTTP/1.1 client for provider calls: a keep-alive pool per origin (and partition: the real and virtual key), one write per request,
  * and a small response reader (status line, headers, then a body framed by content-length,
  * chunked encoding, or the end of the connection).
  *
@@ -28,7 +28,7 @@ export interface ClientRequest {
   /** What the body's memory belongs to: held from the write until the socket is done with its bytes. */
   readonly holder?: Holder | null;
   /**
-   * Requests of different partitions never share a connection (the gateway gives the real key):
+   * Requests of different partitions never share a connection (the gateway gives the real and virtual key):
    * HTTP/1.1 answers in order without naming the request, so an answer a server sends out of turn
    * is read as the next request's, which then can only be one made with the same key.
    */
