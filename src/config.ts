@@ -7,8 +7,11 @@ import { usableCores } from './cores.js';
 import type { RedisFailurePolicy } from './policy/shared-limits.js';
 import { parseRedisUrl, type RedisAddress } from './redis/url.js';
 import type { UpstreamPolicy } from './upstream/types.js';
+import { closestName } from './closest-name.js';
 
 export interface Config {
+  /** Variables set that look like a typo of a setting (said at start; they change nothing). */
+  misspelt: readonly string[];
   keysFile: string;
   port: number;
   /** undefined = all interfaces (Node's default: `::` with IPv4 mapped, or 0.0.0.0). */
@@ -81,7 +84,10 @@ type Env = Readonly<Record<string, string | undefined>>;
 /** Reads every variable, collects every problem, and throws them together. */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
+  /** Every variable asked for: what a variable set is checked against for a typo. */
+  const settings = new Set<string>();
   const text = (name: string): string | undefined => {
+    settings.add(name);
     const value = env[name]?.trim();
     return value === undefined || value === '' ? undefined : value;
   };
@@ -165,9 +171,28 @@ export function loadConfig(env: Env = process.env): Config {
     pricesFile: text('PRICES_FILE')?.toLowerCase() === 'off' ? null : (text('PRICES_FILE') ?? null),
     redis: redisAddress === null || typeof redisAddress === 'string' ? null : { address: redisAddress, timeoutMs: redisTimeoutMs, holdMs: redisHoldMs, failure: redisFailure },
     corsOrigins: corsOrigins,
+    misspelt: [],
   };
+  config.misspelt = misspelt(env, settings);
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Variables set that are no setting but a typo of one (`GATEWAY_WORKER`, `UPSTREAM_TIMEOUT`): each
+ * would be ignored without a word, its default serving instead.
+ */
+function misspelt(env: Env, settings: ReadonlySet<string>): string[] {
+  const known = [...settings];
+  const found: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (settings.has(name)) continue;
+    // A unit left off (`UPSTREAM_TIMEOUT`) is more than a typo's two edits.
+    const unit = [`${name}_MS`, `${name}_BYTES`].find((named) => settings.has(named));
+    const meant = closestName(name, known) ?? unit ?? null;
+    if (meant !== null) found.push(`${name} is not a setting of this gateway and is ignored: did you mean ${meant}?`);
+  }
+  return found;
 }
 
 /** Whether `host` (GATEWAY_HOST) only accepts connections from this machine. */

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const { file: keyFile, keys, prices } = opened;
+  for (const misspelt of config.misspelt) warn(misspelt);
   if (config.metricsToken === null && !isLoopback(config.host)) {
     warn('GET /metrics answers 403 on this address until METRICS_TOKEN is set (without one it is served only on a loopback GATEWAY_HOST)');
   }

@@ -24,7 +24,7 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
   before(async () => {
     // KEYS_WATCH=off: only SIGHUP reloads, so the SIGHUP test below proves the signal alone
     // reaches every worker (file-change reload in a cluster is tested further down).
-    gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off' } });
+    gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', UPSTREAM_RETRIE: '0' } });
     targetFile = gateway.keysFile;
   });
 
@@ -32,8 +32,9 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     await gateway?.stop('SIGKILL');
   });
 
-  it('starts two workers on one port', async () => {
+  it('starts two workers on one port, saying once that a variable set is a typo of a setting', async () => {
     assert.match(gateway.stderr(), /listening on http:\/\/\S+ with 1 virtual key \(2 workers\)/);
+    assert.equal((gateway.stderr().match(/UPSTREAM_RETRIE is not a setting of this gateway and is ignored: did you mean UPSTREAM_RETRIES\?/g) ?? []).length, 1);
     await waitFor(() => children(gateway.child.pid as number).length === 2, 'two worker processes');
   });
 

@@ -25,6 +25,7 @@ describe('loadConfig', () => {
       pricesFile: null,
       redis: null,
       corsOrigins: [],
+      misspelt: [],
     });
   });
 
@@ -73,8 +74,20 @@ describe('loadConfig', () => {
       pricesFile: 'prices.json',
       redis: null,
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
+      misspelt: [],
     });
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, usableCores());
+  });
+
+  it('names a variable set that is a typo of a setting (ignored otherwise without a word), and no other', () => {
+    const config = loadConfig({ GATEWAY_WORKER: '2', UPSTREAM_TIMEOUT: '5000', LOG_BODY_MAX_BYTE: '1000', gateway_port: '9000', LOG_LEVEL: 'debug', PATH: '/usr/bin', HOSTNAME: 'box', REDIS_HOST: 'redis', NODE_ENV: 'production' });
+    assert.deepEqual(config.misspelt, [
+      'GATEWAY_WORKER is not a setting of this gateway and is ignored: did you mean GATEWAY_WORKERS?',
+      'UPSTREAM_TIMEOUT is not a setting of this gateway and is ignored: did you mean UPSTREAM_TIMEOUT_MS?',
+      'LOG_BODY_MAX_BYTE is not a setting of this gateway and is ignored: did you mean LOG_BODY_MAX_BYTES?',
+      'gateway_port is not a setting of this gateway and is ignored: did you mean GATEWAY_PORT?',
+    ]);
+    assert.equal(config.workers, 1);
   });
 
   it('holds a request\'s reservation in Redis 2 minutes unless renewed (REDIS_HOLD_MS), from 1 s to an hour', () => {
