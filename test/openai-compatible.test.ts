@@ -19,7 +19,7 @@ import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log.js';
 import { streamPipeline } from '../src/surfaces/stream.js';
 import { unchanged } from '../src/formats/json-splice.js';
 import { upstreamBody } from '../src/surfaces/surface.js';
-import { parseUpstreamError, redactKey, upstreamError } from '../src/upstream/errors.js';
+import { parseUpstreamError, redactKey, redactMessage, upstreamError } from '../src/upstream/errors.js';
 
 const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
 const route = router.route(chatClient, ['chat']);
@@ -282,6 +282,18 @@ describe('upstream errors', () => {
   it('redacts the real key and masked key echoes from any upstream message', () => {
     assert.equal(redactKey('your key sk-abc123 is bad', 'sk-abc123'), 'your key [redacted] is bad');
     assert.equal(redactKey('Your api key: ****cd15 is invalid', 'zzzz'), 'Your api key: [redacted] is invalid');
+  });
+
+  it("redacts a real key cut short or masked in a provider's message: its start and a mask, the key less its last character, its secret part alone", () => {
+    const key = 'sk-REALKEY-abcdefghijklmnop1234';
+    for (const echoed of ['sk-REALKEY-abcdefghijklmnop123', 'sk-REALKEY-abcdefghi...', 'sk-REA...1234', 'sk-REALKEY-abc…1234', 'sk-REALKEYXXXXXXXXXX1234', 'REALKEY-abcdefghijklmnop1234', 'abcdefghijklmnop1234', 'REALKEY-abcdefghij***1234']) {
+      assert.equal(redactMessage(`Invalid key ${echoed} given.`, key), 'Invalid key [redacted] given.', echoed);
+    }
+    assert.equal(redactMessage(`keys sk-REALKEY-abcdefghijklmnop12 and abcdefghijklmnop1234.`, ['sk-other-0000000000000000', key]), 'keys [redacted] and [redacted].');
+    // Fewer than 16 of its characters in a row, and every other text, stay as they were.
+    assert.equal(redactMessage('Rate limit for sk-REALKEY-abc on gpt-4o-mini-2024-07-18: 10000 TPM...', key), 'Rate limit for sk-REALKEY-abc on gpt-4o-mini-2024-07-18: 10000 TPM...');
+    const error = upstreamError(429, Buffer.from(JSON.stringify({ error: { message: `Rate limit reached for key REALKEY-abcdefghijklmnop123 in org x.`, type: 'requests', code: null } })), {}, key);
+    assert.equal(error.message, 'Rate limit reached for key [redacted] in org x.');
   });
 });
 

@@ -52,17 +52,57 @@ function stringOrNull(value: unknown): string | null {
 }
 
 /**
- * Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`.
+ * Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`,
+ * and other servers' and proxies' `sk-REA...1234`, `sk-abc…1234`, `sk-abXXXX1234`.
  * Linear in the text: the part before the stars is bounded (a masked key shows a few characters),
  * and a run of stars is tried only from its start. Unbounded, a provider's message of 64,000 stars
  * or `sk-sk-sk-…` (which a server may echo from a client's own field) took seconds to scrub, and
  * the event loop with it.
  */
-const MASKED_KEY = /\bsk-[A-Za-z0-9_-]{0,64}\*+[A-Za-z0-9_-]*|(?<!\*)\*{4,}[A-Za-z0-9_-]{2,}/g;
+const MASKED_KEY = /\bsk-[A-Za-z0-9_-]{0,64}(?:\*+|\.{2,}|…|•+|X{4,}|x{4,})[A-Za-z0-9_-]*|(?<!\*)\*{4,}[A-Za-z0-9_-]{2,}/g;
 
-/** Removes every trace of the real key(s) from text that may reach a client or a log. */
+/** Removes every trace of the real key(s) from text that may reach a client or a log: the key in any spelling, and masked keys. */
 export function redactKey(text: string, apiKeys: string | readonly string[]): string {
   return textWithoutKeys(text, keySpellings(typeof apiKeys === 'string' ? [apiKeys] : apiKeys, 4)).replace(MASKED_KEY, '[redacted]');
+}
+
+/**
+ * A provider's message (an error, a model list), where it may echo a real key cut short: as
+ * redactKey, and any run of KEY_PIECE_CHARS characters or more of a real key goes too, with the
+ * mask after it (the key less its last character, its first twenty and `...`, its secret part
+ * without its `sk-…-` prefix). Not for every request's text: a few dozen searches per key.
+ */
+export function redactMessage(text: string, apiKeys: string | readonly string[]): string {
+  const keys = typeof apiKeys === 'string' ? [apiKeys] : apiKeys;
+  let redacted = redactKey(text, keys);
+  for (const key of keys) redacted = withoutKeyPieces(redacted, key);
+  return redacted;
+}
+
+/** A run of a real key this long is the key, cut short or masked around it: past any provider's prefix (`sk-ant-api03-`: 13), into its secret. */
+const KEY_PIECE_CHARS = 16;
+/** Searched for at every ANCHOR_STEP characters of the key: any run of KEY_PIECE_CHARS holds one. */
+const ANCHOR_CHARS = 12;
+const ANCHOR_STEP = KEY_PIECE_CHARS - ANCHOR_CHARS + 1;
+/** What masks the rest of a key after a shown part (`…1234`, `***abcd`, `...wjh3`). */
+const MASK_TAIL = /^(?:[*•…]+|\.{2,})[A-Za-z0-9_-]*/;
+
+function withoutKeyPieces(text: string, key: string): string {
+  if (key.length < KEY_PIECE_CHARS + 4 || text.length < KEY_PIECE_CHARS) return text; // short keys: whole or nothing (keySpellings)
+  for (let from = 0; from + ANCHOR_CHARS <= key.length; from += ANCHOR_STEP) {
+    const anchor = key.slice(from, from + ANCHOR_CHARS);
+    for (let at = text.indexOf(anchor); at !== -1; at = text.indexOf(anchor, at + 1)) {
+      let start = at;
+      for (let k = from; start > 0 && k > 0 && text[start - 1] === key[k - 1]; k--) start--;
+      let end = at + ANCHOR_CHARS;
+      for (let k = from + ANCHOR_CHARS; end < text.length && k < key.length && text[end] === key[k]; k++) end++;
+      if (end - start < KEY_PIECE_CHARS) continue;
+      end += MASK_TAIL.exec(text.slice(end))?.[0].length ?? 0;
+      text = `${text.slice(0, start)}[redacted]${text.slice(end)}`;
+      at = start;
+    }
+  }
+  return text;
 }
 
 /** Deeper than this, a provider's JSON is not a model list or an error: left out, not walked. */
@@ -70,17 +110,17 @@ const MAX_REDACT_DEPTH = 64;
 
 /** A copy of parsed JSON with the real key scrubbed from every string in it, names included. */
 export function redactDeep(value: unknown, apiKeys: string | readonly string[], depth = 0): unknown {
-  if (typeof value === 'string') return redactKey(value, apiKeys);
+  if (typeof value === 'string') return redactMessage(value, apiKeys);
   if (value === null || typeof value !== 'object') return value;
   if (depth >= MAX_REDACT_DEPTH) return '[omitted: nested too deeply]';
   if (Array.isArray(value)) return value.map((item: unknown) => redactDeep(item, apiKeys, depth + 1));
   const copy: Record<string, unknown> = {};
-  for (const [name, item] of Object.entries(value)) copy[redactKey(name, apiKeys)] = redactDeep(item, apiKeys, depth + 1);
+  for (const [name, item] of Object.entries(value)) copy[redactMessage(name, apiKeys)] = redactDeep(item, apiKeys, depth + 1);
   return copy;
 }
 
 function redactOrNull(text: string | null, apiKeys: string | readonly string[]): string | null {
-  return text === null ? null : redactKey(text, apiKeys);
+  return text === null ? null : redactMessage(text, apiKeys);
 }
 
 /** Every string a provider's error carries, scrubbed: what reaches a client or a log is only these. */
@@ -98,7 +138,7 @@ function redactInfo(info: UpstreamErrorInfo, apiKeys: string | readonly string[]
  * come from upstreams, in every field): message, type, code, param, headers and the log detail.
  */
 export function redactError(error: GatewayError, apiKeys: string | readonly string[]): GatewayError {
-  const scrub = (text: string): string => redactKey(text, apiKeys);
+  const scrub = (text: string): string => redactMessage(text, apiKeys);
   let headers: Record<string, string> | undefined;
   if (error.headers !== undefined) {
     headers = {};
