@@ -336,7 +336,7 @@ describe('http client: failures', () => {
 
   it('reports a body cut short in the same read as its head to readers that attach after the head (502, not a wait)', { timeout: 10_000 }, async () => {
     // The gateway reads the body a few promise turns after sendUpstream resolved: the cut must
-    // still reach it as an incomplete answer, not leave it waiting for the idle timeout.
+    // still reach it as a broken answer (the chunk size `zz` is none), not leave it waiting for the idle timeout.
     const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n'));
     const target: Endpoint = { kind: 'http', https: false, hostname: '127.0.0.1', port: server.port, path: '/', url: '' };
     const cancel = new Cancellation();
@@ -346,7 +346,8 @@ describe('http client: failures', () => {
       (err: unknown) => err as GatewayError,
     );
     assert.equal(error.status, 502);
-    assert.equal(error.code, 'upstream_incomplete_response');
+    assert.equal(error.code, 'upstream_invalid_response');
+    assert.equal(error.message, "The provider's answer is not valid HTTP (HPE_INVALID_CHUNK_SIZE).");
   });
 
   it('abort() on a body that runs to the end of the connection cuts it (no end)', async () => {

@@ -515,7 +515,7 @@ describe('answers the gateway cannot use as they are', () => {
   it('an answer that is not HTTP the gateway can read is a 502 upstream_invalid_response, not a provider that could not be reached', async () => {
     // Also at once for what is plainly not HTTP/1.x and never ends a head (a mail server's banner, HTTP/2's GOAWAY frame): not after UPSTREAM_TIMEOUT_MS.
     const goAway = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).toString('latin1');
-    for (const answer of ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`, '220 mail.example.com ESMTP ready\r\n', goAway, 'HTTP/2 200\r\n']) {
+    for (const answer of ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`, '220 mail.example.com ESMTP ready\r\n', goAway, 'HTTP/2 200\r\n', 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n-5\r\n{}\r\n']) {
       rawAnswer = answer;
       const reply = await chat(gateway.url, 'vk_raw', hello);
       assert.equal(reply.status, 502);
@@ -536,6 +536,16 @@ describe('answers the gateway cannot use as they are', () => {
     const streamed = await messages(gateway.url, 'vk_raw', { model: 'gpt-4o-mini', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'Hello' }] });
     assert.equal(streamed.status, 502, streamed.text.slice(0, 300));
     assert.equal(streamed.json.error.message, 'The provider sent an answer the gateway cannot read: a stream event holds more than 1000000 objects and arrays.');
+  });
+
+  it("a stream whose chunk framing breaks mid-way ends with upstream_invalid_response, not a connection the provider lost", async () => {
+    const event = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\n`;
+    rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${Buffer.byteLength(event).toString(16)}\r\n${event}\r\n0x10\r\n`;
+    const reply = await chat(gateway.url, 'vk_raw', { ...hello, stream: true });
+    assert.equal(reply.status, 200);
+    const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+    assert.equal(last.error.code, 'upstream_invalid_response');
+    assert.equal(last.error.message, "The provider's answer is not valid HTTP (HPE_INVALID_CHUNK_SIZE).");
   });
 
   it('a 200 JSON answer cut short by its content-length is a 502 upstream_invalid_response, not a 200 with broken JSON', async () => {

@@ -105,6 +105,11 @@ function withoutKeyPieces(text: string, key: string): string {
   return text;
 }
 
+/** The provider's answer broke HTTP/1.1 (`err.code`: llhttp's name for how, HPE_…), in its head or later in its body. */
+export function malformedAnswer(err: NodeJS.ErrnoException, url?: string): GatewayError {
+  return new GatewayError(502, `The provider's answer is not valid HTTP (${err.code ?? 'parse error'}).`, { code: 'upstream_invalid_response', logDetail: url === undefined ? err.message : `${url}: ${err.message}` });
+}
+
 /** Deeper than this, a provider's JSON is not a model list or an error: left out, not walked. */
 const MAX_REDACT_DEPTH = 64;
 

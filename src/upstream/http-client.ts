@@ -140,6 +140,12 @@ class ResponseBody extends Readable {
 }
 
 /** Why a response body closed before its end, for an operator's log: the parser's or the socket's error (null: a clean close, or not known). */
+/** The body was cut because its bytes broke HTTP/1.1 (a chunk size that is not one): that error, else null. */
+export function malformedCut(body: Readable): NodeJS.ErrnoException | null {
+  const error = body instanceof ResponseBody ? body.cutBy : null;
+  return error !== null && error.code?.startsWith('HPE_') === true ? error : null;
+}
+
 export function whyCut(body: Readable): string | null {
   const error = body instanceof ResponseBody ? body.cutBy : null;
   return error === null || error === ABORTED ? null : `${error.code ?? 'error'}: ${error.message}`;

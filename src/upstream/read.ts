@@ -6,11 +6,19 @@ import type { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
-import { whyCut } from './http-client.js';
+import { malformedCut, whyCut } from './http-client.js';
+import { malformedAnswer } from './errors.js';
 import type { ByteScrubber } from './scrub.js';
 
 export function upstreamIdle(ms: number): GatewayError {
   return new GatewayError(504, `The provider went silent for ${ms} ms mid-answer (UPSTREAM_IDLE_TIMEOUT_MS).`, { code: 'upstream_idle_timeout' });
+}
+
+/** Why a body closed before its end: bytes that broke HTTP/1.1 (the gateway closed it), or the provider's close. */
+export function cutShort(body: Readable): GatewayError {
+  const malformed = malformedCut(body);
+  if (malformed !== null) return malformedAnswer(malformed);
+  return new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response', logDetail: whyCut(body) ?? undefined });
 }
 
 export interface ReadOptions {
@@ -65,7 +73,7 @@ export function readAll(body: Readable, options: ReadOptions): Promise<Buffer> {
       finish(null);
     });
     body.once('close', () => {
-      if (!settled) finish(new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response', logDetail: whyCut(body) ?? undefined }));
+      if (!settled) finish(cutShort(body));
     });
   });
 }

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline } from './deadlines.js';
 import { GatewayError } from '../errors.js';
+import { malformedAnswer } from './errors.js';
 import type { Call, ClientRequest, HttpClient } from './http-client.js';
 import type { Endpoint, UpstreamRequest, UpstreamResponse } from './types.js';
 import { utf8Bytes } from '../utf8.js';
@@ -62,9 +63,6 @@ function unreachable(url: string, err: NodeJS.ErrnoException): GatewayError {
 }
 
 /** The provider answered, but not in HTTP/1.1 the client can read (a head over 64 KiB, conflicting lengths, HTTP/2 bytes). */
-function malformedAnswer(url: string, err: NodeJS.ErrnoException): GatewayError {
-  return new GatewayError(502, `The provider's answer is not valid HTTP (${err.code ?? 'parse error'}).`, { code: 'upstream_invalid_response', logDetail: `${url}: ${err.message}` });
-}
 
 /** The provider answered, with a status no request can get (000, 101, 199, 600). */
 function badStatus(url: string, err: NodeJS.ErrnoException): GatewayError {
@@ -171,7 +169,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
               if (client.shortages.due()) warn(`cannot open connections to providers: ${code} (${SHORTAGES[code] ?? 'a resource of this machine ran out'}); requests are answered 503 gateway_out_of_resources until it passes`);
               return reject(outOfResources(endpoint.url, error));
             }
-            reject(code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : code.startsWith('HPE_') ? malformedAnswer(endpoint.url, error) : unreachable(endpoint.url, error));
+            reject(code === 'HPE_INVALID_STATUS' ? badStatus(endpoint.url, error) : code.startsWith('HPE_') ? malformedAnswer(error, endpoint.url) : unreachable(endpoint.url, error));
           }
         },
       }, retried);
