@@ -41,6 +41,8 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_fb: { name: 'fb', circuit_breaker: { failures: 100, cooldown_ms: 1000 }, targets: order === 'ab' ? [a, b] : [b, a] },
       // Its own key: a 429 cools the first target's only real key down (30 s), and the target is then passed over.
       vk_fb429: { name: 'fb429', targets: [a, b] },
+      vk_fb401: { name: 'fb401', targets: [a, b] },
+      vk_fb403: { name: 'fb403', targets: [a, b] },
       // A last target without real keys (the built-in mock): never "cooling".
       vk_to_mock: { name: 'to-mock', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'mock' }] },
       vk_refused: { name: 'refused', targets: [{ provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${down}/v1` }, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
@@ -115,12 +117,13 @@ function reset(): void {
 }
 
 describe('moving on to the next target', () => {
-  for (const status of [429, 503]) {
+  for (const status of [429, 503, 401, 403]) {
     it(`after a ${status}, the next target answers; the log names both attempts and the target that served`, async () => {
       reset();
       failWith(first, status);
       try {
-        const reply = await chat(status === 429 ? 'vk_fb429' : 'vk_fb');
+        // A 429 or 401/403 cools the first target's only real key: each its own key, the others unaffected.
+        const reply = await chat(status === 429 ? 'vk_fb429' : status === 401 ? 'vk_fb401' : status === 403 ? 'vk_fb403' : 'vk_fb');
         assert.equal(reply.status, 200, reply.text);
         assert.equal(reply.json.choices[0].message.content, 'openai says: Hello there');
         assert.equal(reply.headers['x-gateway-provider'], 'openai');

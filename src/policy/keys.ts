@@ -42,8 +42,12 @@ export interface Budget {
 
 export type Strategy = 'fallback' | 'weighted';
 
-/** The statuses a request moves on after, unless the key says others: the provider's trouble, not the request's. */
-const DEFAULT_FALLBACK_ON: readonly number[] = [429, 500, 502, 503, 504, 529];
+/**
+ * The statuses a request moves on after, unless the key says others: the provider's trouble, not
+ * the request's. A 401 or 403 is the target's real key refused (or not allowed the model): the
+ * operator's to fix, and no reason to fail a request another target can serve.
+ */
+const DEFAULT_FALLBACK_ON: readonly number[] = [401, 403, 429, 500, 502, 503, 504, 529];
 /** Statuses that say the request itself is wrong: another target would refuse it too. */
 const NEVER_FALLBACK_ON = new Set([400, 404, 422]);
 
