@@ -101,9 +101,9 @@ function sleep(ms: number): Promise<void> {
  * Stops accepting, lets the requests in flight finish for up to `timeoutMs`, then cancels the
  * rest; resolves once every handler has recorded its entry.
  */
-async function drain(server: GatewayServer, timeoutMs: number, signal: string): Promise<void> {
+async function drain(server: GatewayServer, timeoutMs: number, signal: string, hurry: Promise<string>): Promise<void> {
   const http = server.http;
-  warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${timeoutMs} ms to finish`);
+  warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${timeoutMs} ms to finish (a second ${signal} ends them now)`);
   server.drain(); // from now on every response closes its connection, and /healthz says 503
   // Stop accepting, but keep open connections: http.Server#close would also drop idle
   // keep-alive connections at once, and a proxy (nginx) sending on one just then gets a
@@ -113,10 +113,10 @@ async function drain(server: GatewayServer, timeoutMs: number, signal: string): 
   const sweep = setInterval(() => {
     if (server.activeRequests() === 0 && server.quietFor() >= QUIET_MS) server.closeIdleConnections();
   }, 50);
-  const finished = await Promise.race([allClosed.then(() => true), sleep(timeoutMs).then(() => false)]);
+  const finished = await Promise.race([allClosed.then(() => true), sleep(timeoutMs).then(() => 'shutdown timeout'), hurry]);
   clearInterval(sweep);
-  if (!finished) {
-    warn(`shutdown timeout: cancelling ${server.activeRequests()} request(s) still in flight`);
+  if (finished !== true) {
+    warn(`${finished}: cancelling ${server.activeRequests()} request(s) still in flight`);
     server.cancelAll(shutdownCancelled());
     await Promise.race([server.whenIdle(), sleep(2000)]);
     http.closeAllConnections();
@@ -184,8 +184,12 @@ export function createInstance(options: InstanceOptions): Instance {
   };
 
   let stopping: Promise<boolean> | null = null;
+  /** Ends the wait for requests in flight at once: a second signal (an operator who will not wait). */
+  let hurry: (why: string) => void = () => {};
+  const hurried = new Promise<string>((resolve) => (hurry = resolve));
   const shutdown = (signal: string): Promise<boolean> => {
-    stopping ??= drain(server, config.shutdownTimeoutMs, signal).then(async () => {
+    if (stopping !== null) hurry(`${signal} again`);
+    stopping ??= drain(server, config.shutdownTimeoutMs, signal, hurried).then(async () => {
       client.close();
       if (shared !== null && config.redis !== null) await Promise.all([shared.settled(config.redis.timeoutMs * 10), options.beforeClosingRedis?.()]);
       if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`);

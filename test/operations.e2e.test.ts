@@ -124,6 +124,35 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('a second signal during a shutdown', () => {
+  for (const workers of ['1', '2']) {
+    it(`ends the requests still in flight at once, logged as cut short, and exits (GATEWAY_WORKERS=${workers})`, async () => {
+      upstream.behave(slowStream(1000, 50));
+      // Without the second signal the stream would be given 60 s (and run its 50 s).
+      const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_SHUTDOWN_TIMEOUT_MS: '60000', GATEWAY_WORKERS: workers } });
+      try {
+        const { res } = await openStream(gateway.url, 'vk_openai', { ...hello, stream: true });
+        const body = collect(res);
+        await sleep(200);
+        gateway.child.kill('SIGINT');
+        await waitFor(() => /SIGINT: /.test(gateway.stderr()), 'the shutdown message');
+        await sleep(200);
+        gateway.child.kill('SIGINT');
+        const { text } = await body;
+        const last = JSON.parse(sseData(text).at(-1) ?? '{}');
+        assert.equal(last.error.code, 'gateway_shutting_down');
+        assert.equal(await gateway.exited, 0);
+        if (workers === '1') assert.match(gateway.stderr(), /SIGINT again: cancelling 1 request\(s\) still in flight/);
+        const [entry] = readLogFile(gateway.logFile);
+        assert.equal(entry?.error.code, 'gateway_shutting_down');
+      } finally {
+        upstream.behave(null);
+        await gateway.stop('SIGKILL');
+      }
+    });
+  }
+});
+
 describe('a stdout nobody reads (a log collector that stalled)', { concurrency: 2 }, () => {
   // The final flush waits 10 s for stdout, then a write is still stuck in the kernel on one of
   // libuv's threads: process.exit would join that thread, forever. The process ends by SIGTERM.

@@ -70,8 +70,8 @@ class Primary {
   async run(): Promise<void> {
     const { config } = this.options;
     cluster.on('exit', (worker, code, signal) => this.exited(worker, code, signal));
-    process.on('SIGTERM', () => this.stop('SIGTERM'));
-    process.on('SIGINT', () => this.stop('SIGINT'));
+    process.on('SIGTERM', () => this.signalled('SIGTERM'));
+    process.on('SIGINT', () => this.signalled('SIGINT'));
     process.on('SIGHUP', () => {
       for (const sink of this.options.sinks) sink.reopen?.();
       void this.reload('SIGHUP', false);
@@ -235,6 +235,12 @@ class Primary {
     if (result.outcome !== 'reloaded') return;
     this.virtualKeys = result.keys.length;
     for (const worker of this.workers()) this.send(worker, { t: 'keys', text: result.text, prices: result.pricesText });
+  }
+
+  /** A stop, or a second signal during one: the workers then end the requests they still serve now. */
+  private signalled(signal: NodeJS.Signals): void {
+    if (!this.stopping) return this.stop(signal);
+    for (const worker of this.workers()) worker.process.kill('SIGTERM');
   }
 
   private stop(signal: string, exitCode = 0, quiet = false): void {
