@@ -45,7 +45,7 @@ describe('targets in keys.json', () => {
     ]);
     assert.equal(key?.targets[1]?.modelMap?.map('gpt-5'), 'claude-sonnet-5');
     assert.equal(key?.strategy, 'fallback');
-    assert.deepEqual([...(key?.fallbackOn ?? [])], [429, 500, 502, 503, 504, 529]);
+    assert.deepEqual([...(key?.fallbackOn ?? [])], [401, 403, 429, 500, 502, 503, 504, 529]);
     assert.equal(key?.rateLimit?.requestsPerMinute, 10);
     assert.equal(key?.timeoutMs, null);
   });
