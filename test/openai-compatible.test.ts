@@ -294,6 +294,20 @@ describe('upstream errors', () => {
     assert.equal(redactMessage('Rate limit for sk-REALKEY-abc on gpt-4o-mini-2024-07-18: 10000 TPM...', key), 'Rate limit for sk-REALKEY-abc on gpt-4o-mini-2024-07-18: 10000 TPM...');
     const error = upstreamError(429, Buffer.from(JSON.stringify({ error: { message: `Rate limit reached for key REALKEY-abcdefghijklmnop123 in org x.`, type: 'requests', code: null } })), {}, key);
     assert.equal(error.message, 'Rate limit reached for key [redacted] in org x.');
+    // A mask other than stars only with the key's end after it: these are text.
+    assert.equal(redactMessage('Install sk-learn... then retry; see .../sk-proj...', key), 'Install sk-learn... then retry; see .../sk-proj...');
+  });
+
+  it("redacts 40,000 pieces of a key in a provider's message in time linear in it (one answer must not hold every tenant)", () => {
+    const key = 'sk-proj-REALKEYabcdefghijklmnopqrstuvwxyz0123456789';
+    const piece = key.slice(10, 26);
+    const started = performance.now();
+    const message = `${piece} `.repeat(40_000);
+    assert.equal(redactMessage(message, key), '[redacted] '.repeat(40_000));
+    const mixed = `${key.slice(0, 30)}…wxyz ${piece.slice(0, 15)} `.repeat(20_000);
+    assert.equal(redactMessage(mixed, [key, 'sk-another-key-0000000000000000']), `[redacted] ${piece.slice(0, 15)} `.repeat(20_000));
+    // Quadratic, 40,000 pieces took 98 s; linear, tens of milliseconds. Loose on purpose.
+    assert.ok(performance.now() - started < 3000, `${Math.round(performance.now() - started)} ms`);
   });
 });
 

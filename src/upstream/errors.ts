@@ -53,13 +53,14 @@ function stringOrNull(value: unknown): string | null {
 
 /**
  * Masked keys the providers echo back: OpenAI `sk-VKMIs***wjh3` / `sk-proj-****abcd`, DeepSeek `****cd15`,
- * and other servers' and proxies' `sk-REA...1234`, `sk-abc…1234`, `sk-abXXXX1234`.
+ * and other servers' and proxies' `sk-REA...1234`, `sk-abc…1234`, `sk-abXXXX1234` (a mask other than stars
+ * only with the key's end after it: `sk-learn...` is text).
  * Linear in the text: the part before the stars is bounded (a masked key shows a few characters),
  * and a run of stars is tried only from its start. Unbounded, a provider's message of 64,000 stars
  * or `sk-sk-sk-…` (which a server may echo from a client's own field) took seconds to scrub, and
  * the event loop with it.
  */
-const MASKED_KEY = /\bsk-[A-Za-z0-9_-]{0,64}(?:\*+|\.{2,}|…|•+|X{4,}|x{4,})[A-Za-z0-9_-]*|(?<!\*)\*{4,}[A-Za-z0-9_-]{2,}/g;
+const MASKED_KEY = /\bsk-[A-Za-z0-9_-]{0,64}(?:\*+[A-Za-z0-9_-]*|(?:\.{2,}|…+|•+|X{4,}|x{4,})[A-Za-z0-9_-]{2,})|(?<!\*)\*{4,}[A-Za-z0-9_-]{2,}/g;
 
 /** Removes every trace of the real key(s) from text that may reach a client or a log: the key in any spelling, and masked keys. */
 export function redactKey(text: string, apiKeys: string | readonly string[]): string {
@@ -74,9 +75,10 @@ export function redactKey(text: string, apiKeys: string | readonly string[]): st
  */
 export function redactMessage(text: string, apiKeys: string | readonly string[]): string {
   const keys = typeof apiKeys === 'string' ? [apiKeys] : apiKeys;
-  let redacted = redactKey(text, keys);
-  for (const key of keys) redacted = withoutKeyPieces(redacted, key);
-  return redacted;
+  const redacted = redactKey(text, keys);
+  const runs: Array<[number, number]> = [];
+  for (const key of keys) keyPieces(redacted, key, runs);
+  return runs.length === 0 ? redacted : withoutRuns(redacted, runs);
 }
 
 /** A run of a real key this long is the key, cut short or masked around it: past any provider's prefix (`sk-ant-api03-`: 13), into its secret. */
@@ -84,25 +86,40 @@ const KEY_PIECE_CHARS = 16;
 /** Searched for at every ANCHOR_STEP characters of the key: any run of KEY_PIECE_CHARS holds one. */
 const ANCHOR_CHARS = 12;
 const ANCHOR_STEP = KEY_PIECE_CHARS - ANCHOR_CHARS + 1;
-/** What masks the rest of a key after a shown part (`…1234`, `***abcd`, `...wjh3`). */
-const MASK_TAIL = /^(?:[*•…]+|\.{2,})[A-Za-z0-9_-]*/;
+/** What masks the rest of a key after a shown part (`…1234`, `***abcd`, `...wjh3`), read where a run ends. */
+const MASK_TAIL = /(?:[*•…]+|\.{2,})[A-Za-z0-9_-]*/y;
 
-function withoutKeyPieces(text: string, key: string): string {
-  if (key.length < KEY_PIECE_CHARS + 4 || text.length < KEY_PIECE_CHARS) return text; // short keys: whole or nothing (keySpellings)
+/** Adds to `runs` where `text` holds KEY_PIECE_CHARS or more of `key` in a row (with a mask after), found in time linear in the text per anchor. */
+function keyPieces(text: string, key: string, runs: Array<[number, number]>): void {
+  if (key.length < KEY_PIECE_CHARS + 4 || text.length < KEY_PIECE_CHARS) return; // short keys: whole or nothing (keySpellings)
   for (let from = 0; from + ANCHOR_CHARS <= key.length; from += ANCHOR_STEP) {
     const anchor = key.slice(from, from + ANCHOR_CHARS);
-    for (let at = text.indexOf(anchor); at !== -1; at = text.indexOf(anchor, at + 1)) {
+    // Past the end of the run just found: a run is found whole from any of its anchors.
+    for (let at = text.indexOf(anchor), after = 0; at !== -1; at = text.indexOf(anchor, Math.max(at + 1, after))) {
       let start = at;
       for (let k = from; start > 0 && k > 0 && text[start - 1] === key[k - 1]; k--) start--;
       let end = at + ANCHOR_CHARS;
       for (let k = from + ANCHOR_CHARS; end < text.length && k < key.length && text[end] === key[k]; k++) end++;
+      after = end;
       if (end - start < KEY_PIECE_CHARS) continue;
-      end += MASK_TAIL.exec(text.slice(end))?.[0].length ?? 0;
-      text = `${text.slice(0, start)}[redacted]${text.slice(end)}`;
-      at = start;
+      MASK_TAIL.lastIndex = end;
+      if (MASK_TAIL.test(text)) end = MASK_TAIL.lastIndex;
+      runs.push([start, end]);
     }
   }
-  return text;
+}
+
+/** `text` with each of `runs` (overlapping or not) replaced by one `[redacted]`. */
+function withoutRuns(text: string, runs: Array<[number, number]>): string {
+  runs.sort((a, b) => a[0] - b[0]);
+  let out = '';
+  let kept = 0;
+  for (const [start, end] of runs) {
+    if (end <= kept) continue;
+    if (start >= kept) out += `${text.slice(kept, start)}[redacted]`;
+    kept = end;
+  }
+  return out + text.slice(kept);
 }
 
 /** The provider's answer broke HTTP/1.1 (`err.code`: llhttp's name for how, HPE_…), in its head or later in its body. */
