@@ -560,20 +560,23 @@ describe("parseProviderJson (a provider's answers and events)", () => {
   });
 
   it('refuses a long text of millions of tiny values before parsing it, and one nested past 128 levels', () => {
-    const objects = `{"choices":[${'{},'.repeat(1_100_000)}{}]}`;
-    assert.throws(() => parseProviderJson(objects), (err: unknown) => err instanceof TooMany && err.what === 'objects and arrays' && err.max === 1_000_000);
+    const objects = `{"choices":[${'{},'.repeat(2_600_000)}{}]}`;
+    assert.throws(() => parseProviderJson(objects), (err: unknown) => err instanceof TooMany && err.what === 'objects and arrays' && err.max === 2_500_000);
     assert.throws(() => parseProviderJson(Buffer.from(objects)), TooMany);
-    assert.throws(() => parseProviderJson(`{"a":[${'0,'.repeat(4_100_000)}0]}`), (err: unknown) => err instanceof TooMany && err.what === 'values');
+    assert.throws(() => parseProviderJson(`{"a":[${'0,'.repeat(12_100_000)}0]}`), (err: unknown) => err instanceof TooMany && err.what === 'values');
     assert.throws(() => parseProviderJson(`${'['.repeat(40_000)}${']'.repeat(40_000)}`), TooDeep);
   });
 
-  it("takes more than a request may hold: a long answer's logprobs (600,000 objects and arrays), and short texts unscanned", () => {
-    const token = { token: 'x', logprob: -0.1, bytes: [120], top_logprobs: [1, 2, 3, 4, 5].map(() => ({ token: 'y', logprob: -1, bytes: [121] })) };
-    const content = Array.from({ length: 46_000 }, () => token);
+  it("takes more than a request may hold: a long answer's logprobs (25,000 tokens at top_logprobs 20: 1.1 million objects and arrays, 4.6 million values), and short texts unscanned", () => {
+    const entry = (text: string) => ({ token: text, logprob: -0.25, bytes: [...Buffer.from(text)] });
+    const token = { ...entry(' word'), top_logprobs: Array.from({ length: 20 }, (_, i) => entry(` w${i}`)) };
+    const content = Array.from({ length: 25_000 }, () => token);
     const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, logprobs: { content } }] };
-    const parsed = parseProviderJson(JSON.stringify(answer)) as typeof answer;
-    assert.equal(parsed.choices[0]?.logprobs.content.length, 46_000);
-    assert.ok(46_000 * 13 > MAX_CONTAINERS);
+    const text = JSON.stringify(answer);
+    assert.ok(text.length < 64 * 1024 * 1024);
+    const parsed = parseProviderJson(text) as typeof answer;
+    assert.equal(parsed.choices[0]?.logprobs.content.length, 25_000);
+    assert.ok(25_000 * 43 > MAX_CONTAINERS);
     // Under 64 KB: parsed as it is (21,000 objects cost a few milliseconds at most).
     assert.equal((parseProviderJson(`[${'{},'.repeat(21_000)}{}]`) as unknown[]).length, 21_001);
   });

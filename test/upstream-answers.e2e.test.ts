@@ -525,17 +525,17 @@ describe('answers the gateway cannot use as they are', () => {
   });
 
   it('an answer of millions of tiny values (whole, or as a stream event) is a 502 naming why, not parsed while every other request waits', async () => {
-    const objects = `{"id":"x","object":"chat.completion","choices":[${'{},'.repeat(1_100_000)}{}]}`;
+    const objects = `{"id":"x","object":"chat.completion","choices":[${'{},'.repeat(2_600_000)}{}]}`;
     rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${objects.length}\r\n\r\n${objects}`;
     const reply = await chat(gateway.url, 'vk_raw', hello);
     assert.equal(reply.status, 502, reply.text.slice(0, 300));
     assert.equal(reply.json.error.code, 'upstream_invalid_response');
-    assert.equal(reply.json.error.message, 'The provider sent an answer the gateway cannot read: its answer holds more than 1000000 objects and arrays.');
+    assert.equal(reply.json.error.message, 'The provider sent an answer the gateway cannot read: its answer holds more than 2500000 objects and arrays.');
     // Translated (a Messages client, a chat provider), every event is read; passed through, a plain one goes on as its bytes.
     rawAnswer = `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: ${objects}\n\n`;
     const streamed = await messages(gateway.url, 'vk_raw', { model: 'gpt-4o-mini', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'Hello' }] });
     assert.equal(streamed.status, 502, streamed.text.slice(0, 300));
-    assert.equal(streamed.json.error.message, 'The provider sent an answer the gateway cannot read: a stream event holds more than 1000000 objects and arrays.');
+    assert.equal(streamed.json.error.message, 'The provider sent an answer the gateway cannot read: a stream event holds more than 2500000 objects and arrays.');
   });
 
   it("a stream whose chunk framing breaks mid-way ends with upstream_invalid_response, not a connection the provider lost", async () => {

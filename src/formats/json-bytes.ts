@@ -633,11 +633,13 @@ interface JsonLimits {
 }
 
 /**
- * A provider's answer may hold more than a request: a long answer with `logprobs` is ~13 objects
- * and arrays per token at `top_logprobs: 5` (43 at 20), so 75,000 tokens at 5 pass. These still
- * bound a parse to about a second (2 million objects took 1.6 s here), not the 29 s of 60 MB.
+ * A provider's answer may hold more than a request: a long answer with `logprobs` is ~43 objects
+ * and arrays and ~170 values per token at `top_logprobs: 20` (each token's `bytes` a value a byte),
+ * ~33 and ~7 bytes each: any such answer within the 64 MiB a whole answer may have passes. These
+ * still bound a parse to about a second (2.5 million `{}`: 1.2 s here; 12 million `0`: 1.1 s),
+ * not the 29 s of 60 MB of `{},`.
  */
-const ANSWER_LIMITS: JsonLimits = { maxContainers: 1_000_000, maxValues: 4_000_000, maxMembers: 100_000 };
+const ANSWER_LIMITS: JsonLimits = { maxContainers: 2_500_000, maxValues: 12_000_000, maxMembers: 100_000 };
 
 /**
  * JSON.parse of what a provider sent (an answer, a stream event, a tool call's arguments), held to
