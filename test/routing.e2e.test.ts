@@ -62,6 +62,7 @@ function keys(order: 'ab' | 'ba' = 'ab'): unknown {
       vk_cooling: { name: 'cooling', targets: [a, b] },
       vk_open_to_claude: { name: 'open-to-claude', circuit_breaker: { failures: 1, cooldown_ms: 60_000 }, targets: [a, { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' } }] },
       vk_probe2: { name: 'probe2', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
+      vk_probe3: { name: 'probe3', circuit_breaker: { failures: 1, cooldown_ms: 250 }, targets: [a, b] },
       vk_two_keys: { name: 'two-keys', targets: [{ ...a, api_key: undefined, api_keys: [KEY_A, KEY_A2] }, b] },
       vk_claude_down: { name: 'claude-down', targets: [{ provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${down}` }, { ...b, model_map: { 'claude-*': 'gpt-4o-mini' } }] },
     },
@@ -523,6 +524,38 @@ describe('review findings', () => {
       assert.equal(second.requests.length, 2);
     } finally {
       for (const request of hung) request.leave();
+      reset();
+    }
+  });
+
+  it("closes a half-open circuit once its probe's stream has begun, not when it ends: the next requests go to the recovered target meanwhile", async () => {
+    reset();
+    failWith(first, 503);
+    let finish = (): void => {};
+    try {
+      assert.equal((await chat('vk_probe3')).status, 200, 'served by the second target; the first circuit opens');
+      await sleep(300);
+      // Recovered: the probe's stream begins at once and ends when the test says.
+      first.behave(({ res, recorded }) => {
+        if (recorded.json?.stream !== true) return false;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\n`);
+        finish = () => res.end(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`);
+        return true;
+      });
+      const first0 = first.requests.length;
+      const second0 = second.requests.length;
+      const probe = chat('vk_probe3', { ...hello, stream: true });
+      await waitFor(() => first.requests.length === first0 + 1, 'the probe');
+      await sleep(100);
+      const meanwhile = await chat('vk_probe3');
+      assert.equal(meanwhile.status, 200, meanwhile.text);
+      assert.equal(first.requests.length, first0 + 2, 'the recovered target served it');
+      assert.equal(second.requests.length, second0);
+      finish();
+      assert.equal((await probe).status, 200);
+    } finally {
+      finish();
       reset();
     }
   });

@@ -209,7 +209,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
  * (a 200 whose JSON body is an error, or whose stream's first event is) and nothing reached the
  * client yet: callTargets moves on from it as from that status, or throws it (answered as its status).
  */
-async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, interaction, deps, promptEstimate }: AtHand<C>, { target, route, back, outbound, upstream }: Served<C>): Promise<GatewayError | null> {
+async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, interaction, deps, promptEstimate }: AtHand<C>, { target, route, back, outbound, upstream }: Served<C>, chosen: () => void): Promise<GatewayError | null> {
   const cancel = interaction.context.cancel;
   // Whatever the provider sends may reach the client or the log: every real key the request may have sent comes out.
   const apiKeys = key.realKeys;
@@ -232,7 +232,7 @@ async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, int
   // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
   // provider may answer with a dated name of its own).
   const asked = !route.translation.identity || outbound.model !== parsed.model ? parsed.model : null;
-  const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember };
+  const answering: Answering<C> = { api: surface.api, route, back, parsed, res, interaction, deps, apiKeys, scrubber, promptEstimate, asked, remember, chosen };
   if (parsed.stream) return answerStream(answering, upstream);
   const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
   interaction.upstreamEndedAt = performance.now();
@@ -496,6 +496,16 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
     // The last one that can be tried: no other follows it, so it keeps its retries and its answer.
     const last = !several || !laterAvailable(order, i);
     let outcome: 'success' | 'failure' | null = null;
+    // Settled once, as soon as it is known: a half-open circuit's probe holds the target out of
+    // turn until then (an agent's stream of minutes must not keep a recovered target skipped).
+    let settled = false;
+    const settleBreaker = (): void => {
+      if (settled) return;
+      settled = true;
+      if (outcome === 'success') target.breaker.success();
+      else if (outcome === 'failure') target.breaker.failure();
+      else if (admission === 'probe') target.breaker.release();
+    };
     try {
       let prepared: Prepared<C>;
       try {
@@ -562,7 +572,7 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
       }
       let movedOn = false;
       try {
-        const declined = await answerServed(request, served);
+        const declined = await answerServed(request, served, settleBreaker);
         if (declined === null) return;
         // The provider's error in a 200 (its JSON body, its stream's first event), nothing sent to
         // the client yet: its real key and the target are held to it as to that status.
@@ -582,9 +592,7 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
       }
     } finally {
       // However the attempt ended (a client that left, a refusal), a probe of a half-open circuit is settled.
-      if (outcome === 'success') target.breaker.success();
-      else if (outcome === 'failure') target.breaker.failure();
-      else if (admission === 'probe') target.breaker.release();
+      settleBreaker();
     }
   }
   // Every target left was skipped after the ones tried failed.
@@ -668,6 +676,8 @@ interface Answering<C extends ApiTypes> {
   readonly asked: string | null;
   /** Passed through: what the answer is known by, remembered before its last bytes go (null: nothing to). */
   readonly remember: ((ids: AnswerIds) => void) | null;
+  /** Told once the answer is the client's (its first bytes go, or it is not the provider's error after all). */
+  readonly chosen: () => void;
 }
 
 /** Whether a target after the i-th could be tried now (not cooling, circuit not open). */
@@ -725,7 +735,7 @@ function answerHints(interaction: Interaction, promptEstimate: number): AnswerHi
 }
 
 /** Answers a whole (non-stream) answer; returns the provider's error instead when the answer was one (with a 200: some servers and proxies). */
-function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember }: Answering<C>, body: Buffer, headers: IncomingHttpHeaders): GatewayError | null {
+function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, promptEstimate, asked, apiKeys, remember, chosen }: Answering<C>, body: Buffer, headers: IncomingHttpHeaders): GatewayError | null {
   const hints = answerHints(interaction, promptEstimate);
   let answer: ReturnType<Route<C>['target']['parseResponse']>;
   try {
@@ -735,6 +745,7 @@ function answerJson<C extends ApiTypes>({ api, route, back, res, interaction, pr
     if (error === null) throw err;
     return error;
   }
+  chosen();
   const usage = route.target.usage(answer);
   interaction.usage = usage;
   // An OpenAI-compatible server that reports no usage still generated: its answer's size says how much.
@@ -805,7 +816,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
   const hints = answerHints(interaction, promptEstimate);
   const pipeline = streamPipeline(route, back, api.streamOutput(parsed.request, hints.answerId), deps.log.enabled ? api.assembler() : null, hints, deps.log.assembledStreamLimit, renamed, remember === null ? null : tell);
   stampOverhead(res, interaction.overheadMs(performance.now()));
-  const refusal = await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber });
+  const refusal = await relayStream(upstream, res, pipeline, interaction, { cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, apiKeys, scrubber, started: answering.chosen });
   interaction.usage = pipeline.usage();
   interaction.usageFinal = pipeline.complete();
   // A stream of nothing but the provider's errors, or one whose first event was its error (answered

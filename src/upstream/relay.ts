@@ -68,6 +68,8 @@ export interface RelayOptions {
   readonly apiKeys: readonly string[];
   /** Takes the real keys out of the provider's bytes as they arrive. */
   readonly scrubber: ByteScrubber;
+  /** Told once, when the stream's first bytes go to the client (it is no refusal). */
+  readonly started?: () => void;
 }
 
 /** What the log and the metrics learn from a relayed stream. */
@@ -386,6 +388,7 @@ class StreamRelay {
     if (this.record.firstByteAt !== null) return;
     this.record.firstByteAt = performance.now();
     this.res.writeHead(200, SSE_HEADERS);
+    this.options.started?.();
   }
 
   private finish(): void {
