@@ -119,6 +119,15 @@ describe('rate limits', () => {
     assert.equal(lowered.error?.headers['retry-after'], '75', 'from -4 to 1 at 4 a minute');
   });
 
+  it('gives back exactly what a request in flight held across a lowered tokens_per_minute', () => {
+    const state = new LimitState(new SpendStore(null));
+    const t = 3_000_000;
+    assert.equal(state.admit(limits({ tpm: 100_000 }), tok(90_000), t, t).error, null);
+    assert.equal(state.admit(limits({ tpm: 1_000 }), tok(0), t, t).error?.type, 'tokens', 'lowered while 90,000 are held');
+    state.record(limits({ tpm: 1_000 }), spent(900), tok(90_000), t, t);
+    assert.equal(state.admit(limits({ tpm: 1_000 }), tok(0), t, t).headers['x-ratelimit-remaining-tokens'], '100', 'it used 900 of 1,000');
+  });
+
   it('counts tokens of answered requests against tokens_per_minute', () => {
     const state = new LimitState(new SpendStore(null));
     const key = limits({ tpm: 30 });

@@ -288,6 +288,12 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) statuses.push((await limiter.admit(at(10), { tokens: 0, usd: 0 }, `s${i}`)).error?.status ?? 200);
       assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429], '10 less the 5 used');
+      // Removed by a reload (the key keeps a tokens_per_minute, saved meanwhile), then added back: full, as in a process.
+      const tokensOnly: KeyLimits = { digest: 'resized', rateLimit: { requestsPerMinute: null, tokensPerMinute: 1_000_000 }, budget: null };
+      assert.equal((await limiter.admit(tokensOnly, { tokens: 10, usd: 0 }, 't0')).error, null);
+      const back = await limiter.admit(at(10), { tokens: 0, usd: 0 }, 'b0');
+      assert.equal(back.error, null);
+      assert.equal(back.headers['x-ratelimit-remaining-requests'], '9');
     } finally {
       client.close();
     }

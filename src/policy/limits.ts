@@ -107,10 +107,13 @@ class Bucket {
     this.level = Math.min(this.limit, Math.max(-this.limit, this.level - amount));
   }
 
-  /** A new limit (a reload): what was used stays used, so raising a limit gives its difference at once. */
+  /**
+   * A new limit (a reload): what was used stays used, so raising a limit gives its difference at
+   * once. Uncapped, as `hold` is: what requests in flight hold comes back exactly when they settle.
+   */
   resize(limit: number): void {
     if (limit === this.limit) return;
-    this.level = Math.max(-limit, this.level + limit - this.limit);
+    this.level += limit - this.limit;
     this.limit = limit;
   }
 

@@ -69,7 +69,7 @@ local function resized(level, was, limit)
   if level == nil then return limit end
   local before = tonumber(was)
   if before == nil or before == limit then return level end
-  return math.max(-limit, level + limit - before)
+  return level + limit - before
 end
 local function levels(key, rpm, tpm, now)
   local state = redis.call('HMGET', key, 'r', 't', 'at', 'rl', 'tl')
@@ -83,6 +83,9 @@ local function save(key, r, t, now, rpm, tpm)
   local fields = {'at', tostring(now)}
   if r ~= nil then table.insert(fields, 'r'); table.insert(fields, tostring(r)); table.insert(fields, 'rl'); table.insert(fields, tostring(rpm)) end
   if t ~= nil then table.insert(fields, 't'); table.insert(fields, tostring(t)); table.insert(fields, 'tl'); table.insert(fields, tostring(tpm)) end
+  -- A limit removed (a reload) is gone: added back, it starts full, as in a process (its old level would not have refilled).
+  if r == nil then redis.call('HDEL', key, 'r', 'rl') end
+  if t == nil then redis.call('HDEL', key, 't', 'tl') end
   redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, 120000)
 end
