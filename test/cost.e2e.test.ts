@@ -389,7 +389,9 @@ describe('what a budget in USD cannot be made to miss', () => {
       { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1`, model_map: { '*': 'gpt-4o' } },
       { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl },
     ];
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_over: { targets, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    // The same first target asked for a model without a price (no USD budget, which would refuse it).
+    const unpriced = [{ ...targets[0], model_map: { '*': 'nopricemodel' } }, targets[1]];
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_over: { targets, budget: { max_tokens: 1_000_000, max_usd: 10, period: 'total' } }, vk_unpriced: { targets: unpriced } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
     try {
       const body = ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(40_000) }] });
       const reply = await chat(gateway.url, 'vk_over', body);
@@ -402,6 +404,13 @@ describe('what a budget in USD cannot be made to miss', () => {
       // Its ~10,000 tokens at gpt-4o's $2.50 per million, the answer at gpt-4o-mini's (a few millionths).
       const unanswered = Math.ceil(JSON.stringify(body).length / 4) * 2.5e-6;
       assert.ok(entry.cost_usd >= unanswered && entry.cost_usd < unanswered + 0.0001, `${entry.cost_usd} USD charged, ${unanswered} for the prompt gpt-4o read`);
+      // Unpriced, that prompt is said by its own model's name and left out of the cost, which keeps the answer's.
+      const other = await chat(gateway.url, 'vk_unpriced', body);
+      assert.equal(other.status, 200, other.text);
+      const second = await waitForEntry(gateway.logFile, String(other.headers['x-request-id']));
+      assert.ok(typeof second.cost_usd === 'number' && second.cost_usd > 0 && second.cost_usd < 0.0001, `${second.cost_usd}`);
+      assert.match(gateway.stderr(), /no price for openai model "nopricemodel"/);
+      assert.doesNotMatch(gateway.stderr(), /no price for openai model "gpt-4o-mini"/);
     } finally {
       await gateway.stop();
       silent.close();

@@ -22,6 +22,13 @@ function ms(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
+/** An attempt written whole that got no answer: the provider read its prompt, priced at its model's price (null: none). */
+export interface UnansweredSend {
+  readonly provider: string;
+  readonly model: string;
+  readonly price: Price | null;
+}
+
 export class Interaction implements CallRecord, RelayRecord {
   /** The virtual key (the interactions log is the one place it appears); an unknown one masked. */
   virtualKey: string | null = null;
@@ -54,8 +61,8 @@ export class Interaction implements CallRecord, RelayRecord {
   /** When the gateway started waiting for the provider, got its headers, and got its last byte. */
   upstreamStartedAt: number | null = null;
   unansweredSends = 0;
-  /** The price of the target each unanswered send went to, as far as they are attributed (a key's targets differ). */
-  private readonly sendPrices: Array<Price | null> = [];
+  /** The model (and its price) each unanswered send was made for, as far as they are attributed (a key's targets differ). */
+  private readonly sendModels: UnansweredSend[] = [];
   /** Every call made to the provider for this request (more than one after retries). */
   readonly attempts: UpstreamAttempt[] = [];
   /** The virtual key holds several real keys: their indexes appear in the log. */
@@ -109,14 +116,15 @@ export class Interaction implements CallRecord, RelayRecord {
     return attempt;
   }
 
-  /** The unanswered sends so far not attributed went to the target now priced (`price`). */
+  /** The unanswered sends so far not attributed went to the target now served (its provider, model and price). */
   attributeSends(): void {
-    while (this.sendPrices.length < this.unansweredSends) this.sendPrices.push(this.price);
+    const send: UnansweredSend = { provider: this.provider ?? '', model: this.upstreamModel ?? this.model ?? '', price: this.price };
+    while (this.sendModels.length < this.unansweredSends) this.sendModels.push(send);
   }
 
-  /** The price of the `i`-th unanswered send's target (the answering target's where none was attributed). */
-  sendPrice(i: number): Price | null {
-    return i < this.sendPrices.length ? (this.sendPrices[i] as Price | null) : this.price;
+  /** What the `i`-th unanswered send asked for (the answering target's model where none was attributed). */
+  unansweredSend(i: number): UnansweredSend {
+    return this.sendModels[i] ?? { provider: this.provider ?? '', model: this.upstreamModel ?? this.model ?? '', price: this.price };
   }
 
   fellBack(): void {

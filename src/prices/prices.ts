@@ -58,6 +58,6 @@ export class Prices {
     if (this.reported.has(id) || this.reported.size >= 1000) return;
     this.reported.add(id);
     // Quoted as JSON: a client chose the name, and it must not write lines of its own to stderr.
-    warn(`no price for ${provider} model ${JSON.stringify(model)}: its requests log cost_usd null (a key with a budget in USD refuses it); add its price with PRICES_FILE`);
+    warn(`no price for ${provider} model ${JSON.stringify(model)}: its tokens count nothing in dollars (a request it answered logs cost_usd null; a key with a budget in USD refuses it); add its price with PRICES_FILE`);
   }
 }

@@ -406,9 +406,11 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
     const prompt = promptEstimate();
     const none = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 };
     usage = { ...(answered ?? none), input: (answered?.input ?? 0) + prompt * unanswered };
-    for (let i = 0; i < unanswered && usd !== null && prompt > 0; i++) {
-      const price = interaction.sendPrice(i);
-      usd = price === null ? null : usd + costUsd(price, { ...none, input: prompt });
+    for (let i = 0; i < unanswered && prompt > 0; i++) {
+      const send = interaction.unansweredSend(i);
+      // A model without a price is said by its name; the rest of the cost stands.
+      if (send.price === null) prices.unpriced(send.provider, send.model);
+      else if (usd !== null) usd += costUsd(send.price, { ...none, input: prompt });
     }
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
