@@ -465,6 +465,23 @@ describe('http client: its owner', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(closed, 1, 'closed with its owner');
   });
+
+  it('lets go of a pool whose last idle connection aged out (a pool per virtual key and real key: gone keys must not pile up)', async () => {
+    const own = new HttpClient(100, 20);
+    const server = await serve((socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const ask = (partition: string): Promise<void> =>
+      new Promise<void>((resolve) => own.call(requestTo(server.port, { partition }), { onResponse: (response) => response.body.on('end', resolve).resume(), onError: () => assert.fail('no failure expected') }));
+    await ask('sk-a vk_1');
+    await ask('sk-a vk_2');
+    assert.equal(own.poolCount, 2);
+    await ask('sk-a vk_1');
+    assert.equal(server.connections(), 2, 'each partition reuses its own connection');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(own.poolCount, 0, 'both aged out');
+    await ask('sk-a vk_1');
+    assert.equal(own.poolCount, 1, 'opened again on the next request');
+    own.close();
+  });
 });
 
 describe('http client: the request', () => {

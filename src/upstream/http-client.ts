@@ -470,6 +470,8 @@ class Pool {
   private tlsSession: Buffer | undefined;
 
   constructor(
+    /** Its key in the client's pools (origin and partition). */
+    readonly name: string,
     private readonly https: boolean,
     private readonly hostname: string,
     private readonly port: number,
@@ -516,8 +518,8 @@ class Pool {
   }
 
   /** Closes connections idle for longer than FREE_IDLE_MS (providers close theirs around a minute). */
-  sweep(now: number): boolean {
-    while (this.free.length > 0 && now - (this.free[0] as Connection).freeSince > FREE_IDLE_MS) (this.free[0] as Connection).destroy();
+  sweep(now: number, idleMs: number): boolean {
+    while (this.free.length > 0 && now - (this.free[0] as Connection).freeSince > idleMs) (this.free[0] as Connection).destroy();
     return this.free.length > 0;
   }
 
@@ -583,6 +585,12 @@ export function encodeRequest(request: ClientRequest, checked: Set<string> = new
  * most 1024 per pool, each closed after 30-35 s.
  */
 export class HttpClient {
+  constructor(
+    /** How long a connection stays idle, and how often that is looked at (shorter in tests). */
+    private readonly idleMs = FREE_IDLE_MS,
+    private readonly sweepMs = SWEEP_MS,
+  ) {}
+
   private readonly pools = new Map<string, Pool>();
   /** Pools that hold idle connections, for the sweeper. */
   private readonly idle = new Set<Pool>();
@@ -593,7 +601,7 @@ export class HttpClient {
   private readonly onIdle = (pool: Pool): void => {
     this.idle.add(pool);
     if (this.sweeper !== null) return;
-    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
     this.sweeper.unref();
   };
 
@@ -607,9 +615,15 @@ export class HttpClient {
     return connection.send(bytes, handlers, request.holder ?? null);
   }
 
+  /** Pools held: one per origin and partition that has connections or had them lately. */
+  get poolCount(): number {
+    return this.pools.size;
+  }
+
   /** Closes every idle connection; calls in progress finish (their connections are not kept). */
   close(): void {
     for (const pool of this.pools.values()) pool.close();
+    for (const pool of this.idle) pool.close(); // one let go of while a call on it ran
     this.idle.clear();
     if (this.sweeper !== null) clearInterval(this.sweeper);
     this.sweeper = null;
@@ -620,7 +634,7 @@ export class HttpClient {
     const name = request.partition === undefined ? origin : `${origin} ${request.partition}`;
     let pool = this.pools.get(name);
     if (pool === undefined) {
-      pool = new Pool(request.https, request.hostname, request.port, this.onIdle);
+      pool = new Pool(name, request.https, request.hostname, request.port, this.onIdle);
       this.pools.set(name, pool);
     }
     return pool;
@@ -628,7 +642,14 @@ export class HttpClient {
 
   private sweep(): void {
     const now = performance.now();
-    for (const pool of this.idle) if (!pool.sweep(now)) this.idle.delete(pool);
+    for (const pool of this.idle) {
+      if (pool.sweep(now, this.idleMs)) continue;
+      this.idle.delete(pool);
+      // Its last idle connection aged out: the pool goes too (a partition per virtual key and real
+      // key, so pools of keys long gone or unused would pile up). One still in use is released to
+      // it and aged out as any; the next request opens a pool anew.
+      if (this.pools.get(pool.name) === pool) this.pools.delete(pool.name);
+    }
     if (this.idle.size === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);
       this.sweeper = null;
