@@ -276,6 +276,15 @@ describe('http client: failures', () => {
     assert.equal(((await send(requestTo(garbage.port))) as ClientFailure).error.code, 'HPE_INVALID_CONSTANT');
   });
 
+  it('skips empty lines before a status line, as Node\'s own client does, also split between reads', async () => {
+    const answer = Buffer.from('\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    const server = await serve((socket, index) => {
+      if (index === 0) socket.write(answer);
+      else writeSplit(socket, answer, 1 + 2 * (index - 1));
+    });
+    for (let i = 0; i < 4; i++) assert.equal((await answered(requestTo(server.port))).body, 'ok');
+  });
+
   it('refuses a response head larger than 64 KiB, also when its end arrives in a later read', async () => {
     const big = `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}`;
     const server = await serve((socket, index) => {

@@ -139,13 +139,13 @@ class ResponseBody extends Readable {
   }
 }
 
-/** Why a response body closed before its end, for an operator's log: the parser's or the socket's error (null: a clean close, or not known). */
 /** The body was cut because its bytes broke HTTP/1.1 (a chunk size that is not one): that error, else null. */
 export function malformedCut(body: Readable): NodeJS.ErrnoException | null {
   const error = body instanceof ResponseBody ? body.cutBy : null;
   return error !== null && error.code?.startsWith('HPE_') === true ? error : null;
 }
 
+/** Why a response body closed before its end, for an operator's log: the parser's or the socket's error (null: a clean close, or not known). */
 export function whyCut(body: Readable): string | null {
   const error = body instanceof ResponseBody ? body.cutBy : null;
   return error === null || error === ABORTED ? null : `${error.code ?? 'error'}: ${error.message}`;
@@ -207,6 +207,17 @@ class Exchange implements Call {
     // A loop, not recursion: informational answers (100 Continue, 103 Early Hints) come before
     // the real one, possibly many in one read.
     for (;;) {
+      // Empty lines before a status line are skipped, as llhttp (Node's own client) skips them.
+      let blank = 0;
+      while (head[blank] === 0x0d && head[blank + 1] === 0x0a) blank += 2;
+      if (blank > 0) {
+        head = head.subarray(blank);
+        from = Math.max(0, from - blank);
+      }
+      if (head.length === 0 || (head.length === 1 && head[0] === 0x0d)) {
+        if (head.length > 0) this.head = head; // a CR whose LF is in the next read
+        return;
+      }
       // What is not HTTP/1.x says so in its first bytes (an SMTP banner, HTTP/2 frames): never completed by more.
       if (!startsAsHttp(head)) return this.fail(failure('HPE_INVALID_CONSTANT', 'the response is not HTTP/1.1'));
       const end = head.indexOf(CRLF_CRLF, from);
