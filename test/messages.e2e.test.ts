@@ -728,6 +728,13 @@ describe('errors on the Messages routes', () => {
       await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_budget' })).json;
       assert.equal(usage.budget.remaining_tokens, 1_000_000, 'a refusal is not billed');
+      // Passed through to a Messages client, the ping reached it first: its stream ends with the error, still charged nothing.
+      const passed = await messages(gateway.url, 'vk_claude_budget', { model: 'claude-sonnet-4-5', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'x'.repeat(4000) }] });
+      assert.equal(passed.status, 200, passed.text);
+      assert.match(passed.text, /^event: ping\n[\s\S]*event: error\n[\s\S]*overloaded_error/);
+      await waitForEntry(gateway.logFile, String(passed.headers['x-request-id']));
+      const after = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_budget' })).json;
+      assert.equal(after.budget.remaining_tokens, 1_000_000, 'nor is a stream of a ping and an error');
     } finally {
       anthropic.behave(null);
     }

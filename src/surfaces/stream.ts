@@ -22,8 +22,8 @@ function nameOf(data: string): string | undefined {
   return event instanceof GatewayError ? undefined : event.type;
 }
 
-/** Event types that say the provider failed: a stream of nothing else is a refusal. */
-const ERROR_TYPES: ReadonlySet<unknown> = new Set(['error', 'response.failed']);
+/** Event types that say the provider failed, or nothing at all (Anthropic's `ping`): a stream of nothing else is a refusal. */
+const ERROR_TYPES: ReadonlySet<unknown> = new Set(['error', 'response.failed', 'ping']);
 
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {

@@ -13,8 +13,8 @@ import type { Usage } from '../usage.js';
 import type { MessagesEvent } from './types.js';
 import { messagesUsage } from './usage.js';
 
-/** Events that carry usage, the end or an error; content deltas may pass as their bytes. */
-export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|error)"|event:\s*error\b/;
+/** Events that carry usage, the end or an error, and `ping` (it says nothing: a stream of pings and an error is a refusal, charged nothing); content deltas may pass as their bytes. */
+export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|ping|error)"|event:\s*error\b/;
 
 function messagesStreamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
