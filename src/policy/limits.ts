@@ -109,11 +109,13 @@ class Bucket {
 
   /**
    * A new limit (a reload): what was used stays used, so raising a limit gives its difference at
-   * once. Uncapped, as `hold` is: what requests in flight hold comes back exactly when they settle.
+   * once. The debt is capped at one minute's worth of the new limit, as `take` caps it: uncapped, a
+   * minute used at 100,000 tokens locked a key lowered to 1,000 out for 100 minutes. (What requests
+   * in flight hold beyond that cap is forgiven: the lesser wrong.)
    */
   resize(limit: number): void {
     if (limit === this.limit) return;
-    this.level += limit - this.limit;
+    this.level = Math.max(-limit, this.level + limit - this.limit);
     this.limit = limit;
   }
 

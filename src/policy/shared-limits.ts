@@ -64,12 +64,13 @@ local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- A level saved under another limit (a reload) keeps what was used: raising a limit gives its difference.
+-- A level saved under another limit (a reload) keeps what was used: raising a limit gives its difference;
+-- the debt stays capped at a minute of the new limit (uncapped, a lowered limit locked a key out for hours).
 local function resized(level, was, limit)
   if level == nil then return limit end
   local before = tonumber(was)
   if before == nil or before == limit then return level end
-  return level + limit - before
+  return math.max(-limit, level + limit - before)
 end
 local function levels(key, rpm, tpm, now)
   local state = redis.call('HMGET', key, 'r', 't', 'at', 'rl', 'tl')
