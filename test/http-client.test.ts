@@ -491,6 +491,23 @@ describe('http client: its owner', () => {
     assert.equal(own.poolCount, 1, 'opened again on the next request');
     own.close();
   });
+
+  it('keeps a pool while a call uses its connection, however long: the connection is reused after it', async () => {
+    const own = new HttpClient(100, 20);
+    const server = await serve((socket, index) => {
+      const answer = (): void => void socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      if (index === 1) setTimeout(answer, 300);
+      else answer();
+    });
+    const ask = (): Promise<void> =>
+      new Promise<void>((resolve) => own.call(requestTo(server.port, { partition: 'sk-a vk_1' }), { onResponse: (response) => response.body.on('end', resolve).resume(), onError: () => assert.fail('no failure expected') }));
+    await ask();
+    await ask(); // takes the pool's only idle connection for 300 ms: sweeps meanwhile find none idle
+    await ask();
+    assert.equal(server.connections(), 1, 'one connection for the three');
+    assert.equal(own.poolCount, 1);
+    own.close();
+  });
 });
 
 describe('http client: the request', () => {

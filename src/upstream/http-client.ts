@@ -405,6 +405,8 @@ class Exchange implements Call {
 
 class Connection {
   exchange: Exchange | null = null;
+  /** A call is using it (counted by its pool). */
+  busy = false;
   requests = 0;
   freeSince = 0;
   private dead = false;
@@ -478,6 +480,8 @@ class Connection {
 
 class Pool {
   private readonly free: Connection[] = [];
+  /** Connections of this pool a call is using: a pool is let go of only without any. */
+  busy = 0;
   private tlsSession: Buffer | undefined;
 
   constructor(
@@ -492,10 +496,12 @@ class Pool {
 
   /** The most recently freed connection (LIFO: warm, and lets idle ones age out), or a new one. */
   acquire(fresh: boolean): Connection {
+    this.busy++;
     const reuse = fresh ? undefined : this.free.pop();
-    if (reuse === undefined) return new Connection(this.connect(), this);
-    reuse.socket.ref();
-    return reuse;
+    const connection = reuse ?? new Connection(this.connect(), this);
+    connection.busy = true;
+    reuse?.socket.ref();
+    return connection;
   }
 
   private connect(): net.Socket {
@@ -516,6 +522,7 @@ class Pool {
   }
 
   release(connection: Connection): void {
+    this.done(connection);
     if (this.free.length >= MAX_FREE_PER_POOL || connection.requests >= MAX_REQUESTS_PER_CONNECTION) return connection.destroy();
     connection.freeSince = performance.now();
     connection.socket.unref(); // an idle connection does not keep the process alive
@@ -524,8 +531,16 @@ class Pool {
   }
 
   remove(connection: Connection): void {
+    this.done(connection);
     const at = this.free.indexOf(connection);
     if (at !== -1) this.free.splice(at, 1);
+  }
+
+  /** A call is done with `connection` (answered, or the connection died under it). */
+  private done(connection: Connection): void {
+    if (!connection.busy) return;
+    connection.busy = false;
+    this.busy--;
   }
 
   /** Closes connections idle for longer than FREE_IDLE_MS (providers close theirs around a minute). */
@@ -656,10 +671,10 @@ export class HttpClient {
     for (const pool of this.idle) {
       if (pool.sweep(now, this.idleMs)) continue;
       this.idle.delete(pool);
-      // Its last idle connection aged out: the pool goes too (a partition per virtual key and real
-      // key, so pools of keys long gone or unused would pile up). One still in use is released to
-      // it and aged out as any; the next request opens a pool anew.
-      if (this.pools.get(pool.name) === pool) this.pools.delete(pool.name);
+      // No idle connection left and none in use: the pool goes too (a partition per virtual key and
+      // real key, so pools of keys long gone or unused would pile up). One in use keeps it, its
+      // TLS session and the connections it will free for the next requests.
+      if (pool.busy === 0 && this.pools.get(pool.name) === pool) this.pools.delete(pool.name);
     }
     if (this.idle.size === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);
