@@ -177,6 +177,23 @@ describe('messages pass-through (Anthropic)', () => {
     assert.equal(anthropic.requests[0]?.headers['x-api-key'], ANTHROPIC_KEY);
   });
 
+  it('relays pings before the first event, held back until it comes, in their place and unchanged', async () => {
+    const pinged = `event: ping\ndata: {"type": "ping"}\n\n: keep\n\nevent: ping\ndata: {"type": "ping"}\n\n${TRANSCRIPT}`;
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      res.write('event: ping\ndata: {"type": "ping"}\n\n');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await drip(res, pinged.slice('event: ping\ndata: {"type": "ping"}\n\n'.length));
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude_test', { ...hello, stream: true, tools: [weather] });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.text, pinged.replace(': keep\n\n', ': keep-alive\n\n'));
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
   it('relays a stream split anywhere unchanged, and logs the assembled Message with usage from message_start and message_delta', async () => {
     anthropic.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
@@ -728,10 +745,10 @@ describe('errors on the Messages routes', () => {
       await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_budget' })).json;
       assert.equal(usage.budget.remaining_tokens, 1_000_000, 'a refusal is not billed');
-      // Passed through to a Messages client, the ping reached it first: its stream ends with the error, still charged nothing.
+      // Passed through to a Messages client, the ping is held back until something follows it: the error is the answer's status too.
       const passed = await messages(gateway.url, 'vk_claude_budget', { model: 'claude-sonnet-4-5', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'x'.repeat(4000) }] });
-      assert.equal(passed.status, 200, passed.text);
-      assert.match(passed.text, /^event: ping\n[\s\S]*event: error\n[\s\S]*overloaded_error/);
+      assert.equal(passed.status, 529, passed.text);
+      assert.equal(passed.json.error.type, 'overloaded_error');
       await waitForEntry(gateway.logFile, String(passed.headers['x-request-id']));
       const after = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_claude_budget' })).json;
       assert.equal(after.budget.remaining_tokens, 1_000_000, 'nor is a stream of a ping and an error');

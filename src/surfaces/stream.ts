@@ -127,6 +127,8 @@ export function streamPipeline<C extends ApiTypes>(
         else if (item.kind === 'end' && !passThrough && !watch.complete) return { text: step.text, error: incompleteStream() };
         const over = deliver(translate(item) as Array<StreamItem<C['event']>>, step);
         if (over !== null) return over;
+        // Passed on, a ping says nothing: held back until something follows it (relay.ts).
+        if (passThrough && item.kind === 'event' && (item.event as { type?: unknown }).type === 'ping') return { text: step.text, silent: true };
       }
       return step;
     },

@@ -31,6 +31,8 @@ export interface StreamStep {
   readonly done?: boolean;
   /** The provider failed mid-stream: `text` goes out, then the error's frame. */
   readonly error?: GatewayError;
+  /** The frames say nothing (Anthropic's `ping`): held back until something follows, so that an error after nothing else is still answered as its status. */
+  readonly silent?: boolean;
 }
 
 /** What the events say: decided by the surface, for the relay. */
@@ -113,6 +115,8 @@ class StreamRelay {
   private readonly pieces: Array<string | Buffer> = [];
   /** The provider's error as the stream's first event, before the client got a byte: answered as its status instead. */
   private refusal: GatewayError | null = null;
+  /** Frames that say nothing, held until something follows them (dropped with a refusal). */
+  private held = '';
   private resolve: (refusal: GatewayError | null) => void = () => {};
 
   constructor(
@@ -274,6 +278,10 @@ class StreamRelay {
       } catch (err) {
         step = { text: '', error: toGatewayError(err) };
       }
+      if (step.silent === true && text === '' && this.record.firstByteAt === null && this.pieces.length === 0) {
+        this.held += this.made(step.text);
+        continue;
+      }
       text += this.made(step.text);
       if (step.error !== undefined) {
         if (text === '' && this.pieces.length === 0 && this.record.firstByteAt === null) this.refuse(step.error);
@@ -301,8 +309,18 @@ class StreamRelay {
   // ---- writing ----------------------------------------------------------------------------
 
   private write(data: string | Buffer): void {
+    this.release();
     if (this.gathering) this.pieces.push(data);
     else this.send(data);
+  }
+
+  /** Frames held back go out now, ahead of what follows them. */
+  private release(): void {
+    if (this.held === '') return;
+    const held = this.held;
+    this.held = '';
+    if (this.gathering) this.pieces.push(held);
+    else this.send(held);
   }
 
   private collected(tail: string): string | Buffer {
@@ -414,6 +432,7 @@ class StreamRelay {
 
   private end(tail: string): void {
     if (this.over) return;
+    this.release();
     this.head();
     this.res.end(this.collected(tail));
     this.finish();
