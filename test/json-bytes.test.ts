@@ -567,16 +567,15 @@ describe("parseProviderJson (a provider's answers and events)", () => {
     assert.throws(() => parseProviderJson(`${'['.repeat(40_000)}${']'.repeat(40_000)}`), TooDeep);
   });
 
-  it("takes more than a request may hold: a long answer's logprobs (25,000 tokens at top_logprobs 20: 1.1 million objects and arrays, 4.6 million values), and short texts unscanned", () => {
+  it("takes more than a request may hold (a long answer's logprobs: ~43 objects and arrays and ~170 values per token at top_logprobs 20), and short texts unscanned", () => {
     const entry = (text: string) => ({ token: text, logprob: -0.25, bytes: [...Buffer.from(text)] });
     const token = { ...entry(' word'), top_logprobs: Array.from({ length: 20 }, (_, i) => entry(` w${i}`)) };
-    const content = Array.from({ length: 25_000 }, () => token);
-    const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, logprobs: { content } }] };
-    const text = JSON.stringify(answer);
-    assert.ok(text.length < 64 * 1024 * 1024);
-    const parsed = parseProviderJson(text) as typeof answer;
-    assert.equal(parsed.choices[0]?.logprobs.content.length, 25_000);
-    assert.ok(25_000 * 43 > MAX_CONTAINERS);
+    const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, logprobs: { content: Array.from({ length: 2_000 }, () => token) } }] };
+    assert.equal((parseProviderJson(JSON.stringify(answer)) as typeof answer).choices[0]?.logprobs.content.length, 2_000);
+    // Past what a request may hold, and past the first answer limits (1,000,000 and 4,000,000), which refused a 20,000-token answer at 20.
+    assert.equal((parseProviderJson(`[${'[],'.repeat(1_100_000)}[]]`) as unknown[]).length, 1_100_001);
+    assert.equal((parseProviderJson(`[${'0,'.repeat(4_100_000)}0]`) as unknown[]).length, 4_100_001);
+    assert.ok(1_100_000 > MAX_CONTAINERS && 4_100_000 > MAX_VALUES);
     // Under 64 KB: parsed as it is (21,000 objects cost a few milliseconds at most).
     assert.equal((parseProviderJson(`[${'{},'.repeat(21_000)}{}]`) as unknown[]).length, 21_001);
   });
