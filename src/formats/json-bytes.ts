@@ -615,11 +615,7 @@ export interface JsonSpent {
  */
 export function parseJsonText(text: string, spent: JsonSpent = { containers: 0, values: 0 }): unknown {
   // Each level takes two characters: a text this short can reach none of the limits.
-  if (text.length > 2 * MAX_DEPTH) {
-    const costly = tooCostly(Buffer.from(text, 'utf8'), spent);
-    if (costly !== null) throw costly;
-  }
-  return JSON.parse(text);
+  return parseBounded(text, 2 * MAX_DEPTH, spent, BODY_LIMITS);
 }
 
 /** A text shorter than this parses in a few milliseconds whatever it holds (64 KB of `{},`: ~22,000 objects). */
@@ -647,8 +643,13 @@ const ANSWER_LIMITS: JsonLimits = { maxContainers: 2_500_000, maxValues: 12_000_
  * and every other tenant's requests, for 29 s. Throws TooDeep or TooMany, or JSON.parse's SyntaxError.
  */
 export function parseProviderJson(data: string | Buffer): unknown {
-  if (data.length > CHEAP_TEXT_BYTES) {
-    const costly = tooCostly(typeof data === 'string' ? Buffer.from(data, 'utf8') : data, undefined, ANSWER_LIMITS);
+  return parseBounded(data, CHEAP_TEXT_BYTES, { containers: 0, values: 0 }, ANSWER_LIMITS);
+}
+
+/** JSON.parse of `data` once tooCostly says it may be parsed whole (texts no longer than `cheap` always may: not scanned). */
+function parseBounded(data: string | Buffer, cheap: number, spent: JsonSpent, limits: JsonLimits): unknown {
+  if (data.length > cheap) {
+    const costly = tooCostly(typeof data === 'string' ? Buffer.from(data, 'utf8') : data, spent, limits);
     if (costly !== null) throw costly;
   }
   return JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));

@@ -118,13 +118,17 @@ export class Interaction implements CallRecord, RelayRecord {
 
   /** The unanswered sends so far not attributed went to the target now served (its provider, model and price). */
   attributeSends(): void {
-    const send: UnansweredSend = { provider: this.provider ?? '', model: this.upstreamModel ?? this.model ?? '', price: this.price };
+    const send = this.servedModel();
     while (this.sendModels.length < this.unansweredSends) this.sendModels.push(send);
   }
 
   /** What the `i`-th unanswered send asked for (the answering target's model where none was attributed). */
   unansweredSend(i: number): UnansweredSend {
-    return this.sendModels[i] ?? { provider: this.provider ?? '', model: this.upstreamModel ?? this.model ?? '', price: this.price };
+    return this.sendModels[i] ?? this.servedModel();
+  }
+
+  private servedModel(): UnansweredSend {
+    return { provider: this.provider ?? '', model: this.upstreamModel ?? this.model ?? '', price: this.price };
   }
 
   fellBack(): void {

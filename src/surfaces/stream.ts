@@ -23,7 +23,7 @@ function nameOf(data: string): string | undefined {
 }
 
 /** Event types that say the provider failed, or nothing at all (Anthropic's `ping`): a stream of nothing else is a refusal. */
-const ERROR_TYPES: ReadonlySet<unknown> = new Set(['error', 'response.failed', 'ping']);
+const NO_ANSWER_TYPES: ReadonlySet<unknown> = new Set(['error', 'response.failed', 'ping']);
 
 /** A pipeline that also tells, once the stream is over, what it used and what the client got. */
 export interface ObservedStream extends StreamPipeline {
@@ -111,7 +111,8 @@ export function streamPipeline<C extends ApiTypes>(
       const step = { text: '' };
       for (const item of target.decodeEvent(event)) {
         // (A Responses provider's error is an event of its own, and so is the response.failed after it.)
-        if (item.kind === 'event' && !ERROR_TYPES.has((item.event as { type?: unknown }).type)) onlyErrors = false;
+        const type = item.kind === 'event' ? (item.event as { type?: unknown }).type : undefined;
+        if (item.kind === 'event' && !NO_ANSWER_TYPES.has(type)) onlyErrors = false;
         if (item.kind === 'event') {
           watch.see(item.event);
           // Told once, before the event that completed the answer is framed for the client.
@@ -128,7 +129,7 @@ export function streamPipeline<C extends ApiTypes>(
         const over = deliver(translate(item) as Array<StreamItem<C['event']>>, step);
         if (over !== null) return over;
         // Passed on, a ping says nothing: held back until something follows it (relay.ts).
-        if (passThrough && item.kind === 'event' && (item.event as { type?: unknown }).type === 'ping') return { text: step.text, silent: true };
+        if (passThrough && type === 'ping') return { text: step.text, silent: true };
       }
       return step;
     },

@@ -347,8 +347,7 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
   return { tokens, usd };
 }
 
-/** The refusal of a model without a price for a key whose budget is in USD. */
-/** `asked`: the model the client named, where the key's model_map sends it to `model`. */
+/** The refusal of a model without a price for a key whose budget is in USD; `asked`: the model the client named, where the key's model_map sends it to `model`. */
 export function notPriced(model: string, asked = model): GatewayError {
   const named = asked === model ? `"${model}"` : `"${model}" (which this virtual key's model_map sends "${asked}" to)`;
   return new GatewayError(403, `The model ${named} has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {

@@ -14,11 +14,10 @@ export function upstreamIdle(ms: number): GatewayError {
   return new GatewayError(504, `The provider went silent for ${ms} ms mid-answer (UPSTREAM_IDLE_TIMEOUT_MS).`, { code: 'upstream_idle_timeout' });
 }
 
-/** Why a body closed before its end: bytes that broke HTTP/1.1 (the gateway closed it), or the provider's close. */
-export function cutShort(body: Readable): GatewayError {
+/** A body closed before its end because its bytes broke HTTP/1.1 (the gateway closed it): that error; null for the provider's close. */
+export function malformedBody(body: Readable): GatewayError | null {
   const malformed = malformedCut(body);
-  if (malformed !== null) return malformedAnswer(malformed);
-  return new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response', logDetail: whyCut(body) ?? undefined });
+  return malformed === null ? null : malformedAnswer(malformed);
 }
 
 export interface ReadOptions {
@@ -73,7 +72,7 @@ export function readAll(body: Readable, options: ReadOptions): Promise<Buffer> {
       finish(null);
     });
     body.once('close', () => {
-      if (!settled) finish(cutShort(body));
+      if (!settled) finish(malformedBody(body) ?? new GatewayError(502, 'The provider closed the connection before its answer was complete.', { code: 'upstream_incomplete_response', logDetail: whyCut(body) ?? undefined }));
     });
   });
 }

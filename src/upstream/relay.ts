@@ -10,9 +10,9 @@ import type { Cancellation } from './cancel.js';
 import { clearDeadline, setDeadline, type Deadline } from './deadlines.js';
 import { GatewayError, toGatewayError } from '../errors.js';
 import { SSE_HEADERS, type SseEvent } from '../formats/sse.js';
-import { malformedAnswer, redactError, streamedUpstreamError } from './errors.js';
-import { malformedCut, whyCut } from './http-client.js';
-import { upstreamIdle } from './read.js';
+import { redactError, streamedUpstreamError } from './errors.js';
+import { whyCut } from './http-client.js';
+import { malformedBody, upstreamIdle } from './read.js';
 import { keySpellings, textWithoutKeys, type ByteScrubber } from './scrub.js';
 import { SseParser, SseTooLargeError } from './sse.js';
 import type { UpstreamResponse } from './types.js';
@@ -183,9 +183,7 @@ class StreamRelay {
 
   private readonly onClose = (): void => {
     // Cut after the provider said what went wrong (a Responses error event): that is the failure.
-    if (this.over) return;
-    const malformed = malformedCut(this.upstream.body);
-    this.fail(this.pipeline.said() ?? (malformed !== null ? malformedAnswer(malformed) : new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost', logDetail: whyCut(this.upstream.body) ?? undefined })));
+    if (!this.over) this.fail(this.pipeline.said() ?? malformedBody(this.upstream.body) ?? new GatewayError(502, 'The connection to the provider was lost mid-stream.', { code: 'upstream_connection_lost', logDetail: whyCut(this.upstream.body) ?? undefined }));
   };
 
   private readonly onCancel = (): void => {
