@@ -546,6 +546,39 @@ describe('messages translated for Chat Completions providers', () => {
     }
   });
 
+  it('arguments a server sends again (all so far on every fragment, or all of them at the end) join into one valid input, in the answer and the log', async () => {
+    const chunk = (toolCalls: unknown[], finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-re', object: 'chat.completion.chunk', created: 1, model: 'deepseek-chat', choices: [{ index: 0, delta: { tool_calls: toolCalls }, finish_reason: finish }] })}\n\n`;
+    const call = (index: number, id: string, text: string): unknown => ({ index, id, type: 'function', function: { name: 'get_weather', arguments: text } });
+    openai.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // Call 0: the arguments so far each time; call 1: in pieces, then whole again with its finish.
+      const stream = [
+        chunk([call(0, 'call_Re0', '{"city": "Pa')]),
+        chunk([call(0, 'call_Re0', '{"city": "Paris"')]),
+        chunk([call(0, 'call_Re0', '{"city": "Paris"}')]),
+        chunk([call(1, 'call_Re1', '{"city": ')]),
+        chunk([{ index: 1, function: { arguments: '"Rome"}' } }]),
+        chunk([call(1, 'call_Re1', '{"city": "Rome"}')], 'tool_calls'),
+      ];
+      await drip(res, `${stream.join('')}data: [DONE]\n\n`);
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_gpt', { model: 'claude-sonnet-4-5', max_tokens: 1024, tools: [weather], stream: true, messages: [{ role: 'user', content: 'Weather in Paris and Rome?' }] });
+      assert.equal(reply.status, 200, reply.text);
+      const events = messagesEvents(reply.text);
+      const expected = [
+        { type: 'tool_use', id: 'call_Re0', name: 'get_weather', input: { city: 'Paris' } },
+        { type: 'tool_use', id: 'call_Re1', name: 'get_weather', input: { city: 'Rome' } },
+      ];
+      assert.deepEqual(new MessageAssemblerForTest(events).content(), expected);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.deepEqual(entry.response.content, expected);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it("DeepSeek's thinking mode gets the thinking of a tool-calling turn back; OpenAI, which refuses the field, does not", async () => {
     const ask = { model: 'claude-opus-5-5', max_tokens: 1024, tools: [weather], messages: [{ role: 'user', content: 'What is the weather in Paris?' }] };
     const first = await messages(gateway.url, 'vk_ds', { ...ask, stream: true });

@@ -141,6 +141,9 @@ describe('a translated answer larger than the limit', () => {
     const half = Math.ceil(pieces / 2);
     translate(nameless(0, ''));
     translate(nameless(1, ''));
+    // Arguments as a server streams them: an object's text (a piece that repeated all the text so far would be a resend).
+    translate(nameless(0, '{"a":"'));
+    translate(nameless(1, '{"a":"'));
     for (let i = 0; i < half - 16; i++) translate(nameless(0, piece));
     assert.throws(() => {
       for (let i = 0; i < half + 16; i++) translate(nameless(1, piece));

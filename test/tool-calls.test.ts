@@ -107,6 +107,25 @@ describe('which call a streamed fragment belongs to', () => {
     ]), [{ id: 'a1', name: 'f', args: '{"x":1}' }]);
   });
 
+  it('a fragment that begins with all of its call\'s arguments so far brings only the rest: servers that send them so far each time, or all again at the end', () => {
+    assert.deepEqual(calls([
+      { index: 0, id: 'a', function: { name: 'f', arguments: '{"x"' } },
+      { index: 0, id: 'a', function: { name: 'f', arguments: '{"x": 1' } },
+      { index: 0, id: 'a', function: { name: 'f', arguments: '{"x": 1}' } },
+      { index: 1, id: 'b', function: { name: 'g', arguments: '' } },
+      { index: 1, function: { arguments: '{"y":' } },
+      { index: 1, function: { arguments: ' "{\\"y\\":"}' } },
+      { index: 1, id: 'b', function: { name: 'g', arguments: '{"y": "{\\"y\\":"}' } },
+      { index: 1, function: { arguments: '' } },
+    ]), [{ id: 'a', name: 'fff', args: '{"x": 1}' }, { id: 'b', name: 'gg', args: '{"y": "{\\"y\\":"}' }]);
+    // A fragment shorter than the text so far, or not beginning with all of it, is new text.
+    assert.deepEqual(calls([
+      { index: 0, id: 'a', function: { name: 'f', arguments: '{' } },
+      { index: 0, function: { arguments: '"{' } },
+      { index: 0, function: { arguments: '":"{\\"{"}' } },
+    ]), [{ id: 'a', name: 'f', args: '{"{":"{\\"{"}' }]);
+  });
+
   it('arguments sent as an object are its JSON text', () => {
     assert.deepEqual(calls([{ index: 0, id: 'a', function: { name: 'f', arguments: { city: 'Paris' } } }]), [{ id: 'a', name: 'f', args: '{"city":"Paris"}' }]);
   });

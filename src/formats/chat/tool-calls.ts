@@ -6,7 +6,10 @@
  * and a small model's arguments may never be whole); otherwise it continues the call (servers
  * that send a new id on every fragment, its name repeated or not), as does the first id of a call
  * begun without one (servers that send it late). One without an index continues the call of its id (some servers repeat it on every
- * fragment, and may interleave calls), or the last call when it brings none. Shared by the
+ * fragment, and may interleave calls), or the last call when it brings none. A fragment whose
+ * arguments begin with all the call's arguments so far brings only the rest: some servers send the
+ * arguments so far on every fragment (DeepSeek-style, Qianfan) or all of them again at the end
+ * (GLM-style); joined as they came they were `{…}{…}`, which no client can parse. Shared by the
  * translators from chat streams and the log's assembled answer; one per stream.
  */
 import { isSpace } from '../json-bytes.js';
@@ -30,6 +33,8 @@ interface KnownCall<Call> {
   fromServer: boolean;
   /** Its function's name, once a fragment said it ('' until then). */
   name: string;
+  /** Its arguments so far. */
+  text: string;
   readonly call: Call;
   readonly end: ArgumentsEnd;
 }
@@ -59,7 +64,11 @@ export class StreamedToolCalls<Call> {
     const namesAnother = name !== null && name !== '' && known !== undefined && known.name !== '' && name !== known.name;
     const another = known !== undefined && id !== null && id !== known.id && (namesAnother || (known.end.closed && (name !== null || args !== '')));
     if (known !== undefined && !another) {
-      known.end.feed(args);
+      // A fragment of new text that begins with all the text before it would make `{…{…`: in any
+      // real arguments (an object), a resend.
+      const rest = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) ? args.slice(known.text.length) : args;
+      known.text += rest;
+      known.end.feed(rest);
       if (known.name === '' && name !== null) known.name = name;
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
@@ -67,13 +76,13 @@ export class StreamedToolCalls<Call> {
         known.fromServer = true;
         if (!this.byId.has(id)) this.byId.set(id, index);
       }
-      return { call: known.call, started: false, name, arguments: args, lateId };
+      return { call: known.call, started: false, name, arguments: rest, lateId };
     }
     const callId = id ?? fallbackId(this.count);
     const call = start(callId, name ?? '');
     const end = new ArgumentsEnd();
     end.feed(args);
-    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', call, end });
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', text: args, call, end });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
