@@ -3,7 +3,7 @@
  * budgets and their persistence, the real-key pool, and retry backoff.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyPool } from '../src/policy/key-pool.js';
@@ -273,6 +273,42 @@ describe('budgets', () => {
     const missing = new SpendStore(join(dir, 'nope.json'));
     await missing.load();
     assert.equal(existsSync(join(dir, 'nope.json')), false);
+  });
+
+  it('write through a link at its path to the file it points to, keeping the link, even to a file not there yet (a release that links its shared state file)', async () => {
+    const now = new Date();
+    for (const there of [true, false]) {
+      const dir = tempDir();
+      mkdirSync(join(dir, 'shared'));
+      mkdirSync(join(dir, 'release'));
+      const shared = join(dir, 'shared', 'state.json');
+      const link = join(dir, 'release', 'gateway_state.json');
+      if (there) {
+        const before = new SpendStore(shared);
+        before.add('digest-A', 'month', spent(100), now, true);
+        await before.save();
+      }
+      symlinkSync('../shared/state.json', link);
+      const store = new SpendStore(link);
+      const said: string[] = [];
+      const write = process.stderr.write;
+      process.stderr.write = ((text: string) => said.push(text) > 0) as typeof process.stderr.write;
+      try {
+        await store.load();
+      } finally {
+        process.stderr.write = write;
+      }
+      assert.deepEqual(said, there ? [] : [`llm-gateway: the state file ${link} is a link to ${shared}, which does not exist: budgets start from zero, and it is written there\n`]);
+      assert.equal(store.current('digest-A', 'month', now).tokens, there ? 100 : 0);
+      store.add('digest-A', 'month', spent(5), now, true);
+      await store.save();
+      assert.ok(lstatSync(link).isSymbolicLink(), 'still a link');
+      assert.deepEqual(readdirSync(join(dir, 'release')), ['gateway_state.json']);
+      assert.deepEqual(readdirSync(join(dir, 'shared')), ['state.json'], 'no temporary file left');
+      const again = new SpendStore(shared);
+      await again.load();
+      assert.equal(again.current('digest-A', 'month', now).tokens, there ? 105 : 5);
+    }
   });
 
   it('write only the spend of keys with a budget: without one no file, the rest counted in memory', async () => {

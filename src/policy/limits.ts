@@ -5,8 +5,8 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { lstat, mkdir, open, readFile, readlink, realpath, rename, unlink, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { ConfigFileError } from '../config-file-error.js';
 import { GatewayError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
@@ -284,13 +284,17 @@ export class SpendStore {
   /** Reads the state file; one that may be there and cannot be read is a ConfigFileError (the gateway does not start). */
   async load(): Promise<void> {
     if (this.file === null) return;
-    await this.checkWritable(this.file);
+    await this.checkWritable(await writtenPath(this.file));
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
+      if (code === 'ENOENT') {
+        const target = await writtenPath(this.file);
+        if (target !== this.file) warn(`the state file ${this.file} is a link to ${target}, which does not exist: budgets start from zero, and it is written there`);
+        return;
+      }
       // No file can be there (a folder at its path, or on it): no spend to lose. The writes fail
       // too, which checkWritable has said.
       if (code === 'EISDIR' || code === 'ENOTDIR') {
@@ -311,7 +315,7 @@ export class SpendStore {
       // Kept aside, not overwritten: an operator can restore the spend it held (a hand edit that
       // renamed a field, or a newer gateway's format, would otherwise be read as no spend and lost).
       const aside = `${this.file}.corrupt-${Date.now()}`;
-      await rename(this.file, aside).catch(() => {});
+      await rename(await writtenPath(this.file), aside).catch(() => {});
       warn(`WARNING: the state file ${this.file} ${read}; it was moved to ${aside} and budgets start from zero until it is restored`);
       return;
     }
@@ -447,9 +451,11 @@ export class SpendStore {
     }
     const text = `${JSON.stringify({ version: 2, ...(this.countedInRedis ? { counted_in_redis: true } : {}), spend }, null, 2)}\n`;
     this.writing = this.writing.then(async () => {
-      const temporary = `${file}.${process.pid}.tmp`;
+      // Renamed over the file a link at its path points to, which keeps the link.
+      const target = await writtenPath(file);
+      const temporary = `${target}.${process.pid}.tmp`;
       try {
-        await mkdir(dirname(file), { recursive: true });
+        await mkdir(dirname(target), { recursive: true });
         // Written, flushed to disk, then renamed over the old file: a crash leaves one or the other, whole.
         const handle = await open(temporary, 'w', 0o600);
         try {
@@ -458,7 +464,7 @@ export class SpendStore {
         } finally {
           await handle.close();
         }
-        await rename(temporary, file);
+        await rename(temporary, target);
         if (this.failing) warn(`the state file ${file} is written again`);
         this.failing = false;
       } catch (err) {
@@ -715,4 +721,21 @@ export function localLimiter(state: LimitState): Limiter {
     record: (key, spent, reserved) => state.record(key, spent, reserved.charge),
     report: (key) => state.report(key),
   };
+}
+
+/**
+ * The file a write of `path` replaces: the file itself, or the one a link there points to (a
+ * Capistrano `shared/` file linked into each release), even one not there yet. A rename over the
+ * link would replace the link with a file, and the next release would start without the spend.
+ * Never throws (a write that follows finds what is wrong).
+ */
+async function writtenPath(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    // Not there, or a link to nothing yet: where the link points, one level.
+    if ((await lstat(path).catch(() => null))?.isSymbolicLink() !== true) return path;
+    const link = await readlink(path).catch(() => null);
+    return link === null ? path : resolve(dirname(path), link);
+  }
 }
