@@ -441,6 +441,22 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
     assert.equal(server.connections(), 3, 'the resend opened a new connection instead of taking the other stale one');
   });
 
+  it('resends once, on a new connection, when a pooled connection answers 408 (a proxy closing it while idle); on a new connection a 408 is the answer', async () => {
+    const timedOut = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+    const server = await pooledServer((socket) => socket.end(timedOut));
+    await fillPool(server);
+    const upstream = await sendUpstream(client, targetOf(server), { body: '{}', headers: {} }, new Cancellation(), 10_000);
+    assert.equal(upstream.status, 200);
+    assert.equal(upstream.resent, true);
+    assert.equal(server.requests.length, 4, 'the two that filled the pool, the one answered 408, the resend');
+    assert.equal(server.connections(), 3, 'the resend on a new connection');
+    const fresh = await serve((socket) => socket.end(timedOut));
+    const answer = await sendUpstream(client, targetOf(fresh), { body: '{}', headers: {} }, new Cancellation(), 10_000);
+    assert.equal(answer.status, 408);
+    assert.equal(answer.resent, false);
+    assert.equal(fresh.requests.length, 1, 'sent once');
+  });
+
   it('never resends when the connection failed after part of an answer, or long after the request was sent', async () => {
     for (const fail of [(socket: net.Socket) => socket.write('HTTP/1.1 2', () => setTimeout(() => socket.resetAndDestroy(), 20)), (socket: net.Socket) => setTimeout(() => socket.resetAndDestroy(), STALE_RESEND_WINDOW_MS + 300)]) {
       const server = await pooledServer(fail);
@@ -642,7 +658,7 @@ describe('a connection the gateway cannot open', () => {
     const fake = new HttpClient();
     fake.call = (_request, handlers) => {
       setImmediate(() => handlers.onError({ error, reused: false, answered: false, elapsedMs: 0 }));
-      return { abort: () => {}, sent: false };
+      return { abort: () => {}, sent: false, reused: false };
     };
     fake.shortages.due(); // said already: the test's output stays quiet
     return fake;

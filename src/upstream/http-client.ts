@@ -73,6 +73,8 @@ export interface Call {
   abort(): void;
   /** Whether the whole request was written to its connection: the provider may have it, and work on it. */
   readonly sent: boolean;
+  /** Whether its connection had served a request before (it may have been closing). */
+  readonly reused: boolean;
 }
 
 /** A response head larger than this is not from a provider. */
@@ -188,7 +190,7 @@ class Exchange implements Call {
   constructor(
     connection: Connection,
     private readonly handlers: CallHandlers,
-    private readonly reused: boolean,
+    readonly reused: boolean,
   ) {
     this.connection = connection;
   }

@@ -146,6 +146,13 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
       // The resend takes a new connection: other pooled ones may have gone stale together.
       const sent = client.call(request, {
         onResponse: (response) => {
+          // A 408 on a pooled connection is the server closing it while idle (a proxy says so
+          // before it closes), raced by this request: it was never read, so it goes once on a new
+          // connection, as after a reset. On a new connection the 408 is the answer.
+          if (!retried && response.status === 408 && sent.reused && !settled) {
+            sent.abort();
+            return attempt(true);
+          }
           if (!settle()) return void sent.abort();
           if (isEncoded(response.headers['content-encoding'])) {
             sent.abort();
