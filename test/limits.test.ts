@@ -311,6 +311,45 @@ describe('budgets', () => {
     }
   });
 
+  it('say once that another process changed the file since this one last read or wrote it (two gateways sharing one state file)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway_state.json');
+    const now = new Date();
+    const first = new SpendStore(file);
+    first.add('digest-A', 'month', spent(1), now, true);
+    await first.save();
+    const [one, two] = [new SpendStore(file), new SpendStore(file)];
+    await one.load();
+    await two.load();
+    const said: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((text: string) => said.push(text) > 0) as typeof process.stderr.write;
+    try {
+      for (let round = 0; round < 2; round++) {
+        for (const store of [one, two]) {
+          store.add('digest-A', 'month', spent(1), now, true);
+          await store.save();
+        }
+      }
+      assert.equal(said.length, 2, said.join(''));
+      for (const text of said) assert.match(text, /^llm-gateway: WARNING: the state file .*gateway_state\.json was changed by another process since this one last wrote it: gateways sharing one state file overwrite each other's spend \(give each instance its own STATE_FILE\)\n$/);
+      // One writer alone, however often it writes: nothing said.
+      said.length = 0;
+      const alone = new SpendStore(join(dir, 'alone.json'));
+      for (let i = 0; i < 3; i++) {
+        alone.add('digest-A', 'month', spent(1), now, true);
+        await alone.save();
+      }
+      const again = new SpendStore(join(dir, 'alone.json'));
+      await again.load();
+      again.add('digest-A', 'month', spent(1), now, true);
+      await again.save();
+      assert.deepEqual(said, []);
+    } finally {
+      process.stderr.write = write;
+    }
+  });
+
   it('write only the spend of keys with a budget: without one no file, the rest counted in memory', async () => {
     const dir = tempDir();
     const file = join(dir, 'gateway_state.json');

@@ -5,7 +5,7 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { lstat, mkdir, open, readFile, readlink, realpath, rename, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ConfigFileError } from '../config-file-error.js';
 import { GatewayError } from '../errors.js';
@@ -273,6 +273,10 @@ export class SpendStore {
   private dirty = false;
   /** The last write failed: said once, until one succeeds. */
   private failing = false;
+  /** The file as this process last read or wrote it: a change by another writer shows in it. */
+  private seen: FileStamp | null = null;
+  /** Another writer was said. */
+  private sharedSaid = false;
   /**
    * The spend in the file was counted in Redis too (written while REDIS_URL was set): a restart
    * must not add it to Redis again. False for a file from an instance that ran alone.
@@ -329,6 +333,7 @@ export class SpendStore {
       );
       warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period or no tokens, a field renamed, or a count that is not one) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
     }
+    this.seen = await fileStamp(this.file);
     this.countedInRedis = read.countedInRedis;
     for (const [digest, spend] of read.entries) {
       this.periodsOf(digest).set(spend.period, spend);
@@ -454,6 +459,11 @@ export class SpendStore {
       // Renamed over the file a link at its path points to, which keeps the link.
       const target = await writtenPath(file);
       const temporary = `${target}.${process.pid}.tmp`;
+      const found = await fileStamp(target);
+      if (!this.sharedSaid && this.seen !== null && found !== null && !sameStamp(found, this.seen)) {
+        this.sharedSaid = true;
+        warn(`WARNING: the state file ${file} was changed by another process since this one last wrote it: gateways sharing one state file overwrite each other's spend (give each instance its own STATE_FILE)`);
+      }
       try {
         await mkdir(dirname(target), { recursive: true });
         // Written, flushed to disk, then renamed over the old file: a crash leaves one or the other, whole.
@@ -465,6 +475,7 @@ export class SpendStore {
           await handle.close();
         }
         await rename(temporary, target);
+        this.seen = await fileStamp(target);
         if (this.failing) warn(`the state file ${file} is written again`);
         this.failing = false;
       } catch (err) {
@@ -738,4 +749,20 @@ async function writtenPath(path: string): Promise<string> {
     const link = await readlink(path).catch(() => null);
     return link === null ? path : resolve(dirname(path), link);
   }
+}
+
+/** What tells one version of a file from another: each write makes a new file (renamed over the last). */
+interface FileStamp {
+  readonly ino: number;
+  readonly mtimeMs: number;
+  readonly size: number;
+}
+
+async function fileStamp(path: string): Promise<FileStamp | null> {
+  const found = await stat(path).catch(() => null);
+  return found === null ? null : { ino: found.ino, mtimeMs: found.mtimeMs, size: found.size };
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
 }
