@@ -12,19 +12,43 @@ export function clientClosed(): GatewayError {
 }
 
 function tooLarge(limit: number): GatewayError {
-  return new GatewayError(413, `The request body exceeds the gateway's limit of ${limit} bytes (GATEWAY_MAX_BODY_BYTES).`, {
-    code: 'request_too_large',
-    // The rest of an oversized body is not read: the connection cannot be reused.
-    headers: { connection: 'close' },
-  });
+  // The rest of the body is dropped as it comes (dropUnreadBody).
+  return new GatewayError(413, `The request body exceeds the gateway's limit of ${limit} bytes (GATEWAY_MAX_BODY_BYTES).`, { code: 'request_too_large' });
 }
 
 function overloaded(): GatewayError {
   return new GatewayError(503, 'The gateway holds as much of request bodies as it may at once (GATEWAY_MAX_BODIES_BYTES); try again shortly.', {
     code: 'gateway_overloaded',
-    // The rest of the body is not read: the connection cannot be reused.
-    headers: { 'retry-after': '1', connection: 'close' },
+    headers: { 'retry-after': '1' },
   });
+}
+
+/** How long, and how large a declared body, is read and dropped after its request was answered. */
+const LINGER_MS = 10_000;
+const LINGER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A request answered before its body was read (a 401, a 413): the rest of the body is read and
+ * dropped as it comes (Node does so once the answer ends), and the connection then serves the next
+ * request. Closed at once instead, the unread bytes make the system reset the connection, and a
+ * client still sending its body (an SDK with a large conversation) gets a failed write (EPIPE) in
+ * place of the answer, and retries it. A body declared larger than LINGER_BYTES, or one still
+ * coming after LINGER_MS, is not waited for: its connection is closed (nginx's lingering close).
+ */
+export function dropUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete) return;
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && !(Number(declared) <= LINGER_BYTES)) {
+    res.setHeader('connection', 'close');
+    return;
+  }
+  const timer = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, LINGER_MS);
+  timer.unref();
+  const done = (): void => clearTimeout(timer);
+  req.once('end', done);
+  req.once('close', done);
 }
 
 /** Whether the client sent `Expect: 100-continue` (as Node's server tells it). */

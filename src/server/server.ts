@@ -14,7 +14,7 @@ import type { BodyMemory } from './body-memory.js';
 import { Connections, type Exchange } from './connections.js';
 import { stampOverhead, type RequestContext } from './context.js';
 import { createCors } from './cors.js';
-import { clientClosed } from './http.js';
+import { clientClosed, dropUnreadBody } from './http.js';
 import { browserMethods, createRoutes, describeRoutes, routeOf, sendRouteError, type Handler, type RouteDeps, type Routes } from './routes.js';
 
 export interface ServerDeps extends Omit<RouteDeps, 'draining'> {
@@ -194,8 +194,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
 
     refused ??= req.headers.host === undefined && req.httpVersion === '1.1' ? new GatewayError(400, 'An HTTP/1.1 request needs a Host header.', { code: 'bad_http_request' }) : null;
     if (refused !== null) {
-      // Its body (if any) is not read: that connection is closed.
-      if (!req.complete) res.setHeader('connection', 'close');
+      // Its body (if any) is dropped as it comes.
+      dropUnreadBody(req, res);
       stampOverhead(res, performance.now() - context.startedAt);
       sendRouteError(req, res, context, refused);
       return handlerDone();

@@ -26,7 +26,7 @@ import { costUsd, decimalUsd, estimateUsd } from '../prices/cost.js';
 import type { Prices } from '../prices/prices.js';
 import type { Provider } from '../providers/types.js';
 import { stampOverhead, type RequestContext } from '../server/context.js';
-import { readBody, sendError, sendJson } from '../server/http.js';
+import { dropUnreadBody, readBody, sendError, sendJson } from '../server/http.js';
 import { LARGE_JOB_BYTES, type Turns } from '../turns.js';
 import { answerErrorStatus } from '../formats/answer.js';
 import type { BodyPool, PooledBody } from '../server/body-pool.js';
@@ -249,8 +249,10 @@ export function answerFailure(err: unknown, req: IncomingMessage, res: ServerRes
     interaction.failed(error, null);
     return;
   }
-  // An unread body (a 401 answered first) is not drained: that connection is closed.
-  if (!req.complete) res.setHeader('connection', 'close');
+  // An unread body (a 401 answered first, a 413) is dropped as it comes; on a connection the
+  // client broke (garbage, a timeout) nothing more is read: it closes.
+  if (cancelled === null) dropUnreadBody(req, res);
+  else if (!req.complete) res.setHeader('connection', 'close');
   stampOverhead(res, interaction.overheadMs(performance.now()));
   interaction.failed(error, sendError(res, error, errorBody(error)));
 }
