@@ -1157,6 +1157,23 @@ describe('GET /v1/models in both formats', () => {
     assert.equal(gpt.json.has_more, false);
   });
 
+  it("lists all of Anthropic's models, which it pages 20 at a time unless asked for more, to either format", async () => {
+    const many = Array.from({ length: 25 }, (_, i) => `claude-model-${String(i).padStart(2, '0')}`);
+    const paging = await startAnthropicMock({ apiKey: ANTHROPIC_KEY, models: many });
+    const listing = await startGateway({ keys: { virtual_keys: { vk_all_claude: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: paging.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
+    try {
+      const claude = await request(listing.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_all_claude', 'anthropic-version': '2023-06-01' } });
+      assert.equal(claude.status, 200, claude.text);
+      assert.deepEqual(claude.json.data.map((model: { id: string }) => model.id), many);
+      assert.equal(claude.json.has_more, false);
+      const openai = await request(listing.url, '/v1/models', { method: 'GET', key: 'vk_all_claude' });
+      assert.deepEqual(openai.json.data.map((model: { id: string }) => model.id), many);
+    } finally {
+      await listing.stop();
+      await paging.close();
+    }
+  });
+
   it("lists the model map's exact names a key may ask for (Claude Code's names on another provider)", async () => {
     const reply = await request(gateway.url, '/v1/models', { method: 'GET', headers: { 'x-api-key': 'vk_map_names' } });
     assert.equal(reply.status, 200, reply.text);

@@ -108,6 +108,8 @@ export interface TargetApi<T extends ApiTypes> {
   authHeaders(apiKey: string): Record<string, string>;
   /** Where a provider speaking this API lists its models, and that list (a 2xx body) in OpenAI's format. */
   readonly modelsPath: string;
+  /** Asked of that list, for all of it at once (Anthropic pages it, 20 models unless told). */
+  readonly modelsQuery?: string;
   parseModelList(body: Buffer): ModelList;
   /**
    * The body to send. `raw`: the client's own bytes when it spoke this very API, sent as they are

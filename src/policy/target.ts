@@ -6,7 +6,7 @@
 import type { ApiName, ApiTypes, TargetApi } from '../formats/api.js';
 import { TARGET_APIS } from '../formats/apis.js';
 import type { Provider } from '../providers/types.js';
-import { httpEndpoint, localEndpoint, type Endpoint } from '../upstream/types.js';
+import { httpEndpoint, localEndpoint, withQuery, type Endpoint } from '../upstream/types.js';
 import { CircuitBreaker, type BreakerSettings } from './breaker.js';
 import { KeyPool } from './key-pool.js';
 import { NO_KEY } from './published-keys.js';
@@ -65,7 +65,7 @@ export function createTarget(provider: Provider, apiKeys: readonly string[], bas
   const modelsApi = TARGET_APIS[spoken[0] as ApiName];
   const { breaker, ...rest } = options;
   const storage = `${provider.name} ${baseUrl}`;
-  return { provider, apis: spoken, keys: new KeyPool(apiKeys), secrets: [...apiKeys.filter((key) => !NO_KEY.test(key)), ...queryCredentials(baseUrl)], endpoints, modelsEndpoint: endpoint(modelsApi.modelsPath), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
+  return { provider, apis: spoken, keys: new KeyPool(apiKeys), secrets: [...apiKeys.filter((key) => !NO_KEY.test(key)), ...queryCredentials(baseUrl)], endpoints, modelsEndpoint: withQuery(endpoint(modelsApi.modelsPath), modelsApi.modelsQuery ?? ''), modelsApi, ...rest, breaker: new CircuitBreaker(breaker.failures, breaker.openMs), storage };
 }
 
 /** Words of a query parameter's name (`api-key`, `access_token`, `x-goog-api-key`, `sig`) that say it carries a credential. */

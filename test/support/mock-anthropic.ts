@@ -146,7 +146,10 @@ function lastUserText(body: any): string {
   return (last?.content ?? []).filter((block: any) => block.type === 'text').map((block: any) => block.text).join(' ');
 }
 
-export function startAnthropicMock(options: { apiKey: string }): Promise<AnthropicMock> {
+/** The models a mock lists unless told others. */
+const MODELS = ['claude-sonnet-4-5-20250929', 'claude-haiku-4-5-20251001'];
+
+export function startAnthropicMock(options: { apiKey: string; models?: readonly string[] }): Promise<AnthropicMock> {
   /** The replies of every message thread, by id. */
   const threadReplies = new Set<string>();
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
@@ -158,8 +161,14 @@ export function startAnthropicMock(options: { apiKey: string }): Promise<Anthrop
   const standard = (req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest): void => {
     if (req.method === 'GET' && recorded.path === '/v1/models') {
       if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));
-      const data = ['claude-sonnet-4-5-20250929', 'claude-haiku-4-5-20251001'].map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-09-29T00:00:00Z' }));
-      return send(res, 200, { data, has_more: false, first_id: data[0]?.id, last_id: data.at(-1)?.id });
+      // Paged as Anthropic pages it: `limit` from 1 to 1000, 20 unless said, after `after_id`.
+      const query = new URLSearchParams(recorded.query);
+      const limit = query.has('limit') ? Number(query.get('limit')) : 20;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return send(res, 400, anthropicError('invalid_request_error', 'limit: Input should be less than or equal to 1000'));
+      const models = options.models ?? MODELS;
+      const from = query.has('after_id') ? models.indexOf(query.get('after_id') as string) + 1 : 0;
+      const data = models.slice(from, from + limit).map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-09-29T00:00:00Z' }));
+      return send(res, 200, { data, has_more: from + limit < models.length, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null });
     }
     if (req.method === 'POST' && recorded.path === '/v1/messages/count_tokens') {
       if (req.headers['x-api-key'] !== options.apiKey) return send(res, 401, anthropicError('authentication_error', 'invalid x-api-key'));

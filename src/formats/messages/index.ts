@@ -67,6 +67,7 @@ export const messagesTarget: TargetApi<MessagesTypes> = {
   path: '/v1/messages',
   authHeaders: (apiKey) => ({ 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION }),
   modelsPath: '/v1/models',
+  modelsQuery: 'limit=1000',
   parseModelList: parseMessagesModelList,
   body: (request, raw) => (raw === null ? null : splicedBody(raw)) ?? jsonPieces(request, 'messages'),
   parseResponse: parseMessage,
