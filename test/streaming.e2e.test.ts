@@ -141,6 +141,34 @@ describe('streaming', () => {
     }
   });
 
+  it('sends its head alone when the first event is slow to come (a model thinking before its first chunk), as the provider did: an SDK\'s timeout runs until the head; an error after it is an error event', async () => {
+    let release!: (frames: string) => void;
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      // The first event only once the client has its head.
+      res.end(await new Promise<string>((resolve) => (release = resolve)));
+    });
+    try {
+      for (const [frames, ends] of [[`${chunkFrame({ role: 'assistant', content: 'thought' })}${chunkFrame({}, 'stop')}data: [DONE]\n\n`, /"thought"[^]*data: \[DONE\]\n\n$/], [`data: ${JSON.stringify(openAIError('Rate limit reached', 'rate_limit_error', 'rate_limit_exceeded'))}\n\n`, /"Rate limit reached"/]] as const) {
+        const noHead = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no head while the first event was held')), 15_000).unref());
+        const { res } = await Promise.race([openStream(gateway.url, 'vk_openai', ask('think first')), noHead]);
+        assert.equal(res.statusCode, 200);
+        assert.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8');
+        let text = '';
+        res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+        release(frames);
+        await new Promise((resolve) => res.on('end', resolve));
+        assert.match(text, ends);
+        const entry = await waitForEntry(gateway.logFile, String(res.headers['x-request-id']));
+        assert.equal(entry.status, frames.includes('Rate limit') ? 429 : 200);
+        assert.ok(entry.ttfb_ms >= 1500, `the first byte is the first event's, not the head's: ${entry.ttfb_ms} ms`);
+      }
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('reassembles frames split at every byte with \\r\\n line ends', async () => {
     const body = [chunkFrame({ role: 'assistant', content: 'Hé' }), chunkFrame({ content: 'llo 世界' }), chunkFrame({}, 'stop'), 'data: [DONE]\n\n'].join('').replaceAll('\n', '\r\n');
     openaiMock.behave(async ({ res }) => {

@@ -61,6 +61,13 @@ export interface StreamPipeline {
 const KEEP_ALIVE = ': keep-alive\n\n';
 /** After the end the rest of the provider's body is read (so its connection is reused), but not forever. */
 const DRAIN_MS = 5000;
+/**
+ * How long the head waits for the stream's first event (whose error is answered as its status,
+ * before any byte is sent). Past it the head goes alone: an SDK's timeout runs until the head
+ * comes, and a model that thinks for minutes before its first chunk would hit it here where it
+ * does not at the provider, which sends its head at once.
+ */
+const HEAD_HOLD_MS = 2000;
 
 export interface RelayOptions {
   readonly cancel: Cancellation;
@@ -117,6 +124,9 @@ class StreamRelay {
   private refusal: GatewayError | null = null;
   /** Frames that say nothing, held until something follows them (dropped with a refusal). */
   private held = '';
+  /** The head was written: what comes next is part of a 200, never a refusal. */
+  private headSent = false;
+  private headTimer: NodeJS.Timeout | null = null;
   private resolve: (refusal: GatewayError | null) => void = () => {};
 
   constructor(
@@ -136,6 +146,7 @@ class StreamRelay {
       // Written with the first bytes (Node sends a head only then anyway): until then the
       // provider's error as its first event can still be answered as an error status.
       this.record.status = 200;
+      this.headTimer = setTimeout(this.headAlone, HEAD_HOLD_MS);
       this.options.cancel.onCancel(this.onCancel);
       const body = this.upstream.body;
       body.on('data', this.onData);
@@ -276,13 +287,13 @@ class StreamRelay {
       } catch (err) {
         step = { text: '', error: toGatewayError(err) };
       }
-      if (step.silent === true && text === '' && this.record.firstByteAt === null && this.pieces.length === 0) {
+      if (step.silent === true && text === '' && !this.headSent && this.pieces.length === 0) {
         this.held += this.made(step.text);
         continue;
       }
       text += this.made(step.text);
       if (step.error !== undefined) {
-        if (text === '' && this.pieces.length === 0 && this.record.firstByteAt === null) this.refuse(step.error);
+        if (text === '' && this.pieces.length === 0 && !this.headSent) this.refuse(step.error);
         else this.fail(step.error, text);
         return true;
       }
@@ -332,6 +343,7 @@ class StreamRelay {
 
   private send(data: string | Buffer): void {
     this.head();
+    this.record.firstByteAt ??= performance.now();
     if (!this.res.write(data)) {
       // Paused for a slow client: the provider's silence is ours; a client that reads nothing for
       // as long as an idle provider would be given is let go, or it holds the request forever.
@@ -399,16 +411,26 @@ class StreamRelay {
 
   // ---- ending -----------------------------------------------------------------------------
 
-  /** The stream's head, with its first bytes. */
+  /** The stream's head, with its first bytes or alone after HEAD_HOLD_MS. */
   private head(): void {
-    if (this.record.firstByteAt !== null) return;
-    this.record.firstByteAt = performance.now();
+    if (this.headSent) return;
+    this.headSent = true;
+    if (this.headTimer !== null) clearTimeout(this.headTimer);
     this.res.writeHead(200, SSE_HEADERS);
     this.options.started?.();
   }
 
+  /** No event yet after HEAD_HOLD_MS: the head goes alone (and pings held back with it). */
+  private readonly headAlone = (): void => {
+    if (this.over || this.headSent) return;
+    this.head();
+    this.res.flushHeaders();
+    this.release();
+  };
+
   private finish(): void {
     this.over = true;
+    if (this.headTimer !== null) clearTimeout(this.headTimer);
     clearDeadline(this.idle);
     this.options.cancel.offCancel(this.onCancel);
     this.record.upstreamEndedAt = performance.now();
@@ -432,7 +454,9 @@ class StreamRelay {
     if (this.over) return;
     this.release();
     this.head();
-    this.res.end(this.collected(tail));
+    const last = this.collected(tail);
+    if (last.length > 0) this.record.firstByteAt ??= performance.now();
+    this.res.end(last);
     this.finish();
   }
 
