@@ -50,11 +50,11 @@ describe('model allowlist', () => {
   });
   after(() => gateway.stop());
 
-  it('lets listed models and patterns through and refuses others with 403 model_not_allowed, before any upstream call', async () => {
+  it('lets listed models and patterns through and refuses others with 404 model_not_allowed (as providers answer a model a key cannot use: a 403 reads as a bad key), before any upstream call', async () => {
     for (const model of ['gpt-4o-mini', 'gpt-4.1-nano']) assert.equal((await chat(gateway.url, 'vk_limited', ask(model))).status, 200, model);
     const before = upstreamCalls();
     const refused = await chat(gateway.url, 'vk_limited', ask('o3'));
-    assert.equal(refused.status, 403);
+    assert.equal(refused.status, 404);
     assert.equal(refused.json.error.code, 'model_not_allowed');
     assert.equal(refused.json.error.param, 'model');
     assert.doesNotMatch(refused.text, /gpt-4\.1|gpt-4o-mini/, 'the allowlist is not listed');

@@ -199,12 +199,12 @@ describe('budgets in USD', () => {
       assert.equal(openai.requests.length, calls, 'the provider was not called');
 
       const unpriced = await chat(gateway.url, 'vk_usd', ask('gpt-9-preview'));
-      assert.equal(unpriced.status, 403, 'a USD budget cannot count a model without a price');
+      assert.equal(unpriced.status, 404, 'a USD budget cannot count a model without a price');
       assert.equal(unpriced.json.error.code, 'model_not_priced');
       assert.match(unpriced.json.error.message, /"gpt-9-preview" has no price/);
       // The model without a price is the one the key's model_map sends the request to: named, beside the one asked for.
       const mapped = await chat(gateway.url, 'vk_mapped', ask('gpt-4o-mini'));
-      assert.equal(mapped.status, 403);
+      assert.equal(mapped.status, 404);
       assert.match(mapped.json.error.message, /^The model "my-llama" \(which this virtual key's model_map sends "gpt-4o-mini" to\) has no price/);
     } finally {
       await gateway.stop();
@@ -577,7 +577,7 @@ describe('what a budget in USD cannot be made to miss', () => {
       const entry = await waitForEntry(gateway.logFile, String(compacted.headers['x-request-id']));
       assert.equal(entry.cost_usd, cost);
       const unpriced = await compact('vk_resp', 'gpt-9-preview');
-      assert.equal(unpriced.status, 403);
+      assert.equal(unpriced.status, 404);
       assert.equal(unpriced.json.error.code, 'model_not_priced');
       // Null is OpenAI's "the provider picks": a budget in USD could not be priced.
       const unnamed = await request(gateway.url, '/v1/responses/compact', { key: 'vk_resp', body: { model: null, input: [{ role: 'user', content: 'hi' }] } });

@@ -727,7 +727,7 @@ describe('the model map on every route', () => {
     assert.equal(entry.upstream.model, 'gpt-4o-mini');
     // The target's own name is not on the allowlist: the map does not open a way around it.
     const direct = await request(gateway.url, '/v1/chat/completions', { key: 'vk_mapped_allow', body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] } });
-    assert.equal(direct.status, 403);
+    assert.equal(direct.status, 404);
     const messagesReply = await messages(gateway.url, 'vk_mapped_allow', { ...hello, model: 'claude-opus-5-5' });
     assert.equal(messagesReply.status, 200, messagesReply.text);
     assert.equal(openai.requests.at(-1)?.json.model, 'gpt-4o-mini');
@@ -805,10 +805,10 @@ describe('errors on the Messages routes', () => {
     assert.doesNotMatch(neither.text, /a-real-key-left-set|vk_nope/);
   });
 
-  it('400 for a body Anthropic would refuse, 403 for a model the key may not use, 413 for a body too large', async () => {
+  it('400 for a body Anthropic would refuse, 404 for a model the key may not use (as Anthropic answers it: Claude Code takes a 403 for a bad key and says to log in), 413 for a body too large', async () => {
     expectError(await messages(gateway.url, 'vk_claude_test', '{"model":'), 400, 'invalid_request_error', /not valid JSON/);
     expectError(await messages(gateway.url, 'vk_claude_test', { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'x' }] }), 400, 'invalid_request_error', /^max_tokens: Field required$/);
-    expectError(await messages(gateway.url, 'vk_haiku_only', hello), 403, 'permission_error', /claude-sonnet-4-5/);
+    expectError(await messages(gateway.url, 'vk_haiku_only', hello), 404, 'not_found_error', /claude-sonnet-4-5/);
     expectError(await messages(gateway.url, 'vk_claude_test', { ...hello, system: 'x'.repeat(250_000) }), 413, 'request_too_large');
   });
 

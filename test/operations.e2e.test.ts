@@ -417,7 +417,7 @@ describe('with one gateway', () => {
 
     it('GET /metrics names only models a provider has served: a client cannot fill the series cap with refused or unknown names', async () => {
       const refused = await chat(gateway.url, 'vk_narrow', { ...hello, model: 'junk-model-1' });
-      assert.equal(refused.status, 403);
+      assert.equal(refused.status, 404);
       upstream.behave(({ res }) => {
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { message: 'The model `junk-model-2` does not exist', type: 'invalid_request_error', code: 'model_not_found' } }));
@@ -430,7 +430,7 @@ describe('with one gateway', () => {
       assert.equal((await chat(gateway.url, 'vk_narrow', hello)).status, 200);
       const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
       assert.doesNotMatch(text, /junk-model/);
-      assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="narrow",model="",status="403"\} \d+/);
+      assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="narrow",model="",status="404"\} \d+/);
       assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="team-openai",model="",status="404"\} \d+/);
       assert.match(text, /llm_gateway_requests_total\{provider="openai",key_name="narrow",model="gpt-4o-mini",status="200"\} \d+/);
       // The log still says what was asked.

@@ -962,7 +962,7 @@ describe('the Responses route as a client sees it', () => {
     assert.equal(none.json.error.type, 'authentication_error');
     assert.equal((await responses('vk_nope', { model: 'gpt-5', input: 'x' })).status, 401);
     const blocked = await responses('vk_mini_only', { model: 'gpt-5', input: 'x' });
-    assert.equal(blocked.status, 403);
+    assert.equal(blocked.status, 404);
     assert.equal(blocked.json.error.code, 'model_not_allowed');
     // compact and input_tokens may name no model (the provider picks one): not with an allowlist, which must see it.
     for (const path of ['/v1/responses/compact', '/v1/responses/input_tokens']) {
@@ -970,7 +970,7 @@ describe('the Responses route as a client sees it', () => {
         [{ input: 'x' }, 400, 'missing_required_parameter'],
         [{ model: null, input: 'x' }, 400, 'missing_required_parameter'],
         [{ model: ['gpt-5'], input: 'x' }, 400, 'invalid_type'],
-        [{ model: 'gpt-5', input: 'x' }, 403, 'model_not_allowed'],
+        [{ model: 'gpt-5', input: 'x' }, 404, 'model_not_allowed'],
       ] as const) {
         openai.requests.length = 0;
         const reply = await request(gateway.url, path, { key: 'vk_mini_only', body });

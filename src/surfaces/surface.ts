@@ -129,7 +129,9 @@ export function acceptedModel(model: string): string {
 /** The key's model allowlist; the refusal names nothing the key may not see. */
 export function checkModel(key: VirtualKey, model: string): void {
   if (key.models !== null && !key.models.allows(model)) {
-    throw new GatewayError(403, `The model "${model}" is not allowed for this virtual key.`, { type: 'permission_error', code: 'model_not_allowed', param: 'model' });
+    // A 404, as the providers answer a model a key cannot use: clients take a 403 for a bad key
+    // (Claude Code says "Please run /login"), and a 404 for a model to change.
+    throw new GatewayError(404, `The model "${model}" is not allowed for this virtual key.`, { type: 'invalid_request_error', code: 'model_not_allowed', param: 'model' });
   }
 }
 
@@ -352,8 +354,9 @@ function estimate<R>(key: VirtualKey, parsed: ParsedRequest<R>, promptTokens: nu
 /** The refusal of a model without a price for a key whose budget is in USD; `asked`: the model the client named, where the key's model_map sends it to `model`. */
 export function notPriced(model: string, asked = model): GatewayError {
   const named = asked === model ? `"${model}"` : `"${model}" (which this virtual key's model_map sends "${asked}" to)`;
-  return new GatewayError(403, `The model ${named} has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
-    type: 'permission_error',
+  // A 404, as a model not allowed is.
+  return new GatewayError(404, `The model ${named} has no price in this gateway's price table, and this virtual key's budget is in USD: ask its operator to add the price (PRICES_FILE).`, {
+    type: 'invalid_request_error',
     code: 'model_not_priced',
     param: 'model',
   });
