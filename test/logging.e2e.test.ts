@@ -471,7 +471,9 @@ describe('log volume', () => {
       await waitFor(() => ids.length >= 60, 'more traffic');
       running = false;
       await traffic;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The last entries are written after their answers: waited for (a lost one fails below), not a fixed pause.
+      const count = (): number => readLogFile(`${gw.logFile}.1`).length + readLogFile(gw.logFile).length;
+      await waitFor(() => count() >= ids.length, 'every entry written', 10_000).catch(() => {});
       const before = readLogFile(`${gw.logFile}.1`);
       const after = readLogFile(gw.logFile);
       assert.ok(before.length > 0 && after.length > 0, `${before.length} entries before, ${after.length} after`);
