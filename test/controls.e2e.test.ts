@@ -399,6 +399,27 @@ describe('retries', () => {
     }
   });
 
+  it('retries nothing for a client that retries on its own (x-stainless-retry-count: the official SDKs, Claude Code) but its other real keys: the status and retry-after go to it at once', async () => {
+    failFirst(6, 429, { 'retry-after': '1' });
+    try {
+      const sdk = { 'x-stainless-retry-count': '0' };
+      let before = upstreamCalls();
+      const alone = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: sdk });
+      assert.equal(alone.status, 429);
+      assert.equal(alone.headers['retry-after'], '1');
+      assert.equal(upstreamCalls() - before, 1, 'one attempt: the SDK retries it');
+      before = upstreamCalls();
+      const pool = await request(gateway.url, '/v1/chat/completions', { key: 'vk_pool', body: ask(), headers: sdk });
+      assert.equal(pool.status, 429);
+      assert.equal(upstreamCalls() - before, 2, 'each real key once');
+      // Without it the gateway retries (UPSTREAM_RETRIES).
+      failFirst(2, 503);
+      assert.equal((await chat(gateway.url, 'vk', ask())).status, 200);
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it('never retries other statuses (400, 401, 404, 422)', async () => {
     for (const status of [400, 401, 404, 422]) {
       failFirst(1, status);

@@ -479,8 +479,12 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
  * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
  */
 async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void> {
-  const { key, pooled, res, interaction, deps } = request;
+  const { key, pooled, req, res, interaction, deps } = request;
   const order = targetOrder(key);
+  // A client that retries on its own (the official SDKs say so with x-stainless-retry-count: Claude
+  // Code, the OpenAI and Anthropic SDKs) gets no retries of a target beyond its other real keys:
+  // retried at both ends, a rate limit cost three times the attempts, and the client's wait as much.
+  const clientRetries = req.headers['x-stainless-retry-count'] !== undefined;
   const several = order.length > 1;
   const cancel = interaction.context.cancel;
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
@@ -543,13 +547,13 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
       try {
         // Before the last target, the next target is the retry: each gets one attempt per real key
         // (a 429 or 401/403 hands over to another key not cooling down); the last gets UPSTREAM_RETRIES.
-        const retries = last ? deps.upstream.policy.retries : 0;
+        const retries = last && !clientRetries ? deps.upstream.policy.retries : 0;
         const { body, passed, route } = prepared;
         // A pooled body is held by each write of it, until the socket is done with its bytes.
         const build = (apiKey: string): UpstreamRequest => ({ body, holder: pooled, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
         let upstream: UpstreamResponse;
         try {
-          ({ upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last));
+          ({ upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last || clientRetries));
         } finally {
           interaction.attributeSends();
         }
