@@ -331,7 +331,7 @@ function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
 }
 
 /** Keywords OpenAI's strict mode takes, beside what `strictable` checks itself. */
-const STRICT_KEYWORDS: ReadonlySet<string> = new Set(['type', 'description', 'enum', 'const', 'properties', 'required', 'additionalProperties', 'items', 'anyOf', '$ref', '$defs', 'definitions']);
+const STRICT_KEYWORDS: ReadonlySet<string> = new Set(['type', 'description', 'title', 'enum', 'const', 'properties', 'required', 'additionalProperties', 'items', 'anyOf', '$ref', '$defs', 'definitions']);
 
 /**
  * Whether OpenAI's strict mode takes `schema` as it is: an object at the root, every object
