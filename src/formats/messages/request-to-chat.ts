@@ -324,38 +324,8 @@ function applyOutputConfig(out: ChatRequest, request: AnthropicRequest): void {
   if (effort !== undefined && !thinkingOff) out.reasoning_effort = effort;
   const format = config.format ?? request.output_format;
   if (isRecord(format) && format.type === 'json_schema' && isRecord(format.schema)) {
-    // Anthropic always holds the answer to the schema; OpenAI only with `strict`, which refuses
-    // (400) a schema outside its subset: asked where the schema is plainly within it.
-    out.response_format = { type: 'json_schema', json_schema: { name: 'response', schema: format.schema, ...(strictable(format.schema, true) ? { strict: true } : {}) } };
+    out.response_format = { type: 'json_schema', json_schema: { name: 'response', schema: format.schema } };
   }
-}
-
-/** Keywords OpenAI's strict mode takes, beside what `strictable` checks itself. */
-const STRICT_KEYWORDS: ReadonlySet<string> = new Set(['type', 'description', 'title', 'enum', 'const', 'properties', 'required', 'additionalProperties', 'items', 'anyOf', '$ref', '$defs', 'definitions']);
-
-/**
- * Whether OpenAI's strict mode takes `schema` as it is: an object at the root, every object
- * closed (`additionalProperties: false`) with all its properties required, and no keyword
- * outside a plain subset. A schema with optional members (zod's `.optional()`) is not.
- */
-function strictable(schema: unknown, root = false, depth = 0): boolean {
-  if (!isRecord(schema) || depth > 20) return false;
-  if (root && schema.type !== 'object') return false;
-  for (const keyword of Object.keys(schema)) if (!STRICT_KEYWORDS.has(keyword)) return false;
-  const type = schema.type;
-  if (type === 'object' || (Array.isArray(type) && type.includes('object')) || schema.properties !== undefined) {
-    if (schema.additionalProperties !== false || !isRecord(schema.properties)) return false;
-    const required = Array.isArray(schema.required) ? schema.required : [];
-    const names = Object.keys(schema.properties);
-    if (names.length !== required.length || !names.every((name) => required.includes(name))) return false;
-    if (!Object.values(schema.properties).every((member) => strictable(member, false, depth + 1))) return false;
-  }
-  if (schema.items !== undefined && !strictable(schema.items, false, depth + 1)) return false;
-  if (schema.anyOf !== undefined && !(Array.isArray(schema.anyOf) && schema.anyOf.every((option) => strictable(option, false, depth + 1)))) return false;
-  for (const defs of [schema.$defs, schema.definitions]) {
-    if (defs !== undefined && !(isRecord(defs) && Object.values(defs).every((def) => strictable(def, false, depth + 1)))) return false;
-  }
-  return true;
 }
 
 /** A client's thinking as an effort level: its budget's level; adaptive as Anthropic's default effort. */
