@@ -311,6 +311,53 @@ describe('budgets', () => {
     }
   });
 
+  it('follow a link as the system does: relative to its real folder (a release reached through `current`), through a chain of links; a corrupt file behind one is kept beside it', async () => {
+    const now = new Date();
+    const quiet = async (run: () => Promise<void>): Promise<string> => {
+      let said = '';
+      const write = process.stderr.write;
+      process.stderr.write = ((text: string) => (said += text) !== '') as typeof process.stderr.write;
+      try {
+        await run();
+      } finally {
+        process.stderr.write = write;
+      }
+      return said;
+    };
+    // Capistrano: current -> releases/5, whose state.json -> ../../shared/state.json (not there yet).
+    const app = tempDir();
+    mkdirSync(join(app, 'releases', '5'), { recursive: true });
+    mkdirSync(join(app, 'shared'));
+    symlinkSync('../../shared/state.json', join(app, 'releases', '5', 'state.json'));
+    symlinkSync('releases/5', join(app, 'current'));
+    // A chain: chained/state.json -> ../middle/state.json -> ../shared/chained.json (not there yet).
+    mkdirSync(join(app, 'chained'));
+    mkdirSync(join(app, 'middle'));
+    symlinkSync('../shared/chained.json', join(app, 'middle', 'state.json'));
+    symlinkSync('../middle/state.json', join(app, 'chained', 'state.json'));
+    for (const [path, real] of [[join(app, 'current', 'state.json'), join(app, 'shared', 'state.json')], [join(app, 'chained', 'state.json'), join(app, 'shared', 'chained.json')]] as const) {
+      for (const run of [1, 2]) {
+        const store = new SpendStore(path);
+        const said = await quiet(() => store.load());
+        assert.equal(said.includes(`is a link to ${real}, which does not exist`), run === 1, said);
+        store.add('digest-A', 'month', spent(1), now, true);
+        await store.save();
+      }
+      const again = new SpendStore(real);
+      await again.load();
+      assert.equal(again.current('digest-A', 'month', now).tokens, 2, `${path}: kept across a restart`);
+    }
+    assert.ok(lstatSync(join(app, 'middle', 'state.json')).isSymbolicLink(), 'the chain is kept');
+    // A corrupt file behind a link: kept beside the file itself, the link left as it is.
+    writeFileSync(join(app, 'shared', 'state.json'), '{"version": 2, "spend": ');
+    const said = await quiet(() => new SpendStore(join(app, 'current', 'state.json')).load());
+    const aside = readdirSync(join(app, 'shared')).find((name) => name.startsWith('state.json.corrupt-'));
+    assert.ok(aside !== undefined, said);
+    assert.equal(readFileSync(join(app, 'shared', aside), 'utf8'), '{"version": 2, "spend": ');
+    assert.match(said, new RegExp(`it was moved to ${join(app, 'shared', aside).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, and budgets start from zero`));
+    assert.ok(lstatSync(join(app, 'releases', '5', 'state.json')).isSymbolicLink());
+  });
+
   it('say once that another process changed the file since this one last read or wrote it (two gateways sharing one state file)', async () => {
     const dir = tempDir();
     const file = join(dir, 'gateway_state.json');

@@ -318,9 +318,18 @@ export class SpendStore {
     if (typeof read === 'string') {
       // Kept aside, not overwritten: an operator can restore the spend it held (a hand edit that
       // renamed a field, or a newer gateway's format, would otherwise be read as no spend and lost).
-      const aside = `${this.file}.corrupt-${Date.now()}`;
-      await rename(await writtenPath(this.file), aside).catch(() => {});
-      warn(`WARNING: the state file ${this.file} ${read}; it was moved to ${aside} and budgets start from zero until it is restored`);
+      // Beside the file itself (behind a link: where it points, on its own disk, not in a release).
+      const target = await writtenPath(this.file);
+      const aside = `${target}.corrupt-${Date.now()}`;
+      const kept = await rename(target, aside).then(
+        () => `it was moved to ${aside}`,
+        () =>
+          writeFile(aside, text, { flag: 'wx', mode: 0o600 }).then(
+            () => `it was copied to ${aside}`,
+            (err: Error) => `it could not be kept aside (${err.message}): the next write replaces it`,
+          ),
+      );
+      warn(`WARNING: the state file ${this.file} ${read}; ${kept}, and budgets start from zero until it is restored`);
       return;
     }
     if (read.unreadable.length > 0) {
@@ -741,14 +750,18 @@ export function localLimiter(state: LimitState): Limiter {
  * Never throws (a write that follows finds what is wrong).
  */
 async function writtenPath(path: string): Promise<string> {
-  try {
-    return await realpath(path);
-  } catch {
-    // Not there, or a link to nothing yet: where the link points, one level.
-    if ((await lstat(path).catch(() => null))?.isSymbolicLink() !== true) return path;
-    const link = await readlink(path).catch(() => null);
-    return link === null ? path : resolve(dirname(path), link);
+  const real = await realpath(path).catch(() => null);
+  if (real !== null) return real;
+  // Not there, or a link to nothing yet: where the links point, each read from its own real folder
+  // (as the system reads `../shared/x` in `current/x` where `current` is a link to `releases/5`).
+  let at = path;
+  for (let hops = 0; hops < 40; hops++) {
+    if ((await lstat(at).catch(() => null))?.isSymbolicLink() !== true) return at;
+    const link = await readlink(at).catch(() => null);
+    if (link === null) return at;
+    at = resolve(await realpath(dirname(at)).catch(() => dirname(at)), link);
   }
+  return at;
 }
 
 /** What tells one version of a file from another: each write makes a new file (renamed over the last). */
