@@ -455,6 +455,14 @@ describe('sendUpstream: the one resend after a stale pooled connection', () => {
     assert.equal(answer.status, 408);
     assert.equal(answer.resent, false);
     assert.equal(fresh.requests.length, 1, 'sent once');
+    // A 408 that keeps the connection, or comes after the window: it answered this request.
+    for (const later of [(socket: net.Socket) => socket.write('HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n'), (socket: net.Socket) => setTimeout(() => socket.end(timedOut), STALE_RESEND_WINDOW_MS + 300)]) {
+      const pooled = await pooledServer(later);
+      await fillPool(pooled);
+      const kept = await sendUpstream(client, targetOf(pooled), { body: '{}', headers: {} }, new Cancellation(), 10_000);
+      assert.equal(kept.status, 408);
+      assert.equal(pooled.requests.length, 3, 'sent once');
+    }
   });
 
   it('never resends when the connection failed after part of an answer, or long after the request was sent', async () => {

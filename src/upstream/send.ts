@@ -143,13 +143,15 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
     });
 
     const attempt = (retried: boolean): void => {
+      const sentAt = performance.now();
       // The resend takes a new connection: other pooled ones may have gone stale together.
       const sent = client.call(request, {
         onResponse: (response) => {
-          // A 408 on a pooled connection is the server closing it while idle (a proxy says so
-          // before it closes), raced by this request: it was never read, so it goes once on a new
-          // connection, as after a reset. On a new connection the 408 is the answer.
-          if (!retried && response.status === 408 && sent.reused && !settled) {
+          // A 408 closing a pooled connection at once (within the window a reset is resent in) is
+          // the server closing it while idle (a proxy says so as it closes), raced by this request:
+          // never read, so it goes once on a new connection. A later 408, or one that keeps the
+          // connection, answered this request: it is the answer, as on a new connection.
+          if (!retried && response.status === 408 && sent.reused && !settled && performance.now() - sentAt < STALE_RESEND_WINDOW_MS && /(?:^|,)\s*close\s*(?:,|$)/i.test(String(response.headers.connection ?? ''))) {
             sent.abort();
             return attempt(true);
           }
