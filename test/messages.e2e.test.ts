@@ -194,6 +194,38 @@ describe('messages pass-through (Anthropic)', () => {
     }
   });
 
+  it('sends its head alone, with the pings held, when the first event is slow to come (5 s); ttfb stays the first event\'s', async () => {
+    const ping = 'event: ping\ndata: {"type": "ping"}\n\n';
+    let release!: () => void;
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      res.write(ping);
+      await new Promise<void>((resolve) => (release = resolve));
+      res.end(TRANSCRIPT);
+    });
+    try {
+      const body = JSON.stringify({ ...hello, stream: true });
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+        req.on('response', resolve).on('error', reject).end(body);
+        setTimeout(() => reject(new Error('no head while the first event was held')), 20_000).unref();
+      });
+      assert.equal(res.statusCode, 200);
+      let text = '';
+      res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      await waitFor(() => text === ping, 'the held ping, with the head');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      release();
+      await new Promise((resolve) => res.on('end', resolve));
+      assert.equal(text, ping + TRANSCRIPT);
+      const entry = await waitForEntry(gateway.logFile, String(res.headers['request-id']));
+      assert.ok(entry.ttfb_ms >= 5900, `the first event's (a second after the head), not the ping's: ${entry.ttfb_ms} ms`);
+    } finally {
+      release?.();
+      anthropic.behave(null);
+    }
+  });
+
   it('relays a stream split anywhere unchanged, and logs the assembled Message with usage from message_start and message_delta', async () => {
     anthropic.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });

@@ -63,11 +63,12 @@ const KEEP_ALIVE = ': keep-alive\n\n';
 const DRAIN_MS = 5000;
 /**
  * How long the head waits for the stream's first event (whose error is answered as its status,
- * before any byte is sent). Past it the head goes alone: an SDK's timeout runs until the head
- * comes, and a model that thinks for minutes before its first chunk would hit it here where it
- * does not at the provider, which sends its head at once.
+ * and taken by a key's fallback, before any byte is sent). Past it the head goes alone: an SDK's
+ * timeout runs until the head comes, and a model that thinks for minutes before its first chunk
+ * would hit it here where it does not at the provider, which sends its head at once. Providers'
+ * errors as a first event come at once; no SDK's timeout is near 5 s.
  */
-const HEAD_HOLD_MS = 2000;
+const HEAD_HOLD_MS = 5000;
 
 export interface RelayOptions {
   readonly cancel: Cancellation;
@@ -420,12 +421,14 @@ class StreamRelay {
     this.options.started?.();
   }
 
-  /** No event yet after HEAD_HOLD_MS: the head goes alone (and pings held back with it). */
+  /** No event yet after HEAD_HOLD_MS: the head goes alone, with the pings held back (no first byte of the answer: ttfb waits for its first event). */
   private readonly headAlone = (): void => {
     if (this.over || this.headSent) return;
     this.head();
     this.res.flushHeaders();
-    this.release();
+    const held = this.held;
+    this.held = '';
+    if (held !== '') this.res.write(held);
   };
 
   private finish(): void {
