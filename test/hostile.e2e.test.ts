@@ -530,6 +530,22 @@ describe('hostile HTTP', () => {
     await alive();
   });
 
+  it('garbage in the body of a request already answered (its rest being dropped) closes the connection without a second answer', async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = net.connect(gateway.port, '127.0.0.1', () => socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_nobody\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n'));
+      let read = '';
+      socket.setEncoding('utf8').on('data', (piece: string) => {
+        read += piece;
+        if (/\r\n\r\n\{[^]*\}$/.test(read)) socket.write('ZZZ\r\n'); // once the 401 is in
+      });
+      socket.on('close', () => resolve(read));
+      socket.on('error', () => resolve(read));
+    });
+    assert.match(text, /^HTTP\/1\.1 401 /);
+    assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, text);
+    await alive();
+  });
+
   it('streams through /chat/completions as well as /v1/chat/completions', async () => {
     const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true }, '/chat/completions');
     assert.equal(reply.status, 200);

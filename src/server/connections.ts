@@ -69,6 +69,8 @@ class ClientConnection {
   private graceTimer: NodeJS.Timeout | null = null;
   /** Its place among the server's connections (SlotList). */
   slot = -1;
+  /** The last request was answered before its body was read, which is still arriving (dropUnreadBody). */
+  private lingering = false;
 
   constructor(
     readonly socket: Socket,
@@ -89,6 +91,7 @@ class ClientConnection {
       clearDeadline(this.firstRequest);
       this.firstRequest = null;
     }
+    this.lingering = false;
     this.open.push(exchange);
     // No client does this: it is closed, its requests cancelled as if it had left.
     if (this.open.length > MAX_PIPELINED) this.socket.destroy();
@@ -97,6 +100,7 @@ class ClientConnection {
   remove(exchange: Exchange): void {
     const at = this.open.indexOf(exchange);
     if (at !== -1) this.open.splice(at, 1);
+    this.lingering = !exchange.req.complete;
     if (this.open.length === 0 && this.broken !== null) this.answerBroken();
   }
 
@@ -108,6 +112,9 @@ class ClientConnection {
   fail(error: GatewayError | null): void {
     if (error === null || !this.socket.writable) return void this.socket.destroy();
     if (this.broken !== null) return; // Node reports each later read again: answered once
+    // Garbage in the body of a request already answered: nothing is left to answer (a second
+    // answer to the one request would be read as the next request's).
+    if (this.lingering && this.open.length === 0) return void this.socket.destroy();
     this.broken = error;
     this.socket.pause();
     for (const exchange of this.open.slice()) if (!exchange.req.complete) exchange.abandon(error);
