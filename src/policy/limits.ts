@@ -745,7 +745,7 @@ export function localLimiter(state: LimitState): Limiter {
 
 /**
  * The file a write of `path` replaces: the file itself, or the one a link there points to (a
- * Capistrano `shared/` file linked into each release), even one not there yet. A rename over the
+ * Capistrano release linking a state file kept outside the releases), even one not there yet. A rename over the
  * link would replace the link with a file, and the next release would start without the spend.
  * Never throws (a write that follows finds what is wrong).
  */
@@ -753,7 +753,7 @@ async function writtenPath(path: string): Promise<string> {
   const real = await realpath(path).catch(() => null);
   if (real !== null) return real;
   // Not there, or a link to nothing yet: where the links point, each read from its own real folder
-  // (as the system reads `../shared/x` in `current/x` where `current` is a link to `releases/5`).
+  // (as the system reads a relative link in `current/` where `current` is a link to `releases/5`).
   let at = path;
   for (let hops = 0; hops < 40; hops++) {
     if ((await lstat(at).catch(() => null))?.isSymbolicLink() !== true) return at;
