@@ -288,14 +288,14 @@ export class SpendStore {
   /** Reads the state file; one that may be there and cannot be read is a ConfigFileError (the gateway does not start). */
   async load(): Promise<void> {
     if (this.file === null) return;
-    await this.checkWritable(await writtenPath(this.file));
+    const target = await writtenPath(this.file);
+    await this.checkWritable(target);
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
-        const target = await writtenPath(this.file);
         if (target !== this.file) warn(`the state file ${this.file} is a link to ${target}, which does not exist: budgets start from zero, and it is written there`);
         return;
       }
@@ -319,7 +319,6 @@ export class SpendStore {
       // Kept aside, not overwritten: an operator can restore the spend it held (a hand edit that
       // renamed a field, or a newer gateway's format, would otherwise be read as no spend and lost).
       // Beside the file itself (behind a link: where it points, on its own disk, not in a release).
-      const target = await writtenPath(this.file);
       const aside = `${target}.corrupt-${Date.now()}`;
       const kept = await rename(target, aside).then(
         () => `it was moved to ${aside}`,

@@ -78,7 +78,7 @@ export interface RelayOptions {
   readonly apiKeys: readonly string[];
   /** Takes the real keys out of the provider's bytes as they arrive. */
   readonly scrubber: ByteScrubber;
-  /** Told once, when the stream's first bytes go to the client (it is no refusal). */
+  /** Told once, when the stream's head goes to the client (it is no refusal). */
   readonly started?: () => void;
 }
 
@@ -144,8 +144,8 @@ class StreamRelay {
   run(): Promise<GatewayError | null> {
     return new Promise((resolve) => {
       this.resolve = resolve;
-      // Written with the first bytes (Node sends a head only then anyway): until then the
-      // provider's error as its first event can still be answered as an error status.
+      // Written with the first bytes, or alone after HEAD_HOLD_MS: until then the provider's error
+      // as its first event can still be answered as an error status.
       this.record.status = 200;
       this.headTimer = setTimeout(this.headAlone, HEAD_HOLD_MS);
       this.options.cancel.onCancel(this.onCancel);
