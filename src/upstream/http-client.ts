@@ -50,6 +50,8 @@ export interface ClientResponse {
   readonly headers: IncomingHttpHeaders;
   /** Ends ('end') when the whole body arrived; closes without 'end' when it was cut short. */
   readonly body: Readable;
+  /** The server keeps the connection after this answer (it did not say `connection: close`). */
+  readonly keepAlive: boolean;
 }
 
 /** Why a call failed before its response head was complete. */
@@ -256,7 +258,7 @@ class Exchange implements Call {
     this.keepAlive = parsed.keepAlive && framing.framing !== Framing.UntilClose && !(framing.framing === Framing.None && framesBody(parsed.headers));
     const body = new ResponseBody(this);
     this.body = body;
-    this.handlers.onResponse({ status: parsed.status, headers: parsed.headers, body });
+    this.handlers.onResponse({ status: parsed.status, headers: parsed.headers, body, keepAlive: this.keepAlive });
     if (this.framing === Framing.None) this.finish(head, rest);
     else if (rest < head.length) this.readBody(head, rest);
   }

@@ -151,7 +151,7 @@ export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamReq
           // the server closing it while idle (a proxy says so as it closes), raced by this request:
           // never read, so it goes once on a new connection. A later 408, or one that keeps the
           // connection, answered this request: it is the answer, as on a new connection.
-          if (!retried && response.status === 408 && sent.reused && !settled && performance.now() - sentAt < STALE_RESEND_WINDOW_MS && /(?:^|,)\s*close\s*(?:,|$)/i.test(String(response.headers.connection ?? ''))) {
+          if (!retried && response.status === 408 && sent.reused && !settled && !response.keepAlive && performance.now() - sentAt < STALE_RESEND_WINDOW_MS) {
             sent.abort();
             return attempt(true);
           }
