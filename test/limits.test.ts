@@ -15,6 +15,19 @@ import { registry as providers } from '../src/providers/index.js';
 import { ROOT, runGatewayUntilExit, tempDir } from './support/gateway.js';
 import type { Target } from '../src/policy/target.js';
 
+/** What `run` writes to stderr (the gateway's warnings), one piece per write, kept from the test's output. */
+async function stderrOf(run: () => Promise<void>): Promise<string[]> {
+  const said: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((text: string) => said.push(text) > 0) as typeof process.stderr.write;
+  try {
+    await run();
+  } finally {
+    process.stderr.write = write;
+  }
+  return said;
+}
+
 function keyFile(entry: Record<string, unknown>): VirtualKey {
   const [key] = parseKeyFile(JSON.stringify({ virtual_keys: { vk: { provider: 'openai', api_key: 'sk-1', ...entry } } }), 'keys.json', providers);
   return key as VirtualKey;
@@ -290,14 +303,7 @@ describe('budgets', () => {
       }
       symlinkSync('../shared/state.json', link);
       const store = new SpendStore(link);
-      const said: string[] = [];
-      const write = process.stderr.write;
-      process.stderr.write = ((text: string) => said.push(text) > 0) as typeof process.stderr.write;
-      try {
-        await store.load();
-      } finally {
-        process.stderr.write = write;
-      }
+      const said = await stderrOf(() => store.load());
       assert.deepEqual(said, there ? [] : [`llm-gateway: the state file ${link} is a link to ${shared}, which does not exist: budgets start from zero, and it is written there\n`]);
       assert.equal(store.current('digest-A', 'month', now).tokens, there ? 100 : 0);
       store.add('digest-A', 'month', spent(5), now, true);
@@ -313,17 +319,7 @@ describe('budgets', () => {
 
   it('follow a link as the system does: relative to its real folder (a release reached through `current`), through a chain of links; a corrupt file behind one is kept beside it', async () => {
     const now = new Date();
-    const quiet = async (run: () => Promise<void>): Promise<string> => {
-      let said = '';
-      const write = process.stderr.write;
-      process.stderr.write = ((text: string) => (said += text) !== '') as typeof process.stderr.write;
-      try {
-        await run();
-      } finally {
-        process.stderr.write = write;
-      }
-      return said;
-    };
+    const quiet = async (run: () => Promise<void>): Promise<string> => (await stderrOf(run)).join('');
     // Capistrano: current -> releases/5, whose state.json -> ../../shared/state.json (not there yet).
     const app = tempDir();
     mkdirSync(join(app, 'releases', '5'), { recursive: true });
@@ -368,33 +364,29 @@ describe('budgets', () => {
     const [one, two] = [new SpendStore(file), new SpendStore(file)];
     await one.load();
     await two.load();
-    const said: string[] = [];
-    const write = process.stderr.write;
-    process.stderr.write = ((text: string) => said.push(text) > 0) as typeof process.stderr.write;
-    try {
+    const said = await stderrOf(async () => {
       for (let round = 0; round < 2; round++) {
         for (const store of [one, two]) {
           store.add('digest-A', 'month', spent(1), now, true);
           await store.save();
         }
       }
-      assert.equal(said.length, 2, said.join(''));
-      for (const text of said) assert.match(text, /^llm-gateway: WARNING: the state file .*gateway_state\.json was changed by another process since this one last wrote it: gateways sharing one state file overwrite each other's spend \(give each instance its own STATE_FILE\)\n$/);
-      // One writer alone, however often it writes: nothing said.
-      said.length = 0;
-      const alone = new SpendStore(join(dir, 'alone.json'));
+    });
+    assert.equal(said.length, 2, said.join(''));
+    for (const text of said) assert.match(text, /^llm-gateway: WARNING: the state file .*gateway_state\.json was changed by another process since this one last wrote it: gateways sharing one state file overwrite each other's spend \(give each instance its own STATE_FILE\)\n$/);
+    // One writer alone, however often it writes: nothing said.
+    const alone = await stderrOf(async () => {
+      const store = new SpendStore(join(dir, 'alone.json'));
       for (let i = 0; i < 3; i++) {
-        alone.add('digest-A', 'month', spent(1), now, true);
-        await alone.save();
+        store.add('digest-A', 'month', spent(1), now, true);
+        await store.save();
       }
       const again = new SpendStore(join(dir, 'alone.json'));
       await again.load();
       again.add('digest-A', 'month', spent(1), now, true);
       await again.save();
-      assert.deepEqual(said, []);
-    } finally {
-      process.stderr.write = write;
-    }
+    });
+    assert.deepEqual(alone, []);
   });
 
   it('write only the spend of keys with a budget: without one no file, the rest counted in memory', async () => {
