@@ -26,7 +26,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { agentConversation, chatBody, messagesBody, responsesBody } from './fixtures.js';
+import { agentConversation, chatBody, messagesBody, random, responsesBody } from './fixtures.js';
 import type { LoadResult, LoadSpec } from './load.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -228,6 +228,22 @@ async function startRedis(dir: string): Promise<{ child: ChildProcess; port: num
   return { child, port };
 }
 
+/**
+ * The targets in a new order each round (a shuffle seeded by the round: the same in every run), so
+ * that no target always runs first or right after the same other one. A rotation kept each
+ * target's predecessor: the agent suite's logs-off rows always ran right after a logged one.
+ */
+function roundOrder<T>(targets: readonly T[], round: number): T[] {
+  const next = random(Math.imul(round + 1, 0x9e3779b1));
+  for (let i = 0; i < 8; i++) next(); // xorshift's first draws from a small seed are small
+  const order = [...targets];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [order[i], order[j]] = [order[j] as T, order[i] as T];
+  }
+  return order;
+}
+
 function load(spec: LoadSpec): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(HERE, 'load.js'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -347,8 +363,7 @@ async function main(): Promise<void> {
     let done = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (const [scenario, setup] of Object.entries(SCENARIOS) as Array<[Scenario, (typeof SCENARIOS)[Scenario]]>) {
-        // Rotate the order each round so no target always runs first (or right after another).
-        const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
+        const order = roundOrder(targets, round);
         for (const target of order) {
           const result = await load({
             url: `http://127.0.0.1:${target.port}${target.path}`,
@@ -492,7 +507,7 @@ async function main(): Promise<void> {
     let done = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (const fixture of fixtures) {
-        const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
+        const order = roundOrder(targets, round);
         for (const target of order) {
           if (target.gateway !== undefined) await loopDelay(target.gateway); // starts over
           const result = await load({
