@@ -5,6 +5,7 @@
  * 200, a wrong base_url that nobody can trace.
  */
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -232,6 +233,52 @@ describe('the real key in any field of a provider error', () => {
       }
     });
   }
+
+  it("a provider's keep-alive comment before its stream's first event, an error, is held like a ping: the answer is still the error's status (chat and Messages, in the error's read or a read of its own)", async () => {
+    const cases = [
+      { name: 'chat', comment: ': keep-alive\n\n', error: `data: ${JSON.stringify(openAIError('quota gone', 'insufficient_quota', 'insufficient_quota', null))}\n\n` },
+      { name: 'messages', comment: ': ping from a proxy\n\n', error: `event: error\ndata: ${JSON.stringify(anthropicError('overloaded_error', 'Overloaded'))}\n\n` },
+    ];
+    for (const { name, comment, error } of cases) {
+      for (const apart of [false, true]) {
+        const behave = async ({ res }: { res: ServerResponse }) => {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          if (!apart) return void res.end(`${comment}${comment}${error}`);
+          res.write(comment);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          res.end(error);
+        };
+        (name === 'chat' ? openaiMock : anthropicMock).behave(behave);
+        try {
+          const reply = name === 'chat' ? await chat(gateway.url, 'vk_openai', { ...hello, stream: true }) : await messages(gateway.url, 'vk_anthropic', { ...claude, stream: true });
+          const where = `${name}, ${apart ? 'a read of its own' : 'one read'}`;
+          assert.notEqual(reply.status, 200, `${where}: ${reply.text}`);
+          assert.equal(reply.json.error.type, name === 'chat' ? 'insufficient_quota' : 'overloaded_error', where);
+          assert.ok(!reply.text.includes('keep-alive') && !reply.text.includes('ping'), where);
+          const entry = await waitForEntry(gateway.logFile, String(reply.headers[name === 'chat' ? 'x-request-id' : 'request-id']));
+          assert.equal(entry.status, reply.status, where);
+        } finally {
+          (name === 'chat' ? openaiMock : anthropicMock).behave(null);
+        }
+      }
+    }
+    // Before an answer, held until it comes; once the stream began, a comment goes on as it comes.
+    openaiMock.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const piece of [': keep-alive\n\n', begun('Hi'), ': keep-alive\n\n']) {
+        res.write(piece);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      res.end(`${begun(' there')}data: [DONE]\n\n`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.text, `: keep-alive\n\n${begun('Hi')}: keep-alive\n\n${begun(' there')}data: [DONE]\n\n`);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
 
   it('a successful answer that echoes the key reaches the client and the log scrubbed, JSON or stream', async () => {
     openaiMock.behave(({ req, res, recorded }) => {

@@ -172,7 +172,7 @@ class StreamRelay {
       this.record.streamedEvents += events.length;
       // Provider keep-alives (DeepSeek queues) are passed on so the client's idle timers see
       // life, whether or not events came in the same read.
-      if (this.parser.comments !== comments) this.write(KEEP_ALIVE);
+      if (this.parser.comments !== comments) this.keepAlive();
       this.handle(events);
     } finally {
       this.gathering = false;
@@ -249,12 +249,14 @@ class StreamRelay {
         unnamed = nameLineAt >= end;
       }
       // (A block of comments alone is an event without a name too: parsed, it is a keep-alive.)
-      if (unnamed || notable.within(position, next)) {
+      // Before anything went out, a comment is parsed too: held like a ping (keepAlive).
+      const leading = runStart === position && text.charCodeAt(position) === 0x3a && !this.headSent && this.pieces.length === 0;
+      if (unnamed || leading || notable.within(position, next)) {
         this.forward(chunk.subarray(runStart, position));
         const comments = this.parser.comments;
         const events = this.parse(() => this.parser.push(chunk.subarray(position, next)));
         if (events === null) return true;
-        if (this.parser.comments !== comments) this.write(KEEP_ALIVE);
+        if (this.parser.comments !== comments) this.keepAlive();
         if (this.handle(events)) return true;
         runStart = next;
       }
@@ -322,6 +324,12 @@ class StreamRelay {
     this.release();
     if (this.gathering) this.pieces.push(data);
     else this.send(data);
+  }
+
+  /** A provider's keep-alive comment: before anything else, held like a ping (an error as the first event is still its status). */
+  private keepAlive(): void {
+    if (!this.headSent && this.pieces.length === 0) this.held += KEEP_ALIVE;
+    else this.write(KEEP_ALIVE);
   }
 
   /** Frames held back go out now, ahead of what follows them. */
