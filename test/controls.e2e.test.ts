@@ -228,6 +228,35 @@ describe('rate limits', () => {
   });
 });
 
+describe('a budget across a reload', () => {
+  it("a reload that counts a key's budget in another period than its spend was says so: what it spent before is not in the new count", async () => {
+    const budgeted = (period: string | null) => ({ virtual_keys: { vk_team: { name: 'team', provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl, ...(period === null ? {} : { budget: { max_tokens: 1000, period } }) } } });
+    const gateway = await startGateway({ keys: budgeted(null), env: { LOG_CONSOLE: 'off' } });
+    const usage = async () => (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_team' })).json;
+    const reloaded = async (period: string, count: number) => {
+      writeFileSync(gateway.keysFile, JSON.stringify(budgeted(period)));
+      await waitFor(() => (gateway.stderr().match(/keys reloaded/g) ?? []).length === count, 'the reload');
+    };
+    try {
+      assert.equal((await chat(gateway.url, 'vk_team', ask())).status, 200);
+      assert.deepEqual([(await usage()).period, (await usage()).requests], ['month', 1]);
+      // A month budget added: the month's spend counts, nothing to say.
+      await reloaded('month', 1);
+      assert.equal((await usage()).requests, 1);
+      assert.doesNotMatch(gateway.stderr(), /is not in the budget's count/);
+      // Per day: its count starts at the reload, and stderr says so (by the key's name).
+      await reloaded('day', 2);
+      const said = /virtual key "team": its budget now counts per day \(UTC\), and its spend was counted per calendar month \(UTC\): what it spent before this reload is not in the budget's count/;
+      await waitFor(() => said.test(gateway.stderr()), 'the warning after the reload');
+      assert.deepEqual([(await usage()).period, (await usage()).requests], ['day', 0]);
+      assert.equal((gateway.stderr().match(/is not in the budget's count/g) ?? []).length, 1, 'said for the day budget, not for the month one');
+      assert.doesNotMatch(gateway.stderr(), new RegExp(KEY_A));
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
 describe('token budget', () => {
   it('refuses with 429 budget_exceeded once used, and survives a restart (state file next to the logs)', async () => {
     const dir = tempDir();

@@ -13,7 +13,7 @@ import { warn } from '../observe/warn.js';
 import { allProblems, ConfigFileError } from '../config-file-error.js';
 import { loadPrices, pricesWith } from '../prices/prices.js';
 import type { PriceTable } from '../prices/table.js';
-import { keyWarnings, loadKeyFileText, parseKeyFile, type VirtualKey } from './keys.js';
+import { keyWarnings, loadKeyFileText, parseKeyFile, periodWarnings, spendPeriods, type BudgetPeriod, type VirtualKey } from './keys.js';
 
 /** What a keys file (and price overrides) hold: the keys and prices, and the texts they came from. */
 export interface Loaded {
@@ -37,6 +37,8 @@ export class KeyFile {
   private reloading: Promise<ReloadResult> = Promise.resolve({ outcome: 'unchanged' });
   /** What the files held when they were last refused, until they load again. */
   private refused: string | null = null;
+  /** The spend period of each key in use, by digest: a reload that changes one says so. */
+  private periods: ReadonlyMap<string, BudgetPeriod> = new Map();
 
   constructor(
     readonly path: string,
@@ -53,7 +55,9 @@ export class KeyFile {
   static async open(path: string, registry: Registry, pricesPath: string | null): Promise<{ file: KeyFile } & Loaded> {
     const loaded = await KeyFile.read(path, registry, pricesPath);
     for (const warning of keyWarnings(loaded.keys)) warn(warning);
-    return { file: new KeyFile(path, registry, pricesPath, loaded.text, loaded.pricesText, loaded.keys.length), ...loaded };
+    const file = new KeyFile(path, registry, pricesPath, loaded.text, loaded.pricesText, loaded.keys.length);
+    file.periods = spendPeriods(loaded.keys);
+    return { file, ...loaded };
   }
 
   /** Reads both files whatever the other holds: an operator fixes every problem of both in one pass. */
@@ -107,7 +111,8 @@ export class KeyFile {
       this.refused = null;
       const prices = this.pricesPath === null ? '' : ` and prices from ${this.pricesPath}`;
       warn(`keys reloaded (${why}): ${this.keyCount} virtual key${this.keyCount === 1 ? '' : 's'}${prices} in use${where}`);
-      for (const warning of keyWarnings(loaded.keys)) warn(warning);
+      for (const warning of [...keyWarnings(loaded.keys), ...periodWarnings(this.periods, loaded.keys)]) warn(warning);
+      this.periods = spendPeriods(loaded.keys);
       return { outcome: 'reloaded', ...loaded };
     } catch (err) {
       const message = err instanceof ConfigFileError ? err.message : (err as Error).message;

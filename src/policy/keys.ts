@@ -538,6 +538,28 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   return warnings;
 }
 
+/** Each key's spend period by digest (its budget's, else the calendar month), as limits.ts counts it. */
+export function spendPeriods(keys: readonly VirtualKey[]): Map<string, BudgetPeriod> {
+  return new Map(keys.map((key) => [key.digest, key.budget?.period ?? 'month']));
+}
+
+const PERIOD_WORDS: Record<BudgetPeriod, string> = { day: 'per day (UTC)', month: 'per calendar month (UTC)', total: 'in total' };
+
+/**
+ * Keys a reload gave a budget counted in another period than their spend was (a period changed, a
+ * `day` or `total` budget added): spend is counted in one period, so the new count starts from
+ * the reload, which the operator is told rather than left to find in /v1/usage.
+ */
+export function periodWarnings(before: ReadonlyMap<string, BudgetPeriod>, after: readonly VirtualKey[]): string[] {
+  const warnings: string[] = [];
+  after.forEach((key, index) => {
+    const was = before.get(key.digest);
+    if (key.budget === null || was === undefined || was === key.budget.period) return;
+    warnings.push(`${describeKey(key.id, key.name, index + 1)}: its budget now counts ${PERIOD_WORDS[key.budget.period]}, and its spend was counted ${PERIOD_WORDS[was]}: what it spent before this reload is not in the budget's count (spend is counted in one period, the budget's, else the calendar month)`);
+  });
+  return warnings;
+}
+
 function targetWarnings(target: Target, where: string): string[] {
   const warnings: string[] = [];
   const { provider, keys: pool, endpoints } = target;
