@@ -467,11 +467,14 @@ describe('budgets', () => {
     // Hand edits: a field renamed, a count that is not one. Read as 0, a budget would start again unseen.
     const text = JSON.stringify({
       version: 2,
-      spend: { good: { [`month:${month}`]: entry(700) }, bad: { [`month:${month}`]: { tokens: 5 } }, odd: 7, renamed: edited({ tokens: undefined, token: 4000 }), text: edited({ usd: '0.5' }), negative: edited({ requests: -5 }), extra: edited({ note: 'x' }) },
+      spend: { good: { [`month:${month}`]: entry(700) }, 'hY/vszUTbCir8BorzCGbyAeoaHAf9MQM4ZO349/G0DA=': { [`month:${month}`]: { tokens: 5 } }, odd: 7, renamed: edited({ tokens: undefined, token: 4000 }), text: edited({ usd: '0.5' }), negative: edited({ requests: -5 }), extra: edited({ note: 'x' }) },
     });
     writeFileSync(file, text);
     const store = new SpendStore(file);
-    await store.load();
+    const said = (await stderrOf(() => store.load())).join('');
+    // Named by the start of their digest: the whole of one would let a short key be guessed from stderr.
+    assert.match(said, /for 6 keys \(by the start of their digest in the file: hY\/vszUT…, odd, renamed, text, negative, …\)/);
+    assert.doesNotMatch(said, /hY\/vszUTb/);
     assert.deepEqual(store.entries().map(([digest, spend]) => [digest, spend.tokens]), [['good', 700]]);
     const kept = readdirSync(dir).find((name) => name.startsWith('gateway_state.json.corrupt-'));
     assert.ok(kept !== undefined && readFileSync(join(dir, kept), 'utf8') === text, 'the file as it was, kept');

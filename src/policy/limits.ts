@@ -255,6 +255,14 @@ function unwritable(file: string, why: string): string {
 }
 
 /**
+ * A key's digest as stderr may show it: enough to find its entry in the state file, not the whole
+ * digest, from which a short guessable key could be recovered (stderr is read more widely).
+ */
+function digestStart(digest: string): string {
+  return digest.length > 8 ? `${digest.slice(0, 8)}…` : digest;
+}
+
+/**
  * Spend per key and period (requests, tokens, USD). The spend of keys with a budget is kept in a
  * small JSON file (keys known by their digest, never their value), written atomically (a
  * temporary file renamed over the old one) at most once per second and when the gateway stops;
@@ -339,7 +347,7 @@ export class SpendStore {
         () => `the file as it was is kept in ${copy}`,
         (err: Error) => `a copy of the file as it was could not be written (${err.message}): the next write leaves them out`,
       );
-      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period or no tokens, a field renamed, or a count that is not one) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (${read.unreadable.slice(0, 5).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
+      warn(`WARNING: the state file ${this.file} holds entries that cannot be read (no period or no tokens, a field renamed, or a count that is not one) for ${read.unreadable.length} key${read.unreadable.length === 1 ? '' : 's'} (by the start of their digest in the file: ${read.unreadable.slice(0, 5).map(digestStart).join(', ')}${read.unreadable.length > 5 ? ', …' : ''}): their spend starts from zero; ${kept}`);
     }
     this.seen = await fileStamp(this.file);
     this.countedInRedis = read.countedInRedis;
