@@ -110,7 +110,7 @@ describe('parseKeyFile', () => {
       /virtual key #3 \(vk_mis…\): "api_key" is missing; put the real deepseek API key here/,
       /virtual key #4 \(vk_url…\): "base_url" must be an http:\/\/ or https:\/\/ URL/,
       /virtual key "team-url": "base_url" is not a URL/,
-      /virtual key #6 \(vk_fie…\): unknown field "api_kye"/,
+      /virtual key #6 \(vk_fie…\): unknown field "api_kye" \(did you mean "api_key"\? known: name, provider, /,
       /virtual key #7 \(vk_nop…\): "provider" is required \(supported: /,
       /virtual key #8 \(vk_spa…\): "api_key" has leading or trailing whitespace/,
       /virtual key #9 \(vk_new…\): "api_key" holds a control or non-ASCII character/,

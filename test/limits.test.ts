@@ -65,9 +65,9 @@ describe('keys.json controls', () => {
       /use either "api_key" or "api_keys"/,
       /"models\[0\]" may use "\*" only at the end/,
       /"models\[1\]" must be a non-empty string/,
-      /unknown field in "rate_limit": "tokens_per_min"/,
+      /unknown field in "rate_limit": "tokens_per_min" \(known: requests_per_minute, tokens_per_minute\)/,
       /"rate_limit.requests_per_minute" must be a positive integer/,
-      /unknown field in "budget": "extra"/,
+      /unknown field in "budget": "extra" \(known: max_tokens, max_usd, period\)/,
       /"budget.max_tokens" must be a positive integer/,
       /"budget.period" must be "day", "month" or "total"/,
     ]) {

@@ -107,6 +107,12 @@ function describeKey(id: string, name: string | null, position: number): string 
   return name !== null && !maybeSecret(name) ? `virtual key "${name}"` : `virtual key #${position} (${maskKey(id)})`;
 }
 
+/** What an unknown field may have meant, and the fields known there: `did you mean "budget"? known: …`. */
+function meaning(field: string, known: readonly string[]): string {
+  const near = closestName(field, known);
+  return `${near === null ? '' : `did you mean "${near}"? `}known: ${known.join(', ')}`;
+}
+
 function parseName(value: unknown, id: string, ids: ReadonlySet<string>, problems: string[]): string | null | undefined {
   if (value === undefined) return null;
   if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_NAME_LENGTH || /[\x00-\x1f\x7f]/.test(value)) {
@@ -241,7 +247,7 @@ function parseRateLimit(value: unknown, where: string, problems: string[]): Rate
   }
   const before = problems.length;
   for (const field of Object.keys(value)) {
-    if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field in "rate_limit": ${quoted(field)} (known: requests_per_minute, tokens_per_minute)`);
+    if (field !== 'requests_per_minute' && field !== 'tokens_per_minute') problems.push(`${where}: unknown field in "rate_limit": ${quoted(field)} (${meaning(field, ['requests_per_minute', 'tokens_per_minute'])})`);
   }
   for (const field of ['requests_per_minute', 'tokens_per_minute'] as const) {
     if (value[field] !== undefined && !isPositiveInteger(value[field])) problems.push(`${where}: "rate_limit.${field}" must be a positive integer`);
@@ -265,7 +271,7 @@ function parseBudget(value: unknown, where: string, problems: string[]): Budget 
   }
   const before = problems.length;
   for (const field of Object.keys(value)) {
-    if (field !== 'max_tokens' && field !== 'max_usd' && field !== 'period') problems.push(`${where}: unknown field in "budget": ${quoted(field)} (known: max_tokens, max_usd, period)`);
+    if (field !== 'max_tokens' && field !== 'max_usd' && field !== 'period') problems.push(`${where}: unknown field in "budget": ${quoted(field)} (${meaning(field, ['max_tokens', 'max_usd', 'period'])})`);
   }
   const { max_tokens: maxTokens, max_usd: maxUsd } = value;
   if (maxTokens === undefined && maxUsd === undefined) problems.push(`${where}: "budget" needs "max_tokens" or "max_usd", like ${example}`);
@@ -334,7 +340,7 @@ function parseTargets(entry: Record<string, unknown>, registry: Readonly<Record<
       return;
     }
     for (const field of Object.keys(item)) {
-      if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field ${quoted(field)} (known fields: ${[...TARGET_FIELDS, 'weight'].join(', ')})`);
+      if (!TARGET_FIELDS.includes(field) && field !== 'weight') problems.push(`${at}: unknown field ${quoted(field)} (${meaning(field, [...TARGET_FIELDS, 'weight'])})`);
     }
     const target = parseTarget(item, index, registry, at, problems, breaker);
     if (target !== undefined) targets.push(target);
@@ -443,7 +449,7 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
       continue;
     }
     for (const field of Object.keys(entry)) {
-      if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field ${quoted(field)} (known fields: ${KEY_FIELDS.join(', ')})`);
+      if (!KEY_FIELDS.includes(field)) problems.push(`${where}: unknown field ${quoted(field)} (${meaning(field, KEY_FIELDS)})`);
     }
 
     const breaker = parseBreaker(entry.circuit_breaker, where, problems);
