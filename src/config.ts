@@ -187,10 +187,11 @@ function misspelt(env: Env, settings: ReadonlySet<string>): string[] {
   const found: string[] = [];
   for (const name of Object.keys(env)) {
     if (settings.has(name)) continue;
-    // A unit left off (`UPSTREAM_TIMEOUT`) or a path named so (`KEYS_PATH`) is more than a typo's two
-    // edits, and the nearest name by edits (`KEYS_WATCH`) would mislead.
+    // A unit left off (`UPSTREAM_TIMEOUT`), a plural made singular (`UPSTREAM_RETRY`), a word added
+    // (`GATEWAY_HOSTNAME`) or a path named so (`KEYS_PATH`) is more than a typo's two edits, and the
+    // nearest name by edits (`KEYS_WATCH`) would mislead.
     const path = name.replace(/_PATH$/i, '_FILE').toUpperCase();
-    const unit = [`${name}_MS`, `${name}_BYTES`].find((named) => settings.has(named));
+    const unit = [`${name}_MS`, `${name}_BYTES`, name.replace(/Y$/, 'IES'), name.replace(/_?NAME$/, '')].find((named) => named !== name && settings.has(named));
     const meant = (path !== name.toUpperCase() && settings.has(path) ? path : null) ?? closestName(name, known) ?? unit ?? null;
     if (meant !== null) found.push(`${name} is not a setting of this gateway and is ignored: did you mean ${meant}?`);
   }

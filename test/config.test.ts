@@ -80,13 +80,15 @@ describe('loadConfig', () => {
   });
 
   it('names a variable set that is a typo of a setting (ignored otherwise without a word), and no other', () => {
-    const config = loadConfig({ GATEWAY_WORKER: '2', UPSTREAM_TIMEOUT: '5000', LOG_BODY_MAX_BYTE: '1000', gateway_port: '9000', KEYS_PATH: 'keys.json', LOG_LEVEL: 'debug', PATH: '/usr/bin', HOSTNAME: 'box', REDIS_HOST: 'redis', NODE_ENV: 'production' });
+    const config = loadConfig({ GATEWAY_WORKER: '2', UPSTREAM_TIMEOUT: '5000', LOG_BODY_MAX_BYTE: '1000', gateway_port: '9000', KEYS_PATH: 'keys.json', UPSTREAM_RETRY: '3', GATEWAY_HOSTNAME: '0.0.0.0', LOG_LEVEL: 'debug', PATH: '/usr/bin', HOSTNAME: 'box', REDIS_HOST: 'redis', NODE_ENV: 'production' });
     assert.deepEqual(config.misspelt, [
       'GATEWAY_WORKER is not a setting of this gateway and is ignored: did you mean GATEWAY_WORKERS?',
       'UPSTREAM_TIMEOUT is not a setting of this gateway and is ignored: did you mean UPSTREAM_TIMEOUT_MS?',
       'LOG_BODY_MAX_BYTE is not a setting of this gateway and is ignored: did you mean LOG_BODY_MAX_BYTES?',
       'gateway_port is not a setting of this gateway and is ignored: did you mean GATEWAY_PORT?',
       'KEYS_PATH is not a setting of this gateway and is ignored: did you mean KEYS_FILE?',
+      'UPSTREAM_RETRY is not a setting of this gateway and is ignored: did you mean UPSTREAM_RETRIES?',
+      'GATEWAY_HOSTNAME is not a setting of this gateway and is ignored: did you mean GATEWAY_HOST?',
     ]);
     assert.equal(config.workers, 1);
   });
