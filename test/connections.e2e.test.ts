@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
+import { parseJsonStream, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
 import { request } from './support/http.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { MAX_PIPELINED } from '../src/server/connections.js';
@@ -167,6 +167,54 @@ describe('pipelined requests', () => {
     const entry = await waitForEntry(gateway.logFile, id);
     assert.equal(entry.status, 400);
     assert.equal(entry.error.code, 'bad_http_request');
+    assert.equal(await inFlight(), 0);
+  });
+});
+
+describe('requests answered before their body was read', () => {
+  const refused = (length: number, sent: string) => `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_nobody\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n${sent}`;
+
+  it('garbage after a refused request whose body came with it (in one write) gets its own 400, as after any other', async () => {
+    for (let round = 0; round < 2; round++) {
+      const connection = await connect();
+      connection.socket.once('end', () => connection.socket.end()); // a client that closes when the server does
+      connection.socket.write(refused(Buffer.byteLength(body), body));
+      await waitFor(() => statuses(connection.text()).length === 1, 'the 401');
+      connection.socket.write('GARBAGE / HTTP/1.1\r\n\r\n');
+      const text = await releasedWithin(connection, 10_000);
+      assert.deepEqual(statuses(text), [401, 400], text);
+    }
+  });
+
+  it('garbage in the body of a refused request whose answer waits behind another (pipelined): both answers, then the connection closes, without a second answer to the one request', async () => {
+    slowUpstream(500);
+    try {
+      const connection = await connect();
+      connection.socket.once('end', () => connection.socket.end());
+      connection.socket.write(`${post}POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_nobody\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{"mod\r\n`);
+      await new Promise((resolve) => setTimeout(resolve, 150)); // the 401 is written, behind the 200
+      connection.socket.write('ZZZ\r\n');
+      const text = await releasedWithin(connection, 10_000);
+      assert.deepEqual(statuses(text), [200, 401], text);
+      assert.equal(await inFlight(), 0);
+    } finally {
+      upstream.behave(null);
+    }
+  });
+});
+
+describe('a client that closes mid-request', () => {
+  it('closing its side in the middle of a body (a FIN, as an SDK timeout or Ctrl-C sends) is a client that left: logged 499, not a malformed request', async () => {
+    const codes = () => (parseJsonStream(readFileSync(gateway.logFile, 'utf8')) as Array<{ error: { code: string } | null }>).map((entry) => entry.error?.code);
+    const count = (code: string) => codes().filter((each) => each === code).length;
+    const [left, malformed] = [count('client_closed_request'), count('bad_http_request')];
+    const connection = await connect();
+    connection.socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 30)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    connection.socket.end();
+    await releasedWithin(connection, 10_000);
+    await waitFor(() => count('client_closed_request') === left + 1, 'its log entry, as a client that left');
+    assert.equal(count('bad_http_request'), malformed);
     assert.equal(await inFlight(), 0);
   });
 });

@@ -24,6 +24,8 @@ export interface Exchange {
   over(): void;
   /** The connection broke while this request's body was still arriving: it answers `error`. */
   abandon(error: GatewayError): void;
+  /** Its answer is written whole (it may still wait behind the answers before it). */
+  answered(): boolean;
 }
 
 /**
@@ -42,7 +44,8 @@ function requestTimeout(): GatewayError {
 
 /** A client's malformed HTTP → the error it is answered with (null: the client is gone, just close). */
 function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
-  if (err.code === 'ECONNRESET') return null;
+  // Reset, or closed (a FIN) in the middle of a request, as an SDK's timeout or a Ctrl-C does: gone.
+  if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') return null;
   if (err.code === 'HPE_HEADER_OVERFLOW') return new GatewayError(431, 'Request headers too large.', { code: 'headers_too_large' });
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return requestTimeout();
   return new GatewayError(400, 'Malformed HTTP request.', { code: 'bad_http_request' });
@@ -64,13 +67,15 @@ class ClientConnection {
   readonly open: Exchange[] = [];
   /** A parse error, answered once the requests before it are. */
   broken: GatewayError | null = null;
+  /** Garbage came in the body of a request answered but not yet sent: the answers go out, then the connection closes. */
+  private closeAfterAnswers = false;
   /** Closes a connection that has sent nothing at all (null once it has, or a request began). */
   firstRequest: Deadline | null;
   private graceTimer: NodeJS.Timeout | null = null;
   /** Its place among the server's connections (SlotList). */
   slot = -1;
-  /** The last request was answered before its body was read, which is still arriving (dropUnreadBody). */
-  private lingering = false;
+  /** The last request, answered before its body was read (dropUnreadBody), until another begins. */
+  private unread: IncomingMessage | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -91,7 +96,7 @@ class ClientConnection {
       clearDeadline(this.firstRequest);
       this.firstRequest = null;
     }
-    this.lingering = false;
+    this.unread = null;
     this.open.push(exchange);
     // No client does this: it is closed, its requests cancelled as if it had left.
     if (this.open.length > MAX_PIPELINED) this.socket.destroy();
@@ -100,8 +105,8 @@ class ClientConnection {
   remove(exchange: Exchange): void {
     const at = this.open.indexOf(exchange);
     if (at !== -1) this.open.splice(at, 1);
-    this.lingering = !exchange.req.complete;
-    if (this.open.length === 0 && this.broken !== null) this.answerBroken();
+    this.unread = exchange.req;
+    if (this.open.length === 0 && (this.broken !== null || this.closeAfterAnswers)) this.answerBroken();
   }
 
   /**
@@ -111,10 +116,18 @@ class ClientConnection {
    */
   fail(error: GatewayError | null): void {
     if (error === null || !this.socket.writable) return void this.socket.destroy();
-    if (this.broken !== null) return; // Node reports each later read again: answered once
+    if (this.broken !== null || this.closeAfterAnswers) return; // Node reports each later read again: answered once
     // Garbage in the body of a request already answered: nothing is left to answer (a second
-    // answer to the one request would be read as the next request's).
-    if (this.lingering && this.open.length === 0) return void this.socket.destroy();
+    // answer to the one request would be read as the next request's). Whether its body was whole
+    // is asked now: bytes that came with the request may be parsed after its answer went.
+    if (this.open.length === 0 && this.unread !== null && !this.unread.complete) return void this.socket.destroy();
+    const last = this.open.at(-1);
+    if (last !== undefined && !last.req.complete && last.answered()) {
+      // Its answer waits behind others' (pipelined): they all go out, then the connection closes.
+      this.closeAfterAnswers = true;
+      this.socket.pause();
+      return;
+    }
     this.broken = error;
     this.socket.pause();
     for (const exchange of this.open.slice()) if (!exchange.req.complete) exchange.abandon(error);
@@ -123,7 +136,10 @@ class ClientConnection {
 
   private answerBroken(): void {
     const socket = this.socket;
-    if (socket.writable && !socket.writableEnded) socket.end(rawAnswer(this.broken as GatewayError));
+    if (socket.writable && !socket.writableEnded) {
+      if (this.broken === null) socket.end();
+      else socket.end(rawAnswer(this.broken));
+    }
     // A client that never closes its side, or keeps trickling, must not hold the socket.
     this.graceTimer ??= setTimeout(() => socket.destroy(), BAD_CONNECTION_GRACE_MS).unref();
   }

@@ -114,6 +114,7 @@ class InFlight {
         partDone();
       },
       abandon: (error) => cancel.cancel(error),
+      answered: () => res.writableEnded,
     };
     this.connections.track(socket, exchange);
     res.once('close', exchange.over);
