@@ -246,7 +246,7 @@ describe('a budget across a reload', () => {
       assert.doesNotMatch(gateway.stderr(), /is not in the budget's count/);
       // Per day: its count starts at the reload, and stderr says so (by the key's name).
       await reloaded('day', 2);
-      const said = /virtual key "team": its budget now counts per day \(UTC\), and its spend was counted per calendar month \(UTC\): what it spent before this reload is not in the budget's count/;
+      const said = /virtual key "team": its budget now counts per day \(UTC\), and its spend was counted per calendar month \(UTC\) until this reload: what it spent while so counted is not in the budget's count/;
       await waitFor(() => said.test(gateway.stderr()), 'the warning after the reload');
       assert.deepEqual([(await usage()).period, (await usage()).requests], ['day', 0]);
       assert.equal((gateway.stderr().match(/is not in the budget's count/g) ?? []).length, 1, 'said for the day budget, not for the month one');
@@ -428,8 +428,8 @@ describe('retries', () => {
     }
   });
 
-  it('retries nothing for a client that retries on its own (x-stainless-retry-count: the official SDKs, Claude Code) but its other real keys: the status and retry-after go to it at once', async () => {
-    failFirst(6, 429, { 'retry-after': '1' });
+  it('retries nothing for a client that retries on its own (the official SDKs and Claude Code by x-stainless-retry-count, Codex, the Vercel AI SDK) but its other real keys: the status and retry-after go to it at once', async () => {
+    failFirst(9, 429, { 'retry-after': '1' });
     try {
       const sdk = { 'x-stainless-retry-count': '0' };
       let before = upstreamCalls();
@@ -441,9 +441,16 @@ describe('retries', () => {
       const pool = await request(gateway.url, '/v1/chat/completions', { key: 'vk_pool', body: ask(), headers: sdk });
       assert.equal(pool.status, 429);
       assert.equal(upstreamCalls() - before, 2, 'each real key once');
-      // Without it the gateway retries (UPSTREAM_RETRIES).
+      // Codex (its originator) and the Vercel AI SDK (its user-agent) retry on their own too, and say so otherwise.
+      for (const others of <Array<Record<string, string>>>[{ originator: 'codex_cli_rs', 'user-agent': 'codex_cli_rs/0.169.0 (Ubuntu 24.4.0; x86_64) xterm-256color' }, { 'user-agent': 'ai/5.0.60 ai-sdk/provider-utils/3.0.10 runtime/node.js/22' }, { 'user-agent': 'ai-sdk-provider-utils/4.0.15 runtime-node/24' }]) {
+        before = upstreamCalls();
+        const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: others });
+        assert.equal(reply.status, 429, JSON.stringify(others));
+        assert.equal(upstreamCalls() - before, 1, `one attempt: ${JSON.stringify(others)}`);
+      }
+      // Without it the gateway retries (UPSTREAM_RETRIES), for a user-agent that merely mentions the SDK too.
       failFirst(2, 503);
-      assert.equal((await chat(gateway.url, 'vk', ask())).status, 200);
+      assert.equal((await request(gateway.url, '/v1/chat/completions', { key: 'vk', body: ask(), headers: { 'user-agent': 'my-app (uses-ai-sdk-like-things)' } })).status, 200);
     } finally {
       openai.behave(null);
     }

@@ -240,12 +240,15 @@ describe('the real key in any field of a provider error', () => {
       { name: 'messages', comment: ': ping from a proxy\n\n', error: `event: error\ndata: ${JSON.stringify(anthropicError('overloaded_error', 'Overloaded'))}\n\n` },
     ];
     for (const { name, comment, error } of cases) {
+      // One read; or each comment in a read of its own (the first read is parsed whole, a later one cut in byte runs).
       for (const apart of [false, true]) {
         const behave = async ({ res }: { res: ServerResponse }) => {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           if (!apart) return void res.end(`${comment}${comment}${error}`);
-          res.write(comment);
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          for (const piece of [comment, comment]) {
+            res.write(piece);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
           res.end(error);
         };
         (name === 'chat' ? openaiMock : anthropicMock).behave(behave);

@@ -561,7 +561,7 @@ export function periodWarnings(before: ReadonlyMap<string, BudgetPeriod>, after:
   after.forEach((key, index) => {
     const was = before.get(key.digest);
     if (key.budget === null || was === undefined || was === key.budget.period) return;
-    warnings.push(`${describeKey(key.id, key.name, index + 1)}: its budget now counts ${PERIOD_WORDS[key.budget.period]}, and its spend was counted ${PERIOD_WORDS[was]}: what it spent before this reload is not in the budget's count (spend is counted in one period, the budget's, else the calendar month)`);
+    warnings.push(`${describeKey(key.id, key.name, index + 1)}: its budget now counts ${PERIOD_WORDS[key.budget.period]}, and its spend was counted ${PERIOD_WORDS[was]} until this reload: what it spent while so counted is not in the budget's count (spend is counted in one period, the budget's, else the calendar month)`);
   });
   return warnings;
 }

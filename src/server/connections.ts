@@ -16,6 +16,7 @@ import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines
 import { GatewayError } from '../errors.js';
 import { entryOf } from '../formats/json.js';
 import { OVERHEAD_HEADER } from './context.js';
+import { clientClosed } from './http.js';
 
 /** One request on a connection, from its arrival until its response is over. */
 export interface Exchange {
@@ -44,8 +45,7 @@ function requestTimeout(): GatewayError {
 
 /** A client's malformed HTTP → the error it is answered with (null: the client is gone, just close). */
 function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
-  // Reset, or closed (a FIN) in the middle of a request, as an SDK's timeout or a Ctrl-C does: gone.
-  if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') return null;
+  if (err.code === 'ECONNRESET') return null;
   if (err.code === 'HPE_HEADER_OVERFLOW') return new GatewayError(431, 'Request headers too large.', { code: 'headers_too_large' });
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return requestTimeout();
   return new GatewayError(400, 'Malformed HTTP request.', { code: 'bad_http_request' });
@@ -67,8 +67,13 @@ class ClientConnection {
   readonly open: Exchange[] = [];
   /** A parse error, answered once the requests before it are. */
   broken: GatewayError | null = null;
-  /** Garbage came in the body of a request answered but not yet sent: the answers go out, then the connection closes. */
+  /**
+   * The answers due go out, then the connection closes without another: garbage came in the body of
+   * a request answered but not yet sent, or the client closed its side in the middle of one.
+   */
   private closeAfterAnswers = false;
+  /** Requests the client left unfinished when it closed its side: never answered (499). */
+  private readonly left = new Set<Exchange>();
   /** Closes a connection that has sent nothing at all (null once it has, or a request began). */
   firstRequest: Deadline | null;
   private graceTimer: NodeJS.Timeout | null = null;
@@ -105,8 +110,31 @@ class ClientConnection {
   remove(exchange: Exchange): void {
     const at = this.open.indexOf(exchange);
     if (at !== -1) this.open.splice(at, 1);
+    this.left.delete(exchange);
     this.unread = exchange.req;
-    if (this.open.length === 0 && (this.broken !== null || this.closeAfterAnswers)) this.answerBroken();
+    if ((this.broken !== null || this.closeAfterAnswers) && this.answeredAll()) this.answerBroken();
+  }
+
+  /** Every request still open is one the client left: nothing more is due on this connection. */
+  private answeredAll(): boolean {
+    for (const exchange of this.open) if (!this.left.has(exchange)) return false;
+    return true;
+  }
+
+  /**
+   * The client closed its side (a FIN) in the middle of a request, as an SDK's timeout or a Ctrl-C
+   * does: it may still read. The requests that came whole are answered; the one it left is a
+   * client that left (499, unanswered); then the connection closes.
+   */
+  ended(): void {
+    if (this.broken !== null || this.closeAfterAnswers) return;
+    this.closeAfterAnswers = true;
+    for (const exchange of this.open.slice()) {
+      if (exchange.req.complete || exchange.answered()) continue;
+      this.left.add(exchange);
+      exchange.abandon(clientClosed());
+    }
+    if (this.answeredAll()) this.answerBroken();
   }
 
   /**
@@ -191,6 +219,9 @@ export class Connections {
 
   /** The server's 'clientError' event. */
   clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    // Node's word for a client that closed its side in the middle of a request.
+    const connection = err.code === 'HPE_INVALID_EOF_STATE' ? this.bySocket.get(socket) : undefined;
+    if (connection !== undefined && socket.writable) return connection.ended();
     this.refuse(socket, clientErrorOf(err));
   }
 

@@ -478,13 +478,29 @@ const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable
  * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
  * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
  */
+/** The Vercel AI SDK's user-agent (`ai/5.0.0 ai-sdk/provider-utils/3.0.0 …`, later `ai-sdk-provider-utils/4.0.15`). */
+const AI_SDK_AGENT = /(?:^|\s)ai-sdk[/-]/;
+
+/**
+ * Whether the client retries failed requests itself, as it says: the official SDKs with
+ * `x-stainless-retry-count` (Claude Code, the OpenAI and Anthropic SDKs and what is built on them),
+ * Codex with its `originator` (`codex_cli_rs`, `codex_exec`, `codex_vscode`), the Vercel AI SDK
+ * with its user-agent.
+ */
+function retriesOnItsOwn(headers: IncomingHttpHeaders): boolean {
+  if (headers['x-stainless-retry-count'] !== undefined) return true;
+  const originator = headers.originator;
+  if (typeof originator === 'string' && originator.startsWith('codex')) return true;
+  const agent = headers['user-agent'];
+  return agent !== undefined && AI_SDK_AGENT.test(agent);
+}
+
 async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void> {
   const { key, pooled, req, res, interaction, deps } = request;
   const order = targetOrder(key);
-  // A client that retries on its own (the official SDKs say so with x-stainless-retry-count: Claude
-  // Code, the OpenAI and Anthropic SDKs) gets no retries of a target beyond its other real keys:
+  // A client that retries on its own gets no retries of a target beyond its other real keys:
   // retried at both ends, a rate limit cost three times the attempts, and the client's wait as much.
-  const clientRetries = req.headers['x-stainless-retry-count'] !== undefined;
+  const clientRetries = retriesOnItsOwn(req.headers);
   const several = order.length > 1;
   const cancel = interaction.context.cancel;
   const deadline = interaction.context.startedAt + deps.upstream.policy.totalTimeoutMs;
