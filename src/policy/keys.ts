@@ -553,8 +553,8 @@ const PERIOD_WORDS: Record<BudgetPeriod, string> = { day: 'per day (UTC)', month
 
 /**
  * Keys a reload gave a budget counted in another period than their spend was (a period changed, a
- * `day` or `total` budget added): spend is counted in one period, so the new count starts from
- * the reload, which the operator is told rather than left to find in /v1/usage.
+ * `day` or `total` budget added): spend is counted in one period, so what was spent meanwhile is
+ * not in the new one's count, which the operator is told rather than left to find in /v1/usage.
  */
 export function periodWarnings(before: ReadonlyMap<string, BudgetPeriod>, after: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];

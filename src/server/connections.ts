@@ -79,7 +79,7 @@ class ClientConnection {
   private graceTimer: NodeJS.Timeout | null = null;
   /** Its place among the server's connections (SlotList). */
   slot = -1;
-  /** The last request, answered before its body was read (dropUnreadBody), until another begins. */
+  /** The last request whose response ended, until another begins: its body may still be arriving (dropUnreadBody). */
   private unread: IncomingMessage | null = null;
 
   constructor(

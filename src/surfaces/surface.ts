@@ -468,16 +468,6 @@ interface Served<C extends ApiTypes> {
 /** Failures in which a target gave no answer worth passing on: the next target may serve. */
 const MOVE_ON_CODES: ReadonlySet<string | null> = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_bad_status']);
 
-/**
- * The key's targets, in their order (routing.ts), until one answers; its answer goes to the
- * client. Each target gets its own request (its model map, output cap and API: translated when it
- * speaks another) and one attempt per real key (the last: UPSTREAM_RETRIES more, real keys in
- * turn); then, before any byte reached the client, the request moves to the next target after a
- * failure to connect, a headers timeout, or a status in the key's `fallback_on` (as an HTTP
- * status, or as the provider's error in a 200), while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
- * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
- * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
- */
 /** The Vercel AI SDK's user-agent (`ai/5.0.0 ai-sdk/provider-utils/3.0.0 …`, later `ai-sdk-provider-utils/4.0.15`). */
 const AI_SDK_AGENT = /(?:^|\s)ai-sdk[/-]/;
 
@@ -495,6 +485,16 @@ function retriesOnItsOwn(headers: IncomingHttpHeaders): boolean {
   return agent !== undefined && AI_SDK_AGENT.test(agent);
 }
 
+/**
+ * The key's targets, in their order (routing.ts), until one answers; its answer goes to the
+ * client. Each target gets its own request (its model map, output cap and API: translated when it
+ * speaks another) and one attempt per real key (the last: UPSTREAM_RETRIES more, real keys in
+ * turn); then, before any byte reached the client, the request moves to the next target after a
+ * failure to connect, a headers timeout, or a status in the key's `fallback_on` (as an HTTP
+ * status, or as the provider's error in a 200), while UPSTREAM_TOTAL_TIMEOUT_MS since arrival has not passed. A target
+ * whose circuit is open, or whose real keys are all cooling down, is skipped (the last one is
+ * tried if nothing else was). Never after an answer was chosen: a stream that fails later fails.
+ */
 async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void> {
   const { key, pooled, req, res, interaction, deps } = request;
   const order = targetOrder(key);
