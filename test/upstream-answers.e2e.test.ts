@@ -237,6 +237,8 @@ describe('the real key in any field of a provider error', () => {
   it("a provider's keep-alive comment before its stream's first event, an error, is held like a ping: the answer is still the error's status (chat and Messages, in the error's read or a read of its own)", async () => {
     const cases = [
       { name: 'chat', comment: ': keep-alive\n\n', error: `data: ${JSON.stringify(openAIError('quota gone', 'insufficient_quota', 'insufficient_quota', null))}\n\n` },
+      // A block without an event (a reconnection hint) says nothing either.
+      { name: 'chat', comment: 'retry: 3000\n\n', error: `data: ${JSON.stringify(openAIError('quota gone', 'insufficient_quota', 'insufficient_quota', null))}\n\n` },
       { name: 'messages', comment: ': ping from a proxy\n\n', error: `event: error\ndata: ${JSON.stringify(anthropicError('overloaded_error', 'Overloaded'))}\n\n` },
     ];
     for (const { name, comment, error } of cases) {
@@ -257,7 +259,7 @@ describe('the real key in any field of a provider error', () => {
           const where = `${name}, ${apart ? 'a read of its own' : 'one read'}`;
           assert.notEqual(reply.status, 200, `${where}: ${reply.text}`);
           assert.equal(reply.json.error.type, name === 'chat' ? 'insufficient_quota' : 'overloaded_error', where);
-          assert.ok(!reply.text.includes('keep-alive') && !reply.text.includes('ping'), where);
+          assert.ok(!reply.text.includes('keep-alive') && !reply.text.includes('ping') && !reply.text.includes('retry:'), where);
           const entry = await waitForEntry(gateway.logFile, String(reply.headers[name === 'chat' ? 'x-request-id' : 'request-id']));
           assert.equal(entry.status, reply.status, where);
         } finally {

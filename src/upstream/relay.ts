@@ -249,8 +249,9 @@ class StreamRelay {
         unnamed = nameLineAt >= end;
       }
       // (A block of comments alone is an event without a name too: parsed, it is a keep-alive.)
-      // Before anything went out, a comment is parsed too: held like a ping (keepAlive).
-      const leading = runStart === position && text.charCodeAt(position) === 0x3a && !this.headSent && this.pieces.length === 0;
+      // Until something went out, every block is parsed, as the first read is: a comment is then
+      // held like a ping (keepAlive), a block with no event (`retry:`, `id:` alone) says nothing.
+      const leading = runStart === position && !this.headSent && this.pieces.length === 0;
       if (unnamed || leading || notable.within(position, next)) {
         this.forward(chunk.subarray(runStart, position));
         const comments = this.parser.comments;
