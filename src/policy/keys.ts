@@ -16,6 +16,7 @@ import { createTarget, type Target } from './target.js';
 import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError, fieldPath, linesOf, maybeSecret, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
+import { spendPeriod } from './limits.js';
 import { guardsRealKey, NO_KEY, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
 import { keySpellings, MIN_KEY_LENGTH, textWithoutKeys } from '../upstream/scrub.js';
@@ -544,9 +545,9 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   return warnings;
 }
 
-/** Each key's spend period by digest (its budget's, else the calendar month), as limits.ts counts it. */
+/** Each key's spend period by digest, as limits.ts counts it. */
 export function spendPeriods(keys: readonly VirtualKey[]): Map<string, BudgetPeriod> {
-  return new Map(keys.map((key) => [key.digest, key.budget?.period ?? 'month']));
+  return new Map(keys.map((key) => [key.digest, spendPeriod(key)]));
 }
 
 const PERIOD_WORDS: Record<BudgetPeriod, string> = { day: 'per day (UTC)', month: 'per calendar month (UTC)', total: 'in total' };

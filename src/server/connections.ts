@@ -145,15 +145,15 @@ class ClientConnection {
   fail(error: GatewayError | null): void {
     if (error === null || !this.socket.writable) return void this.socket.destroy();
     if (this.broken !== null || this.closeAfterAnswers) return; // Node reports each later read again: answered once
-    // Garbage in the body of a request already answered: nothing is left to answer (a second
-    // answer to the one request would be read as the next request's). Whether its body was whole
-    // is asked now: bytes that came with the request may be parsed after its answer went.
-    if (this.open.length === 0 && this.unread !== null && !this.unread.complete) return void this.socket.destroy();
+    // Garbage in the body of a request already answered (its answer sent, or queued behind
+    // others'): nothing is left to answer (a second answer to the one request would be read as the
+    // next request's); the answers due go out, then the connection closes. Whether its body was
+    // whole is asked now: bytes that came with the request may be parsed after its answer went.
     const last = this.open.at(-1);
-    if (last !== undefined && !last.req.complete && last.answered()) {
-      // Its answer waits behind others' (pipelined): they all go out, then the connection closes.
+    if (last === undefined ? this.unread !== null && !this.unread.complete : !last.req.complete && last.answered()) {
       this.closeAfterAnswers = true;
       this.socket.pause();
+      if (this.answeredAll()) this.answerBroken();
       return;
     }
     this.broken = error;
