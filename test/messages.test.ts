@@ -225,6 +225,8 @@ describe('messages request → chat: messages', () => {
             { type: 'document', title: 'spec.pdf', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
             { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'plain notes' } },
             { type: 'document', title: 'Minutes', context: 'From the Monday meeting', source: { type: 'text', media_type: 'text/plain', data: 'We agreed.' } },
+            { type: 'document', title: 'Sources', citations: { enabled: true }, source: { type: 'content', content: [{ type: 'text', text: 'First.' }, { type: 'text', text: 'Second.' }] } },
+            { type: 'document', source: { type: 'content', content: 'One string.' } },
           ],
         },
       ],
@@ -233,7 +235,15 @@ describe('messages request → chat: messages', () => {
       { type: 'file', file: { filename: 'spec.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } },
       { type: 'text', text: 'plain notes' },
       { type: 'text', text: 'Minutes\nFrom the Monday meeting\n\nWe agreed.' },
+      { type: 'text', text: 'Sources\n\nFirst.\nSecond.' },
+      { type: 'text', text: 'One string.' },
     ]);
+  });
+
+  it('refuses a document it cannot read as text or a PDF, naming the block', () => {
+    const image = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0=' } };
+    refused({ messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'content', content: [{ type: 'text', text: 'a' }, image] } }] }] }, /^messages\.0\.content\.0\.source\.content\.1: only text blocks are supported here$/);
+    refused({ messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'file', file_id: 'file_1' } }] }] }, /^messages\.0\.content\.0: only base64 PDF, plain-text and text-content documents can be translated$/);
   });
 });
 

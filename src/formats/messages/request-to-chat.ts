@@ -85,12 +85,14 @@ function documentPart(block: Record<string, unknown>, where: string): ContentPar
     const filename = typeof block.title === 'string' && block.title !== '' ? block.title : 'document.pdf';
     return { type: 'file', file: { filename, file_data: `data:application/pdf;base64,${source.data}` } };
   }
-  if (source.type === 'text' && typeof source.data === 'string') {
+  // A custom-content document (its text as blocks, for citations) reads as its texts, line by line.
+  const text = source.type === 'text' && typeof source.data === 'string' ? source.data : source.type === 'content' ? textOf(source.content, `${where}.source.content`, '\n') : null;
+  if (text !== null) {
     // Its title and context say what the text is: kept before it, as a chat part has no place for them.
     const about = [block.title, block.context].filter((said): said is string => typeof said === 'string' && said !== '');
-    return { type: 'text', text: about.length === 0 ? source.data : `${about.join('\n')}\n\n${source.data}` };
+    return { type: 'text', text: about.length === 0 ? text : `${about.join('\n')}\n\n${text}` };
   }
-  throw invalidRequest(`${where}: only base64 PDF and plain-text documents can be translated`, where, 'invalid_content');
+  throw invalidRequest(`${where}: only base64 PDF, plain-text and text-content documents can be translated`, where, 'invalid_content');
 }
 
 /** A user turn's blocks other than tool results → chat content parts. */
