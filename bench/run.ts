@@ -192,6 +192,8 @@ interface LoopDelay {
   p50: number;
   p99: number;
   max: number;
+  /** CPU time the process used (user and system), milliseconds. */
+  cpu: number;
 }
 
 /** The event-loop delay a gateway saw since the last call (it starts over). */
@@ -502,7 +504,7 @@ async function main(): Promise<void> {
     }
     truncateLogs(toFile);
 
-    const results = new Map<string, { load: LoadResult; delay: LoopDelay | null }[]>();
+    const results = new Map<string, { load: LoadResult; delay: LoopDelay | null; cpuPerRequest: number }[]>();
     const total = ROUNDS * fixtures.length * targets.length;
     let done = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -510,6 +512,7 @@ async function main(): Promise<void> {
         const order = roundOrder(targets, round);
         for (const target of order) {
           if (target.gateway !== undefined) await loopDelay(target.gateway); // starts over
+          const started = performance.now();
           const result = await load({
             url: `http://127.0.0.1:${target.port}${target.path}`,
             key: target.key,
@@ -521,9 +524,11 @@ async function main(): Promise<void> {
             timeoutMs: 30_000,
           });
           const delay = target.gateway === undefined ? null : await loopDelay(target.gateway);
+          // Per request: the CPU of the whole window (the load's start and warm-up too) over the requests the measured rate gives it.
+          const cpuPerRequest = delay === null ? NaN : delay.cpu / ((result.rps * (performance.now() - started)) / 1000);
           truncateLogs(target.gateway);
           const key = `${fixture.name}|${target.name}`;
-          results.set(key, [...(results.get(key) ?? []), { load: result, delay }]);
+          results.set(key, [...(results.get(key) ?? []), { load: result, delay, cpuPerRequest }]);
           process.stderr.write(`\ragent: ${++done}/${total} measurements`);
         }
       }
@@ -537,18 +542,19 @@ async function main(): Promise<void> {
       ratio: ratio(runs(fixture, name), runs(fixture, proxyRow(apiOf(name)))),
       p50: median(runs(fixture, name).map((r) => r.latency.p50)),
       delayP99: delayP99(fixture, name),
+      cpuPerRequest: median((results.get(`${fixture}|${name}`) ?? []).map((r) => r.cpuPerRequest)),
       errors: runs(fixture, name).reduce((sum, r) => sum + r.errors, 0),
     });
     const table = targets.map((target) => ({ target: target.name, ...Object.fromEntries(fixtures.map((fixture) => [fixture.name, rowOf(fixture.name, target.name)])) }));
     json.agent = { connections: AGENT_CONNECTIONS, table, logged, raw: Object.fromEntries(results) };
     lines.push(`Agent-sized requests (a coding agent's conversation: system prompt, tools, tool calls and results; streamed), ${AGENT_CONNECTIONS} connections; each row against the proxy forwarding its client API's body to that API's path:`);
     lines.push('');
-    lines.push(`| target | ${fixtures.map((x) => `${x.name} req/s | vs proxy | p50 ms | loop delay p99 ms`).join(' | ')} | errors |`);
-    lines.push(`|---|${fixtures.map(() => '---:|---:|---:|---:').join('|')}|---:|`);
+    lines.push(`| target | ${fixtures.map((x) => `${x.name} req/s | vs proxy | p50 ms | loop delay p99 ms | CPU ms/req`).join(' | ')} | errors |`);
+    lines.push(`|---|${fixtures.map(() => '---:|---:|---:|---:|---:').join('|')}|---:|`);
     for (const target of targets) {
       const cells = fixtures.map((fixture) => {
         const r = rowOf(fixture.name, target.name);
-        return `${f(r.rps)} | ${times(r.ratio)} | ${f(r.p50, 1)} | ${f(r.delayP99, 1)}`;
+        return `${f(r.rps)} | ${times(r.ratio)} | ${f(r.p50, 1)} | ${f(r.delayP99, 1)} | ${f(r.cpuPerRequest, 2)}`;
       });
       const errors = fixtures.reduce((sum, fixture) => sum + rowOf(fixture.name, target.name).errors, 0);
       lines.push(`| ${target.name} | ${cells.join(' | ')} | ${errors} |`);
