@@ -6,11 +6,13 @@ export class ConfigFileError extends Error {
   constructor(
     readonly file: string,
     readonly problems: string[],
+    /** Problems found beyond those listed (a generated file with the same mistake in every entry). */
+    readonly unlisted = 0,
   ) {
     super(
-      problems.length === 1
+      problems.length === 1 && unlisted === 0
         ? `${file}: ${problems[0]}`
-        : `${file}: ${problems.length} problems:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
+        : `${file}: ${problems.length + unlisted} problems${unlisted > 0 ? ` (the first ${problems.length} listed)` : ''}:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
     );
     this.name = 'ConfigFileError';
   }

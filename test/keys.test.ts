@@ -403,6 +403,24 @@ describe('parseKeyFile', () => {
     for (const secret of [azure, plain]) assert.ok(found.every((problem) => !problem.includes(secret)), found.join('\n'));
   });
 
+  it('lists the first 100 problems of a file with thousands, saying how many there are, still without its real keys', () => {
+    const plain = 'selfhosted-server-secret';
+    const entries: Record<string, unknown> = { vk_pasted_000000000: { provider: 'openai', api_key: 'sk-z-0123456789', base_url: 'http://vllm:8000/v1', models: [`${plain}*x`] } };
+    for (let i = 0; i < 3000; i++) entries[`vk_${String(i).padStart(20, '0')}`] = { provider: 'openai', api_key: i === 2999 ? plain : `sk-proj-${String(i).padStart(40, '0')}`, rate_limits: {} };
+    try {
+      parseKeyFile(JSON.stringify({ virtual_keys: entries }), 'keys.json', providers);
+      assert.fail('expected an error');
+    } catch (err) {
+      assert.ok(err instanceof ConfigFileError);
+      assert.equal(err.problems.length, 100);
+      assert.equal(err.unlisted, 2901);
+      assert.match(err.message, /^keys\.json: 3001 problems \(the first 100 listed\):\n {2}- virtual key #1 \(vk_pas…\): \"models\[0\]\" may use/);
+      assert.equal(err.message.split('\n').length, 101);
+      assert.match(err.message, /\[redacted\]\*x/);
+      assert.ok(!err.message.includes(plain), err.message.slice(0, 500));
+    }
+  });
+
   it('keeps what a target stores (responses, threads) under its provider and base URL: a key added to rotate keeps them; another server does not share them', () => {
     const storage = (target: Record<string, unknown>): string => keysOf({ vk_store_0123456789: target })[0]?.targets[0]?.storage ?? '';
     const one = storage({ provider: 'anthropic', api_key: 'sk-ant-api03-first-0000' });
