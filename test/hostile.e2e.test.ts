@@ -260,6 +260,21 @@ describe('upstream connections', () => {
     }
   });
 
+  it('logs no piece of the real key a server puts in its request id', async () => {
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': `req_${OPENAI_KEY.slice(0, -1)}` });
+      res.end(JSON.stringify({ id: 'chatcmpl-r', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }));
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 200);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.upstream.request_id, 'req_[redacted]');
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('records DeepSeek\'s x-ds-trace-id as the upstream request id', async () => {
     const reply = await chat(gateway.url, 'vk_deepseek', { model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] });
     const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));

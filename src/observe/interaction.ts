@@ -7,7 +7,7 @@ import type { GatewayError } from '../errors.js';
 import { promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
 import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
-import { redactKey } from '../upstream/errors.js';
+import { redactMessage } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
 import type { Holder } from '../upstream/http-client.js';
 import { loggedRequest, type LogEntry } from './log.js';
@@ -161,14 +161,14 @@ export class Interaction implements CallRecord, RelayRecord {
     return parsed;
   }
 
-  /** `apiKeys`: scrubbed from the provider's request id, which the log shows. */
+  /** `apiKeys`: scrubbed from the provider's request id, which the log shows (pieces too: a server may put a key, cut short, in it). */
   upstreamAnswered(status: number, headers: IncomingHttpHeaders, now: number, apiKeys: readonly string[]): void {
     this.upstreamStatus = status;
     this.upstreamRespondedAt = now;
     for (const name of UPSTREAM_ID_HEADERS) {
       const value = headers[name];
       if (typeof value === 'string') {
-        this.upstreamRequestId = redactKey(value, apiKeys);
+        this.upstreamRequestId = redactMessage(value, apiKeys);
         return;
       }
     }
