@@ -179,6 +179,18 @@ describe('messages request → chat: messages', () => {
     ]);
   });
 
+  it("Claude Code's tool search results (tool_reference blocks) read as lines naming the tools loaded", () => {
+    const out = translate({
+      messages: [
+        { role: 'user', content: 'Find a weather tool' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_s', name: 'ToolSearch', input: { query: 'weather' } }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_s', content: [{ type: 'tool_reference', tool_name: 'get_weather' }, { type: 'tool_reference', tool_name: 'get_forecast' }] }] },
+      ],
+    });
+    assert.deepEqual(out.messages[2], { role: 'tool', tool_call_id: 'toolu_s', content: 'Tool loaded: get_weather\nTool loaded: get_forecast' });
+    refused({ messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'tool_reference' }] }] }] }, /^messages\.0\.content\.0\.content\.0\.tool_name: Field required$/);
+  });
+
   it('thinking of earlier turns travels as reasoning_content (DeepSeek wants it back); redacted thinking is dropped, and a turn of nothing else goes', () => {
     const out = translate({
       messages: [

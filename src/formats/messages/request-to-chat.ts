@@ -133,6 +133,13 @@ function toolMessage(block: Record<string, unknown>, where: string, images: Cont
     content.forEach((inner: unknown, index) => {
       const at = `${where}.content.${index}`;
       if (!isRecord(inner)) throw invalidRequest(`${at}: must be a content block`, at, 'invalid_type');
+      // Claude Code's tool search answers with references to the tools it loads; a chat provider
+      // was sent every tool from the start (defer_loading removed), so a line saying so is all of it.
+      if (inner.type === 'tool_reference') {
+        if (typeof inner.tool_name !== 'string') throw invalidRequest(`${at}.tool_name: Field required`, `${at}.tool_name`, 'invalid_type');
+        texts.push(`Tool loaded: ${inner.tool_name}`);
+        return;
+      }
       const part = userPart(inner, at);
       if (part === null) return;
       if (part.type === 'text') texts.push(part.text as string);
