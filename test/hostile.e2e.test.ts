@@ -121,13 +121,32 @@ describe('deeply nested JSON', () => {
     assert.equal(depth, 99);
   });
 
-  it('an upstream answer nested 20,000 deep does not bring the gateway down', async () => {
+  it('an upstream answer nested past 128 levels, short or 20,000 deep, is a 502 and logged as one (the log would hold it, and jq stops at a depth)', async () => {
+    for (const depth of [300, 20_000]) {
+      openaiMock.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"[[[\\"[["},"finish_reason":"stop"}],"deep":${deep(depth)}}`);
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_openai', hello);
+        assert.equal(reply.status, 502, reply.text.slice(0, 300));
+        assert.equal(reply.json.error.code, 'upstream_invalid_response');
+        assert.match(reply.json.error.message, /nests deeper than 128 levels/);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.equal(entry.status, 502);
+      } finally {
+        openaiMock.behave(null);
+      }
+    }
+    // Brackets inside strings are text: 200 levels of them pass.
     openaiMock.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(`{"id":"x","object":"chat.completion","choices":[],"deep":${deep(20_000)}}`);
+      res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: `"${deep(200)}\\` }, finish_reason: 'stop' }] }));
     });
     try {
-      assert.equal((await chat(gateway.url, 'vk_openai', hello)).status, 200);
+      const reply = await chat(gateway.url, 'vk_openai', hello);
+      assert.equal(reply.status, 200, reply.text.slice(0, 300));
+      assert.equal(reply.json.choices[0].message.content, `"${deep(200)}\\`);
     } finally {
       openaiMock.behave(null);
     }

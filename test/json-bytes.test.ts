@@ -567,6 +567,15 @@ describe("parseProviderJson (a provider's answers and events)", () => {
     assert.throws(() => parseProviderJson(`${'['.repeat(40_000)}${']'.repeat(40_000)}`), TooDeep);
   });
 
+  it('refuses a short text nested past 128 levels too (a 780-byte answer 300 deep), counting no bracket inside a string', () => {
+    const deep = (depth: number): string => `{"content":"x","citations":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+    assert.throws(() => parseProviderJson(deep(300)), TooDeep);
+    assert.throws(() => parseProviderJson(Buffer.from(deep(129))), TooDeep);
+    assert.deepEqual(parseProviderJson(deep(127)), JSON.parse(deep(127)));
+    const inStrings = JSON.stringify({ a: '['.repeat(300), b: '"[[[\\', c: [[['\\"{{{']]] });
+    assert.deepEqual(parseProviderJson(inStrings), JSON.parse(inStrings));
+  });
+
   it("takes more than a request may hold (a long answer's logprobs: ~43 objects and arrays and ~170 values per token at top_logprobs 20), and short texts unscanned", () => {
     const entry = (text: string) => ({ token: text, logprob: -0.25, bytes: [...Buffer.from(text)] });
     const token = { ...entry(' word'), top_logprobs: Array.from({ length: 20 }, (_, i) => entry(` w${i}`)) };

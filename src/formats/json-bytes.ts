@@ -646,13 +646,39 @@ export function parseProviderJson(data: string | Buffer): unknown {
   return parseBounded(data, CHEAP_TEXT_BYTES, { containers: 0, values: 0 }, ANSWER_LIMITS);
 }
 
-/** JSON.parse of `data` once tooCostly says it may be parsed whole (texts no longer than `cheap` always may: not scanned). */
+/**
+ * JSON.parse of `data` once tooCostly says it may be parsed whole. Texts no longer than `cheap` are
+ * only checked for depth (a provider's 780-byte answer nested 300 deep made the log unreadable to
+ * jq), and those too short to reach MAX_DEPTH not at all.
+ */
 function parseBounded(data: string | Buffer, cheap: number, spent: JsonSpent, limits: JsonLimits): unknown {
   if (data.length > cheap) {
     const costly = tooCostly(typeof data === 'string' ? Buffer.from(data, 'utf8') : data, spent, limits);
     if (costly !== null) throw costly;
+  } else if (data.length > 2 * MAX_DEPTH && deeperThanMax(data)) {
+    throw new TooDeep(MAX_DEPTH);
   }
   return JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+}
+
+/** Whether a JSON text nests deeper than MAX_DEPTH (brackets inside strings skipped; a text that is not JSON: whatever it counts, the parse says why). */
+function deeperThanMax(data: string | Buffer): boolean {
+  const text = typeof data === 'string' ? data : data.toString('latin1'); // brackets and quotes are ASCII
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // To the closing quote: one not preceded by an odd number of backslashes.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === BACKSLASH) i++;
+        else if (d === QUOTE) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 /**
