@@ -226,6 +226,37 @@ describe('messages pass-through (Anthropic)', () => {
     }
   });
 
+  it('holds no more than 16 KB of pings before the first event: a provider flooding them gets its head and them sent at once, nothing lost', async () => {
+    const ping = 'event: ping\ndata: {"type": "ping"}\n\n';
+    const flood = ping.repeat(1000); // 36 KB
+    let release!: () => void;
+    anthropic.behave(async ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      res.write(flood);
+      await new Promise<void>((resolve) => (release = resolve));
+      res.end(TRANSCRIPT);
+    });
+    try {
+      const body = JSON.stringify({ ...hello, stream: true });
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+        req.on('response', resolve).on('error', reject).end(body);
+        // Held, the pings would come with the head after 5 s (the provider goes on only once they came).
+        setTimeout(() => reject(new Error('the head was held with the pings')), 3000).unref();
+      });
+      let text = '';
+      res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      await waitFor(() => text === flood, 'the flood of pings, sent before the first event');
+      release();
+      await new Promise((resolve) => res.on('end', resolve));
+      assert.equal(res.statusCode, 200);
+      assert.equal(text, flood + TRANSCRIPT);
+    } finally {
+      release?.();
+      anthropic.behave(null);
+    }
+  });
+
   it('relays a stream split anywhere unchanged, and logs the assembled Message with usage from message_start and message_delta', async () => {
     anthropic.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });

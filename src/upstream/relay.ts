@@ -69,6 +69,8 @@ const DRAIN_MS = 5000;
  * errors as a first event come at once; no SDK's timeout is near 5 s.
  */
 const HEAD_HOLD_MS = 5000;
+/** Frames that say nothing held at most (~400 pings): a provider flooding them has begun its answer, and they were memory without a bound. */
+const HELD_MAX_CHARS = 16 * 1024;
 
 export interface RelayOptions {
   readonly cancel: Cancellation;
@@ -292,7 +294,7 @@ class StreamRelay {
         step = { text: '', error: toGatewayError(err) };
       }
       if (step.silent === true && text === '' && !this.headSent && this.pieces.length === 0) {
-        this.held += this.made(step.text);
+        this.hold(this.made(step.text));
         continue;
       }
       text += this.made(step.text);
@@ -329,8 +331,14 @@ class StreamRelay {
 
   /** A provider's keep-alive comment: before anything else, held like a ping (an error as the first event is still its status). */
   private keepAlive(): void {
-    if (!this.headSent && this.pieces.length === 0) this.held += KEEP_ALIVE;
+    if (!this.headSent && this.pieces.length === 0) this.hold(KEEP_ALIVE);
     else this.write(KEEP_ALIVE);
+  }
+
+  /** A frame that says nothing, before anything else: held, until there are too many (then the head goes, with them). */
+  private hold(frame: string): void {
+    this.held += frame;
+    if (this.held.length > HELD_MAX_CHARS) this.headAlone();
   }
 
   /** Frames held back go out now, ahead of what follows them. */
