@@ -320,6 +320,23 @@ describe('hostile streams', () => {
     }
   });
 
+  it('a stream that ends inside an event passes no fragment of it on: the client gets the events before it, then an error', async () => {
+    const chunk = `data: ${JSON.stringify({ id: 'chatcmpl-f', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: 'a' }, finish_reason: null }] })}\n\n`;
+    openaiMock.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`${chunk}data: {"id":"chatcmpl-f","object":"chat.completi`);
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_openai', { ...hello, stream: true });
+      assert.ok(reply.text.startsWith(chunk), reply.text);
+      assert.doesNotMatch(reply.text, /chat\.completi"?\n/, 'the fragment');
+      const last = JSON.parse(sseData(reply.text).at(-1) ?? '{}');
+      assert.equal(last.error?.code, 'upstream_incomplete_stream', reply.text);
+    } finally {
+      openaiMock.behave(null);
+    }
+  });
+
   it('an upstream line that never ends is cut at 16 MiB with an error event, not buffered forever', async () => {
     openaiMock.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -76,6 +76,14 @@ describe('SseParser', () => {
   it('delivers a last event whose blank line never came when the stream ends', () => {
     const { events } = parseAll([Buffer.from('data: {"a":1}\n\ndata: [DONE]')]);
     assert.deepEqual(events.map((event) => event.data), ['{"a":1}', '[DONE]']);
+    assert.deepEqual(parseAll([Buffer.from('event: message_stop\ndata: {"type":"message_stop"}\n')]).events, [{ event: 'message_stop', data: '{"type":"message_stop"}' }]);
+    assert.deepEqual(parseAll([Buffer.from('data:{"b":2}')]).events, [{ event: undefined, data: '{"b":2}' }]);
+  });
+
+  it('drops a last event cut inside a line when the stream ends, as the WHATWG rules do: it is a fragment', () => {
+    for (const text of ['data: {"id":"c1","object":"chat.completi', 'event: content_block_delta\ndata: {"type"', 'event: response.output_text.delta\ndata:', 'data: {"a":1}\ndata: {"b', 'event: message_st', 'data: [DON']) {
+      assert.deepEqual(parseAll([Buffer.from(`data: {"first":1}\n\n${text}`)]).events, [{ event: undefined, data: '{"first":1}' }], text);
+    }
   });
 
   it('does not emit a partial event before its blank line arrives', () => {

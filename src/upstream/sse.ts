@@ -20,6 +20,19 @@ export class SseTooLargeError extends Error {
 
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
+/** Whether a line the stream ended in holds data that is whole: JSON, or OpenAI's `[DONE]`. */
+function wholeData(line: string): boolean {
+  if (!line.startsWith('data:')) return false;
+  const value = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
+  if (value === '[DONE]') return true;
+  try {
+    JSON.parse(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class SseParser {
   private readonly decoder = new StringDecoder('utf8');
   /** The start of an unfinished line, in the pieces it arrived in. */
@@ -52,10 +65,25 @@ export class SseParser {
     return this.scan(text);
   }
 
-  /** The upstream ended: a last event without its blank line is still delivered (lenient). */
+  /**
+   * The upstream ended. A last event without its blank line is still delivered (lenient: some
+   * servers end so), but not one cut inside a line, which the WHATWG rules drop (a provider cut
+   * mid-event left `data: {"id":"c1","object":"chat.completi`): its last line must have ended,
+   * or be data that is whole JSON or `[DONE]`.
+   */
   end(): SseEvent[] {
     const events = this.scan(this.decoder.end());
-    if (this.pendingLength > 0) this.line(this.takePending(''), events);
+    if (this.pendingLength > 0) {
+      const last = this.takePending('');
+      if (!wholeData(last)) {
+        this.dataLines.length = 0;
+        this.dataLength = 0;
+        this.hasData = false;
+        this.eventName = undefined;
+        return events;
+      }
+      this.line(last, events);
+    }
     this.dispatch(events);
     return events;
   }
