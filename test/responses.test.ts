@@ -762,6 +762,19 @@ describe('Responses failures', () => {
     assert.equal(chat.error.message, 'overloaded');
   });
 
+  it("reads chat's error shapes in a Responses stream (a server or proxy in front of the provider) as the stream's failure, and only those", () => {
+    for (const data of ['{"error":{"code":"rate_limit_exceeded","message":"slow down"}}', '{"object":"error","message":"slow down","type":"BadRequestError","code":"rate_limit_exceeded"}']) {
+      assert.match(`data: ${data}\n\n`, RESPONSES_NOTABLE, data);
+      const [item] = decodeResponsesEvent({ event: undefined, data });
+      assert.ok(item?.kind === 'error', data);
+      assert.deepEqual([item.error.status, item.error.message], [429, 'slow down']);
+    }
+    const delta = JSON.stringify({ type: 'response.output_text.delta', sequence_number: 3, delta: '{"error":{"object":"error"}}' });
+    assert.doesNotMatch(`data: ${delta}\n\n`, RESPONSES_NOTABLE, 'text that reads like one is escaped');
+    const completed = JSON.stringify({ type: 'response.completed', sequence_number: 9, response: { id: 'resp_e', status: 'completed', error: null, output: [] } });
+    assert.equal(decodeResponsesEvent({ event: undefined, data: completed })[0]?.kind, 'event');
+  });
+
   it("passes a provider's own response.failed on, then ends the stream as failed, with no second one", () => {
     const data = '{"type":"response.failed","sequence_number":4,"response":{"id":"resp_f","status":"failed","error":{"code":"rate_limit_exceeded","message":"Rate limit reached. Please try again in 20s."}}}';
     const items = decodeResponsesEvent({ event: 'response.failed', data });

@@ -93,14 +93,24 @@ export function eventObject(data: string): Record<string, unknown> | null {
   }
 }
 
-/** A stream event's data as an object with a string `type` (Messages, Responses), or the 502 saying what it is instead. */
-export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | GatewayError {
+/**
+ * An error in OpenAI's shape in a stream of another API, as a server or proxy in front of a provider
+ * sends it: `{"error": {…}}` without a `type`, or vLLM's bare `{"object": "error", …}`. Its detail.
+ */
+export class ForeignStreamError {
+  constructor(readonly detail: Record<string, unknown>) {}
+}
+
+/** A stream event's data as an object with a string `type` (Messages, Responses), an error in OpenAI's shape, or the 502 saying what it is instead. */
+export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | ForeignStreamError | GatewayError {
   let parsed: unknown;
   try {
     parsed = parseProviderJson(data);
   } catch (err) {
     return invalidAnswer(notJson('a stream event', err));
   }
+  if (isRecord(parsed) && parsed.object === 'error') return new ForeignStreamError(parsed);
+  if (isRecord(parsed) && typeof parsed.type !== 'string' && isRecord(parsed.error)) return new ForeignStreamError(parsed.error);
   if (!isRecord(parsed) || typeof parsed.type !== 'string') return invalidAnswer('a stream event is not an object with a type');
   return parsed as Record<string, unknown> & { type: string };
 }

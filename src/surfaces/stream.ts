@@ -4,7 +4,7 @@
  * for the log. The relay (upstream/relay.ts) moves the bytes; this decides what they say.
  */
 import type { ApiTypes, Assembler, StreamOutput } from '../formats/api.js';
-import { typedEvent } from '../formats/answer.js';
+import { ForeignStreamError, typedEvent } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
 import { GatewayError } from '../errors.js';
 import { JsonSeries } from '../formats/json-series.js';
@@ -19,7 +19,7 @@ import { incompleteStream, type StreamPipeline, type StreamStep } from '../upstr
 /** The name of an event a provider sent without one, from its data's `type` (as the API names its events). */
 function nameOf(data: string): string | undefined {
   const event = typedEvent(data);
-  return event instanceof GatewayError ? undefined : event.type;
+  return event instanceof GatewayError || event instanceof ForeignStreamError ? undefined : event.type;
 }
 
 /** Event types that say the provider failed, or nothing at all (Anthropic's `ping`): a stream of nothing else is a refusal. */

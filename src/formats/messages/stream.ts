@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
-import { ERROR_STATUS, eventObject, typedEvent } from '../answer.js';
+import { ERROR_STATUS, eventObject, ForeignStreamError, typedEvent } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -13,8 +13,8 @@ import type { Usage } from '../usage.js';
 import type { MessagesEvent } from './types.js';
 import { messagesUsage } from './usage.js';
 
-/** Events that carry usage, the end or an error, and `ping` (it says nothing: a stream of pings and an error is a refusal, charged nothing); content deltas may pass as their bytes. */
-export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|ping|error)"|event:\s*error\b/;
+/** Events that carry usage, the end or an error (OpenAI's shape too, from a server in front of a provider), and `ping` (it says nothing: a stream of pings and an error is a refusal, charged nothing); content deltas may pass as their bytes. */
+export const MESSAGES_NOTABLE = /"type"\s*:\s*"(?:message_start|message_delta|message_stop|ping|error)"|event:\s*error\b|"error"\s*:\s*\{|"object"\s*:\s*"error"/;
 
 function messagesStreamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
@@ -28,6 +28,7 @@ export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesE
   if (event.event === 'error') return [{ kind: 'error', error: messagesStreamError(eventObject(event.data)?.error) }];
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
+  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: messagesStreamError(data.detail) }];
   if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
   const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
   // message_stop is the last event: the stream's end as well.

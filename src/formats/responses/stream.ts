@@ -6,7 +6,7 @@
  */
 import type { StreamWatch } from '../api.js';
 import { GatewayError } from '../../errors.js';
-import { eventObject, typedEvent } from '../answer.js';
+import { eventObject, ForeignStreamError, typedEvent } from '../answer.js';
 import { isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -16,8 +16,8 @@ import { failedError } from './errors.js';
 import type { ResponsesEvent } from './types.js';
 import { responsesUsage } from './usage.js';
 
-/** Events that carry the response id, usage, the end or a failure; deltas may pass as their bytes. */
-export const RESPONSES_NOTABLE = /"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"|event:\s*error\b/;
+/** Events that carry the response id, usage, the end or a failure (chat's error shape too); deltas may pass as their bytes. */
+export const RESPONSES_NOTABLE = /"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"|event:\s*error\b|"error"\s*:\s*\{|"object"\s*:\s*"error"/;
 
 export function isTerminal(type: string): boolean {
   return type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed';
@@ -35,6 +35,8 @@ export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<Response
   }
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
+  // Chat's error shape (`{"error": {…}}`, vLLM's `{"object": "error"}`) from a server that also serves Responses.
+  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: failedError({ error: data.detail }) }];
   // Named as the provider named it, or after its type where it did not (SDKs read events by name).
   const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event ?? data.type };
   // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
