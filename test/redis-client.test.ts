@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisUnavailable } from '../src/redis/client.js';
 import { RedisReplyError, RespParser, type RespValue } from '../src/redis/resp.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
+import { withDeadline } from '../src/policy/shared-limits.js';
 import { waitFor } from './support/gateway.js';
 import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 
@@ -35,6 +36,19 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
   after(async () => {
     client?.close();
     await redis?.stop();
+  });
+
+  it('takes a reply that came while the process itself stalled over the deadline that passed meanwhile (withDeadline)', async () => {
+    // From the loop's check phase, so that its timers run next, before its I/O is read (as after any stall).
+    const reply = await new Promise<unknown>((resolve, reject) =>
+      setImmediate(() => {
+        const answered = withDeadline(client.send(['PING']), 20);
+        const until = Date.now() + STALE_MS + 100;
+        while (Date.now() < until); // a long collection, a CPU quota: Redis answers meanwhile (the stale timeout passes too)
+        answered.then(resolve, reject);
+      }),
+    );
+    assert.equal(reply, 'PONG');
   });
 
   it('answers pipelined commands in the order they were sent, on the database of its URL', async () => {

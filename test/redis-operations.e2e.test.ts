@@ -88,8 +88,12 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
       // An admission whose answer comes too late: refused here, and given back there (its request too).
       redis.signal('SIGSTOP');
       const late = await chat(gateway.url, 'vk_rpm', ask);
+      // Redis is out now: the next check goes to the policy at once, not after another REDIS_TIMEOUT_MS.
+      const next = await chat(gateway.url, 'vk_rpm', ask);
       redis.signal('SIGCONT');
       assert.equal(late.status, 503);
+      assert.equal(next.status, 503);
+      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_errors_total\{kind="timeout"\} 1$/m);
       await redisUp(gateway);
       await new Promise((resolve) => setTimeout(resolve, 300));
       const state = (await get(gateway, '/v1/usage', 'vk_rpm')).json;
@@ -103,7 +107,7 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
       assert.equal(refused.json.error.code, 'limits_unavailable');
       assert.equal(refused.headers['retry-after'], '1');
       assert.equal((await chat(gateway.url, 'vk_free', ask)).status, 200, 'a key without limits has nothing to check');
-      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_fallbacks_total\{policy="closed"\} 2$/m);
+      assert.match((await get(gateway, '/metrics')).text, /^llm_gateway_redis_fallbacks_total\{policy="closed"\} 3$/m);
     } finally {
       await gateway.stop();
       await redis.stop();

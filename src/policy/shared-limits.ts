@@ -346,12 +346,21 @@ function num(value: RespValue | undefined): number | null {
 
 class Timeout extends Error {}
 
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+/**
+ * `work`, or a Timeout after `ms`. The timeout waits for the loop's I/O first (setImmediate): after
+ * the process itself stalled (a long collection, a CPU quota), its timers run before the reply
+ * already waiting on the socket is read, and a healthy Redis was reported out.
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Timeout(`no answer from Redis within ${ms} ms`)), ms);
+    timer = setTimeout(() => (immediate = setImmediate(() => reject(new Timeout(`no answer from Redis within ${ms} ms`)))), ms);
   });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([work, deadline]).finally(() => {
+    clearTimeout(timer);
+    if (immediate !== undefined) clearImmediate(immediate);
+  });
 }
 
 /** A reply of a shape the scripts never give: whatever answered was not them (counted as an error reply). */
@@ -481,6 +490,9 @@ export class SharedLimiter implements Limiter {
    * never gives (`expected` says no; something else answers on that port) counts as an error reply.
    */
   private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[], expected: (reply: RespValue[]) => boolean): Promise<RespValue[]> {
+    // Out for replies that came too late, on a connection still up: the probe finds Redis back;
+    // until then a check goes to the policy at once, as with no connection, not after another wait.
+    if (this.outage && this.probe !== null && !this.wrongReplies) throw new RedisUnavailable('Redis answered too late; probed until it answers in time');
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);

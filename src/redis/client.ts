@@ -245,7 +245,12 @@ export class RedisClient {
           if (this.staleTimer !== null) clearInterval(this.staleTimer);
           this.staleTimer = null;
         } else if (performance.now() - oldest.sentAt > staleMs) {
-          this.socket?.destroy(new RedisUnavailable(`no reply within ${staleMs} ms`));
+          // After the loop's I/O: come out of a stall of its own, the process runs its timers
+          // before it reads the reply already waiting on the socket.
+          const socket = this.socket;
+          setImmediate(() => {
+            if (this.socket === socket && this.pending.peek() === oldest) socket?.destroy(new RedisUnavailable(`no reply within ${staleMs} ms`));
+          });
         }
       },
       Math.max(10, Math.min(250, staleMs / 4)),
