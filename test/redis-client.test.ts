@@ -51,6 +51,26 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
     assert.equal(reply, 'PONG');
   });
 
+  it("connects again at once, saying nothing, when Redis closes it for being idle (its `timeout` setting)", async () => {
+    await connected();
+    const id = await client.send(['CLIENT', 'ID']);
+    const seen = states.length;
+    await client.send(['CONFIG', 'SET', 'timeout', '1']);
+    try {
+      // Idle past the timeout (Redis closes idle clients within about a second of it), then asked.
+      let now = id;
+      for (let tries = 0; tries < 5 && now === id; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 1800));
+        await waitFor(() => client.isReady, 'the client connected again');
+        now = await client.send(['CLIENT', 'ID']);
+      }
+      assert.notEqual(now, id, 'Redis closed the idle connection');
+      assert.deepEqual(states.slice(seen), ['up'], 'no loss said, one connection made');
+    } finally {
+      await client.send(['CONFIG', 'SET', 'timeout', '0']);
+    }
+  });
+
   it('answers pipelined commands in the order they were sent, on the database of its URL', async () => {
     // All written before the first reply comes back: each must get its own.
     const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? client.send(['INCR', 'llmgw:test:n']) : client.send(['ECHO', 'x'.repeat(i * 50)]))));

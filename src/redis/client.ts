@@ -16,6 +16,9 @@ import { Queue } from '../queue.js';
  * Redis could not be asked. `sent`: the command was written before the connection dropped (it
  * may have run); false: it never left (not connected), so sending it again cannot repeat it.
  */
+/** A connection up at least this long that the server closes while idle is made again quietly (less: the usual backoff, so a server that closes every connection at once is not hammered). */
+const IDLE_CLOSE_MIN_UP_MS = 1000;
+
 export class RedisUnavailable extends Error {
   constructor(
     message: string,
@@ -56,6 +59,8 @@ const MAX_BACKOFF_MS = 5000;
 export class RedisClient {
   private socket: net.Socket | null = null;
   private ready = false;
+  /** When the connection last became ready (performance.now()). */
+  private readyAt = 0;
   private closed = false;
   private readonly pending = new Queue<Pending>();
   private attempts = 0;
@@ -102,6 +107,7 @@ export class RedisClient {
           clearTimeout(timer);
           if (this.socket !== socket) return;
           this.ready = true;
+          this.readyAt = performance.now();
           this.attempts = 0;
           this.lastError = null;
           this.options.onState?.(null);
@@ -262,6 +268,9 @@ export class RedisClient {
     if (this.socket !== socket) return;
     this.socket = null;
     const wasReady = this.ready || this.draining;
+    // Closed cleanly while nothing was asked, after a while up: Redis's `timeout` for idle clients
+    // (or a proxy's) did it, not an outage. Made again at once, and said only if that fails.
+    const idleClose = this.ready && this.lastError === null && this.pending.peek() === undefined && performance.now() - this.readyAt > IDLE_CLOSE_MIN_UP_MS;
     this.draining = false;
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
@@ -270,6 +279,11 @@ export class RedisClient {
     this.lastError = error;
     for (const waiting of this.pending.drain()) waiting.reject(error);
     if (this.closed) return;
+    if (idleClose) {
+      this.attempts = 0; // a failure to connect again is said, as a first one is
+      this.connect();
+      return;
+    }
     if (wasReady || this.attempts === 0) this.options.onState?.(error);
     // Exponential backoff with jitter, so instances that lost Redis together do not return together.
     const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(this.attempts, this.recentDemotions())) * (0.5 + Math.random() / 2);
