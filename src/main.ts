@@ -6,6 +6,7 @@
 import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
+import { limitsShown } from './redis/url.js';
 import { closeSinks, createSinks, endProcess, logFileShown, savedAtExit } from './observe/log.js';
 import { warn } from './observe/warn.js';
 import { endOnUncaught } from './observe/crash.js';
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
     fatal(listenFailure(config, err));
   }
   const providers = [...new Set(keys.flatMap((key) => key.targets.map((target) => target.provider.name)))].sort().join(', ');
-  warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${logFileShown(config.logFile, sinks)}`);
+  warn(`listening on http://${address} with ${keys.length} virtual key${keys.length === 1 ? '' : 's'} (providers: ${providers}); log file: ${logFileShown(config.logFile, sinks)}; limits ${limitsShown(config.redis?.address ?? null)}`);
 
   process.on('SIGHUP', () => {
     instance.reopenLog();

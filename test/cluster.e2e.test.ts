@@ -33,7 +33,7 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
   });
 
   it('starts two workers on one port, saying once that a variable set is a typo of a setting', async () => {
-    assert.match(gateway.stderr(), /listening on http:\/\/\S+ with 1 virtual key \(2 workers\)/);
+    assert.match(gateway.stderr(), /listening on http:\/\/\S+ with 1 virtual key \(2 workers\); log file: [^;]+; limits counted by this instance alone \(no REDIS_URL\)\n/);
     assert.equal((gateway.stderr().match(/UPSTREAM_RETRIE is not a setting of this gateway and is ignored: did you mean UPSTREAM_RETRIES\?/g) ?? []).length, 1);
     await waitFor(() => children(gateway.child.pid as number).length === 2, 'two worker processes');
   });

@@ -38,6 +38,8 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
           for (let i = 0; i < 3; i++) statuses.push((await chat(gateway.url, 'vk_rpm', ask)).status);
           assert.deepEqual(statuses, [200, 200, 429], credentials);
           assert.doesNotMatch(gateway.stderr(), /Redis refused/, 'every command the gateway sends is allowed');
+          assert.match(gateway.stderr(), new RegExp(`listening on .*; limits shared in Redis at redis://${db === 0 ? '' : 'gateway@'}127\\.0\\.0\\.1:\\d+/${db}\n`));
+          assert.doesNotMatch(gateway.stderr(), /s3cret/);
         } finally {
           await gateway.stop();
         }

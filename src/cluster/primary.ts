@@ -8,6 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
+import { limitsShown } from '../redis/url.js';
 import { closeSinks, endProcess, logFileShown, NOTHING_HELD, savedAtExit, type LogFormat, type LogSink, type RenderedBatch } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';
@@ -285,7 +286,7 @@ class Primary {
         if (!isMessage<ToPrimary>(message) || message.t !== 'ready') return;
         if (++count === config.workers) {
           const keys = `${this.virtualKeys} virtual key${this.virtualKeys === 1 ? '' : 's'}`;
-          warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${logFileShown(config.logFile, this.options.sinks)}`);
+          warn(`listening on http://${message.address} with ${keys} (${config.workers} workers); log file: ${logFileShown(config.logFile, this.options.sinks)}; limits ${limitsShown(config.redis?.address ?? null)}`);
           const cores = usableCores();
           if (config.workers > cores) warn(`GATEWAY_WORKERS=${config.workers} on ${cores} core${cores === 1 ? '' : 's'}: workers beyond the cores compete for them and serve less, not more ("auto" starts one per core)`);
           this.started = true;

@@ -49,3 +49,8 @@ export function describeRedis(address: RedisAddress): string {
   const user = address.user === null ? '' : `${address.user}@`;
   return `${address.tls ? 'rediss' : 'redis'}://${user}${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${address.db}`;
 }
+
+/** Where the start-up line says a key's limits are counted: shared through Redis, or by this instance alone. */
+export function limitsShown(address: RedisAddress | null): string {
+  return address === null ? 'counted by this instance alone (no REDIS_URL)' : `shared in Redis at ${describeRedis(address)}`;
+}
