@@ -139,7 +139,8 @@ describe('real-key cool-downs and open circuits shared between instances', { ski
     };
     const hi = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
     const first = await start(keys, redis.url());
-    const second = await start(keys, redis.url());
+    // Its file lists vk_pool's real keys the other way round (a rolling deploy): pauses follow the key, not its place.
+    const second = await start({ virtual_keys: { ...keys.virtual_keys, vk_pool: { ...keys.virtual_keys.vk_pool, api_keys: ['sk-cool-B-2222', 'sk-cool-A-1111'] } } }, redis.url());
     let late: GatewayProcess | null = null;
     const client = await connect(parseRedisUrl(redis.url()) as RedisAddress);
     try {
@@ -169,9 +170,15 @@ describe('real-key cool-downs and open circuits shared between instances', { ski
 
       // Both pauses are kept in Redis until they end, for the instances that were not listening.
       const digest = (key: string) => createHash('sha256').update(key).digest('base64');
-      const cooling = (await client.send(['PTTL', `llmgw:{${digest('vk_pool')}}:cool:0:0`])) as number;
-      const open = (await client.send(['PTTL', `llmgw:{${digest('vk_targets')}}:open:0`])) as number;
-      assert.ok(cooling > 0 && cooling <= 60_000 && open > 0 && open <= 60_000, `stored with their expiry: ${cooling} ms, ${open} ms`);
+      const stored = async (pattern: string): Promise<number[]> => {
+        const found = (await client.send(['KEYS', pattern])) as string[];
+        return Promise.all(found.map(async (name) => (await client.send(['PTTL', name])) as number));
+      };
+      // Named by digests of the real key and of the target, never by the key itself.
+      const [cooling, open] = [await stored(`llmgw:{${digest('vk_pool')}}:cool:*`), await stored(`llmgw:{${digest('vk_targets')}}:open:*`)];
+      assert.ok(cooling.length === 1 && open.length === 1, `one pause each: ${cooling}, ${open}`);
+      assert.ok(cooling.every((ms) => ms > 0 && ms <= 60_000) && open.every((ms) => ms > 0 && ms <= 60_000), `stored with their expiry: ${cooling} ms, ${open} ms`);
+      assert.equal(((await client.send(['KEYS', '*sk-cool*'])) as string[]).length, 0);
       late = await start(keys, redis.url());
       await redisUp(late);
       await askEach(late);

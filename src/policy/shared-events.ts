@@ -6,15 +6,17 @@
  * that starts, reloads its keys or reconnects reads the pauses already running. Decisions stay
  * local and synchronous (no Redis call on a request's path); only the news travels.
  *
- * Keys and targets are named by the virtual key's digest and their index in keys.json: every
- * instance must load the same keys file.
+ * Keys and targets are named by the virtual key's digest, and by digests of what they are (a real
+ * key; a target's provider, URL and real keys), not by their place in keys.json: an instance whose
+ * file lists them in another order (a rolling deploy) applies each pause to the same real key.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { isRecord } from '../formats/json.js';
 import { RedisClient } from '../redis/client.js';
 import { RedisReplyError } from '../redis/resp.js';
 import type { RedisAddress } from '../redis/url.js';
 import type { VirtualKey } from './keys.js';
+import type { Target } from './target.js';
 import type { SharedLimiter } from './shared-limits.js';
 import { warn } from '../observe/warn.js';
 
@@ -24,12 +26,28 @@ export function eventsChannel(db: number): string {
 }
 
 /** Where a running pause is stored (in the key's hash slot, like its limits), expiring when it ends. */
-function coolKey(digest: string, target: number, index: number): string {
-  return `llmgw:{${digest}}:cool:${target}:${index}`;
+function coolKey(digest: string, target: string, real: string): string {
+  return `llmgw:{${digest}}:cool:${target}:${real}`;
 }
 
-function openKey(digest: string, target: number): string {
+function openKey(digest: string, target: string): string {
   return `llmgw:{${digest}}:open:${target}`;
+}
+
+/** A name for a secret that says nothing of it: 16 hex digits of its SHA-256. */
+function tag(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+/** A target's name, and its real keys', as the news and Redis give them. */
+interface Names {
+  readonly target: string;
+  readonly keys: readonly string[];
+}
+
+function namesFor(target: Target): Names {
+  const apiKeys = target.keys.apiKeys;
+  return { target: tag(`${target.storage}\n${[...apiKeys].sort().join('\n')}`), keys: apiKeys.map(tag) };
 }
 
 interface Cooled {
@@ -37,8 +55,9 @@ interface Cooled {
   /** Who said it (an instance ignores its own news). */
   readonly from: string;
   readonly key: string;
-  readonly target: number;
-  readonly index: number;
+  readonly target: string;
+  /** The real key's name. */
+  readonly real: string;
   readonly ms: number;
 }
 
@@ -46,7 +65,7 @@ interface Opened {
   readonly t: 'open';
   readonly from: string;
   readonly key: string;
-  readonly target: number;
+  readonly target: string;
   readonly ms: number;
 }
 
@@ -64,9 +83,10 @@ function readEvent(text: string): SharedEvent | null {
   }
   if (!isRecord(value) || typeof value.from !== 'string' || typeof value.key !== 'string') return null;
   const whole = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max;
-  if (!whole(value.target, 1000) || !whole(value.ms, MAX_PAUSE_MS)) return null;
+  const named = (text: unknown): text is string => typeof text === 'string' && /^[0-9a-f]{16}$/.test(text);
+  if (!named(value.target) || !whole(value.ms, MAX_PAUSE_MS)) return null;
   if (value.t === 'open') return value as unknown as Opened;
-  if (value.t === 'cool' && whole(value.index, 1000)) return value as unknown as Cooled;
+  if (value.t === 'cool' && named(value.real)) return value as unknown as Cooled;
   return null;
 }
 
@@ -79,6 +99,8 @@ export class SharedEvents {
   private keys: readonly VirtualKey[] = [];
   /** A refusal (an ACL without the channel or a command) is said once. */
   private refused = false;
+  /** Each target's names, made once per key set loaded (hashing its real keys). */
+  private readonly names = new WeakMap<Target, Names>();
 
   /**
    * `shared`: the shared limits, whose connection sends the news and reads the pauses; `lookup`:
@@ -110,11 +132,21 @@ export class SharedEvents {
     this.keys = keys;
     for (const key of keys) {
       for (const target of key.targets) {
-        target.keys.onCooled = (index, ms) => this.say({ t: 'cool', from: this.id, key: key.digest, target: target.index, index, ms: Math.round(ms) }, coolKey(key.digest, target.index, index));
-        target.breaker.onOpened = (ms) => this.say({ t: 'open', from: this.id, key: key.digest, target: target.index, ms: Math.round(ms) }, openKey(key.digest, target.index));
+        const named = this.namesOf(target);
+        target.keys.onCooled = (index, ms) => {
+          const real = named.keys[index] as string;
+          this.say({ t: 'cool', from: this.id, key: key.digest, target: named.target, real, ms: Math.round(ms) }, coolKey(key.digest, named.target, real));
+        };
+        target.breaker.onOpened = (ms) => this.say({ t: 'open', from: this.id, key: key.digest, target: named.target, ms: Math.round(ms) }, openKey(key.digest, named.target));
       }
     }
     this.recall(keys);
+  }
+
+  private namesOf(target: Target): Names {
+    let named = this.names.get(target);
+    if (named === undefined) this.names.set(target, (named = namesFor(target)));
+    return named;
   }
 
   private say(event: SharedEvent, stored: string): void {
@@ -137,8 +169,9 @@ export class SharedEvents {
     for (const key of keys) {
       const several = key.targets.length > 1;
       for (const target of key.targets) {
-        if (several) this.remaining(openKey(key.digest, target.index), (ms) => target.breaker.openFor(ms));
-        if (several || target.keys.apiKeys.length > 1) target.keys.apiKeys.forEach((_, index) => this.remaining(coolKey(key.digest, target.index, index), (ms) => target.keys.coolFor(index, ms)));
+        const named = this.namesOf(target);
+        if (several) this.remaining(openKey(key.digest, named.target), (ms) => target.breaker.openFor(ms));
+        if (several || named.keys.length > 1) named.keys.forEach((real, index) => this.remaining(coolKey(key.digest, named.target, real), (ms) => target.keys.coolFor(index, ms)));
       }
     }
   }
@@ -164,10 +197,11 @@ export class SharedEvents {
   private heard(text: string): void {
     const event = readEvent(text);
     if (event === null || event.from === this.id) return;
-    const target = this.lookup(event.key)?.targets[event.target];
+    const target = this.lookup(event.key)?.targets.find((candidate) => this.namesOf(candidate).target === event.target);
     if (target === undefined) return;
-    if (event.t === 'cool') target.keys.coolFor(event.index, event.ms);
-    else target.breaker.openFor(event.ms);
+    if (event.t === 'open') return target.breaker.openFor(event.ms);
+    const index = this.namesOf(target).keys.indexOf(event.real);
+    if (index !== -1) target.keys.coolFor(index, event.ms);
   }
 
   close(): void {
