@@ -355,6 +355,16 @@ describe('anthropic request: parameters', () => {
     assert.equal((out as unknown as Record<string, unknown>).stream_options, undefined);
   });
 
+  it('sends an email address, a phone number or an id over 256 characters as user_id only as its digest (Anthropic takes no personal data there)', () => {
+    const userId = (id: string): unknown => translate({ messages: [user('x')], user: id }).metadata?.user_id;
+    for (const id of ['jane.doe@example.com', '+1 (555) 010-9999', 'u'.repeat(257)]) {
+      assert.match(String(userId(id)), /^sha256:[0-9a-f]{32}$/, id);
+      assert.equal(userId(id), userId(id), 'the same user, the same id');
+    }
+    assert.notEqual(userId('a@example.com'), userId('b@example.com'));
+    for (const id of ['user-42', 'u'.repeat(256), '550e8400-e29b-41d4-a716-446655440000', '12345']) assert.equal(userId(id), id);
+  });
+
   it('response_format json_schema → output_config.format (the schema alone); json_object → 400 saying what works', () => {
     const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
     const out = translate({ messages: [user('x')], response_format: { type: 'json_schema', json_schema: { name: 'place', description: 'A place', schema, strict: true } } });

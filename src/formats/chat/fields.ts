@@ -8,9 +8,14 @@ import { entryOf } from '../json.js';
 /** OpenAI rejects a longer `user` (Claude Code's user_id, a JSON object as a string, is longer). */
 const MAX_USER_LENGTH = 64;
 
+/** An end-user id as a digest: it still tells users apart, and says nothing of them. */
+export function userDigest(id: string): string {
+  return `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+}
+
 /** A client's end-user id as chat's `user`: a digest when longer than OpenAI accepts. */
 export function chatUser(id: string): string {
-  return id.length <= MAX_USER_LENGTH ? id : `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+  return id.length <= MAX_USER_LENGTH ? id : userDigest(id);
 }
 
 /** OpenAI's reasoning model families, which take `reasoning_effort` (other models answer 400 to it). */

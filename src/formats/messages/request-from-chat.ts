@@ -5,6 +5,7 @@
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
 import { parseJsonText, TooDeep, TooMany, type JsonSpent } from '../json-bytes.js';
+import { userDigest } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicSchema } from './output-schema.js';
 import { anthropicEffort, thinkingFromEffort } from './thinking-from-effort.js';
@@ -364,6 +365,21 @@ function translateToolChoice(choice: unknown): AnthropicToolChoice | undefined {
 
 // ---- the request ---------------------------------------------------------------------------
 
+/** Anthropic's `metadata.user_id` holds at most 256 characters (its SDK's limit). */
+const MAX_ANTHROPIC_USER_LENGTH = 256;
+const EMAIL = /[^\s@]+@[^\s@]+\.[^\s@]+/;
+const PHONE = /^\+?[\d\s().-]{7,}$/;
+
+/**
+ * A chat client's `user` as Anthropic's `metadata.user_id`, which must hold no personal data: an
+ * email address or a phone number (OpenAI's `user` often is one) goes as its digest, as does an
+ * id longer than Anthropic takes.
+ */
+function anthropicUserId(id: string): string {
+  return id.length > MAX_ANTHROPIC_USER_LENGTH || EMAIL.test(id) || PHONE.test(id) ? userDigest(id) : id;
+}
+
+
 function callsTools(turn: AnthropicMessage | undefined): boolean {
   return turn !== undefined && Array.isArray(turn.content) && turn.content.some((block) => block.type === 'tool_use');
 }
@@ -406,7 +422,7 @@ export function toAnthropicRequest(request: ChatRequest, options: RequestOptions
   }
 
   if (request.stream === true) out.stream = true;
-  if (typeof request.user === 'string' && request.user !== '') out.metadata = { user_id: request.user };
+  if (typeof request.user === 'string' && request.user !== '') out.metadata = { user_id: anthropicUserId(request.user) };
   const config: OutputConfig = {};
   if (request.thinking !== undefined && request.thinking !== null) {
     out.thinking = request.thinking;
