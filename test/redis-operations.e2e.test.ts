@@ -2,7 +2,7 @@
  * Gateway instances and a real Redis, as operated: a password, an ACL user and TLS with a
  * self-signed CA; REDIS_FAILURE=closed; real-key cool-downs heard by the other instance; a worker
  * killed outright; a stop and what requests hold in Redis; the state file migrated to Redis; a
- * Redis that answers in shapes it never gives.
+ * Redis that answers in shapes it never gives; a budget used up, through an outage.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -517,6 +517,35 @@ describe('a Redis that answers the limits scripts in a shape they never give', (
         await open.stop();
         await redis.stop();
       }
+    }
+  });
+});
+
+describe('a budget used up, through an outage', { skip: NO_REDIS }, () => {
+  it('is refused by an instance that spent none of it while Redis is out (REDIS_FAILURE=open), as Redis last said; other keys are decided alone', async () => {
+    const keys = { virtual_keys: { vk_spent: { provider: 'mock', budget: { max_tokens: 30, period: 'total' } }, vk_other: { provider: 'mock', budget: { max_tokens: 1_000_000, period: 'total' } } } };
+    const redis = await startRedis();
+    const spender = await start(keys, redis.url());
+    const other = await start(keys, redis.url());
+    try {
+      await redisUp(spender);
+      await redisUp(other);
+      for (let i = 0; i < 20 && (await chat(spender.url, 'vk_spent', ask)).status === 200; i++);
+      const told = await chat(other.url, 'vk_spent', ask);
+      assert.equal(told.json?.error?.code, 'budget_exceeded', 'Redis says the budget is used up');
+      redis.signal('SIGSTOP');
+      const during = await chat(other.url, 'vk_spent', ask);
+      const alone = await chat(other.url, 'vk_other', ask);
+      redis.signal('SIGCONT');
+      assert.equal(during.status, 429);
+      assert.equal(during.json.error.code, 'budget_exceeded');
+      assert.match(during.json.error.message, /of 30 tokens, in total\); it does not reset/);
+      assert.equal(alone.status, 200, 'a key Redis never refused is decided by the instance alone');
+    } finally {
+      redis.signal('SIGCONT');
+      await spender.stop();
+      await other.stop();
+      await redis.stop();
     }
   });
 });

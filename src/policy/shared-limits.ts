@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
+import type { Budget } from './keys.js';
 import { RedisClient, RedisUnavailable } from '../redis/client.js';
 import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
@@ -344,6 +345,18 @@ function num(value: RespValue | undefined): number | null {
   return Number.isFinite(parsed) ? parsed : null;
 }
 
+/** A budget Redis found used up: in which period, of which limit, at what spend. */
+interface UsedUp {
+  readonly period: string;
+  readonly kind: 'tokens' | 'usd';
+  readonly max: number;
+  readonly spent: number;
+}
+
+function budgetMax(budget: Budget, kind: 'tokens' | 'usd'): number {
+  return (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
+}
+
 class Timeout extends Error {}
 
 /**
@@ -419,6 +432,12 @@ export class SharedLimiter implements Limiter {
   private renewer: NodeJS.Timeout | null = null;
   /** A renewal pass is under way: the next tick waits for it to end. */
   private renewing = false;
+  /**
+   * Keys Redis last found past their budget, by digest: while Redis is out, the instance deciding
+   * alone refuses them too for the rest of that period (its own counts know only its own spend,
+   * and a budget every instance had used up opened again on each). Forgotten when Redis admits one.
+   */
+  private readonly usedUp = new Map<string, UsedUp>();
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -529,6 +548,11 @@ export class SharedLimiter implements Limiter {
         if (sent) release();
         return { headers: {}, error: LIMITS_UNAVAILABLE };
       }
+      const known = this.usedUp.get(key.digest);
+      if (known !== undefined && budget !== null && known.period === periodId(spendPeriod(key), now) && known.max === budgetMax(budget, known.kind)) {
+        if (sent) release();
+        return { headers: {}, error: budgetError(budget, known.kind, known.spent, 0, now.getTime()) };
+      }
       const local = await this.options.local.admit(key, estimate, id);
       if (!sent) return local;
       if (local.error !== null) {
@@ -544,6 +568,7 @@ export class SharedLimiter implements Limiter {
     const date = now.getTime();
     switch (outcome) {
       case 'ok':
+        this.usedUp.delete(key.digest);
         return { headers, error: null, where: 'shared', ticket: id, lease: budget === null ? null : this.lease(held, id) };
       case 'requests':
       case 'tokens': {
@@ -551,9 +576,14 @@ export class SharedLimiter implements Limiter {
         const level = num(outcome === 'requests' ? requestsLevel : tokensLevel) ?? 0;
         return { headers, error: rateError(outcome, limit, refillMs(level, limit, 1), headers) };
       }
-      default:
+      default: {
         // A budget's outcome (`expected` let none through for a key without one): never admitted unchecked.
-        return { headers: {}, error: budget === null ? LIMITS_UNAVAILABLE : budgetError(budget, outcome === 'budget_usd' ? 'usd' : 'tokens', num(spent) ?? 0, num(heldNow) ?? 0, date) };
+        if (budget === null) return { headers: {}, error: LIMITS_UNAVAILABLE };
+        const kind = outcome === 'budget_usd' ? 'usd' : 'tokens';
+        const spentNow = num(spent) ?? 0;
+        if (spentNow >= budgetMax(budget, kind)) this.usedUp.set(key.digest, { period: periodId(spendPeriod(key), now), kind, max: budgetMax(budget, kind), spent: spentNow });
+        return { headers: {}, error: budgetError(budget, kind, spentNow, num(heldNow) ?? 0, date) };
+      }
     }
   }
 
