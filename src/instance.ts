@@ -192,7 +192,13 @@ export function createInstance(options: InstanceOptions): Instance {
     stopping ??= drain(server, config.shutdownTimeoutMs, signal, hurried).then(async () => {
       client.close();
       if (shared !== null && config.redis !== null) await Promise.all([shared.settled(config.redis.timeoutMs * 10), options.beforeClosingRedis?.()]);
-      if (shared !== null && shared.waiting > 0) warn(`${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`);
+      if (shared !== null && shared.waiting > 0) {
+        warn(
+          shared.migrationPending
+            ? `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: the state file's spend, theirs included, was not added to Redis yet, and is when the next start reaches it`
+            : `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`,
+        );
+      }
       shared?.client.close();
       events?.close();
       return log.close();

@@ -300,6 +300,29 @@ describe('a stop, and what requests hold in Redis', { skip: NO_REDIS }, () => {
     }
   });
 
+  it('says so when a stop waits for a stalled Redis to answer its settlements, and for how long', async () => {
+    await flush();
+    const gateway = await start(keys(), redis.url(), { GATEWAY_SHUTDOWN_TIMEOUT_MS: '200', REDIS_TIMEOUT_MS: '300' });
+    let open: Awaited<ReturnType<typeof openStream>> | undefined;
+    try {
+      await redisUp(gateway);
+      open = await openStream(gateway.url, 'vk_held', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+      await waitFor(() => waiting.length === 1, 'the stream at the provider');
+      redis.signal('SIGSTOP');
+      try {
+        gateway.child.kill('SIGTERM'); // the stream is cut after 200 ms; its settlement waits for Redis
+        await waitFor(() => /waiting up to 2000 ms more for Redis to answer 1 settlement\(s\) before closing \(10 × REDIS_TIMEOUT_MS\)/.test(gateway.stderr()), 'the wait said');
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      assert.equal(await gateway.exited, 0);
+    } finally {
+      for (const release of waiting.splice(0)) release();
+      open?.req.destroy();
+      await gateway.stop('SIGKILL');
+    }
+  });
+
   it('lets go of what an instance killed outright held after REDIS_HOLD_MS, while a live instance keeps renewing its long streams\' holds', async () => {
     await flush();
     const both = { virtual_keys: { vk_lives: { ...keys().virtual_keys.vk_held }, vk_dies: { ...keys().virtual_keys.vk_held } } };
@@ -395,6 +418,7 @@ describe('the state file migrated to Redis', { skip: NO_REDIS }, () => {
       } finally {
         await alone.stop();
       }
+      if (workers === '1') assert.match(alone.stderr(), /1 settlement\(s\) were still waiting for Redis at shutdown: the state file's spend, theirs included, was not added to Redis yet, and is when the next start reaches it/);
       const written = readFileSync(stateFile, 'utf8');
       assert.match(written, new RegExp(`"tokens": ${900 + (run + 1) * used},`));
       assert.doesNotMatch(written, /counted_in_redis/, `nothing of it reached Redis (GATEWAY_WORKERS=${workers})`);

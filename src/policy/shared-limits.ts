@@ -400,6 +400,8 @@ export interface SharedLimiterOptions {
    * worker releases them (releaseOwners). Null in a single process, whose death is the instance's.
    */
   readonly owner?: string | null;
+  /** Whether the state file's spend still waits to be added to Redis (this run never managed to): what is not settled is added with it at the next start. */
+  readonly migrationPending?: () => boolean;
 }
 
 interface Settlement {
@@ -728,8 +730,12 @@ export class SharedLimiter implements Limiter {
     if (this.unanswered === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
+      // A stop that waits on a stalled Redis says so, and for how long (its own message said only the requests' wait).
+      const after = Math.min(1000, Math.round(ms / 3));
+      const said = setTimeout(() => warn(`waiting up to ${ms - after} ms more for Redis to answer ${this.unanswered} settlement(s) before closing (10 × REDIS_TIMEOUT_MS)`), after);
       this.whenAnswered.push(() => {
         clearTimeout(timer);
+        clearTimeout(said);
         resolve();
       });
     });
@@ -738,6 +744,11 @@ export class SharedLimiter implements Limiter {
   /** Settlements still waiting for Redis (said at shutdown: they are lost with the process). */
   get waiting(): number {
     return this.backlog.length;
+  }
+
+  /** Whether the state file's spend, these settlements' included, is still to be added to Redis at the next start. */
+  get migrationPending(): boolean {
+    return this.options.migrationPending?.() ?? false;
   }
 
   /**
@@ -892,7 +903,9 @@ export function shareLimits(options: {
       }
     },
   });
-  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, holdMs: options.holdMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null });
+  const store = options.seedFrom;
+  const migrationPending = (): boolean => migration !== null && store !== null && !store.countedInRedis;
+  limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, holdMs: options.holdMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null, migrationPending });
   client.connect();
   return limiter;
 }
