@@ -375,6 +375,12 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       assert.equal(await settle('req-2', 'unsure'), 0, 'sent again after a lost answer: counted once');
       assert.deepEqual(await client.send(['HMGET', keys[1] as string, 'requests', 'tokens']), ['2', '60']);
       assert.deepEqual(await client.send(['HMGET', keys[2] as string, '~tokens', '~usd']), ['0', '0'], 'nothing left held');
+      // A key refused (its budget used) or reported on before it held anything: its totals expire too.
+      const refused = ['llmgw:{r}:rate', 'llmgw:{r}:spend:total', 'llmgw:{r}:held'];
+      await client.send(['HSET', refused[1] as string, 'tokens', '2000']);
+      assert.equal(((await runScript(client, 'admit', refused, [0, 0, 1000, 0, 50, 0, 'req-r', 3_600_000, 86_400_000, 1])) as string[])[0], 'budget_tokens');
+      const ttl = (await client.send(['PTTL', refused[2] as string])) as number;
+      assert.ok(ttl > 0 && ttl <= 86_400_000, `the held totals expire: ${ttl}`);
 
       // One budget spent past its limit is used up, even where the other is only held full (as the local authority says).
       const order = ['llmgw:{o}:rate', 'llmgw:{o}:spend:total', 'llmgw:{o}:held'];

@@ -113,6 +113,8 @@ local function held(key, now, keep)
     end
   end
   redis.call('HSET', key, '~tokens', tostring(tokens), '~usd', tostring(usd), '~recount', tostring(now + 10000))
+  -- Made here by a refusal or a report, it would otherwise never expire.
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, keep) end
   return tokens, usd
 end
 local function str(v) if v == nil then return '' end return tostring(v) end
