@@ -2,7 +2,8 @@
  * Gateway instances and a real Redis, as operated: a password, an ACL user and TLS with a
  * self-signed CA; REDIS_FAILURE=closed; real-key cool-downs heard by the other instance; a worker
  * killed outright; a stop and what requests hold in Redis; the state file migrated to Redis; a
- * Redis that answers in shapes it never gives; a budget used up, through an outage.
+ * Redis that answers in shapes it never gives; a Redis that lost what it counted; a budget used up,
+ * through an outage.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -541,6 +542,23 @@ describe('a Redis that answers the limits scripts in a shape they never give', (
         await open.stop();
         await redis.stop();
       }
+    }
+  });
+});
+
+describe('a Redis that lost what it counted', { skip: NO_REDIS }, () => {
+  it('is said when the gateway connects again (a restart without persistence): budgets start over there', async () => {
+    const redis = await startRedis();
+    const gateway = await start({ virtual_keys: { vk_any: { provider: 'mock', budget: { max_tokens: 1_000, period: 'total' } } } }, redis.url());
+    try {
+      await redisUp(gateway);
+      await waitFor(async () => (await get(gateway, '/healthz')).json.redis === 'ok', 'Redis up');
+      assert.doesNotMatch(gateway.stderr(), /no longer holds what it counted/, 'not at the first connection');
+      await redis.restart();
+      await waitFor(() => /Redis \(redis:\/\/127\.0\.0\.1:\d+\/0\) no longer holds what it counted \(restarted without persistence, flushed, or a failover to a replica that had none of it\): every key's budget, spend and limits start over from zero in Redis/.test(gateway.stderr()), 'the loss said', 10_000);
+    } finally {
+      await gateway.stop();
+      await redis.stop();
     }
   });
 });

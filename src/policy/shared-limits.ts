@@ -54,6 +54,9 @@ const KEEP_MS = 86_400_000;
 const RENEW_BATCH = 500;
 /** Spend counters outlive their period by this, for the usage route's last look. */
 const SPEND_GRACE_MS = { day: 86_400_000, month: 7 * 86_400_000 } as const;
+/** A marker of what Redis has counted, kept without expiry (checkCounting). */
+const COUNTING_KEY = 'llmgw:counting';
+
 /** How often an outage on a live connection is probed. */
 const PROBE_MS = 1000;
 /** Settlements waiting for Redis to come back, at most. */
@@ -442,6 +445,8 @@ export class SharedLimiter implements Limiter {
    * and a budget every instance had used up opened again on each). Forgotten when Redis admits one.
    */
   private readonly usedUp = new Map<string, UsedUp>();
+  /** This process found Redis holding its counts (or began them): a later connection that finds them gone says so. */
+  private countingSeen = false;
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -462,7 +467,25 @@ export class SharedLimiter implements Limiter {
   connectionChanged(error: Error | null): void {
     if (error !== null) return this.failed(error);
     this.answered();
+    this.checkCounting();
     for (const listener of this.connectedListeners) listener();
+  }
+
+  /**
+   * Whether Redis still holds what it counted: a marker made at the first connection, with no
+   * expiry, is gone after a restart without persistence, a FLUSHALL or a failover to an empty
+   * replica. Every key's budget and limits then start over from zero, which is said.
+   */
+  private checkCounting(): void {
+    this.options.client.send(['SET', COUNTING_KEY, String(Date.now()), 'NX']).then(
+      (reply) => {
+        if (reply === 'OK' && this.countingSeen) {
+          warn(`Redis (${this.options.client.name}) no longer holds what it counted (restarted without persistence, flushed, or a failover to a replica that had none of it): every key's budget, spend and limits start over from zero in Redis`);
+        }
+        this.countingSeen = true;
+      },
+      () => {}, // a refusal (an ACL) or an outage: nothing is known
+    );
   }
 
   /** Redis answered: an outage is over, and what waited for it is sent. */
