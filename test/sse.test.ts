@@ -78,6 +78,10 @@ describe('SseParser', () => {
     assert.deepEqual(events.map((event) => event.data), ['{"a":1}', '[DONE]']);
     assert.deepEqual(parseAll([Buffer.from('event: message_stop\ndata: {"type":"message_stop"}\n')]).events, [{ event: 'message_stop', data: '{"type":"message_stop"}' }]);
     assert.deepEqual(parseAll([Buffer.from('data:{"b":2}')]).events, [{ event: undefined, data: '{"b":2}' }]);
+    // Data over several lines (pretty-printed), and an event whose unfinished last line is no data.
+    assert.deepEqual(parseAll([Buffer.from('data: {\ndata:  "c": 3\ndata: }')]).events, [{ event: undefined, data: '{\n "c": 3\n}' }]);
+    assert.deepEqual(parseAll([Buffer.from('data: {"a":1}\n: keep-alive')]).events, [{ event: undefined, data: '{"a":1}' }]);
+    assert.deepEqual(parseAll([Buffer.from('data: {"a":1}\nid: 7')]).events, [{ event: undefined, data: '{"a":1}' }]);
   });
 
   it('drops a last event cut inside a line when the stream ends, as the WHATWG rules do: it is a fragment', () => {

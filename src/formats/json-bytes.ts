@@ -664,21 +664,36 @@ function parseBounded(data: string | Buffer, cheap: number, spent: JsonSpent, li
 /** Whether a JSON text nests deeper than MAX_DEPTH (brackets inside strings skipped; a text that is not JSON: whatever it counts, the parse says why). */
 function deeperThanMax(data: string | Buffer): boolean {
   const text = typeof data === 'string' ? data : data.toString('latin1'); // brackets and quotes are ASCII
+  if (fewBrackets(text)) return false; // a provider's event: a handful, found by native searches
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
-      // To the closing quote: one not preceded by an odd number of backslashes.
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === BACKSLASH) i++;
-        else if (d === QUOTE) break;
-      }
+      // To the closing quote (a native search: most of a text is strings), one not escaped.
+      let end = text.indexOf('"', i + 1);
+      while (end !== -1 && escapedAt(text, end)) end = text.indexOf('"', end + 1);
+      if (end === -1) return false;
+      i = end;
     } else if (c === 0x7b || c === 0x5b) {
       if (++depth > MAX_DEPTH) return true;
     } else if (c === 0x7d || c === 0x5d) depth--;
   }
   return false;
+}
+
+/** Whether a text holds no more opening brackets, in strings or not, than MAX_DEPTH: then it cannot nest deeper. */
+function fewBrackets(text: string): boolean {
+  let count = 0;
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++count > MAX_DEPTH) return false;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++count > MAX_DEPTH) return false;
+  return true;
+}
+
+/** Whether the character at `at` follows an odd run of backslashes. */
+function escapedAt(text: string, at: number): boolean {
+  let run = 0;
+  while (text.charCodeAt(at - 1 - run) === BACKSLASH) run++;
+  return run % 2 === 1;
 }
 
 /**
@@ -863,6 +878,11 @@ type StringEnd = (start: number) => number;
  */
 export function isJsonText(raw: Buffer): boolean {
   return walk(raw, null, null, Infinity) === LAID_OUT;
+}
+
+/** Whether a provider's text is JSON that parseProviderJson would take: past an answer's limits it is not looked at further (a 16 MB `[[[…]]]` took the walk a second). */
+export function isProviderJson(raw: Buffer): boolean {
+  return tooCostly(raw, { containers: 0, values: 0 }, ANSWER_LIMITS) === null && isJsonText(raw);
 }
 
 /** How a walk of the bytes ended. */

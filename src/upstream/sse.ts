@@ -7,6 +7,7 @@
  * joined once. Bounded: a line or an event larger than `maxEventChars` is an error.
  */
 import { StringDecoder } from 'node:string_decoder';
+import { isProviderJson } from '../formats/json-bytes.js';
 import type { SseEvent } from '../formats/sse.js';
 
 export type { SseEvent } from '../formats/sse.js';
@@ -20,17 +21,9 @@ export class SseTooLargeError extends Error {
 
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
-/** Whether a line the stream ended in holds data that is whole: JSON, or OpenAI's `[DONE]`. */
-function wholeData(line: string): boolean {
-  if (!line.startsWith('data:')) return false;
-  const value = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
-  if (value === '[DONE]') return true;
-  try {
-    JSON.parse(value);
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether an event's data is whole: OpenAI's `[DONE]`, or JSON a provider may send (checked without building it: the data may be 16 MB). */
+function wholeData(data: string): boolean {
+  return data === '[DONE]' || isProviderJson(Buffer.from(data, 'utf8'));
 }
 
 export class SseParser {
@@ -67,22 +60,25 @@ export class SseParser {
 
   /**
    * The upstream ended. A last event without its blank line is still delivered (lenient: some
-   * servers end so), but not one cut inside a line, which the WHATWG rules drop (a provider cut
-   * mid-event left `data: {"id":"c1","object":"chat.completi`): its last line must have ended,
-   * or be data that is whole JSON or `[DONE]`.
+   * servers end so), but not one cut inside a data line, which the WHATWG rules drop (a provider
+   * cut mid-event left `data: {"id":"c1","object":"chat.completi`): an event whose last line is
+   * unfinished data is delivered only when its data is whole. An unfinished line of anything else
+   * (a comment, `id:`) is dropped, and the event's data, whose lines ended, delivered.
    */
   end(): SseEvent[] {
     const events = this.scan(this.decoder.end());
     if (this.pendingLength > 0) {
       const last = this.takePending('');
-      if (!wholeData(last)) {
-        this.dataLines.length = 0;
-        this.dataLength = 0;
-        this.hasData = false;
-        this.eventName = undefined;
-        return events;
+      if (/^data(?::|$)/.test(last)) {
+        this.line(last, events);
+        if (!wholeData(this.dataLines.join('\n'))) {
+          this.dataLines.length = 0;
+          this.dataLength = 0;
+          this.hasData = false;
+          this.eventName = undefined;
+          return events;
+        }
       }
-      this.line(last, events);
     }
     this.dispatch(events);
     return events;
