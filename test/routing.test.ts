@@ -9,6 +9,7 @@ import { CircuitBreaker } from '../src/policy/breaker.js';
 import { ConfigFileError } from '../src/config-file-error.js';
 import { parseKeyFile, type VirtualKey } from '../src/policy/keys.js';
 import { targetFor, targetOrder } from '../src/policy/routing.js';
+import { namesFor } from '../src/policy/shared-events.js';
 import { registry as providers } from '../src/providers/index.js';
 
 function parse(keys: Record<string, unknown>): VirtualKey[] {
@@ -162,5 +163,31 @@ describe('the circuit breaker', () => {
     breaker.failure(1000);
     assert.equal(breaker.admit(1500), null);
     assert.equal(breaker.admit(2000), 'probe');
+  });
+});
+
+describe('the names of targets and real keys shared between instances (Redis)', () => {
+  const target = (map: string, keys: string[]) => ({ provider: 'openai', api_keys: keys, model_map: { '*': map } });
+  const names = (targets: unknown[]) => {
+    const key = parse({ vk_names_0123456789: { targets } })[0] as VirtualKey;
+    return key.targets.map((each) => namesFor(key.targets).get(each));
+  };
+
+  it('follow what a target is, not its place: the same in a file that lists them the other way round', () => {
+    const [main, mini] = names([target('gpt-5', ['sk-a-0123456789', 'sk-b-0123456789']), target('gpt-5-mini', ['sk-a-0123456789'])]);
+    const [miniAgain, mainAgain] = names([target('gpt-5-mini', ['sk-a-0123456789']), target('gpt-5', ['sk-b-0123456789', 'sk-a-0123456789'])]);
+    assert.notEqual(main?.target, mini?.target, 'same provider, URL and key, another model map: another target');
+    assert.equal(mainAgain?.target, main?.target);
+    assert.equal(miniAgain?.target, mini?.target);
+    assert.deepEqual([...(mainAgain?.keys ?? [])].reverse(), main?.keys, 'each real key keeps its name wherever it stands');
+    for (const name of [main?.target, ...(main?.keys ?? [])]) assert.match(String(name), /^[0-9a-f]{16}$/);
+  });
+
+  it('keep a target its name when a real key is added to it; tell targets alike in all but their keys apart by their order', () => {
+    const [before] = names([target('gpt-5', ['sk-a-0123456789'])]);
+    const [after] = names([target('gpt-5', ['sk-a-0123456789', 'sk-c-0123456789'])]);
+    assert.equal(after?.target, before?.target);
+    const [first, second] = names([target('gpt-5', ['sk-a-0123456789']), target('gpt-5', ['sk-b-0123456789'])]);
+    assert.notEqual(first?.target, second?.target);
   });
 });

@@ -7,6 +7,8 @@ export interface ModelMap {
   map(model: string): string;
   /** The exact names it maps (its patterns cannot be listed). */
   readonly names: readonly string[];
+  /** The map as text, the same for the same entries in any order (it tells targets apart). */
+  readonly text: string;
 }
 
 export function modelMap(entries: Readonly<Record<string, string>>): ModelMap {
@@ -21,5 +23,6 @@ export function modelMap(entries: Readonly<Record<string, string>>): ModelMap {
   return {
     map: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1] ?? model,
     names: [...exact.keys()],
+    text: JSON.stringify(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
   };
 }

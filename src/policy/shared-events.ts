@@ -7,8 +7,9 @@
  * local and synchronous (no Redis call on a request's path); only the news travels.
  *
  * Keys and targets are named by the virtual key's digest, and by digests of what they are (a real
- * key; a target's provider, URL and real keys), not by their place in keys.json: an instance whose
- * file lists them in another order (a rolling deploy) applies each pause to the same real key.
+ * key; a target's provider, URL and model map), not by their place in keys.json: an instance whose
+ * file lists them in another order (a rolling deploy) applies each pause to the same one. Targets
+ * alike in all that (other real keys only) are told apart by their order among themselves.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { isRecord } from '../formats/json.js';
@@ -40,14 +41,22 @@ function tag(text: string): string {
 }
 
 /** A target's name, and its real keys', as the news and Redis give them. */
-interface Names {
+export interface Names {
   readonly target: string;
   readonly keys: readonly string[];
 }
 
-function namesFor(target: Target): Names {
-  const apiKeys = target.keys.apiKeys;
-  return { target: tag(`${target.storage}\n${[...apiKeys].sort().join('\n')}`), keys: apiKeys.map(tag) };
+/** The names of a key's targets. Real keys stay out of a target's: adding one to rotate keeps its name. */
+export function namesFor(targets: readonly Target[]): Map<Target, Names> {
+  const names = new Map<Target, Names>();
+  const seen = new Map<string, number>();
+  for (const target of targets) {
+    const what = `${target.storage}\n${target.modelMap?.text ?? ''}`;
+    const alike = seen.get(what) ?? 0;
+    seen.set(what, alike + 1);
+    names.set(target, { target: tag(`${what}\n${alike}`), keys: target.keys.apiKeys.map(tag) });
+  }
+  return names;
 }
 
 interface Cooled {
@@ -132,7 +141,7 @@ export class SharedEvents {
     this.keys = keys;
     for (const key of keys) {
       for (const target of key.targets) {
-        const named = this.namesOf(target);
+        const named = this.namesOf(key, target);
         target.keys.onCooled = (index, ms) => {
           const real = named.keys[index] as string;
           this.say({ t: 'cool', from: this.id, key: key.digest, target: named.target, real, ms: Math.round(ms) }, coolKey(key.digest, named.target, real));
@@ -143,9 +152,12 @@ export class SharedEvents {
     this.recall(keys);
   }
 
-  private namesOf(target: Target): Names {
+  private namesOf(key: VirtualKey, target: Target): Names {
     let named = this.names.get(target);
-    if (named === undefined) this.names.set(target, (named = namesFor(target)));
+    if (named === undefined) {
+      for (const [each, names] of namesFor(key.targets)) this.names.set(each, names);
+      named = this.names.get(target) as Names;
+    }
     return named;
   }
 
@@ -169,7 +181,7 @@ export class SharedEvents {
     for (const key of keys) {
       const several = key.targets.length > 1;
       for (const target of key.targets) {
-        const named = this.namesOf(target);
+        const named = this.namesOf(key, target);
         if (several) this.remaining(openKey(key.digest, named.target), (ms) => target.breaker.openFor(ms));
         if (several || named.keys.length > 1) named.keys.forEach((real, index) => this.remaining(coolKey(key.digest, named.target, real), (ms) => target.keys.coolFor(index, ms)));
       }
@@ -197,10 +209,11 @@ export class SharedEvents {
   private heard(text: string): void {
     const event = readEvent(text);
     if (event === null || event.from === this.id) return;
-    const target = this.lookup(event.key)?.targets.find((candidate) => this.namesOf(candidate).target === event.target);
-    if (target === undefined) return;
+    const key = this.lookup(event.key);
+    const target = key?.targets.find((candidate) => this.namesOf(key, candidate).target === event.target);
+    if (key === undefined || target === undefined) return;
     if (event.t === 'open') return target.breaker.openFor(event.ms);
-    const index = this.namesOf(target).keys.indexOf(event.real);
+    const index = this.namesOf(key, target).keys.indexOf(event.real);
     if (index !== -1) target.keys.coolFor(index, event.ms);
   }
 
