@@ -118,6 +118,26 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
   });
 });
 
+describe('a Redis user that may not SET', { skip: NO_REDIS }, () => {
+  it('is found back after a slow moment by its refused probe (REDIS_FAILURE=closed): checks reach Redis again', async () => {
+    const redis = await startRedis({ user: ['limited', 'limited-s3cret', '~* &* +@all -set'] });
+    const gateway = await start({ virtual_keys: { vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 100 } } } }, redis.url('limited:limited-s3cret'), { REDIS_FAILURE: 'closed' });
+    try {
+      await redisUp(gateway);
+      redis.signal('SIGSTOP');
+      const late = await chat(gateway.url, 'vk_rpm', ask);
+      redis.signal('SIGCONT');
+      assert.equal(late.status, 503);
+      await waitFor(async () => (await chat(gateway.url, 'vk_rpm', ask)).status === 200, 'a check answered by Redis again');
+      assert.match(gateway.stderr(), /is back: limits are shared again/);
+    } finally {
+      redis.signal('SIGCONT');
+      await gateway.stop();
+      await redis.stop();
+    }
+  });
+});
+
 describe('real-key cool-downs and open circuits shared between instances', { skip: NO_REDIS }, () => {
   let redis: TestRedis;
   let openai: MockUpstream;

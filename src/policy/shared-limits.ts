@@ -364,6 +364,9 @@ function budgetMax(budget: Budget, kind: 'tokens' | 'usd'): number {
 
 class Timeout extends Error {}
 
+/** A check not sent: Redis is out, and probed until it answers (nothing sent, nothing failed). */
+class StillOut extends RedisUnavailable {}
+
 /**
  * `work`, or a Timeout after `ms`. The timeout waits for the loop's I/O first (setImmediate): after
  * the process itself stalled (a long collection, a CPU quota), its timers run before the reply
@@ -500,6 +503,7 @@ export class SharedLimiter implements Limiter {
   }
 
   private failed(error: Error): void {
+    if (error instanceof StillOut) return; // no call was made: nothing failed again
     this.options.metrics.redisError(error instanceof Timeout ? 'timeout' : error instanceof RedisReplyError ? 'error' : 'unavailable');
     this.wrongReplies = error instanceof UnexpectedReply;
     if (this.outage) return;
@@ -525,7 +529,11 @@ export class SharedLimiter implements Limiter {
       if (!client.isReady || this.wrongReplies) return;
       withDeadline(client.sendWriteProbe(), this.options.timeoutMs).then(
         () => this.answered(),
-        () => {},
+        // Refused in time for anything but Redis's state (an ACL without SET): it answers, so it is
+        // back, as the connection's own write check takes it (else checks never reached it again).
+        (err: Error) => {
+          if (err instanceof RedisReplyError && !err.passing) this.answered();
+        },
       );
     }, PROBE_MS);
     this.probe.unref();
@@ -536,9 +544,9 @@ export class SharedLimiter implements Limiter {
    * never gives (`expected` says no; something else answers on that port) counts as an error reply.
    */
   private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[], expected: (reply: RespValue[]) => boolean): Promise<RespValue[]> {
-    // Out for replies that came too late, on a connection still up: the probe finds Redis back;
-    // until then a check goes to the policy at once, as with no connection, not after another wait.
-    if (this.outage && this.probe !== null && !this.wrongReplies) throw new RedisUnavailable('Redis answered too late; probed until it answers in time');
+    // Out on a connection still up (replies too late, writes refused for its state): the probe
+    // finds Redis back; until then a check goes to the policy at once, not after another wait.
+    if (this.outage && this.probe !== null && !this.wrongReplies) throw new StillOut('Redis is out until its probe is answered in time');
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);
