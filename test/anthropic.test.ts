@@ -751,11 +751,12 @@ describe('anthropic stream', () => {
     assert.equal(named.error.status, 500, "an api_error, as Anthropic's SDK would take it");
     assert.match('event: error\ndata: {"type":"content_block_delta"}\n\n', MESSAGES_NOTABLE, 'seen by a pass-through, not forwarded as bytes');
     // OpenAI's error shapes, from a server or proxy in front of the provider: errors too, seen by a pass-through.
-    for (const data of ['{"error":{"type":"overloaded_error","message":"busy"}}', '{"object":"error","type":"overloaded_error","message":"busy","code":529}']) {
+    // At the status they name, as on a chat stream: OpenAI's rate limit, vLLM's numeric code, a bare status.
+    for (const [data, status] of [['{"error":{"message":"busy","type":"requests","code":"rate_limit_exceeded"}}', 429], ['{"object":"error","message":"busy","type":"BadRequestError","param":null,"code":400}', 400], ['{"error":{"message":"busy","code":503}}', 503]] as const) {
       assert.match(`data: ${data}\n\n`, MESSAGES_NOTABLE, data);
       const [item] = translator.event({ event: undefined, data });
       assert.ok(item?.kind === 'error', data);
-      assert.deepEqual([item.error.status, item.error.message], [529, 'busy']);
+      assert.deepEqual([item.error.status, item.error.message], [status, 'busy']);
     }
     const delta = JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: '{"error":{"object":"error"}}' } });
     assert.doesNotMatch(`data: ${delta}\n\n`, MESSAGES_NOTABLE, 'text that reads like one is escaped');

@@ -763,11 +763,11 @@ describe('Responses failures', () => {
   });
 
   it("reads chat's error shapes in a Responses stream (a server or proxy in front of the provider) as the stream's failure, and only those", () => {
-    for (const data of ['{"error":{"code":"rate_limit_exceeded","message":"slow down"}}', '{"object":"error","message":"slow down","type":"BadRequestError","code":"rate_limit_exceeded"}']) {
+    for (const [data, status] of [['{"error":{"code":"rate_limit_exceeded","message":"slow down"}}', 429], ['{"object":"error","message":"slow down","type":"BadRequestError","param":null,"code":400}', 400], ['{"error":{"message":"slow down","code":503}}', 503]] as const) {
       assert.match(`data: ${data}\n\n`, RESPONSES_NOTABLE, data);
       const [item] = decodeResponsesEvent({ event: undefined, data });
       assert.ok(item?.kind === 'error', data);
-      assert.deepEqual([item.error.status, item.error.message], [429, 'slow down']);
+      assert.deepEqual([item.error.status, item.error.message], [status, 'slow down']);
     }
     const delta = JSON.stringify({ type: 'response.output_text.delta', sequence_number: 3, delta: '{"error":{"object":"error"}}' });
     assert.doesNotMatch(`data: ${delta}\n\n`, RESPONSES_NOTABLE, 'text that reads like one is escaped');

@@ -23,7 +23,8 @@ export const CHAT_NOTABLE = /\[DONE\]|"error"|"usage"\s*:\s*\{|"finish_reason"\s
 
 const CHAT_DONE_FRAME = 'data: [DONE]\n\n';
 
-function streamError(error: unknown): GatewayError {
+/** An error in OpenAI's shape in a stream (chat's own, or a server's in front of another API's provider): at the status it names. */
+export function openAIStreamError(error: unknown): GatewayError {
   const detail = isRecord(error) ? error : {};
   const message = typeof detail.message === 'string' ? detail.message : typeof error === 'string' ? error : 'The provider failed mid-stream.';
   return new GatewayError(errorStatus(detail), message, {
@@ -43,11 +44,11 @@ export function decodeChatEvent(event: SseEvent): Array<StreamItem<ChatCompletio
     return [{ kind: 'error', error: invalidAnswer(notJson('a stream event', err)) }];
   }
   if (!isRecord(chunk)) return [{ kind: 'error', error: invalidAnswer('a stream event is not an object') }];
-  if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: streamError(chunk.error) }];
+  if (chunk.error !== undefined && chunk.error !== null) return [{ kind: 'error', error: openAIStreamError(chunk.error) }];
   // Named an error, it is one whatever its data says: OpenAI's SDK throws on an event so named.
-  if (event.event === 'error') return [{ kind: 'error', error: streamError(chunk) }];
+  if (event.event === 'error') return [{ kind: 'error', error: openAIStreamError(chunk) }];
   // vLLM and other OpenAI-compatible servers send a bare error object mid-stream.
-  if (chunk.object === 'error') return [{ kind: 'error', error: streamError(chunk) }];
+  if (chunk.object === 'error') return [{ kind: 'error', error: openAIStreamError(chunk) }];
   return [{ kind: 'event', event: chunk as ChatCompletionChunk, data }];
 }
 

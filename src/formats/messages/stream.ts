@@ -6,6 +6,7 @@
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
 import { ERROR_STATUS, eventObject, ForeignStreamError, typedEvent } from '../answer.js';
+import { openAIStreamError } from '../chat/stream.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -28,7 +29,7 @@ export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesE
   if (event.event === 'error') return [{ kind: 'error', error: messagesStreamError(eventObject(event.data)?.error) }];
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
-  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: messagesStreamError(data.detail) }];
+  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: openAIStreamError(data.detail) }];
   if (data.type === 'error') return [{ kind: 'error', error: messagesStreamError(data.error) }];
   const item: StreamItem<MessagesEvent> = { kind: 'event', event: data as MessagesEvent, data: event.data };
   // message_stop is the last event: the stream's end as well.

@@ -7,6 +7,7 @@
 import type { StreamWatch } from '../api.js';
 import { GatewayError } from '../../errors.js';
 import { eventObject, ForeignStreamError, typedEvent } from '../answer.js';
+import { openAIStreamError } from '../chat/stream.js';
 import { isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
 import type { StreamItem } from '../stream.js';
@@ -36,7 +37,7 @@ export function decodeResponsesEvent(event: SseEvent): Array<StreamItem<Response
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
   // Chat's error shape (`{"error": {…}}`, vLLM's `{"object": "error"}`) from a server that also serves Responses.
-  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: failedError({ error: data.detail }) }];
+  if (data instanceof ForeignStreamError) return [{ kind: 'error', error: openAIStreamError(data.detail) }];
   // Named as the provider named it, or after its type where it did not (SDKs read events by name).
   const item: StreamItem<ResponsesEvent> = { kind: 'event', event: data as ResponsesEvent, data: event.data, name: event.event ?? data.type };
   // The client gets the provider's own response.failed; the error after it ends the stream for the gateway.
