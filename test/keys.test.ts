@@ -373,14 +373,15 @@ describe('parseKeyFile', () => {
       }),
     );
     assert.ok(found.every((problem) => !problem.includes('AbCdEf0123456789') && !problem.includes('QwErTy0123456789') && !problem.includes(hex)), found.join('\n'));
+    // A real key in plain sight first: in a file with more problems than are listed, never left out.
     assert.deepEqual(found, [
+      'virtual key #4 (sk-pro…): the virtual key is one of this file\'s real provider keys: clients would hold it, and every log entry would show it; give the key its own (vk_$(openssl rand -hex 16))',
+      'virtual key #5 (vk_nam…): "name" is one of this file\'s real provider keys: names appear in the log, metrics and /v1/usage',
       'virtual key #1 (vk_swa…): "base_url" is not a URL: a value of 40 characters that may be a key (not shown)',
       'virtual key #2 (vk_in_…): unknown provider a value of 40 characters that may be a key (not shown) (supported: openai, anthropic, deepseek, mock)',
       'virtual key #3 (vk_in_…): "models[0]" may use "*" only at the end ("gpt-4.1-*"), got a value of 37 characters that may be a key (not shown)',
       'virtual key #5 (vk_nam…): "rate_limit.requests_per_minute" must be a positive integer',
       'virtual key #6 (vk_nam…): unknown provider "antropic" (did you mean "anthropic"? supported: openai, anthropic, deepseek, mock)',
-      'virtual key #4 (sk-pro…): the virtual key is one of this file\'s real provider keys: clients would hold it, and every log entry would show it; give the key its own (vk_$(openssl rand -hex 16))',
-      'virtual key #5 (vk_nam…): "name" is one of this file\'s real provider keys: names appear in the log, metrics and /v1/usage',
     ]);
     // Values that look like what they are still quoted.
     assert.deepEqual(problems('{"virtual_keys":{"vk_typo_0123456789":{"provider":"mokc"}}}'), ['virtual key #1 (vk_typ…): unknown provider "mokc" (did you mean "mock"? supported: openai, anthropic, deepseek, mock)']);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyScrubber, keysScrubber, keySpellings, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
+import { KeyScrubber, keysScrubber, keySpellings, manyKeysRedactor, textWithoutKeys, withoutKeys } from '../src/upstream/scrub.js';
 
 const KEY = 'sk-proj-Scrub0123456789abcdef';
 
@@ -172,5 +172,27 @@ describe('textWithoutKeys and withoutKeys, for keys JSON escapes and for class i
     const value = { response: cut };
     assert.equal(withoutKeys(value, [ODD]), value);
     assert.ok(withoutKeys({ a: cut, b: ODD }, [ODD]).a instanceof Cut);
+  });
+});
+
+describe('manyKeysRedactor: a keys file of many real keys', () => {
+  it('takes every key out, all of each where two overlap, and leaves a text without any as it is', () => {
+    const redact = manyKeysRedactor(keySpellings(['AAAA1111BBBB', '1111BBBB2222CCCC', 'sk-"quoted"-0123456789']));
+    assert.equal(redact('x AAAA1111BBBB2222CCCC y'), 'x [redacted] y', 'both overlapping keys, whole');
+    assert.equal(redact('AAAA1111BBBB, then 1111BBBB2222CCCC.'), '[redacted], then [redacted].');
+    assert.equal(redact('got "sk-\\"quoted\\"-0123456789"'), 'got "[redacted]"', 'as JSON spells it');
+    const plain = 'nothing to see';
+    assert.equal(redact(plain), plain);
+    // The same as each key in turn, on random texts made of the keys' pieces.
+    const keys = ['k1-abcdefghij', 'k2-abcdefghijklmnop', 'cdefghij-k3-xyz0123'];
+    const many = manyKeysRedactor(keys);
+    for (let n = 0; n < 2000; n++) {
+      const pieces = ['k1-', 'abcdefghij', 'klmnop', 'k2-', 'cdefghij', '-k3-xyz0123', ' ', 'x'];
+      let text = '';
+      for (let i = 0; i < 8; i++) text += pieces[Math.floor(Math.random() * pieces.length)];
+      const out = many(text);
+      for (const key of keys) assert.ok(!out.includes(key), `${text} → ${out}`);
+      if (!keys.some((key) => text.includes(key))) assert.equal(out, text);
+    }
   });
 });

@@ -19,7 +19,7 @@ import { isPlaceholder } from './placeholder.js';
 import { spendPeriod } from './limits.js';
 import { guardsRealKey, NO_KEY, publishedKeyProblem } from './published-keys.js';
 import { closestName } from '../closest-name.js';
-import { keySpellings, MIN_KEY_LENGTH } from '../upstream/scrub.js';
+import { keySpellings, manyKeysRedactor, MIN_KEY_LENGTH } from '../upstream/scrub.js';
 
 /** Which models a virtual key may use: exact names and `prefix*` patterns. */
 export interface ModelAllowlist {
@@ -483,7 +483,8 @@ export function parseKeyFile(text: string, file: string, registry: Readonly<Reco
     const realKeys = [...new Set(targets.flatMap((target) => target.secrets))].sort((a, b) => b.length - a.length);
     keys.push({ id, name: name ?? null, label: name ?? digestLabel(id), digest: digest(id), targets, realKeys, strategy, fallbackOn, timeoutMs: timeoutMs as number | null, models, rateLimit, budget });
   }
-  problems.push(...realKeysInPlainSight(named));
+  // First: of a file with more problems than are listed, these are the ones never to miss.
+  problems.unshift(...realKeysInPlainSight(named));
   if (problems.length > 0) {
     const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
     throw new ConfigFileError(file, withoutFileKeys(listed, entries), problems.length - listed.length);
@@ -510,30 +511,8 @@ function withoutFileKeys(problems: readonly string[], entries: Record<string, un
     collect(entry);
     if (isRecord(entry) && Array.isArray(entry.targets)) entry.targets.forEach(collect);
   }
-  const spellings = new Set(keySpellings(found));
-  const lengths = [...new Set([...spellings].map((spelling) => spelling.length))].sort((a, b) => b - a);
-  return problems.map((problem) => withoutSpellings(problem, spellings, lengths));
-}
-
-/**
- * `text` with each of `spellings` in it replaced, the longest first where several start: one pass
- * over the text whatever the number of keys (replacing each key in turn took minutes, on the event
- * loop when reloading, for a file of 20,000 keys each with a problem).
- */
-function withoutSpellings(text: string, spellings: ReadonlySet<string>, lengths: readonly number[]): string {
-  let clean = '';
-  let from = 0;
-  for (let i = 0; i < text.length; ) {
-    const length = lengths.find((candidate) => i + candidate <= text.length && spellings.has(text.slice(i, i + candidate)));
-    if (length === undefined) {
-      i++;
-      continue;
-    }
-    clean += `${text.slice(from, i)}[redacted]`;
-    i += length;
-    from = i;
-  }
-  return from === 0 ? text : clean + text.slice(from);
+  const redact = manyKeysRedactor(keySpellings(found));
+  return problems.map(redact);
 }
 
 /**
