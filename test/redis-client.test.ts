@@ -114,6 +114,20 @@ describe('RedisClient', { skip: NO_REDIS }, () => {
     }
   });
 
+  it('says a connection the server closed while idle, and that cannot be made again, is lost', async () => {
+    await connected();
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // up a while, idle
+    const seen = states.length;
+    // A shutdown closes its clients cleanly, as its idle timeout does; the connection made again at once then fails.
+    const admin = net.connect(redis.port, '127.0.0.1');
+    admin.on('error', () => {});
+    admin.end('SHUTDOWN NOSAVE\r\n');
+    await waitFor(() => states.length > seen, 'the loss said');
+    assert.match(String(states[seen]), /^connection to redis:\/\/127\.0\.0\.1:\d+\/3 lost/, 'lost, not "could not be made"');
+    await redis.restart();
+    await connected();
+  });
+
   it('fails commands at once while the server is down (nothing sent), and reconnects after it restarts', async () => {
     await redis.kill();
     await waitFor(() => !client.isReady, 'the loss seen');

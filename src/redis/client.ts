@@ -12,13 +12,13 @@ import { encodeCommand, RedisReplyError, RespParser, type RespValue } from './re
 import { describeRedis, type RedisAddress } from './url.js';
 import { Queue } from '../queue.js';
 
+/** A connection up at least this long that the server closes while idle is made again quietly (less: the usual backoff, so a server that closes every connection at once is not hammered). */
+const IDLE_CLOSE_MIN_UP_MS = 1000;
+
 /**
  * Redis could not be asked. `sent`: the command was written before the connection dropped (it
  * may have run); false: it never left (not connected), so sending it again cannot repeat it.
  */
-/** A connection up at least this long that the server closes while idle is made again quietly (less: the usual backoff, so a server that closes every connection at once is not hammered). */
-const IDLE_CLOSE_MIN_UP_MS = 1000;
-
 export class RedisUnavailable extends Error {
   constructor(
     message: string,
@@ -61,6 +61,8 @@ export class RedisClient {
   private ready = false;
   /** When the connection last became ready (performance.now()). */
   private readyAt = 0;
+  /** The connection is being made again at once, after the server closed it while idle. */
+  private remaking = false;
   private closed = false;
   private readonly pending = new Queue<Pending>();
   private attempts = 0;
@@ -275,12 +277,16 @@ export class RedisClient {
     this.ready = false;
     if (this.staleTimer !== null) clearInterval(this.staleTimer);
     this.staleTimer = null;
-    const error = this.lastError instanceof RedisRefusal ? this.lastError : new RedisUnavailable(`connection to ${this.name} ${wasReady ? 'lost' : 'could not be made'}${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
+    // Made again at once after a close while idle, and failed: the connection was lost, as far as anyone should know.
+    const lost = wasReady || this.remaking;
+    this.remaking = false;
+    const error = this.lastError instanceof RedisRefusal ? this.lastError : new RedisUnavailable(`connection to ${this.name} ${lost ? 'lost' : 'could not be made'}${this.lastError === null ? '' : ` (${this.lastError.message})`}`, true);
     this.lastError = error;
     for (const waiting of this.pending.drain()) waiting.reject(error);
     if (this.closed) return;
     if (idleClose) {
       this.attempts = 0; // a failure to connect again is said, as a first one is
+      this.remaking = true;
       this.connect();
       return;
     }
