@@ -71,7 +71,8 @@ export function redactKey(text: string, apiKeys: string | readonly string[]): st
  * A provider's message (an error, a model list), where it may echo a real key cut short: as
  * redactKey, and any run of KEY_PIECE_CHARS characters or more of a real key goes too, with the
  * mask after it (the key less its last character, its first twenty and `...`, its secret part
- * without its `sk-…-` prefix). Not for every request's text: a few dozen searches per key.
+ * without its `sk-…-` prefix). A few dozen searches per key: for short texts only on every
+ * request (a request id: ~1 µs with one key), not for bodies.
  */
 export function redactMessage(text: string, apiKeys: string | readonly string[]): string {
   const keys = typeof apiKeys === 'string' ? [apiKeys] : apiKeys;
