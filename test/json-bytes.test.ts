@@ -576,7 +576,7 @@ describe("parseProviderJson (a provider's answers and events)", () => {
     assert.deepEqual(parseProviderJson(inStrings), JSON.parse(inStrings));
   });
 
-  it("takes more than a request may hold (a long answer's logprobs: ~43 objects and arrays and ~170 values per token at top_logprobs 20), and short texts unscanned", () => {
+  it("takes more than a request may hold (a long answer's logprobs: ~43 objects and arrays and ~170 values per token at top_logprobs 20), and short texts checked for their depth only", () => {
     const entry = (text: string) => ({ token: text, logprob: -0.25, bytes: [...Buffer.from(text)] });
     const token = { ...entry(' word'), top_logprobs: Array.from({ length: 20 }, (_, i) => entry(` w${i}`)) };
     const answer = { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, logprobs: { content: Array.from({ length: 2_000 }, () => token) } }] };
@@ -585,7 +585,7 @@ describe("parseProviderJson (a provider's answers and events)", () => {
     assert.equal((parseProviderJson(`[${'[],'.repeat(1_100_000)}[]]`) as unknown[]).length, 1_100_001);
     assert.equal((parseProviderJson(`[${'0,'.repeat(4_100_000)}0]`) as unknown[]).length, 4_100_001);
     assert.ok(1_100_000 > MAX_CONTAINERS && 4_100_000 > MAX_VALUES);
-    // Under 64 KB: parsed as it is (21,000 objects cost a few milliseconds at most).
+    // Under 64 KB: only its depth is checked (21,000 objects cost a few milliseconds at most).
     assert.equal((parseProviderJson(`[${'{},'.repeat(21_000)}{}]`) as unknown[]).length, 21_001);
   });
 });

@@ -57,7 +57,7 @@ export class JsonSeries {
   private lastValue: unknown = undefined;
   private failedLessons = 0;
 
-  /** What JSON.parse(text) returns (and throws what it throws; a long text past a body's limits: parseProviderJson). */
+  /** What JSON.parse(text) returns (and throws what it throws; a text past an answer's limits, or nested too deep: parseProviderJson). */
   parse(text: string): unknown {
     if (this.shape !== null) {
       const value = fill(this.shape, text);

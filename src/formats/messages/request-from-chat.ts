@@ -379,7 +379,6 @@ function anthropicUserId(id: string): string {
   return id.length > MAX_ANTHROPIC_USER_LENGTH || EMAIL.test(id) || PHONE.test(id) ? userDigest(id) : id;
 }
 
-
 function callsTools(turn: AnthropicMessage | undefined): boolean {
   return turn !== undefined && Array.isArray(turn.content) && turn.content.some((block) => block.type === 'tool_use');
 }
