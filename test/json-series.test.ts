@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_DEPTH, TooDeep } from '../src/formats/json-bytes.js';
 import { JsonSeries } from '../src/formats/json-series.js';
 import { ResponseAssembler } from '../src/formats/responses/assemble.js';
 import { random } from '../bench/fixtures.js';
@@ -79,18 +80,18 @@ describe('JsonSeries', () => {
     }
   });
 
-  it('parses values nested deeper than it compares without overflowing the stack', () => {
-    // Deeper than node:assert and JSON.stringify go: walked here without recursion.
+  it('parses values nested as deep as a provider\'s may be, deeper than it compares, and refuses deeper ones', () => {
     const series = new JsonSeries();
     for (const letter of ['a', 'b', 'c', 'd']) {
-      let value = series.parse(`${'['.repeat(8000)}"${letter}"${']'.repeat(8000)}`);
+      let value = series.parse(`${'['.repeat(MAX_DEPTH)}"${letter}"${']'.repeat(MAX_DEPTH)}`);
       let depth = 0;
       for (; Array.isArray(value); depth++) {
         assert.equal(value.length, 1);
         value = value[0];
       }
-      assert.deepEqual([depth, value], [8000, letter]);
+      assert.deepEqual([depth, value], [MAX_DEPTH, letter]);
     }
+    assert.throws(() => series.parse(`${'['.repeat(8000)}"e"${']'.repeat(8000)}`), TooDeep);
     for (const letter of ['a', 'b', 'c']) sameAsJsonParse(series, `${'{"k":'.repeat(40)}"${letter}"${'}'.repeat(40)}`, letter);
   });
 
