@@ -1126,6 +1126,20 @@ describe('count_tokens', () => {
     assert.deepEqual(anthropic.requests[1]?.json.messages, turns);
   });
 
+  it("answers a 200 whose body is an error (an overload some servers answer so) at the status it stands for, as /v1/messages does", async () => {
+    anthropic.behave(({ res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(anthropicError('overloaded_error', 'Overloaded')));
+    });
+    try {
+      const reply = await messages(gateway.url, 'vk_claude_test', body, { path: '/v1/messages/count_tokens' });
+      assert.equal(reply.status, 529, reply.text);
+      assert.deepEqual([reply.json.type, reply.json.error.type, reply.json.error.message], ['error', 'overloaded_error', 'Overloaded']);
+    } finally {
+      anthropic.behave(null);
+    }
+  });
+
   it('estimates for a Chat Completions provider, without calling it', async () => {
     const before = openai.requests.length;
     const reply = await messages(gateway.url, 'vk_gpt', body, { path: '/v1/messages/count_tokens' });

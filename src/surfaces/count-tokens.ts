@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
+import { answerErrorStatus } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
 import { jsonPieces } from '../formats/json-pieces.js';
 import { plainUniqueKeys } from '../formats/json-bytes.js';
@@ -67,6 +68,9 @@ async function providerCount(target: Target, endpoint: Endpoint, raw: Buffer, re
     parsed = null;
   }
   if (!isRecord(parsed) || typeof parsed.input_tokens !== 'number') {
+    // A 200 whose body is an error (an overload some servers answer so) is that error, as on the other routes.
+    const status = answerErrorStatus(answer.body);
+    if (status !== null) throw upstreamError(status, answer.body, answer.headers, target.secrets, endpoint.url);
     throw new GatewayError(502, 'The provider sent a token count the gateway cannot read.', { code: 'upstream_invalid_response' });
   }
   return answer.body;
