@@ -601,6 +601,9 @@ describe('anthropic response', () => {
       cache_read_input_tokens: 300,
     });
     assert.equal(toChatUsage({ input_tokens: 5, cache_creation_input_tokens: null, output_tokens: 1 }).prompt_tokens, 5);
+    // What no provider can mean: counted as the budgets count it (a negative as 0, past a trillion as a trillion).
+    const odd = toChatUsage({ input_tokens: -2_000_000, output_tokens: 1e300, cache_read_input_tokens: 2.5 } as unknown as Parameters<typeof toChatUsage>[0]);
+    assert.deepEqual([odd.prompt_tokens, odd.completion_tokens, odd.total_tokens], [2, 1e12, 1e12 + 2]);
   });
 
   it('an empty answer has empty-string content, and a body that is not a message is a 502', () => {

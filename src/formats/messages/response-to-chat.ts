@@ -4,6 +4,7 @@
  */
 import { invalidAnswer } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
+import { tokenCount } from '../usage.js';
 import type { AssistantMessage, ChatCompletion, ChatUsage, ToolCall } from '../chat/types.js';
 import type { AnthropicResponse, AnthropicUsage } from './types.js';
 
@@ -28,20 +29,16 @@ export function finishReason(stopReason: unknown): string | null {
   return (typeof stopReason === 'string' ? entryOf(FINISH_REASONS, stopReason) : undefined) ?? 'stop';
 }
 
-function finiteCount(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
-}
-
 /**
  * OpenAI counts cached tokens inside prompt_tokens; Anthropic's input_tokens excludes cache reads
  * and writes. So prompt_tokens = input + cache creation + cache read.
  */
 export function toChatUsage(usage: AnthropicUsage | undefined): ChatUsage {
-  const input = finiteCount(usage?.input_tokens);
-  const cacheCreation = finiteCount(usage?.cache_creation_input_tokens);
-  const cacheRead = finiteCount(usage?.cache_read_input_tokens);
+  const input = tokenCount(usage?.input_tokens);
+  const cacheCreation = tokenCount(usage?.cache_creation_input_tokens);
+  const cacheRead = tokenCount(usage?.cache_read_input_tokens);
   const prompt = input + cacheCreation + cacheRead;
-  const completion = finiteCount(usage?.output_tokens);
+  const completion = tokenCount(usage?.output_tokens);
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
