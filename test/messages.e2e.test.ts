@@ -194,65 +194,64 @@ describe('messages pass-through (Anthropic)', () => {
     }
   });
 
-  it('sends its head alone, with the pings held, when the first event is slow to come (5 s); ttfb stays the first event\'s', async () => {
-    const ping = 'event: ping\ndata: {"type": "ping"}\n\n';
-    let release!: () => void;
+  /**
+   * A streamed request whose provider sends `first`, then waits until `release` to send the rest
+   * (TRANSCRIPT): its response once the head came (within `headWithinMs`), and what it read so far.
+   */
+  async function heldStream(first: string, headWithinMs: number, why: string): Promise<{ res: http.IncomingMessage; read: () => string; release: () => void }> {
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
     anthropic.behave(async ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
-      res.write(ping);
-      await new Promise<void>((resolve) => (release = resolve));
+      res.write(first);
+      await released;
       res.end(TRANSCRIPT);
     });
+    const body = JSON.stringify({ ...hello, stream: true });
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+      req.on('response', resolve).on('error', reject).end(body);
+      setTimeout(() => reject(new Error(why)), headWithinMs).unref();
+    });
+    let text = '';
+    res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+    return { res, read: () => text, release };
+  }
+
+  it('sends its head alone, with the pings held, when the first event is slow to come (5 s); ttfb stays the first event\'s', async () => {
+    const ping = 'event: ping\ndata: {"type": "ping"}\n\n';
+    let release = (): void => {};
     try {
-      const body = JSON.stringify({ ...hello, stream: true });
-      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
-        req.on('response', resolve).on('error', reject).end(body);
-        setTimeout(() => reject(new Error('no head while the first event was held')), 20_000).unref();
-      });
-      assert.equal(res.statusCode, 200);
-      let text = '';
-      res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
-      await waitFor(() => text === ping, 'the held ping, with the head');
+      const held = await heldStream(ping, 20_000, 'no head while the first event was held');
+      release = held.release;
+      assert.equal(held.res.statusCode, 200);
+      await waitFor(() => held.read() === ping, 'the held ping, with the head');
       await new Promise((resolve) => setTimeout(resolve, 1000));
       release();
-      await new Promise((resolve) => res.on('end', resolve));
-      assert.equal(text, ping + TRANSCRIPT);
-      const entry = await waitForEntry(gateway.logFile, String(res.headers['request-id']));
+      await new Promise((resolve) => held.res.on('end', resolve));
+      assert.equal(held.read(), ping + TRANSCRIPT);
+      const entry = await waitForEntry(gateway.logFile, String(held.res.headers['request-id']));
       assert.ok(entry.ttfb_ms >= 5900, `the first event's (a second after the head), not the ping's: ${entry.ttfb_ms} ms`);
     } finally {
-      release?.();
+      release();
       anthropic.behave(null);
     }
   });
 
   it('holds no more than 16 KB of pings before the first event: a provider flooding them gets its head and them sent at once, nothing lost', async () => {
-    const ping = 'event: ping\ndata: {"type": "ping"}\n\n';
-    const flood = ping.repeat(1000); // 36 KB
-    let release!: () => void;
-    anthropic.behave(async ({ res }) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
-      res.write(flood);
-      await new Promise<void>((resolve) => (release = resolve));
-      res.end(TRANSCRIPT);
-    });
+    const flood = 'event: ping\ndata: {"type": "ping"}\n\n'.repeat(1000); // 36 KB
+    let release = (): void => {};
     try {
-      const body = JSON.stringify({ ...hello, stream: true });
-      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const req = http.request(`${gateway.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'vk_claude_test', 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
-        req.on('response', resolve).on('error', reject).end(body);
-        // Held, the pings would come with the head after 5 s (the provider goes on only once they came).
-        setTimeout(() => reject(new Error('the head was held with the pings')), 3000).unref();
-      });
-      let text = '';
-      res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
-      await waitFor(() => text === flood, 'the flood of pings, sent before the first event');
+      // Held, the pings would come with the head after 5 s (the provider goes on only once they came).
+      const held = await heldStream(flood, 3000, 'the head was held with the pings');
+      release = held.release;
+      await waitFor(() => held.read() === flood, 'the flood of pings, sent before the first event');
       release();
-      await new Promise((resolve) => res.on('end', resolve));
-      assert.equal(res.statusCode, 200);
-      assert.equal(text, flood + TRANSCRIPT);
+      await new Promise((resolve) => held.res.on('end', resolve));
+      assert.equal(held.res.statusCode, 200);
+      assert.equal(held.read(), flood + TRANSCRIPT);
     } finally {
-      release?.();
+      release();
       anthropic.behave(null);
     }
   });
