@@ -120,7 +120,7 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
 
 describe('a Redis user that may not SET', { skip: NO_REDIS }, () => {
   it('is found back after a slow moment by its refused probe (REDIS_FAILURE=closed): checks reach Redis again', async () => {
-    const redis = await startRedis({ user: ['limited', 'limited-s3cret', '~* &* +@all -set'] });
+    const redis = await startRedis({ password: 'default-s3cret', user: ['limited', 'limited-s3cret', '~* &* +@all -set'] });
     const gateway = await start({ virtual_keys: { vk_rpm: { provider: 'mock', rate_limit: { requests_per_minute: 100 } } } }, redis.url('limited:limited-s3cret'), { REDIS_FAILURE: 'closed' });
     try {
       await redisUp(gateway);
@@ -130,6 +130,24 @@ describe('a Redis user that may not SET', { skip: NO_REDIS }, () => {
       assert.equal(late.status, 503);
       await waitFor(async () => (await chat(gateway.url, 'vk_rpm', ask)).status === 200, 'a check answered by Redis again');
       assert.match(gateway.stderr(), /is back: limits are shared again/);
+      // Refusing writes for its state (no replica to write to), which Redis checks after the ACL:
+      // the refused probe says nothing then, and the outage lasts as long as the state does.
+      const admin = await connect(parseRedisUrl(redis.url(':default-s3cret')) as RedisAddress);
+      try {
+        await admin.send(['CONFIG', 'SET', 'min-replicas-to-write', '1']);
+        const backs = (): number => (gateway.stderr().match(/is back: limits are shared again/g) ?? []).length;
+        const before = backs();
+        for (let i = 0; i < 3; i++) {
+          assert.equal((await chat(gateway.url, 'vk_rpm', ask)).status, 503);
+          await new Promise((resolve) => setTimeout(resolve, 500)); // past a probe each time
+        }
+        assert.equal(backs(), before, 'not said to be back while it still refuses writes');
+        await admin.send(['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+        await waitFor(async () => (await chat(gateway.url, 'vk_rpm', ask)).status === 200, 'taking writes again');
+        assert.equal(backs(), before + 1);
+      } finally {
+        admin.close();
+      }
     } finally {
       redis.signal('SIGCONT');
       await gateway.stop();

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { Metrics, renderPrometheus } from '../src/observe/metrics.js';
 import { LimitState, localLimiter, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend, SharedLimiter } from '../src/policy/shared-limits.js';
+import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
 import { waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat } from './support/http.js';
@@ -322,6 +323,34 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       assert.equal(await client.send(['HGET', held, 'req-stalled']), null, 'no reservation left for a request that never ran');
       assert.deepEqual(await client.send(['HMGET', held, '~tokens']), ['0']);
       assert.equal(await client.send(['HGET', 'llmgw:{stalled}:spend:total', 'requests']), null, 'and nothing counted');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('sends what was settled while a connection Redis closed when idle was made again, once it is (no outage said)', async () => {
+    let limiter: SharedLimiter | null = null;
+    const client = new RedisClient({ address: parseRedisUrl(redis.url(undefined, 5)) as RedisAddress, connectTimeoutMs: 1000, staleMs: 1000, onState: (error) => limiter?.connectionChanged(error) });
+    limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 2000, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
+    client.connect();
+    try {
+      await waitFor(() => client.isReady, 'connected');
+      const key: KeyLimits = { digest: 'remade', rateLimit: null, budget: { maxTokens: 1_000_000, maxUsd: null, period: 'total' } };
+      const admitted = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-remade');
+      assert.equal(admitted.error, null);
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // up a while, idle
+      // The request ends just as the connection, closed cleanly (as Redis's timeout does), is made again.
+      const internals = client as unknown as { socket: net.Socket; connect: () => void };
+      const connectAgain = internals.connect.bind(client);
+      internals.connect = () => {
+        internals.connect = connectAgain;
+        limiter?.record(key, { tokens: 5, usd: 0, usage: null, unpriced: false }, { charge: { tokens: 10, usd: 0 }, where: admitted.where ?? 'shared', ticket: admitted.ticket ?? null, lease: admitted.lease ?? null });
+        connectAgain();
+      };
+      internals.socket.destroy();
+      await waitFor(async () => (await client.send(['HGET', 'llmgw:{remade}:spend:total', 'requests']).catch(() => null)) === '1', 'the settlement counted');
+      assert.equal(limiter.waiting, 0);
+      assert.equal(limiter.healthy, true);
     } finally {
       client.close();
     }

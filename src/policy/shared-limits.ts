@@ -427,6 +427,8 @@ export class SharedLimiter implements Limiter {
    * once when it begins and once when an answer comes again; /healthz says so meanwhile.
    */
   private outage = false;
+  /** The outage began with a reply that came too late (not a refusal for Redis's state). */
+  private outageOfReplies = false;
   /** The last failure was a reply in a shape the scripts never give. */
   private wrongReplies = false;
   /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
@@ -470,6 +472,8 @@ export class SharedLimiter implements Limiter {
   connectionChanged(error: Error | null): void {
     if (error !== null) return this.failed(error);
     this.answered();
+    // Settlements kept while a connection closed when idle was made again (no outage): sent now.
+    if (this.backlog.length > 0) this.flush();
     this.checkCounting();
     for (const listener of this.connectedListeners) listener();
   }
@@ -496,8 +500,7 @@ export class SharedLimiter implements Limiter {
     this.wrongReplies = false;
     if (!this.outage) return;
     this.outage = false;
-    if (this.probe !== null) clearInterval(this.probe);
-    this.probe = null;
+    this.stopProbing();
     warn(`Redis (${this.options.client.name}) is back: limits are shared again`);
     this.flush();
   }
@@ -508,11 +511,17 @@ export class SharedLimiter implements Limiter {
     this.wrongReplies = error instanceof UnexpectedReply;
     if (this.outage) return;
     this.outage = true;
+    this.outageOfReplies = error instanceof Timeout;
     const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
     warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
     // Slow, or refusing writes for its state: a write shows when that is over. A refusal of the
     // scripts themselves (NOPERM) is not, whatever a write says: only a script's answer ends it.
     if (error instanceof Timeout || (error instanceof RedisReplyError && error.passing)) this.probeUntilBack();
+  }
+
+  private stopProbing(): void {
+    if (this.probe !== null) clearInterval(this.probe);
+    this.probe = null;
   }
 
   /**
@@ -529,10 +538,13 @@ export class SharedLimiter implements Limiter {
       if (!client.isReady || this.wrongReplies) return;
       withDeadline(client.sendWriteProbe(), this.options.timeoutMs).then(
         () => this.answered(),
-        // Refused in time for anything but Redis's state (an ACL without SET): it answers, so it is
-        // back, as the connection's own write check takes it (else checks never reached it again).
+        // Refused in time for anything but Redis's state (an ACL without SET): the probe cannot
+        // tell. Out for late replies, Redis answering in time is back; out for its state (which
+        // Redis checks after permissions), the checks themselves go to it again and say.
         (err: Error) => {
-          if (err instanceof RedisReplyError && !err.passing) this.answered();
+          if (!(err instanceof RedisReplyError) || err.passing) return;
+          if (this.outageOfReplies) this.answered();
+          else this.stopProbing();
         },
       );
     }, PROBE_MS);
@@ -547,6 +559,8 @@ export class SharedLimiter implements Limiter {
     // Out on a connection still up (replies too late, writes refused for its state): the probe
     // finds Redis back; until then a check goes to the policy at once, not after another wait.
     if (this.outage && this.probe !== null && !this.wrongReplies) throw new StillOut('Redis is out until its probe is answered in time');
+    // The moment an idle connection is made again: decided by the policy, with no outage said.
+    if (this.options.client.remakingIdle) throw new StillOut('the connection to Redis is being made again');
     const started = performance.now();
     const reply = await withDeadline(runScript(this.options.client, which, keys, args), this.options.timeoutMs);
     this.options.metrics.redisCall(which, (performance.now() - started) / 1000);

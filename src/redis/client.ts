@@ -87,6 +87,11 @@ export class RedisClient {
     return this.ready ? null : (this.lastError?.message ?? 'not connected');
   }
 
+  /** Being made again at once after the server closed it while idle: not an outage (yet). */
+  get remakingIdle(): boolean {
+    return this.remaking && !this.ready;
+  }
+
   get name(): string {
     return describeRedis(this.options.address);
   }
