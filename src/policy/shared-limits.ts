@@ -11,7 +11,7 @@
  * request also feeds), `closed` refuses with 503. Spend recorded while Redis is down is sent when
  * it returns (up to a bound), so the shared counters catch up.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
 import type { Budget } from './keys.js';
@@ -450,8 +450,8 @@ export class SharedLimiter implements Limiter {
    * and a budget every instance had used up opened again on each). Forgotten when Redis admits one.
    */
   private readonly usedUp = new Map<string, UsedUp>();
-  /** This process found Redis holding its counts (or began them): a later connection that finds them gone says so. */
-  private countingSeen = false;
+  /** The marker of Redis's counts this process last saw: a later connection that finds another says they were lost. */
+  private countingSeen: string | null = null;
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -484,12 +484,17 @@ export class SharedLimiter implements Limiter {
    * replica. Every key's budget and limits then start over from zero, which is said.
    */
   private checkCounting(): void {
-    this.options.client.send(['SET', COUNTING_KEY, String(Date.now()), 'NX']).then(
-      (reply) => {
-        if (reply === 'OK' && this.countingSeen) {
-          warn(`Redis (${this.options.client.name}) no longer holds what it counted (restarted without persistence, flushed, or a failover to a replica that had none of it): every key's budget, spend and limits start over from zero in Redis`);
+    const client = this.options.client;
+    // Set by whichever instance came first (a random value), then read: another instance that set
+    // it again after a loss must not keep this one from seeing a value other than the one it saw.
+    client.send(['SET', COUNTING_KEY, randomUUID(), 'NX']).catch(() => {});
+    client.send(['GET', COUNTING_KEY]).then(
+      (marker) => {
+        if (typeof marker !== 'string') return;
+        if (this.countingSeen !== null && marker !== this.countingSeen) {
+          warn(`Redis (${client.name}) no longer holds what it counted (restarted without persistence, flushed, or a failover to a replica that had none of it): every key's budget, spend and limits start over from zero in Redis`);
         }
-        this.countingSeen = true;
+        this.countingSeen = marker;
       },
       () => {}, // a refusal (an ACL) or an outage: nothing is known
     );
