@@ -195,7 +195,7 @@ export function createInstance(options: InstanceOptions): Instance {
       if (shared !== null && shared.waiting > 0) {
         warn(
           shared.migrationPending
-            ? `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: the state file's spend, theirs included, was not added to Redis yet, and is when the next start reaches it`
+            ? `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: the state file's spend, theirs included, was not added to Redis yet: the next start that reaches it adds it, once for each key and period`
             : `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`,
         );
       }

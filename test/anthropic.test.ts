@@ -761,6 +761,12 @@ describe('anthropic stream', () => {
       assert.ok(item?.kind === 'error', data);
       assert.deepEqual([item.error.status, item.error.message], [status, 'busy']);
     }
+    // Named an error too: the same statuses.
+    for (const [data, status] of [['{"error":{"message":"busy","type":"requests","code":"rate_limit_exceeded"}}', 429], ['{"object":"error","message":"busy","type":"BadRequestError","param":null,"code":400}', 400]] as const) {
+      const [item] = translator.event({ event: 'error', data });
+      assert.ok(item?.kind === 'error', data);
+      assert.deepEqual([item.error.status, item.error.message], [status, 'busy']);
+    }
     const delta = JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: '{"error":{"object":"error"}}' } });
     assert.doesNotMatch(`data: ${delta}\n\n`, MESSAGES_NOTABLE, 'text that reads like one is escaped');
   });

@@ -769,6 +769,12 @@ describe('Responses failures', () => {
       assert.ok(item?.kind === 'error', data);
       assert.deepEqual([item.error.status, item.error.message], [status, 'slow down']);
     }
+    // Named an error, one of vLLM's is passed on as an error event, failing the stream at the status it names.
+    const [named] = decodeResponsesEvent({ event: 'error', data: '{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}' });
+    assert.ok(named?.kind === 'event');
+    const watch = responsesStreamWatch();
+    watch.see(named.event);
+    assert.equal(watch.failure?.()?.status, 400);
     const delta = JSON.stringify({ type: 'response.output_text.delta', sequence_number: 3, delta: '{"error":{"object":"error"}}' });
     assert.doesNotMatch(`data: ${delta}\n\n`, RESPONSES_NOTABLE, 'text that reads like one is escaped');
     const completed = JSON.stringify({ type: 'response.completed', sequence_number: 9, response: { id: 'resp_e', status: 'completed', error: null, output: [] } });

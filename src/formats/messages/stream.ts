@@ -25,8 +25,13 @@ function messagesStreamError(error: unknown): GatewayError {
 }
 
 export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesEvent>> {
-  // Named an error, it is one: Anthropic's SDK goes by the name, whatever the data says.
-  if (event.event === 'error') return [{ kind: 'error', error: messagesStreamError(eventObject(event.data)?.error) }];
+  // Named an error, it is one: Anthropic's SDK goes by the name, whatever the data says (OpenAI's
+  // shapes read as a chat stream reads them).
+  if (event.event === 'error') {
+    const found = eventObject(event.data);
+    if (found !== null && found.type !== 'error' && (isRecord(found.error) || found.object === 'error')) return [{ kind: 'error', error: openAIStreamError(isRecord(found.error) ? found.error : found) }];
+    return [{ kind: 'error', error: messagesStreamError(found?.error) }];
+  }
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
   if (data instanceof ForeignStreamError) return [{ kind: 'error', error: openAIStreamError(data.detail) }];

@@ -5,6 +5,7 @@
  * else it retries), and the status a provider's `response.failed` stands for in the log.
  */
 import { GatewayError, openAiCode } from '../../errors.js';
+import { errorStatus } from '../answer.js';
 import { entryOf, isRecord } from '../json.js';
 
 export interface ResponseError {
@@ -45,5 +46,6 @@ export function failedError(response: unknown): GatewayError {
   const error = isRecord(response) && isRecord(response.error) ? response.error : {};
   const code = typeof error.code === 'string' ? error.code : 'server_error';
   const message = typeof error.message === 'string' ? error.message : 'The provider failed mid-stream.';
-  return new GatewayError(entryOf(STATUS_BY_CODE, code) ?? 502, message, { type: code === 'server_error' ? 'server_error' : code, code });
+  // A code of its own, else the status the error names (vLLM's numeric `code`), as on a chat stream.
+  return new GatewayError(entryOf(STATUS_BY_CODE, code) ?? errorStatus(error), message, { type: code === 'server_error' ? 'server_error' : code, code });
 }
