@@ -647,53 +647,26 @@ export function parseProviderJson(data: string | Buffer): unknown {
 }
 
 /**
- * JSON.parse of `data` once tooCostly says it may be parsed whole. Texts no longer than `cheap` are
- * only checked for depth (a provider's 780-byte answer nested 300 deep made the log unreadable to
- * jq), and those too short to reach MAX_DEPTH not at all.
+ * JSON.parse of `data` once tooCostly says it may be parsed whole. Texts no longer than `cheap`
+ * could reach only its depth limit (a provider's 780-byte answer nested 300 deep made the log
+ * unreadable to jq): scanned only when they hold enough opening brackets to, and those too short
+ * to reach MAX_DEPTH not at all.
  */
 function parseBounded(data: string | Buffer, cheap: number, spent: JsonSpent, limits: JsonLimits): unknown {
-  if (data.length > cheap) {
+  if (data.length > cheap || (data.length > 2 * MAX_DEPTH && !fewBrackets(data))) {
     const costly = tooCostly(typeof data === 'string' ? Buffer.from(data, 'utf8') : data, spent, limits);
     if (costly !== null) throw costly;
-  } else if (data.length > 2 * MAX_DEPTH && deeperThanMax(data)) {
-    throw new TooDeep(MAX_DEPTH);
   }
   return JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
 }
 
-/** Whether a JSON text nests deeper than MAX_DEPTH (brackets inside strings skipped; a text that is not JSON: whatever it counts, the parse says why). */
-function deeperThanMax(data: string | Buffer): boolean {
-  const text = typeof data === 'string' ? data : data.toString('latin1'); // brackets and quotes are ASCII
-  if (fewBrackets(text)) return false; // a provider's event: a handful, found by native searches
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) {
-      // To the closing quote (a native search: most of a text is strings), one not escaped.
-      let end = text.indexOf('"', i + 1);
-      while (end !== -1 && escapedAt(text, end)) end = text.indexOf('"', end + 1);
-      if (end === -1) return false;
-      i = end;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > MAX_DEPTH) return true;
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return false;
-}
-
-/** Whether a text holds no more opening brackets, in strings or not, than MAX_DEPTH: then it cannot nest deeper. */
-function fewBrackets(text: string): boolean {
+/** Whether a text holds no more opening brackets, in strings or not, than MAX_DEPTH (then it cannot nest deeper): a provider's event holds a handful, found by native searches. */
+function fewBrackets(data: string | Buffer): boolean {
+  const text = typeof data === 'string' ? data : data.toString('latin1'); // brackets are ASCII
   let count = 0;
   for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++count > MAX_DEPTH) return false;
   for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++count > MAX_DEPTH) return false;
   return true;
-}
-
-/** Whether the character at `at` follows an odd run of backslashes. */
-function escapedAt(text: string, at: number): boolean {
-  let run = 0;
-  while (text.charCodeAt(at - 1 - run) === BACKSLASH) run++;
-  return run % 2 === 1;
 }
 
 /**
