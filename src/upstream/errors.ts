@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { THREAD_ERROR_CODES } from '../formats/messages/threads.js';
-import { keySpellings, textWithoutKeys } from './scrub.js';
+import { keySpellings, textWithoutKeys, withoutRuns } from './scrub.js';
 import { parseProviderJson } from '../formats/json-bytes.js';
 
 export interface UpstreamErrorInfo {
@@ -108,19 +108,6 @@ function keyPieces(text: string, key: string, runs: Array<[number, number]>): vo
       runs.push([start, end]);
     }
   }
-}
-
-/** `text` with each of `runs` (overlapping or not) replaced by one `[redacted]`. */
-function withoutRuns(text: string, runs: Array<[number, number]>): string {
-  runs.sort((a, b) => a[0] - b[0]);
-  let out = '';
-  let kept = 0;
-  for (const [start, end] of runs) {
-    if (end <= kept) continue;
-    if (start >= kept) out += `${text.slice(kept, start)}[redacted]`;
-    kept = end;
-  }
-  return out + text.slice(kept);
 }
 
 /** The provider's answer broke HTTP/1.1 (`err.code`: llhttp's name for how, HPE_…), in its head or later in its body. */

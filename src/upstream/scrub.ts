@@ -132,29 +132,26 @@ export function manyKeysRedactor(spellings: readonly string[]): (text: string) =
   const known = new Set(spellings);
   const lengths = [...new Set(spellings.map((spelling) => spelling.length))].sort((a, b) => b - a);
   return (text) => {
-    let clean = '';
-    let from = 0; // the end of the text already written
-    let start = -1; // the start of the span being covered, and its end
-    let cover = -1;
+    const runs: Array<[number, number]> = [];
     for (let i = 0; i < text.length; i++) {
       const length = lengths.find((candidate) => i + candidate <= text.length && known.has(text.slice(i, i + candidate)));
-      if (length === undefined) {
-        if (cover === i) {
-          clean += `${text.slice(from, start)}[redacted]`;
-          from = cover;
-          start = cover = -1;
-        }
-        continue;
-      }
-      if (cover < i) start = i;
-      cover = Math.max(cover, i + length);
+      if (length !== undefined) runs.push([i, i + length]);
     }
-    if (cover !== -1) {
-      clean += `${text.slice(from, start)}[redacted]`;
-      from = cover;
-    }
-    return from === 0 ? text : clean + text.slice(from);
+    return runs.length === 0 ? text : withoutRuns(text, runs);
   };
+}
+
+/** `text` with each of `runs` (overlapping or not) replaced by one `[redacted]`. */
+export function withoutRuns(text: string, runs: Array<[number, number]>): string {
+  runs.sort((a, b) => a[0] - b[0]);
+  let out = '';
+  let kept = 0;
+  for (const [start, end] of runs) {
+    if (end <= kept) continue;
+    if (start >= kept) out += `${text.slice(kept, start)}[redacted]`;
+    kept = end;
+  }
+  return out + text.slice(kept);
 }
 
 /** Deeper than this, a value is checked as its JSON text, and left out if that holds a key. */
