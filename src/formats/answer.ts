@@ -101,6 +101,12 @@ export class ForeignStreamError {
   constructor(readonly detail: Record<string, unknown>) {}
 }
 
+/** The detail of an error in OpenAI's shape (ForeignStreamError's), or null for an event of another shape. */
+export function foreignError(event: Record<string, unknown>): Record<string, unknown> | null {
+  if (event.object === 'error') return event;
+  return typeof event.type !== 'string' && isRecord(event.error) ? event.error : null;
+}
+
 /** A stream event's data as an object with a string `type` (Messages, Responses), an error in OpenAI's shape, or the 502 saying what it is instead. */
 export function typedEvent(data: string): (Record<string, unknown> & { type: string }) | ForeignStreamError | GatewayError {
   let parsed: unknown;
@@ -109,8 +115,8 @@ export function typedEvent(data: string): (Record<string, unknown> & { type: str
   } catch (err) {
     return invalidAnswer(notJson('a stream event', err));
   }
-  if (isRecord(parsed) && parsed.object === 'error') return new ForeignStreamError(parsed);
-  if (isRecord(parsed) && typeof parsed.type !== 'string' && isRecord(parsed.error)) return new ForeignStreamError(parsed.error);
+  const foreign = isRecord(parsed) ? foreignError(parsed) : null;
+  if (foreign !== null) return new ForeignStreamError(foreign);
   if (!isRecord(parsed) || typeof parsed.type !== 'string') return invalidAnswer('a stream event is not an object with a type');
   return parsed as Record<string, unknown> & { type: string };
 }

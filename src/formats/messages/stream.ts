@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../errors.js';
 import type { StreamWatch } from '../api.js';
-import { ERROR_STATUS, eventObject, ForeignStreamError, typedEvent } from '../answer.js';
+import { ERROR_STATUS, eventObject, foreignError, ForeignStreamError, typedEvent } from '../answer.js';
 import { openAIStreamError } from '../chat/stream.js';
 import { entryOf, isRecord } from '../json.js';
 import type { SseEvent } from '../sse.js';
@@ -29,8 +29,8 @@ export function decodeMessagesEvent(event: SseEvent): Array<StreamItem<MessagesE
   // shapes read as a chat stream reads them).
   if (event.event === 'error') {
     const found = eventObject(event.data);
-    if (found !== null && found.type !== 'error' && (isRecord(found.error) || found.object === 'error')) return [{ kind: 'error', error: openAIStreamError(isRecord(found.error) ? found.error : found) }];
-    return [{ kind: 'error', error: messagesStreamError(found?.error) }];
+    const foreign = found === null ? null : foreignError(found);
+    return [{ kind: 'error', error: foreign !== null ? openAIStreamError(foreign) : messagesStreamError(found?.error) }];
   }
   const data = typedEvent(event.data);
   if (data instanceof GatewayError) return [{ kind: 'error', error: data }];
