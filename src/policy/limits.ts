@@ -560,8 +560,13 @@ const HELD_RETRY_SECONDS = 5;
  * flight (their estimates until their answers settle). Spent alone, the budget is used until the
  * period resets; held in part, it may come back within seconds, and says so.
  */
+/** A budget's limit of one kind (0: none of that kind). */
+export function budgetMax(budget: Budget, kind: 'tokens' | 'usd'): number {
+  return (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
+}
+
 export function budgetError(budget: Budget, kind: 'tokens' | 'usd', spent: number, held: number, now: number): Admission['error'] {
-  const max = (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
+  const max = budgetMax(budget, kind);
   const span = budget.period === 'total' ? 'in total' : budget.period === 'day' ? 'today (UTC)' : 'this month (UTC)';
   if (held > 0 && spent < max) {
     const amounts = kind === 'usd' ? `${formatUsd(spent)} spent and ${formatUsd(held)} held of ${formatUsd(max)} ${span}` : `${spent} tokens spent and ${held} held of ${max} ${span}`;

@@ -14,13 +14,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Metrics } from '../observe/metrics.js';
 import { warn } from '../observe/warn.js';
-import type { Budget } from './keys.js';
 import { RedisClient, RedisUnavailable } from '../redis/client.js';
 import type { RedisAddress } from '../redis/url.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
 import { SlotList } from '../slot-list.js';
 import {
   budgetError,
+  budgetMax,
   describeBucket,
   periodEnd,
   periodId,
@@ -358,10 +358,6 @@ interface UsedUp {
   readonly spent: number;
 }
 
-function budgetMax(budget: Budget, kind: 'tokens' | 'usd'): number {
-  return (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
-}
-
 class Timeout extends Error {}
 
 /** A check not sent: Redis is out, and probed until it answers (nothing sent, nothing failed). */
@@ -473,7 +469,7 @@ export class SharedLimiter implements Limiter {
     if (error !== null) return this.failed(error);
     this.answered();
     // Settlements kept while a connection closed when idle was made again (no outage): sent now.
-    if (this.backlog.length > 0) this.flush();
+    this.flush();
     this.checkCounting();
     for (const listener of this.connectedListeners) listener();
   }
@@ -955,8 +951,7 @@ export function shareLimits(options: {
       }
     },
   });
-  const store = options.seedFrom;
-  const migrationPending = (): boolean => migration !== null && store !== null && !store.countedInRedis;
+  const migrationPending = (): boolean => options.seedFrom?.countedInRedis === false;
   limiter = new SharedLimiter({ client, local: options.local, timeoutMs: options.timeoutMs, holdMs: options.holdMs, failure: options.failure, metrics: options.metrics, owner: options.owner ?? null, migrationPending });
   client.connect();
   return limiter;
