@@ -72,10 +72,7 @@ export class SseParser {
       if (/^data(?::|$)/.test(last)) {
         this.line(last, events);
         if (!wholeData(this.dataLines.join('\n'))) {
-          this.dataLines.length = 0;
-          this.dataLength = 0;
-          this.hasData = false;
-          this.eventName = undefined;
+          this.forget();
           return events;
         }
       }
@@ -163,6 +160,11 @@ export class SseParser {
       const data = this.dataLines.length === 1 ? (this.dataLines[0] as string) : this.dataLines.join('\n');
       events.push({ event: this.eventName, data });
     }
+    this.forget();
+  }
+
+  /** The event being read is over: dispatched, or dropped. */
+  private forget(): void {
     this.dataLines.length = 0;
     this.dataLength = 0;
     this.hasData = false;
