@@ -8,7 +8,7 @@ import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
 import { limitsShown } from './redis/url.js';
 import { closeSinks, createSinks, endProcess, logFileShown, savedAtExit } from './observe/log.js';
-import { warn } from './observe/warn.js';
+import { serveWithoutStderr, warn } from './observe/warn.js';
 import { endOnUncaught } from './observe/crash.js';
 import { KeyFile, watchKeyFiles } from './policy/key-file.js';
 import { ConfigFileError } from './config-file-error.js';
@@ -32,6 +32,7 @@ function readConfig(): Config {
 }
 
 async function main(): Promise<void> {
+  serveWithoutStderr();
   const config = readConfig();
   if (!isPrimary()) return runWorker(config, registry);
 

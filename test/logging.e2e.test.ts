@@ -228,6 +228,29 @@ describe('log destinations', () => {
     }
   });
 
+  it('a stderr nobody reads any more (EPIPE) loses its messages, and the gateway serves on', async () => {
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } } });
+    try {
+      // `node dist/main.js 2>&1 | shipper`, and the shipper dies: the stdout failure's own message then fails on stderr.
+      gw.child.stdout?.destroy();
+      gw.child.stderr?.destroy();
+      for (let i = 0; i < 3; i++) {
+        const reply = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: `hello ${i}` }] });
+        assert.equal(reply.status, 200);
+        await waitForEntry(gw.logFile, String(reply.headers['x-request-id']));
+        await new Promise((resolve) => setTimeout(resolve, 50)); // a batch of its own
+      }
+      gw.child.kill('SIGHUP'); // logrotate's reopen says what it does on stderr
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const after = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'after the reopen' }] });
+      assert.equal(after.status, 200);
+      await waitForEntry(gw.logFile, String(after.headers['x-request-id']));
+      assert.equal(gw.child.exitCode, null, 'still running');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('a full disk never leaves a torn entry: a failed write is cut back to the last whole entry', async () => {
     const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' }, fileSizeLimitKiB: 64 });
     try {

@@ -6,6 +6,14 @@ export function warn(message: string): void {
   process.stderr.write(`llm-gateway: ${message}\n`);
 }
 
+/**
+ * A stderr whose reader went away (a log shipper piped `2>&1` that died) fails each write with
+ * EPIPE: those messages are lost, the gateway serves on (an unheard 'error' would end the process).
+ */
+export function serveWithoutStderr(): void {
+  process.stderr.on('error', () => {});
+}
+
 /** A condition that keeps coming back (a full disk, descriptors run out) said at most once per `everyMs`. */
 export class Throttle {
   private saidAt = -Infinity;
