@@ -77,6 +77,29 @@ describe('log rendering', () => {
     assert.match(String(parsed.request), /^\[not logged: /);
   });
 
+  it("lays out an answer on one line where indenting it would grow it more than 4 times (deep, many short values); others stay indented", () => {
+    // A tool call's input a model was steered to write as nested arrays of zeros: ~40 KB compact.
+    let nested: unknown = Array.from({ length: 20_000 }, () => 0);
+    for (let i = 0; i < 40; i++) nested = [nested];
+    const answer = { id: 'msg_1', type: 'message', content: [{ type: 'tool_use', id: 'toolu_1', name: 'f', input: { a: nested } }] };
+    for (const request of [{ model: 'm' }, new RawJson(Buffer.from('{"model":"m"}'))]) {
+      const grown = { ...entry('grown', request), response: answer };
+      const text = renderEntry(grown);
+      const compact = JSON.stringify(answer).length;
+      assert.ok(text.length < compact + 2000, `${text.length} bytes for ${compact} of answer`);
+      assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(grown)));
+      assert.match(text, /\n  "response": \{"id":"msg_1",/);
+      assert.match(text, /\n  "upstream": \{\n/, 'the rest of the entry stays indented');
+      const out: Buffer[] = [];
+      renderEntryBytes(grown, 'pretty', out);
+      assert.deepEqual(JSON.parse(Buffer.concat(out).toString()), JSON.parse(JSON.stringify(grown)));
+      assert.ok(Buffer.concat(out).length < compact + 2000);
+    }
+    // A long answer that indenting grows little (its text is one long string) stays indented.
+    const long = { ...entry('long'), response: { id: 'c', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(100_000) } }] } };
+    assert.equal(renderEntry(long), `${JSON.stringify(long, null, 2)}\n`);
+  });
+
   it('writes entries in the order they were recorded, batched (one write per batch), one buffer for every sink', async () => {
     const a = new MemorySink();
     const b = new MemorySink();

@@ -108,6 +108,7 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
   let text: string;
   try {
     text = `${JSON.stringify(entry, null, indent)}\n`;
+    if (indent !== undefined && text.length > CHECKED_GROWTH_FROM) text = answerOnOneLineIfGrown(entry, text);
   } catch (err) {
     const omitted = `[not logged: ${(err as Error).message}]`;
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
@@ -116,6 +117,30 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
   // JSON.stringify writes a lone surrogate (a client's "\ud800", a provider's) as that escape, and
   // jq refuses it and the rest of the file: it becomes U+FFFD, as a decoder would make it.
   return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
+}
+
+/** A pretty entry longer than this is checked for an answer its indentation grew past MAX_PRETTY_GROWTH times its compact size. */
+const CHECKED_GROWTH_FROM = 64 * 1024;
+const MAX_PRETTY_GROWTH = 4;
+
+/**
+ * The entry with its answer on one line, where indenting it grew it more than MAX_PRETTY_GROWTH
+ * times (JSON nested deep, many short values: a model steered to write a tool call's input as
+ * `[[[0,0,…]]]` would make 40 KB of answer 4 MB of log), as a request body is (indentJsonBytes).
+ * The answer directly follows the request, whose members are indented further: the first
+ * `"response": null` line at the top level is its place.
+ */
+function answerOnOneLineIfGrown(entry: LogEntry, text: string): string {
+  const response = entry.response;
+  if (typeof response !== 'object' || response === null || response instanceof RawJson) return text;
+  const compact = JSON.stringify(response);
+  if (JSON.stringify(response, null, 2).length <= MAX_PRETTY_GROWTH * compact.length + 4096) return text;
+  const rest = `${JSON.stringify({ ...entry, response: null }, null, 2)}\n`;
+  const marker = '\n  "response": null';
+  const at = rest.indexOf(marker);
+  if (at === -1) return text;
+  const valueAt = at + marker.length - 4;
+  return `${rest.slice(0, valueAt)}${compact}${rest.slice(valueAt + 4)}`;
 }
 
 /** In JSON.stringify's output, every `\\udXXX` escape is a lone surrogate (pairs are written as characters); an even run of backslashes before it is text. */
