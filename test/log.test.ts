@@ -173,6 +173,22 @@ describe('LOG_BODY_MAX_BYTES', () => {
     assert.equal(written.request.original_bytes, JSON.stringify(body).length);
     assert.equal(written.response, null);
   });
+
+  it("caps an error's message and detail too (a provider's message can be megabytes): the head, then its size", async () => {
+    const sink = new MemorySink(['pretty']);
+    const log = new InteractionLog([sink], 300);
+    const message = `Rate limit reached: ${'é'.repeat(450_000)}`;
+    log.record({ ...entry('error'), status: 429, error: { message, type: 'rate_limit_error', code: null, detail: `upstream 429 from http://127.0.0.1/v1 ${'d'.repeat(1000)}` } });
+    log.record({ ...entry('small'), status: 429, error: { message: 'Rate limit reached', type: 'rate_limit_error', code: null } });
+    await log.flush();
+    const [capped, small] = parseJsonStream(sink.writes.join('')) as LogEntry[];
+    const head = /^(.*) \[truncated: (\d+) bytes\]$/s.exec(capped?.error?.message ?? '');
+    assert.ok(head !== null, capped?.error?.message.slice(0, 100));
+    assert.ok(Buffer.byteLength(head[1] as string) <= 300 && message.startsWith(head[1] as string), 'its head, cut between characters');
+    assert.equal(Number(head[2]), Buffer.byteLength(message));
+    assert.match(capped?.error?.detail ?? '', /^upstream 429 from http:\/\/127\.0\.0\.1\/v1 d+ \[truncated: 1038 bytes\]$/);
+    assert.deepEqual(small?.error, { message: 'Rate limit reached', type: 'rate_limit_error', code: null });
+  });
 });
 
 describe('request bodies in the log, as their bytes', () => {

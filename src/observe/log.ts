@@ -567,6 +567,18 @@ export function capBody(body: unknown, maxBytes: number): unknown {
   return truncate(utf8Bytes(text), maxBytes);
 }
 
+/** An error's message and detail under a cap (a provider's message can be megabytes): each cut to its head, its size said after it. */
+function capError(error: NonNullable<LogEntry['error']>, maxBytes: number): NonNullable<LogEntry['error']> {
+  const cut = (text: string): string => {
+    if (text.length * 3 <= maxBytes) return text;
+    const bytes = utf8Bytes(text);
+    return bytes.length <= maxBytes ? text : `${truncate(bytes, maxBytes).head} [truncated: ${bytes.length} bytes]`;
+  };
+  const message = cut(error.message);
+  const detail = error.detail === undefined ? undefined : cut(error.detail);
+  return message === error.message && detail === error.detail ? error : { ...error, message, ...(detail === undefined ? {} : { detail }) };
+}
+
 function truncate(buffer: Buffer, maxBytes: number, originalBytes = buffer.length): TruncatedBody {
   // Cut before a character, not inside one.
   let end = Math.min(maxBytes, buffer.length);
@@ -626,7 +638,10 @@ export class InteractionLog {
     const unseen = entry.upstream === null;
     const requestMax = unseen ? Math.min(max ?? UNSEEN_BODY_MAX_BYTES, UNSEEN_BODY_MAX_BYTES) : max;
     if (requestMax !== null) entry.request = capBody(entry.request, requestMax);
-    if (max !== null) entry.response = capBody(entry.response, max);
+    if (max !== null) {
+      entry.response = capBody(entry.response, max);
+      if (entry.error !== undefined) entry.error = capError(entry.error, max);
+    }
     let viewsBody = false;
     for (const slot of this.pending) if (renderEntryBytes(entry, slot.format, slot.parts)) viewsBody = true;
     const request = entry.request;
