@@ -101,6 +101,37 @@ describe('graceful shutdown', () => {
     }
   });
 
+  it('tells a client whose answer is still being prepared at SIGTERM that the connection closes after it (connection: close)', async () => {
+    // Answered after the signal: said `keep-alive`, the connection would close just after, as the client sends its next request on it.
+    upstream.behave(async ({ res }) => {
+      await sleep(600);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'late' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+    });
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
+    try {
+      const calls = upstream.requests.length;
+      const socket = net.connect(gateway.port, '127.0.0.1');
+      let text = '';
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      const body = JSON.stringify(hello);
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => upstream.requests.length > calls, 'the upstream call');
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
+      await closed;
+      assert.match(text, /^HTTP\/1\.1 200/);
+      assert.match(text, /\r\nconnection: close\r\n/i);
+      assert.doesNotMatch(text, /keep-alive/i);
+      assert.match(text, /"content":"late"/);
+      assert.equal(await gateway.exited, 0);
+    } finally {
+      upstream.behave(null);
+      await gateway.stop('SIGKILL');
+    }
+  });
+
   it('cancels what is left after GATEWAY_SHUTDOWN_TIMEOUT_MS, logs it as cut short, and still exits 0', async () => {
     upstream.behave(slowStream(1000, 50));
     const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_SHUTDOWN_TIMEOUT_MS: '300' } });

@@ -27,6 +27,8 @@ export interface Exchange {
   abandon(error: GatewayError): void;
   /** Its answer is written whole (it may still wait behind the answers before it). */
   answered(): boolean;
+  /** The connection closes after this answer: said in its headers, if they are not sent yet. */
+  lastOnConnection(): void;
 }
 
 /**
@@ -206,6 +208,11 @@ export class Connections {
    */
   closeIdle(): void {
     for (const connection of this.all.snapshot()) if (connection.open.length === 0) connection.socket.destroy();
+  }
+
+  /** Every request in progress is the last on its connection (a shutdown): each answer not begun says so. */
+  lastRequests(): void {
+    for (const connection of this.all.snapshot()) for (const exchange of connection.open) exchange.lastOnConnection();
   }
 
   /** A request began on its connection; `exchange.over()` must end it (it removes itself). */

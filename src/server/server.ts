@@ -115,6 +115,9 @@ class InFlight {
       },
       abandon: (error) => cancel.cancel(error),
       answered: () => res.writableEnded,
+      lastOnConnection: () => {
+        if (!res.headersSent) res.setHeader('connection', 'close');
+      },
     };
     this.connections.track(socket, exchange);
     res.once('close', exchange.over);
@@ -264,6 +267,8 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     whenIdle: () => inFlight.whenIdle(),
     drain: () => {
       draining = true;
+      // A client told `keep-alive` would send its next request on a connection about to close.
+      connections.lastRequests();
     },
     closeIdleConnections: () => {
       server.closeIdleConnections();
