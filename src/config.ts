@@ -128,8 +128,12 @@ export function loadConfig(env: Env = process.env): Config {
     .split(',')
     .map((origin) => origin.trim().replace(/\/+$/, ''))
     .filter((origin) => origin !== '');
-  for (const origin of corsOrigins) {
-    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`CORS_ORIGINS must list origins like https://app.example.com (or *), got "${origin}"`);
+  for (const [i, origin] of corsOrigins.entries()) {
+    if (origin === '*') continue;
+    const url = /^https?:\/\/[^/\s]+$/i.test(origin) ? urlOrNull(origin) : null;
+    if (url === null) problems.push(`CORS_ORIGINS must list origins like https://app.example.com (or *), got "${origin}"`);
+    // As a browser sends it in Origin: scheme and host in lower case, no default port.
+    else corsOrigins[i] = url.origin;
   }
 
   const redisUrl = text('REDIS_URL');
@@ -199,6 +203,14 @@ function misspelt(env: Env, settings: ReadonlySet<string>): string[] {
 }
 
 /** Whether `host` (GATEWAY_HOST) only accepts connections from this machine. */
+function urlOrNull(text: string): URL | null {
+  try {
+    return new URL(text);
+  } catch {
+    return null;
+  }
+}
+
 export function isLoopback(host: string | undefined): boolean {
   if (host === undefined) return false;
   const name = host.toLowerCase().replace(/^\[|\]$/g, '');

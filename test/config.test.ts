@@ -79,6 +79,17 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ GATEWAY_WORKERS: 'auto' }).workers, usableCores());
   });
 
+  it('takes CORS_ORIGINS as browsers send Origin: scheme and host in lower case, no default port', () => {
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: 'HTTPS://App.Example.com, https://b.com:443, http://c.com:80/, http://d.com:8080, *' }).corsOrigins, [
+      'https://app.example.com',
+      'https://b.com',
+      'http://c.com',
+      'http://d.com:8080',
+      '*',
+    ]);
+    assert.throws(() => loadConfig({ CORS_ORIGINS: 'https://a.com:99999' }), /CORS_ORIGINS must list origins/);
+  });
+
   it('names a variable set that is a typo of a setting (ignored otherwise without a word), and no other', () => {
     const config = loadConfig({ GATEWAY_WORKER: '2', UPSTREAM_TIMEOUT: '5000', LOG_BODY_MAX_BYTE: '1000', gateway_port: '9000', KEYS_PATH: 'keys.json', UPSTREAM_RETRY: '3', GATEWAY_HOSTNAME: '0.0.0.0', LOG_LEVEL: 'debug', PATH: '/usr/bin', HOSTNAME: 'box', REDIS_HOST: 'redis', NODE_ENV: 'production' });
     assert.deepEqual(config.misspelt, [
