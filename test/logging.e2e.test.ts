@@ -251,6 +251,28 @@ describe('log destinations', () => {
     }
   });
 
+  it('a log file left ending inside an entry (a crash mid-write) gets a new line before the next entry: the usage report reads it', async () => {
+    const dir = tempDir();
+    const logFile = join(dir, 'log.json');
+    const cut = '{\n  "timestamp": "2026-12-05T00:00:00.000Z",\n  "request": {"content": "cut hal';
+    writeFileSync(logFile, cut);
+    const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock', name: 'team' } } }, logFile, env: { LOG_CONSOLE: 'off' } });
+    let id = '';
+    try {
+      const reply = await chat(gw.url, 'vk', { model: 'm', messages: [{ role: 'user', content: 'after the cut' }] });
+      assert.equal(reply.status, 200);
+      id = String(reply.headers['x-request-id']);
+      await waitFor(() => readFileSync(logFile, 'utf8').includes(id), 'the entry written');
+    } finally {
+      await gw.stop();
+    }
+    const text = readFileSync(logFile, 'utf8');
+    assert.ok(text.startsWith(`${cut}\n{\n  "timestamp"`), text.slice(0, 200));
+    const report = spawnSync(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', logFile, '--all', '--json'], { encoding: 'utf8' });
+    assert.equal(report.status, 0, report.stderr);
+    assert.equal(JSON.parse(report.stdout).by_key.team.requests, 1);
+  });
+
   it('a full disk never leaves a torn entry: a failed write is cut back to the last whole entry', async () => {
     const gw = await startGateway({ keys: { virtual_keys: { vk: { provider: 'mock' } } }, env: { LOG_CONSOLE: 'off' }, fileSizeLimitKiB: 64 });
     try {

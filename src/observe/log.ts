@@ -420,6 +420,8 @@ class FileSink extends QueuedWriter {
     // it (logrotate's `create 0640 root adm`, for a log shipper in group adm), at start and at
     // every reopen; so does a device or a pipe (LOG_FILE=/dev/stderr, a FIFO).
     const handle = await open(this.path, 'a', 0o600);
+    // A file left ending inside an entry (a crash, a power cut mid-write): the next starts on a new line.
+    if (await endsMidLine(this.path, handle)) this.afterTear = true;
     this.handle = handle;
     return handle;
   }
@@ -475,6 +477,23 @@ class FileSink extends QueuedWriter {
     const handle = this.handle;
     this.handle = null;
     await handle?.close().catch(() => {});
+  }
+}
+
+/** Whether a regular file (`appending` open on it) has a last byte that is not a newline (empty: no). */
+async function endsMidLine(path: string, appending: FileHandle): Promise<boolean> {
+  let reading: FileHandle | null = null;
+  try {
+    const stats = await appending.stat();
+    if (!stats.isFile() || stats.size === 0) return false;
+    reading = await open(path, 'r');
+    const last = Buffer.alloc(1);
+    const { bytesRead } = await reading.read(last, 0, 1, stats.size - 1);
+    return bytesRead === 1 && last[0] !== 0x0a;
+  } catch {
+    return false; // not readable by the gateway (only writable), or gone: written to as it is
+  } finally {
+    await reading?.close().catch(() => {});
   }
 }
 
