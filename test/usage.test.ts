@@ -7,6 +7,7 @@ import { chatUsage } from '../src/formats/chat/usage.js';
 import { messagesUsage } from '../src/formats/messages/usage.js';
 import { responsesUsage } from '../src/formats/responses/usage.js';
 import { promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
+import { addToReport, emptyReport, parseTime, renderReport } from '../src/report/usage-report.js';
 
 describe('normalised usage', () => {
   it('OpenAI: cached tokens are inside prompt_tokens, reasoning inside completion_tokens', () => {
@@ -43,5 +44,35 @@ describe('normalised usage', () => {
 
   it('is logged with snake_case names', () => {
     assert.deepEqual(toLoggedUsage({ input: 1, output: 2, cacheRead: 3, cacheWrite: 4, cacheWrite1h: 0, reasoning: 1 }), { input_tokens: 1, output_tokens: 2, cache_read_tokens: 3, cache_write_tokens: 4, reasoning_tokens: 1 });
+  });
+});
+
+describe('npm run usage, the report', () => {
+  const all = { since: null, until: null };
+  const logged = (over: Record<string, unknown>) => ({ timestamp: '2026-12-01T00:00:00.000Z', key_name: 'team', provider: 'openai', model: 'gpt-4o-mini', status: 200, usage: { input_tokens: 1, output_tokens: 1 }, cost_usd: 0.001, upstream: null, ...over });
+
+  it('counts an entry whose timestamp is no time as an unreadable part, not silently out of range', () => {
+    const report = emptyReport();
+    addToReport(report, logged({ timestamp: 'not a date' }), all);
+    addToReport(report, logged({}), all);
+    assert.equal(report.skipped, 1);
+    assert.match(renderReport(report, all, 'log.json'), /^1 request in log\.json, all time \(1 unreadable part skipped\)/);
+  });
+
+  it('shows a key or model name with characters that reorder or hide text (bidi overrides, zero-width) escaped, as control characters are', () => {
+    const report = emptyReport();
+    addToReport(report, logged({ key_name: 'team\u202eevil', model: 'gpt\u200b-4o\u001b[31m' }), all);
+    const text = renderReport(report, all, 'log.json');
+    assert.match(text, /team\\u202eevil/);
+    assert.match(text, /openai\/gpt\\u200b-4o\\u001b\[31m/);
+    assert.doesNotMatch(text, /[\u202e\u200b\u001b]/);
+  });
+
+  it('takes a time before now only as far back as a date can be (else it is no time)', () => {
+    const now = Date.parse('2026-12-05T00:00:00Z');
+    assert.equal(parseTime('30m', now), now - 30 * 60_000);
+    assert.equal(parseTime('9999999999999999999m', now), null);
+    assert.equal(parseTime('100000000000d', now), null);
+    assert.equal(typeof parseTime('200000000h', now), 'number');
   });
 });

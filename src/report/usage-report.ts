@@ -49,7 +49,8 @@ function num(value: unknown): number {
 
 /** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
 function printable(name: string): string {
-  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  // Control characters, and the ones that reorder or hide what a terminal shows (bidi overrides and isolates, zero-width, BOM).
+  return name.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function addTo(rows: Map<string, UsageRow>, name: string, entry: Record<string, unknown>): void {
@@ -81,7 +82,11 @@ export function addToReport(report: UsageReport, entry: unknown, range: Range): 
     return;
   }
   const at = Date.parse(entry.timestamp);
-  if (Number.isNaN(at) || (range.since !== null && at < range.since) || (range.until !== null && at >= range.until)) return;
+  if (Number.isNaN(at)) {
+    report.skipped++;
+    return;
+  }
+  if ((range.since !== null && at < range.since) || (range.until !== null && at >= range.until)) return;
   report.entries++;
   // Keys by their name (or digest label): the virtual key itself is a credential, not for a terminal.
   const key = typeof entry.key_name === 'string' ? printable(entry.key_name) : '(no valid key)';
@@ -175,7 +180,7 @@ function describeRange(range: Range): string {
 }
 
 export function renderReport(report: UsageReport, range: Range, file: string): string {
-  const head = `${report.entries.toLocaleString('en-US')} requests in ${file}, ${describeRange(range)}${report.skipped > 0 ? ` (${report.skipped} unreadable part${report.skipped === 1 ? '' : 's'} skipped)` : ''}`;
+  const head = `${report.entries.toLocaleString('en-US')} request${report.entries === 1 ? '' : 's'} in ${file}, ${describeRange(range)}${report.skipped > 0 ? ` (${report.skipped} unreadable part${report.skipped === 1 ? '' : 's'} skipped)` : ''}`;
   if (report.entries === 0) return `${head}\n`;
   const notes = report.total.unpriced > 0 ? '\n"unpriced": requests on a model without a price (add it with PRICES_FILE); their cost is not in the sums.\n' : '';
   return `${head}\n\n${table('key', report.byKey, report.total)}\n\n${table('provider/model', report.byModel, report.total)}\n${notes}`;
@@ -209,13 +214,19 @@ function rowJson(row: UsageRow): Record<string, number> {
   };
 }
 
+/** The earliest time a Date holds (100,000,000 days before 1970). */
+const EARLIEST_DATE = -8.64e15;
+
 /**
  * A time on the command line: an ISO date or time (`2026-12-01`, `2026-12-01T12:00Z`), or a
  * time before `now` (`30m`, `12h`, `7d`). null: not a time.
  */
 export function parseTime(text: string, now: number): number | null {
   const relative = /^(\d+)([mhd])$/.exec(text);
-  if (relative !== null) return now - Number(relative[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 'm' | 'h' | 'd'];
+  if (relative !== null) {
+    const at = now - Number(relative[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 'm' | 'h' | 'd'];
+    return at >= EARLIEST_DATE ? at : null;
+  }
   const date = /^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:\d{2})?$/.exec(text);
   if (date === null) return null;
   // The log is in UTC: a time without a zone is read as UTC too.
