@@ -553,6 +553,28 @@ describe('hostile HTTP', () => {
     const huge = await raw((socket) => socket.write(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`));
     assert.match(huge, /^HTTP\/1\.1 431/);
     assert.match(huge, /x-request-id: /);
+    assert.equal(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).error.code, 'headers_too_large');
+  });
+
+  it("answers what Node cannot parse of a Messages request (or one in Anthropic's style) in Anthropic's error shape, with its request-id", async () => {
+    const bodyOf = (text: string) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+    const anthropic = (text: string, status: number) => {
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status}`));
+      assert.match(text, /\r\nrequest-id: [0-9a-f-]{36}\r\n/);
+      const body = bodyOf(text);
+      assert.equal(body.type, 'error');
+      assert.equal(body.error.type, 'invalid_request_error');
+      assert.equal(typeof body.error.message, 'string');
+    };
+    anthropic(await raw((socket) => socket.write(`POST /v1/messages?beta=true HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)), 431);
+    anthropic(await raw((socket) => socket.write('POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')), 400);
+    anthropic(await raw((socket) => socket.write('POST /v1/messages/count_tokens HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n')), 400);
+    anthropic(await raw((socket) => socket.write(`POST /anything HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)), 431);
+    // Not a Messages route, nor its style: OpenAI's shape, as before.
+    const chat = await raw((socket) => socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n'));
+    assert.equal(bodyOf(chat).error.code, 'bad_http_request');
+    assert.doesNotMatch(chat, /\r\nrequest-id:/);
+    await alive();
   });
 
   it("answers a client still sending a large body its 401 or 413, not a reset (the rest is read and dropped, the connection kept); a body declared past 64 MiB is not waited for", async () => {

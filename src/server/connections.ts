@@ -14,6 +14,7 @@ import type { Socket } from 'node:net';
 import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
 import { GatewayError } from '../errors.js';
+import { messagesErrorBody } from '../formats/messages/errors.js';
 import { entryOf } from '../formats/json.js';
 import { OVERHEAD_HEADER } from './context.js';
 import { clientClosed } from './http.js';
@@ -55,13 +56,26 @@ function clientErrorOf(err: NodeJS.ErrnoException): GatewayError | null {
 
 const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
-/** The error as a whole HTTP response, written straight to a socket Node's parser has given up on. */
-function rawAnswer(error: GatewayError): string {
-  const body = JSON.stringify(error.toBody());
+/**
+ * The error as a whole HTTP response, written straight to a socket Node's parser has given up on:
+ * in Anthropic's shape when what it read of the request (`head`) was for a Messages route or in
+ * Anthropic's style, as routes answer (sendRouteError).
+ */
+function rawAnswer(error: GatewayError, head: Buffer | null): string {
+  const id = randomUUID();
+  const anthropic = head !== null && isAnthropicHead(head.toString('latin1', 0, Math.min(head.length, MAX_HEAD_READ)));
+  const body = JSON.stringify(anthropic ? messagesErrorBody(error) : error.toBody());
   return (
     `HTTP/1.1 ${error.status} ${entryOf(REASONS, String(error.status)) ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-    `x-request-id: ${randomUUID()}\r\n${OVERHEAD_HEADER}: 0.000\r\nconnection: close\r\n\r\n${body}`
+    `x-request-id: ${id}\r\n${anthropic ? `request-id: ${id}\r\n` : ''}${OVERHEAD_HEADER}: 0.000\r\nconnection: close\r\n\r\n${body}`
   );
+}
+
+/** Of a request Node could not parse, the bytes looked at for its route and style. */
+const MAX_HEAD_READ = 64 * 1024;
+
+function isAnthropicHead(head: string): boolean {
+  return /^[A-Z]+ \/v1\/messages(?:[/?\s]|$)/.test(head) || /\r?\n(?:anthropic-version|x-api-key)[ \t]*:/i.test(head);
 }
 
 class ClientConnection {
@@ -69,6 +83,8 @@ class ClientConnection {
   readonly open: Exchange[] = [];
   /** A parse error, answered once the requests before it are. */
   broken: GatewayError | null = null;
+  /** What Node had read of the request that broke it, if it said (its route and style choose the answer's shape). */
+  private brokenHead: Buffer | null = null;
   /**
    * The answers due go out, then the connection closes without another: garbage came in the body of
    * a request answered but not yet sent, or the client closed its side in the middle of one.
@@ -144,7 +160,7 @@ class ClientConnection {
    * that arrived whole before the garbage are answered, in order; one whose body was still
    * arriving answers the error itself; then the error is written and the connection closed.
    */
-  fail(error: GatewayError | null): void {
+  fail(error: GatewayError | null, head: Buffer | null = null): void {
     if (error === null || !this.socket.writable) return void this.socket.destroy();
     if (this.broken !== null || this.closeAfterAnswers) return; // Node reports each later read again: answered once
     // Garbage in the body of a request already answered (its answer sent, or queued behind
@@ -159,6 +175,7 @@ class ClientConnection {
       return;
     }
     this.broken = error;
+    this.brokenHead = head;
     this.socket.pause();
     for (const exchange of this.open.slice()) if (!exchange.req.complete) exchange.abandon(error);
     if (this.open.length === 0) this.answerBroken();
@@ -168,7 +185,7 @@ class ClientConnection {
     const socket = this.socket;
     if (socket.writable && !socket.writableEnded) {
       if (this.broken === null) socket.end();
-      else socket.end(rawAnswer(this.broken));
+      else socket.end(rawAnswer(this.broken, this.brokenHead));
     }
     // A client that never closes its side, or keeps trickling, must not hold the socket.
     this.graceTimer ??= setTimeout(() => socket.destroy(), BAD_CONNECTION_GRACE_MS).unref();
@@ -229,7 +246,9 @@ export class Connections {
     // Node's word for a client that closed its side in the middle of a request.
     const connection = err.code === 'HPE_INVALID_EOF_STATE' ? this.bySocket.get(socket) : undefined;
     if (connection !== undefined && socket.writable) return connection.ended();
-    this.refuse(socket, clientErrorOf(err));
+    // Node gives the bytes it was parsing with a parse error (not with a timeout).
+    const { rawPacket } = err as { rawPacket?: unknown };
+    this.refuse(socket, clientErrorOf(err), rawPacket instanceof Buffer ? rawPacket : null);
   }
 
   /**
@@ -237,13 +256,13 @@ export class Connections {
    * (null: the client is gone, close at once). Also for what Node hands over instead of a request
    * (CONNECT): without this, Node destroys the socket and the requests before it lose their answers.
    */
-  refuse(socket: Socket, error: GatewayError | null): void {
+  refuse(socket: Socket, error: GatewayError | null, head: Buffer | null = null): void {
     const connection = this.bySocket.get(socket);
     if (connection === undefined) {
-      if (error !== null && socket.writable) socket.end(rawAnswer(error));
+      if (error !== null && socket.writable) socket.end(rawAnswer(error, head));
       else socket.destroy();
       return;
     }
-    connection.fail(error);
+    connection.fail(error, head);
   }
 }
