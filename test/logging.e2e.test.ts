@@ -350,6 +350,8 @@ describe('log destinations', () => {
       // In the operator's words (mkdir's own says EEXIST), and the start-up line does not name it as if it worked.
       assert.match(broken.stderr(), /cannot open the log file \S+not-a-folder\/log\.json \(\S+not-a-folder is not a folder\)/);
       assert.match(broken.stderr(), /log file: \S+not-a-folder\/log\.json \(cannot be opened: see above\)/);
+      assert.match(broken.stderr(), /cannot write the log to \S+not-a-folder\/log\.json \(\S+not-a-folder is not a folder\)/);
+      assert.doesNotMatch(broken.stderr(), /EEXIST|ENOTDIR/);
       await waitFor(() => broken.stdout().includes('"status": 200'), 'entries still on stdout');
     } finally {
       assert.equal(await broken.stop(), 0);

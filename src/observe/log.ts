@@ -309,6 +309,11 @@ abstract class QueuedWriter implements LogSink {
   protected abstract output(pieces: Buffer[]): Promise<void>;
   protected abstract describe(): string;
 
+  /** Why a write failed, in the operator's words where the destination knows them. */
+  protected why(err: Error): Promise<string> {
+    return Promise.resolve(err.message);
+  }
+
   write(batch: RenderedBatch): void {
     const pieces = batch.text[this.format];
     if (pieces === undefined) return batch.done();
@@ -352,7 +357,7 @@ abstract class QueuedWriter implements LogSink {
         // stderr (cutting a torn write back frees a few KB, so writes there fail and work in turn).
         if (!this.failing) {
           this.said = this.streaks.due();
-          if (this.said) warn(`cannot write the log to ${this.describe()} (${(err as Error).message}); still serving, entries are lost until it works again`);
+          if (this.said) warn(`cannot write the log to ${this.describe()} (${await this.why(err as Error)}); still serving, entries are lost until it works again`);
         }
         this.failing = true;
       }
@@ -470,6 +475,10 @@ class FileSink extends QueuedWriter {
 
   protected describe(): string {
     return this.path;
+  }
+
+  protected override async why(err: Error): Promise<string> {
+    return (await writeProblem(this.path)) ?? err.message;
   }
 
   override async close(): Promise<void> {

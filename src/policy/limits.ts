@@ -310,7 +310,7 @@ export class SpendStore {
       // No file can be there (a folder at its path, or on it): no spend to lose. The writes fail
       // too, which checkWritable has said.
       if (code === 'EISDIR' || code === 'ENOTDIR') {
-        warn(`cannot read the state file ${this.file} (${(err as Error).message}); budgets start from zero`);
+        warn(`cannot read the state file ${this.file} (${(await writeProblem(this.file)) ?? (err as Error).message}); budgets start from zero`);
         return;
       }
       // A file that is there (its permissions, a link that loops): started anyway, every
