@@ -101,12 +101,12 @@ describe('graceful shutdown', () => {
     }
   });
 
-  it('tells a client whose answer is still being prepared at SIGTERM that the connection closes after it (connection: close)', async () => {
+  it('tells a client whose answers are still being prepared at SIGTERM that the connection closes after the last (connection: close), pipelined ones all answered', async () => {
     // Answered after the signal: said `keep-alive`, the connection would close just after, as the client sends its next request on it.
-    upstream.behave(async ({ res }) => {
+    upstream.behave(async ({ res, recorded }) => {
       await sleep(600);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'late' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: `late ${recorded.json.messages[0].content}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
     });
     const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
     try {
@@ -115,16 +115,22 @@ describe('graceful shutdown', () => {
       let text = '';
       const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
       socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
-      const body = JSON.stringify(hello);
-      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      await waitFor(() => upstream.requests.length > calls, 'the upstream call');
+      const post = (content: string): string => {
+        const body = JSON.stringify({ ...hello, messages: [{ role: 'user', content }] });
+        return `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      };
+      // Two requests pipelined in one write: both reach the provider before the signal.
+      socket.write(post('A') + post('B'));
+      await waitFor(() => upstream.requests.length >= calls + 2, 'both upstream calls');
       gateway.child.kill('SIGTERM');
       await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
       await closed;
-      assert.match(text, /^HTTP\/1\.1 200/);
-      assert.match(text, /\r\nconnection: close\r\n/i);
-      assert.doesNotMatch(text, /keep-alive/i);
-      assert.match(text, /"content":"late"/);
+      const answers = text.split(/(?=HTTP\/1\.1 )/);
+      assert.equal(answers.length, 2, text);
+      assert.match(answers[0] ?? '', /^HTTP\/1\.1 200[^]*"content":"late A"/);
+      assert.doesNotMatch(answers[0] ?? '', /connection: close/i, 'not the last: the one after it still comes');
+      assert.match(answers[1] ?? '', /^HTTP\/1\.1 200[^]*\r\nconnection: close\r\n[^]*"content":"late B"/i);
+      assert.doesNotMatch(answers[1] ?? '', /keep-alive/i);
       assert.equal(await gateway.exited, 0);
     } finally {
       upstream.behave(null);

@@ -227,9 +227,13 @@ export class Connections {
     for (const connection of this.all.snapshot()) if (connection.open.length === 0) connection.socket.destroy();
   }
 
-  /** Every request in progress is the last on its connection (a shutdown): each answer not begun says so. */
+  /**
+   * The last request in progress on each connection is its last (a shutdown): its answer, if not
+   * begun, says so. Only the last: an answer saying `close` ends the connection, and pipelined
+   * requests behind it would lose theirs.
+   */
   lastRequests(): void {
-    for (const connection of this.all.snapshot()) for (const exchange of connection.open) exchange.lastOnConnection();
+    for (const connection of this.all.snapshot()) connection.open.at(-1)?.lastOnConnection();
   }
 
   /** A request began on its connection; `exchange.over()` must end it (it removes itself). */
