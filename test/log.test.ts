@@ -77,7 +77,7 @@ describe('log rendering', () => {
     assert.match(String(parsed.request), /^\[not logged: /);
   });
 
-  it("lays out an answer on one line where indenting it would grow it more than 4 times (deep, many short values); others stay indented", () => {
+  it("lays out a body on one line where indenting it would grow it more than 4 times (deep, many short values); others stay indented", () => {
     // A tool call's input a model was steered to write as nested arrays of zeros: ~40 KB compact.
     let nested: unknown = Array.from({ length: 20_000 }, () => 0);
     for (let i = 0; i < 40; i++) nested = [nested];
@@ -95,6 +95,13 @@ describe('log rendering', () => {
       assert.deepEqual(JSON.parse(Buffer.concat(out).toString()), JSON.parse(JSON.stringify(grown)));
       assert.ok(Buffer.concat(out).length < compact + 2000);
     }
+    // A request body logged parsed (one not valid UTF-8, so not as its bytes) is checked the same way.
+    const parsedRequest = { ...entry('grown-request', { model: 'm', tools: [{ input: { a: nested } }] }), response: { id: 'c' } };
+    const requestText = renderEntry(parsedRequest);
+    assert.ok(requestText.length < JSON.stringify(parsedRequest).length + 1000, `${requestText.length} bytes`);
+    assert.deepEqual(JSON.parse(requestText), JSON.parse(JSON.stringify(parsedRequest)));
+    assert.match(requestText, /\n  "request": \{"model":"m",/);
+    assert.match(requestText, /\n  "response": \{\n    "id": "c"\n  \},\n/, 'the answer, not grown, stays indented');
     // A long answer that indenting grows little (its text is one long string) stays indented.
     const long = { ...entry('long'), response: { id: 'c', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(100_000) } }] } };
     assert.equal(renderEntry(long), `${JSON.stringify(long, null, 2)}\n`);

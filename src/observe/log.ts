@@ -108,7 +108,7 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
   let text: string;
   try {
     text = `${JSON.stringify(entry, null, indent)}\n`;
-    if (indent !== undefined && text.length > CHECKED_GROWTH_FROM) text = answerOnOneLineIfGrown(entry, text);
+    if (indent !== undefined && text.length > CHECKED_GROWTH_FROM) text = bodiesOnOneLineIfGrown(entry, text);
   } catch (err) {
     const omitted = `[not logged: ${(err as Error).message}]`;
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
@@ -119,28 +119,44 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
   return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
 }
 
-/** A pretty entry longer than this is checked for an answer its indentation grew past MAX_PRETTY_GROWTH times its compact size. */
+/** A body whose indented form in a pretty entry is longer than this is checked for growth past MAX_PRETTY_GROWTH times its compact size. */
 const CHECKED_GROWTH_FROM = 64 * 1024;
 const MAX_PRETTY_GROWTH = 4;
 
 /**
- * The entry with its answer on one line, where indenting it grew it more than MAX_PRETTY_GROWTH
- * times (JSON nested deep, many short values: a model steered to write a tool call's input as
- * `[[[0,0,…]]]` would make 40 KB of answer 4 MB of log), as a request body is (indentJsonBytes).
- * The answer directly follows the request, whose members are indented further: the first
- * `"response": null` line at the top level is its place.
+ * The entry with its bodies on one line where indenting them grew them more than
+ * MAX_PRETTY_GROWTH times (JSON nested deep, many short values: a model steered to write a tool
+ * call's input as `[[[0,0,…]]]` would make 40 KB of answer 4 MB of log), as a request body logged
+ * as its bytes is (indentJsonBytes). A top-level member's indented value runs from its name's line
+ * to the next line indented by two spaces and a quote (its own lines are indented further).
  */
-function answerOnOneLineIfGrown(entry: LogEntry, text: string): string {
-  const response = entry.response;
-  if (typeof response !== 'object' || response === null || response instanceof RawJson) return text;
-  const compact = JSON.stringify(response);
-  if (JSON.stringify(response, null, 2).length <= MAX_PRETTY_GROWTH * compact.length + 4096) return text;
-  const rest = `${JSON.stringify({ ...entry, response: null }, null, 2)}\n`;
-  const marker = '\n  "response": null';
-  const at = rest.indexOf(marker);
-  if (at === -1) return text;
-  const valueAt = at + marker.length - 4;
-  return `${rest.slice(0, valueAt)}${compact}${rest.slice(valueAt + 4)}`;
+function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
+  for (const name of ['request', 'response'] as const) {
+    const body = entry[name];
+    if (typeof body !== 'object' || body === null || body instanceof RawJson) continue;
+    const marker = `\n  "${name}": `;
+    const at = text.indexOf(marker);
+    if (at === -1) continue;
+    const next = text.indexOf('\n  "', at + marker.length);
+    const end = next === -1 ? text.length : text[next - 1] === ',' ? next - 1 : next;
+    const valueAt = at + marker.length;
+    if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
+    // What indentation adds, from every line's newline and every 64th line's indent: where it is
+    // not half the text (an answer's long strings, an embedding's numbers), no compact render.
+    let lines = 0;
+    let sampled = 0;
+    let indent = 0;
+    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end; i = text.indexOf('\n', i + 1)) {
+      if ((lines++ & 63) !== 0) continue;
+      sampled++;
+      for (let j = i + 1; text.charCodeAt(j) === 0x20; j++) indent++;
+    }
+    if (sampled === 0 || 2 * lines * (1 + indent / sampled) < end - valueAt) continue;
+    const compact = JSON.stringify(body);
+    if (end - valueAt <= MAX_PRETTY_GROWTH * compact.length + 4096) continue;
+    text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
+  }
+  return text;
 }
 
 /** In JSON.stringify's output, every `\\udXXX` escape is a lone surrogate (pairs are written as characters); an even run of backslashes before it is text. */
