@@ -130,7 +130,8 @@ export function loadConfig(env: Env = process.env): Config {
     .filter((origin) => origin !== '');
   for (const [i, origin] of corsOrigins.entries()) {
     if (origin === '*') continue;
-    const url = /^https?:\/\/[^/\s]+$/i.test(origin) ? urlOrNull(origin) : null;
+    // Scheme, host and port only: no user, query or fragment, which URL would quietly drop (`https://a.com@evil.com` is evil.com).
+    const url = /^https?:\/\/[^/\s@?#\\]+$/i.test(origin) ? urlOrNull(origin) : null;
     if (url === null) problems.push(`CORS_ORIGINS must list origins like https://app.example.com (or *), got "${origin}"`);
     // As a browser sends it in Origin: scheme and host in lower case, no default port.
     else corsOrigins[i] = url.origin;

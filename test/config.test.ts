@@ -87,7 +87,9 @@ describe('loadConfig', () => {
       'http://d.com:8080',
       '*',
     ]);
-    assert.throws(() => loadConfig({ CORS_ORIGINS: 'https://a.com:99999' }), /CORS_ORIGINS must list origins/);
+    for (const notOrigin of ['https://a.com:99999', 'https://a.com@evil.com', 'https://user:pw@a.com', 'https://a.com?x', 'https://a.com#f', 'https://a.com\\b']) {
+      assert.throws(() => loadConfig({ CORS_ORIGINS: notOrigin }), /CORS_ORIGINS must list origins/, notOrigin);
+    }
   });
 
   it('names a variable set that is a typo of a setting (ignored otherwise without a word), and no other', () => {
