@@ -32,7 +32,8 @@ function readOptions(args: readonly string[], now: number): Options {
   const month = new Date(now);
   let since: number | null = Date.UTC(month.getUTCFullYear(), month.getUTCMonth(), 1);
   let until: number | null = null;
-  const logFile = process.env.LOG_FILE;
+  // As the gateway reads it: spaces around it dropped, nothing (or spaces only) is unset.
+  const logFile = process.env.LOG_FILE?.trim();
   const files: string[] = [];
   let json = false;
   let sinceGiven = false;

@@ -66,6 +66,15 @@ describe('npm run usage, the report', () => {
     assert.match(text, /team\\u202eevil/);
     assert.match(text, /openai\/gpt\\u200b-4o\\u001b\[31m/);
     assert.doesNotMatch(text, /[\u202e\u200b\u001b]/);
+    // Invisible letters, soft hyphens, variation selectors, separators, tags (beyond U+FFFF), and a
+    // name spelling an escape: each shown apart from the plain name and from one another.
+    const more = emptyReport();
+    for (const model of ['gpt-4o', 'gpt-4o\u00ad', 'gpt-4o\ufe0f', 'gpt-4o\u2028', 'gpt-4o\u{e0041}', 'gpt-4o\u3164', 'gpt-4o\\u00ad']) addToReport(more, logged({ model }), all);
+    const rows = renderReport(more, all, 'log.json');
+    for (const shown of ['openai/gpt-4o\\u00ad', 'openai/gpt-4o\\ufe0f', 'openai/gpt-4o\\u2028', 'openai/gpt-4o\\u{e0041}', 'openai/gpt-4o\\u3164', 'openai/gpt-4o\\\\u00ad']) {
+      assert.ok(rows.split('\n').some((line) => line.startsWith(`${shown} `)), `${shown} in\n${rows}`);
+    }
+    assert.doesNotMatch(rows, /[\u00ad\ufe0f\u2028\u3164]|\u{e0041}/u);
   });
 
   it('takes a time before now only as far back as a date can be (else it is no time)', () => {

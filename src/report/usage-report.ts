@@ -48,9 +48,13 @@ function num(value: unknown): number {
 }
 
 /** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
+const INVISIBLE = /[\\\u0000-\u001f\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\u{e0000}-\u{e0fff}]/gu;
+
 function printable(name: string): string {
-  // Control characters, and the ones that reorder or hide what a terminal shows (bidi overrides and isolates, zero-width, BOM).
-  return name.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  // Control characters, and the ones that reorder or hide what a terminal shows (bidi marks,
+  // overrides and isolates, zero-width and invisible letters, variation selectors, line and
+  // paragraph separators, tags); a backslash too, so that a name spelling `\u200b` is not shown as one holding it.
+  return name.replace(INVISIBLE, (c) => (c === '\\' ? '\\\\' : `\\u${c.length === 1 ? c.charCodeAt(0).toString(16).padStart(4, '0') : `{${(c.codePointAt(0) as number).toString(16)}}`}`));
 }
 
 function addTo(rows: Map<string, UsageRow>, name: string, entry: Record<string, unknown>): void {
