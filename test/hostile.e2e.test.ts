@@ -570,10 +570,20 @@ describe('hostile HTTP', () => {
     anthropic(await raw((socket) => socket.write('POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')), 400);
     anthropic(await raw((socket) => socket.write('POST /v1/messages/count_tokens HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n')), 400);
     anthropic(await raw((socket) => socket.write(`POST /anything HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)), 431);
-    // Not a Messages route, nor its style: OpenAI's shape, as before.
-    const chat = await raw((socket) => socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n'));
-    assert.equal(bodyOf(chat).error.code, 'bad_http_request');
-    assert.doesNotMatch(chat, /\r\nrequest-id:/);
+    anthropic(await raw((socket) => socket.write('\r\nPOST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')), 400);
+    anthropic(await raw((socket) => socket.write('POST http://x/v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')), 400);
+    // Behind a request answered first, in the same read: the failing one's route decides.
+    const behind = await raw((socket) => socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nPOST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n'));
+    anthropic(behind.slice(behind.indexOf('HTTP/1.1 400')), 400);
+    // Not a Messages route, nor its style: OpenAI's shape, as before, also behind a Messages request in the same read.
+    const openai = (text: string) => {
+      const answer = text.slice(text.indexOf('HTTP/1.1 400'));
+      assert.equal(bodyOf(answer).error.code, 'bad_http_request');
+      assert.doesNotMatch(answer, /\r\nrequest-id:/);
+    };
+    openai(await raw((socket) => socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')));
+    const count = JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] });
+    openai(await raw((socket) => socket.write(`POST /v1/messages/count_tokens HTTP/1.1\r\nhost: x\r\nx-api-key: vk_nobody\r\ncontent-type: application/json\r\ncontent-length: ${count.length}\r\n\r\n${count}POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n`)));
     await alive();
   });
 

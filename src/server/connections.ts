@@ -58,12 +58,12 @@ const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 405: 'Me
 
 /**
  * The error as a whole HTTP response, written straight to a socket Node's parser has given up on:
- * in Anthropic's shape when what it read of the request (`head`) was for a Messages route or in
- * Anthropic's style, as routes answer (sendRouteError).
+ * in Anthropic's shape when what Node was parsing of the failing request (`head`) shows a Messages
+ * route or Anthropic's style, as routes answer (sendRouteError).
  */
-function rawAnswer(error: GatewayError, head: Buffer | null): string {
+function rawAnswer(error: GatewayError, head: string | null): string {
   const id = randomUUID();
-  const anthropic = head !== null && isAnthropicHead(head.toString('latin1', 0, Math.min(head.length, MAX_HEAD_READ)));
+  const anthropic = head !== null && isAnthropicHead(head);
   const body = JSON.stringify(anthropic ? messagesErrorBody(error) : error.toBody());
   return (
     `HTTP/1.1 ${error.status} ${entryOf(REASONS, String(error.status)) ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
@@ -71,11 +71,31 @@ function rawAnswer(error: GatewayError, head: Buffer | null): string {
   );
 }
 
-/** Of a request Node could not parse, the bytes looked at for its route and style. */
+/** Of the bytes Node was parsing, at most this many before the error are looked at. */
 const MAX_HEAD_READ = 64 * 1024;
+// Not only after a newline: a request pipelined right after a body follows its last byte.
+const REQUEST_LINE = /(?<![A-Z])[A-Z]+ (?:https?:\/\/[^/\s]*)?(\/\S*) HTTP\/1\.[01]\r?\n/;
+
+/**
+ * What Node was parsing of the request it failed on: the bytes it read before the error, from that
+ * request's line if they hold it (requests pipelined before it in the same read are not its).
+ * A head that came in several reads shows only its last (null: Node said nothing).
+ */
+function failedHead(err: NodeJS.ErrnoException): string | null {
+  const { rawPacket, bytesParsed } = err as { rawPacket?: unknown; bytesParsed?: unknown };
+  if (!(rawPacket instanceof Buffer)) return null;
+  const end = typeof bytesParsed === 'number' ? Math.min(bytesParsed + 1, rawPacket.length) : rawPacket.length;
+  const text = rawPacket.toString('latin1', Math.max(0, end - MAX_HEAD_READ), end);
+  let from = 0;
+  for (const line of text.matchAll(new RegExp(REQUEST_LINE, 'g'))) from = line.index;
+  return text.slice(from);
+}
 
 function isAnthropicHead(head: string): boolean {
-  return /^[A-Z]+ \/v1\/messages(?:[/?\s]|$)/.test(head) || /\r?\n(?:anthropic-version|x-api-key)[ \t]*:/i.test(head);
+  const line = REQUEST_LINE.exec(head);
+  // The routes' own test: a path that starts with /v1/messages.
+  if (line !== null && line.index === 0 && (line[1] as string).startsWith('/v1/messages')) return true;
+  return /\n(?:anthropic-version|x-api-key)[ \t]*:/i.test(head);
 }
 
 class ClientConnection {
@@ -84,7 +104,7 @@ class ClientConnection {
   /** A parse error, answered once the requests before it are. */
   broken: GatewayError | null = null;
   /** What Node had read of the request that broke it, if it said (its route and style choose the answer's shape). */
-  private brokenHead: Buffer | null = null;
+  private brokenHead: string | null = null;
   /**
    * The answers due go out, then the connection closes without another: garbage came in the body of
    * a request answered but not yet sent, or the client closed its side in the middle of one.
@@ -160,7 +180,7 @@ class ClientConnection {
    * that arrived whole before the garbage are answered, in order; one whose body was still
    * arriving answers the error itself; then the error is written and the connection closed.
    */
-  fail(error: GatewayError | null, head: Buffer | null = null): void {
+  fail(error: GatewayError | null, head: string | null = null): void {
     if (error === null || !this.socket.writable) return void this.socket.destroy();
     if (this.broken !== null || this.closeAfterAnswers) return; // Node reports each later read again: answered once
     // Garbage in the body of a request already answered (its answer sent, or queued behind
@@ -250,9 +270,7 @@ export class Connections {
     // Node's word for a client that closed its side in the middle of a request.
     const connection = err.code === 'HPE_INVALID_EOF_STATE' ? this.bySocket.get(socket) : undefined;
     if (connection !== undefined && socket.writable) return connection.ended();
-    // Node gives the bytes it was parsing with a parse error (not with a timeout).
-    const { rawPacket } = err as { rawPacket?: unknown };
-    this.refuse(socket, clientErrorOf(err), rawPacket instanceof Buffer ? rawPacket : null);
+    this.refuse(socket, clientErrorOf(err), failedHead(err));
   }
 
   /**
@@ -260,7 +278,7 @@ export class Connections {
    * (null: the client is gone, close at once). Also for what Node hands over instead of a request
    * (CONNECT): without this, Node destroys the socket and the requests before it lose their answers.
    */
-  refuse(socket: Socket, error: GatewayError | null, head: Buffer | null = null): void {
+  refuse(socket: Socket, error: GatewayError | null, head: string | null = null): void {
     const connection = this.bySocket.get(socket);
     if (connection === undefined) {
       if (error !== null && socket.writable) socket.end(rawAnswer(error, head));
