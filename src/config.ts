@@ -203,7 +203,6 @@ function misspelt(env: Env, settings: ReadonlySet<string>): string[] {
   return found;
 }
 
-/** Whether `host` (GATEWAY_HOST) only accepts connections from this machine. */
 function urlOrNull(text: string): URL | null {
   try {
     return new URL(text);
@@ -212,6 +211,7 @@ function urlOrNull(text: string): URL | null {
   }
 }
 
+/** Whether `host` (GATEWAY_HOST) only accepts connections from this machine. */
 export function isLoopback(host: string | undefined): boolean {
   if (host === undefined) return false;
   const name = host.toLowerCase().replace(/^\[|\]$/g, '');

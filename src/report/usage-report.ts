@@ -47,9 +47,9 @@ function num(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
 }
 
-/** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
 const INVISIBLE = /[\\\u0000-\u001f\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\u{e0000}-\u{e0fff}]/gu;
 
+/** A name as a terminal may show it: a client chose the model name, and control characters would draw on the screen. */
 function printable(name: string): string {
   // Control characters, and the ones that reorder or hide what a terminal shows (bidi marks,
   // overrides and isolates, zero-width and invisible letters, variation selectors, line and
