@@ -102,6 +102,18 @@ describe('log rendering', () => {
     assert.deepEqual(JSON.parse(requestText), JSON.parse(JSON.stringify(parsedRequest)));
     assert.match(requestText, /\n  "request": \{"model":"m",/);
     assert.match(requestText, /\n  "response": \{\n    "id": "c"\n  \},\n/, 'the answer, not grown, stays indented');
+    // Shaped so that every 64th line is shallow, the rest deep: every line's indent counts.
+    const deep = (n: number): unknown => (n === 0 ? 0 : [deep(n - 1)]);
+    const steered = { ...entry('steered'), response: Array.from({ length: 1400 }, (_, i) => (i % 2 === 0 ? 0 : deep(31))) };
+    const steeredText = renderEntry(steered);
+    assert.ok(steeredText.length < JSON.stringify(steered).length + 1000, `${steeredText.length} bytes`);
+    assert.deepEqual(JSON.parse(steeredText), JSON.parse(JSON.stringify(steered)));
+    // The answer as the entry's last member (before its closing brace): still whole JSON.
+    const withoutUpstream: Partial<LogEntry> = { ...entry('last'), response: answer };
+    delete withoutUpstream.upstream;
+    const lastText = renderEntry(withoutUpstream as LogEntry);
+    assert.deepEqual(JSON.parse(lastText), JSON.parse(JSON.stringify(withoutUpstream)));
+    assert.ok(lastText.length < JSON.stringify(withoutUpstream).length + 1000);
     // A long answer that indenting grows little (its text is one long string) stays indented.
     const long = { ...entry('long'), response: { id: 'c', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(100_000) } }] } };
     assert.equal(renderEntry(long), `${JSON.stringify(long, null, 2)}\n`);

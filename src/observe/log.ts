@@ -138,20 +138,20 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     const at = text.indexOf(marker);
     if (at === -1) continue;
     const next = text.indexOf('\n  "', at + marker.length);
-    const end = next === -1 ? text.length : text[next - 1] === ',' ? next - 1 : next;
+    // Followed by another member (after its comma), or the last one (before the entry's closing brace).
+    const end = next === -1 ? text.lastIndexOf('\n}') : text[next - 1] === ',' ? next - 1 : next;
     const valueAt = at + marker.length;
     if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
-    // What indentation adds, from every line's newline and every 64th line's indent: where it is
-    // not half the text (an answer's long strings, an embedding's numbers), no compact render.
-    let lines = 0;
-    let sampled = 0;
-    let indent = 0;
+    // What indentation adds (each line's newline and indent): where it is not half the text (an
+    // answer's long strings, an embedding's numbers), no compact render. Every line is measured:
+    // a sample could be steered by a body shaped to put its shallow lines where the samples fall.
+    let added = 0;
     for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end; i = text.indexOf('\n', i + 1)) {
-      if ((lines++ & 63) !== 0) continue;
-      sampled++;
-      for (let j = i + 1; text.charCodeAt(j) === 0x20; j++) indent++;
+      let j = i + 1;
+      while (text.charCodeAt(j) === 0x20) j++;
+      added += j - i;
     }
-    if (sampled === 0 || 2 * lines * (1 + indent / sampled) < end - valueAt) continue;
+    if (2 * added < end - valueAt) continue;
     const compact = JSON.stringify(body);
     if (end - valueAt <= MAX_PRETTY_GROWTH * compact.length + 4096) continue;
     text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
