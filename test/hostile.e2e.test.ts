@@ -583,7 +583,10 @@ describe('hostile HTTP', () => {
     };
     openai(await raw((socket) => socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n')));
     const count = JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] });
-    openai(await raw((socket) => socket.write(`POST /v1/messages/count_tokens HTTP/1.1\r\nhost: x\r\nx-api-key: vk_nobody\r\ncontent-type: application/json\r\ncontent-length: ${count.length}\r\n\r\n${count}POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n`)));
+    const messagesFirst = `POST /v1/messages/count_tokens HTTP/1.1\r\nhost: x\r\nx-api-key: vk_nobody\r\ncontent-type: application/json\r\ncontent-length: ${count.length}\r\n\r\n${count}`;
+    openai(await raw((socket) => socket.write(`${messagesFirst}POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n`)));
+    openai(await raw((socket) => socket.write(`${messagesFirst}GET /v1/models HTTP/1.2\r\nhost: x\r\n\r\n`)));
+    openai(await raw((socket) => socket.write(`${messagesFirst}OPTIONS * HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n`)));
     await alive();
   });
 

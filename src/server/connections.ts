@@ -73,8 +73,11 @@ function rawAnswer(error: GatewayError, head: string | null): string {
 
 /** Of the bytes Node was parsing, at most this many before the error are looked at. */
 const MAX_HEAD_READ = 64 * 1024;
-// Not only after a newline: a request pipelined right after a body follows its last byte.
-const REQUEST_LINE = /(?<![A-Z])[A-Z]+ (?:https?:\/\/[^/\s]*)?(\/\S*) HTTP\/1\.[01]\r?\n/;
+// Not only after a newline: a request pipelined right after a body follows its last byte. Any
+// target, and no version: the failing request's line may be what Node refused (`OPTIONS *`,
+// `HTTP/1.2`, read up to where Node stopped).
+// (One token for the target: an optional `https?://host` before it made the search quadratic.)
+const REQUEST_LINE = /(?<![A-Z])[A-Z]+ (\S+) HTTP\//;
 
 /**
  * What Node was parsing of the request it failed on: the bytes it read before the error, from that
@@ -94,7 +97,7 @@ function failedHead(err: NodeJS.ErrnoException): string | null {
 function isAnthropicHead(head: string): boolean {
   const line = REQUEST_LINE.exec(head);
   // The routes' own test: a path that starts with /v1/messages.
-  if (line !== null && line.index === 0 && (line[1] as string).startsWith('/v1/messages')) return true;
+  if (line !== null && line.index === 0 && (line[1] as string).replace(/^https?:\/\/[^/]*/i, '').startsWith('/v1/messages')) return true;
   return /\n(?:anthropic-version|x-api-key)[ \t]*:/i.test(head);
 }
 
