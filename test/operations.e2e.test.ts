@@ -138,6 +138,42 @@ describe('graceful shutdown', () => {
     }
   });
 
+  it('a request sent after SIGTERM behind one still in flight on its connection is answered too, the last to say connection: close', async () => {
+    upstream.behave(async ({ res, recorded }) => {
+      const content = String(recorded.json.messages[0].content);
+      await sleep(content === 'A' ? 1500 : 300);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: `late ${content}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+    });
+    const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
+    try {
+      const calls = upstream.requests.length;
+      const socket = net.connect(gateway.port, '127.0.0.1');
+      let text = '';
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      const post = (content: string): string => {
+        const body = JSON.stringify({ ...hello, messages: [{ role: 'user', content }] });
+        return `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      };
+      socket.write(post('A'));
+      await waitFor(() => upstream.requests.length >= calls + 1, 'the first upstream call');
+      gateway.child.kill('SIGTERM');
+      await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
+      socket.write(post('B')); // pipelined behind A, which was told it is the last
+      await closed;
+      const answers = text.split(/(?=HTTP\/1\.1 )/);
+      assert.equal(answers.length, 2, text);
+      assert.match(answers[0] ?? '', /^HTTP\/1\.1 200[^]*"content":"late A"/);
+      assert.doesNotMatch(answers[0] ?? '', /connection: close/i);
+      assert.match(answers[1] ?? '', /^HTTP\/1\.1 200[^]*\r\nconnection: close\r\n[^]*"content":"late B"/i);
+      assert.equal(await gateway.exited, 0);
+    } finally {
+      upstream.behave(null);
+      await gateway.stop('SIGKILL');
+    }
+  });
+
   it('cancels what is left after GATEWAY_SHUTDOWN_TIMEOUT_MS, logs it as cut short, and still exits 0', async () => {
     upstream.behave(slowStream(1000, 50));
     const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off', GATEWAY_SHUTDOWN_TIMEOUT_MS: '300' } });

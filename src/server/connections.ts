@@ -28,8 +28,8 @@ export interface Exchange {
   abandon(error: GatewayError): void;
   /** Its answer is written whole (it may still wait behind the answers before it). */
   answered(): boolean;
-  /** The connection closes after this answer: said in its headers, if they are not sent yet. */
-  lastOnConnection(): void;
+  /** The connection closes after this answer (true), or not: said in its headers, if they are not sent yet. */
+  lastOnConnection(last: boolean): void;
 }
 
 /**
@@ -256,7 +256,17 @@ export class Connections {
    * requests behind it would lose theirs.
    */
   lastRequests(): void {
-    for (const connection of this.all.snapshot()) connection.open.at(-1)?.lastOnConnection();
+    for (const connection of this.all.snapshot()) connection.open.at(-1)?.lastOnConnection(true);
+  }
+
+  /**
+   * A request arrived during a shutdown, behind others on its connection: it is the last now. The
+   * one told so before (if its answer has not begun) no longer is: the connection must stay open for
+   * this one's answer (its provider may already be asked).
+   */
+  arrivedLast(socket: Socket): void {
+    const open = this.bySocket.get(socket)?.open ?? [];
+    for (let i = 0; i < open.length; i++) (open[i] as Exchange).lastOnConnection(i === open.length - 1);
   }
 
   /** A request began on its connection; `exchange.over()` must end it (it removes itself). */

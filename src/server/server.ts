@@ -103,6 +103,7 @@ class InFlight {
     };
     const socket = req.socket;
     let responseOver = false;
+    let toldLast = false;
     const exchange: Exchange = {
       req,
       over: () => {
@@ -115,8 +116,12 @@ class InFlight {
       },
       abandon: (error) => cancel.cancel(error),
       answered: () => res.writableEnded,
-      lastOnConnection: () => {
-        if (!res.headersSent) res.setHeader('connection', 'close');
+      lastOnConnection: (last) => {
+        if (res.headersSent || last === toldLast) return;
+        // Only a `close` this set is taken back: a handler's own (a 413 not reading its body) stays.
+        if (last) res.setHeader('connection', 'close');
+        else res.removeHeader('connection');
+        toldLast = last;
       },
     };
     this.connections.track(socket, exchange);
@@ -190,6 +195,7 @@ export function createGatewayServer(deps: ServerDeps): GatewayServer {
     res.setHeader('x-request-id', context.id);
     if (draining) res.setHeader('connection', 'close');
     const inFlightDone = inFlight.begin(req, res, cancel);
+    if (draining) connections.arrivedLast(req.socket);
     // However the handler ends, its body no longer counts.
     const handlerDone = (): void => {
       bodies.release();
