@@ -63,7 +63,12 @@ function readOptions(args: readonly string[], now: number): Options {
   if (since !== null && until !== null && since >= until) {
     fail(sinceGiven ? '--since must be before --until' : '--until is before the start of this month (the default --since): give --since too, or --all');
   }
-  if (files.length === 0) files.push(logFile !== undefined && logFile !== '' && logFile.toLowerCase() !== 'off' ? logFile : 'logs/llm_interactions.json');
+  if (files.length === 0) {
+    const off = logFile?.toLowerCase() === 'off';
+    // The default file may hold what was logged before: read, and said, so a stale report is not taken for today's.
+    if (off) process.stderr.write('LOG_FILE is off: reading logs/llm_interactions.json, which holds only what was logged there before (give the log with --file)\n');
+    files.push(logFile !== undefined && logFile !== '' && !off ? logFile : 'logs/llm_interactions.json');
+  }
   // A file named twice would be counted twice.
   const unique = files.filter((file, i) => files.findIndex((other) => resolve(other) === resolve(file)) === i);
   return { range: { since, until }, files: unique, json };

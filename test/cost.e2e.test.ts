@@ -692,5 +692,10 @@ describe('npm run usage', () => {
     const byDefault = spawnSync(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--file', gateway.logFile, '--until', '2000-01-01'], { encoding: 'utf8' });
     assert.equal(byDefault.status, 2);
     assert.match(byDefault.stderr, /^--until is before the start of this month \(the default --since\): give --since too, or --all/);
+    // LOG_FILE=off: the default file is read (it may hold what was logged before), and that is said.
+    const off = spawnSync(process.execPath, [join(ROOT, 'dist', 'usage.js'), '--all'], { encoding: 'utf8', cwd: gateway.dir, env: { PATH: process.env.PATH ?? '', LOG_FILE: 'off' } });
+    assert.equal(off.status, 0, off.stderr);
+    assert.match(off.stderr, /^LOG_FILE is off: reading logs\/llm_interactions\.json, which holds only what was logged there before/);
+    assert.match(off.stdout, /^3 requests in logs\/llm_interactions\.json, all time/);
   });
 });

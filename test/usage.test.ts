@@ -7,7 +7,7 @@ import { chatUsage } from '../src/formats/chat/usage.js';
 import { messagesUsage } from '../src/formats/messages/usage.js';
 import { responsesUsage } from '../src/formats/responses/usage.js';
 import { promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
-import { addToReport, emptyReport, parseTime, renderReport } from '../src/report/usage-report.js';
+import { addToReport, emptyReport, parseTime, renderReport, reportJson } from '../src/report/usage-report.js';
 
 describe('normalised usage', () => {
   it('OpenAI: cached tokens are inside prompt_tokens, reasoning inside completion_tokens', () => {
@@ -75,6 +75,14 @@ describe('npm run usage, the report', () => {
       assert.ok(rows.split('\n').some((line) => line.startsWith(`${shown} `)), `${shown} in\n${rows}`);
     }
     assert.doesNotMatch(rows, /[\u00ad\ufe0f\u2028\u3164]|\u{e0041}/u);
+  });
+
+  it('adds thousands of small costs up to what the rows show (no float drift in the total)', () => {
+    const report = emptyReport();
+    for (let i = 0; i < 30_000; i++) addToReport(report, logged({ key_name: `team-${i % 3}`, cost_usd: 0.01 }), all);
+    const json = reportJson(report, all) as { total: { cost_usd: number }; by_key: Record<string, { cost_usd: number }> };
+    assert.equal(json.total.cost_usd, 300);
+    assert.deepEqual(Object.values(json.by_key).map((row) => row.cost_usd), [100, 100, 100]);
   });
 
   it('takes a time before now only as far back as a date can be (else it is no time)', () => {

@@ -16,6 +16,8 @@ export interface UsageRow {
   cacheReadTokens: number;
   cacheWriteTokens: number;
   costUsd: number;
+  /** What adding costs to `costUsd` lost to rounding so far (Kahan's sum: thousands of small costs must add up to what each row shows). */
+  costCarry: number;
   /** Requests whose cost is unknown (a model without a price, or an entry from before costs were logged): `costUsd` leaves them out. */
   unpriced: number;
 }
@@ -36,7 +38,7 @@ export interface Range {
 }
 
 function emptyRow(): UsageRow {
-  return { requests: 0, errors: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, costUsd: 0, unpriced: 0 };
+  return { requests: 0, errors: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, costUsd: 0, costCarry: 0, unpriced: 0 };
 }
 
 export function emptyReport(): UsageReport {
@@ -76,7 +78,12 @@ function addEntry(row: UsageRow, entry: Record<string, unknown>): void {
   row.cacheWriteTokens += num(usage.cache_write_tokens);
   // null: a model without a price; absent: an entry written before the gateway logged costs.
   if (typeof entry.cost_usd !== 'number') row.unpriced++;
-  else row.costUsd += num(entry.cost_usd);
+  else {
+    const added = num(entry.cost_usd) - row.costCarry;
+    const sum = row.costUsd + added;
+    row.costCarry = sum - row.costUsd - added;
+    row.costUsd = sum;
+  }
 }
 
 /** Adds one log entry (parsed) if it falls in the range. */
