@@ -59,6 +59,29 @@ function collect(res: http.IncomingMessage): Promise<{ text: string; firstAt: nu
   });
 }
 
+/** The upstream answers each chat request after `delayMs(content)`, with `late <its content>`. */
+function lateAnswers(delayMs: (content: string) => number) {
+  return async ({ res, recorded }: { res: http.ServerResponse; recorded: { json: any } }) => {
+    const content = String(recorded.json.messages[0].content);
+    await sleep(delayMs(content));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: `late ${content}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+  };
+}
+
+/** A raw keep-alive connection: what came back, when it closed, and chat requests to write on it. */
+function rawConnection(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+  const post = (content: string): string => {
+    const body = JSON.stringify({ ...hello, messages: [{ role: 'user', content }] });
+    return `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  };
+  return { socket, closed, post, answers: () => text.split(/(?=HTTP\/1\.1 )/) };
+}
+
 describe('graceful shutdown', () => {
   it('on SIGTERM lets a slow stream finish, logs it, refuses new connections, answers /healthz 503, and exits 0', async () => {
     upstream.behave(slowStream(8, 100));
@@ -103,30 +126,19 @@ describe('graceful shutdown', () => {
 
   it('tells a client whose answers are still being prepared at SIGTERM that the connection closes after the last (connection: close), pipelined ones all answered', async () => {
     // Answered after the signal: said `keep-alive`, the connection would close just after, as the client sends its next request on it.
-    upstream.behave(async ({ res, recorded }) => {
-      await sleep(600);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: `late ${recorded.json.messages[0].content}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
-    });
+    upstream.behave(lateAnswers(() => 600));
     const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
     try {
       const calls = upstream.requests.length;
-      const socket = net.connect(gateway.port, '127.0.0.1');
-      let text = '';
-      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
-      const post = (content: string): string => {
-        const body = JSON.stringify({ ...hello, messages: [{ role: 'user', content }] });
-        return `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-      };
+      const { socket, closed, post, answers: split } = rawConnection(gateway.port);
       // Two requests pipelined in one write: both reach the provider before the signal.
       socket.write(post('A') + post('B'));
       await waitFor(() => upstream.requests.length >= calls + 2, 'both upstream calls');
       gateway.child.kill('SIGTERM');
       await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
       await closed;
-      const answers = text.split(/(?=HTTP\/1\.1 )/);
-      assert.equal(answers.length, 2, text);
+      const answers = split();
+      assert.equal(answers.length, 2, answers.join(''));
       assert.match(answers[0] ?? '', /^HTTP\/1\.1 200[^]*"content":"late A"/);
       assert.doesNotMatch(answers[0] ?? '', /connection: close/i, 'not the last: the one after it still comes');
       assert.match(answers[1] ?? '', /^HTTP\/1\.1 200[^]*\r\nconnection: close\r\n[^]*"content":"late B"/i);
@@ -139,31 +151,19 @@ describe('graceful shutdown', () => {
   });
 
   it('a request sent after SIGTERM behind one still in flight on its connection is answered too, the last to say connection: close', async () => {
-    upstream.behave(async ({ res, recorded }) => {
-      const content = String(recorded.json.messages[0].content);
-      await sleep(content === 'A' ? 1500 : 300);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'chatcmpl-late', object: 'chat.completion', created: 1, model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: `late ${content}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
-    });
+    upstream.behave(lateAnswers((content) => (content === 'A' ? 1500 : 300)));
     const gateway = await startGateway({ keys: keysFor(), env: { LOG_CONSOLE: 'off' } });
     try {
       const calls = upstream.requests.length;
-      const socket = net.connect(gateway.port, '127.0.0.1');
-      let text = '';
-      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-      socket.setEncoding('utf8').on('data', (piece: string) => (text += piece));
-      const post = (content: string): string => {
-        const body = JSON.stringify({ ...hello, messages: [{ role: 'user', content }] });
-        return `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk_openai\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-      };
+      const { socket, closed, post, answers: split } = rawConnection(gateway.port);
       socket.write(post('A'));
       await waitFor(() => upstream.requests.length >= calls + 1, 'the first upstream call');
       gateway.child.kill('SIGTERM');
       await waitFor(() => /SIGTERM/.test(gateway.stderr()), 'the shutdown message');
       socket.write(post('B')); // pipelined behind A, which was told it is the last
       await closed;
-      const answers = text.split(/(?=HTTP\/1\.1 )/);
-      assert.equal(answers.length, 2, text);
+      const answers = split();
+      assert.equal(answers.length, 2, answers.join(''));
       assert.match(answers[0] ?? '', /^HTTP\/1\.1 200[^]*"content":"late A"/);
       assert.doesNotMatch(answers[0] ?? '', /connection: close/i);
       assert.match(answers[1] ?? '', /^HTTP\/1\.1 200[^]*\r\nconnection: close\r\n[^]*"content":"late B"/i);
