@@ -1215,6 +1215,11 @@ class Pieces {
 /** A pretty layout larger than this many times its input (plus a little) gives way to the compact one. */
 const MAX_GROWTH = 4;
 
+/** The most a pretty layout of `compactBytes` of JSON may take before the compact one is used instead (for a body logged parsed too). */
+export function prettyLimit(compactBytes: number): number {
+  return MAX_GROWTH * compactBytes + 4096;
+}
+
 /**
  * JSON bytes laid out as `JSON.stringify(value, null, 2)` lays out their value, for a value nested
  * `level` deep (its inner lines indented by 2 × level more spaces); with `level` null, on one line
@@ -1233,7 +1238,7 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0, known = f
   const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (level !== null ? raw.length >> 2 : 0) + 64));
   let walked: number;
   try {
-    walked = walk(raw, out, level, MAX_GROWTH * raw.length + 4096, known);
+    walked = walk(raw, out, level, prettyLimit(raw.length), known);
   } catch (err) {
     if (!(err instanceof ParseWhole)) throw err;
     walked = NOT_JSON;

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { writev as fsWritev } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../formats/json-bytes.js';
+import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import type { Holder } from '../upstream/http-client.js';
@@ -119,13 +119,11 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
   return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
 }
 
-/** A body whose indented form in a pretty entry is longer than this is checked for growth past MAX_PRETTY_GROWTH times its compact size. */
+/** A body whose indented form in a pretty entry is longer than this is checked for growth past its compact size's prettyLimit. */
 const CHECKED_GROWTH_FROM = 64 * 1024;
-const MAX_PRETTY_GROWTH = 4;
 
 /**
- * The entry with its bodies on one line where indenting them grew them more than
- * MAX_PRETTY_GROWTH times (JSON nested deep, many short values: a model steered to write a tool
+ * The entry with its bodies on one line where indenting them grew them past prettyLimit (JSON nested deep, many short values: a model steered to write a tool
  * call's input as `[[[0,0,…]]]` would make 40 KB of answer 4 MB of log), as a request body logged
  * as its bytes is (indentJsonBytes). A top-level member's indented value runs from its name's line
  * to the next line indented by two spaces and a quote (its own lines are indented further).
@@ -153,7 +151,7 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     }
     if (2 * added < end - valueAt) continue;
     const compact = JSON.stringify(body);
-    if (end - valueAt <= MAX_PRETTY_GROWTH * compact.length + 4096) continue;
+    if (end - valueAt <= prettyLimit(compact.length)) continue;
     text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
   }
   return text;
@@ -604,19 +602,22 @@ export function capBody(body: unknown, maxBytes: number): unknown {
   } catch {
     return body; // too deeply nested to render: renderEntry says so
   }
-  // Most bodies are far below the cap: a length in UTF-16 units bounds their size in bytes by 3x.
-  if (text.length * 3 <= maxBytes) return body;
-  const bytes = Buffer.byteLength(text);
-  if (bytes <= maxBytes) return body;
+  return cutText(text, maxBytes) ?? body;
+}
+
+/** A text over `maxBytes` of UTF-8 as its head and size (null: within them). */
+function cutText(text: string, maxBytes: number): TruncatedBody | null {
+  // Most texts are far below the cap: a length in UTF-16 units bounds their size in bytes by 3x.
+  if (text.length * 3 <= maxBytes) return null;
+  if (Buffer.byteLength(text) <= maxBytes) return null;
   return truncate(utf8Bytes(text), maxBytes);
 }
 
 /** An error's message and detail under a cap (a provider's message can be megabytes): each cut to its head, its size said after it. */
 function capError(error: NonNullable<LogEntry['error']>, maxBytes: number): NonNullable<LogEntry['error']> {
   const cut = (text: string): string => {
-    if (text.length * 3 <= maxBytes) return text;
-    const bytes = utf8Bytes(text);
-    return bytes.length <= maxBytes ? text : `${truncate(bytes, maxBytes).head} [truncated: ${bytes.length} bytes]`;
+    const over = cutText(text, maxBytes);
+    return over === null ? text : `${over.head} [truncated: ${over.original_bytes} bytes]`;
   };
   const message = cut(error.message);
   const detail = error.detail === undefined ? undefined : cut(error.detail);
