@@ -148,6 +148,12 @@ class ClientConnection {
     if (this.open.length > MAX_PIPELINED) this.socket.destroy();
   }
 
+  /** Only the last request in progress says the connection closes after its answer (a shutdown). */
+  lastIsLast(): void {
+    const open = this.open;
+    for (let i = 0; i < open.length; i++) (open[i] as Exchange).lastOnConnection(i === open.length - 1);
+  }
+
   remove(exchange: Exchange): void {
     const at = this.open.indexOf(exchange);
     if (at !== -1) this.open.splice(at, 1);
@@ -256,7 +262,7 @@ export class Connections {
    * requests behind it would lose theirs.
    */
   lastRequests(): void {
-    for (const connection of this.all.snapshot()) connection.open.at(-1)?.lastOnConnection(true);
+    for (const connection of this.all.snapshot()) connection.lastIsLast();
   }
 
   /**
@@ -265,8 +271,7 @@ export class Connections {
    * this one's answer (its provider may already be asked).
    */
   arrivedLast(socket: Socket): void {
-    const open = this.bySocket.get(socket)?.open ?? [];
-    for (let i = 0; i < open.length; i++) (open[i] as Exchange).lastOnConnection(i === open.length - 1);
+    this.bySocket.get(socket)?.lastIsLast();
   }
 
   /** A request began on its connection; `exchange.over()` must end it (it removes itself). */
