@@ -15,6 +15,7 @@ import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
 import { GatewayError } from '../errors.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
+import { ANTHROPIC_STYLE_HEADERS, isMessagesPath } from '../surfaces/messages.js';
 import { entryOf } from '../formats/json.js';
 import { OVERHEAD_HEADER } from './context.js';
 import { clientClosed } from './http.js';
@@ -94,11 +95,13 @@ function failedHead(err: NodeJS.ErrnoException): string | null {
   return text.slice(from);
 }
 
+const ANTHROPIC_STYLE_HEADER = new RegExp(`\\n(?:${ANTHROPIC_STYLE_HEADERS.join('|')})[ \\t]*:`, 'i');
+
+/** sendRouteError's test, on the raw head: a Messages path (an absolute URL's scheme and host aside), or a header of Anthropic's style. */
 function isAnthropicHead(head: string): boolean {
   const line = REQUEST_LINE.exec(head);
-  // The routes' own test: a path that starts with /v1/messages.
-  if (line !== null && line.index === 0 && (line[1] as string).replace(/^https?:\/\/[^/]*/i, '').startsWith('/v1/messages')) return true;
-  return /\n(?:anthropic-version|x-api-key)[ \t]*:/i.test(head);
+  if (line !== null && line.index === 0 && isMessagesPath((line[1] as string).replace(/^https?:\/\/[^/]*/i, ''))) return true;
+  return ANTHROPIC_STYLE_HEADER.test(head);
 }
 
 class ClientConnection {

@@ -9,7 +9,7 @@ import { messagesErrorBody } from '../formats/messages/errors.js';
 import { PROMETHEUS_CONTENT_TYPE } from '../observe/metrics.js';
 import { chatSurface } from '../surfaces/chat.js';
 import { serveCountTokens } from '../surfaces/count-tokens.js';
-import { isAnthropicStyle, messagesSurface } from '../surfaces/messages.js';
+import { isAnthropicStyle, isMessagesPath, messagesSurface } from '../surfaces/messages.js';
 import { serveModels } from '../surfaces/models.js';
 import { serveCompact, serveInputTokens, serveStoredResponse, storedRouteOf } from '../surfaces/response-routes.js';
 import { responsesSurface } from '../surfaces/responses.js';
@@ -150,7 +150,7 @@ export function describeRoutes(routes: Routes): string {
  * `request-id`, for Anthropic's routes and clients; OpenAI's otherwise.
  */
 export function sendRouteError(req: IncomingMessage, res: ServerResponse, context: RequestContext, error: GatewayError): void {
-  if (context.path.startsWith('/v1/messages') || isAnthropicStyle(req.headers)) {
+  if (isMessagesPath(context.path) || isAnthropicStyle(req.headers)) {
     res.setHeader('request-id', context.id);
     sendError(res, error, messagesErrorBody(error));
   } else {

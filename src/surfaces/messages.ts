@@ -71,7 +71,15 @@ export const messagesSurface: Surface<MessagesTypes> = {
   },
 };
 
-/** A request in Anthropic's style (its SDKs send `anthropic-version`, Claude Code `x-api-key`): answered in its format. */
+/** The headers of a request in Anthropic's style (its SDKs send `anthropic-version`, Claude Code `x-api-key`). */
+export const ANTHROPIC_STYLE_HEADERS = ['anthropic-version', 'x-api-key'] as const;
+
+/** A request in Anthropic's style: answered in its format. */
 export function isAnthropicStyle(headers: IncomingHttpHeaders): boolean {
-  return headers['anthropic-version'] !== undefined || headers['x-api-key'] !== undefined;
+  return ANTHROPIC_STYLE_HEADERS.some((name) => headers[name] !== undefined);
+}
+
+/** A path of the Messages routes (`/v1/messages`, its count_tokens, and what a client appends): errors there take Anthropic's shape. */
+export function isMessagesPath(path: string): boolean {
+  return path.startsWith('/v1/messages');
 }
