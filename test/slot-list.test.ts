@@ -71,4 +71,25 @@ describe('deadlines', () => {
     assert.deepEqual(fired, ['first']);
     clearDeadline(later);
   });
+
+  it('sweep at the usual pace again once the short deadline they started for is past, though others stay', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 150)); // the earlier test's sweeper stops once none is left
+    const paces: number[] = [];
+    const setInterval = globalThis.setInterval;
+    globalThis.setInterval = ((run: () => void, ms: number) => {
+      paces.push(ms);
+      return setInterval(run, ms);
+    }) as typeof globalThis.setInterval;
+    try {
+      let expired = 0;
+      setDeadline(2, () => expired++); // a retry with 2 ms of its total timeout left
+      const long = setDeadline(60_000, () => assert.fail('not due'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(expired, 1);
+      assert.deepEqual(paces, [2, 100], 'every 2 ms only until the short one expired');
+      clearDeadline(long);
+    } finally {
+      globalThis.setInterval = setInterval;
+    }
+  });
 });

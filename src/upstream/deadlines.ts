@@ -25,30 +25,42 @@ export class Deadline {
 
 const active = new SlotList<Deadline>();
 let sweeper: NodeJS.Timeout | null = null;
+/** How often the sweeper runs: SWEEP_MS, or sooner for the short deadline it was started for. */
+let sweepEveryMs = SWEEP_MS;
+
+function startSweeper(everyMs: number): void {
+  if (sweeper !== null) clearInterval(sweeper);
+  sweepEveryMs = everyMs;
+  sweeper = setInterval(sweep, everyMs);
+  sweeper.unref();
+}
 
 function sweep(): void {
   const now = performance.now();
+  let soonest = Infinity;
   for (const deadline of active.snapshot()) {
     // Still active: an earlier expiry in this sweep may have cleared it.
-    if (deadline.at <= now && deadline.slot !== -1) {
+    if (deadline.slot === -1) continue;
+    if (deadline.at <= now) {
       active.delete(deadline);
       deadline.onExpire();
-    }
+    } else if (deadline.at < soonest) soonest = deadline.at;
   }
-  if (active.size === 0 && sweeper !== null) {
-    clearInterval(sweeper);
+  if (active.size === 0) {
+    if (sweeper !== null) clearInterval(sweeper);
     sweeper = null;
+    return;
   }
+  // Started fast for a short deadline: back to the usual pace once it is past, or traffic that
+  // never empties the list would keep a sweep of every deadline running every millisecond.
+  if (sweepEveryMs < SWEEP_MS && soonest - now >= SWEEP_MS) startSweeper(SWEEP_MS);
 }
 
 /** Runs `onExpire` once `ms` have passed, unless `clearDeadline` comes first; moving `at` moves it. */
 export function setDeadline(ms: number, onExpire: () => void): Deadline {
   const deadline = new Deadline(performance.now() + ms, onExpire);
   active.add(deadline);
-  if (sweeper === null) {
-    sweeper = setInterval(sweep, Math.min(SWEEP_MS, Math.max(1, ms)));
-    sweeper.unref();
-  }
+  if (sweeper === null) startSweeper(Math.min(SWEEP_MS, Math.max(1, ms)));
   return deadline;
 }
 
