@@ -134,11 +134,11 @@ describe('http client: framing', () => {
     assert.equal(server.connections(), 1, 'one keep-alive connection for every request');
   });
 
-  it('reads a chunked body with extensions and trailers split at every byte, and reuses the connection', async () => {
+  it('reads a chunked body with extensions, trailers and leading zeros split at every byte, and reuses the connection', async () => {
     const bytes = Buffer.from(body);
     const chunked = Buffer.concat([
       Buffer.from(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n`),
-      Buffer.from(`${(5).toString(16)};name=value\r\n`),
+      Buffer.from(`${'0'.repeat(12)}${(5).toString(16)};name=value\r\n`), // more digits than any size needs
       bytes.subarray(0, 5),
       Buffer.from(`\r\n${(bytes.length - 5).toString(16).toUpperCase()}\r\n`),
       bytes.subarray(5),
@@ -516,6 +516,23 @@ describe('http client: its owner', () => {
     own.close();
   });
 
+  it('lets go of a pool none of whose connections was ever kept (a provider that closes each one, a refused port)', async () => {
+    const own = new HttpClient(100, 20);
+    const server = await serve((socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+    await new Promise<void>((resolve) =>
+      own.call(requestTo(server.port, { partition: 'sk-a vk_1' }), { onResponse: (response) => response.body.on('end', resolve).resume(), onError: () => assert.fail('no failure expected') }),
+    );
+    const refused = net.createServer();
+    await new Promise<void>((resolve) => refused.listen(0, '127.0.0.1', resolve));
+    const closedPort = (refused.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => refused.close(() => resolve()));
+    await new Promise<void>((resolve) => own.call(requestTo(closedPort, { partition: 'sk-a vk_2' }), { onResponse: () => assert.fail('nothing listens'), onError: () => resolve() }));
+    assert.equal(own.poolCount, 2);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(own.poolCount, 0, 'both let go of');
+    own.close();
+  });
+
   it('keeps a pool while a call uses its connection, however long: the connection is reused after it', async () => {
     const own = new HttpClient(100, 20);
     const server = await serve((socket, index) => {
@@ -573,6 +590,8 @@ describe('http client: the request', () => {
     assert.equal(head?.headers['x-long'], 'one two');
     assert.equal(head?.keepAlive, true);
     assert.equal(parseHead('HTTP/1.0 200 OK\r\nContent-Length: 1')?.keepAlive, false);
+    assert.equal(parseHead('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1')?.keepAlive, true);
+    assert.equal(parseHead('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked')?.keepAlive, false, 'a transfer coding in HTTP/1.0: framing not trusted (RFC 9112, 6.1)');
     assert.equal(parseHead('HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close')?.keepAlive, false);
     assert.equal(parseHead('HTTP/2 200'), null);
   });

@@ -494,7 +494,7 @@ class Pool {
     private readonly https: boolean,
     private readonly hostname: string,
     private readonly port: number,
-    /** Tells the client this pool holds idle connections to age out. */
+    /** Tells the client this pool has nothing in use: idle connections to age out, or none at all. */
     private readonly onIdle: (pool: Pool) => void,
   ) {}
 
@@ -538,6 +538,9 @@ class Pool {
     this.done(connection);
     const at = this.free.indexOf(connection);
     if (at !== -1) this.free.splice(at, 1);
+    // Its last connection gone, never kept (a provider that closes each one, refuses them): the
+    // sweeper lets the pool go as it does one whose idle connections aged out.
+    if (this.busy === 0 && this.free.length === 0) this.onIdle(this);
   }
 
   /** A call is done with `connection` (answered, or the connection died under it). */
@@ -622,7 +625,7 @@ export class HttpClient {
   ) {}
 
   private readonly pools = new Map<string, Pool>();
-  /** Pools that hold idle connections, for the sweeper. */
+  /** Pools with nothing in use (idle connections, or none), for the sweeper. */
   private readonly idle = new Set<Pool>();
   private sweeper: NodeJS.Timeout | null = null;
   private readonly checked = new Set<string>();
@@ -734,7 +737,9 @@ export function parseHead(text: string): Head | null {
     last = name;
   }
   const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase() : '';
-  const keepAlive = match[1] === '1' ? connection === '' || !/(?:^|,)\s*close\s*(?:,|$)/.test(connection) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(connection);
+  // An HTTP/1.0 answer with a transfer coding has framing not to be trusted: closed after it (RFC 9112, 6.1).
+  const keepAlive =
+    match[1] === '1' ? connection === '' || !/(?:^|,)\s*close\s*(?:,|$)/.test(connection) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(connection) && headers['transfer-encoding'] === undefined;
   return { status: Number(match[2]), headers, keepAlive };
 }
 
@@ -772,6 +777,7 @@ function framesBody(headers: IncomingHttpHeaders): boolean {
 function parseChunkSize(line: string): number | null {
   const semicolon = line.indexOf(';');
   const digits = (semicolon === -1 ? line : line.slice(0, semicolon)).trim();
-  if (!/^[0-9a-fA-F]{1,12}$/.test(digits)) return null;
+  // Leading zeros do not count (RFC 9112 allows any number of digits; a size past 12 is no body's).
+  if (!/^0*[0-9a-fA-F]{1,12}$/.test(digits)) return null;
   return parseInt(digits, 16);
 }
