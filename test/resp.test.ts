@@ -34,6 +34,19 @@ describe('RESP', () => {
     assert.equal((values[1] as RedisReplyError).kind, 'NOSCRIPT');
   });
 
+  it("reads the refusal a script's command got inside the error Redis before 7 (and Dragonfly) wraps it in", () => {
+    const wrapped = (inner: string): RedisReplyError => new RedisReplyError(`ERR Error running script (call to f_1028a5dba704e1d8a01fd96efeba25bb78f62df2): @user_script:157: @user_script: 157: ${inner}`);
+    const readonly = wrapped("-READONLY You can't write against a read only replica.");
+    assert.deepEqual([readonly.kind, readonly.passing, readonly.demoted], ['READONLY', true, true], 'a failover: connect again');
+    const oom = wrapped("-OOM command not allowed when used memory > 'maxmemory'.");
+    assert.deepEqual([oom.kind, oom.passing, oom.demoted], ['OOM', true, false], 'kept and sent later');
+    const dragonfly = new RedisReplyError("ERR Error running script (call to d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37): @user_script:2: -READONLY You can't write against a read only replica.");
+    assert.equal(dragonfly.kind, 'READONLY');
+    // The script's own failure, or a refusal named in a message the script made: its command's, not Redis's state.
+    assert.equal(wrapped('attempt to compare nil with number').kind, 'ERR');
+    assert.equal(new RedisReplyError('ERR wrong number of arguments: -READONLY is no option here').kind, 'ERR');
+  });
+
   it('joins a large reply once it can be whole: 40 MB in 4 KiB pieces (joined and parsed again at every piece, minutes)', () => {
     const size = 40 * 1024 * 1024;
     const reply = Buffer.concat([Buffer.from(`*2\r\n$${size}\r\n`), Buffer.alloc(size, 0x61), Buffer.from('\r\n:7\r\n')]);

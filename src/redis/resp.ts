@@ -6,6 +6,10 @@
 /** The kinds of error reply Redis gives for its state rather than the command's (RedisReplyError.passing). */
 const PASSING_KINDS: ReadonlySet<string> = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'NOREPLICAS', 'MISCONF', 'TRYAGAIN', 'CLUSTERDOWN']);
 
+const SCRIPT_ERROR = 'ERR Error running script';
+/** The refusal a wrapped script error holds, after its script's line: `…: -READONLY …`. */
+const WRAPPED_KIND = /@user_script:\s*\d+: -([A-Z]+) /;
+
 /** An error reply (`-ERR …`, `-NOSCRIPT …`, `-WRONGPASS …`): a value, not a thrown string. */
 export class RedisReplyError extends Error {
   constructor(message: string) {
@@ -13,9 +17,15 @@ export class RedisReplyError extends Error {
     this.name = 'RedisReplyError';
   }
 
-  /** The first word: `ERR`, `NOSCRIPT`, `WRONGPASS`, `NOAUTH`, `NOPERM`… */
+  /**
+   * The first word: `ERR`, `NOSCRIPT`, `WRONGPASS`, `NOAUTH`, `NOPERM`…; for a command a script ran
+   * that was refused, that refusal's (Redis before 7, and Dragonfly, wrap it: `ERR Error running
+   * script (call to f_…): @user_script:4: @user_script: 4: -READONLY You can't write…`).
+   */
   get kind(): string {
-    return this.message.split(' ', 1)[0] ?? '';
+    const first = this.message.split(' ', 1)[0] ?? '';
+    if (first !== 'ERR' || !this.message.startsWith(SCRIPT_ERROR)) return first;
+    return WRAPPED_KIND.exec(this.message)?.[1] ?? first;
   }
 
   /**
