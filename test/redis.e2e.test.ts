@@ -356,6 +356,46 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     }
   });
 
+  it('keeps what a request admitted here settles while Redis is out on a live connection, and sends it once Redis answers (not into a connection given up)', async () => {
+    // The network between them drops every byte (a partition): what is written is lost, not held
+    // in a socket's buffer for a Redis that wakes up (SIGSTOP keeps it; a black hole does not).
+    let dropping = false;
+    const proxy = net.createServer((socket) => {
+      const upstream = net.connect(redis.port, '127.0.0.1');
+      socket.on('data', (data: Buffer) => void (dropping || upstream.write(data)));
+      upstream.on('data', (data: Buffer) => void (dropping || socket.write(data)));
+      for (const [one, other] of [[socket, upstream], [upstream, socket]] as const) {
+        one.on('error', () => other.destroy());
+        one.on('close', () => other.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const url = new URL(redis.url(undefined, 6));
+    url.port = String((proxy.address() as net.AddressInfo).port);
+    let limiter: SharedLimiter | null = null;
+    const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 1000, onState: (error) => limiter?.connectionChanged(error) });
+    limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 100, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
+    client.connect();
+    try {
+      await waitFor(() => client.isReady, 'connected');
+      const key: KeyLimits = { digest: 'stall-settled', rateLimit: null, budget: { maxTokens: 1_000_000, maxUsd: null, period: 'total' } };
+      const spent = { tokens: 5, usd: 0, usage: null, unpriced: false };
+      dropping = true;
+      const timedOut = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-timed-out'); // sent: Redis may have it
+      const decidedHere = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-here'); // Redis known out: not sent
+      assert.deepEqual([timedOut.where, decidedHere.where ?? 'local'], ['unsure', 'local']);
+      for (const admission of [timedOut, decidedHere]) limiter.record(key, spent, { charge: { tokens: 10, usd: 0 }, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null });
+      await new Promise((resolve) => setTimeout(resolve, 1_600)); // past staleMs: the connection is given up
+      dropping = false;
+      await waitFor(() => limiter?.healthy === true && limiter.waiting === 0, 'Redis back, the settlements sent', 5000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await client.send(['HGET', 'llmgw:{stall-settled}:spend:total', 'requests']), '2', 'both requests counted, once');
+    } finally {
+      client.close();
+      proxy.close();
+    }
+  });
+
   it('renews the holds of running requests of a key with a budget, in several calls, and no others', async () => {
     const client = await connect(parseRedisUrl(redis.url(undefined, 4)) as RedisAddress);
     try {

@@ -496,6 +496,11 @@ export class SharedLimiter implements Limiter {
     );
   }
 
+  /** Out on a connection still up (replies too late, writes refused for its state): until the probe finds Redis back. */
+  private get stillOut(): boolean {
+    return this.outage && this.probe !== null && !this.wrongReplies;
+  }
+
   /** Redis answered: an outage is over, and what waited for it is sent. */
   private answered(): void {
     this.wrongReplies = false;
@@ -559,7 +564,7 @@ export class SharedLimiter implements Limiter {
   private async call(which: 'admit' | 'report', keys: readonly string[], args: readonly (string | number)[], expected: (reply: RespValue[]) => boolean): Promise<RespValue[]> {
     // Out on a connection still up (replies too late, writes refused for its state): the probe
     // finds Redis back; until then a check goes to the policy at once, not after another wait.
-    if (this.outage && this.probe !== null && !this.wrongReplies) throw new StillOut('Redis is out until its probe is answered in time');
+    if (this.stillOut) throw new StillOut('Redis is out until its probe is answered in time');
     // The moment an idle connection is made again: decided by the policy, with no outage said.
     if (this.options.client.remakingIdle) throw new StillOut('the connection to Redis is being made again');
     const started = performance.now();
@@ -697,7 +702,9 @@ export class SharedLimiter implements Limiter {
   private settle(settlement: Settlement): void {
     const { key, spent, reserved, at, counts } = settlement;
     const mode = reserved.where === 'shared' ? 'held' : reserved.where === 'unsure' ? 'unsure' : 'none';
-    if (!this.options.client.isReady) {
+    // Out on a connection still up (a stalled Redis, until the connection is given up): one that
+    // counts each time it arrives would be lost with the connection, so it waits for the probe.
+    if (!this.options.client.isReady || (mode === 'none' && this.stillOut)) {
       this.keep(settlement);
       return;
     }
