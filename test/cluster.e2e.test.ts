@@ -117,6 +117,67 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
   });
 });
 
+describe('stopping a cluster', () => {
+  it('drains once for a SIGTERM sent to the whole process group (systemd, Ctrl-C), and a worker that crashes flushes first and is replaced', async () => {
+    // Streams get a first chunk at once and their end 1.5 s later; other requests their answer at once.
+    const chunk = (content: string, finish: string | null): string => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
+    const provider = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (piece: Buffer) => chunks.push(piece));
+      req.on('end', () => {
+        if ((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { stream?: boolean }).stream !== true) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ id: 'c2', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'now' }, finish_reason: 'stop' }], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } }));
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(chunk('first ', null));
+        setTimeout(() => res.end(`${chunk('last', 'stop')}data: [DONE]\n\n`), 1_500);
+      });
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    const crashOnCue = new URL('./support/crash-on-signal.js', import.meta.url).href;
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_s: { provider: 'openai', api_key: 'sk-stop', base_url: `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1` } } },
+      env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', LOG_CONSOLE: 'off', NODE_OPTIONS: `--import ${crashOnCue}` },
+    });
+    const primary = gateway.child.pid as number;
+    const ask = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+    try {
+      await waitFor(() => children(primary).length === 2, 'two workers');
+      const reply = await chat(gateway.url, 'vk_s', ask);
+      assert.equal(reply.status, 200);
+      const [crashed] = children(primary);
+      process.kill(crashed as number, 'SIGUSR2');
+      await waitFor(() => /starting a replacement/.test(gateway.stderr()), 'the replacement');
+      assert.match(gateway.stderr(), /llm-gateway: uncaught exception \(a bug; please report it\), exiting: Error: a bug on cue/);
+      await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']), 'the entry logged');
+      await waitFor(() => children(primary).length === 2 && !children(primary).includes(crashed as number), 'two workers again', 10_000);
+      await waitFor(async () => (await chat(gateway.url, 'vk_s', ask)).status === 200, 'served again');
+
+      const { res } = await openStream(gateway.url, 'vk_s', { ...ask, stream: true });
+      let text = '';
+      res.setEncoding('utf8').on('data', (piece: string) => (text += piece));
+      await waitFor(() => text.includes('first'), 'the first chunk');
+      // As systemd stops a unit (KillMode=control-group), or Ctrl-C: every process of it gets the
+      // signal, here the workers a little before the primary (at once, the kernel may merge a
+      // worker's two SIGTERMs into one).
+      for (const pid of children(primary)) process.kill(pid, 'SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      process.kill(primary, 'SIGTERM');
+      await new Promise((resolve) => res.on('end', resolve));
+      assert.match(text, /"content":"last"[\s\S]*data: \[DONE\]/, `the stream finished as the provider ended it: ${text}`);
+      assert.doesNotMatch(text, /gateway_shutting_down/);
+      assert.equal(await gateway.exited, 0);
+      assert.doesNotMatch(gateway.stderr(), /SIGTERM again|died \(exit 0\)/, 'one stop, not a second one; no worker ended and replaced on its own');
+    } finally {
+      await gateway.stop('SIGKILL');
+      provider.closeAllConnections();
+      provider.close();
+    }
+  });
+});
+
 describe('a cluster with more workers than cores', () => {
   it('starts and serves, and says at start that the extra workers compete for the cores', async () => {
     const cores = availableParallelism();

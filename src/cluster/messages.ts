@@ -46,7 +46,13 @@ export type ToWorker =
   | { t: 'release'; owners: readonly string[] }
   /** Output items another worker saw stored: a reference to them may reach this one next. */
   | { t: 'items'; storage: string; ids: readonly string[]; tag: string }
-  | { t: 'synced'; id: number };
+  | { t: 'synced'; id: number }
+  /**
+   * Stop: finish the requests in flight, flush, exit (a second one: end them now). Told over IPC,
+   * not by a signal: a signal sent to the whole process group (Ctrl-C, systemd) reaches the
+   * workers too, and with the primary's own it would count twice.
+   */
+  | { t: 'stop'; signal: string };
 
 /** How long a worker waits for the primary to pass on other workers' items before refusing a reference it does not know. */
 export const SYNC_TIMEOUT_MS = 1000;

@@ -241,7 +241,7 @@ class Primary {
   /** A stop, or a second signal during one: the workers then end the requests they still serve now. */
   private signalled(signal: NodeJS.Signals): void {
     if (!this.stopping) return this.stop(signal);
-    for (const worker of this.workers()) worker.process.kill('SIGTERM');
+    for (const worker of this.workers()) this.send(worker, { t: 'stop', signal });
   }
 
   private stop(signal: string, exitCode = 0, quiet = false): void {
@@ -250,7 +250,7 @@ class Primary {
     const { config, sinks, spend } = this.options;
     if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
-    for (const worker of this.workers()) worker.process.kill('SIGTERM');
+    for (const worker of this.workers()) this.send(worker, { t: 'stop', signal });
     // Past the drain, a worker waits for Redis to answer its last settlements (10 × REDIS_TIMEOUT_MS).
     const settling = config.redis === null ? 0 : config.redis.timeoutMs * 10;
     const hardStop = setTimeout(() => {

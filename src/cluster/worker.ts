@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { doneWithin, formatsFor } from '../observe/log.js';
+import { endOnUncaught } from '../observe/crash.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
@@ -130,6 +131,9 @@ function withLimits(keys: readonly VirtualKey[]): KeyLimits[] {
   return keys.filter((key) => key.rateLimit !== null || key.budget !== null).map(limitsOf);
 }
 
+/** The keys file's text and PRICES_FILE's, as the primary sends them. */
+type KeysText = { readonly text: string; readonly prices: string | null };
+
 /** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
   // Keys arrive as text the primary has validated; this parses them the same way.
@@ -146,17 +150,31 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   /** Set once Redis is set up (the primary asks only a worker that listens). */
   let releaseOwners = (_owners: readonly string[]): void => {};
 
+  /** The last keys the primary sent before the instance was made: a reload may follow the first at once. */
+  let latestKeys: KeysText | null = null;
+  const useKeys = (target: NonNullable<typeof instance>, text: KeysText): void => {
+    const loaded = keyFile.parse(text.text, text.prices);
+    limited = withLimits(loaded.keys);
+    target.useKeys(loaded);
+  };
+  /** What the primary's stop does: before this worker serves, it only ends it. */
+  let onStop = (_signal: string): void => process.exit(0);
+  // The primary coordinates stops and reloads, over IPC: a signal sent to the whole process group
+  // (Ctrl-C, systemd's stop) reaches it too, and taken here as well would count twice (a second
+  // stop ends the requests in flight at once). Nor must it kill a worker.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => {});
+
   // The first keys arrive as the answer to 'hello'; later ones are reloads.
-  const firstKeys = new Promise<{ text: string; prices: string | null }>((resolve) => {
+  const firstKeys = new Promise<KeysText>((resolve) => {
     process.on('message', (message: unknown) => {
       if (!isMessage<ToWorker>(message)) return;
       if (message.t === 'keys') {
-        if (instance === null) resolve(message);
-        else {
-          const loaded = keyFile.parse(message.text, message.prices);
-          limited = withLimits(loaded.keys);
-          instance.useKeys(loaded);
-        }
+        if (instance === null) {
+          latestKeys = message;
+          resolve(message);
+        } else useKeys(instance, message);
+      } else if (message.t === 'stop') {
+        onStop(message.signal);
       } else if (message.t === 'snapshot' && instance !== null) {
         send({ t: 'snapshot', id: message.id, snapshot: instance.snapshot() });
       } else if (message.t === 'metrics') {
@@ -281,6 +299,23 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
       send({ t: 'sync', id });
     });
   instance = created;
+  // A reload that came while the instance was being made (the first keys are older than it).
+  if (latestKeys !== null && latestKeys !== first) useKeys(created, latestKeys);
+  // A bug that escaped: this worker's pending entries and spend reach the primary before it ends.
+  endOnUncaught(
+    (deadlineMs) => created.log.close(deadlineMs),
+    () => {
+      limits.flush();
+      // Sent after the records, so its callback says they are written too.
+      return new Promise<void>((resolve) => {
+        if (!sendToPrimary({ t: 'snapshot', id: null, snapshot: created.snapshot() }, () => resolve())) resolve();
+      });
+    },
+    () => {
+      created.server.drain();
+      created.server.http.close();
+    },
+  );
   setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 
   let listening = false;
@@ -295,10 +330,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
       setTimeout(() => process.exit(0), 1000).unref();
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  // The primary coordinates reloads; a SIGHUP sent to the whole process group must not kill a worker.
-  process.on('SIGHUP', () => {});
+  onStop = stop;
 
   let address: string;
   try {
