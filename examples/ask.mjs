@@ -10,6 +10,10 @@ const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   if (at === -1) return fallback;
   const [, value] = args.splice(at, 2);
+  if (value === undefined || value.startsWith('--')) {
+    console.error(`--${name} needs a value: node examples/ask.mjs [--stream] [--key vk_…] [--model name] "question"`);
+    process.exit(2);
+  }
   return value;
 };
 const stream = args.includes('--stream') ? (args.splice(args.indexOf('--stream'), 1), true) : false;
@@ -22,6 +26,9 @@ const response = await fetch(`${gateway}/v1/chat/completions`, {
   method: 'POST',
   headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
   body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: question }] }),
+}).catch((err) => {
+  console.error(`cannot reach the gateway at ${gateway}: ${err.cause?.code ?? err.message} (is it running? GATEWAY_URL sets where)`);
+  process.exit(1);
 });
 console.error(`HTTP ${response.status}, x-request-id ${response.headers.get('x-request-id')}`);
 

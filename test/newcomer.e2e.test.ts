@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { closedPort } from './support/http.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
@@ -89,10 +90,18 @@ describe("the README's snippets, as printed, against the demo", () => {
     assert.equal(run.stdout, 'Echo: Hi\n');
   });
 
-  it('examples/ask.mjs, with its defaults, gets the mock\'s answer', () => {
+  it('examples/ask.mjs, with its defaults, gets the mock\'s answer', async () => {
     const run = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), 'Hello there'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: demo.url } });
     assert.equal(run.status, 0, run.stderr);
     assert.equal(run.stdout, 'Echo: Hello there\n');
+    // A mistyped command line, and no gateway where it looks: one line each, no stack trace.
+    const bare = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), '--model'], { encoding: 'utf8' });
+    assert.deepEqual([bare.status, bare.stderr.trim().split('\n').length], [2, 1], bare.stderr);
+    assert.match(bare.stderr, /^--model needs a value/);
+    const nowhereUrl = `http://127.0.0.1:${await closedPort()}`;
+    const nowhere = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), 'Hi'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: nowhereUrl } });
+    assert.equal(nowhere.status, 1);
+    assert.equal(nowhere.stderr, `cannot reach the gateway at ${nowhereUrl}: ECONNREFUSED (is it running? GATEWAY_URL sets where)\n`);
   });
 
   it('the README speaks about the product, not about how it was made', () => {
