@@ -356,7 +356,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     }
   });
 
-  it('keeps what a request admitted here settles while Redis is out on a live connection, and sends it once Redis answers (not into a connection given up)', async () => {
+  it('counts once what a request decided here while Redis was out settles, though the connection it was written into is lost (sent again, with a marker)', async () => {
     // The network between them drops every byte (a partition): what is written is lost, not held
     // in a socket's buffer for a Redis that wakes up (SIGSTOP keeps it; a black hole does not).
     let dropping = false;

@@ -609,7 +609,8 @@ export class SharedLimiter implements Limiter {
         return { headers: {}, error: budgetError(budget, known.kind, known.spent, 0, now.getTime()) };
       }
       const local = await this.options.local.admit(key, estimate, id);
-      if (!sent) return local;
+      // Its settlement's marker in Redis (a worker's admission names its request already).
+      if (!sent) return local.error === null ? { ...local, ticket: local.ticket ?? id } : local;
       if (local.error !== null) {
         release();
         return local;
@@ -701,10 +702,12 @@ export class SharedLimiter implements Limiter {
 
   private settle(settlement: Settlement): void {
     const { key, spent, reserved, at, counts } = settlement;
-    const mode = reserved.where === 'shared' ? 'held' : reserved.where === 'unsure' ? 'unsure' : 'none';
-    // Out on a connection still up (a stalled Redis, until the connection is given up): one that
-    // counts each time it arrives would be lost with the connection, so it waits for the probe.
-    if (!this.options.client.isReady || (mode === 'none' && this.stillOut)) {
+    // Decided here while Redis could not be asked: sent with a marker too (its request's id), so that
+    // one written into a connection then lost (a network that drops everything) is sent again and
+    // counts once, as a settlement of an unanswered admission does.
+    const marked = reserved.where === 'unsure' || (reserved.where === 'local' && reserved.ticket != null);
+    const mode = reserved.where === 'shared' ? 'held' : marked ? 'unsure' : 'none';
+    if (!this.options.client.isReady) {
       this.keep(settlement);
       return;
     }
