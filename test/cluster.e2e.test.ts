@@ -3,12 +3,15 @@
  * for the whole instance, SIGHUP and SIGTERM reach every worker, a dead worker is replaced.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { children, parseJsonStream, readLogFile, startGateway, waitFor, type GatewayProcess } from './support/gateway.js';
+import { children, MAIN, parseJsonStream, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
+import { endWithFile } from './support/children.js';
 import { chat, closedPort, openStream, request } from './support/http.js';
 
 function requestsTotal(metrics: string): number {
@@ -175,6 +178,25 @@ describe('stopping a cluster', () => {
       provider.closeAllConnections();
       provider.close();
     }
+  });
+});
+
+describe('a cluster stopped while its workers start', () => {
+  it('stops at once: a worker that missed the stop (sent before it listened for messages) is told it when it says hello', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ virtual_keys: { vk_early_stop_4f9c2a7e1b3d5f60: { provider: 'mock' } } }));
+    const env = { PATH: process.env.PATH ?? '', KEYS_FILE: join(dir, 'keys.json'), LOG_FILE: join(dir, 'log.json'), LOG_CONSOLE: 'off', KEYS_WATCH: 'off', GATEWAY_WORKERS: '2', GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', GATEWAY_SHUTDOWN_TIMEOUT_MS: '1000' };
+    const child = endWithFile(spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'ignore', 'pipe'] }));
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Forked, still loading their modules (a few hundred ms): the stop reaches them before they listen for it.
+    await waitFor(() => children(child.pid as number).length === 2, 'two workers forked');
+    child.kill('SIGTERM');
+    const stopped = performance.now();
+    assert.equal(await exited, 0, stderr);
+    assert.ok(performance.now() - stopped < 5_000, `took ${Math.round(performance.now() - stopped)} ms: ${stderr}`);
+    assert.doesNotMatch(stderr, /still running/);
   });
 });
 

@@ -42,6 +42,8 @@ class Primary {
   private readonly instanceMetrics: InstanceMetrics;
   private virtualKeys: number;
   private stopping = false;
+  /** What the stop was for, as workers are told it. */
+  private stopSignal = 'SIGTERM';
   /** Every initial worker has listened once. */
   private started = false;
   /** Replacements in a row that died before they listened. */
@@ -117,6 +119,8 @@ class Primary {
     switch (message.t) {
       case 'hello':
         if (typeof message.owner === 'string') this.owners.set(worker.id, message.owner);
+        // Stopping already: a worker that was still starting missed the stop (sent before it listened for messages).
+        if (this.stopping) return this.send(worker, { t: 'stop', signal: this.stopSignal });
         return this.send(worker, { t: 'keys', text: this.options.keyFile.text, prices: this.options.keyFile.pricesText });
       case 'admit': {
         const admission = limits.admit(message.key, message.estimate);
@@ -247,6 +251,7 @@ class Primary {
   private stop(signal: string, exitCode = 0, quiet = false): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.stopSignal = signal;
     const { config, sinks, spend } = this.options;
     if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.
