@@ -150,6 +150,22 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   /** Set once Redis is set up (the primary asks only a worker that listens). */
   let releaseOwners = (_owners: readonly string[]): void => {};
 
+  // A bug that escaped: this worker's pending entries and spend reach the primary before it ends.
+  endOnUncaught(
+    (deadlineMs) => instance?.log.close(deadlineMs) ?? Promise.resolve(true),
+    () => {
+      limits.flush();
+      // Sent after the records, so its callback says they are written too.
+      return new Promise<void>((resolve) => {
+        if (instance === null || !sendToPrimary({ t: 'snapshot', id: null, snapshot: instance.snapshot() }, () => resolve())) resolve();
+      });
+    },
+    () => {
+      instance?.server.drain();
+      instance?.server.http.close();
+    },
+  );
+
   /** The last keys the primary sent before the instance was made: a reload may follow the first at once. */
   let latestKeys: KeysText | null = null;
   const useKeys = (target: NonNullable<typeof instance>, text: KeysText): void => {
@@ -301,21 +317,6 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   instance = created;
   // A reload that came while the instance was being made (the first keys are older than it).
   if (latestKeys !== null && latestKeys !== first) useKeys(created, latestKeys);
-  // A bug that escaped: this worker's pending entries and spend reach the primary before it ends.
-  endOnUncaught(
-    (deadlineMs) => created.log.close(deadlineMs),
-    () => {
-      limits.flush();
-      // Sent after the records, so its callback says they are written too.
-      return new Promise<void>((resolve) => {
-        if (!sendToPrimary({ t: 'snapshot', id: null, snapshot: created.snapshot() }, () => resolve())) resolve();
-      });
-    },
-    () => {
-      created.server.drain();
-      created.server.http.close();
-    },
-  );
   setInterval(() => send({ t: 'snapshot', id: null, snapshot: created.snapshot() }), SNAPSHOT_PUSH_MS).unref();
 
   let listening = false;
