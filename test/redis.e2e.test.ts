@@ -373,7 +373,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const url = new URL(redis.url(undefined, 6));
     url.port = String((proxy.address() as net.AddressInfo).port);
     let limiter: SharedLimiter | null = null;
-    const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 1000, onState: (error) => limiter?.connectionChanged(error) });
+    const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 400, onState: (error) => limiter?.connectionChanged(error) });
     limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 100, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
     client.connect();
     try {
@@ -385,7 +385,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       const decidedHere = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-here'); // Redis known out: not sent
       assert.deepEqual([timedOut.where, decidedHere.where ?? 'local'], ['unsure', 'local']);
       for (const admission of [timedOut, decidedHere]) limiter.record(key, spent, { charge: { tokens: 10, usd: 0 }, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null });
-      await new Promise((resolve) => setTimeout(resolve, 1_600)); // past staleMs: the connection is given up
+      await new Promise((resolve) => setTimeout(resolve, 800)); // past staleMs: the connection is given up
       dropping = false;
       await waitFor(() => limiter?.healthy === true && limiter.waiting === 0, 'Redis back, the settlements sent', 5000);
       await new Promise((resolve) => setTimeout(resolve, 100));
