@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Metrics, renderPrometheus } from '../src/observe/metrics.js';
-import { LimitState, localLimiter, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
+import { LimitState, localLimiter, periodId, SpendStore, type KeyLimits, type KeySpend } from '../src/policy/limits.js';
 import { runScript, seedSpend, SharedLimiter } from '../src/policy/shared-limits.js';
 import { RedisClient } from '../src/redis/client.js';
 import { parseRedisUrl, type RedisAddress } from '../src/redis/url.js';
@@ -356,14 +356,17 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     }
   });
 
-  it('counts once what a request decided here while Redis was out settles, though the connection it was written into is lost (sent again, with a marker)', async () => {
-    // The network between them drops every byte (a partition): what is written is lost, not held
-    // in a socket's buffer for a Redis that wakes up (SIGSTOP keeps it; a black hole does not).
-    let dropping = false;
+  it('counts what requests decided here while Redis was out settle: held while its connection delivers nothing (then lost), sent once a late reply shows it does', async () => {
+    // Between them, a network that drops every byte (a partition: what is written is lost, not
+    // held in a socket's buffer for a Redis that wakes up, as with SIGSTOP), or one that is slow.
+    let network: 'up' | 'dropping' | 'slow' = 'up';
     const proxy = net.createServer((socket) => {
       const upstream = net.connect(redis.port, '127.0.0.1');
-      socket.on('data', (data: Buffer) => void (dropping || upstream.write(data)));
-      upstream.on('data', (data: Buffer) => void (dropping || socket.write(data)));
+      socket.on('data', (data: Buffer) => void (network === 'dropping' || upstream.write(data)));
+      upstream.on('data', (data: Buffer) => {
+        if (network === 'slow') setTimeout(() => socket.write(data), 150);
+        else if (network === 'up') socket.write(data);
+      });
       for (const [one, other] of [[socket, upstream], [upstream, socket]] as const) {
         one.on('error', () => other.destroy());
         one.on('close', () => other.destroy());
@@ -376,20 +379,34 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 400, onState: (error) => limiter?.connectionChanged(error) });
     limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 100, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
     client.connect();
+    const limited: KeyLimits = { digest: 'stall-settled', rateLimit: null, budget: { maxTokens: 1_000_000, maxUsd: null, period: 'total' } };
+    const unlimited: KeyLimits = { digest: 'stall-unlimited', rateLimit: null, budget: null };
+    const spent = { tokens: 5, usd: 0, usage: null, unpriced: false };
+    const requests = async (key: KeyLimits): Promise<unknown> => client.send(['HGET', `llmgw:{${key.digest}}:spend:${periodId(key.budget?.period ?? 'month', new Date())}`, 'requests']);
+    // Two requests of a key with a budget (one whose check went unanswered, one decided here at once) and one of a key without limits.
+    const serveTwoAndOne = async (tag: string): Promise<void> => {
+      const timedOut = await limiter.admit(limited, { tokens: 10, usd: 0 }, `req-${tag}-timed-out`);
+      const decidedHere = await limiter.admit(limited, { tokens: 10, usd: 0 }, `req-${tag}-here`);
+      assert.deepEqual([timedOut.where, decidedHere.where ?? 'local'], ['unsure', 'local']);
+      for (const admission of [timedOut, decidedHere]) limiter.record(limited, spent, { charge: { tokens: 10, usd: 0 }, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null });
+      limiter.record(unlimited, spent, { charge: { tokens: 0, usd: 0 }, where: 'none', ticket: null });
+    };
     try {
       await waitFor(() => client.isReady, 'connected');
-      const key: KeyLimits = { digest: 'stall-settled', rateLimit: null, budget: { maxTokens: 1_000_000, maxUsd: null, period: 'total' } };
-      const spent = { tokens: 5, usd: 0, usage: null, unpriced: false };
-      dropping = true;
-      const timedOut = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-timed-out'); // sent: Redis may have it
-      const decidedHere = await limiter.admit(key, { tokens: 10, usd: 0 }, 'req-here'); // Redis known out: not sent
-      assert.deepEqual([timedOut.where, decidedHere.where ?? 'local'], ['unsure', 'local']);
-      for (const admission of [timedOut, decidedHere]) limiter.record(key, spent, { charge: { tokens: 10, usd: 0 }, where: admission.where ?? 'local', ticket: admission.ticket ?? null, lease: admission.lease ?? null });
+      network = 'dropping';
+      await serveTwoAndOne('dropped');
       await new Promise((resolve) => setTimeout(resolve, 800)); // past staleMs: the connection is given up
-      dropping = false;
+      network = 'up';
       await waitFor(() => limiter?.healthy === true && limiter.waiting === 0, 'Redis back, the settlements sent', 5000);
       await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.equal(await client.send(['HGET', 'llmgw:{stall-settled}:spend:total', 'requests']), '2', 'both requests counted, once');
+      assert.deepEqual([await requests(limited), await requests(unlimited)], ['2', '1'], 'each counted, once');
+
+      // Slower than REDIS_TIMEOUT_MS, answering: out for checks, but what waits goes once the probe's late reply comes.
+      network = 'slow';
+      await serveTwoAndOne('slow');
+      await waitFor(async () => (await requests(limited)) === '4' && (await requests(unlimited)) === '2', 'the settlements counted while Redis is slow', 5000);
+      assert.equal(limiter.healthy, false, 'still out for checks');
+      assert.equal(limiter.waiting, 0);
     } finally {
       client.close();
       proxy.close();

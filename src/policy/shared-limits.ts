@@ -427,6 +427,10 @@ export class SharedLimiter implements Limiter {
   private outageOfReplies = false;
   /** The last failure was a reply in a shape the scripts never give. */
   private wrongReplies = false;
+  /** Out on a live connection, a reply came late since it began: the connection delivers (held settlements go). */
+  private repliesLate = false;
+  /** Shutting down: nothing is held back any more (there is no later). */
+  private closing = false;
   /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
   private probe: NodeJS.Timeout | null = null;
   private readonly backlog: Settlement[] = [];
@@ -517,12 +521,19 @@ export class SharedLimiter implements Limiter {
     this.wrongReplies = error instanceof UnexpectedReply;
     if (this.outage) return;
     this.outage = true;
+    this.repliesLate = false;
     this.outageOfReplies = error instanceof Timeout;
     const policy = this.options.failure === 'open' ? "each instance applies limits alone (REDIS_FAILURE=open): a key's limits may be exceeded by up to the number of instances" : 'requests of keys with limits are refused with 503 (REDIS_FAILURE=closed)';
     warn(`Redis (${this.options.client.name}) cannot be used (${error.message}); until it returns, ${policy}`);
     // Slow, or refusing writes for its state: a write shows when that is over. A refusal of the
     // scripts themselves (NOPERM) is not, whatever a write says: only a script's answer ends it.
     if (error instanceof Timeout || (error instanceof RedisReplyError && error.passing)) this.probeUntilBack();
+  }
+
+  private deliversLate(): void {
+    if (!this.outage || this.repliesLate) return;
+    this.repliesLate = true;
+    this.flush();
   }
 
   private stopProbing(): void {
@@ -542,7 +553,10 @@ export class SharedLimiter implements Limiter {
       const client = this.options.client;
       // A reply in a shape the scripts never give: only a script's answer in the right one ends that.
       if (!client.isReady || this.wrongReplies) return;
-      withDeadline(client.sendWriteProbe(), this.options.timeoutMs).then(
+      const probe = client.sendWriteProbe();
+      // Answered, however late: the connection delivers, so what waited for it can go.
+      probe.then(() => this.deliversLate(), () => {});
+      withDeadline(probe, this.options.timeoutMs).then(
         () => this.answered(),
         // Refused in time for anything but Redis's state (an ACL without SET): the probe cannot
         // tell. Out for late replies, Redis answering in time is back; out for its state (which
@@ -609,8 +623,7 @@ export class SharedLimiter implements Limiter {
         return { headers: {}, error: budgetError(budget, known.kind, known.spent, 0, now.getTime()) };
       }
       const local = await this.options.local.admit(key, estimate, id);
-      // Its settlement's marker in Redis (a worker's admission names its request already).
-      if (!sent) return local.error === null ? { ...local, ticket: local.ticket ?? id } : local;
+      if (!sent) return local;
       if (local.error !== null) {
         release();
         return local;
@@ -702,12 +715,11 @@ export class SharedLimiter implements Limiter {
 
   private settle(settlement: Settlement): void {
     const { key, spent, reserved, at, counts } = settlement;
-    // Decided here while Redis could not be asked: sent with a marker too (its request's id), so that
-    // one written into a connection then lost (a network that drops everything) is sent again and
-    // counts once, as a settlement of an unanswered admission does.
-    const marked = reserved.where === 'unsure' || (reserved.where === 'local' && reserved.ticket != null);
-    const mode = reserved.where === 'shared' ? 'held' : marked ? 'unsure' : 'none';
-    if (!this.options.client.isReady) {
+    const mode = reserved.where === 'shared' ? 'held' : reserved.where === 'unsure' ? 'unsure' : 'none';
+    // One that counts each time it arrives (no marker) waits while Redis is out on a connection
+    // that has not delivered a reply since: a network that drops everything would lose it with
+    // the connection. A connection that answers, however late, takes it (flushed then).
+    if (!this.options.client.isReady || (mode === 'none' && this.stillOut && !this.repliesLate && !this.closing)) {
       this.keep(settlement);
       return;
     }
@@ -785,6 +797,9 @@ export class SharedLimiter implements Limiter {
    * budget from every instance until their holds ended, and their spend would never be counted in Redis).
    */
   settled(ms: number): Promise<void> {
+    // The last chance for what was held back: sent now if there is a connection.
+    this.closing = true;
+    if (this.options.client.isReady) this.flush();
     if (this.unanswered === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
