@@ -792,12 +792,12 @@ export class SharedLimiter implements Limiter {
   }
 
   /**
-   * Resolves once every settlement sent has its answer, or after `ms`: a shutdown waits for it
-   * before it closes the connection (closed first, the last requests' holds would keep the key's
-   * budget from every instance until their holds ended, and their spend would never be counted in Redis).
+   * For a shutdown: sends what was held back (there is no later), then resolves once every
+   * settlement sent has its answer, or after `ms`. A shutdown waits for it before it closes the
+   * connection (closed first, the last requests' holds would keep the key's budget from every
+   * instance until their holds ended, and their spend would never be counted in Redis).
    */
   settled(ms: number): Promise<void> {
-    // The last chance for what was held back: sent now if there is a connection.
     this.closing = true;
     if (this.options.client.isReady) this.flush();
     if (this.unanswered === 0) return Promise.resolve();
