@@ -134,6 +134,21 @@ describe('metrics', () => {
 });
 
 describe('metrics labels', () => {
+  it('writes a series Prometheus would read twice once: a model named "(other)" beside the folded ones, names differing only in lone surrogates', () => {
+    const metrics = new Metrics();
+    for (let i = 0; i < 200; i++) metrics.request(observation({ model: '(other)' }));
+    const other = 'provider="openai",key_name="team-a",model="(other)",status="200"';
+    assert.equal(metrics.snapshot().counters.llm_gateway_requests_total?.[other], 200);
+    for (let i = 0; i < 5000; i++) metrics.request(observation({ model: `m${i}` })); // the last one past the cap
+    assert.equal(metrics.snapshot().counters.llm_gateway_requests_total?.[other], 201, 'counters never go down');
+    const lone = new Metrics();
+    for (const model of ['lone\ud800x', 'lone\ud801x', 'lone\udfffx', 'pair\ud83d\ude00']) lone.request(observation({ model }));
+    assert.deepEqual(renderPrometheus(lone.snapshot()).match(/^llm_gateway_requests_total\{.*$/gm), [
+      'llm_gateway_requests_total{provider="openai",key_name="team-a",model="lone\ufffdx",status="200"} 3',
+      'llm_gateway_requests_total{provider="openai",key_name="team-a",model="pair\ud83d\ude00",status="200"} 1',
+    ]);
+  });
+
   it('survive model names with control characters', () => {
     const metrics = new Metrics();
     metrics.request(observation({ model: 'a\u0001b' }));

@@ -60,8 +60,11 @@ const METRICS: Readonly<Record<string, Definition>> = {
 /** Beyond this many label sets per metric, new ones are folded into model="(other)": clients choose model names. */
 const MAX_SERIES = 5000;
 
+/** A surrogate without its other half: written as UTF-8, each is U+FFFD, and two such names would be one series written twice. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
 function escape(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`)).replace(LONE_SURROGATE, '\ufffd');
 }
 
 export function labelKey(labels: Labels): string {
@@ -244,7 +247,9 @@ export class Metrics {
     const snapshot: MetricsSnapshot = { counters: {}, histograms: {}, gauges: {} };
     for (const [name, series] of Object.entries(this.counters)) {
       const values: Record<string, number> = {};
-      for (const entry of series.values()) values[entry.labels] = entry.value;
+      // Summed: series whose labels read the same (a name folded into "(other)" beside a model
+      // named so, names differing only in lone surrogates) are one series to Prometheus.
+      for (const entry of series.values()) values[entry.labels] = (values[entry.labels] ?? 0) + entry.value;
       snapshot.counters[name] = values;
     }
     for (const [name, series] of Object.entries(this.histograms)) {
