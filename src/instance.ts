@@ -196,7 +196,7 @@ export function createInstance(options: InstanceOptions): Instance {
         warn(
           shared.migrationPending
             ? `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: the state file's spend, theirs included, was not added to Redis yet: the next start that reaches it adds it, once for each key and period`
-            : `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis never counts their spend (this instance's state file keeps that of keys with a budget)`,
+            : `${shared.waiting} settlement(s) were still waiting for Redis at shutdown: Redis may never count their spend (this instance's state file keeps that of keys with a budget)`,
         );
       }
       shared?.client.close();

@@ -356,7 +356,7 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
     }
   });
 
-  it('counts what requests decided here while Redis was out settle: held while its connection delivers nothing (then lost), sent once a late reply shows it does', async () => {
+  it('counts what requests decided here while Redis was out settle: held while its connection delivers nothing (then lost), sent while a late reply, even a refusal, shows it does', async () => {
     // Between them, a network that drops every byte (a partition: what is written is lost, not
     // held in a socket's buffer for a Redis that wakes up, as with SIGSTOP), or one that is slow.
     let network: 'up' | 'dropping' | 'slow' = 'up';
@@ -373,7 +373,11 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       }
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const url = new URL(redis.url(undefined, 6));
+    // A user whose keys are the gateway's counts only: the probe's write is refused (NOPERM), which is a reply all the same.
+    const admin = await connect(parseRedisUrl(redis.url(undefined, 6)) as RedisAddress);
+    await admin.send(['ACL', 'SETUSER', 'counts-only', 'on', '>pw', '~llmgw:{*', '~llmgw:counting', '&*', '+@all']);
+    admin.close();
+    const url = new URL(redis.url('counts-only:pw', 6));
     url.port = String((proxy.address() as net.AddressInfo).port);
     let limiter: SharedLimiter | null = null;
     const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 400, onState: (error) => limiter?.connectionChanged(error) });
@@ -401,7 +405,8 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.deepEqual([await requests(limited), await requests(unlimited)], ['2', '1'], 'each counted, once');
 
-      // Slower than REDIS_TIMEOUT_MS, answering: out for checks, but what waits goes once the probe's late reply comes.
+      // Slower than REDIS_TIMEOUT_MS, answering: out for checks, but what waits goes once the probe's late reply
+      // comes, here a refusal (the user may not write the probe's key).
       network = 'slow';
       await serveTwoAndOne('slow');
       await waitFor(async () => (await requests(limited)) === '4' && (await requests(unlimited)) === '2', 'the settlements counted while Redis is slow', 5000);

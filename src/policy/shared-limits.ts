@@ -427,8 +427,10 @@ export class SharedLimiter implements Limiter {
   private outageOfReplies = false;
   /** The last failure was a reply in a shape the scripts never give. */
   private wrongReplies = false;
-  /** Out on a live connection, a reply came late since it began: the connection delivers (held settlements go). */
+  /** Out on a live connection, the last probe was answered, however late: the connection delivers (held settlements go). */
   private repliesLate = false;
+  /** The probe sent last has had no reply yet. */
+  private probeUnanswered = false;
   /** Shutting down: nothing is held back any more (there is no later). */
   private closing = false;
   /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
@@ -539,6 +541,7 @@ export class SharedLimiter implements Limiter {
   private stopProbing(): void {
     if (this.probe !== null) clearInterval(this.probe);
     this.probe = null;
+    this.probeUnanswered = false;
   }
 
   /**
@@ -553,9 +556,20 @@ export class SharedLimiter implements Limiter {
       const client = this.options.client;
       // A reply in a shape the scripts never give: only a script's answer in the right one ends that.
       if (!client.isReady || this.wrongReplies) return;
+      // The last probe still unanswered: the connection has gone quiet again (a slow Redis that
+      // then hangs, a network that starts dropping), so settlements without a marker wait again.
+      if (this.probeUnanswered) this.repliesLate = false;
       const probe = client.sendWriteProbe();
-      // Answered, however late: the connection delivers, so what waited for it can go.
-      probe.then(() => this.deliversLate(), () => {});
+      this.probeUnanswered = true;
+      // Answered, however late, even refused (an ACL without SET): the connection delivers, so
+      // what waited for it can go.
+      const replied = (): void => {
+        this.probeUnanswered = false;
+        this.deliversLate();
+      };
+      probe.then(replied, (err: unknown) => {
+        if (err instanceof RedisReplyError) replied();
+      });
       withDeadline(probe, this.options.timeoutMs).then(
         () => this.answered(),
         // Refused in time for anything but Redis's state (an ACL without SET): the probe cannot
