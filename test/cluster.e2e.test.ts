@@ -122,7 +122,7 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
 
 describe('stopping a cluster', () => {
   it('drains once for a SIGTERM sent to the whole process group (systemd, Ctrl-C), and a worker that crashes flushes first and is replaced', async () => {
-    // Streams get a first chunk at once and their end 1.5 s later; other requests their answer at once.
+    // Streams get a first chunk at once and their end 0.8 s later; other requests their answer at once.
     const chunk = (content: string, finish: string | null): string => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
     const provider = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -135,7 +135,7 @@ describe('stopping a cluster', () => {
         }
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write(chunk('first ', null));
-        setTimeout(() => res.end(`${chunk('last', 'stop')}data: [DONE]\n\n`), 1_500);
+        setTimeout(() => res.end(`${chunk('last', 'stop')}data: [DONE]\n\n`), 800);
       });
     });
     await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
