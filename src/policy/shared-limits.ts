@@ -431,6 +431,8 @@ export class SharedLimiter implements Limiter {
   private repliesLate = false;
   /** The probe sent last has had no reply yet. */
   private probeUnanswered = false;
+  /** Probes sent: which one is the last. */
+  private probesSent = 0;
   /** Shutting down: nothing is held back any more (there is no later). */
   private closing = false;
   /** While an outage lasts: a write a second to see whether Redis answers in time again (null: none). */
@@ -560,11 +562,12 @@ export class SharedLimiter implements Limiter {
       // then hangs, a network that starts dropping), so settlements without a marker wait again.
       if (this.probeUnanswered) this.repliesLate = false;
       const probe = client.sendWriteProbe();
+      const sent = ++this.probesSent;
       this.probeUnanswered = true;
       // Answered, however late, even refused (an ACL without SET): the connection delivers, so
-      // what waited for it can go.
+      // what waited for it can go. Only the last one's answer says the last one was answered.
       const replied = (): void => {
-        this.probeUnanswered = false;
+        if (sent === this.probesSent) this.probeUnanswered = false;
         this.deliversLate();
       };
       probe.then(replied, (err: unknown) => {
