@@ -41,9 +41,8 @@ class Primary {
   private readonly metrics = new Metrics();
   private readonly instanceMetrics: InstanceMetrics;
   private virtualKeys: number;
-  private stopping = false;
-  /** What the stop was for, as workers are told it. */
-  private stopSignal = 'SIGTERM';
+  /** Once stopping: what for (the signal), as workers are told it. */
+  private stopping: string | null = null;
   /** Every initial worker has listened once. */
   private started = false;
   /** Replacements in a row that died before they listened. */
@@ -110,7 +109,7 @@ class Primary {
     // already exited makes that write fail: unhandled, the error would crash the primary. The
     // worker's exit is handled on 'exit'; anything else is worth a line.
     worker.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE' && err.code !== 'ERR_IPC_CHANNEL_CLOSED' && !this.stopping) warn(`worker ${worker.process.pid ?? '?'}: ${err.message}`);
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_IPC_CHANNEL_CLOSED' && this.stopping === null) warn(`worker ${worker.process.pid ?? '?'}: ${err.message}`);
     });
   }
 
@@ -120,7 +119,7 @@ class Primary {
       case 'hello':
         if (typeof message.owner === 'string') this.owners.set(worker.id, message.owner);
         // Stopping already: a worker that was still starting missed the stop (sent before it listened for messages).
-        if (this.stopping) return this.send(worker, { t: 'stop', signal: this.stopSignal });
+        if (this.stopping !== null) return this.send(worker, { t: 'stop', signal: this.stopping });
         return this.send(worker, { t: 'keys', text: this.options.keyFile.text, prices: this.options.keyFile.pricesText });
       case 'admit': {
         const admission = limits.admit(message.key, message.estimate);
@@ -147,7 +146,7 @@ class Primary {
         return;
       case 'listen-failed':
         // Every worker would say the same: the first says it, and the instance stops.
-        if (!this.started && !this.stopping) {
+        if (!this.started && this.stopping === null) {
           process.stderr.write(`llm-gateway: ${message.message}\n`);
           this.stop('startup failure', 1, true);
         }
@@ -207,7 +206,7 @@ class Primary {
       this.deadOwners.push({ owner, diedAt: Date.now() });
       this.releaseDeadOwners();
     }
-    if (this.stopping) return;
+    if (this.stopping !== null) return;
     if (!this.started && !this.ready.has(worker)) {
       // An initial worker that cannot even listen: forking again would loop forever.
       warn(`a worker failed to start (exit ${code ?? signal}); stopping`);
@@ -219,7 +218,7 @@ class Primary {
     const delay = this.failedStarts === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** (this.failedStarts - 1));
     warn(`worker ${worker.process.pid ?? '?'} died (${signal ?? `exit ${code}`}); starting a replacement${delay > 0 ? ` in ${delay} ms` : ''}`);
     setTimeout(() => {
-      if (!this.stopping) this.fork();
+      if (this.stopping === null) this.fork();
     }, delay);
   }
 
@@ -244,14 +243,13 @@ class Primary {
 
   /** A stop, or a second signal during one: the workers then end the requests they still serve now. */
   private signalled(signal: NodeJS.Signals): void {
-    if (!this.stopping) return this.stop(signal);
+    if (this.stopping === null) return this.stop(signal);
     for (const worker of this.workers()) this.send(worker, { t: 'stop', signal });
   }
 
   private stop(signal: string, exitCode = 0, quiet = false): void {
-    if (this.stopping) return;
-    this.stopping = true;
-    this.stopSignal = signal;
+    if (this.stopping !== null) return;
+    this.stopping = signal;
     const { config, sinks, spend } = this.options;
     if (!quiet) warn(`${signal}: stopping ${this.workers().length} workers`);
     // Workers finish their requests (within GATEWAY_SHUTDOWN_TIMEOUT_MS) and flush their entries to us.

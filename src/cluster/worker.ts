@@ -150,16 +150,20 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   /** Set once Redis is set up (the primary asks only a worker that listens). */
   let releaseOwners = (_owners: readonly string[]): void => {};
 
+  /**
+   * The spend records still gathered, then the final counters (so the instance's totals keep this
+   * worker's requests): sent after the records, the snapshot's callback says they are written too.
+   */
+  const lastReport = (): Promise<void> => {
+    limits.flush();
+    return new Promise<void>((resolve) => {
+      if (instance === null || !sendToPrimary({ t: 'snapshot', id: null, snapshot: instance.snapshot() }, () => resolve())) resolve();
+    });
+  };
   // A bug that escaped: this worker's pending entries and spend reach the primary before it ends.
   endOnUncaught(
     (deadlineMs) => instance?.log.close(deadlineMs) ?? Promise.resolve(true),
-    () => {
-      limits.flush();
-      // Sent after the records, so its callback says they are written too.
-      return new Promise<void>((resolve) => {
-        if (instance === null || !sendToPrimary({ t: 'snapshot', id: null, snapshot: instance.snapshot() }, () => resolve())) resolve();
-      });
-    },
+    lastReport,
     () => {
       instance?.server.drain();
       instance?.server.http.close();
@@ -324,11 +328,8 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     // Stopped before it served (another worker could not listen): nothing to drain or report.
     if (!listening) process.exit(0);
     void created.shutdown(signal).then(() => {
-      limits.flush();
-      // Final counters, so the instance's totals keep this worker's requests.
-      if (!process.connected || process.send === undefined) process.exit(0);
-      process.send({ t: 'snapshot', id: null, snapshot: created.snapshot() } satisfies ToPrimary, undefined, undefined, () => process.exit(0));
       setTimeout(() => process.exit(0), 1000).unref();
+      void lastReport().then(() => process.exit(0));
     });
   };
   onStop = stop;
