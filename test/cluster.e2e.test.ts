@@ -153,7 +153,7 @@ describe('stopping a cluster', () => {
       const [crashed] = children(primary);
       process.kill(crashed as number, 'SIGUSR2');
       await waitFor(() => /starting a replacement/.test(gateway.stderr()), 'the replacement');
-      assert.match(gateway.stderr(), /llm-gateway: uncaught exception \(a bug; please report it\), exiting: Error: a bug on cue/);
+      assert.match(gateway.stderr(), /llm-gateway: uncaught exception \(a bug; please report it\), exiting: Error: a bug in the gateway/);
       await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']), 'the entry logged');
       await waitFor(() => children(primary).length === 2 && !children(primary).includes(crashed as number), 'two workers again', 10_000);
       await waitFor(async () => (await chat(gateway.url, 'vk_s', ask)).status === 200, 'served again');

@@ -267,11 +267,7 @@ describe('a stdout nobody reads (a log collector that stalled)', { concurrency: 
 
 describe('a bug that escapes (an uncaught exception)', () => {
   /** A preload that throws outside any handler on SIGUSR2: what a bug in the gateway would do. */
-  function bugOnSignal(): string {
-    const file = join(tempDir(), 'bug.mjs');
-    writeFileSync(file, "process.on('SIGUSR2', () => setImmediate(() => { throw new Error('a bug in the gateway'); }));\n");
-    return file;
-  }
+  const bugOnSignal = new URL('./support/crash-on-signal.js', import.meta.url).href;
   const ended = (gateway: GatewayProcess, withinMs: number) =>
     new Promise<{ code: number | null; signal: NodeJS.Signals | null } | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), withinMs);
@@ -282,7 +278,7 @@ describe('a bug that escapes (an uncaught exception)', () => {
     });
 
   it('writes the entries it holds, then exits 1, the error on stderr', async () => {
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_mock: { provider: 'mock' } } }, env: { KEYS_WATCH: 'off', NODE_OPTIONS: `--import ${bugOnSignal()}` } });
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_mock: { provider: 'mock' } } }, env: { KEYS_WATCH: 'off', NODE_OPTIONS: `--import ${bugOnSignal}` } });
     try {
       for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_mock', hello)).status, 200);
       // At once: the last entry still waits in its batch.
@@ -301,7 +297,7 @@ describe('a bug that escapes (an uncaught exception)', () => {
     it(`ends even with a stdout nobody reads (GATEWAY_WORKERS=${workers}): by SIGKILL once the 2 s flush gives up, the file complete`, async () => {
       const gateway = await startGateway({
         keys: { virtual_keys: { vk_mock: { provider: 'mock' } } },
-        env: { KEYS_WATCH: 'off', GATEWAY_WORKERS: workers, NODE_OPTIONS: `--import ${bugOnSignal()}` },
+        env: { KEYS_WATCH: 'off', GATEWAY_WORKERS: workers, NODE_OPTIONS: `--import ${bugOnSignal}` },
         readStdout: false,
       });
       try {
