@@ -17,6 +17,29 @@ import { chat } from './support/http.js';
 import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 import { ask, connect, get, REDIS_WAIT_MS, redisUp, start, workers } from './support/redis-instances.js';
 
+/**
+ * Redis (on `port`) behind a proxy whose network is what `network()` says at each byte: passing
+ * them, dropping every one (a partition: what is written is lost, not held in a socket's buffer
+ * for a Redis that wakes up, as with SIGSTOP), or holding each reply that many ms.
+ */
+async function behindProxy(port: number, network: () => 'up' | 'dropping' | number): Promise<{ port: number; close: () => void }> {
+  const proxy = net.createServer((socket) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    socket.on('data', (data: Buffer) => void (network() === 'dropping' || upstream.write(data)));
+    upstream.on('data', (data: Buffer) => {
+      const now = network();
+      if (typeof now === 'number') setTimeout(() => socket.writable && socket.write(data), now);
+      else if (now === 'up') socket.write(data);
+    });
+    for (const [one, other] of [[socket, upstream], [upstream, socket]] as const) {
+      one.on('error', () => other.destroy());
+      one.on('close', () => other.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return { port: (proxy.address() as net.AddressInfo).port, close: () => proxy.close() };
+}
+
 describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
   let redis: TestRedis;
   const gateways: GatewayProcess[] = [];
@@ -219,15 +242,8 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
 
   it('says once that a Redis slower than REDIS_TIMEOUT_MS cannot be used, not "back" whenever a late reply comes', async () => {
     // Redis behind a proxy that holds each of its replies longer than the timeout.
-    const proxy = net.createServer((client) => {
-      const upstream = net.connect(redis.port, '127.0.0.1');
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-      client.pipe(upstream);
-      upstream.on('data', (data: Buffer) => setTimeout(() => client.writable && client.write(data), REDIS_WAIT_MS * 1.5));
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const slow = await start(keys, `redis://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/1`);
+    const proxy = await behindProxy(redis.port, () => REDIS_WAIT_MS * 1.5);
+    const slow = await start(keys, `redis://127.0.0.1:${proxy.port}/1`);
     try {
       // Its connection's handshake is slow too: once it is up, the checks begin.
       await waitFor(async () => (await get(slow, '/healthz')).json.redis === 'ok', 'connected', 10_000);
@@ -357,28 +373,15 @@ describe('several instances sharing one Redis', { skip: NO_REDIS }, () => {
   });
 
   it('counts what requests decided here while Redis was out settle: held while its connection delivers nothing (then lost), sent while a late reply, even a refusal, shows it does', async () => {
-    // Between them, a network that drops every byte (a partition: what is written is lost, not
-    // held in a socket's buffer for a Redis that wakes up, as with SIGSTOP), or one that is slow.
+    // Between them, a network that drops every byte, or one that is slow (150 ms a reply).
     let network: 'up' | 'dropping' | 'slow' = 'up';
-    const proxy = net.createServer((socket) => {
-      const upstream = net.connect(redis.port, '127.0.0.1');
-      socket.on('data', (data: Buffer) => void (network === 'dropping' || upstream.write(data)));
-      upstream.on('data', (data: Buffer) => {
-        if (network === 'slow') setTimeout(() => socket.write(data), 150);
-        else if (network === 'up') socket.write(data);
-      });
-      for (const [one, other] of [[socket, upstream], [upstream, socket]] as const) {
-        one.on('error', () => other.destroy());
-        one.on('close', () => other.destroy());
-      }
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxy = await behindProxy(redis.port, () => (network === 'slow' ? 150 : network));
     // A user whose keys are the gateway's counts only: the probe's write is refused (NOPERM), which is a reply all the same.
     const admin = await connect(parseRedisUrl(redis.url(undefined, 6)) as RedisAddress);
     await admin.send(['ACL', 'SETUSER', 'counts-only', 'on', '>pw', '~llmgw:{*', '~llmgw:counting', '&*', '+@all']);
     admin.close();
     const url = new URL(redis.url('counts-only:pw', 6));
-    url.port = String((proxy.address() as net.AddressInfo).port);
+    url.port = String(proxy.port);
     let limiter: SharedLimiter | null = null;
     const client = new RedisClient({ address: parseRedisUrl(url.href) as RedisAddress, connectTimeoutMs: 1000, staleMs: 400, onState: (error) => limiter?.connectionChanged(error) });
     limiter = new SharedLimiter({ client, local: localLimiter(new LimitState(new SpendStore(null))), timeoutMs: 100, holdMs: 120_000, failure: 'open', metrics: new Metrics() });
