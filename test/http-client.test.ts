@@ -164,8 +164,8 @@ describe('http client: framing', () => {
     assert.equal(server.connections(), 2);
   });
 
-  it('skips 100 Continue and 103 Early Hints, and answers the final response', async () => {
-    const server = await serve((socket) => socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'));
+  it('skips 100 Continue, 103 Early Hints and a 1xx it does not know, and answers the final response', async () => {
+    const server = await serve((socket) => socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 199 Something New\r\nx-a: b\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'));
     const outcome = await answered(requestTo(server.port));
     assert.equal(outcome.status, 201);
     assert.equal(outcome.body, 'ok');

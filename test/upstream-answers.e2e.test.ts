@@ -553,7 +553,7 @@ describe('answers the gateway cannot use as they are', () => {
     }
   });
 
-  for (const status of ['101 Switching Protocols', '000 Nothing', '199 Unknown', '600 Beyond', '1000 Way Beyond']) {
+  for (const status of ['101 Switching Protocols', '000 Nothing', '600 Beyond', '1000 Way Beyond']) {
     it(`status ${status.split(' ')[0]} fails at once as 502 upstream_bad_status, instead of waiting for a timeout`, async () => {
       rawAnswer = `HTTP/1.1 ${status}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n`;
       const reply = await chat(gateway.url, 'vk_raw', hello); // UPSTREAM_TIMEOUT_MS is a minute: a hang fails the test run

@@ -99,8 +99,6 @@ const CRLF_CRLF = Buffer.from('\r\n\r\n');
 const LF_LF = Buffer.from('\n\n');
 /** Informational (1xx) responses tolerated before the real one. */
 const MAX_INFORMATIONAL = 16;
-/** The informational statuses a request may get before its answer: Continue, Processing, Early Hints. */
-const INFORMATIONAL: ReadonlySet<number> = new Set([100, 102, 103]);
 /** Header values travel inside the request head: a line break would start a header of its own. */
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
@@ -236,9 +234,10 @@ class Exchange implements Call {
       const parsed = parseHead(head.toString('latin1', 0, end));
       if (parsed === null) return this.fail(failure('HPE_INVALID_RESPONSE', 'the response is not valid HTTP/1.1'));
       const rest = end + 4;
-      // A status no provider can mean (000, 101 to a request that asked no upgrade, 199, 600)
-      // fails now: waiting for a body it never frames would last until a timeout.
-      if (parsed.status < 100 || parsed.status > 599 || (parsed.status < 200 && !INFORMATIONAL.has(parsed.status))) {
+      // A status no provider can mean (000, 101 to a request that asked no upgrade, 600) fails
+      // now: waiting for a body it never frames would last until a timeout. Any other 1xx is
+      // informational, known or not, and waited past (RFC 9110 §15.2), as Node's own client does.
+      if (parsed.status < 100 || parsed.status > 599 || parsed.status === 101) {
         return this.fail(failure('HPE_INVALID_STATUS', `the response status ${String(parsed.status).padStart(3, '0')} is not one a request can get`));
       }
       if (parsed.status >= 200) return this.startBody(parsed, head, rest);
