@@ -82,8 +82,10 @@ async function main(): Promise<void> {
     () => report.skipped++,
   );
   const missing: string[] = [];
+  const noLogs: string[] = [];
   for (const file of options.files) {
     let lines = 0;
+    const [read, skipped] = [report.read, report.skipped];
     try {
       for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
         lines++;
@@ -103,8 +105,12 @@ async function main(): Promise<void> {
     }
     // Each file ends its last entry: none runs on into the next file.
     reader.end();
+    // Text, and not one entry in it: another file given by mistake (keys.json, the state file).
+    if (report.read === read && report.skipped > skipped) noLogs.push(file);
   }
   if (missing.length === options.files.length) fail(`no such file: ${missing.join(', ')} (nothing logged there yet, or the log is elsewhere: give it with --file)`);
+  if (noLogs.length > 0 && noLogs.length + missing.length === options.files.length) fail(`no log entry in ${noLogs.join(', ')}: is it the interactions log? (give it with --file)`);
+  for (const file of noLogs) process.stderr.write(`${file} holds no log entry (is it the interactions log?): counted as empty\n`);
   for (const file of missing) process.stderr.write(`${file} does not exist (yet: after a rotation, the next entry makes it): counted as empty\n`);
   process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.files.join(', ')));
 }

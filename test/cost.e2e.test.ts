@@ -674,6 +674,16 @@ describe('npm run usage', () => {
     const none = await usage('--file', `${gateway.logFile}.new`);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no such file: .*\.new \(nothing logged there yet, or the log is elsewhere: give it with --file\)/);
+    // Another file given by mistake (keys.json): no log entry in it, said, not a report of zeros.
+    const keysFile = join(gateway.dir, 'keys.json');
+    const notLog = await usage('--file', keysFile);
+    assert.equal(notLog.code, 2);
+    assert.match(notLog.stderr, /^no log entry in \S*keys\.json: is it the interactions log\? \(give it with --file\)/);
+    assert.equal(notLog.stdout, '');
+    const besideLog = await usage('--file', keysFile, '--file', gateway.logFile);
+    assert.equal(besideLog.code, 0, besideLog.stderr);
+    assert.match(besideLog.stderr, /keys\.json holds no log entry \(is it the interactions log\?\): counted as empty/);
+    assert.match(besideLog.stdout, /^reporting\s+3\s+0\s+33\s+21\s/m);
     writeFileSync(`${gateway.logFile}.3.gz`, text);
     const notGzip = await usage('--file', `${gateway.logFile}.3.gz`);
     assert.equal(notGzip.code, 2);

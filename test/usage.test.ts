@@ -75,6 +75,10 @@ describe('npm run usage, the report', () => {
       assert.ok(rows.split('\n').some((line) => line.startsWith(`${shown} `)), `${shown} in\n${rows}`);
     }
     assert.doesNotMatch(rows, /[\u00ad\ufe0f\u2028\u3164]|\u{e0041}/u);
+    // --json: the names as logged (JSON has escapes of its own), not the table's spelling of them.
+    const json = reportJson(report, all) as { by_key: Record<string, unknown>; by_model: Record<string, unknown> };
+    assert.deepEqual(Object.keys(json.by_key), ['team\u202eevil']);
+    assert.deepEqual(Object.keys(json.by_model), ['openai/gpt\u200b-4o\u001b[31m']);
   });
 
   it('adds thousands of small costs up to what the rows show (no float drift in the total)', () => {

@@ -29,6 +29,8 @@ export interface UsageReport {
   /** Entries in the range, and text that was not a whole entry (a torn write, another program's output). */
   entries: number;
   skipped: number;
+  /** Entries read, in the range or not: a file that adds none is no log at all. */
+  read: number;
 }
 
 export interface Range {
@@ -42,7 +44,7 @@ function emptyRow(): UsageRow {
 }
 
 export function emptyReport(): UsageReport {
-  return { byKey: new Map(), byModel: new Map(), total: emptyRow(), entries: 0, skipped: 0 };
+  return { byKey: new Map(), byModel: new Map(), total: emptyRow(), entries: 0, skipped: 0, read: 0 };
 }
 
 function num(value: unknown): number {
@@ -97,15 +99,17 @@ export function addToReport(report: UsageReport, entry: unknown, range: Range): 
     report.skipped++;
     return;
   }
+  report.read++;
   if ((range.since !== null && at < range.since) || (range.until !== null && at >= range.until)) return;
   report.entries++;
   // Keys by their name (or digest label): the virtual key itself is a credential, not for a terminal.
-  const key = typeof entry.key_name === 'string' ? printable(entry.key_name) : '(no valid key)';
+  // Names as logged (the JSON report escapes them its own way); the table makes them printable.
+  const key = typeof entry.key_name === 'string' ? entry.key_name : '(no valid key)';
   const upstream = isRecord(entry.upstream) ? entry.upstream : {};
   const model = typeof upstream.model === 'string' ? upstream.model : typeof entry.model === 'string' ? entry.model : '(none)';
   const provider = typeof entry.provider === 'string' ? entry.provider : '(none)';
   addTo(report.byKey, key, entry);
-  addTo(report.byModel, printable(`${provider}/${model}`), entry);
+  addTo(report.byModel, `${provider}/${model}`, entry);
   addEntry(report.total, entry);
 }
 
@@ -174,7 +178,7 @@ function cells(row: UsageRow): string[] {
 /** A table with its first column left-aligned, the numbers right-aligned; rows by cost, then requests. */
 function table(title: string, rows: Map<string, UsageRow>, total: UsageRow): string {
   const sorted = [...rows].sort((a, b) => b[1].costUsd - a[1].costUsd || b[1].requests - a[1].requests || a[0].localeCompare(b[0]));
-  const body = [[title, ...COLUMNS], ...sorted.map(([name, row]) => [name, ...cells(row)]), ['total', ...cells(total)]];
+  const body = [[title, ...COLUMNS], ...sorted.map(([name, row]) => [printable(name), ...cells(row)]), ['total', ...cells(total)]];
   const widths = (body[0] as string[]).map((_, i) => Math.max(...body.map((row) => (row[i] as string).length)));
   const render = (row: string[]): string => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ').trimEnd();
   const rule = widths.map((width) => '-'.repeat(width)).join('  ');
