@@ -46,6 +46,15 @@ export function readableCount(value: unknown): boolean {
   return value === undefined || value === null || (typeof value === 'number' && Number.isFinite(value) && value >= 0);
 }
 
+/**
+ * Whether a provider's usage object can be read: its two main counts each readable
+ * (readableCount), and not both missing. An object without either (`"usage": {}`) says nothing
+ * of what the answer used: read as zeros, it would let the answer through a token budget free.
+ */
+export function readableCounts(prompt: unknown, output: unknown): boolean {
+  return readableCount(prompt) && readableCount(output) && (prompt != null || output != null);
+}
+
 /** Every prompt token, cached or not. */
 export function promptTokens(usage: Usage): number {
   return usage.input + usage.cacheRead + usage.cacheWrite;

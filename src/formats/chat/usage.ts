@@ -6,10 +6,10 @@
  * with paid cache writes name them `prompt_tokens_details.cache_write_tokens`.
  */
 import { isRecord } from '../json.js';
-import { readableCount, tokenCount, type Usage } from '../usage.js';
+import { readableCounts, tokenCount, type Usage } from '../usage.js';
 
 export function chatUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCount(raw.prompt_tokens) || !readableCount(raw.completion_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.prompt_tokens, raw.completion_tokens)) return null;
   const prompt = tokenCount(raw.prompt_tokens);
   const output = tokenCount(raw.completion_tokens);
   const promptDetails = isRecord(raw.prompt_tokens_details) ? raw.prompt_tokens_details : {};

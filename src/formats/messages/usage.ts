@@ -4,10 +4,10 @@
  * `cache_creation` splits the writes by how long they are kept (5 minutes, 1 hour: priced apart).
  */
 import { isRecord } from '../json.js';
-import { readableCount, tokenCount, type Usage } from '../usage.js';
+import { readableCounts, tokenCount, type Usage } from '../usage.js';
 
 export function messagesUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCount(raw.input_tokens) || !readableCount(raw.output_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens)) return null;
   const cacheWrite = tokenCount(raw.cache_creation_input_tokens);
   const split = isRecord(raw.cache_creation) ? raw.cache_creation : {};
   return {

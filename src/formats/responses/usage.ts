@@ -3,11 +3,11 @@
  * (`input_tokens_details.cached_tokens`), `output_tokens` the reasoning ones.
  */
 import { isRecord } from '../json.js';
-import { readableCount, tokenCount, type Usage } from '../usage.js';
+import { readableCounts, tokenCount, type Usage } from '../usage.js';
 import type { ResponsesUsage } from './types.js';
 
 export function responsesUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCount(raw.input_tokens) || !readableCount(raw.output_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens)) return null;
   const input = tokenCount(raw.input_tokens);
   const output = tokenCount(raw.output_tokens);
   const inputDetails = isRecord(raw.input_tokens_details) ? raw.input_tokens_details : {};
