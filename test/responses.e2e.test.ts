@@ -42,6 +42,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_claude_adaptive: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-opus-4-6' } },
       vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' }, max_output_tokens: 32000, budget: { max_tokens: 1_000_000_000, period: 'total' } },
       vk_mock: { provider: 'mock' },
+      vk_codex_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], budget: { max_tokens: 100_000, period: 'total' } },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
       vk_bad_real: { provider: 'openai', api_key: 'sk-proj-WRONGkey-Zz9', base_url: openaiUrl, api: ['chat', 'responses'] },
@@ -257,6 +258,34 @@ describe('pass-through to a provider that speaks Responses (OpenAI)', () => {
     const badReal = await responses('vk_bad_real', { model: 'gpt-5', input: 'hi' });
     assert.equal(badReal.status, 500);
     assert.equal(badReal.json.error.code, 'provider_auth_failed');
+  });
+});
+
+describe('a stored conversation a request continues', () => {
+  it('is held against the budget as large as the provider last counted it: a burst continuing it cannot all pass a budget it would overrun', async () => {
+    // The provider reads (and bills) the whole conversation each continuation names: 60,000 tokens.
+    let answers = 0;
+    openai.behave(async ({ res, recorded }) => {
+      if (recorded.method !== 'POST' || recorded.path !== '/v1/responses') return false;
+      if (recorded.json?.previous_response_id != null) await new Promise((resolve) => setTimeout(resolve, 300)); // the burst runs together
+      const id = `resp_long${answers++}`;
+      const output = [{ type: 'message', id: `msg_${id}`, status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'ok', annotations: [] }] }];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id, object: 'response', status: 'completed', model: 'gpt-5', output, metadata: recorded.json.metadata ?? {}, usage: { input_tokens: 60_000, output_tokens: 10, total_tokens: 60_010 } }));
+      return true;
+    });
+    try {
+      const first = await responses('vk_codex_budget', { model: 'gpt-5', input: 'start', max_output_tokens: 10 });
+      assert.equal(first.status, 200, first.text);
+      const burst = await Promise.all(Array.from({ length: 5 }, () => responses('vk_codex_budget', { model: 'gpt-5', previous_response_id: first.json.id, input: 'more', max_output_tokens: 10 })));
+      // The first holds the 60,010 tokens it continues (the budget had 39,990 left): the others are refused while it runs.
+      assert.deepEqual(burst.map((reply) => reply.status).sort(), [200, 429, 429, 429, 429], burst.map((reply) => reply.text).join('\n'));
+      assert.equal(answers, 2, 'the provider was asked twice');
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_codex_budget' })).json;
+      assert.equal(usage.usage.total_tokens, 120_020);
+    } finally {
+      openai.behave(null);
+    }
   });
 });
 

@@ -145,6 +145,12 @@ export class ItemOwners {
 
 export class ResponseOwners {
   private readonly owners = new Map<string, string>();
+  /**
+   * The tokens of the conversation a response closes (its usage: prompt and output), for those
+   * this process saw answered: what a request continuing it makes the provider read beside its own
+   * bytes, held against the key's limits while it runs.
+   */
+  private readonly contexts = new Map<string, number>();
   /** The output items of the responses whose owners are here. */
   readonly items: ItemOwners;
 
@@ -166,8 +172,23 @@ export class ResponseOwners {
     if (this.owners.size > this.capacity) this.owners.delete(this.owners.keys().next().value as string);
   }
 
+  /** The tokens of the conversation response `id` closes, when this process saw it answered (0: not known). */
+  context(storage: string, id: string): number {
+    return this.contexts.get(`${storage} ${id}`) ?? 0;
+  }
+
+  /** Remembers the tokens of the conversation a response whose owner is known closes. */
+  setContext(storage: string, id: string, tokens: number): void {
+    const at = `${storage} ${id}`;
+    if (!this.owners.has(at)) return;
+    this.contexts.delete(at);
+    this.contexts.set(at, tokens);
+    if (this.contexts.size > this.capacity) this.contexts.delete(this.contexts.keys().next().value as string);
+  }
+
   delete(storage: string, id: string): void {
     this.owners.delete(`${storage} ${id}`);
+    this.contexts.delete(`${storage} ${id}`);
   }
 
   get size(): number {

@@ -69,6 +69,15 @@ export const messagesSurface: Surface<MessagesTypes> = {
   answered(answer, request, key, target, deps) {
     if (threadOf(request.thread).kind !== 'none') deps.owners.set(target.storage, answer.id, ownerTag(key.id));
   },
+  continues(request) {
+    // A malformed thread is refused where it is checked (passThrough), not here.
+    try {
+      const thread = threadOf(request.thread);
+      return thread.kind === 'continue' ? thread.previous : null;
+    } catch {
+      return null;
+    }
+  },
 };
 
 /** The headers of a request in Anthropic's style (its SDKs send `anthropic-version`, Claude Code `x-api-key`). */

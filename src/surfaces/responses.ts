@@ -114,6 +114,10 @@ export const responsesSurface: Surface<ResponsesTypes> = {
     // Not stored (Codex sends store: false): nothing to tag, the bytes go as they came.
     return request.store === false ? body : shallow(() => withOwner(request, flatBody(body), key));
   },
+  continues(request) {
+    const previous = request.previous_response_id;
+    return typeof previous === 'string' && previous !== '' ? previous : null;
+  },
   answered(answer, request, key, target, deps) {
     if (request.store === false) return;
     const tag = ownerTag(key.id);

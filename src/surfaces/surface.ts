@@ -106,6 +106,12 @@ export interface Surface<C extends ApiTypes> {
   passThrough?(call: PassThroughCall<C>): RequestBody | Promise<RequestBody>;
   /** Passing through: `target`'s provider answered with an answer of this id (Responses, a thread's reply: remembered as the key's there). */
   answered?(answer: AnswerIds, request: C['request'], key: VirtualKey, target: Target, deps: SurfaceDeps): void;
+  /**
+   * The id of the stored answer whose conversation the request continues at its provider
+   * (`previous_response_id`, a thread's `previous_message_id`), or null: the provider reads that
+   * conversation too, and bills it.
+   */
+  continues?(request: C['request']): string | null;
 }
 
 /** Upstream error bodies are only read for their message: the first MiB is plenty. */
@@ -157,6 +163,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
   /** The body's pooled memory, if any: held until the request is done with it (server/body-pool.ts). */
   let pooled: PooledBody | null = null;
   let parsed: ParsedRequest<C['request']> | null = null;
+  /** The answer stored at its provider, passed through (its conversation's size is remembered once it ends). */
+  const stored: StoredAnswer = { at: null };
   const answerHeaders = surface.answerHeaders?.(context);
   if (answerHeaders !== undefined) for (const name in answerHeaders) res.setHeader(name, answerHeaders[name] as string);
   try {
@@ -181,6 +189,9 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       promptEstimate += MEDIA_PART_TOKENS * countMediaParts(parsed.request, surface.api.mediaTypes);
       mediaCounted = true;
     }
+    // A stored conversation it continues, as large as this process saw it last: read (and billed) too.
+    const continued = surface.continues?.(parsed.request) ?? null;
+    if (continued !== null) promptEstimate += storedContext(deps.owners, key, continued);
     if (limited) {
       const request = parsed; // a const the closure below can rely on
       const fillsLimit = (target: Target): boolean => fillsOutputLimit(toMessages(deps.router.route(surface.api, target.apis)), target, request);
@@ -190,7 +201,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       reserved = NO_RESERVATION;
     }
 
-    await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps, promptEstimate });
+    await callTargets({ surface, key, parsed, raw, pooled, req, res, interaction, deps, promptEstimate, stored });
   } catch (err) {
     answerFailure(err, req, res, interaction, surface.api.errorBody);
   } finally {
@@ -199,6 +210,8 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
       const unreported = mediaCounted || request === undefined ? () => promptEstimate : () => promptEstimate + MEDIA_PART_TOKENS * countedMedia(request, surface.api.mediaTypes);
       settle(deps.limiter, key, interaction, reserved, unreported, deps.prices);
     }
+    // The conversation the stored answer closes: what a request continuing it will make the provider read.
+    if (stored.at !== null) deps.owners.setContext(stored.at.storage, stored.at.id, interaction.usage === null ? promptEstimate : totalTokens(interaction.usage));
     recordRequest(interaction, deps);
     // Last: the answer is done with the client's bytes; upstream writes and the log's entry hold them themselves.
     pooled?.release();
@@ -211,7 +224,7 @@ export async function serveSurface<C extends ApiTypes>(surface: Surface<C>, req:
  * (a 200 whose JSON body is an error, or whose stream's first event is) and nothing reached the
  * client yet: callTargets moves on from it as from that status, or throws it (answered as its status).
  */
-async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, interaction, deps, promptEstimate }: AtHand<C>, { target, route, back, outbound, upstream }: Served<C>, chosen: () => void): Promise<GatewayError | null> {
+async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, interaction, deps, promptEstimate, stored }: AtHand<C>, { target, route, back, outbound, upstream }: Served<C>, chosen: () => void): Promise<GatewayError | null> {
   const cancel = interaction.context.cancel;
   // Whatever the provider sends may reach the client or the log: every real key the request may have sent comes out.
   const apiKeys = key.realKeys;
@@ -228,7 +241,13 @@ async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, int
   // Passed through, what the answer is known by is remembered before its last bytes go: the
   // client's next request (on another worker, told over IPC ahead of its connection) may name it.
   const answered = surface.answered;
-  const remember = route.translation.identity && answered !== undefined ? (ids: AnswerIds) => answered(ids, outbound.request, key, target, deps) : null;
+  const remember =
+    route.translation.identity && answered !== undefined
+      ? (ids: AnswerIds) => {
+          answered(ids, outbound.request, key, target, deps);
+          stored.at = { storage: target.storage, id: ids.id };
+        }
+      : null;
   // Translated, or passed through where the key's model map sent another model: the one the
   // client asked for, which the answer is named after where its API needs that (api.ts:
   // namedAfter; Claude Code drops a turn's thinking when the answer names another model, and a
@@ -683,6 +702,23 @@ interface AtHand<C extends ApiTypes> {
   readonly deps: SurfaceDeps;
   /** The prompt's estimate in tokens (what a translated stream's first event reports). */
   readonly promptEstimate: number;
+  readonly stored: StoredAnswer;
+}
+
+/** Where the answer a request passed through was stored at its provider, once known. */
+interface StoredAnswer {
+  at: { readonly storage: string; readonly id: string } | null;
+}
+
+/**
+ * The tokens of the stored conversation `id` as this process last saw it, at the largest of the
+ * key's targets (the request goes to one of them): not known (0) where it was answered before a
+ * restart, or by another worker or instance.
+ */
+function storedContext(owners: ResponseOwners, key: VirtualKey, id: string): number {
+  let tokens = 0;
+  for (const target of key.targets) tokens = Math.max(tokens, owners.context(target.storage, id));
+  return tokens;
 }
 
 /** A provider's answer on its way back to the client, whole or streamed. */
