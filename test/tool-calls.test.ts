@@ -126,6 +126,25 @@ describe('which call a streamed fragment belongs to', () => {
     ]), [{ id: 'a', name: 'f', args: '{"{":"{\\"{"}' }]);
   });
 
+  it('a fragment that begins with all the text so far is new text where arguments repeat themselves: the reading that keeps them an object, or that closes it', () => {
+    // `{"and":` then `{"and":{"x":1}}}`: read as a resend, `{"and":{"x":1}}}` is no object.
+    assert.deepEqual(calls([
+      { index: 0, id: 'a', function: { name: 'filter', arguments: '{"and":' } },
+      { index: 0, function: { arguments: '{"and":{"x":1}}}' } },
+    ]), [{ id: 'a', name: 'filter', args: '{"and":{"and":{"x":1}}}' }]);
+    // Nested 200 deep, cut at 500 characters: the rest begins with the first 500 again.
+    const nested = `${'{"a":'.repeat(200)}1${'}'.repeat(200)}`;
+    assert.deepEqual(calls([
+      { index: 0, id: 'b', function: { name: 'f', arguments: nested.slice(0, 500) } },
+      { index: 0, function: { arguments: nested.slice(500) } },
+    ]), [{ id: 'b', name: 'f', args: nested }]);
+    // Sent again whole at the end (closed alone, open after the text so far): a resend.
+    assert.deepEqual(calls([
+      { index: 0, id: 'c', function: { name: 'f', arguments: '{"a":' } },
+      { index: 0, function: { arguments: '{"a":1}' } },
+    ]), [{ id: 'c', name: 'f', args: '{"a":1}' }]);
+  });
+
   it('arguments sent as an object are its JSON text', () => {
     assert.deepEqual(calls([{ index: 0, id: 'a', function: { name: 'f', arguments: { city: 'Paris' } } }]), [{ id: 'a', name: 'f', args: '{"city":"Paris"}' }]);
   });

@@ -39,7 +39,8 @@ describe('normalised usage', () => {
     // Absent ones count as 0 (Anthropic's message_delta names only output_tokens).
     assert.deepEqual(messagesUsage({ output_tokens: 7 }), { input: 0, output: 7, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     // Neither main count there (`"usage": {}`, a compatible server's): no usage either, not a free answer.
-    for (const empty of [{}, { total_tokens: 50 }, { prompt_tokens: null, completion_tokens: null }]) assert.equal(chatUsage(empty), null, JSON.stringify(empty));
+    for (const empty of [{}, { total_tokens: 50 }, { prompt_tokens: null, completion_tokens: null }, { completion_tokens: 180 }]) assert.equal(chatUsage(empty), null, JSON.stringify(empty));
+    assert.equal(responsesUsage({ output_tokens: 180 }), null);
     assert.equal(messagesUsage({ cache_read_input_tokens: 5 }), null);
     assert.equal(responsesUsage({ total_tokens: 9 }), null);
     assert.equal(chatUsage(null), null);

@@ -48,11 +48,12 @@ export function readableCount(value: unknown): boolean {
 
 /**
  * Whether a provider's usage object can be read: its two main counts each readable
- * (readableCount), and not both missing. An object without either (`"usage": {}`) says nothing
- * of what the answer used: read as zeros, it would let the answer through a token budget free.
+ * (readableCount), and not both missing; with `promptRequired` (an API whose usage always has
+ * it), the prompt's there. An object without them (`"usage": {}`) says nothing of what the
+ * answer used: read as zeros, it would let the answer through a token budget free.
  */
-export function readableCounts(prompt: unknown, output: unknown): boolean {
-  return readableCount(prompt) && readableCount(output) && (prompt != null || output != null);
+export function readableCounts(prompt: unknown, output: unknown, promptRequired: boolean): boolean {
+  return readableCount(prompt) && readableCount(output) && (prompt != null || (!promptRequired && output != null));
 }
 
 /** Every prompt token, cached or not. */

@@ -64,9 +64,10 @@ export class StreamedToolCalls<Call> {
     const namesAnother = name !== null && name !== '' && known !== undefined && known.name !== '' && name !== known.name;
     const another = known !== undefined && id !== null && id !== known.id && (namesAnother || (known.end.closed && (name !== null || args !== '')));
     if (known !== undefined && !another) {
-      // A fragment of new text that begins with all the text before it would make `{…{…`: in any
-      // real arguments (an object), a resend.
-      const rest = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) ? args.slice(known.text.length) : args;
+      // A fragment that begins with all the text before it: sent again (some servers resend the
+      // arguments so far), or new text of arguments that repeat themselves (`{"and":{"and":…`).
+      const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && readAsResend(known.end, args);
+      const rest = resent ? args.slice(known.text.length) : args;
       known.text += rest;
       known.end.feed(rest);
       if (known.name === '' && name !== null) known.name = name;
@@ -88,6 +89,21 @@ export class StreamedToolCalls<Call> {
     this.last = index;
     return { call, started: true, name, arguments: args, lateId: null };
   }
+}
+
+/**
+ * Whether `args`, which begins with all of a call's arguments so far (read by `end`), is them sent
+ * again rather than more of them: the reading that keeps the arguments an object, else the one
+ * that closes it; a resend when both do alike (`{"a":` then `{"a": 1`: nested, the same key twice).
+ */
+function readAsResend(end: ArgumentsEnd, args: string): boolean {
+  const alone = new ArgumentsEnd();
+  alone.feed(args);
+  const after = end.copy();
+  after.feed(args);
+  if (alone.broken !== after.broken) return after.broken;
+  if (alone.closed !== after.closed) return alone.closed;
+  return true;
 }
 
 /** What a translator does with a call once its tool's name is known. */
@@ -177,6 +193,22 @@ export class ArgumentsEnd {
   /** Whether the outermost object closed (with only whitespace since): nothing more can belong to it. */
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** Whether the text can no longer be one object (not one, or more after it). */
+  get broken(): boolean {
+    return this.state === 'never';
+  }
+
+  /** A reader at the same place, to read on without moving this one. */
+  copy(): ArgumentsEnd {
+    const copy = new ArgumentsEnd();
+    copy.depth = this.depth;
+    copy.inString = this.inString;
+    copy.escaped = this.escaped;
+    copy.state = this.state;
+    copy.parsed = this.parsed;
+    return copy;
   }
 
   /** Reads the next fragment of the arguments. */

@@ -9,7 +9,7 @@ import { isRecord } from '../json.js';
 import { readableCounts, tokenCount, type Usage } from '../usage.js';
 
 export function chatUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCounts(raw.prompt_tokens, raw.completion_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.prompt_tokens, raw.completion_tokens, true)) return null;
   const prompt = tokenCount(raw.prompt_tokens);
   const output = tokenCount(raw.completion_tokens);
   const promptDetails = isRecord(raw.prompt_tokens_details) ? raw.prompt_tokens_details : {};

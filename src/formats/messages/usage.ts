@@ -6,8 +6,9 @@
 import { isRecord } from '../json.js';
 import { readableCounts, tokenCount, type Usage } from '../usage.js';
 
+/** Anthropic's stream says its output count alone at the end (`message_delta`): a prompt count is not required. */
 export function messagesUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens, false)) return null;
   const cacheWrite = tokenCount(raw.cache_creation_input_tokens);
   const split = isRecord(raw.cache_creation) ? raw.cache_creation : {};
   return {

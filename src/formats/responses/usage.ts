@@ -7,7 +7,7 @@ import { readableCounts, tokenCount, type Usage } from '../usage.js';
 import type { ResponsesUsage } from './types.js';
 
 export function responsesUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens)) return null;
+  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens, true)) return null;
   const input = tokenCount(raw.input_tokens);
   const output = tokenCount(raw.output_tokens);
   const inputDetails = isRecord(raw.input_tokens_details) ? raw.input_tokens_details : {};
