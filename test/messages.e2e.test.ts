@@ -53,6 +53,7 @@ before(async () => {
         vk_other_own_server: { provider: 'openai', api_key: 'none', base_url: `http://127.0.0.1:${(forger.address() as { port: number }).port}/v1`, api: ['chat', 'responses'] },
         vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, max_output_tokens: 16000 },
         vk_claude_budget: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_tokens: 1_000_000, period: 'total' } },
+        vk_claude_thread_budget: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, budget: { max_tokens: 100_000, period: 'total' } },
         // DeepSeek's Anthropic-compatible endpoint, played by the Anthropic mock.
         vk_ds_anthropic: { provider: 'deepseek', api: 'messages', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { 'claude-*': 'deepseek-v4-pro' } },
         vk_gpt: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { 'claude-*': 'gpt-4o-mini' } },
@@ -986,6 +987,28 @@ describe('message threads (the thread field, beta message-threads-2026-08-12)', 
   const THREADS = { 'anthropic-beta': 'message-threads-2026-08-12', 'anthropic-version': '2026-10-21' };
   const turn = (content: string, thread: unknown, stream = false): Record<string, unknown> => ({ model: 'claude-sonnet-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content }], thread });
   const continuing = (id: string): unknown => ({ type: 'continue', previous_message_id: id });
+
+  it('hold the thread they continue against the budget, as large as Anthropic last counted it (cache reads included): a burst cannot all pass', async () => {
+    let replies = 0;
+    anthropic.behave(async ({ res, recorded }) => {
+      if (recorded.path !== '/v1/messages') return false;
+      if (recorded.json?.thread?.type === 'continue') await new Promise((resolve) => setTimeout(resolve, 300)); // the burst runs together
+      const text = JSON.stringify({ id: `msg_long${replies++}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'ok' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 10_000, cache_read_input_tokens: 50_000, cache_creation_input_tokens: 0, output_tokens: 10 } });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(text);
+      return true;
+    });
+    try {
+      const created = await messages(gateway.url, 'vk_claude_thread_budget', turn('Start.', { type: 'create' }), { headers: THREADS });
+      assert.equal(created.status, 200, created.text);
+      const burst = await Promise.all(Array.from({ length: 4 }, () => messages(gateway.url, 'vk_claude_thread_budget', turn('More.', continuing(created.json.id)), { headers: THREADS })));
+      assert.deepEqual(burst.map((reply) => reply.status).sort(), [200, 429, 429, 429], burst.map((reply) => reply.text).join('\n'));
+      assert.equal(burst.find((reply) => reply.status === 429)?.json.error.type, 'rate_limit_error');
+      assert.equal(replies, 2);
+    } finally {
+      anthropic.behave(null);
+    }
+  });
 
   it("are continued by the key whose reply they follow; another key's (sharing the real key), or an unknown one, is a thread not found that never reaches Anthropic", async () => {
     const created = await messages(gateway.url, 'vk_claude_test', turn('My name is Alice.', { type: 'create' }, true), { headers: THREADS });
