@@ -420,9 +420,11 @@ describe('chat answer → Message', () => {
     }
   });
 
-  it('maps every finish_reason; tool calls under "stop" (some servers) are still tool_use', () => {
+  it('maps every finish_reason; tool calls under "stop" (some servers) are still tool_use, and "tool_calls" without any is the end of the turn', () => {
     assert.deepEqual(STOP_REASONS, { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', function_call: 'tool_use', content_filter: 'refusal' });
-    for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion({ content: 'x' }, finish), HINTS).stop_reason, stop, finish);
+    const withCall = { content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] };
+    for (const [finish, stop] of Object.entries(STOP_REASONS)) assert.equal(toMessage(completion(stop === 'tool_use' ? withCall : { content: 'x' }, finish), HINTS).stop_reason, stop, finish);
+    for (const finish of ['tool_calls', 'function_call']) assert.equal(toMessage(completion({ content: 'x' }, finish), HINTS).stop_reason, 'end_turn', finish);
     assert.equal(toMessage(completion({ content: 'x' }, 'something_new'), HINTS).stop_reason, 'end_turn');
     const called = completion({ content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }, 'stop');
     assert.equal(toMessage(called, HINTS).stop_reason, 'tool_use');

@@ -19,10 +19,15 @@ export const STOP_REASONS: Readonly<Record<string, string>> = {
   content_filter: 'refusal',
 };
 
-/** A finish reason → a stop reason; a turn that called tools stopped for them, whatever a server says (some say "stop"). */
+/**
+ * A finish reason → a stop reason; a turn that called tools stopped for them, whatever a server
+ * says (some say "stop"), and one that called none did not: a client waiting on `tool_use` would
+ * look for calls that are not there (Claude Code and the SDKs' tool runners loop on it).
+ */
 export function stopReason(finish: unknown, calledTools: boolean): string {
   if (calledTools && finish !== 'length') return 'tool_use';
-  return (typeof finish === 'string' ? entryOf(STOP_REASONS, finish) : undefined) ?? 'end_turn';
+  const reason = (typeof finish === 'string' ? entryOf(STOP_REASONS, finish) : undefined) ?? 'end_turn';
+  return reason === 'tool_use' ? 'end_turn' : reason;
 }
 
 /** Chat usage → Anthropic's: cached prompt tokens move out of input_tokens, as Anthropic counts them. */
