@@ -6,7 +6,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { writev as fsWritev } from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { makeFolders } from '../folders.js';
 import { dirname } from 'node:path';
 import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
@@ -434,7 +435,7 @@ class FileSink extends QueuedWriter {
 
   private async ensureOpen(): Promise<FileHandle> {
     if (this.handle !== null) return this.handle;
-    await mkdir(dirname(this.path), { recursive: true });
+    await makeFolders(dirname(this.path));
     // The mode applies only to a file this creates: one that exists keeps the mode its owner gave
     // it (logrotate's `create 0640 root adm`, for a log shipper in group adm), at start and at
     // every reopen; so does a device or a pipe (LOG_FILE=/dev/stderr, a FIFO).

@@ -5,7 +5,8 @@
  * holder can read. One `LimitState` is the authority: in the process itself, or in the cluster
  * primary for every worker, so a limit holds for the whole instance.
  */
-import { lstat, mkdir, open, readFile, readlink, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, open, readFile, readlink, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { makeFolders } from '../folders.js';
 import { dirname, resolve } from 'node:path';
 import { ConfigFileError } from '../config-file-error.js';
 import { GatewayError } from '../errors.js';
@@ -481,7 +482,7 @@ export class SpendStore {
         warn(`WARNING: the state file ${file} was changed by another process since this one last wrote it: gateways sharing one state file overwrite each other's spend (give each instance its own STATE_FILE)`);
       }
       try {
-        await mkdir(dirname(target), { recursive: true });
+        await makeFolders(dirname(target));
         // Written, flushed to disk, then renamed over the old file: a crash leaves one or the other, whole.
         const handle = await open(temporary, 'w', 0o600);
         try {
