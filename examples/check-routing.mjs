@@ -14,12 +14,33 @@ const models = { openai: 'gpt-4o-mini', anthropic: 'claude-sonnet-4-5', deepseek
 const { virtual_keys: keys } = JSON.parse(readFileSync(file, 'utf8'));
 console.log(`Checking ${Object.keys(keys).length} virtual keys from ${file} against ${gateway}\n`);
 
+/** A pattern of an allowlist (`gpt-4.1-*`) matches a name as the gateway matches it: its prefix. */
+const allows = (patterns, name) => patterns.some((pattern) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern));
+
+/** The first model the gateway lists for the key (its allowlist applied), or null. */
+async function listedModel(key) {
+  try {
+    const response = await fetch(`${gateway}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    const body = await response.json();
+    return response.ok && typeof body.data?.[0]?.id === 'string' ? body.data[0].id : null;
+  } catch {
+    return null;
+  }
+}
+
 let failures = 0;
 for (const [key, entry] of Object.entries(keys)) {
   // A key with several targets is asked as its first target's provider; a model from its own
-  // allowlist when it has one (a pattern is no model name).
+  // allowlist when it has one: a name, else the provider's usual model if a pattern allows it,
+  // else one the gateway lists for the key (a pattern is no model name).
   const provider = (entry.targets?.[0] ?? entry).provider;
-  const model = (entry.models ?? []).find((name) => !name.includes('*')) ?? models[provider] ?? 'default';
+  const allowed = entry.models ?? [];
+  const usual = models[provider] ?? 'default';
+  const model = allowed.length === 0 || allows(allowed, usual) ? usual : (allowed.find((name) => !name.includes('*')) ?? (await listedModel(key)));
+  if (model === null) {
+    console.log(`- ${key} (${provider}): skipped: its models are patterns (${allowed.join(', ')}) and the gateway lists none of them for it`);
+    continue;
+  }
   const started = performance.now();
   try {
     const response = await fetch(`${gateway}/v1/chat/completions`, {
