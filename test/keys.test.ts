@@ -584,6 +584,11 @@ describe('the example virtual keys of the README and keys.example.json', () => {
       providers,
     );
     assert.equal(keys.length, 6);
+    // Accepted, but where one reaches a server that takes no key, said at start: anyone can use it.
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /example virtual key/.test(warning)), [
+      'virtual key #5 (vk_co…): "vk_codex_on_vllm" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
+      'virtual key #6 (vk…): "vk_local" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
+    ]);
   });
 
   it('make a reload refused, the previous keys kept', async () => {

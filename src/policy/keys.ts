@@ -17,7 +17,7 @@ import { modelMap, type ModelMap } from './model-map.js';
 import { ConfigFileError, fieldPath, linesOf, maybeSecret, quoted } from '../config-file-error.js';
 import { isPlaceholder } from './placeholder.js';
 import { spendPeriod } from './limits.js';
-import { guardsRealKey, NO_KEY, publishedKeyProblem } from './published-keys.js';
+import { guardsRealKey, NO_KEY, publishedKeyProblem, publishedKeyWarning } from './published-keys.js';
 import { closestName } from '../closest-name.js';
 import { keySpellings, manyKeysRedactor, MIN_KEY_LENGTH } from '../upstream/scrub.js';
 
@@ -545,6 +545,8 @@ export function keyWarnings(keys: readonly VirtualKey[]): string[] {
     if (key.name !== null && maybeSecret(key.name)) {
       warnings.push(`${where}: its "name" looks like a provider key, and names appear in the log, metrics and /v1/usage: give it a plain name`);
     }
+    const published = publishedKeyWarning(key.id, key.targets);
+    if (published !== null) warnings.push(`${where}: ${published}`);
     if (key.id.length < SHORT_KEY && guardsRealKey(key.targets)) {
       warnings.push(`${where} is ${key.id.length} characters long and guards a real provider key: a short virtual key can be guessed; use a long random one (echo vk_$(openssl rand -hex 16))`);
     }

@@ -39,6 +39,18 @@ export function guardsRealKey(targets: readonly Target[]): boolean {
   return guardedTarget(targets) !== undefined;
 }
 
+/**
+ * A published key that guards a server taking no key (a self-hosted vLLM, Ollama: a dummy key) is
+ * let be, but said: anyone who has read the README can use that server through the gateway.
+ * Null: not published, or nothing but the mock and placeholders behind it.
+ */
+export function publishedKeyWarning(id: string, targets: readonly Target[]): string | null {
+  if (!PUBLISHED_KEYS.has(id) || guardedTarget(targets) !== undefined) return null;
+  const open = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => NO_KEY.test(key)));
+  if (open === undefined) return null;
+  return `"${id}" is an example virtual key, published in the README, and it reaches a server that takes no key (its target's provider: ${open.provider.name}): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))`;
+}
+
 /** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
 export function publishedKeyProblem(id: string, targets: readonly Target[]): string | null {
   if (!PUBLISHED_KEYS.has(id)) return null;
