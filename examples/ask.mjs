@@ -6,12 +6,13 @@
 //
 // GATEWAY_URL defaults to http://localhost:8080.
 const args = process.argv.slice(2);
+const USAGE = 'node examples/ask.mjs [--stream] [--key vk_…] [--model name] "question"';
 const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   if (at === -1) return fallback;
   const [, value] = args.splice(at, 2);
   if (value === undefined || value.startsWith('--')) {
-    console.error(`--${name} needs a value: node examples/ask.mjs [--stream] [--key vk_…] [--model name] "question"`);
+    console.error(`--${name} needs a value: ${USAGE}`);
     process.exit(2);
   }
   return value;
@@ -19,6 +20,14 @@ const option = (name, fallback) => {
 const stream = args.includes('--stream') ? (args.splice(args.indexOf('--stream'), 1), true) : false;
 const key = option('key', 'vk_demo');
 const model = option('model', 'demo-model');
+// A mistyped option is not part of the question (`--` before a question that starts with one).
+const end = args.indexOf('--');
+const unknown = args.slice(0, end === -1 ? args.length : end).find((arg) => arg.startsWith('--'));
+if (unknown !== undefined) {
+  console.error(`unknown option ${unknown}: ${USAGE}`);
+  process.exit(2);
+}
+if (end !== -1) args.splice(end, 1);
 const question = args.join(' ') || 'Hello! Which model are you?';
 const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8080';
 
