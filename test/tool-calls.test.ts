@@ -138,11 +138,15 @@ describe('which call a streamed fragment belongs to', () => {
       { index: 0, id: 'b', function: { name: 'f', arguments: nested.slice(0, 500) } },
       { index: 0, function: { arguments: nested.slice(500) } },
     ]), [{ id: 'b', name: 'f', args: nested }]);
-    // Sent again whole at the end (closed alone, open after the text so far): a resend.
+    // Sent again whole at the end: a resend.
     assert.deepEqual(calls([
       { index: 0, id: 'c', function: { name: 'f', arguments: '{"a":' } },
       { index: 0, function: { arguments: '{"a":1}' } },
     ]), [{ id: 'c', name: 'f', args: '{"a":1}' }]);
+    // Resent so far each time, cut inside strings that hold braces (code in an edit): resends, however
+    // the braces would balance read from the wrong place.
+    const edit = '{"file_path":"a.js","old_string":"}\\nfoo();","new_string":"}"}';
+    assert.deepEqual(calls([3, 35, 40, edit.length].map((cut) => ({ index: 0, id: 'd', function: { name: 'Edit', arguments: edit.slice(0, cut) } }))), [{ id: 'd', name: 'EditEditEditEdit', args: edit }]);
   });
 
   it('arguments sent as an object are its JSON text', () => {

@@ -66,7 +66,7 @@ export class StreamedToolCalls<Call> {
     if (known !== undefined && !another) {
       // A fragment that begins with all the text before it: sent again (some servers resend the
       // arguments so far), or new text of arguments that repeat themselves (`{"and":{"and":…`).
-      const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && readAsResend(known.end, args);
+      const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && readAsResend(known.end, args, known.text.length);
       const rest = resent ? args.slice(known.text.length) : args;
       known.text += rest;
       known.end.feed(rest);
@@ -92,18 +92,18 @@ export class StreamedToolCalls<Call> {
 }
 
 /**
- * Whether `args`, which begins with all of a call's arguments so far (read by `end`), is them sent
- * again rather than more of them: the reading that keeps the arguments an object, else the one
- * that closes it; a resend when both do alike (`{"a":` then `{"a": 1`: nested, the same key twice).
+ * Whether `args`, which begins with all `sofar` characters of a call's arguments so far (read by
+ * `end`), is them sent again rather than more of them: a resend, unless what it adds after them
+ * can no longer make an object where the whole of it, read on as new text, still can
+ * (`{"and":` then `{"and":{"x":1}}}`). Only what a resend adds is read, then the rest if need be.
  */
-function readAsResend(end: ArgumentsEnd, args: string): boolean {
-  const alone = new ArgumentsEnd();
-  alone.feed(args);
-  const after = end.copy();
-  after.feed(args);
-  if (alone.broken !== after.broken) return after.broken;
-  if (alone.closed !== after.closed) return alone.closed;
-  return true;
+function readAsResend(end: ArgumentsEnd, args: string, sofar: number): boolean {
+  const resent = end.copy();
+  resent.feed(args.slice(sofar));
+  if (!resent.broken) return true;
+  const appended = end.copy();
+  appended.feed(args);
+  return appended.broken;
 }
 
 /** What a translator does with a call once its tool's name is known. */
