@@ -43,6 +43,7 @@ function keysFor(openaiUrl: string): unknown {
       vk_claude_capped: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.baseUrl, model_map: { '*': 'claude-sonnet-4-5' }, max_output_tokens: 32000, budget: { max_tokens: 1_000_000_000, period: 'total' } },
       vk_mock: { provider: 'mock' },
       vk_codex_budget: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], budget: { max_tokens: 100_000, period: 'total' } },
+      vk_codex_tpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { tokens_per_minute: 1_000_000 } },
       vk_rpm: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], rate_limit: { requests_per_minute: 1 } },
       vk_mini_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiUrl, api: ['chat', 'responses'], models: ['gpt-4o-mini'] },
       vk_bad_real: { provider: 'openai', api_key: 'sk-proj-WRONGkey-Zz9', base_url: openaiUrl, api: ['chat', 'responses'] },
@@ -283,6 +284,10 @@ describe('a stored conversation a request continues', () => {
       assert.equal(answers, 2, 'the provider was asked twice');
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_codex_budget' })).json;
       assert.equal(usage.usage.total_tokens, 120_020);
+      // Another key naming it holds only its own bytes: refused as not found, and told nothing of its size.
+      const theirs = await responses('vk_codex_tpm', { model: 'gpt-5', previous_response_id: first.json.id, input: 'more', max_output_tokens: 10 });
+      assert.equal(theirs.status, 400, theirs.text);
+      assert.ok(Number(theirs.headers['x-ratelimit-remaining-tokens']) > 999_000, String(theirs.headers['x-ratelimit-remaining-tokens']));
     } finally {
       openai.behave(null);
     }

@@ -36,7 +36,7 @@ import { readAll } from '../upstream/read.js';
 import { targetOrder } from '../policy/routing.js';
 import type { Target } from '../policy/target.js';
 import type { Admission } from '../policy/breaker.js';
-import type { ResponseOwners } from '../policy/response-owners.js';
+import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
 import { keysScrubber, withoutKeys, type ByteScrubber } from '../upstream/scrub.js';
 import type { Cancellation } from '../upstream/cancel.js';
@@ -716,8 +716,10 @@ interface StoredAnswer {
  * restart, or by another worker or instance.
  */
 function storedContext(owners: ResponseOwners, key: VirtualKey, id: string): number {
+  const tag = ownerTag(key.id);
   let tokens = 0;
-  for (const target of key.targets) tokens = Math.max(tokens, owners.context(target.storage, id));
+  // Only the key's own: another's is refused as not found, and its size is none of this key's business.
+  for (const target of key.targets) if (owners.get(target.storage, id) === tag) tokens = Math.max(tokens, owners.context(target.storage, id));
   return tokens;
 }
 
