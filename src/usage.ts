@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const noLogs: string[] = [];
   for (const file of options.files) {
     let lines = 0;
-    const [read, skipped] = [report.read, report.skipped];
+    const [read, foreign] = [report.read, report.foreign];
     try {
       for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
         lines++;
@@ -105,8 +105,9 @@ async function main(): Promise<void> {
     }
     // Each file ends its last entry: none runs on into the next file.
     reader.end();
-    // Text, and not one entry in it: another file given by mistake (keys.json, the state file).
-    if (report.read === read && report.skipped > skipped) noLogs.push(file);
+    // JSON, and not one entry in it: another file given by mistake (keys.json, the state file), not
+    // a log whose only entry was cut short by a crash.
+    if (report.read === read && report.foreign > foreign) noLogs.push(file);
   }
   if (missing.length === options.files.length) fail(`no such file: ${missing.join(', ')} (nothing logged there yet, or the log is elsewhere: give it with --file)`);
   if (noLogs.length > 0 && noLogs.length + missing.length === options.files.length) fail(`no log entry in ${noLogs.join(', ')}: is it the interactions log? (give it with --file)`);

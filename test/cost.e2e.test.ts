@@ -684,6 +684,11 @@ describe('npm run usage', () => {
     assert.equal(besideLog.code, 0, besideLog.stderr);
     assert.match(besideLog.stderr, /keys\.json holds no log entry \(is it the interactions log\?\): counted as empty/);
     assert.match(besideLog.stdout, /^reporting\s+3\s+0\s+33\s+21\s/m);
+    // A log whose only entry a crash cut short is a log: counted as what it holds (nothing), not refused.
+    writeFileSync(`${gateway.logFile}.torn`, text.subarray(0, 60));
+    const torn = await usage('--file', `${gateway.logFile}.torn`);
+    assert.equal(torn.code, 0, torn.stderr);
+    assert.match(torn.stdout, /^0 requests in .*\.torn, from .* \(1 unreadable part skipped\)/);
     writeFileSync(`${gateway.logFile}.3.gz`, text);
     const notGzip = await usage('--file', `${gateway.logFile}.3.gz`);
     assert.equal(notGzip.code, 2);

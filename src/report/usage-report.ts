@@ -29,8 +29,10 @@ export interface UsageReport {
   /** Entries in the range, and text that was not a whole entry (a torn write, another program's output). */
   entries: number;
   skipped: number;
-  /** Entries read, in the range or not: a file that adds none is no log at all. */
+  /** Entries read, in the range or not. */
   read: number;
+  /** Whole JSON values that are no entry (no timestamp): a file of them and no entry is another file given by mistake. */
+  foreign: number;
 }
 
 export interface Range {
@@ -44,7 +46,7 @@ function emptyRow(): UsageRow {
 }
 
 export function emptyReport(): UsageReport {
-  return { byKey: new Map(), byModel: new Map(), total: emptyRow(), entries: 0, skipped: 0, read: 0 };
+  return { byKey: new Map(), byModel: new Map(), total: emptyRow(), entries: 0, skipped: 0, read: 0, foreign: 0 };
 }
 
 function num(value: unknown): number {
@@ -92,6 +94,7 @@ function addEntry(row: UsageRow, entry: Record<string, unknown>): void {
 export function addToReport(report: UsageReport, entry: unknown, range: Range): void {
   if (!isRecord(entry) || typeof entry.timestamp !== 'string') {
     report.skipped++;
+    report.foreign++;
     return;
   }
   const at = Date.parse(entry.timestamp);
