@@ -48,6 +48,8 @@ export interface InstanceOptions {
   readonly shared?: SharedLimiter | null;
   /** What a stop waits for, past the drain, before it closes the connection to Redis (a worker's release of a dead one's holds). */
   readonly beforeClosingRedis?: () => Promise<void>;
+  /** Who says a stop's progress on stderr, where several processes say it (a cluster worker: `worker <pid>`). */
+  readonly speaker?: string;
 }
 
 export interface Instance {
@@ -101,9 +103,10 @@ function sleep(ms: number): Promise<void> {
  * Stops accepting, lets the requests in flight finish for up to `timeoutMs`, then cancels the
  * rest; resolves once every handler has recorded its entry.
  */
-async function drain(server: GatewayServer, timeoutMs: number, signal: string, hurry: Promise<string>): Promise<void> {
+async function drain(server: GatewayServer, timeoutMs: number, signal: string, hurry: Promise<string>, speaker: string | undefined): Promise<void> {
   const http = server.http;
-  warn(`${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${timeoutMs} ms to finish (a second ${signal} ends them now)`);
+  const who = speaker === undefined ? '' : `${speaker}: `;
+  warn(`${who}${signal}: no longer accepting connections; ${server.activeRequests()} request(s) in flight get up to ${timeoutMs} ms to finish (a second ${signal} ends them now)`);
   server.drain(); // from now on every response closes its connection, and /healthz says 503
   // Stop accepting, but keep open connections: http.Server#close would also drop idle
   // keep-alive connections at once, and a proxy (nginx) sending on one just then gets a
@@ -116,7 +119,7 @@ async function drain(server: GatewayServer, timeoutMs: number, signal: string, h
   const finished = await Promise.race([allClosed.then(() => true), sleep(timeoutMs).then(() => 'shutdown timeout'), hurry]);
   clearInterval(sweep);
   if (finished !== true) {
-    warn(`${finished}: cancelling ${server.activeRequests()} request(s) still in flight`);
+    warn(`${who}${finished}: cancelling ${server.activeRequests()} request(s) still in flight`);
     server.cancelAll(shutdownCancelled());
     await Promise.race([server.whenIdle(), sleep(2000)]);
     http.closeAllConnections();
@@ -189,7 +192,7 @@ export function createInstance(options: InstanceOptions): Instance {
   const hurried = new Promise<string>((resolve) => (hurry = resolve));
   const shutdown = (signal: string): Promise<boolean> => {
     if (stopping !== null) hurry(`${signal} again`);
-    stopping ??= drain(server, config.shutdownTimeoutMs, signal, hurried).then(async () => {
+    stopping ??= drain(server, config.shutdownTimeoutMs, signal, hurried, options.speaker).then(async () => {
       client.close();
       if (shared !== null && config.redis !== null) await Promise.all([shared.settled(config.redis.timeoutMs * 10), options.beforeClosingRedis?.()]);
       if (shared !== null && shared.waiting > 0) {

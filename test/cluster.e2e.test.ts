@@ -157,6 +157,14 @@ describe('stopping a cluster', () => {
       await waitFor(() => readLogFile(gateway.logFile).some((entry) => entry.request_id === reply.headers['x-request-id']), 'the entry logged');
       await waitFor(() => children(primary).length === 2 && !children(primary).includes(crashed as number), 'two workers again', 10_000);
       await waitFor(async () => (await chat(gateway.url, 'vk_s', ask)).status === 200, 'served again');
+      // The replacement past Node's own start, where a SIGTERM kills it (Node catches it there to
+      // end the process): its first line of JavaScript takes the primary's signals, SIGHUP among
+      // them, which Node leaves alone until then.
+      const catchesSighup = (pid: number): boolean => {
+        const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+        return mask !== undefined && (BigInt(`0x${mask}`) & 1n) !== 0n;
+      };
+      await waitFor(() => children(primary).every(catchesSighup), 'both workers past their start');
 
       const { res } = await openStream(gateway.url, 'vk_s', { ...ask, stream: true });
       let text = '';
@@ -173,6 +181,9 @@ describe('stopping a cluster', () => {
       assert.doesNotMatch(text, /gateway_shutting_down/);
       assert.equal(await gateway.exited, 0);
       assert.doesNotMatch(gateway.stderr(), /SIGTERM again|died \(exit 0\)/, 'one stop, not a second one; no worker ended and replaced on its own');
+      // A worker says its drain by its pid: two workers' lines alike would read as one said twice.
+      assert.match(gateway.stderr(), /^llm-gateway: worker \d+: SIGTERM: no longer accepting connections; 1 request\(s\) in flight/m);
+      assert.doesNotMatch(gateway.stderr(), /^llm-gateway: SIGTERM: no longer accepting/m);
     } finally {
       await gateway.stop('SIGKILL');
       provider.closeAllConnections();

@@ -6,6 +6,7 @@
  * replaces a worker that dies.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
 import { limitsShown } from '../redis/url.js';
@@ -83,7 +84,8 @@ class Primary {
     }
     // Workers send their log entries as bytes: structured clone copies a Buffer as it is, where
     // JSON would decode, escape and re-encode every entry (a 1 MB body several times over).
-    cluster.setupPrimary({ serialization: 'advanced' });
+    // Each starts at worker-entry.js, which ignores the signals the primary takes before anything loads.
+    cluster.setupPrimary({ serialization: 'advanced', exec: fileURLToPath(new URL('./worker-entry.js', import.meta.url)) });
     for (let i = 0; i < config.workers; i++) this.fork();
     await this.listening();
   }

@@ -179,10 +179,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
   };
   /** What the primary's stop does: before this worker serves, it only ends it. */
   let onStop = (_signal: string): void => process.exit(0);
-  // The primary coordinates stops and reloads, over IPC: a signal sent to the whole process group
-  // (Ctrl-C, systemd's stop) reaches it too, and taken here as well would count twice (a second
-  // stop ends the requests in flight at once). Nor must it kill a worker.
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => {});
+  // SIGTERM, SIGINT and SIGHUP are ignored here from the start (worker-entry.ts): the primary's to take.
 
   // The first keys arrive as the answer to 'hello'; later ones are reloads.
   const firstKeys = new Promise<KeysText>((resolve) => {
@@ -280,6 +277,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     keys,
     prices,
     keyFile: null,
+    speaker: `worker ${process.pid}`,
     sinks: [new PrimarySink(formatsFor(config), sendToPrimary)],
     limiter: shared ?? limits.limiter,
     metrics,
