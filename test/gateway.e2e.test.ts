@@ -127,6 +127,13 @@ describe('chat routes', () => {
       assert.equal(mine.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), 'Echo: two words');
       assert.equal(mine.flatMap((chunk) => chunk.choices[0].logprobs?.content ?? []).length, 3);
     }
+    // The echo is cut for all the choices together: 128 copies of a 3,000-character message, each
+    // word with its logprobs, would make a 4 KB request of the demo key megabytes of answer and log.
+    const many = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: [{ role: 'user', content: 'word '.repeat(600) }], n: 128, logprobs: true, top_logprobs: 20 });
+    assert.equal(many.status, 200);
+    assert.equal(many.json.choices.length, 128);
+    assert.equal(many.json.choices[127].message.content, `Echo: ${'word '.repeat(6)}wo…`);
+    assert.ok(many.text.length < 200_000, `${many.text.length} bytes`);
     const none = await chat(gateway.url, 'vk_mock', { model: 'demo', messages: ask.messages, n: null, logprobs: false, top_logprobs: 0 });
     assert.equal(none.status, 200, 'what asks for nothing is taken');
     for (const [bad, param] of [[{ n: 0 }, 'n'], [{ n: 129 }, 'n'], [{ top_logprobs: 2 }, 'logprobs'], [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs']] as const) {

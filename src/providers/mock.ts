@@ -38,18 +38,19 @@ function tokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
-function cut(text: string): string {
-  if (text.length <= ECHO_LIMIT) return text;
+function cut(text: string, limit: number): string {
+  if (text.length <= limit) return text;
   // Never half a surrogate pair: the cut text must still encode to valid UTF-8.
-  const high = text.charCodeAt(ECHO_LIMIT - 1);
-  const end = high >= 0xd800 && high <= 0xdbff ? ECHO_LIMIT - 1 : ECHO_LIMIT;
+  const high = text.charCodeAt(limit - 1);
+  const end = high >= 0xd800 && high <= 0xdbff ? limit - 1 : limit;
   return `${text.slice(0, end)}…`;
 }
 
-function mockReply(request: ChatRequest): string {
+/** The echo, at most `limit` characters of the last user message. */
+function mockReply(request: ChatRequest, limit: number): string {
   const lastUser = [...request.messages].reverse().find((message) => message?.role === 'user');
   const text = textOf(lastUser).trim();
-  return `Echo: ${text === '' ? '(no text)' : cut(text)}`;
+  return `Echo: ${text === '' ? '(no text)' : cut(text, limit)}`;
 }
 
 /** The reply's words (each with its trailing space), joined into at most STREAM_PIECES pieces. */
@@ -113,7 +114,9 @@ function answer(request: ChatRequest, id: string): UpstreamResponse {
   const asked = choicesOf(request);
   if (asked instanceof GatewayError) return error(asked);
   const { n, top } = asked;
-  const reply = mockReply(request);
+  // ECHO_LIMIT for all the choices together: `n` copies of the whole echo (with `logprobs`, a
+  // word's worth each) let a 4 KB request of the demo key write megabytes of answer and log.
+  const reply = mockReply(request, Math.max(1, Math.floor(ECHO_LIMIT / n)));
   const replyPieces = pieces(reply);
   const usage = mockUsage(request, reply);
   // Every choice's tokens are billed, as OpenAI bills them.
