@@ -216,13 +216,28 @@ describe('request bodies in the log, as their bytes', () => {
   // A client's model name that looks like the field the raw body is spliced into.
   const large = (request: unknown): LogEntry => ({ ...entry('req_1', request), model: '\n  "request": null', response: { ok: true } });
 
-  it('are logged as their bytes when valid UTF-8, whatever their size, parsed otherwise', () => {
+  it('are logged as their bytes, whatever their size; not valid UTF-8, each invalid byte a U+FFFD', () => {
     assert.ok(loggedRequest(raw, null) instanceof RawJson);
     const small = loggedRequest(Buffer.from('{"model":"m"}'), { model: 'm' });
     assert.ok(small instanceof RawJson);
     assert.deepEqual(small.toJSON(), { model: 'm' });
-    const invalid = Buffer.concat([raw.subarray(0, 100), Buffer.from([0xff]), raw.subarray(100)]);
-    assert.deepEqual(loggedRequest(invalid, { parsed: true }), { parsed: true });
+    const at = body.indexOf('"content":"') + 11;
+    const invalid = Buffer.concat([raw.subarray(0, at), Buffer.from([0xff]), raw.subarray(at)]);
+    const logged = loggedRequest(invalid, JSON.parse(body));
+    assert.ok(logged instanceof RawJson);
+    assert.deepEqual(logged.toJSON(), JSON.parse(`${body.slice(0, at)}\ufffd${body.slice(at)}`));
+  });
+
+  it('not valid UTF-8 and nested deep, are laid out on one line at once, not indented whole first (a million values 126 deep: 256 MB of text)', () => {
+    const deep = Buffer.concat([Buffer.from('{"model":"m","messages":[{"role":"user","content":"'), Buffer.from([0xff]), Buffer.from(`"}],"x":${'['.repeat(126)}${'0,'.repeat(990_000)}0${']'.repeat(126)}}`)]);
+    // As bytes, laid out by the walk that gives up indenting past four times the size as it goes.
+    const logged = loggedRequest(deep, null);
+    assert.ok(logged instanceof RawJson);
+    const pieces: Buffer[] = [];
+    assert.ok(renderEntryBytes(entry('req_deep', logged), 'pretty', pieces));
+    const text = Buffer.concat(pieces).toString();
+    assert.ok(text.length < 4 * deep.length, `${text.length} bytes`);
+    assert.match(text, /\n {2}"request": \{"model":"m","messages":\[\{"role":"user","content":"\ufffd"\}\],"x":\[\[/);
   });
 
   it('render as the same entry the parsed body would, in both formats', () => {
