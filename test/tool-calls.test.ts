@@ -147,6 +147,9 @@ describe('which call a streamed fragment belongs to', () => {
     // the braces would balance read from the wrong place.
     const edit = '{"file_path":"a.js","old_string":"}\\nfoo();","new_string":"}"}';
     assert.deepEqual(calls([3, 35, 40, edit.length].map((cut) => ({ index: 0, id: 'd', function: { name: 'Edit', arguments: edit.slice(0, cut) } }))), [{ id: 'd', name: 'EditEditEditEdit', args: edit }]);
+    // A server seen resending goes on being read so, even where arguments with a brace too many would read as more.
+    const extra = '{"a":{"b":1}}}';
+    assert.deepEqual(calls([2, 8, 11, extra.length].map((cut) => ({ index: 0, id: 'e', function: { arguments: extra.slice(0, cut) } }))), [{ id: 'e', name: '', args: extra }]);
   });
 
   it('arguments sent as an object are its JSON text', () => {

@@ -35,6 +35,8 @@ interface KnownCall<Call> {
   name: string;
   /** Its arguments so far. */
   text: string;
+  /** The server sent its arguments so far again at least once: it does so (each fragment, or at the end). */
+  resends: boolean;
   readonly call: Call;
   readonly end: ArgumentsEnd;
 }
@@ -66,7 +68,9 @@ export class StreamedToolCalls<Call> {
     if (known !== undefined && !another) {
       // A fragment that begins with all the text before it: sent again (some servers resend the
       // arguments so far), or new text of arguments that repeat themselves (`{"and":{"and":…`).
-      const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && readAsResend(known.end, args, known.text.length);
+      // Once one was, the server resends: so is any later one (however it reads: arguments with a brace too many).
+      const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && (known.resends || readAsResend(known.end, args, known.text.length));
+      if (resent) known.resends = true;
       const rest = resent ? args.slice(known.text.length) : args;
       known.text += rest;
       known.end.feed(rest);
@@ -83,7 +87,7 @@ export class StreamedToolCalls<Call> {
     const call = start(callId, name ?? '');
     const end = new ArgumentsEnd();
     end.feed(args);
-    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', text: args, call, end });
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', text: args, resends: false, call, end });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
