@@ -5,7 +5,11 @@
 //   node examples/ask.mjs --stream --key vk_<your openai key> --model gpt-4o-mini "Tell me a joke"
 //
 // GATEWAY_URL defaults to http://localhost:8080.
-const args = process.argv.slice(2);
+// After `--`, all is the question (it may begin like an option).
+const given = process.argv.slice(2);
+const end = given.indexOf('--');
+const args = end === -1 ? given : given.slice(0, end);
+const after = end === -1 ? [] : given.slice(end + 1);
 const USAGE = 'node examples/ask.mjs [--stream] [--key vk_…] [--model name] "question"';
 const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
@@ -21,13 +25,12 @@ const stream = args.includes('--stream') ? (args.splice(args.indexOf('--stream')
 const key = option('key', 'vk_demo');
 const model = option('model', 'demo-model');
 // A mistyped option is not part of the question (`--` before a question that starts with one).
-const end = args.indexOf('--');
-const unknown = args.slice(0, end === -1 ? args.length : end).find((arg) => arg.startsWith('--'));
+const unknown = args.find((arg) => arg.startsWith('--'));
 if (unknown !== undefined) {
   console.error(`unknown option ${unknown}: ${USAGE}`);
   process.exit(2);
 }
-if (end !== -1) args.splice(end, 1);
+args.push(...after);
 const question = args.join(' ') || 'Hello! Which model are you?';
 const gateway = process.env.GATEWAY_URL ?? 'http://localhost:8080';
 

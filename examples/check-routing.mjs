@@ -17,14 +17,15 @@ console.log(`Checking ${Object.keys(keys).length} virtual keys from ${file} agai
 /** A pattern of an allowlist (`gpt-4.1-*`) matches a name as the gateway matches it: its prefix. */
 const allows = (patterns, name) => patterns.some((pattern) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern));
 
-/** The first model the gateway lists for the key (its allowlist applied), or null. */
+/** The first model the gateway lists for the key (its allowlist applied: null when none), or why it could not tell. */
 async function listedModel(key) {
   try {
     const response = await fetch(`${gateway}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
-    const body = await response.json();
-    return response.ok && typeof body.data?.[0]?.id === 'string' ? body.data[0].id : null;
-  } catch {
-    return null;
+    const body = await response.json().catch(() => null);
+    if (!response.ok) return { failure: `GET /v1/models: HTTP ${response.status} ${body?.error?.code ?? ''} ${body?.error?.message ?? ''}` };
+    return { model: typeof body?.data?.[0]?.id === 'string' ? body.data[0].id : null };
+  } catch (err) {
+    return { failure: `${err.message} (is the gateway running at ${gateway}?)` };
   }
 }
 
@@ -36,7 +37,13 @@ for (const [key, entry] of Object.entries(keys)) {
   const provider = (entry.targets?.[0] ?? entry).provider;
   const allowed = entry.models ?? [];
   const usual = models[provider] ?? 'default';
-  const model = allowed.length === 0 || allows(allowed, usual) ? usual : (allowed.find((name) => !name.includes('*')) ?? (await listedModel(key)));
+  const listed = allowed.length === 0 || allows(allowed, usual) ? { model: usual } : { model: allowed.find((name) => !name.includes('*')) ?? null };
+  const { model, failure } = listed.model === null ? await listedModel(key) : listed;
+  if (failure !== undefined) {
+    failures++;
+    console.log(`✘ ${key} (${provider}): ${failure}`);
+    continue;
+  }
   if (model === null) {
     console.log(`- ${key} (${provider}): skipped: its models are patterns (${allowed.join(', ')}) and the gateway lists none of them for it`);
     continue;

@@ -85,10 +85,13 @@ async function main(): Promise<void> {
   const noLogs: string[] = [];
   for (const file of options.files) {
     let lines = 0;
-    const [read, foreign] = [report.read, report.foreign];
+    /** Whether a line began an entry (a log whose only entry a crash cut short has one). */
+    let braced = false;
+    const [read, foreign, skipped] = [report.read, report.foreign, report.skipped];
     try {
       for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
         lines++;
+        if (!braced && line.startsWith('{')) braced = true;
         reader.line(line);
       }
     } catch (err) {
@@ -105,9 +108,10 @@ async function main(): Promise<void> {
     }
     // Each file ends its last entry: none runs on into the next file.
     reader.end();
-    // JSON, and not one entry in it: another file given by mistake (keys.json, the state file), not
-    // a log whose only entry was cut short by a crash.
-    if (report.read === read && report.foreign > foreign) noLogs.push(file);
+    // Not one entry in it: another file given by mistake (keys.json, the state file: JSON that is no
+    // entry; notes, a compressed log without its .gz: text where no entry begins), not a log whose
+    // only entry was cut short by a crash.
+    if (report.read === read && (report.foreign > foreign || (!braced && report.skipped > skipped))) noLogs.push(file);
   }
   if (missing.length === options.files.length) fail(`no such file: ${missing.join(', ')} (nothing logged there yet, or the log is elsewhere: give it with --file)`);
   if (noLogs.length > 0 && noLogs.length + missing.length === options.files.length) fail(`no log entry in ${noLogs.join(', ')}: is it the interactions log? (give it with --file)`);

@@ -684,6 +684,11 @@ describe('npm run usage', () => {
     assert.equal(besideLog.code, 0, besideLog.stderr);
     assert.match(besideLog.stderr, /keys\.json holds no log entry \(is it the interactions log\?\): counted as empty/);
     assert.match(besideLog.stdout, /^reporting\s+3\s+0\s+33\s+21\s/m);
+    // Text where no entry begins (notes, a compressed log without its .gz) is no log either.
+    writeFileSync(`${gateway.logFile}.md`, '# notes\nnothing logged here\n');
+    const notes = await usage('--file', `${gateway.logFile}.md`);
+    assert.equal(notes.code, 2);
+    assert.match(notes.stderr, /^no log entry in \S*\.md: is it the interactions log\?/);
     // A log whose only entry a crash cut short is a log: counted as what it holds (nothing), not refused.
     writeFileSync(`${gateway.logFile}.torn`, text.subarray(0, 60));
     const torn = await usage('--file', `${gateway.logFile}.torn`);

@@ -102,8 +102,8 @@ describe("the README's snippets, as printed, against the demo", () => {
     assert.deepEqual([mistyped.status, mistyped.stderr.trim().split('\n').length], [2, 1], mistyped.stderr);
     assert.match(mistyped.stderr, /^unknown option --strem: node examples\/ask\.mjs/);
     // After `--`, a question may begin like an option.
-    const dashed = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), '--', '--help me'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: demo.url } });
-    assert.equal(dashed.stdout, 'Echo: --help me\n', dashed.stderr);
+    const dashed = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), '--', 'what', 'does', '--model', 'do?'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: demo.url } });
+    assert.equal(dashed.stdout, 'Echo: what does --model do?\n', dashed.stderr);
     const nowhereUrl = `http://127.0.0.1:${await closedPort()}`;
     const nowhere = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), 'Hi'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: nowhereUrl } });
     assert.equal(nowhere.status, 1);
