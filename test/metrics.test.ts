@@ -153,6 +153,11 @@ describe('metrics labels', () => {
     const metrics = new Metrics();
     metrics.request(observation({ model: 'a\u0001b' }));
     assert.match(renderPrometheus(metrics.snapshot()), /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="a b",status="200"\} 1$/m);
+    // Nor does one reach a terminal that shows /metrics: ESC sequences, CR, NUL, C1 become U+FFFD.
+    metrics.request(observation({ model: 'x\u0000\u001b[31mRED\r\u0085y' }));
+    const text = renderPrometheus(metrics.snapshot());
+    assert.match(text, /^llm_gateway_requests_total\{provider="openai",key_name="team-a",model="x\ufffd\ufffd\[31mRED\ufffd\ufffdy",status="200"\} 1$/m);
+    assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   });
 });
 

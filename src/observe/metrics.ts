@@ -63,8 +63,11 @@ const MAX_SERIES = 5000;
 /** A surrogate without its other half: written as UTF-8, each is U+FFFD, and two such names would be one series written twice. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/** Control characters (a line break is escaped apart): valid in a label value, but drawn by the terminal `curl /metrics` writes to (ESC sequences, a CR). */
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+
 function escape(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`)).replace(LONE_SURROGATE, '\ufffd');
+  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`)).replace(LONE_SURROGATE, '\ufffd').replace(CONTROL, '\ufffd');
 }
 
 export function labelKey(labels: Labels): string {
