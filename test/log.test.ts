@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { agentConversation, chatBody, random } from '../bench/fixtures.js';
 import { capBody, createSinks, cutStream, InteractionLog, MAX_PENDING_BYTES, MAX_ASSEMBLED_STREAM_BYTES, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
 import { parseJsonStream } from './support/gateway.js';
+import { parseJsonObject } from '../src/formats/json.js';
 
 const entry = (id: string, request: unknown = { model: 'm' }): LogEntry => ({
   timestamp: '2026-01-01T00:00:00.000Z',
@@ -226,6 +227,27 @@ describe('request bodies in the log, as their bytes', () => {
     const logged = loggedRequest(invalid, JSON.parse(body));
     assert.ok(logged instanceof RawJson);
     assert.deepEqual(logged.toJSON(), JSON.parse(`${body.slice(0, at)}\ufffd${body.slice(at)}`));
+  });
+
+  it('never trust bytes no parser read: a large member a later duplicate key replaced is checked before it stands in an entry (else raw line breaks and control bytes reached the log)', () => {
+    for (const bad of ['', '\xff']) {
+      const body = Buffer.concat([
+        Buffer.from(`{"model":"m","messages":[{"role":"user","content":"hi","zz":"${'x'.repeat(70_000)}\n{\\"forged\\":1}\n\u001b[31m"}, tru, 01],`),
+        Buffer.from('"messages":[{"role":"user","content":"hi'),
+        Buffer.from(bad, 'latin1'),
+        Buffer.from('"}]}'),
+      ]);
+      const parsed = parseJsonObject(body, 'body', { messages: ['role', 'content'] });
+      for (const format of ['pretty', 'json'] as LogFormat[]) {
+        const pieces: Buffer[] = [];
+        renderEntryBytes(entry('req_dup', loggedRequest(body, parsed)), format, pieces);
+        const text = Buffer.concat(pieces).toString();
+        const logged = JSON.parse(text) as LogEntry;
+        assert.equal(typeof logged.request, 'string', 'not JSON after all: the text, escaped');
+        assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f]/);
+        if (format === 'json') assert.equal(text.indexOf('\n'), text.length - 1, 'one line');
+      }
+    }
   });
 
   it('not valid UTF-8 and nested deep, are laid out on one line at once, not indented whole first (a million values 126 deep: 256 MB of text)', () => {

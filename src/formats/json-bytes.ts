@@ -123,6 +123,8 @@ class PieceParser {
   private plainKeys = true;
   /** Every top-level member, in order. */
   private readonly members: TopMember[] = [];
+  /** Some member was left as bytes (a duplicate key's earlier value included). */
+  private deferredAny = false;
 
   private text(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);
@@ -229,7 +231,10 @@ class PieceParser {
         const fields = views !== undefined && Object.hasOwn(views, key) ? views[key] : undefined;
         const found = fields === undefined ? this.value(i, buildMembers, depth + 1) : this.view(i, fields, depth + 1);
         if (top) this.topMember(key, memberStart, i, found);
-        if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) found.built = new DeferredValue(i, found.end);
+        if (!buildMembers && found.end - i >= LARGE_MEMBER_BYTES) {
+          found.built = new DeferredValue(i, found.end);
+          this.deferredAny = true;
+        }
         if ('built' in found || (runStart !== -1 && found.end - runStart > this.pieceBytes)) {
           if (runStart !== -1) parts.push({ run: true, start: runStart, end: runEnd });
           runStart = -1;
@@ -362,7 +367,7 @@ class PieceParser {
     if (skipSpace(this.buf, found.end) !== this.buf.length) throw new ParseWhole();
     const document = 'built' in found ? found.built : JSON.parse(this.text(start, found.end));
     if (this.buf[start] !== 0x7b) return document;
-    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, members: this.members, invalid: this.defer?.invalid ?? null, released: false, readBack: new Map() };
+    const scan: Scan = { raw: this.buf, large: [...this.large.values()], plainKeys: this.plainKeys, members: this.members, invalid: this.defer?.invalid ?? null, released: false, readBack: new Map(), unparsed: this.deferredAny };
     // The last of duplicate keys is the one JSON.parse keeps: a deferred value only where it was the last.
     for (const key of Object.keys(document as object)) {
       const value = (document as Record<string, unknown>)[key];
@@ -428,6 +433,8 @@ interface Scan {
   readonly invalid: DeferOptions['invalid'] | null;
   /** Whether releaseLargeMembers let go of the large members once already. */
   released: boolean;
+  /** Some member's bytes were never parsed (left as bytes, maybe replaced by a later duplicate key). */
+  readonly unparsed: boolean;
   /** Members released and read back from the bytes since, by key: only these may go again (never a value set since). */
   readonly readBack: Map<string, unknown>;
 }
@@ -482,7 +489,7 @@ function unread(document: object, key: string): boolean {
  */
 export function hasDeferredMembers(document: unknown): boolean {
   const scan = scanOf(document);
-  return scan !== undefined && scan.invalid !== null && scan.large.length > 0;
+  return scan !== undefined && scan.invalid !== null && (scan.large.length > 0 || scan.unparsed);
 }
 
 /**
