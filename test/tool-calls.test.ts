@@ -150,6 +150,10 @@ describe('which call a streamed fragment belongs to', () => {
     // A server seen resending goes on being read so, even where arguments with a brace too many would read as more.
     const extra = '{"a":{"b":1}}}';
     assert.deepEqual(calls([2, 8, 11, extra.length].map((cut) => ({ index: 0, id: 'e', function: { arguments: extra.slice(0, cut) } }))), [{ id: 'e', name: '', args: extra }]);
+    // Resent first with what ends a string and one brace too many: a resend too.
+    assert.deepEqual(calls([8, extra.length].map((cut) => ({ index: 0, id: 'g', function: { arguments: extra.slice(0, cut) } }))), [{ id: 'g', name: '', args: extra }]);
+    // Resent first with nothing but closing brackets (one too many): a resend too.
+    assert.deepEqual(calls([12, extra.length].map((cut) => ({ index: 0, id: 'f', function: { arguments: extra.slice(0, cut) } }))), [{ id: 'f', name: '', args: extra }]);
   });
 
   it('arguments sent as an object are its JSON text', () => {
