@@ -85,13 +85,14 @@ async function main(): Promise<void> {
   const noLogs: string[] = [];
   for (const file of options.files) {
     let lines = 0;
-    /** Whether a line began an entry (a log whose only entry a crash cut short has one). */
-    let braced = false;
+    /** Whether its first line that is not blank begins an entry (a log's does, even one whose only entry a crash cut short). */
+    let braced: boolean | null = null;
     const [read, foreign, skipped] = [report.read, report.foreign, report.skipped];
     try {
-      for await (const line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
-        lines++;
-        if (!braced && line.startsWith('{')) braced = true;
+      for await (let line of createInterface({ input: await opened(file), crlfDelay: Infinity })) {
+        // A byte order mark an editor saved it with is no part of the first entry.
+        if (lines++ === 0 && line.startsWith('\ufeff')) line = line.slice(1);
+        if (braced === null && line.trim() !== '') braced = line.startsWith('{');
         reader.line(line);
       }
     } catch (err) {
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
     // Not one entry in it: another file given by mistake (keys.json, the state file: JSON that is no
     // entry; notes, a compressed log without its .gz: text where no entry begins), not a log whose
     // only entry was cut short by a crash.
-    if (report.read === read && (report.foreign > foreign || (!braced && report.skipped > skipped))) noLogs.push(file);
+    if (report.read === read && (report.foreign > foreign || (braced === false && report.skipped > skipped))) noLogs.push(file);
   }
   if (missing.length === options.files.length) fail(`no such file: ${missing.join(', ')} (nothing logged there yet, or the log is elsewhere: give it with --file)`);
   if (noLogs.length > 0 && noLogs.length + missing.length === options.files.length) fail(`no log entry in ${noLogs.join(', ')}: is it the interactions log? (give it with --file)`);

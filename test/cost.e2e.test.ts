@@ -689,6 +689,15 @@ describe('npm run usage', () => {
     const notes = await usage('--file', `${gateway.logFile}.md`);
     assert.equal(notes.code, 2);
     assert.match(notes.stderr, /^no log entry in \S*\.md: is it the interactions log\?/);
+    // However large (its bytes then hold lines that begin with a brace): its first line does not.
+    writeFileSync(`${gateway.logFile}.renamed`, gzipSync(Buffer.concat(Array.from({ length: 400 }, () => text))));
+    const renamed = await usage('--file', `${gateway.logFile}.renamed`);
+    assert.equal(renamed.code, 2, renamed.stdout);
+    // A byte order mark an editor saved the log with is no part of its first entry.
+    writeFileSync(`${gateway.logFile}.bom`, Buffer.concat([Buffer.from('\ufeff'), text]));
+    const bom = await usage('--file', `${gateway.logFile}.bom`);
+    assert.equal(bom.code, 0, bom.stderr);
+    assert.match(bom.stdout, /^3 requests in .*\.bom, from [^(]*$/m);
     // A log whose only entry a crash cut short is a log: counted as what it holds (nothing), not refused.
     writeFileSync(`${gateway.logFile}.torn`, text.subarray(0, 60));
     const torn = await usage('--file', `${gateway.logFile}.torn`);
