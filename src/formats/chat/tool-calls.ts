@@ -95,8 +95,6 @@ export class StreamedToolCalls<Call> {
   }
 }
 
-const CLOSING_ONLY = /^[\s\]}]*$/;
-
 /**
  * Whether `args`, which begins with all `sofar` characters of a call's arguments so far (read by
  * `end`), is them sent again rather than more of them: a resend, unless what it adds after them
@@ -104,12 +102,8 @@ const CLOSING_ONLY = /^[\s\]}]*$/;
  * (`{"and":` then `{"and":{"x":1}}}`). Only what a resend adds is read, then the rest if need be.
  */
 function readAsResend(end: ArgumentsEnd, args: string, sofar: number): boolean {
-  const added = args.slice(sofar);
-  // Only closing brackets, or the text so far ends inside a string: no arguments go on with a copy
-  // of themselves there, whatever the copy reads as (arguments with a brace too many).
-  if (end.insideString || CLOSING_ONLY.test(added)) return true;
   const resent = end.copy();
-  resent.feed(added);
+  resent.feed(args.slice(sofar));
   if (!resent.broken) return true;
   const appended = end.copy();
   appended.feed(args);
@@ -203,11 +197,6 @@ export class ArgumentsEnd {
   /** Whether the outermost object closed (with only whitespace since): nothing more can belong to it. */
   get closed(): boolean {
     return this.state === 'closed';
-  }
-
-  /** Whether the text so far ends inside a string. */
-  get insideString(): boolean {
-    return this.inString;
   }
 
   /** Whether the text can no longer be one object (not one, or more after it). */
