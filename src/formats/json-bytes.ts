@@ -489,6 +489,16 @@ function unread(document: object, key: string): boolean {
  */
 export function hasDeferredMembers(document: unknown): boolean {
   const scan = scanOf(document);
+  return scan !== undefined && scan.invalid !== null && scan.large.length > 0;
+}
+
+/**
+ * Whether some of the document's bytes were never parsed: a member left as bytes, even one a later
+ * duplicate key replaced (then not in the document, but still in its bytes): bytes to check before
+ * they stand anywhere as JSON.
+ */
+export function hasUncheckedBytes(document: unknown): boolean {
+  const scan = scanOf(document);
   return scan !== undefined && scan.invalid !== null && (scan.large.length > 0 || scan.unparsed);
 }
 

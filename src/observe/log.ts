@@ -9,7 +9,7 @@ import { writev as fsWritev } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { makeFolders } from '../folders.js';
 import { dirname } from 'node:path';
-import { hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-bytes.js';
+import { hasLoneSurrogateEscape, hasUncheckedBytes, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-bytes.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import type { Holder } from '../upstream/http-client.js';
@@ -222,8 +222,8 @@ export class RawJson {
  * a million values nested deep: 256 MB of text, seconds of every request's loop).
  */
 export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | null = null): unknown {
-  if (isUtf8(raw)) return new RawJson(raw, !hasDeferredMembers(parsed), holder);
-  return new RawJson(Buffer.from(raw.toString('utf8')), !hasDeferredMembers(parsed));
+  if (isUtf8(raw)) return new RawJson(raw, !hasUncheckedBytes(parsed), holder);
+  return new RawJson(Buffer.from(raw.toString('utf8')), !hasUncheckedBytes(parsed));
 }
 
 /**
