@@ -144,13 +144,12 @@ export class ItemOwners {
 }
 
 export class ResponseOwners {
-  private readonly owners = new Map<string, string>();
   /**
-   * The tokens of the conversation a response closes (its usage: prompt and output), for those
-   * this process saw answered: what a request continuing it makes the provider read beside its own
-   * bytes, held against the key's limits while it runs.
+   * Each response's owner tag and, for those this process saw answered, the tokens of the
+   * conversation it closes (its usage: prompt and output; 0: not known): what a request continuing
+   * it makes the provider read beside its own bytes, held against the key's limits while it runs.
    */
-  private readonly contexts = new Map<string, number>();
+  private readonly owners = new Map<string, { readonly tag: string; context: number }>();
   /** The output items of the responses whose owners are here. */
   readonly items: ItemOwners;
 
@@ -160,35 +159,33 @@ export class ResponseOwners {
 
   /** The owner tag of response `id` in the provider account `storage`, when this process knows it. */
   get(storage: string, id: string): string | undefined {
-    return this.owners.get(`${storage} ${id}`);
+    return this.owners.get(`${storage} ${id}`)?.tag;
   }
 
   set(storage: string, id: string, tag: string): void {
     if (id.length > MAX_REMEMBERED_ID_CHARS) return;
     const at = `${storage} ${id}`;
+    const was = this.owners.get(at);
     this.owners.delete(at);
-    this.owners.set(at, tag);
+    this.owners.set(at, { tag, context: was?.tag === tag ? was.context : 0 });
     // Oldest first out: a forgotten id is read again from the provider.
     if (this.owners.size > this.capacity) this.owners.delete(this.owners.keys().next().value as string);
   }
 
-  /** The tokens of the conversation response `id` closes, when this process saw it answered (0: not known). */
-  context(storage: string, id: string): number {
-    return this.contexts.get(`${storage} ${id}`) ?? 0;
+  /** The tokens of the conversation response `id` closes, when this process saw it answered and it is `tag`'s (0: not known, or another's). */
+  context(storage: string, id: string, tag: string): number {
+    const known = this.owners.get(`${storage} ${id}`);
+    return known?.tag === tag ? known.context : 0;
   }
 
   /** Remembers the tokens of the conversation a response whose owner is known closes. */
   setContext(storage: string, id: string, tokens: number): void {
-    const at = `${storage} ${id}`;
-    if (!this.owners.has(at)) return;
-    this.contexts.delete(at);
-    this.contexts.set(at, tokens);
-    if (this.contexts.size > this.capacity) this.contexts.delete(this.contexts.keys().next().value as string);
+    const known = this.owners.get(`${storage} ${id}`);
+    if (known !== undefined) known.context = tokens;
   }
 
   delete(storage: string, id: string): void {
     this.owners.delete(`${storage} ${id}`);
-    this.contexts.delete(`${storage} ${id}`);
   }
 
   get size(): number {

@@ -716,10 +716,10 @@ interface StoredAnswer {
  * restart, or by another worker or instance.
  */
 function storedContext(owners: ResponseOwners, key: VirtualKey, id: string): number {
+  // Only the key's own: another's is refused as not found, and its size is none of this key's business.
   const tag = ownerTag(key.id);
   let tokens = 0;
-  // Only the key's own: another's is refused as not found, and its size is none of this key's business.
-  for (const target of key.targets) if (owners.get(target.storage, id) === tag) tokens = Math.max(tokens, owners.context(target.storage, id));
+  for (const target of key.targets) tokens = Math.max(tokens, owners.context(target.storage, id, tag));
   return tokens;
 }
 
