@@ -8,17 +8,18 @@ import { dirname } from 'node:path';
  */
 export async function makeFolders(folder: string): Promise<void> {
   try {
-    await mkdir(folder);
-    return;
+    return await madeOrThere(folder);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // There already: done if it is a folder (the error, EEXIST, says it is not).
-    if (code === 'EEXIST' && (await stat(folder).catch(() => null))?.isDirectory() === true) return;
     const parent = dirname(folder);
-    if (code !== 'ENOENT' || parent === folder) throw err;
-    await makeFolders(parent);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === folder) throw err;
   }
-  // Its parent is there now: made, or the reason it cannot be (ENOENT again under /proc).
+  await makeFolders(dirname(folder));
+  // Its parent is there now: made, or the reason it cannot be (ENOENT again under /proc), once.
+  await madeOrThere(folder);
+}
+
+/** Makes `folder`; one already there is fine (EEXIST of anything else is the error). */
+async function madeOrThere(folder: string): Promise<void> {
   await mkdir(folder).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST' || (await stat(folder).catch(() => null))?.isDirectory() !== true) throw err;
   });
