@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { chatUsage } from '../src/formats/chat/usage.js';
+import { messagesTarget } from '../src/formats/messages/index.js';
 import { messagesUsage } from '../src/formats/messages/usage.js';
 import { responsesUsage } from '../src/formats/responses/usage.js';
 import { promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
@@ -38,6 +39,11 @@ describe('normalised usage', () => {
     assert.equal(responsesUsage({ input_tokens: '10', output_tokens: 3 }), null);
     // Absent ones count as 0 (Anthropic's message_delta names only output_tokens).
     assert.deepEqual(messagesUsage({ output_tokens: 7 }), { input: 0, output: 7, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
+    // A whole answer always has its prompt count: without one, no usage (estimated), not a prompt of 0.
+    assert.equal(messagesUsage({ output_tokens: 7 }, true), null);
+    assert.equal(messagesTarget.usage({ id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-x', content: [], stop_reason: 'end_turn', stop_sequence: null, usage: { output_tokens: 7 } }), null);
+    assert.equal(messagesUsage({ output_tokens: 7, cache_read_input_tokens: 900 }, true), null);
+    assert.deepEqual(messagesUsage({ input_tokens: 0, output_tokens: 7 }, true), { input: 0, output: 7, cacheRead: 0, cacheWrite: 0, cacheWrite1h: 0, reasoning: 0 });
     // Neither main count there (`"usage": {}`, a compatible server's): no usage either, not a free answer.
     for (const empty of [{}, { total_tokens: 50 }, { prompt_tokens: null, completion_tokens: null }, { completion_tokens: 180 }]) assert.equal(chatUsage(empty), null, JSON.stringify(empty));
     assert.equal(responsesUsage({ output_tokens: 180 }), null);

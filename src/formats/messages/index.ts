@@ -71,7 +71,7 @@ export const messagesTarget: TargetApi<MessagesTypes> = {
   parseModelList: parseMessagesModelList,
   body: (request, raw) => (raw === null ? null : splicedBody(raw)) ?? jsonPieces(request, 'messages'),
   parseResponse: parseMessage,
-  usage: (response) => messagesUsage(response.usage),
+  usage: (response) => messagesUsage(response.usage, true),
   decodeEvent: decodeMessagesEvent,
   notable: MESSAGES_NOTABLE,
   namedEvents: true,

@@ -6,9 +6,13 @@
 import { isRecord } from '../json.js';
 import { readableCounts, tokenCount, type Usage } from '../usage.js';
 
-/** Anthropic's stream says its output count alone at the end (`message_delta`): a prompt count is not required. */
-export function messagesUsage(raw: unknown): Usage | null {
-  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens, false)) return null;
+/**
+ * Anthropic's stream says its output count alone at the end (`message_delta`), so a stream's
+ * usage need not have a prompt count; a whole answer's (`whole`) must: read as 0, a compatible
+ * server's answer without one would put a conversation through a token budget for its output alone.
+ */
+export function messagesUsage(raw: unknown, whole = false): Usage | null {
+  if (!isRecord(raw) || !readableCounts(raw.input_tokens, raw.output_tokens, whole)) return null;
   const cacheWrite = tokenCount(raw.cache_creation_input_tokens);
   const split = isRecord(raw.cache_creation) ? raw.cache_creation : {};
   return {
