@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { duplicateKeys, hasControlBytes, hasDeferredMembers, hasLoneSurrogateEscape, indentJsonBytes, isJsonText, LARGE_MEMBER_BYTES, MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, memberView, parseJsonBytes, parseProviderJson, releaseLargeMembers, shallowCopy, TooDeep, TooMany, type DeferOptions } from '../src/formats/json-bytes.js';
+import { hasDeferredMembers, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, type DeferOptions } from '../src/formats/json-bytes.js';
+import { duplicateKeys } from '../src/formats/json-keys.js';
+import { hasControlBytes, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../src/formats/json-layout.js';
+import { MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, parseProviderJson, TooDeep, TooMany } from '../src/formats/json-limits.js';
 import { GatewayError } from '../src/errors.js';
 import { parseJsonObject } from '../src/formats/json.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_DEPTH, TooDeep } from '../src/formats/json-bytes.js';
+import { MAX_DEPTH, TooDeep } from '../src/formats/json-limits.js';
 import { JsonSeries } from '../src/formats/json-series.js';
 import { ResponseAssembler } from '../src/formats/responses/assemble.js';
 import { random } from '../bench/fixtures.js';

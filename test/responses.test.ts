@@ -28,7 +28,8 @@ import { ItemOwners, MAX_REMEMBERED_ID_CHARS, ownerOf, ownerTag, ResponseOwners 
 import { ownerInAnswer, withOwner } from '../src/surfaces/stored.js';
 import { ensureItemsOwned } from '../src/surfaces/responses.js';
 import type { Target } from '../src/policy/target.js';
-import { parseJsonBytes, plainUniqueKeys } from '../src/formats/json-bytes.js';
+import { parseJsonBytes } from '../src/formats/json-bytes.js';
+import { plainUniqueKeys } from '../src/formats/json-keys.js';
 import { sseFrame } from '../src/formats/sse.js';
 import { codexFirstTurn } from './support/codex.js';
 

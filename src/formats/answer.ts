@@ -4,7 +4,7 @@
  */
 import { GatewayError } from '../errors.js';
 import { entryOf, isRecord } from './json.js';
-import { parseProviderJson, TooDeep, TooMany } from './json-bytes.js';
+import { parseProviderJson, TooDeep, TooMany } from './json-limits.js';
 
 export function invalidAnswer(why: string): GatewayError {
   return new GatewayError(502, `The provider sent an answer the gateway cannot read: ${why}.`, { code: 'upstream_invalid_response' });

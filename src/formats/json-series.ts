@@ -14,7 +14,8 @@
  * them replaced: what JSON.parse returns for it, duplicate keys and `__proto__` members included.
  * Values share the parts that did not change with earlier ones: readers must not change them.
  */
-import { isSpace, parseProviderJson } from './json-bytes.js';
+import { parseProviderJson } from './json-limits.js';
+import { isSpace } from './json-tokens.js';
 
 /** Characters a string literal cannot hold as they are: with one of them a text is parsed whole. */
 const NOT_PLAIN = /["\\\u0000-\u001f]/;

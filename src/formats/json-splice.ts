@@ -5,7 +5,8 @@
  * agent's conversation, and change what JSON numbers cannot hold exactly: an integer past 2^53
  * (a tool schema's bound, a `seed`) rounded, `-0` made `0`, `1e400` made `null`.
  */
-import { copiedUnread, scannedMembers, skipSpace, stringEnd, valueEnd, type TopMember } from './json-bytes.js';
+import { copiedUnread, scannedMembers, type TopMember } from './json-bytes.js';
+import { skipSpace, stringEnd, valueEnd } from './json-tokens.js';
 
 /** The client's bytes and what changes in them: each member's new value (undefined: left out). */
 export interface ClientBytes {

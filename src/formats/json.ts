@@ -3,7 +3,8 @@
  * shape it should.
  */
 import { invalidRequest, type GatewayError } from '../errors.js';
-import { parseJsonBytes, TooDeep, TooMany, type DeferOptions } from './json-bytes.js';
+import { parseJsonBytes, type DeferOptions } from './json-bytes.js';
+import { TooDeep, TooMany } from './json-limits.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -9,7 +9,8 @@ import { writev as fsWritev } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { makeFolders } from '../folders.js';
 import { dirname } from 'node:path';
-import { hasLoneSurrogateEscape, hasUncheckedBytes, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-bytes.js';
+import { hasUncheckedBytes } from '../formats/json-bytes.js';
+import { hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-layout.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import type { Holder } from '../upstream/http-client.js';
@@ -163,7 +164,7 @@ const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 
 /**
  * A request body logged as the client's own bytes, laid out as the entry is rendered: the body
- * never becomes one string (a 1 MB body would cost milliseconds: src/formats/json-bytes.ts), the
+ * never becomes one string (a 1 MB body would cost milliseconds: src/formats/json-layout.ts), the
  * log shows what the client sent (its key order, escapes and number spellings), and a body nested
  * deep cannot grow its entry past a few times its size. Only for bodies that parsed as JSON and
  * are valid UTF-8.

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isRecord } from '../formats/json.js';
-import { duplicateKeys } from '../formats/json-bytes.js';
+import { duplicateKeys } from '../formats/json-keys.js';
 import type { Provider } from '../providers/types.js';
 import type { ApiName } from '../formats/api.js';
 import { API_NAMES, TARGET_APIS } from '../formats/apis.js';

@@ -8,7 +8,7 @@
  * `prefix*` pattern (`*` alone prices every other model of that provider).
  */
 import { ConfigFileError, fieldPath, linesOf } from '../config-file-error.js';
-import { duplicateKeys } from '../formats/json-bytes.js';
+import { duplicateKeys } from '../formats/json-keys.js';
 import { isRecord } from '../formats/json.js';
 
 /** USD per million tokens of each kind. */

@@ -11,7 +11,7 @@ import { GatewayError } from '../errors.js';
 import { answerErrorStatus } from '../formats/answer.js';
 import { isRecord } from '../formats/json.js';
 import { jsonPieces } from '../formats/json-pieces.js';
-import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { plainUniqueKeys } from '../formats/json-keys.js';
 import { splicedBody } from '../formats/json-splice.js';
 import { estimateInputTokens } from '../formats/messages/count.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
@@ -28,7 +28,7 @@ import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upst
 import { anthropicCredential, anthropicHeaders, checkThread, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
 import { acceptedModel, callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
-import { parseProviderJson } from '../formats/json-bytes.js';
+import { parseProviderJson } from '../formats/json-limits.js';
 
 const ANSWER_LIMIT = 1024 * 1024;
 

@@ -3,7 +3,7 @@
  * output cap applied, and what output a request holds against limits for want of a limit of its own.
  */
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
-import { plainUniqueKeys } from '../formats/json-bytes.js';
+import { plainUniqueKeys } from '../formats/json-keys.js';
 import { changesBetween, unchanged, type ClientBytes } from '../formats/json-splice.js';
 import type { Route } from '../formats/router.js';
 import type { Target } from '../policy/target.js';

@@ -6,7 +6,8 @@
  * (surfaces/stored.ts). Translated, nothing is stored: the conversation travels in `input`.
  */
 import { GatewayError, invalidRequest } from '../errors.js';
-import { memberView, plainUniqueKeys } from '../formats/json-bytes.js';
+import { memberView } from '../formats/json-bytes.js';
+import { plainUniqueKeys } from '../formats/json-keys.js';
 import { responsesClient, type ResponsesTypes } from '../formats/responses/index.js';
 import { isItemReference } from '../formats/responses/request.js';
 import { bearerToken } from '../policy/auth.js';

@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { isRecord } from '../formats/json.js';
 import { THREAD_ERROR_CODES } from '../formats/messages/threads.js';
 import { keySpellings, textWithoutKeys, withoutRuns } from './scrub.js';
-import { parseProviderJson } from '../formats/json-bytes.js';
+import { parseProviderJson } from '../formats/json-limits.js';
 
 export interface UpstreamErrorInfo {
   message: string | null;

@@ -7,7 +7,7 @@
  * joined once. Bounded: a line or an event larger than `maxEventChars` is an error.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { isProviderJson } from '../formats/json-bytes.js';
+import { isProviderJson } from '../formats/json-limits.js';
 import type { SseEvent } from '../formats/sse.js';
 
 export type { SseEvent } from '../formats/sse.js';

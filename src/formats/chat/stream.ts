@@ -12,7 +12,7 @@ import type { Usage } from '../usage.js';
 import { wantsStreamUsage } from './request.js';
 import type { ChatCompletionChunk, ChatRequest } from './types.js';
 import { chatUsage } from './usage.js';
-import { parseProviderJson } from '../json-bytes.js';
+import { parseProviderJson } from '../json-limits.js';
 
 /**
  * The one rule for which chat events matter beyond their bytes: the end, an error, a usage

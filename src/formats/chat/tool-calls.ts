@@ -12,9 +12,9 @@
  * (GLM-style); joined as they came they were `{…}{…}`, which no client can parse. Shared by the
  * translators from chat streams and the log's assembled answer; one per stream.
  */
-import { isSpace } from '../json-bytes.js';
+import { isSpace } from '../json-tokens.js';
 import { isRecord } from '../json.js';
-import { parseProviderJson } from '../json-bytes.js';
+import { parseProviderJson } from '../json-limits.js';
 
 export interface PlacedFragment<Call> {
   readonly call: Call;

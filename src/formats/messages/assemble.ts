@@ -7,7 +7,7 @@
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
 import type { AnthropicResponse, MessagesEvent, ResponseBlock } from './types.js';
-import { parseProviderJson } from '../json-bytes.js';
+import { parseProviderJson } from '../json-limits.js';
 
 interface BlockState {
   block: ResponseBlock;

@@ -4,7 +4,7 @@
  */
 import { invalidRequest } from '../../errors.js';
 import { entryOf, isRecord, shown } from '../json.js';
-import { parseJsonText, TooDeep, TooMany, type JsonSpent } from '../json-bytes.js';
+import { parseJsonText, TooDeep, TooMany, type JsonSpent } from '../json-limits.js';
 import { userDigest } from '../chat/fields.js';
 import type { ChatMessage, ChatRequest } from '../chat/types.js';
 import { anthropicSchema } from './output-schema.js';

@@ -8,7 +8,7 @@ import type { ChatCompletion } from '../chat/types.js';
 import type { AnswerHints } from '../translation.js';
 import { entryOf, isRecord } from '../json.js';
 import { UNSIGNED_THINKING, type AnthropicResponse, type AnthropicUsage, type ResponseBlock } from './types.js';
-import { parseProviderJson } from '../json-bytes.js';
+import { parseProviderJson } from '../json-limits.js';
 
 /** Every chat finish_reason and the stop_reason it becomes; any other ends the turn. */
 export const STOP_REASONS: Readonly<Record<string, string>> = {

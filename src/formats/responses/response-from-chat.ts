@@ -12,7 +12,7 @@ import type { ToolName } from './request-to-chat.js';
 import type { OutputItem, ResponseObject, ResponsesRequest } from './types.js';
 import { toResponsesUsage } from './usage.js';
 import type { AnswerHints } from '../translation.js';
-import { parseProviderJson } from '../json-bytes.js';
+import { parseProviderJson } from '../json-limits.js';
 
 /** What an answer needs of its request. */
 export interface AnswerContext {
