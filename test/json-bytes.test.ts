@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { hasDeferredMembers, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, type DeferOptions } from '../src/formats/json-bytes.js';
+import { hasDeferredMembers, hasUncheckedBytes, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, type DeferOptions } from '../src/formats/json-bytes.js';
 import { duplicateKeys } from '../src/formats/json-keys.js';
 import { hasControlBytes, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../src/formats/json-layout.js';
 import { MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, parseProviderJson, TooDeep, TooMany } from '../src/formats/json-limits.js';
@@ -335,6 +335,12 @@ describe('large members left as bytes (DeferOptions)', () => {
     const scanned = parseJsonBytes(Buffer.from(JSON.stringify(manySmall)), undefined, DEFER) as Record<string, unknown>;
     assert.equal(hasDeferredMembers(scanned), false, 'a large body of small members is parsed whole: nothing left unchecked');
     assert.deepEqual(scanned, manySmall);
+    // A large member a later duplicate key replaced: nothing is left as bytes in the document (its
+    // media parts are counted at admission), but bytes of it were never parsed (the log checks them).
+    const part = '{"type":"image_url","image_url":{"url":"https://x/y.png"}}';
+    const replaced = parseJsonBytes(Buffer.from(`{"pad":"${'x'.repeat(70_000)}","pad":1,"model":"m","messages":[{"role":"user","content":[${Array(250).fill(part).join(',')}]}]}`), undefined, DEFER);
+    assert.equal(hasDeferredMembers(replaced), false);
+    assert.equal(hasUncheckedBytes(replaced), true);
   });
 
   it('that are not JSON throw the given error when read, and only then; a structure that is wrong is refused at once', () => {
