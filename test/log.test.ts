@@ -250,6 +250,30 @@ describe('request bodies in the log, as their bytes', () => {
     }
   });
 
+  it('hold no raw DEL or C1 control in any entry (a terminal showing the log acts on U+009B as on ESC [): escaped, the same values', () => {
+    const sneaky = 'x\u009b2J\u007f\u0085y';
+    const controls = (bytes: Buffer): boolean => bytes.includes(0x7f) || [...bytes.keys()].some((i) => bytes[i] === 0xc2 && (bytes[i + 1] as number) >= 0x80 && (bytes[i + 1] as number) <= 0x9f);
+    const small = JSON.stringify({ model: sneaky, messages: [{ role: 'user', content: sneaky }] });
+    for (const json of [small, body.replace('"content":"', `"content":"${sneaky}`)]) {
+      const raw = Buffer.from(json);
+      assert.ok(controls(raw));
+      for (const request of [loggedRequest(raw, JSON.parse(json)), loggedRequest(Buffer.concat([raw, Buffer.from([0xff])]), null), JSON.parse(json)]) {
+        for (const format of ['pretty', 'json'] as LogFormat[]) {
+          const pieces: Buffer[] = [];
+          renderEntryBytes({ ...entry('req_c1', request), model: sneaky, virtual_key: `vk_\u009b`, response: { choices: [{ message: { content: sneaky } }] } }, format, pieces);
+          const bytes = Buffer.concat(pieces);
+          assert.equal(controls(bytes), false, `${format}: ${bytes.toString().slice(0, 200)}`);
+          const logged = JSON.parse(bytes.toString()) as LogEntry;
+          assert.equal(logged.model, sneaky);
+          assert.equal(logged.virtual_key, 'vk_\u009b');
+          assert.deepEqual(logged.response, { choices: [{ message: { content: sneaky } }] });
+          if (typeof logged.request !== 'string') assert.deepEqual(logged.request, JSON.parse(json));
+          else assert.equal(logged.request, `${json}\ufffd`, 'not UTF-8: its text');
+        }
+      }
+    }
+  });
+
   it('not valid UTF-8 and nested deep, are laid out on one line at once, not indented whole first (a million values 126 deep: 256 MB of text)', () => {
     const deep = Buffer.concat([Buffer.from('{"model":"m","messages":[{"role":"user","content":"'), Buffer.from([0xff]), Buffer.from(`"}],"x":${'['.repeat(126)}${'0,'.repeat(990_000)}0${']'.repeat(126)}}`)]);
     // As bytes, laid out by the walk that gives up indenting past four times the size as it goes.

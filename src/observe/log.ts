@@ -186,6 +186,8 @@ export class RawJson {
   }
 
   private json = true;
+  /** The bytes as an entry shows them: terminal controls escaped (the same JSON values), if they hold any. */
+  private shown: Buffer | null = null;
 
   /** Whether the bytes can stand in an entry as they are (checked once). */
   isJson(): boolean {
@@ -202,7 +204,8 @@ export class RawJson {
    */
   layout(level: number | null): Buffer[] | null {
     if (!this.json) return null;
-    const pieces = indentJsonBytes(this.bytes, level, this.checked);
+    this.shown ??= hasTerminalControls(this.bytes) ? Buffer.from(escapeTerminalControls(this.bytes.toString('utf8'))) : this.bytes;
+    const pieces = indentJsonBytes(this.shown, level, this.checked);
     this.checked = true;
     this.json = pieces !== null;
     return pieces;
@@ -228,6 +231,34 @@ export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | nul
 }
 
 /**
+ * DEL and the C1 controls (U+007F–U+009F), which JSON.stringify leaves raw: a terminal showing the
+ * log may act on them (U+009B begins a control sequence, as ESC [ does), and a client chooses
+ * what its body, model name and key header hold. Escaped in every entry, as they are in metrics.
+ */
+const TERMINAL_CONTROLS = /[\u007f-\u009f]/g;
+
+/** Whether UTF-8 bytes hold DEL (0x7f) or a C1 control (0xc2, then 0x80–0x9f): native searches, then a look at each 0xc2's next byte. */
+export function hasTerminalControls(bytes: Buffer): boolean {
+  if (bytes.indexOf(0x7f) !== -1) return true;
+  for (let i = bytes.indexOf(0xc2); i !== -1; i = bytes.indexOf(0xc2, i + 1)) {
+    const next = bytes[i + 1];
+    if (next !== undefined && next >= 0x80 && next <= 0x9f) return true;
+  }
+  return false;
+}
+
+/** JSON text with DEL and C1 controls written as `\u` escapes: JSON's structure is ASCII, so they are inside strings, whose values stay the same. */
+function escapeTerminalControls(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Part of an entry's text as bytes, its terminal controls escaped (searched for in the bytes: a regular expression over every entry's text cost a third of rendering it). */
+function entryBytes(text: string): Buffer {
+  const bytes = utf8Bytes(text);
+  return hasTerminalControls(bytes) ? utf8Bytes(escapeTerminalControls(text)) : bytes;
+}
+
+/**
  * The entry as bytes, appended to `out`: a RawJson request spliced in as its bytes, re-indented,
  * in place of the `"request": null` the rest of the entry is rendered with (the first one in the
  * text: fields before it hold only escaped strings, so no earlier match is possible). True when
@@ -237,21 +268,21 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
   const request = entry.request;
   const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
   if (body === null) {
-    out.push(utf8Bytes(renderEntry(entry, format)));
+    out.push(entryBytes(renderEntry(entry, format)));
     return false;
   }
   const text = renderEntry({ ...entry, request: null }, format);
   const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
   const at = text.indexOf(marker);
   if (at === -1) {
-    out.push(utf8Bytes(text)); // rendered without its bodies (too deep): it says so
+    out.push(entryBytes(text)); // rendered without its bodies (too deep): it says so
     return false;
   }
   const valueAt = at + marker.length - 4;
-  out.push(utf8Bytes(text.slice(0, valueAt)));
+  out.push(entryBytes(text.slice(0, valueAt)));
   // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
   for (const piece of body) out.push(piece);
-  out.push(utf8Bytes(text.slice(valueAt + 4)));
+  out.push(entryBytes(text.slice(valueAt + 4)));
   return true;
 }
 
