@@ -183,6 +183,8 @@ export class SharedLimiter implements Limiter {
   private readonly usedUp = new Map<string, UsedUp>();
   /** The marker of Redis's counts this process last saw: a later connection that finds another says they were lost. */
   private countingSeen: string | null = null;
+  /** Redis refused to read the marker (said once). */
+  private countingRefused = false;
 
   constructor(private readonly options: SharedLimiterOptions) {}
 
@@ -227,7 +229,12 @@ export class SharedLimiter implements Limiter {
         }
         this.countingSeen = marker;
       },
-      () => {}, // a refusal (an ACL) or an outage: nothing is known
+      (err: Error) => {
+        // An outage: nothing is known. A refusal (an ACL without +get) would hide every loss: said once.
+        if (!(err instanceof RedisReplyError) || this.countingRefused) return;
+        this.countingRefused = true;
+        warn(`Redis refused GET of ${COUNTING_KEY} (${err.message}): a Redis that loses what it counted (a restart without persistence, a flush, a failover to an empty replica) cannot be noticed; give the gateway's Redis user the README's ACL rules (+get)`);
+      },
     );
   }
 
