@@ -37,7 +37,7 @@ export function fieldPath(path: readonly (string | number)[]): string {
 }
 
 /** Several files' problems at once (keys.json and PRICES_FILE): each file's own message, one after the other. */
-export class ConfigFilesError extends ConfigFileError {
+class ConfigFilesError extends ConfigFileError {
   constructor(readonly errors: readonly ConfigFileError[]) {
     super(
       errors.map((error) => error.file).join(' and '),

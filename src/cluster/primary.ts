@@ -32,7 +32,7 @@ export interface PrimaryOptions {
 /** A request that died with its worker: its usage is unknown. */
 const UNKNOWN_SPEND: Spend = { tokens: 0, usd: 0, usage: null, unpriced: false };
 
-/** How many dead workers are remembered (for as long as their reservations would hold in Redis). */
+/** How many dead workers are remembered (for RELEASE_WITHIN_MS, while their reservations in Redis are released and counted). */
 const MAX_DEAD_OWNERS = 64;
 
 /** The longest pause before replacing a worker whose predecessors keep dying before they listen. */
@@ -57,7 +57,8 @@ class Primary {
   /** Each worker's mark on its reservations in Redis (its hello says it). */
   private readonly owners = new Map<number, string>();
   /**
-   * The marks of workers that died within the hour their reservations would hold: told to a live
+   * The marks of workers that died within RELEASE_WITHIN_MS (an hour), the window in which their
+   * reservations in Redis are released and counted: told to a live
    * worker at each death and to each worker that starts listening (a worker told may die before it
    * releases them; a release asked twice finds nothing the second time).
    */

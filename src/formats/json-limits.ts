@@ -46,7 +46,8 @@ const ANSWER_LIMITS: JsonLimits = { maxContainers: 2_500_000, maxValues: 12_000_
 
 /**
  * JSON.parse of what a provider sent (an answer, a stream event, a tool call's arguments), held to
- * a body's limits once long enough to reach past them: an answer of 60 MB of `{},` held the loop,
+ * an answer's limits (ANSWER_LIMITS, above a body's) once long enough to reach past them: an
+ * answer of 60 MB of `{},` held the loop,
  * and every other tenant's requests, for 29 s. Throws TooDeep or TooMany, or JSON.parse's SyntaxError.
  */
 export function parseProviderJson(data: string | Buffer): unknown {
@@ -120,7 +121,7 @@ export class TooMany extends Error {
 
 /**
  * Why the JSON text in `buf` would hold the loop too long to parse whole (nested deeper than
- * MAX_DEPTH, too many containers or values), or null (also for a text that is not JSON: the parse
+ * MAX_DEPTH, too many containers or values, too many members in one object), or null (also for a text that is not JSON: the parse
  * says why). Values are counted as containers and commas: never more than there are.
  */
 export function tooCostly(buf: Buffer, spent: JsonSpent = { containers: 0, values: 0 }, limits: JsonLimits = BODY_LIMITS): TooDeep | TooMany | null {

@@ -42,7 +42,7 @@ export function tokenCount(value: unknown): number {
  * makes the whole usage unreadable, estimated as if the provider had sent none: read as 0, it
  * would let any answer through a token budget for free.
  */
-export function readableCount(value: unknown): boolean {
+function readableCount(value: unknown): boolean {
   return value === undefined || value === null || (typeof value === 'number' && Number.isFinite(value) && value >= 0);
 }
 

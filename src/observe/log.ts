@@ -1,6 +1,6 @@
 /**
- * The interactions log: one pretty-printed JSON entry per client API request, to stdout and to a
- * file. Entries are rendered when recorded and written in batches (every 10 ms at most),
+ * The interactions log: one JSON entry per client API request (indented; on one line on stdout
+ * with LOG_CONSOLE=json), to each destination that is on: stdout and a file. Entries are rendered when recorded and written in batches (every 10 ms at most),
  * by one asynchronous writer per destination, one write at a time: entries never interleave,
  * stay in order, and no request waits for a disk or a slow stdout reader.
  */
@@ -39,7 +39,7 @@ export interface LogEntry {
   cost_usd: number | null;
   /** The client's body (parsed; the raw text when it was not JSON). */
   request: unknown;
-  /** What the client got; for streams the assembled `chat.completion`. */
+  /** What the client got; for streams the whole answer assembled from its events, in the client's API. */
   response: unknown;
   error?: { message: string; type: string; code: string | null; detail?: string };
   /**
@@ -61,7 +61,7 @@ export interface LogEntry {
     dropped_tools?: readonly string[];
     /** The provider's own usage object, for an answer translated into the client's API (passed through, it is inside `response`). */
     usage?: unknown;
-    /** Targets passed over: their circuit was open, or their real keys all cooling down. */
+    /** Targets passed over: their circuit was open, their real keys all cooling down, or the request could not go to them. */
     skipped_targets?: number[];
   } | null;
 }
@@ -588,12 +588,12 @@ export interface TruncatedBody {
   readonly truncated: true;
   /** The body's size: as the client sent it (its JSON bytes, or its text when it was not JSON); an answer's as compact JSON. */
   readonly original_bytes: number;
-  /** Its first LOG_BODY_MAX_BYTES bytes of that, as text. */
+  /** Its head, as text: up to the cap that applied (LOG_BODY_MAX_BYTES; 64 KiB for a request no provider saw; a cut stream's answer assembled so far). */
   readonly head: string;
 }
 
 /** The most of the body of a request no provider saw its entry holds (LOG_BODY_MAX_BYTES where lower). */
-export const UNSEEN_BODY_MAX_BYTES = 64 * 1024;
+const UNSEEN_BODY_MAX_BYTES = 64 * 1024;
 
 /**
  * A streamed answer is assembled for the log from at most this many bytes of its events, as a
@@ -682,8 +682,8 @@ export class InteractionLog {
 
   /**
    * Bytes of a stream's events its logged answer is assembled from: MAX_ASSEMBLED_STREAM_BYTES,
-   * less under LOG_BODY_MAX_BYTES (an answer's events run to ~50 times its text: 256 times the cap
-   * still holds every answer the cap would keep whole).
+   * less under LOG_BODY_MAX_BYTES: 256 times the cap, at least 16 MiB (an answer's events run to
+   * ~50 times its text: that still holds every answer the cap would keep whole).
    */
   get assembledStreamLimit(): number {
     const max = this.bodyMaxBytes;

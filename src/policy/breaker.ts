@@ -2,8 +2,9 @@
  * A circuit breaker for one target of a virtual key with several: after FAILURES_TO_OPEN failures
  * in a row (failures that move a request to the next target) the target is skipped for
  * OPEN_MS; then one request may probe it (half open): its success closes the breaker, its failure
- * opens it again. Per process, per loaded key set (a reload starts fresh); with Redis, opening is
- * also announced to the other instances (shared-events.ts), which skip the target too.
+ * opens it again. The defaults: a key's `circuit_breaker` sets its own. Per process, per loaded key
+ * set (a reload starts fresh); with Redis, opening is also announced to the other instances and
+ * stored (shared-events.ts): they skip the target too, and a reload applies it again while it runs.
  */
 
 /** Failures in a row that open the breaker. */

@@ -2,7 +2,8 @@
  * Several real keys behind one target: requests take them in turn, and a key the provider
  * answered 429 (rate limited) or 401/403 (rejected) sits out a cool-down while the others serve.
  * State is per process and per loaded key set (a reload starts fresh); with Redis, a cool-down
- * is also announced to the other instances (shared-events.ts), which apply it to their own pool.
+ * is also announced to the other instances and stored (shared-events.ts): they apply it to their
+ * own pool, and a reload applies it again while it runs.
  */
 import type { KeyTurns } from '../upstream/call.js';
 

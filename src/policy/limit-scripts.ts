@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { RedisClient } from '../redis/client.js';
 import { RedisReplyError, type RespValue } from '../redis/resp.js';
 
-/** Refills a bucket hash's levels to the server's now: shared by the three scripts. */
+/** Refills a bucket hash's levels to the server's now: shared by every script but SEED. */
 const REFILL = `
 local function clock()
   local t = redis.call('TIME')

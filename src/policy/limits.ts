@@ -556,16 +556,16 @@ export interface KeyReport {
 /** How long a client refused for a budget its requests in flight hold is told to wait: they end, or give back what they did not use. */
 const HELD_RETRY_SECONDS = 5;
 
-/**
- * The refusal of a request over its key's budget: `spent` in the period and `held` by requests in
- * flight (their estimates until their answers settle). Spent alone, the budget is used until the
- * period resets; held in part, it may come back within seconds, and says so.
- */
 /** A budget's limit of one kind (0: none of that kind). */
 export function budgetMax(budget: Budget, kind: 'tokens' | 'usd'): number {
   return (kind === 'usd' ? budget.maxUsd : budget.maxTokens) ?? 0;
 }
 
+/**
+ * The refusal of a request over its key's budget: `spent` in the period and `held` by requests in
+ * flight (their estimates until their answers settle). Spent alone, the budget is used until the
+ * period resets; held in part, it may come back within seconds, and says so.
+ */
 export function budgetError(budget: Budget, kind: 'tokens' | 'usd', spent: number, held: number, now: number): Admission['error'] {
   const max = budgetMax(budget, kind);
   const span = budget.period === 'total' ? 'in total' : budget.period === 'day' ? 'today (UTC)' : 'this month (UTC)';

@@ -8,7 +8,7 @@ import { isPlaceholder } from './placeholder.js';
 import type { Target } from './target.js';
 
 /** Every virtual key of keys.example.json and of the README's keys.json examples (a test keeps the list whole). */
-export const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
+const PUBLISHED_KEYS: ReadonlySet<string> = new Set([
   'vk_demo',
   'vk_user1_openai',
   'vk_user2_anthropic',

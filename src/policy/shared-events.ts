@@ -22,7 +22,7 @@ import type { SharedLimiter } from './shared-limits.js';
 import { warn } from '../observe/warn.js';
 
 /** The channel of one deployment: PUBLISH is not scoped by database, so the channel names it. */
-export function eventsChannel(db: number): string {
+function eventsChannel(db: number): string {
   return `llmgw:events:${db}`;
 }
 

@@ -79,7 +79,7 @@ function namesCredential(name: string): boolean {
 }
 
 /** The values (as written, and decoded) of `baseUrl`'s query parameters that carry a credential. */
-export function queryCredentials(baseUrl: string): string[] {
+function queryCredentials(baseUrl: string): string[] {
   let url: URL;
   try {
     url = new URL(baseUrl);

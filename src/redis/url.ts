@@ -1,6 +1,6 @@
 /**
  * REDIS_URL: `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. The password
- * is a secret: it is never printed; `describe` names the server without it.
+ * is a secret: it is never printed; `describeRedis` names the server without it.
  */
 export interface RedisAddress {
   readonly tls: boolean;

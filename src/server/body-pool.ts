@@ -19,7 +19,7 @@ export const POOLED_MIN_BYTES = 64 * 1024;
 /** Larger bodies are rare and allocated as before. */
 export const POOLED_MAX_BYTES = 4 * 1024 * 1024;
 /** Idle memory the pool keeps at most: what a burst of large bodies leaves behind. */
-export const POOL_IDLE_MAX_BYTES = 64 * 1024 * 1024;
+const POOL_IDLE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * The size class a body of `length` bytes is given: rounded up to a quarter of its power of two

@@ -87,7 +87,7 @@ export function readBody(req: IncomingMessage, limit: number, cancel: Cancellati
   const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : -1;
   const inPlace = length > PIECE_BY_PIECE;
   // A client waiting for its 100 has sent nothing yet: a body that would not fit now is refused
-  // before it comes (its 100 is sent only once the body is read: server.ts).
+  // before it comes (its 100 is sent only once the handler starts reading the body: server.ts).
   if (inPlace && share !== null && awaitsContinue(req) && !share.fits(length)) return Promise.reject(overloaded());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

@@ -125,7 +125,7 @@ const RESPONSE_LIMIT = 64 * 1024 * 1024;
  * field: 1 MB names grew a gateway by 500 MB and its /metrics to 300 MB. Real ones (fine-tunes,
  * Bedrock ARNs, a server's model path) are far shorter.
  */
-export const MAX_MODEL_CHARS = 256;
+const MAX_MODEL_CHARS = 256;
 
 /** The request's model name, refused with a 400 beyond MAX_MODEL_CHARS before it is recorded anywhere. */
 export function acceptedModel(model: string): string {

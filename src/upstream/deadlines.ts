@@ -1,5 +1,6 @@
 /**
- * Timeouts for every in-flight upstream call, checked by one shared timer instead of a
+ * Timeouts for every in-flight upstream call (and a client connection's first request:
+ * server/connections.ts), checked by one shared timer instead of a
  * setTimeout per call and a refresh per stream chunk: on the hot path, marking activity is a
  * single number assignment. Precision is the sweep interval (100 ms), plenty for timeouts
  * counted in minutes. One list and one timer for the whole process, as Node's own timers are:

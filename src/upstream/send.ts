@@ -1,7 +1,7 @@
 /**
  * One request to a provider: sent through the pooled client (or to an in-process server), with
- * the headers timeout, cancellation, one resend after a dead pooled connection, and network
- * failures mapped to 502/504. Not `fetch`: it costs several times a request's other work
+ * the headers timeout, cancellation, one resend after a dead pooled connection, and failures
+ * mapped to statuses (502/504; 503 for the gateway's own shortage of resources). Not `fetch`: it costs several times a request's other work
  * (docs/performance.md).
  */
 import { Readable } from 'node:stream';
@@ -30,7 +30,7 @@ const NOTHING_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUN
  */
 const LOCAL_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 
-export function isLocalShortage(err: NodeJS.ErrnoException & { address?: string }): boolean {
+function isLocalShortage(err: NodeJS.ErrnoException & { address?: string }): boolean {
   if (err.code === 'EADDRNOTAVAIL') return typeof err.address === 'string' && !err.address.includes(':');
   return LOCAL_SHORTAGE.has(err.code ?? '');
 }
@@ -61,8 +61,6 @@ function unreachable(url: string, err: NodeJS.ErrnoException): GatewayError {
     retryable: NOTHING_SENT.has(err.code ?? ''),
   });
 }
-
-/** The provider answered, but not in HTTP/1.1 the client can read (a head over 64 KiB, conflicting lengths, HTTP/2 bytes). */
 
 /** The provider answered, with a status no request can get (000, 101, 199, 600). */
 function badStatus(url: string, err: NodeJS.ErrnoException): GatewayError {
@@ -102,8 +100,9 @@ export interface SendProgress {
 
 /**
  * Sends the request and resolves once the response headers are in. Rejects with 502
- * (unreachable), 504 (no headers within `timeoutMs`, named `setting` in its message) or the
- * cancellation's reason; `progress` then says whether the request had been written whole.
+ * (unreachable, or an answer that is not HTTP/1.1 the client can read), 504 (no headers within
+ * `timeoutMs`, named `setting` in its message), 503 (no file descriptor, memory or port for a
+ * connection), 500 (a request head that cannot be built) or the cancellation's reason; `progress` then says whether the request had been written whole.
  */
 export function sendUpstream(client: HttpClient, endpoint: Endpoint, upstreamRequest: UpstreamRequest, cancel: Cancellation, timeoutMs: number, setting = 'UPSTREAM_TIMEOUT_MS', progress: SendProgress | null = null): Promise<UpstreamResponse> {
   if (cancel.reason !== null) return Promise.reject(cancel.reason);

@@ -32,7 +32,7 @@ export interface UpstreamRequest {
   readonly holder?: Holder | null;
   /** Provider auth and protocol headers. Nothing from the client's headers ever goes here. */
   readonly headers: Readonly<Record<string, string>>;
-  /** Its connections are shared only with requests of the same partition (the real key: http-client.ts). */
+  /** Its connections are shared only with requests of the same partition (the real key and the virtual key: http-client.ts). */
   readonly partition?: string;
 }
 

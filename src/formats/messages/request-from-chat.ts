@@ -254,7 +254,7 @@ interface Turn {
 }
 
 /** The user turn put before a conversation that opens with the assistant, after only a system prompt, and for a last user message left empty. */
-export const OPENING_USER_TEXT = '.';
+const OPENING_USER_TEXT = '.';
 
 function translateMessages(messages: ChatMessage[]): { system: TextBlock[]; turns: AnthropicMessage[] } {
   const system: TextBlock[] = [];

@@ -18,7 +18,7 @@ export interface ResponsesStreamOutput extends StreamOutput<ResponsesEvent> {
 }
 
 /** The last `sequence_number` in whole events' text or bytes, without parsing them (-1: none). */
-export function lastSequence(events: Buffer | string): number {
+function lastSequence(events: Buffer | string): number {
   const at = events.lastIndexOf(SEQUENCE_FIELD);
   if (at === -1) return -1;
   let value = -1;

@@ -154,7 +154,7 @@ const MAX_FUNCTION_NAME = 64;
  * long name and its tool's: Codex sends them apart), its first 55 and a digest of the whole, so
  * that the tool and every call of it in the input get the same name.
  */
-export function flatName(namespace: string | undefined, name: string): string {
+function flatName(namespace: string | undefined, name: string): string {
   if (namespace === undefined) return name;
   const joined = `${namespace}__${name}`;
   if (joined.length <= MAX_FUNCTION_NAME) return joined;

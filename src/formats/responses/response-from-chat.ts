@@ -101,7 +101,7 @@ export function customInput(args: string): string {
 }
 
 /** The input in arguments that are the `{"input": "…"}` a custom tool's function asks for; null for any other text. */
-export function wrappedInput(args: string): string | null {
+function wrappedInput(args: string): string | null {
   try {
     const parsed: unknown = parseProviderJson(args);
     if (isRecord(parsed) && typeof parsed.input === 'string') return parsed.input;
@@ -121,7 +121,7 @@ export function messageItem(base: string, index: number, text: string, refusal: 
 }
 
 /** A finish reason → the response's status: a length limit or a filter leaves it incomplete. */
-export function finishStatus(finish: unknown): Pick<ResponseObject, 'status' | 'incomplete_details'> {
+function finishStatus(finish: unknown): Pick<ResponseObject, 'status' | 'incomplete_details'> {
   if (finish === 'length') return { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } };
   if (finish === 'content_filter') return { status: 'incomplete', incomplete_details: { reason: 'content_filter' } };
   return { status: 'completed', incomplete_details: null };
@@ -133,7 +133,7 @@ export function itemStatus(finish: unknown): string {
 }
 
 /** The text of every output_text part, joined (the SDK's `output_text`). */
-export function outputText(output: readonly OutputItem[]): string {
+function outputText(output: readonly OutputItem[]): string {
   let text = '';
   for (const item of output) {
     if (item.type !== 'message' || !Array.isArray(item.content)) continue;
