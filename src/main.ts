@@ -7,7 +7,7 @@ import { ConfigError, isLoopback, loadConfig, type Config } from './config.js';
 import { isPrimary, runPrimary, runWorker } from './cluster/index.js';
 import { createInstance, listenFailure } from './instance.js';
 import { limitsShown } from './redis/url.js';
-import { closeSinks, createSinks, endProcess, logFileShown, savedAtExit } from './observe/log.js';
+import { closeSinks, createSinks, endProcess, logFileShown, savedAtExit } from './observe/log-sinks.js';
 import { serveWithoutStderr, warn } from './observe/warn.js';
 import { endOnUncaught } from './observe/crash.js';
 import { KeyFile, watchKeyFiles } from './policy/key-file.js';

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, random } from '../bench/fixtures.js';
-import { capBody, createSinks, cutStream, InteractionLog, MAX_PENDING_BYTES, MAX_ASSEMBLED_STREAM_BYTES, loggedRequest, RawJson, renderEntry, renderEntryBytes, writeAll, type LogEntry, type LogFormat, type LogSink, type RenderedBatch } from '../src/observe/log.js';
+import { InteractionLog } from '../src/observe/log.js';
+import { capBody, cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log-caps.js';
+import { loggedRequest, RawJson, renderEntry, renderEntryBytes, type LogEntry, type LogFormat } from '../src/observe/log-render.js';
+import { createSinks, MAX_PENDING_BYTES, writeAll, type LogSink, type RenderedBatch } from '../src/observe/log-sinks.js';
 import { parseJsonStream } from './support/gateway.js';
 import { parseJsonObject } from '../src/formats/json.js';
 

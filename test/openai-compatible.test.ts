@@ -15,7 +15,7 @@ import { deepseek, flattenTextParts } from '../src/providers/deepseek.js';
 import { mock } from '../src/providers/mock.js';
 import { openai } from '../src/providers/openai.js';
 import type { Provider } from '../src/providers/types.js';
-import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log.js';
+import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log-caps.js';
 import { streamPipeline } from '../src/surfaces/stream.js';
 import { unchanged } from '../src/formats/json-splice.js';
 import { upstreamBody } from '../src/surfaces/surface.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PrimarySink, type SendToPrimary } from '../src/cluster/primary-sink.js';
 import type { ToPrimary } from '../src/cluster/messages.js';
-import { createSinks, MAX_PENDING_BYTES, NOTHING_HELD, type RenderedBatch } from '../src/observe/log.js';
+import { createSinks, MAX_PENDING_BYTES, NOTHING_HELD, type RenderedBatch } from '../src/observe/log-sinks.js';
 
 /** A channel that holds each message until the test lets it go. */
 function channel(): { send: SendToPrimary; messages: ToPrimary[]; release: () => void; under: () => number } {

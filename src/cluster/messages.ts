@@ -2,7 +2,7 @@
  * What the cluster primary and its workers say to each other over IPC.
  */
 import type { MetricsSnapshot } from '../observe/metrics.js';
-import type { BatchText } from '../observe/log.js';
+import type { BatchText } from '../observe/log-sinks.js';
 import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/limits.js';
 
 export type ToPrimary =

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
-import { doneWithin, formatsFor } from '../observe/log.js';
+import { doneWithin, formatsFor } from '../observe/log-sinks.js';
 import { endOnUncaught } from '../observe/crash.js';
 import { Metrics, renderPrometheus } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';

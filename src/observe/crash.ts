@@ -6,7 +6,7 @@
  * supervisor takes for a live one.
  */
 import { inspect } from 'node:util';
-import { endProcess, savedAtExit } from './log.js';
+import { endProcess, savedAtExit } from './log-sinks.js';
 
 /** How long a crash waits for the log before it ends the process anyway. */
 const CRASH_FLUSH_MS = 2000;

@@ -10,7 +10,7 @@ import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactMessage } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
 import type { Holder } from '../upstream/http-client.js';
-import { loggedRequest, type LogEntry } from './log.js';
+import { loggedRequest, type LogEntry } from './log-render.js';
 import type { RequestObservation, TargetOutcome } from './metrics.js';
 import type { Target } from '../policy/target.js';
 import type { Price } from '../prices/table.js';

@@ -13,7 +13,7 @@ import { sseFrame } from '../formats/sse.js';
 import type { StreamItem } from '../formats/stream.js';
 import type { AnswerHints, WayBack } from '../formats/translation.js';
 import type { Usage } from '../formats/usage.js';
-import { cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../observe/log.js';
+import { cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../observe/log-caps.js';
 import { incompleteStream, type StreamPipeline, type StreamStep } from '../upstream/relay.js';
 
 /** The name of an event a provider sent without one, from its data's `type` (as the API names its events). */

@@ -1,0 +1,248 @@
+/**
+ * A log entry rendered as bytes, once per format: indented (`pretty`) or on one line (`json`), a
+ * client's body spliced in as its own bytes, growth bounded, and nothing in it a terminal or jq
+ * would misread (lone surrogates, control characters).
+ */
+import { isUtf8 } from 'node:buffer';
+import { hasUncheckedBytes } from '../formats/json-bytes.js';
+import { hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-layout.js';
+import type { LoggedUsage } from '../formats/usage.js';
+import type { UpstreamAttempt } from '../upstream/call.js';
+import type { Holder } from '../upstream/http-client.js';
+import { utf8Bytes } from '../utf8.js';
+
+export interface LogEntry {
+  timestamp: string;
+  request_id: string;
+  /** The virtual key used; an unknown presented key is masked. */
+  virtual_key: string | null;
+  /** The key's `name` from keys.json, else its digest label (as in metrics). */
+  key_name: string | null;
+  provider: string | null;
+  model: string | null;
+  method: string;
+  path: string;
+  status: number;
+  duration_ms: number;
+  stream: boolean;
+  ttfb_ms?: number | null;
+  /** The one normalised usage (the provider's own usage object stays inside `response`). */
+  usage: LoggedUsage | null;
+  /** What the request cost in USD (the same figure its key's budget and spend count); null: tokens of a model without a price. */
+  cost_usd: number | null;
+  /** The client's body (parsed; the raw text when it was not JSON). */
+  request: unknown;
+  /** What the client got; for streams the whole answer assembled from its events, in the client's API. */
+  response: unknown;
+  error?: { message: string; type: string; code: string | null; detail?: string };
+  /**
+   * The provider's answer: `api_key` is the index of the real key used (when the virtual key has
+   * several), `attempts` every call when there was more than one (retries) or none answered.
+   */
+  upstream: {
+    status: number | null;
+    request_id: string | null;
+    /** Which of the key's targets answered (a key with several). */
+    target?: number;
+    /** The model the provider was asked for (the key's model map applied to `model`). */
+    model?: string;
+    /** The URL of the last call (scheme, host, path). */
+    url?: string;
+    api_key?: number;
+    attempts?: UpstreamAttempt[];
+    /** Tools of the request only OpenAI runs (web_search, …), left out for a provider that does not. */
+    dropped_tools?: readonly string[];
+    /** The provider's own usage object, for an answer translated into the client's API (passed through, it is inside `response`). */
+    usage?: unknown;
+    /** Targets passed over: their circuit was open, their real keys all cooling down, or the request could not go to them. */
+    skipped_targets?: number[];
+  } | null;
+}
+
+/** `pretty`: JSON indented by two spaces (the file, and stdout by default); `json`: one line per entry. */
+export type LogFormat = 'pretty' | 'json';
+
+/**
+ * One entry as text. An entry that cannot be rendered (JSON nested deeper than the stack
+ * allows: a hostile body or answer) is logged without its bodies instead of crashing.
+ */
+export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): string {
+  const indent = format === 'pretty' ? 2 : undefined;
+  let text: string;
+  try {
+    text = `${JSON.stringify(entry, null, indent)}\n`;
+    if (indent !== undefined && text.length > CHECKED_GROWTH_FROM) text = bodiesOnOneLineIfGrown(entry, text);
+  } catch (err) {
+    const omitted = `[not logged: ${(err as Error).message}]`;
+    const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
+    text = `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
+  }
+  // JSON.stringify writes a lone surrogate (a client's "\ud800", a provider's) as that escape, and
+  // jq refuses it and the rest of the file: it becomes U+FFFD, as a decoder would make it.
+  return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
+}
+
+/** A body whose indented form in a pretty entry is longer than this is checked for growth past its compact size's prettyLimit. */
+const CHECKED_GROWTH_FROM = 64 * 1024;
+
+/**
+ * The entry with its bodies on one line where indenting them grew them past prettyLimit (JSON nested deep, many short values: a model steered to write a tool
+ * call's input as `[[[0,0,…]]]` would make 40 KB of answer 4 MB of log), as a request body logged
+ * as its bytes is (indentJsonBytes). A top-level member's indented value runs from its name's line
+ * to the next line indented by two spaces and a quote (its own lines are indented further).
+ */
+function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
+  for (const name of ['request', 'response'] as const) {
+    const body = entry[name];
+    if (typeof body !== 'object' || body === null || body instanceof RawJson) continue;
+    const marker = `\n  "${name}": `;
+    const at = text.indexOf(marker);
+    if (at === -1) continue;
+    const next = text.indexOf('\n  "', at + marker.length);
+    // Followed by another member (after its comma), or the last one (before the entry's closing brace).
+    const end = next === -1 ? text.lastIndexOf('\n}') : text[next - 1] === ',' ? next - 1 : next;
+    const valueAt = at + marker.length;
+    if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
+    // What indentation adds (each line's newline and indent): where it is not half the text (an
+    // answer's long strings, an embedding's numbers), no compact render. Every line is measured:
+    // a sample could be steered by a body shaped to put its shallow lines where the samples fall.
+    let added = 0;
+    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end; i = text.indexOf('\n', i + 1)) {
+      let j = i + 1;
+      while (text.charCodeAt(j) === 0x20) j++;
+      added += j - i;
+    }
+    if (2 * added < end - valueAt) continue;
+    const compact = JSON.stringify(body);
+    if (end - valueAt <= prettyLimit(compact.length)) continue;
+    text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
+  }
+  return text;
+}
+
+/** In JSON.stringify's output, every `\\udXXX` escape is a lone surrogate (pairs are written as characters); an even run of backslashes before it is text. */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
+/**
+ * A request body logged as the client's own bytes, laid out as the entry is rendered: the body
+ * never becomes one string (a 1 MB body would cost milliseconds: src/formats/json-layout.ts), the
+ * log shows what the client sent (its key order, escapes and number spellings), and a body nested
+ * deep cannot grow its entry past a few times its size. Only for bodies that parsed as JSON and
+ * are valid UTF-8.
+ */
+export class RawJson {
+  /**
+   * `checked`: false when only the structure of some of it was checked (a large member a
+   * pass-through never parsed): it is checked as JSON before it is spliced into an entry.
+   * `holder`: the pooled memory the bytes are in, if any (held by the log while an entry's
+   * pieces view it: server/body-pool.ts).
+   */
+  constructor(
+    readonly bytes: Buffer,
+    private checked = true,
+    readonly holder: Holder | null = null,
+  ) {
+    // Bytes checked as they are laid out are checked for these there.
+    if (checked && hasLoneSurrogateEscape(bytes)) this.json = false;
+  }
+
+  private json = true;
+  /** The bytes as an entry shows them: terminal controls escaped (the same JSON values), if they hold any. */
+  private shown: Buffer | null = null;
+
+  /** Whether the bytes can stand in an entry as they are (checked once). */
+  isJson(): boolean {
+    if (!this.checked) {
+      this.json = isJsonText(this.bytes);
+      this.checked = true;
+    }
+    return this.json;
+  }
+
+  /**
+   * The bytes laid out for an entry (indentJsonBytes), or null when they are not JSON after all:
+   * bytes not checked yet are checked by the same pass.
+   */
+  layout(level: number | null): Buffer[] | null {
+    if (!this.json) return null;
+    this.shown ??= hasTerminalControls(this.bytes) ? Buffer.from(escapeTerminalControls(this.bytes.toString('utf8'))) : this.bytes;
+    const pieces = indentJsonBytes(this.shown, level, this.checked);
+    this.checked = true;
+    this.json = pieces !== null;
+    return pieces;
+  }
+
+  /** Whatever renders an entry without knowing the class still gets the body (its text, if it is not JSON after all). */
+  toJSON(): unknown {
+    const text = this.bytes.toString('utf8');
+    return this.isJson() ? JSON.parse(text) : text;
+  }
+}
+
+/**
+ * What the log keeps of a client's JSON body: its bytes. Where they are not valid UTF-8, each
+ * invalid sequence becomes U+FFFD (still JSON: the parser took the body, so they were inside
+ * strings), and the copy is laid out like any body, its growth bounded as it is: the parsed value
+ * indented whole could be a hundred times its size before its growth was checked (a 2 MB body of
+ * a million values nested deep: 256 MB of text, seconds of every request's loop).
+ */
+export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | null = null): unknown {
+  if (isUtf8(raw)) return new RawJson(raw, !hasUncheckedBytes(parsed), holder);
+  return new RawJson(Buffer.from(raw.toString('utf8')), !hasUncheckedBytes(parsed));
+}
+
+/**
+ * DEL and the C1 controls (U+007F–U+009F), which JSON.stringify leaves raw: a terminal showing the
+ * log may act on them (U+009B begins a control sequence, as ESC [ does), and a client chooses
+ * what its body, model name and key header hold. Escaped in every entry, as they are in metrics.
+ */
+const TERMINAL_CONTROLS = /[\u007f-\u009f]/g;
+
+/** Whether UTF-8 bytes hold DEL (0x7f) or a C1 control (0xc2, then 0x80–0x9f): native searches, then a look at each 0xc2's next byte. */
+export function hasTerminalControls(bytes: Buffer): boolean {
+  if (bytes.indexOf(0x7f) !== -1) return true;
+  for (let i = bytes.indexOf(0xc2); i !== -1; i = bytes.indexOf(0xc2, i + 1)) {
+    const next = bytes[i + 1];
+    if (next !== undefined && next >= 0x80 && next <= 0x9f) return true;
+  }
+  return false;
+}
+
+/** JSON text with DEL and C1 controls written as `\u` escapes: JSON's structure is ASCII, so they are inside strings, whose values stay the same. */
+function escapeTerminalControls(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Part of an entry's text as bytes, its terminal controls escaped (searched for in the bytes: a regular expression over every entry's text cost a third of rendering it). */
+function entryBytes(text: string): Buffer {
+  const bytes = utf8Bytes(text);
+  return hasTerminalControls(bytes) ? utf8Bytes(escapeTerminalControls(text)) : bytes;
+}
+
+/**
+ * The entry as bytes, appended to `out`: a RawJson request spliced in as its bytes, re-indented,
+ * in place of the `"request": null` the rest of the entry is rendered with (the first one in the
+ * text: fields before it hold only escaped strings, so no earlier match is possible). True when
+ * some of the pieces view the request's bytes (a long string is a piece of them, not a copy).
+ */
+export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): boolean {
+  const request = entry.request;
+  const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
+  if (body === null) {
+    out.push(entryBytes(renderEntry(entry, format)));
+    return false;
+  }
+  const text = renderEntry({ ...entry, request: null }, format);
+  const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
+  const at = text.indexOf(marker);
+  if (at === -1) {
+    out.push(entryBytes(text)); // rendered without its bodies (too deep): it says so
+    return false;
+  }
+  const valueAt = at + marker.length - 4;
+  out.push(entryBytes(text.slice(0, valueAt)));
+  // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
+  for (const piece of body) out.push(piece);
+  out.push(entryBytes(text.slice(valueAt + 4)));
+  return true;
+}
