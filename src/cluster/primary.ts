@@ -16,7 +16,8 @@ import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
-import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend, type SpendStore } from '../policy/limits.js';
+import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend } from '../policy/limits.js';
+import type { SpendStore } from '../policy/spend-store.js';
 import { InstanceMetrics } from './instance-metrics.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 

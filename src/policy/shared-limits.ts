@@ -34,13 +34,12 @@ import {
   type Charge,
   type KeyLimits,
   type KeyReport,
-  type KeySpend,
   type Lease,
   type Limiter,
   type Reservation,
   type Spend,
-  type SpendStore,
 } from './limits.js';
+import type { KeySpend, SpendStore } from './spend-store.js';
 
 export type RedisFailurePolicy = 'open' | 'closed';
 
