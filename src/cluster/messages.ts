@@ -8,7 +8,7 @@ import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/l
 export type ToPrimary =
   /** `owner`: the mark that starts its reservations' names in Redis (released by another worker if it dies). */
   | { t: 'hello'; owner: string }
-  /** `request`: the request's id, which its record names again (null: it holds nothing here). */
+  /** `request`: the request's id, which its record names again. */
   | { t: 'admit'; id: number; key: KeyLimits; estimate: Charge; request: string }
   /** Finished requests' spend, gathered for one turn of the event loop (one message per request cost a worker a third of its small requests). */
   | { t: 'records'; records: readonly SpendRecord[] }

@@ -15,7 +15,8 @@ export interface Provider {
   readonly requiresApiKey: boolean;
   /**
    * The APIs it speaks natively at its base URL, preferred first. A client speaking one of them
-   * passes through; any other is translated to the first. A key's `api` can say otherwise (a
+   * passes through; any other is translated, through chat, to the first of them the gateway
+   * translates into (`chat` or `messages`). A key's `api` can say otherwise (a
    * provider's second endpoint at another base URL, e.g. DeepSeek's Anthropic-compatible one).
    */
   readonly apis: readonly ApiName[];

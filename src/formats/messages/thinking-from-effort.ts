@@ -10,7 +10,7 @@ import { invalidRequest } from '../../errors.js';
 import { entryOf } from '../json.js';
 import { MIN_THINKING_BUDGET } from '../thinking-budget.js';
 
-/** Budget per level: LiteLLM's (docs/providers.md), so clients moving between gateways get the same. */
+/** Budget per level: LiteLLM's, so clients moving between gateways get the same. */
 const BUDGETS: Readonly<Record<string, number>> = { minimal: 1024, low: 1024, medium: 2048, high: 4096, xhigh: 4096, max: 4096 };
 
 /** A thinking budget as the level whose budget it reaches (BUDGETS read the other way): Claude Code's budget, for a model that takes an effort. */
@@ -50,7 +50,7 @@ export interface EffortThinking {
  */
 export function thinkingFromEffort(effort: unknown, model: string, limit: number | null, defaultMaxTokens: number): EffortThinking {
   if (typeof effort !== 'string' || (effort !== 'none' && entryOf(BUDGETS, effort) === undefined)) {
-    throw invalidRequest(`"reasoning_effort" must be one of none, minimal, low, medium, high, xhigh.`, 'reasoning_effort', 'invalid_value');
+    throw invalidRequest(`"reasoning_effort" must be one of none, minimal, low, medium, high, xhigh, max.`, 'reasoning_effort', 'invalid_value');
   }
   const mode = modeOf(model);
   const level = entryOf(BUDGETS, effort);
