@@ -253,6 +253,32 @@ describe('request bodies in the log, as their bytes', () => {
     }
   });
 
+  it('an entry with a large answer, laid out by the bounded walk, is byte for byte the native layout; one that would grow past four times its size is on one line', () => {
+    const text = 'word, "quoted" \\ é 😀 \u009b\ud800 '.repeat(8_000);
+    const answers: unknown[] = [
+      { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 2 } },
+      { data: Array.from({ length: 40 }, (_, i) => ({ index: i, embedding: Array.from({ length: 300 }, (_, j) => (i * j) / 7 - 3.5) })) },
+      [],
+      {},
+      'a text answer',
+    ];
+    for (const response of answers) {
+      for (const request of [loggedRequest(raw, JSON.parse(body)), loggedRequest(Buffer.from('{"model":"m","messages":[]}'), null), { model: 'm' }]) {
+        const native: Buffer[] = [];
+        const bounded: Buffer[] = [];
+        renderEntryBytes({ ...entry('req_b', request), response }, 'pretty', native);
+        renderEntryBytes({ ...entry('req_b', request), response }, 'pretty', bounded, true);
+        assert.equal(Buffer.concat(bounded).toString(), Buffer.concat(native).toString());
+      }
+    }
+    const deep = JSON.parse(`{"x":${'['.repeat(100)}${'0,'.repeat(50_000)}0${']'.repeat(100)}}`) as unknown;
+    const pieces: Buffer[] = [];
+    renderEntryBytes({ ...entry('req_d'), response: deep }, 'pretty', pieces, true);
+    const laid = Buffer.concat(pieces).toString();
+    assert.equal(laid.indexOf('\n'), laid.length - 1, 'one line');
+    assert.deepEqual((JSON.parse(laid) as LogEntry).response, deep);
+  });
+
   it('hold no raw DEL or C1 control in any entry (a terminal showing the log acts on U+009B as on ESC [): escaped, the same values', () => {
     const sneaky = 'x\u009b2J\u007f\u0085y';
     const controls = (bytes: Buffer): boolean => bytes.includes(0x7f) || [...bytes.keys()].some((i) => bytes[i] === 0xc2 && (bytes[i + 1] as number) >= 0x80 && (bytes[i + 1] as number) <= 0x9f);

@@ -69,6 +69,8 @@ export class Interaction implements CallRecord, RelayRecord {
   severalKeys = false;
   /** Events relayed to the client (for a usage estimate when a stream is cut short). */
   streamedEvents = 0;
+  /** The size of the provider's answer: its body read whole, or its stream's bytes (the log lays a large one out with its growth bounded). */
+  answerBytes = 0;
   /** A whole answer that said no usage: its output estimated from its size (~4 bytes per token). */
   unreportedOutput = 0;
   /** The provider's 2xx answer was an error body (some servers and proxies): nothing generated, nothing charged. */
@@ -103,6 +105,7 @@ export class Interaction implements CallRecord, RelayRecord {
     this.providerUsage = null;
     this.response = null;
     this.streamedEvents = 0;
+    this.answerBytes = 0;
     this.unreportedOutput = 0;
     this.upstreamEndedAt = null;
     if (several) this.target = target.index;

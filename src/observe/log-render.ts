@@ -225,7 +225,8 @@ function entryBytes(text: string): Buffer {
  * text: fields before it hold only escaped strings, so no earlier match is possible). True when
  * some of the pieces view the request's bytes (a long string is a piece of them, not a copy).
  */
-export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[]): boolean {
+export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[], bounded = false): boolean {
+  if (bounded && format === 'pretty') return renderBounded(entry, out);
   const request = entry.request;
   const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
   if (body === null) {
@@ -245,4 +246,57 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
   for (const piece of body) out.push(piece);
   out.push(entryBytes(text.slice(valueAt + 4)));
   return true;
+}
+
+/**
+ * A provider's answer this large (its body, or its stream's bytes) has its entry laid out by the
+ * walk that bounds growth as it goes. Indented natively, an answer of a million values nested a
+ * hundred deep grew hundreds of times before its growth could be checked (2 MB: 2.9 s of every
+ * request's loop and 585 MB); an answer under this can grow to a few tens of MB at most (depth is
+ * bounded: json-limits.ts).
+ */
+export const BOUNDED_LAYOUT_FROM_BYTES = 256 * 1024;
+
+/**
+ * The pretty entry laid out from its one-line rendering (which holds every escape an entry needs)
+ * by indentJsonBytes: the same bytes as the native layout, or, where indenting would make it more
+ * than four times its one-line size, on one line (still one JSON document). A request logged as
+ * its bytes is spliced in as it is elsewhere, laid out by its own walk (never walked twice).
+ */
+function renderBounded(entry: LogEntry, out: Buffer[]): boolean {
+  const request = entry.request;
+  if (!(request instanceof RawJson)) {
+    out.push(laidOut(entry));
+    return false;
+  }
+  const rest = laidOut({ ...entry, request: null });
+  // Where the rest gave way to one line, so does the body.
+  const indented = rest.indexOf(PRETTY_REQUEST) !== -1;
+  const marker = indented ? PRETTY_REQUEST : ONE_LINE_REQUEST;
+  const at = rest.indexOf(marker);
+  if (at === -1) {
+    out.push(rest); // rendered without its bodies (too deep): it says so
+    return false;
+  }
+  const body = request.layout(indented ? 1 : null);
+  if (body === null) {
+    out.push(laidOut(entry)); // not JSON after all: its text
+    return false;
+  }
+  const valueAt = at + marker.length - 4;
+  out.push(rest.subarray(0, valueAt));
+  for (const piece of body) out.push(piece);
+  out.push(rest.subarray(valueAt + 4));
+  return true;
+}
+
+const PRETTY_REQUEST = Buffer.from('\n  "request": null');
+const ONE_LINE_REQUEST = Buffer.from(',"request":null');
+const NEWLINE = Buffer.from('\n');
+
+/** The entry on one line, then indented by the walk that bounds its growth as it goes. */
+function laidOut(entry: LogEntry): Buffer {
+  const compact = entryBytes(renderEntry(entry, 'json'));
+  const laid = indentJsonBytes(compact.subarray(0, compact.length - 1), 0, true);
+  return laid === null ? compact : Buffer.concat([...laid, NEWLINE]);
 }

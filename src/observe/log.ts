@@ -8,7 +8,7 @@
  */
 import type { Holder } from '../upstream/http-client.js';
 import { capBody, capError, MAX_ASSEMBLED_STREAM_BYTES, UNSEEN_BODY_MAX_BYTES } from './log-caps.js';
-import { RawJson, renderEntryBytes, type LogEntry, type LogFormat } from './log-render.js';
+import { BOUNDED_LAYOUT_FROM_BYTES, RawJson, renderEntryBytes, type LogEntry, type LogFormat } from './log-render.js';
 import { closeSinks, FLUSH_DEADLINE_MS, NOTHING_HELD, type LogSink, type RenderedBatch } from './log-sinks.js';
 
 /** A batch's `done` for `destinations` destinations: lets go of `held` when the last is done. */
@@ -64,8 +64,10 @@ export class InteractionLog {
   /**
    * Renders the entry at once, while its objects are still in the CPU's caches (rendering them
    * later, in a batch, was slower: docs/performance.md), and queues the text; writes are batched.
+   * `answerBytes`: the size of the provider's answer (its body, or its stream's bytes); from
+   * BOUNDED_LAYOUT_FROM_BYTES the pretty entry is laid out by the walk that bounds its growth.
    */
-  record(entry: LogEntry): void {
+  record(entry: LogEntry, answerBytes = 0): void {
     if (this.sinks.length === 0) return;
     const max = this.bodyMaxBytes;
     // A request no provider saw (refused, or answered here: a count_tokens estimate) costs its
@@ -79,7 +81,8 @@ export class InteractionLog {
       if (entry.error !== undefined) entry.error = capError(entry.error, max);
     }
     let viewsBody = false;
-    for (const slot of this.pending) if (renderEntryBytes(entry, slot.format, slot.parts)) viewsBody = true;
+    const bounded = answerBytes >= BOUNDED_LAYOUT_FROM_BYTES;
+    for (const slot of this.pending) if (renderEntryBytes(entry, slot.format, slot.parts, bounded)) viewsBody = true;
     const request = entry.request;
     if (viewsBody && request instanceof RawJson) {
       // Pooled or not, a view keeps the whole buffer the body is in.

@@ -234,6 +234,7 @@ async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, int
   if (upstream.status < 200 || upstream.status > 299) {
     const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
     interaction.upstreamEndedAt = performance.now();
+    interaction.answerBytes = error.length;
     const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url);
     // Translated, the answer is in the client's API, where a request the provider cannot serve is
     // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
@@ -258,6 +259,7 @@ async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, int
   if (parsed.stream) return answerStream(answering, upstream);
   const answer = await readAll(upstream.body, { limit: RESPONSE_LIMIT, truncate: false, cancel, idleMs, scrubber });
   interaction.upstreamEndedAt = performance.now();
+  interaction.answerBytes = answer.length;
   return answerJson(answering, answer, upstream.headers);
 }
 
@@ -288,7 +290,7 @@ export function recordRequest(interaction: Interaction, deps: SurfaceDeps): void
   }
   const now = performance.now();
   deps.metrics.request(interaction.observation(now));
-  if (deps.log.enabled) deps.log.record(interaction.toEntry(now));
+  if (deps.log.enabled) deps.log.record(interaction.toEntry(now), interaction.answerBytes);
 }
 
 /**
@@ -601,6 +603,7 @@ async function callTargets<C extends ApiTypes>(request: AtHand<C>): Promise<void
             interaction.targetOutcome(target, 'failed');
             // Kept (its error body is small) in case no other target can serve after all.
             const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(key.realKeys) });
+            interaction.answerBytes = body.length;
             failure = upstreamError(upstream.status, body, upstream.headers, key.realKeys, prepared.endpoint.url);
             continue;
           }
@@ -792,6 +795,7 @@ export async function callWhole(target: Target, endpoint: Endpoint, build: (apiK
   interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), target.secrets);
   const body = await readAll(upstream.body, { limit, truncate: false, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.secrets) });
   interaction.upstreamEndedAt = performance.now();
+  interaction.answerBytes = body.length;
   return { status: upstream.status, headers: upstream.headers, body };
 }
 
@@ -859,6 +863,7 @@ async function answerStream<C extends ApiTypes>(answering: Answering<C>, upstrea
     // An error answered with a 200 (some servers and proxies): that error, at the status it stands for.
     if (type.includes('json')) {
       const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel: interaction.context.cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber });
+      interaction.answerBytes = body.length;
       const error = errorAnswered(body, upstream.headers, apiKeys, interaction);
       if (error !== null) return error;
     }

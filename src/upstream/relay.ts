@@ -92,6 +92,8 @@ export interface RelayRecord {
   upstreamEndedAt: number | null;
   /** Events relayed: an estimate of the tokens of a stream that ended before its usage. */
   streamedEvents: number;
+  /** The stream's bytes so far (the log lays out an entry whose answer is large with its growth bounded). */
+  answerBytes: number;
 }
 
 /** Where the notable events are in a read, found in one pass; then asked in order, event by event. */
@@ -165,6 +167,7 @@ class StreamRelay {
     this.idle.at = performance.now() + this.options.idleMs;
     const chunk = this.options.scrubber.push(read);
     if (chunk.length === 0) return;
+    this.record.answerBytes += chunk.length;
     this.gathering = true;
     try {
       if (this.pipeline.passThrough && this.relayBytes(chunk)) return;
