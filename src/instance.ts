@@ -10,7 +10,7 @@ import { createRouter } from './formats/router.js';
 import { ResponseOwners, type ItemOwners } from './policy/response-owners.js';
 import { ModelLists } from './surfaces/models.js';
 import { InteractionLog } from './observe/log.js';
-import { type LogSink } from './observe/log-sinks.js';
+import type { LogSink } from './observe/log-sinks.js';
 import { Turns } from './turns.js';
 import { Metrics, mergeSnapshots, renderPrometheus, type MetricsSnapshot } from './observe/metrics.js';
 import { warn } from './observe/warn.js';

@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { terminalText } from './observe/terminal.js';
 import { addToReport, emptyReport, EntryReader, parseTime, renderReport, reportJson, type Range } from './report/usage-report.js';
 
 const USAGE = 'usage: npm run usage -- [--since <date|7d|12h>] [--until <date|…>] [--all] [--file <log file, .gz too; repeat for several>] [--json]';
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
       }
       if (lines === 0) fail(`cannot read ${file} (${why}); give the log file with --file`);
       // A file damaged part-way (a .gz cut short): what came before counts, the rest is one skipped part.
-      process.stderr.write(`${file}: stopped reading at a damaged part (${why}); the entries before it are counted\n`);
+      process.stderr.write(`${file}: stopped reading at a damaged part (${terminalText(why)}); the entries before it are counted\n`);
       report.skipped++;
     }
     // Each file ends its last entry: none runs on into the next file.
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
   if (noLogs.length > 0 && noLogs.length + missing.length === options.files.length) fail(`no log entry in ${noLogs.join(', ')}: is it the interactions log? (give it with --file)`);
   for (const file of noLogs) process.stderr.write(`${file} holds no log entry (is it the interactions log?): counted as empty\n`);
   for (const file of missing) process.stderr.write(`${file} does not exist (yet: after a rotation, the next entry makes it): counted as empty\n`);
-  process.stdout.write(options.json ? `${JSON.stringify(reportJson(report, options.range), null, 2)}\n` : renderReport(report, options.range, options.files.join(', ')));
+  process.stdout.write(options.json ? `${terminalText(JSON.stringify(reportJson(report, options.range), null, 2))}\n` : renderReport(report, options.range, options.files.join(', ')));
 }
 
 /** A log file's text as a stream, decompressed when its name ends in .gz (logrotate's `compress`), once it is open. */

@@ -301,6 +301,17 @@ describe('request bodies in the log, as their bytes', () => {
         }
       }
     }
+    // Bytes no parser read, a backslash before a control: not JSON, so logged as their text (escaped
+    // first, they would have read as JSON holding another value).
+    const unread = `{"model":"m","messages":[{"role":"user","content":"${'B'.repeat(70_000)}\\\u0085\\\u007f"}]}`;
+    const parsed = parseJsonObject(Buffer.from(unread), 'body', { messages: ['role'] });
+    for (const format of ['pretty', 'json'] as LogFormat[]) {
+      const pieces: Buffer[] = [];
+      renderEntryBytes(entry('req_unread', loggedRequest(Buffer.from(unread), parsed)), format, pieces);
+      const bytes = Buffer.concat(pieces);
+      assert.equal(controls(bytes), false);
+      assert.equal((JSON.parse(bytes.toString()) as LogEntry).request, unread);
+    }
   });
 
   it('not valid UTF-8 and nested deep, are laid out on one line at once, not indented whole first (a million values 126 deep: 256 MB of text)', () => {

@@ -9,7 +9,7 @@
  * its limits checks back past their timeout; one message at a time cost the primary a third more
  * CPU per entry (docs/performance.md).
  */
-import { type LogFormat } from '../observe/log-render.js';
+import type { LogFormat } from '../observe/log-render.js';
 import { MAX_PENDING_BYTES, type BatchText, type LogSink, type RenderedBatch } from '../observe/log-sinks.js';
 import { warn } from '../observe/warn.js';
 import type { ToPrimary } from './messages.js';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
 import { limitsShown } from '../redis/url.js';
-import { type LogFormat } from '../observe/log-render.js';
+import type { LogFormat } from '../observe/log-render.js';
 import { closeSinks, endProcess, logFileShown, NOTHING_HELD, savedAtExit, type LogSink, type RenderedBatch } from '../observe/log-sinks.js';
 import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';

@@ -10,6 +10,7 @@ import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import type { Holder } from '../upstream/http-client.js';
 import { utf8Bytes } from '../utf8.js';
+import { escapeTerminalBytes, hasTerminalControls } from './terminal.js';
 
 export interface LogEntry {
   timestamp: string;
@@ -165,11 +166,22 @@ export class RawJson {
    */
   layout(level: number | null): Buffer[] | null {
     if (!this.json) return null;
-    this.shown ??= hasTerminalControls(this.bytes) ? Buffer.from(escapeTerminalControls(this.bytes.toString('utf8'))) : this.bytes;
+    if (this.shown === null) {
+      // Bytes no parser read are checked as they came: escaped first, a backslash before a
+      // control would read as an escape, and text that is not JSON as JSON.
+      if (hasTerminalControls(this.bytes) && this.isJson()) this.shown = escapeTerminalBytes(this.bytes);
+      else if (!this.json) return null;
+      else this.shown = this.bytes;
+    }
     const pieces = indentJsonBytes(this.shown, level, this.checked);
     this.checked = true;
     this.json = pieces !== null;
     return pieces;
+  }
+
+  /** The memory the laid-out pieces view: the bytes, or their escaped copy. */
+  get viewed(): Buffer {
+    return this.shown ?? this.bytes;
   }
 
   /** Whatever renders an entry without knowing the class still gets the body (its text, if it is not JSON after all). */
@@ -191,32 +203,10 @@ export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | nul
   return new RawJson(Buffer.from(raw.toString('utf8')), !hasUncheckedBytes(parsed));
 }
 
-/**
- * DEL and the C1 controls (U+007F–U+009F), which JSON.stringify leaves raw: a terminal showing the
- * log may act on them (U+009B begins a control sequence, as ESC [ does), and a client chooses
- * what its body, model name and key header hold. Escaped in every entry, as they are in metrics.
- */
-const TERMINAL_CONTROLS = /[\u007f-\u009f]/g;
-
-/** Whether UTF-8 bytes hold DEL (0x7f) or a C1 control (0xc2, then 0x80–0x9f): native searches, then a look at each 0xc2's next byte. */
-export function hasTerminalControls(bytes: Buffer): boolean {
-  if (bytes.indexOf(0x7f) !== -1) return true;
-  for (let i = bytes.indexOf(0xc2); i !== -1; i = bytes.indexOf(0xc2, i + 1)) {
-    const next = bytes[i + 1];
-    if (next !== undefined && next >= 0x80 && next <= 0x9f) return true;
-  }
-  return false;
-}
-
-/** JSON text with DEL and C1 controls written as `\u` escapes: JSON's structure is ASCII, so they are inside strings, whose values stay the same. */
-function escapeTerminalControls(text: string): string {
-  return text.replace(TERMINAL_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** Part of an entry's text as bytes, its terminal controls escaped (searched for in the bytes: a regular expression over every entry's text cost a third of rendering it). */
+/** Part of an entry's text as bytes, DEL and C1 controls escaped (terminal.ts; searched for in the bytes: a regular expression over every entry's text cost a third of rendering it). */
 function entryBytes(text: string): Buffer {
   const bytes = utf8Bytes(text);
-  return hasTerminalControls(bytes) ? utf8Bytes(escapeTerminalControls(text)) : bytes;
+  return hasTerminalControls(bytes) ? escapeTerminalBytes(bytes) : bytes;
 }
 
 /**

@@ -86,7 +86,7 @@ export class InteractionLog {
     const request = entry.request;
     if (viewsBody && request instanceof RawJson) {
       // Pooled or not, a view keeps the whole buffer the body is in.
-      this.heldBytes += request.bytes.buffer.byteLength;
+      this.heldBytes += request.viewed.buffer.byteLength;
       if (request.holder !== null) {
         request.holder.hold();
         this.held.push(request.holder);

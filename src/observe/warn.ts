@@ -1,9 +1,12 @@
+import { terminalText } from './terminal.js';
+
 /**
  * Operational messages: one line each on stderr, prefixed, so that stdout carries nothing but the
- * interactions log.
+ * interactions log. Control characters in them (a client's model name, a server's error) are
+ * written as escapes: a terminal would act on them.
  */
 export function warn(message: string): void {
-  process.stderr.write(`llm-gateway: ${message}\n`);
+  process.stderr.write(`llm-gateway: ${terminalText(message)}\n`);
 }
 
 /**

@@ -229,8 +229,8 @@ export class SharedLimiter implements Limiter {
         this.countingSeen = marker;
       },
       (err: Error) => {
-        // An outage: nothing is known. A refusal (an ACL without +get) would hide every loss: said once.
-        if (!(err instanceof RedisReplyError) || this.countingRefused) return;
+        // An outage (or Redis loading, busy): nothing is known. An ACL's refusal would hide every loss: said once.
+        if (!(err instanceof RedisReplyError) || err.kind !== 'NOPERM' || this.countingRefused) return;
         this.countingRefused = true;
         warn(`Redis refused GET of ${COUNTING_KEY} (${err.message}): a Redis that loses what it counted (a restart without persistence, a flush, a failover to an empty replica) cannot be noticed; give the gateway's Redis user the README's ACL rules (+get)`);
       },
