@@ -225,6 +225,13 @@ describe('gateway errors', () => {
     }
   });
 
+  it('reads the Bearer scheme in any case, as HTTP says schemes are (RFC 9110 §11.1)', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      const reply = await request(gateway.url, '/v1/chat/completions', { key: null, headers: { authorization: `${scheme} vk_openai` }, body: hello });
+      assert.equal(reply.status, 200, scheme);
+    }
+  });
+
   it('401 for a virtual key sent as x-api-key on an OpenAI route says where it goes, without echoing it', async () => {
     const expected = "Missing virtual key. Send it as 'Authorization: Bearer <virtual key>'; x-api-key is read only on the Anthropic routes (/v1/messages).";
     const routes: Array<[string, string]> = [['/v1/chat/completions', 'POST'], ['/v1/responses', 'POST'], ['/v1/responses/input_tokens', 'POST'], ['/v1/responses/resp_123', 'GET']];

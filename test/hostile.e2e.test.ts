@@ -329,6 +329,10 @@ describe('upstream connections', () => {
     try {
       const reply = await chat(gateway.url, 'vk_openai', hello);
       assert.equal(reply.status, 400);
+      // Only the first MiB was read: the client gets no more of it (nor does the log).
+      assert.ok(reply.text.length <= 1024 * 1024, `${reply.text.length} bytes answered`);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.ok(JSON.stringify(entry).length <= 2 * 1024 * 1024, `${JSON.stringify(entry).length} bytes logged`);
     } finally {
       openaiMock.behave(null);
     }

@@ -3,7 +3,7 @@
  * budgets and their persistence, the real-key pool, and retry backoff.
  */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { KeyPool } from '../src/policy/key-pool.js';
@@ -188,6 +188,7 @@ describe('rate limits', () => {
     state.admit(key, tok(0), t, t);
     state.record(key, spent(100_000), tok(0), t, t);
     assert.equal(state.admit(key, tok(0), t, t).error?.headers['retry-after'], '61', 'about a minute to refill, not 99');
+    assert.equal(state.admit(key, tok(0), t + 61_000, t + 61_000).error, null, 'and admitted then, as it said');
   });
 
   it("tells a client at most a minute's wait while a request in flight holds more than the bucket (its hold comes back when it ends)", () => {
@@ -279,6 +280,17 @@ describe('budgets', () => {
     await store.save();
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.deepEqual(readdirSync(join(dir, 'state')), ['gateway_state.json'], 'no temporary file left');
+    // Atomically: a whole new file renamed over the last, never the last rewritten in place (a crash
+    // halfway would leave half a file, and every budget would start over). A reader that opened the
+    // last one (a link to it) still holds it whole.
+    const kept = join(dir, 'kept.json');
+    linkSync(file, kept);
+    const before = readFileSync(kept, 'utf8');
+    store.add('digest-B', 'month', spent(5), now, true);
+    await store.save();
+    assert.equal(readFileSync(kept, 'utf8'), before);
+    assert.notEqual(statSync(file).ino, statSync(kept).ino);
+    assert.notEqual(readFileSync(file, 'utf8'), before, 'the new spend written');
     const again = new SpendStore(file);
     await again.load();
     assert.equal(again.current('digest-A', 'month', now).tokens, 1000);
@@ -518,7 +530,9 @@ describe('several real keys', () => {
   it('read retry-after in seconds, as a date, or in milliseconds', () => {
     assert.equal(retryAfterMs({ 'retry-after': '7' }), 7000);
     assert.equal(retryAfterMs({ 'retry-after-ms': '250' }), 250);
-    assert.equal(retryAfterMs({ 'retry-after': new Date(Date.now() + 5000).toUTCString() }) !== null, true);
+    // A date five seconds ahead (HTTP dates count whole seconds): the wait until then.
+    const until = retryAfterMs({ 'retry-after': new Date(Date.now() + 5000).toUTCString() });
+    assert.ok(until !== null && until > 3000 && until <= 5000, String(until));
     assert.equal(retryAfterMs({}), null);
   });
 });
