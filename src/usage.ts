@@ -103,7 +103,7 @@ async function main(): Promise<void> {
         missing.push(file);
         continue;
       }
-      if (lines === 0) fail(`cannot read ${file} (${why}); give the log file with --file`);
+      if (lines === 0) fail(`cannot read ${file} (${terminalText(why)}); give the log file with --file`);
       // A file damaged part-way (a .gz cut short): what came before counts, the rest is one skipped part.
       process.stderr.write(`${file}: stopped reading at a damaged part (${terminalText(why)}); the entries before it are counted\n`);
       report.skipped++;

@@ -27,7 +27,6 @@ before(async () => {
     keys: {
       virtual_keys: {
         vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl },
-        vk_openai_responses: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat', 'responses'] },
         vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
       },
     },
@@ -156,37 +155,50 @@ describe('deeply nested JSON', () => {
 });
 
 describe('a large answer nested deep (a million values a hundred levels in would be hundreds of MB indented)', () => {
-  it('is passed on whole, and logged in both destinations with its layout bounded as it is made: on one line, the same value', async () => {
-    const values = 150_000;
-    const nested = `${'['.repeat(100)}${'0,'.repeat(values - 1)}0${']'.repeat(100)}`;
+  /** The most memory the process has held (VmHWM), in MB: what indenting such an answer whole took (585 MB for 2 MB). */
+  const peakMb = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+  const nested = `${'['.repeat(120)}${'0,'.repeat(799_999)}0${']'.repeat(120)}`;
+  /** Where the logged response begins: on one line of its own in the indented entry. */
+  const responseLine = (text: string, id: string): string | undefined => {
+    const lines = text.split('\n');
+    const at = lines.findIndex((line) => line === `  "request_id": "${id}",`);
+    return at === -1 ? undefined : lines.slice(at).find((line) => line.startsWith('  "response": '));
+  };
+  let fresh: GatewayProcess;
+  before(async () => {
+    fresh = await startGateway({ keys: { virtual_keys: { vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat', 'responses'] } } } });
+  });
+  after(() => fresh?.stop());
+
+  it('is passed on whole, and logged in both destinations laid out as it is made, its growth checked as it goes: its response on one line, the rest indented, the memory bounded', async () => {
     const answer = `{"id":"chatcmpl-deep","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6},"deep":${nested}}`;
     openaiMock.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(answer);
     });
     try {
-      const reply = await chat(gateway.url, 'vk_openai', hello);
+      const reply = await chat(fresh.url, 'vk_openai', hello);
       assert.equal(reply.status, 200, reply.text.slice(0, 300));
       assert.equal(reply.text, answer, 'passed on as it came');
       const id = String(reply.headers['x-request-id']);
-      await waitForEntry(gateway.logFile, id);
-      await waitFor(() => gateway.stdout().includes(id), 'on stdout too');
-      for (const [where, text] of [['file', readFileSync(gateway.logFile, 'utf8')], ['stdout', gateway.stdout()]] as const) {
-        const line = text.split('\n').find((each) => each.includes(`"request_id":"${id}"`));
-        assert.ok(line !== undefined, `${where}: the entry on one line`);
-        assert.ok(line.length < 4 * answer.length, `${where}: ${line.length} bytes`);
-        const entry = JSON.parse(line) as { status: number; response: { deep: unknown } };
-        assert.equal(entry.status, 200);
-        assert.equal(JSON.stringify(entry.response.deep), nested);
+      await waitForEntry(fresh.logFile, id);
+      await waitFor(() => {
+        const text = fresh.stdout();
+        const at = text.indexOf(id);
+        return at !== -1 && text.indexOf('\n}\n', at) !== -1;
+      }, 'on stdout too, whole');
+      for (const [where, text] of [['file', readFileSync(fresh.logFile, 'utf8')], ['stdout', fresh.stdout()]] as const) {
+        const line = responseLine(text, id);
+        assert.ok(line !== undefined, `${where}: the response on one line of an indented entry`);
+        assert.equal(JSON.stringify((JSON.parse(`{${line.replace(/,$/, "")}}`) as { response: { deep: unknown } }).response.deep), nested, where);
       }
+      assert.ok(peakMb(fresh.child.pid as number) < 250, `${peakMb(fresh.child.pid as number)} MB at most`);
     } finally {
       openaiMock.behave(null);
     }
-    await alive();
   });
 
   it('streamed (a Responses stream whose last event holds it), is logged the same way', async () => {
-    const nested = `${'['.repeat(100)}${'0,'.repeat(149_999)}0${']'.repeat(100)}`;
     const response = (status: string, extra: string): string => `{"id":"resp_deep","object":"response","created_at":1,"status":"${status}","model":"gpt-4o-mini","output":[]${extra}}`;
     openaiMock.behave(({ res }) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -194,15 +206,15 @@ describe('a large answer nested deep (a million values a hundred levels in would
       res.end(`event: response.completed\ndata: {"type":"response.completed","sequence_number":1,"response":${response('completed', `,"usage":{"input_tokens":5,"output_tokens":1,"total_tokens":6},"deep":${nested}`)}}\n\n`);
     });
     try {
-      const reply = await request(gateway.url, '/v1/responses', { method: 'POST', key: 'vk_openai_responses', body: { model: 'gpt-4o-mini', input: 'Hello', stream: true } });
+      const reply = await request(fresh.url, '/v1/responses', { method: 'POST', key: 'vk_openai', body: { model: 'gpt-4o-mini', input: 'Hello', stream: true } });
       assert.equal(reply.status, 200, reply.text.slice(0, 300));
       assert.match(reply.text, /event: response\.completed/);
       const id = String(reply.headers['x-request-id']);
-      await waitForEntry(gateway.logFile, id);
-      const line = readFileSync(gateway.logFile, 'utf8').split('\n').find((each) => each.includes(`"request_id":"${id}"`));
-      assert.ok(line !== undefined, 'the entry on one line');
-      const entry = JSON.parse(line) as { response: { deep: unknown } };
-      assert.equal(JSON.stringify(entry.response.deep), nested);
+      await waitForEntry(fresh.logFile, id);
+      const line = responseLine(readFileSync(fresh.logFile, 'utf8'), id);
+      assert.ok(line !== undefined, 'the response on one line of an indented entry');
+      assert.equal(JSON.stringify((JSON.parse(`{${line.replace(/,$/, "")}}`) as { response: { deep: unknown } }).response.deep), nested);
+      assert.ok(peakMb(fresh.child.pid as number) < 250, `${peakMb(fresh.child.pid as number)} MB at most`);
     } finally {
       openaiMock.behave(null);
     }

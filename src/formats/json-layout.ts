@@ -396,11 +396,11 @@ export function prettyLimit(compactBytes: number): number {
  * that grows past MAX_GROWTH times the input is abandoned for the compact one (never larger than
  * the input), so the output stays bounded and the body whole.
  */
-export function indentJsonBytes(raw: Buffer, level: number | null = 0, known = false): Buffer[] | null {
+export function indentJsonBytes(raw: Buffer, level: number | null = 0, known = false, limit = prettyLimit(raw.length)): Buffer[] | null {
   const out = new Pieces(Math.min(CHUNK_BYTES, raw.length + (level !== null ? raw.length >> 2 : 0) + 64));
   let walked: number;
   try {
-    walked = walk(raw, out, level, prettyLimit(raw.length), known);
+    walked = walk(raw, out, level, limit, known);
   } catch (err) {
     if (!(err instanceof ParseWhole)) throw err;
     walked = NOT_JSON;

@@ -7,6 +7,7 @@
  */
 import { inspect } from 'node:util';
 import { endProcess, savedAtExit } from './log-sinks.js';
+import { terminalText } from './terminal.js';
 
 /** How long a crash waits for the log before it ends the process anyway. */
 const CRASH_FLUSH_MS = 2000;
@@ -24,7 +25,7 @@ export function endOnUncaught(closeLog: (deadlineMs: number) => Promise<boolean>
     ending = true;
     const what = origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception';
     // As Node prints it: the stack, and a cause or an error's own fields (code, errno) with it.
-    process.stderr.write(`llm-gateway: ${what} (a bug; please report it), exiting: ${inspect(err)}\n`);
+    process.stderr.write(`llm-gateway: ${what} (a bug; please report it), exiting: ${terminalText(inspect(err))}\n`);
     // No new request starts in a process about to end; /healthz says 503 meanwhile.
     try {
       stopServing();

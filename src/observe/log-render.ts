@@ -4,6 +4,7 @@
  * would misread (lone surrogates, control characters).
  */
 import { isUtf8 } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
 import { hasUncheckedBytes } from '../formats/json-bytes.js';
 import { hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-layout.js';
 import type { LoggedUsage } from '../formats/usage.js';
@@ -216,77 +217,69 @@ function entryBytes(text: string): Buffer {
  * some of the pieces view the request's bytes (a long string is a piece of them, not a copy).
  */
 export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer[], bounded = false): boolean {
-  if (bounded && format === 'pretty') return renderBounded(entry, out);
-  const request = entry.request;
+  const response = bounded && format === 'pretty' ? laidOutResponse(entry.response) : null;
+  const shown = response === null ? entry : { ...entry, response: RESPONSE_SLOT };
+  const request = shown.request;
   const body = request instanceof RawJson ? request.layout(format === 'pretty' ? 1 : null) : null;
   if (body === null) {
-    out.push(entryBytes(renderEntry(entry, format)));
+    pushSpliced(renderEntry(shown, format), response, out);
     return false;
   }
-  const text = renderEntry({ ...entry, request: null }, format);
+  const text = renderEntry({ ...shown, request: null }, format);
   const marker = format === 'pretty' ? '\n  "request": null' : ',"request":null';
   const at = text.indexOf(marker);
   if (at === -1) {
-    out.push(entryBytes(text)); // rendered without its bodies (too deep): it says so
+    pushSpliced(text, response, out); // rendered without its bodies (too deep): it says so
     return false;
   }
   const valueAt = at + marker.length - 4;
   out.push(entryBytes(text.slice(0, valueAt)));
   // One push per piece: a body's pieces can outnumber what a call's arguments may hold.
   for (const piece of body) out.push(piece);
-  out.push(entryBytes(text.slice(valueAt + 4)));
+  pushSpliced(text.slice(valueAt + 4), response, out);
   return true;
 }
 
 /**
- * A provider's answer this large (its body, or its stream's bytes) has its entry laid out by the
- * walk that bounds growth as it goes. Indented natively, an answer of a million values nested a
- * hundred deep grew hundreds of times before its growth could be checked (2 MB: 2.9 s of every
- * request's loop and 585 MB); an answer under this can grow to a few tens of MB at most (depth is
- * bounded: json-limits.ts).
+ * A provider's answer this large (its body, or its stream's bytes) has the entry's `response` laid
+ * out by the walk that bounds growth as it goes, instead of indented natively and checked after:
+ * a provider's 2 MB answer of a million values nested deep took 2.9 s of every request's loop and
+ * 585 MB that way, and one of 256 KiB half a second. Under this, indenting can make a few MB at
+ * most (nesting is bounded: json-limits.ts).
  */
-export const BOUNDED_LAYOUT_FROM_BYTES = 256 * 1024;
+export const BOUNDED_LAYOUT_FROM_BYTES = 16 * 1024;
 
-/**
- * The pretty entry laid out from its one-line rendering (which holds every escape an entry needs)
- * by indentJsonBytes: the same bytes as the native layout, or, where indenting would make it more
- * than four times its one-line size, on one line (still one JSON document). A request logged as
- * its bytes is spliced in as it is elsewhere, laid out by its own walk (never walked twice).
- */
-function renderBounded(entry: LogEntry, out: Buffer[]): boolean {
-  const request = entry.request;
-  if (!(request instanceof RawJson)) {
-    out.push(laidOut(entry));
-    return false;
+/** Stands for the response in the text of an entry it is spliced into: a string no client or provider can know. */
+const RESPONSE_SLOT = `response ${randomUUID()}`;
+
+/** `text` (a part of an entry) as bytes, with the laid-out response where its slot is. */
+function pushSpliced(text: string, response: Buffer[] | null, out: Buffer[]): void {
+  const at = response === null ? -1 : text.indexOf(`"${RESPONSE_SLOT}"`);
+  if (response === null || at === -1) {
+    out.push(entryBytes(text)); // no slot: rendered without its bodies (too deep), which it says
+    return;
   }
-  const rest = laidOut({ ...entry, request: null });
-  // Where the rest gave way to one line, so does the body.
-  const indented = rest.indexOf(PRETTY_REQUEST) !== -1;
-  const marker = indented ? PRETTY_REQUEST : ONE_LINE_REQUEST;
-  const at = rest.indexOf(marker);
-  if (at === -1) {
-    out.push(rest); // rendered without its bodies (too deep): it says so
-    return false;
-  }
-  const body = request.layout(indented ? 1 : null);
-  if (body === null) {
-    out.push(laidOut(entry)); // not JSON after all: its text
-    return false;
-  }
-  const valueAt = at + marker.length - 4;
-  out.push(rest.subarray(0, valueAt));
-  for (const piece of body) out.push(piece);
-  out.push(rest.subarray(valueAt + 4));
-  return true;
+  out.push(entryBytes(text.slice(0, at)));
+  for (const piece of response) out.push(piece);
+  out.push(entryBytes(text.slice(at + RESPONSE_SLOT.length + 2)));
 }
 
-const PRETTY_REQUEST = Buffer.from('\n  "request": null');
-const ONE_LINE_REQUEST = Buffer.from(',"request":null');
-const NEWLINE = Buffer.from('\n');
-
-/** The entry on one line, then indented by the walk that bounds its growth as it goes. */
-function laidOut(entry: LogEntry): Buffer {
-  const compact = entryBytes(renderEntry(entry, 'json'));
-  const laid = indentJsonBytes(compact.subarray(0, compact.length - 1), 0, true);
-  return laid === null ? compact : Buffer.concat([...laid, NEWLINE]);
+/**
+ * The response laid out a level in, as the native layout would (every escape an entry needs
+ * made by its one-line rendering), or on one line where that would be more than four times its
+ * one-line size and 64 KiB: the native growth check's rule, counted in bytes. Null: rendered
+ * natively (a text, or too deep for the stack, which the entry then says).
+ */
+function laidOutResponse(response: unknown): Buffer[] | null {
+  if (typeof response !== 'object' || response === null || response instanceof RawJson) return null;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(response);
+  } catch {
+    return null;
+  }
+  if (text === undefined) return null;
+  if (text.includes('\\ud')) text = text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd');
+  const bytes = entryBytes(text);
+  return indentJsonBytes(bytes, 1, true, Math.max(prettyLimit(bytes.length), CHECKED_GROWTH_FROM));
 }

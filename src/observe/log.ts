@@ -87,7 +87,8 @@ export class InteractionLog {
     if (viewsBody && request instanceof RawJson) {
       // Pooled or not, a view keeps the whole buffer the body is in.
       this.heldBytes += request.viewed.buffer.byteLength;
-      if (request.holder !== null) {
+      // Its escaped copy (a control in it) views no pooled memory.
+      if (request.holder !== null && request.viewed === request.bytes) {
         request.holder.hold();
         this.held.push(request.holder);
       }

@@ -6,8 +6,17 @@
  * escapes, which JSON readers take as the same characters.
  */
 
-/** Past this many U+0080–U+00BF characters (°, ±, a no-break space), the bytes are looked at one by one: a native search each cost more. */
+/**
+ * U+0080–U+00BF characters (°, ±, a no-break space, « ») are 0xc2 and a byte: each is a native
+ * search's stop. Past this many, as dense as one in this many bytes, the bytes are looked at one by
+ * one instead (a search each cost more); spread out, as in ordinary text, searches go on.
+ */
 const DENSE = 64;
+
+/** Whether `seen` stops within the first `at` bytes are dense enough to look at every byte instead. */
+function dense(seen: number, at: number): boolean {
+  return seen >= DENSE && seen * DENSE > at;
+}
 
 /** Whether UTF-8 bytes hold DEL (0x7f) or a C1 control (0xc2, then 0x80–0x9f). */
 export function hasTerminalControls(bytes: Buffer): boolean {
@@ -15,7 +24,7 @@ export function hasTerminalControls(bytes: Buffer): boolean {
   let seen = 0;
   for (let i = bytes.indexOf(0xc2); i !== -1; i = bytes.indexOf(0xc2, i + 1)) {
     if (isC1(bytes[i + 1])) return true;
-    if (++seen === DENSE) {
+    if (dense(++seen, i)) {
       for (let j = i + 1; j < bytes.length - 1; j++) if (bytes[j] === 0xc2 && isC1(bytes[j + 1])) return true;
       return false;
     }
@@ -37,11 +46,14 @@ const HEX = Buffer.from('0123456789abcdef');
  * searches and the bytes between copied whole; many, byte by byte.
  */
 export function escapeTerminalBytes(bytes: Buffer): Buffer {
-  const at = controlsAt(bytes, DENSE);
+  const at = controlsAt(bytes, MANY_CONTROLS);
   return at === null ? escapeEach(bytes) : escapeAt(bytes, at);
 }
 
-/** Where each control starts (DEL, or a C1's lead byte), in order; null past `most` of them, or of 0xc2 bytes. */
+/** Controls past which the bytes are copied one by one rather than between them. */
+const MANY_CONTROLS = 4096;
+
+/** Where each control starts (DEL, or a C1's lead byte), in order; null past `most` of them, or where 0xc2 bytes are dense. */
 function controlsAt(bytes: Buffer, most: number): number[] | null {
   const at: number[] = [];
   let leads = 0;
@@ -53,7 +65,7 @@ function controlsAt(bytes: Buffer, most: number): number[] | null {
       del = bytes.indexOf(0x7f, del + 1);
     } else {
       if (isC1(bytes[lead + 1])) at.push(lead);
-      if (++leads > most) return null;
+      if (dense(++leads, lead)) return null;
       lead = bytes.indexOf(0xc2, lead + 1);
     }
     if (at.length > most) return null;
