@@ -34,6 +34,12 @@ describe('DEL and C1 controls', () => {
     assert.equal(hasTerminalControls(Buffer.from(`${'°'.repeat(10_000)}\u0085`)), true);
     assert.equal(hasTerminalControls(Buffer.from('°'.repeat(10_000))), false);
     assert.equal(hasTerminalControls(Buffer.from([0xc2])), false, 'a lead byte at the end is no control');
+    // Two close together start a stretch looked at byte by byte: a control at its end, or just past it, counts.
+    for (let gap = 4085; gap < 4105; gap++) {
+      assert.equal(hasTerminalControls(Buffer.from(`°°${'a'.repeat(gap)}\u0085`)), true, String(gap));
+      assert.equal(hasTerminalControls(Buffer.from(`°°${'a'.repeat(gap)}°${'b'.repeat(gap)}\u009b`)), true, String(gap));
+      assert.equal(hasTerminalControls(Buffer.from(`°°${'a'.repeat(gap)}°`)), false, String(gap));
+    }
   });
 
   it('escaped in JSON, leave every value the same', () => {

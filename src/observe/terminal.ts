@@ -8,26 +8,27 @@
 
 /**
  * U+0080–U+00BF characters (°, ±, a no-break space, « ») are 0xc2 and a byte: each is a native
- * search's stop. Past this many, as dense as one in this many bytes, the bytes are looked at one by
- * one instead (a search each cost more); spread out, as in ordinary text, searches go on.
+ * search's stop. Two closer than this begin a stretch looked at byte by byte (a search each cost
+ * more there), of WINDOW bytes, then searches go on: ordinary text pays a search per character,
+ * text dense with them about a byte loop.
  */
-const DENSE = 64;
-
-/** Whether `seen` stops within the first `at` bytes are dense enough to look at every byte instead. */
-function dense(seen: number, at: number): boolean {
-  return seen >= DENSE && seen * DENSE > at;
-}
+const CLOSE = 16;
+const WINDOW = 4096;
 
 /** Whether UTF-8 bytes hold DEL (0x7f) or a C1 control (0xc2, then 0x80–0x9f). */
 export function hasTerminalControls(bytes: Buffer): boolean {
   if (bytes.indexOf(0x7f) !== -1) return true;
-  let seen = 0;
-  for (let i = bytes.indexOf(0xc2); i !== -1; i = bytes.indexOf(0xc2, i + 1)) {
+  let i = bytes.indexOf(0xc2);
+  while (i !== -1) {
     if (isC1(bytes[i + 1])) return true;
-    if (dense(++seen, i)) {
-      for (let j = i + 1; j < bytes.length - 1; j++) if (bytes[j] === 0xc2 && isC1(bytes[j + 1])) return true;
-      return false;
+    const next = bytes.indexOf(0xc2, i + 1);
+    if (next === -1 || next - i >= CLOSE) {
+      i = next;
+      continue;
     }
+    const end = Math.min(bytes.length - 1, next + WINDOW);
+    for (let j = next; j < end; j++) if (bytes[j] === 0xc2 && isC1(bytes[j + 1])) return true;
+    i = bytes.indexOf(0xc2, end);
   }
   return false;
 }
@@ -50,10 +51,11 @@ export function escapeTerminalBytes(bytes: Buffer): Buffer {
   return at === null ? escapeEach(bytes) : escapeAt(bytes, at);
 }
 
-/** Controls past which the bytes are copied one by one rather than between them. */
+/** Controls, or 0xc2 bytes, past which the bytes are copied one by one rather than between them. */
 const MANY_CONTROLS = 4096;
+const MANY_LEADS = 65_536;
 
-/** Where each control starts (DEL, or a C1's lead byte), in order; null past `most` of them, or where 0xc2 bytes are dense. */
+/** Where each control starts (DEL, or a C1's lead byte), in order; null past `most` of them, or of 0xc2 bytes (each a search). */
 function controlsAt(bytes: Buffer, most: number): number[] | null {
   const at: number[] = [];
   let leads = 0;
@@ -65,7 +67,7 @@ function controlsAt(bytes: Buffer, most: number): number[] | null {
       del = bytes.indexOf(0x7f, del + 1);
     } else {
       if (isC1(bytes[lead + 1])) at.push(lead);
-      if (dense(++leads, lead)) return null;
+      if (++leads > MANY_LEADS) return null;
       lead = bytes.indexOf(0xc2, lead + 1);
     }
     if (at.length > most) return null;
