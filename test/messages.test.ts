@@ -376,6 +376,13 @@ const completion = (message: Record<string, unknown>, finish: string, usage: Rec
 const HINTS = { promptTokens: 100, answerId: 'gw1' };
 
 describe('chat answer → Message', () => {
+  it('a tool call cut by the output limit ends as max_tokens, never tool_use (a client would run a tool with half its input)', () => {
+    const cut = toMessage(completion({ content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'write', arguments: '{"path": "a.ts", "text": "fun' } }] }, 'length'), HINTS);
+    assert.equal(cut.stop_reason, 'max_tokens');
+    const whole = toMessage(completion({ content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'write', arguments: '{"path": "a.ts"}' } }] }, 'stop'), HINTS);
+    assert.equal(whole.stop_reason, 'tool_use', 'called tools: stopped for them, whatever the server says');
+  });
+
   it('reasoning → a thinking block, text → a text block, tool calls → tool_use blocks with their input parsed', () => {
     const message = toMessage(
       completion(
@@ -878,6 +885,17 @@ describe('count_tokens estimate', () => {
     assert.equal(estimateInputTokens(withImage), 1600 + 3, 'an image is not its base64 length');
     const tools = [{ name: 'f', input_schema: { type: 'object' } }];
     assert.equal(estimateInputTokens({ ...base, tools } as AnthropicRequest), Math.ceil((400 + JSON.stringify(tools).length) / 4) + 3);
+    // An agent's turns: a tool call's input and name, its result (text or blocks), thinking.
+    const input = { path: 'a.ts', text: 'z'.repeat(800) };
+    const turns = {
+      ...base,
+      messages: [
+        ...base.messages,
+        { role: 'assistant', content: [{ type: 'thinking', thinking: 't'.repeat(400), signature: 's' }, { type: 'tool_use', id: 'toolu_1', name: 'write', input }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'r'.repeat(1200) }, { type: 'tool_result', tool_use_id: 'toolu_2', content: [{ type: 'text', text: 'q'.repeat(400) }] }] },
+      ],
+    } as AnthropicRequest;
+    assert.equal(estimateInputTokens(turns), Math.ceil((400 + 400 + JSON.stringify(input).length + 'write'.length + 1200 + 400) / 4) + 3 * 3);
   });
 });
 

@@ -700,12 +700,13 @@ describe('chat stream → Responses stream', () => {
   });
 
   it('ends incomplete at a length limit, and estimates the usage a provider did not send (Codex needs one)', () => {
-    const { events } = runTranslated([chunk({ content: 'Cut sho' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
+    // Three deltas: an output token each, as estimated.
+    const { events } = runTranslated([chunk({ content: 'Cut' }), chunk({ content: ' sh' }), chunk({ content: 'o' }), chunk({}, 'length'), 'data: [DONE]\n\n'].join(''));
     const last = events.at(-1) as ResponsesEvent;
     assert.equal(last.type, 'response.incomplete');
     const response = last.response as ResponseObject;
     assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' });
-    assert.deepEqual(response.usage, { input_tokens: 900, input_tokens_details: { cached_tokens: 0 }, output_tokens: 1, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 901 });
+    assert.deepEqual(response.usage, { input_tokens: 900, input_tokens_details: { cached_tokens: 0 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 903 });
   });
 
   it('ends a failure mid-stream with response.failed after the last event, in Codex\'s codes, and nothing after it', () => {

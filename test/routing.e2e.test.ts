@@ -713,7 +713,20 @@ describe('weights, circuits, metrics and reloads', () => {
   });
 
   it('counts fallbacks and each target\'s outcomes in /metrics, by key name', async () => {
-    const text = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    // One more fallback counts one more, its failed first target and the second that answered too.
+    const value = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const counted = ['llm_gateway_fallbacks_total{key_name="fb"}', 'llm_gateway_target_requests_total{key_name="fb",target="0",provider="openai",outcome="failed"}', 'llm_gateway_target_requests_total{key_name="fb",target="1",provider="openai",outcome="answered"}'];
+    const before = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    reset();
+    failWith(first, 503);
+    try {
+      assert.equal((await chat('vk_fb')).status, 200);
+    } finally {
+      reset();
+    }
+    const after = (await request(gateway.url, '/metrics', { method: 'GET' })).text;
+    for (const series of counted) assert.equal(value(after, series), value(before, series) + 1, series);
+    const text = after;
     assert.match(text, /llm_gateway_fallbacks_total\{key_name="fb"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="0",provider="openai",outcome="failed"\} \d+/);
     assert.match(text, /llm_gateway_target_requests_total\{key_name="fb",target="1",provider="openai",outcome="answered"\} \d+/);

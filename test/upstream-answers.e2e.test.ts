@@ -69,6 +69,7 @@ before(async () => {
         vk_anthropic_v1: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `${anthropicMock.baseUrl}/v1` },
         vk_raw: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${rawPort}/v1` },
         vk_chat_only: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat'] },
+        vk_openai_responses: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, api: ['chat', 'responses'] },
         vk_tenant_a: { provider: 'openai', api_key: 'sk-tenant-A-1111111111', base_url: `http://127.0.0.1:${twicePort}/v1` },
         vk_tenant_b: { provider: 'openai', api_key: 'sk-tenant-B-2222222222', base_url: `http://127.0.0.1:${twicePort}/v1` },
         // Another tenant on the same real key (an organisation's one key, shared by its teams' virtual keys).
@@ -313,6 +314,30 @@ describe('the real key in any field of a provider error', () => {
       assert.match(stream.text, /"content":"your key is \[redacted\]"/);
       await assertScrubbed(stream, OPENAI_KEY);
     } finally {
+      openaiMock.behave(null);
+    }
+  });
+
+  it('an answer read whole on the routes that generate nothing (count_tokens, input_tokens) that echoes the key reaches the client and the log scrubbed', async () => {
+    anthropicMock.behave(({ req, res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ input_tokens: 5, debug: `auth was ${String(req.headers['x-api-key'])}` }));
+    });
+    openaiMock.behave(({ req, res }) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'response.input_tokens', input_tokens: 5, debug: `auth was ${String(req.headers.authorization)}` }));
+    });
+    try {
+      const counted = await request(gateway.url, '/v1/messages/count_tokens', { key: null, headers: { 'x-api-key': 'vk_anthropic', 'anthropic-version': '2023-06-01' }, body: { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'Hello' }] } });
+      assert.equal(counted.status, 200, counted.text);
+      assert.equal(counted.json.debug, 'auth was [redacted]');
+      await assertScrubbed(counted, ANTHROPIC_KEY);
+      const input = await request(gateway.url, '/v1/responses/input_tokens', { key: 'vk_openai_responses', body: { model: 'gpt-4o-mini', input: 'Hello' } });
+      assert.equal(input.status, 200, input.text);
+      assert.equal(input.json.debug, 'auth was Bearer [redacted]');
+      await assertScrubbed(input, OPENAI_KEY);
+    } finally {
+      anthropicMock.behave(null);
       openaiMock.behave(null);
     }
   });
