@@ -253,7 +253,7 @@ describe('request bodies in the log, as their bytes', () => {
     }
   });
 
-  it('an entry with a large answer, its response laid out by the bounded walk, is byte for byte the native layout, growth checked body by body (ASCII: the walk counts bytes)', () => {
+  it('an entry with a large answer, its response laid out by the bounded walk, is byte for byte the native layout, growth checked body by body', () => {
     const text = 'word, "quoted" \\ é 😀 \u009b\ud800 '.repeat(8_000);
     const answers: unknown[] = [
       { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 2 } },
@@ -269,6 +269,18 @@ describe('request bodies in the log, as their bytes', () => {
       { a: Array.from({ length: 30_000 }, () => 1234) },
       { a: [[Array.from({ length: 5_000 }, () => 0)]] },
     ];
+    // Around the 64 KiB floor and the four times, with characters past ASCII and controls escaped as
+    // six bytes: the walk counts bytes, the native check the text's units; the same layout.
+    const nested = (zeros: number, s: string): unknown => ({ a: [[[Array.from({ length: zeros }, () => 0)]]], s });
+    answers.push(nested(4230, 'é'.repeat(1000)), nested(4245, '\u007f'.repeat(300)), nested(4245, '\u0085'.repeat(300)), nested(4245, '😀'.repeat(150)));
+    // Laid out exactly one byte over the limit (64 KiB, then four times and 4 KiB), and either side
+    // of it: its last bracket counts too.
+    const levelOne = (value: unknown): number => JSON.stringify(value, null, 2).replace(/\n/g, '\n  ').length;
+    const over = (value: unknown): number => levelOne(value) - Math.max(4 * JSON.stringify(value).length + 4096, 65_536);
+    for (const [zeros, length] of [[4000, 5443], [30_000, 68_639]] as const) {
+      assert.equal(over(nested(zeros, 'x'.repeat(length))), 1);
+      for (const each of [length - 1, length, length + 1]) answers.push(nested(zeros, 'x'.repeat(each)));
+    }
     // A large flat request (its head, cut) cannot let the answer grow further than its own size allows.
     const cut = { truncated: true, original_bytes: 2_000_000, head: 'y'.repeat(1_000_000) };
     for (const response of answers) {

@@ -342,6 +342,28 @@ describe('the real key in any field of a provider error', () => {
     }
   });
 
+  it("a translated answer's usage object is logged as it came where it is what usage objects are, its top-level counts where it is not (a million values nested deep held the loop for seconds)", async () => {
+    const deep = JSON.parse(`${'['.repeat(100)}${'0,'.repeat(999)}0${']'.repeat(100)}`) as unknown;
+    const usages = [
+      { input_tokens: 3, output_tokens: 1, cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 } },
+      { input_tokens: 3, output_tokens: 1, cache_read_input_tokens: 0, server_tool_use: deep },
+    ];
+    for (const [i, usage] of usages.entries()) {
+      anthropicMock.behave(({ res }) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'msg_u', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'Hi' }], stop_reason: 'end_turn', stop_sequence: null, usage }));
+      });
+      try {
+        const reply = await chat(gateway.url, 'vk_anthropic', hello);
+        assert.equal(reply.status, 200, reply.text);
+        const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+        assert.deepEqual(entry.upstream.usage, i === 0 ? usage : { input_tokens: 3, output_tokens: 1, cache_read_input_tokens: 0 });
+      } finally {
+        anthropicMock.behave(null);
+      }
+    }
+  });
+
   it('Anthropic: a message id that holds the key is scrubbed from the translated stream', async () => {
     anthropicMock.behave(({ req, res }) => {
       const key = String(req.headers['x-api-key']);

@@ -7,7 +7,7 @@ import { chatUsage } from '../src/formats/chat/usage.js';
 import { messagesTarget } from '../src/formats/messages/index.js';
 import { messagesUsage } from '../src/formats/messages/usage.js';
 import { responsesUsage } from '../src/formats/responses/usage.js';
-import { promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
+import { keptUsage, promptTokens, tokenCount, toLoggedUsage, totalTokens } from '../src/formats/usage.js';
 import { addToReport, emptyReport, parseTime, renderReport, reportJson } from '../src/report/usage-report.js';
 
 describe('normalised usage', () => {
@@ -51,6 +51,15 @@ describe('normalised usage', () => {
     assert.equal(responsesUsage({ total_tokens: 9 }), null);
     assert.equal(chatUsage(null), null);
     assert.equal(messagesUsage('x'), null);
+  });
+
+  it("a provider's own usage object is kept as it is when small and shallow, else as its top-level counts", () => {
+    const anthropic = { input_tokens: 5, output_tokens: 2, cache_creation: { ephemeral_5m_input_tokens: 1, ephemeral_1h_input_tokens: 0 }, server_tool_use: { web_search_requests: 1 }, service_tier: 'standard' };
+    assert.equal(keptUsage(anthropic), anthropic);
+    assert.deepEqual(keptUsage({ input_tokens: 5, output_tokens: 2, tier: 'x', deep: [[[[[[1]]]]]] }), { input_tokens: 5, output_tokens: 2 });
+    assert.deepEqual(keptUsage({ input_tokens: 5, many: Array.from({ length: 100 }, () => 1) }), { input_tokens: 5 });
+    assert.equal(keptUsage([1, [2, [3, [4, [5]]]]]), null);
+    assert.equal(keptUsage(7), 7);
   });
 
   it('is logged with snake_case names', () => {

@@ -405,6 +405,7 @@ export function indentJsonBytes(raw: Buffer, level: number | null = 0, known = f
     if (!(err instanceof ParseWhole)) throw err;
     walked = NOT_JSON;
   }
-  if (walked === GREW) return indentJsonBytes(raw, null, known);
+  // The walk compares after each line; its last bracket comes after the last line.
+  if (walked === GREW || (walked === LAID_OUT && level !== null && out.length > limit)) return indentJsonBytes(raw, null, known);
   return walked === LAID_OUT ? out.result() : null;
 }

@@ -1,3 +1,5 @@
+import { isRecord } from './json.js';
+
 /**
  * Token usage in one shape, whatever API reported it: what limits, budgets, metrics and the log
  * use. Each API's module reads its own usage object into this one.
@@ -75,3 +77,39 @@ export function toLoggedUsage(usage: Usage): LoggedUsage {
     reasoning_tokens: usage.reasoning,
   };
 }
+
+/** The most of a provider's usage object the log keeps as it is: members and values in all, and levels. */
+const USAGE_KEPT_VALUES = 64;
+const USAGE_KEPT_LEVELS = 4;
+
+/**
+ * A provider's own usage object as the log keeps it (beside a translated answer): itself, where it
+ * is what usage objects are (a few counts, a detail or two a level in); else its top-level numbers.
+ * The log indents it whole, and a provider's usage of a million values nested deep held every
+ * request's loop for seconds.
+ */
+export function keptUsage(raw: unknown): unknown {
+  if (fits(raw, USAGE_KEPT_LEVELS, { left: USAGE_KEPT_VALUES })) return raw;
+  if (!isRecord(raw)) return null;
+  const counts: Record<string, number> = {};
+  let kept = 0;
+  for (const key in raw) {
+    const value = raw[key];
+    if (typeof value === 'number' && kept++ < USAGE_KEPT_VALUES) counts[key] = value;
+  }
+  return counts;
+}
+
+/** Whether a value holds no more than `budget.left` values and `levels` levels; stops as soon as it does not. */
+function fits(value: unknown, levels: number, budget: { left: number }): boolean {
+  if (--budget.left < 0) return false;
+  if (typeof value !== 'object' || value === null) return true;
+  if (levels === 0) return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (!fits(item, levels - 1, budget)) return false;
+    return true;
+  }
+  for (const key in value) if (!fits((value as Record<string, unknown>)[key], levels - 1, budget)) return false;
+  return true;
+}
+

@@ -4,7 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '../errors.js';
-import { promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
+import { keptUsage, promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
 import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactMessage } from '../upstream/errors.js';
@@ -227,7 +227,7 @@ export class Interaction implements CallRecord, RelayRecord {
     // all, or an answer the client never got (it left during a backoff).
     if (this.attempts.length > 1 || (last !== undefined && (last.status === null || last.status !== this.upstreamStatus))) entry.attempts = this.attempts;
     if (this.droppedTools.length > 0) entry.dropped_tools = this.droppedTools;
-    if (this.providerUsage !== null && this.providerUsage !== undefined) entry.usage = this.providerUsage;
+    if (this.providerUsage !== null && this.providerUsage !== undefined) entry.usage = keptUsage(this.providerUsage);
     const skipped = this.targetOutcomes.filter((outcome) => outcome.outcome === 'skipped' || outcome.outcome === 'circuit_open').map((outcome) => outcome.target);
     if (skipped.length > 0) entry.skipped_targets = skipped;
     return entry;

@@ -267,8 +267,9 @@ function pushSpliced(text: string, response: Buffer[] | null, out: Buffer[]): vo
 /**
  * The response laid out a level in, as the native layout would (every escape an entry needs
  * made by its one-line rendering), or on one line where that would be more than four times its
- * one-line size and 64 KiB: the native growth check's rule, counted in bytes. Null: rendered
- * natively (a text, or too deep for the stack, which the entry then says).
+ * one-line size and 64 KiB: the native growth check's rule, which counts the raw text's UTF-16
+ * units where the walk counts bytes. Null: rendered natively (a text, or too deep for the stack,
+ * which the entry then says).
  */
 function laidOutResponse(response: unknown): Buffer[] | null {
   if (typeof response !== 'object' || response === null || response instanceof RawJson) return null;
@@ -281,5 +282,8 @@ function laidOutResponse(response: unknown): Buffer[] | null {
   if (text === undefined) return null;
   if (text.includes('\\ud')) text = text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd');
   const bytes = entryBytes(text);
-  return indentJsonBytes(bytes, 1, true, Math.max(prettyLimit(bytes.length), CHECKED_GROWTH_FROM));
+  // What the bytes count beyond the units (characters past ASCII, escaped controls): the same in the
+  // layout as on one line, whose indentation is ASCII.
+  const beyond = bytes.length - text.length;
+  return indentJsonBytes(bytes, 1, true, Math.max(prettyLimit(bytes.length) - 3 * beyond, CHECKED_GROWTH_FROM + beyond));
 }
