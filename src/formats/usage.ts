@@ -95,7 +95,9 @@ export function keptUsage(raw: unknown): unknown {
   let kept = 0;
   for (const key in raw) {
     const value = raw[key];
-    if (typeof value === 'number' && kept++ < USAGE_KEPT_VALUES) counts[key] = value;
+    if (typeof value !== 'number') continue;
+    counts[key] = value;
+    if (++kept === USAGE_KEPT_VALUES) break;
   }
   return counts;
 }

@@ -79,13 +79,24 @@ export function renderEntry(entry: LogEntry, format: LogFormat = 'pretty'): stri
     const error = entry.error === undefined ? undefined : { ...entry.error, detail: undefined };
     text = `${JSON.stringify({ ...entry, request: omitted, response: omitted, error }, null, indent)}\n`;
   }
-  // JSON.stringify writes a lone surrogate (a client's "\ud800", a provider's) as that escape, and
-  // jq refuses it and the rest of the file: it becomes U+FFFD, as a decoder would make it.
-  return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
+  return withoutLoneSurrogates(text);
+}
+
+/**
+ * JSON.stringify writes a lone surrogate (a client's "\ud800", a provider's) as that escape, and jq
+ * refuses it and the rest of the file: it becomes U+FFFD, as a decoder would make it (the same length).
+ */
+function withoutLoneSurrogates(json: string): string {
+  return json.includes('\\ud') ? json.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : json;
 }
 
 /** A body whose indented form in a pretty entry is longer than this is checked for growth past its compact size's prettyLimit. */
 const CHECKED_GROWTH_FROM = 64 * 1024;
+
+/** The most a body `compactLength` long on one line may take indented in a pretty entry before it is put on one line (lengths in the same unit). */
+function indentedLimit(compactLength: number): number {
+  return Math.max(prettyLimit(compactLength), CHECKED_GROWTH_FROM);
+}
 
 /**
  * The entry with its bodies on one line where indenting them grew them past prettyLimit (JSON nested deep, many short values: a model steered to write a tool
@@ -104,6 +115,7 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     // Followed by another member (after its comma), or the last one (before the entry's closing brace).
     const end = next === -1 ? text.lastIndexOf('\n}') : text[next - 1] === ',' ? next - 1 : next;
     const valueAt = at + marker.length;
+    // Checked first without the compact render it needs: the limit is never below this.
     if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
     // What indentation adds (each line's newline and indent): where it is not half the text (an
     // answer's long strings, an embedding's numbers), no compact render. Every line is measured:
@@ -116,7 +128,7 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     }
     if (2 * added < end - valueAt) continue;
     const compact = JSON.stringify(body);
-    if (end - valueAt <= prettyLimit(compact.length)) continue;
+    if (end - valueAt <= indentedLimit(compact.length)) continue;
     text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
   }
   return text;
@@ -280,10 +292,11 @@ function laidOutResponse(response: unknown): Buffer[] | null {
     return null;
   }
   if (text === undefined) return null;
-  if (text.includes('\\ud')) text = text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd');
+  text = withoutLoneSurrogates(text);
   const bytes = entryBytes(text);
-  // What the bytes count beyond the units (characters past ASCII, escaped controls): the same in the
-  // layout as on one line, whose indentation is ASCII.
+  // The native check counts the text's UTF-16 units, the walk bytes: what the bytes count beyond
+  // the units (characters past ASCII, escaped controls) is the same laid out as on one line, whose
+  // indentation is ASCII.
   const beyond = bytes.length - text.length;
-  return indentJsonBytes(bytes, 1, true, Math.max(prettyLimit(bytes.length) - 3 * beyond, CHECKED_GROWTH_FROM + beyond));
+  return indentJsonBytes(bytes, 1, true, indentedLimit(text.length) + beyond);
 }
