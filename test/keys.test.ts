@@ -584,11 +584,22 @@ describe('the example virtual keys of the README and keys.example.json', () => {
       providers,
     );
     assert.equal(keys.length, 6);
-    // Accepted, but where one reaches a server that takes no key, said at start: anyone can use it.
+    // Accepted, but where one reaches a server that takes no key, or the mock in a file that guards
+    // real keys (vk_demo kept from the example), said at start: anyone can use it.
     assert.deepEqual(keyWarnings(keys).filter((warning) => /example virtual key/.test(warning)), [
+      'virtual key #3 (vk…): "vk_demo" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README can send requests through this gateway with it (on every interface it listens on), and each is logged; remove it from a keys file that guards real provider keys',
       'virtual key #5 (vk_co…): "vk_codex_on_vllm" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
       'virtual key #6 (vk…): "vk_local" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
     ]);
+  });
+
+  it('are not warned about in the demo (keys.example.json as shipped: the mock and placeholders, nothing real guarded)', async () => {
+    const keys = await loadKeyFile(join(ROOT, 'keys.example.json'), providers);
+    assert.ok(keys.some((key) => key.id === 'vk_demo'));
+    assert.deepEqual(keyWarnings(keys).filter((warning) => /example virtual key/.test(warning)), []);
+    // The mock under a key of one's own, beside real keys, is no published key: nothing said.
+    const own = parseKeyFile(JSON.stringify({ virtual_keys: { vk_mock_0123456789abcdef: { provider: 'mock' }, vk_mine_0123456789abcdef: { provider: 'openai', api_key: real } } }), 'keys.json', providers);
+    assert.deepEqual(keyWarnings(own).filter((warning) => /example virtual key/.test(warning)), []);
   });
 
   it('make a reload refused, the previous keys kept', async () => {

@@ -540,12 +540,13 @@ function realKeysInPlainSight(named: ReadonlyArray<{ id: string; name: string | 
  */
 export function keyWarnings(keys: readonly VirtualKey[]): string[] {
   const warnings: string[] = [];
+  const fileGuardsRealKeys = keys.some((key) => guardsRealKey(key.targets));
   keys.forEach((key, index) => {
     const where = describeKey(key.id, key.name, index + 1);
     if (key.name !== null && maybeSecret(key.name)) {
       warnings.push(`${where}: its "name" looks like a provider key, and names appear in the log, metrics and /v1/usage: give it a plain name`);
     }
-    const published = publishedKeyWarning(key.id, key.targets);
+    const published = publishedKeyWarning(key.id, key.targets, fileGuardsRealKeys);
     if (published !== null) warnings.push(`${where}: ${published}`);
     if (key.id.length < SHORT_KEY && guardsRealKey(key.targets)) {
       warnings.push(`${where} is ${key.id.length} characters long and guards a real provider key: a short virtual key can be guessed; use a long random one (echo vk_$(openssl rand -hex 16))`);

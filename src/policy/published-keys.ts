@@ -41,14 +41,19 @@ export function guardsRealKey(targets: readonly Target[]): boolean {
 
 /**
  * A published key that guards a server taking no key (a self-hosted vLLM, Ollama: a dummy key) is
- * let be, but said: anyone who has read the README can use that server through the gateway.
- * Null: not published, or nothing but the mock and placeholders behind it.
+ * let be, but said: anyone who has read the README can use that server through the gateway. So is
+ * one with the mock behind it in a file that guards real keys (`vk_demo` kept when
+ * keys.example.json became a production file): it spends nothing, but answers anyone.
+ * Null: not published, or nothing but the mock and placeholders behind it in a demo's file.
  */
-export function publishedKeyWarning(id: string, targets: readonly Target[]): string | null {
+export function publishedKeyWarning(id: string, targets: readonly Target[], fileGuardsRealKeys: boolean): string | null {
   if (!PUBLISHED_KEYS.has(id) || guardedTarget(targets) !== undefined) return null;
   const open = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => NO_KEY.test(key)));
-  if (open === undefined) return null;
-  return `"${id}" is an example virtual key, published in the README, and it reaches a server that takes no key (its target's provider: ${open.provider.name}): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))`;
+  if (open !== undefined) {
+    return `"${id}" is an example virtual key, published in the README, and it reaches a server that takes no key (its target's provider: ${open.provider.name}): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))`;
+  }
+  if (!fileGuardsRealKeys || !targets.some((target) => target.provider.local !== undefined)) return null;
+  return `"${id}" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README can send requests through this gateway with it (on every interface it listens on), and each is logged; remove it from a keys file that guards real provider keys`;
 }
 
 /** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
