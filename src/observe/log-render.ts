@@ -256,10 +256,11 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
  * A provider's answer this large (its body, or its stream's bytes) has the entry's `response` laid
  * out by the walk that bounds growth as it goes, instead of indented natively and checked after:
  * a provider's 2 MB answer of a million values nested deep took 2.9 s of every request's loop and
- * 585 MB that way, and one of 256 KiB half a second. Under this, indenting can make a few MB at
- * most (nesting is bounded: json-limits.ts).
+ * 585 MB that way, and one of 14 KB 12–30 ms (the check's walk over 2 MB of indentation). Under
+ * this, indenting can make ~530 KB at most (nesting is bounded: json-limits.ts), and the small
+ * answers of chat, Messages and Responses keep the native layout (the walk adds 2–4 µs to each).
  */
-export const BOUNDED_LAYOUT_FROM_BYTES = 16 * 1024;
+export const BOUNDED_LAYOUT_FROM_BYTES = 4 * 1024;
 
 /** Stands for the response in the text of an entry it is spliced into: a string no client or provider can know. */
 const RESPONSE_SLOT = `response ${randomUUID()}`;
