@@ -116,6 +116,23 @@ describe('metrics', () => {
     assert.equal(Object.values(series).reduce((sum, n) => sum + n, 0), 9003, 'nothing lost');
   });
 
+  it('folds the model label alone, whatever other labels hold: a key named "evil,model=" keeps its name (the scrape stayed valid)', () => {
+    for (const keyName of ['evil,model=', 'x",model="y', 'model="', '\\",model=\\"']) {
+      const metrics = new Metrics();
+      for (let i = 0; i < 5003; i++) metrics.request(observation({ keyName, model: `m${i}` }));
+      const key = labelKey({ provider: 'openai', key_name: keyName, model: '(other)', status: '200' });
+      // One process (its one snapshot summed as the instance), and two workers' sum.
+      for (const [merged, folded] of [[mergeSnapshots([metrics.snapshot()]), 3], [mergeSnapshots([metrics.snapshot(), metrics.snapshot()]), 6]] as const) {
+        const series = merged.counters.llm_gateway_requests_total ?? {};
+        assert.equal(Object.keys(series).length, 5001, keyName);
+        assert.equal(series[key], folded, keyName);
+        const text = renderPrometheus(merged);
+        const line = text.split('\n').find((row) => row.startsWith('llm_gateway_requests_total{') && row.includes('(other)'));
+        assert.equal(line, `llm_gateway_requests_total{${key}} ${series[key]}`, keyName);
+      }
+    }
+  });
+
   it('keeps a series once shown in the instance\'s sum, whichever worker\'s counters come first next time', () => {
     const worker = (prefix: string, n: number) => {
       const metrics = new Metrics();

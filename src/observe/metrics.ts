@@ -266,7 +266,13 @@ export class Metrics {
   }
 }
 
-const MODEL_LABEL = /(^|,)model="(?:[^"\\]|\\.)*"/;
+/** Each label of a label string (labelKey's), its value whole: a `,model="` inside another label's value is never taken for the label. */
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g;
+
+/** A label string with its model label's value "(other)". */
+function modelFolded(key: string): string {
+  return key.replace(LABEL, (label: string, name: string) => (name === 'model' ? 'model="(other)"' : label));
+}
 
 /**
  * Sums snapshots (counters, histogram buckets, gauges) into one: the whole instance. Each
@@ -286,7 +292,7 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[], admitted =
         let into = key;
         if (!known.has(key)) {
           if (known.size < MAX_SERIES) known.add(key);
-          else into = key.replace(MODEL_LABEL, '$1model="(other)"');
+          else into = modelFolded(key);
         }
         target[into] = (target[into] ?? 0) + value;
       }
