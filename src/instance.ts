@@ -39,8 +39,8 @@ export interface InstanceOptions {
   readonly sinks: LogSink[];
   /** Where per-key limits are decided (this process, or the cluster primary). */
   readonly limiter: Limiter;
-  /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots. */
-  readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string>;
+  /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots (null: the primary did not answer). */
+  readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string | null>;
   /** Whether this process reports the virtual-keys gauge (in a cluster only the primary does). */
   readonly reportsKeyCount?: boolean;
   /** Its metrics, when something made before it (the shared limiter) records into them too. */

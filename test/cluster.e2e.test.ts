@@ -70,6 +70,40 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     }
   });
 
+  it('fails a scrape the primary does not answer in time (503 metrics_unavailable), rather than serving one worker\'s counters as the instance\'s', async () => {
+    // One kept-alive connection: with the primary stopped, it still reaches its worker.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const scrape = (): Promise<{ status: number; text: string }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get(`${gateway.url}/metrics`, { agent }, (res) => {
+            let text = '';
+            res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          })
+          .on('error', reject);
+      });
+    try {
+      for (let i = 0; i < 4; i++) await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] });
+      const whole = await scrape();
+      assert.equal(whole.status, 200);
+      process.kill(gateway.child.pid as number, 'SIGSTOP');
+      let stalled: { status: number; text: string };
+      try {
+        stalled = await scrape();
+      } finally {
+        process.kill(gateway.child.pid as number, 'SIGCONT');
+      }
+      assert.equal(stalled.status, 503, stalled.text.slice(0, 300));
+      assert.equal(JSON.parse(stalled.text).error.code, 'metrics_unavailable');
+      const again = await scrape();
+      assert.equal(again.status, 200);
+      assert.ok(requestsTotal(again.text) >= requestsTotal(whole.text));
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('keeps the instance totals when a worker dies (counters never go down)', async () => {
     for (let i = 0; i < 10; i++) await chat(gateway.url, 'vk_a', { model: 'm', messages: [{ role: 'user', content: 'x' }] });
     const before = requestsTotal((await request(gateway.url, '/metrics', { method: 'GET' })).text);

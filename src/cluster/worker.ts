@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { createInstance, listenFailure } from '../instance.js';
 import { doneWithin, formatsFor } from '../observe/log-sinks.js';
 import { endOnUncaught } from '../observe/crash.js';
-import { Metrics, renderPrometheus } from '../observe/metrics.js';
+import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS, shareLimits, type SharedLimiter } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
 import { KeyFile } from '../policy/key-file.js';
@@ -287,10 +287,11 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     gatherMetrics: (local) =>
       new Promise((resolve) => {
         const id = nextId++;
-        // If the primary does not answer, this worker's own numbers are better than a hung scrape.
+        // If the primary does not answer, the scrape fails: this worker's numbers alone, read as
+        // the instance's, would look like counters reset (and jump back at the next scrape).
         const timer = setTimeout(() => {
           waiting.delete(id);
-          resolve(renderPrometheus(local));
+          resolve(null);
         }, SNAPSHOT_TIMEOUT_MS * 3);
         waiting.set(id, (text) => {
           clearTimeout(timer);

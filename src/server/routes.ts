@@ -29,8 +29,8 @@ export interface RouteDeps extends SurfaceDeps {
   readonly metricsToken: string | null;
   /** Without a token, /metrics is served only by a gateway listening on a loopback address. */
   readonly metricsOpen: boolean;
-  /** The metrics text for the whole instance (in a cluster, gathered from every worker). */
-  readonly renderMetrics: () => Promise<string>;
+  /** The metrics text for the whole instance (in a cluster, gathered from every worker); null: it could not be gathered. */
+  readonly renderMetrics: () => Promise<string | null>;
   /** Shutdown has begun: /healthz answers 503. */
   readonly draining: () => boolean;
   /** Limits are shared through Redis and it cannot be reached (null: no Redis). */
@@ -96,6 +96,11 @@ function metricsHandler(deps: RouteDeps): Handler {
     }
     const text = await deps.renderMetrics();
     stampOverhead(res, sinceArrival(context));
+    if (text === null) {
+      // A failed scrape, not this worker's counters alone: Prometheus would read their drop as a reset.
+      sendError(res, new GatewayError(503, 'The primary process did not answer in time with the other workers\' counters; try again.', { code: 'metrics_unavailable' }));
+      return;
+    }
     res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
     res.end(text);
   };
