@@ -41,10 +41,10 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_request_duration_seconds: { type: 'histogram', help: 'Duration of requests of every client API (chat, messages, responses and their other routes), from arrival to the end of the response.', buckets: LATENCY_BUCKETS },
   llm_gateway_upstream_ttfb_seconds: { type: 'histogram', help: "Time from sending a request to the provider to its response headers.", buckets: LATENCY_BUCKETS },
   llm_gateway_overhead_seconds: { type: 'histogram', help: 'Time spent in the gateway itself, excluding the wait for the provider.', buckets: OVERHEAD_BUCKETS },
-  llm_gateway_prompt_tokens_total: { type: 'counter', help: 'Prompt tokens reported by providers.' },
-  llm_gateway_completion_tokens_total: { type: 'counter', help: 'Completion tokens reported by providers.' },
+  llm_gateway_prompt_tokens_total: { type: 'counter', help: 'Prompt tokens reported by providers (as in the log\'s usage).' },
+  llm_gateway_completion_tokens_total: { type: 'counter', help: 'Completion tokens reported by providers (as in the log\'s usage: for a stream cut short, at least the events it relayed).' },
   llm_gateway_requests_in_flight: { type: 'gauge', help: 'Requests being served right now.' },
-  llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log entries lost from a destination (a write that failed, or dropped while it was stuck), counted per destination.' },
+  llm_gateway_log_write_failures_total: { type: 'counter', help: 'Interaction log entries lost from a destination (a write that failed, or dropped while it was stuck): an entry lost from two destinations counts twice.' },
   llm_gateway_key_reloads_total: { type: 'counter', help: 'Keys file reloads, by result (ok: new keys in use; error: file invalid, previous keys kept).' },
   llm_gateway_virtual_keys: { type: 'gauge', help: 'Virtual keys currently loaded.' },
   llm_gateway_target_requests_total: { type: 'counter', help: 'Requests to each target of keys with several, by key name, target index, provider and outcome (answered, failed: moved on, circuit_open: passed over while its circuit breaker is open, skipped: passed over, its real keys all cooling down or the request unable to go to it).' },
@@ -54,7 +54,7 @@ const METRICS: Readonly<Record<string, Definition>> = {
   llm_gateway_redis_errors_total: { type: 'counter', help: 'Redis calls that failed, by kind (unavailable: not connected; timeout: no answer within REDIS_TIMEOUT_MS; error: refused; backlog_full: a settlement dropped while Redis was down; settlement_lost: a settlement whose connection dropped before its answer, not sent again since it may have counted already, or one Redis refused for anything but its state).' },
   llm_gateway_redis_fallbacks_total: { type: 'counter', help: 'Limit checks decided without Redis, by policy (open: by this instance alone; closed: refused with 503).' },
   llm_gateway_redis_up: { type: 'gauge', help: 'Whether limits are shared through Redis right now (1: connected, and its last answer came in time, in every worker; 0: not, in one at least); absent without REDIS_URL.', combine: 'min' },
-  llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens of a model without a price (their cost is unknown), by provider and model.' },
+  llm_gateway_unpriced_requests_total: { type: 'counter', help: 'Requests that used tokens (reported, or estimated for an answer cut short) of a model without a price (their cost is unknown), by provider and model.' },
 };
 
 /** Beyond this many label sets per metric, new ones are folded into model="(other)": clients choose model names. */
