@@ -236,6 +236,8 @@ describe('keys that differ only in case', () => {
       // Alone too: a Go server would read it after the field the gateway sets.
       ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, stream: true, Stream_options: { include_usage: false } }, {}],
       ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, Max_tokens: 99999 }, {}],
+      // The answers asked for, which the output reservation multiplies.
+      ['/v1/chat/completions', { model: 'gpt-4o-mini', messages, max_tokens: 1000, N: 64 }, {}],
     ] as const) {
       const reply = await request(gateway.url, path, { key: 'x-api-key' in headers ? null : 'vk_openai', headers, body });
       assert.equal(reply.status, 400, `${path}: ${reply.text.slice(0, 300)}`);

@@ -67,6 +67,8 @@ const FOLDS = /[^a-z0-9_.-]/;
 const READ_FIELDS: ReadonlySet<string> = new Set([
   'model', 'messages', 'input', 'system', 'instructions', 'tools', 'tool_choice', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens',
   'max_output_tokens', 'thinking', 'reasoning', 'output_config', 'metadata', 'store', 'previous_response_id', 'background', 'conversation', 'thread',
+  // The answers asked for: an output reservation holds that many.
+  'n',
 ]);
 
 /**
