@@ -13,6 +13,10 @@ import type { ChatRequest } from '../src/formats/chat/types.js';
 import { createRouter } from '../src/formats/router.js';
 import { deepseek, flattenTextParts } from '../src/providers/deepseek.js';
 import { mock } from '../src/providers/mock.js';
+import { registry } from '../src/providers/index.js';
+import { messagesClient } from '../src/formats/messages/index.js';
+import { responsesClient } from '../src/formats/responses/index.js';
+import type { ApiTypes, ClientApi } from '../src/formats/api.js';
 import { openai } from '../src/providers/openai.js';
 import type { Provider } from '../src/providers/types.js';
 import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log-caps.js';
@@ -345,3 +349,18 @@ describe('mock provider', () => {
     });
   });
 });
+
+describe('the provider registry', () => {
+  it('routes every client API to every provider, at its own base URL and at an operator\'s (where only its first API is assumed)', () => {
+    const fresh = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });
+    for (const provider of Object.values(registry)) {
+      for (const speaks of [provider.apis, provider.apis.slice(0, 1)]) {
+        for (const client of [chatClient, messagesClient, responsesClient] as ClientApi<ApiTypes>[]) {
+          // A provider listing first an API the hub does not translate into would fail here, not at a client's request.
+          assert.doesNotThrow(() => fresh.route(client, speaks), `${provider.name} speaking ${speaks.join(', ')}, a ${client.name} client`);
+        }
+      }
+    }
+  });
+});
+
