@@ -128,7 +128,12 @@ describe('model allowlist', () => {
       assert.equal(asked() - before, 1, 'one ask for twenty requests');
       refuse = true;
       const refusedBefore = asked();
-      for (let i = 0; i < 5; i++) assert.equal((await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_refused' })).status, 429);
+      for (let i = 0; i < 5; i++) {
+        const refused = await request(gateway.url, '/v1/models', { method: 'GET', key: 'vk_refused' });
+        assert.equal(refused.status, 429);
+        // The provider gave no code: OpenAI's, which clients wait on, as on every route.
+        assert.equal(refused.json.error.code, 'rate_limit_exceeded', refused.text);
+      }
       assert.equal(asked() - refusedBefore, 1, 'the refusal is kept: no ask per request');
     } finally {
       openai.behave(null);

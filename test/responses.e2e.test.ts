@@ -384,6 +384,23 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(invalid.json.error.param, 'metadata');
   });
 
+  it("gives a provider's refusal without a code OpenAI's code on compact and input_tokens, as on create (Codex waits on rate_limit_exceeded)", async () => {
+    openai.behave(({ res, recorded }): boolean | void => {
+      if (!recorded.path.startsWith('/v1/responses')) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ error: { message: 'Too many requests.', type: 'requests', param: null, code: null } }));
+    });
+    try {
+      for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
+        const reply = await request(gateway.url, path, { key: 'vk_codex', headers: { 'x-stainless-retry-count': '0' }, body: { model: 'gpt-5', input: [{ role: 'user', content: 'hi' }] } });
+        assert.equal(reply.status, 429, `${path}: ${reply.text}`);
+        assert.equal(reply.json.error.code, 'rate_limit_exceeded', `${path}: ${reply.text}`);
+      }
+    } finally {
+      openai.behave(null);
+    }
+  });
+
   it('sends what it checked however a key is spelled (twice, or with escapes): create, compact and input_tokens', async () => {
     openai.requests.length = 0;
     const escaped = `{"model":"gpt-5","input":"x","store":false,"previous_resp\\u006fnse_id":"${id}","previous_response_id":null}`;

@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { SlotList } from '../slot-list.js';
 import { clearDeadline, setDeadline, type Deadline } from '../upstream/deadlines.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, openAiErrorBody } from '../errors.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { ANTHROPIC_STYLE_HEADERS, isMessagesPath } from '../surfaces/messages.js';
 import { entryOf } from '../formats/json.js';
@@ -65,7 +65,7 @@ const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 405: 'Me
 function rawAnswer(error: GatewayError, head: string | null): string {
   const id = randomUUID();
   const anthropic = head !== null && isAnthropicHead(head);
-  const body = JSON.stringify(anthropic ? messagesErrorBody(error) : error.toBody());
+  const body = JSON.stringify(anthropic ? messagesErrorBody(error) : openAiErrorBody(error));
   return (
     `HTTP/1.1 ${error.status} ${entryOf(REASONS, String(error.status)) ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
     `x-request-id: ${id}\r\n${anthropic ? `request-id: ${id}\r\n` : ''}${OVERHEAD_HEADER}: 0.000\r\nconnection: close\r\n\r\n${body}`

@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cancellation } from '../upstream/cancel.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, openAiErrorBody } from '../errors.js';
 import { POOLED_MIN_BYTES, type BodyPool, type PooledBody } from './body-pool.js';
 import type { BodyShare } from './body-memory.js';
 
@@ -161,7 +161,7 @@ export function sendJson(res: ServerResponse, status: number, body: string | Buf
 }
 
 /** Answers an error with `body` (its API's shape; OpenAI's by default) and returns the body sent, for the log. */
-export function sendError(res: ServerResponse, error: GatewayError, body: unknown = error.toBody()): unknown {
+export function sendError(res: ServerResponse, error: GatewayError, body: unknown = openAiErrorBody(error)): unknown {
   sendJson(res, error.status, JSON.stringify(body), error.headers);
   return body;
 }

@@ -5,7 +5,7 @@
  * list format, or in Anthropic's (and its error shape) for a request in Anthropic's style.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError, toGatewayError } from '../errors.js';
+import { GatewayError, openAiErrorBody, toGatewayError } from '../errors.js';
 import type { ModelList } from '../formats/chat/models.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { toAnthropicModelList } from '../formats/messages/models.js';
@@ -148,7 +148,7 @@ export async function serveModels(req: IncomingMessage, res: ServerResponse, con
     if (res.headersSent || context.cancel.cancelled) return;
     const error = toGatewayError(err);
     stampOverhead(res, interaction.overheadMs(performance.now()));
-    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : openAiErrorBody(error));
     recordRefusedKey(interaction, error, body, deps);
   }
 }

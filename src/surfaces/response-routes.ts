@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseObjectAnswer } from '../formats/answer.js';
-import { GatewayError, invalidRequest } from '../errors.js';
+import { GatewayError, invalidRequest, openAiErrorBody } from '../errors.js';
 import { parseJsonObject } from '../formats/json.js';
 import { responsesUsage } from '../formats/responses/usage.js';
 import type { VirtualKey } from '../policy/keys.js';
@@ -57,7 +57,7 @@ function asksForStream(query: string): boolean {
 }
 
 function route(methods: readonly string[]): KeyedRoute {
-  return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: howToSendBearer, errorBody: (error) => error.toBody() };
+  return { methods, credential: (headers) => bearerToken(headers.authorization), howToSendKey: howToSendBearer, errorBody: openAiErrorBody };
 }
 
 const RETRIEVE_OR_DELETE = route(['GET', 'DELETE']);

@@ -5,7 +5,7 @@
  * Anthropic's error shape for a request in Anthropic's style, OpenAI's otherwise.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { toGatewayError } from '../errors.js';
+import { openAiErrorBody, toGatewayError } from '../errors.js';
 import { messagesErrorBody } from '../formats/messages/errors.js';
 import { Interaction } from '../observe/interaction.js';
 import { bearerToken } from '../policy/auth.js';
@@ -74,7 +74,7 @@ export async function serveUsage(req: IncomingMessage, res: ServerResponse, cont
     if (res.headersSent || context.cancel.cancelled) return;
     const error = toGatewayError(err);
     stampOverhead(res, performance.now() - context.startedAt);
-    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : error.toBody());
+    const body = sendError(res, error, anthropic ? messagesErrorBody(error) : openAiErrorBody(error));
     recordRefusedKey(interaction, error, body, deps);
   }
 }

@@ -2,7 +2,7 @@
  * Chat Completions streams: reading a provider's events, watching its usage and finish, and
  * writing what one client sees (`data: {chunk}` frames, `data: [DONE]`, an error event).
  */
-import { GatewayError } from '../../errors.js';
+import { GatewayError, openAiErrorBody } from '../../errors.js';
 import type { StreamOutput, StreamWatch } from '../api.js';
 import { errorStatus, invalidAnswer, notJson } from '../answer.js';
 import { isRecord } from '../json.js';
@@ -88,7 +88,7 @@ export function chatStreamOutput(request: ChatRequest): StreamOutput<ChatComplet
   return {
     frame(item) {
       if (item.kind === 'end') return CHAT_DONE_FRAME;
-      if (item.kind === 'error') return sseFrame(JSON.stringify(item.error.toBody()));
+      if (item.kind === 'error') return sseFrame(JSON.stringify(openAiErrorBody(item.error)));
       const chunk = item.event;
       if (!wantsUsage && isRecord(chunk.usage)) {
         if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return '';
