@@ -107,7 +107,7 @@ async function askProvider(target: Target, cancel: Cancellation, interaction: In
   const failed = upstream.status < 200 || upstream.status > 299;
   const body = await readAll(upstream.body, { limit: LIST_LIMIT, truncate: failed, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(target.secrets) });
   interaction.upstreamEndedAt = performance.now();
-  // Several targets' lists make one answer.
+  // The provider's answer as read, as on every route (the list is asked of the key's first target only).
   interaction.answerBytes += body.length;
   if (failed) throw upstreamError(upstream.status, body, upstream.headers, target.secrets, modelsEndpoint.url);
   // A provider's list goes to the client: every string in it is scrubbed like its errors.

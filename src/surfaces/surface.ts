@@ -328,7 +328,9 @@ function identify(interaction: Interaction, key: VirtualKey): void {
 /**
  * The key's first target translates the request: a large one is parsed and written again whole
  * (~15 ms per MB), at a turn of the loop of its own (turns.ts), taken before it is parsed (taken
- * just before the translation instead, it cost more: docs/performance.md).
+ * just before the translation instead, it cost more: docs/performance.md). Decided by the first
+ * target in the file even where a weighted key's request may start at another: known before
+ * the body is read, and a wrong guess costs a turn of the loop, or one translation taking none.
  */
 function translated<C extends ApiTypes>(api: ClientApi<C>, key: VirtualKey, router: Router): boolean {
   const first = key.targets[0];
