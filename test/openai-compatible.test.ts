@@ -22,7 +22,7 @@ import type { Provider } from '../src/providers/types.js';
 import { MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log-caps.js';
 import { streamPipeline } from '../src/surfaces/stream.js';
 import { unchanged } from '../src/formats/json-splice.js';
-import { upstreamBody } from '../src/surfaces/surface.js';
+import { upstreamBody } from '../src/surfaces/outbound.js';
 import { parseUpstreamError, redactKey, redactMessage, upstreamError } from '../src/upstream/errors.js';
 
 const router = createRouter({ anthropicDefaultMaxTokens: 4096, now: () => 1 });

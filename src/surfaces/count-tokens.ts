@@ -27,7 +27,8 @@ import { parseUpstreamError, upstreamError } from '../upstream/errors.js';
 import { withQuery, withSubpath, type Endpoint, type RequestBody } from '../upstream/types.js';
 import { anthropicCredential, anthropicHeaders, checkThread, HOW_TO_SEND_ANTHROPIC_KEY } from './messages.js';
 import { serveKeyed, type KeyedRoute } from './keyed.js';
-import { acceptedModel, callWhole, checkModel, shallow, type SurfaceDeps, type WholeAnswer } from './surface.js';
+import { acceptedModel, callWhole, checkModel, type SurfaceDeps, type WholeAnswer } from './surface.js';
+import { shallow } from './outbound.js';
 import { parseProviderJson } from '../formats/json-limits.js';
 
 const ANSWER_LIMIT = 1024 * 1024;

@@ -2,7 +2,11 @@
  * The request as it goes to a target: the key's model map (the client's name → the target's) and
  * output cap applied, and what output a request holds against limits for want of a limit of its own.
  */
+import { invalidRequest } from '../errors.js';
 import type { ApiTypes, ClientApi, ParsedRequest } from '../formats/api.js';
+import type { Exchange } from '../formats/translation.js';
+import type { Provider } from '../providers/types.js';
+import type { RequestBody } from '../upstream/types.js';
 import { plainUniqueKeys } from '../formats/json-keys.js';
 import { changesBetween, unchanged, type ClientBytes } from '../formats/json-splice.js';
 import type { Route } from '../formats/router.js';
@@ -65,4 +69,32 @@ export function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: T
   if (model === parsed.model && !capped) return { request: parsed.request, raw: plain ? unchanged(raw, document) : null, model, maxOutputTokens };
   const request = api.rewrite(parsed.request, capped ? { model, maxOutputTokens } : { model });
   return { request, raw: plain ? { raw, document, changes: changesBetween(document, request as object) } : null, model, maxOutputTokens };
+}
+
+/** JSON nested deeper than the stack allows cannot be translated or re-serialised: the client's problem. */
+export function shallow<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (err) {
+    if (err instanceof RangeError) throw invalidRequest('The request body is nested too deeply to process.', null, 'invalid_body');
+    throw err;
+  }
+}
+
+/** The request in the target's API, and the way back for its answer. */
+export function translate<C extends ApiTypes>(route: Route<C>, request: C['request']): Exchange<C, ApiTypes> {
+  // Passing through translates nothing: nothing to guard.
+  return route.translation.identity ? route.translation.exchange(request) : shallow(() => route.translation.exchange(request));
+}
+
+/**
+ * The body the target gets: the client's request translated where the target speaks another API,
+ * changed where the provider needs it, and the client's own bytes where nothing changes.
+ */
+export function upstreamBody<C extends ApiTypes>(route: Route<C>, provider: Provider, exchange: Exchange<C, ApiTypes>, raw: ClientBytes | null): RequestBody {
+  return shallow(() => {
+    const translated = exchange.request;
+    const adjusted = provider.adjust?.(route.target.name, translated, !route.translation.identity) ?? null;
+    return adjusted !== null ? route.target.body(adjusted, null) : route.target.body(translated, route.translation.identity ? raw : null);
+  });
 }

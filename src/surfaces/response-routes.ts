@@ -27,8 +27,8 @@ import { howToSendBearer } from './chat.js';
 import { serveKeyed, type KeyedAnswer, type KeyedRoute } from './keyed.js';
 import { checkedBody, ensureItemsOwned, previousNotFound, previousResponseId, refuseConversation } from './responses.js';
 import { callStored, ensureOwner, ownerInResponse, responseNotFound, storedError, storingTarget } from './stored.js';
-import { unstatedOutputReserve } from './outbound.js';
-import { acceptedModel, checkModel, notPriced, shallow, type SurfaceDeps } from './surface.js';
+import { acceptedModel, checkModel, notPriced, type SurfaceDeps } from './surface.js';
+import { shallow, unstatedOutputReserve } from './outbound.js';
 
 /** `/v1/responses/{id}` and what may follow the id. */
 const STORED_PATH = /^(?:\/v1)?\/responses\/([^/]+)(\/cancel|\/input_items)?$/;

@@ -17,7 +17,8 @@ import type { Target } from '../policy/target.js';
 import { shown } from '../formats/json.js';
 import { howToSendBearer } from './chat.js';
 import { ensureOwner, withOwner } from './stored.js';
-import { flatBody, shallow, type Surface } from './surface.js';
+import { flatBody, type Surface } from './surface.js';
+import { shallow } from './outbound.js';
 
 /**
  * The response a request continues, whose owner is checked: a string, or none. Any other type is
