@@ -115,18 +115,12 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     // Followed by another member (after its comma), or the last one (before the entry's closing brace).
     const end = next === -1 ? text.lastIndexOf('\n}') : text[next - 1] === ',' ? next - 1 : next;
     const valueAt = at + marker.length;
-    // Checked first without the compact render it needs: the limit is never below this.
+    // Checked first without the compact render it needs: the limit is never below this. A body
+    // rendered here is small on one line (a larger answer, and a client's body, are laid out by
+    // the walk that bounds growth: BOUNDED_LAYOUT_FROM_BYTES, RawJson), so rendering it again
+    // costs less than measuring the indentation of every line it grew to (a 14 KB answer nested
+    // deep made 2 MB of it: 12–30 ms).
     if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
-    // What indentation adds (each line's newline and indent): where it is not half the text (an
-    // answer's long strings, an embedding's numbers), no compact render. Every line is measured:
-    // a sample could be steered by a body shaped to put its shallow lines where the samples fall.
-    let added = 0;
-    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end; i = text.indexOf('\n', i + 1)) {
-      let j = i + 1;
-      while (text.charCodeAt(j) === 0x20) j++;
-      added += j - i;
-    }
-    if (2 * added < end - valueAt) continue;
     const compact = JSON.stringify(body);
     if (end - valueAt <= indentedLimit(compact.length)) continue;
     text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
@@ -256,11 +250,12 @@ export function renderEntryBytes(entry: LogEntry, format: LogFormat, out: Buffer
  * A provider's answer this large (its body, or its stream's bytes) has the entry's `response` laid
  * out by the walk that bounds growth as it goes, instead of indented natively and checked after:
  * a provider's 2 MB answer of a million values nested deep took 2.9 s of every request's loop and
- * 585 MB that way, and one of 14 KB 12–30 ms (the check's walk over 2 MB of indentation). Under
- * this, indenting can make ~530 KB at most (nesting is bounded: json-limits.ts), and the small
- * answers of chat, Messages and Responses keep the native layout (the walk adds 2–4 µs to each).
+ * 585 MB that way, and one of 256 KiB half a second. Under this, indenting can make a few MB at
+ * most (nesting is bounded: json-limits.ts), checked by rendering the answer again on one line.
+ * Lower, the walk costs answers of a few KB more than the native layout (a Responses object of
+ * 11 KB: 83–101 µs against 47–50).
  */
-export const BOUNDED_LAYOUT_FROM_BYTES = 4 * 1024;
+export const BOUNDED_LAYOUT_FROM_BYTES = 16 * 1024;
 
 /** Stands for the response in the text of an entry it is spliced into: a string no client or provider can know. */
 const RESPONSE_SLOT = `response ${randomUUID()}`;
