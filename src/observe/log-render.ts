@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { hasUncheckedBytes } from '../formats/json-bytes.js';
 import { hasLoneSurrogateEscape, indentJsonBytes, isJsonText, prettyLimit } from '../formats/json-layout.js';
+import { MAX_DEPTH } from '../formats/json-limits.js';
 import type { LoggedUsage } from '../formats/usage.js';
 import type { UpstreamAttempt } from '../upstream/call.js';
 import type { Holder } from '../upstream/http-client.js';
@@ -93,6 +94,9 @@ function withoutLoneSurrogates(json: string): string {
 /** A body whose indented form in a pretty entry is longer than this is checked for growth past its compact size's prettyLimit. */
 const CHECKED_GROWTH_FROM = 64 * 1024;
 
+/** The most indenting adds to one line of a body in an entry: its newline, and two spaces a level (bodies nest MAX_DEPTH deep at most, a level or two into the entry: a margin of several). */
+const MOST_PER_LINE = 1 + 2 * (MAX_DEPTH + 8);
+
 /** The most a body `compactLength` long on one line may take indented in a pretty entry before it is put on one line (lengths in the same unit). */
 function indentedLimit(compactLength: number): number {
   return Math.max(prettyLimit(compactLength), CHECKED_GROWTH_FROM);
@@ -115,12 +119,19 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     // Followed by another member (after its comma), or the last one (before the entry's closing brace).
     const end = next === -1 ? text.lastIndexOf('\n}') : text[next - 1] === ',' ? next - 1 : next;
     const valueAt = at + marker.length;
-    // Checked first without the compact render it needs: the limit is never below this. A body
-    // rendered here is small on one line (a larger answer, and a client's body, are laid out by
-    // the walk that bounds growth: BOUNDED_LAYOUT_FROM_BYTES, RawJson), so rendering it again
-    // costs less than measuring the indentation of every line it grew to (a 14 KB answer nested
-    // deep made 2 MB of it: 12–30 ms).
-    if (end - valueAt <= CHECKED_GROWTH_FROM) continue;
+    // Checked first without the compact render it needs: the limit is never below this.
+    const size = end - valueAt;
+    if (size <= CHECKED_GROWTH_FROM) continue;
+    // Indentation adds at most a newline and the deepest indent a line: with too few lines to
+    // be half the text (a body cut by LOG_BODY_MAX_BYTES, long strings), no compact render. Lines
+    // are counted only until there are enough (measuring each one's indent, a 14 KB answer nested
+    // deep, 2 MB indented, took 12–30 ms); then the body is rendered again on one line, which is
+    // cheap here: a larger answer, and a client's body, are laid out by the walk that bounds
+    // growth instead (BOUNDED_LAYOUT_FROM_BYTES, RawJson).
+    const enough = Math.ceil(size / 2 / MOST_PER_LINE);
+    let lines = 0;
+    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end && lines < enough; i = text.indexOf('\n', i + 1)) lines++;
+    if (lines < enough) continue;
     const compact = JSON.stringify(body);
     if (end - valueAt <= indentedLimit(compact.length)) continue;
     text = `${text.slice(0, valueAt)}${compact}${text.slice(end)}`;
