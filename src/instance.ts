@@ -39,8 +39,8 @@ export interface InstanceOptions {
   readonly sinks: LogSink[];
   /** Where per-key limits are decided (this process, or the cluster primary). */
   readonly limiter: Limiter;
-  /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots (null: the primary did not answer). */
-  readonly gatherMetrics?: (local: MetricsSnapshot) => Promise<string | null>;
+  /** In a cluster, /metrics is answered for every worker: this gathers the others' snapshots, waiting `waitMs` at most (null: the primary did not answer). */
+  readonly gatherMetrics?: (local: MetricsSnapshot, waitMs: number) => Promise<string | null>;
   /** Whether this process reports the virtual-keys gauge (in a cluster only the primary does). */
   readonly reportsKeyCount?: boolean;
   /** Its metrics, when something made before it (the shared limiter) records into them too. */
@@ -173,7 +173,7 @@ export function createInstance(options: InstanceOptions): Instance {
     redisDown: () => (shared === null ? null : !shared.healthy),
     metricsOpen: isLoopback(config.host),
     headersTimeoutMs: config.headersTimeoutMs,
-    renderMetrics: () => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot(true)]))) : options.gatherMetrics(snapshot(true))),
+    renderMetrics: (waitMs) => (options.gatherMetrics === undefined ? Promise.resolve(renderPrometheus(mergeSnapshots([snapshot(true)]))) : options.gatherMetrics(snapshot(true), waitMs)),
   });
 
   const reloadKeys = async (why: string, onlyIfChanged: boolean): Promise<void> => {

@@ -70,13 +70,14 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
     }
   });
 
-  it('fails a scrape the primary does not answer in time (503 metrics_unavailable), rather than serving one worker\'s counters as the instance\'s', async () => {
+  it('fails a scrape the primary does not answer within its timeout (503 metrics_unavailable), rather than serving one worker\'s counters as the instance\'s', async () => {
     // One kept-alive connection: with the primary stopped, it still reaches its worker.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const scrape = (): Promise<{ status: number; text: string }> =>
       new Promise((resolve, reject) => {
         http
-          .get(`${gateway.url}/metrics`, { agent }, (res) => {
+          // As Prometheus says its timeout: the gateway waits half a second less.
+          .get(`${gateway.url}/metrics`, { agent, headers: { 'x-prometheus-scrape-timeout-seconds': '2' } }, (res) => {
             let text = '';
             res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
             res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
@@ -89,12 +90,17 @@ describe('several workers (GATEWAY_WORKERS=2)', () => {
       assert.equal(whole.status, 200);
       process.kill(gateway.child.pid as number, 'SIGSTOP');
       let stalled: { status: number; text: string };
+      const asked = performance.now();
+      let waited: number;
       try {
         stalled = await scrape();
+        waited = performance.now() - asked;
       } finally {
         process.kill(gateway.child.pid as number, 'SIGCONT');
       }
       assert.equal(stalled.status, 503, stalled.text.slice(0, 300));
+      // Its 2 s less half a second, not the 10 s a scrape without a timeout of its own waits.
+      assert.ok(waited >= 1400 && waited < 6000, `answered after ${Math.round(waited)} ms: the scrape's own timeout less half a second`);
       assert.equal(JSON.parse(stalled.text).error.code, 'metrics_unavailable');
       const again = await scrape();
       assert.equal(again.status, 200);

@@ -16,7 +16,7 @@ import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter 
 import type { VirtualKey } from '../policy/keys.js';
 import type { Registry } from '../providers/index.js';
 import { PrimarySink, type SendToPrimary } from './primary-sink.js';
-import { isMessage, SNAPSHOT_PUSH_MS, SNAPSHOT_TIMEOUT_MS, SYNC_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
+import { isMessage, SNAPSHOT_PUSH_MS, SYNC_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
 import { Queue } from '../queue.js';
 
 /** Hands a message to the IPC channel; false when there is none (the primary is gone). */
@@ -284,7 +284,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     shared,
     beforeClosingRedis: released,
     reportsKeyCount: false,
-    gatherMetrics: (local) =>
+    gatherMetrics: (local, waitMs) =>
       new Promise((resolve) => {
         const id = nextId++;
         // If the primary does not answer, the scrape fails: this worker's numbers alone, read as
@@ -292,7 +292,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
         const timer = setTimeout(() => {
           waiting.delete(id);
           resolve(null);
-        }, SNAPSHOT_TIMEOUT_MS * 3);
+        }, waitMs);
         waiting.set(id, (text) => {
           clearTimeout(timer);
           resolve(text);

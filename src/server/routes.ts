@@ -29,8 +29,8 @@ export interface RouteDeps extends SurfaceDeps {
   readonly metricsToken: string | null;
   /** Without a token, /metrics is served only by a gateway listening on a loopback address. */
   readonly metricsOpen: boolean;
-  /** The metrics text for the whole instance (in a cluster, gathered from every worker); null: it could not be gathered. */
-  readonly renderMetrics: () => Promise<string | null>;
+  /** The metrics text for the whole instance (in a cluster, gathered from every worker within `waitMs`); null: it could not be gathered. */
+  readonly renderMetrics: (waitMs: number) => Promise<string | null>;
   /** Shutdown has begun: /healthz answers 503. */
   readonly draining: () => boolean;
   /** Limits are shared through Redis and it cannot be reached (null: no Redis). */
@@ -94,7 +94,7 @@ function metricsHandler(deps: RouteDeps): Handler {
       sendError(res, refusal);
       return;
     }
-    const text = await deps.renderMetrics();
+    const text = await deps.renderMetrics(scrapeWaitMs(req.headers['x-prometheus-scrape-timeout-seconds']));
     stampOverhead(res, sinceArrival(context));
     if (text === null) {
       // A failed scrape, not this worker's counters alone: Prometheus would read their drop as a reset.
@@ -106,6 +106,20 @@ function metricsHandler(deps: RouteDeps): Handler {
   };
 }
 
+
+/** How long a scrape waits for the instance's counters without a timeout of its own. */
+const SCRAPE_WAIT_MS = 10_000;
+
+/**
+ * How long a scrape waits for the other workers' counters: a little less than the timeout
+ * Prometheus sends (X-Prometheus-Scrape-Timeout-Seconds), so it gets the gateway's 503 rather than
+ * its own timeout; under load an honest answer takes seconds (the primary also writes every
+ * worker's log entries).
+ */
+function scrapeWaitMs(header: string | string[] | undefined): number {
+  const seconds = typeof header === 'string' ? Number(header) : Number.NaN;
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(Math.max(seconds * 1000 - 500, 1000), 10 * SCRAPE_WAIT_MS) : SCRAPE_WAIT_MS;
+}
 
 export function createRoutes(deps: RouteDeps): Routes {
   const chat: Handler = (req, res, context) => serveSurface(chatSurface, req, res, context, deps);
