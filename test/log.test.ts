@@ -253,6 +253,14 @@ describe('request bodies in the log, as their bytes', () => {
     }
   });
 
+  it('holds a body nested deeper than any the gateway takes to the growth limit too (the check counts lines on the deepest nesting bodies have)', () => {
+    let deep: unknown = Array<number>(20_000).fill(0);
+    for (let level = 1; level < 300; level++) deep = [deep];
+    const text = renderEntry({ ...entry('req_deeper'), response: deep });
+    const line = text.split('\n').find((row) => row.startsWith('  "response": '));
+    assert.equal(line, `  "response": ${JSON.stringify(deep)},`, 'on one line');
+  });
+
   it('an entry with a large answer, its response laid out by the bounded walk, is byte for byte the native layout, growth checked body by body', () => {
     const text = 'word, "quoted" \\ é 😀 \u009b\ud800 '.repeat(8_000);
     const answers: unknown[] = [

@@ -97,6 +97,9 @@ const CHECKED_GROWTH_FROM = 64 * 1024;
 /** The most indenting adds to one line of a body in an entry: its newline, and two spaces a level (bodies nest MAX_DEPTH deep at most, a level or two into the entry: a margin of several). */
 const MOST_PER_LINE = 1 + 2 * (MAX_DEPTH + 8);
 
+/** A line indented this much is deeper than MOST_PER_LINE allows for: the count cannot bound its body's growth. */
+const DEEPER = ' '.repeat(MOST_PER_LINE);
+
 /** The most a body `compactLength` long on one line may take indented in a pretty entry before it is put on one line (lengths in the same unit). */
 function indentedLimit(compactLength: number): number {
   return Math.max(prettyLimit(compactLength), CHECKED_GROWTH_FROM);
@@ -128,9 +131,10 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     // deep, 2 MB indented, took 12–30 ms); then the body is rendered again on one line, which is
     // cheap here: a larger answer, and a client's body, are laid out by the walk that bounds
     // growth instead (BOUNDED_LAYOUT_FROM_BYTES, RawJson).
+    // A line deeper than the bound allows for (no body nests so deep today) is rendered again too.
     const enough = Math.ceil(size / 2 / MOST_PER_LINE);
     let lines = 0;
-    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end && lines < enough; i = text.indexOf('\n', i + 1)) lines++;
+    for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end && lines < enough; i = text.indexOf('\n', i + 1)) lines = text.startsWith(DEEPER, i + 1) ? enough : lines + 1;
     if (lines < enough) continue;
     const compact = JSON.stringify(body);
     if (end - valueAt <= indentedLimit(compact.length)) continue;
