@@ -130,8 +130,8 @@ function bodiesOnOneLineIfGrown(entry: LogEntry, text: string): string {
     // are counted only until there are enough (measuring each one's indent, a 14 KB answer nested
     // deep, 2 MB indented, took 12–30 ms); then the body is rendered again on one line, which is
     // cheap here: a larger answer, and a client's body, are laid out by the walk that bounds
-    // growth instead (BOUNDED_LAYOUT_FROM_BYTES, RawJson).
-    // A line deeper than the bound allows for (no body nests so deep today) is rendered again too.
+    // growth instead (BOUNDED_LAYOUT_FROM_BYTES, RawJson). A line deeper than the bound allows
+    // for (no body nests so deep today) has its body rendered again too.
     const enough = Math.ceil(size / 2 / MOST_PER_LINE);
     let lines = 0;
     for (let i = text.indexOf('\n', valueAt); i !== -1 && i < end && lines < enough; i = text.indexOf('\n', i + 1)) lines = text.startsWith(DEEPER, i + 1) ? enough : lines + 1;

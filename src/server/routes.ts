@@ -106,7 +106,6 @@ function metricsHandler(deps: RouteDeps): Handler {
   };
 }
 
-
 /** How long a scrape waits for the instance's counters without a timeout of its own. */
 const SCRAPE_WAIT_MS = 10_000;
 

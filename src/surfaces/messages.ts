@@ -12,7 +12,7 @@ import { bearerToken, type Presented } from '../policy/auth.js';
 import type { VirtualKey } from '../policy/keys.js';
 import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
 import type { Target } from '../policy/target.js';
-import { type Surface } from './surface.js';
+import type { Surface } from './surface.js';
 import { shallow } from './outbound.js';
 
 /**
