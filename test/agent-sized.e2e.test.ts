@@ -8,7 +8,8 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, responsesBody } from '../bench/fixtures.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, request } from './support/http.js';
+import { request } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -26,7 +27,7 @@ const paths = { chat: '/v1/chat/completions', messages: '/v1/messages', response
 before(async () => {
   openai = await startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY });
   anthropic = await startAnthropicMock({ apiKey: ANTHROPIC_KEY });
-  const down = await closedPort();
+  const down = await refusingPort();
   const openaiTarget = { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, max_output_tokens: 16384 };
   const anthropicTarget = { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: anthropic.origin, model_map: { '*': 'claude-sonnet-4-5' } };
   gateway = await startGateway({

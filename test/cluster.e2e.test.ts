@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { children, MAIN, parseJsonStream, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { endWithFile } from './support/children.js';
-import { chat, closedPort, openStream, request } from './support/http.js';
+import { chat, openStream, request } from './support/http.js';
+import { freePort } from './support/ports.js';
 
 function requestsTotal(metrics: string): number {
   let total = 0;
@@ -391,7 +392,7 @@ describe('limits with workers', () => {
     const gateway = await startGateway({
       keys: { virtual_keys: { vk_held: { provider: 'openai', api_key: 'sk-held', base_url: baseUrl, budget: { max_tokens: 100_000, period: 'month' }, rate_limit: { tokens_per_minute: 1_000_000 } } } },
       // A port of its own: with every worker gone, an ephemeral one would not be the same again.
-      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', GATEWAY_PORT: String(await closedPort()) },
+      env: { LOG_CONSOLE: 'off', GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', GATEWAY_PORT: String(await freePort()) },
     });
     const usage = async () => (await request(gateway.url, '/v1/usage', { method: 'GET', headers: { authorization: 'Bearer vk_held' } })).json;
     try {

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, request } from './support/http.js';
+import { chat, request } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { MOCK_MODELS, openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -390,7 +391,7 @@ describe('retries', () => {
           vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl },
           // A pool of its own: a key another test left cooling would not be asked at all.
           vk_pool_handover: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl },
-          vk_down: { provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${await closedPort()}/v1` },
+          vk_down: { provider: 'openai', api_key: KEY_A, base_url: `http://127.0.0.1:${await refusingPort()}/v1` },
         },
       },
       env: { LOG_CONSOLE: 'off', UPSTREAM_RETRY_MAX_DELAY_MS: '3000' },

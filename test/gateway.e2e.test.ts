@@ -7,7 +7,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, request, sseData } from './support/http.js';
+import { chat, request, sseData } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
 const OPENAI_KEY = 'sk-proj-e2eOPENAIrealkey000111';
@@ -28,7 +29,7 @@ before(async () => {
         vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
         vk_deepseek_v1: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `${deepseekMock.origin}/v1` },
         vk_wrong_real_key: { provider: 'openai', api_key: 'sk-proj-WRONGrealkey999888', base_url: openaiMock.baseUrl },
-        vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${await closedPort()}/v1` },
+        vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${await refusingPort()}/v1` },
         vk_nodns: { provider: 'openai', api_key: OPENAI_KEY, base_url: 'http://no-such-host.invalid/v1' },
         vk_mock: { provider: 'mock' },
         vk_openai_capped: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl, max_output_tokens: 100 },

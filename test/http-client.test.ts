@@ -10,6 +10,7 @@ import type { GatewayError } from '../src/errors.js';
 import { encodeRequest, HttpClient, parseHead, whyCut, type ClientFailure, type ClientRequest, type ClientResponse } from '../src/upstream/http-client.js';
 import { readAll } from '../src/upstream/read.js';
 import { sendUpstream, STALE_RESEND_WINDOW_MS } from '../src/upstream/send.js';
+import { refusingPort } from './support/ports.js';
 import type { Endpoint } from '../src/upstream/types.js';
 
 /** One client for the file, as one gateway process has: its pools are shared by every call. */
@@ -305,11 +306,7 @@ describe('http client: failures', () => {
   });
 
   it('reports a refused connection with its code', async () => {
-    const server = await serve(() => {});
-    const port = server.port;
-    await server.close();
-    servers.splice(servers.indexOf(server), 1);
-    const outcome = (await send(requestTo(port))) as ClientFailure;
+    const outcome = (await send(requestTo(await refusingPort()))) as ClientFailure;
     assert.equal(outcome.error.code, 'ECONNREFUSED');
   });
 
@@ -522,11 +519,8 @@ describe('http client: its owner', () => {
     await new Promise<void>((resolve) =>
       own.call(requestTo(server.port, { partition: 'sk-a vk_1' }), { onResponse: (response) => response.body.on('end', resolve).resume(), onError: () => assert.fail('no failure expected') }),
     );
-    const refused = net.createServer();
-    await new Promise<void>((resolve) => refused.listen(0, '127.0.0.1', resolve));
-    const closedPort = (refused.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => refused.close(() => resolve()));
-    await new Promise<void>((resolve) => own.call(requestTo(closedPort, { partition: 'sk-a vk_2' }), { onResponse: () => assert.fail('nothing listens'), onError: () => resolve() }));
+    const refused = await refusingPort();
+    await new Promise<void>((resolve) => own.call(requestTo(refused, { partition: 'sk-a vk_2' }), { onResponse: () => assert.fail('nothing listens'), onError: () => resolve() }));
     assert.equal(own.poolCount, 2);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(own.poolCount, 0, 'both let go of');

@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseJsonStream, readLogFile, ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, request, type Reply } from './support/http.js';
+import { chat, request, type Reply } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
 const OPENAI_KEY = 'sk-proj-LOGTESTopenaiSECRET-7Qz9';
@@ -29,9 +30,9 @@ before(async () => {
       virtual_keys: {
         vk_openai: { provider: 'openai', api_key: OPENAI_KEY, base_url: openaiMock.baseUrl },
         vk_deepseek: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: deepseekMock.baseUrl },
-        vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${await closedPort()}` },
+        vk_anthropic: { provider: 'anthropic', api_key: ANTHROPIC_KEY, base_url: `http://127.0.0.1:${await refusingPort()}` },
         vk_wrong: { provider: 'openai', api_key: WRONG_KEY, base_url: openaiMock.baseUrl },
-        vk_down: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `http://127.0.0.1:${await closedPort()}` },
+        vk_down: { provider: 'deepseek', api_key: DEEPSEEK_KEY, base_url: `http://127.0.0.1:${await refusingPort()}` },
       },
     },
     env: { GATEWAY_MAX_BODY_BYTES: '2048', UPSTREAM_RETRIES: '0' },

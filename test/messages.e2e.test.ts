@@ -13,7 +13,8 @@ import type { AnthropicRequest } from '../src/formats/messages/types.js';
 import { ownerTag } from '../src/policy/response-owners.js';
 import { claudeCodeFirstTurn, CLAUDE_CODE_BETAS, CLAUDE_CODE_HEADERS } from './support/claude-code.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, drip, messages, messagesEvents, request, type Reply } from './support/http.js';
+import { drip, messages, messagesEvents, request, type Reply } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, OUTPUT_LIMIT, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -43,7 +44,7 @@ before(async () => {
     startOpenAIMock({ flavor: 'openai', apiKey: OPENAI_KEY, otherKeys: [OPENAI_KEY_2] }),
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
   ]);
-  const down = await closedPort();
+  const down = await refusingPort();
   gateway = await startGateway({
     keys: {
       virtual_keys: {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { endWithFile } from './support/children.js';
 import { ROOT, runGatewayUntilExit, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
-import { closedPort } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
@@ -104,7 +104,7 @@ describe("the README's snippets, as printed, against the demo", () => {
     // After `--`, a question may begin like an option.
     const dashed = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), '--', 'what', 'does', '--model', 'do?'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: demo.url } });
     assert.equal(dashed.stdout, 'Echo: what does --model do?\n', dashed.stderr);
-    const nowhereUrl = `http://127.0.0.1:${await closedPort()}`;
+    const nowhereUrl = `http://127.0.0.1:${await refusingPort()}`;
     const nowhere = spawnSync(process.execPath, [join(ROOT, 'examples', 'ask.mjs'), 'Hi'], { encoding: 'utf8', env: { ...process.env, GATEWAY_URL: nowhereUrl } });
     assert.equal(nowhere.status, 1);
     assert.equal(nowhere.stderr, `cannot reach the gateway at ${nowhereUrl}: ECONNREFUSED (is it running? GATEWAY_URL sets where)\n`);

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { endWithFile } from './support/children.js';
 import { ROOT, readLogFile, startGateway, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
-import { chat, closedPort, openStream, request, sseData } from './support/http.js';
+import { chat, openStream, request, sseData } from './support/http.js';
+import { freePort } from './support/ports.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 
@@ -64,7 +65,7 @@ describe('nginx in front of two gateway instances', { skip: NGINX === null ? 'ng
     const prefix = tempDir();
     nginxPrefix = prefix;
     mkdirSync(join(prefix, 'logs'));
-    const port = await closedPort();
+    const port = await freePort();
     writeFileSync(join(prefix, 'nginx.conf'), configFor(port, gateways.map((gateway) => gateway.port)));
     // As the README starts it (daemon off only to keep it this test's child).
     nginx = endWithFile(spawn(NGINX as string, ['-p', prefix, '-e', 'logs/nginx-error.log', '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] }));

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { children, connectedTo, ROOT, tempDir, waitFor, type GatewayProcess } from './support/gateway.js';
 import { chat, openStream } from './support/http.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
-import { freePort, NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
+import { refusingPort } from './support/ports.js';
+import { NO_REDIS, startRedis, type TestRedis } from './support/redis.js';
 import { ask, connect, get, redisUp, start } from './support/redis-instances.js';
 
 describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_REDIS }, () => {
@@ -27,7 +28,7 @@ describe('Redis with credentials, TLS, and a closed failure policy', { skip: NO_
     assert.ok(rules !== undefined, 'the README shows the ACL rules');
     const redis = await startRedis({ password: 'default-s3cret', user: ['gateway', 'acl-s3cret', rules] });
     // Targets nobody listens on: their circuits open at once, which is announced and stored in Redis (and read at start).
-    const nowhere = { provider: 'openai', api_key: 'sk-nowhere', base_url: `http://127.0.0.1:${await freePort()}/v1` };
+    const nowhere = { provider: 'openai', api_key: 'sk-nowhere', base_url: `http://127.0.0.1:${await refusingPort()}/v1` };
     const withCircuit = { virtual_keys: { ...keys.virtual_keys, vk_fb: { circuit_breaker: { failures: 1, cooldown_ms: 60_000 }, targets: [nowhere, nowhere] } } };
     try {
       for (const [db, credentials] of [':default-s3cret', 'gateway:acl-s3cret'].entries()) {

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { ownerTag } from '../src/policy/response-owners.js';
 import { CODEX_HEADERS, codexFirstTurn } from './support/codex.js';
 import { startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, drip, request, type Reply } from './support/http.js';
+import { drip, request, type Reply } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { anthropicError, startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 import { streamEvents } from './support/mock-responses.js';
@@ -1048,7 +1049,7 @@ describe('the Responses route as a client sees it', () => {
   });
 
   it('is a gateway error when the provider cannot be reached', async () => {
-    const port = await closedPort();
+    const port = await refusingPort();
     const text = JSON.stringify({ virtual_keys: { vk_down: { provider: 'openai', api_key: OPENAI_KEY, base_url: `http://127.0.0.1:${port}/v1`, api: ['chat', 'responses'] } } });
     const other = await startGateway({ keys: text, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off' } });
     try {

@@ -13,7 +13,8 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { readLogFile, startGateway, waitFor, waitForEntry, type GatewayProcess } from './support/gateway.js';
-import { closedPort, messages, request, sseData, type Reply } from './support/http.js';
+import { messages, request, sseData, type Reply } from './support/http.js';
+import { refusingPort } from './support/ports.js';
 import { startAnthropicMock, type AnthropicMock } from './support/mock-anthropic.js';
 import { openAIError, startOpenAIMock, type MockUpstream } from './support/mock-openai.js';
 
@@ -76,7 +77,7 @@ before(async () => {
     startOpenAIMock({ flavor: 'deepseek', apiKey: DEEPSEEK_KEY }),
     startAnthropicMock({ apiKey: ANTHROPIC_KEY }),
   ]);
-  down = await closedPort();
+  down = await refusingPort();
   gateway = await startGateway({ keys: keys(), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', GATEWAY_HOST: '127.0.0.1' } });
 });
 

@@ -3,7 +3,6 @@
  * (status, headers, raw body, timing of stream chunks).
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
-import net from 'node:net';
 
 export interface Reply {
   status: number;
@@ -70,17 +69,6 @@ export function sseData(text: string): string[] {
         .map((line) => line.slice(6))
         .join('\n'),
     );
-}
-
-/** A port nothing listens on (bound, then released). */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Opens a streaming request and hands back the response as it arrives. */

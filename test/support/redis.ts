@@ -5,10 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { endWithFile } from './children.js';
 import { tempDir } from './gateway.js';
+import { freePort, holdPort } from './ports.js';
 
 export const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((path) => existsSync(path)) ?? (spawnSync('which', ['redis-server']).stdout?.toString().trim() || null);
 export const NO_REDIS = REDIS_SERVER === null ? 'redis-server is not installed (.ci/run installs it)' : false;
@@ -38,17 +38,6 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
-
 function makeCertificates(dir: string): void {
   const run = (args: string[]): void => {
     const result = spawnSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -71,9 +60,14 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   if (options.password !== undefined) args.push('--requirepass', options.password);
   if (options.user !== undefined) args.push('--user', options.user[0], 'on', `>${options.user[1]}`, ...(options.user[2] ?? '~llmgw:* &* +@all').split(' '));
   let child: ChildProcess | null = null;
+  // Its port is held while it is down: let go of, the port could be given to another test file's
+  // server, and the gateways here would talk to that one.
+  let release: (() => void) | null = null;
 
-  const start = (): Promise<void> =>
-    new Promise((resolve, reject) => {
+  const start = (): Promise<void> => {
+    release?.();
+    release = null;
+    return new Promise((resolve, reject) => {
       const started = endWithFile(spawn(REDIS_SERVER as string, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
       child = started;
       let out = '';
@@ -90,14 +84,17 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
         reject(new Error(`redis-server exited with ${code}:\n${out}`));
       });
     });
+  };
 
-  const kill = (): Promise<void> =>
-    new Promise((resolve) => {
-      const running = child;
-      if (running === null || running.exitCode !== null || running.signalCode !== null) return resolve();
+  const kill = async (): Promise<void> => {
+    const running = child;
+    if (running === null || running.exitCode !== null || running.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
       running.once('exit', () => resolve());
       running.kill('SIGKILL');
     });
+    release = await holdPort(port);
+  };
 
   await start();
   return {
