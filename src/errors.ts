@@ -55,7 +55,19 @@ export class GatewayError extends Error {
 
   /** The same error answered with another status (its type kept). */
   withStatus(status: number): GatewayError {
-    return new GatewayError(status, this.message, { type: this.type, code: this.code, param: this.param, ...(this.headers === undefined ? {} : { headers: this.headers }), ...(this.logDetail === undefined ? {} : { logDetail: this.logDetail }), retryable: this.retryable });
+    return this.with({ status });
+  }
+
+  /** The same error with some parts changed: every other part is kept, one added later included. */
+  with(changes: { readonly status?: number; readonly message?: string; readonly param?: string }): GatewayError {
+    return new GatewayError(changes.status ?? this.status, changes.message ?? this.message, {
+      type: this.type,
+      code: this.code,
+      param: changes.param ?? this.param,
+      ...(this.headers === undefined ? {} : { headers: this.headers }),
+      ...(this.logDetail === undefined ? {} : { logDetail: this.logDetail }),
+      retryable: this.retryable,
+    });
   }
 }
 

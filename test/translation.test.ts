@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { GatewayError } from '../src/errors.js';
 import type { ApiTypes } from '../src/formats/api.js';
 import { chatClient, chatTarget, type ChatTypes } from '../src/formats/chat/index.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../src/formats/chat/types.js';
@@ -86,6 +87,30 @@ describe('translations', () => {
       { kind: 'event', event: { said: 'LO' } },
     ]);
     assert.deepEqual(chain({ kind: 'end' }), [{ kind: 'end' }]);
+  });
+
+  it("a refusal further down a chain names what the client sent, and keeps the rest of the error (its headers, log detail, whether it may be tried again)", () => {
+    const outer: Translation<ShoutTypes, ChatTypes> = {
+      identity: false,
+      exchange: (request) => ({ ...shoutToChat.exchange(request), clientParam: (param) => (param === 'messages[0].content' ? 'say' : null) }),
+    };
+    const refusing: Translation<ChatTypes, MessagesTypes> = {
+      identity: false,
+      exchange: () => {
+        throw new GatewayError(400, '"messages[0].content" is too long.', { code: 'too_long', param: 'messages[0].content', headers: { 'x-why': 'length' }, logDetail: 'at 9 MB', retryable: true });
+      },
+    };
+    assert.throws(
+      () => compose(outer, refusing).exchange({ model: 'claude-x', say: 'hi' }),
+      (err: unknown) => {
+        assert.ok(err instanceof GatewayError);
+        assert.deepEqual(
+          { status: err.status, message: err.message, type: err.type, code: err.code, param: err.param, headers: err.headers, logDetail: err.logDetail, retryable: err.retryable },
+          { status: 400, message: '"say" is too long.', type: 'invalid_request_error', code: 'too_long', param: 'say', headers: { 'x-why': 'length' }, logDetail: 'at 9 MB', retryable: true },
+        );
+        return true;
+      },
+    );
   });
 });
 

@@ -59,13 +59,7 @@ function inClientTerms(err: unknown, clientParam: ((param: string) => string | n
   // Where the message names it: quoted, or leading ("messages[2].content[0]: …").
   let message = err.message.replaceAll(`"${param}"`, `"${renamed}"`).replaceAll(`'${param}'`, `'${renamed}'`);
   if (message.startsWith(`${param}:`)) message = `${renamed}${message.slice(param.length)}`;
-  return new GatewayError(err.status, message, {
-    type: err.type,
-    code: err.code,
-    param: renamed,
-    ...(err.headers === undefined ? {} : { headers: err.headers }),
-    ...(err.logDetail === undefined ? {} : { logDetail: err.logDetail }),
-  });
+  return err.with({ message, param: renamed });
 }
 
 /** A translation whose answers do not depend on their request. */
