@@ -39,6 +39,8 @@ export interface LoadResult {
   latency: Percentiles;
   /** Milliseconds from sending to the first byte of the body. */
   ttfb: Percentiles;
+  /** Responses received whole in the whole run, warm-up and stragglers included: each has a log entry. */
+  answers: number;
 }
 
 export function percentiles(values: number[]): Percentiles {
@@ -65,6 +67,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
    * ones included, never replaced) and measures only those, not the warm-up's stragglers.
    */
   let sent = 0;
+  let answers = 0;
   const started = performance.now();
   let measureStart = started;
   let measureEnd = started;
@@ -99,7 +102,10 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         res.on('data', () => {
           if (first === 0) first = performance.now();
         });
-        res.on('end', () => finish(res.statusCode === 200));
+        res.on('end', () => {
+          answers++;
+          finish(res.statusCode === 200);
+        });
         res.on('error', () => finish(false));
       });
       const timer = setTimeout(() => {
@@ -136,7 +142,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   clearTimeout(hardStop);
   agent.destroy();
   const seconds = (measureEnd - measureStart) / 1000;
-  return { requests: measured, errors, seconds, rps: measured / seconds, latency: percentiles(latencies), ttfb: percentiles(ttfbs) };
+  return { requests: measured, errors, seconds, rps: measured / seconds, latency: percentiles(latencies), ttfb: percentiles(ttfbs), answers };
 }
 
 if (process.argv[2] !== undefined) {

@@ -20,7 +20,7 @@
  * runtime or a shell redirection would have it.
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -98,6 +98,8 @@ interface Gateway {
   port: number;
   /** The files its log grows (truncated between measurements: agent-sized entries fill a disk in minutes). */
   logFiles: string[];
+  /** Those that hold the gateway's pretty entries, counted against the answers after each measurement. */
+  entryFiles: string[];
 }
 
 let gateways = 0;
@@ -165,7 +167,7 @@ async function startGateway(dir: string, upstreamPort: number, logs: Logs, extra
   const args = [...(loopDelay ? ['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href] : []), join(ROOT, 'dist', 'main.js')];
   const started = await start(args, env, stdout);
   if (stdoutFd !== null) closeSync(stdoutFd);
-  return { ...started, logFiles };
+  return { ...started, logFiles, entryFiles: logFiles };
 }
 
 /**
@@ -180,12 +182,51 @@ async function startLoggingProxy(dir: string, upstreamPort: number, loopDelay = 
   const args = [...(loopDelay ? ['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href] : []), join(HERE, 'proxy.js'), '0', String(upstreamPort)];
   const started = await start(args, { PROXY_LOG_FILE: logFile }, stdoutFd);
   closeSync(stdoutFd);
-  return { ...started, logFiles: [logFile, stdoutFile] };
+  return { ...started, logFiles: [logFile, stdoutFile], entryFiles: [] };
 }
 
 /** Empties a gateway's log files (after each measurement). */
 function truncateLogs(gateway: Gateway | undefined): void {
   for (const file of gateway?.logFiles ?? []) truncateSync(file, 0);
+}
+
+/**
+ * Answers without their entry, per destination, over every logged measurement: a gateway that
+ * dropped entries (its log not keeping up) served faster than one that wrote them all.
+ */
+const unlogged = new Map<string, { answers: number; missing: number }>();
+
+/** Counts a measurement's entries against its answers once the log has settled, then empties the files. */
+async function countEntriesThenTruncate(gateway: Gateway | undefined, result: LoadResult): Promise<void> {
+  for (const file of gateway?.entryFiles ?? []) {
+    const entries = await settledEntries(file);
+    const destination = file.includes('stdout') ? 'stdout' : 'file';
+    const sum = unlogged.get(destination) ?? { answers: 0, missing: 0 };
+    unlogged.set(destination, { answers: sum.answers + result.answers, missing: sum.missing + Math.max(0, result.answers - entries) });
+  }
+  truncateLogs(gateway);
+}
+
+/** The pretty entries in a file (each ends with a line holding only `}`) once it stops growing. */
+async function settledEntries(file: string): Promise<number> {
+  let size = -1;
+  for (let waited = 0; waited < 10_000 && statSync(file).size !== size; waited += 200) {
+    size = statSync(file).size;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const end = Buffer.from('\n}\n');
+  const chunk = Buffer.allocUnsafe(16 * 1024 * 1024);
+  const fd = openSync(file, 'r');
+  let entries = 0;
+  try {
+    // Each read starts two bytes back, so an end split across reads is found once.
+    for (let position = 0, read = 0; (read = readSync(fd, chunk, 0, chunk.length, position)) > end.length - 1; position += read - (end.length - 1)) {
+      for (let at = chunk.indexOf(end); at !== -1 && at + end.length <= read; at = chunk.indexOf(end, at + 1)) entries++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return entries;
 }
 
 interface LoopDelay {
@@ -376,7 +417,7 @@ async function main(): Promise<void> {
             durationMs: DURATION_MS,
             timeoutMs: 10_000,
           });
-          truncateLogs(target.gateway);
+          await countEntriesThenTruncate(target.gateway, result);
           results.set(`${scenario}|${target.name}`, [...runs(scenario, target.name), result]);
           process.stderr.write(`\rsmall: ${++done}/${total} measurements`);
         }
@@ -474,7 +515,7 @@ async function main(): Promise<void> {
       path: API_PATHS[api],
       key: 'vk',
       api: api === 'chat' ? undefined : api,
-      gateway: { ...probedProxy, logFiles: [] },
+      gateway: { ...probedProxy, logFiles: [], entryFiles: [] },
     }));
     const loggingProxyRow = (api: Api): string => `${LOGGING_PROXY}${api === 'chat' ? '' : `, ${api}`}`;
     for (const api of ['chat', 'messages', 'responses'] as const) {
@@ -526,7 +567,7 @@ async function main(): Promise<void> {
           const delay = target.gateway === undefined ? null : await loopDelay(target.gateway);
           // Per request: the CPU of the whole window (the load's start and warm-up too) over the requests the measured rate gives it.
           const cpuPerRequest = delay === null ? NaN : delay.cpu / ((result.rps * (performance.now() - started)) / 1000);
-          truncateLogs(target.gateway);
+          await countEntriesThenTruncate(target.gateway, result);
           const key = `${fixture.name}|${target.name}`;
           results.set(key, [...(results.get(key) ?? []), { load: result, delay, cpuPerRequest }]);
           process.stderr.write(`\ragent: ${++done}/${total} measurements`);
@@ -614,7 +655,7 @@ async function main(): Promise<void> {
         for (const row of rows) {
           for (const [who, port] of [['gateway', row.gateway.port], ['proxy', row.proxy.port]] as const) {
             const result = await load({ url: `http://127.0.0.1:${port}/v1/chat/completions`, key: who === 'gateway' ? 'vk_openai' : 'vk', body: scenario.body, ...(scenario.bodyFile === undefined ? {} : { bodyFile: scenario.bodyFile }), connections: scenario.connections, warmupMs: WARMUP_MS, durationMs: DURATION_MS, timeoutMs: 30_000 });
-            if (who === 'gateway') truncateLogs(row.gateway);
+            if (who === 'gateway') await countEntriesThenTruncate(row.gateway, result);
             const key = `${scenario.name}|${row.processes}|${who}`;
             results.set(key, [...(results.get(key) ?? []), result]);
             process.stderr.write(`\rcores: ${++done}/${total} measurements`);
@@ -720,6 +761,9 @@ async function main(): Promise<void> {
     `machine: ${machine}; commit ${commit}; suites: ${[...SUITES].join(', ')}`,
     '',
   ];
+  for (const [destination, { answers, missing }] of unlogged) {
+    check(`every answer of the logged rows has its entry (${destination})`, missing, missing === 0, `${missing} of ${answers} without one`);
+  }
   for (const [what, ok, value] of checks) lines.push(`${ok ? 'PASS' : 'MISS'}  ${what}: ${value}`);
   const text = [...header, ...lines].join('\n');
   process.stdout.write(`${text}\n`);

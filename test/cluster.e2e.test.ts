@@ -425,3 +425,30 @@ describe('limits with workers', () => {
     }
   });
 });
+
+describe('a cluster under agent-sized traffic', () => {
+  it("logs every entry: 200 requests of 400 KB, 32 at a time, none dropped on the way to the primary", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', LOG_CONSOLE: 'off' } });
+    try {
+      const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(400_000) }] });
+      const statuses: number[] = [];
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (sent < 200) {
+            sent++;
+            statuses.push((await chat(gateway.url, 'vk_a', body)).status);
+          }
+        }),
+      );
+      assert.deepEqual(new Set(statuses), new Set([200]));
+      gateway.child.kill('SIGTERM');
+      assert.equal(await gateway.exited, 0);
+      assert.doesNotMatch(gateway.stderr(), /not keeping up|dropping/);
+      const file = readFileSync(gateway.logFile, 'utf8');
+      assert.equal(file.match(/^}$/gm)?.length, 200, 'an entry for every request');
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
+  });
+});

@@ -2,7 +2,6 @@
  * What the cluster primary and its workers say to each other over IPC.
  */
 import type { MetricsSnapshot } from '../observe/metrics.js';
-import type { BatchText } from '../observe/log-sinks.js';
 import type { Admission, Charge, KeyLimits, KeyReport, Spend } from '../policy/limits.js';
 
 export type ToPrimary =
@@ -16,8 +15,6 @@ export type ToPrimary =
   | { t: 'ready'; address: string }
   /** The worker could not listen: `message` is the one line to print (once, by the primary). */
   | { t: 'listen-failed'; message: string }
-  /** Rendered entries (sent with the `advanced` serialization: Buffers arrive as bytes). */
-  | { t: 'log'; batch: BatchText }
   | { t: 'scrape'; id: number; snapshot: MetricsSnapshot }
   | { t: 'snapshot'; id: number | null; snapshot: MetricsSnapshot }
   /** Dead workers whose reservations in Redis this worker has released (the primary forgets them). */

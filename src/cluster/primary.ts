@@ -1,6 +1,6 @@
 /**
  * The cluster primary: it serves no request. It owns the log destinations (workers send it
- * rendered entries, so entries from different workers never interleave), holds the keys (it
+ * rendered entries on pipes of their own, so entries from different workers never interleave), holds the keys (it
  * validates the file and hands workers the text it accepted), decides every key's limits,
  * answers /metrics for the whole instance, relays SIGTERM/SIGINT/SIGHUP to every worker, and
  * replaces a worker that dies.
@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import { usableCores } from '../cores.js';
 import { limitsShown } from '../redis/url.js';
+import type { Readable } from 'node:stream';
 import type { LogFormat } from '../observe/log-render.js';
-import { closeSinks, endProcess, logFileShown, NOTHING_HELD, savedAtExit, type LogSink, type RenderedBatch } from '../observe/log-sinks.js';
+import { closeSinks, doneWithin, endProcess, FLUSH_DEADLINE_MS, formatsFor, logFileShown, NOTHING_HELD, savedAtExit, type LogSink } from '../observe/log-sinks.js';
 import { Metrics } from '../observe/metrics.js';
 import { RELEASE_WITHIN_MS } from '../policy/shared-limits.js';
 import { warn } from '../observe/warn.js';
@@ -19,6 +20,7 @@ import { watchKeyFiles, type KeyFile } from '../policy/key-file.js';
 import { NO_CHARGE, type Charge, type KeyLimits, type LimitState, type Spend } from '../policy/limits.js';
 import type { SpendStore } from '../policy/spend-store.js';
 import { InstanceMetrics } from './instance-metrics.js';
+import { FrameReader, pipeIndex, workerStdio } from './log-pipe.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
 export interface PrimaryOptions {
@@ -65,6 +67,12 @@ class Primary {
    * releases them; a release asked twice finds nothing the second time).
    */
   private deadOwners: Array<{ owner: string; diedAt: number }> = [];
+  /** Workers' log pipes not yet read to their end: the log is closed only after the last. */
+  private openPipes = 0;
+  /** Entries lost in a pipe: a frame a worker died while writing. */
+  private lostInPipes = 0;
+  /** Called when the last open pipe ends (a stop waits for it). */
+  private pipesEnded: () => void = () => {};
 
   constructor(private readonly options: PrimaryOptions) {
     this.virtualKeys = options.keyCount;
@@ -85,10 +93,10 @@ class Primary {
     if (config.keysWatch) {
       watchKeyFiles(config.pricesFile === null ? [config.keysFile] : [config.keysFile, config.pricesFile], () => void this.reload('file changed', true));
     }
-    // Workers send their log entries as bytes: structured clone copies a Buffer as it is, where
-    // JSON would decode, escape and re-encode every entry (a 1 MB body several times over).
-    // Each starts at worker-entry.js, which ignores the signals the primary takes before anything loads.
-    cluster.setupPrimary({ serialization: 'advanced', exec: fileURLToPath(new URL('./worker-entry.js', import.meta.url)) });
+    // Each starts at worker-entry.js, which ignores the signals the primary takes before anything
+    // loads; its log entries come on pipes after the IPC channel (log-pipe.ts). Messages are
+    // structured clones: a counter JSON cannot write (Infinity, NaN) arrives as it was.
+    cluster.setupPrimary({ serialization: 'advanced', stdio: workerStdio(formatsFor(config)), exec: fileURLToPath(new URL('./worker-entry.js', import.meta.url)) });
     for (let i = 0; i < config.workers; i++) this.fork();
     await this.listening();
   }
@@ -102,11 +110,12 @@ class Primary {
   }
 
   private logFailures(): number {
-    return this.options.sinks.reduce((sum, sink) => sum + sink.failures, 0);
+    return this.options.sinks.reduce((sum, sink) => sum + sink.failures, this.lostInPipes);
   }
 
   private fork(): void {
     const worker = cluster.fork();
+    formatsFor(this.options.config).forEach((format, i) => this.readLog(worker.process.stdio[pipeIndex(i)] as Readable | null, format));
     worker.on('message', (message: unknown) => {
       if (isMessage<ToPrimary>(message)) this.received(worker, message);
     });
@@ -119,7 +128,7 @@ class Primary {
   }
 
   private received(worker: Worker, message: ToPrimary): void {
-    const { limits, sinks } = this.options;
+    const { limits } = this.options;
     switch (message.t) {
       case 'hello':
         if (typeof message.owner === 'string') this.owners.set(worker.id, message.owner);
@@ -156,14 +165,6 @@ class Primary {
           this.stop('startup failure', 1, true);
         }
         return;
-      case 'log': {
-        // Over IPC its buffers arrive as byte arrays.
-        const text: RenderedBatch['text'] = {};
-        for (const [format, pieces] of Object.entries(message.batch.text) as Array<[LogFormat, Uint8Array[]]>) text[format] = pieces.map(asBuffer);
-        const batch: RenderedBatch = { entries: message.batch.entries, text, heldBytes: 0, done: NOTHING_HELD };
-        for (const sink of sinks) sink.write(batch);
-        return;
-      }
       case 'scrape': {
         const live = (): number[] => this.workers().map((each) => each.id);
         const ask = (id: number, scrape: number): void => {
@@ -190,6 +191,25 @@ class Primary {
         setImmediate(() => this.send(worker, { t: 'synced', id: message.id }));
         return;
     }
+  }
+
+  /** Passes a worker's entries of one format to the destinations, whole frames at a time, until its pipe ends. */
+  private readLog(pipe: Readable | null, format: LogFormat): void {
+    if (pipe === null) return;
+    const reader = new FrameReader();
+    this.openPipes++;
+    pipe.on('data', (chunk: Buffer) => {
+      for (const frame of reader.push(chunk)) {
+        const batch = { entries: frame.entries, text: { [format]: frame.pieces }, heldBytes: 0, done: NOTHING_HELD };
+        for (const sink of this.options.sinks) sink.write(batch);
+      }
+    });
+    // A worker killed outright: its pipe ends (or resets) after what it wrote.
+    pipe.on('error', () => {});
+    pipe.once('close', () => {
+      this.lostInPipes += reader.unfinished;
+      if (--this.openPipes === 0) this.pipesEnded();
+    });
   }
 
   private holdsOf(worker: Worker): Map<string, { key: KeyLimits; estimate: Charge }> {
@@ -271,8 +291,10 @@ class Primary {
     const check = (): void => {
       if (closing || this.workers().length > 0) return;
       closing = true;
+      // What the workers wrote before they ended is read first (a pipe ends at once after it).
+      const read = this.openPipes === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.pipesEnded = resolve));
       // Each gives up on a stuck write after FLUSH_DEADLINE_MS; endProcess then does not wait for it.
-      void Promise.all([closeSinks(sinks), savedAtExit(spend.save())]).then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
+      void doneWithin(read, FLUSH_DEADLINE_MS).then(() => Promise.all([closeSinks(sinks), savedAtExit(spend.save())])).then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
     };
     // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked
     // on 'exit' alone, a last worker whose channel closed after it exited was never seen gone, and
@@ -310,9 +332,4 @@ class Primary {
 /** Forks `config.workers` workers and coordinates them. */
 export function runPrimary(options: PrimaryOptions): Promise<void> {
   return new Primary(options).run();
-}
-
-/** A piece as the structured clone delivered it (a Buffer, or a Uint8Array on a runtime that clones it as one). */
-function asBuffer(piece: Uint8Array): Buffer {
-  return Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
 }

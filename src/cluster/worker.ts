@@ -15,12 +15,15 @@ import { KeyFile } from '../policy/key-file.js';
 import { limitsOf, type Admission, type KeyLimits, type KeyReport, type Limiter } from '../policy/limits.js';
 import type { VirtualKey } from '../policy/keys.js';
 import type { Registry } from '../providers/index.js';
-import { PrimarySink, type SendToPrimary } from './primary-sink.js';
+import { PipeSink, pipeIndex } from './log-pipe.js';
 import { isMessage, SNAPSHOT_PUSH_MS, SYNC_TIMEOUT_MS, type SpendRecord, type ToPrimary, type ToWorker } from './messages.js';
 import { Queue } from '../queue.js';
 
-/** Hands a message to the IPC channel; false when there is none (the primary is gone). */
-const sendToPrimary: SendToPrimary = (message, sent) => {
+/**
+ * Hands a message to the IPC channel; false when there is none (the primary is gone). `sent` is
+ * called once the message is written, or could not be.
+ */
+const sendToPrimary = (message: ToPrimary, sent: (err: Error | null) => void): boolean => {
   if (process.send === undefined || !process.connected) return false;
   // `sent` is called once: with an error when the channel is closed or the write fails at once;
   // a write that fails later (the primary gone mid-write) is not told apart by Node.
@@ -278,7 +281,7 @@ export async function runWorker(config: Config, registry: Registry): Promise<voi
     prices,
     keyFile: null,
     speaker: `worker ${process.pid}`,
-    sinks: [new PrimarySink(formatsFor(config), sendToPrimary)],
+    sinks: formatsFor(config).map((format, i) => new PipeSink(format, pipeIndex(i))),
     limiter: shared ?? limits.limiter,
     metrics,
     shared,

@@ -73,7 +73,7 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
 }
 
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
-abstract class QueuedWriter implements LogSink {
+export abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
   /** The `done` of each batch in `pending`. */
@@ -95,7 +95,8 @@ abstract class QueuedWriter implements LogSink {
     this.formats = [format];
   }
 
-  protected abstract output(pieces: Buffer[]): Promise<void>;
+  /** Writes the pieces of `entries` entries, in order. */
+  protected abstract output(pieces: Buffer[], entries: number): Promise<void>;
   protected abstract describe(): string;
 
   /** Why a write failed, in the operator's words where the destination knows them. */
@@ -136,7 +137,7 @@ abstract class QueuedWriter implements LogSink {
       this.pendingBytes = 0;
       this.pendingEntries = 0;
       try {
-        await this.output(pieces);
+        await this.output(pieces, entries);
         if (this.failing && this.said) warn(`writing the log to ${this.describe()} works again`);
         this.failing = false;
       } catch (err) {
@@ -296,26 +297,35 @@ async function endsMidLine(path: string, appending: FileHandle): Promise<boolean
 }
 
 /**
- * Writes to file descriptor 1 through libuv's thread pool. `process.stdout.write` is synchronous
- * for files and pipes on Linux: a slow reader would stall every request.
+ * Writes to a file descriptor through libuv's thread pool: stdout, or a worker's pipe to its
+ * primary. `process.stdout.write` is synchronous for files and pipes on Linux: a slow reader would
+ * stall every request.
  */
-class StdoutSink extends QueuedWriter {
+export class DescriptorSink extends QueuedWriter {
   private closed = false;
 
-  protected async output(pieces: Buffer[]): Promise<void> {
+  constructor(
+    format: LogFormat,
+    private readonly fd: number,
+    private readonly name: string,
+  ) {
+    super(format);
+  }
+
+  protected async output(pieces: Buffer[], _entries: number): Promise<void> {
     // Every later batch is lost too: a failure (counted, within the warning already given), never a success.
-    if (this.closed) throw new Error('nobody reads stdout any more');
+    if (this.closed) throw new Error(`nobody reads ${this.name} any more`);
     await writeAll(pieces, (some) => this.writev(some));
   }
 
   private writev(pieces: Buffer[]): Promise<number> {
     return new Promise((resolve, reject) => {
       const attempt = (): void => {
-        fsWritev(1, pieces, null, (err, written) => {
+        fsWritev(this.fd, pieces, null, (err, written) => {
           if (err === null) return resolve(written);
           // A non-blocking pipe that is full: try again shortly.
           if (err.code === 'EAGAIN') return void setTimeout(attempt, 2);
-          if (err.code === 'EPIPE') this.closed = true; // nobody reads stdout any more
+          if (err.code === 'EPIPE') this.closed = true; // nobody reads it any more
           reject(err);
         });
       };
@@ -324,7 +334,7 @@ class StdoutSink extends QueuedWriter {
   }
 
   protected describe(): string {
-    return 'stdout';
+    return this.name;
   }
 }
 
@@ -388,7 +398,7 @@ export interface LogOptions {
 /** The destinations the configuration asks for (a cluster primary owns these for all workers). */
 export async function createSinks(options: LogOptions): Promise<LogSink[]> {
   const sinks: LogSink[] = [];
-  if (options.logConsole !== 'off') sinks.push(new StdoutSink(options.logConsole));
+  if (options.logConsole !== 'off') sinks.push(new DescriptorSink(options.logConsole, 1, 'stdout'));
   if (options.logFile !== null) {
     const file = new FileSink(options.logFile);
     await file.open();
