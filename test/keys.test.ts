@@ -587,9 +587,9 @@ describe('the example virtual keys of the README and keys.example.json', () => {
     // Accepted, but where one reaches a server that takes no key, or the mock in a file that guards
     // real keys (vk_demo kept from the example), said at start: anyone can use it.
     assert.deepEqual(keyWarnings(keys).filter((warning) => /example virtual key/.test(warning)), [
-      'virtual key #3 (vk…): "vk_demo" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README can send requests through this gateway with it (on every interface it listens on), and each is logged; remove it from a keys file that guards real provider keys',
-      'virtual key #5 (vk_co…): "vk_codex_on_vllm" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
-      'virtual key #6 (vk…): "vk_local" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
+      'virtual key #3 (vk…): "vk_demo" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README and can reach this gateway can send requests with it, and each is logged; remove it from a keys file that guards real provider keys',
+      'virtual key #5 (vk_co…): "vk_codex_on_vllm" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README and can reach this gateway can use that server through it; replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
+      'virtual key #6 (vk…): "vk_local" is an example virtual key, published in the README, and it reaches a server that takes no key (its target\'s provider: openai): anyone who has read the README and can reach this gateway can use that server through it; replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))',
     ]);
   });
 

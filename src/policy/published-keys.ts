@@ -50,10 +50,10 @@ export function publishedKeyWarning(id: string, targets: readonly Target[], file
   if (!PUBLISHED_KEYS.has(id) || guardedTarget(targets) !== undefined) return null;
   const open = targets.find((target) => target.provider.local === undefined && target.keys.apiKeys.some((key) => NO_KEY.test(key)));
   if (open !== undefined) {
-    return `"${id}" is an example virtual key, published in the README, and it reaches a server that takes no key (its target's provider: ${open.provider.name}): anyone who has read the README can use that server through this gateway (on every interface it listens on); replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))`;
+    return `"${id}" is an example virtual key, published in the README, and it reaches a server that takes no key (its target's provider: ${open.provider.name}): anyone who has read the README and can reach this gateway can use that server through it; replace it with a long random virtual key of your own (echo vk_$(openssl rand -hex 16))`;
   }
   if (!fileGuardsRealKeys || !targets.some((target) => target.provider.local !== undefined)) return null;
-  return `"${id}" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README can send requests through this gateway with it (on every interface it listens on), and each is logged; remove it from a keys file that guards real provider keys`;
+  return `"${id}" is an example virtual key, published in the README, answered by the built-in mock: it spends nothing, but anyone who has read the README and can reach this gateway can send requests with it, and each is logged; remove it from a keys file that guards real provider keys`;
 }
 
 /** Why the key cannot be used, or null: a published key whose targets hold a real-looking provider key. */
