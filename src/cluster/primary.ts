@@ -69,7 +69,7 @@ class Primary {
   private deadOwners: Array<{ owner: string; diedAt: number }> = [];
   /** Workers' log pipes not yet read to their end: the log is closed only after the last. */
   private openPipes = 0;
-  /** Entries lost in a pipe: a frame a worker died while writing. */
+  /** Entries lost in a pipe (a frame a worker died while writing), once per destination that would have had them. */
   private lostInPipes = 0;
   /** Called when the last open pipe ends (a stop waits for it). */
   private pipesEnded: () => void = () => {};
@@ -207,7 +207,8 @@ class Primary {
     // A worker killed outright: its pipe ends (or resets) after what it wrote.
     pipe.on('error', () => {});
     pipe.once('close', () => {
-      this.lostInPipes += reader.unfinished;
+      // Lost to every destination of its format, each of which counts its own losses.
+      this.lostInPipes += reader.unfinished * this.options.sinks.filter((sink) => sink.formats.includes(format)).length;
       if (--this.openPipes === 0) this.pipesEnded();
     });
   }
