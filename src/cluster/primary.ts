@@ -1,7 +1,7 @@
 /**
  * The cluster primary: it serves no request. It owns the log destinations (workers send it
- * rendered entries on pipes of their own, so entries from different workers never interleave), holds the keys (it
- * validates the file and hands workers the text it accepted), decides every key's limits,
+ * rendered entries on pipes of their own, and entries from different workers never interleave),
+ * holds the keys (it validates the file and hands workers the text it accepted), decides every key's limits,
  * answers /metrics for the whole instance, relays SIGTERM/SIGINT/SIGHUP to every worker, and
  * replaces a worker that dies.
  */

@@ -73,7 +73,7 @@ export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => P
 }
 
 /** Queues data and writes it in order, one write at a time, batching whatever piles up meanwhile. */
-export abstract class QueuedWriter implements LogSink {
+abstract class QueuedWriter implements LogSink {
   readonly formats: readonly LogFormat[];
   private pending: Buffer[] = [];
   /** The `done` of each batch in `pending`. */
