@@ -53,16 +53,18 @@ export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 const NEWLINE = Buffer.from('\n');
 
-/** Buffers per writev call (Linux's IOV_MAX is 1024). */
-const MAX_PIECES = 1000;
-
-/** Writes every piece in order, in writev calls of at most MAX_PIECES buffers, until done or a call fails. */
+/**
+ * Writes every piece in order until done or a call fails, all that is left given to each call:
+ * libuv writes every buffer of one call in the thread pool (writev calls of at most IOV_MAX
+ * buffers each, a partial write continued), where a call per 1,024 buffers waited for a turn of
+ * the event loop between them, and a busy loop held the log to one such call a turn.
+ */
 export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<number>): Promise<void> {
   // The first piece not yet written whole, and how much of it was.
   let next = 0;
   let partly = 0;
   while (next < pieces.length) {
-    const some = pieces.slice(next, next + MAX_PIECES);
+    const some = next === 0 && partly === 0 ? pieces : pieces.slice(next);
     if (partly > 0) some[0] = (some[0] as Buffer).subarray(partly);
     let written = await writev(some);
     if (written <= 0) throw new Error('nothing was written');
