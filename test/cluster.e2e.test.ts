@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -422,6 +422,42 @@ describe('limits with workers', () => {
       await gateway.stop('SIGKILL');
       provider.closeAllConnections();
       provider.close();
+    }
+  });
+});
+
+describe('a cluster whose primary is killed outright (SIGKILL) under load', () => {
+  it('has its workers end on their own, none of them with an uncaught error from a message it could no longer send', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_a: { provider: 'mock' } } }, env: { GATEWAY_WORKERS: '2', KEYS_WATCH: 'off', LOG_CONSOLE: 'off' } });
+    // Small requests on kept-alive connections, as SDKs keep them: a worker serves on after its
+    // primary is gone, and sends it each request's spend.
+    const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+    const post = (): Promise<void> =>
+      new Promise((resolve) => {
+        const req = http.request(`${gateway.url}/v1/chat/completions`, { method: 'POST', agent, headers: { authorization: 'Bearer vk_a', 'content-type': 'application/json' } }, (res) => res.resume().on('end', resolve).on('error', resolve));
+        req.on('error', () => resolve());
+        req.end(body);
+      });
+    let killed = false;
+    const load = Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (!killed) await post();
+      }),
+    );
+    try {
+      await waitFor(() => children(gateway.child.pid as number).length === 2, 'two worker processes');
+      const workers = children(gateway.child.pid as number);
+      await waitFor(() => readLogFile(gateway.logFile).length >= 20, 'traffic under way');
+      gateway.child.kill('SIGKILL');
+      await waitFor(() => workers.every((pid) => !existsSync(`/proc/${pid}`) || /^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'))), 'the workers ended', 15_000);
+      killed = true;
+      await load;
+      assert.doesNotMatch(gateway.stderr(), /uncaught/i);
+    } finally {
+      killed = true;
+      agent.destroy();
+      await gateway.stop('SIGKILL');
     }
   });
 });

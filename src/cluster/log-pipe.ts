@@ -4,7 +4,10 @@
  * channel (a socket buffer a turn), and at 20 connections of 137 KB bodies two workers dropped
  * nearly half their entries; limits checks and the primary's hand-over of new connections waited
  * behind them. Here the worker writes from libuv's thread pool (its end of the pipe blocks), and
- * the primary, which serves no request, reads at once.
+ * the primary, which serves no request, reads at once. A primary that stops reading (stopped,
+ * not dead) holds one of the pool's threads per format in each worker; the pool has four unless
+ * UV_THREADPOOL_SIZE says otherwise, and its other users here (DNS lookups of providers' hosts,
+ * file reads) have the rest.
  *
  * Each write is a frame: its payload's length and its entries' count (two 32-bit big-endian
  * numbers), then the rendered entries, whole. The primary hands a destination whole frames only,

@@ -292,10 +292,13 @@ class Primary {
     const check = (): void => {
       if (closing || this.workers().length > 0) return;
       closing = true;
-      // What the workers wrote before they ended is read first (a pipe ends at once after it).
+      // What the workers wrote before they ended is read first (a pipe ends at once after it),
+      // within the one FLUSH_DEADLINE_MS the final flush has; a stuck write is then not waited for.
+      const deadline = Date.now() + FLUSH_DEADLINE_MS;
       const read = this.openPipes === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.pipesEnded = resolve));
-      // Each gives up on a stuck write after FLUSH_DEADLINE_MS; endProcess then does not wait for it.
-      void doneWithin(read, FLUSH_DEADLINE_MS).then(() => Promise.all([closeSinks(sinks), savedAtExit(spend.save())])).then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
+      void doneWithin(read, FLUSH_DEADLINE_MS)
+        .then(() => Promise.all([closeSinks(sinks, Math.max(0, deadline - Date.now())), savedAtExit(spend.save())]))
+        .then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
     };
     // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked
     // on 'exit' alone, a last worker whose channel closed after it exited was never seen gone, and

@@ -2,6 +2,7 @@
  * A cluster worker: one instance whose keys come from the primary, whose log goes to it, whose
  * limits it decides, and whose /metrics asks it for the whole instance's.
  */
+import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
@@ -139,6 +140,13 @@ type KeysText = { readonly text: string; readonly prices: string | null };
 
 /** A worker: one instance whose keys come from the primary, whose log goes to it, and whose /metrics asks it. */
 export async function runWorker(config: Config, registry: Registry): Promise<void> {
+  // A message that cannot be written (ours, or Node's own acknowledgement of a connection handed
+  // over) is an 'error' on the process, which node:cluster passes to its worker object: unheard
+  // there, an uncaught one. A primary killed outright makes every write fail until the channel's
+  // end is read, when Node ends the worker.
+  cluster.worker?.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_IPC_CHANNEL_CLOSED' && err.code !== 'ECONNRESET') warn(`the channel to the primary process: ${err.message}`);
+  });
   // Keys arrive as text the primary has validated; this parses them the same way.
   const keyFile = new KeyFile(config.keysFile, registry, config.pricesFile, '', null, 0);
   let nextId = 1;

@@ -11,7 +11,7 @@
  * the request that read it (until its answer is done with it), each upstream write of it (until
  * the socket reports the write finished, or failed), and the log while an entry's pieces view it
  * (until every destination has written the entry's batch, failed to, or dropped it; a worker's
- * until the batch was handed to the channel to its primary, which copies it).
+ * one destination per format is its pipe to the primary).
  */
 
 /** Bodies from this size up come from the pool (smaller ones arrive in one piece and are kept as read). */
