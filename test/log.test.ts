@@ -7,7 +7,7 @@ import { agentConversation, chatBody, random } from '../bench/fixtures.js';
 import { InteractionLog } from '../src/observe/log.js';
 import { capBody, cutStream, MAX_ASSEMBLED_STREAM_BYTES } from '../src/observe/log-caps.js';
 import { loggedRequest, RawJson, renderEntry, renderEntryBytes, type LogEntry, type LogFormat } from '../src/observe/log-render.js';
-import { createSinks, MAX_PENDING_BYTES, writeAll, type LogSink, type RenderedBatch } from '../src/observe/log-sinks.js';
+import { createSinks, IOV_MAX, MAX_PENDING_BYTES, writeAll, type LogSink, type RenderedBatch } from '../src/observe/log-sinks.js';
 import { parseJsonStream } from './support/gateway.js';
 import { parseJsonObject } from '../src/formats/json.js';
 
@@ -48,23 +48,26 @@ class MemorySink implements LogSink {
 }
 
 describe('writeAll', () => {
-  it('writes every byte in order through writes that take part of what they are given, each given all that is left', async () => {
+  it('writes every byte in order through writes that take part of what they are given: the first given all, each after a short one at most IOV_MAX', async () => {
     const next = random(9);
     const pieces = Array.from({ length: 5000 }, (_, i) => Buffer.alloc(1 + Math.floor(next() * 300), i % 251));
     const written: Buffer[] = [];
-    let calls = 0;
+    const given: number[] = [];
     let left = pieces.reduce((sum, piece) => sum + piece.length, 0);
     await writeAll([...pieces], async (some) => {
-      calls++;
+      given.push(some.length);
       const all = Buffer.concat(some);
-      assert.equal(all.length, left, 'all that is left');
-      const taken = next() < 0.5 ? all.length : 1 + Math.floor(next() * all.length);
+      if (given.length === 1) assert.equal(all.length, left, 'the first call is given all');
+      // Short, then whole: a pipe that fills, and one that drains.
+      const taken = given.length % 3 === 0 ? all.length : 1 + Math.floor((next() * all.length) / 4);
       written.push(all.subarray(0, taken));
       left -= taken;
       return taken;
     });
     assert.ok(Buffer.concat(written).equals(Buffer.concat(pieces)));
-    assert.ok(calls > 5);
+    assert.equal(given[0], 5000);
+    assert.ok(given.length > 5);
+    assert.ok(given.slice(1).every((count) => count <= IOV_MAX), `after a short write at most ${IOV_MAX}: ${given.join(', ')}`);
     await assert.rejects(writeAll([Buffer.from('x')], async () => 0), /nothing was written/);
   });
 });

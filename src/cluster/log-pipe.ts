@@ -32,16 +32,12 @@ export function pipeIndex(i: number): number {
 
 /** A worker's destination for one format: the pipe to the primary, written a frame at a time. */
 export class PipeSink extends DescriptorSink {
-  /** A write failed, maybe part-way through a frame: the primary could no longer tell where the next one starts. */
-  private broken = false;
-
   /** `fd`: the pipe's descriptor in this process (pipeIndex of the format's place). */
   constructor(format: LogFormat, fd: number) {
     super(format, fd, 'the primary process');
   }
 
   protected override async output(pieces: Buffer[], entries: number): Promise<void> {
-    if (this.broken) throw new Error('an earlier write to the primary process failed');
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
     const header = Buffer.allocUnsafe(HEADER_BYTES);
@@ -50,7 +46,8 @@ export class PipeSink extends DescriptorSink {
     try {
       await super.output([header, ...pieces], entries);
     } catch (err) {
-      this.broken = true;
+      // Maybe part-way through a frame: the primary could no longer tell where the next one starts.
+      this.giveUp();
       throw err;
     }
   }

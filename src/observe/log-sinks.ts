@@ -53,18 +53,23 @@ export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 const NEWLINE = Buffer.from('\n');
 
+/** Linux's IOV_MAX: the buffers one writev system call takes. */
+export const IOV_MAX = 1024;
+
 /**
- * Writes every piece in order until done or a call fails, all that is left given to each call:
- * libuv writes every buffer of one call in the thread pool (writev calls of at most IOV_MAX
- * buffers each, a partial write continued), where a call per 1,024 buffers waited for a turn of
- * the event loop between them, and a busy loop held the log to one such call a turn.
+ * Writes every piece in order until done or a call fails. The first call is given them all: libuv
+ * writes every buffer of one call in the thread pool (IOV_MAX at a time, a partial write
+ * continued), where a call per 1,024 buffers waited for a turn of the event loop between them, and
+ * a busy loop held the log to one such call a turn. Once a call falls short (a full non-blocking
+ * pipe), each is given at most IOV_MAX: Node walks the list it is given on the main thread, and a
+ * pipe that took part of one call takes no more of the next.
  */
 export async function writeAll(pieces: Buffer[], writev: (pieces: Buffer[]) => Promise<number>): Promise<void> {
   // The first piece not yet written whole, and how much of it was.
   let next = 0;
   let partly = 0;
   while (next < pieces.length) {
-    const some = next === 0 && partly === 0 ? pieces : pieces.slice(next);
+    const some = next === 0 && partly === 0 ? pieces : pieces.slice(next, next + IOV_MAX);
     if (partly > 0) some[0] = (some[0] as Buffer).subarray(partly);
     let written = await writev(some);
     if (written <= 0) throw new Error('nothing was written');
@@ -100,6 +105,11 @@ abstract class QueuedWriter implements LogSink {
   /** Writes the pieces of `entries` entries, in order. */
   protected abstract output(pieces: Buffer[], entries: number): Promise<void>;
   protected abstract describe(): string;
+
+  /** What a failed write's warning says of the entries after it. */
+  protected lostUntil(): string {
+    return 'entries are lost until it works again';
+  }
 
   /** Why a write failed, in the operator's words where the destination knows them. */
   protected why(err: Error): Promise<string> {
@@ -149,7 +159,7 @@ abstract class QueuedWriter implements LogSink {
         // stderr (cutting a torn write back frees a few KB, so writes there fail and work in turn).
         if (!this.failing) {
           this.said = this.streaks.due();
-          if (this.said) warn(`cannot write the log to ${this.describe()} (${await this.why(err as Error)}); still serving, entries are lost until it works again`);
+          if (this.said) warn(`cannot write the log to ${this.describe()} (${await this.why(err as Error)}); still serving, ${this.lostUntil()}`);
         }
         this.failing = true;
       }
@@ -320,18 +330,27 @@ export class DescriptorSink extends QueuedWriter {
     await writeAll(pieces, (some) => this.writev(some));
   }
 
+  /** No write is tried again: every later batch is lost (and counted). */
+  protected giveUp(): void {
+    this.closed = true;
+  }
+
+  protected override lostUntil(): string {
+    return this.closed ? `entries to ${this.name} are lost from now on` : super.lostUntil();
+  }
+
   private writev(pieces: Buffer[]): Promise<number> {
     return new Promise((resolve, reject) => {
-      const attempt = (): void => {
-        fsWritev(this.fd, pieces, null, (err, written) => {
+      const attempt = (some: Buffer[]): void => {
+        fsWritev(this.fd, some, null, (err, written) => {
           if (err === null) return resolve(written);
-          // A non-blocking pipe that is full: try again shortly.
-          if (err.code === 'EAGAIN') return void setTimeout(attempt, 2);
+          // A non-blocking pipe that is full: try again shortly, with no more than it can take.
+          if (err.code === 'EAGAIN') return void setTimeout(() => attempt(some.length > IOV_MAX ? some.slice(0, IOV_MAX) : some), 2);
           if (err.code === 'EPIPE') this.closed = true; // nobody reads it any more
           reject(err);
         });
       };
-      attempt();
+      attempt(pieces);
     });
   }
 
