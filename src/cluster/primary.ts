@@ -297,7 +297,7 @@ class Primary {
       const deadline = Date.now() + FLUSH_DEADLINE_MS;
       const read = this.openPipes === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.pipesEnded = resolve));
       void doneWithin(read, FLUSH_DEADLINE_MS)
-        .then(() => Promise.all([closeSinks(sinks, Math.max(0, deadline - Date.now())), savedAtExit(spend.save())]))
+        .then(() => Promise.all([closeSinks(sinks, Math.max(0, deadline - Date.now()), FLUSH_DEADLINE_MS), savedAtExit(spend.save())]))
         .then(([flushed, saved]) => endProcess(exitCode, flushed && saved, signal));
     };
     // Node drops a worker from cluster.workers at the later of its 'exit' and 'disconnect': checked

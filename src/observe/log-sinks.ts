@@ -373,10 +373,13 @@ export async function doneWithin(work: Promise<unknown>, ms: number): Promise<bo
   return result;
 }
 
-/** Closes every destination, waiting at most `deadlineMs`; false (and said on stderr) when they did not all finish in time. */
-export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_DEADLINE_MS): Promise<boolean> {
+/**
+ * Closes every destination, waiting at most `deadlineMs`; false (and said on stderr) when they did
+ * not all finish in time. `flushMs`: the whole flush's time, as said (a part of it may have gone before).
+ */
+export async function closeSinks(sinks: readonly LogSink[], deadlineMs = FLUSH_DEADLINE_MS, flushMs = deadlineMs): Promise<boolean> {
   const closed = await doneWithin(Promise.all(sinks.map((sink) => sink.close())), deadlineMs);
-  if (!closed) warn(`the log could not be flushed within ${deadlineMs} ms; some entries may be lost`);
+  if (!closed) warn(`the log could not be flushed within ${flushMs} ms; some entries may be lost`);
   return closed;
 }
 
