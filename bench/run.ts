@@ -98,8 +98,8 @@ interface Gateway {
   port: number;
   /** The files its log grows (truncated between measurements: agent-sized entries fill a disk in minutes). */
   logFiles: string[];
-  /** Those that hold the gateway's pretty entries, counted against the answers after each measurement. */
-  entryFiles: string[];
+  /** Those that hold the gateway's pretty entries, by destination, counted against the answers after each measurement. */
+  entryFiles: Array<{ path: string; destination: 'file' | 'stdout' }>;
 }
 
 let gateways = 0;
@@ -167,7 +167,8 @@ async function startGateway(dir: string, upstreamPort: number, logs: Logs, extra
   const args = [...(loopDelay ? ['--import', pathToFileURL(join(HERE, 'loop-delay.js')).href] : []), join(ROOT, 'dist', 'main.js')];
   const started = await start(args, env, stdout);
   if (stdoutFd !== null) closeSync(stdoutFd);
-  return { ...started, logFiles, entryFiles: logFiles };
+  const entryFiles = logFiles.map((path, i) => ({ path, destination: i === 0 ? ('file' as const) : ('stdout' as const) }));
+  return { ...started, logFiles, entryFiles };
 }
 
 /**
@@ -198,9 +199,8 @@ const unlogged = new Map<string, { answers: number; missing: number }>();
 
 /** Counts a measurement's entries against its answers once the log has settled, then empties the files. */
 async function countEntriesThenTruncate(gateway: Gateway | undefined, result: LoadResult): Promise<void> {
-  for (const file of gateway?.entryFiles ?? []) {
-    const entries = await settledEntries(file);
-    const destination = file.includes('stdout') ? 'stdout' : 'file';
+  for (const { path, destination } of gateway?.entryFiles ?? []) {
+    const entries = await settledEntries(path);
     const sum = unlogged.get(destination) ?? { answers: 0, missing: 0 };
     unlogged.set(destination, { answers: sum.answers + result.answers, missing: sum.missing + Math.max(0, result.answers - entries) });
   }

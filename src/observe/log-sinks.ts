@@ -11,13 +11,10 @@ import type { LogFormat } from './log-render.js';
 import { Throttle, warn } from './warn.js';
 
 /** One batch of entries, rendered once per format some destination wants: pieces written as one (writev), never copied together. */
-export interface BatchText {
+export interface RenderedBatch {
   /** How many entries it holds: what a destination that cannot write it loses (counted). */
   readonly entries: number;
   readonly text: Partial<Record<LogFormat, Buffer[]>>;
-}
-
-export interface RenderedBatch extends BatchText {
   /**
    * Memory the pieces keep alive beyond their own bytes: the whole buffer of each request body they
    * view. A destination counts it against its cap (a 4 MiB body of whitespace lays out to a few
