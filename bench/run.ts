@@ -22,12 +22,12 @@
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from './fixtures.js';
 import type { LoadResult, LoadSpec } from './load.js';
+import { freePort, refusingPort } from '../test/support/ports.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -76,17 +76,6 @@ function start(args: string[], env: Record<string, string> = {}, stdout: 'pipe' 
     child.stdout?.setEncoding('utf8').on('data', look);
     child.stderr?.setEncoding('utf8').on('data', look);
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${out}`)));
-  });
-}
-
-/** A port nothing listens on: the first target of the fallback row, which refuses every connection. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as AddressInfo).port;
-      server.close(() => resolve(port));
-    });
   });
 }
 
@@ -141,7 +130,7 @@ function gatewayEnv(dir: string, upstreamPort: number, refusedPort: number): Rec
 /** `loopDelay`: preload bench/loop-delay.js, which reports the gateway's event-loop delay on SIGUSR2. */
 async function startGateway(dir: string, upstreamPort: number, logs: Logs, extra: Record<string, string> = {}, loopDelay = false): Promise<Gateway> {
   const n = ++gateways;
-  const env = { ...gatewayEnv(dir, upstreamPort, await closedPort()), ...extra };
+  const env = { ...gatewayEnv(dir, upstreamPort, await refusingPort()), ...extra };
   const logFiles: string[] = [];
   let stdout: 'ignore' | number | Writable = 'ignore';
   let stdoutFd: number | null = null;
@@ -258,7 +247,7 @@ function loopDelay(gateway: Gateway): Promise<LoopDelay> {
 async function startRedis(dir: string): Promise<{ child: ChildProcess; port: number } | null> {
   const binary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((path) => existsSync(path));
   if (binary === undefined) return null;
-  const port = await closedPort();
+  const port = await freePort();
   const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
