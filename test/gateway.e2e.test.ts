@@ -346,6 +346,15 @@ describe('gateway errors', () => {
     // Servers that read `max_completion_tokens or max_tokens` take the second when the first is 0.
     await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', max_completion_tokens: 0, max_tokens: '99999', messages: [{ role: 'user', content: 'hi' }] });
     assert.deepEqual([openaiMock.requests.at(-1)?.json.max_completion_tokens, openaiMock.requests.at(-1)?.json.max_tokens], [100, 100]);
+    // Only a field above the cap is lowered: the client's lower max_completion_tokens (which wins
+    // at OpenAI) stays its limit beside a max_tokens the cap lowers, and the other way round.
+    for (const [asked, sent] of [
+      [{ max_tokens: 5000, max_completion_tokens: 30 }, [30, 100]],
+      [{ max_tokens: 30, max_completion_tokens: 5000 }, [100, 30]],
+    ] as const) {
+      await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', ...asked, messages: [{ role: 'user', content: 'hi' }] });
+      assert.deepEqual([openaiMock.requests.at(-1)?.json.max_completion_tokens, openaiMock.requests.at(-1)?.json.max_tokens], sent, JSON.stringify(asked));
+    }
   });
 
   it('sends a body whose model key stands twice as the gateway read it (parsers differ on which wins)', async () => {

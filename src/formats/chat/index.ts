@@ -9,7 +9,7 @@ import { shallowCopy } from '../json-bytes.js';
 import { setThinkingUnder } from '../thinking-budget.js';
 import { parseCompletion } from './answer.js';
 import { CompletionAssembler } from './assemble.js';
-import { chatRequestBody, choicesAsked, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
+import { chatRequestBody, choicesAsked, limitUnder, maxOutputTokens, parseChatRequest, statesOutputLimit } from './request.js';
 import { CHAT_NOTABLE, chatStreamOutput, chatStreamWatch, decodeChatEvent } from './stream.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './types.js';
 import { parseChatModelList } from './models.js';
@@ -33,9 +33,10 @@ export const chatClient: ClientApi<ChatTypes> = {
     const copy = shallowCopy(request);
     copy.model = changes.model;
     if (changes.maxOutputTokens !== undefined) {
-      // The field the client used (max_completion_tokens wins, as it does upstream).
-      if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = changes.maxOutputTokens;
-      if (request.max_tokens != null) copy.max_tokens = changes.maxOutputTokens;
+      // The fields the client used, each lowered to the cap where it is above it: a client's lower
+      // max_completion_tokens beside a higher max_tokens stays its limit (it wins at OpenAI).
+      if (request.max_completion_tokens != null || request.max_tokens == null) copy.max_completion_tokens = limitUnder(request.max_completion_tokens, changes.maxOutputTokens);
+      if (request.max_tokens != null) copy.max_tokens = limitUnder(request.max_tokens, changes.maxOutputTokens);
       // Anthropic's thinking extension (a chat client's; vLLM and others read it too): its budget below the limit.
       setThinkingUnder(copy, request.thinking, changes.maxOutputTokens);
     }

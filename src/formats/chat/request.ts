@@ -72,6 +72,15 @@ export function maxOutputTokens(request: ChatRequest): number {
   return value > 0 ? Math.floor(value) : 0;
 }
 
+/**
+ * A client's output limit field under `cap`: its own value where that is a limit of at least 1 and
+ * at most the cap, the cap otherwise (absent, above it, or a 0 a server might read as no limit).
+ */
+export function limitUnder(value: unknown, cap: number): unknown {
+  const read = limitValue(value ?? 0);
+  return read >= 1 && read <= cap ? value : cap;
+}
+
 /** The answers the client asks for (`n`, read as its limits are: a lenient server takes `"2"`), at least 1. */
 export function choicesAsked(request: ChatRequest): number {
   const n = limitValue(request.n ?? 1);
