@@ -381,6 +381,53 @@ describe('several real keys', () => {
   });
 });
 
+describe('a model the provider refuses the real keys', () => {
+  it("a 403 that refuses the model (OpenAI's model_not_found: a project without access to it) cools no key and hands over to none: the client gets 404 model_not_found in its API's shape, the project unnamed, and other models keep taking both keys in turn", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '2' } });
+    const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+    openai.behave(({ recorded, res }) => {
+      if (recorded.json?.model !== 'o3') return false;
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+      return true;
+    });
+    try {
+      let from = openai.requests.length;
+      const refused = await chat(gateway.url, 'vk_pool', ask('o3'));
+      assert.equal(refused.status, 404, refused.text);
+      assert.equal(refused.json.error.code, 'model_not_found');
+      assert.equal(refused.json.error.type, 'invalid_request_error');
+      assert.doesNotMatch(refused.text, /proj_Xy12Ab34/);
+      assert.equal(openai.requests.length - from, 1, 'not handed over to the other key, nor retried');
+      const messages = await request(gateway.url, '/v1/messages', { key: 'vk_pool', body: { model: 'o3', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, headers: { 'anthropic-version': '2023-06-01' } });
+      assert.equal(messages.status, 404, messages.text);
+      assert.equal(messages.json.error.type, 'not_found_error');
+      const entry = await waitForEntry(gateway.logFile, String(refused.headers['x-request-id']));
+      assert.equal(entry.status, 404);
+      assert.match(entry.error.detail, /upstream 403 .*proj_Xy12Ab34/, 'the operator sees the provider\'s own words');
+      // Neither key sits out: the next four requests still take them in turn.
+      from = openai.requests.length;
+      for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_pool', ask())).status, 200);
+      assert.deepEqual(used(from).sort(), [`Bearer ${KEY_A}`, `Bearer ${KEY_A}`, `Bearer ${KEY_B}`, `Bearer ${KEY_B}`]);
+      // A 403 that refuses the key is still the operator's to fix, and that key sits out.
+      openai.behave(({ req, res }) => {
+        if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(openAIError('You are not allowed to sample from this model', 'invalid_request_error')));
+        return true;
+      });
+      from = openai.requests.length;
+      const replies = [];
+      for (let i = 0; i < 4; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
+      assert.ok(replies.every((reply) => reply.status === 200), replies.map((reply) => reply.text).join('\n'));
+      assert.ok(used(from).filter((auth) => auth === `Bearer ${KEY_A}`).length <= 1, 'key A refused once, then sits out');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
 describe('retries', () => {
   let gateway: GatewayProcess;
   before(async () => {

@@ -186,6 +186,15 @@ function providerAuthFailed(status: number, logDetail: string): GatewayError {
   );
 }
 
+/**
+ * A 403 that refuses the model, not the real key: OpenAI's `model_not_found` for a project not given
+ * access to a model. Other models still work with the key: it is not cooled down, and the client
+ * is told as a model it may not use is (404), not that the gateway's key is broken.
+ */
+export function refusesModel(status: number, body: Buffer): boolean {
+  return status === 403 && parseUpstreamError(body).code === 'model_not_found';
+}
+
 /** A provider's error in a stream (already scrubbed), as a client may see it: one that says 401 or 403 is told as a refused key is. */
 export function streamedUpstreamError(error: GatewayError): GatewayError {
   if (error.status !== 401 && error.status !== 403) return error;
@@ -201,6 +210,15 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
   const info = redactInfo(parseUpstreamError(body), apiKey);
   const upstreamSays = info.message ?? '';
   const from = url === undefined ? '' : ` from ${url}`;
+  if (status === 403 && info.code === 'model_not_found') {
+    // The provider's message names the operator's project: the client is told what it can do.
+    return new GatewayError(404, "The provider does not give this key's account access to the model asked for; use another model.", {
+      type: 'invalid_request_error',
+      code: 'model_not_found',
+      param: 'model',
+      logDetail: `upstream 403${from}: ${upstreamSays || '(no message)'}`,
+    });
+  }
   if (status === 401 || status === 403) return providerAuthFailed(status, `upstream ${status}${from}: ${upstreamSays || '(no message)'}`);
   // 499 is the gateway's own word for a client that left: a provider's would read as that, and go unanswered.
   if (status < 400 || status > 599 || status === 499) {
