@@ -72,6 +72,13 @@ describe('CompletionAssembler', () => {
       { id: 'call_a', type: 'function', function: { name: 'read_file', arguments: '{"path":"a"}' } },
       { id: 'call_b', type: 'function', function: { name: 'shell', arguments: '{"cmd":"ls"}' } },
     ]);
+    // A name sent in pieces (Gemini's may), or sent whole again with more of it, is joined.
+    for (const [first, second] of [['get_', 'weather'], ['get_', 'get_weather']]) {
+      const pieces = new CompletionAssembler();
+      pieces.add(tool([{ index: 0, id: 'call_c', type: 'function', function: { name: first, arguments: '' } }]));
+      pieces.add(tool([{ index: 0, function: { name: second, arguments: '{"city":"Paris"}' } }]));
+      assert.deepEqual(pieces.result().choices[0]?.message.tool_calls, [{ id: 'call_c', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }], `${first} + ${second}`);
+    }
   });
 
   it('keeps several choices apart (n > 1) and takes usage from a finish chunk (DeepSeek style)', () => {

@@ -501,6 +501,29 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
+  it("joins a tool's name a server sends in pieces before its arguments (Gemini's may: `get_`, then `weather`), keeps one repeated or sent whole each time, at every byte boundary", () => {
+    const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const call = (first: string, second: string): string =>
+      [
+        data({ role: 'assistant', content: '' }),
+        data({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: first, arguments: '' } }] }),
+        data({ tool_calls: [{ index: 0, function: { name: second, arguments: '{"city":' } }] }),
+        data({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }),
+        data({}, 'tool_calls'),
+        'data: [DONE]\n\n',
+      ].join('');
+    for (const [first, second] of [['get_', 'weather'], ['get_weather', 'get_weather'], ['get_', 'get_weather']] as const) {
+      const bytes = Buffer.from(call(first, second));
+      for (let cut = 0; cut <= bytes.length; cut++) {
+        const events = sdkEvents(runTranslated([bytes.subarray(0, cut), bytes.subarray(cut)]).frames);
+        const starts = events.filter((event) => event.type === 'content_block_start').map((event) => (event as unknown as { content_block: unknown }).content_block);
+        assert.deepEqual(starts, [{ type: 'tool_use', id: 'call_1', name: 'get_weather', input: {} }], `${first} + ${second}, cut at ${cut}`);
+        const input = events.filter((event) => event.type === 'content_block_delta').map((event) => (event.delta as { partial_json: string }).partial_json).join('');
+        assert.equal(input, '{"city":"Paris"}');
+      }
+    }
+  });
+
   it("takes the answer's model from the first chunk, not from a stray event before it, and its id from the gateway's request", () => {
     const chunk = `data: ${JSON.stringify({ id: 'chatcmpl-7', object: 'chat.completion.chunk', created: 1, model: 'gpt-x', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] })}\n\n`;
     const events = sdkEvents(runTranslated([Buffer.from(`data: {"x":1}\n\n${chunk}data: [DONE]\n\n`)]).frames);

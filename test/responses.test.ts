@@ -1177,6 +1177,25 @@ describe('a call without arguments, translated for a Responses client', () => {
     assert.equal(added?.item.arguments, '', 'still empty while in progress, as OpenAI streams it');
   });
 
+  it("joins a tool's name a server sends in pieces before its arguments (`get_`, then `weather`), at every byte boundary", () => {
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-9z', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const text = [
+      chunk({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_', arguments: '' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { name: 'weather', arguments: '{"city":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    for (let cut = 0; cut <= Buffer.byteLength(text); cut++) {
+      const { events } = runTranslated(text, [cut]);
+      const added = events.filter((event) => event.type === 'response.output_item.added') as unknown as Array<{ item: { name: string } }>;
+      assert.deepEqual(added.map((event) => event.item.name), ['get_weather'], `cut at ${cut}`);
+      const completed = events.find((event) => event.type === 'response.completed') as { response: ResponseObject } | undefined;
+      assert.deepEqual([completed?.response.output[0]?.name, completed?.response.output[0]?.arguments], ['get_weather', '{"city":"Paris"}']);
+    }
+  });
+
   it('leaves a custom tool\'s empty input empty, its name known at once or only in a later fragment', () => {
     const chunk = (delta: Record<string, unknown>, finish: string | null = null): string =>
       `data: ${JSON.stringify({ id: 'chatcmpl-9z', object: 'chat.completion.chunk', created: 1750000000, model: 'deepseek-chat', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;

@@ -5,7 +5,7 @@
  */
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
-import { StreamedToolCalls } from './tool-calls.js';
+import { joinedName, StreamedToolCalls } from './tool-calls.js';
 import { contentText } from './answer.js';
 import type { AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatUsage, ToolCall } from './types.js';
 
@@ -94,7 +94,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       if (placed === null) continue;
       const fn = placed.call.function;
       if (placed.lateId !== null && placed.call.id === '') placed.call.id = placed.lateId;
-      if (fn.name === '' && placed.name !== null) fn.name = placed.name;
+      if (!placed.started && placed.name !== null && placed.name !== '') fn.name = joinedName(fn.name, placed.name);
       fn.arguments += placed.arguments;
     }
   }

@@ -74,7 +74,7 @@ export class StreamedToolCalls<Call> {
       const rest = resent ? args.slice(known.text.length) : args;
       known.text += rest;
       known.end.feed(rest);
-      if (known.name === '' && name !== null) known.name = name;
+      if (name !== null && name !== '') known.name = joinedName(known.name, name);
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
         known.id = lateId = id;
@@ -93,6 +93,15 @@ export class StreamedToolCalls<Call> {
     this.last = index;
     return { call, started: true, name, arguments: args, lateId: null };
   }
+}
+
+/**
+ * A call's name so far with the name a later fragment of it brings: the same again (servers that
+ * repeat it on every fragment), the whole name so far and more (sent whole each time), or its next
+ * piece (servers that send it in pieces, as Gemini's may: `get_`, then `weather`).
+ */
+export function joinedName(sofar: string, piece: string): string {
+  return piece.startsWith(sofar) ? piece : sofar + piece;
 }
 
 /**
@@ -127,13 +136,14 @@ interface WaitingCall<Opened> {
 
 /**
  * Streamed tool calls as a translator opens them: a call's block or item starts with its tool's
- * name, and some servers send the name after the call's first fragments, so a call waits for its
- * name (its arguments held), or for the stream's end.
+ * name, and some servers send the name after the call's first fragments, or in pieces before its
+ * arguments, so a call waits for its name and its first arguments (those before its name held),
+ * for the next call to begin, or for the stream's end.
  */
 export class NamedToolCalls<Opened, Out> {
   private readonly calls = new StreamedToolCalls<WaitingCall<Opened>>();
-  /** Calls whose name has not come yet, in the order they began. */
-  private readonly unnamed: Array<WaitingCall<Opened>> = [];
+  /** Calls not opened yet, in the order they began. */
+  private readonly waiting: Array<WaitingCall<Opened>> = [];
 
   constructor(
     private readonly opener: CallOpener<Opened, Out>,
@@ -153,11 +163,15 @@ export class NamedToolCalls<Opened, Out> {
     const placed = this.calls.place(fragment, (id, name) => ({ id, name, opened: null, held: '' }), this.fallbackId);
     if (placed === null) return null;
     const call = placed.call;
+    if (placed.started) {
+      // Another call began: the names of those before it are whole.
+      for (const earlier of this.waiting) if (earlier.opened === null && earlier.name !== '') this.open(earlier, out);
+      this.waiting.push(call);
+    }
     if (call.opened === null) {
       if (placed.lateId !== null) call.id = placed.lateId;
-      if (call.name === '' && placed.name !== null) call.name = placed.name;
-      if (call.name === '') {
-        if (placed.started) this.unnamed.push(call);
+      if (placed.name !== null && placed.name !== '') call.name = joinedName(call.name, placed.name);
+      if (call.name === '' || placed.arguments === '') {
         this.opener.hold(placed.arguments.length);
         call.held += placed.arguments;
         return { opened: null, arguments: placed.arguments };
@@ -167,9 +181,9 @@ export class NamedToolCalls<Opened, Out> {
     return { opened: call.opened, arguments: placed.arguments };
   }
 
-  /** The stream's end: a call whose name never came opens as it is. */
+  /** The stream's end: a call still waiting (for arguments, or for a name that never came) opens as it is. */
   finish(out: Out): void {
-    for (const call of this.unnamed) if (call.opened === null) this.open(call, out);
+    for (const call of this.waiting) if (call.opened === null) this.open(call, out);
   }
 
   private open(call: WaitingCall<Opened>, out: Out): void {
