@@ -501,6 +501,33 @@ function sdkEvents(frames: string): MessagesEvent[] {
 }
 
 describe('chat stream → Messages stream', () => {
+  it("sends no more of a call's arguments once they stop being one object (a brace too many after it, as some servers send; no object at all), so the client's SDK parses every input it is given, at every byte boundary", () => {
+    const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const call = (fragments: string[]): string =>
+      [
+        data({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'read', arguments: '' } }] }),
+        ...fragments.map((args) => data({ tool_calls: [{ index: 0, function: { arguments: args } }] })),
+        data({}, 'tool_calls'),
+        'data: [DONE]\n\n',
+      ].join('');
+    const cases: Array<[string[], string]> = [
+      [['{"file_path": "/a"}', '}'], '{"file_path": "/a"}'],
+      [['{"file_path": "/a"', '}} \n', '{"x": 1}'], '{"file_path": "/a"}'],
+      [['{"a": "}"}', ' \n'], '{"a": "}"} \n'],
+      [['[1, 2]'], ''],
+      [['not json'], ''],
+    ];
+    for (const [fragments, sent] of cases) {
+      const bytes = Buffer.from(call(fragments));
+      for (let cut = 0; cut <= bytes.length; cut++) {
+        const events = sdkEvents(runTranslated([bytes.subarray(0, cut), bytes.subarray(cut)]).frames);
+        const input = events.filter((event) => event.type === 'content_block_delta').map((event) => (event.delta as { partial_json: string }).partial_json).join('');
+        assert.equal(input, sent, `${JSON.stringify(fragments)}, cut at ${cut}`);
+        assert.equal(events.filter((event) => event.type === 'content_block_stop').length, 1);
+      }
+    }
+  });
+
   it("joins a tool's name a server sends in pieces before its arguments (Gemini's may: `get_`, then `weather`), keeps one repeated or sent whole each time, at every byte boundary", () => {
     const data = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     const call = (first: string, second: string): string =>

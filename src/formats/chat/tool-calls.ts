@@ -229,9 +229,10 @@ export class ArgumentsEnd {
     return copy;
   }
 
-  /** Reads the next fragment of the arguments. */
-  feed(fragment: string): void {
-    for (let i = 0; i < fragment.length && this.state !== 'never'; i++) {
+  /** Reads the next fragment of the arguments: how many of its characters came before they broke (all, unless they did). */
+  feed(fragment: string): number {
+    if (this.state === 'never') return 0;
+    for (let i = 0; i < fragment.length; i++) {
       const c = fragment.charCodeAt(i);
       if (this.state === 'closed') {
         if (!isSpace(c)) this.state = 'never';
@@ -245,7 +246,9 @@ export class ArgumentsEnd {
       } else if (c === 0x22) this.inString = true;
       else if (c === 0x7b || c === 0x5b) this.depth++;
       else if ((c === 0x7d || c === 0x5d) && --this.depth === 0) this.state = 'closed';
+      if ((this.state as string) === 'never') return i;
     }
+    return fragment.length;
   }
 
   /** The arguments as an object once whole, `text` being everything fed; null until then. */

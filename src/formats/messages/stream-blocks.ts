@@ -63,8 +63,11 @@ export class StreamBlocks {
 
   /** A fragment of a call's arguments, sent in order. */
   toolInput(call: Block, value: string, out: Item[]): void {
-    call.end?.feed(value);
-    this.blocks.content(call, value, out);
+    // Arguments that stop being one object (a brace too many after it, as some servers send, or
+    // no object at all) go no further: Anthropic's SDK parses the input as it comes and fails the
+    // whole turn on them; a whole answer has `{}` for arguments that are not one object.
+    const read = call.end === null ? value.length : call.end.feed(value);
+    if (read > 0) this.blocks.content(call, read === value.length ? value : value.slice(0, read), out);
   }
 
   /** The stream's end: every block sent and stopped. */
