@@ -428,6 +428,41 @@ describe('a model the provider refuses the real keys', () => {
   });
 });
 
+describe("a real key's quota used up", () => {
+  it("a 429 insufficient_quota is not retried, by the gateway or (x-should-retry: false) the client's SDK; the key sits out and another serves", async () => {
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_one: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '2' },
+    });
+    const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+    openai.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+      res.writeHead(429, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota')));
+      return true;
+    });
+    try {
+      let from = openai.requests.length;
+      const alone = await chat(gateway.url, 'vk_one', ask());
+      assert.equal(alone.status, 429, alone.text);
+      assert.equal(alone.json.error.code, 'insufficient_quota');
+      assert.equal(alone.headers['x-should-retry'], 'false');
+      assert.equal(openai.requests.length - from, 1, 'no retry of a used-up quota');
+      const messages = await request(gateway.url, '/v1/messages', { key: 'vk_one', body: { model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, headers: { 'anthropic-version': '2023-06-01' } });
+      assert.equal(messages.status, 429, messages.text);
+      assert.equal(messages.headers['x-should-retry'], 'false', 'nor by Claude Code or the Anthropic SDKs');
+      from = openai.requests.length;
+      const replies = [];
+      for (let i = 0; i < 5; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
+      assert.ok(replies.every((reply) => reply.status === 200), replies.map((reply) => reply.text).join('\n'));
+      assert.ok(used(from).filter((auth) => auth === `Bearer ${KEY_A}`).length <= 1, 'key A asked once at most, then sits out');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+});
+
 describe('retries', () => {
   let gateway: GatewayProcess;
   before(async () => {

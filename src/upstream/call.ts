@@ -8,7 +8,7 @@
 import { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { toGatewayError } from '../errors.js';
-import { refusesModel } from './errors.js';
+import { refusalOf } from './errors.js';
 import type { HttpClient } from './http-client.js';
 import { readAll } from './read.js';
 import { sendUpstream, type SendProgress } from './send.js';
@@ -16,8 +16,10 @@ import type { Endpoint, UpstreamPolicy, UpstreamRequest, UpstreamResponse } from
 
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
 const BACKOFF_BASE_MS = 250;
-/** A 403's body is read to tell a model refusal from a refused key: this much of it at most. */
+/** A 403's or 429's body is read to tell what it refuses (errors.ts, refusalOf): this much of it at most. */
 const REFUSAL_BODY_LIMIT = 64 * 1024;
+/** A real key whose quota is used up sits out as long as a rejected one (policy/key-pool.ts). */
+const QUOTA_COOLDOWN_MS = 300_000;
 
 /** How calls reach providers: the client that holds the connections, and the policy they follow. */
 export interface Upstream {
@@ -161,20 +163,21 @@ export async function callWithRetries(
     const retryAfter = retryAfterMs(answer.headers);
     const elapsed = Math.round(performance.now() - started);
     if (answer.resent === true) record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: 'stale_connection', duration_ms: elapsed });
-    // A 403 may refuse the model rather than the key: that key serves other models, so it neither
-    // sits out a cool-down nor hands over (its body, small, is read to tell, and kept for the caller).
-    let modelRefused = false;
-    if (status === 403) {
+    // A 403 may refuse the model rather than the key (which serves other models: no cool-down, no
+    // hand-over), a 429 the key's quota rather than its rate (it sits out long, and is not retried):
+    // their bodies, small, are read to tell, and kept for the caller.
+    let refusal: 'model' | 'quota' | null = null;
+    if (status === 403 || status === 429) {
       const body = await readAll(answer.body, { limit: REFUSAL_BODY_LIMIT, truncate: true, cancel, idleMs: policy.idleTimeoutMs });
       answer = { ...answer, body: Readable.from([body]) };
-      modelRefused = refusesModel(status, body);
+      refusal = refusalOf(status, body);
     }
-    if (!modelRefused) keys.report(index, status, retryAfter);
+    if (refusal !== 'model') keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
     record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
     // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
     // (the provider did not process the request), whatever its retry-after says.
-    const handOver = (status === 429 || status === 401 || (status === 403 && !modelRefused)) && keys.otherAvailable(index);
-    const retry = handOver || (RETRYABLE_STATUSES.has(status) && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
+    const handOver = (status === 429 || status === 401 || (status === 403 && refusal !== 'model')) && keys.otherAvailable(index);
+    const retry = handOver || (RETRYABLE_STATUSES.has(status) && refusal !== 'quota' && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
     // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
     const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;

@@ -187,12 +187,21 @@ function providerAuthFailed(status: number, logDetail: string): GatewayError {
 }
 
 /**
- * A 403 that refuses the model, not the real key: OpenAI's `model_not_found` for a project not given
- * access to a model. Other models still work with the key: it is not cooled down, and the client
- * is told as a model it may not use is (404), not that the gateway's key is broken.
+ * What a 403 or 429 refuses, where its body says more than its status: the model, not the real key
+ * (OpenAI's 403 `model_not_found`, a project not given access to a model: the key still serves
+ * others, so it sits out no cool-down, and the client is told as of a model it may not use, 404);
+ * or the key's quota, not its rate (OpenAI's 429 `insufficient_quota`: no retry in seconds will
+ * pass, so neither the gateway nor the client's SDK retries it). Null for any other answer.
  */
-export function refusesModel(status: number, body: Buffer): boolean {
-  return status === 403 && parseUpstreamError(body).code === 'model_not_found';
+export function refusalOf(status: number, body: Buffer): 'model' | 'quota' | null {
+  if (status !== 403 && status !== 429) return null;
+  const info = parseUpstreamError(body);
+  if (status === 403) return info.code === 'model_not_found' ? 'model' : null;
+  return isQuota(info) ? 'quota' : null;
+}
+
+function isQuota(info: UpstreamErrorInfo): boolean {
+  return info.code === 'insufficient_quota' || info.type === 'insufficient_quota';
 }
 
 /** A provider's error in a stream (already scrubbed), as a client may see it: one that says 401 or 403 is told as a refused key is. */
@@ -232,6 +241,8 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
     const value = headers[name];
     if (typeof value === 'string' && shape.test(value.trim())) passed[name] = value.trim();
   }
+  // The official SDKs (and Claude Code) retry a 429 unless told not to: a used-up quota stays so.
+  if (status === 429 && isQuota(info)) passed['x-should-retry'] = 'false';
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),
     code: info.code,
