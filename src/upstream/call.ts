@@ -163,17 +163,19 @@ export async function callWithRetries(
     const retryAfter = retryAfterMs(answer.headers);
     const elapsed = Math.round(performance.now() - started);
     if (answer.resent === true) record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: 'stale_connection', duration_ms: elapsed });
+    record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
     // A 403 may refuse the model rather than the key (which serves other models: no cool-down, no
     // hand-over), a 429 the key's quota rather than its rate (it sits out long, and is not retried):
-    // their bodies, small, are read to tell, and kept for the caller.
+    // their bodies, small, are read to tell, and kept for the caller; within the request's overall
+    // bound too, so a provider slow to send one holds nothing longer.
     let refusal: 'model' | 'quota' | null = null;
-    if (status === 403 || status === 429) {
-      const body = await readAll(answer.body, { limit: REFUSAL_BODY_LIMIT, truncate: true, cancel, idleMs: policy.idleTimeoutMs });
+    const boundLeft = deadline - performance.now();
+    if ((status === 403 || status === 429) && boundLeft > 0) {
+      const body = await readAll(answer.body, { limit: REFUSAL_BODY_LIMIT, truncate: true, cancel, idleMs: Math.min(policy.idleTimeoutMs, Math.ceil(boundLeft)) });
       answer = { ...answer, body: Readable.from([body]) };
       refusal = refusalOf(status, body);
     }
     if (refusal !== 'model') keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
-    record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
     // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
     // (the provider did not process the request), whatever its retry-after says.
     const handOver = (status === 429 || status === 401 || (status === 403 && refusal !== 'model')) && keys.otherAvailable(index);
