@@ -335,6 +335,19 @@ describe('gateway errors', () => {
     assert.equal(openaiMock.requests.length, 0);
   });
 
+  it('logs a body its API\'s checks refused as the JSON it is (a reader of the log can query it), and one that is not JSON as its text', async () => {
+    const refused = await chat(gateway.url, 'vk_openai', '{"model":"gpt-4o-mini","stream":0,"messages":[{"role":"user","content":"hi"}]}');
+    assert.equal(refused.status, 400);
+    const entry = await waitForEntry(gateway.logFile, String(refused.headers['x-request-id']));
+    assert.deepEqual(entry.request, { model: 'gpt-4o-mini', stream: 0, messages: [{ role: 'user', content: 'hi' }] });
+    const twins = await chat(gateway.url, 'vk_openai', '{"model":"gpt-4o-mini","Model":"o3","messages":[{"role":"user","content":"hi"}]}');
+    assert.equal(twins.status, 400);
+    assert.deepEqual((await waitForEntry(gateway.logFile, String(twins.headers['x-request-id']))).request, { model: 'gpt-4o-mini', Model: 'o3', messages: [{ role: 'user', content: 'hi' }] });
+    const broken = await chat(gateway.url, 'vk_openai', '{"model":"gpt-4o-mini","messages":[}');
+    assert.equal(broken.status, 400);
+    assert.equal((await waitForEntry(gateway.logFile, String(broken.headers['x-request-id']))).request, '{"model":"gpt-4o-mini","messages":[}');
+  });
+
   it("caps an output limit written as a string, as a lenient server would read it, to the key's max_output_tokens", async () => {
     openaiMock.requests.length = 0;
     for (const [limit, sent] of [['99999', 100], ['50', '50'], [99999.5, 100]] as const) {

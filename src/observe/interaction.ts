@@ -4,12 +4,14 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '../errors.js';
+import { tooCostly } from '../formats/json-limits.js';
 import { keptUsage, promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
 import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
 import { redactMessage } from '../upstream/errors.js';
 import type { RelayRecord } from '../upstream/relay.js';
 import type { Holder } from '../upstream/http-client.js';
+import { UNSEEN_BODY_MAX_BYTES } from './log-caps.js';
 import { loggedRequest, type LogEntry } from './log-render.js';
 import type { RequestObservation, TargetOutcome } from './metrics.js';
 import type { Target } from '../policy/target.js';
@@ -43,7 +45,7 @@ export class Interaction implements CallRecord, RelayRecord {
   stream = false;
   request: unknown = null;
   /** The client's body as read, made into `request` only when an entry is made (no check of its bytes with logs off); `holder`: the pooled memory it is in. */
-  private requestRead: { readonly raw: Buffer; readonly picked: unknown; readonly holder: Holder | null } | null = null;
+  private requestRead: { readonly raw: Buffer; readonly picked: unknown; readonly holder: Holder | null; readonly refused: boolean } | null = null;
   response: unknown = null;
   /** The one normalised usage. */
   usage: Usage | null = null;
@@ -149,18 +151,23 @@ export class Interaction implements CallRecord, RelayRecord {
 
   /**
    * The client's body read by `parse`, and kept for the log: what `body` picks of the result (or
-   * the client's bytes, for a large body), or the text itself when it does not parse: nothing is lost.
-   * `holder`: the pooled memory the bytes are in, which the log holds while its entry views them.
+   * the client's bytes, for a large body); one `parse` refused is logged as JSON where it is JSON
+   * (a body the API's checks refused: `jq '.request.model'` still reads it), as its text where it
+   * is not: nothing is lost. `holder`: the pooled memory the bytes are in, which the log holds
+   * while its entry views them.
    */
   readRequest<T>(raw: Buffer, parse: (raw: Buffer) => T, body: (parsed: T) => unknown = (parsed) => parsed, holder: Holder | null = null): T {
     let parsed: T;
     try {
       parsed = parse(raw);
     } catch (err) {
-      this.request = raw.toString('utf8');
+      // Logged as JSON only where a log reader can take it (nested within MAX_DEPTH); one over the
+      // cap of a request no provider saw is logged as the head of its text anyway.
+      if (raw.length <= UNSEEN_BODY_MAX_BYTES && tooCostly(raw) === null) this.requestRead = { raw, picked: null, holder, refused: true };
+      else this.request = raw.toString('utf8');
       throw err;
     }
-    this.requestRead = { raw, picked: body(parsed), holder };
+    this.requestRead = { raw, picked: body(parsed), holder, refused: false };
     return parsed;
   }
 
@@ -252,7 +259,7 @@ export class Interaction implements CallRecord, RelayRecord {
       ttfb_ms: this.stream ? (this.firstByteAt === null ? null : ms(this.firstByteAt - context.startedAt)) : undefined,
       usage: this.usage === null ? null : toLoggedUsage(this.usage),
       cost_usd: this.costUsd,
-      request: this.requestRead === null ? this.request : loggedRequest(this.requestRead.raw, this.requestRead.picked, this.requestRead.holder),
+      request: this.requestRead === null ? this.request : loggedRequest(this.requestRead.raw, this.requestRead.picked, this.requestRead.holder, this.requestRead.refused),
       response: this.response,
       error: error === null ? undefined : { message: error.message, type: error.type, code: error.code, detail: error.logDetail },
       upstream: this.upstreamEntry(),

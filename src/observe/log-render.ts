@@ -218,11 +218,14 @@ export class RawJson {
  * invalid sequence becomes U+FFFD (still JSON: the parser took the body, so they were inside
  * strings), and the copy is laid out like any body, its growth bounded as it is: the parsed value
  * indented whole could be a hundred times its size before its growth was checked (a 2 MB body of
- * a million values nested deep: 256 MB of text, seconds of every request's loop).
+ * a million values nested deep: 256 MB of text, seconds of every request's loop). `refused`: the
+ * body was refused, as not JSON or by the API's checks: checked as it is laid out, its text where
+ * it is not JSON.
  */
-export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | null = null): unknown {
-  if (isUtf8(raw)) return new RawJson(raw, !hasUncheckedBytes(parsed), holder);
-  return new RawJson(Buffer.from(raw.toString('utf8')), !hasUncheckedBytes(parsed));
+export function loggedRequest(raw: Buffer, parsed: unknown, holder: Holder | null = null, refused = false): unknown {
+  const checked = !refused && !hasUncheckedBytes(parsed);
+  if (isUtf8(raw)) return new RawJson(raw, checked, holder);
+  return new RawJson(Buffer.from(raw.toString('utf8')), checked);
 }
 
 /** Part of an entry's text as bytes, DEL and C1 controls escaped (terminal.ts; searched for in the bytes: a regular expression over every entry's text cost a third of rendering it). */
