@@ -349,6 +349,29 @@ describe('what a budget in USD cannot be made to miss', () => {
     }
   });
 
+  it('logs cost_usd null, and counts an unpriced request, for a prompt a provider read of a model without a price and never answered', async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_unpriced: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    const waiting: Array<() => void> = [];
+    openai.behave(async ({ res }) => {
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      res.destroy();
+      return true;
+    });
+    try {
+      const reply = await chat(gateway.url, 'vk_unpriced', ask('gpt-9-preview', { messages: [{ role: 'user', content: 'x'.repeat(4_000) }] }));
+      assert.equal(reply.status, 504, reply.text);
+      const entry = await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']));
+      assert.equal(entry.cost_usd, null);
+      const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_unpriced' })).json;
+      assert.ok(usage.usage.total_tokens >= 1_000, JSON.stringify(usage));
+      assert.equal(usage.unpriced_requests, 1, JSON.stringify(usage));
+    } finally {
+      for (const answer of waiting.splice(0)) answer();
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
   it('charges nothing for a request never written whole to its provider: a TLS handshake that never finishes', async () => {
     // A server that takes the connection and never answers the ClientHello: the request waits in
     // the TLS socket, unsent, until the wait runs out.

@@ -424,6 +424,7 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   const answered = usage;
   let usd: number | null = answered === null || totalTokens(answered) === 0 ? 0 : interaction.price === null ? null : costUsd(interaction.price, answered);
   const unanswered = interaction.unansweredSends;
+  let unpricedSends = false;
   if (unanswered > 0) {
     // Attempts written whole that got no answer (the client left, the wait ran out, the connection
     // failed after it; perhaps before another attempt answered): the provider read the prompt, and
@@ -434,13 +435,17 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
     for (let i = 0; i < unanswered && prompt > 0; i++) {
       const send = interaction.unansweredSend(i);
       // A model without a price is said by its name; the rest of the cost stands.
-      if (send.price === null) prices.unpriced(send.provider, send.model);
-      else if (usd !== null) usd += costUsd(send.price, { ...none, input: prompt });
+      if (send.price === null) {
+        prices.unpriced(send.provider, send.model);
+        unpricedSends = true;
+      } else if (usd !== null) usd += costUsd(send.price, { ...none, input: prompt });
     }
+    // Nothing priced was used beside them: the request's cost is unknown, as an unpriced answer's is.
+    if (unpricedSends && (answered === null || totalTokens(answered) === 0)) usd = null;
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
   interaction.costUsd = usd;
-  if (usd === null) prices.unpriced(interaction.provider ?? '', interaction.upstreamModel ?? interaction.model ?? '');
+  if (usd === null && !unpricedSends) prices.unpriced(interaction.provider ?? '', interaction.upstreamModel ?? interaction.model ?? '');
   limiter.record(limitsOf(key), { tokens, usd: usd ?? 0, usage: reported, unpriced: usd === null }, reserved);
 }
 
