@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { agentConversation, chatBody, messagesBody, random, responsesBody } from '../bench/fixtures.js';
 import { isUtf8 } from 'node:buffer';
-import { hasDeferredMembers, hasUncheckedBytes, LARGE_MEMBER_BYTES, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, type DeferOptions } from '../src/formats/json-bytes.js';
+import { hasDeferredMembers, hasUncheckedBytes, LARGE_MEMBER_BYTES, LONG_TEXT, memberView, parseJsonBytes, releaseLargeMembers, shallowCopy, type DeferOptions } from '../src/formats/json-bytes.js';
 import { duplicateKeys } from '../src/formats/json-keys.js';
 import { hasControlBytes, hasLoneSurrogateEscape, indentJsonBytes, isJsonText } from '../src/formats/json-layout.js';
 import { MAX_CONTAINERS, MAX_DEPTH, MAX_OBJECT_MEMBERS, MAX_VALUES, parseProviderJson, TooDeep, TooMany } from '../src/formats/json-limits.js';
@@ -293,6 +293,15 @@ describe('large members left as bytes (DeferOptions)', () => {
       void document[key];
       assert.equal(memberView(document, key), document[key], 'once read, the value itself is what counts');
     }
+  });
+
+  it('show a string over 1 KiB as written as LONG_TEXT, undecoded (a reasoning item\'s encrypted_content, asked only to be there)', () => {
+    const filler = Array.from({ length: 800 }, (_, i) => ({ role: 'user', content: `message ${i} ${'y'.repeat(60)}` }));
+    const text = JSON.stringify({ model: 'm', messages: [{ role: 'r'.repeat(1022) }, { role: 'r'.repeat(1023) }, { role: `\\${'r'.repeat(1100)}` }, ...filler] });
+    const document = parseJsonBytes(Buffer.from(text), undefined, DEFER) as Record<string, unknown>;
+    const seen = memberView(document, 'messages') as Array<{ role: unknown }>;
+    assert.deepEqual(seen.slice(0, 3).map((element) => element.role), ['r'.repeat(1022), LONG_TEXT, LONG_TEXT]);
+    assert.equal(seen[3]?.role, 'user');
   });
 
   it('show odd elements as JSON.parse would have them: duplicates, escaped keys, other kinds', () => {

@@ -435,6 +435,24 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(message.status, 200, message.text);
   });
 
+  it("refuses a reasoning item named by an id without its encrypted_content (OpenAI reads it from the responses it stored) unless the key's own, and passes one that carries it (Codex), in a small body and an agent-sized one", async () => {
+    const encrypted = `gAAAAB${'x'.repeat(3000)}`;
+    for (const padding of ['', 'y'.repeat(100_000)]) {
+      const input = (item: object): unknown[] => [{ role: 'user', content: `x${padding}` }, item, { role: 'user', content: 'and?' }];
+      for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
+        openai.requests.length = 0;
+        const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: 'rs_of_another_key', summary: [] }) } });
+        assert.equal(reply.status, 400, `${path} ${reply.text.slice(0, 300)}`);
+        assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
+        assert.match(reply.json.error.message, /a reasoning item without its encrypted_content \(to 'rs_of_another_key'\) names no item/);
+        assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+      }
+      const carried = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', store: false, input: input({ type: 'reasoning', id: 'rs_of_its_own', summary: [], encrypted_content: encrypted }) } });
+      assert.equal(carried.status, 200, carried.text.slice(0, 300));
+      assert.equal(JSON.parse(openai.requests.at(-1)?.raw ?? '{}').input[1].encrypted_content, encrypted, 'sent as it came');
+    }
+  });
+
   it('lets a key name its items on any worker (GATEWAY_WORKERS=2): the worker that saw them stored tells the others', async () => {
     const workers = await startGateway({ keys: keysFor(openai.baseUrl), env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0', STATE_FILE: 'off', GATEWAY_WORKERS: '2' } });
     try {

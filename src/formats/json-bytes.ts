@@ -41,6 +41,16 @@ interface Found {
  */
 type Part = { readonly run: true; readonly start: number; readonly end: number } | { readonly run: false; readonly keyStart: number; readonly keyEnd: number; readonly value: unknown };
 
+/**
+ * A view's string longer than this (as written) is seen as LONG_TEXT, not decoded: the fields views
+ * read are short (roles, types, ids), and one asked only to be there (a reasoning item's
+ * `encrypted_content`, kilobytes each) must not cost its decoding on every request.
+ */
+const VIEWED_TEXT_MAX_BYTES = 1024;
+
+/** What a view shows for a string longer than VIEWED_TEXT_MAX_BYTES. */
+export const LONG_TEXT: unique symbol = Symbol('a string too long to decode for a view');
+
 /** Texts a view reuses: at most this many, of at most this many bytes. */
 const SHORT_TEXTS = 8;
 const SHORT_TEXT = 16;
@@ -280,7 +290,8 @@ class PieceParser {
             const valueEnd = this.skip(valueStart, depth + 2);
             if (name !== null) {
               const c = buf[valueStart];
-              element[name] = c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? this.shortText(valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
+              element[name] =
+                c === 0x7b ? {} : c === 0x5b ? [] : c === QUOTE && valueEnd - valueStart > VIEWED_TEXT_MAX_BYTES ? LONG_TEXT : c === QUOTE && !hasBackslash(buf, valueStart, valueEnd) ? this.shortText(valueStart + 1, valueEnd - 1) : JSON.parse(this.text(valueStart, valueEnd));
             }
             at = skipSpace(buf, valueEnd);
             if (buf[at] === 0x2c) {
@@ -450,8 +461,9 @@ export function hasUncheckedBytes(document: unknown): boolean {
  * `document[key]` as a check of its shape sees it, without parsing a member left as bytes: the
  * value itself, unless it is such a member not read yet. That one, where the scan was asked to see
  * it (DeferOptions.views), comes as an array of its elements' kinds: for an object element, an
- * object with only the fields asked for (strings, numbers, booleans and null as their values; an
- * object or array as an empty one), for any other element, `null`; the last of duplicate keys
+ * object with only the fields asked for (strings, numbers, booleans and null as their values, a
+ * string over VIEWED_TEXT_MAX_BYTES as LONG_TEXT; an object or array as an empty one), for any
+ * other element, `null`; the last of duplicate keys
  * counts, as JSON.parse has it. Any other, as its kind only: an empty array or object, or `''`
  * for a string.
  */

@@ -18,6 +18,7 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export function shown(value: unknown): string {
   if (typeof value === 'string') return value;
   if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'symbol') return 'a long string'; // a view's LONG_TEXT
   return typeof value === 'object' && value !== null ? 'an object' : String(value);
 }
 

@@ -55,7 +55,7 @@ export function ensureItemsOwned(input: unknown, key: VirtualKey, target: Target
 }
 
 /** The first item reference of `input` that names no item of the key's own stored responses, or null. */
-function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): { at: number; id: unknown } | null {
+function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemOwners): { at: number; id: unknown; reasoning: boolean } | null {
   if (!Array.isArray(input)) return null;
   let tag: string | null = null;
   for (let at = 0; at < input.length; at++) {
@@ -63,15 +63,15 @@ function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemO
     if (!isItemReference(item)) continue;
     const id = (item as { id?: unknown }).id;
     tag ??= ownerTag(key.id);
-    if (typeof id !== 'string' || owners.get(target.storage, id) !== tag) return { at, id };
+    if (typeof id !== 'string' || owners.get(target.storage, id) !== tag) return { at, id, reasoning: (item as { type?: unknown }).type === 'reasoning' };
   }
   return null;
 }
 
-function notOwnedError({ at, id }: { at: number; id: unknown }): GatewayError {
+function notOwnedError({ at, id, reasoning }: { at: number; id: unknown; reasoning: boolean }): GatewayError {
   return new GatewayError(
     400,
-    `input[${at}]: item_reference (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
+    `input[${at}]: ${reasoning ? 'a reasoning item without its encrypted_content' : 'item_reference'} (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
     { code: 'unsupported_parameter', param: `input[${at}]` },
   );
 }
@@ -101,7 +101,7 @@ export const responsesSurface: Surface<ResponsesTypes> = {
   howToSendKey: howToSendBearer,
   async passThrough({ request, key, target, interaction, deps, body }) {
     refuseConversation(request.conversation);
-    // Seen as bytes (each item's type, id and role) where the conversation is large: passed through, it is never parsed.
+    // Seen as bytes (each item's type, id, role and whether it carries its reasoning) where the conversation is large: passed through, it is never parsed.
     await ensureItemsOwned(memberView(request, 'input'), key, target, deps.owners.items);
     // A background response is generated (and billed) after this request has ended: no budget or token limit could count it.
     // Anything but false or absent: a server may read 1 or "true" as true (pydantic does), and then no limit counts it.

@@ -9,16 +9,19 @@ import { memberView } from '../json-bytes.js';
 import { isRecord, parseJsonObject } from '../json.js';
 import type { ResponsesRequest } from './types.js';
 
-/** Each input item's type, id and role: enough to tell an item reference. */
-const ITEM_FIELDS = ['type', 'id', 'role'];
+/** Each input item's type, id, role and whether it carries its reasoning: enough to tell an item reference. */
+const ITEM_FIELDS = ['type', 'id', 'role', 'encrypted_content'];
 
 /**
  * An input item naming an item by id alone (OpenAI's type is optional on one: an id, no type, no
- * role). A null type or role is read as absent, as a server may read it.
+ * role), or a reasoning item by its id without its `encrypted_content`, which OpenAI reads from the
+ * responses it stored (clients with `store: true` send their reasoning back so). A null field is
+ * read as absent, as a server may read it.
  */
 export function isItemReference(item: unknown): boolean {
   if (!isRecord(item)) return false;
   if (item.type === 'item_reference') return true;
+  if (item.type === 'reasoning') return item.id != null && item.encrypted_content == null;
   return item.type == null && item.id != null && item.role == null;
 }
 
