@@ -72,6 +72,11 @@ describe('CompletionAssembler', () => {
       { id: 'call_a', type: 'function', function: { name: 'read_file', arguments: '{"path":"a"}' } },
       { id: 'call_b', type: 'function', function: { name: 'shell', arguments: '{"cmd":"ls"}' } },
     ]);
+    // A name after a call's arguments began is no piece of it (calls all numbered 0, without ids).
+    const unnumbered = new CompletionAssembler();
+    unnumbered.add(tool([{ index: 0, type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]));
+    unnumbered.add(tool([{ index: 0, type: 'function', function: { name: 'get_time', arguments: '{}' } }]));
+    assert.equal(unnumbered.result().choices[0]?.message.tool_calls?.[0]?.function.name, 'get_weather');
     // A name sent in pieces (Gemini's may), or sent whole again with more of it, is joined.
     for (const [first, second] of [['get_', 'weather'], ['get_', 'get_weather']]) {
       const pieces = new CompletionAssembler();

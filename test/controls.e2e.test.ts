@@ -382,23 +382,35 @@ describe('several real keys', () => {
 });
 
 describe('a model the provider refuses the real keys', () => {
-  it("a 403 that refuses the model (OpenAI's model_not_found: a project without access to it) cools no key and hands over to none: the client gets 404 model_not_found in its API's shape, the project unnamed, and other models keep taking both keys in turn", async () => {
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '2' } });
-    const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
-    openai.behave(({ recorded, res }) => {
-      if (recorded.json?.model !== 'o3') return false;
+  const refuseO3For = (keys: string[]) =>
+    openai.behave(({ req, recorded, res }) => {
+      if (recorded.json?.model !== 'o3' || !keys.includes(String(req.headers.authorization).slice(7))) return false;
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
       return true;
     });
+
+  it("a 403 that refuses the model (OpenAI's model_not_found: a project without access to it) cools no key: another real key (another project) is asked, and where none has it the client gets 404 model_not_found in its API's shape, the project unnamed; other models keep taking both keys in turn", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '2' } });
+    const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
     try {
+      // Key A's project lacks o3, key B's has it: every o3 request is served, by B.
+      refuseO3For([KEY_A]);
+      for (let i = 0; i < 3; i++) {
+        const from = openai.requests.length;
+        const reply = await chat(gateway.url, 'vk_pool', ask('o3'));
+        assert.equal(reply.status, 200, reply.text);
+        assert.equal(used(from).at(-1), `Bearer ${KEY_B}`);
+      }
+      // Neither project has it: each key asked once, however many retries.
+      refuseO3For([KEY_A, KEY_B]);
       let from = openai.requests.length;
       const refused = await chat(gateway.url, 'vk_pool', ask('o3'));
       assert.equal(refused.status, 404, refused.text);
       assert.equal(refused.json.error.code, 'model_not_found');
       assert.equal(refused.json.error.type, 'invalid_request_error');
       assert.doesNotMatch(refused.text, /proj_Xy12Ab34/);
-      assert.equal(openai.requests.length - from, 1, 'not handed over to the other key, nor retried');
+      assert.deepEqual(used(from).sort(), [`Bearer ${KEY_A}`, `Bearer ${KEY_B}`], 'each key once, not retried');
       const messages = await request(gateway.url, '/v1/messages', { key: 'vk_pool', body: { model: 'o3', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, headers: { 'anthropic-version': '2023-06-01' } });
       assert.equal(messages.status, 404, messages.text);
       assert.equal(messages.json.error.type, 'not_found_error');
@@ -426,39 +438,88 @@ describe('a model the provider refuses the real keys', () => {
       await gateway.stop();
     }
   });
+
+  it('opens no circuit of a target whose keys a model is refused: its other models are still served by it', async () => {
+    const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: other.baseUrl }] } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+    refuseO3For([KEY_A]);
+    try {
+      for (let i = 0; i < 6; i++) {
+        const reply = await chat(gateway.url, 'vk_two', ask('o3'));
+        assert.equal(reply.status, 200, reply.text);
+      }
+      const from = openai.requests.length;
+      const served = await chat(gateway.url, 'vk_two', ask());
+      assert.equal(served.status, 200, served.text);
+      assert.equal(openai.requests.length - from, 1, 'the first target serves gpt-4o-mini: not skipped');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+      await other.close();
+    }
+  });
 });
 
 describe("a real key's quota used up", () => {
-  it("a 429 insufficient_quota is not retried, by the gateway or (x-should-retry: false) the client's SDK; the key sits out and another serves", async () => {
+  it("a 429 insufficient_quota is not retried on that key: another serves while it sits out, and on a target's only key the client's SDK is told not to retry (x-should-retry: false)", async () => {
     const gateway = await startGateway({
       keys: { virtual_keys: { vk_one: { provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } },
       env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '2' },
     });
     const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+    // A message of 70 KB: read whole to tell what it refuses (a provider's error is read up to 1 MiB).
+    const quota = JSON.stringify(openAIError(`You exceeded your current quota, please check your plan and billing details.${' '.repeat(70_000)}`, 'insufficient_quota', 'insufficient_quota'));
     openai.behave(({ req, res }) => {
       if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
       res.writeHead(429, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(openAIError('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota')));
+      res.end(quota);
       return true;
     });
     try {
       let from = openai.requests.length;
       const alone = await chat(gateway.url, 'vk_one', ask());
-      assert.equal(alone.status, 429, alone.text);
+      assert.equal(alone.status, 429, alone.text.slice(0, 200));
       assert.equal(alone.json.error.code, 'insufficient_quota');
       assert.equal(alone.headers['x-should-retry'], 'false');
       assert.equal(openai.requests.length - from, 1, 'no retry of a used-up quota');
       const messages = await request(gateway.url, '/v1/messages', { key: 'vk_one', body: { model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, headers: { 'anthropic-version': '2023-06-01' } });
-      assert.equal(messages.status, 429, messages.text);
+      assert.equal(messages.status, 429, messages.text.slice(0, 200));
       assert.equal(messages.headers['x-should-retry'], 'false', 'nor by Claude Code or the Anthropic SDKs');
       from = openai.requests.length;
       const replies = [];
       for (let i = 0; i < 5; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
-      assert.ok(replies.every((reply) => reply.status === 200), replies.map((reply) => reply.text).join('\n'));
+      assert.ok(replies.every((reply) => reply.status === 200 && reply.headers['x-should-retry'] === undefined), replies.map((reply) => reply.text.slice(0, 200)).join('\n'));
       assert.ok(used(from).filter((auth) => auth === `Bearer ${KEY_A}`).length <= 1, 'key A asked once at most, then sits out');
     } finally {
       openai.behave(null);
       await gateway.stop();
+    }
+  });
+
+  it('a 403 or 429 whose body is cut short or slow to come is handled by its status: handed over to another key, the refusing key sitting out', async () => {
+    for (const how of ['cut', 'slow'] as const) {
+      const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
+      const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
+      openai.behave(({ req, res }) => {
+        if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+        res.writeHead(429, { 'content-type': 'application/json', 'content-length': '500' });
+        res.write('{"error":{"message":"Rate limit');
+        if (how === 'cut') setTimeout(() => res.socket?.destroy(), 50);
+        return true;
+      });
+      try {
+        const from = openai.requests.length;
+        const replies = [];
+        for (let i = 0; i < 4; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
+        assert.ok(replies.every((reply) => reply.status === 200), `${how}: ${replies.map((reply) => reply.text).join('\n')}`);
+        assert.equal(used(from).filter((auth) => auth === `Bearer ${KEY_A}`).length, 1, `${how}: key A asked once, then sits out`);
+      } finally {
+        openai.behave(null);
+        await gateway.stop();
+      }
     }
   });
 });

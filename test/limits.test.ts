@@ -507,14 +507,19 @@ describe('several real keys', () => {
 
   it('are taken in turn, skipping one that is cooling down after a 429 or a 401', () => {
     const now = 1000;
-    assert.deepEqual([pool.pick(now), pool.pick(now), pool.pick(now), pool.pick(now)], [0, 1, 2, 0]);
+    const none = new Set<number>();
+    assert.deepEqual([pool.pick(none, now), pool.pick(none, now), pool.pick(none, now), pool.pick(none, now)], [0, 1, 2, 0]);
+    // Keys that refused a request's model are passed over for it while another is not.
+    assert.deepEqual([pool.pick(new Set([1, 2]), now), pool.pick(new Set([0, 2]), now), pool.pick(new Set([0, 1, 2]), now)], [0, 1, 2]);
+    assert.equal(pool.otherAvailable(0, new Set([1, 2]), now), false);
+    assert.equal(pool.otherAvailable(0, new Set([1]), now), true);
     pool.report(1, 429, 10_000, now);
     pool.report(2, 401, null, now);
-    assert.deepEqual([pool.pick(now), pool.pick(now), pool.pick(now)], [0, 0, 0]);
-    assert.equal(pool.pick(now + 10_001), 1, 'back after its cool-down');
+    assert.deepEqual([pool.pick(none, now), pool.pick(none, now), pool.pick(none, now)], [0, 0, 0]);
+    assert.equal(pool.pick(none, now + 10_001), 1, 'back after its cool-down');
     pool.report(0, 429, 50_000, now);
     pool.report(1, 429, 20_000, now);
-    assert.equal(pool.pick(now + 100), 1, 'all cooling: the one that recovers first');
+    assert.equal(pool.pick(none, now + 100), 1, 'all cooling: the one that recovers first');
   });
 
   it('sit out an hour at most, whatever a retry-after asks (a misbehaving provider must not bench a key until a restart)', () => {
@@ -524,7 +529,7 @@ describe('several real keys', () => {
     fresh.coolFor(1, Number.MAX_SAFE_INTEGER, now);
     assert.equal(fresh.allCooling(now + 3_599_999), true);
     assert.equal(fresh.allCooling(now + 3_600_000), false, 'back after an hour');
-    assert.equal(fresh.pick(now + 3_600_000), 0);
+    assert.equal(fresh.pick(new Set(), now + 3_600_000), 0);
   });
 
   it('read retry-after in seconds, as a date, or in milliseconds', () => {

@@ -539,6 +539,15 @@ describe('chat stream → Messages stream', () => {
         data({}, 'tool_calls'),
         'data: [DONE]\n\n',
       ].join('');
+    // A call named and waiting for its arguments comes before text that follows it (a call without any).
+    const noArgs = [
+      data({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'list', arguments: '' } }] }),
+      data({ content: 'Listing.' }),
+      data({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const order = sdkEvents(runTranslated([Buffer.from(noArgs)]).frames).filter((event) => event.type === 'content_block_start').map((event) => (event as unknown as { content_block: { type: string } }).content_block.type);
+    assert.deepEqual(order, ['tool_use', 'text']);
     for (const [first, second] of [['get_', 'weather'], ['get_weather', 'get_weather'], ['get_', 'get_weather']] as const) {
       const bytes = Buffer.from(call(first, second));
       for (let cut = 0; cut <= bytes.length; cut++) {

@@ -13,6 +13,8 @@ const REJECTED_COOLDOWN_MS = 300_000;
 /** The longest a 429's retry-after benches a key: `retry-after: 999999999999` must not take it out until a restart. */
 const MAX_COOLDOWN_MS = 3_600_000;
 
+const NONE: ReadonlySet<number> = new Set();
+
 export class KeyPool implements KeyTurns {
   private next = 0;
   /** performance.now() until which each key sits out. */
@@ -25,13 +27,18 @@ export class KeyPool implements KeyTurns {
     this.coolingUntil = apiKeys.map(() => 0);
   }
 
-  /** The next key in turn that is not cooling down, else the one that recovers first. */
-  pick(now = performance.now()): number {
+  /**
+   * The next key in turn that is not cooling down, else the one that recovers first; among those
+   * not in `skip` (keys that refused the request's model) while any is not.
+   */
+  pick(skip: ReadonlySet<number> = NONE, now = performance.now()): number {
     const count = this.apiKeys.length;
     if (count <= 1) return 0;
+    const skipping = skip.size > 0 && skip.size < count;
     let best = -1;
     for (let step = 0; step < count; step++) {
       const index = (this.next + step) % count;
+      if (skipping && skip.has(index)) continue;
       if ((this.coolingUntil[index] as number) <= now) {
         this.next = (index + 1) % count;
         return index;
@@ -42,8 +49,8 @@ export class KeyPool implements KeyTurns {
     return best;
   }
 
-  otherAvailable(index: number, now = performance.now()): boolean {
-    return this.coolingUntil.some((until, other) => other !== index && until <= now);
+  otherAvailable(index: number, skip: ReadonlySet<number> = NONE, now = performance.now()): boolean {
+    return this.coolingUntil.some((until, other) => other !== index && !skip.has(other) && until <= now);
   }
 
   /** Every key is cooling down: a virtual key with other targets moves on to the next. A target without keys (the mock) never is. */

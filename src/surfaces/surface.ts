@@ -33,7 +33,7 @@ import { answerErrorStatus } from '../formats/answer.js';
 import type { BodyPool, PooledBody } from '../server/body-pool.js';
 import { callWithRetries, type Upstream } from '../upstream/call.js';
 import { redactKey, upstreamError } from '../upstream/errors.js';
-import { readAll } from '../upstream/read.js';
+import { ERROR_BODY_LIMIT, readAll } from '../upstream/read.js';
 import type { Target } from '../policy/target.js';
 import { ownerTag, type ResponseOwners } from '../policy/response-owners.js';
 import { relayStream } from '../upstream/relay.js';
@@ -43,7 +43,7 @@ import type { Endpoint, RequestBody, UpstreamRequest, UpstreamResponse } from '.
 import type { ModelLists } from './models.js';
 import { cappedOutput, fillsOutputLimit, MAX_RESERVED_OUTPUT, toMessages, unstatedOutputReserve } from './outbound.js';
 import { streamPipeline } from './stream.js';
-import { callTargets, ERROR_BODY_LIMIT, type AtHand, type Served, type StoredAnswer } from './targets.js';
+import { callTargets, type AtHand, type Served, type StoredAnswer } from './targets.js';
 import { countMediaParts, MEDIA_PART_TOKENS } from '../formats/media.js';
 
 /** What every surface is given. */

@@ -17,15 +17,13 @@ import { targetOrder } from '../policy/routing.js';
 import type { Target } from '../policy/target.js';
 import type { PooledBody } from '../server/body-pool.js';
 import { callWithRetries, type HeadersWait } from '../upstream/call.js';
-import { upstreamError } from '../upstream/errors.js';
-import { readAll } from '../upstream/read.js';
+import { upstreamError, type Refusal } from '../upstream/errors.js';
+import { ERROR_BODY_LIMIT, readAll } from '../upstream/read.js';
 import { keysScrubber } from '../upstream/scrub.js';
 import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type UpstreamResponse } from '../upstream/types.js';
 import { outboundRequest, toMessages, translate, upstreamBody, type Outbound } from './outbound.js';
 import type { Surface, SurfaceDeps } from './surface.js';
 
-/** Upstream error bodies are only read for their message: the first MiB is plenty. */
-export const ERROR_BODY_LIMIT = 1024 * 1024;
 
 /** What served a request: the target, its translation, the request it got, and its answer (headers in). */
 export interface Served<C extends ApiTypes> {
@@ -139,15 +137,17 @@ export async function callTargets<C extends ApiTypes>(request: AtHand<C>, answer
         // A pooled body is held by each write of it, until the socket is done with its bytes.
         const build = (apiKey: string): UpstreamRequest => ({ body, holder: pooled, headers: passed === undefined ? route.target.authHeaders(apiKey) : { ...route.target.authHeaders(apiKey), ...passed } });
         let upstream: UpstreamResponse;
+        let refusal: Refusal;
         try {
-          ({ upstream } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last || clientRetries));
+          ({ upstream, refusal } = await callWithRetries(deps.upstream, target.keys, prepared.endpoint, build, cancel, interaction, deadline, headersWait, retries, !last || clientRetries));
         } finally {
           interaction.attributeSends();
         }
         if (several) interaction.tagAttempts(attempts, target.index);
         interaction.upstreamAnswered(upstream.status, upstream.headers, performance.now(), key.realKeys);
         if (several && key.fallbackOn.has(upstream.status)) {
-          outcome = 'failure';
+          // A model the provider refuses the target's keys (its other models it serves) opens no circuit.
+          outcome = refusal === 'model' ? null : 'failure';
           if (!last && !cancel.cancelled && performance.now() < deadline) {
             interaction.targetOutcome(target, 'failed');
             // Kept (its error body is small) in case no other target can serve after all.

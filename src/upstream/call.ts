@@ -8,16 +8,19 @@
 import { Readable } from 'node:stream';
 import type { Cancellation } from './cancel.js';
 import { toGatewayError } from '../errors.js';
-import { refusalOf } from './errors.js';
+import { refusalOf, type Refusal } from './errors.js';
 import type { HttpClient } from './http-client.js';
-import { readAll } from './read.js';
+import { ERROR_BODY_LIMIT, readAll } from './read.js';
 import { sendUpstream, type SendProgress } from './send.js';
 import type { Endpoint, UpstreamPolicy, UpstreamRequest, UpstreamResponse } from './types.js';
 
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
 const BACKOFF_BASE_MS = 250;
-/** A 403's or 429's body is read to tell what it refuses (errors.ts, refusalOf): this much of it at most. */
-const REFUSAL_BODY_LIMIT = 64 * 1024;
+/**
+ * A 403's or 429's body is read to tell what it refuses (errors.ts, refusalOf), waiting at most this
+ * long for its next bytes: one that does not come says nothing more, and the status decides alone.
+ */
+const REFUSAL_READ_MS = 2000;
 /** A real key whose quota is used up sits out as long as a rejected one (policy/key-pool.ts). */
 const QUOTA_COOLDOWN_MS = 300_000;
 
@@ -53,16 +56,18 @@ export interface CallRecord {
 /** A pool of real keys that take turns and sit out cool-downs (policy/key-pool.ts). */
 export interface KeyTurns {
   readonly apiKeys: readonly string[];
-  /** The index of the real key to use next. */
-  pick(): number;
-  /** Whether a real key other than `index` is not cooling down. */
-  otherAvailable(index: number): boolean;
+  /** The index of the real key to use next: one not in `skip` while there is one. */
+  pick(skip?: ReadonlySet<number>): number;
+  /** Whether a real key other than `index`, and not in `skip`, is not cooling down. */
+  otherAvailable(index: number, skip?: ReadonlySet<number>): boolean;
   /** The provider answered `status` for key `index` (a 429 or 401/403 sends it into cool-down). */
   report(index: number, status: number, retryAfterMs: number | null): void;
 }
 
 export interface CallResult {
   readonly upstream: UpstreamResponse;
+  /** What the final answer refused, where its body said (errors.ts, refusalOf): a model refusal is no failure of the target. */
+  readonly refusal: Refusal;
 }
 
 /** Exponential backoff with jitter (between half and all of 250 ms × 2^attempt), at least retry-after, at most the cap. */
@@ -128,8 +133,10 @@ export async function callWithRetries(
   const policy = upstream.policy;
   let request: UpstreamRequest | null = null;
   let requestKey = -1;
+  /** Real keys that refused the model in this call (other projects may have it): not asked again. */
+  const refusedModel = new Set<number>();
   for (let attempt = 0; ; attempt++) {
-    const index = keys.pick();
+    const index = keys.pick(refusedModel);
     const apiKey = keys.apiKeys[index] ?? '';
     if (request === null || index !== requestKey) {
       // Each virtual key and real key its own connections: a provider's answer out of turn (HTTP/1.1
@@ -161,29 +168,43 @@ export async function callWithRetries(
     }
     const status = answer.status;
     const retryAfter = retryAfterMs(answer.headers);
+    /** What a 403's or 429's body refuses; a body cut or slow to come says nothing (the status decides). */
+    const readRefusal = async (): Promise<Refusal> => {
+      const given = answer;
+      const boundLeft = deadline - performance.now();
+      if (boundLeft <= 0) return null;
+      try {
+        const body = await readAll(given.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(boundLeft)) });
+        answer = { ...given, body: Readable.from([body]) };
+        return refusalOf(status, body);
+      } catch (err) {
+        if (cancel.cancelled) throw err;
+        answer = { ...given, body: Readable.from([]) };
+        return null;
+      }
+    };
     const elapsed = Math.round(performance.now() - started);
     if (answer.resent === true) record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: 'stale_connection', duration_ms: elapsed });
     record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
-    // A 403 may refuse the model rather than the key (which serves other models: no cool-down, no
-    // hand-over), a 429 the key's quota rather than its rate (it sits out long, and is not retried):
-    // their bodies, small, are read to tell, and kept for the caller; within the request's overall
-    // bound too, so a provider slow to send one holds nothing longer.
-    let refusal: 'model' | 'quota' | null = null;
-    const boundLeft = deadline - performance.now();
-    if ((status === 403 || status === 429) && boundLeft > 0) {
-      const body = await readAll(answer.body, { limit: REFUSAL_BODY_LIMIT, truncate: true, cancel, idleMs: Math.min(policy.idleTimeoutMs, Math.ceil(boundLeft)) });
-      answer = { ...answer, body: Readable.from([body]) };
-      refusal = refusalOf(status, body);
-    }
-    if (refusal !== 'model') keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
-    // Another real key that is not cooling down: a rate-limited or rejected key hands over at once
-    // (the provider did not process the request), whatever its retry-after says.
-    const handOver = (status === 429 || status === 401 || (status === 403 && refusal !== 'model')) && keys.otherAvailable(index);
+    // A 403 may refuse the model rather than the key (which serves other models: no cool-down), a
+    // 429 the key's quota rather than its rate (it sits out long, and is not retried on it): their
+    // bodies, small, are read to tell, and kept for the caller.
+    const refusal = status === 403 || status === 429 ? await readRefusal() : null;
+    if (refusal === 'model') refusedModel.add(index);
+    else keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
+    // Another real key that is not cooling down (nor refused the model): a rate-limited or rejected
+    // key hands over at once (the provider did not process the request), whatever its retry-after says.
+    const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index, refusedModel);
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && refusal !== 'quota' && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
     // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
     const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;
-    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) return { upstream: answer };
+    if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) {
+      // A used-up quota with no other real key to try it on: the client's SDK is told not to
+      // retry (with another, a retry may find it, once it is out of its cool-down).
+      if (refusal === 'quota' && keys.apiKeys.length === 1) answer = { ...answer, headers: { ...answer.headers, 'x-should-retry': 'false' } };
+      return { upstream: answer, refusal };
+    }
     answer.abort(); // its answer is not needed: another attempt follows
     await wait(delay, cancel);
   }

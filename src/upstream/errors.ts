@@ -174,6 +174,8 @@ export function redactError(error: GatewayError, apiKeys: string | readonly stri
 const PASSED_HEADERS = [
   ['retry-after', /^(?:\d{1,10}|[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)$/],
   ['retry-after-ms', /^\d{1,12}(?:\.\d{1,6})?$/],
+  // No retry can pass it (a used-up quota on a target's only key: upstream/call.ts): the official SDKs and Claude Code honour it.
+  ['x-should-retry', /^false$/],
 ] as const;
 
 /** The provider refused the gateway's real key (401/403): the operator's problem, told without the provider's message (which echoes part of the key). */
@@ -193,7 +195,9 @@ function providerAuthFailed(status: number, logDetail: string): GatewayError {
  * or the key's quota, not its rate (OpenAI's 429 `insufficient_quota`: no retry in seconds will
  * pass, so neither the gateway nor the client's SDK retries it). Null for any other answer.
  */
-export function refusalOf(status: number, body: Buffer): 'model' | 'quota' | null {
+export type Refusal = 'model' | 'quota' | null;
+
+export function refusalOf(status: number, body: Buffer): Refusal {
   if (status !== 403 && status !== 429) return null;
   const info = parseUpstreamError(body);
   if (status === 403) return info.code === 'model_not_found' ? 'model' : null;
@@ -241,8 +245,7 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
     const value = headers[name];
     if (typeof value === 'string' && shape.test(value.trim())) passed[name] = value.trim();
   }
-  // The official SDKs (and Claude Code) retry a 429 unless told not to: a used-up quota stays so.
-  if (status === 429 && isQuota(info)) passed['x-should-retry'] = 'false';
+
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),
     code: info.code,

@@ -10,6 +10,9 @@ import { malformedCut, whyCut } from './http-client.js';
 import { malformedAnswer } from './errors.js';
 import type { ByteScrubber } from './scrub.js';
 
+/** Upstream error bodies are only read for their message: the first MiB is plenty. */
+export const ERROR_BODY_LIMIT = 1024 * 1024;
+
 export function upstreamIdle(ms: number): GatewayError {
   return new GatewayError(504, `The provider went silent for ${ms} ms mid-answer (UPSTREAM_IDLE_TIMEOUT_MS).`, { code: 'upstream_idle_timeout' });
 }

@@ -94,7 +94,8 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       if (placed === null) continue;
       const fn = placed.call.function;
       if (placed.lateId !== null && placed.call.id === '') placed.call.id = placed.lateId;
-      if (!placed.started && placed.name !== null && placed.name !== '') fn.name = joinedName(fn.name, placed.name);
+      // Pieces of a name come before the arguments: after them, a name is no piece of it.
+      if (!placed.started && placed.name !== null && placed.name !== '' && fn.arguments === '') fn.name = joinedName(fn.name, placed.name);
       fn.arguments += placed.arguments;
     }
   }

@@ -74,7 +74,8 @@ export class StreamedToolCalls<Call> {
       const rest = resent ? args.slice(known.text.length) : args;
       known.text += rest;
       known.end.feed(rest);
-      if (name !== null && name !== '') known.name = joinedName(known.name, name);
+      // Pieces of a name come before the arguments: after them, a name is no piece of it.
+      if (name !== null && name !== '' && known.text === '') known.name = joinedName(known.name, name);
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
         known.id = lateId = id;
@@ -142,8 +143,10 @@ interface WaitingCall<Opened> {
  */
 export class NamedToolCalls<Opened, Out> {
   private readonly calls = new StreamedToolCalls<WaitingCall<Opened>>();
-  /** Calls not opened yet, in the order they began. */
-  private readonly waiting: Array<WaitingCall<Opened>> = [];
+  /** Calls not opened yet, in the order they began (a set: one opens without a walk of the others). */
+  private readonly waiting = new Set<WaitingCall<Opened>>();
+  /** Of those, the ones whose name came, waiting for their arguments. */
+  private readonly named = new Set<WaitingCall<Opened>>();
 
   constructor(
     private readonly opener: CallOpener<Opened, Out>,
@@ -165,13 +168,14 @@ export class NamedToolCalls<Opened, Out> {
     const call = placed.call;
     if (placed.started) {
       // Another call began: the names of those before it are whole.
-      for (const earlier of this.waiting) if (earlier.opened === null && earlier.name !== '') this.open(earlier, out);
-      this.waiting.push(call);
+      this.openNamed(out);
+      this.waiting.add(call);
     }
     if (call.opened === null) {
       if (placed.lateId !== null) call.id = placed.lateId;
       if (placed.name !== null && placed.name !== '') call.name = joinedName(call.name, placed.name);
       if (call.name === '' || placed.arguments === '') {
+        if (call.name !== '') this.named.add(call);
         this.opener.hold(placed.arguments.length);
         call.held += placed.arguments;
         return { opened: null, arguments: placed.arguments };
@@ -181,12 +185,22 @@ export class NamedToolCalls<Opened, Out> {
     return { opened: call.opened, arguments: placed.arguments };
   }
 
+  /**
+   * Opens the calls whose name came and whose arguments have not: something else follows them (the
+   * next call, text), so their names are whole, and what follows comes after them, in order.
+   */
+  openNamed(out: Out): void {
+    for (const call of this.named) this.open(call, out);
+  }
+
   /** The stream's end: a call still waiting (for arguments, or for a name that never came) opens as it is. */
   finish(out: Out): void {
-    for (const call of this.waiting) if (call.opened === null) this.open(call, out);
+    for (const call of this.waiting) this.open(call, out);
   }
 
   private open(call: WaitingCall<Opened>, out: Out): void {
+    this.waiting.delete(call);
+    this.named.delete(call);
     const held = call.held;
     call.held = '';
     call.opened = this.opener.open(call.id, call.name, held, out);

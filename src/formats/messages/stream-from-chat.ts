@@ -62,6 +62,8 @@ export function chatStreamToMessages(hints: AnswerHints): StreamTranslator<ChatC
 
   const text = (kind: 'thinking' | 'text', value: string, out: Item[]): void => {
     if (value === '') return;
+    // A call named and waiting for its arguments comes before what follows it.
+    toolCalls.openNamed(out);
     deltas++;
     blocks.text(kind, value, out);
   };

@@ -167,6 +167,8 @@ export function chatStreamToResponses(context: AnswerContext, hints: AnswerHints
 
   const text = (out: Item[], kind: 'reasoning' | 'text' | 'refusal', value: string): void => {
     if (value === '') return;
+    // A call named and waiting for its arguments comes before what follows it.
+    toolCalls.openNamed(out);
     const last = items.last;
     const item = last !== null && last.kind === kind ? last : begin(out, kind);
     deltas++;
