@@ -55,14 +55,13 @@ export function cappedOutput(target: Target, asked: number): number {
  * fewer output tokens than clients ask for, as Claude Code asks for 32,000 to 128,000). The
  * client's own bytes go, with the members that change spliced in (json-splice.ts).
  */
-export function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, forMessages: boolean, passThrough: boolean): Outbound<C> {
+export function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: Target, parsed: ParsedRequest<C['request']>, raw: Buffer, forMessages: boolean): Outbound<C> {
   const model = target.modelMap?.map(parsed.model) ?? parsed.model;
   // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
   // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
   const unstated = fillsOutputLimit(forMessages, target, parsed);
-  // Passed through, a limit stated below 1 (`max_tokens: -1`, no limit to Ollama and llama.cpp) is
-  // capped too; translated, it is the translation's to refuse (the client's limit, however wrong).
-  const unlimited = passThrough && parsed.statesOutputLimit && parsed.maxOutputTokens === 0 && target.maxOutputTokens !== null;
+  // A limit stated below 1 (`max_tokens: -1`, no limit to Ollama and llama.cpp) is capped too.
+  const unlimited = parsed.statesOutputLimit && parsed.maxOutputTokens === 0 && target.maxOutputTokens !== null;
   const maxOutputTokens = unstated || unlimited ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ

@@ -284,7 +284,7 @@ interface Prepared<C extends ApiTypes> {
 
 function prepare<C extends ApiTypes>({ surface, parsed, raw, req, interaction, deps }: AtHand<C>, target: Target): Prepared<C> {
   const route = deps.router.route(surface.api, target.apis);
-  const outbound = outboundRequest(surface.api, target, parsed, raw, toMessages(route), route.translation.identity);
+  const outbound = outboundRequest(surface.api, target, parsed, raw, toMessages(route));
   const exchange = translate(route, outbound.request);
   const body = upstreamBody(route, target.provider, exchange, outbound.raw);
   const passed = route.translation.identity ? surface.passHeaders?.(req.headers) : undefined;
