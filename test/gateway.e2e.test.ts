@@ -361,12 +361,9 @@ describe('gateway errors', () => {
     assert.deepEqual([openaiMock.requests.at(-1)?.json.max_completion_tokens, openaiMock.requests.at(-1)?.json.max_tokens], [100, 100]);
     // Only a field above the cap is lowered: the client's lower max_completion_tokens (which wins
     // at OpenAI) stays its limit beside a max_tokens the cap lowers, and the other way round.
-    // A limit below 1 (`-1`: no limit to Ollama and llama.cpp) is capped too.
     for (const [asked, sent] of [
       [{ max_tokens: 5000, max_completion_tokens: 30 }, [30, 100]],
       [{ max_tokens: 30, max_completion_tokens: 5000 }, [100, 30]],
-      [{ max_tokens: -1 }, [undefined, 100]],
-      [{ max_completion_tokens: -1 }, [100, undefined]],
     ] as const) {
       await chat(gateway.url, 'vk_openai_capped', { model: 'gpt-4o-mini', ...asked, messages: [{ role: 'user', content: 'hi' }] });
       assert.deepEqual([openaiMock.requests.at(-1)?.json.max_completion_tokens, openaiMock.requests.at(-1)?.json.max_tokens], sent, JSON.stringify(asked));

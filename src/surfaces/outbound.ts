@@ -60,9 +60,7 @@ export function outboundRequest<C extends ApiTypes>(api: ClientApi<C>, target: T
   // Translated for Messages, which requires a limit, a request that sets none (Codex) gets the
   // key's cap rather than ANTHROPIC_DEFAULT_MAX_TOKENS: a 4,096-token default cut its longer patches.
   const unstated = fillsOutputLimit(forMessages, target, parsed);
-  // A limit stated below 1 (`max_tokens: -1`, no limit to Ollama and llama.cpp) is capped too.
-  const unlimited = parsed.statesOutputLimit && parsed.maxOutputTokens === 0 && target.maxOutputTokens !== null;
-  const maxOutputTokens = unstated || unlimited ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
+  const maxOutputTokens = unstated ? (target.maxOutputTokens as number) : cappedOutput(target, parsed.maxOutputTokens);
   const capped = maxOutputTokens !== parsed.maxOutputTokens;
   // The client's bytes go only where every top-level key stands once and plainly: parsers differ
   // on which of two `model`s wins, and the gateway checked (and prices) the one it read.
