@@ -499,15 +499,21 @@ describe("a real key's quota used up", () => {
     }
   });
 
-  it('a 403 or 429 whose body is cut short or slow to come is handled by its status: handed over to another key, the refusing key sitting out', async () => {
-    for (const how of ['cut', 'slow'] as const) {
+  // The timeout is a hang's bound, not a measure: a body that drips for ever was waited for whole.
+  it('a 403 or 429 whose body is cut short, slow to come or never whole is handled by its status: handed over to another key, the refusing key sitting out', { timeout: 60_000 }, async () => {
+    for (const how of ['cut', 'slow', 'drip'] as const) {
       const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off' } });
       const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
       openai.behave(({ req, res }) => {
         if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
-        res.writeHead(429, { 'content-type': 'application/json', 'content-length': '500' });
+        res.writeHead(429, { 'content-type': 'application/json', 'content-length': how === 'drip' ? '10000000' : '500' });
         res.write('{"error":{"message":"Rate limit');
         if (how === 'cut') setTimeout(() => res.socket?.destroy(), 50);
+        // A byte every 100 ms: never idle, never whole.
+        if (how === 'drip') {
+          const drip = setInterval(() => (res.destroyed ? clearInterval(drip) : res.write(' ')), 100);
+          res.once('close', () => clearInterval(drip));
+        }
         return true;
       });
       try {

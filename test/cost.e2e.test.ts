@@ -350,7 +350,15 @@ describe('what a budget in USD cannot be made to miss', () => {
   });
 
   it('logs cost_usd null, and counts an unpriced request, for a prompt a provider read of a model without a price and never answered', async () => {
-    const gateway = await startGateway({ keys: { virtual_keys: { vk_unpriced: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' } });
+    const gateway = await startGateway({
+      keys: {
+        virtual_keys: {
+          vk_unpriced: { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl },
+          vk_mixed: { targets: [{ provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl }, { provider: 'openai', api_key: OPENAI_KEY, base_url: openai.baseUrl, model_map: { '*': 'gpt-9-preview' } }] },
+        },
+      },
+      env: { LOG_CONSOLE: 'off', UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '0' },
+    });
     const waiting: Array<() => void> = [];
     openai.behave(async ({ res }) => {
       await new Promise<void>((resolve) => waiting.push(resolve));
@@ -365,6 +373,12 @@ describe('what a budget in USD cannot be made to miss', () => {
       const usage = (await request(gateway.url, '/v1/usage', { method: 'GET', key: 'vk_unpriced' })).json;
       assert.ok(usage.usage.total_tokens >= 1_000, JSON.stringify(usage));
       assert.equal(usage.unpriced_requests, 1, JSON.stringify(usage));
+      // Beside a priced target that read the prompt too, the priced part stands.
+      const mixed = await chat(gateway.url, 'vk_mixed', ask('gpt-4o-mini', { messages: [{ role: 'user', content: 'x'.repeat(4_000) }] }));
+      assert.equal(mixed.status, 504, mixed.text);
+      const mixedEntry = await waitForEntry(gateway.logFile, String(mixed.headers['x-request-id']));
+      assert.equal(mixedEntry.upstream.attempts.length, 2, JSON.stringify(mixedEntry.upstream));
+      assert.ok(typeof mixedEntry.cost_usd === 'number' && mixedEntry.cost_usd > 0, JSON.stringify(mixedEntry.cost_usd));
     } finally {
       for (const answer of waiting.splice(0)) answer();
       openai.behave(null);

@@ -346,6 +346,12 @@ describe('gateway errors', () => {
     const broken = await chat(gateway.url, 'vk_openai', '{"model":"gpt-4o-mini","messages":[}');
     assert.equal(broken.status, 400);
     assert.equal((await waitForEntry(gateway.logFile, String(broken.headers['x-request-id']))).request, '{"model":"gpt-4o-mini","messages":[}');
+    // JSON that is no object: an array as itself, anything else as its text (a null would read as a body never read).
+    for (const [body, logged] of [['[1, 2]', [1, 2]], ['null', 'null'], ['"abc"', '"abc"']] as const) {
+      const reply = await chat(gateway.url, 'vk_openai', body);
+      assert.equal(reply.status, 400, body);
+      assert.deepEqual((await waitForEntry(gateway.logFile, String(reply.headers['x-request-id']))).request, logged, body);
+    }
   });
 
   it("caps an output limit written as a string, as a lenient server would read it, to the key's max_output_tokens", async () => {

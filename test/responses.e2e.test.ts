@@ -441,11 +441,14 @@ describe('stored responses: a virtual key reaches only its own', () => {
       const input = (item: object): unknown[] => [{ role: 'user', content: `x${padding}` }, item, { role: 'user', content: 'and?' }];
       for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
         openai.requests.length = 0;
-        const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: 'rs_of_another_key', summary: [] }) } });
-        assert.equal(reply.status, 400, `${path} ${reply.text.slice(0, 300)}`);
-        assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
-        assert.match(reply.json.error.message, /a reasoning item without its encrypted_content \(to 'rs_of_another_key'\) names no item/);
-        assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+        // Content it cannot read (empty, or no string) is none: the provider may take the stored item.
+        for (const encrypted of [{}, { encrypted_content: null }, { encrypted_content: '' }, { encrypted_content: false }, { encrypted_content: {} }]) {
+          const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: 'rs_of_another_key', summary: [], ...encrypted }) } });
+          assert.equal(reply.status, 400, `${path} ${JSON.stringify(encrypted)} ${reply.text.slice(0, 300)}`);
+          assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
+          assert.match(reply.json.error.message, /a reasoning item without its encrypted_content \(to 'rs_of_another_key'\) names no item/);
+          assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
+        }
       }
       const carried = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', store: false, input: input({ type: 'reasoning', id: 'rs_of_its_own', summary: [], encrypted_content: encrypted }) } });
       assert.equal(carried.status, 200, carried.text.slice(0, 300));

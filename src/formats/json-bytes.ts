@@ -48,8 +48,11 @@ type Part = { readonly run: true; readonly start: number; readonly end: number }
  */
 const VIEWED_TEXT_MAX_BYTES = 1024;
 
-/** What a view shows for a string longer than VIEWED_TEXT_MAX_BYTES. */
-export const LONG_TEXT: unique symbol = Symbol('a string too long to decode for a view');
+/**
+ * What a view shows for a string longer than VIEWED_TEXT_MAX_BYTES: a string (checks that a value
+ * is one still pass) that stands for it, its text not decoded; no JSON text decodes to it.
+ */
+export const LONG_TEXT = '\u0000(a string over 1 KiB, not decoded)';
 
 /** Texts a view reuses: at most this many, of at most this many bytes. */
 const SHORT_TEXTS = 8;

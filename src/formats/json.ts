@@ -3,7 +3,7 @@
  * shape it should.
  */
 import { invalidRequest, type GatewayError } from '../errors.js';
-import { parseJsonBytes, type DeferOptions } from './json-bytes.js';
+import { LONG_TEXT, parseJsonBytes, type DeferOptions } from './json-bytes.js';
 import { TooDeep, TooMany } from './json-limits.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
@@ -16,9 +16,9 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
  * (`{"type":{"toString":1}}`), which turned a refusal into a 500.
  */
 export function shown(value: unknown): string {
+  if (value === LONG_TEXT) return 'a string over 1 KiB';
   if (typeof value === 'string') return value;
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'symbol') return 'a long string'; // a view's LONG_TEXT
   return typeof value === 'object' && value !== null ? 'an object' : String(value);
 }
 

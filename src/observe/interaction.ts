@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '../errors.js';
 import { tooCostly } from '../formats/json-limits.js';
+import { skipSpace } from '../formats/json-tokens.js';
 import { keptUsage, promptTokens, toLoggedUsage, type Usage } from '../formats/usage.js';
 import type { RequestContext } from '../server/context.js';
 import type { CallRecord, UpstreamAttempt } from '../upstream/call.js';
@@ -161,9 +162,10 @@ export class Interaction implements CallRecord, RelayRecord {
     try {
       parsed = parse(raw);
     } catch (err) {
-      // Logged as JSON only where a log reader can take it (nested within MAX_DEPTH); one over the
+      // Logged as JSON only where it is an object or an array (a `null` would read as a body never
+      // read, a string as text) that a log reader can take (nested within MAX_DEPTH); one over the
       // cap of a request no provider saw is logged as the head of its text anyway.
-      if (raw.length <= UNSEEN_BODY_MAX_BYTES && tooCostly(raw) === null) this.requestRead = { raw, picked: null, holder, refused: true };
+      if (raw.length <= UNSEEN_BODY_MAX_BYTES && opensContainer(raw) && tooCostly(raw) === null) this.requestRead = { raw, picked: null, holder, refused: true };
       else this.request = raw.toString('utf8');
       throw err;
     }
@@ -265,4 +267,10 @@ export class Interaction implements CallRecord, RelayRecord {
       upstream: this.upstreamEntry(),
     };
   }
+}
+
+/** Whether the bytes' first character past whitespace opens an object or an array. */
+function opensContainer(raw: Buffer): boolean {
+  const first = raw[skipSpace(raw, 0)];
+  return first === 0x7b || first === 0x5b;
 }

@@ -425,6 +425,7 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
   let usd: number | null = answered === null || totalTokens(answered) === 0 ? 0 : interaction.price === null ? null : costUsd(interaction.price, answered);
   const unanswered = interaction.unansweredSends;
   let unpricedSends = false;
+  let pricedSends = false;
   if (unanswered > 0) {
     // Attempts written whole that got no answer (the client left, the wait ran out, the connection
     // failed after it; perhaps before another attempt answered): the provider read the prompt, and
@@ -438,10 +439,13 @@ export function settle(limiter: Limiter, key: VirtualKey, interaction: Interacti
       if (send.price === null) {
         prices.unpriced(send.provider, send.model);
         unpricedSends = true;
-      } else if (usd !== null) usd += costUsd(send.price, { ...none, input: prompt });
+      } else {
+        pricedSends = true;
+        if (usd !== null) usd += costUsd(send.price, { ...none, input: prompt });
+      }
     }
     // Nothing priced was used beside them: the request's cost is unknown, as an unpriced answer's is.
-    if (unpricedSends && (answered === null || totalTokens(answered) === 0)) usd = null;
+    if (unpricedSends && !pricedSends && (answered === null || totalTokens(answered) === 0)) usd = null;
   }
   const tokens = usage === null ? 0 : totalTokens(usage);
   interaction.costUsd = usd;

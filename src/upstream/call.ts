@@ -168,19 +168,23 @@ export async function callWithRetries(
     }
     const status = answer.status;
     const retryAfter = retryAfterMs(answer.headers);
-    /** What a 403's or 429's body refuses; a body cut or slow to come says nothing (the status decides). */
+    /** What a 403's or 429's body refuses; a body cut, or not whole within REFUSAL_READ_MS, says nothing (the status decides). */
     const readRefusal = async (): Promise<Refusal> => {
       const given = answer;
-      const boundLeft = deadline - performance.now();
-      if (boundLeft <= 0) return null;
+      const ms = Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(deadline - performance.now()));
+      if (ms <= 0) return null;
+      // A whole-read deadline, not only an idle one: a body that drips a byte at a time is not waited for.
+      const late = setTimeout(() => given.body.destroy(), ms);
       try {
-        const body = await readAll(given.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(boundLeft)) });
+        const body = await readAll(given.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: ms });
         answer = { ...given, body: Readable.from([body]) };
         return refusalOf(status, body);
       } catch (err) {
         if (cancel.cancelled) throw err;
         answer = { ...given, body: Readable.from([]) };
         return null;
+      } finally {
+        clearTimeout(late);
       }
     };
     const elapsed = Math.round(performance.now() - started);

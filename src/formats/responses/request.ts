@@ -21,7 +21,8 @@ const ITEM_FIELDS = ['type', 'id', 'role', 'encrypted_content'];
 export function isItemReference(item: unknown): boolean {
   if (!isRecord(item)) return false;
   if (item.type === 'item_reference') return true;
-  if (item.type === 'reasoning') return item.id != null && item.encrypted_content == null;
+  // Only content it can read carries it: an empty one, or one that is no string, may leave it to the store.
+  if (item.type === 'reasoning') return item.id != null && (typeof item.encrypted_content !== 'string' || item.encrypted_content === '');
   return item.type == null && item.id != null && item.role == null;
 }
 
