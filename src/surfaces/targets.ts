@@ -24,7 +24,6 @@ import { withQuery, type Endpoint, type RequestBody, type UpstreamRequest, type 
 import { outboundRequest, toMessages, translate, upstreamBody, type Outbound } from './outbound.js';
 import type { Surface, SurfaceDeps } from './surface.js';
 
-
 /** What served a request: the target, its translation, the request it got, and its answer (headers in). */
 export interface Served<C extends ApiTypes> {
   readonly target: Target;

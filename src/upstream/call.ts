@@ -70,6 +70,25 @@ export interface CallResult {
   readonly refusal: Refusal;
 }
 
+/**
+ * What a 403's or 429's body refuses, with the answer its body is kept in for the caller; a body
+ * cut, or not whole within `ms` (a whole-read bound, not only an idle one: a body that drips a
+ * byte at a time is not waited for), says nothing, and the status decides alone.
+ */
+async function readRefusal(answer: UpstreamResponse, cancel: Cancellation, ms: number): Promise<{ answer: UpstreamResponse; refusal: Refusal }> {
+  if (ms <= 0) return { answer, refusal: null };
+  const late = setTimeout(() => answer.body.destroy(), ms);
+  try {
+    const body = await readAll(answer.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: ms });
+    return { answer: { ...answer, body: Readable.from([body]) }, refusal: refusalOf(answer.status, body) };
+  } catch (err) {
+    if (cancel.cancelled) throw err;
+    return { answer: { ...answer, body: Readable.from([]) }, refusal: null };
+  } finally {
+    clearTimeout(late);
+  }
+}
+
 /** Exponential backoff with jitter (between half and all of 250 ms × 2^attempt), at least retry-after, at most the cap. */
 export function backoffMs(attempt: number, retryAfter: number | null, maxDelayMs: number, random = Math.random): number {
   const exponential = BACKOFF_BASE_MS * 2 ** attempt;
@@ -168,32 +187,14 @@ export async function callWithRetries(
     }
     const status = answer.status;
     const retryAfter = retryAfterMs(answer.headers);
-    /** What a 403's or 429's body refuses; a body cut, or not whole within REFUSAL_READ_MS, says nothing (the status decides). */
-    const readRefusal = async (): Promise<Refusal> => {
-      const given = answer;
-      const ms = Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(deadline - performance.now()));
-      if (ms <= 0) return null;
-      // A whole-read deadline, not only an idle one: a body that drips a byte at a time is not waited for.
-      const late = setTimeout(() => given.body.destroy(), ms);
-      try {
-        const body = await readAll(given.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: ms });
-        answer = { ...given, body: Readable.from([body]) };
-        return refusalOf(status, body);
-      } catch (err) {
-        if (cancel.cancelled) throw err;
-        answer = { ...given, body: Readable.from([]) };
-        return null;
-      } finally {
-        clearTimeout(late);
-      }
-    };
     const elapsed = Math.round(performance.now() - started);
     if (answer.resent === true) record.attempts.push({ api_key: index, url: endpoint.url, status: null, error: 'stale_connection', duration_ms: elapsed });
     record.attempts.push({ api_key: index, url: endpoint.url, status, error: null, duration_ms: elapsed });
     // A 403 may refuse the model rather than the key (which serves other models: no cool-down), a
     // 429 the key's quota rather than its rate (it sits out long, and is not retried on it): their
     // bodies, small, are read to tell, and kept for the caller.
-    const refusal = status === 403 || status === 429 ? await readRefusal() : null;
+    let refusal: Refusal = null;
+    if (status === 403 || status === 429) ({ answer, refusal } = await readRefusal(answer, cancel, Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(deadline - performance.now()))));
     if (refusal === 'model') refusedModel.add(index);
     else keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
     // Another real key that is not cooling down (nor refused the model): a rate-limited or rejected
