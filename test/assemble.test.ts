@@ -77,6 +77,11 @@ describe('CompletionAssembler', () => {
     unnumbered.add(tool([{ index: 0, type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]));
     unnumbered.add(tool([{ index: 0, type: 'function', function: { name: 'get_time', arguments: '{}' } }]));
     assert.equal(unnumbered.result().choices[0]?.message.tool_calls?.[0]?.function.name, 'get_weather');
+    // A name that comes after the arguments is the call's name all the same.
+    const late = new CompletionAssembler();
+    late.add(tool([{ index: 0, id: 'call_l', type: 'function', function: { arguments: '{"city":"Paris"}' } }]));
+    late.add(tool([{ index: 0, function: { name: 'get_weather' } }]));
+    assert.equal(late.result().choices[0]?.message.tool_calls?.[0]?.function.name, 'get_weather');
     // A name sent in pieces (Gemini's may), or sent whole again with more of it, is joined.
     for (const [first, second] of [['get_', 'weather'], ['get_', 'get_weather']]) {
       const pieces = new CompletionAssembler();

@@ -439,6 +439,28 @@ describe('a model the provider refuses the real keys', () => {
     }
   });
 
+  it('asks each real key once for a model two of three refuse, whatever UPSTREAM_RETRIES (no retry of a refusal the provider did not process)', async () => {
+    const KEY_C = 'sk-proj-controlsKEY-C-3333';
+    const third = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_A, otherKeys: [KEY_B, KEY_C] });
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_three: { provider: 'openai', api_keys: [KEY_A, KEY_B, KEY_C], base_url: third.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
+    third.behave(({ req, recorded, res }) => {
+      if (recorded.json?.model !== 'o3' || req.headers.authorization === `Bearer ${KEY_C}`) return false;
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+      return true;
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const reply = await chat(gateway.url, 'vk_three', ask('o3'));
+        assert.equal(reply.status, 200, `request ${i}: ${reply.text}`);
+        assert.equal(third.requests.at(-1)?.headers.authorization, `Bearer ${KEY_C}`);
+      }
+    } finally {
+      await gateway.stop();
+      await third.close();
+    }
+  });
+
   it('opens no circuit of a target whose keys a model is refused: its other models are still served by it', async () => {
     const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
     const gateway = await startGateway({
@@ -493,6 +515,35 @@ describe("a real key's quota used up", () => {
       for (let i = 0; i < 5; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
       assert.ok(replies.every((reply) => reply.status === 200 && reply.headers['x-should-retry'] === undefined), replies.map((reply) => reply.text.slice(0, 200)).join('\n'));
       assert.ok(used(from).filter((auth) => auth === `Bearer ${KEY_A}`).length <= 1, 'key A asked once at most, then sits out');
+      // Both keys' quota used up: no key is free within a minute, and the client is told so.
+      openai.behave(({ res }) => {
+        res.writeHead(429, { 'content-type': 'application/json' });
+        res.end(quota);
+        return true;
+      });
+      const spent = await chat(gateway.url, 'vk_pool', ask());
+      assert.equal(spent.status, 429);
+      assert.equal(spent.headers['x-should-retry'], 'false');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
+  it("passes no provider's own x-should-retry: an ordinary rate limit another real key serves is the client's to retry", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
+    openai.behave(({ req, res }) => {
+      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' });
+      res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
+      return true;
+    });
+    try {
+      const replies = [];
+      // UPSTREAM_RETRIES=0, a key with one target: key A's 429 is the answer.
+      for (let i = 0; i < 2; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
+      assert.ok(replies.some((reply) => reply.status === 429), replies.map((reply) => reply.status).join());
+      for (const reply of replies) assert.equal(reply.headers['x-should-retry'], undefined, reply.text);
     } finally {
       openai.behave(null);
       await gateway.stop();

@@ -50,7 +50,8 @@ const VIEWED_TEXT_MAX_BYTES = 1024;
 
 /**
  * What a view shows for a string longer than VIEWED_TEXT_MAX_BYTES: a string (checks that a value
- * is one still pass) that stands for it, its text not decoded; no JSON text decodes to it.
+ * is one still pass) that stands for it, its text not decoded; a control character first, as no
+ * role, type or id a client sends has.
  */
 export const LONG_TEXT = '\u0000(a string over 1 KiB, not decoded)';
 

@@ -49,8 +49,8 @@ export class KeyPool implements KeyTurns {
     return best;
   }
 
-  otherAvailable(index: number, skip: ReadonlySet<number> = NONE, now = performance.now()): boolean {
-    return this.coolingUntil.some((until, other) => other !== index && !skip.has(other) && until <= now);
+  otherAvailable(index: number, skip: ReadonlySet<number> = NONE, withinMs = 0, now = performance.now()): boolean {
+    return this.coolingUntil.some((until, other) => other !== index && !skip.has(other) && until <= now + withinMs);
   }
 
   /** Every key is cooling down: a virtual key with other targets moves on to the next. A target without keys (the mock) never is. */

@@ -23,6 +23,8 @@ const BACKOFF_BASE_MS = 250;
 const REFUSAL_READ_MS = 2000;
 /** A real key whose quota is used up sits out as long as a rejected one (policy/key-pool.ts). */
 const QUOTA_COOLDOWN_MS = 300_000;
+/** A used-up quota is answered x-should-retry: false unless another real key is free within this long (an SDK's retries span about that). */
+const QUOTA_RETRY_WINDOW_MS = 60_000;
 
 /** How calls reach providers: the client that holds the connections, and the policy they follow. */
 export interface Upstream {
@@ -58,8 +60,8 @@ export interface KeyTurns {
   readonly apiKeys: readonly string[];
   /** The index of the real key to use next: one not in `skip` while there is one. */
   pick(skip?: ReadonlySet<number>): number;
-  /** Whether a real key other than `index`, and not in `skip`, is not cooling down. */
-  otherAvailable(index: number, skip?: ReadonlySet<number>): boolean;
+  /** Whether a real key other than `index`, and not in `skip`, is not cooling down (`withinMs`: or will not be within that long). */
+  otherAvailable(index: number, skip?: ReadonlySet<number>, withinMs?: number): boolean;
   /** The provider answered `status` for key `index` (a 429 or 401/403 sends it into cool-down). */
   report(index: number, status: number, retryAfterMs: number | null): void;
 }
@@ -202,12 +204,12 @@ export async function callWithRetries(
     const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index, refusedModel);
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && refusal !== 'quota' && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
-    // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns for ever.
-    const freeHandOver = handOver && freeHandOvers && attempt + 1 < keys.apiKeys.length;
+    // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns
+    // for ever. A model refusal is bounded by them too, each asked once (refusedModel), whatever the retries.
+    const freeHandOver = handOver && (refusal === 'model' || (freeHandOvers && attempt + 1 < keys.apiKeys.length));
     if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) {
-      // A used-up quota with no other real key to try it on: the client's SDK is told not to
-      // retry (with another, a retry may find it, once it is out of its cool-down).
-      if (refusal === 'quota' && keys.apiKeys.length === 1) answer = { ...answer, headers: { ...answer.headers, 'x-should-retry': 'false' } };
+      // A used-up quota and no other real key free within a minute: the client's SDK is told not to retry.
+      if (refusal === 'quota' && !keys.otherAvailable(index, refusedModel, QUOTA_RETRY_WINDOW_MS)) answer = { ...answer, noRetry: true };
       return { upstream: answer, refusal };
     }
     answer.abort(); // its answer is not needed: another attempt follows

@@ -174,8 +174,6 @@ export function redactError(error: GatewayError, apiKeys: string | readonly stri
 const PASSED_HEADERS = [
   ['retry-after', /^(?:\d{1,10}|[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)$/],
   ['retry-after-ms', /^\d{1,12}(?:\.\d{1,6})?$/],
-  // No retry can pass it (a used-up quota on a target's only key: upstream/call.ts): the official SDKs and Claude Code honour it.
-  ['x-should-retry', /^false$/],
 ] as const;
 
 /** The provider refused the gateway's real key (401/403): the operator's problem, told without the provider's message (which echoes part of the key). */
@@ -219,7 +217,7 @@ export function streamedUpstreamError(error: GatewayError): GatewayError {
  * the operator's problem, not the client's: 500 `provider_auth_failed`, without the upstream
  * message (which echoes part of the key).
  */
-export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string | readonly string[], url?: string): GatewayError {
+export function upstreamError(status: number, body: Buffer, headers: IncomingHttpHeaders, apiKey: string | readonly string[], url?: string, noRetry = false): GatewayError {
   const info = redactInfo(parseUpstreamError(body), apiKey);
   const upstreamSays = info.message ?? '';
   const from = url === undefined ? '' : ` from ${url}`;
@@ -245,6 +243,8 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
     const value = headers[name];
     if (typeof value === 'string' && shape.test(value.trim())) passed[name] = value.trim();
   }
+  // The official SDKs and Claude Code retry a 429 unless told not to (the call's verdict, upstream/call.ts: never the provider's).
+  if (noRetry) passed['x-should-retry'] = 'false';
 
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),

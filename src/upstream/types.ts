@@ -42,6 +42,8 @@ export interface UpstreamResponse {
   readonly body: Readable;
   /** The request was sent again on a fresh connection after a pooled one turned out dead. */
   readonly resent?: boolean;
+  /** No retry in the next minute can pass it (a used-up quota, and no other real key free by then): the client is told not to retry. */
+  readonly noRetry?: boolean;
   /** Stops the call: the connection is destroyed, so the provider stops generating. */
   abort(): void;
 }

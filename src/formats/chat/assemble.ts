@@ -94,8 +94,9 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       if (placed === null) continue;
       const fn = placed.call.function;
       if (placed.lateId !== null && placed.call.id === '') placed.call.id = placed.lateId;
-      // Pieces of a name come before the arguments: after them, a name is no piece of it.
-      if (!placed.started && placed.name !== null && placed.name !== '' && fn.arguments === '') fn.name = joinedName(fn.name, placed.name);
+      // Pieces of a name come before the arguments (with the first of them, at the latest): after
+      // them, a name is no piece of it, but the first one to come.
+      if (!placed.started && placed.name !== null && placed.name !== '' && (fn.arguments === '' || fn.name === '')) fn.name = joinedName(fn.name, placed.name);
       fn.arguments += placed.arguments;
     }
   }

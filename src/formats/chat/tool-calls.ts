@@ -72,10 +72,11 @@ export class StreamedToolCalls<Call> {
       const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && (known.resends || readAsResend(known.end, args, known.text.length));
       if (resent) known.resends = true;
       const rest = resent ? args.slice(known.text.length) : args;
+      // Pieces of a name come before the arguments (with the first of them, at the latest): after
+      // them, a name is no piece of it, but the first one to come.
+      if (name !== null && name !== '' && (known.text === '' || known.name === '')) known.name = joinedName(known.name, name);
       known.text += rest;
       known.end.feed(rest);
-      // Pieces of a name come before the arguments: after them, a name is no piece of it.
-      if (name !== null && name !== '' && known.text === '') known.name = joinedName(known.name, name);
       let lateId: string | null = null;
       if (id !== null && !known.fromServer) {
         known.id = lateId = id;
