@@ -82,6 +82,12 @@ describe('CompletionAssembler', () => {
     late.add(tool([{ index: 0, id: 'call_l', type: 'function', function: { arguments: '{"city":"Paris"}' } }]));
     late.add(tool([{ index: 0, function: { name: 'get_weather' } }]));
     assert.equal(late.result().choices[0]?.message.tool_calls?.[0]?.function.name, 'get_weather');
+    // Pieces of a late name, before the arguments that follow them, are joined too.
+    const latePieces = new CompletionAssembler();
+    latePieces.add(tool([{ index: 0, id: 'call_p', type: 'function', function: { arguments: '{"city":' } }]));
+    latePieces.add(tool([{ index: 0, function: { name: 'get_' } }]));
+    latePieces.add(tool([{ index: 0, function: { name: 'weather', arguments: '"Paris"}' } }]));
+    assert.deepEqual(latePieces.result().choices[0]?.message.tool_calls?.[0]?.function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
     // A name sent in pieces (Gemini's may), or sent whole again with more of it, is joined.
     for (const [first, second] of [['get_', 'weather'], ['get_', 'get_weather']]) {
       const pieces = new CompletionAssembler();

@@ -461,6 +461,31 @@ describe('a model the provider refuses the real keys', () => {
     }
   });
 
+  it("answers a rate limit, not a model refusal, where the key that may have the model is only cooling: the client retries after it", async () => {
+    const gateway = await startGateway({ keys: { virtual_keys: { vk_pair: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
+    openai.behave(({ req, recorded, res }) => {
+      if (recorded.json?.model !== 'o3') return false;
+      if (req.headers.authorization === `Bearer ${KEY_A}`) {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '20' });
+        res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
+      } else {
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+      }
+      return true;
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const reply = await request(gateway.url, '/v1/chat/completions', { key: 'vk_pair', body: ask('o3'), headers: { 'x-stainless-retry-count': '0' } });
+        assert.equal(reply.status, 429, `request ${i}: ${reply.text}`);
+        assert.equal(reply.headers['retry-after'], '20');
+      }
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+    }
+  });
+
   it('opens no circuit of a target whose keys a model is refused: its other models are still served by it', async () => {
     const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
     const gateway = await startGateway({
@@ -527,6 +552,29 @@ describe("a real key's quota used up", () => {
     } finally {
       openai.behave(null);
       await gateway.stop();
+    }
+  });
+
+  it('says x-should-retry: false for a used-up quota only where no other target could serve the retry', async () => {
+    const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
+    const gateway = await startGateway({
+      keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: other.baseUrl }], fallback_on: [500, 502, 503] } } },
+      env: { LOG_CONSOLE: 'off' },
+    });
+    openai.behave(({ res }) => {
+      res.writeHead(429, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(openAIError('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota')));
+      return true;
+    });
+    try {
+      const first = await chat(gateway.url, 'vk_two', ask());
+      assert.equal(first.status, 429, first.text);
+      assert.equal(first.headers['x-should-retry'], undefined, 'the next target serves the retry');
+      assert.equal((await chat(gateway.url, 'vk_two', ask())).status, 200, 'the first target sits out');
+    } finally {
+      openai.behave(null);
+      await gateway.stop();
+      await other.close();
     }
   });
 

@@ -232,7 +232,8 @@ async function answerServed<C extends ApiTypes>({ surface, key, parsed, res, int
     const error = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs, scrubber });
     interaction.upstreamEndedAt = performance.now();
     interaction.answerBytes = error.length;
-    const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url, upstream.noRetry);
+    // Told not to retry only where no other target could serve the retry.
+    const failed = upstreamError(upstream.status, error, upstream.headers, apiKeys, target.endpoints[route.target.name]?.url, upstream.noRetry === true && key.targets.length === 1);
     // Translated, the answer is in the client's API, where a request the provider cannot serve is
     // a 400: a chat provider's 422 (DeepSeek's invalid parameters) had Codex retry it four times.
     throw !route.translation.identity && failed.status === 422 ? failed.withStatus(400) : failed;

@@ -152,7 +152,7 @@ export async function callTargets<C extends ApiTypes>(request: AtHand<C>, answer
             // Kept (its error body is small) in case no other target can serve after all.
             const body = await readAll(upstream.body, { limit: ERROR_BODY_LIMIT, truncate: true, cancel, idleMs: deps.upstream.policy.idleTimeoutMs, scrubber: keysScrubber(key.realKeys) });
             interaction.answerBytes = body.length;
-            failure = upstreamError(upstream.status, body, upstream.headers, key.realKeys, prepared.endpoint.url, upstream.noRetry);
+            failure = upstreamError(upstream.status, body, upstream.headers, key.realKeys, prepared.endpoint.url);
             continue;
           }
         } else if (several) outcome = 'success';

@@ -156,6 +156,8 @@ export async function callWithRetries(
   let requestKey = -1;
   /** Real keys that refused the model in this call (other projects may have it): not asked again. */
   const refusedModel = new Set<number>();
+  /** The last rate limit met in this call, read whole: the answer rather than a later model refusal (a key that has the model is only cooling). */
+  let rateLimited: UpstreamResponse | null = null;
   for (let attempt = 0; ; attempt++) {
     const index = keys.pick(refusedModel);
     const apiKey = keys.apiKeys[index] ?? '';
@@ -199,9 +201,12 @@ export async function callWithRetries(
     if (status === 403 || status === 429) ({ answer, refusal } = await readRefusal(answer, cancel, Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(deadline - performance.now()))));
     if (refusal === 'model') refusedModel.add(index);
     else keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
+    if (status === 429 && refusal === null) rateLimited = answer;
     // Another real key that is not cooling down (nor refused the model): a rate-limited or rejected
     // key hands over at once (the provider did not process the request), whatever its retry-after says.
-    const handOver = (status === 429 || status === 401 || status === 403) && keys.otherAvailable(index, refusedModel);
+    // After a model refusal, a key not asked for it yet is asked even while it cools (it may have the
+    // model: its 429 and retry-after, rather than a 404, is then the answer).
+    const handOver = (status === 429 || status === 401 || status === 403) && (keys.otherAvailable(index, refusedModel) || (refusal === 'model' && refusedModel.size < keys.apiKeys.length));
     const retry = handOver || (RETRYABLE_STATUSES.has(status) && refusal !== 'quota' && (retryAfter === null || retryAfter <= policy.retryMaxDelayMs));
     const delay = handOver ? 0 : backoffMs(attempt, retryAfter, policy.retryMaxDelayMs);
     // Bounded by the keys: a 429 with `retry-after: 0` cools nothing, and two keys could take turns
@@ -210,6 +215,8 @@ export async function callWithRetries(
     if (!retry || (lastChance && !freeHandOver) || performance.now() + delay >= deadline) {
       // A used-up quota and no other real key free within a minute: the client's SDK is told not to retry.
       if (refusal === 'quota' && !keys.otherAvailable(index, refusedModel, QUOTA_RETRY_WINDOW_MS)) answer = { ...answer, noRetry: true };
+      // A model refused here, and a key that may have it rate-limited: its 429 (and retry-after) is the answer.
+      if (refusal === 'model' && rateLimited !== null) return { upstream: rateLimited, refusal: null };
       return { upstream: answer, refusal };
     }
     answer.abort(); // its answer is not needed: another attempt follows

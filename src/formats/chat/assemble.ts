@@ -5,7 +5,7 @@
  */
 import type { Assembler } from '../api.js';
 import { isRecord } from '../json.js';
-import { joinedName, StreamedToolCalls } from './tool-calls.js';
+import { StreamedToolCalls } from './tool-calls.js';
 import { contentText } from './answer.js';
 import type { AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatUsage, ToolCall } from './types.js';
 
@@ -94,9 +94,7 @@ export class CompletionAssembler implements Assembler<ChatCompletionChunk, ChatC
       if (placed === null) continue;
       const fn = placed.call.function;
       if (placed.lateId !== null && placed.call.id === '') placed.call.id = placed.lateId;
-      // Pieces of a name come before the arguments (with the first of them, at the latest): after
-      // them, a name is no piece of it, but the first one to come.
-      if (!placed.started && placed.name !== null && placed.name !== '' && (fn.arguments === '' || fn.name === '')) fn.name = joinedName(fn.name, placed.name);
+      fn.name = placed.callName;
       fn.arguments += placed.arguments;
     }
   }

@@ -22,6 +22,8 @@ export interface PlacedFragment<Call> {
   readonly started: boolean;
   /** Its function's name and arguments text, as far as it says them. */
   readonly name: string | null;
+  /** The call's name as far as its fragments so far say it (pieces joined). */
+  readonly callName: string;
   readonly arguments: string;
   /** The server's id for a call it began without one (the call keeps the id it started with once sent). */
   readonly lateId: string | null;
@@ -31,8 +33,10 @@ interface KnownCall<Call> {
   id: string;
   /** Whether `id` is the server's (not the fallback's). */
   fromServer: boolean;
-  /** Its function's name, once a fragment said it ('' until then). */
+  /** Its function's name, once a fragment said it ('' until then), its pieces joined. */
   name: string;
+  /** Arguments came since its name began: a name after them is no piece of it. */
+  argumentsSinceName: boolean;
   /** Its arguments so far. */
   text: string;
   /** The server sent its arguments so far again at least once: it does so (each fragment, or at the end). */
@@ -72,9 +76,10 @@ export class StreamedToolCalls<Call> {
       const resent = known.text !== '' && args.length >= known.text.length && args.startsWith(known.text) && (known.resends || readAsResend(known.end, args, known.text.length));
       if (resent) known.resends = true;
       const rest = resent ? args.slice(known.text.length) : args;
-      // Pieces of a name come before the arguments (with the first of them, at the latest): after
-      // them, a name is no piece of it, but the first one to come.
-      if (name !== null && name !== '' && (known.text === '' || known.name === '')) known.name = joinedName(known.name, name);
+      // Pieces of a name come before the arguments that follow it (with the first of them, at the
+      // latest): after them, a name is no piece of it (the first name to come is the name).
+      if (name !== null && name !== '' && (known.name === '' || !known.argumentsSinceName)) known.name = joinedName(known.name, name);
+      if (rest !== '' && known.name !== '') known.argumentsSinceName = true;
       known.text += rest;
       known.end.feed(rest);
       let lateId: string | null = null;
@@ -83,17 +88,17 @@ export class StreamedToolCalls<Call> {
         known.fromServer = true;
         if (!this.byId.has(id)) this.byId.set(id, index);
       }
-      return { call: known.call, started: false, name, arguments: rest, lateId };
+      return { call: known.call, started: false, name, callName: known.name, arguments: rest, lateId };
     }
     const callId = id ?? fallbackId(this.count);
     const call = start(callId, name ?? '');
     const end = new ArgumentsEnd();
     end.feed(args);
-    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', text: args, resends: false, call, end });
+    this.byIndex.set(index, { id: callId, fromServer: id !== null, name: name ?? '', argumentsSinceName: args !== '' && name !== null && name !== '', text: args, resends: false, call, end });
     if (!this.byId.has(callId)) this.byId.set(callId, index);
     this.count++;
     this.last = index;
-    return { call, started: true, name, arguments: args, lateId: null };
+    return { call, started: true, name, callName: name ?? '', arguments: args, lateId: null };
   }
 }
 
@@ -102,7 +107,7 @@ export class StreamedToolCalls<Call> {
  * repeat it on every fragment), the whole name so far and more (sent whole each time), or its next
  * piece (servers that send it in pieces, as Gemini's may: `get_`, then `weather`).
  */
-export function joinedName(sofar: string, piece: string): string {
+function joinedName(sofar: string, piece: string): string {
   return piece.startsWith(sofar) ? piece : sofar + piece;
 }
 
@@ -174,7 +179,7 @@ export class NamedToolCalls<Opened, Out> {
     }
     if (call.opened === null) {
       if (placed.lateId !== null) call.id = placed.lateId;
-      if (placed.name !== null && placed.name !== '') call.name = joinedName(call.name, placed.name);
+      call.name = placed.callName;
       if (call.name === '' || placed.arguments === '') {
         if (call.name !== '') this.named.add(call);
         this.opener.hold(placed.arguments.length);
