@@ -435,22 +435,29 @@ describe('stored responses: a virtual key reaches only its own', () => {
     assert.equal(message.status, 200, message.text);
   });
 
-  it("refuses a reasoning item named by an id without its encrypted_content (OpenAI reads it from the responses it stored) unless the key's own, and passes one that carries it (Codex), in a small body and an agent-sized one", async () => {
+  it("refuses a reasoning item named by an id without its encrypted_content (OpenAI reads it from the responses it stored) where the id is known to be another key's, and passes one it does not know (a restart: every turn of a stored conversation sends its reasoning back) or that carries its content (Codex), in a small body and an agent-sized one", async () => {
+    const stored = await responses('vk_codex', { model: 'gpt-5', input: 'hello' });
+    assert.equal(stored.status, 200, stored.text);
+    const theirs: string = stored.json.output[0].id;
     const encrypted = `gAAAAB${'x'.repeat(3000)}`;
     for (const padding of ['', 'y'.repeat(100_000)]) {
       const input = (item: object): unknown[] => [{ role: 'user', content: `x${padding}` }, item, { role: 'user', content: 'and?' }];
       for (const path of ['/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens']) {
         openai.requests.length = 0;
         // Content it cannot read (empty, or no string) is none: the provider may take the stored item.
-        for (const encrypted of [{}, { encrypted_content: null }, { encrypted_content: '' }, { encrypted_content: false }, { encrypted_content: {} }]) {
-          const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: 'rs_of_another_key', summary: [], ...encrypted }) } });
-          assert.equal(reply.status, 400, `${path} ${JSON.stringify(encrypted)} ${reply.text.slice(0, 300)}`);
+        for (const content of [{}, { encrypted_content: null }, { encrypted_content: '' }, { encrypted_content: false }, { encrypted_content: {} }]) {
+          const reply = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: theirs, summary: [], ...content }) } });
+          assert.equal(reply.status, 400, `${path} ${JSON.stringify(content)} ${reply.text.slice(0, 300)}`);
           assert.deepEqual([reply.json.error.code, reply.json.error.param], ['unsupported_parameter', 'input[1]'], path);
-          assert.match(reply.json.error.message, /a reasoning item without its encrypted_content \(to 'rs_of_another_key'\) names no item/);
+          assert.match(reply.json.error.message, /a reasoning item without its encrypted_content \(to '[^']+'\) names no item/);
           assert.equal(openai.requests.length, 0, `${path}: nothing reached the provider`);
         }
+        const unknown = await request(gateway.url, path, { key: 'vk_codex_other', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: 'rs_not_seen_here', summary: [] }) } });
+        assert.equal(unknown.status, 200, `${path}: ${unknown.text.slice(0, 300)}`);
+        const own = await request(gateway.url, path, { key: 'vk_codex', body: { model: 'gpt-5', input: input({ type: 'reasoning', id: theirs, summary: [] }) } });
+        assert.equal(own.status, 200, `${path}: ${own.text.slice(0, 300)}`);
       }
-      const carried = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', store: false, input: input({ type: 'reasoning', id: 'rs_of_its_own', summary: [], encrypted_content: encrypted }) } });
+      const carried = await request(gateway.url, '/v1/responses', { key: 'vk_codex_other', body: { model: 'gpt-5', store: false, input: input({ type: 'reasoning', id: theirs, summary: [], encrypted_content: encrypted }) } });
       assert.equal(carried.status, 200, carried.text.slice(0, 300));
       assert.equal(JSON.parse(openai.requests.at(-1)?.raw ?? '{}').input[1].encrypted_content, encrypted, 'sent as it came');
     }

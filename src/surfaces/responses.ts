@@ -63,7 +63,12 @@ function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemO
     if (!isItemReference(item)) continue;
     const id = (item as { id?: unknown }).id;
     tag ??= ownerTag(key.id);
-    if (typeof id !== 'string' || owners.get(target.storage, id) !== tag) return { at, id, reasoning: (item as { type?: unknown }).type === 'reasoning' };
+    const reasoning = (item as { type?: unknown }).type === 'reasoning';
+    const owner = typeof id === 'string' ? owners.get(target.storage, id) : undefined;
+    // A reasoning item is sent back by id in every turn of a stored conversation (`input +=
+    // response.output`): one this process does not know (a restart, another instance) goes as it
+    // came; only one known to be another key's is refused. A reference must be known to be the key's.
+    if (typeof id !== 'string' || (reasoning ? owner !== undefined && owner !== tag : owner !== tag)) return { at, id, reasoning };
   }
   return null;
 }
