@@ -76,7 +76,9 @@ function notOwned(input: unknown, key: VirtualKey, target: Target, owners: ItemO
 function notOwnedError({ at, id, reasoning }: { at: number; id: unknown; reasoning: boolean }): GatewayError {
   return new GatewayError(
     400,
-    `input[${at}]: ${reasoning ? 'a reasoning item without its encrypted_content' : 'item_reference'} (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
+    reasoning
+      ? `input[${at}]: a reasoning item without its encrypted_content (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: this process saw it stored by another. Send the item with its encrypted_content (include: ["reasoning.encrypted_content"]), or do not store responses.`
+      : `input[${at}]: item_reference (to '${shown(id)}') names no item of a response this virtual key stored through this gateway process: an item id does not say whose it is, so only the items of the key's own responses, seen created here, can be named (not after a restart, nor on another worker or instance). Send the item itself in 'input', continue with previous_response_id, or do not store responses (the Vercel AI SDK: providerOptions.openai.store = false).`,
     { code: 'unsupported_parameter', param: `input[${at}]` },
   );
 }

@@ -15,6 +15,8 @@ import { sendUpstream, type SendProgress } from './send.js';
 import type { Endpoint, UpstreamPolicy, UpstreamRequest, UpstreamResponse } from './types.js';
 
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504, 529]);
+/** No real keys (a call's answer made on the first attempt allocates no set of them). */
+const NO_KEYS: ReadonlySet<number> = new Set();
 const BACKOFF_BASE_MS = 250;
 /**
  * A 403's or 429's body is read to tell what it refuses (errors.ts, refusalOf), waiting at most this
@@ -155,7 +157,7 @@ export async function callWithRetries(
   let request: UpstreamRequest | null = null;
   let requestKey = -1;
   /** Real keys that refused the model in this call (other projects may have it): not asked again. */
-  const refusedModel = new Set<number>();
+  let refusedModel: ReadonlySet<number> = NO_KEYS;
   /** The last rate limit met in this call, read whole: the answer rather than a later model refusal (a key that has the model is only cooling). */
   let rateLimited: UpstreamResponse | null = null;
   for (let attempt = 0; ; attempt++) {
@@ -199,7 +201,7 @@ export async function callWithRetries(
     // bodies, small, are read to tell, and kept for the caller.
     let refusal: Refusal = null;
     if (status === 403 || status === 429) ({ answer, refusal } = await readRefusal(answer, cancel, Math.min(REFUSAL_READ_MS, policy.idleTimeoutMs, Math.ceil(deadline - performance.now()))));
-    if (refusal === 'model') refusedModel.add(index);
+    if (refusal === 'model') refusedModel = new Set([...refusedModel, index]);
     else keys.report(index, status, refusal === 'quota' ? QUOTA_COOLDOWN_MS : retryAfter);
     if (status === 429 && refusal === null) rateLimited = answer;
     // Another real key that is not cooling down (nor refused the model): a rate-limited or rejected

@@ -186,6 +186,8 @@ function providerAuthFailed(status: number, logDetail: string): GatewayError {
   );
 }
 
+export type Refusal = 'model' | 'quota' | null;
+
 /**
  * What a 403 or 429 refuses, where its body says more than its status: the model, not the real key
  * (OpenAI's 403 `model_not_found`, a project not given access to a model: the key still serves
@@ -193,17 +195,14 @@ function providerAuthFailed(status: number, logDetail: string): GatewayError {
  * or the key's quota, not its rate (OpenAI's 429 `insufficient_quota`: no retry in seconds will
  * pass, so neither the gateway nor the client's SDK retries it). Null for any other answer.
  */
-export type Refusal = 'model' | 'quota' | null;
-
 export function refusalOf(status: number, body: Buffer): Refusal {
-  if (status !== 403 && status !== 429) return null;
-  const info = parseUpstreamError(body);
-  if (status === 403) return info.code === 'model_not_found' ? 'model' : null;
-  return isQuota(info) ? 'quota' : null;
+  return status === 403 || status === 429 ? refusalIn(status, parseUpstreamError(body)) : null;
 }
 
-function isQuota(info: UpstreamErrorInfo): boolean {
-  return info.code === 'insufficient_quota' || info.type === 'insufficient_quota';
+function refusalIn(status: number, info: UpstreamErrorInfo): Refusal {
+  if (status === 403) return info.code === 'model_not_found' ? 'model' : null;
+  if (status === 429) return info.code === 'insufficient_quota' || info.type === 'insufficient_quota' ? 'quota' : null;
+  return null;
 }
 
 /** A provider's error in a stream (already scrubbed), as a client may see it: one that says 401 or 403 is told as a refused key is. */
@@ -221,7 +220,7 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
   const info = redactInfo(parseUpstreamError(body), apiKey);
   const upstreamSays = info.message ?? '';
   const from = url === undefined ? '' : ` from ${url}`;
-  if (status === 403 && info.code === 'model_not_found') {
+  if (refusalIn(status, info) === 'model') {
     // The provider's message names the operator's project: the client is told what it can do.
     return new GatewayError(404, "The provider does not give this key's account access to the model asked for; use another model.", {
       type: 'invalid_request_error',
@@ -245,7 +244,6 @@ export function upstreamError(status: number, body: Buffer, headers: IncomingHtt
   }
   // The official SDKs and Claude Code retry a 429 unless told not to (the call's verdict, upstream/call.ts: never the provider's).
   if (noRetry) passed['x-should-retry'] = 'false';
-
   return new GatewayError(status, upstreamSays || `The provider answered with status ${status}.`, {
     ...(info.type === null ? {} : { type: info.type }),
     code: info.code,
