@@ -358,12 +358,7 @@ describe('several real keys', () => {
       for (let i = 0; i < 4; i++) assert.equal((await chat(gateway.url, 'vk_pool', ask())).status, 200);
       assert.deepEqual(used(from).sort(), [`Bearer ${KEY_A}`, `Bearer ${KEY_A}`, `Bearer ${KEY_B}`, `Bearer ${KEY_B}`]);
 
-      openai.behave(({ req, res }) => {
-        if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
-        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
-        res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
-        return true;
-      });
+      rateLimit(KEY_A, { 'retry-after': '60' });
       from = openai.requests.length;
       const replies = [];
       for (let i = 0; i < 6; i++) replies.push(await chat(gateway.url, 'vk_pool', ask()));
@@ -381,12 +376,38 @@ describe('several real keys', () => {
   });
 });
 
+/** The mock answers real key `key` a rate limit (429, with `headers`); other keys as usual. */
+function rateLimit(key: string, headers: Record<string, string>, message = 'Rate limit reached for requests'): void {
+  openai.behave(({ req, res }) => {
+    if (req.headers.authorization !== `Bearer ${key}`) return false;
+    res.writeHead(429, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(openAIError(message, 'requests', 'rate_limit_exceeded')));
+    return true;
+  });
+}
+
+/** A gateway whose key `vk_two` has two targets: this file's mock (KEY_A), then a mock of its own (KEY_B). */
+async function twoTargets(extra: Record<string, unknown> = {}): Promise<{ gateway: GatewayProcess; close: () => Promise<void> }> {
+  const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
+  const gateway = await startGateway({
+    keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: other.baseUrl }], ...extra } } },
+    env: { LOG_CONSOLE: 'off' },
+  });
+  return { gateway, close: async () => void (await Promise.all([gateway.stop(), other.close()])) };
+}
+
+/** OpenAI's 403 for a model the key's project has no access to (its message names the project). */
+const MODEL_REFUSAL = JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found'));
+
+/** OpenAI's 429 for a used-up quota, its message `padding` longer. */
+const quotaBody = (padding = ''): string => JSON.stringify(openAIError(`You exceeded your current quota, please check your plan and billing details.${padding}`, 'insufficient_quota', 'insufficient_quota'));
+
 describe('a model the provider refuses the real keys', () => {
   const refuseO3For = (keys: string[]) =>
     openai.behave(({ req, recorded, res }) => {
       if (recorded.json?.model !== 'o3' || !keys.includes(String(req.headers.authorization).slice(7))) return false;
       res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+      res.end(MODEL_REFUSAL);
       return true;
     });
 
@@ -446,7 +467,7 @@ describe('a model the provider refuses the real keys', () => {
     third.behave(({ req, recorded, res }) => {
       if (recorded.json?.model !== 'o3' || req.headers.authorization === `Bearer ${KEY_C}`) return false;
       res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+      res.end(MODEL_REFUSAL);
       return true;
     });
     try {
@@ -470,7 +491,7 @@ describe('a model the provider refuses the real keys', () => {
         res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
       } else {
         res.writeHead(403, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(openAIError('Project `proj_Xy12Ab34` does not have access to model `o3`', 'invalid_request_error', 'model_not_found')));
+        res.end(MODEL_REFUSAL);
       }
       return true;
     });
@@ -487,11 +508,7 @@ describe('a model the provider refuses the real keys', () => {
   });
 
   it('opens no circuit of a target whose keys a model is refused: its other models are still served by it', async () => {
-    const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
-    const gateway = await startGateway({
-      keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: other.baseUrl }] } } },
-      env: { LOG_CONSOLE: 'off' },
-    });
+    const { gateway, close } = await twoTargets();
     refuseO3For([KEY_A]);
     try {
       for (let i = 0; i < 6; i++) {
@@ -504,8 +521,7 @@ describe('a model the provider refuses the real keys', () => {
       assert.equal(openai.requests.length - from, 1, 'the first target serves gpt-4o-mini: not skipped');
     } finally {
       openai.behave(null);
-      await gateway.stop();
-      await other.close();
+      await close();
     }
   });
 });
@@ -518,7 +534,7 @@ describe("a real key's quota used up", () => {
     });
     const used = (from: number) => openai.requests.slice(from).map((recorded) => recorded.headers.authorization);
     // A message of 70 KB: read whole to tell what it refuses (a provider's error is read up to 1 MiB).
-    const quota = JSON.stringify(openAIError(`You exceeded your current quota, please check your plan and billing details.${' '.repeat(70_000)}`, 'insufficient_quota', 'insufficient_quota'));
+    const quota = quotaBody(' '.repeat(70_000));
     openai.behave(({ req, res }) => {
       if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
       res.writeHead(429, { 'content-type': 'application/json' });
@@ -556,14 +572,10 @@ describe("a real key's quota used up", () => {
   });
 
   it('says x-should-retry: false for a used-up quota only where no other target could serve the retry', async () => {
-    const other = await startOpenAIMock({ flavor: 'openai', apiKey: KEY_B });
-    const gateway = await startGateway({
-      keys: { virtual_keys: { vk_two: { targets: [{ provider: 'openai', api_key: KEY_A, base_url: openai.baseUrl }, { provider: 'openai', api_key: KEY_B, base_url: other.baseUrl }], fallback_on: [500, 502, 503] } } },
-      env: { LOG_CONSOLE: 'off' },
-    });
+    const { gateway, close } = await twoTargets({ fallback_on: [500, 502, 503] });
     openai.behave(({ res }) => {
       res.writeHead(429, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(openAIError('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota')));
+      res.end(quotaBody());
       return true;
     });
     try {
@@ -573,19 +585,13 @@ describe("a real key's quota used up", () => {
       assert.equal((await chat(gateway.url, 'vk_two', ask())).status, 200, 'the first target sits out');
     } finally {
       openai.behave(null);
-      await gateway.stop();
-      await other.close();
+      await close();
     }
   });
 
   it("passes no provider's own x-should-retry: an ordinary rate limit another real key serves is the client's to retry", async () => {
     const gateway = await startGateway({ keys: { virtual_keys: { vk_pool: { provider: 'openai', api_keys: [KEY_A, KEY_B], base_url: openai.baseUrl } } }, env: { LOG_CONSOLE: 'off', UPSTREAM_RETRIES: '0' } });
-    openai.behave(({ req, res }) => {
-      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
-      res.writeHead(429, { 'content-type': 'application/json', 'x-should-retry': 'false' });
-      res.end(JSON.stringify(openAIError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded')));
-      return true;
-    });
+    rateLimit(KEY_A, { 'x-should-retry': 'false' });
     try {
       const replies = [];
       // UPSTREAM_RETRIES=0, a key with one target: key A's 429 is the answer.
@@ -777,13 +783,8 @@ describe('retries', () => {
   });
 
   it('moves to the next real key at once when one is rate-limited', async () => {
-    openai.behave(({ req, res }) => {
-      if (req.headers.authorization !== `Bearer ${KEY_A}`) return false;
-      // Asking for 30 s: waiting first, the retry would be past UPSTREAM_RETRY_MAX_DELAY_MS, so not made.
-      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '30' });
-      res.end(JSON.stringify(openAIError('Rate limit reached', 'requests', 'rate_limit_exceeded')));
-      return true;
-    });
+    // Asking for 30 s: waiting first, the retry would be past UPSTREAM_RETRY_MAX_DELAY_MS, so not made.
+    rateLimit(KEY_A, { 'retry-after': '30' }, 'Rate limit reached');
     try {
       const started = Date.now();
       for (let i = 0; i < 3; i++) assert.equal((await chat(gateway.url, 'vk_pool_handover', ask())).status, 200);
